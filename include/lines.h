@@ -1,0 +1,229 @@
+/*
+ * lines.h -- the public interface of liblines.
+ *
+ * liblines merges and edits neural-network checkpoints (safetensors) with
+ * LiNeS (layer-increasing network scaling) and the classic weight-space
+ * merging methods, streaming every tensor in fixed-size chunks so that
+ * memory use never depends on the size of the model.
+ *
+ * Conventions
+ *   - Functions return 0 (LINES_OK) on success and a negative LINES_E*
+ *     code on failure; on failure the struct lines_error passed in is
+ *     filled with what went wrong, in which file and which tensor.
+ *   - The library never prints and never exits. Messages that are not
+ *     fatal (warnings, notes, the list of every header mismatch found
+ *     before a merge) go to the log callback of the options, if any.
+ *   - Strings passed in are borrowed for the duration of the call (or of
+ *     the object they configure); strings handed out are owned by the
+ *     object they came from.
+ *   - Objects are not thread-safe; the library runs its own threads
+ *     internally. lines_cancel() is async-signal-safe.
+ */
+#ifndef LINES_H
+#define LINES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status codes -------------------------------------------------------- */
+enum lines_status {
+	LINES_OK = 0,
+	LINES_EUSAGE = -1,    /* options that cannot work together (exit 2)   */
+	LINES_EFORMAT = -2,   /* an input is malformed                        */
+	LINES_EMISMATCH = -3, /* inputs are not compatible with each other    */
+	LINES_EIO = -4,       /* a system call failed; sys_errno tells which   */
+	LINES_ENOMEM = -5,    /* out of memory                                 */
+	LINES_ECANCELED = -6, /* lines_cancel() was called (SIGINT, SIGTERM)   */
+	LINES_EUNSUPPORTED = -7, /* valid input this version cannot handle     */
+	LINES_ECHANGED = -8,  /* an input changed (was truncated) during a run */
+	LINES_ECORRUPT = -9,  /* verification found a damaged file             */
+};
+
+/*
+ * What went wrong. file and tensor are empty strings when they do not
+ * apply. A CLI prints it as "lines: FILE: TENSOR: msg".
+ */
+struct lines_error {
+	int code;      /* one of enum lines_status                         */
+	int sys_errno; /* errno of the failing system call, or 0           */
+	char file[1024];
+	char tensor[512];
+	char msg[1024];
+};
+
+/* Name of a status code, e.g. "malformed input". */
+const char *lines_strerror(int code);
+
+/* ---- logging and progress ------------------------------------------------ */
+enum lines_level { LINES_LOG_ERROR, LINES_LOG_WARN, LINES_LOG_NOTE, LINES_LOG_INFO };
+
+/*
+ * Called from the thread that runs the library call (never from a worker
+ * thread). file and tensor may be empty strings.
+ */
+typedef void (*lines_log_fn)(void *ctx, enum lines_level level, const char *file,
+                             const char *tensor, const char *msg);
+
+struct lines_progress {
+	const char *pass;    /* name of the running pass: "norms", "write" ... */
+	unsigned pass_index; /* 1-based                                        */
+	unsigned pass_count;
+	uint64_t done;  /* input bytes processed in this pass         */
+	uint64_t total; /* input bytes this pass will process          */
+	double seconds; /* since the start of this pass                */
+};
+typedef void (*lines_progress_fn)(void *ctx, const struct lines_progress *p);
+
+/*
+ * Ask every running lines_plan_run() to stop as soon as possible; it then
+ * removes its temporary output and returns LINES_ECANCELED.
+ * Async-signal-safe: meant to be called from a SIGINT/SIGTERM handler.
+ */
+void lines_cancel(void);
+/* Clear the request, e.g. in a test that runs several merges. */
+void lines_cancel_reset(void);
+
+/* ---- version ------------------------------------------------------------- */
+const char *lines_version(void);
+/* Versions of the libraries in use, e.g. "zstd 1.5.4, xxHash 0.8.1, ...". */
+const char *lines_libraries(void);
+/*
+ * Kernels in use after run-time detection (and LINES_ISA), e.g. "avx2".
+ * Returns NULL and fills err when LINES_ISA names a set this machine or
+ * this build cannot run.
+ */
+const char *lines_kernels(struct lines_error *err);
+
+/* ---- reading a model ----------------------------------------------------- */
+struct lines_model;
+
+struct lines_tensor_info {
+	const char *name;
+	const char *dtype;  /* "BF16", "F32", "I64", ...                     */
+	int is_float;       /* BF16, F16, F32 or F64: merged, not copied      */
+	unsigned rank;
+	const uint64_t *shape;
+	uint64_t nelem;
+	uint64_t nbytes;
+	long block; /* block index (section 1.1 of the spec), -1 outside the blocks */
+};
+
+/*
+ * Layer detection settings. regex NULL means the built-in pattern;
+ * num_layers 0 means "1 + the largest block index of the base".
+ */
+struct lines_layer_opts {
+	const char *regex;
+	long num_layers;
+};
+
+/*
+ * Open a model (a .safetensors file) and validate its header strictly.
+ * layers may be NULL for the defaults. The data is not read.
+ */
+int lines_model_open(const char *path, const struct lines_layer_opts *layers,
+                     struct lines_model **out, struct lines_error *err);
+void lines_model_close(struct lines_model *m);
+size_t lines_model_count(const struct lines_model *m);
+/* Tensors in the order of their data in the file. */
+void lines_model_tensor(const struct lines_model *m, size_t i, struct lines_tensor_info *info);
+/* 1 + the largest block index (0 when no tensor is in a block). */
+long lines_model_num_layers(const struct lines_model *m);
+uint64_t lines_model_data_bytes(const struct lines_model *m);
+uint64_t lines_model_header_bytes(const struct lines_model *m);
+/* The __metadata__ map: number of entries and the i-th key and value. */
+size_t lines_model_meta_count(const struct lines_model *m);
+void lines_model_meta(const struct lines_model *m, size_t i, const char **key, const char **value);
+
+/* ---- merging ------------------------------------------------------------- */
+enum lines_method { LINES_M_SUM, LINES_M_MEAN, LINES_M_TIES, LINES_M_DARE };
+enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
+
+struct lines_merge_opts {
+	const char *command; /* recorded in the output: "merge" or "scale" */
+	const char *base;
+	const char *const *models;
+	size_t nmodels;
+
+	enum lines_method method;
+	const double *weights; /* nmodels entries, or NULL for all 1        */
+	double lambda;         /* global coefficient without LiNeS           */
+
+	int lines;      /* apply layer-increasing scaling                  */
+	int alpha_auto; /* alpha from the norms of the task vectors        */
+	double alpha;
+	double beta;
+	int norm_p; /* 1 or 2                                              */
+
+	double density; /* ties, dare                                      */
+	int trim_tensor; /* ties: per-tensor instead of global threshold    */
+	uint64_t seed;  /* dare                                            */
+	int dare_elect;
+
+	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
+	struct lines_layer_opts layers;
+
+	const char *output; /* path, or "-" for standard output             */
+	unsigned jobs;      /* worker threads; 0 = online CPUs              */
+	enum lines_io io;
+	size_t chunk; /* bytes read from each input per step; 0 = default */
+	int strict;   /* non-float tensors that differ are an error       */
+
+	lines_log_fn log;
+	lines_progress_fn progress;
+	void *cb_ctx;
+};
+
+/* Fill opts with the defaults (sum, lambda 1, L1 norm, density 0.2, ...). */
+void lines_merge_opts_init(struct lines_merge_opts *opts);
+
+/*
+ * A merge plan: the inputs, opened and checked against each other, the
+ * output layout, the scale of every block and the passes to run.
+ */
+struct lines_plan;
+
+struct lines_plan_info {
+	size_t ntensors;
+	size_t nfloat;       /* tensors that are merged                       */
+	long num_layers;     /* L                                             */
+	int alpha_known;     /* 0 until the norm pass has run                 */
+	double alpha, beta;  /* the LiNeS coefficients (lines only)           */
+	const double *lambda; /* num_layers entries: scale of block i          */
+	double lambda_outside; /* scale of tensors outside the blocks          */
+	double norm_sum;     /* ||tau_1 + ... + tau_N||_p, when computed       */
+	double norm_mtl;     /* ||tau_MTL||_p, when computed                   */
+	unsigned npasses;
+	const char *const *pass_names;
+	const uint64_t *pass_read_bytes; /* input bytes each pass reads        */
+	uint64_t output_bytes;           /* size of the output file            */
+	uint64_t memory_bound;           /* bytes of buffers the run allocates */
+	size_t chunk;                    /* chosen chunk size                   */
+	unsigned jobs;                   /* worker threads                      */
+	const char *io;                  /* "mmap" or "uring"                   */
+	const char *kernels;             /* "scalar", "avx2", ...               */
+};
+
+/* Open every input, check every header, and lay out the output. */
+int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
+                   struct lines_error *err);
+const struct lines_plan_info *lines_plan_info(const struct lines_plan *p);
+/* Tensor i of the output (in output order), with its block and scale. */
+void lines_plan_tensor(const struct lines_plan *p, size_t i, struct lines_tensor_info *info,
+                       double *lambda);
+/*
+ * Run the passes and write the output. On failure or cancellation no
+ * output file is left behind (a partial stream may have reached standard
+ * output).
+ */
+int lines_plan_run(struct lines_plan *p, struct lines_error *err);
+void lines_plan_free(struct lines_plan *p);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LINES_H */

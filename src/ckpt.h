@@ -1,0 +1,50 @@
+/*
+ * ckpt.h -- a checkpoint opened for reading: one or more files whose
+ * headers have been read and validated, and a table of every tensor with
+ * the file and absolute offset of its data. Knows nothing of how the data
+ * is read later (that is a chunk source's business).
+ */
+#ifndef LINES_CKPT_H
+#define LINES_CKPT_H
+
+#include <sys/types.h>
+
+#include "layers.h"
+#include "st_format.h"
+
+struct ckpt_file {
+	char *path;
+	int fd;
+	uint64_t size; /* UINT64_MAX for a stream of unknown length */
+	dev_t dev;
+	ino_t ino;
+	struct st_header hdr;
+};
+
+struct ckpt_tensor {
+	const struct st_tensor *st;
+	unsigned file;  /* index into files */
+	uint64_t off;   /* absolute offset of the data in that file */
+	uint64_t nbytes;
+	long block;     /* -1 outside the blocks */
+};
+
+struct ckpt {
+	char *path;
+	size_t nfiles;
+	struct ckpt_file *files;
+	size_t ntensors;
+	struct ckpt_tensor *t; /* storage order: file by file, by offset */
+	size_t *by_name;       /* indices into t, sorted by name */
+	long num_layers;       /* 1 + largest block index, 0 if none */
+	uint64_t data_bytes;
+	uint64_t header_bytes;
+};
+
+/* Open path, validate, and find the block of every tensor with ly. */
+int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
+              struct lines_error *err);
+void ckpt_close(struct ckpt *c);
+const struct ckpt_tensor *ckpt_find(const struct ckpt *c, const char *name);
+
+#endif

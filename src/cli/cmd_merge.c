@@ -1,0 +1,428 @@
+/*
+ * cmd_merge.c -- lines merge and lines scale.
+ *
+ * scale is merge with one model and LiNeS set by --gamma; both parse the
+ * same options into struct lines_merge_opts and share the reporting.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+
+enum {
+	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
+	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
+	OPT_CHUNK, OPT_STRICT,
+};
+
+static const struct option merge_options[] = {
+	{"base", required_argument, NULL, 'b'},
+	{"method", required_argument, NULL, 'm'},
+	{"weights", required_argument, NULL, 'w'},
+	{"lambda", required_argument, NULL, OPT_LAMBDA},
+	{"lines", no_argument, NULL, OPT_LINES},
+	{"alpha", required_argument, NULL, OPT_ALPHA},
+	{"beta", required_argument, NULL, OPT_BETA},
+	{"gamma", required_argument, NULL, OPT_GAMMA},
+	{"norm", required_argument, NULL, OPT_NORM},
+	{"density", required_argument, NULL, OPT_DENSITY},
+	{"trim", required_argument, NULL, OPT_TRIM},
+	{"seed", required_argument, NULL, OPT_SEED},
+	{"dare-elect", no_argument, NULL, OPT_DARE_ELECT},
+	{"dtype", required_argument, NULL, OPT_DTYPE},
+	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
+	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
+	{"output", required_argument, NULL, 'o'},
+	{"jobs", required_argument, NULL, 'j'},
+	{"io", required_argument, NULL, OPT_IO},
+	{"chunk", required_argument, NULL, OPT_CHUNK},
+	{"strict", no_argument, NULL, OPT_STRICT},
+	{"quiet", no_argument, NULL, 'q'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"dry-run", no_argument, NULL, 'n'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+static void merge_help(void)
+{
+	printf("usage: lines merge -b BASE [-m sum|mean] [-w W1,W2,...] [--lambda X]\n"
+	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
+	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
+	       "                   [-o OUT] [-j N] [--chunk SIZE] [--strict] [-q] [-v] [-n] MODEL...\n\n"
+	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
+	       "  -m, --method M      sum (task arithmetic, default) or mean (model soup)\n"
+	       "  -w, --weights LIST  one weight per MODEL (default 1 each)\n"
+	       "      --lambda X      global scale of the merged task vector (default 1)\n"
+	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
+	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
+	       "                      ||tau_1 + ... + tau_N|| / (N ||tau_merged||)\n"
+	       "      --beta B        LiNeS beta (default 1 - alpha: the last block gets 1)\n"
+	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
+	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
+	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
+	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
+	       "      --num-layers L  number of blocks (default: 1 + the largest index)\n"
+	       "  -o, --output OUT    output file, or - for standard output\n"
+	       "  -j, --jobs N        worker threads (default: online CPUs)\n"
+	       "      --chunk SIZE    bytes read from each input per step (default 2M)\n"
+	       "      --strict        non-float tensors that differ from the base are an error\n"
+	       "  -n, --dry-run       print the plan, write nothing\n"
+	       "  -q, --quiet         no progress, no summary, no warnings\n"
+	       "  -v, --verbose       list every tensor in the plan and the summary\n");
+}
+
+static void scale_help(void)
+{
+	printf("usage: lines scale -b BASE --gamma G [-o OUT] [options] MODEL\n\n"
+	       "Keep gamma of the update of the first block, all of it in the last, and a\n"
+	       "linear ramp between: theta = theta_0 + (gamma + (1 - gamma) i / (L - 1)) tau.\n"
+	       "Tensors outside the blocks keep gamma of their update.\n\n"
+	       "Options as for lines merge: -o, --dtype, --layer-regex, --num-layers, -j,\n"
+	       "--chunk, --strict, -n, -q, -v.\n");
+}
+
+struct merge_cli {
+	const char *cmd;
+	struct lines_merge_opts o;
+	double *weights;
+	size_t nweights;
+	int have_lambda, have_alpha, have_beta, have_gamma, dry_run;
+	double gamma;
+};
+
+static int parse(struct merge_cli *mc, int argc, char **argv)
+{
+	struct lines_merge_opts *o = &mc->o;
+	int c;
+	long l;
+	uint64_t sz;
+
+	optind = 0; /* GNU getopt: reinitialise (scale parses twice) */
+	while ((c = getopt_long(argc, argv, "b:m:w:o:j:qvnh", merge_options, NULL)) != -1) {
+		switch (c) {
+		case 'b': o->base = optarg; break;
+		case 'm':
+			if (!strcmp(optarg, "sum")) o->method = LINES_M_SUM;
+			else if (!strcmp(optarg, "mean")) o->method = LINES_M_MEAN;
+			else if (!strcmp(optarg, "ties")) o->method = LINES_M_TIES;
+			else if (!strcmp(optarg, "dare")) o->method = LINES_M_DARE;
+			else return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, mean, ties, dare)", optarg);
+			break;
+		case 'w':
+			free(mc->weights);
+			mc->weights = NULL;
+			if (cli_parse_list(mc->cmd, "-w", optarg, &mc->weights, &mc->nweights) < 0)
+				return CLI_EXIT_USAGE;
+			break;
+		case OPT_LAMBDA:
+			if (cli_parse_double(mc->cmd, "--lambda", optarg, &o->lambda) < 0)
+				return CLI_EXIT_USAGE;
+			mc->have_lambda = 1;
+			break;
+		case OPT_LINES: o->lines = 1; break;
+		case OPT_ALPHA:
+			mc->have_alpha = 1;
+			o->lines = 1;
+			if (!strcmp(optarg, "auto")) {
+				o->alpha_auto = 1;
+			} else {
+				o->alpha_auto = 0;
+				if (cli_parse_double(mc->cmd, "--alpha", optarg, &o->alpha) < 0)
+					return CLI_EXIT_USAGE;
+			}
+			break;
+		case OPT_BETA:
+			mc->have_beta = 1;
+			o->lines = 1;
+			if (cli_parse_double(mc->cmd, "--beta", optarg, &o->beta) < 0)
+				return CLI_EXIT_USAGE;
+			break;
+		case OPT_GAMMA:
+			mc->have_gamma = 1;
+			if (cli_parse_double(mc->cmd, "--gamma", optarg, &mc->gamma) < 0)
+				return CLI_EXIT_USAGE;
+			if (mc->gamma < 0 || mc->gamma > 1)
+				return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
+			break;
+		case OPT_NORM:
+			if (!strcmp(optarg, "l1")) o->norm_p = 1;
+			else if (!strcmp(optarg, "l2")) o->norm_p = 2;
+			else return cli_usage_error(mc->cmd, "--norm: '%s' is not l1 or l2", optarg);
+			break;
+		case OPT_DENSITY:
+			if (cli_parse_double(mc->cmd, "--density", optarg, &o->density) < 0)
+				return CLI_EXIT_USAGE;
+			if (!(o->density > 0 && o->density <= 1))
+				return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
+			break;
+		case OPT_TRIM:
+			if (!strcmp(optarg, "global")) o->trim_tensor = 0;
+			else if (!strcmp(optarg, "tensor")) o->trim_tensor = 1;
+			else return cli_usage_error(mc->cmd, "--trim: '%s' is not global or tensor", optarg);
+			break;
+		case OPT_SEED:
+			if (cli_parse_size(mc->cmd, "--seed", optarg, &sz) < 0)
+				return CLI_EXIT_USAGE;
+			o->seed = sz;
+			break;
+		case OPT_DARE_ELECT: o->dare_elect = 1; break;
+		case OPT_DTYPE:
+			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") && strcasecmp(optarg, "f32"))
+				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16 or f32", optarg);
+			o->dtype = optarg;
+			break;
+		case OPT_LAYER_REGEX: o->layers.regex = optarg; break;
+		case OPT_NUM_LAYERS:
+			if (cli_parse_long(mc->cmd, "--num-layers", optarg, 1, 1000000, &l) < 0)
+				return CLI_EXIT_USAGE;
+			o->layers.num_layers = l;
+			break;
+		case 'o': o->output = optarg; break;
+		case 'j':
+			if (cli_parse_long(mc->cmd, "-j", optarg, 1, 256, &l) < 0)
+				return CLI_EXIT_USAGE;
+			o->jobs = (unsigned)l;
+			break;
+		case OPT_IO:
+			if (!strcmp(optarg, "auto")) o->io = LINES_IO_AUTO;
+			else if (!strcmp(optarg, "mmap")) o->io = LINES_IO_MMAP;
+			else if (!strcmp(optarg, "uring")) o->io = LINES_IO_URING;
+			else return cli_usage_error(mc->cmd, "--io: '%s' is not auto, mmap or uring", optarg);
+			break;
+		case OPT_CHUNK:
+			if (cli_parse_size(mc->cmd, "--chunk", optarg, &sz) < 0)
+				return CLI_EXIT_USAGE;
+			if (sz < (16u << 10) || sz > (1ull << 30))
+				return cli_usage_error(mc->cmd, "--chunk must be between 16K and 1G");
+			o->chunk = (size_t)sz;
+			break;
+		case OPT_STRICT: o->strict = 1; break;
+		case 'q': cli_quiet = 1; break;
+		case 'v': cli_verbose = 1; break;
+		case 'n': mc->dry_run = 1; break;
+		case 'h':
+			if (!strcmp(mc->cmd, "scale"))
+				scale_help();
+			else
+				merge_help();
+			exit(CLI_EXIT_OK);
+		default:
+			return cli_usage_error(mc->cmd, "invalid option");
+		}
+	}
+	o->models = (const char *const *)(argv + optind);
+	o->nmodels = (size_t)(argc - optind);
+	return 0;
+}
+
+/* Usage rules that need the whole command line. */
+static int check(struct merge_cli *mc)
+{
+	struct lines_merge_opts *o = &mc->o;
+
+	if (!o->base)
+		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
+	if (o->nmodels == 0)
+		return cli_usage_error(mc->cmd, "no model to merge: give at least one MODEL");
+	if (mc->have_gamma && (mc->have_alpha || mc->have_beta))
+		return cli_usage_error(mc->cmd, "--gamma sets alpha and beta; give one or the other");
+	if (mc->have_gamma) {
+		o->lines = 1;
+		o->alpha_auto = 0;
+		o->alpha = mc->gamma;
+		o->beta = 1.0 - mc->gamma;
+	}
+	if (mc->have_lambda && o->lines)
+		return cli_usage_error(mc->cmd, "--lambda and LiNeS (--lines, --alpha, --gamma) exclude "
+		                                "each other: LiNeS replaces the global coefficient");
+	if (o->lines && !mc->have_alpha && !mc->have_gamma && o->nmodels == 1)
+		return cli_usage_error(mc->cmd, "with one model, give --alpha or --gamma "
+		                                "(automatic alpha compares several task vectors)");
+	if (mc->weights) {
+		if (mc->nweights != o->nmodels)
+			return cli_usage_error(mc->cmd, "-w gives %zu weight%s for %zu model%s",
+			                       mc->nweights, mc->nweights == 1 ? "" : "s", o->nmodels,
+			                       o->nmodels == 1 ? "" : "s");
+		o->weights = mc->weights;
+	}
+	if (!o->output) {
+		if (isatty(STDOUT_FILENO) && !mc->dry_run)
+			return cli_usage_error(mc->cmd, "no output given and standard output is a "
+			                                "terminal: give -o OUT (or -o - to insist)");
+		o->output = "-";
+	}
+	return 0;
+}
+
+static void print_lambdas(FILE *f, const struct lines_plan_info *in)
+{
+	if (!in->alpha_known) {
+		fprintf(f, "  lambda per block: after the norm pass\n");
+		return;
+	}
+	fprintf(f, "  lambda per block (L = %ld):\n", in->num_layers);
+	for (long i = 0; i < in->num_layers; i++)
+		fprintf(f, "%s%4ld: %.6f%s", i % 6 == 0 ? "   " : "  ", i, in->lambda[i],
+		        i % 6 == 5 || i == in->num_layers - 1 ? "\n" : "");
+	fprintf(f, "  lambda outside the blocks: %.6f\n", in->lambda_outside);
+}
+
+static void print_scaling(FILE *f, const struct merge_cli *mc, const struct lines_plan_info *in)
+{
+	const struct lines_merge_opts *o = &mc->o;
+	static const char *const mnames[] = {"sum", "mean", "ties", "dare"};
+	fprintf(f, "  method: %s of %zu model%s", mnames[o->method], o->nmodels,
+	        o->nmodels == 1 ? "" : "s");
+	if (o->weights) {
+		fprintf(f, ", weights");
+		for (size_t i = 0; i < o->nmodels; i++)
+			fprintf(f, "%s%g", i ? "," : " ", o->weights[i]);
+	}
+	fputc('\n', f);
+	if (!o->lines) {
+		fprintf(f, "  lambda: %g (no LiNeS)\n", o->lambda);
+		return;
+	}
+	if (in->alpha_known)
+		fprintf(f, "  LiNeS: alpha = %.17g%s, beta = %.17g\n", in->alpha,
+		        o->alpha_auto ? (o->norm_p == 2 ? " (auto, L2)" : " (auto, L1)") : "", in->beta);
+	else
+		fprintf(f, "  LiNeS: alpha = auto (%s norms, measured in a first pass)\n",
+		        o->norm_p == 2 ? "L2" : "L1");
+	if (in->norm_sum > 0 || in->norm_mtl > 0)
+		fprintf(f, "  norms: ||sum tau|| = %.17g, ||tau_MTL|| = %.17g\n", in->norm_sum,
+		        in->norm_mtl);
+	print_lambdas(f, in);
+}
+
+static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
+{
+	const struct lines_plan_info *in = lines_plan_info(plan);
+	char a[32], b[32];
+
+	printf("plan: lines %s -b %s -> %s\n", mc->cmd, cli_printable(mc->o.base),
+	       strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
+	printf("  tensors: %zu (%zu merged, %zu copied from the base), blocks: %ld\n",
+	       in->ntensors, in->nfloat, in->ntensors - in->nfloat, in->num_layers);
+	print_scaling(stdout, mc, in);
+	printf("  passes:\n");
+	for (unsigned i = 0; i < in->npasses; i++) {
+		cli_human(a, sizeof(a), in->pass_read_bytes[i]);
+		printf("    %u. %-6s reads %s%s\n", i + 1, in->pass_names[i], a,
+		       i + 1 == in->npasses ? ", writes the output" : " (read-only)");
+	}
+	cli_human(a, sizeof(a), in->output_bytes);
+	cli_human(b, sizeof(b), in->memory_bound);
+	printf("  output: %s\n", a);
+	printf("  memory bound: %s (%u workers, %zu KiB chunks, %s reads, %s kernels)\n", b,
+	       in->jobs, in->chunk >> 10, in->io, in->kernels);
+	if (cli_verbose) {
+		printf("  %-6s %-5s %-10s %s\n", "block", "dtype", "lambda", "tensor");
+		for (size_t i = 0; i < in->ntensors; i++) {
+			struct lines_tensor_info ti;
+			double lam;
+			lines_plan_tensor(plan, i, &ti, &lam);
+			char blk[16];
+			snprintf(blk, sizeof(blk), "%ld", ti.block);
+			printf("  %-6s %-5s %-10s %s\n", ti.block < 0 ? "-" : blk, ti.dtype,
+			       ti.is_float ? (isnan(lam) ? "auto" : (snprintf(a, sizeof(a), "%.6f", lam), a))
+			                   : "copy",
+			       cli_printable(ti.name));
+		}
+	}
+}
+
+static void print_summary(const struct merge_cli *mc, const struct lines_plan *plan, double secs)
+{
+	const struct lines_plan_info *in = lines_plan_info(plan);
+	char a[32];
+	cli_human(a, sizeof(a), in->output_bytes);
+	fprintf(stderr, "lines: wrote %s (%s) in %.2f s\n",
+	        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)", a,
+	        secs);
+	fprintf(stderr, "  tensors: %zu (%zu merged, %zu copied from the base)\n", in->ntensors,
+	        in->nfloat, in->ntensors - in->nfloat);
+	print_scaling(stderr, mc, in);
+}
+
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static int run(struct merge_cli *mc, int argc, char **argv)
+{
+	struct lines_plan *plan = NULL;
+	struct lines_error err;
+	double t0 = now();
+	int rc;
+
+	if ((rc = parse(mc, argc, argv)) != 0 || (rc = check(mc)) != 0)
+		goto out;
+	mc->o.log = cli_log;
+	mc->o.progress = cli_progress;
+	if (lines_plan_new(&mc->o, &plan, &err) < 0) {
+		rc = cli_report(&err);
+		goto out;
+	}
+	if (mc->dry_run) {
+		print_plan(mc, plan);
+		goto out;
+	}
+	if (lines_plan_run(plan, &err) < 0) {
+		rc = cli_report(&err);
+		goto out;
+	}
+	cli_progress_end();
+	if (!cli_quiet)
+		print_summary(mc, plan, now() - t0);
+out:
+	lines_plan_free(plan);
+	free(mc->weights);
+	return rc;
+}
+
+int cmd_merge(int argc, char **argv)
+{
+	struct merge_cli mc = {.cmd = "merge"};
+	lines_merge_opts_init(&mc.o);
+	mc.o.command = "merge";
+	return run(&mc, argc, argv);
+}
+
+int cmd_scale(int argc, char **argv)
+{
+	struct merge_cli mc = {.cmd = "scale"};
+	int rc;
+	lines_merge_opts_init(&mc.o);
+	mc.o.command = "scale";
+	/* scale accepts the merge options but needs --gamma and one model */
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			scale_help();
+			return CLI_EXIT_OK;
+		}
+	if ((rc = parse(&mc, argc, argv)) != 0)
+		return rc;
+	if (!mc.have_gamma)
+		return cli_usage_error("scale", "--gamma G is required");
+	if (mc.o.nmodels != 1)
+		return cli_usage_error("scale", "scale edits exactly one MODEL (got %zu)", mc.o.nmodels);
+	if (mc.o.method != LINES_M_SUM || mc.weights || mc.have_lambda)
+		return cli_usage_error("scale", "-m, -w and --lambda belong to lines merge");
+	free(mc.weights);
+	mc.weights = NULL;
+	/* parse again inside run(): getopt state is reset there */
+	return run(&mc, argc, argv);
+}

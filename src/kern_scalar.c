@@ -1,0 +1,245 @@
+/*
+ * kern_scalar.c -- the reference kernels: plain C, one element at a time,
+ * in exactly the order kernels.h prescribes. Every other instruction set
+ * is tested against these bits.
+ *
+ * Inputs may sit at any address (tensor data in a safetensors file need
+ * not be aligned), so every load goes through memcpy.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+static inline uint32_t f2u(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	return u;
+}
+static inline float u2f(uint32_t u)
+{
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+static inline uint16_t ld16(const unsigned char *p)
+{
+	uint16_t v;
+	memcpy(&v, p, 2);
+	return v;
+}
+
+float kern_bf16_to_f32(uint16_t h)
+{
+	uint32_t u = (uint32_t)h << 16;
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		u |= 0x00400000u; /* quiet a signalling NaN, as the hardware does */
+	return u2f(u);
+}
+
+float kern_f16_to_f32(uint16_t h)
+{
+	uint32_t sign = (uint32_t)(h & 0x8000u) << 16;
+	uint32_t exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+
+	if (exp == 0x1f) /* inf or NaN: payload moves up, NaN gets its quiet bit */
+		return u2f(sign | 0x7f800000u | (man << 13) | (man ? 0x00400000u : 0));
+	if (exp == 0) {
+		if (man == 0)
+			return u2f(sign);
+		/* subnormal: normalise; value = man * 2^-24 */
+		int e = -1;
+		do {
+			man <<= 1;
+			e++;
+		} while (!(man & 0x400u));
+		return u2f(sign | (uint32_t)(127 - 15 - e) << 23 | (man & 0x3ffu) << 13);
+	}
+	return u2f(sign | (exp + 112) << 23 | man << 13);
+}
+
+uint16_t kern_f32_to_bf16(float f)
+{
+	uint32_t u = f2u(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x0040u);
+	u += 0x7fffu + ((u >> 16) & 1u);
+	return (uint16_t)(u >> 16);
+}
+
+uint16_t kern_f32_to_f16(float f)
+{
+	uint32_t u = f2u(f);
+	uint32_t sign = (u >> 16) & 0x8000u;
+	uint32_t x = u & 0x7fffffffu;
+
+	if (x > 0x7f800000u) /* NaN */
+		return (uint16_t)(sign | 0x7e00u | ((x >> 13) & 0x3ffu));
+	if (x >= 0x477ff000u) /* rounds to at least 65536: infinity */
+		return (uint16_t)(sign | 0x7c00u);
+	if (x >= 0x38800000u) /* normal: rebias, round to nearest even */
+		return (uint16_t)(sign | ((x - 0x38000000u + 0xfffu + ((x >> 13) & 1u)) >> 13));
+	if (x < 0x33000000u) /* below half the smallest subnormal: zero */
+		return (uint16_t)sign;
+	{
+		/* subnormal: value * 2^24 = man * 2^(e - 126), shift >= 14 */
+		uint32_t e = x >> 23, man = (x & 0x7fffffu) | 0x800000u;
+		uint32_t shift = 126 - e;
+		uint32_t r = man >> shift, rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+		if (rem > half || (rem == half && (r & 1u)))
+			r++;
+		return (uint16_t)(sign | r);
+	}
+}
+
+static void sc_decode(enum dtype dt, const void *src, float *dst, size_t n)
+{
+	const unsigned char *p = src;
+	switch (dt) {
+	case DT_BF16:
+		for (size_t j = 0; j < n; j++)
+			dst[j] = kern_bf16_to_f32(ld16(p + 2 * j));
+		break;
+	case DT_F16:
+		for (size_t j = 0; j < n; j++)
+			dst[j] = kern_f16_to_f32(ld16(p + 2 * j));
+		break;
+	case DT_F32:
+		memcpy(dst, p, 4 * n);
+		break;
+	case DT_F64:
+		for (size_t j = 0; j < n; j++) {
+			double d;
+			memcpy(&d, p + 8 * j, 8);
+			dst[j] = (float)d;
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+static void sc_encode(enum dtype dt, const float *src, void *dst, size_t n)
+{
+	unsigned char *p = dst;
+	switch (dt) {
+	case DT_BF16:
+		for (size_t j = 0; j < n; j++) {
+			uint16_t h = kern_f32_to_bf16(src[j]);
+			memcpy(p + 2 * j, &h, 2);
+		}
+		break;
+	case DT_F16:
+		for (size_t j = 0; j < n; j++) {
+			uint16_t h = kern_f32_to_f16(src[j]);
+			memcpy(p + 2 * j, &h, 2);
+		}
+		break;
+	case DT_F32:
+		memcpy(p, src, 4 * n);
+		break;
+	case DT_F64:
+		for (size_t j = 0; j < n; j++) {
+			double d = src[j];
+			memcpy(p + 8 * j, &d, 8);
+		}
+		break;
+	default:
+		break;
+	}
+}
+
+/* Decode one element (used by the fused kernels below). */
+static inline float dec1(enum dtype dt, const unsigned char *p, size_t j)
+{
+	switch (dt) {
+	case DT_BF16: return kern_bf16_to_f32(ld16(p + 2 * j));
+	case DT_F16: return kern_f16_to_f32(ld16(p + 2 * j));
+	case DT_F32: {
+		float f;
+		memcpy(&f, p + 4 * j, 4);
+		return f;
+	}
+	case DT_F64: {
+		double d;
+		memcpy(&d, p + 8 * j, 8);
+		return (float)d;
+	}
+	default: return 0.0f;
+	}
+}
+
+static void sc_accum(enum dtype dt, const void *x, const float *b, double c, double *acc,
+                     size_t n, int first)
+{
+	const unsigned char *p = x;
+	if (first) {
+		for (size_t j = 0; j < n; j++) {
+			float tau = dec1(dt, p, j) - b[j];
+			acc[j] = c * (double)tau;
+		}
+	} else {
+		for (size_t j = 0; j < n; j++) {
+			float tau = dec1(dt, p, j) - b[j];
+			acc[j] = fma(c, (double)tau, acc[j]);
+		}
+	}
+}
+
+static void sc_finish(enum dtype odt, void *out, const float *b, const double *m, double lambda,
+                      size_t n)
+{
+	float tmp[KERN_TILE];
+	unsigned char *o = out;
+	if (odt == DT_F64) {
+		for (size_t j = 0; j < n; j++) {
+			double r = fma(lambda, m[j], (double)b[j]);
+			uint64_t u;
+			memcpy(&u, &r, 8);
+			if (r != r)
+				u = 0x7ff8000000000000ull;
+			memcpy(o + 8 * j, &u, 8);
+		}
+		return;
+	}
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+		for (size_t j = 0; j < nn; j++) {
+			float f = (float)fma(lambda, m[j0 + j], (double)b[j0 + j]);
+			tmp[j] = f != f ? u2f(0x7fc00000u) : f;
+		}
+		sc_encode(odt, tmp, o + j0 * dtype_size(odt), nn);
+	}
+}
+
+static void sc_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const float *b,
+                        const double *c, size_t n, struct kern_norms *acc)
+{
+	for (size_t j = 0; j < n; j++) {
+		double s = 0.0, t = 0.0;
+		for (unsigned i = 0; i < nx; i++) {
+			float tau = dec1(dt, x[i], j) - b[j];
+			s += (double)tau;
+			t += c[i] * (double)tau;
+		}
+		unsigned l = (unsigned)(j % KERN_LANES);
+		if (!isfinite(s) || !isfinite(t))
+			continue; /* NaN or infinite weights stay out of the norms */
+		acc->s1[l] += fabs(s);
+		acc->t1[l] += fabs(t);
+		acc->s2[l] += s * s;
+		acc->t2[l] += t * t;
+	}
+}
+
+const struct kern kern_scalar = {
+	.name = "scalar",
+	.decode = sc_decode,
+	.encode = sc_encode,
+	.accum = sc_accum,
+	.finish = sc_finish,
+	.norm_lin = sc_norm_lin,
+};

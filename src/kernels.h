@@ -1,0 +1,99 @@
+/*
+ * kernels.h -- the element operations every merge method is made of, as a
+ * table of function pointers with one implementation per instruction set.
+ *
+ * The scalar kernels (kern_scalar.c) are the definition of correct. Every
+ * other implementation must return the very same bits for every input,
+ * NaN payloads included, so the rules below fix the order of operations
+ * and where a fused multiply-add is used:
+ *
+ *   decode     float32 from BF16/F16/F32 (F64 rounds to nearest even);
+ *              a NaN keeps its sign and payload and gets the quiet bit.
+ *   encode     float32 to the output dtype, round to nearest even;
+ *              overflow gives infinity, subnormals are exact, a NaN stays
+ *              a NaN (sign and top payload bits kept, quiet bit set).
+ *   accum      tau = dec(x) - b, rounded to float32 (the task vector as
+ *              the spec defines it), then in float64:
+ *              acc = c * tau            for the first model
+ *              acc = fma(c, tau, acc)   for every next one
+ *   finish     r = fma(lambda, m, b) in float64, then f = (float)r, round
+ *              to nearest even, and out = enc(f); a NaN f is replaced by
+ *              the default quiet NaN 0x7fc00000 (NaN payloads out of
+ *              arithmetic differ between instruction sets). F64 output
+ *              stores r itself (NaN: 0x7ff8000000000000).
+ *
+ * Why float64 for the sum and the add-back: float32 there loses up to
+ * thousands of ULPs of an F32 output when theta_0 and lambda * tau nearly
+ * cancel, and the result must stay within one ULP of the exact value.
+ * The task vectors themselves are float32, as specified.
+ *   norm_lin   float64: s = sum_i tau_i, t = sum_i c_i * tau_i (multiply,
+ *              then add, models in order); lane j % 8 of a block of
+ *              KERN_BLOCK elements accumulates |s|, |t|, s*s and t*t,
+ *              unless s or t is not finite (a NaN or infinite weight):
+ *              such elements are left out of the norms.
+ *
+ * Kernels know nothing of files, tensors or threads; they are pure
+ * functions of their arguments and safe to call from any thread.
+ */
+#ifndef LINES_KERNELS_H
+#define LINES_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+#define KERN_LANES 8
+/* Norms are reduced per block of this many elements, aligned to the start
+ * of each tensor, so the sums do not depend on how work is chunked. */
+#define KERN_BLOCK 4096
+/* Elements a worker decodes at a time (fits L1 several times over). */
+#define KERN_TILE 1024
+
+struct kern_norms {
+	double s1[KERN_LANES], t1[KERN_LANES]; /* sum |s|, sum |t| */
+	double s2[KERN_LANES], t2[KERN_LANES]; /* sum s^2, sum t^2 */
+};
+
+struct kern {
+	const char *name;
+	void (*decode)(enum dtype dt, const void *src, float *dst, size_t n);
+	void (*encode)(enum dtype dt, const float *src, void *dst, size_t n);
+	void (*accum)(enum dtype dt, const void *x, const float *b, double c, double *acc, size_t n,
+	              int first);
+	void (*finish)(enum dtype odt, void *out, const float *b, const double *m, double lambda,
+	               size_t n);
+	void (*norm_lin)(enum dtype dt, const void *const *x, unsigned nx, const float *b,
+	                 const double *c, size_t n, struct kern_norms *acc);
+};
+
+extern const struct kern kern_scalar;
+#ifdef HAVE_KERN_AVX2
+extern const struct kern kern_avx2;
+#endif
+#ifdef HAVE_KERN_NEON
+extern const struct kern kern_neon;
+#endif
+
+/*
+ * The kernels for this machine, chosen once: the best set the CPU runs,
+ * or the one LINES_ISA names (scalar, avx2, neon). NULL with err filled
+ * when LINES_ISA asks for a set that cannot run here.
+ */
+const struct kern *kern_get(struct lines_error *err);
+/* A given set by name, if built and supported by this CPU; else NULL. */
+const struct kern *kern_by_name(const char *name);
+
+/* Fixed-order combination of the lanes: ((0+1)+(2+3))+((4+5)+(6+7)). */
+static inline double kern_lane_sum(const double v[KERN_LANES])
+{
+	return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/* Scalar conversions, shared by the SIMD files for their tails. */
+float kern_bf16_to_f32(uint16_t h);
+float kern_f16_to_f32(uint16_t h);
+uint16_t kern_f32_to_bf16(float f);
+uint16_t kern_f32_to_f16(float f);
+
+#endif

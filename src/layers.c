@@ -1,0 +1,86 @@
+/*
+ * layers.c -- block indices from tensor names, and the LiNeS ramp.
+ *
+ * POSIX regexec() returns the leftmost match, which is what the spec asks
+ * for: in encoder.block.5.layer.1.DenseReluDense the anchored pattern
+ * first matches at ".block.5." so the index is 5, not 1.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "layers.h"
+
+static const char default_re[] =
+	"(^|\\.)(layers|layer|h|blocks|block|resblocks|blk)\\.([0-9]+)\\.";
+
+int layers_init(struct layers *ly, const struct lines_layer_opts *o, struct lines_error *err)
+{
+	const char *re = o && o->regex ? o->regex : default_re;
+	int rc;
+
+	memset(ly, 0, sizeof(*ly));
+	ly->num_layers = o ? o->num_layers : 0;
+	RETURN_ERROR_IF(ly->num_layers < 0 || ly->num_layers > LAYERS_MAX_INDEX, err, LINES_EUSAGE,
+	                NULL, NULL, "--num-layers must be between 1 and %ld", LAYERS_MAX_INDEX);
+	rc = regcomp(&ly->re, re, REG_EXTENDED);
+	if (rc) {
+		char buf[256];
+		regerror(rc, &ly->re, buf, sizeof(buf));
+		return lines_errf(err, LINES_EUSAGE, NULL, NULL, "bad --layer-regex '%s': %s", re,
+		                  buf);
+	}
+	ly->compiled = 1;
+	if (o && o->regex) {
+		if (ly->re.re_nsub != 1) {
+			layers_free(ly);
+			return lines_errf(err, LINES_EUSAGE, NULL, NULL,
+			                  "--layer-regex '%s' must have exactly one capture group "
+			                  "(it has %zu)",
+			                  re, ly->re.re_nsub);
+		}
+		ly->group = 1;
+	} else {
+		ly->group = 3;
+	}
+	return 0;
+}
+
+void layers_free(struct layers *ly)
+{
+	if (ly->compiled)
+		regfree(&ly->re);
+	ly->compiled = 0;
+}
+
+int layers_index(const struct layers *ly, const char *name, long *index, struct lines_error *err)
+{
+	regmatch_t m[4];
+	long v = 0;
+
+	*index = -1;
+	if (regexec(&ly->re, name, (size_t)ly->group + 1, m, 0) != 0 || m[ly->group].rm_so < 0)
+		return 0;
+	RETURN_ERROR_IF(m[ly->group].rm_eo == m[ly->group].rm_so, err, LINES_EFORMAT, NULL, name,
+	                "the layer pattern captured an empty block index");
+	for (regoff_t k = m[ly->group].rm_so; k < m[ly->group].rm_eo; k++) {
+		char c = name[k];
+		RETURN_ERROR_IF(c < '0' || c > '9', err, LINES_EFORMAT, NULL, name,
+		                "the layer pattern captured \"%.*s\", which is not a block number",
+		                (int)(m[ly->group].rm_eo - m[ly->group].rm_so),
+		                name + m[ly->group].rm_so);
+		v = v * 10 + (c - '0');
+		RETURN_ERROR_IF(v >= LAYERS_MAX_INDEX, err, LINES_EFORMAT, NULL, name,
+		                "block index is larger than %ld", LAYERS_MAX_INDEX - 1);
+	}
+	*index = v;
+	return 0;
+}
+
+double layers_lambda(long i, long L, double alpha, double beta)
+{
+	if (i < 0 || L <= 1)
+		return alpha;
+	return alpha + beta * (double)i / (double)(L - 1);
+}

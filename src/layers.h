@@ -1,0 +1,39 @@
+/*
+ * layers.h -- tensor name -> block index -> LiNeS scale.
+ *
+ * The block index of a tensor is found with the leftmost match of
+ *     (^|\.)(layers|layer|h|blocks|block|resblocks|blk)\.([0-9]+)\.
+ * or of a user pattern with exactly one capture group; a name that does
+ * not match is outside the blocks (index -1).
+ */
+#ifndef LINES_LAYERS_H
+#define LINES_LAYERS_H
+
+#include <regex.h>
+
+#include "internal.h"
+
+#define LAYERS_MAX_INDEX 1000000L
+
+struct layers {
+	regex_t re;
+	int group;       /* capture group holding the index          */
+	long num_layers; /* from --num-layers, 0 = detect             */
+	int compiled;
+};
+
+int layers_init(struct layers *ly, const struct lines_layer_opts *o, struct lines_error *err);
+void layers_free(struct layers *ly);
+
+/*
+ * Block index of name, or -1 when the name is outside the blocks. Returns
+ * LINES_EFORMAT (filling err, naming the tensor) when a user pattern
+ * captured something that is not a number, or the index is too large.
+ */
+int layers_index(const struct layers *ly, const char *name, long *index,
+                 struct lines_error *err);
+
+/* lambda(i) = alpha + beta * i / (L - 1); alpha when i < 0 or L == 1. */
+double layers_lambda(long i, long L, double alpha, double beta);
+
+#endif

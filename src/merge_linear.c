@@ -1,0 +1,168 @@
+/*
+ * merge_linear.c -- task arithmetic (sum) and model soups (mean), with or
+ * without LiNeS.
+ *
+ * Per element, with tau_i = theta_i - theta_0 in float32:
+ *     sum:   theta = theta_0 + lambda * sum_i w_i tau_i
+ *     mean:  theta = theta_0 + lambda * sum_i w_i tau_i / sum_i w_i
+ * where lambda is --lambda, or lambda(block) with --lines. For mean the
+ * 1 / sum(w) is folded into the scale the kernel multiplies by, so an
+ * unweighted mean of BF16 models sums exact task vectors and rounds once.
+ * The task vectors are float32; their weighted sum and the add-back are
+ * float64 (see kernels.h for why).
+ *
+ * Automatic alpha is ||sum_i tau_i|| / (N ||tau_MTL||). With equal
+ * weights it is known without reading anything (1 / (N w) for sum, 1 for
+ * mean); otherwise a read-only norm pass runs first. The norms are sums
+ * in float64 over blocks of KERN_BLOCK elements, and the blocks are added
+ * in output order by the consumer, so alpha does not depend on the number
+ * of threads or the chunk size.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "pipeline.h"
+
+static int want_all(const struct plan *p, size_t i)
+{
+	(void)p, (void)i;
+	return 1;
+}
+
+static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
+
+/* ---- the writing pass ------------------------------------------------------ */
+static int copy_work(struct plan *p, struct pipe_job *job)
+{
+	size_t n = (size_t)(job->u1 - job->u0);
+	memcpy(job->out, job->in[0], n);
+	for (unsigned m = 1; m <= p->nmodels; m++)
+		job->part[m - 1] = memcmp(job->in[m], job->in[0], n) != 0;
+	return 0;
+}
+
+static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct kern *k = p->k;
+	double *acc = scratch;
+	float *bt = (float *)(acc + KERN_TILE);
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+
+	if (!t->merge)
+		return copy_work(p, job);
+	for (unsigned m = 1; m <= p->nmodels; m++)
+		job->part[m - 1] = 0;
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+		k->decode(t->in_dt, job->in[0] + j0 * t->unit_in, bt, nn);
+		for (unsigned m = 1; m <= p->nmodels; m++)
+			k->accum(t->in_dt, job->in[m] + j0 * t->unit_in, bt, p->w[m - 1], acc, nn,
+			         m == 1);
+		k->finish(t->out_dt, job->out + j0 * t->unit_out, bt, acc, t->k_lambda, nn);
+	}
+	return 0;
+}
+
+static int write_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	if (t->merge)
+		return 0;
+	for (unsigned m = 1; m <= p->nmodels; m++) {
+		if (!job->part[m - 1] || p->copy_warned[job->tensor])
+			continue;
+		RETURN_ERROR_IF(p->o.strict, err, LINES_EMISMATCH, p->ck[m]->path, t->name,
+		                "%s tensor differs from the base's (--strict)", dtype_name(t->in_dt));
+		plan_log(p, LINES_LOG_WARN, p->ck[m]->path, t->name,
+		         "%s tensor differs from the base's; the base's values are kept",
+		         dtype_name(t->in_dt));
+		p->copy_warned[job->tensor] = 1;
+	}
+	return 0;
+}
+
+/* ---- the norm pass ----------------------------------------------------------- */
+static int norm_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct kern *k = p->k;
+	float *bt = scratch;
+	const void **xs = (const void **)(bt + KERN_TILE);
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		struct kern_norms nm;
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		memset(&nm, 0, sizeof(nm));
+		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			k->decode(t->in_dt, job->in[0] + j0 * t->unit_in, bt, nn);
+			for (unsigned m = 0; m < p->nmodels; m++)
+				xs[m] = job->in[m + 1] + j0 * t->unit_in;
+			k->norm_lin(t->in_dt, (const void *const *)xs, p->nmodels, bt, p->w, nn, &nm);
+		}
+		job->part[4 * b + 0] = kern_lane_sum(nm.s1);
+		job->part[4 * b + 1] = kern_lane_sum(nm.t1);
+		job->part[4 * b + 2] = kern_lane_sum(nm.s2);
+		job->part[4 * b + 3] = kern_lane_sum(nm.t2);
+	}
+	return 0;
+}
+
+static int norm_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+{
+	(void)err;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (int i = 0; i < 4; i++)
+			p->acc[i] += job->part[4 * b + i];
+	return 0;
+}
+
+static int norm_done(struct plan *p, struct lines_error *err)
+{
+	double s = p->o.norm_p == 2 ? sqrt(p->acc[2]) : p->acc[0];
+	double t = p->o.norm_p == 2 ? sqrt(p->acc[3]) : p->acc[1];
+
+	if (p->o.method == LINES_M_MEAN)
+		t /= fabs(p->wsum);
+	p->norm_sum = s;
+	p->norm_mtl = t;
+	p->have_norms = 1;
+	if (t == 0.0 && s == 0.0) {
+		plan_log(p, LINES_LOG_WARN, NULL, NULL,
+		         "every task vector is zero; alpha is set to 1 (the output is the base)");
+		return plan_set_alpha(p, 1.0, err);
+	}
+	RETURN_ERROR_IF(t == 0.0, err, LINES_EUSAGE, NULL, NULL,
+	                "the weighted task vectors cancel out (||tau_MTL|| = 0); give --alpha");
+	return plan_set_alpha(p, s / ((double)p->nmodels * t), err);
+}
+
+int merge_linear_setup(struct plan *p, struct lines_error *err)
+{
+	(void)err;
+	if (p->o.lines && !p->alpha_known) {
+		struct pass *ps = &p->pass[p->npasses++];
+		ps->name = "norms";
+		ps->part_block = 4;
+		ps->scratch = KERN_TILE * sizeof(float) + p->nmodels * sizeof(void *);
+		ps->want = want_merged;
+		ps->work = norm_work;
+		ps->reduce = norm_reduce;
+		ps->done = norm_done;
+	}
+	struct pass *pw = &p->pass[p->npasses++];
+	pw->name = "write";
+	pw->writes = 1;
+	pw->part_job = p->nmodels;
+	pw->scratch = KERN_TILE * (sizeof(double) + sizeof(float));
+	pw->want = want_all;
+	pw->work = write_work;
+	pw->reduce = write_reduce;
+	return 0;
+}

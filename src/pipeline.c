@@ -1,0 +1,482 @@
+/*
+ * pipeline.c -- chunk scheduling: readers, compute workers, one ordered
+ * consumer.
+ *
+ * The protocol, once. Jobs are numbered 0, 1, 2, ... in output order; a
+ * job is a range of units of one tensor, and job k lives in slot k % nslots
+ * of a ring. Jobs are handed out by one iterator that only moves forward,
+ * under the lock, and only while k < consumed + nslots: that bound is the
+ * back-pressure. A worker that is a whole ring ahead of the consumer waits
+ * on `space`, so memory never grows with the model.
+ *
+ * A worker claims job k and starts its reads (the chunk source maps or
+ * submits them), then tries, without waiting, to claim job k+1 and start
+ * its reads as well, and only then computes job k: the I/O of one job
+ * overlaps the arithmetic of the one before. It never waits for anything
+ * while it holds an unstarted job, so the consumer can always make
+ * progress. When a job is computed the worker marks its slot DONE and
+ * signals `done`.
+ *
+ * The thread that called pipe_run() is the consumer. It waits for the slot
+ * of job `consumed` to be DONE, reduces the job's partial results into
+ * the plan and writes its output bytes to the sink, then frees the slot
+ * and signals `space`. Because it takes jobs strictly in order, the output
+ * bytes and every floating-point sum are the same for any number of
+ * workers, any chunk size and any timing.
+ *
+ * An error in a worker, an error in the consumer, or lines_cancel() sets
+ * `abort`: workers stop claiming and exit after the job in hand, the
+ * consumer stops at once and joins them. The first error is the one
+ * reported.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pipeline.h"
+#include "sink.h"
+
+#define PIPE_DEPTH 2 /* jobs a worker has started at once */
+
+enum { SLOT_FREE, SLOT_BUSY, SLOT_DONE, SLOT_FAILED };
+
+struct slot {
+	int state;
+	struct pipe_job job;
+};
+
+struct pipe {
+	struct plan *p;
+	struct pass *pass;
+	struct source *src;
+
+	pthread_mutex_t mu;
+	pthread_cond_t space, done;
+	struct slot *slots;
+	unsigned nslots;
+	uint64_t njobs, next, consumed;
+	size_t it_tensor; /* the job iterator: next tensor and unit */
+	uint64_t it_unit;
+	int abort;
+	int failed;
+	struct lines_error err;
+
+	size_t out_cap;  /* bytes of output per slot */
+	size_t part_cap; /* doubles of partial results per slot */
+	size_t span_cap; /* bytes per input span */
+};
+
+uint64_t pipe_step(const struct plan *p, const struct plan_tensor *t)
+{
+	uint64_t step = p->chunk / t->unit_in;
+	if (t->merge) {
+		step -= step % KERN_BLOCK;
+		if (step < KERN_BLOCK)
+			step = KERN_BLOCK;
+	} else if (step == 0) {
+		step = 1;
+	}
+	return step;
+}
+
+static void caps(const struct plan *p, const struct pass *pass, size_t *out_cap,
+                 size_t *part_cap, size_t *span_cap)
+{
+	uint64_t oc = 0, pc = 0, sc = 0;
+	for (size_t i = 0; i < p->nt; i++) {
+		const struct plan_tensor *t = &p->t[i];
+		if (pass && !pass->want(p, i))
+			continue;
+		uint64_t step = pipe_step(p, t);
+		if (step > t->units)
+			step = t->units;
+		if (step * t->unit_out > oc)
+			oc = step * t->unit_out;
+		if (step * t->unit_in > sc)
+			sc = step * t->unit_in;
+		uint64_t blocks = (step + KERN_BLOCK - 1) / KERN_BLOCK;
+		if (blocks > pc)
+			pc = blocks;
+	}
+	*out_cap = (size_t)oc;
+	*span_cap = (size_t)sc;
+	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
+}
+
+static unsigned nslots_for(unsigned jobs) { return 2 * jobs + 2; }
+
+uint64_t pipe_memory(const struct plan *p, const struct src_ops *src)
+{
+	uint64_t total = 0;
+	for (unsigned i = 0; i < p->npasses; i++) {
+		size_t oc, pc, sc;
+		const struct pass *pass = &p->pass[i];
+		caps(p, pass, &oc, &pc, &sc);
+		uint64_t m = (uint64_t)nslots_for(p->jobs) * (pass->writes ? oc : 0) +
+		             (uint64_t)nslots_for(p->jobs) * pc * sizeof(double) +
+		             (uint64_t)p->jobs * (pass->scratch +
+		                                  src->worker_bytes(p->ninputs, sc, PIPE_DEPTH));
+		if (m > total)
+			total = m;
+	}
+	return total;
+}
+
+/* ---- the job iterator (called with the lock held) -------------------------- */
+static int next_tensor(struct pipe *pp)
+{
+	while (pp->it_tensor < pp->p->nt) {
+		const struct plan_tensor *t = &pp->p->t[pp->it_tensor];
+		if (pp->it_unit < t->units && pp->pass->want(pp->p, pp->it_tensor))
+			return 1;
+		pp->it_tensor++;
+		pp->it_unit = 0;
+	}
+	return 0;
+}
+
+static uint64_t count_jobs(struct pipe *pp, uint64_t *bytes)
+{
+	uint64_t n = 0;
+	*bytes = 0;
+	for (size_t i = 0; i < pp->p->nt; i++) {
+		const struct plan_tensor *t = &pp->p->t[i];
+		if (!t->units || !pp->pass->want(pp->p, i))
+			continue;
+		uint64_t step = pipe_step(pp->p, t);
+		n += (t->units + step - 1) / step;
+		*bytes += t->units * t->unit_in * pp->p->ninputs;
+	}
+	return n;
+}
+
+static int64_t claim(struct pipe *pp, int wait)
+{
+	uint64_t k;
+	struct slot *s;
+	const struct plan_tensor *t;
+	uint64_t step;
+
+	for (;;) {
+		if (pp->abort || pp->next >= pp->njobs)
+			return -1;
+		if (pp->next < pp->consumed + pp->nslots)
+			break;
+		if (!wait)
+			return -1;
+		pthread_cond_wait(&pp->space, &pp->mu);
+	}
+	if (!next_tensor(pp))
+		return -1; /* cannot happen: njobs counted the same tensors */
+	k = pp->next++;
+	s = &pp->slots[k % pp->nslots];
+	t = &pp->p->t[pp->it_tensor];
+	step = pipe_step(pp->p, t);
+	s->job.tensor = pp->it_tensor;
+	s->job.u0 = pp->it_unit;
+	s->job.u1 = t->units - pp->it_unit < step ? t->units : pp->it_unit + step;
+	s->job.nblocks = (unsigned)((s->job.u1 - s->job.u0 + KERN_BLOCK - 1) / KERN_BLOCK);
+	s->job.in_bytes = (s->job.u1 - s->job.u0) * t->unit_in * pp->p->ninputs;
+	s->state = SLOT_BUSY;
+	pp->it_unit = s->job.u1;
+	return (int64_t)k;
+}
+
+static void fail(struct pipe *pp, const struct lines_error *e)
+{
+	if (!pp->failed) {
+		pp->failed = 1;
+		pp->err = *e;
+	}
+	pp->abort = 1;
+	pthread_cond_broadcast(&pp->space);
+	pthread_cond_broadcast(&pp->done);
+}
+
+/* ---- workers ----------------------------------------------------------------- */
+struct wjob {
+	int64_t k;
+	struct src_batch batch;
+	struct src_span *spans;
+	const unsigned char **ptrs;
+};
+
+struct worker {
+	struct pipe *pp;
+	pthread_t tid;
+	struct src_worker *sw;
+	void *scratch;
+	struct wjob j[PIPE_DEPTH];
+	int started;
+};
+
+static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
+{
+	struct pipe *pp = w->pp;
+	const struct pipe_job *job = &pp->slots[j->k % pp->nslots].job;
+	const struct plan_tensor *t = &pp->p->t[job->tensor];
+
+	for (unsigned m = 0; m < pp->p->ninputs; m++) {
+		j->spans[m].file = t->in[m].file;
+		j->spans[m].off = t->in[m].off + job->u0 * t->unit_in;
+		j->spans[m].len = (size_t)((job->u1 - job->u0) * t->unit_in);
+	}
+	j->batch.n = pp->p->ninputs;
+	j->batch.span = j->spans;
+	j->batch.ptr = j->ptrs;
+	return pp->src->ops->start(w->sw, &j->batch, err);
+}
+
+static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
+{
+	struct pipe *pp = w->pp;
+	struct pipe_job *job = &pp->slots[j->k % pp->nslots].job;
+	int rc = pp->src->ops->finish(w->sw, &j->batch, err);
+	if (rc == 0) {
+		job->in = j->ptrs;
+		rc = pp->pass->work(pp->p, job, w->scratch, err);
+		job->in = NULL;
+	}
+	pp->src->ops->release(w->sw, &j->batch);
+	return rc;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct pipe *pp = w->pp;
+	struct lines_error err;
+	struct wjob *cur = &w->j[0], *nxt = &w->j[1];
+	int rc = 0;
+
+	pthread_mutex_lock(&pp->mu);
+	cur->k = claim(pp, 1);
+	pthread_mutex_unlock(&pp->mu);
+	if (cur->k >= 0)
+		rc = start_job(w, cur, &err);
+	while (cur->k >= 0 && rc == 0) {
+		pthread_mutex_lock(&pp->mu);
+		nxt->k = claim(pp, 0);
+		pthread_mutex_unlock(&pp->mu);
+		if (nxt->k >= 0 && (rc = start_job(w, nxt, &err)) < 0) {
+			pp->src->ops->release(w->sw, &cur->batch);
+			break;
+		}
+		rc = run_job(w, cur, &err);
+		pthread_mutex_lock(&pp->mu);
+		pp->slots[cur->k % pp->nslots].state = rc < 0 ? SLOT_FAILED : SLOT_DONE;
+		if (rc < 0)
+			fail(pp, &err);
+		pthread_cond_broadcast(&pp->done);
+		pthread_mutex_unlock(&pp->mu);
+		if (rc < 0) {
+			if (nxt->k >= 0)
+				pp->src->ops->release(w->sw, &nxt->batch);
+			break;
+		}
+		if (nxt->k < 0) {
+			pthread_mutex_lock(&pp->mu);
+			nxt->k = claim(pp, 1);
+			pthread_mutex_unlock(&pp->mu);
+			if (nxt->k >= 0)
+				rc = start_job(w, nxt, &err);
+		}
+		struct wjob *tmp = cur;
+		cur = nxt;
+		nxt = tmp;
+	}
+	if (rc < 0) {
+		pthread_mutex_lock(&pp->mu);
+		fail(pp, &err);
+		pthread_mutex_unlock(&pp->mu);
+	}
+	return NULL;
+}
+
+/* ---- the consumer ---------------------------------------------------------------- */
+static double now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void report(struct pipe *pp, unsigned pass_index, uint64_t done, uint64_t total,
+                   double t0)
+{
+	struct plan *p = pp->p;
+	struct lines_progress pr = {pp->pass->name, pass_index, p->npasses, done, total,
+	                            now() - t0};
+	if (p->o.progress)
+		p->o.progress(p->o.cb_ctx, &pr);
+}
+
+static int wait_done(struct pipe *pp, struct slot *s)
+{
+	while (s->state != SLOT_DONE && !pp->abort) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_nsec += 100 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&pp->done, &pp->mu, &ts);
+		if (lines_canceled() && !pp->abort) {
+			struct lines_error e;
+			lines_errf(&e, LINES_ECANCELED, NULL, NULL, "interrupted");
+			fail(pp, &e);
+		}
+	}
+	return pp->abort ? -1 : 0;
+}
+
+static void pipe_free(struct pipe *pp)
+{
+	if (pp->slots) {
+		for (unsigned i = 0; i < pp->nslots; i++) {
+			free(pp->slots[i].job.out);
+			free(pp->slots[i].job.part);
+		}
+		free(pp->slots);
+	}
+	pthread_mutex_destroy(&pp->mu);
+	pthread_cond_destroy(&pp->space);
+	pthread_cond_destroy(&pp->done);
+}
+
+static int pipe_init(struct pipe *pp, struct lines_error *err)
+{
+	pthread_condattr_t ca;
+
+	pthread_mutex_init(&pp->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&pp->done, &ca);
+	pthread_cond_init(&pp->space, NULL);
+	pthread_condattr_destroy(&ca);
+
+	caps(pp->p, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap);
+	pp->nslots = nslots_for(pp->p->jobs);
+	pp->slots = calloc(pp->nslots, sizeof(*pp->slots));
+	RETURN_ERROR_IF(!pp->slots, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (unsigned i = 0; i < pp->nslots; i++) {
+		struct pipe_job *j = &pp->slots[i].job;
+		if (pp->pass->writes && pp->out_cap)
+			j->out = aligned_alloc(64, (pp->out_cap + 63) & ~(size_t)63);
+		j->part = calloc(pp->part_cap ? pp->part_cap : 1, sizeof(double));
+		RETURN_ERROR_IF((pp->pass->writes && pp->out_cap && !j->out) || !j->part, err,
+		                LINES_ENOMEM, NULL, NULL, "out of memory for the job buffers");
+	}
+	return 0;
+}
+
+int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct source *src,
+             struct sink *out, struct lines_error *err)
+{
+	struct pipe pp = {0};
+	struct worker *ws = NULL;
+	uint64_t total, done = 0;
+	unsigned nw = 0;
+	double t0 = now(), last = t0;
+	int rc;
+
+	pp.p = p;
+	pp.pass = pass;
+	pp.src = src;
+	if ((rc = pipe_init(&pp, err)) < 0)
+		goto out;
+	pp.njobs = count_jobs(&pp, &total);
+
+	ws = calloc(p->jobs, sizeof(*ws));
+	if (!ws) {
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		goto out;
+	}
+	for (nw = 0; nw < p->jobs && pp.njobs; nw++) {
+		struct worker *w = &ws[nw];
+		w->pp = &pp;
+		rc = src->ops->worker_open(src, p->ninputs, pp.span_cap, PIPE_DEPTH, &w->sw, err);
+		if (rc == 0 && pass->scratch && !(w->scratch = aligned_alloc(64, (pass->scratch + 63) & ~(size_t)63)))
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for scratch");
+		for (unsigned d = 0; rc == 0 && d < PIPE_DEPTH; d++) {
+			w->j[d].batch.slot = d;
+			w->j[d].spans = calloc(p->ninputs, sizeof(*w->j[d].spans));
+			w->j[d].ptrs = calloc(p->ninputs, sizeof(*w->j[d].ptrs));
+			if (!w->j[d].spans || !w->j[d].ptrs)
+				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		}
+		if (rc == 0 && (errno = pthread_create(&w->tid, NULL, worker_main, w)) != 0)
+			rc = lines_errno(err, errno, NULL, "cannot start a worker thread");
+		if (rc < 0) {
+			nw++; /* clean this one up too, it never started */
+			break;
+		}
+		w->started = 1;
+	}
+
+	pthread_mutex_lock(&pp.mu);
+	if (rc < 0) {
+		fail(&pp, err);
+	}
+	for (uint64_t k = 0; rc == 0 && k < pp.njobs; k++) {
+		struct slot *s = &pp.slots[k % pp.nslots];
+		if (wait_done(&pp, s) < 0)
+			break;
+		pthread_mutex_unlock(&pp.mu);
+
+		rc = pass->reduce ? pass->reduce(p, &s->job, err) : 0;
+		if (rc == 0 && pass->writes && out)
+			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) *
+			                                          p->t[s->job.tensor].unit_out), err);
+		done += s->job.in_bytes;
+		if (rc == 0 && p->o.progress && now() - last >= 0.2) {
+			last = now();
+			report(&pp, pass_index, done, total, t0);
+		}
+
+		pthread_mutex_lock(&pp.mu);
+		if (rc < 0) {
+			fail(&pp, err);
+			break;
+		}
+		s->state = SLOT_FREE;
+		pp.consumed = k + 1;
+		pthread_cond_broadcast(&pp.space);
+	}
+	if (pp.consumed < pp.njobs && !pp.abort) {
+		struct lines_error e;
+		lines_errf(&e, LINES_ECANCELED, NULL, NULL, "interrupted");
+		fail(&pp, &e);
+	}
+	pthread_mutex_unlock(&pp.mu);
+
+	for (unsigned i = 0; i < nw; i++) {
+		if (ws[i].started)
+			pthread_join(ws[i].tid, NULL);
+		if (ws[i].sw)
+			src->ops->worker_close(ws[i].sw);
+		free(ws[i].scratch);
+		for (unsigned d = 0; d < PIPE_DEPTH; d++) {
+			free(ws[i].j[d].spans);
+			free(ws[i].j[d].ptrs);
+		}
+	}
+	if (pp.failed) {
+		*err = pp.err;
+		rc = pp.err.code < 0 ? pp.err.code : LINES_EIO;
+	}
+	if (rc == 0) {
+		report(&pp, pass_index, done, total, t0);
+		if (pass->done)
+			rc = pass->done(p, err);
+	}
+out:
+	free(ws);
+	pipe_free(&pp);
+	return rc;
+}

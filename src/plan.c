@@ -1,0 +1,627 @@
+/*
+ * plan.c -- open and check every input, lay out the output, choose the
+ * scales and the passes, then run them.
+ *
+ * Everything that can be known before reading tensor data is checked
+ * here, before the output is created: headers, names, shapes, dtypes,
+ * block counts, options. Incompatibilities are all reported (through the
+ * log callback) before the call fails, so a user fixes them in one go.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "pipeline.h"
+#include "sink.h"
+
+#define PLAN_DEFAULT_CHUNK (2u << 20)
+#define PLAN_MIN_CHUNK (16u << 10)
+#define PLAN_MAX_JOBS 256
+#define PLAN_LIST_MAX 20 /* names listed per kind of mismatch */
+
+struct lines_plan {
+	struct plan p;
+};
+
+void plan_log(const struct plan *p, enum lines_level level, const char *file, const char *tensor,
+              const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!p->o.log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	p->o.log(p->o.cb_ctx, level, file ? file : "", tensor ? tensor : "", msg);
+}
+
+void lines_merge_opts_init(struct lines_merge_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->command = "merge";
+	o->method = LINES_M_SUM;
+	o->lambda = 1.0;
+	o->alpha_auto = 1;
+	o->alpha = 1.0;
+	o->beta = NAN;
+	o->norm_p = 1;
+	o->density = 0.2;
+	o->io = LINES_IO_AUTO;
+}
+
+static const char *method_name(enum lines_method m)
+{
+	static const char *const names[] = {"sum", "mean", "ties", "dare"};
+	return (unsigned)m < ARRAY_SIZE(names) ? names[m] : "?";
+}
+
+/* Shortest decimal that reads back as the same double. */
+static void fmt_double(char *buf, size_t n, double v)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			return;
+	}
+}
+
+static void fmt_shape(char *buf, size_t n, unsigned rank, const uint64_t *shape)
+{
+	size_t len = 0;
+	len += (size_t)snprintf(buf + len, n - len, "[");
+	for (unsigned i = 0; i < rank && len < n; i++)
+		len += (size_t)snprintf(buf + len, n - len, "%s%" PRIu64, i ? ", " : "", shape[i]);
+	if (len < n)
+		snprintf(buf + len, n - len, "]");
+}
+
+static int same_shape(const struct st_tensor *a, const struct st_tensor *b)
+{
+	if (a->rank != b->rank)
+		return 0;
+	for (unsigned i = 0; i < a->rank; i++)
+		if (a->shape[i] != b->shape[i])
+			return 0;
+	return 1;
+}
+
+/* ---- checks before anything is read --------------------------------------- */
+static int check_options(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(!o->base, err, LINES_EUSAGE, NULL, NULL, "no base model (-b BASE)");
+	RETURN_ERROR_IF(o->nmodels < 1, err, LINES_EUSAGE, NULL, NULL, "no model to merge");
+	RETURN_ERROR_IF(o->nmodels > 1024, err, LINES_EUSAGE, NULL, NULL,
+	                "at most 1024 models can be merged at once");
+	RETURN_ERROR_IF(!o->output, err, LINES_EUSAGE, NULL, NULL, "no output (-o OUT)");
+	RETURN_ERROR_IF(o->method != LINES_M_SUM && o->method != LINES_M_MEAN, err,
+	                LINES_EUNSUPPORTED, NULL, NULL, "method '%s' is not implemented yet",
+	                method_name(o->method));
+	RETURN_ERROR_IF(!isfinite(o->lambda), err, LINES_EUSAGE, NULL, NULL,
+	                "--lambda must be a finite number");
+	RETURN_ERROR_IF(o->lines && !o->alpha_auto && !isfinite(o->alpha), err, LINES_EUSAGE, NULL,
+	                NULL, "--alpha must be a finite number");
+	RETURN_ERROR_IF(o->lines && !isnan(o->beta) && !isfinite(o->beta), err, LINES_EUSAGE, NULL,
+	                NULL, "--beta must be a finite number");
+	RETURN_ERROR_IF(o->norm_p != 1 && o->norm_p != 2, err, LINES_EUSAGE, NULL, NULL,
+	                "--norm must be l1 or l2");
+	if (o->weights)
+		for (size_t i = 0; i < o->nmodels; i++)
+			RETURN_ERROR_IF(!isfinite(o->weights[i]), err, LINES_EUSAGE, NULL, NULL,
+			                "weight %zu is not a finite number", i + 1);
+	return 0;
+}
+
+static int parse_out_dtype(const char *s, enum dtype *d, struct lines_error *err)
+{
+	static const struct {
+		const char *name;
+		enum dtype dt;
+	} ok[] = {{"bf16", DT_BF16}, {"f16", DT_F16}, {"f32", DT_F32}, {"f64", DT_F64}};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
+		if (!strcasecmp(s, ok[i].name)) {
+			*d = ok[i].dt;
+			return 0;
+		}
+	return lines_errf(err, LINES_EUSAGE, NULL, NULL,
+	                  "unknown output dtype '%s' (bf16, f16 or f32)", s);
+}
+
+static int open_inputs(struct plan *p, struct lines_error *err)
+{
+	int rc = 0, failures = 0;
+	struct lines_error e;
+
+	p->ck = calloc(p->ninputs, sizeof(*p->ck));
+	RETURN_ERROR_IF(!p->ck, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (unsigned m = 0; m < p->ninputs; m++) {
+		const char *path = m ? p->o.models[m - 1] : p->o.base;
+		int r = ckpt_open(&p->ck[m], path, &p->layers, &e);
+		if (r < 0) {
+			/* report every unreadable input, the last one as the error */
+			if (failures++)
+				plan_log(p, LINES_LOG_ERROR, err->file, err->tensor, "%s", err->msg);
+			*err = e;
+			rc = r;
+		}
+	}
+	if (rc < 0)
+		return rc;
+
+	for (unsigned m = 0; m < p->ninputs; m++)
+		p->nfiles += (unsigned)p->ck[m]->nfiles;
+	p->files = calloc(p->nfiles, sizeof(*p->files));
+	RETURN_ERROR_IF(!p->files, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (unsigned m = 0, f = 0; m < p->ninputs; m++)
+		for (size_t i = 0; i < p->ck[m]->nfiles; i++, f++) {
+			p->files[f].path = p->ck[m]->files[i].path;
+			p->files[f].fd = p->ck[m]->files[i].fd;
+			p->files[f].size = p->ck[m]->files[i].size;
+		}
+	return 0;
+}
+
+/* Compare one model with the base; log every difference; count them. */
+static unsigned check_model(struct plan *p, unsigned m)
+{
+	const struct ckpt *b = p->ck[0], *c = p->ck[m];
+	unsigned missing = 0, extra = 0, other = 0;
+	char s1[256], s2[256];
+
+	for (size_t i = 0; i < b->ntensors; i++) {
+		const struct st_tensor *bt = b->t[i].st;
+		const struct ckpt_tensor *ct = ckpt_find(c, bt->name);
+		if (!ct) {
+			if (++missing <= PLAN_LIST_MAX)
+				plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
+				         "missing (the base has this tensor)");
+			continue;
+		}
+		if (!same_shape(bt, ct->st)) {
+			fmt_shape(s1, sizeof(s1), ct->st->rank, ct->st->shape);
+			fmt_shape(s2, sizeof(s2), bt->rank, bt->shape);
+			plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
+			         "shape %s differs from the base's %s", s1, s2);
+			other++;
+		} else if (ct->st->dtype != bt->dtype) {
+			plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
+			         "dtype %s differs from the base's %s", dtype_name(ct->st->dtype),
+			         dtype_name(bt->dtype));
+			other++;
+		}
+	}
+	if (missing > PLAN_LIST_MAX)
+		plan_log(p, LINES_LOG_ERROR, c->path, NULL, "... %u tensors of the base are missing in all",
+		         missing);
+	for (size_t i = 0; i < c->ntensors; i++) {
+		const struct st_tensor *ct = c->t[i].st;
+		if (ckpt_find(b, ct->name))
+			continue;
+		if (++extra <= PLAN_LIST_MAX)
+			plan_log(p, LINES_LOG_ERROR, c->path, ct->name, "not in the base");
+	}
+	if (extra > PLAN_LIST_MAX)
+		plan_log(p, LINES_LOG_ERROR, c->path, NULL, "... %u tensors are not in the base in all",
+		         extra);
+	if (c->num_layers != b->num_layers) {
+		plan_log(p, LINES_LOG_ERROR, c->path, NULL, "has %ld blocks, the base has %ld",
+		         c->num_layers, b->num_layers);
+		other++;
+	}
+	return missing + extra + other;
+}
+
+static int check_unsupported(struct plan *p, struct lines_error *err)
+{
+	const struct ckpt *b = p->ck[0];
+	unsigned bad = 0;
+	const char *first = NULL;
+	for (size_t i = 0; i < b->ntensors; i++) {
+		const struct st_tensor *t = b->t[i].st;
+		if (dtype_table[t->dtype].floating && !dtype_mergeable(t->dtype)) {
+			if (!bad++)
+				first = t->name;
+			else if (bad <= PLAN_LIST_MAX)
+				plan_log(p, LINES_LOG_ERROR, b->path, t->name,
+				         "%s tensors cannot be merged (only BF16, F16, F32, F64)",
+				         dtype_name(t->dtype));
+		}
+	}
+	RETURN_ERROR_IF(bad, err, LINES_EUNSUPPORTED, b->path, first,
+	                "%u tensor%s of a floating-point dtype lines cannot decode "
+	                "(only BF16, F16, F32, F64 are merged)",
+	                bad, bad == 1 ? "" : "s");
+	return 0;
+}
+
+static int check_output(struct plan *p, struct lines_error *err)
+{
+	struct stat st;
+	const char *out = p->o.output;
+
+	if (!strcmp(out, "-"))
+		return 0;
+	if (stat(out, &st) < 0) {
+		RETURN_ERROR_IF(errno != ENOENT, err, LINES_EIO, out, NULL, "cannot stat the output: %s",
+		                strerror(errno));
+		return 0;
+	}
+	RETURN_ERROR_IF(S_ISDIR(st.st_mode), err, LINES_EUNSUPPORTED, out, NULL,
+	                "is a directory (sharded output is not supported yet)");
+	for (unsigned m = 0; m < p->ninputs; m++)
+		for (size_t f = 0; f < p->ck[m]->nfiles; f++)
+			RETURN_ERROR_IF(p->ck[m]->files[f].dev == st.st_dev &&
+			                        p->ck[m]->files[f].ino == st.st_ino,
+			                err, LINES_EUSAGE, out, NULL,
+			                "the output is one of the inputs; refusing to overwrite it");
+	return 0;
+}
+
+static int layout(struct plan *p, struct lines_error *err)
+{
+	const struct ckpt *b = p->ck[0];
+	enum dtype forced = DT_COUNT;
+	uint64_t off = 0;
+
+	if (p->o.dtype)
+		FORWARD_IF_ERROR(parse_out_dtype(p->o.dtype, &forced, err));
+	p->nt = b->ntensors;
+	p->t = calloc(p->nt ? p->nt : 1, sizeof(*p->t));
+	p->copy_warned = calloc(p->nt ? p->nt : 1, 1);
+	RETURN_ERROR_IF(!p->t || !p->copy_warned, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (size_t i = 0; i < p->nt; i++) {
+		const struct ckpt_tensor *bt = &b->t[i];
+		struct plan_tensor *t = &p->t[i];
+		t->name = bt->st->name;
+		t->in_dt = bt->st->dtype;
+		t->merge = dtype_mergeable(t->in_dt);
+		t->out_dt = t->merge && forced != DT_COUNT ? forced : t->in_dt;
+		t->rank = bt->st->rank;
+		t->shape = bt->st->shape;
+		t->nelem = bt->st->nelem;
+		t->block = bt->block;
+		if (t->merge) {
+			t->units = t->nelem;
+			t->unit_in = dtype_size(t->in_dt);
+			t->unit_out = dtype_size(t->out_dt);
+		} else {
+			t->units = bt->nbytes;
+			t->unit_in = t->unit_out = 1;
+		}
+		t->out_off = off;
+		RETURN_ERROR_IF(ck_add(off, t->units * t->unit_out, &off), err, LINES_EFORMAT, NULL,
+		                t->name, "output too large");
+		t->in = calloc(p->ninputs, sizeof(*t->in));
+		RETURN_ERROR_IF(!t->in, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		for (unsigned m = 0, fbase = 0; m < p->ninputs; m++) {
+			const struct ckpt_tensor *ct = m ? ckpt_find(p->ck[m], t->name) : bt;
+			t->in[m].file = fbase + ct->file;
+			t->in[m].off = ct->off;
+			fbase += (unsigned)p->ck[m]->nfiles;
+		}
+		t->lambda = 1.0;
+	}
+	p->out_data_bytes = off;
+	return 0;
+}
+
+/* ---- scales ------------------------------------------------------------------ */
+int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err)
+{
+	(void)err;
+	p->alpha = alpha;
+	p->beta = isnan(p->o.beta) ? fmax(0.0, 1.0 - alpha) : p->o.beta;
+	p->alpha_known = 1;
+	for (long i = 0; i < p->L; i++)
+		p->lambda_layer[i] = p->o.lines ? layers_lambda(i, p->L, p->alpha, p->beta) : p->o.lambda;
+	p->lambda_outside = p->o.lines ? p->alpha : p->o.lambda;
+	for (size_t i = 0; i < p->nt; i++) {
+		struct plan_tensor *t = &p->t[i];
+		t->lambda = t->block >= 0 ? p->lambda_layer[t->block] : p->lambda_outside;
+		t->k_lambda = p->o.method == LINES_M_MEAN ? t->lambda / p->wsum : t->lambda;
+	}
+	p->info.alpha_known = 1;
+	p->info.alpha = p->o.lines ? p->alpha : NAN;
+	p->info.beta = p->o.lines ? p->beta : NAN;
+	return 0;
+}
+
+static int choose_alpha(struct plan *p, struct lines_error *err)
+{
+	const struct lines_merge_opts *o = &p->o;
+
+	p->w = calloc(p->nmodels, sizeof(*p->w));
+	p->lambda_layer = calloc(p->L ? (size_t)p->L : 1, sizeof(*p->lambda_layer));
+	RETURN_ERROR_IF(!p->w || !p->lambda_layer, err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory");
+	p->equal_weights = 1;
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		p->w[i] = o->weights ? o->weights[i] : 1.0;
+		p->wsum += p->w[i];
+		if (p->w[i] != p->w[0])
+			p->equal_weights = 0;
+	}
+	RETURN_ERROR_IF(o->method == LINES_M_MEAN && p->wsum == 0.0, err, LINES_EUSAGE, NULL, NULL,
+	                "the weights of a mean must not sum to zero");
+
+	if (!o->lines)
+		return plan_set_alpha(p, 1.0, err);
+	if (!o->alpha_auto)
+		return plan_set_alpha(p, o->alpha, err);
+	if (p->equal_weights) {
+		/* ||sum tau|| / (N ||w sum tau||) = 1 / (N |w|); a mean divides by N w */
+		if (o->method == LINES_M_MEAN)
+			return plan_set_alpha(p, 1.0, err);
+		RETURN_ERROR_IF(p->w[0] == 0.0, err, LINES_EUSAGE, NULL, NULL,
+		                "with zero weights alpha cannot be set automatically; give --alpha");
+		return plan_set_alpha(p, 1.0 / ((double)p->nmodels * fabs(p->w[0])), err);
+	}
+	return 0; /* after the norm pass */
+}
+
+/* ---- the output header ------------------------------------------------------- */
+static int build_header(struct plan *p, struct lines_error *err)
+{
+	const struct ckpt_file *bf = &p->ck[0]->files[0];
+	struct st_out_tensor *ot = calloc(p->nt ? p->nt : 1, sizeof(*ot));
+	size_t nmeta = 0, cap = bf->hdr.nmeta + 16;
+	struct st_kv *meta = calloc(cap, sizeof(*meta));
+	char (*vals)[64] = calloc(16, sizeof(*vals));
+	char *weights = calloc((size_t)p->nmodels * 26 + 1, 1);
+	int rc;
+
+	if (!ot || !meta || !vals || !weights) {
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < p->nt; i++) {
+		ot[i].name = p->t[i].name;
+		ot[i].dtype = p->t[i].out_dt;
+		ot[i].rank = p->t[i].rank;
+		ot[i].shape = p->t[i].shape;
+		ot[i].nbytes = p->t[i].units * p->t[i].unit_out;
+	}
+	/* the base's own metadata is carried along, except what lines rewrites */
+	for (size_t i = 0; i < bf->hdr.nmeta; i++)
+		if (strcmp(bf->hdr.meta[i].key, "format") && strncmp(bf->hdr.meta[i].key, "lines.", 6))
+			meta[nmeta].key = bf->hdr.meta[i].key, meta[nmeta++].value = bf->hdr.meta[i].value;
+
+#define META(k, v) (meta[nmeta].key = (k), meta[nmeta++].value = (v))
+	int nv = 0;
+	META("lines.version", lines_version());
+	META("lines.command", p->o.command ? p->o.command : "merge");
+	META("lines.method", method_name(p->o.method));
+	snprintf(vals[nv], 64, "%u", p->nmodels);
+	META("lines.models", vals[nv++]);
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		size_t len = strlen(weights);
+		if (i)
+			weights[len++] = ',';
+		fmt_double(weights + len, 25, p->w[i]);
+	}
+	META("lines.weights", weights);
+	snprintf(vals[nv], 64, "%ld", p->L);
+	META("lines.num_layers", vals[nv++]);
+	if (p->o.lines) {
+		fmt_double(vals[nv], 64, p->alpha);
+		META("lines.alpha", vals[nv++]);
+		fmt_double(vals[nv], 64, p->beta);
+		META("lines.beta", vals[nv++]);
+		META("lines.alpha_mode", p->o.alpha_auto ? "auto" : "given");
+		META("lines.norm", p->o.norm_p == 2 ? "l2" : "l1");
+	} else {
+		fmt_double(vals[nv], 64, p->o.lambda);
+		META("lines.lambda", vals[nv++]);
+	}
+	if (p->have_norms) {
+		fmt_double(vals[nv], 64, p->norm_sum);
+		META("lines.norm_sum", vals[nv++]);
+		fmt_double(vals[nv], 64, p->norm_mtl);
+		META("lines.norm_mtl", vals[nv++]);
+	}
+#undef META
+	free(p->header);
+	p->header = NULL;
+	rc = st_build(ot, p->nt, meta, nmeta, &p->header, &p->header_len, err);
+out:
+	free(ot);
+	free(meta);
+	free(vals);
+	free(weights);
+	return rc;
+}
+
+/* ---- public: plan ------------------------------------------------------------ */
+static void fill_info(struct plan *p)
+{
+	struct lines_plan_info *in = &p->info;
+	in->ntensors = p->nt;
+	in->nfloat = 0;
+	for (size_t i = 0; i < p->nt; i++)
+		in->nfloat += p->t[i].merge;
+	in->num_layers = p->L;
+	in->alpha_known = p->alpha_known;
+	in->lambda = p->lambda_layer;
+	in->lambda_outside = p->lambda_outside;
+	in->npasses = p->npasses;
+	for (unsigned i = 0; i < p->npasses; i++) {
+		uint64_t bytes = 0;
+		p->pass_names[i] = p->pass[i].name;
+		for (size_t t = 0; t < p->nt; t++)
+			if (p->pass[i].want(p, t))
+				bytes += p->t[t].units * p->t[t].unit_in * p->ninputs;
+		p->pass_read[i] = p->pass[i].read_bytes = bytes;
+	}
+	in->pass_names = p->pass_names;
+	in->pass_read_bytes = p->pass_read;
+	in->output_bytes = p->header_len + p->out_data_bytes;
+	in->memory_bound = p->mem_bound;
+	in->chunk = p->chunk;
+	in->jobs = p->jobs;
+	in->io = "mmap";
+	in->kernels = p->k->name;
+}
+
+int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
+                   struct lines_error *err)
+{
+	struct lines_plan *lp;
+	struct plan *p;
+	struct lines_error dummy;
+	unsigned problems = 0;
+	int rc;
+
+	if (!err)
+		err = &dummy;
+	*out = NULL;
+	FORWARD_IF_ERROR(check_options(opts, err));
+	lp = calloc(1, sizeof(*lp));
+	RETURN_ERROR_IF(!lp, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p = &lp->p;
+	p->o = *opts;
+	p->nmodels = (unsigned)opts->nmodels;
+	p->ninputs = p->nmodels + 1;
+
+	if (!(p->k = kern_get(err))) {
+		rc = LINES_EUSAGE;
+		goto fail;
+	}
+	if ((rc = layers_init(&p->layers, &opts->layers, err)) < 0)
+		goto fail;
+	if ((rc = open_inputs(p, err)) < 0)
+		goto fail;
+
+	p->L = opts->layers.num_layers ? opts->layers.num_layers : p->ck[0]->num_layers;
+	if (p->ck[0]->num_layers > p->L) {
+		for (size_t i = 0; i < p->ck[0]->ntensors; i++)
+			if (p->ck[0]->t[i].block >= p->L) {
+				rc = lines_errf(err, LINES_EUSAGE, p->ck[0]->path, p->ck[0]->t[i].st->name,
+				                "block %ld is beyond --num-layers %ld", p->ck[0]->t[i].block,
+				                p->L);
+				goto fail;
+			}
+	}
+	for (unsigned m = 1; m < p->ninputs; m++)
+		problems += check_model(p, m);
+	if (problems) {
+		rc = lines_errf(err, LINES_EMISMATCH, NULL, NULL,
+		                "the models do not match the base (%u problem%s listed above)", problems,
+		                problems == 1 ? "" : "s");
+		goto fail;
+	}
+	if ((rc = check_unsupported(p, err)) < 0 || (rc = check_output(p, err)) < 0 ||
+	    (rc = layout(p, err)) < 0 || (rc = choose_alpha(p, err)) < 0)
+		goto fail;
+	if ((rc = merge_linear_setup(p, err)) < 0)
+		goto fail;
+
+	p->chunk = opts->chunk ? opts->chunk : PLAN_DEFAULT_CHUNK;
+	if (p->chunk < PLAN_MIN_CHUNK)
+		p->chunk = PLAN_MIN_CHUNK;
+	p->jobs = opts->jobs;
+	if (!p->jobs) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		p->jobs = n > 0 ? (unsigned)n : 1;
+	}
+	if (p->jobs > PLAN_MAX_JOBS)
+		p->jobs = PLAN_MAX_JOBS;
+	p->mem_bound = pipe_memory(p, &src_mmap_ops);
+	/* the header as it will be (alpha may still change its digits) */
+	if ((rc = build_header(p, err)) < 0)
+		goto fail;
+	fill_info(p);
+	*out = lp;
+	return 0;
+fail:
+	lines_plan_free(lp);
+	return rc;
+}
+
+const struct lines_plan_info *lines_plan_info(const struct lines_plan *lp)
+{
+	return &lp->p.info;
+}
+
+void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tensor_info *info,
+                       double *lambda)
+{
+	const struct plan_tensor *t = &lp->p.t[i];
+	info->name = t->name;
+	info->dtype = dtype_name(t->out_dt);
+	info->is_float = t->merge;
+	info->rank = t->rank;
+	info->shape = t->shape;
+	info->nelem = t->nelem;
+	info->nbytes = t->units * t->unit_out;
+	info->block = t->block;
+	if (lambda)
+		*lambda = lp->p.alpha_known ? t->lambda : NAN;
+}
+
+int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
+{
+	struct plan *p = &lp->p;
+	struct source *src = NULL;
+	struct sink *out = NULL;
+	int rc;
+
+	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
+	p->ran = 1;
+	if ((rc = src_mmap_open(&src, p->files, p->nfiles, err)) < 0)
+		return rc;
+	if (!strcmp(p->o.output, "-"))
+		rc = sink_fd_open(&out, STDOUT_FILENO, "(standard output)", err);
+	else
+		rc = sink_file_open(&out, p->o.output, err);
+	for (unsigned i = 0; rc == 0 && i < p->npasses; i++) {
+		if (lines_canceled()) {
+			rc = lines_errf(err, LINES_ECANCELED, NULL, NULL, "interrupted");
+			break;
+		}
+		if (p->pass[i].writes) {
+			if ((rc = build_header(p, err)) < 0 ||
+			    (rc = sink_write(out, p->header, p->header_len, err)) < 0)
+				break;
+		}
+		rc = pipe_run(p, &p->pass[i], i + 1, src, p->pass[i].writes ? out : NULL, err);
+	}
+	if (rc == 0)
+		rc = sink_commit(out, err);
+	if (rc < 0 && out)
+		sink_abort(out);
+	sink_free(out);
+	src->ops->close(src);
+	fill_info(p);
+	return rc;
+}
+
+void lines_plan_free(struct lines_plan *lp)
+{
+	struct plan *p;
+	if (!lp)
+		return;
+	p = &lp->p;
+	if (p->ck)
+		for (unsigned m = 0; m < p->ninputs; m++)
+			ckpt_close(p->ck[m]);
+	free(p->ck);
+	free(p->files);
+	if (p->t)
+		for (size_t i = 0; i < p->nt; i++)
+			free(p->t[i].in);
+	free(p->t);
+	free(p->copy_warned);
+	free(p->w);
+	free(p->lambda_layer);
+	free(p->header);
+	layers_free(&p->layers);
+	free(lp);
+}

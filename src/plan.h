@@ -1,0 +1,127 @@
+/*
+ * plan.h -- a merge plan: the inputs opened and checked against each
+ * other, the output layout, the scale of every tensor, and the passes
+ * that the pipeline runs over the inputs (norms, thresholds, writing).
+ *
+ * Methods (merge_*.c) fill in the passes; the pipeline (pipeline.c) runs
+ * them; neither knows how the other works.
+ */
+#ifndef LINES_PLAN_H
+#define LINES_PLAN_H
+
+#include "ckpt.h"
+#include "kernels.h"
+#include "layers.h"
+#include "source.h"
+
+struct sink;
+struct pipe_job;
+struct plan;
+
+/* Where the data of one tensor is, in one input. */
+struct plan_input {
+	unsigned file; /* index into plan->files */
+	uint64_t off;
+};
+
+struct plan_tensor {
+	const char *name; /* owned by the base's header */
+	enum dtype in_dt;
+	enum dtype out_dt;
+	int merge; /* floating: merged; otherwise copied from the base */
+	unsigned rank;
+	const uint64_t *shape;
+	uint64_t nelem;
+	/* The pipeline walks a tensor in "units": elements for a merged
+	 * tensor, bytes for a copied one. */
+	uint64_t units;
+	unsigned unit_in;  /* bytes per unit in every input */
+	unsigned unit_out; /* bytes per unit in the output */
+	uint64_t out_off;  /* offset in the output's data buffer */
+	long block;        /* -1 outside the blocks */
+	double lambda;     /* the exact scale of this tensor */
+	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
+	struct plan_input *in; /* ninputs entries: 0 is the base */
+};
+
+/*
+ * A pass: one walk of the pipeline over the tensors it wants.
+ *   work()   on a worker thread, for one job; pure computation on the
+ *            job's input bytes into its output buffer and partial results.
+ *   reduce() on the thread that runs the plan, for every job in order:
+ *            where results that must not depend on thread count or chunk
+ *            size are summed.
+ *   done()   once, after the last reduce().
+ */
+struct pass {
+	const char *name;
+	int writes;         /* produces the output bytes */
+	unsigned part_job;  /* doubles of partial results per job */
+	unsigned part_block; /* doubles of partial results per KERN_BLOCK */
+	size_t scratch;     /* bytes of per-worker scratch memory */
+	int (*want)(const struct plan *p, size_t tensor);
+	int (*work)(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err);
+	int (*reduce)(struct plan *p, const struct pipe_job *job, struct lines_error *err);
+	int (*done)(struct plan *p, struct lines_error *err);
+	uint64_t read_bytes; /* filled by the plan: input bytes it reads */
+};
+
+#define PLAN_MAX_PASSES 4
+
+struct plan {
+	struct lines_merge_opts o; /* a copy; weights point at w */
+	unsigned ninputs;          /* N + 1 */
+	unsigned nmodels;          /* N */
+	struct ckpt **ck;          /* ninputs: base, then the models */
+	struct src_file *files;    /* every file of every input */
+	unsigned nfiles;
+	struct layers layers;
+	const struct kern *k;
+
+	size_t nt;
+	struct plan_tensor *t; /* output order */
+	uint64_t out_data_bytes;
+	long L;
+
+	double *w;   /* N weights */
+	double wsum; /* sum of the weights */
+	int equal_weights;
+
+	/* LiNeS */
+	int alpha_known;
+	double alpha, beta;
+	double *lambda_layer; /* L entries */
+	double lambda_outside;
+	double norm_sum, norm_mtl;
+	int have_norms;
+	/* running sums of the norm pass: |s|, |t|, s^2, t^2 */
+	double acc[4];
+	/* copied tensors that differ between models: one warning per tensor */
+	unsigned char *copy_warned;
+
+	struct pass pass[PLAN_MAX_PASSES];
+	unsigned npasses;
+	const char *pass_names[PLAN_MAX_PASSES];
+	uint64_t pass_read[PLAN_MAX_PASSES];
+
+	unsigned char *header; /* the output's header, once alpha is known */
+	size_t header_len;
+
+	size_t chunk;
+	unsigned jobs;
+	uint64_t mem_bound;
+	struct lines_plan_info info;
+	int ran;
+};
+
+/* Fill in the passes for the method; linear methods live in merge_linear.c */
+int merge_linear_setup(struct plan *p, struct lines_error *err);
+
+/* Set alpha, beta and every tensor's lambda once alpha is known. */
+int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err);
+
+/* Forward a message to the caller's log callback. */
+void plan_log(const struct plan *p, enum lines_level level, const char *file, const char *tensor,
+              const char *fmt, ...) LINES_PRINTF(5, 6);
+
+#endif

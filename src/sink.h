@@ -1,0 +1,61 @@
+/*
+ * sink.h -- where output bytes go.
+ *
+ * A sink takes the output as one ordered stream of bytes. commit() makes
+ * it durable and visible (for a file: fsync, then rename over OUT);
+ * abort() makes sure no partial output is left (the temporary file is
+ * removed); either one ends the sink's life, and free() releases it.
+ * Sinks can be stacked: a sink that compresses or hashes writes into the
+ * next one.
+ *
+ * Implementations: a file written through a temporary name, and a plain
+ * descriptor (standard output). Calls return 0 or a negative LINES_E*.
+ */
+#ifndef LINES_SINK_H
+#define LINES_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+struct sink;
+
+struct sink_ops {
+	int (*write)(struct sink *s, const void *buf, size_t len, struct lines_error *err);
+	int (*commit)(struct sink *s, struct lines_error *err);
+	void (*abort)(struct sink *s);
+	void (*free)(struct sink *s);
+};
+
+struct sink {
+	const struct sink_ops *ops;
+	const char *name; /* for messages: the final path or "(stdout)" */
+	uint64_t written;
+};
+
+static inline int sink_write(struct sink *s, const void *buf, size_t len,
+                             struct lines_error *err)
+{
+	int rc = s->ops->write(s, buf, len, err);
+	if (rc == 0)
+		s->written += len;
+	return rc;
+}
+static inline int sink_commit(struct sink *s, struct lines_error *err)
+{
+	return s->ops->commit(s, err);
+}
+static inline void sink_abort(struct sink *s) { s->ops->abort(s); }
+static inline void sink_free(struct sink *s)
+{
+	if (s)
+		s->ops->free(s);
+}
+
+/* A file written as DIR/.NAME.lines-XXXXXX and renamed to path on commit. */
+int sink_file_open(struct sink **out, const char *path, struct lines_error *err);
+/* An already open descriptor (not closed by the sink). */
+int sink_fd_open(struct sink **out, int fd, const char *name, struct lines_error *err);
+
+#endif

@@ -1,0 +1,189 @@
+/*
+ * sink_file.c -- output files that are either complete or absent.
+ *
+ * The bytes go to a temporary file in the destination directory (so the
+ * final rename stays on one file system and is atomic). commit() fsyncs
+ * the file, gives it the mode a new file would get (mkstemp makes it
+ * 0600), renames it over OUT and fsyncs the directory. Any failure, and
+ * abort() on SIGINT or SIGTERM, removes the temporary file. A SIGKILL can
+ * leave one behind; its name is unique and hidden, and no later run ever
+ * opens it, so it cannot confuse anything.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "sink.h"
+
+struct sink_file {
+	struct sink base;
+	int fd;
+	char *path; /* final name */
+	char *tmp;  /* temporary name, NULL once renamed or removed */
+	mode_t mode;
+};
+
+static int sf_write(struct sink *s, const void *buf, size_t len, struct lines_error *err)
+{
+	struct sink_file *f = (struct sink_file *)s;
+	int rc = full_write(f->fd, buf, len);
+	if (rc == -EINTR)
+		return lines_errf(err, LINES_ECANCELED, f->path, NULL, "interrupted");
+	if (rc < 0)
+		return lines_errno(err, -rc, f->path, "cannot write");
+	return 0;
+}
+
+static void sf_abort(struct sink *s)
+{
+	struct sink_file *f = (struct sink_file *)s;
+	if (f->fd >= 0)
+		close(f->fd);
+	f->fd = -1;
+	if (f->tmp)
+		unlink(f->tmp);
+	free(f->tmp);
+	f->tmp = NULL;
+}
+
+static int sf_commit(struct sink *s, struct lines_error *err)
+{
+	struct sink_file *f = (struct sink_file *)s;
+	char *dcopy;
+	int dfd, rc = 0;
+
+	if (fchmod(f->fd, f->mode) < 0 || fsync(f->fd) < 0) {
+		rc = lines_errno(err, errno, f->path, "cannot sync");
+		goto fail;
+	}
+	if (close(f->fd) < 0) {
+		f->fd = -1;
+		rc = lines_errno(err, errno, f->path, "cannot close");
+		goto fail;
+	}
+	f->fd = -1;
+	if (rename(f->tmp, f->path) < 0) {
+		rc = lines_errno(err, errno, f->path, "cannot rename the temporary file into place");
+		goto fail;
+	}
+	free(f->tmp);
+	f->tmp = NULL;
+	/* make the rename itself durable */
+	dcopy = strdup(f->path);
+	if (dcopy) {
+		dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (dfd >= 0) {
+			fsync(dfd);
+			close(dfd);
+		}
+		free(dcopy);
+	}
+	return 0;
+fail:
+	sf_abort(s);
+	return rc;
+}
+
+static void sf_free(struct sink *s)
+{
+	struct sink_file *f = (struct sink_file *)s;
+	sf_abort(s); /* no-op after a commit */
+	free(f->path);
+	free(f);
+}
+
+static const struct sink_ops sink_file_ops = {sf_write, sf_commit, sf_abort, sf_free};
+
+int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
+{
+	struct sink_file *f = calloc(1, sizeof(*f));
+	char *dcopy = NULL, *bcopy = NULL;
+	mode_t um;
+	int rc = 0;
+
+	*out = NULL;
+	RETURN_ERROR_IF(!f, err, LINES_ENOMEM, path, NULL, "out of memory");
+	f->fd = -1;
+	f->path = strdup(path);
+	dcopy = strdup(path);
+	bcopy = strdup(path);
+	if (!f->path || !dcopy || !bcopy) {
+		rc = lines_errf(err, LINES_ENOMEM, path, NULL, "out of memory");
+		goto out;
+	}
+	{
+		const char *dir = dirname(dcopy), *base = basename(bcopy);
+		size_t n = strlen(dir) + strlen(base) + 32;
+		f->tmp = malloc(n);
+		if (!f->tmp) {
+			rc = lines_errf(err, LINES_ENOMEM, path, NULL, "out of memory");
+			goto out;
+		}
+		snprintf(f->tmp, n, "%s/.%s.lines-XXXXXX", dir, base);
+	}
+	f->fd = mkostemp(f->tmp, O_CLOEXEC);
+	if (f->fd < 0) {
+		rc = lines_errno(err, errno, path, "cannot create a temporary file next to the output");
+		free(f->tmp);
+		f->tmp = NULL;
+		goto out;
+	}
+	um = umask(022);
+	umask(um);
+	f->mode = 0666 & ~um;
+	f->base.ops = &sink_file_ops;
+	f->base.name = f->path;
+	*out = &f->base;
+out:
+	free(dcopy);
+	free(bcopy);
+	if (rc < 0) {
+		free(f->path);
+		free(f->tmp);
+		free(f);
+	}
+	return rc;
+}
+
+/* ---- a plain descriptor --------------------------------------------------- */
+struct sink_fd {
+	struct sink base;
+	int fd;
+};
+
+static int sd_write(struct sink *s, const void *buf, size_t len, struct lines_error *err)
+{
+	struct sink_fd *f = (struct sink_fd *)s;
+	int rc = full_write(f->fd, buf, len);
+	if (rc == -EINTR)
+		return lines_errf(err, LINES_ECANCELED, s->name, NULL, "interrupted");
+	if (rc < 0)
+		return lines_errno(err, -rc, s->name, "cannot write");
+	return 0;
+}
+static int sd_commit(struct sink *s, struct lines_error *err)
+{
+	(void)s, (void)err;
+	return 0;
+}
+static void sd_abort(struct sink *s) { (void)s; }
+static void sd_free(struct sink *s) { free(s); }
+
+static const struct sink_ops sink_fd_ops = {sd_write, sd_commit, sd_abort, sd_free};
+
+int sink_fd_open(struct sink **out, int fd, const char *name, struct lines_error *err)
+{
+	struct sink_fd *f = calloc(1, sizeof(*f));
+	RETURN_ERROR_IF(!f, err, LINES_ENOMEM, name, NULL, "out of memory");
+	f->fd = fd;
+	f->base.ops = &sink_fd_ops;
+	f->base.name = name;
+	*out = &f->base;
+	return 0;
+}

@@ -1,0 +1,67 @@
+/*
+ * source.h -- chunk sources: where the bytes of the inputs come from.
+ *
+ * A source serves byte ranges ("spans") of a fixed set of open files. A
+ * worker thread asks for all the spans one job needs at once (a batch):
+ * start() begins the reads, finish() waits until every span is readable
+ * at batch->ptr[i], release() gives the memory back. A worker may have up
+ * to `depth` batches started at once (it starts job k+1 before computing
+ * job k), each in its own batch slot.
+ *
+ * Sources know nothing of tensors or methods. Implementations: mmap
+ * (src_mmap.c). Every call returns 0 or a negative LINES_E* code.
+ */
+#ifndef LINES_SOURCE_H
+#define LINES_SOURCE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+struct src_file {
+	const char *path;
+	int fd;
+	uint64_t size;
+};
+
+struct src_span {
+	unsigned file;
+	uint64_t off;
+	size_t len;
+};
+
+struct src_batch {
+	unsigned slot; /* 0 .. depth-1, chosen by the caller */
+	unsigned n;
+	const struct src_span *span;
+	const unsigned char **ptr; /* n entries, set by finish() */
+};
+
+struct source;
+struct src_worker;
+
+struct src_ops {
+	const char *name;
+	int (*worker_open)(struct source *s, unsigned max_spans, size_t max_len, unsigned depth,
+	                   struct src_worker **w, struct lines_error *err);
+	int (*start)(struct src_worker *w, struct src_batch *b, struct lines_error *err);
+	int (*finish)(struct src_worker *w, struct src_batch *b, struct lines_error *err);
+	void (*release)(struct src_worker *w, struct src_batch *b);
+	void (*worker_close)(struct src_worker *w);
+	void (*close)(struct source *s);
+	/* bytes of memory a worker holds at most, for the plan's memory bound */
+	uint64_t (*worker_bytes)(unsigned max_spans, size_t max_len, unsigned depth);
+};
+
+struct source {
+	const struct src_ops *ops;
+	const struct src_file *files;
+	unsigned nfiles;
+};
+
+int src_mmap_open(struct source **s, const struct src_file *files, unsigned nfiles,
+                  struct lines_error *err);
+extern const struct src_ops src_mmap_ops;
+
+#endif

@@ -1,0 +1,188 @@
+/*
+ * util.c -- the error record, the dtype table, cancellation and the I/O
+ * loops that every reader and writer uses.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+static void copy_str(char *dst, size_t cap, const char *src)
+{
+	if (!src)
+		src = "";
+	size_t n = strlen(src);
+	if (n >= cap) {
+		/* keep the end of a long path: it is the part that tells */
+		if (cap > 4) {
+			memcpy(dst, "...", 3);
+			memcpy(dst + 3, src + n - (cap - 4), cap - 4);
+			dst[cap - 1] = '\0';
+			return;
+		}
+		n = cap - 1;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
+static int verrf(struct lines_error *err, int code, int errnum, const char *file,
+                 const char *tensor, const char *fmt, va_list ap)
+{
+	if (!err)
+		return code;
+	err->code = code;
+	err->sys_errno = errnum;
+	copy_str(err->file, sizeof(err->file), file);
+	copy_str(err->tensor, sizeof(err->tensor), tensor);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	if (errnum) {
+		size_t n = strlen(err->msg);
+		snprintf(err->msg + n, sizeof(err->msg) - n, "%s%s", n ? ": " : "",
+		         strerror(errnum));
+	}
+	return code;
+}
+
+int lines_errf(struct lines_error *err, int code, const char *file, const char *tensor,
+               const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	verrf(err, code, 0, file, tensor, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int lines_errno(struct lines_error *err, int errnum, const char *file, const char *fmt, ...)
+{
+	va_list ap;
+	int code = errnum == ENOMEM ? LINES_ENOMEM : LINES_EIO;
+	va_start(ap, fmt);
+	verrf(err, code, errnum, file, NULL, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+const char *lines_strerror(int code)
+{
+	switch (code) {
+	case LINES_OK: return "success";
+	case LINES_EUSAGE: return "invalid usage";
+	case LINES_EFORMAT: return "malformed input";
+	case LINES_EMISMATCH: return "incompatible inputs";
+	case LINES_EIO: return "input/output error";
+	case LINES_ENOMEM: return "out of memory";
+	case LINES_ECANCELED: return "interrupted";
+	case LINES_EUNSUPPORTED: return "not supported";
+	case LINES_ECHANGED: return "input changed during the run";
+	case LINES_ECORRUPT: return "damaged file";
+	}
+	return "unknown error";
+}
+
+/* ---- dtypes --------------------------------------------------------------- */
+const struct dtype_desc dtype_table[DT_COUNT] = {
+	[DT_BOOL] = {"BOOL", 8, 0, 0},
+	[DT_F4] = {"F4", 4, 1, 0},
+	[DT_F6_E2M3] = {"F6_E2M3", 6, 1, 0},
+	[DT_F6_E3M2] = {"F6_E3M2", 6, 1, 0},
+	[DT_U8] = {"U8", 8, 0, 0},
+	[DT_I8] = {"I8", 8, 0, 0},
+	[DT_F8_E5M2] = {"F8_E5M2", 8, 1, 0},
+	[DT_F8_E4M3] = {"F8_E4M3", 8, 1, 0},
+	[DT_F8_E8M0] = {"F8_E8M0", 8, 1, 0},
+	[DT_F8_E4M3FNUZ] = {"F8_E4M3FNUZ", 8, 1, 0},
+	[DT_F8_E5M2FNUZ] = {"F8_E5M2FNUZ", 8, 1, 0},
+	[DT_I16] = {"I16", 16, 0, 0},
+	[DT_U16] = {"U16", 16, 0, 0},
+	[DT_F16] = {"F16", 16, 1, 1},
+	[DT_BF16] = {"BF16", 16, 1, 1},
+	[DT_I32] = {"I32", 32, 0, 0},
+	[DT_U32] = {"U32", 32, 0, 0},
+	[DT_F32] = {"F32", 32, 1, 1},
+	[DT_C64] = {"C64", 64, 1, 0},
+	[DT_F64] = {"F64", 64, 1, 1},
+	[DT_I64] = {"I64", 64, 0, 0},
+	[DT_U64] = {"U64", 64, 0, 0},
+};
+
+int dtype_parse(const char *name, size_t len)
+{
+	for (int i = 0; i < DT_COUNT; i++)
+		if (strlen(dtype_table[i].name) == len && memcmp(dtype_table[i].name, name, len) == 0)
+			return i;
+	return -1;
+}
+
+/* ---- cancellation --------------------------------------------------------- */
+static volatile sig_atomic_t cancel_flag;
+
+void lines_cancel(void) { cancel_flag = 1; }
+void lines_cancel_reset(void) { cancel_flag = 0; }
+int lines_canceled(void) { return cancel_flag != 0; }
+
+/* ---- I/O loops ------------------------------------------------------------ */
+int full_pread(int fd, void *buf, size_t n, uint64_t off)
+{
+	unsigned char *p = buf;
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (r == 0)
+			return -EIO; /* the file is shorter than it said */
+		p += r;
+		off += (uint64_t)r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+int full_read(int fd, void *buf, size_t n, size_t *got)
+{
+	unsigned char *p = buf;
+	size_t done = 0;
+	while (done < n) {
+		ssize_t r = read(fd, p + done, n - done);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			*got = done;
+			return -errno;
+		}
+		if (r == 0)
+			break;
+		done += (size_t)r;
+	}
+	*got = done;
+	return 0;
+}
+
+int full_write(int fd, const void *buf, size_t n)
+{
+	const unsigned char *p = buf;
+	while (n) {
+		ssize_t r = write(fd, p, n);
+		if (r < 0) {
+			if (errno == EINTR) {
+				if (lines_canceled())
+					return -EINTR;
+				continue;
+			}
+			return -errno;
+		}
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}

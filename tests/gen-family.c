@@ -1,0 +1,432 @@
+/*
+ * gen-family.c -- write a deterministic family of models for the tests,
+ * the demo and the benchmarks: a base model and N fine-tunes with the
+ * tensor names of Llama, GPT-2, CLIP (visual tower) or T5.
+ *
+ *   gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32
+ *              --layers L (--hidden H | --size BYTES) [--vocab V]
+ *              --models N --seed S --out DIR [--specials] [--int-differ]
+ *              [--model-seed-offset K]
+ *
+ * writes DIR/base.safetensors and DIR/ft1.safetensors ... DIR/ftN.safetensors.
+ *
+ * Every value is a pure function of (seed, model, tensor, element), so a
+ * model of any size is written in constant memory and two runs give the
+ * same bytes. The base looks like a trained network: weights spread around
+ * zero, layer-norm weights near 1, small biases. A fine-tune adds a task
+ * delta whose size grows with depth (1x at the first block, 3x at the
+ * last, 0.5x outside the blocks), as LiNeS assumes of real fine-tuning.
+ *
+ * Independent of liblines on purpose: it has its own JSON writer and its
+ * own float conversions, so the tests do not check lines against itself.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum kind { K_WEIGHT, K_NORM, K_BIAS, K_EMBED, K_POS_I64, K_MASK_BOOL };
+enum fdt { F_BF16, F_F16, F_F32 };
+
+struct tensor {
+	char name[160];
+	unsigned rank;
+	uint64_t shape[4];
+	enum kind kind;
+	long block;
+};
+
+static struct tensor *T;
+static size_t nt, cap;
+
+static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, const char *fmt,
+                ...) __attribute__((format(printf, 5, 6)));
+
+static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, const char *fmt,
+                ...)
+{
+	va_list ap;
+	if (nt == cap) {
+		cap = cap ? 2 * cap : 64;
+		T = realloc(T, cap * sizeof(*T));
+		if (!T) {
+			perror("gen-family");
+			exit(1);
+		}
+	}
+	struct tensor *t = &T[nt++];
+	va_start(ap, fmt);
+	vsnprintf(t->name, sizeof(t->name), fmt, ap);
+	va_end(ap);
+	t->rank = rank;
+	memcpy(t->shape, shape, rank * sizeof(*shape));
+	t->kind = k;
+	t->block = block;
+}
+
+#define S1(a) ((const uint64_t[]){(a)})
+#define S2(a, b) ((const uint64_t[]){(a), (b)})
+#define S4(a, b, c, d) ((const uint64_t[]){(a), (b), (c), (d)})
+
+static void build(const char *arch, long L, uint64_t H, uint64_t V)
+{
+	uint64_t F = 3 * H, P = 64;
+	nt = 0;
+	if (!strcmp(arch, "llama")) {
+		add(K_EMBED, -1, 2, S2(V, H), "model.embed_tokens.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_NORM, i, 1, S1(H), "model.layers.%ld.input_layernorm.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, H), "model.layers.%ld.self_attn.q_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(H / 4, H), "model.layers.%ld.self_attn.k_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(H / 4, H), "model.layers.%ld.self_attn.v_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, H), "model.layers.%ld.self_attn.o_proj.weight", i);
+			add(K_NORM, i, 1, S1(H), "model.layers.%ld.post_attention_layernorm.weight", i);
+			add(K_WEIGHT, i, 2, S2(F, H), "model.layers.%ld.mlp.gate_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(F, H), "model.layers.%ld.mlp.up_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, F), "model.layers.%ld.mlp.down_proj.weight", i);
+		}
+		add(K_NORM, -1, 1, S1(H), "model.norm.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
+	} else if (!strcmp(arch, "gpt2")) {
+		add(K_EMBED, -1, 2, S2(V, H), "transformer.wte.weight");
+		add(K_EMBED, -1, 2, S2(P, H), "transformer.wpe.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_NORM, i, 1, S1(H), "transformer.h.%ld.ln_1.weight", i);
+			add(K_BIAS, i, 1, S1(H), "transformer.h.%ld.ln_1.bias", i);
+			add(K_MASK_BOOL, i, 4, S4(1, 1, P, P), "transformer.h.%ld.attn.bias", i);
+			add(K_WEIGHT, i, 2, S2(H, 3 * H), "transformer.h.%ld.attn.c_attn.weight", i);
+			add(K_BIAS, i, 1, S1(3 * H), "transformer.h.%ld.attn.c_attn.bias", i);
+			add(K_WEIGHT, i, 2, S2(H, H), "transformer.h.%ld.attn.c_proj.weight", i);
+			add(K_BIAS, i, 1, S1(H), "transformer.h.%ld.attn.c_proj.bias", i);
+			add(K_NORM, i, 1, S1(H), "transformer.h.%ld.ln_2.weight", i);
+			add(K_BIAS, i, 1, S1(H), "transformer.h.%ld.ln_2.bias", i);
+			add(K_WEIGHT, i, 2, S2(H, 4 * H), "transformer.h.%ld.mlp.c_fc.weight", i);
+			add(K_BIAS, i, 1, S1(4 * H), "transformer.h.%ld.mlp.c_fc.bias", i);
+			add(K_WEIGHT, i, 2, S2(4 * H, H), "transformer.h.%ld.mlp.c_proj.weight", i);
+			add(K_BIAS, i, 1, S1(H), "transformer.h.%ld.mlp.c_proj.bias", i);
+		}
+		add(K_NORM, -1, 1, S1(H), "transformer.ln_f.weight");
+		add(K_BIAS, -1, 1, S1(H), "transformer.ln_f.bias");
+	} else if (!strcmp(arch, "clip")) {
+		add(K_BIAS, -1, 1, S1(H), "model.visual.class_embedding");
+		add(K_EMBED, -1, 2, S2(P + 1, H), "model.visual.positional_embedding");
+		add(K_POS_I64, -1, 2, S2(1, P + 1), "model.visual.position_ids");
+		add(K_WEIGHT, -1, 4, S4(H, 3, 4, 4), "model.visual.conv1.weight");
+		add(K_NORM, -1, 1, S1(H), "model.visual.ln_pre.weight");
+		add(K_BIAS, -1, 1, S1(H), "model.visual.ln_pre.bias");
+		for (long i = 0; i < L; i++) {
+			const char *r = "model.visual.transformer.resblocks";
+			add(K_NORM, i, 1, S1(H), "%s.%ld.ln_1.weight", r, i);
+			add(K_BIAS, i, 1, S1(H), "%s.%ld.ln_1.bias", r, i);
+			add(K_WEIGHT, i, 2, S2(3 * H, H), "%s.%ld.attn.in_proj_weight", r, i);
+			add(K_BIAS, i, 1, S1(3 * H), "%s.%ld.attn.in_proj_bias", r, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.attn.out_proj.weight", r, i);
+			add(K_BIAS, i, 1, S1(H), "%s.%ld.attn.out_proj.bias", r, i);
+			add(K_NORM, i, 1, S1(H), "%s.%ld.ln_2.weight", r, i);
+			add(K_BIAS, i, 1, S1(H), "%s.%ld.ln_2.bias", r, i);
+			add(K_WEIGHT, i, 2, S2(4 * H, H), "%s.%ld.mlp.c_fc.weight", r, i);
+			add(K_BIAS, i, 1, S1(4 * H), "%s.%ld.mlp.c_fc.bias", r, i);
+			add(K_WEIGHT, i, 2, S2(H, 4 * H), "%s.%ld.mlp.c_proj.weight", r, i);
+			add(K_BIAS, i, 1, S1(H), "%s.%ld.mlp.c_proj.bias", r, i);
+		}
+		add(K_NORM, -1, 1, S1(H), "model.visual.ln_post.weight");
+		add(K_BIAS, -1, 1, S1(H), "model.visual.ln_post.bias");
+		add(K_WEIGHT, -1, 2, S2(H, H / 2), "model.visual.proj");
+	} else if (!strcmp(arch, "t5")) {
+		add(K_EMBED, -1, 2, S2(V, H), "shared.weight");
+		for (long i = 0; i < L; i++) {
+			const char *e = "encoder.block";
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.q.weight", e, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.k.weight", e, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.v.weight", e, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.o.weight", e, i);
+			if (i == 0)
+				add(K_WEIGHT, i, 2, S2(32, 8),
+				    "%s.0.layer.0.SelfAttention.relative_attention_bias.weight", e);
+			add(K_NORM, i, 1, S1(H), "%s.%ld.layer.0.layer_norm.weight", e, i);
+			add(K_WEIGHT, i, 2, S2(F, H), "%s.%ld.layer.1.DenseReluDense.wi.weight", e, i);
+			add(K_WEIGHT, i, 2, S2(H, F), "%s.%ld.layer.1.DenseReluDense.wo.weight", e, i);
+			add(K_NORM, i, 1, S1(H), "%s.%ld.layer.1.layer_norm.weight", e, i);
+		}
+		add(K_NORM, -1, 1, S1(H), "encoder.final_layer_norm.weight");
+		for (long i = 0; i < L; i++) {
+			const char *d = "decoder.block";
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.q.weight", d, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.o.weight", d, i);
+			add(K_NORM, i, 1, S1(H), "%s.%ld.layer.0.layer_norm.weight", d, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.1.EncDecAttention.q.weight", d, i);
+			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.1.EncDecAttention.k.weight", d, i);
+			add(K_NORM, i, 1, S1(H), "%s.%ld.layer.1.layer_norm.weight", d, i);
+			add(K_WEIGHT, i, 2, S2(F, H), "%s.%ld.layer.2.DenseReluDense.wi.weight", d, i);
+			add(K_WEIGHT, i, 2, S2(H, F), "%s.%ld.layer.2.DenseReluDense.wo.weight", d, i);
+			add(K_NORM, i, 1, S1(H), "%s.%ld.layer.2.layer_norm.weight", d, i);
+		}
+		add(K_NORM, -1, 1, S1(H), "decoder.final_layer_norm.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
+	} else {
+		fprintf(stderr, "gen-family: unknown --arch '%s' (llama, gpt2, clip, t5)\n", arch);
+		exit(2);
+	}
+}
+
+static uint64_t nelem(const struct tensor *t)
+{
+	uint64_t n = 1;
+	for (unsigned i = 0; i < t->rank; i++)
+		n *= t->shape[i];
+	return n;
+}
+
+static unsigned esize(const struct tensor *t, enum fdt dt)
+{
+	if (t->kind == K_POS_I64)
+		return 8;
+	if (t->kind == K_MASK_BOOL)
+		return 1;
+	return dt == F_F32 ? 4 : 2;
+}
+
+static uint64_t total_bytes(enum fdt dt)
+{
+	uint64_t b = 0;
+	for (size_t i = 0; i < nt; i++)
+		b += nelem(&T[i]) * esize(&T[i], dt);
+	return b;
+}
+
+/* ---- values ------------------------------------------------------------------ */
+static uint64_t mix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* uniform in [-0.5, 0.5), from (seed, model, tensor, element) */
+static double unif(uint64_t seed, uint64_t model, uint64_t tensor, uint64_t i)
+{
+	uint64_t h = mix(seed ^ mix(model * 0x100000001b3ull ^ mix(tensor ^ mix(i))));
+	return (double)(h >> 11) * 0x1p-53 - 0.5;
+}
+
+static int g_specials;
+
+static double value(uint64_t seed, unsigned model, size_t ti, uint64_t i, long L)
+{
+	const struct tensor *t = &T[ti];
+	double base;
+	switch (t->kind) {
+	case K_NORM: base = 1.0 + 0.1 * unif(seed, 0, ti, i); break;
+	case K_BIAS: base = 0.02 * unif(seed, 0, ti, i); break;
+	default: base = 0.08 * (unif(seed, 0, ti, i) + unif(seed, 0, ti, i + (1ull << 62))); break;
+	}
+	if (g_specials && ti == 0 && i < 8) {
+		/* edge values in the first tensor: NaN, infinities, signed zeros,
+		 * subnormals of every output dtype */
+		static const double sp[8] = {NAN, 0.0, INFINITY, -0.0, 1e-41, -3e-8, 6e-8, 65504.0};
+		if (i == 0 && model == 0)
+			return NAN;
+		if (i == 1)
+			return model == 1 ? NAN : 0.25;
+		if (i == 2 || i == 7)
+			return sp[i];
+		if (i == 3)
+			return -0.0;
+		return sp[i] * (model ? 1.5 : 1.0);
+	}
+	if (model == 0)
+		return base;
+	double depth = t->block < 0 ? 0.5 : 1.0 + 2.0 * (double)t->block / (double)(L > 1 ? L - 1 : 1);
+	return base + 0.01 * depth * unif(seed, model, ti, i);
+}
+
+/* ---- float encoders (independent of liblines) --------------------------------- */
+static uint16_t enc_bf16(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
+}
+
+static void put(unsigned char *p, enum fdt dt, double v)
+{
+	float f = (float)v;
+	if (dt == F_F32) {
+		memcpy(p, &f, 4);
+	} else if (dt == F_BF16) {
+		uint16_t h = enc_bf16(f);
+		memcpy(p, &h, 2);
+	} else {
+		_Float16 h = (_Float16)f;
+		memcpy(p, &h, 2);
+	}
+}
+
+/* ---- writer ------------------------------------------------------------------ */
+static int g_int_differ;
+
+static void write_model(const char *path, unsigned model, uint64_t seed, enum fdt dt, long L)
+{
+	static const char *const dname[] = {"BF16", "F16", "F32"};
+	size_t hcap = 256 + nt * 256, hl = 0;
+	char *h = malloc(hcap);
+	uint64_t off = 0;
+	FILE *f = fopen(path, "wb");
+	unsigned char *buf = malloc(1 << 20);
+
+	if (!f || !h || !buf) {
+		fprintf(stderr, "gen-family: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	hl += (size_t)snprintf(h + hl, hcap - hl,
+	                       "{\"__metadata__\":{\"format\":\"pt\",\"generator\":\"gen-family\"}");
+	for (size_t i = 0; i < nt; i++) {
+		const struct tensor *t = &T[i];
+		uint64_t n = nelem(t) * esize(t, dt);
+		const char *d = t->kind == K_POS_I64 ? "I64" : t->kind == K_MASK_BOOL ? "BOOL" : dname[dt];
+		hl += (size_t)snprintf(h + hl, hcap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name, d);
+		for (unsigned k = 0; k < t->rank; k++)
+			hl += (size_t)snprintf(h + hl, hcap - hl, "%s%" PRIu64, k ? "," : "", t->shape[k]);
+		hl += (size_t)snprintf(h + hl, hcap - hl, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}",
+		                       off, off + n);
+		off += n;
+	}
+	hl += (size_t)snprintf(h + hl, hcap - hl, "}");
+	/* the reference writer pads with spaces to a multiple of 8 */
+	while (hl % 8)
+		h[hl++] = ' ';
+	unsigned char len[8];
+	for (int i = 0; i < 8; i++)
+		len[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+	fwrite(len, 1, 8, f);
+	fwrite(h, 1, hl, f);
+
+	for (size_t ti = 0; ti < nt; ti++) {
+		const struct tensor *t = &T[ti];
+		uint64_t n = nelem(t);
+		unsigned es = esize(t, dt);
+		uint64_t per = (1 << 20) / es;
+		for (uint64_t i0 = 0; i0 < n; i0 += per) {
+			uint64_t cnt = n - i0 < per ? n - i0 : per;
+			for (uint64_t j = 0; j < cnt; j++) {
+				uint64_t i = i0 + j;
+				unsigned char *p = buf + j * es;
+				if (t->kind == K_POS_I64) {
+					int64_t v = (int64_t)i + (g_int_differ && model == 1 && i == 0);
+					memcpy(p, &v, 8);
+				} else if (t->kind == K_MASK_BOOL) {
+					uint64_t P = t->shape[3];
+					*p = (i % P) <= (i / P % P);
+				} else {
+					put(p, dt, value(seed, model, ti, i, L));
+				}
+			}
+			fwrite(buf, es, cnt, f);
+		}
+	}
+	if (fclose(f) != 0) {
+		fprintf(stderr, "gen-family: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	free(h);
+	free(buf);
+}
+
+static void usage(void)
+{
+	fprintf(stderr,
+	        "usage: gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32 --layers L\n"
+	        "                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
+	        "                  --out DIR [--specials] [--int-differ] [--print-size]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{"arch", required_argument, NULL, 'a'},     {"dtype", required_argument, NULL, 'd'},
+		{"layers", required_argument, NULL, 'l'},   {"hidden", required_argument, NULL, 'H'},
+		{"size", required_argument, NULL, 's'},     {"vocab", required_argument, NULL, 'V'},
+		{"models", required_argument, NULL, 'n'},   {"seed", required_argument, NULL, 'S'},
+		{"out", required_argument, NULL, 'o'},      {"specials", no_argument, NULL, 'x'},
+		{"int-differ", no_argument, NULL, 'i'},     {"print-size", no_argument, NULL, 'p'},
+		{NULL, 0, NULL, 0},
+	};
+	const char *arch = "llama", *out = NULL;
+	enum fdt dt = F_BF16;
+	long L = 4;
+	uint64_t H = 0, V = 0, size = 0, seed = 1;
+	unsigned models = 2;
+	int c, print_size = 0;
+
+	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (c) {
+		case 'a': arch = optarg; break;
+		case 'd':
+			if (!strcmp(optarg, "bf16")) dt = F_BF16;
+			else if (!strcmp(optarg, "f16")) dt = F_F16;
+			else if (!strcmp(optarg, "f32")) dt = F_F32;
+			else usage();
+			break;
+		case 'l': L = strtol(optarg, NULL, 10); break;
+		case 'H': H = strtoull(optarg, NULL, 10); break;
+		case 's': {
+			char *end;
+			double v = strtod(optarg, &end);
+			if (*end == 'K' || *end == 'k') v *= 1024;
+			if (*end == 'M' || *end == 'm') v *= 1024 * 1024;
+			if (*end == 'G' || *end == 'g') v *= 1024.0 * 1024 * 1024;
+			size = (uint64_t)v;
+			break;
+		}
+		case 'V': V = strtoull(optarg, NULL, 10); break;
+		case 'n': models = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'S': seed = strtoull(optarg, NULL, 10); break;
+		case 'o': out = optarg; break;
+		case 'x': g_specials = 1; break;
+		case 'i': g_int_differ = 1; break;
+		case 'p': print_size = 1; break;
+		default: usage();
+		}
+	}
+	if ((!out && !print_size) || L < 1 || (!H && !size))
+		usage();
+	if (size) {
+		/* the largest hidden size (a multiple of 64) that fits in size */
+		uint64_t best = 64;
+		for (uint64_t h = 64; h <= 65536; h += 64) {
+			build(arch, L, h, V ? V : 4 * h);
+			if (total_bytes(dt) > size)
+				break;
+			best = h;
+		}
+		H = best;
+	}
+	if (H < 8 || H % 8) {
+		fprintf(stderr, "gen-family: --hidden must be a multiple of 8\n");
+		return 2;
+	}
+	build(arch, L, H, V ? V : 4 * H);
+	if (print_size) {
+		printf("%" PRIu64 "\n", total_bytes(dt));
+		return 0;
+	}
+	mkdir(out, 0777);
+	for (unsigned m = 0; m <= models; m++) {
+		char path[4096];
+		if (m == 0)
+			snprintf(path, sizeof(path), "%s/base.safetensors", out);
+		else
+			snprintf(path, sizeof(path), "%s/ft%u.safetensors", out, m);
+		write_model(path, m, seed, dt, L);
+	}
+	return 0;
+}
