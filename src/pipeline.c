@@ -315,8 +315,18 @@ static void report(struct pipe *pp, unsigned pass_index, uint64_t done, uint64_t
 		p->o.progress(p->o.cb_ctx, &pr);
 }
 
+static void check_cancel(struct pipe *pp)
+{
+	if (lines_canceled() && !pp->abort) {
+		struct lines_error e;
+		lines_errf(&e, LINES_ECANCELED, NULL, NULL, "interrupted");
+		fail(pp, &e);
+	}
+}
+
 static int wait_done(struct pipe *pp, struct slot *s)
 {
+	check_cancel(pp);
 	while (s->state != SLOT_DONE && !pp->abort) {
 		struct timespec ts;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -326,11 +336,7 @@ static int wait_done(struct pipe *pp, struct slot *s)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&pp->done, &pp->mu, &ts);
-		if (lines_canceled() && !pp->abort) {
-			struct lines_error e;
-			lines_errf(&e, LINES_ECANCELED, NULL, NULL, "interrupted");
-			fail(pp, &e);
-		}
+		check_cancel(pp);
 	}
 	return pp->abort ? -1 : 0;
 }
@@ -375,9 +381,21 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 	return 0;
 }
 
+/*
+ * LINES_TEST_JOB_DELAY_US makes the consumer sleep before every job: a
+ * testing hook (like git's GIT_TEST_* variables) so that the tests can
+ * interrupt or disturb a run at a known moment on any machine.
+ */
+static unsigned test_delay_us(void)
+{
+	const char *s = getenv("LINES_TEST_JOB_DELAY_US");
+	return s ? (unsigned)strtoul(s, NULL, 10) : 0;
+}
+
 int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct source *src,
              struct sink *out, struct lines_error *err)
 {
+	const unsigned delay = test_delay_us();
 	struct pipe pp = {0};
 	struct worker *ws = NULL;
 	uint64_t total, done = 0;
@@ -429,6 +447,8 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 			break;
 		pthread_mutex_unlock(&pp.mu);
 
+		if (delay)
+			usleep(delay);
 		rc = pass->reduce ? pass->reduce(p, &s->job, err) : 0;
 		if (rc == 0 && pass->writes && out)
 			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) *

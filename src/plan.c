@@ -223,22 +223,21 @@ static int check_unsupported(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->ck[0];
 	unsigned bad = 0;
-	const char *first = NULL;
+	const struct st_tensor *first = NULL;
 	for (size_t i = 0; i < b->ntensors; i++) {
 		const struct st_tensor *t = b->t[i].st;
 		if (dtype_table[t->dtype].floating && !dtype_mergeable(t->dtype)) {
 			if (!bad++)
-				first = t->name;
+				first = t;
 			else if (bad <= PLAN_LIST_MAX)
 				plan_log(p, LINES_LOG_ERROR, b->path, t->name,
-				         "%s tensors cannot be merged (only BF16, F16, F32, F64)",
+				         "cannot merge %s tensors (only BF16, F16, F32 and F64)",
 				         dtype_name(t->dtype));
 		}
 	}
-	RETURN_ERROR_IF(bad, err, LINES_EUNSUPPORTED, b->path, first,
-	                "%u tensor%s of a floating-point dtype lines cannot decode "
-	                "(only BF16, F16, F32, F64 are merged)",
-	                bad, bad == 1 ? "" : "s");
+	RETURN_ERROR_IF(bad, err, LINES_EUNSUPPORTED, b->path, first->name,
+	                "cannot merge %s tensors (only BF16, F16, F32 and F64); %u such tensor%s",
+	                dtype_name(first->dtype), bad, bad == 1 ? "" : "s");
 	return 0;
 }
 

@@ -301,8 +301,9 @@ int st_parse(const char *json, uint64_t n, uint64_t file_size, struct st_header 
 		uint64_t avail = file_size - h->data_start;
 		if (h->data_len < avail)
 			rc = lines_errf(err, LINES_EFORMAT, file, NULL,
-			                "%" PRIu64 " bytes follow the last tensor's data",
-			                avail - h->data_len);
+			                "%" PRIu64 " byte%s follow%s the last tensor's data",
+			                avail - h->data_len, avail - h->data_len == 1 ? "" : "s",
+			                avail - h->data_len == 1 ? "s" : "");
 		else if (h->data_len > avail)
 			rc = lines_errf(err, LINES_EFORMAT, file, NULL,
 			                "the tensors need %" PRIu64 " bytes of data but the file holds %" PRIu64

@@ -1,0 +1,62 @@
+# lib.sh -- TAP for the shell tests. Source it; it makes $tmp (removed at
+# exit) and provides ok/check/done_testing. $LINES and $GEN come from
+# `make check` (tests/Makefile.am's AM_TESTS_ENVIRONMENT).
+set -u
+: "${LINES:=./lines}"
+: "${GEN:=./tests/gen-family}"
+n=0
+failed=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/lines-sh-XXXXXX") || exit 99
+trap 'rm -rf "$tmp"' EXIT
+
+# ok STATUS DESCRIPTION: pass when STATUS is 0
+ok() {
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $n - $2"
+	else
+		echo "not ok $n - $2"
+		failed=$((failed + 1))
+	fi
+}
+
+# check DESCRIPTION COMMAND...: pass when COMMAND succeeds
+check() {
+	desc=$1
+	shift
+	if "$@"; then ok 0 "$desc"; else ok 1 "$desc"; fi
+}
+
+# status EXPECTED DESCRIPTION COMMAND...: pass when COMMAND exits EXPECTED;
+# its stderr is kept in $tmp/err and its stdout in $tmp/out
+status() {
+	want=$1
+	desc=$2
+	shift 2
+	"$@" >"$tmp/out" 2>"$tmp/err"
+	got=$?
+	if [ "$got" -eq "$want" ]; then
+		ok 0 "$desc"
+	else
+		ok 1 "$desc (exit $got, expected $want)"
+		sed 's/^/# /' "$tmp/err"
+	fi
+}
+
+# has FILE TEXT: FILE contains TEXT (fixed string)
+has() { grep -qF -- "$2" "$1"; }
+
+# no_temp DIR: no temporary output of lines is left in DIR
+no_temp() { ! ls -a "$1" | grep -q '\.lines-'; }
+
+done_testing() {
+	echo "1..$n"
+	[ "$failed" -eq 0 ]
+}
+
+# family DIR ARGS...: generate a family into DIR (quietly)
+family() {
+	d=$1
+	shift
+	"$GEN" --out "$d" "$@" || { echo "Bail out! gen-family failed"; exit 99; }
+}

@@ -1,2 +1,104 @@
 #!/bin/sh
-echo "1..0 # SKIP not yet"
+# t-cli.sh -- the command line: help, version, usage errors (exit 2),
+# inspect, dry runs, and standard output as a filter.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/f" --arch llama --dtype bf16 --layers 4 --hidden 32 --models 2 --seed 5
+b=$tmp/f/base.safetensors
+m1=$tmp/f/ft1.safetensors
+m2=$tmp/f/ft2.safetensors
+
+# ---- help and version -------------------------------------------------------
+status 0 "lines --help exits 0" "$LINES" --help
+check "--help prints the commands on stdout" has "$tmp/out" "merge"
+status 0 "lines --version exits 0" "$LINES" --version
+check "--version names lines, zstd, xxHash, liburing and the kernels" \
+	sh -c "grep -q '^lines [0-9]' '$tmp/out' && grep -q zstd '$tmp/out' && grep -q xxHash '$tmp/out' && grep -q liburing '$tmp/out' && grep -q '^kernels: ' '$tmp/out'"
+for c in merge scale inspect; do
+	status 0 "lines $c --help exits 0" "$LINES" $c --help
+	check "lines $c --help prints a usage line" has "$tmp/out" "usage: lines $c"
+done
+status 2 "no command is a usage error" "$LINES"
+status 2 "an unknown command is a usage error" "$LINES" frobnicate
+check "... and says so" has "$tmp/err" "'frobnicate' is not a lines command"
+
+# ---- usage errors: exit 2, before anything is read -------------------------------
+o=$tmp/never.safetensors
+status 2 "merge without -b" "$LINES" merge -o "$o" "$m1"
+status 2 "merge without models" "$LINES" merge -b "$b" -o "$o"
+status 2 "unknown method" "$LINES" merge -b "$b" -m avg -o "$o" "$m1"
+status 2 "wrong number of weights" "$LINES" merge -b "$b" -w 1,2,3 -o "$o" "$m1" "$m2"
+check "... names both counts" has "$tmp/err" "3 weights for 2 models"
+status 2 "a weight that is not a number" "$LINES" merge -b "$b" -w 1,x -o "$o" "$m1" "$m2"
+status 2 "--lambda with --lines" "$LINES" merge -b "$b" --lambda 0.5 --lines -o "$o" "$m1" "$m2"
+status 2 "--gamma with --alpha" "$LINES" merge -b "$b" --gamma 0.5 --alpha 0.2 -o "$o" "$m1"
+status 2 "--gamma out of [0, 1]" "$LINES" scale -b "$b" --gamma 1.5 -o "$o" "$m1"
+status 2 "--norm l3" "$LINES" merge -b "$b" --lines --norm l3 -o "$o" "$m1" "$m2"
+status 2 "--chunk below 16K" "$LINES" merge -b "$b" --chunk 1K -o "$o" "$m1"
+status 2 "--chunk that is not a size" "$LINES" merge -b "$b" --chunk lots -o "$o" "$m1"
+status 2 "--num-layers 0" "$LINES" merge -b "$b" --num-layers 0 -o "$o" "$m1"
+status 2 "-j 0" "$LINES" merge -b "$b" -j 0 -o "$o" "$m1"
+status 2 "LiNeS with one model needs --alpha or --gamma" "$LINES" merge -b "$b" --lines -o "$o" "$m1"
+status 2 "scale without --gamma" "$LINES" scale -b "$b" -o "$o" "$m1"
+status 2 "scale with two models" "$LINES" scale -b "$b" --gamma 0.5 -o "$o" "$m1" "$m2"
+status 2 "scale with -w" "$LINES" scale -b "$b" --gamma 0.5 -w 2 -o "$o" "$m1"
+status 2 "a bad --layer-regex" "$LINES" merge -b "$b" --layer-regex '(' -o "$o" "$m1"
+status 2 "a --layer-regex without a capture group" "$LINES" merge -b "$b" --layer-regex 'layers' -o "$o" "$m1"
+status 2 "--num-layers smaller than the base's blocks" "$LINES" merge -b "$b" --num-layers 2 -o "$o" "$m1"
+check "... names the tensor beyond it" has "$tmp/err" "is beyond --num-layers 2"
+status 2 "an unsupported LINES_ISA" env LINES_ISA=vax "$LINES" merge -b "$b" -o "$o" "$m1"
+status 1 "a method not implemented yet fails cleanly" "$LINES" merge -b "$b" -m ties -o "$o" "$m1" "$m2"
+check "no output after any usage error" test ! -e "$o"
+check "no temporary file after any usage error" no_temp "$tmp"
+status 2 "inspect needs exactly one model" "$LINES" inspect "$b" "$m1"
+
+# ---- inspect -------------------------------------------------------------------
+status 0 "inspect a model" "$LINES" inspect "$b"
+check "inspect prints L" has "$tmp/out" "L = 4 blocks"
+check "inspect prints a block index" grep -q '^3  *BF16 .* model\.layers\.3\.mlp\.down_proj\.weight$' "$tmp/out"
+check "inspect prints '-' outside the blocks" grep -q '^-  *BF16 .* model\.embed_tokens\.weight$' "$tmp/out"
+check "inspect prints shape and bytes" grep -q 'BF16  *\[128, 32\]  *8192  *model\.embed_tokens\.weight' "$tmp/out"
+status 0 "inspect --layers" "$LINES" inspect --layers "$b"
+check "--layers has one row per block and one outside" sh -c "grep -c '^[0-3] ' '$tmp/out' | grep -qx 4 && grep -q '^outside ' '$tmp/out'"
+status 0 "inspect --json" "$LINES" inspect --json "$b"
+check "--json has the tensor list and num_layers" sh -c "grep -q '\"num_layers\": 4' '$tmp/out' && grep -q '\"tensor_list\"' '$tmp/out'"
+status 0 "inspect --layer-regex" "$LINES" inspect --layer-regex 'proj\.([0-9]+)' "$b"
+check "... finds no blocks in names without them" has "$tmp/out" "L = 0 blocks"
+status 0 "inspect -q prints nothing" "$LINES" inspect -q "$b"
+check "... really nothing" test ! -s "$tmp/out"
+
+family "$tmp/g" --arch gpt2 --dtype f16 --layers 3 --hidden 16 --models 1 --seed 5
+status 0 "inspect a GPT-2 model" "$LINES" inspect "$tmp/g/base.safetensors"
+check "GPT-2: transformer.h.N. gives the block" sh -c "grep -q 'L = 3 blocks' '$tmp/out' && grep -q '^2  *F16 .*transformer\.h\.2\.mlp\.c_fc\.weight' '$tmp/out'"
+check "GPT-2: the BOOL mask is listed" grep -q '^0  *BOOL  *\[1, 1, 64, 64\]' "$tmp/out"
+
+# ---- dry run -----------------------------------------------------------------------
+status 0 "merge --dry-run" "$LINES" merge -n -b "$b" --lines -w 1,3 -o "$o" "$m1" "$m2"
+check "the plan lists the norm pass and the write pass" sh -c "grep -q '1. norms' '$tmp/out' && grep -q '2. write' '$tmp/out'"
+check "the plan says alpha comes after the norm pass" has "$tmp/out" "after the norm pass"
+check "the plan gives a memory bound" has "$tmp/out" "memory bound:"
+check "a dry run writes nothing" test ! -e "$o"
+status 0 "dry run with a closed-form alpha" "$LINES" merge -n -b "$b" --lines -o "$o" "$m1" "$m2"
+check "... prints lambda per block" sh -c "grep -q 'alpha = 0.5 ' '$tmp/out' && grep -q '3: 1.000000' '$tmp/out'"
+status 0 "dry run -v lists every tensor" "$LINES" merge -n -v -b "$b" --gamma 0.4 "$m1"
+check "... with its block and lambda" grep -q '^  2  *BF16  *0.800000  *model\.layers\.2\.' "$tmp/out"
+
+# ---- a filter ---------------------------------------------------------------------
+"$LINES" merge -q -b "$b" --lines -o "$tmp/file.st" "$m1" "$m2"
+"$LINES" merge -q -b "$b" --lines "$m1" "$m2" >"$tmp/stdout.st"
+check "no -o and stdout not a terminal: the same bytes on stdout" cmp -s "$tmp/file.st" "$tmp/stdout.st"
+"$LINES" merge -q -b "$b" --lines -o - "$m1" "$m2" | cat >"$tmp/dash.st"
+check "-o - writes the same bytes to a pipe" cmp -s "$tmp/file.st" "$tmp/dash.st"
+status 0 "merge prints a summary on stderr" "$LINES" merge -b "$b" --lines -o "$tmp/s.st" "$m1" "$m2"
+check "... with the output, alpha and lambda per block" sh -c "grep -q 'wrote .*s.st' '$tmp/err' && grep -q 'alpha = 0.5 (auto, L1)' '$tmp/err' && grep -q 'lambda per block' '$tmp/err'"
+status 0 "-q silences the summary" "$LINES" merge -q -b "$b" --lines -o "$tmp/s.st" "$m1" "$m2"
+check "... entirely" test ! -s "$tmp/err"
+
+# ---- determinism across threads and chunk sizes ------------------------------------------
+"$LINES" merge -q -b "$b" --lines -w 2,1 -j 1 --chunk 16K -o "$tmp/j1.st" "$m1" "$m2"
+"$LINES" merge -q -b "$b" --lines -w 2,1 -j 4 --chunk 1M -o "$tmp/j4.st" "$m1" "$m2"
+check "the same bytes with -j 1 --chunk 16K and -j 4 --chunk 1M" cmp -s "$tmp/j1.st" "$tmp/j4.st"
+LINES_ISA=scalar "$LINES" merge -q -b "$b" --lines -w 2,1 -o "$tmp/sc.st" "$m1" "$m2"
+check "the same bytes with LINES_ISA=scalar" cmp -s "$tmp/j1.st" "$tmp/sc.st"
+
+done_testing

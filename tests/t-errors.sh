@@ -1,2 +1,56 @@
 #!/bin/sh
-echo "1..0 # SKIP not yet"
+# t-errors.sh -- inputs that do not fit together: every mismatch is listed
+# before anything is written, the exit status is 1, no output is left.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/a" --arch llama --dtype bf16 --layers 4 --hidden 32 --models 2 --seed 1
+family "$tmp/wide" --arch llama --dtype bf16 --layers 4 --hidden 48 --models 1 --seed 1
+family "$tmp/deep" --arch llama --dtype bf16 --layers 6 --hidden 32 --models 1 --seed 1
+family "$tmp/half" --arch llama --dtype f16 --layers 4 --hidden 32 --models 1 --seed 1
+b=$tmp/a/base.safetensors
+o=$tmp/out.safetensors
+
+status 1 "a model with other shapes" "$LINES" merge -b "$b" -o "$o" "$tmp/wide/ft1.safetensors"
+check "every shape mismatch is listed (all 39 tensors)" sh -c "test \$(grep -c 'differs from the base' '$tmp/err') -eq 39"
+check "... with both shapes" has "$tmp/err" "model.layers.0.mlp.up_proj.weight: shape [144, 48] differs from the base's [96, 32]"
+check "... and a summary" has "$tmp/err" "the models do not match the base (39 problems listed above)"
+check "no output" test ! -e "$o"
+
+status 1 "a model with another dtype" "$LINES" merge -b "$b" -o "$o" "$tmp/half/ft1.safetensors"
+check "the dtype mismatch is named" has "$tmp/err" "model.norm.weight: dtype F16 differs from the base's BF16"
+
+status 1 "a model with more blocks" "$LINES" merge -b "$b" -o "$o" "$tmp/deep/ft1.safetensors"
+check "extra tensors are listed" has "$tmp/err" "model.layers.5.mlp.up_proj.weight: not in the base"
+check "the block counts are compared" has "$tmp/err" "has 6 blocks, the base has 4"
+status 1 "a model with fewer blocks" "$LINES" merge -b "$tmp/deep/base.safetensors" -o "$o" "$b"
+check "missing tensors are listed, 20 at most, then counted" sh -c "test \$(grep -c ': missing (the base has this tensor)' '$tmp/err') -eq 18 && ! grep -q 'missing in all' '$tmp/err'"
+
+status 1 "three bad models at once" "$LINES" merge -b "$b" -o "$o" "$tmp/wide/ft1.safetensors" "$tmp/half/ft1.safetensors" "$tmp/deep/ft1.safetensors"
+check "all three are reported in one run" sh -c "grep -q wide '$tmp/err' && grep -q half '$tmp/err' && grep -q deep '$tmp/err'"
+check "still no output" test ! -e "$o"
+check "and no temporary file" no_temp "$tmp"
+
+status 1 "a missing input" "$LINES" merge -b "$b" -o "$o" "$tmp/nope.safetensors"
+check "... is named with the system's reason" has "$tmp/err" "nope.safetensors: cannot open: No such file or directory"
+status 1 "two unreadable inputs" "$LINES" merge -b "$b" -o "$o" "$tmp/nope1" "$tmp/nope2"
+check "... are both reported" sh -c "grep -q nope1 '$tmp/err' && grep -q nope2 '$tmp/err'"
+status 1 "a directory as input" "$LINES" merge -b "$b" -o "$o" "$tmp/a"
+status 1 "an output directory that does not exist" "$LINES" merge -b "$b" -o "$tmp/no/such/dir/out.st" "$tmp/a/ft1.safetensors"
+check "... is reported" has "$tmp/err" "cannot create a temporary file next to the output"
+
+# non-float tensors that differ: a warning, or an error with --strict
+family "$tmp/c" --arch clip --dtype f32 --layers 2 --hidden 16 --models 1 --seed 1 --int-differ
+status 0 "an I64 tensor that differs is a warning" "$LINES" merge -b "$tmp/c/base.safetensors" --lambda 0.5 -o "$o" "$tmp/c/ft1.safetensors"
+check "... naming the tensor" has "$tmp/err" "warning: $tmp/c/ft1.safetensors: model.visual.position_ids: I64 tensor differs from the base's; the base's values are kept"
+rm -f "$o"
+status 1 "... and an error with --strict" "$LINES" merge --strict -b "$tmp/c/base.safetensors" -o "$o" "$tmp/c/ft1.safetensors"
+check "--strict leaves no output" test ! -e "$o"
+check "--strict leaves no temporary file" no_temp "$tmp"
+
+# a floating dtype lines cannot decode
+printf '\100\000\000\000\000\000\000\000{"q":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}      \001\002' >"$tmp/f8.st"
+status 0 "an F8 model is valid" "$LINES" inspect -q "$tmp/f8.st"
+status 1 "but cannot be merged" "$LINES" merge -b "$tmp/f8.st" -o "$o" "$tmp/f8.st"
+check "... and says why" has "$tmp/err" "F8_E4M3"
+
+done_testing

@@ -1,2 +1,55 @@
 #!/bin/sh
-echo "1..0 # SKIP not yet"
+# t-output.sh -- the output is complete or absent: written under a
+# temporary name and renamed, never over an input, removed on errors and on
+# SIGINT/SIGTERM (exit 130/143), with the usual file mode.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/f" --arch t5 --dtype bf16 --layers 2 --hidden 64 --models 2 --seed 9
+b=$tmp/f/base.safetensors
+m1=$tmp/f/ft1.safetensors
+m2=$tmp/f/ft2.safetensors
+cp "$m1" "$tmp/m1.orig"
+
+status 2 "an output that is one of the inputs is refused" "$LINES" merge -b "$b" -o "$m1" "$m1" "$m2"
+check "... with a clear message" has "$tmp/err" "the output is one of the inputs"
+check "... and the input is untouched" cmp -s "$m1" "$tmp/m1.orig"
+ln -s "$m1" "$tmp/link.st"
+status 2 "a symlink to an input is refused too" "$LINES" merge -b "$b" -o "$tmp/link.st" "$m1" "$m2"
+status 2 "the base as output is refused" "$LINES" merge -b "$b" -o "$b" "$m1"
+
+o=$tmp/out.st
+(umask 022 && "$LINES" merge -q -b "$b" -o "$o" "$m1" "$m2")
+check "the output has mode 644 under umask 022" test "$(stat -c %a "$o")" = 644
+check "no temporary file after success" no_temp "$tmp"
+echo "precious" >"$tmp/old.st"
+status 1 "a failing merge" "$LINES" merge -b "$b" -o "$tmp/old.st" "$tmp/missing.st"
+check "leaves an existing output as it was" sh -c "test \"\$(cat '$tmp/old.st')\" = precious"
+"$LINES" merge -q -b "$b" -o "$tmp/old.st" "$m1" "$m2"
+check "a successful merge replaces it" cmp -s "$tmp/old.st" "$o"
+
+# interrupt a run in the middle; the hook slows each job down
+interrupt() {
+	sig=$1
+	want=$2
+	out=$tmp/int-$sig.st
+	echo "precious" >"$out.keep"
+	LINES_TEST_JOB_DELAY_US=20000 "$LINES" merge -q -b "$b" --chunk 16K -o "$out" "$m1" "$m2" 2>"$tmp/err" &
+	pid=$!
+	i=0
+	while ! ls -a "$tmp" | grep -q "int-$sig.st.lines-" && [ $i -lt 500 ]; do
+		sleep 0.01
+		i=$((i + 1))
+	done
+	sleep 0.1
+	kill -s "$sig" $pid
+	wait $pid
+	st=$?
+	ok $((st != want)) "SIG$sig mid-run: exit $want (got $st)"
+	check "SIG$sig: no output" test ! -e "$out"
+	check "SIG$sig: no temporary file" no_temp "$tmp"
+	check "SIG$sig: no message but the signal's" test ! -s "$tmp/err"
+}
+interrupt INT 130
+interrupt TERM 143
+
+done_testing
