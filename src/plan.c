@@ -450,6 +450,8 @@ static void fill_info(struct plan *p)
 	in->alpha_known = p->alpha_known;
 	in->lambda = p->lambda_layer;
 	in->lambda_outside = p->lambda_outside;
+	in->norm_sum = p->have_norms ? p->norm_sum : 0;
+	in->norm_mtl = p->have_norms ? p->norm_mtl : 0;
 	in->npasses = p->npasses;
 	for (unsigned i = 0; i < p->npasses; i++) {
 		uint64_t bytes = 0;

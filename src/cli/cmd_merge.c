@@ -293,13 +293,13 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 		return;
 	}
 	if (in->alpha_known)
-		fprintf(f, "  LiNeS: alpha = %.17g%s, beta = %.17g\n", in->alpha,
+		fprintf(f, "  LiNeS: alpha = %.10g%s, beta = %.10g\n", in->alpha,
 		        o->alpha_auto ? (o->norm_p == 2 ? " (auto, L2)" : " (auto, L1)") : "", in->beta);
 	else
 		fprintf(f, "  LiNeS: alpha = auto (%s norms, measured in a first pass)\n",
 		        o->norm_p == 2 ? "L2" : "L1");
 	if (in->norm_sum > 0 || in->norm_mtl > 0)
-		fprintf(f, "  norms: ||sum tau|| = %.17g, ||tau_MTL|| = %.17g\n", in->norm_sum,
+		fprintf(f, "  norms: ||sum tau|| = %.10g, ||tau_MTL|| = %.10g\n", in->norm_sum,
 		        in->norm_mtl);
 	print_lambdas(f, in);
 }

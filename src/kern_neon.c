@@ -1,0 +1,238 @@
+/*
+ * kern_neon.c -- the kernels for AArch64 Advanced SIMD (NEON), eight
+ * floats per step as two 4-lane halves. Advanced SIMD, FP16 conversions
+ * and fused multiply-add are part of every AArch64 CPU, so no run-time
+ * check is needed beyond being built for aarch64.
+ *
+ * As on x86, every operation is the one the scalar reference performs, in
+ * the same order: float32 task vectors, float64 sums with FMA where the
+ * reference calls fma(), the same eight norm lanes. Conversions use the
+ * default FPCR (round to nearest even, subnormals kept, NaNs quieted with
+ * their payload), which is what the scalar conversions implement. Tails
+ * and F64 data go to the scalar kernels.
+ */
+#include "config.h"
+
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+
+#include "kernels.h"
+
+struct f8 {
+	float32x4_t lo, hi;
+};
+
+/* bf16 -> f32: widen and shift into the high half; quiet a NaN. */
+static inline float32x4_t bf16_half(uint16x4_t h)
+{
+	uint32x4_t u = vshll_n_u16(h, 16);
+	uint32x4_t mag = vandq_u32(u, vdupq_n_u32(0x7fffffffu));
+	uint32x4_t nan = vcgtq_u32(mag, vdupq_n_u32(0x7f800000u)); /* |x| > inf */
+	u = vorrq_u32(u, vandq_u32(nan, vdupq_n_u32(0x00400000u)));
+	return vreinterpretq_f32_u32(u);
+}
+
+static inline struct f8 ld8(enum dtype dt, const unsigned char *p)
+{
+	struct f8 r;
+	switch (dt) {
+	case DT_BF16: {
+		uint16x8_t h = vreinterpretq_u16_u8(vld1q_u8(p));
+		r.lo = bf16_half(vget_low_u16(h));
+		r.hi = bf16_half(vget_high_u16(h));
+		break;
+	}
+	case DT_F16: {
+		float16x8_t h = vreinterpretq_f16_u8(vld1q_u8(p));
+		r.lo = vcvt_f32_f16(vget_low_f16(h)); /* exact; NaNs quieted */
+		r.hi = vcvt_high_f32_f16(h);
+		break;
+	}
+	default:
+		r.lo = vreinterpretq_f32_u8(vld1q_u8(p));
+		r.hi = vreinterpretq_f32_u8(vld1q_u8(p + 16));
+		break;
+	}
+	return r;
+}
+
+/* f32 -> bf16: (u + 0x7fff + ((u >> 16) & 1)) >> 16, NaN: (u >> 16) | 0x40 */
+static inline uint16x4_t bf16_round(float32x4_t x)
+{
+	uint32x4_t u = vreinterpretq_u32_f32(x);
+	uint32x4_t mag = vandq_u32(u, vdupq_n_u32(0x7fffffffu));
+	uint32x4_t nan = vcgtq_u32(mag, vdupq_n_u32(0x7f800000u));
+	uint32x4_t lsb = vandq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(1));
+	uint32x4_t r = vaddq_u32(vaddq_u32(u, vdupq_n_u32(0x7fffu)), lsb);
+	uint32x4_t q = vorrq_u32(vshrq_n_u32(u, 16), vdupq_n_u32(0x40));
+	return vmovn_u32(vbslq_u32(nan, q, vshrq_n_u32(r, 16)));
+}
+
+static inline void st8(enum dtype dt, unsigned char *p, struct f8 x)
+{
+	switch (dt) {
+	case DT_BF16:
+		vst1q_u8(p, vreinterpretq_u8_u16(vcombine_u16(bf16_round(x.lo), bf16_round(x.hi))));
+		break;
+	case DT_F16: /* FCVTN: round to nearest even, NaNs quieted with the top payload */
+		vst1q_u8(p, vreinterpretq_u8_f16(vcvt_high_f16_f32(vcvt_f16_f32(x.lo), x.hi)));
+		break;
+	default:
+		vst1q_u8(p, vreinterpretq_u8_f32(x.lo));
+		vst1q_u8(p + 16, vreinterpretq_u8_f32(x.hi));
+		break;
+	}
+}
+
+static void neon_decode(enum dtype dt, const void *src, float *dst, size_t n)
+{
+	const unsigned char *p = src;
+	size_t j = 0, es = dtype_size(dt);
+	if (dt == DT_F64) {
+		kern_scalar.decode(dt, src, dst, n);
+		return;
+	}
+	for (; j + 8 <= n; j += 8) {
+		struct f8 v = ld8(dt, p + j * es);
+		vst1q_f32(dst + j, v.lo);
+		vst1q_f32(dst + j + 4, v.hi);
+	}
+	kern_scalar.decode(dt, p + j * es, dst + j, n - j);
+}
+
+static void neon_encode(enum dtype dt, const float *src, void *dst, size_t n)
+{
+	unsigned char *p = dst;
+	size_t j = 0, es = dtype_size(dt);
+	if (dt == DT_F64) {
+		kern_scalar.encode(dt, src, dst, n);
+		return;
+	}
+	for (; j + 8 <= n; j += 8) {
+		struct f8 v = {vld1q_f32(src + j), vld1q_f32(src + j + 4)};
+		st8(dt, p + j * es, v);
+	}
+	kern_scalar.encode(dt, src + j, p + j * es, n - j);
+}
+
+static void neon_accum(enum dtype dt, const void *x, const float *b, double c, double *acc,
+                       size_t n, int first)
+{
+	const unsigned char *p = x;
+	size_t j = 0, es = dtype_size(dt);
+	float64x2_t vc = vdupq_n_f64(c);
+	if (dt == DT_F64) {
+		kern_scalar.accum(dt, x, b, c, acc, n, first);
+		return;
+	}
+	for (; j + 8 <= n; j += 8) {
+		struct f8 v = ld8(dt, p + j * es);
+		float32x4_t t0 = vsubq_f32(v.lo, vld1q_f32(b + j)); /* tau = x - b, float */
+		float32x4_t t1 = vsubq_f32(v.hi, vld1q_f32(b + j + 4));
+		float64x2_t d[4] = {vcvt_f64_f32(vget_low_f32(t0)), vcvt_high_f64_f32(t0),
+		                    vcvt_f64_f32(vget_low_f32(t1)), vcvt_high_f64_f32(t1)};
+		for (int k = 0; k < 4; k++) {
+			if (first)
+				vst1q_f64(acc + j + 2 * k, vmulq_f64(vc, d[k])); /* acc = c * tau */
+			else
+				vst1q_f64(acc + j + 2 * k,
+				          vfmaq_f64(vld1q_f64(acc + j + 2 * k), vc, d[k])); /* fma(c, tau, acc) */
+		}
+	}
+	kern_scalar.accum(dt, p + j * es, b + j, c, acc + j, n - j, first);
+}
+
+static inline float32x4_t canon(float32x4_t f)
+{
+	uint32x4_t ord = vceqq_f32(f, f); /* false for NaN */
+	return vbslq_f32(ord, f, vreinterpretq_f32_u32(vdupq_n_u32(0x7fc00000u)));
+}
+
+static void neon_finish(enum dtype odt, void *out, const float *b, const double *m, double lambda,
+                        size_t n)
+{
+	unsigned char *p = out;
+	size_t j = 0, es = dtype_size(odt);
+	float64x2_t vl = vdupq_n_f64(lambda);
+	if (odt == DT_F64) {
+		kern_scalar.finish(odt, out, b, m, lambda, n);
+		return;
+	}
+	for (; j + 8 <= n; j += 8) {
+		float32x4_t b0 = vld1q_f32(b + j), b1 = vld1q_f32(b + j + 4);
+		/* r = fma(lambda, m, b) in double, then (float)r */
+		float64x2_t r0 = vfmaq_f64(vcvt_f64_f32(vget_low_f32(b0)), vl, vld1q_f64(m + j));
+		float64x2_t r1 = vfmaq_f64(vcvt_high_f64_f32(b0), vl, vld1q_f64(m + j + 2));
+		float64x2_t r2 = vfmaq_f64(vcvt_f64_f32(vget_low_f32(b1)), vl, vld1q_f64(m + j + 4));
+		float64x2_t r3 = vfmaq_f64(vcvt_high_f64_f32(b1), vl, vld1q_f64(m + j + 6));
+		struct f8 f = {canon(vcvt_high_f32_f64(vcvt_f32_f64(r0), r1)),
+		               canon(vcvt_high_f32_f64(vcvt_f32_f64(r2), r3))};
+		st8(odt, p + j * es, f);
+	}
+	kern_scalar.finish(odt, p + j * es, b + j, m + j, lambda, n - j);
+}
+
+static void neon_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const float *b,
+                          const double *c, size_t n, struct kern_norms *acc)
+{
+	size_t j = 0, es = dtype_size(dt);
+	const float64x2_t inf = vdupq_n_f64(INFINITY);
+	float64x2_t s1[4], t1[4], s2[4], t2[4];
+
+	if (dt == DT_F64) {
+		kern_scalar.norm_lin(dt, x, nx, b, c, n, acc);
+		return;
+	}
+	for (int k = 0; k < 4; k++) {
+		s1[k] = vld1q_f64(acc->s1 + 2 * k), t1[k] = vld1q_f64(acc->t1 + 2 * k);
+		s2[k] = vld1q_f64(acc->s2 + 2 * k), t2[k] = vld1q_f64(acc->t2 + 2 * k);
+	}
+	for (; j + 8 <= n; j += 8) {
+		float32x4_t b0 = vld1q_f32(b + j), b1 = vld1q_f32(b + j + 4);
+		float64x2_t s[4], t[4];
+		for (int k = 0; k < 4; k++)
+			s[k] = vdupq_n_f64(0.0), t[k] = vdupq_n_f64(0.0);
+		for (unsigned i = 0; i < nx; i++) {
+			struct f8 v = ld8(dt, (const unsigned char *)x[i] + j * es);
+			float32x4_t t0 = vsubq_f32(v.lo, b0), tt1 = vsubq_f32(v.hi, b1); /* tau, float */
+			float64x2_t d[4] = {vcvt_f64_f32(vget_low_f32(t0)), vcvt_high_f64_f32(t0),
+			                    vcvt_f64_f32(vget_low_f32(tt1)), vcvt_high_f64_f32(tt1)};
+			float64x2_t ci = vdupq_n_f64(c[i]);
+			for (int k = 0; k < 4; k++) {
+				s[k] = vaddq_f64(s[k], d[k]);                  /* s += tau */
+				t[k] = vaddq_f64(t[k], vmulq_f64(ci, d[k]));   /* t += c * tau, two roundings */
+			}
+		}
+		for (int k = 0; k < 4; k++) {
+			float64x2_t as = vabsq_f64(s[k]), at = vabsq_f64(t[k]);
+			/* finite lanes only (|x| < inf is false for NaN) */
+			uint64x2_t ok = vandq_u64(vcltq_f64(as, inf), vcltq_f64(at, inf));
+			float64x2_t z = vdupq_n_f64(0.0);
+			s1[k] = vaddq_f64(s1[k], vbslq_f64(ok, as, z));                       /* += |s| */
+			t1[k] = vaddq_f64(t1[k], vbslq_f64(ok, at, z));                       /* += |t| */
+			s2[k] = vaddq_f64(s2[k], vbslq_f64(ok, vmulq_f64(s[k], s[k]), z));    /* += s * s */
+			t2[k] = vaddq_f64(t2[k], vbslq_f64(ok, vmulq_f64(t[k], t[k]), z));    /* += t * t */
+		}
+	}
+	for (int k = 0; k < 4; k++) {
+		vst1q_f64(acc->s1 + 2 * k, s1[k]), vst1q_f64(acc->t1 + 2 * k, t1[k]);
+		vst1q_f64(acc->s2 + 2 * k, s2[k]), vst1q_f64(acc->t2 + 2 * k, t2[k]);
+	}
+	if (j < n) {
+		/* the tail continues every lane in order (j is a multiple of 8) */
+		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		for (unsigned i = 0; i < nx && i < 1024; i++)
+			xt[i] = (const unsigned char *)x[i] + j * es;
+		kern_scalar.norm_lin(dt, xt, nx, b + j, c, n - j, acc);
+	}
+}
+
+const struct kern kern_neon = {
+	.name = "neon",
+	.decode = neon_decode,
+	.encode = neon_encode,
+	.accum = neon_accum,
+	.finish = neon_finish,
+	.norm_lin = neon_norm_lin,
+};
