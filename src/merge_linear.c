@@ -34,15 +34,6 @@ static int want_all(const struct plan *p, size_t i)
 static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
 
 /* ---- the writing pass ------------------------------------------------------ */
-static int copy_work(struct plan *p, struct pipe_job *job)
-{
-	size_t n = (size_t)(job->u1 - job->u0);
-	memcpy(job->out, job->in[0], n);
-	for (unsigned m = 1; m <= p->nmodels; m++)
-		job->part[m - 1] = memcmp(job->in[m], job->in[0], n) != 0;
-	return 0;
-}
-
 static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
@@ -52,10 +43,10 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
-	if (!t->merge)
-		return copy_work(p, job);
-	for (unsigned m = 1; m <= p->nmodels; m++)
-		job->part[m - 1] = 0;
+	if (!t->merge) { /* compared with the models in the check pass */
+		memcpy(job->out, job->in[0], n);
+		return 0;
+	}
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		k->decode(t->in_dt, job->in[0] + j0 * t->unit_in, bt, nn);
@@ -63,24 +54,6 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 			k->accum(t->in_dt, job->in[m] + j0 * t->unit_in, bt, p->w[m - 1], acc, nn,
 			         m == 1);
 		k->finish(t->out_dt, job->out + j0 * t->unit_out, bt, acc, t->k_lambda, nn);
-	}
-	return 0;
-}
-
-static int write_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
-{
-	const struct plan_tensor *t = &p->t[job->tensor];
-	if (t->merge)
-		return 0;
-	for (unsigned m = 1; m <= p->nmodels; m++) {
-		if (!job->part[m - 1] || p->copy_warned[job->tensor])
-			continue;
-		RETURN_ERROR_IF(p->o.strict, err, LINES_EMISMATCH, p->ck[m]->path, t->name,
-		                "%s tensor differs from the base's (--strict)", dtype_name(t->in_dt));
-		plan_log(p, LINES_LOG_WARN, p->ck[m]->path, t->name,
-		         "%s tensor differs from the base's; the base's values are kept",
-		         dtype_name(t->in_dt));
-		p->copy_warned[job->tensor] = 1;
 	}
 	return 0;
 }
@@ -155,14 +128,13 @@ int merge_linear_setup(struct plan *p, struct lines_error *err)
 		ps->work = norm_work;
 		ps->reduce = norm_reduce;
 		ps->done = norm_done;
+		p->norm_pass = 1;
 	}
 	struct pass *pw = &p->pass[p->npasses++];
 	pw->name = "write";
 	pw->writes = 1;
-	pw->part_job = p->nmodels;
 	pw->scratch = KERN_TILE * (sizeof(double) + sizeof(float));
 	pw->want = want_all;
 	pw->work = write_work;
-	pw->reduce = write_reduce;
 	return 0;
 }

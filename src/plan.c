@@ -74,6 +74,9 @@ static void fmt_double(char *buf, size_t n, double v)
 	}
 }
 
+/* 17 significant digits in a fixed width (for non-negative values). */
+static void fmt_fixed(char *buf, size_t n, double v) { snprintf(buf, n, "%.16e", v); }
+
 static void fmt_shape(char *buf, size_t n, unsigned rank, const uint64_t *shape)
 {
 	size_t len = 0;
@@ -409,10 +412,13 @@ static int build_header(struct plan *p, struct lines_error *err)
 	META("lines.weights", weights);
 	snprintf(vals[nv], 64, "%ld", p->L);
 	META("lines.num_layers", vals[nv++]);
+	/* Values measured by a norm pass are written with a fixed width, so
+	 * the header the plan announces has the length of the one written. */
+	void (*fmt_late)(char *, size_t, double) = p->norm_pass ? fmt_fixed : fmt_double;
 	if (p->o.lines) {
-		fmt_double(vals[nv], 64, p->alpha);
+		fmt_late(vals[nv], 64, p->alpha);
 		META("lines.alpha", vals[nv++]);
-		fmt_double(vals[nv], 64, p->beta);
+		(isnan(p->o.beta) ? fmt_late : fmt_double)(vals[nv], 64, p->beta);
 		META("lines.beta", vals[nv++]);
 		META("lines.alpha_mode", p->o.alpha_auto ? "auto" : "given");
 		META("lines.norm", p->o.norm_p == 2 ? "l2" : "l1");
@@ -420,10 +426,10 @@ static int build_header(struct plan *p, struct lines_error *err)
 		fmt_double(vals[nv], 64, p->o.lambda);
 		META("lines.lambda", vals[nv++]);
 	}
-	if (p->have_norms) {
-		fmt_double(vals[nv], 64, p->norm_sum);
+	if (p->norm_pass) {
+		fmt_fixed(vals[nv], 64, p->norm_sum);
 		META("lines.norm_sum", vals[nv++]);
-		fmt_double(vals[nv], 64, p->norm_mtl);
+		fmt_fixed(vals[nv], 64, p->norm_mtl);
 		META("lines.norm_mtl", vals[nv++]);
 	}
 #undef META
@@ -521,7 +527,7 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	if ((rc = check_unsupported(p, err)) < 0 || (rc = check_output(p, err)) < 0 ||
 	    (rc = layout(p, err)) < 0 || (rc = choose_alpha(p, err)) < 0)
 		goto fail;
-	if ((rc = merge_linear_setup(p, err)) < 0)
+	if ((rc = merge_check_setup(p, err)) < 0 || (rc = merge_linear_setup(p, err)) < 0)
 		goto fail;
 
 	p->chunk = opts->chunk ? opts->chunk : PLAN_DEFAULT_CHUNK;

@@ -94,6 +94,7 @@ struct plan {
 	double lambda_outside;
 	double norm_sum, norm_mtl;
 	int have_norms;
+	int norm_pass; /* alpha comes from a norm pass */
 	/* running sums of the norm pass: |s|, |t|, s^2, t^2 */
 	double acc[4];
 	/* copied tensors that differ between models: one warning per tensor */
@@ -116,6 +117,8 @@ struct plan {
 
 /* Fill in the passes for the method; linear methods live in merge_linear.c */
 int merge_linear_setup(struct plan *p, struct lines_error *err);
+/* The check pass of the tensors that are copied (merge_common.c). */
+int merge_check_setup(struct plan *p, struct lines_error *err);
 
 /* Set alpha, beta and every tensor's lambda once alpha is known. */
 int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err);

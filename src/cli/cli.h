@@ -49,6 +49,7 @@ int cli_signal_caught(void);
 
 /* Parsers: 0 on success, -1 (after printing a usage error) on failure. */
 int cli_parse_size(const char *cmd, const char *opt, const char *s, uint64_t *out);
+int cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *out);
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double *out);
 int cli_parse_long(const char *cmd, const char *opt, const char *s, long min, long max,
                    long *out);

@@ -178,6 +178,19 @@ bad:
 	return -1;
 }
 
+int cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (end == s || *end || errno || *s == '-') {
+		cli_usage_error(cmd, "%s: '%s' is not a non-negative integer", opt, s);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double *out)
 {
 	char *end;

@@ -57,7 +57,16 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 	size_t n = lines_model_count(m);
 	long L = lines_model_num_layers(m);
 
-	json_object_set_new(root, "file", json_string(path));
+	json_t *file = json_string(path);
+	if (!file) { /* not UTF-8: every byte above 0x7f as \xNN */
+		char esc[4096];
+		size_t o = 0;
+		for (const unsigned char *s = (const unsigned char *)path; *s && o + 5 < sizeof(esc); s++)
+			o += *s < 0x80 ? (size_t)snprintf(esc + o, 2, "%c", *s)
+			               : (size_t)snprintf(esc + o, 5, "\\x%02x", *s);
+		file = json_string(esc);
+	}
+	json_object_set_new(root, "file", file);
 	json_object_set_new(root, "tensors", json_integer((json_int_t)n));
 	json_object_set_new(root, "num_layers", json_integer(L));
 	json_object_set_new(root, "data_bytes", json_integer((json_int_t)lines_model_data_bytes(m)));
@@ -71,13 +80,18 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 	json_object_set_new(root, "metadata", meta);
 	if (layers) {
 		struct block_sum *bs = calloc((size_t)L + 1, sizeof(*bs));
-		for (size_t i = 0; bs && i < n; i++) {
+		if (!bs) {
+			json_decref(root);
+			cli_msg("out of memory");
+			return CLI_EXIT_FAIL;
+		}
+		for (size_t i = 0; i < n; i++) {
 			struct lines_tensor_info t;
 			lines_model_tensor(m, i, &t);
 			struct block_sum *b = &bs[t.block < 0 ? (size_t)L : (size_t)t.block];
 			b->tensors++, b->elems += t.nelem, b->bytes += t.nbytes;
 		}
-		for (long i = 0; bs && i <= L; i++) {
+		for (long i = 0; i <= L; i++) {
 			json_t *e = json_object();
 			json_object_set_new(e, "block", i < L ? json_integer(i) : json_null());
 			json_object_set_new(e, "tensors", json_integer((json_int_t)bs[i].tensors));

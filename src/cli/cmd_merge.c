@@ -77,7 +77,7 @@ static void merge_help(void)
 	       "      --strict        non-float tensors that differ from the base are an error\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
 	       "  -q, --quiet         no progress, no summary, no warnings\n"
-	       "  -v, --verbose       list every tensor in the plan and the summary\n");
+	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n");
 }
 
 static void scale_help(void)
@@ -96,6 +96,7 @@ struct merge_cli {
 	double *weights;
 	size_t nweights;
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run;
+	int have_method, have_lines, have_norm, have_ties_opts;
 	double gamma;
 };
 
@@ -111,6 +112,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		switch (c) {
 		case 'b': o->base = optarg; break;
 		case 'm':
+			mc->have_method = 1;
 			if (!strcmp(optarg, "sum")) o->method = LINES_M_SUM;
 			else if (!strcmp(optarg, "mean")) o->method = LINES_M_MEAN;
 			else if (!strcmp(optarg, "ties")) o->method = LINES_M_TIES;
@@ -128,7 +130,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return CLI_EXIT_USAGE;
 			mc->have_lambda = 1;
 			break;
-		case OPT_LINES: o->lines = 1; break;
+		case OPT_LINES: o->lines = 1, mc->have_lines = 1; break;
 		case OPT_ALPHA:
 			mc->have_alpha = 1;
 			o->lines = 1;
@@ -154,27 +156,30 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
 			break;
 		case OPT_NORM:
+			mc->have_norm = 1;
 			if (!strcmp(optarg, "l1")) o->norm_p = 1;
 			else if (!strcmp(optarg, "l2")) o->norm_p = 2;
 			else return cli_usage_error(mc->cmd, "--norm: '%s' is not l1 or l2", optarg);
 			break;
 		case OPT_DENSITY:
+			mc->have_ties_opts = 1;
 			if (cli_parse_double(mc->cmd, "--density", optarg, &o->density) < 0)
 				return CLI_EXIT_USAGE;
 			if (!(o->density > 0 && o->density <= 1))
 				return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
 			break;
 		case OPT_TRIM:
+			mc->have_ties_opts = 1;
 			if (!strcmp(optarg, "global")) o->trim_tensor = 0;
 			else if (!strcmp(optarg, "tensor")) o->trim_tensor = 1;
 			else return cli_usage_error(mc->cmd, "--trim: '%s' is not global or tensor", optarg);
 			break;
 		case OPT_SEED:
-			if (cli_parse_size(mc->cmd, "--seed", optarg, &sz) < 0)
+			mc->have_ties_opts = 1;
+			if (cli_parse_u64(mc->cmd, "--seed", optarg, &o->seed) < 0)
 				return CLI_EXIT_USAGE;
-			o->seed = sz;
 			break;
-		case OPT_DARE_ELECT: o->dare_elect = 1; break;
+		case OPT_DARE_ELECT: o->dare_elect = 1, mc->have_ties_opts = 1; break;
 		case OPT_DTYPE:
 			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") && strcasecmp(optarg, "f32"))
 				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16 or f32", optarg);
@@ -233,6 +238,9 @@ static int check(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if (o->nmodels == 0)
 		return cli_usage_error(mc->cmd, "no model to merge: give at least one MODEL");
+	if (mc->have_ties_opts && o->method != LINES_M_TIES && o->method != LINES_M_DARE)
+		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
+		                                "-m ties and -m dare only");
 	if (mc->have_gamma && (mc->have_alpha || mc->have_beta))
 		return cli_usage_error(mc->cmd, "--gamma sets alpha and beta; give one or the other");
 	if (mc->have_gamma) {
@@ -309,8 +317,9 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	const struct lines_plan_info *in = lines_plan_info(plan);
 	char a[32], b[32];
 
-	printf("plan: lines %s -b %s -> %s\n", mc->cmd, cli_printable(mc->o.base),
-	       strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
+	/* cli_printable() has one buffer: one call per printf */
+	printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
+	printf(" -> %s\n", strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
 	printf("  tensors: %zu (%zu merged, %zu copied from the base), blocks: %ld\n",
 	       in->ntensors, in->nfloat, in->ntensors - in->nfloat, in->num_layers);
 	print_scaling(stdout, mc, in);
@@ -322,7 +331,7 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	}
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(b, sizeof(b), in->memory_bound);
-	printf("  output: %s\n", a);
+	printf("  output: %llu bytes (%s)\n", (unsigned long long)in->output_bytes, a);
 	printf("  memory bound: %s (%u workers, %zu KiB chunks, %s reads, %s kernels)\n", b,
 	       in->jobs, in->chunk >> 10, in->io, in->kernels);
 	if (cli_verbose) {
@@ -372,8 +381,13 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 		goto out;
 	mc->o.log = cli_log;
 	mc->o.progress = cli_progress;
+	cli_signals();
 	if (lines_plan_new(&mc->o, &plan, &err) < 0) {
 		rc = cli_report(&err);
+		goto out;
+	}
+	if (cli_signal_caught()) {
+		rc = 128 + cli_signal_caught();
 		goto out;
 	}
 	if (mc->dry_run) {
@@ -419,8 +433,10 @@ int cmd_scale(int argc, char **argv)
 		return cli_usage_error("scale", "--gamma G is required");
 	if (mc.o.nmodels != 1)
 		return cli_usage_error("scale", "scale edits exactly one MODEL (got %zu)", mc.o.nmodels);
-	if (mc.o.method != LINES_M_SUM || mc.weights || mc.have_lambda)
-		return cli_usage_error("scale", "-m, -w and --lambda belong to lines merge");
+	if (mc.have_method || mc.weights || mc.have_lambda || mc.have_lines || mc.have_alpha ||
+	    mc.have_beta || mc.have_norm)
+		return cli_usage_error("scale", "-m, -w, --lambda, --lines, --alpha, --beta and --norm "
+		                                "belong to lines merge; scale takes --gamma");
 	free(mc.weights);
 	mc.weights = NULL;
 	/* parse again inside run(): getopt state is reset there */

@@ -1,0 +1,56 @@
+/*
+ * merge_common.c -- passes every method shares.
+ *
+ * The check pass reads the tensors that are not merged (integer position
+ * ids, boolean masks, ...) in every input before the output is created,
+ * and compares each model's bytes with the base's: the output keeps the
+ * base's values, so a difference is worth a warning, and with --strict it
+ * is an error reported before a single output byte exists.
+ */
+#include "config.h"
+
+#include "pipeline.h"
+
+static int want_copied(const struct plan *p, size_t i) { return !p->t[i].merge; }
+
+static int check_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)scratch, (void)err;
+	for (unsigned m = 1; m <= p->nmodels; m++)
+		job->part[m - 1] = memcmp(job->in[m], job->in[0], n) != 0;
+	return 0;
+}
+
+static int check_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	for (unsigned m = 1; m <= p->nmodels; m++) {
+		if (!job->part[m - 1] || p->copy_warned[job->tensor])
+			continue;
+		RETURN_ERROR_IF(p->o.strict, err, LINES_EMISMATCH, p->ck[m]->path, t->name,
+		                "%s tensor differs from the base's (--strict)", dtype_name(t->in_dt));
+		plan_log(p, LINES_LOG_WARN, p->ck[m]->path, t->name,
+		         "%s tensor differs from the base's; the base's values are kept",
+		         dtype_name(t->in_dt));
+		p->copy_warned[job->tensor] = 1;
+	}
+	return 0;
+}
+
+int merge_check_setup(struct plan *p, struct lines_error *err)
+{
+	int any = 0;
+	(void)err;
+	for (size_t i = 0; i < p->nt; i++)
+		any |= !p->t[i].merge && p->t[i].units;
+	if (!any)
+		return 0;
+	struct pass *ps = &p->pass[p->npasses++];
+	ps->name = "check";
+	ps->part_job = p->nmodels;
+	ps->want = want_copied;
+	ps->work = check_work;
+	ps->reduce = check_reduce;
+	return 0;
+}
