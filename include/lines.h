@@ -170,6 +170,7 @@ struct lines_merge_opts {
 	const char *output; /* path, or "-" for standard output             */
 	unsigned jobs;      /* worker threads; 0 = online CPUs              */
 	enum lines_io io;
+	int direct;   /* io_uring reads with O_DIRECT where possible      */
 	size_t chunk; /* bytes read from each input per step; 0 = default */
 	int strict;   /* non-float tensors that differ are an error       */
 

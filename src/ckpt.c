@@ -60,6 +60,7 @@ static int open_file(struct ckpt_file *f, const char *path, struct lines_error *
 	f->size = (uint64_t)st.st_size;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
+	f->mtime = st.st_mtim;
 	return read_header(f, err);
 }
 

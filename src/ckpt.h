@@ -8,6 +8,7 @@
 #define LINES_CKPT_H
 
 #include <sys/types.h>
+#include <time.h>
 
 #include "layers.h"
 #include "st_format.h"
@@ -18,6 +19,7 @@ struct ckpt_file {
 	uint64_t size; /* UINT64_MAX for a stream of unknown length */
 	dev_t dev;
 	ino_t ino;
+	struct timespec mtime; /* when opened, to notice a change during a run */
 	struct st_header hdr;
 };
 

@@ -150,6 +150,62 @@ static void avx2_finish(enum dtype odt, void *out, const float *b, const double 
 	kern_scalar.finish(odt, p + j * es, b + j, m + j, lambda, n - j);
 }
 
+/* bf16 -> f32 without quieting NaNs: only for values whose NaNs end up
+ * canonical anyway (merge_lin), where the quiet bit cannot show */
+static inline __m256 ld8_raw(enum dtype dt, const unsigned char *p)
+{
+	if (dt == DT_BF16)
+		return _mm256_castsi256_ps(_mm256_slli_epi32(
+			_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+	return ld8(dt, p);
+}
+
+static void avx2_merge_lin(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                           const double *c, double lambda, enum dtype odt, void *out, size_t n)
+{
+	const unsigned char *bp = base;
+	unsigned char *o = out;
+	size_t j = 0, es = dtype_size(dt), os = dtype_size(odt);
+	const __m256d vl = _mm256_set1_pd(lambda);
+	const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));
+
+	if (dt == DT_F64 || odt == DT_F64) {
+		kern_scalar.merge_lin(dt, x, nx, base, c, lambda, odt, out, n);
+		return;
+	}
+	for (; j + 8 <= n; j += 8) {
+		__m256 b = ld8_raw(dt, bp + j * es);
+		__m256d bl = _mm256_cvtps_pd(_mm256_castps256_ps128(b));
+		__m256d bh = _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1));
+		__m256d al = _mm256_setzero_pd(), ah = _mm256_setzero_pd();
+		for (unsigned i = 0; i < nx; i++) {
+			__m256 tau = _mm256_sub_ps(ld8_raw(dt, (const unsigned char *)x[i] + j * es), b); /* x - b */
+			__m256d tl = _mm256_cvtps_pd(_mm256_castps256_ps128(tau));
+			__m256d th = _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1));
+			__m256d ci = _mm256_set1_pd(c[i]);
+			if (i == 0) {
+				al = _mm256_mul_pd(ci, tl); /* acc = c * tau */
+				ah = _mm256_mul_pd(ci, th);
+			} else {
+				al = _mm256_fmadd_pd(ci, tl, al); /* acc = fma(c, tau, acc) */
+				ah = _mm256_fmadd_pd(ci, th, ah);
+			}
+		}
+		__m256d rl = _mm256_fmadd_pd(vl, al, bl); /* fma(lambda, acc, b) */
+		__m256d rh = _mm256_fmadd_pd(vl, ah, bh);
+		__m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(rl)),
+		                                _mm256_cvtpd_ps(rh), 1);
+		f = _mm256_blendv_ps(f, qnan, _mm256_cmp_ps(f, f, _CMP_UNORD_Q)); /* NaN -> canonical */
+		st8(odt, o + j * os, f);
+	}
+	if (j < n) {
+		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		for (unsigned i = 0; i < nx && i < 1024; i++)
+			xt[i] = (const unsigned char *)x[i] + j * es;
+		kern_scalar.merge_lin(dt, xt, nx, bp + j * es, c, lambda, odt, o + j * os, n - j);
+	}
+}
+
 static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const float *b,
                           const double *c, size_t n, struct kern_norms *acc)
 {
@@ -214,5 +270,6 @@ const struct kern kern_avx2 = {
 	.encode = avx2_encode,
 	.accum = avx2_accum,
 	.finish = avx2_finish,
+	.merge_lin = avx2_merge_lin,
 	.norm_lin = avx2_norm_lin,
 };

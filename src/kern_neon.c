@@ -173,6 +173,48 @@ static void neon_finish(enum dtype odt, void *out, const float *b, const double 
 	kern_scalar.finish(odt, p + j * es, b + j, m + j, lambda, n - j);
 }
 
+static void neon_merge_lin(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                           const double *c, double lambda, enum dtype odt, void *out, size_t n)
+{
+	const unsigned char *bp = base;
+	unsigned char *o = out;
+	size_t j = 0, es = dtype_size(dt), os = dtype_size(odt);
+	const float64x2_t vl = vdupq_n_f64(lambda);
+
+	if (dt == DT_F64 || odt == DT_F64) {
+		kern_scalar.merge_lin(dt, x, nx, base, c, lambda, odt, out, n);
+		return;
+	}
+	for (; j + 8 <= n; j += 8) {
+		struct f8 b = ld8(dt, bp + j * es);
+		float64x2_t bd[4] = {vcvt_f64_f32(vget_low_f32(b.lo)), vcvt_high_f64_f32(b.lo),
+		                     vcvt_f64_f32(vget_low_f32(b.hi)), vcvt_high_f64_f32(b.hi)};
+		float64x2_t a[4];
+		for (unsigned i = 0; i < nx; i++) {
+			struct f8 v = ld8(dt, (const unsigned char *)x[i] + j * es);
+			float32x4_t t0 = vsubq_f32(v.lo, b.lo), t1 = vsubq_f32(v.hi, b.hi); /* x - b */
+			float64x2_t d[4] = {vcvt_f64_f32(vget_low_f32(t0)), vcvt_high_f64_f32(t0),
+			                    vcvt_f64_f32(vget_low_f32(t1)), vcvt_high_f64_f32(t1)};
+			float64x2_t ci = vdupq_n_f64(c[i]);
+			for (int k = 0; k < 4; k++)
+				a[k] = i == 0 ? vmulq_f64(ci, d[k])          /* acc = c * tau */
+				              : vfmaq_f64(a[k], ci, d[k]);  /* acc = fma(c, tau, acc) */
+		}
+		float64x2_t r[4];
+		for (int k = 0; k < 4; k++)
+			r[k] = vfmaq_f64(bd[k], vl, a[k]); /* fma(lambda, acc, b) */
+		struct f8 f = {canon(vcvt_high_f32_f64(vcvt_f32_f64(r[0]), r[1])),
+		               canon(vcvt_high_f32_f64(vcvt_f32_f64(r[2]), r[3]))};
+		st8(odt, o + j * os, f);
+	}
+	if (j < n) {
+		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		for (unsigned i = 0; i < nx && i < 1024; i++)
+			xt[i] = (const unsigned char *)x[i] + j * es;
+		kern_scalar.merge_lin(dt, xt, nx, bp + j * es, c, lambda, odt, o + j * os, n - j);
+	}
+}
+
 static void neon_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const float *b,
                           const double *c, size_t n, struct kern_norms *acc)
 {
@@ -234,5 +276,6 @@ const struct kern kern_neon = {
 	.encode = neon_encode,
 	.accum = neon_accum,
 	.finish = neon_finish,
+	.merge_lin = neon_merge_lin,
 	.norm_lin = neon_norm_lin,
 };

@@ -215,6 +215,33 @@ static void sc_finish(enum dtype odt, void *out, const float *b, const double *m
 	}
 }
 
+static void sc_merge_lin(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                         const double *c, double lambda, enum dtype odt, void *out, size_t n)
+{
+	unsigned char *o = out;
+	for (size_t j = 0; j < n; j++) {
+		float b = dec1(dt, base, j);
+		double acc = 0.0;
+		for (unsigned i = 0; i < nx; i++) {
+			float tau = dec1(dt, x[i], j) - b;
+			acc = i == 0 ? c[0] * (double)tau : fma(c[i], (double)tau, acc);
+		}
+		double r = fma(lambda, acc, (double)b);
+		if (odt == DT_F64) {
+			uint64_t u;
+			memcpy(&u, &r, 8);
+			if (r != r)
+				u = 0x7ff8000000000000ull;
+			memcpy(o + 8 * j, &u, 8);
+			continue;
+		}
+		float f = (float)r;
+		if (f != f)
+			f = u2f(0x7fc00000u);
+		sc_encode(odt, &f, o + j * dtype_size(odt), 1);
+	}
+}
+
 static void sc_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const float *b,
                         const double *c, size_t n, struct kern_norms *acc)
 {
@@ -241,5 +268,6 @@ const struct kern kern_scalar = {
 	.encode = sc_encode,
 	.accum = sc_accum,
 	.finish = sc_finish,
+	.merge_lin = sc_merge_lin,
 	.norm_lin = sc_norm_lin,
 };

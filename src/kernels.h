@@ -26,6 +26,11 @@
  * thousands of ULPs of an F32 output when theta_0 and lambda * tau nearly
  * cancel, and the result must stay within one ULP of the exact value.
  * The task vectors themselves are float32, as specified.
+ *   merge_lin  accum over the N models and finish, fused: per element,
+ *              b = dec(base), acc = c_0 tau_0, acc = fma(c_i, tau_i, acc),
+ *              out = enc(canon((float)fma(lambda, acc, b))). The same bits
+ *              as the separate calls, without the round trips through
+ *              memory (the hot loop of sum and mean).
  *   norm_lin   float64: s = sum_i tau_i, t = sum_i c_i * tau_i (multiply,
  *              then add, models in order); lane j % 8 of a block of
  *              KERN_BLOCK elements accumulates |s|, |t|, s*s and t*t,
@@ -63,6 +68,8 @@ struct kern {
 	              int first);
 	void (*finish)(enum dtype odt, void *out, const float *b, const double *m, double lambda,
 	               size_t n);
+	void (*merge_lin)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+	                  const double *c, double lambda, enum dtype odt, void *out, size_t n);
 	void (*norm_lin)(enum dtype dt, const void *const *x, unsigned nx, const float *b,
 	                 const double *c, size_t n, struct kern_norms *acc);
 };

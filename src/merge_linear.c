@@ -37,24 +37,15 @@ static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
 static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
-	const struct kern *k = p->k;
-	double *acc = scratch;
-	float *bt = (float *)(acc + KERN_TILE);
 	size_t n = (size_t)(job->u1 - job->u0);
-	(void)err;
+	(void)err, (void)scratch;
 
 	if (!t->merge) { /* compared with the models in the check pass */
 		memcpy(job->out, job->in[0], n);
 		return 0;
 	}
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
-		k->decode(t->in_dt, job->in[0] + j0 * t->unit_in, bt, nn);
-		for (unsigned m = 1; m <= p->nmodels; m++)
-			k->accum(t->in_dt, job->in[m] + j0 * t->unit_in, bt, p->w[m - 1], acc, nn,
-			         m == 1);
-		k->finish(t->out_dt, job->out + j0 * t->unit_out, bt, acc, t->k_lambda, nn);
-	}
+	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0], p->w,
+	                t->k_lambda, t->out_dt, job->out, n);
 	return 0;
 }
 
@@ -133,7 +124,6 @@ int merge_linear_setup(struct plan *p, struct lines_error *err)
 	struct pass *pw = &p->pass[p->npasses++];
 	pw->name = "write";
 	pw->writes = 1;
-	pw->scratch = KERN_TILE * (sizeof(double) + sizeof(float));
 	pw->want = want_all;
 	pw->work = write_work;
 	return 0;

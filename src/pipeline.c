@@ -33,6 +33,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
@@ -231,16 +233,53 @@ static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	return pp->src->ops->start(w->sw, &j->batch, err);
 }
 
+/*
+ * Mapped input pages can vanish under us if a file is truncated during
+ * the run; touching one raises SIGBUS in the thread that touched it. The
+ * handler jumps back to that worker (which then reports the file), and is
+ * installed only while a pass of a mapped source runs.
+ */
+static __thread sigjmp_buf *bus_jmp;
+static __thread const unsigned char *bus_addr;
+static struct sigaction old_bus;
+
+static void on_sigbus(int sig, siginfo_t *si, void *ctx)
+{
+	(void)ctx;
+	if (bus_jmp) {
+		bus_addr = si->si_addr;
+		siglongjmp(*bus_jmp, 1);
+	}
+	sigaction(sig, &old_bus, NULL); /* not ours: what it would have done */
+	raise(sig);
+}
+
 static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 {
 	struct pipe *pp = w->pp;
 	struct pipe_job *job = &pp->slots[j->k % pp->nslots].job;
-	int rc = pp->src->ops->finish(w->sw, &j->batch, err);
+	sigjmp_buf jb;
+	volatile int rc = 0;
+
+	if (sigsetjmp(jb, 1)) {
+		const char *file = NULL;
+		bus_jmp = NULL;
+		job->in = NULL;
+		for (unsigned i = 0; i < j->batch.n; i++) /* whose page was it? */
+			if (bus_addr >= j->ptrs[i] && bus_addr < j->ptrs[i] + j->spans[i].len)
+				file = pp->src->files[j->spans[i].file].path;
+		pp->src->ops->release(w->sw, &j->batch);
+		return lines_errf(err, LINES_ECHANGED, file, NULL,
+		                  "the file became shorter during the run (truncated?)");
+	}
+	bus_jmp = &jb;
+	rc = pp->src->ops->finish(w->sw, &j->batch, err);
 	if (rc == 0) {
 		job->in = j->ptrs;
 		rc = pp->pass->work(pp->p, job, w->scratch, err);
 		job->in = NULL;
 	}
+	bus_jmp = NULL;
 	pp->src->ops->release(w->sw, &j->batch);
 	return rc;
 }
@@ -400,6 +439,7 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 	struct worker *ws = NULL;
 	uint64_t total, done = 0;
 	unsigned nw = 0;
+	int bus_installed = 0;
 	double t0 = now(), last = t0;
 	int rc;
 
@@ -409,6 +449,15 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 	if ((rc = pipe_init(&pp, err)) < 0)
 		goto out;
 	pp.njobs = count_jobs(&pp, &total);
+	if (src->ops->mapped) {
+		struct sigaction sa;
+		bus_installed = 1;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_sigaction = on_sigbus;
+		sa.sa_flags = SA_SIGINFO;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGBUS, &sa, &old_bus);
+	}
 
 	ws = calloc(p->jobs, sizeof(*ws));
 	if (!ws) {
@@ -496,6 +545,8 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 			rc = pass->done(p, err);
 	}
 out:
+	if (bus_installed)
+		sigaction(SIGBUS, &old_bus, NULL);
 	free(ws);
 	pipe_free(&pp);
 	return rc;

@@ -22,8 +22,8 @@
 #include "pipeline.h"
 #include "sink.h"
 
-#define PLAN_DEFAULT_CHUNK (2u << 20)
 #define PLAN_MIN_CHUNK (16u << 10)
+#define PLAN_MEMORY_BUDGET (96ull << 20)
 #define PLAN_MAX_JOBS 256
 #define PLAN_LIST_MAX 20 /* names listed per kind of mismatch */
 
@@ -444,6 +444,63 @@ out:
 	return rc;
 }
 
+/*
+ * An input rewritten in place while we read it would give a merge of two
+ * different files; its size or modification time tells, and the output is
+ * then not committed. (An input replaced by rename is harmless: the open
+ * descriptor still reads the file that was checked.)
+ */
+static int check_unchanged(struct plan *p, struct lines_error *err)
+{
+	for (unsigned m = 0; m < p->ninputs; m++)
+		for (size_t f = 0; f < p->ck[m]->nfiles; f++) {
+			const struct ckpt_file *cf = &p->ck[m]->files[f];
+			struct stat st;
+			if (cf->fd < 0 || fstat(cf->fd, &st) < 0)
+				continue;
+			RETURN_ERROR_IF((uint64_t)st.st_size != cf->size ||
+			                        st.st_mtim.tv_sec != cf->mtime.tv_sec ||
+			                        st.st_mtim.tv_nsec != cf->mtime.tv_nsec,
+			                err, LINES_ECHANGED, cf->path, NULL,
+			                "the file changed during the run; the output is not written");
+		}
+	return 0;
+}
+
+/* ---- the reader ------------------------------------------------------------------ */
+static int choose_io(struct plan *p, struct lines_error *err)
+{
+	p->src_ops = &src_mmap_ops;
+	RETURN_ERROR_IF(p->o.direct && p->o.io == LINES_IO_MMAP, err, LINES_EUSAGE, NULL, NULL,
+	                "--direct reads through io_uring; it cannot be used with --io mmap");
+	switch (p->o.io) {
+	case LINES_IO_MMAP:
+		return 0;
+	case LINES_IO_URING:
+#ifdef HAVE_URING
+		RETURN_ERROR_IF(!src_uring_available(), err, LINES_EUNSUPPORTED, NULL, NULL,
+		                "io_uring is not available here (kernel, seccomp or "
+		                "kernel.io_uring_disabled); use --io mmap");
+		p->src_ops = &src_uring_ops;
+		return 0;
+#else
+		return lines_errf(err, LINES_EUNSUPPORTED, NULL, NULL,
+		                  "this lines was built without io_uring; use --io mmap");
+#endif
+	case LINES_IO_AUTO:
+	default:
+#ifdef HAVE_URING
+		if (src_uring_available()) {
+			p->src_ops = &src_uring_ops;
+			return 0;
+		}
+		plan_log(p, LINES_LOG_NOTE, NULL, NULL,
+		         "io_uring is not available here; reading through mmap");
+#endif
+		return 0;
+	}
+}
+
 /* ---- public: plan ------------------------------------------------------------ */
 static void fill_info(struct plan *p)
 {
@@ -473,7 +530,7 @@ static void fill_info(struct plan *p)
 	in->memory_bound = p->mem_bound;
 	in->chunk = p->chunk;
 	in->jobs = p->jobs;
-	in->io = "mmap";
+	in->io = p->src_ops->name;
 	in->kernels = p->k->name;
 }
 
@@ -530,9 +587,6 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	if ((rc = merge_check_setup(p, err)) < 0 || (rc = merge_linear_setup(p, err)) < 0)
 		goto fail;
 
-	p->chunk = opts->chunk ? opts->chunk : PLAN_DEFAULT_CHUNK;
-	if (p->chunk < PLAN_MIN_CHUNK)
-		p->chunk = PLAN_MIN_CHUNK;
 	p->jobs = opts->jobs;
 	if (!p->jobs) {
 		long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -540,7 +594,18 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	}
 	if (p->jobs > PLAN_MAX_JOBS)
 		p->jobs = PLAN_MAX_JOBS;
-	p->mem_bound = pipe_memory(p, &src_mmap_ops);
+	if ((rc = choose_io(p, err)) < 0)
+		goto fail;
+	p->chunk = opts->chunk ? opts->chunk : p->src_ops->default_chunk;
+	if (p->chunk < PLAN_MIN_CHUNK)
+		p->chunk = PLAN_MIN_CHUNK;
+	p->mem_bound = pipe_memory(p, p->src_ops);
+	/* many threads times many inputs: smaller chunks keep the default
+	 * run under PLAN_MEMORY_BUDGET (an explicit --chunk is obeyed) */
+	while (!opts->chunk && p->mem_bound > PLAN_MEMORY_BUDGET && p->chunk > PLAN_MIN_CHUNK * 4) {
+		p->chunk /= 2;
+		p->mem_bound = pipe_memory(p, p->src_ops);
+	}
 	/* the header as it will be (alpha may still change its digits) */
 	if ((rc = build_header(p, err)) < 0)
 		goto fail;
@@ -582,7 +647,13 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 
 	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
 	p->ran = 1;
-	if ((rc = src_mmap_open(&src, p->files, p->nfiles, err)) < 0)
+#ifdef HAVE_URING
+	if (p->src_ops == &src_uring_ops)
+		rc = src_uring_open(&src, p->files, p->nfiles, p->o.direct, err);
+	else
+#endif
+		rc = src_mmap_open(&src, p->files, p->nfiles, err);
+	if (rc < 0)
 		return rc;
 	if (!strcmp(p->o.output, "-"))
 		rc = sink_fd_open(&out, STDOUT_FILENO, "(standard output)", err);
@@ -600,6 +671,8 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		}
 		rc = pipe_run(p, &p->pass[i], i + 1, src, p->pass[i].writes ? out : NULL, err);
 	}
+	if (rc == 0)
+		rc = check_unchanged(p, err);
 	if (rc == 0)
 		rc = sink_commit(out, err);
 	if (rc < 0 && out)

@@ -110,6 +110,7 @@ struct plan {
 
 	size_t chunk;
 	unsigned jobs;
+	const struct src_ops *src_ops; /* the chunk source the run uses */
 	uint64_t mem_bound;
 	struct lines_plan_info info;
 	int ran;

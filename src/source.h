@@ -9,7 +9,8 @@
  * job k), each in its own batch slot.
  *
  * Sources know nothing of tensors or methods. Implementations: mmap
- * (src_mmap.c). Every call returns 0 or a negative LINES_E* code.
+ * (src_mmap.c) and io_uring (src_uring.c). Every call returns 0 or a
+ * negative LINES_E* code.
  */
 #ifndef LINES_SOURCE_H
 #define LINES_SOURCE_H
@@ -52,6 +53,10 @@ struct src_ops {
 	void (*close)(struct source *s);
 	/* bytes of memory a worker holds at most, for the plan's memory bound */
 	uint64_t (*worker_bytes)(unsigned max_spans, size_t max_len, unsigned depth);
+	/* the chunk size this source works best with (measured, see bench/) */
+	size_t default_chunk;
+	/* 1 when the bytes are mapped pages of the file (a fault can SIGBUS) */
+	int mapped;
 };
 
 struct source {
@@ -63,5 +68,14 @@ struct source {
 int src_mmap_open(struct source **s, const struct src_file *files, unsigned nfiles,
                   struct lines_error *err);
 extern const struct src_ops src_mmap_ops;
+
+#ifdef HAVE_URING
+/* 1 when this kernel lets us set up a ring (not ENOSYS, EPERM, disabled). */
+int src_uring_available(void);
+/* direct: read with O_DIRECT where the file system allows it. */
+int src_uring_open(struct source **s, const struct src_file *files, unsigned nfiles, int direct,
+                   struct lines_error *err);
+extern const struct src_ops src_uring_ops;
+#endif
 
 #endif

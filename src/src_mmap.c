@@ -142,6 +142,9 @@ const struct src_ops src_mmap_ops = {
 	.worker_close = mm_worker_close,
 	.close = mm_close,
 	.worker_bytes = mm_worker_bytes,
+	/* fewer, larger mappings: mmap/munmap and page-table work per call */
+	.default_chunk = 4u << 20,
+	.mapped = 1,
 };
 
 int src_mmap_open(struct source **out, const struct src_file *files, unsigned nfiles,

@@ -20,7 +20,7 @@
 enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
-	OPT_CHUNK, OPT_STRICT,
+	OPT_CHUNK, OPT_STRICT, OPT_DIRECT,
 };
 
 static const struct option merge_options[] = {
@@ -44,6 +44,7 @@ static const struct option merge_options[] = {
 	{"jobs", required_argument, NULL, 'j'},
 	{"io", required_argument, NULL, OPT_IO},
 	{"chunk", required_argument, NULL, OPT_CHUNK},
+	{"direct", no_argument, NULL, OPT_DIRECT},
 	{"strict", no_argument, NULL, OPT_STRICT},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -57,7 +58,8 @@ static void merge_help(void)
 	printf("usage: lines merge -b BASE [-m sum|mean] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
-	       "                   [-o OUT] [-j N] [--chunk SIZE] [--strict] [-q] [-v] [-n] MODEL...\n\n"
+	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
+	       "                   [--strict] [-q] [-v] [-n] MODEL...\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
 	       "  -m, --method M      sum (task arithmetic, default) or mean (model soup)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each)\n"
@@ -73,6 +75,9 @@ static void merge_help(void)
 	       "      --num-layers L  number of blocks (default: 1 + the largest index)\n"
 	       "  -o, --output OUT    output file, or - for standard output\n"
 	       "  -j, --jobs N        worker threads (default: online CPUs)\n"
+	       "      --io auto|mmap|uring  how inputs are read (default auto: io_uring if\n"
+	       "                      the kernel allows it, else mmap)\n"
+	       "      --direct        io_uring reads with O_DIRECT (bypass the page cache)\n"
 	       "      --chunk SIZE    bytes read from each input per step (default 2M)\n"
 	       "      --strict        non-float tensors that differ from the base are an error\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
@@ -211,6 +216,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			o->chunk = (size_t)sz;
 			break;
 		case OPT_STRICT: o->strict = 1; break;
+		case OPT_DIRECT: o->direct = 1; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'n': mc->dry_run = 1; break;
@@ -427,17 +433,18 @@ int cmd_scale(int argc, char **argv)
 			scale_help();
 			return CLI_EXIT_OK;
 		}
-	if ((rc = parse(&mc, argc, argv)) != 0)
-		return rc;
-	if (!mc.have_gamma)
-		return cli_usage_error("scale", "--gamma G is required");
-	if (mc.o.nmodels != 1)
-		return cli_usage_error("scale", "scale edits exactly one MODEL (got %zu)", mc.o.nmodels);
-	if (mc.have_method || mc.weights || mc.have_lambda || mc.have_lines || mc.have_alpha ||
-	    mc.have_beta || mc.have_norm)
-		return cli_usage_error("scale", "-m, -w, --lambda, --lines, --alpha, --beta and --norm "
-		                                "belong to lines merge; scale takes --gamma");
+	rc = parse(&mc, argc, argv);
+	if (rc == 0 && !mc.have_gamma)
+		rc = cli_usage_error("scale", "--gamma G is required");
+	else if (rc == 0 && mc.o.nmodels != 1)
+		rc = cli_usage_error("scale", "scale edits exactly one MODEL (got %zu)", mc.o.nmodels);
+	else if (rc == 0 && (mc.have_method || mc.weights || mc.have_lambda || mc.have_lines ||
+	                     mc.have_alpha || mc.have_beta || mc.have_norm))
+		rc = cli_usage_error("scale", "-m, -w, --lambda, --lines, --alpha, --beta and --norm "
+		                              "belong to lines merge; scale takes --gamma");
 	free(mc.weights);
+	if (rc != 0)
+		return rc;
 	mc.weights = NULL;
 	/* parse again inside run(): getopt state is reset there */
 	return run(&mc, argc, argv);
