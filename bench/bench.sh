@@ -1,0 +1,204 @@
+#!/bin/sh
+# bench.sh -- `make bench`: what lines costs, printed beside what the
+# machine cannot beat.
+#
+# Sections (BENCH_SECTIONS, default all):
+#   engine   bf16 families of BENCH_SIZES per model (default "1G 4G") with
+#            N = BENCH_NS models (default "1 4 8"): the I/O floor (io-floor:
+#            read every input once, write the output once, fsync), then
+#            `lines merge --lines -j 2` with each reader; wall time (best
+#            of BENCH_REPEAT, default 3), ratio to the floor, GB/s of input,
+#            peak RSS. Hot page cache when the inputs fit in memory; cold
+#            too when the script may drop caches (root).
+#   kernels  GB/s of every kernel of every instruction set on buffers that
+#            fit in the cache and on buffers that do not, beside memcpy,
+#            and the share of a merge's time spent in the kernels.
+#   cgroup   a merge whose inputs total more than 8 GiB inside a 512 MiB
+#            memory cgroup (v2 memory.max or v1 memory.limit_in_bytes),
+#            checked against the same merge without the limit.
+#
+# Data goes to BENCH_DIR (default $TMPDIR/lines-bench, about 9 GiB per
+# 1G of BENCH_SIZES) and is removed at the end unless BENCH_KEEP=1.
+set -u
+: "${LINES:=./lines}"
+: "${GEN:=./tests/gen-family}"
+: "${FLOOR:=./bench/io-floor}"
+: "${KBENCH:=./bench/kbench}"
+: "${PEAK_RSS:=./tests/peak-rss}"
+: "${BENCH_DIR:=${TMPDIR:-/tmp}/lines-bench}"
+: "${BENCH_SIZES:=1G 4G}"
+: "${BENCH_NS:=1 4 8}"
+: "${BENCH_REPEAT:=3}"
+: "${BENCH_SECTIONS:=engine kernels cgroup}"
+: "${BENCH_JOBS:=2}"
+
+mkdir -p "$BENCH_DIR" || exit 1
+[ -n "${BENCH_KEEP:-}" ] || trap 'rm -rf "$BENCH_DIR"' EXIT
+
+maxn=0
+for n in $BENCH_NS; do [ "$n" -gt "$maxn" ] && maxn=$n; done
+mem_kib=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
+can_drop=0
+[ -w /proc/sys/vm/drop_caches ] && can_drop=1
+
+say() { printf '%s\n' "$*"; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", b - a}'; }
+now() { date +%s.%N; }
+div() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}'; }
+
+family() { # family SIZE: the directory of a family of maxn models
+	d=$BENCH_DIR/fam-$1
+	if [ ! -f "$d/ft$maxn.safetensors" ]; then
+		say "(generating a bf16 Llama-style family: base + $maxn fine-tunes of $1 each)" >&2
+		"$GEN" --arch llama --dtype bf16 --layers 16 --size "$1" --models "$maxn" --seed 1 --out "$d" >&2 || exit 1
+	fi
+	echo "$d"
+}
+
+inputs() { # inputs DIR N: base then N models
+	printf '%s\n' "$1/base.safetensors"
+	i=1
+	while [ $i -le "$2" ]; do printf '%s\n' "$1/ft$i.safetensors"; i=$((i + 1)); done
+}
+
+bytes_of() { total=0; for f in "$@"; do total=$((total + $(stat -c %s "$f"))); done; echo $total; }
+
+# best_of CMD...: the smallest wall time of BENCH_REPEAT runs (seconds)
+best_of() {
+	best=
+	r=0
+	while [ $r -lt "$BENCH_REPEAT" ]; do
+		t0=$(now)
+		"$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo 0; return; }
+		t=$(secs "$t0" "$(now)")
+		if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN {exit !(a < b)}'; then best=$t; fi
+		r=$((r + 1))
+	done
+	echo "$best"
+}
+
+engine() {
+	say "== engine: lines merge --lines -j $BENCH_JOBS (bf16), beside the I/O floor"
+	say "   floor = read the N+1 inputs and write the output once with read/write, then fsync"
+	printf '%-5s %-3s %-5s %-7s %9s %8s %9s %10s\n' size N cache reader seconds x_floor GB/s_in peak_RSS
+	for size in $BENCH_SIZES; do
+		d=$(family "$size")
+		for n in $BENCH_NS; do
+			set -- $(inputs "$d" "$n")
+			in_bytes=$(bytes_of "$@")
+			b=$1
+			shift
+			out=$BENCH_DIR/out.safetensors
+			for cache in hot cold; do
+				if [ $cache = hot ]; then
+					if [ $((in_bytes / 1024)) -gt $((mem_kib * 7 / 10)) ]; then
+						say "$size  $n  hot   (inputs exceed 70% of RAM: cannot be cached)"
+						continue
+					fi
+					cat "$b" "$@" >/dev/null
+					fl=$(best_of "$FLOOR" "$out" "$b" "$@")
+				else
+					[ $can_drop = 1 ] || { say "$size  $n  cold  (cannot drop caches: not root)"; continue; }
+					drop_caches
+					t0=$(now); "$FLOOR" "$out" "$b" "$@" >/dev/null; fl=$(secs "$t0" "$(now)")
+				fi
+				printf '%-5s %-3s %-5s %-7s %9s %8s %9s %10s\n' "$size" "$n" $cache floor "$fl" 1.00 \
+					"$(div "$in_bytes" "$(awk -v t="$fl" 'BEGIN {print t * 1e9}')")" -
+				rm -f "$out"
+				for io in mmap uring; do
+					if [ $cache = hot ]; then
+						cat "$b" "$@" >/dev/null
+						t=$(best_of "$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -j "$BENCH_JOBS" --io $io \
+							-b "$b" --lines -o "$out" "$@")
+					else
+						drop_caches
+						t0=$(now)
+						"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -j "$BENCH_JOBS" --io $io \
+							-b "$b" --lines -o "$out" "$@" || say "FAILED"
+						t=$(secs "$t0" "$(now)")
+					fi
+					rss=$(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0)
+					[ "$size" = 1G ] && [ "$n" = 4 ] && [ $cache = hot ] && [ $io = uring ] &&
+						share_in=$in_bytes share_t=$t
+					printf '%-5s %-3s %-5s %-7s %9s %8s %9s %7s MiB\n' "$size" "$n" $cache $io "$t" \
+						"$(div "$t" "$fl")" "$(div "$in_bytes" "$(awk -v t="$t" 'BEGIN {print t * 1e9}')")" \
+						$((rss / 1024))
+					rm -f "$out"
+				done
+			done
+		done
+	done
+	say
+}
+
+kernels() {
+	say "== kernels: GB/s of input bytes, per instruction set, beside memcpy of the same bytes"
+	if [ ! -x "$KBENCH" ]; then say "(bench/kbench is not built)"; return; fi
+	"$KBENCH" | tee "$BENCH_DIR/kbench.txt"
+	# the share of a hot-cache N = 4 merge spent in the kernel: its
+	# large-buffer speed on this many bytes, per thread, over the wall time
+	gbps=$(awk '$1 == "merge_lin" && $2 == "bf16" && $4 == "large" && $5 != "scalar" {print $6; exit}' "$BENCH_DIR/kbench.txt")
+	if [ -n "${share_t:-}" ] && [ -n "$gbps" ]; then
+		say "   kernel share of the 1G, N = 4, hot, uring merge: $(awk -v b="$share_in" -v g="$gbps" -v j="$BENCH_JOBS" -v t="$share_t" \
+			'BEGIN {k = b / (g * 1e9) / j; printf "%.2f s of %.2f s wall = %.0f%%", k, t, 100 * k / t}') (the rest is I/O and memory traffic)"
+	fi
+	say
+}
+
+cgroup_run() { # cgroup_run LIMIT_BYTES CMD...: run CMD in a fresh memory cgroup
+	limit=$1
+	shift
+	cg=
+	if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
+		cg=/sys/fs/cgroup/lines-bench.$$
+		mkdir "$cg" 2>/dev/null && echo "$limit" >"$cg/memory.max" 2>/dev/null || cg=
+		peakf=$cg/memory.peak
+	fi
+	if [ -z "$cg" ] && [ -d /sys/fs/cgroup/memory ]; then
+		cg=/sys/fs/cgroup/memory/lines-bench.$$
+		mkdir "$cg" 2>/dev/null && echo "$limit" >"$cg/memory.limit_in_bytes" 2>/dev/null || cg=
+		peakf=$cg/memory.max_usage_in_bytes
+	fi
+	if [ -z "$cg" ]; then
+		say "(no memory cgroup can be created here: v2 memory.max or v1 memory controller needed)"
+		return 77
+	fi
+	sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$cg" "$@"
+	st=$?
+	say "   cgroup peak memory (page cache included): $(($(cat "$peakf" 2>/dev/null || echo 0) / 1048576)) MiB, limit $((limit / 1048576)) MiB"
+	rmdir "$cg" 2>/dev/null
+	return $st
+}
+
+cgroup() {
+	say "== larger than the memory limit: > 8 GiB of inputs in a 512 MiB cgroup"
+	d=$(family 1G)
+	n=$maxn
+	set -- $(inputs "$d" "$n")
+	in_bytes=$(bytes_of "$@")
+	if [ "$in_bytes" -le $((8 << 30)) ]; then
+		say "(the inputs total $((in_bytes >> 20)) MiB, not more than 8 GiB: use BENCH_NS with 8)"
+		return
+	fi
+	b=$1
+	shift
+	"$LINES" merge -q -b "$b" --lines -o "$BENCH_DIR/free.st" "$@" || { say FAILED; return; }
+	[ $can_drop = 1 ] && drop_caches
+	t0=$(now)
+	cgroup_run $((512 << 20)) "$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -b "$b" --lines -o "$BENCH_DIR/capped.st" "$@"
+	st=$?
+	t=$(secs "$t0" "$(now)")
+	if [ $st = 77 ]; then return; fi
+	if [ $st = 0 ] && cmp -s "$BENCH_DIR/free.st" "$BENCH_DIR/capped.st"; then
+		say "   $((in_bytes >> 20)) MiB of inputs (N = $n), 512 MiB cgroup: completed in $t s, peak RSS $(($(cat "$BENCH_DIR/rss") / 1024)) MiB, output identical to the uncapped run"
+	else
+		say "   FAILED (exit $st) or output differs from the uncapped run"
+	fi
+	rm -f "$BENCH_DIR/free.st" "$BENCH_DIR/capped.st"
+	say
+}
+
+say "lines bench -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $((mem_kib / 1024)) MiB RAM"
+"$LINES" --version | sed 's/^/   /'
+for s in $BENCH_SECTIONS; do $s; done

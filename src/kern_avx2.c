@@ -160,8 +160,11 @@ static inline __m256 ld8_raw(enum dtype dt, const unsigned char *p)
 	return ld8(dt, p);
 }
 
-static void avx2_merge_lin(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-                           const double *c, double lambda, enum dtype odt, void *out, size_t n)
+/* The body is instantiated once per input dtype (dt is a constant in each
+ * call below), so the loads are not a switch inside the hot loop. */
+static inline __attribute__((always_inline)) void
+merge_lin_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base,
+            const double *c, double lambda, enum dtype odt, void *out, size_t n)
 {
 	const unsigned char *bp = base;
 	unsigned char *o = out;
@@ -203,6 +206,17 @@ static void avx2_merge_lin(enum dtype dt, const void *const *x, unsigned nx, con
 		for (unsigned i = 0; i < nx && i < 1024; i++)
 			xt[i] = (const unsigned char *)x[i] + j * es;
 		kern_scalar.merge_lin(dt, xt, nx, bp + j * es, c, lambda, odt, o + j * os, n - j);
+	}
+}
+
+static void avx2_merge_lin(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                           const double *c, double lambda, enum dtype odt, void *out, size_t n)
+{
+	switch (dt) {
+	case DT_BF16: merge_lin_t(DT_BF16, x, nx, base, c, lambda, odt, out, n); break;
+	case DT_F16: merge_lin_t(DT_F16, x, nx, base, c, lambda, odt, out, n); break;
+	case DT_F32: merge_lin_t(DT_F32, x, nx, base, c, lambda, odt, out, n); break;
+	default: kern_scalar.merge_lin(dt, x, nx, base, c, lambda, odt, out, n); break;
 	}
 }
 

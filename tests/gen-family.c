@@ -208,23 +208,29 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-/* uniform in [-0.5, 0.5), from (seed, model, tensor, element) */
-static double unif(uint64_t seed, uint64_t model, uint64_t tensor, uint64_t i)
+/* uniform in [-0.5, 0.5), from (seed, model, tensor, element): one mix
+ * per element, the rest is hashed once per tensor */
+static uint64_t key_of(uint64_t seed, uint64_t model, uint64_t tensor)
 {
-	uint64_t h = mix(seed ^ mix(model * 0x100000001b3ull ^ mix(tensor ^ mix(i))));
-	return (double)(h >> 11) * 0x1p-53 - 0.5;
+	return mix(seed ^ mix(model * 0x100000001b3ull ^ mix(tensor)));
 }
+static uint64_t hash_at(uint64_t key, uint64_t i) { return mix(key ^ (i * 0xd1b54a32d192ed03ull)); }
+static double unif(uint64_t h) { return (double)(h >> 11) * 0x1p-53 - 0.5; }
 
 static int g_specials;
 
-static double value(uint64_t seed, unsigned model, size_t ti, uint64_t i, long L)
+/* kb, km: key_of(seed, 0, tensor) and key_of(seed, model, tensor) */
+static double value(uint64_t kb, uint64_t km, unsigned model, size_t ti, uint64_t i, long L)
 {
 	const struct tensor *t = &T[ti];
+	uint64_t h = hash_at(kb, i);
 	double base;
 	switch (t->kind) {
-	case K_NORM: base = 1.0 + 0.1 * unif(seed, 0, ti, i); break;
-	case K_BIAS: base = 0.02 * unif(seed, 0, ti, i); break;
-	default: base = 0.08 * (unif(seed, 0, ti, i) + unif(seed, 0, ti, i + (1ull << 62))); break;
+	case K_NORM: base = 1.0 + 0.1 * unif(h); break;
+	case K_BIAS: base = 0.02 * unif(h); break;
+	default: /* a triangular spread: the sum of two uniforms from one hash */
+		base = 0.08 * ((double)(uint32_t)h * 0x1p-32 + (double)(h >> 32) * 0x1p-32 - 1.0);
+		break;
 	}
 	if (g_specials && ti == 0 && i < 8) {
 		/* edge values in the first tensor: NaN, infinities, signed zeros,
@@ -243,7 +249,7 @@ static double value(uint64_t seed, unsigned model, size_t ti, uint64_t i, long L
 	if (model == 0)
 		return base;
 	double depth = t->block < 0 ? 0.5 : 1.0 + 2.0 * (double)t->block / (double)(L > 1 ? L - 1 : 1);
-	return base + 0.01 * depth * unif(seed, model, ti, i);
+	return base + 0.01 * depth * unif(hash_at(km, i));
 }
 
 /* ---- float encoders (independent of liblines) --------------------------------- */
@@ -314,6 +320,7 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 		uint64_t n = nelem(t);
 		unsigned es = esize(t, dt);
 		uint64_t per = (1 << 20) / es;
+		uint64_t kb = key_of(seed, 0, ti), km = key_of(seed, model, ti);
 		for (uint64_t i0 = 0; i0 < n; i0 += per) {
 			uint64_t cnt = n - i0 < per ? n - i0 : per;
 			for (uint64_t j = 0; j < cnt; j++) {
@@ -326,7 +333,7 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 					uint64_t P = t->shape[3];
 					*p = (i % P) <= (i / P % P);
 				} else {
-					put(p, dt, value(seed, model, ti, i, L));
+					put(p, dt, value(kb, km, model, ti, i, L));
 				}
 			}
 			fwrite(buf, es, cnt, f);

@@ -199,7 +199,7 @@ static void test_isa(const struct kern *k)
 {
 	static const enum dtype dts[] = {DT_BF16, DT_F16, DT_F32};
 	enum { MAXN = 67 * 3 + 1024 };
-	int bad_dec = 0, bad_enc = 0, bad_acc = 0, bad_fin = 0, bad_norm = 0, runs = 0;
+	int bad_dec = 0, bad_enc = 0, bad_acc = 0, bad_fin = 0, bad_norm = 0, bad_ml = 0, runs = 0;
 
 	for (int round = 0; round < 300; round++) {
 		for (size_t d = 0; d < 3; d++) {
@@ -243,6 +243,16 @@ static void test_isa(const struct kern *k)
 			k->finish(odt, o2 + mis, b1, a1, lam, n);
 			bad_fin += memcmp(o1, o2, n * dtype_size(odt) + mis) != 0;
 
+			/* the fused kernel: the same bits as scalar, and as the
+			 * separate accum and finish (with the base as raw bytes) */
+			const void *xm[3] = {raw[1] + mis, raw[2] + mis, raw[3] + mis};
+			static unsigned char o3[MAXN * 8 + 64];
+			memset(o2, 0, sizeof(o2)), memset(o3, 0, sizeof(o3));
+			kern_scalar.merge_lin(dt, xm, 3, raw[0] + mis, c, lam, odt, o2 + mis, n);
+			k->merge_lin(dt, xm, 3, raw[0] + mis, c, lam, odt, o3 + mis, n);
+			bad_ml += memcmp(o1, o2, n * dtype_size(odt) + mis) != 0;
+			bad_ml += memcmp(o2, o3, n * dtype_size(odt) + mis) != 0;
+
 			struct kern_norms n1, n2;
 			memset(&n1, 0, sizeof(n1));
 			for (int l = 0; l < KERN_LANES; l++)
@@ -260,6 +270,8 @@ static void test_isa(const struct kern *k)
 	ok(bad_acc == 0, "%s accum = scalar (%d differ)", k->name, bad_acc);
 	ok(bad_fin == 0, "%s finish = scalar, NaN and overflow included (%d differ)", k->name, bad_fin);
 	ok(bad_norm == 0, "%s norm_lin = scalar, lane by lane (%d differ)", k->name, bad_norm);
+	ok(bad_ml == 0, "%s merge_lin = scalar merge_lin = accum then finish (%d differ)", k->name,
+	   bad_ml);
 
 	/* exhaustive 16-bit decodes through the vector path */
 	static uint16_t all[65536];
