@@ -79,7 +79,7 @@ best_of() {
 }
 
 engine() {
-	say "== engine: lines merge --lines -j $BENCH_JOBS (bf16), beside the I/O floor"
+	say "== engine: lines merge --lines -j $BENCH_JOBS (bf16; --gamma 0.5 for N = 1), beside the I/O floor"
 	say "   floor = read the N+1 inputs and write the output once with read/write, then fsync"
 	printf '%-5s %-3s %-5s %-7s %9s %8s %9s %10s\n' size N cache reader seconds x_floor GB/s_in peak_RSS
 	for size in $BENCH_SIZES; do
@@ -89,6 +89,8 @@ engine() {
 			in_bytes=$(bytes_of "$@")
 			b=$1
 			shift
+			# LiNeS: automatic alpha for several models, --gamma for one
+			if [ "$n" = 1 ]; then scaling="--gamma 0.5"; else scaling=--lines; fi
 			out=$BENCH_DIR/out.safetensors
 			for cache in hot cold; do
 				if [ $cache = hot ]; then
@@ -110,12 +112,12 @@ engine() {
 					if [ $cache = hot ]; then
 						cat "$b" "$@" >/dev/null
 						t=$(best_of "$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -j "$BENCH_JOBS" --io $io \
-							-b "$b" --lines -o "$out" "$@")
+							-b "$b" $scaling -o "$out" "$@")
 					else
 						drop_caches
 						t0=$(now)
 						"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -j "$BENCH_JOBS" --io $io \
-							-b "$b" --lines -o "$out" "$@" || say "FAILED"
+							-b "$b" $scaling -o "$out" "$@" || say "FAILED"
 						t=$(secs "$t0" "$(now)")
 					fi
 					rss=$(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0)

@@ -175,6 +175,11 @@ static int ur_start(struct src_worker *w, struct src_batch *b, struct lines_erro
 			continue;
 		if ((rc = queue(w, b->slot, i, err)) < 0)
 			return rc;
+		/* Ask the kernel to read the next chunk of this file ahead: the
+		 * reads of the workers interleave, which defeats its own
+		 * sequential read-ahead (a no-op when the pages are cached). */
+		if (u->fd == w->s->base.files[s->file].fd)
+			posix_fadvise(u->fd, (off_t)end, (off_t)s->len, POSIX_FADV_WILLNEED);
 		queued++;
 		w->left[b->slot]++;
 	}
