@@ -258,6 +258,8 @@ static int check_output(struct plan *p, struct lines_error *err)
 	}
 	RETURN_ERROR_IF(S_ISDIR(st.st_mode), err, LINES_EUNSUPPORTED, out, NULL,
 	                "is a directory (sharded output is not supported yet)");
+	RETURN_ERROR_IF(S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode), err, LINES_EUSAGE, out, NULL,
+	                "is a block device or a socket; refusing to write a model there");
 	for (unsigned m = 0; m < p->ninputs; m++)
 		for (size_t f = 0; f < p->ck[m]->nfiles; f++)
 			RETURN_ERROR_IF(p->ck[m]->files[f].dev == st.st_dev &&
@@ -656,7 +658,7 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	if (rc < 0)
 		return rc;
 	if (!strcmp(p->o.output, "-"))
-		rc = sink_fd_open(&out, STDOUT_FILENO, "(standard output)", err);
+		rc = sink_fd_open(&out, STDOUT_FILENO, 0, "(standard output)", err);
 	else
 		rc = sink_file_open(&out, p->o.output, err);
 	for (unsigned i = 0; rc == 0 && i < p->npasses; i++) {

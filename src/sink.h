@@ -53,9 +53,14 @@ static inline void sink_free(struct sink *s)
 		s->ops->free(s);
 }
 
-/* A file written as DIR/.NAME.lines-XXXXXX and renamed to path on commit. */
+/*
+ * A file written as DIR/.NAME.lines-XXXXXX and renamed to path on commit.
+ * When path exists and is a character device or a FIFO (/dev/null, a
+ * named pipe) it is opened and written directly instead: renaming over it
+ * would replace the device with a regular file.
+ */
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err);
-/* An already open descriptor (not closed by the sink). */
-int sink_fd_open(struct sink **out, int fd, const char *name, struct lines_error *err);
+/* An already open descriptor; closed by the sink when own is set. */
+int sink_fd_open(struct sink **out, int fd, int own, const char *name, struct lines_error *err);
 
 #endif

@@ -102,12 +102,20 @@ static const struct sink_ops sink_file_ops = {sf_write, sf_commit, sf_abort, sf_
 
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 {
-	struct sink_file *f = calloc(1, sizeof(*f));
+	struct sink_file *f;
 	char *dcopy = NULL, *bcopy = NULL;
+	struct stat st;
 	mode_t um;
 	int rc = 0;
 
 	*out = NULL;
+	if (stat(path, &st) == 0 && (S_ISCHR(st.st_mode) || S_ISFIFO(st.st_mode))) {
+		int fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0)
+			return lines_errno(err, errno, path, "cannot open the output");
+		return sink_fd_open(out, fd, 1, path, err);
+	}
+	f = calloc(1, sizeof(*f));
 	RETURN_ERROR_IF(!f, err, LINES_ENOMEM, path, NULL, "out of memory");
 	f->fd = -1;
 	f->path = strdup(path);
@@ -155,6 +163,8 @@ out:
 struct sink_fd {
 	struct sink base;
 	int fd;
+	int own;
+	char *name;
 };
 
 static int sd_write(struct sink *s, const void *buf, size_t len, struct lines_error *err)
@@ -169,21 +179,42 @@ static int sd_write(struct sink *s, const void *buf, size_t len, struct lines_er
 }
 static int sd_commit(struct sink *s, struct lines_error *err)
 {
-	(void)s, (void)err;
+	struct sink_fd *f = (struct sink_fd *)s;
+	if (f->own && f->fd >= 0) {
+		int rc = close(f->fd);
+		f->fd = -1;
+		if (rc < 0)
+			return lines_errno(err, errno, s->name, "cannot close");
+	}
 	return 0;
 }
 static void sd_abort(struct sink *s) { (void)s; }
-static void sd_free(struct sink *s) { free(s); }
+static void sd_free(struct sink *s)
+{
+	struct sink_fd *f = (struct sink_fd *)s;
+	if (f->own && f->fd >= 0)
+		close(f->fd);
+	free(f->name);
+	free(s);
+}
 
 static const struct sink_ops sink_fd_ops = {sd_write, sd_commit, sd_abort, sd_free};
 
-int sink_fd_open(struct sink **out, int fd, const char *name, struct lines_error *err)
+int sink_fd_open(struct sink **out, int fd, int own, const char *name, struct lines_error *err)
 {
 	struct sink_fd *f = calloc(1, sizeof(*f));
-	RETURN_ERROR_IF(!f, err, LINES_ENOMEM, name, NULL, "out of memory");
+	if (f)
+		f->name = strdup(name);
+	if (!f || !f->name) {
+		free(f);
+		if (own)
+			close(fd);
+		return lines_errf(err, LINES_ENOMEM, name, NULL, "out of memory");
+	}
 	f->fd = fd;
+	f->own = own;
 	f->base.ops = &sink_fd_ops;
-	f->base.name = name;
+	f->base.name = f->name;
 	*out = &f->base;
 	return 0;
 }

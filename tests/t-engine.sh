@@ -10,7 +10,7 @@ b=$tmp/f/base.safetensors
 set -- "$tmp/f/ft1.safetensors" "$tmp/f/ft2.safetensors" "$tmp/f/ft3.safetensors"
 
 uring=1
-"$LINES" merge -q --io uring -b "$b" -o /dev/null "$@" 2>/dev/null >/dev/null || uring=0
+"$LINES" merge -q --io uring -b "$b" -o - "$@" 2>/dev/null >/dev/null || uring=0
 [ $uring = 1 ] || echo "# io_uring is not available here: the uring runs are skipped"
 
 "$LINES" merge -q -b "$b" --lines -w 0.5,1,2 -j 1 --io mmap --chunk 64K -o "$tmp/ref.st" "$@"

@@ -27,6 +27,18 @@ check "leaves an existing output as it was" sh -c "test \"\$(cat '$tmp/old.st')\
 "$LINES" merge -q -b "$b" -o "$tmp/old.st" "$m1" "$m2"
 check "a successful merge replaces it" cmp -s "$tmp/old.st" "$o"
 
+# a character device or a FIFO is written, not replaced
+if [ -c /dev/null ] && [ -w /dev/null ]; then
+	status 0 "-o /dev/null works" "$LINES" merge -q -b "$b" -o /dev/null "$m1" "$m2"
+	check "... and /dev/null is still a character device" test -c /dev/null
+fi
+mkfifo "$tmp/fifo"
+cat "$tmp/fifo" >"$tmp/from-fifo" &
+catpid=$!
+status 0 "-o FIFO writes into the pipe" "$LINES" merge -q -b "$b" -o "$tmp/fifo" "$m1" "$m2"
+wait $catpid
+check "... the same bytes as a file, and the FIFO stays a FIFO" sh -c "cmp -s '$tmp/from-fifo' '$o' && test -p '$tmp/fifo'"
+
 # interrupt a run in the middle; the hook slows each job down
 interrupt() {
 	sig=$1
