@@ -174,6 +174,15 @@ struct lines_merge_opts {
 	size_t chunk; /* bytes read from each input per step; 0 = default */
 	int strict;   /* non-float tensors that differ are an error       */
 
+	/* OUT ending in .zst is compressed; 0 = the default level (1) */
+	int zstd_level;
+	/* OUT.xxh128 and OUT.manifest.json are written for a file output
+	 * unless no_checksum; checksum_file and manifest_file name other
+	 * places (for standard output, the only way to get them) */
+	int no_checksum;
+	const char *checksum_file;
+	const char *manifest_file;
+
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
@@ -223,6 +232,33 @@ void lines_plan_tensor(const struct lines_plan *p, size_t i, struct lines_tensor
  */
 int lines_plan_run(struct lines_plan *p, struct lines_error *err);
 void lines_plan_free(struct lines_plan *p);
+
+/* ---- verifying an output --------------------------------------------------- */
+struct lines_verify_opts {
+	const char *checksum_file; /* NULL: FILE.xxh128, if it exists        */
+	const char *manifest_file; /* NULL: FILE.manifest.json, if it exists */
+	lines_log_fn log;          /* every problem found, with its tensor   */
+	void *cb_ctx;
+};
+
+struct lines_verify_result {
+	int compressed;       /* FILE ends in .zst: its frames were checked */
+	int sidecar_checked;  /* the XXH3-128 of the file was compared      */
+	int manifest_checked; /* every tensor was compared with the manifest */
+	size_t tensors_checked;
+	size_t problems;
+};
+
+/*
+ * Read FILE once: check its header as strictly as an input, its zstd
+ * frames and content checksum (.zst), the XXH3-128 of the file against
+ * the sidecar, and every tensor's XXH3 against the manifest. Returns 0
+ * when all is well, LINES_ECORRUPT when problems were found (each one was
+ * logged, naming the tensor, the header or the compressed stream), or
+ * another error when the file cannot be read at all.
+ */
+int lines_verify(const char *path, const struct lines_verify_opts *o,
+                 struct lines_verify_result *r, struct lines_error *err);
 
 #ifdef __cplusplus
 }

@@ -13,13 +13,18 @@
 #include "layers.h"
 #include "st_format.h"
 
+struct zstream;
+
 struct ckpt_file {
 	char *path;
 	int fd;
+	int own_fd;    /* 0 for standard input */
 	uint64_t size; /* UINT64_MAX for a stream of unknown length */
+	struct zstream *zs; /* standard input or a .zst file: read in order */
 	dev_t dev;
 	ino_t ino;
 	struct timespec mtime; /* when opened, to notice a change during a run */
+	uint64_t disk_size;    /* st_size when opened (compressed size for .zst) */
 	struct st_header hdr;
 };
 
@@ -43,10 +48,22 @@ struct ckpt {
 	uint64_t header_bytes;
 };
 
-/* Open path, validate, and find the block of every tensor with ly. */
+/*
+ * Open path, validate, and find the block of every tensor with ly. path
+ * "-" is standard input; a path ending in ".zst" is decompressed as it is
+ * read. Both are streams (files[i].zs is set): their data can only be read
+ * in order.
+ */
 int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
               struct lines_error *err);
 void ckpt_close(struct ckpt *c);
 const struct ckpt_tensor *ckpt_find(const struct ckpt *c, const char *name);
+
+/*
+ * Decompress a .zst file into an unnamed temporary file (in $TMPDIR) and
+ * read that instead, for inputs whose tensors cannot be read in the order
+ * the merge needs. Constant memory; the disk holds the uncompressed size.
+ */
+int ckpt_spill(struct ckpt_file *f, struct lines_error *err);
 
 #endif

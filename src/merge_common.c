@@ -6,6 +6,10 @@
  * and compares each model's bytes with the base's: the output keeps the
  * base's values, so a difference is worth a warning, and with --strict it
  * is an error reported before a single output byte exists.
+ *
+ * With an input that can be read only once (standard input) there is no
+ * separate pass: the writing pass compares while it copies, through the
+ * same two functions.
  */
 #include "config.h"
 
@@ -13,18 +17,25 @@
 
 static int want_copied(const struct plan *p, size_t i) { return !p->t[i].merge; }
 
-static int check_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+void merge_check_job(struct plan *p, struct pipe_job *job)
 {
 	size_t n = (size_t)(job->u1 - job->u0);
-	(void)scratch, (void)err;
 	for (unsigned m = 1; m <= p->nmodels; m++)
 		job->part[m - 1] = memcmp(job->in[m], job->in[0], n) != 0;
+}
+
+static int check_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	(void)scratch, (void)err;
+	merge_check_job(p, job);
 	return 0;
 }
 
-static int check_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+int merge_check_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
+	if (t->merge)
+		return 0;
 	for (unsigned m = 1; m <= p->nmodels; m++) {
 		if (!job->part[m - 1] || p->copy_warned[job->tensor])
 			continue;
@@ -46,11 +57,15 @@ int merge_check_setup(struct plan *p, struct lines_error *err)
 		any |= !p->t[i].merge && p->t[i].units;
 	if (!any)
 		return 0;
+	if (p->single_pass) {
+		p->check_in_write = 1;
+		return 0;
+	}
 	struct pass *ps = &p->pass[p->npasses++];
 	ps->name = "check";
 	ps->part_job = p->nmodels;
 	ps->want = want_copied;
 	ps->work = check_work;
-	ps->reduce = check_reduce;
+	ps->reduce = merge_check_reduce;
 	return 0;
 }

@@ -40,8 +40,10 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err, (void)scratch;
 
-	if (!t->merge) { /* compared with the models in the check pass */
+	if (!t->merge) { /* compared with the models in the check pass, or here */
 		memcpy(job->out, job->in[0], n);
+		if (p->check_in_write)
+			merge_check_job(p, job);
 		return 0;
 	}
 	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0], p->w,
@@ -109,7 +111,11 @@ static int norm_done(struct plan *p, struct lines_error *err)
 
 int merge_linear_setup(struct plan *p, struct lines_error *err)
 {
-	(void)err;
+	RETURN_ERROR_IF(p->o.lines && !p->alpha_known && p->single_pass, err, LINES_EUSAGE, NULL,
+	                NULL,
+	                "standard input can be read only once, but automatic alpha with unequal "
+	                "weights needs a norm pass before the writing pass: give that model as a "
+	                "file, or give --alpha");
 	if (p->o.lines && !p->alpha_known) {
 		struct pass *ps = &p->pass[p->npasses++];
 		ps->name = "norms";
@@ -126,5 +132,9 @@ int merge_linear_setup(struct plan *p, struct lines_error *err)
 	pw->writes = 1;
 	pw->want = want_all;
 	pw->work = write_work;
+	if (p->check_in_write) {
+		pw->part_job = p->nmodels;
+		pw->reduce = merge_check_reduce;
+	}
 	return 0;
 }

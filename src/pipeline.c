@@ -121,7 +121,8 @@ uint64_t pipe_memory(const struct plan *p, const struct src_ops *src)
 		uint64_t m = (uint64_t)nslots_for(p->jobs) * (pass->writes ? oc : 0) +
 		             (uint64_t)nslots_for(p->jobs) * pc * sizeof(double) +
 		             (uint64_t)p->jobs * (pass->scratch +
-		                                  src->worker_bytes(p->ninputs, sc, PIPE_DEPTH));
+		                                  (p->streams ? src_stream_worker_bytes(src, p->ninputs, sc, PIPE_DEPTH)
+		                                              : src->worker_bytes(p->ninputs, sc, PIPE_DEPTH)));
 		if (m > total)
 			total = m;
 	}
@@ -194,6 +195,8 @@ static void fail(struct pipe *pp, const struct lines_error *e)
 		pp->failed = 1;
 		pp->err = *e;
 	}
+	if (!pp->abort && pp->src->ops->cancel)
+		pp->src->ops->cancel(pp->src);
 	pp->abort = 1;
 	pthread_cond_broadcast(&pp->space);
 	pthread_cond_broadcast(&pp->done);
@@ -228,6 +231,7 @@ static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 		j->spans[m].len = (size_t)((job->u1 - job->u0) * t->unit_in);
 	}
 	j->batch.n = pp->p->ninputs;
+	j->batch.seq = (uint64_t)j->k;
 	j->batch.span = j->spans;
 	j->batch.ptr = j->ptrs;
 	return pp->src->ops->start(w->sw, &j->batch, err);
@@ -449,6 +453,8 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 	if ((rc = pipe_init(&pp, err)) < 0)
 		goto out;
 	pp.njobs = count_jobs(&pp, &total);
+	if (src->ops->pass_begin && (rc = src->ops->pass_begin(src, err)) < 0)
+		goto out;
 	if (src->ops->mapped) {
 		struct sigaction sa;
 		bus_installed = 1;
@@ -502,6 +508,8 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 		if (rc == 0 && pass->writes && out)
 			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) *
 			                                          p->t[s->job.tensor].unit_out), err);
+		if (rc == 0 && pass->writes && p->thash)
+			manifest_note(p, &s->job);
 		done += s->job.in_bytes;
 		if (rc == 0 && p->o.progress && now() - last >= 0.2) {
 			last = now();

@@ -19,8 +19,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libgen.h>
+
+#include <zstd.h>
+
+#include "checksum.h"
 #include "pipeline.h"
 #include "sink.h"
+#include "stream.h"
 
 #define PLAN_MIN_CHUNK (16u << 10)
 #define PLAN_MEMORY_BUDGET (96ull << 20)
@@ -105,6 +111,11 @@ static int check_options(const struct lines_merge_opts *o, struct lines_error *e
 	RETURN_ERROR_IF(o->nmodels > 1024, err, LINES_EUSAGE, NULL, NULL,
 	                "at most 1024 models can be merged at once");
 	RETURN_ERROR_IF(!o->output, err, LINES_EUSAGE, NULL, NULL, "no output (-o OUT)");
+	unsigned dashes = !strcmp(o->base, "-");
+	for (size_t i = 0; i < o->nmodels; i++)
+		dashes += !strcmp(o->models[i], "-");
+	RETURN_ERROR_IF(dashes > 1, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input (-) can be given only once");
 	RETURN_ERROR_IF(o->method != LINES_M_SUM && o->method != LINES_M_MEAN, err,
 	                LINES_EUNSUPPORTED, NULL, NULL, "method '%s' is not implemented yet",
 	                method_name(o->method));
@@ -162,7 +173,21 @@ static int open_inputs(struct plan *p, struct lines_error *err)
 	for (unsigned m = 0; m < p->ninputs; m++)
 		p->nfiles += (unsigned)p->ck[m]->nfiles;
 	p->files = calloc(p->nfiles, sizeof(*p->files));
-	RETURN_ERROR_IF(!p->files, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p->spill = calloc(p->nfiles ? p->nfiles : 1, 1);
+	RETURN_ERROR_IF(!p->files || !p->spill, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	unsigned stdin_uses = 0;
+	for (unsigned m = 0; m < p->ninputs; m++)
+		for (size_t i = 0; i < p->ck[m]->nfiles; i++) {
+			const struct ckpt_file *cf = &p->ck[m]->files[i];
+			if (!cf->zs)
+				continue;
+			p->streams = 1;
+			if (!zs_restartable(cf->zs)) {
+				p->single_pass = 1;
+				stdin_uses++;
+			}
+		}
+	(void)stdin_uses; /* at most one: check_options made sure */
 	for (unsigned m = 0, f = 0; m < p->ninputs; m++)
 		for (size_t i = 0; i < p->ck[m]->nfiles; i++, f++) {
 			p->files[f].path = p->ck[m]->files[i].path;
@@ -244,6 +269,86 @@ static int check_unsupported(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* 1 when path names one of the input files (the same inode). */
+static int is_input(const struct plan *p, const char *path)
+{
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return 0;
+	for (unsigned m = 0; m < p->ninputs; m++)
+		for (size_t f = 0; f < p->ck[m]->nfiles; f++)
+			if (p->ck[m]->files[f].dev == st.st_dev && p->ck[m]->files[f].ino == st.st_ino)
+				return 1;
+	return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static char *concat(const char *a, const char *b)
+{
+	char *s = malloc(strlen(a) + strlen(b) + 1);
+	if (s)
+		strcat(strcpy(s, a), b);
+	return s;
+}
+
+/*
+ * The output's companions: zstd when OUT ends in .zst; OUT.xxh128 (the
+ * XXH3-128 of the file as written) and OUT.manifest.json for a regular
+ * file output unless --no-checksum; --checksum-file and --manifest put
+ * them elsewhere, and are the only way to get them for standard output.
+ */
+static int choose_outputs(struct plan *p, struct lines_error *err)
+{
+	const char *out = p->o.output;
+	int to_stdout = !strcmp(out, "-");
+	struct stat st;
+	int regular = !to_stdout && (stat(out, &st) < 0 || S_ISREG(st.st_mode));
+
+	p->zst = !to_stdout && ends_with(out, ".zst");
+	RETURN_ERROR_IF(p->o.zstd_level && !p->zst, err, LINES_EUSAGE, NULL, NULL,
+	                "--zstd-level applies to an output whose name ends in .zst");
+	p->zstd_level = p->o.zstd_level ? p->o.zstd_level : 1;
+	RETURN_ERROR_IF(p->zstd_level < ZSTD_minCLevel() || p->zstd_level > ZSTD_maxCLevel(), err,
+	                LINES_EUSAGE, NULL, NULL, "--zstd-level must be between %d and %d",
+	                ZSTD_minCLevel(), ZSTD_maxCLevel());
+	if (p->o.no_checksum) {
+		RETURN_ERROR_IF(p->o.checksum_file || p->o.manifest_file, err, LINES_EUSAGE, NULL, NULL,
+		                "--no-checksum excludes --checksum-file and --manifest");
+		return 0;
+	}
+	if (p->o.checksum_file)
+		p->sidecar_path = strdup(p->o.checksum_file);
+	else if (regular)
+		p->sidecar_path = concat(out, ".xxh128");
+	if (p->o.manifest_file)
+		p->manifest_path = strdup(p->o.manifest_file);
+	else if (regular)
+		p->manifest_path = concat(out, ".manifest.json");
+	if (to_stdout) {
+		p->sidecar_name = strdup("-");
+	} else {
+		char *copy = strdup(out);
+		p->sidecar_name = copy ? strdup(basename(copy)) : NULL;
+		free(copy);
+	}
+	RETURN_ERROR_IF((p->o.checksum_file && !p->sidecar_path) ||
+	                        (p->o.manifest_file && !p->manifest_path) || !p->sidecar_name ||
+	                        (regular && (!p->sidecar_path || !p->manifest_path)),
+	                err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	RETURN_ERROR_IF(p->sidecar_path && is_input(p, p->sidecar_path), err, LINES_EUSAGE,
+	                p->sidecar_path, NULL, "the checksum file is one of the inputs");
+	RETURN_ERROR_IF(p->manifest_path && is_input(p, p->manifest_path), err, LINES_EUSAGE,
+	                p->manifest_path, NULL, "the manifest is one of the inputs");
+	if (p->manifest_path)
+		FORWARD_IF_ERROR(manifest_init(p, err));
+	return 0;
+}
+
 static int check_output(struct plan *p, struct lines_error *err)
 {
 	struct stat st;
@@ -260,12 +365,8 @@ static int check_output(struct plan *p, struct lines_error *err)
 	                "is a directory (sharded output is not supported yet)");
 	RETURN_ERROR_IF(S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode), err, LINES_EUSAGE, out, NULL,
 	                "is a block device or a socket; refusing to write a model there");
-	for (unsigned m = 0; m < p->ninputs; m++)
-		for (size_t f = 0; f < p->ck[m]->nfiles; f++)
-			RETURN_ERROR_IF(p->ck[m]->files[f].dev == st.st_dev &&
-			                        p->ck[m]->files[f].ino == st.st_ino,
-			                err, LINES_EUSAGE, out, NULL,
-			                "the output is one of the inputs; refusing to overwrite it");
+	RETURN_ERROR_IF(is_input(p, out), err, LINES_EUSAGE, out, NULL,
+	                "the output is one of the inputs; refusing to overwrite it");
 	return 0;
 }
 
@@ -314,6 +415,43 @@ static int layout(struct plan *p, struct lines_error *err)
 		t->lambda = 1.0;
 	}
 	p->out_data_bytes = off;
+	return 0;
+}
+
+/*
+ * A stream is read in order, and every pass visits the tensors in output
+ * order (the base's): a stream whose tensors are stored in another order
+ * cannot be read in one sweep. A .zst file is then decompressed to a
+ * temporary file first; standard input is refused.
+ */
+static int check_stream_order(struct plan *p, struct lines_error *err)
+{
+	if (!p->streams)
+		return 0;
+	for (unsigned m = 0, fbase = 0; m < p->ninputs; fbase += (unsigned)p->ck[m]->nfiles, m++)
+		for (size_t f = 0; f < p->ck[m]->nfiles; f++) {
+			const struct ckpt_file *cf = &p->ck[m]->files[f];
+			uint64_t last = 0;
+			int ordered = 1;
+			if (!cf->zs)
+				continue;
+			for (size_t i = 0; i < p->nt && ordered; i++) {
+				const struct plan_input *in = &p->t[i].in[m];
+				if (in->file != fbase + f || !p->t[i].units)
+					continue;
+				ordered = in->off >= last;
+				last = in->off;
+			}
+			if (ordered)
+				continue;
+			RETURN_ERROR_IF(!zs_restartable(cf->zs), err, LINES_EUNSUPPORTED, cf->path, NULL,
+			                "its tensors are not stored in the base's order, so it cannot "
+			                "be read in one pass; save it to a file");
+			p->spill[fbase + f] = 1;
+			plan_log(p, LINES_LOG_NOTE, cf->path, NULL,
+			         "its tensors are stored in another order than the base's: it will be "
+			         "decompressed to a temporary file in $TMPDIR first");
+		}
 	return 0;
 }
 
@@ -458,9 +596,9 @@ static int check_unchanged(struct plan *p, struct lines_error *err)
 		for (size_t f = 0; f < p->ck[m]->nfiles; f++) {
 			const struct ckpt_file *cf = &p->ck[m]->files[f];
 			struct stat st;
-			if (cf->fd < 0 || fstat(cf->fd, &st) < 0)
-				continue;
-			RETURN_ERROR_IF((uint64_t)st.st_size != cf->size ||
+			if (!cf->own_fd || !cf->disk_size || fstat(cf->fd, &st) < 0)
+				continue; /* standard input, or a decompressed copy */
+			RETURN_ERROR_IF((uint64_t)st.st_size != cf->disk_size ||
 			                        st.st_mtim.tv_sec != cf->mtime.tv_sec ||
 			                        st.st_mtim.tv_nsec != cf->mtime.tv_nsec,
 			                err, LINES_ECHANGED, cf->path, NULL,
@@ -583,8 +721,12 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		                problems == 1 ? "" : "s");
 		goto fail;
 	}
+	/* choose_outputs after layout: the manifest sizes its table by tensors */
 	if ((rc = check_unsupported(p, err)) < 0 || (rc = check_output(p, err)) < 0 ||
-	    (rc = layout(p, err)) < 0 || (rc = choose_alpha(p, err)) < 0)
+	    (rc = layout(p, err)) < 0 || (rc = choose_outputs(p, err)) < 0 ||
+	    (rc = choose_alpha(p, err)) < 0)
+		goto fail;
+	if ((rc = check_stream_order(p, err)) < 0)
 		goto fail;
 	if ((rc = merge_check_setup(p, err)) < 0 || (rc = merge_linear_setup(p, err)) < 0)
 		goto fail;
@@ -640,6 +782,93 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 		*lambda = lp->p.alpha_known ? t->lambda : NAN;
 }
 
+/* file or descriptor, then the hash of what is written, then zstd */
+static int open_output(struct plan *p, struct sink **out, struct lines_error *err)
+{
+	struct sink *s = NULL, *layer;
+	if (!strcmp(p->o.output, "-"))
+		FORWARD_IF_ERROR(sink_fd_open(&s, STDOUT_FILENO, 0, "(standard output)", err));
+	else
+		FORWARD_IF_ERROR(sink_file_open(&s, p->o.output, err));
+	if (p->sidecar_path) {
+		int rc = sink_hash_open(&layer, s, &p->file_digest, err);
+		if (rc < 0) {
+			sink_abort(s);
+			sink_free(s);
+			return rc;
+		}
+		s = layer;
+	}
+	if (p->zst) {
+		int rc = sink_zstd_open(&layer, s, p->zstd_level, p->jobs, err);
+		if (rc < 0) {
+			sink_abort(s);
+			sink_free(s);
+			return rc;
+		}
+		s = layer;
+	}
+	*out = s;
+	return 0;
+}
+
+/* Write a small companion file under a temporary name (not yet visible). */
+static int stage(const char *path, const char *text, struct sink **s, struct lines_error *err)
+{
+	FORWARD_IF_ERROR(sink_file_open(s, path, err));
+	return sink_write(*s, text, strlen(text), err);
+}
+
+/*
+ * Every companion is written in full under a temporary name before the
+ * output appears, then the output is renamed into place, then they are: a
+ * failure before the output's rename leaves nothing, and after it only a
+ * rename in the same directory remains to be done.
+ */
+static int commit_all(struct plan *p, struct sink *out, struct lines_error *err)
+{
+	struct sink *side = NULL, *man = NULL;
+	char *json = NULL, line[4200];
+	int rc = 0;
+
+	if (p->sidecar_path) {
+		sidecar_line(line, sizeof(line), &p->file_digest, p->sidecar_name);
+		rc = stage(p->sidecar_path, line, &side, err);
+	}
+	if (rc == 0 && p->manifest_path) {
+		rc = manifest_build(p, p->sidecar_name, &p->file_digest, &json, err);
+		if (rc == 0)
+			rc = stage(p->manifest_path, json, &man, err);
+	}
+	if (rc == 0)
+		rc = sink_commit(out, err);
+	else
+		sink_abort(out);
+	if (rc == 0 && side)
+		rc = sink_commit(side, err);
+	if (rc == 0 && man)
+		rc = sink_commit(man, err);
+	if (rc == 0 && p->o.no_checksum && strcmp(p->o.output, "-")) {
+		/* companions of an earlier run would now describe another file */
+		char *a = concat(p->o.output, ".xxh128"), *b = concat(p->o.output, ".manifest.json");
+		if (a)
+			unlink(a);
+		if (b)
+			unlink(b);
+		free(a), free(b);
+	}
+	if (rc < 0) {
+		if (side)
+			sink_abort(side);
+		if (man)
+			sink_abort(man);
+	}
+	sink_free(side);
+	sink_free(man);
+	free(json);
+	return rc;
+}
+
 int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 {
 	struct plan *p = &lp->p;
@@ -649,6 +878,14 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 
 	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
 	p->ran = 1;
+	/* streams that cannot be read in order: decompress them first */
+	for (unsigned m = 0, f = 0; m < p->ninputs; m++)
+		for (size_t i = 0; i < p->ck[m]->nfiles; i++, f++)
+			if (p->spill[f]) {
+				FORWARD_IF_ERROR(ckpt_spill(&p->ck[m]->files[i], err));
+				p->files[f].fd = p->ck[m]->files[i].fd;
+				p->files[f].size = p->ck[m]->files[i].size;
+			}
 #ifdef HAVE_URING
 	if (p->src_ops == &src_uring_ops)
 		rc = src_uring_open(&src, p->files, p->nfiles, p->o.direct, err);
@@ -657,10 +894,22 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		rc = src_mmap_open(&src, p->files, p->nfiles, err);
 	if (rc < 0)
 		return rc;
-	if (!strcmp(p->o.output, "-"))
-		rc = sink_fd_open(&out, STDOUT_FILENO, 0, "(standard output)", err);
-	else
-		rc = sink_file_open(&out, p->o.output, err);
+	if (p->streams) {
+		struct zstream **zs = calloc(p->nfiles ? p->nfiles : 1, sizeof(*zs));
+		struct source *wrapped = NULL;
+		for (unsigned m = 0, f = 0; zs && m < p->ninputs; m++)
+			for (size_t i = 0; i < p->ck[m]->nfiles; i++, f++)
+				zs[f] = p->ck[m]->files[i].zs;
+		rc = zs ? src_stream_open(&wrapped, src, zs, err)
+		        : lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		free(zs);
+		if (rc < 0) {
+			src->ops->close(src);
+			return rc;
+		}
+		src = wrapped;
+	}
+	rc = open_output(p, &out, err);
 	for (unsigned i = 0; rc == 0 && i < p->npasses; i++) {
 		if (lines_canceled()) {
 			rc = lines_errf(err, LINES_ECANCELED, NULL, NULL, "interrupted");
@@ -670,14 +919,17 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 			if ((rc = build_header(p, err)) < 0 ||
 			    (rc = sink_write(out, p->header, p->header_len, err)) < 0)
 				break;
+			p->header_hash = XXH3_64bits(p->header, p->header_len);
 		}
 		rc = pipe_run(p, &p->pass[i], i + 1, src, p->pass[i].writes ? out : NULL, err);
 	}
 	if (rc == 0)
 		rc = check_unchanged(p, err);
 	if (rc == 0)
-		rc = sink_commit(out, err);
-	if (rc < 0 && out)
+		rc = sink_finish(out, err);
+	if (rc == 0)
+		rc = commit_all(p, out, err);
+	else if (out)
 		sink_abort(out);
 	sink_free(out);
 	src->ops->close(src);
@@ -701,6 +953,11 @@ void lines_plan_free(struct lines_plan *lp)
 			free(p->t[i].in);
 	free(p->t);
 	free(p->copy_warned);
+	free(p->spill);
+	free(p->sidecar_path);
+	free(p->sidecar_name);
+	free(p->manifest_path);
+	manifest_free(p);
 	free(p->w);
 	free(p->lambda_layer);
 	free(p->header);

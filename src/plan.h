@@ -9,7 +9,10 @@
 #ifndef LINES_PLAN_H
 #define LINES_PLAN_H
 
+#include <xxhash.h>
+
 #include "ckpt.h"
+#include "sink.h"
 #include "kernels.h"
 #include "layers.h"
 #include "source.h"
@@ -95,6 +98,21 @@ struct plan {
 	double norm_sum, norm_mtl;
 	int have_norms;
 	int norm_pass; /* alpha comes from a norm pass */
+	int single_pass;    /* an input can be read only once (standard input) */
+	int check_in_write; /* so the writing pass compares the copied tensors */
+	int streams;        /* some input is read in order (stdin, .zst) */
+	unsigned char *spill; /* per file: decompress to a temporary file first */
+
+	/* the output: zstd, checksum sidecar and manifest */
+	int zst;            /* OUT ends in .zst */
+	int zstd_level;
+	char *sidecar_path; /* NULL: no OUT.xxh128 */
+	char *sidecar_name; /* the name the sidecar line gives */
+	char *manifest_path; /* NULL: no manifest */
+	uint64_t header_hash;
+	struct xxh128 file_digest;
+	XXH3_state_t *tstate; /* per-tensor hashing in the consumer */
+	uint64_t *thash;
 	/* running sums of the norm pass: |s|, |t|, s^2, t^2 */
 	double acc[4];
 	/* copied tensors that differ between models: one warning per tensor */
@@ -118,11 +136,22 @@ struct plan {
 
 /* Fill in the passes for the method; linear methods live in merge_linear.c */
 int merge_linear_setup(struct plan *p, struct lines_error *err);
-/* The check pass of the tensors that are copied (merge_common.c). */
+/* The check pass of the tensors that are copied (merge_common.c), and
+ * its two halves for a writing pass that checks as it copies. */
 int merge_check_setup(struct plan *p, struct lines_error *err);
+void merge_check_job(struct plan *p, struct pipe_job *job);
+int merge_check_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err);
 
 /* Set alpha, beta and every tensor's lambda once alpha is known. */
 int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err);
+
+/* The manifest (manifest.c): per-tensor hashes as the output is written. */
+struct xxh128;
+int manifest_init(struct plan *p, struct lines_error *err);
+void manifest_free(struct plan *p);
+void manifest_note(struct plan *p, const struct pipe_job *job);
+int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_digest, char **out,
+                   struct lines_error *err);
 
 /* Forward a message to the caller's log callback. */
 void plan_log(const struct plan *p, enum lines_level level, const char *file, const char *tensor,

@@ -98,7 +98,15 @@ static void sf_free(struct sink *s)
 	free(f);
 }
 
-static const struct sink_ops sink_file_ops = {sf_write, sf_commit, sf_abort, sf_free};
+static int no_finish(struct sink *s, struct lines_error *err)
+{
+	(void)s, (void)err;
+	return 0;
+}
+
+static const struct sink_ops sink_file_ops = {sf_write, no_finish, sf_commit, sf_abort, sf_free};
+
+int sink_is_file(const struct sink *s) { return s->ops == &sink_file_ops; }
 
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 {
@@ -198,7 +206,7 @@ static void sd_free(struct sink *s)
 	free(s);
 }
 
-static const struct sink_ops sink_fd_ops = {sd_write, sd_commit, sd_abort, sd_free};
+static const struct sink_ops sink_fd_ops = {sd_write, no_finish, sd_commit, sd_abort, sd_free};
 
 int sink_fd_open(struct sink **out, int fd, int own, const char *name, struct lines_error *err)
 {

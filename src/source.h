@@ -34,6 +34,7 @@ struct src_span {
 
 struct src_batch {
 	unsigned slot; /* 0 .. depth-1, chosen by the caller */
+	uint64_t seq;  /* the job's number in its pass (streams read in this order) */
 	unsigned n;
 	const struct src_span *span;
 	const unsigned char **ptr; /* n entries, set by finish() */
@@ -57,6 +58,10 @@ struct src_ops {
 	size_t default_chunk;
 	/* 1 when the bytes are mapped pages of the file (a fault can SIGBUS) */
 	int mapped;
+	/* optional: called before each pass (jobs are numbered from 0 again) */
+	int (*pass_begin)(struct source *s, struct lines_error *err);
+	/* optional: wake and fail every worker waiting in start() (an abort) */
+	void (*cancel)(struct source *s);
 };
 
 struct source {
@@ -68,6 +73,17 @@ struct source {
 int src_mmap_open(struct source **s, const struct src_file *files, unsigned nfiles,
                   struct lines_error *err);
 extern const struct src_ops src_mmap_ops;
+
+/*
+ * Wrap inner so that the files with a stream in zs[file] (standard input,
+ * .zst) are read in order, by job number; zs has inner->nfiles entries and
+ * stays owned by the caller. The new source owns inner.
+ */
+struct zstream;
+int src_stream_open(struct source **s, struct source *inner, struct zstream **zs,
+                    struct lines_error *err);
+uint64_t src_stream_worker_bytes(const struct src_ops *inner, unsigned max_spans, size_t max_len,
+                                 unsigned depth);
 
 #ifdef HAVE_URING
 /* 1 when this kernel lets us set up a ring (not ENOSYS, EPERM, disabled). */

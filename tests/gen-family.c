@@ -6,7 +6,7 @@
  *   gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32
  *              --layers L (--hidden H | --size BYTES) [--vocab V]
  *              --models N --seed S --out DIR [--specials] [--int-differ]
- *              [--model-seed-offset K]
+ *              [--reverse] [--print-size]
  *
  * writes DIR/base.safetensors and DIR/ft1.safetensors ... DIR/ftN.safetensors.
  *
@@ -278,6 +278,7 @@ static void put(unsigned char *p, enum fdt dt, double v)
 
 /* ---- writer ------------------------------------------------------------------ */
 static int g_int_differ;
+static int g_reverse; /* fine-tunes store their tensors in reverse order */
 
 static void write_model(const char *path, unsigned model, uint64_t seed, enum fdt dt, long L)
 {
@@ -294,13 +295,14 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 	}
 	hl += (size_t)snprintf(h + hl, hcap - hl,
 	                       "{\"__metadata__\":{\"format\":\"pt\",\"generator\":\"gen-family\"}");
-	for (size_t i = 0; i < nt; i++) {
+	for (size_t k = 0; k < nt; k++) {
+		size_t i = g_reverse && model ? nt - 1 - k : k;
 		const struct tensor *t = &T[i];
 		uint64_t n = nelem(t) * esize(t, dt);
 		const char *d = t->kind == K_POS_I64 ? "I64" : t->kind == K_MASK_BOOL ? "BOOL" : dname[dt];
 		hl += (size_t)snprintf(h + hl, hcap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name, d);
-		for (unsigned k = 0; k < t->rank; k++)
-			hl += (size_t)snprintf(h + hl, hcap - hl, "%s%" PRIu64, k ? "," : "", t->shape[k]);
+		for (unsigned d2 = 0; d2 < t->rank; d2++)
+			hl += (size_t)snprintf(h + hl, hcap - hl, "%s%" PRIu64, d2 ? "," : "", t->shape[d2]);
 		hl += (size_t)snprintf(h + hl, hcap - hl, "],\"data_offsets\":[%" PRIu64 ",%" PRIu64 "]}",
 		                       off, off + n);
 		off += n;
@@ -315,7 +317,8 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 	fwrite(len, 1, 8, f);
 	fwrite(h, 1, hl, f);
 
-	for (size_t ti = 0; ti < nt; ti++) {
+	for (size_t k = 0; k < nt; k++) {
+		size_t ti = g_reverse && model ? nt - 1 - k : k;
 		const struct tensor *t = &T[ti];
 		uint64_t n = nelem(t);
 		unsigned es = esize(t, dt);
@@ -352,7 +355,7 @@ static void usage(void)
 	fprintf(stderr,
 	        "usage: gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32 --layers L\n"
 	        "                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
-	        "                  --out DIR [--specials] [--int-differ] [--print-size]\n");
+	        "                  --out DIR [--specials] [--int-differ] [--reverse] [--print-size]\n");
 	exit(2);
 }
 
@@ -365,6 +368,7 @@ int main(int argc, char **argv)
 		{"models", required_argument, NULL, 'n'},   {"seed", required_argument, NULL, 'S'},
 		{"out", required_argument, NULL, 'o'},      {"specials", no_argument, NULL, 'x'},
 		{"int-differ", no_argument, NULL, 'i'},     {"print-size", no_argument, NULL, 'p'},
+		{"reverse", no_argument, NULL, 'r'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *arch = "llama", *out = NULL;
@@ -401,6 +405,7 @@ int main(int argc, char **argv)
 		case 'x': g_specials = 1; break;
 		case 'i': g_int_differ = 1; break;
 		case 'p': print_size = 1; break;
+		case 'r': g_reverse = 1; break;
 		default: usage();
 		}
 	}

@@ -71,6 +71,10 @@ int cli_report(const struct lines_error *err)
 	cli_progress_end();
 	if (err->code == LINES_ECANCELED && cli_signal_caught())
 		return 128 + cli_signal_caught();
+	/* the reader of our output went away (`lines ... | head`): end quietly,
+	 * with the status a process killed by SIGPIPE has */
+	if (err->sys_errno == EPIPE)
+		return 128 + SIGPIPE;
 	fputs("lines: ", stderr);
 	print_place(stderr, err->file, err->tensor);
 	fprintf(stderr, "%s\n", err->msg[0] ? err->msg : lines_strerror(err->code));

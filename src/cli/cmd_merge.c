@@ -20,7 +20,8 @@
 enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
-	OPT_CHUNK, OPT_STRICT, OPT_DIRECT,
+	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
+	OPT_MANIFEST,
 };
 
 static const struct option merge_options[] = {
@@ -45,6 +46,10 @@ static const struct option merge_options[] = {
 	{"io", required_argument, NULL, OPT_IO},
 	{"chunk", required_argument, NULL, OPT_CHUNK},
 	{"direct", no_argument, NULL, OPT_DIRECT},
+	{"zstd-level", required_argument, NULL, OPT_ZSTD_LEVEL},
+	{"no-checksum", no_argument, NULL, OPT_NO_CHECKSUM},
+	{"checksum-file", required_argument, NULL, OPT_CHECKSUM_FILE},
+	{"manifest", required_argument, NULL, OPT_MANIFEST},
 	{"strict", no_argument, NULL, OPT_STRICT},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -80,6 +85,10 @@ static void merge_help(void)
 	       "      --direct        io_uring reads with O_DIRECT (bypass the page cache)\n"
 	       "      --chunk SIZE    bytes read from each input per step (default 2M)\n"
 	       "      --strict        non-float tensors that differ from the base are an error\n"
+	       "      --zstd-level N  compression level when OUT ends in .zst (default 1)\n"
+	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
+	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
+	       "      --manifest F    write the manifest there\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
 	       "  -q, --quiet         no progress, no summary, no warnings\n"
 	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n");
@@ -217,6 +226,16 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			break;
 		case OPT_STRICT: o->strict = 1; break;
 		case OPT_DIRECT: o->direct = 1; break;
+		case OPT_ZSTD_LEVEL:
+			if (cli_parse_long(mc->cmd, "--zstd-level", optarg, -131072, 22, &l) < 0)
+				return CLI_EXIT_USAGE;
+			if (l == 0)
+				return cli_usage_error(mc->cmd, "--zstd-level 0 is not a level");
+			o->zstd_level = (int)l;
+			break;
+		case OPT_NO_CHECKSUM: o->no_checksum = 1; break;
+		case OPT_CHECKSUM_FILE: o->checksum_file = optarg; break;
+		case OPT_MANIFEST: o->manifest_file = optarg; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'n': mc->dry_run = 1; break;

@@ -13,6 +13,7 @@ static const struct cli_cmd commands[] = {
 	{"merge", cmd_merge, "merge fine-tuned models into one (task arithmetic, soups, LiNeS)"},
 	{"scale", cmd_scale, "edit one fine-tuned model with LiNeS (--gamma)"},
 	{"inspect", cmd_inspect, "list the tensors, blocks and metadata of a model"},
+	{"verify", cmd_verify, "check outputs against their checksums and manifests"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,246 @@
+/*
+ * verify.c -- check an output of lines (or any safetensors file, plain or
+ * .zst) against what was recorded when it was written.
+ *
+ * One sequential read of the file does everything: the raw bytes feed the
+ * XXH3-128 of the OUT.xxh128 sidecar; the zstd decoder (for .zst) checks
+ * the frame and its content checksum; the decoded header is validated as
+ * strictly as any input and hashed; every tensor's bytes are hashed in
+ * chunks and compared with the manifest. Memory is a few buffers, whatever
+ * the size of the file. Every problem found is reported through the log
+ * callback, with the tensor it lies in when there is one.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "checksum.h"
+#include "st_format.h"
+#include "stream.h"
+
+#define VERIFY_BUF (1u << 20)
+
+struct vctx {
+	const struct lines_verify_opts *o;
+	const char *path;
+	struct lines_verify_result *r;
+};
+
+static void problem(struct vctx *v, const char *tensor, const char *fmt, ...)
+	LINES_PRINTF(3, 4);
+static void problem(struct vctx *v, const char *tensor, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	v->r->problems++;
+	if (v->o && v->o->log)
+		v->o->log(v->o->cb_ctx, LINES_LOG_ERROR, v->path, tensor ? tensor : "", msg);
+}
+
+static char *concat(const char *a, const char *b)
+{
+	char *s = malloc(strlen(a) + strlen(b) + 1);
+	if (s)
+		strcat(strcpy(s, a), b);
+	return s;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* The expected XXH3-128 from a sidecar: 1 found, 0 absent, <0 unreadable. */
+static int read_sidecar(struct vctx *v, const char *path, struct xxh128 *d)
+{
+	char line[4200];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return errno == ENOENT ? 0 : -1;
+	if (!fgets(line, sizeof(line), f) || strlen(line) < 34 || xxh128_parse(line, d) < 0 ||
+	    line[32] != ' ') {
+		fclose(f);
+		problem(v, NULL, "%s is not an XXH3-128 checksum line", path);
+		return -1;
+	}
+	fclose(f);
+	return 1;
+}
+
+int lines_verify(const char *path, const struct lines_verify_opts *o,
+                 struct lines_verify_result *r, struct lines_error *err)
+{
+	struct vctx v = {o, path, r};
+	struct stat st;
+	struct xxh128 want = {0, 0};
+	struct st_header h;
+	json_t *man = NULL, *mtensors = NULL, *byname = NULL;
+	XXH3_state_t *raw = NULL, *ts = NULL;
+	struct zstream *z = NULL;
+	unsigned char prefix[8], *buf = NULL;
+	char *json = NULL, *side = NULL, *mpath = NULL;
+	uint64_t n = 0;
+	int fd = -1, rc = 0, have_side = 0, broken = 0;
+
+	memset(r, 0, sizeof(*r));
+	memset(&h, 0, sizeof(h));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return lines_errno(err, errno, path, "cannot open");
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return lines_errf(err, LINES_EUSAGE, path, NULL, "is not a regular file");
+	}
+	r->compressed = ends_with(path, ".zst");
+
+	/* what to compare with */
+	side = o && o->checksum_file ? strdup(o->checksum_file) : concat(path, ".xxh128");
+	mpath = o && o->manifest_file ? strdup(o->manifest_file) : concat(path, ".manifest.json");
+	buf = malloc(VERIFY_BUF);
+	raw = XXH3_createState();
+	ts = XXH3_createState();
+	if (!side || !mpath || !buf || !raw || !ts) {
+		rc = lines_errf(err, LINES_ENOMEM, path, NULL, "out of memory");
+		goto out;
+	}
+	have_side = read_sidecar(&v, side, &want);
+	r->sidecar_checked = have_side > 0;
+	if (access(mpath, F_OK) == 0) {
+		json_error_t je;
+		man = json_load_file(mpath, 0, &je);
+		mtensors = json_object_get(man, "tensors");
+		if (!man || !json_is_array(mtensors)) {
+			problem(&v, NULL, "%s is not a lines manifest (%s)", mpath,
+			        man ? "no tensor list" : je.text);
+			json_decref(man);
+			man = NULL;
+			mtensors = NULL;
+		} else {
+			r->manifest_checked = 1;
+			/* name -> entry, so that each tensor is found at once */
+			byname = json_object();
+			for (size_t k = 0; byname && k < json_array_size(mtensors); k++) {
+				json_t *me = json_array_get(mtensors, k);
+				const char *nm = json_string_value(json_object_get(me, "name"));
+				if (nm)
+					json_object_set(byname, nm, me);
+			}
+		}
+	}
+	if (!r->sidecar_checked && !r->manifest_checked && !r->compressed && o && o->log)
+		o->log(o->cb_ctx, LINES_LOG_NOTE, path, "",
+		       "no checksum sidecar and no manifest: only the structure is checked");
+
+	XXH3_128bits_reset(raw);
+	if ((rc = zs_open(&z, fd, r->compressed, 1, path, err)) < 0)
+		goto out;
+	zs_hash_raw(z, raw);
+
+	/* the header */
+	struct lines_error e;
+	if (zs_read(z, prefix, 8, &e) < 0 ||
+	    st_parse_prefix(prefix, r->compressed ? UINT64_MAX : (uint64_t)st.st_size, &n, path,
+	                    &e) < 0 ||
+	    !(json = malloc(n ? (size_t)n : 1)) || zs_read(z, json, (size_t)n, &e) < 0 ||
+	    st_parse(json, n, r->compressed ? UINT64_MAX : (uint64_t)st.st_size, &h, path, &e) < 0) {
+		problem(&v, e.tensor[0] ? e.tensor : NULL, "header: %s", e.msg);
+		broken = 1;
+	} else {
+		uint64_t hh;
+		XXH3_64bits_reset(ts);
+		XXH3_64bits_update(ts, prefix, 8);
+		XXH3_64bits_update(ts, json, (size_t)n);
+		hh = XXH3_64bits_digest(ts);
+		if (man) {
+			const char *mh = json_string_value(json_object_get(json_object_get(man, "header"), "xxh3_64"));
+			char hex[17];
+			xxh64_hex(hh, hex);
+			if (!mh || strcmp(mh, hex))
+				problem(&v, NULL, "header: its XXH3 %s differs from the manifest's %s", hex,
+				        mh ? mh : "(missing)");
+		}
+	}
+
+	/* every tensor, in the order of the data */
+	for (size_t i = 0; !broken && i < h.ntensors; i++) {
+		const struct st_tensor *t = &h.tensors[i];
+		uint64_t left = t->end - t->begin;
+		XXH3_64bits_reset(ts);
+		while (left) {
+			size_t k = left < VERIFY_BUF ? (size_t)left : VERIFY_BUF;
+			if (zs_read(z, buf, k, &e) < 0) {
+				problem(&v, t->name, "%s", e.msg);
+				broken = 1;
+				break;
+			}
+			XXH3_64bits_update(ts, buf, k);
+			left -= k;
+		}
+		if (broken)
+			break;
+		r->tensors_checked++;
+		if (man) {
+			char hex[17];
+			const char *mh = NULL;
+			xxh64_hex(XXH3_64bits_digest(ts), hex);
+			mh = json_string_value(json_object_get(json_object_get(byname, t->name), "xxh3_64"));
+			if (!mh)
+				problem(&v, t->name, "not in the manifest");
+			else if (strcmp(mh, hex))
+				problem(&v, t->name, "its bytes differ from what was written (XXH3 %s, "
+				                     "the manifest says %s)", hex, mh);
+		}
+	}
+	if (!broken && man && json_array_size(mtensors) != h.ntensors)
+		problem(&v, NULL, "the manifest lists %zu tensors, the file holds %zu",
+		        json_array_size(mtensors), h.ntensors);
+	if (!broken) {
+		int end = zs_expect_end(z, &e);
+		if (end < 0)
+			problem(&v, NULL, "%s", e.msg);
+	}
+	/* the raw hash needs every byte, even past a damaged frame */
+	if (zs_drain_raw(z, &e) < 0)
+		problem(&v, NULL, "%s", e.msg);
+	if (have_side > 0) {
+		XXH128_hash_t d = XXH3_128bits_digest(raw);
+		if (d.low64 != want.lo || d.high64 != want.hi) {
+			struct xxh128 got = {d.low64, d.high64};
+			char a[33], b[33];
+			xxh128_hex(&got, a);
+			xxh128_hex(&want, b);
+			problem(&v, NULL, "XXH3-128 %s differs from %s's %s", a, side, b);
+		}
+	}
+	if (r->problems)
+		rc = lines_errf(err, LINES_ECORRUPT, path, NULL, "%zu problem%s found", r->problems,
+		                r->problems == 1 ? "" : "s");
+out:
+	zs_close(z);
+	st_header_free(&h);
+	json_decref(byname);
+	json_decref(man);
+	if (raw)
+		XXH3_freeState(raw);
+	if (ts)
+		XXH3_freeState(ts);
+	free(buf);
+	free(json);
+	free(side);
+	free(mpath);
+	close(fd);
+	return rc;
+}
