@@ -13,6 +13,10 @@
 #   kernels  GB/s of every kernel of every instruction set on buffers that
 #            fit in the cache and on buffers that do not, beside memcpy,
 #            and the share of a merge's time spent in the kernels.
+#   zstd     a merge written as .zst (level BENCH_ZSTD_LEVEL, default 1)
+#            beside `zstd -LEVEL -T2` compressing the same uncompressed
+#            output; throughput in GB/s of uncompressed bytes, and the
+#            compression ratio beside plain zstd's on the base model.
 #   cgroup   a merge whose inputs total more than 8 GiB inside a 512 MiB
 #            memory cgroup (v2 memory.max or v1 memory.limit_in_bytes),
 #            checked against the same merge without the limit.
@@ -29,7 +33,8 @@ set -u
 : "${BENCH_SIZES:=1G 4G}"
 : "${BENCH_NS:=1 4 8}"
 : "${BENCH_REPEAT:=3}"
-: "${BENCH_SECTIONS:=engine kernels cgroup}"
+: "${BENCH_SECTIONS:=engine kernels zstd cgroup}"
+: "${BENCH_ZSTD_LEVEL:=1}"
 : "${BENCH_JOBS:=2}"
 
 mkdir -p "$BENCH_DIR" || exit 1
@@ -69,6 +74,7 @@ best_of() {
 	best=
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
+		sync # nothing left to write back from the run before
 		t0=$(now)
 		"$@" >/dev/null 2>&1 || { echo "FAILED: $*" >&2; echo 0; return; }
 		t=$(secs "$t0" "$(now)")
@@ -148,6 +154,42 @@ kernels() {
 	say
 }
 
+zstd() { command zstd "$@"; }
+
+zstd_section() {
+	lv=$BENCH_ZSTD_LEVEL
+	say "== zstd output: lines merge -o OUT.zst (level $lv, -j $BENCH_JOBS) beside zstd -$lv -T$BENCH_JOBS on the same bytes"
+	say "   (both fsync their output; lines also computes the merge and its checksums)"
+	if ! command -v zstd >/dev/null; then say "(zstd is not installed)"; return; fi
+	d=$(family 1G)
+	set -- $(inputs "$d" 4)
+	b=$1
+	shift
+	plain=$BENCH_DIR/plain.safetensors
+	"$LINES" merge -q -j "$BENCH_JOBS" -b "$b" --lines --no-checksum -o "$plain" "$@"
+	u=$(stat -c %s "$plain")
+	cat "$b" "$@" "$plain" >/dev/null
+	tl=$(best_of "$LINES" merge -q -j "$BENCH_JOBS" -b "$b" --lines --zstd-level "$lv" -o "$BENCH_DIR/m.safetensors.zst" "$@")
+	# zstd, like lines, makes its output durable before it counts as done
+	tz=$(best_of sh -c "zstd -q -f -$lv -T$BENCH_JOBS '$plain' -o '$BENCH_DIR/z.zst' && sync -d '$BENCH_DIR/z.zst'")
+	cl=$(stat -c %s "$BENCH_DIR/m.safetensors.zst")
+	cz=$(stat -c %s "$BENCH_DIR/z.zst")
+	zstd -q -f -"$lv" -T"$BENCH_JOBS" "$b" -o "$BENCH_DIR/base.zst"
+	cb=$(stat -c %s "$BENCH_DIR/base.zst")
+	printf '%-34s %8s %12s %8s\n' "" seconds "GB/s (unc.)" ratio
+	printf '%-34s %8s %12s %8s\n' "lines merge (N=4, 1G) -> .zst" "$tl" "$(div "$u" "$(awk -v t="$tl" 'BEGIN {print t * 1e9}')")" "$(div "$u" "$cl")"
+	printf '%-34s %8s %12s %8s\n' "zstd -$lv -T$BENCH_JOBS on the merged bytes" "$tz" "$(div "$u" "$(awk -v t="$tz" 'BEGIN {print t * 1e9}')")" "$(div "$u" "$cz")"
+	printf '%-34s %8s %12s %8s\n' "zstd -$lv on the base model" - - "$(div "$(stat -c %s "$b")" "$cb")"
+	say "   lines' throughput is $(div "$tz" "$tl") x zstd's (it also merged the models)"
+	if zstd -q -d -c "$BENCH_DIR/m.safetensors.zst" | cmp -s - "$plain"; then
+		say "   zstd -d restores the uncompressed output byte for byte"
+	else
+		say "   FAILED: zstd -d does not restore the uncompressed output"
+	fi
+	rm -f "$plain" "$BENCH_DIR"/*.zst
+	say
+}
+
 cgroup_run() { # cgroup_run LIMIT_BYTES CMD...: run CMD in a fresh memory cgroup
 	limit=$1
 	shift
@@ -203,4 +245,9 @@ cgroup() {
 
 say "lines bench -- $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs, $((mem_kib / 1024)) MiB RAM"
 "$LINES" --version | sed 's/^/   /'
-for s in $BENCH_SECTIONS; do $s; done
+for s in $BENCH_SECTIONS; do
+	case $s in
+	zstd) zstd_section ;;
+	*) $s ;;
+	esac
+done
