@@ -15,6 +15,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,10 +27,11 @@
 int st_parse_prefix(const unsigned char prefix[8], uint64_t file_size, uint64_t *n,
                     const char *file, struct lines_error *err)
 {
-	uint64_t len = load_le64(prefix), stop;
+	uint64_t len, stop;
 
 	RETURN_ERROR_IF(file_size != UINT64_MAX && file_size < 8, err, LINES_EFORMAT, file, NULL,
 	                "file is too small to be safetensors (%" PRIu64 " bytes)", file_size);
+	len = load_le64(prefix);
 	RETURN_ERROR_IF(len > ST_MAX_HEADER, err, LINES_EFORMAT, file, NULL,
 	                "header length %" PRIu64 " exceeds the limit of %u bytes", len,
 	                ST_MAX_HEADER);
@@ -76,6 +78,41 @@ static size_t utf8_check(const unsigned char *s, size_t n)
 	return n;
 }
 
+/*
+ * What jansson does not tell: how deep the JSON nests (the reference
+ * reader's parser gives up at 128 levels; jansson would go to 2048), and
+ * whether a bare -0 appears (jansson reads it as the integer 0, the
+ * reference as a float, which no shape or offset may be).
+ */
+#define ST_MAX_DEPTH 127
+
+static int scan_json(const char *s, size_t n, int *minus_zero)
+{
+	int depth = 0, in_str = 0;
+	*minus_zero = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (in_str) {
+			if (c == '\\')
+				i++;
+			else if (c == '"')
+				in_str = 0;
+			continue;
+		}
+		if (c == '"')
+			in_str = 1;
+		else if (c == '[' || c == '{') {
+			if (++depth > ST_MAX_DEPTH)
+				return -1;
+		} else if (c == ']' || c == '}')
+			depth--;
+		else if (c == '-' && i + 1 < n && s[i + 1] == '0' &&
+		         (i + 2 == n || !strchr("0123456789.eE", s[i + 2])))
+			*minus_zero = 1;
+	}
+	return 0;
+}
+
 static char *dup_n(const char *s, size_t n)
 {
 	char *d = malloc(n + 1);
@@ -101,9 +138,14 @@ void st_header_free(struct st_header *h)
 	memset(h, 0, sizeof(*h));
 }
 
-static int parse_uint(json_t *v, uint64_t *out)
+/* shadow: the same value parsed with every integer as a real, when the
+ * text has a bare -0 somewhere; a -0.0 there is the reference's float */
+static int parse_uint(json_t *v, json_t *shadow, uint64_t *out)
 {
 	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return -1;
+	if (shadow && json_is_real(shadow) && json_real_value(shadow) == 0.0 &&
+	    signbit(json_real_value(shadow)))
 		return -1;
 	*out = (uint64_t)json_integer_value(v);
 	return 0;
@@ -138,16 +180,25 @@ static int parse_meta(json_t *v, struct st_header *h, const char *file, struct l
 	return 0;
 }
 
-static int parse_tensor(const char *name, json_t *v, struct st_tensor *t, const char *file,
-                        struct lines_error *err)
+/* field k of an entry: by name in an object, by position in an array
+ * (the reference reader accepts both forms of [dtype, shape, offsets]) */
+static json_t *field(json_t *v, const char *key, size_t k)
 {
-	json_t *dt = json_object_get(v, "dtype");
-	json_t *shape = json_object_get(v, "shape");
-	json_t *offs = json_object_get(v, "data_offsets");
+	return json_is_array(v) ? json_array_get(v, k) : json_object_get(v, key);
+}
+
+static int parse_tensor(const char *name, json_t *v, json_t *sv, struct st_tensor *t,
+                        const char *file, struct lines_error *err)
+{
+	json_t *dt = field(v, "dtype", 0);
+	json_t *shape = field(v, "shape", 1);
+	json_t *offs = field(v, "data_offsets", 2);
+	json_t *sshape = sv ? field(sv, "shape", 1) : NULL, *soffs = sv ? field(sv, "data_offsets", 2) : NULL;
 	int d;
 
-	RETURN_ERROR_IF(!json_is_object(v), err, LINES_EFORMAT, file, name,
-	                "tensor entry is not an object");
+	RETURN_ERROR_IF(!json_is_object(v) && !(json_is_array(v) && json_array_size(v) == 3), err,
+	                LINES_EFORMAT, file, name,
+	                "tensor entry is not an object (nor an array of dtype, shape, offsets)");
 	RETURN_ERROR_IF(!dt, err, LINES_EFORMAT, file, name, "missing \"dtype\"");
 	RETURN_ERROR_IF(!shape, err, LINES_EFORMAT, file, name, "missing \"shape\"");
 	RETURN_ERROR_IF(!offs, err, LINES_EFORMAT, file, name, "missing \"data_offsets\"");
@@ -170,14 +221,14 @@ static int parse_tensor(const char *name, json_t *v, struct st_tensor *t, const 
 		RETURN_ERROR_IF(!t->shape, err, LINES_ENOMEM, file, name, "out of memory");
 	}
 	for (unsigned i = 0; i < t->rank; i++)
-		RETURN_ERROR_IF(parse_uint(json_array_get(shape, i), &t->shape[i]), err,
+		RETURN_ERROR_IF(parse_uint(json_array_get(shape, i), json_array_get(sshape, i), &t->shape[i]), err,
 		                LINES_EFORMAT, file, name,
 		                "\"shape\" entry %u is not a non-negative integer", i);
 
 	RETURN_ERROR_IF(!json_is_array(offs) || json_array_size(offs) != 2, err, LINES_EFORMAT,
 	                file, name, "\"data_offsets\" is not an array of two integers");
-	RETURN_ERROR_IF(parse_uint(json_array_get(offs, 0), &t->begin) ||
-	                        parse_uint(json_array_get(offs, 1), &t->end),
+	RETURN_ERROR_IF(parse_uint(json_array_get(offs, 0), json_array_get(soffs, 0), &t->begin) ||
+	                        parse_uint(json_array_get(offs, 1), json_array_get(soffs, 1), &t->end),
 	                err, LINES_EFORMAT, file, name,
 	                "\"data_offsets\" entries are not non-negative integers");
 	return 0;
@@ -245,11 +296,11 @@ int st_parse(const char *json, uint64_t n, uint64_t file_size, struct st_header 
              const char *file, struct lines_error *err)
 {
 	json_error_t je;
-	json_t *root;
+	json_t *root, *shadow = NULL;
 	const char *key;
 	size_t klen, bad;
 	json_t *val;
-	int rc = 0;
+	int rc = 0, minus_zero;
 
 	memset(h, 0, sizeof(*h));
 	h->header_len = n;
@@ -259,10 +310,16 @@ int st_parse(const char *json, uint64_t n, uint64_t file_size, struct st_header 
 	RETURN_ERROR_IF(bad != n, err, LINES_EFORMAT, file, NULL,
 	                "header is not valid UTF-8 (at byte %zu of the JSON)", bad);
 
+	RETURN_ERROR_IF(scan_json(json, (size_t)n, &minus_zero) < 0, err, LINES_EFORMAT, file, NULL,
+	                "header is not valid JSON: it nests deeper than %d levels", ST_MAX_DEPTH);
 	root = json_loadb(json, (size_t)n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &je);
 	RETURN_ERROR_IF(!root, err, LINES_EFORMAT, file, NULL,
 	                "header is not valid JSON: %s (at byte %d of the JSON)", je.text,
 	                je.position);
+	if (minus_zero)
+		shadow = json_loadb(json, (size_t)n,
+		                    JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
+		                    NULL);
 	if (!json_is_object(root)) {
 		rc = lines_errf(err, LINES_EFORMAT, file, NULL, "header is not a JSON object");
 		goto out;
@@ -291,7 +348,8 @@ int st_parse(const char *json, uint64_t n, uint64_t file_size, struct st_header 
 			rc = lines_errf(err, LINES_ENOMEM, file, NULL, "out of memory");
 			goto out;
 		}
-		if ((rc = parse_tensor(t->name, val, t, file, err)) < 0)
+		if ((rc = parse_tensor(t->name, val, shadow ? json_object_getn(shadow, key, klen) : NULL,
+		                       t, file, err)) < 0)
 			goto out;
 	}
 	if ((rc = validate(h, file, err)) < 0)
@@ -312,6 +370,7 @@ int st_parse(const char *json, uint64_t n, uint64_t file_size, struct st_header 
 	}
 out:
 	json_decref(root);
+	json_decref(shadow);
 	if (rc < 0)
 		st_header_free(h);
 	return rc;

@@ -1,2 +1,59 @@
 ## tests/hardening.mk -- the malformed-input corpus and the fuzz targets
 ## (included from Makefile.am).
+
+## ---- the corpus ----------------------------------------------------------------
+## gen-corpus writes some 270 malformed and edge-case files with their
+## verdicts; t-corpus.sh runs lines over them. It is a noinst program, not a
+## check program: TESTS holds $(check_PROGRAMS), and gen-corpus is no test.
+noinst_PROGRAMS += tests/gen-corpus
+tests_gen_corpus_SOURCES = tests/gen-corpus.c
+
+TESTS += tests/t-corpus.sh
+EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c
+
+## ---- fuzzing -------------------------------------------------------------------
+## `make fuzz` builds tests/fuzz-header with clang and libFuzzer, ASan and
+## UBSan, seeds it with the corpus and runs it for FUZZ_SECONDS; it fails
+## when the fuzzer finds a crash, a leak, a timeout or a round trip that does
+## not hold (the input is left in fuzz/artifacts/). The inputs it finds stay
+## in fuzz/corpus/ for the next run. `make fuzz-smoke` is the 20-second run
+## for CI. Neither is part of `all` or `check`.
+##
+## The reader is compiled from its sources with clang, instrumented, rather
+## than taken from the gcc-built liblines.a: st_format.c and util.c (the
+## error record and the dtype table) are all it needs.
+FUZZ_SECONDS = 60
+FUZZ_CC = clang
+FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
+FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/st_format.c \
+	$(top_srcdir)/src/util.c
+FUZZ_INCS = $(top_srcdir)/src/st_format.h $(top_srcdir)/src/internal.h \
+	$(top_srcdir)/include/lines.h
+FUZZ_DIR = fuzz
+
+tests/fuzz-header$(EXEEXT): $(FUZZ_SRCS) $(FUZZ_INCS) config.h
+	@$(MKDIR_P) tests
+	@command -v $(FUZZ_CC) >/dev/null || { \
+		echo "make fuzz needs clang with libFuzzer (FUZZ_CC=$(FUZZ_CC))" >&2; exit 1; }
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/include -I$(top_srcdir)/src -I$(top_builddir) \
+		$(DEP_CFLAGS) -o $@ $(FUZZ_SRCS) $(DEP_LIBS)
+
+fuzz: tests/fuzz-header$(EXEEXT) tests/gen-corpus$(EXEEXT)
+	rm -rf $(FUZZ_DIR)/seeds $(FUZZ_DIR)/artifacts
+	$(MKDIR_P) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
+	./tests/gen-corpus --no-big $(FUZZ_DIR)/seeds
+	./tests/fuzz-header -max_len=1048576 -timeout=10 -max_total_time=$(FUZZ_SECONDS) \
+		-print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/ \
+		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	@if ls $(FUZZ_DIR)/artifacts | grep -q .; then \
+		echo "fuzz: the fuzzer left inputs in $(FUZZ_DIR)/artifacts" >&2; exit 1; fi
+
+fuzz-smoke:
+	$(MAKE) $(AM_MAKEFLAGS) fuzz FUZZ_SECONDS=20
+
+clean-fuzz:
+	rm -rf $(FUZZ_DIR) tests/fuzz-header$(EXEEXT)
+
+clean-local: clean-fuzz
+
+.PHONY: fuzz fuzz-smoke clean-fuzz

@@ -1,0 +1,651 @@
+/*
+ * gen-corpus.c -- write the corpus of malformed and edge-case safetensors
+ * files that t-corpus.sh checks and `make fuzz` starts from.
+ *
+ *   gen-corpus [--no-big] DIR
+ *
+ * writes DIR/NAME.safetensors for every case and DIR/verdicts.txt with one
+ * line per case: NAME<TAB>accept|reject<TAB>SUBSTRING, where SUBSTRING is a
+ * fixed string that the message of `lines inspect` must contain (empty for
+ * an accepted file). The verdict is the reference reader's
+ * (huggingface/safetensors), except where lines-inspect(1) documents that
+ * lines is stricter: duplicate keys, NUL bytes in names and metadata,
+ * integers above 2^63 - 1 and ranks above 64.
+ *
+ * Every file is built here byte by byte, with no JSON library, so that the
+ * corpus shares no parser with the reader it tests. The two headers at the
+ * 100,000,000-byte limit are written on the fly (they are never committed)
+ * and left out with --no-big; their verdict lines are written either way,
+ * so that the test can say what it skipped.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static const char *dir;
+static FILE *verdicts;
+static int big = 1;
+static int naccept, nreject;
+
+static void die(const char *what)
+{
+	fprintf(stderr, "gen-corpus: %s: %s\n", what, strerror(errno));
+	exit(1);
+}
+
+static void *xmalloc(size_t n)
+{
+	void *p = malloc(n ? n : 1);
+	if (!p)
+		die("out of memory");
+	return p;
+}
+
+static FILE *create(const char *name)
+{
+	char path[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.safetensors", dir, name);
+	if (!(f = fopen(path, "wb")))
+		die(path);
+	return f;
+}
+
+static void finish(FILE *f, const char *name)
+{
+	if (ferror(f) || fclose(f))
+		die(name);
+}
+
+/* The verdict line of a case; expect NULL means accepted. */
+static void verdict(const char *name, const char *expect)
+{
+	fprintf(verdicts, "%s.safetensors\t%s\t%s\n", name, expect ? "reject" : "accept",
+	        expect ? expect : "");
+	if (expect)
+		nreject++;
+	else
+		naccept++;
+}
+
+/* Data bytes: never JSON whitespace, so that a header length that runs
+ * one byte into the data cannot turn a data byte into valid JSON. */
+static void put_data(FILE *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		putc((int)(0x80 | (i * 37 % 0x7f)), f);
+}
+
+static void put_le64(FILE *f, uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		putc((int)(v >> (8 * i) & 0xff), f);
+}
+
+/* A file that is exactly the given bytes. */
+static void emit_bytes(const char *name, const char *expect, const void *buf, size_t len)
+{
+	FILE *f = create(name);
+	fwrite(buf, 1, len, f);
+	finish(f, name);
+	verdict(name, expect);
+}
+
+/* The prefix holding n, then jlen bytes of header, then data bytes. */
+static void emit_st(const char *name, const char *expect, uint64_t n, const char *json, size_t jlen,
+                    size_t data)
+{
+	FILE *f = create(name);
+	put_le64(f, n);
+	fwrite(json, 1, jlen, f);
+	put_data(f, data);
+	finish(f, name);
+	verdict(name, expect);
+}
+
+/* The common case: the prefix tells the true length of the header. */
+static void emit_json(const char *name, const char *expect, const char *json, size_t data)
+{
+	emit_st(name, expect, strlen(json), json, strlen(json), data);
+}
+
+/* ---- the table ------------------------------------------------------------- */
+/* One tensor entry, written the way a careful writer would. */
+#define E(dt, shape, b, e)                                                                         \
+	"{\"dtype\":\"" dt "\",\"shape\":[" shape "],\"data_offsets\":[" b "," e "]}"
+
+struct jcase {
+	const char *name;
+	const char *json; /* the whole header; may hold NUL bytes */
+	size_t jlen;
+	size_t data;        /* bytes of data after the header */
+	const char *expect; /* NULL: accepted */
+};
+
+/* The cases, one a line: a reflowed table would read worse. */
+/* clang-format off */
+/* sizeof, not strlen: the header may hold NUL bytes */
+#define J(nm, js, data, exp) {nm, js, sizeof(js) - 1, data, exp}
+
+static const struct jcase cases[] = {
+	/* ---- the JSON text ---- */
+	J("json-empty-object", "{}", 0, NULL),
+	J("json-empty-object-padded", "{}      ", 0, NULL),
+	J("json-not-json", "hello!!!", 0, "header is not valid JSON"),
+	J("json-truncated", "{\"w\":{\"dtype\":", 0, "header is not valid JSON"),
+	J("json-only-spaces", "        ", 0, "header is not valid JSON"),
+	J("json-single-quotes", "{'w':{}}", 0, "header is not valid JSON"),
+	J("json-unquoted-key", "{w:{}}", 0, "header is not valid JSON"),
+	J("json-trailing-comma", "{\"w\":" E("U8", "1", "0", "1") ",}", 1, "header is not valid JSON"),
+	J("json-trailing-comma-in-shape", "{\"w\":" E("U8", "1,", "0", "1") "}", 1, "header is not valid JSON"),
+	J("json-comment", "{/* c */}", 0, "header is not valid JSON"),
+	J("json-nan-in-shape", "{\"w\":" E("U8", "NaN", "0", "1") "}", 1, "header is not valid JSON"),
+	J("json-leading-zero", "{\"w\":" E("U8", "01", "0", "1") "}", 1, "header is not valid JSON"),
+	J("json-plus-sign", "{\"w\":" E("U8", "+1", "0", "1") "}", 1, "header is not valid JSON"),
+	J("json-hex-number", "{\"w\":" E("U8", "0x1", "0", "1") "}", 1, "header is not valid JSON"),
+	J("json-bad-escape", "{\"\\x41\":{}}", 0, "header is not valid JSON"),
+	J("json-two-objects", "{}{}", 0, "header is not valid JSON"),
+	J("json-trailing-garbage", "{} x", 0, "header is not valid JSON"),
+	J("json-trailing-nul", "{}\0", 0, "header is not valid JSON"),
+	J("json-nul-padding", "{}\0\0\0\0\0\0", 0, "header is not valid JSON"),
+	J("root-array", "[]", 0, "header is not a JSON object"),
+	J("root-string", "\"abc\"", 0, "JSON"),
+	J("root-number", "1", 0, "JSON"),
+	J("root-null", "null", 0, "JSON"),
+	J("root-true", "true", 0, "JSON"),
+
+	/* ---- whitespace around the object: only JSON's four characters ---- */
+	J("ws-leading-space", " {}", 0, NULL),
+	J("ws-leading-tab", "\t{}", 0, NULL),
+	J("ws-leading-cr", "\r{}", 0, NULL),
+	J("ws-leading-lf", "\n{}", 0, NULL),
+	J("ws-trailing-all-four", "{} \t\r\n", 0, NULL),
+	J("ws-between-tokens",
+	  " {\n\t\"w\" :\r\n{ \"dtype\" : \"F32\" , \"shape\" : [ 1 ] , \"data_offsets\" : [ 0 , 4 ] }\n} ",
+	  4, NULL),
+	J("ws-leading-formfeed", "\f{}", 0, "header is not valid JSON"),
+	J("ws-trailing-formfeed", "{}\f", 0, "header is not valid JSON"),
+	J("ws-trailing-vtab", "{}\v", 0, "header is not valid JSON"),
+	J("ws-leading-nul", "\0{}", 0, "header is not valid JSON"),
+	J("ws-trailing-nbsp", "{}\xc2\xa0", 0, "header is not valid JSON"),
+	J("ws-bom", "\xef\xbb\xbf{}", 0, "header is not valid JSON"),
+	J("ws-bom-after-space", " \xef\xbb\xbf{}", 0, "header is not valid JSON"),
+
+	/* ---- UTF-8 ---- */
+	J("utf8-name-ff", "{\"a\xff\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-lone-continuation", "{\"a\x80\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-overlong-2", "{\"\xc0\xaf\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-overlong-3", "{\"\xe0\x80\xaf\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-overlong-4", "{\"\xf0\x80\x80\xaf\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-surrogate", "{\"\xed\xa0\x80\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-above-10ffff", "{\"\xf4\x90\x80\x80\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-truncated-sequence", "{\"\xe2\x82\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-name-5-byte-lead", "{\"\xf8\x88\x80\x80\x80\":{}}", 0, "header is not valid UTF-8"),
+	J("utf8-metadata-value", "{\"__metadata__\":{\"k\":\"\xe9t\xe9\"}}", 0, "header is not valid UTF-8"),
+	J("utf8-after-the-object", "{}\xff", 0, "header is not valid UTF-8"),
+	J("utf8-name-valid", "{\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\":" E("I8", "1", "0", "1") "}", 1, NULL),
+	J("utf8-name-escaped", "{\"\\u00e9\\u20ac\":" E("I8", "1", "0", "1") "}", 1, NULL),
+	J("utf8-name-escaped-pair", "{\"\\ud83d\\ude00\":" E("I8", "1", "0", "1") "}", 1, NULL),
+	J("utf8-name-max-code-point", "{\"\xf4\x8f\xbf\xbf\":" E("I8", "1", "0", "1") "}", 1, NULL),
+	J("escape-lone-high-surrogate", "{\"\\ud800\":{}}", 0, "header is not valid JSON"),
+	J("escape-lone-low-surrogate", "{\"\\udc00\":{}}", 0, "header is not valid JSON"),
+	J("escape-high-surrogate-then-letter", "{\"\\ud800\\u0041\":{}}", 0, "header is not valid JSON"),
+	J("escape-reversed-pair", "{\"\\ude00\\ud83d\":{}}", 0, "header is not valid JSON"),
+
+	/* ---- NUL bytes ---- */
+	J("nul-raw-in-name", "{\"a\0b\":" E("U8", "0", "0", "0") "}", 0, "header is not valid JSON"),
+	J("nul-escaped-in-name", "{\"a\\u0000b\":" E("U8", "0", "0", "0") "}", 0, "NUL byte"),
+	J("nul-escaped-name-only", "{\"\\u0000\":" E("U8", "0", "0", "0") "}", 0, "NUL byte"),
+	J("nul-escaped-in-metadata-key", "{\"__metadata__\":{\"a\\u0000\":\"b\"}}", 0, "NUL byte"),
+	J("nul-escaped-in-metadata-value", "{\"__metadata__\":{\"k\":\"a\\u0000\"}}", 0, "__metadata__ holds a NUL byte"),
+	J("nul-escaped-in-dtype", "{\"w\":" E("F32\\u0000", "1", "0", "4") "}", 4, "w: unknown dtype"),
+
+	/* ---- names ---- */
+	J("name-empty", "{\"\":" E("U8", "1", "0", "1") "}", 1, NULL),
+	J("name-control-escaped", "{\"a\\u0001b\":" E("U8", "1", "0", "1") "}", 1, NULL),
+	J("name-almost-metadata", "{\"__metadata_\":" E("U8", "1", "0", "1") "}", 1, NULL),
+	J("name-raw-tab", "{\"a\tb\":" E("U8", "1", "0", "1") "}", 1, "header is not valid JSON"),
+	J("name-del", "{\"a\x7f" "b\":" E("U8", "1", "0", "1") "}", 1, NULL),
+	J("name-uppercase-metadata", "{\"__METADATA__\":{}}", 0, "__METADATA__: missing \"dtype\""),
+
+	/* ---- duplicate keys: lines refuses them at every level ---- */
+	J("dup-tensor",
+	  "{\"a\":" E("U8", "1", "0", "1") ",\"a\":" E("U8", "1", "0", "1") "}", 1,
+	  "duplicate object key"),
+	J("dup-tensor-escaped",
+	  "{\"a\":" E("U8", "1", "0", "1") ",\"\\u0061\":" E("U8", "1", "0", "1") "}", 1,
+	  "duplicate object key"),
+	J("dup-metadata", "{\"__metadata__\":{},\"__metadata__\":{}}", 0, "duplicate object key"),
+	J("dup-metadata-key", "{\"__metadata__\":{\"k\":\"a\",\"k\":\"b\"}}", 0, "duplicate object key"),
+	J("dup-dtype-field",
+	  "{\"w\":{\"dtype\":\"U8\",\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", 1,
+	  "duplicate object key"),
+	J("dup-in-ignored-field",
+	  "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":{\"k\":1,\"k\":2}}}", 1,
+	  "duplicate object key"),
+
+	/* ---- __metadata__ ---- */
+	J("meta-null", "{\"__metadata__\":null}", 0, NULL),
+	J("meta-empty", "{\"__metadata__\":{}}", 0, NULL),
+	J("meta-strings", "{\"__metadata__\":{\"format\":\"pt\",\"k\":\"\\u00e9t\\u00e9\",\"\":\"\"}}", 0, NULL),
+	J("meta-after-tensors", "{\"w\":" E("U8", "1", "0", "1") ",\"__metadata__\":{\"format\":\"pt\"}}", 1, NULL),
+	J("meta-escaped-key", "{\"\\u005f_metadata__\":{\"format\":\"pt\"}}", 0, NULL),
+	J("meta-string", "{\"__metadata__\":\"x\"}", 0, "__metadata__ is not an object of strings"),
+	J("meta-array", "{\"__metadata__\":[]}", 0, "__metadata__ is not an object of strings"),
+	J("meta-number", "{\"__metadata__\":0}", 0, "__metadata__ is not an object of strings"),
+	J("meta-true", "{\"__metadata__\":true}", 0, "__metadata__ is not an object of strings"),
+	J("meta-value-number", "{\"__metadata__\":{\"k\":1}}", 0, "__metadata__ value of \"k\" is not a string"),
+	J("meta-value-true", "{\"__metadata__\":{\"k\":true}}", 0, "__metadata__ value of \"k\" is not a string"),
+	J("meta-value-null", "{\"__metadata__\":{\"k\":null}}", 0, "__metadata__ value of \"k\" is not a string"),
+	J("meta-value-object", "{\"__metadata__\":{\"k\":{\"a\":\"b\"}}}", 0, "__metadata__ value of \"k\" is not a string"),
+	J("meta-value-array", "{\"__metadata__\":{\"k\":[\"a\"]}}", 0, "__metadata__ value of \"k\" is not a string"),
+	J("meta-is-a-tensor", "{\"__metadata__\":" E("U8", "1", "0", "1") "}", 1, "__metadata__ value of \"shape\" is not a string"),
+
+	/* ---- tensor entries ---- */
+	J("entry-number", "{\"w\":1}", 0, "w: tensor entry is not an object"),
+	J("entry-string", "{\"w\":\"F32\"}", 0, "w: tensor entry is not an object"),
+	J("entry-null", "{\"w\":null}", 0, "w: tensor entry is not an object"),
+	/* the reference's JSON library reads an entry from an array too, in
+	 * field order, and so does lines */
+	J("entry-array", "{\"w\":[\"U8\",[1],[0,1]]}", 1, NULL),
+	J("entry-empty-object", "{\"w\":{}}", 0, "w: missing \"dtype\""),
+	J("entry-missing-dtype", "{\"w\":{\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w: missing \"dtype\""),
+	J("entry-missing-shape", "{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,4]}}", 4, "w: missing \"shape\""),
+	J("entry-missing-offsets", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4, "w: missing \"data_offsets\""),
+	J("entry-uppercase-field", "{\"w\":{\"DTYPE\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w: missing \"dtype\""),
+	J("ignored-field-minus-zero", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":-0}}", 1, NULL),
+	J("ignored-field-nul-in-string", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":\"\\u0000\"}}", 1, NULL),
+	/* a NUL byte in a key that is neither a name nor metadata: the
+	 * reference takes it, and lines-inspect(1) does not say otherwise */
+	/* lines refuses NUL in any key (jansson cannot hold one); documented */
+	J("ignored-field-nul-in-key", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":{\"a\\u0000\":1}}}", 1, "NUL byte"),
+	J("ignored-field-big-integer", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":123456789012345678901234567890}}", 1, "header is not valid JSON"),
+	J("ignored-field-1e400", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":1e400}}", 1, "header is not valid JSON"),
+	J("entry-unknown-fields", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"extra\":[1,{\"a\":null}],\"z\":\"\"}}", 1, NULL),
+
+	/* ---- dtype ---- */
+	J("dtype-number", "{\"w\":{\"dtype\":5,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w: \"dtype\" is not a string"),
+	J("dtype-null", "{\"w\":{\"dtype\":null,\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w: \"dtype\" is not a string"),
+	J("dtype-array", "{\"w\":{\"dtype\":[\"F32\"],\"shape\":[1],\"data_offsets\":[0,4]}}", 4, "w: \"dtype\" is not a string"),
+	J("dtype-empty", "{\"w\":" E("", "1", "0", "4") "}", 4, "w: unknown dtype \"\""),
+	J("dtype-lowercase", "{\"w\":" E("f32", "1", "0", "4") "}", 4, "w: unknown dtype \"f32\""),
+	J("dtype-lowercase-bf16", "{\"w\":" E("bf16", "1", "0", "2") "}", 2, "w: unknown dtype \"bf16\""),
+	J("dtype-unknown-f128", "{\"w\":" E("F128", "1", "0", "16") "}", 16, "w: unknown dtype \"F128\""),
+	J("dtype-unknown-fp32", "{\"w\":" E("FP32", "1", "0", "4") "}", 4, "w: unknown dtype \"FP32\""),
+	J("dtype-torch-name", "{\"w\":" E("float32", "1", "0", "4") "}", 4, "w: unknown dtype \"float32\""),
+	J("dtype-torch-f8-name", "{\"w\":" E("F8_E4M3FN", "1", "0", "1") "}", 1, "w: unknown dtype \"F8_E4M3FN\""),
+	J("dtype-trailing-space", "{\"w\":" E("F32 ", "1", "0", "4") "}", 4, "w: unknown dtype \"F32 \""),
+	J("dtype-escaped", "{\"w\":" E("\\u0046\\u0033\\u0032", "1", "0", "4") "}", 4, NULL),
+
+	/* ---- F4 and F6: the bit count must be a whole number of bytes ---- */
+	J("f4-one", "{\"w\":" E("F4", "1", "0", "1") "}", 1, "w: 1 elements of F4 are not a whole number of bytes"),
+	J("f4-rank-0", "{\"w\":" E("F4", "", "0", "1") "}", 1, "w: 1 elements of F4 are not a whole number of bytes"),
+	J("f4-three", "{\"w\":" E("F4", "3", "0", "2") "}", 2, "w: 3 elements of F4 are not a whole number of bytes"),
+	J("f4-two", "{\"w\":" E("F4", "2", "0", "1") "}", 1, NULL),
+	J("f4-three-by-two", "{\"w\":" E("F4", "3,2", "0", "3") "}", 3, NULL),
+	J("f4-zero", "{\"w\":" E("F4", "0", "0", "0") "}", 0, NULL),
+	J("f6-e2m3-one", "{\"w\":" E("F6_E2M3", "1", "0", "1") "}", 1, "w: 1 elements of F6_E2M3 are not a whole number of bytes"),
+	J("f6-e2m3-two", "{\"w\":" E("F6_E2M3", "2", "0", "2") "}", 2, "w: 2 elements of F6_E2M3 are not a whole number of bytes"),
+	J("f6-e2m3-rank-0", "{\"w\":" E("F6_E2M3", "", "0", "1") "}", 1, "w: 1 elements of F6_E2M3 are not a whole number of bytes"),
+	J("f6-e2m3-four", "{\"w\":" E("F6_E2M3", "4", "0", "3") "}", 3, NULL),
+	J("f6-e3m2-five", "{\"w\":" E("F6_E3M2", "5", "0", "4") "}", 4, "w: 5 elements of F6_E3M2 are not a whole number of bytes"),
+	J("f6-e3m2-four-by-three", "{\"w\":" E("F6_E3M2", "4,3", "0", "9") "}", 9, NULL),
+
+	/* ---- shape ---- */
+	J("shape-rank-0", "{\"w\":" E("F32", "", "0", "4") "}", 4, NULL),
+	J("shape-rank-0-no-bytes", "{\"w\":" E("F32", "", "0", "0") "}", 0, "w: data_offsets span 0 bytes but F32 with 1 elements needs 4"),
+	J("shape-not-an-array", "{\"w\":{\"dtype\":\"F32\",\"shape\":4,\"data_offsets\":[0,4]}}", 4, "w: \"shape\" is not an array"),
+	J("shape-negative", "{\"w\":" E("F32", "-1", "0", "4") "}", 4, "w: \"shape\" entry 0 is not a non-negative integer"),
+	J("shape-float", "{\"w\":" E("F32", "1.0", "0", "4") "}", 4, "w: \"shape\" entry 0 is not a non-negative integer"),
+	J("shape-exponent", "{\"w\":" E("F32", "1e0", "0", "4") "}", 4, "w: \"shape\" entry 0 is not a non-negative integer"),
+	J("shape-string", "{\"w\":" E("F32", "1,\"1\"", "0", "4") "}", 4, "w: \"shape\" entry 1 is not a non-negative integer"),
+	J("shape-null", "{\"w\":" E("F32", "null", "0", "4") "}", 4, "w: \"shape\" entry 0 is not a non-negative integer"),
+	J("shape-true", "{\"w\":" E("F32", "true", "0", "4") "}", 4, "w: \"shape\" entry 0 is not a non-negative integer"),
+	J("shape-nested", "{\"w\":" E("F32", "[1]", "0", "4") "}", 4, "w: \"shape\" entry 0 is not a non-negative integer"),
+	/* -0 is a float to the reference's JSON library, not an integer */
+	J("shape-minus-zero", "{\"w\":" E("U8", "-0", "0", "0") "}", 0, "w: \"shape\" entry 0 is not a non-negative integer"),
+	/* products that overflow 2^64, each in its own way */
+	J("shape-two-dims-of-2^32", "{\"w\":" E("U8", "4294967296,4294967296", "0", "0") "}", 0, "w: the number of elements of the shape overflows"),
+	J("shape-eight-dims-of-2^8", "{\"w\":" E("U8", "256,256,256,256,256,256,256,256", "0", "0") "}", 0, "w: the number of elements of the shape overflows"),
+	J("shape-seven-dims-of-2^8", "{\"w\":" E("U8", "256,256,256,256,256,256,256", "0", "72057594037927936") "}", 0, "the tensors need 72057594037927936 bytes of data but the file holds 0"),
+	J("shape-elements-2^64-1-u8", "{\"w\":" E("U8", "4294967297,4294967295", "0", "0") "}", 0, "w: the size in bits overflows"),
+	J("shape-f64-2^61", "{\"w\":" E("F64", "2305843009213693952", "0", "0") "}", 0, "w: the size in bits overflows"),
+	J("shape-f4-2^62", "{\"w\":" E("F4", "4611686018427387904", "0", "0") "}", 0, "w: the size in bits overflows"),
+	J("shape-f4-2^61", "{\"w\":" E("F4", "2305843009213693952", "0", "1152921504606846976") "}", 0, "the tensors need 1152921504606846976 bytes of data but the file holds 0"),
+	J("shape-zero-then-huge", "{\"w\":" E("U8", "0,9223372036854775807,9223372036854775807", "0", "0") "}", 0, NULL),
+	J("shape-huge-then-zero", "{\"w\":" E("U8", "9223372036854775807,9223372036854775807,0", "0", "0") "}", 0, "w: the number of elements of the shape overflows"),
+	/* the reference accepts these two; lines refuses integers above 2^63 - 1 */
+	J("shape-zero-and-2^64-1", "{\"w\":" E("U8", "0,18446744073709551615", "0", "0") "}", 0, "header is not valid JSON"),
+	J("shape-zero-and-2^63", "{\"w\":" E("U8", "0,9223372036854775808", "0", "0") "}", 0, "header is not valid JSON"),
+
+	/* ---- data_offsets ---- */
+	J("offsets-one", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0]}}", 1, "w: \"data_offsets\" is not an array of two integers"),
+	J("offsets-empty", "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[]}}", 1, "w: \"data_offsets\" is not an array of two integers"),
+	J("offsets-three", "{\"w\":" E("F32", "1", "0", "4,8") "}", 4, "w: \"data_offsets\" is not an array of two integers"),
+	J("offsets-string", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":\"0-4\"}}", 4, "w: \"data_offsets\" is not an array of two integers"),
+	J("offsets-object", "{\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":{\"0\":0,\"1\":4}}}", 4, "w: \"data_offsets\" is not an array of two integers"),
+	J("offsets-negative", "{\"w\":" E("F32", "1", "-4", "0") "}", 4, "w: \"data_offsets\" entries are not non-negative integers"),
+	J("offsets-minus-zero", "{\"w\":" E("U8", "0", "-0", "0") "}", 0, "w: \"data_offsets\" entries are not non-negative integers"),
+	J("offsets-float", "{\"w\":" E("F32", "1", "0", "4.0") "}", 4, "w: \"data_offsets\" entries are not non-negative integers"),
+	J("offsets-string-entry", "{\"w\":" E("F32", "1", "0", "\"4\"") "}", 4, "w: \"data_offsets\" entries are not non-negative integers"),
+	J("offsets-null-entry", "{\"w\":" E("F32", "1", "0", "null") "}", 4, "w: \"data_offsets\" entries are not non-negative integers"),
+	J("offsets-end-before-begin", "{\"w\":" E("U8", "0", "4", "0") "}", 4, "w: data_offsets [4, 0] end before they begin"),
+	/* begin and end whose difference, taken modulo 2^64, matches the shape */
+	J("offsets-wrap-2^64", "{\"w\":" E("U8", "4", "18446744073709551612", "0") "}", 4, "header is not valid JSON"),
+	J("offsets-wrap-2^63",
+	  "{\"a\":" E("U8", "4", "0", "4") ",\"b\":" E("U8", "4", "9223372036854775807", "3") "}", 8,
+	  "b: data_offsets [9223372036854775807, 3] end before they begin"),
+	J("offsets-end-2^63", "{\"w\":" E("U8", "9223372036854775808", "0", "9223372036854775808") "}", 0, "header is not valid JSON"),
+	/* end - begin is the element count, but 8 bits each do not fit */
+	J("offsets-end-2^63-1", "{\"w\":" E("U8", "9223372036854775807", "0", "9223372036854775807") "}", 0, "w: the size in bits overflows"),
+	J("offsets-end-2^60", "{\"w\":" E("U8", "1152921504606846976", "0", "1152921504606846976") "}", 0, "the tensors need 1152921504606846976 bytes of data but the file holds 0"),
+	/* five tensors that tile the buffer up to 2^63 - 1, each as large as
+	 * a U8 tensor can be (2^61 - 1 bytes) */
+	J("offsets-up-to-2^63-1",
+	  "{\"a\":" E("U8", "2305843009213693951", "0", "2305843009213693951")
+	  ",\"b\":" E("U8", "2305843009213693951", "2305843009213693951", "4611686018427387902")
+	  ",\"c\":" E("U8", "2305843009213693951", "4611686018427387902", "6917529027641081853")
+	  ",\"d\":" E("U8", "2305843009213693951", "6917529027641081853", "9223372036854775804")
+	  ",\"e\":" E("U8", "3", "9223372036854775804", "9223372036854775807") "}", 0,
+	  "the tensors need 9223372036854775807 bytes of data but the file holds 0"),
+	J("offsets-begin-2^63-1", "{\"w\":" E("U8", "0", "9223372036854775807", "9223372036854775807") "}", 0, "w: data_offsets [9223372036854775807, 9223372036854775807] leave a gap of 9223372036854775807 bytes"),
+	J("offsets-gap-first", "{\"w\":" E("F32", "1", "4", "8") "}", 8, "w: data_offsets [4, 8] leave a gap of 4 bytes"),
+	J("offsets-gap-between",
+	  "{\"a\":" E("F32", "1", "0", "4") ",\"b\":" E("F32", "1", "8", "12") "}", 12,
+	  "b: data_offsets [8, 12] leave a gap of 4 bytes"),
+	J("offsets-overlap",
+	  "{\"a\":" E("F32", "2", "0", "8") ",\"b\":" E("F32", "2", "4", "12") "}", 12,
+	  "b: data_offsets [4, 12] overlap the previous tensor, which ends at 8"),
+	J("offsets-same-bytes",
+	  "{\"a\":" E("F32", "1", "0", "4") ",\"b\":" E("F32", "1", "0", "4") "}", 4,
+	  "b: data_offsets [0, 4] overlap the previous tensor, which ends at 4"),
+	J("offsets-contained",
+	  "{\"a\":" E("F32", "4", "0", "16") ",\"b\":" E("F32", "1", "4", "8") "}", 16,
+	  "b: data_offsets [4, 8] overlap the previous tensor, which ends at 16"),
+	J("size-short-of-shape", "{\"w\":" E("F32", "2", "0", "4") "}", 4, "w: data_offsets span 4 bytes but F32 with 2 elements needs 8"),
+	J("size-short-of-dtype", "{\"w\":" E("BF16", "2", "0", "8") "}", 8, "w: data_offsets span 8 bytes but BF16 with 2 elements needs 4"),
+
+	/* ---- zero-size tensors at every position ---- */
+	J("zero-only", "{\"z\":" E("U8", "0", "0", "0") "}", 0, NULL),
+	J("zero-first", "{\"a\":" E("F32", "1", "0", "4") ",\"z\":" E("F32", "0", "0", "0") "}", 4, NULL),
+	J("zero-middle",
+	  "{\"z1\":" E("F32", "0", "4", "4") ",\"a\":" E("F32", "1", "0", "4")
+	  ",\"z2\":" E("BF16", "3,0", "4", "4") ",\"b\":" E("BF16", "2", "4", "8") "}", 8, NULL),
+	J("zero-last", "{\"z\":" E("I64", "0,7", "4", "4") ",\"a\":" E("F32", "1", "0", "4") "}", 4, NULL),
+	J("zero-three-at-once",
+	  "{\"z1\":" E("U8", "0", "0", "0") ",\"z2\":" E("F64", "0", "0", "0")
+	  ",\"z3\":" E("BOOL", "0,0", "0", "0") "}", 0, NULL),
+	J("zero-past-the-end", "{\"a\":" E("F32", "1", "0", "4") ",\"z\":" E("F32", "0", "8", "8") "}", 4, "z: data_offsets [8, 8] leave a gap of 4 bytes"),
+	J("zero-inside-another", "{\"a\":" E("F32", "2", "0", "8") ",\"z\":" E("F32", "0", "4", "4") "}", 8, "z: data_offsets [4, 4] overlap the previous tensor, which ends at 8"),
+	J("zero-with-bytes", "{\"z\":" E("U8", "0", "0", "4") "}", 4, "z: data_offsets span 4 bytes but U8 with 0 elements needs 0"),
+
+	/* ---- order: the header need not list the tensors by offset ---- */
+	J("order-reversed",
+	  "{\"c\":" E("U8", "1", "12", "13") ",\"b\":" E("F64", "1", "4", "12") ",\"a\":" E("F32", "1", "0", "4") "}", 13, NULL),
+	J("order-interleaved",
+	  "{\"b\":" E("F32", "1", "8", "12") ",\"d\":" E("I16", "2", "12", "16")
+	  ",\"a\":" E("I32", "2", "0", "8") "}", 16, NULL),
+
+	/* ---- the end of the data buffer ---- */
+	J("data-exact", "{\"w\":" E("F32", "4", "0", "16") "}", 16, NULL),
+	J("data-one-extra-byte", "{\"w\":" E("F32", "4", "0", "16") "}", 17, "1 byte follows the last tensor's data"),
+	J("data-many-extra-bytes", "{\"w\":" E("F32", "4", "0", "16") "}", 16 + 4096, "4096 bytes follow the last tensor's data"),
+	J("data-truncated-by-one", "{\"w\":" E("F32", "4", "0", "16") "}", 15, "the tensors need 16 bytes of data but the file holds 15 (truncated?)"),
+	J("data-missing", "{\"w\":" E("F32", "4", "0", "16") "}", 0, "the tensors need 16 bytes of data but the file holds 0 (truncated?)"),
+	J("data-after-empty-header", "{}", 1, "1 byte follows the last tensor's data"),
+};
+/* clang-format on */
+
+/* ---- cases built in code -------------------------------------------------- */
+/* depth levels of [ around 0, or of {"a": around {} */
+static char *nest(const char *before, size_t depth, int objects, const char *after)
+{
+	const char *open = objects ? "{\"a\":" : "[", *close = objects ? "}" : "]";
+	size_t lo = strlen(open), lb = strlen(before), la = strlen(after);
+	char *s = xmalloc(lb + depth * (lo + 1) + 4 + la + 1), *p = s;
+
+	memcpy(p, before, lb), p += lb;
+	for (size_t i = 0; i < depth; i++)
+		memcpy(p, open, lo), p += lo;
+	if (objects)
+		memcpy(p, "{}", 2), p += 2;
+	else
+		*p++ = '0';
+	for (size_t i = 0; i < depth; i++)
+		*p++ = *close;
+	memcpy(p, after, la + 1);
+	return s;
+}
+
+static void deep_cases(void)
+{
+	static const size_t depths[] = {100, 3000, 100000};
+	char name[64];
+
+	for (size_t i = 0; i < 3; i++) {
+		size_t d = depths[i];
+		/* jansson stops at 2048 levels; below that the value is simply
+		 * of the wrong type */
+		int parses = d < 2048;
+		char *s;
+
+		s = nest("{\"__metadata__\":{\"k\":", d, 0, "}}");
+		snprintf(name, sizeof(name), "deep-%zu-in-metadata-value", d);
+		emit_json(name,
+		          parses ? "__metadata__ value of \"k\" is not a string"
+		                 : "header is not valid JSON",
+		          s, 0);
+		free(s);
+
+		s = nest("{\"w\":", d, 0, "}");
+		snprintf(name, sizeof(name), "deep-%zu-as-tensor-entry", d);
+		emit_json(name,
+		          parses ? "w: tensor entry is not an object" : "header is not valid JSON",
+		          s, 0);
+		free(s);
+
+		s = nest("{\"__metadata__\":", d, 1, "}");
+		snprintf(name, sizeof(name), "deep-%zu-objects-as-metadata", d);
+		emit_json(name,
+		          parses ? "__metadata__ value of \"a\" is not a string"
+		                 : "header is not valid JSON",
+		          s, 0);
+		free(s);
+	}
+	/*
+	 * An ignored field nested as deep as the reference reader goes: its
+	 * JSON parser (serde_json) stops at 128 levels, counting the root and
+	 * the tensor entry, so 125 more are taken and 126 are not.
+	 */
+	for (size_t d = 125; d <= 126; d++) {
+		char *s =
+		    nest("{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1],\"x\":", d,
+		         0, "}}");
+		snprintf(name, sizeof(name), "deep-%zu-in-ignored-field", d);
+		emit_json(name, d == 125 ? NULL : "JSON", s, 1);
+		free(s);
+	}
+}
+
+/* Every dtype at its size, and one byte off. */
+static void dtype_cases(void)
+{
+	static const struct {
+		const char *name;
+		unsigned bits;
+	} dt[] = {
+	    {"BOOL", 8},        {"F4", 4},      {"F6_E2M3", 6}, {"F6_E3M2", 6}, {"U8", 8},
+	    {"I8", 8},          {"F8_E5M2", 8}, {"F8_E4M3", 8}, {"F8_E8M0", 8}, {"F8_E4M3FNUZ", 8},
+	    {"F8_E5M2FNUZ", 8}, {"I16", 16},    {"U16", 16},    {"F16", 16},    {"BF16", 16},
+	    {"I32", 32},        {"U32", 32},    {"F32", 32},    {"C64", 64},    {"F64", 64},
+	    {"I64", 64},        {"U64", 64},
+	};
+	char json[4096], name[64], expect[160];
+	size_t o, off = 0;
+
+	for (size_t i = 0; i < sizeof(dt) / sizeof(dt[0]); i++) {
+		unsigned nbytes = dt[i].bits; /* 8 elements */
+		snprintf(json, sizeof(json),
+		         "{\"w\":{\"dtype\":\"%s\",\"shape\":[2,4],\"data_offsets\":[0,%u]}}",
+		         dt[i].name, nbytes);
+		snprintf(name, sizeof(name), "dtype-%s", dt[i].name);
+		emit_json(name, NULL, json, nbytes);
+
+		snprintf(json, sizeof(json),
+		         "{\"w\":{\"dtype\":\"%s\",\"shape\":[2,4],\"data_offsets\":[0,%u]}}",
+		         dt[i].name, nbytes + 1);
+		snprintf(name, sizeof(name), "dtype-%s-one-byte-too-many", dt[i].name);
+		snprintf(expect, sizeof(expect),
+		         "w: data_offsets span %u bytes but %s with 8 elements needs %u",
+		         nbytes + 1, dt[i].name, nbytes);
+		emit_json(name, expect, json, nbytes + 1);
+	}
+
+	/* all of them in one file, back to back */
+	o = (size_t)snprintf(json, sizeof(json), "{");
+	for (size_t i = 0; i < sizeof(dt) / sizeof(dt[0]); i++) {
+		o += (size_t)snprintf(
+		    json + o, sizeof(json) - o,
+		    "%s\"t%zu\":{\"dtype\":\"%s\",\"shape\":[8],\"data_offsets\":[%zu,%zu]}",
+		    i ? "," : "", i, dt[i].name, off, off + dt[i].bits);
+		off += dt[i].bits;
+	}
+	snprintf(json + o, sizeof(json) - o, "}");
+	emit_json("dtype-all-in-one-file", NULL, json, off);
+}
+
+/* Rank 64 is the most lines takes; the reference takes any rank. */
+static void rank_cases(void)
+{
+	char json[1024], dims[512];
+	size_t o;
+
+	for (int rank = 64; rank <= 65; rank++) {
+		o = 0;
+		for (int i = 0; i < rank; i++)
+			o += (size_t)snprintf(dims + o, sizeof(dims) - o, "%s1", i ? "," : "");
+		snprintf(json, sizeof(json), "{\"w\":" E("U16", "%s", "0", "2") "}", dims);
+		emit_json(rank == 64 ? "rank-64" : "rank-65",
+		          rank == 64 ? NULL : "w: rank 65 is more than lines supports (64)", json,
+		          2);
+	}
+	/* 64 dimensions of 2: the last multiplication overflows */
+	o = 0;
+	for (int i = 0; i < 64; i++)
+		o += (size_t)snprintf(dims + o, sizeof(dims) - o, "%s2", i ? "," : "");
+	snprintf(json, sizeof(json), "{\"w\":" E("U8", "%s", "0", "0") "}", dims);
+	emit_json("rank-64-dims-of-2", "w: the number of elements of the shape overflows", json, 0);
+	/* 58 dimensions of 2 in F64: 2^58 elements fit, their 2^64 bits do not */
+	o = 0;
+	for (int i = 0; i < 58; i++)
+		o += (size_t)snprintf(dims + o, sizeof(dims) - o, "%s2", i ? "," : "");
+	snprintf(json, sizeof(json), "{\"w\":" E("F64", "%s", "0", "0") "}", dims);
+	emit_json("rank-58-dims-of-2-f64", "w: the size in bits overflows", json, 0);
+}
+
+/* The 8-byte prefix and the file size. */
+static void prefix_cases(void)
+{
+	static const char w[] = "{\"w\":" E("F32", "1", "0", "4") "}";
+	static const char padded[] = "{\"w\":" E("F32", "1", "0", "4") "}   ";
+	unsigned char b[8] = {0};
+	char expect[160];
+
+	emit_bytes("prefix-empty-file", "file is too small to be safetensors (0 bytes)", b, 0);
+	emit_bytes("prefix-seven-bytes", "file is too small to be safetensors (7 bytes)",
+	           "\x02\0\0\0\0\0\0", 7);
+	emit_bytes("prefix-zero-length-only", "header is not valid JSON", b, 8);
+	emit_st("prefix-zero-length-then-object", "header is not valid JSON", 0, "{}", 2, 0);
+
+	emit_st("len-2^64-1", "header length 18446744073709551615 exceeds the limit", UINT64_MAX,
+	        "{}", 2, 0);
+	emit_st("len-2^64-8", "header length 18446744073709551608 exceeds the limit",
+	        UINT64_MAX - 7, "{}", 2, 0);
+	emit_st("len-2^63", "header length 9223372036854775808 exceeds the limit",
+	        (uint64_t)1 << 63, "{}", 2, 0);
+	emit_st("len-big-endian-2", "header length 144115188075855872 exceeds the limit",
+	        (uint64_t)2 << 56, "{}", 2, 0);
+	emit_st("len-limit-plus-one-small-file", "header length 100000001 exceeds the limit",
+	        100000001, "{}", 2, 0);
+	snprintf(expect, sizeof(expect),
+	         "header length 100000000 runs past the end of the file (%zu bytes)",
+	         8 + 2 + (size_t)4);
+	emit_st("len-limit-small-file", expect, 100000000, "{}", 2, 4);
+
+	/* around the true length */
+	emit_st("len-one-past-the-end", "runs past the end of the file", sizeof(w), w,
+	        sizeof(w) - 1, 0);
+	emit_st("len-one-into-the-data", "header is not valid UTF-8", sizeof(w), w, sizeof(w) - 1,
+	        4);
+	emit_st("len-one-short", "header is not valid JSON", sizeof(w) - 2, w, sizeof(w) - 1, 4);
+	/* the last padding space counted as data instead */
+	emit_st("len-one-short-of-padding", "1 byte follows the last tensor's data",
+	        sizeof(padded) - 2, padded, sizeof(padded) - 1, 4);
+	emit_st("len-covers-the-data", "header is not valid UTF-8", sizeof(w) - 1 + 4, w,
+	        sizeof(w) - 1, 4);
+}
+
+/* The 100,000,000-byte limit, met exactly and passed by one. */
+static void big_case(const char *name, uint64_t n, const char *expect)
+{
+	static const char obj[] = "{\"w\":" E("U8", "1", "0", "1") "}";
+	static char spaces[1 << 16];
+	FILE *f;
+
+	if (!big) {
+		verdict(name, expect);
+		return;
+	}
+	memset(spaces, ' ', sizeof(spaces));
+	f = create(name);
+	put_le64(f, n);
+	fwrite(obj, 1, sizeof(obj) - 1, f);
+	for (uint64_t left = n - (sizeof(obj) - 1); left;) {
+		size_t k = left < sizeof(spaces) ? (size_t)left : sizeof(spaces);
+		fwrite(spaces, 1, k, f);
+		left -= k;
+	}
+	put_data(f, 1);
+	finish(f, name);
+	verdict(name, expect);
+}
+
+int main(int argc, char **argv)
+{
+	char path[4096];
+	int i = 1;
+
+	if (argc > 1 && !strcmp(argv[1], "--no-big"))
+		big = 0, i++;
+	if (argc != i + 1) {
+		fprintf(stderr, "usage: gen-corpus [--no-big] DIR\n");
+		return 2;
+	}
+	dir = argv[i];
+	if (mkdir(dir, 0777) < 0 && errno != EEXIST)
+		die(dir);
+	snprintf(path, sizeof(path), "%s/verdicts.txt", dir);
+	if (!(verdicts = fopen(path, "w")))
+		die(path);
+
+	prefix_cases();
+	for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+		const struct jcase *c = &cases[k];
+		emit_st(c->name, c->expect, c->jlen, c->json, c->jlen, c->data);
+	}
+	dtype_cases();
+	rank_cases();
+	deep_cases();
+	big_case("big-header-100000000", 100000000, NULL);
+	big_case("big-header-100000001", 100000001, "header length 100000001 exceeds the limit");
+
+	if (ferror(verdicts) || fclose(verdicts))
+		die(path);
+	printf("gen-corpus: %d cases (%d accepted, %d rejected)%s\n", naccept + nreject, naccept,
+	       nreject, big ? "" : ", the two 100 MB headers left out");
+	return 0;
+}
