@@ -210,7 +210,8 @@ struct lines_plan_info {
 	unsigned npasses;
 	const char *const *pass_names;
 	const uint64_t *pass_read_bytes; /* input bytes each pass reads        */
-	uint64_t output_bytes;           /* size of the output file            */
+	uint64_t output_bytes;           /* size of the output (uncompressed)  */
+	uint64_t written_bytes;          /* after a run: bytes of the file (.zst) */
 	uint64_t memory_bound;           /* bytes of buffers the run allocates */
 	size_t chunk;                    /* chosen chunk size                   */
 	unsigned jobs;                   /* worker threads                      */

@@ -145,7 +145,7 @@ int ckpt_spill(struct ckpt_file *f, struct lines_error *err)
 	f->fd = fd;
 	f->own_fd = 1;
 	f->size = total;
-	f->disk_size = 0; /* read in full already: later changes cannot matter */
+	f->spilled = 1; /* read in full already: later changes cannot matter */
 	return 0;
 }
 
@@ -211,7 +211,7 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
 
 	*out = NULL;
 	RETURN_ERROR_IF(!c, err, LINES_ENOMEM, path, NULL, "out of memory");
-	c->path = strdup(path);
+	c->path = strdup(strcmp(path, "-") ? path : "(standard input)");
 	c->files = calloc(1, sizeof(*c->files));
 	if (!c->path || !c->files) {
 		ckpt_close(c);

@@ -25,6 +25,7 @@ struct ckpt_file {
 	ino_t ino;
 	struct timespec mtime; /* when opened, to notice a change during a run */
 	uint64_t disk_size;    /* st_size when opened (compressed size for .zst) */
+	int spilled;           /* decompressed to a temporary file: read in full */
 	struct st_header hdr;
 };
 

@@ -21,6 +21,7 @@
 
 #include <libgen.h>
 
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getCParams, for the memory bound */
 #include <zstd.h>
 
 #include "checksum.h"
@@ -596,13 +597,28 @@ static int check_unchanged(struct plan *p, struct lines_error *err)
 		for (size_t f = 0; f < p->ck[m]->nfiles; f++) {
 			const struct ckpt_file *cf = &p->ck[m]->files[f];
 			struct stat st;
-			if (!cf->own_fd || !cf->disk_size || fstat(cf->fd, &st) < 0)
+			if (!cf->own_fd || cf->spilled || fstat(cf->fd, &st) < 0)
 				continue; /* standard input, or a decompressed copy */
 			RETURN_ERROR_IF((uint64_t)st.st_size != cf->disk_size ||
 			                        st.st_mtim.tv_sec != cf->mtime.tv_sec ||
 			                        st.st_mtim.tv_nsec != cf->mtime.tv_nsec,
 			                err, LINES_ECHANGED, cf->path, NULL,
 			                "the file changed during the run; the output is not written");
+		}
+	return 0;
+}
+
+/* A stream read to its last tensor must end there, as a file must. */
+static int check_stream_ends(struct plan *p, struct lines_error *err)
+{
+	for (unsigned m = 0; m < p->ninputs; m++)
+		for (size_t f = 0; f < p->ck[m]->nfiles; f++) {
+			struct ckpt_file *cf = &p->ck[m]->files[f];
+			if (cf->zs && zs_pos(cf->zs) == cf->hdr.data_start + cf->hdr.data_len) {
+				int rc = zs_expect_end(cf->zs, err);
+				if (rc < 0)
+					return rc;
+			}
 		}
 	return 0;
 }
@@ -667,6 +683,8 @@ static void fill_info(struct plan *p)
 	in->pass_names = p->pass_names;
 	in->pass_read_bytes = p->pass_read;
 	in->output_bytes = p->header_len + p->out_data_bytes;
+	if (!in->written_bytes)
+		in->written_bytes = in->output_bytes;
 	in->memory_bound = p->mem_bound;
 	in->chunk = p->chunk;
 	in->jobs = p->jobs;
@@ -750,6 +768,13 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		p->chunk /= 2;
 		p->mem_bound = pipe_memory(p, p->src_ops);
 	}
+	if (p->zst) {
+		/* libzstd's: per thread (its workers and the caller) about four
+		 * windows of input, history and output (measured: 8 MiB each at
+		 * level 1, whose window is 512 KiB) */
+		uint64_t win = 1ull << ZSTD_getCParams(p->zstd_level, 0, 0).windowLog;
+		p->mem_bound += (uint64_t)(p->jobs + 1) * 16 * win;
+	}
 	/* the header as it will be (alpha may still change its digits) */
 	if ((rc = build_header(p, err)) < 0)
 		goto fail;
@@ -790,7 +815,7 @@ static int open_output(struct plan *p, struct sink **out, struct lines_error *er
 		FORWARD_IF_ERROR(sink_fd_open(&s, STDOUT_FILENO, 0, "(standard output)", err));
 	else
 		FORWARD_IF_ERROR(sink_file_open(&s, p->o.output, err));
-	if (p->sidecar_path) {
+	if (p->sidecar_path || p->manifest_path) {
 		int rc = sink_hash_open(&layer, s, &p->file_digest, err);
 		if (rc < 0) {
 			sink_abort(s);
@@ -810,6 +835,13 @@ static int open_output(struct plan *p, struct sink **out, struct lines_error *er
 	}
 	*out = s;
 	return 0;
+}
+
+/* The output is a regular file (not standard output, a device or a FIFO). */
+static int sink_is_file_output(const struct plan *p)
+{
+	struct stat st;
+	return stat(p->o.output, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 /* Write a small companion file under a temporary name (not yet visible). */
@@ -848,12 +880,13 @@ static int commit_all(struct plan *p, struct sink *out, struct lines_error *err)
 		rc = sink_commit(side, err);
 	if (rc == 0 && man)
 		rc = sink_commit(man, err);
-	if (rc == 0 && p->o.no_checksum && strcmp(p->o.output, "-")) {
-		/* companions of an earlier run would now describe another file */
+	if (rc == 0 && strcmp(p->o.output, "-") && sink_is_file_output(p)) {
+		/* companions of an earlier run, at the default names, would now
+		 * describe another file: remove those this run did not write */
 		char *a = concat(p->o.output, ".xxh128"), *b = concat(p->o.output, ".manifest.json");
-		if (a)
+		if (a && (!p->sidecar_path || strcmp(a, p->sidecar_path)))
 			unlink(a);
-		if (b)
+		if (b && (!p->manifest_path || strcmp(b, p->manifest_path)))
 			unlink(b);
 		free(a), free(b);
 	}
@@ -926,6 +959,8 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	if (rc == 0)
 		rc = check_unchanged(p, err);
 	if (rc == 0)
+		rc = check_stream_ends(p, err);
+	if (rc == 0)
 		rc = sink_finish(out, err);
 	if (rc == 0)
 		rc = commit_all(p, out, err);
@@ -933,6 +968,11 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		sink_abort(out);
 	sink_free(out);
 	src->ops->close(src);
+	if (rc == 0 && p->zst) {
+		struct stat st;
+		if (stat(p->o.output, &st) == 0)
+			p->info.written_bytes = (uint64_t)st.st_size;
+	}
 	fill_info(p);
 	return rc;
 }

@@ -94,9 +94,12 @@ int sink_zstd_open(struct sink **out, struct sink *next, int level, unsigned wor
 	r = ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_compressionLevel, level);
 	if (!ZSTD_isError(r))
 		r = ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_checksumFlag, 1);
-	if (!ZSTD_isError(r) && workers > 1)
-		/* a libzstd built without threads refuses: compress inline then */
-		(void)ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_nbWorkers, (int)workers);
+	if (!ZSTD_isError(r))
+		/* At least one worker, always: libzstd's multi-threaded mode
+		 * writes the same frame for any number of workers, but not the
+		 * same as its single-threaded mode, and the output must not
+		 * depend on -j. (A libzstd without threads refuses: inline.) */
+		(void)ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_nbWorkers, (int)(workers ? workers : 1));
 	if (ZSTD_isError(r)) {
 		ZSTD_freeCCtx(z->cctx);
 		free(z->obuf);

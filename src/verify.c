@@ -102,7 +102,7 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		return lines_errno(err, errno, path, "cannot open");
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return lines_errf(err, LINES_EUSAGE, path, NULL, "is not a regular file");
+		return lines_errf(err, LINES_EUNSUPPORTED, path, NULL, "is not a regular file");
 	}
 	r->compressed = ends_with(path, ".zst");
 
@@ -117,7 +117,13 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		goto out;
 	}
 	have_side = read_sidecar(&v, side, &want);
+	if (have_side == 0 && o && o->checksum_file)
+		problem(&v, NULL, "the checksum file %s does not exist", side);
+	else if (have_side < 0 && errno != 0 && access(side, R_OK) != 0)
+		problem(&v, NULL, "cannot read the checksum file %s: %s", side, strerror(errno));
 	r->sidecar_checked = have_side > 0;
+	if (o && o->manifest_file && access(mpath, F_OK) != 0)
+		problem(&v, NULL, "the manifest %s does not exist", mpath);
 	if (access(mpath, F_OK) == 0) {
 		json_error_t je;
 		man = json_load_file(mpath, 0, &je);
@@ -182,7 +188,10 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		while (left) {
 			size_t k = left < VERIFY_BUF ? (size_t)left : VERIFY_BUF;
 			if (zs_read(z, buf, k, &e) < 0) {
-				problem(&v, t->name, "%s", e.msg);
+				/* a damaged frame is noticed where it ends, not
+				 * where it was hit: say both, name the frame */
+				problem(&v, NULL, "the compressed frame: %s (noticed while reading %s)",
+				        e.msg, t->name);
 				broken = 1;
 				break;
 			}

@@ -64,7 +64,10 @@ static void merge_help(void)
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
+	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
 	       "                   [--strict] [-q] [-v] [-n] MODEL...\n\n"
+	       "  MODEL and BASE may be - (standard input) or end in .zst (decompressed).\n"
+	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
 	       "  -m, --method M      sum (task arithmetic, default) or mean (model soup)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each)\n"
@@ -83,7 +86,8 @@ static void merge_help(void)
 	       "      --io auto|mmap|uring  how inputs are read (default auto: io_uring if\n"
 	       "                      the kernel allows it, else mmap)\n"
 	       "      --direct        io_uring reads with O_DIRECT (bypass the page cache)\n"
-	       "      --chunk SIZE    bytes read from each input per step (default 2M)\n"
+	       "      --chunk SIZE    bytes read from each input per step (default 512K with\n"
+	       "                      io_uring, 4M with mmap)\n"
 	       "      --strict        non-float tensors that differ from the base are an error\n"
 	       "      --zstd-level N  compression level when OUT ends in .zst (default 1)\n"
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
@@ -97,11 +101,14 @@ static void merge_help(void)
 static void scale_help(void)
 {
 	printf("usage: lines scale -b BASE --gamma G [-o OUT] [options] MODEL\n\n"
+	       "MODEL and BASE may be - (standard input) or end in .zst; OUT ending in .zst\n"
+	       "is compressed.\n\n"
 	       "Keep gamma of the update of the first block, all of it in the last, and a\n"
 	       "linear ramp between: theta = theta_0 + (gamma + (1 - gamma) i / (L - 1)) tau.\n"
 	       "Tensors outside the blocks keep gamma of their update.\n\n"
 	       "Options as for lines merge: -o, --dtype, --layer-regex, --num-layers, -j,\n"
-	       "--chunk, --strict, -n, -q, -v.\n");
+	       "--io, --direct, --chunk, --zstd-level, --no-checksum, --checksum-file,\n"
+	       "--manifest, --strict, -n, -q, -v.\n");
 }
 
 struct merge_cli {
@@ -379,10 +386,15 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
 	char a[32];
+	char w[32];
 	cli_human(a, sizeof(a), in->output_bytes);
-	fprintf(stderr, "lines: wrote %s (%s) in %.2f s\n",
-	        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)", a,
-	        secs);
+	cli_human(w, sizeof(w), in->written_bytes);
+	fprintf(stderr, "lines: wrote %s",
+	        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
+	if (in->written_bytes != in->output_bytes)
+		fprintf(stderr, " (%s, compressed from %s) in %.2f s\n", w, a, secs);
+	else
+		fprintf(stderr, " (%s) in %.2f s\n", a, secs);
 	fprintf(stderr, "  tensors: %zu (%zu merged, %zu copied from the base)\n", in->ntensors,
 	        in->nfloat, in->ntensors - in->nfloat);
 	print_scaling(stderr, mc, in);

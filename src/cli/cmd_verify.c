@@ -20,7 +20,7 @@ static const struct option verify_options[] = {
 
 static void help(void)
 {
-	printf("usage: lines verify [-q] [--checksum-file F] [--manifest F] FILE...\n\n"
+	printf("usage: lines verify [-q] [-v] [--checksum-file F] [--manifest F] FILE...\n\n"
 	       "Check each FILE: its header, its zstd frames (.zst), its XXH3-128 against\n"
 	       "FILE.xxh128 and every tensor against FILE.manifest.json, when they exist.\n\n"
 	       "      --checksum-file F  the XXH3-128 line is in F (one FILE only)\n"
