@@ -48,6 +48,18 @@ void manifest_note(struct plan *p, const struct pipe_job *job)
 		p->thash[job->tensor] = XXH3_64bits_digest(p->tstate);
 }
 
+/* TIES thresholds as the magnitudes they are (float32 bit patterns) */
+static json_t *thresholds(const uint32_t *thr, unsigned n)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; i < n; i++) {
+		float f;
+		memcpy(&f, &thr[i], 4);
+		json_array_append_new(a, json_real(f));
+	}
+	return a;
+}
+
 static json_t *num_or_null(double v) { return isnan(v) ? json_null() : json_real(v); }
 
 static json_t *hex64(uint64_t v)
@@ -103,6 +115,20 @@ int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_d
 	json_object_set_new(run, "num_layers", json_integer(p->L));
 	json_object_set_new(run, "dtype", p->o.dtype ? json_string(p->o.dtype) : json_null());
 	json_object_set_new(run, "zstd_level", p->zst ? json_integer(p->zstd_level) : json_null());
+	if (p->o.method == LINES_M_TIES || p->o.method == LINES_M_DARE) {
+		json_t *m = json_object();
+		json_object_set_new(m, "density", json_real(p->o.density));
+		if (p->o.method == LINES_M_TIES)
+			json_object_set_new(m, "trim", json_string(p->o.trim_tensor ? "tensor" : "global"));
+		else {
+			json_object_set_new(m, "seed", json_integer((json_int_t)p->o.seed));
+			json_object_set_new(m, "elect", json_boolean(p->o.dare_elect));
+		}
+		json_object_set_new(m, "majority", p->maj ? json_integer(p->maj) : json_null());
+		if (p->thr && !p->thr_per_tensor)
+			json_object_set_new(m, "thresholds", thresholds(p->thr, p->nmodels));
+		json_object_set_new(run, methods[p->o.method], m);
+	}
 	for (unsigned m = 0; m < p->ninputs; m++) {
 		json_t *in = json_object();
 		const struct ckpt *c = p->ck[m];
@@ -132,6 +158,9 @@ int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_d
 		json_object_set_new(e, "block", t->block < 0 ? json_null() : json_integer(t->block));
 		json_object_set_new(e, "lambda", t->merge ? num_or_null(t->lambda) : json_null());
 		json_object_set_new(e, "xxh3_64", hex64(h));
+		if (p->thr && p->thr_per_tensor && t->merge)
+			json_object_set_new(e, "ties_thresholds", thresholds(p->thr + i * p->nmodels,
+			                                                     p->nmodels));
 		json_array_append_new(tensors, e);
 	}
 	json_object_set_new(root, "tensors", tensors);

@@ -49,6 +49,11 @@ int merge_check_reduce(struct plan *p, const struct pipe_job *job, struct lines_
 	return 0;
 }
 
+/*
+ * Called after the method has set its passes: a first pass that only reads
+ * checks the copied tensors too; otherwise a check pass goes first (or,
+ * with standard input, the writing pass checks as it copies).
+ */
 int merge_check_setup(struct plan *p, struct lines_error *err)
 {
 	int any = 0;
@@ -57,11 +62,20 @@ int merge_check_setup(struct plan *p, struct lines_error *err)
 		any |= !p->t[i].merge && p->t[i].units;
 	if (!any)
 		return 0;
+	if (p->npasses > 1 && !p->pass[0].writes) {
+		p->pass[0].checks_copies = 1;
+		return 0;
+	}
 	if (p->single_pass) {
 		p->check_in_write = 1;
 		return 0;
 	}
-	struct pass *ps = &p->pass[p->npasses++];
+	RETURN_ERROR_IF(p->npasses >= PLAN_MAX_PASSES, err, LINES_EUSAGE, NULL, NULL,
+	                "too many passes");
+	memmove(&p->pass[1], &p->pass[0], p->npasses * sizeof(p->pass[0]));
+	p->npasses++;
+	struct pass *ps = &p->pass[0];
+	memset(ps, 0, sizeof(*ps));
 	ps->name = "check";
 	ps->part_job = p->nmodels;
 	ps->want = want_copied;

@@ -91,7 +91,7 @@ static void caps(const struct plan *p, const struct pass *pass, size_t *out_cap,
 	uint64_t oc = 0, pc = 0, sc = 0;
 	for (size_t i = 0; i < p->nt; i++) {
 		const struct plan_tensor *t = &p->t[i];
-		if (pass && !pass->want(p, i))
+		if (pass && !pass_wants(pass, p, i))
 			continue;
 		uint64_t step = pipe_step(p, t);
 		if (step > t->units)
@@ -107,6 +107,8 @@ static void caps(const struct plan *p, const struct pass *pass, size_t *out_cap,
 	*out_cap = (size_t)oc;
 	*span_cap = (size_t)sc;
 	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
+	if (pass && pass->checks_copies && *part_cap < p->nmodels)
+		*part_cap = p->nmodels; /* the copied tensors' flags */
 }
 
 static unsigned nslots_for(unsigned jobs) { return 2 * jobs + 2; }
@@ -134,7 +136,7 @@ static int next_tensor(struct pipe *pp)
 {
 	while (pp->it_tensor < pp->p->nt) {
 		const struct plan_tensor *t = &pp->p->t[pp->it_tensor];
-		if (pp->it_unit < t->units && pp->pass->want(pp->p, pp->it_tensor))
+		if (pp->it_unit < t->units && pass_wants(pp->pass, pp->p, pp->it_tensor))
 			return 1;
 		pp->it_tensor++;
 		pp->it_unit = 0;
@@ -148,7 +150,7 @@ static uint64_t count_jobs(struct pipe *pp, uint64_t *bytes)
 	*bytes = 0;
 	for (size_t i = 0; i < pp->p->nt; i++) {
 		const struct plan_tensor *t = &pp->p->t[i];
-		if (!t->units || !pp->pass->want(pp->p, i))
+		if (!t->units || !pass_wants(pp->pass, pp->p, i))
 			continue;
 		uint64_t step = pipe_step(pp->p, t);
 		n += (t->units + step - 1) / step;
@@ -280,7 +282,10 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	rc = pp->src->ops->finish(w->sw, &j->batch, err);
 	if (rc == 0) {
 		job->in = j->ptrs;
-		rc = pp->pass->work(pp->p, job, w->scratch, err);
+		if (pp->pass->checks_copies && !pp->p->t[job->tensor].merge)
+			merge_check_job(pp->p, job);
+		else
+			rc = pp->pass->work(pp->p, job, w->scratch, err);
 		job->in = NULL;
 	}
 	bus_jmp = NULL;
@@ -504,7 +509,10 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 
 		if (delay)
 			usleep(delay);
-		rc = pass->reduce ? pass->reduce(p, &s->job, err) : 0;
+		if (pass->checks_copies && !p->t[s->job.tensor].merge)
+			rc = merge_check_reduce(p, &s->job, err);
+		else
+			rc = pass->reduce ? pass->reduce(p, &s->job, err) : 0;
 		if (rc == 0 && pass->writes && out)
 			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) *
 			                                          p->t[s->job.tensor].unit_out), err);

@@ -117,9 +117,9 @@ static int check_options(const struct lines_merge_opts *o, struct lines_error *e
 		dashes += !strcmp(o->models[i], "-");
 	RETURN_ERROR_IF(dashes > 1, err, LINES_EUSAGE, NULL, NULL,
 	                "standard input (-) can be given only once");
-	RETURN_ERROR_IF(o->method != LINES_M_SUM && o->method != LINES_M_MEAN, err,
-	                LINES_EUNSUPPORTED, NULL, NULL, "method '%s' is not implemented yet",
-	                method_name(o->method));
+	RETURN_ERROR_IF((o->method == LINES_M_TIES || o->method == LINES_M_DARE) &&
+	                        !(o->density > 0 && o->density <= 1),
+	                err, LINES_EUSAGE, NULL, NULL, "--density must be in (0, 1]");
 	RETURN_ERROR_IF(!isfinite(o->lambda), err, LINES_EUSAGE, NULL, NULL,
 	                "--lambda must be a finite number");
 	RETURN_ERROR_IF(o->lines && !o->alpha_auto && !isfinite(o->alpha), err, LINES_EUSAGE, NULL,
@@ -499,6 +499,8 @@ static int choose_alpha(struct plan *p, struct lines_error *err)
 		return plan_set_alpha(p, 1.0, err);
 	if (!o->alpha_auto)
 		return plan_set_alpha(p, o->alpha, err);
+	if (o->method == LINES_M_TIES || o->method == LINES_M_DARE)
+		return 0; /* not linear: alpha comes from a pass */
 	if (p->equal_weights) {
 		/* ||sum tau|| / (N ||w sum tau||) = 1 / (N |w|); a mean divides by N w */
 		if (o->method == LINES_M_MEAN)
@@ -676,7 +678,7 @@ static void fill_info(struct plan *p)
 		uint64_t bytes = 0;
 		p->pass_names[i] = p->pass[i].name;
 		for (size_t t = 0; t < p->nt; t++)
-			if (p->pass[i].want(p, t))
+			if (pass_wants(&p->pass[i], p, t))
 				bytes += p->t[t].units * p->t[t].unit_in * p->ninputs;
 		p->pass_read[i] = p->pass[i].read_bytes = bytes;
 	}
@@ -746,7 +748,12 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		goto fail;
 	if ((rc = check_stream_order(p, err)) < 0)
 		goto fail;
-	if ((rc = merge_check_setup(p, err)) < 0 || (rc = merge_linear_setup(p, err)) < 0)
+	switch (opts->method) {
+	case LINES_M_TIES: rc = merge_ties_setup(p, err); break;
+	case LINES_M_DARE: rc = merge_dare_setup(p, err); break;
+	default: rc = merge_linear_setup(p, err); break;
+	}
+	if (rc < 0 || (rc = merge_check_setup(p, err)) < 0)
 		goto fail;
 
 	p->jobs = opts->jobs;
@@ -992,6 +999,8 @@ void lines_plan_free(struct lines_plan *lp)
 		for (size_t i = 0; i < p->nt; i++)
 			free(p->t[i].in);
 	free(p->t);
+	if (p->mfree)
+		p->mfree(p);
 	free(p->copy_warned);
 	free(p->spill);
 	free(p->sidecar_path);

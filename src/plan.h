@@ -66,8 +66,14 @@ struct pass {
 	int (*work)(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err);
 	int (*reduce)(struct plan *p, const struct pipe_job *job, struct lines_error *err);
 	int (*done)(struct plan *p, struct lines_error *err);
+	/* also compare the copied (non-float) tensors, as the check pass
+	 * would: set on a method's first read-only pass, saving a pass */
+	int checks_copies;
 	uint64_t read_bytes; /* filled by the plan: input bytes it reads */
 };
+
+/* The tensors a pass reads: its own, and the copied ones if it checks them. */
+static inline int pass_wants(const struct pass *ps, const struct plan *p, size_t i);
 
 #define PLAN_MAX_PASSES 4
 
@@ -103,6 +109,13 @@ struct plan {
 	int streams;        /* some input is read in order (stdin, .zst) */
 	unsigned char *spill; /* per file: decompress to a temporary file first */
 
+	void *mstate;                /* the method's own state (TIES, DARE) */
+	/* what TIES and DARE decided, for the manifest */
+	const uint32_t *thr; /* TIES thresholds: nx per tensor (--trim tensor) or nx */
+	int thr_per_tensor;
+	int maj;             /* the majority sign, 0 when none was elected */
+	void (*mfree)(struct plan *p);
+
 	/* the output: zstd, checksum sidecar and manifest */
 	int zst;            /* OUT ends in .zst */
 	int zstd_level;
@@ -134,8 +147,10 @@ struct plan {
 	int ran;
 };
 
-/* Fill in the passes for the method; linear methods live in merge_linear.c */
+/* Fill in the passes for the method: merge_linear.c, merge_ties.c, merge_dare.c */
 int merge_linear_setup(struct plan *p, struct lines_error *err);
+int merge_ties_setup(struct plan *p, struct lines_error *err);
+int merge_dare_setup(struct plan *p, struct lines_error *err);
 /* The check pass of the tensors that are copied (merge_common.c), and
  * its two halves for a writing pass that checks as it copies. */
 int merge_check_setup(struct plan *p, struct lines_error *err);
@@ -152,6 +167,11 @@ void manifest_free(struct plan *p);
 void manifest_note(struct plan *p, const struct pipe_job *job);
 int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_digest, char **out,
                    struct lines_error *err);
+
+static inline int pass_wants(const struct pass *ps, const struct plan *p, size_t i)
+{
+	return ps->want(p, i) || (ps->checks_copies && !p->t[i].merge);
+}
 
 /* Forward a message to the caller's log callback. */
 void plan_log(const struct plan *p, enum lines_level level, const char *file, const char *tensor,

@@ -1,0 +1,50 @@
+/*
+ * kern_ties.h -- the element operations of TIES and DARE (see kernels.h
+ * for their definitions). Portable C, used by every instruction set, so
+ * their results are the same everywhere by construction.
+ */
+#ifndef LINES_KERN_TIES_H
+#define LINES_KERN_TIES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kernels.h"
+
+/*
+ * Decode n elements of the base and of nx models; bt gets the base,
+ * tp[i * n + j] the weighted task vector tau'_i of element j.
+ */
+void ties_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+               const double *w, size_t n, float *bt, float *tp);
+
+/* The bit pattern of |v|: ordered as the magnitudes (NaN above infinity). */
+static inline uint32_t ties_mag(float v)
+{
+	uint32_t u;
+	memcpy(&u, &v, 4);
+	return u & 0x7fffffffu;
+}
+
+/* hist[i][mag >> 16]++ for every element of every task. */
+void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist);
+/* hist[i][mag & 0xffff]++ for the elements whose mag >> 16 is bin[i]. */
+void ties_low(const float *tp, unsigned nx, size_t n, const uint32_t *bin, uint32_t *const *hist);
+
+/*
+ * Election at one element: tau'_i at tp[i * stride]; kept when
+ * mag >= thr[i] and tau' != 0. Returns sign(S) (0 when S is 0: then maj
+ * elected); *mtl is tau_MTL (NaN when a kept value is NaN).
+ */
+int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
+               double *mtl);
+
+/* The uniform draw of DARE in [0, 1): element idx of a tensor of task
+ * `task`, from key = dare_key(seed, task, hash of the tensor's name). */
+uint64_t dare_key(uint64_t seed, unsigned task, uint64_t name_hash);
+double dare_draw(uint64_t key, uint64_t idx);
+
+/* out = enc(canon((float)fma(lambda, m, b))), as kernels.h's finish. */
+void ties_finish1(enum dtype odt, unsigned char *out, float b, double m, double lambda);
+
+#endif

@@ -1,0 +1,256 @@
+/*
+ * merge_dare.c -- DARE: drop and rescale, then sum (or elect as TIES).
+ *
+ * Each entry of each task vector is kept with probability rho (--density)
+ * and divided by rho; the weighted kept entries are summed, or with
+ * --dare-elect their signs are elected by mass (the model's majority sign
+ * breaking exact ties) and the agreeing entries averaged. Whether an entry
+ * is kept is decided by a counter-based hash of (seed, task, the XXH3 of
+ * the tensor's name, the element's index): a pure function, so the output
+ * is the same for any chunk size, thread count or reader, on any machine.
+ *
+ * Election needs the majority sign before the first byte, and automatic
+ * alpha needs ||tau_MTL||: a read-only `stats` pass gets both (an element
+ * whose kept entries sum to exactly zero counts both ways until the
+ * majority is known). Without either, there is only the writing pass.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include <xxhash.h>
+
+#include "kern_ties.h"
+#include "pipeline.h"
+
+struct dare {
+	unsigned nx;
+	uint64_t *keys; /* nt x nx */
+	double *ones;
+	double num[2], det[2], zpos[2], zneg[2];
+	int64_t votes;
+	int maj;
+};
+
+static struct dare *D(struct plan *p) { return p->mstate; }
+static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
+static int want_all(const struct plan *p, size_t i)
+{
+	(void)p, (void)i;
+	return 1;
+}
+
+/*
+ * tau_MTL of element j (global index idx) from the task vectors tp[i*n+j]:
+ * d_i = w_i tau_i / rho when kept; summed, or elected. *sign: the sign of
+ * the kept sum (elect) or 1.
+ */
+static double dare_elem(const struct plan *p, const struct dare *ds, const uint64_t *keys,
+                        const float *tp, size_t n, size_t j, uint64_t idx, int maj, int *sign)
+{
+	double d[1024], s = 0.0, sum = 0.0;
+	unsigned cnt = 0;
+	int e;
+	for (unsigned i = 0; i < ds->nx; i++) {
+		float v = tp[(size_t)i * n + j];
+		d[i] = dare_draw(keys[i], idx) < p->o.density ? (double)v / p->o.density : 0.0;
+		s += d[i];
+	}
+	*sign = 1;
+	if (!p->o.dare_elect)
+		return s;
+	if (s != s)
+		return s;
+	*sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
+	e = *sign ? *sign : maj;
+	for (unsigned i = 0; i < ds->nx; i++)
+		if (d[i] != 0.0 && (d[i] > 0.0) == (e > 0)) {
+			sum += d[i];
+			cnt++;
+		}
+	return cnt ? sum / (double)cnt : 0.0;
+}
+
+static size_t scratch_bytes(unsigned nx) { return (size_t)KERN_TILE * sizeof(float) * (nx + 1); }
+
+/* ---- stats ------------------------------------------------------------------- */
+static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	struct dare *ds = D(p);
+	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
+	float *bt = scratch, *tp = bt + KERN_TILE;
+	const void *xs[1024];
+	size_t n = (size_t)(job->u1 - job->u0);
+	int64_t votes = 0;
+	(void)err;
+
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		struct kern_norms nm;
+		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0}, pl[KERN_LANES] = {0},
+		       pq[KERN_LANES] = {0}, nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		memset(&nm, 0, sizeof(nm));
+		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			for (unsigned i = 0; i < ds->nx; i++)
+				xs[i] = job->in[i + 1] + j0 * t->unit_in;
+			ties_taus(t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			p->k->norm_lin(t->in_dt, xs, ds->nx, bt, ds->ones, nn, &nm);
+			for (size_t j = 0; j < nn; j++) {
+				uint64_t idx = job->u0 + j0 + j;
+				unsigned l = (unsigned)((j0 - b0 + j) % KERN_LANES);
+				int sign;
+				double mp = dare_elem(p, ds, keys, tp, nn, j, idx, 1, &sign), mn;
+				if (sign) {
+					votes += p->o.dare_elect ? sign : 0;
+					if (isfinite(mp))
+						dl[l] += fabs(mp), dq[l] += mp * mp;
+				} else {
+					mn = dare_elem(p, ds, keys, tp, nn, j, idx, -1, &sign);
+					if (isfinite(mp) && isfinite(mn)) {
+						pl[l] += fabs(mp), pq[l] += mp * mp;
+						nl[l] += fabs(mn), nq[l] += mn * mn;
+					}
+				}
+			}
+		}
+		double *blk = job->part + 1 + 8 * (size_t)b;
+		blk[0] = kern_lane_sum(nm.s1), blk[1] = kern_lane_sum(nm.s2);
+		blk[2] = kern_lane_sum(dl), blk[3] = kern_lane_sum(dq);
+		blk[4] = kern_lane_sum(pl), blk[5] = kern_lane_sum(pq);
+		blk[6] = kern_lane_sum(nl), blk[7] = kern_lane_sum(nq);
+	}
+	job->part[0] = (double)votes;
+	return 0;
+}
+
+static int stats_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct dare *ds = D(p);
+	(void)err;
+	ds->votes += (int64_t)job->part[0];
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		const double *blk = job->part + 1 + 8 * (size_t)b;
+		ds->num[0] += blk[0], ds->num[1] += blk[1];
+		ds->det[0] += blk[2], ds->det[1] += blk[3];
+		ds->zpos[0] += blk[4], ds->zpos[1] += blk[5];
+		ds->zneg[0] += blk[6], ds->zneg[1] += blk[7];
+	}
+	return 0;
+}
+
+static int stats_done(struct plan *p, struct lines_error *err)
+{
+	struct dare *ds = D(p);
+	ds->maj = ds->votes >= 0 ? 1 : -1;
+	if (p->o.dare_elect)
+		p->maj = ds->maj;
+	double l1 = ds->det[0] + (ds->maj > 0 ? ds->zpos[0] : ds->zneg[0]);
+	double l2 = ds->det[1] + (ds->maj > 0 ? ds->zpos[1] : ds->zneg[1]);
+	p->norm_sum = p->o.norm_p == 2 ? sqrt(ds->num[1]) : ds->num[0];
+	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
+	p->have_norms = 1;
+	if (!p->o.lines || !p->o.alpha_auto)
+		return 0;
+	if (p->norm_mtl == 0.0) {
+		plan_log(p, LINES_LOG_WARN, NULL, NULL,
+		         "the merged task vector is zero; alpha is set to 1 (the output is the base)");
+		return plan_set_alpha(p, 1.0, err);
+	}
+	return plan_set_alpha(p, p->norm_sum / ((double)ds->nx * p->norm_mtl), err);
+}
+
+/* ---- write ------------------------------------------------------------------------ */
+static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	struct dare *ds = D(p);
+	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
+	float *bt = scratch, *tp = bt + KERN_TILE;
+	const void *xs[1024];
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+
+	if (!t->merge) {
+		memcpy(job->out, job->in[0], n);
+		if (p->check_in_write)
+			merge_check_job(p, job);
+		return 0;
+	}
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+		for (unsigned i = 0; i < ds->nx; i++)
+			xs[i] = job->in[i + 1] + j0 * t->unit_in;
+		ties_taus(t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+		for (size_t j = 0; j < nn; j++) {
+			int sign;
+			double m = dare_elem(p, ds, keys, tp, nn, j, job->u0 + j0 + j, ds->maj, &sign);
+			ties_finish1(t->out_dt, job->out + (j0 + j) * t->unit_out, bt[j], m, t->lambda);
+		}
+	}
+	return 0;
+}
+
+static void dare_free(struct plan *p)
+{
+	struct dare *ds = D(p);
+	if (!ds)
+		return;
+	free(ds->keys);
+	free(ds->ones);
+	free(ds);
+	p->mstate = NULL;
+}
+
+int merge_dare_setup(struct plan *p, struct lines_error *err)
+{
+	struct dare *ds = calloc(1, sizeof(*ds));
+	unsigned nx = p->nmodels;
+	int stats = p->o.dare_elect || (p->o.lines && p->o.alpha_auto);
+
+	RETURN_ERROR_IF(!ds, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p->mstate = ds;
+	p->mfree = dare_free;
+	RETURN_ERROR_IF(nx > 1024, err, LINES_EUSAGE, NULL, NULL, "DARE merges at most 1024 models");
+	RETURN_ERROR_IF(stats && p->single_pass, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input can be read only once, but DARE with --dare-elect or "
+	                "automatic alpha reads its inputs twice: give that model as a file");
+	ds->nx = nx;
+	ds->maj = 1;
+	ds->keys = calloc((p->nt ? p->nt : 1) * nx, sizeof(*ds->keys));
+	ds->ones = calloc(nx, sizeof(*ds->ones));
+	RETURN_ERROR_IF(!ds->keys || !ds->ones, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (unsigned i = 0; i < nx; i++)
+		ds->ones[i] = 1.0;
+	for (size_t t = 0; t < p->nt; t++) {
+		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
+		for (unsigned i = 0; i < nx; i++)
+			ds->keys[t * nx + i] = dare_key(p->o.seed, i, h);
+	}
+	if (stats) {
+		struct pass *a = &p->pass[p->npasses++];
+		a->name = "stats";
+		a->part_job = 1;
+		a->part_block = 8;
+		a->scratch = scratch_bytes(nx);
+		a->want = want_merged;
+		a->work = stats_work;
+		a->reduce = stats_reduce;
+		a->done = stats_done;
+		if (p->o.lines && p->o.alpha_auto)
+			p->norm_pass = 1;
+	}
+	struct pass *w = &p->pass[p->npasses++];
+	w->name = "write";
+	w->writes = 1;
+	w->scratch = scratch_bytes(nx);
+	w->want = want_all;
+	w->work = write_work;
+	if (p->check_in_write) {
+		w->part_job = p->nmodels;
+		w->reduce = merge_check_reduce;
+	}
+	return 0;
+}

@@ -1,0 +1,329 @@
+/*
+ * t-ties.c -- TIES and DARE against straightforward implementations
+ * written here, on small generated families.
+ *
+ * TIES: the test computes every task vector, sorts the magnitudes of the
+ * whole model (or of each tensor) in memory -- fine at this size -- takes
+ * the k-th smallest, elects signs, and compares: the thresholds and the
+ * majority sign lines records in its manifest, alpha to 1e-12, and every
+ * output element within one ULP of the float64 result. Densities include
+ * ones whose threshold lands on many equal magnitudes (BF16 task vectors
+ * take few values).
+ *
+ * DARE: the output is the same for every -j, --chunk and reader; the
+ * fraction of entries kept is within five standard deviations of the
+ * density; and every changed element is theta_0 + tau / density.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap.h"
+#include "tutil.h"
+
+#define NM 3
+
+static uint32_t mag(float v)
+{
+	uint32_t u;
+	memcpy(&u, &v, 4);
+	return u & 0x7fffffffu;
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+static long block_of(const char *name)
+{
+	const char *p = strstr(name, "layers.");
+	return p ? strtol(p + 7, NULL, 10) : -1;
+}
+
+struct fam {
+	char dir[4200];
+	struct tu_model base, ft[NM];
+	long L;
+};
+
+/* task vector i of element e of tensor ti, weighted, as float */
+static float tauw(const struct fam *f, size_t ti, unsigned i, uint64_t e, const double *w)
+{
+	const struct tu_tensor *b = &f->base.t[ti];
+	const struct tu_tensor *x = tu_model_find(&f->ft[i], b->name);
+	float tau = tu_elem(x, e) - tu_elem(b, e);
+	return w[i] == 1.0 ? tau : (float)(w[i] * (double)tau);
+}
+
+static uint32_t kth(uint32_t *v, uint64_t d, double rho)
+{
+	uint64_t m = (uint64_t)floor((double)d * rho), k = d - m;
+	if (k == 0)
+		return 0;
+	qsort(v, d, sizeof(*v), cmp_u32);
+	return v[k - 1];
+}
+
+static double elect(const float *t, const uint32_t *thr, int maj, int *sign)
+{
+	double s = 0, sum = 0;
+	unsigned cnt = 0;
+	for (unsigned i = 0; i < NM; i++)
+		if (t[i] != 0 && mag(t[i]) >= thr[i])
+			s += t[i];
+	*sign = s > 0 ? 1 : s < 0 ? -1 : 0;
+	int e = *sign ? *sign : maj;
+	for (unsigned i = 0; i < NM; i++)
+		if (t[i] != 0 && mag(t[i]) >= thr[i] && (t[i] > 0) == (e > 0))
+			sum += t[i], cnt++;
+	return cnt ? sum / cnt : 0;
+}
+
+static float json_float(json_t *v) { return (float)json_number_value(v); }
+
+static void ties_case(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
+                      int idx)
+{
+	char out[4400], wopt[128] = "";
+	int rc;
+	if (weighted)
+		snprintf(wopt, sizeof(wopt), "-w %.17g,%.17g,%.17g", w[0], w[1], w[2]);
+	snprintf(out, sizeof(out), "%s/ties%d.safetensors", f->dir, idx);
+	rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m ties --lines --density %.17g %s %s "
+	            "-o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors'",
+	            tu_lines(), f->dir, rho, per_tensor ? "--trim tensor" : "", wopt, out, f->dir,
+	            f->dir, f->dir);
+	if (!ok(rc == 0, "ties density %g %s%s: lines exits 0", rho, per_tensor ? "per tensor" : "global",
+	        weighted ? " weighted" : "")) {
+		diag("%s", tu_stderr);
+		return;
+	}
+	char mpath[4500];
+	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
+	json_t *man = json_load_file(mpath, 0, NULL), *run = json_object_get(man, "run");
+	json_t *tj = json_object_get(run, "ties");
+
+	/* thresholds: global or per tensor */
+	size_t nt = f->base.n;
+	uint32_t (*thr)[NM] = calloc(nt, sizeof(*thr));
+	int thr_ok = 1, on_ties = 0;
+	if (!per_tensor) {
+		uint64_t d = 0;
+		for (size_t ti = 0; ti < nt; ti++)
+			if (tu_is_float(&f->base.t[ti]))
+				d += f->base.t[ti].nelem;
+		uint32_t *v = malloc(d * sizeof(*v));
+		for (unsigned i = 0; i < NM; i++) {
+			uint64_t q = 0;
+			for (size_t ti = 0; ti < nt; ti++)
+				if (tu_is_float(&f->base.t[ti]))
+					for (uint64_t e = 0; e < f->base.t[ti].nelem; e++)
+						v[q++] = mag(tauw(f, ti, i, e, w));
+			uint32_t t = kth(v, d, rho);
+			uint64_t same = 0;
+			for (uint64_t e = 0; e < d; e++)
+				same += v[e] == t;
+			on_ties |= same > 1;
+			for (size_t ti = 0; ti < nt; ti++)
+				thr[ti][i] = t;
+			float got = json_float(json_array_get(json_object_get(tj, "thresholds"), i));
+			thr_ok &= mag(got) == t;
+		}
+		free(v);
+	} else {
+		json_t *tensors = json_object_get(man, "tensors");
+		for (size_t ti = 0; ti < nt; ti++) {
+			const struct tu_tensor *b = &f->base.t[ti];
+			if (!tu_is_float(b))
+				continue;
+			uint32_t *v = malloc(b->nelem * sizeof(*v));
+			json_t *me = NULL;
+			for (size_t k = 0; k < json_array_size(tensors); k++)
+				if (!strcmp(json_string_value(json_object_get(json_array_get(tensors, k), "name")), b->name))
+					me = json_array_get(tensors, k);
+			for (unsigned i = 0; i < NM; i++) {
+				for (uint64_t e = 0; e < b->nelem; e++)
+					v[e] = mag(tauw(f, ti, i, e, w));
+				thr[ti][i] = kth(v, b->nelem, rho);
+				float got = json_float(json_array_get(json_object_get(me, "ties_thresholds"), i));
+				thr_ok &= mag(got) == thr[ti][i];
+			}
+			free(v);
+		}
+	}
+	ok(thr_ok, "ties density %g %s: every threshold equals the k-th smallest |tau| by sorting%s",
+	   rho, per_tensor ? "per tensor" : "global", on_ties ? " (it lands on equal magnitudes)" : "");
+
+	/* majority, tau_MTL, alpha */
+	long votes = 0;
+	for (size_t ti = 0; ti < nt; ti++) {
+		if (!tu_is_float(&f->base.t[ti]))
+			continue;
+		for (uint64_t e = 0; e < f->base.t[ti].nelem; e++) {
+			float t[NM];
+			int sign;
+			for (unsigned i = 0; i < NM; i++)
+				t[i] = tauw(f, ti, i, e, w);
+			elect(t, thr[ti], 1, &sign);
+			votes += sign;
+		}
+	}
+	int maj = votes >= 0 ? 1 : -1;
+	ok(json_integer_value(json_object_get(tj, "majority")) == maj,
+	   "ties density %g: the majority sign is %+d", rho, maj);
+	double num = 0, den = 0;
+	for (size_t ti = 0; ti < nt; ti++) {
+		const struct tu_tensor *b = &f->base.t[ti];
+		if (!tu_is_float(b))
+			continue;
+		for (uint64_t e = 0; e < b->nelem; e++) {
+			float t[NM];
+			double raw = 0;
+			int sign;
+			for (unsigned i = 0; i < NM; i++) {
+				t[i] = tauw(f, ti, i, e, w);
+				raw += (double)(tu_elem(tu_model_find(&f->ft[i], b->name), e) - tu_elem(b, e));
+			}
+			double m = elect(t, thr[ti], maj, &sign);
+			num += fabs(raw);
+			den += fabs(m);
+		}
+	}
+	double alpha = num / (NM * den), beta = fmax(0, 1 - alpha);
+	double got_alpha = json_real_value(json_object_get(run, "alpha"));
+	ok(fabs(got_alpha - alpha) <= 1e-12 * alpha,
+	   "ties density %g: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", rho, got_alpha, alpha);
+
+	/* every element */
+	struct tu_model om;
+	uint64_t bad = 0, n = 0;
+	char first[512] = "";
+	if (tu_model_load(&om, out) == 0) {
+		for (size_t ti = 0; ti < nt; ti++) {
+			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
+			if (!tu_is_float(b))
+				continue;
+			long blk = block_of(b->name);
+			double lam = blk < 0 ? alpha : alpha + beta * blk / (double)(f->L - 1);
+			for (uint64_t e = 0; e < b->nelem; e++) {
+				float t[NM];
+				int sign;
+				for (unsigned i = 0; i < NM; i++)
+					t[i] = tauw(f, ti, i, e, w);
+				double m = elect(t, thr[ti], maj, &sign);
+				double ref = tu_elem(b, e) + lam * m, got = tu_elem(o, e);
+				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, e)) + fabs(lam * m));
+				n++;
+				if (!(fabs(got - ref) <= tol) && !bad++)
+					snprintf(first, sizeof(first), "%s[%llu]: got %.9g, reference %.17g",
+					         b->name, (unsigned long long)e, got, ref);
+			}
+		}
+		tu_model_free(&om);
+	}
+	if (!ok(bad == 0 && n > 0,
+	        "ties density %g %s: %llu elements within 1 ULP of the reference", rho,
+	        per_tensor ? "per tensor" : "global", (unsigned long long)n))
+		diag("%llu bad, first %s", (unsigned long long)bad, first);
+	json_decref(man);
+	free(thr);
+}
+
+int main(void)
+{
+	struct fam f = {"", {0}, {{0}}, 4};
+	static const double ones[NM] = {1, 1, 1}, wts[NM] = {0.5, 1.5, 1.0};
+	char p[4400];
+
+	snprintf(f.dir, sizeof(f.dir), "%s/fam", tu_tmpdir());
+	if (tu_run("'%s' --arch llama --dtype bf16 --layers 4 --hidden 32 --models 3 --seed 17 --out '%s'",
+	           tu_gen(), f.dir) != 0)
+		return 99;
+	snprintf(p, sizeof(p), "%s/base.safetensors", f.dir);
+	tu_model_load(&f.base, p);
+	for (int i = 0; i < NM; i++) {
+		snprintf(p, sizeof(p), "%s/ft%d.safetensors", f.dir, i + 1);
+		tu_model_load(&f.ft[i], p);
+	}
+
+	static const double rhos[] = {0.2, 0.5, 0.01, 0.9, 1.0};
+	int idx = 0;
+	for (size_t r = 0; r < sizeof(rhos) / sizeof(rhos[0]); r++)
+		ties_case(&f, rhos[r], 0, ones, 0, idx++);
+	ties_case(&f, 0.3, 1, ones, 0, idx++);
+	ties_case(&f, 0.2, 0, wts, 1, idx++);
+	ties_case(&f, 0.25, 1, wts, 1, idx++);
+
+	/* ---- DARE --------------------------------------------------------------------- */
+	const char *ref = NULL;
+	char refpath[4400];
+	snprintf(refpath, sizeof(refpath), "%s/dare-ref.safetensors", f.dir);
+	int same = 1, runs = 0;
+	static const char *const variants[] = {
+		"-j 1 --chunk 64K --io mmap", "-j 2 --chunk 1M --io mmap", "-j 4 --chunk 16M --io mmap",
+		"-j 1 --chunk 64K --io uring", "-j 2 --chunk 1M --io uring", "-j 4 --chunk 16M --io uring",
+	};
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		char out[4400];
+		snprintf(out, sizeof(out), "%s/dare%zu.safetensors", f.dir, v);
+		int rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m dare --dare-elect --density 0.3 "
+		                "--seed 99 --lines %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
+		                "'%s/ft3.safetensors'",
+		                tu_lines(), f.dir, variants[v], out, f.dir, f.dir, f.dir);
+		if (rc != 0 && strstr(variants[v], "uring") && strstr(tu_stderr, "io_uring"))
+			continue; /* no io_uring here */
+		runs++;
+		if (!ref) {
+			ref = refpath;
+			rename(out, refpath);
+			continue;
+		}
+		same &= rc == 0 && tu_run("cmp -s '%s' '%s'", refpath, out) == 0;
+	}
+	ok(same && runs >= 3, "dare: identical output for -j 1/2/4, --chunk 64K/1M/16M and each reader (%d runs)",
+	   runs);
+
+	/* the fraction kept, and what is kept: one model, lambda 1 */
+	double rho = 0.3;
+	char out[4400];
+	snprintf(out, sizeof(out), "%s/dare1.safetensors", f.dir);
+	tu_run("'%s' merge -q -b '%s/base.safetensors' -m dare --density %g --seed 5 -o '%s' '%s/ft1.safetensors'",
+	       tu_lines(), f.dir, rho, out, f.dir);
+	struct tu_model om;
+	uint64_t nz = 0, kept = 0, wrong = 0;
+	if (tu_model_load(&om, out) == 0) {
+		for (size_t ti = 0; ti < f.base.n; ti++) {
+			const struct tu_tensor *b = &f.base.t[ti], *o = tu_model_find(&om, b->name);
+			if (!tu_is_float(b))
+				continue;
+			for (uint64_t e = 0; e < b->nelem; e++) {
+				float tau = tauw(&f, ti, 0, e, ones), bv = tu_elem(b, e), got = tu_elem(o, e);
+				if (tau == 0)
+					continue;
+				nz++;
+				if (got == bv)
+					continue;
+				kept++;
+				double r = bv + tau / rho;
+				wrong += fabs(got - r) > tu_ulp(o->dtype, r) + 0x1p-48 * fabs(r);
+			}
+		}
+		tu_model_free(&om);
+	}
+	double mean = nz * rho, sd = sqrt(nz * rho * (1 - rho));
+	ok(nz > 0 && fabs((double)kept - mean) <= 5 * sd,
+	   "dare: kept %llu of %llu non-zero entries, %.4f, within 5 sigma of the density %.2f",
+	   (unsigned long long)kept, (unsigned long long)nz, (double)kept / nz, rho);
+	ok(wrong == 0, "dare: every kept entry is theta_0 + tau / density (%llu differ)",
+	   (unsigned long long)wrong);
+
+	tu_model_free(&f.base);
+	for (int i = 0; i < NM; i++)
+		tu_model_free(&f.ft[i]);
+	tu_cleanup();
+	return tap_done();
+}
