@@ -51,7 +51,7 @@ status 2 "a --layer-regex without a capture group" "$LINES" merge -b "$b" --laye
 status 2 "--num-layers smaller than the base's blocks" "$LINES" merge -b "$b" --num-layers 2 -o "$o" "$m1"
 check "... names the tensor beyond it" has "$tmp/err" "is beyond --num-layers 2"
 status 2 "an unsupported LINES_ISA" env LINES_ISA=vax "$LINES" merge -b "$b" -o "$o" "$m1"
-status 1 "a method not implemented yet fails cleanly" "$LINES" merge -b "$b" -m ties -o "$o" "$m1" "$m2"
+status 2 "a TIES density of 0 is a usage error" "$LINES" merge -b "$b" -m ties --density 0 -o "$o" "$m1" "$m2"
 check "no output after any usage error" test ! -e "$o"
 check "no temporary file after any usage error" no_temp "$tmp"
 status 2 "inspect needs exactly one model" "$LINES" inspect "$b" "$m1"
