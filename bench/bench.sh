@@ -17,6 +17,8 @@
 #            beside `zstd -LEVEL -T2` compressing the same uncompressed
 #            output; throughput in GB/s of uncompressed bytes, and the
 #            compression ratio beside plain zstd's on the base model.
+#   ties     global TIES and DARE beside sum on the 1G, N = 4 family (hot),
+#            with the passes each made over the inputs.
 #   cgroup   a merge whose inputs total more than 8 GiB inside a 512 MiB
 #            memory cgroup (v2 memory.max or v1 memory.limit_in_bytes),
 #            checked against the same merge without the limit.
@@ -33,7 +35,7 @@ set -u
 : "${BENCH_SIZES:=1G 4G}"
 : "${BENCH_NS:=1 4 8}"
 : "${BENCH_REPEAT:=3}"
-: "${BENCH_SECTIONS:=engine kernels zstd cgroup}"
+: "${BENCH_SECTIONS:=engine kernels zstd ties cgroup}"
 : "${BENCH_ZSTD_LEVEL:=1}"
 : "${BENCH_JOBS:=2}"
 
@@ -187,6 +189,27 @@ zstd_section() {
 		say "   FAILED: zstd -d does not restore the uncompressed output"
 	fi
 	rm -f "$plain" "$BENCH_DIR"/*.zst
+	say
+}
+
+ties() {
+	say "== methods: wall time beside sum (1G, N = 4, hot cache, -j $BENCH_JOBS, --lines)"
+	d=$(family 1G)
+	set -- $(inputs "$d" 4)
+	b=$1
+	shift
+	cat "$b" "$@" >/dev/null
+	ts=$(best_of "$LINES" merge -q -j "$BENCH_JOBS" -b "$b" --lines -o "$BENCH_DIR/o.safetensors" "$@")
+	printf '%-28s %8s %8s  %s\n' method seconds x_sum passes
+	for m in "sum" "ties" "ties --trim tensor" "dare" "dare --dare-elect"; do
+		passes=$("$LINES" merge -n -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" |
+			sed -n 's/^ *[0-9]\. \([a-z]*\) .*/\1/p' | tr '\n' ' ')
+		if [ "$m" = sum ]; then t=$ts; else
+			t=$(best_of "$LINES" merge -q -j "$BENCH_JOBS" -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@")
+		fi
+		printf '%-28s %8s %8s  %s\n' "-m $m" "$t" "$(div "$t" "$ts")" "$passes"
+	done
+	rm -f "$BENCH_DIR"/o.safetensors*
 	say
 }
 

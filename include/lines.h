@@ -183,6 +183,9 @@ struct lines_merge_opts {
 	const char *checksum_file;
 	const char *manifest_file;
 
+	/* measure per-block norms only (lines_block_norms), write nothing */
+	int norms_only;
+
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
@@ -233,6 +236,22 @@ void lines_plan_tensor(const struct lines_plan *p, size_t i, struct lines_tensor
  */
 int lines_plan_run(struct lines_plan *p, struct lines_error *err);
 void lines_plan_free(struct lines_plan *p);
+
+/*
+ * Per block, the L1 and L2 norms of each task vector and of the base:
+ * rows 0..num_layers-1 are the blocks, row num_layers the tensors outside
+ * them. Arrays belong to the plan.
+ */
+struct lines_block_norms {
+	long num_layers;
+	size_t nmodels;
+	double *tau_l1, *tau_l2;   /* (num_layers + 1) x nmodels */
+	double *base_l1, *base_l2; /* num_layers + 1 */
+	uint64_t *elements;        /* floating elements per row */
+};
+/* Run a plan made with norms_only and return its norms. */
+int lines_block_norms(struct lines_plan *p, const struct lines_block_norms **out,
+                      struct lines_error *err);
 
 /* ---- verifying an output --------------------------------------------------- */
 struct lines_verify_opts {

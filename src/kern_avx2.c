@@ -278,6 +278,87 @@ static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
 	}
 }
 
+/*
+ * TIES election, eight elements at a time (two halves of four doubles).
+ * The scalar definition skips what is not kept; here a value not kept
+ * adds +0.0, which changes no sum that matters (a sum that is exactly
+ * zero has the same sign either way), and the count is an integer.
+ */
+static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
+                            double *mtl, signed char *sign)
+{
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff), bias = _mm256_set1_epi32((int)0x80000000u);
+	const __m256d zero = _mm256_setzero_pd();
+	const __m256 zf = _mm256_setzero_ps();
+	__m256i tb[16];
+	size_t j = 0;
+
+	if (nx > 16) { /* the kept masks are cached per task below: few tasks only */
+		kern_scalar.ties_elect(tp, n, nx, thr, maj, mtl, sign);
+		return;
+	}
+	for (unsigned i = 0; i < nx; i++) /* thresholds, biased for an unsigned compare */
+		tb[i] = _mm256_xor_si256(_mm256_set1_epi32((int)thr[i]), bias);
+	for (; j + 8 <= n; j += 8) {
+		__m256 keep[16];
+		__m256d sl = zero, sh = zero;
+		__m256 nan = zf;
+		for (unsigned i = 0; i < nx; i++) {
+			__m256 v = _mm256_loadu_ps(tp + (size_t)i * n + j);
+			__m256i a = _mm256_and_si256(_mm256_castps_si256(v), mask);
+			/* kept: v != 0 and a >= thr */
+			__m256i below = _mm256_cmpgt_epi32(tb[i], _mm256_xor_si256(a, bias));
+			keep[i] = _mm256_andnot_ps(_mm256_castsi256_ps(below), _mm256_cmp_ps(v, zf, _CMP_NEQ_UQ));
+			__m256 vk = _mm256_and_ps(v, keep[i]);
+			sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(vk))); /* s += v */
+			sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(vk, 1)));
+			nan = _mm256_or_ps(nan, _mm256_and_ps(keep[i], _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+		}
+		/* sign(s) as floats: +1, -1 or 0 (a NaN s compares neither way) */
+		__m256 sf = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(sl)), _mm256_cvtpd_ps(sh), 1);
+		__m256 gt = _mm256_cmp_ps(sf, zf, _CMP_GT_OQ), lt = _mm256_cmp_ps(sf, zf, _CMP_LT_OQ);
+		/* lanes whose elected sign is +: s > 0, or s == 0 with a + majority */
+		__m256 eplus = maj > 0 ? _mm256_xor_ps(lt, _mm256_castsi256_ps(_mm256_set1_epi32(-1))) : gt;
+		__m256d suml = zero, sumh = zero;
+		__m256i cnt = _mm256_setzero_si256();
+		for (unsigned i = 0; i < nx; i++) {
+			__m256 v = _mm256_loadu_ps(tp + (size_t)i * n + j);
+			__m256 vpos = _mm256_cmp_ps(v, zf, _CMP_GT_OQ);
+			/* agree: kept and (v > 0) == (e > 0) */
+			__m256 agree = _mm256_andnot_ps(_mm256_xor_ps(vpos, eplus), keep[i]);
+			__m256 va = _mm256_and_ps(v, agree);
+			suml = _mm256_add_pd(suml, _mm256_cvtps_pd(_mm256_castps256_ps128(va))); /* sum += v */
+			sumh = _mm256_add_pd(sumh, _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)));
+			cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(agree)); /* cnt += 1 */
+		}
+		__m256d cl = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
+		__m256d ch = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
+		__m256d ml = _mm256_blendv_pd(zero, _mm256_div_pd(suml, cl), _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
+		__m256d mh = _mm256_blendv_pd(zero, _mm256_div_pd(sumh, ch), _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
+		/* a kept NaN makes the element NaN, with sign +1 */
+		__m256i nani = _mm256_castps_si256(nan);
+		ml = _mm256_blendv_pd(ml, _mm256_set1_pd(NAN),
+		                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nani))));
+		mh = _mm256_blendv_pd(mh, _mm256_set1_pd(NAN),
+		                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nani, 1))));
+		_mm256_storeu_pd(mtl + j, ml);
+		_mm256_storeu_pd(mtl + j + 4, mh);
+		/* sign = (s > 0) - (s < 0), or 1 for NaN: masks are -1 or 0 */
+		__m256i sg = _mm256_sub_epi32(_mm256_castps_si256(lt), _mm256_castps_si256(gt));
+		sg = _mm256_blendv_epi8(sg, _mm256_set1_epi32(1), nani);
+		__m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(sg), _mm256_extracti128_si256(sg, 1));
+		_mm_storel_epi64((__m128i *)(sign + j), _mm_packs_epi16(s16, s16));
+	}
+	if (j < n) {
+		/* the tail through the scalar kernel, on a compact copy */
+		float t[8 * 16];
+		size_t m = n - j;
+		for (unsigned i = 0; i < nx; i++)
+			memcpy(t + (size_t)i * m, tp + (size_t)i * n + j, m * sizeof(float));
+		kern_scalar.ties_elect(t, m, nx, thr, maj, mtl + j, sign + j);
+	}
+}
+
 const struct kern kern_avx2 = {
 	.name = "avx2",
 	.decode = avx2_decode,
@@ -286,4 +367,5 @@ const struct kern kern_avx2 = {
 	.finish = avx2_finish,
 	.merge_lin = avx2_merge_lin,
 	.norm_lin = avx2_norm_lin,
+	.ties_elect = avx2_ties_elect,
 };

@@ -262,6 +262,44 @@ static void sc_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const 
 	}
 }
 
+/* One element; the definition (kern_ties.h repeats it for one element). */
+static int elect1(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
+                  double *mtl)
+{
+	double s = 0.0, sum = 0.0;
+	unsigned cnt = 0;
+	int sign, e;
+
+	for (unsigned i = 0; i < nx; i++) {
+		float v = tp[(size_t)i * stride];
+		if (v != 0.0f && (f2u(v) & 0x7fffffffu) >= thr[i]) {
+			if (v != v) { /* a kept NaN: the element is NaN */
+				*mtl = NAN;
+				return 1;
+			}
+			s += (double)v;
+		}
+	}
+	sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
+	e = sign ? sign : maj;
+	for (unsigned i = 0; i < nx; i++) {
+		float v = tp[(size_t)i * stride];
+		if (v != 0.0f && (f2u(v) & 0x7fffffffu) >= thr[i] && (v > 0.0f) == (e > 0)) {
+			sum += (double)v;
+			cnt++;
+		}
+	}
+	*mtl = cnt ? sum / (double)cnt : 0.0;
+	return sign;
+}
+
+static void sc_ties_elect(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
+                          double *mtl, signed char *sign)
+{
+	for (size_t j = 0; j < n; j++)
+		sign[j] = (signed char)elect1(tp + j, n, nx, thr, maj, &mtl[j]);
+}
+
 const struct kern kern_scalar = {
 	.name = "scalar",
 	.decode = sc_decode,
@@ -270,4 +308,5 @@ const struct kern kern_scalar = {
 	.finish = sc_finish,
 	.merge_lin = sc_merge_lin,
 	.norm_lin = sc_norm_lin,
+	.ties_elect = sc_ties_elect,
 };

@@ -13,48 +13,39 @@
 
 #include "kern_ties.h"
 
-static inline float dec1(enum dtype dt, const unsigned char *p, size_t j)
+void ties_taus(const struct kern *k, enum dtype dt, const void *const *x, unsigned nx,
+               const void *base, const double *w, size_t n, float *bt, float *tp)
 {
-	switch (dt) {
-	case DT_BF16: {
-		uint16_t h;
-		memcpy(&h, p + 2 * j, 2);
-		return kern_bf16_to_f32(h);
-	}
-	case DT_F16: {
-		uint16_t h;
-		memcpy(&h, p + 2 * j, 2);
-		return kern_f16_to_f32(h);
-	}
-	case DT_F32: {
-		float f;
-		memcpy(&f, p + 4 * j, 4);
-		return f;
-	}
-	case DT_F64: {
-		double d;
-		memcpy(&d, p + 8 * j, 8);
-		return (float)d;
-	}
-	default: return 0.0f;
+	/* decoding is the instruction set's (exact everywhere); the rest is
+	 * one rounding per element, the same on any machine */
+	k->decode(dt, base, bt, n);
+	for (unsigned i = 0; i < nx; i++) {
+		float *t = tp + (size_t)i * n;
+		k->decode(dt, x[i], t, n);
+		if (w[i] == 1.0)
+			for (size_t j = 0; j < n; j++)
+				t[j] = t[j] - bt[j];
+		else
+			for (size_t j = 0; j < n; j++)
+				t[j] = (float)(w[i] * (double)(t[j] - bt[j]));
 	}
 }
 
-void ties_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-               const double *w, size_t n, float *bt, float *tp)
+void ties_open(const float *tp, size_t n, unsigned nx, const uint32_t *lo, const uint32_t *up,
+               signed char *open)
 {
-	for (size_t j = 0; j < n; j++)
-		bt[j] = dec1(dt, base, j);
+	typedef uint32_t __attribute__((may_alias)) alias32; /* the bits of the floats */
+	const alias32 *u = (const alias32 *)(const void *)tp;
+	memset(open, 0, n);
 	for (unsigned i = 0; i < nx; i++) {
-		float *t = tp + (size_t)i * n;
-		if (w[i] == 1.0)
-			for (size_t j = 0; j < n; j++)
-				t[j] = dec1(dt, x[i], j) - bt[j];
-		else
-			for (size_t j = 0; j < n; j++) {
-				float tau = dec1(dt, x[i], j) - bt[j];
-				t[j] = (float)(w[i] * (double)tau);
-			}
+		uint32_t l = lo[i], w = up[i] - lo[i];
+		const alias32 *ui = u + (size_t)i * n;
+		/* branch-free, so that the compiler vectorizes it: a value is in
+		 * the bin when (mag - lo) < width, unsigned; zero never is */
+		for (size_t j = 0; j < n; j++) {
+			uint32_t a = ui[j] & 0x7fffffffu;
+			open[j] |= (signed char)((a - l < w) & (a != 0));
+		}
 	}
 }
 
@@ -78,31 +69,19 @@ void ties_low(const float *tp, unsigned nx, size_t n, const uint32_t *bin, uint3
 int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
                double *mtl)
 {
-	double s = 0.0, sum = 0.0;
-	unsigned cnt = 0;
-	int sign, e;
-
-	for (unsigned i = 0; i < nx; i++) {
-		float v = tp[(size_t)i * stride];
-		if (v != 0.0f && ties_mag(v) >= thr[i]) {
-			if (v != v) { /* a kept NaN: the element is NaN */
-				*mtl = NAN;
-				return 1;
-			}
-			s += (double)v;
-		}
-	}
-	sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
-	e = sign ? sign : maj;
-	for (unsigned i = 0; i < nx; i++) {
-		float v = tp[(size_t)i * stride];
-		if (v != 0.0f && ties_mag(v) >= thr[i] && (v > 0.0f) == (e > 0)) {
-			sum += (double)v;
-			cnt++;
-		}
-	}
-	*mtl = cnt ? sum / (double)cnt : 0.0;
+	/* one element through the scalar tile kernel (stride: its task step) */
+	float t[1024];
+	signed char sign;
+	for (unsigned i = 0; i < nx && i < 1024; i++)
+		t[i] = tp[(size_t)i * stride];
+	kern_scalar.ties_elect(t, 1, nx, thr, maj, mtl, &sign);
 	return sign;
+}
+
+void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
+                     const uint32_t *thr, int maj, double *mtl, signed char *sign)
+{
+	(k->ties_elect ? k->ties_elect : kern_scalar.ties_elect)(tp, n, nx, thr, maj, mtl, sign);
 }
 
 static inline uint64_t mix64(uint64_t x)

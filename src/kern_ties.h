@@ -15,8 +15,8 @@
  * Decode n elements of the base and of nx models; bt gets the base,
  * tp[i * n + j] the weighted task vector tau'_i of element j.
  */
-void ties_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-               const double *w, size_t n, float *bt, float *tp);
+void ties_taus(const struct kern *k, enum dtype dt, const void *const *x, unsigned nx,
+               const void *base, const double *w, size_t n, float *bt, float *tp);
 
 /* The bit pattern of |v|: ordered as the magnitudes (NaN above infinity). */
 static inline uint32_t ties_mag(float v)
@@ -25,6 +25,10 @@ static inline uint32_t ties_mag(float v)
 	memcpy(&u, &v, 4);
 	return u & 0x7fffffffu;
 }
+
+/* open[j] = 1 when some task's nonzero tau' has lo[i] <= mag < up[i]. */
+void ties_open(const float *tp, size_t n, unsigned nx, const uint32_t *lo, const uint32_t *up,
+               signed char *open);
 
 /* hist[i][mag >> 16]++ for every element of every task. */
 void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist);
@@ -38,6 +42,9 @@ void ties_low(const float *tp, unsigned nx, size_t n, const uint32_t *bin, uint3
  */
 int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
                double *mtl);
+/* The same over a tile, with the instruction set's kernel. */
+void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
+                     const uint32_t *thr, int maj, double *mtl, signed char *sign);
 
 /* The uniform draw of DARE in [0, 1): element idx of a tensor of task
  * `task`, from key = dare_key(seed, task, hash of the tensor's name). */

@@ -84,6 +84,14 @@ struct kern {
 	                  const double *c, double lambda, enum dtype odt, void *out, size_t n);
 	void (*norm_lin)(enum dtype dt, const void *const *x, unsigned nx, const float *b,
 	                 const double *c, size_t n, struct kern_norms *acc);
+	/*
+	 * TIES election over n elements: tp[i * n + j] is tau'_i of element
+	 * j; kept when tau' != 0 and its magnitude's bits >= thr[i]; mtl[j]
+	 * and sign[j] as ties_elect() in kern_ties.h defines them. NULL in a
+	 * table means: use the scalar one.
+	 */
+	void (*ties_elect)(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
+	                   double *mtl, signed char *sign);
 };
 
 extern const struct kern kern_scalar;

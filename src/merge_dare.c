@@ -96,7 +96,7 @@ static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < ds->nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
 			p->k->norm_lin(t->in_dt, xs, ds->nx, bt, ds->ones, nn, &nm);
 			for (size_t j = 0; j < nn; j++) {
 				uint64_t idx = job->u0 + j0 + j;
@@ -183,7 +183,7 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < ds->nx; i++)
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
-		ties_taus(t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+		ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
 		for (size_t j = 0; j < nn; j++) {
 			int sign;
 			double m = dare_elem(p, ds, keys, tp, nn, j, job->u0 + j0 + j, ds->maj, &sign);

@@ -72,8 +72,12 @@ static int want_all(const struct plan *p, size_t i)
 	return 1;
 }
 
-/* Scratch of a worker: the base tile and nx task-vector tiles. */
-static size_t scratch_bytes(unsigned nx) { return (size_t)KERN_TILE * sizeof(float) * (nx + 1); }
+/* Scratch of a worker: the base tile, nx task-vector tiles, tau_MTL, the
+ * signs and the open flags of a tile. */
+static size_t scratch_bytes(unsigned nx)
+{
+	return (size_t)KERN_TILE * (sizeof(float) * (nx + 1) + sizeof(double) + 2);
+}
 
 /* ---- select ------------------------------------------------------------------ */
 static int select_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
@@ -99,7 +103,7 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
 			ties_hist(tp, nx, nn, h);
 			/* the numerator of alpha: the raw, unweighted task vectors */
 			p->k->norm_lin(t->in_dt, xs, nx, bt, ts->ones, nn, &nm);
@@ -212,8 +216,10 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	size_t e = entry(ts, job->tensor);
 	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
 	const unsigned char *known = ts->known + e * nx;
-	uint32_t *hist = (uint32_t *)job->part, *h[1024], lowbin[1024], eff[1024];
+	uint32_t *hist = (uint32_t *)job->part, *h[1024], lowbin[1024], lo[1024], up[1024];
 	float *bt = scratch, *tp = bt + KERN_TILE, *rec = th_records(ts, job);
+	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
+	signed char *sign = (signed char *)(mtl + KERN_TILE), *open = sign + KERN_TILE;
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
 	int64_t votes = 0;
@@ -224,6 +230,10 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	for (unsigned i = 0; i < nx; i++) {
 		h[i] = hist + (size_t)i * BINS;
 		lowbin[i] = known[i] ? UINT32_MAX : bin[i]; /* no bin to refine */
+		/* what the bins decide: kept at or above up, trimmed below lo,
+		 * open in between (the bin of t_i) until t_i is known */
+		lo[i] = known[i] ? thr[i] : bin[i] << 16;
+		up[i] = known[i] ? thr[i] : (bin[i] + 1) << 16;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
@@ -234,40 +244,29 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
 			ties_low(tp, nx, nn, lowbin, h);
+			ties_open(tp, nn, nx, lo, up, open);
+			ties_elect_tile(p->k, tp, nn, nx, up, 1, mtl, sign);
 			for (size_t j = 0; j < nn; j++) {
-				int open = 0;
-				/* what the bins already decide: keep (0) or trim (max) */
-				for (unsigned i = 0; i < nx; i++) {
-					float v = tp[(size_t)i * nn + j];
-					uint32_t a = ties_mag(v);
-					if (known[i])
-						eff[i] = thr[i];
-					else if (v == 0.0f || a >> 16 < bin[i])
-						eff[i] = UINT32_MAX;
-					else if (a >> 16 > bin[i])
-						eff[i] = 0;
-					else
-						open = 1;
-				}
-				if (open) { /* settled from the file once t_i is known */
+				unsigned l = (unsigned)((j0 - b0 + j) % KERN_LANES);
+				if (open[j]) { /* settled from the file once t_i is known */
 					float *r = rec + nrec++ * TH_REC(nx);
 					uint32_t ti = (uint32_t)job->tensor;
 					memcpy(r, &ti, 4);
 					for (unsigned i = 0; i < nx; i++)
 						r[1 + i] = tp[(size_t)i * nn + j];
-					continue;
-				}
-				double mp, mn;
-				int sign = ties_elect(tp + j, nn, nx, eff, 1, &mp);
-				unsigned l = (unsigned)((j0 - b0 + j) % KERN_LANES);
-				if (sign) {
-					votes += sign;
-					if (isfinite(mp))
-						dl[l] += fabs(mp), dq[l] += mp * mp;
-				} else {
-					ties_elect(tp + j, nn, nx, eff, -1, &mn);
+				} else if (sign[j]) {
+					double m = mtl[j];
+					votes += sign[j];
+					if (isfinite(m))
+						dl[l] += fabs(m), dq[l] += m * m;
+				} else { /* a zero sum: the majority decides, both ways */
+					double mp = mtl[j], mn = 0.0;
+					/* mp == 0: nothing was kept (a zero sum of kept
+					 * values has positive ones), so mn is 0 too */
+					if (mp != 0.0)
+						ties_elect(tp + j, nn, nx, up, -1, &mn);
 					if (isfinite(mp) && isfinite(mn)) {
 						pl[l] += fabs(mp), pq[l] += mp * mp;
 						nl[l] += fabs(mn), nq[l] += mn * mn;
@@ -309,39 +308,63 @@ static int threshold_reduce(struct plan *p, const struct pipe_job *job, struct l
 	return 0;
 }
 
-/* Settle the elements of the temporary file, now that every t_i is known. */
-static int settle(struct plan *p, int round, double *pos, double *neg, struct lines_error *err)
+/*
+ * Settle the elements of the temporary file, now that every t_i is known:
+ * one sequential read, in batches that the election kernel takes as tiles
+ * (a batch is cut where the tensor, hence the thresholds, changes). Zero
+ * sums are counted both ways, as in the threshold pass.
+ */
+static int settle(struct plan *p, double *pos, double *neg, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	size_t rl = TH_REC(ts->nx);
-	float rec[1025];
+	unsigned nx = ts->nx;
+	size_t rl = TH_REC(nx), cap = KERN_TILE;
+	float *buf = malloc(cap * rl * sizeof(float)), *tp = malloc(cap * nx * sizeof(float));
+	double *mp = malloc(cap * sizeof(double)), *mn = malloc(cap * sizeof(double));
+	signed char *sp = malloc(cap), *sn = malloc(cap);
+	uint64_t left = ts->nspill;
+	int rc = 0;
 
-	if (fseek(ts->spill, 0, SEEK_SET) < 0)
-		return lines_errno(err, errno, NULL, "cannot read back the temporary file of TIES");
-	for (uint64_t r = 0; r < ts->nspill; r++) {
-		uint32_t ti;
-		double mp, mn;
-		if (fread(rec, sizeof(float), rl, ts->spill) != rl)
-			return lines_errf(err, LINES_EIO, NULL, NULL,
-			                  "cannot read back the temporary file of TIES");
-		memcpy(&ti, rec, 4);
-		const uint32_t *thr = ts->thr + entry(ts, ti) * ts->nx;
-		int sign = ties_elect(rec + 1, 1, ts->nx, thr, 1, &mp);
-		if (round == 0) {
-			if (sign) {
-				ts->votes += sign;
-				if (isfinite(mp))
-					ts->det[0] += fabs(mp), ts->det[1] += mp * mp;
+	if (!buf || !tp || !mp || !mn || !sp || !sn)
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	else if (fseek(ts->spill, 0, SEEK_SET) < 0)
+		rc = lines_errno(err, errno, NULL, "cannot read back the temporary file of TIES");
+	while (rc == 0 && left) {
+		size_t got = left < cap ? (size_t)left : cap;
+		if (fread(buf, rl * sizeof(float), got, ts->spill) != got) {
+			rc = lines_errf(err, LINES_EIO, NULL, NULL,
+			                "cannot read back the temporary file of TIES");
+			break;
+		}
+		left -= got;
+		for (size_t r0 = 0; r0 < got;) {
+			uint32_t ti, tj;
+			size_t r1 = r0 + 1, m;
+			memcpy(&ti, buf + r0 * rl, 4);
+			while (r1 < got && (memcpy(&tj, buf + r1 * rl, 4), tj == ti))
+				r1++;
+			m = r1 - r0;
+			for (size_t r = 0; r < m; r++) /* records to a task-major tile */
+				for (unsigned i = 0; i < nx; i++)
+					tp[(size_t)i * m + r] = buf[(r0 + r) * rl + 1 + i];
+			const uint32_t *thr = ts->thr + entry(ts, ti) * nx;
+			ties_elect_tile(p->k, tp, m, nx, thr, 1, mp, sp);
+			ties_elect_tile(p->k, tp, m, nx, thr, -1, mn, sn);
+			for (size_t r = 0; r < m; r++) {
+				if (sp[r]) {
+					ts->votes += sp[r];
+					if (isfinite(mp[r]))
+						ts->det[0] += fabs(mp[r]), ts->det[1] += mp[r] * mp[r];
+				} else if (isfinite(mp[r]) && isfinite(mn[r])) {
+					pos[0] += fabs(mp[r]), pos[1] += mp[r] * mp[r];
+					neg[0] += fabs(mn[r]), neg[1] += mn[r] * mn[r];
+				}
 			}
-		} else if (!sign) {
-			ties_elect(rec + 1, 1, ts->nx, thr, -1, &mn);
-			if (isfinite(mp) && isfinite(mn)) {
-				pos[0] += fabs(mp), pos[1] += mp * mp;
-				neg[0] += fabs(mn), neg[1] += mn * mn;
-			}
+			r0 = r1;
 		}
 	}
-	return 0;
+	free(buf), free(tp), free(mp), free(mn), free(sp), free(sn);
+	return rc;
 }
 
 static int threshold_done(struct plan *p, struct lines_error *err)
@@ -351,12 +374,11 @@ static int threshold_done(struct plan *p, struct lines_error *err)
 
 	if (!ts->per_tensor)
 		find_thresholds(ts, 0);
-	FORWARD_IF_ERROR(settle(p, 0, NULL, NULL, err));
+	FORWARD_IF_ERROR(settle(p, pos, neg, err));
 	ts->maj = ts->votes >= 0 ? 1 : -1; /* +1 when the votes are even */
 	p->maj = ts->maj;
 	p->thr = ts->thr;
 	p->thr_per_tensor = ts->per_tensor;
-	FORWARD_IF_ERROR(settle(p, 1, pos, neg, err));
 	double l1 = ts->det[0] + (ts->maj > 0 ? ts->zpos[0] + pos[0] : ts->zneg[0] + neg[0]);
 	double l2 = ts->det[1] + (ts->maj > 0 ? ts->zpos[1] + pos[1] : ts->zneg[1] + neg[1]);
 	p->norm_sum = p->o.norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0];
@@ -383,6 +405,8 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	unsigned nx = ts->nx;
 	const uint32_t *thr = ts->thr + entry(ts, job->tensor) * nx;
 	float *bt = scratch, *tp = bt + KERN_TILE;
+	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
+	signed char *sign = (signed char *)(mtl + KERN_TILE);
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
@@ -395,12 +419,9 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
-		ties_taus(t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-		for (size_t j = 0; j < nn; j++) {
-			double m;
-			ties_elect(tp + j, nn, nx, thr, ts->maj, &m);
-			ties_finish1(t->out_dt, job->out + (j0 + j) * t->unit_out, bt[j], m, t->lambda);
-		}
+		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+		ties_elect_tile(p->k, tp, nn, nx, thr, ts->maj, mtl, sign);
+		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, bt, mtl, t->lambda, nn);
 	}
 	return 0;
 }

@@ -111,7 +111,8 @@ static int check_options(const struct lines_merge_opts *o, struct lines_error *e
 	RETURN_ERROR_IF(o->nmodels < 1, err, LINES_EUSAGE, NULL, NULL, "no model to merge");
 	RETURN_ERROR_IF(o->nmodels > 1024, err, LINES_EUSAGE, NULL, NULL,
 	                "at most 1024 models can be merged at once");
-	RETURN_ERROR_IF(!o->output, err, LINES_EUSAGE, NULL, NULL, "no output (-o OUT)");
+	RETURN_ERROR_IF(!o->output && !o->norms_only, err, LINES_EUSAGE, NULL, NULL,
+	                "no output (-o OUT)");
 	unsigned dashes = !strcmp(o->base, "-");
 	for (size_t i = 0; i < o->nmodels; i++)
 		dashes += !strcmp(o->models[i], "-");
@@ -742,19 +743,25 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		goto fail;
 	}
 	/* choose_outputs after layout: the manifest sizes its table by tensors */
-	if ((rc = check_unsupported(p, err)) < 0 || (rc = check_output(p, err)) < 0 ||
-	    (rc = layout(p, err)) < 0 || (rc = choose_outputs(p, err)) < 0 ||
+	if ((rc = check_unsupported(p, err)) < 0 ||
+	    (!opts->norms_only && (rc = check_output(p, err)) < 0) ||
+	    (rc = layout(p, err)) < 0 || (!opts->norms_only && (rc = choose_outputs(p, err)) < 0) ||
 	    (rc = choose_alpha(p, err)) < 0)
 		goto fail;
 	if ((rc = check_stream_order(p, err)) < 0)
 		goto fail;
-	switch (opts->method) {
-	case LINES_M_TIES: rc = merge_ties_setup(p, err); break;
-	case LINES_M_DARE: rc = merge_dare_setup(p, err); break;
-	default: rc = merge_linear_setup(p, err); break;
+	if (opts->norms_only) {
+		if ((rc = block_norms_setup(p, err)) < 0)
+			goto fail;
+	} else {
+		switch (opts->method) {
+		case LINES_M_TIES: rc = merge_ties_setup(p, err); break;
+		case LINES_M_DARE: rc = merge_dare_setup(p, err); break;
+		default: rc = merge_linear_setup(p, err); break;
+		}
+		if (rc < 0 || (rc = merge_check_setup(p, err)) < 0)
+			goto fail;
 	}
-	if (rc < 0 || (rc = merge_check_setup(p, err)) < 0)
-		goto fail;
 
 	p->jobs = opts->jobs;
 	if (!p->jobs) {
@@ -949,7 +956,7 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		}
 		src = wrapped;
 	}
-	rc = open_output(p, &out, err);
+	rc = p->o.norms_only ? 0 : open_output(p, &out, err);
 	for (unsigned i = 0; rc == 0 && i < p->npasses; i++) {
 		if (lines_canceled()) {
 			rc = lines_errf(err, LINES_ECANCELED, NULL, NULL, "interrupted");
@@ -967,9 +974,9 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		rc = check_unchanged(p, err);
 	if (rc == 0)
 		rc = check_stream_ends(p, err);
-	if (rc == 0)
+	if (rc == 0 && out)
 		rc = sink_finish(out, err);
-	if (rc == 0)
+	if (rc == 0 && out)
 		rc = commit_all(p, out, err);
 	else if (out)
 		sink_abort(out);
@@ -982,6 +989,19 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	}
 	fill_info(p);
 	return rc;
+}
+
+int lines_block_norms(struct lines_plan *lp, const struct lines_block_norms **out,
+                      struct lines_error *err)
+{
+	struct plan *p = &lp->p;
+	RETURN_ERROR_IF(!p->o.norms_only, err, LINES_EUSAGE, NULL, NULL,
+	                "the plan was not made for norms");
+	FORWARD_IF_ERROR(lines_plan_run(lp, err));
+	p->bn.num_layers = p->L;
+	p->bn.nmodels = p->nmodels;
+	*out = &p->bn;
+	return 0;
 }
 
 void lines_plan_free(struct lines_plan *lp)
@@ -1001,6 +1021,7 @@ void lines_plan_free(struct lines_plan *lp)
 	free(p->t);
 	if (p->mfree)
 		p->mfree(p);
+	block_norms_free(p);
 	free(p->copy_warned);
 	free(p->spill);
 	free(p->sidecar_path);

@@ -109,6 +109,7 @@ struct plan {
 	int streams;        /* some input is read in order (stdin, .zst) */
 	unsigned char *spill; /* per file: decompress to a temporary file first */
 
+	struct lines_block_norms bn; /* norms_only: per-block norms */
 	void *mstate;                /* the method's own state (TIES, DARE) */
 	/* what TIES and DARE decided, for the manifest */
 	const uint32_t *thr; /* TIES thresholds: nx per tensor (--trim tensor) or nx */
@@ -151,6 +152,9 @@ struct plan {
 int merge_linear_setup(struct plan *p, struct lines_error *err);
 int merge_ties_setup(struct plan *p, struct lines_error *err);
 int merge_dare_setup(struct plan *p, struct lines_error *err);
+/* lines inspect --norms (block_norms.c) */
+int block_norms_setup(struct plan *p, struct lines_error *err);
+void block_norms_free(struct plan *p);
 /* The check pass of the tensors that are copied (merge_common.c), and
  * its two halves for a writing pass that checks as it copies. */
 int merge_check_setup(struct plan *p, struct lines_error *err);

@@ -273,6 +273,34 @@ static void test_isa(const struct kern *k)
 	ok(bad_ml == 0, "%s merge_lin = scalar merge_lin = accum then finish (%d differ)", k->name,
 	   bad_ml);
 
+	/* TIES election: task vectors with zeros, NaNs, infinities and equal
+	 * magnitudes, thresholds from everything to nothing, both majorities */
+	if (k->ties_elect) {
+		int bad = 0;
+		static float tp[5 * 1100];
+		static double m1[1100], m2[1100];
+		static signed char s1[1100], s2[1100];
+		for (int round = 0; round < 400; round++) {
+			unsigned nx = 1 + rnd32() % 5;
+			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+			uint32_t thr[5];
+			for (unsigned i = 0; i < nx; i++) {
+				uint32_t c = rnd32() % 4;
+				thr[i] = c == 0 ? 0 : c == 1 ? 0x3c000000u + rnd32() % 0x1000000u : c == 2 ? 0x7fffffffu : 0x3c23d70au;
+			}
+			for (size_t q = 0; q < nx * n; q++) {
+				uint32_t c = rnd32() % 16;
+				tp[q] = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? u2f(0x3c23d70au) : c == 3 ? -u2f(0x3c23d70au)
+				      : c == 4 ? u2f(0x7fc00000u) : c == 5 ? INFINITY : (float)((int)(rnd32() % 2001) - 1000) / 32768.0f;
+			}
+			int maj = rnd32() % 2 ? 1 : -1;
+			kern_scalar.ties_elect(tp, n, nx, thr, maj, m1, s1);
+			k->ties_elect(tp, n, nx, thr, maj, m2, s2);
+			bad += memcmp(m1, m2, n * 8) != 0 || memcmp(s1, s2, n) != 0;
+		}
+		ok(bad == 0, "%s ties_elect = scalar, NaN, infinities and ties included (%d differ)", k->name, bad);
+	}
+
 	/* exhaustive 16-bit decodes through the vector path */
 	static uint16_t all[65536];
 	static float d1[65536], d2[65536];

@@ -10,6 +10,10 @@
  * ones whose threshold lands on many equal magnitudes (BF16 task vectors
  * take few values).
  *
+ * inspect --norms: every per-block L1 and L2 norm of every task vector
+ * and of the base equals the test's own sums to 1e-12, and the task
+ * vectors grow with depth as the generator made them.
+ *
  * DARE: the output is the same for every -j, --chunk and reader; the
  * fraction of entries kept is within five standard deviations of the
  * density; and every changed element is theta_0 + tau / density.
@@ -257,6 +261,53 @@ int main(void)
 	ties_case(&f, 0.3, 1, ones, 0, idx++);
 	ties_case(&f, 0.2, 0, wts, 1, idx++);
 	ties_case(&f, 0.25, 1, wts, 1, idx++);
+
+	/* ---- inspect --norms ---------------------------------------------------------------- */
+	{
+		char jpath[4400];
+		snprintf(jpath, sizeof(jpath), "%s/norms.json", f.dir);
+		int rc = tu_run("'%s' inspect --norms --json -b '%s/base.safetensors' '%s/ft1.safetensors' "
+		                "'%s/ft2.safetensors' '%s/ft3.safetensors' > '%s'",
+		                tu_lines(), f.dir, f.dir, f.dir, f.dir, jpath);
+		json_t *nj = json_load_file(jpath, 0, NULL), *rows = json_object_get(nj, "blocks");
+		int good = rc == 0 && json_array_size(rows) == (size_t)f.L + 1, grows = 1;
+		double prev = 0;
+		for (long r = 0; good && r <= f.L; r++) {
+			double bl1 = 0, bl2 = 0, tl1[NM] = {0}, tl2[NM] = {0};
+			for (size_t ti = 0; ti < f.base.n; ti++) {
+				const struct tu_tensor *b = &f.base.t[ti];
+				long blk = block_of(b->name);
+				if (!tu_is_float(b) || (r < f.L ? blk != r : blk >= 0))
+					continue;
+				for (uint64_t e = 0; e < b->nelem; e++) {
+					double bv = tu_elem(b, e);
+					bl1 += fabs(bv), bl2 += bv * bv;
+					for (unsigned i = 0; i < NM; i++) {
+						double t = tauw(&f, ti, i, e, ones);
+						tl1[i] += fabs(t), tl2[i] += t * t;
+					}
+				}
+			}
+			json_t *row = json_array_get(rows, (size_t)r), *tasks = json_object_get(row, "tasks");
+			double g1 = json_real_value(json_object_get(row, "base_l1"));
+			double g2 = json_real_value(json_object_get(row, "base_l2"));
+			good &= fabs(g1 - bl1) <= 1e-12 * bl1 && fabs(g2 - sqrt(bl2)) <= 1e-12 * sqrt(bl2);
+			for (unsigned i = 0; i < NM; i++) {
+				json_t *t = json_array_get(tasks, i);
+				double a1 = json_real_value(json_object_get(t, "l1"));
+				double a2 = json_real_value(json_object_get(t, "l2"));
+				good &= fabs(a1 - tl1[i]) <= 1e-12 * tl1[i] && fabs(a2 - sqrt(tl2[i])) <= 1e-12 * sqrt(tl2[i]);
+			}
+			double rel = json_real_value(json_object_get(json_array_get(tasks, 0), "rel_l2"));
+			if (r < f.L) {
+				grows &= rel > prev;
+				prev = rel;
+			}
+		}
+		ok(good, "inspect --norms: every block's L1 and L2 norms match the test's sums");
+		ok(grows, "inspect --norms: the relative size of the task vectors grows with depth");
+		json_decref(nj);
+	}
 
 	/* ---- DARE --------------------------------------------------------------------- */
 	const char *ref = NULL;

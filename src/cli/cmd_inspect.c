@@ -7,6 +7,7 @@
 
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,13 +16,17 @@
 
 #include "cli.h"
 
-enum { OPT_LAYERS = 256, OPT_JSON, OPT_LAYER_REGEX, OPT_NUM_LAYERS };
+enum { OPT_LAYERS = 256, OPT_JSON, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_NORMS, OPT_ALPHA, OPT_BETA };
 
 static const struct option inspect_options[] = {
 	{"layers", no_argument, NULL, OPT_LAYERS},
 	{"json", no_argument, NULL, OPT_JSON},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
+	{"norms", no_argument, NULL, OPT_NORMS},
+	{"base", required_argument, NULL, 'b'},
+	{"alpha", required_argument, NULL, OPT_ALPHA},
+	{"beta", required_argument, NULL, OPT_BETA},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -29,8 +34,13 @@ static const struct option inspect_options[] = {
 
 static void help(void)
 {
-	printf("usage: lines inspect [--layers] [--json] [--layer-regex RE] [--num-layers L] MODEL\n\n"
-	       "Validate MODEL's header and list its tensors: block, dtype, shape, bytes, name.\n\n"
+	printf("usage: lines inspect [--layers] [--json] [--layer-regex RE] [--num-layers L] MODEL\n"
+	       "       lines inspect --norms -b BASE [--alpha A] [--beta B] [--json] MODEL...\n\n"
+	       "Validate MODEL's header and list its tensors: block, dtype, shape, bytes, name.\n"
+	       "With --norms, read BASE and every MODEL and show, per block, how far each\n"
+	       "task vector moved the weights (L1, L2, L2 relative to the base's), as a bar\n"
+	       "chart from the shallowest block to the deepest, with the LiNeS scale of\n"
+	       "each block (alpha = 1/N, beta = 1 - alpha unless given).\n\n"
 	       "      --layers        one line per block instead: tensors, elements, bytes\n"
 	       "      --json          the same, as JSON on standard output\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
@@ -123,9 +133,113 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 	return CLI_EXIT_OK;
 }
 
+/* ---- --norms ---------------------------------------------------------------------- */
+static void bar(double frac, int width)
+{
+	int n = (int)(frac * width + 0.5);
+	for (int i = 0; i < width; i++)
+		putchar(i < n ? '#' : '.');
+}
+
+static int show_norms(const char *base, char **models, size_t n, const struct lines_layer_opts *lo,
+                      double alpha, double beta, int json)
+{
+	struct lines_merge_opts o;
+	struct lines_plan *plan = NULL;
+	const struct lines_block_norms *bn;
+	struct lines_error err;
+	int rc = CLI_EXIT_OK;
+
+	lines_merge_opts_init(&o);
+	o.command = "inspect";
+	o.base = base;
+	o.models = (const char *const *)models;
+	o.nmodels = n;
+	o.layers = *lo;
+	o.norms_only = 1;
+	o.lines = 1;
+	o.alpha_auto = 0;
+	o.alpha = isnan(alpha) ? 1.0 / (double)n : alpha;
+	o.beta = isnan(beta) ? fmax(0.0, 1.0 - o.alpha) : beta;
+	o.log = cli_log;
+	o.progress = cli_progress;
+	cli_signals();
+	if (lines_plan_new(&o, &plan, &err) < 0 || lines_block_norms(plan, &bn, &err) < 0) {
+		rc = cli_report(&err);
+		lines_plan_free(plan);
+		return rc;
+	}
+	cli_progress_end();
+	const struct lines_plan_info *in = lines_plan_info(plan);
+	long L = bn->num_layers;
+	if (json) {
+		json_t *root = json_object(), *rows = json_array(), *ms = json_array();
+		json_object_set_new(root, "base", json_string(base));
+		for (size_t i = 0; i < n; i++)
+			json_array_append_new(ms, json_string(models[i]));
+		json_object_set_new(root, "models", ms);
+		json_object_set_new(root, "num_layers", json_integer(L));
+		json_object_set_new(root, "alpha", json_real(o.alpha));
+		json_object_set_new(root, "beta", json_real(o.beta));
+		for (long r = 0; r <= L; r++) {
+			json_t *e = json_object(), *per = json_array();
+			json_object_set_new(e, "block", r < L ? json_integer(r) : json_null());
+			json_object_set_new(e, "lambda", json_real(r < L ? in->lambda[r] : in->lambda_outside));
+			json_object_set_new(e, "elements", json_integer((json_int_t)bn->elements[r]));
+			json_object_set_new(e, "base_l1", json_real(bn->base_l1[r]));
+			json_object_set_new(e, "base_l2", json_real(bn->base_l2[r]));
+			for (size_t i = 0; i < n; i++) {
+				json_t *m = json_object();
+				double l2 = bn->tau_l2[r * n + i];
+				json_object_set_new(m, "l1", json_real(bn->tau_l1[r * n + i]));
+				json_object_set_new(m, "l2", json_real(l2));
+				json_object_set_new(m, "rel_l2", bn->base_l2[r] > 0 ? json_real(l2 / bn->base_l2[r]) : json_null());
+				json_array_append_new(per, m);
+			}
+			json_object_set_new(e, "tasks", per);
+			json_array_append_new(rows, e);
+		}
+		json_object_set_new(root, "blocks", rows);
+		json_dumpf(root, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+		fputc('\n', stdout);
+		json_decref(root);
+		lines_plan_free(plan);
+		return rc;
+	}
+	double top = 0;
+	for (long r = 0; r <= L; r++)
+		for (size_t i = 0; i < n; i++)
+			if (bn->base_l2[r] > 0 && bn->tau_l2[r * n + i] / bn->base_l2[r] > top)
+				top = bn->tau_l2[r * n + i] / bn->base_l2[r];
+	printf("how far each model moved from %s, per block (shallow to deep);\n", cli_printable(base));
+	printf("bars: ||tau||2 / ||base||2, scaled to the largest (%.3g); lambda: alpha %.4g, beta %.4g\n\n",
+	       top, o.alpha, o.beta);
+	printf("%-7s %-7s %-4s %12s %12s %9s  %s\n", "block", "lambda", "task", "||tau||1", "||tau||2",
+	       "rel. L2", "");
+	for (long r = 0; r <= L; r++) {
+		if (r == L && !bn->elements[r])
+			break;
+		for (size_t i = 0; i < n; i++) {
+			double rel = bn->base_l2[r] > 0 ? bn->tau_l2[r * n + i] / bn->base_l2[r] : 0;
+			char blk[24], lam[24];
+			snprintf(blk, sizeof(blk), "%ld", r);
+			snprintf(lam, sizeof(lam), "%.4f", r < L ? in->lambda[r] : in->lambda_outside);
+			printf("%-7s %-7s %-4zu %12.5g %12.5g %9.5f  ", i ? "" : (r < L ? blk : "outside"),
+			       i ? "" : lam, i + 1, bn->tau_l1[r * n + i], bn->tau_l2[r * n + i], rel);
+			bar(top > 0 ? rel / top : 0, 30);
+			putchar('\n');
+		}
+	}
+	lines_plan_free(plan);
+	return rc;
+}
+
 int cmd_inspect(int argc, char **argv)
 {
 	struct lines_layer_opts lo = {NULL, 0};
+	const char *base = NULL;
+	int norms = 0;
+	double alpha = NAN, beta = NAN;
 	struct lines_model *m;
 	struct lines_error err;
 	int c, layers = 0, json = 0;
@@ -133,7 +247,7 @@ int cmd_inspect(int argc, char **argv)
 	char hb[32], db[32];
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "qh", inspect_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "qhb:", inspect_options, NULL)) != -1) {
 		switch (c) {
 		case OPT_LAYERS: layers = 1; break;
 		case OPT_JSON: json = 1; break;
@@ -144,10 +258,31 @@ int cmd_inspect(int argc, char **argv)
 			lo.num_layers = l;
 			break;
 		case 'q': cli_quiet = 1; break;
+		case 'b': base = optarg; break;
+		case OPT_NORMS: norms = 1; break;
+		case OPT_ALPHA:
+			if (cli_parse_double("inspect", "--alpha", optarg, &alpha) < 0)
+				return CLI_EXIT_USAGE;
+			break;
+		case OPT_BETA:
+			if (cli_parse_double("inspect", "--beta", optarg, &beta) < 0)
+				return CLI_EXIT_USAGE;
+			break;
 		case 'h': help(); return CLI_EXIT_OK;
 		default: return cli_usage_error("inspect", "invalid option");
 		}
 	}
+	if (norms) {
+		if (!base)
+			return cli_usage_error("inspect", "--norms needs the base model: -b BASE");
+		if (argc - optind < 1)
+			return cli_usage_error("inspect", "--norms needs at least one MODEL");
+		if (layers)
+			return cli_usage_error("inspect", "--norms and --layers exclude each other");
+		return show_norms(base, argv + optind, (size_t)(argc - optind), &lo, alpha, beta, json);
+	}
+	if (base || !isnan(alpha) || !isnan(beta))
+		return cli_usage_error("inspect", "-b, --alpha and --beta go with --norms");
 	if (argc - optind != 1)
 		return cli_usage_error("inspect", "give exactly one MODEL");
 	if (lines_model_open(argv[optind], &lo, &m, &err) < 0)
