@@ -183,6 +183,12 @@ struct lines_merge_opts {
 	const char *checksum_file;
 	const char *manifest_file;
 
+	/* an output directory (OUT ending in / or an existing empty
+	 * directory): shards of at most shard_size bytes (0: 5 GB), and the
+	 * base directory's small files copied unless no_copy */
+	uint64_t shard_size;
+	int no_copy;
+
 	/* measure per-block norms only (lines_block_norms), write nothing */
 	int norms_only;
 

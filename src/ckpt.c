@@ -14,6 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <libgen.h>
+
+#include <jansson.h>
+
 #include "ckpt.h"
 #include "stream.h"
 
@@ -85,8 +89,7 @@ static int open_file(struct ckpt_file *f, const char *path, struct lines_error *
 		return lines_errno(err, errno, path, "cannot open");
 	if (fstat(f->fd, &st) < 0)
 		return lines_errno(err, errno, path, "cannot stat");
-	RETURN_ERROR_IF(S_ISDIR(st.st_mode), err, LINES_EUNSUPPORTED, path, NULL,
-	                "is a directory (sharded checkpoints are not supported yet)");
+	RETURN_ERROR_IF(S_ISDIR(st.st_mode), err, LINES_EUNSUPPORTED, path, NULL, "is a directory");
 	RETURN_ERROR_IF(!S_ISREG(st.st_mode), err, LINES_EUNSUPPORTED, path, NULL,
 	                "is not a regular file");
 	f->size = (uint64_t)st.st_size;
@@ -203,22 +206,173 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 	return 0;
 }
 
+/* ---- Hugging Face sharded checkpoints ------------------------------------------------ */
+
+/*
+ * An index file: {"metadata": {"total_size": N}, "weight_map": {tensor:
+ * shard}}. Every shard is opened and validated like any file, and must
+ * hold exactly the tensors the index gives it; shard names are plain file
+ * names in the index's directory (an index from a stranger does not get
+ * to open ../../anything).
+ */
+static int open_index(struct ckpt *c, const char *index, struct lines_error *err)
+{
+	json_error_t je;
+	json_t *root, *wm, *meta, *shards = NULL;
+	const char *key;
+	json_t *val;
+	char *dir = NULL, *dcopy = strdup(index);
+	int rc = 0;
+
+	RETURN_ERROR_IF(!dcopy, err, LINES_ENOMEM, index, NULL, "out of memory");
+	dir = strdup(dirname(dcopy));
+	free(dcopy);
+	RETURN_ERROR_IF(!dir, err, LINES_ENOMEM, index, NULL, "out of memory");
+	root = json_load_file(index, JSON_REJECT_DUPLICATES, &je);
+	if (!root) {
+		free(dir);
+		return lines_errf(err, LINES_EFORMAT, index, NULL,
+		                  "not a valid index file: %s (line %d)", je.text, je.line);
+	}
+	wm = json_object_get(root, "weight_map");
+	meta = json_object_get(root, "metadata");
+	if (!json_is_object(root) || !json_is_object(wm)) {
+		rc = lines_errf(err, LINES_EFORMAT, index, NULL, "has no \"weight_map\" object");
+		goto out;
+	}
+	/* the distinct shard names, in order of first appearance */
+	shards = json_array();
+	json_object_foreach(wm, key, val)
+	{
+		const char *s = json_string_value(val);
+		int seen = 0;
+		if (!json_is_string(val) || !*s || strchr(s, '/') || !strcmp(s, ".") || !strcmp(s, "..")) {
+			rc = lines_errf(err, LINES_EFORMAT, index, key,
+			                "the shard it maps to is not a file name in the index's directory");
+			goto out;
+		}
+		for (size_t i = 0; i < json_array_size(shards) && !seen; i++)
+			seen = !strcmp(json_string_value(json_array_get(shards, i)), s);
+		if (!seen)
+			json_array_append_new(shards, json_string(s));
+	}
+	c->files = calloc(json_array_size(shards) ? json_array_size(shards) : 1, sizeof(*c->files));
+	if (!c->files) {
+		rc = lines_errf(err, LINES_ENOMEM, index, NULL, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(shards); i++) {
+		const char *s = json_string_value(json_array_get(shards, i));
+		char *path = malloc(strlen(dir) + strlen(s) + 2);
+		if (!path) {
+			rc = lines_errf(err, LINES_ENOMEM, index, NULL, "out of memory");
+			goto out;
+		}
+		sprintf(path, "%s/%s", dir, s);
+		c->nfiles++;
+		rc = open_file(&c->files[i], path, err);
+		free(path);
+		if (rc < 0)
+			goto out;
+		/* the shard holds exactly what the index says */
+		const struct st_header *h = &c->files[i].hdr;
+		for (size_t t = 0; t < h->ntensors; t++) {
+			json_t *m = json_object_get(wm, h->tensors[t].name);
+			if (!m || strcmp(json_string_value(m), s)) {
+				rc = lines_errf(err, LINES_EFORMAT, c->files[i].path, h->tensors[t].name,
+				                m ? "the index maps this tensor to %s" : "not in the index %s",
+				                m ? json_string_value(m) : index);
+				goto out;
+			}
+		}
+	}
+	json_object_foreach(wm, key, val)
+	{
+		size_t found = 0;
+		for (size_t i = 0; i < c->nfiles && !found; i++)
+			if (!strcmp(c->files[i].path + strlen(dir) + 1, json_string_value(val)))
+				for (size_t t = 0; t < c->files[i].hdr.ntensors && !found; t++)
+					found = !strcmp(c->files[i].hdr.tensors[t].name, key);
+		if (!found) {
+			rc = lines_errf(err, LINES_EFORMAT, index, key, "the index maps it to %s, which does "
+			                                                "not hold it",
+			                json_string_value(val));
+			goto out;
+		}
+	}
+	if (json_is_object(meta) && json_object_get(meta, "total_size")) {
+		json_t *ts = json_object_get(meta, "total_size");
+		uint64_t total = 0;
+		for (size_t i = 0; i < c->nfiles; i++)
+			total += c->files[i].hdr.data_len;
+		if (!json_is_integer(ts) || (uint64_t)json_integer_value(ts) != total) {
+			rc = lines_errf(err, LINES_EFORMAT, index, NULL,
+			                "metadata.total_size is not %llu, the bytes of the tensors of its shards",
+			                (unsigned long long)total);
+			goto out;
+		}
+	}
+out:
+	json_decref(shards);
+	json_decref(root);
+	free(dir);
+	return rc;
+}
+
+static int is_dir(const char *path)
+{
+	struct stat st;
+	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
 int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
               struct lines_error *err)
 {
 	struct ckpt *c = calloc(1, sizeof(*c));
+	char *found = NULL;
 	int rc;
 
 	*out = NULL;
 	RETURN_ERROR_IF(!c, err, LINES_ENOMEM, path, NULL, "out of memory");
 	c->path = strdup(strcmp(path, "-") ? path : "(standard input)");
-	c->files = calloc(1, sizeof(*c->files));
-	if (!c->path || !c->files) {
+	if (!c->path) {
 		ckpt_close(c);
 		return lines_errf(err, LINES_ENOMEM, path, NULL, "out of memory");
 	}
-	c->nfiles = 1;
-	rc = open_file(&c->files[0], path, err);
+	/* a directory: its index, or its single file */
+	if (strcmp(path, "-") && is_dir(path)) {
+		static const char *const names[] = {"model.safetensors.index.json", "model.safetensors"};
+		for (size_t i = 0; i < 2 && !found; i++) {
+			char *p = malloc(strlen(path) + strlen(names[i]) + 2);
+			struct stat st;
+			if (!p)
+				break;
+			sprintf(p, "%s/%s", path, names[i]);
+			if (stat(p, &st) == 0)
+				found = p;
+			else
+				free(p);
+		}
+		if (!found) {
+			ckpt_close(c);
+			return lines_errf(err, LINES_EFORMAT, path, NULL,
+			                  "holds neither model.safetensors nor model.safetensors.index.json");
+		}
+		path = found;
+	}
+	if (ends_with(path, ".index.json")) {
+		rc = open_index(c, path, err);
+	} else {
+		c->files = calloc(1, sizeof(*c->files));
+		if (!c->files) {
+			free(found);
+			ckpt_close(c);
+			return lines_errf(err, LINES_ENOMEM, path, NULL, "out of memory");
+		}
+		c->nfiles = 1;
+		rc = open_file(&c->files[0], path, err);
+	}
+	free(found);
 	if (rc == 0)
 		rc = build_index(c, ly, err);
 	if (rc < 0) {

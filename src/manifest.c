@@ -72,6 +72,16 @@ static json_t *hex64(uint64_t v)
 int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_digest, char **out,
                    struct lines_error *err)
 {
+	struct manifest_file mf = {name, file_digest, 0, p->nt, 0, p->header_len, p->header_hash,
+	                           p->out_data_bytes};
+	return manifest_build_part(p, &mf, out, err);
+}
+
+int manifest_build_part(struct plan *p, const struct manifest_file *mf, char **out,
+                        struct lines_error *err)
+{
+	const char *name = mf->name;
+	const struct xxh128 *file_digest = mf->digest;
 	json_t *root = json_object(), *run = json_object(), *inputs = json_array(),
 	       *tensors = json_array(), *hdr = json_object(), *w = json_array();
 	char hex[33];
@@ -90,10 +100,10 @@ int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_d
 	json_object_set_new(root, "file", json_string(name));
 	json_object_set_new(root, "compression", json_string(p->zst ? "zstd" : "none"));
 	json_object_set_new(root, "xxh3_128", json_string(hex));
-	json_object_set_new(hdr, "bytes", json_integer((json_int_t)p->header_len));
-	json_object_set_new(hdr, "xxh3_64", hex64(p->header_hash));
+	json_object_set_new(hdr, "bytes", json_integer((json_int_t)mf->header_len));
+	json_object_set_new(hdr, "xxh3_64", hex64(mf->header_hash));
 	json_object_set_new(root, "header", hdr);
-	json_object_set_new(root, "data_bytes", json_integer((json_int_t)p->out_data_bytes));
+	json_object_set_new(root, "data_bytes", json_integer((json_int_t)mf->data_bytes));
 
 	static const char *const methods[] = {"sum", "mean", "ties", "dare"};
 	json_object_set_new(run, "command", json_string(p->o.command ? p->o.command : "merge"));
@@ -144,7 +154,7 @@ int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_d
 	json_object_set_new(run, "inputs", inputs);
 	json_object_set_new(root, "run", run);
 
-	for (size_t i = 0; i < p->nt; i++) {
+	for (size_t i = mf->t0; i < mf->t1; i++) {
 		const struct plan_tensor *t = &p->t[i];
 		json_t *e = json_object(), *shape = json_array();
 		uint64_t h = t->units ? p->thash[i] : XXH3_64bits(NULL, 0);
@@ -153,7 +163,7 @@ int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_d
 		json_object_set_new(e, "name", json_string(t->name));
 		json_object_set_new(e, "dtype", json_string(dtype_name(t->out_dt)));
 		json_object_set_new(e, "shape", shape);
-		json_object_set_new(e, "offset", json_integer((json_int_t)t->out_off));
+		json_object_set_new(e, "offset", json_integer((json_int_t)(t->out_off - mf->off0)));
 		json_object_set_new(e, "bytes", json_integer((json_int_t)(t->units * t->unit_out)));
 		json_object_set_new(e, "block", t->block < 0 ? json_null() : json_integer(t->block));
 		json_object_set_new(e, "lambda", t->merge ? num_or_null(t->lambda) : json_null());

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <dirent.h>
 #include <libgen.h>
 
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getCParams, for the memory bound */
@@ -199,6 +200,22 @@ static int open_inputs(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* An embedding or output head whose vocabulary (first dimension) differs. */
+static int is_vocab(const struct st_tensor *a, const struct st_tensor *b)
+{
+	static const char *const names[] = {"embed", "wte", "lm_head", "shared", "word_embeddings",
+	                                    "token_embd", "output.weight"};
+	int named = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
+		named |= strstr(a->name, names[i]) != NULL;
+	if (!named || a->rank != b->rank || a->rank == 0 || a->shape[0] == b->shape[0])
+		return 0;
+	for (unsigned k = 1; k < a->rank; k++)
+		if (a->shape[k] != b->shape[k])
+			return 0;
+	return 1;
+}
+
 /* Compare one model with the base; log every difference; count them. */
 static unsigned check_model(struct plan *p, unsigned m)
 {
@@ -218,8 +235,16 @@ static unsigned check_model(struct plan *p, unsigned m)
 		if (!same_shape(bt, ct->st)) {
 			fmt_shape(s1, sizeof(s1), ct->st->rank, ct->st->shape);
 			fmt_shape(s2, sizeof(s2), bt->rank, bt->shape);
-			plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
-			         "shape %s differs from the base's %s", s1, s2);
+			if (is_vocab(bt, ct->st))
+				plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
+				         "shape %s differs from the base's %s: the vocabularies differ "
+				         "(%llu tokens, the base has %llu); a model with added tokens "
+				         "cannot be merged row by row, resize its embeddings first",
+				         s1, s2, (unsigned long long)ct->st->shape[0],
+				         (unsigned long long)bt->shape[0]);
+			else
+				plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
+				         "shape %s differs from the base's %s", s1, s2);
 			other++;
 		} else if (ct->st->dtype != bt->dtype) {
 			plan_log(p, LINES_LOG_ERROR, c->path, bt->name,
@@ -307,6 +332,16 @@ static char *concat(const char *a, const char *b)
 static int choose_outputs(struct plan *p, struct lines_error *err)
 {
 	const char *out = p->o.output;
+
+	if (p->out_dir) { /* every shard has its companions (output_dir.c) */
+		RETURN_ERROR_IF(p->o.zstd_level || p->o.checksum_file || p->o.manifest_file, err,
+		                LINES_EUSAGE, NULL, NULL,
+		                "--zstd-level, --checksum-file and --manifest apply to a file output");
+		FORWARD_IF_ERROR(outdir_plan(p, err));
+		return p->o.no_checksum ? 0 : manifest_init(p, err);
+	}
+	RETURN_ERROR_IF(p->o.shard_size || p->o.no_copy, err, LINES_EUSAGE, NULL, NULL,
+	                "--shard-size and --no-copy apply to a directory output (-o DIR/)");
 	int to_stdout = !strcmp(out, "-");
 	struct stat st;
 	int regular = !to_stdout && (stat(out, &st) < 0 || S_ISREG(st.st_mode));
@@ -351,6 +386,21 @@ static int choose_outputs(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+static int set_out_dir(struct plan *p, const char *out, struct lines_error *err)
+{
+	size_t n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		n--;
+	p->out_dir = malloc(n + 1);
+	RETURN_ERROR_IF(!p->out_dir, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	memcpy(p->out_dir, out, n);
+	p->out_dir[n] = '\0';
+	RETURN_ERROR_IF(ends_with(p->out_dir, ".zst"), err, LINES_EUSAGE, out, NULL,
+	                "a directory output cannot be compressed");
+	p->shard_size = p->o.shard_size ? p->o.shard_size : 5000000000ull;
+	return 0;
+}
+
 static int check_output(struct plan *p, struct lines_error *err)
 {
 	struct stat st;
@@ -361,10 +411,23 @@ static int check_output(struct plan *p, struct lines_error *err)
 	if (stat(out, &st) < 0) {
 		RETURN_ERROR_IF(errno != ENOENT, err, LINES_EIO, out, NULL, "cannot stat the output: %s",
 		                strerror(errno));
+		if (out[strlen(out) - 1] == '/')
+			return set_out_dir(p, out, err);
 		return 0;
 	}
-	RETURN_ERROR_IF(S_ISDIR(st.st_mode), err, LINES_EUNSUPPORTED, out, NULL,
-	                "is a directory (sharded output is not supported yet)");
+	if (S_ISDIR(st.st_mode)) {
+		DIR *dh = opendir(out);
+		struct dirent *e;
+		int empty = 1;
+		while (dh && (e = readdir(dh)))
+			empty &= !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+		if (dh)
+			closedir(dh);
+		RETURN_ERROR_IF(!empty, err, LINES_EUSAGE, out, NULL,
+		                "the output directory exists and is not empty; lines writes a new "
+		                "directory (remove it, or name another)");
+		return set_out_dir(p, out, err);
+	}
 	RETURN_ERROR_IF(S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode), err, LINES_EUSAGE, out, NULL,
 	                "is a block device or a socket; refusing to write a model there");
 	RETURN_ERROR_IF(is_input(p, out), err, LINES_EUSAGE, out, NULL,
@@ -516,8 +579,16 @@ static int choose_alpha(struct plan *p, struct lines_error *err)
 /* ---- the output header ------------------------------------------------------- */
 static int build_header(struct plan *p, struct lines_error *err)
 {
+	free(p->header);
+	p->header = NULL;
+	return plan_header(p, 0, p->nt, &p->header, &p->header_len, err);
+}
+
+int plan_header(struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
+                struct lines_error *err)
+{
 	const struct ckpt_file *bf = &p->ck[0]->files[0];
-	struct st_out_tensor *ot = calloc(p->nt ? p->nt : 1, sizeof(*ot));
+	struct st_out_tensor *ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
 	size_t nmeta = 0, cap = bf->hdr.nmeta + 16;
 	struct st_kv *meta = calloc(cap, sizeof(*meta));
 	char (*vals)[64] = calloc(16, sizeof(*vals));
@@ -528,12 +599,12 @@ static int build_header(struct plan *p, struct lines_error *err)
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < p->nt; i++) {
-		ot[i].name = p->t[i].name;
-		ot[i].dtype = p->t[i].out_dt;
-		ot[i].rank = p->t[i].rank;
-		ot[i].shape = p->t[i].shape;
-		ot[i].nbytes = p->t[i].units * p->t[i].unit_out;
+	for (size_t i = t0; i < t1; i++) {
+		ot[i - t0].name = p->t[i].name;
+		ot[i - t0].dtype = p->t[i].out_dt;
+		ot[i - t0].rank = p->t[i].rank;
+		ot[i - t0].shape = p->t[i].shape;
+		ot[i - t0].nbytes = p->t[i].units * p->t[i].unit_out;
 	}
 	/* the base's own metadata is carried along, except what lines rewrites */
 	for (size_t i = 0; i < bf->hdr.nmeta; i++)
@@ -577,9 +648,7 @@ static int build_header(struct plan *p, struct lines_error *err)
 		META("lines.norm_mtl", vals[nv++]);
 	}
 #undef META
-	free(p->header);
-	p->header = NULL;
-	rc = st_build(ot, p->nt, meta, nmeta, &p->header, &p->header_len, err);
+	rc = st_build(ot, t1 - t0, meta, nmeta, hdr, hdr_len, err);
 out:
 	free(ot);
 	free(meta);
@@ -686,6 +755,16 @@ static void fill_info(struct plan *p)
 	in->pass_names = p->pass_names;
 	in->pass_read_bytes = p->pass_read;
 	in->output_bytes = p->header_len + p->out_data_bytes;
+	if (p->out_dir) {
+		in->output_bytes = 0;
+		for (size_t k = 0; k < p->nshards; k++) {
+			unsigned char *h = NULL;
+			size_t hl = 0;
+			if (plan_header(p, p->shards[k].t0, p->shards[k].t1, &h, &hl, NULL) == 0)
+				in->output_bytes += hl + p->shards[k].data;
+			free(h);
+		}
+	}
 	if (!in->written_bytes)
 		in->written_bytes = in->output_bytes;
 	in->memory_bound = p->mem_bound;
@@ -956,13 +1035,13 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		}
 		src = wrapped;
 	}
-	rc = p->o.norms_only ? 0 : open_output(p, &out, err);
+	rc = p->o.norms_only ? 0 : p->out_dir ? outdir_open(p, &out, err) : open_output(p, &out, err);
 	for (unsigned i = 0; rc == 0 && i < p->npasses; i++) {
 		if (lines_canceled()) {
 			rc = lines_errf(err, LINES_ECANCELED, NULL, NULL, "interrupted");
 			break;
 		}
-		if (p->pass[i].writes) {
+		if (p->pass[i].writes && !p->out_dir) { /* shards write their own */
 			if ((rc = build_header(p, err)) < 0 ||
 			    (rc = sink_write(out, p->header, p->header_len, err)) < 0)
 				break;
@@ -977,7 +1056,7 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	if (rc == 0 && out)
 		rc = sink_finish(out, err);
 	if (rc == 0 && out)
-		rc = commit_all(p, out, err);
+		rc = p->out_dir ? sink_commit(out, err) : commit_all(p, out, err);
 	else if (out)
 		sink_abort(out);
 	sink_free(out);
@@ -1024,6 +1103,8 @@ void lines_plan_free(struct lines_plan *lp)
 	block_norms_free(p);
 	free(p->copy_warned);
 	free(p->spill);
+	free(p->out_dir);
+	free(p->shards);
 	free(p->sidecar_path);
 	free(p->sidecar_name);
 	free(p->manifest_path);

@@ -21,6 +21,14 @@ struct sink;
 struct pipe_job;
 struct plan;
 
+/* One file of a sharded output: output tensors [t0, t1). */
+struct shard {
+	size_t t0, t1;
+	uint64_t off0; /* out_off of t0 */
+	uint64_t data; /* bytes of tensor data */
+	char name[64];
+};
+
 /* Where the data of one tensor is, in one input. */
 struct plan_input {
 	unsigned file; /* index into plan->files */
@@ -117,6 +125,12 @@ struct plan {
 	int maj;             /* the majority sign, 0 when none was elected */
 	void (*mfree)(struct plan *p);
 
+	/* a directory output: its shards (output_dir.c) */
+	char *out_dir;
+	uint64_t shard_size;
+	struct shard *shards;
+	size_t nshards;
+
 	/* the output: zstd, checksum sidecar and manifest */
 	int zst;            /* OUT ends in .zst */
 	int zstd_level;
@@ -161,6 +175,14 @@ int merge_check_setup(struct plan *p, struct lines_error *err);
 void merge_check_job(struct plan *p, struct pipe_job *job);
 int merge_check_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err);
 
+/* A Hugging Face model directory as the output (output_dir.c). */
+int outdir_plan(struct plan *p, struct lines_error *err);
+int outdir_open(struct plan *p, struct sink **out, struct lines_error *err);
+
+/* The header of a file holding output tensors [t0, t1): a shard, or all. */
+int plan_header(struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
+                struct lines_error *err);
+
 /* Set alpha, beta and every tensor's lambda once alpha is known. */
 int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err);
 
@@ -171,6 +193,18 @@ void manifest_free(struct plan *p);
 void manifest_note(struct plan *p, const struct pipe_job *job);
 int manifest_build(struct plan *p, const char *name, const struct xxh128 *file_digest, char **out,
                    struct lines_error *err);
+/* The manifest of one file holding tensors [t0, t1) (a shard). */
+struct manifest_file {
+	const char *name;
+	const struct xxh128 *digest;
+	size_t t0, t1;
+	uint64_t off0; /* out_off of tensor t0 */
+	uint64_t header_len;
+	uint64_t header_hash;
+	uint64_t data_bytes;
+};
+int manifest_build_part(struct plan *p, const struct manifest_file *mf, char **out,
+                        struct lines_error *err);
 
 static inline int pass_wants(const struct pass *ps, const struct plan *p, size_t i)
 {

@@ -6,7 +6,11 @@
  *   gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32
  *              --layers L (--hidden H | --size BYTES) [--vocab V]
  *              --models N --seed S --out DIR [--specials] [--int-differ]
- *              [--reverse] [--print-size]
+ *              [--reverse] [--shards K] [--print-size]
+ *
+ * With --shards K, every model is a directory (DIR/base/, DIR/ftN/) of K
+ * shards, split at places that differ between models, with
+ * model.safetensors.index.json, config.json and tokenizer.json.
  *
  * writes DIR/base.safetensors and DIR/ft1.safetensors ... DIR/ftN.safetensors.
  *
@@ -280,7 +284,9 @@ static void put(unsigned char *p, enum fdt dt, double v)
 static int g_int_differ;
 static int g_reverse; /* fine-tunes store their tensors in reverse order */
 
-static void write_model(const char *path, unsigned model, uint64_t seed, enum fdt dt, long L)
+/* Write tensors k0..k1-1 (in the model's storage order) as one file. */
+static void write_part(const char *path, unsigned model, uint64_t seed, enum fdt dt, long L,
+                       size_t k0, size_t k1)
 {
 	static const char *const dname[] = {"BF16", "F16", "F32"};
 	size_t hcap = 256 + nt * 256, hl = 0;
@@ -295,7 +301,7 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 	}
 	hl += (size_t)snprintf(h + hl, hcap - hl,
 	                       "{\"__metadata__\":{\"format\":\"pt\",\"generator\":\"gen-family\"}");
-	for (size_t k = 0; k < nt; k++) {
+	for (size_t k = k0; k < k1; k++) {
 		size_t i = g_reverse && model ? nt - 1 - k : k;
 		const struct tensor *t = &T[i];
 		uint64_t n = nelem(t) * esize(t, dt);
@@ -317,7 +323,7 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 	fwrite(len, 1, 8, f);
 	fwrite(h, 1, hl, f);
 
-	for (size_t k = 0; k < nt; k++) {
+	for (size_t k = k0; k < k1; k++) {
 		size_t ti = g_reverse && model ? nt - 1 - k : k;
 		const struct tensor *t = &T[ti];
 		uint64_t n = nelem(t);
@@ -350,6 +356,67 @@ static void write_model(const char *path, unsigned model, uint64_t seed, enum fd
 	free(buf);
 }
 
+static void write_model(const char *path, unsigned model, uint64_t seed, enum fdt dt, long L)
+{
+	write_part(path, model, seed, dt, L, 0, nt);
+}
+
+static void put_text(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+		fprintf(stderr, "gen-family: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+}
+
+/*
+ * A Hugging Face model directory: K shards split at places that differ
+ * from model to model, the index, and two small non-weight files.
+ */
+static void write_sharded(const char *dir, unsigned model, uint64_t seed, enum fdt dt, long L,
+                          unsigned K)
+{
+	size_t *cut = calloc(K + 1, sizeof(*cut));
+	FILE *ix;
+	char path[4200];
+	uint64_t total = 0;
+
+	mkdir(dir, 0777);
+	cut[K] = nt;
+	for (unsigned k = 1; k < K; k++) {
+		long c = (long)(k * nt / K) + (long)(model % 3) - 1;
+		if (c <= (long)cut[k - 1])
+			c = (long)cut[k - 1] + 1;
+		cut[k] = (size_t)c < nt ? (size_t)c : nt;
+	}
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	if (!(ix = fopen(path, "w"))) {
+		fprintf(stderr, "gen-family: %s: %s\n", path, strerror(errno));
+		exit(1);
+	}
+	for (size_t i = 0; i < nt; i++)
+		total += nelem(&T[i]) * esize(&T[i], dt);
+	fprintf(ix, "{\n  \"metadata\": {\"total_size\": %" PRIu64 "},\n  \"weight_map\": {", total);
+	for (unsigned k = 0; k < K; k++) {
+		char name[64];
+		snprintf(name, sizeof(name), "model-%05u-of-%05u.safetensors", k + 1, K);
+		snprintf(path, sizeof(path), "%s/%s", dir, name);
+		write_part(path, model, seed, dt, L, cut[k], cut[k + 1]);
+		for (size_t q = cut[k]; q < cut[k + 1]; q++) {
+			size_t i = g_reverse && model ? nt - 1 - q : q;
+			fprintf(ix, "%s\n    \"%s\": \"%s\"", q ? "," : "", T[i].name, name);
+		}
+	}
+	fprintf(ix, "\n  }\n}\n");
+	fclose(ix);
+	snprintf(path, sizeof(path), "%s/config.json", dir);
+	put_text(path, "{\"model_type\": \"gen-family\", \"num_hidden_layers\": 0}\n");
+	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
+	put_text(path, "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\"}}\n");
+	free(cut);
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -369,6 +436,7 @@ int main(int argc, char **argv)
 		{"out", required_argument, NULL, 'o'},      {"specials", no_argument, NULL, 'x'},
 		{"int-differ", no_argument, NULL, 'i'},     {"print-size", no_argument, NULL, 'p'},
 		{"reverse", no_argument, NULL, 'r'},
+		{"shards", required_argument, NULL, 'k'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *arch = "llama", *out = NULL;
@@ -377,6 +445,7 @@ int main(int argc, char **argv)
 	uint64_t H = 0, V = 0, size = 0, seed = 1;
 	unsigned models = 2;
 	int c, print_size = 0;
+	unsigned shards = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
@@ -406,6 +475,7 @@ int main(int argc, char **argv)
 		case 'i': g_int_differ = 1; break;
 		case 'p': print_size = 1; break;
 		case 'r': g_reverse = 1; break;
+		case 'k': shards = (unsigned)strtoul(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}
@@ -434,6 +504,14 @@ int main(int argc, char **argv)
 	mkdir(out, 0777);
 	for (unsigned m = 0; m <= models; m++) {
 		char path[4096];
+		if (shards) { /* DIR/base/ and DIR/ftN/, as downloaded from a hub */
+			if (m == 0)
+				snprintf(path, sizeof(path), "%s/base", out);
+			else
+				snprintf(path, sizeof(path), "%s/ft%u", out, m);
+			write_sharded(path, m, seed, dt, L, shards);
+			continue;
+		}
 		if (m == 0)
 			snprintf(path, sizeof(path), "%s/base.safetensors", out);
 		else

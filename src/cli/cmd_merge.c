@@ -21,7 +21,7 @@ enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
-	OPT_MANIFEST,
+	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY,
 };
 
 static const struct option merge_options[] = {
@@ -50,6 +50,8 @@ static const struct option merge_options[] = {
 	{"no-checksum", no_argument, NULL, OPT_NO_CHECKSUM},
 	{"checksum-file", required_argument, NULL, OPT_CHECKSUM_FILE},
 	{"manifest", required_argument, NULL, OPT_MANIFEST},
+	{"shard-size", required_argument, NULL, OPT_SHARD_SIZE},
+	{"no-copy", no_argument, NULL, OPT_NO_COPY},
 	{"strict", no_argument, NULL, OPT_STRICT},
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
@@ -66,7 +68,9 @@ static void merge_help(void)
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
 	       "                   [--strict] [-q] [-v] [-n] MODEL...\n\n"
-	       "  MODEL and BASE may be - (standard input) or end in .zst (decompressed).\n"
+	       "  MODEL and BASE may be a .safetensors file, a model.safetensors.index.json or a\n"
+	       "  directory holding either, - (standard input), or end in .zst (decompressed).\n"
+	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
 	       "  -m, --method M      sum (task arithmetic, default) or mean (model soup)\n"
@@ -93,6 +97,8 @@ static void merge_help(void)
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
 	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
 	       "      --manifest F    write the manifest there\n"
+	       "      --shard-size SIZE  with -o DIR/: shards of at most SIZE (default 5GB)\n"
+	       "      --no-copy       with -o DIR/: do not copy config.json, tokenizer files...\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
 	       "  -q, --quiet         no progress, no summary, no warnings\n"
 	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n");
@@ -243,6 +249,14 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_NO_CHECKSUM: o->no_checksum = 1; break;
 		case OPT_CHECKSUM_FILE: o->checksum_file = optarg; break;
 		case OPT_MANIFEST: o->manifest_file = optarg; break;
+		case OPT_SHARD_SIZE:
+			if (cli_parse_size(mc->cmd, "--shard-size", optarg, &sz) < 0)
+				return CLI_EXIT_USAGE;
+			if (sz < 4096)
+				return cli_usage_error(mc->cmd, "--shard-size must be at least 4K");
+			o->shard_size = sz;
+			break;
+		case OPT_NO_COPY: o->no_copy = 1; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'n': mc->dry_run = 1; break;

@@ -1,0 +1,510 @@
+/*
+ * output_dir.c -- a Hugging Face model directory as the output.
+ *
+ * The tensors, in output order, are cut into shards of at most
+ * --shard-size bytes (a tensor larger than that gets a shard of its own):
+ * model-0000i-of-0000K.safetensors, each a complete safetensors file with
+ * its own header and __metadata__, plus model.safetensors.index.json
+ * (metadata.total_size, weight_map); one shard is model.safetensors
+ * without an index. Each shard gets its OUT.xxh128 and OUT.manifest.json
+ * unless --no-checksum, and the small non-weight files of the base's
+ * directory (config.json, tokenizer files, ...) come along unless
+ * --no-copy.
+ *
+ * Everything is written into a temporary directory next to the output,
+ * which is renamed into place at the very end: a run that fails, or is
+ * interrupted, leaves no output directory at all.
+ *
+ * To the pipeline this is one sink taking the data bytes in order; it
+ * opens the next shard (writing that shard's header) when the bytes of
+ * the current one are all in.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "checksum.h"
+#include "plan.h"
+#include "sink.h"
+
+#define CARRY_MAX (64ull << 20) /* larger files are not "small" */
+
+/* ---- the layout --------------------------------------------------------------------- */
+int outdir_plan(struct plan *p, struct lines_error *err)
+{
+	size_t cap = 16;
+	uint64_t cur = 0;
+	p->shards = calloc(cap, sizeof(*p->shards));
+	RETURN_ERROR_IF(!p->shards, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p->nshards = 0;
+	for (size_t i = 0; i < p->nt; i++) {
+		uint64_t b = p->t[i].units * p->t[i].unit_out;
+		if (p->nshards == 0 || (cur + b > p->shard_size && cur > 0)) {
+			if (p->nshards == cap) {
+				struct shard *s = realloc(p->shards, 2 * cap * sizeof(*s));
+				RETURN_ERROR_IF(!s, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+				p->shards = s;
+				cap *= 2;
+			}
+			struct shard *s = &p->shards[p->nshards++];
+			memset(s, 0, sizeof(*s));
+			s->t0 = i;
+			s->off0 = p->t[i].out_off;
+			cur = 0;
+		}
+		cur += b;
+		p->shards[p->nshards - 1].t1 = i + 1;
+		p->shards[p->nshards - 1].data = cur;
+	}
+	if (p->nshards == 0) { /* no tensors at all: one empty file */
+		p->nshards = 1;
+		memset(&p->shards[0], 0, sizeof(p->shards[0]));
+	}
+	for (size_t k = 0; k < p->nshards; k++) {
+		if (p->nshards == 1)
+			snprintf(p->shards[k].name, sizeof(p->shards[k].name), "model.safetensors");
+		else
+			snprintf(p->shards[k].name, sizeof(p->shards[k].name),
+			         "model-%05zu-of-%05zu.safetensors", k + 1, p->nshards);
+	}
+	return 0;
+}
+
+/* ---- the sink ------------------------------------------------------------------------- */
+struct sink_dir {
+	struct sink base;
+	struct plan *p;
+	char *tmpdir, *final;
+	size_t cur;     /* the open shard, or nshards when none is */
+	uint64_t left;  /* its data bytes still to come */
+	struct sink *s; /* its stack: file, then hash */
+	struct sink **files;
+	struct xxh128 *digest;
+	uint64_t *hhash, *hlen;
+	int failed;
+};
+
+static char *join(const char *a, const char *b)
+{
+	char *s = malloc(strlen(a) + strlen(b) + 2);
+	if (s)
+		sprintf(s, "%s/%s", a, b);
+	return s;
+}
+
+static int open_shard(struct sink_dir *d, size_t k, struct lines_error *err)
+{
+	struct plan *p = d->p;
+	const struct shard *sh = &p->shards[k];
+	unsigned char *hdr = NULL;
+	size_t hl = 0;
+	char *path = join(d->tmpdir, sh->name);
+	struct sink *f = NULL, *h;
+	int rc;
+
+	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	rc = sink_file_open(&f, path, err);
+	free(path);
+	if (rc < 0)
+		return rc;
+	d->files[k] = f;
+	if (!p->o.no_checksum) {
+		if ((rc = sink_hash_open(&h, f, &d->digest[k], err)) < 0)
+			return rc;
+		d->files[k] = NULL; /* owned by the hash layer now */
+		f = h;
+	}
+	d->s = f;
+	d->cur = k;
+	d->left = sh->data;
+	if ((rc = plan_header(p, sh->t0, sh->t1, &hdr, &hl, err)) == 0) {
+		rc = sink_write(d->s, hdr, hl, err);
+		d->hhash[k] = XXH3_64bits(hdr, hl);
+		d->hlen[k] = hl;
+	}
+	free(hdr);
+	return rc;
+}
+
+/* The current shard is complete: flush it (its digest is ready), keep it
+ * for the commit. */
+static int close_shard(struct sink_dir *d, struct lines_error *err)
+{
+	int rc = sink_finish(d->s, err);
+	d->files[d->cur] = d->s;
+	d->s = NULL;
+	d->cur = d->p->nshards;
+	return rc;
+}
+
+static int next_shard(struct sink_dir *d, size_t k, struct lines_error *err)
+{
+	if (d->s)
+		FORWARD_IF_ERROR(close_shard(d, err));
+	return open_shard(d, k, err);
+}
+
+static int sd_write(struct sink *s, const void *buf, size_t len, struct lines_error *err)
+{
+	struct sink_dir *d = (struct sink_dir *)s;
+	const unsigned char *b = buf;
+	while (len) {
+		if (!d->s || d->left == 0) {
+			size_t k = d->s ? d->cur + 1 : 0;
+			while (d->s && k < d->p->nshards && d->p->shards[k].data == 0) {
+				/* shards of zero-size tensors only */
+				FORWARD_IF_ERROR(next_shard(d, k, err));
+				k++;
+			}
+			RETURN_ERROR_IF(k >= d->p->nshards, err, LINES_EIO, d->final, NULL,
+			                "more bytes than the shards hold");
+			FORWARD_IF_ERROR(next_shard(d, k, err));
+			continue;
+		}
+		size_t n = len < d->left ? len : (size_t)d->left;
+		FORWARD_IF_ERROR(sink_write(d->s, b, n, err));
+		b += n;
+		len -= n;
+		d->left -= n;
+	}
+	return 0;
+}
+
+static int sd_finish(struct sink *s, struct lines_error *err)
+{
+	struct sink_dir *d = (struct sink_dir *)s;
+	size_t k;
+	if (!d->s && !d->files[0]) { /* nothing was written: no data at all */
+		FORWARD_IF_ERROR(open_shard(d, 0, err));
+	}
+	RETURN_ERROR_IF(d->left, err, LINES_EIO, d->final, NULL, "fewer bytes than the shards hold");
+	/* the shards after the last byte hold zero-size tensors only */
+	for (k = d->cur + 1; k < d->p->nshards; k++)
+		FORWARD_IF_ERROR(next_shard(d, k, err));
+	if (d->s)
+		FORWARD_IF_ERROR(close_shard(d, err));
+	return 0;
+}
+
+/* Write a small file into the temporary directory. */
+static int put_file(struct sink_dir *d, const char *name, const char *text, struct lines_error *err)
+{
+	struct sink *f = NULL;
+	char *path = join(d->tmpdir, name);
+	int rc;
+	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	rc = sink_file_open(&f, path, err);
+	free(path);
+	if (rc == 0)
+		rc = sink_write(f, text, strlen(text), err);
+	if (rc == 0)
+		rc = sink_commit(f, err);
+	else if (f)
+		sink_abort(f);
+	sink_free(f);
+	return rc;
+}
+
+static int write_index(struct sink_dir *d, struct lines_error *err)
+{
+	struct plan *p = d->p;
+	json_t *root = json_object(), *meta = json_object(), *wm = json_object();
+	char *text;
+	int rc;
+
+	json_object_set_new(meta, "total_size", json_integer((json_int_t)p->out_data_bytes));
+	json_object_set_new(root, "metadata", meta);
+	for (size_t k = 0; k < p->nshards; k++)
+		for (size_t i = p->shards[k].t0; i < p->shards[k].t1; i++)
+			json_object_set_new(wm, p->t[i].name, json_string(p->shards[k].name));
+	json_object_set_new(root, "weight_map", wm);
+	text = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	rc = put_file(d, "model.safetensors.index.json", text, err);
+	free(text);
+	return rc;
+}
+
+/* Is this a file of weights (or of lines'), not to be carried along? */
+static int is_weight(const char *name)
+{
+	static const char *const ext[] = {".safetensors", ".safetensors.index.json", ".bin",
+	                                  ".bin.index.json", ".pt", ".pth", ".ckpt", ".h5",
+	                                  ".msgpack", ".gguf", ".onnx", ".zst", ".xxh128",
+	                                  ".manifest.json", ".npz", ".pkl"};
+	size_t n = strlen(name);
+	if (name[0] == '.')
+		return 1;
+	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
+		size_t e = strlen(ext[i]);
+		if (n >= e && !strcmp(name + n - e, ext[i]))
+			return 1;
+	}
+	return 0;
+}
+
+/* The directory whose small files come along: the base's, if it is one. */
+static char *carry_dir(const struct plan *p)
+{
+	const char *b = p->o.base;
+	struct stat st;
+	size_t n = strlen(b);
+	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode))
+		return strdup(b);
+	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
+		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
+		free(c);
+		return d;
+	}
+	return NULL;
+}
+
+static int copy_file(struct sink_dir *d, const char *src, const char *name, struct lines_error *err)
+{
+	struct sink *f = NULL;
+	char *path = join(d->tmpdir, name);
+	unsigned char *buf = malloc(1 << 20);
+	int fd = open(src, O_RDONLY | O_CLOEXEC), rc = 0;
+
+	if (!path || !buf)
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	else if (fd < 0)
+		rc = lines_errno(err, errno, src, "cannot open");
+	else
+		rc = sink_file_open(&f, path, err);
+	while (rc == 0) {
+		size_t got;
+		int r = full_read(fd, buf, 1 << 20, &got);
+		if (r < 0) {
+			rc = lines_errno(err, -r, src, "cannot read");
+			break;
+		}
+		if (got == 0)
+			break;
+		rc = sink_write(f, buf, got, err);
+	}
+	if (rc == 0 && f)
+		rc = sink_commit(f, err);
+	else if (f)
+		sink_abort(f);
+	sink_free(f);
+	if (fd >= 0)
+		close(fd);
+	free(path);
+	free(buf);
+	return rc;
+}
+
+static int carry(struct sink_dir *d, struct lines_error *err)
+{
+	struct plan *p = d->p;
+	char *dir = carry_dir(p);
+	DIR *dh;
+	struct dirent *e;
+	int rc = 0;
+
+	if (!dir)
+		return 0;
+	if (!(dh = opendir(dir))) {
+		rc = lines_errno(err, errno, dir, "cannot read the base's directory");
+		free(dir);
+		return rc;
+	}
+	while (rc == 0 && (e = readdir(dh))) {
+		struct stat st;
+		char *src = join(dir, e->d_name);
+		if (!src) {
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+			break;
+		}
+		if (!is_weight(e->d_name) && stat(src, &st) == 0 && S_ISREG(st.st_mode)) {
+			if ((uint64_t)st.st_size > CARRY_MAX)
+				plan_log(p, LINES_LOG_NOTE, src, NULL,
+				         "not copied: larger than %llu MiB, so not a small configuration file",
+				         (unsigned long long)(CARRY_MAX >> 20));
+			else if ((rc = copy_file(d, src, e->d_name, err)) == 0)
+				plan_log(p, LINES_LOG_NOTE, src, NULL, "copied into the output directory");
+		}
+		free(src);
+	}
+	closedir(dh);
+	free(dir);
+	return rc;
+}
+
+static int fsync_path(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
+	if (fd < 0)
+		return -errno;
+	if (fsync(fd) < 0)
+		rc = -errno;
+	close(fd);
+	return rc;
+}
+
+static int sd_commit(struct sink *s, struct lines_error *err)
+{
+	struct sink_dir *d = (struct sink_dir *)s;
+	struct plan *p = d->p;
+	int rc = 0;
+
+	for (size_t k = 0; rc == 0 && k < p->nshards; k++) {
+		const struct shard *sh = &p->shards[k];
+		if ((rc = sink_commit(d->files[k], err)) < 0)
+			break;
+		if (p->o.no_checksum)
+			continue;
+		char line[256], name[128], *json = NULL;
+		struct manifest_file mf = {sh->name, &d->digest[k], sh->t0, sh->t1, sh->off0,
+		                           d->hlen[k], d->hhash[k], sh->data};
+		sidecar_line(line, sizeof(line), &d->digest[k], sh->name);
+		snprintf(name, sizeof(name), "%s.xxh128", sh->name);
+		if ((rc = put_file(d, name, line, err)) < 0)
+			break;
+		if ((rc = manifest_build_part(p, &mf, &json, err)) == 0) {
+			snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
+			rc = put_file(d, name, json, err);
+		}
+		free(json);
+	}
+	if (rc == 0 && p->nshards > 1)
+		rc = write_index(d, err);
+	if (rc == 0 && !p->o.no_copy)
+		rc = carry(d, err);
+	if (rc == 0 && (rc = fsync_path(d->tmpdir)) < 0)
+		rc = lines_errno(err, -rc, d->tmpdir, "cannot sync");
+	if (rc == 0) {
+		/* an empty directory at the final name is replaced; any other is
+		 * refused before the run (plan.c) */
+		rmdir(d->final);
+		if (rename(d->tmpdir, d->final) < 0)
+			rc = lines_errno(err, errno, d->final,
+			                 "cannot rename the temporary directory into place");
+	}
+	if (rc == 0) {
+		char *c = strdup(d->final);
+		if (c)
+			fsync_path(dirname(c));
+		free(c);
+		free(d->tmpdir);
+		d->tmpdir = NULL;
+	}
+	return rc;
+}
+
+/* Remove the temporary directory and everything in it (all ours). */
+static void sd_abort(struct sink *s)
+{
+	struct sink_dir *d = (struct sink_dir *)s;
+	DIR *dh;
+	struct dirent *e;
+
+	if (d->s) {
+		sink_abort(d->s);
+		sink_free(d->s);
+		d->s = NULL;
+	}
+	for (size_t k = 0; k < d->p->nshards; k++)
+		if (d->files[k]) {
+			sink_abort(d->files[k]);
+			sink_free(d->files[k]);
+			d->files[k] = NULL;
+		}
+	if (!d->tmpdir)
+		return;
+	if ((dh = opendir(d->tmpdir))) {
+		while ((e = readdir(dh)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+				char *f = join(d->tmpdir, e->d_name);
+				if (f)
+					unlink(f);
+				free(f);
+			}
+		closedir(dh);
+	}
+	rmdir(d->tmpdir);
+	free(d->tmpdir);
+	d->tmpdir = NULL;
+}
+
+static void sd_free(struct sink *s)
+{
+	struct sink_dir *d = (struct sink_dir *)s;
+	sd_abort(s); /* nothing left to remove after a commit */
+	for (size_t k = 0; k < d->p->nshards; k++)
+		sink_free(d->files[k]);
+	free(d->files);
+	free(d->digest);
+	free(d->hhash);
+	free(d->hlen);
+	free(d->final);
+	free(d);
+}
+
+static const struct sink_ops sink_dir_ops = {sd_write, sd_finish, sd_commit, sd_abort, sd_free};
+
+int outdir_open(struct plan *p, struct sink **out, struct lines_error *err)
+{
+	struct sink_dir *d = calloc(1, sizeof(*d));
+	char *copy = NULL, *parent, *base, *tmpl = NULL;
+	size_t n;
+
+	*out = NULL;
+	RETURN_ERROR_IF(!d, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	d->p = p;
+	d->final = strdup(p->out_dir);
+	d->files = calloc(p->nshards, sizeof(*d->files));
+	d->digest = calloc(p->nshards, sizeof(*d->digest));
+	d->hhash = calloc(p->nshards, sizeof(*d->hhash));
+	d->hlen = calloc(p->nshards, sizeof(*d->hlen));
+	copy = d->final ? strdup(d->final) : NULL;
+	if (!d->final || !d->files || !d->digest || !d->hhash || !d->hlen || !copy)
+		goto nomem;
+	/* .NAME.lines-XXXXXX beside the final directory */
+	base = strdup(basename(copy));
+	free(copy);
+	copy = strdup(d->final);
+	parent = copy ? dirname(copy) : NULL;
+	if (!base || !parent) {
+		free(base);
+		goto nomem;
+	}
+	n = strlen(parent) + strlen(base) + 32;
+	tmpl = malloc(n);
+	if (!tmpl) {
+		free(base);
+		goto nomem;
+	}
+	snprintf(tmpl, n, "%s/.%s.lines-XXXXXX", parent, base);
+	free(base);
+	free(copy);
+	copy = NULL;
+	if (!mkdtemp(tmpl)) {
+		int e = errno;
+		free(tmpl);
+		free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final), free(d);
+		return lines_errno(err, e, p->out_dir, "cannot create a temporary directory next to it");
+	}
+	d->tmpdir = tmpl;
+	d->cur = p->nshards;
+	d->base.ops = &sink_dir_ops;
+	d->base.name = d->final;
+	*out = &d->base;
+	return 0;
+nomem:
+	free(copy);
+	free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final), free(d);
+	return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+}
