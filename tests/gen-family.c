@@ -46,6 +46,7 @@ struct tensor {
 };
 
 static struct tensor *T;
+static size_t g_many = 100000; /* --arch many: how many tensors (--tensors) */
 static size_t nt, cap;
 
 static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, const char *fmt,
@@ -172,8 +173,12 @@ static void build(const char *arch, long L, uint64_t H, uint64_t V)
 		}
 		add(K_NORM, -1, 1, S1(H), "decoder.final_layer_norm.weight");
 		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
+	} else if (!strcmp(arch, "many")) {
+		/* a header with very many small tensors (g_many of them) */
+		for (size_t i = 0; i < g_many; i++)
+			add(K_WEIGHT, (long)(i % (size_t)L), 1, S1(H), "blk.%ld.t%zu.weight", (long)(i % (size_t)L), i);
 	} else {
-		fprintf(stderr, "gen-family: unknown --arch '%s' (llama, gpt2, clip, t5)\n", arch);
+		fprintf(stderr, "gen-family: unknown --arch '%s' (llama, gpt2, clip, t5, many)\n", arch);
 		exit(2);
 	}
 }
@@ -437,6 +442,7 @@ int main(int argc, char **argv)
 		{"int-differ", no_argument, NULL, 'i'},     {"print-size", no_argument, NULL, 'p'},
 		{"reverse", no_argument, NULL, 'r'},
 		{"shards", required_argument, NULL, 'k'},
+		{"tensors", required_argument, NULL, 'T'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *arch = "llama", *out = NULL;
@@ -476,6 +482,7 @@ int main(int argc, char **argv)
 		case 'p': print_size = 1; break;
 		case 'r': g_reverse = 1; break;
 		case 'k': shards = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'T': g_many = strtoul(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}

@@ -9,7 +9,7 @@ noinst_PROGRAMS += tests/gen-corpus
 tests_gen_corpus_SOURCES = tests/gen-corpus.c
 
 TESTS += tests/t-corpus.sh
-EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c
+EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c tests/fuzz-index.c
 
 ## ---- fuzzing -------------------------------------------------------------------
 ## `make fuzz` builds tests/fuzz-header with clang and libFuzzer, ASan and
@@ -27,9 +27,14 @@ FUZZ_CC = clang
 FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/st_format.c \
 	$(top_srcdir)/src/util.c
+FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/ckpt.c \
+	$(top_srcdir)/src/layers.c $(top_srcdir)/src/st_format.c $(top_srcdir)/src/util.c \
+	$(top_srcdir)/src/stream.c
 FUZZ_INCS = $(top_srcdir)/src/st_format.h $(top_srcdir)/src/internal.h \
-	$(top_srcdir)/include/lines.h
+	$(top_srcdir)/include/lines.h $(top_srcdir)/src/ckpt.h $(top_srcdir)/src/stream.h
 FUZZ_DIR = fuzz
+FUZZ_FLAGS = -max_len=1048576 -timeout=10 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	-artifact_prefix=$(FUZZ_DIR)/artifacts/
 
 tests/fuzz-header$(EXEEXT): $(FUZZ_SRCS) $(FUZZ_INCS) config.h
 	@$(MKDIR_P) tests
@@ -38,13 +43,25 @@ tests/fuzz-header$(EXEEXT): $(FUZZ_SRCS) $(FUZZ_INCS) config.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/include -I$(top_srcdir)/src -I$(top_builddir) \
 		$(DEP_CFLAGS) -o $@ $(FUZZ_SRCS) $(DEP_LIBS)
 
-fuzz: tests/fuzz-header$(EXEEXT) tests/gen-corpus$(EXEEXT)
+tests/fuzz-index$(EXEEXT): $(FUZZ_IDX_SRCS) $(FUZZ_INCS) config.h
+	@$(MKDIR_P) tests
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/include -I$(top_srcdir)/src -I$(top_builddir) \
+		$(DEP_CFLAGS) -o $@ $(FUZZ_IDX_SRCS) $(DEP_LIBS) -lm
+
+## seeds for the index reader: a good index, and a few that lie
+fuzz-index-seeds:
+	$(MKDIR_P) $(FUZZ_DIR)/index-seeds
+	printf '{"metadata": {"total_size": 8}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}' >$(FUZZ_DIR)/index-seeds/good
+	printf '{"weight_map": {"a": "model-00002-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}' >$(FUZZ_DIR)/index-seeds/wrong-shard
+	printf '{"weight_map": {"a": "../x", "b": "/etc/passwd"}}' >$(FUZZ_DIR)/index-seeds/escape
+	printf '{"metadata": {"total_size": 9}, "weight_map": {"a": "model-00001-of-00002.safetensors"}}' >$(FUZZ_DIR)/index-seeds/size
+
+fuzz: tests/fuzz-header$(EXEEXT) tests/fuzz-index$(EXEEXT) tests/gen-corpus$(EXEEXT) fuzz-index-seeds
 	rm -rf $(FUZZ_DIR)/seeds $(FUZZ_DIR)/artifacts
-	$(MKDIR_P) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/artifacts
+	$(MKDIR_P) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/index-corpus $(FUZZ_DIR)/artifacts
 	./tests/gen-corpus --no-big $(FUZZ_DIR)/seeds
-	./tests/fuzz-header -max_len=1048576 -timeout=10 -max_total_time=$(FUZZ_SECONDS) \
-		-print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/artifacts/ \
-		$(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	./tests/fuzz-header $(FUZZ_FLAGS) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
+	./tests/fuzz-index $(FUZZ_FLAGS) $(FUZZ_DIR)/index-corpus $(FUZZ_DIR)/index-seeds
 	@if ls $(FUZZ_DIR)/artifacts | grep -q .; then \
 		echo "fuzz: the fuzzer left inputs in $(FUZZ_DIR)/artifacts" >&2; exit 1; fi
 
@@ -52,8 +69,8 @@ fuzz-smoke:
 	$(MAKE) $(AM_MAKEFLAGS) fuzz FUZZ_SECONDS=20
 
 clean-fuzz:
-	rm -rf $(FUZZ_DIR) tests/fuzz-header$(EXEEXT)
+	rm -rf $(FUZZ_DIR) tests/fuzz-header$(EXEEXT) tests/fuzz-index$(EXEEXT)
 
 clean-local: clean-fuzz
 
-.PHONY: fuzz fuzz-smoke clean-fuzz
+.PHONY: fuzz fuzz-smoke fuzz-index-seeds clean-fuzz
