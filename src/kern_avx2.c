@@ -203,8 +203,7 @@ merge_lin_t(const enum dtype dt, const void *const *x, unsigned nx, const void *
 	}
 	if (j < n) {
 		const void *xt[1024]; /* plan.c merges at most 1024 models */
-		for (unsigned i = 0; i < nx && i < 1024; i++)
-			xt[i] = (const unsigned char *)x[i] + j * es;
+		kern_advance(x, nx, j * es, xt);
 		kern_scalar.merge_lin(dt, xt, nx, bp + j * es, c, lambda, odt, o + j * os, n - j);
 	}
 }
@@ -272,8 +271,7 @@ static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
 		/* the tail continues every lane in order, as the reference does
 		 * (j is a multiple of 8, so element j goes to lane 0) */
 		const void *xt[1024]; /* plan.c merges at most 1024 models */
-		for (unsigned i = 0; i < nx && i < 1024; i++)
-			xt[i] = (const unsigned char *)x[i] + j * es;
+		kern_advance(x, nx, j * es, xt);
 		kern_scalar.norm_lin(dt, xt, nx, b + j, c, n - j, acc);
 	}
 }

@@ -117,6 +117,14 @@ static inline double kern_lane_sum(const double v[KERN_LANES])
 	return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
+/* xs[i] = x[i] + off bytes: the inputs of the tail a SIMD kernel leaves to
+ * the scalar one (nx <= 1024, as plan.c allows). */
+static inline void kern_advance(const void *const *x, unsigned nx, size_t off, const void **xs)
+{
+	for (unsigned i = 0; i < nx; i++)
+		xs[i] = (const unsigned char *)x[i] + off;
+}
+
 /* Scalar conversions, shared by the SIMD files for their tails. */
 float kern_bf16_to_f32(uint16_t h);
 float kern_f16_to_f32(uint16_t h);

@@ -173,12 +173,6 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
-	if (!t->merge) {
-		memcpy(job->out, job->in[0], n);
-		if (p->check_in_write)
-			merge_check_job(p, job);
-		return 0;
-	}
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < ds->nx; i++)
@@ -248,9 +242,5 @@ int merge_dare_setup(struct plan *p, struct lines_error *err)
 	w->scratch = scratch_bytes(nx);
 	w->want = want_all;
 	w->work = write_work;
-	if (p->check_in_write) {
-		w->part_job = p->nmodels;
-		w->reduce = merge_check_reduce;
-	}
 	return 0;
 }

@@ -40,12 +40,6 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err, (void)scratch;
 
-	if (!t->merge) { /* compared with the models in the check pass, or here */
-		memcpy(job->out, job->in[0], n);
-		if (p->check_in_write)
-			merge_check_job(p, job);
-		return 0;
-	}
 	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0], p->w,
 	                t->k_lambda, t->out_dt, job->out, n);
 	return 0;
@@ -132,9 +126,5 @@ int merge_linear_setup(struct plan *p, struct lines_error *err)
 	pw->writes = 1;
 	pw->want = want_all;
 	pw->work = write_work;
-	if (p->check_in_write) {
-		pw->part_job = p->nmodels;
-		pw->reduce = merge_check_reduce;
-	}
 	return 0;
 }

@@ -107,7 +107,8 @@ static void caps(const struct plan *p, const struct pass *pass, size_t *out_cap,
 	*out_cap = (size_t)oc;
 	*span_cap = (size_t)sc;
 	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
-	if (pass && pass->checks_copies && *part_cap < p->nmodels)
+	if (pass && (pass->checks_copies || (pass->writes && p->check_in_write)) &&
+	    *part_cap < p->nmodels)
 		*part_cap = p->nmodels; /* the copied tensors' flags */
 }
 
@@ -239,6 +240,14 @@ static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	return pp->src->ops->start(w->sw, &j->batch, err);
 }
 
+/* A tensor that is not merged, in a writing pass: the base's bytes. */
+static void copy_job(struct plan *p, struct pipe_job *job)
+{
+	memcpy(job->out, job->in[0], (size_t)(job->u1 - job->u0));
+	if (p->check_in_write)
+		merge_check_job(p, job);
+}
+
 /*
  * Mapped input pages can vanish under us if a file is truncated during
  * the run; touching one raises SIGBUS in the thread that touched it. The
@@ -282,10 +291,12 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	rc = pp->src->ops->finish(w->sw, &j->batch, err);
 	if (rc == 0) {
 		job->in = j->ptrs;
-		if (pp->pass->checks_copies && !pp->p->t[job->tensor].merge)
-			merge_check_job(pp->p, job);
-		else
+		if (pp->p->t[job->tensor].merge)
 			rc = pp->pass->work(pp->p, job, w->scratch, err);
+		else if (pp->pass->writes) /* copied from the base, checked if asked */
+			copy_job(pp->p, job);
+		else if (pp->pass->checks_copies)
+			merge_check_job(pp->p, job);
 		job->in = NULL;
 	}
 	bus_jmp = NULL;
@@ -509,8 +520,10 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 
 		if (delay)
 			usleep(delay);
-		if (pass->checks_copies && !p->t[s->job.tensor].merge)
-			rc = merge_check_reduce(p, &s->job, err);
+		if (!p->t[s->job.tensor].merge)
+			rc = pass->checks_copies || (pass->writes && p->check_in_write)
+			             ? merge_check_reduce(p, &s->job, err)
+			             : 0;
 		else
 			rc = pass->reduce ? pass->reduce(p, &s->job, err) : 0;
 		if (rc == 0 && pass->writes && out)

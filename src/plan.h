@@ -57,8 +57,11 @@ struct plan_tensor {
 
 /*
  * A pass: one walk of the pipeline over the tensors it wants.
- *   work()   on a worker thread, for one job; pure computation on the
- *            job's input bytes into its output buffer and partial results.
+ *   work()   on a worker thread, for one job of a merged tensor; pure
+ *            computation on the job's input bytes into its output buffer
+ *            and partial results. (Tensors that are not merged are the
+ *            pipeline's: a writing pass copies them from the base, a pass
+ *            that checks_copies compares them.)
  *   reduce() on the thread that runs the plan, for every job in order:
  *            where results that must not depend on thread count or chunk
  *            size are summed.
