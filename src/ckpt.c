@@ -240,6 +240,10 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 		rc = lines_errf(err, LINES_EFORMAT, index, NULL, "has no \"weight_map\" object");
 		goto out;
 	}
+	if (json_object_size(wm) == 0) { /* found by fuzzing: no shard to open */
+		rc = lines_errf(err, LINES_EFORMAT, index, NULL, "maps no tensor to any shard");
+		goto out;
+	}
 	/* the distinct shard names, in order of first appearance */
 	shards = json_array();
 	json_object_foreach(wm, key, val)

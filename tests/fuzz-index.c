@@ -64,7 +64,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	put("model.safetensors.index.json", data, size);
 	if (ckpt_open(&c, dir, NULL, &err) == 0) {
 		/* accepted: the table holds the shards' tensors, each once */
-		if (c->ntensors > 2 || c->nfiles > 2 || !ckpt_find(c, c->t[0].st->name))
+		if (c->ntensors < 1 || c->ntensors > 2 || c->nfiles < 1 || c->nfiles > 2 ||
+		    !ckpt_find(c, c->t[0].st->name))
 			abort();
 		ckpt_close(c);
 	}

@@ -88,6 +88,10 @@ status 1 "a shard name that leaves the directory is refused" "$LINES" inspect es
 cp -r dir/ft1 size
 sed 's/"total_size": [0-9]*/"total_size": 12/' dir/ft1/model.safetensors.index.json >size/model.safetensors.index.json
 status 1 "a wrong metadata.total_size is refused" "$LINES" inspect size
+cp -r dir/ft1 emptymap
+printf '{"weight_map": {}}' >emptymap/model.safetensors.index.json
+status 1 "an index that maps nothing (found by fuzzing)" "$LINES" inspect emptymap
+check "... says so" has "$tmp/err" "maps no tensor"
 mkdir nothing
 status 1 "a directory without a model" "$LINES" inspect nothing
 check "... says what is missing" has "$tmp/err" "neither model.safetensors nor model.safetensors.index.json"
