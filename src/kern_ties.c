@@ -97,13 +97,18 @@ uint64_t dare_key(uint64_t seed, unsigned task, uint64_t name_hash)
 	return mix64(seed ^ mix64(((uint64_t)task + 1) * 0x100000001b3ull ^ mix64(name_hash)));
 }
 
-double dare_draw(uint64_t key, uint64_t idx)
+uint64_t dare_limit(double density)
 {
-	return (double)(mix64(key ^ (idx * 0xd1b54a32d192ed03ull)) >> 11) * 0x1p-53;
+	/* u = x 2^-53 < density  <=>  x < density 2^53 (exact)  <=>  x < ceil() */
+	return density >= 1.0 ? (uint64_t)1 << 53 : (uint64_t)ceil(density * 0x1p53);
 }
 
-void ties_finish1(enum dtype odt, unsigned char *out, float b, double m, double lambda)
+void dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit, double density)
 {
-	/* the very operations of kern_scalar's finish, one element at a time */
-	kern_scalar.finish(odt, out, &b, &m, lambda, 1);
+	/* branch-free, so that the compiler vectorizes the hash and the select */
+	for (size_t j = 0; j < n; j++) {
+		uint64_t x = mix64(key ^ ((idx0 + j) * 0xd1b54a32d192ed03ull)) >> 11;
+		float d = (float)((double)tp[j] / density);
+		tp[j] = x < limit ? d : 0.0f;
+	}
 }

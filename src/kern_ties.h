@@ -1,7 +1,9 @@
 /*
  * kern_ties.h -- the element operations of TIES and DARE (see kernels.h
  * for their definitions). Portable C, used by every instruction set, so
- * their results are the same everywhere by construction.
+ * their results are the same everywhere by construction; the election
+ * goes through the kernel table (ties_elect_tile), whose AVX2 version is
+ * tested against the scalar one.
  */
 #ifndef LINES_KERN_TIES_H
 #define LINES_KERN_TIES_H
@@ -46,12 +48,19 @@ int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr,
 void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
                      const uint32_t *thr, int maj, double *mtl, signed char *sign);
 
-/* The uniform draw of DARE in [0, 1): element idx of a tensor of task
- * `task`, from key = dare_key(seed, task, hash of the tensor's name). */
+/*
+ * DARE's draw for element idx of a tensor of task `task` is
+ * u = (mix(key ^ idx * K) >> 11) * 2^-53, uniform in [0, 1), with
+ * key = dare_key(seed, task, hash of the tensor's name); the element is
+ * kept when u < density, that is when the 53-bit integer is below
+ * dare_limit(density) (the same test, without a float).
+ */
 uint64_t dare_key(uint64_t seed, unsigned task, uint64_t name_hash);
-double dare_draw(uint64_t key, uint64_t idx);
-
-/* out = enc(canon((float)fma(lambda, m, b))), as kernels.h's finish. */
-void ties_finish1(enum dtype odt, unsigned char *out, float b, double m, double lambda);
+uint64_t dare_limit(double density);
+/*
+ * Drop and rescale n task-vector values of one task, elements idx0 on:
+ * tp[j] = kept ? (float)((double)tp[j] / density) : 0.
+ */
+void dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit, double density);
 
 #endif

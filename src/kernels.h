@@ -37,17 +37,17 @@
  *              unless s or t is not finite (a NaN or infinite weight):
  *              such elements are left out of the norms.
  *
- * TIES and DARE (kern_ties.c) work on the task vectors of one element at
- * a time, tau'_i = (float)(w_i * (double)tau_i) (exact when w_i is 1):
- *   ties_hist   count the high 16 bits of |tau'_i|, per task
- *   ties_low    count the low 16 bits of those in one high bin, per task
+ * TIES and DARE work on the task vectors of one element at a time,
+ * tau'_i = (float)(w_i * (double)tau_i) (exact when w_i is 1):
  *   ties_elect  with thresholds T_i (bit patterns of |tau'| kept when >=),
  *               S = sum of the kept tau' (float64, tasks in order),
  *               s = sign(S), or the model's majority sign when S == 0;
- *               tau_MTL = mean of the kept tau' of sign s (0 if none)
- *   dare_keep   keep tau_i with probability density, divide by it; the
- *               draw is a pure function of (seed, task, tensor, index)
- * They exist once, in portable C, and every instruction set uses them.
+ *               tau_MTL = mean of the kept tau' of sign s (0 if none).
+ *               The one TIES operation in this table (scalar and AVX2;
+ *               NULL means the scalar one): the writing pass's hot loop.
+ * The rest (kern_ties.c: the histograms of the threshold search, DARE's
+ * drop) exists once, in portable C compiled for vectorization, and every
+ * instruction set uses it.
  *
  * Kernels know nothing of files, tensors or threads; they are pure
  * functions of their arguments and safe to call from any thread.

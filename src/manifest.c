@@ -48,19 +48,29 @@ void manifest_note(struct plan *p, const struct pipe_job *job)
 		p->thash[job->tensor] = XXH3_64bits_digest(p->tstate);
 }
 
-/* TIES thresholds as the magnitudes they are (float32 bit patterns) */
+/* A number; JSON has no infinity or NaN, so those are the strings "inf",
+ * "-inf" and "nan". */
+static json_t *num(double v)
+{
+	if (isfinite(v))
+		return json_real(v);
+	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
+}
+
+/* TIES thresholds as the magnitudes they are (float32 bit patterns; a
+ * task whose largest entries are infinite or NaN has such a threshold) */
 static json_t *thresholds(const uint32_t *thr, unsigned n)
 {
 	json_t *a = json_array();
 	for (unsigned i = 0; i < n; i++) {
 		float f;
 		memcpy(&f, &thr[i], 4);
-		json_array_append_new(a, json_real(f));
+		json_array_append_new(a, num(f));
 	}
 	return a;
 }
 
-static json_t *num_or_null(double v) { return isnan(v) ? json_null() : json_real(v); }
+static json_t *num_or_null(double v) { return isnan(v) ? json_null() : num(v); }
 
 static json_t *hex64(uint64_t v)
 {
@@ -131,7 +141,9 @@ int manifest_build_part(struct plan *p, const struct manifest_file *mf, char **o
 		if (p->o.method == LINES_M_TIES)
 			json_object_set_new(m, "trim", json_string(p->o.trim_tensor ? "tensor" : "global"));
 		else {
-			json_object_set_new(m, "seed", json_integer((json_int_t)p->o.seed));
+			char seed[24]; /* a string: JSON readers lose integers above 2^53 */
+			snprintf(seed, sizeof(seed), "%llu", (unsigned long long)p->o.seed);
+			json_object_set_new(m, "seed", json_string(seed));
 			json_object_set_new(m, "elect", json_boolean(p->o.dare_elect));
 		}
 		json_object_set_new(m, "majority", p->maj ? json_integer(p->maj) : json_null());

@@ -2,7 +2,8 @@
  * merge_dare.c -- DARE: drop and rescale, then sum (or elect as TIES).
  *
  * Each entry of each task vector is kept with probability rho (--density)
- * and divided by rho; the weighted kept entries are summed, or with
+ * and divided by rho (float32, one rounding); the weighted kept entries
+ * are summed in float64, or with
  * --dare-elect their signs are elected by mass (the model's majority sign
  * breaking exact ties) and the agreeing entries averaged. Whether an entry
  * is kept is decided by a counter-based hash of (seed, task, the XXH3 of
@@ -27,6 +28,8 @@
 struct dare {
 	unsigned nx;
 	uint64_t *keys; /* nt x nx */
+	uint64_t limit; /* dare_limit(density) */
+	uint32_t *zero; /* nx thresholds of 0: election keeps every nonzero value */
 	double *ones;
 	double num[2], det[2], zpos[2], zneg[2];
 	int64_t votes;
@@ -41,46 +44,71 @@ static int want_all(const struct plan *p, size_t i)
 	return 1;
 }
 
-/*
- * tau_MTL of element j (global index idx) from the task vectors tp[i*n+j]:
- * d_i = w_i tau_i / rho when kept; summed, or elected. *sign: the sign of
- * the kept sum (elect) or 1.
- */
-static double dare_elem(const struct plan *p, const struct dare *ds, const uint64_t *keys,
-                        const float *tp, size_t n, size_t j, uint64_t idx, int maj, int *sign)
+/* The scratch of a worker: the base, the nx task vectors, two tau_MTL and
+ * two signs per element of a tile. */
+struct tile {
+	float *bt, *tp;
+	double *mp, *mn;
+	signed char *sp, *sn;
+};
+
+static size_t scratch_bytes(unsigned nx)
 {
-	double d[1024], s = 0.0, sum = 0.0;
-	unsigned cnt = 0;
-	int e;
-	for (unsigned i = 0; i < ds->nx; i++) {
-		float v = tp[(size_t)i * n + j];
-		d[i] = dare_draw(keys[i], idx) < p->o.density ? (double)v / p->o.density : 0.0;
-		s += d[i];
-	}
-	*sign = 1;
-	if (!p->o.dare_elect)
-		return s;
-	if (s != s)
-		return s;
-	*sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
-	e = *sign ? *sign : maj;
-	for (unsigned i = 0; i < ds->nx; i++)
-		if (d[i] != 0.0 && (d[i] > 0.0) == (e > 0)) {
-			sum += d[i];
-			cnt++;
-		}
-	return cnt ? sum / (double)cnt : 0.0;
+	return (size_t)KERN_TILE * (sizeof(float) * (nx + 1) + 2 * sizeof(double) + 2);
 }
 
-static size_t scratch_bytes(unsigned nx) { return (size_t)KERN_TILE * sizeof(float) * (nx + 1); }
+static struct tile tile_of(void *scratch, unsigned nx)
+{
+	struct tile tl;
+	tl.bt = scratch;
+	tl.tp = tl.bt + KERN_TILE;
+	tl.mp = (double *)(void *)(tl.tp + (size_t)nx * KERN_TILE);
+	tl.mn = tl.mp + KERN_TILE;
+	tl.sp = (signed char *)(tl.mn + KERN_TILE);
+	tl.sn = tl.sp + KERN_TILE;
+	return tl;
+}
+
+/*
+ * The nn elements of a job from its element j0 on: drop and rescale each
+ * task vector, then tau_MTL in mtl[] as the sum of the kept values (sign
+ * 1) or, with election, as ties_elect() with every threshold 0 and the
+ * majority sign maj.
+ */
+static void dare_tile(struct plan *p, const struct pipe_job *job, const struct tile *tl, size_t j0,
+                      size_t nn, int maj, double *mtl, signed char *sign)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	struct dare *ds = D(p);
+	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
+	const void *xs[1024];
+
+	for (unsigned i = 0; i < ds->nx; i++)
+		xs[i] = job->in[i + 1] + j0 * t->unit_in;
+	ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, tl->bt,
+	          tl->tp);
+	for (unsigned i = 0; i < ds->nx; i++)
+		dare_drop(tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit,
+		          p->o.density);
+	if (p->o.dare_elect) {
+		ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, mtl, sign);
+		return;
+	}
+	for (size_t j = 0; j < nn; j++)
+		mtl[j] = 0.0, sign[j] = 1;
+	for (unsigned i = 0; i < ds->nx; i++) {
+		const float *d = tl->tp + (size_t)i * nn;
+		for (size_t j = 0; j < nn; j++)
+			mtl[j] += (double)d[j];
+	}
+}
 
 /* ---- stats ------------------------------------------------------------------- */
 static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);
-	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
-	float *bt = scratch, *tp = bt + KERN_TILE;
+	struct tile tl = tile_of(scratch, ds->nx);
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0);
 	int64_t votes = 0;
@@ -94,25 +122,26 @@ static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 		memset(&nm, 0, sizeof(nm));
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			int both = 0;
 			for (unsigned i = 0; i < ds->nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-			p->k->norm_lin(t->in_dt, xs, ds->nx, bt, ds->ones, nn, &nm);
+			dare_tile(p, job, &tl, j0, nn, 1, tl.mp, tl.sp);
+			/* the norm of the sum of the task vectors (tl.bt: the base) */
+			p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
+			for (size_t j = 0; j < nn; j++)
+				both |= tl.sp[j] == 0;
+			if (both) /* the same dropped values, the other majority */
+				ties_elect_tile(p->k, tl.tp, nn, ds->nx, ds->zero, -1, tl.mn, tl.sn);
 			for (size_t j = 0; j < nn; j++) {
-				uint64_t idx = job->u0 + j0 + j;
 				unsigned l = (unsigned)((j0 - b0 + j) % KERN_LANES);
-				int sign;
-				double mp = dare_elem(p, ds, keys, tp, nn, j, idx, 1, &sign), mn;
-				if (sign) {
-					votes += p->o.dare_elect ? sign : 0;
+				double mp = tl.mp[j], mn;
+				if (tl.sp[j]) {
+					votes += p->o.dare_elect ? tl.sp[j] : 0;
 					if (isfinite(mp))
 						dl[l] += fabs(mp), dq[l] += mp * mp;
-				} else {
-					mn = dare_elem(p, ds, keys, tp, nn, j, idx, -1, &sign);
-					if (isfinite(mp) && isfinite(mn)) {
-						pl[l] += fabs(mp), pq[l] += mp * mp;
-						nl[l] += fabs(mn), nq[l] += mn * mn;
-					}
+				} else if (mn = tl.mn[j], isfinite(mp) && isfinite(mn)) {
+					pl[l] += fabs(mp), pq[l] += mp * mp;
+					nl[l] += fabs(mn), nq[l] += mn * mn;
 				}
 			}
 		}
@@ -167,22 +196,14 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);
-	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
-	float *bt = scratch, *tp = bt + KERN_TILE;
-	const void *xs[1024];
+	struct tile tl = tile_of(scratch, ds->nx);
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
-		for (unsigned i = 0; i < ds->nx; i++)
-			xs[i] = job->in[i + 1] + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-		for (size_t j = 0; j < nn; j++) {
-			int sign;
-			double m = dare_elem(p, ds, keys, tp, nn, j, job->u0 + j0 + j, ds->maj, &sign);
-			ties_finish1(t->out_dt, job->out + (j0 + j) * t->unit_out, bt[j], m, t->lambda);
-		}
+		dare_tile(p, job, &tl, j0, nn, ds->maj, tl.mp, tl.sp);
+		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, tl.bt, tl.mp, t->lambda, nn);
 	}
 	return 0;
 }
@@ -193,6 +214,7 @@ static void dare_free(struct plan *p)
 	if (!ds)
 		return;
 	free(ds->keys);
+	free(ds->zero);
 	free(ds->ones);
 	free(ds);
 	p->mstate = NULL;
@@ -215,7 +237,9 @@ int merge_dare_setup(struct plan *p, struct lines_error *err)
 	ds->maj = 1;
 	ds->keys = calloc((p->nt ? p->nt : 1) * nx, sizeof(*ds->keys));
 	ds->ones = calloc(nx, sizeof(*ds->ones));
-	RETURN_ERROR_IF(!ds->keys || !ds->ones, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	ds->zero = calloc(nx, sizeof(*ds->zero));
+	ds->limit = dare_limit(p->o.density);
+	RETURN_ERROR_IF(!ds->keys || !ds->ones || !ds->zero, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	for (unsigned i = 0; i < nx; i++)
 		ds->ones[i] = 1.0;
 	for (size_t t = 0; t < p->nt; t++) {

@@ -589,9 +589,9 @@ int plan_header(struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_
 {
 	const struct ckpt_file *bf = &p->ck[0]->files[0];
 	struct st_out_tensor *ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
-	size_t nmeta = 0, cap = bf->hdr.nmeta + 16;
+	size_t nmeta = 0, cap = bf->hdr.nmeta + 24;
 	struct st_kv *meta = calloc(cap, sizeof(*meta));
-	char (*vals)[64] = calloc(16, sizeof(*vals));
+	char (*vals)[64] = calloc(24, sizeof(*vals));
 	char *weights = calloc((size_t)p->nmodels * 26 + 1, 1);
 	int rc;
 
@@ -640,6 +640,17 @@ int plan_header(struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_
 	} else {
 		fmt_double(vals[nv], 64, p->o.lambda);
 		META("lines.lambda", vals[nv++]);
+	}
+	if (p->o.method == LINES_M_TIES || p->o.method == LINES_M_DARE) {
+		fmt_double(vals[nv], 64, p->o.density);
+		META("lines.density", vals[nv++]);
+	}
+	if (p->o.method == LINES_M_TIES)
+		META("lines.trim", p->o.trim_tensor ? "tensor" : "global");
+	if (p->o.method == LINES_M_DARE) {
+		snprintf(vals[nv], 64, "%llu", (unsigned long long)p->o.seed);
+		META("lines.seed", vals[nv++]);
+		META("lines.dare_elect", p->o.dare_elect ? "true" : "false");
 	}
 	if (p->norm_pass) {
 		fmt_fixed(vals[nv], 64, p->norm_sum);

@@ -14,9 +14,15 @@ check "--help prints the commands on stdout" has "$tmp/out" "merge"
 status 0 "lines --version exits 0" "$LINES" --version
 check "--version names lines, zstd, xxHash, liburing and the kernels" \
 	sh -c "grep -q '^lines [0-9]' '$tmp/out' && grep -q zstd '$tmp/out' && grep -q xxHash '$tmp/out' && grep -q liburing '$tmp/out' && grep -q '^kernels: ' '$tmp/out'"
-for c in merge scale inspect; do
+src=${TESTS_SRCDIR:-$(dirname "$0")}/..
+for c in merge scale inspect verify; do
 	status 0 "lines $c --help exits 0" "$LINES" $c --help
 	check "lines $c --help prints a usage line" has "$tmp/out" "usage: lines $c"
+	# every long option the command takes is in its --help and its man page
+	for opt in $(sed -n "s/^	{\"\([a-z-]*\)\", .*/\1/p" "$src/src/cli/cmd_$c.c" 2>/dev/null | grep -vx help); do
+		check "lines $c --help lists --$opt" has "$tmp/out" "--$opt"
+		check "lines-$c(1) documents --$opt" grep -q "^\.Fl -$opt\b\|Fl -$opt\b" "$src/man/lines-$c.1"
+	done
 done
 status 2 "no command is a usage error" "$LINES"
 status 2 "an unknown command is a usage error" "$LINES" frobnicate
@@ -51,6 +57,13 @@ status 2 "a --layer-regex without a capture group" "$LINES" merge -b "$b" --laye
 status 2 "--num-layers smaller than the base's blocks" "$LINES" merge -b "$b" --num-layers 2 -o "$o" "$m1"
 check "... names the tensor beyond it" has "$tmp/err" "is beyond --num-layers 2"
 status 2 "an unsupported LINES_ISA" env LINES_ISA=vax "$LINES" merge -b "$b" -o "$o" "$m1"
+status 2 "--trim with -m dare" "$LINES" merge -b "$b" -m dare --trim tensor -o "$o" "$m1" "$m2"
+check "... says --trim is for TIES" has "$tmp/err" "--trim applies to -m ties only"
+status 2 "--seed with -m ties" "$LINES" merge -b "$b" -m ties --seed 3 -o "$o" "$m1" "$m2"
+status 2 "--dare-elect with -m ties" "$LINES" merge -b "$b" -m ties --dare-elect -o "$o" "$m1" "$m2"
+check "... says they are for DARE" has "$tmp/err" "--seed and --dare-elect apply to -m dare only"
+status 2 "scale with --density" "$LINES" scale -b "$b" --gamma 0.5 --density 0.3 -o "$o" "$m1"
+check "... points to lines merge" has "$tmp/err" "belong to lines merge -m ties or -m dare"
 status 2 "a TIES density of 0 is a usage error" "$LINES" merge -b "$b" -m ties --density 0 -o "$o" "$m1" "$m2"
 check "no output after any usage error" test ! -e "$o"
 check "no temporary file after any usage error" no_temp "$tmp"
@@ -79,13 +92,18 @@ check "GPT-2: the BOOL mask is listed" grep -q '^0  *BOOL  *\[1, 1, 64, 64\]' "$
 # ---- dry run -----------------------------------------------------------------------
 status 0 "merge --dry-run" "$LINES" merge -n -b "$b" --lines -w 1,3 -o "$o" "$m1" "$m2"
 check "the plan lists the norm pass and the write pass" sh -c "grep -q '1. norms' '$tmp/out' && grep -q '2. write' '$tmp/out'"
-check "the plan says alpha comes after the norm pass" has "$tmp/out" "after the norm pass"
+check "the plan says alpha comes after the norms pass" has "$tmp/out" "after the norms pass"
 check "the plan gives a memory bound" has "$tmp/out" "memory bound:"
 check "a dry run writes nothing" test ! -e "$o"
 plan_bytes=$(sed -n 's/^  output: \([0-9]*\) bytes.*/\1/p' "$tmp/out")
 "$LINES" merge -q -b "$b" --lines -w 1,3 -o "$o" "$m1" "$m2"
 check "the plan's output size is the size written ($plan_bytes)" test "$plan_bytes" = "$(stat -c %s "$o")"
 rm -f "$o"
+status 0 "a TIES dry run" "$LINES" merge -n -b "$b" -m ties --lines -o "$o" "$m1" "$m2"
+check "... measures alpha in the select and threshold passes" sh -c "grep -q 'measured in the select and threshold passes' '$tmp/out' && grep -q '3. write' '$tmp/out'"
+status 0 "a DARE dry run with --beta" "$LINES" merge -n -b "$b" -m dare --lines --beta 0.25 -o "$o" "$m1" "$m2"
+check "... measures alpha in the stats pass and shows beta" has "$tmp/out" "measured in the stats pass), beta = 0.25"
+check "... and creates no temporary file" no_temp "$tmp"
 status 0 "dry run with a closed-form alpha" "$LINES" merge -n -b "$b" --lines -o "$o" "$m1" "$m2"
 check "... prints lambda per block" sh -c "grep -q 'alpha = 0.5 ' '$tmp/out' && grep -q '3: 1.000000' '$tmp/out'"
 status 0 "dry run -v lists every tensor" "$LINES" merge -n -v -b "$b" --gamma 0.4 "$m1"
@@ -108,5 +126,10 @@ check "... entirely" test ! -s "$tmp/err"
 check "the same bytes with -j 1 --chunk 16K and -j 4 --chunk 1M" cmp -s "$tmp/j1.st" "$tmp/j4.st"
 LINES_ISA=scalar "$LINES" merge -q -b "$b" --lines -w 2,1 -o "$tmp/sc.st" "$m1" "$m2"
 check "the same bytes with LINES_ISA=scalar" cmp -s "$tmp/j1.st" "$tmp/sc.st"
+for m in "ties --lines --density 0.3" "dare --lines --dare-elect --seed 9" "dare -w 2,0.5 --density 0.4"; do
+	"$LINES" merge -q -b "$b" -m $m -o "$tmp/simd.st" "$m1" "$m2"
+	LINES_ISA=scalar "$LINES" merge -q -b "$b" -m $m -o "$tmp/sc.st" "$m1" "$m2"
+	check "-m $m: the same bytes with LINES_ISA=scalar" cmp -s "$tmp/simd.st" "$tmp/sc.st"
+done
 
 done_testing

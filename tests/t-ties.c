@@ -14,15 +14,20 @@
  * and of the base equals the test's own sums to 1e-12, and the task
  * vectors grow with depth as the generator made them.
  *
- * DARE: the output is the same for every -j, --chunk and reader; the
- * fraction of entries kept is within five standard deviations of the
- * density; and every changed element is theta_0 + tau / density.
+ * DARE: the test draws the drops itself from the formula of
+ * lines-merge(1) and compares every element (sum and --dare-elect, with
+ * weights and LiNeS) within one ULP, and the majority sign and alpha; the
+ * output is the same for every -j, --chunk and reader; the fraction of
+ * entries kept is within five standard deviations of the density; and
+ * every changed element is theta_0 + tau / density.
  */
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <xxhash.h>
 
 #include "tap.h"
 #include "tutil.h"
@@ -237,6 +242,112 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 	free(thr);
 }
 
+/* DARE's draw as lines-merge(1) defines it */
+static uint64_t splitmix(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+static int dare_kept(uint64_t seed, unsigned i, const char *name, uint64_t e, double rho)
+{
+	uint64_t h = XXH3_64bits(name, strlen(name));
+	uint64_t k = splitmix(seed ^ splitmix(((uint64_t)i + 1) * 0x100000001b3ull ^ splitmix(h)));
+	double u = (double)(splitmix(k ^ (e * 0xd1b54a32d192ed03ull)) >> 11) * 0x1p-53;
+	return u < rho;
+}
+
+static double dare_mtl(const struct fam *f, size_t ti, uint64_t e, const double *w, double rho,
+                       uint64_t seed, int el, int maj, int *sign)
+{
+	static const uint32_t zero[NM];
+	const char *name = f->base.t[ti].name;
+	float d[NM];
+	double s = 0;
+	for (unsigned i = 0; i < NM; i++) {
+		float t = tauw(f, ti, i, e, w);
+		d[i] = dare_kept(seed, i, name, e, rho) ? (float)((double)t / rho) : 0.0f;
+		s += d[i];
+	}
+	*sign = 1;
+	return el ? elect(d, zero, maj, sign) : s;
+}
+
+static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const double *w, int idx)
+{
+	char out[4400];
+	snprintf(out, sizeof(out), "%s/darex%d.safetensors", f->dir, idx);
+	int rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m dare --density %.17g --seed %llu %s "
+	                "-w %.17g,%.17g,%.17g --lines -o '%s' '%s/ft1.safetensors' "
+	                "'%s/ft2.safetensors' '%s/ft3.safetensors'",
+	                tu_lines(), f->dir, rho, (unsigned long long)seed, el ? "--dare-elect" : "",
+	                w[0], w[1], w[2], out, f->dir, f->dir, f->dir);
+	if (!ok(rc == 0, "dare density %g%s: lines exits 0", rho, el ? " elect" : "")) {
+		diag("%s", tu_stderr);
+		return;
+	}
+	char mpath[4500];
+	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
+	json_t *man = json_load_file(mpath, 0, NULL), *run = json_object_get(man, "run");
+	size_t nt = f->base.n;
+	long votes = 0;
+	int sign, maj;
+	for (size_t ti = 0; el && ti < nt; ti++)
+		for (uint64_t e = 0; tu_is_float(&f->base.t[ti]) && e < f->base.t[ti].nelem; e++) {
+			dare_mtl(f, ti, e, w, rho, seed, el, 1, &sign);
+			votes += sign;
+		}
+	maj = votes >= 0 ? 1 : -1;
+	if (el)
+		ok(json_integer_value(json_object_get(json_object_get(run, "dare"), "majority")) == maj,
+		   "dare density %g elect: the majority sign is %+d", rho, maj);
+	double num = 0, den = 0;
+	for (size_t ti = 0; ti < nt; ti++) {
+		const struct tu_tensor *b = &f->base.t[ti];
+		for (uint64_t e = 0; tu_is_float(b) && e < b->nelem; e++) {
+			double raw = 0;
+			for (unsigned i = 0; i < NM; i++)
+				raw += (double)(tu_elem(tu_model_find(&f->ft[i], b->name), e) - tu_elem(b, e));
+			num += fabs(raw);
+			den += fabs(dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign));
+		}
+	}
+	double alpha = num / (NM * den), beta = fmax(0, 1 - alpha);
+	double got_alpha = json_real_value(json_object_get(run, "alpha"));
+	ok(fabs(got_alpha - alpha) <= 1e-12 * alpha,
+	   "dare density %g%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", rho,
+	   el ? " elect" : "", got_alpha, alpha);
+
+	struct tu_model om;
+	uint64_t bad = 0, n = 0, kept = 0;
+	char first[512] = "";
+	if (tu_model_load(&om, out) == 0) {
+		for (size_t ti = 0; ti < nt; ti++) {
+			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
+			long blk = block_of(b->name);
+			double lam = blk < 0 ? alpha : alpha + beta * blk / (double)(f->L - 1);
+			for (uint64_t e = 0; tu_is_float(b) && e < b->nelem; e++) {
+				double m = dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign);
+				double ref = tu_elem(b, e) + lam * m, got = tu_elem(o, e);
+				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, e)) + fabs(lam * m));
+				n++;
+				kept += m != 0;
+				if (!(fabs(got - ref) <= tol) && !bad++)
+					snprintf(first, sizeof(first), "%s[%llu]: got %.9g, reference %.17g",
+					         b->name, (unsigned long long)e, got, ref);
+			}
+		}
+		tu_model_free(&om);
+	}
+	if (!ok(bad == 0 && n > 0 && kept > 0 && kept < n,
+	        "dare density %g%s: %llu elements within 1 ULP of the test's own drops (%llu changed)",
+	        rho, el ? " elect" : "", (unsigned long long)n, (unsigned long long)kept))
+		diag("%llu bad, first %s", (unsigned long long)bad, first);
+	json_decref(man);
+}
+
 int main(void)
 {
 	struct fam f = {"", {0}, {{0}}, 4};
@@ -261,6 +372,10 @@ int main(void)
 	ties_case(&f, 0.3, 1, ones, 0, idx++);
 	ties_case(&f, 0.2, 0, wts, 1, idx++);
 	ties_case(&f, 0.25, 1, wts, 1, idx++);
+	dare_case(&f, 0.3, 99, 0, wts, 0);
+	dare_case(&f, 0.3, 99, 1, wts, 1);
+	dare_case(&f, 0.7, 12345678901234ull, 1, ones, 2);
+	dare_case(&f, 0.1, 0, 0, ones, 3);
 
 	/* ---- inspect --norms ---------------------------------------------------------------- */
 	{

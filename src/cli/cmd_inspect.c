@@ -45,6 +45,10 @@ static void help(void)
 	       "      --json          the same, as JSON on standard output\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
 	       "      --num-layers L  number of blocks (default: 1 + the largest index)\n"
+	       "      --norms         per-block norms of the task vectors (needs -b)\n"
+	       "  -b, --base BASE     with --norms: the pre-trained model\n"
+	       "      --alpha A       with --norms: the LiNeS alpha shown (default 1/N)\n"
+	       "      --beta B        with --norms: the LiNeS beta shown (default 1 - alpha)\n"
 	       "  -q, --quiet         print nothing; the exit status tells if MODEL is valid\n");
 }
 

@@ -62,8 +62,9 @@ static const struct option merge_options[] = {
 
 static void merge_help(void)
 {
-	printf("usage: lines merge -b BASE [-m sum|mean] [-w W1,W2,...] [--lambda X]\n"
+	printf("usage: lines merge -b BASE [-m sum|mean|ties|dare] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
+	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
@@ -73,7 +74,8 @@ static void merge_help(void)
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
-	       "  -m, --method M      sum (task arithmetic, default) or mean (model soup)\n"
+	       "  -m, --method M      sum (task arithmetic, default), mean (model soup),\n"
+	       "                      ties (TIES-merging) or dare (drop and rescale)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
@@ -82,6 +84,12 @@ static void merge_help(void)
 	       "      --beta B        LiNeS beta (default 1 - alpha: the last block gets 1)\n"
 	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
+	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
+	       "                      dare: probability of keeping an entry (default 0.2)\n"
+	       "      --trim global|tensor  ties: one threshold per task over the whole model\n"
+	       "                      (default) or one per tensor\n"
+	       "      --seed S        dare: the seed of the drops (default 0)\n"
+	       "      --dare-elect    dare: elect signs and average as ties does\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
 	       "      --num-layers L  number of blocks (default: 1 + the largest index)\n"
@@ -114,7 +122,7 @@ static void scale_help(void)
 	       "Tensors outside the blocks keep gamma of their update.\n\n"
 	       "Options as for lines merge: -o, --dtype, --layer-regex, --num-layers, -j,\n"
 	       "--io, --direct, --chunk, --zstd-level, --no-checksum, --checksum-file,\n"
-	       "--manifest, --strict, -n, -q, -v.\n");
+	       "--manifest, --shard-size, --no-copy, --strict, -n, -q, -v.\n");
 }
 
 struct merge_cli {
@@ -123,7 +131,7 @@ struct merge_cli {
 	double *weights;
 	size_t nweights;
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run;
-	int have_method, have_lines, have_norm, have_ties_opts;
+	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
 	double gamma;
 };
 
@@ -196,17 +204,17 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
 			break;
 		case OPT_TRIM:
-			mc->have_ties_opts = 1;
+			mc->have_ties_opts = mc->have_trim = 1;
 			if (!strcmp(optarg, "global")) o->trim_tensor = 0;
 			else if (!strcmp(optarg, "tensor")) o->trim_tensor = 1;
 			else return cli_usage_error(mc->cmd, "--trim: '%s' is not global or tensor", optarg);
 			break;
 		case OPT_SEED:
-			mc->have_ties_opts = 1;
+			mc->have_ties_opts = mc->have_dare_opts = 1;
 			if (cli_parse_u64(mc->cmd, "--seed", optarg, &o->seed) < 0)
 				return CLI_EXIT_USAGE;
 			break;
-		case OPT_DARE_ELECT: o->dare_elect = 1, mc->have_ties_opts = 1; break;
+		case OPT_DARE_ELECT: o->dare_elect = mc->have_ties_opts = mc->have_dare_opts = 1; break;
 		case OPT_DTYPE:
 			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") && strcasecmp(optarg, "f32"))
 				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16 or f32", optarg);
@@ -284,9 +292,16 @@ static int check(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if (o->nmodels == 0)
 		return cli_usage_error(mc->cmd, "no model to merge: give at least one MODEL");
+	if (!strcmp(mc->cmd, "scale") && mc->have_ties_opts)
+		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
+		                                "lines merge -m ties or -m dare");
 	if (mc->have_ties_opts && o->method != LINES_M_TIES && o->method != LINES_M_DARE)
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
 		                                "-m ties and -m dare only");
+	if (mc->have_trim && o->method != LINES_M_TIES)
+		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
+	if (mc->have_dare_opts && o->method != LINES_M_DARE)
+		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only");
 	if (mc->have_gamma && (mc->have_alpha || mc->have_beta))
 		return cli_usage_error(mc->cmd, "--gamma sets alpha and beta; give one or the other");
 	if (mc->have_gamma) {
@@ -317,10 +332,27 @@ static int check(struct merge_cli *mc)
 	return 0;
 }
 
+/* "the norms pass", "the select and threshold passes": where alpha is measured */
+static const char *alpha_passes(const struct lines_plan_info *in)
+{
+	static char buf[128];
+	const char *names[8];
+	unsigned n = 0;
+	for (unsigned i = 0; i < in->npasses && n < 8; i++)
+		if (strcmp(in->pass_names[i], "check") && strcmp(in->pass_names[i], "write"))
+			names[n++] = in->pass_names[i];
+	if (n == 0)
+		return "the first pass";
+	snprintf(buf, sizeof(buf), "the %s%s%s pass%s", names[0], n > 1 ? " and " : "",
+	         n > 1 ? names[n - 1] : "", n > 1 ? "es" : "");
+	return buf;
+}
+
 static void print_lambdas(FILE *f, const struct lines_plan_info *in)
 {
 	if (!in->alpha_known) {
-		fprintf(f, "  lambda per block: after the norm pass\n");
+		fprintf(f, "  lambda per block: alpha + beta * i / (L - 1), L = %ld, after %s\n",
+		        in->num_layers, alpha_passes(in));
 		return;
 	}
 	fprintf(f, "  lambda per block (L = %ld):\n", in->num_layers);
@@ -350,8 +382,13 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 		fprintf(f, "  LiNeS: alpha = %.10g%s, beta = %.10g\n", in->alpha,
 		        o->alpha_auto ? (o->norm_p == 2 ? " (auto, L2)" : " (auto, L1)") : "", in->beta);
 	else
-		fprintf(f, "  LiNeS: alpha = auto (%s norms, measured in a first pass)\n",
-		        o->norm_p == 2 ? "L2" : "L1");
+	{
+		char beta[40] = "max(0, 1 - alpha)";
+		if (mc->have_beta)
+			snprintf(beta, sizeof(beta), "%.10g", o->beta);
+		fprintf(f, "  LiNeS: alpha = auto (%s norms, measured in %s), beta = %s\n",
+		        o->norm_p == 2 ? "L2" : "L1", alpha_passes(in), beta);
+	}
 	if (in->norm_sum > 0 || in->norm_mtl > 0)
 		fprintf(f, "  norms: ||sum tau|| = %.10g, ||tau_MTL|| = %.10g\n", in->norm_sum,
 		        in->norm_mtl);
