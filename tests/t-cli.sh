@@ -132,4 +132,16 @@ for m in "ties --lines --density 0.3" "dare --lines --dare-elect --seed 9" "dare
 	check "-m $m: the same bytes with LINES_ISA=scalar" cmp -s "$tmp/simd.st" "$tmp/sc.st"
 done
 
+# ---- a TIES threshold that is infinite ------------------------------------------------
+# one F32 tensor of 4 elements: the base zeros, the model three infinities and a 1
+mkst() {
+	h='{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}'
+	printf "\\$(printf %03o ${#h})\000\000\000\000\000\000\000%s$2" "$h" >"$1"
+}
+mkst "$tmp/zero.st" '\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000'
+mkst "$tmp/inf.st" '\000\000\200\177\000\000\200\177\000\000\200\177\000\000\200\077'
+status 0 "TIES whose threshold is infinite" "$LINES" merge -q -b "$tmp/zero.st" -m ties --density 0.5 -o "$tmp/inf-out.st" "$tmp/inf.st"
+check "... records it as the string inf in the manifest" sh -c "grep -A1 '\"thresholds\"' '$tmp/inf-out.st.manifest.json' | grep -q '\"inf\"'"
+status 0 "... and the output verifies" "$LINES" verify "$tmp/inf-out.st"
+
 done_testing
