@@ -357,6 +357,50 @@ static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32
 	}
 }
 
+/* The low 64 bits of a * b, lane by lane (AVX2 has no 64-bit multiply). */
+static inline __m256i mullo64(__m256i a, __m256i b)
+{
+	__m256i lo = _mm256_mul_epu32(a, b);
+	__m256i hl = _mm256_mul_epu32(_mm256_srli_epi64(a, 32), b);
+	__m256i lh = _mm256_mul_epu32(a, _mm256_srli_epi64(b, 32));
+	return _mm256_add_epi64(lo, _mm256_slli_epi64(_mm256_add_epi64(hl, lh), 32));
+}
+
+static inline __m256i mix64x4(__m256i x)
+{
+	x = _mm256_add_epi64(x, _mm256_set1_epi64x((long long)0x9e3779b97f4a7c15ull));
+	x = mullo64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 30)),
+	            _mm256_set1_epi64x((long long)0xbf58476d1ce4e5b9ull));
+	x = mullo64(_mm256_xor_si256(x, _mm256_srli_epi64(x, 27)),
+	            _mm256_set1_epi64x((long long)0x94d049bb133111ebull));
+	return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
+}
+
+/*
+ * DARE's drop, four elements a step: the hash in 64-bit lanes, the keep
+ * test as a signed compare (both sides are below 2^53), the quotient in
+ * float64 rounded once to float32, a dropped value masked to +0.0.
+ */
+static void avx2_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit,
+                           double density)
+{
+	const __m256i k = _mm256_set1_epi64x((long long)key), lim = _mm256_set1_epi64x((long long)limit);
+	const __m256i step = _mm256_set1_epi64x((long long)KERN_DARE_STEP), four = _mm256_set1_epi64x(4);
+	const __m256d dd = _mm256_set1_pd(density);
+	__m256i idx = _mm256_add_epi64(_mm256_set1_epi64x((long long)idx0), _mm256_setr_epi64x(0, 1, 2, 3));
+	size_t j = 0;
+
+	for (; j + 4 <= n; j += 4) {
+		__m256i x = _mm256_srli_epi64(mix64x4(_mm256_xor_si256(k, mullo64(idx, step))), 11);
+		__m256d keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lim, x));
+		__m256d q = _mm256_div_pd(_mm256_cvtps_pd(_mm_loadu_ps(tp + j)), dd);
+		_mm_storeu_ps(tp + j, _mm256_cvtpd_ps(_mm256_and_pd(q, keep)));
+		idx = _mm256_add_epi64(idx, four);
+	}
+	if (j < n)
+		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
+}
+
 const struct kern kern_avx2 = {
 	.name = "avx2",
 	.decode = avx2_decode,
@@ -366,4 +410,5 @@ const struct kern kern_avx2 = {
 	.merge_lin = avx2_merge_lin,
 	.norm_lin = avx2_norm_lin,
 	.ties_elect = avx2_ties_elect,
+	.dare_drop = avx2_dare_drop,
 };

@@ -300,6 +300,15 @@ static void sc_ties_elect(const float *tp, size_t n, unsigned nx, const uint32_t
 		sign[j] = (signed char)elect1(tp + j, n, nx, thr, maj, &mtl[j]);
 }
 
+static void sc_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit,
+                         double density)
+{
+	for (size_t j = 0; j < n; j++) {
+		uint64_t x = kern_mix64(key ^ ((idx0 + j) * KERN_DARE_STEP)) >> 11;
+		tp[j] = x < limit ? (float)((double)tp[j] / density) : 0.0f;
+	}
+}
+
 const struct kern kern_scalar = {
 	.name = "scalar",
 	.decode = sc_decode,
@@ -309,4 +318,5 @@ const struct kern kern_scalar = {
 	.merge_lin = sc_merge_lin,
 	.norm_lin = sc_norm_lin,
 	.ties_elect = sc_ties_elect,
+	.dare_drop = sc_dare_drop,
 };

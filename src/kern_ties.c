@@ -84,17 +84,10 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
 	(k->ties_elect ? k->ties_elect : kern_scalar.ties_elect)(tp, n, nx, thr, maj, mtl, sign);
 }
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x += 0x9e3779b97f4a7c15ull;
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	return x ^ (x >> 31);
-}
-
 uint64_t dare_key(uint64_t seed, unsigned task, uint64_t name_hash)
 {
-	return mix64(seed ^ mix64(((uint64_t)task + 1) * 0x100000001b3ull ^ mix64(name_hash)));
+	return kern_mix64(seed ^ kern_mix64(((uint64_t)task + 1) * 0x100000001b3ull ^
+	                                    kern_mix64(name_hash)));
 }
 
 uint64_t dare_limit(double density)
@@ -103,12 +96,8 @@ uint64_t dare_limit(double density)
 	return density >= 1.0 ? (uint64_t)1 << 53 : (uint64_t)ceil(density * 0x1p53);
 }
 
-void dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit, double density)
+void dare_drop_tile(const struct kern *k, float *tp, size_t n, uint64_t key, uint64_t idx0,
+                    uint64_t limit, double density)
 {
-	/* branch-free, so that the compiler vectorizes the hash and the select */
-	for (size_t j = 0; j < n; j++) {
-		uint64_t x = mix64(key ^ ((idx0 + j) * 0xd1b54a32d192ed03ull)) >> 11;
-		float d = (float)((double)tp[j] / density);
-		tp[j] = x < limit ? d : 0.0f;
-	}
+	(k->dare_drop ? k->dare_drop : kern_scalar.dare_drop)(tp, n, key, idx0, limit, density);
 }

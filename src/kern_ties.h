@@ -50,17 +50,17 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
 
 /*
  * DARE's draw for element idx of a tensor of task `task` is
- * u = (mix(key ^ idx * K) >> 11) * 2^-53, uniform in [0, 1), with
+ * u = (kern_mix64(key ^ idx * KERN_DARE_STEP) >> 11) * 2^-53, uniform in
+ * [0, 1), with
  * key = dare_key(seed, task, hash of the tensor's name); the element is
  * kept when u < density, that is when the 53-bit integer is below
  * dare_limit(density) (the same test, without a float).
  */
 uint64_t dare_key(uint64_t seed, unsigned task, uint64_t name_hash);
 uint64_t dare_limit(double density);
-/*
- * Drop and rescale n task-vector values of one task, elements idx0 on:
- * tp[j] = kept ? (float)((double)tp[j] / density) : 0.
- */
-void dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit, double density);
+/* Drop and rescale n values of one task, elements idx0 on, with the
+ * instruction set's kernel (kernels.h's dare_drop). */
+void dare_drop_tile(const struct kern *k, float *tp, size_t n, uint64_t key, uint64_t idx0,
+                    uint64_t limit, double density);
 
 #endif

@@ -45,9 +45,11 @@
  *               tau_MTL = mean of the kept tau' of sign s (0 if none).
  *               The one TIES operation in this table (scalar and AVX2;
  *               NULL means the scalar one): the writing pass's hot loop.
- * The rest (kern_ties.c: the histograms of the threshold search, DARE's
- * drop) exists once, in portable C compiled for vectorization, and every
- * instruction set uses it.
+ *   dare_drop   keep an entry when a hash of (seed, task, tensor, index)
+ *               falls below a limit, divide it by the density (below).
+ * The rest (kern_ties.c: the histograms of the threshold search) exists
+ * once, in portable C compiled for vectorization, and every instruction
+ * set uses it.
  *
  * Kernels know nothing of files, tensors or threads; they are pure
  * functions of their arguments and safe to call from any thread.
@@ -92,7 +94,26 @@ struct kern {
 	 */
 	void (*ties_elect)(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
 	                   double *mtl, signed char *sign);
+	/*
+	 * DARE's drop and rescale of n values of one task, elements idx0 on:
+	 * x = kern_mix64(key ^ idx * 0xd1b54a32d192ed03) >> 11, and
+	 * tp[j] = x < limit ? (float)((double)tp[j] / density) : +0.0f.
+	 * Integer hashing and one IEEE division: the same bits everywhere.
+	 * NULL in a table means: use the scalar one.
+	 */
+	void (*dare_drop)(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit,
+	                  double density);
 };
+
+/* SplitMix64: add the golden-ratio increment, then its finalizer. */
+static inline uint64_t kern_mix64(uint64_t x)
+{
+	x += 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+#define KERN_DARE_STEP 0xd1b54a32d192ed03ull
 
 extern const struct kern kern_scalar;
 #ifdef HAVE_KERN_AVX2

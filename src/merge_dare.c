@@ -88,8 +88,8 @@ static void dare_tile(struct plan *p, const struct pipe_job *job, const struct t
 	ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, tl->bt,
 	          tl->tp);
 	for (unsigned i = 0; i < ds->nx; i++)
-		dare_drop(tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit,
-		          p->o.density);
+		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit,
+		               p->o.density);
 	if (p->o.dare_elect) {
 		ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, mtl, sign);
 		return;
@@ -128,21 +128,26 @@ static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 			dare_tile(p, job, &tl, j0, nn, 1, tl.mp, tl.sp);
 			/* the norm of the sum of the task vectors (tl.bt: the base) */
 			p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
+			/* a zero sum with something kept: the other majority too (when
+			 * nothing is kept, tau_MTL is 0 both ways) */
 			for (size_t j = 0; j < nn; j++)
-				both |= tl.sp[j] == 0;
+				both |= tl.sp[j] == 0 && tl.mp[j] != 0.0;
 			if (both) /* the same dropped values, the other majority */
 				ties_elect_tile(p->k, tl.tp, nn, ds->nx, ds->zero, -1, tl.mn, tl.sn);
+			/* without branches: the signs are random, so a branch per
+			 * element would be mispredicted half the time; adding +0.0
+			 * leaves these sums of magnitudes unchanged */
 			for (size_t j = 0; j < nn; j++) {
-				unsigned l = (unsigned)((j0 - b0 + j) % KERN_LANES);
-				double mp = tl.mp[j], mn;
-				if (tl.sp[j]) {
-					votes += p->o.dare_elect ? tl.sp[j] : 0;
-					if (isfinite(mp))
-						dl[l] += fabs(mp), dq[l] += mp * mp;
-				} else if (mn = tl.mn[j], isfinite(mp) && isfinite(mn)) {
-					pl[l] += fabs(mp), pq[l] += mp * mp;
-					nl[l] += fabs(mn), nq[l] += mn * mn;
-				}
+				unsigned l = (unsigned)(j % KERN_LANES); /* j0 - b0: a multiple */
+				double mp = tl.mp[j];
+				int zero = tl.sp[j] == 0;
+				double mn = zero && mp != 0.0 ? tl.mn[j] : 0.0;
+				int fin = isfinite(mp) && isfinite(mn);
+				double a = fin ? fabs(mp) : 0.0, c = fin ? fabs(mn) : 0.0;
+				votes += tl.sp[j];
+				dl[l] += zero ? 0.0 : a, dq[l] += zero ? 0.0 : a * a;
+				pl[l] += zero ? a : 0.0, pq[l] += zero ? a * a : 0.0;
+				nl[l] += zero ? c : 0.0, nq[l] += zero ? c * c : 0.0;
 			}
 		}
 		double *blk = job->part + 1 + 8 * (size_t)b;
@@ -180,15 +185,7 @@ static int stats_done(struct plan *p, struct lines_error *err)
 	double l2 = ds->det[1] + (ds->maj > 0 ? ds->zpos[1] : ds->zneg[1]);
 	p->norm_sum = p->o.norm_p == 2 ? sqrt(ds->num[1]) : ds->num[0];
 	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
-	p->have_norms = 1;
-	if (!p->o.lines || !p->o.alpha_auto)
-		return 0;
-	if (p->norm_mtl == 0.0) {
-		plan_log(p, LINES_LOG_WARN, NULL, NULL,
-		         "the merged task vector is zero; alpha is set to 1 (the output is the base)");
-		return plan_set_alpha(p, 1.0, err);
-	}
-	return plan_set_alpha(p, p->norm_sum / ((double)ds->nx * p->norm_mtl), err);
+	return plan_alpha_from_norms(p, err);
 }
 
 /* ---- write ------------------------------------------------------------------------ */

@@ -383,18 +383,10 @@ static int threshold_done(struct plan *p, struct lines_error *err)
 	double l2 = ts->det[1] + (ts->maj > 0 ? ts->zpos[1] + pos[1] : ts->zneg[1] + neg[1]);
 	p->norm_sum = p->o.norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0];
 	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
-	p->have_norms = 1;
 	plan_log(p, LINES_LOG_INFO, NULL, NULL,
 	         "ties: %llu elements settled after the threshold pass; majority sign %+d",
 	         (unsigned long long)ts->nspill, ts->maj);
-	if (!p->o.lines || !p->o.alpha_auto)
-		return 0;
-	if (p->norm_mtl == 0.0) {
-		plan_log(p, LINES_LOG_WARN, NULL, NULL,
-		         "the merged task vector is zero; alpha is set to 1 (the output is the base)");
-		return plan_set_alpha(p, 1.0, err);
-	}
-	return plan_set_alpha(p, p->norm_sum / ((double)ts->nx * p->norm_mtl), err);
+	return plan_alpha_from_norms(p, err);
 }
 
 /* ---- write ----------------------------------------------------------------------- */

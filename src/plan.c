@@ -541,6 +541,19 @@ int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err)
 	return 0;
 }
 
+int plan_alpha_from_norms(struct plan *p, struct lines_error *err)
+{
+	p->have_norms = 1;
+	if (!p->o.lines || !p->o.alpha_auto)
+		return 0;
+	if (p->norm_mtl == 0.0) {
+		plan_log(p, LINES_LOG_WARN, NULL, NULL,
+		         "the merged task vector is zero; alpha is set to 1 (the output is the base)");
+		return plan_set_alpha(p, 1.0, err);
+	}
+	return plan_set_alpha(p, p->norm_sum / ((double)p->nmodels * p->norm_mtl), err);
+}
+
 static int choose_alpha(struct plan *p, struct lines_error *err)
 {
 	const struct lines_merge_opts *o = &p->o;

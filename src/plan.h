@@ -188,6 +188,10 @@ int plan_header(struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_
 
 /* Set alpha, beta and every tensor's lambda once alpha is known. */
 int plan_set_alpha(struct plan *p, double alpha, struct lines_error *err);
+/* TIES and DARE, after their read-only passes set norm_sum and norm_mtl:
+ * automatic alpha = norm_sum / (N norm_mtl), or 1 with a warning when the
+ * merged task vector is zero. */
+int plan_alpha_from_norms(struct plan *p, struct lines_error *err);
 
 /* The manifest (manifest.c): per-tensor hashes as the output is written. */
 struct xxh128;

@@ -301,6 +301,31 @@ static void test_isa(const struct kern *k)
 		ok(bad == 0, "%s ties_elect = scalar, NaN, infinities and ties included (%d differ)", k->name, bad);
 	}
 
+	/* DARE's drop: any key, index and density, special values included */
+	if (k->dare_drop) {
+		int bad = 0;
+		static float a[1100], b[1100];
+		static const double dens[] = {0.2, 0.5, 0.9, 1.0, 1e-9, 0.3333333333333333, 0.7};
+		for (int round = 0; round < 400; round++) {
+			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+			double d = dens[rnd32() % (sizeof(dens) / sizeof(dens[0]))];
+			uint64_t key = (uint64_t)rnd32() << 32 | rnd32();
+			uint64_t idx0 = round % 3 == 0 ? UINT64_MAX - rnd32() % 2000 : (uint64_t)rnd32() << 20;
+			uint64_t lim = d >= 1.0 ? (uint64_t)1 << 53 : (uint64_t)ceil(d * 0x1p53);
+			for (size_t q = 0; q < n; q++) {
+				uint32_t c = rnd32() % 10;
+				a[q] = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? u2f(0x7fc00001u) : c == 3 ? -INFINITY
+				     : c == 4 ? u2f(0x00000003u) : c == 5 ? u2f(0x7f7fffffu) : rnd_float();
+				b[q] = a[q];
+			}
+			kern_scalar.dare_drop(a, n, key, idx0, lim, d);
+			k->dare_drop(b, n, key, idx0, lim, d);
+			bad += memcmp(a, b, n * sizeof(float)) != 0;
+		}
+		ok(bad == 0, "%s dare_drop = scalar, any index, NaN, infinities and subnormals (%d differ)",
+		   k->name, bad);
+	}
+
 	/* exhaustive 16-bit decodes through the vector path */
 	static uint16_t all[65536];
 	static float d1[65536], d2[65536];

@@ -65,6 +65,24 @@ struct block_sum {
 	uint64_t tensors, elems, bytes;
 };
 
+/* Per block (row L: outside the blocks), what its tensors hold; NULL and
+ * a message when out of memory. */
+static struct block_sum *block_sums(const struct lines_model *m, long L)
+{
+	struct block_sum *bs = calloc((size_t)L + 1, sizeof(*bs));
+	if (!bs) {
+		cli_msg("out of memory");
+		return NULL;
+	}
+	for (size_t i = 0; i < lines_model_count(m); i++) {
+		struct lines_tensor_info t;
+		lines_model_tensor(m, i, &t);
+		struct block_sum *b = &bs[t.block < 0 ? (size_t)L : (size_t)t.block];
+		b->tensors++, b->elems += t.nelem, b->bytes += t.nbytes;
+	}
+	return bs;
+}
+
 static int print_json(const char *path, const struct lines_model *m, int layers)
 {
 	json_t *root = json_object(), *arr = json_array(), *meta = json_object();
@@ -93,17 +111,10 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 	}
 	json_object_set_new(root, "metadata", meta);
 	if (layers) {
-		struct block_sum *bs = calloc((size_t)L + 1, sizeof(*bs));
+		struct block_sum *bs = block_sums(m, L);
 		if (!bs) {
 			json_decref(root);
-			cli_msg("out of memory");
 			return CLI_EXIT_FAIL;
-		}
-		for (size_t i = 0; i < n; i++) {
-			struct lines_tensor_info t;
-			lines_model_tensor(m, i, &t);
-			struct block_sum *b = &bs[t.block < 0 ? (size_t)L : (size_t)t.block];
-			b->tensors++, b->elems += t.nelem, b->bytes += t.nbytes;
 		}
 		for (long i = 0; i <= L; i++) {
 			json_t *e = json_object();
@@ -314,17 +325,10 @@ int cmd_inspect(int argc, char **argv)
 		printf("%s\n", cli_printable(v));
 	}
 	if (layers) {
-		struct block_sum *bs = calloc((size_t)L + 1, sizeof(*bs));
+		struct block_sum *bs = block_sums(m, L);
 		if (!bs) {
 			lines_model_close(m);
-			cli_msg("out of memory");
 			return CLI_EXIT_FAIL;
-		}
-		for (size_t i = 0; i < n; i++) {
-			struct lines_tensor_info t;
-			lines_model_tensor(m, i, &t);
-			struct block_sum *b = &bs[t.block < 0 ? (size_t)L : (size_t)t.block];
-			b->tensors++, b->elems += t.nelem, b->bytes += t.nbytes;
 		}
 		printf("%-8s %8s %14s %12s\n", "block", "tensors", "elements", "bytes");
 		for (long i = 0; i <= L; i++) {
