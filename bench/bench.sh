@@ -59,6 +59,7 @@ family() { # family SIZE: the directory of a family of maxn models
 	if [ ! -f "$d/ft$maxn.safetensors" ]; then
 		say "(generating a bf16 Llama-style family: base + $maxn fine-tunes of $1 each)" >&2
 		"$GEN" --arch llama --dtype bf16 --layers 16 --size "$1" --models "$maxn" --seed 1 --out "$d" >&2 || exit 1
+		sync # no write-back of the new files during the first timings
 	fi
 	echo "$d"
 }
