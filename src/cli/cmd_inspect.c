@@ -40,7 +40,7 @@ static void help(void)
 	       "With --norms, read BASE and every MODEL and show, per block, how far each\n"
 	       "task vector moved the weights (L1, L2, L2 relative to the base's), as a bar\n"
 	       "chart from the shallowest block to the deepest, with the LiNeS scale of\n"
-	       "each block (alpha = 1/N, beta = 1 - alpha unless given).\n\n"
+	       "each block (alpha = 1/N, beta = max(0, 1 - alpha) unless given).\n\n"
 	       "      --layers        one line per block instead: tensors, elements, bytes\n"
 	       "      --json          the same, as JSON on standard output\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
@@ -48,7 +48,8 @@ static void help(void)
 	       "      --norms         per-block norms of the task vectors (needs -b)\n"
 	       "  -b, --base BASE     with --norms: the pre-trained model\n"
 	       "      --alpha A       with --norms: the LiNeS alpha shown (default 1/N)\n"
-	       "      --beta B        with --norms: the LiNeS beta shown (default 1 - alpha)\n"
+	       "      --beta B        with --norms: the LiNeS beta shown (default\n"
+	       "                      max(0, 1 - alpha))\n"
 	       "  -q, --quiet         print nothing; the exit status tells if MODEL is valid\n");
 }
 

@@ -81,7 +81,8 @@ static void merge_help(void)
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
 	       "                      ||tau_1 + ... + tau_N|| / (N ||tau_merged||)\n"
-	       "      --beta B        LiNeS beta (default 1 - alpha: the last block gets 1)\n"
+	       "      --beta B        LiNeS beta (default max(0, 1 - alpha): the last block\n"
+	       "                      gets 1)\n"
 	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
@@ -120,9 +121,11 @@ static void scale_help(void)
 	       "Keep gamma of the update of the first block, all of it in the last, and a\n"
 	       "linear ramp between: theta = theta_0 + (gamma + (1 - gamma) i / (L - 1)) tau.\n"
 	       "Tensors outside the blocks keep gamma of their update.\n\n"
-	       "Options as for lines merge: -o, --dtype, --layer-regex, --num-layers, -j,\n"
-	       "--io, --direct, --chunk, --zstd-level, --no-checksum, --checksum-file,\n"
-	       "--manifest, --shard-size, --no-copy, --strict, -n, -q, -v.\n");
+	       "Options as for lines merge (see lines-scale(1)):\n"
+	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
+	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
+	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
+	       "  -n/--dry-run, -q/--quiet, -v/--verbose, -h/--help.\n");
 }
 
 struct merge_cli {
@@ -348,11 +351,11 @@ static const char *alpha_passes(const struct lines_plan_info *in)
 	return buf;
 }
 
-static void print_lambdas(FILE *f, const struct lines_plan_info *in)
+static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char *beta)
 {
 	if (!in->alpha_known) {
-		fprintf(f, "  lambda per block: alpha + beta * i / (L - 1), L = %ld, after %s\n",
-		        in->num_layers, alpha_passes(in));
+		fprintf(f, "  lambda per block i: alpha + beta * i / %ld, beta = %s\n",
+		        in->num_layers > 1 ? in->num_layers - 1 : 1, beta);
 		return;
 	}
 	fprintf(f, "  lambda per block (L = %ld):\n", in->num_layers);
@@ -382,17 +385,15 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 		fprintf(f, "  LiNeS: alpha = %.10g%s, beta = %.10g\n", in->alpha,
 		        o->alpha_auto ? (o->norm_p == 2 ? " (auto, L2)" : " (auto, L1)") : "", in->beta);
 	else
-	{
-		char beta[40] = "max(0, 1 - alpha)";
-		if (mc->have_beta)
-			snprintf(beta, sizeof(beta), "%.10g", o->beta);
-		fprintf(f, "  LiNeS: alpha = auto (%s norms, measured in %s), beta = %s\n",
-		        o->norm_p == 2 ? "L2" : "L1", alpha_passes(in), beta);
-	}
+		fprintf(f, "  LiNeS: alpha = auto (%s), measured in %s\n", o->norm_p == 2 ? "L2" : "L1",
+		        alpha_passes(in));
 	if (in->norm_sum > 0 || in->norm_mtl > 0)
 		fprintf(f, "  norms: ||sum tau|| = %.10g, ||tau_MTL|| = %.10g\n", in->norm_sum,
 		        in->norm_mtl);
-	print_lambdas(f, in);
+	char beta[40] = "max(0, 1 - alpha)";
+	if (mc->have_beta)
+		snprintf(beta, sizeof(beta), "%.10g", o->beta);
+	print_lambdas(f, in, beta);
 }
 
 static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
@@ -409,7 +410,7 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	printf("  passes:\n");
 	for (unsigned i = 0; i < in->npasses; i++) {
 		cli_human(a, sizeof(a), in->pass_read_bytes[i]);
-		printf("    %u. %-6s reads %s%s\n", i + 1, in->pass_names[i], a,
+		printf("    %u. %-9s reads %s%s\n", i + 1, in->pass_names[i], a,
 		       i + 1 == in->npasses ? ", writes the output" : " (read-only)");
 	}
 	cli_human(a, sizeof(a), in->output_bytes);
