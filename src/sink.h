@@ -70,8 +70,6 @@ static inline void sink_free(struct sink *s)
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err);
 /* An already open descriptor; closed by the sink when own is set. */
 int sink_fd_open(struct sink **out, int fd, int own, const char *name, struct lines_error *err);
-/* 1 when the sink writes a regular file under a temporary name. */
-int sink_is_file(const struct sink *s);
 
 /*
  * zstd compression into next (which the new sink owns): one frame with the

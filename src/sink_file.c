@@ -106,8 +106,6 @@ static int no_finish(struct sink *s, struct lines_error *err)
 
 static const struct sink_ops sink_file_ops = {sf_write, no_finish, sf_commit, sf_abort, sf_free};
 
-int sink_is_file(const struct sink *s) { return s->ops == &sink_file_ops; }
-
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 {
 	struct sink_file *f;
