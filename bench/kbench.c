@@ -57,6 +57,28 @@ static void b_norm(const struct kern *k, size_t off, size_t n)
 	k->decode(DT_BF16, in[0] + 2 * off, fb, n);
 	k->norm_lin(DT_BF16, x, NMOD, fb, c, n, &nm);
 }
+/* TIES's tiles: the four task vectors of a tile, then their election
+ * with thresholds near the 80th percentile of |tau| (the default density) */
+static float *tp;
+static void b_taus(const struct kern *k, size_t off, size_t n)
+{
+	static const double w[NMOD] = {1, 1, 1, 1};
+	for (size_t j = 0; j < n; j += KERN_TILE) {
+		size_t m = n - j < KERN_TILE ? n - j : KERN_TILE;
+		const void *x[NMOD];
+		for (int i = 0; i < NMOD; i++)
+			x[i] = in[i + 1] + 2 * (off + j);
+		k->taus(DT_BF16, x, NMOD, in[0] + 2 * (off + j), w, m, fb, tp);
+	}
+}
+static void b_elect(const struct kern *k, size_t off, size_t n)
+{
+	static const uint32_t thr[NMOD] = {0x3b000000, 0x3b000000, 0x3b000000, 0x3b000000};
+	(void)off;
+	for (size_t j = 0; j < n; j += KERN_TILE)
+		k->ties_elect(tp, n - j < KERN_TILE ? n - j : KERN_TILE, NMOD, thr, 1, acc,
+		              (signed char *)outb);
+}
 static void b_memcpy(const struct kern *k, size_t off, size_t n)
 {
 	(void)k;
@@ -93,6 +115,8 @@ int main(void)
 		{"encode", b_encode, 4, 0},
 		{"merge_lin", b_merge, 2 * (NMOD + 1), NMOD},
 		{"norm_lin", b_norm, 2 * (NMOD + 1), NMOD},
+		{"taus", b_taus, 2 * (NMOD + 1), NMOD},
+		{"ties_elect", b_elect, 2 * (NMOD + 1), NMOD},
 		{"memcpy", b_memcpy, 2 * (NMOD + 1), NMOD},
 	};
 
@@ -108,8 +132,16 @@ int main(void)
 	outb = malloc(4 * large);
 	fb = malloc(4 * large);
 	acc = malloc(8 * large);
-	if (!outb || !fb || !acc)
+	tp = malloc(4 * NMOD * KERN_TILE);
+	if (!outb || !fb || !acc || !tp)
 		return 1;
+	{ /* one tile of task vectors for the election */
+		static const double w[NMOD] = {1, 1, 1, 1};
+		const void *x[NMOD];
+		for (int i = 0; i < NMOD; i++)
+			x[i] = in[i + 1];
+		kern_scalar.taus(DT_BF16, x, NMOD, in[0], w, KERN_TILE, fb, tp);
+	}
 	for (size_t j = 0; j < large; j++)
 		fb[j] = 0.01f * (float)(j % 100);
 
@@ -119,7 +151,8 @@ int main(void)
 		for (size_t q = 0; q < sizeof(ks) / sizeof(ks[0]); q++)
 			for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
 				const struct kern *k = kern_by_name(isas[i]);
-				if (!k || (ks[q].f == b_memcpy && i > 0))
+				if (!k || (ks[q].f == b_memcpy && i > 0) ||
+				    (ks[q].f == b_taus && !k->taus) || (ks[q].f == b_elect && !k->ties_elect))
 					continue;
 				double g = measure(k, ks[q].f, elems, s ? 128u << 10 : small, ks[q].bytes);
 				printf("%-10s %-5s %-2d %-6s %-7s %.2f\n", ks[q].name, "bf16", ks[q].nmod,

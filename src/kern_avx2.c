@@ -281,69 +281,97 @@ static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
  * The scalar definition skips what is not kept; here a value not kept
  * adds +0.0, which changes no sum that matters (a sum that is exactly
  * zero has the same sign either way), and the count is an integer.
+ *
+ * Three shortcuts, each exact:
+ *  - kept is |v|'s bits > max(thr, 1) - 1 as a signed compare (a kept
+ *    value is not zero; thresholds above 0x80000000 keep nothing, as
+ *    0x80000000 does);
+ *  - a kept NaN makes S NaN, so only when some S is NaN are the values
+ *    looked at again for one (an S of inf - inf is NaN without one);
+ *  - the mean is a division by the count, or, when every count of the
+ *    eight is a power of two, a multiplication by its exact inverse:
+ *    both are the one correctly rounded quotient.
  */
-static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
-                            double *mtl, signed char *sign)
+static inline __attribute__((always_inline)) void
+elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj, double *mtl,
+           signed char *sign)
 {
-	const __m256i mask = _mm256_set1_epi32(0x7fffffff), bias = _mm256_set1_epi32((int)0x80000000u);
-	const __m256d zero = _mm256_setzero_pd();
-	const __m256 zf = _mm256_setzero_ps();
-	__m256i tb[16];
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+	const __m256i inv_bias = _mm256_set1_epi64x(0x7fe0000000000000LL); /* 2^-k from 2^k */
+	const __m256i mant = _mm256_set1_epi64x(0x000fffffffffffffLL);
+	const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+	const __m256d signbit = _mm256_set1_pd(-0.0);
+	const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6); /* low halves of 64-bit lanes */
+	__m256i tm[16];
 	size_t j = 0;
 
-	if (nx > 16) { /* the kept masks are cached per task below: few tasks only */
-		kern_scalar.ties_elect(tp, n, nx, thr, maj, mtl, sign);
-		return;
+	for (unsigned i = 0; i < nx; i++) {
+		uint32_t t = thr[i] ? thr[i] : 1;
+		tm[i] = _mm256_set1_epi32((int)((t < 0x80000000u ? t : 0x80000000u) - 1));
 	}
-	for (unsigned i = 0; i < nx; i++) /* thresholds, biased for an unsigned compare */
-		tb[i] = _mm256_xor_si256(_mm256_set1_epi32((int)thr[i]), bias);
 	for (; j + 8 <= n; j += 8) {
-		__m256 keep[16];
+		__m256 vk[16];
+		__m256d dl[16], dh[16]; /* the kept values as doubles, or +0 */
 		__m256d sl = zero, sh = zero;
-		__m256 nan = zf;
+#pragma GCC unroll 16
 		for (unsigned i = 0; i < nx; i++) {
 			__m256 v = _mm256_loadu_ps(tp + (size_t)i * n + j);
-			__m256i a = _mm256_and_si256(_mm256_castps_si256(v), mask);
-			/* kept: v != 0 and a >= thr */
-			__m256i below = _mm256_cmpgt_epi32(tb[i], _mm256_xor_si256(a, bias));
-			keep[i] = _mm256_andnot_ps(_mm256_castsi256_ps(below), _mm256_cmp_ps(v, zf, _CMP_NEQ_UQ));
-			__m256 vk = _mm256_and_ps(v, keep[i]);
-			sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(vk))); /* s += v */
-			sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(vk, 1)));
-			nan = _mm256_or_ps(nan, _mm256_and_ps(keep[i], _mm256_cmp_ps(v, v, _CMP_UNORD_Q)));
+			__m256i keep = _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v), mask), tm[i]);
+			vk[i] = _mm256_and_ps(v, _mm256_castsi256_ps(keep));
+			dl[i] = _mm256_cvtps_pd(_mm256_castps256_ps128(vk[i]));
+			dh[i] = _mm256_cvtps_pd(_mm256_extractf128_ps(vk[i], 1));
+			sl = _mm256_add_pd(sl, dl[i]); /* s += v */
+			sh = _mm256_add_pd(sh, dh[i]);
 		}
-		/* sign(s) as floats: +1, -1 or 0 (a NaN s compares neither way) */
-		__m256 sf = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(sl)), _mm256_cvtpd_ps(sh), 1);
-		__m256 gt = _mm256_cmp_ps(sf, zf, _CMP_GT_OQ), lt = _mm256_cmp_ps(sf, zf, _CMP_LT_OQ);
-		/* lanes whose elected sign is +: s > 0, or s == 0 with a + majority */
-		__m256 eplus = maj > 0 ? _mm256_xor_ps(lt, _mm256_castsi256_ps(_mm256_set1_epi32(-1))) : gt;
-		__m256d suml = zero, sumh = zero;
-		__m256i cnt = _mm256_setzero_si256();
+		/* sign(s): a NaN s compares neither way */
+		__m256d gtl = _mm256_cmp_pd(sl, zero, _CMP_GT_OQ), ltl = _mm256_cmp_pd(sl, zero, _CMP_LT_OQ);
+		__m256d gth = _mm256_cmp_pd(sh, zero, _CMP_GT_OQ), lth = _mm256_cmp_pd(sh, zero, _CMP_LT_OQ);
+		/* the sign bit of the elected sign: s < 0, or s == 0 with a - majority */
+		__m256d enl = _mm256_and_pd(signbit, maj > 0 ? ltl : _mm256_andnot_pd(gtl, signbit));
+		__m256d enh = _mm256_and_pd(signbit, maj > 0 ? lth : _mm256_andnot_pd(gth, signbit));
+		__m256d suml = zero, sumh = zero, cl = zero, ch = zero;
+#pragma GCC unroll 16
 		for (unsigned i = 0; i < nx; i++) {
-			__m256 v = _mm256_loadu_ps(tp + (size_t)i * n + j);
-			__m256 vpos = _mm256_cmp_ps(v, zf, _CMP_GT_OQ);
-			/* agree: kept and (v > 0) == (e > 0) */
-			__m256 agree = _mm256_andnot_ps(_mm256_xor_ps(vpos, eplus), keep[i]);
-			__m256 va = _mm256_and_ps(v, agree);
-			suml = _mm256_add_pd(suml, _mm256_cvtps_pd(_mm256_castps256_ps128(va))); /* sum += v */
-			sumh = _mm256_add_pd(sumh, _mm256_cvtps_pd(_mm256_extractf128_ps(va, 1)));
-			cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(agree)); /* cnt += 1 */
+			/* agree: kept and of the elected sign, that is v * e > 0 */
+			__m256d al = _mm256_cmp_pd(_mm256_xor_pd(dl[i], enl), zero, _CMP_GT_OQ);
+			__m256d ah = _mm256_cmp_pd(_mm256_xor_pd(dh[i], enh), zero, _CMP_GT_OQ);
+			suml = _mm256_add_pd(suml, _mm256_and_pd(dl[i], al)); /* sum += v */
+			sumh = _mm256_add_pd(sumh, _mm256_and_pd(dh[i], ah));
+			cl = _mm256_add_pd(cl, _mm256_and_pd(one, al)); /* cnt += 1 */
+			ch = _mm256_add_pd(ch, _mm256_and_pd(one, ah));
 		}
-		__m256d cl = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
-		__m256d ch = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
-		__m256d ml = _mm256_blendv_pd(zero, _mm256_div_pd(suml, cl), _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
-		__m256d mh = _mm256_blendv_pd(zero, _mm256_div_pd(sumh, ch), _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
-		/* a kept NaN makes the element NaN, with sign +1 */
-		__m256i nani = _mm256_castps_si256(nan);
-		ml = _mm256_blendv_pd(ml, _mm256_set1_pd(NAN),
-		                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nani))));
-		mh = _mm256_blendv_pd(mh, _mm256_set1_pd(NAN),
-		                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nani, 1))));
+		__m256d ql, qh;
+		if (_mm256_testz_si256(_mm256_or_si256(_mm256_castpd_si256(cl), _mm256_castpd_si256(ch)), mant)) {
+			ql = _mm256_mul_pd(suml, _mm256_castsi256_pd(_mm256_sub_epi64(inv_bias, _mm256_castpd_si256(cl))));
+			qh = _mm256_mul_pd(sumh, _mm256_castsi256_pd(_mm256_sub_epi64(inv_bias, _mm256_castpd_si256(ch))));
+		} else {
+			ql = _mm256_div_pd(suml, cl);
+			qh = _mm256_div_pd(sumh, ch);
+		}
+		__m256d ml = _mm256_and_pd(ql, _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
+		__m256d mh = _mm256_and_pd(qh, _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
+		/* sign = (s > 0) - (s < 0): masks are -1 or 0 */
+		__m256i sl64 = _mm256_sub_epi64(_mm256_castpd_si256(ltl), _mm256_castpd_si256(gtl));
+		__m256i sh64 = _mm256_sub_epi64(_mm256_castpd_si256(lth), _mm256_castpd_si256(gth));
+		__m256i sg = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(sl64, pick),
+		                                _mm256_permutevar8x32_epi32(sh64, pick), 0xf0);
+		__m256d un = _mm256_cmp_pd(sl, sh, _CMP_UNORD_Q);
+		if (!_mm256_testz_pd(un, un)) {
+			/* some s is NaN: a kept NaN makes the element NaN, with sign +1 */
+			__m256i nani = _mm256_setzero_si256();
+#pragma GCC unroll 16
+			for (unsigned i = 0; i < nx; i++) {
+				__m256i a = _mm256_and_si256(_mm256_castps_si256(vk[i]), mask);
+				nani = _mm256_or_si256(nani, _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000)));
+			}
+			ml = _mm256_blendv_pd(ml, _mm256_set1_pd(NAN),
+			                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nani))));
+			mh = _mm256_blendv_pd(mh, _mm256_set1_pd(NAN),
+			                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nani, 1))));
+			sg = _mm256_blendv_epi8(sg, _mm256_set1_epi32(1), nani);
+		}
 		_mm256_storeu_pd(mtl + j, ml);
 		_mm256_storeu_pd(mtl + j + 4, mh);
-		/* sign = (s > 0) - (s < 0), or 1 for NaN: masks are -1 or 0 */
-		__m256i sg = _mm256_sub_epi32(_mm256_castps_si256(lt), _mm256_castps_si256(gt));
-		sg = _mm256_blendv_epi8(sg, _mm256_set1_epi32(1), nani);
 		__m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(sg), _mm256_extracti128_si256(sg, 1));
 		_mm_storel_epi64((__m128i *)(sign + j), _mm_packs_epi16(s16, s16));
 	}
@@ -354,6 +382,28 @@ static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32
 		for (unsigned i = 0; i < nx; i++)
 			memcpy(t + (size_t)i * m, tp + (size_t)i * n + j, m * sizeof(float));
 		kern_scalar.ties_elect(t, m, nx, thr, maj, mtl + j, sign + j);
+	}
+}
+
+/* The body once per small number of tasks, so that its loops unroll and
+ * the kept values stay in registers. */
+static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
+                            double *mtl, signed char *sign)
+{
+	switch (nx) {
+	case 1: elect_body(tp, n, 1, thr, maj, mtl, sign); break;
+	case 2: elect_body(tp, n, 2, thr, maj, mtl, sign); break;
+	case 3: elect_body(tp, n, 3, thr, maj, mtl, sign); break;
+	case 4: elect_body(tp, n, 4, thr, maj, mtl, sign); break;
+	case 5: elect_body(tp, n, 5, thr, maj, mtl, sign); break;
+	case 6: elect_body(tp, n, 6, thr, maj, mtl, sign); break;
+	case 7: elect_body(tp, n, 7, thr, maj, mtl, sign); break;
+	case 8: elect_body(tp, n, 8, thr, maj, mtl, sign); break;
+	default:
+		if (nx <= 16) /* the kept values are cached per task: few tasks only */
+			elect_body(tp, n, nx, thr, maj, mtl, sign);
+		else
+			kern_scalar.ties_elect(tp, n, nx, thr, maj, mtl, sign);
 	}
 }
 
@@ -401,6 +451,171 @@ static void avx2_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uin
 		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
 }
 
+/*
+ * The tiles of TIES and DARE in one step: each model decoded, the base
+ * subtracted in float32 and, for a weight other than 1, multiplied in
+ * float64 and rounded once (kern_ties.c's ties_taus, the reference).
+ */
+static void avx2_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                      const double *w, size_t n, float *bt, float *tp)
+{
+	size_t es = dtype_size(dt), m = n - n % 8;
+	if (dt == DT_F64) {
+		kern_scalar.decode(dt, base, bt, n);
+		for (unsigned i = 0; i < nx; i++) {
+			float *t = tp + (size_t)i * n;
+			kern_scalar.decode(dt, x[i], t, n);
+			for (size_t j = 0; j < n; j++)
+				t[j] = w[i] == 1.0 ? t[j] - bt[j] : (float)(w[i] * (double)(t[j] - bt[j]));
+		}
+		return;
+	}
+	avx2_decode(dt, base, bt, n);
+	for (unsigned i = 0; i < nx; i++) {
+		const unsigned char *p = x[i];
+		float *t = tp + (size_t)i * n;
+		size_t j = 0;
+		if (w[i] == 1.0) {
+			for (; j < m; j += 8)
+				_mm256_storeu_ps(t + j, _mm256_sub_ps(ld8(dt, p + j * es), _mm256_loadu_ps(bt + j)));
+		} else {
+			__m256d wi = _mm256_set1_pd(w[i]);
+			for (; j < m; j += 8) {
+				__m256 tau = _mm256_sub_ps(ld8(dt, p + j * es), _mm256_loadu_ps(bt + j));
+				__m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))));
+				__m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1))));
+				_mm256_storeu_ps(t + j, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));
+			}
+		}
+		if (j < n) {
+			kern_scalar.decode(dt, p + j * es, t + j, n - j);
+			for (; j < n; j++)
+				t[j] = w[i] == 1.0 ? t[j] - bt[j] : (float)(w[i] * (double)(t[j] - bt[j]));
+		}
+	}
+}
+
+/* norm_lin's s with every c = 1, from the tiles: the same lanes and bits. */
+static void avx2_tau_norm(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
+{
+	const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+	const __m256d inf = _mm256_set1_pd(INFINITY);
+	__m256d s1l = _mm256_loadu_pd(s1), s1h = _mm256_loadu_pd(s1 + 4);
+	__m256d s2l = _mm256_loadu_pd(s2), s2h = _mm256_loadu_pd(s2 + 4);
+	size_t j = 0;
+
+	for (; j + 8 <= n; j += 8) {
+		__m256d sl = _mm256_setzero_pd(), sh = _mm256_setzero_pd();
+		for (unsigned i = 0; i < nx; i++) {
+			__m256 tau = _mm256_loadu_ps(tp + (size_t)i * n + j);
+			sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(tau)));
+			sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1)));
+		}
+		__m256d al = _mm256_and_pd(sl, absmask), ah = _mm256_and_pd(sh, absmask);
+		__m256d ml = _mm256_cmp_pd(al, inf, _CMP_LT_OQ), mh = _mm256_cmp_pd(ah, inf, _CMP_LT_OQ);
+		al = _mm256_and_pd(al, ml), ah = _mm256_and_pd(ah, mh); /* +0 when not finite */
+		s1l = _mm256_add_pd(s1l, al), s1h = _mm256_add_pd(s1h, ah);
+		s2l = _mm256_add_pd(s2l, _mm256_mul_pd(al, al)), s2h = _mm256_add_pd(s2h, _mm256_mul_pd(ah, ah));
+	}
+	_mm256_storeu_pd(s1, s1l), _mm256_storeu_pd(s1 + 4, s1h);
+	_mm256_storeu_pd(s2, s2l), _mm256_storeu_pd(s2 + 4, s2h);
+	if (j < n) { /* the tail from lane 0 on, on a compact copy */
+		float t[8 * 1024];
+		size_t r = n - j;
+		if (nx > 1024) {
+			kern_scalar.tau_norm(tp, nx, n, s1, s2); /* never: plan.c allows 1024 */
+			return;
+		}
+		for (unsigned i = 0; i < nx; i++)
+			memcpy(t + (size_t)i * r, tp + (size_t)i * n + j, r * sizeof(float));
+		kern_scalar.tau_norm(t, nx, r, s1, s2);
+	}
+}
+
+/* The low-bit counts of the threshold pass: eight compares at a time,
+ * and a count only for the few values in the bin (kern_ties.h). */
+static void avx2_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_t *bin,
+                           uint32_t *const *hist, unsigned char *open)
+{
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+	size_t m = n - n % 8;
+	memset(open, 0, n);
+	for (unsigned i = 0; i < nx; i++) {
+		const float *t = tp + (size_t)i * n;
+		__m256i b = _mm256_set1_epi32((int)bin[i]);
+		if (bin[i] == UINT32_MAX)
+			continue;
+		for (size_t j = 0; j < n; j += 8) {
+			unsigned f;
+			if (j < m) {
+				__m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(t + j)), mask);
+				f = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_srli_epi32(a, 16), b)));
+			} else {
+				f = (1u << (n - j)) - 1; /* the tail: look at each */
+			}
+			for (; f; f &= f - 1) {
+				size_t q = j + (unsigned)__builtin_ctz(f);
+				uint32_t a;
+				memcpy(&a, t + q, 4);
+				a &= 0x7fffffffu;
+				if (a >> 16 == bin[i]) {
+					hist[i][a & 0xffffu]++;
+					open[q] |= a != 0;
+				}
+			}
+		}
+	}
+}
+
+/* 64-bit lane masks from eight bytes of 0 or -1: lanes 0-3, then 4-7. */
+static inline __m256d mask_lo(__m128i b) { return _mm256_castsi256_pd(_mm256_cvtepi8_epi64(b)); }
+static inline __m256d mask_hi(__m128i b) { return _mm256_castsi256_pd(_mm256_cvtepi8_epi64(_mm_srli_si128(b, 4))); }
+
+/* The decided elements of TIES's threshold pass (kern_ties.h). */
+static int64_t avx2_ties_decided(const double *mtl, const signed char *sign, unsigned char *open,
+                                 size_t n, double *dl, double *dq)
+{
+	const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+	const __m256d inf = _mm256_set1_pd(INFINITY), zero = _mm256_setzero_pd();
+	const __m128i z = _mm_setzero_si128();
+	__m256d dll = _mm256_loadu_pd(dl), dlh = _mm256_loadu_pd(dl + 4);
+	__m256d dql = _mm256_loadu_pd(dq), dqh = _mm256_loadu_pd(dq + 4);
+	__m256i votes = _mm256_setzero_si256();
+	int64_t v = 0;
+	size_t j = 0;
+
+	for (; j + 8 <= n; j += 8) {
+		__m128i s = _mm_loadl_epi64((const __m128i *)(sign + j));
+		__m128i o = _mm_loadl_epi64((const __m128i *)(open + j));
+		__m128i closed = _mm_cmpeq_epi8(o, z), nos = _mm_cmpeq_epi8(s, z);
+		__m128i ok = _mm_andnot_si128(nos, closed); /* not open, with a sign */
+		__m256d ml = _mm256_loadu_pd(mtl + j), mh = _mm256_loadu_pd(mtl + j + 4);
+		__m256d al = _mm256_and_pd(ml, absmask), ah = _mm256_and_pd(mh, absmask);
+		al = _mm256_and_pd(al, _mm256_and_pd(mask_lo(ok), _mm256_cmp_pd(al, inf, _CMP_LT_OQ)));
+		ah = _mm256_and_pd(ah, _mm256_and_pd(mask_hi(ok), _mm256_cmp_pd(ah, inf, _CMP_LT_OQ)));
+		dll = _mm256_add_pd(dll, al), dlh = _mm256_add_pd(dlh, ah);
+		dql = _mm256_add_pd(dql, _mm256_mul_pd(al, al)), dqh = _mm256_add_pd(dqh, _mm256_mul_pd(ah, ah));
+		votes = _mm256_add_epi32(votes, _mm256_cvtepi8_epi32(_mm_and_si128(s, closed)));
+		/* a zero sum of kept values that are not all zero: bit 1 */
+		unsigned nz = (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(ml, zero, _CMP_NEQ_UQ)) |
+		              (unsigned)_mm256_movemask_pd(_mm256_cmp_pd(mh, zero, _CMP_NEQ_UQ)) << 4;
+		unsigned f = nz & (unsigned)_mm_movemask_epi8(_mm_and_si128(closed, nos)) & 0xffu;
+		for (; f; f &= f - 1)
+			open[j + (unsigned)__builtin_ctz(f)] |= 2;
+	}
+	_mm256_storeu_pd(dl, dll), _mm256_storeu_pd(dl + 4, dlh);
+	_mm256_storeu_pd(dq, dql), _mm256_storeu_pd(dq + 4, dqh);
+	{
+		int32_t vv[8];
+		_mm256_storeu_si256((__m256i *)vv, votes);
+		for (unsigned l = 0; l < 8; l++)
+			v += vv[l];
+	}
+	if (j < n) /* the tail goes on from lane 0 */
+		v += kern_scalar.ties_decided(mtl + j, sign + j, open + j, n - j, dl, dq);
+	return v;
+}
+
 const struct kern kern_avx2 = {
 	.name = "avx2",
 	.decode = avx2_decode,
@@ -409,6 +624,10 @@ const struct kern kern_avx2 = {
 	.finish = avx2_finish,
 	.merge_lin = avx2_merge_lin,
 	.norm_lin = avx2_norm_lin,
+	.taus = avx2_taus,
+	.tau_norm = avx2_tau_norm,
 	.ties_elect = avx2_ties_elect,
+	.ties_decided = avx2_ties_decided,
+	.ties_bins = avx2_ties_bins,
 	.dare_drop = avx2_dare_drop,
 };

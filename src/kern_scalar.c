@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -309,6 +310,86 @@ static void sc_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint6
 	}
 }
 
+static void sc_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                    const double *w, size_t n, float *bt, float *tp)
+{
+	sc_decode(dt, base, bt, n);
+	for (unsigned i = 0; i < nx; i++) {
+		float *t = tp + (size_t)i * n;
+		sc_decode(dt, x[i], t, n);
+		for (size_t j = 0; j < n; j++)
+			t[j] = w[i] == 1.0 ? t[j] - bt[j] : (float)(w[i] * (double)(t[j] - bt[j]));
+	}
+}
+
+static void sc_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_t *bin,
+                         uint32_t *const *hist, unsigned char *open)
+{
+	memset(open, 0, n);
+	for (unsigned i = 0; i < nx; i++) {
+		if (bin[i] == UINT32_MAX)
+			continue;
+		for (size_t j = 0; j < n; j++) {
+			uint32_t a = f2u(tp[(size_t)i * n + j]) & 0x7fffffffu;
+			if (a >> 16 == bin[i]) {
+				hist[i][a & 0xffffu]++;
+				open[j] |= a != 0;
+			}
+		}
+	}
+}
+
+static void sc_tau_norm(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
+{
+	size_t j = 0;
+	for (; j + KERN_LANES <= n; j += KERN_LANES) {
+		double s[KERN_LANES] = {0};
+		for (unsigned i = 0; i < nx; i++)
+			for (unsigned l = 0; l < KERN_LANES; l++)
+				s[l] += (double)tp[(size_t)i * n + j + l];
+		for (unsigned l = 0; l < KERN_LANES; l++) {
+			/* a sum that is not finite adds +0.0, which changes nothing */
+			double a = fabs(s[l]) <= DBL_MAX ? fabs(s[l]) : 0.0;
+			s1[l] += a;
+			s2[l] += a * a;
+		}
+	}
+	for (; j < n; j++) {
+		double s = 0.0;
+		for (unsigned i = 0; i < nx; i++)
+			s += (double)tp[(size_t)i * n + j];
+		if (isfinite(s))
+			s1[j % KERN_LANES] += fabs(s), s2[j % KERN_LANES] += s * s;
+	}
+}
+
+static int64_t sc_ties_decided(const double *mtl, const signed char *sign, unsigned char *open, size_t n,
+                               double *dl, double *dq)
+{
+	int64_t votes = 0;
+	size_t j = 0;
+	for (; j + KERN_LANES <= n; j += KERN_LANES)
+		for (unsigned l = 0; l < KERN_LANES; l++) {
+			double m = mtl[j + l];
+			int s = sign[j + l], o = open[j + l];
+			/* decided with a sign: add |m|, else +0.0 (no change) */
+			double a = !o && s && fabs(m) <= DBL_MAX ? fabs(m) : 0.0;
+			dl[l] += a;
+			dq[l] += a * a;
+			votes += o ? 0 : s;
+			open[j + l] = (unsigned char)(o | (!o && !s && m != 0.0) << 1);
+		}
+	for (; j < n; j++) {
+		double m = mtl[j];
+		int s = sign[j], o = open[j];
+		if (!o && s && isfinite(m))
+			dl[j % KERN_LANES] += fabs(m), dq[j % KERN_LANES] += m * m;
+		votes += o ? 0 : s;
+		open[j] = (unsigned char)(o | (!o && !s && m != 0.0) << 1);
+	}
+	return votes;
+}
+
 const struct kern kern_scalar = {
 	.name = "scalar",
 	.decode = sc_decode,
@@ -317,6 +398,10 @@ const struct kern kern_scalar = {
 	.finish = sc_finish,
 	.merge_lin = sc_merge_lin,
 	.norm_lin = sc_norm_lin,
+	.taus = sc_taus,
+	.tau_norm = sc_tau_norm,
 	.ties_elect = sc_ties_elect,
+	.ties_decided = sc_ties_decided,
+	.ties_bins = sc_ties_bins,
 	.dare_drop = sc_dare_drop,
 };

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -16,6 +17,10 @@
 void ties_taus(const struct kern *k, enum dtype dt, const void *const *x, unsigned nx,
                const void *base, const double *w, size_t n, float *bt, float *tp)
 {
+	if (k->taus) {
+		k->taus(dt, x, nx, base, w, n, bt, tp);
+		return;
+	}
 	/* decoding is the instruction set's (exact everywhere); the rest is
 	 * one rounding per element, the same on any machine */
 	k->decode(dt, base, bt, n);
@@ -31,24 +36,6 @@ void ties_taus(const struct kern *k, enum dtype dt, const void *const *x, unsign
 	}
 }
 
-void ties_open(const float *tp, size_t n, unsigned nx, const uint32_t *lo, const uint32_t *up,
-               signed char *open)
-{
-	typedef uint32_t __attribute__((may_alias)) alias32; /* the bits of the floats */
-	const alias32 *u = (const alias32 *)(const void *)tp;
-	memset(open, 0, n);
-	for (unsigned i = 0; i < nx; i++) {
-		uint32_t l = lo[i], w = up[i] - lo[i];
-		const alias32 *ui = u + (size_t)i * n;
-		/* branch-free, so that the compiler vectorizes it: a value is in
-		 * the bin when (mag - lo) < width, unsigned; zero never is */
-		for (size_t j = 0; j < n; j++) {
-			uint32_t a = ui[j] & 0x7fffffffu;
-			open[j] |= (signed char)((a - l < w) & (a != 0));
-		}
-	}
-}
-
 void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist)
 {
 	for (unsigned i = 0; i < nx; i++)
@@ -56,14 +43,23 @@ void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist)
 			hist[i][ties_mag(tp[(size_t)i * n + j]) >> 16]++;
 }
 
-void ties_low(const float *tp, unsigned nx, size_t n, const uint32_t *bin, uint32_t *const *hist)
+void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *bin,
+               uint32_t *const *hist, unsigned char *open)
 {
-	for (unsigned i = 0; i < nx; i++)
-		for (size_t j = 0; j < n; j++) {
-			uint32_t a = ties_mag(tp[(size_t)i * n + j]);
-			if (a >> 16 == bin[i])
-				hist[i][a & 0xffffu]++;
-		}
+	(k->ties_bins ? k->ties_bins : kern_scalar.ties_bins)(tp, nx, n, bin, hist, open);
+}
+
+void ties_norm_sum(const struct kern *k, const float *tp, unsigned nx, size_t n, double *s1,
+                   double *s2)
+{
+	(k->tau_norm ? k->tau_norm : kern_scalar.tau_norm)(tp, nx, n, s1, s2);
+}
+
+int64_t ties_decided(const struct kern *k, const double *mtl, const signed char *sign,
+                     unsigned char *open, size_t n, double *dl, double *dq)
+{
+	return (k->ties_decided ? k->ties_decided : kern_scalar.ties_decided)(mtl, sign, open, n, dl,
+	                                                                      dq);
 }
 
 int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,

@@ -28,14 +28,34 @@ static inline uint32_t ties_mag(float v)
 	return u & 0x7fffffffu;
 }
 
-/* open[j] = 1 when some task's nonzero tau' has lo[i] <= mag < up[i]. */
-void ties_open(const float *tp, size_t n, unsigned nx, const uint32_t *lo, const uint32_t *up,
-               signed char *open);
-
 /* hist[i][mag >> 16]++ for every element of every task. */
 void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist);
-/* hist[i][mag & 0xffff]++ for the elements whose mag >> 16 is bin[i]. */
-void ties_low(const float *tp, unsigned nx, size_t n, const uint32_t *bin, uint32_t *const *hist);
+/*
+ * The threshold pass's refinement: for the tasks with a bin (bin[i] !=
+ * UINT32_MAX), hist[i][mag & 0xffff]++ for the elements whose mag >> 16
+ * is bin[i]; open[j] = 1 when some task's nonzero value is in its bin
+ * (not decided until t_i is known), else 0.
+ */
+void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *bin,
+               uint32_t *const *hist, unsigned char *open);
+/*
+ * The numerator of alpha from the task vectors themselves (all weights
+ * 1, so tau' = tau): norm_lin's s and the lanes it adds |s| and s*s to,
+ * the same bits. n elements from a multiple of KERN_LANES.
+ */
+void ties_norm_sum(const struct kern *k, const float *tp, unsigned nx, size_t n, double *s1,
+                   double *s2);
+/*
+ * The decided elements of the threshold pass, after the election with
+ * the majority +1: adds |mtl| and mtl^2 of each element that is not open
+ * and has a sign to lane j % KERN_LANES of dl and dq (a non-finite mtl
+ * is left out), and returns the sum of their signs. Sets bit 1 of
+ * open[j] for an element with a zero sum of kept values that are not
+ * all zero (its norm depends on the majority sign: the caller settles
+ * it). n elements from a multiple of KERN_LANES.
+ */
+int64_t ties_decided(const struct kern *k, const double *mtl, const signed char *sign,
+                     unsigned char *open, size_t n, double *dl, double *dq);
 
 /*
  * Election at one element: tau'_i at tp[i * stride]; kept when

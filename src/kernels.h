@@ -87,6 +87,17 @@ struct kern {
 	void (*norm_lin)(enum dtype dt, const void *const *x, unsigned nx, const float *b,
 	                 const double *c, size_t n, struct kern_norms *acc);
 	/*
+	 * The tiles of TIES and DARE: bt = dec(base), and tp[i * n + j] =
+	 * tau'_i of element j = dec(x_i) - bt rounded to float32, then, when
+	 * w_i is not 1, (float)(w_i * (double)tau_i). NULL: the portable
+	 * loop of kern_ties.c around this table's decode.
+	 */
+	void (*taus)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+	             const double *w, size_t n, float *bt, float *tp);
+	/* norm_lin's s1 and s2 with every c = 1, from such tiles (all
+	 * weights 1): the same bits without decoding again. NULL: scalar. */
+	void (*tau_norm)(const float *tp, unsigned nx, size_t n, double *s1, double *s2);
+	/*
 	 * TIES election over n elements: tp[i * n + j] is tau'_i of element
 	 * j; kept when tau' != 0 and its magnitude's bits >= thr[i]; mtl[j]
 	 * and sign[j] as ties_elect() in kern_ties.h defines them. NULL in a
@@ -94,6 +105,14 @@ struct kern {
 	 */
 	void (*ties_elect)(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
 	                   double *mtl, signed char *sign);
+	/* The threshold pass's sums over the elected elements: ties_decided()
+	 * in kern_ties.h defines it. NULL: scalar. */
+	int64_t (*ties_decided)(const double *mtl, const signed char *sign, unsigned char *open,
+	                        size_t n, double *dl, double *dq);
+	/* The threshold pass's low-bit counts and open flags: ties_bins() in
+	 * kern_ties.h defines them. NULL: scalar. */
+	void (*ties_bins)(const float *tp, unsigned nx, size_t n, const uint32_t *bin,
+	                  uint32_t *const *hist, unsigned char *open);
 	/*
 	 * DARE's drop and rescale of n values of one task, elements idx0 on:
 	 * x = kern_mix64(key ^ idx * 0xd1b54a32d192ed03) >> 11, and

@@ -105,8 +105,12 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
 			ties_hist(tp, nx, nn, h);
-			/* the numerator of alpha: the raw, unweighted task vectors */
-			p->k->norm_lin(t->in_dt, xs, nx, bt, ts->ones, nn, &nm);
+			/* the numerator of alpha: the raw, unweighted task vectors,
+			 * which are the tiles when every weight is 1 */
+			if (p->equal_weights && p->w[0] == 1.0)
+				ties_norm_sum(p->k, tp, nx, nn, nm.s1, nm.s2);
+			else
+				p->k->norm_lin(t->in_dt, xs, nx, bt, ts->ones, nn, &nm);
 		}
 		blk[2 * b] = kern_lane_sum(nm.s1);
 		blk[2 * b + 1] = kern_lane_sum(nm.s2);
@@ -216,10 +220,11 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	size_t e = entry(ts, job->tensor);
 	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
 	const unsigned char *known = ts->known + e * nx;
-	uint32_t *hist = (uint32_t *)job->part, *h[1024], lowbin[1024], lo[1024], up[1024];
+	uint32_t *hist = (uint32_t *)job->part, *h[1024], lowbin[1024], up[1024];
 	float *bt = scratch, *tp = bt + KERN_TILE, *rec = th_records(ts, job);
 	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
-	signed char *sign = (signed char *)(mtl + KERN_TILE), *open = sign + KERN_TILE;
+	signed char *sign = (signed char *)(mtl + KERN_TILE);
+	unsigned char *open = (unsigned char *)sign + KERN_TILE;
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
 	int64_t votes = 0;
@@ -230,9 +235,8 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	for (unsigned i = 0; i < nx; i++) {
 		h[i] = hist + (size_t)i * BINS;
 		lowbin[i] = known[i] ? UINT32_MAX : bin[i]; /* no bin to refine */
-		/* what the bins decide: kept at or above up, trimmed below lo,
-		 * open in between (the bin of t_i) until t_i is known */
-		lo[i] = known[i] ? thr[i] : bin[i] << 16;
+		/* what the bins decide: kept at or above up, trimmed below the
+		 * bin of t_i, open inside it until t_i is known */
 		up[i] = known[i] ? thr[i] : (bin[i] + 1) << 16;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -245,28 +249,28 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-			ties_low(tp, nx, nn, lowbin, h);
-			ties_open(tp, nn, nx, lo, up, open);
+			ties_bins(p->k, tp, nx, nn, lowbin, h, open);
 			ties_elect_tile(p->k, tp, nn, nx, up, 1, mtl, sign);
+			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
 			for (size_t j = 0; j < nn; j++) {
-				unsigned l = (unsigned)((j0 - b0 + j) % KERN_LANES);
-				if (open[j]) { /* settled from the file once t_i is known */
+				unsigned l = (unsigned)(j % KERN_LANES);
+				if (j % 8 == 0 && j + 8 <= nn) { /* few are left: skip by eights */
+					uint64_t w;
+					memcpy(&w, open + j, 8);
+					if (!w) {
+						j += 7;
+						continue;
+					}
+				}
+				if (open[j] & 1) { /* settled from the file once t_i is known */
 					float *r = rec + nrec++ * TH_REC(nx);
 					uint32_t ti = (uint32_t)job->tensor;
 					memcpy(r, &ti, 4);
 					for (unsigned i = 0; i < nx; i++)
 						r[1 + i] = tp[(size_t)i * nn + j];
-				} else if (sign[j]) {
-					double m = mtl[j];
-					votes += sign[j];
-					if (isfinite(m))
-						dl[l] += fabs(m), dq[l] += m * m;
-				} else { /* a zero sum: the majority decides, both ways */
+				} else if (open[j]) { /* a zero sum: the majority decides, both ways */
 					double mp = mtl[j], mn = 0.0;
-					/* mp == 0: nothing was kept (a zero sum of kept
-					 * values has positive ones), so mn is 0 too */
-					if (mp != 0.0)
-						ties_elect(tp + j, nn, nx, up, -1, &mn);
+					ties_elect(tp + j, nn, nx, up, -1, &mn);
 					if (isfinite(mp) && isfinite(mn)) {
 						pl[l] += fabs(mp), pq[l] += mp * mp;
 						nl[l] += fabs(mn), nq[l] += mn * mn;

@@ -572,6 +572,8 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 		report(&pp, pass_index, done, total, t0);
 		if (pass->done)
 			rc = pass->done(p, err);
+		plan_log(p, LINES_LOG_INFO, NULL, NULL, "pass %u/%u (%s): %.1f MiB read in %.3f s",
+		         pass_index, p->npasses, pass->name, (double)done / 1048576.0, now() - t0);
 	}
 out:
 	if (bus_installed)

@@ -287,11 +287,17 @@ static void test_isa(const struct kern *k)
 			for (unsigned i = 0; i < nx; i++) {
 				uint32_t c = rnd32() % 4;
 				thr[i] = c == 0 ? 0 : c == 1 ? 0x3c000000u + rnd32() % 0x1000000u : c == 2 ? 0x7fffffffu : 0x3c23d70au;
+				if (rnd32() % 16 == 0) /* nothing kept, whatever the bits */
+					thr[i] = rnd32() % 2 ? 0x80000000u : 0x80000000u + rnd32();
+				if (rnd32() % 16 == 0)
+					thr[i] = 1;
 			}
 			for (size_t q = 0; q < nx * n; q++) {
 				uint32_t c = rnd32() % 16;
 				tp[q] = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? u2f(0x3c23d70au) : c == 3 ? -u2f(0x3c23d70au)
-				      : c == 4 ? u2f(0x7fc00000u) : c == 5 ? INFINITY : (float)((int)(rnd32() % 2001) - 1000) / 32768.0f;
+				      : c == 4 ? u2f(0x7fc00000u) : c == 5 ? INFINITY : c == 6 ? -INFINITY
+				      : c == 7 ? u2f(0x7f800000u | (rnd32() % 2 ? 0x80000000u : 0) | (1 + rnd32() % 0x7fffff))
+				      : (float)((int)(rnd32() % 2001) - 1000) / 32768.0f;
 			}
 			int maj = rnd32() % 2 ? 1 : -1;
 			kern_scalar.ties_elect(tp, n, nx, thr, maj, m1, s1);
@@ -299,6 +305,98 @@ static void test_isa(const struct kern *k)
 			bad += memcmp(m1, m2, n * 8) != 0 || memcmp(s1, s2, n) != 0;
 		}
 		ok(bad == 0, "%s ties_elect = scalar, NaN, infinities and ties included (%d differ)", k->name, bad);
+	}
+
+	/* the tiles of TIES and DARE: every dtype, weights 1 and not 1 */
+	if (k->taus) {
+		int bad = 0;
+		static const enum dtype tdt[] = {DT_BF16, DT_F16, DT_F32, DT_F64};
+		static unsigned char raw[6][1100 * 8];
+		static float bt1[1100], bt2[1100], tp1[5 * 1100], tp2[5 * 1100];
+		static float base[1100];
+		for (int round = 0; round < 400; round++) {
+			enum dtype dt = tdt[round % 4];
+			unsigned nx = 1 + rnd32() % 5;
+			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+			const void *x[5];
+			double w[5];
+			for (size_t q = 0; q < n; q++)
+				base[q] = rnd_float();
+			for (unsigned i = 0; i <= nx; i++) {
+				if (dt == DT_F64)
+					for (size_t q = 0; q < n; q++) {
+						double v = rnd32() % 8 ? (double)rnd_float() + (double)rnd32() * 1e-12 : NAN;
+						memcpy(raw[i] + 8 * q, &v, 8);
+					}
+				else
+					fill_input(dt, raw[i], n, base, round % 3 != 0);
+			}
+			for (unsigned i = 0; i < nx; i++) {
+				x[i] = raw[i + 1];
+				w[i] = rnd32() % 2 ? 1.0 : (double)(rnd32() % 2000) / 997.0 - 0.5;
+			}
+			kern_scalar.taus(dt, x, nx, raw[0], w, n, bt1, tp1);
+			k->taus(dt, x, nx, raw[0], w, n, bt2, tp2);
+			bad += memcmp(bt1, bt2, n * 4) != 0 || memcmp(tp1, tp2, nx * n * 4) != 0;
+		}
+		ok(bad == 0, "%s taus = scalar, four dtypes, weights 1 and not (%d differ)", k->name, bad);
+	}
+
+	/* the numerator of alpha from the tiles, the threshold pass's sums and
+	 * its low-bit counts: the same lanes, counts and flags */
+	if (k->tau_norm || k->ties_decided || k->ties_bins) {
+		int bad_n = 0, bad_d = 0, bad_b = 0;
+		static float tp[5 * 1100];
+		static double mtl[1100];
+		static signed char sg[1100];
+		static unsigned char o1[1100], o2[1100];
+		static uint32_t h1[5][65536], h2[5][65536];
+		for (int round = 0; round < 300; round++) {
+			unsigned nx = 1 + rnd32() % 5;
+			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+			double a1[2][8] = {{0}}, a2[2][8] = {{0}};
+			for (size_t q = 0; q < nx * n; q++) {
+				uint32_t c = rnd32() % 16;
+				tp[q] = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? u2f(0x3c23d70au) : c == 3 ? -u2f(0x3c23d7ffu)
+				      : c == 4 ? u2f(0x7fc00000u) : c == 5 ? INFINITY : c == 6 ? -u2f(0x7f7fffffu)
+				      : (float)((int)(rnd32() % 2001) - 1000) / 32768.0f;
+			}
+			for (size_t q = 0; q < n; q++) {
+				uint32_t c = rnd32() % 8;
+				mtl[q] = c == 0 ? 0.0 : c == 1 ? NAN : c == 2 ? -INFINITY : (double)rnd_float();
+				sg[q] = (signed char)((int)(rnd32() % 3) - 1);
+				o1[q] = o2[q] = (unsigned char)(rnd32() % 4 == 0);
+			}
+			if (k->tau_norm) {
+				kern_scalar.tau_norm(tp, nx, n, a1[0], a1[1]);
+				k->tau_norm(tp, nx, n, a2[0], a2[1]);
+				bad_n += memcmp(a1, a2, sizeof(a1)) != 0;
+			}
+			if (k->ties_decided) {
+				int64_t v1 = kern_scalar.ties_decided(mtl, sg, o1, n, a1[0], a1[1]);
+				int64_t v2 = k->ties_decided(mtl, sg, o2, n, a2[0], a2[1]);
+				bad_d += v1 != v2 || memcmp(a1, a2, sizeof(a1)) != 0 || memcmp(o1, o2, n) != 0;
+			}
+			if (k->ties_bins) {
+				uint32_t bin[5], *p1[5], *p2[5];
+				for (unsigned i = 0; i < nx; i++) {
+					uint32_t c = rnd32() % 4;
+					bin[i] = c == 0 ? UINT32_MAX : c == 1 ? 0 : c == 2 ? 0x3c23u : 0x7fc0u;
+					p1[i] = h1[i], p2[i] = h2[i];
+					memset(h1[i], 0, sizeof(h1[i]));
+					memset(h2[i], 0, sizeof(h2[i]));
+				}
+				kern_scalar.ties_bins(tp, nx, n, bin, p1, o1);
+				k->ties_bins(tp, nx, n, bin, p2, o2);
+				bad_b += memcmp(o1, o2, n) != 0 || memcmp(h1, h2, nx * sizeof(h1[0])) != 0;
+			}
+		}
+		if (k->tau_norm)
+			ok(bad_n == 0, "%s tau_norm = scalar, lane by lane (%d differ)", k->name, bad_n);
+		if (k->ties_decided)
+			ok(bad_d == 0, "%s ties_decided = scalar: sums, votes and flags (%d differ)", k->name, bad_d);
+		if (k->ties_bins)
+			ok(bad_b == 0, "%s ties_bins = scalar: counts and open flags (%d differ)", k->name, bad_b);
 	}
 
 	/* DARE's drop: any key, index and density, special values included */
