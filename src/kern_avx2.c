@@ -297,8 +297,6 @@ elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
            signed char *sign)
 {
 	const __m256i mask = _mm256_set1_epi32(0x7fffffff);
-	const __m256i inv_bias = _mm256_set1_epi64x(0x7fe0000000000000LL); /* 2^-k from 2^k */
-	const __m256i mant = _mm256_set1_epi64x(0x000fffffffffffffLL);
 	const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
 	const __m256d signbit = _mm256_set1_pd(-0.0);
 	const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6); /* low halves of 64-bit lanes */
@@ -310,16 +308,15 @@ elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
 		tm[i] = _mm256_set1_epi32((int)((t < 0x80000000u ? t : 0x80000000u) - 1));
 	}
 	for (; j + 8 <= n; j += 8) {
-		__m256 vk[16];
 		__m256d dl[16], dh[16]; /* the kept values as doubles, or +0 */
 		__m256d sl = zero, sh = zero;
 #pragma GCC unroll 16
 		for (unsigned i = 0; i < nx; i++) {
 			__m256 v = _mm256_loadu_ps(tp + (size_t)i * n + j);
 			__m256i keep = _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v), mask), tm[i]);
-			vk[i] = _mm256_and_ps(v, _mm256_castsi256_ps(keep));
-			dl[i] = _mm256_cvtps_pd(_mm256_castps256_ps128(vk[i]));
-			dh[i] = _mm256_cvtps_pd(_mm256_extractf128_ps(vk[i], 1));
+			__m256 vk = _mm256_and_ps(v, _mm256_castsi256_ps(keep));
+			dl[i] = _mm256_cvtps_pd(_mm256_castps256_ps128(vk));
+			dh[i] = _mm256_cvtps_pd(_mm256_extractf128_ps(vk, 1));
 			sl = _mm256_add_pd(sl, dl[i]); /* s += v */
 			sh = _mm256_add_pd(sh, dh[i]);
 		}
@@ -340,14 +337,7 @@ elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
 			cl = _mm256_add_pd(cl, _mm256_and_pd(one, al)); /* cnt += 1 */
 			ch = _mm256_add_pd(ch, _mm256_and_pd(one, ah));
 		}
-		__m256d ql, qh;
-		if (_mm256_testz_si256(_mm256_or_si256(_mm256_castpd_si256(cl), _mm256_castpd_si256(ch)), mant)) {
-			ql = _mm256_mul_pd(suml, _mm256_castsi256_pd(_mm256_sub_epi64(inv_bias, _mm256_castpd_si256(cl))));
-			qh = _mm256_mul_pd(sumh, _mm256_castsi256_pd(_mm256_sub_epi64(inv_bias, _mm256_castpd_si256(ch))));
-		} else {
-			ql = _mm256_div_pd(suml, cl);
-			qh = _mm256_div_pd(sumh, ch);
-		}
+		__m256d ql = _mm256_div_pd(suml, cl), qh = _mm256_div_pd(sumh, ch);
 		__m256d ml = _mm256_and_pd(ql, _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
 		__m256d mh = _mm256_and_pd(qh, _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
 		/* sign = (s > 0) - (s < 0): masks are -1 or 0 */
@@ -361,8 +351,9 @@ elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj,
 			__m256i nani = _mm256_setzero_si256();
 #pragma GCC unroll 16
 			for (unsigned i = 0; i < nx; i++) {
-				__m256i a = _mm256_and_si256(_mm256_castps_si256(vk[i]), mask);
-				nani = _mm256_or_si256(nani, _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000)));
+				__m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(tp + (size_t)i * n + j)), mask);
+				__m256i keep = _mm256_cmpgt_epi32(a, tm[i]);
+				nani = _mm256_or_si256(nani, _mm256_and_si256(keep, _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000))));
 			}
 			ml = _mm256_blendv_pd(ml, _mm256_set1_pd(NAN),
 			                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nani))));

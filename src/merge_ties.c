@@ -37,6 +37,8 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include "kern_ties.h"
 #include "pipeline.h"
 
@@ -60,6 +62,7 @@ struct ties {
 	int maj;
 	FILE *spill;     /* records: tensor index, then nx floats */
 	uint64_t nspill;
+	pthread_mutex_t mu; /* run, when a worker flushes its counts */
 };
 
 static struct ties *T(struct plan *p) { return p->mstate; }
@@ -72,11 +75,69 @@ static int want_all(const struct plan *p, size_t i)
 	return 1;
 }
 
+static void add_run(struct ties *ts, const uint32_t *hist)
+{
+	for (size_t q = 0; q < (size_t)ts->nx * BINS; q++)
+		ts->run[q] += hist[q];
+}
+
 /* Scratch of a worker: the base tile, nx task-vector tiles, tau_MTL, the
  * signs and the open flags of a tile. */
 static size_t scratch_bytes(unsigned nx)
 {
 	return (size_t)KERN_TILE * (sizeof(float) * (nx + 1) + sizeof(double) + 2);
+}
+
+/*
+ * Where the counts go. Per tensor, a job's counts travel in its part and
+ * the consumer adds them up tensor by tensor. For the whole model they
+ * stay in the worker's scratch, after the tiles, for the whole pass (no
+ * clearing and adding per job): nx x BINS uint32, then the number of
+ * elements counted since the last flush into run, which happens before a
+ * count could pass 2^32 - 1, and at the end of the pass (worker_end).
+ */
+static size_t count_bytes(const struct ties *ts)
+{
+	return ts->per_tensor ? 0 : (size_t)ts->nx * BINS * sizeof(uint32_t) + sizeof(uint64_t);
+}
+static size_t part_counts(const struct ties *ts) /* doubles of counts in a part */
+{
+	return ts->per_tensor ? (size_t)ts->nx * BINS / 2 : 0;
+}
+
+static void flush_counts(struct ties *ts, uint32_t *hist)
+{
+	pthread_mutex_lock(&ts->mu);
+	add_run(ts, hist);
+	pthread_mutex_unlock(&ts->mu);
+	memset(hist, 0, count_bytes(ts));
+}
+
+/* The histograms a job counts into: its part's, cleared, or its worker's. */
+static uint32_t *job_counts(struct ties *ts, struct pipe_job *job, void *scratch)
+{
+	uint32_t *hist;
+	uint64_t *counted;
+	size_t n = (size_t)(job->u1 - job->u0) * ts->nx;
+	if (ts->per_tensor) {
+		hist = (uint32_t *)job->part;
+		memset(hist, 0, (size_t)ts->nx * BINS * sizeof(uint32_t));
+		return hist;
+	}
+	hist = (uint32_t *)((char *)scratch + scratch_bytes(ts->nx));
+	counted = (uint64_t *)(hist + (size_t)ts->nx * BINS);
+	if (*counted + n > UINT32_MAX)
+		flush_counts(ts, hist);
+	*counted += n;
+	return hist;
+}
+
+static int counts_end(struct plan *p, void *scratch, struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	(void)err;
+	add_run(ts, (const uint32_t *)((char *)scratch + scratch_bytes(ts->nx)));
+	return 0;
 }
 
 /* ---- select ------------------------------------------------------------------ */
@@ -85,14 +146,13 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 	const struct plan_tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
-	uint32_t *hist = (uint32_t *)job->part, *h[1024];
+	uint32_t *hist = job_counts(ts, job, scratch), *h[1024];
 	float *bt = scratch, *tp = bt + KERN_TILE;
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0);
-	double *blk = job->part + (size_t)nx * BINS / 2;
+	double *blk = job->part + part_counts(ts);
 	(void)err;
 
-	memset(hist, 0, (size_t)nx * BINS * sizeof(uint32_t));
 	for (unsigned i = 0; i < nx; i++)
 		h[i] = hist + (size_t)i * BINS;
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -161,23 +221,18 @@ static void find_thresholds(struct ties *ts, size_t e)
 	}
 }
 
-static void add_run(struct ties *ts, const uint32_t *hist)
-{
-	for (size_t q = 0; q < (size_t)ts->nx * BINS; q++)
-		ts->run[q] += hist[q];
-}
-
 static int select_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const double *blk = job->part + (size_t)ts->nx * BINS / 2;
+	const double *blk = job->part + part_counts(ts);
 	(void)err;
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		ts->num[0] += blk[2 * b];
 		ts->num[1] += blk[2 * b + 1];
 	}
-	add_run(ts, (const uint32_t *)job->part);
 	ts->run_d += job->u1 - job->u0;
+	if (ts->per_tensor)
+		add_run(ts, (const uint32_t *)job->part);
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
 		find_bins(ts, job->tensor, ts->run_d, p->o.density);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
@@ -199,16 +254,16 @@ static int select_done(struct plan *p, struct lines_error *err)
 
 /* ---- threshold (and the election of the decided elements) ---------------------- */
 
-/* part layout of a threshold job: nx x BINS uint32 counts, then per job
- * votes and the number of spilled records, then per block 6 doubles of
- * norms, then the spilled records */
-#define TH_HEAD(nx) ((size_t)(nx) * BINS / 2 + 2)
+/* part layout of a threshold job: per tensor nx x BINS uint32 counts,
+ * then per job votes and the number of spilled records, then per block 6
+ * doubles of norms, then the spilled records */
+#define TH_HEAD(ts) (part_counts(ts) + 2)
 #define TH_REC(nx) (1 + (size_t)(nx)) /* floats: tensor index, then values */
 
-static double *th_blocks(struct ties *ts, struct pipe_job *job) { return job->part + TH_HEAD(ts->nx); }
+static double *th_blocks(struct ties *ts, struct pipe_job *job) { return job->part + TH_HEAD(ts); }
 static float *th_records(struct ties *ts, const struct pipe_job *job)
 {
-	return (float *)(job->part + TH_HEAD(ts->nx) + 6 * (size_t)job->nblocks);
+	return (float *)(job->part + TH_HEAD(ts) + 6 * (size_t)job->nblocks);
 }
 
 static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
@@ -220,7 +275,7 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	size_t e = entry(ts, job->tensor);
 	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
 	const unsigned char *known = ts->known + e * nx;
-	uint32_t *hist = (uint32_t *)job->part, *h[1024], lowbin[1024], up[1024];
+	uint32_t *hist = job_counts(ts, job, scratch), *h[1024], lowbin[1024], up[1024];
 	float *bt = scratch, *tp = bt + KERN_TILE, *rec = th_records(ts, job);
 	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
 	signed char *sign = (signed char *)(mtl + KERN_TILE);
@@ -231,7 +286,6 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	double *blk = th_blocks(ts, job);
 	(void)err;
 
-	memset(hist, 0, (size_t)nx * BINS * sizeof(uint32_t));
 	for (unsigned i = 0; i < nx; i++) {
 		h[i] = hist + (size_t)i * BINS;
 		lowbin[i] = known[i] ? UINT32_MAX : bin[i]; /* no bin to refine */
@@ -282,19 +336,20 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 		blk[6 * b + 2] = kern_lane_sum(pl), blk[6 * b + 3] = kern_lane_sum(pq);
 		blk[6 * b + 4] = kern_lane_sum(nl), blk[6 * b + 5] = kern_lane_sum(nq);
 	}
-	job->part[TH_HEAD(nx) - 2] = (double)votes;
-	job->part[TH_HEAD(nx) - 1] = (double)nrec;
+	job->part[TH_HEAD(ts) - 2] = (double)votes;
+	job->part[TH_HEAD(ts) - 1] = (double)nrec;
 	return 0;
 }
 
 static int threshold_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const double *blk = job->part + TH_HEAD(ts->nx);
-	size_t nrec = (size_t)job->part[TH_HEAD(ts->nx) - 1];
+	const double *blk = job->part + TH_HEAD(ts);
+	size_t nrec = (size_t)job->part[TH_HEAD(ts) - 1];
 
-	add_run(ts, (const uint32_t *)job->part);
-	ts->votes += (int64_t)job->part[TH_HEAD(ts->nx) - 2];
+	if (ts->per_tensor)
+		add_run(ts, (const uint32_t *)job->part);
+	ts->votes += (int64_t)job->part[TH_HEAD(ts) - 2];
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		ts->det[0] += blk[6 * b + 0], ts->det[1] += blk[6 * b + 1];
 		ts->zpos[0] += blk[6 * b + 2], ts->zpos[1] += blk[6 * b + 3];
@@ -427,6 +482,7 @@ static void ties_free(struct plan *p)
 		fclose(ts->spill);
 	free(ts->run), free(ts->bin), free(ts->rank), free(ts->thr), free(ts->known);
 	free(ts->ones);
+	pthread_mutex_destroy(&ts->mu);
 	free(ts);
 	p->mstate = NULL;
 }
@@ -444,6 +500,7 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	unsigned nx = p->nmodels;
 
 	RETURN_ERROR_IF(!ts, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	pthread_mutex_init(&ts->mu, NULL);
 	p->mstate = ts;
 	p->mfree = ties_free;
 	RETURN_ERROR_IF(p->single_pass, err, LINES_EUSAGE, NULL, NULL,
@@ -470,9 +527,10 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 
 	struct pass *a = &p->pass[p->npasses++];
 	a->name = "select";
-	a->part_job = nx * BINS / 2;
+	a->part_job = (unsigned)part_counts(ts);
 	a->part_block = 2;
-	a->scratch = scratch_bytes(nx);
+	a->scratch = scratch_bytes(nx) + count_bytes(ts);
+	a->worker_end = ts->per_tensor ? NULL : counts_end;
 	a->want = want_merged;
 	a->work = select_work;
 	a->reduce = select_reduce;
@@ -480,9 +538,10 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 
 	struct pass *b = &p->pass[p->npasses++];
 	b->name = "threshold";
-	b->part_job = (unsigned)TH_HEAD(nx);
+	b->part_job = (unsigned)TH_HEAD(ts);
 	b->part_block = 6 + (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2);
-	b->scratch = scratch_bytes(nx);
+	b->scratch = scratch_bytes(nx) + count_bytes(ts);
+	b->worker_end = ts->per_tensor ? NULL : counts_end;
 	b->want = want_merged;
 	b->work = threshold_work;
 	b->reduce = threshold_reduce;

@@ -490,8 +490,13 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 		struct worker *w = &ws[nw];
 		w->pp = &pp;
 		rc = src->ops->worker_open(src, p->ninputs, pp.span_cap, PIPE_DEPTH, &w->sw, err);
-		if (rc == 0 && pass->scratch && !(w->scratch = aligned_alloc(64, (pass->scratch + 63) & ~(size_t)63)))
-			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for scratch");
+		if (rc == 0 && pass->scratch) {
+			size_t sz = (pass->scratch + 63) & ~(size_t)63;
+			if (!(w->scratch = aligned_alloc(64, sz)))
+				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for scratch");
+			else if (pass->worker_end) /* it keeps results there: from zero */
+				memset(w->scratch, 0, sz);
+		}
 		for (unsigned d = 0; rc == 0 && d < PIPE_DEPTH; d++) {
 			w->j[d].batch.slot = d;
 			w->j[d].spans = calloc(p->ninputs, sizeof(*w->j[d].spans));
@@ -558,7 +563,6 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 			pthread_join(ws[i].tid, NULL);
 		if (ws[i].sw)
 			src->ops->worker_close(ws[i].sw);
-		free(ws[i].scratch);
 		for (unsigned d = 0; d < PIPE_DEPTH; d++) {
 			free(ws[i].j[d].spans);
 			free(ws[i].j[d].ptrs);
@@ -568,6 +572,12 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 		*err = pp.err;
 		rc = pp.err.code < 0 ? pp.err.code : LINES_EIO;
 	}
+	/* what the workers kept for the whole pass (integer counts: in any
+	 * order), after every job was reduced */
+	for (unsigned i = 0; rc == 0 && pass->worker_end && i < nw; i++)
+		rc = pass->worker_end(p, ws[i].scratch, err);
+	for (unsigned i = 0; i < nw; i++)
+		free(ws[i].scratch);
 	if (rc == 0) {
 		report(&pp, pass_index, done, total, t0);
 		if (pass->done)

@@ -77,6 +77,10 @@ struct pass {
 	int (*work)(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err);
 	int (*reduce)(struct plan *p, const struct pipe_job *job, struct lines_error *err);
 	int (*done)(struct plan *p, struct lines_error *err);
+	/* Set when work() keeps results in its worker's scratch across jobs
+	 * (counts, whose order does not matter): the scratch starts zeroed,
+	 * and this takes each worker's results after the last job. */
+	int (*worker_end)(struct plan *p, void *scratch, struct lines_error *err);
 	/* also compare the copied (non-float) tensors, as the check pass
 	 * would: set on a method's first read-only pass, saving a pass */
 	int checks_copies;
