@@ -280,87 +280,125 @@ static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
  * TIES election, eight elements at a time (two halves of four doubles).
  * The scalar definition skips what is not kept; here a value not kept
  * adds +0.0, which changes no sum that matters (a sum that is exactly
- * zero has the same sign either way), and the count is an integer.
- *
- * Three shortcuts, each exact:
+ * zero has the same sign either way), and the count is an integer held
+ * in a double. Two shortcuts, both exact:
  *  - kept is |v|'s bits > max(thr, 1) - 1 as a signed compare (a kept
  *    value is not zero; thresholds above 0x80000000 keep nothing, as
- *    0x80000000 does);
+ *    0x80000000 does): elect_limits() makes these limits;
  *  - a kept NaN makes S NaN, so only when some S is NaN are the values
- *    looked at again for one (an S of inf - inf is NaN without one);
- *  - the mean is a division by the count, or, when every count of the
- *    eight is a power of two, a multiplication by its exact inverse:
- *    both are the one correctly rounded quotient.
+ *    looked at again for one (an S of inf - inf is NaN without one).
  */
-static inline __attribute__((always_inline)) void
-elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj, double *mtl,
-           signed char *sign)
+static inline void elect_limits(const uint32_t *thr, unsigned nx, __m256i *tm)
 {
-	const __m256i mask = _mm256_set1_epi32(0x7fffffff);
-	const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
-	const __m256d signbit = _mm256_set1_pd(-0.0);
-	const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6); /* low halves of 64-bit lanes */
-	__m256i tm[16];
-	size_t j = 0;
-
 	for (unsigned i = 0; i < nx; i++) {
 		uint32_t t = thr[i] ? thr[i] : 1;
 		tm[i] = _mm256_set1_epi32((int)((t < 0x80000000u ? t : 0x80000000u) - 1));
 	}
+}
+
+/*
+ * Eight elements, their nx values in v[]: tau_MTL in *ml (elements 0-3)
+ * and *mh (4-7), the signs as 32-bit lanes in *sg; nonzero when some S
+ * is NaN, for the caller to call elect_nan().
+ *
+ * One pass over the tasks sums, in task order, the kept values (S), the
+ * kept positive ones (P) and the kept negative ones (N), with +0 in
+ * place of the others, and counts the last two. The values that agree
+ * with the elected sign are the positive ones when it is + and the
+ * negative ones when it is -, in the same order, so their sum is P or N
+ * bit for bit, and the three sums are three short chains instead of two
+ * long ones one after the other.
+ */
+static inline __attribute__((always_inline)) int
+elect8(const __m256 *v, unsigned nx, const __m256i *tm, int maj, __m256d *ml, __m256d *mh,
+       __m256i *sg)
+{
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+	const __m256d zero = _mm256_setzero_pd();
+	const __m256 zf = _mm256_setzero_ps();
+	const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6); /* low halves of 64-bit lanes */
+	__m256d sl = zero, sh = zero, pl = zero, ph = zero, nl = zero, nh = zero;
+	__m256i cp = _mm256_setzero_si256(), cn = _mm256_setzero_si256();
+#pragma GCC unroll 16
+	for (unsigned i = 0; i < nx; i++) {
+		__m256i keep = _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v[i]), mask), tm[i]);
+		__m256 vk = _mm256_and_ps(v[i], _mm256_castsi256_ps(keep)); /* v, or +0 */
+		cp = _mm256_sub_epi32(cp, _mm256_castps_si256(_mm256_cmp_ps(vk, zf, _CMP_GT_OQ)));
+		cn = _mm256_sub_epi32(cn, _mm256_castps_si256(_mm256_cmp_ps(vk, zf, _CMP_LT_OQ)));
+		__m256d dl = _mm256_cvtps_pd(_mm256_castps256_ps128(vk));
+		__m256d dh = _mm256_cvtps_pd(_mm256_extractf128_ps(vk, 1));
+		__m256d posl = _mm256_cmp_pd(dl, zero, _CMP_GT_OQ), posh = _mm256_cmp_pd(dh, zero, _CMP_GT_OQ);
+		sl = _mm256_add_pd(sl, dl); /* S += v */
+		sh = _mm256_add_pd(sh, dh);
+		pl = _mm256_add_pd(pl, _mm256_and_pd(dl, posl)); /* P += v > 0 ? v : +0 */
+		ph = _mm256_add_pd(ph, _mm256_and_pd(dh, posh));
+		nl = _mm256_add_pd(nl, _mm256_andnot_pd(posl, dl)); /* N += otherwise */
+		nh = _mm256_add_pd(nh, _mm256_andnot_pd(posh, dh));
+	}
+	/* sign(S): a NaN S compares neither way */
+	__m256d gtl = _mm256_cmp_pd(sl, zero, _CMP_GT_OQ), ltl = _mm256_cmp_pd(sl, zero, _CMP_LT_OQ);
+	__m256d gth = _mm256_cmp_pd(sh, zero, _CMP_GT_OQ), lth = _mm256_cmp_pd(sh, zero, _CMP_LT_OQ);
+	/* sign = (S > 0) - (S < 0): masks are -1 or 0 */
+	__m256i sl64 = _mm256_sub_epi64(_mm256_castpd_si256(ltl), _mm256_castpd_si256(gtl));
+	__m256i sh64 = _mm256_sub_epi64(_mm256_castpd_si256(lth), _mm256_castpd_si256(gth));
+	__m256i s32 = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(sl64, pick),
+	                                 _mm256_permutevar8x32_epi32(sh64, pick), 0xf0);
+	/* the elected sign is +: S > 0, or S == 0 (or NaN) with a + majority */
+	__m256d el, eh;
+	__m256i e32;
+	if (maj > 0) {
+		el = _mm256_cmp_pd(sl, zero, _CMP_NLT_UQ), eh = _mm256_cmp_pd(sh, zero, _CMP_NLT_UQ);
+		e32 = _mm256_cmpgt_epi32(s32, _mm256_set1_epi32(-1));
+	} else {
+		el = gtl, eh = gth;
+		e32 = _mm256_cmpgt_epi32(s32, _mm256_setzero_si256());
+	}
+	__m256i cnt = _mm256_blendv_epi8(cn, cp, e32);
+	__m256d cl = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
+	__m256d ch = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
+	/* the mean, or 0 when nothing agrees */
+	*ml = _mm256_and_pd(_mm256_div_pd(_mm256_blendv_pd(nl, pl, el), cl), _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
+	*mh = _mm256_and_pd(_mm256_div_pd(_mm256_blendv_pd(nh, ph, eh), ch), _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
+	*sg = s32;
+	__m256d un = _mm256_cmp_pd(sl, sh, _CMP_UNORD_Q);
+	return !_mm256_testz_pd(un, un);
+}
+
+/* After elect8() saw a NaN S: a kept NaN makes the element NaN, sign +1. */
+static inline void elect_nan(const __m256 *v, unsigned nx, const __m256i *tm, __m256d *ml,
+                             __m256d *mh, __m256i *sg)
+{
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff);
+	__m256i nani = _mm256_setzero_si256();
+	for (unsigned i = 0; i < nx; i++) {
+		__m256i a = _mm256_and_si256(_mm256_castps_si256(v[i]), mask);
+		__m256i keep = _mm256_cmpgt_epi32(a, tm[i]);
+		nani = _mm256_or_si256(nani, _mm256_and_si256(keep, _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000))));
+	}
+	*ml = _mm256_blendv_pd(*ml, _mm256_set1_pd(NAN),
+	                       _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nani))));
+	*mh = _mm256_blendv_pd(*mh, _mm256_set1_pd(NAN),
+	                       _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nani, 1))));
+	*sg = _mm256_blendv_epi8(*sg, _mm256_set1_epi32(1), nani);
+}
+
+static inline __attribute__((always_inline)) void
+elect_body(const float *tp, size_t n, unsigned nx, const uint32_t *thr, int maj, double *mtl,
+           signed char *sign)
+{
+	__m256i tm[16];
+	size_t j = 0;
+
+	elect_limits(thr, nx, tm);
 	for (; j + 8 <= n; j += 8) {
-		__m256d dl[16], dh[16]; /* the kept values as doubles, or +0 */
-		__m256d sl = zero, sh = zero;
+		__m256 v[16];
+		__m256d ml, mh;
+		__m256i sg;
 #pragma GCC unroll 16
-		for (unsigned i = 0; i < nx; i++) {
-			__m256 v = _mm256_loadu_ps(tp + (size_t)i * n + j);
-			__m256i keep = _mm256_cmpgt_epi32(_mm256_and_si256(_mm256_castps_si256(v), mask), tm[i]);
-			__m256 vk = _mm256_and_ps(v, _mm256_castsi256_ps(keep));
-			dl[i] = _mm256_cvtps_pd(_mm256_castps256_ps128(vk));
-			dh[i] = _mm256_cvtps_pd(_mm256_extractf128_ps(vk, 1));
-			sl = _mm256_add_pd(sl, dl[i]); /* s += v */
-			sh = _mm256_add_pd(sh, dh[i]);
-		}
-		/* sign(s): a NaN s compares neither way */
-		__m256d gtl = _mm256_cmp_pd(sl, zero, _CMP_GT_OQ), ltl = _mm256_cmp_pd(sl, zero, _CMP_LT_OQ);
-		__m256d gth = _mm256_cmp_pd(sh, zero, _CMP_GT_OQ), lth = _mm256_cmp_pd(sh, zero, _CMP_LT_OQ);
-		/* the sign bit of the elected sign: s < 0, or s == 0 with a - majority */
-		__m256d enl = _mm256_and_pd(signbit, maj > 0 ? ltl : _mm256_andnot_pd(gtl, signbit));
-		__m256d enh = _mm256_and_pd(signbit, maj > 0 ? lth : _mm256_andnot_pd(gth, signbit));
-		__m256d suml = zero, sumh = zero, cl = zero, ch = zero;
-#pragma GCC unroll 16
-		for (unsigned i = 0; i < nx; i++) {
-			/* agree: kept and of the elected sign, that is v * e > 0 */
-			__m256d al = _mm256_cmp_pd(_mm256_xor_pd(dl[i], enl), zero, _CMP_GT_OQ);
-			__m256d ah = _mm256_cmp_pd(_mm256_xor_pd(dh[i], enh), zero, _CMP_GT_OQ);
-			suml = _mm256_add_pd(suml, _mm256_and_pd(dl[i], al)); /* sum += v */
-			sumh = _mm256_add_pd(sumh, _mm256_and_pd(dh[i], ah));
-			cl = _mm256_add_pd(cl, _mm256_and_pd(one, al)); /* cnt += 1 */
-			ch = _mm256_add_pd(ch, _mm256_and_pd(one, ah));
-		}
-		__m256d ql = _mm256_div_pd(suml, cl), qh = _mm256_div_pd(sumh, ch);
-		__m256d ml = _mm256_and_pd(ql, _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
-		__m256d mh = _mm256_and_pd(qh, _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
-		/* sign = (s > 0) - (s < 0): masks are -1 or 0 */
-		__m256i sl64 = _mm256_sub_epi64(_mm256_castpd_si256(ltl), _mm256_castpd_si256(gtl));
-		__m256i sh64 = _mm256_sub_epi64(_mm256_castpd_si256(lth), _mm256_castpd_si256(gth));
-		__m256i sg = _mm256_blend_epi32(_mm256_permutevar8x32_epi32(sl64, pick),
-		                                _mm256_permutevar8x32_epi32(sh64, pick), 0xf0);
-		__m256d un = _mm256_cmp_pd(sl, sh, _CMP_UNORD_Q);
-		if (!_mm256_testz_pd(un, un)) {
-			/* some s is NaN: a kept NaN makes the element NaN, with sign +1 */
-			__m256i nani = _mm256_setzero_si256();
-#pragma GCC unroll 16
-			for (unsigned i = 0; i < nx; i++) {
-				__m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(tp + (size_t)i * n + j)), mask);
-				__m256i keep = _mm256_cmpgt_epi32(a, tm[i]);
-				nani = _mm256_or_si256(nani, _mm256_and_si256(keep, _mm256_cmpgt_epi32(a, _mm256_set1_epi32(0x7f800000))));
-			}
-			ml = _mm256_blendv_pd(ml, _mm256_set1_pd(NAN),
-			                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(nani))));
-			mh = _mm256_blendv_pd(mh, _mm256_set1_pd(NAN),
-			                      _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(nani, 1))));
-			sg = _mm256_blendv_epi8(sg, _mm256_set1_epi32(1), nani);
-		}
+		for (unsigned i = 0; i < nx; i++)
+			v[i] = _mm256_loadu_ps(tp + (size_t)i * n + j);
+		if (elect8(v, nx, tm, maj, &ml, &mh, &sg))
+			elect_nan(v, nx, tm, &ml, &mh, &sg);
 		_mm256_storeu_pd(mtl + j, ml);
 		_mm256_storeu_pd(mtl + j + 4, mh);
 		__m128i s16 = _mm_packs_epi32(_mm256_castsi256_si128(sg), _mm256_extracti128_si256(sg, 1));
@@ -395,6 +433,181 @@ static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32
 			elect_body(tp, n, nx, thr, maj, mtl, sign);
 		else
 			kern_scalar.ties_elect(tp, n, nx, thr, maj, mtl, sign);
+	}
+}
+
+static void avx2_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                      const double *w, size_t n, float *bt, float *tp);
+
+/*
+ * TIES's writing pass fused: the task vectors are made in registers
+ * (decode, subtract, weigh: avx2_taus's operations), elected (elect8) and
+ * added back (avx2_finish's operations), without the tiles in memory.
+ * Instantiated per input dtype and, below, per small number of tasks.
+ */
+static inline __attribute__((always_inline)) void
+ties_write_t(const enum dtype dt, const void *const *x, const unsigned nx, const void *base,
+             const double *w, const uint32_t *thr, int maj, double lambda, enum dtype odt,
+             void *out, size_t n)
+{
+	const unsigned char *bp = base;
+	unsigned char *o = out;
+	size_t j = 0, es = dtype_size(dt), os = dtype_size(odt);
+	const __m256d vl = _mm256_set1_pd(lambda);
+	const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));
+	__m256i tm[16];
+
+	elect_limits(thr, nx, tm);
+	for (; j + 8 <= n; j += 8) {
+		__m256 v[16], b = ld8(dt, bp + j * es);
+		__m256d ml, mh;
+		__m256i sg;
+#pragma GCC unroll 16
+		for (unsigned i = 0; i < nx; i++) {
+			__m256 tau = _mm256_sub_ps(ld8(dt, (const unsigned char *)x[i] + j * es), b);
+			if (w[i] != 1.0) {
+				__m256d wi = _mm256_set1_pd(w[i]);
+				__m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))));
+				__m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1))));
+				tau = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+			}
+			v[i] = tau;
+		}
+		if (elect8(v, nx, tm, maj, &ml, &mh, &sg))
+			elect_nan(v, nx, tm, &ml, &mh, &sg);
+		__m256d rl = _mm256_fmadd_pd(vl, ml, _mm256_cvtps_pd(_mm256_castps256_ps128(b))); /* fma(lambda, m, b) */
+		__m256d rh = _mm256_fmadd_pd(vl, mh, _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1)));
+		__m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(rl)), _mm256_cvtpd_ps(rh), 1);
+		f = _mm256_blendv_ps(f, qnan, _mm256_cmp_ps(f, f, _CMP_UNORD_Q)); /* NaN -> 0x7fc00000 */
+		st8(odt, o + j * os, f);
+	}
+	if (j < n) {
+		const void *xt[16];
+		kern_advance(x, nx, j * es, xt);
+		kern_scalar.ties_write(dt, xt, nx, bp + j * es, w, thr, maj, lambda, odt, o + j * os, n - j);
+	}
+}
+
+#define TIES_WRITE_NX(dt)                                                                          \
+	switch (nx) {                                                                              \
+	case 1: ties_write_t(dt, x, 1, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 2: ties_write_t(dt, x, 2, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 3: ties_write_t(dt, x, 3, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 4: ties_write_t(dt, x, 4, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 5: ties_write_t(dt, x, 5, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 6: ties_write_t(dt, x, 6, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 7: ties_write_t(dt, x, 7, base, w, thr, maj, lambda, odt, out, n); return;            \
+	case 8: ties_write_t(dt, x, 8, base, w, thr, maj, lambda, odt, out, n); return;            \
+	}
+
+static void avx2_ties_write(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                            const double *w, const uint32_t *thr, int maj, double lambda,
+                            enum dtype odt, void *out, size_t n)
+{
+	if (odt != DT_F64) {
+		switch (dt) {
+		case DT_BF16: TIES_WRITE_NX(DT_BF16); break;
+		case DT_F16: TIES_WRITE_NX(DT_F16); break;
+		case DT_F32: TIES_WRITE_NX(DT_F32); break;
+		default: break;
+		}
+	}
+	/* more tasks, F64 in or out: the three kernels on tiles small enough
+	 * for the stack (eight elements when there are 1024 tasks) */
+	float bt[1024], tp[8 * 1024];
+	double mtl[1024];
+	signed char sign[1024];
+	size_t c = 8192 / nx < 1024 ? 8192 / nx - 8192 / nx % 8 : 1024;
+	size_t es = dtype_size(dt), os = dtype_size(odt);
+	const void *xt[1024];
+	for (size_t j = 0; j < n; j += c) {
+		size_t m = n - j < c ? n - j : c;
+		kern_advance(x, nx, j * es, xt);
+		avx2_taus(dt, xt, nx, (const unsigned char *)base + j * es, w, m, bt, tp);
+		avx2_ties_elect(tp, m, nx, thr, maj, mtl, sign);
+		avx2_finish(odt, (unsigned char *)out + j * os, bt, mtl, lambda, m);
+	}
+}
+
+/*
+ * TIES's select pass fused: the task vectors in registers, their sum
+ * added up in double lanes as norm_lin does, and the high bits of each
+ * |tau'| written to a small buffer of keys, which are then counted: a
+ * load and an add per count, the part no vector instruction helps.
+ */
+static inline __attribute__((always_inline)) void
+ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base,
+              const double *w, size_t n, uint32_t *const *hist, double *s1, double *s2)
+{
+	const unsigned char *bp = base;
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff), low16 = _mm256_set1_epi32(0xffff);
+	const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
+	const __m256d inf = _mm256_set1_pd(INFINITY);
+	__m256d s1l = _mm256_loadu_pd(s1), s1h = _mm256_loadu_pd(s1 + 4);
+	__m256d s2l = _mm256_loadu_pd(s2), s2h = _mm256_loadu_pd(s2 + 4);
+	uint16_t keys[4096];
+	size_t es = dtype_size(dt), sub = 4096 / nx < 512 ? (4096 / nx) & ~(size_t)7 : 512;
+	size_t m = n - n % 8;
+
+	for (size_t j0 = 0; j0 < m; j0 += sub) {
+		size_t k = m - j0 < sub ? m - j0 : sub;
+		for (size_t j = j0; j < j0 + k; j += 8) {
+			__m256 b = ld8(dt, bp + j * es);
+			__m256d sl = _mm256_setzero_pd(), sh = _mm256_setzero_pd();
+			for (unsigned i = 0; i < nx; i++) {
+				__m256 tau = _mm256_sub_ps(ld8(dt, (const unsigned char *)x[i] + j * es), b);
+				sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))); /* s += tau */
+				sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1)));
+				if (w[i] != 1.0) {
+					__m256d wi = _mm256_set1_pd(w[i]);
+					__m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))));
+					__m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1))));
+					tau = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
+				}
+				/* ties_key(): the high bits times two, plus one when the low
+				 * sixteen are zero */
+				__m256i a = _mm256_and_si256(_mm256_castps_si256(tau), mask);
+				__m256i edge = _mm256_cmpeq_epi32(_mm256_and_si256(a, low16), _mm256_setzero_si256());
+				__m256i key = _mm256_sub_epi32(_mm256_slli_epi32(_mm256_srli_epi32(a, 16), 1), edge);
+				__m128i k16 = _mm_packus_epi32(_mm256_castsi256_si128(key), _mm256_extracti128_si256(key, 1));
+				_mm_storeu_si128((__m128i *)(keys + (size_t)i * k + (j - j0)), k16);
+			}
+			__m256d al = _mm256_and_pd(sl, absmask), ah = _mm256_and_pd(sh, absmask);
+			al = _mm256_and_pd(al, _mm256_cmp_pd(al, inf, _CMP_LT_OQ)); /* +0 when not finite */
+			ah = _mm256_and_pd(ah, _mm256_cmp_pd(ah, inf, _CMP_LT_OQ));
+			s1l = _mm256_add_pd(s1l, al), s1h = _mm256_add_pd(s1h, ah);
+			s2l = _mm256_add_pd(s2l, _mm256_mul_pd(al, al)), s2h = _mm256_add_pd(s2h, _mm256_mul_pd(ah, ah));
+		}
+		for (unsigned i = 0; i < nx; i++) {
+			uint32_t *h = hist[i];
+			const uint16_t *kk = keys + (size_t)i * k;
+			for (size_t q = 0; q < k; q += 8) { /* k is a multiple of 8 */
+				uint64_t a, b;
+				memcpy(&a, kk + q, 8);
+				memcpy(&b, kk + q + 4, 8);
+				h[a & 0xffff]++, h[a >> 16 & 0xffff]++, h[a >> 32 & 0xffff]++, h[a >> 48]++;
+				h[b & 0xffff]++, h[b >> 16 & 0xffff]++, h[b >> 32 & 0xffff]++, h[b >> 48]++;
+			}
+		}
+	}
+	_mm256_storeu_pd(s1, s1l), _mm256_storeu_pd(s1 + 4, s1h);
+	_mm256_storeu_pd(s2, s2l), _mm256_storeu_pd(s2 + 4, s2h);
+	if (m < n) { /* the tail goes on from lane 0 */
+		const void *xt[1024];
+		kern_advance(x, nx, m * es, xt);
+		kern_scalar.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2);
+	}
+}
+
+static void avx2_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                             const double *w, size_t n, uint32_t *const *hist, double *s1,
+                             double *s2)
+{
+	switch (dt) {
+	case DT_BF16: ties_select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2); break;
+	case DT_F16: ties_select_t(DT_F16, x, nx, base, w, n, hist, s1, s2); break;
+	case DT_F32: ties_select_t(DT_F32, x, nx, base, w, n, hist, s1, s2); break;
+	default: kern_scalar.ties_select(dt, x, nx, base, w, n, hist, s1, s2); break;
 	}
 }
 
@@ -551,7 +764,7 @@ static void avx2_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_
 				a &= 0x7fffffffu;
 				if (a >> 16 == bin[i]) {
 					hist[i][a & 0xffffu]++;
-					open[q] |= a != 0;
+					open[q] |= (a & 0xffffu) != 0;
 				}
 			}
 		}
@@ -620,5 +833,7 @@ const struct kern kern_avx2 = {
 	.ties_elect = avx2_ties_elect,
 	.ties_decided = avx2_ties_decided,
 	.ties_bins = avx2_ties_bins,
+	.ties_write = avx2_ties_write,
+	.ties_select = avx2_ties_select,
 	.dare_drop = avx2_dare_drop,
 };

@@ -12,6 +12,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "kern_ties.h"
 #include "kernels.h"
 
 static inline uint32_t f2u(float f)
@@ -333,7 +334,7 @@ static void sc_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_t 
 			uint32_t a = f2u(tp[(size_t)i * n + j]) & 0x7fffffffu;
 			if (a >> 16 == bin[i]) {
 				hist[i][a & 0xffffu]++;
-				open[j] |= a != 0;
+				open[j] |= (a & 0xffffu) != 0;
 			}
 		}
 	}
@@ -390,6 +391,45 @@ static int64_t sc_ties_decided(const double *mtl, const signed char *sign, unsig
 	return votes;
 }
 
+/* TIES's select pass, element by element: the counts of the high bits
+ * of |tau'|, and norm_lin's s (every c = 1) of the raw task vectors. */
+static void sc_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                           const double *w, size_t n, uint32_t *const *hist, double *s1,
+                           double *s2)
+{
+	for (size_t j = 0; j < n; j++) {
+		float b = dec1(dt, base, j);
+		double s = 0.0;
+		for (unsigned i = 0; i < nx; i++) {
+			float tau = dec1(dt, x[i], j) - b;
+			float t = w[i] == 1.0 ? tau : (float)(w[i] * (double)tau);
+			s += (double)tau;
+			hist[i][ties_key(f2u(t) & 0x7fffffffu)]++;
+		}
+		if (isfinite(s))
+			s1[j % KERN_LANES] += fabs(s), s2[j % KERN_LANES] += s * s;
+	}
+}
+
+/* TIES's writing pass, element by element: taus, the election, finish. */
+static void sc_ties_write(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                          const double *w, const uint32_t *thr, int maj, double lambda,
+                          enum dtype odt, void *out, size_t n)
+{
+	float t[1024]; /* plan.c merges at most 1024 models */
+	size_t os = dtype_size(odt);
+	for (size_t j = 0; j < n; j++) {
+		float b = dec1(dt, base, j);
+		double m;
+		for (unsigned i = 0; i < nx && i < 1024; i++) {
+			float tau = dec1(dt, x[i], j) - b;
+			t[i] = w[i] == 1.0 ? tau : (float)(w[i] * (double)tau);
+		}
+		elect1(t, 1, nx, thr, maj, &m);
+		sc_finish(odt, (unsigned char *)out + j * os, &b, &m, lambda, 1);
+	}
+}
+
 const struct kern kern_scalar = {
 	.name = "scalar",
 	.decode = sc_decode,
@@ -403,5 +443,7 @@ const struct kern kern_scalar = {
 	.ties_elect = sc_ties_elect,
 	.ties_decided = sc_ties_decided,
 	.ties_bins = sc_ties_bins,
+	.ties_write = sc_ties_write,
+	.ties_select = sc_ties_select,
 	.dare_drop = sc_dare_drop,
 };

@@ -40,7 +40,7 @@ void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist)
 {
 	for (unsigned i = 0; i < nx; i++)
 		for (size_t j = 0; j < n; j++)
-			hist[i][ties_mag(tp[(size_t)i * n + j]) >> 16]++;
+			hist[i][ties_key(ties_mag(tp[(size_t)i * n + j]))]++;
 }
 
 void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *bin,

@@ -28,13 +28,27 @@ static inline uint32_t ties_mag(float v)
 	return u & 0x7fffffffu;
 }
 
-/* hist[i][mag >> 16]++ for every element of every task. */
+/*
+ * The select pass's key of a magnitude's bits: its high 16 bits (the bin),
+ * times two, plus one when its low 16 bits are all zero. Bin b counts
+ * hist[2b] + hist[2b + 1]; hist[2b + 1] counts the bin's smallest value
+ * b << 16 alone. The task vectors of 16-bit models are mostly that value
+ * exactly (a difference of nearby BF16 numbers fits in a BF16), so when
+ * the threshold is the bin's smallest value the select pass knows it, and
+ * otherwise the elements equal to it are known to be trimmed.
+ */
+static inline uint32_t ties_key(uint32_t mag)
+{
+	return (mag >> 16) << 1 | ((mag & 0xffffu) == 0);
+}
+/* hist[i][ties_key(mag)]++ for every element of every task. */
 void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist);
 /*
  * The threshold pass's refinement: for the tasks with a bin (bin[i] !=
  * UINT32_MAX), hist[i][mag & 0xffff]++ for the elements whose mag >> 16
- * is bin[i]; open[j] = 1 when some task's nonzero value is in its bin
- * (not decided until t_i is known), else 0.
+ * is bin[i]; open[j] = 1 when some task's value is in its bin and not
+ * the bin's smallest value (which is below t_i: else the select pass
+ * knew t_i), so not decided until t_i is known; else 0.
  */
 void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *bin,
                uint32_t *const *hist, unsigned char *open);

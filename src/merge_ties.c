@@ -10,8 +10,11 @@
  *
  * The threshold is found by radix selection over the bit patterns of
  * |tau'| (which order like the magnitudes), never by sorting:
- *   select     counts the high 16 bits of every |tau'_i|: the k-th
- *              smallest lies in a known bin, at a known rank in it;
+ *   select     counts the high 16 bits of every |tau'_i|, and apart the
+ *              bin's smallest value (low 16 bits zero: ties_key): the
+ *              k-th smallest lies in a known bin, at a known rank in it,
+ *              and is that smallest value when the rank is within its
+ *              count (then t_i is known already);
  *   threshold  counts the low 16 bits inside that bin: t_i is exact.
  * Counts are integers added by the consumer in order, one histogram for
  * the model or, per tensor, one for the tensor being reduced.
@@ -20,9 +23,11 @@
  * majority sign, and for automatic alpha ||tau_MTL||. Both depend on t_i.
  * The threshold pass gets them without a fourth pass over the inputs: an
  * element whose keep-or-trim is already decided by the bins (every task's
- * |tau'| above or below its bin) contributes at once; the few elements
- * with a value inside a task's bin are written to a temporary file (their
- * N values), and are settled from that file once t_i is known. Elements
+ * |tau'| above its bin, below it, or the bin's smallest value, which is
+ * below t_i when t_i is not known yet) contributes at once; the few
+ * elements with another value inside a task's bin are written to a
+ * temporary file (their N values), and are settled from that file once
+ * t_i is known. Elements
  * whose kept values sum to exactly zero take the majority's sign, so
  * their share of the norm is summed both ways and the right one is kept.
  * Every sum is float64 per block of elements in output order, then the
@@ -159,7 +164,13 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 		struct kern_norms nm;
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		memset(&nm, 0, sizeof(nm));
-		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+		if (p->k->ties_select) { /* in one step, without tiles */
+			for (unsigned i = 0; i < nx; i++)
+				xs[i] = job->in[i + 1] + b0 * t->unit_in;
+			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, b1 - b0,
+			                  h, nm.s1, nm.s2);
+		}
+		for (size_t j0 = b0; j0 < b1 && !p->k->ties_select; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
@@ -191,13 +202,18 @@ static void find_bins(struct ties *ts, size_t e, uint64_t d, double rho)
 			ts->thr[idx] = 0;
 			continue;
 		}
-		for (uint32_t b = 0; b < BINS; b++) {
-			if (cum + h[b] >= k) {
+		for (uint32_t b = 0; b < BINS / 2; b++) { /* counts by ties_key() */
+			uint64_t c = h[2 * b] + h[2 * b + 1];
+			if (cum + c >= k) {
 				ts->bin[idx] = b;
 				ts->rank[idx] = k - cum;
+				if (k - cum <= h[2 * b + 1]) { /* the bin's smallest value */
+					ts->known[idx] = 1;
+					ts->thr[idx] = b << 16;
+				}
 				break;
 			}
-			cum += h[b];
+			cum += c;
 		}
 	}
 }
@@ -462,6 +478,13 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
+	if (p->k->ties_write) { /* in one step, without tiles */
+		for (unsigned i = 0; i < nx; i++)
+			xs[i] = job->in[i + 1];
+		p->k->ties_write(t->in_dt, xs, nx, job->in[0], p->w, thr, ts->maj, t->lambda, t->out_dt,
+		                 job->out, n);
+		return 0;
+	}
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < nx; i++)

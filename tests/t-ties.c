@@ -372,6 +372,30 @@ int main(void)
 	ties_case(&f, 0.3, 1, ones, 0, idx++);
 	ties_case(&f, 0.2, 0, wts, 1, idx++);
 	ties_case(&f, 0.25, 1, wts, 1, idx++);
+	/* the two ways to a threshold were both taken above: found by the
+	 * select pass (unweighted BF16: a task vector is its bin's smallest
+	 * value), or refined in the threshold pass with the undecided elements
+	 * settled afterwards (weights make other values) */
+	for (int wgt = 0; wgt < 2; wgt++) {
+		char logp[4400], line[512];
+		unsigned long long settled = ~0ull;
+		snprintf(logp, sizeof(logp), "%s/ties-v.log", f.dir);
+		tu_run("'%s' merge -v -b '%s/base.safetensors' -m ties --density 0.2 %s -o '%s/v.safetensors' "
+		       "'%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' 2> '%s'",
+		       tu_lines(), f.dir, wgt ? "-w 0.3,0.7,1.1" : "", f.dir, f.dir, f.dir, f.dir, logp);
+		FILE *lf = fopen(logp, "r");
+		while (lf && fgets(line, sizeof(line), lf))
+			if (strstr(line, "elements settled"))
+				sscanf(strstr(line, "ties: ") + 6, "%llu", &settled);
+		if (lf)
+			fclose(lf);
+		if (wgt)
+			ok(settled > 0 && settled != ~0ull,
+			   "ties density 0.2 weighted: %llu elements settled after the threshold pass", settled);
+		else
+			ok(settled == 0, "ties density 0.2: the select pass finds every threshold (%llu settled)",
+			   settled);
+	}
 	dare_case(&f, 0.3, 99, 0, wts, 0);
 	dare_case(&f, 0.3, 99, 1, wts, 1);
 	dare_case(&f, 0.7, 12345678901234ull, 1, ones, 2);
