@@ -102,7 +102,7 @@ static double measure(const struct kern *k, bench_fn f, size_t elems, size_t til
 
 int main(void)
 {
-	static const char *const isas[] = {"scalar", "avx2", "neon"};
+	static const char *const isas[] = {"scalar", "avx2", "avx512", "neon"};
 	const size_t large = 128u << 20; /* elements: 256 MiB of bf16 per input */
 	const size_t small = 32u << 10;  /* elements: 64 KiB per input */
 	static const struct {

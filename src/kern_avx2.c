@@ -436,99 +436,6 @@ static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32
 	}
 }
 
-static void avx2_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-                      const double *w, size_t n, float *bt, float *tp);
-
-/*
- * TIES's writing pass fused: the task vectors are made in registers
- * (decode, subtract, weigh: avx2_taus's operations), elected (elect8) and
- * added back (avx2_finish's operations), without the tiles in memory.
- * Instantiated per input dtype and, below, per small number of tasks.
- */
-static inline __attribute__((always_inline)) void
-ties_write_t(const enum dtype dt, const void *const *x, const unsigned nx, const void *base,
-             const double *w, const uint32_t *thr, int maj, double lambda, enum dtype odt,
-             void *out, size_t n)
-{
-	const unsigned char *bp = base;
-	unsigned char *o = out;
-	size_t j = 0, es = dtype_size(dt), os = dtype_size(odt);
-	const __m256d vl = _mm256_set1_pd(lambda);
-	const __m256 qnan = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc00000));
-	__m256i tm[16];
-
-	elect_limits(thr, nx, tm);
-	for (; j + 8 <= n; j += 8) {
-		__m256 v[16], b = ld8(dt, bp + j * es);
-		__m256d ml, mh;
-		__m256i sg;
-#pragma GCC unroll 16
-		for (unsigned i = 0; i < nx; i++) {
-			__m256 tau = _mm256_sub_ps(ld8(dt, (const unsigned char *)x[i] + j * es), b);
-			if (w[i] != 1.0) {
-				__m256d wi = _mm256_set1_pd(w[i]);
-				__m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))));
-				__m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1))));
-				tau = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
-			}
-			v[i] = tau;
-		}
-		if (elect8(v, nx, tm, maj, &ml, &mh, &sg))
-			elect_nan(v, nx, tm, &ml, &mh, &sg);
-		__m256d rl = _mm256_fmadd_pd(vl, ml, _mm256_cvtps_pd(_mm256_castps256_ps128(b))); /* fma(lambda, m, b) */
-		__m256d rh = _mm256_fmadd_pd(vl, mh, _mm256_cvtps_pd(_mm256_extractf128_ps(b, 1)));
-		__m256 f = _mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps(rl)), _mm256_cvtpd_ps(rh), 1);
-		f = _mm256_blendv_ps(f, qnan, _mm256_cmp_ps(f, f, _CMP_UNORD_Q)); /* NaN -> 0x7fc00000 */
-		st8(odt, o + j * os, f);
-	}
-	if (j < n) {
-		const void *xt[16];
-		kern_advance(x, nx, j * es, xt);
-		kern_scalar.ties_write(dt, xt, nx, bp + j * es, w, thr, maj, lambda, odt, o + j * os, n - j);
-	}
-}
-
-#define TIES_WRITE_NX(dt)                                                                          \
-	switch (nx) {                                                                              \
-	case 1: ties_write_t(dt, x, 1, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 2: ties_write_t(dt, x, 2, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 3: ties_write_t(dt, x, 3, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 4: ties_write_t(dt, x, 4, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 5: ties_write_t(dt, x, 5, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 6: ties_write_t(dt, x, 6, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 7: ties_write_t(dt, x, 7, base, w, thr, maj, lambda, odt, out, n); return;            \
-	case 8: ties_write_t(dt, x, 8, base, w, thr, maj, lambda, odt, out, n); return;            \
-	}
-
-static void avx2_ties_write(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-                            const double *w, const uint32_t *thr, int maj, double lambda,
-                            enum dtype odt, void *out, size_t n)
-{
-	if (odt != DT_F64) {
-		switch (dt) {
-		case DT_BF16: TIES_WRITE_NX(DT_BF16); break;
-		case DT_F16: TIES_WRITE_NX(DT_F16); break;
-		case DT_F32: TIES_WRITE_NX(DT_F32); break;
-		default: break;
-		}
-	}
-	/* more tasks, F64 in or out: the three kernels on tiles small enough
-	 * for the stack (eight elements when there are 1024 tasks) */
-	float bt[1024], tp[8 * 1024];
-	double mtl[1024];
-	signed char sign[1024];
-	size_t c = 8192 / nx < 1024 ? 8192 / nx - 8192 / nx % 8 : 1024;
-	size_t es = dtype_size(dt), os = dtype_size(odt);
-	const void *xt[1024];
-	for (size_t j = 0; j < n; j += c) {
-		size_t m = n - j < c ? n - j : c;
-		kern_advance(x, nx, j * es, xt);
-		avx2_taus(dt, xt, nx, (const unsigned char *)base + j * es, w, m, bt, tp);
-		avx2_ties_elect(tp, m, nx, thr, maj, mtl, sign);
-		avx2_finish(odt, (unsigned char *)out + j * os, bt, mtl, lambda, m);
-	}
-}
-
 /*
  * TIES's select pass fused: the task vectors in registers, their sum
  * added up in double lanes as norm_lin does, and the high bits of each
@@ -833,7 +740,6 @@ const struct kern kern_avx2 = {
 	.ties_elect = avx2_ties_elect,
 	.ties_decided = avx2_ties_decided,
 	.ties_bins = avx2_ties_bins,
-	.ties_write = avx2_ties_write,
 	.ties_select = avx2_ties_select,
 	.dare_drop = avx2_dare_drop,
 };

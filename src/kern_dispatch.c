@@ -26,6 +26,14 @@ static int cpu_has(const char *isa)
 		       __builtin_cpu_supports("f16c");
 	}
 #endif
+#if defined(HAVE_KERN_AVX512) && (defined(__x86_64__) || defined(__i386__))
+	if (!strcmp(isa, "avx512")) { /* the AVX2 table with an AVX-512 election */
+		__builtin_cpu_init();
+		return cpu_has("avx2") && __builtin_cpu_supports("avx512f") &&
+		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+		       __builtin_cpu_supports("avx512vl");
+	}
+#endif
 #if defined(HAVE_KERN_NEON) && defined(__aarch64__)
 	if (!strcmp(isa, "neon"))
 		return 1; /* Advanced SIMD and FP16 conversions are baseline on aarch64 */
@@ -33,9 +41,21 @@ static int cpu_has(const char *isa)
 	return 0;
 }
 
+#ifdef HAVE_KERN_AVX512
+static struct kern kern_avx512;
+static pthread_once_t avx512_once = PTHREAD_ONCE_INIT;
+static void make_avx512(void) { kern_avx512_fill(&kern_avx512); }
+#endif
+
 const struct kern *kern_by_name(const char *name)
 {
+#ifdef HAVE_KERN_AVX512
+	pthread_once(&avx512_once, make_avx512);
+#endif
 	static const struct kern *const all[] = {
+#ifdef HAVE_KERN_AVX512
+		&kern_avx512,
+#endif
 #ifdef HAVE_KERN_AVX2
 		&kern_avx2,
 #endif
@@ -57,7 +77,7 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 static void choose(void)
 {
 	const char *force = getenv("LINES_ISA");
-	static const char *const order[] = {"avx2", "neon", "scalar"};
+	static const char *const order[] = {"avx512", "avx2", "neon", "scalar"};
 
 	if (force && *force) {
 		chosen = kern_by_name(force);

@@ -411,25 +411,6 @@ static void sc_ties_select(enum dtype dt, const void *const *x, unsigned nx, con
 	}
 }
 
-/* TIES's writing pass, element by element: taus, the election, finish. */
-static void sc_ties_write(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-                          const double *w, const uint32_t *thr, int maj, double lambda,
-                          enum dtype odt, void *out, size_t n)
-{
-	float t[1024]; /* plan.c merges at most 1024 models */
-	size_t os = dtype_size(odt);
-	for (size_t j = 0; j < n; j++) {
-		float b = dec1(dt, base, j);
-		double m;
-		for (unsigned i = 0; i < nx && i < 1024; i++) {
-			float tau = dec1(dt, x[i], j) - b;
-			t[i] = w[i] == 1.0 ? tau : (float)(w[i] * (double)tau);
-		}
-		elect1(t, 1, nx, thr, maj, &m);
-		sc_finish(odt, (unsigned char *)out + j * os, &b, &m, lambda, 1);
-	}
-}
-
 const struct kern kern_scalar = {
 	.name = "scalar",
 	.decode = sc_decode,
@@ -443,7 +424,6 @@ const struct kern kern_scalar = {
 	.ties_elect = sc_ties_elect,
 	.ties_decided = sc_ties_decided,
 	.ties_bins = sc_ties_bins,
-	.ties_write = sc_ties_write,
 	.ties_select = sc_ties_select,
 	.dare_drop = sc_dare_drop,
 };

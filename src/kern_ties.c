@@ -1,10 +1,9 @@
 /*
- * kern_ties.c -- element operations of TIES and DARE.
- *
- * These are branchy, per-element decisions (which task keeps its value,
- * which sign wins) over N values at a time; they are written once, in
- * portable C, so that every instruction set gives the same bits without
- * a second implementation to keep in step.
+ * kern_ties.c -- element operations of TIES and DARE: the entry points the
+ * passes call. Each takes the instruction set's kernel when its table has
+ * one (kernels.h; the scalar kernels are the definition, the others are
+ * tested bit-identical to them) and otherwise the portable loop here,
+ * which gives the same bits on any machine.
  */
 #include "config.h"
 

@@ -1,9 +1,8 @@
 /*
  * kern_ties.h -- the element operations of TIES and DARE (see kernels.h
- * for their definitions). Portable C, used by every instruction set, so
- * their results are the same everywhere by construction; the election
- * goes through the kernel table (ties_elect_tile), whose AVX2 version is
- * tested against the scalar one.
+ * for the table). Each goes to the instruction set's kernel when there is
+ * one, tested bit-identical to the scalar one, and otherwise to portable
+ * C: the results are the same everywhere.
  */
 #ifndef LINES_KERN_TIES_H
 #define LINES_KERN_TIES_H

@@ -39,17 +39,20 @@
  *
  * TIES and DARE work on the task vectors of one element at a time,
  * tau'_i = (float)(w_i * (double)tau_i) (exact when w_i is 1):
+ *   taus        decode and subtract into tiles of tau' (kern_ties.h);
  *   ties_elect  with thresholds T_i (bit patterns of |tau'| kept when >=),
  *               S = sum of the kept tau' (float64, tasks in order),
  *               s = sign(S), or the model's majority sign when S == 0;
- *               tau_MTL = mean of the kept tau' of sign s (0 if none).
- *               The one TIES operation in this table (scalar and AVX2;
- *               NULL means the scalar one): the writing pass's hot loop.
+ *               tau_MTL = mean of the kept tau' of sign s (0 if none);
+ *   ties_select, ties_bins, ties_decided, tau_norm
+ *               the work of each TIES pass over those (below), the
+ *               select pass fused from the raw inputs;
  *   dare_drop   keep an entry when a hash of (seed, task, tensor, index)
  *               falls below a limit, divide it by the density (below).
- * The rest (kern_ties.c: the histograms of the threshold search) exists
- * once, in portable C compiled for vectorization, and every instruction
- * set uses it.
+ * These are in the scalar and AVX2 tables; NULL in a table means the
+ * scalar kernel (or, for taus and select, the tile loops of kern_ties.c
+ * and merge_ties.c around the table's own decode). The
+ * counting of the select pass (ties_hist) exists once, in portable C.
  *
  * Kernels know nothing of files, tensors or threads; they are pure
  * functions of their arguments and safe to call from any thread.
@@ -110,15 +113,6 @@ struct kern {
 	int64_t (*ties_decided)(const double *mtl, const signed char *sign, unsigned char *open,
 	                        size_t n, double *dl, double *dq);
 	/*
-	 * TIES's writing pass in one step: per element, taus with weights w,
-	 * ties_elect with thresholds thr and majority maj, then finish with
-	 * lambda into n elements of odt at out: the same bits as the three
-	 * in turn. NULL: the three on tiles.
-	 */
-	void (*ties_write)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
-	                   const double *w, const uint32_t *thr, int maj, double lambda,
-	                   enum dtype odt, void *out, size_t n);
-	/*
 	 * TIES's select pass in one step: hist[i][mag(tau'_i) >> 16]++ for
 	 * each element (taus's tau'), and norm_lin's s1 and s2 with every
 	 * c = 1 (the raw tau, whatever the weights), element j in lane
@@ -160,10 +154,14 @@ extern const struct kern kern_avx2;
 #ifdef HAVE_KERN_NEON
 extern const struct kern kern_neon;
 #endif
+#ifdef HAVE_KERN_AVX512
+/* The "avx512" table: the AVX2 one with an AVX-512 election. */
+void kern_avx512_fill(struct kern *k);
+#endif
 
 /*
  * The kernels for this machine, chosen once: the best set the CPU runs,
- * or the one LINES_ISA names (scalar, avx2, neon). NULL with err filled
+ * or the one LINES_ISA names (scalar, avx2, avx512, neon). NULL with err filled
  * when LINES_ISA asks for a set that cannot run here.
  */
 const struct kern *kern_get(struct lines_error *err);

@@ -478,13 +478,6 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
-	if (p->k->ties_write) { /* in one step, without tiles */
-		for (unsigned i = 0; i < nx; i++)
-			xs[i] = job->in[i + 1];
-		p->k->ties_write(t->in_dt, xs, nx, job->in[0], p->w, thr, ts->maj, t->lambda, t->out_dt,
-		                 job->out, n);
-		return 0;
-	}
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < nx; i++)

@@ -140,6 +140,16 @@ for m in "ties --lines --density 0.3" "dare --lines --dare-elect --seed 9" "dare
 	ok $? "-m $m: both merges succeed"
 	check "-m $m: the same bytes with LINES_ISA=scalar" cmp -s "$tmp/simd.st" "$tmp/sc.st"
 done
+# every other kernel set this machine runs (the default is the best one)
+rm -f "$tmp/sc.st"
+LINES_ISA=scalar "$LINES" merge -q -b "$b" -m ties --lines --density 0.3 -o "$tmp/sc.st" "$m1" "$m2"
+for isa in avx2 avx512 neon; do
+	LINES_ISA=$isa "$LINES" --version >/dev/null 2>&1 || continue
+	rm -f "$tmp/isa.st"
+	LINES_ISA=$isa "$LINES" merge -q -b "$b" -m ties --lines --density 0.3 -o "$tmp/isa.st" "$m1" "$m2"
+	ok $? "-m ties with LINES_ISA=$isa succeeds"
+	check "-m ties: the same bytes with LINES_ISA=$isa" cmp -s "$tmp/isa.st" "$tmp/sc.st"
+done
 
 # ---- a TIES threshold that is infinite ------------------------------------------------
 # one F32 tensor of 4 elements: the base zeros, the model three infinities and a 1
