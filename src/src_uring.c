@@ -27,6 +27,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -42,6 +43,7 @@ struct uring_source {
 	int *dfd;         /* O_DIRECT descriptor per file, or -1 */
 	unsigned *align;  /* alignment per file (1 when buffered) */
 	unsigned max_align;
+	unsigned char *hot; /* per file: in the page cache when the pass began */
 };
 
 struct uspan {
@@ -177,8 +179,9 @@ static int ur_start(struct src_worker *w, struct src_batch *b, struct lines_erro
 			return rc;
 		/* Ask the kernel to read the next chunk of this file ahead: the
 		 * reads of the workers interleave, which defeats its own
-		 * sequential read-ahead (a no-op when the pages are cached). */
-		if (u->fd == w->s->base.files[s->file].fd)
+		 * sequential read-ahead. Not for a file in the page cache: there
+		 * the kernel would only look up every page once more. */
+		if (u->fd == w->s->base.files[s->file].fd && !w->s->hot[s->file])
 			posix_fadvise(u->fd, (off_t)end, (off_t)s->len, POSIX_FADV_WILLNEED);
 		queued++;
 		w->left[b->slot]++;
@@ -269,6 +272,7 @@ static void ur_close(struct source *base)
 		if (s->dfd[f] >= 0)
 			close(s->dfd[f]);
 	free(s->dfd);
+	free(s->hot);
 	free(s->align);
 	free(s);
 }
@@ -276,6 +280,39 @@ static void ur_close(struct source *base)
 static uint64_t ur_worker_bytes(unsigned max_spans, size_t max_len, unsigned depth)
 {
 	return (uint64_t)depth * max_spans * (max_len + 3 * (uint64_t)URING_ALIGN_DEFAULT);
+}
+
+/*
+ * Whether each file is in the page cache, from 64 of its pages spread
+ * evenly (mincore on a mapping that is never touched): a guess that only
+ * decides whether to ask for read-ahead, so a wrong one costs time, never
+ * a byte of the result.
+ */
+static int ur_pass_begin(struct source *base, struct lines_error *err)
+{
+	struct uring_source *s = (struct uring_source *)base;
+	long pg = sysconf(_SC_PAGESIZE);
+	(void)err;
+	for (unsigned f = 0; f < base->nfiles; f++) {
+		uint64_t size = base->files[f].size, npages;
+		unsigned char *map;
+		s->hot[f] = 0;
+		if (size == 0 || size == UINT64_MAX || pg <= 0 || s->dfd[f] >= 0)
+			continue;
+		map = mmap(NULL, (size_t)size, PROT_READ, MAP_SHARED, base->files[f].fd, 0);
+		if (map == MAP_FAILED)
+			continue;
+		npages = (size + (uint64_t)pg - 1) / (uint64_t)pg;
+		s->hot[f] = 1;
+		for (unsigned q = 0; q < 64 && s->hot[f]; q++) {
+			unsigned char v = 0;
+			uint64_t page = npages * q / 64;
+			if (mincore(map + page * (uint64_t)pg, (size_t)pg, &v) < 0 || !(v & 1))
+				s->hot[f] = 0;
+		}
+		munmap(map, (size_t)size);
+	}
+	return 0;
 }
 
 const struct src_ops src_uring_ops = {
@@ -287,6 +324,7 @@ const struct src_ops src_uring_ops = {
 	.worker_close = ur_worker_close,
 	.close = ur_close,
 	.worker_bytes = ur_worker_bytes,
+	.pass_begin = ur_pass_begin,
 	/* small enough that the bytes the kernel copies in are still in the
 	 * cache when the kernels read them */
 	.default_chunk = 512u << 10,
@@ -309,8 +347,9 @@ int src_uring_open(struct source **out, const struct src_file *files, unsigned n
 	RETURN_ERROR_IF(!s, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	s->dfd = calloc(nfiles ? nfiles : 1, sizeof(*s->dfd));
 	s->align = calloc(nfiles ? nfiles : 1, sizeof(*s->align));
-	if (!s->dfd || !s->align) {
-		free(s->dfd), free(s->align), free(s);
+	s->hot = calloc(nfiles ? nfiles : 1, 1);
+	if (!s->dfd || !s->align || !s->hot) {
+		free(s->dfd), free(s->align), free(s->hot), free(s);
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	}
 	s->base.ops = &src_uring_ops;
