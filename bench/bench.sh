@@ -195,21 +195,48 @@ zstd_section() {
 
 ties() {
 	say "== methods: wall time beside sum (1G, N = 4, hot cache, -j $BENCH_JOBS, --lines)"
+	say "   best of $BENCH_REPEAT rounds; each round runs every method once, in turn, so that"
+	say "   each ratio compares runs made under the same conditions"
 	d=$(family 1G)
 	set -- $(inputs "$d" 4)
 	b=$1
 	shift
 	cat "$b" "$@" >/dev/null
-	ts=$(best_of "$LINES" merge -q -j "$BENCH_JOBS" -b "$b" --lines -o "$BENCH_DIR/o.safetensors" "$@")
+	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect"
+	r=0
+	while [ $r -lt "$BENCH_REPEAT" ]; do
+		q=0
+		IFS='|'
+		for m in $methods; do
+			IFS=' '
+			sync # nothing left to write back from the run before
+			t0=$(now)
+			# shellcheck disable=SC2086 # $m is the method and its options
+			"$LINES" merge -q -j "$BENCH_JOBS" -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" \
+				>/dev/null 2>&1 || { say "   FAILED: -m $m"; return; }
+			t=$(secs "$t0" "$(now)")
+			eval "best=\${best_$q:-}"
+			if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN {exit !(a < b)}'; then
+				eval "best_$q=\$t"
+			fi
+			q=$((q + 1))
+		done
+		IFS=' '
+		r=$((r + 1))
+	done
 	printf '%-28s %8s %8s  %s\n' method seconds x_sum passes
-	for m in "sum" "ties" "ties --trim tensor" "dare" "dare --dare-elect"; do
+	q=0
+	IFS='|'
+	for m in $methods; do
+		IFS=' '
+		# shellcheck disable=SC2086
 		passes=$("$LINES" merge -n -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" |
 			sed -n 's/^ *[0-9]\. \([a-z]*\) .*/\1/p' | tr '\n' ' ')
-		if [ "$m" = sum ]; then t=$ts; else
-			t=$(best_of "$LINES" merge -q -j "$BENCH_JOBS" -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@")
-		fi
-		printf '%-28s %8s %8s  %s\n' "-m $m" "$t" "$(div "$t" "$ts")" "$passes"
+		eval "t=\$best_$q"
+		printf '%-28s %8s %8s  %s\n' "-m $m" "$t" "$(div "$t" "$best_0")" "$passes"
+		q=$((q + 1))
 	done
+	IFS=' '
 	rm -f "$BENCH_DIR"/o.safetensors*
 	say
 }

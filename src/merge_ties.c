@@ -68,6 +68,7 @@ struct ties {
 	FILE *spill;     /* records: tensor index, then nx floats */
 	uint64_t nspill;
 	pthread_mutex_t mu; /* run, when a worker flushes its counts */
+	uint64_t count_limit; /* a worker flushes before counting past this */
 };
 
 static struct ties *T(struct plan *p) { return p->mstate; }
@@ -131,7 +132,7 @@ static uint32_t *job_counts(struct ties *ts, struct pipe_job *job, void *scratch
 	}
 	hist = (uint32_t *)((char *)scratch + scratch_bytes(ts->nx));
 	counted = (uint64_t *)(hist + (size_t)ts->nx * BINS);
-	if (*counted + n > UINT32_MAX)
+	if (*counted + n > ts->count_limit)
 		flush_counts(ts, hist);
 	*counted += n;
 	return hist;
@@ -525,6 +526,11 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	RETURN_ERROR_IF(nx > 1024, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most 1024 models");
 	ts->nx = nx;
 	ts->per_tensor = p->o.trim_tensor;
+	/* LINES_TEST_COUNT_LIMIT: flush far more often, to test the flushes
+	 * (the counts and so the bytes must not change) */
+	ts->count_limit = UINT32_MAX;
+	if (getenv("LINES_TEST_COUNT_LIMIT"))
+		ts->count_limit = strtoull(getenv("LINES_TEST_COUNT_LIMIT"), NULL, 10);
 	ts->nentries = ts->per_tensor ? (p->nt ? p->nt : 1) : 1;
 	ts->run = calloc((size_t)nx * BINS, sizeof(*ts->run));
 	ts->bin = calloc(ts->nentries * nx, sizeof(*ts->bin));

@@ -143,6 +143,12 @@ done
 # every other kernel set this machine runs (the default is the best one)
 rm -f "$tmp/sc.st"
 LINES_ISA=scalar "$LINES" merge -q -b "$b" -m ties --lines --density 0.3 -o "$tmp/sc.st" "$m1" "$m2"
+# the workers' counts flushed at every job, four workers at once
+rm -f "$tmp/fl.st"
+LINES_TEST_COUNT_LIMIT=1 "$LINES" merge -q -j 4 --chunk 16K -b "$b" -m ties --lines --density 0.3 \
+	-o "$tmp/fl.st" "$m1" "$m2"
+check "-m ties: the same bytes when the workers flush their counts at every job" \
+	cmp -s "$tmp/fl.st" "$tmp/sc.st"
 for isa in avx2 avx512 neon; do
 	LINES_ISA=$isa "$LINES" --version >/dev/null 2>&1 || continue
 	rm -f "$tmp/isa.st"
