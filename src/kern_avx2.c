@@ -301,13 +301,12 @@ static inline void elect_limits(const uint32_t *thr, unsigned nx, __m256i *tm)
  * and *mh (4-7), the signs as 32-bit lanes in *sg; nonzero when some S
  * is NaN, for the caller to call elect_nan().
  *
- * One pass over the tasks sums, in task order, the kept values (S), the
- * kept positive ones (P) and the kept negative ones (N), with +0 in
- * place of the others, and counts the last two. The values that agree
- * with the elected sign are the positive ones when it is + and the
- * negative ones when it is -, in the same order, so their sum is P or N
- * bit for bit, and the three sums are three short chains instead of two
- * long ones one after the other.
+ * One pass over the tasks sums, in task order, the kept positive values
+ * (P) and the others (N: the kept negative ones, and a kept NaN), with
+ * +0 in place of the rest, and counts the kept positive and negative
+ * ones; S = P + N. The values that agree with the elected sign are the
+ * positive ones when it is + and the negative ones when it is -, so their
+ * sum is P or N: two short chains of additions.
  */
 static inline __attribute__((always_inline)) int
 elect8(const __m256 *v, unsigned nx, const __m256i *tm, int maj, __m256d *ml, __m256d *mh,
@@ -317,7 +316,7 @@ elect8(const __m256 *v, unsigned nx, const __m256i *tm, int maj, __m256d *ml, __
 	const __m256d zero = _mm256_setzero_pd();
 	const __m256 zf = _mm256_setzero_ps();
 	const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6); /* low halves of 64-bit lanes */
-	__m256d sl = zero, sh = zero, pl = zero, ph = zero, nl = zero, nh = zero;
+	__m256d pl = zero, ph = zero, nl = zero, nh = zero;
 	__m256i cp = _mm256_setzero_si256(), cn = _mm256_setzero_si256();
 #pragma GCC unroll 16
 	for (unsigned i = 0; i < nx; i++) {
@@ -328,14 +327,13 @@ elect8(const __m256 *v, unsigned nx, const __m256i *tm, int maj, __m256d *ml, __
 		__m256d dl = _mm256_cvtps_pd(_mm256_castps256_ps128(vk));
 		__m256d dh = _mm256_cvtps_pd(_mm256_extractf128_ps(vk, 1));
 		__m256d posl = _mm256_cmp_pd(dl, zero, _CMP_GT_OQ), posh = _mm256_cmp_pd(dh, zero, _CMP_GT_OQ);
-		sl = _mm256_add_pd(sl, dl); /* S += v */
-		sh = _mm256_add_pd(sh, dh);
 		pl = _mm256_add_pd(pl, _mm256_and_pd(dl, posl)); /* P += v > 0 ? v : +0 */
 		ph = _mm256_add_pd(ph, _mm256_and_pd(dh, posh));
 		nl = _mm256_add_pd(nl, _mm256_andnot_pd(posl, dl)); /* N += otherwise */
 		nh = _mm256_add_pd(nh, _mm256_andnot_pd(posh, dh));
 	}
 	/* sign(S): a NaN S compares neither way */
+	__m256d sl = _mm256_add_pd(pl, nl), sh = _mm256_add_pd(ph, nh);
 	__m256d gtl = _mm256_cmp_pd(sl, zero, _CMP_GT_OQ), ltl = _mm256_cmp_pd(sl, zero, _CMP_LT_OQ);
 	__m256d gth = _mm256_cmp_pd(sh, zero, _CMP_GT_OQ), lth = _mm256_cmp_pd(sh, zero, _CMP_LT_OQ);
 	/* sign = (S > 0) - (S < 0): masks are -1 or 0 */
@@ -489,11 +487,8 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 			uint32_t *h = hist[i];
 			const uint16_t *kk = keys + (size_t)i * k;
 			for (size_t q = 0; q < k; q += 8) { /* k is a multiple of 8 */
-				uint64_t a, b;
-				memcpy(&a, kk + q, 8);
-				memcpy(&b, kk + q + 4, 8);
-				h[a & 0xffff]++, h[a >> 16 & 0xffff]++, h[a >> 32 & 0xffff]++, h[a >> 48]++;
-				h[b & 0xffff]++, h[b >> 16 & 0xffff]++, h[b >> 32 & 0xffff]++, h[b >> 48]++;
+				h[kk[q]]++, h[kk[q + 1]]++, h[kk[q + 2]]++, h[kk[q + 3]]++;
+				h[kk[q + 4]]++, h[kk[q + 5]]++, h[kk[q + 6]]++, h[kk[q + 7]]++;
 			}
 		}
 	}

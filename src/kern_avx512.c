@@ -5,11 +5,10 @@
  * registers, which take the place of the blends and the masking ANDs.
  *
  * The operations are those of avx2_ties_elect (kern_avx2.c), in the same
- * order, so the bits are the scalar kernel's: S, P and N are the float64
- * sums in task order of the kept values, the kept positive ones and the
- * kept negative ones; a value left out of P or N is one the AVX2 kernel
- * adds as +0.0, which changes nothing, except a kept NaN, whose element is
- * NaN anyway.
+ * order, so the bits are the scalar kernel's: P and N are the float64
+ * sums in task order of the kept positive values and of the other kept
+ * ones (a NaN among them makes S = P + N NaN); a value left out of P or N
+ * is one the AVX2 kernel adds as +0.0, which changes nothing.
  */
 #include "config.h"
 
@@ -26,7 +25,7 @@ elect16(const float *tp, size_t n, size_t j, unsigned nx, const __m512i *tm, int
 	const __m512i mask = _mm512_set1_epi32(0x7fffffff), one = _mm512_set1_epi32(1);
 	const __m512d zero = _mm512_setzero_pd();
 	const __m512 zf = _mm512_setzero_ps();
-	__m512d sl = zero, sh = zero, pl = zero, ph = zero, nl = zero, nh = zero;
+	__m512d pl = zero, ph = zero, nl = zero, nh = zero;
 	__m512i cp = _mm512_setzero_si512(), cn = _mm512_setzero_si512();
 	__mmask16 nan = 0;
 
@@ -35,19 +34,19 @@ elect16(const float *tp, size_t n, size_t j, unsigned nx, const __m512i *tm, int
 		__m512 v = _mm512_loadu_ps(tp + (size_t)i * n + j);
 		__mmask16 keep = _mm512_cmpgt_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), mask), tm[i]);
 		__m512 vk = _mm512_maskz_mov_ps(keep, v); /* v, or +0 */
-		__mmask16 kp = _mm512_cmp_ps_mask(vk, zf, _CMP_GT_OQ), kn = _mm512_cmp_ps_mask(vk, zf, _CMP_LT_OQ);
+		/* kept and positive; kept and not (negative, or NaN) */
+		__mmask16 kp = _mm512_mask_cmp_ps_mask(keep, vk, zf, _CMP_GT_OQ), kn = _kandn_mask16(kp, keep);
 		__m512d dl = _mm512_cvtps_pd(_mm512_castps512_ps256(vk));
 		__m512d dh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(vk, 1));
 		cp = _mm512_mask_add_epi32(cp, kp, cp, one);
 		cn = _mm512_mask_add_epi32(cn, kn, cn, one);
-		sl = _mm512_add_pd(sl, dl); /* S += v */
-		sh = _mm512_add_pd(sh, dh);
 		pl = _mm512_mask_add_pd(pl, (__mmask8)kp, pl, dl); /* P += v when v > 0 */
 		ph = _mm512_mask_add_pd(ph, (__mmask8)(kp >> 8), ph, dh);
-		nl = _mm512_mask_add_pd(nl, (__mmask8)kn, nl, dl); /* N += v when v < 0 */
+		nl = _mm512_mask_add_pd(nl, (__mmask8)kn, nl, dl); /* N += the others */
 		nh = _mm512_mask_add_pd(nh, (__mmask8)(kn >> 8), nh, dh);
 	}
 	/* sign(S): a NaN S compares neither way */
+	__m512d sl = _mm512_add_pd(pl, nl), sh = _mm512_add_pd(ph, nh);
 	__mmask16 gt = (__mmask16)(_mm512_cmp_pd_mask(sl, zero, _CMP_GT_OQ) |
 	                           (unsigned)_mm512_cmp_pd_mask(sh, zero, _CMP_GT_OQ) << 8);
 	__mmask16 lt = (__mmask16)(_mm512_cmp_pd_mask(sl, zero, _CMP_LT_OQ) |

@@ -268,8 +268,8 @@ static void sc_norm_lin(enum dtype dt, const void *const *x, unsigned nx, const 
 static int elect1(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
                   double *mtl)
 {
-	double s = 0.0, sum = 0.0;
-	unsigned cnt = 0;
+	double pos = 0.0, neg = 0.0, s;
+	unsigned np = 0, nn = 0;
 	int sign, e;
 
 	for (unsigned i = 0; i < nx; i++) {
@@ -279,19 +279,20 @@ static int elect1(const float *tp, size_t stride, unsigned nx, const uint32_t *t
 				*mtl = NAN;
 				return 1;
 			}
-			s += (double)v;
+			if (v > 0.0f)
+				pos += (double)v, np++;
+			else
+				neg += (double)v, nn++;
 		}
 	}
+	s = pos + neg;
 	sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
 	e = sign ? sign : maj;
-	for (unsigned i = 0; i < nx; i++) {
-		float v = tp[(size_t)i * stride];
-		if (v != 0.0f && (f2u(v) & 0x7fffffffu) >= thr[i] && (v > 0.0f) == (e > 0)) {
-			sum += (double)v;
-			cnt++;
-		}
-	}
-	*mtl = cnt ? sum / (double)cnt : 0.0;
+	/* the kept values of the elected sign: their sum is pos or neg */
+	if (e > 0)
+		*mtl = np ? pos / (double)np : 0.0;
+	else
+		*mtl = nn ? neg / (double)nn : 0.0;
 	return sign;
 }
 

@@ -41,9 +41,11 @@
  * tau'_i = (float)(w_i * (double)tau_i) (exact when w_i is 1):
  *   taus        decode and subtract into tiles of tau' (kern_ties.h);
  *   ties_elect  with thresholds T_i (bit patterns of |tau'| kept when >=),
- *               S = sum of the kept tau' (float64, tasks in order),
+ *               P and N = the float64 sums, tasks in order, of the kept
+ *               positive and of the kept negative tau', S = P + N,
  *               s = sign(S), or the model's majority sign when S == 0;
- *               tau_MTL = mean of the kept tau' of sign s (0 if none);
+ *               tau_MTL = mean of the kept tau' of sign s, P or N over
+ *               their count (0 if none); a kept NaN makes it NaN;
  *   ties_select, ties_bins, ties_decided, tau_norm
  *               the work of each TIES pass over those (below), the
  *               select pass fused from the raw inputs;
