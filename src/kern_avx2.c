@@ -351,12 +351,13 @@ elect8(const __m256 *v, unsigned nx, const __m256i *tm, int maj, __m256d *ml, __
 		el = gtl, eh = gth;
 		e32 = _mm256_cmpgt_epi32(s32, _mm256_setzero_si256());
 	}
-	__m256i cnt = _mm256_blendv_epi8(cn, cp, e32);
+	/* the mean, or +0 when nothing agrees: then the sum is +0, and a count
+	 * of at least 1 keeps it +0 */
+	__m256i cnt = _mm256_max_epi32(_mm256_blendv_epi8(cn, cp, e32), _mm256_set1_epi32(1));
 	__m256d cl = _mm256_cvtepi32_pd(_mm256_castsi256_si128(cnt));
 	__m256d ch = _mm256_cvtepi32_pd(_mm256_extracti128_si256(cnt, 1));
-	/* the mean, or 0 when nothing agrees */
-	*ml = _mm256_and_pd(_mm256_div_pd(_mm256_blendv_pd(nl, pl, el), cl), _mm256_cmp_pd(cl, zero, _CMP_GT_OQ));
-	*mh = _mm256_and_pd(_mm256_div_pd(_mm256_blendv_pd(nh, ph, eh), ch), _mm256_cmp_pd(ch, zero, _CMP_GT_OQ));
+	*ml = _mm256_div_pd(_mm256_blendv_pd(nl, pl, el), cl);
+	*mh = _mm256_div_pd(_mm256_blendv_pd(nh, ph, eh), ch);
 	*sg = s32;
 	__m256d un = _mm256_cmp_pd(sl, sh, _CMP_UNORD_Q);
 	return !_mm256_testz_pd(un, un);

@@ -33,11 +33,11 @@ elect16(const float *tp, size_t n, size_t j, unsigned nx, const __m512i *tm, int
 	for (unsigned i = 0; i < nx; i++) {
 		__m512 v = _mm512_loadu_ps(tp + (size_t)i * n + j);
 		__mmask16 keep = _mm512_cmpgt_epi32_mask(_mm512_and_si512(_mm512_castps_si512(v), mask), tm[i]);
-		__m512 vk = _mm512_maskz_mov_ps(keep, v); /* v, or +0 */
 		/* kept and positive; kept and not (negative, or NaN) */
-		__mmask16 kp = _mm512_mask_cmp_ps_mask(keep, vk, zf, _CMP_GT_OQ), kn = _kandn_mask16(kp, keep);
-		__m512d dl = _mm512_cvtps_pd(_mm512_castps512_ps256(vk));
-		__m512d dh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(vk, 1));
+		__mmask16 kp = _mm512_mask_cmp_ps_mask(keep, v, zf, _CMP_GT_OQ), kn = _kandn_mask16(kp, keep);
+		/* the kept values as doubles, +0 for the others */
+		__m512d dl = _mm512_maskz_cvtps_pd((__mmask8)keep, _mm512_castps512_ps256(v));
+		__m512d dh = _mm512_maskz_cvtps_pd((__mmask8)(keep >> 8), _mm512_extractf32x8_ps(v, 1));
 		cp = _mm512_mask_add_epi32(cp, kp, cp, one);
 		cn = _mm512_mask_add_epi32(cn, kn, cn, one);
 		pl = _mm512_mask_add_pd(pl, (__mmask8)kp, pl, dl); /* P += v when v > 0 */
@@ -53,14 +53,13 @@ elect16(const float *tp, size_t n, size_t j, unsigned nx, const __m512i *tm, int
 	                           (unsigned)_mm512_cmp_pd_mask(sh, zero, _CMP_LT_OQ) << 8);
 	/* the elected sign is +: S > 0, or S == 0 (or NaN) with a + majority */
 	__mmask16 e = maj > 0 ? (__mmask16)~lt : gt;
-	__m512i cnt = _mm512_mask_blend_epi32(e, cn, cp);
+	/* the mean, or +0 when nothing agrees: then the sum is +0, and a count
+	 * of at least 1 keeps it +0 */
+	__m512i cnt = _mm512_max_epi32(_mm512_mask_blend_epi32(e, cn, cp), one);
 	__m512d cl = _mm512_cvtepi32_pd(_mm512_castsi512_si256(cnt));
 	__m512d ch = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(cnt, 1));
-	__m512d suml = _mm512_mask_blend_pd((__mmask8)e, nl, pl);
-	__m512d sumh = _mm512_mask_blend_pd((__mmask8)(e >> 8), nh, ph);
-	/* the mean, or +0 when nothing agrees */
-	__m512d ml = _mm512_maskz_div_pd(_mm512_cmp_pd_mask(cl, zero, _CMP_GT_OQ), suml, cl);
-	__m512d mh = _mm512_maskz_div_pd(_mm512_cmp_pd_mask(ch, zero, _CMP_GT_OQ), sumh, ch);
+	__m512d ml = _mm512_div_pd(_mm512_mask_blend_pd((__mmask8)e, nl, pl), cl);
+	__m512d mh = _mm512_div_pd(_mm512_mask_blend_pd((__mmask8)(e >> 8), nh, ph), ch);
 	/* sign = (S > 0) - (S < 0) */
 	__m128i sg = _mm_sub_epi8(_mm_movm_epi8(lt), _mm_movm_epi8(gt));
 	if (_mm512_cmp_pd_mask(sl, sh, _CMP_UNORD_Q)) {
