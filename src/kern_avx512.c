@@ -122,9 +122,213 @@ static void avx512_ties_elect(const float *tp, size_t n, unsigned nx, const uint
 	}
 }
 
+/* Sixteen elements in float32: bf16 shifted (a NaN quieted, as the
+ * reference decodes), f16 by F16C, f32 as they are. */
+static inline __attribute__((always_inline)) __m512 ld16(const enum dtype dt, const unsigned char *p)
+{
+	if (dt == DT_BF16) {
+		__m512i u = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16);
+		__mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+		                                        _mm512_set1_epi32(0x7f800000));
+		return _mm512_castsi512_ps(_mm512_mask_or_epi32(u, nan, u, _mm512_set1_epi32(0x00400000)));
+	}
+	if (dt == DT_F16)
+		return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+	return _mm512_loadu_ps((const float *)p);
+}
+
+/*
+ * TIES's select pass, sixteen elements at a time: the operations of
+ * kern_avx2.c's, the two halves of the norm lanes added in element order
+ * (elements 0-7, then 8-15, into lanes 0-7), the keys narrowed in one
+ * instruction. The counting is the same scalar loop.
+ */
+static inline __attribute__((always_inline)) void
+select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base, const double *w,
+         size_t n, uint32_t *const *hist, double *s1, double *s2)
+{
+	const unsigned char *bp = base;
+	const __m512i mask = _mm512_set1_epi32(0x7fffffff), low16 = _mm512_set1_epi32(0xffff);
+	const __m512i one = _mm512_set1_epi32(1);
+	const __m512d absmask = _mm512_castsi512_pd(_mm512_set1_epi64(0x7fffffffffffffffLL));
+	const __m512d inf = _mm512_set1_pd(INFINITY);
+	__m512d a1 = _mm512_loadu_pd(s1), a2 = _mm512_loadu_pd(s2);
+	uint16_t keys[4096];
+	size_t es = dtype_size(dt), sub = 4096 / nx < 512 ? (4096 / nx) & ~(size_t)15 : 512;
+	size_t m = n - n % 16;
+
+	if (sub == 0) { /* more than 256 tasks: the AVX2 kernel */
+		kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2);
+		return;
+	}
+	for (size_t j0 = 0; j0 < m; j0 += sub) {
+		size_t k = m - j0 < sub ? m - j0 : sub;
+		for (size_t j = j0; j < j0 + k; j += 16) {
+			__m512 b = ld16(dt, bp + j * es);
+			__m512d sl = _mm512_setzero_pd(), sh = _mm512_setzero_pd();
+			for (unsigned i = 0; i < nx; i++) {
+				__m512 tau = _mm512_sub_ps(ld16(dt, (const unsigned char *)x[i] + j * es), b);
+				__m512d dl = _mm512_cvtps_pd(_mm512_castps512_ps256(tau));
+				__m512d dh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(tau, 1));
+				sl = _mm512_add_pd(sl, dl); /* s += tau */
+				sh = _mm512_add_pd(sh, dh);
+				if (w[i] != 1.0) {
+					__m512d wi = _mm512_set1_pd(w[i]);
+					__m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(wi, dl));
+					__m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(wi, dh));
+					tau = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
+				}
+				/* ties_key(): the high bits times two, plus one when the
+				 * low sixteen are zero */
+				__m512i a = _mm512_and_si512(_mm512_castps_si512(tau), mask);
+				__mmask16 edge = _mm512_testn_epi32_mask(a, low16);
+				__m512i key = _mm512_slli_epi32(_mm512_srli_epi32(a, 16), 1);
+				key = _mm512_mask_add_epi32(key, edge, key, one);
+				_mm256_storeu_si256((__m256i *)(keys + (size_t)i * k + (j - j0)), _mm512_cvtepi32_epi16(key));
+			}
+			__m512d al = _mm512_and_pd(sl, absmask), ah = _mm512_and_pd(sh, absmask);
+			al = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(al, inf, _CMP_LT_OQ), al); /* +0 when not finite */
+			ah = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(ah, inf, _CMP_LT_OQ), ah);
+			a1 = _mm512_add_pd(a1, al), a1 = _mm512_add_pd(a1, ah);
+			a2 = _mm512_add_pd(a2, _mm512_mul_pd(al, al)), a2 = _mm512_add_pd(a2, _mm512_mul_pd(ah, ah));
+		}
+		for (unsigned i = 0; i < nx; i++) {
+			uint32_t *h = hist[i];
+			const uint16_t *kk = keys + (size_t)i * k;
+			for (size_t q = 0; q < k; q += 8) { /* k is a multiple of 16 */
+				h[kk[q]]++, h[kk[q + 1]]++, h[kk[q + 2]]++, h[kk[q + 3]]++;
+				h[kk[q + 4]]++, h[kk[q + 5]]++, h[kk[q + 6]]++, h[kk[q + 7]]++;
+			}
+		}
+	}
+	_mm512_storeu_pd(s1, a1);
+	_mm512_storeu_pd(s2, a2);
+	if (m < n) { /* the tail goes on from lane 0 (m is a multiple of 8) */
+		const void *xt[1024];
+		kern_advance(x, nx, m * es, xt);
+		kern_avx2.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2);
+	}
+}
+
+static void avx512_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                               const double *w, size_t n, uint32_t *const *hist, double *s1,
+                               double *s2)
+{
+	switch (dt) {
+	case DT_BF16: select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2); break;
+	case DT_F16: select_t(DT_F16, x, nx, base, w, n, hist, s1, s2); break;
+	case DT_F32: select_t(DT_F32, x, nx, base, w, n, hist, s1, s2); break;
+	default: kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2); break;
+	}
+}
+
+/* The tiles of TIES and DARE, sixteen elements at a time: kern_avx2.c's
+ * avx2_taus, operation for operation. */
+static inline __attribute__((always_inline)) void
+taus_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base, const double *w,
+       size_t n, float *bt, float *tp)
+{
+	const unsigned char *bp = base;
+	size_t es = dtype_size(dt), m = n - n % 16, j;
+
+	for (j = 0; j < m; j += 16)
+		_mm512_storeu_ps(bt + j, ld16(dt, bp + j * es));
+	for (unsigned i = 0; i < nx; i++) {
+		const unsigned char *p = x[i];
+		float *t = tp + (size_t)i * n;
+		if (w[i] == 1.0) {
+			for (j = 0; j < m; j += 16)
+				_mm512_storeu_ps(t + j, _mm512_sub_ps(ld16(dt, p + j * es), _mm512_loadu_ps(bt + j)));
+		} else {
+			__m512d wi = _mm512_set1_pd(w[i]);
+			for (j = 0; j < m; j += 16) {
+				__m512 tau = _mm512_sub_ps(ld16(dt, p + j * es), _mm512_loadu_ps(bt + j));
+				__m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(wi, _mm512_cvtps_pd(_mm512_castps512_ps256(tau))));
+				__m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(wi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(tau, 1))));
+				_mm512_storeu_ps(t + j, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
+			}
+		}
+	}
+	if (m < n) { /* the tail: the AVX2 kernel on what is left of each row */
+		float tb[16], tt[16];
+		const void *xt[1];
+		kern_avx2.decode(dt, bp + m * es, bt + m, n - m);
+		for (unsigned i = 0; i < nx; i++) {
+			xt[0] = (const unsigned char *)x[i] + m * es;
+			kern_avx2.taus(dt, xt, 1, bp + m * es, w + i, n - m, tb, tt);
+			memcpy(tp + (size_t)i * n + m, tt, (n - m) * sizeof(float));
+		}
+	}
+}
+
+static void avx512_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+                        const double *w, size_t n, float *bt, float *tp)
+{
+	switch (dt) {
+	case DT_BF16: taus_t(DT_BF16, x, nx, base, w, n, bt, tp); break;
+	case DT_F16: taus_t(DT_F16, x, nx, base, w, n, bt, tp); break;
+	case DT_F32: taus_t(DT_F32, x, nx, base, w, n, bt, tp); break;
+	default: kern_avx2.taus(dt, x, nx, base, w, n, bt, tp); break;
+	}
+}
+
+/* float32 to the output dtype, sixteen at a time: kern_avx2.c's st8. */
+static inline __attribute__((always_inline)) void st16(const enum dtype dt, unsigned char *p, __m512 x)
+{
+	if (dt == DT_BF16) {
+		/* round to nearest even: u + 0x7fff + ((u >> 16) & 1), then >> 16;
+		 * a NaN keeps its top bits and gets the quiet bit */
+		__m512i u = _mm512_castps_si512(x);
+		__mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
+		                                        _mm512_set1_epi32(0x7f800000));
+		__m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+		__m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, _mm512_set1_epi32(0x7fff)), lsb), 16);
+		r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+		_mm256_storeu_si256((__m256i *)p, _mm512_cvtepi32_epi16(r));
+	} else if (dt == DT_F16) {
+		_mm256_storeu_si256((__m256i *)p, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT));
+	} else {
+		_mm512_storeu_ps((float *)p, x);
+	}
+}
+
+/* The add-back, sixteen at a time: kern_avx2.c's avx2_finish. */
+static inline __attribute__((always_inline)) void
+finish_t(const enum dtype odt, void *out, const float *b, const double *m, double lambda, size_t n)
+{
+	unsigned char *p = out;
+	size_t j = 0, es = dtype_size(odt);
+	const __m512d vl = _mm512_set1_pd(lambda);
+	const __m512 qnan = _mm512_castsi512_ps(_mm512_set1_epi32(0x7fc00000));
+	for (; j + 16 <= n; j += 16) {
+		__m512 vb = _mm512_loadu_ps(b + j);
+		__m512d rl = _mm512_fmadd_pd(vl, _mm512_loadu_pd(m + j), _mm512_cvtps_pd(_mm512_castps512_ps256(vb)));
+		__m512d rh = _mm512_fmadd_pd(vl, _mm512_loadu_pd(m + j + 8), _mm512_cvtps_pd(_mm512_extractf32x8_ps(vb, 1)));
+		__m512 f = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(rl)), _mm512_cvtpd_ps(rh), 1);
+		f = _mm512_mask_mov_ps(f, _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), qnan); /* NaN -> 0x7fc00000 */
+		st16(odt, p + j * es, f);
+	}
+	if (j < n)
+		kern_avx2.finish(odt, p + j * es, b + j, m + j, lambda, n - j);
+}
+
+static void avx512_finish(enum dtype odt, void *out, const float *b, const double *m, double lambda,
+                          size_t n)
+{
+	switch (odt) {
+	case DT_BF16: finish_t(DT_BF16, out, b, m, lambda, n); break;
+	case DT_F16: finish_t(DT_F16, out, b, m, lambda, n); break;
+	case DT_F32: finish_t(DT_F32, out, b, m, lambda, n); break;
+	default: kern_avx2.finish(odt, out, b, m, lambda, n); break;
+	}
+}
+
 void kern_avx512_fill(struct kern *k)
 {
 	*k = kern_avx2;
 	k->name = "avx512";
 	k->ties_elect = avx512_ties_elect;
+	k->ties_select = avx512_ties_select;
+	k->taus = avx512_taus;
+	k->finish = avx512_finish;
 }
