@@ -1,9 +1,13 @@
 /*
- * kern_avx512.c -- the TIES election with AVX-512 (F, DQ, BW, VL), sixteen
- * elements at a time. The rest of the "avx512" table is the AVX2 one
- * (kern_dispatch.c makes it): only the election gains from the mask
- * registers, which take the place of the blends and the masking ANDs.
+ * kern_avx512.c -- the TIES kernels with AVX-512 (F, DQ, BW, VL), sixteen
+ * elements at a time: the election, the select pass, the tiles of task
+ * vectors and the add-back. The rest of the "avx512" table is the AVX2
+ * one (kern_dispatch.c makes it). These gain from the mask registers,
+ * which take the place of blends and masking ANDs, and from narrowing
+ * and widening in one instruction; every one is tested bit-identical to
+ * the scalar kernel.
  *
+ * The election:
  * The operations are those of avx2_ties_elect (kern_avx2.c), in the same
  * order, so the bits are the scalar kernel's: P and N are the float64
  * sums in task order of the kept positive values and of the other kept

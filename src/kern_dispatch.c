@@ -27,7 +27,7 @@ static int cpu_has(const char *isa)
 	}
 #endif
 #if defined(HAVE_KERN_AVX512) && (defined(__x86_64__) || defined(__i386__))
-	if (!strcmp(isa, "avx512")) { /* the AVX2 table with an AVX-512 election */
+	if (!strcmp(isa, "avx512")) { /* the AVX2 table with AVX-512 TIES kernels */
 		__builtin_cpu_init();
 		return cpu_has("avx2") && __builtin_cpu_supports("avx512f") &&
 		       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
