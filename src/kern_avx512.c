@@ -41,29 +41,29 @@ elect16(const float *tp, size_t n, size_t j, unsigned nx, const __m512i *tm, int
 		__mmask16 kp = _mm512_mask_cmp_ps_mask(keep, v, zf, _CMP_GT_OQ), kn = _kandn_mask16(kp, keep);
 		/* the kept values as doubles, +0 for the others */
 		__m512d dl = _mm512_maskz_cvtps_pd((__mmask8)keep, _mm512_castps512_ps256(v));
-		__m512d dh = _mm512_maskz_cvtps_pd((__mmask8)(keep >> 8), _mm512_extractf32x8_ps(v, 1));
+		__m512d dh = _mm512_maskz_cvtps_pd((__mmask8)_kshiftri_mask16(keep, 8), _mm512_extractf32x8_ps(v, 1));
 		cp = _mm512_mask_add_epi32(cp, kp, cp, one);
 		cn = _mm512_mask_add_epi32(cn, kn, cn, one);
 		pl = _mm512_mask_add_pd(pl, (__mmask8)kp, pl, dl); /* P += v when v > 0 */
-		ph = _mm512_mask_add_pd(ph, (__mmask8)(kp >> 8), ph, dh);
+		ph = _mm512_mask_add_pd(ph, (__mmask8)_kshiftri_mask16(kp, 8), ph, dh);
 		nl = _mm512_mask_add_pd(nl, (__mmask8)kn, nl, dl); /* N += the others */
-		nh = _mm512_mask_add_pd(nh, (__mmask8)(kn >> 8), nh, dh);
+		nh = _mm512_mask_add_pd(nh, (__mmask8)_kshiftri_mask16(kn, 8), nh, dh);
 	}
 	/* sign(S): a NaN S compares neither way */
 	__m512d sl = _mm512_add_pd(pl, nl), sh = _mm512_add_pd(ph, nh);
-	__mmask16 gt = (__mmask16)(_mm512_cmp_pd_mask(sl, zero, _CMP_GT_OQ) |
-	                           (unsigned)_mm512_cmp_pd_mask(sh, zero, _CMP_GT_OQ) << 8);
-	__mmask16 lt = (__mmask16)(_mm512_cmp_pd_mask(sl, zero, _CMP_LT_OQ) |
-	                           (unsigned)_mm512_cmp_pd_mask(sh, zero, _CMP_LT_OQ) << 8);
+	__mmask8 gtl = _mm512_cmp_pd_mask(sl, zero, _CMP_GT_OQ), gth = _mm512_cmp_pd_mask(sh, zero, _CMP_GT_OQ);
+	__mmask8 ltl = _mm512_cmp_pd_mask(sl, zero, _CMP_LT_OQ), lth = _mm512_cmp_pd_mask(sh, zero, _CMP_LT_OQ);
+	__mmask16 gt = _mm512_kunpackb(gth, gtl), lt = _mm512_kunpackb(lth, ltl);
 	/* the elected sign is +: S > 0, or S == 0 (or NaN) with a + majority */
-	__mmask16 e = maj > 0 ? (__mmask16)~lt : gt;
+	__mmask16 e = maj > 0 ? _mm512_knot(lt) : gt;
+	__mmask8 el = maj > 0 ? _knot_mask8(ltl) : gtl, eh = maj > 0 ? _knot_mask8(lth) : gth;
 	/* the mean, or +0 when nothing agrees: then the sum is +0, and a count
 	 * of at least 1 keeps it +0 */
 	__m512i cnt = _mm512_max_epi32(_mm512_mask_blend_epi32(e, cn, cp), one);
 	__m512d cl = _mm512_cvtepi32_pd(_mm512_castsi512_si256(cnt));
 	__m512d ch = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(cnt, 1));
-	__m512d ml = _mm512_div_pd(_mm512_mask_blend_pd((__mmask8)e, nl, pl), cl);
-	__m512d mh = _mm512_div_pd(_mm512_mask_blend_pd((__mmask8)(e >> 8), nh, ph), ch);
+	__m512d ml = _mm512_div_pd(_mm512_mask_blend_pd(el, nl, pl), cl);
+	__m512d mh = _mm512_div_pd(_mm512_mask_blend_pd(eh, nh, ph), ch);
 	/* sign = (S > 0) - (S < 0) */
 	__m128i sg = _mm_sub_epi8(_mm_movm_epi8(lt), _mm_movm_epi8(gt));
 	if (_mm512_cmp_pd_mask(sl, sh, _CMP_UNORD_Q)) {
