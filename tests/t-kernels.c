@@ -195,6 +195,26 @@ static void fill_input(enum dtype dt, unsigned char *p, size_t n, const float *b
 	}
 }
 
+/* Inputs for the TIES kernels: raw[0] the base, raw[1..nx] the models, in
+ * dt (F64 with some NaNs), and weights of 1 or not. */
+static void fill_models(enum dtype dt, unsigned char (*raw)[1100 * 8], unsigned nx, size_t n,
+                        float *base, int round, double *w)
+{
+	for (size_t q = 0; q < n; q++)
+		base[q] = rnd_float();
+	for (unsigned i = 0; i <= nx; i++) {
+		if (dt == DT_F64)
+			for (size_t q = 0; q < n; q++) {
+				double v = rnd32() % 8 ? (double)rnd_float() + (double)rnd32() * 1e-12 : NAN;
+				memcpy(raw[i] + 8 * q, &v, 8);
+			}
+		else
+			fill_input(dt, raw[i], n, base, round % 3 != 0);
+	}
+	for (unsigned i = 0; i < nx; i++)
+		w[i] = rnd32() % 2 ? 1.0 : (double)(rnd32() % 2000) / 997.0 - 0.5;
+}
+
 static void test_isa(const struct kern *k)
 {
 	static const enum dtype dts[] = {DT_BF16, DT_F16, DT_F32};
@@ -320,21 +340,9 @@ static void test_isa(const struct kern *k)
 			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
 			const void *x[5];
 			double w[5];
-			for (size_t q = 0; q < n; q++)
-				base[q] = rnd_float();
-			for (unsigned i = 0; i <= nx; i++) {
-				if (dt == DT_F64)
-					for (size_t q = 0; q < n; q++) {
-						double v = rnd32() % 8 ? (double)rnd_float() + (double)rnd32() * 1e-12 : NAN;
-						memcpy(raw[i] + 8 * q, &v, 8);
-					}
-				else
-					fill_input(dt, raw[i], n, base, round % 3 != 0);
-			}
-			for (unsigned i = 0; i < nx; i++) {
+			fill_models(dt, raw, nx, n, base, round, w);
+			for (unsigned i = 0; i < nx; i++)
 				x[i] = raw[i + 1];
-				w[i] = rnd32() % 2 ? 1.0 : (double)(rnd32() % 2000) / 997.0 - 0.5;
-			}
 			kern_scalar.taus(dt, x, nx, raw[0], w, n, bt1, tp1);
 			k->taus(dt, x, nx, raw[0], w, n, bt2, tp2);
 			bad += memcmp(bt1, bt2, n * 4) != 0 || memcmp(tp1, tp2, nx * n * 4) != 0;
@@ -414,22 +422,9 @@ static void test_isa(const struct kern *k)
 			const void *x[9];
 			double w[9], a1[2][8] = {{0}}, a2[2][8] = {{0}};
 			uint32_t *p1[9], *p2[9];
-			for (size_t q = 0; q < n; q++)
-				base[q] = rnd_float();
-			for (unsigned i = 0; i <= nx; i++) {
-				if (dt == DT_F64)
-					for (size_t q = 0; q < n; q++) {
-						double v = rnd32() % 8 ? (double)rnd_float() + (double)rnd32() * 1e-12 : NAN;
-						memcpy(raw[i] + 8 * q, &v, 8);
-					}
-				else
-					fill_input(dt, raw[i], n, base, round % 3 != 0);
-			}
-			for (unsigned i = 0; i < nx; i++) {
-				x[i] = raw[i + 1];
-				w[i] = rnd32() % 2 ? 1.0 : (double)(rnd32() % 2000) / 997.0 - 0.5;
-				p1[i] = h1[i], p2[i] = h2[i];
-			}
+			fill_models(dt, raw, nx, n, base, round, w);
+			for (unsigned i = 0; i < nx; i++)
+				x[i] = raw[i + 1], p1[i] = h1[i], p2[i] = h2[i];
 			memset(h1, 0, nx * sizeof(h1[0]));
 			memset(h2, 0, nx * sizeof(h2[0]));
 			kern_scalar.ties_select(dt, x, nx, raw[0], w, n, p1, a1[0], a1[1]);
