@@ -1,7 +1,7 @@
 /*
  * kern_avx512.c -- the TIES kernels with AVX-512 (F, DQ, BW, VL), sixteen
  * elements at a time: the election, the select pass, the tiles of task
- * vectors and the add-back. The rest of the "avx512" table is the AVX2
+ * vectors, the threshold pass's sums and the add-back. The rest of the "avx512" table is the AVX2
  * one (kern_dispatch.c makes it). These gain from the mask registers,
  * which take the place of blends and masking ANDs, and from narrowing
  * and widening in one instruction; every one is tested bit-identical to
@@ -327,6 +327,45 @@ static void avx512_finish(enum dtype odt, void *out, const float *b, const doubl
 	}
 }
 
+/* The threshold pass's sums, sixteen elements at a time: kern_avx2.c's
+ * avx2_ties_decided, elements 0-7 then 8-15 of each step into lanes 0-7. */
+static int64_t avx512_ties_decided(const double *mtl, const signed char *sign, unsigned char *open,
+                                   size_t n, double *dl, double *dq)
+{
+	const __m512d absmask = _mm512_castsi512_pd(_mm512_set1_epi64(0x7fffffffffffffffLL));
+	const __m512d inf = _mm512_set1_pd(INFINITY), zero = _mm512_setzero_pd();
+	const __m128i z = _mm_setzero_si128();
+	__m512d l1 = _mm512_loadu_pd(dl), l2 = _mm512_loadu_pd(dq);
+	__m512i votes = _mm512_setzero_si512();
+	size_t j = 0;
+	int64_t v;
+
+	for (; j + 16 <= n; j += 16) {
+		__m128i sg = _mm_loadu_si128((const __m128i *)(sign + j));
+		__mmask16 closed = _mm_cmpeq_epi8_mask(_mm_loadu_si128((const __m128i *)(open + j)), z);
+		__mmask16 has = _mm_cmpneq_epi8_mask(sg, z), ok = _kand_mask16(closed, has);
+		__m512d ml = _mm512_loadu_pd(mtl + j), mh = _mm512_loadu_pd(mtl + j + 8);
+		__m512d al = _mm512_and_pd(ml, absmask), ah = _mm512_and_pd(mh, absmask);
+		/* decided with a sign, and finite: add |m| and m^2, else nothing */
+		al = _mm512_maskz_mov_pd(_mm512_mask_cmp_pd_mask((__mmask8)ok, al, inf, _CMP_LT_OQ), al);
+		ah = _mm512_maskz_mov_pd(_mm512_mask_cmp_pd_mask((__mmask8)_kshiftri_mask16(ok, 8), ah, inf, _CMP_LT_OQ), ah);
+		l1 = _mm512_add_pd(l1, al), l1 = _mm512_add_pd(l1, ah);
+		l2 = _mm512_add_pd(l2, _mm512_mul_pd(al, al)), l2 = _mm512_add_pd(l2, _mm512_mul_pd(ah, ah));
+		votes = _mm512_mask_add_epi32(votes, closed, votes, _mm512_cvtepi8_epi32(sg));
+		/* a zero sum of kept values that are not all zero: bit 1 */
+		unsigned nz = (unsigned)_mm512_cmp_pd_mask(ml, zero, _CMP_NEQ_UQ) |
+		              (unsigned)_mm512_cmp_pd_mask(mh, zero, _CMP_NEQ_UQ) << 8;
+		for (unsigned f = nz & (unsigned)_kandn_mask16(has, closed); f; f &= f - 1)
+			open[j + (unsigned)__builtin_ctz(f)] |= 2;
+	}
+	_mm512_storeu_pd(dl, l1);
+	_mm512_storeu_pd(dq, l2);
+	v = _mm512_reduce_add_epi32(votes);
+	if (j < n) /* the tail goes on from lane 0 */
+		v += kern_avx2.ties_decided(mtl + j, sign + j, open + j, n - j, dl, dq);
+	return v;
+}
+
 void kern_avx512_fill(struct kern *k)
 {
 	*k = kern_avx2;
@@ -335,4 +374,5 @@ void kern_avx512_fill(struct kern *k)
 	k->ties_select = avx512_ties_select;
 	k->taus = avx512_taus;
 	k->finish = avx512_finish;
+	k->ties_decided = avx512_ties_decided;
 }

@@ -158,7 +158,7 @@ extern const struct kern kern_neon;
 #endif
 #ifdef HAVE_KERN_AVX512
 /* The "avx512" table: the AVX2 one with AVX-512 TIES kernels (election,
- * select, taus, finish). */
+ * select, taus, decided sums, finish). */
 void kern_avx512_fill(struct kern *k);
 #endif
 
