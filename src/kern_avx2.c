@@ -602,43 +602,6 @@ static void avx2_taus(enum dtype dt, const void *const *x, unsigned nx, const vo
 	}
 }
 
-/* norm_lin's s with every c = 1, from the tiles: the same lanes and bits. */
-static void avx2_tau_norm(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
-{
-	const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
-	const __m256d inf = _mm256_set1_pd(INFINITY);
-	__m256d s1l = _mm256_loadu_pd(s1), s1h = _mm256_loadu_pd(s1 + 4);
-	__m256d s2l = _mm256_loadu_pd(s2), s2h = _mm256_loadu_pd(s2 + 4);
-	size_t j = 0;
-
-	for (; j + 8 <= n; j += 8) {
-		__m256d sl = _mm256_setzero_pd(), sh = _mm256_setzero_pd();
-		for (unsigned i = 0; i < nx; i++) {
-			__m256 tau = _mm256_loadu_ps(tp + (size_t)i * n + j);
-			sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(tau)));
-			sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1)));
-		}
-		__m256d al = _mm256_and_pd(sl, absmask), ah = _mm256_and_pd(sh, absmask);
-		__m256d ml = _mm256_cmp_pd(al, inf, _CMP_LT_OQ), mh = _mm256_cmp_pd(ah, inf, _CMP_LT_OQ);
-		al = _mm256_and_pd(al, ml), ah = _mm256_and_pd(ah, mh); /* +0 when not finite */
-		s1l = _mm256_add_pd(s1l, al), s1h = _mm256_add_pd(s1h, ah);
-		s2l = _mm256_add_pd(s2l, _mm256_mul_pd(al, al)), s2h = _mm256_add_pd(s2h, _mm256_mul_pd(ah, ah));
-	}
-	_mm256_storeu_pd(s1, s1l), _mm256_storeu_pd(s1 + 4, s1h);
-	_mm256_storeu_pd(s2, s2l), _mm256_storeu_pd(s2 + 4, s2h);
-	if (j < n) { /* the tail from lane 0 on, on a compact copy */
-		float t[8 * 1024];
-		size_t r = n - j;
-		if (nx > 1024) {
-			kern_scalar.tau_norm(tp, nx, n, s1, s2); /* never: plan.c allows 1024 */
-			return;
-		}
-		for (unsigned i = 0; i < nx; i++)
-			memcpy(t + (size_t)i * r, tp + (size_t)i * n + j, r * sizeof(float));
-		kern_scalar.tau_norm(t, nx, r, s1, s2);
-	}
-}
-
 /* The low-bit counts of the threshold pass: eight compares at a time,
  * and a count only for the few values in the bin (kern_ties.h). */
 static void avx2_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_t *bin,
@@ -732,7 +695,6 @@ const struct kern kern_avx2 = {
 	.merge_lin = avx2_merge_lin,
 	.norm_lin = avx2_norm_lin,
 	.taus = avx2_taus,
-	.tau_norm = avx2_tau_norm,
 	.ties_elect = avx2_ties_elect,
 	.ties_decided = avx2_ties_decided,
 	.ties_bins = avx2_ties_bins,

@@ -341,30 +341,6 @@ static void sc_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_t 
 	}
 }
 
-static void sc_tau_norm(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
-{
-	size_t j = 0;
-	for (; j + KERN_LANES <= n; j += KERN_LANES) {
-		double s[KERN_LANES] = {0};
-		for (unsigned i = 0; i < nx; i++)
-			for (unsigned l = 0; l < KERN_LANES; l++)
-				s[l] += (double)tp[(size_t)i * n + j + l];
-		for (unsigned l = 0; l < KERN_LANES; l++) {
-			/* a sum that is not finite adds +0.0, which changes nothing */
-			double a = fabs(s[l]) <= DBL_MAX ? fabs(s[l]) : 0.0;
-			s1[l] += a;
-			s2[l] += a * a;
-		}
-	}
-	for (; j < n; j++) {
-		double s = 0.0;
-		for (unsigned i = 0; i < nx; i++)
-			s += (double)tp[(size_t)i * n + j];
-		if (isfinite(s))
-			s1[j % KERN_LANES] += fabs(s), s2[j % KERN_LANES] += s * s;
-	}
-}
-
 static int64_t sc_ties_decided(const double *mtl, const signed char *sign, unsigned char *open, size_t n,
                                double *dl, double *dq)
 {
@@ -421,7 +397,6 @@ const struct kern kern_scalar = {
 	.merge_lin = sc_merge_lin,
 	.norm_lin = sc_norm_lin,
 	.taus = sc_taus,
-	.tau_norm = sc_tau_norm,
 	.ties_elect = sc_ties_elect,
 	.ties_decided = sc_ties_decided,
 	.ties_bins = sc_ties_bins,

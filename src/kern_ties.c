@@ -48,11 +48,32 @@ void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, con
 	(k->ties_bins ? k->ties_bins : kern_scalar.ties_bins)(tp, nx, n, bin, hist, open);
 }
 
-void ties_norm_sum(const struct kern *k, const float *tp, unsigned nx, size_t n, double *s1,
-                   double *s2)
+/* Only the tile path of the select pass (a set without ties_select) uses
+ * this, so it is portable C, compiled for the vectorizer. */
+void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
 {
-	(k->tau_norm ? k->tau_norm : kern_scalar.tau_norm)(tp, nx, n, s1, s2);
+	size_t j = 0;
+	for (; j + KERN_LANES <= n; j += KERN_LANES) {
+		double s[KERN_LANES] = {0};
+		for (unsigned i = 0; i < nx; i++)
+			for (unsigned l = 0; l < KERN_LANES; l++)
+				s[l] += (double)tp[(size_t)i * n + j + l];
+		for (unsigned l = 0; l < KERN_LANES; l++) {
+			/* a sum that is not finite adds +0.0, which changes nothing */
+			double a = fabs(s[l]) <= DBL_MAX ? fabs(s[l]) : 0.0;
+			s1[l] += a;
+			s2[l] += a * a;
+		}
+	}
+	for (; j < n; j++) {
+		double s = 0.0;
+		for (unsigned i = 0; i < nx; i++)
+			s += (double)tp[(size_t)i * n + j];
+		if (isfinite(s))
+			s1[j % KERN_LANES] += fabs(s), s2[j % KERN_LANES] += s * s;
+	}
 }
+
 
 int64_t ties_decided(const struct kern *k, const double *mtl, const signed char *sign,
                      unsigned char *open, size_t n, double *dl, double *dq)

@@ -46,7 +46,7 @@
  *               s = sign(S), or the model's majority sign when S == 0;
  *               tau_MTL = mean of the kept tau' of sign s, P or N over
  *               their count (0 if none); a kept NaN makes it NaN;
- *   ties_select, ties_bins, ties_decided, tau_norm
+ *   ties_select, ties_bins, ties_decided
  *               the work of each TIES pass over those (below), the
  *               select pass fused from the raw inputs;
  *   dare_drop   keep an entry when a hash of (seed, task, tensor, index)
@@ -99,9 +99,6 @@ struct kern {
 	 */
 	void (*taus)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
 	             const double *w, size_t n, float *bt, float *tp);
-	/* norm_lin's s1 and s2 with every c = 1, from such tiles (all
-	 * weights 1): the same bits without decoding again. NULL: scalar. */
-	void (*tau_norm)(const float *tp, unsigned nx, size_t n, double *s1, double *s2);
 	/*
 	 * TIES election over n elements: tp[i * n + j] is tau'_i of element
 	 * j; kept when tau' != 0 and its magnitude's bits >= thr[i]; mtl[j]

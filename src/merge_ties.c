@@ -180,7 +180,7 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 			/* the numerator of alpha: the raw, unweighted task vectors,
 			 * which are the tiles when every weight is 1 */
 			if (p->equal_weights && p->w[0] == 1.0)
-				ties_norm_sum(p->k, tp, nx, nn, nm.s1, nm.s2);
+				ties_norm_sum(tp, nx, nn, nm.s1, nm.s2);
 			else
 				p->k->norm_lin(t->in_dt, xs, nx, bt, ts->ones, nn, &nm);
 		}

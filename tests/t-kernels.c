@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kern_ties.h"
 #include "kernels.h"
 #include "tap.h"
 
@@ -215,6 +216,38 @@ static void fill_models(enum dtype dt, unsigned char (*raw)[1100 * 8], unsigned 
 		w[i] = rnd32() % 2 ? 1.0 : (double)(rnd32() % 2000) / 997.0 - 0.5;
 }
 
+/* The numerator of alpha from the tiles (the select pass without a fused
+ * kernel) is norm_lin's s with every c = 1: the same lanes and bits, NaN,
+ * infinities and lengths that are not a multiple of 8 included. */
+static void test_norm_sum(void)
+{
+	static float x[5][1100], b[1100], bt[1100], tp[5 * 1100];
+	static const double ones[5] = {1, 1, 1, 1, 1};
+	int bad = 0;
+	for (int round = 0; round < 300; round++) {
+		unsigned nx = 1 + rnd32() % 5;
+		size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+		const void *xs[5];
+		struct kern_norms a, c;
+		memset(&a, 0, sizeof(a));
+		memset(&c, 0, sizeof(c));
+		for (size_t q = 0; q < n; q++) {
+			uint32_t k = rnd32() % 32;
+			b[q] = rnd_float();
+			for (unsigned i = 0; i < nx; i++)
+				x[i][q] = k == 0 ? NAN : k == 1 ? INFINITY : k == 2 ? -u2f(0x7f7fffffu) : rnd_float();
+		}
+		for (unsigned i = 0; i < nx; i++)
+			xs[i] = x[i];
+		kern_scalar.norm_lin(DT_F32, xs, nx, b, ones, n, &a);
+		kern_scalar.decode(DT_F32, b, bt, n);
+		kern_scalar.taus(DT_F32, xs, nx, b, ones, n, bt, tp);
+		ties_norm_sum(tp, nx, n, c.s1, c.s2);
+		bad += memcmp(a.s1, c.s1, sizeof(a.s1)) != 0 || memcmp(a.s2, c.s2, sizeof(a.s2)) != 0;
+	}
+	ok(bad == 0, "ties_norm_sum = norm_lin's s with c = 1, lane by lane (%d differ)", bad);
+}
+
 static void test_isa(const struct kern *k)
 {
 	static const enum dtype dts[] = {DT_BF16, DT_F16, DT_F32};
@@ -350,10 +383,10 @@ static void test_isa(const struct kern *k)
 		ok(bad == 0, "%s taus = scalar, four dtypes, weights 1 and not (%d differ)", k->name, bad);
 	}
 
-	/* the numerator of alpha from the tiles, the threshold pass's sums and
-	 * its low-bit counts: the same lanes, counts and flags */
-	if (k->tau_norm || k->ties_decided || k->ties_bins) {
-		int bad_n = 0, bad_d = 0, bad_b = 0;
+	/* the threshold pass's sums and its low-bit counts: the same lanes,
+	 * counts and flags */
+	if (k->ties_decided || k->ties_bins) {
+		int bad_d = 0, bad_b = 0;
 		static float tp[5 * 1100];
 		static double mtl[1100];
 		static signed char sg[1100];
@@ -375,11 +408,6 @@ static void test_isa(const struct kern *k)
 				sg[q] = (signed char)((int)(rnd32() % 3) - 1);
 				o1[q] = o2[q] = (unsigned char)(rnd32() % 4 == 0);
 			}
-			if (k->tau_norm) {
-				kern_scalar.tau_norm(tp, nx, n, a1[0], a1[1]);
-				k->tau_norm(tp, nx, n, a2[0], a2[1]);
-				bad_n += memcmp(a1, a2, sizeof(a1)) != 0;
-			}
 			if (k->ties_decided) {
 				int64_t v1 = kern_scalar.ties_decided(mtl, sg, o1, n, a1[0], a1[1]);
 				int64_t v2 = k->ties_decided(mtl, sg, o2, n, a2[0], a2[1]);
@@ -399,8 +427,6 @@ static void test_isa(const struct kern *k)
 				bad_b += memcmp(o1, o2, n) != 0 || memcmp(h1, h2, nx * sizeof(h1[0])) != 0;
 			}
 		}
-		if (k->tau_norm)
-			ok(bad_n == 0, "%s tau_norm = scalar, lane by lane (%d differ)", k->name, bad_n);
 		if (k->ties_decided)
 			ok(bad_d == 0, "%s ties_decided = scalar: sums, votes and flags (%d differ)", k->name, bad_d);
 		if (k->ties_bins)
@@ -481,6 +507,7 @@ int main(void)
 
 	test_conversions();
 	test_scalar_definition();
+	test_norm_sum();
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
