@@ -226,6 +226,11 @@ struct lines_plan_info {
 	unsigned jobs;                   /* worker threads                      */
 	const char *io;                  /* "mmap" or "uring"                   */
 	const char *kernels;             /* "scalar", "avx2", ...               */
+	/* per pass: 1 when it runs only if the passes before leave it work
+	 * (TIES's threshold pass); after a run, 1 in pass_skipped when it
+	 * did not run */
+	const unsigned char *pass_optional;
+	const unsigned char *pass_skipped;
 };
 
 /* Open every input, check every header, and lay out the output. */

@@ -637,6 +637,42 @@ static void avx2_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_
 	}
 }
 
+/* The select pass's window codes (kern_ties.h): a compare finds the few
+ * values in a window, and each is coded as the scalar kernel does. */
+static void avx2_ties_window(const float *tp, unsigned nx, size_t n, const uint32_t *lo,
+                             const uint32_t *hi, unsigned char *open)
+{
+	const __m256i mask = _mm256_set1_epi32(0x7fffffff), flip = _mm256_set1_epi32(INT32_MIN);
+	size_t m = n - n % 8;
+	memset(open, 0, n);
+	for (unsigned i = 0; i < nx; i++) {
+		const float *t = tp + (size_t)i * n;
+		uint32_t l = lo[i], w = hi[i] - lo[i];
+		/* d < w unsigned, as a signed compare of both with the top bit flipped */
+		__m256i vl = _mm256_set1_epi32((int)l), vw = _mm256_set1_epi32((int)(w ^ 0x80000000u));
+		if (!w)
+			continue;
+		for (size_t j = 0; j < n; j += 8) {
+			unsigned f;
+			if (j < m) {
+				__m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(t + j)), mask);
+				__m256i d = _mm256_xor_si256(_mm256_sub_epi32(a, vl), flip);
+				f = (unsigned)_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(vw, d)));
+			} else {
+				f = (1u << (n - j)) - 1; /* the tail: look at each */
+			}
+			for (; f; f &= f - 1) {
+				size_t q = j + (unsigned)__builtin_ctz(f);
+				uint32_t a;
+				memcpy(&a, t + q, 4);
+				a &= 0x7fffffffu;
+				if (a - l < w)
+					open[q] = ties_window_code(open[q], a, a - l, i);
+			}
+		}
+	}
+}
+
 /* 64-bit lane masks from eight bytes of 0 or -1: lanes 0-3, then 4-7. */
 static inline __m256d mask_lo(__m128i b) { return _mm256_castsi256_pd(_mm256_cvtepi8_epi64(b)); }
 static inline __m256d mask_hi(__m128i b) { return _mm256_castsi256_pd(_mm256_cvtepi8_epi64(_mm_srli_si128(b, 4))); }
@@ -698,6 +734,7 @@ const struct kern kern_avx2 = {
 	.ties_elect = avx2_ties_elect,
 	.ties_decided = avx2_ties_decided,
 	.ties_bins = avx2_ties_bins,
+	.ties_window = avx2_ties_window,
 	.ties_select = avx2_ties_select,
 	.dare_drop = avx2_dare_drop,
 };

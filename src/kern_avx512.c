@@ -327,6 +327,34 @@ static void avx512_finish(enum dtype odt, void *out, const float *b, const doubl
 	}
 }
 
+/* The select pass's window codes, sixteen values to a compare:
+ * avx2_ties_window's. */
+static void avx512_ties_window(const float *tp, unsigned nx, size_t n, const uint32_t *lo,
+                               const uint32_t *hi, unsigned char *open)
+{
+	const __m512i mask = _mm512_set1_epi32(0x7fffffff);
+	memset(open, 0, n);
+	for (unsigned i = 0; i < nx; i++) {
+		const float *t = tp + (size_t)i * n;
+		uint32_t l = lo[i], w = hi[i] - lo[i];
+		__m512i vl = _mm512_set1_epi32((int)l), vw = _mm512_set1_epi32((int)w);
+		if (!w)
+			continue;
+		for (size_t j = 0; j < n; j += 16) {
+			__mmask16 in = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+			__m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(in, t + j)), mask);
+			unsigned f = _mm512_mask_cmplt_epu32_mask(in, _mm512_sub_epi32(a, vl), vw);
+			for (; f; f &= f - 1) {
+				size_t q = j + (unsigned)__builtin_ctz(f);
+				uint32_t v;
+				memcpy(&v, t + q, 4);
+				v &= 0x7fffffffu;
+				open[q] = ties_window_code(open[q], v, v - l, i);
+			}
+		}
+	}
+}
+
 /* The threshold pass's sums, sixteen elements at a time: kern_avx2.c's
  * avx2_ties_decided, elements 0-7 then 8-15 of each step into lanes 0-7. */
 static int64_t avx512_ties_decided(const double *mtl, const signed char *sign, unsigned char *open,
@@ -375,4 +403,5 @@ void kern_avx512_fill(struct kern *k)
 	k->taus = avx512_taus;
 	k->finish = avx512_finish;
 	k->ties_decided = avx512_ties_decided;
+	k->ties_window = avx512_ties_window;
 }

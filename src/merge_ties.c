@@ -32,6 +32,21 @@
  * their share of the norm is summed both ways and the right one is kept.
  * Every sum is float64 per block of elements in output order, then the
  * file's in its order: the same for any -j or --chunk.
+ *
+ * Global trim usually needs no threshold pass. Before the select pass, a
+ * sample of the model (SAMPLE_PIECES evenly spread pieces, read with
+ * pread) locates each t_i within a window of at most WIN_MAX bins, with a
+ * wide margin. The select pass then also does the threshold pass's work
+ * with the window's bounds in place of the bin's: an element with no
+ * |tau'_i| inside its task's window is decided and summed at once; one
+ * whose only value inside is a bin's smallest value is summed both ways
+ * (kept and trimmed) into that bin's totals, per block; the others go to
+ * the temporary file. When the counts put every t_i inside its window
+ * (a hit), t_i is found from the counts (and, inside the bin, from the
+ * file), each bin's totals are taken the right way, the file is settled,
+ * and the threshold pass is skipped. On a miss the select pass's sums
+ * are dropped and the threshold pass runs as above: the result is exact
+ * either way, and there are never more than three passes.
  */
 #include "config.h"
 
@@ -40,6 +55,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <pthread.h>
@@ -48,6 +64,12 @@
 #include "pipeline.h"
 
 #define BINS 65536u
+#define WIN_MAX TIES_WIN /* bins in a task's window at most */
+#define SPEC_NX 16  /* tasks at most for the window (the totals are per block) */
+#define WIN_VALS 7  /* per task, bin and way: votes, |m|, m^2 of decided, zero sums + and - */
+#define SAMPLE_PIECES 4096u
+#define SAMPLE_PIECE 2048u /* elements */
+#define SAMPLE_Z 8.0       /* the window's margin, in standard deviations of the sample */
 
 struct ties {
 	unsigned nx;
@@ -69,6 +91,13 @@ struct ties {
 	uint64_t nspill;
 	pthread_mutex_t mu; /* run, when a worker flushes its counts */
 	uint64_t count_limit; /* a worker flushes before counting past this */
+	/* the select pass's window (global trim) */
+	int spec_ok;       /* the select pass can take a window */
+	int spec;          /* this one does: [lo_i, hi_i), whole bins */
+	int hit;           /* every t_i was inside: no threshold pass */
+	uint32_t *lo, *hi; /* nx */
+	double *win;       /* nx x WIN_MAX x 2 ways x WIN_VALS totals */
+	uint64_t nwin;     /* elements summed into them */
 };
 
 static struct ties *T(struct plan *p) { return p->mstate; }
@@ -146,7 +175,220 @@ static int counts_end(struct plan *p, void *scratch, struct lines_error *err)
 	return 0;
 }
 
+/* ---- the parts of select and threshold jobs ------------------------------------ */
+
+/*
+ * A select job's part: per tensor nx x BINS uint32 counts, then per job
+ * votes, the number of records for the temporary file and of elements
+ * summed into the window's totals, then per
+ * block the numerator's |s| and s^2 and, with a window, the threshold
+ * pass's 6 sums and the window's totals, then the records. A threshold
+ * job's part is the same with only the 6 sums per block.
+ */
+#define TH_HEAD(ts) (part_counts(ts) + 3)
+/* the head's doubles, back from TH_HEAD: votes, records, window elements */
+enum { H_VOTES = 3, H_NREC = 2, H_NWIN = 1 };
+#define TH_REC(nx) (1 + (size_t)(nx)) /* floats: tensor index, then values */
+
+static size_t win_doubles(unsigned nx) { return (size_t)nx * WIN_MAX * 2 * WIN_VALS; }
+static size_t sel_block(const struct ties *ts) /* doubles per block of a select job */
+{
+	return 2 + (ts->spec_ok ? 6 + win_doubles(ts->nx) : 0);
+}
+static double *sel_blocks(struct ties *ts, const struct pipe_job *job)
+{
+	return job->part + TH_HEAD(ts);
+}
+static float *sel_records(struct ties *ts, const struct pipe_job *job)
+{
+	return (float *)(sel_blocks(ts, job) + sel_block(ts) * job->nblocks);
+}
+static double *th_blocks(struct ties *ts, const struct pipe_job *job) { return job->part + TH_HEAD(ts); }
+static float *th_records(struct ties *ts, const struct pipe_job *job)
+{
+	return (float *)(th_blocks(ts, job) + 6 * (size_t)job->nblocks);
+}
+
+/* The first j' >= j with open[j'] != 0, else n: a word at a time, as
+ * most are 0. */
+static inline size_t next_open(const unsigned char *open, size_t n, size_t j)
+{
+	for (; j + 8 <= n; j += 8) {
+		uint64_t w;
+		memcpy(&w, open + j, 8);
+		if (w)
+			break;
+	}
+	while (j < n && !open[j])
+		j++;
+	return j;
+}
+
+/* One element's record for the temporary file: its tensor, its values. */
+static void put_record(float *r, uint32_t tensor, const float *tp, size_t nn, size_t j,
+                       unsigned nx)
+{
+	memcpy(r, &tensor, 4);
+	for (unsigned i = 0; i < nx; i++)
+		r[1 + i] = tp[(size_t)i * nn + j];
+}
+
+/*
+ * The elements of a tile that ties_decided() left (open[j], see
+ * ties_window()): a zero sum (2) is summed for both majorities into pl,
+ * pq (+) and nl, nq (-); an open one (1) goes to rec as a record for the
+ * temporary file; the others (3 on: the select pass's window) are listed
+ * in idx for win_tile(). Returns the records written.
+ */
+static size_t tile_open(const struct ties *ts, uint32_t tensor, const float *tp, size_t nn,
+                        const unsigned char *open, const double *mtl, const uint32_t *up,
+                        float *rec, double *pl, double *pq, double *nl, double *nq,
+                        uint16_t *idx, size_t *nidx)
+{
+	unsigned nx = ts->nx;
+	size_t nrec = 0, ni = 0;
+	for (size_t j = next_open(open, nn, 0); j < nn; j = next_open(open, nn, j + 1)) {
+		unsigned l = (unsigned)(j % KERN_LANES);
+		if (open[j] == 1) { /* settled from the file once t_i is known */
+			put_record(rec + nrec++ * TH_REC(nx), tensor, tp, nn, j, nx);
+		} else if (open[j] == 2) { /* a zero sum: the majority decides, both ways */
+			double mp = mtl[j], mn = 0.0;
+			ties_elect(tp + j, nn, nx, up, -1, &mn);
+			if (isfinite(mp) && isfinite(mn)) {
+				pl[l] += fabs(mp), pq[l] += mp * mp;
+				nl[l] += fabs(mn), nq[l] += mn * mn;
+			}
+		} else {
+			idx[ni++] = (uint16_t)j;
+		}
+	}
+	if (nidx)
+		*nidx = ni;
+	return nrec;
+}
+
+/* The select pass's scratch beyond scratch_bytes(): the window's
+ * elements of a tile, gathered (values, both ways' results, indices). */
+static size_t win_scratch(unsigned nx)
+{
+	return (size_t)KERN_TILE * (sizeof(float) * nx + 2 * sizeof(double) + 2 + sizeof(uint16_t));
+}
+
+/*
+ * The window's elements of a tile (idx, from tile_open()): each is open
+ * only because one task's value is in its window, at the smallest value
+ * of the window's bin q. Its votes and norms go both ways into that bin's
+ * totals, to be taken one way once t_i is known: trimmed is the election
+ * at hi (mtl, sign, already made), kept the election at lo (the other
+ * tasks' values are outside their windows, so lo and hi decide them
+ * alike). One gathered tile through the election kernel.
+ */
+static void win_tile(struct plan *p, const float *tp, size_t nn, const unsigned char *open,
+                     const double *mtl, const signed char *sign, const uint16_t *idx, size_t m,
+                     void *ws, double *win)
+{
+	struct ties *ts = T(p);
+	unsigned nx = ts->nx;
+	float *ct = ws;
+	double *km = (double *)(ct + (size_t)nx * KERN_TILE), *tm = km + KERN_TILE;
+	signed char *ks = (signed char *)(tm + KERN_TILE);
+
+	for (unsigned i = 0; i < nx; i++)
+		for (size_t c = 0; c < m; c++)
+			ct[(size_t)i * m + c] = tp[(size_t)i * nn + idx[c]];
+	ties_elect_tile(p->k, ct, m, nx, ts->lo, 1, km, ks);
+	for (size_t c = 0; c < m; c++) {
+		unsigned o = open[idx[c]] - 3u;
+		double *e = win + (size_t)o * 2 * WIN_VALS; /* o = task x WIN_MAX + bin */
+		for (int way = 0; way < 2; way++, e += WIN_VALS) {
+			double mp = way == 0 ? km[c] : mtl[idx[c]], mn;
+			int sg = way == 0 ? ks[c] : sign[idx[c]];
+			if (sg) {
+				e[0] += sg;
+				if (isfinite(mp))
+					e[1] += fabs(mp), e[2] += mp * mp;
+			} else if (mp != 0.0) { /* a zero sum: both majorities */
+				ties_elect(ct + c, m, nx, way == 0 ? ts->lo : ts->hi, -1, &mn);
+				if (isfinite(mp) && isfinite(mn))
+					e[3] += fabs(mp), e[4] += mp * mp, e[5] += fabs(mn), e[6] += mn * mn;
+			}
+		}
+	}
+}
+
 /* ---- select ------------------------------------------------------------------ */
+
+/* The numerator of alpha over a tile: the raw, unweighted task vectors,
+ * which are the tiles when every weight is 1. */
+static void tile_numerator(struct plan *p, const struct plan_tensor *t, const void *const *xs,
+                           const float *bt, const float *tp, size_t nn, struct kern_norms *nm)
+{
+	if (p->equal_weights && p->w[0] == 1.0)
+		ties_norm_sum(tp, T(p)->nx, nn, nm->s1, nm->s2);
+	else
+		p->k->norm_lin(t->in_dt, xs, T(p)->nx, bt, T(p)->ones, nn, nm);
+}
+
+/* The select pass with a window: the counts, and the threshold pass's work
+ * with the window's bounds. */
+static void select_window(struct plan *p, struct pipe_job *job, void *scratch, uint32_t *const *h)
+{
+	const struct plan_tensor *t = &p->t[job->tensor];
+	struct ties *ts = T(p);
+	unsigned nx = ts->nx;
+	float *bt = scratch, *tp = bt + KERN_TILE, *rec = sel_records(ts, job);
+	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
+	signed char *sign = (signed char *)(mtl + KERN_TILE);
+	unsigned char *open = (unsigned char *)sign + KERN_TILE;
+	void *ws = (char *)scratch + scratch_bytes(nx) + count_bytes(ts);
+	uint16_t *idx = (uint16_t *)((char *)ws + win_scratch(nx) - KERN_TILE * sizeof(uint16_t));
+	const void *xs[SPEC_NX];
+	size_t n = (size_t)(job->u1 - job->u0), nrec = 0, m, nwin = 0;
+	int64_t votes = 0;
+
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		struct kern_norms nm;
+		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
+		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
+		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
+		double *bk = sel_blocks(ts, job) + b * sel_block(ts), *win = bk + 8;
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		memset(&nm, 0, sizeof(nm));
+		memset(win, 0, win_doubles(nx) * sizeof(*win));
+		if (p->k->ties_select) { /* the counts in one step, as without a window */
+			for (unsigned i = 0; i < nx; i++)
+				xs[i] = job->in[i + 1] + b0 * t->unit_in;
+			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, b1 - b0,
+			                  h, nm.s1, nm.s2);
+		}
+		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			for (unsigned i = 0; i < nx; i++)
+				xs[i] = job->in[i + 1] + j0 * t->unit_in;
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			if (!p->k->ties_select) {
+				ties_hist(tp, nx, nn, h);
+				tile_numerator(p, t, xs, bt, tp, nn, &nm);
+			}
+			ties_window(p->k, tp, nx, nn, ts->lo, ts->hi, open);
+			ties_elect_tile(p->k, tp, nn, nx, ts->hi, 1, mtl, sign);
+			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
+			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, ts->hi,
+			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, idx, &m);
+			if (m)
+				win_tile(p, tp, nn, open, mtl, sign, idx, m, ws, win);
+			nwin += m;
+		}
+		bk[0] = kern_lane_sum(nm.s1), bk[1] = kern_lane_sum(nm.s2);
+		bk[2] = kern_lane_sum(dl), bk[3] = kern_lane_sum(dq);
+		bk[4] = kern_lane_sum(pl), bk[5] = kern_lane_sum(pq);
+		bk[6] = kern_lane_sum(nl), bk[7] = kern_lane_sum(nq);
+	}
+	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
+	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
+	job->part[TH_HEAD(ts) - H_NWIN] = (double)nwin;
+}
+
 static int select_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
@@ -156,13 +398,17 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 	float *bt = scratch, *tp = bt + KERN_TILE;
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0);
-	double *blk = job->part + part_counts(ts);
 	(void)err;
 
 	for (unsigned i = 0; i < nx; i++)
 		h[i] = hist + (size_t)i * BINS;
+	if (ts->spec) {
+		select_window(p, job, scratch, h);
+		return 0;
+	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
+		double *bk = sel_blocks(ts, job) + b * sel_block(ts);
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		memset(&nm, 0, sizeof(nm));
 		if (p->k->ties_select) { /* in one step, without tiles */
@@ -177,23 +423,27 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
 			ties_hist(tp, nx, nn, h);
-			/* the numerator of alpha: the raw, unweighted task vectors,
-			 * which are the tiles when every weight is 1 */
-			if (p->equal_weights && p->w[0] == 1.0)
-				ties_norm_sum(tp, nx, nn, nm.s1, nm.s2);
-			else
-				p->k->norm_lin(t->in_dt, xs, nx, bt, ts->ones, nn, &nm);
+			tile_numerator(p, t, xs, bt, tp, nn, &nm);
 		}
-		blk[2 * b] = kern_lane_sum(nm.s1);
-		blk[2 * b + 1] = kern_lane_sum(nm.s2);
+		bk[0] = kern_lane_sum(nm.s1);
+		bk[1] = kern_lane_sum(nm.s2);
 	}
+	job->part[TH_HEAD(ts) - H_VOTES] = 0.0;
+	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
+	job->part[TH_HEAD(ts) - H_NWIN] = 0.0;
 	return 0;
 }
 
 /* k-th smallest of d for density rho, with the bin and rank of each task. */
+static uint64_t rank_k(uint64_t d, double rho)
+{
+	uint64_t m = (uint64_t)floor((double)d * rho);
+	return d > m ? d - m : 0;
+}
+
 static void find_bins(struct ties *ts, size_t e, uint64_t d, double rho)
 {
-	uint64_t m = (uint64_t)floor((double)d * rho), k = d > m ? d - m : 0;
+	uint64_t k = rank_k(d, rho);
 	for (unsigned i = 0; i < ts->nx; i++) {
 		const uint64_t *h = ts->run + (size_t)i * BINS;
 		uint64_t cum = 0;
@@ -238,14 +488,206 @@ static void find_thresholds(struct ties *ts, size_t e)
 	}
 }
 
+/* Read [u0, u1) of tensor t from every input into buf (stride: bytes per
+ * input); 0 or -1. */
+static int sample_read(const struct plan *p, const struct plan_tensor *t, uint64_t u0,
+                       uint64_t u1, unsigned char *buf, size_t stride)
+{
+	for (unsigned m = 0; m < p->ninputs; m++) {
+		size_t len = (size_t)((u1 - u0) * t->unit_in), got = 0;
+		off_t off = (off_t)(t->in[m].off + u0 * t->unit_in);
+		while (got < len) {
+			ssize_t r = pread(p->files[t->in[m].file].fd, buf + m * stride + got, len - got,
+			                  off + (off_t)got);
+			if (r < 0 && errno == EINTR)
+				continue;
+			if (r <= 0)
+				return -1;
+			got += (size_t)r;
+		}
+	}
+	return 0;
+}
+
+/* Count the keys of [u0, u1) of tensor t into run. */
+static int sample_piece(struct plan *p, const struct plan_tensor *t, uint64_t u0, uint64_t u1,
+                        unsigned char *buf, float *bt, float *tp)
+{
+	struct ties *ts = T(p);
+	const size_t stride = (size_t)SAMPLE_PIECE * 8;
+	const void *xs[SPEC_NX];
+	if (sample_read(p, t, u0, u1, buf, stride) < 0)
+		return -1;
+	for (uint64_t j0 = 0; j0 < u1 - u0; j0 += KERN_TILE) {
+		size_t nn = u1 - u0 - j0 < KERN_TILE ? (size_t)(u1 - u0 - j0) : KERN_TILE;
+		for (unsigned i = 0; i < ts->nx; i++)
+			xs[i] = buf + (i + 1) * stride + j0 * t->unit_in;
+		ties_taus(p->k, t->in_dt, xs, ts->nx, buf + j0 * t->unit_in, p->w, nn, bt, tp);
+		for (unsigned i = 0; i < ts->nx; i++)
+			for (size_t j = 0; j < nn; j++)
+				ts->run[(size_t)i * BINS + ties_key(ties_mag(tp[(size_t)i * nn + j]))]++;
+	}
+	return 0;
+}
+
+/*
+ * The sample: every element of a small model, else SAMPLE_PIECES pieces
+ * of SAMPLE_PIECE elements spread evenly over the merged elements, into
+ * run. Returns the elements counted per task, 0 when a read failed (the
+ * passes will report it).
+ */
+static uint64_t sample(struct plan *p, uint64_t d)
+{
+	struct ties *ts = T(p);
+	unsigned char *buf = malloc((size_t)p->ninputs * SAMPLE_PIECE * 8);
+	float *bt = malloc(KERN_TILE * sizeof(float));
+	float *tp = malloc((size_t)ts->nx * KERN_TILE * sizeof(float));
+	uint64_t ns = 0, start = 0;
+	size_t ti = 0;
+	int all = d <= (uint64_t)SAMPLE_PIECES * SAMPLE_PIECE, ok = buf && bt && tp;
+
+	for (uint64_t q = 0; ok && q < (all ? 1 : SAMPLE_PIECES); q++) {
+		/* the piece's first element in the merged elements, in order */
+		uint64_t g = all ? 0 : (uint64_t)(((double)q + 0.5) * (double)d / SAMPLE_PIECES);
+		for (; ti < p->nt; ti++) {
+			const struct plan_tensor *t = &p->t[ti];
+			if (!t->merge)
+				continue;
+			if (all) {
+				for (uint64_t u = 0; ok && u < t->units; u += SAMPLE_PIECE) {
+					uint64_t u1 = t->units - u < SAMPLE_PIECE ? t->units : u + SAMPLE_PIECE;
+					ok = sample_piece(p, t, u, u1, buf, bt, tp) == 0;
+					ns += u1 - u;
+				}
+			} else if (g < start + t->units) {
+				uint64_t u0 = g - start, u1 = t->units - u0 < SAMPLE_PIECE ? t->units
+				                                                           : u0 + SAMPLE_PIECE;
+				ok = sample_piece(p, t, u0, u1, buf, bt, tp) == 0;
+				ns += u1 - u0;
+				break;
+			}
+			start += t->units;
+		}
+	}
+	free(buf), free(bt), free(tp);
+	return ok ? ns : 0;
+}
+
+/*
+ * Before the select pass (global trim): locate each t_i in the sample,
+ * and give the pass the window of bins around it, SAMPLE_Z standard
+ * deviations of the sample's rank wide either way. No window when the
+ * sample cannot narrow some t_i to WIN_MAX bins.
+ * When both ends of that range fall on the smallest value of one bin,
+ * t_i is predicted to be that value and nothing is open.
+ * LINES_TEST_TIES_WINDOW=off (no window), miss (a window that misses) or
+ * window (a window where a value was predicted): testing hooks, for the
+ * paths that the test models would not take.
+ */
+static int select_begin(struct plan *p, struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	const char *test = getenv("LINES_TEST_TIES_WINDOW");
+	uint64_t d = 0, k, ns;
+	struct timespec t0, t1;
+	(void)err;
+
+	ts->spec = ts->hit = 0;
+	if (!ts->spec_ok || (test && !strcmp(test, "off")))
+		return 0;
+	for (size_t i = 0; i < p->nt; i++)
+		d += p->t[i].merge ? p->t[i].units : 0;
+	k = rank_k(d, p->o.density);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ns = d ? sample(p, d) : 0;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements in %.3f s",
+	         (unsigned long long)ns,
+	         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	if (!ns) {
+		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
+		return 0;
+	}
+	ts->spec = 1;
+	for (unsigned i = 0; i < ts->nx && ts->spec; i++) {
+		const uint64_t *h = ts->run + (size_t)i * BINS;
+		double f = (double)k / (double)d, r = f * (double)ns;
+		double mg = SAMPLE_Z * sqrt((double)ns * f * (1.0 - f)) + 2.0;
+		uint64_t rlo = r - mg < 1.0 ? 1 : (uint64_t)(r - mg);
+		uint64_t rhi = r + mg > (double)ns ? ns : (uint64_t)ceil(r + mg), cum = 0;
+		uint32_t lb = 0, hb = BINS / 2 - 1;
+		int have_lo = 0, edge = 0;
+		if (k == 0) { /* t_i is 0: nothing is open */
+			ts->lo[i] = ts->hi[i] = 0;
+			continue;
+		}
+		for (uint32_t b = 0; b < BINS / 2; b++) {
+			if (!have_lo && cum + h[2 * b] + h[2 * b + 1] >= rlo) {
+				lb = b, have_lo = 1;
+				/* both ends among the bin's smallest value (which ranks
+				 * first in its bin): t_i is that value, nothing is open */
+				if (rlo > cum && rhi <= cum + h[2 * b + 1]) {
+					hb = b;
+					edge = 1;
+					break;
+				}
+			}
+			cum += h[2 * b] + h[2 * b + 1];
+			if (cum >= rhi) {
+				hb = b;
+				break;
+			}
+		}
+		if (test && !strcmp(test, "miss")) /* infinity's bin: t_i is not there */
+			lb = hb = 0x7f80, edge = 0;
+		if (test && !strcmp(test, "window") && edge) /* a window, not the value */
+			edge = 0, hb = lb + 1 < BINS / 2 ? lb + 1 : lb;
+		if (edge) {
+			ts->lo[i] = ts->hi[i] = lb << 16;
+			plan_log(p, LINES_LOG_INFO, NULL, NULL,
+			         "ties: the sample puts task %u's threshold at %#x", i + 1, lb << 16);
+			continue;
+		}
+		if (hb - lb + 1 > WIN_MAX) {
+			plan_log(p, LINES_LOG_INFO, NULL, NULL,
+			         "ties: the sample puts task %u's threshold in %u bins, more than %u: "
+			         "no window",
+			         i + 1, hb - lb + 1, WIN_MAX);
+			ts->spec = 0;
+			break;
+		}
+		ts->lo[i] = lb << 16;
+		ts->hi[i] = (uint32_t)(((uint64_t)hb + 1) << 16);
+		plan_log(p, LINES_LOG_INFO, NULL, NULL,
+		         "ties: the sample puts task %u's threshold in bins %#x to %#x", i + 1, lb, hb);
+	}
+	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
+	return 0;
+}
+
 static int select_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const double *blk = job->part + part_counts(ts);
-	(void)err;
-	for (unsigned b = 0; b < job->nblocks; b++) {
-		ts->num[0] += blk[2 * b];
-		ts->num[1] += blk[2 * b + 1];
+	const double *bk = sel_blocks(ts, job);
+	size_t nw = win_doubles(ts->nx), nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
+
+	for (unsigned b = 0; b < job->nblocks; b++, bk += sel_block(ts)) {
+		ts->num[0] += bk[0];
+		ts->num[1] += bk[1];
+		if (!ts->spec)
+			continue;
+		ts->det[0] += bk[2], ts->det[1] += bk[3];
+		ts->zpos[0] += bk[4], ts->zpos[1] += bk[5];
+		ts->zneg[0] += bk[6], ts->zneg[1] += bk[7];
+		for (size_t q = 0; q < nw; q++)
+			ts->win[q] += bk[8 + q];
+	}
+	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
+	ts->nwin += (uint64_t)job->part[TH_HEAD(ts) - H_NWIN];
+	if (nrec) {
+		if (fwrite(sel_records(ts, job), TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
+			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
+		ts->nspill += nrec;
 	}
 	ts->run_d += job->u1 - job->u0;
 	if (ts->per_tensor)
@@ -258,12 +700,93 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 	return 0;
 }
 
+static int conclude(struct plan *p, const char *pass, struct lines_error *err);
+
+/*
+ * After a select pass with a window, the counts final: on a hit, t_i
+ * exact (inside its bin from the file's values, which hold every value
+ * of the window that is not a bin's smallest), each bin's totals the way
+ * t_i decides, and the rest as after the threshold pass. On a miss, the
+ * window's sums and file are dropped for the threshold pass.
+ */
+static int window_end(struct plan *p, struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	unsigned nx = ts->nx;
+	uint64_t edge[SPEC_NX] = {0};
+	int find = 0;
+
+	ts->hit = 1;
+	for (unsigned i = 0; i < nx; i++) {
+		if (ts->lo[i] == ts->hi[i]) /* a threshold, not a window */
+			ts->hit &= ts->known[i] && ts->thr[i] == ts->lo[i];
+		else
+			ts->hit &= (uint64_t)ts->bin[i] << 16 >= ts->lo[i] &&
+			           ((uint64_t)ts->bin[i] + 1) << 16 <= ts->hi[i];
+	}
+	if (!ts->hit) {
+		plan_log(p, LINES_LOG_INFO, NULL, NULL,
+		         "ties: a threshold is outside the sample's window: the threshold pass runs");
+		ts->spec = 0;
+		ts->votes = 0;
+		ts->nwin = 0;
+		memset(ts->win, 0, win_doubles(nx) * sizeof(*ts->win));
+		memset(ts->det, 0, sizeof(ts->det));
+		memset(ts->zpos, 0, sizeof(ts->zpos));
+		memset(ts->zneg, 0, sizeof(ts->zneg));
+		ts->nspill = 0;
+		if (fflush(ts->spill) != 0 || ftruncate(fileno(ts->spill), 0) < 0 ||
+		    fseek(ts->spill, 0, SEEK_SET) < 0)
+			return lines_errno(err, errno, NULL, "cannot empty the temporary file of TIES");
+		return 0;
+	}
+	for (unsigned i = 0; i < nx; i++)
+		if (!ts->known[i]) {
+			edge[i] = ts->run[(size_t)i * BINS + 2 * ts->bin[i] + 1];
+			find = 1;
+		}
+	memset(ts->run, 0, (size_t)nx * BINS * sizeof(*ts->run));
+	if (find) { /* the values inside t_i's bin, from the file */
+		float rec[1 + SPEC_NX];
+		if (fflush(ts->spill) != 0 || fseek(ts->spill, 0, SEEK_SET) < 0)
+			return lines_errno(err, errno, NULL, "cannot read back the temporary file of TIES");
+		for (uint64_t r = 0; r < ts->nspill; r++) {
+			if (fread(rec, TH_REC(nx) * sizeof(float), 1, ts->spill) != 1)
+				return lines_errf(err, LINES_EIO, NULL, NULL,
+				                  "cannot read back the temporary file of TIES");
+			for (unsigned i = 0; i < nx; i++) {
+				uint32_t a = ties_mag(rec[1 + i]);
+				if (!ts->known[i] && a >> 16 == ts->bin[i] && (a & 0xffffu))
+					ts->run[(size_t)i * BINS + (a & 0xffffu)]++;
+			}
+		}
+		for (unsigned i = 0; i < nx; i++)
+			ts->run[(size_t)i * BINS] += edge[i];
+		find_thresholds(ts, 0);
+	}
+	for (unsigned i = 0; i < nx; i++) /* each bin's totals, the way t_i decides */
+		for (unsigned q = 0; q < WIN_MAX; q++) {
+			uint64_t v = (uint64_t)ts->lo[i] + ((uint64_t)q << 16);
+			const double *e = ts->win + ((size_t)i * WIN_MAX + q) * 2 * WIN_VALS;
+			if (v >= ts->hi[i])
+				break;
+			e += v >= ts->thr[i] ? 0 : WIN_VALS;
+			ts->votes += (int64_t)e[0];
+			ts->det[0] += e[1], ts->det[1] += e[2];
+			ts->zpos[0] += e[3], ts->zpos[1] += e[4];
+			ts->zneg[0] += e[5], ts->zneg[1] += e[6];
+		}
+	memset(ts->run, 0, (size_t)nx * BINS * sizeof(*ts->run));
+	return conclude(p, "select", err);
+}
+
 static int select_done(struct plan *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	(void)err;
 	if (!ts->per_tensor)
 		find_bins(ts, 0, ts->run_d, p->o.density);
+	if (ts->spec)
+		FORWARD_IF_ERROR(window_end(p, err));
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	ts->run_d = 0;
 	return 0;
@@ -271,16 +794,9 @@ static int select_done(struct plan *p, struct lines_error *err)
 
 /* ---- threshold (and the election of the decided elements) ---------------------- */
 
-/* part layout of a threshold job: per tensor nx x BINS uint32 counts,
- * then per job votes and the number of spilled records, then per block 6
- * doubles of norms, then the spilled records */
-#define TH_HEAD(ts) (part_counts(ts) + 2)
-#define TH_REC(nx) (1 + (size_t)(nx)) /* floats: tensor index, then values */
-
-static double *th_blocks(struct ties *ts, struct pipe_job *job) { return job->part + TH_HEAD(ts); }
-static float *th_records(struct ties *ts, const struct pipe_job *job)
+static int threshold_needed(const struct plan *p)
 {
-	return (float *)(job->part + TH_HEAD(ts) + 6 * (size_t)job->nblocks);
+	return !((const struct ties *)p->mstate)->hit;
 }
 
 static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
@@ -323,38 +839,16 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 			ties_bins(p->k, tp, nx, nn, lowbin, h, open);
 			ties_elect_tile(p->k, tp, nn, nx, up, 1, mtl, sign);
 			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
-			for (size_t j = 0; j < nn; j++) {
-				unsigned l = (unsigned)(j % KERN_LANES);
-				if (j % 8 == 0 && j + 8 <= nn) { /* few are left: skip by eights */
-					uint64_t w;
-					memcpy(&w, open + j, 8);
-					if (!w) {
-						j += 7;
-						continue;
-					}
-				}
-				if (open[j] & 1) { /* settled from the file once t_i is known */
-					float *r = rec + nrec++ * TH_REC(nx);
-					uint32_t ti = (uint32_t)job->tensor;
-					memcpy(r, &ti, 4);
-					for (unsigned i = 0; i < nx; i++)
-						r[1 + i] = tp[(size_t)i * nn + j];
-				} else if (open[j]) { /* a zero sum: the majority decides, both ways */
-					double mp = mtl[j], mn = 0.0;
-					ties_elect(tp + j, nn, nx, up, -1, &mn);
-					if (isfinite(mp) && isfinite(mn)) {
-						pl[l] += fabs(mp), pq[l] += mp * mp;
-						nl[l] += fabs(mn), nq[l] += mn * mn;
-					}
-				}
-			}
+			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, up,
+			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, NULL, NULL);
 		}
 		blk[6 * b + 0] = kern_lane_sum(dl), blk[6 * b + 1] = kern_lane_sum(dq);
 		blk[6 * b + 2] = kern_lane_sum(pl), blk[6 * b + 3] = kern_lane_sum(pq);
 		blk[6 * b + 4] = kern_lane_sum(nl), blk[6 * b + 5] = kern_lane_sum(nq);
 	}
-	job->part[TH_HEAD(ts) - 2] = (double)votes;
-	job->part[TH_HEAD(ts) - 1] = (double)nrec;
+	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
+	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
+	job->part[TH_HEAD(ts) - H_NWIN] = 0.0;
 	return 0;
 }
 
@@ -362,11 +856,11 @@ static int threshold_reduce(struct plan *p, const struct pipe_job *job, struct l
 {
 	struct ties *ts = T(p);
 	const double *blk = job->part + TH_HEAD(ts);
-	size_t nrec = (size_t)job->part[TH_HEAD(ts) - 1];
+	size_t nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
 
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
-	ts->votes += (int64_t)job->part[TH_HEAD(ts) - 2];
+	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		ts->det[0] += blk[6 * b + 0], ts->det[1] += blk[6 * b + 1];
 		ts->zpos[0] += blk[6 * b + 2], ts->zpos[1] += blk[6 * b + 3];
@@ -443,13 +937,13 @@ static int settle(struct plan *p, double *pos, double *neg, struct lines_error *
 	return rc;
 }
 
-static int threshold_done(struct plan *p, struct lines_error *err)
+/* Every t_i known and the file complete: settle it, elect the majority
+ * sign, and set alpha from the norms. */
+static int conclude(struct plan *p, const char *pass, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	double pos[2] = {0, 0}, neg[2] = {0, 0};
 
-	if (!ts->per_tensor)
-		find_thresholds(ts, 0);
 	FORWARD_IF_ERROR(settle(p, pos, neg, err));
 	ts->maj = ts->votes >= 0 ? 1 : -1; /* +1 when the votes are even */
 	p->maj = ts->maj;
@@ -460,9 +954,18 @@ static int threshold_done(struct plan *p, struct lines_error *err)
 	p->norm_sum = p->o.norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0];
 	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
 	plan_log(p, LINES_LOG_INFO, NULL, NULL,
-	         "ties: %llu elements settled after the threshold pass; majority sign %+d",
-	         (unsigned long long)ts->nspill, ts->maj);
+	         "ties: %llu elements settled after the %s pass, %llu taken from the window's "
+	         "totals; majority sign %+d",
+	         (unsigned long long)ts->nspill, pass, (unsigned long long)ts->nwin, ts->maj);
 	return plan_alpha_from_norms(p, err);
+}
+
+static int threshold_done(struct plan *p, struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	if (!ts->per_tensor)
+		find_thresholds(ts, 0);
+	return conclude(p, "threshold", err);
 }
 
 /* ---- write ----------------------------------------------------------------------- */
@@ -498,7 +1001,7 @@ static void ties_free(struct plan *p)
 	if (ts->spill)
 		fclose(ts->spill);
 	free(ts->run), free(ts->bin), free(ts->rank), free(ts->thr), free(ts->known);
-	free(ts->ones);
+	free(ts->ones), free(ts->lo), free(ts->hi), free(ts->win);
 	pthread_mutex_destroy(&ts->mu);
 	free(ts);
 	p->mstate = NULL;
@@ -538,6 +1041,14 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	ts->thr = calloc(ts->nentries * nx, sizeof(*ts->thr));
 	ts->known = calloc(ts->nentries * nx, 1);
 	ts->ones = calloc(nx, sizeof(*ts->ones));
+	/* a window for the select pass: global trim over files that can be
+	 * sampled (not streams), and few enough tasks for its per-block totals */
+	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX;
+	ts->lo = calloc(nx, sizeof(*ts->lo));
+	ts->hi = calloc(nx, sizeof(*ts->hi));
+	ts->win = calloc(win_doubles(nx), sizeof(*ts->win));
+	RETURN_ERROR_IF(!ts->lo || !ts->hi || !ts->win, err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory for TIES");
 	RETURN_ERROR_IF(!ts->run || !ts->bin || !ts->rank || !ts->thr || !ts->known || !ts->ones, err,
 	                LINES_ENOMEM, NULL, NULL, "out of memory for TIES");
 	for (unsigned i = 0; i < nx; i++)
@@ -549,9 +1060,11 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 
 	struct pass *a = &p->pass[p->npasses++];
 	a->name = "select";
-	a->part_job = (unsigned)part_counts(ts);
-	a->part_block = 2;
-	a->scratch = scratch_bytes(nx) + count_bytes(ts);
+	a->part_job = (unsigned)TH_HEAD(ts);
+	a->part_block = (unsigned)sel_block(ts) +
+	                (ts->spec_ok ? (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2) : 0);
+	a->begin = select_begin;
+	a->scratch = scratch_bytes(nx) + count_bytes(ts) + (ts->spec_ok ? win_scratch(nx) : 0);
 	a->worker_end = ts->per_tensor ? NULL : counts_end;
 	a->want = want_merged;
 	a->work = select_work;
@@ -568,6 +1081,7 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	b->work = threshold_work;
 	b->reduce = threshold_reduce;
 	b->done = threshold_done;
+	b->needed = threshold_needed;
 
 	struct pass *c = &p->pass[p->npasses++];
 	c->name = "write";

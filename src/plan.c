@@ -771,12 +771,15 @@ static void fill_info(struct plan *p)
 	for (unsigned i = 0; i < p->npasses; i++) {
 		uint64_t bytes = 0;
 		p->pass_names[i] = p->pass[i].name;
-		for (size_t t = 0; t < p->nt; t++)
+		for (size_t t = 0; t < p->nt && !p->pass_skipped[i]; t++)
 			if (pass_wants(&p->pass[i], p, t))
 				bytes += p->t[t].units * p->t[t].unit_in * p->ninputs;
 		p->pass_read[i] = p->pass[i].read_bytes = bytes;
+		p->pass_optional[i] = p->pass[i].needed != NULL;
 	}
 	in->pass_names = p->pass_names;
+	in->pass_optional = p->pass_optional;
+	in->pass_skipped = p->pass_skipped;
 	in->pass_read_bytes = p->pass_read;
 	in->output_bytes = p->header_len + p->out_data_bytes;
 	if (p->out_dir) {
@@ -1071,6 +1074,14 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 				break;
 			p->header_hash = XXH3_64bits(p->header, p->header_len);
 		}
+		if (p->pass[i].needed && !p->pass[i].needed(p)) {
+			p->pass_skipped[i] = 1;
+			plan_log(p, LINES_LOG_INFO, NULL, NULL, "pass %u/%u (%s): not needed, skipped",
+			         i + 1, p->npasses, p->pass[i].name);
+			continue;
+		}
+		if (p->pass[i].begin && (rc = p->pass[i].begin(p, err)) < 0)
+			break;
 		rc = pipe_run(p, &p->pass[i], i + 1, src, p->pass[i].writes ? out : NULL, err);
 	}
 	if (rc == 0)

@@ -84,6 +84,11 @@ struct pass {
 	/* also compare the copied (non-float) tensors, as the check pass
 	 * would: set on a method's first read-only pass, saving a pass */
 	int checks_copies;
+	/* optional: called before the pass starts (on the plan's thread) */
+	int (*begin)(struct plan *p, struct lines_error *err);
+	/* optional: 0 when an earlier pass already did this one's work, so it
+	 * is skipped (reads nothing); the dry run shows the pass as "if needed" */
+	int (*needed)(const struct plan *p);
 	uint64_t read_bytes; /* filled by the plan: input bytes it reads */
 };
 
@@ -157,6 +162,8 @@ struct plan {
 	unsigned npasses;
 	const char *pass_names[PLAN_MAX_PASSES];
 	uint64_t pass_read[PLAN_MAX_PASSES];
+	unsigned char pass_optional[PLAN_MAX_PASSES]; /* has needed() */
+	unsigned char pass_skipped[PLAN_MAX_PASSES];  /* needed() said 0 */
 
 	unsigned char *header; /* the output's header, once alpha is known */
 	size_t header_len;

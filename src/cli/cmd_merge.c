@@ -335,19 +335,27 @@ static int check(struct merge_cli *mc)
 	return 0;
 }
 
-/* "the norms pass", "the select and threshold passes": where alpha is measured */
+/* "the norms pass", "the select pass (and the threshold pass if needed)":
+ * where alpha is measured */
 static const char *alpha_passes(const struct lines_plan_info *in)
 {
-	static char buf[128];
-	const char *names[8];
+	static char buf[160];
+	const char *names[8], *opt = NULL;
 	unsigned n = 0;
-	for (unsigned i = 0; i < in->npasses && n < 8; i++)
-		if (strcmp(in->pass_names[i], "check") && strcmp(in->pass_names[i], "write"))
+	for (unsigned i = 0; i < in->npasses && n < 8; i++) {
+		if (!strcmp(in->pass_names[i], "check") || !strcmp(in->pass_names[i], "write"))
+			continue;
+		if (in->pass_optional[i])
+			opt = in->pass_names[i];
+		else
 			names[n++] = in->pass_names[i];
+	}
 	if (n == 0)
 		return "the first pass";
 	snprintf(buf, sizeof(buf), "the %s%s%s pass%s", names[0], n > 1 ? " and " : "",
 	         n > 1 ? names[n - 1] : "", n > 1 ? "es" : "");
+	if (opt)
+		snprintf(buf + strlen(buf), sizeof(buf) - strlen(buf), " (and the %s pass if needed)", opt);
 	return buf;
 }
 
@@ -411,7 +419,9 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	for (unsigned i = 0; i < in->npasses; i++) {
 		cli_human(a, sizeof(a), in->pass_read_bytes[i]);
 		printf("    %u. %-9s reads %s%s\n", i + 1, in->pass_names[i], a,
-		       i + 1 == in->npasses ? ", writes the output" : " (read-only)");
+		       i + 1 == in->npasses ? ", writes the output"
+		       : in->pass_optional[i] ? " (read-only, only if the passes before need it)"
+		                              : " (read-only)");
 	}
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(b, sizeof(b), in->memory_bound);
