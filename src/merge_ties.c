@@ -531,12 +531,12 @@ static int sample_piece(struct plan *p, const struct plan_tensor *t, uint64_t u0
 }
 
 /*
- * The sample: every element of a small model, else SAMPLE_PIECES pieces
- * of SAMPLE_PIECE elements spread evenly over the merged elements, into
- * run. Returns the elements counted per task, 0 when a read failed (the
- * passes will report it).
+ * The sample: every element of a small model (*whole = 1), else
+ * SAMPLE_PIECES pieces of SAMPLE_PIECE elements spread evenly over the
+ * merged elements, into run. Returns the elements counted per task, 0
+ * when a read failed (the passes will report it).
  */
-static uint64_t sample(struct plan *p, uint64_t d)
+static uint64_t sample(struct plan *p, uint64_t d, int *whole)
 {
 	struct ties *ts = T(p);
 	unsigned char *buf = malloc((size_t)p->ninputs * SAMPLE_PIECE * 8);
@@ -570,6 +570,7 @@ static uint64_t sample(struct plan *p, uint64_t d)
 		}
 	}
 	free(buf), free(bt), free(tp);
+	*whole = all;
 	return ok ? ns : 0;
 }
 
@@ -590,6 +591,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 	const char *test = getenv("LINES_TEST_TIES_WINDOW");
 	uint64_t d = 0, k, ns;
 	struct timespec t0, t1;
+	int whole = 0;
 	(void)err;
 
 	ts->spec = ts->hit = 0;
@@ -599,7 +601,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		d += p->t[i].merge ? p->t[i].units : 0;
 	k = rank_k(d, p->o.density);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ns = d ? sample(p, d) : 0;
+	ns = d ? sample(p, d, &whole) : 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements in %.3f s",
 	         (unsigned long long)ns,
@@ -615,6 +617,8 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		double mg = SAMPLE_Z * sqrt((double)ns * f * (1.0 - f)) + 2.0;
 		uint64_t rlo = r - mg < 1.0 ? 1 : (uint64_t)(r - mg);
 		uint64_t rhi = r + mg > (double)ns ? ns : (uint64_t)ceil(r + mg), cum = 0;
+		if (whole) /* the sample is the model: t_i exactly */
+			rlo = rhi = k;
 		uint32_t lb = 0, hb = BINS / 2 - 1;
 		int have_lo = 0, edge = 0;
 		if (k == 0) { /* t_i is 0: nothing is open */

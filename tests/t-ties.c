@@ -94,20 +94,25 @@ static double elect(const float *t, const uint32_t *thr, int maj, int *sign)
 
 static float json_float(json_t *v) { return (float)json_number_value(v); }
 
+/* win: "" or a value of LINES_TEST_TIES_WINDOW (another way to the same
+ * thresholds and output) */
 static void ties_case(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
-                      int idx)
+                      int idx, const char *win)
 {
-	char out[4400], wopt[128] = "";
+	char out[4400], wopt[128] = "", label[160];
 	int rc;
 	if (weighted)
 		snprintf(wopt, sizeof(wopt), "-w %.17g,%.17g,%.17g", w[0], w[1], w[2]);
+	snprintf(label, sizeof(label), "ties density %g %s%s%s%s", rho,
+	         per_tensor ? "per tensor" : "global", weighted ? " weighted" : "",
+	         *win ? ", LINES_TEST_TIES_WINDOW=" : "", win);
 	snprintf(out, sizeof(out), "%s/ties%d.safetensors", f->dir, idx);
-	rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m ties --lines --density %.17g %s %s "
-	            "-o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors'",
-	            tu_lines(), f->dir, rho, per_tensor ? "--trim tensor" : "", wopt, out, f->dir,
+	rc = tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -q -b '%s/base.safetensors' -m ties --lines "
+	            "--density %.17g %s %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
+	            "'%s/ft3.safetensors'",
+	            win, tu_lines(), f->dir, rho, per_tensor ? "--trim tensor" : "", wopt, out, f->dir,
 	            f->dir, f->dir);
-	if (!ok(rc == 0, "ties density %g %s%s: lines exits 0", rho, per_tensor ? "per tensor" : "global",
-	        weighted ? " weighted" : "")) {
+	if (!ok(rc == 0, "%s: lines exits 0", label)) {
 		diag("%s", tu_stderr);
 		return;
 	}
@@ -164,8 +169,8 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 			free(v);
 		}
 	}
-	ok(thr_ok, "ties density %g %s: every threshold equals the k-th smallest |tau| by sorting%s",
-	   rho, per_tensor ? "per tensor" : "global", on_ties ? " (it lands on equal magnitudes)" : "");
+	ok(thr_ok, "%s: every threshold equals the k-th smallest |tau| by sorting%s", label,
+	   on_ties ? " (it lands on equal magnitudes)" : "");
 
 	/* majority, tau_MTL, alpha */
 	long votes = 0;
@@ -183,7 +188,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 	}
 	int maj = votes >= 0 ? 1 : -1;
 	ok(json_integer_value(json_object_get(tj, "majority")) == maj,
-	   "ties density %g: the majority sign is %+d", rho, maj);
+	   "%s: the majority sign is %+d", label, maj);
 	double num = 0, den = 0;
 	for (size_t ti = 0; ti < nt; ti++) {
 		const struct tu_tensor *b = &f->base.t[ti];
@@ -205,7 +210,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 	double alpha = num / (NM * den), beta = fmax(0, 1 - alpha);
 	double got_alpha = json_real_value(json_object_get(run, "alpha"));
 	ok(fabs(got_alpha - alpha) <= 1e-12 * alpha,
-	   "ties density %g: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", rho, got_alpha, alpha);
+	   "%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", label, got_alpha, alpha);
 
 	/* every element */
 	struct tu_model om;
@@ -235,11 +240,73 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 		tu_model_free(&om);
 	}
 	if (!ok(bad == 0 && n > 0,
-	        "ties density %g %s: %llu elements within 1 ULP of the reference", rho,
-	        per_tensor ? "per tensor" : "global", (unsigned long long)n))
+	        "%s: %llu elements within 1 ULP of the reference", label, (unsigned long long)n))
 		diag("%llu bad, first %s", (unsigned long long)bad, first);
 	json_decref(man);
 	free(thr);
+}
+
+/* ---- which way TIES took, and the same bytes everywhere -------------------------- */
+struct tlog {
+	int sampled, at, bins, missed, skipped;
+	unsigned long long settled, nwin;
+	char after[32]; /* the pass the file was settled after */
+};
+
+static void ties_log(const struct fam *f, const char *win, const char *args, struct tlog *g)
+{
+	char logp[4400], line[512];
+	memset(g, 0, sizeof(*g));
+	g->settled = g->nwin = ~0ull;
+	snprintf(logp, sizeof(logp), "%s/ties-v.log", f->dir);
+	tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -v -b '%s/base.safetensors' -m ties %s "
+	       "-o '%s/v.safetensors' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' "
+	       "2> '%s'",
+	       win, tu_lines(), f->dir, args, f->dir, f->dir, f->dir, f->dir, logp);
+	FILE *lf = fopen(logp, "r");
+	while (lf && fgets(line, sizeof(line), lf)) {
+		g->sampled |= strstr(line, "ties: a sample of ") != NULL;
+		g->at |= strstr(line, "threshold at 0x") != NULL;
+		g->bins |= strstr(line, "threshold in bins") != NULL;
+		g->missed |= strstr(line, "outside the sample's window") != NULL;
+		g->skipped |= strstr(line, "(threshold): not needed, skipped") != NULL;
+		if (strstr(line, "elements settled after the"))
+			sscanf(strstr(line, "ties: ") + 6,
+			       "%llu elements settled after the %31s pass, %llu taken", &g->settled, g->after,
+			       &g->nwin);
+	}
+	if (lf)
+		fclose(lf);
+}
+
+static void same_everywhere(const struct fam *f, const char *win, const char *args,
+                            const char *what)
+{
+	static const char *const variants[] = {
+		"-j 1 --chunk 64K --io mmap", "-j 2 --chunk 1M --io mmap", "-j 4 --chunk 16M --io mmap",
+		"-j 1 --chunk 64K --io uring", "-j 2 --chunk 1M --io uring", "-j 4 --chunk 16M --io uring",
+	};
+	char refpath[4400];
+	int same = 1, runs = 0, have_ref = 0;
+	snprintf(refpath, sizeof(refpath), "%s/same-ref.safetensors", f->dir);
+	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
+		char out[4400];
+		snprintf(out, sizeof(out), "%s/same%zu.safetensors", f->dir, v);
+		int rc = tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -q -b '%s/base.safetensors' %s %s "
+		                "-o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors'",
+		                win, tu_lines(), f->dir, args, variants[v], out, f->dir, f->dir, f->dir);
+		if (rc != 0 && strstr(variants[v], "uring") && strstr(tu_stderr, "io_uring"))
+			continue; /* no io_uring here */
+		runs++;
+		if (!have_ref) {
+			have_ref = rc == 0 && rename(out, refpath) == 0;
+			same &= have_ref;
+			continue;
+		}
+		same &= rc == 0 && tu_run("cmp -s '%s' '%s'", refpath, out) == 0;
+	}
+	ok(same && runs >= 3, "%s: identical output for -j 1/2/4, --chunk 64K/1M/16M and each reader (%d runs)",
+	   what, runs);
 }
 
 /* DARE's draw as lines-merge(1) defines it */
@@ -366,36 +433,50 @@ int main(void)
 	}
 
 	static const double rhos[] = {0.2, 0.5, 0.01, 0.9, 1.0};
+	static const char *const wins[] = {"window", "miss", "off"};
 	int idx = 0;
 	for (size_t r = 0; r < sizeof(rhos) / sizeof(rhos[0]); r++)
-		ties_case(&f, rhos[r], 0, ones, 0, idx++);
-	ties_case(&f, 0.3, 1, ones, 0, idx++);
-	ties_case(&f, 0.2, 0, wts, 1, idx++);
-	ties_case(&f, 0.25, 1, wts, 1, idx++);
-	/* the two ways to a threshold were both taken above: found by the
-	 * select pass (unweighted BF16: a task vector is its bin's smallest
-	 * value), or refined in the threshold pass with the undecided elements
-	 * settled afterwards (weights make other values) */
-	for (int wgt = 0; wgt < 2; wgt++) {
-		char logp[4400], line[512];
-		unsigned long long settled = ~0ull;
-		snprintf(logp, sizeof(logp), "%s/ties-v.log", f.dir);
-		tu_run("'%s' merge -v -b '%s/base.safetensors' -m ties --density 0.2 %s -o '%s/v.safetensors' "
-		       "'%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' 2> '%s'",
-		       tu_lines(), f.dir, wgt ? "-w 0.3,0.7,1.1" : "", f.dir, f.dir, f.dir, f.dir, logp);
-		FILE *lf = fopen(logp, "r");
-		while (lf && fgets(line, sizeof(line), lf))
-			if (strstr(line, "elements settled"))
-				sscanf(strstr(line, "ties: ") + 6, "%llu", &settled);
-		if (lf)
-			fclose(lf);
-		if (wgt)
-			ok(settled > 0 && settled != ~0ull,
-			   "ties density 0.2 weighted: %llu elements settled after the threshold pass", settled);
-		else
-			ok(settled == 0, "ties density 0.2: the select pass finds every threshold (%llu settled)",
-			   settled);
+		ties_case(&f, rhos[r], 0, ones, 0, idx++, "");
+	ties_case(&f, 0.3, 1, ones, 0, idx++, "");
+	ties_case(&f, 0.2, 0, wts, 1, idx++, "");
+	ties_case(&f, 0.25, 1, wts, 1, idx++, "");
+	/* the other ways to the same thresholds: a window where the sample
+	 * gave a value, a window that misses (the threshold pass runs), none */
+	for (size_t v = 0; v < sizeof(wins) / sizeof(wins[0]); v++) {
+		ties_case(&f, 0.2, 0, ones, 0, idx++, wins[v]);
+		ties_case(&f, 0.01, 0, ones, 0, idx++, wins[v]);
+		ties_case(&f, 0.2, 0, wts, 1, idx++, wins[v]);
 	}
+	/* which way each took, from -v (see merge_ties.c) */
+	{
+		struct tlog g;
+		ties_log(&f, "", "--density 0.2", &g);
+		ok(g.sampled && g.at && g.skipped && g.settled == 0 && g.nwin == 0,
+		   "ties density 0.2: the sample gives every threshold, the select pass confirms it, "
+		   "the threshold pass is skipped");
+		ties_log(&f, "", "--density 0.2 -w 0.3,0.7,1.1", &g);
+		ok(g.sampled && g.bins && g.skipped && g.settled > 0 && !strcmp(g.after, "select"),
+		   "ties density 0.2 weighted: a window; %llu elements settled after the select pass, "
+		   "the threshold pass skipped", g.settled);
+		ties_log(&f, "window", "--density 0.2", &g);
+		ok(g.bins && g.skipped && g.nwin > 0 && g.settled > 0,
+		   "ties density 0.2, LINES_TEST_TIES_WINDOW=window: %llu elements from the window's "
+		   "totals, %llu from the file, the threshold pass skipped", g.nwin, g.settled);
+		ties_log(&f, "miss", "--density 0.2 -w 0.3,0.7,1.1", &g);
+		ok(g.missed && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
+		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=miss: the threshold pass runs and "
+		   "settles %llu elements", g.settled);
+		ties_log(&f, "", "--density 0.3 --trim tensor", &g);
+		ok(!g.sampled && !g.skipped && !strcmp(g.after, "threshold"),
+		   "ties --trim tensor: no sample, the threshold pass runs");
+	}
+	/* the same bytes for any -j, --chunk and reader, whichever way */
+	same_everywhere(&f, "", "-m ties --lines --density 0.2", "ties");
+	same_everywhere(&f, "", "-m ties --lines --density 0.2 -w 0.5,1.5,1", "ties weighted (a window)");
+	same_everywhere(&f, "window", "-m ties --lines --density 0.2",
+	                "ties, LINES_TEST_TIES_WINDOW=window");
+	same_everywhere(&f, "miss", "-m ties --lines --density 0.2 -w 0.5,1.5,1",
+	                "ties weighted, LINES_TEST_TIES_WINDOW=miss");
 	dare_case(&f, 0.3, 99, 0, wts, 0);
 	dare_case(&f, 0.3, 99, 1, wts, 1);
 	dare_case(&f, 0.7, 12345678901234ull, 1, ones, 2);
@@ -449,33 +530,7 @@ int main(void)
 	}
 
 	/* ---- DARE --------------------------------------------------------------------- */
-	const char *ref = NULL;
-	char refpath[4400];
-	snprintf(refpath, sizeof(refpath), "%s/dare-ref.safetensors", f.dir);
-	int same = 1, runs = 0;
-	static const char *const variants[] = {
-		"-j 1 --chunk 64K --io mmap", "-j 2 --chunk 1M --io mmap", "-j 4 --chunk 16M --io mmap",
-		"-j 1 --chunk 64K --io uring", "-j 2 --chunk 1M --io uring", "-j 4 --chunk 16M --io uring",
-	};
-	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
-		char out[4400];
-		snprintf(out, sizeof(out), "%s/dare%zu.safetensors", f.dir, v);
-		int rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m dare --dare-elect --density 0.3 "
-		                "--seed 99 --lines %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
-		                "'%s/ft3.safetensors'",
-		                tu_lines(), f.dir, variants[v], out, f.dir, f.dir, f.dir);
-		if (rc != 0 && strstr(variants[v], "uring") && strstr(tu_stderr, "io_uring"))
-			continue; /* no io_uring here */
-		runs++;
-		if (!ref) {
-			ref = refpath;
-			rename(out, refpath);
-			continue;
-		}
-		same &= rc == 0 && tu_run("cmp -s '%s' '%s'", refpath, out) == 0;
-	}
-	ok(same && runs >= 3, "dare: identical output for -j 1/2/4, --chunk 64K/1M/16M and each reader (%d runs)",
-	   runs);
+	same_everywhere(&f, "", "-m dare --dare-elect --density 0.3 --seed 99 --lines", "dare");
 
 	/* the fraction kept, and what is kept: one model, lambda 1 */
 	double rho = 0.3;
