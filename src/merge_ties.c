@@ -581,9 +581,9 @@ static uint64_t sample(struct plan *p, uint64_t d, int *whole)
  * sample cannot narrow some t_i to WIN_MAX bins.
  * When both ends of that range fall on the smallest value of one bin,
  * t_i is predicted to be that value and nothing is open.
- * LINES_TEST_TIES_WINDOW=off (no window), miss (a window that misses) or
- * window (a window where a value was predicted): testing hooks, for the
- * paths that the test models would not take.
+ * LINES_TEST_TIES_WINDOW=off (no window), miss (a window that misses),
+ * wrong (a wrong value) or window (a window where a value was predicted):
+ * testing hooks, for the paths that the test models would not take.
  */
 static int select_begin(struct plan *p, struct lines_error *err)
 {
@@ -646,6 +646,8 @@ static int select_begin(struct plan *p, struct lines_error *err)
 			lb = hb = 0x7f80, edge = 0;
 		if (test && !strcmp(test, "window") && edge) /* a window, not the value */
 			edge = 0, hb = lb + 1 < BINS / 2 ? lb + 1 : lb;
+		if (test && !strcmp(test, "wrong")) /* a value, the next bin's */
+			edge = 1, lb = hb + 1 < BINS / 2 ? hb + 1 : 0;
 		if (edge) {
 			ts->lo[i] = ts->hi[i] = lb << 16;
 			plan_log(p, LINES_LOG_INFO, NULL, NULL,

@@ -433,7 +433,7 @@ int main(void)
 	}
 
 	static const double rhos[] = {0.2, 0.5, 0.01, 0.9, 1.0};
-	static const char *const wins[] = {"window", "miss", "off"};
+	static const char *const wins[] = {"window", "miss", "wrong", "off"};
 	int idx = 0;
 	for (size_t r = 0; r < sizeof(rhos) / sizeof(rhos[0]); r++)
 		ties_case(&f, rhos[r], 0, ones, 0, idx++, "");
@@ -441,7 +441,8 @@ int main(void)
 	ties_case(&f, 0.2, 0, wts, 1, idx++, "");
 	ties_case(&f, 0.25, 1, wts, 1, idx++, "");
 	/* the other ways to the same thresholds: a window where the sample
-	 * gave a value, a window that misses (the threshold pass runs), none */
+	 * gave a value, a window or a value that misses (the threshold pass
+	 * runs), none */
 	for (size_t v = 0; v < sizeof(wins) / sizeof(wins[0]); v++) {
 		ties_case(&f, 0.2, 0, ones, 0, idx++, wins[v]);
 		ties_case(&f, 0.01, 0, ones, 0, idx++, wins[v]);
@@ -466,6 +467,10 @@ int main(void)
 		ok(g.missed && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
 		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=miss: the threshold pass runs and "
 		   "settles %llu elements", g.settled);
+		ties_log(&f, "wrong", "--density 0.2", &g);
+		ok(g.at && g.missed && !g.skipped && !strcmp(g.after, "threshold"),
+		   "ties density 0.2, LINES_TEST_TIES_WINDOW=wrong: the wrong value is noticed, the "
+		   "threshold pass runs");
 		ties_log(&f, "", "--density 0.3 --trim tensor", &g);
 		ok(!g.sampled && !g.skipped && !strcmp(g.after, "threshold"),
 		   "ties --trim tensor: no sample, the threshold pass runs");
