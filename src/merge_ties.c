@@ -69,7 +69,8 @@
 #define WIN_VALS 7  /* per task, bin and way: votes, |m|, m^2 of decided, zero sums + and - */
 #define SAMPLE_PIECES 4096u
 #define SAMPLE_PIECE 2048u /* elements */
-#define SAMPLE_Z 8.0       /* the window's margin, in standard deviations of the sample */
+#define SAMPLE_Z 6.0       /* the window's margin, in standard errors of the sample's rank */
+#define OPEN_PER_BYTE 0.005 /* open elements worth a window, per byte of an element */
 
 struct ties {
 	unsigned nx;
@@ -216,8 +217,13 @@ static inline size_t next_open(const unsigned char *open, size_t n, size_t j)
 	for (; j + 8 <= n; j += 8) {
 		uint64_t w;
 		memcpy(&w, open + j, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		if (w) /* the first byte in memory is the lowest */
+			return j + (unsigned)__builtin_ctzll(w) / 8;
+#else
 		if (w)
 			break;
+#endif
 	}
 	while (j < n && !open[j])
 		j++;
@@ -509,67 +515,147 @@ static int sample_read(const struct plan *p, const struct plan_tensor *t, uint64
 	return 0;
 }
 
-/* Count the keys of [u0, u1) of tensor t into run. */
+/* What the sample reads into, and how it measures its own error. */
+struct sampler {
+	unsigned char *buf; /* SAMPLE_PIECE elements of every input */
+	float *bt, *tp;     /* tiles */
+	const uint32_t *below; /* nx: count the values under these, per piece */
+	uint32_t *cnt;      /* nx per piece so counted */
+	uint64_t *len;      /* elements per piece so counted */
+	size_t npc;         /* pieces so counted */
+};
+
+/* Count the keys of [u0, u1) of tensor t into run (and, once there is a
+ * pilot value per task, the values under it into the next cnt). */
 static int sample_piece(struct plan *p, const struct plan_tensor *t, uint64_t u0, uint64_t u1,
-                        unsigned char *buf, float *bt, float *tp)
+                        struct sampler *sm)
 {
 	struct ties *ts = T(p);
 	const size_t stride = (size_t)SAMPLE_PIECE * 8;
 	const void *xs[SPEC_NX];
-	if (sample_read(p, t, u0, u1, buf, stride) < 0)
+	uint32_t *cnt = sm->below ? sm->cnt + sm->npc * ts->nx : NULL;
+	if (sample_read(p, t, u0, u1, sm->buf, stride) < 0)
 		return -1;
 	for (uint64_t j0 = 0; j0 < u1 - u0; j0 += KERN_TILE) {
 		size_t nn = u1 - u0 - j0 < KERN_TILE ? (size_t)(u1 - u0 - j0) : KERN_TILE;
 		for (unsigned i = 0; i < ts->nx; i++)
-			xs[i] = buf + (i + 1) * stride + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, ts->nx, buf + j0 * t->unit_in, p->w, nn, bt, tp);
+			xs[i] = sm->buf + (i + 1) * stride + j0 * t->unit_in;
+		ties_taus(p->k, t->in_dt, xs, ts->nx, sm->buf + j0 * t->unit_in, p->w, nn, sm->bt, sm->tp);
 		for (unsigned i = 0; i < ts->nx; i++)
-			for (size_t j = 0; j < nn; j++)
-				ts->run[(size_t)i * BINS + ties_key(ties_mag(tp[(size_t)i * nn + j]))]++;
+			for (size_t j = 0; j < nn; j++) {
+				uint32_t a = ties_mag(sm->tp[(size_t)i * nn + j]);
+				ts->run[(size_t)i * BINS + ties_key(a)]++;
+				if (cnt)
+					cnt[i] += a < sm->below[i];
+			}
 	}
+	if (cnt)
+		sm->len[sm->npc++] = u1 - u0;
 	return 0;
+}
+
+/* Piece q of SAMPLE_PIECES over the d merged elements: its tensor and first element. */
+static const struct plan_tensor *piece_at(const struct plan *p, uint64_t d, uint64_t q,
+                                          uint64_t *u0)
+{
+	uint64_t g = (uint64_t)(((double)q + 0.5) * (double)d / SAMPLE_PIECES), start = 0;
+	for (size_t ti = 0; ti < p->nt; ti++) {
+		const struct plan_tensor *t = &p->t[ti];
+		if (!t->merge)
+			continue;
+		if (g < start + t->units) {
+			*u0 = g - start;
+			return t;
+		}
+		start += t->units;
+	}
+	return NULL;
+}
+
+/* The bin under which the histogram in run holds rank r of task i. */
+static uint32_t bin_of_rank(const struct ties *ts, unsigned i, uint64_t r)
+{
+	const uint64_t *h = ts->run + (size_t)i * BINS;
+	uint64_t cum = 0;
+	for (uint32_t b = 0; b < BINS / 2; b++)
+		if ((cum += h[2 * b] + h[2 * b + 1]) >= r)
+			return b;
+	return BINS / 2 - 1;
 }
 
 /*
  * The sample: every element of a small model (*whole = 1), else
  * SAMPLE_PIECES pieces of SAMPLE_PIECE elements spread evenly over the
- * merged elements, into run. Returns the elements counted per task, 0
- * when a read failed (the passes will report it).
+ * merged elements, into run. Pieces are clusters (a row of a matrix may
+ * have its own scale), so the error of a rank is measured, not assumed:
+ * every eighth piece first gives a pilot value near each t_i, and the
+ * other pieces each count their values under it; the differences of
+ * those counts between neighbouring pieces give the standard error of
+ * the sample's rank, se[i], in elements of the sample (the estimator of
+ * a systematic sample). Returns the elements counted
+ * per task, 0 when a read failed (the passes will report it).
  */
-static uint64_t sample(struct plan *p, uint64_t d, int *whole)
+static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, double *se)
 {
 	struct ties *ts = T(p);
-	unsigned char *buf = malloc((size_t)p->ninputs * SAMPLE_PIECE * 8);
-	float *bt = malloc(KERN_TILE * sizeof(float));
-	float *tp = malloc((size_t)ts->nx * KERN_TILE * sizeof(float));
-	uint64_t ns = 0, start = 0;
-	size_t ti = 0;
-	int all = d <= (uint64_t)SAMPLE_PIECES * SAMPLE_PIECE, ok = buf && bt && tp;
+	unsigned nx = ts->nx;
+	struct sampler sm = {0};
+	uint32_t below[SPEC_NX];
+	uint64_t ns = 0;
+	int all = d <= (uint64_t)SAMPLE_PIECES * SAMPLE_PIECE, ok;
 
-	for (uint64_t q = 0; ok && q < (all ? 1 : SAMPLE_PIECES); q++) {
-		/* the piece's first element in the merged elements, in order */
-		uint64_t g = all ? 0 : (uint64_t)(((double)q + 0.5) * (double)d / SAMPLE_PIECES);
-		for (; ti < p->nt; ti++) {
-			const struct plan_tensor *t = &p->t[ti];
-			if (!t->merge)
-				continue;
-			if (all) {
-				for (uint64_t u = 0; ok && u < t->units; u += SAMPLE_PIECE) {
-					uint64_t u1 = t->units - u < SAMPLE_PIECE ? t->units : u + SAMPLE_PIECE;
-					ok = sample_piece(p, t, u, u1, buf, bt, tp) == 0;
-					ns += u1 - u;
-				}
-			} else if (g < start + t->units) {
-				uint64_t u0 = g - start, u1 = t->units - u0 < SAMPLE_PIECE ? t->units
-				                                                           : u0 + SAMPLE_PIECE;
-				ok = sample_piece(p, t, u0, u1, buf, bt, tp) == 0;
-				ns += u1 - u0;
-				break;
-			}
-			start += t->units;
+	sm.buf = malloc((size_t)p->ninputs * SAMPLE_PIECE * 8);
+	sm.bt = malloc(KERN_TILE * sizeof(float));
+	sm.tp = malloc((size_t)nx * KERN_TILE * sizeof(float));
+	sm.cnt = calloc((size_t)SAMPLE_PIECES * nx, sizeof(*sm.cnt));
+	sm.len = calloc(SAMPLE_PIECES, sizeof(*sm.len));
+	ok = sm.buf && sm.bt && sm.tp && sm.cnt && sm.len;
+	for (unsigned i = 0; i < nx; i++)
+		se[i] = 0.0;
+	for (size_t ti = 0; ok && all && ti < p->nt; ti++) {
+		const struct plan_tensor *t = &p->t[ti];
+		for (uint64_t u = 0; ok && t->merge && u < t->units; u += SAMPLE_PIECE) {
+			uint64_t u1 = t->units - u < SAMPLE_PIECE ? t->units : u + SAMPLE_PIECE;
+			ok = sample_piece(p, t, u, u1, &sm) == 0;
+			ns += u1 - u;
 		}
 	}
-	free(buf), free(bt), free(tp);
+	for (int phase = 0; ok && !all && phase < 2; phase++) {
+		for (uint64_t q = 0; ok && q < SAMPLE_PIECES; q++) {
+			uint64_t u0 = 0;
+			const struct plan_tensor *t;
+			if ((q % 8 == 0) != (phase == 0) || !(t = piece_at(p, d, q, &u0)))
+				continue;
+			uint64_t u1 = t->units - u0 < SAMPLE_PIECE ? t->units : u0 + SAMPLE_PIECE;
+			ok = sample_piece(p, t, u0, u1, &sm) == 0;
+			ns += u1 - u0;
+		}
+		if (phase == 0 && ns) { /* the pilot values */
+			for (unsigned i = 0; i < nx; i++) {
+				uint64_t r = (uint64_t)((double)k / (double)d * (double)ns);
+				below[i] = bin_of_rank(ts, i, r ? r : 1) << 16;
+			}
+			sm.below = below;
+		}
+	}
+	if (ok && !all && sm.npc > 1) {
+		for (unsigned i = 0; i < nx; i++) {
+			double c = 0, n = 0, v = 0;
+			for (size_t q = 0; q < sm.npc; q++)
+				c += sm.cnt[q * nx + i], n += (double)sm.len[q];
+			for (size_t q = 1; q < sm.npc; q++) {
+				double e1 = sm.cnt[q * nx + i] - c / n * (double)sm.len[q];
+				double e0 = sm.cnt[(q - 1) * nx + i] - c / n * (double)sm.len[q - 1];
+				v += (e1 - e0) * (e1 - e0);
+			}
+			/* the fraction's variance, from neighbouring pieces (a
+			 * systematic sample: the spread between tensors is not
+			 * error, the spread within them is) */
+			v = v / (2.0 * ((double)sm.npc - 1.0)) * (double)sm.npc / (n * n);
+			se[i] = sqrt(v) * (double)ns;
+		}
+	}
+	free(sm.buf), free(sm.bt), free(sm.tp), free(sm.cnt), free(sm.len);
 	*whole = all;
 	return ok ? ns : 0;
 }
@@ -577,7 +663,8 @@ static uint64_t sample(struct plan *p, uint64_t d, int *whole)
 /*
  * Before the select pass (global trim): locate each t_i in the sample,
  * and give the pass the window of bins around it, SAMPLE_Z standard
- * deviations of the sample's rank wide either way. No window when the
+ * errors of the sample's rank wide either way (binomial, or what the
+ * pieces measure, whichever is larger). No window when the
  * sample cannot narrow some t_i to WIN_MAX bins.
  * When both ends of that range fall on the smallest value of one bin,
  * t_i is predicted to be that value and nothing is open.
@@ -589,8 +676,9 @@ static int select_begin(struct plan *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	const char *test = getenv("LINES_TEST_TIES_WINDOW");
-	uint64_t d = 0, k, ns;
+	uint64_t d = 0, k, ns, in_bytes = 0;
 	struct timespec t0, t1;
+	double se[SPEC_NX], open = 0.0; /* the fraction of elements expected open */
 	int whole = 0;
 	(void)err;
 
@@ -598,10 +686,13 @@ static int select_begin(struct plan *p, struct lines_error *err)
 	if (!ts->spec_ok || (test && !strcmp(test, "off")))
 		return 0;
 	for (size_t i = 0; i < p->nt; i++)
-		d += p->t[i].merge ? p->t[i].units : 0;
+		if (p->t[i].merge) {
+			d += p->t[i].units;
+			in_bytes += p->t[i].units * p->t[i].unit_in;
+		}
 	k = rank_k(d, p->o.density);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ns = d ? sample(p, d, &whole) : 0;
+	ns = d ? sample(p, d, k, &whole, se) : 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements in %.3f s",
 	         (unsigned long long)ns,
@@ -614,7 +705,8 @@ static int select_begin(struct plan *p, struct lines_error *err)
 	for (unsigned i = 0; i < ts->nx && ts->spec; i++) {
 		const uint64_t *h = ts->run + (size_t)i * BINS;
 		double f = (double)k / (double)d, r = f * (double)ns;
-		double mg = SAMPLE_Z * sqrt((double)ns * f * (1.0 - f)) + 2.0;
+		/* the rank's error: binomial, or more where the pieces show it */
+		double mg = SAMPLE_Z * fmax(sqrt((double)ns * f * (1.0 - f)), se[i]) + 2.0;
 		uint64_t rlo = r - mg < 1.0 ? 1 : (uint64_t)(r - mg);
 		uint64_t rhi = r + mg > (double)ns ? ns : (uint64_t)ceil(r + mg), cum = 0;
 		if (whole) /* the sample is the model: t_i exactly */
@@ -664,8 +756,21 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		}
 		ts->lo[i] = lb << 16;
 		ts->hi[i] = (uint32_t)(((uint64_t)hb + 1) << 16);
+		for (uint32_t b = lb; b <= hb; b++)
+			open += (double)(h[2 * b] + h[2 * b + 1]) / (double)ns;
 		plan_log(p, LINES_LOG_INFO, NULL, NULL,
 		         "ties: the sample puts task %u's threshold in bins %#x to %#x", i + 1, lb, hb);
+	}
+	/* An open element costs more than a threshold pass saves once they
+	 * are more than about OPEN_PER_BYTE per byte of an element (measured,
+	 * see lines-merge(1)): then the threshold pass is cheaper. */
+	if (ts->spec && open > OPEN_PER_BYTE * (double)in_bytes / (double)d &&
+	    !(test && !strcmp(test, "window"))) {
+		plan_log(p, LINES_LOG_INFO, NULL, NULL,
+		         "ties: the windows would hold %.2f%% of the elements, more than a threshold "
+		         "pass costs: no window",
+		         100.0 * open);
+		ts->spec = 0;
 	}
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	return 0;

@@ -248,7 +248,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 
 /* ---- which way TIES took, and the same bytes everywhere -------------------------- */
 struct tlog {
-	int sampled, at, bins, missed, skipped;
+	int sampled, at, bins, missed, skipped, toomany;
 	unsigned long long settled, nwin;
 	char after[32]; /* the pass the file was settled after */
 };
@@ -269,6 +269,7 @@ static void ties_log(const struct fam *f, const char *win, const char *args, str
 		g->at |= strstr(line, "threshold at 0x") != NULL;
 		g->bins |= strstr(line, "threshold in bins") != NULL;
 		g->missed |= strstr(line, "outside the sample's window") != NULL;
+		g->toomany |= strstr(line, "more than a threshold pass costs") != NULL;
 		g->skipped |= strstr(line, "(threshold): not needed, skipped") != NULL;
 		if (strstr(line, "elements settled after the"))
 			sscanf(strstr(line, "ties: ") + 6,
@@ -456,9 +457,13 @@ int main(void)
 		   "ties density 0.2: the sample gives every threshold, the select pass confirms it, "
 		   "the threshold pass is skipped");
 		ties_log(&f, "", "--density 0.2 -w 0.3,0.7,1.1", &g);
+		ok(g.sampled && g.bins && g.toomany && !g.skipped && !strcmp(g.after, "threshold"),
+		   "ties density 0.2 weighted: windows would hold too many elements, so the threshold "
+		   "pass runs");
+		ties_log(&f, "window", "--density 0.2 -w 0.3,0.7,1.1", &g);
 		ok(g.sampled && g.bins && g.skipped && g.settled > 0 && !strcmp(g.after, "select"),
-		   "ties density 0.2 weighted: a window; %llu elements settled after the select pass, "
-		   "the threshold pass skipped", g.settled);
+		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=window: a window; %llu elements "
+		   "settled after the select pass, the threshold pass skipped", g.settled);
 		ties_log(&f, "window", "--density 0.2", &g);
 		ok(g.bins && g.skipped && g.nwin > 0 && g.settled > 0,
 		   "ties density 0.2, LINES_TEST_TIES_WINDOW=window: %llu elements from the window's "
@@ -477,7 +482,9 @@ int main(void)
 	}
 	/* the same bytes for any -j, --chunk and reader, whichever way */
 	same_everywhere(&f, "", "-m ties --lines --density 0.2", "ties");
-	same_everywhere(&f, "", "-m ties --lines --density 0.2 -w 0.5,1.5,1", "ties weighted (a window)");
+	same_everywhere(&f, "", "-m ties --lines --density 0.2 -w 0.5,1.5,1", "ties weighted");
+	same_everywhere(&f, "window", "-m ties --lines --density 0.2 -w 0.5,1.5,1",
+	                "ties weighted, LINES_TEST_TIES_WINDOW=window");
 	same_everywhere(&f, "window", "-m ties --lines --density 0.2",
 	                "ties, LINES_TEST_TIES_WINDOW=window");
 	same_everywhere(&f, "miss", "-m ties --lines --density 0.2 -w 0.5,1.5,1",
