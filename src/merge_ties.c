@@ -35,9 +35,10 @@
  *
  * Global trim usually needs no threshold pass. Before the select pass, a
  * sample of the model (SAMPLE_PIECES evenly spread pieces, read with
- * pread) locates each t_i within a window of at most WIN_MAX bins, with a
- * wide margin. The select pass then also does the threshold pass's work
- * with the window's bounds in place of the bin's: an element with no
+ * pread) locates each t_i, with a wide margin: at one bin's smallest
+ * value (a prediction of t_i: nothing is open), or within a window of at
+ * most WIN_MAX bins. The select pass then also does the threshold pass's
+ * work with those bounds in place of the bin's: an element with no
  * |tau'_i| inside its task's window is decided and summed at once; one
  * whose only value inside is a bin's smallest value is summed both ways
  * (kept and trimmed) into that bin's totals, per block; the others go to
@@ -99,6 +100,7 @@ struct ties {
 	uint32_t *lo, *hi; /* nx */
 	double *win;       /* nx x WIN_MAX x 2 ways x WIN_VALS totals */
 	uint64_t nwin;     /* elements summed into them */
+	int wins;          /* some task has a window (else only predicted values) */
 };
 
 static struct ties *T(struct plan *p) { return p->mstate; }
@@ -273,11 +275,27 @@ static size_t tile_open(const struct ties *ts, uint32_t tensor, const float *tp,
 	return nrec;
 }
 
-/* The select pass's scratch beyond scratch_bytes(): the window's
- * elements of a tile, gathered (values, both ways' results, indices). */
+/* The select pass's scratch beyond scratch_bytes() + count_bytes(): the
+ * window's elements of a tile, gathered: nx tiles of values, the kept
+ * way's tau_MTL, their indices, the kept way's signs. */
+struct win_ws {
+	float *ct;
+	double *km;
+	uint16_t *idx;
+	signed char *ks;
+};
 static size_t win_scratch(unsigned nx)
 {
-	return (size_t)KERN_TILE * (sizeof(float) * nx + 2 * sizeof(double) + 2 + sizeof(uint16_t));
+	return (size_t)KERN_TILE * (sizeof(float) * nx + sizeof(double) + sizeof(uint16_t) + 1);
+}
+static struct win_ws win_ws_at(void *mem, unsigned nx)
+{
+	struct win_ws w;
+	w.ct = mem;
+	w.km = (double *)(w.ct + (size_t)nx * KERN_TILE);
+	w.idx = (uint16_t *)(w.km + KERN_TILE);
+	w.ks = (signed char *)(w.idx + KERN_TILE);
+	return w;
 }
 
 /*
@@ -290,14 +308,15 @@ static size_t win_scratch(unsigned nx)
  * alike). One gathered tile through the election kernel.
  */
 static void win_tile(struct plan *p, const float *tp, size_t nn, const unsigned char *open,
-                     const double *mtl, const signed char *sign, const uint16_t *idx, size_t m,
-                     void *ws, double *win)
+                     const double *mtl, const signed char *sign, size_t m,
+                     const struct win_ws *ws, double *win)
 {
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
-	float *ct = ws;
-	double *km = (double *)(ct + (size_t)nx * KERN_TILE), *tm = km + KERN_TILE;
-	signed char *ks = (signed char *)(tm + KERN_TILE);
+	float *ct = ws->ct;
+	double *km = ws->km;
+	const uint16_t *idx = ws->idx;
+	signed char *ks = ws->ks;
 
 	for (unsigned i = 0; i < nx; i++)
 		for (size_t c = 0; c < m; c++)
@@ -346,8 +365,7 @@ static void select_window(struct plan *p, struct pipe_job *job, void *scratch, u
 	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
 	signed char *sign = (signed char *)(mtl + KERN_TILE);
 	unsigned char *open = (unsigned char *)sign + KERN_TILE;
-	void *ws = (char *)scratch + scratch_bytes(nx) + count_bytes(ts);
-	uint16_t *idx = (uint16_t *)((char *)ws + win_scratch(nx) - KERN_TILE * sizeof(uint16_t));
+	struct win_ws ws = win_ws_at((char *)scratch + scratch_bytes(nx) + count_bytes(ts), nx);
 	const void *xs[SPEC_NX];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0, m, nwin = 0;
 	int64_t votes = 0;
@@ -360,7 +378,8 @@ static void select_window(struct plan *p, struct pipe_job *job, void *scratch, u
 		double *bk = sel_blocks(ts, job) + b * sel_block(ts), *win = bk + 8;
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		memset(&nm, 0, sizeof(nm));
-		memset(win, 0, win_doubles(nx) * sizeof(*win));
+		if (ts->wins)
+			memset(win, 0, win_doubles(nx) * sizeof(*win));
 		if (p->k->ties_select) { /* the counts in one step, as without a window */
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + b0 * t->unit_in;
@@ -376,13 +395,16 @@ static void select_window(struct plan *p, struct pipe_job *job, void *scratch, u
 				ties_hist(tp, nx, nn, h);
 				tile_numerator(p, t, xs, bt, tp, nn, &nm);
 			}
-			ties_window(p->k, tp, nx, nn, ts->lo, ts->hi, open);
+			if (ts->wins)
+				ties_window(p->k, tp, nx, nn, ts->lo, ts->hi, open);
+			else /* only predicted values: nothing is open */
+				memset(open, 0, nn);
 			ties_elect_tile(p->k, tp, nn, nx, ts->hi, 1, mtl, sign);
 			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
 			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, ts->hi,
-			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, idx, &m);
+			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, ws.idx, &m);
 			if (m)
-				win_tile(p, tp, nn, open, mtl, sign, idx, m, ws, win);
+				win_tile(p, tp, nn, open, mtl, sign, m, &ws, win);
 			nwin += m;
 		}
 		bk[0] = kern_lane_sum(nm.s1), bk[1] = kern_lane_sum(nm.s2);
@@ -702,6 +724,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		return 0;
 	}
 	ts->spec = 1;
+	ts->wins = 0;
 	for (unsigned i = 0; i < ts->nx && ts->spec; i++) {
 		const uint64_t *h = ts->run + (size_t)i * BINS;
 		double f = (double)k / (double)d, r = f * (double)ns;
@@ -756,6 +779,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		}
 		ts->lo[i] = lb << 16;
 		ts->hi[i] = (uint32_t)(((uint64_t)hb + 1) << 16);
+		ts->wins = 1;
 		for (uint32_t b = lb; b <= hb; b++)
 			open += (double)(h[2 * b] + h[2 * b + 1]) / (double)ns;
 		plan_log(p, LINES_LOG_INFO, NULL, NULL,
@@ -790,7 +814,7 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 		ts->det[0] += bk[2], ts->det[1] += bk[3];
 		ts->zpos[0] += bk[4], ts->zpos[1] += bk[5];
 		ts->zneg[0] += bk[6], ts->zneg[1] += bk[7];
-		for (size_t q = 0; q < nw; q++)
+		for (size_t q = 0; ts->wins && q < nw; q++)
 			ts->win[q] += bk[8 + q];
 	}
 	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
