@@ -196,7 +196,7 @@ zstd_section() {
 ties() {
 	say "== methods: wall time beside sum (1G, N = 4, hot cache, -j $BENCH_JOBS, --lines)"
 	say "   best of $BENCH_REPEAT rounds; each round runs every method once, in turn, so that"
-	say "   each ratio compares runs made under the same conditions"
+	say "   each ratio compares runs made under the same conditions; each writes a new file"
 	d=$(family 1G)
 	set -- $(inputs "$d" 4)
 	b=$1
@@ -209,12 +209,25 @@ ties() {
 		IFS='|'
 		for m in $methods; do
 			IFS=' '
+			# every run writes a new file: replacing the one the run before
+			# left would add the freeing of its pages (0.2 s for 1 GiB) to
+			# whichever method comes next, and none to the first of all
+			rm -f "$BENCH_DIR"/o.safetensors*
 			sync # nothing left to write back from the run before
 			t0=$(now)
 			# shellcheck disable=SC2086 # $m is the method and its options
-			"$LINES" merge -q -j "$BENCH_JOBS" -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" \
-				>/dev/null 2>&1 || { say "   FAILED: -m $m"; return; }
+			"$LINES" merge -v -j "$BENCH_JOBS" -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" \
+				>"$BENCH_DIR/v.log" 2>&1 || { say "   FAILED: -m $m"; return; }
 			t=$(secs "$t0" "$(now)")
+			# the passes this run made (-v names each, or says it was skipped)
+			p=$(sed -n 's/^lines: pass [0-9]*\/[0-9]* (\([a-z]*\)): [0-9.]* MiB read.*/\1/p' \
+				"$BENCH_DIR/v.log" | tr '\n' ' ' | sed 's/ $//')
+			seen=
+			eval "seen=\${passes_$q:-}"
+			case "|$seen|" in
+			*"|$p|"*) ;;
+			*) eval "passes_$q=\"\${seen:+\$seen|}\$p\"" ;;
+			esac
 			eval "best=\${best_$q:-}"
 			if [ -z "$best" ] || awk -v a="$t" -v b="$best" 'BEGIN {exit !(a < b)}'; then
 				eval "best_$q=\$t"
@@ -224,15 +237,14 @@ ties() {
 		IFS=' '
 		r=$((r + 1))
 	done
-	printf '%-28s %8s %8s  %s\n' method seconds x_sum passes
+	printf '%-28s %8s %8s  %s\n' method seconds x_sum "passes made (-v)"
 	q=0
 	IFS='|'
 	for m in $methods; do
 		IFS=' '
-		# shellcheck disable=SC2086
-		passes=$("$LINES" merge -n -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" |
-			sed -n 's/^ *[0-9]\. \([a-z]*\) .*/\1/p' | tr '\n' ' ')
 		eval "t=\$best_$q"
+		eval "passes=\${passes_$q:-}"
+		passes=$(printf '%s' "$passes" | sed 's/|/, or /g')
 		printf '%-28s %8s %8s  %s\n' "-m $m" "$t" "$(div "$t" "$best_0")" "$passes"
 		q=$((q + 1))
 	done

@@ -443,7 +443,8 @@ static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32
  */
 static inline __attribute__((always_inline)) void
 ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base,
-              const double *w, size_t n, uint32_t *const *hist, double *s1, double *s2)
+              const double *w, size_t n, uint32_t *const *hist, double *s1, double *s2,
+              float *tp, size_t ld)
 {
 	const unsigned char *bp = base;
 	const __m256i mask = _mm256_set1_epi32(0x7fffffff), low16 = _mm256_set1_epi32(0xffff);
@@ -470,6 +471,8 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 					__m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1))));
 					tau = _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1);
 				}
+				if (tp)
+					_mm256_storeu_ps(tp + (size_t)i * ld + j, tau);
 				/* ties_key(): the high bits times two, plus one when the low
 				 * sixteen are zero */
 				__m256i a = _mm256_and_si256(_mm256_castps_si256(tau), mask);
@@ -498,19 +501,20 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 	if (m < n) { /* the tail goes on from lane 0 */
 		const void *xt[1024];
 		kern_advance(x, nx, m * es, xt);
-		kern_scalar.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2);
+		kern_scalar.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2,
+		                        tp ? tp + m : NULL, ld);
 	}
 }
 
 static void avx2_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
                              const double *w, size_t n, uint32_t *const *hist, double *s1,
-                             double *s2)
+                             double *s2, float *tp, size_t ld)
 {
 	switch (dt) {
-	case DT_BF16: ties_select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2); break;
-	case DT_F16: ties_select_t(DT_F16, x, nx, base, w, n, hist, s1, s2); break;
-	case DT_F32: ties_select_t(DT_F32, x, nx, base, w, n, hist, s1, s2); break;
-	default: kern_scalar.ties_select(dt, x, nx, base, w, n, hist, s1, s2); break;
+	case DT_BF16: ties_select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	case DT_F16: ties_select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	case DT_F32: ties_select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	default: kern_scalar.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
 	}
 }
 

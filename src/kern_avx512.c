@@ -149,7 +149,7 @@ static inline __attribute__((always_inline)) __m512 ld16(const enum dtype dt, co
  */
 static inline __attribute__((always_inline)) void
 select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base, const double *w,
-         size_t n, uint32_t *const *hist, double *s1, double *s2)
+         size_t n, uint32_t *const *hist, double *s1, double *s2, float *tp, size_t ld)
 {
 	const unsigned char *bp = base;
 	const __m512i mask = _mm512_set1_epi32(0x7fffffff), low16 = _mm512_set1_epi32(0xffff);
@@ -162,7 +162,7 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 	size_t m = n - n % 16;
 
 	if (sub == 0) { /* more than 256 tasks: the AVX2 kernel */
-		kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2);
+		kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld);
 		return;
 	}
 	for (size_t j0 = 0; j0 < m; j0 += sub) {
@@ -182,6 +182,8 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 					__m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(wi, dh));
 					tau = _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1);
 				}
+				if (tp)
+					_mm512_storeu_ps(tp + (size_t)i * ld + j, tau);
 				/* ties_key(): the high bits times two, plus one when the
 				 * low sixteen are zero */
 				__m512i a = _mm512_and_si512(_mm512_castps_si512(tau), mask);
@@ -210,19 +212,20 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 	if (m < n) { /* the tail goes on from lane 0 (m is a multiple of 8) */
 		const void *xt[1024];
 		kern_advance(x, nx, m * es, xt);
-		kern_avx2.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2);
+		kern_avx2.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2,
+		                      tp ? tp + m : NULL, ld);
 	}
 }
 
 static void avx512_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
                                const double *w, size_t n, uint32_t *const *hist, double *s1,
-                               double *s2)
+                               double *s2, float *tp, size_t ld)
 {
 	switch (dt) {
-	case DT_BF16: select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2); break;
-	case DT_F16: select_t(DT_F16, x, nx, base, w, n, hist, s1, s2); break;
-	case DT_F32: select_t(DT_F32, x, nx, base, w, n, hist, s1, s2); break;
-	default: kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2); break;
+	case DT_BF16: select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	case DT_F16: select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	case DT_F32: select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	default: kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
 	}
 }
 

@@ -386,7 +386,7 @@ static int64_t sc_ties_decided(const double *mtl, const signed char *sign, unsig
  * of |tau'|, and norm_lin's s (every c = 1) of the raw task vectors. */
 static void sc_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
                            const double *w, size_t n, uint32_t *const *hist, double *s1,
-                           double *s2)
+                           double *s2, float *tp, size_t ld)
 {
 	for (size_t j = 0; j < n; j++) {
 		float b = dec1(dt, base, j);
@@ -396,6 +396,8 @@ static void sc_ties_select(enum dtype dt, const void *const *x, unsigned nx, con
 			float t = w[i] == 1.0 ? tau : (float)(w[i] * (double)tau);
 			s += (double)tau;
 			hist[i][ties_key(f2u(t) & 0x7fffffffu)]++;
+			if (tp)
+				tp[(size_t)i * ld + j] = t;
 		}
 		if (isfinite(s))
 			s1[j % KERN_LANES] += fabs(s), s2[j % KERN_LANES] += s * s;

@@ -112,15 +112,16 @@ struct kern {
 	int64_t (*ties_decided)(const double *mtl, const signed char *sign, unsigned char *open,
 	                        size_t n, double *dl, double *dq);
 	/*
-	 * TIES's select pass in one step: hist[i][mag(tau'_i) >> 16]++ for
-	 * each element (taus's tau'), and norm_lin's s1 and s2 with every
+	 * TIES's select pass in one step: hist[i][ties_key(mag(tau'_i))]++
+	 * for each element (taus's tau'), and norm_lin's s1 and s2 with every
 	 * c = 1 (the raw tau, whatever the weights), element j in lane
-	 * j % 8. The same counts and bits as taus, the counting and norm_lin.
-	 * NULL: those on tiles.
+	 * j % 8; with tp, also tp[i * ld + j] = tau'_i of element j, the
+	 * tiles taus makes. The same counts and bits as taus, the counting
+	 * and norm_lin. NULL: those on tiles.
 	 */
 	void (*ties_select)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
 	                    const double *w, size_t n, uint32_t *const *hist, double *s1,
-	                    double *s2);
+	                    double *s2, float *tp, size_t ld);
 	/* The threshold pass's low-bit counts and open flags: ties_bins() in
 	 * kern_ties.h defines them. NULL: scalar. */
 	void (*ties_bins)(const float *tp, unsigned nx, size_t n, const uint32_t *bin,

@@ -275,31 +275,40 @@ static size_t tile_open(const struct ties *ts, uint32_t tensor, const float *tp,
 	return nrec;
 }
 
-/* The select pass's scratch beyond scratch_bytes() + count_bytes(): the
- * window's elements of a tile, gathered: nx tiles of values, the kept
- * way's tau_MTL, their indices, the kept way's signs. */
-struct win_ws {
-	float *ct;
-	double *km;
-	uint16_t *idx;
-	signed char *ks;
+/* The select pass's scratch with a window, after scratch_bytes() +
+ * count_bytes(): a whole block at a time (the select kernel gives its
+ * tiles for a block), and the window's elements of a block, gathered. */
+struct sel_ws {
+	float *bt, *tp;       /* the base, nx task vectors */
+	double *mtl;          /* tau_MTL, trimmed way */
+	float *ct;            /* the window's elements: nx tiles of values */
+	double *km;           /* their tau_MTL, kept way */
+	uint16_t *idx;        /* their indices in the block */
+	signed char *sign, *ks; /* signs, trimmed and kept way */
+	unsigned char *open;  /* ties_window()'s codes */
 };
-static size_t win_scratch(unsigned nx)
+static size_t sel_scratch(unsigned nx)
 {
-	return (size_t)KERN_TILE * (sizeof(float) * nx + sizeof(double) + sizeof(uint16_t) + 1);
+	return (size_t)KERN_BLOCK *
+	       (sizeof(float) * (2 * (size_t)nx + 1) + 2 * sizeof(double) + sizeof(uint16_t) + 3);
 }
-static struct win_ws win_ws_at(void *mem, unsigned nx)
+static struct sel_ws sel_ws_at(void *mem, unsigned nx)
 {
-	struct win_ws w;
-	w.ct = mem;
-	w.km = (double *)(w.ct + (size_t)nx * KERN_TILE);
-	w.idx = (uint16_t *)(w.km + KERN_TILE);
-	w.ks = (signed char *)(w.idx + KERN_TILE);
+	struct sel_ws w;
+	w.mtl = mem;
+	w.km = w.mtl + KERN_BLOCK;
+	w.bt = (float *)(w.km + KERN_BLOCK);
+	w.tp = w.bt + KERN_BLOCK;
+	w.ct = w.tp + (size_t)nx * KERN_BLOCK;
+	w.idx = (uint16_t *)(w.ct + (size_t)nx * KERN_BLOCK);
+	w.sign = (signed char *)(w.idx + KERN_BLOCK);
+	w.ks = w.sign + KERN_BLOCK;
+	w.open = (unsigned char *)(w.ks + KERN_BLOCK);
 	return w;
 }
 
 /*
- * The window's elements of a tile (idx, from tile_open()): each is open
+ * The window's elements of a block (idx, from tile_open()): each is open
  * only because one task's value is in its window, at the smallest value
  * of the window's bin q. Its votes and norms go both ways into that bin's
  * totals, to be taken one way once t_i is known: trimmed is the election
@@ -307,12 +316,14 @@ static struct win_ws win_ws_at(void *mem, unsigned nx)
  * tasks' values are outside their windows, so lo and hi decide them
  * alike). One gathered tile through the election kernel.
  */
-static void win_tile(struct plan *p, const float *tp, size_t nn, const unsigned char *open,
-                     const double *mtl, const signed char *sign, size_t m,
-                     const struct win_ws *ws, double *win)
+static void win_tile(struct plan *p, const struct sel_ws *ws, size_t nn, size_t m, double *win)
 {
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
+	const float *tp = ws->tp;
+	const double *mtl = ws->mtl;
+	const signed char *sign = ws->sign;
+	const unsigned char *open = ws->open;
 	float *ct = ws->ct;
 	double *km = ws->km;
 	const uint16_t *idx = ws->idx;
@@ -355,17 +366,14 @@ static void tile_numerator(struct plan *p, const struct plan_tensor *t, const vo
 }
 
 /* The select pass with a window: the counts, and the threshold pass's work
- * with the window's bounds. */
+ * with the window's bounds, a block at a time. */
 static void select_window(struct plan *p, struct pipe_job *job, void *scratch, uint32_t *const *h)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
-	float *bt = scratch, *tp = bt + KERN_TILE, *rec = sel_records(ts, job);
-	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
-	signed char *sign = (signed char *)(mtl + KERN_TILE);
-	unsigned char *open = (unsigned char *)sign + KERN_TILE;
-	struct win_ws ws = win_ws_at((char *)scratch + scratch_bytes(nx) + count_bytes(ts), nx);
+	struct sel_ws ws = sel_ws_at((char *)scratch + scratch_bytes(nx) + count_bytes(ts), nx);
+	float *rec = sel_records(ts, job);
 	const void *xs[SPEC_NX];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0, m, nwin = 0;
 	int64_t votes = 0;
@@ -376,37 +384,32 @@ static void select_window(struct plan *p, struct pipe_job *job, void *scratch, u
 		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
 		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
 		double *bk = sel_blocks(ts, job) + b * sel_block(ts), *win = bk + 8;
-		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		size_t b0 = (size_t)b * KERN_BLOCK, nn = n - b0 < KERN_BLOCK ? n - b0 : KERN_BLOCK;
 		memset(&nm, 0, sizeof(nm));
 		if (ts->wins)
 			memset(win, 0, win_doubles(nx) * sizeof(*win));
-		if (p->k->ties_select) { /* the counts in one step, as without a window */
-			for (unsigned i = 0; i < nx; i++)
-				xs[i] = job->in[i + 1] + b0 * t->unit_in;
-			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, b1 - b0,
-			                  h, nm.s1, nm.s2);
+		for (unsigned i = 0; i < nx; i++)
+			xs[i] = job->in[i + 1] + b0 * t->unit_in;
+		if (p->k->ties_select) { /* the counts and the tiles in one step */
+			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, nn, h, nm.s1,
+			                  nm.s2, ws.tp, nn);
+		} else {
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, nn, ws.bt,
+			          ws.tp);
+			ties_hist(ws.tp, nx, nn, h);
+			tile_numerator(p, t, xs, ws.bt, ws.tp, nn, &nm);
 		}
-		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
-			for (unsigned i = 0; i < nx; i++)
-				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-			if (!p->k->ties_select) {
-				ties_hist(tp, nx, nn, h);
-				tile_numerator(p, t, xs, bt, tp, nn, &nm);
-			}
-			if (ts->wins)
-				ties_window(p->k, tp, nx, nn, ts->lo, ts->hi, open);
-			else /* only predicted values: nothing is open */
-				memset(open, 0, nn);
-			ties_elect_tile(p->k, tp, nn, nx, ts->hi, 1, mtl, sign);
-			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
-			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, ts->hi,
-			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, ws.idx, &m);
-			if (m)
-				win_tile(p, tp, nn, open, mtl, sign, m, &ws, win);
-			nwin += m;
-		}
+		if (ts->wins)
+			ties_window(p->k, ws.tp, nx, nn, ts->lo, ts->hi, ws.open);
+		else /* only predicted values: nothing is open */
+			memset(ws.open, 0, nn);
+		ties_elect_tile(p->k, ws.tp, nn, nx, ts->hi, 1, ws.mtl, ws.sign);
+		votes += ties_decided(p->k, ws.mtl, ws.sign, ws.open, nn, dl, dq);
+		nrec += tile_open(ts, (uint32_t)job->tensor, ws.tp, nn, ws.open, ws.mtl, ts->hi,
+		                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, ws.idx, &m);
+		if (m)
+			win_tile(p, &ws, nn, m, win);
+		nwin += m;
 		bk[0] = kern_lane_sum(nm.s1), bk[1] = kern_lane_sum(nm.s2);
 		bk[2] = kern_lane_sum(dl), bk[3] = kern_lane_sum(dq);
 		bk[4] = kern_lane_sum(pl), bk[5] = kern_lane_sum(pq);
@@ -443,7 +446,7 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + b0 * t->unit_in;
 			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, b1 - b0,
-			                  h, nm.s1, nm.s2);
+			                  h, nm.s1, nm.s2, NULL, 0);
 		}
 		for (size_t j0 = b0; j0 < b1 && !p->k->ties_select; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
@@ -1199,7 +1202,7 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	a->part_block = (unsigned)sel_block(ts) +
 	                (ts->spec_ok ? (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2) : 0);
 	a->begin = select_begin;
-	a->scratch = scratch_bytes(nx) + count_bytes(ts) + (ts->spec_ok ? win_scratch(nx) : 0);
+	a->scratch = scratch_bytes(nx) + count_bytes(ts) + (ts->spec_ok ? sel_scratch(nx) : 0);
 	a->worker_end = ts->per_tensor ? NULL : counts_end;
 	a->want = want_merged;
 	a->work = select_work;

@@ -484,30 +484,43 @@ static void test_isa(const struct kern *k)
 		test_window(k);
 
 	/* TIES's fused select pass against the scalar one: every dtype in,
-	 * weights 1 and not, up to 9 tasks (its buffer of keys is shared) */
+	 * weights 1 and not, up to 9 tasks (its buffer of keys is shared);
+	 * half the rounds also give the tiles, with a stride wider than n
+	 * (what lies between must stay untouched) */
 	if (k->ties_select) {
-		int bad = 0;
+		int bad = 0, bad_t = 0;
 		static const enum dtype tdt[] = {DT_BF16, DT_F16, DT_F32, DT_F64};
 		static unsigned char raw[10][1100 * 8];
-		static float base[1100];
+		static float base[1100], t1[9 * 1103], t2[9 * 1103], bt[1100], tt[9 * 1100];
 		static uint32_t h1[9][65536], h2[9][65536];
 		for (int round = 0; round < 300; round++) {
 			enum dtype dt = tdt[round % 4];
 			unsigned nx = 1 + rnd32() % 9;
-			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100, ld = n + round % 4;
 			const void *x[9];
 			double w[9], a1[2][8] = {{0}}, a2[2][8] = {{0}};
 			uint32_t *p1[9], *p2[9];
+			int tiles = round % 2;
 			fill_models(dt, raw, nx, n, base, round, w);
 			for (unsigned i = 0; i < nx; i++)
 				x[i] = raw[i + 1], p1[i] = h1[i], p2[i] = h2[i];
 			memset(h1, 0, nx * sizeof(h1[0]));
 			memset(h2, 0, nx * sizeof(h2[0]));
-			kern_scalar.ties_select(dt, x, nx, raw[0], w, n, p1, a1[0], a1[1]);
-			k->ties_select(dt, x, nx, raw[0], w, n, p2, a2[0], a2[1]);
+			memset(t1, 0x5a, sizeof(t1));
+			memset(t2, 0x5a, sizeof(t2));
+			kern_scalar.ties_select(dt, x, nx, raw[0], w, n, p1, a1[0], a1[1], tiles ? t1 : NULL, ld);
+			k->ties_select(dt, x, nx, raw[0], w, n, p2, a2[0], a2[1], tiles ? t2 : NULL, ld);
 			bad += memcmp(h1, h2, nx * sizeof(h1[0])) != 0 || memcmp(a1, a2, sizeof(a1)) != 0;
+			bad_t += memcmp(t1, t2, sizeof(t1)) != 0;
+			if (tiles) { /* the scalar kernel's tiles are taus's */
+				kern_scalar.taus(dt, x, nx, raw[0], w, n, bt, tt);
+				for (unsigned i = 0; i < nx; i++)
+					bad_t += memcmp(t1 + (size_t)i * ld, tt + (size_t)i * n, n * 4) != 0;
+			}
 		}
 		ok(bad == 0, "%s ties_select = scalar: counts and norm lanes (%d differ)", k->name, bad);
+		ok(bad_t == 0, "%s ties_select's tiles = scalar's = taus's, nothing else written (%d differ)",
+		   k->name, bad_t);
 	}
 
 	/* DARE's drop: any key, index and density, special values included */
