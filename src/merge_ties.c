@@ -1162,8 +1162,8 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	p->mstate = ts;
 	p->mfree = ties_free;
 	RETURN_ERROR_IF(p->single_pass, err, LINES_EUSAGE, NULL, NULL,
-	                "standard input can be read only once, and TIES reads its inputs three "
-	                "times: give that model as a file");
+	                "standard input can be read only once, and TIES reads its inputs two or "
+	                "three times: give that model as a file");
 	RETURN_ERROR_IF(nx > 1024, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most 1024 models");
 	ts->nx = nx;
 	ts->per_tensor = p->o.trim_tensor;
