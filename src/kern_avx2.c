@@ -641,53 +641,6 @@ static void avx2_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_
 	}
 }
 
-/* The select pass's window codes (kern_ties.h), eight elements at a time
- * without a branch but one that skips the eights with nothing in the
- * window; the tail as the scalar kernel does. */
-static void avx2_ties_window(const float *tp, unsigned nx, size_t n, const uint32_t *lo,
-                             const uint32_t *hi, unsigned char *open)
-{
-	const __m256i mask = _mm256_set1_epi32(0x7fffffff), flip = _mm256_set1_epi32(INT32_MIN);
-	const __m256i low16 = _mm256_set1_epi32(0xffff), one = _mm256_set1_epi32(1);
-	const __m256i zero = _mm256_setzero_si256();
-	size_t m = n - n % 8;
-	memset(open, 0, n);
-	for (unsigned i = 0; i < nx; i++) {
-		const float *t = tp + (size_t)i * n;
-		uint32_t l = lo[i], w = hi[i] - lo[i];
-		/* d < w unsigned, as a signed compare of both with the top bit flipped */
-		__m256i vl = _mm256_set1_epi32((int)l), vw = _mm256_set1_epi32((int)(w ^ 0x80000000u));
-		__m256i id = _mm256_set1_epi32((int)(3 + i * TIES_WIN));
-		if (!w)
-			continue;
-		for (size_t j = 0; j < m; j += 8) {
-			__m256i a = _mm256_and_si256(_mm256_castps_si256(_mm256_loadu_ps(t + j)), mask);
-			__m256i d = _mm256_sub_epi32(a, vl);
-			__m256i in = _mm256_cmpgt_epi32(vw, _mm256_xor_si256(d, flip));
-			if (!_mm256_movemask_ps(_mm256_castsi256_ps(in)))
-				continue;
-			__m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(open + j)));
-			/* alone so far and a bin's smallest value: its bin's code; else 1 */
-			__m256i first = _mm256_and_si256(_mm256_cmpeq_epi32(c, zero),
-			                                 _mm256_cmpeq_epi32(_mm256_and_si256(a, low16), zero));
-			__m256i code = _mm256_blendv_epi8(one, _mm256_add_epi32(id, _mm256_srli_epi32(d, 16)), first);
-			c = _mm256_blendv_epi8(c, code, in);
-			/* back to bytes: codes are below 256 */
-			__m256i b8 = _mm256_packus_epi16(_mm256_packus_epi32(c, c), zero);
-			uint64_t v = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(b8)) |
-			             (uint64_t)(uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(b8, 1)) << 32;
-			memcpy(open + j, &v, 8);
-		}
-		for (size_t j = m; j < n; j++) {
-			uint32_t a;
-			memcpy(&a, t + j, 4);
-			a &= 0x7fffffffu;
-			if (a - l < w)
-				open[j] = ties_window_code(open[j], a, a - l, i);
-		}
-	}
-}
-
 /* 64-bit lane masks from eight bytes of 0 or -1: lanes 0-3, then 4-7. */
 static inline __m256d mask_lo(__m128i b) { return _mm256_castsi256_pd(_mm256_cvtepi8_epi64(b)); }
 static inline __m256d mask_hi(__m128i b) { return _mm256_castsi256_pd(_mm256_cvtepi8_epi64(_mm_srli_si128(b, 4))); }
@@ -749,7 +702,6 @@ const struct kern kern_avx2 = {
 	.ties_elect = avx2_ties_elect,
 	.ties_decided = avx2_ties_decided,
 	.ties_bins = avx2_ties_bins,
-	.ties_window = avx2_ties_window,
 	.ties_select = avx2_ties_select,
 	.dare_drop = avx2_dare_drop,
 };

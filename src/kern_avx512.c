@@ -330,39 +330,6 @@ static void avx512_finish(enum dtype odt, void *out, const float *b, const doubl
 	}
 }
 
-/* The select pass's window codes, sixteen elements at a time, without a
- * branch: kern_ties.h's definition, lane by lane. */
-static void avx512_ties_window(const float *tp, unsigned nx, size_t n, const uint32_t *lo,
-                               const uint32_t *hi, unsigned char *open)
-{
-	const __m512i mask = _mm512_set1_epi32(0x7fffffff), low16 = _mm512_set1_epi32(0xffff);
-	const __m512i one = _mm512_set1_epi32(1);
-	memset(open, 0, n);
-	for (unsigned i = 0; i < nx; i++) {
-		const float *t = tp + (size_t)i * n;
-		uint32_t l = lo[i], w = hi[i] - lo[i];
-		__m512i vl = _mm512_set1_epi32((int)l), vw = _mm512_set1_epi32((int)w);
-		__m512i id = _mm512_set1_epi32((int)(3 + i * TIES_WIN));
-		if (!w)
-			continue;
-		for (size_t j = 0; j < n; j += 16) {
-			__mmask16 all = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
-			__m512i a = _mm512_and_si512(_mm512_castps_si512(_mm512_maskz_loadu_ps(all, t + j)), mask);
-			__m512i d = _mm512_sub_epi32(a, vl);
-			__mmask16 in = _mm512_mask_cmplt_epu32_mask(all, d, vw);
-			if (!in)
-				continue;
-			__m128i cb = _mm_maskz_loadu_epi8(all, open + j);
-			__m512i c = _mm512_cvtepu8_epi32(cb);
-			/* alone so far and a bin's smallest value: its bin's code; else 1 */
-			__mmask16 first = _mm512_testn_epi32_mask(c, c) & _mm512_testn_epi32_mask(a, low16);
-			__m512i code = _mm512_mask_add_epi32(one, first, id, _mm512_srli_epi32(d, 16));
-			c = _mm512_mask_mov_epi32(c, in, code);
-			_mm_mask_storeu_epi8(open + j, all, _mm512_cvtepi32_epi8(c));
-		}
-	}
-}
-
 /* The threshold pass's sums, sixteen elements at a time: kern_avx2.c's
  * avx2_ties_decided, elements 0-7 then 8-15 of each step into lanes 0-7. */
 static int64_t avx512_ties_decided(const double *mtl, const signed char *sign, unsigned char *open,
@@ -411,5 +378,4 @@ void kern_avx512_fill(struct kern *k)
 	k->taus = avx512_taus;
 	k->finish = avx512_finish;
 	k->ties_decided = avx512_ties_decided;
-	k->ties_window = avx512_ties_window;
 }

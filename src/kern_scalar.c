@@ -341,20 +341,6 @@ static void sc_ties_bins(const float *tp, unsigned nx, size_t n, const uint32_t 
 	}
 }
 
-static void sc_ties_window(const float *tp, unsigned nx, size_t n, const uint32_t *lo,
-                           const uint32_t *hi, unsigned char *open)
-{
-	memset(open, 0, n);
-	for (unsigned i = 0; i < nx; i++) {
-		uint32_t l = lo[i], w = hi[i] - lo[i];
-		for (size_t j = 0; j < n && w; j++) {
-			uint32_t a = f2u(tp[(size_t)i * n + j]) & 0x7fffffffu, d = a - l;
-			if (d < w) /* lo <= a < hi */
-				open[j] = ties_window_code(open[j], a, d, i);
-		}
-	}
-}
-
 static int64_t sc_ties_decided(const double *mtl, const signed char *sign, unsigned char *open, size_t n,
                                double *dl, double *dq)
 {
@@ -416,7 +402,6 @@ const struct kern kern_scalar = {
 	.ties_elect = sc_ties_elect,
 	.ties_decided = sc_ties_decided,
 	.ties_bins = sc_ties_bins,
-	.ties_window = sc_ties_window,
 	.ties_select = sc_ties_select,
 	.dare_drop = sc_dare_drop,
 };

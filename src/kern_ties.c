@@ -48,12 +48,6 @@ void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, con
 	(k->ties_bins ? k->ties_bins : kern_scalar.ties_bins)(tp, nx, n, bin, hist, open);
 }
 
-void ties_window(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *lo,
-                 const uint32_t *hi, unsigned char *open)
-{
-	(k->ties_window ? k->ties_window : kern_scalar.ties_window)(tp, nx, n, lo, hi, open);
-}
-
 /* Only the tile path of the select pass (a set without ties_select) uses
  * this, so it is portable C, compiled for the vectorizer. */
 void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2)

@@ -52,15 +52,6 @@ void ties_hist(const float *tp, unsigned nx, size_t n, uint32_t *const *hist);
 void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *bin,
                uint32_t *const *hist, unsigned char *open);
 /*
- * The select pass's window (when a sample has located every t_i): each
- * task's window is [lo[i], hi[i]), whole bins from lo[i], at most
- * TIES_WIN bins; lo[i] == hi[i] is none. open[j] is 0 when no value of
- * element j is in its task's window; 3 + i * TIES_WIN + q when only task
- * i's is, and it is the smallest value of the window's bin q; else 1.
- */
-void ties_window(const struct kern *k, const float *tp, unsigned nx, size_t n, const uint32_t *lo,
-                 const uint32_t *hi, unsigned char *open);
-/*
  * The numerator of alpha from the task vectors themselves (all weights
  * 1, so tau' = tau): norm_lin's s and the lanes it adds |s| and s*s to,
  * the same bits. n elements from a multiple of KERN_LANES.

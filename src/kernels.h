@@ -46,7 +46,7 @@
  *               s = sign(S), or the model's majority sign when S == 0;
  *               tau_MTL = mean of the kept tau' of sign s, P or N over
  *               their count (0 if none); a kept NaN makes it NaN;
- *   ties_select, ties_bins, ties_window, ties_decided
+ *   ties_select, ties_bins, ties_decided
  *               the work of each TIES pass over those (below), the
  *               select pass fused from the raw inputs;
  *   dare_drop   keep an entry when a hash of (seed, task, tensor, index)
@@ -126,10 +126,6 @@ struct kern {
 	 * kern_ties.h defines them. NULL: scalar. */
 	void (*ties_bins)(const float *tp, unsigned nx, size_t n, const uint32_t *bin,
 	                  uint32_t *const *hist, unsigned char *open);
-	/* The select pass's window codes: ties_window() in kern_ties.h
-	 * defines them. NULL: scalar. */
-	void (*ties_window)(const float *tp, unsigned nx, size_t n, const uint32_t *lo,
-	                    const uint32_t *hi, unsigned char *open);
 	/*
 	 * DARE's drop and rescale of n values of one task, elements idx0 on:
 	 * x = kern_mix64(key ^ idx * 0xd1b54a32d192ed03) >> 11, and
@@ -172,15 +168,6 @@ void kern_avx512_fill(struct kern *k);
 const struct kern *kern_get(struct lines_error *err);
 /* A given set by name, if built and supported by this CPU; else NULL. */
 const struct kern *kern_by_name(const char *name);
-
-/* TIES's window (kern_ties.h's ties_window): bins per task at most. */
-#define TIES_WIN 4
-/* The code of an element whose code so far is c, after task i's value a
- * (magnitude bits) was found in its window, d = a - lo[i]. */
-static inline unsigned char ties_window_code(unsigned c, uint32_t a, uint32_t d, unsigned i)
-{
-	return (unsigned char)(c == 0 && (a & 0xffffu) == 0 ? 3 + i * TIES_WIN + (d >> 16) : 1);
-}
 
 /* Fixed-order combination of the lanes: ((0+1)+(2+3))+((4+5)+(6+7)). */
 static inline double kern_lane_sum(const double v[KERN_LANES])

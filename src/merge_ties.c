@@ -35,19 +35,17 @@
  *
  * Global trim usually needs no threshold pass. Before the select pass, a
  * sample of the model (SAMPLE_PIECES evenly spread pieces, read with
- * pread) locates each t_i, with a wide margin: at one bin's smallest
- * value (a prediction of t_i: nothing is open), or within a window of at
- * most WIN_MAX bins. The select pass then also does the threshold pass's
- * work with those bounds in place of the bin's: an element with no
- * |tau'_i| inside its task's window is decided and summed at once; one
- * whose only value inside is a bin's smallest value is summed both ways
- * (kept and trimmed) into that bin's totals, per block; the others go to
- * the temporary file. When the counts put every t_i inside its window
- * (a hit), t_i is found from the counts (and, inside the bin, from the
- * file), each bin's totals are taken the right way, the file is settled,
- * and the threshold pass is skipped. On a miss the select pass's sums
- * are dropped and the threshold pass runs as above: the result is exact
- * either way, and there are never more than three passes.
+ * pread) predicts each t_i: when the sample's rank of t_i, give or take
+ * SAMPLE_Z standard errors, falls on one bin's smallest value, t_i is
+ * predicted to be that value (the common case for 16-bit models, as
+ * above). The select pass then also does the threshold pass's work with
+ * the predicted t_i, which decide every element. When the counts confirm
+ * every prediction (a hit), the threshold pass is skipped; otherwise the
+ * select pass's sums are dropped and the threshold pass runs as above.
+ * Either way every element is summed in the same blocks in the same
+ * order as the threshold pass would sum it, so the bytes are the same
+ * whether a sample was taken or not (standard input, .zst inputs), and
+ * there are never more than three passes.
  */
 #include "config.h"
 
@@ -65,13 +63,10 @@
 #include "pipeline.h"
 
 #define BINS 65536u
-#define WIN_MAX TIES_WIN /* bins in a task's window at most */
-#define SPEC_NX 16  /* tasks at most for the window (the totals are per block) */
-#define WIN_VALS 7  /* per task, bin and way: votes, |m|, m^2 of decided, zero sums + and - */
+#define SPEC_NX 16  /* tasks at most for a prediction (the sample counts per piece and task) */
 #define SAMPLE_PIECES 4096u
 #define SAMPLE_PIECE 2048u /* elements */
-#define SAMPLE_Z 6.0       /* the window's margin, in standard errors of the sample's rank */
-#define OPEN_PER_BYTE 0.005 /* open elements worth a window, per byte of an element */
+#define SAMPLE_Z 6.0       /* the prediction's margin, in standard errors of the sample's rank */
 
 struct ties {
 	unsigned nx;
@@ -93,14 +88,11 @@ struct ties {
 	uint64_t nspill;
 	pthread_mutex_t mu; /* run, when a worker flushes its counts */
 	uint64_t count_limit; /* a worker flushes before counting past this */
-	/* the select pass's window (global trim) */
-	int spec_ok;       /* the select pass can take a window */
-	int spec;          /* this one does: [lo_i, hi_i), whole bins */
-	int hit;           /* every t_i was inside: no threshold pass */
-	uint32_t *lo, *hi; /* nx */
-	double *win;       /* nx x WIN_MAX x 2 ways x WIN_VALS totals */
-	uint64_t nwin;     /* elements summed into them */
-	int wins;          /* some task has a window (else only predicted values) */
+	/* the select pass's prediction (global trim) */
+	int spec_ok;       /* the select pass can take one */
+	int spec;          /* this one does: t_i = pred[i] */
+	int hit;           /* every prediction confirmed: no threshold pass */
+	uint32_t *pred;    /* nx */
 };
 
 static struct ties *T(struct plan *p) { return p->mstate; }
@@ -182,29 +174,23 @@ static int counts_end(struct plan *p, void *scratch, struct lines_error *err)
 
 /*
  * A select job's part: per tensor nx x BINS uint32 counts, then per job
- * votes, the number of records for the temporary file and of elements
- * summed into the window's totals, then per
- * block the numerator's |s| and s^2 and, with a window, the threshold
- * pass's 6 sums and the window's totals, then the records. A threshold
- * job's part is the same with only the 6 sums per block.
+ * votes and the number of records for the temporary file (none in the
+ * select pass), then per block the numerator's |s| and s^2 and, with a
+ * prediction, the threshold pass's 6 sums. A threshold job's part is the
+ * same with only the 6 sums per block, then the records.
  */
-#define TH_HEAD(ts) (part_counts(ts) + 3)
-/* the head's doubles, back from TH_HEAD: votes, records, window elements */
-enum { H_VOTES = 3, H_NREC = 2, H_NWIN = 1 };
+#define TH_HEAD(ts) (part_counts(ts) + 2)
+/* the head's doubles, back from TH_HEAD: votes, records */
+enum { H_VOTES = 2, H_NREC = 1 };
 #define TH_REC(nx) (1 + (size_t)(nx)) /* floats: tensor index, then values */
 
-static size_t win_doubles(unsigned nx) { return (size_t)nx * WIN_MAX * 2 * WIN_VALS; }
 static size_t sel_block(const struct ties *ts) /* doubles per block of a select job */
 {
-	return 2 + (ts->spec_ok ? 6 + win_doubles(ts->nx) : 0);
+	return 2 + (ts->spec_ok ? 6 : 0);
 }
 static double *sel_blocks(struct ties *ts, const struct pipe_job *job)
 {
 	return job->part + TH_HEAD(ts);
-}
-static float *sel_records(struct ties *ts, const struct pipe_job *job)
-{
-	return (float *)(sel_blocks(ts, job) + sel_block(ts) * job->nblocks);
 }
 static double *th_blocks(struct ties *ts, const struct pipe_job *job) { return job->part + TH_HEAD(ts); }
 static float *th_records(struct ties *ts, const struct pipe_job *job)
@@ -232,124 +218,59 @@ static inline size_t next_open(const unsigned char *open, size_t n, size_t j)
 	return j;
 }
 
-/* One element's record for the temporary file: its tensor, its values. */
-static void put_record(float *r, uint32_t tensor, const float *tp, size_t nn, size_t j,
-                       unsigned nx)
-{
-	memcpy(r, &tensor, 4);
-	for (unsigned i = 0; i < nx; i++)
-		r[1 + i] = tp[(size_t)i * nn + j];
-}
-
 /*
- * The elements of a tile that ties_decided() left (open[j], see
- * ties_window()): a zero sum (2) is summed for both majorities into pl,
- * pq (+) and nl, nq (-); an open one (1) goes to rec as a record for the
- * temporary file; the others (3 on: the select pass's window) are listed
- * in idx for win_tile(). Returns the records written.
+ * The elements of a tile that ties_decided() left (open[j]): a zero sum
+ * (2) is summed for both majorities into pl, pq (+) and nl, nq (-); an
+ * open one (1, only in the threshold pass) goes to rec as a record for
+ * the temporary file: its tensor, its values. Returns the records written.
  */
 static size_t tile_open(const struct ties *ts, uint32_t tensor, const float *tp, size_t nn,
                         const unsigned char *open, const double *mtl, const uint32_t *up,
-                        float *rec, double *pl, double *pq, double *nl, double *nq,
-                        uint16_t *idx, size_t *nidx)
+                        float *rec, double *pl, double *pq, double *nl, double *nq)
 {
 	unsigned nx = ts->nx;
-	size_t nrec = 0, ni = 0;
+	size_t nrec = 0;
 	for (size_t j = next_open(open, nn, 0); j < nn; j = next_open(open, nn, j + 1)) {
 		unsigned l = (unsigned)(j % KERN_LANES);
-		if (open[j] == 1) { /* settled from the file once t_i is known */
-			put_record(rec + nrec++ * TH_REC(nx), tensor, tp, nn, j, nx);
-		} else if (open[j] == 2) { /* a zero sum: the majority decides, both ways */
+		if (open[j] & 1) { /* settled from the file once t_i is known */
+			float *r = rec + nrec++ * TH_REC(nx);
+			memcpy(r, &tensor, 4);
+			for (unsigned i = 0; i < nx; i++)
+				r[1 + i] = tp[(size_t)i * nn + j];
+		} else { /* a zero sum: the majority decides, both ways */
 			double mp = mtl[j], mn = 0.0;
 			ties_elect(tp + j, nn, nx, up, -1, &mn);
 			if (isfinite(mp) && isfinite(mn)) {
 				pl[l] += fabs(mp), pq[l] += mp * mp;
 				nl[l] += fabs(mn), nq[l] += mn * mn;
 			}
-		} else {
-			idx[ni++] = (uint16_t)j;
 		}
 	}
-	if (nidx)
-		*nidx = ni;
 	return nrec;
 }
 
-/* The select pass's scratch with a window, after scratch_bytes() +
+/* The select pass's scratch with a prediction, after scratch_bytes() +
  * count_bytes(): a whole block at a time (the select kernel gives its
- * tiles for a block), and the window's elements of a block, gathered. */
+ * tiles for a block). */
 struct sel_ws {
 	float *bt, *tp;       /* the base, nx task vectors */
-	double *mtl;          /* tau_MTL, trimmed way */
-	float *ct;            /* the window's elements: nx tiles of values */
-	double *km;           /* their tau_MTL, kept way */
-	uint16_t *idx;        /* their indices in the block */
-	signed char *sign, *ks; /* signs, trimmed and kept way */
-	unsigned char *open;  /* ties_window()'s codes */
+	double *mtl;          /* tau_MTL */
+	signed char *sign;
+	unsigned char *open;  /* zero sums, from ties_decided() */
 };
 static size_t sel_scratch(unsigned nx)
 {
-	return (size_t)KERN_BLOCK *
-	       (sizeof(float) * (2 * (size_t)nx + 1) + 2 * sizeof(double) + sizeof(uint16_t) + 3);
+	return (size_t)KERN_BLOCK * (sizeof(float) * ((size_t)nx + 1) + sizeof(double) + 2);
 }
 static struct sel_ws sel_ws_at(void *mem, unsigned nx)
 {
 	struct sel_ws w;
 	w.mtl = mem;
-	w.km = w.mtl + KERN_BLOCK;
-	w.bt = (float *)(w.km + KERN_BLOCK);
+	w.bt = (float *)(w.mtl + KERN_BLOCK);
 	w.tp = w.bt + KERN_BLOCK;
-	w.ct = w.tp + (size_t)nx * KERN_BLOCK;
-	w.idx = (uint16_t *)(w.ct + (size_t)nx * KERN_BLOCK);
-	w.sign = (signed char *)(w.idx + KERN_BLOCK);
-	w.ks = w.sign + KERN_BLOCK;
-	w.open = (unsigned char *)(w.ks + KERN_BLOCK);
+	w.sign = (signed char *)(w.tp + (size_t)nx * KERN_BLOCK);
+	w.open = (unsigned char *)(w.sign + KERN_BLOCK);
 	return w;
-}
-
-/*
- * The window's elements of a block (idx, from tile_open()): each is open
- * only because one task's value is in its window, at the smallest value
- * of the window's bin q. Its votes and norms go both ways into that bin's
- * totals, to be taken one way once t_i is known: trimmed is the election
- * at hi (mtl, sign, already made), kept the election at lo (the other
- * tasks' values are outside their windows, so lo and hi decide them
- * alike). One gathered tile through the election kernel.
- */
-static void win_tile(struct plan *p, const struct sel_ws *ws, size_t nn, size_t m, double *win)
-{
-	struct ties *ts = T(p);
-	unsigned nx = ts->nx;
-	const float *tp = ws->tp;
-	const double *mtl = ws->mtl;
-	const signed char *sign = ws->sign;
-	const unsigned char *open = ws->open;
-	float *ct = ws->ct;
-	double *km = ws->km;
-	const uint16_t *idx = ws->idx;
-	signed char *ks = ws->ks;
-
-	for (unsigned i = 0; i < nx; i++)
-		for (size_t c = 0; c < m; c++)
-			ct[(size_t)i * m + c] = tp[(size_t)i * nn + idx[c]];
-	ties_elect_tile(p->k, ct, m, nx, ts->lo, 1, km, ks);
-	for (size_t c = 0; c < m; c++) {
-		unsigned o = open[idx[c]] - 3u;
-		double *e = win + (size_t)o * 2 * WIN_VALS; /* o = task x WIN_MAX + bin */
-		for (int way = 0; way < 2; way++, e += WIN_VALS) {
-			double mp = way == 0 ? km[c] : mtl[idx[c]], mn;
-			int sg = way == 0 ? ks[c] : sign[idx[c]];
-			if (sg) {
-				e[0] += sg;
-				if (isfinite(mp))
-					e[1] += fabs(mp), e[2] += mp * mp;
-			} else if (mp != 0.0) { /* a zero sum: both majorities */
-				ties_elect(ct + c, m, nx, way == 0 ? ts->lo : ts->hi, -1, &mn);
-				if (isfinite(mp) && isfinite(mn))
-					e[3] += fabs(mp), e[4] += mp * mp, e[5] += fabs(mn), e[6] += mn * mn;
-			}
-		}
-	}
 }
 
 /* ---- select ------------------------------------------------------------------ */
@@ -365,17 +286,17 @@ static void tile_numerator(struct plan *p, const struct plan_tensor *t, const vo
 		p->k->norm_lin(t->in_dt, xs, T(p)->nx, bt, T(p)->ones, nn, nm);
 }
 
-/* The select pass with a window: the counts, and the threshold pass's work
- * with the window's bounds, a block at a time. */
-static void select_window(struct plan *p, struct pipe_job *job, void *scratch, uint32_t *const *h)
+/* The select pass with a prediction: the counts, and the threshold pass's
+ * work with the predicted thresholds, a block at a time. */
+static void select_predicted(struct plan *p, struct pipe_job *job, void *scratch,
+                             uint32_t *const *h)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
 	struct sel_ws ws = sel_ws_at((char *)scratch + scratch_bytes(nx) + count_bytes(ts), nx);
-	float *rec = sel_records(ts, job);
 	const void *xs[SPEC_NX];
-	size_t n = (size_t)(job->u1 - job->u0), nrec = 0, m, nwin = 0;
+	size_t n = (size_t)(job->u1 - job->u0);
 	int64_t votes = 0;
 
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -383,11 +304,9 @@ static void select_window(struct plan *p, struct pipe_job *job, void *scratch, u
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
 		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
 		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
-		double *bk = sel_blocks(ts, job) + b * sel_block(ts), *win = bk + 8;
+		double *bk = sel_blocks(ts, job) + b * sel_block(ts);
 		size_t b0 = (size_t)b * KERN_BLOCK, nn = n - b0 < KERN_BLOCK ? n - b0 : KERN_BLOCK;
 		memset(&nm, 0, sizeof(nm));
-		if (ts->wins)
-			memset(win, 0, win_doubles(nx) * sizeof(*win));
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + b0 * t->unit_in;
 		if (p->k->ties_select) { /* the counts and the tiles in one step */
@@ -399,25 +318,18 @@ static void select_window(struct plan *p, struct pipe_job *job, void *scratch, u
 			ties_hist(ws.tp, nx, nn, h);
 			tile_numerator(p, t, xs, ws.bt, ws.tp, nn, &nm);
 		}
-		if (ts->wins)
-			ties_window(p->k, ws.tp, nx, nn, ts->lo, ts->hi, ws.open);
-		else /* only predicted values: nothing is open */
-			memset(ws.open, 0, nn);
-		ties_elect_tile(p->k, ws.tp, nn, nx, ts->hi, 1, ws.mtl, ws.sign);
+		memset(ws.open, 0, nn); /* the predictions decide every element */
+		ties_elect_tile(p->k, ws.tp, nn, nx, ts->pred, 1, ws.mtl, ws.sign);
 		votes += ties_decided(p->k, ws.mtl, ws.sign, ws.open, nn, dl, dq);
-		nrec += tile_open(ts, (uint32_t)job->tensor, ws.tp, nn, ws.open, ws.mtl, ts->hi,
-		                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, ws.idx, &m);
-		if (m)
-			win_tile(p, &ws, nn, m, win);
-		nwin += m;
+		tile_open(ts, (uint32_t)job->tensor, ws.tp, nn, ws.open, ws.mtl, ts->pred, NULL, pl, pq,
+		          nl, nq);
 		bk[0] = kern_lane_sum(nm.s1), bk[1] = kern_lane_sum(nm.s2);
 		bk[2] = kern_lane_sum(dl), bk[3] = kern_lane_sum(dq);
 		bk[4] = kern_lane_sum(pl), bk[5] = kern_lane_sum(pq);
 		bk[6] = kern_lane_sum(nl), bk[7] = kern_lane_sum(nq);
 	}
 	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
-	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
-	job->part[TH_HEAD(ts) - H_NWIN] = (double)nwin;
+	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
 }
 
 static int select_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
@@ -434,7 +346,7 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 	for (unsigned i = 0; i < nx; i++)
 		h[i] = hist + (size_t)i * BINS;
 	if (ts->spec) {
-		select_window(p, job, scratch, h);
+		select_predicted(p, job, scratch, h);
 		return 0;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -461,7 +373,6 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 	}
 	job->part[TH_HEAD(ts) - H_VOTES] = 0.0;
 	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
-	job->part[TH_HEAD(ts) - H_NWIN] = 0.0;
 	return 0;
 }
 
@@ -686,24 +597,22 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, doubl
 }
 
 /*
- * Before the select pass (global trim): locate each t_i in the sample,
- * and give the pass the window of bins around it, SAMPLE_Z standard
- * errors of the sample's rank wide either way (binomial, or what the
- * pieces measure, whichever is larger). No window when the
- * sample cannot narrow some t_i to WIN_MAX bins.
- * When both ends of that range fall on the smallest value of one bin,
- * t_i is predicted to be that value and nothing is open.
- * LINES_TEST_TIES_WINDOW=off (no window), miss (a window that misses),
- * wrong (a wrong value) or window (a window where a value was predicted):
+ * Before the select pass (global trim): locate each t_i in the sample, give
+ * or take SAMPLE_Z standard errors of the sample's rank (binomial, or what
+ * the pieces measure, whichever is larger). When that range lies among
+ * the smallest value of one bin, which ranks first in its bin, t_i is
+ * predicted to be that value; when some t_i cannot be predicted so, the
+ * select pass takes no prediction.
+ * LINES_TEST_TIES_WINDOW=off (no sample) or wrong (a wrong prediction):
  * testing hooks, for the paths that the test models would not take.
  */
 static int select_begin(struct plan *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	const char *test = getenv("LINES_TEST_TIES_WINDOW");
-	uint64_t d = 0, k, ns, in_bytes = 0;
+	uint64_t d = 0, k, ns;
 	struct timespec t0, t1;
-	double se[SPEC_NX], open = 0.0; /* the fraction of elements expected open */
+	double se[SPEC_NX];
 	int whole = 0;
 	(void)err;
 
@@ -711,23 +620,20 @@ static int select_begin(struct plan *p, struct lines_error *err)
 	if (!ts->spec_ok || (test && !strcmp(test, "off")))
 		return 0;
 	for (size_t i = 0; i < p->nt; i++)
-		if (p->t[i].merge) {
-			d += p->t[i].units;
-			in_bytes += p->t[i].units * p->t[i].unit_in;
-		}
+		d += p->t[i].merge ? p->t[i].units : 0;
 	k = rank_k(d, p->o.density);
+	if (d && k == 0) { /* nothing to trim: every t_i is 0, no sample needed */
+		memset(ts->pred, 0, ts->nx * sizeof(*ts->pred));
+		ts->spec = 1;
+		return 0;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	ns = d ? sample(p, d, k, &whole, se) : 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements in %.3f s",
 	         (unsigned long long)ns,
 	         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
-	if (!ns) {
-		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
-		return 0;
-	}
-	ts->spec = 1;
-	ts->wins = 0;
+	ts->spec = ns > 0;
 	for (unsigned i = 0; i < ts->nx && ts->spec; i++) {
 		const uint64_t *h = ts->run + (size_t)i * BINS;
 		double f = (double)k / (double)d, r = f * (double)ns;
@@ -735,69 +641,27 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		double mg = SAMPLE_Z * fmax(sqrt((double)ns * f * (1.0 - f)), se[i]) + 2.0;
 		uint64_t rlo = r - mg < 1.0 ? 1 : (uint64_t)(r - mg);
 		uint64_t rhi = r + mg > (double)ns ? ns : (uint64_t)ceil(r + mg), cum = 0;
+		uint32_t b = 0;
 		if (whole) /* the sample is the model: t_i exactly */
 			rlo = rhi = k;
-		uint32_t lb = 0, hb = BINS / 2 - 1;
-		int have_lo = 0, edge = 0;
-		if (k == 0) { /* t_i is 0: nothing is open */
-			ts->lo[i] = ts->hi[i] = 0;
-			continue;
-		}
-		for (uint32_t b = 0; b < BINS / 2; b++) {
-			if (!have_lo && cum + h[2 * b] + h[2 * b + 1] >= rlo) {
-				lb = b, have_lo = 1;
-				/* both ends among the bin's smallest value (which ranks
-				 * first in its bin): t_i is that value, nothing is open */
-				if (rlo > cum && rhi <= cum + h[2 * b + 1]) {
-					hb = b;
-					edge = 1;
-					break;
-				}
-			}
-			cum += h[2 * b] + h[2 * b + 1];
-			if (cum >= rhi) {
-				hb = b;
+		for (; b < BINS / 2; b++) { /* the bin of rank rlo */
+			if (cum + h[2 * b] + h[2 * b + 1] >= rlo)
 				break;
-			}
+			cum += h[2 * b] + h[2 * b + 1];
 		}
-		if (test && !strcmp(test, "miss")) /* infinity's bin: t_i is not there */
-			lb = hb = 0x7f80, edge = 0;
-		if (test && !strcmp(test, "window") && edge) /* a window, not the value */
-			edge = 0, hb = lb + 1 < BINS / 2 ? lb + 1 : lb;
-		if (test && !strcmp(test, "wrong")) /* a value, the next bin's */
-			edge = 1, lb = hb + 1 < BINS / 2 ? hb + 1 : 0;
-		if (edge) {
-			ts->lo[i] = ts->hi[i] = lb << 16;
+		if (b == BINS / 2 || rhi > cum + h[2 * b + 1]) {
 			plan_log(p, LINES_LOG_INFO, NULL, NULL,
-			         "ties: the sample puts task %u's threshold at %#x", i + 1, lb << 16);
-			continue;
-		}
-		if (hb - lb + 1 > WIN_MAX) {
-			plan_log(p, LINES_LOG_INFO, NULL, NULL,
-			         "ties: the sample puts task %u's threshold in %u bins, more than %u: "
-			         "no window",
-			         i + 1, hb - lb + 1, WIN_MAX);
+			         "ties: the sample does not pin task %u's threshold to one value: the "
+			         "threshold pass runs",
+			         i + 1);
 			ts->spec = 0;
 			break;
 		}
-		ts->lo[i] = lb << 16;
-		ts->hi[i] = (uint32_t)(((uint64_t)hb + 1) << 16);
-		ts->wins = 1;
-		for (uint32_t b = lb; b <= hb; b++)
-			open += (double)(h[2 * b] + h[2 * b + 1]) / (double)ns;
-		plan_log(p, LINES_LOG_INFO, NULL, NULL,
-		         "ties: the sample puts task %u's threshold in bins %#x to %#x", i + 1, lb, hb);
-	}
-	/* An open element costs more than a threshold pass saves once they
-	 * are more than about OPEN_PER_BYTE per byte of an element (measured,
-	 * see lines-merge(1)): then the threshold pass is cheaper. */
-	if (ts->spec && open > OPEN_PER_BYTE * (double)in_bytes / (double)d &&
-	    !(test && !strcmp(test, "window"))) {
-		plan_log(p, LINES_LOG_INFO, NULL, NULL,
-		         "ties: the windows would hold %.2f%% of the elements, more than a threshold "
-		         "pass costs: no window",
-		         100.0 * open);
-		ts->spec = 0;
+		if (test && !strcmp(test, "wrong")) /* the next bin's smallest value */
+			b = b + 1 < BINS / 2 ? b + 1 : 0;
+		ts->pred[i] = b << 16;
+		plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: the sample puts task %u's threshold at %#x",
+		         i + 1, b << 16);
 	}
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	return 0;
@@ -807,7 +671,7 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 {
 	struct ties *ts = T(p);
 	const double *bk = sel_blocks(ts, job);
-	size_t nw = win_doubles(ts->nx), nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
+	(void)err;
 
 	for (unsigned b = 0; b < job->nblocks; b++, bk += sel_block(ts)) {
 		ts->num[0] += bk[0];
@@ -817,16 +681,8 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 		ts->det[0] += bk[2], ts->det[1] += bk[3];
 		ts->zpos[0] += bk[4], ts->zpos[1] += bk[5];
 		ts->zneg[0] += bk[6], ts->zneg[1] += bk[7];
-		for (size_t q = 0; ts->wins && q < nw; q++)
-			ts->win[q] += bk[8 + q];
 	}
 	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
-	ts->nwin += (uint64_t)job->part[TH_HEAD(ts) - H_NWIN];
-	if (nrec) {
-		if (fwrite(sel_records(ts, job), TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
-			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
-		ts->nspill += nrec;
-	}
 	ts->run_d += job->u1 - job->u0;
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
@@ -841,81 +697,27 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 static int conclude(struct plan *p, const char *pass, struct lines_error *err);
 
 /*
- * After a select pass with a window, the counts final: on a hit, t_i
- * exact (inside its bin from the file's values, which hold every value
- * of the window that is not a bin's smallest), each bin's totals the way
- * t_i decides, and the rest as after the threshold pass. On a miss, the
- * window's sums and file are dropped for the threshold pass.
+ * After a select pass with a prediction, the counts final: on a hit
+ * (every t_i is its predicted value) the select pass summed what the
+ * threshold pass would have; on a miss its sums are dropped for the
+ * threshold pass.
  */
-static int window_end(struct plan *p, struct lines_error *err)
+static int predict_end(struct plan *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	unsigned nx = ts->nx;
-	uint64_t edge[SPEC_NX] = {0};
-	int find = 0;
-
 	ts->hit = 1;
-	for (unsigned i = 0; i < nx; i++) {
-		if (ts->lo[i] == ts->hi[i]) /* a threshold, not a window */
-			ts->hit &= ts->known[i] && ts->thr[i] == ts->lo[i];
-		else
-			ts->hit &= (uint64_t)ts->bin[i] << 16 >= ts->lo[i] &&
-			           ((uint64_t)ts->bin[i] + 1) << 16 <= ts->hi[i];
-	}
-	if (!ts->hit) {
-		plan_log(p, LINES_LOG_INFO, NULL, NULL,
-		         "ties: a threshold is outside the sample's window: the threshold pass runs");
-		ts->spec = 0;
-		ts->votes = 0;
-		ts->nwin = 0;
-		memset(ts->win, 0, win_doubles(nx) * sizeof(*ts->win));
-		memset(ts->det, 0, sizeof(ts->det));
-		memset(ts->zpos, 0, sizeof(ts->zpos));
-		memset(ts->zneg, 0, sizeof(ts->zneg));
-		ts->nspill = 0;
-		if (fflush(ts->spill) != 0 || ftruncate(fileno(ts->spill), 0) < 0 ||
-		    fseek(ts->spill, 0, SEEK_SET) < 0)
-			return lines_errno(err, errno, NULL, "cannot empty the temporary file of TIES");
-		return 0;
-	}
-	for (unsigned i = 0; i < nx; i++)
-		if (!ts->known[i]) {
-			edge[i] = ts->run[(size_t)i * BINS + 2 * ts->bin[i] + 1];
-			find = 1;
-		}
-	memset(ts->run, 0, (size_t)nx * BINS * sizeof(*ts->run));
-	if (find) { /* the values inside t_i's bin, from the file */
-		float rec[1 + SPEC_NX];
-		if (fflush(ts->spill) != 0 || fseek(ts->spill, 0, SEEK_SET) < 0)
-			return lines_errno(err, errno, NULL, "cannot read back the temporary file of TIES");
-		for (uint64_t r = 0; r < ts->nspill; r++) {
-			if (fread(rec, TH_REC(nx) * sizeof(float), 1, ts->spill) != 1)
-				return lines_errf(err, LINES_EIO, NULL, NULL,
-				                  "cannot read back the temporary file of TIES");
-			for (unsigned i = 0; i < nx; i++) {
-				uint32_t a = ties_mag(rec[1 + i]);
-				if (!ts->known[i] && a >> 16 == ts->bin[i] && (a & 0xffffu))
-					ts->run[(size_t)i * BINS + (a & 0xffffu)]++;
-			}
-		}
-		for (unsigned i = 0; i < nx; i++)
-			ts->run[(size_t)i * BINS] += edge[i];
-		find_thresholds(ts, 0);
-	}
-	for (unsigned i = 0; i < nx; i++) /* each bin's totals, the way t_i decides */
-		for (unsigned q = 0; q < WIN_MAX; q++) {
-			uint64_t v = (uint64_t)ts->lo[i] + ((uint64_t)q << 16);
-			const double *e = ts->win + ((size_t)i * WIN_MAX + q) * 2 * WIN_VALS;
-			if (v >= ts->hi[i])
-				break;
-			e += v >= ts->thr[i] ? 0 : WIN_VALS;
-			ts->votes += (int64_t)e[0];
-			ts->det[0] += e[1], ts->det[1] += e[2];
-			ts->zpos[0] += e[3], ts->zpos[1] += e[4];
-			ts->zneg[0] += e[5], ts->zneg[1] += e[6];
-		}
-	memset(ts->run, 0, (size_t)nx * BINS * sizeof(*ts->run));
-	return conclude(p, "select", err);
+	for (unsigned i = 0; i < ts->nx; i++)
+		ts->hit &= ts->known[i] && ts->thr[i] == ts->pred[i];
+	if (ts->hit)
+		return conclude(p, "select", err);
+	plan_log(p, LINES_LOG_INFO, NULL, NULL,
+	         "ties: a threshold is not the sample's prediction: the threshold pass runs");
+	ts->spec = 0;
+	ts->votes = 0;
+	memset(ts->det, 0, sizeof(ts->det));
+	memset(ts->zpos, 0, sizeof(ts->zpos));
+	memset(ts->zneg, 0, sizeof(ts->zneg));
+	return 0;
 }
 
 static int select_done(struct plan *p, struct lines_error *err)
@@ -924,7 +726,7 @@ static int select_done(struct plan *p, struct lines_error *err)
 	if (!ts->per_tensor)
 		find_bins(ts, 0, ts->run_d, p->o.density);
 	if (ts->spec)
-		FORWARD_IF_ERROR(window_end(p, err));
+		FORWARD_IF_ERROR(predict_end(p, err));
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	ts->run_d = 0;
 	return 0;
@@ -978,7 +780,7 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 			ties_elect_tile(p->k, tp, nn, nx, up, 1, mtl, sign);
 			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
 			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, up,
-			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq, NULL, NULL);
+			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq);
 		}
 		blk[6 * b + 0] = kern_lane_sum(dl), blk[6 * b + 1] = kern_lane_sum(dq);
 		blk[6 * b + 2] = kern_lane_sum(pl), blk[6 * b + 3] = kern_lane_sum(pq);
@@ -986,7 +788,6 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	}
 	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
 	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
-	job->part[TH_HEAD(ts) - H_NWIN] = 0.0;
 	return 0;
 }
 
@@ -1092,9 +893,8 @@ static int conclude(struct plan *p, const char *pass, struct lines_error *err)
 	p->norm_sum = p->o.norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0];
 	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
 	plan_log(p, LINES_LOG_INFO, NULL, NULL,
-	         "ties: %llu elements settled after the %s pass, %llu taken from the window's "
-	         "totals; majority sign %+d",
-	         (unsigned long long)ts->nspill, pass, (unsigned long long)ts->nwin, ts->maj);
+	         "ties: %llu elements settled after the %s pass; majority sign %+d",
+	         (unsigned long long)ts->nspill, pass, ts->maj);
 	return plan_alpha_from_norms(p, err);
 }
 
@@ -1139,7 +939,7 @@ static void ties_free(struct plan *p)
 	if (ts->spill)
 		fclose(ts->spill);
 	free(ts->run), free(ts->bin), free(ts->rank), free(ts->thr), free(ts->known);
-	free(ts->ones), free(ts->lo), free(ts->hi), free(ts->win);
+	free(ts->ones), free(ts->pred);
 	pthread_mutex_destroy(&ts->mu);
 	free(ts);
 	p->mstate = NULL;
@@ -1179,16 +979,13 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	ts->thr = calloc(ts->nentries * nx, sizeof(*ts->thr));
 	ts->known = calloc(ts->nentries * nx, 1);
 	ts->ones = calloc(nx, sizeof(*ts->ones));
-	/* a window for the select pass: global trim over files that can be
-	 * sampled (not streams), and few enough tasks for its per-block totals */
+	/* a prediction for the select pass: global trim over files that can
+	 * be sampled (not streams), and few enough tasks for the sample */
 	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX;
-	ts->lo = calloc(nx, sizeof(*ts->lo));
-	ts->hi = calloc(nx, sizeof(*ts->hi));
-	ts->win = calloc(win_doubles(nx), sizeof(*ts->win));
-	RETURN_ERROR_IF(!ts->lo || !ts->hi || !ts->win, err, LINES_ENOMEM, NULL, NULL,
-	                "out of memory for TIES");
-	RETURN_ERROR_IF(!ts->run || !ts->bin || !ts->rank || !ts->thr || !ts->known || !ts->ones, err,
-	                LINES_ENOMEM, NULL, NULL, "out of memory for TIES");
+	ts->pred = calloc(nx, sizeof(*ts->pred));
+	RETURN_ERROR_IF(!ts->run || !ts->bin || !ts->rank || !ts->thr || !ts->known || !ts->ones ||
+	                        !ts->pred,
+	                err, LINES_ENOMEM, NULL, NULL, "out of memory for TIES");
 	for (unsigned i = 0; i < nx; i++)
 		ts->ones[i] = 1.0;
 	if (!dir || !*dir)
@@ -1199,8 +996,7 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	struct pass *a = &p->pass[p->npasses++];
 	a->name = "select";
 	a->part_job = (unsigned)TH_HEAD(ts);
-	a->part_block = (unsigned)sel_block(ts) +
-	                (ts->spec_ok ? (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2) : 0);
+	a->part_block = (unsigned)sel_block(ts);
 	a->begin = select_begin;
 	a->scratch = scratch_bytes(nx) + count_bytes(ts) + (ts->spec_ok ? sel_scratch(nx) : 0);
 	a->worker_end = ts->per_tensor ? NULL : counts_end;

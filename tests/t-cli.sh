@@ -157,17 +157,6 @@ for isa in avx2 avx512 neon; do
 	ok $? "-m ties with LINES_ISA=$isa succeeds"
 	check "-m ties: the same bytes with LINES_ISA=$isa" cmp -s "$tmp/isa.st" "$tmp/sc.st"
 done
-# the select pass's window (its codes, the gathered election) under every set
-rm -f "$tmp/sc.st"
-LINES_TEST_TIES_WINDOW=window LINES_ISA=scalar "$LINES" merge -q -b "$b" -m ties --lines \
-	--density 0.3 -w 2,0.5 -o "$tmp/sc.st" "$m1" "$m2"
-for isa in avx2 avx512 neon; do
-	LINES_ISA=$isa "$LINES" --version >/dev/null 2>&1 || continue
-	rm -f "$tmp/isa.st"
-	LINES_TEST_TIES_WINDOW=window LINES_ISA=$isa "$LINES" merge -q -b "$b" -m ties --lines \
-		--density 0.3 -w 2,0.5 -o "$tmp/isa.st" "$m1" "$m2"
-	check "-m ties with a window: the same bytes with LINES_ISA=$isa" cmp -s "$tmp/isa.st" "$tmp/sc.st"
-done
 
 # ---- a TIES threshold that is infinite ------------------------------------------------
 # one F32 tensor of 4 elements: the base zeros, the model three infinities and a 1

@@ -248,53 +248,6 @@ static void test_norm_sum(void)
 	ok(bad == 0, "ties_norm_sum = norm_lin's s with c = 1, lane by lane (%d differ)", bad);
 }
 
-/*
- * The select pass's window codes: values at, inside and around windows of
- * one to four bins, tasks without one, odd lengths; the scalar kernel
- * against the definition in kern_ties.h, the others against the scalar
- * one.
- */
-static void test_window(const struct kern *k)
-{
-	int bad = 0, bad_def = 0;
-	static float tp[5 * 1100];
-	static unsigned char o1[1100], o2[1100], want[1100];
-	for (int round = 0; round < 300; round++) {
-		unsigned nx = 1 + rnd32() % 5;
-		size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
-		uint32_t lo[5], hi[5];
-		for (unsigned i = 0; i < nx; i++) {
-			uint32_t c = rnd32() % 5, b = c == 0 ? 0 : c == 1 ? 0x7f7f : 0x3c00 + rnd32() % 3;
-			lo[i] = b << 16;
-			hi[i] = c == 4 ? lo[i] : (b + 1 + rnd32() % TIES_WIN) << 16;
-		}
-		for (size_t q = 0; q < nx * n; q++) {
-			uint32_t c = rnd32() % 12, b = 0x3c00 + rnd32() % 6;
-			uint32_t u = c < 4 ? b << 16 : c < 7 ? b << 16 | (1 + rnd32() % 0xffff)
-			           : c == 7 ? rnd32() % 0x20000 : c == 8 ? 0x7f800000u : c == 9 ? 0x7fc00000u
-			           : c == 10 ? 0x7f7fffffu : f2u((float)((int)(rnd32() % 2001) - 1000) / 32768.0f);
-			tp[q] = u2f(u | (rnd32() % 2 ? 0x80000000u : 0));
-		}
-		memset(want, 0, n);
-		for (unsigned i = 0; i < nx; i++)
-			for (size_t j = 0; j < n; j++) {
-				uint32_t a = f2u(tp[(size_t)i * n + j]) & 0x7fffffffu;
-				if (a >= lo[i] && a < hi[i])
-					want[j] = want[j] == 0 && (a & 0xffffu) == 0
-					                  ? (unsigned char)(3 + i * TIES_WIN + (a - lo[i]) / 65536)
-					                  : 1;
-			}
-		kern_scalar.ties_window(tp, nx, n, lo, hi, o1);
-		k->ties_window(tp, nx, n, lo, hi, o2);
-		bad_def += memcmp(o1, want, n) != 0;
-		bad += memcmp(o1, o2, n) != 0;
-	}
-	if (k == &kern_scalar)
-		ok(bad_def == 0, "scalar ties_window = its definition (%d differ)", bad_def);
-	else
-		ok(bad == 0, "%s ties_window = scalar (%d differ)", k->name, bad);
-}
-
 static void test_isa(const struct kern *k)
 {
 	static const enum dtype dts[] = {DT_BF16, DT_F16, DT_F32};
@@ -480,9 +433,6 @@ static void test_isa(const struct kern *k)
 			ok(bad_b == 0, "%s ties_bins = scalar: counts and open flags (%d differ)", k->name, bad_b);
 	}
 
-	if (k->ties_window)
-		test_window(k);
-
 	/* TIES's fused select pass against the scalar one: every dtype in,
 	 * weights 1 and not, up to 9 tasks (its buffer of keys is shared);
 	 * half the rounds also give the tiles, with a stride wider than n
@@ -571,7 +521,6 @@ int main(void)
 	test_conversions();
 	test_scalar_definition();
 	test_norm_sum();
-	test_window(&kern_scalar);
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {

@@ -248,8 +248,8 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 
 /* ---- which way TIES took, and the same bytes everywhere -------------------------- */
 struct tlog {
-	int sampled, at, bins, missed, skipped, toomany;
-	unsigned long long settled, nwin;
+	int sampled, at, unpinned, missed, skipped;
+	unsigned long long settled;
 	char after[32]; /* the pass the file was settled after */
 };
 
@@ -257,7 +257,7 @@ static void ties_log(const struct fam *f, const char *win, const char *args, str
 {
 	char logp[4400], line[512];
 	memset(g, 0, sizeof(*g));
-	g->settled = g->nwin = ~0ull;
+	g->settled = ~0ull;
 	snprintf(logp, sizeof(logp), "%s/ties-v.log", f->dir);
 	tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -v -b '%s/base.safetensors' -m ties %s "
 	       "-o '%s/v.safetensors' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' "
@@ -267,14 +267,12 @@ static void ties_log(const struct fam *f, const char *win, const char *args, str
 	while (lf && fgets(line, sizeof(line), lf)) {
 		g->sampled |= strstr(line, "ties: a sample of ") != NULL;
 		g->at |= strstr(line, "threshold at 0x") != NULL;
-		g->bins |= strstr(line, "threshold in bins") != NULL;
-		g->missed |= strstr(line, "outside the sample's window") != NULL;
-		g->toomany |= strstr(line, "more than a threshold pass costs") != NULL;
+		g->unpinned |= strstr(line, "does not pin task") != NULL;
+		g->missed |= strstr(line, "is not the sample's prediction") != NULL;
 		g->skipped |= strstr(line, "(threshold): not needed, skipped") != NULL;
 		if (strstr(line, "elements settled after the"))
-			sscanf(strstr(line, "ties: ") + 6,
-			       "%llu elements settled after the %31s pass, %llu taken", &g->settled, g->after,
-			       &g->nwin);
+			sscanf(strstr(line, "ties: ") + 6, "%llu elements settled after the %31s pass",
+			       &g->settled, g->after);
 	}
 	if (lf)
 		fclose(lf);
@@ -308,6 +306,36 @@ static void same_everywhere(const struct fam *f, const char *win, const char *ar
 	}
 	ok(same && runs >= 3, "%s: identical output for -j 1/2/4, --chunk 64K/1M/16M and each reader (%d runs)",
 	   what, runs);
+}
+
+/* TIES with the sample, without it (LINES_TEST_TIES_WINDOW=off), and with
+ * the models as .zst files (no sample): the same bytes. */
+static void same_sampled(const struct fam *f, const char *args)
+{
+	static const char *const how[] = {"", "off", "zst"};
+	char ref[4400];
+	int same = 1;
+	snprintf(ref, sizeof(ref), "%s/sampled-0.safetensors", f->dir);
+	for (int h = 0; h < 3; h++) {
+		char out[4400], ext[8] = "";
+		if (h == 2) {
+			if (tu_run("zstd -q -f '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors'",
+			           f->dir, f->dir, f->dir) != 0) {
+				same = 0;
+				break;
+			}
+			strcpy(ext, ".zst");
+		}
+		snprintf(out, sizeof(out), "%s/sampled-%d.safetensors", f->dir, h);
+		same &= tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -q -b '%s/base.safetensors' -m ties "
+		               "--lines %s -o '%s' '%s/ft1.safetensors%s' '%s/ft2.safetensors%s' "
+		               "'%s/ft3.safetensors%s'",
+		               h == 1 ? "off" : "", tu_lines(), f->dir, args, out, f->dir, ext, f->dir, ext,
+		               f->dir, ext) == 0;
+		if (h)
+			same &= tu_run("cmp -s '%s' '%s'", ref, out) == 0;
+	}
+	ok(same, "ties %s: the same bytes with the sample, without it and from .zst inputs", args);
 }
 
 /* DARE's draw as lines-merge(1) defines it */
@@ -434,16 +462,15 @@ int main(void)
 	}
 
 	static const double rhos[] = {0.2, 0.5, 0.01, 0.9, 1.0};
-	static const char *const wins[] = {"window", "miss", "wrong", "off"};
+	static const char *const wins[] = {"wrong", "off"};
 	int idx = 0;
 	for (size_t r = 0; r < sizeof(rhos) / sizeof(rhos[0]); r++)
 		ties_case(&f, rhos[r], 0, ones, 0, idx++, "");
 	ties_case(&f, 0.3, 1, ones, 0, idx++, "");
 	ties_case(&f, 0.2, 0, wts, 1, idx++, "");
 	ties_case(&f, 0.25, 1, wts, 1, idx++, "");
-	/* the other ways to the same thresholds: a window where the sample
-	 * gave a value, a window or a value that misses (the threshold pass
-	 * runs), none */
+	/* the other ways to the same thresholds: a wrong prediction (the
+	 * threshold pass runs), no sample */
 	for (size_t v = 0; v < sizeof(wins) / sizeof(wins[0]); v++) {
 		ties_case(&f, 0.2, 0, ones, 0, idx++, wins[v]);
 		ties_case(&f, 0.01, 0, ones, 0, idx++, wins[v]);
@@ -453,29 +480,20 @@ int main(void)
 	{
 		struct tlog g;
 		ties_log(&f, "", "--density 0.2", &g);
-		ok(g.sampled && g.at && g.skipped && g.settled == 0 && g.nwin == 0,
-		   "ties density 0.2: the sample gives every threshold, the select pass confirms it, "
+		ok(g.sampled && g.at && g.skipped && g.settled == 0 && !strcmp(g.after, "select"),
+		   "ties density 0.2: the sample predicts every threshold, the select pass confirms it, "
 		   "the threshold pass is skipped");
 		ties_log(&f, "", "--density 0.2 -w 0.3,0.7,1.1", &g);
-		ok(g.sampled && g.bins && g.toomany && !g.skipped && !strcmp(g.after, "threshold"),
-		   "ties density 0.2 weighted: windows would hold too many elements, so the threshold "
-		   "pass runs");
-		ties_log(&f, "window", "--density 0.2 -w 0.3,0.7,1.1", &g);
-		ok(g.sampled && g.bins && g.skipped && g.settled > 0 && !strcmp(g.after, "select"),
-		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=window: a window; %llu elements "
-		   "settled after the select pass, the threshold pass skipped", g.settled);
-		ties_log(&f, "window", "--density 0.2", &g);
-		ok(g.bins && g.skipped && g.nwin > 0 && g.settled > 0,
-		   "ties density 0.2, LINES_TEST_TIES_WINDOW=window: %llu elements from the window's "
-		   "totals, %llu from the file, the threshold pass skipped", g.nwin, g.settled);
-		ties_log(&f, "miss", "--density 0.2 -w 0.3,0.7,1.1", &g);
-		ok(g.missed && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
-		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=miss: the threshold pass runs and "
-		   "settles %llu elements", g.settled);
+		ok(g.sampled && g.unpinned && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
+		   "ties density 0.2 weighted: no prediction (the values are not 16-bit), the threshold "
+		   "pass runs and settles %llu elements", g.settled);
 		ties_log(&f, "wrong", "--density 0.2", &g);
 		ok(g.at && g.missed && !g.skipped && !strcmp(g.after, "threshold"),
-		   "ties density 0.2, LINES_TEST_TIES_WINDOW=wrong: the wrong value is noticed, the "
-		   "threshold pass runs");
+		   "ties density 0.2, LINES_TEST_TIES_WINDOW=wrong: the wrong prediction is noticed, "
+		   "the threshold pass runs");
+		ties_log(&f, "", "--density 1", &g);
+		ok(!g.sampled && g.skipped,
+		   "ties density 1: nothing to trim, no sample, the threshold pass is skipped");
 		ties_log(&f, "", "--density 0.3 --trim tensor", &g);
 		ok(!g.sampled && !g.skipped && !strcmp(g.after, "threshold"),
 		   "ties --trim tensor: no sample, the threshold pass runs");
@@ -483,12 +501,13 @@ int main(void)
 	/* the same bytes for any -j, --chunk and reader, whichever way */
 	same_everywhere(&f, "", "-m ties --lines --density 0.2", "ties");
 	same_everywhere(&f, "", "-m ties --lines --density 0.2 -w 0.5,1.5,1", "ties weighted");
-	same_everywhere(&f, "window", "-m ties --lines --density 0.2 -w 0.5,1.5,1",
-	                "ties weighted, LINES_TEST_TIES_WINDOW=window");
-	same_everywhere(&f, "window", "-m ties --lines --density 0.2",
-	                "ties, LINES_TEST_TIES_WINDOW=window");
-	same_everywhere(&f, "miss", "-m ties --lines --density 0.2 -w 0.5,1.5,1",
-	                "ties weighted, LINES_TEST_TIES_WINDOW=miss");
+	same_everywhere(&f, "wrong", "-m ties --lines --density 0.2",
+	                "ties, LINES_TEST_TIES_WINDOW=wrong");
+	/* and whether a sample was taken or not: with it, without it, and
+	 * from .zst inputs, which cannot be sampled */
+	same_sampled(&f, "--density 0.2");
+	same_sampled(&f, "--density 0.01 --norm l2");
+	same_sampled(&f, "--density 0.2 -w 0.5,1.5,1");
 	dare_case(&f, 0.3, 99, 0, wts, 0);
 	dare_case(&f, 0.3, 99, 1, wts, 1);
 	dare_case(&f, 0.7, 12345678901234ull, 1, ones, 2);
