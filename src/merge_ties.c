@@ -64,7 +64,7 @@
 
 #define BINS 65536u
 #define SPEC_NX 16  /* tasks at most for a prediction (the sample counts per piece and task) */
-#define SAMPLE_PIECES 4096u
+#define SAMPLE_PIECES 4096u /* at most, and at most an eighth of the model */
 #define SAMPLE_PIECE 2048u /* elements */
 #define SAMPLE_Z 6.0       /* the prediction's margin, in standard errors of the sample's rank */
 
@@ -92,6 +92,9 @@ struct ties {
 	int spec_ok;       /* the select pass can take one */
 	int spec;          /* this one does: t_i = pred[i] */
 	int hit;           /* every prediction confirmed: no threshold pass */
+	int binned;        /* the sample read the whole model, so its bins are
+	                    * the select pass's: that pass does the threshold
+	                    * pass's work instead */
 	uint32_t *pred;    /* nx */
 };
 
@@ -174,10 +177,10 @@ static int counts_end(struct plan *p, void *scratch, struct lines_error *err)
 
 /*
  * A select job's part: per tensor nx x BINS uint32 counts, then per job
- * votes and the number of records for the temporary file (none in the
- * select pass), then per block the numerator's |s| and s^2 and, with a
- * prediction, the threshold pass's 6 sums. A threshold job's part is the
- * same with only the 6 sums per block, then the records.
+ * votes and the number of records for the temporary file, then per block
+ * the numerator's |s| and s^2 and, when the select pass may do the
+ * threshold pass's work (global trim), its 6 sums, then the records. A
+ * threshold job's part is the same with only the 6 sums per block.
  */
 #define TH_HEAD(ts) (part_counts(ts) + 2)
 /* the head's doubles, back from TH_HEAD: votes, records */
@@ -191,6 +194,10 @@ static size_t sel_block(const struct ties *ts) /* doubles per block of a select 
 static double *sel_blocks(struct ties *ts, const struct pipe_job *job)
 {
 	return job->part + TH_HEAD(ts);
+}
+static float *sel_records(struct ties *ts, const struct pipe_job *job)
+{
+	return (float *)(sel_blocks(ts, job) + sel_block(ts) * job->nblocks);
 }
 static double *th_blocks(struct ties *ts, const struct pipe_job *job) { return job->part + TH_HEAD(ts); }
 static float *th_records(struct ties *ts, const struct pipe_job *job)
@@ -332,6 +339,9 @@ static void select_predicted(struct plan *p, struct pipe_job *job, void *scratch
 	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
 }
 
+static void threshold_job(struct plan *p, struct pipe_job *job, void *scratch, double *blk,
+                          double *num, size_t stride, float *rec);
+
 static int select_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
@@ -347,6 +357,11 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 		h[i] = hist + (size_t)i * BINS;
 	if (ts->spec) {
 		select_predicted(p, job, scratch, h);
+		return 0;
+	}
+	if (ts->binned) { /* the bins are known: the threshold pass's work */
+		threshold_job(p, job, scratch, sel_blocks(ts, job) + 2, sel_blocks(ts, job),
+		              sel_block(ts), sel_records(ts, job));
 		return 0;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -490,11 +505,11 @@ static int sample_piece(struct plan *p, const struct plan_tensor *t, uint64_t u0
 	return 0;
 }
 
-/* Piece q of SAMPLE_PIECES over the d merged elements: its tensor and first element. */
+/* Piece q of np over the d merged elements: its tensor and first element. */
 static const struct plan_tensor *piece_at(const struct plan *p, uint64_t d, uint64_t q,
-                                          uint64_t *u0)
+                                          uint64_t np, uint64_t *u0)
 {
-	uint64_t g = (uint64_t)(((double)q + 0.5) * (double)d / SAMPLE_PIECES), start = 0;
+	uint64_t g = (uint64_t)(((double)q + 0.5) * (double)d / (double)np), start = 0;
 	for (size_t ti = 0; ti < p->nt; ti++) {
 		const struct plan_tensor *t = &p->t[ti];
 		if (!t->merge)
@@ -531,7 +546,8 @@ static uint32_t bin_of_rank(const struct ties *ts, unsigned i, uint64_t r)
  * a systematic sample). Returns the elements counted
  * per task, 0 when a read failed (the passes will report it).
  */
-static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, double *se)
+static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, uint64_t *pieces,
+                       double *se)
 {
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
@@ -539,6 +555,9 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, doubl
 	uint32_t below[SPEC_NX];
 	uint64_t ns = 0;
 	int all = d <= (uint64_t)SAMPLE_PIECES * SAMPLE_PIECE, ok;
+	/* a partial sample reads an eighth of the model at most */
+	uint64_t np = d / (8 * (uint64_t)SAMPLE_PIECE) < SAMPLE_PIECES ? d / (8 * (uint64_t)SAMPLE_PIECE)
+	                                                               : SAMPLE_PIECES;
 
 	sm.buf = malloc((size_t)p->ninputs * SAMPLE_PIECE * 8);
 	sm.bt = malloc(KERN_TILE * sizeof(float));
@@ -557,10 +576,10 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, doubl
 		}
 	}
 	for (int phase = 0; ok && !all && phase < 2; phase++) {
-		for (uint64_t q = 0; ok && q < SAMPLE_PIECES; q++) {
+		for (uint64_t q = 0; ok && q < np; q++) {
 			uint64_t u0 = 0;
 			const struct plan_tensor *t;
-			if ((q % 8 == 0) != (phase == 0) || !(t = piece_at(p, d, q, &u0)))
+			if ((q % 8 == 0) != (phase == 0) || !(t = piece_at(p, d, q, np, &u0)))
 				continue;
 			uint64_t u1 = t->units - u0 < SAMPLE_PIECE ? t->units : u0 + SAMPLE_PIECE;
 			ok = sample_piece(p, t, u0, u1, &sm) == 0;
@@ -593,6 +612,7 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, doubl
 	}
 	free(sm.buf), free(sm.bt), free(sm.tp), free(sm.cnt), free(sm.len);
 	*whole = all;
+	*pieces = all ? 0 : np;
 	return ok ? ns : 0;
 }
 
@@ -603,20 +623,24 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, doubl
  * the smallest value of one bin, which ranks first in its bin, t_i is
  * predicted to be that value; when some t_i cannot be predicted so, the
  * select pass takes no prediction.
- * LINES_TEST_TIES_WINDOW=off (no sample) or wrong (a wrong prediction):
- * testing hooks, for the paths that the test models would not take.
+ * A sample of the whole model gives the bins themselves: then the select
+ * pass does the threshold pass's work with them instead.
+ * LINES_TEST_TIES_WINDOW=off (no sample), predict (predict even from a
+ * whole sample) or wrong (a wrong prediction): testing hooks, for the
+ * paths that the small test models would not take.
  */
 static int select_begin(struct plan *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	const char *test = getenv("LINES_TEST_TIES_WINDOW");
-	uint64_t d = 0, k, ns;
+	uint64_t d = 0, k, ns, pieces = 0;
 	struct timespec t0, t1;
 	double se[SPEC_NX];
+	char how[40];
 	int whole = 0;
 	(void)err;
 
-	ts->spec = ts->hit = 0;
+	ts->spec = ts->hit = ts->binned = 0;
 	if (!ts->spec_ok || (test && !strcmp(test, "off")))
 		return 0;
 	for (size_t i = 0; i < p->nt; i++)
@@ -628,11 +652,26 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		return 0;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	ns = d ? sample(p, d, k, &whole, se) : 0;
+	ns = d ? sample(p, d, k, &whole, &pieces, se) : 0;
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements in %.3f s",
-	         (unsigned long long)ns,
+	snprintf(how, sizeof(how), whole ? "the whole model" : "%llu pieces",
+	         (unsigned long long)pieces);
+	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements (%s) in %.3f s",
+	         (unsigned long long)ns, how,
 	         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
+	if (ns && whole && !(test && (!strcmp(test, "wrong") || !strcmp(test, "predict")))) {
+		/* The sample is the whole model: its counts are the select
+		 * pass's, so the bins are known now, and the select pass does
+		 * the threshold pass's work (a prediction would be no better:
+		 * the same reads, the same sums). */
+		find_bins(ts, 0, d, p->o.density);
+		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
+		ts->binned = 1;
+		plan_log(p, LINES_LOG_INFO, NULL, NULL,
+		         "ties: the sample is the whole model: the select pass does the threshold "
+		         "pass's work");
+		return 0;
+	}
 	ts->spec = ns > 0;
 	for (unsigned i = 0; i < ts->nx && ts->spec; i++) {
 		const uint64_t *h = ts->run + (size_t)i * BINS;
@@ -671,18 +710,23 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 {
 	struct ties *ts = T(p);
 	const double *bk = sel_blocks(ts, job);
-	(void)err;
+	size_t nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
 
 	for (unsigned b = 0; b < job->nblocks; b++, bk += sel_block(ts)) {
 		ts->num[0] += bk[0];
 		ts->num[1] += bk[1];
-		if (!ts->spec)
+		if (!ts->spec && !ts->binned)
 			continue;
 		ts->det[0] += bk[2], ts->det[1] += bk[3];
 		ts->zpos[0] += bk[4], ts->zpos[1] += bk[5];
 		ts->zneg[0] += bk[6], ts->zneg[1] += bk[7];
 	}
 	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
+	if (nrec) {
+		if (fwrite(sel_records(ts, job), TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
+			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
+		ts->nspill += nrec;
+	}
 	ts->run_d += job->u1 - job->u0;
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
@@ -723,6 +767,13 @@ static int predict_end(struct plan *p, struct lines_error *err)
 static int select_done(struct plan *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
+	if (ts->binned) { /* the select pass was the threshold pass */
+		find_thresholds(ts, 0);
+		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
+		ts->run_d = 0;
+		ts->hit = 1;
+		return conclude(p, "select", err);
+	}
 	if (!ts->per_tensor)
 		find_bins(ts, 0, ts->run_d, p->o.density);
 	if (ts->spec)
@@ -739,8 +790,15 @@ static int threshold_needed(const struct plan *p)
 	return !((const struct ties *)p->mstate)->hit;
 }
 
-static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
-                          struct lines_error *err)
+/*
+ * The threshold pass's work on one job: the low-bit counts into the
+ * job's counts, per block the 6 sums at blk[b * stride], the records at
+ * rec, the votes and the records' number in the part's head; with num,
+ * also the numerator of alpha per block at num[b * stride] (the select
+ * pass, when the sample read the whole model and so gave the bins).
+ */
+static void threshold_job(struct plan *p, struct pipe_job *job, void *scratch, double *blk,
+                          double *num, size_t stride, float *rec)
 {
 	const struct plan_tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
@@ -749,15 +807,13 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
 	const unsigned char *known = ts->known + e * nx;
 	uint32_t *hist = job_counts(ts, job, scratch), *h[1024], lowbin[1024], up[1024];
-	float *bt = scratch, *tp = bt + KERN_TILE, *rec = th_records(ts, job);
+	float *bt = scratch, *tp = bt + KERN_TILE;
 	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
 	signed char *sign = (signed char *)(mtl + KERN_TILE);
 	unsigned char *open = (unsigned char *)sign + KERN_TILE;
 	const void *xs[1024];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
 	int64_t votes = 0;
-	double *blk = th_blocks(ts, job);
-	(void)err;
 
 	for (unsigned i = 0; i < nx; i++) {
 		h[i] = hist + (size_t)i * BINS;
@@ -767,27 +823,42 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 		up[i] = known[i] ? thr[i] : (bin[i] + 1) << 16;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
+		struct kern_norms nm;
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
 		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
 		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
+		double *bk = blk + b * stride;
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		memset(&nm, 0, sizeof(nm));
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			if (num)
+				tile_numerator(p, t, xs, bt, tp, nn, &nm);
 			ties_bins(p->k, tp, nx, nn, lowbin, h, open);
 			ties_elect_tile(p->k, tp, nn, nx, up, 1, mtl, sign);
 			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
 			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, up,
 			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq);
 		}
-		blk[6 * b + 0] = kern_lane_sum(dl), blk[6 * b + 1] = kern_lane_sum(dq);
-		blk[6 * b + 2] = kern_lane_sum(pl), blk[6 * b + 3] = kern_lane_sum(pq);
-		blk[6 * b + 4] = kern_lane_sum(nl), blk[6 * b + 5] = kern_lane_sum(nq);
+		if (num)
+			num[b * stride] = kern_lane_sum(nm.s1), num[b * stride + 1] = kern_lane_sum(nm.s2);
+		bk[0] = kern_lane_sum(dl), bk[1] = kern_lane_sum(dq);
+		bk[2] = kern_lane_sum(pl), bk[3] = kern_lane_sum(pq);
+		bk[4] = kern_lane_sum(nl), bk[5] = kern_lane_sum(nq);
 	}
 	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
 	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
+}
+
+static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
+                          struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	(void)err;
+	threshold_job(p, job, scratch, th_blocks(ts, job), NULL, 6, th_records(ts, job));
 	return 0;
 }
 
@@ -996,7 +1067,8 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	struct pass *a = &p->pass[p->npasses++];
 	a->name = "select";
 	a->part_job = (unsigned)TH_HEAD(ts);
-	a->part_block = (unsigned)sel_block(ts);
+	a->part_block = (unsigned)sel_block(ts) +
+	                (ts->spec_ok ? (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2) : 0);
 	a->begin = select_begin;
 	a->scratch = scratch_bytes(nx) + count_bytes(ts) + (ts->spec_ok ? sel_scratch(nx) : 0);
 	a->worker_end = ts->per_tensor ? NULL : counts_end;

@@ -248,7 +248,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 
 /* ---- which way TIES took, and the same bytes everywhere -------------------------- */
 struct tlog {
-	int sampled, at, unpinned, missed, skipped;
+	int sampled, whole, pieces, at, unpinned, missed, skipped;
 	unsigned long long settled;
 	char after[32]; /* the pass the file was settled after */
 };
@@ -266,6 +266,8 @@ static void ties_log(const struct fam *f, const char *win, const char *args, str
 	FILE *lf = fopen(logp, "r");
 	while (lf && fgets(line, sizeof(line), lf)) {
 		g->sampled |= strstr(line, "ties: a sample of ") != NULL;
+		g->whole |= strstr(line, "the sample is the whole model") != NULL;
+		g->pieces |= strstr(line, "ties: a sample of ") && strstr(line, " pieces)");
 		g->at |= strstr(line, "threshold at 0x") != NULL;
 		g->unpinned |= strstr(line, "does not pin task") != NULL;
 		g->missed |= strstr(line, "is not the sample's prediction") != NULL;
@@ -310,9 +312,8 @@ static void same_everywhere(const struct fam *f, const char *win, const char *ar
 
 /* TIES with the sample, without it (LINES_TEST_TIES_WINDOW=off), and with
  * the models as .zst files (no sample): the same bytes. */
-static void same_sampled(const struct fam *f, const char *args)
+static void same_sampled(const struct fam *f, const char *what, const char *args)
 {
-	static const char *const how[] = {"", "off", "zst"};
 	char ref[4400];
 	int same = 1;
 	snprintf(ref, sizeof(ref), "%s/sampled-0.safetensors", f->dir);
@@ -335,7 +336,8 @@ static void same_sampled(const struct fam *f, const char *args)
 		if (h)
 			same &= tu_run("cmp -s '%s' '%s'", ref, out) == 0;
 	}
-	ok(same, "ties %s: the same bytes with the sample, without it and from .zst inputs", args);
+	ok(same, "ties %s%s: the same bytes with the sample, without it and from .zst inputs", args,
+	   what);
 }
 
 /* DARE's draw as lines-merge(1) defines it */
@@ -462,15 +464,15 @@ int main(void)
 	}
 
 	static const double rhos[] = {0.2, 0.5, 0.01, 0.9, 1.0};
-	static const char *const wins[] = {"wrong", "off"};
+	static const char *const wins[] = {"predict", "wrong", "off"};
 	int idx = 0;
 	for (size_t r = 0; r < sizeof(rhos) / sizeof(rhos[0]); r++)
 		ties_case(&f, rhos[r], 0, ones, 0, idx++, "");
 	ties_case(&f, 0.3, 1, ones, 0, idx++, "");
 	ties_case(&f, 0.2, 0, wts, 1, idx++, "");
 	ties_case(&f, 0.25, 1, wts, 1, idx++, "");
-	/* the other ways to the same thresholds: a wrong prediction (the
-	 * threshold pass runs), no sample */
+	/* the other ways to the same thresholds: a prediction, a wrong one
+	 * (the threshold pass runs), no sample */
 	for (size_t v = 0; v < sizeof(wins) / sizeof(wins[0]); v++) {
 		ties_case(&f, 0.2, 0, ones, 0, idx++, wins[v]);
 		ties_case(&f, 0.01, 0, ones, 0, idx++, wins[v]);
@@ -480,13 +482,21 @@ int main(void)
 	{
 		struct tlog g;
 		ties_log(&f, "", "--density 0.2", &g);
-		ok(g.sampled && g.at && g.skipped && g.settled == 0 && !strcmp(g.after, "select"),
-		   "ties density 0.2: the sample predicts every threshold, the select pass confirms it, "
-		   "the threshold pass is skipped");
+		ok(g.sampled && g.whole && g.skipped && g.settled == 0 && !strcmp(g.after, "select"),
+		   "ties density 0.2: the sample reads the whole model, so the select pass does the "
+		   "threshold pass's work and that pass is skipped");
 		ties_log(&f, "", "--density 0.2 -w 0.3,0.7,1.1", &g);
-		ok(g.sampled && g.unpinned && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
-		   "ties density 0.2 weighted: no prediction (the values are not 16-bit), the threshold "
-		   "pass runs and settles %llu elements", g.settled);
+		ok(g.whole && g.skipped && g.settled > 0 && !strcmp(g.after, "select"),
+		   "ties density 0.2 weighted: the same, settling %llu elements after the select pass",
+		   g.settled);
+		ties_log(&f, "predict", "--density 0.2", &g);
+		ok(g.sampled && g.at && g.skipped && g.settled == 0 && !strcmp(g.after, "select"),
+		   "ties density 0.2, LINES_TEST_TIES_WINDOW=predict: the sample predicts every "
+		   "threshold, the select pass confirms it, the threshold pass is skipped");
+		ties_log(&f, "predict", "--density 0.2 -w 0.3,0.7,1.1", &g);
+		ok(g.unpinned && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
+		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=predict: no prediction (the "
+		   "values are not 16-bit), the threshold pass runs and settles %llu elements", g.settled);
 		ties_log(&f, "wrong", "--density 0.2", &g);
 		ok(g.at && g.missed && !g.skipped && !strcmp(g.after, "threshold"),
 		   "ties density 0.2, LINES_TEST_TIES_WINDOW=wrong: the wrong prediction is noticed, "
@@ -501,13 +511,32 @@ int main(void)
 	/* the same bytes for any -j, --chunk and reader, whichever way */
 	same_everywhere(&f, "", "-m ties --lines --density 0.2", "ties");
 	same_everywhere(&f, "", "-m ties --lines --density 0.2 -w 0.5,1.5,1", "ties weighted");
+	same_everywhere(&f, "predict", "-m ties --lines --density 0.2",
+	                "ties, LINES_TEST_TIES_WINDOW=predict");
 	same_everywhere(&f, "wrong", "-m ties --lines --density 0.2",
 	                "ties, LINES_TEST_TIES_WINDOW=wrong");
-	/* and whether a sample was taken or not: with it, without it, and
-	 * from .zst inputs, which cannot be sampled */
-	same_sampled(&f, "--density 0.2");
-	same_sampled(&f, "--density 0.01 --norm l2");
-	same_sampled(&f, "--density 0.2 -w 0.5,1.5,1");
+	/* and whether a sample was taken or not: with it (each way), without
+	 * it, and from .zst inputs, which cannot be sampled */
+	same_sampled(&f, "", "--density 0.2");
+	same_sampled(&f, "", "--density 0.01 --norm l2");
+	same_sampled(&f, "", "--density 0.2 -w 0.5,1.5,1");
+	/* a model too big to be sampled whole (18 million elements): a sample
+	 * of pieces, its error measured; the same bytes as without it */
+	{
+		struct fam g2 = {"", {0}, {{0}}, 4};
+		struct tlog g;
+		snprintf(g2.dir, sizeof(g2.dir), "%s/fam2", tu_tmpdir());
+		if (tu_run("'%s' --arch llama --dtype bf16 --layers 4 --size 40M --models 3 --seed 17 "
+		           "--out '%s'",
+		           tu_gen(), g2.dir) != 0)
+			return 99;
+		ties_log(&g2, "", "--density 0.2", &g);
+		ok(g.sampled && !g.whole && g.pieces && !strcmp(g.after, g.skipped ? "select" : "threshold"),
+		   "ties on 18 million elements: a sample of pieces (%s)",
+		   g.skipped ? "it predicted, the threshold pass is skipped" : "no prediction");
+		same_sampled(&g2, " (18 million elements)", "--density 0.2");
+		same_sampled(&g2, " (18 million elements)", "--density 0.2 -w 0.5,1.5,1");
+	}
 	dare_case(&f, 0.3, 99, 0, wts, 0);
 	dare_case(&f, 0.3, 99, 1, wts, 1);
 	dare_case(&f, 0.7, 12345678901234ull, 1, ones, 2);
