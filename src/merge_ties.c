@@ -34,8 +34,11 @@
  * file's in its order: the same for any -j or --chunk.
  *
  * Global trim usually needs no threshold pass. Before the select pass, a
- * sample of the model (SAMPLE_PIECES evenly spread pieces, read with
- * pread) predicts each t_i: when the sample's rank of t_i, give or take
+ * small model is read whole (with pread): its counts are the select
+ * pass's, so that pass refines the bins and does the threshold pass's
+ * work itself (three reads in all). In a larger model a sample
+ * (SAMPLE_PIECES evenly spread pieces, an eighth of the model at most)
+ * predicts each t_i: when the sample's rank of t_i, give or take
  * SAMPLE_Z standard errors, falls on one bin's smallest value, t_i is
  * predicted to be that value (the common case for 16-bit models, as
  * above). The select pass then also does the threshold pass's work with
