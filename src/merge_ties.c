@@ -1090,7 +1090,9 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	b->work = threshold_work;
 	b->reduce = threshold_reduce;
 	b->done = threshold_done;
-	b->needed = threshold_needed;
+	/* skipped when the select pass did its work: only with global trim
+	 * over files that can be sampled */
+	b->needed = ts->spec_ok ? threshold_needed : NULL;
 
 	struct pass *c = &p->pass[p->npasses++];
 	c->name = "write";
