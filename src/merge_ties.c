@@ -194,18 +194,35 @@ static size_t sel_block(const struct ties *ts) /* doubles per block of a select 
 {
 	return 2 + (ts->spec_ok ? 6 : 0);
 }
-static double *sel_blocks(struct ties *ts, const struct pipe_job *job)
+/* A job's blocks (from TH_HEAD, stride doubles each), then its records. */
+static double *part_blocks(struct ties *ts, const struct pipe_job *job)
 {
 	return job->part + TH_HEAD(ts);
 }
-static float *sel_records(struct ties *ts, const struct pipe_job *job)
+static float *part_records(struct ties *ts, const struct pipe_job *job, size_t stride)
 {
-	return (float *)(sel_blocks(ts, job) + sel_block(ts) * job->nblocks);
+	return (float *)(part_blocks(ts, job) + stride * job->nblocks);
 }
-static double *th_blocks(struct ties *ts, const struct pipe_job *job) { return job->part + TH_HEAD(ts); }
-static float *th_records(struct ties *ts, const struct pipe_job *job)
+
+/* Add a job's threshold-pass results in order: the 6 sums of each block
+ * at blk[b * stride], its votes, its records to the temporary file. */
+static int reduce_decided(struct ties *ts, const struct pipe_job *job, const double *blk,
+                          size_t stride, struct lines_error *err)
 {
-	return (float *)(th_blocks(ts, job) + 6 * (size_t)job->nblocks);
+	size_t nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
+	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
+	for (unsigned b = 0; b < job->nblocks; b++, blk += stride) {
+		ts->det[0] += blk[0], ts->det[1] += blk[1];
+		ts->zpos[0] += blk[2], ts->zpos[1] += blk[3];
+		ts->zneg[0] += blk[4], ts->zneg[1] += blk[5];
+	}
+	if (nrec) {
+		if (fwrite(part_records(ts, job, stride), TH_REC(ts->nx) * sizeof(float), nrec,
+		           ts->spill) != nrec)
+			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
+		ts->nspill += nrec;
+	}
+	return 0;
 }
 
 /* The first j' >= j with open[j'] != 0, else n: a word at a time, as
@@ -314,7 +331,7 @@ static void select_predicted(struct plan *p, struct pipe_job *job, void *scratch
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
 		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
 		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
-		double *bk = sel_blocks(ts, job) + b * sel_block(ts);
+		double *bk = part_blocks(ts, job) + b * sel_block(ts);
 		size_t b0 = (size_t)b * KERN_BLOCK, nn = n - b0 < KERN_BLOCK ? n - b0 : KERN_BLOCK;
 		memset(&nm, 0, sizeof(nm));
 		for (unsigned i = 0; i < nx; i++)
@@ -363,13 +380,13 @@ static int select_work(struct plan *p, struct pipe_job *job, void *scratch, stru
 		return 0;
 	}
 	if (ts->binned) { /* the bins are known: the threshold pass's work */
-		threshold_job(p, job, scratch, sel_blocks(ts, job) + 2, sel_blocks(ts, job),
-		              sel_block(ts), sel_records(ts, job));
+		threshold_job(p, job, scratch, part_blocks(ts, job) + 2, part_blocks(ts, job),
+		              sel_block(ts), part_records(ts, job, sel_block(ts)));
 		return 0;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
-		double *bk = sel_blocks(ts, job) + b * sel_block(ts);
+		double *bk = part_blocks(ts, job) + b * sel_block(ts);
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		memset(&nm, 0, sizeof(nm));
 		if (p->k->ties_select) { /* in one step, without tiles */
@@ -712,24 +729,14 @@ static int select_begin(struct plan *p, struct lines_error *err)
 static int select_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const double *bk = sel_blocks(ts, job);
-	size_t nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
+	const double *bk = part_blocks(ts, job);
 
 	for (unsigned b = 0; b < job->nblocks; b++, bk += sel_block(ts)) {
 		ts->num[0] += bk[0];
 		ts->num[1] += bk[1];
-		if (!ts->spec && !ts->binned)
-			continue;
-		ts->det[0] += bk[2], ts->det[1] += bk[3];
-		ts->zpos[0] += bk[4], ts->zpos[1] += bk[5];
-		ts->zneg[0] += bk[6], ts->zneg[1] += bk[7];
 	}
-	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
-	if (nrec) {
-		if (fwrite(sel_records(ts, job), TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
-			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
-		ts->nspill += nrec;
-	}
+	if (ts->spec || ts->binned) /* it did the threshold pass's work */
+		FORWARD_IF_ERROR(reduce_decided(ts, job, part_blocks(ts, job) + 2, sel_block(ts), err));
 	ts->run_d += job->u1 - job->u0;
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
@@ -861,29 +868,17 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 {
 	struct ties *ts = T(p);
 	(void)err;
-	threshold_job(p, job, scratch, th_blocks(ts, job), NULL, 6, th_records(ts, job));
+	threshold_job(p, job, scratch, part_blocks(ts, job), NULL, 6, part_records(ts, job, 6));
 	return 0;
 }
 
 static int threshold_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const double *blk = job->part + TH_HEAD(ts);
-	size_t nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
 
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
-	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
-	for (unsigned b = 0; b < job->nblocks; b++) {
-		ts->det[0] += blk[6 * b + 0], ts->det[1] += blk[6 * b + 1];
-		ts->zpos[0] += blk[6 * b + 2], ts->zpos[1] += blk[6 * b + 3];
-		ts->zneg[0] += blk[6 * b + 4], ts->zneg[1] += blk[6 * b + 5];
-	}
-	if (nrec) {
-		if (fwrite(th_records(ts, job), TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
-			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
-		ts->nspill += nrec;
-	}
+	FORWARD_IF_ERROR(reduce_decided(ts, job, part_blocks(ts, job), 6, err));
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
 		find_thresholds(ts, job->tensor);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
