@@ -141,6 +141,20 @@ void lines_model_meta(const struct lines_model *m, size_t i, const char **key, c
 
 /* ---- merging ------------------------------------------------------------- */
 enum lines_method { LINES_M_SUM, LINES_M_MEAN, LINES_M_TIES, LINES_M_DARE };
+
+/* The method called NAME ("sum", "mean", "ties", "dare"): 0, or -1 when
+ * there is none. */
+int lines_method_parse(const char *name, enum lines_method *m);
+/* The name of a method, NULL for a value that is none. */
+const char *lines_method_name(enum lines_method m);
+/* The method-specific options a method takes (LINES_MOPT_*), so that a
+ * front end can refuse the others. */
+enum {
+	LINES_MOPT_DENSITY = 1 << 0, /* density                              */
+	LINES_MOPT_TRIM = 1 << 1,    /* trim_tensor                          */
+	LINES_MOPT_SEED = 1 << 2,    /* seed, dare_elect                     */
+};
+unsigned lines_method_options(enum lines_method m);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
 struct lines_merge_opts {

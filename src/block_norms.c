@@ -11,14 +11,14 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "pipeline.h"
+#include "method.h"
 
-static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
+static struct lines_block_norms *BN(struct merge_ctx *p) { return p->state; }
 
 /* part per KERN_BLOCK: base |b|, b^2, then per model |tau|, tau^2 */
-static int bn_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int bn_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	unsigned nx = p->nmodels, w = 2 + 2 * nx;
 	float *bt = scratch, *xt = bt + KERN_TILE;
 	size_t n = (size_t)(job->u1 - job->u0);
@@ -66,48 +66,52 @@ static int bn_work(struct plan *p, struct pipe_job *job, void *scratch, struct l
 	return 0;
 }
 
-static int bn_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+static int bn_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	unsigned nx = p->nmodels, w = 2 + 2 * nx;
 	size_t row = t->block < 0 ? (size_t)p->L : (size_t)t->block;
 	(void)err;
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		const double *in = job->part + (size_t)w * b;
-		p->bn.base_l1[row] += in[0];
-		p->bn.base_l2[row] += in[1];
+		BN(p)->base_l1[row] += in[0];
+		BN(p)->base_l2[row] += in[1];
 		for (unsigned i = 0; i < nx; i++) {
-			p->bn.tau_l1[row * nx + i] += in[2 + 2 * i];
-			p->bn.tau_l2[row * nx + i] += in[3 + 2 * i];
+			BN(p)->tau_l1[row * nx + i] += in[2 + 2 * i];
+			BN(p)->tau_l2[row * nx + i] += in[3 + 2 * i];
 		}
 	}
-	p->bn.elements[row] += job->u1 - job->u0;
+	BN(p)->elements[row] += job->u1 - job->u0;
 	return 0;
 }
 
-static int bn_done(struct plan *p, struct lines_error *err)
+static int bn_done(struct merge_ctx *p, struct lines_error *err)
 {
 	(void)err;
 	for (size_t r = 0; r <= (size_t)p->L; r++) {
-		p->bn.base_l2[r] = sqrt(p->bn.base_l2[r]);
+		BN(p)->base_l2[r] = sqrt(BN(p)->base_l2[r]);
 		for (unsigned i = 0; i < p->nmodels; i++)
-			p->bn.tau_l2[r * p->nmodels + i] = sqrt(p->bn.tau_l2[r * p->nmodels + i]);
+			BN(p)->tau_l2[r * p->nmodels + i] = sqrt(BN(p)->tau_l2[r * p->nmodels + i]);
 	}
 	return 0;
 }
 
-int block_norms_setup(struct plan *p, struct lines_error *err)
+static int bn_setup(struct merge_ctx *p, struct lines_error *err)
 {
 	size_t rows = (size_t)p->L + 1;
-	p->bn.tau_l1 = calloc(rows * p->nmodels, sizeof(double));
-	p->bn.tau_l2 = calloc(rows * p->nmodels, sizeof(double));
-	p->bn.base_l1 = calloc(rows, sizeof(double));
-	p->bn.base_l2 = calloc(rows, sizeof(double));
-	p->bn.elements = calloc(rows, sizeof(uint64_t));
-	RETURN_ERROR_IF(!p->bn.tau_l1 || !p->bn.tau_l2 || !p->bn.base_l1 || !p->bn.base_l2 ||
-	                        !p->bn.elements,
+	struct lines_block_norms *bn = calloc(1, sizeof(*bn));
+	RETURN_ERROR_IF(!bn, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p->state = bn;
+	bn->num_layers = p->L;
+	bn->nmodels = p->nmodels;
+	bn->tau_l1 = calloc(rows * p->nmodels, sizeof(double));
+	bn->tau_l2 = calloc(rows * p->nmodels, sizeof(double));
+	bn->base_l1 = calloc(rows, sizeof(double));
+	bn->base_l2 = calloc(rows, sizeof(double));
+	bn->elements = calloc(rows, sizeof(uint64_t));
+	RETURN_ERROR_IF(!bn->tau_l1 || !bn->tau_l2 || !bn->base_l1 || !bn->base_l2 || !bn->elements,
 	                err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	struct pass *ps = &p->pass[p->npasses++];
+	struct pass *ps = passes_add(p->passes);
 	ps->name = "norms";
 	ps->part_block = 2 + 2 * p->nmodels;
 	ps->scratch = 2 * KERN_TILE * sizeof(float);
@@ -118,11 +122,26 @@ int block_norms_setup(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
-void block_norms_free(struct plan *p)
+static void bn_free(struct merge_ctx *p)
 {
-	free((void *)p->bn.tau_l1);
-	free((void *)p->bn.tau_l2);
-	free((void *)p->bn.base_l1);
-	free((void *)p->bn.base_l2);
-	free((void *)p->bn.elements);
+	struct lines_block_norms *bn = p->state;
+	if (!bn)
+		return;
+	free(bn->tau_l1);
+	free(bn->tau_l2);
+	free(bn->base_l1);
+	free(bn->base_l2);
+	free(bn->elements);
+	free(bn);
+	p->state = NULL;
 }
+
+const struct lines_block_norms *block_norms_of(const struct merge_ctx *c) { return c->state; }
+
+/* Not a merge: lines inspect --norms runs it instead of a method. */
+const struct method method_block_norms = {
+	.name = "norms",
+	.summary = "per-block norms of the task vectors and the base (nothing is written)",
+	.setup = bn_setup,
+	.free = bn_free,
+};

@@ -91,6 +91,16 @@ static inline const char *dtype_name(enum dtype d) { return dtype_table[d].name;
 static inline unsigned dtype_size(enum dtype d) { return dtype_table[d].bits / 8; }
 static inline int dtype_mergeable(enum dtype d) { return dtype_table[d].mergeable; }
 
+/* Send a message to the log callback of o (nothing when it has none). */
+void lines_logf(const struct lines_merge_opts *o, enum lines_level level, const char *file,
+                const char *tensor, const char *fmt, ...) LINES_PRINTF(5, 6);
+
+/* The shortest decimal that reads back as the same double. */
+void lines_fmt_double(char *buf, size_t n, double v);
+
+/* The most models one run merges (the select pass's counts are per model). */
+#define LINES_MAX_MODELS 1024
+
 /* The cancellation flag set by lines_cancel(). */
 int lines_canceled(void);
 

@@ -202,7 +202,7 @@ merge_lin_t(const enum dtype dt, const void *const *x, unsigned nx, const void *
 		st8(odt, o + j * os, f);
 	}
 	if (j < n) {
-		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, j * es, xt);
 		kern_scalar.merge_lin(dt, xt, nx, bp + j * es, c, lambda, odt, o + j * os, n - j);
 	}
@@ -270,7 +270,7 @@ static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
 	if (j < n) {
 		/* the tail continues every lane in order, as the reference does
 		 * (j is a multiple of 8, so element j goes to lane 0) */
-		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, j * es, xt);
 		kern_scalar.norm_lin(dt, xt, nx, b + j, c, n - j, acc);
 	}
@@ -499,7 +499,7 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 	_mm256_storeu_pd(s1, s1l), _mm256_storeu_pd(s1 + 4, s1h);
 	_mm256_storeu_pd(s2, s2l), _mm256_storeu_pd(s2 + 4, s2h);
 	if (m < n) { /* the tail goes on from lane 0 */
-		const void *xt[1024];
+		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, m * es, xt);
 		kern_scalar.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2,
 		                        tp ? tp + m : NULL, ld);

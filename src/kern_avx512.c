@@ -210,7 +210,7 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 	_mm512_storeu_pd(s1, a1);
 	_mm512_storeu_pd(s2, a2);
 	if (m < n) { /* the tail goes on from lane 0 (m is a multiple of 8) */
-		const void *xt[1024];
+		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, m * es, xt);
 		kern_avx2.ties_select(dt, xt, nx, bp + m * es, w, n - m, hist, s1, s2,
 		                      tp ? tp + m : NULL, ld);

@@ -208,7 +208,7 @@ static void neon_merge_lin(enum dtype dt, const void *const *x, unsigned nx, con
 		st8(odt, o + j * os, f);
 	}
 	if (j < n) {
-		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, j * es, xt);
 		kern_scalar.merge_lin(dt, xt, nx, bp + j * es, c, lambda, odt, o + j * os, n - j);
 	}
@@ -262,7 +262,7 @@ static void neon_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
 	}
 	if (j < n) {
 		/* the tail continues every lane in order (j is a multiple of 8) */
-		const void *xt[1024]; /* plan.c merges at most 1024 models */
+		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, j * es, xt);
 		kern_scalar.norm_lin(dt, xt, nx, b + j, c, n - j, acc);
 	}

@@ -86,9 +86,9 @@ int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr,
                double *mtl)
 {
 	/* one element through the scalar tile kernel (stride: its task step) */
-	float t[1024];
+	float t[LINES_MAX_MODELS];
 	signed char sign;
-	for (unsigned i = 0; i < nx && i < 1024; i++)
+	for (unsigned i = 0; i < nx && i < LINES_MAX_MODELS; i++)
 		t[i] = tp[(size_t)i * stride];
 	kern_scalar.ties_elect(t, 1, nx, thr, maj, mtl, &sign);
 	return sign;

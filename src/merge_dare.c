@@ -18,12 +18,13 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <xxhash.h>
 
 #include "kern_ties.h"
-#include "pipeline.h"
+#include "method.h"
 
 struct dare {
 	unsigned nx;
@@ -34,15 +35,10 @@ struct dare {
 	double num[2], det[2], zpos[2], zneg[2];
 	int64_t votes;
 	int maj;
+	int elected; /* the stats pass ran with --dare-elect: maj was elected */
 };
 
-static struct dare *D(struct plan *p) { return p->mstate; }
-static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
-static int want_all(const struct plan *p, size_t i)
-{
-	(void)p, (void)i;
-	return 1;
-}
+static struct dare *D(struct merge_ctx *p) { return p->state; }
 
 /* The scratch of a worker: the base, the nx task vectors, two tau_MTL and
  * two signs per element of a tile. */
@@ -75,13 +71,13 @@ static struct tile tile_of(void *scratch, unsigned nx)
  * 1) or, with election, as ties_elect() with every threshold 0 and the
  * majority sign maj.
  */
-static void dare_tile(struct plan *p, const struct pipe_job *job, const struct tile *tl, size_t j0,
+static void dare_tile(struct merge_ctx *p, const struct pipe_job *job, const struct tile *tl, size_t j0,
                       size_t nn, int maj, double *mtl, signed char *sign)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);
 	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
-	const void *xs[1024];
+	const void *xs[LINES_MAX_MODELS];
 
 	for (unsigned i = 0; i < ds->nx; i++)
 		xs[i] = job->in[i + 1] + j0 * t->unit_in;
@@ -89,8 +85,8 @@ static void dare_tile(struct plan *p, const struct pipe_job *job, const struct t
 	          tl->tp);
 	for (unsigned i = 0; i < ds->nx; i++)
 		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit,
-		               p->o.density);
-	if (p->o.dare_elect) {
+		               p->o->density);
+	if (p->o->dare_elect) {
 		ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, mtl, sign);
 		return;
 	}
@@ -104,12 +100,12 @@ static void dare_tile(struct plan *p, const struct pipe_job *job, const struct t
 }
 
 /* ---- stats ------------------------------------------------------------------- */
-static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);
 	struct tile tl = tile_of(scratch, ds->nx);
-	const void *xs[1024];
+	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	int64_t votes = 0;
 	(void)err;
@@ -160,7 +156,7 @@ static int stats_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	return 0;
 }
 
-static int stats_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+static int stats_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct dare *ds = D(p);
 	(void)err;
@@ -175,23 +171,21 @@ static int stats_reduce(struct plan *p, const struct pipe_job *job, struct lines
 	return 0;
 }
 
-static int stats_done(struct plan *p, struct lines_error *err)
+static int stats_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct dare *ds = D(p);
 	ds->maj = ds->votes >= 0 ? 1 : -1;
-	if (p->o.dare_elect)
-		p->maj = ds->maj;
+	ds->elected = p->o->dare_elect;
 	double l1 = ds->det[0] + (ds->maj > 0 ? ds->zpos[0] : ds->zneg[0]);
 	double l2 = ds->det[1] + (ds->maj > 0 ? ds->zpos[1] : ds->zneg[1]);
-	p->norm_sum = p->o.norm_p == 2 ? sqrt(ds->num[1]) : ds->num[0];
-	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
-	return plan_alpha_from_norms(p, err);
+	return scales_from_norms(p->sc, p->o->norm_p == 2 ? sqrt(ds->num[1]) : ds->num[0],
+	                         p->o->norm_p == 2 ? sqrt(l2) : l1, 1, err);
 }
 
 /* ---- write ------------------------------------------------------------------------ */
-static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);
 	struct tile tl = tile_of(scratch, ds->nx);
 	size_t n = (size_t)(job->u1 - job->u0);
@@ -205,7 +199,7 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	return 0;
 }
 
-static void dare_free(struct plan *p)
+static void dare_free(struct merge_ctx *p)
 {
 	struct dare *ds = D(p);
 	if (!ds)
@@ -214,19 +208,18 @@ static void dare_free(struct plan *p)
 	free(ds->zero);
 	free(ds->ones);
 	free(ds);
-	p->mstate = NULL;
+	p->state = NULL;
 }
 
-int merge_dare_setup(struct plan *p, struct lines_error *err)
+static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 {
 	struct dare *ds = calloc(1, sizeof(*ds));
 	unsigned nx = p->nmodels;
-	int stats = p->o.dare_elect || (p->o.lines && p->o.alpha_auto);
+	int stats = p->o->dare_elect || (p->o->lines && p->o->alpha_auto);
 
 	RETURN_ERROR_IF(!ds, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	p->mstate = ds;
-	p->mfree = dare_free;
-	RETURN_ERROR_IF(nx > 1024, err, LINES_EUSAGE, NULL, NULL, "DARE merges at most 1024 models");
+	p->state = ds;
+	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL, "DARE merges at most %d models", LINES_MAX_MODELS);
 	RETURN_ERROR_IF(stats && p->single_pass, err, LINES_EUSAGE, NULL, NULL,
 	                "standard input can be read only once, but DARE with --dare-elect or "
 	                "automatic alpha reads its inputs twice: give that model as a file");
@@ -235,17 +228,17 @@ int merge_dare_setup(struct plan *p, struct lines_error *err)
 	ds->keys = calloc((p->nt ? p->nt : 1) * nx, sizeof(*ds->keys));
 	ds->ones = calloc(nx, sizeof(*ds->ones));
 	ds->zero = calloc(nx, sizeof(*ds->zero));
-	ds->limit = dare_limit(p->o.density);
+	ds->limit = dare_limit(p->o->density);
 	RETURN_ERROR_IF(!ds->keys || !ds->ones || !ds->zero, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	for (unsigned i = 0; i < nx; i++)
 		ds->ones[i] = 1.0;
 	for (size_t t = 0; t < p->nt; t++) {
 		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
 		for (unsigned i = 0; i < nx; i++)
-			ds->keys[t * nx + i] = dare_key(p->o.seed, i, h);
+			ds->keys[t * nx + i] = dare_key(p->o->seed, i, h);
 	}
 	if (stats) {
-		struct pass *a = &p->pass[p->npasses++];
+		struct pass *a = passes_add(p->passes);
 		a->name = "stats";
 		a->part_job = 1;
 		a->part_block = 8;
@@ -254,10 +247,10 @@ int merge_dare_setup(struct plan *p, struct lines_error *err)
 		a->work = stats_work;
 		a->reduce = stats_reduce;
 		a->done = stats_done;
-		if (p->o.lines && p->o.alpha_auto)
-			p->norm_pass = 1;
+		if (p->o->lines && p->o->alpha_auto)
+			p->sc->measured = 1;
 	}
-	struct pass *w = &p->pass[p->npasses++];
+	struct pass *w = passes_add(p->passes);
 	w->name = "write";
 	w->writes = 1;
 	w->scratch = scratch_bytes(nx);
@@ -265,3 +258,48 @@ int merge_dare_setup(struct plan *p, struct lines_error *err)
 	w->work = write_work;
 	return 0;
 }
+
+static int dare_check(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(!(o->density > 0 && o->density <= 1), err, LINES_EUSAGE, NULL, NULL,
+	                "--density must be in (0, 1]");
+	return 0;
+}
+
+static void dare_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
+                      void *arg)
+{
+	char v[64];
+	lines_fmt_double(v, sizeof(v), p->o->density);
+	put(arg, "lines.density", v);
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)p->o->seed);
+	put(arg, "lines.seed", v);
+	put(arg, "lines.dare_elect", p->o->dare_elect ? "true" : "false");
+}
+
+static json_t *dare_report(const struct merge_ctx *p)
+{
+	const struct dare *ds = p->state;
+	json_t *m = json_object();
+	char seed[24]; /* a string: JSON readers lose integers above 2^53 */
+	if (!m)
+		return NULL;
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)p->o->seed);
+	json_object_set_new(m, "density", json_real(p->o->density));
+	json_object_set_new(m, "seed", json_string(seed));
+	json_object_set_new(m, "elect", json_boolean(p->o->dare_elect));
+	json_object_set_new(m, "majority",
+	                    ds && ds->elected && ds->maj ? json_integer(ds->maj) : json_null());
+	return m;
+}
+
+const struct method method_dare = {
+	.name = "dare",
+	.summary = "drop and rescale (DARE), then sum, or elect signs with --dare-elect",
+	.flags = METHOD_USES_DENSITY | METHOD_USES_SEED,
+	.check = dare_check,
+	.setup = dare_setup,
+	.meta = dare_meta,
+	.report = dare_report,
+	.free = dare_free,
+};

@@ -23,20 +23,17 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "pipeline.h"
+#include "method.h"
 
-static int want_all(const struct plan *p, size_t i)
-{
-	(void)p, (void)i;
-	return 1;
-}
-
-static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
+/* The running sums of the norm pass: |s|, |t|, s^2, t^2. */
+struct linear {
+	double acc[4];
+};
 
 /* ---- the writing pass ------------------------------------------------------ */
-static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err, (void)scratch;
 
@@ -46,9 +43,9 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 }
 
 /* ---- the norm pass ----------------------------------------------------------- */
-static int norm_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	const struct kern *k = p->k;
 	float *bt = scratch;
 	const void **xs = (const void **)(bt + KERN_TILE);
@@ -74,44 +71,53 @@ static int norm_work(struct plan *p, struct pipe_job *job, void *scratch, struct
 	return 0;
 }
 
-static int norm_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+static int norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
+	struct linear *ln = p->state;
 	(void)err;
 	for (unsigned b = 0; b < job->nblocks; b++)
 		for (int i = 0; i < 4; i++)
-			p->acc[i] += job->part[4 * b + i];
+			ln->acc[i] += job->part[4 * b + i];
 	return 0;
 }
 
-static int norm_done(struct plan *p, struct lines_error *err)
+static int norm_done(struct merge_ctx *p, struct lines_error *err)
 {
-	double s = p->o.norm_p == 2 ? sqrt(p->acc[2]) : p->acc[0];
-	double t = p->o.norm_p == 2 ? sqrt(p->acc[3]) : p->acc[1];
+	const struct linear *ln = p->state;
+	double s = p->o->norm_p == 2 ? sqrt(ln->acc[2]) : ln->acc[0];
+	double t = p->o->norm_p == 2 ? sqrt(ln->acc[3]) : ln->acc[1];
 
-	if (p->o.method == LINES_M_MEAN)
+	if (p->sc->divide_wsum)
 		t /= fabs(p->wsum);
-	p->norm_sum = s;
-	p->norm_mtl = t;
-	p->have_norms = 1;
-	if (t == 0.0 && s == 0.0) {
-		plan_log(p, LINES_LOG_WARN, NULL, NULL,
-		         "every task vector is zero; alpha is set to 1 (the output is the base)");
-		return plan_set_alpha(p, 1.0, err);
-	}
-	RETURN_ERROR_IF(t == 0.0, err, LINES_EUSAGE, NULL, NULL,
-	                "the weighted task vectors cancel out (||tau_MTL|| = 0); give --alpha");
-	return plan_set_alpha(p, s / ((double)p->nmodels * t), err);
+	return scales_from_norms(p->sc, s, t, 0, err);
 }
 
-int merge_linear_setup(struct plan *p, struct lines_error *err)
+/*
+ * Automatic alpha = ||sum tau|| / (N ||tau_MTL||): with equal weights it is
+ * 1 / (N |w|) for a sum and 1 for a mean, known before anything is read;
+ * otherwise a norm pass measures it.
+ */
+static int linear_setup(struct merge_ctx *p, struct lines_error *err)
 {
-	RETURN_ERROR_IF(p->o.lines && !p->alpha_known && p->single_pass, err, LINES_EUSAGE, NULL,
+	const struct lines_merge_opts *o = p->o;
+	int mean = p->sc->divide_wsum;
+
+	RETURN_ERROR_IF(mean && p->wsum == 0.0, err, LINES_EUSAGE, NULL, NULL,
+	                "the weights of a mean must not sum to zero");
+	if (o->lines && o->alpha_auto && p->equal_weights) {
+		RETURN_ERROR_IF(!mean && p->w[0] == 0.0, err, LINES_EUSAGE, NULL, NULL,
+		                "with zero weights alpha cannot be set automatically; give --alpha");
+		scales_set_alpha(p->sc, mean ? 1.0 : 1.0 / ((double)p->nmodels * fabs(p->w[0])));
+	}
+	RETURN_ERROR_IF(o->lines && !p->sc->alpha_known && p->single_pass, err, LINES_EUSAGE, NULL,
 	                NULL,
 	                "standard input can be read only once, but automatic alpha with unequal "
 	                "weights needs a norm pass before the writing pass: give that model as a "
 	                "file, or give --alpha");
-	if (p->o.lines && !p->alpha_known) {
-		struct pass *ps = &p->pass[p->npasses++];
+	if (o->lines && !p->sc->alpha_known) {
+		struct pass *ps = passes_add(p->passes);
+		RETURN_ERROR_IF(!(p->state = calloc(1, sizeof(struct linear))), err, LINES_ENOMEM, NULL,
+		                NULL, "out of memory");
 		ps->name = "norms";
 		ps->part_block = 4;
 		ps->scratch = KERN_TILE * sizeof(float) + p->nmodels * sizeof(void *);
@@ -119,12 +125,34 @@ int merge_linear_setup(struct plan *p, struct lines_error *err)
 		ps->work = norm_work;
 		ps->reduce = norm_reduce;
 		ps->done = norm_done;
-		p->norm_pass = 1;
+		p->sc->measured = 1;
 	}
-	struct pass *pw = &p->pass[p->npasses++];
+	struct pass *pw = passes_add(p->passes);
 	pw->name = "write";
 	pw->writes = 1;
 	pw->want = want_all;
 	pw->work = write_work;
 	return 0;
 }
+
+static void linear_free(struct merge_ctx *p)
+{
+	free(p->state);
+	p->state = NULL;
+}
+
+const struct method method_sum = {
+	.name = "sum",
+	.summary = "task arithmetic: theta_0 + lambda * sum_i w_i tau_i",
+	.flags = METHOD_LINEAR,
+	.setup = linear_setup,
+	.free = linear_free,
+};
+
+const struct method method_mean = {
+	.name = "mean",
+	.summary = "weighted mean (model soup): theta_0 + lambda * sum_i w_i tau_i / sum_i w_i",
+	.flags = METHOD_LINEAR | METHOD_DIVIDES_WSUM,
+	.setup = linear_setup,
+	.free = linear_free,
+};

@@ -63,7 +63,7 @@
 #include <pthread.h>
 
 #include "kern_ties.h"
-#include "pipeline.h"
+#include "method.h"
 
 #define BINS 65536u
 #define SPEC_NX 16  /* tasks at most for a prediction (the sample counts per piece and task) */
@@ -99,17 +99,12 @@ struct ties {
 	                    * the select pass's: that pass does the threshold
 	                    * pass's work instead */
 	uint32_t *pred;    /* nx */
+	int concluded;     /* thr and maj are final */
 };
 
-static struct ties *T(struct plan *p) { return p->mstate; }
+static struct ties *T(struct merge_ctx *p) { return p->state; }
 static size_t entry(const struct ties *t, size_t tensor) { return t->per_tensor ? tensor : 0; }
-static int want_merged(const struct plan *p, size_t i) { return p->t[i].merge; }
 
-static int want_all(const struct plan *p, size_t i)
-{
-	(void)p, (void)i;
-	return 1;
-}
 
 static void add_run(struct ties *ts, const uint32_t *hist)
 {
@@ -168,7 +163,7 @@ static uint32_t *job_counts(struct ties *ts, struct pipe_job *job, void *scratch
 	return hist;
 }
 
-static int counts_end(struct plan *p, void *scratch, struct lines_error *err)
+static int counts_end(struct merge_ctx *p, void *scratch, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	(void)err;
@@ -304,7 +299,7 @@ static struct sel_ws sel_ws_at(void *mem, unsigned nx)
 
 /* The numerator of alpha over a tile: the raw, unweighted task vectors,
  * which are the tiles when every weight is 1. */
-static void tile_numerator(struct plan *p, const struct plan_tensor *t, const void *const *xs,
+static void tile_numerator(struct merge_ctx *p, const struct tensor *t, const void *const *xs,
                            const float *bt, const float *tp, size_t nn, struct kern_norms *nm)
 {
 	if (p->equal_weights && p->w[0] == 1.0)
@@ -315,10 +310,10 @@ static void tile_numerator(struct plan *p, const struct plan_tensor *t, const vo
 
 /* The select pass with a prediction: the counts, and the threshold pass's
  * work with the predicted thresholds, a block at a time. */
-static void select_predicted(struct plan *p, struct pipe_job *job, void *scratch,
+static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                              uint32_t *const *h)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
 	struct sel_ws ws = sel_ws_at((char *)scratch + scratch_bytes(nx) + count_bytes(ts), nx);
@@ -359,17 +354,17 @@ static void select_predicted(struct plan *p, struct pipe_job *job, void *scratch
 	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
 }
 
-static void threshold_job(struct plan *p, struct pipe_job *job, void *scratch, double *blk,
+static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, double *blk,
                           double *num, size_t stride, float *rec);
 
-static int select_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
-	uint32_t *hist = job_counts(ts, job, scratch), *h[1024];
+	uint32_t *hist = job_counts(ts, job, scratch), *h[LINES_MAX_MODELS];
 	float *bt = scratch, *tp = bt + KERN_TILE;
-	const void *xs[1024];
+	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
@@ -467,7 +462,7 @@ static void find_thresholds(struct ties *ts, size_t e)
 
 /* Read [u0, u1) of tensor t from every input into buf (stride: bytes per
  * input); 0 or -1. */
-static int sample_read(const struct plan *p, const struct plan_tensor *t, uint64_t u0,
+static int sample_read(const struct merge_ctx *p, const struct tensor *t, uint64_t u0,
                        uint64_t u1, unsigned char *buf, size_t stride)
 {
 	for (unsigned m = 0; m < p->ninputs; m++) {
@@ -498,7 +493,7 @@ struct sampler {
 
 /* Count the keys of [u0, u1) of tensor t into run (and, once there is a
  * pilot value per task, the values under it into the next cnt). */
-static int sample_piece(struct plan *p, const struct plan_tensor *t, uint64_t u0, uint64_t u1,
+static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0, uint64_t u1,
                         struct sampler *sm)
 {
 	struct ties *ts = T(p);
@@ -526,12 +521,12 @@ static int sample_piece(struct plan *p, const struct plan_tensor *t, uint64_t u0
 }
 
 /* Piece q of np over the d merged elements: its tensor and first element. */
-static const struct plan_tensor *piece_at(const struct plan *p, uint64_t d, uint64_t q,
+static const struct tensor *piece_at(const struct merge_ctx *p, uint64_t d, uint64_t q,
                                           uint64_t np, uint64_t *u0)
 {
 	uint64_t g = (uint64_t)(((double)q + 0.5) * (double)d / (double)np), start = 0;
 	for (size_t ti = 0; ti < p->nt; ti++) {
-		const struct plan_tensor *t = &p->t[ti];
+		const struct tensor *t = &p->t[ti];
 		if (!t->merge)
 			continue;
 		if (g < start + t->units) {
@@ -566,7 +561,7 @@ static uint32_t bin_of_rank(const struct ties *ts, unsigned i, uint64_t r)
  * a systematic sample). Returns the elements counted
  * per task, 0 when a read failed (the passes will report it).
  */
-static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, uint64_t *pieces,
+static uint64_t sample(struct merge_ctx *p, uint64_t d, uint64_t k, int *whole, uint64_t *pieces,
                        double *se)
 {
 	struct ties *ts = T(p);
@@ -588,7 +583,7 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, uint6
 	for (unsigned i = 0; i < nx; i++)
 		se[i] = 0.0;
 	for (size_t ti = 0; ok && all && ti < p->nt; ti++) {
-		const struct plan_tensor *t = &p->t[ti];
+		const struct tensor *t = &p->t[ti];
 		for (uint64_t u = 0; ok && t->merge && u < t->units; u += SAMPLE_PIECE) {
 			uint64_t u1 = t->units - u < SAMPLE_PIECE ? t->units : u + SAMPLE_PIECE;
 			ok = sample_piece(p, t, u, u1, &sm) == 0;
@@ -598,7 +593,7 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, uint6
 	for (int phase = 0; ok && !all && phase < 2; phase++) {
 		for (uint64_t q = 0; ok && q < np; q++) {
 			uint64_t u0 = 0;
-			const struct plan_tensor *t;
+			const struct tensor *t;
 			if ((q % 8 == 0) != (phase == 0) || !(t = piece_at(p, d, q, np, &u0)))
 				continue;
 			uint64_t u1 = t->units - u0 < SAMPLE_PIECE ? t->units : u0 + SAMPLE_PIECE;
@@ -649,7 +644,7 @@ static uint64_t sample(struct plan *p, uint64_t d, uint64_t k, int *whole, uint6
  * whole sample) or wrong (a wrong prediction): testing hooks, for the
  * paths that the small test models would not take.
  */
-static int select_begin(struct plan *p, struct lines_error *err)
+static int select_begin(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	const char *test = getenv("LINES_TEST_TIES_WINDOW");
@@ -665,7 +660,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		return 0;
 	for (size_t i = 0; i < p->nt; i++)
 		d += p->t[i].merge ? p->t[i].units : 0;
-	k = rank_k(d, p->o.density);
+	k = rank_k(d, p->o->density);
 	if (d && k == 0) { /* nothing to trim: every t_i is 0, no sample needed */
 		memset(ts->pred, 0, ts->nx * sizeof(*ts->pred));
 		ts->spec = 1;
@@ -676,7 +671,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	snprintf(how, sizeof(how), whole ? "the whole model" : "%llu pieces",
 	         (unsigned long long)pieces);
-	plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements (%s) in %.3f s",
+	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL, "ties: a sample of %llu elements (%s) in %.3f s",
 	         (unsigned long long)ns, how,
 	         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9);
 	if (ns && whole && !(test && (!strcmp(test, "wrong") || !strcmp(test, "predict")))) {
@@ -684,10 +679,10 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		 * pass's, so the bins are known now, and the select pass does
 		 * the threshold pass's work (a prediction would be no better:
 		 * the same reads, the same sums). */
-		find_bins(ts, 0, d, p->o.density);
+		find_bins(ts, 0, d, p->o->density);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->binned = 1;
-		plan_log(p, LINES_LOG_INFO, NULL, NULL,
+		lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 		         "ties: the sample is the whole model: the select pass does the threshold "
 		         "pass's work");
 		return 0;
@@ -709,7 +704,7 @@ static int select_begin(struct plan *p, struct lines_error *err)
 			cum += h[2 * b] + h[2 * b + 1];
 		}
 		if (b == BINS / 2 || rhi > cum + h[2 * b + 1]) {
-			plan_log(p, LINES_LOG_INFO, NULL, NULL,
+			lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 			         "ties: the sample does not pin task %u's threshold to one value: the "
 			         "threshold pass runs",
 			         i + 1);
@@ -719,14 +714,14 @@ static int select_begin(struct plan *p, struct lines_error *err)
 		if (test && !strcmp(test, "wrong")) /* the next bin's smallest value */
 			b = b + 1 < BINS / 2 ? b + 1 : 0;
 		ts->pred[i] = b << 16;
-		plan_log(p, LINES_LOG_INFO, NULL, NULL, "ties: the sample puts task %u's threshold at %#x",
+		lines_logf(p->o, LINES_LOG_INFO, NULL, NULL, "ties: the sample puts task %u's threshold at %#x",
 		         i + 1, b << 16);
 	}
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	return 0;
 }
 
-static int select_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	const double *bk = part_blocks(ts, job);
@@ -741,14 +736,14 @@ static int select_reduce(struct plan *p, const struct pipe_job *job, struct line
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
-		find_bins(ts, job->tensor, ts->run_d, p->o.density);
+		find_bins(ts, job->tensor, ts->run_d, p->o->density);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->run_d = 0;
 	}
 	return 0;
 }
 
-static int conclude(struct plan *p, const char *pass, struct lines_error *err);
+static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *err);
 
 /*
  * After a select pass with a prediction, the counts final: on a hit
@@ -756,7 +751,7 @@ static int conclude(struct plan *p, const char *pass, struct lines_error *err);
  * threshold pass would have; on a miss its sums are dropped for the
  * threshold pass.
  */
-static int predict_end(struct plan *p, struct lines_error *err)
+static int predict_end(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	ts->hit = 1;
@@ -764,7 +759,7 @@ static int predict_end(struct plan *p, struct lines_error *err)
 		ts->hit &= ts->known[i] && ts->thr[i] == ts->pred[i];
 	if (ts->hit)
 		return conclude(p, "select", err);
-	plan_log(p, LINES_LOG_INFO, NULL, NULL,
+	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 	         "ties: a threshold is not the sample's prediction: the threshold pass runs");
 	ts->spec = 0;
 	ts->votes = 0;
@@ -774,7 +769,7 @@ static int predict_end(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
-static int select_done(struct plan *p, struct lines_error *err)
+static int select_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	if (ts->binned) { /* the select pass was the threshold pass */
@@ -785,7 +780,7 @@ static int select_done(struct plan *p, struct lines_error *err)
 		return conclude(p, "select", err);
 	}
 	if (!ts->per_tensor)
-		find_bins(ts, 0, ts->run_d, p->o.density);
+		find_bins(ts, 0, ts->run_d, p->o->density);
 	if (ts->spec)
 		FORWARD_IF_ERROR(predict_end(p, err));
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
@@ -795,9 +790,9 @@ static int select_done(struct plan *p, struct lines_error *err)
 
 /* ---- threshold (and the election of the decided elements) ---------------------- */
 
-static int threshold_needed(const struct plan *p)
+static int threshold_needed(const struct merge_ctx *p)
 {
-	return !((const struct ties *)p->mstate)->hit;
+	return !((const struct ties *)p->state)->hit;
 }
 
 /*
@@ -807,21 +802,21 @@ static int threshold_needed(const struct plan *p)
  * also the numerator of alpha per block at num[b * stride] (the select
  * pass, when the sample read the whole model and so gave the bins).
  */
-static void threshold_job(struct plan *p, struct pipe_job *job, void *scratch, double *blk,
+static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, double *blk,
                           double *num, size_t stride, float *rec)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
 	size_t e = entry(ts, job->tensor);
 	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
 	const unsigned char *known = ts->known + e * nx;
-	uint32_t *hist = job_counts(ts, job, scratch), *h[1024], lowbin[1024], up[1024];
+	uint32_t *hist = job_counts(ts, job, scratch), *h[LINES_MAX_MODELS], lowbin[LINES_MAX_MODELS], up[LINES_MAX_MODELS];
 	float *bt = scratch, *tp = bt + KERN_TILE;
 	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
 	signed char *sign = (signed char *)(mtl + KERN_TILE);
 	unsigned char *open = (unsigned char *)sign + KERN_TILE;
-	const void *xs[1024];
+	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
 	int64_t votes = 0;
 
@@ -863,7 +858,7 @@ static void threshold_job(struct plan *p, struct pipe_job *job, void *scratch, d
 	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
 }
 
-static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
+static int threshold_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
 	struct ties *ts = T(p);
@@ -872,7 +867,7 @@ static int threshold_work(struct plan *p, struct pipe_job *job, void *scratch,
 	return 0;
 }
 
-static int threshold_reduce(struct plan *p, const struct pipe_job *job, struct lines_error *err)
+static int threshold_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 
@@ -892,7 +887,7 @@ static int threshold_reduce(struct plan *p, const struct pipe_job *job, struct l
  * (a batch is cut where the tensor, hence the thresholds, changes). Zero
  * sums are counted both ways, as in the threshold pass.
  */
-static int settle(struct plan *p, double *pos, double *neg, struct lines_error *err)
+static int settle(struct merge_ctx *p, double *pos, double *neg, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
@@ -947,27 +942,24 @@ static int settle(struct plan *p, double *pos, double *neg, struct lines_error *
 
 /* Every t_i known and the file complete: settle it, elect the majority
  * sign, and set alpha from the norms. */
-static int conclude(struct plan *p, const char *pass, struct lines_error *err)
+static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	double pos[2] = {0, 0}, neg[2] = {0, 0};
 
 	FORWARD_IF_ERROR(settle(p, pos, neg, err));
 	ts->maj = ts->votes >= 0 ? 1 : -1; /* +1 when the votes are even */
-	p->maj = ts->maj;
-	p->thr = ts->thr;
-	p->thr_per_tensor = ts->per_tensor;
+	ts->concluded = 1;
 	double l1 = ts->det[0] + (ts->maj > 0 ? ts->zpos[0] + pos[0] : ts->zneg[0] + neg[0]);
 	double l2 = ts->det[1] + (ts->maj > 0 ? ts->zpos[1] + pos[1] : ts->zneg[1] + neg[1]);
-	p->norm_sum = p->o.norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0];
-	p->norm_mtl = p->o.norm_p == 2 ? sqrt(l2) : l1;
-	plan_log(p, LINES_LOG_INFO, NULL, NULL,
-	         "ties: %llu elements settled after the %s pass; majority sign %+d",
-	         (unsigned long long)ts->nspill, pass, ts->maj);
-	return plan_alpha_from_norms(p, err);
+	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
+	           "ties: %llu elements settled after the %s pass; majority sign %+d",
+	           (unsigned long long)ts->nspill, pass, ts->maj);
+	return scales_from_norms(p->sc, p->o->norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0],
+	                         p->o->norm_p == 2 ? sqrt(l2) : l1, 1, err);
 }
 
-static int threshold_done(struct plan *p, struct lines_error *err)
+static int threshold_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	if (!ts->per_tensor)
@@ -976,16 +968,16 @@ static int threshold_done(struct plan *p, struct lines_error *err)
 }
 
 /* ---- write ----------------------------------------------------------------------- */
-static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
-	const struct plan_tensor *t = &p->t[job->tensor];
+	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
 	const uint32_t *thr = ts->thr + entry(ts, job->tensor) * nx;
 	float *bt = scratch, *tp = bt + KERN_TILE;
 	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
 	signed char *sign = (signed char *)(mtl + KERN_TILE);
-	const void *xs[1024];
+	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
@@ -1000,7 +992,7 @@ static int write_work(struct plan *p, struct pipe_job *job, void *scratch, struc
 	return 0;
 }
 
-static void ties_free(struct plan *p)
+static void ties_free(struct merge_ctx *p)
 {
 	struct ties *ts = T(p);
 	if (!ts)
@@ -1011,7 +1003,7 @@ static void ties_free(struct plan *p)
 	free(ts->ones), free(ts->pred);
 	pthread_mutex_destroy(&ts->mu);
 	free(ts);
-	p->mstate = NULL;
+	p->state = NULL;
 }
 
 static FILE *tmpfile_in(const char *dir)
@@ -1020,7 +1012,7 @@ static FILE *tmpfile_in(const char *dir)
 	return fd < 0 ? NULL : fdopen(fd, "w+");
 }
 
-int merge_ties_setup(struct plan *p, struct lines_error *err)
+static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = calloc(1, sizeof(*ts));
 	const char *dir = getenv("TMPDIR");
@@ -1028,14 +1020,13 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 
 	RETURN_ERROR_IF(!ts, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	pthread_mutex_init(&ts->mu, NULL);
-	p->mstate = ts;
-	p->mfree = ties_free;
+	p->state = ts;
 	RETURN_ERROR_IF(p->single_pass, err, LINES_EUSAGE, NULL, NULL,
 	                "standard input can be read only once, and TIES reads its inputs two or "
 	                "three times: give that model as a file");
-	RETURN_ERROR_IF(nx > 1024, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most 1024 models");
+	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most %d models", LINES_MAX_MODELS);
 	ts->nx = nx;
-	ts->per_tensor = p->o.trim_tensor;
+	ts->per_tensor = p->o->trim_tensor;
 	/* LINES_TEST_COUNT_LIMIT: flush far more often, to test the flushes
 	 * (the counts and so the bytes must not change) */
 	ts->count_limit = UINT32_MAX;
@@ -1062,7 +1053,7 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	if (!(ts->spill = tmpfile_in(dir)))
 		return lines_errno(err, errno, dir, "cannot create the temporary file of TIES");
 
-	struct pass *a = &p->pass[p->npasses++];
+	struct pass *a = passes_add(p->passes);
 	a->name = "select";
 	a->part_job = (unsigned)TH_HEAD(ts);
 	a->part_block = (unsigned)sel_block(ts) +
@@ -1075,7 +1066,7 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	a->reduce = select_reduce;
 	a->done = select_done;
 
-	struct pass *b = &p->pass[p->npasses++];
+	struct pass *b = passes_add(p->passes);
 	b->name = "threshold";
 	b->part_job = (unsigned)TH_HEAD(ts);
 	b->part_block = 6 + (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2);
@@ -1089,13 +1080,78 @@ int merge_ties_setup(struct plan *p, struct lines_error *err)
 	 * over files that can be sampled */
 	b->needed = ts->spec_ok ? threshold_needed : NULL;
 
-	struct pass *c = &p->pass[p->npasses++];
+	struct pass *c = passes_add(p->passes);
 	c->name = "write";
 	c->writes = 1;
 	c->scratch = scratch_bytes(nx);
 	c->want = want_all;
 	c->work = write_work;
-	if (p->o.lines && p->o.alpha_auto)
-		p->norm_pass = 1;
+	if (p->o->lines && p->o->alpha_auto)
+		p->sc->measured = 1;
 	return 0;
 }
+
+static int ties_check(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(!(o->density > 0 && o->density <= 1), err, LINES_EUSAGE, NULL, NULL,
+	                "--density must be in (0, 1]");
+	return 0;
+}
+
+static void ties_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
+                      void *arg)
+{
+	char v[64];
+	lines_fmt_double(v, sizeof(v), p->o->density);
+	put(arg, "lines.density", v);
+	put(arg, "lines.trim", p->o->trim_tensor ? "tensor" : "global");
+}
+
+/* The thresholds as the magnitudes they are (float32 bit patterns; a task
+ * whose largest entries are infinite or NaN has such a threshold). JSON
+ * has no infinity or NaN, so those are the strings "inf", "-inf", "nan". */
+static json_t *thresholds(const uint32_t *thr, unsigned n)
+{
+	json_t *a = json_array();
+	for (unsigned i = 0; a && i < n; i++) {
+		float f;
+		memcpy(&f, &thr[i], 4);
+		json_array_append_new(a, isfinite(f) ? json_real(f)
+		                                     : json_string(f != f ? "nan" : f > 0 ? "inf" : "-inf"));
+	}
+	return a;
+}
+
+static json_t *ties_report(const struct merge_ctx *p)
+{
+	const struct ties *ts = p->state;
+	int done = ts && ts->concluded;
+	json_t *m = json_object();
+	if (!m)
+		return NULL;
+	json_object_set_new(m, "density", json_real(p->o->density));
+	json_object_set_new(m, "trim", json_string(p->o->trim_tensor ? "tensor" : "global"));
+	json_object_set_new(m, "majority", done && ts->maj ? json_integer(ts->maj) : json_null());
+	if (done && !ts->per_tensor)
+		json_object_set_new(m, "thresholds", thresholds(ts->thr, ts->nx));
+	return m;
+}
+
+static void ties_report_tensor(const struct merge_ctx *p, size_t i, json_t *e)
+{
+	const struct ties *ts = p->state;
+	if (ts && ts->concluded && ts->per_tensor && p->t[i].merge)
+		json_object_set_new(e, "ties_thresholds", thresholds(ts->thr + i * ts->nx, ts->nx));
+}
+
+const struct method method_ties = {
+	.name = "ties",
+	.summary = "TIES: trim each task vector, elect a sign per element, disjoint mean",
+	.flags = METHOD_USES_DENSITY | METHOD_USES_TRIM,
+	.check = ties_check,
+	.setup = ties_setup,
+	.meta = ties_meta,
+	.report = ties_report,
+	.report_tensor = ties_report_tensor,
+	.free = ties_free,
+};

@@ -39,8 +39,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kernels.h"
 #include "pipeline.h"
-#include "sink.h"
 
 #define PIPE_DEPTH 2 /* jobs a worker has started at once */
 
@@ -52,7 +52,7 @@ struct slot {
 };
 
 struct pipe {
-	struct plan *p;
+	const struct pipe_env *env;
 	struct pass *pass;
 	struct source *src;
 
@@ -72,9 +72,29 @@ struct pipe {
 	size_t span_cap; /* bytes per input span */
 };
 
-uint64_t pipe_step(const struct plan *p, const struct plan_tensor *t)
+struct pass *passes_add(struct passes *ps)
 {
-	uint64_t step = p->chunk / t->unit_in;
+	struct pass *a;
+	if (ps->n >= PIPE_MAX_PASSES)
+		return NULL;
+	a = &ps->pass[ps->n++];
+	memset(a, 0, sizeof(*a));
+	return a;
+}
+
+struct pass *passes_add_first(struct passes *ps)
+{
+	if (ps->n >= PIPE_MAX_PASSES)
+		return NULL;
+	memmove(&ps->pass[1], &ps->pass[0], ps->n * sizeof(ps->pass[0]));
+	ps->n++;
+	memset(&ps->pass[0], 0, sizeof(ps->pass[0]));
+	return &ps->pass[0];
+}
+
+uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t)
+{
+	uint64_t step = env->chunk / t->unit_in;
 	if (t->merge) {
 		step -= step % KERN_BLOCK;
 		if (step < KERN_BLOCK)
@@ -85,15 +105,16 @@ uint64_t pipe_step(const struct plan *p, const struct plan_tensor *t)
 	return step;
 }
 
-static void caps(const struct plan *p, const struct pass *pass, size_t *out_cap,
+static void caps(const struct pipe_env *env, const struct pass *pass, size_t *out_cap,
                  size_t *part_cap, size_t *span_cap)
 {
+	const struct layout *lay = env->lay;
 	uint64_t oc = 0, pc = 0, sc = 0;
-	for (size_t i = 0; i < p->nt; i++) {
-		const struct plan_tensor *t = &p->t[i];
-		if (pass && !pass_wants(pass, p, i))
+	for (size_t i = 0; i < lay->nt; i++) {
+		const struct tensor *t = &lay->t[i];
+		if (pass && !pass_wants(pass, env, i))
 			continue;
-		uint64_t step = pipe_step(p, t);
+		uint64_t step = pipe_step(env, t);
 		if (step > t->units)
 			step = t->units;
 		if (step * t->unit_out > oc)
@@ -107,25 +128,27 @@ static void caps(const struct plan *p, const struct pass *pass, size_t *out_cap,
 	*out_cap = (size_t)oc;
 	*span_cap = (size_t)sc;
 	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
-	if (pass && (pass->checks_copies || (pass->writes && p->check_in_write)) &&
-	    *part_cap < p->nmodels)
-		*part_cap = p->nmodels; /* the copied tensors' flags */
+	if (pass && (pass->checks_copies || (pass->writes && env->check_in_write)) &&
+	    *part_cap < lay->nmodels)
+		*part_cap = lay->nmodels; /* the copied tensors' flags */
 }
 
 static unsigned nslots_for(unsigned jobs) { return 2 * jobs + 2; }
 
-uint64_t pipe_memory(const struct plan *p, const struct src_ops *src)
+uint64_t pipe_memory(const struct pipe_env *env, const struct passes *ps,
+                     const struct src_ops *src)
 {
+	const unsigned nin = env->lay->ninputs, jobs = env->jobs;
 	uint64_t total = 0;
-	for (unsigned i = 0; i < p->npasses; i++) {
+	for (unsigned i = 0; i < ps->n; i++) {
 		size_t oc, pc, sc;
-		const struct pass *pass = &p->pass[i];
-		caps(p, pass, &oc, &pc, &sc);
-		uint64_t m = (uint64_t)nslots_for(p->jobs) * (pass->writes ? oc : 0) +
-		             (uint64_t)nslots_for(p->jobs) * pc * sizeof(double) +
-		             (uint64_t)p->jobs * (pass->scratch +
-		                                  (p->streams ? src_stream_worker_bytes(src, p->ninputs, sc, PIPE_DEPTH)
-		                                              : src->worker_bytes(p->ninputs, sc, PIPE_DEPTH)));
+		const struct pass *pass = &ps->pass[i];
+		caps(env, pass, &oc, &pc, &sc);
+		uint64_t m = (uint64_t)nslots_for(jobs) * (pass->writes ? oc : 0) +
+		             (uint64_t)nslots_for(jobs) * pc * sizeof(double) +
+		             (uint64_t)jobs * (pass->scratch +
+		                               (env->streams ? src_stream_worker_bytes(src, nin, sc, PIPE_DEPTH)
+		                                             : src->worker_bytes(nin, sc, PIPE_DEPTH)));
 		if (m > total)
 			total = m;
 	}
@@ -135,9 +158,9 @@ uint64_t pipe_memory(const struct plan *p, const struct src_ops *src)
 /* ---- the job iterator (called with the lock held) -------------------------- */
 static int next_tensor(struct pipe *pp)
 {
-	while (pp->it_tensor < pp->p->nt) {
-		const struct plan_tensor *t = &pp->p->t[pp->it_tensor];
-		if (pp->it_unit < t->units && pass_wants(pp->pass, pp->p, pp->it_tensor))
+	while (pp->it_tensor < pp->env->lay->nt) {
+		const struct tensor *t = &pp->env->lay->t[pp->it_tensor];
+		if (pp->it_unit < t->units && pass_wants(pp->pass, pp->env, pp->it_tensor))
 			return 1;
 		pp->it_tensor++;
 		pp->it_unit = 0;
@@ -145,26 +168,34 @@ static int next_tensor(struct pipe *pp)
 	return 0;
 }
 
-static uint64_t count_jobs(struct pipe *pp, uint64_t *bytes)
+static uint64_t count_jobs(const struct pipe_env *env, const struct pass *pass, uint64_t *bytes)
 {
+	const struct layout *lay = env->lay;
 	uint64_t n = 0;
 	*bytes = 0;
-	for (size_t i = 0; i < pp->p->nt; i++) {
-		const struct plan_tensor *t = &pp->p->t[i];
-		if (!t->units || !pass_wants(pp->pass, pp->p, i))
+	for (size_t i = 0; i < lay->nt; i++) {
+		const struct tensor *t = &lay->t[i];
+		if (!t->units || !pass_wants(pass, env, i))
 			continue;
-		uint64_t step = pipe_step(pp->p, t);
+		uint64_t step = pipe_step(env, t);
 		n += (t->units + step - 1) / step;
-		*bytes += t->units * t->unit_in * pp->p->ninputs;
+		*bytes += t->units * t->unit_in * lay->ninputs;
 	}
 	return n;
+}
+
+uint64_t pipe_read_bytes(const struct pipe_env *env, const struct pass *pass)
+{
+	uint64_t bytes;
+	count_jobs(env, pass, &bytes);
+	return bytes;
 }
 
 static int64_t claim(struct pipe *pp, int wait)
 {
 	uint64_t k;
 	struct slot *s;
-	const struct plan_tensor *t;
+	const struct tensor *t;
 	uint64_t step;
 
 	for (;;) {
@@ -180,13 +211,13 @@ static int64_t claim(struct pipe *pp, int wait)
 		return -1; /* cannot happen: njobs counted the same tensors */
 	k = pp->next++;
 	s = &pp->slots[k % pp->nslots];
-	t = &pp->p->t[pp->it_tensor];
-	step = pipe_step(pp->p, t);
+	t = &pp->env->lay->t[pp->it_tensor];
+	step = pipe_step(pp->env, t);
 	s->job.tensor = pp->it_tensor;
 	s->job.u0 = pp->it_unit;
 	s->job.u1 = t->units - pp->it_unit < step ? t->units : pp->it_unit + step;
 	s->job.nblocks = (unsigned)((s->job.u1 - s->job.u0 + KERN_BLOCK - 1) / KERN_BLOCK);
-	s->job.in_bytes = (s->job.u1 - s->job.u0) * t->unit_in * pp->p->ninputs;
+	s->job.in_bytes = (s->job.u1 - s->job.u0) * t->unit_in * pp->env->lay->ninputs;
 	s->state = SLOT_BUSY;
 	pp->it_unit = s->job.u1;
 	return (int64_t)k;
@@ -226,26 +257,60 @@ static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 {
 	struct pipe *pp = w->pp;
 	const struct pipe_job *job = &pp->slots[j->k % pp->nslots].job;
-	const struct plan_tensor *t = &pp->p->t[job->tensor];
+	const struct tensor *t = &pp->env->lay->t[job->tensor];
 
-	for (unsigned m = 0; m < pp->p->ninputs; m++) {
+	for (unsigned m = 0; m < pp->env->lay->ninputs; m++) {
 		j->spans[m].file = t->in[m].file;
 		j->spans[m].off = t->in[m].off + job->u0 * t->unit_in;
 		j->spans[m].len = (size_t)((job->u1 - job->u0) * t->unit_in);
 	}
-	j->batch.n = pp->p->ninputs;
+	j->batch.n = pp->env->lay->ninputs;
 	j->batch.seq = (uint64_t)j->k;
 	j->batch.span = j->spans;
 	j->batch.ptr = j->ptrs;
 	return pp->src->ops->start(w->sw, &j->batch, err);
 }
 
+/*
+ * The tensors that are not merged (integer position ids, boolean masks,
+ * ...) keep the base's values, so a model whose bytes differ there is
+ * worth a warning, and with --strict an error reported before a single
+ * output byte exists: the first read-only pass of a method, or a check
+ * pass of its own, compares them (check_job on the worker, check_reduce
+ * in order on the consumer). With an input that can be read only once
+ * (standard input) the writing pass compares while it copies.
+ */
+static void check_job(const struct pipe_env *env, struct pipe_job *job)
+{
+	size_t n = (size_t)(job->u1 - job->u0);
+	for (unsigned m = 1; m <= env->lay->nmodels; m++)
+		job->part[m - 1] = memcmp(job->in[m], job->in[0], n) != 0;
+}
+
+static int check_reduce(const struct pipe_env *env, const struct pipe_job *job,
+                        struct lines_error *err)
+{
+	const struct tensor *t = &env->lay->t[job->tensor];
+	struct copy_check *cc = env->check;
+	for (unsigned m = 1; m <= env->lay->nmodels; m++) {
+		if (!job->part[m - 1] || cc->warned[job->tensor])
+			continue;
+		RETURN_ERROR_IF(cc->strict, err, LINES_EMISMATCH, cc->names[m], t->name,
+		                "%s tensor differs from the base's (--strict)", dtype_name(t->in_dt));
+		lines_logf(cc->log, LINES_LOG_WARN, cc->names[m], t->name,
+		           "%s tensor differs from the base's; the base's values are kept",
+		           dtype_name(t->in_dt));
+		cc->warned[job->tensor] = 1;
+	}
+	return 0;
+}
+
 /* A tensor that is not merged, in a writing pass: the base's bytes. */
-static void copy_job(struct plan *p, struct pipe_job *job)
+static void copy_job(const struct pipe_env *env, struct pipe_job *job)
 {
 	memcpy(job->out, job->in[0], (size_t)(job->u1 - job->u0));
-	if (p->check_in_write)
-		merge_check_job(p, job);
+	if (env->check_in_write)
+		check_job(env, job);
 }
 
 /*
@@ -291,12 +356,12 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	rc = pp->src->ops->finish(w->sw, &j->batch, err);
 	if (rc == 0) {
 		job->in = j->ptrs;
-		if (pp->p->t[job->tensor].merge)
-			rc = pp->pass->work(pp->p, job, w->scratch, err);
+		if (pp->env->lay->t[job->tensor].merge)
+			rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
 		else if (pp->pass->writes) /* copied from the base, checked if asked */
-			copy_job(pp->p, job);
+			copy_job(pp->env, job);
 		else if (pp->pass->checks_copies)
-			merge_check_job(pp->p, job);
+			check_job(pp->env, job);
 		job->in = NULL;
 	}
 	bus_jmp = NULL;
@@ -367,11 +432,11 @@ static double now(void)
 static void report(struct pipe *pp, unsigned pass_index, uint64_t done, uint64_t total,
                    double t0)
 {
-	struct plan *p = pp->p;
-	struct lines_progress pr = {pp->pass->name, pass_index, p->npasses, done, total,
+	const struct pipe_env *env = pp->env;
+	struct lines_progress pr = {pp->pass->name, pass_index, env->npasses, done, total,
 	                            now() - t0};
-	if (p->o.progress)
-		p->o.progress(p->o.cb_ctx, &pr);
+	if (env->o->progress)
+		env->o->progress(env->o->cb_ctx, &pr);
 }
 
 static void check_cancel(struct pipe *pp)
@@ -425,8 +490,8 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 	pthread_cond_init(&pp->space, NULL);
 	pthread_condattr_destroy(&ca);
 
-	caps(pp->p, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap);
-	pp->nslots = nslots_for(pp->p->jobs);
+	caps(pp->env, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap);
+	pp->nslots = nslots_for(pp->env->jobs);
 	pp->slots = calloc(pp->nslots, sizeof(*pp->slots));
 	RETURN_ERROR_IF(!pp->slots, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	for (unsigned i = 0; i < pp->nslots; i++) {
@@ -451,9 +516,10 @@ static unsigned test_delay_us(void)
 	return s ? (unsigned)strtoul(s, NULL, 10) : 0;
 }
 
-int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct source *src,
-             struct sink *out, struct lines_error *err)
+int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
+             struct source *src, struct sink *out, struct lines_error *err)
 {
+	const struct layout *lay = env->lay;
 	const unsigned delay = test_delay_us();
 	struct pipe pp = {0};
 	struct worker *ws = NULL;
@@ -463,12 +529,12 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 	double t0 = now(), last = t0;
 	int rc;
 
-	pp.p = p;
+	pp.env = env;
 	pp.pass = pass;
 	pp.src = src;
 	if ((rc = pipe_init(&pp, err)) < 0)
 		goto out;
-	pp.njobs = count_jobs(&pp, &total);
+	pp.njobs = count_jobs(env, pass, &total);
 	if (src->ops->pass_begin && (rc = src->ops->pass_begin(src, err)) < 0)
 		goto out;
 	if (src->ops->mapped) {
@@ -481,15 +547,15 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 		sigaction(SIGBUS, &sa, &old_bus);
 	}
 
-	ws = calloc(p->jobs, sizeof(*ws));
+	ws = calloc(env->jobs, sizeof(*ws));
 	if (!ws) {
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		goto out;
 	}
-	for (nw = 0; nw < p->jobs && pp.njobs; nw++) {
+	for (nw = 0; nw < env->jobs && pp.njobs; nw++) {
 		struct worker *w = &ws[nw];
 		w->pp = &pp;
-		rc = src->ops->worker_open(src, p->ninputs, pp.span_cap, PIPE_DEPTH, &w->sw, err);
+		rc = src->ops->worker_open(src, lay->ninputs, pp.span_cap, PIPE_DEPTH, &w->sw, err);
 		if (rc == 0 && pass->scratch) {
 			size_t sz = (pass->scratch + 63) & ~(size_t)63;
 			if (!(w->scratch = aligned_alloc(64, sz)))
@@ -499,8 +565,8 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 		}
 		for (unsigned d = 0; rc == 0 && d < PIPE_DEPTH; d++) {
 			w->j[d].batch.slot = d;
-			w->j[d].spans = calloc(p->ninputs, sizeof(*w->j[d].spans));
-			w->j[d].ptrs = calloc(p->ninputs, sizeof(*w->j[d].ptrs));
+			w->j[d].spans = calloc(lay->ninputs, sizeof(*w->j[d].spans));
+			w->j[d].ptrs = calloc(lay->ninputs, sizeof(*w->j[d].ptrs));
 			if (!w->j[d].spans || !w->j[d].ptrs)
 				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		}
@@ -525,19 +591,20 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 
 		if (delay)
 			usleep(delay);
-		if (!p->t[s->job.tensor].merge)
-			rc = pass->checks_copies || (pass->writes && p->check_in_write)
-			             ? merge_check_reduce(p, &s->job, err)
+		const struct tensor *t = &lay->t[s->job.tensor];
+		if (!t->merge)
+			rc = pass->checks_copies || (pass->writes && env->check_in_write)
+			             ? check_reduce(env, &s->job, err)
 			             : 0;
 		else
-			rc = pass->reduce ? pass->reduce(p, &s->job, err) : 0;
+			rc = pass->reduce ? pass->reduce(env->ctx, &s->job, err) : 0;
 		if (rc == 0 && pass->writes && out)
-			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) *
-			                                          p->t[s->job.tensor].unit_out), err);
-		if (rc == 0 && pass->writes && p->thash)
-			manifest_note(p, &s->job);
+			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) * t->unit_out),
+			                err);
+		if (rc == 0 && pass->writes && env->on_output)
+			env->on_output(env->on_output_arg, t, &s->job);
 		done += s->job.in_bytes;
-		if (rc == 0 && p->o.progress && now() - last >= 0.2) {
+		if (rc == 0 && env->o->progress && now() - last >= 0.2) {
 			last = now();
 			report(&pp, pass_index, done, total, t0);
 		}
@@ -575,15 +642,15 @@ int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct sour
 	/* what the workers kept for the whole pass (integer counts: in any
 	 * order), after every job was reduced */
 	for (unsigned i = 0; rc == 0 && pass->worker_end && i < nw; i++)
-		rc = pass->worker_end(p, ws[i].scratch, err);
+		rc = pass->worker_end(env->ctx, ws[i].scratch, err);
 	for (unsigned i = 0; i < nw; i++)
 		free(ws[i].scratch);
 	if (rc == 0) {
 		report(&pp, pass_index, done, total, t0);
 		if (pass->done)
-			rc = pass->done(p, err);
-		plan_log(p, LINES_LOG_INFO, NULL, NULL, "pass %u/%u (%s): %.1f MiB read in %.3f s",
-		         pass_index, p->npasses, pass->name, (double)done / 1048576.0, now() - t0);
+			rc = pass->done(env->ctx, err);
+		lines_logf(env->o, LINES_LOG_INFO, NULL, NULL, "pass %u/%u (%s): %.1f MiB read in %.3f s",
+		           pass_index, env->npasses, pass->name, (double)done / 1048576.0, now() - t0);
 	}
 out:
 	if (bus_installed)

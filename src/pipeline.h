@@ -1,13 +1,19 @@
 /*
- * pipeline.h -- run one pass of a plan over the inputs, in chunks, on
- * worker threads, with results consumed in order.
+ * pipeline.h -- run one pass over the inputs, in chunks, on worker
+ * threads, with results consumed in order.
+ *
+ * The pipeline knows the tensors (layout.h), a source to read from and a
+ * sink to write to; it knows nothing of methods: a pass is a set of
+ * callbacks and a context it hands back to them.
  */
 #ifndef LINES_PIPELINE_H
 #define LINES_PIPELINE_H
 
-#include "plan.h"
+#include "layout.h"
+#include "sink.h"
+#include "source.h"
 
-struct sink;
+struct merge_ctx;
 
 /* One job: units [u0, u1) of one tensor. */
 struct pipe_job {
@@ -20,17 +26,105 @@ struct pipe_job {
 	uint64_t in_bytes;        /* bytes read for this job, all inputs      */
 };
 
-/* Units per job for a tensor: a multiple of KERN_BLOCK for merged ones. */
-uint64_t pipe_step(const struct plan *p, const struct plan_tensor *t);
+/*
+ * A pass: one walk of the pipeline over the tensors it wants.
+ *   work()   on a worker thread, for one job of a merged tensor; pure
+ *            computation on the job's input bytes into its output buffer
+ *            and partial results. (Tensors that are not merged are the
+ *            pipeline's: a writing pass copies them from the base, a pass
+ *            that checks_copies compares them.)
+ *   reduce() on the thread that runs the plan, for every job in order:
+ *            where results that must not depend on thread count or chunk
+ *            size are summed.
+ *   done()   once, after the last reduce().
+ */
+struct pass {
+	const char *name;
+	int writes;          /* produces the output bytes */
+	unsigned part_job;   /* doubles of partial results per job */
+	unsigned part_block; /* doubles of partial results per KERN_BLOCK */
+	size_t scratch;      /* bytes of per-worker scratch memory */
+	int (*want)(const struct merge_ctx *c, size_t tensor);
+	int (*work)(struct merge_ctx *c, struct pipe_job *job, void *scratch,
+	            struct lines_error *err);
+	int (*reduce)(struct merge_ctx *c, const struct pipe_job *job, struct lines_error *err);
+	int (*done)(struct merge_ctx *c, struct lines_error *err);
+	/* Set when work() keeps results in its worker's scratch across jobs
+	 * (counts, whose order does not matter): the scratch starts zeroed,
+	 * and this takes each worker's results after the last job. */
+	int (*worker_end)(struct merge_ctx *c, void *scratch, struct lines_error *err);
+	/* also compare the copied (non-float) tensors with the base's: set on
+	 * the first read-only pass, or the check pass */
+	int checks_copies;
+	/* optional: called before the pass starts (on the plan's thread) */
+	int (*begin)(struct merge_ctx *c, struct lines_error *err);
+	/* optional: 0 when an earlier pass already did this one's work, so it
+	 * is skipped (reads nothing); the dry run shows the pass as "if needed" */
+	int (*needed)(const struct merge_ctx *c);
+};
 
-/* Bytes of memory the pipeline allocates (or maps) for a pass at most. */
-uint64_t pipe_memory(const struct plan *p, const struct src_ops *src);
+#define PIPE_MAX_PASSES 4
+
+/* The passes of a run, in order. */
+struct passes {
+	struct pass pass[PIPE_MAX_PASSES];
+	unsigned n;
+};
+
+/* Add a pass (zeroed) at the end; NULL when there are too many. */
+struct pass *passes_add(struct passes *ps);
+/* Add a pass (zeroed) before the others; NULL when there are too many. */
+struct pass *passes_add_first(struct passes *ps);
+
+/*
+ * The tensors that are copied from the base (not merged) are compared
+ * with every model's as they are read: a difference is a warning, or
+ * with strict an error, reported once per tensor.
+ */
+struct copy_check {
+	int strict;
+	const char *const *names; /* ninputs: the inputs' paths, for messages */
+	unsigned char *warned;    /* nt: warned of this tensor already */
+	const struct lines_merge_opts *log; /* the log callback */
+};
+
+/* What every pass of a run shares. */
+struct pipe_env {
+	const struct layout *lay;
+	unsigned jobs;
+	size_t chunk;
+	int streams;        /* read through src_stream (the memory bound) */
+	int check_in_write; /* the writing pass compares the copied tensors */
+	struct copy_check *check;
+	struct merge_ctx *ctx; /* handed to the pass callbacks */
+	const struct lines_merge_opts *o; /* progress and log callbacks */
+	unsigned npasses;
+	/* optional: every output job, in order (the manifest's hashes) */
+	void (*on_output)(void *arg, const struct tensor *t, const struct pipe_job *job);
+	void *on_output_arg;
+};
+
+/* The tensors a pass reads: its own, and the copied ones if it checks them. */
+static inline int pass_wants(const struct pass *ps, const struct pipe_env *env, size_t i)
+{
+	return ps->want(env->ctx, i) || (ps->checks_copies && !env->lay->t[i].merge);
+}
+
+/* Units per job for a tensor: a multiple of KERN_BLOCK for merged ones. */
+uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t);
+
+/* Bytes of memory the pipeline allocates (or maps) for these passes at most. */
+uint64_t pipe_memory(const struct pipe_env *env, const struct passes *ps,
+                     const struct src_ops *src);
+
+/* Input bytes a pass reads. */
+uint64_t pipe_read_bytes(const struct pipe_env *env, const struct pass *pass);
 
 /*
  * Run pass over every tensor it wants. A writing pass sends its output
  * to out, after whatever the caller has written there already.
  */
-int pipe_run(struct plan *p, struct pass *pass, unsigned pass_index, struct source *src,
-             struct sink *out, struct lines_error *err);
+int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
+             struct source *src, struct sink *out, struct lines_error *err);
 
 #endif

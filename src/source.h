@@ -45,6 +45,11 @@ struct src_worker;
 
 struct src_ops {
 	const char *name;
+	/* a source over nfiles open files (direct: O_DIRECT where it can; a
+	 * source that cannot ignores it); NULL for a wrapper such as
+	 * src_stream, which is opened over another source */
+	int (*open)(struct source **s, const struct src_file *files, unsigned nfiles, int direct,
+	            struct lines_error *err);
 	int (*worker_open)(struct source *s, unsigned max_spans, size_t max_len, unsigned depth,
 	                   struct src_worker **w, struct lines_error *err);
 	int (*start)(struct src_worker *w, struct src_batch *b, struct lines_error *err);
@@ -70,7 +75,7 @@ struct source {
 	unsigned nfiles;
 };
 
-int src_mmap_open(struct source **s, const struct src_file *files, unsigned nfiles,
+int src_mmap_open(struct source **s, const struct src_file *files, unsigned nfiles, int direct,
                   struct lines_error *err);
 extern const struct src_ops src_mmap_ops;
 

@@ -135,6 +135,7 @@ static uint64_t mm_worker_bytes(unsigned max_spans, size_t max_len, unsigned dep
 
 const struct src_ops src_mmap_ops = {
 	.name = "mmap",
+	.open = src_mmap_open,
 	.worker_open = mm_worker_open,
 	.start = mm_start,
 	.finish = mm_finish,
@@ -147,9 +148,10 @@ const struct src_ops src_mmap_ops = {
 	.mapped = 1,
 };
 
-int src_mmap_open(struct source **out, const struct src_file *files, unsigned nfiles,
+int src_mmap_open(struct source **out, const struct src_file *files, unsigned nfiles, int direct,
                   struct lines_error *err)
 {
+	(void)direct; /* page cache mappings: O_DIRECT means nothing here */
 	struct source *s = calloc(1, sizeof(*s));
 	RETURN_ERROR_IF(!s, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	s->ops = &src_mmap_ops;

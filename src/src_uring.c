@@ -317,6 +317,7 @@ static int ur_pass_begin(struct source *base, struct lines_error *err)
 
 const struct src_ops src_uring_ops = {
 	.name = "uring",
+	.open = src_uring_open,
 	.worker_open = ur_worker_open,
 	.start = ur_start,
 	.finish = ur_finish,

@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -68,6 +69,28 @@ int lines_errno(struct lines_error *err, int errnum, const char *file, const cha
 	verrf(err, code, errnum, file, NULL, fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+void lines_logf(const struct lines_merge_opts *o, enum lines_level level, const char *file,
+                const char *tensor, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	if (!o->log)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	o->log(o->cb_ctx, level, file ? file : "", tensor ? tensor : "", msg);
+}
+
+void lines_fmt_double(char *buf, size_t n, double v)
+{
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, n, "%.*g", prec, v);
+		if (strtod(buf, NULL) == v)
+			return;
+	}
 }
 
 const char *lines_strerror(int code)

@@ -151,11 +151,8 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case 'b': o->base = optarg; break;
 		case 'm':
 			mc->have_method = 1;
-			if (!strcmp(optarg, "sum")) o->method = LINES_M_SUM;
-			else if (!strcmp(optarg, "mean")) o->method = LINES_M_MEAN;
-			else if (!strcmp(optarg, "ties")) o->method = LINES_M_TIES;
-			else if (!strcmp(optarg, "dare")) o->method = LINES_M_DARE;
-			else return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, mean, ties, dare)", optarg);
+			if (lines_method_parse(optarg, &o->method) < 0)
+				return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, mean, ties, dare)", optarg);
 			break;
 		case 'w':
 			free(mc->weights);
@@ -298,12 +295,12 @@ static int check(struct merge_cli *mc)
 	if (!strcmp(mc->cmd, "scale") && mc->have_ties_opts)
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
 		                                "lines merge -m ties or -m dare");
-	if (mc->have_ties_opts && o->method != LINES_M_TIES && o->method != LINES_M_DARE)
+	if (mc->have_ties_opts && !(lines_method_options(o->method) & LINES_MOPT_DENSITY))
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
 		                                "-m ties and -m dare only");
-	if (mc->have_trim && o->method != LINES_M_TIES)
+	if (mc->have_trim && !(lines_method_options(o->method) & LINES_MOPT_TRIM))
 		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
-	if (mc->have_dare_opts && o->method != LINES_M_DARE)
+	if (mc->have_dare_opts && !(lines_method_options(o->method) & LINES_MOPT_SEED))
 		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only");
 	if (mc->have_gamma && (mc->have_alpha || mc->have_beta))
 		return cli_usage_error(mc->cmd, "--gamma sets alpha and beta; give one or the other");
@@ -376,8 +373,7 @@ static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char 
 static void print_scaling(FILE *f, const struct merge_cli *mc, const struct lines_plan_info *in)
 {
 	const struct lines_merge_opts *o = &mc->o;
-	static const char *const mnames[] = {"sum", "mean", "ties", "dare"};
-	fprintf(f, "  method: %s of %zu model%s", mnames[o->method], o->nmodels,
+	fprintf(f, "  method: %s of %zu model%s", lines_method_name(o->method), o->nmodels,
 	        o->nmodels == 1 ? "" : "s");
 	if (o->weights) {
 		fprintf(f, ", weights");

@@ -1,5 +1,5 @@
 /*
- * output_dir.c -- a Hugging Face model directory as the output.
+ * sink_dir.c -- a Hugging Face model directory as the output.
  *
  * The tensors, in output order, are cut into shards of at most
  * --shard-size bytes (a tensor larger than that gets a shard of its own):
@@ -14,6 +14,10 @@
  * Everything is written into a temporary directory next to the output,
  * which is renamed into place at the very end: a run that fails, or is
  * interrupted, leaves no output directory at all.
+ *
+ * The shards are laid out by output.c; this file knows nothing of the
+ * run beyond the tensors' names and the two callbacks that make a
+ * shard's header and manifest.
  *
  * To the pipeline this is one sink taking the data bytes in order; it
  * opens the next shard (writing that shard's header) when the bytes of
@@ -34,56 +38,15 @@
 #include <xxhash.h>
 
 #include "checksum.h"
-#include "plan.h"
-#include "sink.h"
+#include "output.h"
 
 #define CARRY_MAX (64ull << 20) /* larger files are not "small" */
-
-/* ---- the layout --------------------------------------------------------------------- */
-int outdir_plan(struct plan *p, struct lines_error *err)
-{
-	size_t cap = 16;
-	uint64_t cur = 0;
-	p->shards = calloc(cap, sizeof(*p->shards));
-	RETURN_ERROR_IF(!p->shards, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	p->nshards = 0;
-	for (size_t i = 0; i < p->nt; i++) {
-		uint64_t b = p->t[i].units * p->t[i].unit_out;
-		if (p->nshards == 0 || (cur + b > p->shard_size && cur > 0)) {
-			if (p->nshards == cap) {
-				struct shard *s = realloc(p->shards, 2 * cap * sizeof(*s));
-				RETURN_ERROR_IF(!s, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-				p->shards = s;
-				cap *= 2;
-			}
-			struct shard *s = &p->shards[p->nshards++];
-			memset(s, 0, sizeof(*s));
-			s->t0 = i;
-			s->off0 = p->t[i].out_off;
-			cur = 0;
-		}
-		cur += b;
-		p->shards[p->nshards - 1].t1 = i + 1;
-		p->shards[p->nshards - 1].data = cur;
-	}
-	if (p->nshards == 0) { /* no tensors at all: one empty file */
-		p->nshards = 1;
-		memset(&p->shards[0], 0, sizeof(p->shards[0]));
-	}
-	for (size_t k = 0; k < p->nshards; k++) {
-		if (p->nshards == 1)
-			snprintf(p->shards[k].name, sizeof(p->shards[k].name), "model.safetensors");
-		else
-			snprintf(p->shards[k].name, sizeof(p->shards[k].name),
-			         "model-%05zu-of-%05zu.safetensors", k + 1, p->nshards);
-	}
-	return 0;
-}
 
 /* ---- the sink ------------------------------------------------------------------------- */
 struct sink_dir {
 	struct sink base;
-	struct plan *p;
+	struct sink_dir_desc desc;
+	char *carry; /* a copy of desc.carry_from */
 	char *tmpdir, *final;
 	size_t cur;     /* the open shard, or nshards when none is */
 	uint64_t left;  /* its data bytes still to come */
@@ -104,7 +67,7 @@ static char *join(const char *a, const char *b)
 
 static int open_shard(struct sink_dir *d, size_t k, struct lines_error *err)
 {
-	struct plan *p = d->p;
+	const struct sink_dir_desc *p = &d->desc;
 	const struct shard *sh = &p->shards[k];
 	unsigned char *hdr = NULL;
 	size_t hl = 0;
@@ -118,7 +81,7 @@ static int open_shard(struct sink_dir *d, size_t k, struct lines_error *err)
 	if (rc < 0)
 		return rc;
 	d->files[k] = f;
-	if (!p->o.no_checksum) {
+	if (p->checksums) {
 		if ((rc = sink_hash_open(&h, f, &d->digest[k], err)) < 0)
 			return rc;
 		d->files[k] = NULL; /* owned by the hash layer now */
@@ -127,7 +90,7 @@ static int open_shard(struct sink_dir *d, size_t k, struct lines_error *err)
 	d->s = f;
 	d->cur = k;
 	d->left = sh->data;
-	if ((rc = plan_header(p, sh->t0, sh->t1, &hdr, &hl, err)) == 0) {
+	if ((rc = p->header(p->arg, sh->t0, sh->t1, &hdr, &hl, err)) == 0) {
 		rc = sink_write(d->s, hdr, hl, err);
 		d->hhash[k] = XXH3_64bits(hdr, hl);
 		d->hlen[k] = hl;
@@ -143,7 +106,7 @@ static int close_shard(struct sink_dir *d, struct lines_error *err)
 	int rc = sink_finish(d->s, err);
 	d->files[d->cur] = d->s;
 	d->s = NULL;
-	d->cur = d->p->nshards;
+	d->cur = d->desc.nshards;
 	return rc;
 }
 
@@ -161,12 +124,12 @@ static int sd_write(struct sink *s, const void *buf, size_t len, struct lines_er
 	while (len) {
 		if (!d->s || d->left == 0) {
 			size_t k = d->s ? d->cur + 1 : 0;
-			while (d->s && k < d->p->nshards && d->p->shards[k].data == 0) {
+			while (d->s && k < d->desc.nshards && d->desc.shards[k].data == 0) {
 				/* shards of zero-size tensors only */
 				FORWARD_IF_ERROR(next_shard(d, k, err));
 				k++;
 			}
-			RETURN_ERROR_IF(k >= d->p->nshards, err, LINES_EIO, d->final, NULL,
+			RETURN_ERROR_IF(k >= d->desc.nshards, err, LINES_EIO, d->final, NULL,
 			                "more bytes than the shards hold");
 			FORWARD_IF_ERROR(next_shard(d, k, err));
 			continue;
@@ -189,7 +152,7 @@ static int sd_finish(struct sink *s, struct lines_error *err)
 	}
 	RETURN_ERROR_IF(d->left, err, LINES_EIO, d->final, NULL, "fewer bytes than the shards hold");
 	/* the shards after the last byte hold zero-size tensors only */
-	for (k = d->cur + 1; k < d->p->nshards; k++)
+	for (k = d->cur + 1; k < d->desc.nshards; k++)
 		FORWARD_IF_ERROR(next_shard(d, k, err));
 	if (d->s)
 		FORWARD_IF_ERROR(close_shard(d, err));
@@ -217,16 +180,16 @@ static int put_file(struct sink_dir *d, const char *name, const char *text, stru
 
 static int write_index(struct sink_dir *d, struct lines_error *err)
 {
-	struct plan *p = d->p;
+	const struct sink_dir_desc *p = &d->desc;
 	json_t *root = json_object(), *meta = json_object(), *wm = json_object();
 	char *text;
 	int rc;
 
-	json_object_set_new(meta, "total_size", json_integer((json_int_t)p->out_data_bytes));
+	json_object_set_new(meta, "total_size", json_integer((json_int_t)p->lay->out_data_bytes));
 	json_object_set_new(root, "metadata", meta);
 	for (size_t k = 0; k < p->nshards; k++)
 		for (size_t i = p->shards[k].t0; i < p->shards[k].t1; i++)
-			json_object_set_new(wm, p->t[i].name, json_string(p->shards[k].name));
+			json_object_set_new(wm, p->lay->t[i].name, json_string(p->shards[k].name));
 	json_object_set_new(root, "weight_map", wm);
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
@@ -252,22 +215,6 @@ static int is_weight(const char *name)
 			return 1;
 	}
 	return 0;
-}
-
-/* The directory whose small files come along: the base's, if it is one. */
-static char *carry_dir(const struct plan *p)
-{
-	const char *b = p->o.base;
-	struct stat st;
-	size_t n = strlen(b);
-	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode))
-		return strdup(b);
-	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
-		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
-		free(c);
-		return d;
-	}
-	return NULL;
 }
 
 static int copy_file(struct sink_dir *d, const char *src, const char *name, struct lines_error *err)
@@ -308,8 +255,8 @@ static int copy_file(struct sink_dir *d, const char *src, const char *name, stru
 
 static int carry(struct sink_dir *d, struct lines_error *err)
 {
-	struct plan *p = d->p;
-	char *dir = carry_dir(p);
+	const struct sink_dir_desc *p = &d->desc;
+	char *dir = d->carry ? strdup(d->carry) : NULL;
 	DIR *dh;
 	struct dirent *e;
 	int rc = 0;
@@ -330,11 +277,11 @@ static int carry(struct sink_dir *d, struct lines_error *err)
 		}
 		if (!is_weight(e->d_name) && stat(src, &st) == 0 && S_ISREG(st.st_mode)) {
 			if ((uint64_t)st.st_size > CARRY_MAX)
-				plan_log(p, LINES_LOG_NOTE, src, NULL,
+				lines_logf(p->log, LINES_LOG_NOTE, src, NULL,
 				         "not copied: larger than %llu MiB, so not a small configuration file",
 				         (unsigned long long)(CARRY_MAX >> 20));
 			else if ((rc = copy_file(d, src, e->d_name, err)) == 0)
-				plan_log(p, LINES_LOG_NOTE, src, NULL, "copied into the output directory");
+				lines_logf(p->log, LINES_LOG_NOTE, src, NULL, "copied into the output directory");
 		}
 		free(src);
 	}
@@ -357,14 +304,14 @@ static int fsync_path(const char *path)
 static int sd_commit(struct sink *s, struct lines_error *err)
 {
 	struct sink_dir *d = (struct sink_dir *)s;
-	struct plan *p = d->p;
+	const struct sink_dir_desc *p = &d->desc;
 	int rc = 0;
 
 	for (size_t k = 0; rc == 0 && k < p->nshards; k++) {
 		const struct shard *sh = &p->shards[k];
 		if ((rc = sink_commit(d->files[k], err)) < 0)
 			break;
-		if (p->o.no_checksum)
+		if (!p->checksums)
 			continue;
 		char line[256], name[128], *json = NULL;
 		struct manifest_file mf = {sh->name, &d->digest[k], sh->t0, sh->t1, sh->off0,
@@ -373,7 +320,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 		snprintf(name, sizeof(name), "%s.xxh128", sh->name);
 		if ((rc = put_file(d, name, line, err)) < 0)
 			break;
-		if ((rc = manifest_build_part(p, &mf, &json, err)) == 0) {
+		if ((rc = p->manifest(p->arg, &mf, &json, err)) == 0) {
 			snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
 			rc = put_file(d, name, json, err);
 		}
@@ -381,7 +328,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 	}
 	if (rc == 0 && p->nshards > 1)
 		rc = write_index(d, err);
-	if (rc == 0 && !p->o.no_copy)
+	if (rc == 0)
 		rc = carry(d, err);
 	if (rc == 0 && (rc = fsync_path(d->tmpdir)) < 0)
 		rc = lines_errno(err, -rc, d->tmpdir, "cannot sync");
@@ -416,7 +363,7 @@ static void sd_abort(struct sink *s)
 		sink_free(d->s);
 		d->s = NULL;
 	}
-	for (size_t k = 0; k < d->p->nshards; k++)
+	for (size_t k = 0; k < d->desc.nshards; k++)
 		if (d->files[k]) {
 			sink_abort(d->files[k]);
 			sink_free(d->files[k]);
@@ -443,19 +390,20 @@ static void sd_free(struct sink *s)
 {
 	struct sink_dir *d = (struct sink_dir *)s;
 	sd_abort(s); /* nothing left to remove after a commit */
-	for (size_t k = 0; k < d->p->nshards; k++)
+	for (size_t k = 0; k < d->desc.nshards; k++)
 		sink_free(d->files[k]);
 	free(d->files);
 	free(d->digest);
 	free(d->hhash);
 	free(d->hlen);
 	free(d->final);
+	free(d->carry);
 	free(d);
 }
 
 static const struct sink_ops sink_dir_ops = {sd_write, sd_finish, sd_commit, sd_abort, sd_free};
 
-int outdir_open(struct plan *p, struct sink **out, struct lines_error *err)
+int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines_error *err)
 {
 	struct sink_dir *d = calloc(1, sizeof(*d));
 	char *copy = NULL, *parent, *base, *tmpl = NULL;
@@ -463,8 +411,13 @@ int outdir_open(struct plan *p, struct sink **out, struct lines_error *err)
 
 	*out = NULL;
 	RETURN_ERROR_IF(!d, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	d->p = p;
-	d->final = strdup(p->out_dir);
+	d->desc = *p;
+	d->desc.carry_from = NULL;
+	if (p->carry_from && !(d->carry = strdup(p->carry_from))) {
+		free(d);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	d->final = strdup(p->path);
 	d->files = calloc(p->nshards, sizeof(*d->files));
 	d->digest = calloc(p->nshards, sizeof(*d->digest));
 	d->hhash = calloc(p->nshards, sizeof(*d->hhash));
@@ -494,8 +447,8 @@ int outdir_open(struct plan *p, struct sink **out, struct lines_error *err)
 	if (!mkdtemp(tmpl)) {
 		int e = errno;
 		free(tmpl);
-		free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final), free(d);
-		return lines_errno(err, e, p->out_dir, "cannot create a temporary directory next to it");
+		free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final), free(d->carry), free(d);
+		return lines_errno(err, e, p->path, "cannot create a temporary directory next to it");
 	}
 	d->tmpdir = tmpl;
 	d->cur = p->nshards;
@@ -505,6 +458,6 @@ int outdir_open(struct plan *p, struct sink **out, struct lines_error *err)
 	return 0;
 nomem:
 	free(copy);
-	free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final), free(d);
+	free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final), free(d->carry), free(d);
 	return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 }

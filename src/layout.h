@@ -1,0 +1,54 @@
+/*
+ * layout.h -- the output as a table of tensors: for each, its shape and
+ * dtypes, where its bytes are in every input, where they go in the
+ * output, its block and its scale.
+ *
+ * The plan (plan.c) fills the table once, before anything is read; after
+ * that only the scales (scales.c) change the lambda fields. Everything
+ * else reads it: the pipeline walks it, the methods compute on it, the
+ * header and the manifest describe it.
+ */
+#ifndef LINES_LAYOUT_H
+#define LINES_LAYOUT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+/* Where the data of one tensor is, in one input. */
+struct tensor_src {
+	unsigned file; /* index into the run's table of every input file */
+	uint64_t off;
+};
+
+struct tensor {
+	const char *name; /* owned by the base's checkpoint */
+	enum dtype in_dt;
+	enum dtype out_dt;
+	int merge; /* floating: merged; otherwise copied from the base */
+	unsigned rank;
+	const uint64_t *shape;
+	uint64_t nelem;
+	/* The pipeline walks a tensor in "units": elements for a merged
+	 * tensor, bytes for a copied one. */
+	uint64_t units;
+	unsigned unit_in;  /* bytes per unit in every input */
+	unsigned unit_out; /* bytes per unit in the output */
+	uint64_t out_off;  /* offset in the output's data buffer */
+	long block;        /* -1 outside the blocks */
+	double lambda;     /* the exact scale of this tensor */
+	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
+	struct tensor_src *in; /* ninputs entries: 0 is the base */
+};
+
+struct layout {
+	unsigned ninputs; /* N + 1: the base, then the models */
+	unsigned nmodels; /* N */
+	size_t nt;
+	struct tensor *t; /* output order (the base's storage order) */
+	uint64_t out_data_bytes;
+	long L; /* blocks */
+};
+
+#endif

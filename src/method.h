@@ -1,0 +1,107 @@
+/*
+ * method.h -- a merge method as a plug-in.
+ *
+ * A method is one file that exports one `const struct method`; methods.c
+ * lists them in a table indexed by enum lines_method, and nothing else in
+ * liblines names a method. The core calls a method only through the
+ * table: check() the options before any input is opened, setup() once the
+ * inputs are checked and the layout is known (it adds its passes and
+ * makes its state), the pass callbacks while the pipeline runs, meta()
+ * and report() to describe what it did, and free().
+ *
+ * A method sees the run through a struct merge_ctx: the options, the
+ * tensors, the kernels and the weights, all read-only. It writes only its
+ * own state (ctx->state) and, through scales_from_norms(), alpha. Its
+ * results (thresholds, majority sign, ...) stay in its state, and
+ * report() hands them to the manifest and the JSON summary.
+ *
+ * Adding a method: one merge_NAME.c with its `const struct method`, one
+ * enum value in lines.h and one row in methods.c, its options in
+ * cmd_merge.c, a section of lines-merge(1), and its tests.
+ */
+#ifndef LINES_METHOD_H
+#define LINES_METHOD_H
+
+#include <jansson.h>
+
+#include "kernels.h"
+#include "layout.h"
+#include "pipeline.h"
+#include "scales.h"
+#include "source.h"
+
+/* What a method sees of the run. */
+struct merge_ctx {
+	const struct lines_merge_opts *o;
+	const struct kern *k;
+	const struct tensor *t; /* the layout's tensors, output order */
+	size_t nt;
+	unsigned ninputs, nmodels;
+	long L;
+	const double *w; /* N weights */
+	double wsum;
+	int equal_weights;
+	int single_pass; /* an input can be read only once (standard input) */
+	int streams;     /* some input is read in order (standard input, .zst) */
+	/* for a sample outside the passes: reads of the inputs' bytes */
+	const struct src_file *files;
+	struct scales *sc;     /* alpha: scales_from_norms() only */
+	struct passes *passes; /* setup() adds its passes here */
+	void *state;           /* the method's own */
+};
+
+/* What a method needs besides the models. */
+enum {
+	METHOD_USES_DENSITY = LINES_MOPT_DENSITY, /* --density */
+	METHOD_USES_TRIM = LINES_MOPT_TRIM,       /* --trim */
+	METHOD_USES_SEED = LINES_MOPT_SEED,       /* --seed, --dare-elect */
+	/* the merged task vector is linear in the inputs: automatic alpha is
+	 * known in closed form with equal weights, else from a norm pass */
+	METHOD_LINEAR = 1 << 3,
+	/* the kernel divides by the sum of the weights (a mean) */
+	METHOD_DIVIDES_WSUM = 1 << 4,
+};
+
+struct method {
+	const char *name;
+	const char *summary; /* one line, for the plan */
+	unsigned flags;
+	/* optional: the options this method takes, before anything is opened */
+	int (*check)(const struct lines_merge_opts *o, struct lines_error *err);
+	/* add the passes and make the state */
+	int (*setup)(struct merge_ctx *c, struct lines_error *err);
+	/* optional: metadata for the output's header, in order: put(key, value) */
+	void (*meta)(const struct merge_ctx *c, void (*put)(void *arg, const char *key,
+	                                                    const char *value),
+	             void *arg);
+	/* optional: the method's parameters and results as a JSON object (the
+	 * manifest's run.NAME and the summary's), or NULL for none */
+	json_t *(*report)(const struct merge_ctx *c);
+	/* optional: what the method adds to a tensor's manifest entry */
+	void (*report_tensor)(const struct merge_ctx *c, size_t tensor, json_t *entry);
+	/* optional: release the state */
+	void (*free)(struct merge_ctx *c);
+};
+
+/* The method for -m (NULL if out of range), and by name. */
+const struct method *method_get(enum lines_method m);
+const struct method *method_find(const char *name);
+
+/* The methods (merge_*.c) and lines inspect --norms (block_norms.c). */
+extern const struct method method_sum, method_mean, method_ties, method_dare;
+extern const struct method method_block_norms;
+/* The norms that method_block_norms measured. */
+const struct lines_block_norms *block_norms_of(const struct merge_ctx *c);
+
+/* What a pass wants: every tensor, or the merged ones. */
+static inline int want_all(const struct merge_ctx *c, size_t tensor)
+{
+	(void)c, (void)tensor;
+	return 1;
+}
+static inline int want_merged(const struct merge_ctx *c, size_t tensor)
+{
+	return c->t[tensor].merge;
+}
+
+#endif

@@ -1,0 +1,52 @@
+/*
+ * methods.c -- the table of merge methods, indexed by enum lines_method
+ * (as zstd picks a block compressor by strategy). The only place that
+ * lists them.
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "method.h"
+
+static const struct method *const methods[] = {
+	[LINES_M_SUM] = &method_sum,
+	[LINES_M_MEAN] = &method_mean,
+	[LINES_M_TIES] = &method_ties,
+	[LINES_M_DARE] = &method_dare,
+};
+
+const struct method *method_get(enum lines_method m)
+{
+	return (unsigned)m < ARRAY_SIZE(methods) ? methods[m] : NULL;
+}
+
+const struct method *method_find(const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(methods); i++)
+		if (methods[i] && !strcmp(methods[i]->name, name))
+			return methods[i];
+	return NULL;
+}
+
+int lines_method_parse(const char *name, enum lines_method *m)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(methods); i++)
+		if (methods[i] && !strcmp(methods[i]->name, name)) {
+			*m = (enum lines_method)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *lines_method_name(enum lines_method m)
+{
+	const struct method *me = method_get(m);
+	return me ? me->name : NULL;
+}
+
+unsigned lines_method_options(enum lines_method m)
+{
+	const struct method *me = method_get(m);
+	return me ? me->flags & (LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED) : 0;
+}

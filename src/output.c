@@ -1,0 +1,361 @@
+/*
+ * output.c -- where the output goes: a file (standard output, a device,
+ * a .zst) with its companions OUT.xxh128 and OUT.manifest.json, or a
+ * directory of shards (sink_dir.c). Checked before anything is read;
+ * opened as a stack of sinks; committed so that a failure at any point
+ * leaves nothing under OUT.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <zstd.h>
+
+#include "checksum.h"
+#include "plan.h"
+
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+static char *concat(const char *a, const char *b)
+{
+	char *s = malloc(strlen(a) + strlen(b) + 1);
+	if (s)
+		strcat(strcpy(s, a), b);
+	return s;
+}
+
+static int shards_plan(struct plan *p, struct lines_error *err)
+{
+	size_t cap = 16;
+	uint64_t cur = 0;
+	p->out.shards = calloc(cap, sizeof(*p->out.shards));
+	RETURN_ERROR_IF(!p->out.shards, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p->out.nshards = 0;
+	for (size_t i = 0; i < p->lay.nt; i++) {
+		uint64_t b = p->lay.t[i].units * p->lay.t[i].unit_out;
+		if (p->out.nshards == 0 || (cur + b > p->out.shard_size && cur > 0)) {
+			if (p->out.nshards == cap) {
+				struct shard *s = realloc(p->out.shards, 2 * cap * sizeof(*s));
+				RETURN_ERROR_IF(!s, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+				p->out.shards = s;
+				cap *= 2;
+			}
+			struct shard *s = &p->out.shards[p->out.nshards++];
+			memset(s, 0, sizeof(*s));
+			s->t0 = i;
+			s->off0 = p->lay.t[i].out_off;
+			cur = 0;
+		}
+		cur += b;
+		p->out.shards[p->out.nshards - 1].t1 = i + 1;
+		p->out.shards[p->out.nshards - 1].data = cur;
+	}
+	if (p->out.nshards == 0) { /* no tensors at all: one empty file */
+		p->out.nshards = 1;
+		memset(&p->out.shards[0], 0, sizeof(p->out.shards[0]));
+	}
+	for (size_t k = 0; k < p->out.nshards; k++) {
+		if (p->out.nshards == 1)
+			snprintf(p->out.shards[k].name, sizeof(p->out.shards[k].name), "model.safetensors");
+		else
+			snprintf(p->out.shards[k].name, sizeof(p->out.shards[k].name),
+			         "model-%05zu-of-%05zu.safetensors", k + 1, p->out.nshards);
+	}
+	return 0;
+}
+
+
+/* The directory whose small files come along: the base's, if it is one. */
+static char *carry_dir(const struct plan *p)
+{
+	const char *b = p->o.base;
+	struct stat st;
+	size_t n = strlen(b);
+	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode))
+		return strdup(b);
+	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
+		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
+		free(c);
+		return d;
+	}
+	return NULL;
+}
+
+
+
+/*
+ * The output's companions: zstd when OUT ends in .zst; OUT.xxh128 (the
+ * XXH3-128 of the file as written) and OUT.manifest.json for a regular
+ * file output unless --no-checksum; --checksum-file and --manifest put
+ * them elsewhere, and are the only way to get them for standard output.
+ */
+int output_choose(struct plan *p, struct lines_error *err)
+{
+	const char *out = p->o.output;
+
+	if (p->out.dir) { /* every shard has its companions (output_dir.c) */
+		RETURN_ERROR_IF(p->o.zstd_level || p->o.checksum_file || p->o.manifest_file, err,
+		                LINES_EUSAGE, NULL, NULL,
+		                "--zstd-level, --checksum-file and --manifest apply to a file output");
+		FORWARD_IF_ERROR(shards_plan(p, err));
+		return p->o.no_checksum ? 0 : manifest_init(p, err);
+	}
+	RETURN_ERROR_IF(p->o.shard_size || p->o.no_copy, err, LINES_EUSAGE, NULL, NULL,
+	                "--shard-size and --no-copy apply to a directory output (-o DIR/)");
+	int to_stdout = !strcmp(out, "-");
+	struct stat st;
+	int regular = !to_stdout && (stat(out, &st) < 0 || S_ISREG(st.st_mode));
+
+	p->out.zst = !to_stdout && ends_with(out, ".zst");
+	RETURN_ERROR_IF(p->o.zstd_level && !p->out.zst, err, LINES_EUSAGE, NULL, NULL,
+	                "--zstd-level applies to an output whose name ends in .zst");
+	p->out.zstd_level = p->o.zstd_level ? p->o.zstd_level : 1;
+	RETURN_ERROR_IF(p->out.zstd_level < ZSTD_minCLevel() || p->out.zstd_level > ZSTD_maxCLevel(), err,
+	                LINES_EUSAGE, NULL, NULL, "--zstd-level must be between %d and %d",
+	                ZSTD_minCLevel(), ZSTD_maxCLevel());
+	if (p->o.no_checksum) {
+		RETURN_ERROR_IF(p->o.checksum_file || p->o.manifest_file, err, LINES_EUSAGE, NULL, NULL,
+		                "--no-checksum excludes --checksum-file and --manifest");
+		return 0;
+	}
+	if (p->o.checksum_file)
+		p->out.sidecar_path = strdup(p->o.checksum_file);
+	else if (regular)
+		p->out.sidecar_path = concat(out, ".xxh128");
+	if (p->o.manifest_file)
+		p->out.manifest_path = strdup(p->o.manifest_file);
+	else if (regular)
+		p->out.manifest_path = concat(out, ".manifest.json");
+	if (to_stdout) {
+		p->out.sidecar_name = strdup("-");
+	} else {
+		char *copy = strdup(out);
+		p->out.sidecar_name = copy ? strdup(basename(copy)) : NULL;
+		free(copy);
+	}
+	RETURN_ERROR_IF((p->o.checksum_file && !p->out.sidecar_path) ||
+	                        (p->o.manifest_file && !p->out.manifest_path) || !p->out.sidecar_name ||
+	                        (regular && (!p->out.sidecar_path || !p->out.manifest_path)),
+	                err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	RETURN_ERROR_IF(p->out.sidecar_path && plan_is_input(p, p->out.sidecar_path), err, LINES_EUSAGE,
+	                p->out.sidecar_path, NULL, "the checksum file is one of the inputs");
+	RETURN_ERROR_IF(p->out.manifest_path && plan_is_input(p, p->out.manifest_path), err, LINES_EUSAGE,
+	                p->out.manifest_path, NULL, "the manifest is one of the inputs");
+	if (p->out.manifest_path)
+		FORWARD_IF_ERROR(manifest_init(p, err));
+	return 0;
+}
+
+static int set_out_dir(struct plan *p, const char *out, struct lines_error *err)
+{
+	size_t n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		n--;
+	p->out.dir = malloc(n + 1);
+	RETURN_ERROR_IF(!p->out.dir, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	memcpy(p->out.dir, out, n);
+	p->out.dir[n] = '\0';
+	RETURN_ERROR_IF(ends_with(p->out.dir, ".zst"), err, LINES_EUSAGE, out, NULL,
+	                "a directory output cannot be compressed");
+	p->out.shard_size = p->o.shard_size ? p->o.shard_size : 5000000000ull;
+	return 0;
+}
+
+int output_check(struct plan *p, struct lines_error *err)
+{
+	struct stat st;
+	const char *out = p->o.output;
+
+	if (!strcmp(out, "-"))
+		return 0;
+	if (stat(out, &st) < 0) {
+		RETURN_ERROR_IF(errno != ENOENT, err, LINES_EIO, out, NULL, "cannot stat the output: %s",
+		                strerror(errno));
+		if (out[strlen(out) - 1] == '/')
+			return set_out_dir(p, out, err);
+		return 0;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		DIR *dh = opendir(out);
+		struct dirent *e;
+		int empty = 1;
+		while (dh && (e = readdir(dh)))
+			empty &= !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
+		if (dh)
+			closedir(dh);
+		RETURN_ERROR_IF(!empty, err, LINES_EUSAGE, out, NULL,
+		                "the output directory exists and is not empty; lines writes a new "
+		                "directory (remove it, or name another)");
+		return set_out_dir(p, out, err);
+	}
+	RETURN_ERROR_IF(S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode), err, LINES_EUSAGE, out, NULL,
+	                "is a block device or a socket; refusing to write a model there");
+	RETURN_ERROR_IF(plan_is_input(p, out), err, LINES_EUSAGE, out, NULL,
+	                "the output is one of the inputs; refusing to overwrite it");
+	return 0;
+}
+
+static int shard_header(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
+                        struct lines_error *err)
+{
+	return plan_header(arg, t0, t1, hdr, len, err);
+}
+
+static int shard_manifest(const void *arg, const struct manifest_file *mf, char **json,
+                          struct lines_error *err)
+{
+	return manifest_build(arg, mf, json, err);
+}
+
+/* A directory: the shards, each its own safetensors file. */
+static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
+{
+	struct sink_dir_desc d = {0};
+	char *carry = p->o.no_copy ? NULL : carry_dir(p);
+	int rc;
+	d.path = p->out.dir;
+	d.lay = &p->lay;
+	d.shards = p->out.shards;
+	d.nshards = p->out.nshards;
+	d.checksums = !p->o.no_checksum;
+	d.carry_from = carry;
+	d.header = shard_header;
+	d.manifest = shard_manifest;
+	d.arg = p;
+	d.log = &p->o;
+	rc = sink_dir_open(out, &d, err);
+	free(carry);
+	return rc;
+}
+
+/* file or descriptor, then the hash of what is written, then zstd */
+static int open_file(struct plan *p, struct sink **out, struct lines_error *err)
+{
+	struct sink *s = NULL, *layer;
+	if (!strcmp(p->o.output, "-"))
+		FORWARD_IF_ERROR(sink_fd_open(&s, STDOUT_FILENO, 0, "(standard output)", err));
+	else
+		FORWARD_IF_ERROR(sink_file_open(&s, p->o.output, err));
+	if (p->out.sidecar_path || p->out.manifest_path) {
+		int rc = sink_hash_open(&layer, s, &p->out.file_digest, err);
+		if (rc < 0) {
+			sink_abort(s);
+			sink_free(s);
+			return rc;
+		}
+		s = layer;
+	}
+	if (p->out.zst) {
+		int rc = sink_zstd_open(&layer, s, p->out.zstd_level, p->env.jobs, err);
+		if (rc < 0) {
+			sink_abort(s);
+			sink_free(s);
+			return rc;
+		}
+		s = layer;
+	}
+	*out = s;
+	return 0;
+}
+
+int output_open(struct plan *p, struct sink **out, struct lines_error *err)
+{
+	return p->out.dir ? open_dir(p, out, err) : open_file(p, out, err);
+}
+
+/* The output is a regular file (not standard output, a device or a FIFO). */
+static int sink_is_file_output(const struct plan *p)
+{
+	struct stat st;
+	return stat(p->o.output, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Write a small companion file under a temporary name (not yet visible). */
+static int stage(const char *path, const char *text, struct sink **s, struct lines_error *err)
+{
+	FORWARD_IF_ERROR(sink_file_open(s, path, err));
+	return sink_write(*s, text, strlen(text), err);
+}
+
+/*
+ * Every companion is written in full under a temporary name before the
+ * output appears, then the output is renamed into place, then they are: a
+ * failure before the output's rename leaves nothing, and after it only a
+ * rename in the same directory remains to be done.
+ */
+static int commit_file(struct plan *p, struct sink *out, struct lines_error *err)
+{
+	struct sink *side = NULL, *man = NULL;
+	char *json = NULL, line[4200];
+	int rc = 0;
+
+	if (p->out.sidecar_path) {
+		sidecar_line(line, sizeof(line), &p->out.file_digest, p->out.sidecar_name);
+		rc = stage(p->out.sidecar_path, line, &side, err);
+	}
+	if (rc == 0 && p->out.manifest_path) {
+		struct manifest_file mf = {p->out.sidecar_name, &p->out.file_digest, 0, p->lay.nt, 0,
+		                           p->out.header_len, p->out.header_hash,
+		                           p->lay.out_data_bytes};
+		rc = manifest_build(p, &mf, &json, err);
+		if (rc == 0)
+			rc = stage(p->out.manifest_path, json, &man, err);
+	}
+	if (rc == 0)
+		rc = sink_commit(out, err);
+	else
+		sink_abort(out);
+	if (rc == 0 && side)
+		rc = sink_commit(side, err);
+	if (rc == 0 && man)
+		rc = sink_commit(man, err);
+	if (rc == 0 && strcmp(p->o.output, "-") && sink_is_file_output(p)) {
+		/* companions of an earlier run, at the default names, would now
+		 * describe another file: remove those this run did not write */
+		char *a = concat(p->o.output, ".xxh128"), *b = concat(p->o.output, ".manifest.json");
+		if (a && (!p->out.sidecar_path || strcmp(a, p->out.sidecar_path)))
+			unlink(a);
+		if (b && (!p->out.manifest_path || strcmp(b, p->out.manifest_path)))
+			unlink(b);
+		free(a), free(b);
+	}
+	if (rc < 0) {
+		if (side)
+			sink_abort(side);
+		if (man)
+			sink_abort(man);
+	}
+	sink_free(side);
+	sink_free(man);
+	free(json);
+	return rc;
+}
+
+int output_commit(struct plan *p, struct sink *out, struct lines_error *err)
+{
+	return p->out.dir ? sink_commit(out, err) : commit_file(p, out, err);
+}
+
+void output_free(struct output *o)
+{
+	free(o->dir);
+	free(o->shards);
+	free(o->sidecar_path);
+	free(o->sidecar_name);
+	free(o->manifest_path);
+	free(o->thash);
+	if (o->tstate)
+		XXH3_freeState(o->tstate);
+	free(o->header);
+	memset(o, 0, sizeof(*o));
+}

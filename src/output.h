@@ -1,0 +1,77 @@
+/*
+ * output.h -- the output of a run as data: a file (maybe compressed) with
+ * its checksum and manifest, or a directory of shards.
+ */
+#ifndef LINES_OUTPUT_H
+#define LINES_OUTPUT_H
+
+#include <xxhash.h>
+
+#include "layout.h"
+#include "sink.h"
+
+/* One file of a sharded output: output tensors [t0, t1). */
+struct shard {
+	size_t t0, t1;
+	uint64_t off0; /* out_off of t0 */
+	uint64_t data; /* bytes of tensor data */
+	char name[64];
+};
+
+/* What the manifest of one file (the output, or a shard) describes. */
+struct manifest_file {
+	const char *name;
+	const struct xxh128 *digest;
+	size_t t0, t1;
+	uint64_t off0; /* out_off of tensor t0 */
+	uint64_t header_len;
+	uint64_t header_hash;
+	uint64_t data_bytes;
+};
+
+struct output {
+	/* a directory output (sink_dir.c) */
+	char *dir;
+	uint64_t shard_size;
+	struct shard *shards;
+	size_t nshards;
+	/* a file output */
+	int zst; /* OUT ends in .zst */
+	int zstd_level;
+	char *sidecar_path;  /* NULL: no OUT.xxh128 */
+	char *sidecar_name;  /* the name the sidecar line gives */
+	char *manifest_path; /* NULL: no manifest */
+	uint64_t header_hash;
+	struct xxh128 file_digest;
+	/* per-tensor hashes of what is written, for the manifest */
+	XXH3_state_t *tstate;
+	uint64_t *thash;
+	unsigned char *header; /* the output's header, once alpha is known */
+	size_t header_len;
+};
+
+/*
+ * A directory of shards as one sink (sink_dir.c): the data bytes come in
+ * order, and each shard's header comes from header(). On commit every
+ * shard gets its .xxh128 and (from manifest()) .manifest.json when
+ * checksums is set, the index when there are several shards, the small
+ * files of carry_from (a directory, or NULL), then the temporary
+ * directory is renamed to path.
+ */
+struct sink_dir_desc {
+	const char *path;
+	const struct layout *lay;
+	const struct shard *shards;
+	size_t nshards;
+	int checksums;
+	const char *carry_from;
+	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
+	              struct lines_error *err);
+	int (*manifest)(const void *arg, const struct manifest_file *mf, char **json,
+	                struct lines_error *err);
+	const void *arg;
+	const struct lines_merge_opts *log; /* notes of the files carried along */
+};
+int sink_dir_open(struct sink **out, const struct sink_dir_desc *desc, struct lines_error *err);
+
+#endif

@@ -1,0 +1,464 @@
+/*
+ * run.c -- the public life of a plan: lines_plan_new() opens and checks
+ * every input, lays out the output, lets the method set up its passes
+ * and sizes the pipeline; lines_plan_run() runs the passes from a chunk
+ * source into the output's sinks and commits; lines_plan_free().
+ *
+ * The order of lines_plan_new is the order of the plan's parts
+ * (plan.h): inputs, layout, output, scales, method, pipeline.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getCParams, for the memory bound */
+#include <zstd.h>
+
+#include "plan.h"
+
+#define PLAN_MIN_CHUNK (16u << 10)
+#define PLAN_MEMORY_BUDGET (96ull << 20)
+#define PLAN_MAX_JOBS 256
+
+struct lines_plan {
+	struct plan p;
+};
+
+void lines_merge_opts_init(struct lines_merge_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->command = "merge";
+	o->method = LINES_M_SUM;
+	o->lambda = 1.0;
+	o->alpha_auto = 1;
+	o->alpha = 1.0;
+	o->beta = NAN;
+	o->norm_p = 1;
+	o->density = 0.2;
+	o->io = LINES_IO_AUTO;
+}
+
+/* ---- checks before anything is read --------------------------------------- */
+static int check_options(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(!o->base, err, LINES_EUSAGE, NULL, NULL, "no base model (-b BASE)");
+	RETURN_ERROR_IF(o->nmodels < 1, err, LINES_EUSAGE, NULL, NULL, "no model to merge");
+	RETURN_ERROR_IF(o->nmodels > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL,
+	                "at most %d models can be merged at once", LINES_MAX_MODELS);
+	RETURN_ERROR_IF(!o->output && !o->norms_only, err, LINES_EUSAGE, NULL, NULL,
+	                "no output (-o OUT)");
+	unsigned dashes = !strcmp(o->base, "-");
+	for (size_t i = 0; i < o->nmodels; i++)
+		dashes += !strcmp(o->models[i], "-");
+	RETURN_ERROR_IF(dashes > 1, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input (-) can be given only once");
+	RETURN_ERROR_IF(!isfinite(o->lambda), err, LINES_EUSAGE, NULL, NULL,
+	                "--lambda must be a finite number");
+	RETURN_ERROR_IF(o->lines && !o->alpha_auto && !isfinite(o->alpha), err, LINES_EUSAGE, NULL,
+	                NULL, "--alpha must be a finite number");
+	RETURN_ERROR_IF(o->lines && !isnan(o->beta) && !isfinite(o->beta), err, LINES_EUSAGE, NULL,
+	                NULL, "--beta must be a finite number");
+	RETURN_ERROR_IF(o->norm_p != 1 && o->norm_p != 2, err, LINES_EUSAGE, NULL, NULL,
+	                "--norm must be l1 or l2");
+	if (o->weights)
+		for (size_t i = 0; i < o->nmodels; i++)
+			RETURN_ERROR_IF(!isfinite(o->weights[i]), err, LINES_EUSAGE, NULL, NULL,
+			                "weight %zu is not a finite number", i + 1);
+	return 0;
+}
+
+/* ---- the reader ------------------------------------------------------------------ */
+static int choose_io(struct plan *p, struct lines_error *err)
+{
+	p->src_ops = &src_mmap_ops;
+	RETURN_ERROR_IF(p->o.direct && p->o.io == LINES_IO_MMAP, err, LINES_EUSAGE, NULL, NULL,
+	                "--direct reads through io_uring; it cannot be used with --io mmap");
+	switch (p->o.io) {
+	case LINES_IO_MMAP:
+		return 0;
+	case LINES_IO_URING:
+#ifdef HAVE_URING
+		RETURN_ERROR_IF(!src_uring_available(), err, LINES_EUNSUPPORTED, NULL, NULL,
+		                "io_uring is not available here (kernel, seccomp or "
+		                "kernel.io_uring_disabled); use --io mmap");
+		p->src_ops = &src_uring_ops;
+		return 0;
+#else
+		return lines_errf(err, LINES_EUNSUPPORTED, NULL, NULL,
+		                  "this lines was built without io_uring; use --io mmap");
+#endif
+	case LINES_IO_AUTO:
+	default:
+#ifdef HAVE_URING
+		if (src_uring_available()) {
+			p->src_ops = &src_uring_ops;
+			return 0;
+		}
+		lines_logf(&p->o, LINES_LOG_NOTE, NULL, NULL,
+		         "io_uring is not available here; reading through mmap");
+#endif
+		return 0;
+	}
+}
+
+/* The header as it will be written (alpha may still change its digits). */
+static int build_header(struct plan *p, struct lines_error *err)
+{
+	free(p->out.header);
+	p->out.header = NULL;
+	return plan_header(p, 0, p->lay.nt, &p->out.header, &p->out.header_len, err);
+}
+
+static void fill_info(struct plan *p)
+{
+	struct lines_plan_info *in = &p->info;
+	in->ntensors = p->lay.nt;
+	in->nfloat = 0;
+	for (size_t i = 0; i < p->lay.nt; i++)
+		in->nfloat += p->lay.t[i].merge;
+	in->num_layers = p->lay.L;
+	in->alpha_known = p->sc.alpha_known;
+	in->alpha = p->o.lines && p->sc.alpha_known ? p->sc.alpha : NAN;
+	in->beta = p->o.lines && p->sc.alpha_known ? p->sc.beta : NAN;
+	in->lambda = p->sc.lambda_layer;
+	in->lambda_outside = p->sc.lambda_outside;
+	in->norm_sum = p->sc.have_norms ? p->sc.norm_sum : 0;
+	in->norm_mtl = p->sc.have_norms ? p->sc.norm_mtl : 0;
+	in->npasses = p->passes.n;
+	for (unsigned i = 0; i < p->passes.n; i++) {
+		p->pass_names[i] = p->passes.pass[i].name;
+		p->pass_read[i] = p->pass_skipped[i] ? 0 : pipe_read_bytes(&p->env, &p->passes.pass[i]);
+		p->pass_optional[i] = p->passes.pass[i].needed != NULL;
+	}
+	in->pass_names = p->pass_names;
+	in->pass_optional = p->pass_optional;
+	in->pass_skipped = p->pass_skipped;
+	in->pass_read_bytes = p->pass_read;
+	in->output_bytes = p->out.header_len + p->lay.out_data_bytes;
+	if (p->out.dir) {
+		in->output_bytes = 0;
+		for (size_t k = 0; k < p->out.nshards; k++) {
+			unsigned char *h = NULL;
+			size_t hl = 0;
+			if (plan_header(p, p->out.shards[k].t0, p->out.shards[k].t1, &h, &hl, NULL) == 0)
+				in->output_bytes += hl + p->out.shards[k].data;
+			free(h);
+		}
+	}
+	if (!in->written_bytes)
+		in->written_bytes = in->output_bytes;
+	in->memory_bound = p->mem_bound;
+	in->chunk = p->env.chunk;
+	in->jobs = p->env.jobs;
+	in->io = p->src_ops->name;
+	in->kernels = p->k->name;
+}
+
+/* The scales known before anything is read: --lambda, a given alpha. */
+static void choose_alpha(struct plan *p)
+{
+	if (!p->o.lines)
+		scales_set_alpha(&p->sc, 1.0);
+	else if (!p->o.alpha_auto)
+		scales_set_alpha(&p->sc, p->o.alpha);
+	/* else the method knows it (closed form) or measures it (a pass) */
+}
+
+/* What the method sees, and what the pipeline hands every pass. */
+static void wire(struct plan *p)
+{
+	struct merge_ctx *c = &p->ctx;
+	c->o = &p->o;
+	c->k = p->k;
+	c->t = p->lay.t;
+	c->nt = p->lay.nt;
+	c->ninputs = p->lay.ninputs;
+	c->nmodels = p->lay.nmodels;
+	c->L = p->lay.L;
+	c->w = p->sc.w;
+	c->wsum = p->sc.wsum;
+	c->equal_weights = p->sc.equal_weights;
+	c->single_pass = p->in.single_pass;
+	c->streams = p->in.streams;
+	c->files = p->in.files;
+	c->sc = &p->sc;
+	c->passes = &p->passes;
+
+	p->check.strict = p->o.strict;
+	p->check.names = p->in.names;
+	p->check.log = &p->o;
+	p->env.lay = &p->lay;
+	p->env.streams = p->in.streams;
+	p->env.check = &p->check;
+	p->env.ctx = c;
+	p->env.o = &p->o;
+	if (p->out.thash) {
+		p->env.on_output = manifest_note;
+		p->env.on_output_arg = &p->out;
+	}
+}
+
+static int want_none(const struct merge_ctx *c, size_t tensor)
+{
+	(void)c, (void)tensor;
+	return 0;
+}
+
+/*
+ * A method's first read-only pass also compares the copied tensors;
+ * without one a check pass goes first (or, with standard input, the
+ * writing pass checks as it copies).
+ */
+static int add_check(struct plan *p, struct lines_error *err)
+{
+	int any = 0;
+	for (size_t i = 0; i < p->lay.nt; i++)
+		any |= !p->lay.t[i].merge && p->lay.t[i].units;
+	if (!any)
+		return 0;
+	RETURN_ERROR_IF(!(p->check.warned = calloc(p->lay.nt, 1)), err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory");
+	if (p->passes.n > 1 && !p->passes.pass[0].writes) {
+		p->passes.pass[0].checks_copies = 1;
+		return 0;
+	}
+	if (p->in.single_pass) {
+		p->env.check_in_write = 1;
+		return 0;
+	}
+	struct pass *ps = passes_add_first(&p->passes);
+	RETURN_ERROR_IF(!ps, err, LINES_EUSAGE, NULL, NULL, "too many passes");
+	ps->name = "check";
+	ps->part_job = p->lay.nmodels;
+	ps->want = want_none; /* no merged tensor; the copied ones, as any pass */
+	ps->checks_copies = 1;
+	return 0;
+}
+
+/* Threads, the reader, the chunk size and the memory they take. */
+static int size_pipeline(struct plan *p, struct lines_error *err)
+{
+	const struct lines_merge_opts *opts = &p->o;
+	p->env.jobs = opts->jobs;
+	if (!p->env.jobs) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		p->env.jobs = n > 0 ? (unsigned)n : 1;
+	}
+	if (p->env.jobs > PLAN_MAX_JOBS)
+		p->env.jobs = PLAN_MAX_JOBS;
+	FORWARD_IF_ERROR(choose_io(p, err));
+	p->env.chunk = opts->chunk ? opts->chunk : p->src_ops->default_chunk;
+	if (p->env.chunk < PLAN_MIN_CHUNK)
+		p->env.chunk = PLAN_MIN_CHUNK;
+	p->env.npasses = p->passes.n;
+	p->mem_bound = pipe_memory(&p->env, &p->passes, p->src_ops);
+	/* many threads times many inputs: smaller chunks keep the default
+	 * run under PLAN_MEMORY_BUDGET (an explicit --chunk is obeyed) */
+	while (!opts->chunk && p->mem_bound > PLAN_MEMORY_BUDGET &&
+	       p->env.chunk > PLAN_MIN_CHUNK * 4) {
+		p->env.chunk /= 2;
+		p->mem_bound = pipe_memory(&p->env, &p->passes, p->src_ops);
+	}
+	if (p->out.zst) {
+		/* libzstd's: per thread (its workers and the caller) about four
+		 * windows of input, history and output (measured: 8 MiB each at
+		 * level 1, whose window is 512 KiB) */
+		uint64_t win = 1ull << ZSTD_getCParams(p->out.zstd_level, 0, 0).windowLog;
+		p->mem_bound += (uint64_t)(p->env.jobs + 1) * 16 * win;
+	}
+	return 0;
+}
+
+int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
+                   struct lines_error *err)
+{
+	struct lines_plan *lp;
+	struct plan *p;
+	struct lines_error dummy;
+	int rc;
+
+	if (!err)
+		err = &dummy;
+	*out = NULL;
+	FORWARD_IF_ERROR(check_options(opts, err));
+	const struct method *m = opts->norms_only ? &method_block_norms : method_get(opts->method);
+	RETURN_ERROR_IF(!m, err, LINES_EUSAGE, NULL, NULL, "unknown method %d", (int)opts->method);
+	if (m->check)
+		FORWARD_IF_ERROR(m->check(opts, err));
+	lp = calloc(1, sizeof(*lp));
+	RETURN_ERROR_IF(!lp, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p = &lp->p;
+	p->o = *opts;
+	p->method = m;
+	p->in.ninputs = (unsigned)opts->nmodels + 1;
+
+	if (!(p->k = kern_get(err))) {
+		rc = LINES_EUSAGE;
+		goto fail;
+	}
+	/* choose_outputs after the layout: the manifest sizes its table by tensors */
+	if ((rc = layers_init(&p->layers, &opts->layers, err)) < 0 ||
+	    (rc = plan_open_inputs(p, err)) < 0 || (rc = plan_check_inputs(p, err)) < 0 ||
+	    (!opts->norms_only && (rc = output_check(p, err)) < 0) ||
+	    (rc = plan_layout(p, err)) < 0 || (!opts->norms_only && (rc = output_choose(p, err)) < 0) ||
+	    (rc = scales_init(&p->sc, &p->o, &p->lay, !!(m->flags & METHOD_DIVIDES_WSUM), err)) < 0)
+		goto fail;
+	choose_alpha(p);
+	wire(p);
+	if ((rc = plan_check_stream_order(p, err)) < 0 || (rc = m->setup(&p->ctx, err)) < 0 ||
+	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = size_pipeline(p, err)) < 0 ||
+	    (rc = build_header(p, err)) < 0)
+		goto fail;
+	fill_info(p);
+	*out = lp;
+	return 0;
+fail:
+	lines_plan_free(lp);
+	return rc;
+}
+
+const struct lines_plan_info *lines_plan_info(const struct lines_plan *lp)
+{
+	return &lp->p.info;
+}
+
+void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tensor_info *info,
+                       double *lambda)
+{
+	const struct tensor *t = &lp->p.lay.t[i];
+	info->name = t->name;
+	info->dtype = dtype_name(t->out_dt);
+	info->is_float = t->merge;
+	info->rank = t->rank;
+	info->shape = t->shape;
+	info->nelem = t->nelem;
+	info->nbytes = t->units * t->unit_out;
+	info->block = t->block;
+	if (lambda)
+		*lambda = lp->p.sc.alpha_known ? t->lambda : NAN;
+}
+
+/* The chunk source: mmap or io_uring, wrapped by a stream reader for
+ * standard input and .zst files. */
+static int open_source(struct plan *p, struct source **out, struct lines_error *err)
+{
+	struct inputs *in = &p->in;
+	struct source *src = NULL;
+	/* streams that cannot be read in order: decompress them first */
+	for (unsigned m = 0, f = 0; m < in->ninputs; m++)
+		for (size_t i = 0; i < in->ck[m]->nfiles; i++, f++)
+			if (in->spill[f]) {
+				FORWARD_IF_ERROR(ckpt_spill(&in->ck[m]->files[i], err));
+				in->files[f].fd = in->ck[m]->files[i].fd;
+				in->files[f].size = in->ck[m]->files[i].size;
+			}
+	FORWARD_IF_ERROR(p->src_ops->open(&src, in->files, in->nfiles, p->o.direct, err));
+	if (in->streams) {
+		struct zstream **zs = calloc(in->nfiles ? in->nfiles : 1, sizeof(*zs));
+		struct source *wrapped = NULL;
+		int rc;
+		for (unsigned m = 0, f = 0; zs && m < in->ninputs; m++)
+			for (size_t i = 0; i < in->ck[m]->nfiles; i++, f++)
+				zs[f] = in->ck[m]->files[i].zs;
+		rc = zs ? src_stream_open(&wrapped, src, zs, err)
+		        : lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		free(zs);
+		if (rc < 0) {
+			src->ops->close(src);
+			return rc;
+		}
+		src = wrapped;
+	}
+	*out = src;
+	return 0;
+}
+
+static int run_passes(struct plan *p, struct source *src, struct sink *out,
+                      struct lines_error *err)
+{
+	int rc = 0;
+	for (unsigned i = 0; rc == 0 && i < p->passes.n; i++) {
+		struct pass *ps = &p->passes.pass[i];
+		RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
+		if (ps->writes && !p->out.dir) { /* shards write their own */
+			FORWARD_IF_ERROR(build_header(p, err));
+			FORWARD_IF_ERROR(sink_write(out, p->out.header, p->out.header_len, err));
+			p->out.header_hash = XXH3_64bits(p->out.header, p->out.header_len);
+		}
+		if (ps->needed && !ps->needed(&p->ctx)) {
+			p->pass_skipped[i] = 1;
+			lines_logf(&p->o, LINES_LOG_INFO, NULL, NULL, "pass %u/%u (%s): not needed, skipped",
+			           i + 1, p->passes.n, ps->name);
+			continue;
+		}
+		if (ps->begin)
+			FORWARD_IF_ERROR(ps->begin(&p->ctx, err));
+		rc = pipe_run(&p->env, ps, i + 1, src, ps->writes ? out : NULL, err);
+	}
+	return rc;
+}
+
+int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
+{
+	struct plan *p = &lp->p;
+	struct source *src = NULL;
+	struct sink *out = NULL;
+	int rc;
+
+	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
+	p->ran = 1;
+	FORWARD_IF_ERROR(open_source(p, &src, err));
+	rc = p->o.norms_only ? 0 : output_open(p, &out, err);
+	if (rc == 0)
+		rc = run_passes(p, src, out, err);
+	if (rc == 0)
+		rc = plan_check_unchanged(p, err);
+	if (rc == 0)
+		rc = plan_check_stream_ends(p, err);
+	if (rc == 0 && out)
+		rc = sink_finish(out, err);
+	if (rc == 0 && out)
+		rc = output_commit(p, out, err);
+	else if (out)
+		sink_abort(out);
+	sink_free(out);
+	src->ops->close(src);
+	if (rc == 0 && p->out.zst) {
+		struct stat st;
+		if (stat(p->o.output, &st) == 0)
+			p->info.written_bytes = (uint64_t)st.st_size;
+	}
+	fill_info(p);
+	return rc;
+}
+
+int lines_block_norms(struct lines_plan *lp, const struct lines_block_norms **out,
+                      struct lines_error *err)
+{
+	struct plan *p = &lp->p;
+	RETURN_ERROR_IF(!p->o.norms_only, err, LINES_EUSAGE, NULL, NULL,
+	                "the plan was not made for norms");
+	FORWARD_IF_ERROR(lines_plan_run(lp, err));
+	*out = block_norms_of(&p->ctx);
+	return 0;
+}
+
+void lines_plan_free(struct lines_plan *lp)
+{
+	struct plan *p;
+	if (!lp)
+		return;
+	p = &lp->p;
+	if (p->method && p->method->free)
+		p->method->free(&p->ctx);
+	plan_inputs_free(p);
+	free(p->check.warned);
+	output_free(&p->out);
+	scales_free(&p->sc);
+	layers_free(&p->layers);
+	free(lp);
+}
