@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -20,18 +21,33 @@ struct lines_model {
 
 const char *lines_version(void) { return PACKAGE_VERSION; }
 
+/*
+ * Written once (two threads may ask at once), then only read: the
+ * libraries linked in cannot change while we run.
+ */
+static char libraries[256];
+static pthread_once_t libraries_once = PTHREAD_ONCE_INIT;
+
+static void libraries_fill(void)
+{
+	char *buf = libraries;
+	const size_t cap = sizeof(libraries);
+	unsigned xv = XXH_versionNumber();
+	int n = snprintf(buf, cap, "zstd %s, xxHash %u.%u.%u, jansson %s", ZSTD_versionString(),
+	                 xv / 10000, xv / 100 % 100, xv % 100, jansson_version_str());
+	if (n < 0 || (size_t)n >= cap)
+		return;
+#ifdef HAVE_URING
+	snprintf(buf + n, cap - (size_t)n, ", liburing %s", URING_VERSION);
+#else
+	snprintf(buf + n, cap - (size_t)n, ", liburing (not built)");
+#endif
+}
+
 const char *lines_libraries(void)
 {
-	static char buf[256];
-	unsigned xv = XXH_versionNumber();
-	int n = snprintf(buf, sizeof(buf), "zstd %s, xxHash %u.%u.%u, jansson %s", ZSTD_versionString(),
-	                 xv / 10000, xv / 100 % 100, xv % 100, jansson_version_str());
-#ifdef HAVE_URING
-	snprintf(buf + n, sizeof(buf) - (size_t)n, ", liburing %s", URING_VERSION);
-#else
-	snprintf(buf + n, sizeof(buf) - (size_t)n, ", liburing (not built)");
-#endif
-	return buf;
+	pthread_once(&libraries_once, libraries_fill);
+	return libraries;
 }
 
 int lines_model_open(const char *path, const struct lines_layer_opts *lo, struct lines_model **out,

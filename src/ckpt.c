@@ -152,16 +152,26 @@ int ckpt_spill(struct ckpt_file *f, struct lines_error *err)
 	return 0;
 }
 
-static const struct ckpt *sort_ctx;
+/*
+ * The sort carries each name beside its index, so the comparison needs no
+ * context: qsort has no argument for one, a file-static pointer would race
+ * when two threads open checkpoints, and qsort_r is not portable.
+ */
+struct name_ix {
+	const char *name;
+	size_t ix;
+};
+
 static int cmp_name(const void *a, const void *b)
 {
-	const size_t *x = a, *y = b;
-	return strcmp(sort_ctx->t[*x].st->name, sort_ctx->t[*y].st->name);
+	const struct name_ix *x = a, *y = b;
+	return strcmp(x->name, y->name);
 }
 
 static int build_index(struct ckpt *c, const struct layers *ly, struct lines_error *err)
 {
 	size_t n = 0;
+	struct name_ix *sorted;
 
 	for (size_t f = 0; f < c->nfiles; f++)
 		n += c->files[f].hdr.ntensors;
@@ -195,10 +205,14 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 		c->data_bytes += h->data_len;
 		c->header_bytes += h->data_start;
 	}
-	/* qsort has no context argument; the checkpoint is opened by one thread */
-	sort_ctx = c;
-	qsort(c->by_name, c->ntensors, sizeof(*c->by_name), cmp_name);
-	sort_ctx = NULL;
+	sorted = calloc(c->ntensors ? c->ntensors : 1, sizeof(*sorted));
+	RETURN_ERROR_IF(!sorted, err, LINES_ENOMEM, c->path, NULL, "out of memory");
+	for (size_t i = 0; i < c->ntensors; i++)
+		sorted[i] = (struct name_ix){c->t[i].st->name, i};
+	qsort(sorted, c->ntensors, sizeof(*sorted), cmp_name);
+	for (size_t i = 0; i < c->ntensors; i++)
+		c->by_name[i] = sorted[i].ix;
+	free(sorted);
 	for (size_t i = 1; i < c->ntensors; i++)
 		RETURN_ERROR_IF(!strcmp(c->t[c->by_name[i]].st->name, c->t[c->by_name[i - 1]].st->name),
 		                err, LINES_EFORMAT, c->path, c->t[c->by_name[i]].st->name,

@@ -315,23 +315,66 @@ static void copy_job(const struct pipe_env *env, struct pipe_job *job)
 
 /*
  * Mapped input pages can vanish under us if a file is truncated during
- * the run; touching one raises SIGBUS in the thread that touched it. The
- * handler jumps back to that worker (which then reports the file), and is
- * installed only while a pass of a mapped source runs.
+ * the run; touching one raises SIGBUS in the thread that touched it.
+ *
+ * Signal dispositions belong to the process, and two plans may run at
+ * once in two threads of one process, so the handler is installed once,
+ * the first time a pass of a mapped source runs (pthread_once), and never
+ * uninstalled: installing it around each pass and restoring the old one
+ * after would let one pass put back the old disposition while another
+ * still needs ours. What the handler does is decided per thread by
+ * bus_jmp: a worker sets it while it touches mapped pages, and a SIGBUS
+ * there jumps back to that worker, which reports the file. A SIGBUS in any
+ * other thread is not ours and goes where it would have gone without us:
+ * to the handler installed before ours, called the way it asked to be
+ * (with or without siginfo); a SIG_IGN drops a SIGBUS sent with kill();
+ * otherwise the default action: the disposition is reset to SIG_DFL and
+ * the signal raised again, to be delivered when the handler returns (a
+ * SIGBUS from a fault cannot be ignored). A program that installs its own
+ * SIGBUS handler after its first merge replaces ours and must chain to it.
  */
 static __thread sigjmp_buf *bus_jmp;
 static __thread const unsigned char *bus_addr;
-static struct sigaction old_bus;
+static struct sigaction old_bus; /* written once, before ours is installed */
+static pthread_once_t bus_once = PTHREAD_ONCE_INIT;
 
 static void on_sigbus(int sig, siginfo_t *si, void *ctx)
 {
-	(void)ctx;
+	struct sigaction dfl;
+
 	if (bus_jmp) {
 		bus_addr = si->si_addr;
 		siglongjmp(*bus_jmp, 1);
 	}
-	sigaction(sig, &old_bus, NULL); /* not ours: what it would have done */
+	if (old_bus.sa_flags & SA_SIGINFO) {
+		old_bus.sa_sigaction(sig, si, ctx);
+		return;
+	}
+	if (old_bus.sa_handler == SIG_IGN && si->si_code <= 0)
+		return; /* sent by kill(), and the program ignores it */
+	if (old_bus.sa_handler != SIG_DFL && old_bus.sa_handler != SIG_IGN) {
+		old_bus.sa_handler(sig);
+		return;
+	}
+	memset(&dfl, 0, sizeof(dfl));
+	dfl.sa_handler = SIG_DFL;
+	sigemptyset(&dfl.sa_mask);
+	sigaction(sig, &dfl, NULL);
 	raise(sig);
+}
+
+/* Run once per process; see above. */
+static void bus_install(void)
+{
+	struct sigaction sa;
+
+	if (sigaction(SIGBUS, NULL, &old_bus) < 0)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_sigbus;
+	sa.sa_flags = SA_SIGINFO;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGBUS, &sa, NULL);
 }
 
 static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
@@ -525,7 +568,6 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 	struct worker *ws = NULL;
 	uint64_t total, done = 0;
 	unsigned nw = 0;
-	int bus_installed = 0;
 	double t0 = now(), last = t0;
 	int rc;
 
@@ -537,15 +579,8 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 	pp.njobs = count_jobs(env, pass, &total);
 	if (src->ops->pass_begin && (rc = src->ops->pass_begin(src, err)) < 0)
 		goto out;
-	if (src->ops->mapped) {
-		struct sigaction sa;
-		bus_installed = 1;
-		memset(&sa, 0, sizeof(sa));
-		sa.sa_sigaction = on_sigbus;
-		sa.sa_flags = SA_SIGINFO;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGBUS, &sa, &old_bus);
-	}
+	if (src->ops->mapped)
+		pthread_once(&bus_once, bus_install);
 
 	ws = calloc(env->jobs, sizeof(*ws));
 	if (!ws) {
@@ -653,8 +688,6 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 		           pass_index, env->npasses, pass->name, (double)done / 1048576.0, now() - t0);
 	}
 out:
-	if (bus_installed)
-		sigaction(SIGBUS, &old_bus, NULL);
 	free(ws);
 	pipe_free(&pp);
 	return rc;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -106,6 +107,41 @@ static int no_finish(struct sink *s, struct lines_error *err)
 
 static const struct sink_ops sink_file_ops = {sf_write, no_finish, sf_commit, sf_abort, sf_free};
 
+/*
+ * The umask, read without changing it: umask() can only be read by
+ * setting it, and between the two calls another thread (a second plan,
+ * or the program's own) would create files with the wrong mode, or two
+ * of us would leave it changed for good. Linux (4.7 and later) shows it
+ * in /proc/self/status; only without /proc do we fall back to umask(),
+ * and then only once per process.
+ */
+static mode_t fallback_umask;
+static pthread_once_t fallback_once = PTHREAD_ONCE_INIT;
+
+static void read_umask_once(void)
+{
+	fallback_umask = umask(022);
+	umask(fallback_umask);
+}
+
+static mode_t process_umask(void)
+{
+	FILE *fp = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long um;
+
+	if (fp) {
+		while (fgets(line, sizeof(line), fp))
+			if (sscanf(line, "Umask: %lo", &um) == 1) {
+				fclose(fp);
+				return (mode_t)(um & 0777);
+			}
+		fclose(fp);
+	}
+	pthread_once(&fallback_once, read_umask_once);
+	return fallback_umask;
+}
+
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 {
 	struct sink_file *f;
@@ -148,8 +184,7 @@ int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 		f->tmp = NULL;
 		goto out;
 	}
-	um = umask(022);
-	umask(um);
+	um = process_umask();
 	f->mode = 0666 & ~um;
 	f->base.ops = &sink_file_ops;
 	f->base.name = f->path;

@@ -37,12 +37,10 @@ struct src_worker {
 	struct map *maps; /* depth x max_spans */
 };
 
+/* Not cached in a static: the workers of two plans may ask at once. */
 static long page_size(void)
 {
-	static long ps;
-	if (!ps)
-		ps = sysconf(_SC_PAGESIZE);
-	return ps;
+	return sysconf(_SC_PAGESIZE);
 }
 
 static int mm_worker_open(struct source *s, unsigned max_spans, size_t max_len, unsigned depth,

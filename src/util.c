@@ -5,8 +5,8 @@
 #include "config.h"
 
 #include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -145,11 +145,20 @@ int dtype_parse(const char *name, size_t len)
 }
 
 /* ---- cancellation --------------------------------------------------------- */
-static volatile sig_atomic_t cancel_flag;
+/*
+ * One flag for the process, as lines.h says: lines_cancel() stops every
+ * running plan. It is set by a signal handler in one thread and read by
+ * the workers of every plan in others, so it is a lock-free atomic: a
+ * volatile sig_atomic_t is safe against a handler of the same thread only,
+ * not between threads, and lock-free atomics may be used in a handler.
+ * Relaxed order: the flag publishes no other data.
+ */
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "lines_cancel() needs a lock-free atomic int");
+static atomic_int cancel_flag;
 
-void lines_cancel(void) { cancel_flag = 1; }
-void lines_cancel_reset(void) { cancel_flag = 0; }
-int lines_canceled(void) { return cancel_flag != 0; }
+void lines_cancel(void) { atomic_store_explicit(&cancel_flag, 1, memory_order_relaxed); }
+void lines_cancel_reset(void) { atomic_store_explicit(&cancel_flag, 0, memory_order_relaxed); }
+int lines_canceled(void) { return atomic_load_explicit(&cancel_flag, memory_order_relaxed) != 0; }
 
 /* ---- I/O loops ------------------------------------------------------------ */
 int full_pread(int fd, void *buf, size_t n, uint64_t off)
