@@ -64,7 +64,7 @@ int lines_model_open(const char *path, const struct lines_layer_opts *lo, struct
 	if (rc == 0 && lo && lo->num_layers && m->ck->num_layers > lo->num_layers) {
 		for (size_t i = 0; i < m->ck->ntensors; i++)
 			if (m->ck->t[i].block >= lo->num_layers) {
-				rc = lines_errf(err, LINES_EUSAGE, path, m->ck->t[i].st->name,
+				rc = lines_errf(err, LINES_EUSAGE, path, m->ck->t[i].name,
 				                "block %ld is beyond --num-layers %ld", m->ck->t[i].block,
 				                lo->num_layers);
 				break;
@@ -94,12 +94,12 @@ size_t lines_model_count(const struct lines_model *m) { return m->ck->ntensors; 
 void lines_model_tensor(const struct lines_model *m, size_t i, struct lines_tensor_info *info)
 {
 	const struct ckpt_tensor *t = &m->ck->t[i];
-	info->name = t->st->name;
-	info->dtype = dtype_name(t->st->dtype);
-	info->is_float = dtype_mergeable(t->st->dtype);
-	info->rank = t->st->rank;
-	info->shape = t->st->shape;
-	info->nelem = t->st->nelem;
+	info->name = t->name;
+	info->dtype = dtype_name(t->dtype);
+	info->is_float = dtype_mergeable(t->dtype);
+	info->rank = t->rank;
+	info->shape = t->shape;
+	info->nelem = t->nelem;
 	info->nbytes = t->nbytes;
 	info->block = t->block;
 }
@@ -110,11 +110,11 @@ uint64_t lines_model_header_bytes(const struct lines_model *m) { return m->ck->h
 
 size_t lines_model_meta_count(const struct lines_model *m)
 {
-	return m->ck->nfiles ? m->ck->files[0].hdr.nmeta : 0;
+	return m->ck->nfiles ? m->ck->files[0].nmeta : 0;
 }
 
 void lines_model_meta(const struct lines_model *m, size_t i, const char **key, const char **value)
 {
-	*key = m->ck->files[0].hdr.meta[i].key;
-	*value = m->ck->files[0].hdr.meta[i].value;
+	*key = m->ck->files[0].meta[i].key;
+	*value = m->ck->files[0].meta[i].value;
 }

@@ -41,22 +41,8 @@ static int hdr_read(struct ckpt_file *f, void *buf, size_t n, uint64_t off, stru
 
 static int read_header(struct ckpt_file *f, struct lines_error *err)
 {
-	unsigned char prefix[8] = {0};
-	uint64_t n;
-	char *json;
-	int rc;
-
-	if (f->size != UINT64_MAX && f->size < 8)
-		return st_parse_prefix(prefix, f->size, &n, f->path, err);
-	FORWARD_IF_ERROR(hdr_read(f, prefix, 8, 0, err));
-	FORWARD_IF_ERROR(st_parse_prefix(prefix, f->size, &n, f->path, err));
-	json = malloc(n ? (size_t)n : 1);
-	RETURN_ERROR_IF(!json, err, LINES_ENOMEM, f->path, NULL, "out of memory for the header");
-	rc = hdr_read(f, json, (size_t)n, 8, err);
-	if (rc == 0)
-		rc = st_parse(json, n, f->size, &f->hdr, f->path, err);
-	free(json);
-	return rc;
+	f->fmt = &ckpt_fmt_safetensors;
+	return f->fmt->open(f, hdr_read, err);
 }
 
 static int ends_with(const char *s, const char *suffix)
@@ -107,7 +93,7 @@ static int open_file(struct ckpt_file *f, const char *path, struct lines_error *
 int ckpt_spill(struct ckpt_file *f, struct lines_error *err)
 {
 	const char *dir = getenv("TMPDIR");
-	uint64_t total = f->hdr.data_start + f->hdr.data_len, done = 0;
+	uint64_t total = f->data_end, done = 0;
 	unsigned char *buf = NULL;
 	int fd, rc = 0;
 
@@ -174,20 +160,25 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 	struct name_ix *sorted;
 
 	for (size_t f = 0; f < c->nfiles; f++)
-		n += c->files[f].hdr.ntensors;
+		n += c->files[f].nentries;
 	c->t = calloc(n ? n : 1, sizeof(*c->t));
 	c->by_name = calloc(n ? n : 1, sizeof(*c->by_name));
 	RETURN_ERROR_IF(!c->t || !c->by_name, err, LINES_ENOMEM, c->path, NULL, "out of memory");
 	for (size_t f = 0; f < c->nfiles; f++) {
-		const struct st_header *h = &c->files[f].hdr;
-		for (size_t i = 0; i < h->ntensors; i++) {
+		const struct ckpt_file *cf = &c->files[f];
+		for (size_t i = 0; i < cf->nentries; i++) {
+			const struct ckpt_entry *e = &cf->entries[i];
 			struct ckpt_tensor *t = &c->t[c->ntensors];
-			t->st = &h->tensors[i];
+			t->name = e->name;
+			t->dtype = e->dtype;
+			t->rank = e->rank;
+			t->shape = e->shape;
+			t->nelem = e->nelem;
 			t->file = (unsigned)f;
-			t->off = h->data_start + t->st->begin;
-			t->nbytes = t->st->end - t->st->begin;
+			t->off = e->off;
+			t->nbytes = e->nbytes;
 			if (ly) {
-				int rc = layers_index(ly, t->st->name, &t->block, err);
+				int rc = layers_index(ly, t->name, &t->block, err);
 				if (rc < 0) {
 					if (err)
 						snprintf(err->file, sizeof(err->file), "%s",
@@ -202,20 +193,20 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 			c->by_name[c->ntensors] = c->ntensors;
 			c->ntensors++;
 		}
-		c->data_bytes += h->data_len;
-		c->header_bytes += h->data_start;
+		c->data_bytes += cf->data_end - cf->data_start;
+		c->header_bytes += cf->data_start;
 	}
 	sorted = calloc(c->ntensors ? c->ntensors : 1, sizeof(*sorted));
 	RETURN_ERROR_IF(!sorted, err, LINES_ENOMEM, c->path, NULL, "out of memory");
 	for (size_t i = 0; i < c->ntensors; i++)
-		sorted[i] = (struct name_ix){c->t[i].st->name, i};
+		sorted[i] = (struct name_ix){c->t[i].name, i};
 	qsort(sorted, c->ntensors, sizeof(*sorted), cmp_name);
 	for (size_t i = 0; i < c->ntensors; i++)
 		c->by_name[i] = sorted[i].ix;
 	free(sorted);
 	for (size_t i = 1; i < c->ntensors; i++)
-		RETURN_ERROR_IF(!strcmp(c->t[c->by_name[i]].st->name, c->t[c->by_name[i - 1]].st->name),
-		                err, LINES_EFORMAT, c->path, c->t[c->by_name[i]].st->name,
+		RETURN_ERROR_IF(!strcmp(c->t[c->by_name[i]].name, c->t[c->by_name[i - 1]].name),
+		                err, LINES_EFORMAT, c->path, c->t[c->by_name[i]].name,
 		                "tensor appears twice");
 	return 0;
 }
@@ -293,11 +284,11 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 		if (rc < 0)
 			goto out;
 		/* the shard holds exactly what the index says */
-		const struct st_header *h = &c->files[i].hdr;
-		for (size_t t = 0; t < h->ntensors; t++) {
-			json_t *m = json_object_get(wm, h->tensors[t].name);
+		const struct ckpt_file *h = &c->files[i];
+		for (size_t t = 0; t < h->nentries; t++) {
+			json_t *m = json_object_get(wm, h->entries[t].name);
 			if (!m || strcmp(json_string_value(m), s)) {
-				rc = lines_errf(err, LINES_EFORMAT, c->files[i].path, h->tensors[t].name,
+				rc = lines_errf(err, LINES_EFORMAT, c->files[i].path, h->entries[t].name,
 				                m ? "the index maps this tensor to %s" : "not in the index %s",
 				                m ? json_string_value(m) : index);
 				goto out;
@@ -309,8 +300,8 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 		size_t found = 0;
 		for (size_t i = 0; i < c->nfiles && !found; i++)
 			if (!strcmp(c->files[i].path + strlen(dir) + 1, json_string_value(val)))
-				for (size_t t = 0; t < c->files[i].hdr.ntensors && !found; t++)
-					found = !strcmp(c->files[i].hdr.tensors[t].name, key);
+				for (size_t t = 0; t < c->files[i].nentries && !found; t++)
+					found = !strcmp(c->files[i].entries[t].name, key);
 		if (!found) {
 			rc = lines_errf(err, LINES_EFORMAT, index, key, "the index maps it to %s, which does "
 			                                                "not hold it",
@@ -322,7 +313,7 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 		json_t *ts = json_object_get(meta, "total_size");
 		uint64_t total = 0;
 		for (size_t i = 0; i < c->nfiles; i++)
-			total += c->files[i].hdr.data_len;
+			total += c->files[i].data_end - c->files[i].data_start;
 		if (!json_is_integer(ts) || (uint64_t)json_integer_value(ts) != total) {
 			rc = lines_errf(err, LINES_EFORMAT, index, NULL,
 			                "metadata.total_size is not %llu, the bytes of the tensors of its shards",
@@ -410,7 +401,8 @@ void ckpt_close(struct ckpt *c)
 			close(c->files[i].fd);
 		zs_close(c->files[i].zs);
 		free(c->files[i].path);
-		st_header_free(&c->files[i].hdr);
+		if (c->files[i].fmt)
+			c->files[i].fmt->close(&c->files[i]);
 	}
 	free(c->files);
 	free(c->t);
@@ -424,7 +416,7 @@ const struct ckpt_tensor *ckpt_find(const struct ckpt *c, const char *name)
 	size_t lo = 0, hi = c->ntensors;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int r = strcmp(name, c->t[c->by_name[mid]].st->name);
+		int r = strcmp(name, c->t[c->by_name[mid]].name);
 		if (r == 0)
 			return &c->t[c->by_name[mid]];
 		if (r < 0)

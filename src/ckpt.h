@@ -2,7 +2,9 @@
  * ckpt.h -- a checkpoint opened for reading: one or more files whose
  * headers have been read and validated, and a table of every tensor with
  * the file and absolute offset of its data. Knows nothing of how the data
- * is read later (that is a chunk source's business).
+ * is read later (that is a chunk source's business), and hands out
+ * tensors without the types of the file format (a struct ckpt_format
+ * reads each file: safetensors now).
  */
 #ifndef LINES_CKPT_H
 #define LINES_CKPT_H
@@ -11,9 +13,44 @@
 #include <time.h>
 
 #include "layers.h"
-#include "st_format.h"
+#include "internal.h"
 
 struct zstream;
+struct ckpt_file;
+
+/* A tensor as a file format describes it (storage order). */
+struct ckpt_entry {
+	const char *name;
+	enum dtype dtype;
+	unsigned rank;
+	const uint64_t *shape;
+	uint64_t nelem;
+	uint64_t off;    /* absolute offset of its data in the file */
+	uint64_t nbytes;
+};
+
+/* A metadata entry of the file (safetensors' __metadata__). */
+struct ckpt_kv {
+	const char *key;
+	const char *value;
+};
+
+/* Read n bytes at off of the file: pread for a file, in order for a stream. */
+typedef int (*ckpt_read_fn)(struct ckpt_file *f, void *buf, size_t n, uint64_t off,
+                            struct lines_error *err);
+
+/*
+ * A file format: open() reads the header through read(), validates it,
+ * and fills the file's entries, metadata and data range (the strings and
+ * shapes stay owned by the format's state until close()). Everything
+ * above this layer sees only those, never the format's own types.
+ */
+struct ckpt_format {
+	const char *name;
+	int (*open)(struct ckpt_file *f, ckpt_read_fn read, struct lines_error *err);
+	void (*close)(struct ckpt_file *f);
+};
+extern const struct ckpt_format ckpt_fmt_safetensors;
 
 struct ckpt_file {
 	char *path;
@@ -26,11 +63,23 @@ struct ckpt_file {
 	struct timespec mtime; /* when opened, to notice a change during a run */
 	uint64_t disk_size;    /* st_size when opened (compressed size for .zst) */
 	int spilled;           /* decompressed to a temporary file: read in full */
-	struct st_header hdr;
+	/* filled by the format */
+	const struct ckpt_format *fmt;
+	void *fmt_state;
+	size_t nentries;
+	struct ckpt_entry *entries;
+	size_t nmeta;
+	struct ckpt_kv *meta;
+	uint64_t data_start; /* where the first tensor's data may begin */
+	uint64_t data_end;   /* where the last tensor's data ends: the file's end */
 };
 
 struct ckpt_tensor {
-	const struct st_tensor *st;
+	const char *name;
+	enum dtype dtype;
+	unsigned rank;
+	const uint64_t *shape;
+	uint64_t nelem;
 	unsigned file;  /* index into files */
 	uint64_t off;   /* absolute offset of the data in that file */
 	uint64_t nbytes;

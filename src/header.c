@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "plan.h"
+#include "st_format.h"
 
 #define HEADER_VALUES 24 /* values lines formats, at most */
 
@@ -40,7 +41,7 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 {
 	const struct ckpt_file *bf = &p->in.ck[0]->files[0];
 	struct st_out_tensor *ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
-	size_t nmeta = 0, cap = bf->hdr.nmeta + HEADER_VALUES;
+	size_t nmeta = 0, cap = bf->nmeta + HEADER_VALUES;
 	struct st_kv *meta = calloc(cap, sizeof(*meta));
 	char (*vals)[64] = calloc(HEADER_VALUES, sizeof(*vals));
 	char *weights = calloc((size_t)p->lay.nmodels * 26 + 1, 1);
@@ -59,9 +60,9 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 		ot[i - t0].nbytes = t->units * t->unit_out;
 	}
 	/* the base's own metadata is carried along, except what lines rewrites */
-	for (size_t i = 0; i < bf->hdr.nmeta; i++)
-		if (strcmp(bf->hdr.meta[i].key, "format") && strncmp(bf->hdr.meta[i].key, "lines.", 6))
-			meta[nmeta].key = bf->hdr.meta[i].key, meta[nmeta++].value = bf->hdr.meta[i].value;
+	for (size_t i = 0; i < bf->nmeta; i++)
+		if (strcmp(bf->meta[i].key, "format") && strncmp(bf->meta[i].key, "lines.", 6))
+			meta[nmeta].key = bf->meta[i].key, meta[nmeta++].value = bf->meta[i].value;
 
 #define META(k, v) (meta[nmeta].key = (k), meta[nmeta++].value = (v))
 	int nv = 0;

@@ -77,11 +77,21 @@ enum dtype {
 	DT_COUNT
 };
 
+/*
+ * An element type is a number of blocks of a fixed byte size, each of
+ * which decodes to a fixed number of elements: 1 element of 2 bytes for
+ * BF16, 2 elements of 1 byte for F4, and so a block-quantized type (GGUF's
+ * Q8_0: 32 elements in 34 bytes, a scale and 32 quants; FP8 with block
+ * scales) is one more row, not a special case: a tensor of n elements
+ * takes n / block_elems * block_bytes bytes, n a multiple of block_elems.
+ */
 struct dtype_desc {
 	const char *name;
-	unsigned bits;
-	unsigned char floating; /* a floating-point format of any kind         */
+	unsigned bits;           /* per element, for the formats that count so */
+	unsigned char floating;  /* a floating-point format of any kind         */
 	unsigned char mergeable; /* decoded to float32 by the kernels            */
+	unsigned block_elems;    /* elements per block                          */
+	unsigned block_bytes;    /* bytes per block                             */
 };
 extern const struct dtype_desc dtype_table[DT_COUNT];
 
@@ -90,6 +100,15 @@ int dtype_parse(const char *name, size_t len);
 static inline const char *dtype_name(enum dtype d) { return dtype_table[d].name; }
 static inline unsigned dtype_size(enum dtype d) { return dtype_table[d].bits / 8; }
 static inline int dtype_mergeable(enum dtype d) { return dtype_table[d].mergeable; }
+/* Bytes of n elements of d: 0, or -1 when n is not a whole number of
+ * blocks or the size overflows. */
+static inline int dtype_bytes(enum dtype d, uint64_t n, uint64_t *bytes)
+{
+	const struct dtype_desc *t = &dtype_table[d];
+	if (n % t->block_elems)
+		return -1;
+	return ck_mul(n / t->block_elems, t->block_bytes, bytes) ? -1 : 0;
+}
 
 /* Send a message to the log callback of o (nothing when it has none). */
 void lines_logf(const struct lines_merge_opts *o, enum lines_level level, const char *file,

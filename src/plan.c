@@ -31,7 +31,7 @@ static void fmt_shape(char *buf, size_t n, unsigned rank, const uint64_t *shape)
 		snprintf(buf + len, n - len, "]");
 }
 
-static int same_shape(const struct st_tensor *a, const struct st_tensor *b)
+static int same_shape(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
 {
 	if (a->rank != b->rank)
 		return 0;
@@ -108,7 +108,7 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 }
 
 /* An embedding or output head whose vocabulary (first dimension) differs. */
-static int is_vocab(const struct st_tensor *a, const struct st_tensor *b)
+static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
 {
 	static const char *const names[] = {"embed", "wte", "lm_head", "shared", "word_embeddings",
 	                                    "token_embd", "output.weight"};
@@ -131,7 +131,7 @@ static unsigned check_model(struct plan *p, unsigned m)
 	char s1[256], s2[256];
 
 	for (size_t i = 0; i < b->ntensors; i++) {
-		const struct st_tensor *bt = b->t[i].st;
+		const struct ckpt_tensor *bt = &b->t[i];
 		const struct ckpt_tensor *ct = ckpt_find(c, bt->name);
 		if (!ct) {
 			if (++missing <= PLAN_LIST_MAX)
@@ -139,23 +139,23 @@ static unsigned check_model(struct plan *p, unsigned m)
 				         "missing (the base has this tensor)");
 			continue;
 		}
-		if (!same_shape(bt, ct->st)) {
-			fmt_shape(s1, sizeof(s1), ct->st->rank, ct->st->shape);
+		if (!same_shape(bt, ct)) {
+			fmt_shape(s1, sizeof(s1), ct->rank, ct->shape);
 			fmt_shape(s2, sizeof(s2), bt->rank, bt->shape);
-			if (is_vocab(bt, ct->st))
+			if (is_vocab(bt, ct))
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				         "shape %s differs from the base's %s: the vocabularies differ "
 				         "(%llu tokens, the base has %llu); a model with added tokens "
 				         "cannot be merged row by row, resize its embeddings first",
-				         s1, s2, (unsigned long long)ct->st->shape[0],
+				         s1, s2, (unsigned long long)ct->shape[0],
 				         (unsigned long long)bt->shape[0]);
 			else
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				         "shape %s differs from the base's %s", s1, s2);
 			other++;
-		} else if (ct->st->dtype != bt->dtype) {
+		} else if (ct->dtype != bt->dtype) {
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-			         "dtype %s differs from the base's %s", dtype_name(ct->st->dtype),
+			         "dtype %s differs from the base's %s", dtype_name(ct->dtype),
 			         dtype_name(bt->dtype));
 			other++;
 		}
@@ -164,7 +164,7 @@ static unsigned check_model(struct plan *p, unsigned m)
 		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "... %u tensors of the base are missing in all",
 		         missing);
 	for (size_t i = 0; i < c->ntensors; i++) {
-		const struct st_tensor *ct = c->t[i].st;
+		const struct ckpt_tensor *ct = &c->t[i];
 		if (ckpt_find(b, ct->name))
 			continue;
 		if (++extra <= PLAN_LIST_MAX)
@@ -185,9 +185,9 @@ static int check_unsupported(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->in.ck[0];
 	unsigned bad = 0;
-	const struct st_tensor *first = NULL;
+	const struct ckpt_tensor *first = NULL;
 	for (size_t i = 0; i < b->ntensors; i++) {
-		const struct st_tensor *t = b->t[i].st;
+		const struct ckpt_tensor *t = &b->t[i];
 		if (dtype_table[t->dtype].floating && !dtype_mergeable(t->dtype)) {
 			if (!bad++)
 				first = t;
@@ -211,7 +211,7 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 
 	if (b->num_layers > L)
 		for (size_t i = 0; i < b->ntensors; i++)
-			RETURN_ERROR_IF(b->t[i].block >= L, err, LINES_EUSAGE, b->path, b->t[i].st->name,
+			RETURN_ERROR_IF(b->t[i].block >= L, err, LINES_EUSAGE, b->path, b->t[i].name,
 			                "block %ld is beyond --num-layers %ld", b->t[i].block, L);
 	p->lay.L = L;
 	for (unsigned m = 1; m < p->in.ninputs; m++)
@@ -251,18 +251,20 @@ int plan_layout(struct plan *p, struct lines_error *err)
 	for (size_t i = 0; i < p->lay.nt; i++) {
 		const struct ckpt_tensor *bt = &b->t[i];
 		struct tensor *t = &p->lay.t[i];
-		t->name = bt->st->name;
-		t->in_dt = bt->st->dtype;
+		t->name = bt->name;
+		t->in_dt = bt->dtype;
 		t->merge = dtype_mergeable(t->in_dt);
 		t->out_dt = t->merge && forced != DT_COUNT ? forced : t->in_dt;
-		t->rank = bt->st->rank;
-		t->shape = bt->st->shape;
-		t->nelem = bt->st->nelem;
+		t->rank = bt->rank;
+		t->shape = bt->shape;
+		t->nelem = bt->nelem;
 		t->block = bt->block;
 		if (t->merge) {
-			t->units = t->nelem;
-			t->unit_in = dtype_size(t->in_dt);
-			t->unit_out = dtype_size(t->out_dt);
+			/* a unit is a block of the element type (one element for
+			 * every type the kernels decode today) */
+			t->units = t->nelem / dtype_table[t->in_dt].block_elems;
+			t->unit_in = dtype_table[t->in_dt].block_bytes;
+			t->unit_out = dtype_table[t->out_dt].block_bytes;
 		} else {
 			t->units = bt->nbytes;
 			t->unit_in = t->unit_out = 1;
@@ -349,7 +351,7 @@ int plan_check_stream_ends(struct plan *p, struct lines_error *err)
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		for (size_t f = 0; f < p->in.ck[m]->nfiles; f++) {
 			struct ckpt_file *cf = &p->in.ck[m]->files[f];
-			if (cf->zs && zs_pos(cf->zs) == cf->hdr.data_start + cf->hdr.data_len) {
+			if (cf->zs && zs_pos(cf->zs) == cf->data_end) {
 				int rc = zs_expect_end(cf->zs, err);
 				if (rc < 0)
 					return rc;
