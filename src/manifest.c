@@ -20,6 +20,7 @@
 
 #include "checksum.h"
 #include "pipeline.h"
+#include "report.h"
 
 int manifest_init(struct plan *p, struct lines_error *err)
 {
@@ -48,29 +49,7 @@ void manifest_note(struct plan *p, const struct pipe_job *job)
 		p->thash[job->tensor] = XXH3_64bits_digest(p->tstate);
 }
 
-/* A number; JSON has no infinity or NaN, so those are the strings "inf",
- * "-inf" and "nan". */
-static json_t *num(double v)
-{
-	if (isfinite(v))
-		return json_real(v);
-	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
-}
-
-/* TIES thresholds as the magnitudes they are (float32 bit patterns; a
- * task whose largest entries are infinite or NaN has such a threshold) */
-static json_t *thresholds(const uint32_t *thr, unsigned n)
-{
-	json_t *a = json_array();
-	for (unsigned i = 0; i < n; i++) {
-		float f;
-		memcpy(&f, &thr[i], 4);
-		json_array_append_new(a, num(f));
-	}
-	return a;
-}
-
-static json_t *num_or_null(double v) { return isnan(v) ? json_null() : num(v); }
+static json_t *num_or_null(double v) { return isnan(v) ? json_null() : report_num(v); }
 
 static json_t *hex64(uint64_t v)
 {
@@ -148,7 +127,7 @@ int manifest_build_part(struct plan *p, const struct manifest_file *mf, char **o
 		}
 		json_object_set_new(m, "majority", p->maj ? json_integer(p->maj) : json_null());
 		if (p->thr && !p->thr_per_tensor)
-			json_object_set_new(m, "thresholds", thresholds(p->thr, p->nmodels));
+			json_object_set_new(m, "thresholds", report_thresholds(p->thr, p->nmodels));
 		json_object_set_new(run, methods[p->o.method], m);
 	}
 	for (unsigned m = 0; m < p->ninputs; m++) {
@@ -181,8 +160,8 @@ int manifest_build_part(struct plan *p, const struct manifest_file *mf, char **o
 		json_object_set_new(e, "lambda", t->merge ? num_or_null(t->lambda) : json_null());
 		json_object_set_new(e, "xxh3_64", hex64(h));
 		if (p->thr && p->thr_per_tensor && t->merge)
-			json_object_set_new(e, "ties_thresholds", thresholds(p->thr + i * p->nmodels,
-			                                                     p->nmodels));
+			json_object_set_new(e, "ties_thresholds",
+			                    report_thresholds(p->thr + i * p->nmodels, p->nmodels));
 		json_array_append_new(tensors, e);
 	}
 	json_object_set_new(root, "tensors", tensors);

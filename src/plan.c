@@ -35,10 +35,6 @@
 #define PLAN_MAX_JOBS 256
 #define PLAN_LIST_MAX 20 /* names listed per kind of mismatch */
 
-struct lines_plan {
-	struct plan p;
-};
-
 void plan_log(const struct plan *p, enum lines_level level, const char *file, const char *tensor,
               const char *fmt, ...)
 {

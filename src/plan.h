@@ -176,6 +176,11 @@ struct plan {
 	int ran;
 };
 
+/* The public handle (lines.h) is the plan itself. */
+struct lines_plan {
+	struct plan p;
+};
+
 /* Fill in the passes for the method: merge_linear.c, merge_ties.c, merge_dare.c */
 int merge_linear_setup(struct plan *p, struct lines_error *err);
 int merge_ties_setup(struct plan *p, struct lines_error *err);
