@@ -263,6 +263,21 @@ int lines_plan_run(struct lines_plan *p, struct lines_error *err);
 void lines_plan_free(struct lines_plan *p);
 
 /*
+ * The plan as one JSON object, for programs and tests (what `lines merge
+ * -n --json` prints): the method and its options, the inputs and the
+ * output, alpha, beta and lambda per block (null while a pass has still
+ * to measure them), the passes, the sizes and the memory bound, and every
+ * tensor with its block and lambda. With after_run, once lines_plan_run()
+ * has succeeded, also what only the run knows: the bytes written, which
+ * passes were skipped, the norms and what TIES and DARE decided; before a
+ * run, or with after_run 0, those are null. Numbers that are infinite or
+ * NaN are the strings "inf", "-inf" and "nan", as in the manifest.
+ * lines-merge(1) lists the keys. Returns a malloc'd, NUL-terminated text
+ * the caller frees, or NULL when memory runs out.
+ */
+char *lines_plan_json(const struct lines_plan *p, int after_run);
+
+/*
  * Per block, the L1 and L2 norms of each task vector and of the base:
  * rows 0..num_layers-1 are the blocks, row num_layers the tensors outside
  * them. Arrays belong to the plan.

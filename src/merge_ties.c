@@ -1132,8 +1132,9 @@ static json_t *ties_report(const struct merge_ctx *p)
 	json_object_set_new(m, "density", json_real(p->o->density));
 	json_object_set_new(m, "trim", json_string(p->o->trim_tensor ? "tensor" : "global"));
 	json_object_set_new(m, "majority", done && ts->maj ? json_integer(ts->maj) : json_null());
-	if (done && !ts->per_tensor)
-		json_object_set_new(m, "thresholds", thresholds(ts->thr, ts->nx));
+	if (!p->o->trim_tensor) /* per tensor, they are in each tensor's entry */
+		json_object_set_new(m, "thresholds",
+		                    done ? thresholds(ts->thr, ts->nx) : json_null());
 	return m;
 }
 

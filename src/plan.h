@@ -64,6 +64,11 @@ struct plan {
 	int ran;
 };
 
+/* The public handle (lines.h) is the plan itself. */
+struct lines_plan {
+	struct plan p;
+};
+
 /* ---- plan.c: the inputs and the layout --------------------------------------- */
 /* Open every input (all failures are logged, the last is the error). */
 int plan_open_inputs(struct plan *p, struct lines_error *err);

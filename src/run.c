@@ -24,10 +24,6 @@
 #define PLAN_MEMORY_BUDGET (96ull << 20)
 #define PLAN_MAX_JOBS 256
 
-struct lines_plan {
-	struct plan p;
-};
-
 void lines_merge_opts_init(struct lines_merge_opts *o)
 {
 	memset(o, 0, sizeof(*o));

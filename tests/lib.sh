@@ -43,6 +43,24 @@ status() {
 	fi
 }
 
+# skip REASON: a TAP line for a check that was not run
+skip() {
+	n=$((n + 1))
+	echo "ok $n # SKIP $1"
+}
+
+# jqok DESCRIPTION FILTER [FILE]: pass when jq's FILTER gives true on FILE
+# (default $tmp/out, where status leaves stdout); skipped without jq
+jqok() {
+	if ! command -v jq >/dev/null 2>&1; then
+		skip "$1: jq is missing"
+		return
+	fi
+	jq -e "$2" "${3:-$tmp/out}" >/dev/null 2>"$tmp/jqerr"
+	ok $? "$1"
+	sed 's/^/# /' "$tmp/jqerr"
+}
+
 # has FILE TEXT: FILE contains TEXT (fixed string)
 has() { grep -qF -- "$2" "$1"; }
 

@@ -15,12 +15,6 @@ CORPUS=$(dirname "$GEN")/gen-corpus
 c=$tmp/corpus
 tab=$(printf '\t')
 
-# skip REASON: a TAP line for a case that was not run
-skip() {
-	n=$((n + 1))
-	echo "ok $n # SKIP $1"
-}
-
 # expect NAME: the message substring that verdicts.txt gives NAME
 expect() { awk -F "$tab" -v n="$1" '$1 == n { print $3 }' "$c/verdicts.txt"; }
 

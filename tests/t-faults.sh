@@ -31,7 +31,7 @@ if mnt full size=256k; then
 	check "... and leaves nothing on it" test -z "$(ls -A full)"
 	umount full
 else
-	echo "ok $((n += 1)) # SKIP a full disk: cannot mount a tmpfs here"
+	skip "a full disk: cannot mount a tmpfs here"
 fi
 
 # ---- an output directory that cannot be written -----------------------------------------
@@ -44,7 +44,7 @@ elif [ "$(id -u)" != 0 ]; then
 	status 1 "an output directory without write permission: exit 1" "$LINES" merge -b $b -o locked/m.safetensors $m1 $m2
 	check "... with the reason" has "$tmp/err" "Permission denied"
 else
-	echo "ok $((n += 1)) # SKIP a read-only directory: cannot mount one here (and root ignores modes)"
+	skip "a read-only directory: cannot mount one here (and root ignores modes)"
 fi
 
 # ---- SIGINT and SIGTERM at random moments --------------------------------------------------

@@ -38,6 +38,19 @@ static inline void tap_diag(const char *fmt, ...)
 	fflush(stdout);
 }
 
+/* A check that was not run, and why: "ok N # SKIP why". */
+static inline void tap_skip(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void tap_skip(const char *fmt, ...)
+{
+	va_list ap;
+	printf("ok %d # SKIP ", ++tap_n);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	putchar('\n');
+	fflush(stdout);
+}
+
 static inline void tap_skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
@@ -52,5 +65,6 @@ static inline int tap_done(void)
 
 #define ok(...) tap_ok(__VA_ARGS__)
 #define diag(...) tap_diag(__VA_ARGS__)
+#define skip(...) tap_skip(__VA_ARGS__)
 
 #endif

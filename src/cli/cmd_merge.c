@@ -6,8 +6,10 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,7 +23,7 @@ enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
-	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY,
+	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON,
 };
 
 static const struct option merge_options[] = {
@@ -56,6 +58,7 @@ static const struct option merge_options[] = {
 	{"quiet", no_argument, NULL, 'q'},
 	{"verbose", no_argument, NULL, 'v'},
 	{"dry-run", no_argument, NULL, 'n'},
+	{"json", no_argument, NULL, OPT_JSON},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -68,7 +71,7 @@ static void merge_help(void)
 	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
-	       "                   [--strict] [-q] [-v] [-n] MODEL...\n\n"
+	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n\n"
 	       "  MODEL and BASE may be a .safetensors file, a model.safetensors.index.json or a\n"
 	       "  directory holding either, - (standard input), or end in .zst (decompressed).\n"
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
@@ -109,6 +112,8 @@ static void merge_help(void)
 	       "      --shard-size SIZE  with -o DIR/: shards of at most SIZE (default 5GB)\n"
 	       "      --no-copy       with -o DIR/: do not copy config.json, tokenizer files...\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
+	       "      --json          the plan (-n) or the summary of the run as JSON on\n"
+	       "                      standard output (not with -o -)\n"
 	       "  -q, --quiet         no progress, no summary, no warnings\n"
 	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n");
 }
@@ -125,7 +130,7 @@ static void scale_help(void)
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
-	       "  -n/--dry-run, -q/--quiet, -v/--verbose, -h/--help.\n");
+	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
 }
 
 struct merge_cli {
@@ -133,7 +138,7 @@ struct merge_cli {
 	struct lines_merge_opts o;
 	double *weights;
 	size_t nweights;
-	int have_lambda, have_alpha, have_beta, have_gamma, dry_run;
+	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
 	double gamma;
 };
@@ -268,6 +273,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'n': mc->dry_run = 1; break;
+		case OPT_JSON: mc->json = 1; break;
 		case 'h':
 			if (!strcmp(mc->cmd, "scale"))
 				scale_help();
@@ -329,6 +335,9 @@ static int check(struct merge_cli *mc)
 			                                "terminal: give -o OUT (or -o - to insist)");
 		o->output = "-";
 	}
+	if (mc->json && !mc->dry_run && !strcmp(o->output, "-"))
+		return cli_usage_error(mc->cmd, "--json prints on standard output, where -o - (or no "
+		                                "-o) writes the model: give -o OUT");
 	return 0;
 }
 
@@ -458,6 +467,24 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 	print_scaling(stderr, mc, in);
 }
 
+/* The plan, or after the run its summary, as JSON on standard output. */
+static int print_json(const struct lines_plan *plan, int after_run)
+{
+	char *text = lines_plan_json(plan, after_run);
+	if (!text) {
+		cli_msg("out of memory for the JSON report");
+		return CLI_EXIT_FAIL;
+	}
+	puts(text);
+	free(text);
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return CLI_EXIT_OK;
+	if (errno == EPIPE) /* `lines merge --json ... | head`: quietly, as a write does */
+		return 128 + SIGPIPE;
+	cli_msg("standard output: %s", strerror(errno));
+	return CLI_EXIT_FAIL;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -486,7 +513,10 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 		goto out;
 	}
 	if (mc->dry_run) {
-		print_plan(mc, plan);
+		if (mc->json)
+			rc = print_json(plan, 0);
+		else
+			print_plan(mc, plan);
 		goto out;
 	}
 	if (lines_plan_run(plan, &err) < 0) {
@@ -494,7 +524,9 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 		goto out;
 	}
 	cli_progress_end();
-	if (!cli_quiet)
+	if (mc->json)
+		rc = print_json(plan, 1);
+	else if (!cli_quiet)
 		print_summary(mc, plan, now() - t0);
 out:
 	lines_plan_free(plan);

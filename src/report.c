@@ -1,0 +1,211 @@
+/*
+ * report.c -- the plan, and after a run what the run found, as one JSON
+ * object (lines_plan_json): what `lines merge -n` prints as prose, for
+ * programs and tests to read as data, as `git status --porcelain` is to
+ * `git status`.
+ *
+ * Nothing is computed here: each section copies what the plan (plan.h)
+ * and lines_plan_info() hold, in the order lines-merge(1) lists the keys.
+ * A value that is not known yet is null: alpha, beta and lambda until the
+ * pass that measures alpha has run, and what only a run knows (the bytes
+ * written, the passes skipped, the norms, the TIES thresholds and the
+ * majority sign) unless the report is made after the run.
+ *
+ * jansson reports a failed allocation by returning NULL, and setting a
+ * NULL value (or setting into a NULL object) fails in turn; put() and
+ * push() note every such failure, so the sections have no error paths and
+ * the whole text is refused at the end.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "plan.h"
+
+struct report {
+	const struct lines_plan *lp;
+	const struct plan *p;
+	const struct lines_plan_info *in;
+	int ran; /* a report after a successful run: its results are known */
+	int oom; /* an allocation failed */
+};
+
+static void put(struct report *r, json_t *obj, const char *key, json_t *v)
+{
+	if (json_object_set_new(obj, key, v) < 0)
+		r->oom = 1;
+}
+
+static void push(struct report *r, json_t *arr, json_t *v)
+{
+	if (json_array_append_new(arr, v) < 0)
+		r->oom = 1;
+}
+
+static json_t *report_num(double v)
+{
+	if (isfinite(v))
+		return json_real(v);
+	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
+}
+
+static json_t *num_if(int known, double v) { return known ? report_num(v) : json_null(); }
+static json_t *u64(uint64_t v) { return json_integer((json_int_t)v); }
+
+/* A path as given; one that is not UTF-8 has its bytes above 0x7f as \xNN. */
+static json_t *path(const char *s)
+{
+	if (!s)
+		return json_null();
+	json_t *v = json_string(s);
+	char *esc = v ? NULL : malloc(4 * strlen(s) + 1), *o = esc;
+	if (!esc)
+		return v;
+	for (const unsigned char *c = (const unsigned char *)s; *c; c++)
+		if (*c < 0x80)
+			*o++ = (char)*c;
+		else
+			o += sprintf(o, "\\x%02x", *c);
+	*o = '\0';
+	v = json_string(esc);
+	free(esc);
+	return v;
+}
+
+/* The command line: method, inputs, output, weights. */
+static void run_section(struct report *r, json_t *root)
+{
+	const struct plan *p = r->p;
+	json_t *models = json_array(), *weights = json_array();
+
+	put(r, root, "command", json_string(p->o.command ? p->o.command : "merge"));
+	put(r, root, "after_run", json_boolean(r->ran));
+	put(r, root, "method", json_string(p->method->name));
+	put(r, root, "base", path(p->o.base));
+	for (unsigned i = 0; i < p->lay.nmodels; i++) {
+		push(r, models, path(p->o.models[i]));
+		push(r, weights, report_num(p->sc.w[i]));
+	}
+	put(r, root, "models", models);
+	put(r, root, "weights", weights);
+	put(r, root, "output", path(p->o.output));
+}
+
+/* lambda, or LiNeS's alpha and beta; the scale of every block; the norms. */
+static void scale_section(struct report *r, json_t *root)
+{
+	const struct plan *p = r->p;
+	const struct lines_plan_info *in = r->in;
+	int known = in->alpha_known;
+	json_t *blocks = json_array();
+
+	put(r, root, "lambda", p->o.lines ? json_null() : report_num(p->o.lambda));
+	if (p->o.lines) {
+		json_t *l = json_object();
+		int beta_known = known || !isnan(p->o.beta);
+		put(r, l, "alpha", num_if(known, in->alpha));
+		put(r, l, "beta", num_if(beta_known, known ? in->beta : p->o.beta));
+		put(r, l, "alpha_mode", json_string(p->o.alpha_auto ? "auto" : "given"));
+		put(r, l, "norm", json_string(p->o.norm_p == 2 ? "l2" : "l1"));
+		put(r, root, "lines", l);
+	} else {
+		put(r, root, "lines", json_null());
+	}
+	put(r, root, "num_layers", json_integer(in->num_layers));
+	for (long i = 0; i < in->num_layers; i++)
+		push(r, blocks, num_if(known, in->lambda[i]));
+	put(r, root, "lambda_blocks", blocks);
+	put(r, root, "lambda_outside", num_if(known, in->lambda_outside));
+	put(r, root, "norm_sum", num_if(r->ran && p->sc.have_norms, p->sc.norm_sum));
+	put(r, root, "norm_mtl", num_if(r->ran && p->sc.have_norms, p->sc.norm_mtl));
+}
+
+/* The method's parameters and what it decided, as in the manifest
+ * (method.h: report). */
+static void method_section(struct report *r, json_t *root)
+{
+	const struct plan *p = r->p;
+	json_t *m;
+	if (!p->method->report || !(m = p->method->report(&p->ctx)))
+		return;
+	put(r, root, p->method->name, m);
+}
+
+static void passes_section(struct report *r, json_t *root)
+{
+	const struct lines_plan_info *in = r->in;
+	json_t *passes = json_array();
+
+	for (unsigned i = 0; i < in->npasses; i++) {
+		json_t *ps = json_object();
+		put(r, ps, "name", json_string(in->pass_names[i]));
+		put(r, ps, "read_bytes", u64(in->pass_read_bytes[i]));
+		put(r, ps, "optional", json_boolean(in->pass_optional[i]));
+		put(r, ps, "skipped", r->ran ? json_boolean(in->pass_skipped[i]) : json_null());
+		push(r, passes, ps);
+	}
+	put(r, root, "passes", passes);
+}
+
+/* Sizes, the memory bound and how the run reads and computes. */
+static void engine_section(struct report *r, json_t *root)
+{
+	const struct lines_plan_info *in = r->in;
+
+	put(r, root, "output_bytes", u64(in->output_bytes));
+	put(r, root, "written_bytes", r->ran ? u64(in->written_bytes) : json_null());
+	put(r, root, "memory_bound", u64(in->memory_bound));
+	put(r, root, "chunk", u64(in->chunk));
+	put(r, root, "jobs", json_integer(in->jobs));
+	put(r, root, "io", json_string(in->io));
+	put(r, root, "kernels", json_string(in->kernels));
+}
+
+static void tensors_section(struct report *r, json_t *root)
+{
+	const struct plan *p = r->p;
+	json_t *tensors = json_array();
+
+	put(r, root, "ntensors", u64(r->in->ntensors));
+	put(r, root, "nfloat", u64(r->in->nfloat));
+	for (size_t i = 0; i < r->in->ntensors; i++) {
+		struct lines_tensor_info ti;
+		double lambda;
+		json_t *t = json_object(), *shape = json_array();
+
+		lines_plan_tensor(r->lp, i, &ti, &lambda);
+		for (unsigned k = 0; k < ti.rank; k++)
+			push(r, shape, u64(ti.shape[k]));
+		put(r, t, "name", json_string(ti.name));
+		put(r, t, "dtype", json_string(ti.dtype));
+		put(r, t, "shape", shape);
+		put(r, t, "block", ti.block < 0 ? json_null() : json_integer(ti.block));
+		put(r, t, "merged", json_boolean(ti.is_float));
+		put(r, t, "lambda", num_if(ti.is_float && !isnan(lambda), lambda));
+		put(r, t, "bytes", u64(ti.nbytes));
+		if (p->method->report_tensor)
+			p->method->report_tensor(&p->ctx, i, t);
+		push(r, tensors, t);
+	}
+	put(r, root, "tensors", tensors);
+}
+
+char *lines_plan_json(const struct lines_plan *lp, int after_run)
+{
+	struct report r = {lp, &lp->p, lines_plan_info(lp), after_run && lp->p.ran, 0};
+	json_t *root = json_object();
+	char *text = NULL;
+
+	run_section(&r, root);
+	scale_section(&r, root);
+	method_section(&r, root);
+	passes_section(&r, root);
+	engine_section(&r, root);
+	tensors_section(&r, root);
+	if (!r.oom)
+		text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));
+	json_decref(root);
+	return text;
+}
