@@ -87,8 +87,8 @@ struct method {
 const struct method *method_get(enum lines_method m);
 const struct method *method_find(const char *name);
 
-/* The methods (merge_*.c) and lines inspect --norms (block_norms.c). */
-extern const struct method method_sum, method_mean, method_ties, method_dare;
+/* lines inspect --norms (block_norms.c); the methods are declared where
+ * their table is (methods.c). */
 extern const struct method method_block_norms;
 /* The norms that method_block_norms measured. */
 const struct lines_block_norms *block_norms_of(const struct merge_ctx *c);

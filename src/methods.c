@@ -9,6 +9,9 @@
 
 #include "method.h"
 
+/* One per merge_*.c. */
+extern const struct method method_sum, method_mean, method_ties, method_dare;
+
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
 	[LINES_M_MEAN] = &method_mean,
