@@ -640,14 +640,14 @@ static uint64_t sample(struct merge_ctx *p, uint64_t d, uint64_t k, int *whole, 
  * select pass takes no prediction.
  * A sample of the whole model gives the bins themselves: then the select
  * pass does the threshold pass's work with them instead.
- * LINES_TEST_TIES_WINDOW=off (no sample), predict (predict even from a
+ * LINES_TEST_TIES_SAMPLE=off (no sample), predict (predict even from a
  * whole sample) or wrong (a wrong prediction): testing hooks, for the
  * paths that the small test models would not take.
  */
 static int select_begin(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const char *test = getenv("LINES_TEST_TIES_WINDOW");
+	const char *test = getenv("LINES_TEST_TIES_SAMPLE");
 	uint64_t d = 0, k, ns, pieces = 0;
 	struct timespec t0, t1;
 	double se[SPEC_NX];
@@ -1027,11 +1027,11 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most %d models", LINES_MAX_MODELS);
 	ts->nx = nx;
 	ts->per_tensor = p->o->trim_tensor;
-	/* LINES_TEST_COUNT_LIMIT: flush far more often, to test the flushes
+	/* LINES_TEST_TIES_FLUSH_EVERY: flush far more often, to test the flushes
 	 * (the counts and so the bytes must not change) */
 	ts->count_limit = UINT32_MAX;
-	if (getenv("LINES_TEST_COUNT_LIMIT"))
-		ts->count_limit = strtoull(getenv("LINES_TEST_COUNT_LIMIT"), NULL, 10);
+	if (getenv("LINES_TEST_TIES_FLUSH_EVERY"))
+		ts->count_limit = strtoull(getenv("LINES_TEST_TIES_FLUSH_EVERY"), NULL, 10);
 	ts->nentries = ts->per_tensor ? (p->nt ? p->nt : 1) : 1;
 	ts->run = calloc((size_t)nx * BINS, sizeof(*ts->run));
 	ts->bin = calloc(ts->nentries * nx, sizeof(*ts->bin));

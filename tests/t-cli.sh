@@ -164,7 +164,7 @@ rm -f "$tmp/sc.st"
 LINES_ISA=scalar "$LINES" merge -q -b "$b" -m ties --lines --density 0.3 -o "$tmp/sc.st" "$m1" "$m2"
 # the workers' counts flushed at every job, four workers at once
 rm -f "$tmp/fl.st"
-LINES_TEST_COUNT_LIMIT=1 "$LINES" merge -q -j 4 --chunk 16K -b "$b" -m ties --lines --density 0.3 \
+LINES_TEST_TIES_FLUSH_EVERY=1 "$LINES" merge -q -j 4 --chunk 16K -b "$b" -m ties --lines --density 0.3 \
 	-o "$tmp/fl.st" "$m1" "$m2"
 check "-m ties: the same bytes when the workers flush their counts at every job" \
 	cmp -s "$tmp/fl.st" "$tmp/sc.st"

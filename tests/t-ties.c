@@ -94,7 +94,7 @@ static double elect(const float *t, const uint32_t *thr, int maj, int *sign)
 
 static float json_float(json_t *v) { return (float)json_number_value(v); }
 
-/* win: "" or a value of LINES_TEST_TIES_WINDOW (another way to the same
+/* win: "" or a value of LINES_TEST_TIES_SAMPLE (another way to the same
  * thresholds and output) */
 static void ties_case(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
                       int idx, const char *win)
@@ -105,9 +105,9 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 		snprintf(wopt, sizeof(wopt), "-w %.17g,%.17g,%.17g", w[0], w[1], w[2]);
 	snprintf(label, sizeof(label), "ties density %g %s%s%s%s", rho,
 	         per_tensor ? "per tensor" : "global", weighted ? " weighted" : "",
-	         *win ? ", LINES_TEST_TIES_WINDOW=" : "", win);
+	         *win ? ", LINES_TEST_TIES_SAMPLE=" : "", win);
 	snprintf(out, sizeof(out), "%s/ties%d.safetensors", f->dir, idx);
-	rc = tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -q -b '%s/base.safetensors' -m ties --lines "
+	rc = tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -q -b '%s/base.safetensors' -m ties --lines "
 	            "--density %.17g %s %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
 	            "'%s/ft3.safetensors'",
 	            win, tu_lines(), f->dir, rho, per_tensor ? "--trim tensor" : "", wopt, out, f->dir,
@@ -259,7 +259,7 @@ static void ties_log(const struct fam *f, const char *win, const char *args, str
 	memset(g, 0, sizeof(*g));
 	g->settled = ~0ull;
 	snprintf(logp, sizeof(logp), "%s/ties-v.log", f->dir);
-	tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -v -b '%s/base.safetensors' -m ties %s "
+	tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -v -b '%s/base.safetensors' -m ties %s "
 	       "-o '%s/v.safetensors' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' "
 	       "2> '%s'",
 	       win, tu_lines(), f->dir, args, f->dir, f->dir, f->dir, f->dir, logp);
@@ -293,7 +293,7 @@ static void same_everywhere(const struct fam *f, const char *win, const char *ar
 	for (size_t v = 0; v < sizeof(variants) / sizeof(variants[0]); v++) {
 		char out[4400];
 		snprintf(out, sizeof(out), "%s/same%zu.safetensors", f->dir, v);
-		int rc = tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -q -b '%s/base.safetensors' %s %s "
+		int rc = tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -q -b '%s/base.safetensors' %s %s "
 		                "-o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors'",
 		                win, tu_lines(), f->dir, args, variants[v], out, f->dir, f->dir, f->dir);
 		if (rc != 0 && strstr(variants[v], "uring") && strstr(tu_stderr, "io_uring")) {
@@ -314,7 +314,7 @@ static void same_everywhere(const struct fam *f, const char *win, const char *ar
 		skip("%s: the %d runs with --io uring: io_uring is not available here", what, no_uring);
 }
 
-/* TIES with the sample, without it (LINES_TEST_TIES_WINDOW=off), and with
+/* TIES with the sample, without it (LINES_TEST_TIES_SAMPLE=off), and with
  * the models as .zst files (no sample): the same bytes. */
 static void same_sampled(const struct fam *f, const char *what, const char *args)
 {
@@ -332,7 +332,7 @@ static void same_sampled(const struct fam *f, const char *what, const char *args
 			strcpy(ext, ".zst");
 		}
 		snprintf(out, sizeof(out), "%s/sampled-%d.safetensors", f->dir, h);
-		same &= tu_run("LINES_TEST_TIES_WINDOW='%s' '%s' merge -q -b '%s/base.safetensors' -m ties "
+		same &= tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -q -b '%s/base.safetensors' -m ties "
 		               "--lines %s -o '%s' '%s/ft1.safetensors%s' '%s/ft2.safetensors%s' "
 		               "'%s/ft3.safetensors%s'",
 		               h == 1 ? "off" : "", tu_lines(), f->dir, args, out, f->dir, ext, f->dir, ext,
@@ -495,15 +495,15 @@ int main(void)
 		   g.settled);
 		ties_log(&f, "predict", "--density 0.2", &g);
 		ok(g.sampled && g.at && g.skipped && g.settled == 0 && !strcmp(g.after, "select"),
-		   "ties density 0.2, LINES_TEST_TIES_WINDOW=predict: the sample predicts every "
+		   "ties density 0.2, LINES_TEST_TIES_SAMPLE=predict: the sample predicts every "
 		   "threshold, the select pass confirms it, the threshold pass is skipped");
 		ties_log(&f, "predict", "--density 0.2 -w 0.3,0.7,1.1", &g);
 		ok(g.unpinned && !g.skipped && g.settled > 0 && !strcmp(g.after, "threshold"),
-		   "ties density 0.2 weighted, LINES_TEST_TIES_WINDOW=predict: no prediction (the "
+		   "ties density 0.2 weighted, LINES_TEST_TIES_SAMPLE=predict: no prediction (the "
 		   "values are not 16-bit), the threshold pass runs and settles %llu elements", g.settled);
 		ties_log(&f, "wrong", "--density 0.2", &g);
 		ok(g.at && g.missed && !g.skipped && !strcmp(g.after, "threshold"),
-		   "ties density 0.2, LINES_TEST_TIES_WINDOW=wrong: the wrong prediction is noticed, "
+		   "ties density 0.2, LINES_TEST_TIES_SAMPLE=wrong: the wrong prediction is noticed, "
 		   "the threshold pass runs");
 		ties_log(&f, "", "--density 1", &g);
 		ok(!g.sampled && g.skipped,
@@ -516,9 +516,9 @@ int main(void)
 	same_everywhere(&f, "", "-m ties --lines --density 0.2", "ties");
 	same_everywhere(&f, "", "-m ties --lines --density 0.2 -w 0.5,1.5,1", "ties weighted");
 	same_everywhere(&f, "predict", "-m ties --lines --density 0.2",
-	                "ties, LINES_TEST_TIES_WINDOW=predict");
+	                "ties, LINES_TEST_TIES_SAMPLE=predict");
 	same_everywhere(&f, "wrong", "-m ties --lines --density 0.2",
-	                "ties, LINES_TEST_TIES_WINDOW=wrong");
+	                "ties, LINES_TEST_TIES_SAMPLE=wrong");
 	/* and whether a sample was taken or not: with it (each way), without
 	 * it, and from .zst inputs, which cannot be sampled */
 	same_sampled(&f, "", "--density 0.2");
