@@ -259,13 +259,6 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static int dare_check(const struct lines_merge_opts *o, struct lines_error *err)
-{
-	RETURN_ERROR_IF(!(o->density > 0 && o->density <= 1), err, LINES_EUSAGE, NULL, NULL,
-	                "--density must be in (0, 1]");
-	return 0;
-}
-
 static void dare_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
                       void *arg)
 {
@@ -297,7 +290,6 @@ const struct method method_dare = {
 	.name = "dare",
 	.summary = "drop and rescale (DARE), then sum, or elect signs with --dare-elect",
 	.flags = METHOD_USES_DENSITY | METHOD_USES_SEED,
-	.check = dare_check,
 	.setup = dare_setup,
 	.meta = dare_meta,
 	.report = dare_report,

@@ -1091,13 +1091,6 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static int ties_check(const struct lines_merge_opts *o, struct lines_error *err)
-{
-	RETURN_ERROR_IF(!(o->density > 0 && o->density <= 1), err, LINES_EUSAGE, NULL, NULL,
-	                "--density must be in (0, 1]");
-	return 0;
-}
-
 static void ties_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
                       void *arg)
 {
@@ -1149,7 +1142,6 @@ const struct method method_ties = {
 	.name = "ties",
 	.summary = "TIES: trim each task vector, elect a sign per element, disjoint mean",
 	.flags = METHOD_USES_DENSITY | METHOD_USES_TRIM,
-	.check = ties_check,
 	.setup = ties_setup,
 	.meta = ties_meta,
 	.report = ties_report,

@@ -283,6 +283,8 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	FORWARD_IF_ERROR(check_options(opts, err));
 	const struct method *m = opts->norms_only ? &method_block_norms : method_get(opts->method);
 	RETURN_ERROR_IF(!m, err, LINES_EUSAGE, NULL, NULL, "unknown method %d", (int)opts->method);
+	RETURN_ERROR_IF((m->flags & METHOD_USES_DENSITY) && !(opts->density > 0 && opts->density <= 1),
+	                err, LINES_EUSAGE, NULL, NULL, "--density must be in (0, 1]");
 	if (m->check)
 		FORWARD_IF_ERROR(m->check(opts, err));
 	lp = calloc(1, sizeof(*lp));
