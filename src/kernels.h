@@ -176,7 +176,7 @@ static inline double kern_lane_sum(const double v[KERN_LANES])
 }
 
 /* xs[i] = x[i] + off bytes: the inputs of the tail a SIMD kernel leaves to
- * the scalar one (nx <= 1024, as plan.c allows). */
+ * the scalar one (nx <= LINES_MAX_MODELS, as run.c allows). */
 static inline void kern_advance(const void *const *x, unsigned nx, size_t off, const void **xs)
 {
 	for (unsigned i = 0; i < nx; i++)

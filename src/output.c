@@ -103,7 +103,7 @@ int output_choose(struct plan *p, struct lines_error *err)
 {
 	const char *out = p->o.output;
 
-	if (p->out.dir) { /* every shard has its companions (output_dir.c) */
+	if (p->out.dir) { /* every shard has its companions (sink_dir.c) */
 		RETURN_ERROR_IF(p->o.zstd_level || p->o.checksum_file || p->o.manifest_file, err,
 		                LINES_EUSAGE, NULL, NULL,
 		                "--zstd-level, --checksum-file and --manifest apply to a file output");

@@ -334,7 +334,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 		rc = lines_errno(err, -rc, d->tmpdir, "cannot sync");
 	if (rc == 0) {
 		/* an empty directory at the final name is replaced; any other is
-		 * refused before the run (plan.c) */
+		 * refused before the run (output.c) */
 		rmdir(d->final);
 		if (rename(d->tmpdir, d->final) < 0)
 			rc = lines_errno(err, errno, d->final,
