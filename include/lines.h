@@ -17,7 +17,12 @@
  *     the object they configure); strings handed out are owned by the
  *     object they came from.
  *   - Objects are not thread-safe; the library runs its own threads
- *     internally. lines_cancel() is async-signal-safe.
+ *     internally. Separate objects may be used in separate threads at
+ *     once (two plans running side by side: tests/t-api.c). The first
+ *     mmap pass installs a process-wide SIGBUS handler, once, that
+ *     handles only faults of its own workers and passes any other SIGBUS
+ *     to the handler that was there before. lines_cancel() is
+ *     async-signal-safe and stops every running plan.
  */
 #ifndef LINES_H
 #define LINES_H
