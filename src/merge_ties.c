@@ -71,6 +71,19 @@
 #define SAMPLE_PIECE 2048u /* elements */
 #define SAMPLE_Z 6.0       /* the prediction's margin, in standard errors of the sample's rank */
 
+/*
+ * The way to the thresholds, decided before the select pass by the sample
+ * (select_begin) and after it by the exact counts (select_done):
+ *   COUNT    the select pass counts; the threshold pass runs
+ *   PREDICT  t_i = pred[i]: the select pass also elects and sums every
+ *            element; its counts then confirm the predictions (DONE) or
+ *            not (back to COUNT: its sums are dropped)
+ *   BINNED   the sample read the whole model, so its bins are the select
+ *            pass's: that pass does the threshold pass's work (then DONE)
+ *   DONE     the select pass did the threshold pass's work: it is skipped
+ */
+enum ties_way { TIES_COUNT, TIES_PREDICT, TIES_BINNED, TIES_DONE };
+
 struct ties {
 	unsigned nx;
 	int per_tensor;
@@ -93,11 +106,7 @@ struct ties {
 	uint64_t count_limit; /* a worker flushes before counting past this */
 	/* the select pass's prediction (global trim) */
 	int spec_ok;       /* the select pass can take one */
-	int spec;          /* this one does: t_i = pred[i] */
-	int hit;           /* every prediction confirmed: no threshold pass */
-	int binned;        /* the sample read the whole model, so its bins are
-	                    * the select pass's: that pass does the threshold
-	                    * pass's work instead */
+	enum ties_way way; /* what the select pass does, and whether it did it all */
 	uint32_t *pred;    /* nx */
 	int concluded;     /* thr and maj are final */
 };
@@ -113,10 +122,30 @@ static void add_run(struct ties *ts, const uint32_t *hist)
 }
 
 /* Scratch of a worker: the base tile, nx task-vector tiles, tau_MTL, the
- * signs and the open flags of a tile. */
+ * signs and the open flags of a tile (tile_ws); then the counts of the
+ * whole model (count_bytes); then, for a select pass that may predict,
+ * the same for a whole block (sel_ws). */
 static size_t scratch_bytes(unsigned nx)
 {
 	return (size_t)KERN_TILE * (sizeof(float) * (nx + 1) + sizeof(double) + 2);
+}
+
+struct tile_ws {
+	float *bt, *tp;      /* the base, nx task vectors */
+	double *mtl;         /* tau_MTL */
+	signed char *sign;
+	unsigned char *open; /* left open by ties_decided() */
+};
+
+static struct tile_ws tile_ws_at(void *scratch, unsigned nx)
+{
+	struct tile_ws w;
+	w.bt = scratch;
+	w.tp = w.bt + KERN_TILE;
+	w.mtl = (double *)(void *)(w.tp + (size_t)nx * KERN_TILE);
+	w.sign = (signed char *)(w.mtl + KERN_TILE);
+	w.open = (unsigned char *)(w.sign + KERN_TILE);
+	return w;
 }
 
 /*
@@ -144,6 +173,12 @@ static void flush_counts(struct ties *ts, uint32_t *hist)
 	memset(hist, 0, count_bytes(ts));
 }
 
+/* The whole model's counts in a worker's scratch, after its tiles. */
+static uint32_t *worker_counts(const struct ties *ts, void *scratch)
+{
+	return (uint32_t *)(void *)((char *)scratch + scratch_bytes(ts->nx));
+}
+
 /* The histograms a job counts into: its part's, cleared, or its worker's. */
 static uint32_t *job_counts(struct ties *ts, struct pipe_job *job, void *scratch)
 {
@@ -155,7 +190,7 @@ static uint32_t *job_counts(struct ties *ts, struct pipe_job *job, void *scratch
 		memset(hist, 0, (size_t)ts->nx * BINS * sizeof(uint32_t));
 		return hist;
 	}
-	hist = (uint32_t *)((char *)scratch + scratch_bytes(ts->nx));
+	hist = worker_counts(ts, scratch);
 	counted = (uint64_t *)(hist + (size_t)ts->nx * BINS);
 	if (*counted + n > ts->count_limit)
 		flush_counts(ts, hist);
@@ -167,53 +202,83 @@ static int counts_end(struct merge_ctx *p, void *scratch, struct lines_error *er
 {
 	struct ties *ts = T(p);
 	(void)err;
-	add_run(ts, (const uint32_t *)((char *)scratch + scratch_bytes(ts->nx)));
+	add_run(ts, worker_counts(ts, scratch));
 	return 0;
 }
 
 /* ---- the parts of select and threshold jobs ------------------------------------ */
 
 /*
- * A select job's part: per tensor nx x BINS uint32 counts, then per job
- * votes and the number of records for the temporary file, then per block
- * the numerator's |s| and s^2 and, when the select pass may do the
- * threshold pass's work (global trim), its 6 sums, then the records. A
- * threshold job's part is the same with only the 6 sums per block.
+ * A job's part in the select and threshold passes: per tensor nx x BINS
+ * uint32 counts, then the job's votes and number of records for the
+ * temporary file, then per block its sums, then the records. A threshold
+ * block is a struct th_sums; a select block is a struct num_sums and,
+ * when the select pass may do the threshold pass's work (global trim),
+ * a struct th_sums after it. th_part_of() hands out the regions.
  */
-#define TH_HEAD(ts) (part_counts(ts) + 2)
-/* the head's doubles, back from TH_HEAD: votes, records */
-enum { H_VOTES = 2, H_NREC = 1 };
+struct num_sums { /* the numerator of alpha over a block */
+	double s1, s2;  /* |sum tau|, (sum tau)^2 */
+};
+struct th_sums { /* the elements a block's thresholds decide */
+	double dl, dq;  /* |tau_MTL| and tau_MTL^2 of the decided ones */
+	double pl, pq;  /* of the zero sums, for a majority of + */
+	double nl, nq;  /* and of - */
+};
+#define NUM_SUMS (sizeof(struct num_sums) / sizeof(double))
+#define TH_SUMS (sizeof(struct th_sums) / sizeof(double))
 #define TH_REC(nx) (1 + (size_t)(nx)) /* floats: tensor index, then values */
 
-static size_t sel_block(const struct ties *ts) /* doubles per block of a select job */
+struct th_part {
+	double *votes;  /* the sum of the elected signs */
+	double *nrec;   /* records written */
+	double *blocks; /* nblocks of stride doubles */
+	size_t stride;
+	float *rec;     /* the records */
+};
+
+static size_t part_head(const struct ties *ts) /* doubles before the blocks */
 {
-	return 2 + (ts->spec_ok ? 6 : 0);
+	return part_counts(ts) + 2;
 }
-/* A job's blocks (from TH_HEAD, stride doubles each), then its records. */
-static double *part_blocks(struct ties *ts, const struct pipe_job *job)
+static size_t sel_stride(const struct ties *ts) /* doubles per block of a select job */
 {
-	return job->part + TH_HEAD(ts);
+	return NUM_SUMS + (ts->spec_ok ? TH_SUMS : 0);
 }
-static float *part_records(struct ties *ts, const struct pipe_job *job, size_t stride)
+static struct th_part th_part_of(const struct ties *ts, const struct pipe_job *job, size_t stride)
 {
-	return (float *)(part_blocks(ts, job) + stride * job->nblocks);
+	struct th_part v;
+	v.votes = job->part + part_counts(ts);
+	v.nrec = v.votes + 1;
+	v.blocks = job->part + part_head(ts);
+	v.stride = stride;
+	v.rec = (float *)(void *)(v.blocks + stride * job->nblocks);
+	return v;
+}
+static struct num_sums *part_num(const struct th_part *v, unsigned b)
+{
+	return (struct num_sums *)(void *)(v->blocks + b * v->stride);
+}
+/* off: NUM_SUMS in a select block, 0 in a threshold block */
+static struct th_sums *part_th(const struct th_part *v, unsigned b, size_t off)
+{
+	return (struct th_sums *)(void *)(v->blocks + b * v->stride + off);
 }
 
-/* Add a job's threshold-pass results in order: the 6 sums of each block
- * at blk[b * stride], its votes, its records to the temporary file. */
-static int reduce_decided(struct ties *ts, const struct pipe_job *job, const double *blk,
-                          size_t stride, struct lines_error *err)
+/* Add a job's threshold-pass results in order: the sums of each block
+ * (at off in it), its votes, its records to the temporary file. */
+static int reduce_decided(struct ties *ts, const struct pipe_job *job, const struct th_part *v,
+                          size_t off, struct lines_error *err)
 {
-	size_t nrec = (size_t)job->part[TH_HEAD(ts) - H_NREC];
-	ts->votes += (int64_t)job->part[TH_HEAD(ts) - H_VOTES];
-	for (unsigned b = 0; b < job->nblocks; b++, blk += stride) {
-		ts->det[0] += blk[0], ts->det[1] += blk[1];
-		ts->zpos[0] += blk[2], ts->zpos[1] += blk[3];
-		ts->zneg[0] += blk[4], ts->zneg[1] += blk[5];
+	size_t nrec = (size_t)*v->nrec;
+	ts->votes += (int64_t)*v->votes;
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		const struct th_sums *s = part_th(v, b, off);
+		ts->det[0] += s->dl, ts->det[1] += s->dq;
+		ts->zpos[0] += s->pl, ts->zpos[1] += s->pq;
+		ts->zneg[0] += s->nl, ts->zneg[1] += s->nq;
 	}
 	if (nrec) {
-		if (fwrite(part_records(ts, job, stride), TH_REC(ts->nx) * sizeof(float), nrec,
-		           ts->spill) != nrec)
+		if (fwrite(v->rec, TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
 			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
 		ts->nspill += nrec;
 	}
@@ -319,6 +384,7 @@ static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *sc
 	struct sel_ws ws = sel_ws_at((char *)scratch + scratch_bytes(nx) + count_bytes(ts), nx);
 	const void *xs[SPEC_NX];
 	size_t n = (size_t)(job->u1 - job->u0);
+	struct th_part v = th_part_of(ts, job, sel_stride(ts));
 	int64_t votes = 0;
 
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -326,7 +392,8 @@ static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *sc
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
 		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
 		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
-		double *bk = part_blocks(ts, job) + b * sel_block(ts);
+		struct num_sums *ns = part_num(&v, b);
+		struct th_sums *s = part_th(&v, b, NUM_SUMS);
 		size_t b0 = (size_t)b * KERN_BLOCK, nn = n - b0 < KERN_BLOCK ? n - b0 : KERN_BLOCK;
 		memset(&nm, 0, sizeof(nm));
 		for (unsigned i = 0; i < nx; i++)
@@ -345,43 +412,44 @@ static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *sc
 		votes += ties_decided(p->k, ws.mtl, ws.sign, ws.open, nn, dl, dq);
 		tile_open(ts, (uint32_t)job->tensor, ws.tp, nn, ws.open, ws.mtl, ts->pred, NULL, pl, pq,
 		          nl, nq);
-		bk[0] = kern_lane_sum(nm.s1), bk[1] = kern_lane_sum(nm.s2);
-		bk[2] = kern_lane_sum(dl), bk[3] = kern_lane_sum(dq);
-		bk[4] = kern_lane_sum(pl), bk[5] = kern_lane_sum(pq);
-		bk[6] = kern_lane_sum(nl), bk[7] = kern_lane_sum(nq);
+		ns->s1 = kern_lane_sum(nm.s1), ns->s2 = kern_lane_sum(nm.s2);
+		s->dl = kern_lane_sum(dl), s->dq = kern_lane_sum(dq);
+		s->pl = kern_lane_sum(pl), s->pq = kern_lane_sum(pq);
+		s->nl = kern_lane_sum(nl), s->nq = kern_lane_sum(nq);
 	}
-	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
-	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
+	*v.votes = (double)votes;
+	*v.nrec = 0.0;
 }
 
-static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, double *blk,
-                          double *num, size_t stride, float *rec);
+static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                          const struct th_part *v, size_t off, int num);
 
 static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
-	uint32_t *hist = job_counts(ts, job, scratch), *h[LINES_MAX_MODELS];
-	float *bt = scratch, *tp = bt + KERN_TILE;
+	uint32_t *hist, *h[LINES_MAX_MODELS];
+	struct tile_ws w = tile_ws_at(scratch, nx);
+	struct th_part v = th_part_of(ts, job, sel_stride(ts));
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
-	for (unsigned i = 0; i < nx; i++)
-		h[i] = hist + (size_t)i * BINS;
-	if (ts->spec) {
-		select_predicted(p, job, scratch, h);
+	if (ts->way == TIES_BINNED) { /* the bins are known: the threshold pass's work */
+		threshold_job(p, job, scratch, &v, NUM_SUMS, 1);
 		return 0;
 	}
-	if (ts->binned) { /* the bins are known: the threshold pass's work */
-		threshold_job(p, job, scratch, part_blocks(ts, job) + 2, part_blocks(ts, job),
-		              sel_block(ts), part_records(ts, job, sel_block(ts)));
+	hist = job_counts(ts, job, scratch);
+	for (unsigned i = 0; i < nx; i++)
+		h[i] = hist + (size_t)i * BINS;
+	if (ts->way == TIES_PREDICT) {
+		select_predicted(p, job, scratch, h);
 		return 0;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
-		double *bk = part_blocks(ts, job) + b * sel_block(ts);
+		struct num_sums *ns = part_num(&v, b);
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		memset(&nm, 0, sizeof(nm));
 		if (p->k->ties_select) { /* in one step, without tiles */
@@ -394,15 +462,16 @@ static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-			ties_hist(tp, nx, nn, h);
-			tile_numerator(p, t, xs, bt, tp, nn, &nm);
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt,
+			          w.tp);
+			ties_hist(w.tp, nx, nn, h);
+			tile_numerator(p, t, xs, w.bt, w.tp, nn, &nm);
 		}
-		bk[0] = kern_lane_sum(nm.s1);
-		bk[1] = kern_lane_sum(nm.s2);
+		ns->s1 = kern_lane_sum(nm.s1);
+		ns->s2 = kern_lane_sum(nm.s2);
 	}
-	job->part[TH_HEAD(ts) - H_VOTES] = 0.0;
-	job->part[TH_HEAD(ts) - H_NREC] = 0.0;
+	*v.votes = 0.0;
+	*v.nrec = 0.0;
 	return 0;
 }
 
@@ -655,7 +724,7 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 	int whole = 0;
 	(void)err;
 
-	ts->spec = ts->hit = ts->binned = 0;
+	ts->way = TIES_COUNT;
 	if (!ts->spec_ok || (test && !strcmp(test, "off")))
 		return 0;
 	for (size_t i = 0; i < p->nt; i++)
@@ -663,7 +732,7 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 	k = rank_k(d, p->o->density);
 	if (d && k == 0) { /* nothing to trim: every t_i is 0, no sample needed */
 		memset(ts->pred, 0, ts->nx * sizeof(*ts->pred));
-		ts->spec = 1;
+		ts->way = TIES_PREDICT;
 		return 0;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -681,14 +750,14 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 		 * the same reads, the same sums). */
 		find_bins(ts, 0, d, p->o->density);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
-		ts->binned = 1;
+		ts->way = TIES_BINNED;
 		lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 		         "ties: the sample is the whole model: the select pass does the threshold "
 		         "pass's work");
 		return 0;
 	}
-	ts->spec = ns > 0;
-	for (unsigned i = 0; i < ts->nx && ts->spec; i++) {
+	ts->way = ns > 0 ? TIES_PREDICT : TIES_COUNT;
+	for (unsigned i = 0; i < ts->nx && ts->way == TIES_PREDICT; i++) {
 		const uint64_t *h = ts->run + (size_t)i * BINS;
 		double f = (double)k / (double)d, r = f * (double)ns;
 		/* the rank's error: binomial, or more where the pieces show it */
@@ -708,7 +777,7 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 			         "ties: the sample does not pin task %u's threshold to one value: the "
 			         "threshold pass runs",
 			         i + 1);
-			ts->spec = 0;
+			ts->way = TIES_COUNT;
 			break;
 		}
 		if (test && !strcmp(test, "wrong")) /* the next bin's smallest value */
@@ -724,14 +793,14 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	const double *bk = part_blocks(ts, job);
+	struct th_part v = th_part_of(ts, job, sel_stride(ts));
 
-	for (unsigned b = 0; b < job->nblocks; b++, bk += sel_block(ts)) {
-		ts->num[0] += bk[0];
-		ts->num[1] += bk[1];
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		ts->num[0] += part_num(&v, b)->s1;
+		ts->num[1] += part_num(&v, b)->s2;
 	}
-	if (ts->spec || ts->binned) /* it did the threshold pass's work */
-		FORWARD_IF_ERROR(reduce_decided(ts, job, part_blocks(ts, job) + 2, sel_block(ts), err));
+	if (ts->way == TIES_PREDICT || ts->way == TIES_BINNED) /* it did the threshold pass's work */
+		FORWARD_IF_ERROR(reduce_decided(ts, job, &v, NUM_SUMS, err));
 	ts->run_d += job->u1 - job->u0;
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
@@ -754,14 +823,16 @@ static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *e
 static int predict_end(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	ts->hit = 1;
+	int hit = 1;
 	for (unsigned i = 0; i < ts->nx; i++)
-		ts->hit &= ts->known[i] && ts->thr[i] == ts->pred[i];
-	if (ts->hit)
+		hit &= ts->known[i] && ts->thr[i] == ts->pred[i];
+	if (hit) {
+		ts->way = TIES_DONE;
 		return conclude(p, "select", err);
+	}
 	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 	         "ties: a threshold is not the sample's prediction: the threshold pass runs");
-	ts->spec = 0;
+	ts->way = TIES_COUNT;
 	ts->votes = 0;
 	memset(ts->det, 0, sizeof(ts->det));
 	memset(ts->zpos, 0, sizeof(ts->zpos));
@@ -772,16 +843,16 @@ static int predict_end(struct merge_ctx *p, struct lines_error *err)
 static int select_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	if (ts->binned) { /* the select pass was the threshold pass */
+	if (ts->way == TIES_BINNED) { /* the select pass was the threshold pass */
 		find_thresholds(ts, 0);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->run_d = 0;
-		ts->hit = 1;
+		ts->way = TIES_DONE;
 		return conclude(p, "select", err);
 	}
 	if (!ts->per_tensor)
 		find_bins(ts, 0, ts->run_d, p->o->density);
-	if (ts->spec)
+	if (ts->way == TIES_PREDICT)
 		FORWARD_IF_ERROR(predict_end(p, err));
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	ts->run_d = 0;
@@ -792,18 +863,18 @@ static int select_done(struct merge_ctx *p, struct lines_error *err)
 
 static int threshold_needed(const struct merge_ctx *p)
 {
-	return !((const struct ties *)p->state)->hit;
+	return ((const struct ties *)p->state)->way != TIES_DONE;
 }
 
 /*
  * The threshold pass's work on one job: the low-bit counts into the
- * job's counts, per block the 6 sums at blk[b * stride], the records at
- * rec, the votes and the records' number in the part's head; with num,
- * also the numerator of alpha per block at num[b * stride] (the select
- * pass, when the sample read the whole model and so gave the bins).
+ * job's counts, per block the sums (at off in the block), the records,
+ * the votes and the records' number; with num, also the numerator of
+ * alpha per block (the select pass, when the sample read the whole model
+ * and so gave the bins).
  */
-static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, double *blk,
-                          double *num, size_t stride, float *rec)
+static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                          const struct th_part *v, size_t off, int num)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
@@ -812,10 +883,7 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
 	const unsigned char *known = ts->known + e * nx;
 	uint32_t *hist = job_counts(ts, job, scratch), *h[LINES_MAX_MODELS], lowbin[LINES_MAX_MODELS], up[LINES_MAX_MODELS];
-	float *bt = scratch, *tp = bt + KERN_TILE;
-	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
-	signed char *sign = (signed char *)(mtl + KERN_TILE);
-	unsigned char *open = (unsigned char *)sign + KERN_TILE;
+	struct tile_ws w = tile_ws_at(scratch, nx);
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
 	int64_t votes = 0;
@@ -832,38 +900,41 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0};
 		double pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0};
 		double nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
-		double *bk = blk + b * stride;
+		struct th_sums *s = part_th(v, b, off);
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		memset(&nm, 0, sizeof(nm));
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt,
+			          w.tp);
 			if (num)
-				tile_numerator(p, t, xs, bt, tp, nn, &nm);
-			ties_bins(p->k, tp, nx, nn, lowbin, h, open);
-			ties_elect_tile(p->k, tp, nn, nx, up, 1, mtl, sign);
-			votes += ties_decided(p->k, mtl, sign, open, nn, dl, dq);
-			nrec += tile_open(ts, (uint32_t)job->tensor, tp, nn, open, mtl, up,
-			                  rec + nrec * TH_REC(nx), pl, pq, nl, nq);
+				tile_numerator(p, t, xs, w.bt, w.tp, nn, &nm);
+			ties_bins(p->k, w.tp, nx, nn, lowbin, h, w.open);
+			ties_elect_tile(p->k, w.tp, nn, nx, up, 1, w.mtl, w.sign);
+			votes += ties_decided(p->k, w.mtl, w.sign, w.open, nn, dl, dq);
+			nrec += tile_open(ts, (uint32_t)job->tensor, w.tp, nn, w.open, w.mtl, up,
+			                  v->rec + nrec * TH_REC(nx), pl, pq, nl, nq);
 		}
-		if (num)
-			num[b * stride] = kern_lane_sum(nm.s1), num[b * stride + 1] = kern_lane_sum(nm.s2);
-		bk[0] = kern_lane_sum(dl), bk[1] = kern_lane_sum(dq);
-		bk[2] = kern_lane_sum(pl), bk[3] = kern_lane_sum(pq);
-		bk[4] = kern_lane_sum(nl), bk[5] = kern_lane_sum(nq);
+		if (num) {
+			part_num(v, b)->s1 = kern_lane_sum(nm.s1);
+			part_num(v, b)->s2 = kern_lane_sum(nm.s2);
+		}
+		s->dl = kern_lane_sum(dl), s->dq = kern_lane_sum(dq);
+		s->pl = kern_lane_sum(pl), s->pq = kern_lane_sum(pq);
+		s->nl = kern_lane_sum(nl), s->nq = kern_lane_sum(nq);
 	}
-	job->part[TH_HEAD(ts) - H_VOTES] = (double)votes;
-	job->part[TH_HEAD(ts) - H_NREC] = (double)nrec;
+	*v->votes = (double)votes;
+	*v->nrec = (double)nrec;
 }
 
 static int threshold_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
-	struct ties *ts = T(p);
+	struct th_part v = th_part_of(T(p), job, TH_SUMS);
 	(void)err;
-	threshold_job(p, job, scratch, part_blocks(ts, job), NULL, 6, part_records(ts, job, 6));
+	threshold_job(p, job, scratch, &v, 0, 0);
 	return 0;
 }
 
@@ -873,7 +944,8 @@ static int threshold_reduce(struct merge_ctx *p, const struct pipe_job *job, str
 
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
-	FORWARD_IF_ERROR(reduce_decided(ts, job, part_blocks(ts, job), 6, err));
+	struct th_part v = th_part_of(ts, job, TH_SUMS);
+	FORWARD_IF_ERROR(reduce_decided(ts, job, &v, 0, err));
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
 		find_thresholds(ts, job->tensor);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
@@ -974,9 +1046,7 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
 	const uint32_t *thr = ts->thr + entry(ts, job->tensor) * nx;
-	float *bt = scratch, *tp = bt + KERN_TILE;
-	double *mtl = (double *)(tp + (size_t)nx * KERN_TILE);
-	signed char *sign = (signed char *)(mtl + KERN_TILE);
+	struct tile_ws w = tile_ws_at(scratch, nx);
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
@@ -985,9 +1055,9 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, bt, tp);
-		ties_elect_tile(p->k, tp, nn, nx, thr, ts->maj, mtl, sign);
-		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, bt, mtl, t->lambda, nn);
+		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt, w.tp);
+		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, w.mtl, w.sign);
+		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.mtl, t->lambda, nn);
 	}
 	return 0;
 }
@@ -1055,8 +1125,8 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 
 	struct pass *a = passes_add(p->passes);
 	a->name = "select";
-	a->part_job = (unsigned)TH_HEAD(ts);
-	a->part_block = (unsigned)sel_block(ts) +
+	a->part_job = (unsigned)part_head(ts);
+	a->part_block = (unsigned)sel_stride(ts) +
 	                (ts->spec_ok ? (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2) : 0);
 	a->begin = select_begin;
 	a->scratch = scratch_bytes(nx) + count_bytes(ts) + (ts->spec_ok ? sel_scratch(nx) : 0);
@@ -1068,8 +1138,8 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 
 	struct pass *b = passes_add(p->passes);
 	b->name = "threshold";
-	b->part_job = (unsigned)TH_HEAD(ts);
-	b->part_block = 6 + (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2);
+	b->part_job = (unsigned)part_head(ts);
+	b->part_block = (unsigned)TH_SUMS + (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2);
 	b->scratch = scratch_bytes(nx) + count_bytes(ts);
 	b->worker_end = ts->per_tensor ? NULL : counts_end;
 	b->want = want_merged;
