@@ -65,7 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ckpt_open(&c, dir, NULL, &err) == 0) {
 		/* accepted: the table holds the shards' tensors, each once */
 		if (c->ntensors < 1 || c->ntensors > 2 || c->nfiles < 1 || c->nfiles > 2 ||
-		    !ckpt_find(c, c->t[0].st->name))
+		    !ckpt_find(c, c->t[0].name))
 			abort();
 		ckpt_close(c);
 	}

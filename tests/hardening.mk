@@ -28,6 +28,7 @@ FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -
 FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/st_format.c \
 	$(top_srcdir)/src/util.c
 FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/ckpt.c \
+	$(top_srcdir)/src/fmt_safetensors.c \
 	$(top_srcdir)/src/layers.c $(top_srcdir)/src/st_format.c $(top_srcdir)/src/util.c \
 	$(top_srcdir)/src/stream.c
 FUZZ_INCS = $(top_srcdir)/src/st_format.h $(top_srcdir)/src/internal.h \
