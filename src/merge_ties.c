@@ -529,30 +529,11 @@ static void find_thresholds(struct ties *ts, size_t e)
 	}
 }
 
-/* Read [u0, u1) of tensor t from every input into buf (stride: bytes per
- * input); 0 or -1. */
-static int sample_read(const struct merge_ctx *p, const struct tensor *t, uint64_t u0,
-                       uint64_t u1, unsigned char *buf, size_t stride)
-{
-	for (unsigned m = 0; m < p->ninputs; m++) {
-		size_t len = (size_t)((u1 - u0) * t->unit_in), got = 0;
-		off_t off = (off_t)(t->in[m].off + u0 * t->unit_in);
-		while (got < len) {
-			ssize_t r = pread(p->files[t->in[m].file].fd, buf + m * stride + got, len - got,
-			                  off + (off_t)got);
-			if (r < 0 && errno == EINTR)
-				continue;
-			if (r <= 0)
-				return -1;
-			got += (size_t)r;
-		}
-	}
-	return 0;
-}
-
 /* What the sample reads into, and how it measures its own error. */
 struct sampler {
-	unsigned char *buf; /* SAMPLE_PIECE elements of every input */
+	struct src_worker *w;        /* of the run's chunk source: one piece at a time */
+	struct src_span *span;       /* ninputs */
+	const unsigned char **ptr;   /* ninputs */
 	float *bt, *tp;     /* tiles */
 	const uint32_t *below; /* nx: count the values under these, per piece */
 	uint32_t *cnt;      /* nx per piece so counted */
@@ -566,16 +547,28 @@ static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0
                         struct sampler *sm)
 {
 	struct ties *ts = T(p);
-	const size_t stride = (size_t)SAMPLE_PIECE * 8;
+	const struct src_ops *ops = p->src->ops;
+	struct src_batch b = {0, 0, p->ninputs, sm->span, sm->ptr};
+	struct lines_error e;
 	const void *xs[SPEC_NX];
 	uint32_t *cnt = sm->below ? sm->cnt + sm->npc * ts->nx : NULL;
-	if (sample_read(p, t, u0, u1, sm->buf, stride) < 0)
+	for (unsigned m = 0; m < p->ninputs; m++) {
+		sm->span[m].file = t->in[m].file;
+		sm->span[m].off = t->in[m].off + u0 * t->unit_in;
+		sm->span[m].len = (size_t)((u1 - u0) * t->unit_in);
+	}
+	if (ops->start(sm->w, &b, &e) < 0)
 		return -1;
+	if (ops->finish(sm->w, &b, &e) < 0) {
+		ops->release(sm->w, &b);
+		return -1;
+	}
 	for (uint64_t j0 = 0; j0 < u1 - u0; j0 += KERN_TILE) {
 		size_t nn = u1 - u0 - j0 < KERN_TILE ? (size_t)(u1 - u0 - j0) : KERN_TILE;
 		for (unsigned i = 0; i < ts->nx; i++)
-			xs[i] = sm->buf + (i + 1) * stride + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, ts->nx, sm->buf + j0 * t->unit_in, p->w, nn, sm->bt, sm->tp);
+			xs[i] = sm->ptr[i + 1] + j0 * t->unit_in;
+		ties_taus(p->k, t->in_dt, xs, ts->nx, sm->ptr[0] + j0 * t->unit_in, p->w, nn, sm->bt,
+		          sm->tp);
 		for (unsigned i = 0; i < ts->nx; i++)
 			for (size_t j = 0; j < nn; j++) {
 				uint32_t a = ties_mag(sm->tp[(size_t)i * nn + j]);
@@ -584,6 +577,7 @@ static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0
 					cnt[i] += a < sm->below[i];
 			}
 	}
+	ops->release(sm->w, &b);
 	if (cnt)
 		sm->len[sm->npc++] = u1 - u0;
 	return 0;
@@ -643,12 +637,15 @@ static uint64_t sample(struct merge_ctx *p, uint64_t d, uint64_t k, int *whole, 
 	uint64_t np = d / (8 * (uint64_t)SAMPLE_PIECE) < SAMPLE_PIECES ? d / (8 * (uint64_t)SAMPLE_PIECE)
 	                                                               : SAMPLE_PIECES;
 
-	sm.buf = malloc((size_t)p->ninputs * SAMPLE_PIECE * 8);
+	struct lines_error e;
+	sm.span = calloc(p->ninputs, sizeof(*sm.span));
+	sm.ptr = calloc(p->ninputs, sizeof(*sm.ptr));
 	sm.bt = malloc(KERN_TILE * sizeof(float));
 	sm.tp = malloc((size_t)nx * KERN_TILE * sizeof(float));
 	sm.cnt = calloc((size_t)SAMPLE_PIECES * nx, sizeof(*sm.cnt));
 	sm.len = calloc(SAMPLE_PIECES, sizeof(*sm.len));
-	ok = sm.buf && sm.bt && sm.tp && sm.cnt && sm.len;
+	ok = sm.span && sm.ptr && sm.bt && sm.tp && sm.cnt && sm.len &&
+	     p->src->ops->worker_open(p->src, p->ninputs, (size_t)SAMPLE_PIECE * 8, 1, &sm.w, &e) == 0;
 	for (unsigned i = 0; i < nx; i++)
 		se[i] = 0.0;
 	for (size_t ti = 0; ok && all && ti < p->nt; ti++) {
@@ -694,7 +691,9 @@ static uint64_t sample(struct merge_ctx *p, uint64_t d, uint64_t k, int *whole, 
 			se[i] = sqrt(v) * (double)ns;
 		}
 	}
-	free(sm.buf), free(sm.bt), free(sm.tp), free(sm.cnt), free(sm.len);
+	if (sm.w)
+		p->src->ops->worker_close(sm.w);
+	free(sm.span), free(sm.ptr), free(sm.bt), free(sm.tp), free(sm.cnt), free(sm.len);
 	*whole = all;
 	*pieces = all ? 0 : np;
 	return ok ? ns : 0;

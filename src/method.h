@@ -43,8 +43,9 @@ struct merge_ctx {
 	int equal_weights;
 	int single_pass; /* an input can be read only once (standard input) */
 	int streams;     /* some input is read in order (standard input, .zst) */
-	/* for a sample outside the passes: reads of the inputs' bytes */
-	const struct src_file *files;
+	/* the run's chunk source, while the run lasts: a pass's begin() may
+	 * read through a worker of its own (TIES's sample) */
+	struct source *src;
 	struct scales *sc;     /* alpha: scales_from_norms() only */
 	struct passes *passes; /* setup() adds its passes here */
 	void *state;           /* the method's own */

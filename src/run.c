@@ -180,7 +180,6 @@ static void wire(struct plan *p)
 	c->equal_weights = p->sc.equal_weights;
 	c->single_pass = p->in.single_pass;
 	c->streams = p->in.streams;
-	c->files = p->in.files;
 	c->sc = &p->sc;
 	c->passes = &p->passes;
 
@@ -410,6 +409,7 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
 	p->ran = 1;
 	FORWARD_IF_ERROR(open_source(p, &src, err));
+	p->ctx.src = src;
 	rc = p->o.norms_only ? 0 : output_open(p, &out, err);
 	if (rc == 0)
 		rc = run_passes(p, src, out, err);
@@ -425,6 +425,7 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		sink_abort(out);
 	sink_free(out);
 	src->ops->close(src);
+	p->ctx.src = NULL;
 	if (rc == 0 && p->out.zst) {
 		struct stat st;
 		if (stat(p->o.output, &st) == 0)
