@@ -25,14 +25,14 @@ EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c tests/fuzz-index.c
 FUZZ_SECONDS = 60
 FUZZ_CC = clang
 FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
-FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/st_format.c \
-	$(top_srcdir)/src/util.c
-FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/ckpt.c \
-	$(top_srcdir)/src/fmt_safetensors.c \
-	$(top_srcdir)/src/layers.c $(top_srcdir)/src/st_format.c $(top_srcdir)/src/util.c \
-	$(top_srcdir)/src/stream.c
-FUZZ_INCS = $(top_srcdir)/src/st_format.h $(top_srcdir)/src/internal.h \
-	$(top_srcdir)/include/lines.h $(top_srcdir)/src/ckpt.h $(top_srcdir)/src/stream.h
+FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/formats/st_format.c \
+	$(top_srcdir)/src/core/util.c
+FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/formats/ckpt.c \
+	$(top_srcdir)/src/formats/fmt_safetensors.c \
+	$(top_srcdir)/src/core/layers.c $(top_srcdir)/src/formats/st_format.c $(top_srcdir)/src/core/util.c \
+	$(top_srcdir)/src/formats/stream.c
+FUZZ_INCS = $(top_srcdir)/src/formats/st_format.h $(top_srcdir)/src/core/internal.h \
+	$(top_srcdir)/include/lines.h $(top_srcdir)/src/formats/ckpt.h $(top_srcdir)/src/formats/stream.h
 FUZZ_DIR = fuzz
 FUZZ_FLAGS = -max_len=1048576 -timeout=10 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_DIR)/artifacts/
@@ -41,12 +41,12 @@ tests/fuzz-header$(EXEEXT): $(FUZZ_SRCS) $(FUZZ_INCS) config.h
 	@$(MKDIR_P) tests
 	@command -v $(FUZZ_CC) >/dev/null || { \
 		echo "make fuzz needs clang with libFuzzer (FUZZ_CC=$(FUZZ_CC))" >&2; exit 1; }
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/include -I$(top_srcdir)/src -I$(top_builddir) \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) -I$(top_builddir) \
 		$(DEP_CFLAGS) -o $@ $(FUZZ_SRCS) $(DEP_LIBS)
 
 tests/fuzz-index$(EXEEXT): $(FUZZ_IDX_SRCS) $(FUZZ_INCS) config.h
 	@$(MKDIR_P) tests
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -I$(top_srcdir)/include -I$(top_srcdir)/src -I$(top_builddir) \
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) -I$(top_builddir) \
 		$(DEP_CFLAGS) -o $@ $(FUZZ_IDX_SRCS) $(DEP_LIBS) -lm
 
 ## seeds for the index reader: a good index, and a few that lie

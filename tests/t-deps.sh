@@ -10,9 +10,9 @@
 #
 #   symbols   A.c -> B.c when A's object uses a symbol that B's defines
 #             (nm -u and nm --defined-only -g on the built objects of
-#             liblines, src/liblines_a-*.o and src/libkern_*_a-*.o). Each
+#             liblines, src/*/*liblines_a-*.o and src/*/*libkern_*_a-*.o). Each
 #             edge names its symbols and the header that declares each
-#             (ctags: the prototypes and extern variables of src/*.h and
+#             (ctags: the prototypes and extern variables of src/*/*.h and
 #             include/*.h), so a cycle shows which interface carries it.
 #   headers   X.h -> Y.h when X.h includes Y.h.
 #
@@ -52,10 +52,12 @@ else
 fi
 
 # the objects of liblines, each named by its source file
-for o in "$LINES_BUILDDIR"/src/liblines_a-*.o "$LINES_BUILDDIR"/src/libkern_*_a-*.o; do
+for o in "$LINES_BUILDDIR"/src/*/*liblines_a-*.o "$LINES_BUILDDIR"/src/*/*libkern_*_a-*.o; do
 	[ -f "$o" ] || continue
 	b=${o##*/}
-	f=src/${b#lib*_a-}
+	d=${o%/*}
+	d=src/${d##*/}
+	f=$d/${b#*lib*_a-}
 	f=${f%.o}.c
 	"$NM" --defined-only -g "$o" | $AWK -v f="$f" 'NF >= 3 { print "D", f, $3 }'
 	"$NM" -u "$o" | $AWK -v f="$f" 'NF >= 2 { print "U", f, $NF }'
@@ -67,19 +69,20 @@ if ! grep -q '^C ' "$tmp/facts"; then
 fi
 
 # what each header declares, and what it includes
-for h in "$top"/src/*.h "$top"/include/*.h; do
+for h in "$top"/src/*/*.h "$top"/include/*.h; do
 	[ -f "$h" ] && [ $have_ctags = 1 ] || continue
 	rel=${h#"$top"/}
 	"$CTAGS" -x --language-force=C --kinds-C=px --_xformat='%N' "$h" |
 		$AWK -v h="$rel" 'NF { print "H", h, $1 }'
 done >>"$tmp/facts" || exit 99
-for f in "$top"/src/*.h "$top"/include/*.h; do
+for f in "$top"/src/*/*.h "$top"/include/*.h; do
 	[ -f "$f" ] || continue
 	rel=${f#"$top"/}
 	sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$f" |
 		while read -r inc; do
-			if [ -f "$top/src/$inc" ]; then
-				echo "I $rel src/$inc"
+			hit=$(cd "$top" && ls src/*/"$inc" 2>/dev/null | head -n 1)
+			if [ -n "$hit" ]; then
+				echo "I $rel $hit"
 			elif [ -f "$top/include/$inc" ]; then
 				echo "I $rel include/$inc"
 			fi
