@@ -115,6 +115,7 @@ struct lines_tensor_info {
 	uint64_t nelem;
 	uint64_t nbytes;
 	long block; /* block index (section 1.1 of the spec), -1 outside the blocks */
+	const char *stack; /* the stack of the block (encoder.block, ...), NULL outside */
 };
 
 /*
@@ -124,6 +125,12 @@ struct lines_tensor_info {
 struct lines_layer_opts {
 	const char *regex;
 	long num_layers;
+	/* one ramp over every stack (the official LiNeS code's choice)
+	 * instead of one per stack */
+	int joint;
+	/* stacks that run one after the other, chained into one ramp:
+	 * "A,B" (names as lines inspect --layers shows them), or NULL */
+	const char *stack_order;
 };
 
 /*
@@ -138,6 +145,10 @@ size_t lines_model_count(const struct lines_model *m);
 void lines_model_tensor(const struct lines_model *m, size_t i, struct lines_tensor_info *info);
 /* 1 + the largest block index (0 when no tensor is in a block). */
 long lines_model_num_layers(const struct lines_model *m);
+/* The stacks of blocks (the names before the block index: encoder.block,
+ * decoder.block, model.layers, ...), each with 1 + its largest index. */
+size_t lines_model_stack_count(const struct lines_model *m);
+void lines_model_stack(const struct lines_model *m, size_t i, const char **name, long *num_layers);
 uint64_t lines_model_data_bytes(const struct lines_model *m);
 uint64_t lines_model_header_bytes(const struct lines_model *m);
 /* The __metadata__ map: number of entries and the i-th key and value. */
@@ -225,6 +236,16 @@ void lines_merge_opts_init(struct lines_merge_opts *opts);
  */
 struct lines_plan;
 
+/* A stack of blocks and its LiNeS ramp: its block i gets
+ * alpha + beta * (first + i) / (ramp - 1). */
+struct lines_stack_info {
+	const char *name;
+	long num_layers;
+	long first;
+	long ramp;
+	const double *lambda; /* num_layers entries (valid once alpha_known) */
+};
+
 struct lines_plan_info {
 	size_t ntensors;
 	size_t nfloat;       /* tensors that are merged                       */
@@ -250,6 +271,10 @@ struct lines_plan_info {
 	 * did not run */
 	const unsigned char *pass_optional;
 	const unsigned char *pass_skipped;
+	/* the stacks of blocks; lambda above is their common ramp when there
+	 * is one (one stack, or --stacks joint), else NULL */
+	size_t nstacks;
+	const struct lines_stack_info *stacks;
 };
 
 /* Open every input, check every header, and lay out the output. */

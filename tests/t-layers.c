@@ -1,7 +1,8 @@
 /*
- * t-layers.c -- block indices from tensor names (the examples of the spec
- * and the traps around them), --layer-regex and --num-layers, and the
- * LiNeS ramp lambda(i) = alpha + beta i / (L - 1).
+ * t-layers.c -- block indices and stacks from tensor names (the examples of
+ * the spec and the traps around them), --layer-regex with one or two
+ * capture groups and --num-layers, and the LiNeS ramp
+ * lambda(i) = alpha + beta i / (L - 1).
  */
 #include <math.h>
 #include <stdio.h>
@@ -10,13 +11,24 @@
 #include "layers.h"
 #include "tap.h"
 
+static char stack_buf[256];
+
 static long idx(const struct layers *ly, const char *name)
 {
 	long i = -99;
+	size_t so, sl;
 	struct lines_error e;
-	if (layers_index(ly, name, &i, &e) < 0)
+	if (layers_index(ly, name, &i, &so, &sl, &e) < 0)
 		return -100;
+	snprintf(stack_buf, sizeof(stack_buf), "%.*s", (int)sl, name + so);
 	return i;
+}
+
+/* The stack of name ("" outside the blocks). */
+static const char *stack(const struct layers *ly, const char *name)
+{
+	idx(ly, name);
+	return stack_buf;
 }
 
 int main(void)
@@ -55,27 +67,66 @@ int main(void)
 		   cases[i].block, idx(&ly, cases[i].name));
 	ok(idx(&ly, "model.layers.99999999999999999999.w") == -100,
 	   "an absurd block index is an error, not an overflow");
+
+	/* stacks: the name before the block index */
+	static const struct {
+		const char *name, *stack;
+		long block;
+	} st[] = {
+		{"encoder.block.5.layer.1.DenseReluDense.wi.weight", "encoder.block", 5},
+		{"decoder.block.1.layer.0.SelfAttention.q.weight", "decoder.block", 1},
+		{"model.layers.7.mlp.up_proj.weight", "model.layers", 7},
+		{"model.encoder.layers.31.fc1.weight", "model.encoder.layers", 31},
+		{"model.decoder.layers.1.fc1.weight", "model.decoder.layers", 1},
+		{"vision_model.encoder.layers.3.mlp.fc1.weight", "vision_model.encoder.layers", 3},
+		{"text_model.encoder.layers.11.mlp.fc1.weight", "text_model.encoder.layers", 11},
+		{"visual.transformer.resblocks.23.attn.in_proj_weight", "visual.transformer.resblocks", 23},
+		{"transformer.resblocks.11.ln_1.weight", "transformer.resblocks", 11},
+		{"double_blocks.18.img_attn.qkv.weight", "double_blocks", 18},
+		{"single_blocks.37.linear1.weight", "single_blocks", 37},
+		{"transformer_blocks.3.attn.to_q.weight", "transformer_blocks", 3},
+		{"single_transformer_blocks.9.proj_mlp.weight", "single_transformer_blocks", 9},
+		{"down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q.weight", "down_blocks", 1},
+		{"model.diffusion_model.input_blocks.4.1.proj_in.weight",
+		 "model.diffusion_model.input_blocks", 4},
+		{"blk.2.attn_q.weight", "blk", 2},
+		{"layers.0.w", "layers", 0},
+		{"model.embed_tokens.weight", "", -1},
+	};
+	for (size_t i = 0; i < sizeof(st) / sizeof(st[0]); i++) {
+		long b = idx(&ly, st[i].name);
+		ok(b == st[i].block && !strcmp(stack_buf, st[i].stack), "%s -> stack '%s' block %ld (got '%s' %ld)",
+		   st[i].name, st[i].stack, st[i].block, stack_buf, b);
+	}
 	layers_free(&ly);
 
-	struct lines_layer_opts o = {"^stage([0-9]+)/", 0};
+	struct lines_layer_opts o = {"^stage([0-9]+)/", 0, 0, NULL};
 	ok(layers_init(&ly, &o, &e) == 0, "a custom pattern compiles");
 	ok(idx(&ly, "stage3/conv.weight") == 3 && idx(&ly, "model.layers.7.w") == -1,
 	   "--layer-regex replaces the default pattern");
+	ok(!strcmp(stack(&ly, "stage3/conv.weight"), "stage"),
+	   "one capture group: the stack is the name before the index (%s)", stack_buf);
 	layers_free(&ly);
 
-	struct lines_layer_opts two = {"(a)([0-9]+)", 0};
-	ok(layers_init(&ly, &two, &e) == LINES_EUSAGE && strstr(e.msg, "exactly one capture group"),
-	   "two capture groups are refused (%s)", e.msg);
-	struct lines_layer_opts none = {"layers", 0};
+	struct lines_layer_opts two = {"^(unet\\.[a-z]+)_([0-9]+)\\.", 0, 0, NULL};
+	ok(layers_init(&ly, &two, &e) == 0, "two capture groups: the stack, then the index");
+	ok(idx(&ly, "unet.down_2.conv.weight") == 2 && !strcmp(stack_buf, "unet.down"),
+	   "... name the stack and the block (%s %ld)", stack_buf, idx(&ly, "unet.down_2.conv.weight"));
+	ok(idx(&ly, "unet.mid.conv.weight") == -1, "... and leave the rest outside");
+	layers_free(&ly);
+	struct lines_layer_opts three = {"(a)(b)([0-9]+)", 0, 0, NULL};
+	ok(layers_init(&ly, &three, &e) == LINES_EUSAGE && strstr(e.msg, "it has 3"),
+	   "three capture groups are refused (%s)", e.msg);
+	struct lines_layer_opts none = {"layers", 0, 0, NULL};
 	ok(layers_init(&ly, &none, &e) == LINES_EUSAGE, "no capture group is refused");
-	struct lines_layer_opts badre = {"(unclosed", 0};
+	struct lines_layer_opts badre = {"(unclosed", 0, 0, NULL};
 	ok(layers_init(&ly, &badre, &e) == LINES_EUSAGE && strstr(e.msg, "bad --layer-regex"),
 	   "an invalid pattern is a usage error (%s)", e.msg);
-	struct lines_layer_opts word = {"\\.([a-z]+)\\.", 0};
+	struct lines_layer_opts word = {"\\.([a-z]+)\\.", 0, 0, NULL};
 	ok(layers_init(&ly, &word, &e) == 0, "a pattern capturing letters compiles");
 	ok(idx(&ly, "model.abc.w") == -100, "capturing a non-number is an error");
 	layers_free(&ly);
-	struct lines_layer_opts neg = {NULL, -3};
+	struct lines_layer_opts neg = {NULL, -3, 0, NULL};
 	ok(layers_init(&ly, &neg, &e) == LINES_EUSAGE, "a negative --num-layers is refused");
 
 	/* the ramp */

@@ -43,8 +43,10 @@ static void help(void)
 	       "each block (alpha = 1/N, beta = max(0, 1 - alpha) unless given).\n\n"
 	       "      --layers        one line per block instead: tensors, elements, bytes\n"
 	       "      --json          the same, as JSON on standard output\n"
-	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
-	       "      --num-layers L  number of blocks (default: 1 + the largest index)\n"
+	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
+	       "                      or whose two are the stack, then the index\n"
+	       "      --num-layers L  number of blocks of every stack (default: 1 + its\n"
+	       "                      largest index)\n"
 	       "      --norms         per-block norms of the task vectors (needs -b)\n"
 	       "  -b, --base BASE     with --norms: the pre-trained model\n"
 	       "      --alpha A       with --norms: the LiNeS alpha shown (default 1/N)\n"
@@ -111,6 +113,17 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 		json_object_set_new(meta, k, json_string(v));
 	}
 	json_object_set_new(root, "metadata", meta);
+	json_t *stacks = json_array();
+	for (size_t i = 0; i < lines_model_stack_count(m); i++) {
+		const char *sn;
+		long sl;
+		json_t *e = json_object();
+		lines_model_stack(m, i, &sn, &sl);
+		json_object_set_new(e, "name", json_string(sn));
+		json_object_set_new(e, "num_layers", json_integer(sl));
+		json_array_append_new(stacks, e);
+	}
+	json_object_set_new(root, "stacks", stacks);
 	if (layers) {
 		struct block_sum *bs = block_sums(m, L);
 		if (!bs) {
@@ -139,6 +152,7 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 			json_object_set_new(e, "shape", shape);
 			json_object_set_new(e, "bytes", json_integer((json_int_t)t.nbytes));
 			json_object_set_new(e, "block", t.block < 0 ? json_null() : json_integer(t.block));
+			json_object_set_new(e, "stack", t.stack ? json_string(t.stack) : json_null());
 			json_array_append_new(arr, e);
 		}
 		json_object_set_new(root, "tensor_list", arr);
@@ -239,7 +253,11 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 			double rel = bn->base_l2[r] > 0 ? bn->tau_l2[r * n + i] / bn->base_l2[r] : 0;
 			char blk[24], lam[24];
 			snprintf(blk, sizeof(blk), "%ld", r);
-			snprintf(lam, sizeof(lam), "%.4f", r < L ? in->lambda[r] : in->lambda_outside);
+			if (r < L && !in->lambda) /* one ramp per stack: no one lambda per row */
+				snprintf(lam, sizeof(lam), "stack");
+			else
+				snprintf(lam, sizeof(lam), "%.4f",
+				         r < L ? in->lambda[r] : in->lambda_outside);
 			printf("%-7s %-7s %-4zu %12.5g %12.5g %9.5f  ", i ? "" : (r < L ? blk : "outside"),
 			       i ? "" : lam, i + 1, bn->tau_l1[r * n + i], bn->tau_l2[r * n + i], rel);
 			bar(top > 0 ? rel / top : 0, 30);
@@ -252,7 +270,7 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 
 int cmd_inspect(int argc, char **argv)
 {
-	struct lines_layer_opts lo = {NULL, 0};
+	struct lines_layer_opts lo = {NULL, 0, 0, NULL};
 	const char *base = NULL;
 	int norms = 0;
 	double alpha = NAN, beta = NAN;
@@ -325,6 +343,13 @@ int cmd_inspect(int argc, char **argv)
 		printf("  metadata %s = ", cli_printable(k));
 		printf("%s\n", cli_printable(v));
 	}
+	if (layers)
+		for (size_t i = 0; i < lines_model_stack_count(m); i++) {
+			const char *sn;
+			long sl;
+			lines_model_stack(m, i, &sn, &sl);
+			printf("  stack %s: L = %ld block%s\n", cli_printable(sn), sl, sl == 1 ? "" : "s");
+		}
 	if (layers) {
 		struct block_sum *bs = block_sums(m, L);
 		if (!bs) {

@@ -23,7 +23,7 @@ enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
-	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON,
+	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER,
 };
 
 static const struct option merge_options[] = {
@@ -43,6 +43,8 @@ static const struct option merge_options[] = {
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
+	{"stacks", required_argument, NULL, OPT_STACKS},
+	{"stack-order", required_argument, NULL, OPT_STACK_ORDER},
 	{"output", required_argument, NULL, 'o'},
 	{"jobs", required_argument, NULL, 'j'},
 	{"io", required_argument, NULL, OPT_IO},
@@ -69,6 +71,7 @@ static void merge_help(void)
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
+	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
 	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n\n"
@@ -95,8 +98,14 @@ static void merge_help(void)
 	       "      --seed S        dare: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
-	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index\n"
-	       "      --num-layers L  number of blocks (default: 1 + the largest index)\n"
+	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
+	       "                      or whose two are the stack, then the index\n"
+	       "      --num-layers L  number of blocks of every stack (default: 1 + its\n"
+	       "                      largest index)\n"
+	       "      --stacks separate|joint  one LiNeS ramp per stack of blocks (default), or\n"
+	       "                      one over all (the official LiNeS code)\n"
+	       "      --stack-order A,B  chain stacks that run one after the other into one\n"
+	       "                      ramp (Flux: double_blocks,single_blocks)\n"
 	       "  -o, --output OUT    output file, or - for standard output\n"
 	       "  -j, --jobs N        worker threads (default: online CPUs)\n"
 	       "      --io auto|mmap|uring  how inputs are read (default auto: io_uring if\n"
@@ -128,6 +137,7 @@ static void scale_help(void)
 	       "Tensors outside the blocks keep gamma of their update.\n\n"
 	       "Options as for lines merge (see lines-scale(1)):\n"
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
+	       "  --stacks, --stack-order,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
 	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
@@ -231,6 +241,13 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return CLI_EXIT_USAGE;
 			o->layers.num_layers = l;
 			break;
+		case OPT_STACKS:
+			if (strcmp(optarg, "separate") && strcmp(optarg, "joint"))
+				return cli_usage_error(mc->cmd, "--stacks: '%s' is not separate or joint",
+				                       optarg);
+			o->layers.joint = !strcmp(optarg, "joint");
+			break;
+		case OPT_STACK_ORDER: o->layers.stack_order = optarg; break;
 		case 'o': o->output = optarg; break;
 		case 'j':
 			if (cli_parse_long(mc->cmd, "-j", optarg, 1, 256, &l) < 0)
@@ -365,17 +382,42 @@ static const char *alpha_passes(const struct lines_plan_info *in)
 	return buf;
 }
 
+/* The ramp of n blocks, lam[i] for block i. */
+static void print_ramp(FILE *f, const double *lam, long n)
+{
+	for (long i = 0; i < n; i++)
+		fprintf(f, "%s%4ld: %.6f%s", i % 6 == 0 ? "   " : "  ", i, lam[i],
+		        i % 6 == 5 || i == n - 1 ? "\n" : "");
+}
+
 static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char *beta)
 {
-	if (!in->alpha_known) {
+	if (in->lambda && !in->alpha_known) {
 		fprintf(f, "  lambda per block i: alpha + beta * i / %ld, beta = %s\n",
 		        in->num_layers > 1 ? in->num_layers - 1 : 1, beta);
 		return;
 	}
-	fprintf(f, "  lambda per block (L = %ld):\n", in->num_layers);
-	for (long i = 0; i < in->num_layers; i++)
-		fprintf(f, "%s%4ld: %.6f%s", i % 6 == 0 ? "   " : "  ", i, in->lambda[i],
-		        i % 6 == 5 || i == in->num_layers - 1 ? "\n" : "");
+	if (in->lambda) {
+		fprintf(f, "  lambda per block (L = %ld):\n", in->num_layers);
+		print_ramp(f, in->lambda, in->num_layers);
+	} else { /* a ramp per stack, or stacks chained */
+		for (size_t k = 0; k < in->nstacks; k++) {
+			const struct lines_stack_info *st = &in->stacks[k];
+			fprintf(f, "  stack %s (L = %ld", st->name, st->num_layers);
+			if (st->first || st->ramp != st->num_layers)
+				fprintf(f, ", blocks %ld to %ld of a ramp of %ld", st->first,
+				        st->first + st->num_layers - 1, st->ramp);
+			if (!in->alpha_known) {
+				fprintf(f, "): alpha + beta * (%ld + i) / %ld, beta = %s\n", st->first,
+				        st->ramp > 1 ? st->ramp - 1 : 1, beta);
+				continue;
+			}
+			fprintf(f, "):\n");
+			print_ramp(f, st->lambda, st->num_layers);
+		}
+		if (!in->alpha_known)
+			return;
+	}
 	fprintf(f, "  lambda outside the blocks: %.6f\n", in->lambda_outside);
 }
 

@@ -102,9 +102,16 @@ void lines_model_tensor(const struct lines_model *m, size_t i, struct lines_tens
 	info->nelem = t->nelem;
 	info->nbytes = t->nbytes;
 	info->block = t->block;
+	info->stack = t->stack >= 0 ? m->ck->stacks[t->stack].name : NULL;
 }
 
 long lines_model_num_layers(const struct lines_model *m) { return m->ck->num_layers; }
+size_t lines_model_stack_count(const struct lines_model *m) { return m->ck->nstacks; }
+void lines_model_stack(const struct lines_model *m, size_t i, const char **name, long *num_layers)
+{
+	*name = m->ck->stacks[i].name;
+	*num_layers = m->ck->stacks[i].num_layers;
+}
 uint64_t lines_model_data_bytes(const struct lines_model *m) { return m->ck->data_bytes; }
 uint64_t lines_model_header_bytes(const struct lines_model *m) { return m->ck->header_bytes; }
 

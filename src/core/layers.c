@@ -4,6 +4,12 @@
  * POSIX regexec() returns the leftmost match, which is what the spec asks
  * for: in encoder.block.5.layer.1.DenseReluDense the anchored pattern
  * first matches at ".block.5." so the index is 5, not 1.
+ *
+ * The stack of a block is the name before its index: encoder.block and
+ * decoder.block in a T5, model.layers in a Llama, vision_model.encoder.
+ * layers and text_model.encoder.layers in a CLIP. Each stack has its own
+ * depth (plan.c). A --layer-regex with two capture groups names the stack
+ * with the first (POSIX ERE has no named groups).
  */
 #include "config.h"
 
@@ -13,7 +19,9 @@
 #include "layers.h"
 
 static const char default_re[] =
-	"(^|\\.)(layers|layer|h|blocks|block|resblocks|blk)\\.([0-9]+)\\.";
+	"(^|\\.)(layers|layer|h|blocks|block|resblocks|blk|double_blocks|single_blocks|"
+	"transformer_blocks|single_transformer_blocks|down_blocks|up_blocks|input_blocks|"
+	"output_blocks)\\.([0-9]+)\\.";
 
 int layers_init(struct layers *ly, const struct lines_layer_opts *o, struct lines_error *err)
 {
@@ -33,14 +41,15 @@ int layers_init(struct layers *ly, const struct lines_layer_opts *o, struct line
 	}
 	ly->compiled = 1;
 	if (o && o->regex) {
-		if (ly->re.re_nsub != 1) {
+		if (ly->re.re_nsub != 1 && ly->re.re_nsub != 2) {
 			layers_free(ly);
 			return lines_errf(err, LINES_EUSAGE, NULL, NULL,
-			                  "--layer-regex '%s' must have exactly one capture group "
-			                  "(it has %zu)",
+			                  "--layer-regex '%s' must have one capture group (the block "
+			                  "index) or two (the stack, then the index); it has %zu",
 			                  re, ly->re.re_nsub);
 		}
-		ly->group = 1;
+		ly->group = (int)ly->re.re_nsub;
+		ly->stack_group = ly->re.re_nsub == 2 ? 1 : 0;
 	} else {
 		ly->group = 3;
 	}
@@ -54,14 +63,26 @@ void layers_free(struct layers *ly)
 	ly->compiled = 0;
 }
 
-int layers_index(const struct layers *ly, const char *name, long *index, struct lines_error *err)
+int layers_index(const struct layers *ly, const char *name, long *index, size_t *stack_off,
+                 size_t *stack_len, struct lines_error *err)
 {
 	regmatch_t m[4];
 	long v = 0;
 
 	*index = -1;
+	*stack_off = *stack_len = 0;
 	if (regexec(&ly->re, name, (size_t)ly->group + 1, m, 0) != 0 || m[ly->group].rm_so < 0)
 		return 0;
+	if (ly->stack_group) { /* the pattern names the stack */
+		RETURN_ERROR_IF(m[ly->stack_group].rm_so < 0, err, LINES_EFORMAT, NULL, name,
+		                "the layer pattern matched without a stack");
+		*stack_off = (size_t)m[ly->stack_group].rm_so;
+		*stack_len = (size_t)(m[ly->stack_group].rm_eo - m[ly->stack_group].rm_so);
+	} else { /* the stack is the name before the index, without its dot */
+		*stack_len = (size_t)m[ly->group].rm_so;
+		if (*stack_len && name[*stack_len - 1] == '.')
+			(*stack_len)--;
+	}
 	RETURN_ERROR_IF(m[ly->group].rm_eo == m[ly->group].rm_so, err, LINES_EFORMAT, NULL, name,
 	                "the layer pattern captured an empty block index");
 	for (regoff_t k = m[ly->group].rm_so; k < m[ly->group].rm_eo; k++) {

@@ -18,6 +18,8 @@
 struct layers {
 	regex_t re;
 	int group;       /* capture group holding the index          */
+	int stack_group; /* capture group naming the stack, 0: the name
+	                  * before the index is the stack            */
 	long num_layers; /* from --num-layers, 0 = detect             */
 	int compiled;
 };
@@ -30,8 +32,8 @@ void layers_free(struct layers *ly);
  * LINES_EFORMAT (filling err, naming the tensor) when a user pattern
  * captured something that is not a number, or the index is too large.
  */
-int layers_index(const struct layers *ly, const char *name, long *index,
-                 struct lines_error *err);
+int layers_index(const struct layers *ly, const char *name, long *index, size_t *stack_off,
+                 size_t *stack_len, struct lines_error *err);
 
 /* lambda(i) = alpha + beta * i / (L - 1); alpha when i < 0 or L == 1. */
 double layers_lambda(long i, long L, double alpha, double beta);

@@ -36,10 +36,26 @@ struct tensor {
 	unsigned unit_in;  /* bytes per unit in every input */
 	unsigned unit_out; /* bytes per unit in the output */
 	uint64_t out_off;  /* offset in the output's data buffer */
-	long block;        /* -1 outside the blocks */
+	long block;        /* -1 outside the blocks; else the index in its stack */
+	int stack;         /* index into the layout's stacks, -1 outside */
 	double lambda;     /* the exact scale of this tensor */
 	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
 	struct tensor_src *in; /* ninputs entries: 0 is the base */
+};
+
+/*
+ * A stack of blocks (encoder.block, decoder.block, model.layers, ...) and
+ * the LiNeS ramp it is on: its block i gets
+ *     lambda = alpha + beta * (first + i) / (ramp - 1)
+ * Each stack is its own ramp by default (first 0, ramp L); --stacks joint
+ * puts every stack on one ramp of the model's largest depth, and
+ * --stack-order chains stacks that run one after the other.
+ */
+struct stack {
+	const char *name; /* owned by the base's checkpoint */
+	long L;           /* its blocks */
+	long first;
+	long ramp;
 };
 
 struct layout {
@@ -48,7 +64,9 @@ struct layout {
 	size_t nt;
 	struct tensor *t; /* output order (the base's storage order) */
 	uint64_t out_data_bytes;
-	long L; /* blocks */
+	long L; /* 1 + the largest block index of any stack */
+	size_t nstacks;
+	struct stack *stacks;
 };
 
 #endif

@@ -203,6 +203,121 @@ static int check_unsupported(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* The stack named name[0, len) of the base, or -1. */
+static int find_stack(const struct plan *p, const char *name, size_t len)
+{
+	const struct ckpt *b = p->in.ck[0];
+	for (size_t i = 0; i < b->nstacks; i++)
+		if (strlen(b->stacks[i].name) == len && !memcmp(b->stacks[i].name, name, len))
+			return (int)i;
+	return -1;
+}
+
+/* "A,B": the stacks of one ramp, in the order they run. */
+static int chain_stacks(struct plan *p, const char *order, struct lines_error *err)
+{
+	long total = 0;
+	int *chain = calloc(p->lay.nstacks ? p->lay.nstacks : 1, sizeof(*chain));
+	size_t n = 0;
+	int rc = 0;
+	RETURN_ERROR_IF(!chain, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (const char *s = order; rc == 0 && *s;) {
+		size_t len = strcspn(s, ",");
+		int k = find_stack(p, s, len);
+		if (k < 0)
+			rc = lines_errf(err, LINES_EUSAGE, p->in.names[0], NULL,
+			                "--stack-order: the base has no stack '%.*s' (lines inspect "
+			                "--layers lists them)",
+			                (int)len, s);
+		for (size_t j = 0; rc == 0 && j < n; j++)
+			if (chain[j] == k)
+				rc = lines_errf(err, LINES_EUSAGE, NULL, NULL,
+				                "--stack-order names stack '%.*s' twice", (int)len, s);
+		if (rc == 0) {
+			chain[n++] = k;
+			total += p->lay.stacks[k].L;
+		}
+		s += len;
+		if (*s == ',')
+			s++;
+	}
+	if (rc == 0 && n < 2)
+		rc = lines_errf(err, LINES_EUSAGE, NULL, NULL,
+		                "--stack-order chains two stacks or more ('A,B')");
+	for (size_t j = 0, first = 0; rc == 0 && j < n; j++) {
+		p->lay.stacks[chain[j]].first = (long)first;
+		p->lay.stacks[chain[j]].ramp = total;
+		first += (size_t)p->lay.stacks[chain[j]].L;
+	}
+	free(chain);
+	return rc;
+}
+
+/*
+ * LiNeS scales by depth: a model with no tensor in a block would get one
+ * global scale, which is not what was asked, so it is an error that says
+ * which names were seen; a stack of one block is on a ramp of one step.
+ */
+static int check_depth(struct plan *p, struct lines_error *err)
+{
+	const struct ckpt *b = p->in.ck[0];
+	char seen[400];
+	size_t len = 0, shown = 0, floats = 0;
+
+	for (size_t i = 0; i < p->lay.nstacks; i++)
+		if (p->lay.stacks[i].ramp == 1)
+			lines_logf(&p->o, LINES_LOG_WARN, b->path, NULL,
+			           "stack %s has a single block: LiNeS gives it alpha, with no ramp",
+			           p->lay.stacks[i].name);
+	if (p->lay.nstacks)
+		return 0;
+	seen[0] = '\0';
+	for (size_t i = 0; i < b->ntensors; i++) {
+		if (!dtype_mergeable(b->t[i].dtype))
+			continue;
+		if (shown < 4 && len + strlen(b->t[i].name) + 8 < sizeof(seen)) {
+			len += (size_t)snprintf(seen + len, sizeof(seen) - len, "%s%s", shown ? ", " : "",
+			                        b->t[i].name);
+			shown++;
+		}
+		floats++;
+	}
+	return lines_errf(err, LINES_EUSAGE, b->path, NULL,
+	                  "no tensor is in a block, so LiNeS cannot scale by depth (%zu tensors, "
+	                  "e.g. %s%s); give --layer-regex with the block index as its capture group "
+	                  "(and the stack as a first one), or merge without LiNeS (--lambda)",
+	                  floats, shown ? seen : "none", floats > shown ? ", ..." : "");
+}
+
+/*
+ * The stacks of the base and their ramps: each its own (L = 1 + its
+ * largest index, or --num-layers), one joint ramp over the model's
+ * largest depth (--stacks joint), or chained (--stack-order).
+ */
+int plan_stacks(struct plan *p, struct lines_error *err)
+{
+	const struct ckpt *b = p->in.ck[0];
+	const struct lines_layer_opts *lo = &p->o.layers;
+
+	RETURN_ERROR_IF(lo->joint && lo->stack_order, err, LINES_EUSAGE, NULL, NULL,
+	                "--stacks joint and --stack-order exclude each other");
+	p->lay.nstacks = b->nstacks;
+	p->lay.stacks = calloc(b->nstacks ? b->nstacks : 1, sizeof(*p->lay.stacks));
+	RETURN_ERROR_IF(!p->lay.stacks, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (size_t i = 0; i < b->nstacks; i++) {
+		struct stack *st = &p->lay.stacks[i];
+		st->name = b->stacks[i].name;
+		st->L = lo->num_layers ? lo->num_layers : b->stacks[i].num_layers;
+		st->first = 0;
+		st->ramp = lo->joint ? p->lay.L : st->L;
+	}
+	if (lo->stack_order)
+		FORWARD_IF_ERROR(chain_stacks(p, lo->stack_order, err));
+	if (p->o.lines)
+		FORWARD_IF_ERROR(check_depth(p, err));
+	return 0;
+}
+
 int plan_check_inputs(struct plan *p, struct lines_error *err)
 {
 	unsigned problems = 0;
@@ -214,6 +329,7 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 			RETURN_ERROR_IF(b->t[i].block >= L, err, LINES_EUSAGE, b->path, b->t[i].name,
 			                "block %ld is beyond --num-layers %ld", b->t[i].block, L);
 	p->lay.L = L;
+	FORWARD_IF_ERROR(plan_stacks(p, err));
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		problems += check_model(p, m);
 	RETURN_ERROR_IF(problems, err, LINES_EMISMATCH, NULL, NULL,
@@ -259,6 +375,7 @@ int plan_layout(struct plan *p, struct lines_error *err)
 		t->shape = bt->shape;
 		t->nelem = bt->nelem;
 		t->block = bt->block;
+		t->stack = bt->stack;
 		if (t->merge) {
 			/* a unit is a block of the element type (one element for
 			 * every type the kernels decode today) */
@@ -373,4 +490,5 @@ void plan_inputs_free(struct plan *p)
 		for (size_t i = 0; i < p->lay.nt; i++)
 			free(p->lay.t[i].in);
 	free(p->lay.t);
+	free(p->lay.stacks);
 }

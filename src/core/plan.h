@@ -57,6 +57,7 @@ struct plan {
 	const struct src_ops *src_ops; /* the chunk source the run uses */
 	uint64_t mem_bound;
 	struct lines_plan_info info;
+	struct lines_stack_info *stack_info; /* lay.nstacks */
 	const char *pass_names[PIPE_MAX_PASSES];
 	uint64_t pass_read[PIPE_MAX_PASSES];
 	unsigned char pass_optional[PIPE_MAX_PASSES]; /* has needed() */
@@ -75,6 +76,8 @@ int plan_open_inputs(struct plan *p, struct lines_error *err);
 /* Check the models against the base and what can be merged; every problem
  * is logged before the call fails. */
 int plan_check_inputs(struct plan *p, struct lines_error *err);
+/* The stacks of blocks and their LiNeS ramps (called by plan_check_inputs). */
+int plan_stacks(struct plan *p, struct lines_error *err);
 /* The output's tensors in the base's order, and the files they come from. */
 int plan_layout(struct plan *p, struct lines_error *err);
 /* Streams whose tensors are not in the base's order: spill or refuse. */

@@ -114,9 +114,28 @@ static void scale_section(struct report *r, json_t *root)
 		put(r, root, "lines", json_null());
 	}
 	put(r, root, "num_layers", json_integer(in->num_layers));
-	for (long i = 0; i < in->num_layers; i++)
-		push(r, blocks, num_if(known, in->lambda[i]));
-	put(r, root, "lambda_blocks", blocks);
+	if (in->lambda) {
+		for (long i = 0; i < in->num_layers; i++)
+			push(r, blocks, num_if(known, in->lambda[i]));
+		put(r, root, "lambda_blocks", blocks);
+	} else { /* no common ramp: see stacks */
+		json_decref(blocks);
+		put(r, root, "lambda_blocks", json_null());
+	}
+	json_t *stacks = json_array();
+	for (size_t k = 0; k < in->nstacks; k++) {
+		const struct lines_stack_info *st = &in->stacks[k];
+		json_t *e = json_object(), *lam = json_array();
+		put(r, e, "name", json_string(st->name));
+		put(r, e, "num_layers", json_integer(st->num_layers));
+		put(r, e, "first", json_integer(st->first));
+		put(r, e, "ramp", json_integer(st->ramp));
+		for (long i = 0; i < st->num_layers; i++)
+			push(r, lam, num_if(known, st->lambda[i]));
+		put(r, e, "lambda", lam);
+		push(r, stacks, e);
+	}
+	put(r, root, "stacks", stacks);
 	put(r, root, "lambda_outside", num_if(known, in->lambda_outside));
 	put(r, root, "norm_sum", num_if(r->ran && p->sc.have_norms, p->sc.norm_sum));
 	put(r, root, "norm_mtl", num_if(r->ran && p->sc.have_norms, p->sc.norm_mtl));
@@ -182,6 +201,7 @@ static void tensors_section(struct report *r, json_t *root)
 		put(r, t, "dtype", json_string(ti.dtype));
 		put(r, t, "shape", shape);
 		put(r, t, "block", ti.block < 0 ? json_null() : json_integer(ti.block));
+		put(r, t, "stack", ti.stack ? json_string(ti.stack) : json_null());
 		put(r, t, "merged", json_boolean(ti.is_float));
 		put(r, t, "lambda", num_if(ti.is_float && !isnan(lambda), lambda));
 		put(r, t, "bytes", u64(ti.nbytes));

@@ -109,6 +109,15 @@ static int build_header(struct plan *p, struct lines_error *err)
 	return plan_header(p, 0, p->lay.nt, &p->out.header, &p->out.header_len, err);
 }
 
+/* Every stack on the one ramp of L blocks (one stack, or --stacks joint). */
+static int common_ramp(const struct layout *lay)
+{
+	for (size_t k = 0; k < lay->nstacks; k++)
+		if (lay->stacks[k].first != 0 || lay->stacks[k].ramp != lay->L)
+			return 0;
+	return 1;
+}
+
 static void fill_info(struct plan *p)
 {
 	struct lines_plan_info *in = &p->info;
@@ -120,7 +129,17 @@ static void fill_info(struct plan *p)
 	in->alpha_known = p->sc.alpha_known;
 	in->alpha = p->o.lines && p->sc.alpha_known ? p->sc.alpha : NAN;
 	in->beta = p->o.lines && p->sc.alpha_known ? p->sc.beta : NAN;
-	in->lambda = p->sc.lambda_layer;
+	in->lambda = common_ramp(&p->lay) ? p->sc.lambda_layer : NULL;
+	in->nstacks = p->lay.nstacks;
+	in->stacks = p->stack_info;
+	for (size_t k = 0, at = 0; k < p->lay.nstacks; at += (size_t)p->lay.stacks[k++].L) {
+		struct lines_stack_info *si = &p->stack_info[k];
+		si->name = p->lay.stacks[k].name;
+		si->num_layers = p->lay.stacks[k].L;
+		si->first = p->lay.stacks[k].first;
+		si->ramp = p->lay.stacks[k].ramp;
+		si->lambda = p->sc.lambda_stacks + at;
+	}
 	in->lambda_outside = p->sc.lambda_outside;
 	in->norm_sum = p->sc.have_norms ? p->sc.norm_sum : 0;
 	in->norm_mtl = p->sc.have_norms ? p->sc.norm_mtl : 0;
@@ -310,6 +329,10 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = size_pipeline(p, err)) < 0 ||
 	    (rc = build_header(p, err)) < 0)
 		goto fail;
+	if (!(p->stack_info = calloc(p->lay.nstacks ? p->lay.nstacks : 1, sizeof(*p->stack_info)))) {
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		goto fail;
+	}
 	fill_info(p);
 	*out = lp;
 	return 0;
@@ -335,6 +358,7 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 	info->nelem = t->nelem;
 	info->nbytes = t->units * t->unit_out;
 	info->block = t->block;
+	info->stack = t->stack >= 0 ? lp->p.lay.stacks[t->stack].name : NULL;
 	if (lambda)
 		*lambda = lp->p.sc.alpha_known ? t->lambda : NAN;
 }
@@ -458,6 +482,7 @@ void lines_plan_free(struct lines_plan *lp)
 	free(p->check.warned);
 	output_free(&p->out);
 	scales_free(&p->sc);
+	free(p->stack_info);
 	layers_free(&p->layers);
 	free(lp);
 }

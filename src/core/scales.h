@@ -22,7 +22,8 @@ struct scales {
 
 	int alpha_known;
 	double alpha, beta;
-	double *lambda_layer; /* L entries */
+	double *lambda_layer; /* L entries: the joint ramp, or the one stack's */
+	double *lambda_stacks; /* the stacks' L entries each, one after the other */
 	double lambda_outside;
 	/* set when a pass measures alpha: the header then writes alpha with a
 	 * fixed width, so the header the plan announces has its final length */
@@ -38,6 +39,11 @@ void scales_free(struct scales *sc);
 
 /* Set alpha, beta and every tensor's lambda. */
 void scales_set_alpha(struct scales *sc, double alpha);
+
+/* Set an automatic alpha: as scales_set_alpha(), with a warning when it
+ * leaves no depth scaling (alpha >= 1 with the default beta) or is far
+ * outside (0, 1]. */
+void scales_auto_alpha(struct scales *sc, double alpha);
 
 /*
  * After a pass measured the norms: record them and, with automatic alpha,

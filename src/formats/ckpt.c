@@ -154,6 +154,30 @@ static int cmp_name(const void *a, const void *b)
 	return strcmp(x->name, y->name);
 }
 
+/* The stack called name[0, len) (added when new), with block in it. */
+static int stack_of(struct ckpt *c, const char *name, size_t len, long block,
+                    struct lines_error *err)
+{
+	size_t i;
+	for (i = 0; i < c->nstacks; i++)
+		if (strlen(c->stacks[i].name) == len && !memcmp(c->stacks[i].name, name, len))
+			break;
+	if (i == c->nstacks) {
+		struct ckpt_stack *s = realloc(c->stacks, (c->nstacks + 1) * sizeof(*s));
+		RETURN_ERROR_IF(!s, err, LINES_ENOMEM, c->path, NULL, "out of memory");
+		c->stacks = s;
+		s[i].name = malloc(len + 1);
+		RETURN_ERROR_IF(!s[i].name, err, LINES_ENOMEM, c->path, NULL, "out of memory");
+		memcpy(s[i].name, name, len);
+		s[i].name[len] = '\0';
+		s[i].num_layers = 0;
+		c->nstacks++;
+	}
+	if (block + 1 > c->stacks[i].num_layers)
+		c->stacks[i].num_layers = block + 1;
+	return (int)i;
+}
+
 static int build_index(struct ckpt *c, const struct layers *ly, struct lines_error *err)
 {
 	size_t n = 0;
@@ -177,16 +201,19 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 			t->file = (unsigned)f;
 			t->off = e->off;
 			t->nbytes = e->nbytes;
+			t->block = -1;
+			t->stack = -1;
 			if (ly) {
-				int rc = layers_index(ly, t->name, &t->block, err);
+				size_t so, sl;
+				int rc = layers_index(ly, t->name, &t->block, &so, &sl, err);
+				if (rc == 0 && t->block >= 0)
+					rc = t->stack = stack_of(c, t->name + so, sl, t->block, err);
 				if (rc < 0) {
 					if (err)
 						snprintf(err->file, sizeof(err->file), "%s",
 						         c->files[f].path);
 					return rc;
 				}
-			} else {
-				t->block = -1;
 			}
 			if (t->block + 1 > c->num_layers)
 				c->num_layers = t->block + 1;
@@ -407,6 +434,9 @@ void ckpt_close(struct ckpt *c)
 	free(c->files);
 	free(c->t);
 	free(c->by_name);
+	for (size_t i = 0; i < c->nstacks; i++)
+		free(c->stacks[i].name);
+	free(c->stacks);
 	free(c->path);
 	free(c);
 }

@@ -84,6 +84,14 @@ struct ckpt_tensor {
 	uint64_t off;   /* absolute offset of the data in that file */
 	uint64_t nbytes;
 	long block;     /* -1 outside the blocks */
+	int stack;      /* index into stacks, -1 outside the blocks */
+};
+
+/* A stack of blocks: the name before the block index (encoder.block,
+ * decoder.block, model.layers, ...), and 1 + its largest index. */
+struct ckpt_stack {
+	char *name;
+	long num_layers;
 };
 
 struct ckpt {
@@ -94,6 +102,8 @@ struct ckpt {
 	struct ckpt_tensor *t; /* storage order: file by file, by offset */
 	size_t *by_name;       /* indices into t, sorted by name */
 	long num_layers;       /* 1 + largest block index, 0 if none */
+	size_t nstacks;        /* in the order they first appear */
+	struct ckpt_stack *stacks;
 	uint64_t data_bytes;
 	uint64_t header_bytes;
 };

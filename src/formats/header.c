@@ -45,9 +45,13 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	struct st_kv *meta = calloc(cap, sizeof(*meta));
 	char (*vals)[64] = calloc(HEADER_VALUES, sizeof(*vals));
 	char *weights = calloc((size_t)p->lay.nmodels * 26 + 1, 1);
+	size_t stacks_cap = 1;
+	for (size_t k = 0; k < p->lay.nstacks; k++)
+		stacks_cap += strlen(p->lay.stacks[k].name) + 64;
+	char *stacks = p->lay.nstacks > 1 ? calloc(stacks_cap, 1) : NULL;
 	int rc;
 
-	if (!ot || !meta || !vals || !weights) {
+	if (!ot || !meta || !vals || !weights || (p->lay.nstacks > 1 && !stacks)) {
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		goto out;
 	}
@@ -80,6 +84,19 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	META("lines.weights", weights);
 	snprintf(vals[nv], 64, "%ld", p->lay.L);
 	META("lines.num_layers", vals[nv++]);
+	if (p->lay.nstacks > 1) { /* NAME:L, first+ramp when chained or joint */
+		size_t len = 0;
+		for (size_t k = 0; k < p->lay.nstacks && stacks; k++) {
+			const struct stack *st = &p->lay.stacks[k];
+			len += (size_t)snprintf(stacks + len, stacks_cap - len, "%s%s:%ld", k ? "," : "",
+			                        st->name, st->L);
+			if (st->first || st->ramp != st->L)
+				len += (size_t)snprintf(stacks + len, stacks_cap - len, "@%ld/%ld", st->first,
+				                        st->ramp);
+		}
+		if (stacks)
+			META("lines.stacks", stacks);
+	}
 	/* Values measured by a norm pass are written with a fixed width, so
 	 * the header the plan announces has the length of the one written. */
 	void (*fmt_late)(char *, size_t, double) = p->sc.measured ? fmt_fixed : lines_fmt_double;
@@ -111,5 +128,6 @@ out:
 	free(meta);
 	free(vals);
 	free(weights);
+	free(stacks);
 	return rc;
 }

@@ -107,7 +107,7 @@ static int linear_setup(struct merge_ctx *p, struct lines_error *err)
 	if (o->lines && o->alpha_auto && p->equal_weights) {
 		RETURN_ERROR_IF(!mean && p->w[0] == 0.0, err, LINES_EUSAGE, NULL, NULL,
 		                "with zero weights alpha cannot be set automatically; give --alpha");
-		scales_set_alpha(p->sc, mean ? 1.0 : 1.0 / ((double)p->nmodels * fabs(p->w[0])));
+		scales_auto_alpha(p->sc, mean ? 1.0 : 1.0 / ((double)p->nmodels * fabs(p->w[0])));
 	}
 	RETURN_ERROR_IF(o->lines && !p->sc->alpha_known && p->single_pass, err, LINES_EUSAGE, NULL,
 	                NULL,

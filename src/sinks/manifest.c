@@ -103,6 +103,19 @@ int manifest_build(const struct plan *p, const struct manifest_file *mf, char **
 	json_object_set_new(run, "norm_sum", p->sc.have_norms ? json_real(p->sc.norm_sum) : json_null());
 	json_object_set_new(run, "norm_mtl", p->sc.have_norms ? json_real(p->sc.norm_mtl) : json_null());
 	json_object_set_new(run, "num_layers", json_integer(p->lay.L));
+	if (p->lay.nstacks > 1) { /* one stack (most models): as before stacks were known */
+		json_t *stacks = json_array();
+		for (size_t k = 0; k < p->lay.nstacks; k++) {
+			const struct stack *st = &p->lay.stacks[k];
+			json_t *e = json_object();
+			json_object_set_new(e, "name", json_string(st->name));
+			json_object_set_new(e, "num_layers", json_integer(st->L));
+			json_object_set_new(e, "first", json_integer(st->first));
+			json_object_set_new(e, "ramp", json_integer(st->ramp));
+			json_array_append_new(stacks, e);
+		}
+		json_object_set_new(run, "stacks", stacks);
+	}
 	json_object_set_new(run, "dtype", p->o.dtype ? json_string(p->o.dtype) : json_null());
 	json_object_set_new(run, "zstd_level", p->out.zst ? json_integer(p->out.zstd_level) : json_null());
 	if (p->method->report) {
@@ -137,6 +150,9 @@ int manifest_build(const struct plan *p, const struct manifest_file *mf, char **
 		json_object_set_new(e, "offset", json_integer((json_int_t)(t->out_off - mf->off0)));
 		json_object_set_new(e, "bytes", json_integer((json_int_t)(t->units * t->unit_out)));
 		json_object_set_new(e, "block", t->block < 0 ? json_null() : json_integer(t->block));
+		if (p->lay.nstacks > 1)
+			json_object_set_new(e, "stack", t->stack < 0 ? json_null()
+			                                              : json_string(p->lay.stacks[t->stack].name));
 		json_object_set_new(e, "lambda", t->merge ? num_or_null(t->lambda) : json_null());
 		json_object_set_new(e, "xxh3_64", hex64(h));
 		if (p->method->report_tensor)
