@@ -1,10 +1,15 @@
 /*
  * gen-family.c -- write a deterministic family of models for the tests,
  * the demo and the benchmarks: a base model and N fine-tunes with the
- * tensor names of Llama, GPT-2, CLIP (visual tower) or T5.
+ * tensor names of Llama (llama, llama-tied, mixtral), GPT-2, CLIP (the
+ * visual tower: clip; both towers as Hugging Face names them: clip2), T5,
+ * Whisper, a VLM (a vision tower beside a language model), Flux, a
+ * diffusers transformer, or names no block pattern knows (noblocks).
+ * Models of two stacks (t5, whisper, clip2, vlm, flux, diffusers) have L
+ * blocks in the first and L2 (--layers2, default L) in the second.
  *
- *   gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32
- *              --layers L (--hidden H | --size BYTES) [--vocab V]
+ *   gen-family --arch ARCH --dtype bf16|f16|f32
+ *              --layers L [--layers2 L2] (--hidden H | --size BYTES) [--vocab V]
  *              --models N --seed S --out DIR [--specials] [--int-differ]
  *              [--reverse] [--shards K] [--print-size]
  *
@@ -47,6 +52,7 @@ struct tensor {
 
 static struct tensor *T;
 static size_t g_many = 100000; /* --arch many: how many tensors (--tensors) */
+static long g_layers2; /* --layers2: the second stack's blocks (0: as many as the first) */
 static size_t nt, cap;
 
 static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, const char *fmt,
@@ -78,9 +84,21 @@ static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, c
 #define S2(a, b) ((const uint64_t[]){(a), (b)})
 #define S4(a, b, c, d) ((const uint64_t[]){(a), (b), (c), (d)})
 
+/* A pre-norm transformer block of the usual names under prefix. */
+static void block_std(const char *prefix, long i, uint64_t H, uint64_t F)
+{
+	add(K_NORM, i, 1, S1(H), "%s.%ld.self_attn_layer_norm.weight", prefix, i);
+	add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.self_attn.q_proj.weight", prefix, i);
+	add(K_BIAS, i, 1, S1(H), "%s.%ld.self_attn.q_proj.bias", prefix, i);
+	add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.self_attn.out_proj.weight", prefix, i);
+	add(K_WEIGHT, i, 2, S2(F, H), "%s.%ld.fc1.weight", prefix, i);
+	add(K_WEIGHT, i, 2, S2(H, F), "%s.%ld.fc2.weight", prefix, i);
+}
+
 static void build(const char *arch, long L, uint64_t H, uint64_t V)
 {
 	uint64_t F = 3 * H, P = 64;
+	long L2 = g_layers2 ? g_layers2 : L;
 	nt = 0;
 	if (!strcmp(arch, "llama")) {
 		add(K_EMBED, -1, 2, S2(V, H), "model.embed_tokens.weight");
@@ -159,7 +177,7 @@ static void build(const char *arch, long L, uint64_t H, uint64_t V)
 			add(K_NORM, i, 1, S1(H), "%s.%ld.layer.1.layer_norm.weight", e, i);
 		}
 		add(K_NORM, -1, 1, S1(H), "encoder.final_layer_norm.weight");
-		for (long i = 0; i < L; i++) {
+		for (long i = 0; i < L2; i++) {
 			const char *d = "decoder.block";
 			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.q.weight", d, i);
 			add(K_WEIGHT, i, 2, S2(H, H), "%s.%ld.layer.0.SelfAttention.o.weight", d, i);
@@ -173,12 +191,94 @@ static void build(const char *arch, long L, uint64_t H, uint64_t V)
 		}
 		add(K_NORM, -1, 1, S1(H), "decoder.final_layer_norm.weight");
 		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
+	} else if (!strcmp(arch, "whisper")) { /* encoder L, decoder L2 (distil-whisper: 32 + 2) */
+		add(K_WEIGHT, -1, 2, S2(H, 8), "model.encoder.conv1.weight");
+		add(K_EMBED, -1, 2, S2(P, H), "model.encoder.embed_positions.weight");
+		for (long i = 0; i < L; i++)
+			block_std("model.encoder.layers", i, H, F);
+		add(K_NORM, -1, 1, S1(H), "model.encoder.layer_norm.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "model.decoder.embed_tokens.weight");
+		for (long i = 0; i < L2; i++)
+			block_std("model.decoder.layers", i, H, F);
+		add(K_NORM, -1, 1, S1(H), "model.decoder.layer_norm.weight");
+	} else if (!strcmp(arch, "clip2")) { /* Hugging Face CLIP: vision L, text L2 */
+		add(K_EMBED, -1, 2, S2(P + 1, H), "vision_model.embeddings.position_embedding.weight");
+		add(K_POS_I64, -1, 2, S2(1, P + 1), "vision_model.embeddings.position_ids");
+		for (long i = 0; i < L; i++)
+			block_std("vision_model.encoder.layers", i, H, F);
+		add(K_NORM, -1, 1, S1(H), "vision_model.post_layernorm.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "text_model.embeddings.token_embedding.weight");
+		for (long i = 0; i < L2; i++)
+			block_std("text_model.encoder.layers", i, H, F);
+		add(K_NORM, -1, 1, S1(H), "text_model.final_layer_norm.weight");
+		add(K_WEIGHT, -1, 2, S2(H, H), "visual_projection.weight");
+		add(K_WEIGHT, -1, 2, S2(H, H), "text_projection.weight");
+	} else if (!strcmp(arch, "vlm")) { /* a vision tower of L2 beside a language model of L */
+		for (long i = 0; i < L2; i++)
+			block_std("model.vision_tower.vision_model.encoder.layers", i, H, F);
+		add(K_WEIGHT, -1, 2, S2(H, H), "model.multi_modal_projector.linear_1.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "model.language_model.embed_tokens.weight");
+		for (long i = 0; i < L; i++)
+			block_std("model.language_model.layers", i, H, F);
+		add(K_NORM, -1, 1, S1(H), "model.language_model.norm.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
+	} else if (!strcmp(arch, "flux")) { /* L double blocks, then L2 single blocks */
+		add(K_WEIGHT, -1, 2, S2(H, 64), "img_in.weight");
+		add(K_WEIGHT, -1, 2, S2(H, H), "txt_in.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_WEIGHT, i, 2, S2(3 * H, H), "double_blocks.%ld.img_attn.qkv.weight", i);
+			add(K_WEIGHT, i, 2, S2(3 * H, H), "double_blocks.%ld.txt_attn.qkv.weight", i);
+			add(K_WEIGHT, i, 2, S2(F, H), "double_blocks.%ld.img_mlp.0.weight", i);
+		}
+		for (long i = 0; i < L2; i++) {
+			add(K_WEIGHT, i, 2, S2(3 * H + F, H), "single_blocks.%ld.linear1.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, H + F), "single_blocks.%ld.linear2.weight", i);
+		}
+		add(K_WEIGHT, -1, 2, S2(64, H), "final_layer.linear.weight");
+	} else if (!strcmp(arch, "diffusers")) { /* a diffusers transformer: L, then L2 single */
+		add(K_WEIGHT, -1, 2, S2(H, 64), "x_embedder.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_WEIGHT, i, 2, S2(H, H), "transformer_blocks.%ld.attn.to_q.weight", i);
+			add(K_WEIGHT, i, 2, S2(F, H), "transformer_blocks.%ld.ff.net.0.proj.weight", i);
+		}
+		for (long i = 0; i < L2; i++) {
+			add(K_WEIGHT, i, 2, S2(H, H), "single_transformer_blocks.%ld.attn.to_q.weight", i);
+			add(K_WEIGHT, i, 2, S2(F, H), "single_transformer_blocks.%ld.proj_mlp.weight", i);
+		}
+		add(K_WEIGHT, -1, 2, S2(64, H), "proj_out.weight");
+	} else if (!strcmp(arch, "mixtral")) { /* 4 experts a block: the expert index is not a block */
+		add(K_EMBED, -1, 2, S2(V, H), "model.embed_tokens.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_NORM, i, 1, S1(H), "model.layers.%ld.input_layernorm.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, H), "model.layers.%ld.self_attn.q_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(4, H), "model.layers.%ld.block_sparse_moe.gate.weight", i);
+			for (int e = 0; e < 4; e++) {
+				add(K_WEIGHT, i, 2, S2(F, H), "model.layers.%ld.block_sparse_moe.experts.%d.w1.weight", i, e);
+				add(K_WEIGHT, i, 2, S2(H, F), "model.layers.%ld.block_sparse_moe.experts.%d.w2.weight", i, e);
+			}
+		}
+		add(K_NORM, -1, 1, S1(H), "model.norm.weight");
+		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
+	} else if (!strcmp(arch, "llama-tied")) { /* tied embeddings: no lm_head */
+		add(K_EMBED, -1, 2, S2(V, H), "model.embed_tokens.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_NORM, i, 1, S1(H), "model.layers.%ld.input_layernorm.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, H), "model.layers.%ld.self_attn.q_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(F, H), "model.layers.%ld.mlp.up_proj.weight", i);
+			add(K_WEIGHT, i, 2, S2(H, F), "model.layers.%ld.mlp.down_proj.weight", i);
+		}
+		add(K_NORM, -1, 1, S1(H), "model.norm.weight");
+	} else if (!strcmp(arch, "noblocks")) { /* names no pattern knows (a UNet-like stem) */
+		for (long i = 0; i < L; i++)
+			add(K_WEIGHT, -1, 2, S2(H, H), "stage%ld.conv.weight", i);
 	} else if (!strcmp(arch, "many")) {
 		/* a header with very many small tensors (g_many of them) */
 		for (size_t i = 0; i < g_many; i++)
 			add(K_WEIGHT, (long)(i % (size_t)L), 1, S1(H), "blk.%ld.t%zu.weight", (long)(i % (size_t)L), i);
 	} else {
-		fprintf(stderr, "gen-family: unknown --arch '%s' (llama, gpt2, clip, t5, many)\n", arch);
+		fprintf(stderr, "gen-family: unknown --arch '%s' (llama, gpt2, clip, t5, whisper, clip2, "
+		                "vlm, flux, diffusers, mixtral, llama-tied, noblocks, many)\n",
+		        arch);
 		exit(2);
 	}
 }
@@ -425,7 +525,7 @@ static void write_sharded(const char *dir, unsigned model, uint64_t seed, enum f
 static void usage(void)
 {
 	fprintf(stderr,
-	        "usage: gen-family --arch llama|gpt2|clip|t5 --dtype bf16|f16|f32 --layers L\n"
+	        "usage: gen-family --arch ARCH --dtype bf16|f16|f32 --layers L [--layers2 L2]\n"
 	        "                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
 	        "                  --out DIR [--specials] [--int-differ] [--reverse] [--print-size]\n");
 	exit(2);
@@ -443,6 +543,7 @@ int main(int argc, char **argv)
 		{"reverse", no_argument, NULL, 'r'},
 		{"shards", required_argument, NULL, 'k'},
 		{"tensors", required_argument, NULL, 'T'},
+		{"layers2", required_argument, NULL, 'L'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *arch = "llama", *out = NULL;
@@ -483,6 +584,7 @@ int main(int argc, char **argv)
 		case 'r': g_reverse = 1; break;
 		case 'k': shards = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': g_many = strtoul(optarg, NULL, 10); break;
+		case 'L': g_layers2 = strtol(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}

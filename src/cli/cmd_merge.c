@@ -459,8 +459,12 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	/* cli_printable() has one buffer: one call per printf */
 	printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
 	printf(" -> %s\n", strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
-	printf("  tensors: %zu (%zu merged, %zu copied from the base), blocks: %ld\n",
+	printf("  tensors: %zu (%zu merged, %zu copied from the base), blocks: %ld",
 	       in->ntensors, in->nfloat, in->ntensors - in->nfloat, in->num_layers);
+	for (size_t k = 0; in->nstacks > 1 && k < in->nstacks; k++)
+		printf("%s%s %ld%s", k ? ", " : " (", in->stacks[k].name, in->stacks[k].num_layers,
+		       k + 1 == in->nstacks ? ")" : "");
+	putchar('\n');
 	print_scaling(stdout, mc, in);
 	printf("  passes:\n");
 	for (unsigned i = 0; i < in->npasses; i++) {
