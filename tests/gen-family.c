@@ -4,7 +4,8 @@
  * tensor names of Llama (llama, llama-tied, mixtral), GPT-2, CLIP (the
  * visual tower: clip; both towers as Hugging Face names them: clip2), T5,
  * Whisper, a VLM (a vision tower beside a language model), Flux, a
- * diffusers transformer, or names no block pattern knows (noblocks).
+ * diffusers transformer, a GPTQ checkpoint (gptq: integer tensors), or
+ * names no block pattern knows (noblocks).
  * Models of two stacks (t5, whisper, clip2, vlm, flux, diffusers) have L
  * blocks in the first and L2 (--layers2, default L) in the second.
  *
@@ -268,6 +269,16 @@ static void build(const char *arch, long L, uint64_t H, uint64_t V)
 			add(K_WEIGHT, i, 2, S2(H, F), "model.layers.%ld.mlp.down_proj.weight", i);
 		}
 		add(K_NORM, -1, 1, S1(H), "model.norm.weight");
+	} else if (!strcmp(arch, "gptq")) { /* a GPTQ checkpoint: packed integers and scales */
+		add(K_EMBED, -1, 2, S2(V, H), "model.embed_tokens.weight");
+		for (long i = 0; i < L; i++) {
+			add(K_NORM, i, 1, S1(H), "model.layers.%ld.input_layernorm.weight", i);
+			add(K_POS_I64, i, 2, S2(H / 8, H), "model.layers.%ld.self_attn.q_proj.qweight", i);
+			add(K_POS_I64, i, 2, S2(1, H / 8), "model.layers.%ld.self_attn.q_proj.qzeros", i);
+			add(K_WEIGHT, i, 2, S2(1, H), "model.layers.%ld.self_attn.q_proj.scales", i);
+			add(K_POS_I64, i, 1, S1(H), "model.layers.%ld.self_attn.q_proj.g_idx", i);
+		}
+		add(K_EMBED, -1, 2, S2(V, H), "lm_head.weight");
 	} else if (!strcmp(arch, "noblocks")) { /* names no pattern knows (a UNet-like stem) */
 		for (long i = 0; i < L; i++)
 			add(K_WEIGHT, -1, 2, S2(H, H), "stage%ld.conv.weight", i);
@@ -277,7 +288,7 @@ static void build(const char *arch, long L, uint64_t H, uint64_t V)
 			add(K_WEIGHT, (long)(i % (size_t)L), 1, S1(H), "blk.%ld.t%zu.weight", (long)(i % (size_t)L), i);
 	} else {
 		fprintf(stderr, "gen-family: unknown --arch '%s' (llama, gpt2, clip, t5, whisper, clip2, "
-		                "vlm, flux, diffusers, mixtral, llama-tied, noblocks, many)\n",
+		                "vlm, flux, diffusers, mixtral, llama-tied, gptq, noblocks, many)\n",
 		        arch);
 		exit(2);
 	}
@@ -441,7 +452,7 @@ static void write_part(const char *path, unsigned model, uint64_t seed, enum fdt
 				uint64_t i = i0 + j;
 				unsigned char *p = buf + j * es;
 				if (t->kind == K_POS_I64) {
-					int64_t v = (int64_t)i + (g_int_differ && model == 1 && i == 0);
+					int64_t v = (int64_t)i + (g_int_differ && model >= 1 && i == 0);
 					memcpy(p, &v, 8);
 				} else if (t->kind == K_MASK_BOOL) {
 					uint64_t P = t->shape[3];
@@ -522,12 +533,17 @@ static void write_sharded(const char *dir, unsigned model, uint64_t seed, enum f
 	free(cut);
 }
 
+static const char usage_text[] =
+	"usage: gen-family --arch ARCH --dtype bf16|f16|f32 --layers L [--layers2 L2]\n"
+	"                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
+	"                  --out DIR [--specials] [--int-differ] [--reverse] [--shards K]\n"
+	"                  [--tensors N] [--print-size]\n"
+	"ARCH: llama, llama-tied, mixtral, gpt2, clip, clip2, t5, whisper, vlm, flux,\n"
+	"      diffusers, gptq, noblocks, many\n";
+
 static void usage(void)
 {
-	fprintf(stderr,
-	        "usage: gen-family --arch ARCH --dtype bf16|f16|f32 --layers L [--layers2 L2]\n"
-	        "                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
-	        "                  --out DIR [--specials] [--int-differ] [--reverse] [--print-size]\n");
+	fputs(usage_text, stderr);
 	exit(2);
 }
 
@@ -544,6 +560,7 @@ int main(int argc, char **argv)
 		{"shards", required_argument, NULL, 'k'},
 		{"tensors", required_argument, NULL, 'T'},
 		{"layers2", required_argument, NULL, 'L'},
+		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	const char *arch = "llama", *out = NULL;
@@ -585,6 +602,7 @@ int main(int argc, char **argv)
 		case 'k': shards = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': g_many = strtoul(optarg, NULL, 10); break;
 		case 'L': g_layers2 = strtol(optarg, NULL, 10); break;
+		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage();
 		}
 	}

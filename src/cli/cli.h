@@ -34,6 +34,9 @@ extern int cli_verbose;
 void cli_msg(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Print a usage error, a hint to --help, and return CLI_EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* getopt_long() said '?' (an unknown option) or ':' (a missing value; the
+ * option string starts with ':'): one message, ours (opterr is 0). */
+int cli_bad_option(const char *cmd, int c, char **argv);
 /* Print "lines: FILE: TENSOR: msg" for a library error; return the exit status. */
 int cli_report(const struct lines_error *err);
 /* The log callback for the library. */

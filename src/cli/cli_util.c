@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -41,6 +42,16 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	fprintf(stderr, "\nTry 'lines %s%s--help' for more information.\n", cmd ? cmd : "",
 	        cmd ? " " : "");
 	return CLI_EXIT_USAGE;
+}
+
+int cli_bad_option(const char *cmd, int c, char **argv)
+{
+	const char *arg = optind > 0 ? argv[optind - 1] : "";
+	if (c == ':')
+		return cli_usage_error(cmd, "option '%s' needs a value", arg);
+	if (optopt && optopt != '?')
+		return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+	return cli_usage_error(cmd, "unknown option '%s'", arg);
 }
 
 const char *cli_printable(const char *s)
@@ -114,8 +125,9 @@ void cli_progress(void *ctx, const struct lines_progress *p)
 		unsigned s = (unsigned)((double)(p->total - p->done) / rate);
 		snprintf(eta, sizeof(eta), "  ETA %u:%02u", s / 60, s % 60);
 	}
-	fprintf(stderr, "\r\033[K%s [%u/%u]  %s / %s  %.2f GB/s%s", p->pass, p->pass_index,
-	        p->pass_count, done, total, rate / 1e9, eta);
+	fprintf(stderr, "\r\033[K%s [%u/%u]  %s / %s  %.*f %s%s", p->pass, p->pass_index,
+	        p->pass_count, done, total, rate >= 1e9 ? 2 : 1, rate >= 1e9 ? rate / 1e9 : rate / 1e6,
+	        rate >= 1e9 ? "GB/s" : "MB/s", eta);
 	fflush(stderr);
 	progress_shown = 1;
 }
@@ -198,10 +210,19 @@ int cli_parse_u64(const char *cmd, const char *opt, const char *s, uint64_t *out
 int cli_parse_double(const char *cmd, const char *opt, const char *s, double *out)
 {
 	char *end;
+	/* decimal only: strtod would also take 0x10, inf and nan */
+	if (strpbrk(s, "xXpPiInN")) {
+		cli_usage_error(cmd, "%s: '%s' is not a decimal number", opt, s);
+		return -1;
+	}
 	errno = 0;
 	*out = strtod(s, &end);
-	if (end == s || *end || errno || !isfinite(*out)) {
+	if (end == s || *end) {
 		cli_usage_error(cmd, "%s: '%s' is not a number", opt, s);
+		return -1;
+	}
+	if (errno == ERANGE || !isfinite(*out)) {
+		cli_usage_error(cmd, "%s: '%s' is out of range", opt, s);
 		return -1;
 	}
 	return 0;

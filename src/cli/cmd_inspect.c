@@ -281,7 +281,8 @@ int cmd_inspect(int argc, char **argv)
 	char hb[32], db[32];
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "qhb:", inspect_options, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":qhb:", inspect_options, NULL)) != -1) {
 		switch (c) {
 		case OPT_LAYERS: layers = 1; break;
 		case OPT_JSON: json = 1; break;
@@ -303,7 +304,7 @@ int cmd_inspect(int argc, char **argv)
 				return CLI_EXIT_USAGE;
 			break;
 		case 'h': help(); return CLI_EXIT_OK;
-		default: return cli_usage_error("inspect", "invalid option");
+		default: return cli_bad_option("inspect", c, argv);
 		}
 	}
 	if (norms) {
@@ -335,8 +336,8 @@ int cmd_inspect(int argc, char **argv)
 	long L = lines_model_num_layers(m);
 	cli_human(db, sizeof(db), lines_model_data_bytes(m));
 	cli_human(hb, sizeof(hb), lines_model_header_bytes(m));
-	printf("%s: %zu tensors, %s of data, %s of header, L = %ld blocks\n",
-	       cli_printable(argv[optind]), n, db, hb, L);
+	printf("%s: %zu tensor%s, %s of data, %s of header, L = %ld block%s\n",
+	       cli_printable(argv[optind]), n, n == 1 ? "" : "s", db, hb, L, L == 1 ? "" : "s");
 	for (size_t i = 0; i < lines_model_meta_count(m); i++) {
 		const char *k, *v;
 		lines_model_meta(m, i, &k, &v);

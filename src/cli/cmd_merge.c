@@ -24,6 +24,7 @@ enum {
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER,
+	OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -64,6 +65,29 @@ static const struct option merge_options[] = {
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
+
+static int takes_value(int c)
+{
+	for (const struct option *o = merge_options; o->name; o++)
+		if (o->val == c)
+			return o->has_arg == required_argument;
+	return 0;
+}
+
+/* "-b/--base" for 'b', "--alpha" for OPT_ALPHA. */
+static const char *option_name(int c)
+{
+	static char buf[64];
+	for (const struct option *o = merge_options; o->name; o++)
+		if (o->val == c) {
+			if (c < 256)
+				snprintf(buf, sizeof(buf), "-%c/--%s", c, o->name);
+			else
+				snprintf(buf, sizeof(buf), "--%s", o->name);
+			return buf;
+		}
+	return "an option";
+}
 
 static void merge_help(void)
 {
@@ -160,8 +184,14 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 	long l;
 	uint64_t sz;
 
+	unsigned char seen[OPT_COUNT] = {0};
+
 	optind = 0; /* GNU getopt: reinitialise (scale parses twice) */
-	while ((c = getopt_long(argc, argv, "b:m:w:o:j:qvnh", merge_options, NULL)) != -1) {
+	opterr = 0; /* one message, ours */
+	while ((c = getopt_long(argc, argv, ":b:m:w:o:j:qvnh", merge_options, NULL)) != -1) {
+		/* an option with a value given twice is a mistake, not "the last wins" */
+		if (c > 0 && c < OPT_COUNT && takes_value(c) && seen[c]++)
+			return cli_usage_error(mc->cmd, "%s given twice", option_name(c));
 		switch (c) {
 		case 'b': o->base = optarg; break;
 		case 'm':
@@ -298,7 +328,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				merge_help();
 			exit(CLI_EXIT_OK);
 		default:
-			return cli_usage_error(mc->cmd, "invalid option");
+			return cli_bad_option(mc->cmd, c, argv);
 		}
 	}
 	o->models = (const char *const *)(argv + optind);
@@ -477,8 +507,8 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(b, sizeof(b), in->memory_bound);
 	printf("  output: %llu bytes (%s)\n", (unsigned long long)in->output_bytes, a);
-	printf("  memory bound: %s (%u workers, %zu KiB chunks, %s reads, %s kernels)\n", b,
-	       in->jobs, in->chunk >> 10, in->io, in->kernels);
+	printf("  memory bound: %s (%u worker%s, %zu KiB chunks, %s reads, %s kernels)\n", b,
+	       in->jobs, in->jobs == 1 ? "" : "s", in->chunk >> 10, in->io, in->kernels);
 	if (cli_verbose) {
 		printf("  %-6s %-5s %-10s %s\n", "block", "dtype", "lambda", "tensor");
 		for (size_t i = 0; i < in->ntensors; i++) {

@@ -35,14 +35,15 @@ int cmd_verify(int argc, char **argv)
 	int c, rc = CLI_EXIT_OK;
 
 	optind = 0;
-	while ((c = getopt_long(argc, argv, "qvh", verify_options, NULL)) != -1) {
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":qvh", verify_options, NULL)) != -1) {
 		switch (c) {
 		case 'c': o.checksum_file = optarg; break;
 		case 'M': o.manifest_file = optarg; break;
 		case 'q': cli_quiet = 1; break;
 		case 'v': cli_verbose = 1; break;
 		case 'h': help(); return CLI_EXIT_OK;
-		default: return cli_usage_error("verify", "invalid option");
+		default: return cli_bad_option("verify", c, argv);
 		}
 	}
 	if (optind == argc)

@@ -43,6 +43,13 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return CLI_EXIT_USAGE;
 	}
+	if (!strcmp(argv[1], "help") && argc > 2) { /* lines help CMD: lines CMD --help */
+		char *args[] = {argv[2], "--help", NULL};
+		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+			if (!strcmp(argv[2], commands[i].name))
+				return commands[i].run(2, args);
+		return cli_usage_error(NULL, "'%s' is not a lines command", argv[2]);
+	}
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
 		usage(stdout);
 		return CLI_EXIT_OK;

@@ -293,14 +293,15 @@ static int check_reduce(const struct pipe_env *env, const struct pipe_job *job,
 	const struct tensor *t = &env->lay->t[job->tensor];
 	struct copy_check *cc = env->check;
 	for (unsigned m = 1; m <= env->lay->nmodels; m++) {
-		if (!job->part[m - 1] || cc->warned[job->tensor])
+		unsigned char *warned = &cc->warned[job->tensor * env->lay->nmodels + (m - 1)];
+		if (!job->part[m - 1] || *warned)
 			continue;
 		RETURN_ERROR_IF(cc->strict, err, LINES_EMISMATCH, cc->names[m], t->name,
 		                "%s tensor differs from the base's (--strict)", dtype_name(t->in_dt));
 		lines_logf(cc->log, LINES_LOG_WARN, cc->names[m], t->name,
 		           "%s tensor differs from the base's; the base's values are kept",
 		           dtype_name(t->in_dt));
-		cc->warned[job->tensor] = 1;
+		*warned = 1;
 	}
 	return 0;
 }

@@ -79,12 +79,12 @@ struct pass *passes_add_first(struct passes *ps);
 /*
  * The tensors that are copied from the base (not merged) are compared
  * with every model's as they are read: a difference is a warning, or
- * with strict an error, reported once per tensor.
+ * with strict an error, reported once per tensor and model.
  */
 struct copy_check {
 	int strict;
 	const char *const *names; /* ninputs: the inputs' paths, for messages */
-	unsigned char *warned;    /* nt: warned of this tensor already */
+	unsigned char *warned;    /* nt x nmodels: warned of this tensor and model already */
 	const struct lines_merge_opts *log; /* the log callback */
 };
 

@@ -16,6 +16,8 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "plan.h"
 #include "stream.h"
 
@@ -123,11 +125,12 @@ static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
 	return 1;
 }
 
-/* Compare one model with the base; log every difference; count them. */
-static unsigned check_model(struct plan *p, unsigned m)
+/* Compare one model with the base; log the differences, PLAN_LIST_MAX of
+ * each kind at most; count them all, and those listed. */
+static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 {
 	const struct ckpt *b = p->in.ck[0], *c = p->in.ck[m];
-	unsigned missing = 0, extra = 0, other = 0;
+	unsigned missing = 0, extra = 0, shape = 0, dtype = 0, other = 0;
 	char s1[256], s2[256];
 
 	for (size_t i = 0; i < b->ntensors; i++) {
@@ -136,33 +139,39 @@ static unsigned check_model(struct plan *p, unsigned m)
 		if (!ct) {
 			if (++missing <= PLAN_LIST_MAX)
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-				         "missing (the base has this tensor)");
+				           "missing (the base has this tensor)");
 			continue;
 		}
 		if (!same_shape(bt, ct)) {
+			if (++shape > PLAN_LIST_MAX)
+				continue;
 			fmt_shape(s1, sizeof(s1), ct->rank, ct->shape);
 			fmt_shape(s2, sizeof(s2), bt->rank, bt->shape);
 			if (is_vocab(bt, ct))
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-				         "shape %s differs from the base's %s: the vocabularies differ "
-				         "(%llu tokens, the base has %llu); a model with added tokens "
-				         "cannot be merged row by row, resize its embeddings first",
-				         s1, s2, (unsigned long long)ct->shape[0],
-				         (unsigned long long)bt->shape[0]);
+				           "shape %s differs from the base's %s: the vocabularies differ "
+				           "(%llu tokens, the base has %llu); a model with added tokens "
+				           "cannot be merged row by row, resize its embeddings first",
+				           s1, s2, (unsigned long long)ct->shape[0],
+				           (unsigned long long)bt->shape[0]);
 			else
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-				         "shape %s differs from the base's %s", s1, s2);
-			other++;
-		} else if (ct->dtype != bt->dtype) {
+				           "shape %s differs from the base's %s", s1, s2);
+		} else if (ct->dtype != bt->dtype && ++dtype <= PLAN_LIST_MAX) {
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-			         "dtype %s differs from the base's %s", dtype_name(ct->dtype),
-			         dtype_name(bt->dtype));
-			other++;
+			           "dtype %s differs from the base's %s", dtype_name(ct->dtype),
+			           dtype_name(bt->dtype));
 		}
 	}
 	if (missing > PLAN_LIST_MAX)
-		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "... %u tensors of the base are missing in all",
-		         missing);
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
+		           "... %u tensors of the base are missing in all", missing);
+	if (shape > PLAN_LIST_MAX)
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
+		           "... %u tensors have another shape in all", shape);
+	if (dtype > PLAN_LIST_MAX)
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
+		           "... %u tensors have another dtype in all", dtype);
 	for (size_t i = 0; i < c->ntensors; i++) {
 		const struct ckpt_tensor *ct = &c->t[i];
 		if (ckpt_find(b, ct->name))
@@ -171,14 +180,17 @@ static unsigned check_model(struct plan *p, unsigned m)
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, ct->name, "not in the base");
 	}
 	if (extra > PLAN_LIST_MAX)
-		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "... %u tensors are not in the base in all",
-		         extra);
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
+		           "... %u tensors are not in the base in all", extra);
 	if (c->num_layers != b->num_layers) {
-		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "has %ld blocks, the base has %ld",
-		         c->num_layers, b->num_layers);
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "has %ld block%s, the base has %ld",
+		           c->num_layers, c->num_layers == 1 ? "" : "s", b->num_layers);
 		other++;
 	}
-	return missing + extra + other;
+#define LISTED(n) ((n) < PLAN_LIST_MAX ? (n) : PLAN_LIST_MAX)
+	*listed += LISTED(missing) + LISTED(extra) + LISTED(shape) + LISTED(dtype) + other;
+#undef LISTED
+	return missing + extra + shape + dtype + other;
 }
 
 static int check_unsupported(struct plan *p, struct lines_error *err)
@@ -318,6 +330,120 @@ int plan_stacks(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* Tensor names that only integer-quantized checkpoints have. */
+static const char *quant_kind(const char *name)
+{
+	static const struct {
+		const char *suffix, *kind;
+	} q[] = {
+		{".qweight", "GPTQ/AWQ (qweight, qzeros, scales)"},
+		{".qzeros", "GPTQ/AWQ (qweight, qzeros, scales)"},
+		{".g_idx", "GPTQ (g_idx)"},
+		{".SCB", "bitsandbytes 8-bit (SCB)"},
+		{".weight_format", "bitsandbytes 8-bit (weight_format)"},
+		{".absmax", "bitsandbytes 4-bit (absmax)"},
+		{".quant_map", "bitsandbytes 4-bit (quant_map)"},
+		{".quant_state.bitsandbytes__nf4", "bitsandbytes NF4"},
+		{".quant_state.bitsandbytes__fp4", "bitsandbytes FP4"},
+	};
+	size_t n = strlen(name);
+	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
+		size_t k = strlen(q[i].suffix);
+		if (n >= k && !strcmp(name + n - k, q[i].suffix))
+			return q[i].kind;
+	}
+	return NULL;
+}
+
+/* The quant_method of DIR/config.json's quantization_config, in buf, or "". */
+static void config_quant(const char *dir, char *buf, size_t n)
+{
+	char path[4096];
+	json_t *root, *qc, *m;
+	buf[0] = '\0';
+	if (!dir || (size_t)snprintf(path, sizeof(path), "%s/config.json", dir) >= sizeof(path) ||
+	    !(root = json_load_file(path, 0, NULL)))
+		return;
+	qc = json_object_get(root, "quantization_config");
+	if (json_is_object(qc)) {
+		m = json_object_get(qc, "quant_method");
+		snprintf(buf, n, "%s", json_is_string(m) ? json_string_value(m) : "unknown");
+	}
+	json_decref(root);
+}
+
+/*
+ * Integer-quantized checkpoints (GPTQ, AWQ, bitsandbytes, or a config.json
+ * whose quantization_config names an integer scheme) would "merge" into an
+ * inconsistent model: refused up front, each input named. FP8 configs are
+ * the float8 tensors' business (check_unsupported).
+ */
+static int check_quantized(struct plan *p, struct lines_error *err)
+{
+	unsigned bad = 0;
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		const struct ckpt *c = p->in.ck[m];
+		const char *kind = NULL, *tensor = NULL;
+		char method[64], what[128];
+		for (size_t i = 0; i < c->ntensors && !kind; i++)
+			if ((kind = quant_kind(c->t[i].name)))
+				tensor = c->t[i].name;
+		config_quant(c->dir, method, sizeof(method));
+		if (!kind && method[0] && strcmp(method, "fp8") && strcmp(method, "compressed-tensors")) {
+			snprintf(what, sizeof(what), "%s (config.json: quantization_config)", method);
+			kind = what;
+		}
+		if (!kind)
+			continue;
+		bad++;
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, tensor,
+		           "quantized with %s: integer-quantized weights cannot be merged; "
+		           "dequantize the model first (to BF16 or F16)",
+		           kind);
+	}
+	RETURN_ERROR_IF(bad, err, LINES_EUNSUPPORTED, NULL, NULL,
+	                "%u quantized input%s (listed above)", bad, bad == 1 ? "" : "s");
+	return 0;
+}
+
+/* Two inputs that are the same bytes: the same files (through any path),
+ * or copies whose first bytes (header and the start of the data) agree. */
+static int same_input(const struct ckpt *a, const struct ckpt *b)
+{
+	int same_files = a->nfiles == b->nfiles;
+	for (size_t f = 0; same_files && f < a->nfiles; f++)
+		same_files = a->files[f].dev == b->files[f].dev && a->files[f].ino == b->files[f].ino;
+	if (same_files)
+		return 1;
+	if (a->nfiles != 1 || b->nfiles != 1 || a->files[0].zs || b->files[0].zs ||
+	    a->files[0].size != b->files[0].size)
+		return 0;
+	size_t n = a->files[0].size < 65536 ? (size_t)a->files[0].size : 65536;
+	unsigned char *x = malloc(2 * n + 1), *y = x ? x + n : NULL;
+	int same = x && full_pread(a->files[0].fd, x, n, 0) == 0 &&
+	           full_pread(b->files[0].fd, y, n, 0) == 0 && !memcmp(x, y, n);
+	free(x);
+	return same;
+}
+
+/* Likely mistakes that are still valid merges: warnings. */
+static void check_twice(struct plan *p)
+{
+	for (unsigned m = 1; m < p->in.ninputs; m++)
+		for (unsigned k = 0; k < m; k++) {
+			if (!same_input(p->in.ck[k], p->in.ck[m]))
+				continue;
+			if (k == 0)
+				lines_logf(&p->o, LINES_LOG_WARN, p->in.names[m], NULL,
+				           "is the base (the same file or the same bytes): its task vector "
+				           "is zero");
+			else
+				lines_logf(&p->o, LINES_LOG_WARN, p->in.names[m], NULL,
+				           "is the same model as %s: it is counted twice", p->in.names[k]);
+			break;
+		}
+}
+
 int plan_check_inputs(struct plan *p, struct lines_error *err)
 {
 	unsigned problems = 0;
@@ -328,13 +454,23 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 		for (size_t i = 0; i < b->ntensors; i++)
 			RETURN_ERROR_IF(b->t[i].block >= L, err, LINES_EUSAGE, b->path, b->t[i].name,
 			                "block %ld is beyond --num-layers %ld", b->t[i].block, L);
+	for (unsigned m = 0; m < p->in.ninputs; m++)
+		if (p->in.ck[m]->note[0])
+			lines_logf(&p->o, LINES_LOG_NOTE, p->in.ck[m]->path, NULL, "%s",
+			           p->in.ck[m]->note);
+	FORWARD_IF_ERROR(check_quantized(p, err));
+	check_twice(p);
 	p->lay.L = L;
 	FORWARD_IF_ERROR(plan_stacks(p, err));
+	unsigned listed = 0;
 	for (unsigned m = 1; m < p->in.ninputs; m++)
-		problems += check_model(p, m);
-	RETURN_ERROR_IF(problems, err, LINES_EMISMATCH, NULL, NULL,
+		problems += check_model(p, m, &listed);
+	RETURN_ERROR_IF(problems && listed == problems, err, LINES_EMISMATCH, NULL, NULL,
 	                "the models do not match the base (%u problem%s listed above)", problems,
 	                problems == 1 ? "" : "s");
+	RETURN_ERROR_IF(problems, err, LINES_EMISMATCH, NULL, NULL,
+	                "the models do not match the base (%u problems, %u of them listed above)",
+	                problems, listed);
 	return check_unsupported(p, err);
 }
 

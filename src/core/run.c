@@ -234,8 +234,8 @@ static int add_check(struct plan *p, struct lines_error *err)
 		any |= !p->lay.t[i].merge && p->lay.t[i].units;
 	if (!any)
 		return 0;
-	RETURN_ERROR_IF(!(p->check.warned = calloc(p->lay.nt, 1)), err, LINES_ENOMEM, NULL, NULL,
-	                "out of memory");
+	RETURN_ERROR_IF(!(p->check.warned = calloc(p->lay.nt, p->lay.nmodels)), err, LINES_ENOMEM,
+	                NULL, NULL, "out of memory");
 	if (p->passes.n > 1 && !p->passes.pass[0].writes) {
 		p->passes.pass[0].checks_copies = 1;
 		return 0;
@@ -402,6 +402,7 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
                       struct lines_error *err)
 {
 	int rc = 0;
+	unsigned skipped = 0;
 	for (unsigned i = 0; rc == 0 && i < p->passes.n; i++) {
 		struct pass *ps = &p->passes.pass[i];
 		RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
@@ -414,11 +415,14 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 			p->pass_skipped[i] = 1;
 			lines_logf(&p->o, LINES_LOG_INFO, NULL, NULL, "pass %u/%u (%s): not needed, skipped",
 			           i + 1, p->passes.n, ps->name);
+			skipped++;
 			continue;
 		}
 		if (ps->begin)
 			FORWARD_IF_ERROR(ps->begin(&p->ctx, err));
-		rc = pipe_run(&p->env, ps, i + 1, src, ps->writes ? out : NULL, err);
+		/* progress counts the passes that run: a skipped one is not one */
+		p->env.npasses = p->passes.n - skipped;
+		rc = pipe_run(&p->env, ps, i + 1 - skipped, src, ps->writes ? out : NULL, err);
 	}
 	return rc;
 }

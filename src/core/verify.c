@@ -102,7 +102,8 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		return lines_errno(err, errno, path, "cannot open");
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
 		close(fd);
-		return lines_errf(err, LINES_EUNSUPPORTED, path, NULL, "is not a regular file");
+		/* a directory, a device, a pipe: lines-verify(1) calls it a usage error */
+		return lines_errf(err, LINES_EUSAGE, path, NULL, "is not a regular file");
 	}
 	r->compressed = ends_with(path, ".zst");
 
@@ -162,7 +163,8 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	                    &e) < 0 ||
 	    !(json = malloc(n ? (size_t)n : 1)) || zs_read(z, json, (size_t)n, &e) < 0 ||
 	    st_parse(json, n, r->compressed ? UINT64_MAX : (uint64_t)st.st_size, &h, path, &e) < 0) {
-		problem(&v, e.tensor[0] ? e.tensor : NULL, "header: %s", e.msg);
+		problem(&v, e.tensor[0] ? e.tensor : NULL, "%s%s",
+		        strncmp(e.msg, "header", 6) ? "header: " : "", e.msg);
 		broken = 1;
 	} else {
 		uint64_t hh;

@@ -338,10 +338,24 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 	}
 	if (json_is_object(meta) && json_object_get(meta, "total_size")) {
 		json_t *ts = json_object_get(meta, "total_size");
-		uint64_t total = 0;
-		for (size_t i = 0; i < c->nfiles; i++)
+		uint64_t total = 0, files = 0;
+		double v = json_is_number(ts) ? json_number_value(ts) : -1.0;
+		for (size_t i = 0; i < c->nfiles; i++) {
 			total += c->files[i].data_end - c->files[i].data_start;
-		if (!json_is_integer(ts) || (uint64_t)json_integer_value(ts) != total) {
+			files += c->files[i].disk_size;
+		}
+		/* transformers ignores total_size; others write it as a float, or
+		 * as the size of the shard files (mlx-lm): taken, with a note */
+		if (json_is_real(ts) && v == (double)total)
+			snprintf(c->note, sizeof(c->note),
+			         "metadata.total_size is a float (%.17g); taken as %llu", v,
+			         (unsigned long long)total);
+		else if (v == (double)files && files != total)
+			snprintf(c->note, sizeof(c->note),
+			         "metadata.total_size %.17g is the size of the shard files, not of the "
+			         "tensors (%llu bytes), as mlx-lm writes it; accepted",
+			         v, (unsigned long long)total);
+		else if (!json_is_integer(ts) || (uint64_t)json_integer_value(ts) != total) {
 			rc = lines_errf(err, LINES_EFORMAT, index, NULL,
 			                "metadata.total_size is not %llu, the bytes of the tensors of its shards",
 			                (unsigned long long)total);
@@ -375,20 +389,30 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
 		ckpt_close(c);
 		return lines_errf(err, LINES_ENOMEM, path, NULL, "out of memory");
 	}
-	/* a directory: its index, or its single file */
+	/* a directory: its single file, or its index, as transformers looks
+	 * for them (model.safetensors first) */
 	if (strcmp(path, "-") && is_dir(path)) {
-		static const char *const names[] = {"model.safetensors.index.json", "model.safetensors"};
-		for (size_t i = 0; i < 2 && !found; i++) {
-			char *p = malloc(strlen(path) + strlen(names[i]) + 2);
+		static const char *const names[] = {"model.safetensors", "model.safetensors.index.json"};
+		int dl = (int)strlen(path);
+		while (dl > 1 && path[dl - 1] == '/') /* dir/ and dir name the same files */
+			dl--;
+		for (size_t i = 0; i < 2; i++) {
+			char *p = malloc((size_t)dl + strlen(names[i]) + 2);
 			struct stat st;
 			if (!p)
 				break;
-			sprintf(p, "%s/%s", path, names[i]);
-			if (stat(p, &st) == 0)
+			sprintf(p, "%.*s/%s", dl, path, names[i]);
+			if (stat(p, &st) == 0 && !found) {
 				found = p;
-			else
-				free(p);
+				continue;
+			}
+			if (stat(p, &st) == 0 && found)
+				snprintf(c->note, sizeof(c->note),
+				         "holds both model.safetensors and model.safetensors.index.json; "
+				         "reading model.safetensors, as transformers does");
+			free(p);
 		}
+		c->dir = strndup(path, (size_t)dl);
 		if (!found) {
 			ckpt_close(c);
 			return lines_errf(err, LINES_EFORMAT, path, NULL,
@@ -397,6 +421,11 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
 		path = found;
 	}
 	if (ends_with(path, ".index.json")) {
+		if (!c->dir) {
+			char *d = strdup(path);
+			c->dir = d ? strdup(dirname(d)) : NULL;
+			free(d);
+		}
 		rc = open_index(c, path, err);
 	} else {
 		c->files = calloc(1, sizeof(*c->files));
@@ -437,6 +466,7 @@ void ckpt_close(struct ckpt *c)
 	for (size_t i = 0; i < c->nstacks; i++)
 		free(c->stacks[i].name);
 	free(c->stacks);
+	free(c->dir);
 	free(c->path);
 	free(c);
 }

@@ -96,6 +96,8 @@ struct ckpt_stack {
 
 struct ckpt {
 	char *path;
+	char *dir;      /* a Hugging Face directory (given, or the index's), or NULL */
+	char note[512]; /* something worth telling about how it was read, or "" */
 	size_t nfiles;
 	struct ckpt_file *files;
 	size_t ntensors;

@@ -81,8 +81,11 @@ static char *carry_dir(const struct plan *p)
 	const char *b = p->o.base;
 	struct stat st;
 	size_t n = strlen(b);
-	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode))
-		return strdup(b);
+	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode)) {
+		while (n > 1 && b[n - 1] == '/') /* no dir//config.json in messages */
+			n--;
+		return strndup(b, n);
+	}
 	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
 		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
 		free(c);
@@ -90,8 +93,6 @@ static char *carry_dir(const struct plan *p)
 	}
 	return NULL;
 }
-
-
 
 /*
  * The output's companions: zstd when OUT ends in .zst; OUT.xxh128 (the

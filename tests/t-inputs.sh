@@ -1,0 +1,91 @@
+#!/bin/sh
+# t-inputs.sh -- inputs as users have them (issue 14): integer-quantized
+# checkpoints refused up front, likely mistakes (an option twice, the base
+# given as a model, a model twice, copied tensors that differ in several
+# models), index files as others write them, and the smaller defects seen
+# in use (verify on a directory, numbers, messages, help).
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/a" --arch llama --dtype bf16 --layers 3 --hidden 16 --models 2 --seed 4 >/dev/null 2>&1
+b=$tmp/a/base.safetensors
+m1=$tmp/a/ft1.safetensors
+m2=$tmp/a/ft2.safetensors
+o=$tmp/o.st
+
+# ---- 8: integer-quantized layouts ---------------------------------------------------
+family "$tmp/q" --arch gptq --dtype f16 --layers 2 --hidden 16 --models 1 --seed 4 >/dev/null 2>&1
+status 1 "a GPTQ checkpoint is refused" "$LINES" merge -b "$tmp/q/base.safetensors" -o "$o" "$tmp/q/ft1.safetensors"
+check "... naming what was found" sh -c "grep -q 'qweight' '$tmp/err' && grep -q 'dequantize' '$tmp/err'"
+check "... for each input" sh -c "test \$(grep -c 'quantized with' '$tmp/err') -eq 2"
+check "... and nothing is written" test ! -e "$o"
+family "$tmp/s" --arch llama --dtype bf16 --layers 2 --hidden 16 --models 1 --seed 4 --shards 1 >/dev/null 2>&1
+sed 's/^{/{"quantization_config": {"quant_method": "awq", "bits": 4}, /' "$tmp/s/ft1/config.json" >"$tmp/cfg" &&
+	mv "$tmp/cfg" "$tmp/s/ft1/config.json"
+status 1 "a model whose config.json names an integer scheme is refused" \
+	"$LINES" merge -b "$tmp/s/base" -o "$o" "$tmp/s/ft1"
+check "... naming the scheme" has "$tmp/err" "quantized with awq"
+sed 's/"awq"/"fp8"/' "$tmp/s/ft1/config.json" >"$tmp/cfg" && mv "$tmp/cfg" "$tmp/s/ft1/config.json"
+status 0 "an FP8 quantization_config is not an integer scheme" \
+	"$LINES" merge -q -b "$tmp/s/base" -o "$o" "$tmp/s/ft1"
+rm -f "$o"
+
+# ---- 10: likely mistakes ----------------------------------------------------------------
+for opt in "-b $b" "-o $o" "-m sum" "--alpha 0.5" "--lambda 1" "-w 1,1"; do
+	status 2 "${opt%% *} given twice is a usage error" "$LINES" merge $opt $opt -b "$b" -o "$o" "$m1" "$m2"
+done
+check "... that says so" has "$tmp/err" "given twice"
+status 0 "the base given as a model merges" "$LINES" merge -b "$b" -o "$o" "$m1" "$b"
+check "... with a warning" sh -c "grep 'warning' '$tmp/err' | grep -q 'is the base'"
+cp "$b" "$tmp/copy.st"
+status 0 "a copy of the base given as a model" "$LINES" merge -b "$b" -o "$o" "$m1" "$tmp/copy.st"
+check "... is recognized by its bytes" sh -c "grep 'warning' '$tmp/err' | grep -q 'is the base'"
+status 0 "the same model twice (through another path)" "$LINES" merge -b "$b" -o "$o" "$m1" "$tmp/a/../a/ft1.safetensors"
+check "... warns that it counts twice" sh -c "grep 'warning' '$tmp/err' | grep -q 'counted twice'"
+status 0 "two different models: no such warning" "$LINES" merge -b "$b" -o "$o" "$m1" "$m2"
+check "... (none)" sh -c "! grep -q 'counted twice\|is the base' '$tmp/err'"
+family "$tmp/i" --arch clip --dtype f32 --layers 2 --hidden 16 --models 2 --seed 1 --int-differ >/dev/null 2>&1
+status 0 "an I64 tensor that differs in two models" \
+	"$LINES" merge -b "$tmp/i/base.safetensors" -o "$o" "$tmp/i/ft1.safetensors" "$tmp/i/ft2.safetensors"
+check "... is a warning for every model" sh -c "grep 'differs from the base' '$tmp/err' | grep -q ft1 && grep 'differs from the base' '$tmp/err' | grep -q ft2"
+
+# ---- 14: index files as others write them ------------------------------------------------
+family "$tmp/x" --arch llama --dtype bf16 --layers 3 --hidden 16 --models 1 --seed 4 --shards 2 >/dev/null 2>&1
+ix=$tmp/x/ft1/model.safetensors.index.json
+total=$(sed -n 's/.*"total_size": *\([0-9]*\).*/\1/p' "$ix")
+sed "s/\"total_size\": *$total/\"total_size\": $total.0/" "$ix" >"$tmp/ix" && cp "$tmp/ix" "$ix"
+status 0 "an index whose total_size is a float" "$LINES" merge -v -b "$tmp/x/base" -o "$o" "$tmp/x/ft1"
+check "... is read, with a note" has "$tmp/err" "is a float"
+files=0
+for f in "$tmp"/x/ft1/*.safetensors; do files=$((files + $(stat -c %s "$f"))); done
+sed "s/\"total_size\": *[0-9.]*/\"total_size\": $files/" "$ix" >"$tmp/ix" && cp "$tmp/ix" "$ix"
+status 0 "an index whose total_size is the size of the files (mlx-lm)" "$LINES" merge -v -b "$tmp/x/base" -o "$o" "$tmp/x/ft1"
+check "... is read, with a note" has "$tmp/err" "size of the shard files"
+sed "s/\"total_size\": *[0-9.]*/\"total_size\": 12345/" "$ix" >"$tmp/ix" && cp "$tmp/ix" "$ix"
+status 1 "an index whose total_size is neither is still an error" "$LINES" merge -b "$tmp/x/base" -o "$o" "$tmp/x/ft1"
+family "$tmp/one" --arch llama --dtype bf16 --layers 1 --hidden 16 --models 1 --seed 4 >/dev/null 2>&1
+cp "$tmp/one/base.safetensors" "$tmp/x/ft1/model.safetensors"
+status 0 "a directory with both model.safetensors and an index" "$LINES" inspect --json "$tmp/x/ft1"
+jqok "... is read from model.safetensors (1 block), as transformers reads it" '.num_layers == 1'
+
+# ---- 15: smaller defects ----------------------------------------------------------------
+status 2 "lines verify on a directory is a usage error (exit 2)" "$LINES" verify "$tmp"
+status 2 "-w 0x10 is not taken as 16" "$LINES" merge -b "$b" -w 0x10,1 -o "$o" "$m1" "$m2"
+check "... it is not a decimal number" has "$tmp/err" "not a decimal number"
+status 2 "-w 1e400" "$LINES" merge -b "$b" -w 1e400,1 -o "$o" "$m1" "$m2"
+check "... is out of range, not 'not a number'" has "$tmp/err" "out of range"
+status 2 "an unknown option" "$LINES" merge --frobnicate -b "$b" -o "$o" "$m1"
+check "... gets one message, not getopt's and ours" sh -c "test \$(grep -c '^lines:' '$tmp/err') -eq 1 && grep -q frobnicate '$tmp/err'"
+status 0 "lines help merge" "$LINES" help merge
+check "... prints merge's help" has "$tmp/out" "usage: lines merge"
+status 0 "gen-family --help" "$GEN" --help
+check "... prints its usage" has "$tmp/out" "usage: gen-family"
+status 0 "-n with -j 1" "$LINES" merge -n -j 1 -b "$b" -o "$o" "$m1" "$m2"
+check "... says 1 worker, not 1 workers" sh -c "grep -q '(1 worker,' '$tmp/out'"
+status 0 "inspect a one-block model" "$LINES" inspect "$tmp/one/base.safetensors"
+check "... L = 1 block, not 1 blocks" has "$tmp/out" "L = 1 block"
+status 0 "a directory given with a trailing slash" "$LINES" merge -v -b "$tmp/s/base/" -o "$tmp/d/" "$tmp/s/ft1"
+check "... no double slash in what is said" sh -c "! grep -q '//' '$tmp/err'"
+printf '\010\000\000\000\000\000\000\000{"a": }' >"$tmp/bad.st"
+status 1 "lines verify on a header that is not JSON" "$LINES" verify "$tmp/bad.st"
+check "... does not say header twice" sh -c "! grep -q 'header: header' '$tmp/err' '$tmp/out'"
+done_testing
