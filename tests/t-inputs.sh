@@ -48,6 +48,18 @@ status 0 "an I64 tensor that differs in two models" \
 	"$LINES" merge -b "$tmp/i/base.safetensors" -o "$o" "$tmp/i/ft1.safetensors" "$tmp/i/ft2.safetensors"
 check "... is a warning for every model" sh -c "grep 'differs from the base' '$tmp/err' | grep -q ft1 && grep 'differs from the base' '$tmp/err' | grep -q ft2"
 
+# ---- 5: fine-tunes in other float dtypes (every element: t-math.c) ----------------------
+family "$tmp/m32" --arch llama --dtype f32 --layers 3 --hidden 16 --models 2 --seed 4 >/dev/null 2>&1
+family "$tmp/m16" --arch llama --dtype f16 --layers 3 --hidden 16 --models 2 --seed 4 >/dev/null 2>&1
+for m in ties dare; do
+	status 0 "$m: an F32 and an F16 fine-tune of a BF16 base" \
+		"$LINES" merge -q -m $m --lines -j 1 --io mmap -b "$b" -o "$tmp/$m-1.st" "$tmp/m32/ft1.safetensors" "$tmp/m16/ft2.safetensors"
+	"$LINES" merge -q -m $m --lines -j 2 --chunk 16K -b "$b" -o "$tmp/$m-2.st" "$tmp/m32/ft1.safetensors" "$tmp/m16/ft2.safetensors" 2>/dev/null
+	check "... the same bytes for any -j, --chunk and reader" cmp -s "$tmp/$m-1.st" "$tmp/$m-2.st"
+	"$LINES" inspect --json "$tmp/$m-1.st" >"$tmp/out" 2>/dev/null
+	jqok "... in the base's dtype" '[.tensor_list[] | select(.name | test("proj")) | .dtype] | all(. == "BF16")'
+done
+
 # ---- 14: index files as others write them ------------------------------------------------
 family "$tmp/x" --arch llama --dtype bf16 --layers 3 --hidden 16 --models 1 --seed 4 --shards 2 >/dev/null 2>&1
 ix=$tmp/x/ft1/model.safetensors.index.json

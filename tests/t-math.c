@@ -1,7 +1,8 @@
 /*
  * t-math.c -- every merged element against an independent float64
  * reference, for every method and option of lines merge and lines scale,
- * on generated Llama, GPT-2, CLIP and T5 families in BF16, F16 and F32.
+ * on generated Llama, GPT-2, CLIP and T5 families in BF16, F16 and F32,
+ * and on a family whose fine-tunes have other float dtypes than its base.
  *
  * The test runs the lines program, reads the inputs and the output with
  * its own reader (tutil.c), finds block indices with its own matcher and
@@ -326,6 +327,39 @@ int main(void)
 			for (int i = 0; i < N_MODELS; i++)
 				tu_model_free(&f.ft[i]);
 		}
+	/* Fine-tunes in another float dtype than the base (issue 14, item 5): a
+	 * BF16 base, an F32, an F16 and a BF16 fine-tune of the same values;
+	 * the output takes the base's dtype. */
+	{
+		static const char *const mdt[] = {"bf16", "f32", "f16"};
+		struct family f = {"llama", "mixed", "", {0}, {{0}}, 4};
+		char p[4400];
+		int loaded = 1;
+		snprintf(f.dir, sizeof(f.dir), "%s/mixed", tu_tmpdir());
+		loaded &= tu_run("mkdir -p '%s'", f.dir) == 0;
+		for (size_t d = 0; d < 3; d++)
+			loaded &= tu_run("'%s' --arch llama --dtype %s --layers 4 --hidden 32 --models %d "
+			                 "--seed 99 --specials --out '%s/%s'",
+			                 tu_gen(), mdt[d], N_MODELS, f.dir, mdt[d]) == 0;
+		/* base and ft3 BF16, ft1 F32, ft2 F16 */
+		loaded &= tu_run("cp '%s/bf16/base.safetensors' '%s/base.safetensors' && "
+		                 "cp '%s/f32/ft1.safetensors' '%s/ft1.safetensors' && "
+		                 "cp '%s/f16/ft2.safetensors' '%s/ft2.safetensors' && "
+		                 "cp '%s/bf16/ft3.safetensors' '%s/ft3.safetensors'",
+		                 f.dir, f.dir, f.dir, f.dir, f.dir, f.dir, f.dir, f.dir) == 0;
+		snprintf(p, sizeof(p), "%s/base.safetensors", f.dir);
+		loaded &= tu_model_load(&f.base, p) == 0;
+		for (int i = 0; i < N_MODELS; i++) {
+			snprintf(p, sizeof(p), "%s/ft%d.safetensors", f.dir, i + 1);
+			loaded &= tu_model_load(&f.ft[i], p) == 0;
+		}
+		if (ok(loaded, "a family of mixed dtypes (BF16 base; F32, F16, BF16 fine-tunes)"))
+			for (size_t s = 0; s < sizeof(scenarios) / sizeof(scenarios[0]); s++)
+				run_scenario(&f, &scenarios[s], 200 + (int)s);
+		tu_model_free(&f.base);
+		for (int i = 0; i < N_MODELS; i++)
+			tu_model_free(&f.ft[i]);
+	}
 	tu_cleanup();
 	return tap_done();
 }

@@ -16,10 +16,12 @@
 
 #include "internal.h"
 
-/* Where the data of one tensor is, in one input. */
+/* Where the data of one tensor is, in one input, and in what dtype. */
 struct tensor_src {
 	unsigned file; /* index into the run's table of every input file */
 	uint64_t off;
+	enum dtype dt; /* the input's dtype (a fine-tune may differ from the base) */
+	unsigned unit; /* bytes per unit in this input */
 };
 
 struct tensor {
@@ -27,13 +29,16 @@ struct tensor {
 	enum dtype in_dt;
 	enum dtype out_dt;
 	int merge; /* floating: merged; otherwise copied from the base */
+	/* the inputs' float dtypes differ: the pipeline decodes every input to
+	 * F32 before the method sees it, and in_dt is DT_F32, unit_in 4 */
+	int mixed;
 	unsigned rank;
 	const uint64_t *shape;
 	uint64_t nelem;
 	/* The pipeline walks a tensor in "units": elements for a merged
 	 * tensor, bytes for a copied one. */
 	uint64_t units;
-	unsigned unit_in;  /* bytes per unit in every input */
+	unsigned unit_in;  /* bytes per unit the method sees in every input */
 	unsigned unit_out; /* bytes per unit in the output */
 	uint64_t out_off;  /* offset in the output's data buffer */
 	long block;        /* -1 outside the blocks; else the index in its stack */

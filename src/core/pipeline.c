@@ -70,6 +70,7 @@ struct pipe {
 	size_t out_cap;  /* bytes of output per slot */
 	size_t part_cap; /* doubles of partial results per slot */
 	size_t span_cap; /* bytes per input span */
+	size_t widen_cap; /* bytes of F32 per input of a mixed-dtype job */
 };
 
 struct pass *passes_add(struct passes *ps)
@@ -105,11 +106,29 @@ uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t)
 	return step;
 }
 
+/* Bytes per unit of a tensor over every input (their dtypes may differ). */
+static uint64_t in_unit_sum(const struct layout *lay, const struct tensor *t)
+{
+	uint64_t s = 0;
+	for (unsigned m = 0; m < lay->ninputs; m++)
+		s += t->in[m].unit;
+	return s;
+}
+
+/* The largest bytes per unit of a tensor in any input. */
+static unsigned in_unit_max(const struct layout *lay, const struct tensor *t)
+{
+	unsigned u = 0;
+	for (unsigned m = 0; m < lay->ninputs; m++)
+		u = t->in[m].unit > u ? t->in[m].unit : u;
+	return u;
+}
+
 static void caps(const struct pipe_env *env, const struct pass *pass, size_t *out_cap,
-                 size_t *part_cap, size_t *span_cap)
+                 size_t *part_cap, size_t *span_cap, size_t *widen_cap)
 {
 	const struct layout *lay = env->lay;
-	uint64_t oc = 0, pc = 0, sc = 0;
+	uint64_t oc = 0, pc = 0, sc = 0, wc = 0;
 	for (size_t i = 0; i < lay->nt; i++) {
 		const struct tensor *t = &lay->t[i];
 		if (pass && !pass_wants(pass, env, i))
@@ -119,14 +138,17 @@ static void caps(const struct pipe_env *env, const struct pass *pass, size_t *ou
 			step = t->units;
 		if (step * t->unit_out > oc)
 			oc = step * t->unit_out;
-		if (step * t->unit_in > sc)
-			sc = step * t->unit_in;
+		if (step * in_unit_max(lay, t) > sc)
+			sc = step * in_unit_max(lay, t);
+		if (t->mixed && step * sizeof(float) > wc)
+			wc = step * sizeof(float);
 		uint64_t blocks = (step + KERN_BLOCK - 1) / KERN_BLOCK;
 		if (blocks > pc)
 			pc = blocks;
 	}
 	*out_cap = (size_t)oc;
 	*span_cap = (size_t)sc;
+	*widen_cap = (size_t)wc;
 	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
 	if (pass && (pass->checks_copies || (pass->writes && env->check_in_write)) &&
 	    *part_cap < lay->nmodels)
@@ -141,12 +163,12 @@ uint64_t pipe_memory(const struct pipe_env *env, const struct passes *ps,
 	const unsigned nin = env->lay->ninputs, jobs = env->jobs;
 	uint64_t total = 0;
 	for (unsigned i = 0; i < ps->n; i++) {
-		size_t oc, pc, sc;
+		size_t oc, pc, sc, wc;
 		const struct pass *pass = &ps->pass[i];
-		caps(env, pass, &oc, &pc, &sc);
+		caps(env, pass, &oc, &pc, &sc, &wc);
 		uint64_t m = (uint64_t)nslots_for(jobs) * (pass->writes ? oc : 0) +
 		             (uint64_t)nslots_for(jobs) * pc * sizeof(double) +
-		             (uint64_t)jobs * (pass->scratch +
+		             (uint64_t)jobs * (pass->scratch + (uint64_t)nin * wc +
 		                               (env->streams ? src_stream_worker_bytes(src, nin, sc, PIPE_DEPTH)
 		                                             : src->worker_bytes(nin, sc, PIPE_DEPTH)));
 		if (m > total)
@@ -179,7 +201,7 @@ static uint64_t count_jobs(const struct pipe_env *env, const struct pass *pass, 
 			continue;
 		uint64_t step = pipe_step(env, t);
 		n += (t->units + step - 1) / step;
-		*bytes += t->units * t->unit_in * lay->ninputs;
+		*bytes += t->units * in_unit_sum(lay, t);
 	}
 	return n;
 }
@@ -217,7 +239,7 @@ static int64_t claim(struct pipe *pp, int wait)
 	s->job.u0 = pp->it_unit;
 	s->job.u1 = t->units - pp->it_unit < step ? t->units : pp->it_unit + step;
 	s->job.nblocks = (unsigned)((s->job.u1 - s->job.u0 + KERN_BLOCK - 1) / KERN_BLOCK);
-	s->job.in_bytes = (s->job.u1 - s->job.u0) * t->unit_in * pp->env->lay->ninputs;
+	s->job.in_bytes = (s->job.u1 - s->job.u0) * in_unit_sum(pp->env->lay, t);
 	s->state = SLOT_BUSY;
 	pp->it_unit = s->job.u1;
 	return (int64_t)k;
@@ -249,9 +271,33 @@ struct worker {
 	pthread_t tid;
 	struct src_worker *sw;
 	void *scratch;
+	float *widen; /* ninputs x widen_cap bytes: a mixed job's inputs as F32 */
+	const unsigned char **wptrs; /* ninputs */
 	struct wjob j[PIPE_DEPTH];
 	int started;
 };
+
+/*
+ * A tensor whose inputs have different float dtypes (an F32 fine-tune of a
+ * BF16 base): every input is decoded to F32 (exactly; F64 rounds to
+ * nearest, as the kernels decode it), so the method sees one dtype.
+ */
+static const unsigned char **widen(struct worker *w, const struct tensor *t,
+                                   const struct pipe_job *job, const unsigned char **in)
+{
+	const struct pipe_env *env = w->pp->env;
+	size_t n = (size_t)(job->u1 - job->u0), stride = w->pp->widen_cap / sizeof(float);
+	for (unsigned m = 0; m < env->lay->ninputs; m++) {
+		if (t->in[m].dt == DT_F32) {
+			w->wptrs[m] = in[m];
+			continue;
+		}
+		float *dst = w->widen + m * stride;
+		env->k->decode(t->in[m].dt, in[m], dst, n);
+		w->wptrs[m] = (const unsigned char *)dst;
+	}
+	return w->wptrs;
+}
 
 static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 {
@@ -261,8 +307,8 @@ static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 
 	for (unsigned m = 0; m < pp->env->lay->ninputs; m++) {
 		j->spans[m].file = t->in[m].file;
-		j->spans[m].off = t->in[m].off + job->u0 * t->unit_in;
-		j->spans[m].len = (size_t)((job->u1 - job->u0) * t->unit_in);
+		j->spans[m].off = t->in[m].off + job->u0 * t->in[m].unit;
+		j->spans[m].len = (size_t)((job->u1 - job->u0) * t->in[m].unit);
 	}
 	j->batch.n = pp->env->lay->ninputs;
 	j->batch.seq = (uint64_t)j->k;
@@ -399,8 +445,9 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	bus_jmp = &jb;
 	rc = pp->src->ops->finish(w->sw, &j->batch, err);
 	if (rc == 0) {
-		job->in = j->ptrs;
-		if (pp->env->lay->t[job->tensor].merge)
+		const struct tensor *t = &pp->env->lay->t[job->tensor];
+		job->in = t->mixed ? widen(w, t, job, j->ptrs) : j->ptrs;
+		if (t->merge)
 			rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
 		else if (pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
@@ -534,7 +581,7 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 	pthread_cond_init(&pp->space, NULL);
 	pthread_condattr_destroy(&ca);
 
-	caps(pp->env, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap);
+	caps(pp->env, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap, &pp->widen_cap);
 	pp->nslots = nslots_for(pp->env->jobs);
 	pp->slots = calloc(pp->nslots, sizeof(*pp->slots));
 	RETURN_ERROR_IF(!pp->slots, err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -598,6 +645,13 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for scratch");
 			else if (pass->worker_end) /* it keeps results there: from zero */
 				memset(w->scratch, 0, sz);
+		}
+		if (rc == 0 && pp.widen_cap) {
+			size_t sz = ((size_t)lay->ninputs * pp.widen_cap + 63) & ~(size_t)63;
+			w->widen = aligned_alloc(64, sz);
+			w->wptrs = calloc(lay->ninputs, sizeof(*w->wptrs));
+			if (!w->widen || !w->wptrs)
+				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		}
 		for (unsigned d = 0; rc == 0 && d < PIPE_DEPTH; d++) {
 			w->j[d].batch.slot = d;
@@ -679,8 +733,11 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 	 * order), after every job was reduced */
 	for (unsigned i = 0; rc == 0 && pass->worker_end && i < nw; i++)
 		rc = pass->worker_end(env->ctx, ws[i].scratch, err);
-	for (unsigned i = 0; i < nw; i++)
+	for (unsigned i = 0; i < nw; i++) {
 		free(ws[i].scratch);
+		free(ws[i].widen);
+		free(ws[i].wptrs);
+	}
 	if (rc == 0) {
 		report(&pp, pass_index, done, total, t0);
 		if (pass->done)

@@ -14,6 +14,7 @@
 #include "source.h"
 
 struct merge_ctx;
+struct kern;
 
 /* One job: units [u0, u1) of one tensor. */
 struct pipe_job {
@@ -91,6 +92,7 @@ struct copy_check {
 /* What every pass of a run shares. */
 struct pipe_env {
 	const struct layout *lay;
+	const struct kern *k; /* decode, for tensors of mixed dtypes */
 	unsigned jobs;
 	size_t chunk;
 	int streams;        /* read through src_stream (the memory bound) */

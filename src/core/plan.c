@@ -157,7 +157,10 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 			else
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				           "shape %s differs from the base's %s", s1, s2);
-		} else if (ct->dtype != bt->dtype && ++dtype <= PLAN_LIST_MAX) {
+		} else if (ct->dtype != bt->dtype &&
+		           !(dtype_mergeable(ct->dtype) && dtype_mergeable(bt->dtype)) &&
+		           ++dtype <= PLAN_LIST_MAX) {
+			/* float dtypes may differ (merged in F32); others may not */
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 			           "dtype %s differs from the base's %s", dtype_name(ct->dtype),
 			           dtype_name(bt->dtype));
@@ -531,7 +534,14 @@ int plan_layout(struct plan *p, struct lines_error *err)
 			const struct ckpt_tensor *ct = m ? ckpt_find(p->in.ck[m], t->name) : bt;
 			t->in[m].file = fbase + ct->file;
 			t->in[m].off = ct->off;
+			t->in[m].dt = ct->dtype;
+			t->in[m].unit = t->merge ? dtype_table[ct->dtype].block_bytes : 1;
+			t->mixed |= t->merge && ct->dtype != bt->dtype;
 			fbase += (unsigned)p->in.ck[m]->nfiles;
+		}
+		if (t->mixed) { /* decoded to F32 for the method (pipeline.c) */
+			t->in_dt = DT_F32;
+			t->unit_in = dtype_size(DT_F32);
 		}
 	}
 	p->lay.out_data_bytes = off;

@@ -206,6 +206,7 @@ static void wire(struct plan *p)
 	p->check.names = p->in.names;
 	p->check.log = &p->o;
 	p->env.lay = &p->lay;
+	p->env.k = p->k;
 	p->env.streams = p->in.streams;
 	p->env.check = &p->check;
 	p->env.ctx = c;

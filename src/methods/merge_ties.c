@@ -534,6 +534,8 @@ struct sampler {
 	struct src_worker *w;        /* of the run's chunk source: one piece at a time */
 	struct src_span *span;       /* ninputs */
 	const unsigned char **ptr;   /* ninputs */
+	float *wide;                 /* ninputs x SAMPLE_PIECE: a mixed tensor's inputs as F32 */
+	const unsigned char **wptr;  /* ninputs */
 	float *bt, *tp;     /* tiles */
 	const uint32_t *below; /* nx: count the values under these, per piece */
 	uint32_t *cnt;      /* nx per piece so counted */
@@ -552,10 +554,11 @@ static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0
 	struct lines_error e;
 	const void *xs[SPEC_NX];
 	uint32_t *cnt = sm->below ? sm->cnt + sm->npc * ts->nx : NULL;
+	const unsigned char **in = sm->ptr;
 	for (unsigned m = 0; m < p->ninputs; m++) {
 		sm->span[m].file = t->in[m].file;
-		sm->span[m].off = t->in[m].off + u0 * t->unit_in;
-		sm->span[m].len = (size_t)((u1 - u0) * t->unit_in);
+		sm->span[m].off = t->in[m].off + u0 * t->in[m].unit;
+		sm->span[m].len = (size_t)((u1 - u0) * t->in[m].unit);
 	}
 	if (ops->start(sm->w, &b, &e) < 0)
 		return -1;
@@ -563,12 +566,19 @@ static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0
 		ops->release(sm->w, &b);
 		return -1;
 	}
+	if (t->mixed) { /* as the pipeline does: every input as F32 */
+		for (unsigned m = 0; m < p->ninputs; m++) {
+			float *dst = sm->wide + (size_t)m * SAMPLE_PIECE;
+			p->k->decode(t->in[m].dt, sm->ptr[m], dst, (size_t)(u1 - u0));
+			sm->wptr[m] = (const unsigned char *)dst;
+		}
+		in = sm->wptr;
+	}
 	for (uint64_t j0 = 0; j0 < u1 - u0; j0 += KERN_TILE) {
 		size_t nn = u1 - u0 - j0 < KERN_TILE ? (size_t)(u1 - u0 - j0) : KERN_TILE;
 		for (unsigned i = 0; i < ts->nx; i++)
-			xs[i] = sm->ptr[i + 1] + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, ts->nx, sm->ptr[0] + j0 * t->unit_in, p->w, nn, sm->bt,
-		          sm->tp);
+			xs[i] = in[i + 1] + j0 * t->unit_in;
+		ties_taus(p->k, t->in_dt, xs, ts->nx, in[0] + j0 * t->unit_in, p->w, nn, sm->bt, sm->tp);
 		for (unsigned i = 0; i < ts->nx; i++)
 			for (size_t j = 0; j < nn; j++) {
 				uint32_t a = ties_mag(sm->tp[(size_t)i * nn + j]);
@@ -640,11 +650,13 @@ static uint64_t sample(struct merge_ctx *p, uint64_t d, uint64_t k, int *whole, 
 	struct lines_error e;
 	sm.span = calloc(p->ninputs, sizeof(*sm.span));
 	sm.ptr = calloc(p->ninputs, sizeof(*sm.ptr));
+	sm.wptr = calloc(p->ninputs, sizeof(*sm.wptr));
+	sm.wide = malloc((size_t)p->ninputs * SAMPLE_PIECE * sizeof(float));
 	sm.bt = malloc(KERN_TILE * sizeof(float));
 	sm.tp = malloc((size_t)nx * KERN_TILE * sizeof(float));
 	sm.cnt = calloc((size_t)SAMPLE_PIECES * nx, sizeof(*sm.cnt));
 	sm.len = calloc(SAMPLE_PIECES, sizeof(*sm.len));
-	ok = sm.span && sm.ptr && sm.bt && sm.tp && sm.cnt && sm.len &&
+	ok = sm.span && sm.ptr && sm.wptr && sm.wide && sm.bt && sm.tp && sm.cnt && sm.len &&
 	     p->src->ops->worker_open(p->src, p->ninputs, (size_t)SAMPLE_PIECE * 8, 1, &sm.w, &e) == 0;
 	for (unsigned i = 0; i < nx; i++)
 		se[i] = 0.0;
@@ -693,7 +705,7 @@ static uint64_t sample(struct merge_ctx *p, uint64_t d, uint64_t k, int *whole, 
 	}
 	if (sm.w)
 		p->src->ops->worker_close(sm.w);
-	free(sm.span), free(sm.ptr), free(sm.bt), free(sm.tp), free(sm.cnt), free(sm.len);
+	free(sm.span), free(sm.ptr), free(sm.wptr), free(sm.wide), free(sm.bt), free(sm.tp), free(sm.cnt), free(sm.len);
 	*whole = all;
 	*pieces = all ? 0 : np;
 	return ok ? ns : 0;
