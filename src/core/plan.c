@@ -409,8 +409,22 @@ static int check_quantized(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* n bytes at off of two files are equal. */
+static int same_bytes(int fa, int fb, uint64_t off, uint64_t n, unsigned char *x, unsigned char *y,
+                      size_t cap)
+{
+	while (n) {
+		size_t k = n < cap ? (size_t)n : cap;
+		if (full_pread(fa, x, k, off) < 0 || full_pread(fb, y, k, off) < 0 || memcmp(x, y, k))
+			return 0;
+		off += k;
+		n -= k;
+	}
+	return 1;
+}
+
 /* Two inputs that are the same bytes: the same files (through any path),
- * or copies whose first bytes (header and the start of the data) agree. */
+ * or copies with the same header and the same first 64 KiB of data. */
 static int same_input(const struct ckpt *a, const struct ckpt *b)
 {
 	int same_files = a->nfiles == b->nfiles;
@@ -418,13 +432,14 @@ static int same_input(const struct ckpt *a, const struct ckpt *b)
 		same_files = a->files[f].dev == b->files[f].dev && a->files[f].ino == b->files[f].ino;
 	if (same_files)
 		return 1;
-	if (a->nfiles != 1 || b->nfiles != 1 || a->files[0].zs || b->files[0].zs ||
-	    a->files[0].size != b->files[0].size)
+	const struct ckpt_file *fa = &a->files[0], *fb = &b->files[0];
+	if (a->nfiles != 1 || b->nfiles != 1 || fa->zs || fb->zs || fa->size != fb->size ||
+	    fa->data_start != fb->data_start)
 		return 0;
-	size_t n = a->files[0].size < 65536 ? (size_t)a->files[0].size : 65536;
-	unsigned char *x = malloc(2 * n + 1), *y = x ? x + n : NULL;
-	int same = x && full_pread(a->files[0].fd, x, n, 0) == 0 &&
-	           full_pread(b->files[0].fd, y, n, 0) == 0 && !memcmp(x, y, n);
+	uint64_t data = fa->data_end - fa->data_start;
+	unsigned char *x = malloc(2 * 65536), *y = x ? x + 65536 : NULL;
+	int same = x && same_bytes(fa->fd, fb->fd, 0, fa->data_start, x, y, 65536) &&
+	           same_bytes(fa->fd, fb->fd, fa->data_start, data < 65536 ? data : 65536, x, y, 65536);
 	free(x);
 	return same;
 }
