@@ -104,6 +104,9 @@ int output_open(struct plan *p, struct sink **out, struct lines_error *err);
 /* Make the output and its companions visible, or leave nothing. */
 int output_commit(struct plan *p, struct sink *out, struct lines_error *err);
 void output_free(struct output *o);
+/* Hold OUT's lock for the run (a second run waits); release it. */
+int output_lock(struct plan *p, struct lines_error *err);
+void output_unlock(struct output *o);
 
 /* ---- manifest.c --------------------------------------------------------------- */
 int manifest_init(struct plan *p, struct lines_error *err);

@@ -437,7 +437,12 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 
 	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
 	p->ran = 1;
-	FORWARD_IF_ERROR(open_source(p, &src, err));
+	if (!p->o.norms_only)
+		FORWARD_IF_ERROR(output_lock(p, err));
+	if ((rc = open_source(p, &src, err)) < 0) {
+		output_unlock(&p->out);
+		return rc;
+	}
 	p->ctx.src = src;
 	rc = p->o.norms_only ? 0 : output_open(p, &out, err);
 	if (rc == 0)
@@ -453,6 +458,7 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	else if (out)
 		sink_abort(out);
 	sink_free(out);
+	output_unlock(&p->out);
 	src->ops->close(src);
 	p->ctx.src = NULL;
 	if (rc == 0 && p->out.zst) {

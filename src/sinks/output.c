@@ -9,9 +9,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -182,8 +186,25 @@ int output_check(struct plan *p, struct lines_error *err)
 	if (stat(out, &st) < 0) {
 		RETURN_ERROR_IF(errno != ENOENT, err, LINES_EIO, out, NULL, "cannot stat the output: %s",
 		                strerror(errno));
-		if (out[strlen(out) - 1] == '/')
+		if (out[strlen(out) - 1] == '/') {
+			/* a new directory, made beside: its parent must take it */
+			char *c = strdup(out), *parent;
+			RETURN_ERROR_IF(!c, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+			size_t n = strlen(c);
+			while (n > 1 && c[n - 1] == '/')
+				c[--n] = '\0';
+			parent = dirname(c);
+			int ok = access(parent, W_OK | X_OK) == 0;
+			int e = errno;
+			if (!ok) {
+				int r = lines_errno(err, e, parent, "cannot create the output directory %s here",
+				                    out);
+				free(c);
+				return r;
+			}
+			free(c);
 			return set_out_dir(p, out, err);
+		}
 		return 0;
 	}
 	if (S_ISDIR(st.st_mode)) {
@@ -197,6 +218,9 @@ int output_check(struct plan *p, struct lines_error *err)
 		RETURN_ERROR_IF(!empty, err, LINES_EUSAGE, out, NULL,
 		                "the output directory exists and is not empty; lines writes a new "
 		                "directory (remove it, or name another)");
+		/* written inside it (it may be a mount point or a symlink's target) */
+		if (access(out, W_OK | X_OK) < 0)
+			return lines_errno(err, errno, out, "cannot write into the output directory");
 		return set_out_dir(p, out, err);
 	}
 	RETURN_ERROR_IF(S_ISBLK(st.st_mode) || S_ISSOCK(st.st_mode), err, LINES_EUSAGE, out, NULL,
@@ -218,6 +242,145 @@ static int shard_manifest(const void *arg, const struct manifest_file *mf, char 
 	return manifest_build(arg, mf, json, err);
 }
 
+/* A growing text for the README. */
+struct text {
+	char *s;
+	size_t len, cap;
+	int oom;
+};
+
+static void put(struct text *t, const char *fmt, ...) LINES_PRINTF(2, 3);
+static void put(struct text *t, const char *fmt, ...)
+{
+	va_list ap;
+	for (int tries = 0; tries < 2 && !t->oom; tries++) {
+		va_start(ap, fmt);
+		int n = vsnprintf(t->s ? t->s + t->len : NULL, t->s ? t->cap - t->len : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			t->oom = 1;
+			return;
+		}
+		if (t->s && t->len + (size_t)n < t->cap) {
+			t->len += (size_t)n;
+			return;
+		}
+		size_t cap = 2 * (t->cap + (size_t)n + 64);
+		char *s = realloc(t->s, cap);
+		if (!s) {
+			t->oom = 1;
+			return;
+		}
+		t->s = s;
+		t->cap = cap;
+	}
+}
+
+/* The XXH3-128 in PATH.xxh128 beside an input, or NULL. */
+static const char *input_sidecar(const char *path, char *buf, size_t n)
+{
+	char *side = concat(path, ".xxh128");
+	FILE *f = side ? fopen(side, "r") : NULL;
+	const char *r = NULL;
+	if (f && fgets(buf, (int)n, f) && strlen(buf) >= 32) {
+		buf[32] = '\0';
+		r = buf;
+	}
+	if (f)
+		fclose(f);
+	free(side);
+	return r;
+}
+
+/*
+ * README.md of a directory output: what model this is and how it was
+ * made (the base's model card describes the base, so it is not carried).
+ */
+static int make_readme(const void *arg, char **out, struct lines_error *err)
+{
+	const struct plan *p = arg;
+	const struct lines_merge_opts *o = &p->o;
+	struct text t = {0};
+	char v[64], side[80];
+
+	put(&t, "# A merged model, made by lines %s\n\n", lines_version());
+	put(&t, "This directory was written by `lines %s` from the models below; it is not any "
+	        "one of them. Each shard has its XXH3-128 in SHARD.xxh128 and a manifest of "
+	        "every tensor in SHARD.manifest.json: `lines verify` checks them.\n\n",
+	    o->command ? o->command : "merge");
+	put(&t, "## Recipe\n\n- method: %s\n", p->method->name);
+	put(&t, "- weights:");
+	for (unsigned i = 0; i < p->lay.nmodels; i++) {
+		lines_fmt_double(v, sizeof(v), p->sc.w[i]);
+		put(&t, "%s%s", i ? ", " : " ", v);
+	}
+	put(&t, "\n");
+	if (o->lines) {
+		lines_fmt_double(v, sizeof(v), p->sc.alpha);
+		put(&t, "- LiNeS: alpha = %s (%s)", v, o->alpha_auto ? "automatic" : "given");
+		lines_fmt_double(v, sizeof(v), p->sc.beta);
+		put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+		        "alpha + beta * i / (L - 1) of its update\n", v);
+		for (size_t k = 0; k < p->lay.nstacks; k++) {
+			const struct stack *st = &p->lay.stacks[k];
+			put(&t, "  - `%s`: %ld block%s", st->name, st->L, st->L == 1 ? "" : "s");
+			if (st->first || st->ramp != st->L)
+				put(&t, " (blocks %ld to %ld of a ramp of %ld)", st->first,
+				    st->first + st->L - 1, st->ramp);
+			put(&t, "\n");
+		}
+	} else {
+		lines_fmt_double(v, sizeof(v), o->lambda);
+		put(&t, "- lambda: %s\n", v);
+	}
+	if (p->method->flags & METHOD_USES_DENSITY) {
+		lines_fmt_double(v, sizeof(v), o->density);
+		put(&t, "- density: %s\n", v);
+	}
+	put(&t, "\n## Inputs\n\n| role | path | bytes | XXH3-128 (from its .xxh128) |\n"
+	        "| --- | --- | --- | --- |\n");
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		const struct ckpt *c = p->in.ck[m];
+		const char *h = input_sidecar(c->path, side, sizeof(side));
+		put(&t, "| %s | `%s` | %llu | %s |\n", m ? "model" : "base", c->path,
+		    (unsigned long long)c->files[0].disk_size, h ? h : "-");
+	}
+	int scale = o->command && !strcmp(o->command, "scale");
+	put(&t, "\n## Command\n\n```\nlines %s -b %s", scale ? "scale" : "merge", p->in.names[0]);
+	if (!scale)
+		put(&t, " -m %s", p->method->name);
+	if (scale) {
+		lines_fmt_double(v, sizeof(v), o->alpha);
+		put(&t, " --gamma %s", v);
+	} else if (o->lines && !o->alpha_auto) {
+		lines_fmt_double(v, sizeof(v), o->alpha);
+		put(&t, " --alpha %s", v);
+	} else if (o->lines) {
+		put(&t, " --lines");
+	}
+	if (!scale && o->lines && !isnan(o->beta)) {
+		lines_fmt_double(v, sizeof(v), o->beta);
+		put(&t, " --beta %s", v);
+	}
+	if (o->weights) {
+		put(&t, " -w ");
+		for (unsigned i = 0; i < p->lay.nmodels; i++) {
+			lines_fmt_double(v, sizeof(v), p->sc.w[i]);
+			put(&t, "%s%s", i ? "," : "", v);
+		}
+	}
+	put(&t, " -o %s/", p->out.dir);
+	for (unsigned m = 1; m < p->in.ninputs; m++)
+		put(&t, " %s", p->in.names[m]);
+	put(&t, "\n```\n");
+	if (t.oom) {
+		free(t.s);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for README.md");
+	}
+	*out = t.s;
+	return 0;
+}
+
 /* A directory: the shards, each its own safetensors file. */
 static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 {
@@ -232,6 +395,7 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.carry_from = carry;
 	d.header = shard_header;
 	d.manifest = shard_manifest;
+	d.readme = make_readme;
 	d.arg = p;
 	d.log = &p->o;
 	rc = sink_dir_open(out, &d, err);
@@ -347,8 +511,70 @@ int output_commit(struct plan *p, struct sink *out, struct lines_error *err)
 	return p->out.dir ? sink_commit(out, err) : commit_file(p, out, err);
 }
 
+/*
+ * Two runs writing the same OUT at once could leave OUT and its .xxh128
+ * and .manifest.json from different runs: a run holds an exclusive
+ * flock(2) on DIR/.NAME.lines-lock from before it reads until its output
+ * is committed or removed, and a second run waits for it. The lock file
+ * is removed by its holder; a waiter that gets the lock of a removed file
+ * takes the new one instead.
+ */
+int output_lock(struct plan *p, struct lines_error *err)
+{
+	const char *out = p->out.dir ? p->out.dir : p->o.output;
+	char *dcopy, *bcopy, *path;
+	int fd;
+
+	if (!out || !strcmp(out, "-") || (!p->out.dir && !sink_is_file_output(p) &&
+	                                  access(out, F_OK) == 0))
+		return 0; /* standard output, a device, a FIFO: nothing to commit */
+	dcopy = strdup(out), bcopy = strdup(out);
+	path = dcopy && bcopy ? malloc(strlen(out) + 32) : NULL;
+	if (!path) {
+		free(dcopy), free(bcopy);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	sprintf(path, "%s/.%s.lines-lock", dirname(dcopy), basename(bcopy));
+	free(dcopy), free(bcopy);
+	for (;;) {
+		struct stat a, b;
+		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+		if (fd < 0) {
+			int rc = lines_errno(err, errno, out,
+			                     "cannot create a temporary file next to the output (%s)", path);
+			free(path);
+			return rc;
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			lines_logf(&p->o, LINES_LOG_NOTE, out, NULL,
+			           "another lines run is writing this output: waiting for it");
+			while (flock(fd, LOCK_EX) < 0 && errno == EINTR && !lines_canceled())
+				;
+		}
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino)
+			break; /* ours, and still the lock file */
+		close(fd);
+		RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
+	}
+	p->out.lock_fd = fd;
+	p->out.lock_path = path;
+	return 0;
+}
+
+void output_unlock(struct output *o)
+{
+	if (!o->lock_path)
+		return;
+	unlink(o->lock_path); /* while holding it: a waiter then takes a new one */
+	close(o->lock_fd);
+	free(o->lock_path);
+	o->lock_path = NULL;
+}
+
 void output_free(struct output *o)
 {
+	output_unlock(o);
 	free(o->dir);
 	free(o->shards);
 	free(o->sidecar_path);

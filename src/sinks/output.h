@@ -48,6 +48,9 @@ struct output {
 	uint64_t *thash;
 	unsigned char *header; /* the output's header, once alpha is known */
 	size_t header_len;
+	/* held from before the first read until the commit (output_lock) */
+	int lock_fd;
+	char *lock_path;
 };
 
 /*
@@ -69,6 +72,9 @@ struct sink_dir_desc {
 	              struct lines_error *err);
 	int (*manifest)(const void *arg, const struct manifest_file *mf, char **json,
 	                struct lines_error *err);
+	/* optional: the README.md the directory gets (the base's model card
+	 * is not carried along: it describes another model) */
+	int (*readme)(const void *arg, char **text, struct lines_error *err);
 	const void *arg;
 	const struct lines_merge_opts *log; /* notes of the files carried along */
 };

@@ -19,6 +19,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -68,6 +69,9 @@ static inline void sink_free(struct sink *s)
  * would replace the device with a regular file.
  */
 int sink_file_open(struct sink **out, const char *path, struct lines_error *err);
+/* The process's umask, read without changing it (thread-safe). */
+mode_t sink_umask(void);
+
 /* An already open descriptor; closed by the sink when own is set. */
 int sink_fd_open(struct sink **out, int fd, int own, const char *name, struct lines_error *err);
 

@@ -47,6 +47,7 @@ struct sink_dir {
 	struct sink base;
 	struct sink_dir_desc desc;
 	char *carry; /* a copy of desc.carry_from */
+	int inside;  /* the final directory exists: tmpdir is in it, and the files move */
 	char *tmpdir, *final;
 	size_t cur;     /* the open shard, or nshards when none is */
 	uint64_t left;  /* its data bytes still to come */
@@ -207,7 +208,7 @@ static int is_weight(const char *name)
 	                                  ".msgpack", ".gguf", ".onnx", ".zst", ".xxh128",
 	                                  ".manifest.json", ".npz", ".pkl"};
 	size_t n = strlen(name);
-	if (name[0] == '.')
+	if (name[0] == '.' || !strcmp(name, "README.md")) /* the model card is lines's own */
 		return 1;
 	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
 		size_t e = strlen(ext[i]);
@@ -301,6 +302,51 @@ static int fsync_path(const char *path)
 	return rc;
 }
 
+/*
+ * The final directory existed (empty: output.c made sure), so it may be a
+ * mount point or a symlink's target, which a rename cannot replace: the
+ * files were written in a temporary directory inside it, on its file
+ * system, and now move up one by one. A failure moves nothing more and
+ * removes what moved, so the directory is left empty as it was.
+ */
+static int move_out(struct sink_dir *d, struct lines_error *err)
+{
+	DIR *dh = opendir(d->tmpdir);
+	struct dirent *e;
+	char **moved = NULL;
+	size_t nmoved = 0;
+	int rc = 0;
+
+	RETURN_ERROR_IF(!dh, err, LINES_EIO, d->tmpdir, NULL, "cannot read the temporary directory");
+	while (rc == 0 && (e = readdir(dh))) {
+		char *from, *to, **m;
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		from = join(d->tmpdir, e->d_name);
+		to = join(d->final, e->d_name);
+		m = realloc(moved, (nmoved + 1) * sizeof(*moved));
+		if (!from || !to || !m)
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		else if (moved = m, rename(from, to) < 0)
+			rc = lines_errno(err, errno, to, "cannot move the output into place");
+		else
+			moved[nmoved++] = to, to = NULL;
+		free(from), free(to);
+	}
+	closedir(dh);
+	if (rc == 0 && fsync_path(d->final) < 0)
+		rc = lines_errno(err, errno, d->final, "cannot sync");
+	for (size_t i = 0; i < nmoved; i++) {
+		if (rc < 0)
+			unlink(moved[i]);
+		free(moved[i]);
+	}
+	free(moved);
+	if (rc == 0)
+		rmdir(d->tmpdir);
+	return rc;
+}
+
 static int sd_commit(struct sink *s, struct lines_error *err)
 {
 	struct sink_dir *d = (struct sink_dir *)s;
@@ -328,14 +374,19 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 	}
 	if (rc == 0 && p->nshards > 1)
 		rc = write_index(d, err);
+	if (rc == 0 && p->readme) {
+		char *text = NULL;
+		if ((rc = p->readme(p->arg, &text, err)) == 0)
+			rc = put_file(d, "README.md", text, err);
+		free(text);
+	}
 	if (rc == 0)
 		rc = carry(d, err);
 	if (rc == 0 && (rc = fsync_path(d->tmpdir)) < 0)
 		rc = lines_errno(err, -rc, d->tmpdir, "cannot sync");
-	if (rc == 0) {
-		/* an empty directory at the final name is replaced; any other is
-		 * refused before the run (output.c) */
-		rmdir(d->final);
+	if (rc == 0 && d->inside) {
+		rc = move_out(d, err);
+	} else if (rc == 0) {
 		if (rename(d->tmpdir, d->final) < 0)
 			rc = lines_errno(err, errno, d->final,
 			                 "cannot rename the temporary directory into place");
@@ -425,7 +476,10 @@ int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines
 	copy = d->final ? strdup(d->final) : NULL;
 	if (!d->final || !d->files || !d->digest || !d->hhash || !d->hlen || !copy)
 		goto nomem;
-	/* .NAME.lines-XXXXXX beside the final directory */
+	/* .NAME.lines-XXXXXX beside the final directory, or .lines-XXXXXX in
+	 * it when it exists (empty; maybe a mount point or a symlink's target) */
+	struct stat fst;
+	d->inside = stat(d->final, &fst) == 0 && S_ISDIR(fst.st_mode);
 	base = strdup(basename(copy));
 	free(copy);
 	copy = strdup(d->final);
@@ -434,13 +488,16 @@ int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines
 		free(base);
 		goto nomem;
 	}
-	n = strlen(parent) + strlen(base) + 32;
+	n = strlen(d->final) + strlen(parent) + strlen(base) + 32;
 	tmpl = malloc(n);
 	if (!tmpl) {
 		free(base);
 		goto nomem;
 	}
-	snprintf(tmpl, n, "%s/.%s.lines-XXXXXX", parent, base);
+	if (d->inside)
+		snprintf(tmpl, n, "%s/.lines-XXXXXX", d->final);
+	else
+		snprintf(tmpl, n, "%s/.%s.lines-XXXXXX", parent, base);
 	free(base);
 	free(copy);
 	copy = NULL;
@@ -451,6 +508,10 @@ int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines
 		return lines_errno(err, e, p->path, "cannot create a temporary directory next to it");
 	}
 	d->tmpdir = tmpl;
+	/* mkdtemp makes it 0700; a new output directory gets what the umask
+	 * gives, as mkdir(1) would */
+	if (!d->inside)
+		chmod(tmpl, 0777 & ~sink_umask());
 	d->cur = p->nshards;
 	d->base.ops = &sink_dir_ops;
 	d->base.name = d->final;

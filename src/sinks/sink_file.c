@@ -124,7 +124,7 @@ static void read_umask_once(void)
 	umask(fallback_umask);
 }
 
-static mode_t process_umask(void)
+mode_t sink_umask(void)
 {
 	FILE *fp = fopen("/proc/self/status", "re");
 	char line[256];
@@ -184,7 +184,7 @@ int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 		f->tmp = NULL;
 		goto out;
 	}
-	um = process_umask();
+	um = sink_umask();
 	f->mode = 0666 & ~um;
 	f->base.ops = &sink_file_ops;
 	f->base.name = f->path;

@@ -1,0 +1,73 @@
+#!/bin/sh
+# t-outdir.sh -- outputs as users deploy them (issue 14, items 11 and 12):
+# a directory output into an existing empty directory, a symlink to one,
+# or a mount point is built inside it and moved into place; a new output
+# directory gets the mode the umask gives; lines writes its own README.md
+# instead of carrying the base's model card; two runs writing the same OUT
+# at once never leave OUT and its companions from different runs.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/f" --arch t5 --layers 3 --layers2 2 --dtype bf16 --hidden 16 --models 2 --seed 6 --shards 2 >/dev/null 2>&1
+printf '# base-model\nThe card of the base model.\n' >"$tmp/f/base/README.md"
+b=$tmp/f/base
+m1=$tmp/f/ft1
+m2=$tmp/f/ft2
+cd "$tmp" || exit 99
+
+# ---- an existing empty directory, kept as it is ----------------------------------
+mkdir empty
+ino=$(stat -c %i empty)
+status 0 "-o into an existing empty directory" "$LINES" merge -q -b "$b" --lines --shard-size 20K -o empty "$m1" "$m2"
+check "... writes the shards into it" sh -c "ls empty/model-00001-of-*.safetensors >/dev/null"
+check "... the same directory (not replaced)" test "$(stat -c %i empty)" = "$ino"
+check "... with no temporary directory left in it" sh -c "! ls -a empty | grep -q '^\.lines-'"
+check "... and every shard verifies" sh -c "for s in empty/model-*.safetensors; do '$LINES' verify -q \"\$s\" || exit 1; done"
+
+# ---- through a symlink ------------------------------------------------------------------
+mkdir real
+ln -s real link
+status 0 "-o through a symlink to an empty directory" "$LINES" merge -q -b "$b" --lines -o link/ "$m1" "$m2"
+check "... writes into its target" test -f real/model.safetensors -o -f real/model-00001-of-00001.safetensors
+check "... and the symlink stays a symlink" test -L link
+
+# ---- a mount point (root only) -------------------------------------------------------
+mkdir mnt
+if [ "$(id -u)" = 0 ] && mount -t tmpfs -o size=64m lines-test "$tmp/mnt" 2>/dev/null; then
+	status 0 "-o a tmpfs mount point" "$LINES" merge -q -b "$b" --lines -o mnt "$m1" "$m2"
+	check "... writes into the mount" sh -c "ls mnt/*.safetensors >/dev/null && mountpoint -q mnt"
+	check "... on its file system (no temporary directory beside it)" sh -c "! ls -a . | grep -q '^\.mnt\.lines-'"
+	umount "$tmp/mnt"
+else
+	echo "ok $((n += 1)) # SKIP a tmpfs mount point: needs root and mount(8)"
+	echo "ok $((n += 1)) # SKIP ... writes into the mount"
+	echo "ok $((n += 1)) # SKIP ... on its file system"
+fi
+
+# ---- the mode of a new directory ------------------------------------------------------
+(umask 027 && "$LINES" merge -q -b "$b" --lines -o new027/ "$m1" "$m2")
+check "a new output directory gets the mode the umask gives (027: 750)" test "$(stat -c %a new027)" = 750
+(umask 022 && "$LINES" merge -q -b "$b" --lines -o new022/ "$m1" "$m2")
+check "... (022: 755), not 700" test "$(stat -c %a new022)" = 755
+
+# ---- README.md --------------------------------------------------------------------
+check "the base's model card is not carried along" sh -c "! grep -q 'card of the base' new022/README.md"
+check "lines writes its own README.md with the recipe" sh -c "grep -q 'made by lines' new022/README.md && grep -q 'method: sum' new022/README.md"
+check "... the stacks and their depths" sh -c "grep -q 'encoder.block.: 3 blocks' new022/README.md && grep -q 'decoder.block.: 2 blocks' new022/README.md"
+check "... the inputs" sh -c "grep -q '| base |' new022/README.md && test \$(grep -c '| model |' new022/README.md) -eq 2"
+check "... and the command" sh -c "grep -q '^lines merge -b ' new022/README.md"
+check "config.json is still carried along" test -f new022/config.json
+
+# ---- two runs on the same OUT --------------------------------------------------------
+family "$tmp/g" --arch llama --layers 3 --dtype bf16 --hidden 64 --models 2 --seed 7 >/dev/null 2>&1
+gb=$tmp/g/base.safetensors
+LINES_TEST_JOB_DELAY_US=20000 "$LINES" merge -q -b "$gb" --lines -w 1,2 --chunk 16K -o same.st "$tmp/g/ft1.safetensors" "$tmp/g/ft2.safetensors" &
+first=$!
+sleep 0.3
+status 0 "a second run on the same OUT" "$LINES" merge -v -b "$gb" --lines -w 2,1 -o same.st "$tmp/g/ft1.safetensors" "$tmp/g/ft2.safetensors"
+wait $first
+ok $? "... and the first run both succeed"
+check "... the second waited for the first" has "$tmp/err" "waiting for it"
+check "... OUT, OUT.xxh128 and OUT.manifest.json are of one run" "$LINES" verify -q same.st
+check "... of the second run (the last to commit)" sh -c "grep -q '\"weights\": \[' same.st.manifest.json && tr -d ' \n' <same.st.manifest.json | grep -q '\"weights\":\[2\.0,1\.0\]'"
+check "... and no lock or temporary file is left" sh -c "! ls -a . | grep -q 'same.st.lines-'"
+done_testing
