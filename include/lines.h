@@ -203,6 +203,10 @@ struct lines_merge_opts {
 	int direct;   /* io_uring reads with O_DIRECT where possible      */
 	size_t chunk; /* bytes read from each input per step; 0 = default */
 	int strict;   /* non-float tensors that differ are an error       */
+	/* embeddings and output heads of a model with a larger vocabulary
+	 * are merged over the base's rows only (mergekit's choice); 0: such
+	 * a model is refused */
+	int vocab_base;
 
 	/* OUT ending in .zst is compressed; 0 = the default level (1) */
 	int zstd_level;

@@ -23,7 +23,7 @@ enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
-	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER,
+	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_COUNT
 };
 
@@ -46,6 +46,7 @@ static const struct option merge_options[] = {
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
 	{"stacks", required_argument, NULL, OPT_STACKS},
 	{"stack-order", required_argument, NULL, OPT_STACK_ORDER},
+	{"vocab", required_argument, NULL, OPT_VOCAB},
 	{"output", required_argument, NULL, 'o'},
 	{"jobs", required_argument, NULL, 'j'},
 	{"io", required_argument, NULL, OPT_IO},
@@ -138,6 +139,8 @@ static void merge_help(void)
 	       "      --chunk SIZE    bytes read from each input per step (default 512K with\n"
 	       "                      io_uring, 4M with mmap)\n"
 	       "      --strict        non-float tensors that differ from the base are an error\n"
+	       "      --vocab strict|base  a model with a larger vocabulary: refused (default),\n"
+	       "                      or its embeddings and head merged over the base's rows\n"
 	       "      --zstd-level N  compression level when OUT ends in .zst (default 1)\n"
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
 	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
@@ -161,7 +164,7 @@ static void scale_help(void)
 	       "Tensors outside the blocks keep gamma of their update.\n\n"
 	       "Options as for lines merge (see lines-scale(1)):\n"
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
-	       "  --stacks, --stack-order,\n"
+	       "  --stacks, --stack-order, --vocab,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
 	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
@@ -298,6 +301,11 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			o->chunk = (size_t)sz;
 			break;
 		case OPT_STRICT: o->strict = 1; break;
+		case OPT_VOCAB:
+			if (strcmp(optarg, "strict") && strcmp(optarg, "base"))
+				return cli_usage_error(mc->cmd, "--vocab: '%s' is not strict or base", optarg);
+			o->vocab_base = !strcmp(optarg, "base");
+			break;
 		case OPT_DIRECT: o->direct = 1; break;
 		case OPT_ZSTD_LEVEL:
 			if (cli_parse_long(mc->cmd, "--zstd-level", optarg, -131072, 22, &l) < 0)

@@ -142,6 +142,16 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 				           "missing (the base has this tensor)");
 			continue;
 		}
+		if (!same_shape(bt, ct) && p->o.vocab_base && is_vocab(bt, ct) &&
+		    ct->shape[0] > bt->shape[0]) {
+			/* --vocab base: the base's rows are the first rows */
+			lines_logf(&p->o, LINES_LOG_WARN, c->path, bt->name,
+			           "%llu rows beyond the base's %llu (added tokens) are left out "
+			           "(--vocab base)",
+			           (unsigned long long)(ct->shape[0] - bt->shape[0]),
+			           (unsigned long long)bt->shape[0]);
+			continue;
+		}
 		if (!same_shape(bt, ct)) {
 			if (++shape > PLAN_LIST_MAX)
 				continue;
@@ -150,8 +160,9 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 			if (is_vocab(bt, ct))
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				           "shape %s differs from the base's %s: the vocabularies differ "
-				           "(%llu tokens, the base has %llu); a model with added tokens "
-				           "cannot be merged row by row, resize its embeddings first",
+				           "(%llu tokens, the base has %llu); give --vocab base to merge "
+				           "the base's rows only (as mergekit does), or resize the "
+				           "embeddings first",
 				           s1, s2, (unsigned long long)ct->shape[0],
 				           (unsigned long long)bt->shape[0]);
 			else
