@@ -48,6 +48,23 @@ status 0 "an I64 tensor that differs in two models" \
 	"$LINES" merge -b "$tmp/i/base.safetensors" -o "$o" "$tmp/i/ft1.safetensors" "$tmp/i/ft2.safetensors"
 check "... is a warning for every model" sh -c "grep 'differs from the base' '$tmp/err' | grep -q ft1 && grep 'differs from the base' '$tmp/err' | grep -q ft2"
 
+# ---- 10: NaN and infinite values, counted per input; task vectors that are all zero ------
+family "$tmp/sp" --arch llama --dtype bf16 --layers 2 --hidden 16 --models 2 --seed 3 --specials >/dev/null 2>&1
+status 0 "inputs with NaN and infinities merge" "$LINES" merge -b "$tmp/sp/base.safetensors" -o "$tmp/sp.st" "$tmp/sp/ft1.safetensors" "$tmp/sp/ft2.safetensors"
+check "... with a warning per input that has them" sh -c "test \$(grep -c 'NaN or infinite' '$tmp/err') -eq 3"
+jqok "... counted per input in the manifest (2, 3, 2: what gen-family put there)" \
+	'[.run.inputs[].nonfinite] == [2, 3, 2]' "$tmp/sp.st.manifest.json"
+status 0 "... and in the --json summary" "$LINES" merge --json -b "$tmp/sp/base.safetensors" -o "$tmp/sp.st" "$tmp/sp/ft1.safetensors" "$tmp/sp/ft2.safetensors"
+jqok "... (nonfinite: [2, 3, 2])" '.nonfinite == [2, 3, 2]'
+status 1 "--strict makes them an error" "$LINES" merge --strict -b "$tmp/sp/base.safetensors" -o "$tmp/sp2.st" "$tmp/sp/ft1.safetensors" "$tmp/sp/ft2.safetensors"
+check "... and nothing is written" sh -c "! ls '$tmp'/sp2.st* 2>/dev/null"
+cp "$b" "$tmp/c1.st"
+cp "$b" "$tmp/c2.st"
+for m in "sum --lines" "ties" "dare"; do
+	status 0 "$m: models equal to the base" "$LINES" merge -m $m -b "$b" -o "$o" "$tmp/c1.st" "$tmp/c2.st"
+	check "... warn that every task vector is zero" has "$tmp/err" "every task vector is zero"
+done
+
 # ---- 5: fine-tunes in other float dtypes (every element: t-math.c) ----------------------
 family "$tmp/m32" --arch llama --dtype f32 --layers 3 --hidden 16 --models 2 --seed 4 >/dev/null 2>&1
 family "$tmp/m16" --arch llama --dtype f16 --layers 3 --hidden 16 --models 2 --seed 4 >/dev/null 2>&1

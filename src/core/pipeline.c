@@ -49,6 +49,8 @@ enum { SLOT_FREE, SLOT_BUSY, SLOT_DONE, SLOT_FAILED };
 struct slot {
 	int state;
 	struct pipe_job job;
+	uint64_t *nonfinite;    /* ninputs, writing passes with stats */
+	unsigned char *differs; /* ninputs */
 };
 
 struct pipe {
@@ -352,6 +354,54 @@ static int check_reduce(const struct pipe_env *env, const struct pipe_job *job,
 	return 0;
 }
 
+/* NaN and infinite values among n values of dt: their exponent is all ones
+ * (loads of whole values, so the compiler can vectorize the loops). */
+static uint64_t count_nonfinite(enum dtype dt, const unsigned char *p, size_t n)
+{
+	uint64_t c = 0;
+	switch (dt) {
+	case DT_BF16:
+	case DT_F16: {
+		const uint16_t mask = dt == DT_BF16 ? 0x7f80 : 0x7c00;
+		for (size_t i = 0; i < n; i++) {
+			uint16_t v;
+			memcpy(&v, p + 2 * i, 2);
+			c += (v & mask) == mask;
+		}
+		break;
+	}
+	case DT_F32:
+		for (size_t i = 0; i < n; i++) {
+			uint32_t v;
+			memcpy(&v, p + 4 * i, 4);
+			c += (v & 0x7f800000u) == 0x7f800000u;
+		}
+		break;
+	case DT_F64:
+		for (size_t i = 0; i < n; i++) {
+			uint64_t v;
+			memcpy(&v, p + 8 * i, 8);
+			c += (v & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+		}
+		break;
+	default:
+		break;
+	}
+	return c;
+}
+
+/* The writing pass's look at every input of a merged job (struct input_stats). */
+static void job_stats(struct slot *s, const struct tensor *t, const unsigned char *const *raw,
+                      const unsigned char *const *seen, unsigned ninputs)
+{
+	size_t n = (size_t)(s->job.u1 - s->job.u0);
+	for (unsigned m = 0; m < ninputs; m++) {
+		s->nonfinite[m] = count_nonfinite(t->in[m].dt, raw[m], n);
+		/* what the method sees: the same dtype for every input */
+		s->differs[m] = m && memcmp(seen[m], seen[0], n * t->unit_in) != 0;
+	}
+}
+
 /* A tensor that is not merged, in a writing pass: the base's bytes. */
 static void copy_job(const struct pipe_env *env, struct pipe_job *job)
 {
@@ -447,6 +497,14 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	if (rc == 0) {
 		const struct tensor *t = &pp->env->lay->t[job->tensor];
 		job->in = t->mixed ? widen(w, t, job, j->ptrs) : j->ptrs;
+		struct slot *sl = &pp->slots[j->k % pp->nslots];
+		if (sl->nonfinite) {
+			if (t->merge)
+				job_stats(sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
+			else
+				memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t)),
+					memset(sl->differs, 0, pp->env->lay->ninputs);
+		}
 		if (t->merge)
 			rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
 		else if (pp->pass->writes) /* copied from the base, checked if asked */
@@ -562,6 +620,8 @@ static void pipe_free(struct pipe *pp)
 		for (unsigned i = 0; i < pp->nslots; i++) {
 			free(pp->slots[i].job.out);
 			free(pp->slots[i].job.part);
+			free(pp->slots[i].nonfinite);
+			free(pp->slots[i].differs);
 		}
 		free(pp->slots);
 	}
@@ -592,6 +652,13 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 		j->part = calloc(pp->part_cap ? pp->part_cap : 1, sizeof(double));
 		RETURN_ERROR_IF((pp->pass->writes && pp->out_cap && !j->out) || !j->part, err,
 		                LINES_ENOMEM, NULL, NULL, "out of memory for the job buffers");
+		if (pp->pass->writes && pp->env->stats) {
+			unsigned n = pp->env->lay->ninputs;
+			pp->slots[i].nonfinite = calloc(n, sizeof(uint64_t));
+			pp->slots[i].differs = calloc(n, 1);
+			RETURN_ERROR_IF(!pp->slots[i].nonfinite || !pp->slots[i].differs, err,
+			                LINES_ENOMEM, NULL, NULL, "out of memory for the job buffers");
+		}
 	}
 	return 0;
 }
@@ -693,6 +760,10 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			                err);
 		if (rc == 0 && pass->writes && env->on_output)
 			env->on_output(env->on_output_arg, t, &s->job);
+		for (unsigned m = 0; s->nonfinite && m < lay->ninputs; m++) {
+			env->stats->nonfinite[m] += s->nonfinite[m];
+			env->stats->differs[m] |= s->differs[m];
+		}
 		done += s->job.in_bytes;
 		if (rc == 0 && env->o->progress && now() - last >= 0.2) {
 			last = now();

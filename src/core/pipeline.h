@@ -89,6 +89,16 @@ struct copy_check {
 	const struct lines_merge_opts *log; /* the log callback */
 };
 
+/*
+ * What the writing pass sees of every input, on every path: the NaN and
+ * infinite values of its merged tensors, and whether it differs from the
+ * base anywhere (else its task vector is zero).
+ */
+struct input_stats {
+	uint64_t *nonfinite;    /* ninputs */
+	unsigned char *differs; /* ninputs; [0], the base, stays 0 */
+};
+
 /* What every pass of a run shares. */
 struct pipe_env {
 	const struct layout *lay;
@@ -98,6 +108,7 @@ struct pipe_env {
 	int streams;        /* read through src_stream (the memory bound) */
 	int check_in_write; /* the writing pass compares the copied tensors */
 	struct copy_check *check;
+	struct input_stats *stats; /* optional: filled by the writing pass */
 	struct merge_ctx *ctx; /* handed to the pass callbacks */
 	const struct lines_merge_opts *o; /* progress and log callbacks */
 	unsigned npasses;

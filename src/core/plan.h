@@ -52,6 +52,7 @@ struct plan {
 	struct merge_ctx ctx;
 	struct passes passes;
 	struct copy_check check;
+	struct input_stats stats;
 	struct pipe_env env;
 
 	const struct src_ops *src_ops; /* the chunk source the run uses */

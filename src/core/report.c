@@ -91,6 +91,10 @@ static void run_section(struct report *r, json_t *root)
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
 	put(r, root, "output", path(p->o.output));
+	json_t *nf = json_array();
+	for (unsigned m = 0; m < p->in.ninputs; m++)
+		push(r, nf, r->ran && p->stats.nonfinite ? u64(p->stats.nonfinite[m]) : json_null());
+	put(r, root, "nonfinite", nf);
 }
 
 /* lambda, or LiNeS's alpha and beta; the scale of every block; the norms. */

@@ -209,6 +209,7 @@ static void wire(struct plan *p)
 	p->env.k = p->k;
 	p->env.streams = p->in.streams;
 	p->env.check = &p->check;
+	p->env.stats = p->o.norms_only ? NULL : &p->stats;
 	p->env.ctx = c;
 	p->env.o = &p->o;
 	if (p->out.thash) {
@@ -326,6 +327,12 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		goto fail;
 	choose_alpha(p);
 	wire(p);
+	p->stats.nonfinite = calloc(p->in.ninputs, sizeof(*p->stats.nonfinite));
+	p->stats.differs = calloc(p->in.ninputs, 1);
+	if (!p->stats.nonfinite || !p->stats.differs) {
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		goto fail;
+	}
 	if ((rc = plan_check_stream_order(p, err)) < 0 || (rc = m->setup(&p->ctx, err)) < 0 ||
 	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = size_pipeline(p, err)) < 0 ||
 	    (rc = build_header(p, err)) < 0)
@@ -428,6 +435,35 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 	return rc;
 }
 
+/*
+ * What the writing pass saw: NaN or infinite values in an input (a
+ * warning, or with --strict an error before anything is committed), and
+ * models whose task vector is zero everywhere (a warning on every path,
+ * unless a norm pass said so already).
+ */
+static int report_stats(struct plan *p, struct lines_error *err)
+{
+	unsigned zero = 0;
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		uint64_t n = p->stats.nonfinite[m];
+		if (n) {
+			RETURN_ERROR_IF(p->o.strict, err, LINES_EFORMAT, p->in.names[m], NULL,
+			                "%llu NaN or infinite value%s in merged tensors (--strict)",
+			                (unsigned long long)n, n == 1 ? "" : "s");
+			lines_logf(&p->o, LINES_LOG_WARN, p->in.names[m], NULL,
+			           "%llu NaN or infinite value%s in merged tensors; they stay NaN or "
+			           "infinite in the output",
+			           (unsigned long long)n, n == 1 ? "" : "s");
+		}
+		zero += m && !p->stats.differs[m];
+	}
+	if (zero == p->lay.nmodels && !p->sc.warned_zero)
+		lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
+		           "every task vector is zero (the models equal the base): the output is the "
+		           "base");
+	return 0;
+}
+
 int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 {
 	struct plan *p = &lp->p;
@@ -447,6 +483,8 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	rc = p->o.norms_only ? 0 : output_open(p, &out, err);
 	if (rc == 0)
 		rc = run_passes(p, src, out, err);
+	if (rc == 0 && !p->o.norms_only)
+		rc = report_stats(p, err);
 	if (rc == 0)
 		rc = plan_check_unchanged(p, err);
 	if (rc == 0)
@@ -491,6 +529,8 @@ void lines_plan_free(struct lines_plan *lp)
 		p->method->free(&p->ctx);
 	plan_inputs_free(p);
 	free(p->check.warned);
+	free(p->stats.nonfinite);
+	free(p->stats.differs);
 	output_free(&p->out);
 	scales_free(&p->sc);
 	free(p->stack_info);

@@ -107,6 +107,7 @@ int scales_from_norms(struct scales *sc, double sum, double mtl, int zero_ok,
 	if (!o->lines || !o->alpha_auto)
 		return 0;
 	if (mtl == 0.0 && (zero_ok || sum == 0.0)) {
+		sc->warned_zero = sum == 0.0;
 		lines_logf(o, LINES_LOG_WARN, NULL, NULL,
 		           zero_ok ? "the merged task vector is zero; alpha is set to 1 (the output is "
 		                     "the base)"

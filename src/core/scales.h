@@ -29,6 +29,7 @@ struct scales {
 	 * fixed width, so the header the plan announces has its final length */
 	int measured;
 	int have_norms;
+	int warned_zero; /* said that the task vectors are zero */
 	double norm_sum, norm_mtl; /* ||tau_1 + ... + tau_N||_p and ||tau_MTL||_p */
 };
 

@@ -133,6 +133,8 @@ int manifest_build(const struct plan *p, const struct manifest_file *mf, char **
 		                                     : json_null());
 		if (m)
 			json_object_set_new(in, "weight", json_real(p->sc.w[m - 1]));
+		json_object_set_new(in, "nonfinite",
+		                    json_integer((json_int_t)(p->stats.nonfinite ? p->stats.nonfinite[m] : 0)));
 		json_array_append_new(inputs, in);
 	}
 	json_object_set_new(run, "inputs", inputs);
