@@ -41,7 +41,7 @@
 #include <sys/stat.h>
 
 enum kind { K_WEIGHT, K_NORM, K_BIAS, K_EMBED, K_POS_I64, K_MASK_BOOL };
-enum fdt { F_BF16, F_F16, F_F32 };
+enum fdt { F_BF16, F_F16, F_F32, F_F64 };
 
 struct tensor {
 	char name[160];
@@ -308,7 +308,7 @@ static unsigned esize(const struct tensor *t, enum fdt dt)
 		return 8;
 	if (t->kind == K_MASK_BOOL)
 		return 1;
-	return dt == F_F32 ? 4 : 2;
+	return dt == F_F64 ? 8 : dt == F_F32 ? 4 : 2;
 }
 
 static uint64_t total_bytes(enum fdt dt)
@@ -385,7 +385,9 @@ static uint16_t enc_bf16(float f)
 static void put(unsigned char *p, enum fdt dt, double v)
 {
 	float f = (float)v;
-	if (dt == F_F32) {
+	if (dt == F_F64) { /* the value itself, not rounded to float32 first */
+		memcpy(p, &v, 8);
+	} else if (dt == F_F32) {
 		memcpy(p, &f, 4);
 	} else if (dt == F_BF16) {
 		uint16_t h = enc_bf16(f);
@@ -404,7 +406,7 @@ static int g_reverse; /* fine-tunes store their tensors in reverse order */
 static void write_part(const char *path, unsigned model, uint64_t seed, enum fdt dt, long L,
                        size_t k0, size_t k1)
 {
-	static const char *const dname[] = {"BF16", "F16", "F32"};
+	static const char *const dname[] = {"BF16", "F16", "F32", "F64"};
 	size_t hcap = 256 + nt * 256, hl = 0;
 	char *h = malloc(hcap);
 	uint64_t off = 0;
@@ -534,7 +536,7 @@ static void write_sharded(const char *dir, unsigned model, uint64_t seed, enum f
 }
 
 static const char usage_text[] =
-	"usage: gen-family --arch ARCH --dtype bf16|f16|f32 --layers L [--layers2 L2]\n"
+	"usage: gen-family --arch ARCH --dtype bf16|f16|f32|f64 --layers L [--layers2 L2]\n"
 	"                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
 	"                  --out DIR [--specials] [--int-differ] [--reverse] [--shards K]\n"
 	"                  [--tensors N] [--print-size]\n"
@@ -578,6 +580,7 @@ int main(int argc, char **argv)
 			if (!strcmp(optarg, "bf16")) dt = F_BF16;
 			else if (!strcmp(optarg, "f16")) dt = F_F16;
 			else if (!strcmp(optarg, "f32")) dt = F_F32;
+			else if (!strcmp(optarg, "f64")) dt = F_F64;
 			else usage();
 			break;
 		case 'l': L = strtol(optarg, NULL, 10); break;

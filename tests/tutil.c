@@ -213,7 +213,8 @@ const char *tu_model_meta(const struct tu_model *m, const char *key)
 
 int tu_is_float(const struct tu_tensor *t)
 {
-	return !strcmp(t->dtype, "BF16") || !strcmp(t->dtype, "F16") || !strcmp(t->dtype, "F32");
+	return !strcmp(t->dtype, "BF16") || !strcmp(t->dtype, "F16") || !strcmp(t->dtype, "F32") ||
+	       !strcmp(t->dtype, "F64");
 }
 
 float tu_elem(const struct tu_tensor *t, uint64_t i)
@@ -240,6 +241,16 @@ float tu_elem(const struct tu_tensor *t, uint64_t i)
 	return NAN;
 }
 
+double tu_elem64(const struct tu_tensor *t, uint64_t i)
+{
+	if (!strcmp(t->dtype, "F64")) {
+		double d;
+		memcpy(&d, t->data + 8 * i, 8);
+		return d;
+	}
+	return (double)tu_elem(t, i);
+}
+
 double tu_ulp(const char *dtype, double v)
 {
 	int p, emin; /* precision and minimum normal exponent */
@@ -247,6 +258,8 @@ double tu_ulp(const char *dtype, double v)
 		p = 8, emin = -126;
 	else if (!strcmp(dtype, "F16"))
 		p = 11, emin = -14;
+	else if (!strcmp(dtype, "F64"))
+		p = 53, emin = -1022;
 	else
 		p = 24, emin = -126;
 	int e;

@@ -54,6 +54,8 @@ const char *tu_model_meta(const struct tu_model *m, const char *key);
 /* Element i of a BF16/F16/F32 tensor as a float (independent decoders). */
 float tu_elem(const struct tu_tensor *t, uint64_t i);
 int tu_is_float(const struct tu_tensor *t);
+/* Element i as a double: F64 exactly, the others as tu_elem(). */
+double tu_elem64(const struct tu_tensor *t, uint64_t i);
 /* Spacing of the output dtype at |v|: 2^(e - p + 1), never below the
  * smallest subnormal. */
 double tu_ulp(const char *dtype, double v);

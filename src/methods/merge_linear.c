@@ -31,12 +31,49 @@ struct linear {
 };
 
 /* ---- the writing pass ------------------------------------------------------ */
+
+/*
+ * An F64 tensor written as F64 is computed in float64 end to end (the
+ * kernels decode to float32): tau_i = theta_i - theta_0, their weighted
+ * sum and the add-back in double, with the kernels' order and FMAs, so
+ * --lambda 0 gives the base's bytes. Portable C: the same on every
+ * instruction set. (TIES, DARE and the norm pass of automatic alpha work
+ * on float32 values, as for every other dtype.)
+ */
+static double load_f64(const unsigned char *p, size_t j)
+{
+	double v;
+	memcpy(&v, p + 8 * j, 8);
+	return v;
+}
+
+static void write_f64(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
+                      size_t n)
+{
+	for (size_t j = 0; j < n; j++) {
+		double b = load_f64(job->in[0], j), acc = 0.0;
+		for (unsigned i = 0; i < p->nmodels; i++) {
+			double tau = load_f64(job->in[i + 1], j) - b;
+			acc = i == 0 ? p->w[0] * tau : fma(p->w[i], tau, acc);
+		}
+		double r = fma(t->k_lambda, acc, b);
+		if (r != r) { /* NaN stays NaN: the quiet one */
+			uint64_t u = 0x7ff8000000000000ull;
+			memcpy(&r, &u, 8);
+		}
+		memcpy(job->out + 8 * j, &r, 8);
+	}
+}
 static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err, (void)scratch;
 
+	if (t->in_dt == DT_F64 && t->out_dt == DT_F64) {
+		write_f64(p, t, job, n);
+		return 0;
+	}
 	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0], p->w,
 	                t->k_lambda, t->out_dt, job->out, n);
 	return 0;
