@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kern_ties.h"
 #include "kernels.h"
 #include "pipeline.h"
 
@@ -275,6 +276,7 @@ struct worker {
 	void *scratch;
 	float *widen; /* ninputs x widen_cap bytes: a mixed job's inputs as F32 */
 	const unsigned char **wptrs; /* ninputs */
+	unsigned char *differs;      /* ninputs: this worker saw the input differ from the base */
 	struct wjob j[PIPE_DEPTH];
 	int started;
 };
@@ -354,51 +356,23 @@ static int check_reduce(const struct pipe_env *env, const struct pipe_job *job,
 	return 0;
 }
 
-/* NaN and infinite values among n values of dt: their exponent is all ones
- * (loads of whole values, so the compiler can vectorize the loops). */
-static uint64_t count_nonfinite(enum dtype dt, const unsigned char *p, size_t n)
-{
-	uint64_t c = 0;
-	switch (dt) {
-	case DT_BF16:
-	case DT_F16: {
-		const uint16_t mask = dt == DT_BF16 ? 0x7f80 : 0x7c00;
-		for (size_t i = 0; i < n; i++) {
-			uint16_t v;
-			memcpy(&v, p + 2 * i, 2);
-			c += (v & mask) == mask;
-		}
-		break;
-	}
-	case DT_F32:
-		for (size_t i = 0; i < n; i++) {
-			uint32_t v;
-			memcpy(&v, p + 4 * i, 4);
-			c += (v & 0x7f800000u) == 0x7f800000u;
-		}
-		break;
-	case DT_F64:
-		for (size_t i = 0; i < n; i++) {
-			uint64_t v;
-			memcpy(&v, p + 8 * i, 8);
-			c += (v & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
-		}
-		break;
-	default:
-		break;
-	}
-	return c;
-}
-
-/* The writing pass's look at every input of a merged job (struct input_stats). */
-static void job_stats(struct slot *s, const struct tensor *t, const unsigned char *const *raw,
-                      const unsigned char *const *seen, unsigned ninputs)
+/*
+ * The writing pass's look at every input of a merged job (struct
+ * input_stats): its non-finite values, and whether it differs from the
+ * base (compared once per worker and input: an input that differed stays
+ * so, and the consumer ORs the flags, so the result is the same).
+ */
+static void job_stats(struct worker *w, struct slot *s, const struct tensor *t,
+                      const unsigned char *const *raw, const unsigned char *const *seen,
+                      unsigned ninputs)
 {
 	size_t n = (size_t)(s->job.u1 - s->job.u0);
 	for (unsigned m = 0; m < ninputs; m++) {
-		s->nonfinite[m] = count_nonfinite(t->in[m].dt, raw[m], n);
+		s->nonfinite[m] = kern_count_nonfinite(t->in[m].dt, raw[m], n);
 		/* what the method sees: the same dtype for every input */
-		s->differs[m] = m && memcmp(seen[m], seen[0], n * t->unit_in) != 0;
+		if (m && !w->differs[m])
+			w->differs[m] = memcmp(seen[m], seen[0], n * t->unit_in) != 0;
+		s->differs[m] = m && w->differs[m];
 	}
 }
 
@@ -500,7 +474,7 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 		struct slot *sl = &pp->slots[j->k % pp->nslots];
 		if (sl->nonfinite) {
 			if (t->merge)
-				job_stats(sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
+				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
 			else
 				memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t)),
 					memset(sl->differs, 0, pp->env->lay->ninputs);
@@ -720,6 +694,8 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			if (!w->widen || !w->wptrs)
 				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		}
+		if (rc == 0 && !(w->differs = calloc(lay->ninputs, 1)))
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		for (unsigned d = 0; rc == 0 && d < PIPE_DEPTH; d++) {
 			w->j[d].batch.slot = d;
 			w->j[d].spans = calloc(lay->ninputs, sizeof(*w->j[d].spans));
@@ -808,6 +784,7 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 		free(ws[i].scratch);
 		free(ws[i].widen);
 		free(ws[i].wptrs);
+		free(ws[i].differs);
 	}
 	if (rc == 0) {
 		report(&pp, pass_index, done, total, t0);

@@ -19,6 +19,10 @@
 void ties_taus(const struct kern *k, enum dtype dt, const void *const *x, unsigned nx,
                const void *base, const double *w, size_t n, float *bt, float *tp);
 
+/* NaN and infinite values among n values of dt (BF16, F16, F32, F64): the
+ * pipeline's count for the summary and --strict. */
+uint64_t kern_count_nonfinite(enum dtype dt, const void *p, size_t n);
+
 /* The bit pattern of |v|: ordered as the magnitudes (NaN above infinity). */
 static inline uint32_t ties_mag(float v)
 {
