@@ -356,6 +356,18 @@ static int check_reduce(const struct pipe_env *env, const struct pipe_job *job,
 	return 0;
 }
 
+/* Whether each input differs from the base (see job_stats). */
+static void job_differs(struct worker *w, struct slot *s, const struct tensor *t,
+                        const unsigned char *const *seen, unsigned ninputs)
+{
+	size_t n = (size_t)(s->job.u1 - s->job.u0);
+	for (unsigned m = 1; m < ninputs; m++) {
+		if (!w->differs[m])
+			w->differs[m] = memcmp(seen[m], seen[0], n * t->unit_in) != 0;
+		s->differs[m] = w->differs[m];
+	}
+}
+
 /*
  * The writing pass's look at every input of a merged job (struct
  * input_stats): its non-finite values, and whether it differs from the
@@ -473,14 +485,20 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 		job->in = t->mixed ? widen(w, t, job, j->ptrs) : j->ptrs;
 		struct slot *sl = &pp->slots[j->k % pp->nslots];
 		if (sl->nonfinite) {
-			if (t->merge)
-				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
-			else
-				memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t)),
-					memset(sl->differs, 0, pp->env->lay->ninputs);
+			memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t));
+			memset(sl->differs, 0, pp->env->lay->ninputs);
 		}
 		if (t->merge)
 			rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
+		/* after the work, on its output (in cache): a method through which
+		 * every non-finite input reaches the output needs the inputs
+		 * counted only where the output has one */
+		if (rc == 0 && sl->nonfinite && t->merge &&
+		    (!pp->env->nonfinite_reaches_output ||
+		     kern_count_nonfinite(t->out_dt, job->out, (size_t)(job->u1 - job->u0))))
+			job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
+		else if (rc == 0 && sl->nonfinite && t->merge)
+			job_differs(w, sl, t, job->in, pp->env->lay->ninputs);
 		else if (pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
 		else if (pp->pass->checks_copies)

@@ -109,6 +109,9 @@ struct pipe_env {
 	int check_in_write; /* the writing pass compares the copied tensors */
 	struct copy_check *check;
 	struct input_stats *stats; /* optional: filled by the writing pass */
+	/* every NaN or infinity of an input makes the output element NaN or
+	 * infinite (sum, mean): inputs are counted only where the output has one */
+	int nonfinite_reaches_output;
 	struct merge_ctx *ctx; /* handed to the pass callbacks */
 	const struct lines_merge_opts *o; /* progress and log callbacks */
 	unsigned npasses;

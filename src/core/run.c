@@ -210,6 +210,7 @@ static void wire(struct plan *p)
 	p->env.streams = p->in.streams;
 	p->env.check = &p->check;
 	p->env.stats = p->o.norms_only ? NULL : &p->stats;
+	p->env.nonfinite_reaches_output = !!(p->method->flags & METHOD_LINEAR);
 	p->env.ctx = c;
 	p->env.o = &p->o;
 	if (p->out.thash) {
