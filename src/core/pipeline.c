@@ -488,18 +488,18 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 			memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t));
 			memset(sl->differs, 0, pp->env->lay->ninputs);
 		}
-		if (t->merge)
+		if (t->merge) {
 			rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
-		/* after the work, on its output (in cache): a method through which
-		 * every non-finite input reaches the output needs the inputs
-		 * counted only where the output has one */
-		if (rc == 0 && sl->nonfinite && t->merge &&
-		    (!pp->env->nonfinite_reaches_output ||
-		     kern_count_nonfinite(t->out_dt, job->out, (size_t)(job->u1 - job->u0))))
-			job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
-		else if (rc == 0 && sl->nonfinite && t->merge)
-			job_differs(w, sl, t, job->in, pp->env->lay->ninputs);
-		else if (pp->pass->writes) /* copied from the base, checked if asked */
+			/* after the work, on its output (in cache): a method through
+			 * which every non-finite input reaches the output needs the
+			 * inputs counted only where the output has one */
+			if (rc == 0 && sl->nonfinite &&
+			    (!pp->env->nonfinite_reaches_output ||
+			     kern_count_nonfinite(t->out_dt, job->out, (size_t)(job->u1 - job->u0))))
+				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
+			else if (rc == 0 && sl->nonfinite)
+				job_differs(w, sl, t, job->in, pp->env->lay->ninputs);
+		} else if (pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
 		else if (pp->pass->checks_copies)
 			check_job(pp->env, job);
