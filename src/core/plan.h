@@ -114,7 +114,7 @@ int manifest_init(struct plan *p, struct lines_error *err);
 /* The pipeline's on_output: hash each tensor as it is written (arg: the output). */
 void manifest_note(void *arg, const struct tensor *t, const struct pipe_job *job);
 /* The manifest of one file holding tensors [t0, t1): a shard, or all. */
-int manifest_build(const struct plan *p, const struct manifest_file *mf, char **out,
+int manifest_write(const struct plan *p, const struct manifest_file *mf, struct sink *s,
                    struct lines_error *err);
 
 #endif

@@ -58,7 +58,29 @@ static json_t *hex64(uint64_t v)
 	return json_string(h);
 }
 
-int manifest_build(const struct plan *p, const struct manifest_file *mf, char **out,
+/* One entry of "tensors", at the depth json_dumps(JSON_INDENT(1)) puts it:
+ * two more spaces after every line break (JSON strings hold none). */
+static int write_entry(struct sink *s, json_t *e, int comma, struct lines_error *err)
+{
+	char *text = json_dumps(e, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+	int rc;
+	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory for the manifest");
+	rc = sink_write(s, comma ? ",\n  " : "\n  ", comma ? 4 : 3, err);
+	for (const char *a = text, *nl; rc == 0 && *a; a = nl + 1) {
+		nl = strchr(a, '\n');
+		if (!nl) {
+			rc = sink_write(s, a, strlen(a), err);
+			break;
+		}
+		rc = sink_write(s, a, (size_t)(nl - a), err);
+		if (rc == 0)
+			rc = sink_write(s, "\n  ", 3, err);
+	}
+	free(text);
+	return rc;
+}
+
+int manifest_write(const struct plan *p, const struct manifest_file *mf, struct sink *s,
                    struct lines_error *err)
 {
 	const char *name = mf->name;
@@ -68,7 +90,6 @@ int manifest_build(const struct plan *p, const struct manifest_file *mf, char **
 	char hex[33];
 	int rc = 0;
 
-	*out = NULL;
 	if (!root || !run || !inputs || !tensors || !hdr || !w) {
 		json_decref(root), json_decref(run), json_decref(inputs), json_decref(tensors);
 		json_decref(hdr), json_decref(w);
@@ -140,7 +161,22 @@ int manifest_build(const struct plan *p, const struct manifest_file *mf, char **
 	json_object_set_new(run, "inputs", inputs);
 	json_object_set_new(root, "run", run);
 
-	for (size_t i = mf->t0; i < mf->t1; i++) {
+	/* the tensors are written one at a time, not held as one tree: a
+	 * model of many tensors would need a large one. The text is what
+	 * json_dumps(JSON_INDENT(1)) gives the whole object, "tensors" last. */
+	char *head = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
+	json_decref(root);
+	json_decref(tensors);
+	RETURN_ERROR_IF(!head, err, LINES_ENOMEM, NULL, NULL, "out of memory for the manifest");
+	size_t hl = strlen(head);
+	if (hl >= 2 && !strcmp(head + hl - 2, "\n}"))
+		hl -= 2; /* the object's end: the tensors go before it */
+	rc = sink_write(s, head, hl, err);
+	free(head);
+	if (rc == 0)
+		rc = sink_write(s, mf->t1 > mf->t0 ? ",\n \"tensors\": [" : ",\n \"tensors\": []", 
+		                mf->t1 > mf->t0 ? 15 : 16, err);
+	for (size_t i = mf->t0; rc == 0 && i < mf->t1; i++) {
 		const struct tensor *t = &p->lay.t[i];
 		json_t *e = json_object(), *shape = json_array();
 		uint64_t h = t->units ? p->out.thash[i] : XXH3_64bits(NULL, 0);
@@ -159,13 +195,10 @@ int manifest_build(const struct plan *p, const struct manifest_file *mf, char **
 		json_object_set_new(e, "xxh3_64", hex64(h));
 		if (p->method->report_tensor)
 			p->method->report_tensor(&p->ctx, i, e);
-		json_array_append_new(tensors, e);
+		rc = write_entry(s, e, i > mf->t0, err);
+		json_decref(e);
 	}
-	json_object_set_new(root, "tensors", tensors);
-
-	*out = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(17));
-	if (!*out)
-		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for the manifest");
-	json_decref(root);
+	if (rc == 0)
+		rc = sink_write(s, mf->t1 > mf->t0 ? "\n ]\n}" : "\n}", mf->t1 > mf->t0 ? 5 : 2, err);
 	return rc;
 }

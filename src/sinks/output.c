@@ -236,10 +236,10 @@ static int shard_header(const void *arg, size_t t0, size_t t1, unsigned char **h
 	return plan_header(arg, t0, t1, hdr, len, err);
 }
 
-static int shard_manifest(const void *arg, const struct manifest_file *mf, char **json,
+static int shard_manifest(const void *arg, const struct manifest_file *mf, struct sink *s,
                           struct lines_error *err)
 {
-	return manifest_build(arg, mf, json, err);
+	return manifest_write(arg, mf, s, err);
 }
 
 /* A growing text for the README. */
@@ -461,7 +461,7 @@ static int stage(const char *path, const char *text, struct sink **s, struct lin
 static int commit_file(struct plan *p, struct sink *out, struct lines_error *err)
 {
 	struct sink *side = NULL, *man = NULL;
-	char *json = NULL, line[4200];
+	char line[4200];
 	int rc = 0;
 
 	if (p->out.sidecar_path) {
@@ -472,9 +472,9 @@ static int commit_file(struct plan *p, struct sink *out, struct lines_error *err
 		struct manifest_file mf = {p->out.sidecar_name, &p->out.file_digest, 0, p->lay.nt, 0,
 		                           p->out.header_len, p->out.header_hash,
 		                           p->lay.out_data_bytes};
-		rc = manifest_build(p, &mf, &json, err);
+		rc = sink_file_open(&man, p->out.manifest_path, err);
 		if (rc == 0)
-			rc = stage(p->out.manifest_path, json, &man, err);
+			rc = manifest_write(p, &mf, man, err);
 	}
 	if (rc == 0)
 		rc = sink_commit(out, err);
@@ -502,7 +502,6 @@ static int commit_file(struct plan *p, struct sink *out, struct lines_error *err
 	}
 	sink_free(side);
 	sink_free(man);
-	free(json);
 	return rc;
 }
 

@@ -70,7 +70,7 @@ struct sink_dir_desc {
 	const char *carry_from;
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
 	              struct lines_error *err);
-	int (*manifest)(const void *arg, const struct manifest_file *mf, char **json,
+	int (*manifest)(const void *arg, const struct manifest_file *mf, struct sink *s,
 	                struct lines_error *err);
 	/* optional: the README.md the directory gets (the base's model card
 	 * is not carried along: it describes another model) */

@@ -179,6 +179,26 @@ static int put_file(struct sink_dir *d, const char *name, const char *text, stru
 	return rc;
 }
 
+/* A shard's manifest, written into the temporary directory as it is made. */
+static int put_manifest(struct sink_dir *d, const char *name, const struct manifest_file *mf,
+                        struct lines_error *err)
+{
+	struct sink *f = NULL;
+	char *path = join(d->tmpdir, name);
+	int rc;
+	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	rc = sink_file_open(&f, path, err);
+	free(path);
+	if (rc == 0)
+		rc = d->desc.manifest(d->desc.arg, mf, f, err);
+	if (rc == 0)
+		rc = sink_commit(f, err);
+	else if (f)
+		sink_abort(f);
+	sink_free(f);
+	return rc;
+}
+
 static int write_index(struct sink_dir *d, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
@@ -359,18 +379,15 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 			break;
 		if (!p->checksums)
 			continue;
-		char line[256], name[128], *json = NULL;
+		char line[256], name[128];
 		struct manifest_file mf = {sh->name, &d->digest[k], sh->t0, sh->t1, sh->off0,
 		                           d->hlen[k], d->hhash[k], sh->data};
 		sidecar_line(line, sizeof(line), &d->digest[k], sh->name);
 		snprintf(name, sizeof(name), "%s.xxh128", sh->name);
 		if ((rc = put_file(d, name, line, err)) < 0)
 			break;
-		if ((rc = p->manifest(p->arg, &mf, &json, err)) == 0) {
-			snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
-			rc = put_file(d, name, json, err);
-		}
-		free(json);
+		snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
+		rc = put_manifest(d, name, &mf, err);
 	}
 	if (rc == 0 && p->nshards > 1)
 		rc = write_index(d, err);
