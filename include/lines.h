@@ -265,7 +265,11 @@ struct lines_plan_info {
 	const uint64_t *pass_read_bytes; /* input bytes each pass reads        */
 	uint64_t output_bytes;           /* size of the output (uncompressed)  */
 	uint64_t written_bytes;          /* after a run: bytes of the file (.zst) */
-	uint64_t memory_bound;           /* bytes of buffers the run allocates */
+	uint64_t memory_bound;           /* bytes the run holds at most: its
+	                                  * buffers and memory_metadata */
+	uint64_t memory_metadata;        /* of which the headers and tables: the
+	                                  * heap measured while the plan was made
+	                                  * (0 where it cannot be measured) */
 	size_t chunk;                    /* chosen chunk size                   */
 	unsigned jobs;                   /* worker threads                      */
 	const char *io;                  /* "mmap" or "uring"                   */

@@ -515,8 +515,13 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(b, sizeof(b), in->memory_bound);
 	printf("  output: %llu bytes (%s)\n", (unsigned long long)in->output_bytes, a);
-	printf("  memory bound: %s (%u worker%s, %zu KiB chunks, %s reads, %s kernels)\n", b,
+	printf("  memory bound: %s (%u worker%s, %zu KiB chunks, %s reads, %s kernels", b,
 	       in->jobs, in->jobs == 1 ? "" : "s", in->chunk >> 10, in->io, in->kernels);
+	if (in->memory_metadata) {
+		cli_human(a, sizeof(a), in->memory_metadata);
+		printf("; headers and tables %s", a);
+	}
+	printf(")\n");
 	if (cli_verbose) {
 		printf("  %-6s %-5s %-10s %s\n", "block", "dtype", "lambda", "tensor");
 		for (size_t i = 0; i < in->ntensors; i++) {

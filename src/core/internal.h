@@ -114,6 +114,11 @@ static inline int dtype_bytes(enum dtype d, uint64_t n, uint64_t *bytes)
 void lines_logf(const struct lines_merge_opts *o, enum lines_level level, const char *file,
                 const char *tensor, const char *fmt, ...) LINES_PRINTF(5, 6);
 
+/* Bytes of memory the process holds now (its resident set; else the heap
+ * in use, glibc's mallinfo2; 0 where neither can be had): measured while
+ * a plan is made, what its headers and tables take. */
+size_t lines_heap_in_use(void);
+
 /* The shortest decimal that reads back as the same double. */
 void lines_fmt_double(char *buf, size_t n, double v);
 

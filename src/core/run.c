@@ -342,6 +342,20 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		goto fail;
 	}
+	/* the headers and tables: they grow with the number of tensors, not
+	 * with the model's size; measured, the largest of the heap while a
+	 * header's JSON was parsed and the heap the plan holds now */
+	size_t meta = lines_heap_in_use();
+	for (unsigned i = 0; i < p->in.ninputs; i++)
+		for (size_t f = 0; f < p->in.ck[i]->nfiles; f++)
+			if (p->in.ck[i]->files[f].heap_peak > meta)
+				meta = p->in.ck[i]->files[f].heap_peak;
+	/* and what the run adds beside its buffers: the header rebuilt once
+	 * alpha is known (its JSON and text), its threads' stacks */
+	if (meta)
+		meta += 2 * p->out.header_len + (4u << 20);
+	p->info.memory_metadata = meta;
+	p->mem_bound += meta;
 	fill_info(p);
 	*out = lp;
 	return 0;

@@ -12,6 +12,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#ifdef HAVE_MALLINFO2
+#include <malloc.h>
+#endif
+
 #include "internal.h"
 
 static void copy_str(char *dst, size_t cap, const char *src)
@@ -82,6 +86,25 @@ void lines_logf(const struct lines_merge_opts *o, enum lines_level level, const 
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	o->log(o->cb_ctx, level, file ? file : "", tensor ? tensor : "", msg);
+}
+
+size_t lines_heap_in_use(void)
+{
+	/* the resident set: what the heap holds, freed or not (the allocator
+	 * keeps freed pages), and the program itself */
+	FILE *f = fopen("/proc/self/statm", "r");
+	unsigned long size = 0, resident = 0;
+	int got = f ? fscanf(f, "%lu %lu", &size, &resident) : 0;
+	if (f)
+		fclose(f);
+	if (got == 2)
+		return (size_t)resident * (size_t)sysconf(_SC_PAGESIZE);
+#ifdef HAVE_MALLINFO2
+	struct mallinfo2 mi = mallinfo2();
+	return mi.uordblks + mi.hblkhd; /* small chunks in use, and mmapped ones */
+#else
+	return 0;
+#endif
 }
 
 void lines_fmt_double(char *buf, size_t n, double v)

@@ -72,6 +72,7 @@ struct ckpt_file {
 	struct ckpt_kv *meta;
 	uint64_t data_start; /* where the first tensor's data may begin */
 	uint64_t data_end;   /* where the last tensor's data ends: the file's end */
+	size_t heap_peak;    /* the heap in use at its parse's peak (0: unknown) */
 };
 
 struct ckpt_tensor {

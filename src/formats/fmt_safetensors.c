@@ -54,6 +54,7 @@ static int sf_open(struct ckpt_file *f, ckpt_read_fn read, struct lines_error *e
 	}
 	f->nmeta = h->nmeta;
 	f->data_start = h->data_start;
+	f->heap_peak = h->heap_parsed;
 	f->data_end = h->data_start + h->data_len;
 	return 0;
 }

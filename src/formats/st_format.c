@@ -320,6 +320,8 @@ int st_parse(const char *json, uint64_t n, uint64_t file_size, struct st_header 
 		shadow = json_loadb(json, (size_t)n,
 		                    JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL,
 		                    NULL);
+	/* the most this header makes the heap hold (the tree is freed below) */
+	h->heap_parsed = lines_heap_in_use();
 	if (!json_is_object(root)) {
 		rc = lines_errf(err, LINES_EFORMAT, file, NULL, "header is not a JSON object");
 		goto out;

@@ -40,6 +40,7 @@ struct st_header {
 	size_t nmeta;
 	struct st_meta *meta; /* __metadata__, in header order            */
 	int has_meta;
+	size_t heap_parsed; /* heap in use with the parsed JSON alive (its peak) */
 };
 
 /*
