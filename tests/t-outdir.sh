@@ -43,6 +43,17 @@ else
 	echo "ok $((n += 1)) # SKIP ... on its file system"
 fi
 
+# ---- a directory whose parent the user cannot write (root runs it as nobody) -------
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1; then
+	mkdir -p ro/mnt && chown nobody ro/mnt && chmod 755 ro && chmod -R a+rX "$tmp/f" && chmod a+x "$tmp"
+	status 0 "-o an empty directory in a parent the user cannot write" \
+		setpriv --reuid=nobody --regid=nogroup --clear-groups "$LINES" merge -q -b "$b" --lines -o "$tmp/ro/mnt" "$m1" "$m2"
+	check "... writes into it (the lock goes inside, then away)" sh -c "ls ro/mnt/*.safetensors >/dev/null && ! ls -a ro/mnt | grep -q lock"
+else
+	echo "ok $((n += 1)) # SKIP an unwritable parent: needs root and setpriv(1) to run as nobody"
+	echo "ok $((n += 1)) # SKIP ... writes into it"
+fi
+
 # ---- the mode of a new directory ------------------------------------------------------
 (umask 027 && "$LINES" merge -q -b "$b" --lines -o new027/ "$m1" "$m2")
 check "a new output directory gets the mode the umask gives (027: 750)" test "$(stat -c %a new027)" = 750

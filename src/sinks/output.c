@@ -510,6 +510,15 @@ int output_commit(struct plan *p, struct sink *out, struct lines_error *err)
 	return p->out.dir ? sink_commit(out, err) : commit_file(p, out, err);
 }
 
+/* The directory of path takes a new file. */
+static int can_create_in(const char *path)
+{
+	char *c = strdup(path);
+	int ok = c && access(dirname(c), W_OK | X_OK) == 0;
+	free(c);
+	return ok;
+}
+
 /*
  * Two runs writing the same OUT at once could leave OUT and its .xxh128
  * and .manifest.json from different runs: a run holds an exclusive
@@ -535,6 +544,15 @@ int output_lock(struct plan *p, struct lines_error *err)
 	}
 	sprintf(path, "%s/.%s.lines-lock", dirname(dcopy), basename(bcopy));
 	free(dcopy), free(bcopy);
+	/* an existing directory (a mount point, say) whose parent we may not
+	 * write: the lock goes inside it, where the output goes too */
+	struct stat ds;
+	if (p->out.dir && stat(out, &ds) == 0 && S_ISDIR(ds.st_mode) && !can_create_in(path)) {
+		free(path);
+		if (!(path = malloc(strlen(out) + 32)))
+			return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		sprintf(path, "%s/.lines-lock", out);
+	}
 	for (;;) {
 		struct stat a, b;
 		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
