@@ -379,13 +379,9 @@ static void job_stats(struct worker *w, struct slot *s, const struct tensor *t,
                       unsigned ninputs)
 {
 	size_t n = (size_t)(s->job.u1 - s->job.u0);
-	for (unsigned m = 0; m < ninputs; m++) {
+	for (unsigned m = 0; m < ninputs; m++)
 		s->nonfinite[m] = kern_count_nonfinite(t->in[m].dt, raw[m], n);
-		/* what the method sees: the same dtype for every input */
-		if (m && !w->differs[m])
-			w->differs[m] = memcmp(seen[m], seen[0], n * t->unit_in) != 0;
-		s->differs[m] = m && w->differs[m];
-	}
+	job_differs(w, s, t, seen, ninputs);
 }
 
 /* A tensor that is not merged, in a writing pass: the base's bytes. */

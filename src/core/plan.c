@@ -449,8 +449,11 @@ static int same_input(const struct ckpt *a, const struct ckpt *b)
 		return 0;
 	uint64_t data = fa->data_end - fa->data_start;
 	unsigned char *x = malloc(2 * 65536), *y = x ? x + 65536 : NULL;
-	int same = x && same_bytes(fa->fd, fb->fd, 0, fa->data_start, x, y, 65536) &&
-	           same_bytes(fa->fd, fb->fd, fa->data_start, data < 65536 ? data : 65536, x, y, 65536);
+	/* the data first: models of one architecture share their header, and
+	 * it may be large */
+	int same = x &&
+	           same_bytes(fa->fd, fb->fd, fa->data_start, data < 65536 ? data : 65536, x, y, 65536) &&
+	           same_bytes(fa->fd, fb->fd, 0, fa->data_start, x, y, 65536);
 	free(x);
 	return same;
 }

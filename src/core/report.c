@@ -44,14 +44,8 @@ static void push(struct report *r, json_t *arr, json_t *v)
 		r->oom = 1;
 }
 
-static json_t *report_num(double v)
-{
-	if (isfinite(v))
-		return json_real(v);
-	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
-}
 
-static json_t *num_if(int known, double v) { return known ? report_num(v) : json_null(); }
+static json_t *num_if(int known, double v) { return known ? json_num(v) : json_null(); }
 static json_t *u64(uint64_t v) { return json_integer((json_int_t)v); }
 
 /* A path as given; one that is not UTF-8 has its bytes above 0x7f as \xNN. */
@@ -86,7 +80,7 @@ static void run_section(struct report *r, json_t *root)
 	put(r, root, "base", path(p->o.base));
 	for (unsigned i = 0; i < p->lay.nmodels; i++) {
 		push(r, models, path(p->o.models[i]));
-		push(r, weights, report_num(p->sc.w[i]));
+		push(r, weights, json_num(p->sc.w[i]));
 	}
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
@@ -105,7 +99,7 @@ static void scale_section(struct report *r, json_t *root)
 	int known = in->alpha_known;
 	json_t *blocks = json_array();
 
-	put(r, root, "lambda", p->o.lines ? json_null() : report_num(p->o.lambda));
+	put(r, root, "lambda", p->o.lines ? json_null() : json_num(p->o.lambda));
 	if (p->o.lines) {
 		json_t *l = json_object();
 		int beta_known = known || !isnan(p->o.beta);

@@ -1190,8 +1190,7 @@ static json_t *thresholds(const uint32_t *thr, unsigned n)
 	for (unsigned i = 0; a && i < n; i++) {
 		float f;
 		memcpy(&f, &thr[i], 4);
-		json_array_append_new(a, isfinite(f) ? json_real(f)
-		                                     : json_string(f != f ? "nan" : f > 0 ? "inf" : "-inf"));
+		json_array_append_new(a, json_num(f));
 	}
 	return a;
 }

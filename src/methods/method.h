@@ -22,6 +22,8 @@
 #ifndef LINES_METHOD_H
 #define LINES_METHOD_H
 
+#include <math.h>
+
 #include <jansson.h>
 
 #include "kernels.h"
@@ -93,6 +95,15 @@ const struct method *method_find(const char *name);
 extern const struct method method_block_norms;
 /* The norms that method_block_norms measured. */
 const struct lines_block_norms *block_norms_of(const struct merge_ctx *c);
+
+/* A number for the manifest and the JSON summary; JSON has no infinity or
+ * NaN, so those are the strings "inf", "-inf" and "nan". */
+static inline json_t *json_num(double v)
+{
+	if (isfinite(v))
+		return json_real(v);
+	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
+}
 
 /* What a pass wants: every tensor, or the merged ones. */
 static inline int want_all(const struct merge_ctx *c, size_t tensor)

@@ -40,16 +40,7 @@ void manifest_note(void *arg, const struct tensor *t, const struct pipe_job *job
 		o->thash[job->tensor] = XXH3_64bits_digest(o->tstate);
 }
 
-/* A number; JSON has no infinity or NaN, so those are the strings "inf",
- * "-inf" and "nan". */
-static json_t *num(double v)
-{
-	if (isfinite(v))
-		return json_real(v);
-	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
-}
-
-static json_t *num_or_null(double v) { return isnan(v) ? json_null() : num(v); }
+static json_t *num_or_null(double v) { return isnan(v) ? json_null() : json_num(v); }
 
 static json_t *hex64(uint64_t v)
 {

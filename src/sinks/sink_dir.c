@@ -161,7 +161,10 @@ static int sd_finish(struct sink *s, struct lines_error *err)
 }
 
 /* Write a small file into the temporary directory. */
-static int put_file(struct sink_dir *d, const char *name, const char *text, struct lines_error *err)
+/* Write a file into the temporary directory: its bytes come from write(). */
+static int put(struct sink_dir *d, const char *name,
+               int (*write)(struct sink *f, const void *arg, struct lines_error *err),
+               const void *arg, struct lines_error *err)
 {
 	struct sink *f = NULL;
 	char *path = join(d->tmpdir, name);
@@ -170,7 +173,7 @@ static int put_file(struct sink_dir *d, const char *name, const char *text, stru
 	rc = sink_file_open(&f, path, err);
 	free(path);
 	if (rc == 0)
-		rc = sink_write(f, text, strlen(text), err);
+		rc = write(f, arg, err);
 	if (rc == 0)
 		rc = sink_commit(f, err);
 	else if (f)
@@ -179,24 +182,34 @@ static int put_file(struct sink_dir *d, const char *name, const char *text, stru
 	return rc;
 }
 
+static int write_text(struct sink *f, const void *text, struct lines_error *err)
+{
+	return sink_write(f, text, strlen(text), err);
+}
+
+/* Write a small file into the temporary directory. */
+static int put_file(struct sink_dir *d, const char *name, const char *text, struct lines_error *err)
+{
+	return put(d, name, write_text, text, err);
+}
+
 /* A shard's manifest, written into the temporary directory as it is made. */
+struct manifest_arg {
+	const struct sink_dir_desc *desc;
+	const struct manifest_file *mf;
+};
+
+static int write_manifest(struct sink *f, const void *arg, struct lines_error *err)
+{
+	const struct manifest_arg *a = arg;
+	return a->desc->manifest(a->desc->arg, a->mf, f, err);
+}
+
 static int put_manifest(struct sink_dir *d, const char *name, const struct manifest_file *mf,
                         struct lines_error *err)
 {
-	struct sink *f = NULL;
-	char *path = join(d->tmpdir, name);
-	int rc;
-	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	rc = sink_file_open(&f, path, err);
-	free(path);
-	if (rc == 0)
-		rc = d->desc.manifest(d->desc.arg, mf, f, err);
-	if (rc == 0)
-		rc = sink_commit(f, err);
-	else if (f)
-		sink_abort(f);
-	sink_free(f);
-	return rc;
+	struct manifest_arg a = {&d->desc, mf};
+	return put(d, name, write_manifest, &a, err);
 }
 
 static int write_index(struct sink_dir *d, struct lines_error *err)
