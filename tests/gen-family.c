@@ -40,7 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-enum kind { K_WEIGHT, K_NORM, K_BIAS, K_EMBED, K_POS_I64, K_MASK_BOOL };
+enum kind { K_WEIGHT, K_NORM, K_BIAS, K_EMBED, K_POS_I64, K_MASK_BOOL, K_SCALE, K_ISCALE };
 enum fdt { F_BF16, F_F16, F_F32, F_F64 };
 
 struct tensor {
@@ -49,12 +49,18 @@ struct tensor {
 	uint64_t shape[4];
 	enum kind kind;
 	long block;
+	int fp8;    /* stored as F8_E4M3 with scales (--fp8) */
+	size_t of;  /* K_SCALE: the index of its weight */
 };
 
 static struct tensor *T;
 static size_t g_many = 100000; /* --arch many: how many tensors (--tensors) */
 static long g_layers2; /* --layers2: the second stack's blocks (0: as many as the first) */
 static size_t nt, cap;
+/* --fp8: the matrices in F8_E4M3, with a scale per 128 x 128 block
+ * (DeepSeek-V3's weight_scale_inv) or per tensor (compressed-tensors'
+ * weight_scale, and an input_scale) */
+static enum { FP8_NONE, FP8_BLOCK, FP8_TENSOR } g_fp8;
 
 static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, const char *fmt,
                 ...) __attribute__((format(printf, 5, 6)));
@@ -294,6 +300,39 @@ static void build(const char *arch, long L, uint64_t H, uint64_t V)
 	}
 }
 
+/* --fp8: every matrix (not the embeddings) becomes F8_E4M3, and its
+ * scales follow it. */
+static void fp8_expand(void)
+{
+	size_t n0 = nt;
+	struct tensor *old = malloc(n0 * sizeof(*old));
+	if (!old) {
+		perror("gen-family");
+		exit(1);
+	}
+	memcpy(old, T, n0 * sizeof(*old));
+	nt = 0;
+	for (size_t i = 0; i < n0; i++) {
+		const struct tensor *t = &old[i];
+		add(t->kind, t->block, t->rank, t->shape, "%s", t->name);
+		if (g_fp8 == FP8_NONE || t->kind != K_WEIGHT || t->rank != 2)
+			continue;
+		size_t w = nt - 1;
+		T[w].fp8 = 1;
+		if (g_fp8 == FP8_BLOCK) {
+			add(K_SCALE, t->block, 2, S2((t->shape[0] + 127) / 128, (t->shape[1] + 127) / 128),
+			    "%s_scale_inv", t->name);
+		} else {
+			size_t n = strlen(t->name);
+			add(K_SCALE, t->block, 1, S1(1), "%s_scale", t->name);
+			if (n > 6 && !strcmp(t->name + n - 6, "weight"))
+				add(K_ISCALE, t->block, 1, S1(1), "%.*sinput_scale", (int)(n - 6), t->name);
+		}
+		T[nt - (g_fp8 == FP8_TENSOR && T[nt - 1].kind == K_ISCALE ? 2 : 1)].of = w;
+	}
+	free(old);
+}
+
 static uint64_t nelem(const struct tensor *t)
 {
 	uint64_t n = 1;
@@ -306,8 +345,10 @@ static unsigned esize(const struct tensor *t, enum fdt dt)
 {
 	if (t->kind == K_POS_I64)
 		return 8;
-	if (t->kind == K_MASK_BOOL)
+	if (t->kind == K_MASK_BOOL || t->fp8)
 		return 1;
+	if (t->kind == K_SCALE || t->kind == K_ISCALE)
+		return 4;
 	return dt == F_F64 ? 8 : dt == F_F32 ? 4 : 2;
 }
 
@@ -382,6 +423,35 @@ static uint16_t enc_bf16(float f)
 	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1)) >> 16);
 }
 
+/* F8_E4M3 (the "fn" variant, largest 448): the nearest code by search,
+ * ties to the even code, saturating */
+static double dec_e4m3(unsigned c)
+{
+	unsigned e = (c >> 3) & 15, m = c & 7;
+	double v = e ? ldexp(8 + m, (int)e - 10) : ldexp(m, -9);
+	return c & 0x80 ? -v : v;
+}
+
+static uint8_t enc_e4m3(double v)
+{
+	double a = fabs(v) > 448 ? 448 : fabs(v), best = INFINITY;
+	unsigned code = 0;
+	for (unsigned c = 0; c < 0x7f; c++) {
+		double d = fabs(dec_e4m3(c) - a);
+		if (d < best || (d == best && !(c & 1)))
+			best = d, code = c;
+	}
+	return (uint8_t)(code | (signbit(v) ? 0x80 : 0));
+}
+
+/* The scale of block (br, bc) of weight w of a model: each model is
+ * quantized on its own, so its scales are its own. */
+static float fp8_scale(uint64_t seed, unsigned model, size_t w, uint64_t br, uint64_t bc)
+{
+	uint64_t h = hash_at(key_of(seed ^ 0x5ca1e, model, w), br * 65536 + bc);
+	return (float)(0.12 / 448 * (1.0 + 0.25 * unif(h)));
+}
+
 static void put(unsigned char *p, enum fdt dt, double v)
 {
 	float f = (float)v;
@@ -423,7 +493,11 @@ static void write_part(const char *path, unsigned model, uint64_t seed, enum fdt
 		size_t i = g_reverse && model ? nt - 1 - k : k;
 		const struct tensor *t = &T[i];
 		uint64_t n = nelem(t) * esize(t, dt);
-		const char *d = t->kind == K_POS_I64 ? "I64" : t->kind == K_MASK_BOOL ? "BOOL" : dname[dt];
+		const char *d = t->kind == K_POS_I64     ? "I64"
+		                : t->kind == K_MASK_BOOL ? "BOOL"
+		                : t->fp8                 ? "F8_E4M3"
+		                : t->kind == K_SCALE || t->kind == K_ISCALE ? "F32"
+		                                                            : dname[dt];
 		hl += (size_t)snprintf(h + hl, hcap - hl, ",\"%s\":{\"dtype\":\"%s\",\"shape\":[", t->name, d);
 		for (unsigned d2 = 0; d2 < t->rank; d2++)
 			hl += (size_t)snprintf(h + hl, hcap - hl, "%s%" PRIu64, d2 ? "," : "", t->shape[d2]);
@@ -459,6 +533,19 @@ static void write_part(const char *path, unsigned model, uint64_t seed, enum fdt
 				} else if (t->kind == K_MASK_BOOL) {
 					uint64_t P = t->shape[3];
 					*p = (i % P) <= (i / P % P);
+				} else if (t->kind == K_SCALE) {
+					float sc = g_fp8 == FP8_BLOCK
+					                   ? fp8_scale(seed, model, t->of, i / t->shape[1], i % t->shape[1])
+					                   : fp8_scale(seed, model, t->of, 0, 0);
+					memcpy(p, &sc, 4);
+				} else if (t->kind == K_ISCALE) {
+					float sc = 0.02f;
+					memcpy(p, &sc, 4);
+				} else if (t->fp8) {
+					uint64_t C = t->shape[1], r = i / C, c = i % C;
+					float sc = g_fp8 == FP8_BLOCK ? fp8_scale(seed, model, ti, r / 128, c / 128)
+					                              : fp8_scale(seed, model, ti, 0, 0);
+					*p = enc_e4m3(value(kb, km, model, ti, i, L) / sc);
 				} else {
 					put(p, dt, value(kb, km, model, ti, i, L));
 				}
@@ -529,7 +616,15 @@ static void write_sharded(const char *dir, unsigned model, uint64_t seed, enum f
 	fprintf(ix, "\n  }\n}\n");
 	fclose(ix);
 	snprintf(path, sizeof(path), "%s/config.json", dir);
-	put_text(path, "{\"model_type\": \"gen-family\", \"num_hidden_layers\": 0}\n");
+	put_text(path, g_fp8 == FP8_BLOCK
+	                       ? "{\"model_type\": \"gen-family\", \"num_hidden_layers\": 0,\n"
+	                         " \"quantization_config\": {\"quant_method\": \"fp8\", \"fmt\": \"e4m3\",\n"
+	                         "  \"activation_scheme\": \"dynamic\", \"weight_block_size\": [128, 128]}}\n"
+	               : g_fp8 == FP8_TENSOR
+	                       ? "{\"model_type\": \"gen-family\", \"num_hidden_layers\": 0,\n"
+	                         " \"quantization_config\": {\"quant_method\": \"compressed-tensors\",\n"
+	                         "  \"format\": \"float-quantized\"}}\n"
+	                       : "{\"model_type\": \"gen-family\", \"num_hidden_layers\": 0}\n");
 	snprintf(path, sizeof(path), "%s/tokenizer.json", dir);
 	put_text(path, "{\"version\": \"1.0\", \"model\": {\"type\": \"BPE\"}}\n");
 	free(cut);
@@ -539,7 +634,7 @@ static const char usage_text[] =
 	"usage: gen-family --arch ARCH --dtype bf16|f16|f32|f64 --layers L [--layers2 L2]\n"
 	"                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
 	"                  --out DIR [--specials] [--int-differ] [--reverse] [--shards K]\n"
-	"                  [--tensors N] [--print-size]\n"
+	"                  [--tensors N] [--fp8 block|tensor] [--print-size]\n"
 	"ARCH: llama, llama-tied, mixtral, gpt2, clip, clip2, t5, whisper, vlm, flux,\n"
 	"      diffusers, gptq, noblocks, many\n";
 
@@ -562,6 +657,7 @@ int main(int argc, char **argv)
 		{"shards", required_argument, NULL, 'k'},
 		{"tensors", required_argument, NULL, 'T'},
 		{"layers2", required_argument, NULL, 'L'},
+		{"fp8", required_argument, NULL, '8'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -605,6 +701,11 @@ int main(int argc, char **argv)
 		case 'k': shards = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': g_many = strtoul(optarg, NULL, 10); break;
 		case 'L': g_layers2 = strtol(optarg, NULL, 10); break;
+		case '8':
+			if (!strcmp(optarg, "block")) g_fp8 = FP8_BLOCK;
+			else if (!strcmp(optarg, "tensor")) g_fp8 = FP8_TENSOR;
+			else usage();
+			break;
 		case 'h': fputs(usage_text, stdout); return 0;
 		default: usage();
 		}
@@ -627,6 +728,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	build(arch, L, H, V ? V : 4 * H);
+	fp8_expand();
 	if (print_size) {
 		printf("%" PRIu64 "\n", total_bytes(dt));
 		return 0;

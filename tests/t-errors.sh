@@ -50,10 +50,10 @@ status 1 "... and an error with --strict" "$LINES" merge --strict -b "$tmp/c/bas
 check "--strict leaves no output" test ! -e "$o"
 check "--strict leaves no temporary file" no_temp "$tmp"
 
-# a floating dtype lines cannot decode
-printf '\100\000\000\000\000\000\000\000{"q":{"dtype":"F8_E4M3","shape":[2],"data_offsets":[0,2]}}      \001\002' >"$tmp/f8.st"
-status 0 "an F8 model is valid" "$LINES" inspect -q "$tmp/f8.st"
+# a floating dtype lines cannot decode (E8M0 holds scales, not weights)
+printf '\100\000\000\000\000\000\000\000{"q":{"dtype":"F8_E8M0","shape":[2],"data_offsets":[0,2]}}      \001\002' >"$tmp/f8.st"
+status 0 "an F8_E8M0 model is valid" "$LINES" inspect -q "$tmp/f8.st"
 status 1 "but cannot be merged" "$LINES" merge -b "$tmp/f8.st" -o "$o" "$tmp/f8.st"
-check "... and says why" has "$tmp/err" "F8_E4M3"
+check "... and says why" has "$tmp/err" "F8_E8M0"
 
 done_testing

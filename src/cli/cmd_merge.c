@@ -95,7 +95,7 @@ static void merge_help(void)
 	printf("usage: lines merge -b BASE [-m sum|mean|ties|dare] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
-	       "                   [--dtype bf16|f16|f32] [--layer-regex RE] [--num-layers L]\n"
+	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
@@ -264,8 +264,10 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			break;
 		case OPT_DARE_ELECT: o->dare_elect = mc->have_ties_opts = mc->have_dare_opts = 1; break;
 		case OPT_DTYPE:
-			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") && strcasecmp(optarg, "f32"))
-				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16 or f32", optarg);
+			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") &&
+			    strcasecmp(optarg, "f32") && strcasecmp(optarg, "f64") && strcasecmp(optarg, "fp8"))
+				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16, f32, f64 or fp8",
+				                       optarg);
 			o->dtype = optarg;
 			break;
 		case OPT_LAYER_REGEX: o->layers.regex = optarg; break;

@@ -16,12 +16,15 @@
 
 #include "internal.h"
 
+struct fp8_scale;
+
 /* Where the data of one tensor is, in one input, and in what dtype. */
 struct tensor_src {
 	unsigned file; /* index into the run's table of every input file */
 	uint64_t off;
 	enum dtype dt; /* the input's dtype (a fine-tune may differ from the base) */
 	unsigned unit; /* bytes per unit in this input */
+	struct fp8_scale *q; /* a float8 input: its scales (fp8.h), else NULL */
 };
 
 struct tensor {
@@ -46,7 +49,24 @@ struct tensor {
 	double lambda;     /* the exact scale of this tensor */
 	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
 	struct tensor_src *in; /* ninputs entries: 0 is the base */
+	/* --dtype fp8: the method writes F32 (out_dt), and the output has it
+	 * encoded in float8 with new scales (fp8.h) */
+	struct fp8_out *rq;
+	const struct fp8_out *gen; /* the scales of such a weight: written from rq */
+	int scale; /* an FP8 scale kept with --dtype fp8: not compared with the models' */
 };
+
+/* What the output file holds of a tensor: its dtype and bytes. */
+enum dtype fp8_out_dtype(const struct fp8_out *r);
+static inline enum dtype tensor_file_dt(const struct tensor *t)
+{
+	return t->rq ? fp8_out_dtype(t->rq) : t->out_dt;
+}
+static inline unsigned tensor_file_unit(const struct tensor *t) { return t->rq ? 1 : t->unit_out; }
+static inline uint64_t tensor_file_bytes(const struct tensor *t)
+{
+	return t->units * tensor_file_unit(t);
+}
 
 /*
  * A stack of blocks (encoder.block, decoder.block, model.layers, ...) and
@@ -69,6 +89,7 @@ struct layout {
 	size_t nt;
 	struct tensor *t; /* output order (the base's storage order) */
 	uint64_t out_data_bytes;
+	size_t dropped; /* tensors of the base not in the output (FP8 scales) */
 	long L; /* 1 + the largest block index of any stack */
 	size_t nstacks;
 	struct stack *stacks;

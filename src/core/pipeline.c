@@ -41,6 +41,7 @@
 
 #include "kern_ties.h"
 #include "kernels.h"
+#include "fp8.h"
 #include "pipeline.h"
 
 #define PIPE_DEPTH 2 /* jobs a worker has started at once */
@@ -74,6 +75,8 @@ struct pipe {
 	size_t part_cap; /* doubles of partial results per slot */
 	size_t span_cap; /* bytes per input span */
 	size_t widen_cap; /* bytes of F32 per input of a mixed-dtype job */
+	size_t scale_cap; /* floats of FP8 scales a job needs */
+	size_t wide_cap;  /* bytes of F32 output of a job that is encoded in float8 */
 };
 
 struct pass *passes_add(struct passes *ps)
@@ -86,15 +89,17 @@ struct pass *passes_add(struct passes *ps)
 	return a;
 }
 
-struct pass *passes_add_first(struct passes *ps)
+struct pass *passes_insert(struct passes *ps, unsigned i)
 {
-	if (ps->n >= PIPE_MAX_PASSES)
+	if (ps->n >= PIPE_MAX_PASSES || i > ps->n)
 		return NULL;
-	memmove(&ps->pass[1], &ps->pass[0], ps->n * sizeof(ps->pass[0]));
+	memmove(&ps->pass[i + 1], &ps->pass[i], (ps->n - i) * sizeof(ps->pass[0]));
 	ps->n++;
-	memset(&ps->pass[0], 0, sizeof(ps->pass[0]));
-	return &ps->pass[0];
+	memset(&ps->pass[i], 0, sizeof(ps->pass[0]));
+	return &ps->pass[i];
 }
+
+struct pass *passes_add_first(struct passes *ps) { return passes_insert(ps, 0); }
 
 uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t)
 {
@@ -153,9 +158,36 @@ static void caps(const struct pipe_env *env, const struct pass *pass, size_t *ou
 	*span_cap = (size_t)sc;
 	*widen_cap = (size_t)wc;
 	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
+	for (size_t i = 0; pass && pass->measure && i < lay->nt; i++) /* the blocks' maxima */
+		if (lay->t[i].rq && pass_wants(pass, env, i)) {
+			size_t b = fp8_out_blocks(lay->t[i].rq, pipe_step(env, &lay->t[i]));
+			if (pass->part_job + pass->part_block * (size_t)pc + b > *part_cap)
+				*part_cap = pass->part_job + pass->part_block * (size_t)pc + b;
+		}
 	if (pass && (pass->checks_copies || (pass->writes && env->check_in_write)) &&
 	    *part_cap < lay->nmodels)
 		*part_cap = lay->nmodels; /* the copied tensors' flags */
+}
+
+/* Floats of FP8 scales a job of this pass needs at most, and of its
+ * float8 output before it is encoded (fp8.c). */
+static size_t fp8_caps(const struct pipe_env *env, const struct pass *pass, size_t *wide)
+{
+	size_t cap = 0;
+	*wide = 0;
+	for (size_t i = 0; i < env->lay->nt; i++) {
+		const struct tensor *t = &env->lay->t[i];
+		if ((!t->mixed && !t->rq) || (pass && !pass_wants(pass, env, i)))
+			continue;
+		uint64_t step = pipe_step(env, t);
+		for (unsigned m = 0; m < env->lay->ninputs; m++) {
+			size_t f = t->in[m].q ? fp8_scale_floats(t->in[m].q, step) : 0;
+			cap = f > cap ? f : cap;
+		}
+		if (t->rq && step * sizeof(float) > *wide)
+			*wide = (size_t)step * sizeof(float);
+	}
+	return cap;
 }
 
 static unsigned nslots_for(unsigned jobs) { return 2 * jobs + 2; }
@@ -169,9 +201,10 @@ uint64_t pipe_memory(const struct pipe_env *env, const struct passes *ps,
 		size_t oc, pc, sc, wc;
 		const struct pass *pass = &ps->pass[i];
 		caps(env, pass, &oc, &pc, &sc, &wc);
+		size_t wide, fc = fp8_caps(env, pass, &wide);
 		uint64_t m = (uint64_t)nslots_for(jobs) * (pass->writes ? oc : 0) +
 		             (uint64_t)nslots_for(jobs) * pc * sizeof(double) +
-		             (uint64_t)jobs * (pass->scratch + (uint64_t)nin * wc +
+		             (uint64_t)jobs * (pass->scratch + (uint64_t)nin * wc + fc * sizeof(float) + wide +
 		                               (env->streams ? src_stream_worker_bytes(src, nin, sc, PIPE_DEPTH)
 		                                             : src->worker_bytes(nin, sc, PIPE_DEPTH)));
 		if (m > total)
@@ -275,6 +308,8 @@ struct worker {
 	struct src_worker *sw;
 	void *scratch;
 	float *widen; /* ninputs x widen_cap bytes: a mixed job's inputs as F32 */
+	float *scales; /* scale_cap floats: an FP8 job's scales */
+	float *wide;   /* wide_cap bytes: a float8 output before it is encoded */
 	const unsigned char **wptrs; /* ninputs */
 	unsigned char *differs;      /* ninputs: this worker saw the input differ from the base */
 	struct wjob j[PIPE_DEPTH];
@@ -283,11 +318,12 @@ struct worker {
 
 /*
  * A tensor whose inputs have different float dtypes (an F32 fine-tune of a
- * BF16 base): every input is decoded to F32 (exactly; F64 rounds to
- * nearest, as the kernels decode it), so the method sees one dtype.
+ * BF16 base), or float8 ones: every input is decoded to F32 (exactly; F64
+ * rounds to nearest, as the kernels decode it; a float8 value times its
+ * scale rounds once), so the method sees one dtype.
  */
-static const unsigned char **widen(struct worker *w, const struct tensor *t,
-                                   const struct pipe_job *job, const unsigned char **in)
+static int widen(struct worker *w, const struct tensor *t, struct pipe_job *job,
+                 const unsigned char **in, struct lines_error *err)
 {
 	const struct pipe_env *env = w->pp->env;
 	size_t n = (size_t)(job->u1 - job->u0), stride = w->pp->widen_cap / sizeof(float);
@@ -297,10 +333,36 @@ static const unsigned char **widen(struct worker *w, const struct tensor *t,
 			continue;
 		}
 		float *dst = w->widen + m * stride;
-		env->k->decode(t->in[m].dt, in[m], dst, n);
+		if (t->in[m].q)
+			FORWARD_IF_ERROR(fp8_dequant(t->in[m].q, t->in[m].dt, in[m], job->u0, n, dst,
+			                             w->scales, err));
+		else
+			env->k->decode(t->in[m].dt, in[m], dst, n);
 		w->wptrs[m] = (const unsigned char *)dst;
 	}
-	return w->wptrs;
+	job->in = w->wptrs;
+	return 0;
+}
+
+/*
+ * A float8 weight written in float8 (--dtype fp8): the method computes
+ * F32 values into the worker's buffer, which the measuring pass scans for
+ * each block's largest magnitude and the writing pass encodes with the
+ * scales measured. (The output's non-finite count sees the F32 values.)
+ */
+static int work_fp8(struct worker *w, const struct tensor *t, struct pipe_job *job,
+                    unsigned char *out, struct lines_error *err)
+{
+	struct pipe *pp = w->pp;
+	size_t n = (size_t)(job->u1 - job->u0);
+	job->out = (unsigned char *)w->wide;
+	int rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
+	if (rc == 0 && pp->pass->measure)
+		fp8_measure(t->rq, w->wide, job->u0, n,
+		            job->part + pp->pass->part_job + pp->pass->part_block * job->nblocks);
+	else if (rc == 0 && pp->pass->writes)
+		fp8_quantize(t->rq, w->wide, job->u0, n, out);
+	return rc;
 }
 
 static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
@@ -379,16 +441,21 @@ static void job_stats(struct worker *w, struct slot *s, const struct tensor *t,
                       unsigned ninputs)
 {
 	size_t n = (size_t)(s->job.u1 - s->job.u0);
-	for (unsigned m = 0; m < ninputs; m++)
-		s->nonfinite[m] = kern_count_nonfinite(t->in[m].dt, raw[m], n);
+	for (unsigned m = 0; m < ninputs; m++) /* float8: counted decoded */
+		s->nonfinite[m] = t->in[m].q ? kern_count_nonfinite(DT_F32, seen[m], n)
+		                             : kern_count_nonfinite(t->in[m].dt, raw[m], n);
 	job_differs(w, s, t, seen, ninputs);
 }
 
 /* A tensor that is not merged, in a writing pass: the base's bytes. */
 static void copy_job(const struct pipe_env *env, struct pipe_job *job)
 {
-	memcpy(job->out, job->in[0], (size_t)(job->u1 - job->u0));
-	if (env->check_in_write)
+	const struct tensor *t = &env->lay->t[job->tensor];
+	if (t->gen) /* --dtype fp8: the new scales */
+		fp8_scale_bytes(t->gen, job->u0, (size_t)(job->u1 - job->u0), job->out);
+	else
+		memcpy(job->out, job->in[0], (size_t)(job->u1 - job->u0));
+	if (env->check_in_write && !t->scale)
 		check_job(env, job);
 }
 
@@ -478,14 +545,18 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 	rc = pp->src->ops->finish(w->sw, &j->batch, err);
 	if (rc == 0) {
 		const struct tensor *t = &pp->env->lay->t[job->tensor];
-		job->in = t->mixed ? widen(w, t, job, j->ptrs) : j->ptrs;
+		job->in = j->ptrs;
+		if (t->mixed)
+			rc = widen(w, t, job, j->ptrs, err);
 		struct slot *sl = &pp->slots[j->k % pp->nslots];
 		if (sl->nonfinite) {
 			memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t));
 			memset(sl->differs, 0, pp->env->lay->ninputs);
 		}
-		if (t->merge) {
-			rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
+		unsigned char *out = job->out; /* a float8 output: encoded from w->wide */
+		if (rc == 0 && t->merge) {
+			rc = t->rq ? work_fp8(w, t, job, out, err)
+			           : pp->pass->work(pp->env->ctx, job, w->scratch, err);
 			/* after the work, on its output (in cache): a method through
 			 * which every non-finite input reaches the output needs the
 			 * inputs counted only where the output has one */
@@ -495,9 +566,10 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
 			else if (rc == 0 && sl->nonfinite)
 				job_differs(w, sl, t, job->in, pp->env->lay->ninputs);
-		} else if (pp->pass->writes) /* copied from the base, checked if asked */
+			job->out = out;
+		} else if (rc == 0 && pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
-		else if (pp->pass->checks_copies)
+		else if (rc == 0 && pp->pass->checks_copies)
 			check_job(pp->env, job);
 		job->in = NULL;
 	}
@@ -630,6 +702,7 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 	pthread_condattr_destroy(&ca);
 
 	caps(pp->env, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap, &pp->widen_cap);
+	pp->scale_cap = fp8_caps(pp->env, pp->pass, &pp->wide_cap);
 	pp->nslots = nslots_for(pp->env->jobs);
 	pp->slots = calloc(pp->nslots, sizeof(*pp->slots));
 	RETURN_ERROR_IF(!pp->slots, err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -708,6 +781,10 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			if (!w->widen || !w->wptrs)
 				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		}
+		if (rc == 0 && pp.scale_cap && !(w->scales = malloc(pp.scale_cap * sizeof(float))))
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		if (rc == 0 && pp.wide_cap && !(w->wide = aligned_alloc(64, (pp.wide_cap + 63) & ~(size_t)63)))
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		if (rc == 0 && !(w->differs = calloc(lay->ninputs, 1)))
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		for (unsigned d = 0; rc == 0 && d < PIPE_DEPTH; d++) {
@@ -743,10 +820,13 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			rc = pass->checks_copies || (pass->writes && env->check_in_write)
 			             ? check_reduce(env, &s->job, err)
 			             : 0;
+		else if (pass->measure)
+			fp8_measure_reduce(t->rq, s->job.u0, (size_t)(s->job.u1 - s->job.u0),
+			                   s->job.part + pass->part_job + pass->part_block * s->job.nblocks);
 		else
 			rc = pass->reduce ? pass->reduce(env->ctx, &s->job, err) : 0;
 		if (rc == 0 && pass->writes && out)
-			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) * t->unit_out),
+			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) * tensor_file_unit(t)),
 			                err);
 		if (rc == 0 && pass->writes && env->on_output)
 			env->on_output(env->on_output_arg, t, &s->job);
@@ -797,6 +877,8 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 	for (unsigned i = 0; i < nw; i++) {
 		free(ws[i].scratch);
 		free(ws[i].widen);
+		free(ws[i].scales);
+		free(ws[i].wide);
 		free(ws[i].wptrs);
 		free(ws[i].differs);
 	}

@@ -62,9 +62,13 @@ struct pass {
 	/* optional: 0 when an earlier pass already did this one's work, so it
 	 * is skipped (reads nothing); the dry run shows the pass as "if needed" */
 	int (*needed)(const struct merge_ctx *c);
+	/* --dtype fp8: this pass runs the writing pass's work() on the float8
+	 * weights and measures the largest magnitude of each block (fp8.h),
+	 * in doubles after the work's own partial results */
+	int measure;
 };
 
-#define PIPE_MAX_PASSES 4
+#define PIPE_MAX_PASSES 5
 
 /* The passes of a run, in order. */
 struct passes {
@@ -76,6 +80,8 @@ struct passes {
 struct pass *passes_add(struct passes *ps);
 /* Add a pass (zeroed) before the others; NULL when there are too many. */
 struct pass *passes_add_first(struct passes *ps);
+/* Add a pass (zeroed) before pass i; NULL when there are too many. */
+struct pass *passes_insert(struct passes *ps, unsigned i);
 
 /*
  * The tensors that are copied from the base (not merged) are compared
@@ -123,7 +129,8 @@ struct pipe_env {
 /* The tensors a pass reads: its own, and the copied ones if it checks them. */
 static inline int pass_wants(const struct pass *ps, const struct pipe_env *env, size_t i)
 {
-	return ps->want(env->ctx, i) || (ps->checks_copies && !env->lay->t[i].merge);
+	return ps->want(env->ctx, i) ||
+	       (ps->checks_copies && !env->lay->t[i].merge && !env->lay->t[i].scale);
 }
 
 /* Units per job for a tensor: a multiple of KERN_BLOCK for merged ones. */

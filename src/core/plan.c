@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "fp8.h"
 #include "plan.h"
 #include "stream.h"
 
@@ -48,14 +49,15 @@ static int parse_out_dtype(const char *s, enum dtype *d, struct lines_error *err
 	static const struct {
 		const char *name;
 		enum dtype dt;
-	} ok[] = {{"bf16", DT_BF16}, {"f16", DT_F16}, {"f32", DT_F32}, {"f64", DT_F64}};
+	} ok[] = {{"bf16", DT_BF16}, {"f16", DT_F16}, {"f32", DT_F32}, {"f64", DT_F64},
+	          {"fp8", DT_F8_E4M3}}; /* fp8: the base's float8 scheme */
 	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
 		if (!strcasecmp(s, ok[i].name)) {
 			*d = ok[i].dt;
 			return 0;
 		}
 	return lines_errf(err, LINES_EUSAGE, NULL, NULL,
-	                  "unknown output dtype '%s' (bf16, f16 or f32)", s);
+	                  "unknown output dtype '%s' (bf16, f16, f32, f64 or fp8)", s);
 }
 
 int plan_open_inputs(struct plan *p, struct lines_error *err)
@@ -109,6 +111,9 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* A float dtype the pipeline decodes for the methods. */
+static int decodable(enum dtype d) { return dtype_mergeable(d) || fp8_dtype(d); }
+
 /* An embedding or output head whose vocabulary (first dimension) differs. */
 static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
 {
@@ -136,6 +141,8 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 	for (size_t i = 0; i < b->ntensors; i++) {
 		const struct ckpt_tensor *bt = &b->t[i];
 		const struct ckpt_tensor *ct = ckpt_find(c, bt->name);
+		if (fp8_is_scale(b, bt->name))
+			continue; /* its weight's business (fp8.c) */
 		if (!ct) {
 			if (++missing <= PLAN_LIST_MAX)
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
@@ -169,7 +176,7 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				           "shape %s differs from the base's %s", s1, s2);
 		} else if (ct->dtype != bt->dtype &&
-		           !(dtype_mergeable(ct->dtype) && dtype_mergeable(bt->dtype)) &&
+		           !(decodable(ct->dtype) && decodable(bt->dtype)) &&
 		           ++dtype <= PLAN_LIST_MAX) {
 			/* float dtypes may differ (merged in F32); others may not */
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
@@ -188,7 +195,7 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 		           "... %u tensors have another dtype in all", dtype);
 	for (size_t i = 0; i < c->ntensors; i++) {
 		const struct ckpt_tensor *ct = &c->t[i];
-		if (ckpt_find(b, ct->name))
+		if (ckpt_find(b, ct->name) || fp8_is_scale(c, ct->name))
 			continue;
 		if (++extra <= PLAN_LIST_MAX)
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, ct->name, "not in the base");
@@ -214,17 +221,18 @@ static int check_unsupported(struct plan *p, struct lines_error *err)
 	const struct ckpt_tensor *first = NULL;
 	for (size_t i = 0; i < b->ntensors; i++) {
 		const struct ckpt_tensor *t = &b->t[i];
-		if (dtype_table[t->dtype].floating && !dtype_mergeable(t->dtype)) {
+		if (dtype_table[t->dtype].floating && !decodable(t->dtype)) {
 			if (!bad++)
 				first = t;
 			else if (bad <= PLAN_LIST_MAX)
 				lines_logf(&p->o, LINES_LOG_ERROR, b->path, t->name,
-				         "cannot merge %s tensors (only BF16, F16, F32 and F64)",
+				         "cannot merge %s tensors (only BF16, F16, F32, F64, F8_E4M3 and F8_E5M2)",
 				         dtype_name(t->dtype));
 		}
 	}
 	RETURN_ERROR_IF(bad, err, LINES_EUNSUPPORTED, b->path, first->name,
-	                "cannot merge %s tensors (only BF16, F16, F32 and F64); %u such tensor%s",
+	                "cannot merge %s tensors (only BF16, F16, F32, F64, F8_E4M3 and F8_E5M2); "
+	                "%u such tensor%s",
 	                dtype_name(first->dtype), bad, bad == 1 ? "" : "s");
 	return 0;
 }
@@ -519,6 +527,67 @@ int plan_is_input(const struct plan *p, const char *path)
 	return 0;
 }
 
+/* Where tensor t is in every input; a float8 input gets its scales. */
+static int layout_sources(struct plan *p, struct tensor *t, struct lines_error *err)
+{
+	t->in = calloc(p->in.ninputs, sizeof(*t->in));
+	RETURN_ERROR_IF(!t->in, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (unsigned m = 0, fbase = 0; m < p->in.ninputs; m++) {
+		const struct ckpt *c = p->in.ck[m];
+		const struct ckpt_tensor *ct = ckpt_find(c, t->name);
+		t->in[m].file = fbase + ct->file;
+		t->in[m].off = ct->off;
+		t->in[m].dt = ct->dtype;
+		t->in[m].unit = t->merge ? dtype_table[ct->dtype].block_bytes : 1;
+		t->mixed |= t->merge && ct->dtype != t->in[0].dt;
+		if (t->merge && fp8_dtype(ct->dtype)) {
+			t->mixed = 1; /* decoded to F32 with its scales */
+			t->in[m].q = malloc(sizeof(*t->in[m].q));
+			RETURN_ERROR_IF(!t->in[m].q, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+			FORWARD_IF_ERROR(fp8_find(t->in[m].q, c, ct, err));
+		}
+		fbase += (unsigned)c->nfiles;
+	}
+	return 0;
+}
+
+/* The dtype and units of merged tensor t; a float8 base gives BF16, or
+ * with --dtype fp8 float8 again (the method computes F32, fp8.c encodes). */
+static void layout_dtypes(struct tensor *t, enum dtype forced)
+{
+	if (fp8_dtype(forced))
+		forced = DT_COUNT; /* only the float8 weights change */
+	t->out_dt = forced != DT_COUNT ? forced : fp8_dtype(t->in_dt) ? DT_BF16 : t->in_dt;
+	if (fp8_dtype(t->in_dt))
+		t->in_dt = DT_F32; /* decoded (fp8.c): mixed */
+	t->units = t->nelem / dtype_table[t->in_dt].block_elems;
+	t->unit_in = dtype_table[t->in_dt].block_bytes;
+	t->unit_out = dtype_table[t->out_dt].block_bytes;
+}
+
+/* --dtype fp8: the float8 weights of the base are written in float8, and
+ * their scales are written new (not merged). */
+static int layout_requant(struct plan *p, struct lines_error *err)
+{
+	const struct ckpt *b = p->in.ck[0];
+	size_t n = 0;
+	for (size_t i = 0; i < p->lay.nt; i++) {
+		struct tensor *t = &p->lay.t[i];
+		const struct ckpt_tensor *bt = &b->t[i], *st;
+		if (!fp8_dtype(bt->dtype))
+			continue;
+		t->out_dt = DT_F32; /* what the method writes */
+		t->unit_out = dtype_size(DT_F32);
+		FORWARD_IF_ERROR(fp8_out_new(&t->rq, bt->dtype, t->in[0].q, t->nelem, err));
+		n++;
+		if ((st = fp8_scale_tensor(b, bt)))
+			p->lay.t[st - b->t].gen = t->rq;
+	}
+	RETURN_ERROR_IF(!n, err, LINES_EUSAGE, b->path, NULL,
+	                "--dtype fp8 writes FP8 weights in the base's scheme, and the base has none");
+	return 0;
+}
+
 int plan_layout(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->in.ck[0];
@@ -527,50 +596,49 @@ int plan_layout(struct plan *p, struct lines_error *err)
 
 	if (p->o.dtype)
 		FORWARD_IF_ERROR(parse_out_dtype(p->o.dtype, &forced, err));
-	p->lay.nt = b->ntensors;
 	p->lay.ninputs = p->in.ninputs;
 	p->lay.nmodels = p->in.ninputs - 1;
-	p->lay.t = calloc(p->lay.nt ? p->lay.nt : 1, sizeof(*p->lay.t));
+	p->lay.t = calloc(b->ntensors ? b->ntensors : 1, sizeof(*p->lay.t));
 	RETURN_ERROR_IF(!p->lay.t, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	for (size_t i = 0; i < p->lay.nt; i++) {
+	for (size_t i = 0; i < b->ntensors; i++) {
 		const struct ckpt_tensor *bt = &b->t[i];
-		struct tensor *t = &p->lay.t[i];
+		int scale = fp8_is_scale(b, bt->name);
+		if (scale && !fp8_dtype(forced)) { /* the weights are dequantized */
+			p->lay.dropped++;
+			continue;
+		}
+		struct tensor *t = &p->lay.t[p->lay.nt++];
 		t->name = bt->name;
 		t->in_dt = bt->dtype;
-		t->merge = dtype_mergeable(t->in_dt);
-		t->out_dt = t->merge && forced != DT_COUNT ? forced : t->in_dt;
+		t->merge = decodable(t->in_dt) && !scale; /* --dtype fp8: new, or the base's */
+		t->scale = scale;
 		t->rank = bt->rank;
 		t->shape = bt->shape;
 		t->nelem = bt->nelem;
 		t->block = bt->block;
 		t->stack = bt->stack;
 		if (t->merge) {
-			/* a unit is a block of the element type (one element for
-			 * every type the kernels decode today) */
-			t->units = t->nelem / dtype_table[t->in_dt].block_elems;
-			t->unit_in = dtype_table[t->in_dt].block_bytes;
-			t->unit_out = dtype_table[t->out_dt].block_bytes;
+			layout_dtypes(t, forced);
 		} else {
+			t->out_dt = t->in_dt;
 			t->units = bt->nbytes;
 			t->unit_in = t->unit_out = 1;
 		}
 		t->out_off = off;
 		RETURN_ERROR_IF(ck_add(off, t->units * t->unit_out, &off), err, LINES_EFORMAT, NULL,
 		                t->name, "output too large");
-		t->in = calloc(p->in.ninputs, sizeof(*t->in));
-		RETURN_ERROR_IF(!t->in, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-		for (unsigned m = 0, fbase = 0; m < p->in.ninputs; m++) {
-			const struct ckpt_tensor *ct = m ? ckpt_find(p->in.ck[m], t->name) : bt;
-			t->in[m].file = fbase + ct->file;
-			t->in[m].off = ct->off;
-			t->in[m].dt = ct->dtype;
-			t->in[m].unit = t->merge ? dtype_table[ct->dtype].block_bytes : 1;
-			t->mixed |= t->merge && ct->dtype != bt->dtype;
-			fbase += (unsigned)p->in.ck[m]->nfiles;
-		}
+		FORWARD_IF_ERROR(layout_sources(p, t, err));
 		if (t->mixed) { /* decoded to F32 for the method (pipeline.c) */
 			t->in_dt = DT_F32;
 			t->unit_in = dtype_size(DT_F32);
+		}
+	}
+	if (fp8_dtype(forced)) {
+		FORWARD_IF_ERROR(layout_requant(p, err));
+		off = 0;
+		for (size_t i = 0; i < p->lay.nt; i++) { /* a float8 byte per element */
+			p->lay.t[i].out_off = off;
+			off += tensor_file_bytes(&p->lay.t[i]);
 		}
 	}
 	p->lay.out_data_bytes = off;
@@ -662,8 +730,12 @@ void plan_inputs_free(struct plan *p)
 	free(p->in.files);
 	free(p->in.spill);
 	if (p->lay.t)
-		for (size_t i = 0; i < p->lay.nt; i++)
+		for (size_t i = 0; i < p->lay.nt; i++) {
+			for (unsigned m = 0; p->lay.t[i].in && m < p->lay.ninputs; m++)
+				free(p->lay.t[i].in[m].q);
+			fp8_out_free(p->lay.t[i].rq);
 			free(p->lay.t[i].in);
+		}
 	free(p->lay.t);
 	free(p->lay.stacks);
 }

@@ -18,6 +18,7 @@
 #define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getCParams, for the memory bound */
 #include <zstd.h>
 
+#include "fp8.h"
 #include "plan.h"
 
 #define PLAN_MIN_CHUNK (16u << 10)
@@ -256,6 +257,53 @@ static int add_check(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* --dtype fp8: the weights measured for their scales (fp8.h). */
+static int want_measured(const struct merge_ctx *c, size_t tensor)
+{
+	return c->t[tensor].rq && c->t[tensor].rq->scaled;
+}
+
+static int measured(struct merge_ctx *c, struct lines_error *err)
+{
+	(void)err;
+	for (size_t i = 0; i < c->nt; i++)
+		if (want_measured(c, i))
+			fp8_out_scales(c->t[i].rq);
+	return 0;
+}
+
+/*
+ * With --dtype fp8, the writing pass's values are computed once before it
+ * to measure each block's largest magnitude: a pass of its own, with the
+ * writing pass's work() (its results kept for the float8 weights only).
+ */
+static int add_measure(struct plan *p, struct lines_error *err)
+{
+	int any = 0;
+	unsigned wi = 0;
+	for (size_t i = 0; i < p->lay.nt; i++)
+		any |= want_measured(&p->ctx, i);
+	if (!any)
+		return 0;
+	RETURN_ERROR_IF(p->in.single_pass, err, LINES_EUSAGE, NULL, NULL,
+	                "--dtype fp8 reads the inputs twice (to measure the scales), so an input "
+	                "cannot be standard input");
+	while (wi < p->passes.n && !p->passes.pass[wi].writes)
+		wi++;
+	struct pass *ps = passes_insert(&p->passes, wi);
+	RETURN_ERROR_IF(!ps || wi + 1 >= p->passes.n, err, LINES_EUSAGE, NULL, NULL, "too many passes");
+	const struct pass *w = &p->passes.pass[wi + 1];
+	ps->name = "scales";
+	ps->measure = 1;
+	ps->part_job = w->part_job;
+	ps->part_block = w->part_block;
+	ps->scratch = w->scratch;
+	ps->work = w->work;
+	ps->want = want_measured;
+	ps->done = measured;
+	return 0;
+}
+
 /* Threads, the reader, the chunk size and the memory they take. */
 static int size_pipeline(struct plan *p, struct lines_error *err)
 {
@@ -335,6 +383,7 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 		goto fail;
 	}
 	if ((rc = plan_check_stream_order(p, err)) < 0 || (rc = m->setup(&p->ctx, err)) < 0 ||
+	    (rc = add_measure(p, err)) < 0 ||
 	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = size_pipeline(p, err)) < 0 ||
 	    (rc = build_header(p, err)) < 0)
 		goto fail;
@@ -374,12 +423,12 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 {
 	const struct tensor *t = &lp->p.lay.t[i];
 	info->name = t->name;
-	info->dtype = dtype_name(t->out_dt);
+	info->dtype = dtype_name(tensor_file_dt(t));
 	info->is_float = t->merge;
 	info->rank = t->rank;
 	info->shape = t->shape;
 	info->nelem = t->nelem;
-	info->nbytes = t->units * t->unit_out;
+	info->nbytes = tensor_file_bytes(t);
 	info->block = t->block;
 	info->stack = t->stack >= 0 ? lp->p.lay.stacks[t->stack].name : NULL;
 	if (lambda)

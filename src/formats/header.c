@@ -58,10 +58,10 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	for (size_t i = t0; i < t1; i++) {
 		const struct tensor *t = &p->lay.t[i];
 		ot[i - t0].name = t->name;
-		ot[i - t0].dtype = t->out_dt;
+		ot[i - t0].dtype = tensor_file_dt(t);
 		ot[i - t0].rank = t->rank;
 		ot[i - t0].shape = t->shape;
-		ot[i - t0].nbytes = t->units * t->unit_out;
+		ot[i - t0].nbytes = tensor_file_bytes(t);
 	}
 	/* the base's own metadata is carried along, except what lines rewrites */
 	for (size_t i = 0; i < bf->nmeta; i++)

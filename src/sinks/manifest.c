@@ -35,7 +35,7 @@ void manifest_note(void *arg, const struct tensor *t, const struct pipe_job *job
 	struct output *o = arg;
 	if (job->u0 == 0)
 		XXH3_64bits_reset(o->tstate);
-	XXH3_64bits_update(o->tstate, job->out, (size_t)((job->u1 - job->u0) * t->unit_out));
+	XXH3_64bits_update(o->tstate, job->out, (size_t)((job->u1 - job->u0) * tensor_file_unit(t)));
 	if (job->u1 == t->units)
 		o->thash[job->tensor] = XXH3_64bits_digest(o->tstate);
 }
@@ -174,10 +174,10 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		for (unsigned k = 0; k < t->rank; k++)
 			json_array_append_new(shape, json_integer((json_int_t)t->shape[k]));
 		json_object_set_new(e, "name", json_string(t->name));
-		json_object_set_new(e, "dtype", json_string(dtype_name(t->out_dt)));
+		json_object_set_new(e, "dtype", json_string(dtype_name(tensor_file_dt(t))));
 		json_object_set_new(e, "shape", shape);
 		json_object_set_new(e, "offset", json_integer((json_int_t)(t->out_off - mf->off0)));
-		json_object_set_new(e, "bytes", json_integer((json_int_t)(t->units * t->unit_out)));
+		json_object_set_new(e, "bytes", json_integer((json_int_t)tensor_file_bytes(t)));
 		json_object_set_new(e, "block", t->block < 0 ? json_null() : json_integer(t->block));
 		if (p->lay.nstacks > 1)
 			json_object_set_new(e, "stack", t->stack < 0 ? json_null()

@@ -22,6 +22,7 @@
 #include <zstd.h>
 
 #include "checksum.h"
+#include "fp8.h"
 #include "plan.h"
 
 static int ends_with(const char *s, const char *suffix)
@@ -46,7 +47,7 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 	RETURN_ERROR_IF(!p->out.shards, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	p->out.nshards = 0;
 	for (size_t i = 0; i < p->lay.nt; i++) {
-		uint64_t b = p->lay.t[i].units * p->lay.t[i].unit_out;
+		uint64_t b = tensor_file_bytes(&p->lay.t[i]);
 		if (p->out.nshards == 0 || (cur + b > p->out.shard_size && cur > 0)) {
 			if (p->out.nshards == cap) {
 				struct shard *s = realloc(p->out.shards, 2 * cap * sizeof(*s));
@@ -393,6 +394,8 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.nshards = p->out.nshards;
 	d.checksums = !p->o.no_checksum;
 	d.carry_from = carry;
+	for (size_t i = 0; i < p->lay.nt; i++)
+		d.dequantized |= p->lay.t[i].in[0].q && !p->lay.t[i].rq;
 	d.header = shard_header;
 	d.manifest = shard_manifest;
 	d.readme = make_readme;

@@ -68,6 +68,8 @@ struct sink_dir_desc {
 	size_t nshards;
 	int checksums;
 	const char *carry_from;
+	int dequantized; /* FP8 weights written dequantized: config.json loses its
+	                    quantization_config */
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
 	              struct lines_error *err);
 	int (*manifest)(const void *arg, const struct manifest_file *mf, struct sink *s,

@@ -160,7 +160,6 @@ static int sd_finish(struct sink *s, struct lines_error *err)
 	return 0;
 }
 
-/* Write a small file into the temporary directory. */
 /* Write a file into the temporary directory: its bytes come from write(). */
 static int put(struct sink_dir *d, const char *name,
                int (*write)(struct sink *f, const void *arg, struct lines_error *err),
@@ -287,6 +286,36 @@ static int copy_file(struct sink_dir *d, const char *src, const char *name, stru
 	return rc;
 }
 
+/* The base's config.json for dequantized weights: without its
+ * quantization_config (the rest as it was, in its order). */
+static int copy_config(struct sink_dir *d, const char *src, struct lines_error *err)
+{
+	json_error_t je;
+	json_t *root = json_load_file(src, 0, &je);
+	char *text;
+	int rc;
+	RETURN_ERROR_IF(!root, err, LINES_EFORMAT, src, NULL,
+	                "line %d: not valid JSON (%s); it cannot be copied without its "
+	                "quantization_config",
+	                je.line, je.text);
+	json_object_del(root, "quantization_config");
+	text = json_dumps(root, JSON_INDENT(2));
+	json_decref(root);
+	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	size_t n = strlen(text);
+	char *t2 = realloc(text, n + 2);
+	if (t2) {
+		t2[n] = '\n', t2[n + 1] = '\0';
+		text = t2;
+	}
+	rc = put_file(d, "config.json", text, err);
+	free(text);
+	if (rc == 0)
+		lines_logf(d->desc.log, LINES_LOG_NOTE, src, NULL,
+		           "copied without its quantization_config: the weights are dequantized");
+	return rc;
+}
+
 static int carry(struct sink_dir *d, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
@@ -314,6 +343,8 @@ static int carry(struct sink_dir *d, struct lines_error *err)
 				lines_logf(p->log, LINES_LOG_NOTE, src, NULL,
 				         "not copied: larger than %llu MiB, so not a small configuration file",
 				         (unsigned long long)(CARRY_MAX >> 20));
+			else if (d->desc.dequantized && !strcmp(e->d_name, "config.json"))
+				rc = copy_config(d, src, err);
 			else if ((rc = copy_file(d, src, e->d_name, err)) == 0)
 				lines_logf(p->log, LINES_LOG_NOTE, src, NULL, "copied into the output directory");
 		}
