@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fp8.h"
 #include "tap.h"
 #include "tutil.h"
 
@@ -269,6 +270,136 @@ static void refusals(const struct fam *f)
 	   "scales that do not fit weight_block_size are refused, naming the tensor (exit %d)", rc);
 }
 
+/* E5M2, decoded by the test: 1 sign, 5 exponent bits of bias 15, 2
+ * mantissa bits, infinities and NaNs at exponent 31. */
+static double e5m2(uint8_t c)
+{
+	unsigned e = (c >> 2) & 31, m = c & 3;
+	double v;
+	if (e == 31)
+		v = m ? NAN : INFINITY;
+	else
+		v = e ? ldexp(1.0 + m / 4.0, (int)e - 15) : ldexp(m / 4.0, -14);
+	return c & 0x80 ? -v : v;
+}
+
+/* liblines's codec against the test's decoders: every code, every
+ * midpoint between neighbours (to the even code), saturation. */
+static void codec(enum dtype dt, const char *name, double (*dec)(uint8_t), double max)
+{
+	unsigned bad_dec = 0, bad_rt = 0, bad_mid = 0, bad_sat = 0;
+	for (unsigned c = 0; c < 256; c++) {
+		double v = dec((uint8_t)c), got = fp8_decode(dt, (uint8_t)c);
+		if (v != v) {
+			bad_dec += got == got;
+			bad_rt += fp8_decode(dt, fp8_encode(dt, v)) == fp8_decode(dt, fp8_encode(dt, v));
+			continue;
+		}
+		bad_dec += got != v;
+		if (isfinite(v))
+			bad_rt += fp8_encode(dt, v) != c && !(v == 0 && fp8_decode(dt, fp8_encode(dt, v)) == 0);
+		/* the midpoint to the next code up (same sign), and just either side */
+		unsigned up = c + 1;
+		if ((c & 0x7f) == 0x7f || !isfinite(dec((uint8_t)up)) || !isfinite(v) ||
+		    fabs(dec((uint8_t)up)) <= fabs(v))
+			continue;
+		double mid = (v + dec((uint8_t)up)) / 2;
+		unsigned even = (c & 1) ? up : c;
+		bad_mid += fp8_encode(dt, mid) != even;
+		bad_mid += fp8_encode(dt, nextafter(mid, 0)) != c;
+		bad_mid += fp8_encode(dt, nextafter(mid, mid * 2)) != up;
+	}
+	bad_sat += fp8_decode(dt, fp8_encode(dt, max * 1.5)) != max;
+	bad_sat += fp8_decode(dt, fp8_encode(dt, -INFINITY)) != -max;
+	bad_sat += fp8_decode(dt, fp8_encode(dt, 1e300)) != max;
+	ok(bad_dec == 0 && fp8_max(dt) == max, "%s: every code decodes as the test decodes it", name);
+	ok(bad_rt == 0, "%s: every value encodes to its code", name);
+	ok(bad_mid == 0, "%s: midpoints go to the even code, either side to the nearer", name);
+	ok(bad_sat == 0, "%s: beyond %g, and infinities, saturate", name, max);
+}
+
+/* The same merge in other ways gives the same bytes: threads, chunks,
+ * readers, kernels. */
+static void same_bytes(const struct fam *f)
+{
+	static const char *const ways[] = {"-j1", "-j2 --chunk 64K", "--io mmap", "--io uring -j2"};
+	static const char *const isa[] = {"scalar", "avx2", "native"};
+	int same = 1, runs = 0;
+	for (size_t i = 0; i < 4; i++) {
+		const char *e = isa[i % 3];
+		int rc = tu_run("%s%s '%s' merge -q -b '%s/base' -w 0.5,1.5 --dtype fp8 %s -o '%s/w%zu.st' "
+		                "'%s/ft1' '%s/ft2' && cmp -s '%s/w0.st' '%s/w%zu.st'",
+		                strcmp(e, "native") ? "LINES_ISA=" : "", strcmp(e, "native") ? e : "",
+		                tu_lines(), f->dir, ways[i], f->dir, i, f->dir, f->dir, f->dir, f->dir, i);
+		same &= rc == 0;
+		runs++;
+	}
+	ok(same && runs == 4, "--dtype fp8: the same bytes with -j1/-j2, --chunk, --io mmap/uring and "
+	                      "LINES_ISA scalar/avx2");
+}
+
+/* TIES and DARE see what they would see of float32 copies of the models:
+ * the FP8 family and its dequantized copy merge to the same bytes. */
+static void like_f32(const struct fam *f)
+{
+	static const char *const who[] = {"base", "ft1", "ft2"};
+	static const char *const methods[] = {"-m ties --density 0.3", "-m dare --density 0.5 --seed 3"};
+	int rc = 0;
+	for (int m = 0; m < 3 && rc == 0; m++) /* --lambda 0: the model itself, decoded */
+		rc = tu_run("'%s' merge -q -b '%s/%s' --lambda 0 --dtype f32 -o '%s/%s.f32' '%s/%s' 2>/dev/null",
+		            tu_lines(), f->dir, who[m], f->dir, who[m], f->dir, who[m]);
+	if (!ok(rc == 0, "dequantize the FP8 family to F32 copies"))
+		return;
+	for (size_t i = 0; i < 2; i++) {
+		rc = tu_run("'%s' merge -q -b '%s/base' %s --dtype bf16 -o '%s/m%zu.st' '%s/ft1' '%s/ft2' && "
+		            "'%s' merge -q -b '%s/base.f32' %s --dtype bf16 -o '%s/c%zu.st' '%s/ft1.f32' "
+		            "'%s/ft2.f32' && cmp -s '%s/m%zu.st' '%s/c%zu.st'",
+		            tu_lines(), f->dir, methods[i], f->dir, i, f->dir, f->dir, tu_lines(), f->dir,
+		            methods[i], f->dir, i, f->dir, f->dir, f->dir, i, f->dir, i);
+		ok(rc == 0, "%s on FP8 gives the bytes it gives on the F32 copies", methods[i]);
+	}
+}
+
+/* A BF16 fine-tune of an FP8 base (the same model before quantization),
+ * and the other way round. */
+static void mixed(const struct fam *f)
+{
+	char dir[4400], p[4500];
+	struct fam m;
+	snprintf(dir, sizeof(dir), "%s-bf16", f->dir);
+	if (!ok(tu_run("'%s' --arch llama --dtype bf16 --layers 3 --hidden 200 --models 2 --seed 7 "
+	               "--shards 1 --out '%s'",
+	               tu_gen(), dir) == 0,
+	        "generate the family in BF16"))
+		return;
+	memset(&m, 0, sizeof(m));
+	snprintf(m.dir, sizeof(m.dir), "%s/mixed", tu_tmpdir());
+	int rc = tu_run("mkdir -p '%s' && ln -s '%s/base' '%s/base' && ln -s '%s/ft1' '%s/ft1' && "
+	                "ln -s '%s/ft2' '%s/ft2'",
+	                m.dir, f->dir, m.dir, dir, m.dir, f->dir, m.dir);
+	snprintf(p, sizeof(p), "%s/ft1/model-00001-of-00001.safetensors", dir);
+	if (!ok(rc == 0 && tu_model_load(&m.in[1], p) == 0, "a family of an FP8 base, a BF16 and an "
+	                                                      "FP8 fine-tune"))
+		return;
+	m.in[0] = f->in[0];
+	m.in[2] = f->in[2];
+	static const struct scen s = {"mixed: sum weighted", "-w 1.25,0.5", {1.25, 0.5}, 1, 0, "BF16", 0};
+	run(&m, &s, 0);
+	tu_model_free(&m.in[1]);
+	/* a BF16 base with FP8 fine-tunes: the base's dtypes, no scales */
+	rc = tu_run("'%s' merge -q -b '%s/base' -o '%s/rev.st' '%s/ft1' '%s/ft2'", tu_lines(), dir,
+	            f->dir, f->dir, f->dir);
+	snprintf(p, sizeof(p), "%s/rev.st", f->dir);
+	struct tu_model o;
+	int good = rc == 0 && tu_model_load(&o, p) == 0;
+	size_t f8 = 0;
+	for (size_t i = 0; good && i < o.n; i++)
+		f8 += strstr(o.t[i].name, "_scale") != NULL || strcmp(o.t[i].dtype, "BF16");
+	ok(good && f8 == 0, "a BF16 base with FP8 fine-tunes gives BF16, without their scales");
+	if (good)
+		tu_model_free(&o);
+}
+
 int main(void)
 {
 	static const struct scen block[] = {
@@ -285,10 +416,15 @@ int main(void)
 		{"tensor: sum --dtype fp8", "-w 0.75,-0.5 --dtype fp8", {0.75, -0.5}, 1, 0, "F8_E4M3", 2},
 	};
 	struct fam fb, ft;
+	codec(DT_F8_E4M3, "E4M3", e4m3, 448);
+	codec(DT_F8_E5M2, "E5M2", e5m2, 57344);
 	if (load_family(&fb, "block")) {
 		for (size_t i = 0; i < sizeof(block) / sizeof(block[0]); i++)
 			run(&fb, &block[i], (int)i);
 		refusals(&fb);
+		same_bytes(&fb);
+		like_f32(&fb);
+		mixed(&fb);
 	}
 	if (load_family(&ft, "tensor"))
 		for (size_t i = 0; i < sizeof(tensor) / sizeof(tensor[0]); i++)

@@ -307,14 +307,23 @@ static size_t block_of(const struct fp8_out *r, uint64_t e)
 	return (size_t)((row / r->geo.bh) * r->geo.scols + col / r->geo.bw);
 }
 
+/* The blocks of the bands of rows [e0, e0 + n) touch: [first, first + count). */
+static size_t touched(const struct fp8_out *r, uint64_t e0, size_t n, size_t *first)
+{
+	*first = (size_t)(band0(r, e0) * r->geo.scols);
+	if (r->geo.single)
+		return 1;
+	return (size_t)((band0(r, e0 + n - 1) - band0(r, e0) + 1) * r->geo.scols);
+}
+
 void fp8_measure(const struct fp8_out *r, const float *x, uint64_t e0, size_t n, double *part)
 {
-	size_t first = (size_t)(band0(r, e0) * r->geo.scols), nb = 0;
+	size_t first, count = n ? touched(r, e0, n, &first) : 0;
+	for (size_t k = 0; k < count; k++)
+		part[k] = 0.0;
 	for (size_t j = 0; j < n; j++) {
 		size_t k = block_of(r, e0 + j) - first;
 		double a = fabs((double)x[j]);
-		while (nb <= k)
-			part[nb++] = 0.0;
 		if (isfinite(a) && a > part[k]) /* NaN and infinities saturate */
 			part[k] = a;
 	}
@@ -322,13 +331,10 @@ void fp8_measure(const struct fp8_out *r, const float *x, uint64_t e0, size_t n,
 
 void fp8_measure_reduce(struct fp8_out *r, uint64_t e0, size_t n, const double *part)
 {
-	if (!n)
-		return;
-	size_t first = (size_t)(band0(r, e0) * r->geo.scols);
-	size_t last = block_of(r, e0 + n - 1);
-	for (size_t k = first; k <= last; k++)
-		if (part[k - first] > r->s[k])
-			r->s[k] = (float)part[k - first];
+	size_t first, count = n ? touched(r, e0, n, &first) : 0;
+	for (size_t k = 0; k < count; k++)
+		if (part[k] > r->s[first + k])
+			r->s[first + k] = (float)part[k];
 }
 
 static float round_bf16(float f)

@@ -316,6 +316,16 @@ struct worker {
 	int started;
 };
 
+int pipe_widen_input(const struct kern *k, const struct tensor *t, unsigned m,
+                     const unsigned char *src, uint64_t u0, size_t n, float *dst, float *sbuf,
+                     struct lines_error *err)
+{
+	if (t->in[m].q)
+		return fp8_dequant(t->in[m].q, t->in[m].dt, src, u0, n, dst, sbuf, err);
+	k->decode(t->in[m].dt, src, dst, n);
+	return 0;
+}
+
 /*
  * A tensor whose inputs have different float dtypes (an F32 fine-tune of a
  * BF16 base), or float8 ones: every input is decoded to F32 (exactly; F64
@@ -333,11 +343,7 @@ static int widen(struct worker *w, const struct tensor *t, struct pipe_job *job,
 			continue;
 		}
 		float *dst = w->widen + m * stride;
-		if (t->in[m].q)
-			FORWARD_IF_ERROR(fp8_dequant(t->in[m].q, t->in[m].dt, in[m], job->u0, n, dst,
-			                             w->scales, err));
-		else
-			env->k->decode(t->in[m].dt, in[m], dst, n);
+		FORWARD_IF_ERROR(pipe_widen_input(env->k, t, m, in[m], job->u0, n, dst, w->scales, err));
 		w->wptrs[m] = (const unsigned char *)dst;
 	}
 	job->in = w->wptrs;

@@ -133,6 +133,13 @@ static inline int pass_wants(const struct pass *ps, const struct pipe_env *env, 
 	       (ps->checks_copies && !env->lay->t[i].merge && !env->lay->t[i].scale);
 }
 
+/* Input m of units [u0, u0 + n) of a mixed tensor (t->mixed) decoded to
+ * F32, as the methods see it: a float8 input with its scales, read into
+ * sbuf (fp8_scale_floats(t->in[m].q, n) floats). */
+int pipe_widen_input(const struct kern *k, const struct tensor *t, unsigned m,
+                     const unsigned char *src, uint64_t u0, size_t n, float *dst, float *sbuf,
+                     struct lines_error *err);
+
 /* Units per job for a tensor: a multiple of KERN_BLOCK for merged ones. */
 uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t);
 

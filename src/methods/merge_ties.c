@@ -63,6 +63,7 @@
 #include <pthread.h>
 
 #include "kern_ties.h"
+#include "fp8.h"
 #include "method.h"
 
 #define BINS 65536u
@@ -567,12 +568,22 @@ static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0
 		return -1;
 	}
 	if (t->mixed) { /* as the pipeline does: every input as F32 */
-		for (unsigned m = 0; m < p->ninputs; m++) {
+		int rc = 0;
+		for (unsigned m = 0; rc == 0 && m < p->ninputs; m++) {
 			float *dst = sm->wide + (size_t)m * SAMPLE_PIECE;
-			p->k->decode(t->in[m].dt, sm->ptr[m], dst, (size_t)(u1 - u0));
+			float *sbuf = t->in[m].q ? malloc(fp8_scale_floats(t->in[m].q, u1 - u0) * sizeof(float) + 1)
+			                         : NULL;
+			rc = t->in[m].q && !sbuf ? -1
+			                         : pipe_widen_input(p->k, t, m, sm->ptr[m], u0,
+			                                            (size_t)(u1 - u0), dst, sbuf, &e);
+			free(sbuf);
 			sm->wptr[m] = (const unsigned char *)dst;
 		}
 		in = sm->wptr;
+		if (rc < 0) {
+			ops->release(sm->w, &b);
+			return -1;
+		}
 	}
 	for (uint64_t j0 = 0; j0 < u1 - u0; j0 += KERN_TILE) {
 		size_t nn = u1 - u0 - j0 < KERN_TILE ? (size_t)(u1 - u0 - j0) : KERN_TILE;
