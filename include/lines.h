@@ -283,6 +283,10 @@ struct lines_plan_info {
 	 * is one (one stack, or --stacks joint), else NULL */
 	size_t nstacks;
 	const struct lines_stack_info *stacks;
+	/* FP8 checkpoints: the base's scale tensors left out (the weights
+	 * written dequantized), or written with new values (--dtype fp8) */
+	size_t nscales_dropped;
+	size_t nscales_new;
 };
 
 /* Open every input, check every header, and lay out the output. */

@@ -249,6 +249,19 @@ static int load_family(struct fam *f, const char *kind)
 	return 1;
 }
 
+static void counts(const struct fam *f)
+{
+	int rc = tu_run("'%s' merge -n --json -b '%s/base' -o '%s/n.st' '%s/ft1' '%s/ft2' | "
+	                "jq -e '.nscales_dropped == 21 and .nscales_new == 0 and .ntensors == 30' "
+	                ">/dev/null && '%s' merge -n --json --dtype fp8 -b '%s/base' -o '%s/n.st' "
+	                "'%s/ft1' '%s/ft2' | jq -e '.nscales_dropped == 0 and .nscales_new == 21 and "
+	                ".ntensors == 51 and (.passes | map(.name) | index(\"scales\")) != null' "
+	                ">/dev/null",
+	                tu_lines(), f->dir, f->dir, f->dir, f->dir, tu_lines(), f->dir, f->dir, f->dir,
+	                f->dir);
+	ok(rc == 0, "-n --json counts the scales left out or made new, and the scales pass");
+}
+
 static void refusals(const struct fam *f)
 {
 	char p[4400];
@@ -422,6 +435,7 @@ int main(void)
 		for (size_t i = 0; i < sizeof(block) / sizeof(block[0]); i++)
 			run(&fb, &block[i], (int)i);
 		refusals(&fb);
+		counts(&fb);
 		same_bytes(&fb);
 		like_f32(&fb);
 		mixed(&fb);

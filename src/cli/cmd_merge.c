@@ -491,16 +491,30 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 	print_lambdas(f, in, beta);
 }
 
+/* "30 merged, 21 copied from the base", and the FP8 scales. */
+static const char *tensor_counts(const struct lines_plan_info *in, char *buf, size_t n)
+{
+	size_t copied = in->ntensors - in->nfloat - in->nscales_new;
+	int k = snprintf(buf, n, "%zu merged, ", in->nfloat);
+	if (in->nscales_new)
+		k += snprintf(buf + k, n - (size_t)k, "%zu FP8 scales made new, ", in->nscales_new);
+	k += snprintf(buf + k, n - (size_t)k, "%zu copied from the base", copied);
+	if (in->nscales_dropped)
+		snprintf(buf + k, n - (size_t)k, "; %zu FP8 scales left out: the weights are dequantized",
+		         in->nscales_dropped);
+	return buf;
+}
+
 static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
-	char a[32], b[32];
+	char a[32], b[32], t[160];
 
 	/* cli_printable() has one buffer: one call per printf */
 	printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
 	printf(" -> %s\n", strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
-	printf("  tensors: %zu (%zu merged, %zu copied from the base), blocks: %ld",
-	       in->ntensors, in->nfloat, in->ntensors - in->nfloat, in->num_layers);
+	printf("  tensors: %zu (%s), blocks: %ld", in->ntensors, tensor_counts(in, t, sizeof(t)),
+	       in->num_layers);
 	for (size_t k = 0; in->nstacks > 1 && k < in->nstacks; k++)
 		printf("%s%s %ld%s", k ? ", " : " (", in->stacks[k].name, in->stacks[k].num_layers,
 		       k + 1 == in->nstacks ? ")" : "");
@@ -543,8 +557,7 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 static void print_summary(const struct merge_cli *mc, const struct lines_plan *plan, double secs)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
-	char a[32];
-	char w[32];
+	char a[32], w[32], t[160];
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(w, sizeof(w), in->written_bytes);
 	fprintf(stderr, "lines: wrote %s",
@@ -553,8 +566,7 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 		fprintf(stderr, " (%s, compressed from %s) in %.2f s\n", w, a, secs);
 	else
 		fprintf(stderr, " (%s) in %.2f s\n", a, secs);
-	fprintf(stderr, "  tensors: %zu (%zu merged, %zu copied from the base)\n", in->ntensors,
-	        in->nfloat, in->ntensors - in->nfloat);
+	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(in, t, sizeof(t)));
 	print_scaling(stderr, mc, in);
 }
 

@@ -188,6 +188,8 @@ static void tensors_section(struct report *r, json_t *root)
 
 	put(r, root, "ntensors", u64(r->in->ntensors));
 	put(r, root, "nfloat", u64(r->in->nfloat));
+	put(r, root, "nscales_dropped", u64(r->in->nscales_dropped));
+	put(r, root, "nscales_new", u64(r->in->nscales_new));
 	for (size_t i = 0; i < r->in->ntensors; i++) {
 		struct lines_tensor_info ti;
 		double lambda;

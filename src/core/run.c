@@ -124,8 +124,12 @@ static void fill_info(struct plan *p)
 	struct lines_plan_info *in = &p->info;
 	in->ntensors = p->lay.nt;
 	in->nfloat = 0;
-	for (size_t i = 0; i < p->lay.nt; i++)
+	in->nscales_dropped = p->lay.dropped;
+	in->nscales_new = 0;
+	for (size_t i = 0; i < p->lay.nt; i++) {
 		in->nfloat += p->lay.t[i].merge;
+		in->nscales_new += p->lay.t[i].gen != NULL;
+	}
 	in->num_layers = p->lay.L;
 	in->alpha_known = p->sc.alpha_known;
 	in->alpha = p->o.lines && p->sc.alpha_known ? p->sc.alpha : NAN;
