@@ -28,6 +28,11 @@ sed 's/"awq"/"fp8"/' "$tmp/s/ft1/config.json" >"$tmp/cfg" && mv "$tmp/cfg" "$tmp
 status 0 "an FP8 quantization_config is not an integer scheme" \
 	"$LINES" merge -q -b "$tmp/s/base" -o "$o" "$tmp/s/ft1"
 rm -f "$o"
+# compressed-tensors' packed integers (its FP8 scheme is item 7: t-fp8)
+printf '\110\000\000\000\000\000\000\000{"m.weight_packed":{"dtype":"I32","shape":[2],"data_offsets":[0,8]}}    \001\002\003\004\005\006\007\010' >"$tmp/packed.st"
+status 1 "compressed-tensors packed integers are refused" "$LINES" merge -b "$tmp/packed.st" -o "$o" "$tmp/packed.st"
+check "... naming them" has "$tmp/err" "weight_packed"
+check "... and nothing is written" test ! -e "$o"
 
 # ---- 10: likely mistakes ----------------------------------------------------------------
 for opt in "-b $b" "-o $o" "-m sum" "--alpha 0.5" "--lambda 1" "-w 1,1"; do

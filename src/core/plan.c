@@ -367,6 +367,7 @@ static const char *quant_kind(const char *name)
 		{".quant_map", "bitsandbytes 4-bit (quant_map)"},
 		{".quant_state.bitsandbytes__nf4", "bitsandbytes NF4"},
 		{".quant_state.bitsandbytes__fp4", "bitsandbytes FP4"},
+		{".weight_packed", "compressed-tensors packed integers (weight_packed)"},
 	};
 	size_t n = strlen(name);
 	for (size_t i = 0; i < ARRAY_SIZE(q); i++) {
