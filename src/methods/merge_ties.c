@@ -1352,7 +1352,7 @@ static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *e
 	double l2 = ts->det[1] + (ts->maj > 0 ? ts->zpos[1] + pos[1] : ts->zneg[1] + neg[1]);
 	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 	           "ties: %llu elements settled after the %s pass; majority sign %+d",
-	           (unsigned long long)ts->nspill, pass, ts->maj);
+	           (unsigned long long)(ts->nspill + ts->nspill64), pass, ts->maj);
 	return scales_from_norms(p->sc, p->o->norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0],
 	                         p->o->norm_p == 2 ? sqrt(l2) : l1, 1, err);
 }
