@@ -38,7 +38,9 @@
  *              such elements are left out of the norms.
  *
  * TIES and DARE work on the task vectors of one element at a time,
- * tau'_i = (float)(w_i * (double)tau_i) (exact when w_i is 1):
+ * tau'_i = (float)(w_i * (double)tau_i) (exact when w_i is 1; an F64
+ * tensor written as F64 does not come here: every method computes it
+ * in float64, in portable C, src/methods/f64.h):
  *   taus        decode and subtract into tiles of tau' (kern_ties.h);
  *   ties_elect  with thresholds T_i (bit patterns of |tau'| kept when >=),
  *               P and N = the float64 sums, tasks in order, of the kept

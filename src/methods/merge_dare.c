@@ -14,6 +14,10 @@
  * alpha needs ||tau_MTL||: a read-only `stats` pass gets both (an element
  * whose kept entries sum to exactly zero counts both ways until the
  * majority is known). Without either, there is only the writing pass.
+ *
+ * An F64 tensor written as F64 takes the same steps in float64 (f64.h):
+ * the same drops, the kept values divided by rho in double, summed or
+ * elected and added back in double.
  */
 #include "config.h"
 
@@ -23,6 +27,7 @@
 
 #include <xxhash.h>
 
+#include "f64.h"
 #include "kern_ties.h"
 #include "method.h"
 
@@ -99,6 +104,75 @@ static void dare_tile(struct merge_ctx *p, const struct pipe_job *job, const str
 	}
 }
 
+/*
+ * An F64 tensor written as F64, one element at a time in float64 (f64.h):
+ * the same drop as dare_drop (the same hash of the same element index),
+ * the kept values divided by the density in double, then summed or
+ * elected in double. Returns theta_0; tau[] gets the dropped and rescaled
+ * tau', *raw the sum of the raw task vectors (alpha's numerator).
+ */
+static double dare_taus_f64(struct merge_ctx *p, const struct pipe_job *job, size_t j,
+                            double *tau, double *raw)
+{
+	struct dare *ds = D(p);
+	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
+	double d[LINES_MAX_MODELS], b = f64_taus(job, ds->nx, p->w, j, tau, d);
+	*raw = 0.0;
+	for (unsigned i = 0; i < ds->nx; i++) {
+		uint64_t x = kern_mix64(keys[i] ^ ((job->u0 + j) * KERN_DARE_STEP)) >> 11;
+		tau[i] = x < ds->limit ? tau[i] / p->o->density : 0.0;
+		*raw += d[i];
+	}
+	return b;
+}
+
+/* tau_MTL of an element from its dropped tau' (dare_tile's rule). */
+static int dare_mtl_f64(const struct merge_ctx *p, const double *tau, unsigned nx, int maj,
+                        double *mtl)
+{
+	static const uint64_t zero[LINES_MAX_MODELS];
+	if (p->o->dare_elect)
+		return f64_elect(tau, nx, zero, maj, mtl);
+	*mtl = 0.0;
+	for (unsigned i = 0; i < nx; i++)
+		*mtl += tau[i];
+	return 1;
+}
+
+/* The stats pass over an F64 job: stats_work's sums, in float64. */
+static void stats_f64(struct merge_ctx *p, struct pipe_job *job, size_t n)
+{
+	unsigned nx = D(p)->nx;
+	int64_t votes = 0;
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		double s1[KERN_LANES] = {0}, s2[KERN_LANES] = {0}, dl[KERN_LANES] = {0},
+		       dq[KERN_LANES] = {0}, pl[KERN_LANES] = {0}, pq[KERN_LANES] = {0},
+		       nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		for (size_t j = b0; j < b1; j++) {
+			unsigned l = (unsigned)((j - b0) % KERN_LANES);
+			double tau[LINES_MAX_MODELS], raw, mp, mn = 0.0;
+			dare_taus_f64(p, job, j, tau, &raw);
+			f64_norm_add(s1, s2, l, raw);
+			int sp = dare_mtl_f64(p, tau, nx, 1, &mp), zero = sp == 0;
+			if (zero && mp != 0.0)
+				dare_mtl_f64(p, tau, nx, -1, &mn);
+			int fin = isfinite(mp) && isfinite(mn);
+			double a = fin ? fabs(mp) : 0.0, c = fin ? fabs(mn) : 0.0;
+			votes += sp;
+			dl[l] += zero ? 0.0 : a, dq[l] += zero ? 0.0 : a * a;
+			pl[l] += zero ? a : 0.0, pq[l] += zero ? a * a : 0.0;
+			nl[l] += zero ? c : 0.0, nq[l] += zero ? c * c : 0.0;
+		}
+		double *blk = job->part + 1 + 8 * (size_t)b;
+		blk[0] = kern_lane_sum(s1), blk[1] = kern_lane_sum(s2);
+		blk[2] = kern_lane_sum(dl), blk[3] = kern_lane_sum(dq);
+		blk[4] = kern_lane_sum(pl), blk[5] = kern_lane_sum(pq);
+		blk[6] = kern_lane_sum(nl), blk[7] = kern_lane_sum(nq);
+	}
+	job->part[0] = (double)votes;
+}
+
 /* ---- stats ------------------------------------------------------------------- */
 static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
@@ -110,6 +184,10 @@ static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	int64_t votes = 0;
 	(void)err;
 
+	if (f64_tensor(t)) {
+		stats_f64(p, job, n);
+		return 0;
+	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
 		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0}, pl[KERN_LANES] = {0},
@@ -191,7 +269,12 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+	for (size_t j = 0; f64_tensor(t) && j < n; j++) {
+		double tau[LINES_MAX_MODELS], raw, m, b = dare_taus_f64(p, job, j, tau, &raw);
+		dare_mtl_f64(p, tau, ds->nx, ds->maj, &m);
+		f64_finish(job->out, j, b, m, t->lambda);
+	}
+	for (size_t j0 = 0; !f64_tensor(t) && j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		dare_tile(p, job, &tl, j0, nn, ds->maj, tl.mp, tl.sp);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, tl.bt, tl.mp, t->lambda, nn);

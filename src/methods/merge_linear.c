@@ -9,7 +9,9 @@
  * 1 / sum(w) is folded into the scale the kernel multiplies by, so an
  * unweighted mean of BF16 models sums exact task vectors and rounds once.
  * The task vectors are float32; their weighted sum and the add-back are
- * float64 (see kernels.h for why).
+ * float64 (see kernels.h for why). An F64 tensor written as F64 is
+ * float64 throughout, the task vectors included (f64.h), as in every
+ * method.
  *
  * Automatic alpha is ||sum_i tau_i|| / (N ||tau_MTL||). With equal
  * weights it is known without reading anything (1 / (N w) for sum, 1 for
@@ -23,6 +25,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "f64.h"
 #include "method.h"
 
 /* The running sums of the norm pass: |s|, |t|, s^2, t^2. */
@@ -33,35 +36,21 @@ struct linear {
 /* ---- the writing pass ------------------------------------------------------ */
 
 /*
- * An F64 tensor written as F64 is computed in float64 end to end (the
- * kernels decode to float32): tau_i = theta_i - theta_0, their weighted
- * sum and the add-back in double, with the kernels' order and FMAs, so
- * --lambda 0 gives the base's bytes. Portable C: the same on every
- * instruction set. (TIES, DARE and the norm pass of automatic alpha work
- * on float32 values, as for every other dtype.)
+ * An F64 tensor written as F64 is computed in float64 end to end (f64.h):
+ * tau_i = theta_i - theta_0, their weighted sum and the add-back in
+ * double, with the kernels' order and FMAs, so --lambda 0 gives the
+ * base's bytes. Portable C: the same on every instruction set.
  */
-static double load_f64(const unsigned char *p, size_t j)
-{
-	double v;
-	memcpy(&v, p + 8 * j, 8);
-	return v;
-}
-
 static void write_f64(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
                       size_t n)
 {
 	for (size_t j = 0; j < n; j++) {
-		double b = load_f64(job->in[0], j), acc = 0.0;
+		double b = f64_load(job->in[0], j), acc = 0.0;
 		for (unsigned i = 0; i < p->nmodels; i++) {
-			double tau = load_f64(job->in[i + 1], j) - b;
+			double tau = f64_load(job->in[i + 1], j) - b;
 			acc = i == 0 ? p->w[0] * tau : fma(p->w[i], tau, acc);
 		}
-		double r = fma(t->k_lambda, acc, b);
-		if (r != r) { /* NaN stays NaN: the quiet one */
-			uint64_t u = 0x7ff8000000000000ull;
-			memcpy(&r, &u, 8);
-		}
-		memcpy(job->out + 8 * j, &r, 8);
+		f64_finish(job->out, j, b, acc, t->k_lambda);
 	}
 }
 static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
@@ -70,7 +59,7 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err, (void)scratch;
 
-	if (t->in_dt == DT_F64 && t->out_dt == DT_F64) {
+	if (f64_tensor(t)) {
 		write_f64(p, t, job, n);
 		return 0;
 	}
@@ -80,6 +69,34 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 }
 
 /* ---- the norm pass ----------------------------------------------------------- */
+/* norm_lin's sums for an F64 tensor, from the float64 task vectors: the
+ * same lanes and blocks, nothing rounded to float32. */
+static void norm_f64(const struct merge_ctx *p, struct pipe_job *job, size_t n)
+{
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		struct kern_norms nm;
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		memset(&nm, 0, sizeof(nm));
+		for (size_t j = b0; j < b1; j++) {
+			double bv = f64_load(job->in[0], j), s = 0.0, t = 0.0;
+			unsigned l = (unsigned)((j - b0) % KERN_LANES);
+			for (unsigned i = 0; i < p->nmodels; i++) {
+				double tau = f64_load(job->in[i + 1], j) - bv;
+				s += tau;
+				t += p->w[i] * tau;
+			}
+			if (!isfinite(s) || !isfinite(t))
+				continue;
+			nm.s1[l] += fabs(s), nm.t1[l] += fabs(t);
+			nm.s2[l] += s * s, nm.t2[l] += t * t;
+		}
+		job->part[4 * b + 0] = kern_lane_sum(nm.s1);
+		job->part[4 * b + 1] = kern_lane_sum(nm.t1);
+		job->part[4 * b + 2] = kern_lane_sum(nm.s2);
+		job->part[4 * b + 3] = kern_lane_sum(nm.t2);
+	}
+}
+
 static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -89,6 +106,10 @@ static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, s
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
+	if (f64_tensor(t)) {
+		norm_f64(p, job, n);
+		return 0;
+	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;

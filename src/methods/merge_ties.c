@@ -49,6 +49,24 @@
  * order as the threshold pass would sum it, so the bytes are the same
  * whether a sample was taken or not (standard input, .zst inputs), and
  * there are never more than three passes.
+ *
+ * F64 tensors (merged into F64) are computed in float64 (f64.h), and so
+ * are their thresholds. One ranking holds every element: its exact
+ * magnitude |tau'_i| as a float64 (a float32 value is one exactly), so
+ * t_i is the k-th smallest over F32/BF16/F16 and F64 tensors alike. The
+ * select and threshold passes count an F64 element under its float32
+ * key f64_key32() (its magnitude rounded toward zero, a monotone map
+ * that is the identity on float32 values), which finds t_i's key K and
+ * its rank inside K's bucket. The bucket holds float32 elements, all of
+ * value K, its smallest, and F64 elements in [K, next float32): t_i is K
+ * when the rank falls among the former, and otherwise refine64() finds
+ * it among the F64 ones, which the threshold pass kept open in a second
+ * temporary file (their N doubles), by radix selection over their
+ * 64-bit magnitudes, 16 bits per read of that file. A float32 element
+ * is kept when |tau'| >= t_i, that is at or above the smallest float32
+ * at or above t_i (f64_ceil32). Until t_i is final, float32 elements
+ * equal to K stay open too. A model with F64 tensors takes no sample:
+ * three passes over the inputs, plus the reads of that small file.
  */
 #include "config.h"
 
@@ -62,6 +80,7 @@
 
 #include <pthread.h>
 
+#include "f64.h"
 #include "kern_ties.h"
 #include "fp8.h"
 #include "method.h"
@@ -103,6 +122,16 @@ struct ties {
 	int maj;
 	FILE *spill;     /* records: tensor index, then nx floats */
 	uint64_t nspill;
+	/* F64 tensors (the float64 path, f64.h): has64 when some merged
+	 * tensor takes it; then the thresholds of the entries it is in are
+	 * float64 (thr64), refined from the float32 key's bucket (bcnt
+	 * elements have t_i's key, rank counts inside it) over spill64 */
+	int has64;
+	uint64_t *thr64; /* nentries x nx: t_i as a float64 magnitude's bits */
+	uint64_t *bcnt;  /* nentries x nx */
+	FILE *spill64;   /* records of F64 elements: tensor index, 4 bytes, nx doubles */
+	uint64_t nspill64;
+	uint64_t grp0;   /* per tensor: the tensor's first record in spill64 */
 	pthread_mutex_t mu; /* run, when a worker flushes its counts */
 	uint64_t count_limit; /* a worker flushes before counting past this */
 	/* the select pass's prediction (global trim) */
@@ -114,6 +143,12 @@ struct ties {
 
 static struct ties *T(struct merge_ctx *p) { return p->state; }
 static size_t entry(const struct ties *t, size_t tensor) { return t->per_tensor ? tensor : 0; }
+#define REC64(nx) (8 * (1 + (size_t)(nx))) /* bytes of a spill64 record */
+/* The thresholds of entry e are float64: it holds an F64 tensor. */
+static int entry64(const struct merge_ctx *p, const struct ties *ts, size_t e)
+{
+	return ts->per_tensor ? f64_tensor(&p->t[e]) : ts->has64;
+}
 
 
 static void add_run(struct ties *ts, const uint32_t *hist)
@@ -268,9 +303,10 @@ static struct th_sums *part_th(const struct th_part *v, unsigned b, size_t off)
 /* Add a job's threshold-pass results in order: the sums of each block
  * (at off in it), its votes, its records to the temporary file. */
 static int reduce_decided(struct ties *ts, const struct pipe_job *job, const struct th_part *v,
-                          size_t off, struct lines_error *err)
+                          size_t off, int wide, struct lines_error *err)
 {
-	size_t nrec = (size_t)*v->nrec;
+	size_t nrec = (size_t)*v->nrec, rs = wide ? REC64(ts->nx) : TH_REC(ts->nx) * sizeof(float);
+	FILE *f = wide ? ts->spill64 : ts->spill;
 	ts->votes += (int64_t)*v->votes;
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		const struct th_sums *s = part_th(v, b, off);
@@ -279,9 +315,9 @@ static int reduce_decided(struct ties *ts, const struct pipe_job *job, const str
 		ts->zneg[0] += s->nl, ts->zneg[1] += s->nq;
 	}
 	if (nrec) {
-		if (fwrite(v->rec, TH_REC(ts->nx) * sizeof(float), nrec, ts->spill) != nrec)
+		if (fwrite(v->rec, rs, nrec, f) != nrec)
 			return lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
-		ts->nspill += nrec;
+		*(wide ? &ts->nspill64 : &ts->nspill) += nrec;
 	}
 	return 0;
 }
@@ -425,6 +461,33 @@ static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *sc
 static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           const struct th_part *v, size_t off, int num);
 
+/* The select pass over an F64 job (no prediction: has64 takes none): the
+ * counts of the keys (f64_key32) of the float64 |tau'|, and alpha's
+ * numerator from the float64 task vectors, in select_work's lanes. */
+static void select_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *const *h,
+                       const struct th_part *v)
+{
+	unsigned nx = T(p)->nx;
+	size_t n = (size_t)(job->u1 - job->u0);
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		double s1[KERN_LANES] = {0}, s2[KERN_LANES] = {0};
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		for (size_t j = b0; j < b1; j++) {
+			double tau[LINES_MAX_MODELS], raw[LINES_MAX_MODELS], sum = 0.0;
+			f64_taus(job, nx, p->w, j, tau, raw);
+			for (unsigned i = 0; i < nx; i++) {
+				h[i][ties_key(f64_key32(f64_mag(tau[i])))]++;
+				sum += raw[i];
+			}
+			f64_norm_add(s1, s2, (unsigned)((j - b0) % KERN_LANES), sum);
+		}
+		part_num(v, b)->s1 = kern_lane_sum(s1);
+		part_num(v, b)->s2 = kern_lane_sum(s2);
+	}
+	*v->votes = 0.0;
+	*v->nrec = 0.0;
+}
+
 static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -446,6 +509,10 @@ static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 		h[i] = hist + (size_t)i * BINS;
 	if (ts->way == TIES_PREDICT) {
 		select_predicted(p, job, scratch, h);
+		return 0;
+	}
+	if (f64_tensor(t)) {
+		select_f64(p, job, h, &v);
 		return 0;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -493,6 +560,7 @@ static void find_bins(struct ties *ts, size_t e, uint64_t d, double rho)
 		if (k == 0) { /* nothing to trim */
 			ts->known[idx] = 1;
 			ts->thr[idx] = 0;
+			ts->rank[idx] = 0;
 			continue;
 		}
 		for (uint32_t b = 0; b < BINS / 2; b++) { /* counts by ties_key() */
@@ -503,6 +571,7 @@ static void find_bins(struct ties *ts, size_t e, uint64_t d, double rho)
 				if (k - cum <= h[2 * b + 1]) { /* the bin's smallest value */
 					ts->known[idx] = 1;
 					ts->thr[idx] = b << 16;
+					ts->bcnt[idx] = h[2 * b + 1];
 				}
 				break;
 			}
@@ -522,6 +591,8 @@ static void find_thresholds(struct ties *ts, size_t e)
 		for (uint32_t l = 0; l < BINS; l++) {
 			if (cum + h[l] >= ts->rank[idx]) {
 				ts->thr[idx] = ts->bin[idx] << 16 | l;
+				ts->rank[idx] -= cum; /* inside the key's bucket */
+				ts->bcnt[idx] = h[l];
 				break;
 			}
 			cum += h[l];
@@ -822,7 +893,7 @@ static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct
 		ts->num[1] += part_num(&v, b)->s2;
 	}
 	if (ts->way == TIES_PREDICT || ts->way == TIES_BINNED) /* it did the threshold pass's work */
-		FORWARD_IF_ERROR(reduce_decided(ts, job, &v, NUM_SUMS, err));
+		FORWARD_IF_ERROR(reduce_decided(ts, job, &v, NUM_SUMS, 0, err));
 	ts->run_d += job->u1 - job->u0;
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
@@ -835,6 +906,148 @@ static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct
 }
 
 static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *err);
+
+/* Count into run, for each task still selecting (need), the 16 bits at
+ * sh of the magnitudes of the spill64 records [first, first + nrec) that
+ * have the task's key and the bits above sh found so far (pre). */
+static int refine_count(struct ties *ts, unsigned char *buf, uint64_t first, uint64_t nrec,
+                        const uint32_t *key, const int *need, const uint64_t *pre, unsigned sh,
+                        struct lines_error *err)
+{
+	unsigned nx = ts->nx;
+	size_t rl = REC64(nx);
+	memset(ts->run, 0, (size_t)nx * BINS * sizeof(*ts->run));
+	if (fseeko(ts->spill64, (off_t)(first * rl), SEEK_SET) < 0)
+		return lines_errno(err, errno, NULL, "cannot read back the temporary file of TIES");
+	while (nrec) {
+		size_t got = nrec < KERN_TILE ? (size_t)nrec : KERN_TILE;
+		if (fread(buf, rl, got, ts->spill64) != got)
+			return lines_errf(err, LINES_EIO, NULL, NULL,
+			                  "cannot read back the temporary file of TIES");
+		nrec -= got;
+		for (size_t r = 0; r < got; r++)
+			for (unsigned i = 0; i < nx; i++) {
+				double d;
+				memcpy(&d, buf + r * rl + 8 + 8 * (size_t)i, 8);
+				uint64_t m = f64_mag(d);
+				if (!need[i] || f64_key32(m) != key[i] ||
+				    (sh < 48 && m >> (sh + 16) != pre[i] >> (sh + 16)))
+					continue;
+				ts->run[(size_t)i * BINS + ((m >> sh) & 0xffffu)]++;
+			}
+	}
+	return 0;
+}
+
+/*
+ * The float64 thresholds of entry e, once each t_i's float32 key K (thr)
+ * and its rank inside K's bucket are known. The bucket holds float32
+ * elements, all of value K (its smallest), and the F64 elements with key
+ * K, which are all among the spill64 records [first, first + nrec). t_i
+ * is K when the rank falls among the former; otherwise the rest of the
+ * rank is found among the records by radix selection over the float64
+ * magnitude's bits, 16 at a time: four reads of the records, in constant
+ * memory. The float32 threshold becomes the smallest float32 at or above
+ * t_i (the same values kept).
+ */
+static int refine64(struct merge_ctx *p, size_t e, uint64_t first, uint64_t nrec,
+                    struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	unsigned nx = ts->nx;
+	uint64_t want[LINES_MAX_MODELS], pre[LINES_MAX_MODELS];
+	uint32_t key[LINES_MAX_MODELS];
+	int need[LINES_MAX_MODELS], rc = 0;
+	unsigned char *buf = malloc(KERN_TILE * REC64(nx));
+
+	RETURN_ERROR_IF(!buf, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (unsigned i = 0; i < nx; i++) {
+		size_t x = e * nx + i;
+		key[i] = ts->thr[x], want[i] = ts->rank[x], pre[i] = 0;
+		need[i] = want[i] > 0; /* else nothing is trimmed: t_i = 0 */
+		ts->thr64[x] = f64_widen(key[i]);
+	}
+	for (unsigned lv = 0; rc == 0 && lv < 4; lv++) {
+		unsigned sh = 48 - 16 * lv;
+		rc = refine_count(ts, buf, first, nrec, key, need, pre, sh, err);
+		for (unsigned i = 0; rc == 0 && i < nx; i++) {
+			const uint64_t *h = ts->run + (size_t)i * BINS;
+			uint64_t cum = 0, f = 0, c32;
+			uint32_t b = 0;
+			if (!need[i])
+				continue;
+			for (b = 0; lv == 0 && b < BINS; b++)
+				f += h[b];
+			c32 = ts->bcnt[e * nx + i] > f ? ts->bcnt[e * nx + i] - f : 0;
+			if (lv == 0 && want[i] <= c32) { /* a float32 element: t_i = K */
+				need[i] = 0;
+				continue;
+			}
+			want[i] -= lv == 0 ? c32 : 0;
+			for (b = 0; b + 1 < BINS && cum + h[b] < want[i]; b++)
+				cum += h[b];
+			want[i] -= cum;
+			pre[i] |= (uint64_t)b << sh;
+		}
+	}
+	for (unsigned i = 0; i < nx; i++) {
+		size_t x = e * nx + i;
+		if (need[i])
+			ts->thr64[x] = pre[i];
+		ts->thr[x] = ts->rank[x] ? f64_ceil32(ts->thr64[x]) : 0;
+		if (!ts->rank[x])
+			ts->thr64[x] = 0;
+	}
+	memset(ts->run, 0, (size_t)nx * BINS * sizeof(*ts->run));
+	free(buf);
+	if (rc == 0 && fseeko(ts->spill64, 0, SEEK_END) < 0)
+		rc = lines_errno(err, errno, NULL, "cannot write the temporary file of TIES");
+	return rc;
+}
+
+/* settle() for the spill64 records, in float64 with the float64
+ * thresholds. */
+static int settle64(struct merge_ctx *p, double *pos, double *neg, struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	unsigned nx = ts->nx;
+	size_t rl = REC64(nx);
+	unsigned char *buf = malloc(KERN_TILE * rl);
+	uint64_t left = ts->nspill64;
+	int rc = 0;
+
+	RETURN_ERROR_IF(!buf, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (left && fseeko(ts->spill64, 0, SEEK_SET) < 0)
+		rc = lines_errno(err, errno, NULL, "cannot read back the temporary file of TIES");
+	while (rc == 0 && left) {
+		size_t got = left < KERN_TILE ? (size_t)left : KERN_TILE;
+		if (fread(buf, rl, got, ts->spill64) != got) {
+			rc = lines_errf(err, LINES_EIO, NULL, NULL,
+			                "cannot read back the temporary file of TIES");
+			break;
+		}
+		left -= got;
+		for (size_t r = 0; r < got; r++) {
+			uint32_t ti;
+			double tau[LINES_MAX_MODELS], mp, mn;
+			memcpy(&ti, buf + r * rl, 4);
+			memcpy(tau, buf + r * rl + 8, 8 * (size_t)nx);
+			const uint64_t *thr = ts->thr64 + entry(ts, ti) * nx;
+			int sp = f64_elect(tau, nx, thr, 1, &mp);
+			f64_elect(tau, nx, thr, -1, &mn);
+			if (sp) {
+				ts->votes += sp;
+				if (isfinite(mp))
+					ts->det[0] += fabs(mp), ts->det[1] += mp * mp;
+			} else if (isfinite(mp) && isfinite(mn)) {
+				pos[0] += fabs(mp), pos[1] += mp * mp;
+				neg[0] += fabs(mn), neg[1] += mn * mn;
+			}
+		}
+	}
+	free(buf);
+	return rc;
+}
 
 /*
  * After a select pass with a prediction, the counts final: on a hit
@@ -889,6 +1102,102 @@ static int threshold_needed(const struct merge_ctx *p)
 }
 
 /*
+ * What the bins decide in the threshold pass, per task of an entry:
+ * lowbin, the bin whose low 16 bits are counted (UINT32_MAX: t_i known);
+ * up, kept at or above it, trimmed below the bin, open inside it until
+ * t_i is known. With float64 thresholds (entry64) t_i is final only
+ * after refine64(): an F64 element with a key in obin stays open, and
+ * so does a float32 one equal to eq (the known key, which F64 elements
+ * may share).
+ */
+struct th_bins {
+	uint32_t lowbin[LINES_MAX_MODELS], up[LINES_MAX_MODELS];
+	uint32_t obin[LINES_MAX_MODELS], eq[LINES_MAX_MODELS];
+	uint64_t up64[LINES_MAX_MODELS]; /* up as a float64 magnitude */
+	int wide;
+};
+
+static void th_bins_of(const struct merge_ctx *p, size_t tensor, struct th_bins *tb)
+{
+	const struct ties *ts = p->state;
+	size_t e = entry(ts, tensor);
+	tb->wide = entry64(p, ts, e);
+	for (unsigned i = 0; i < ts->nx; i++) {
+		size_t x = e * ts->nx + i;
+		int keep_all = ts->known[x] && ts->rank[x] == 0;
+		tb->lowbin[i] = ts->known[x] ? UINT32_MAX : ts->bin[x];
+		tb->up[i] = ts->known[x] ? ts->thr[x] : (ts->bin[x] + 1) << 16;
+		tb->up64[i] = f64_widen(tb->up[i]);
+		tb->obin[i] = tb->wide && !keep_all ? ts->bin[x] : UINT32_MAX;
+		tb->eq[i] = tb->wide && ts->known[x] && !keep_all ? ts->thr[x] : UINT32_MAX;
+	}
+}
+
+/* open[j] |= 1 where a task's float32 |tau'| is its eq. */
+static void open_equal(const struct th_bins *tb, const float *tp, unsigned nx, size_t nn,
+                       unsigned char *open)
+{
+	for (unsigned i = 0; tb->wide && i < nx; i++)
+		for (size_t j = 0; tb->eq[i] != UINT32_MAX && j < nn; j++)
+			open[j] |= ties_mag(tp[(size_t)i * nn + j]) == tb->eq[i];
+}
+
+/*
+ * The threshold pass over an F64 job, element by element in float64: the
+ * low-bit counts of the keys (f64_key32) of |tau'| inside each bin; an
+ * element with a key in a task's obin is open, a record of its nx
+ * doubles for spill64; the others are decided by up64 and summed as
+ * threshold_job sums them.
+ */
+static void threshold_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *const *h,
+                          const struct th_bins *tb, const struct th_part *v, size_t off)
+{
+	unsigned nx = T(p)->nx;
+	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
+	uint32_t ti = (uint32_t)job->tensor;
+	int64_t votes = 0;
+
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		double dl[KERN_LANES] = {0}, dq[KERN_LANES] = {0}, pl[KERN_LANES] = {0},
+		       pq[KERN_LANES] = {0}, nl[KERN_LANES] = {0}, nq[KERN_LANES] = {0};
+		struct th_sums *s = part_th(v, b, off);
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		for (size_t j = b0; j < b1; j++) {
+			unsigned l = (unsigned)((j - b0) % KERN_LANES);
+			double tau[LINES_MAX_MODELS], mp, mn = 0.0;
+			int open = 0, sp;
+			f64_taus(job, nx, p->w, j, tau, NULL);
+			for (unsigned i = 0; i < nx; i++) {
+				uint32_t k = f64_key32(f64_mag(tau[i]));
+				if (k >> 16 == tb->lowbin[i])
+					h[i][k & 0xffffu]++;
+				open |= k >> 16 == tb->obin[i];
+			}
+			if (open) { /* settled from spill64 once t_i is known */
+				unsigned char *r = (unsigned char *)v->rec + nrec++ * REC64(nx);
+				memset(r, 0, 8);
+				memcpy(r, &ti, 4);
+				memcpy(r + 8, tau, 8 * (size_t)nx);
+				continue;
+			}
+			votes += sp = f64_elect(tau, nx, tb->up64, 1, &mp);
+			if (sp) {
+				f64_norm_add(dl, dq, l, mp);
+			} else if (mp != 0.0) { /* a zero sum: both majorities */
+				f64_elect(tau, nx, tb->up64, -1, &mn);
+				if (isfinite(mp) && isfinite(mn))
+					f64_norm_add(pl, pq, l, mp), f64_norm_add(nl, nq, l, mn);
+			}
+		}
+		s->dl = kern_lane_sum(dl), s->dq = kern_lane_sum(dq);
+		s->pl = kern_lane_sum(pl), s->pq = kern_lane_sum(pq);
+		s->nl = kern_lane_sum(nl), s->nq = kern_lane_sum(nq);
+	}
+	*v->votes = (double)votes;
+	*v->nrec = (double)nrec;
+}
+
+/*
  * The threshold pass's work on one job: the low-bit counts into the
  * job's counts, per block the sums (at off in the block), the records,
  * the votes and the records' number; with num, also the numerator of
@@ -901,21 +1210,20 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
-	size_t e = entry(ts, job->tensor);
-	const uint32_t *bin = ts->bin + e * nx, *thr = ts->thr + e * nx;
-	const unsigned char *known = ts->known + e * nx;
-	uint32_t *hist = job_counts(ts, job, scratch), *h[LINES_MAX_MODELS], lowbin[LINES_MAX_MODELS], up[LINES_MAX_MODELS];
+	uint32_t *hist = job_counts(ts, job, scratch), *h[LINES_MAX_MODELS];
+	struct th_bins tb;
+	const uint32_t *lowbin = tb.lowbin, *up = tb.up;
 	struct tile_ws w = tile_ws_at(scratch, nx);
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0), nrec = 0;
 	int64_t votes = 0;
 
-	for (unsigned i = 0; i < nx; i++) {
+	th_bins_of(p, job->tensor, &tb);
+	for (unsigned i = 0; i < nx; i++)
 		h[i] = hist + (size_t)i * BINS;
-		lowbin[i] = known[i] ? UINT32_MAX : bin[i]; /* no bin to refine */
-		/* what the bins decide: kept at or above up, trimmed below the
-		 * bin of t_i, open inside it until t_i is known */
-		up[i] = known[i] ? thr[i] : (bin[i] + 1) << 16;
+	if (f64_tensor(t)) {
+		threshold_f64(p, job, h, &tb, v, off);
+		return;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
@@ -934,6 +1242,7 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 			if (num)
 				tile_numerator(p, t, xs, w.bt, w.tp, nn, &nm);
 			ties_bins(p->k, w.tp, nx, nn, lowbin, h, w.open);
+			open_equal(&tb, w.tp, nx, nn, w.open);
 			ties_elect_tile(p->k, w.tp, nn, nx, up, 1, w.mtl, w.sign);
 			votes += ties_decided(p->k, w.mtl, w.sign, w.open, nn, dl, dq);
 			nrec += tile_open(ts, (uint32_t)job->tensor, w.tp, nn, w.open, w.mtl, up,
@@ -967,9 +1276,13 @@ static int threshold_reduce(struct merge_ctx *p, const struct pipe_job *job, str
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
 	struct th_part v = th_part_of(ts, job, TH_SUMS);
-	FORWARD_IF_ERROR(reduce_decided(ts, job, &v, 0, err));
+	if (job->u0 == 0)
+		ts->grp0 = ts->nspill64;
+	FORWARD_IF_ERROR(reduce_decided(ts, job, &v, 0, f64_tensor(&p->t[job->tensor]), err));
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
 		find_thresholds(ts, job->tensor);
+		if (entry64(p, ts, job->tensor))
+			FORWARD_IF_ERROR(refine64(p, job->tensor, ts->grp0, ts->nspill64 - ts->grp0, err));
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 	}
 	return 0;
@@ -1042,13 +1355,15 @@ static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *e
 	double pos[2] = {0, 0}, neg[2] = {0, 0};
 
 	FORWARD_IF_ERROR(settle(p, pos, neg, err));
+	if (ts->has64)
+		FORWARD_IF_ERROR(settle64(p, pos, neg, err));
 	ts->maj = ts->votes >= 0 ? 1 : -1; /* +1 when the votes are even */
 	ts->concluded = 1;
 	double l1 = ts->det[0] + (ts->maj > 0 ? ts->zpos[0] + pos[0] : ts->zneg[0] + neg[0]);
 	double l2 = ts->det[1] + (ts->maj > 0 ? ts->zpos[1] + pos[1] : ts->zneg[1] + neg[1]);
 	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 	           "ties: %llu elements settled after the %s pass; majority sign %+d",
-	           (unsigned long long)ts->nspill, pass, ts->maj);
+	           (unsigned long long)(ts->nspill + ts->nspill64), pass, ts->maj);
 	return scales_from_norms(p->sc, p->o->norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0],
 	                         p->o->norm_p == 2 ? sqrt(l2) : l1, 1, err);
 }
@@ -1058,6 +1373,8 @@ static int threshold_done(struct merge_ctx *p, struct lines_error *err)
 	struct ties *ts = T(p);
 	if (!ts->per_tensor)
 		find_thresholds(ts, 0);
+	if (!ts->per_tensor && ts->has64)
+		FORWARD_IF_ERROR(refine64(p, 0, 0, ts->nspill64, err));
 	return conclude(p, "threshold", err);
 }
 
@@ -1073,7 +1390,12 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+	for (size_t j = 0; f64_tensor(t) && j < n; j++) { /* in float64 (f64.h) */
+		double tau[LINES_MAX_MODELS], m, b = f64_taus(job, nx, p->w, j, tau, NULL);
+		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, &m);
+		f64_finish(job->out, j, b, m, t->lambda);
+	}
+	for (size_t j0 = 0; !f64_tensor(t) && j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
@@ -1091,6 +1413,9 @@ static void ties_free(struct merge_ctx *p)
 		return;
 	if (ts->spill)
 		fclose(ts->spill);
+	if (ts->spill64)
+		fclose(ts->spill64);
+	free(ts->thr64), free(ts->bcnt);
 	free(ts->run), free(ts->bin), free(ts->rank), free(ts->thr), free(ts->known);
 	free(ts->ones), free(ts->pred);
 	pthread_mutex_destroy(&ts->mu);
@@ -1102,6 +1427,26 @@ static FILE *tmpfile_in(const char *dir)
 {
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	return fd < 0 ? NULL : fdopen(fd, "w+");
+}
+
+/* The state's tables, zeroed; -1 when out of memory. */
+static int ties_alloc(const struct merge_ctx *p, struct ties *ts)
+{
+	unsigned nx = ts->nx;
+	ts->nentries = ts->per_tensor ? (p->nt ? p->nt : 1) : 1;
+	ts->run = calloc((size_t)nx * BINS, sizeof(*ts->run));
+	ts->bin = calloc(ts->nentries * nx, sizeof(*ts->bin));
+	ts->rank = calloc(ts->nentries * nx, sizeof(*ts->rank));
+	ts->thr = calloc(ts->nentries * nx, sizeof(*ts->thr));
+	ts->known = calloc(ts->nentries * nx, 1);
+	ts->ones = calloc(nx, sizeof(*ts->ones));
+	ts->thr64 = calloc(ts->nentries * nx, sizeof(*ts->thr64));
+	ts->bcnt = calloc(ts->nentries * nx, sizeof(*ts->bcnt));
+	ts->pred = calloc(nx, sizeof(*ts->pred));
+	return ts->run && ts->bin && ts->rank && ts->thr && ts->known && ts->ones && ts->pred &&
+	               ts->thr64 && ts->bcnt
+	           ? 0
+	           : -1;
 }
 
 static int ties_setup(struct merge_ctx *p, struct lines_error *err)
@@ -1124,25 +1469,19 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	ts->count_limit = UINT32_MAX;
 	if (getenv("LINES_TEST_TIES_FLUSH_EVERY"))
 		ts->count_limit = strtoull(getenv("LINES_TEST_TIES_FLUSH_EVERY"), NULL, 10);
-	ts->nentries = ts->per_tensor ? (p->nt ? p->nt : 1) : 1;
-	ts->run = calloc((size_t)nx * BINS, sizeof(*ts->run));
-	ts->bin = calloc(ts->nentries * nx, sizeof(*ts->bin));
-	ts->rank = calloc(ts->nentries * nx, sizeof(*ts->rank));
-	ts->thr = calloc(ts->nentries * nx, sizeof(*ts->thr));
-	ts->known = calloc(ts->nentries * nx, 1);
-	ts->ones = calloc(nx, sizeof(*ts->ones));
+	for (size_t i = 0; i < p->nt; i++)
+		ts->has64 |= p->t[i].merge && f64_tensor(&p->t[i]);
 	/* a prediction for the select pass: global trim over files that can
-	 * be sampled (not streams), and few enough tasks for the sample */
-	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX;
-	ts->pred = calloc(nx, sizeof(*ts->pred));
-	RETURN_ERROR_IF(!ts->run || !ts->bin || !ts->rank || !ts->thr || !ts->known || !ts->ones ||
-	                        !ts->pred,
-	                err, LINES_ENOMEM, NULL, NULL, "out of memory for TIES");
+	 * be sampled (not streams), and few enough tasks for the sample; not
+	 * with F64 tensors, whose thresholds are refined after the counts */
+	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX && !ts->has64;
+	RETURN_ERROR_IF(ties_alloc(p, ts) < 0, err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory for TIES");
 	for (unsigned i = 0; i < nx; i++)
 		ts->ones[i] = 1.0;
 	if (!dir || !*dir)
 		dir = "/tmp";
-	if (!(ts->spill = tmpfile_in(dir)))
+	if (!(ts->spill = tmpfile_in(dir)) || (ts->has64 && !(ts->spill64 = tmpfile_in(dir))))
 		return lines_errno(err, errno, dir, "cannot create the temporary file of TIES");
 
 	struct pass *a = passes_add(p->passes);
@@ -1162,6 +1501,8 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	b->name = "threshold";
 	b->part_job = (unsigned)part_head(ts);
 	b->part_block = (unsigned)TH_SUMS + (unsigned)((KERN_BLOCK * TH_REC(nx) + 1) / 2);
+	if (ts->has64) /* room for a block of F64 records */
+		b->part_block = (unsigned)(TH_SUMS + KERN_BLOCK * REC64(nx) / 8);
 	b->scratch = scratch_bytes(nx) + count_bytes(ts);
 	b->worker_end = ts->per_tensor ? NULL : counts_end;
 	b->want = want_merged;
@@ -1192,16 +1533,19 @@ static void ties_meta(const struct merge_ctx *p, void (*put)(void *, const char 
 	put(arg, "lines.trim", p->o->trim_tensor ? "tensor" : "global");
 }
 
-/* The thresholds as the magnitudes they are (float32 bit patterns; a task
- * whose largest entries are infinite or NaN has such a threshold). JSON
- * has no infinity or NaN, so those are the strings "inf", "-inf", "nan". */
-static json_t *thresholds(const uint32_t *thr, unsigned n)
+/* The thresholds of entry e as the magnitudes they are (float32 bit
+ * patterns, or float64 ones where F64 tensors are; a task whose largest
+ * entries are infinite or NaN has such a threshold). JSON has no infinity
+ * or NaN, so those are the strings "inf", "-inf", "nan". */
+static json_t *thresholds(const struct merge_ctx *p, const struct ties *ts, size_t e)
 {
 	json_t *a = json_array();
-	for (unsigned i = 0; a && i < n; i++) {
+	for (unsigned i = 0; a && i < ts->nx; i++) {
 		float f;
-		memcpy(&f, &thr[i], 4);
-		json_array_append_new(a, json_num(f));
+		double d;
+		memcpy(&f, &ts->thr[e * ts->nx + i], 4);
+		memcpy(&d, &ts->thr64[e * ts->nx + i], 8);
+		json_array_append_new(a, json_num(entry64(p, ts, e) ? d : f));
 	}
 	return a;
 }
@@ -1218,7 +1562,7 @@ static json_t *ties_report(const struct merge_ctx *p)
 	json_object_set_new(m, "majority", done && ts->maj ? json_integer(ts->maj) : json_null());
 	if (!p->o->trim_tensor) /* per tensor, they are in each tensor's entry */
 		json_object_set_new(m, "thresholds",
-		                    done ? thresholds(ts->thr, ts->nx) : json_null());
+		                    done ? thresholds(p, ts, 0) : json_null());
 	return m;
 }
 
@@ -1226,7 +1570,7 @@ static void ties_report_tensor(const struct merge_ctx *p, size_t i, json_t *e)
 {
 	const struct ties *ts = p->state;
 	if (ts && ts->concluded && ts->per_tensor && p->t[i].merge)
-		json_object_set_new(e, "ties_thresholds", thresholds(ts->thr + i * ts->nx, ts->nx));
+		json_object_set_new(e, "ties_thresholds", thresholds(p, ts, i));
 }
 
 const struct method method_ties = {
