@@ -78,6 +78,7 @@ static void add(enum kind k, long block, unsigned rank, const uint64_t *shape, c
 		}
 	}
 	struct tensor *t = &T[nt++];
+	memset(t, 0, sizeof(*t));
 	va_start(ap, fmt);
 	vsnprintf(t->name, sizeof(t->name), fmt, ap);
 	va_end(ap);
