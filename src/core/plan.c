@@ -462,7 +462,7 @@ static int same_input(const struct ckpt *a, const struct ckpt *b)
 static void check_twice(struct plan *p)
 {
 	for (unsigned m = 1; m < p->in.ninputs; m++)
-		for (unsigned k = 0; k < m; k++) {
+		for (unsigned k = p->in.base_is_model; k < m; k++) {
 			if (!same_input(p->in.ck[k], p->in.ck[m]))
 				continue;
 			if (k == 0)
