@@ -56,6 +56,8 @@ status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,
 jqok "... no base, both models with their weights, normalized" \
 	".method == \"linear\" and .base == null and .models == [\"$m1\", \"$m2\"] and .weights == [1, 3] and .linear.normalize == true"
 jqok "... one pass, the writing one" '[.passes[].name] == ["write"]'
+status 0 "-m linear without -b: -n prints the plan" "$LINES" merge -n -m linear "$m1" "$m2"
+check "... a plan on standard output" has "$tmp/out" "plan: lines merge"
 "$LINES" merge -q -m linear -o "$tmp/lin.st" "$m1" "$m2"
 jqok "... the manifest calls the first input the reference, not a base" \
 	"[.run.inputs[] | .role] == [\"reference\", \"model\", \"model\"]" "$tmp/lin.st.manifest.json"

@@ -560,16 +560,25 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 	print_lambdas(f, in, beta);
 }
 
+/* Where the tensors that are not merged come from. */
+static const char *copied_from(const struct merge_cli *mc)
+{
+	return mc->o.base ? "the base" : "the first model";
+}
+
 static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
 	char a[32], b[32];
 
 	/* cli_printable() has one buffer: one call per printf */
-	printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
+	if (mc->o.base)
+		printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
+	else
+		printf("plan: lines %s (no base; the first model is the reference)", mc->cmd);
 	printf(" -> %s\n", strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
-	printf("  tensors: %zu (%zu merged, %zu copied from the base), blocks: %ld",
-	       in->ntensors, in->nfloat, in->ntensors - in->nfloat, in->num_layers);
+	printf("  tensors: %zu (%zu merged, %zu copied from %s), blocks: %ld", in->ntensors,
+	       in->nfloat, in->ntensors - in->nfloat, copied_from(mc), in->num_layers);
 	for (size_t k = 0; in->nstacks > 1 && k < in->nstacks; k++)
 		printf("%s%s %ld%s", k ? ", " : " (", in->stacks[k].name, in->stacks[k].num_layers,
 		       k + 1 == in->nstacks ? ")" : "");
@@ -622,8 +631,8 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 		fprintf(stderr, " (%s, compressed from %s) in %.2f s\n", w, a, secs);
 	else
 		fprintf(stderr, " (%s) in %.2f s\n", a, secs);
-	fprintf(stderr, "  tensors: %zu (%zu merged, %zu copied from the base)\n", in->ntensors,
-	        in->nfloat, in->ntensors - in->nfloat);
+	fprintf(stderr, "  tensors: %zu (%zu merged, %zu copied from %s)\n", in->ntensors,
+	        in->nfloat, in->ntensors - in->nfloat, copied_from(mc));
 	print_scaling(stderr, mc, in);
 }
 
