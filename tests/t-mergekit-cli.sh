@@ -49,6 +49,7 @@ same() {
 }
 same "linear" -m linear -w 0.3,0.5,0.2 "$m1" "$m2" "$m3"
 same "linear -b --lines" -b "$b" -m linear --lines --alpha 0.4 "$m1" "$m2" "$m3"
+same "linear -b --lines, alpha from a norm pass" -b "$b" -m linear --lines -w 1,2,3 "$m1" "$m2" "$m3"
 same "nearswap --lines" -b "$b" -m nearswap --t 0.003 --gamma 0.5 "$m1"
 
 # ---- what linear without a base records ------------------------------------------------------
@@ -61,6 +62,10 @@ check "... a plan on standard output" has "$tmp/out" "plan: lines merge"
 "$LINES" merge -q -m linear -o "$tmp/lin.st" "$m1" "$m2"
 jqok "... the manifest calls the first input the reference, not a base" \
 	"[.run.inputs[] | .role] == [\"reference\", \"model\", \"model\"]" "$tmp/lin.st.manifest.json"
+status 0 "-m linear -b --lines -w 1,2 -n --json" "$LINES" merge -n --json -b "$b" -m linear --lines -w 1,2 "$m1" "$m2"
+jqok "... measures alpha in a norm pass, then writes" '[.passes[].name] == ["norms", "write"] and .lines.alpha == null'
+status 0 "-m linear -b --lines (equal weights) -n --json" "$LINES" merge -n --json -b "$b" -m linear --lines "$m1" "$m2"
+jqok "... knows alpha = 1 without reading: one pass" '[.passes[].name] == ["write"] and .lines.alpha == 1'
 status 0 "-m nearswap --json records t" "$LINES" merge -n --json -b "$b" -m nearswap --t 0.25 "$m1"
 jqok "... as nearswap.t" '.nearswap.t == 0.25 and .method == "nearswap"'
 
@@ -85,7 +90,8 @@ refused "linear --lines without -b" -m linear --lines "$m1" "$m2"
 refused "linear --gamma without -b" -m linear --gamma 0.5 "$m1"
 refused "linear --lambda without -b" -m linear --lambda 0.5 "$m1" "$m2"
 refused "linear with weights summing to 0" -m linear -w 1,-1 "$m1" "$m2"
-refused "linear --lines auto alpha with unequal weights" -b "$b" -m linear --lines -w 1,2 "$m1" "$m2"
+refused "linear --lines auto alpha with unequal weights, a model on standard input" \
+	-b "$b" -m linear --lines -w 1,2 "$m1" - <"$m2"
 refused "linear without -b, the first model on standard input" -m linear - "$m2" <"$m1"
 refused "linear --t" -m linear --t 0.1 "$m1" "$m2"
 refused "linear --density" -m linear --density 0.5 "$m1" "$m2"

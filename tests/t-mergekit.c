@@ -10,6 +10,11 @@
  *   nearswap: w = clamp(t / |b - x|, 0, 1), 1 where that is NaN or
  *             infinite; v = w x + (1 - w) b; ref as above
  *
+ * Automatic alpha of linear, ||sum_i tau_i|| / (N ||v - theta_0||), is
+ * recomputed from its formula and must match the alpha lines records to
+ * 1e-12 (exactly 1 for equal weights); the elements are then checked
+ * against the recorded alpha.
+ *
  * |out - ref| must be within one ULP of the output dtype at ref, plus
  * 2^-48 times the operands' magnitudes (the float64 reference's own
  * uncertainty, which matters only where they cancel). A NaN reference
@@ -38,18 +43,23 @@ struct scenario {
 	int lines;      /* --lines --alpha A --beta B */
 	double alpha, beta;
 	double t;       /* nearswap */
+	int alpha_auto; /* --lines with automatic alpha (beta: the default) */
+	int norm_p;     /* its norm: 1, or 2 (--norm l2) */
 };
 
 static const struct scenario scenarios[] = {
-	{"linear", 0, 0, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0},
-	{"linear weighted", 0, 0, {0.5, -0.25, 1.5}, 1, 0, 1, 0, 0, 0, 0},
-	{"linear weighted --no-normalize", 0, 0, {0.2, 0.3, 0.4}, 1, 1, 1, 0, 0, 0, 0},
-	{"linear -b weighted --lines", 0, 1, {1, 2, 3}, 1, 0, 1, 1, 0.3, 0.6, 0},
-	{"linear -b --lambda 0.6", 0, 1, {1, 1, 1}, 0, 0, 0.6, 0, 0, 0, 0},
-	{"linear -b --lines --no-normalize", 0, 1, {0.5, 0.25, 0.25}, 1, 1, 1, 1, 0.5, 0.5, 0},
-	{"nearswap --t 0.01", 1, 1, {1, 0, 0}, 0, 0, 1, 0, 0, 0, 0.01},
-	{"nearswap --t 0.002 --lines", 1, 1, {1, 0, 0}, 0, 0, 1, 1, 0.2, 0.8, 0.002},
-	{"nearswap --t 0.004 --lambda 0.5", 1, 1, {1, 0, 0}, 0, 0, 0.5, 0, 0, 0, 0.004},
+	{"linear", 0, 0, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+	{"linear weighted", 0, 0, {0.5, -0.25, 1.5}, 1, 0, 1, 0, 0, 0, 0, 0, 0},
+	{"linear weighted --no-normalize", 0, 0, {0.2, 0.3, 0.4}, 1, 1, 1, 0, 0, 0, 0, 0, 0},
+	{"linear -b weighted --lines", 0, 1, {1, 2, 3}, 1, 0, 1, 1, 0.3, 0.6, 0, 0, 0},
+	{"linear -b --lambda 0.6", 0, 1, {1, 1, 1}, 0, 0, 0.6, 0, 0, 0, 0, 0, 0},
+	{"linear -b --lines --no-normalize", 0, 1, {0.5, 0.25, 0.25}, 1, 1, 1, 1, 0.5, 0.5, 0, 0, 0},
+	{"linear -b --lines auto (alpha 1)", 0, 1, {1, 1, 1}, 0, 0, 1, 1, 0, 0, 0, 1, 1},
+	{"linear -b weighted --lines auto", 0, 1, {1, 2, 0.5}, 1, 0, 1, 1, 0, 0, 0, 1, 1},
+	{"linear -b --no-normalize --lines auto L2", 0, 1, {0.5, 0.3, 0.4}, 1, 1, 1, 1, 0, 0, 0, 1, 2},
+	{"nearswap --t 0.01", 1, 1, {1, 0, 0}, 0, 0, 1, 0, 0, 0, 0.01, 0, 0},
+	{"nearswap --t 0.002 --lines", 1, 1, {1, 0, 0}, 0, 0, 1, 1, 0.2, 0.8, 0.002, 0, 0},
+	{"nearswap --t 0.004 --lambda 0.5", 1, 1, {1, 0, 0}, 0, 0, 0.5, 0, 0, 0, 0.004, 0, 0},
 };
 
 /* The test's own block matcher: leftmost "(^|.)KEY.DIGITS." */
@@ -97,7 +107,9 @@ static void args_of(const struct scenario *s, char *a, size_t cap)
 		n += (size_t)snprintf(a + n, cap - n, " --no-normalize");
 	if (s->lambda != 1.0)
 		n += (size_t)snprintf(a + n, cap - n, " --lambda %.17g", s->lambda);
-	if (s->lines)
+	if (s->lines && s->alpha_auto)
+		snprintf(a + n, cap - n, " --lines --norm %s", s->norm_p == 2 ? "l2" : "l1");
+	else if (s->lines)
 		snprintf(a + n, cap - n, " --lines --alpha %.17g --beta %.17g", s->alpha, s->beta);
 }
 
@@ -151,8 +163,9 @@ static void check_element(struct tally *ty, const char *name, uint64_t e, const 
 		         name, (unsigned long long)e, got, ref);
 }
 
-static void check_tensor(const struct family *f, const struct scenario *s,
-                         const struct tu_tensor *r, const struct tu_tensor *o, struct tally *ty)
+static void check_tensor(const struct family *f, const struct scenario *s, double alpha,
+                         double beta, const struct tu_tensor *r, const struct tu_tensor *o,
+                         struct tally *ty)
 {
 	if (!tu_is_float(r)) {
 		if (strcmp(o->dtype, r->dtype) || o->nbytes != r->nbytes || memcmp(o->data, r->data, r->nbytes))
@@ -162,8 +175,8 @@ static void check_tensor(const struct family *f, const struct scenario *s,
 	}
 	long blk = block_of(r->name);
 	double lam = !s->lines ? s->lambda
-	             : blk < 0 || f->L == 1 ? s->alpha
-	                                    : s->alpha + s->beta * (double)blk / (double)(f->L - 1);
+	             : blk < 0 || f->L == 1 ? alpha
+	                                    : alpha + beta * (double)blk / (double)(f->L - 1);
 	const struct tu_tensor *b = tu_model_find(&f->base, r->name), *x[N_MODELS];
 	unsigned nm = s->nearswap ? 1 : N_MODELS;
 	for (unsigned i = 0; i < nm; i++)
@@ -176,6 +189,41 @@ static void check_tensor(const struct family *f, const struct scenario *s,
 		double ref = reference(s, bv, xv, lam, &mag, ty);
 		check_element(ty, r->name, e, o->dtype, ref, mag, tu_elem(o, e));
 	}
+}
+
+/*
+ * Automatic alpha from its formula: ||sum_i tau_i|| / (N ||v - theta_0||),
+ * tau_i = x_i - b in float32 and v - theta_0 written with them:
+ * sum_i w_i tau_i / sum_i w_i, or sum_i w_i tau_i + (sum_i w_i - 1) b;
+ * elements where either sum is not finite left out.
+ */
+static double auto_alpha(const struct family *f, const struct scenario *s)
+{
+	double num = 0, den = 0, ws = s->w[0] + s->w[1] + s->w[2];
+	for (size_t ti = 0; ti < f->base.n; ti++) {
+		const struct tu_tensor *b = &f->base.t[ti], *x[N_MODELS];
+		if (!tu_is_float(b))
+			continue;
+		for (unsigned i = 0; i < N_MODELS; i++)
+			x[i] = tu_model_find(&f->ft[i], b->name);
+		for (uint64_t e = 0; e < b->nelem; e++) {
+			float bv = tu_elem(b, e);
+			double sum = 0, wt = 0;
+			for (unsigned i = 0; i < N_MODELS; i++) {
+				float tau = tu_elem(x[i], e) - bv;
+				sum += tau;
+				wt += s->w[i] * (double)tau;
+			}
+			double mtl = s->no_normalize ? wt + (ws - 1) * bv : wt / ws;
+			if (!isfinite(sum) || !isfinite(mtl))
+				continue;
+			num += s->norm_p == 2 ? sum * sum : fabs(sum);
+			den += s->norm_p == 2 ? mtl * mtl : fabs(mtl);
+		}
+	}
+	if (s->norm_p == 2)
+		num = sqrt(num), den = sqrt(den);
+	return num / (N_MODELS * den);
 }
 
 static void run_scenario(struct family *f, const struct scenario *s, int idx)
@@ -200,6 +248,21 @@ static void run_scenario(struct family *f, const struct scenario *s, int idx)
 	if (!ok(tu_model_load(&om, out) == 0, "%s/%s %s: output read", f->arch, f->dtype, s->name))
 		return;
 	const struct tu_model *refm = s->base ? &f->base : &f->ft[0];
+	double alpha = s->alpha, beta = s->beta;
+	if (s->alpha_auto) {
+		alpha = auto_alpha(f, s);
+		beta = fmax(0.0, 1.0 - alpha);
+		const char *rec = tu_model_meta(&om, "lines.alpha");
+		double got = rec ? strtod(rec, NULL) : NAN;
+		ok(fabs(got - alpha) <= 1e-12 * fabs(alpha),
+		   "%s/%s %s: alpha %.17g matches the formula %.17g", f->arch, f->dtype, s->name, got,
+		   alpha);
+		if (s->w[0] == s->w[1] && s->w[1] == s->w[2] && !s->no_normalize)
+			ok(got == 1.0, "%s/%s %s: alpha is exactly 1", f->arch, f->dtype, s->name);
+		/* the elements against the alpha lines used, once it is checked */
+		alpha = got;
+		beta = fmax(0.0, 1.0 - alpha);
+	}
 	const char *meth = tu_model_meta(&om, "lines.method");
 	ok(meth && !strcmp(meth, s->nearswap ? "nearswap" : "linear") && om.n == refm->n,
 	   "%s/%s %s: lines.method recorded, every tensor there", f->arch, f->dtype, s->name);
@@ -210,7 +273,7 @@ static void run_scenario(struct family *f, const struct scenario *s, int idx)
 				snprintf(ty.first_bad, sizeof(ty.first_bad), "%s missing or of another dtype", r->name);
 			continue;
 		}
-		check_tensor(f, s, r, o, &ty);
+		check_tensor(f, s, alpha, beta, r, o, &ty);
 	}
 	if (!ok(ty.bad == 0 && ty.checked > 0,
 	        "%s/%s %s: %llu elements within 1 ULP of the float64 reference (worst %.3f ULP)",
