@@ -473,7 +473,8 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 static int report_stats(struct plan *p, struct lines_error *err)
 {
 	unsigned zero = 0;
-	for (unsigned m = 0; m < p->in.ninputs; m++) {
+	/* without a base, input 0 is the first model again: counted once */
+	for (unsigned m = p->in.base_is_model; m < p->in.ninputs; m++) {
 		uint64_t n = p->stats.nonfinite[m];
 		if (n) {
 			RETURN_ERROR_IF(p->o.strict, err, LINES_EFORMAT, p->in.names[m], NULL,
@@ -486,7 +487,8 @@ static int report_stats(struct plan *p, struct lines_error *err)
 		}
 		zero += m && !p->stats.differs[m];
 	}
-	if (zero == p->lay.nmodels && !p->sc.warned_zero)
+	/* (a method of the models themselves has no task vectors) */
+	if (zero == p->lay.nmodels && !p->sc.warned_zero && !(p->method->flags & METHOD_NO_BASE))
 		lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
 		           "every task vector is zero (the models equal the base): the output is the "
 		           "base");

@@ -228,7 +228,7 @@ static void lc_meta(const struct merge_ctx *c,
 const struct method method_linear = {
 	.name = "linear",
 	.summary = "weighted mean of the models: sum_i w_i theta_i / sum_i w_i",
-	.flags = METHOD_USES_WEIGHTS | METHOD_USES_NORMALIZE | METHOD_NO_BASE,
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_NORMALIZE | METHOD_NO_BASE | METHOD_LINEAR,
 	.check = lc_check,
 	.setup = lc_setup,
 	.meta = lc_meta,
