@@ -82,5 +82,9 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-daree.st -b $fb -m dare --dare-elect --density 0.5 -o "$out/$arch-$dt-daree.st" $m3
 		run $arch-$dt-f32.st -b $fb --gamma 0.25 --dtype f32 -o "$out/$arch-$dt-f32.st" $f/ft1.safetensors
 		run $arch-$dt-dir -b $fb -m ties --lines --shard-size 20000 -o "$out/$arch-$dt-dir/" $m3
+		run $arch-$dt-linear.st -m linear -w 1,0.5,2 -o "$out/$arch-$dt-linear.st" $m3
+		run $arch-$dt-linearb.st -b $fb -m linear --lines -w 1,0.5,2 -o "$out/$arch-$dt-linearb.st" $m3
+		run $arch-$dt-nearswap.st -b $fb -m nearswap --t 0.01 --gamma 0.5 \
+			-o "$out/$arch-$dt-nearswap.st" $GOLDEN_DIR/$arch-$dt/ft1.safetensors
 	done
 done

@@ -156,10 +156,19 @@ size_t lines_model_meta_count(const struct lines_model *m);
 void lines_model_meta(const struct lines_model *m, size_t i, const char **key, const char **value);
 
 /* ---- merging ------------------------------------------------------------- */
-enum lines_method { LINES_M_SUM, LINES_M_MEAN, LINES_M_TIES, LINES_M_DARE };
+enum lines_method {
+	LINES_M_SUM, /* task arithmetic; also called "task_arithmetic" */
+	LINES_M_MEAN,
+	LINES_M_TIES,
+	LINES_M_DARE,
+	LINES_M_LINEAR,   /* mergekit's linear: a weighted mean of the models */
+	LINES_M_NEARSWAP, /* mergekit's nearswap: the model where it is near the base */
+};
 
-/* The method called NAME ("sum", "mean", "ties", "dare"): 0, or -1 when
- * there is none. */
+/* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
+ * "dare", "linear", "nearswap"): 0, or -1 when there is none. An alias
+ * parses to the method it names; lines_method_name() gives the one
+ * canonical name ("sum" for "task_arithmetic"). */
 int lines_method_parse(const char *name, enum lines_method *m);
 /* The name of a method, NULL for a value that is none. */
 const char *lines_method_name(enum lines_method m);
@@ -169,13 +178,18 @@ enum {
 	LINES_MOPT_DENSITY = 1 << 0, /* density                              */
 	LINES_MOPT_TRIM = 1 << 1,    /* trim_tensor                          */
 	LINES_MOPT_SEED = 1 << 2,    /* seed, dare_elect                     */
+	LINES_MOPT_NORMALIZE = 1 << 3, /* no_normalize                       */
+	LINES_MOPT_T = 1 << 4,       /* t (nearswap's threshold)             */
+	LINES_MOPT_WEIGHTS = 1 << 5, /* weights                              */
+	LINES_MOPT_NO_BASE = 1 << 6, /* base may be NULL (linear)            */
+	LINES_MOPT_ONE_MODEL = 1 << 7, /* exactly one model (nearswap)       */
 };
 unsigned lines_method_options(enum lines_method m);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
 struct lines_merge_opts {
 	const char *command; /* recorded in the output: "merge" or "scale" */
-	const char *base;
+	const char *base; /* NULL only for a method with LINES_MOPT_NO_BASE */
 	const char *const *models;
 	size_t nmodels;
 
@@ -193,6 +207,8 @@ struct lines_merge_opts {
 	int trim_tensor; /* ties: per-tensor instead of global threshold    */
 	uint64_t seed;  /* dare                                            */
 	int dare_elect;
+	int no_normalize; /* linear: the weighted sum, not divided by sum(w) */
+	double t;         /* nearswap: the sameness threshold, > 0           */
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

@@ -306,6 +306,54 @@ static void concurrent(const char *seq_sum, const char *seq_ties, int round)
 }
 
 /* ---- the program's own SIGBUS handler ------------------------------------ */
+/* The methods' names and options through the API, and a plan without a
+ * base for the method that needs none. */
+static void methods_api(void)
+{
+	enum lines_method m = LINES_M_DARE, s = LINES_M_DARE;
+	ok(lines_method_parse("task_arithmetic", &m) == 0 && lines_method_parse("sum", &s) == 0 &&
+	       m == s && !strcmp(lines_method_name(m), "sum"),
+	   "task_arithmetic parses to sum, whose one name is sum");
+	ok(lines_method_parse("linear", &m) == 0 && m == LINES_M_LINEAR &&
+	       (lines_method_options(m) & (LINES_MOPT_NO_BASE | LINES_MOPT_NORMALIZE | LINES_MOPT_WEIGHTS)) ==
+	           (LINES_MOPT_NO_BASE | LINES_MOPT_NORMALIZE | LINES_MOPT_WEIGHTS) &&
+	       !(lines_method_options(m) & LINES_MOPT_T),
+	   "linear: may go without a base, takes --normalize and weights, not t");
+	ok(lines_method_parse("nearswap", &m) == 0 && m == LINES_M_NEARSWAP &&
+	       lines_method_options(m) == (LINES_MOPT_T | LINES_MOPT_ONE_MODEL),
+	   "nearswap: takes t and one model, nothing else");
+	ok(!(lines_method_options(LINES_M_SUM) & LINES_MOPT_NO_BASE), "sum needs a base");
+
+	struct lines_merge_opts o;
+	struct lines_plan *p = NULL;
+	struct lines_error err;
+	struct logbook lb = {0};
+	merge_opts(&o, 0, "-", &lb);
+	o.lines = 0;
+	o.base = NULL;
+	int rc = lines_plan_new(&o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "sum without a base: LINES_EUSAGE (%d)", rc);
+	o.method = LINES_M_LINEAR;
+	rc = lines_plan_new(&o, &p, &err);
+	ok(rc == 0 && p && lines_plan_info(p)->ntensors > 0, "linear without a base: a plan (%d: %s)",
+	   rc, rc ? err.msg : "");
+	lines_plan_free(p);
+	p = NULL;
+	o.lines = 1;
+	rc = lines_plan_new(&o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "linear without a base, with LiNeS: LINES_EUSAGE (%d)", rc);
+	o.lines = 0;
+	o.base = base;
+	o.method = LINES_M_NEARSWAP;
+	o.t = 0.01;
+	rc = lines_plan_new(&o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "nearswap of %d models: LINES_EUSAGE (%d)", NMODELS, rc);
+	o.nmodels = 1;
+	o.t = 0;
+	rc = lines_plan_new(&o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "nearswap with t = 0: LINES_EUSAGE (%d)", rc);
+}
+
 static volatile sig_atomic_t bus_seen;
 static void on_bus(int sig)
 {
@@ -341,6 +389,7 @@ int main(void)
 	snprintf(seq_ties, sizeof(seq_ties), "%s/ties.safetensors", dir);
 	merge_checked(0, seq_sum);
 	merge_checked(1, seq_ties);
+	methods_api();
 
 	for (int round = 1; round <= 2; round++)
 		concurrent(seq_sum, seq_ties, round);

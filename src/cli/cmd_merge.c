@@ -24,7 +24,7 @@ enum {
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
-	OPT_COUNT
+	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -41,6 +41,9 @@ static const struct option merge_options[] = {
 	{"trim", required_argument, NULL, OPT_TRIM},
 	{"seed", required_argument, NULL, OPT_SEED},
 	{"dare-elect", no_argument, NULL, OPT_DARE_ELECT},
+	{"normalize", no_argument, NULL, OPT_NORMALIZE},
+	{"no-normalize", no_argument, NULL, OPT_NO_NORMALIZE},
+	{"t", required_argument, NULL, OPT_T},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -92,9 +95,10 @@ static const char *option_name(int c)
 
 static void merge_help(void)
 {
-	printf("usage: lines merge -b BASE [-m sum|mean|ties|dare] [-w W1,W2,...] [--lambda X]\n"
+	printf("usage: lines merge -b BASE [-m METHOD] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
+	       "                   [--normalize | --no-normalize] [--t T]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -105,9 +109,12 @@ static void merge_help(void)
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
-	       "  -m, --method M      sum (task arithmetic, default), mean (model soup),\n"
-	       "                      ties (TIES-merging) or dare (drop and rescale)\n"
-	       "  -w, --weights LIST  one weight per MODEL (default 1 each)\n"
+	       "                      (optional with -m linear: then only for LiNeS, --lambda)\n"
+	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
+	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
+	       "                      rescale), linear (weighted mean of the models) or\n"
+	       "                      nearswap (one model where it is within --t of the base)\n"
+	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -122,6 +129,9 @@ static void merge_help(void)
 	       "                      (default) or one per tensor\n"
 	       "      --seed S        dare: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
+	       "      --normalize, --no-normalize  linear: divide by the sum of the weights\n"
+	       "                      (default) or not\n"
+	       "      --t T           nearswap: the sameness threshold, T > 0 (required)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -177,13 +187,54 @@ struct merge_cli {
 	size_t nweights;
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
+	int have_normalize, have_t;
 	double gamma;
 };
+
+/* The options of one method or another (check_method_options() refuses
+ * those the chosen method does not take): 0, or the exit status of a
+ * usage error. */
+static int parse_method_option(struct merge_cli *mc, int c)
+{
+	struct lines_merge_opts *o = &mc->o;
+
+	switch (c) {
+	case OPT_DENSITY:
+		mc->have_ties_opts = 1;
+		if (cli_parse_double(mc->cmd, "--density", optarg, &o->density) < 0)
+			return CLI_EXIT_USAGE;
+		if (!(o->density > 0 && o->density <= 1))
+			return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
+		break;
+	case OPT_TRIM:
+		mc->have_ties_opts = mc->have_trim = 1;
+		if (!strcmp(optarg, "global")) o->trim_tensor = 0;
+		else if (!strcmp(optarg, "tensor")) o->trim_tensor = 1;
+		else return cli_usage_error(mc->cmd, "--trim: '%s' is not global or tensor", optarg);
+		break;
+	case OPT_SEED:
+		mc->have_ties_opts = mc->have_dare_opts = 1;
+		if (cli_parse_u64(mc->cmd, "--seed", optarg, &o->seed) < 0)
+			return CLI_EXIT_USAGE;
+		break;
+	case OPT_DARE_ELECT: o->dare_elect = mc->have_ties_opts = mc->have_dare_opts = 1; break;
+	case OPT_NORMALIZE: o->no_normalize = 0, mc->have_normalize = 1; break;
+	case OPT_NO_NORMALIZE: o->no_normalize = 1, mc->have_normalize = 1; break;
+	case OPT_T:
+		mc->have_t = 1;
+		if (cli_parse_double(mc->cmd, "--t", optarg, &o->t) < 0)
+			return CLI_EXIT_USAGE;
+		if (!(o->t > 0))
+			return cli_usage_error(mc->cmd, "--t must be greater than 0");
+		break;
+	}
+	return 0;
+}
 
 static int parse(struct merge_cli *mc, int argc, char **argv)
 {
 	struct lines_merge_opts *o = &mc->o;
-	int c;
+	int c, rc;
 	long l;
 	uint64_t sz;
 
@@ -200,7 +251,9 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case 'm':
 			mc->have_method = 1;
 			if (lines_method_parse(optarg, &o->method) < 0)
-				return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, mean, ties, dare)", optarg);
+				return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, "
+				                                "task_arithmetic, mean, ties, dare, linear, "
+				                                "nearswap)", optarg);
 			break;
 		case 'w':
 			free(mc->weights);
@@ -244,25 +297,11 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			else if (!strcmp(optarg, "l2")) o->norm_p = 2;
 			else return cli_usage_error(mc->cmd, "--norm: '%s' is not l1 or l2", optarg);
 			break;
-		case OPT_DENSITY:
-			mc->have_ties_opts = 1;
-			if (cli_parse_double(mc->cmd, "--density", optarg, &o->density) < 0)
-				return CLI_EXIT_USAGE;
-			if (!(o->density > 0 && o->density <= 1))
-				return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
+		case OPT_DENSITY: case OPT_TRIM: case OPT_SEED: case OPT_DARE_ELECT:
+		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
+			if ((rc = parse_method_option(mc, c)) != 0)
+				return rc;
 			break;
-		case OPT_TRIM:
-			mc->have_ties_opts = mc->have_trim = 1;
-			if (!strcmp(optarg, "global")) o->trim_tensor = 0;
-			else if (!strcmp(optarg, "tensor")) o->trim_tensor = 1;
-			else return cli_usage_error(mc->cmd, "--trim: '%s' is not global or tensor", optarg);
-			break;
-		case OPT_SEED:
-			mc->have_ties_opts = mc->have_dare_opts = 1;
-			if (cli_parse_u64(mc->cmd, "--seed", optarg, &o->seed) < 0)
-				return CLI_EXIT_USAGE;
-			break;
-		case OPT_DARE_ELECT: o->dare_elect = mc->have_ties_opts = mc->have_dare_opts = 1; break;
 		case OPT_DTYPE:
 			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") &&
 			    strcasecmp(optarg, "f32") && strcasecmp(optarg, "f64") && strcasecmp(optarg, "fp8"))
@@ -346,25 +385,57 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 	return 0;
 }
 
+/* Options that the method does not take (lines_method_options()). */
+static int check_method_options(struct merge_cli *mc)
+{
+	const struct lines_merge_opts *o = &mc->o;
+	unsigned mo = lines_method_options(o->method);
+	const char *name = lines_method_name(o->method);
+
+	if (!strcmp(mc->cmd, "scale") && mc->have_ties_opts)
+		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
+		                                "lines merge -m ties or -m dare");
+	if (!strcmp(mc->cmd, "scale") && (mc->have_normalize || mc->have_t))
+		return cli_usage_error(mc->cmd, "--normalize, --no-normalize and --t belong to lines "
+		                                "merge -m linear and -m nearswap");
+	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
+		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
+	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
+		return cli_usage_error(mc->cmd, "-m %s merges exactly one MODEL into the base (got %zu)",
+		                       name, o->nmodels);
+	if (mc->weights && !(mo & LINES_MOPT_WEIGHTS))
+		return cli_usage_error(mc->cmd, "-m %s takes no weights (-w)", name);
+	if (mc->have_ties_opts && !(mo & LINES_MOPT_DENSITY))
+		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
+		                                "-m ties and -m dare only");
+	if (mc->have_trim && !(mo & LINES_MOPT_TRIM))
+		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
+	if (mc->have_dare_opts && !(mo & LINES_MOPT_SEED))
+		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only");
+	if (mc->have_normalize && !(mo & LINES_MOPT_NORMALIZE))
+		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear "
+		                                "only (-m mean is sum normalized)");
+	if (mc->have_t && !(mo & LINES_MOPT_T))
+		return cli_usage_error(mc->cmd, "--t applies to -m nearswap only");
+	if ((mo & LINES_MOPT_T) && !mc->have_t)
+		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
+	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
+		return cli_usage_error(mc->cmd, "-m %s without -b has no base to scale toward: "
+		                                "--lines, --alpha, --beta, --gamma and --lambda need "
+		                                "-b BASE", name);
+	return 0;
+}
+
 /* Usage rules that need the whole command line. */
 static int check(struct merge_cli *mc)
 {
 	struct lines_merge_opts *o = &mc->o;
+	int rc;
 
-	if (!o->base)
-		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if (o->nmodels == 0)
 		return cli_usage_error(mc->cmd, "no model to merge: give at least one MODEL");
-	if (!strcmp(mc->cmd, "scale") && mc->have_ties_opts)
-		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
-		                                "lines merge -m ties or -m dare");
-	if (mc->have_ties_opts && !(lines_method_options(o->method) & LINES_MOPT_DENSITY))
-		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
-		                                "-m ties and -m dare only");
-	if (mc->have_trim && !(lines_method_options(o->method) & LINES_MOPT_TRIM))
-		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
-	if (mc->have_dare_opts && !(lines_method_options(o->method) & LINES_MOPT_SEED))
-		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only");
+	if ((rc = check_method_options(mc)) != 0)
+		return rc;
 	if (mc->have_gamma && (mc->have_alpha || mc->have_beta))
 		return cli_usage_error(mc->cmd, "--gamma sets alpha and beta; give one or the other");
 	if (mc->have_gamma) {
@@ -492,13 +563,15 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 }
 
 /* "30 merged, 21 copied from the base", and the FP8 scales. */
-static const char *tensor_counts(const struct lines_plan_info *in, char *buf, size_t n)
+static const char *tensor_counts(const struct merge_cli *mc, const struct lines_plan_info *in,
+                                 char *buf, size_t n)
 {
 	size_t copied = in->ntensors - in->nfloat - in->nscales_new;
 	int k = snprintf(buf, n, "%zu merged, ", in->nfloat);
 	if (in->nscales_new)
 		k += snprintf(buf + k, n - (size_t)k, "%zu FP8 scales made new, ", in->nscales_new);
-	k += snprintf(buf + k, n - (size_t)k, "%zu copied from the base", copied);
+	k += snprintf(buf + k, n - (size_t)k, "%zu copied from %s", copied,
+	              mc->o.base ? "the base" : "the first model");
 	if (in->nscales_dropped)
 		snprintf(buf + k, n - (size_t)k, "; %zu FP8 scales left out: the weights are dequantized",
 		         in->nscales_dropped);
@@ -511,9 +584,12 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	char a[32], b[32], t[160];
 
 	/* cli_printable() has one buffer: one call per printf */
-	printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
+	if (mc->o.base)
+		printf("plan: lines %s -b %s", mc->cmd, cli_printable(mc->o.base));
+	else
+		printf("plan: lines %s (no base; the first model is the reference)", mc->cmd);
 	printf(" -> %s\n", strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
-	printf("  tensors: %zu (%s), blocks: %ld", in->ntensors, tensor_counts(in, t, sizeof(t)),
+	printf("  tensors: %zu (%s), blocks: %ld", in->ntensors, tensor_counts(mc, in, t, sizeof(t)),
 	       in->num_layers);
 	for (size_t k = 0; in->nstacks > 1 && k < in->nstacks; k++)
 		printf("%s%s %ld%s", k ? ", " : " (", in->stacks[k].name, in->stacks[k].num_layers,
@@ -566,7 +642,7 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 		fprintf(stderr, " (%s, compressed from %s) in %.2f s\n", w, a, secs);
 	else
 		fprintf(stderr, " (%s) in %.2f s\n", a, secs);
-	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(in, t, sizeof(t)));
+	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(mc, in, t, sizeof(t)));
 	print_scaling(stderr, mc, in);
 }
 

@@ -471,7 +471,9 @@ static int same_input(const struct ckpt *a, const struct ckpt *b)
 static void check_twice(struct plan *p)
 {
 	for (unsigned m = 1; m < p->in.ninputs; m++)
-		for (unsigned k = 0; k < m; k++) {
+		/* a method that merges the models themselves (linear) may take the
+		 * base as a model on purpose, and a reference is no base */
+		for (unsigned k = !!(p->method->flags & METHOD_NO_BASE); k < m; k++) {
 			if (!same_input(p->in.ck[k], p->in.ck[m]))
 				continue;
 			if (k == 0)

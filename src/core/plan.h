@@ -38,6 +38,9 @@ struct inputs {
 	int single_pass; /* an input can be read only once (standard input) */
 	int streams;     /* some input is read in order (stdin, .zst) */
 	unsigned char *spill; /* per file: decompress to a temporary file first */
+	/* no base was given (METHOD_NO_BASE): input 0 is the first model read
+	 * a second time, the reference of the layout and of the copied tensors */
+	int base_is_model;
 };
 
 struct plan {

@@ -77,7 +77,7 @@ static void run_section(struct report *r, json_t *root)
 	put(r, root, "command", json_string(p->o.command ? p->o.command : "merge"));
 	put(r, root, "after_run", json_boolean(r->ran));
 	put(r, root, "method", json_string(p->method->name));
-	put(r, root, "base", path(p->o.base));
+	put(r, root, "base", p->in.base_is_model ? json_null() : path(p->o.base));
 	for (unsigned i = 0; i < p->lay.nmodels; i++) {
 		push(r, models, path(p->o.models[i]));
 		push(r, weights, json_num(p->sc.w[i]));

@@ -40,15 +40,25 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 }
 
 /* ---- checks before anything is read --------------------------------------- */
-static int check_options(const struct lines_merge_opts *o, struct lines_error *err)
+static int check_options(const struct lines_merge_opts *o, const struct method *m,
+                         struct lines_error *err)
 {
-	RETURN_ERROR_IF(!o->base, err, LINES_EUSAGE, NULL, NULL, "no base model (-b BASE)");
+	RETURN_ERROR_IF(!o->base && !(m->flags & METHOD_NO_BASE), err, LINES_EUSAGE, NULL, NULL,
+	                "no base model (-b BASE)");
 	RETURN_ERROR_IF(o->nmodels < 1, err, LINES_EUSAGE, NULL, NULL, "no model to merge");
+	RETURN_ERROR_IF((m->flags & METHOD_ONE_MODEL) && o->nmodels != 1, err, LINES_EUSAGE, NULL,
+	                NULL, "-m %s merges exactly one model into the base (got %zu)", m->name,
+	                o->nmodels);
+	/* without a base the first model is read twice: once as the layout's
+	 * reference, once as a model */
+	RETURN_ERROR_IF(!o->base && !strcmp(o->models[0], "-"), err, LINES_EUSAGE, NULL, NULL,
+	                "without -b the first model is read twice, so it cannot be standard "
+	                "input: give it as a file, or put another model first");
 	RETURN_ERROR_IF(o->nmodels > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL,
 	                "at most %d models can be merged at once", LINES_MAX_MODELS);
 	RETURN_ERROR_IF(!o->output && !o->norms_only, err, LINES_EUSAGE, NULL, NULL,
 	                "no output (-o OUT)");
-	unsigned dashes = !strcmp(o->base, "-");
+	unsigned dashes = o->base && !strcmp(o->base, "-");
 	for (size_t i = 0; i < o->nmodels; i++)
 		dashes += !strcmp(o->models[i], "-");
 	RETURN_ERROR_IF(dashes > 1, err, LINES_EUSAGE, NULL, NULL,
@@ -353,9 +363,9 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	if (!err)
 		err = &dummy;
 	*out = NULL;
-	FORWARD_IF_ERROR(check_options(opts, err));
 	const struct method *m = opts->norms_only ? &method_block_norms : method_get(opts->method);
 	RETURN_ERROR_IF(!m, err, LINES_EUSAGE, NULL, NULL, "unknown method %d", (int)opts->method);
+	FORWARD_IF_ERROR(check_options(opts, m, err));
 	RETURN_ERROR_IF((m->flags & METHOD_USES_DENSITY) && !(opts->density > 0 && opts->density <= 1),
 	                err, LINES_EUSAGE, NULL, NULL, "--density must be in (0, 1]");
 	if (m->check)
@@ -366,6 +376,10 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	p->o = *opts;
 	p->method = m;
 	p->in.ninputs = (unsigned)opts->nmodels + 1;
+	if (!opts->base) { /* input 0 is the first model again, as the reference */
+		p->o.base = opts->models[0];
+		p->in.base_is_model = 1;
+	}
 
 	if (!(p->k = kern_get(err))) {
 		rc = LINES_EUSAGE;
@@ -512,7 +526,8 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 static int report_stats(struct plan *p, struct lines_error *err)
 {
 	unsigned zero = 0;
-	for (unsigned m = 0; m < p->in.ninputs; m++) {
+	/* without a base, input 0 is the first model again: counted once */
+	for (unsigned m = p->in.base_is_model; m < p->in.ninputs; m++) {
 		uint64_t n = p->stats.nonfinite[m];
 		if (n) {
 			RETURN_ERROR_IF(p->o.strict, err, LINES_EFORMAT, p->in.names[m], NULL,
@@ -525,7 +540,8 @@ static int report_stats(struct plan *p, struct lines_error *err)
 		}
 		zero += m && !p->stats.differs[m];
 	}
-	if (zero == p->lay.nmodels && !p->sc.warned_zero)
+	/* (a method of the models themselves has no task vectors) */
+	if (zero == p->lay.nmodels && !p->sc.warned_zero && !(p->method->flags & METHOD_NO_BASE))
 		lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
 		           "every task vector is zero (the models equal the base): the output is the "
 		           "base");

@@ -372,7 +372,7 @@ static json_t *dare_report(const struct merge_ctx *p)
 const struct method method_dare = {
 	.name = "dare",
 	.summary = "drop and rescale (DARE), then sum, or elect signs with --dare-elect",
-	.flags = METHOD_USES_DENSITY | METHOD_USES_SEED,
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED,
 	.setup = dare_setup,
 	.meta = dare_meta,
 	.report = dare_report,

@@ -202,7 +202,7 @@ static void linear_free(struct merge_ctx *p)
 const struct method method_sum = {
 	.name = "sum",
 	.summary = "task arithmetic: theta_0 + lambda * sum_i w_i tau_i",
-	.flags = METHOD_LINEAR,
+	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR,
 	.setup = linear_setup,
 	.free = linear_free,
 };
@@ -210,7 +210,7 @@ const struct method method_sum = {
 const struct method method_mean = {
 	.name = "mean",
 	.summary = "weighted mean (model soup): theta_0 + lambda * sum_i w_i tau_i / sum_i w_i",
-	.flags = METHOD_LINEAR | METHOD_DIVIDES_WSUM,
+	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_DIVIDES_WSUM,
 	.setup = linear_setup,
 	.free = linear_free,
 };

@@ -1576,7 +1576,7 @@ static void ties_report_tensor(const struct merge_ctx *p, size_t i, json_t *e)
 const struct method method_ties = {
 	.name = "ties",
 	.summary = "TIES: trim each task vector, elect a sign per element, disjoint mean",
-	.flags = METHOD_USES_DENSITY | METHOD_USES_TRIM,
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_TRIM,
 	.setup = ties_setup,
 	.meta = ties_meta,
 	.report = ties_report,

@@ -23,6 +23,7 @@
 #define LINES_METHOD_H
 
 #include <math.h>
+#include <string.h>
 
 #include <jansson.h>
 
@@ -58,12 +59,23 @@ enum {
 	METHOD_USES_DENSITY = LINES_MOPT_DENSITY, /* --density */
 	METHOD_USES_TRIM = LINES_MOPT_TRIM,       /* --trim */
 	METHOD_USES_SEED = LINES_MOPT_SEED,       /* --seed, --dare-elect */
+	METHOD_USES_NORMALIZE = LINES_MOPT_NORMALIZE, /* --no-normalize */
+	METHOD_USES_T = LINES_MOPT_T,             /* --t */
+	METHOD_USES_WEIGHTS = LINES_MOPT_WEIGHTS, /* -w */
+	/* the base is optional: without it, input 0 is a second reading of
+	 * the first model (the layout's reference), not a base */
+	METHOD_NO_BASE = LINES_MOPT_NO_BASE,
+	METHOD_ONE_MODEL = LINES_MOPT_ONE_MODEL, /* exactly one model besides the base */
 	/* the merged task vector is linear in the inputs: automatic alpha is
 	 * known in closed form with equal weights, else from a norm pass */
-	METHOD_LINEAR = 1 << 3,
+	METHOD_LINEAR = 1 << 16,
 	/* the kernel divides by the sum of the weights (a mean) */
-	METHOD_DIVIDES_WSUM = 1 << 4,
+	METHOD_DIVIDES_WSUM = 1 << 17,
 };
+/* The bits of flags that lines_method_options() hands out. */
+#define METHOD_MOPTS                                                                          \
+	(LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED | LINES_MOPT_NORMALIZE |          \
+	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL)
 
 struct method {
 	const char *name;
@@ -114,6 +126,60 @@ static inline int want_all(const struct merge_ctx *c, size_t tensor)
 static inline int want_merged(const struct merge_ctx *c, size_t tensor)
 {
 	return c->t[tensor].merge;
+}
+
+/*
+ * Tiles of float64 values, for methods that compute per element in
+ * float64 in portable C (linear, nearswap): the same bits on every
+ * instruction set, since decode and encode are.
+ *
+ * tile_load: dst[j] = element j of src (dtype dt): F64 read as it is,
+ * any other dtype decoded to float32 through tmp (n floats) and widened.
+ */
+static inline void tile_load(const struct kern *k, enum dtype dt, const unsigned char *src,
+                             size_t n, double *dst, float *tmp)
+{
+	if (dt == DT_F64) {
+		memcpy(dst, src, n * sizeof(double));
+		return;
+	}
+	k->decode(dt, src, tmp, n);
+	for (size_t j = 0; j < n; j++)
+		dst[j] = tmp[j];
+}
+
+/*
+ * tile_store: out = r[0..n) in dtype odt. F64 stores r; any other dtype
+ * rounds r to float32 (nearest even), then encodes it. A NaN becomes the
+ * default quiet NaN, as the kernels' finish does.
+ */
+static inline void tile_store(const struct kern *k, enum dtype odt, const double *r, size_t n,
+                              unsigned char *out, float *tmp)
+{
+	if (odt == DT_F64) {
+		for (size_t j = 0; j < n; j++) {
+			uint64_t u = 0x7ff8000000000000ull;
+			if (r[j] == r[j])
+				memcpy(&u, &r[j], 8);
+			memcpy(out + 8 * j, &u, 8);
+		}
+		return;
+	}
+	for (size_t j = 0; j < n; j++) {
+		uint32_t u = 0x7fc00000u;
+		float f = (float)r[j];
+		if (f == f)
+			memcpy(&u, &f, 4);
+		memcpy(&tmp[j], &u, 4);
+	}
+	k->encode(odt, tmp, out, n);
+}
+
+/* The method's result v moved toward the base b by lambda (LiNeS, or
+ * --lambda): b + lambda (v - b); v itself when lambda is 1. */
+static inline double toward_base(double v, double b, double lambda)
+{
+	return lambda == 1.0 ? v : fma(lambda, v - b, b);
 }
 
 #endif

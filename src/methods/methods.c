@@ -10,13 +10,25 @@
 #include "method.h"
 
 /* One per merge_*.c. */
-extern const struct method method_sum, method_mean, method_ties, method_dare;
+extern const struct method method_sum, method_mean, method_ties, method_dare, method_linear,
+	method_nearswap;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
 	[LINES_M_MEAN] = &method_mean,
 	[LINES_M_TIES] = &method_ties,
 	[LINES_M_DARE] = &method_dare,
+	[LINES_M_LINEAR] = &method_linear,
+	[LINES_M_NEARSWAP] = &method_nearswap,
+};
+
+/* Other names of a method (mergekit's), parsed but never shown: the
+ * output, the manifest and the plan name the method as the table does. */
+static const struct {
+	const char *alias;
+	enum lines_method m;
+} aliases[] = {
+	{"task_arithmetic", LINES_M_SUM},
 };
 
 const struct method *method_get(enum lines_method m)
@@ -39,6 +51,11 @@ int lines_method_parse(const char *name, enum lines_method *m)
 			*m = (enum lines_method)i;
 			return 0;
 		}
+	for (size_t i = 0; i < ARRAY_SIZE(aliases); i++)
+		if (!strcmp(aliases[i].alias, name)) {
+			*m = aliases[i].m;
+			return 0;
+		}
 	return -1;
 }
 
@@ -51,5 +68,5 @@ const char *lines_method_name(enum lines_method m)
 unsigned lines_method_options(enum lines_method m)
 {
 	const struct method *me = method_get(m);
-	return me ? me->flags & (LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED) : 0;
+	return me ? me->flags & METHOD_MOPTS : 0;
 }

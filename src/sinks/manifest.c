@@ -138,7 +138,9 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 	for (unsigned m = 0; m < p->in.ninputs; m++) {
 		json_t *in = json_object();
 		const struct ckpt *c = p->in.ck[m];
-		json_object_set_new(in, "role", json_string(m ? "model" : "base"));
+		json_object_set_new(in, "role", json_string(m                      ? "model"
+		                                            : p->in.base_is_model ? "reference"
+		                                                                  : "base"));
 		json_object_set_new(in, "path", json_string(m ? p->o.models[m - 1] : p->o.base));
 		json_object_set_new(in, "bytes", c->files[0].disk_size
 		                                     ? json_integer((json_int_t)c->files[0].disk_size)

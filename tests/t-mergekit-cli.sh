@@ -1,0 +1,109 @@
+#!/bin/sh
+# t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
+# sum under another name; linear and nearswap give the same bytes for every
+# instruction set, thread count and chunk size; and what they refuse is a
+# usage error (exit 2) that writes nothing. Values are read with jq from
+# --json, not from the messages. (t-mergekit.c checks the numbers.)
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/f" --arch llama --dtype bf16 --layers 4 --size 3M --models 3 --seed 5 --specials
+b=$tmp/f/base.safetensors
+m1=$tmp/f/ft1.safetensors
+m2=$tmp/f/ft2.safetensors
+m3=$tmp/f/ft3.safetensors
+
+# ---- task_arithmetic is sum ----------------------------------------------------------------
+"$LINES" merge -q -b "$b" -m sum --lines -w 2,1 -o "$tmp/sum.st" "$m1" "$m2"
+"$LINES" merge -q -b "$b" -m task_arithmetic --lines -w 2,1 -o "$tmp/ta.st" "$m1" "$m2"
+check "-m task_arithmetic: the same bytes as -m sum" cmp -s "$tmp/sum.st" "$tmp/ta.st"
+jq -S 'del(.file)' "$tmp/sum.st.manifest.json" >"$tmp/sum.mf" 2>/dev/null
+jq -S 'del(.file)' "$tmp/ta.st.manifest.json" >"$tmp/ta.mf" 2>/dev/null
+check "... and the same manifest but for the file's name" sh -c "test -s '$tmp/sum.mf' && cmp -s '$tmp/sum.mf' '$tmp/ta.mf'"
+status 0 "-m task_arithmetic -n --json" "$LINES" merge -n --json -b "$b" -m task_arithmetic "$m1"
+jqok "... names the method sum, its one canonical name" '.method == "sum"'
+
+# ---- the same bytes whatever runs them ------------------------------------------------------
+# same NAME ARGS...: the output of ARGS with every kernel set, -j 1 and 2, chunks of 16K
+# and 1M, against the first
+same() {
+	name=$1
+	shift
+	rm -f "$tmp"/ref.st
+	"$LINES" merge -q "$@" -j 2 -o "$tmp/ref.st" || { ok 1 "$name: merges"; return; }
+	ok 0 "$name: merges"
+	for run in "-j 1 --chunk 16K" "-j 2 --chunk 16K" "-j 2 --chunk 1M"; do
+		rm -f "$tmp/x.st"
+		# shellcheck disable=SC2086
+		"$LINES" merge -q "$@" $run -o "$tmp/x.st"
+		check "$name: the same bytes with $run" cmp -s "$tmp/ref.st" "$tmp/x.st"
+	done
+	for isa in scalar avx2 avx512 neon; do
+		if ! LINES_ISA=$isa "$LINES" --version >/dev/null 2>&1; then
+			skip "$name with LINES_ISA=$isa: not built or not supported by this CPU"
+			continue
+		fi
+		rm -f "$tmp/x.st"
+		LINES_ISA=$isa "$LINES" merge -q "$@" -j 2 --chunk 16K -o "$tmp/x.st"
+		check "$name: the same bytes with LINES_ISA=$isa" cmp -s "$tmp/ref.st" "$tmp/x.st"
+	done
+}
+same "linear" -m linear -w 0.3,0.5,0.2 "$m1" "$m2" "$m3"
+same "linear -b --lines" -b "$b" -m linear --lines --alpha 0.4 "$m1" "$m2" "$m3"
+same "linear -b --lines, alpha from a norm pass" -b "$b" -m linear --lines -w 1,2,3 "$m1" "$m2" "$m3"
+same "nearswap --lines" -b "$b" -m nearswap --t 0.003 --gamma 0.5 "$m1"
+
+# ---- what linear without a base records ------------------------------------------------------
+status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
+jqok "... no base, both models with their weights, normalized" \
+	".method == \"linear\" and .base == null and .models == [\"$m1\", \"$m2\"] and .weights == [1, 3] and .linear.normalize == true"
+jqok "... one pass, the writing one" '[.passes[].name] == ["write"]'
+status 0 "-m linear without -b: -n prints the plan" "$LINES" merge -n -m linear "$m1" "$m2"
+check "... a plan on standard output" has "$tmp/out" "plan: lines merge"
+"$LINES" merge -q -m linear -o "$tmp/lin.st" "$m1" "$m2"
+jqok "... the manifest calls the first input the reference, not a base" \
+	"[.run.inputs[] | .role] == [\"reference\", \"model\", \"model\"]" "$tmp/lin.st.manifest.json"
+status 0 "-m linear -b --lines -w 1,2 -n --json" "$LINES" merge -n --json -b "$b" -m linear --lines -w 1,2 "$m1" "$m2"
+jqok "... measures alpha in a norm pass, then writes" '[.passes[].name] == ["norms", "write"] and .lines.alpha == null'
+status 0 "-m linear -b --lines (equal weights) -n --json" "$LINES" merge -n --json -b "$b" -m linear --lines "$m1" "$m2"
+jqok "... knows alpha = 1 without reading: one pass" '[.passes[].name] == ["write"] and .lines.alpha == 1'
+status 0 "-m nearswap --json records t" "$LINES" merge -n --json -b "$b" -m nearswap --t 0.25 "$m1"
+jqok "... as nearswap.t" '.nearswap.t == 0.25 and .method == "nearswap"'
+
+# ---- usage errors: exit 2, nothing written -----------------------------------------------------
+# refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
+refused() {
+	desc=$1
+	shift
+	rm -f "$tmp/no.st"
+	status 2 "$desc: exit 2" "$LINES" merge "$@" -o "$tmp/no.st"
+	check "$desc: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"
+}
+refused "nearswap with 3 models" -b "$b" -m nearswap --t 0.1 "$m1" "$m2" "$m3"
+refused "nearswap with 2 models" -b "$b" -m nearswap --t 0.1 "$m1" "$m2"
+refused "nearswap without --t" -b "$b" -m nearswap "$m1"
+refused "nearswap --t 0" -b "$b" -m nearswap --t 0 "$m1"
+refused "nearswap --t -1" -b "$b" -m nearswap --t -1 "$m1"
+refused "nearswap without -b" -m nearswap --t 0.1 "$m1"
+refused "nearswap -w" -b "$b" -m nearswap --t 0.1 -w 2 "$m1"
+refused "nearswap --lines with automatic alpha" -b "$b" -m nearswap --t 0.1 --lines --alpha auto "$m1"
+refused "linear --lines without -b" -m linear --lines "$m1" "$m2"
+refused "linear --gamma without -b" -m linear --gamma 0.5 "$m1"
+refused "linear --lambda without -b" -m linear --lambda 0.5 "$m1" "$m2"
+refused "linear with weights summing to 0" -m linear -w 1,-1 "$m1" "$m2"
+refused "linear --lines auto alpha with unequal weights, a model on standard input" \
+	-b "$b" -m linear --lines -w 1,2 "$m1" - <"$m2"
+refused "linear without -b, the first model on standard input" -m linear - "$m2" <"$m1"
+refused "linear --t" -m linear --t 0.1 "$m1" "$m2"
+refused "linear --density" -m linear --density 0.5 "$m1" "$m2"
+refused "sum --no-normalize" -b "$b" -m sum --no-normalize "$m1" "$m2"
+refused "mean --normalize" -b "$b" -m mean --normalize "$m1" "$m2"
+refused "task_arithmetic --t" -b "$b" -m task_arithmetic --t 1 "$m1"
+refused "ties --t" -b "$b" -m ties --t 1 "$m1"
+refused "sum without -b" -m sum "$m1" "$m2"
+for opt in "--t 1" --no-normalize; do
+	# shellcheck disable=SC2086
+	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
+	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"
+done
+
+done_testing

@@ -1,0 +1,327 @@
+/*
+ * t-mergekit.c -- mergekit's linear and nearswap (and task_arithmetic,
+ * sum's other name): every merged element against a float64 reference
+ * written here from the formulas of lines-merge(1), on generated Llama and
+ * GPT-2 families in BF16, F16 and F32 (with NaN, infinities and
+ * subnormals: --specials), weighted, with and without LiNeS.
+ *
+ *   linear:   v = sum_i w_i x_i [/ sum_i w_i]; with a base b and a scale
+ *             lambda != 1, ref = b + lambda (v - b); else ref = v
+ *   nearswap: w = clamp(t / |b - x|, 0, 1), 1 where that is NaN or
+ *             infinite; v = w x + (1 - w) b; ref as above
+ *
+ * Automatic alpha of linear, ||sum_i tau_i|| / (N ||v - theta_0||), is
+ * recomputed from its formula and must match the alpha lines records to
+ * 1e-12 (exactly 1 for equal weights); the elements are then checked
+ * against the recorded alpha.
+ *
+ * |out - ref| must be within one ULP of the output dtype at ref, plus
+ * 2^-48 times the operands' magnitudes (the float64 reference's own
+ * uncertainty, which matters only where they cancel). A NaN reference
+ * must give a NaN, an infinite one the same infinity. Tensors that are
+ * not floating point are the reference input's bytes (the base, or the
+ * first model without one).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap.h"
+#include "tutil.h"
+
+#define N_MODELS 3
+
+struct scenario {
+	const char *name;
+	int nearswap;   /* else linear */
+	int base;       /* -b */
+	double w[N_MODELS];
+	int weighted;   /* -w */
+	int no_normalize;
+	double lambda;  /* --lambda, when not 1 */
+	int lines;      /* --lines --alpha A --beta B */
+	double alpha, beta;
+	double t;       /* nearswap */
+	int alpha_auto; /* --lines with automatic alpha (beta: the default) */
+	int norm_p;     /* its norm: 1, or 2 (--norm l2) */
+};
+
+static const struct scenario scenarios[] = {
+	{"linear", 0, 0, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+	{"linear weighted", 0, 0, {0.5, -0.25, 1.5}, 1, 0, 1, 0, 0, 0, 0, 0, 0},
+	{"linear weighted --no-normalize", 0, 0, {0.2, 0.3, 0.4}, 1, 1, 1, 0, 0, 0, 0, 0, 0},
+	{"linear -b weighted --lines", 0, 1, {1, 2, 3}, 1, 0, 1, 1, 0.3, 0.6, 0, 0, 0},
+	{"linear -b --lambda 0.6", 0, 1, {1, 1, 1}, 0, 0, 0.6, 0, 0, 0, 0, 0, 0},
+	{"linear -b --lines --no-normalize", 0, 1, {0.5, 0.25, 0.25}, 1, 1, 1, 1, 0.5, 0.5, 0, 0, 0},
+	{"linear -b --lines auto (alpha 1)", 0, 1, {1, 1, 1}, 0, 0, 1, 1, 0, 0, 0, 1, 1},
+	{"linear -b weighted --lines auto", 0, 1, {1, 2, 0.5}, 1, 0, 1, 1, 0, 0, 0, 1, 1},
+	{"linear -b --no-normalize --lines auto L2", 0, 1, {0.5, 0.3, 0.4}, 1, 1, 1, 1, 0, 0, 0, 1, 2},
+	{"nearswap --t 0.01", 1, 1, {1, 0, 0}, 0, 0, 1, 0, 0, 0, 0.01, 0, 0},
+	{"nearswap --t 0.002 --lines", 1, 1, {1, 0, 0}, 0, 0, 1, 1, 0.2, 0.8, 0.002, 0, 0},
+	{"nearswap --t 0.004 --lambda 0.5", 1, 1, {1, 0, 0}, 0, 0, 0.5, 0, 0, 0, 0.004, 0, 0},
+};
+
+/* The test's own block matcher: leftmost "(^|.)KEY.DIGITS." */
+static long block_of(const char *name)
+{
+	static const char *const keys[] = {"layers", "layer", "h", "blocks", "block", "resblocks", "blk"};
+	for (const char *p = name; *p; p++) {
+		if (p != name && p[-1] != '.')
+			continue;
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			size_t kl = strlen(keys[k]);
+			if (strncmp(p, keys[k], kl) || p[kl] != '.')
+				continue;
+			const char *d = p + kl + 1, *e = d;
+			while (*e >= '0' && *e <= '9')
+				e++;
+			if (e > d && *e == '.')
+				return strtol(d, NULL, 10);
+		}
+	}
+	return -1;
+}
+
+struct family {
+	const char *arch, *dtype;
+	char dir[4200];
+	struct tu_model base, ft[N_MODELS];
+	long L;
+};
+
+struct tally {
+	uint64_t checked, bad, near, far;
+	double worst;
+	char first_bad[512];
+};
+
+static void args_of(const struct scenario *s, char *a, size_t cap)
+{
+	size_t n = (size_t)snprintf(a, cap, "-m %s", s->nearswap ? "nearswap" : "linear");
+	if (s->nearswap)
+		n += (size_t)snprintf(a + n, cap - n, " --t %.17g", s->t);
+	if (s->weighted)
+		n += (size_t)snprintf(a + n, cap - n, " -w %.17g,%.17g,%.17g", s->w[0], s->w[1], s->w[2]);
+	if (s->no_normalize)
+		n += (size_t)snprintf(a + n, cap - n, " --no-normalize");
+	if (s->lambda != 1.0)
+		n += (size_t)snprintf(a + n, cap - n, " --lambda %.17g", s->lambda);
+	if (s->lines && s->alpha_auto)
+		snprintf(a + n, cap - n, " --lines --norm %s", s->norm_p == 2 ? "l2" : "l1");
+	else if (s->lines)
+		snprintf(a + n, cap - n, " --lines --alpha %.17g --beta %.17g", s->alpha, s->beta);
+}
+
+/* The reference of one element, and the magnitude its uncertainty scales with. */
+static double reference(const struct scenario *s, double b, const double *x, double lam,
+                        double *mag, struct tally *ty)
+{
+	double v = 0, m = 0;
+	if (s->nearswap) {
+		double d = fabs(b - x[0]), w = s->t / d;
+		if (isnan(w) || isinf(w))
+			w = 1;
+		w = w < 0 ? 0 : w > 1 ? 1 : w;
+		if (w == 1)
+			ty->near++;
+		else
+			ty->far++;
+		v = w * x[0] + (1 - w) * b;
+		m = fabs(x[0]) + fabs(b);
+	} else {
+		double ws = 0;
+		for (unsigned i = 0; i < N_MODELS; i++) {
+			v += s->w[i] * x[i];
+			m += fabs(s->w[i] * x[i]);
+			ws += s->w[i];
+		}
+		if (!s->no_normalize)
+			v /= ws, m /= fabs(ws);
+	}
+	*mag = m + (lam != 1 ? (1 + fabs(lam)) * (m + fabs(b)) : 0);
+	return lam != 1 ? b + lam * (v - b) : v;
+}
+
+static void check_element(struct tally *ty, const char *name, uint64_t e, const char *odt,
+                          double ref, double mag, double got)
+{
+	int fine;
+	if (isnan(ref))
+		fine = isnan(got);
+	else if (isinf(ref))
+		fine = got == ref;
+	else {
+		double err = fabs(got - ref), ulp = tu_ulp(odt, ref);
+		fine = err <= ulp + 0x1p-48 * mag;
+		if (err <= ulp && err / ulp > ty->worst)
+			ty->worst = err / ulp;
+	}
+	ty->checked++;
+	if (!fine && !ty->bad++)
+		snprintf(ty->first_bad, sizeof(ty->first_bad), "%s[%llu]: got %.9g, reference %.17g",
+		         name, (unsigned long long)e, got, ref);
+}
+
+static void check_tensor(const struct family *f, const struct scenario *s, double alpha,
+                         double beta, const struct tu_tensor *r, const struct tu_tensor *o,
+                         struct tally *ty)
+{
+	if (!tu_is_float(r)) {
+		if (strcmp(o->dtype, r->dtype) || o->nbytes != r->nbytes || memcmp(o->data, r->data, r->nbytes))
+			if (!ty->bad++)
+				snprintf(ty->first_bad, sizeof(ty->first_bad), "%s: copied tensor differs", r->name);
+		return;
+	}
+	long blk = block_of(r->name);
+	double lam = !s->lines ? s->lambda
+	             : blk < 0 || f->L == 1 ? alpha
+	                                    : alpha + beta * (double)blk / (double)(f->L - 1);
+	const struct tu_tensor *b = tu_model_find(&f->base, r->name), *x[N_MODELS];
+	unsigned nm = s->nearswap ? 1 : N_MODELS;
+	for (unsigned i = 0; i < nm; i++)
+		x[i] = tu_model_find(&f->ft[i], r->name);
+	for (uint64_t e = 0; e < r->nelem; e++) {
+		double xv[N_MODELS], mag;
+		for (unsigned i = 0; i < nm; i++)
+			xv[i] = tu_elem(x[i], e);
+		double bv = s->base ? tu_elem(b, e) : 0;
+		double ref = reference(s, bv, xv, lam, &mag, ty);
+		check_element(ty, r->name, e, o->dtype, ref, mag, tu_elem(o, e));
+	}
+}
+
+/*
+ * Automatic alpha from its formula: ||sum_i tau_i|| / (N ||v - theta_0||),
+ * tau_i = x_i - b in float32 and v - theta_0 written with them:
+ * sum_i w_i tau_i / sum_i w_i, or sum_i w_i tau_i + (sum_i w_i - 1) b;
+ * elements where either sum is not finite left out.
+ */
+static double auto_alpha(const struct family *f, const struct scenario *s)
+{
+	double num = 0, den = 0, ws = s->w[0] + s->w[1] + s->w[2];
+	for (size_t ti = 0; ti < f->base.n; ti++) {
+		const struct tu_tensor *b = &f->base.t[ti], *x[N_MODELS];
+		if (!tu_is_float(b))
+			continue;
+		for (unsigned i = 0; i < N_MODELS; i++)
+			x[i] = tu_model_find(&f->ft[i], b->name);
+		for (uint64_t e = 0; e < b->nelem; e++) {
+			float bv = tu_elem(b, e);
+			double sum = 0, wt = 0;
+			for (unsigned i = 0; i < N_MODELS; i++) {
+				float tau = tu_elem(x[i], e) - bv;
+				sum += tau;
+				wt += s->w[i] * (double)tau;
+			}
+			double mtl = s->no_normalize ? wt + (ws - 1) * bv : wt / ws;
+			if (!isfinite(sum) || !isfinite(mtl))
+				continue;
+			num += s->norm_p == 2 ? sum * sum : fabs(sum);
+			den += s->norm_p == 2 ? mtl * mtl : fabs(mtl);
+		}
+	}
+	if (s->norm_p == 2)
+		num = sqrt(num), den = sqrt(den);
+	return num / (N_MODELS * den);
+}
+
+static void run_scenario(struct family *f, const struct scenario *s, int idx)
+{
+	char out[4400], args[512], models[13000] = "";
+	struct tu_model om;
+	struct tally ty = {0};
+	unsigned nm = s->nearswap ? 1 : N_MODELS;
+
+	snprintf(out, sizeof(out), "%s/out%d.safetensors", f->dir, idx);
+	args_of(s, args, sizeof(args));
+	for (unsigned i = 0, n = 0; i < nm; i++)
+		n += (unsigned)snprintf(models + n, sizeof(models) - n, " '%s/ft%u.safetensors'", f->dir, i + 1);
+	char base[4300] = "";
+	if (s->base)
+		snprintf(base, sizeof(base), "-b '%s/base.safetensors'", f->dir);
+	int rc = tu_run("'%s' merge -q %s %s -o '%s'%s", tu_lines(), base, args, out, models);
+	if (!ok(rc == 0, "%s/%s %s: lines exits 0", f->arch, f->dtype, s->name)) {
+		diag("stderr: %s", tu_stderr);
+		return;
+	}
+	if (!ok(tu_model_load(&om, out) == 0, "%s/%s %s: output read", f->arch, f->dtype, s->name))
+		return;
+	const struct tu_model *refm = s->base ? &f->base : &f->ft[0];
+	double alpha = s->alpha, beta = s->beta;
+	if (s->alpha_auto) {
+		alpha = auto_alpha(f, s);
+		beta = fmax(0.0, 1.0 - alpha);
+		const char *rec = tu_model_meta(&om, "lines.alpha");
+		double got = rec ? strtod(rec, NULL) : NAN;
+		ok(fabs(got - alpha) <= 1e-12 * fabs(alpha),
+		   "%s/%s %s: alpha %.17g matches the formula %.17g", f->arch, f->dtype, s->name, got,
+		   alpha);
+		if (s->w[0] == s->w[1] && s->w[1] == s->w[2] && !s->no_normalize)
+			ok(got == 1.0, "%s/%s %s: alpha is exactly 1", f->arch, f->dtype, s->name);
+		/* the elements against the alpha lines used, once it is checked */
+		alpha = got;
+		beta = fmax(0.0, 1.0 - alpha);
+	}
+	const char *meth = tu_model_meta(&om, "lines.method");
+	ok(meth && !strcmp(meth, s->nearswap ? "nearswap" : "linear") && om.n == refm->n,
+	   "%s/%s %s: lines.method recorded, every tensor there", f->arch, f->dtype, s->name);
+	for (size_t ti = 0; ti < refm->n; ti++) {
+		const struct tu_tensor *r = &refm->t[ti], *o = tu_model_find(&om, r->name);
+		if (!o || strcmp(o->dtype, r->dtype)) {
+			if (!ty.bad++)
+				snprintf(ty.first_bad, sizeof(ty.first_bad), "%s missing or of another dtype", r->name);
+			continue;
+		}
+		check_tensor(f, s, alpha, beta, r, o, &ty);
+	}
+	if (!ok(ty.bad == 0 && ty.checked > 0,
+	        "%s/%s %s: %llu elements within 1 ULP of the float64 reference (worst %.3f ULP)",
+	        f->arch, f->dtype, s->name, (unsigned long long)ty.checked, ty.worst))
+		diag("%llu bad; first: %s", (unsigned long long)ty.bad, ty.first_bad);
+	if (s->nearswap)
+		ok(ty.near > 100 && ty.far > 100,
+		   "%s/%s %s: both cases are tested: %llu elements within t (the model's), %llu beyond",
+		   f->arch, f->dtype, s->name, (unsigned long long)ty.near, (unsigned long long)ty.far);
+	tu_model_free(&om);
+}
+
+static int load_family(struct family *f, size_t seed)
+{
+	char p[4400];
+	snprintf(f->dir, sizeof(f->dir), "%s/%s-%s", tu_tmpdir(), f->arch, f->dtype);
+	if (!ok(tu_run("'%s' --arch %s --dtype %s --layers 4 --hidden 32 --models %d --seed %zu "
+	               "--specials --out '%s'",
+	               tu_gen(), f->arch, f->dtype, N_MODELS, seed, f->dir) == 0,
+	        "generate %s/%s family", f->arch, f->dtype))
+		return 0;
+	snprintf(p, sizeof(p), "%s/base.safetensors", f->dir);
+	int loaded = tu_model_load(&f->base, p) == 0;
+	for (int i = 0; i < N_MODELS; i++) {
+		snprintf(p, sizeof(p), "%s/ft%d.safetensors", f->dir, i + 1);
+		loaded &= tu_model_load(&f->ft[i], p) == 0;
+	}
+	for (size_t i = 0; loaded && i < f->base.n; i++)
+		if (block_of(f->base.t[i].name) + 1 > f->L)
+			f->L = block_of(f->base.t[i].name) + 1;
+	return ok(loaded && f->L == 4, "read %s/%s family (L = %ld)", f->arch, f->dtype, f->L);
+}
+
+int main(void)
+{
+	static const char *const archs[] = {"llama", "gpt2"};
+	static const char *const dtypes[] = {"bf16", "f16", "f32"};
+
+	for (size_t a = 0; a < 2; a++)
+		for (size_t d = 0; d < 3; d++) {
+			struct family f = {archs[a], dtypes[d], "", {0}, {{0}}, 0};
+			if (load_family(&f, 31 + a * 3 + d))
+				for (size_t s = 0; s < sizeof(scenarios) / sizeof(scenarios[0]); s++)
+					run_scenario(&f, &scenarios[s], (int)s);
+			tu_model_free(&f.base);
+			for (int i = 0; i < N_MODELS; i++)
+				tu_model_free(&f.ft[i]);
+		}
+	tu_cleanup();
+	return tap_done();
+}
