@@ -428,7 +428,7 @@ int main(void)
 		 {1, 1}, 0.3, 0.7, "F16", 0},
 		{"tensor: sum --dtype fp8", "-w 0.75,-0.5 --dtype fp8", {0.75, -0.5}, 1, 0, "F8_E4M3", 2},
 	};
-	struct fam fb, ft;
+	struct fam fb = {0}, ft = {0};
 	codec(DT_F8_E4M3, "E4M3", e4m3, 448);
 	codec(DT_F8_E5M2, "E5M2", e5m2, 57344);
 	if (load_family(&fb, "block")) {
@@ -443,6 +443,10 @@ int main(void)
 	if (load_family(&ft, "tensor"))
 		for (size_t i = 0; i < sizeof(tensor) / sizeof(tensor[0]); i++)
 			run(&ft, &tensor[i], (int)i);
+	for (int m = 0; m < 3; m++) {
+		tu_model_free(&fb.in[m]);
+		tu_model_free(&ft.in[m]);
+	}
 	tu_cleanup();
 	return tap_done();
 }
