@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,29 +48,29 @@ float fp8_decode(enum dtype d, uint8_t code)
 uint8_t fp8_encode(enum dtype d, double v)
 {
 	const struct f8fmt *f = fmt_of(d);
+	const int emin = 1 - f->bias; /* the smallest normal exponent */
+	const unsigned top = d == DT_F8_E4M3 ? 0x7e : 0x7b; /* the largest finite code */
 	uint8_t sign = signbit(v) ? 0x80 : 0;
-	double a = fabs(v), r;
-	int e;
+	double a = fabs(v);
+	unsigned code;
 	if (v != v)
-		return (uint8_t)(sign | (d == DT_F8_E4M3 ? 0x7f : 0x7f));
-	if (a >= f->max)
+		return (uint8_t)(sign | 0x7f);
+	if (a >= f->max) /* and infinities: saturate */
 		a = f->max;
-	if (a == 0.0)
-		return sign;
-	frexp(a, &e); /* a = x * 2^e, x in [0.5, 1): a's exponent is e - 1 */
-	if (e - 1 < 1 - f->bias)
-		e = 2 - f->bias; /* subnormal: the smallest normal's quantum */
-	double q = ldexp(1.0, e - 1 - f->mbits);
-	r = nearbyint(a / q) * q; /* a / q is exact; ties to even */
-	if (r > f->max)
-		r = f->max;
-	if (r == 0.0)
-		return sign;
-	frexp(r, &e);
-	if (e - 1 < 1 - f->bias) /* subnormal */
-		return (uint8_t)(sign | (unsigned)ldexp(r, f->bias - 1 + f->mbits));
-	unsigned m = (unsigned)ldexp(r, -(e - 1) + f->mbits) & ((1u << f->mbits) - 1);
-	return (uint8_t)(sign | (unsigned)(e - 1 + f->bias) << f->mbits | m);
+	if (a < ldexp(1.0, emin)) {
+		/* a multiple of the subnormal step, ties to even; 2^mbits is
+		 * the smallest normal's code */
+		code = (unsigned)nearbyint(ldexp(a, f->mbits - emin));
+	} else {
+		/* the float64 bits rounded to mbits of mantissa, ties to even
+		 * (a carry moves into the exponent, as it should), rebased */
+		uint64_t u;
+		int sh = 52 - f->mbits;
+		memcpy(&u, &a, 8);
+		u += ((1ull << (sh - 1)) - 1) + ((u >> sh) & 1);
+		code = (unsigned)((u >> sh) - ((uint64_t)(1023 - f->bias) << f->mbits));
+	}
+	return (uint8_t)(sign | (code > top ? top : code));
 }
 
 /* ---- finding the scales ------------------------------------------------------ */
@@ -247,12 +248,15 @@ int fp8_dequant(const struct fp8_scale *q, enum dtype dt, const unsigned char *s
 	FORWARD_IF_ERROR(read_at(q, raw, cnt * es, b0 * q->scols * es, err));
 	for (size_t i = 0; i < cnt; i++)
 		sbuf[i] = scale_value(q->dt, raw + i * es);
-	for (size_t j = 0; j < n;) {
+	for (size_t j = 0; j < n;) { /* a run of one row within one block */
 		uint64_t e = e0 + j, r = e / q->cols, c = e % q->cols;
-		const float *srow = sbuf + (r / q->bh - b0) * q->scols;
-		size_t run = (size_t)(q->cols - c) < n - j ? (size_t)(q->cols - c) : n - j;
+		float sc = sbuf[(r / q->bh - b0) * q->scols + c / q->bw];
+		uint64_t end = (c / q->bw + 1) * q->bw;
+		size_t run = (size_t)((end < q->cols ? end : q->cols) - c);
+		if (run > n - j)
+			run = n - j;
 		for (size_t k = 0; k < run; k++)
-			dst[j + k] = tab[src[j + k]] * srow[(c + k) / q->bw];
+			dst[j + k] = tab[src[j + k]] * sc;
 		j += run;
 	}
 	return 0;
@@ -316,16 +320,33 @@ static size_t touched(const struct fp8_out *r, uint64_t e0, size_t n, size_t *fi
 	return (size_t)((band0(r, e0 + n - 1) - band0(r, e0) + 1) * r->geo.scols);
 }
 
+/* From element e, the elements left in its row and block (at most left),
+ * and that block. */
+static size_t run_at(const struct fp8_out *r, uint64_t e, size_t left, size_t *blk)
+{
+	*blk = block_of(r, e);
+	if (r->geo.single)
+		return left;
+	uint64_t c = e % r->geo.cols, end = (c / r->geo.bw + 1) * r->geo.bw;
+	size_t run = (size_t)((end < r->geo.cols ? end : r->geo.cols) - c);
+	return run < left ? run : left;
+}
+
 void fp8_measure(const struct fp8_out *r, const float *x, uint64_t e0, size_t n, double *part)
 {
-	size_t first, count = n ? touched(r, e0, n, &first) : 0;
+	size_t first, count = n ? touched(r, e0, n, &first) : 0, blk;
 	for (size_t k = 0; k < count; k++)
 		part[k] = 0.0;
-	for (size_t j = 0; j < n; j++) {
-		size_t k = block_of(r, e0 + j) - first;
-		double a = fabs((double)x[j]);
-		if (isfinite(a) && a > part[k]) /* NaN and infinities saturate */
-			part[k] = a;
+	for (size_t j = 0, run; j < n; j += run) {
+		float m = 0.0f;
+		run = run_at(r, e0 + j, n - j, &blk);
+		for (size_t k = 0; k < run; k++) {
+			float a = fabsf(x[j + k]);
+			if (a > m && a <= FLT_MAX) /* NaN and infinities saturate */
+				m = a;
+		}
+		if (m > part[blk - first])
+			part[blk - first] = m;
 	}
 }
 
@@ -361,8 +382,13 @@ void fp8_out_scales(struct fp8_out *r)
 void fp8_quantize(const struct fp8_out *r, const float *x, uint64_t e0, size_t n,
                   unsigned char *out)
 {
-	for (size_t j = 0; j < n; j++)
-		out[j] = fp8_encode(r->dt, (double)x[j] / (double)r->s[block_of(r, e0 + j)]);
+	size_t blk;
+	for (size_t j = 0, run; j < n; j += run) {
+		run = run_at(r, e0 + j, n - j, &blk);
+		double s = r->s[blk];
+		for (size_t k = 0; k < run; k++)
+			out[j + k] = fp8_encode(r->dt, (double)x[j + k] / s);
+	}
 }
 
 void fp8_scale_bytes(const struct fp8_out *r, uint64_t b0, size_t nb, unsigned char *out)
