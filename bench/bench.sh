@@ -17,8 +17,9 @@
 #            beside `zstd -LEVEL -T2` compressing the same uncompressed
 #            output; throughput in GB/s of uncompressed bytes, and the
 #            compression ratio beside plain zstd's on the base model.
-#   ties     global TIES and DARE beside sum on the 1G, N = 4 family (hot),
-#            with the passes each made over the inputs.
+#   ties     every method that takes four models (TIES, DARE, linear, ...)
+#            beside sum on the 1G, N = 4 family (hot), with its peak RSS
+#            and the passes each made over the inputs.
 #   cgroup   a merge whose inputs total more than 8 GiB inside a 512 MiB
 #            memory cgroup (v2 memory.max or v1 memory.limit_in_bytes),
 #            checked against the same merge without the limit.
@@ -202,7 +203,7 @@ ties() {
 	b=$1
 	shift
 	cat "$b" "$@" >/dev/null
-	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect"
+	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect|linear"
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
 		q=0
@@ -216,9 +217,12 @@ ties() {
 			sync # nothing left to write back from the run before
 			t0=$(now)
 			# shellcheck disable=SC2086 # $m is the method and its options
-			"$LINES" merge -v -j "$BENCH_JOBS" -b "$b" -m $m --lines -o "$BENCH_DIR/o.safetensors" "$@" \
-				>"$BENCH_DIR/v.log" 2>&1 || { say "   FAILED: -m $m"; return; }
+			"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -v -j "$BENCH_JOBS" -b "$b" -m $m --lines \
+				-o "$BENCH_DIR/o.safetensors" "$@" >"$BENCH_DIR/v.log" 2>&1 ||
+				{ say "   FAILED: -m $m"; return; }
 			t=$(secs "$t0" "$(now)")
+			rss=$(($(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0) / 1024))
+			eval "rss_$q=\$rss"
 			# the passes this run made (-v names each, or says it was skipped)
 			p=$(sed -n 's/^lines: pass [0-9]*\/[0-9]* (\([a-z]*\)): [0-9.]* MiB read.*/\1/p' \
 				"$BENCH_DIR/v.log" | tr '\n' ' ' | sed 's/ $//')
@@ -237,15 +241,16 @@ ties() {
 		IFS=' '
 		r=$((r + 1))
 	done
-	printf '%-28s %8s %8s  %s\n' method seconds x_sum "passes made (-v)"
+	printf '%-28s %8s %8s %9s  %s\n' method seconds x_sum "RSS MiB" "passes made (-v)"
 	q=0
 	IFS='|'
 	for m in $methods; do
 		IFS=' '
 		eval "t=\$best_$q"
+		eval "rss=\${rss_$q:-0}"
 		eval "passes=\${passes_$q:-}"
 		passes=$(printf '%s' "$passes" | sed 's/|/, or /g')
-		printf '%-28s %8s %8s  %s\n' "-m $m" "$t" "$(div "$t" "$best_0")" "$passes"
+		printf '%-28s %8s %8s %9s  %s\n' "-m $m" "$t" "$(div "$t" "$best_0")" "$rss" "$passes"
 		q=$((q + 1))
 	done
 	IFS=' '
