@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "ckpt.h"
+#include "hub.h"
 #include "stream.h"
 
 /* Read n bytes at off: pread for a file, in order for a stream. */
@@ -384,6 +385,23 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
 
 	*out = NULL;
 	RETURN_ERROR_IF(!c, err, LINES_ENOMEM, path, NULL, "out of memory");
+	/* org/name[@rev] that is no file: the local Hugging Face cache */
+	struct stat hs;
+	if (strcmp(path, "-") && stat(path, &hs) != 0 && (hub_is_id(path) || hub_is_lora(path))) {
+		char *snap = NULL;
+		rc = hub_is_lora(path) ? lines_errf(err, LINES_EUNSUPPORTED, path, NULL,
+		                                    "a model with a LoRA adapter (model+lora) is not "
+		                                    "supported: merge the adapter into the model first")
+		                       : hub_resolve(path, &snap, err);
+		if (rc < 0) {
+			free(c);
+			return rc;
+		}
+		snprintf(c->note, sizeof(c->note), "%s is read from the Hugging Face cache: %s", path,
+		         snap);
+		c->hub = snap;
+		path = snap;
+	}
 	c->path = strdup(strcmp(path, "-") ? path : "(standard input)");
 	if (!c->path) {
 		ckpt_close(c);
@@ -461,6 +479,7 @@ void ckpt_close(struct ckpt *c)
 			c->files[i].fmt->close(&c->files[i]);
 	}
 	free(c->files);
+	free(c->hub);
 	free(c->t);
 	free(c->by_name);
 	for (size_t i = 0; i < c->nstacks; i++)

@@ -99,6 +99,7 @@ struct ckpt {
 	char *path;
 	char *dir;      /* a Hugging Face directory (given, or the index's), or NULL */
 	char note[512]; /* something worth telling about how it was read, or "" */
+	char *hub;      /* a hub id's snapshot in the Hugging Face cache, or NULL */
 	size_t nfiles;
 	struct ckpt_file *files;
 	size_t ntensors;
