@@ -77,7 +77,7 @@ jqok "... as nearswap.t" '.nearswap.t == 0.25 and .method == "nearswap"'
 # ---- what consensus records --------------------------------------------------------------------
 status 0 "-m consensus -n --json" "$LINES" merge -n --json -b "$b" -m consensus "$m1" "$m2" "$m3"
 jqok "... the defaults: k 2, TALL lambda 0.4 per model, over the sum; one pass, the writing one" \
-	'.method == "consensus" and .consensus.k == 2 and .consensus.tall_lambda == [0.4, 0.4, 0.4] and .consensus.over == "ta" and [.passes[].name] == ["write"]'
+	'.method == "consensus" and .consensus.k == 2 and .consensus.tall_lambda == [0.4, 0.4, 0.4] and .consensus.over == "ta" and .consensus.kept == null and [.passes[].name] == ["write"]'
 status 0 "-m consensus --lines --tall-lambda 0.2,0.5,1 --consensus-k 1 -n --json" "$LINES" merge -n \
 	--json -b "$b" -m consensus --lines --tall-lambda 0.2,0.5,1 --consensus-k 1 "$m1" "$m2" "$m3"
 jqok "... its parameters, and alpha measured in a norm pass before the writing one" \
@@ -95,6 +95,10 @@ jq -c '[.tensors[].xxh3_64]' "$tmp/sum3.st.manifest.json" >"$tmp/sum3.h" 2>/dev/
 check "... --consensus-k 0 keeps every element: the tensors of -m sum, byte for byte" \
 	sh -c "test -s '$tmp/k0.h' && cmp -s '$tmp/k0.h' '$tmp/sum3.h'"
 check "... and -k 2 drops some: other bytes" sh -c "! cmp -s '$tmp/k2.st' '$tmp/sum3.st'"
+jqok "... the manifest of -k 0 counts nothing dropped" '.run.consensus.dropped == 0 and .run.consensus.kept > 0' "$tmp/k0.st.manifest.json"
+jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept" \
+	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \
+	"$tmp/k2.st.manifest.json"
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT

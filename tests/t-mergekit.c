@@ -35,6 +35,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "tap.h"
 #include "tutil.h"
 
@@ -300,6 +302,23 @@ static double auto_alpha(const struct family *f, const struct scenario *s)
 	return num / (N_MODELS * den);
 }
 
+/* consensus: the manifest's run.consensus.kept and .dropped are the
+ * reference's counts of finite elements kept and dropped */
+static void check_counts(const char *out, const struct family *f, const struct scenario *s,
+                         const struct tally *ty)
+{
+	char mpath[4500];
+	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
+	json_t *man = json_load_file(mpath, 0, NULL);
+	json_t *cs = json_object_get(json_object_get(man, "run"), "consensus");
+	json_int_t kept = json_integer_value(json_object_get(cs, "kept"));
+	json_int_t dropped = json_integer_value(json_object_get(cs, "dropped"));
+	ok(kept == (json_int_t)ty->near && dropped == (json_int_t)ty->far,
+	   "%s/%s %s: the manifest counts %lld kept and %lld dropped, as the reference", f->arch,
+	   f->dtype, s->name, (long long)kept, (long long)dropped);
+	json_decref(man);
+}
+
 static void run_scenario(struct family *f, const struct scenario *s, int idx)
 {
 	char out[4400], args[512], models[13000] = "";
@@ -358,6 +377,8 @@ static void run_scenario(struct family *f, const struct scenario *s, int idx)
 		ok(ty.near > 100 && ty.far > 100,
 		   "%s/%s %s: the mask matters: %llu elements kept, %llu dropped", f->arch, f->dtype,
 		   s->name, (unsigned long long)ty.near, (unsigned long long)ty.far);
+	if (s->meth == CONSENSUS)
+		check_counts(out, f, s, &ty);
 	if (s->meth == CONSENSUS && !s->weighted && s->tl[0] == KTL && s->k >= 1 && s->k <= 3)
 		kept_by_k[s->k] = ty.near;
 	if (s->meth == NEARSWAP)

@@ -40,9 +40,12 @@ struct cs_scratch {
 	double c[]; /* c[t * KERN_TILE + j] */
 };
 
-/* The running sums of the norm pass: |s|, |t|, s^2, t^2. */
-struct cs_norms {
+/* The running sums of the norm pass (|s|, |t|, s^2, t^2), and what the
+ * writing pass kept and dropped (elements whose sum is finite). */
+struct cs_state {
 	double acc[4];
+	uint64_t kept, dropped;
+	int written;
 };
 
 static double tall_lambda(const struct lines_merge_opts *o, unsigned t)
@@ -73,14 +76,11 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
 	}
 }
 
-/* 1 where element j of the tile is kept: at least k TALL masks hold it,
- * or mtl is not finite. */
-static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
+/* 1 where at least k TALL masks hold element j of the tile. */
+static int cs_mask(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
 {
 	double mtl = s->mtl[j];
 	unsigned votes = 0;
-	if (!isfinite(mtl))
-		return 1;
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		double c = s->c[(size_t)i * KERN_TILE + j];
 		votes += fabs(c) > tall_lambda(p->o, i) * fabs(mtl - c);
@@ -88,13 +88,25 @@ static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t
 	return votes >= p->o->consensus_k;
 }
 
+/* 1 where element j of the tile is written from the sum: the mask holds
+ * it, or the sum is not finite. */
+static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
+{
+	return !isfinite(s->mtl[j]) || cs_mask(p, s, j);
+}
+
 /* ---- the writing pass ------------------------------------------------------ */
+/* The tile's output; part[0] += the finite elements kept, part[1] += those dropped. */
 static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, struct cs_scratch *s)
 {
 	cs_load(p, t, job, j0, n, s);
-	for (size_t j = 0; j < n; j++)
-		s->out[j] = cs_keep(p, s, j) ? fma(t->lambda, s->mtl[j], s->b[j]) : s->b[j];
+	for (size_t j = 0; j < n; j++) {
+		int fin = isfinite(s->mtl[j]), keep = !fin || cs_mask(p, s, j);
+		s->out[j] = keep ? fma(t->lambda, s->mtl[j], s->b[j]) : s->b[j];
+		job->part[0] += fin && keep;
+		job->part[1] += !keep;
+	}
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
 
@@ -103,6 +115,7 @@ static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, str
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
+	job->part[0] = job->part[1] = 0.0;
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE)
 		cs_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch);
 	return 0;
@@ -146,9 +159,27 @@ static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch
 	return 0;
 }
 
+static int cs_write_reduce(struct merge_ctx *p, const struct pipe_job *job,
+                           struct lines_error *err)
+{
+	struct cs_state *st = p->state;
+	(void)err;
+	st->kept += (uint64_t)job->part[0];
+	st->dropped += (uint64_t)job->part[1];
+	return 0;
+}
+
+static int cs_write_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct cs_state *st = p->state;
+	(void)err;
+	st->written = 1;
+	return 0;
+}
+
 static int cs_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
-	struct cs_norms *nm = p->state;
+	struct cs_state *nm = p->state;
 	(void)err;
 	for (unsigned b = 0; b < job->nblocks; b++)
 		for (int i = 0; i < 4; i++)
@@ -159,7 +190,7 @@ static int cs_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 /* The masks may drop every element: alpha 1 with a warning then. */
 static int cs_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
-	const struct cs_norms *nm = p->state;
+	const struct cs_state *nm = p->state;
 	int l2 = p->o->norm_p == 2;
 	return scales_from_norms(p->sc, l2 ? sqrt(nm->acc[2]) : nm->acc[0],
 	                         l2 ? sqrt(nm->acc[3]) : nm->acc[1], 1, err);
@@ -176,8 +207,6 @@ static int cs_add_norms(struct merge_ctx *p, struct lines_error *err)
 	                "standard input can be read only once, but automatic alpha for -m consensus "
 	                "needs a norm pass before the writing pass: give that model as a file, or "
 	                "give --alpha");
-	RETURN_ERROR_IF(!(p->state = calloc(1, sizeof(struct cs_norms))), err, LINES_ENOMEM, NULL,
-	                NULL, "out of memory");
 	struct pass *ps = passes_add(p->passes);
 	ps->name = "norms";
 	ps->part_block = 4;
@@ -205,6 +234,8 @@ static int cs_check(const struct lines_merge_opts *o, struct lines_error *err)
 
 static int cs_setup(struct merge_ctx *p, struct lines_error *err)
 {
+	RETURN_ERROR_IF(!(p->state = calloc(1, sizeof(struct cs_state))), err, LINES_ENOMEM, NULL,
+	                NULL, "out of memory");
 	if (p->o->lines && p->o->alpha_auto)
 		FORWARD_IF_ERROR(cs_add_norms(p, err));
 	struct pass *pw = passes_add(p->passes);
@@ -212,6 +243,9 @@ static int cs_setup(struct merge_ctx *p, struct lines_error *err)
 	pw->writes = 1;
 	pw->want = want_all;
 	pw->work = cs_work;
+	pw->part_job = 2;
+	pw->reduce = cs_write_reduce;
+	pw->done = cs_write_done;
 	pw->scratch = cs_scratch_size(p);
 	return 0;
 }
@@ -222,14 +256,19 @@ static void cs_free(struct merge_ctx *p)
 	p->state = NULL;
 }
 
+/* {k, over, tall_lambda, kept, dropped}: the counts after a run, else null */
 static json_t *cs_report(const struct merge_ctx *c)
 {
+	const struct cs_state *st = c->state;
+	int ran = st && st->written;
 	json_t *m = json_object(), *l = json_array();
 	json_object_set_new(m, "k", json_integer(c->o->consensus_k));
 	json_object_set_new(m, "over", json_string("ta"));
 	for (unsigned i = 0; i < c->nmodels; i++)
 		json_array_append_new(l, json_num(tall_lambda(c->o, i)));
 	json_object_set_new(m, "tall_lambda", l);
+	json_object_set_new(m, "kept", ran ? json_integer((json_int_t)st->kept) : json_null());
+	json_object_set_new(m, "dropped", ran ? json_integer((json_int_t)st->dropped) : json_null());
 	return m;
 }
 
