@@ -95,6 +95,13 @@ jq -c '[.tensors[].xxh3_64]' "$tmp/sum3.st.manifest.json" >"$tmp/sum3.h" 2>/dev/
 check "... --consensus-k 0 keeps every element: the tensors of -m sum, byte for byte" \
 	sh -c "test -s '$tmp/k0.h' && cmp -s '$tmp/k0.h' '$tmp/sum3.h'"
 check "... and -k 2 drops some: other bytes" sh -c "! cmp -s '$tmp/k2.st' '$tmp/sum3.st'"
+family "$tmp/f64" --arch llama --dtype f64 --layers 2 --hidden 16 --models 3 --seed 2
+"$LINES" merge -q -b "$tmp/f64/base.safetensors" -m consensus --consensus-k 0 -o "$tmp/k0-64.st" "$tmp"/f64/ft?.safetensors
+"$LINES" merge -q -b "$tmp/f64/base.safetensors" -m sum -o "$tmp/sum-64.st" "$tmp"/f64/ft?.safetensors
+jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/k0-64.st.manifest.json" >"$tmp/k0-64.h" 2>/dev/null
+jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/sum-64.st.manifest.json" >"$tmp/sum-64.h" 2>/dev/null
+check "... and so on F64, computed in float64: the F64 tensors of -m sum" \
+	sh -c "grep -q F64 '$tmp/k0-64.h' && cmp -s '$tmp/k0-64.h' '$tmp/sum-64.h'"
 jqok "... the manifest of -k 0 counts nothing dropped" '.run.consensus.dropped == 0 and .run.consensus.kept > 0' "$tmp/k0.st.manifest.json"
 jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept" \
 	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \
