@@ -86,5 +86,8 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-linearb.st -b $fb -m linear --lines -w 1,0.5,2 -o "$out/$arch-$dt-linearb.st" $m3
 		run $arch-$dt-nearswap.st -b $fb -m nearswap --t 0.01 --gamma 0.5 \
 			-o "$out/$arch-$dt-nearswap.st" $GOLDEN_DIR/$arch-$dt/ft1.safetensors
+		run $arch-$dt-consensus.st -b $fb -m consensus --lines -o "$out/$arch-$dt-consensus.st" $m3
+		run $arch-$dt-consensusw.st -b $fb -m consensus --consensus-k 1 -w 1,0.5,2 \
+			--tall-lambda 0.2,0.4,0.6 --lambda 0.8 -o "$out/$arch-$dt-consensusw.st" $m3
 	done
 done

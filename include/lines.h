@@ -163,10 +163,11 @@ enum lines_method {
 	LINES_M_DARE,
 	LINES_M_LINEAR,   /* mergekit's linear: a weighted mean of the models */
 	LINES_M_NEARSWAP, /* mergekit's nearswap: the model where it is near the base */
+	LINES_M_CONSENSUS, /* Consensus Task Arithmetic: the sum where TALL masks agree */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
- * "dare", "linear", "nearswap"): 0, or -1 when there is none. An alias
+ * "dare", "linear", "nearswap", "consensus"): 0, or -1 when there is none. An alias
  * parses to the method it names; lines_method_name() gives the one
  * canonical name ("sum" for "task_arithmetic"). */
 int lines_method_parse(const char *name, enum lines_method *m);
@@ -183,6 +184,7 @@ enum {
 	LINES_MOPT_WEIGHTS = 1 << 5, /* weights                              */
 	LINES_MOPT_NO_BASE = 1 << 6, /* base may be NULL (linear)            */
 	LINES_MOPT_ONE_MODEL = 1 << 7, /* exactly one model (nearswap)       */
+	LINES_MOPT_CONSENSUS = 1 << 8, /* consensus_k, tall_lambda(s)        */
 };
 unsigned lines_method_options(enum lines_method m);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
@@ -209,6 +211,13 @@ struct lines_merge_opts {
 	int dare_elect;
 	int no_normalize; /* linear: the weighted sum, not divided by sum(w) */
 	double t;         /* nearswap: the sameness threshold, > 0           */
+	/* consensus: an element is kept where at least consensus_k of the
+	 * models' TALL masks hold it (default 2); mask t compares with
+	 * tall_lambdas[t] (nmodels entries), or with tall_lambda (default
+	 * 0.4) for every model when tall_lambdas is NULL */
+	unsigned consensus_k;
+	double tall_lambda;
+	const double *tall_lambdas;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

@@ -306,6 +306,32 @@ static void concurrent(const char *seq_sum, const char *seq_ties, int round)
 }
 
 /* ---- the program's own SIGBUS handler ------------------------------------ */
+/* consensus's options through the API: k at most N, TALL lambdas >= 0 */
+static void consensus_api(struct lines_merge_opts *o)
+{
+	struct lines_plan *p = NULL;
+	struct lines_error err;
+	double tl[NMODELS];
+	o->method = LINES_M_CONSENSUS;
+	o->nmodels = NMODELS;
+	ok(o->consensus_k == 2 && o->tall_lambda == 0.4 && !o->tall_lambdas,
+	   "consensus defaults: k 2, TALL lambda 0.4 for every model");
+	o->consensus_k = NMODELS + 1;
+	int rc = lines_plan_new(o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "consensus with k = N + 1: LINES_EUSAGE (%d)", rc);
+	o->consensus_k = NMODELS;
+	for (int i = 0; i < NMODELS; i++)
+		tl[i] = i == NMODELS - 1 ? -0.5 : 0.3;
+	o->tall_lambdas = tl;
+	rc = lines_plan_new(o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "consensus with a negative TALL lambda: LINES_EUSAGE (%d)", rc);
+	tl[NMODELS - 1] = 0.6;
+	rc = lines_plan_new(o, &p, &err);
+	ok(rc == 0 && p, "consensus with k = N and TALL lambdas per model: a plan (%d: %s)", rc,
+	   rc ? err.msg : "");
+	lines_plan_free(p);
+}
+
 /* The methods' names and options through the API, and a plan without a
  * base for the method that needs none. */
 static void methods_api(void)
@@ -323,6 +349,9 @@ static void methods_api(void)
 	       lines_method_options(m) == (LINES_MOPT_T | LINES_MOPT_ONE_MODEL),
 	   "nearswap: takes t and one model, nothing else");
 	ok(!(lines_method_options(LINES_M_SUM) & LINES_MOPT_NO_BASE), "sum needs a base");
+	ok(lines_method_parse("consensus", &m) == 0 && m == LINES_M_CONSENSUS &&
+	       lines_method_options(m) == (LINES_MOPT_CONSENSUS | LINES_MOPT_WEIGHTS),
+	   "consensus: takes its k and TALL lambdas and weights, needs a base");
 
 	struct lines_merge_opts o;
 	struct lines_plan *p = NULL;
@@ -352,6 +381,7 @@ static void methods_api(void)
 	o.t = 0;
 	rc = lines_plan_new(&o, &p, &err);
 	ok(rc == LINES_EUSAGE && !p, "nearswap with t = 0: LINES_EUSAGE (%d)", rc);
+	consensus_api(&o);
 }
 
 static volatile sig_atomic_t bus_seen;

@@ -51,6 +51,11 @@ same "linear" -m linear -w 0.3,0.5,0.2 "$m1" "$m2" "$m3"
 same "linear -b --lines" -b "$b" -m linear --lines --alpha 0.4 "$m1" "$m2" "$m3"
 same "linear -b --lines, alpha from a norm pass" -b "$b" -m linear --lines -w 1,2,3 "$m1" "$m2" "$m3"
 same "nearswap --lines" -b "$b" -m nearswap --t 0.003 --gamma 0.5 "$m1"
+same "consensus" -b "$b" -m consensus "$m1" "$m2" "$m3"
+same "consensus -k 3 weighted --lambda" -b "$b" -m consensus --consensus-k 3 -w 1,2,0.5 \
+	--tall-lambda 0.2,0.3,0.5 --lambda 0.8 "$m1" "$m2" "$m3"
+same "consensus -k 1 --lines, alpha from a norm pass" -b "$b" -m consensus --consensus-k 1 \
+	--lines --norm l2 "$m1" "$m2" "$m3"
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -68,6 +73,39 @@ status 0 "-m linear -b --lines (equal weights) -n --json" "$LINES" merge -n --js
 jqok "... knows alpha = 1 without reading: one pass" '[.passes[].name] == ["write"] and .lines.alpha == 1'
 status 0 "-m nearswap --json records t" "$LINES" merge -n --json -b "$b" -m nearswap --t 0.25 "$m1"
 jqok "... as nearswap.t" '.nearswap.t == 0.25 and .method == "nearswap"'
+
+# ---- what consensus records --------------------------------------------------------------------
+status 0 "-m consensus -n --json" "$LINES" merge -n --json -b "$b" -m consensus "$m1" "$m2" "$m3"
+jqok "... the defaults: k 2, TALL lambda 0.4 per model, over the sum; one pass, the writing one" \
+	'.method == "consensus" and .consensus.k == 2 and .consensus.tall_lambda == [0.4, 0.4, 0.4] and .consensus.over == "ta" and .consensus.kept == null and [.passes[].name] == ["write"]'
+status 0 "-m consensus --lines --tall-lambda 0.2,0.5,1 --consensus-k 1 -n --json" "$LINES" merge -n \
+	--json -b "$b" -m consensus --lines --tall-lambda 0.2,0.5,1 --consensus-k 1 "$m1" "$m2" "$m3"
+jqok "... its parameters, and alpha measured in a norm pass before the writing one" \
+	'.consensus.k == 1 and .consensus.tall_lambda == [0.2, 0.5, 1] and [.passes[].name] == ["norms", "write"] and .lines.alpha == null'
+status 0 "-m consensus -n prints the passes" "$LINES" merge -n -b "$b" -m consensus --lines "$m1" "$m2" "$m3"
+check "... the norms pass, then the writing pass" sh -c "grep -q '1\. norms' '$tmp/out' && grep -q '2\. write' '$tmp/out'"
+"$LINES" merge -q -b "$b" -m consensus --lines --json -o "$tmp/cs.st" "$m1" "$m2" "$m3" >"$tmp/cs.json"
+jqok "... after the run: alpha = ||sum tau|| / (3 ||tau_cons||) from the recorded norms" \
+	'.lines.alpha as $a | (($a - .norm_sum / (3 * .norm_mtl)) | fabs) < 1e-12 * $a and $a != 1' "$tmp/cs.json"
+"$LINES" merge -q -b "$b" -m consensus --consensus-k 0 -o "$tmp/k0.st" "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m sum -o "$tmp/sum3.st" "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m consensus -o "$tmp/k2.st" "$m1" "$m2" "$m3"
+jq -c '[.tensors[].xxh3_64]' "$tmp/k0.st.manifest.json" >"$tmp/k0.h" 2>/dev/null
+jq -c '[.tensors[].xxh3_64]' "$tmp/sum3.st.manifest.json" >"$tmp/sum3.h" 2>/dev/null
+check "... --consensus-k 0 keeps every element: the tensors of -m sum, byte for byte" \
+	sh -c "test -s '$tmp/k0.h' && cmp -s '$tmp/k0.h' '$tmp/sum3.h'"
+check "... and -k 2 drops some: other bytes" sh -c "! cmp -s '$tmp/k2.st' '$tmp/sum3.st'"
+family "$tmp/f64" --arch llama --dtype f64 --layers 2 --hidden 16 --models 3 --seed 2
+"$LINES" merge -q -b "$tmp/f64/base.safetensors" -m consensus --consensus-k 0 -o "$tmp/k0-64.st" "$tmp"/f64/ft?.safetensors
+"$LINES" merge -q -b "$tmp/f64/base.safetensors" -m sum -o "$tmp/sum-64.st" "$tmp"/f64/ft?.safetensors
+jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/k0-64.st.manifest.json" >"$tmp/k0-64.h" 2>/dev/null
+jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/sum-64.st.manifest.json" >"$tmp/sum-64.h" 2>/dev/null
+check "... and so on F64, computed in float64: the F64 tensors of -m sum" \
+	sh -c "grep -q F64 '$tmp/k0-64.h' && cmp -s '$tmp/k0-64.h' '$tmp/sum-64.h'"
+jqok "... the manifest of -k 0 counts nothing dropped" '.run.consensus.dropped == 0 and .run.consensus.kept > 0' "$tmp/k0.st.manifest.json"
+jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept" \
+	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \
+	"$tmp/k2.st.manifest.json"
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
@@ -100,7 +138,20 @@ refused "mean --normalize" -b "$b" -m mean --normalize "$m1" "$m2"
 refused "task_arithmetic --t" -b "$b" -m task_arithmetic --t 1 "$m1"
 refused "ties --t" -b "$b" -m ties --t 1 "$m1"
 refused "sum without -b" -m sum "$m1" "$m2"
-for opt in "--t 1" --no-normalize; do
+refused "consensus --consensus-over ties (not implemented)" -b "$b" -m consensus --consensus-over ties "$m1" "$m2"
+refused "consensus --consensus-over other" -b "$b" -m consensus --consensus-over mean "$m1" "$m2"
+refused "consensus --consensus-k 3 with 2 models" -b "$b" -m consensus --consensus-k 3 "$m1" "$m2"
+refused "consensus --consensus-k -1" -b "$b" -m consensus --consensus-k -1 "$m1" "$m2"
+refused "consensus --tall-lambda with 2 values for 3 models" -b "$b" -m consensus --tall-lambda 0.2,0.3 "$m1" "$m2" "$m3"
+refused "consensus --tall-lambda -0.1" -b "$b" -m consensus --tall-lambda -0.1 "$m1" "$m2"
+refused "consensus --tall-lambda nan" -b "$b" -m consensus --tall-lambda nan "$m1" "$m2"
+refused "consensus without -b" -m consensus "$m1" "$m2"
+refused "consensus --t" -b "$b" -m consensus --t 1 "$m1" "$m2"
+refused "consensus --density" -b "$b" -m consensus --density 0.5 "$m1" "$m2"
+refused "consensus --lines auto alpha, a model on standard input" -b "$b" -m consensus --lines "$m1" - <"$m2"
+refused "sum --consensus-k" -b "$b" -m sum --consensus-k 1 "$m1" "$m2"
+refused "ties --tall-lambda" -b "$b" -m ties --tall-lambda 0.3 "$m1" "$m2"
+for opt in "--t 1" --no-normalize "--consensus-k 1" "--tall-lambda 0.3"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

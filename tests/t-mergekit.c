@@ -1,6 +1,7 @@
 /*
  * t-mergekit.c -- mergekit's linear and nearswap (and task_arithmetic,
- * sum's other name): every merged element against a float64 reference
+ * sum's other name), and consensus (TALL masks): every merged element
+ * against a float64 reference
  * written here from the formulas of lines-merge(1), on generated Llama and
  * GPT-2 families in BF16, F16 and F32 (with NaN, infinities and
  * subnormals: --specials), weighted, with and without LiNeS.
@@ -9,8 +10,15 @@
  *             lambda != 1, ref = b + lambda (v - b); else ref = v
  *   nearswap: w = clamp(t / |b - x|, 0, 1), 1 where that is NaN or
  *             infinite; v = w x + (1 - w) b; ref as above
+ *   consensus: tau_t = x_t - b rounded to float32, c_t = w_t tau_t,
+ *             mtl = c_1 + c_2 + c_3, m_t = |c_t| > l_t |mtl - c_t|;
+ *             ref = b + lambda mtl where m_1 + m_2 + m_3 >= k or mtl is
+ *             not finite, else b. k = 1, 2 and 3 each keep some elements
+ *             and drop others, and fewer as k grows.
  *
- * Automatic alpha of linear, ||sum_i tau_i|| / (N ||v - theta_0||), is
+ * Automatic alpha of linear, ||sum_i tau_i|| / (N ||v - theta_0||), and
+ * of consensus, ||sum_i tau_i|| / (N ||tau_cons||) (tau_cons = mtl where
+ * kept, 0 elsewhere), is
  * recomputed from its formula and must match the alpha lines records to
  * 1e-12 (exactly 1 for equal weights); the elements are then checked
  * against the recorded alpha.
@@ -27,14 +35,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "tap.h"
 #include "tutil.h"
 
 #define N_MODELS 3
 
+enum { LINEAR, NEARSWAP, CONSENSUS };
+
 struct scenario {
 	const char *name;
-	int nearswap;   /* else linear */
+	int meth;       /* LINEAR, NEARSWAP or CONSENSUS */
 	int base;       /* -b */
 	double w[N_MODELS];
 	int weighted;   /* -w */
@@ -45,22 +57,47 @@ struct scenario {
 	double t;       /* nearswap */
 	int alpha_auto; /* --lines with automatic alpha (beta: the default) */
 	int norm_p;     /* its norm: 1, or 2 (--norm l2) */
+	unsigned k;     /* consensus: --consensus-k */
+	double tl[N_MODELS]; /* consensus: --tall-lambda, one per model */
 };
 
+/* consensus: the TALL lambda of every model unless --tall-lambda */
+#define TL0 {0.4, 0.4, 0.4}
+/* consensus: the TALL lambda of the k = 1, 2, 3 scenarios that are compared */
+#define KTL 0.7
+#define TLK {KTL, KTL, KTL}
+
 static const struct scenario scenarios[] = {
-	{"linear", 0, 0, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-	{"linear weighted", 0, 0, {0.5, -0.25, 1.5}, 1, 0, 1, 0, 0, 0, 0, 0, 0},
-	{"linear weighted --no-normalize", 0, 0, {0.2, 0.3, 0.4}, 1, 1, 1, 0, 0, 0, 0, 0, 0},
-	{"linear -b weighted --lines", 0, 1, {1, 2, 3}, 1, 0, 1, 1, 0.3, 0.6, 0, 0, 0},
-	{"linear -b --lambda 0.6", 0, 1, {1, 1, 1}, 0, 0, 0.6, 0, 0, 0, 0, 0, 0},
-	{"linear -b --lines --no-normalize", 0, 1, {0.5, 0.25, 0.25}, 1, 1, 1, 1, 0.5, 0.5, 0, 0, 0},
-	{"linear -b --lines auto (alpha 1)", 0, 1, {1, 1, 1}, 0, 0, 1, 1, 0, 0, 0, 1, 1},
-	{"linear -b weighted --lines auto", 0, 1, {1, 2, 0.5}, 1, 0, 1, 1, 0, 0, 0, 1, 1},
-	{"linear -b --no-normalize --lines auto L2", 0, 1, {0.5, 0.3, 0.4}, 1, 1, 1, 1, 0, 0, 0, 1, 2},
-	{"nearswap --t 0.01", 1, 1, {1, 0, 0}, 0, 0, 1, 0, 0, 0, 0.01, 0, 0},
-	{"nearswap --t 0.002 --lines", 1, 1, {1, 0, 0}, 0, 0, 1, 1, 0.2, 0.8, 0.002, 0, 0},
-	{"nearswap --t 0.004 --lambda 0.5", 1, 1, {1, 0, 0}, 0, 0, 0.5, 0, 0, 0, 0.004, 0, 0},
+	{"linear", 0, 0, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, {0}},
+	{"linear weighted", 0, 0, {0.5, -0.25, 1.5}, 1, 0, 1, 0, 0, 0, 0, 0, 0, 0, {0}},
+	{"linear weighted --no-normalize", 0, 0, {0.2, 0.3, 0.4}, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, {0}},
+	{"linear -b weighted --lines", 0, 1, {1, 2, 3}, 1, 0, 1, 1, 0.3, 0.6, 0, 0, 0, 0, {0}},
+	{"linear -b --lambda 0.6", 0, 1, {1, 1, 1}, 0, 0, 0.6, 0, 0, 0, 0, 0, 0, 0, {0}},
+	{"linear -b --lines --no-normalize", 0, 1, {0.5, 0.25, 0.25}, 1, 1, 1, 1, 0.5, 0.5, 0, 0, 0, 0, {0}},
+	{"linear -b --lines auto (alpha 1)", 0, 1, {1, 1, 1}, 0, 0, 1, 1, 0, 0, 0, 1, 1, 0, {0}},
+	{"linear -b weighted --lines auto", 0, 1, {1, 2, 0.5}, 1, 0, 1, 1, 0, 0, 0, 1, 1, 0, {0}},
+	{"linear -b --no-normalize --lines auto L2", 0, 1, {0.5, 0.3, 0.4}, 1, 1, 1, 1, 0, 0, 0, 1, 2, 0, {0}},
+	{"nearswap --t 0.01", 1, 1, {1, 0, 0}, 0, 0, 1, 0, 0, 0, 0.01, 0, 0, 0, {0}},
+	{"nearswap --t 0.002 --lines", 1, 1, {1, 0, 0}, 0, 0, 1, 1, 0.2, 0.8, 0.002, 0, 0, 0, {0}},
+	{"nearswap --t 0.004 --lambda 0.5", 1, 1, {1, 0, 0}, 0, 0, 0.5, 0, 0, 0, 0.004, 0, 0, 0, {0}},
+	/* the first three differ only in k and in what scales the merged vector */
+	{"consensus -k 1 --tall-lambda 0.7", 2, 1, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0, 0, 0, 1, TLK},
+	{"consensus -k 2 --tall-lambda 0.7 --lambda 0.7", 2, 1, {1, 1, 1}, 0, 0, 0.7, 0, 0, 0, 0, 0, 0,
+	 2, TLK},
+	{"consensus -k 3 --tall-lambda 0.7 --lines", 2, 1, {1, 1, 1}, 0, 0, 1, 1, 0.3, 0.6, 0, 0, 0, 3,
+	 TLK},
+	{"consensus -k 2 weighted, tall lambdas, --lines auto", 2, 1, {0.5, 1, 2}, 1, 0, 1, 1, 0, 0,
+	 0, 1, 1, 2, {0.2, 0.5, 0.9}},
+	{"consensus -k 1 --lines auto L2", 2, 1, {1, 1, 1}, 0, 0, 1, 1, 0, 0, 0, 1, 2, 1,
+	 {1.5, 1.5, 1.5}},
+	{"consensus -k 2 (defaults)", 2, 1, {1, 1, 1}, 0, 0, 1, 0, 0, 0, 0, 0, 0, 2, TL0},
+	{"consensus -k 3 weighted --tall-lambda 0.3", 2, 1, {2, -1, 0.5}, 1, 0, 1, 0, 0, 0, 0, 0, 0,
+	 3, {0.3, 0.3, 0.3}},
 };
+
+/* consensus: elements kept with k = 1, 2, 3 (the first three consensus
+ * scenarios), per family */
+static uint64_t kept_by_k[4];
 
 /* The test's own block matcher: leftmost "(^|.)KEY.DIGITS." */
 static long block_of(const char *name)
@@ -98,8 +135,12 @@ struct tally {
 
 static void args_of(const struct scenario *s, char *a, size_t cap)
 {
-	size_t n = (size_t)snprintf(a, cap, "-m %s", s->nearswap ? "nearswap" : "linear");
-	if (s->nearswap)
+	static const char *const names[] = {"linear", "nearswap", "consensus"};
+	size_t n = (size_t)snprintf(a, cap, "-m %s", names[s->meth]);
+	if (s->meth == CONSENSUS)
+		n += (size_t)snprintf(a + n, cap - n, " --consensus-k %u --tall-lambda %.17g,%.17g,%.17g",
+		                      s->k, s->tl[0], s->tl[1], s->tl[2]);
+	if (s->meth == NEARSWAP)
 		n += (size_t)snprintf(a + n, cap - n, " --t %.17g", s->t);
 	if (s->weighted)
 		n += (size_t)snprintf(a + n, cap - n, " -w %.17g,%.17g,%.17g", s->w[0], s->w[1], s->w[2]);
@@ -113,12 +154,41 @@ static void args_of(const struct scenario *s, char *a, size_t cap)
 		snprintf(a + n, cap - n, " --lines --alpha %.17g --beta %.17g", s->alpha, s->beta);
 }
 
+/* consensus's merged task vector of one element: mtl where kept (counted
+ * in ty->near) or not finite, else 0 (counted in ty->far); *mag = sum |c_t| */
+static double consensus_tau(const struct scenario *s, double b, const double *x, double *mag,
+                            struct tally *ty)
+{
+	double c[N_MODELS], mtl = 0;
+	unsigned votes = 0;
+	*mag = 0;
+	for (unsigned i = 0; i < N_MODELS; i++) {
+		c[i] = s->w[i] * (double)(float)(x[i] - b);
+		mtl = i == 0 ? c[0] : mtl + c[i];
+		*mag += fabs(c[i]);
+	}
+	for (unsigned i = 0; i < N_MODELS; i++)
+		votes += fabs(c[i]) > s->tl[i] * fabs(mtl - c[i]);
+	if (!isfinite(mtl))
+		return mtl;
+	if (ty && votes >= s->k)
+		ty->near++;
+	else if (ty)
+		ty->far++;
+	return votes >= s->k ? mtl : 0.0;
+}
+
 /* The reference of one element, and the magnitude its uncertainty scales with. */
 static double reference(const struct scenario *s, double b, const double *x, double lam,
                         double *mag, struct tally *ty)
 {
 	double v = 0, m = 0;
-	if (s->nearswap) {
+	if (s->meth == CONSENSUS) {
+		double tau = consensus_tau(s, b, x, &m, ty);
+		*mag = fabs(b) + fabs(lam) * m;
+		return tau == 0.0 ? b : b + lam * tau;
+	}
+	if (s->meth == NEARSWAP) {
 		double d = fabs(b - x[0]), w = s->t / d;
 		if (isnan(w) || isinf(w))
 			w = 1;
@@ -178,7 +248,7 @@ static void check_tensor(const struct family *f, const struct scenario *s, doubl
 	             : blk < 0 || f->L == 1 ? alpha
 	                                    : alpha + beta * (double)blk / (double)(f->L - 1);
 	const struct tu_tensor *b = tu_model_find(&f->base, r->name), *x[N_MODELS];
-	unsigned nm = s->nearswap ? 1 : N_MODELS;
+	unsigned nm = s->meth == NEARSWAP ? 1 : N_MODELS;
 	for (unsigned i = 0; i < nm; i++)
 		x[i] = tu_model_find(&f->ft[i], r->name);
 	for (uint64_t e = 0; e < r->nelem; e++) {
@@ -215,6 +285,12 @@ static double auto_alpha(const struct family *f, const struct scenario *s)
 				wt += s->w[i] * (double)tau;
 			}
 			double mtl = s->no_normalize ? wt + (ws - 1) * bv : wt / ws;
+			if (s->meth == CONSENSUS) {
+				double xv[N_MODELS], m;
+				for (unsigned i = 0; i < N_MODELS; i++)
+					xv[i] = tu_elem(x[i], e);
+				mtl = consensus_tau(s, bv, xv, &m, NULL);
+			}
 			if (!isfinite(sum) || !isfinite(mtl))
 				continue;
 			num += s->norm_p == 2 ? sum * sum : fabs(sum);
@@ -226,12 +302,29 @@ static double auto_alpha(const struct family *f, const struct scenario *s)
 	return num / (N_MODELS * den);
 }
 
+/* consensus: the manifest's run.consensus.kept and .dropped are the
+ * reference's counts of finite elements kept and dropped */
+static void check_counts(const char *out, const struct family *f, const struct scenario *s,
+                         const struct tally *ty)
+{
+	char mpath[4500];
+	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
+	json_t *man = json_load_file(mpath, 0, NULL);
+	json_t *cs = json_object_get(json_object_get(man, "run"), "consensus");
+	json_int_t kept = json_integer_value(json_object_get(cs, "kept"));
+	json_int_t dropped = json_integer_value(json_object_get(cs, "dropped"));
+	ok(kept == (json_int_t)ty->near && dropped == (json_int_t)ty->far,
+	   "%s/%s %s: the manifest counts %lld kept and %lld dropped, as the reference", f->arch,
+	   f->dtype, s->name, (long long)kept, (long long)dropped);
+	json_decref(man);
+}
+
 static void run_scenario(struct family *f, const struct scenario *s, int idx)
 {
 	char out[4400], args[512], models[13000] = "";
 	struct tu_model om;
 	struct tally ty = {0};
-	unsigned nm = s->nearswap ? 1 : N_MODELS;
+	unsigned nm = s->meth == NEARSWAP ? 1 : N_MODELS;
 
 	snprintf(out, sizeof(out), "%s/out%d.safetensors", f->dir, idx);
 	args_of(s, args, sizeof(args));
@@ -257,14 +350,15 @@ static void run_scenario(struct family *f, const struct scenario *s, int idx)
 		ok(fabs(got - alpha) <= 1e-12 * fabs(alpha),
 		   "%s/%s %s: alpha %.17g matches the formula %.17g", f->arch, f->dtype, s->name, got,
 		   alpha);
-		if (s->w[0] == s->w[1] && s->w[1] == s->w[2] && !s->no_normalize)
+		if (s->meth == LINEAR && s->w[0] == s->w[1] && s->w[1] == s->w[2] && !s->no_normalize)
 			ok(got == 1.0, "%s/%s %s: alpha is exactly 1", f->arch, f->dtype, s->name);
 		/* the elements against the alpha lines used, once it is checked */
 		alpha = got;
 		beta = fmax(0.0, 1.0 - alpha);
 	}
 	const char *meth = tu_model_meta(&om, "lines.method");
-	ok(meth && !strcmp(meth, s->nearswap ? "nearswap" : "linear") && om.n == refm->n,
+	static const char *const names[] = {"linear", "nearswap", "consensus"};
+	ok(meth && !strcmp(meth, names[s->meth]) && om.n == refm->n,
 	   "%s/%s %s: lines.method recorded, every tensor there", f->arch, f->dtype, s->name);
 	for (size_t ti = 0; ti < refm->n; ti++) {
 		const struct tu_tensor *r = &refm->t[ti], *o = tu_model_find(&om, r->name);
@@ -279,7 +373,15 @@ static void run_scenario(struct family *f, const struct scenario *s, int idx)
 	        "%s/%s %s: %llu elements within 1 ULP of the float64 reference (worst %.3f ULP)",
 	        f->arch, f->dtype, s->name, (unsigned long long)ty.checked, ty.worst))
 		diag("%llu bad; first: %s", (unsigned long long)ty.bad, ty.first_bad);
-	if (s->nearswap)
+	if (s->meth == CONSENSUS)
+		ok(ty.near > 100 && ty.far > 100,
+		   "%s/%s %s: the mask matters: %llu elements kept, %llu dropped", f->arch, f->dtype,
+		   s->name, (unsigned long long)ty.near, (unsigned long long)ty.far);
+	if (s->meth == CONSENSUS)
+		check_counts(out, f, s, &ty);
+	if (s->meth == CONSENSUS && !s->weighted && s->tl[0] == KTL && s->k >= 1 && s->k <= 3)
+		kept_by_k[s->k] = ty.near;
+	if (s->meth == NEARSWAP)
 		ok(ty.near > 100 && ty.far > 100,
 		   "%s/%s %s: both cases are tested: %llu elements within t (the model's), %llu beyond",
 		   f->arch, f->dtype, s->name, (unsigned long long)ty.near, (unsigned long long)ty.far);
@@ -315,9 +417,14 @@ int main(void)
 	for (size_t a = 0; a < 2; a++)
 		for (size_t d = 0; d < 3; d++) {
 			struct family f = {archs[a], dtypes[d], "", {0}, {{0}}, 0};
+			memset(kept_by_k, 0, sizeof(kept_by_k));
 			if (load_family(&f, 31 + a * 3 + d))
 				for (size_t s = 0; s < sizeof(scenarios) / sizeof(scenarios[0]); s++)
 					run_scenario(&f, &scenarios[s], (int)s);
+			ok(kept_by_k[1] > kept_by_k[2] && kept_by_k[2] > kept_by_k[3] && kept_by_k[3] > 0,
+			   "%s/%s consensus: k = 1, 2, 3 keep %llu > %llu > %llu elements", archs[a],
+			   dtypes[d], (unsigned long long)kept_by_k[1], (unsigned long long)kept_by_k[2],
+			   (unsigned long long)kept_by_k[3]);
 			tu_model_free(&f.base);
 			for (int i = 0; i < N_MODELS; i++)
 				tu_model_free(&f.ft[i]);

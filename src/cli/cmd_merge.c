@@ -24,7 +24,8 @@ enum {
 	OPT_TRIM, OPT_SEED, OPT_DARE_ELECT, OPT_DTYPE, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_IO,
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
-	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_COUNT
+	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
+	OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -44,6 +45,9 @@ static const struct option merge_options[] = {
 	{"normalize", no_argument, NULL, OPT_NORMALIZE},
 	{"no-normalize", no_argument, NULL, OPT_NO_NORMALIZE},
 	{"t", required_argument, NULL, OPT_T},
+	{"consensus-k", required_argument, NULL, OPT_CONSENSUS_K},
+	{"tall-lambda", required_argument, NULL, OPT_TALL_LAMBDA},
+	{"consensus-over", required_argument, NULL, OPT_CONSENSUS_OVER},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -99,6 +103,7 @@ static void merge_help(void)
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--t T]\n"
+	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -112,8 +117,9 @@ static void merge_help(void)
 	       "                      (optional with -m linear: then only for LiNeS, --lambda)\n"
 	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
 	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
-	       "                      rescale), linear (weighted mean of the models) or\n"
+	       "                      rescale), linear (weighted mean of the models),\n"
 	       "                      nearswap (one model where it is within --t of the base)\n"
+	       "                      or consensus (sum where K TALL masks agree)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
@@ -132,6 +138,12 @@ static void merge_help(void)
 	       "      --normalize, --no-normalize  linear: divide by the sum of the weights\n"
 	       "                      (default) or not\n"
 	       "      --t T           nearswap: the sameness threshold, T > 0 (required)\n"
+	       "      --consensus-k K consensus: keep an element where at least K of the\n"
+	       "                      models' TALL masks hold it (default 2; 0 keeps all)\n"
+	       "      --tall-lambda L|L1,L2,...  consensus: task t's mask is\n"
+	       "                      |tau_t| > L_t |tau_sum - tau_t| (default 0.4 each)\n"
+	       "      --consensus-over ta  consensus: the masked vector is the task-arithmetic\n"
+	       "                      sum (the only one so far; ties is refused)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -187,9 +199,43 @@ struct merge_cli {
 	size_t nweights;
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
-	int have_normalize, have_t;
+	int have_normalize, have_t, have_consensus;
 	double gamma;
+	double *tall;
+	size_t ntall;
 };
+
+/* --consensus-k, --tall-lambda, --consensus-over: 0, or the exit status
+ * of a usage error. */
+static int parse_consensus_option(struct merge_cli *mc, int c)
+{
+	long l;
+	mc->have_consensus = 1;
+	switch (c) {
+	case OPT_CONSENSUS_K:
+		if (cli_parse_long(mc->cmd, "--consensus-k", optarg, 0, 1024, &l) < 0)
+			return CLI_EXIT_USAGE;
+		mc->o.consensus_k = (unsigned)l;
+		break;
+	case OPT_TALL_LAMBDA:
+		if (cli_parse_list(mc->cmd, "--tall-lambda", optarg, &mc->tall, &mc->ntall) < 0)
+			return CLI_EXIT_USAGE;
+		for (size_t i = 0; i < mc->ntall; i++)
+			if (!(mc->tall[i] >= 0 && isfinite(mc->tall[i])))
+				return cli_usage_error(mc->cmd, "--tall-lambda: each value must be finite "
+				                                "and at least 0");
+		break;
+	case OPT_CONSENSUS_OVER:
+		if (!strcmp(optarg, "ties"))
+			return cli_usage_error(mc->cmd, "--consensus-over ties is not implemented yet: "
+			                                "the masks and the merge are over the "
+			                                "task-arithmetic sum (ta)");
+		if (strcmp(optarg, "ta"))
+			return cli_usage_error(mc->cmd, "--consensus-over: '%s' is not ta", optarg);
+		break;
+	}
+	return 0;
+}
 
 /* The options of one method or another (check_method_options() refuses
  * those the chosen method does not take): 0, or the exit status of a
@@ -220,6 +266,8 @@ static int parse_method_option(struct merge_cli *mc, int c)
 	case OPT_DARE_ELECT: o->dare_elect = mc->have_ties_opts = mc->have_dare_opts = 1; break;
 	case OPT_NORMALIZE: o->no_normalize = 0, mc->have_normalize = 1; break;
 	case OPT_NO_NORMALIZE: o->no_normalize = 1, mc->have_normalize = 1; break;
+	case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
+		return parse_consensus_option(mc, c);
 	case OPT_T:
 		mc->have_t = 1;
 		if (cli_parse_double(mc->cmd, "--t", optarg, &o->t) < 0)
@@ -253,7 +301,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (lines_method_parse(optarg, &o->method) < 0)
 				return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, "
 				                                "task_arithmetic, mean, ties, dare, linear, "
-				                                "nearswap)", optarg);
+				                                "nearswap, consensus)", optarg);
 			break;
 		case 'w':
 			free(mc->weights);
@@ -299,6 +347,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			break;
 		case OPT_DENSITY: case OPT_TRIM: case OPT_SEED: case OPT_DARE_ELECT:
 		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
+		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -395,9 +444,10 @@ static int check_method_options(struct merge_cli *mc)
 	if (!strcmp(mc->cmd, "scale") && mc->have_ties_opts)
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
 		                                "lines merge -m ties or -m dare");
-	if (!strcmp(mc->cmd, "scale") && (mc->have_normalize || mc->have_t))
-		return cli_usage_error(mc->cmd, "--normalize, --no-normalize and --t belong to lines "
-		                                "merge -m linear and -m nearswap");
+	if (!strcmp(mc->cmd, "scale") && (mc->have_normalize || mc->have_t || mc->have_consensus))
+		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --t and the --consensus "
+		                                "and --tall-lambda options belong to lines merge -m "
+		                                "linear, -m nearswap and -m consensus");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -417,6 +467,9 @@ static int check_method_options(struct merge_cli *mc)
 		                                "only (-m mean is sum normalized)");
 	if (mc->have_t && !(mo & LINES_MOPT_T))
 		return cli_usage_error(mc->cmd, "--t applies to -m nearswap only");
+	if (mc->have_consensus && !(mo & LINES_MOPT_CONSENSUS))
+		return cli_usage_error(mc->cmd, "--consensus-k, --tall-lambda and --consensus-over "
+		                                "apply to -m consensus only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
@@ -450,6 +503,13 @@ static int check(struct merge_cli *mc)
 	if (o->lines && !mc->have_alpha && !mc->have_gamma && o->nmodels == 1)
 		return cli_usage_error(mc->cmd, "with one model, give --alpha or --gamma "
 		                                "(automatic alpha compares several task vectors)");
+	if (mc->tall && mc->ntall != 1 && mc->ntall != o->nmodels)
+		return cli_usage_error(mc->cmd, "--tall-lambda gives %zu values for %zu models: give "
+		                                "one, or one per model", mc->ntall, o->nmodels);
+	if (mc->tall && mc->ntall == 1)
+		o->tall_lambda = mc->tall[0];
+	else if (mc->tall)
+		o->tall_lambdas = mc->tall;
 	if (mc->weights) {
 		if (mc->nweights != o->nmodels)
 			return cli_usage_error(mc->cmd, "-w gives %zu weight%s for %zu model%s",
@@ -532,6 +592,15 @@ static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char 
 	fprintf(f, "  lambda outside the blocks: %.6f\n", in->lambda_outside);
 }
 
+/* consensus: its k and TALL lambdas */
+static void print_consensus(FILE *f, const struct lines_merge_opts *o)
+{
+	fprintf(f, "  consensus: kept where at least %u TALL masks agree, TALL lambda", o->consensus_k);
+	for (size_t i = 0; i < (o->tall_lambdas ? o->nmodels : 1); i++)
+		fprintf(f, "%s%g", i ? "," : " ", o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda);
+	fputc('\n', f);
+}
+
 static void print_scaling(FILE *f, const struct merge_cli *mc, const struct lines_plan_info *in)
 {
 	const struct lines_merge_opts *o = &mc->o;
@@ -543,6 +612,8 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 			fprintf(f, "%s%g", i ? "," : " ", o->weights[i]);
 	}
 	fputc('\n', f);
+	if (o->method == LINES_M_CONSENSUS)
+		print_consensus(f, o);
 	if (!o->lines) {
 		fprintf(f, "  lambda: %g (no LiNeS)\n", o->lambda);
 		return;
@@ -710,6 +781,7 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 out:
 	lines_plan_free(plan);
 	free(mc->weights);
+	free(mc->tall);
 	return rc;
 }
 
@@ -743,9 +815,11 @@ int cmd_scale(int argc, char **argv)
 		rc = cli_usage_error("scale", "-m, -w, --lambda, --lines, --alpha, --beta and --norm "
 		                              "belong to lines merge; scale takes --gamma");
 	free(mc.weights);
+	free(mc.tall);
 	if (rc != 0)
 		return rc;
 	mc.weights = NULL;
+	mc.tall = NULL;
 	/* parse again inside run(): getopt state is reset there */
 	return run(&mc, argc, argv);
 }

@@ -36,6 +36,8 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 	o->beta = NAN;
 	o->norm_p = 1;
 	o->density = 0.2;
+	o->consensus_k = 2;
+	o->tall_lambda = 0.4;
 	o->io = LINES_IO_AUTO;
 }
 

@@ -66,6 +66,7 @@ enum {
 	 * the first model (the layout's reference), not a base */
 	METHOD_NO_BASE = LINES_MOPT_NO_BASE,
 	METHOD_ONE_MODEL = LINES_MOPT_ONE_MODEL, /* exactly one model besides the base */
+	METHOD_USES_CONSENSUS = LINES_MOPT_CONSENSUS, /* --consensus-k, --tall-lambda */
 	/* the merged task vector is linear in the inputs: automatic alpha is
 	 * known in closed form with equal weights, else from a norm pass */
 	METHOD_LINEAR = 1 << 16,
@@ -75,7 +76,8 @@ enum {
 /* The bits of flags that lines_method_options() hands out. */
 #define METHOD_MOPTS                                                                          \
 	(LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED | LINES_MOPT_NORMALIZE |          \
-	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL)
+	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL |         \
+	 LINES_MOPT_CONSENSUS)
 
 struct method {
 	const char *name;

@@ -1,0 +1,304 @@
+/*
+ * merge_consensus.c -- Consensus Task Arithmetic (Wang et al., ICML 2024,
+ * "Localizing Task Information for Improved Model Merging and
+ * Compression"): task arithmetic kept only where the TALL masks of at
+ * least k tasks agree.
+ *
+ * Per element, with b the base's value, tau_t = theta_t - b in float32
+ * (float64 for F64) and the rest in float64, models in order:
+ *     c_t   = w_t tau_t                    (the weighted task vector)
+ *     mtl   = c_1 + c_2 + ... + c_N        (task arithmetic, plain adds)
+ *     m_t   = |c_t| > lambda_t |mtl - c_t|  (TALL mask of task t)
+ *     keep  = m_1 + ... + m_N >= k         (the consensus mask)
+ *     theta = fma(lambda, mtl, b) where keep, or where mtl is not finite
+ *             b (the base's value) elsewhere
+ * lambda is --lambda or LiNeS's lambda(block); lambda_t is --tall-lambda.
+ * The mask is strict (>) as in the reference code (nik-dim/tall_masks,
+ * generate_task_masks): a task whose tau_t is 0 never votes. A NaN or
+ * infinite mtl is written as it is, so a NaN or infinity of an input
+ * reaches the output as with sum (the reference's mask * mtl would write
+ * NaN for a dropped infinity). The result is rounded once to the output
+ * dtype. Portable C on tiles decoded and encoded by the kernel table:
+ * the same bytes on every instruction set.
+ *
+ * Automatic alpha is ||sum_t tau_t|| / (N ||tau_cons||), tau_cons the
+ * masked vector above (keep ? mtl : 0): the masks are not linear in the
+ * inputs, so a read-only norm pass measures it before the writing pass.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "method.h"
+
+/* A worker's tiles: the base, the weighted task vectors (nmodels tiles,
+ * after the struct), their sum, the plain sum, float32 room. */
+struct cs_scratch {
+	double b[KERN_TILE], mtl[KERN_TILE], s[KERN_TILE], out[KERN_TILE];
+	float f[KERN_TILE];
+	double c[]; /* c[t * KERN_TILE + j] */
+};
+
+/* The running sums of the norm pass (|s|, |t|, s^2, t^2), and what the
+ * writing pass kept and dropped (elements whose sum is finite). */
+struct cs_state {
+	double acc[4];
+	uint64_t kept, dropped;
+	int written;
+};
+
+static double tall_lambda(const struct lines_merge_opts *o, unsigned t)
+{
+	return o->tall_lambdas ? o->tall_lambdas[t] : o->tall_lambda;
+}
+
+/*
+ * s->b, s->c (the weighted task vectors), s->mtl (their sum) and s->s
+ * (the plain sum of the task vectors, for the norms) for elements
+ * [j0, j0 + n) of the job.
+ */
+static void cs_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                    size_t j0, size_t n, struct cs_scratch *s)
+{
+	size_t off = j0 * t->unit_in;
+	int f64 = t->in_dt == DT_F64;
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		double *c = s->c + (size_t)i * KERN_TILE;
+		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, c, s->f);
+		for (size_t j = 0; j < n; j++) {
+			double tau = f64 ? c[j] - s->b[j] : (double)(float)(c[j] - s->b[j]);
+			c[j] = p->w[i] * tau;
+			s->s[j] = i == 0 ? tau : s->s[j] + tau;
+			s->mtl[j] = i == 0 ? c[j] : s->mtl[j] + c[j];
+		}
+	}
+}
+
+/* 1 where at least k TALL masks hold element j of the tile. */
+static int cs_mask(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
+{
+	double mtl = s->mtl[j];
+	unsigned votes = 0;
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		double c = s->c[(size_t)i * KERN_TILE + j];
+		votes += fabs(c) > tall_lambda(p->o, i) * fabs(mtl - c);
+	}
+	return votes >= p->o->consensus_k;
+}
+
+/* 1 where element j of the tile is written from the sum: the mask holds
+ * it, or the sum is not finite. */
+static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
+{
+	return !isfinite(s->mtl[j]) || cs_mask(p, s, j);
+}
+
+/* ---- the writing pass ------------------------------------------------------ */
+/* The tile's output; part[0] += the finite elements kept, part[1] += those dropped. */
+static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                    size_t j0, size_t n, struct cs_scratch *s)
+{
+	cs_load(p, t, job, j0, n, s);
+	for (size_t j = 0; j < n; j++) {
+		int fin = isfinite(s->mtl[j]), keep = !fin || cs_mask(p, s, j);
+		s->out[j] = keep ? fma(t->lambda, s->mtl[j], s->b[j]) : s->b[j];
+		job->part[0] += fin && keep;
+		job->part[1] += !keep;
+	}
+	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
+}
+
+static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	const struct tensor *t = &p->t[job->tensor];
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+	job->part[0] = job->part[1] = 0.0;
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE)
+		cs_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch);
+	return 0;
+}
+
+/* ---- the norm pass of automatic alpha ----------------------------------------- */
+/*
+ * Per block of KERN_BLOCK elements (aligned to the tensor's start, so the
+ * sums do not depend on the chunking), with s = sum_t tau_t and
+ * u = tau_cons: |s|, |u|, s^2 and u^2, elements in order, leaving out
+ * those where s or u is not finite. The consumer adds the blocks in order.
+ */
+static void cs_norm_tile(const struct merge_ctx *p, const struct cs_scratch *s, size_t n,
+                         double *part)
+{
+	for (size_t j = 0; j < n; j++) {
+		double sv = s->s[j], uv = cs_keep(p, s, j) ? s->mtl[j] : 0.0;
+		if (!isfinite(sv) || !isfinite(uv))
+			continue;
+		part[0] += fabs(sv), part[1] += fabs(uv);
+		part[2] += sv * sv, part[3] += uv * uv;
+	}
+}
+
+static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                        struct lines_error *err)
+{
+	const struct tensor *t = &p->t[job->tensor];
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+	for (unsigned blk = 0; blk < job->nblocks; blk++) {
+		double *part = job->part + 4 * blk;
+		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		part[0] = part[1] = part[2] = part[3] = 0.0;
+		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			cs_load(p, t, job, j0, nn, scratch);
+			cs_norm_tile(p, scratch, nn, part);
+		}
+	}
+	return 0;
+}
+
+static int cs_write_reduce(struct merge_ctx *p, const struct pipe_job *job,
+                           struct lines_error *err)
+{
+	struct cs_state *st = p->state;
+	(void)err;
+	st->kept += (uint64_t)job->part[0];
+	st->dropped += (uint64_t)job->part[1];
+	return 0;
+}
+
+static int cs_write_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct cs_state *st = p->state;
+	(void)err;
+	st->written = 1;
+	return 0;
+}
+
+static int cs_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct cs_state *nm = p->state;
+	(void)err;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (int i = 0; i < 4; i++)
+			nm->acc[i] += job->part[4 * b + i];
+	return 0;
+}
+
+/* The masks may drop every element: alpha 1 with a warning then. */
+static int cs_norm_done(struct merge_ctx *p, struct lines_error *err)
+{
+	const struct cs_state *nm = p->state;
+	int l2 = p->o->norm_p == 2;
+	return scales_from_norms(p->sc, l2 ? sqrt(nm->acc[2]) : nm->acc[0],
+	                         l2 ? sqrt(nm->acc[3]) : nm->acc[1], 1, err);
+}
+
+static size_t cs_scratch_size(const struct merge_ctx *p)
+{
+	return sizeof(struct cs_scratch) + (size_t)p->nmodels * KERN_TILE * sizeof(double);
+}
+
+static int cs_add_norms(struct merge_ctx *p, struct lines_error *err)
+{
+	RETURN_ERROR_IF(p->single_pass, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input can be read only once, but automatic alpha for -m consensus "
+	                "needs a norm pass before the writing pass: give that model as a file, or "
+	                "give --alpha");
+	struct pass *ps = passes_add(p->passes);
+	ps->name = "norms";
+	ps->part_block = 4;
+	ps->scratch = cs_scratch_size(p);
+	ps->want = want_merged;
+	ps->work = cs_norm_work;
+	ps->reduce = cs_norm_reduce;
+	ps->done = cs_norm_done;
+	p->sc->measured = 1;
+	return 0;
+}
+
+static int cs_check(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(o->consensus_k > o->nmodels, err, LINES_EUSAGE, NULL, NULL,
+	                "--consensus-k %u is more than the %zu models: nothing would be kept",
+	                o->consensus_k, o->nmodels);
+	for (size_t i = 0; i < (o->tall_lambdas ? o->nmodels : 1); i++) {
+		double l = tall_lambda(o, (unsigned)i);
+		RETURN_ERROR_IF(!(l >= 0 && isfinite(l)), err, LINES_EUSAGE, NULL, NULL,
+		                "--tall-lambda must be finite and at least 0");
+	}
+	return 0;
+}
+
+static int cs_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	RETURN_ERROR_IF(!(p->state = calloc(1, sizeof(struct cs_state))), err, LINES_ENOMEM, NULL,
+	                NULL, "out of memory");
+	if (p->o->lines && p->o->alpha_auto)
+		FORWARD_IF_ERROR(cs_add_norms(p, err));
+	struct pass *pw = passes_add(p->passes);
+	pw->name = "write";
+	pw->writes = 1;
+	pw->want = want_all;
+	pw->work = cs_work;
+	pw->part_job = 2;
+	pw->reduce = cs_write_reduce;
+	pw->done = cs_write_done;
+	pw->scratch = cs_scratch_size(p);
+	return 0;
+}
+
+static void cs_free(struct merge_ctx *p)
+{
+	free(p->state);
+	p->state = NULL;
+}
+
+/* {k, over, tall_lambda, kept, dropped}: the counts after a run, else null */
+static json_t *cs_report(const struct merge_ctx *c)
+{
+	const struct cs_state *st = c->state;
+	int ran = st && st->written;
+	json_t *m = json_object(), *l = json_array();
+	json_object_set_new(m, "k", json_integer(c->o->consensus_k));
+	json_object_set_new(m, "over", json_string("ta"));
+	for (unsigned i = 0; i < c->nmodels; i++)
+		json_array_append_new(l, json_num(tall_lambda(c->o, i)));
+	json_object_set_new(m, "tall_lambda", l);
+	json_object_set_new(m, "kept", ran ? json_integer((json_int_t)st->kept) : json_null());
+	json_object_set_new(m, "dropped", ran ? json_integer((json_int_t)st->dropped) : json_null());
+	return m;
+}
+
+/* lines.tall_lambda: one number, or one per model */
+static void cs_meta(const struct merge_ctx *c,
+                    void (*put)(void *arg, const char *key, const char *value), void *arg)
+{
+	char v[32];
+	unsigned n = c->o->tall_lambdas ? c->nmodels : 1;
+	char *list = malloc((size_t)n * 32);
+	snprintf(v, sizeof(v), "%u", c->o->consensus_k);
+	put(arg, "lines.consensus_k", v);
+	if (!list)
+		return;
+	list[0] = '\0';
+	for (unsigned i = 0; i < n; i++) {
+		lines_fmt_double(v, sizeof(v), tall_lambda(c->o, i));
+		strcat(strcat(list, i ? "," : ""), v);
+	}
+	put(arg, "lines.tall_lambda", list);
+	free(list);
+}
+
+const struct method method_consensus = {
+	.name = "consensus",
+	.summary = "task arithmetic where at least k TALL masks agree (Consensus TA)",
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_CONSENSUS,
+	.check = cs_check,
+	.setup = cs_setup,
+	.meta = cs_meta,
+	.report = cs_report,
+	.free = cs_free,
+};
