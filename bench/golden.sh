@@ -80,6 +80,8 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-tiest.st -b $fb -m ties --trim tensor --lambda 0.7 -o "$out/$arch-$dt-tiest.st" $m3
 		run $arch-$dt-dare.st -b $fb -m dare --seed 3 --lines --beta 0.4 -o "$out/$arch-$dt-dare.st" $m3
 		run $arch-$dt-daree.st -b $fb -m dare --dare-elect --density 0.5 -o "$out/$arch-$dt-daree.st" $m3
+		run $arch-$dt-dareties.st -b $fb -m dare_ties --rescale --density 0.3,0.5,0.7 -w 1,2,0.5 -o "$out/$arch-$dt-dareties.st" $m3
+		run $arch-$dt-tiesnn.st -b $fb -m ties --no-normalize --density 0.2,0.4,0.6 -w 1,2,0.5 -o "$out/$arch-$dt-tiesnn.st" $m3
 		run $arch-$dt-f32.st -b $fb --gamma 0.25 --dtype f32 -o "$out/$arch-$dt-f32.st" $f/ft1.safetensors
 		run $arch-$dt-dir -b $fb -m ties --lines --shard-size 20000 -o "$out/$arch-$dt-dir/" $m3
 		run $arch-$dt-linear.st -m linear -w 1,0.5,2 -o "$out/$arch-$dt-linear.st" $m3

@@ -167,9 +167,10 @@ enum lines_method {
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
- * "dare", "linear", "nearswap", "consensus"): 0, or -1 when there is none. An alias
- * parses to the method it names; lines_method_name() gives the one
- * canonical name ("sum" for "task_arithmetic"). */
+ * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus"):
+ * 0, or -1 when there is none. An alias parses to the method it names;
+ * lines_method_name() gives the one canonical name ("sum" for
+ * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
 int lines_method_parse(const char *name, enum lines_method *m);
 /* The name of a method, NULL for a value that is none. */
 const char *lines_method_name(enum lines_method m);
@@ -185,8 +186,17 @@ enum {
 	LINES_MOPT_NO_BASE = 1 << 6, /* base may be NULL (linear)            */
 	LINES_MOPT_ONE_MODEL = 1 << 7, /* exactly one model (nearswap)       */
 	LINES_MOPT_CONSENSUS = 1 << 8, /* consensus_k, tall_lambda(s)        */
+	LINES_MOPT_RESCALE = 1 << 9, /* rescale (dare)                       */
 };
 unsigned lines_method_options(enum lines_method m);
+/* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
+enum { LINES_RESCALE_DENSITY, LINES_RESCALE_L1, LINES_RESCALE_NONE };
+/* lines_method_parse(), and the options a name implies: "dare_ties" is
+ * dare with dare_elect set, "dare_linear" dare without (the name sets
+ * o->method, and dare_elect for those two). 0, or -1 when there is no
+ * method of that name. */
+struct lines_merge_opts;
+int lines_method_select(struct lines_merge_opts *o, const char *name);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
 struct lines_merge_opts {
@@ -206,10 +216,21 @@ struct lines_merge_opts {
 	int norm_p; /* 1 or 2                                              */
 
 	double density; /* ties, dare                                      */
+	/* ties, dare: one density per model (nmodels entries, each in
+	 * (0, 1]), or NULL for density for every model */
+	const double *densities;
 	int trim_tensor; /* ties: per-tensor instead of global threshold    */
 	uint64_t seed;  /* dare                                            */
 	int dare_elect;
-	int no_normalize; /* linear: the weighted sum, not divided by sum(w) */
+	/* linear: the weighted sum, not divided by sum(w); ties and dare with
+	 * dare_elect: the sum of the agreeing w_i tau_i, not divided by the
+	 * sum of their weights */
+	int no_normalize;
+	/* dare: how kept values are rescaled: LINES_RESCALE_DENSITY (the
+	 * default: divided by the density), LINES_RESCALE_L1 (mergekit's
+	 * rescale: each task vector's L1 norm per tensor kept) or
+	 * LINES_RESCALE_NONE */
+	int rescale;
 	double t;         /* nearswap: the sameness threshold, > 0           */
 	/* consensus: an element is kept where at least consensus_k of the
 	 * models' TALL masks hold it (default 2); mask t compares with

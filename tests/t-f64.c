@@ -98,18 +98,19 @@ static double ties_thr(const struct fam *f, const struct job *j, size_t t0, size
 	return t;
 }
 
-/* The election at one element: kept when nonzero and |v| >= thr[i]. */
-static int elect(const double *v, const double *thr, int maj, double *m)
+/* The election at one element: kept when nonzero and |v| >= thr[i]; the
+ * agreeing values over the sum of their weights w_i (mergekit's
+ * normalize; 0 -> 1). */
+static int elect(const double *v, const double *thr, const double *w, int maj, double *m)
 {
-	double pos = 0, neg = 0;
-	int np = 0, nn = 0;
+	double pos = 0, neg = 0, wp = 0, wn = 0;
 	for (int i = 0; i < NX; i++)
 		if (v[i] != 0 && fabs(v[i]) >= thr[i] && v[i] > 0)
-			pos += v[i], np++;
+			pos += v[i], wp += w[i];
 		else if (v[i] != 0 && fabs(v[i]) >= thr[i])
-			neg += v[i], nn++;
+			neg += v[i], wn += w[i];
 	int s = pos + neg > 0 ? 1 : pos + neg < 0 ? -1 : 0, e = s ? s : maj;
-	*m = e > 0 ? (np ? pos / np : 0) : (nn ? neg / nn : 0);
+	*m = e > 0 ? pos / (wp != 0 ? wp : 1) : neg / (wn != 0 ? wn : 1);
 	return s;
 }
 
@@ -162,9 +163,9 @@ static void reference(const struct fam *f, const struct job *j, double *mtl, dou
 				taus(f, j, ti, e, v);
 				mag[x] = fabs(v[0]) + fabs(v[1]);
 				if (sel)
-					votes += pass == 0 ? elect(v, thr + ti * NX, 1, &m) : 0;
+					votes += pass == 0 ? elect(v, thr + ti * NX, j->w, 1, &m) : 0;
 				if (pass == 1)
-					mtl[x] = sel ? (elect(v, thr + ti * NX, maj, &m), m)
+					mtl[x] = sel ? (elect(v, thr + ti * NX, j->w, maj, &m), m)
 					       : j->m == M_MEAN ? (v[0] + v[1]) / (j->w[0] + j->w[1])
 					                        : v[0] + v[1];
 			}
@@ -408,6 +409,8 @@ static void gen_family(void)
 		{"ties-tensor", "-m ties --trim tensor --density 0.4", M_TIES, {1, 1}, 1, 0.4, 1, 0, 0, 0},
 		{"dare", "-m dare --density 0.6 --seed 5 --lambda 0.7", M_DARE, {1, 1}, 0.7, 0.6, 0, 0, 0, 5},
 		{"dare-elect", "-m dare --dare-elect --density 0.5", M_DARE, {1, 1}, 1, 0.5, 0, 1, 0, 0},
+		{"dare_ties-w", "-m dare_ties --density 0.5 -w 0.5,1.5 --seed 2", M_DARE, {0.5, 1.5}, 1,
+		 0.5, 0, 1, 0, 2},
 		{"sum-lines", "-w 1,2 --lines", M_SUM, {1, 2}, 1, 0, 0, 0, 1, 0},
 		{"ties-lines", "-m ties --lines", M_TIES, {1, 1}, 1, 0.2, 0, 0, 1, 0},
 		{"dare-lines", "-m dare --lines --density 0.5", M_DARE, {1, 1}, 1, 0.5, 0, 0, 1, 0},

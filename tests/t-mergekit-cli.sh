@@ -1,6 +1,8 @@
 #!/bin/sh
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
-# sum under another name; linear and nearswap give the same bytes for every
+# sum under another name, dare_linear and dare_ties are dare without and with
+# --dare-elect; linear, nearswap and the new options of ties and dare (a
+# density per model, --no-normalize, --rescale) give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
 # --json, not from the messages. (t-mergekit.c checks the numbers.)
@@ -56,6 +58,43 @@ same "consensus -k 3 weighted --lambda" -b "$b" -m consensus --consensus-k 3 -w 
 	--tall-lambda 0.2,0.3,0.5 --lambda 0.8 "$m1" "$m2" "$m3"
 same "consensus -k 1 --lines, alpha from a norm pass" -b "$b" -m consensus --consensus-k 1 \
 	--lines --norm l2 "$m1" "$m2" "$m3"
+
+same "dare_ties --rescale, a density per model" -b "$b" -m dare_ties --rescale \
+	--density 0.2,0.5,0.9 -w 0.5,1.5,1 --lines "$m1" "$m2" "$m3"
+same "dare_linear --no-rescale" -b "$b" -m dare_linear --no-rescale --density 0.3 "$m1" "$m2" "$m3"
+same "ties weighted, a density per model" -b "$b" -m ties --density 0.1,0.3,0.6 -w 0.5,1.5,1 \
+	--lines "$m1" "$m2" "$m3"
+same "ties --no-normalize --trim tensor" -b "$b" -m ties --no-normalize --trim tensor \
+	-w 2,1,0.5 "$m1" "$m2" "$m3"
+
+# ---- dare_linear and dare_ties are dare and dare --dare-elect ----------------------------------
+# named A B ARGS...: -m A and -m B (the rest of the arguments shared) give the same bytes and
+# the same manifest but for the file's name
+named() {
+	x=$1
+	y=$2
+	shift 2
+	rm -f "$tmp/na.st" "$tmp/nb.st"
+	# shellcheck disable=SC2086
+	"$LINES" merge -q -b "$b" -m $x "$@" -o "$tmp/na.st" "$m1" "$m2" "$m3"
+	# shellcheck disable=SC2086
+	"$LINES" merge -q -b "$b" -m $y "$@" -o "$tmp/nb.st" "$m1" "$m2" "$m3"
+	check "-m $x: the same bytes as -m $y ($*)" sh -c "test -s '$tmp/na.st' && cmp -s '$tmp/na.st' '$tmp/nb.st'"
+	jq -S 'del(.file)' "$tmp/na.st.manifest.json" >"$tmp/na.mf" 2>/dev/null
+	jq -S 'del(.file)' "$tmp/nb.st.manifest.json" >"$tmp/nb.mf" 2>/dev/null
+	check "... and the same manifest but for the file's name" sh -c "test -s '$tmp/na.mf' && cmp -s '$tmp/na.mf' '$tmp/nb.mf'"
+}
+named dare_linear dare --density 0.3 --seed 4 --lines
+named dare_ties "dare --dare-elect" --density 0.3 --seed 4 -w 1,2,0.5
+named dare_ties "dare --dare-elect" --density 0.2,0.4,0.6 --rescale --no-normalize
+status 0 "-m dare_ties -n --json" "$LINES" merge -n --json -b "$b" -m dare_ties --density 0.2,0.4,0.6 "$m1" "$m2" "$m3"
+jqok "... is dare electing signs, a density per model, normalized, divided by the density" \
+	'.method == "dare" and .dare.elect == true and .dare.density == [0.2, 0.4, 0.6] and .dare.normalize == null and .dare.rescale == null'
+status 0 "-m dare_linear --rescale -n --json" "$LINES" merge -n --json -b "$b" -m dare_linear --rescale "$m1" "$m2"
+jqok "... elects no signs; the L1 rescale in a rescale pass before the writing one" \
+	'.dare.elect == false and .dare.rescale == "l1" and [.passes[].name] == ["rescale", "write"]'
+status 0 "-m ties --no-normalize --density 0.5,0.25 -n --json" "$LINES" merge -n --json -b "$b" -m ties --no-normalize --density 0.5,0.25 "$m1" "$m2"
+jqok "... records both" '.ties.normalize == false and .ties.density == [0.5, 0.25]'
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -151,7 +190,18 @@ refused "consensus --density" -b "$b" -m consensus --density 0.5 "$m1" "$m2"
 refused "consensus --lines auto alpha, a model on standard input" -b "$b" -m consensus --lines "$m1" - <"$m2"
 refused "sum --consensus-k" -b "$b" -m sum --consensus-k 1 "$m1" "$m2"
 refused "ties --tall-lambda" -b "$b" -m ties --tall-lambda 0.3 "$m1" "$m2"
-for opt in "--t 1" --no-normalize "--consensus-k 1" "--tall-lambda 0.3"; do
+refused "ties --density with 2 values for 3 models" -b "$b" -m ties --density 0.2,0.3 "$m1" "$m2" "$m3"
+refused "dare_ties --density with 4 values for 3 models" -b "$b" -m dare_ties --density 0.2,0.3,0.4,0.5 "$m1" "$m2" "$m3"
+refused "ties --density 0" -b "$b" -m ties --density 0 "$m1" "$m2"
+refused "dare --density 1.5 in a list" -b "$b" -m dare --density 0.5,1.5 "$m1" "$m2"
+refused "dare_linear --density -0.1 in a list" -b "$b" -m dare_linear --density -0.1,0.5 "$m1" "$m2"
+refused "dare_linear --dare-elect" -b "$b" -m dare_linear --dare-elect "$m1" "$m2"
+refused "dare_linear --normalize (it sums)" -b "$b" -m dare_linear --normalize "$m1" "$m2"
+refused "ties --rescale" -b "$b" -m ties --rescale "$m1" "$m2"
+refused "linear --no-rescale" -m linear --no-rescale "$m1" "$m2"
+refused "sum --density 0.5,0.5" -b "$b" -m sum --density 0.5,0.5 "$m1" "$m2"
+refused "dare --rescale, a model on standard input" -b "$b" -m dare --rescale "$m1" - <"$m2"
+for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

@@ -19,7 +19,10 @@
  * weights and LiNeS) within one ULP, and the majority sign and alpha; the
  * output is the same for every -j, --chunk and reader; the fraction of
  * entries kept is within five standard deviations of the density; and
- * every changed element is theta_0 + tau / density.
+ * every changed element is theta_0 + tau / density. mergekit's forms too:
+ * dare_ties and ties normalized over the sum of the agreeing weights or
+ * not (--no-normalize), the L1 rescale (--rescale) or none, and a density
+ * per model (its own threshold, its own kept fraction).
  */
 #include <jansson.h>
 #include <math.h>
@@ -77,10 +80,12 @@ static uint32_t kth(uint32_t *v, uint64_t d, double rho)
 	return v[k - 1];
 }
 
-static double elect(const float *t, const uint32_t *thr, int maj, int *sign)
+/* The disjoint mean: the agreeing kept values over their count (c NULL)
+ * or over the sum of their c_i (mergekit's normalize with c = the
+ * weights; 0 -> 1, so c all 0 is the plain sum). */
+static double elect(const float *t, const uint32_t *thr, int maj, const double *c, int *sign)
 {
-	double s = 0, sum = 0;
-	unsigned cnt = 0;
+	double s = 0, sum = 0, div = 0;
 	for (unsigned i = 0; i < NM; i++)
 		if (t[i] != 0 && mag(t[i]) >= thr[i])
 			s += t[i];
@@ -88,30 +93,60 @@ static double elect(const float *t, const uint32_t *thr, int maj, int *sign)
 	int e = *sign ? *sign : maj;
 	for (unsigned i = 0; i < NM; i++)
 		if (t[i] != 0 && mag(t[i]) >= thr[i] && (t[i] > 0) == (e > 0))
-			sum += t[i], cnt++;
-	return cnt ? sum / cnt : 0;
+			sum += t[i], div += c ? c[i] : 1.0;
+	return sum / (div != 0 ? div : 1.0);
+}
+
+/* The options of a TIES or DARE case beyond the density and weights. */
+struct xopt {
+	const double *rhov; /* one density per model, or NULL */
+	int no_norm;        /* --no-normalize */
+	int rescale;        /* DARE: 0 by the density, 1 --rescale (L1), 2 --no-rescale */
+	const char *method; /* DARE: "dare" (with --dare-elect when electing) or a name */
+};
+static const struct xopt xdef = {NULL, 0, 0, "dare"};
+static const double zeros[NM];
+
+static double rho_of(const struct xopt *x, double rho, unsigned i)
+{
+	return x->rhov ? x->rhov[i] : rho;
+}
+
+/* --density as lines takes it (or, short, for a label) */
+static void density_arg(char *buf, size_t n, const struct xopt *x, double rho, int label)
+{
+	const char *f = label ? "density %g,%g,%g" : "--density %.17g,%.17g,%.17g";
+	if (x->rhov)
+		snprintf(buf, n, f, x->rhov[0], x->rhov[1], x->rhov[2]);
+	else
+		snprintf(buf, n, label ? "density %g" : "--density %.17g", rho);
 }
 
 static float json_float(json_t *v) { return (float)json_number_value(v); }
 
 /* win: "" or a value of LINES_TEST_TIES_SAMPLE (another way to the same
  * thresholds and output) */
-static void ties_case(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
-                      int idx, const char *win)
+static void ties_case_x(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
+                        int idx, const char *win, const struct xopt *x)
 {
-	char out[4400], wopt[128] = "", label[160];
+	char out[4400], wopt[128] = "", label[200], dopt[128];
 	int rc;
+	/* the divisors of the disjoint mean: mergekit's sum of the agreeing
+	 * weights (the count when they are all 1), or none */
+	const double *c = x->no_norm ? zeros : weighted ? w : NULL;
 	if (weighted)
 		snprintf(wopt, sizeof(wopt), "-w %.17g,%.17g,%.17g", w[0], w[1], w[2]);
-	snprintf(label, sizeof(label), "ties density %g %s%s%s%s", rho,
+	density_arg(dopt, sizeof(dopt), x, rho, 1);
+	snprintf(label, sizeof(label), "ties %s %s%s%s%s%s", dopt,
 	         per_tensor ? "per tensor" : "global", weighted ? " weighted" : "",
-	         *win ? ", LINES_TEST_TIES_SAMPLE=" : "", win);
+	         x->no_norm ? " --no-normalize" : "", *win ? ", LINES_TEST_TIES_SAMPLE=" : "", win);
+	density_arg(dopt, sizeof(dopt), x, rho, 0);
 	snprintf(out, sizeof(out), "%s/ties%d.safetensors", f->dir, idx);
 	rc = tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -q -b '%s/base.safetensors' -m ties --lines "
-	            "--density %.17g %s %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
+	            "%s %s %s %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
 	            "'%s/ft3.safetensors'",
-	            win, tu_lines(), f->dir, rho, per_tensor ? "--trim tensor" : "", wopt, out, f->dir,
-	            f->dir, f->dir);
+	            win, tu_lines(), f->dir, dopt, per_tensor ? "--trim tensor" : "", wopt,
+	            x->no_norm ? "--no-normalize" : "", out, f->dir, f->dir, f->dir);
 	if (!ok(rc == 0, "%s: lines exits 0", label)) {
 		diag("%s", tu_stderr);
 		return;
@@ -137,7 +172,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 				if (tu_is_float(&f->base.t[ti]))
 					for (uint64_t e = 0; e < f->base.t[ti].nelem; e++)
 						v[q++] = mag(tauw(f, ti, i, e, w));
-			uint32_t t = kth(v, d, rho);
+			uint32_t t = kth(v, d, rho_of(x, rho, i));
 			uint64_t same = 0;
 			for (uint64_t e = 0; e < d; e++)
 				same += v[e] == t;
@@ -162,7 +197,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 			for (unsigned i = 0; i < NM; i++) {
 				for (uint64_t e = 0; e < b->nelem; e++)
 					v[e] = mag(tauw(f, ti, i, e, w));
-				thr[ti][i] = kth(v, b->nelem, rho);
+				thr[ti][i] = kth(v, b->nelem, rho_of(x, rho, i));
 				float got = json_float(json_array_get(json_object_get(me, "ties_thresholds"), i));
 				thr_ok &= mag(got) == thr[ti][i];
 			}
@@ -182,7 +217,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 			int sign;
 			for (unsigned i = 0; i < NM; i++)
 				t[i] = tauw(f, ti, i, e, w);
-			elect(t, thr[ti], 1, &sign);
+			elect(t, thr[ti], 1, c, &sign);
 			votes += sign;
 		}
 	}
@@ -202,7 +237,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 				t[i] = tauw(f, ti, i, e, w);
 				raw += (double)(tu_elem(tu_model_find(&f->ft[i], b->name), e) - tu_elem(b, e));
 			}
-			double m = elect(t, thr[ti], maj, &sign);
+			double m = elect(t, thr[ti], maj, c, &sign);
 			num += fabs(raw);
 			den += fabs(m);
 		}
@@ -228,7 +263,7 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 				int sign;
 				for (unsigned i = 0; i < NM; i++)
 					t[i] = tauw(f, ti, i, e, w);
-				double m = elect(t, thr[ti], maj, &sign);
+				double m = elect(t, thr[ti], maj, c, &sign);
 				double ref = tu_elem(b, e) + lam * m, got = tu_elem(o, e);
 				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, e)) + fabs(lam * m));
 				n++;
@@ -244,6 +279,12 @@ static void ties_case(struct fam *f, double rho, int per_tensor, const double *w
 		diag("%llu bad, first %s", (unsigned long long)bad, first);
 	json_decref(man);
 	free(thr);
+}
+
+static void ties_case(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
+                      int idx, const char *win)
+{
+	ties_case_x(f, rho, per_tensor, w, weighted, idx, win, &xdef);
 }
 
 /* ---- which way TIES took, and the same bytes everywhere -------------------------- */
@@ -361,32 +402,72 @@ static int dare_kept(uint64_t seed, unsigned i, const char *name, uint64_t e, do
 	return u < rho;
 }
 
+/* What the kept values of task i in tensor ti are divided by: the
+ * density, 1, or with --rescale (mergekit's) kept L1 / L1 of tau' in that
+ * tensor, unless either is below 1e-7 or the density is 1 (fac). */
+static double dare_div(const struct xopt *x, const double *fac, double rho, size_t ti, unsigned i)
+{
+	return x->rescale == 0 ? rho_of(x, rho, i) : x->rescale == 2 ? 1.0 : fac[ti * NM + i];
+}
+
+static double *l1_factors(const struct fam *f, const double *w, double rho, uint64_t seed,
+                          const struct xopt *x)
+{
+	double *fac = calloc(f->base.n * NM, sizeof(*fac));
+	for (size_t ti = 0; ti < f->base.n; ti++)
+		for (unsigned i = 0; i < NM; i++) {
+			const struct tu_tensor *b = &f->base.t[ti];
+			double all = 0, kept = 0, r = rho_of(x, rho, i);
+			for (uint64_t e = 0; tu_is_float(b) && e < b->nelem; e++) {
+				double a = fabs((double)tauw(f, ti, i, e, w));
+				all += a;
+				kept += dare_kept(seed, i, b->name, e, r) ? a : 0;
+			}
+			fac[ti * NM + i] = r < 1 && all >= 1e-7 && kept >= 1e-7 ? kept / all : 1.0;
+		}
+	return fac;
+}
+
 static double dare_mtl(const struct fam *f, size_t ti, uint64_t e, const double *w, double rho,
-                       uint64_t seed, int el, int maj, int *sign)
+                       uint64_t seed, int el, int maj, int *sign, const struct xopt *x,
+                       const double *fac)
 {
 	static const uint32_t zero[NM];
 	const char *name = f->base.t[ti].name;
+	int ones = w[0] == 1 && w[1] == 1 && w[2] == 1;
 	float d[NM];
 	double s = 0;
 	for (unsigned i = 0; i < NM; i++) {
 		float t = tauw(f, ti, i, e, w);
-		d[i] = dare_kept(seed, i, name, e, rho) ? (float)((double)t / rho) : 0.0f;
+		d[i] = dare_kept(seed, i, name, e, rho_of(x, rho, i))
+		           ? (float)((double)t / dare_div(x, fac, rho, ti, i))
+		           : 0.0f;
 		s += d[i];
 	}
 	*sign = 1;
-	return el ? elect(d, zero, maj, sign) : s;
+	return el ? elect(d, zero, maj, x->no_norm ? zeros : ones ? NULL : w, sign) : s;
 }
 
-static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const double *w, int idx)
+static void dare_case_x(struct fam *f, double rho, uint64_t seed, int el, const double *w, int idx,
+                        const struct xopt *x)
 {
-	char out[4400];
+	char out[4400], dopt[128], label[256];
+	static const char *const resc[] = {"", "--rescale", "--no-rescale"};
+	int named = strcmp(x->method, "dare") != 0; /* dare_ties elects by its name */
+	double *fac = x->rescale == 1 ? l1_factors(f, w, rho, seed, x) : NULL;
+	density_arg(dopt, sizeof(dopt), x, rho, 1);
+	snprintf(label, sizeof(label), "%s %s%s%s%s%s", x->method, dopt,
+	         el && !named ? " elect" : "", x->no_norm ? " --no-normalize" : "",
+	         x->rescale ? " " : "", resc[x->rescale]);
+	density_arg(dopt, sizeof(dopt), x, rho, 0);
 	snprintf(out, sizeof(out), "%s/darex%d.safetensors", f->dir, idx);
-	int rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m dare --density %.17g --seed %llu %s "
+	int rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m %s %s --seed %llu %s %s %s "
 	                "-w %.17g,%.17g,%.17g --lines -o '%s' '%s/ft1.safetensors' "
 	                "'%s/ft2.safetensors' '%s/ft3.safetensors'",
-	                tu_lines(), f->dir, rho, (unsigned long long)seed, el ? "--dare-elect" : "",
-	                w[0], w[1], w[2], out, f->dir, f->dir, f->dir);
-	if (!ok(rc == 0, "dare density %g%s: lines exits 0", rho, el ? " elect" : "")) {
+	                tu_lines(), f->dir, x->method, dopt, (unsigned long long)seed,
+	                el && !named ? "--dare-elect" : "", x->no_norm ? "--no-normalize" : "",
+	                resc[x->rescale], w[0], w[1], w[2], out, f->dir, f->dir, f->dir);
+	if (!ok(rc == 0, "%s: lines exits 0", label)) {
 		diag("%s", tu_stderr);
 		return;
 	}
@@ -398,13 +479,13 @@ static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const do
 	int sign, maj;
 	for (size_t ti = 0; el && ti < nt; ti++)
 		for (uint64_t e = 0; tu_is_float(&f->base.t[ti]) && e < f->base.t[ti].nelem; e++) {
-			dare_mtl(f, ti, e, w, rho, seed, el, 1, &sign);
+			dare_mtl(f, ti, e, w, rho, seed, el, 1, &sign, x, fac);
 			votes += sign;
 		}
 	maj = votes >= 0 ? 1 : -1;
 	if (el)
 		ok(json_integer_value(json_object_get(json_object_get(run, "dare"), "majority")) == maj,
-		   "dare density %g elect: the majority sign is %+d", rho, maj);
+		   "%s: the majority sign is %+d", label, maj);
 	double num = 0, den = 0;
 	for (size_t ti = 0; ti < nt; ti++) {
 		const struct tu_tensor *b = &f->base.t[ti];
@@ -413,14 +494,13 @@ static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const do
 			for (unsigned i = 0; i < NM; i++)
 				raw += (double)(tu_elem(tu_model_find(&f->ft[i], b->name), e) - tu_elem(b, e));
 			num += fabs(raw);
-			den += fabs(dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign));
+			den += fabs(dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign, x, fac));
 		}
 	}
 	double alpha = num / (NM * den), beta = fmax(0, 1 - alpha);
 	double got_alpha = json_real_value(json_object_get(run, "alpha"));
 	ok(fabs(got_alpha - alpha) <= 1e-12 * alpha,
-	   "dare density %g%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", rho,
-	   el ? " elect" : "", got_alpha, alpha);
+	   "%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", label, got_alpha, alpha);
 
 	struct tu_model om;
 	uint64_t bad = 0, n = 0, kept = 0;
@@ -431,7 +511,7 @@ static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const do
 			long blk = block_of(b->name);
 			double lam = blk < 0 ? alpha : alpha + beta * blk / (double)(f->L - 1);
 			for (uint64_t e = 0; tu_is_float(b) && e < b->nelem; e++) {
-				double m = dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign);
+				double m = dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign, x, fac);
 				double ref = tu_elem(b, e) + lam * m, got = tu_elem(o, e);
 				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, e)) + fabs(lam * m));
 				n++;
@@ -444,10 +524,60 @@ static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const do
 		tu_model_free(&om);
 	}
 	if (!ok(bad == 0 && n > 0 && kept > 0 && kept < n,
-	        "dare density %g%s: %llu elements within 1 ULP of the test's own drops (%llu changed)",
-	        rho, el ? " elect" : "", (unsigned long long)n, (unsigned long long)kept))
+	        "%s: %llu elements within 1 ULP of the test's own drops (%llu changed)", label,
+	        (unsigned long long)n, (unsigned long long)kept))
 		diag("%llu bad, first %s", (unsigned long long)bad, first);
 	json_decref(man);
+	free(fac);
+}
+
+static void dare_case(struct fam *f, double rho, uint64_t seed, int el, const double *w, int idx)
+{
+	dare_case_x(f, rho, seed, el, w, idx, &xdef);
+}
+
+/* A density per model: with the weights of one model 1 and the others'
+ * 0 (so nothing else moves) and no rescale, the entries of that model
+ * kept are the changed ones, each theta_0 + tau exactly as rounded, and
+ * their fraction is within 5 sigma of that model's own density. */
+static void dare_kept_per_model(struct fam *f)
+{
+	static const double rv[NM] = {0.2, 0.5, 0.8};
+	for (unsigned j = 0; j < NM; j++) {
+		char out[4400];
+		struct tu_model om;
+		double w[NM] = {0, 0, 0};
+		uint64_t nz = 0, kept = 0, wrong = 0;
+		w[j] = 1;
+		snprintf(out, sizeof(out), "%s/darek%u.safetensors", f->dir, j);
+		int rc = tu_run("'%s' merge -q -b '%s/base.safetensors' -m dare_linear --no-rescale "
+		                "--density 0.2,0.5,0.8 --seed 11 -w %g,%g,%g -o '%s' '%s/ft1.safetensors' "
+		                "'%s/ft2.safetensors' '%s/ft3.safetensors'",
+		                tu_lines(), f->dir, w[0], w[1], w[2], out, f->dir, f->dir, f->dir);
+		if (rc == 0 && tu_model_load(&om, out) == 0) {
+			for (size_t ti = 0; ti < f->base.n; ti++) {
+				const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
+				for (uint64_t e = 0; tu_is_float(b) && e < b->nelem; e++) {
+					float tau = tauw(f, ti, j, e, w), bv = tu_elem(b, e), got = tu_elem(o, e);
+					if (tau == 0)
+						continue;
+					nz++;
+					if (got == bv)
+						continue;
+					kept++;
+					double r = (double)bv + tau;
+					wrong += fabs(got - r) > tu_ulp(o->dtype, r) + 0x1p-48 * fabs(r);
+				}
+			}
+			tu_model_free(&om);
+		}
+		double mean = nz * rv[j], sd = sqrt(nz * rv[j] * (1 - rv[j]));
+		ok(rc == 0 && nz > 0 && fabs((double)kept - mean) <= 5 * sd && wrong == 0,
+		   "dare --density 0.2,0.5,0.8: model %u kept %llu of %llu, %.4f, within 5 sigma of "
+		   "its density %.1f, each theta_0 + tau without rescaling (%llu differ)",
+		   j + 1, (unsigned long long)kept, (unsigned long long)nz, nz ? (double)kept / nz : 0.0,
+		   rv[j], (unsigned long long)wrong);
+	}
 }
 
 int main(void)
@@ -545,6 +675,35 @@ int main(void)
 	dare_case(&f, 0.3, 99, 1, wts, 1);
 	dare_case(&f, 0.7, 12345678901234ull, 1, ones, 2);
 	dare_case(&f, 0.1, 0, 0, ones, 3);
+	/* mergekit's names and options: normalize over the agreeing weights
+	 * or not, the L1 rescale or none, a density per model */
+	{
+		static const double rv[NM] = {0.2, 0.5, 0.9}, rv2[NM] = {0.05, 0.3, 1.0};
+		struct xopt x = xdef;
+		x.method = "dare_ties";
+		dare_case_x(&f, 0.3, 99, 1, wts, 4, &x);
+		x.no_norm = 1;
+		dare_case_x(&f, 0.3, 99, 1, wts, 5, &x);
+		x.no_norm = 0, x.rescale = 1, x.rhov = rv;
+		dare_case_x(&f, 0.3, 7, 1, wts, 6, &x);
+		x.method = "dare_linear";
+		dare_case_x(&f, 0.3, 7, 0, wts, 7, &x);
+		x.rescale = 2, x.rhov = rv2;
+		dare_case_x(&f, 0.3, 7, 0, ones, 8, &x);
+		x.method = "dare", x.rescale = 0;
+		dare_case_x(&f, 0.3, 3, 1, wts, 9, &x);
+		x = xdef;
+		x.no_norm = 1;
+		ties_case_x(&f, 0.2, 0, wts, 1, idx++, "", &x);
+		ties_case_x(&f, 0.3, 1, ones, 0, idx++, "", &x);
+		x = xdef;
+		x.rhov = rv;
+		ties_case_x(&f, 0.2, 0, wts, 1, idx++, "", &x);
+		ties_case_x(&f, 0.2, 1, ones, 0, idx++, "", &x);
+		x.rhov = rv2;
+		ties_case_x(&f, 0.2, 0, ones, 0, idx++, "", &x);
+		ties_case_x(&f, 0.2, 0, ones, 0, idx++, "off", &x);
+	}
 
 	/* ---- inspect --norms ---------------------------------------------------------------- */
 	{
@@ -595,6 +754,11 @@ int main(void)
 
 	/* ---- DARE --------------------------------------------------------------------- */
 	same_everywhere(&f, "", "-m dare --dare-elect --density 0.3 --seed 99 --lines", "dare");
+	same_everywhere(&f, "", "-m dare_ties --rescale --density 0.2,0.5,0.9 -w 0.5,1.5,1 --lines",
+	                "dare_ties --rescale, a density per model");
+	same_everywhere(&f, "", "-m ties --density 0.1,0.3,0.6 -w 0.5,1.5,1 --no-normalize --lines",
+	                "ties --no-normalize, a density per model");
+	dare_kept_per_model(&f);
 
 	/* the fraction kept, and what is kept: one model, lambda 1 */
 	double rho = 0.3;

@@ -25,7 +25,7 @@ enum {
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
-	OPT_COUNT
+	OPT_RESCALE, OPT_NO_RESCALE, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -48,6 +48,8 @@ static const struct option merge_options[] = {
 	{"consensus-k", required_argument, NULL, OPT_CONSENSUS_K},
 	{"tall-lambda", required_argument, NULL, OPT_TALL_LAMBDA},
 	{"consensus-over", required_argument, NULL, OPT_CONSENSUS_OVER},
+	{"rescale", no_argument, NULL, OPT_RESCALE},
+	{"no-rescale", no_argument, NULL, OPT_NO_RESCALE},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -102,7 +104,7 @@ static void merge_help(void)
 	printf("usage: lines merge -b BASE [-m METHOD] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
-	       "                   [--normalize | --no-normalize] [--t T]\n"
+	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
@@ -117,7 +119,8 @@ static void merge_help(void)
 	       "                      (optional with -m linear: then only for LiNeS, --lambda)\n"
 	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
 	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
-	       "                      rescale), linear (weighted mean of the models),\n"
+	       "                      rescale; also dare_linear), dare_ties (dare with\n"
+	       "                      --dare-elect), linear (weighted mean of the models),\n"
 	       "                      nearswap (one model where it is within --t of the base)\n"
 	       "                      or consensus (sum where K TALL masks agree)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap)\n"
@@ -130,13 +133,18 @@ static void merge_help(void)
 	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
-	       "                      dare: probability of keeping an entry (default 0.2)\n"
+	       "                      dare: probability of keeping an entry (default 0.2);\n"
+	       "                      a list D1,D2,... gives one per MODEL\n"
 	       "      --trim global|tensor  ties: one threshold per task over the whole model\n"
 	       "                      (default) or one per tensor\n"
 	       "      --seed S        dare: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
-	       "      --normalize, --no-normalize  linear: divide by the sum of the weights\n"
+	       "      --normalize, --no-normalize  linear: divide by the sum of the weights;\n"
+	       "                      ties, dare_ties: by the sum of the agreeing ones\n"
 	       "                      (default) or not\n"
+	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
+	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
+	       "                      not (default: divide them by the density)\n"
 	       "      --t T           nearswap: the sameness threshold, T > 0 (required)\n"
 	       "      --consensus-k K consensus: keep an element where at least K of the\n"
 	       "                      models' TALL masks hold it (default 2; 0 keeps all)\n"
@@ -197,9 +205,12 @@ struct merge_cli {
 	struct lines_merge_opts o;
 	double *weights;
 	size_t nweights;
+	double *densities;
+	size_t ndensities;
+	const char *mname; /* -m as given */
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
-	int have_normalize, have_t, have_consensus;
+	int have_normalize, have_t, have_consensus, have_rescale;
 	double gamma;
 	double *tall;
 	size_t ntall;
@@ -247,10 +258,14 @@ static int parse_method_option(struct merge_cli *mc, int c)
 	switch (c) {
 	case OPT_DENSITY:
 		mc->have_ties_opts = 1;
-		if (cli_parse_double(mc->cmd, "--density", optarg, &o->density) < 0)
+		free(mc->densities);
+		mc->densities = NULL;
+		if (cli_parse_list(mc->cmd, "--density", optarg, &mc->densities, &mc->ndensities) < 0)
 			return CLI_EXIT_USAGE;
-		if (!(o->density > 0 && o->density <= 1))
-			return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
+		for (size_t i = 0; i < mc->ndensities; i++)
+			if (!(mc->densities[i] > 0 && mc->densities[i] <= 1))
+				return cli_usage_error(mc->cmd, "--density must be in (0, 1]");
+		o->density = mc->densities[0];
 		break;
 	case OPT_TRIM:
 		mc->have_ties_opts = mc->have_trim = 1;
@@ -268,6 +283,8 @@ static int parse_method_option(struct merge_cli *mc, int c)
 	case OPT_NO_NORMALIZE: o->no_normalize = 1, mc->have_normalize = 1; break;
 	case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		return parse_consensus_option(mc, c);
+	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
+	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_T:
 		mc->have_t = 1;
 		if (cli_parse_double(mc->cmd, "--t", optarg, &o->t) < 0)
@@ -276,6 +293,19 @@ static int parse_method_option(struct merge_cli *mc, int c)
 			return cli_usage_error(mc->cmd, "--t must be greater than 0");
 		break;
 	}
+	return 0;
+}
+
+/* -m NAME: the method, and what its name implies (dare_ties: election). */
+static int parse_method_name(struct merge_cli *mc)
+{
+	mc->have_method = 1;
+	mc->mname = optarg;
+	if (lines_method_select(&mc->o, optarg) < 0)
+		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
+		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
+		                                "consensus)",
+		                       optarg);
 	return 0;
 }
 
@@ -297,11 +327,8 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		switch (c) {
 		case 'b': o->base = optarg; break;
 		case 'm':
-			mc->have_method = 1;
-			if (lines_method_parse(optarg, &o->method) < 0)
-				return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, "
-				                                "task_arithmetic, mean, ties, dare, linear, "
-				                                "nearswap, consensus)", optarg);
+			if ((rc = parse_method_name(mc)) != 0)
+				return rc;
 			break;
 		case 'w':
 			free(mc->weights);
@@ -348,6 +375,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_DENSITY: case OPT_TRIM: case OPT_SEED: case OPT_DARE_ELECT:
 		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
+		case OPT_RESCALE: case OPT_NO_RESCALE:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -444,10 +472,11 @@ static int check_method_options(struct merge_cli *mc)
 	if (!strcmp(mc->cmd, "scale") && mc->have_ties_opts)
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
 		                                "lines merge -m ties or -m dare");
-	if (!strcmp(mc->cmd, "scale") && (mc->have_normalize || mc->have_t || mc->have_consensus))
-		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --t and the --consensus "
-		                                "and --tall-lambda options belong to lines merge -m "
-		                                "linear, -m nearswap and -m consensus");
+	if (!strcmp(mc->cmd, "scale") &&
+	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale))
+		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --rescale, --no-rescale, "
+		                                "--t and the --consensus and --tall-lambda options "
+		                                "belong to lines merge");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -462,9 +491,16 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
 	if (mc->have_dare_opts && !(mo & LINES_MOPT_SEED))
 		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only");
-	if (mc->have_normalize && !(mo & LINES_MOPT_NORMALIZE))
-		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear "
-		                                "only (-m mean is sum normalized)");
+	if (mc->have_normalize && (!(mo & LINES_MOPT_NORMALIZE) ||
+	                           (o->method == LINES_M_DARE && !o->dare_elect)))
+		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear, "
+		                                "ties and dare_ties only (-m mean is sum normalized; "
+		                                "dare_linear sums)");
+	if (mc->have_rescale && !(mo & LINES_MOPT_RESCALE))
+		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare only");
+	if (mc->mname && !strcmp(mc->mname, "dare_linear") && o->dare_elect)
+		return cli_usage_error(mc->cmd, "-m dare_linear elects no signs: for --dare-elect "
+		                                "give -m dare_ties");
 	if (mc->have_t && !(mo & LINES_MOPT_T))
 		return cli_usage_error(mc->cmd, "--t applies to -m nearswap only");
 	if (mc->have_consensus && !(mo & LINES_MOPT_CONSENSUS))
@@ -516,6 +552,12 @@ static int check(struct merge_cli *mc)
 			                       mc->nweights, mc->nweights == 1 ? "" : "s", o->nmodels,
 			                       o->nmodels == 1 ? "" : "s");
 		o->weights = mc->weights;
+	}
+	if (mc->ndensities > 1) {
+		if (mc->ndensities != o->nmodels)
+			return cli_usage_error(mc->cmd, "--density gives %zu densities for %zu model%s",
+			                       mc->ndensities, o->nmodels, o->nmodels == 1 ? "" : "s");
+		o->densities = mc->densities;
 	}
 	if (!o->output) {
 		if (isatty(STDOUT_FILENO) && !mc->dry_run)
@@ -782,6 +824,7 @@ out:
 	lines_plan_free(plan);
 	free(mc->weights);
 	free(mc->tall);
+	free(mc->densities);
 	return rc;
 }
 
@@ -816,10 +859,12 @@ int cmd_scale(int argc, char **argv)
 		                              "belong to lines merge; scale takes --gamma");
 	free(mc.weights);
 	free(mc.tall);
+	free(mc.densities);
 	if (rc != 0)
 		return rc;
 	mc.weights = NULL;
 	mc.tall = NULL;
+	mc.densities = NULL;
 	/* parse again inside run(): getopt state is reset there */
 	return run(&mc, argc, argv);
 }

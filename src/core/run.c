@@ -370,6 +370,10 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	FORWARD_IF_ERROR(check_options(opts, m, err));
 	RETURN_ERROR_IF((m->flags & METHOD_USES_DENSITY) && !(opts->density > 0 && opts->density <= 1),
 	                err, LINES_EUSAGE, NULL, NULL, "--density must be in (0, 1]");
+	for (size_t i = 0; opts->densities && i < opts->nmodels; i++)
+		RETURN_ERROR_IF((m->flags & METHOD_USES_DENSITY) &&
+		                        !(opts->densities[i] > 0 && opts->densities[i] <= 1),
+		                err, LINES_EUSAGE, NULL, NULL, "--density must be in (0, 1]");
 	if (m->check)
 		FORWARD_IF_ERROR(m->check(opts, err));
 	lp = calloc(1, sizeof(*lp));

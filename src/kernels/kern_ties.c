@@ -82,12 +82,43 @@ int64_t ties_decided(const struct kern *k, const double *mtl, const signed char 
 	                                                                      dq);
 }
 
+/* One element with the divisor sum(c_i) over the kept values of the
+ * elected sign (1 where 0): the scalar kernel's rule, but c for counts. */
+static int elect_div1(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
+                      const double *c, double *mtl)
+{
+	double pos = 0.0, neg = 0.0, cp = 0.0, cn = 0.0, s, dv;
+	int sign, e;
+
+	for (unsigned i = 0; i < nx; i++) {
+		float v = tp[(size_t)i * stride];
+		if (v != 0.0f && ties_mag(v) >= thr[i]) {
+			if (v != v) { /* a kept NaN: the element is NaN */
+				*mtl = NAN;
+				return 1;
+			}
+			if (v > 0.0f)
+				pos += (double)v, cp += c[i];
+			else
+				neg += (double)v, cn += c[i];
+		}
+	}
+	s = pos + neg;
+	sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
+	e = sign ? sign : maj;
+	dv = e > 0 ? cp : cn;
+	*mtl = (e > 0 ? pos : neg) / (dv != 0.0 ? dv : 1.0);
+	return sign;
+}
+
 int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
-               double *mtl)
+               const double *c, double *mtl)
 {
 	/* one element through the scalar tile kernel (stride: its task step) */
 	float t[LINES_MAX_MODELS];
 	signed char sign;
+	if (c)
+		return elect_div1(tp, stride, nx, thr, maj, c, mtl);
 	for (unsigned i = 0; i < nx && i < LINES_MAX_MODELS; i++)
 		t[i] = tp[(size_t)i * stride];
 	kern_scalar.ties_elect(t, 1, nx, thr, maj, mtl, &sign);
@@ -95,8 +126,14 @@ int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr,
 }
 
 void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
-                     const uint32_t *thr, int maj, double *mtl, signed char *sign)
+                     const uint32_t *thr, int maj, const double *c, double *mtl,
+                     signed char *sign)
 {
+	if (c) {
+		for (size_t j = 0; j < n; j++)
+			sign[j] = (signed char)elect_div1(tp + j, n, nx, thr, maj, c, &mtl[j]);
+		return;
+	}
 	(k->ties_elect ? k->ties_elect : kern_scalar.ties_elect)(tp, n, nx, thr, maj, mtl, sign);
 }
 

@@ -77,12 +77,19 @@ int64_t ties_decided(const struct kern *k, const double *mtl, const signed char 
  * Election at one element: tau'_i at tp[i * stride]; kept when
  * mag >= thr[i] and tau' != 0. Returns sign(S) (0 when S is 0: then maj
  * elected); *mtl is tau_MTL (NaN when a kept value is NaN).
+ *
+ * The divisor of tau_MTL: with c NULL, the number of kept values of the
+ * elected sign (the kernels'); else the float64 sum, tasks in order, of
+ * c[i] over them, 1 where that sum is 0 (mergekit's normalize with
+ * c = the weights; c all 0: no division). With c, the portable loop here
+ * on every instruction set.
  */
 int ties_elect(const float *tp, size_t stride, unsigned nx, const uint32_t *thr, int maj,
-               double *mtl);
-/* The same over a tile, with the instruction set's kernel. */
+               const double *c, double *mtl);
+/* The same over a tile, with the instruction set's kernel when c is NULL. */
 void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
-                     const uint32_t *thr, int maj, double *mtl, signed char *sign);
+                     const uint32_t *thr, int maj, const double *c, double *mtl,
+                     signed char *sign);
 
 /*
  * DARE's draw for element idx of a tensor of task `task` is

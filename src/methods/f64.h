@@ -124,13 +124,13 @@ static inline uint32_t f64_ceil32(uint64_t t)
  * tau'_i kept when nonzero and f64_mag >= thr[i]; P and N the sums, tasks
  * in order, of the kept positive and negative values, s = sign(P + N)
  * (maj when 0), *mtl = P or N over its count (0 if none), NaN when a kept
- * value is NaN. Returns sign(P + N).
+ * value is NaN; with c, over the sum of c[i] of its values instead (1
+ * where 0), as ties_elect() in kern_ties.h. Returns sign(P + N).
  */
 static inline int f64_elect(const double *tau, unsigned nx, const uint64_t *thr, int maj,
-                            double *mtl)
+                            const double *c, double *mtl)
 {
-	double pos = 0.0, neg = 0.0, s;
-	unsigned np = 0, nn = 0;
+	double pos = 0.0, neg = 0.0, cp = 0.0, cn = 0.0, s, dv;
 	int sign, e;
 	for (unsigned i = 0; i < nx; i++) {
 		double v = tau[i];
@@ -140,18 +140,16 @@ static inline int f64_elect(const double *tau, unsigned nx, const uint64_t *thr,
 				return 1;
 			}
 			if (v > 0.0)
-				pos += v, np++;
+				pos += v, cp += c ? c[i] : 1.0;
 			else
-				neg += v, nn++;
+				neg += v, cn += c ? c[i] : 1.0;
 		}
 	}
 	s = pos + neg;
 	sign = s > 0.0 ? 1 : s < 0.0 ? -1 : 0;
 	e = sign ? sign : maj;
-	if (e > 0)
-		*mtl = np ? pos / (double)np : 0.0;
-	else
-		*mtl = nn ? neg / (double)nn : 0.0;
+	dv = e > 0 ? cp : cn;
+	*mtl = (e > 0 ? pos : neg) / (dv != 0.0 ? dv : 1.0);
 	return sign;
 }
 

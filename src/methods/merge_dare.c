@@ -1,11 +1,17 @@
 /*
  * merge_dare.c -- DARE: drop and rescale, then sum (or elect as TIES).
  *
- * Each entry of each task vector is kept with probability rho (--density)
- * and divided by rho (float32, one rounding); the weighted kept entries
- * are summed in float64, or with
- * --dare-elect their signs are elected by mass (the model's majority sign
- * breaking exact ties) and the agreeing entries averaged. Whether an entry
+ * Each entry of task vector i is kept with probability rho_i (--density,
+ * one for all or one per model) and divided by r_i (float32, one
+ * rounding): rho_i by default, 1 with --no-rescale, or with --rescale
+ * (mergekit's) the ratio of the L1 norms of the kept entries and of all
+ * of them in the tensor, which a read-only `rescale` pass measures first
+ * (per block of the tensor, in order: the same for any chunking). The
+ * weighted kept entries are summed in float64 (dare_linear), or with
+ * --dare-elect (dare_ties) their signs are elected by mass (the model's
+ * majority sign breaking exact ties) and the agreeing entries averaged
+ * over the sum of their weights (mergekit's normalize; elect_divisors()),
+ * or summed with --no-normalize. Whether an entry
  * is kept is decided by a counter-based hash of (seed, task, the XXH3 of
  * the tensor's name, the element's index): a pure function, so the output
  * is the same for any chunk size, thread count or reader, on any machine.
@@ -34,7 +40,14 @@
 struct dare {
 	unsigned nx;
 	uint64_t *keys; /* nt x nx */
-	uint64_t limit; /* dare_limit(density) */
+	uint64_t limit[LINES_MAX_MODELS]; /* dare_limit() of each model's density */
+	/* nt x nx: what the kept values of a task in a tensor are divided by
+	 * (its density, 1, or with --rescale kept L1 / L1 from the rescale
+	 * pass) */
+	double *div;
+	double *l1; /* nt x nx x 2, with --rescale: L1 of tau', of the kept */
+	const double *c; /* the divisors of the elected mean: elect_divisors() */
+	double cbuf[LINES_MAX_MODELS];
 	uint32_t *zero; /* nx thresholds of 0: election keeps every nonzero value */
 	double *ones;
 	double num[2], det[2], zpos[2], zneg[2];
@@ -89,10 +102,10 @@ static void dare_tile(struct merge_ctx *p, const struct pipe_job *job, const str
 	ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, tl->bt,
 	          tl->tp);
 	for (unsigned i = 0; i < ds->nx; i++)
-		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit,
-		               p->o->density);
+		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit[i],
+		               ds->div[job->tensor * ds->nx + i]);
 	if (p->o->dare_elect) {
-		ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, mtl, sign);
+		ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, ds->c, mtl, sign);
 		return;
 	}
 	for (size_t j = 0; j < nn; j++)
@@ -120,7 +133,7 @@ static double dare_taus_f64(struct merge_ctx *p, const struct pipe_job *job, siz
 	*raw = 0.0;
 	for (unsigned i = 0; i < ds->nx; i++) {
 		uint64_t x = kern_mix64(keys[i] ^ ((job->u0 + j) * KERN_DARE_STEP)) >> 11;
-		tau[i] = x < ds->limit ? tau[i] / p->o->density : 0.0;
+		tau[i] = x < ds->limit[i] ? tau[i] / ds->div[job->tensor * ds->nx + i] : 0.0;
 		*raw += d[i];
 	}
 	return b;
@@ -132,7 +145,7 @@ static int dare_mtl_f64(const struct merge_ctx *p, const double *tau, unsigned n
 {
 	static const uint64_t zero[LINES_MAX_MODELS];
 	if (p->o->dare_elect)
-		return f64_elect(tau, nx, zero, maj, mtl);
+		return f64_elect(tau, nx, zero, maj, ((const struct dare *)p->state)->c, mtl);
 	*mtl = 0.0;
 	for (unsigned i = 0; i < nx; i++)
 		*mtl += tau[i];
@@ -173,6 +186,83 @@ static void stats_f64(struct merge_ctx *p, struct pipe_job *job, size_t n)
 	job->part[0] = (double)votes;
 }
 
+/* ---- rescale (--rescale) ------------------------------------------------------ */
+
+/* Is element e of a tensor kept from task i (dare_drop's test)? */
+static int kept(const struct dare *ds, const uint64_t *keys, unsigned i, uint64_t e)
+{
+	return (kern_mix64(keys[i] ^ (e * KERN_DARE_STEP)) >> 11) < ds->limit[i];
+}
+
+/* Per block of a job and per task: the L1 norm of tau' and of its kept
+ * values, in float64, elements in order (blk[2i], blk[2i + 1]). */
+static int rescale_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                        struct lines_error *err)
+{
+	const struct tensor *t = &p->t[job->tensor];
+	struct dare *ds = D(p);
+	struct tile tl = tile_of(scratch, ds->nx);
+	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
+	const void *xs[LINES_MAX_MODELS];
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		double *blk = job->part + 2 * (size_t)ds->nx * b;
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		memset(blk, 0, 2 * ds->nx * sizeof(double));
+		for (size_t j = b0; f64_tensor(t) && j < b1; j++) {
+			double tau[LINES_MAX_MODELS];
+			f64_taus(job, ds->nx, p->w, j, tau, NULL);
+			for (unsigned i = 0; i < ds->nx; i++) {
+				blk[2 * i] += fabs(tau[i]);
+				blk[2 * i + 1] += kept(ds, keys, i, job->u0 + j) ? fabs(tau[i]) : 0.0;
+			}
+		}
+		for (size_t j0 = b0; !f64_tensor(t) && j0 < b1; j0 += KERN_TILE) {
+			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			for (unsigned i = 0; i < ds->nx; i++)
+				xs[i] = job->in[i + 1] + j0 * t->unit_in;
+			ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn,
+			          tl.bt, tl.tp);
+			for (unsigned i = 0; i < ds->nx; i++)
+				for (size_t j = 0; j < nn; j++) {
+					double a = fabs((double)tl.tp[(size_t)i * nn + j]);
+					blk[2 * i] += a;
+					blk[2 * i + 1] += kept(ds, keys, i, job->u0 + j0 + j) ? a : 0.0;
+				}
+		}
+	}
+	return 0;
+}
+
+static int rescale_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct dare *ds = D(p);
+	double *l1 = ds->l1 + 2 * job->tensor * ds->nx;
+	(void)err;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (unsigned q = 0; q < 2 * ds->nx; q++)
+			l1[q] += job->part[2 * (size_t)ds->nx * b + q];
+	return 0;
+}
+
+/* mergekit's rescale: the kept values times L1 / (kept L1), that is
+ * divided by kept L1 / L1; not when either is below 1e-7 (or not finite)
+ * or the density is 1. */
+static int rescale_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct dare *ds = D(p);
+	(void)err;
+	for (size_t q = 0; q < p->nt * ds->nx; q++) {
+		double all = ds->l1[2 * q], k = ds->l1[2 * q + 1];
+		int on = density_of(p->o, (unsigned)(q % ds->nx)) < 1.0 && isfinite(all) &&
+		         isfinite(k) && all >= 1e-7 && k >= 1e-7;
+		ds->div[q] = on ? k / all : 1.0;
+	}
+	return 0;
+}
+
 /* ---- stats ------------------------------------------------------------------- */
 static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
@@ -207,7 +297,7 @@ static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 			for (size_t j = 0; j < nn; j++)
 				both |= tl.sp[j] == 0 && tl.mp[j] != 0.0;
 			if (both) /* the same dropped values, the other majority */
-				ties_elect_tile(p->k, tl.tp, nn, ds->nx, ds->zero, -1, tl.mn, tl.sn);
+				ties_elect_tile(p->k, tl.tp, nn, ds->nx, ds->zero, -1, ds->c, tl.mn, tl.sn);
 			/* without branches: the signs are random, so a branch per
 			 * element would be mispredicted half the time; adding +0.0
 			 * leaves these sums of magnitudes unchanged */
@@ -288,10 +378,53 @@ static void dare_free(struct merge_ctx *p)
 	if (!ds)
 		return;
 	free(ds->keys);
+	free(ds->div);
+	free(ds->l1);
 	free(ds->zero);
 	free(ds->ones);
 	free(ds);
 	p->state = NULL;
+}
+
+/* The state's tables: the keys of the drops, and what the kept values
+ * are divided by until the rescale pass knows better. */
+static int dare_tables(struct merge_ctx *p, struct dare *ds)
+{
+	unsigned nx = ds->nx;
+	size_t nt = p->nt ? p->nt : 1;
+	ds->keys = calloc(nt * nx, sizeof(*ds->keys));
+	ds->div = calloc(nt * nx, sizeof(*ds->div));
+	ds->l1 = calloc(nt * nx * 2, sizeof(*ds->l1));
+	ds->ones = calloc(nx, sizeof(*ds->ones));
+	ds->zero = calloc(nx, sizeof(*ds->zero));
+	if (!ds->keys || !ds->div || !ds->l1 || !ds->ones || !ds->zero)
+		return -1;
+	for (unsigned i = 0; i < nx; i++) {
+		ds->ones[i] = 1.0;
+		ds->limit[i] = dare_limit(density_of(p->o, i));
+	}
+	for (size_t t = 0; t < p->nt; t++) {
+		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
+		for (unsigned i = 0; i < nx; i++) {
+			ds->keys[t * nx + i] = dare_key(p->o->seed, i, h);
+			ds->div[t * nx + i] =
+				p->o->rescale == LINES_RESCALE_DENSITY ? density_of(p->o, i) : 1.0;
+		}
+	}
+	return 0;
+}
+
+static struct pass *add_pass(struct merge_ctx *p, const char *name, int writes,
+                     int (*work)(struct merge_ctx *, struct pipe_job *, void *,
+                                 struct lines_error *))
+{
+	struct pass *a = passes_add(p->passes);
+	a->name = name;
+	a->writes = writes;
+	a->scratch = scratch_bytes(D(p)->nx);
+	a->want = writes ? want_all : want_merged;
+	a->work = work;
+	return a;
 }
 
 static int dare_setup(struct merge_ctx *p, struct lines_error *err)
@@ -299,58 +432,50 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 	struct dare *ds = calloc(1, sizeof(*ds));
 	unsigned nx = p->nmodels;
 	int stats = p->o->dare_elect || (p->o->lines && p->o->alpha_auto);
+	int l1 = p->o->rescale == LINES_RESCALE_L1;
 
 	RETURN_ERROR_IF(!ds, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	p->state = ds;
 	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL, "DARE merges at most %d models", LINES_MAX_MODELS);
-	RETURN_ERROR_IF(stats && p->single_pass, err, LINES_EUSAGE, NULL, NULL,
-	                "standard input can be read only once, but DARE with --dare-elect or "
-	                "automatic alpha reads its inputs twice: give that model as a file");
+	RETURN_ERROR_IF((stats || l1) && p->single_pass, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input can be read only once, but DARE with --dare-elect, "
+	                "--rescale or automatic alpha reads its inputs twice: give that model as "
+	                "a file");
 	ds->nx = nx;
 	ds->maj = 1;
-	ds->keys = calloc((p->nt ? p->nt : 1) * nx, sizeof(*ds->keys));
-	ds->ones = calloc(nx, sizeof(*ds->ones));
-	ds->zero = calloc(nx, sizeof(*ds->zero));
-	ds->limit = dare_limit(p->o->density);
-	RETURN_ERROR_IF(!ds->keys || !ds->ones || !ds->zero, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	for (unsigned i = 0; i < nx; i++)
-		ds->ones[i] = 1.0;
-	for (size_t t = 0; t < p->nt; t++) {
-		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
-		for (unsigned i = 0; i < nx; i++)
-			ds->keys[t * nx + i] = dare_key(p->o->seed, i, h);
+	ds->c = elect_divisors(p, ds->cbuf);
+	RETURN_ERROR_IF(dare_tables(p, ds) < 0, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (l1) {
+		struct pass *r = add_pass(p, "rescale", 0, rescale_work);
+		r->part_block = 2 * nx;
+		r->reduce = rescale_reduce;
+		r->done = rescale_done;
 	}
 	if (stats) {
-		struct pass *a = passes_add(p->passes);
-		a->name = "stats";
+		struct pass *a = add_pass(p, "stats", 0, stats_work);
 		a->part_job = 1;
 		a->part_block = 8;
-		a->scratch = scratch_bytes(nx);
-		a->want = want_merged;
-		a->work = stats_work;
 		a->reduce = stats_reduce;
 		a->done = stats_done;
 		if (p->o->lines && p->o->alpha_auto)
 			p->sc->measured = 1;
 	}
-	struct pass *w = passes_add(p->passes);
-	w->name = "write";
-	w->writes = 1;
-	w->scratch = scratch_bytes(nx);
-	w->want = want_all;
-	w->work = write_work;
+	add_pass(p, "write", 1, write_work);
 	return 0;
 }
 
 static void dare_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
                       void *arg)
 {
-	char v[64];
-	lines_fmt_double(v, sizeof(v), p->o->density);
-	put(arg, "lines.density", v);
+	char v[64 * LINES_MAX_MODELS];
+	density_meta(p, put, arg);
 	snprintf(v, sizeof(v), "%llu", (unsigned long long)p->o->seed);
 	put(arg, "lines.seed", v);
 	put(arg, "lines.dare_elect", p->o->dare_elect ? "true" : "false");
+	if (p->o->dare_elect && p->o->no_normalize)
+		put(arg, "lines.normalize", "false");
+	if (p->o->rescale != LINES_RESCALE_DENSITY)
+		put(arg, "lines.rescale", p->o->rescale == LINES_RESCALE_L1 ? "l1" : "none");
 }
 
 static json_t *dare_report(const struct merge_ctx *p)
@@ -361,8 +486,14 @@ static json_t *dare_report(const struct merge_ctx *p)
 	if (!m)
 		return NULL;
 	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)p->o->seed);
-	json_object_set_new(m, "density", json_real(p->o->density));
+	density_report(p, m);
 	json_object_set_new(m, "seed", json_string(seed));
+	/* beside the defaults (normalized, divided by the density) */
+	if (p->o->dare_elect && p->o->no_normalize)
+		json_object_set_new(m, "normalize", json_false());
+	if (p->o->rescale != LINES_RESCALE_DENSITY)
+		json_object_set_new(m, "rescale",
+		                    json_string(p->o->rescale == LINES_RESCALE_L1 ? "l1" : "none"));
 	json_object_set_new(m, "elect", json_boolean(p->o->dare_elect));
 	json_object_set_new(m, "majority",
 	                    ds && ds->elected && ds->maj ? json_integer(ds->maj) : json_null());
@@ -372,7 +503,8 @@ static json_t *dare_report(const struct merge_ctx *p)
 const struct method method_dare = {
 	.name = "dare",
 	.summary = "drop and rescale (DARE), then sum, or elect signs with --dare-elect",
-	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED,
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED |
+	         METHOD_USES_NORMALIZE | METHOD_USES_RESCALE,
 	.setup = dare_setup,
 	.meta = dare_meta,
 	.report = dare_report,

@@ -4,9 +4,12 @@
  * Per task, tau'_i = w_i tau_i keeps the entries with |tau'_i| >= t_i,
  * where t_i is the k-th smallest |tau'_i| (1-based), k = d - floor(d rho),
  * over the d floating elements of the whole model (--trim global) or of
- * each tensor (--trim tensor). The signs are elected by mass, the model's
- * majority sign breaking exact ties, and the kept entries that agree are
- * averaged (kern_ties.h).
+ * each tensor (--trim tensor), rho the model's own density when
+ * --density gives one per model. The signs are elected by mass, the
+ * model's majority sign breaking exact ties, and the kept entries that
+ * agree are averaged over the sum of their weights (kern_ties.h; with
+ * every weight 1 that is their count, the kernels' own) or, with
+ * --no-normalize, summed.
  *
  * The threshold is found by radix selection over the bit patterns of
  * |tau'| (which order like the magnitudes), never by sorting:
@@ -139,6 +142,8 @@ struct ties {
 	enum ties_way way; /* what the select pass does, and whether it did it all */
 	uint32_t *pred;    /* nx */
 	int concluded;     /* thr and maj are final */
+	const double *c;   /* the divisors of the mean: elect_divisors() */
+	double cbuf[LINES_MAX_MODELS];
 };
 
 static struct ties *T(struct merge_ctx *p) { return p->state; }
@@ -363,7 +368,7 @@ static size_t tile_open(const struct ties *ts, uint32_t tensor, const float *tp,
 				r[1 + i] = tp[(size_t)i * nn + j];
 		} else { /* a zero sum: the majority decides, both ways */
 			double mp = mtl[j], mn = 0.0;
-			ties_elect(tp + j, nn, nx, up, -1, &mn);
+			ties_elect(tp + j, nn, nx, up, -1, ts->c, &mn);
 			if (isfinite(mp) && isfinite(mn)) {
 				pl[l] += fabs(mp), pq[l] += mp * mp;
 				nl[l] += fabs(mn), nq[l] += mn * mn;
@@ -445,7 +450,7 @@ static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *sc
 			tile_numerator(p, t, xs, ws.bt, ws.tp, nn, &nm);
 		}
 		memset(ws.open, 0, nn); /* the predictions decide every element */
-		ties_elect_tile(p->k, ws.tp, nn, nx, ts->pred, 1, ws.mtl, ws.sign);
+		ties_elect_tile(p->k, ws.tp, nn, nx, ts->pred, 1, ts->c, ws.mtl, ws.sign);
 		votes += ties_decided(p->k, ws.mtl, ws.sign, ws.open, nn, dl, dq);
 		tile_open(ts, (uint32_t)job->tensor, ws.tp, nn, ws.open, ws.mtl, ts->pred, NULL, pl, pq,
 		          nl, nq);
@@ -550,10 +555,10 @@ static uint64_t rank_k(uint64_t d, double rho)
 	return d > m ? d - m : 0;
 }
 
-static void find_bins(struct ties *ts, size_t e, uint64_t d, double rho)
+static void find_bins(struct ties *ts, size_t e, uint64_t d, const struct lines_merge_opts *o)
 {
-	uint64_t k = rank_k(d, rho);
 	for (unsigned i = 0; i < ts->nx; i++) {
+		uint64_t k = rank_k(d, density_of(o, i)); /* each task its own */
 		const uint64_t *h = ts->run + (size_t)i * BINS;
 		uint64_t cum = 0;
 		size_t idx = e * ts->nx + i;
@@ -841,7 +846,7 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 		 * pass's, so the bins are known now, and the select pass does
 		 * the threshold pass's work (a prediction would be no better:
 		 * the same reads, the same sums). */
-		find_bins(ts, 0, d, p->o->density);
+		find_bins(ts, 0, d, p->o);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->way = TIES_BINNED;
 		lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
@@ -898,7 +903,7 @@ static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
-		find_bins(ts, job->tensor, ts->run_d, p->o->density);
+		find_bins(ts, job->tensor, ts->run_d, p->o);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->run_d = 0;
 	}
@@ -1033,8 +1038,8 @@ static int settle64(struct merge_ctx *p, double *pos, double *neg, struct lines_
 			memcpy(&ti, buf + r * rl, 4);
 			memcpy(tau, buf + r * rl + 8, 8 * (size_t)nx);
 			const uint64_t *thr = ts->thr64 + entry(ts, ti) * nx;
-			int sp = f64_elect(tau, nx, thr, 1, &mp);
-			f64_elect(tau, nx, thr, -1, &mn);
+			int sp = f64_elect(tau, nx, thr, 1, ts->c, &mp);
+			f64_elect(tau, nx, thr, -1, ts->c, &mn);
 			if (sp) {
 				ts->votes += sp;
 				if (isfinite(mp))
@@ -1086,7 +1091,7 @@ static int select_done(struct merge_ctx *p, struct lines_error *err)
 		return conclude(p, "select", err);
 	}
 	if (!ts->per_tensor)
-		find_bins(ts, 0, ts->run_d, p->o->density);
+		find_bins(ts, 0, ts->run_d, p->o);
 	if (ts->way == TIES_PREDICT)
 		FORWARD_IF_ERROR(predict_end(p, err));
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
@@ -1180,11 +1185,11 @@ static void threshold_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *c
 				memcpy(r + 8, tau, 8 * (size_t)nx);
 				continue;
 			}
-			votes += sp = f64_elect(tau, nx, tb->up64, 1, &mp);
+			votes += sp = f64_elect(tau, nx, tb->up64, 1, T(p)->c, &mp);
 			if (sp) {
 				f64_norm_add(dl, dq, l, mp);
 			} else if (mp != 0.0) { /* a zero sum: both majorities */
-				f64_elect(tau, nx, tb->up64, -1, &mn);
+				f64_elect(tau, nx, tb->up64, -1, T(p)->c, &mn);
 				if (isfinite(mp) && isfinite(mn))
 					f64_norm_add(pl, pq, l, mp), f64_norm_add(nl, nq, l, mn);
 			}
@@ -1243,7 +1248,7 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 				tile_numerator(p, t, xs, w.bt, w.tp, nn, &nm);
 			ties_bins(p->k, w.tp, nx, nn, lowbin, h, w.open);
 			open_equal(&tb, w.tp, nx, nn, w.open);
-			ties_elect_tile(p->k, w.tp, nn, nx, up, 1, w.mtl, w.sign);
+			ties_elect_tile(p->k, w.tp, nn, nx, up, 1, ts->c, w.mtl, w.sign);
 			votes += ties_decided(p->k, w.mtl, w.sign, w.open, nn, dl, dq);
 			nrec += tile_open(ts, (uint32_t)job->tensor, w.tp, nn, w.open, w.mtl, up,
 			                  v->rec + nrec * TH_REC(nx), pl, pq, nl, nq);
@@ -1328,8 +1333,8 @@ static int settle(struct merge_ctx *p, double *pos, double *neg, struct lines_er
 				for (unsigned i = 0; i < nx; i++)
 					tp[(size_t)i * m + r] = buf[(r0 + r) * rl + 1 + i];
 			const uint32_t *thr = ts->thr + entry(ts, ti) * nx;
-			ties_elect_tile(p->k, tp, m, nx, thr, 1, mp, sp);
-			ties_elect_tile(p->k, tp, m, nx, thr, -1, mn, sn);
+			ties_elect_tile(p->k, tp, m, nx, thr, 1, ts->c, mp, sp);
+			ties_elect_tile(p->k, tp, m, nx, thr, -1, ts->c, mn, sn);
 			for (size_t r = 0; r < m; r++) {
 				if (sp[r]) {
 					ts->votes += sp[r];
@@ -1392,7 +1397,7 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 
 	for (size_t j = 0; f64_tensor(t) && j < n; j++) { /* in float64 (f64.h) */
 		double tau[LINES_MAX_MODELS], m, b = f64_taus(job, nx, p->w, j, tau, NULL);
-		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, &m);
+		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, ts->c, &m);
 		f64_finish(job->out, j, b, m, t->lambda);
 	}
 	for (size_t j0 = 0; !f64_tensor(t) && j0 < n; j0 += KERN_TILE) {
@@ -1400,7 +1405,7 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
 		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt, w.tp);
-		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, w.mtl, w.sign);
+		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, ts->c, w.mtl, w.sign);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.mtl, t->lambda, nn);
 	}
 	return 0;
@@ -1464,6 +1469,7 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most %d models", LINES_MAX_MODELS);
 	ts->nx = nx;
 	ts->per_tensor = p->o->trim_tensor;
+	ts->c = elect_divisors(p, ts->cbuf);
 	/* LINES_TEST_TIES_FLUSH_EVERY: flush far more often, to test the flushes
 	 * (the counts and so the bytes must not change) */
 	ts->count_limit = UINT32_MAX;
@@ -1474,7 +1480,8 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	/* a prediction for the select pass: global trim over files that can
 	 * be sampled (not streams), and few enough tasks for the sample; not
 	 * with F64 tensors, whose thresholds are refined after the counts */
-	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX && !ts->has64;
+	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX && !ts->has64 &&
+	              !p->o->densities; /* one k for every task */
 	RETURN_ERROR_IF(ties_alloc(p, ts) < 0, err, LINES_ENOMEM, NULL, NULL,
 	                "out of memory for TIES");
 	for (unsigned i = 0; i < nx; i++)
@@ -1527,10 +1534,10 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 static void ties_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
                       void *arg)
 {
-	char v[64];
-	lines_fmt_double(v, sizeof(v), p->o->density);
-	put(arg, "lines.density", v);
+	density_meta(p, put, arg);
 	put(arg, "lines.trim", p->o->trim_tensor ? "tensor" : "global");
+	if (p->o->no_normalize)
+		put(arg, "lines.normalize", "false");
 }
 
 /* The thresholds of entry e as the magnitudes they are (float32 bit
@@ -1557,7 +1564,9 @@ static json_t *ties_report(const struct merge_ctx *p)
 	json_t *m = json_object();
 	if (!m)
 		return NULL;
-	json_object_set_new(m, "density", json_real(p->o->density));
+	density_report(p, m);
+	if (p->o->no_normalize) /* beside the default */
+		json_object_set_new(m, "normalize", json_false());
 	json_object_set_new(m, "trim", json_string(p->o->trim_tensor ? "tensor" : "global"));
 	json_object_set_new(m, "majority", done && ts->maj ? json_integer(ts->maj) : json_null());
 	if (!p->o->trim_tensor) /* per tensor, they are in each tensor's entry */
@@ -1576,7 +1585,8 @@ static void ties_report_tensor(const struct merge_ctx *p, size_t i, json_t *e)
 const struct method method_ties = {
 	.name = "ties",
 	.summary = "TIES: trim each task vector, elect a sign per element, disjoint mean",
-	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_TRIM,
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_TRIM |
+	         METHOD_USES_NORMALIZE,
 	.setup = ties_setup,
 	.meta = ties_meta,
 	.report = ties_report,

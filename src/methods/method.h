@@ -67,6 +67,7 @@ enum {
 	METHOD_NO_BASE = LINES_MOPT_NO_BASE,
 	METHOD_ONE_MODEL = LINES_MOPT_ONE_MODEL, /* exactly one model besides the base */
 	METHOD_USES_CONSENSUS = LINES_MOPT_CONSENSUS, /* --consensus-k, --tall-lambda */
+	METHOD_USES_RESCALE = LINES_MOPT_RESCALE, /* --rescale, --no-rescale */
 	/* the merged task vector is linear in the inputs: automatic alpha is
 	 * known in closed form with equal weights, else from a norm pass */
 	METHOD_LINEAR = 1 << 16,
@@ -77,7 +78,7 @@ enum {
 #define METHOD_MOPTS                                                                          \
 	(LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED | LINES_MOPT_NORMALIZE |          \
 	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL |         \
-	 LINES_MOPT_CONSENSUS)
+	 LINES_MOPT_CONSENSUS | LINES_MOPT_RESCALE)
 
 struct method {
 	const char *name;
@@ -117,6 +118,55 @@ static inline json_t *json_num(double v)
 	if (isfinite(v))
 		return json_real(v);
 	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
+}
+
+/* The density of model i (0-based): its own, or the one for all. */
+static inline double density_of(const struct lines_merge_opts *o, unsigned i)
+{
+	return o->densities ? o->densities[i] : o->density;
+}
+
+/*
+ * The divisors of an elected mean (ties_elect()'s c in kern_ties.h):
+ * mergekit's sum(w_i m_i) with normalize, which is the count of the
+ * agreeing values when every weight is 1 (then NULL: the kernels'
+ * count); without normalize, zeros (no division). buf holds nmodels.
+ */
+static inline const double *elect_divisors(const struct merge_ctx *c, double *buf)
+{
+	int ones = 1;
+	for (unsigned i = 0; i < c->nmodels; i++) {
+		buf[i] = c->o->no_normalize ? 0.0 : c->w[i];
+		ones &= c->w[i] == 1.0;
+	}
+	return ones && !c->o->no_normalize ? NULL : buf;
+}
+
+/* The density in the output's metadata (lines.density): one number, or
+ * one per model separated by commas. */
+static inline void density_meta(const struct merge_ctx *c,
+                                void (*put)(void *arg, const char *key, const char *value),
+                                void *arg)
+{
+	char v[40 * LINES_MAX_MODELS] = "";
+	size_t n = 0;
+	for (unsigned i = 0; i < (c->o->densities ? c->nmodels : 1) && n + 40 < sizeof(v); i++) {
+		if (i)
+			v[n++] = ',';
+		lines_fmt_double(v + n, sizeof(v) - n, density_of(c->o, i));
+		n += strlen(v + n);
+	}
+	put(arg, "lines.density", v);
+}
+
+/* The density in a method's report: a number, or an array of one per
+ * model. */
+static inline void density_report(const struct merge_ctx *c, json_t *m)
+{
+	json_t *a = c->o->densities ? json_array() : NULL;
+	for (unsigned i = 0; a && i < c->nmodels; i++)
+		json_array_append_new(a, json_real(c->o->densities[i]));
+	json_object_set_new(m, "density", a ? a : json_real(c->o->density));
 }
 
 /* What a pass wants: every tensor, or the merged ones. */

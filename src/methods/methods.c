@@ -28,8 +28,11 @@ static const struct method *const methods[] = {
 static const struct {
 	const char *alias;
 	enum lines_method m;
+	int elect; /* dare: -1 leaves dare_elect alone, else sets it */
 } aliases[] = {
-	{"task_arithmetic", LINES_M_SUM},
+	{"task_arithmetic", LINES_M_SUM, -1},
+	{"dare_linear", LINES_M_DARE, 0},
+	{"dare_ties", LINES_M_DARE, 1},
 };
 
 const struct method *method_get(enum lines_method m)
@@ -58,6 +61,16 @@ int lines_method_parse(const char *name, enum lines_method *m)
 			return 0;
 		}
 	return -1;
+}
+
+int lines_method_select(struct lines_merge_opts *o, const char *name)
+{
+	if (lines_method_parse(name, &o->method) < 0)
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(aliases); i++)
+		if (!strcmp(aliases[i].alias, name) && aliases[i].elect >= 0)
+			o->dare_elect = aliases[i].elect;
+	return 0;
 }
 
 const char *lines_method_name(enum lines_method m)
