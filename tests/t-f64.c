@@ -174,12 +174,6 @@ static void reference(const struct fam *f, const struct job *j, double *mtl, dou
 }
 
 /* The block of a tensor name (model.layers.N.), -1 outside. */
-static long block_of(const char *name)
-{
-	const char *s = strstr(name, "layers.");
-	return s ? strtol(s + 7, NULL, 10) : -1;
-}
-
 static double meta_num(const struct tu_model *o, const char *key)
 {
 	const char *v = tu_model_meta(o, key);
@@ -217,7 +211,7 @@ static void check_out(const struct fam *f, const struct job *j, const struct tu_
 	size_t x = 0;
 	for (size_t ti = 0; ti < f->b.n; ti++) {
 		const struct tu_tensor *bt = &f->b.t[ti], *ot = tu_model_find(o, bt->name);
-		long blk = block_of(bt->name);
+		long blk = tu_block_of(bt->name);
 		double lam = !j->lines ? j->lambda : blk < 0 ? alpha : alpha + beta * blk / (L - 1);
 		if (!tu_is_float(bt))
 			continue;

@@ -50,12 +50,6 @@ static double value(const struct tu_model *m, const struct tu_tensor *t, uint64_
 	return e4m3(t->data[e]) * (s ? tu_elem(s, 0) : 1.0);
 }
 
-static long block_of(const char *name)
-{
-	const char *p = strstr(name, "layers.");
-	return p ? strtol(p + 7, NULL, 10) : -1;
-}
-
 static int is_scale(const char *name)
 {
 	size_t n = strlen(name);
@@ -96,7 +90,7 @@ static void compare(const struct fam *f, const struct tu_model *o, const struct 
 			fp8++;
 			same_dt += !strcmp(ot->dtype, s->out_dt);
 		}
-		long b = block_of(bt->name);
+		long b = tu_block_of(bt->name);
 		double lambda = b < 0 ? s->alpha : s->alpha + s->beta * (double)b / (double)(L - 1);
 		const struct tu_tensor *x1 = tu_model_find(&f->in[1], bt->name);
 		const struct tu_tensor *x2 = tu_model_find(&f->in[2], bt->name);

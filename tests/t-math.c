@@ -70,27 +70,6 @@ static const struct scenario llama_only[] = {
 	 "model\\.layers\\.([0-9]+)\\.", 0},
 };
 
-/* ---- the test's own block matcher: leftmost "(^|.)KEY.DIGITS." ------------------- */
-static long block_of(const char *name)
-{
-	static const char *const keys[] = {"layers", "layer", "h", "blocks", "block", "resblocks", "blk"};
-	for (const char *p = name; *p; p++) {
-		if (p != name && p[-1] != '.')
-			continue;
-		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-			size_t kl = strlen(keys[k]);
-			if (strncmp(p, keys[k], kl) || p[kl] != '.')
-				continue;
-			const char *d = p + kl + 1, *e = d;
-			while (*e >= '0' && *e <= '9')
-				e++;
-			if (e > d && *e == '.')
-				return strtol(d, NULL, 10);
-		}
-	}
-	return -1;
-}
-
 static const char *out_dtype_for(const char *in)
 {
 	/* a different dtype than the input, to test conversion */
@@ -239,7 +218,7 @@ static int run_scenario(struct family *f, const struct scenario *s, int idx)
 			         o->dtype, want_dt);
 			continue;
 		}
-		long blk = block_of(b->name);
+		long blk = tu_block_of(b->name);
 		double lam = !s->lines ? lambda
 		             : blk < 0 || L == 1 ? alpha
 		                                 : alpha + beta * (double)blk / (double)(L - 1);
@@ -313,7 +292,7 @@ int main(void)
 			if (!ok(loaded, "read %s/%s family", f.arch, f.dtype))
 				continue;
 			for (size_t i = 0; i < f.base.n; i++) {
-				long blk = block_of(f.base.t[i].name);
+				long blk = tu_block_of(f.base.t[i].name);
 				if (blk + 1 > f.L)
 					f.L = blk + 1;
 			}

@@ -99,27 +99,6 @@ static const struct scenario scenarios[] = {
  * scenarios), per family */
 static uint64_t kept_by_k[4];
 
-/* The test's own block matcher: leftmost "(^|.)KEY.DIGITS." */
-static long block_of(const char *name)
-{
-	static const char *const keys[] = {"layers", "layer", "h", "blocks", "block", "resblocks", "blk"};
-	for (const char *p = name; *p; p++) {
-		if (p != name && p[-1] != '.')
-			continue;
-		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-			size_t kl = strlen(keys[k]);
-			if (strncmp(p, keys[k], kl) || p[kl] != '.')
-				continue;
-			const char *d = p + kl + 1, *e = d;
-			while (*e >= '0' && *e <= '9')
-				e++;
-			if (e > d && *e == '.')
-				return strtol(d, NULL, 10);
-		}
-	}
-	return -1;
-}
-
 struct family {
 	const char *arch, *dtype;
 	char dir[4200];
@@ -243,7 +222,7 @@ static void check_tensor(const struct family *f, const struct scenario *s, doubl
 				snprintf(ty->first_bad, sizeof(ty->first_bad), "%s: copied tensor differs", r->name);
 		return;
 	}
-	long blk = block_of(r->name);
+	long blk = tu_block_of(r->name);
 	double lam = !s->lines ? s->lambda
 	             : blk < 0 || f->L == 1 ? alpha
 	                                    : alpha + beta * (double)blk / (double)(f->L - 1);
@@ -404,8 +383,8 @@ static int load_family(struct family *f, size_t seed)
 		loaded &= tu_model_load(&f->ft[i], p) == 0;
 	}
 	for (size_t i = 0; loaded && i < f->base.n; i++)
-		if (block_of(f->base.t[i].name) + 1 > f->L)
-			f->L = block_of(f->base.t[i].name) + 1;
+		if (tu_block_of(f->base.t[i].name) + 1 > f->L)
+			f->L = tu_block_of(f->base.t[i].name) + 1;
 	return ok(loaded && f->L == 4, "read %s/%s family (L = %ld)", f->arch, f->dtype, f->L);
 }
 

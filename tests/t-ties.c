@@ -50,12 +50,6 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static long block_of(const char *name)
-{
-	const char *p = strstr(name, "layers.");
-	return p ? strtol(p + 7, NULL, 10) : -1;
-}
-
 struct fam {
 	char dir[4200];
 	struct tu_model base, ft[NM];
@@ -256,7 +250,7 @@ static void ties_case_x(struct fam *f, double rho, int per_tensor, const double 
 			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
 			if (!tu_is_float(b))
 				continue;
-			long blk = block_of(b->name);
+			long blk = tu_block_of(b->name);
 			double lam = blk < 0 ? alpha : alpha + beta * blk / (double)(f->L - 1);
 			for (uint64_t e = 0; e < b->nelem; e++) {
 				float t[NM];
@@ -508,7 +502,7 @@ static void dare_case_x(struct fam *f, double rho, uint64_t seed, int el, const 
 	if (tu_model_load(&om, out) == 0) {
 		for (size_t ti = 0; ti < nt; ti++) {
 			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
-			long blk = block_of(b->name);
+			long blk = tu_block_of(b->name);
 			double lam = blk < 0 ? alpha : alpha + beta * blk / (double)(f->L - 1);
 			for (uint64_t e = 0; tu_is_float(b) && e < b->nelem; e++) {
 				double m = dare_mtl(f, ti, e, w, rho, seed, el, maj, &sign, x, fac);
@@ -719,7 +713,7 @@ int main(void)
 			double bl1 = 0, bl2 = 0, tl1[NM] = {0}, tl2[NM] = {0};
 			for (size_t ti = 0; ti < f.base.n; ti++) {
 				const struct tu_tensor *b = &f.base.t[ti];
-				long blk = block_of(b->name);
+				long blk = tu_block_of(b->name);
 				if (!tu_is_float(b) || (r < f.L ? blk != r : blk >= 0))
 					continue;
 				for (uint64_t e = 0; e < b->nelem; e++) {

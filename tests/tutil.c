@@ -273,3 +273,25 @@ double tu_ulp(const char *dtype, double v)
 	}
 	return ldexp(1.0, e - p + 1);
 }
+
+/* The test's own block matcher: the number after the leftmost
+ * "(^|.)KEY." of layers, layer, h, blocks, block, resblocks or blk. */
+long tu_block_of(const char *name)
+{
+	static const char *const keys[] = {"layers", "layer", "h", "blocks", "block", "resblocks", "blk"};
+	for (const char *p = name; *p; p++) {
+		if (p != name && p[-1] != '.')
+			continue;
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			size_t kl = strlen(keys[k]);
+			if (strncmp(p, keys[k], kl) || p[kl] != '.')
+				continue;
+			const char *d = p + kl + 1, *e = d;
+			while (*e >= '0' && *e <= '9')
+				e++;
+			if (e > d && *e == '.')
+				return strtol(d, NULL, 10);
+		}
+	}
+	return -1;
+}

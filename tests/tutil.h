@@ -60,4 +60,8 @@ double tu_elem64(const struct tu_tensor *t, uint64_t i);
  * smallest subnormal. */
 double tu_ulp(const char *dtype, double v);
 
+/* The block index in a tensor name, found by the tests' own matcher
+ * (independent of liblines'), or -1. */
+long tu_block_of(const char *name);
+
 #endif

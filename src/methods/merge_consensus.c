@@ -181,9 +181,7 @@ static int cs_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 {
 	struct cs_state *nm = p->state;
 	(void)err;
-	for (unsigned b = 0; b < job->nblocks; b++)
-		for (int i = 0; i < 4; i++)
-			nm->acc[i] += job->part[4 * b + i];
+	norm_sums_add(nm->acc, job);
 	return 0;
 }
 
@@ -191,9 +189,8 @@ static int cs_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 static int cs_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct cs_state *nm = p->state;
-	int l2 = p->o->norm_p == 2;
-	return scales_from_norms(p->sc, l2 ? sqrt(nm->acc[2]) : nm->acc[0],
-	                         l2 ? sqrt(nm->acc[3]) : nm->acc[1], 1, err);
+	return scales_from_norms(p->sc, norm_sum_of(nm->acc, p->o->norm_p),
+	                         norm_mtl_of(nm->acc, p->o->norm_p), 1, err);
 }
 
 static size_t cs_scratch_size(const struct merge_ctx *p)

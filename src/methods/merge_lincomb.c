@@ -136,18 +136,15 @@ static int lc_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 {
 	struct lc_norms *nm = p->state;
 	(void)err;
-	for (unsigned b = 0; b < job->nblocks; b++)
-		for (int i = 0; i < 4; i++)
-			nm->acc[i] += job->part[4 * b + i];
+	norm_sums_add(nm->acc, job);
 	return 0;
 }
 
 static int lc_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct lc_norms *nm = p->state;
-	int l2 = p->o->norm_p == 2;
-	return scales_from_norms(p->sc, l2 ? sqrt(nm->acc[2]) : nm->acc[0],
-	                         l2 ? sqrt(nm->acc[3]) : nm->acc[1], 0, err);
+	return scales_from_norms(p->sc, norm_sum_of(nm->acc, p->o->norm_p),
+	                         norm_mtl_of(nm->acc, p->o->norm_p), 0, err);
 }
 
 static int lc_add_norms(struct merge_ctx *p, struct lines_error *err)

@@ -133,17 +133,14 @@ static int norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct l
 {
 	struct linear *ln = p->state;
 	(void)err;
-	for (unsigned b = 0; b < job->nblocks; b++)
-		for (int i = 0; i < 4; i++)
-			ln->acc[i] += job->part[4 * b + i];
+	norm_sums_add(ln->acc, job);
 	return 0;
 }
 
 static int norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct linear *ln = p->state;
-	double s = p->o->norm_p == 2 ? sqrt(ln->acc[2]) : ln->acc[0];
-	double t = p->o->norm_p == 2 ? sqrt(ln->acc[3]) : ln->acc[1];
+	double s = norm_sum_of(ln->acc, p->o->norm_p), t = norm_mtl_of(ln->acc, p->o->norm_p);
 
 	if (p->sc->divide_wsum)
 		t /= fabs(p->wsum);

@@ -169,6 +169,27 @@ static inline void density_report(const struct merge_ctx *c, json_t *m)
 	json_object_set_new(m, "density", a ? a : json_real(c->o->density));
 }
 
+/*
+ * The norm pass of automatic alpha: per KERN_BLOCK four doubles in
+ * job->part, |s|, |t|, s^2 and t^2 of the summed (s) and merged (t) task
+ * vectors, added into acc by the consumer in output order (so alpha does
+ * not depend on -j or --chunk); then ||s|| and ||t|| in the run's norm.
+ */
+static inline void norm_sums_add(double acc[4], const struct pipe_job *job)
+{
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (int i = 0; i < 4; i++)
+			acc[i] += job->part[4 * b + i];
+}
+static inline double norm_sum_of(const double acc[4], int norm_p)
+{
+	return norm_p == 2 ? sqrt(acc[2]) : acc[0];
+}
+static inline double norm_mtl_of(const double acc[4], int norm_p)
+{
+	return norm_p == 2 ? sqrt(acc[3]) : acc[1];
+}
+
 /* What a pass wants: every tensor, or the merged ones. */
 static inline int want_all(const struct merge_ctx *c, size_t tensor)
 {
