@@ -163,10 +163,12 @@ enum lines_method {
 	LINES_M_DARE,
 	LINES_M_LINEAR,   /* mergekit's linear: a weighted mean of the models */
 	LINES_M_NEARSWAP, /* mergekit's nearswap: the model where it is near the base */
+	LINES_M_SLERP,    /* mergekit's slerp: from the base (t = 0) to the model (t = 1) */
+	LINES_M_NUSLERP,  /* mergekit's nuslerp: two models (task vectors with a base) */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
- * "dare", "linear", "nearswap"): 0, or -1 when there is none. An alias
+ * "dare", "linear", "nearswap", "slerp", "nuslerp"): 0, or -1 when there is none. An alias
  * parses to the method it names; lines_method_name() gives the one
  * canonical name ("sum" for "task_arithmetic"). */
 int lines_method_parse(const char *name, enum lines_method *m);
@@ -208,7 +210,8 @@ struct lines_merge_opts {
 	uint64_t seed;  /* dare                                            */
 	int dare_elect;
 	int no_normalize; /* linear: the weighted sum, not divided by sum(w) */
-	double t;         /* nearswap: the sameness threshold, > 0           */
+	double t; /* nearswap: the sameness threshold, > 0; slerp: the
+	           * position, 0 the base, 1 the model (any finite value) */
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

@@ -109,12 +109,16 @@ static void merge_help(void)
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
-	       "                      (optional with -m linear: then only for LiNeS, --lambda)\n"
+	       "                      (optional with -m linear and -m nuslerp: then only for\n"
+	       "                      LiNeS, --lambda; with -m slerp, the t = 0 end)\n"
 	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
 	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
 	       "                      rescale), linear (weighted mean of the models) or\n"
-	       "                      nearswap (one model where it is within --t of the base)\n"
-	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap)\n"
+	       "                      nearswap (one model where it is within --t of the base),\n"
+	       "                      slerp (spherical, from the base at --t 0 to the one\n"
+	       "                      model at 1) or nuslerp (spherical, two models, t from\n"
+	       "                      their weights; of their task vectors with -b)\n"
+	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap, slerp)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -131,7 +135,8 @@ static void merge_help(void)
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
 	       "      --normalize, --no-normalize  linear: divide by the sum of the weights\n"
 	       "                      (default) or not\n"
-	       "      --t T           nearswap: the sameness threshold, T > 0 (required)\n"
+	       "      --t T           nearswap: the sameness threshold, T > 0 (required);\n"
+	       "                      slerp: the position, 0 the base, 1 the model (required)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -224,8 +229,8 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		mc->have_t = 1;
 		if (cli_parse_double(mc->cmd, "--t", optarg, &o->t) < 0)
 			return CLI_EXIT_USAGE;
-		if (!(o->t > 0))
-			return cli_usage_error(mc->cmd, "--t must be greater than 0");
+		if (!isfinite(o->t))
+			return cli_usage_error(mc->cmd, "--t must be a finite number");
 		break;
 	}
 	return 0;
@@ -253,7 +258,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (lines_method_parse(optarg, &o->method) < 0)
 				return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, "
 				                                "task_arithmetic, mean, ties, dare, linear, "
-				                                "nearswap)", optarg);
+				                                "nearswap, slerp, nuslerp)", optarg);
 			break;
 		case 'w':
 			free(mc->weights);
@@ -397,7 +402,7 @@ static int check_method_options(struct merge_cli *mc)
 		                                "lines merge -m ties or -m dare");
 	if (!strcmp(mc->cmd, "scale") && (mc->have_normalize || mc->have_t))
 		return cli_usage_error(mc->cmd, "--normalize, --no-normalize and --t belong to lines "
-		                                "merge -m linear and -m nearswap");
+		                                "merge -m linear, -m nearswap and -m slerp");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -416,7 +421,7 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear "
 		                                "only (-m mean is sum normalized)");
 	if (mc->have_t && !(mo & LINES_MOPT_T))
-		return cli_usage_error(mc->cmd, "--t applies to -m nearswap only");
+		return cli_usage_error(mc->cmd, "--t applies to -m nearswap and -m slerp only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
