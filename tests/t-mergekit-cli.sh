@@ -1,6 +1,6 @@
 #!/bin/sh
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
-# sum under another name; linear and nearswap give the same bytes for every
+# sum under another name; linear, nearswap, slerp and nuslerp give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
 # --json, not from the messages. (t-mergekit.c checks the numbers.)
@@ -51,6 +51,10 @@ same "linear" -m linear -w 0.3,0.5,0.2 "$m1" "$m2" "$m3"
 same "linear -b --lines" -b "$b" -m linear --lines --alpha 0.4 "$m1" "$m2" "$m3"
 same "linear -b --lines, alpha from a norm pass" -b "$b" -m linear --lines -w 1,2,3 "$m1" "$m2" "$m3"
 same "nearswap --lines" -b "$b" -m nearswap --t 0.003 --gamma 0.5 "$m1"
+same "slerp" -b "$b" -m slerp --t 0.4 "$m1"
+same "slerp --lines" -b "$b" -m slerp --t 0.6 --lines --alpha 0.3 "$m1"
+same "nuslerp" -m nuslerp -w 1,2 "$m1" "$m2"
+same "nuslerp -b --lines" -b "$b" -m nuslerp -w 2,1 --gamma 0.4 "$m1" "$m2"
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -68,6 +72,31 @@ status 0 "-m linear -b --lines (equal weights) -n --json" "$LINES" merge -n --js
 jqok "... knows alpha = 1 without reading: one pass" '[.passes[].name] == ["write"] and .lines.alpha == 1'
 status 0 "-m nearswap --json records t" "$LINES" merge -n --json -b "$b" -m nearswap --t 0.25 "$m1"
 jqok "... as nearswap.t" '.nearswap.t == 0.25 and .method == "nearswap"'
+
+# ---- slerp and nuslerp: a pass of dots, then the writing pass ------------------------------------
+status 0 "-m slerp -n --json" "$LINES" merge -n --json -b "$b" -m slerp --t 0.25 "$m1"
+jqok "... t recorded, passes dots then write" \
+	'.method == "slerp" and .slerp.t == 0.25 and [.passes[].name] == ["dots", "write"]'
+status 0 "-m slerp -n prints both passes" "$LINES" merge -n -b "$b" -m slerp --t 0.25 "$m1"
+check "... the dots pass in the plan" has "$tmp/out" "dots"
+status 0 "-m nuslerp -w 1,3 without -b: --json" "$LINES" merge -n --json -m nuslerp -w 1,3 "$m1" "$m2"
+jqok "... t = w1 / (w0 + w1), the models themselves" \
+	'.nuslerp.t == 0.75 and .nuslerp.task_vectors == false and .base == null and [.passes[].name] == ["dots", "write"]'
+status 0 "-m nuslerp -w 1,-1 -b: --json" "$LINES" merge -n --json -b "$b" -m nuslerp -w 1,-1 "$m1" "$m2"
+jqok "... weights summing to 0 give t = 0.5, task vectors" '.nuslerp.t == 0.5 and .nuslerp.task_vectors == true'
+"$LINES" merge -q -b "$b" -m slerp --t 0.3 -o "$tmp/sl.st" "$m1"
+jqok "the manifest holds every merged tensor's dots" \
+	'[.tensors[] | select(.slerp) | .slerp | has("dot") and has("norm0_sq") and has("norm1_sq")] | length > 10 and all' \
+	"$tmp/sl.st.manifest.json"
+"$LINES" merge -q -b "$b" -m slerp --t 0 -o "$tmp/sl0.st" "$m1"
+"$LINES" merge -q -b "$b" -m sum --lambda 0 -o "$tmp/b0.st" "$m1"
+# a tensor with an infinity (--specials) has a NaN angle: NaN throughout, as in mergekit
+jq -c '[.tensors[] | select(.slerp.s0 | type == "number") | .name]' "$tmp/sl0.st.manifest.json" >"$tmp/fin.json"
+# shellcheck disable=SC2016
+check "slerp --t 0: every finite tensor has the base's bytes (those of sum --lambda 0)" \
+	jq -e --slurpfile a "$tmp/sl0.st.manifest.json" --slurpfile fin "$tmp/fin.json" \
+	'($fin[0] | length) > 10 and ([.tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64] == [$a[0].tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64])' \
+	"$tmp/b0.st.manifest.json"
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
@@ -100,6 +129,20 @@ refused "mean --normalize" -b "$b" -m mean --normalize "$m1" "$m2"
 refused "task_arithmetic --t" -b "$b" -m task_arithmetic --t 1 "$m1"
 refused "ties --t" -b "$b" -m ties --t 1 "$m1"
 refused "sum without -b" -m sum "$m1" "$m2"
+refused "slerp without --t" -b "$b" -m slerp "$m1"
+refused "slerp --t inf" -b "$b" -m slerp --t inf "$m1"
+refused "slerp with 2 models" -b "$b" -m slerp --t 0.5 "$m1" "$m2"
+refused "slerp without -b" -m slerp --t 0.5 "$m1"
+refused "slerp -w" -b "$b" -m slerp --t 0.5 -w 2 "$m1"
+refused "slerp --lines with automatic alpha" -b "$b" -m slerp --t 0.5 --lines "$m1"
+refused "slerp, the model on standard input (two passes)" -b "$b" -m slerp --t 0.5 - <"$m1"
+refused "nuslerp with 1 model" -m nuslerp "$m1"
+refused "nuslerp with 3 models" -m nuslerp "$m1" "$m2" "$m3"
+refused "nuslerp --t" -m nuslerp --t 0.5 "$m1" "$m2"
+refused "nuslerp --lines without -b" -m nuslerp --lines --alpha 0.5 "$m1" "$m2"
+refused "nuslerp --lambda without -b" -m nuslerp --lambda 0.5 "$m1" "$m2"
+refused "nuslerp -b --lines with automatic alpha" -b "$b" -m nuslerp --lines "$m1" "$m2"
+refused "nuslerp --density" -m nuslerp --density 0.5 "$m1" "$m2"
 for opt in "--t 1" --no-normalize; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"

@@ -12,7 +12,8 @@
  *     |sin th| < 1e-8:  s0 = 1 - t, s1 = t       (lerp: parallel or
  *                                                  antiparallel vectors)
  *     else:  s0 = sin((1 - t) th) / sin th,  s1 = sin(t th) / sin th
- * and per element m = s0 v0 + s1 v1 (fma(s1, v1, s0 v0)), then
+ * and per element m = s0 v0 + s1 v1 (two products and a sum, so that
+ * m is exactly 0 where s0 = s1 and v1 = -v0), then
  *     without a base:  theta = m
  *     with a base:     theta = b + lambda m      fma(lambda, m, b); lambda is
  *                                                --lambda or LiNeS's lambda(block)
@@ -96,7 +97,7 @@ static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
 		for (size_t j = 0; j < nn; j++) {
-			double m = fma(s1, v[1][j], s0 * v[0][j]);
+			double m = s0 * v[0][j] + s1 * v[1][j];
 			v[0][j] = !p->no_base ? fma(t->lambda, m, s->b[j]) : m;
 		}
 		tile_store(p->k, t->out_dt, v[0], nn, job->out + j0 * t->unit_out, s->f);

@@ -11,7 +11,7 @@
  *     else:          th = acos(c), s0 = sin(th - t th) / sin(th),
  *                    s1 = sin(t th) / sin(th)
  * and per element
- *     v = s0 v0 + s1 v1                  as fma(s1, v1, s0 v0)
+ *     v = s0 v0 + s1 v1                  two products and a sum
  *     theta = v0 + lambda (v - v0)       lambda is --lambda or LiNeS's
  *                                        lambda(block); v when lambda is 1
  * rounded once to the output dtype. A read-only pass measures v0 . v1,
@@ -76,7 +76,7 @@ static int sl_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 		tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, nn, s->v0, s->f);
 		tile_load(p->k, t->in_dt, job->in[1] + j0 * t->unit_in, nn, s->v1, s->f);
 		for (size_t j = 0; j < nn; j++)
-			s->v1[j] = toward_base(fma(s1, s->v1[j], s0 * s->v0[j]), s->v0[j], t->lambda);
+			s->v1[j] = toward_base(s0 * s->v0[j] + s1 * s->v1[j], s->v0[j], t->lambda);
 		tile_store(p->k, t->out_dt, s->v1, nn, job->out + j0 * t->unit_out, s->f);
 	}
 	return 0;
