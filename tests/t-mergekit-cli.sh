@@ -88,6 +88,15 @@ jqok "... weights summing to 0 give t = 0.5, task vectors" '.nuslerp.t == 0.5 an
 jqok "the manifest holds every merged tensor's dots" \
 	'[.tensors[] | select(.slerp) | .slerp | has("dot") and has("norm0_sq") and has("norm1_sq")] | length > 10 and all' \
 	"$tmp/sl.st.manifest.json"
+# the dots themselves, to the bit, whatever runs them
+for run in "-j 1 --chunk 16K" "-j 2 --chunk 1M"; do
+	rm -f "$tmp/d.st"
+	# shellcheck disable=SC2086
+	"$LINES" merge -q -m nuslerp -w 1,2 -b "$b" $run -o "$tmp/d.st" "$m1" "$m2"
+	jq -c '[.tensors[] | .nuslerp]' "$tmp/d.st.manifest.json" >"$tmp/dots $run" 2>/dev/null
+done
+check "nuslerp: the same dots with -j 1 --chunk 16K and -j 2 --chunk 1M" \
+	sh -c "test -s '$tmp/dots -j 1 --chunk 16K' && cmp -s '$tmp/dots -j 1 --chunk 16K' '$tmp/dots -j 2 --chunk 1M'"
 "$LINES" merge -q -b "$b" -m slerp --t 0 -o "$tmp/sl0.st" "$m1"
 "$LINES" merge -q -b "$b" -m sum --lambda 0 -o "$tmp/b0.st" "$m1"
 # a tensor with an infinity (--specials) has a NaN angle: NaN throughout, as in mergekit
