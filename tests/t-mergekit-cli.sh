@@ -55,6 +55,7 @@ same "slerp" -b "$b" -m slerp --t 0.4 "$m1"
 same "slerp --lines" -b "$b" -m slerp --t 0.6 --lines --alpha 0.3 "$m1"
 same "nuslerp" -m nuslerp -w 1,2 "$m1" "$m2"
 same "nuslerp -b --lines" -b "$b" -m nuslerp -w 2,1 --gamma 0.4 "$m1" "$m2"
+same "nuslerp -b --lines, automatic alpha" -b "$b" -m nuslerp -w 1,3 --lines "$m1" "$m2"
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -84,6 +85,8 @@ jqok "... t = w1 / (w0 + w1), the models themselves" \
 	'.nuslerp.t == 0.75 and .nuslerp.task_vectors == false and .base == null and [.passes[].name] == ["dots", "write"]'
 status 0 "-m nuslerp -w 1,-1 -b: --json" "$LINES" merge -n --json -b "$b" -m nuslerp -w 1,-1 "$m1" "$m2"
 jqok "... weights summing to 0 give t = 0.5, task vectors" '.nuslerp.t == 0.5 and .nuslerp.task_vectors == true'
+status 0 "-m nuslerp -b --lines -n --json" "$LINES" merge -n --json -b "$b" -m nuslerp --lines "$m1" "$m2"
+jqok "... automatic alpha from a norms pass after the dots" '[.passes[].name] == ["dots", "norms", "write"] and .lines.alpha == null'
 "$LINES" merge -q -b "$b" -m slerp --t 0.3 -o "$tmp/sl.st" "$m1"
 jqok "the manifest holds every merged tensor's dots" \
 	'[.tensors[] | select(.slerp) | .slerp | has("dot") and has("norm0_sq") and has("norm1_sq")] | length > 10 and all' \
@@ -150,7 +153,7 @@ refused "nuslerp with 3 models" -m nuslerp "$m1" "$m2" "$m3"
 refused "nuslerp --t" -m nuslerp --t 0.5 "$m1" "$m2"
 refused "nuslerp --lines without -b" -m nuslerp --lines --alpha 0.5 "$m1" "$m2"
 refused "nuslerp --lambda without -b" -m nuslerp --lambda 0.5 "$m1" "$m2"
-refused "nuslerp -b --lines with automatic alpha" -b "$b" -m nuslerp --lines "$m1" "$m2"
+refused "nuslerp -b, a model on standard input (two passes)" -b "$b" -m nuslerp "$m1" - <"$m2"
 refused "nuslerp --density" -m nuslerp --density 0.5 "$m1" "$m2"
 for opt in "--t 1" --no-normalize; do
 	# shellcheck disable=SC2086

@@ -24,6 +24,11 @@
  * the very c lines used). Elements are within one ULP of the output dtype
  * plus 2^-48 times the operands' magnitudes, as in t-mergekit.c.
  *
+ * Automatic alpha of nuslerp with a base, ||v0 + v1|| / (2 ||m||) (L1 or
+ * L2, elements where either is not finite left out), is recomputed with
+ * the coefficients of the reported dots and must match the alpha lines
+ * records to 1e-12; the elements are then checked with that alpha.
+ *
  * Edge cases: slerp of the base with itself (lerp everywhere, the base's
  * bytes), nuslerp with a zero task vector (norm clamped), nuslerp of a
  * model and its exact negation (antiparallel: lines interpolates
@@ -54,20 +59,23 @@ struct scenario {
 	double alpha, beta;
 	int zero_out; /* every finite element must be exactly 0 */
 	int all_lerp; /* every tensor interpolates linearly */
+	int norm_p;   /* automatic alpha (--lines alone) with this norm; 0: none */
 };
 
 static const struct scenario scenarios[] = {
-	{"slerp --t 0.3", SLERP, 1, M_BASE, M_FT1, 0.3, 0, 0, 1, 0, 0, 0, 0, 0},
-	{"slerp --t 0.7 --lines", SLERP, 1, M_BASE, M_FT1, 0.7, 0, 0, 1, 1, 0.3, 0.6, 0, 0},
-	{"slerp --t 1.25 --lambda 0.5", SLERP, 1, M_BASE, M_FT1, 1.25, 0, 0, 0.5, 0, 0, 0, 0, 0},
-	{"slerp of the base with itself", SLERP, 1, M_BASE, M_BASE, 0.4, 0, 0, 1, 0, 0, 0, 0, 1},
-	{"nuslerp -w 1,3", NUSLERP, 0, M_FT1, M_FT2, 0, 1, 3, 1, 0, 0, 0, 0, 0},
-	{"nuslerp -b -w 2,1 --lines", NUSLERP, 1, M_FT1, M_FT2, 0, 2, 1, 1, 1, 0.2, 0.7, 0, 0},
-	{"nuslerp -b -w 1,-3 --lambda 0.8", NUSLERP, 1, M_FT1, M_FT2, 0, 1, -3, 0.8, 0, 0, 0, 0, 0},
-	{"nuslerp -w 1,-1 (t 0.5)", NUSLERP, 0, M_FT1, M_FT2, 0, 1, -1, 1, 0, 0, 0, 0, 0},
-	{"nuslerp -b, a zero task vector", NUSLERP, 1, M_BASE, M_FT1, 0, 1, 2, 1, 0, 0, 0, 0, 0},
-	{"nuslerp antiparallel", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 1, 1, 0, 0, 0, 1, 0},
-	{"nuslerp antiparallel -w 1,3", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 3, 1, 0, 0, 0, 0, 0},
+	{"slerp --t 0.3", SLERP, 1, M_BASE, M_FT1, 0.3, 0, 0, 1, 0, 0, 0, 0, 0, 0},
+	{"slerp --t 0.7 --lines", SLERP, 1, M_BASE, M_FT1, 0.7, 0, 0, 1, 1, 0.3, 0.6, 0, 0, 0},
+	{"slerp --t 1.25 --lambda 0.5", SLERP, 1, M_BASE, M_FT1, 1.25, 0, 0, 0.5, 0, 0, 0, 0, 0, 0},
+	{"slerp of the base with itself", SLERP, 1, M_BASE, M_BASE, 0.4, 0, 0, 1, 0, 0, 0, 0, 1, 0},
+	{"nuslerp -w 1,3", NUSLERP, 0, M_FT1, M_FT2, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -b -w 2,1 --lines", NUSLERP, 1, M_FT1, M_FT2, 0, 2, 1, 1, 1, 0.2, 0.7, 0, 0, 0},
+	{"nuslerp -b -w 1,-3 --lambda 0.8", NUSLERP, 1, M_FT1, M_FT2, 0, 1, -3, 0.8, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -w 1,-1 (t 0.5)", NUSLERP, 0, M_FT1, M_FT2, 0, 1, -1, 1, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -b, a zero task vector", NUSLERP, 1, M_BASE, M_FT1, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0},
+	{"nuslerp antiparallel", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0},
+	{"nuslerp antiparallel -w 1,3", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -b -w 1,3 --lines auto", NUSLERP, 1, M_FT1, M_FT2, 0, 1, 3, 1, 1, 0, 0, 0, 0, 1},
+	{"nuslerp -b -w 3,2 --lines auto L2", NUSLERP, 1, M_FT1, M_FT2, 0, 3, 2, 1, 1, 0, 0, 0, 0, 2},
 };
 
 static const char *const file_of[M_COUNT] = {"base", "ft1", "ft2", "neg"};
@@ -227,6 +235,13 @@ static int reported(json_t *mf, const char *key, const char *name, double *d, in
 	return -1;
 }
 
+static double t_of(const struct scenario *s)
+{
+	if (s->method == SLERP)
+		return s->t;
+	return fabs(s->w0 + s->w1) < 1e-6 ? 0.5 : s->w1 / (s->w0 + s->w1);
+}
+
 static double lambda_of(const struct family *f, const struct scenario *s, const char *name)
 {
 	long blk = block_of(name);
@@ -244,8 +259,7 @@ static void check_tensor(const struct family *f, const struct scenario *s, json_
 	const struct tu_tensor *x1 = tu_model_find(&f->m[s->m1], r->name);
 	double d[3], s0, s1, t = s->t, lam = lambda_of(f, s, r->name);
 	int lerp;
-	if (s->method == NUSLERP)
-		t = fabs(s->w0 + s->w1) < 1e-6 ? 0.5 : s->w1 / (s->w0 + s->w1);
+	t = t_of(s);
 	if (reported(mf, key, r->name, d, &lerp) < 0) {
 		fail_msg(ty, r->name, "no entry of the method in the manifest");
 		return;
@@ -269,6 +283,45 @@ static void check_tensor(const struct family *f, const struct scenario *s, json_
 	}
 }
 
+/* Automatic alpha from its formula, with the coefficients of the reported dots. */
+static double auto_alpha(const struct family *f, const struct scenario *s, json_t *mf)
+{
+	double num = 0, den = 0, d[3], s0, s1;
+	int lerp;
+	for (size_t ti = 0; ti < f->m[M_BASE].n; ti++) {
+		const struct tu_tensor *b = &f->m[M_BASE].t[ti];
+		if (!tu_is_float(b) || reported(mf, "nuslerp", b->name, d, &lerp) < 0)
+			continue;
+		const struct tu_tensor *x0 = tu_model_find(&f->m[s->m0], b->name);
+		const struct tu_tensor *x1 = tu_model_find(&f->m[s->m1], b->name);
+		coefficients(s, t_of(s), d, &s0, &s1);
+		for (uint64_t e = 0; e < b->nelem; e++) {
+			double v0, v1, bv;
+			vectors(s, b, x0, x1, e, &v0, &v1, &bv);
+			double sum = v0 + v1, m = s0 * v0 + s1 * v1;
+			if (!isfinite(sum) || !isfinite(m))
+				continue;
+			num += s->norm_p == 2 ? sum * sum : fabs(sum);
+			den += s->norm_p == 2 ? m * m : fabs(m);
+		}
+	}
+	if (s->norm_p == 2)
+		num = sqrt(num), den = sqrt(den);
+	return num / (2 * den);
+}
+
+/* The scenario with the alpha lines recorded, once it matches the formula. */
+static void check_alpha(const struct family *f, struct scenario *s, json_t *mf,
+                        const struct tu_model *om)
+{
+	double want = auto_alpha(f, s, mf);
+	const char *rec = tu_model_meta(om, "lines.alpha");
+	double got = rec ? strtod(rec, NULL) : NAN;
+	ok(fabs(got - want) <= 1e-12 * fabs(want) && want > 0,
+	   "%s/%s %s: alpha %.17g matches the formula %.17g", f->arch, f->dtype, s->name, got, want);
+	s->alpha = got, s->beta = fmax(0.0, 1.0 - got);
+}
+
 static int run_lines(const struct family *f, const struct scenario *s, const char *out)
 {
 	char args[512], base[4300] = "";
@@ -279,7 +332,9 @@ static int run_lines(const struct family *f, const struct scenario *s, const cha
 		n = (size_t)snprintf(args, sizeof(args), "-m nuslerp -w %.17g,%.17g", s->w0, s->w1);
 	if (s->lambda != 1)
 		n += (size_t)snprintf(args + n, sizeof(args) - n, " --lambda %.17g", s->lambda);
-	if (s->lines)
+	if (s->lines && s->norm_p)
+		snprintf(args + n, sizeof(args) - n, " --lines --norm l%d", s->norm_p);
+	else if (s->lines)
 		snprintf(args + n, sizeof(args) - n, " --lines --alpha %.17g --beta %.17g", s->alpha, s->beta);
 	if (s->base || s->method == SLERP)
 		snprintf(base, sizeof(base), "-b '%s/%s.safetensors'", f->dir,
@@ -311,11 +366,12 @@ static void report(const struct family *f, const struct scenario *s, const struc
 		   f->dtype, s->name, (unsigned long long)ty->nonzero);
 }
 
-static void run_scenario(struct family *f, const struct scenario *s, int idx)
+static void run_scenario(struct family *f, const struct scenario *s0, int idx)
 {
 	char out[4400], mfp[4500];
 	struct tu_model om;
 	struct tally ty = {0};
+	struct scenario sc = *s0, *s = &sc;
 
 	snprintf(out, sizeof(out), "%s/out%d.safetensors", f->dir, idx);
 	snprintf(mfp, sizeof(mfp), "%s.manifest.json", out);
@@ -329,6 +385,8 @@ static void run_scenario(struct family *f, const struct scenario *s, int idx)
 		json_decref(mf);
 		return;
 	}
+	if (s->norm_p)
+		check_alpha(f, s, mf, &om);
 	const struct tu_model *refm = &f->m[s->method == SLERP || s->base ? M_BASE : s->m0];
 	for (size_t ti = 0; ti < refm->n; ti++) {
 		const struct tu_tensor *r = &refm->t[ti], *o = tu_model_find(&om, r->name);

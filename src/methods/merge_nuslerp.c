@@ -18,7 +18,9 @@
  *     with a base:     theta = b + lambda m      fma(lambda, m, b); lambda is
  *                                                --lambda or LiNeS's lambda(block)
  * rounded once to the output dtype. A read-only pass measures v0 . v1,
- * |v0|^2 and |v1|^2 of every tensor (tensor_dots.h).
+ * |v0|^2 and |v1|^2 of every tensor (tensor_dots.h). Automatic alpha,
+ * ||v0 + v1|| / (2 ||m||) over the task vectors, needs a second read-only
+ * pass (norms) once the coefficients are known.
  *
  * Without -b, input 0 is the first model read a second time (the layout's
  * reference); this file reads the models as inputs 1 and 2 either way.
@@ -34,6 +36,7 @@
 struct nuslerp {
 	struct tdots d; /* first: tensor_dots.h */
 	double t;
+	double acc[4]; /* automatic alpha: |s|, |m|, s^2, m^2 */
 };
 
 static const unsigned char nu_pairs[3][2] = {{0, 1}, {0, 0}, {1, 1}};
@@ -105,6 +108,78 @@ static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 	return 0;
 }
 
+/* ---- the norm pass of automatic alpha ----------------------------------------- */
+/*
+ * With s = v0 + v1 (the sum of the float32 task vectors) and m the
+ * interpolated task vector: |s|, |m|, s^2 and m^2 per KERN_BLOCK block,
+ * elements in order, leaving out those where s or m is not finite; the
+ * consumer adds the blocks in order.
+ */
+static void nu_norm_block(const struct merge_ctx *p, const struct tensor *t,
+                          const struct pipe_job *job, size_t b0, size_t b1, double s0, double s1,
+                          struct nu_scratch *s, double *part)
+{
+	double *v[2] = {s->v[0], s->v[1]};
+	part[0] = part[1] = part[2] = part[3] = 0.0;
+	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
+		for (size_t j = 0; j < nn; j++) {
+			double sv = v[0][j] + v[1][j], m = s0 * v[0][j] + s1 * v[1][j];
+			if (!isfinite(sv) || !isfinite(m))
+				continue;
+			part[0] += fabs(sv), part[1] += fabs(m);
+			part[2] += sv * sv, part[3] += m * m;
+		}
+	}
+}
+
+static int nu_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                        struct lines_error *err)
+{
+	const struct nuslerp *nu = p->state;
+	size_t n = (size_t)(job->u1 - job->u0);
+	double s0, s1;
+	(void)err;
+	nu_coef(tdots_of(&nu->d, job->tensor), nu->t, &s0, &s1);
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		nu_norm_block(p, &p->t[job->tensor], job, b0, b1, s0, s1, scratch, job->part + 4 * b);
+	}
+	return 0;
+}
+
+static int nu_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct nuslerp *nu = p->state;
+	(void)err;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (int i = 0; i < 4; i++)
+			nu->acc[i] += job->part[4 * b + i];
+	return 0;
+}
+
+static int nu_norm_done(struct merge_ctx *p, struct lines_error *err)
+{
+	const struct nuslerp *nu = p->state;
+	int l2 = p->o->norm_p == 2;
+	return scales_from_norms(p->sc, l2 ? sqrt(nu->acc[2]) : nu->acc[0],
+	                         l2 ? sqrt(nu->acc[3]) : nu->acc[1], 0, err);
+}
+
+static void nu_add_norms(struct merge_ctx *p)
+{
+	struct pass *ps = passes_add(p->passes);
+	ps->name = "norms";
+	ps->part_block = 4;
+	ps->scratch = sizeof(struct nu_scratch);
+	ps->want = want_merged;
+	ps->work = nu_norm_work;
+	ps->reduce = nu_norm_reduce;
+	ps->done = nu_norm_done;
+	p->sc->measured = 1;
+}
+
 /* LiNeS and --lambda scale the interpolated task vector: they need a base. */
 static int nu_check(const struct lines_merge_opts *o, struct lines_error *err)
 {
@@ -120,14 +195,14 @@ static int nu_setup(struct merge_ctx *p, struct lines_error *err)
 {
 	struct nuslerp *nu;
 	double ws = p->w[0] + p->w[1];
-	RETURN_ERROR_IF(p->o->lines && p->o->alpha_auto, err, LINES_EUSAGE, NULL, NULL,
-	                "-m nuslerp does not set alpha automatically: give --alpha or --gamma");
 	RETURN_ERROR_IF(!(nu = calloc(1, sizeof(*nu))), err, LINES_ENOMEM, NULL, NULL,
 	                "out of memory");
 	p->state = nu;
 	nu->t = fabs(ws) < 1e-6 ? 0.5 : p->w[1] / ws;
 	FORWARD_IF_ERROR(tdots_init(&nu->d, p, 3, nu_pairs, 3, nu_load, err));
 	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m nuslerp", err));
+	if (p->o->lines && p->o->alpha_auto)
+		nu_add_norms(p);
 	struct pass *pw = passes_add(p->passes);
 	pw->name = "write";
 	pw->writes = 1;
