@@ -91,5 +91,12 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-consensus.st -b $fb -m consensus --lines -o "$out/$arch-$dt-consensus.st" $m3
 		run $arch-$dt-consensusw.st -b $fb -m consensus --consensus-k 1 -w 1,0.5,2 \
 			--tall-lambda 0.2,0.4,0.6 --lambda 0.8 -o "$out/$arch-$dt-consensusw.st" $m3
+		run $arch-$dt-slerp.st -b $fb -m slerp --t 0.4 --gamma 0.5 \
+			-o "$out/$arch-$dt-slerp.st" $GOLDEN_DIR/$arch-$dt/ft1.safetensors
+		g=$GOLDEN_DIR/$arch-$dt # not $f: run's loop over a directory output sets it
+		run $arch-$dt-nuslerp.st -m nuslerp -w 1,2 -o "$out/$arch-$dt-nuslerp.st" \
+			$g/ft1.safetensors $g/ft2.safetensors
+		run $arch-$dt-nuslerpb.st -b $fb -m nuslerp -w 2,1 --lines --alpha 0.5 \
+			-o "$out/$arch-$dt-nuslerpb.st" $g/ft1.safetensors $g/ft2.safetensors
 	done
 done

@@ -164,13 +164,15 @@ enum lines_method {
 	LINES_M_LINEAR,   /* mergekit's linear: a weighted mean of the models */
 	LINES_M_NEARSWAP, /* mergekit's nearswap: the model where it is near the base */
 	LINES_M_CONSENSUS, /* Consensus Task Arithmetic: the sum where TALL masks agree */
+	LINES_M_SLERP,    /* mergekit's slerp: from the base (t = 0) to the model (t = 1) */
+	LINES_M_NUSLERP,  /* mergekit's nuslerp: two models (task vectors with a base) */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
- * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus"):
- * 0, or -1 when there is none. An alias parses to the method it names;
- * lines_method_name() gives the one canonical name ("sum" for
- * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
+ * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
+ * "slerp", "nuslerp"): 0, or -1 when there is none. An alias parses to
+ * the method it names; lines_method_name() gives the one canonical name
+ * ("sum" for "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
 int lines_method_parse(const char *name, enum lines_method *m);
 /* The name of a method, NULL for a value that is none. */
 const char *lines_method_name(enum lines_method m);
@@ -231,7 +233,8 @@ struct lines_merge_opts {
 	 * rescale: each task vector's L1 norm per tensor kept) or
 	 * LINES_RESCALE_NONE */
 	int rescale;
-	double t;         /* nearswap: the sameness threshold, > 0           */
+	double t; /* nearswap: the sameness threshold, > 0; slerp: the
+	           * position, 0 the base, 1 the model (any finite value) */
 	/* consensus: an element is kept where at least consensus_k of the
 	 * models' TALL masks hold it (default 2); mask t compares with
 	 * tall_lambdas[t] (nmodels entries), or with tall_lambda (default

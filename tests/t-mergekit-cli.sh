@@ -1,8 +1,8 @@
 #!/bin/sh
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
 # sum under another name, dare_linear and dare_ties are dare without and with
-# --dare-elect; linear, nearswap and the new options of ties and dare (a
-# density per model, --no-normalize, --rescale) give the same bytes for every
+# --dare-elect; linear, nearswap, slerp, nuslerp and the new options of ties and
+# dare (a density per model, --no-normalize, --rescale) give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
 # --json, not from the messages. (t-mergekit.c checks the numbers.)
@@ -95,6 +95,11 @@ jqok "... elects no signs; the L1 rescale in a rescale pass before the writing o
 	'.dare.elect == false and .dare.rescale == "l1" and [.passes[].name] == ["rescale", "write"]'
 status 0 "-m ties --no-normalize --density 0.5,0.25 -n --json" "$LINES" merge -n --json -b "$b" -m ties --no-normalize --density 0.5,0.25 "$m1" "$m2"
 jqok "... records both" '.ties.normalize == false and .ties.density == [0.5, 0.25]'
+same "slerp" -b "$b" -m slerp --t 0.4 "$m1"
+same "slerp --lines" -b "$b" -m slerp --t 0.6 --lines --alpha 0.3 "$m1"
+same "nuslerp" -m nuslerp -w 1,2 "$m1" "$m2"
+same "nuslerp -b --lines" -b "$b" -m nuslerp -w 2,1 --gamma 0.4 "$m1" "$m2"
+same "nuslerp -b --lines, automatic alpha" -b "$b" -m nuslerp -w 1,3 --lines "$m1" "$m2"
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -145,6 +150,41 @@ jqok "... the manifest of -k 0 counts nothing dropped" '.run.consensus.dropped =
 jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept" \
 	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \
 	"$tmp/k2.st.manifest.json"
+# ---- slerp and nuslerp: a pass of dots, then the writing pass ------------------------------------
+status 0 "-m slerp -n --json" "$LINES" merge -n --json -b "$b" -m slerp --t 0.25 "$m1"
+jqok "... t recorded, passes dots then write" \
+	'.method == "slerp" and .slerp.t == 0.25 and [.passes[].name] == ["dots", "write"]'
+status 0 "-m slerp -n prints both passes" "$LINES" merge -n -b "$b" -m slerp --t 0.25 "$m1"
+check "... the dots pass in the plan" has "$tmp/out" "dots"
+status 0 "-m nuslerp -w 1,3 without -b: --json" "$LINES" merge -n --json -m nuslerp -w 1,3 "$m1" "$m2"
+jqok "... t = w1 / (w0 + w1), the models themselves" \
+	'.nuslerp.t == 0.75 and .nuslerp.task_vectors == false and .base == null and [.passes[].name] == ["dots", "write"]'
+status 0 "-m nuslerp -w 1,-1 -b: --json" "$LINES" merge -n --json -b "$b" -m nuslerp -w 1,-1 "$m1" "$m2"
+jqok "... weights summing to 0 give t = 0.5, task vectors" '.nuslerp.t == 0.5 and .nuslerp.task_vectors == true'
+status 0 "-m nuslerp -b --lines -n --json" "$LINES" merge -n --json -b "$b" -m nuslerp --lines "$m1" "$m2"
+jqok "... automatic alpha from a norms pass after the dots" '[.passes[].name] == ["dots", "norms", "write"] and .lines.alpha == null'
+"$LINES" merge -q -b "$b" -m slerp --t 0.3 -o "$tmp/sl.st" "$m1"
+jqok "the manifest holds every merged tensor's dots" \
+	'[.tensors[] | select(.slerp) | .slerp | has("dot") and has("norm0_sq") and has("norm1_sq")] | length > 10 and all' \
+	"$tmp/sl.st.manifest.json"
+# the dots themselves, to the bit, whatever runs them
+for run in "-j 1 --chunk 16K" "-j 2 --chunk 1M"; do
+	rm -f "$tmp/d.st"
+	# shellcheck disable=SC2086
+	"$LINES" merge -q -m nuslerp -w 1,2 -b "$b" $run -o "$tmp/d.st" "$m1" "$m2"
+	jq -c '[.tensors[] | .nuslerp]' "$tmp/d.st.manifest.json" >"$tmp/dots $run" 2>/dev/null
+done
+check "nuslerp: the same dots with -j 1 --chunk 16K and -j 2 --chunk 1M" \
+	sh -c "test -s '$tmp/dots -j 1 --chunk 16K' && cmp -s '$tmp/dots -j 1 --chunk 16K' '$tmp/dots -j 2 --chunk 1M'"
+"$LINES" merge -q -b "$b" -m slerp --t 0 -o "$tmp/sl0.st" "$m1"
+"$LINES" merge -q -b "$b" -m sum --lambda 0 -o "$tmp/b0.st" "$m1"
+# a tensor with an infinity (--specials) has a NaN angle: NaN throughout, as in mergekit
+jq -c '[.tensors[] | select(.slerp.s0 | type == "number") | .name]' "$tmp/sl0.st.manifest.json" >"$tmp/fin.json"
+# shellcheck disable=SC2016
+check "slerp --t 0: every finite tensor has the base's bytes (those of sum --lambda 0)" \
+	jq -e --slurpfile a "$tmp/sl0.st.manifest.json" --slurpfile fin "$tmp/fin.json" \
+	'($fin[0] | length) > 10 and ([.tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64] == [$a[0].tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64])' \
+	"$tmp/b0.st.manifest.json"
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
@@ -201,6 +241,20 @@ refused "ties --rescale" -b "$b" -m ties --rescale "$m1" "$m2"
 refused "linear --no-rescale" -m linear --no-rescale "$m1" "$m2"
 refused "sum --density 0.5,0.5" -b "$b" -m sum --density 0.5,0.5 "$m1" "$m2"
 refused "dare --rescale, a model on standard input" -b "$b" -m dare --rescale "$m1" - <"$m2"
+refused "slerp without --t" -b "$b" -m slerp "$m1"
+refused "slerp --t inf" -b "$b" -m slerp --t inf "$m1"
+refused "slerp with 2 models" -b "$b" -m slerp --t 0.5 "$m1" "$m2"
+refused "slerp without -b" -m slerp --t 0.5 "$m1"
+refused "slerp -w" -b "$b" -m slerp --t 0.5 -w 2 "$m1"
+refused "slerp --lines with automatic alpha" -b "$b" -m slerp --t 0.5 --lines "$m1"
+refused "slerp, the model on standard input (two passes)" -b "$b" -m slerp --t 0.5 - <"$m1"
+refused "nuslerp with 1 model" -m nuslerp "$m1"
+refused "nuslerp with 3 models" -m nuslerp "$m1" "$m2" "$m3"
+refused "nuslerp --t" -m nuslerp --t 0.5 "$m1" "$m2"
+refused "nuslerp --lines without -b" -m nuslerp --lines --alpha 0.5 "$m1" "$m2"
+refused "nuslerp --lambda without -b" -m nuslerp --lambda 0.5 "$m1" "$m2"
+refused "nuslerp -b, a model on standard input (two passes)" -b "$b" -m nuslerp "$m1" - <"$m2"
+refused "nuslerp --density" -m nuslerp --density 0.5 "$m1" "$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"

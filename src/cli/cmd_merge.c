@@ -117,14 +117,18 @@ static void merge_help(void)
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
-	       "                      (optional with -m linear: then only for LiNeS, --lambda)\n"
+	       "                      (optional with -m linear and -m nuslerp: then only for\n"
+	       "                      LiNeS, --lambda; with -m slerp, the t = 0 end)\n"
 	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
 	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
 	       "                      rescale; also dare_linear), dare_ties (dare with\n"
 	       "                      --dare-elect), linear (weighted mean of the models),\n"
-	       "                      nearswap (one model where it is within --t of the base)\n"
-	       "                      or consensus (sum where K TALL masks agree)\n"
-	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap)\n"
+	       "                      nearswap (one model where it is within --t of the base),\n"
+	       "                      consensus (sum where K TALL masks agree), slerp\n"
+	       "                      (spherical, from the base at --t 0 to the one model at 1)\n"
+	       "                      or nuslerp (spherical, two models, t from their weights;\n"
+	       "                      of their task vectors with -b)\n"
+	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap, slerp)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -146,7 +150,8 @@ static void merge_help(void)
 	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
 	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
 	       "                      not (default: divide them by the density)\n"
-	       "      --t T           nearswap: the sameness threshold, T > 0 (required)\n"
+	       "      --t T           nearswap: the sameness threshold, T > 0 (required);\n"
+	       "                      slerp: the position, 0 the base, 1 the model (required)\n"
 	       "      --consensus-k K consensus: keep an element where at least K of the\n"
 	       "                      models' TALL masks hold it (default 2; 0 keeps all)\n"
 	       "      --tall-lambda L|L1,L2,...  consensus: task t's mask is\n"
@@ -290,8 +295,8 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		mc->have_t = 1;
 		if (cli_parse_double(mc->cmd, "--t", optarg, &o->t) < 0)
 			return CLI_EXIT_USAGE;
-		if (!(o->t > 0))
-			return cli_usage_error(mc->cmd, "--t must be greater than 0");
+		if (!isfinite(o->t))
+			return cli_usage_error(mc->cmd, "--t must be a finite number");
 		break;
 	}
 	return 0;
@@ -305,7 +310,7 @@ static int parse_method_name(struct merge_cli *mc)
 	if (lines_method_select(&mc->o, optarg) < 0)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
-		                                "consensus)",
+		                                "consensus, slerp, nuslerp)",
 		                       optarg);
 	return 0;
 }
@@ -503,7 +508,7 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m dare_linear elects no signs: for --dare-elect "
 		                                "give -m dare_ties");
 	if (mc->have_t && !(mo & LINES_MOPT_T))
-		return cli_usage_error(mc->cmd, "--t applies to -m nearswap only");
+		return cli_usage_error(mc->cmd, "--t applies to -m nearswap and -m slerp only");
 	if (mc->have_consensus && !(mo & LINES_MOPT_CONSENSUS))
 		return cli_usage_error(mc->cmd, "--consensus-k, --tall-lambda and --consensus-over "
 		                                "apply to -m consensus only");

@@ -215,6 +215,7 @@ static void wire(struct plan *p)
 	c->wsum = p->sc.wsum;
 	c->equal_weights = p->sc.equal_weights;
 	c->single_pass = p->in.single_pass;
+	c->no_base = p->in.base_is_model;
 	c->streams = p->in.streams;
 	c->sc = &p->sc;
 	c->passes = &p->passes;

@@ -45,6 +45,8 @@ struct merge_ctx {
 	double wsum;
 	int equal_weights;
 	int single_pass; /* an input can be read only once (standard input) */
+	/* no -b (METHOD_NO_BASE): input 0 is the first model read again */
+	int no_base;
 	int streams;     /* some input is read in order (standard input, .zst) */
 	/* the run's chunk source, while the run lasts: a pass's begin() may
 	 * read through a worker of its own (TIES's sample) */

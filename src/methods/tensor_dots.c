@@ -1,0 +1,112 @@
+/*
+ * tensor_dots.c -- the read-only pass of per-tensor dot products
+ * (tensor_dots.h): blocks of KERN_BLOCK elements summed on the workers,
+ * added in output order by the consumer.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+
+#include "tensor_dots.h"
+
+int tdots_init(struct tdots *d, const struct merge_ctx *c, unsigned k,
+               const unsigned char (*pairs)[2], unsigned npairs, tdots_load_fn *load,
+               struct lines_error *err)
+{
+	memset(d, 0, sizeof(*d));
+	d->k = k, d->npairs = npairs, d->load = load, d->nt = c->nt;
+	memcpy(d->pair, pairs, npairs * sizeof(pairs[0]));
+	RETURN_ERROR_IF(!(d->dot = calloc(c->nt ? c->nt * npairs : 1, sizeof(double))), err,
+	                LINES_ENOMEM, NULL, NULL, "out of memory");
+	return 0;
+}
+
+void tdots_free(struct tdots *d)
+{
+	free(d->dot);
+	d->dot = NULL;
+}
+
+/* The scratch: k tiles of doubles, then a tile of floats. */
+static size_t td_scratch(unsigned k)
+{
+	return (size_t)k * KERN_TILE * sizeof(double) + KERN_TILE * sizeof(float);
+}
+
+/* The sums of one block [b0, b1) of a job into part[0..npairs). */
+static void td_block(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
+                     const struct pipe_job *job, size_t b0, size_t b1, double *const *v,
+                     float *tmp, double *part)
+{
+	for (unsigned q = 0; q < d->npairs; q++)
+		part[q] = 0.0;
+	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+		size_t n = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		d->load(c, t, job, j0, n, v, tmp);
+		for (unsigned q = 0; q < d->npairs; q++) {
+			const double *x = v[d->pair[q][0]], *y = v[d->pair[q][1]];
+			double s = part[q];
+			for (size_t j = 0; j < n; j++)
+				s += x[j] * y[j];
+			part[q] = s;
+		}
+	}
+}
+
+static int td_work(struct merge_ctx *c, struct pipe_job *job, void *scratch,
+                   struct lines_error *err)
+{
+	const struct tdots *d = c->state;
+	const struct tensor *t = &c->t[job->tensor];
+	size_t n = (size_t)(job->u1 - job->u0);
+	double *v[TDOTS_MAX_K];
+	float *tmp = (float *)((double *)scratch + (size_t)d->k * KERN_TILE);
+	(void)err;
+	for (unsigned i = 0; i < d->k; i++)
+		v[i] = (double *)scratch + (size_t)i * KERN_TILE;
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		td_block(c, d, t, job, b0, b1, v, tmp, job->part + (size_t)d->npairs * b);
+	}
+	return 0;
+}
+
+static int td_reduce(struct merge_ctx *c, const struct pipe_job *job, struct lines_error *err)
+{
+	struct tdots *d = c->state;
+	double *row = d->dot + job->tensor * d->npairs;
+	(void)err;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (unsigned q = 0; q < d->npairs; q++)
+			row[q] += job->part[(size_t)d->npairs * b + q];
+	return 0;
+}
+
+static int td_done(struct merge_ctx *c, struct lines_error *err)
+{
+	struct tdots *d = c->state;
+	(void)err;
+	d->measured = 1;
+	return 0;
+}
+
+int tdots_add_pass(struct merge_ctx *c, const char *name, const char *who,
+                   struct lines_error *err)
+{
+	const struct tdots *d = c->state;
+	struct pass *ps;
+	RETURN_ERROR_IF(c->single_pass, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input can be read only once, but %s measures every tensor in a "
+	                "pass before the writing pass: give that model as a file",
+	                who);
+	RETURN_ERROR_IF(!(ps = passes_add(c->passes)), err, LINES_EUNSUPPORTED, NULL, NULL,
+	                "too many passes");
+	ps->name = name;
+	ps->part_block = d->npairs;
+	ps->scratch = td_scratch(d->k);
+	ps->want = want_merged;
+	ps->work = td_work;
+	ps->reduce = td_reduce;
+	ps->done = td_done;
+	return 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * tensor_dots.h -- per-tensor statistics: dot products and squared norms
+ * of K vectors, one set per merged tensor, measured in a read-only pass.
+ *
+ * A method names its K vectors by a load() callback (element j of vector
+ * k of a tensor, in float64: a model, a task vector, ...) and the dots it
+ * wants as pairs (i, j): sum_e v_i[e] v_j[e], a squared norm when i == j.
+ * The pass's work() sums each KERN_BLOCK block of a job (blocks start at
+ * the tensor's first element) in float64, elements in order; its reduce()
+ * adds the blocks in output order into the table. So every value is the
+ * same for any -j, --chunk or instruction set. NaN and infinities are
+ * summed as they are (a tensor with a NaN has NaN dots).
+ *
+ * The table holds npairs doubles per tensor of the layout (nt entries,
+ * like TIES's per-tensor thresholds): it grows with the tensor count,
+ * never with a tensor's size.
+ *
+ * The pass's callbacks find the table through the merge context: the
+ * method's state (ctx->state) must begin with its struct tdots.
+ */
+#ifndef LINES_TENSOR_DOTS_H
+#define LINES_TENSOR_DOTS_H
+
+#include "method.h"
+
+#define TDOTS_MAX_K 8
+#define TDOTS_MAX_PAIRS 36
+
+/* Elements [j0, j0 + n) of the K vectors of tensor t into v[0..K), from a
+ * job's input bytes; tmp is room for n floats. */
+typedef void tdots_load_fn(const struct merge_ctx *c, const struct tensor *t,
+                           const struct pipe_job *job, size_t j0, size_t n, double *const *v,
+                           float *tmp);
+
+struct tdots {
+	unsigned k, npairs;
+	unsigned char pair[TDOTS_MAX_PAIRS][2];
+	tdots_load_fn *load;
+	size_t nt;
+	double *dot; /* nt * npairs, output order; complete once measured */
+	int measured;
+};
+
+/* Make the table for the tensors of c: k vectors, the pairs (npairs of
+ * them, each < k). 0, or LINES_ENOMEM. */
+int tdots_init(struct tdots *d, const struct merge_ctx *c, unsigned k,
+               const unsigned char (*pairs)[2], unsigned npairs, tdots_load_fn *load,
+               struct lines_error *err);
+void tdots_free(struct tdots *d);
+
+/* Add the read-only pass, named name, over the merged tensors. Refused
+ * (LINES_EUSAGE) when an input can be read only once. */
+int tdots_add_pass(struct merge_ctx *c, const char *name, const char *who,
+                   struct lines_error *err);
+
+/* The npairs values of tensor i, in the order of the pairs. */
+static inline const double *tdots_of(const struct tdots *d, size_t i)
+{
+	return d->dot + i * d->npairs;
+}
+
+#endif
