@@ -98,5 +98,7 @@ for arch in llama gpt2 clip t5; do
 			$g/ft1.safetensors $g/ft2.safetensors
 		run $arch-$dt-nuslerpb.st -b $fb -m nuslerp -w 2,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-nuslerpb.st" $g/ft1.safetensors $g/ft2.safetensors
+		run $arch-$dt-stock.st -b $fb -m model_stock --lines --norm l2 \
+			-o "$out/$arch-$dt-stock.st" $g/ft1.safetensors $g/ft2.safetensors $g/ft3.safetensors
 	done
 done

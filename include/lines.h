@@ -166,11 +166,12 @@ enum lines_method {
 	LINES_M_CONSENSUS, /* Consensus Task Arithmetic: the sum where TALL masks agree */
 	LINES_M_SLERP,    /* mergekit's slerp: from the base (t = 0) to the model (t = 1) */
 	LINES_M_NUSLERP,  /* mergekit's nuslerp: two models (task vectors with a base) */
+	LINES_M_MODEL_STOCK, /* Model Stock: the mean pulled toward the base by the angle */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
- * "slerp", "nuslerp"): 0, or -1 when there is none. An alias parses to
+ * "slerp", "nuslerp", "model_stock"): 0, or -1 when there is none. An alias parses to
  * the method it names; lines_method_name() gives the one canonical name
  * ("sum" for "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
 int lines_method_parse(const char *name, enum lines_method *m);

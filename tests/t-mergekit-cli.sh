@@ -100,6 +100,10 @@ same "slerp --lines" -b "$b" -m slerp --t 0.6 --lines --alpha 0.3 "$m1"
 same "nuslerp" -m nuslerp -w 1,2 "$m1" "$m2"
 same "nuslerp -b --lines" -b "$b" -m nuslerp -w 2,1 --gamma 0.4 "$m1" "$m2"
 same "nuslerp -b --lines, automatic alpha" -b "$b" -m nuslerp -w 1,3 --lines "$m1" "$m2"
+same "model_stock" -b "$b" -m model_stock "$m1" "$m2" "$m3"
+same "model_stock --lines, automatic alpha (L2)" -b "$b" -m model_stock --lines --norm l2 "$m1" "$m2" "$m3"
+status 0 "-m model_stock -n --json" "$LINES" merge -n --json -b "$b" -m model_stock "$m1" "$m2" "$m3"
+jqok "... a dots pass before the writing pass" '.method == "model_stock" and [.passes[].name] == ["dots", "write"]'
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -255,6 +259,12 @@ refused "nuslerp --lines without -b" -m nuslerp --lines --alpha 0.5 "$m1" "$m2"
 refused "nuslerp --lambda without -b" -m nuslerp --lambda 0.5 "$m1" "$m2"
 refused "nuslerp -b, a model on standard input (two passes)" -b "$b" -m nuslerp "$m1" - <"$m2"
 refused "nuslerp --density" -m nuslerp --density 0.5 "$m1" "$m2"
+refused "model_stock with 1 model" -b "$b" -m model_stock "$m1"
+refused "model_stock without -b" -m model_stock "$m1" "$m2"
+refused "model_stock -w" -b "$b" -m model_stock -w 1,2 "$m1" "$m2"
+refused "model_stock --density" -b "$b" -m model_stock --density 0.5 "$m1" "$m2"
+refused "model_stock --lines, automatic alpha in L1" -b "$b" -m model_stock --lines "$m1" "$m2"
+refused "model_stock, a model on standard input (two passes)" -b "$b" -m model_stock "$m1" - <"$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"

@@ -126,8 +126,9 @@ static void merge_help(void)
 	       "                      nearswap (one model where it is within --t of the base),\n"
 	       "                      consensus (sum where K TALL masks agree), slerp\n"
 	       "                      (spherical, from the base at --t 0 to the one model at 1)\n"
-	       "                      or nuslerp (spherical, two models, t from their weights;\n"
-	       "                      of their task vectors with -b)\n"
+	       "                      nuslerp (spherical, two models, t from their weights;\n"
+	       "                      of their task vectors with -b) or model_stock (the\n"
+	       "                      models' mean pulled toward the base by their angle)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap, slerp)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
@@ -310,7 +311,7 @@ static int parse_method_name(struct merge_cli *mc)
 	if (lines_method_select(&mc->o, optarg) < 0)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
-		                                "consensus, slerp, nuslerp)",
+		                                "consensus, slerp, nuslerp, model_stock)",
 		                       optarg);
 	return 0;
 }

@@ -1,0 +1,204 @@
+/*
+ * merge_model_stock.c -- Model Stock (Jang et al., 2024), as mergekit's
+ * model_stock computes it: the mean of the fine-tunes, pulled toward the
+ * base by the angle between their task vectors.
+ *
+ * Per tensor, flattened (mergekit's default filter_wise: false), with the
+ * N >= 2 task vectors tau_i = theta_i - b rounded to float32 (float64 for
+ * F64) and everything else in float64:
+ *     cos_ij = (tau_i . tau_j) / max(|tau_i| |tau_j|, 1e-6), clamped to [-1, 1]
+ *     cos    = the mean of cos_ij over the pairs i < j
+ *     t      = N cos / (1 + (N - 1) cos)
+ *     theta  = b + lambda t (tau_1 + ... + tau_N) / N     fma(lambda, t m, b)
+ * which is mergekit's t * mean(theta_i) + (1 - t) * b in exact arithmetic;
+ * lambda is 1, --lambda, or LiNeS's lambda(block). The dots come from a
+ * read-only pass (tensor_dots.h), so every tensor's t is the same for any
+ * -j, --chunk or instruction set. A tensor whose 1 + (N - 1) cos is 0
+ * (t infinite: mergekit writes NaN) is an error before anything is
+ * written. Automatic alpha, ||sum_i tau_i|| / (N ||t m||), is in the L2
+ * norm, from the same dots (sum_ij tau_i . tau_j is ||sum tau||^2).
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "method.h"
+#include "tensor_dots.h"
+
+struct stock {
+	struct tdots d; /* first: tensor_dots.h */
+	unsigned char pairs[TDOTS_MAX_PAIRS][2];
+};
+
+struct ms_scratch {
+	double b[KERN_TILE], s[KERN_TILE], v[KERN_TILE];
+	float f[KERN_TILE];
+};
+
+/* The pass's vectors: the N task vectors. */
+static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                    size_t j0, size_t n, double *const *v, float *tmp)
+{
+	size_t off = j0 * t->unit_in;
+	double *b = v[p->nmodels]; /* room after the N vectors */
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, tmp);
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
+		for (size_t j = 0; j < n; j++)
+			v[i][j] = t->in_dt == DT_F64 ? v[i][j] - b[j] : (double)(float)(v[i][j] - b[j]);
+	}
+}
+
+/* The dot of tau_i and tau_j among a tensor's pairs (i <= j, in the order
+ * ms_pairs() lists them). */
+static double ms_dot(const double *dot, unsigned n, unsigned i, unsigned j)
+{
+	if (i > j) {
+		unsigned k = i;
+		i = j, j = k;
+	}
+	return dot[i * n - i * (i - 1) / 2 + (j - i)];
+}
+
+/* cos and t of a tensor from its dots. */
+static double ms_t(const double *dot, unsigned n, double *cosine)
+{
+	double sum = 0.0;
+	unsigned pairs = 0;
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = i + 1; j < n; j++, pairs++) {
+			double np = sqrt(ms_dot(dot, n, i, i)) * sqrt(ms_dot(dot, n, j, j));
+			double c = ms_dot(dot, n, i, j) / (np > 1e-6 ? np : 1e-6);
+			sum += c > 1.0 ? 1.0 : c < -1.0 ? -1.0 : c; /* NaN stays NaN */
+		}
+	*cosine = sum / pairs;
+	return n * *cosine / (1.0 + (n - 1) * *cosine);
+}
+
+/* ---- the writing pass ------------------------------------------------------ */
+static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+{
+	const struct stock *st = p->state;
+	const struct tensor *t = &p->t[job->tensor];
+	struct ms_scratch *s = scratch;
+	size_t n = (size_t)(job->u1 - job->u0);
+	double cosine, tt = ms_t(tdots_of(&st->d, job->tensor), p->nmodels, &cosine);
+	(void)err;
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE, off = j0 * t->unit_in;
+		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->f);
+		for (unsigned i = 0; i < p->nmodels; i++) {
+			tile_load(p->k, t->in_dt, job->in[i + 1] + off, nn, s->v, s->f);
+			for (size_t j = 0; j < nn; j++) {
+				double tau = t->in_dt == DT_F64 ? s->v[j] - s->b[j]
+				                                : (double)(float)(s->v[j] - s->b[j]);
+				s->s[j] = i == 0 ? tau : s->s[j] + tau;
+			}
+		}
+		for (size_t j = 0; j < nn; j++)
+			s->v[j] = fma(t->lambda, tt * (s->s[j] / p->nmodels), s->b[j]);
+		tile_store(p->k, t->out_dt, s->v, nn, job->out + j0 * t->unit_out, s->f);
+	}
+	return 0;
+}
+
+/* After the dots: no tensor with an infinite t; alpha from the dots. */
+static int ms_measured(struct merge_ctx *p, struct lines_error *err)
+{
+	struct stock *st = p->state;
+	double sum2 = 0.0, mtl2 = 0.0;
+	unsigned n = p->nmodels;
+	st->d.measured = 1;
+	for (size_t i = 0; i < p->nt; i++) {
+		if (!p->t[i].merge)
+			continue;
+		const double *dot = tdots_of(&st->d, i);
+		double cosine, t = ms_t(dot, n, &cosine), s2 = 0.0;
+		RETURN_ERROR_IF(1.0 + (n - 1) * cosine == 0.0, err, LINES_EUNSUPPORTED, NULL, p->t[i].name,
+		                "the task vectors' mean cosine is -1/(N-1) = %g, so Model Stock's t "
+		                "is infinite (mergekit writes NaN); leave out one of the models",
+		                cosine);
+		for (unsigned a = 0; a < n; a++)
+			for (unsigned b = 0; b < n; b++)
+				s2 += ms_dot(dot, n, a, b);
+		if (!isfinite(s2) || !isfinite(t))
+			continue;
+		sum2 += s2;
+		mtl2 += t * t * s2 / ((double)n * n);
+	}
+	if (p->o->lines && p->o->alpha_auto)
+		return scales_from_norms(p->sc, sqrt(sum2), sqrt(mtl2), 0, err);
+	return 0;
+}
+
+static int ms_check(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(o->nmodels < 2 || o->nmodels > TDOTS_MAX_K - 1, err, LINES_EUSAGE, NULL, NULL,
+	                "-m model_stock takes 2 to %d models besides the base, not %zu",
+	                TDOTS_MAX_K - 1, o->nmodels);
+	RETURN_ERROR_IF(o->lines && o->alpha_auto && o->norm_p != 2, err, LINES_EUSAGE, NULL, NULL,
+	                "automatic alpha of -m model_stock comes from its dot products, in the L2 "
+	                "norm: add --norm l2, or give --alpha");
+	return 0;
+}
+
+static int ms_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	struct stock *st;
+	unsigned np = 0;
+	RETURN_ERROR_IF(!(st = calloc(1, sizeof(*st))), err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory");
+	p->state = st;
+	for (unsigned i = 0; i < p->nmodels; i++)
+		for (unsigned j = i; j < p->nmodels; j++, np++) {
+			st->pairs[np][0] = (unsigned char)i;
+			st->pairs[np][1] = (unsigned char)j;
+		}
+	/* k = N + 1: the base's tile is loaded into the last vector */
+	FORWARD_IF_ERROR(tdots_init(&st->d, p, p->nmodels + 1, (const unsigned char(*)[2])st->pairs, np,
+	                            ms_load, err));
+	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m model_stock", err));
+	p->passes->pass[p->passes->n - 1].done = ms_measured;
+	struct pass *pw = passes_add(p->passes);
+	RETURN_ERROR_IF(!pw, err, LINES_EUNSUPPORTED, NULL, NULL, "too many passes");
+	pw->name = "write";
+	pw->writes = 1;
+	pw->want = want_all;
+	pw->work = ms_work;
+	pw->scratch = sizeof(struct ms_scratch);
+	return 0;
+}
+
+static void ms_free(struct merge_ctx *p)
+{
+	struct stock *st = p->state;
+	if (st)
+		tdots_free(&st->d);
+	free(st);
+	p->state = NULL;
+}
+
+/* Per merged tensor, once measured: the mean cosine and t. */
+static void ms_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
+{
+	const struct stock *st = c->state;
+	if (!st || !st->d.measured || !c->t[i].merge)
+		return;
+	double cosine, t = ms_t(tdots_of(&st->d, i), c->nmodels, &cosine);
+	json_t *o = json_object();
+	json_object_set_new(o, "cos", json_num(cosine));
+	json_object_set_new(o, "t", json_num(t));
+	json_object_set_new(e, "model_stock", o);
+}
+
+const struct method method_model_stock = {
+	.name = "model_stock",
+	.summary = "the models' mean, pulled toward the base by their task vectors' angle",
+	.flags = 0,
+	.check = ms_check,
+	.setup = ms_setup,
+	.report_tensor = ms_report_tensor,
+	.free = ms_free,
+};

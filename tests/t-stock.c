@@ -1,0 +1,218 @@
+/*
+ * t-stock.c -- -m model_stock (mergekit's Model Stock, flattened) against
+ * a float64 reference written here from the formula:
+ *     tau_i  = theta_i - b                      (float32, as lines defines it)
+ *     cos_ij = tau_i . tau_j / max(|tau_i| |tau_j|, 1e-6), clamped to [-1, 1]
+ *     cos    = mean over i < j;  t = N cos / (1 + (N - 1) cos)
+ *     ref    = b + lambda t (tau_1 + ... + tau_N) / N
+ * every element within one ULP of the output dtype at ref (plus 2^-40 of
+ * the operands: lines' dots are summed in blocks, the test's in one run,
+ * so t differs in its last bits); each tensor's cos and t in the manifest
+ * within 1e-9 of the test's; automatic alpha (L2, from the dots) against
+ * ||sum tau|| / (N ||t mean tau||) to 1e-9; NaN inputs give NaN tensors.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tap.h"
+#include "tutil.h"
+
+#define NM 3
+
+struct fam {
+	char dir[4200];
+	struct tu_model b, x[NM];
+	long L;
+};
+
+struct scen {
+	const char *name, *args;
+	double lambda, alpha, beta; /* beta 0: lambda for every tensor; alpha < 0: automatic */
+};
+
+static double tau(const struct tu_tensor *x, const struct tu_tensor *b, uint64_t e)
+{
+	if (!strcmp(b->dtype, "F64"))
+		return tu_elem64(x, e) - tu_elem64(b, e);
+	return (double)(tu_elem(x, e) - tu_elem(b, e)); /* a float32 subtraction */
+}
+
+/* t and cos of tensor i. */
+static double stock_t(const struct fam *f, size_t i, double *cosine, double *s2)
+{
+	const struct tu_tensor *b = &f->b.t[i], *x[NM];
+	double g[NM][NM] = {{0}}, sum = 0;
+	int pairs = 0;
+	for (int m = 0; m < NM; m++)
+		x[m] = tu_model_find(&f->x[m], b->name);
+	for (uint64_t e = 0; e < b->nelem; e++) {
+		double t[NM];
+		for (int m = 0; m < NM; m++)
+			t[m] = tau(x[m], b, e);
+		for (int p = 0; p < NM; p++)
+			for (int q = 0; q < NM; q++)
+				g[p][q] += t[p] * t[q];
+	}
+	*s2 = 0;
+	for (int p = 0; p < NM; p++)
+		for (int q = 0; q < NM; q++) {
+			*s2 += g[p][q];
+			if (q <= p)
+				continue;
+			double np = sqrt(g[p][p]) * sqrt(g[q][q]);
+			double c = g[p][q] / (np > 1e-6 ? np : 1e-6);
+			sum += c > 1 ? 1 : c < -1 ? -1 : c;
+			pairs++;
+		}
+	*cosine = sum / pairs;
+	return NM * *cosine / (1 + (NM - 1) * *cosine);
+}
+
+/* |got - want| within rel of want (NaN matches NaN). */
+static int near(double got, double want, double rel)
+{
+	if (isnan(want))
+		return isnan(got);
+	return fabs(got - want) <= rel * (fabs(want) > 1e-300 ? fabs(want) : 1e-300);
+}
+
+static void compare(const struct fam *f, const struct scen *s, const struct tu_model *o,
+                    const char *manifest, double alpha)
+{
+	uint64_t n = 0, bad = 0, badt = 0, nt = 0;
+	double worst = 0;
+	char first[256] = "";
+	for (size_t i = 0; i < f->b.n; i++) {
+		const struct tu_tensor *b = &f->b.t[i], *ot = tu_model_find(o, b->name);
+		if (!tu_is_float(b))
+			continue;
+		double cosine, s2, t = stock_t(f, i, &cosine, &s2);
+		long blk = tu_block_of(b->name);
+		double lam = s->beta == 0 ? s->lambda
+		                          : alpha + s->beta * (blk < 0 ? 0 : (double)blk / (double)(f->L - 1));
+		char q[5200];
+		double mc = NAN, mt = NAN;
+		snprintf(q, sizeof(q), "jq -e '.tensors[] | select(.name == \"%s\") | .model_stock | "
+		                       "\"\\(.cos) \\(.t)\"' '%s'",
+		         b->name, manifest);
+		FILE *pf = popen(q, "r");
+		if (pf && fscanf(pf, "\"%lf %lf\"", &mc, &mt) != 2)
+			mc = mt = NAN;
+		if (pf)
+			pclose(pf);
+		badt += !(near(mc, cosine, 1e-9) && near(mt, t, 1e-9));
+		nt++;
+		for (uint64_t e = 0; ot && e < b->nelem; e++, n++) {
+			double sum = 0, mag = fabs(tu_elem64(b, e));
+			for (int m = 0; m < NM; m++) {
+				double tv = tau(tu_model_find(&f->x[m], b->name), b, e);
+				sum += tv, mag += fabs(lam * t * tv / NM);
+			}
+			double ref = tu_elem64(b, e) + lam * t * (sum / NM), got = tu_elem64(ot, e);
+			double ulp = tu_ulp(ot->dtype, ref), err = fabs(got - ref);
+			int fine = isnan(ref) ? isnan(got) : isinf(ref) ? got == ref : err <= ulp + 0x1p-40 * mag;
+			if (!fine && !bad++)
+				snprintf(first, sizeof(first), "%s[%llu]: got %.9g, want %.17g", b->name,
+				         (unsigned long long)e, got, ref);
+			if (fine && !isnan(ref) && !isinf(ref) && err <= ulp && err / ulp > worst)
+				worst = err / ulp;
+		}
+		bad += !ot;
+	}
+	ok(bad == 0 && n > 0, "%s: %llu elements within 1 ULP of the float64 reference (worst %.2f)%s%s",
+	   s->name, (unsigned long long)n, worst, bad ? "; " : "", first);
+	ok(badt == 0 && nt > 0, "%s: the cos and t of the %llu tensors in the manifest are the test's",
+	   s->name, (unsigned long long)nt);
+}
+
+/* ||sum tau|| / (N ||t mean tau||) over the model, in L2. */
+static double stock_alpha(const struct fam *f)
+{
+	double sum2 = 0, mtl2 = 0;
+	for (size_t i = 0; i < f->b.n; i++) {
+		if (!tu_is_float(&f->b.t[i]))
+			continue;
+		double cosine, s2, t = stock_t(f, i, &cosine, &s2);
+		if (!isfinite(s2) || !isfinite(t))
+			continue;
+		sum2 += s2;
+		mtl2 += t * t * s2 / (NM * NM);
+	}
+	return sqrt(sum2) / (NM * sqrt(mtl2));
+}
+
+static void run(const struct fam *f, const struct scen *s, int k)
+{
+	char out[4400], man[4500], js[4500];
+	struct tu_model o;
+	snprintf(out, sizeof(out), "%s/o%d.st", f->dir, k);
+	snprintf(man, sizeof(man), "%s.manifest.json", out);
+	snprintf(js, sizeof(js), "%s/o%d.json", f->dir, k);
+	int rc = tu_run("'%s' merge -q -m model_stock -b '%s/base.safetensors' %s --json -o '%s' "
+	                "'%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' >'%s'",
+	                tu_lines(), f->dir, s->args, out, f->dir, f->dir, f->dir, js);
+	if (!ok(rc == 0 && tu_model_load(&o, out) == 0, "%s: lines exits 0", s->name)) {
+		diag("%s", tu_stderr);
+		return;
+	}
+	double alpha = s->alpha;
+	if (s->alpha < 0) {
+		double want = stock_alpha(f), got = NAN;
+		char q[4600];
+		snprintf(q, sizeof(q), "jq -e '.lines.alpha' '%s'", js);
+		FILE *pf = popen(q, "r");
+		if (pf && fscanf(pf, "%lf", &got) != 1)
+			got = NAN;
+		if (pf)
+			pclose(pf);
+		ok(near(got, want, 1e-9), "%s: alpha %.17g = ||sum tau|| / (N ||t mean tau||) = %.17g",
+		   s->name, got, want);
+		alpha = got;
+	}
+	compare(f, s, &o, man, alpha);
+	tu_model_free(&o);
+}
+
+static int load(struct fam *f, const char *dtype, const char *extra)
+{
+	char p[4400];
+	snprintf(f->dir, sizeof(f->dir), "%s/%s", tu_tmpdir(), dtype);
+	if (tu_run("'%s' --arch llama --dtype %s --layers 3 --hidden 32 --models 3 --seed 11 %s "
+	           "--out '%s'",
+	           tu_gen(), dtype, extra, f->dir) != 0)
+		return 0;
+	snprintf(p, sizeof(p), "%s/base.safetensors", f->dir);
+	int good = tu_model_load(&f->b, p) == 0;
+	for (int m = 0; m < NM; m++) {
+		snprintf(p, sizeof(p), "%s/ft%d.safetensors", f->dir, m + 1);
+		good &= tu_model_load(&f->x[m], p) == 0;
+	}
+	f->L = 3;
+	return good;
+}
+
+int main(void)
+{
+	static const struct scen sc[] = {
+		{"model_stock", "", 1, 0, 0},
+		{"model_stock --lambda 0.7", "--lambda 0.7", 0.7, 0, 0},
+		{"model_stock --lines 0.3 0.6", "--lines --alpha 0.3 --beta 0.6", 0, 0.3, 0.6},
+		{"model_stock --lines auto L2", "--lines --norm l2 --beta 0.5", 0, -1, 0.5},
+	};
+	static const char *const dts[] = {"bf16", "f16", "f32", "f64"};
+	for (size_t d = 0; d < 4; d++) {
+		struct fam f;
+		memset(&f, 0, sizeof(f));
+		if (!ok(load(&f, dts[d], d == 0 ? "--specials" : ""), "generate a %s family", dts[d]))
+			continue;
+		for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
+			run(&f, &sc[i], (int)i);
+		tu_model_free(&f.b);
+		for (int m = 0; m < NM; m++)
+			tu_model_free(&f.x[m]);
+	}
+	tu_cleanup();
+	return tap_done();
+}
