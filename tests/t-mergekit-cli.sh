@@ -59,6 +59,12 @@ same "consensus -k 3 weighted --lambda" -b "$b" -m consensus --consensus-k 3 -w 
 same "consensus -k 1 --lines, alpha from a norm pass" -b "$b" -m consensus --consensus-k 1 \
 	--lines --norm l2 "$m1" "$m2" "$m3"
 
+same "ram --epsilon 0.003" -b "$b" -m ram --epsilon 0.003 "$m1" "$m2" "$m3"
+same "ram --lines, alpha from a norm pass" -b "$b" -m ram --epsilon 0.002 --lines "$m1" "$m2" "$m3"
+same "ramplus_tl --lambda 0.8" -b "$b" -m ramplus_tl --lambda 0.8 "$m1" "$m2" "$m3"
+same "ramplus_tl --ram-r 0.5 --ram-alpha 5 --lines, count and norm passes" -b "$b" -m ramplus_tl \
+	--epsilon 0.003 --ram-r 0.5 --ram-alpha 5 --lines --norm l2 "$m1" "$m2" "$m3"
+
 same "dare_ties --rescale, a density per model" -b "$b" -m dare_ties --rescale \
 	--density 0.2,0.5,0.9 -w 0.5,1.5,1 --lines "$m1" "$m2" "$m3"
 same "dare_linear --no-rescale" -b "$b" -m dare_linear --no-rescale --density 0.3 "$m1" "$m2" "$m3"
@@ -146,6 +152,36 @@ jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept"
 	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \
 	"$tmp/k2.st.manifest.json"
 
+# ---- what ram and ramplus_tl record ------------------------------------------------------------
+status 0 "-m ram -n --json" "$LINES" merge -n --json -b "$b" -m ram "$m1" "$m2" "$m3"
+jqok "... epsilon 1e-5, no counts before the run, one pass: the writing one" \
+	'.method == "ram" and .ram.epsilon == 1e-5 and .ram.agree == null and .ram.r == null and [.passes[].name] == ["write"]'
+status 0 "-m ram --lines -n --json" "$LINES" merge -n --json -b "$b" -m ram --lines "$m1" "$m2" "$m3"
+jqok "... alpha measured in a norm pass before the writing one" \
+	'[.passes[].name] == ["norms", "write"] and .lines.alpha == null'
+status 0 "-m ramplus_tl -n --json" "$LINES" merge -n --json -b "$b" -m ramplus_tl "$m1" "$m2" "$m3"
+jqok "... r 0.1, alpha 0.2: a count pass, then the writing one" \
+	'.method == "ramplus_tl" and .ramplus_tl.r == 0.1 and .ramplus_tl.alpha == 0.2 and .ramplus_tl.epsilon == 1e-5 and [.passes[].name] == ["count", "write"]'
+status 0 "-m ramplus_tl --lines --epsilon 0.01 --ram-r 0.3 --ram-alpha 2 -n --json" "$LINES" merge -n \
+	--json -b "$b" -m ramplus_tl --lines --epsilon 0.01 --ram-r 0.3 --ram-alpha 2 "$m1" "$m2" "$m3"
+jqok "... its parameters; the count pass, the norm pass, the writing pass" \
+	'.ramplus_tl.epsilon == 0.01 and .ramplus_tl.r == 0.3 and .ramplus_tl.alpha == 2 and [.passes[].name] == ["count", "norms", "write"]'
+status 0 "-m ramplus_tl -n prints the passes" "$LINES" merge -n -b "$b" -m ramplus_tl --lines "$m1" "$m2" "$m3"
+check "... count, norms, write" sh -c "grep -q '1\. count' '$tmp/out' && grep -q '2\. norms' '$tmp/out' && grep -q '3\. write' '$tmp/out'"
+"$LINES" merge -q -b "$b" -m ramplus_tl --epsilon 0.003 --lines --json -o "$tmp/rp.st" "$m1" "$m2" "$m3" >"$tmp/rp.json"
+jqok "... after the run: alpha = ||sum tau|| / (3 ||tau_ram||) from the recorded norms" \
+	'.lines.alpha as $a | (($a - .norm_sum / (3 * .norm_mtl)) | fabs) < 1e-12 * $a and $a != 1' "$tmp/rp.json"
+jqok "... the elements by c (0 to 3) add up to the merged elements, each c occurs" \
+	'.ramplus_tl.agree as $g | ($g | length) == 4 and ($g | all(. > 0)) and ($g | add) == ([.tensors[] | select(.merged) | .shape | reduce .[] as $d (1; . * $d)] | add)' "$tmp/rp.json"
+jqok "... every merged tensor has 3 shared and unique counts and lambdas in [1, 1.02]" \
+	'[.tensors[] | select(.merged) | .ram | (.shared | length) == 3 and (.unique | length) == 3 and all(.lambda[]; . >= 1 and . <= 1.02)] | length > 0 and all' "$tmp/rp.json"
+jqok "... the manifest has the same counts" \
+	"[.tensors[] | .ram | select(.)] == $(jq -c '[.tensors[] | .ram | select(.)]' "$tmp/rp.json" 2>/dev/null || echo null) and .run.ramplus_tl.agree == $(jq -c .ramplus_tl.agree "$tmp/rp.json" 2>/dev/null || echo null)" \
+	"$tmp/rp.st.manifest.json"
+"$LINES" merge -q -b "$b" -m ram --epsilon 0.003 -o "$tmp/ram-f.st" "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m ram --epsilon 0.003 -o "$tmp/ram-in.st" "$m1" - "$m3" <"$m2"
+check "-m ram reads a model from standard input in its one pass: the same bytes" cmp -s "$tmp/ram-f.st" "$tmp/ram-in.st"
+
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
 refused() {
@@ -201,7 +237,23 @@ refused "ties --rescale" -b "$b" -m ties --rescale "$m1" "$m2"
 refused "linear --no-rescale" -m linear --no-rescale "$m1" "$m2"
 refused "sum --density 0.5,0.5" -b "$b" -m sum --density 0.5,0.5 "$m1" "$m2"
 refused "dare --rescale, a model on standard input" -b "$b" -m dare --rescale "$m1" - <"$m2"
-for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3"; do
+refused "ram -w" -b "$b" -m ram -w 1,2,3 "$m1" "$m2" "$m3"
+refused "ramplus_tl -w" -b "$b" -m ramplus_tl -w 1,1 "$m1" "$m2"
+refused "ram without -b" -m ram "$m1" "$m2"
+refused "ram --ram-r" -b "$b" -m ram --ram-r 0.5 "$m1" "$m2"
+refused "ram --ram-alpha" -b "$b" -m ram --ram-alpha 0.5 "$m1" "$m2"
+refused "sum --epsilon" -b "$b" -m sum --epsilon 0.1 "$m1" "$m2"
+refused "consensus --epsilon" -b "$b" -m consensus --epsilon 0.1 "$m1" "$m2"
+refused "ties --ram-r" -b "$b" -m ties --ram-r 0.1 "$m1" "$m2"
+refused "ramplus_tl --epsilon -1" -b "$b" -m ramplus_tl --epsilon -1 "$m1" "$m2"
+refused "ram --epsilon nan" -b "$b" -m ram --epsilon nan "$m1" "$m2"
+refused "ramplus_tl --ram-alpha -0.1" -b "$b" -m ramplus_tl --ram-alpha -0.1 "$m1" "$m2"
+refused "ramplus_tl --ram-r inf" -b "$b" -m ramplus_tl --ram-r inf "$m1" "$m2"
+refused "ramplus_tl --epsilon given twice" -b "$b" -m ramplus_tl --epsilon 0.1 --epsilon 0.2 "$m1" "$m2"
+refused "ramplus_tl, a model on standard input (a count pass)" -b "$b" -m ramplus_tl "$m1" - <"$m2"
+refused "ram --lines auto alpha, a model on standard input" -b "$b" -m ram --lines "$m1" - <"$m2"
+for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
+	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

@@ -11,7 +11,7 @@
 
 /* One per merge_*.c. */
 extern const struct method method_sum, method_mean, method_ties, method_dare, method_linear,
-	method_nearswap, method_consensus;
+	method_nearswap, method_consensus, method_ram, method_ramplus_tl;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
@@ -21,6 +21,8 @@ static const struct method *const methods[] = {
 	[LINES_M_LINEAR] = &method_linear,
 	[LINES_M_NEARSWAP] = &method_nearswap,
 	[LINES_M_CONSENSUS] = &method_consensus,
+	[LINES_M_RAM] = &method_ram,
+	[LINES_M_RAMPLUS_TL] = &method_ramplus_tl,
 };
 
 /* Other names of a method (mergekit's), parsed but never shown: the
