@@ -91,5 +91,8 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-consensus.st -b $fb -m consensus --lines -o "$out/$arch-$dt-consensus.st" $m3
 		run $arch-$dt-consensusw.st -b $fb -m consensus --consensus-k 1 -w 1,0.5,2 \
 			--tall-lambda 0.2,0.4,0.6 --lambda 0.8 -o "$out/$arch-$dt-consensusw.st" $m3
+		run $arch-$dt-ram.st -b $fb -m ram --epsilon 0.003 --lines -o "$out/$arch-$dt-ram.st" $m3
+		run $arch-$dt-ramplus.st -b $fb -m ramplus_tl --epsilon 0.002 --ram-r 0.5 --ram-alpha 3 \
+			--lambda 0.9 -o "$out/$arch-$dt-ramplus.st" $m3
 	done
 done
