@@ -1,9 +1,10 @@
 #!/bin/sh
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
 # sum under another name, dare_linear and dare_ties are dare without and with
-# --dare-elect; linear, nearswap and the new options of ties and dare (a
-# density per model, --no-normalize, --rescale) give the same bytes for every
-# instruction set, thread count and chunk size; and what they refuse is a
+# --dare-elect; linear, nearswap, consensus, ram, ramplus_tl and the new
+# options of ties and dare (a density per model, --no-normalize, --rescale)
+# give the same bytes for every instruction set, thread count and chunk
+# size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
 # --json, not from the messages. (t-mergekit.c checks the numbers.)
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
@@ -147,6 +148,8 @@ jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/k0-64.st.manifest.json" >"$tmp/k
 jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/sum-64.st.manifest.json" >"$tmp/sum-64.h" 2>/dev/null
 check "... and so on F64, computed in float64: the F64 tensors of -m sum" \
 	sh -c "grep -q F64 '$tmp/k0-64.h' && cmp -s '$tmp/k0-64.h' '$tmp/sum-64.h'"
+same "ramplus_tl --lines on F64" -b "$tmp/f64/base.safetensors" -m ramplus_tl --epsilon 0.003 \
+	--lines "$tmp"/f64/ft1.safetensors "$tmp"/f64/ft2.safetensors "$tmp"/f64/ft3.safetensors
 jqok "... the manifest of -k 0 counts nothing dropped" '.run.consensus.dropped == 0 and .run.consensus.kept > 0' "$tmp/k0.st.manifest.json"
 jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept" \
 	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \

@@ -1,9 +1,9 @@
 /*
  * t-mergekit.c -- mergekit's linear and nearswap (and task_arithmetic,
- * sum's other name), and consensus (TALL masks): every merged element
- * against a float64 reference
+ * sum's other name), consensus (TALL masks), ram and ramplus_tl: every
+ * merged element against a float64 reference
  * written here from the formulas of lines-merge(1), on generated Llama and
- * GPT-2 families in BF16, F16 and F32 (with NaN, infinities and
+ * GPT-2 families in BF16, F16 and F32, and F64 for ram (with NaN, infinities and
  * subnormals: --specials), weighted, with and without LiNeS.
  *
  *   linear:   v = sum_i w_i x_i [/ sum_i w_i]; with a base b and a scale
@@ -15,10 +15,20 @@
  *             ref = b + lambda mtl where m_1 + m_2 + m_3 >= k or mtl is
  *             not finite, else b. k = 1, 2 and 3 each keep some elements
  *             and drop others, and fewer as k grows.
+ *   ram:      tau_i = x_i - b (float32; float64 on the F64 families, which
+ *             run only ram and ramplus_tl), nz_i = |tau_i| > eps, c = the
+ *             count of nz_i; m = (sum of the nz tau_i) / c where c > 1,
+ *             the one nz tau_i where c = 1, times lambda_i for ramplus_tl;
+ *             ref = b + lambda m, b where c = 0, b + lambda (sum tau_i)
+ *             where that sum is not finite. lambda_i = 1 + r clamp(shared_i
+ *             / max(unique_i, eps), 0, alpha) from the test's own counts,
+ *             which must be the manifest's per tensor; the manifest's
+ *             elements by c (run.METHOD.agree) must be the test's, and c
+ *             must take each value 0 to 3 with eps 0.003 or 0.004.
  *
- * Automatic alpha of linear, ||sum_i tau_i|| / (N ||v - theta_0||), and
- * of consensus, ||sum_i tau_i|| / (N ||tau_cons||) (tau_cons = mtl where
- * kept, 0 elsewhere), is
+ * Automatic alpha of linear, ||sum_i tau_i|| / (N ||v - theta_0||), of
+ * consensus, ||sum_i tau_i|| / (N ||tau_cons||) (tau_cons = mtl where
+ * kept, 0 elsewhere), and of ram, ||sum_i tau_i|| / (N ||m||), is
  * recomputed from its formula and must match the alpha lines records to
  * 1e-12 (exactly 1 for equal weights); the elements are then checked
  * against the recorded alpha.
@@ -120,6 +130,16 @@ static const struct scenario scenarios[] = {
 	 .beta = 0.6, .eps = 0.003, .rr = -0.5, .ra = 3},
 };
 
+/* the family being checked is F64: task vectors in float64, and only ram
+ * and ramplus_tl run on it (the others' references round to float32) */
+static int fam_f64;
+
+/* tau = x - b, rounded to float32 unless the family is F64 */
+static double task(double x, double b)
+{
+	return fam_f64 ? x - b : (double)(float)(x - b);
+}
+
 /* consensus: elements kept with k = 1, 2, 3 (the first three consensus
  * scenarios), per family */
 static uint64_t kept_by_k[4];
@@ -196,7 +216,7 @@ static double ram_tau(const struct scenario *s, double b, const double *x, const
 	unsigned c = 0;
 	*mag = 0;
 	for (unsigned i = 0; i < N_MODELS; i++) {
-		tau[i] = (double)(float)(x[i] - b);
+		tau[i] = task(x[i], b);
 		sum = i == 0 ? tau[0] : sum + tau[i];
 		c += fabs(tau[i]) > s->eps;
 		*mag += fabs(tau[i]) * (li ? fabs(li[i]) : 1);
@@ -220,10 +240,10 @@ static void ram_counts(const struct scenario *s, const struct tu_tensor *b,
 	for (unsigned i = 0; i < N_MODELS; i++)
 		shared[i] = unique[i] = 0;
 	for (uint64_t e = 0; e < b->nelem; e++) {
-		double bv = tu_elem(b, e), tau[N_MODELS];
+		double bv = tu_elem64(b, e), tau[N_MODELS];
 		unsigned c = 0;
 		for (unsigned i = 0; i < N_MODELS; i++)
-			c += fabs(tau[i] = (double)(float)(tu_elem(x[i], e) - bv)) > s->eps;
+			c += fabs(tau[i] = task(tu_elem64(x[i], e), bv)) > s->eps;
 		for (unsigned i = 0; i < N_MODELS; i++)
 			if (fabs(tau[i]) > s->eps && c > 1)
 				shared[i]++;
@@ -324,10 +344,10 @@ static void check_tensor(const struct family *f, const struct scenario *s, doubl
 	for (uint64_t e = 0; e < r->nelem; e++) {
 		double xv[N_MODELS], mag;
 		for (unsigned i = 0; i < nm; i++)
-			xv[i] = tu_elem(x[i], e);
-		double bv = s->base ? tu_elem(b, e) : 0;
+			xv[i] = tu_elem64(x[i], e);
+		double bv = s->base ? tu_elem64(b, e) : 0;
 		double ref = reference(s, bv, xv, lam, s->meth == RAMPLUS ? li : NULL, &mag, ty);
-		check_element(ty, r->name, e, o->dtype, ref, mag, tu_elem(o, e));
+		check_element(ty, r->name, e, o->dtype, ref, mag, tu_elem64(o, e));
 	}
 }
 
@@ -351,10 +371,10 @@ static double auto_alpha(const struct family *f, const struct scenario *s)
 		if (s->meth == RAMPLUS)
 			ram_counts(s, b, x, sh, un, li);
 		for (uint64_t e = 0; e < b->nelem; e++) {
-			float bv = tu_elem(b, e);
+			double bv = tu_elem64(b, e);
 			double sum = 0, wt = 0;
 			for (unsigned i = 0; i < N_MODELS; i++) {
-				float tau = tu_elem(x[i], e) - bv;
+				double tau = task(tu_elem64(x[i], e), bv);
 				sum += tau;
 				wt += s->w[i] * (double)tau;
 			}
@@ -362,14 +382,14 @@ static double auto_alpha(const struct family *f, const struct scenario *s)
 			if (s->meth == CONSENSUS) {
 				double xv[N_MODELS], m;
 				for (unsigned i = 0; i < N_MODELS; i++)
-					xv[i] = tu_elem(x[i], e);
+					xv[i] = tu_elem64(x[i], e);
 				mtl = consensus_tau(s, bv, xv, &m, NULL);
 			}
 			if (s->meth == RAM || s->meth == RAMPLUS) {
 				double xv[N_MODELS], m;
 				unsigned c;
 				for (unsigned i = 0; i < N_MODELS; i++)
-					xv[i] = tu_elem(x[i], e);
+					xv[i] = tu_elem64(x[i], e);
 				mtl = ram_tau(s, bv, xv, s->meth == RAMPLUS ? li : NULL, &m, &c);
 			}
 			if (!isfinite(sum) || !isfinite(mtl))
@@ -563,19 +583,22 @@ static int load_family(struct family *f, size_t seed)
 int main(void)
 {
 	static const char *const archs[] = {"llama", "gpt2"};
-	static const char *const dtypes[] = {"bf16", "f16", "f32"};
+	static const char *const dtypes[] = {"bf16", "f16", "f32", "f64"};
 
 	for (size_t a = 0; a < 2; a++)
-		for (size_t d = 0; d < 3; d++) {
+		for (size_t d = 0; d < 4; d++) {
 			struct family f = {archs[a], dtypes[d], "", {0}, {{0}}, 0};
 			memset(kept_by_k, 0, sizeof(kept_by_k));
-			if (load_family(&f, 31 + a * 3 + d))
+			fam_f64 = d == 3;
+			if (load_family(&f, fam_f64 ? 61 + a : 31 + a * 3 + d))
 				for (size_t s = 0; s < sizeof(scenarios) / sizeof(scenarios[0]); s++)
-					run_scenario(&f, &scenarios[s], (int)s);
-			ok(kept_by_k[1] > kept_by_k[2] && kept_by_k[2] > kept_by_k[3] && kept_by_k[3] > 0,
-			   "%s/%s consensus: k = 1, 2, 3 keep %llu > %llu > %llu elements", archs[a],
-			   dtypes[d], (unsigned long long)kept_by_k[1], (unsigned long long)kept_by_k[2],
-			   (unsigned long long)kept_by_k[3]);
+					if (!fam_f64 || scenarios[s].meth == RAM || scenarios[s].meth == RAMPLUS)
+						run_scenario(&f, &scenarios[s], (int)s);
+			if (!fam_f64)
+				ok(kept_by_k[1] > kept_by_k[2] && kept_by_k[2] > kept_by_k[3] && kept_by_k[3] > 0,
+				   "%s/%s consensus: k = 1, 2, 3 keep %llu > %llu > %llu elements", archs[a],
+				   dtypes[d], (unsigned long long)kept_by_k[1],
+				   (unsigned long long)kept_by_k[2], (unsigned long long)kept_by_k[3]);
 			tu_model_free(&f.base);
 			for (int i = 0; i < N_MODELS; i++)
 				tu_model_free(&f.ft[i]);
