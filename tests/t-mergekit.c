@@ -431,7 +431,8 @@ static int check_ram_tensors(const json_t *tensors, const struct family *f,
 	json_t *e;
 	json_array_foreach(tensors, i, e) {
 		json_t *r = json_object_get(e, "ram");
-		const struct tu_tensor *b = tu_model_find(&f->base, json_string_value(json_object_get(e, "name"))), *x[N_MODELS];
+		const char *name = json_string_value(json_object_get(e, "name"));
+		const struct tu_tensor *b = tu_model_find(&f->base, name), *x[N_MODELS];
 		if (!r || !b)
 			continue;
 		uint64_t sh[N_MODELS], un[N_MODELS];
@@ -441,14 +442,20 @@ static int check_ram_tensors(const json_t *tensors, const struct family *f,
 		ram_counts(s, b, x, sh, un, li);
 		++*seen;
 		for (unsigned q = 0; q < N_MODELS; q++) {
-			json_int_t gs = json_integer_value(json_array_get(json_object_get(r, "shared"), q));
-			json_int_t gu = json_integer_value(json_array_get(json_object_get(r, "unique"), q));
-			double gl = json_number_value(json_array_get(json_object_get(r, "lambda"), q));
-			if (gs != (json_int_t)sh[q] || gu != (json_int_t)un[q] || fabs(gl - li[q]) > 1e-15 * fabs(li[q]))
+			json_int_t gs =
+			    json_integer_value(json_array_get(json_object_get(r, "shared"), q));
+			json_int_t gu =
+			    json_integer_value(json_array_get(json_object_get(r, "unique"), q));
+			double gl =
+			    json_number_value(json_array_get(json_object_get(r, "lambda"), q));
+			if (gs != (json_int_t)sh[q] || gu != (json_int_t)un[q] ||
+			    fabs(gl - li[q]) > 1e-15 * fabs(li[q]))
 				if (!(*bad)++)
-					diag("%s model %u: shared %lld unique %lld lambda %.17g, the test's %llu %llu %.17g",
-					     b->name, q + 1, (long long)gs, (long long)gu, gl, (unsigned long long)sh[q],
-					     (unsigned long long)un[q], li[q]);
+					diag("%s model %u: shared %lld unique %lld lambda %.17g, "
+					     "the test's %llu %llu %.17g",
+					     b->name, q + 1, (long long)gs, (long long)gu, gl,
+					     (unsigned long long)sh[q], (unsigned long long)un[q],
+					     li[q]);
 			inside += gl != 1 && gl != 1 + s->rr * s->ra;
 		}
 	}
@@ -465,13 +472,16 @@ static void check_ram(const char *out, const struct family *f, const struct scen
 	size_t seen = 0, nfloat = 0;
 	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
 	json_t *man = json_load_file(mpath, 0, NULL);
-	json_t *agree = json_object_get(json_object_get(json_object_get(man, "run"), method_names[s->meth]), "agree");
+	json_t *agree = json_object_get(
+	    json_object_get(json_object_get(man, "run"), method_names[s->meth]), "agree");
 	same = json_array_size(agree) == N_MODELS + 1;
 	for (unsigned c = 0; same && c <= N_MODELS; c++)
 		same = json_integer_value(json_array_get(agree, c)) == (json_int_t)ty->hist[c];
-	ok(same, "%s/%s %s: the manifest counts the elements by c as the reference: %llu %llu %llu %llu",
-	   f->arch, f->dtype, s->name, (unsigned long long)ty->hist[0], (unsigned long long)ty->hist[1],
-	   (unsigned long long)ty->hist[2], (unsigned long long)ty->hist[3]);
+	ok(same,
+	   "%s/%s %s: the manifest counts the elements by c as the reference: %llu %llu %llu %llu",
+	   f->arch, f->dtype, s->name, (unsigned long long)ty->hist[0],
+	   (unsigned long long)ty->hist[1], (unsigned long long)ty->hist[2],
+	   (unsigned long long)ty->hist[3]);
 	if (s->all_c)
 		ok(ty->hist[0] > 0 && ty->hist[1] > 0 && ty->hist[2] > 0 && ty->hist[3] > 0,
 		   "%s/%s %s: c takes the values 0, 1, 2 and 3", f->arch, f->dtype, s->name);
@@ -480,11 +490,11 @@ static void check_ram(const char *out, const struct family *f, const struct scen
 			nfloat += tu_is_float(&f->base.t[i]);
 		int inside = check_ram_tensors(json_object_get(man, "tensors"), f, s, &bad, &seen);
 		ok(!bad && seen == nfloat,
-		   "%s/%s %s: %zu tensors' shared and unique counts and lambda_i are the test's", f->arch,
-		   f->dtype, s->name, seen);
+		   "%s/%s %s: %zu tensors' shared and unique counts and lambda_i are the test's",
+		   f->arch, f->dtype, s->name, seen);
 		if (s->ra > 1)
-			ok(inside > 0, "%s/%s %s: %d lambda_i inside the clamp", f->arch, f->dtype, s->name,
-			   inside);
+			ok(inside > 0, "%s/%s %s: %d lambda_i inside the clamp", f->arch, f->dtype,
+			   s->name, inside);
 	}
 	json_decref(man);
 }

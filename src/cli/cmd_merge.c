@@ -689,7 +689,7 @@ static void print_ram(FILE *f, const struct lines_merge_opts *o)
 	fprintf(f, "  %s: a model changed an element where |tau| > %g", lines_method_name(o->method),
 	        o->ram_epsilon);
 	if (o->method == LINES_M_RAMPLUS_TL)
-		fprintf(f, "; lone changes times 1 + %g clamp(shared/unique, 0, %g), counted per "
+		fprintf(f, ";\n  lone changes times 1 + %g clamp(shared/unique, 0, %g), counted per "
 		           "tensor in the count pass", o->ram_r, o->ram_alpha);
 	fputc('\n', f);
 }

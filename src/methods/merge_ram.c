@@ -78,8 +78,7 @@ static void ram_load(const struct merge_ctx *p, const struct tensor *t, const st
 
 /* s->m: the merged task vector of the tile (lam: ramplus_tl's lambda_i
  * of the tensor, or NULL for ram). */
-static void ram_merge(const struct merge_ctx *p, const double *lam, size_t n,
-                      struct ram_scratch *s)
+static void ram_merge(const struct merge_ctx *p, const double *lam, size_t n, struct ram_scratch *s)
 {
 	double eps = p->o->ram_epsilon;
 	for (size_t j = 0; j < n; j++) {
@@ -229,7 +228,8 @@ static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratc
 	(void)err;
 	for (unsigned blk = 0; blk < job->nblocks; blk++) {
 		double *part = job->part + 4 * blk;
-		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		size_t b0 = (size_t)blk * KERN_BLOCK,
+		       b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		part[0] = part[1] = part[2] = part[3] = 0.0;
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
@@ -241,8 +241,7 @@ static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratc
 	return 0;
 }
 
-static int ram_norm_reduce(struct merge_ctx *p, const struct pipe_job *job,
-                           struct lines_error *err)
+static int ram_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
 	struct ram_state *st = p->state;
 	(void)err;
@@ -340,8 +339,8 @@ static int ram_check(const struct lines_merge_opts *o, struct lines_error *err)
 	RETURN_ERROR_IF(o->weights, err, LINES_EUSAGE, NULL, NULL,
 	                "-m %s takes no weights (as mergekit's)",
 	                o->method == LINES_M_RAM ? "ram" : "ramplus_tl");
-	RETURN_ERROR_IF(!(o->ram_epsilon >= 0 && isfinite(o->ram_epsilon)), err, LINES_EUSAGE,
-	                NULL, NULL, "--epsilon must be finite and at least 0");
+	RETURN_ERROR_IF(!(o->ram_epsilon >= 0 && isfinite(o->ram_epsilon)), err, LINES_EUSAGE, NULL,
+	                NULL, "--epsilon must be finite and at least 0");
 	RETURN_ERROR_IF(!isfinite(o->ram_r), err, LINES_EUSAGE, NULL, NULL,
 	                "--ram-r must be a finite number");
 	RETURN_ERROR_IF(!(o->ram_alpha >= 0 && isfinite(o->ram_alpha)), err, LINES_EUSAGE, NULL,
