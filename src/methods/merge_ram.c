@@ -22,8 +22,8 @@
  * before the writing pass in any order. Where the plain sum of the
  * task vectors is NaN or infinite, theta = fma(lambda, sum, b): a NaN or
  * infinity of an input reaches the output as with sum and consensus
- * (mergekit would drop a NaN task vector, whose |tau| > epsilon is
- * false). One rounding to the output dtype. Portable C on tiles decoded
+ * (mergekit multiplies the task vectors by its masks, so a NaN or an
+ * infinite tau_i makes the element NaN there). One rounding to the output dtype. Portable C on tiles decoded
  * and encoded by the kernel table: the same bytes on every instruction
  * set, -j and --chunk.
  *
