@@ -100,5 +100,8 @@ for arch in llama gpt2 clip t5; do
 			-o "$out/$arch-$dt-nuslerpb.st" $g/ft1.safetensors $g/ft2.safetensors
 		run $arch-$dt-stock.st -b $fb -m model_stock --lines --norm l2 \
 			-o "$out/$arch-$dt-stock.st" $g/ft1.safetensors $g/ft2.safetensors $g/ft3.safetensors
+		run $arch-$dt-ram.st -b $fb -m ram --epsilon 0.003 --lines -o "$out/$arch-$dt-ram.st" $m3
+		run $arch-$dt-ramplus.st -b $fb -m ramplus_tl --epsilon 0.002 --ram-r 0.5 --ram-alpha 3 \
+			--lambda 0.9 -o "$out/$arch-$dt-ramplus.st" $m3
 	done
 done

@@ -167,13 +167,16 @@ enum lines_method {
 	LINES_M_SLERP,    /* mergekit's slerp: from the base (t = 0) to the model (t = 1) */
 	LINES_M_NUSLERP,  /* mergekit's nuslerp: two models (task vectors with a base) */
 	LINES_M_MODEL_STOCK, /* Model Stock: the mean pulled toward the base by the angle */
+	LINES_M_RAM,       /* mergekit's ram: the mean over the models that changed an element */
+	LINES_M_RAMPLUS_TL, /* mergekit's ramplus_tl: ram, lone changes scaled per tensor */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
- * "slerp", "nuslerp", "model_stock"): 0, or -1 when there is none. An alias parses to
- * the method it names; lines_method_name() gives the one canonical name
- * ("sum" for "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
+ * "slerp", "nuslerp", "model_stock", "ram", "ramplus_tl"): 0, or -1 when
+ * there is none. An alias parses to the method it names;
+ * lines_method_name() gives the one canonical name ("sum" for
+ * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
 int lines_method_parse(const char *name, enum lines_method *m);
 /* The name of a method, NULL for a value that is none. */
 const char *lines_method_name(enum lines_method m);
@@ -190,6 +193,8 @@ enum {
 	LINES_MOPT_ONE_MODEL = 1 << 7, /* exactly one model (nearswap)       */
 	LINES_MOPT_CONSENSUS = 1 << 8, /* consensus_k, tall_lambda(s)        */
 	LINES_MOPT_RESCALE = 1 << 9, /* rescale (dare)                       */
+	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl)        */
+	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -243,6 +248,13 @@ struct lines_merge_opts {
 	unsigned consensus_k;
 	double tall_lambda;
 	const double *tall_lambdas;
+	/* ram, ramplus_tl: model i changed an element where |tau_i| >
+	 * ram_epsilon (default 1e-5, at least 0); ramplus_tl: lambda_i = 1 +
+	 * ram_r clamp(shared_i / max(unique_i, ram_epsilon), 0, ram_alpha)
+	 * (defaults 0.1 and 0.2) */
+	double ram_epsilon;
+	double ram_r;
+	double ram_alpha;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

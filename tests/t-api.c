@@ -332,6 +332,37 @@ static void consensus_api(struct lines_merge_opts *o)
 	lines_plan_free(p);
 }
 
+/* ram's and ramplus_tl's options through the API: no weights, epsilon >= 0 */
+static void ram_api(struct lines_merge_opts *o)
+{
+	struct lines_plan *p = NULL;
+	struct lines_error err;
+	double w[NMODELS];
+	o->tall_lambdas = NULL;
+	o->method = LINES_M_RAMPLUS_TL;
+	o->nmodels = NMODELS;
+	ok(o->ram_epsilon == 1e-5 && o->ram_r == 0.1 && o->ram_alpha == 0.2,
+	   "ram defaults: epsilon 1e-5, r 0.1, alpha 0.2");
+	for (int i = 0; i < NMODELS; i++)
+		w[i] = 1;
+	o->weights = w;
+	int rc = lines_plan_new(o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "ramplus_tl with weights: LINES_EUSAGE (%d)", rc);
+	o->weights = NULL;
+	o->ram_epsilon = -1e-9;
+	rc = lines_plan_new(o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "ramplus_tl with a negative epsilon: LINES_EUSAGE (%d)", rc);
+	o->ram_epsilon = 0;
+	o->ram_alpha = -1;
+	rc = lines_plan_new(o, &p, &err);
+	ok(rc == LINES_EUSAGE && !p, "ramplus_tl with a negative alpha: LINES_EUSAGE (%d)", rc);
+	o->ram_alpha = 0.2;
+	o->method = LINES_M_RAM;
+	rc = lines_plan_new(o, &p, &err);
+	ok(rc == 0 && p, "ram with epsilon 0: a plan (%d: %s)", rc, rc ? err.msg : "");
+	lines_plan_free(p);
+}
+
 /* The methods' names and options through the API, and a plan without a
  * base for the method that needs none. */
 static void methods_api(void)
@@ -352,6 +383,11 @@ static void methods_api(void)
 	ok(lines_method_parse("consensus", &m) == 0 && m == LINES_M_CONSENSUS &&
 	       lines_method_options(m) == (LINES_MOPT_CONSENSUS | LINES_MOPT_WEIGHTS),
 	   "consensus: takes its k and TALL lambdas and weights, needs a base");
+	ok(lines_method_parse("ram", &m) == 0 && m == LINES_M_RAM &&
+	       lines_method_options(m) == LINES_MOPT_EPSILON &&
+	       lines_method_parse("ramplus_tl", &m) == 0 && m == LINES_M_RAMPLUS_TL &&
+	       lines_method_options(m) == (LINES_MOPT_EPSILON | LINES_MOPT_RAM),
+	   "ram takes epsilon, ramplus_tl also r and alpha; no weights, a base");
 
 	struct lines_merge_opts o;
 	struct lines_plan *p = NULL;
@@ -382,6 +418,7 @@ static void methods_api(void)
 	rc = lines_plan_new(&o, &p, &err);
 	ok(rc == LINES_EUSAGE && !p, "nearswap with t = 0: LINES_EUSAGE (%d)", rc);
 	consensus_api(&o);
+	ram_api(&o);
 }
 
 static volatile sig_atomic_t bus_seen;

@@ -1,9 +1,10 @@
 #!/bin/sh
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
 # sum under another name, dare_linear and dare_ties are dare without and with
-# --dare-elect; linear, nearswap, slerp, nuslerp and the new options of ties and
-# dare (a density per model, --no-normalize, --rescale) give the same bytes for every
-# instruction set, thread count and chunk size; and what they refuse is a
+# --dare-elect; linear, nearswap, slerp, nuslerp, model_stock, consensus, ram,
+# ramplus_tl and the new options of ties and dare (a density per model,
+# --no-normalize, --rescale) give the same bytes for every instruction set,
+# thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
 # --json, not from the messages. (t-mergekit.c checks the numbers.)
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
@@ -58,6 +59,12 @@ same "consensus -k 3 weighted --lambda" -b "$b" -m consensus --consensus-k 3 -w 
 	--tall-lambda 0.2,0.3,0.5 --lambda 0.8 "$m1" "$m2" "$m3"
 same "consensus -k 1 --lines, alpha from a norm pass" -b "$b" -m consensus --consensus-k 1 \
 	--lines --norm l2 "$m1" "$m2" "$m3"
+
+same "ram --epsilon 0.003" -b "$b" -m ram --epsilon 0.003 "$m1" "$m2" "$m3"
+same "ram --lines, alpha from a norm pass" -b "$b" -m ram --epsilon 0.002 --lines "$m1" "$m2" "$m3"
+same "ramplus_tl --lambda 0.8" -b "$b" -m ramplus_tl --lambda 0.8 "$m1" "$m2" "$m3"
+same "ramplus_tl --ram-r 0.5 --ram-alpha 5 --lines, count and norm passes" -b "$b" -m ramplus_tl \
+	--epsilon 0.003 --ram-r 0.5 --ram-alpha 5 --lines --norm l2 "$m1" "$m2" "$m3"
 
 same "dare_ties --rescale, a density per model" -b "$b" -m dare_ties --rescale \
 	--density 0.2,0.5,0.9 -w 0.5,1.5,1 --lines "$m1" "$m2" "$m3"
@@ -150,6 +157,8 @@ jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/k0-64.st.manifest.json" >"$tmp/k
 jq -c '[.tensors[] | [.dtype, .xxh3_64]]' "$tmp/sum-64.st.manifest.json" >"$tmp/sum-64.h" 2>/dev/null
 check "... and so on F64, computed in float64: the F64 tensors of -m sum" \
 	sh -c "grep -q F64 '$tmp/k0-64.h' && cmp -s '$tmp/k0-64.h' '$tmp/sum-64.h'"
+same "ramplus_tl --lines on F64" -b "$tmp/f64/base.safetensors" -m ramplus_tl --epsilon 0.003 \
+	--lines "$tmp"/f64/ft1.safetensors "$tmp"/f64/ft2.safetensors "$tmp"/f64/ft3.safetensors
 jqok "... the manifest of -k 0 counts nothing dropped" '.run.consensus.dropped == 0 and .run.consensus.kept > 0' "$tmp/k0.st.manifest.json"
 jqok "... -k 2 counts some elements kept and some dropped, as many as -k 0 kept" \
 	"(.run.consensus | .kept > 0 and .dropped > 0) and .run.consensus.kept + .run.consensus.dropped == $(jq .run.consensus.kept "$tmp/k0.st.manifest.json" 2>/dev/null || echo -1)" \
@@ -189,6 +198,36 @@ check "slerp --t 0: every finite tensor has the base's bytes (those of sum --lam
 	jq -e --slurpfile a "$tmp/sl0.st.manifest.json" --slurpfile fin "$tmp/fin.json" \
 	'($fin[0] | length) > 10 and ([.tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64] == [$a[0].tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64])' \
 	"$tmp/b0.st.manifest.json"
+
+# ---- what ram and ramplus_tl record ------------------------------------------------------------
+status 0 "-m ram -n --json" "$LINES" merge -n --json -b "$b" -m ram "$m1" "$m2" "$m3"
+jqok "... epsilon 1e-5, no counts before the run, one pass: the writing one" \
+	'.method == "ram" and .ram.epsilon == 1e-5 and .ram.agree == null and .ram.r == null and [.passes[].name] == ["write"]'
+status 0 "-m ram --lines -n --json" "$LINES" merge -n --json -b "$b" -m ram --lines "$m1" "$m2" "$m3"
+jqok "... alpha measured in a norm pass before the writing one" \
+	'[.passes[].name] == ["norms", "write"] and .lines.alpha == null'
+status 0 "-m ramplus_tl -n --json" "$LINES" merge -n --json -b "$b" -m ramplus_tl "$m1" "$m2" "$m3"
+jqok "... r 0.1, alpha 0.2: a count pass, then the writing one" \
+	'.method == "ramplus_tl" and .ramplus_tl.r == 0.1 and .ramplus_tl.alpha == 0.2 and .ramplus_tl.epsilon == 1e-5 and [.passes[].name] == ["count", "write"]'
+status 0 "-m ramplus_tl --lines --epsilon 0.01 --ram-r 0.3 --ram-alpha 2 -n --json" "$LINES" merge -n \
+	--json -b "$b" -m ramplus_tl --lines --epsilon 0.01 --ram-r 0.3 --ram-alpha 2 "$m1" "$m2" "$m3"
+jqok "... its parameters; the count pass, the norm pass, the writing pass" \
+	'.ramplus_tl.epsilon == 0.01 and .ramplus_tl.r == 0.3 and .ramplus_tl.alpha == 2 and [.passes[].name] == ["count", "norms", "write"]'
+status 0 "-m ramplus_tl -n prints the passes" "$LINES" merge -n -b "$b" -m ramplus_tl --lines "$m1" "$m2" "$m3"
+check "... count, norms, write" sh -c "grep -q '1\. count' '$tmp/out' && grep -q '2\. norms' '$tmp/out' && grep -q '3\. write' '$tmp/out'"
+"$LINES" merge -q -b "$b" -m ramplus_tl --epsilon 0.003 --lines --json -o "$tmp/rp.st" "$m1" "$m2" "$m3" >"$tmp/rp.json"
+jqok "... after the run: alpha = ||sum tau|| / (3 ||tau_ram||) from the recorded norms" \
+	'.lines.alpha as $a | (($a - .norm_sum / (3 * .norm_mtl)) | fabs) < 1e-12 * $a and $a != 1' "$tmp/rp.json"
+jqok "... the elements by c (0 to 3) add up to the merged elements, each c occurs" \
+	'.ramplus_tl.agree as $g | ($g | length) == 4 and ($g | all(. > 0)) and ($g | add) == ([.tensors[] | select(.merged) | .shape | reduce .[] as $d (1; . * $d)] | add)' "$tmp/rp.json"
+jqok "... every merged tensor has 3 shared and unique counts and lambdas in [1, 1.02]" \
+	'[.tensors[] | select(.merged) | .ram | (.shared | length) == 3 and (.unique | length) == 3 and all(.lambda[]; . >= 1 and . <= 1.02)] | length > 0 and all' "$tmp/rp.json"
+jqok "... the manifest has the same counts" \
+	"[.tensors[] | .ram | select(.)] == $(jq -c '[.tensors[] | .ram | select(.)]' "$tmp/rp.json" 2>/dev/null || echo null) and .run.ramplus_tl.agree == $(jq -c .ramplus_tl.agree "$tmp/rp.json" 2>/dev/null || echo null)" \
+	"$tmp/rp.st.manifest.json"
+"$LINES" merge -q -b "$b" -m ram --epsilon 0.003 -o "$tmp/ram-f.st" "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m ram --epsilon 0.003 -o "$tmp/ram-in.st" "$m1" - "$m3" <"$m2"
+check "-m ram reads a model from standard input in its one pass: the same bytes" cmp -s "$tmp/ram-f.st" "$tmp/ram-in.st"
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
@@ -265,7 +304,23 @@ refused "model_stock -w" -b "$b" -m model_stock -w 1,2 "$m1" "$m2"
 refused "model_stock --density" -b "$b" -m model_stock --density 0.5 "$m1" "$m2"
 refused "model_stock --lines, automatic alpha in L1" -b "$b" -m model_stock --lines "$m1" "$m2"
 refused "model_stock, a model on standard input (two passes)" -b "$b" -m model_stock "$m1" - <"$m2"
-for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3"; do
+refused "ram -w" -b "$b" -m ram -w 1,2,3 "$m1" "$m2" "$m3"
+refused "ramplus_tl -w" -b "$b" -m ramplus_tl -w 1,1 "$m1" "$m2"
+refused "ram without -b" -m ram "$m1" "$m2"
+refused "ram --ram-r" -b "$b" -m ram --ram-r 0.5 "$m1" "$m2"
+refused "ram --ram-alpha" -b "$b" -m ram --ram-alpha 0.5 "$m1" "$m2"
+refused "sum --epsilon" -b "$b" -m sum --epsilon 0.1 "$m1" "$m2"
+refused "consensus --epsilon" -b "$b" -m consensus --epsilon 0.1 "$m1" "$m2"
+refused "ties --ram-r" -b "$b" -m ties --ram-r 0.1 "$m1" "$m2"
+refused "ramplus_tl --epsilon -1" -b "$b" -m ramplus_tl --epsilon -1 "$m1" "$m2"
+refused "ram --epsilon nan" -b "$b" -m ram --epsilon nan "$m1" "$m2"
+refused "ramplus_tl --ram-alpha -0.1" -b "$b" -m ramplus_tl --ram-alpha -0.1 "$m1" "$m2"
+refused "ramplus_tl --ram-r inf" -b "$b" -m ramplus_tl --ram-r inf "$m1" "$m2"
+refused "ramplus_tl --epsilon given twice" -b "$b" -m ramplus_tl --epsilon 0.1 --epsilon 0.2 "$m1" "$m2"
+refused "ramplus_tl, a model on standard input (a count pass)" -b "$b" -m ramplus_tl "$m1" - <"$m2"
+refused "ram --lines auto alpha, a model on standard input" -b "$b" -m ram --lines "$m1" - <"$m2"
+for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
+	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

@@ -25,7 +25,7 @@ enum {
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
-	OPT_RESCALE, OPT_NO_RESCALE, OPT_COUNT
+	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -50,6 +50,9 @@ static const struct option merge_options[] = {
 	{"consensus-over", required_argument, NULL, OPT_CONSENSUS_OVER},
 	{"rescale", no_argument, NULL, OPT_RESCALE},
 	{"no-rescale", no_argument, NULL, OPT_NO_RESCALE},
+	{"epsilon", required_argument, NULL, OPT_EPSILON},
+	{"ram-r", required_argument, NULL, OPT_RAM_R},
+	{"ram-alpha", required_argument, NULL, OPT_RAM_ALPHA},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -106,6 +109,7 @@ static void merge_help(void)
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
+	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -125,11 +129,14 @@ static void merge_help(void)
 	       "                      --dare-elect), linear (weighted mean of the models),\n"
 	       "                      nearswap (one model where it is within --t of the base),\n"
 	       "                      consensus (sum where K TALL masks agree), slerp\n"
-	       "                      (spherical, from the base at --t 0 to the one model at 1)\n"
+	       "                      (spherical, from the base at --t 0 to the one model at 1),\n"
 	       "                      nuslerp (spherical, two models, t from their weights;\n"
-	       "                      of their task vectors with -b) or model_stock (the\n"
-	       "                      models' mean pulled toward the base by their angle)\n"
-	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap, slerp)\n"
+	       "                      of their task vectors with -b), model_stock (the\n"
+	       "                      models' mean pulled toward the base by their angle),\n"
+	       "                      ram (mean over the models that changed an element) or\n"
+	       "                      ramplus_tl (ram, lone changes scaled per tensor)\n"
+	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
+	       "                      slerp, model_stock, ram or ramplus_tl)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -159,6 +166,11 @@ static void merge_help(void)
 	       "                      |tau_t| > L_t |tau_sum - tau_t| (default 0.4 each)\n"
 	       "      --consensus-over ta  consensus: the masked vector is the task-arithmetic\n"
 	       "                      sum (the only one so far; ties is refused)\n"
+	       "      --epsilon E     ram, ramplus_tl: model i changed an element where\n"
+	       "                      |tau_i| > E (default 1e-5, E >= 0)\n"
+	       "      --ram-r R       ramplus_tl: lambda_i = 1 + R clamp(rho_i, 0, A), rho_i\n"
+	       "                      = shared_i / max(unique_i, E) per tensor (default 0.1)\n"
+	       "      --ram-alpha A   ramplus_tl: the clamp of rho_i (default 0.2, A >= 0)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -217,7 +229,7 @@ struct merge_cli {
 	const char *mname; /* -m as given */
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
-	int have_normalize, have_t, have_consensus, have_rescale;
+	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram;
 	double gamma;
 	double *tall;
 	size_t ntall;
@@ -252,6 +264,24 @@ static int parse_consensus_option(struct merge_cli *mc, int c)
 			return cli_usage_error(mc->cmd, "--consensus-over: '%s' is not ta", optarg);
 		break;
 	}
+	return 0;
+}
+
+/* --epsilon, --ram-r, --ram-alpha: 0, or the exit status of a usage error. */
+static int parse_ram_option(struct merge_cli *mc, int c)
+{
+	struct lines_merge_opts *o = &mc->o;
+	const char *name = c == OPT_EPSILON ? "--epsilon" : c == OPT_RAM_R ? "--ram-r" : "--ram-alpha";
+	double *v = c == OPT_EPSILON ? &o->ram_epsilon : c == OPT_RAM_R ? &o->ram_r : &o->ram_alpha;
+	if (c == OPT_EPSILON)
+		mc->have_epsilon = 1;
+	else
+		mc->have_ram = 1;
+	if (cli_parse_double(mc->cmd, name, optarg, v) < 0)
+		return CLI_EXIT_USAGE;
+	if (!isfinite(*v) || (c != OPT_RAM_R && *v < 0))
+		return cli_usage_error(mc->cmd, "%s must be finite%s", name,
+		                       c != OPT_RAM_R ? " and at least 0" : "");
 	return 0;
 }
 
@@ -290,6 +320,8 @@ static int parse_method_option(struct merge_cli *mc, int c)
 	case OPT_NO_NORMALIZE: o->no_normalize = 1, mc->have_normalize = 1; break;
 	case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		return parse_consensus_option(mc, c);
+	case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
+		return parse_ram_option(mc, c);
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_T:
@@ -311,7 +343,8 @@ static int parse_method_name(struct merge_cli *mc)
 	if (lines_method_select(&mc->o, optarg) < 0)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
-		                                "consensus, slerp, nuslerp, model_stock)",
+		                                "consensus, slerp, nuslerp, model_stock, ram, "
+		                                "ramplus_tl)",
 		                       optarg);
 	return 0;
 }
@@ -383,6 +416,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
+		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -480,10 +514,11 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect belong to "
 		                                "lines merge -m ties or -m dare");
 	if (!strcmp(mc->cmd, "scale") &&
-	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale))
+	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale ||
+	     mc->have_epsilon || mc->have_ram))
 		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --rescale, --no-rescale, "
-		                                "--t and the --consensus and --tall-lambda options "
-		                                "belong to lines merge");
+		                                "--t, the --consensus and --tall-lambda options, "
+		                                "--epsilon and the --ram options belong to lines merge");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -513,6 +548,11 @@ static int check_method_options(struct merge_cli *mc)
 	if (mc->have_consensus && !(mo & LINES_MOPT_CONSENSUS))
 		return cli_usage_error(mc->cmd, "--consensus-k, --tall-lambda and --consensus-over "
 		                                "apply to -m consensus only");
+	if (mc->have_epsilon && !(mo & LINES_MOPT_EPSILON))
+		return cli_usage_error(mc->cmd, "--epsilon applies to -m ram and -m ramplus_tl only");
+	if (mc->have_ram && !(mo & LINES_MOPT_RAM))
+		return cli_usage_error(mc->cmd, "--ram-r and --ram-alpha apply to -m ramplus_tl only "
+		                                "(LiNeS's alpha is --alpha)");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
@@ -650,6 +690,17 @@ static void print_consensus(FILE *f, const struct lines_merge_opts *o)
 	fputc('\n', f);
 }
 
+/* ram, ramplus_tl: epsilon, and r and alpha of lambda_i */
+static void print_ram(FILE *f, const struct lines_merge_opts *o)
+{
+	fprintf(f, "  %s: a model changed an element where |tau| > %g", lines_method_name(o->method),
+	        o->ram_epsilon);
+	if (o->method == LINES_M_RAMPLUS_TL)
+		fprintf(f, ";\n  lone changes times 1 + %g clamp(shared/unique, 0, %g), counted per "
+		           "tensor in the count pass", o->ram_r, o->ram_alpha);
+	fputc('\n', f);
+}
+
 static void print_scaling(FILE *f, const struct merge_cli *mc, const struct lines_plan_info *in)
 {
 	const struct lines_merge_opts *o = &mc->o;
@@ -663,6 +714,8 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 	fputc('\n', f);
 	if (o->method == LINES_M_CONSENSUS)
 		print_consensus(f, o);
+	if (o->method == LINES_M_RAM || o->method == LINES_M_RAMPLUS_TL)
+		print_ram(f, o);
 	if (!o->lines) {
 		fprintf(f, "  lambda: %g (no LiNeS)\n", o->lambda);
 		return;

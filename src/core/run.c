@@ -38,6 +38,9 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 	o->density = 0.2;
 	o->consensus_k = 2;
 	o->tall_lambda = 0.4;
+	o->ram_epsilon = 1e-5;
+	o->ram_r = 0.1;
+	o->ram_alpha = 0.2;
 	o->io = LINES_IO_AUTO;
 }
 

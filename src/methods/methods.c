@@ -11,7 +11,8 @@
 
 /* One per merge_*.c. */
 extern const struct method method_sum, method_mean, method_ties, method_dare, method_linear,
-	method_nearswap, method_consensus, method_slerp, method_nuslerp, method_model_stock;
+	method_nearswap, method_consensus, method_slerp, method_nuslerp, method_model_stock,
+	method_ram, method_ramplus_tl;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
@@ -24,6 +25,8 @@ static const struct method *const methods[] = {
 	[LINES_M_SLERP] = &method_slerp,
 	[LINES_M_NUSLERP] = &method_nuslerp,
 	[LINES_M_MODEL_STOCK] = &method_model_stock,
+	[LINES_M_RAM] = &method_ram,
+	[LINES_M_RAMPLUS_TL] = &method_ramplus_tl,
 };
 
 /* Other names of a method (mergekit's), parsed but never shown: the
