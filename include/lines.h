@@ -166,12 +166,14 @@ enum lines_method {
 	LINES_M_CONSENSUS, /* Consensus Task Arithmetic: the sum where TALL masks agree */
 	LINES_M_SLERP,    /* mergekit's slerp: from the base (t = 0) to the model (t = 1) */
 	LINES_M_NUSLERP,  /* mergekit's nuslerp: two models (task vectors with a base) */
+	LINES_M_MULTISLERP, /* mergekit's multislerp: N models on the sphere (task vectors
+	                     * with a base) */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
- * "slerp", "nuslerp"): 0, or -1 when there is none. An alias parses to
- * the method it names; lines_method_name() gives the one canonical name
+ * "slerp", "nuslerp", "multislerp"): 0, or -1 when there is none. An
+ * alias parses to the method it names; lines_method_name() gives the one canonical name
  * ("sum" for "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
 int lines_method_parse(const char *name, enum lines_method *m);
 /* The name of a method, NULL for a value that is none. */

@@ -11,7 +11,7 @@
 
 /* One per merge_*.c. */
 extern const struct method method_sum, method_mean, method_ties, method_dare, method_linear,
-	method_nearswap, method_consensus, method_slerp, method_nuslerp;
+	method_nearswap, method_consensus, method_slerp, method_nuslerp, method_multislerp;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
@@ -23,6 +23,7 @@ static const struct method *const methods[] = {
 	[LINES_M_CONSENSUS] = &method_consensus,
 	[LINES_M_SLERP] = &method_slerp,
 	[LINES_M_NUSLERP] = &method_nuslerp,
+	[LINES_M_MULTISLERP] = &method_multislerp,
 };
 
 /* Other names of a method (mergekit's), parsed but never shown: the
