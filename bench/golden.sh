@@ -98,5 +98,9 @@ for arch in llama gpt2 clip t5; do
 			$g/ft1.safetensors $g/ft2.safetensors
 		run $arch-$dt-nuslerpb.st -b $fb -m nuslerp -w 2,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-nuslerpb.st" $g/ft1.safetensors $g/ft2.safetensors
+		g3="$g/ft1.safetensors $g/ft2.safetensors $g/ft3.safetensors"
+		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
+		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
+			-o "$out/$arch-$dt-multislerpb.st" $g3
 	done
 done
