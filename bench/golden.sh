@@ -103,5 +103,9 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-ram.st -b $fb -m ram --epsilon 0.003 --lines -o "$out/$arch-$dt-ram.st" $m3
 		run $arch-$dt-ramplus.st -b $fb -m ramplus_tl --epsilon 0.002 --ram-r 0.5 --ram-alpha 3 \
 			--lambda 0.9 -o "$out/$arch-$dt-ramplus.st" $m3
+		g3="$g/ft1.safetensors $g/ft2.safetensors $g/ft3.safetensors"
+		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
+		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
+			-o "$out/$arch-$dt-multislerpb.st" $g3
 	done
 done

@@ -169,12 +169,14 @@ enum lines_method {
 	LINES_M_MODEL_STOCK, /* Model Stock: the mean pulled toward the base by the angle */
 	LINES_M_RAM,       /* mergekit's ram: the mean over the models that changed an element */
 	LINES_M_RAMPLUS_TL, /* mergekit's ramplus_tl: ram, lone changes scaled per tensor */
+	LINES_M_MULTISLERP, /* mergekit's multislerp: N models on the sphere (task vectors
+	                     * with a base) */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
- * "slerp", "nuslerp", "model_stock", "ram", "ramplus_tl"): 0, or -1 when
- * there is none. An alias parses to the method it names;
+ * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl"):
+ * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
 int lines_method_parse(const char *name, enum lines_method *m);

@@ -1,10 +1,10 @@
 #!/bin/sh
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
 # sum under another name, dare_linear and dare_ties are dare without and with
-# --dare-elect; linear, nearswap, slerp, nuslerp, model_stock, consensus, ram,
-# ramplus_tl and the new options of ties and dare (a density per model,
-# --no-normalize, --rescale) give the same bytes for every instruction set,
-# thread count and chunk size; and what they refuse is a
+# --dare-elect; linear, nearswap, slerp, nuslerp, multislerp, model_stock,
+# consensus, ram, ramplus_tl and the new options of ties and dare (a density
+# per model, --no-normalize, --rescale) give the same bytes for every
+# instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
 # --json, not from the messages. (t-mergekit.c checks the numbers.)
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
@@ -111,6 +111,10 @@ same "model_stock" -b "$b" -m model_stock "$m1" "$m2" "$m3"
 same "model_stock --lines, automatic alpha (L2)" -b "$b" -m model_stock --lines --norm l2 "$m1" "$m2" "$m3"
 status 0 "-m model_stock -n --json" "$LINES" merge -n --json -b "$b" -m model_stock "$m1" "$m2" "$m3"
 jqok "... a dots pass before the writing pass" '.method == "model_stock" and [.passes[].name] == ["dots", "write"]'
+same "multislerp" -m multislerp -w 1,2,3 "$m1" "$m2" "$m3"
+same "multislerp -b --no-normalize --lambda" -b "$b" -m multislerp -w 0.5,1,0.25 --no-normalize \
+	--lambda 0.8 "$m1" "$m2" "$m3"
+same "multislerp -b --lines, automatic alpha" -b "$b" -m multislerp -w 3,1,2 --lines "$m1" "$m2" "$m3"
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -176,6 +180,31 @@ status 0 "-m nuslerp -w 1,-1 -b: --json" "$LINES" merge -n --json -b "$b" -m nus
 jqok "... weights summing to 0 give t = 0.5, task vectors" '.nuslerp.t == 0.5 and .nuslerp.task_vectors == true'
 status 0 "-m nuslerp -b --lines -n --json" "$LINES" merge -n --json -b "$b" -m nuslerp --lines "$m1" "$m2"
 jqok "... automatic alpha from a norms pass after the dots" '[.passes[].name] == ["dots", "norms", "write"] and .lines.alpha == null'
+status 0 "-m multislerp -w 1,1,2 without -b: --json" "$LINES" merge -n --json -m multislerp -w 1,1,2 "$m1" "$m2" "$m3"
+jqok "... normalized weights, the models themselves, passes dots then write" \
+	'.method == "multislerp" and .multislerp.weights == [0.25, 0.25, 0.5] and .multislerp.normalize == true and .multislerp.task_vectors == false and .base == null and [.passes[].name] == ["dots", "write"]'
+status 0 "-m multislerp -b --no-normalize --lines -n --json" "$LINES" merge -n --json -b "$b" -m multislerp --no-normalize --lines "$m1" "$m2" "$m3"
+jqok "... weights as given, task vectors, automatic alpha from a norms pass after the dots" \
+	'.multislerp.weights == [1, 1, 1] and .multislerp.normalize == false and .multislerp.task_vectors == true and [.passes[].name] == ["dots", "norms", "write"] and .lines.alpha == null'
+status 0 "-m multislerp with one model -b --lambda 0.5 -n --json" "$LINES" merge -n --json -b "$b" -m multislerp --lambda 0.5 "$m1"
+jqok "... that model: no dots pass" '[.passes[].name] == ["write"]'
+"$LINES" merge -q -m multislerp -o "$tmp/ms1.st" "$m2"
+"$LINES" merge -q -m linear -o "$tmp/ms1ref.st" "$m2"
+jq -c '[.tensors[] | .xxh3_64]' "$tmp/ms1ref.st.manifest.json" >"$tmp/ms1ref.h" 2>/dev/null
+jq -c '[.tensors[] | .xxh3_64]' "$tmp/ms1.st.manifest.json" >"$tmp/ms1.h" 2>/dev/null
+check "-m multislerp with one model: its tensors' bytes (those of -m linear of it alone)" \
+	sh -c "test -s '$tmp/ms1.h' && cmp -s '$tmp/ms1.h' '$tmp/ms1ref.h'"
+for run in "-j 1 --chunk 16K" "-j 2 --chunk 1M"; do
+	rm -f "$tmp/d.st"
+	# shellcheck disable=SC2086
+	"$LINES" merge -q -m multislerp -w 1,2,3 -b "$b" $run -o "$tmp/d.st" "$m1" "$m2" "$m3"
+	jq -c '[.tensors[] | .multislerp]' "$tmp/d.st.manifest.json" >"$tmp/msdots $run" 2>/dev/null
+done
+check "multislerp: the same Gram matrices with -j 1 --chunk 16K and -j 2 --chunk 1M" \
+	sh -c "test -s '$tmp/msdots -j 1 --chunk 16K' && cmp -s '$tmp/msdots -j 1 --chunk 16K' '$tmp/msdots -j 2 --chunk 1M'"
+jqok "... six dots (pairs i <= j) and three coefficients for every merged tensor" \
+	'[.[] | select(. != null) | (.gram | length) == 6 and (.c | length) == 3] | length > 10 and all' \
+	"$tmp/msdots -j 1 --chunk 16K"
 "$LINES" merge -q -b "$b" -m slerp --t 0.3 -o "$tmp/sl.st" "$m1"
 jqok "the manifest holds every merged tensor's dots" \
 	'[.tensors[] | select(.slerp) | .slerp | has("dot") and has("norm0_sq") and has("norm1_sq")] | length > 10 and all' \
@@ -319,6 +348,17 @@ refused "ramplus_tl --ram-r inf" -b "$b" -m ramplus_tl --ram-r inf "$m1" "$m2"
 refused "ramplus_tl --epsilon given twice" -b "$b" -m ramplus_tl --epsilon 0.1 --epsilon 0.2 "$m1" "$m2"
 refused "ramplus_tl, a model on standard input (a count pass)" -b "$b" -m ramplus_tl "$m1" - <"$m2"
 refused "ram --lines auto alpha, a model on standard input" -b "$b" -m ram --lines "$m1" - <"$m2"
+refused "multislerp with 8 models" -m multislerp "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2"
+refused "multislerp --lines without -b" -m multislerp --lines --alpha 0.5 "$m1" "$m2" "$m3"
+refused "multislerp --lambda without -b" -m multislerp --lambda 0.5 "$m1" "$m2"
+refused "multislerp with weights summing to 0" -m multislerp -w 1,-1,0 "$m1" "$m2" "$m3"
+refused "multislerp -w with 2 values for 3 models" -m multislerp -w 1,2 "$m1" "$m2" "$m3"
+refused "multislerp -b, a model on standard input (two passes)" -b "$b" -m multislerp "$m1" "$m2" - <"$m3"
+refused "multislerp with one model, --lines auto alpha, on standard input" -b "$b" -m multislerp --lines - <"$m1"
+refused "multislerp --t" -m multislerp --t 0.5 "$m1" "$m2"
+refused "multislerp --density" -m multislerp --density 0.5 "$m1" "$m2"
+refused "multislerp --rescale" -m multislerp --rescale "$m1" "$m2"
+refused "multislerp --consensus-k" -m multislerp --consensus-k 1 "$m1" "$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
 	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1"; do
 	# shellcheck disable=SC2086

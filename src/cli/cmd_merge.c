@@ -121,8 +121,8 @@ static void merge_help(void)
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
-	       "                      (optional with -m linear and -m nuslerp: then only for\n"
-	       "                      LiNeS, --lambda; with -m slerp, the t = 0 end)\n"
+	       "                      (optional with -m linear, nuslerp and multislerp: then\n"
+	       "                      only for LiNeS, --lambda; with -m slerp, the t = 0 end)\n"
 	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
 	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
 	       "                      rescale; also dare_linear), dare_ties (dare with\n"
@@ -131,7 +131,9 @@ static void merge_help(void)
 	       "                      consensus (sum where K TALL masks agree), slerp\n"
 	       "                      (spherical, from the base at --t 0 to the one model at 1),\n"
 	       "                      nuslerp (spherical, two models, t from their weights;\n"
-	       "                      of their task vectors with -b), model_stock (the\n"
+	       "                      of their task vectors with -b), multislerp (N <= 7\n"
+	       "                      models on the sphere around their weighted mean; of\n"
+	       "                      their task vectors with -b), model_stock (the\n"
 	       "                      models' mean pulled toward the base by their angle),\n"
 	       "                      ram (mean over the models that changed an element) or\n"
 	       "                      ramplus_tl (ram, lone changes scaled per tensor)\n"
@@ -152,9 +154,9 @@ static void merge_help(void)
 	       "                      (default) or one per tensor\n"
 	       "      --seed S        dare: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
-	       "      --normalize, --no-normalize  linear: divide by the sum of the weights;\n"
-	       "                      ties, dare_ties: by the sum of the agreeing ones\n"
-	       "                      (default) or not\n"
+	       "      --normalize, --no-normalize  linear, multislerp: divide the weights by\n"
+	       "                      their sum; ties, dare_ties: by the sum of the agreeing\n"
+	       "                      ones (default) or not\n"
 	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
 	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
 	       "                      not (default: divide them by the density)\n"
@@ -343,8 +345,8 @@ static int parse_method_name(struct merge_cli *mc)
 	if (lines_method_select(&mc->o, optarg) < 0)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
-		                                "consensus, slerp, nuslerp, model_stock, ram, "
-		                                "ramplus_tl)",
+		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
+		                                "ram, ramplus_tl)",
 		                       optarg);
 	return 0;
 }
@@ -536,7 +538,7 @@ static int check_method_options(struct merge_cli *mc)
 	if (mc->have_normalize && (!(mo & LINES_MOPT_NORMALIZE) ||
 	                           (o->method == LINES_M_DARE && !o->dare_elect)))
 		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear, "
-		                                "ties and dare_ties only (-m mean is sum normalized; "
+		                                "multislerp, ties and dare_ties only (-m mean is sum normalized; "
 		                                "dare_linear sums)");
 	if (mc->have_rescale && !(mo & LINES_MOPT_RESCALE))
 		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare only");

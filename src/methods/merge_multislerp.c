@@ -1,0 +1,394 @@
+/*
+ * merge_multislerp.c -- mergekit's multislerp: barycentric interpolation
+ * of N models on the sphere around their weighted mean, or of their task
+ * vectors when there is a base.
+ *
+ * Per tensor, flattened, with x_i the models' values, or with a base b
+ * their task vectors x_i - b rounded to float32 (float64 for F64), and w
+ * the weights (-w, 1 each by default) divided by their sum unless
+ * --no-normalize (mergekit's normalize_weights), eps = 1e-8, mergekit
+ * computes
+ *     n_i = |x_i|,  u_i = x_i / (n_i + eps),  m = sum w_i u_i
+ *     |m| < eps:  two models: w_0 x_0 + w_1 x_1;  more: an error
+ *     else:  mh = m / |m|,  t_i = u_i - (u_i . mh) mh,  T = sum w_i t_i
+ *            r = (mh cos(|T| + eps) + T sin(|T| + eps) / (|T| + eps))
+ *                * sum w_i n_i
+ * T is exactly zero (sum w_i (u_i . mh) = m . mh = |m|), and cos(eps)
+ * is 1 in float64, so r = (sum w_i n_i) m / |m|: a linear combination
+ * r = sum c_i x_i with c_i = (sum_k w_k n_k) w_i / ((n_i + eps) |m|).
+ * The c_i come from the Gram matrix of the x_i, which a read-only pass
+ * measures in float64 (tensor_dots.h); |m|^2 = sum_ij a_i a_j G_ij with
+ * a_i = w_i / (n_i + eps). lines computes that exact result where
+ * mergekit's float32 leaves rounding noise in T. Then per element, in
+ * float64 and rounded once,
+ *     without a base:  theta = r
+ *     with a base:     theta = b + lambda r     fma(lambda, r, b)
+ * One model is that model (b + lambda (x_0 - b) with a base and LiNeS).
+ * Where every x_i is zero (a tensor no fine-tune changed), mergekit
+ * raises; lines gives r = 0 (avg_norm is 0 whatever m's direction).
+ *
+ * Without -b, input 0 is the first model read a second time; the models
+ * are inputs 1..N either way. Vector N of the dots pass is room for the
+ * base's values.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "method.h"
+#include "tensor_dots.h"
+
+#define MS_EPS 1e-8
+#define MS_MAX_N (TDOTS_MAX_K - 1)
+
+struct multislerp {
+	struct tdots d; /* first: tensor_dots.h */
+	unsigned n;
+	double w[MS_MAX_N]; /* normalized unless --no-normalize */
+	double acc[4];      /* automatic alpha: |s|, |r|, s^2, r^2 */
+};
+
+struct ms_scratch {
+	double v[MS_MAX_N][KERN_TILE], b[KERN_TILE];
+	float f[KERN_TILE];
+};
+
+/* What a tensor's dots say: the sphere; two models' lerp; every vector
+ * zero (the result is 0 whatever its direction, where mergekit raises);
+ * a zero mean of three or more (refused, as mergekit does). */
+enum ms_kind { MS_SLERP, MS_LERP, MS_NULL, MS_ZERO };
+static const char *const ms_case[] = {"slerp", "lerp", "zero_vectors", "zero_mean"};
+
+/* The index of the pair (i, j), i <= j, in the order ms_setup() lists them. */
+static unsigned ms_pair(unsigned n, unsigned i, unsigned j)
+{
+	return i * n - i * (i - 1) / 2 + (j - i);
+}
+
+/* v[i] = model i, or its task vector when there is a base (b gets the
+ * base's values). */
+static void ms_vectors(const struct merge_ctx *p, unsigned nm, const struct tensor *t,
+                       const struct pipe_job *job, size_t j0, size_t n, double *const *v,
+                       double *b, float *tmp)
+{
+	size_t off = j0 * t->unit_in;
+	for (unsigned i = 0; i < nm; i++)
+		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
+	if (p->no_base)
+		return;
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, tmp);
+	for (unsigned i = 0; i < nm; i++)
+		for (size_t j = 0; j < n; j++)
+			v[i][j] = t->in_dt == DT_F64 ? v[i][j] - b[j] : (double)(float)(v[i][j] - b[j]);
+}
+
+static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                    size_t j0, size_t n, double *const *v, float *tmp)
+{
+	const struct multislerp *ms = p->state;
+	ms_vectors(p, ms->n, t, job, j0, n, v, v[ms->n], tmp);
+}
+
+/* The coefficients c[0..n) of a tensor from its Gram matrix g; *mn gets
+ * |m| (NaN stays NaN, and then so do the coefficients). */
+static enum ms_kind ms_coef(const struct multislerp *ms, const double *g, double *c, double *mn)
+{
+	unsigned n = ms->n;
+	double a[MS_MAX_N], q = 0.0, avg = 0.0;
+	int null = 1;
+	for (unsigned i = 0; i < n; i++) {
+		double ni = sqrt(g[ms_pair(n, i, i)]);
+		a[i] = ms->w[i] / (ni + MS_EPS);
+		avg += ms->w[i] * ni;
+		null &= ni == 0.0;
+	}
+	if (null) {
+		*mn = 0.0;
+		for (unsigned i = 0; i < n; i++)
+			c[i] = 0.0;
+		return MS_NULL;
+	}
+	for (unsigned i = 0; i < n; i++)
+		for (unsigned j = 0; j < n; j++)
+			q += a[i] * a[j] * g[i <= j ? ms_pair(n, i, j) : ms_pair(n, j, i)];
+	*mn = sqrt(q > 0.0 ? q : 0.0 * q); /* rounding can leave a tiny q < 0 */
+	if (*mn < MS_EPS) {
+		for (unsigned i = 0; i < n; i++)
+			c[i] = ms->w[i];
+		return n == 2 ? MS_LERP : MS_ZERO;
+	}
+	for (unsigned i = 0; i < n; i++)
+		c[i] = avg * a[i] / *mn;
+	return MS_SLERP;
+}
+
+/* theta of one tile from the vectors (v, b) and the coefficients. */
+static void ms_tile(const struct merge_ctx *p, const struct multislerp *ms, const double *c,
+                    double lambda, double *const *v, const double *b, size_t nn)
+{
+	for (size_t j = 0; j < nn; j++) {
+		double r = 0.0;
+		for (unsigned i = 0; i < ms->n; i++)
+			r += c[i] * v[i][j];
+		v[0][j] = !p->no_base ? fma(lambda, r, b[j]) : r;
+	}
+}
+
+/* One model: itself, or b + lambda (x_0 - b) from the model's own values. */
+static void ms_one(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                   size_t j0, size_t nn, struct ms_scratch *s)
+{
+	size_t off = j0 * t->unit_in;
+	tile_load(p->k, t->in_dt, job->in[1] + off, nn, s->v[0], s->f);
+	if (p->no_base)
+		return;
+	tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->f);
+	for (size_t j = 0; j < nn; j++)
+		s->v[0][j] = toward_base(s->v[0][j], s->b[j], t->lambda);
+}
+
+static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                   struct lines_error *err)
+{
+	const struct multislerp *ms = p->state;
+	const struct tensor *t = &p->t[job->tensor];
+	struct ms_scratch *s = scratch;
+	double *v[MS_MAX_N], c[MS_MAX_N], mn;
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+	for (unsigned i = 0; i < MS_MAX_N; i++)
+		v[i] = s->v[i];
+	if (ms->n > 1)
+		ms_coef(ms, tdots_of(&ms->d, job->tensor), c, &mn);
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+		if (ms->n == 1) {
+			ms_one(p, t, job, j0, nn, s);
+		} else {
+			ms_vectors(p, ms->n, t, job, j0, nn, v, s->b, s->f);
+			ms_tile(p, ms, c, t->lambda, v, s->b, nn);
+		}
+		tile_store(p->k, t->out_dt, v[0], nn, job->out + j0 * t->unit_out, s->f);
+	}
+	return 0;
+}
+
+/* The dots pass is done: a zero weighted mean of three or more unit
+ * vectors has no direction (mergekit raises); refuse before writing. */
+static int ms_dots_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct multislerp *ms = p->state;
+	double c[MS_MAX_N], mn;
+	ms->d.measured = 1;
+	for (size_t i = 0; i < p->nt; i++)
+		RETURN_ERROR_IF(p->t[i].merge && ms_coef(ms, tdots_of(&ms->d, i), c, &mn) == MS_ZERO,
+		                err, LINES_EUNSUPPORTED, NULL, p->t[i].name,
+		                "-m multislerp: the weighted mean of the %u unit vectors is zero "
+		                "(|m| = %g < 1e-8): it has no direction; change the weights",
+		                ms->n, mn);
+	return 0;
+}
+
+/* ---- the norm pass of automatic alpha ----------------------------------------- */
+/*
+ * With s = sum v_i (the float32 task vectors) and r the interpolated task
+ * vector: |s|, |r|, s^2 and r^2 per KERN_BLOCK block, elements in order,
+ * leaving out those where s or r is not finite.
+ */
+static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms,
+                          const struct pipe_job *job, size_t b0, size_t b1, const double *c,
+                          struct ms_scratch *s, double *part)
+{
+	const struct tensor *t = &p->t[job->tensor];
+	double *v[MS_MAX_N];
+	for (unsigned i = 0; i < MS_MAX_N; i++)
+		v[i] = s->v[i];
+	part[0] = part[1] = part[2] = part[3] = 0.0;
+	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
+		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		ms_vectors(p, ms->n, t, job, j0, nn, v, s->b, s->f);
+		for (size_t j = 0; j < nn; j++) {
+			double sv = 0.0, r = 0.0;
+			for (unsigned i = 0; i < ms->n; i++)
+				sv += v[i][j], r += c[i] * v[i][j];
+			if (!isfinite(sv) || !isfinite(r))
+				continue;
+			part[0] += fabs(sv), part[1] += fabs(r);
+			part[2] += sv * sv, part[3] += r * r;
+		}
+	}
+}
+
+static int ms_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                        struct lines_error *err)
+{
+	const struct multislerp *ms = p->state;
+	size_t n = (size_t)(job->u1 - job->u0);
+	double c[MS_MAX_N] = {1.0}, mn;
+	(void)err;
+	if (ms->n > 1)
+		ms_coef(ms, tdots_of(&ms->d, job->tensor), c, &mn);
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		ms_norm_block(p, ms, job, b0, b1, c, scratch, job->part + 4 * b);
+	}
+	return 0;
+}
+
+static int ms_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct multislerp *ms = p->state;
+	(void)err;
+	norm_sums_add(ms->acc, job);
+	return 0;
+}
+
+static int ms_norm_done(struct merge_ctx *p, struct lines_error *err)
+{
+	const struct multislerp *ms = p->state;
+	return scales_from_norms(p->sc, norm_sum_of(ms->acc, p->o->norm_p),
+	                         norm_mtl_of(ms->acc, p->o->norm_p), 0, err);
+}
+
+static void ms_add_norms(struct merge_ctx *p)
+{
+	struct pass *ps = passes_add(p->passes);
+	ps->name = "norms";
+	ps->part_block = 4;
+	ps->scratch = sizeof(struct ms_scratch);
+	ps->want = want_merged;
+	ps->work = ms_norm_work;
+	ps->reduce = ms_norm_reduce;
+	ps->done = ms_norm_done;
+	p->sc->measured = 1;
+}
+
+/* ---- setup ---------------------------------------------------------------------- */
+
+/* LiNeS and --lambda scale the interpolated task vector: they need a base. */
+static int ms_check(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	RETURN_ERROR_IF(o->nmodels < 1 || o->nmodels > MS_MAX_N, err, LINES_EUSAGE, NULL, NULL,
+	                "-m multislerp interpolates 1 to %d models (got %zu)", MS_MAX_N,
+	                o->nmodels);
+	RETURN_ERROR_IF(!o->base && (o->lines || o->lambda != 1.0), err, LINES_EUSAGE, NULL, NULL,
+	                "-m multislerp --lines and --lambda scale the interpolated task vector: "
+	                "give -b BASE");
+	double ws = 0.0;
+	for (size_t i = 0; o->weights && i < o->nmodels; i++)
+		ws += o->weights[i];
+	RETURN_ERROR_IF(o->weights && !o->no_normalize && o->nmodels > 1 && ws == 0.0, err,
+	                LINES_EUSAGE, NULL, NULL,
+	                "-m multislerp: the weights sum to 0 and cannot be normalized (give "
+	                "other weights, or --no-normalize)");
+	return 0;
+}
+
+/* The weights, divided by their sum unless --no-normalize. */
+static int ms_weights(struct multislerp *ms, const struct merge_ctx *p, struct lines_error *err)
+{
+	double ws = 0.0;
+	(void)err;
+	ms->n = p->nmodels;
+	for (unsigned i = 0; i < ms->n; i++)
+		ws += p->w[i];
+	for (unsigned i = 0; i < ms->n; i++)
+		ms->w[i] = p->o->no_normalize ? p->w[i] : p->w[i] / ws;
+	return 0;
+}
+
+/* The dots pass: every pair (i, j), i <= j, of the N vectors. */
+static int ms_add_dots(struct merge_ctx *p, struct multislerp *ms, struct lines_error *err)
+{
+	unsigned char pairs[TDOTS_MAX_PAIRS][2];
+	unsigned q = 0;
+	for (unsigned i = 0; i < ms->n; i++)
+		for (unsigned j = i; j < ms->n; j++)
+			pairs[q][0] = (unsigned char)i, pairs[q++][1] = (unsigned char)j;
+	FORWARD_IF_ERROR(tdots_init(&ms->d, p, ms->n + 1, (const unsigned char (*)[2])pairs, q,
+	                            ms_load, err));
+	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m multislerp", err));
+	p->passes->pass[p->passes->n - 1].done = ms_dots_done;
+	return 0;
+}
+
+static int ms_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	struct multislerp *ms;
+	RETURN_ERROR_IF(!(ms = calloc(1, sizeof(*ms))), err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory");
+	p->state = ms;
+	FORWARD_IF_ERROR(ms_weights(ms, p, err));
+	if (ms->n > 1)
+		FORWARD_IF_ERROR(ms_add_dots(p, ms, err));
+	if (p->o->lines && p->o->alpha_auto) {
+		RETURN_ERROR_IF(p->single_pass, err, LINES_EUSAGE, NULL, NULL,
+		                "standard input can be read only once, but -m multislerp's "
+		                "automatic alpha needs a norms pass before the writing pass: give "
+		                "that model as a file, or --alpha A");
+		ms_add_norms(p);
+	}
+	struct pass *pw = passes_add(p->passes);
+	pw->name = "write";
+	pw->writes = 1;
+	pw->want = want_all;
+	pw->work = ms_work;
+	pw->scratch = sizeof(struct ms_scratch);
+	return 0;
+}
+
+static void ms_free(struct merge_ctx *p)
+{
+	struct multislerp *ms = p->state;
+	if (ms)
+		tdots_free(&ms->d);
+	free(ms);
+	p->state = NULL;
+}
+
+/* ---- reporting ------------------------------------------------------------------ */
+
+static json_t *ms_report(const struct merge_ctx *c)
+{
+	const struct multislerp *ms = c->state;
+	json_t *m = json_object(), *w = json_array();
+	for (unsigned i = 0; ms && i < ms->n; i++)
+		json_array_append_new(w, json_num(ms->w[i]));
+	json_object_set_new(m, "weights", w);
+	json_object_set_new(m, "normalize", json_boolean(!c->o->no_normalize));
+	json_object_set_new(m, "eps", json_real(MS_EPS));
+	json_object_set_new(m, "task_vectors", json_boolean(!c->no_base));
+	return m;
+}
+
+static void ms_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
+{
+	const struct multislerp *ms = c->state;
+	if (!ms || !ms->d.measured || !c->t[i].merge)
+		return;
+	const double *g = tdots_of(&ms->d, i);
+	double cf[MS_MAX_N], mn;
+	enum ms_kind k = ms_coef(ms, g, cf, &mn);
+	json_t *o = json_object(), *gram = json_array(), *co = json_array();
+	for (unsigned q = 0; q < ms->d.npairs; q++)
+		json_array_append_new(gram, json_num(g[q]));
+	for (unsigned j = 0; j < ms->n; j++)
+		json_array_append_new(co, json_num(cf[j]));
+	json_object_set_new(o, "gram", gram);
+	json_object_set_new(o, "mean_norm", json_num(mn));
+	json_object_set_new(o, "case", json_string(ms_case[k]));
+	json_object_set_new(o, "c", co);
+	json_object_set_new(e, "multislerp", o);
+}
+
+const struct method method_multislerp = {
+	.name = "multislerp",
+	.summary = "barycentric interpolation of N models on the sphere (task vectors with a base)",
+	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE | METHOD_USES_NORMALIZE,
+	.check = ms_check,
+	.setup = ms_setup,
+	.report = ms_report,
+	.report_tensor = ms_report_tensor,
+	.free = ms_free,
+};
