@@ -80,27 +80,6 @@ static const struct scenario scenarios[] = {
 
 static const char *const file_of[M_COUNT] = {"base", "ft1", "ft2", "neg"};
 
-/* The test's own block matcher: leftmost "(^|.)KEY.DIGITS." */
-static long block_of(const char *name)
-{
-	static const char *const keys[] = {"layers", "layer", "h", "blocks", "block", "resblocks", "blk"};
-	for (const char *p = name; *p; p++) {
-		if (p != name && p[-1] != '.')
-			continue;
-		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
-			size_t kl = strlen(keys[k]);
-			if (strncmp(p, keys[k], kl) || p[kl] != '.')
-				continue;
-			const char *d = p + kl + 1, *e = d;
-			while (*e >= '0' && *e <= '9')
-				e++;
-			if (e > d && *e == '.')
-				return strtol(d, NULL, 10);
-		}
-	}
-	return -1;
-}
-
 struct family {
 	const char *arch, *dtype;
 	char dir[4200];
@@ -244,7 +223,7 @@ static double t_of(const struct scenario *s)
 
 static double lambda_of(const struct family *f, const struct scenario *s, const char *name)
 {
-	long blk = block_of(name);
+	long blk = tu_block_of(name);
 	if (!s->lines)
 		return s->lambda;
 	return blk < 0 ? s->alpha : s->alpha + s->beta * (double)blk / (double)(f->L - 1);
@@ -418,8 +397,8 @@ static int load_family(struct family *f, size_t seed)
 		loaded &= tu_model_load(&f->m[i], p) == 0;
 	}
 	for (size_t i = 0; loaded && i < f->m[M_BASE].n; i++)
-		if (block_of(f->m[M_BASE].t[i].name) + 1 > f->L)
-			f->L = block_of(f->m[M_BASE].t[i].name) + 1;
+		if (tu_block_of(f->m[M_BASE].t[i].name) + 1 > f->L)
+			f->L = tu_block_of(f->m[M_BASE].t[i].name) + 1;
 	return ok(loaded && f->L == 4, "read %s/%s family (L = %ld)", f->arch, f->dtype, f->L);
 }
 

@@ -171,15 +171,6 @@ static int ms_setup(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static void ms_free(struct merge_ctx *p)
-{
-	struct stock *st = p->state;
-	if (st)
-		tdots_free(&st->d);
-	free(st);
-	p->state = NULL;
-}
-
 /* Per merged tensor, once measured: the mean cosine and t. */
 static void ms_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 {
@@ -200,5 +191,5 @@ const struct method method_model_stock = {
 	.check = ms_check,
 	.setup = ms_setup,
 	.report_tensor = ms_report_tensor,
-	.free = ms_free,
+	.free = tdots_method_free,
 };

@@ -338,15 +338,6 @@ static int ms_setup(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static void ms_free(struct merge_ctx *p)
-{
-	struct multislerp *ms = p->state;
-	if (ms)
-		tdots_free(&ms->d);
-	free(ms);
-	p->state = NULL;
-}
-
 /* ---- reporting ------------------------------------------------------------------ */
 
 static json_t *ms_report(const struct merge_ctx *c)
@@ -390,5 +381,5 @@ const struct method method_multislerp = {
 	.setup = ms_setup,
 	.report = ms_report,
 	.report_tensor = ms_report_tensor,
-	.free = ms_free,
+	.free = tdots_method_free,
 };

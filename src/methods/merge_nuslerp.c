@@ -212,15 +212,6 @@ static int nu_setup(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static void nu_free(struct merge_ctx *p)
-{
-	struct nuslerp *nu = p->state;
-	if (nu)
-		tdots_free(&nu->d);
-	free(nu);
-	p->state = NULL;
-}
-
 static json_t *nu_report(const struct merge_ctx *c)
 {
 	const struct nuslerp *nu = c->state;
@@ -269,5 +260,5 @@ const struct method method_nuslerp = {
 	.meta = nu_meta,
 	.report = nu_report,
 	.report_tensor = nu_report_tensor,
-	.free = nu_free,
+	.free = tdots_method_free,
 };

@@ -110,15 +110,6 @@ static int sl_setup(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static void sl_free(struct merge_ctx *p)
-{
-	struct slerp *sl = p->state;
-	if (sl)
-		tdots_free(&sl->d);
-	free(sl);
-	p->state = NULL;
-}
-
 static json_t *sl_report(const struct merge_ctx *c)
 {
 	json_t *m = json_object();
@@ -162,5 +153,5 @@ const struct method method_slerp = {
 	.meta = sl_meta,
 	.report = sl_report,
 	.report_tensor = sl_report_tensor,
-	.free = sl_free,
+	.free = tdots_method_free,
 };

@@ -110,3 +110,12 @@ int tdots_add_pass(struct merge_ctx *c, const char *name, const char *who,
 	ps->done = td_done;
 	return 0;
 }
+
+void tdots_method_free(struct merge_ctx *c)
+{
+	struct tdots *d = c->state;
+	if (d)
+		tdots_free(d);
+	free(c->state);
+	c->state = NULL;
+}

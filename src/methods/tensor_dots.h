@@ -47,6 +47,9 @@ int tdots_init(struct tdots *d, const struct merge_ctx *c, unsigned k,
                const unsigned char (*pairs)[2], unsigned npairs, tdots_load_fn *load,
                struct lines_error *err);
 void tdots_free(struct tdots *d);
+/* A method's free() whose state begins with its struct tdots: the table,
+ * then the state. */
+void tdots_method_free(struct merge_ctx *c);
 
 /* Add the read-only pass, named name, over the merged tensors. Refused
  * (LINES_EUSAGE) when an input can be read only once. */
