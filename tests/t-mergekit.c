@@ -302,17 +302,7 @@ static double reference(const struct scenario *s, double b, const double *x, dou
 static void check_element(struct tally *ty, const char *name, uint64_t e, const char *odt,
                           double ref, double mag, double got)
 {
-	int fine;
-	if (isnan(ref))
-		fine = isnan(got);
-	else if (isinf(ref))
-		fine = got == ref;
-	else {
-		double err = fabs(got - ref), ulp = tu_ulp(odt, ref);
-		fine = err <= ulp + 0x1p-48 * mag;
-		if (err <= ulp && err / ulp > ty->worst)
-			ty->worst = err / ulp;
-	}
+	int fine = tu_within(odt, ref, mag, got, 0x1p-48, &ty->worst);
 	ty->checked++;
 	if (!fine && !ty->bad++)
 		snprintf(ty->first_bad, sizeof(ty->first_bad), "%s[%llu]: got %.9g, reference %.17g",

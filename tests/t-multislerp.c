@@ -112,17 +112,7 @@ static double slack(const char *odt)
 static void check_element(struct tally *ty, const char *name, uint64_t e, const char *odt,
                           double ref, double mag, double got)
 {
-	int fine;
-	if (isnan(ref))
-		fine = isnan(got);
-	else if (isinf(ref))
-		fine = got == ref;
-	else {
-		double err = fabs(got - ref), ulp = tu_ulp(odt, ref);
-		fine = err <= ulp + slack(odt) * mag;
-		if (err <= ulp && err / ulp > ty->worst)
-			ty->worst = err / ulp;
-	}
+	int fine = tu_within(odt, ref, mag, got, slack(odt), &ty->worst);
 	ty->checked++;
 	if (!fine && !ty->bad++)
 		snprintf(ty->first_bad, sizeof(ty->first_bad), "%s[%llu]: got %.17g, reference %.17g (allowance %.3g)",

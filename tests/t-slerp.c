@@ -109,17 +109,7 @@ static void fail_msg(struct tally *ty, const char *name, const char *what)
 static void check_element(struct tally *ty, const char *name, uint64_t e, const char *odt,
                           double ref, double mag, double got)
 {
-	int fine;
-	if (isnan(ref))
-		fine = isnan(got);
-	else if (isinf(ref))
-		fine = got == ref;
-	else {
-		double err = fabs(got - ref), ulp = tu_ulp(odt, ref);
-		fine = err <= ulp + 0x1p-48 * mag;
-		if (err <= ulp && err / ulp > ty->worst)
-			ty->worst = err / ulp;
-	}
+	int fine = tu_within(odt, ref, mag, got, 0x1p-48, &ty->worst);
 	ty->checked++;
 	if (!fine)
 		fail(ty, "%s[%llu]: got %.9g, reference %.17g", name, e, got, ref);

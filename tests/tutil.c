@@ -295,3 +295,15 @@ long tu_block_of(const char *name)
 	}
 	return -1;
 }
+
+int tu_within(const char *odt, double ref, double mag, double got, double slack, double *worst)
+{
+	if (isnan(ref))
+		return isnan(got);
+	if (isinf(ref))
+		return got == ref;
+	double err = fabs(got - ref), ulp = tu_ulp(odt, ref);
+	if (err <= ulp && err / ulp > *worst)
+		*worst = err / ulp;
+	return err <= ulp + slack * mag;
+}

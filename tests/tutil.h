@@ -60,6 +60,13 @@ double tu_elem64(const struct tu_tensor *t, uint64_t i);
  * smallest subnormal. */
 double tu_ulp(const char *dtype, double v);
 
+/* got against a float64 reference ref: a NaN for a NaN, the same
+ * infinity for an infinity, else within one ULP of dtype odt at ref plus
+ * slack * mag (the reference's own uncertainty where the operands, of
+ * magnitude mag, cancel). *worst keeps the largest error in ULP of the
+ * elements within one ULP. 1 when fine. */
+int tu_within(const char *odt, double ref, double mag, double got, double slack, double *worst);
+
 /* The block index in a tensor name, found by the tests' own matcher
  * (independent of liblines'), or -1. */
 long tu_block_of(const char *name);
