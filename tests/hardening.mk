@@ -30,9 +30,10 @@ FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/formats/st_forma
 FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/formats/ckpt.c \
 	$(top_srcdir)/src/formats/fmt_safetensors.c \
 	$(top_srcdir)/src/core/layers.c $(top_srcdir)/src/formats/st_format.c $(top_srcdir)/src/core/util.c \
-	$(top_srcdir)/src/formats/stream.c
+	$(top_srcdir)/src/formats/stream.c $(top_srcdir)/src/formats/hub.c
 FUZZ_INCS = $(top_srcdir)/src/formats/st_format.h $(top_srcdir)/src/core/internal.h \
-	$(top_srcdir)/include/lines.h $(top_srcdir)/src/formats/ckpt.h $(top_srcdir)/src/formats/stream.h
+	$(top_srcdir)/include/lines.h $(top_srcdir)/src/formats/ckpt.h $(top_srcdir)/src/formats/stream.h \
+	$(top_srcdir)/src/formats/hub.h
 FUZZ_DIR = fuzz
 FUZZ_FLAGS = -max_len=1048576 -timeout=10 -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
 	-artifact_prefix=$(FUZZ_DIR)/artifacts/
