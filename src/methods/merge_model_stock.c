@@ -161,14 +161,7 @@ static int ms_setup(struct merge_ctx *p, struct lines_error *err)
 	                            ms_load, err));
 	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m model_stock", err));
 	p->passes->pass[p->passes->n - 1].done = ms_measured;
-	struct pass *pw = passes_add(p->passes);
-	RETURN_ERROR_IF(!pw, err, LINES_EUNSUPPORTED, NULL, NULL, "too many passes");
-	pw->name = "write";
-	pw->writes = 1;
-	pw->want = want_all;
-	pw->work = ms_work;
-	pw->scratch = sizeof(struct ms_scratch);
-	return 0;
+	return tdots_add_write(p, ms_work, sizeof(struct ms_scratch), err);
 }
 
 /* Per merged tensor, once measured: the mean cosine and t. */

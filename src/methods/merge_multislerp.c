@@ -329,13 +329,7 @@ static int ms_setup(struct merge_ctx *p, struct lines_error *err)
 		                "that model as a file, or --alpha A");
 		ms_add_norms(p);
 	}
-	struct pass *pw = passes_add(p->passes);
-	pw->name = "write";
-	pw->writes = 1;
-	pw->want = want_all;
-	pw->work = ms_work;
-	pw->scratch = sizeof(struct ms_scratch);
-	return 0;
+	return tdots_add_write(p, ms_work, sizeof(struct ms_scratch), err);
 }
 
 /* ---- reporting ------------------------------------------------------------------ */

@@ -203,13 +203,7 @@ static int nu_setup(struct merge_ctx *p, struct lines_error *err)
 	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m nuslerp", err));
 	if (p->o->lines && p->o->alpha_auto)
 		nu_add_norms(p);
-	struct pass *pw = passes_add(p->passes);
-	pw->name = "write";
-	pw->writes = 1;
-	pw->want = want_all;
-	pw->work = nu_work;
-	pw->scratch = sizeof(struct nu_scratch);
-	return 0;
+	return tdots_add_write(p, nu_work, sizeof(struct nu_scratch), err);
 }
 
 static json_t *nu_report(const struct merge_ctx *c)
@@ -230,14 +224,7 @@ static void nu_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 	const double *d = tdots_of(&nu->d, i);
 	double s0, s1;
 	int lerp = nu_coef(d, nu->t, &s0, &s1);
-	json_t *o = json_object();
-	json_object_set_new(o, "dot", json_num(d[0]));
-	json_object_set_new(o, "norm0_sq", json_num(d[1]));
-	json_object_set_new(o, "norm1_sq", json_num(d[2]));
-	json_object_set_new(o, "lerp", json_boolean(lerp));
-	json_object_set_new(o, "s0", json_num(s0));
-	json_object_set_new(o, "s1", json_num(s1));
-	json_object_set_new(e, "nuslerp", o);
+	tdots_report_pair(e, "nuslerp", d, lerp, s0, s1);
 }
 
 static void nu_meta(const struct merge_ctx *c,

@@ -101,13 +101,7 @@ static int sl_setup(struct merge_ctx *p, struct lines_error *err)
 	p->state = sl;
 	FORWARD_IF_ERROR(tdots_init(&sl->d, p, 2, sl_pairs, 3, sl_load, err));
 	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m slerp", err));
-	struct pass *pw = passes_add(p->passes);
-	pw->name = "write";
-	pw->writes = 1;
-	pw->want = want_all;
-	pw->work = sl_work;
-	pw->scratch = sizeof(struct sl_scratch);
-	return 0;
+	return tdots_add_write(p, sl_work, sizeof(struct sl_scratch), err);
 }
 
 static json_t *sl_report(const struct merge_ctx *c)
@@ -126,14 +120,7 @@ static void sl_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 	const double *d = tdots_of(&sl->d, i);
 	double s0, s1;
 	int lerp = sl_coef(d, c->o->t, &s0, &s1);
-	json_t *o = json_object();
-	json_object_set_new(o, "dot", json_num(d[0]));
-	json_object_set_new(o, "norm0_sq", json_num(d[1]));
-	json_object_set_new(o, "norm1_sq", json_num(d[2]));
-	json_object_set_new(o, "lerp", json_boolean(lerp));
-	json_object_set_new(o, "s0", json_num(s0));
-	json_object_set_new(o, "s1", json_num(s1));
-	json_object_set_new(e, "slerp", o);
+	tdots_report_pair(e, "slerp", d, lerp, s0, s1);
 }
 
 static void sl_meta(const struct merge_ctx *c,

@@ -119,3 +119,30 @@ void tdots_method_free(struct merge_ctx *c)
 	free(c->state);
 	c->state = NULL;
 }
+
+int tdots_add_write(struct merge_ctx *c,
+                    int (*work)(struct merge_ctx *, struct pipe_job *, void *, struct lines_error *),
+                    size_t scratch, struct lines_error *err)
+{
+	struct pass *pw = passes_add(c->passes);
+	RETURN_ERROR_IF(!pw, err, LINES_EUNSUPPORTED, NULL, NULL, "too many passes");
+	pw->name = "write";
+	pw->writes = 1;
+	pw->want = want_all;
+	pw->work = work;
+	pw->scratch = scratch;
+	return 0;
+}
+
+void tdots_report_pair(json_t *e, const char *key, const double *d, int lerp, double s0,
+                       double s1)
+{
+	json_t *o = json_object();
+	json_object_set_new(o, "dot", json_num(d[0]));
+	json_object_set_new(o, "norm0_sq", json_num(d[1]));
+	json_object_set_new(o, "norm1_sq", json_num(d[2]));
+	json_object_set_new(o, "lerp", json_boolean(lerp));
+	json_object_set_new(o, "s0", json_num(s0));
+	json_object_set_new(o, "s1", json_num(s1));
+	json_object_set_new(e, key, o);
+}

@@ -56,6 +56,17 @@ void tdots_method_free(struct merge_ctx *c);
 int tdots_add_pass(struct merge_ctx *c, const char *name, const char *who,
                    struct lines_error *err);
 
+/* The writing pass after the dots (work on want_all tensors, scratch
+ * bytes a worker); LINES_EUNSUPPORTED when there are too many passes. */
+int tdots_add_write(struct merge_ctx *c,
+                    int (*work)(struct merge_ctx *, struct pipe_job *, void *, struct lines_error *),
+                    size_t scratch, struct lines_error *err);
+/* A two-vector method's entry of a tensor in the manifest and --json:
+ * its dots d = {v0 . v1, |v0|^2, |v1|^2}, whether it fell back to lerp,
+ * and the coefficients s0, s1, under key. */
+void tdots_report_pair(json_t *e, const char *key, const double *d, int lerp, double s0,
+                       double s1);
+
 /* The npairs values of tensor i, in the order of the pairs. */
 static inline const double *tdots_of(const struct tdots *d, size_t i)
 {
