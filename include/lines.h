@@ -209,6 +209,17 @@ struct lines_merge_opts;
 int lines_method_select(struct lines_merge_opts *o, const char *name);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
+/* The option a sweep varies (lines-merge(1), SWEEPS). */
+enum lines_sweep {
+	LINES_SWEEP_NONE,
+	LINES_SWEEP_BETA,   /* LiNeS's beta                              */
+	LINES_SWEEP_LAMBDA, /* the global coefficient without LiNeS      */
+	LINES_SWEEP_ALPHA,  /* LiNeS's alpha, given                      */
+	LINES_SWEEP_GAMMA,  /* single-task LiNeS: alpha = G, beta = 1 - G */
+};
+/* "beta", "lambda", "alpha", "gamma"; NULL for LINES_SWEEP_NONE */
+const char *lines_sweep_name(enum lines_sweep s);
+
 struct lines_merge_opts {
 	const char *command; /* recorded in the output: "merge" or "scale" */
 	const char *base; /* NULL only for a method with LINES_MOPT_NO_BASE */
@@ -290,6 +301,14 @@ struct lines_merge_opts {
 	/* measure per-block norms only (lines_block_norms), write nothing */
 	int norms_only;
 
+	/* a sweep: nsweep (at least 2) values of one option, each written to
+	 * its own output sweep_outputs[v] (output is not used), from one read
+	 * of the inputs; the value in the option itself is not used either */
+	enum lines_sweep sweep;
+	size_t nsweep;
+	const double *sweep_values;
+	const char *const *sweep_outputs;
+
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
@@ -351,6 +370,10 @@ struct lines_plan_info {
 	 * written dequantized), or written with new values (--dtype fp8) */
 	size_t nscales_dropped;
 	size_t nscales_new;
+	/* the outputs: one, or one per value of a sweep (outputs[0] is the
+	 * plan's own: alpha, beta and lambda above are its value's) */
+	size_t noutputs;
+	const char *const *outputs;
 };
 
 /* Open every input, check every header, and lay out the output. */

@@ -146,6 +146,10 @@ static void merge_help(void)
 	       "      --beta B        LiNeS beta (default max(0, 1 - alpha): the last block\n"
 	       "                      gets 1)\n"
 	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
+	       "      --beta, --lambda, --alpha, --gamma A,B,...  a sweep: one output per value,\n"
+	       "                      from one read of the inputs; -o names {beta} (or\n"
+	       "                      {lambda}, {alpha}, {gamma}) where the value goes, as\n"
+	       "                      written: -o 'merged-beta{beta}.safetensors'\n"
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
 	       "                      dare: probability of keeping an entry (default 0.2);\n"
@@ -235,7 +239,131 @@ struct merge_cli {
 	double gamma;
 	double *tall;
 	size_t ntall;
+	/* a sweep: one option given as a list, its values as written */
+	enum lines_sweep sweep;
+	double *sweep_vals;
+	char **sweep_tok;
+	char **sweep_out;
+	size_t nsweep;
 };
+
+static void free_sweep(struct merge_cli *mc)
+{
+	for (size_t v = 0; v < mc->nsweep; v++) {
+		free(mc->sweep_tok ? mc->sweep_tok[v] : NULL);
+		free(mc->sweep_out ? mc->sweep_out[v] : NULL);
+	}
+	free(mc->sweep_vals), free(mc->sweep_tok), free(mc->sweep_out);
+	mc->sweep_vals = NULL, mc->sweep_tok = mc->sweep_out = NULL;
+	mc->nsweep = 0;
+}
+
+/*
+ * --beta, --lambda, --alpha or --gamma given as a list A,B,...: a sweep
+ * (one at a time); *first gets the first value, as if it alone were
+ * given. 0, or the exit status of a usage error.
+ */
+static int parse_sweep(struct merge_cli *mc, enum lines_sweep kind, const char *arg,
+                       double *first)
+{
+	char opt[16];
+	snprintf(opt, sizeof(opt), "--%s", lines_sweep_name(kind));
+	if (mc->sweep && mc->sweep != kind)
+		return cli_usage_error(mc->cmd, "%s and --%s both give lists: a sweep varies one "
+		                                "option at a time", opt, lines_sweep_name(mc->sweep));
+	free_sweep(mc);
+	mc->sweep = kind;
+	if (cli_parse_list(mc->cmd, opt, arg, &mc->sweep_vals, &mc->nsweep) < 0)
+		return CLI_EXIT_USAGE;
+	mc->sweep_tok = calloc(mc->nsweep, sizeof(char *));
+	mc->sweep_out = calloc(mc->nsweep, sizeof(char *));
+	if (!mc->sweep_tok || !mc->sweep_out) {
+		cli_msg("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	const char *c = arg;
+	for (size_t v = 0; v < mc->nsweep; v++) {
+		size_t n = strcspn(c, ",");
+		if (!(mc->sweep_tok[v] = strndup(c, n))) {
+			cli_msg("out of memory");
+			return CLI_EXIT_FAIL;
+		}
+		c += n + (c[n] == ',');
+		for (size_t u = 0; u < v; u++)
+			if (mc->sweep_vals[u] == mc->sweep_vals[v])
+				return cli_usage_error(mc->cmd, "%s: the value %s is given twice", opt,
+				                       mc->sweep_tok[v]);
+	}
+	*first = mc->sweep_vals[0];
+	return 0;
+}
+
+/* OUT with every {NAME} replaced by tok; NULL when out of memory. */
+static char *expand(const char *out, const char *ph, const char *tok)
+{
+	size_t n = 1, lp = strlen(ph), lt = strlen(tok);
+	for (const char *c = out; *c;)
+		if (!strncmp(c, ph, lp))
+			n += lt, c += lp;
+		else
+			n++, c++;
+	char *r = malloc(n), *o = r;
+	for (const char *c = out; r && *c;)
+		if (!strncmp(c, ph, lp))
+			memcpy(o, tok, lt), o += lt, c += lp;
+		else
+			*o++ = *c++;
+	if (r)
+		*o = '\0';
+	return r;
+}
+
+/* The outputs of a sweep from the -o template: 0, or the exit status of
+ * a usage error. Without a sweep, a placeholder in -o is an error. */
+static int sweep_outputs(struct merge_cli *mc)
+{
+	struct lines_merge_opts *o = &mc->o;
+	static const enum lines_sweep all[] = {LINES_SWEEP_BETA, LINES_SWEEP_LAMBDA,
+	                                       LINES_SWEEP_ALPHA, LINES_SWEEP_GAMMA};
+	char ph[16];
+	for (size_t i = 0; o->output && i < sizeof(all) / sizeof(all[0]); i++) {
+		snprintf(ph, sizeof(ph), "{%s}", lines_sweep_name(all[i]));
+		if (all[i] != mc->sweep && strstr(o->output, ph))
+			return cli_usage_error(mc->cmd, mc->sweep ? "-o names %s, but the sweep is of --%s"
+			                                          : "-o names %s, but --%s gives one value "
+			                                            "(a sweep gives a list: A,B,...)",
+			                       ph, mc->sweep ? lines_sweep_name(mc->sweep)
+			                                     : lines_sweep_name(all[i]));
+	}
+	if (!mc->sweep)
+		return 0;
+	const char *name = lines_sweep_name(mc->sweep);
+	snprintf(ph, sizeof(ph), "{%s}", name);
+	if (!o->output || !strcmp(o->output, "-"))
+		return cli_usage_error(mc->cmd, "a sweep of --%s writes one output per value: give "
+		                                "-o with %s where the value goes (-o merged-%s%s.safetensors)",
+		                       name, ph, name, ph);
+	if (!strstr(o->output, ph))
+		return cli_usage_error(mc->cmd, "-o must name %s: each value of the --%s sweep needs "
+		                                "an output of its own", ph, name);
+	for (size_t v = 0; v < mc->nsweep; v++) {
+		if (!(mc->sweep_out[v] = expand(o->output, ph, mc->sweep_tok[v]))) {
+			cli_msg("out of memory");
+			return CLI_EXIT_FAIL;
+		}
+		for (size_t u = 0; u < v; u++)
+			if (!strcmp(mc->sweep_out[u], mc->sweep_out[v]))
+				return cli_usage_error(mc->cmd, "--%s values %s and %s give the same output "
+				                                "name %s", name, mc->sweep_tok[u],
+				                       mc->sweep_tok[v], cli_printable(mc->sweep_out[v]));
+	}
+	o->sweep = mc->sweep;
+	o->nsweep = mc->nsweep;
+	o->sweep_values = mc->sweep_vals;
+	o->sweep_outputs = (const char *const *)mc->sweep_out;
+	o->output = mc->sweep_out[0];
+	return 0;
+}
 
 /* --consensus-k, --tall-lambda, --consensus-over: 0, or the exit status
  * of a usage error. */
@@ -379,7 +507,10 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return CLI_EXIT_USAGE;
 			break;
 		case OPT_LAMBDA:
-			if (cli_parse_double(mc->cmd, "--lambda", optarg, &o->lambda) < 0)
+			if (strchr(optarg, ',')) {
+				if ((rc = parse_sweep(mc, LINES_SWEEP_LAMBDA, optarg, &o->lambda)) != 0)
+					return rc;
+			} else if (cli_parse_double(mc->cmd, "--lambda", optarg, &o->lambda) < 0)
 				return CLI_EXIT_USAGE;
 			mc->have_lambda = 1;
 			break;
@@ -389,6 +520,10 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			o->lines = 1;
 			if (!strcmp(optarg, "auto")) {
 				o->alpha_auto = 1;
+			} else if (strchr(optarg, ',')) {
+				o->alpha_auto = 0;
+				if ((rc = parse_sweep(mc, LINES_SWEEP_ALPHA, optarg, &o->alpha)) != 0)
+					return rc;
 			} else {
 				o->alpha_auto = 0;
 				if (cli_parse_double(mc->cmd, "--alpha", optarg, &o->alpha) < 0)
@@ -398,12 +533,21 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_BETA:
 			mc->have_beta = 1;
 			o->lines = 1;
-			if (cli_parse_double(mc->cmd, "--beta", optarg, &o->beta) < 0)
+			if (strchr(optarg, ',')) {
+				if ((rc = parse_sweep(mc, LINES_SWEEP_BETA, optarg, &o->beta)) != 0)
+					return rc;
+			} else if (cli_parse_double(mc->cmd, "--beta", optarg, &o->beta) < 0)
 				return CLI_EXIT_USAGE;
 			break;
 		case OPT_GAMMA:
 			mc->have_gamma = 1;
-			if (cli_parse_double(mc->cmd, "--gamma", optarg, &mc->gamma) < 0)
+			if (strchr(optarg, ',')) {
+				if ((rc = parse_sweep(mc, LINES_SWEEP_GAMMA, optarg, &mc->gamma)) != 0)
+					return rc;
+				for (size_t v = 0; v < mc->nsweep; v++)
+					if (mc->sweep_vals[v] < 0 || mc->sweep_vals[v] > 1)
+						return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
+			} else if (cli_parse_double(mc->cmd, "--gamma", optarg, &mc->gamma) < 0)
 				return CLI_EXIT_USAGE;
 			if (mc->gamma < 0 || mc->gamma > 1)
 				return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
@@ -608,6 +752,8 @@ static int check(struct merge_cli *mc)
 			                       mc->ndensities, o->nmodels, o->nmodels == 1 ? "" : "s");
 		o->densities = mc->densities;
 	}
+	if ((rc = sweep_outputs(mc)) != 0)
+		return rc;
 	if (!o->output) {
 		if (isatty(STDOUT_FILENO) && !mc->dry_run)
 			return cli_usage_error(mc->cmd, "no output given and standard output is a "
@@ -753,6 +899,17 @@ static const char *tensor_counts(const struct merge_cli *mc, const struct lines_
 	return buf;
 }
 
+/* A sweep's values and outputs. */
+static void print_sweep(FILE *f, const struct merge_cli *mc)
+{
+	fprintf(f, "  sweep: --%s, %zu values, one output each from one read of the inputs:\n",
+	        lines_sweep_name(mc->sweep), mc->nsweep);
+	for (size_t v = 0; v < mc->nsweep; v++) {
+		fprintf(f, "    %s %s -> ", lines_sweep_name(mc->sweep), mc->sweep_tok[v]);
+		fprintf(f, "%s\n", cli_printable(mc->sweep_out[v]));
+	}
+}
+
 static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
@@ -764,6 +921,8 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	else
 		printf("plan: lines %s (no base; the first model is the reference)", mc->cmd);
 	printf(" -> %s\n", strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
+	if (mc->o.nsweep)
+		print_sweep(stdout, mc);
 	printf("  tensors: %zu (%s), blocks: %ld", in->ntensors, tensor_counts(mc, in, t, sizeof(t)),
 	       in->num_layers);
 	for (size_t k = 0; in->nstacks > 1 && k < in->nstacks; k++)
@@ -818,6 +977,8 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 	else
 		fprintf(stderr, " (%s) in %.2f s\n", a, secs);
 	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(mc, in, t, sizeof(t)));
+	if (mc->o.nsweep)
+		print_sweep(stderr, mc);
 	print_scaling(stderr, mc, in);
 }
 
@@ -887,6 +1048,7 @@ out:
 	free(mc->weights);
 	free(mc->tall);
 	free(mc->densities);
+	free_sweep(mc);
 	return rc;
 }
 
@@ -922,6 +1084,8 @@ int cmd_scale(int argc, char **argv)
 	free(mc.weights);
 	free(mc.tall);
 	free(mc.densities);
+	free_sweep(&mc);
+	mc.sweep = LINES_SWEEP_NONE;
 	if (rc != 0)
 		return rc;
 	mc.weights = NULL;

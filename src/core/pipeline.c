@@ -53,6 +53,7 @@ struct slot {
 	struct pipe_job job;
 	uint64_t *nonfinite;    /* ninputs, writing passes with stats */
 	unsigned char *differs; /* ninputs */
+	unsigned char **vout;   /* a sweep's writing pass: each variant's output */
 };
 
 struct pipe {
@@ -202,7 +203,9 @@ uint64_t pipe_memory(const struct pipe_env *env, const struct passes *ps,
 		const struct pass *pass = &ps->pass[i];
 		caps(env, pass, &oc, &pc, &sc, &wc);
 		size_t wide, fc = fp8_caps(env, pass, &wide);
-		uint64_t m = (uint64_t)nslots_for(jobs) * (pass->writes ? oc : 0) +
+		/* a sweep's writing pass: one output buffer per value */
+		uint64_t nout = pass->writes ? 1 + (uint64_t)env->nvariants : 0;
+		uint64_t m = (uint64_t)nslots_for(jobs) * nout * oc +
 		             (uint64_t)nslots_for(jobs) * pc * sizeof(double) +
 		             (uint64_t)jobs * (pass->scratch + (uint64_t)nin * wc + fc * sizeof(float) + wide +
 		                               (env->streams ? src_stream_worker_bytes(src, nin, sc, PIPE_DEPTH)
@@ -561,8 +564,16 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 		}
 		unsigned char *out = job->out; /* a float8 output: encoded from w->wide */
 		if (rc == 0 && t->merge) {
-			rc = t->rq ? work_fp8(w, t, job, out, err)
-			           : pp->pass->work(pp->env->ctx, job, w->scratch, err);
+			/* a sweep: every other value from the same input bytes, then
+			 * the plan's own (whose partial results reduce() takes) */
+			for (unsigned v = 0; rc == 0 && sl->vout && v < pp->env->nvariants; v++) {
+				job->out = sl->vout[v];
+				rc = pp->pass->work(pp->env->variants[v].ctx, job, w->scratch, err);
+			}
+			job->out = out;
+			if (rc == 0)
+				rc = t->rq ? work_fp8(w, t, job, out, err)
+				           : pp->pass->work(pp->env->ctx, job, w->scratch, err);
 			/* after the work, on its output (in cache): a method through
 			 * which every non-finite input reaches the output needs the
 			 * inputs counted only where the output has one */
@@ -688,6 +699,9 @@ static void pipe_free(struct pipe *pp)
 			free(pp->slots[i].job.part);
 			free(pp->slots[i].nonfinite);
 			free(pp->slots[i].differs);
+			for (unsigned v = 0; pp->slots[i].vout && v < pp->env->nvariants; v++)
+				free(pp->slots[i].vout[v]);
+			free(pp->slots[i].vout);
 		}
 		free(pp->slots);
 	}
@@ -719,6 +733,16 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 		j->part = calloc(pp->part_cap ? pp->part_cap : 1, sizeof(double));
 		RETURN_ERROR_IF((pp->pass->writes && pp->out_cap && !j->out) || !j->part, err,
 		                LINES_ENOMEM, NULL, NULL, "out of memory for the job buffers");
+		if (pp->pass->writes && pp->env->nvariants && pp->out_cap) {
+			unsigned nv = pp->env->nvariants;
+			RETURN_ERROR_IF(!(pp->slots[i].vout = calloc(nv, sizeof(unsigned char *))), err,
+			                LINES_ENOMEM, NULL, NULL, "out of memory for the job buffers");
+			for (unsigned v = 0; v < nv; v++)
+				RETURN_ERROR_IF(!(pp->slots[i].vout[v] =
+				                          aligned_alloc(64, (pp->out_cap + 63) & ~(size_t)63)),
+				                err, LINES_ENOMEM, NULL, NULL,
+				                "out of memory for the job buffers");
+		}
 		if (pp->pass->writes && pp->env->stats) {
 			unsigned n = pp->env->lay->ninputs;
 			pp->slots[i].nonfinite = calloc(n, sizeof(uint64_t));
@@ -836,6 +860,15 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			                err);
 		if (rc == 0 && pass->writes && env->on_output)
 			env->on_output(env->on_output_arg, t, &s->job);
+		for (unsigned v = 0; rc == 0 && pass->writes && v < env->nvariants; v++) {
+			/* a copied tensor is the same in every output */
+			const struct pipe_variant *pv = &env->variants[v];
+			struct pipe_job vj = s->job;
+			vj.out = t->merge && s->vout ? s->vout[v] : s->job.out;
+			rc = sink_write(pv->out, vj.out, (size_t)((vj.u1 - vj.u0) * tensor_file_unit(t)), err);
+			if (rc == 0 && pv->on_output)
+				pv->on_output(pv->on_output_arg, t, &vj);
+		}
 		for (unsigned m = 0; s->nonfinite && m < lay->ninputs; m++) {
 			env->stats->nonfinite[m] += s->nonfinite[m];
 			env->stats->differs[m] |= s->differs[m];

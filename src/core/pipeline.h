@@ -105,6 +105,20 @@ struct input_stats {
 	unsigned char *differs; /* ninputs; [0], the base, stays 0 */
 };
 
+/*
+ * A sweep's other outputs (sweep.c): the writing pass runs work() once
+ * more per variant on the same input bytes, with the variant's context
+ * (its lambdas), into a buffer of its own, which the consumer sends to
+ * the variant's sink. The variants' work() runs before the plan's own,
+ * so the job's partial results, which reduce() takes, are the plan's.
+ */
+struct pipe_variant {
+	struct merge_ctx *ctx;
+	struct sink *out;
+	void (*on_output)(void *arg, const struct tensor *t, const struct pipe_job *job);
+	void *on_output_arg;
+};
+
 /* What every pass of a run shares. */
 struct pipe_env {
 	const struct layout *lay;
@@ -124,6 +138,10 @@ struct pipe_env {
 	/* optional: every output job, in order (the manifest's hashes) */
 	void (*on_output)(void *arg, const struct tensor *t, const struct pipe_job *job);
 	void *on_output_arg;
+	/* a sweep: the writing pass's other outputs (counted in pipe_memory
+	 * from nvariants; variants is set before the writing pass) */
+	unsigned nvariants;
+	const struct pipe_variant *variants;
 };
 
 /* The tensors a pass reads: its own, and the copied ones if it checks them. */

@@ -67,6 +67,19 @@ struct plan {
 	unsigned char pass_optional[PIPE_MAX_PASSES]; /* has needed() */
 	unsigned char pass_skipped[PIPE_MAX_PASSES];  /* needed() said 0 */
 	int ran;
+
+	/* a sweep (sweep.c): the plans of the other values, nvar - 1 of
+	 * them. Each is a shallow copy of this one that shares its inputs,
+	 * layout tables and method state, and has its own options, scales,
+	 * tensor table (the lambdas), method context and output. */
+	unsigned nvar; /* the outputs: 1, or the sweep's values */
+	struct plan **var;
+	struct pipe_variant *pvar;
+	struct sink **var_sink;
+	const char **outputs; /* nvar: every output's path */
+	int is_variant;
+	struct lines_merge_opts sweep_o; /* the options as given, with the sweep */
+	const struct lines_merge_opts *sweep_opts; /* &sweep_o, or NULL: no sweep */
 };
 
 /* The public handle (lines.h) is the plan itself. */
@@ -92,6 +105,24 @@ int plan_is_input(const struct plan *p, const char *path);
 int plan_check_unchanged(struct plan *p, struct lines_error *err);
 int plan_check_stream_ends(struct plan *p, struct lines_error *err);
 void plan_inputs_free(struct plan *p);
+
+/* ---- sweep.c: one output per value of a swept option ------------------------- */
+/* Check the sweep's options; set o to its first value. */
+int sweep_first(const struct lines_merge_opts *opts, struct lines_merge_opts *o,
+                struct lines_error *err);
+/* The other values' plans, once the method has set up (after add_check). */
+int sweep_make(struct plan *p, struct lines_error *err);
+/* Before the writing pass: the other values' scales from what the passes
+ * before measured, and their headers written into their sinks. */
+int sweep_begin_write(struct plan *p, struct lines_error *err);
+/* Lock, open, finish, commit or abort, free the other values' outputs. */
+int sweep_lock(struct plan *p, struct lines_error *err);
+int sweep_open(struct plan *p, struct lines_error *err);
+int sweep_finish(struct plan *p, struct lines_error *err);
+int sweep_commit(struct plan *p, struct lines_error *err);
+void sweep_abort(struct plan *p);
+void sweep_close(struct plan *p);
+void sweep_free(struct plan *p);
 
 /* ---- header.c: the output's safetensors header -------------------------------- */
 /* The header of a file holding output tensors [t0, t1): a shard, or all. */

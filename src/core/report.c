@@ -85,6 +85,21 @@ static void run_section(struct report *r, json_t *root)
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
 	put(r, root, "output", path(p->o.output));
+	/* every output: one, or one per value of a sweep */
+	json_t *outs = json_array();
+	for (size_t v = 0; v < r->in->noutputs; v++)
+		push(r, outs, path(r->in->outputs[v]));
+	put(r, root, "outputs", outs);
+	if (p->sweep_opts) {
+		json_t *sw = json_object(), *vals = json_array();
+		for (size_t v = 0; v < p->sweep_opts->nsweep; v++)
+			push(r, vals, json_num(p->sweep_opts->sweep_values[v]));
+		put(r, sw, "option", json_string(lines_sweep_name(p->sweep_opts->sweep)));
+		put(r, sw, "values", vals);
+		put(r, root, "sweep", sw);
+	} else {
+		put(r, root, "sweep", json_null());
+	}
 	json_t *nf = json_array();
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		push(r, nf, r->ran && p->stats.nonfinite ? u64(p->stats.nonfinite[m]) : json_null());

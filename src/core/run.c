@@ -191,6 +191,8 @@ static void fill_info(struct plan *p)
 	in->jobs = p->env.jobs;
 	in->io = p->src_ops->name;
 	in->kernels = p->k->name;
+	in->noutputs = p->outputs ? p->nvar : 1;
+	in->outputs = p->outputs ? p->outputs : &p->o.output;
 }
 
 /* The scales known before anything is read: --lambda, a given alpha. */
@@ -353,7 +355,7 @@ static int size_pipeline(struct plan *p, struct lines_error *err)
 		 * windows of input, history and output (measured: 8 MiB each at
 		 * level 1, whose window is 512 KiB) */
 		uint64_t win = 1ull << ZSTD_getCParams(p->out.zstd_level, 0, 0).windowLog;
-		p->mem_bound += (uint64_t)(p->env.jobs + 1) * 16 * win;
+		p->mem_bound += (uint64_t)p->nvar * (p->env.jobs + 1) * 16 * win;
 	}
 	return 0;
 }
@@ -364,11 +366,17 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	struct lines_plan *lp;
 	struct plan *p;
 	struct lines_error dummy;
+	struct lines_merge_opts first;
 	int rc;
 
 	if (!err)
 		err = &dummy;
 	*out = NULL;
+	const struct lines_merge_opts *given = opts;
+	if (opts->sweep != LINES_SWEEP_NONE) { /* the plan is the first value's */
+		FORWARD_IF_ERROR(sweep_first(opts, &first, err));
+		opts = &first;
+	}
 	const struct method *m = opts->norms_only ? &method_block_norms : method_get(opts->method);
 	RETURN_ERROR_IF(!m, err, LINES_EUSAGE, NULL, NULL, "unknown method %d", (int)opts->method);
 	FORWARD_IF_ERROR(check_options(opts, m, err));
@@ -384,6 +392,11 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	RETURN_ERROR_IF(!lp, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	p = &lp->p;
 	p->o = *opts;
+	p->nvar = 1;
+	if (given != opts) {
+		p->sweep_o = *given;
+		p->sweep_opts = &p->sweep_o;
+	}
 	p->method = m;
 	p->in.ninputs = (unsigned)opts->nmodels + 1;
 	if (!opts->base) { /* input 0 is the first model again, as the reference */
@@ -412,7 +425,8 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	}
 	if ((rc = plan_check_stream_order(p, err)) < 0 || (rc = m->setup(&p->ctx, err)) < 0 ||
 	    (rc = add_measure(p, err)) < 0 ||
-	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = size_pipeline(p, err)) < 0 ||
+	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = sweep_make(p, err)) < 0 ||
+	    (rc = size_pipeline(p, err)) < 0 ||
 	    (rc = build_header(p, err)) < 0)
 		goto fail;
 	if (!(p->stack_info = calloc(p->lay.nstacks ? p->lay.nstacks : 1, sizeof(*p->stack_info)))) {
@@ -518,6 +532,8 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 			skipped++;
 			continue;
 		}
+		if (ps->writes)
+			FORWARD_IF_ERROR(sweep_begin_write(p, err));
 		if (ps->begin)
 			FORWARD_IF_ERROR(ps->begin(&p->ctx, err));
 		/* progress counts the passes that run: a skipped one is not one */
@@ -569,12 +585,15 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	p->ran = 1;
 	if (!p->o.norms_only)
 		FORWARD_IF_ERROR(output_lock(p, err));
-	if ((rc = open_source(p, &src, err)) < 0) {
+	if ((rc = sweep_lock(p, err)) < 0 || (rc = open_source(p, &src, err)) < 0) {
+		sweep_close(p);
 		output_unlock(&p->out);
 		return rc;
 	}
 	p->ctx.src = src;
 	rc = p->o.norms_only ? 0 : output_open(p, &out, err);
+	if (rc == 0)
+		rc = sweep_open(p, err);
 	if (rc == 0)
 		rc = run_passes(p, src, out, err);
 	if (rc == 0 && !p->o.norms_only)
@@ -585,10 +604,17 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		rc = plan_check_stream_ends(p, err);
 	if (rc == 0 && out)
 		rc = sink_finish(out, err);
+	if (rc == 0)
+		rc = sweep_finish(p, err);
 	if (rc == 0 && out)
 		rc = output_commit(p, out, err);
 	else if (out)
 		sink_abort(out);
+	if (rc == 0)
+		rc = sweep_commit(p, err);
+	else
+		sweep_abort(p);
+	sweep_close(p);
 	sink_free(out);
 	output_unlock(&p->out);
 	src->ops->close(src);
@@ -619,6 +645,7 @@ void lines_plan_free(struct lines_plan *lp)
 	if (!lp)
 		return;
 	p = &lp->p;
+	sweep_free(p);
 	if (p->method && p->method->free)
 		p->method->free(&p->ctx);
 	plan_inputs_free(p);
