@@ -289,10 +289,6 @@ static int parse_sweep(struct merge_cli *mc, enum lines_sweep kind, const char *
 			return CLI_EXIT_FAIL;
 		}
 		c += n + (c[n] == ',');
-		for (size_t u = 0; u < v; u++)
-			if (mc->sweep_vals[u] == mc->sweep_vals[v])
-				return cli_usage_error(mc->cmd, "%s: the value %s is given twice", opt,
-				                       mc->sweep_tok[v]);
 	}
 	*first = mc->sweep_vals[0];
 	return 0;

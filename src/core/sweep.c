@@ -179,11 +179,11 @@ int sweep_make(struct plan *p, struct lines_error *err)
 	                p->method->name);
 	/* what a writing pass keeps across jobs in its workers would be
 	 * counted once per value */
-	RETURN_ERROR_IF(p->passes.pass[wi].worker_end, err, LINES_EUNSUPPORTED, NULL, NULL,
+	RETURN_ERROR_IF(p->passes.pass[wi].worker_end, err, LINES_EUSAGE, NULL, NULL,
 	                "-m %s cannot sweep --%s: its writing pass keeps results across jobs",
 	                p->method->name, name);
 	for (size_t i = 0; i < p->lay.nt; i++)
-		RETURN_ERROR_IF(p->lay.t[i].rq, err, LINES_EUNSUPPORTED, NULL, NULL,
+		RETURN_ERROR_IF(p->lay.t[i].rq, err, LINES_EUSAGE, NULL, NULL,
 		                "--dtype fp8 measures the scales of each output from its values: a "
 		                "sweep of --%s cannot share them; run once per value", name);
 	size_t n = opts->nsweep;
