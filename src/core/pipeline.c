@@ -566,7 +566,11 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 		if (rc == 0 && t->merge) {
 			/* a sweep: every other value from the same input bytes, then
 			 * the plan's own (whose partial results reduce() takes) */
-			for (unsigned v = 0; rc == 0 && sl->vout && v < pp->env->nvariants; v++) {
+			int self = pp->pass->sweeps && sl->vout;
+			job->nvout = self ? pp->env->nvariants : 0;
+			job->vout = self ? sl->vout : NULL;
+			job->var = self ? pp->env->variants : NULL;
+			for (unsigned v = 0; rc == 0 && !self && sl->vout && v < pp->env->nvariants; v++) {
 				job->out = sl->vout[v];
 				rc = pp->pass->work(pp->env->variants[v].ctx, job, w->scratch, err);
 			}

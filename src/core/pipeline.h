@@ -25,6 +25,11 @@ struct pipe_job {
 	double *part;             /* part_job + part_block * blocks doubles  */
 	unsigned nblocks;         /* KERN_BLOCK blocks in this job            */
 	uint64_t in_bytes;        /* bytes read for this job, all inputs      */
+	/* a sweep, in a writing pass whose work() writes every value itself
+	 * (pass->sweeps): the other values' outputs and contexts (pipe_job_lambda in method.h) */
+	unsigned nvout;
+	unsigned char *const *vout;
+	const struct pipe_variant *var;
 };
 
 /*
@@ -66,6 +71,11 @@ struct pass {
 	 * weights and measures the largest magnitude of each block (fp8.h),
 	 * in doubles after the work's own partial results */
 	int measure;
+	/* a sweep: work() writes the other values' outputs too (job->vout),
+	 * from what it computes once (the merged task vector: only the
+	 * finish, base + lambda tau, differs); else the pipeline runs work()
+	 * once per value */
+	int sweeps;
 };
 
 #define PIPE_MAX_PASSES 5

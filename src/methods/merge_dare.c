@@ -363,11 +363,16 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 		double tau[LINES_MAX_MODELS], raw, m, b = dare_taus_f64(p, job, j, tau, &raw);
 		dare_mtl_f64(p, tau, ds->nx, ds->maj, &m);
 		f64_finish(job->out, j, b, m, t->lambda);
+		for (unsigned v = 0; v < job->nvout; v++) /* a sweep: the same m */
+			f64_finish(job->vout[v], j, b, m, pipe_job_lambda(job, v));
 	}
 	for (size_t j0 = 0; !f64_tensor(t) && j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		dare_tile(p, job, &tl, j0, nn, ds->maj, tl.mp, tl.sp);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, tl.bt, tl.mp, t->lambda, nn);
+		for (unsigned v = 0; v < job->nvout; v++)
+			p->k->finish(t->out_dt, job->vout[v] + j0 * t->unit_out, tl.bt, tl.mp,
+			             pipe_job_lambda(job, v), nn);
 	}
 	return 0;
 }
@@ -460,7 +465,7 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 		if (p->o->lines && p->o->alpha_auto)
 			p->sc->measured = 1;
 	}
-	add_pass(p, "write", 1, write_work);
+	add_pass(p, "write", 1, write_work)->sweeps = 1; /* the drops once, finished per value */
 	return 0;
 }
 

@@ -1399,6 +1399,8 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 		double tau[LINES_MAX_MODELS], m, b = f64_taus(job, nx, p->w, j, tau, NULL);
 		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, ts->c, &m);
 		f64_finish(job->out, j, b, m, t->lambda);
+		for (unsigned v = 0; v < job->nvout; v++) /* a sweep: the same m */
+			f64_finish(job->vout[v], j, b, m, pipe_job_lambda(job, v));
 	}
 	for (size_t j0 = 0; !f64_tensor(t) && j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
@@ -1407,6 +1409,9 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt, w.tp);
 		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, ts->c, w.mtl, w.sign);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.mtl, t->lambda, nn);
+		for (unsigned v = 0; v < job->nvout; v++)
+			p->k->finish(t->out_dt, job->vout[v] + j0 * t->unit_out, w.bt, w.mtl,
+			             pipe_job_lambda(job, v), nn);
 	}
 	return 0;
 }
@@ -1523,6 +1528,7 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	struct pass *c = passes_add(p->passes);
 	c->name = "write";
 	c->writes = 1;
+	c->sweeps = 1; /* the elected mean once, finished per value */
 	c->scratch = scratch_bytes(nx);
 	c->want = want_all;
 	c->work = write_work;

@@ -252,6 +252,13 @@ static inline void tile_store(const struct kern *k, enum dtype odt, const double
 	k->encode(odt, tmp, out, n);
 }
 
+/* The lambda of a job's tensor for the other value v of a sweep, in a
+ * writing pass that writes every value itself (pass->sweeps). */
+static inline double pipe_job_lambda(const struct pipe_job *job, unsigned v)
+{
+	return job->var[v].ctx->t[job->tensor].lambda;
+}
+
 /* The method's result v moved toward the base b by lambda (LiNeS, or
  * --lambda): b + lambda (v - b); v itself when lambda is 1. */
 static inline double toward_base(double v, double b, double lambda)
