@@ -20,6 +20,11 @@
 #   ties     every method that takes four models (TIES, DARE, linear, ...)
 #            beside sum on the 1G, N = 4 family (hot), with its peak RSS
 #            and the passes each made over the inputs.
+#   sweep    a sweep of four betas (--beta 0.1,0.3,0.5,0.7, one read of
+#            the inputs, four outputs) beside one run with one beta, for
+#            sum and ties on the BENCH_SWEEP_SIZE (default 1G), N = 4
+#            family, hot: seconds, x one run (the target: well under 4),
+#            peak RSS.
 #   cgroup   a merge whose inputs total more than 8 GiB inside a 512 MiB
 #            memory cgroup (v2 memory.max or v1 memory.limit_in_bytes),
 #            checked against the same merge without the limit.
@@ -36,7 +41,8 @@ set -u
 : "${BENCH_SIZES:=1G 4G}"
 : "${BENCH_NS:=1 4 8}"
 : "${BENCH_REPEAT:=3}"
-: "${BENCH_SECTIONS:=engine kernels zstd ties cgroup}"
+: "${BENCH_SECTIONS:=engine kernels zstd ties sweep cgroup}"
+: "${BENCH_SWEEP_SIZE:=1G}"
 : "${BENCH_ZSTD_LEVEL:=1}"
 : "${BENCH_JOBS:=2}"
 
@@ -255,6 +261,44 @@ ties() {
 	done
 	IFS=' '
 	rm -f "$BENCH_DIR"/o.safetensors*
+	say
+}
+
+# one_sweep METHOD ARGS...: the best time and the peak RSS (KiB) of ARGS, in $t and $rss
+one_sweep() {
+	t=
+	rss=0
+	r=0
+	while [ $r -lt "$BENCH_REPEAT" ]; do
+		rm -f "$BENCH_DIR"/sw*.safetensors*
+		sync
+		t0=$(now)
+		"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -j "$BENCH_JOBS" "$@" >/dev/null 2>&1 ||
+			{ say "   FAILED: $*"; t=0; return; }
+		x=$(secs "$t0" "$(now)")
+		if [ -z "$t" ] || awk -v a="$x" -v b="$t" 'BEGIN {exit !(a < b)}'; then t=$x; fi
+		rss=$(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0)
+		r=$((r + 1))
+	done
+	rm -f "$BENCH_DIR"/sw*.safetensors*
+}
+
+sweep() {
+	say "== sweeps: four betas from one read of the inputs, beside one run ($BENCH_SWEEP_SIZE, N = 4, hot, -j $BENCH_JOBS)"
+	say "   four separate runs would take 4 x one run; the target is well under that"
+	d=$(family "$BENCH_SWEEP_SIZE")
+	set -- $(inputs "$d" 4)
+	b=$1
+	shift
+	cat "$b" "$@" >/dev/null
+	printf '%-26s %10s %8s %10s %8s %9s\n' method "one run s" "sweep s" "x one run" "4 runs" "RSS MiB"
+	for m in sum ties; do
+		one_sweep -b "$b" -m $m --lines --beta 0.1 -o "$BENCH_DIR/sw.safetensors" "$@"
+		t1=$t
+		one_sweep -b "$b" -m $m --lines --beta 0.1,0.3,0.5,0.7 -o "$BENCH_DIR/sw{beta}.safetensors" "$@"
+		printf '%-26s %10s %8s %10s %8s %9s\n' "-m $m --lines --beta x4" "$t1" "$t" \
+			"$(div "$t" "$t1")" "4.00" "$((rss / 1024))"
+	done
 	say
 }
 
