@@ -82,6 +82,22 @@ rm -rf sj && mkdir sj
 "$LINES" merge -q -b $b -m ties --lines -j 2 --beta 0.7 -o sj/one.st $m1 $m2 $m3
 check "ties sweep -j 1 --chunk 16K: the same bytes as a single -j 2 run" cmp -s sj/x0.7.st sj/one.st
 
+# ---- every instruction set: sum, ties and dare finish one merged task vector per value ----------
+for isa in scalar avx2 avx512 neon; do
+	if ! LINES_ISA=$isa "$LINES" --version >/dev/null 2>&1; then
+		skip "sweeps with LINES_ISA=$isa: not built or not supported by this CPU"
+		continue
+	fi
+	good=0
+	for m in sum ties dare; do
+		rm -rf si && mkdir si
+		LINES_ISA=$isa "$LINES" merge -q -b $b -m $m --lines -w 1,2,0.5 --beta 0.2,0.9 -o 'si/x{beta}.st' $m1 $m2 $m3
+		"$LINES" merge -q -b $b -m $m --lines -w 1,2,0.5 --beta 0.9 -o si/one.st $m1 $m2 $m3
+		cmp -s si/x0.9.st si/one.st || good=1
+	done
+	ok $good "sum, ties and dare sweeps with LINES_ISA=$isa: the same bytes as the single runs"
+done
+
 # ---- every method: the core runs each value's work() on the same chunk --------------------------
 # every METHOD ARGS...: a sweep of two lambdas against the two single runs
 every() {

@@ -62,10 +62,17 @@ struct pipe {
 	struct source *src;
 
 	pthread_mutex_t mu;
-	pthread_cond_t space, done;
+	pthread_cond_t space, done, moved;
 	struct slot *slots;
 	unsigned nslots;
 	uint64_t njobs, next, consumed;
+	/* a sweep's writing pass: a writer thread per other value writes job
+	 * k to its sink once the consumer has taken it (main_done > k), so
+	 * the outputs are written side by side; consumed is then the least
+	 * of main_done and every writer's count, and a slot is reused only
+	 * when all have passed it */
+	uint64_t main_done;
+	uint64_t *wdone; /* nvariants */
 	size_t it_tensor; /* the job iterator: next tensor and unit */
 	uint64_t it_unit;
 	int abort;
@@ -295,6 +302,64 @@ static void fail(struct pipe *pp, const struct lines_error *e)
 	pp->abort = 1;
 	pthread_cond_broadcast(&pp->space);
 	pthread_cond_broadcast(&pp->done);
+	pthread_cond_broadcast(&pp->moved);
+}
+
+/* consumed: the consumer's count, or the least of it and the writers'
+ * (called with the lock held) */
+static void set_consumed(struct pipe *pp)
+{
+	uint64_t c = pp->main_done;
+	for (unsigned v = 0; pp->wdone && v < pp->env->nvariants; v++)
+		c = pp->wdone[v] < c ? pp->wdone[v] : c;
+	pp->consumed = c;
+}
+
+/* ---- a sweep's writers -------------------------------------------------------- */
+struct vwriter {
+	struct pipe *pp;
+	unsigned v;
+	pthread_t tid;
+	int started;
+};
+
+/* The output of value v + 1 of a sweep, job after job in order: the
+ * variant's buffer of a merged tensor, the one copy of a copied one. */
+static void *writer_main(void *arg)
+{
+	struct vwriter *wr = arg;
+	struct pipe *pp = wr->pp;
+	const struct pipe_variant *pv = &pp->env->variants[wr->v];
+	struct lines_error err;
+	int rc = 0;
+
+	for (uint64_t k = 0; k < pp->njobs; k++) {
+		pthread_mutex_lock(&pp->mu);
+		while (pp->main_done <= k && !pp->abort)
+			pthread_cond_wait(&pp->moved, &pp->mu);
+		int stop = pp->abort;
+		pthread_mutex_unlock(&pp->mu);
+		if (stop)
+			break;
+		const struct slot *s = &pp->slots[k % pp->nslots];
+		const struct tensor *t = &pp->env->lay->t[s->job.tensor];
+		struct pipe_job vj = s->job;
+		vj.out = t->merge && s->vout ? s->vout[wr->v] : s->job.out;
+		rc = sink_write(pv->out, vj.out, (size_t)((vj.u1 - vj.u0) * tensor_file_unit(t)), &err);
+		if (rc == 0 && pv->on_output)
+			pv->on_output(pv->on_output_arg, t, &vj);
+		pthread_mutex_lock(&pp->mu);
+		if (rc < 0) {
+			fail(pp, &err);
+			pthread_mutex_unlock(&pp->mu);
+			break;
+		}
+		pp->wdone[wr->v] = k + 1;
+		set_consumed(pp);
+		pthread_cond_broadcast(&pp->space);
+		pthread_mutex_unlock(&pp->mu);
+	}
+	return NULL;
 }
 
 /* ---- workers ----------------------------------------------------------------- */
@@ -712,6 +777,8 @@ static void pipe_free(struct pipe *pp)
 	pthread_mutex_destroy(&pp->mu);
 	pthread_cond_destroy(&pp->space);
 	pthread_cond_destroy(&pp->done);
+	pthread_cond_destroy(&pp->moved);
+	free(pp->wdone);
 }
 
 static int pipe_init(struct pipe *pp, struct lines_error *err)
@@ -723,6 +790,7 @@ static int pipe_init(struct pipe *pp, struct lines_error *err)
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&pp->done, &ca);
 	pthread_cond_init(&pp->space, NULL);
+	pthread_cond_init(&pp->moved, NULL);
 	pthread_condattr_destroy(&ca);
 
 	caps(pp->env, pp->pass, &pp->out_cap, &pp->part_cap, &pp->span_cap, &pp->widen_cap);
@@ -776,8 +844,9 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 	const unsigned delay = test_delay_us();
 	struct pipe pp = {0};
 	struct worker *ws = NULL;
+	struct vwriter *wrs = NULL;
 	uint64_t total, done = 0;
-	unsigned nw = 0;
+	unsigned nw = 0, nwr = 0;
 	double t0 = now(), last = t0;
 	int rc;
 
@@ -837,6 +906,22 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 		w->started = 1;
 	}
 
+	/* a sweep's writing pass: the other values' writers */
+	if (rc == 0 && pass->writes && env->nvariants && env->variants && pp.njobs) {
+		wrs = calloc(env->nvariants, sizeof(*wrs));
+		pp.wdone = calloc(env->nvariants, sizeof(*pp.wdone));
+		if (!wrs || !pp.wdone)
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		for (nwr = 0; rc == 0 && nwr < env->nvariants; nwr++) {
+			wrs[nwr].pp = &pp;
+			wrs[nwr].v = nwr;
+			if ((errno = pthread_create(&wrs[nwr].tid, NULL, writer_main, &wrs[nwr])) != 0)
+				rc = lines_errno(err, errno, NULL, "cannot start a writer thread");
+			else
+				wrs[nwr].started = 1;
+		}
+	}
+
 	pthread_mutex_lock(&pp.mu);
 	if (rc < 0) {
 		fail(&pp, err);
@@ -864,7 +949,7 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			                err);
 		if (rc == 0 && pass->writes && env->on_output)
 			env->on_output(env->on_output_arg, t, &s->job);
-		for (unsigned v = 0; rc == 0 && pass->writes && v < env->nvariants; v++) {
+		for (unsigned v = 0; rc == 0 && pass->writes && !wrs && v < env->nvariants; v++) {
 			/* a copied tensor is the same in every output */
 			const struct pipe_variant *pv = &env->variants[v];
 			struct pipe_job vj = s->job;
@@ -888,16 +973,24 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			fail(&pp, err);
 			break;
 		}
+		/* (the writers read the slot's job and buffers until they pass
+		 * it: it is claimed again only then, see set_consumed) */
 		s->state = SLOT_FREE;
-		pp.consumed = k + 1;
+		pp.main_done = k + 1;
+		set_consumed(&pp);
 		pthread_cond_broadcast(&pp.space);
+		pthread_cond_broadcast(&pp.moved);
 	}
-	if (pp.consumed < pp.njobs && !pp.abort) {
+	if (pp.main_done < pp.njobs && !pp.abort) {
 		struct lines_error e;
 		lines_errf(&e, LINES_ECANCELED, NULL, NULL, "interrupted");
 		fail(&pp, &e);
 	}
 	pthread_mutex_unlock(&pp.mu);
+	for (unsigned i = 0; i < nwr; i++)
+		if (wrs[i].started)
+			pthread_join(wrs[i].tid, NULL);
+	free(wrs);
 
 	for (unsigned i = 0; i < nw; i++) {
 		if (ws[i].started)

@@ -51,16 +51,49 @@ static void write_f64(const struct merge_ctx *p, const struct tensor *t, struct 
 			acc = i == 0 ? p->w[0] * tau : fma(p->w[i], tau, acc);
 		}
 		f64_finish(job->out, j, b, acc, t->k_lambda);
+		for (unsigned v = 0; v < job->nvout; v++) /* a sweep: the same sum */
+			f64_finish(job->vout[v], j, b, acc, pipe_job_k_lambda(job, v));
+	}
+}
+
+/* A sweep's tiles: the decoded base and the weighted sum. */
+struct sweep_tile {
+	double acc[KERN_TILE];
+	float b[KERN_TILE];
+};
+
+/*
+ * A sweep: merge_lin's two halves (the same bits, kernels.h), the
+ * weighted sum of the task vectors once per tile, then its finish with
+ * every value's lambda.
+ */
+static void write_sweep(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
+                        size_t n, struct sweep_tile *s)
+{
+	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+		size_t in = j0 * t->unit_in, out = j0 * t->unit_out;
+		p->k->decode(t->in_dt, job->in[0] + in, s->b, nn);
+		for (unsigned i = 0; i < p->nmodels; i++)
+			p->k->accum(t->in_dt, job->in[i + 1] + in, s->b, p->w[i], s->acc, nn, i == 0);
+		p->k->finish(t->out_dt, job->out + out, s->b, s->acc, t->k_lambda, nn);
+		for (unsigned v = 0; v < job->nvout; v++)
+			p->k->finish(t->out_dt, job->vout[v] + out, s->b, s->acc,
+			             pipe_job_k_lambda(job, v), nn);
 	}
 }
 static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
-	(void)err, (void)scratch;
+	(void)err;
 
 	if (f64_tensor(t)) {
 		write_f64(p, t, job, n);
+		return 0;
+	}
+	if (job->nvout) {
+		write_sweep(p, t, job, n, scratch);
 		return 0;
 	}
 	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0], p->w,
@@ -187,6 +220,8 @@ static int linear_setup(struct merge_ctx *p, struct lines_error *err)
 	pw->writes = 1;
 	pw->want = want_all;
 	pw->work = write_work;
+	pw->sweeps = 1; /* the weighted sum once, finished per value */
+	pw->scratch = sizeof(struct sweep_tile);
 	return 0;
 }
 

@@ -258,6 +258,11 @@ static inline double pipe_job_lambda(const struct pipe_job *job, unsigned v)
 {
 	return job->var[v].ctx->t[job->tensor].lambda;
 }
+/* ... and what the kernel multiplies by (tensor.k_lambda) */
+static inline double pipe_job_k_lambda(const struct pipe_job *job, unsigned v)
+{
+	return job->var[v].ctx->t[job->tensor].k_lambda;
+}
 
 /* The method's result v moved toward the base b by lambda (LiNeS, or
  * --lambda): b + lambda (v - b); v itself when lambda is 1. */
