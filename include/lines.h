@@ -334,6 +334,9 @@ struct lines_plan_info {
 	uint64_t memory_metadata;        /* of which the headers and tables: the
 	                                  * heap measured while the plan was made
 	                                  * (0 where it cannot be measured) */
+	uint64_t memory_scratch;         /* of which the workers' scratch in the
+	                                  * pass that needs the most (della: its
+	                                  * rows, the longest slab per model) */
 	size_t chunk;                    /* chosen chunk size                   */
 	unsigned jobs;                   /* worker threads                      */
 	const char *io;                  /* "mmap" or "uring"                   */
