@@ -197,6 +197,7 @@ enum {
 	LINES_MOPT_RESCALE = 1 << 9, /* rescale (dare)                       */
 	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl)        */
 	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
+	LINES_MOPT_PER_ROW = 1 << 16, /* per_row (model_stock, nuslerp)      */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -257,6 +258,11 @@ struct lines_merge_opts {
 	double ram_epsilon;
 	double ram_r;
 	double ram_alpha;
+	/* model_stock (mergekit's filter_wise: true), nuslerp (nuslerp_flatten:
+	 * false): the angles are taken per row (the elements that share all
+	 * but their last index; a tensor of rank 0 or 1 is one row) instead of
+	 * over the flattened tensor */
+	int per_row;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

@@ -111,6 +111,17 @@ same "model_stock" -b "$b" -m model_stock "$m1" "$m2" "$m3"
 same "model_stock --lines, automatic alpha (L2)" -b "$b" -m model_stock --lines --norm l2 "$m1" "$m2" "$m3"
 status 0 "-m model_stock -n --json" "$LINES" merge -n --json -b "$b" -m model_stock "$m1" "$m2" "$m3"
 jqok "... a dots pass before the writing pass" '.method == "model_stock" and [.passes[].name] == ["dots", "write"]'
+same "model_stock --per-row" -b "$b" -m model_stock --per-row "$m1" "$m2" "$m3"
+same "model_stock --per-row --lines, automatic alpha (L2)" -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" "$m2" "$m3"
+same "nuslerp --per-row" -m nuslerp --per-row -w 1,2 "$m1" "$m2"
+same "nuslerp --per-row -b --lines, automatic alpha" -b "$b" -m nuslerp --per-row -w 1,3 --lines "$m1" "$m2"
+status 0 "-m model_stock --per-row -n --json" "$LINES" merge -n --json -b "$b" -m model_stock --per-row "$m1" "$m2" "$m3"
+jqok "... one writing pass of whole rows, recorded" '.model_stock.per_row == true and [.passes[].name] == ["write"]'
+status 0 "-m model_stock --per-row --lines --norm l2 -n --json" "$LINES" merge -n --json -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" "$m2" "$m3"
+jqok "... a norm pass, then the writing pass" '[.passes[].name] == ["norms", "write"]'
+status 0 "-m nuslerp --per-row -n --json" "$LINES" merge -n --json -m nuslerp --per-row "$m1" "$m2"
+jqok "... one writing pass, not flattened" '.nuslerp.flatten == false and [.passes[].name] == ["write"]'
+status 0 "-m nuslerp --per-row on standard input (one pass)" "$LINES" merge -q -m nuslerp --per-row -o "$tmp/pr.st" "$m1" - <"$m2"
 same "multislerp" -m multislerp -w 1,2,3 "$m1" "$m2" "$m3"
 same "multislerp -b --no-normalize --lambda" -b "$b" -m multislerp -w 0.5,1,0.25 --no-normalize \
 	--lambda 0.8 "$m1" "$m2" "$m3"
@@ -359,8 +370,11 @@ refused "multislerp --t" -m multislerp --t 0.5 "$m1" "$m2"
 refused "multislerp --density" -m multislerp --density 0.5 "$m1" "$m2"
 refused "multislerp --rescale" -m multislerp --rescale "$m1" "$m2"
 refused "multislerp --consensus-k" -m multislerp --consensus-k 1 "$m1" "$m2"
+refused "sum --per-row" -b "$b" -m sum --per-row "$m1" "$m2"
+refused "slerp --per-row" -b "$b" -m slerp --t 0.5 --per-row "$m1"
+refused "model_stock --per-row --lines auto alpha, a model on standard input" -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" - <"$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
-	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1"; do
+	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"
