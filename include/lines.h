@@ -251,6 +251,10 @@ struct lines_merge_opts {
 	unsigned consensus_k;
 	double tall_lambda;
 	const double *tall_lambdas;
+	/* consensus: the merged vector that the masks compare with and keep
+	 * is TIES's (density, trim_tensor, weights and no_normalize as for
+	 * ties), not the task-arithmetic sum */
+	int consensus_ties;
 	/* ram, ramplus_tl: model i changed an element where |tau_i| >
 	 * ram_epsilon (default 1e-5, at least 0); ramplus_tl: lambda_i = 1 +
 	 * ram_r clamp(shared_i / max(unique_i, ram_epsilon), 0, ram_alpha)

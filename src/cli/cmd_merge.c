@@ -109,7 +109,8 @@ static void merge_help(void)
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
-	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
+	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...]\n"
+	       "                   [--consensus-over ta|ties]\n"
 	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--per-row]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
@@ -167,8 +168,9 @@ static void merge_help(void)
 	       "                      models' TALL masks hold it (default 2; 0 keeps all)\n"
 	       "      --tall-lambda L|L1,L2,...  consensus: task t's mask is\n"
 	       "                      |tau_t| > L_t |tau_sum - tau_t| (default 0.4 each)\n"
-	       "      --consensus-over ta  consensus: the masked vector is the task-arithmetic\n"
-	       "                      sum (the only one so far; ties is refused)\n"
+	       "      --consensus-over ta|ties  consensus: the masked vector is the\n"
+	       "                      task-arithmetic sum (default) or TIES's merge (then\n"
+	       "                      --density, --trim, --no-normalize as for ties)\n"
 	       "      --epsilon E     ram, ramplus_tl: model i changed an element where\n"
 	       "                      |tau_i| > E (default 1e-5, E >= 0)\n"
 	       "      --ram-r R       ramplus_tl: lambda_i = 1 + R clamp(rho_i, 0, A), rho_i\n"
@@ -262,11 +264,11 @@ static int parse_consensus_option(struct merge_cli *mc, int c)
 		break;
 	case OPT_CONSENSUS_OVER:
 		if (!strcmp(optarg, "ties"))
-			return cli_usage_error(mc->cmd, "--consensus-over ties is not implemented yet: "
-			                                "the masks and the merge are over the "
-			                                "task-arithmetic sum (ta)");
-		if (strcmp(optarg, "ta"))
-			return cli_usage_error(mc->cmd, "--consensus-over: '%s' is not ta", optarg);
+			mc->o.consensus_ties = 1;
+		else if (!strcmp(optarg, "ta"))
+			mc->o.consensus_ties = 0;
+		else
+			return cli_usage_error(mc->cmd, "--consensus-over: '%s' is not ta or ties", optarg);
 		break;
 	}
 	return 0;
@@ -533,6 +535,11 @@ static int check_method_options(struct merge_cli *mc)
 		                       name, o->nmodels);
 	if (mc->weights && !(mo & LINES_MOPT_WEIGHTS))
 		return cli_usage_error(mc->cmd, "-m %s takes no weights (-w)", name);
+	if (o->method == LINES_M_CONSENSUS && !o->consensus_ties &&
+	    (mc->have_ties_opts || mc->have_normalize))
+		return cli_usage_error(mc->cmd, "--density, --trim and --no-normalize apply to -m "
+		                                "consensus only with --consensus-over ties (the masks "
+		                                "over TIES's merge)");
 	if (mc->have_ties_opts && !(mo & LINES_MOPT_DENSITY))
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
 		                                "-m ties and -m dare only");

@@ -196,6 +196,13 @@ static inline double norm_mtl_of(const double acc[4], int norm_p)
 	return norm_p == 2 ? sqrt(acc[3]) : acc[1];
 }
 
+/* -m consensus --consensus-over ties runs TIES's passes (merge_ties.c
+ * with o->method LINES_M_CONSENSUS) with the TALL masks on its merged
+ * vector; after the writing pass, 1 and the elements the masks kept and
+ * dropped, else 0. */
+int ties_consensus_counts(const struct merge_ctx *c, uint64_t *kept, uint64_t *dropped);
+extern const struct method method_ties;
+
 /* What a pass wants: every tensor, or the merged ones. */
 static inline int want_all(const struct merge_ctx *c, size_t tensor)
 {
