@@ -197,6 +197,7 @@ enum {
 	LINES_MOPT_RESCALE = 1 << 9, /* rescale (dare)                       */
 	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl)        */
 	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
+	LINES_MOPT_PER_ROW = 1 << 16, /* per_row (model_stock, nuslerp)      */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -261,6 +262,10 @@ struct lines_merge_opts {
 	unsigned consensus_k;
 	double tall_lambda;
 	const double *tall_lambdas;
+	/* consensus: the merged vector that the masks compare with and keep
+	 * is TIES's (density, trim_tensor, weights and no_normalize as for
+	 * ties), not the task-arithmetic sum */
+	int consensus_ties;
 	/* ram, ramplus_tl: model i changed an element where |tau_i| >
 	 * ram_epsilon (default 1e-5, at least 0); ramplus_tl: lambda_i = 1 +
 	 * ram_r clamp(shared_i / max(unique_i, ram_epsilon), 0, ram_alpha)
@@ -268,6 +273,11 @@ struct lines_merge_opts {
 	double ram_epsilon;
 	double ram_r;
 	double ram_alpha;
+	/* model_stock (mergekit's filter_wise: true), nuslerp (nuslerp_flatten:
+	 * false): the angles are taken per row (the elements that share all
+	 * but their last index; a tensor of rank 0 or 1 is one row) instead of
+	 * over the flattened tensor */
+	int per_row;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;
@@ -353,6 +363,9 @@ struct lines_plan_info {
 	uint64_t memory_metadata;        /* of which the headers and tables: the
 	                                  * heap measured while the plan was made
 	                                  * (0 where it cannot be measured) */
+	uint64_t memory_scratch;         /* of which the workers' scratch in the
+	                                  * pass that needs the most (della: its
+	                                  * rows, the longest slab per model) */
 	size_t chunk;                    /* chosen chunk size                   */
 	unsigned jobs;                   /* worker threads                      */
 	const char *io;                  /* "mmap" or "uring"                   */

@@ -111,6 +111,28 @@ same "model_stock" -b "$b" -m model_stock "$m1" "$m2" "$m3"
 same "model_stock --lines, automatic alpha (L2)" -b "$b" -m model_stock --lines --norm l2 "$m1" "$m2" "$m3"
 status 0 "-m model_stock -n --json" "$LINES" merge -n --json -b "$b" -m model_stock "$m1" "$m2" "$m3"
 jqok "... a dots pass before the writing pass" '.method == "model_stock" and [.passes[].name] == ["dots", "write"]'
+same "consensus --consensus-over ties" -b "$b" -m consensus --consensus-over ties --density 0.3 -w 1,2,0.5 "$m1" "$m2" "$m3"
+same "consensus --consensus-over ties --trim tensor --lines, automatic alpha" -b "$b" -m consensus --consensus-over ties --trim tensor --lines "$m1" "$m2" "$m3"
+status 0 "-m consensus --consensus-over ties --lines -n --json" "$LINES" merge -n --json -b "$b" -m consensus --consensus-over ties --lines "$m1" "$m2" "$m3"
+jqok "... TIES's passes with a norm pass before the writing pass" \
+	'.consensus.over == "ties" and .consensus.density == 0.2 and [.passes[].name] == ["select", "threshold", "norms", "write"]'
+rm -f "$tmp/c0.st" "$tmp/t0.st"
+"$LINES" merge -q -b "$b" -m consensus --consensus-over ties --consensus-k 0 --density 0.4 -o "$tmp/c0.st" "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m ties --density 0.4 -o "$tmp/t0.st" "$m1" "$m2" "$m3"
+jq -c '[.tensors[] | .xxh3_64]' "$tmp/c0.st.manifest.json" >"$tmp/c0.h" 2>/dev/null
+jq -c '[.tensors[] | .xxh3_64]' "$tmp/t0.st.manifest.json" >"$tmp/t0.h" 2>/dev/null
+check "consensus --consensus-over ties --consensus-k 0: every tensor is TIES's" sh -c "test -s '$tmp/c0.h' && cmp -s '$tmp/c0.h' '$tmp/t0.h'"
+same "model_stock --per-row" -b "$b" -m model_stock --per-row "$m1" "$m2" "$m3"
+same "model_stock --per-row --lines, automatic alpha (L2)" -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" "$m2" "$m3"
+same "nuslerp --per-row" -m nuslerp --per-row -w 1,2 "$m1" "$m2"
+same "nuslerp --per-row -b --lines, automatic alpha" -b "$b" -m nuslerp --per-row -w 1,3 --lines "$m1" "$m2"
+status 0 "-m model_stock --per-row -n --json" "$LINES" merge -n --json -b "$b" -m model_stock --per-row "$m1" "$m2" "$m3"
+jqok "... one writing pass of whole rows, recorded" '.model_stock.per_row == true and [.passes[].name] == ["write"]'
+status 0 "-m model_stock --per-row --lines --norm l2 -n --json" "$LINES" merge -n --json -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" "$m2" "$m3"
+jqok "... a norm pass, then the writing pass" '[.passes[].name] == ["norms", "write"]'
+status 0 "-m nuslerp --per-row -n --json" "$LINES" merge -n --json -m nuslerp --per-row "$m1" "$m2"
+jqok "... one writing pass, not flattened" '.nuslerp.flatten == false and [.passes[].name] == ["write"]'
+status 0 "-m nuslerp --per-row on standard input (one pass)" "$LINES" merge -q -m nuslerp --per-row -o "$tmp/pr.st" "$m1" - <"$m2"
 same "multislerp" -m multislerp -w 1,2,3 "$m1" "$m2" "$m3"
 same "multislerp -b --no-normalize --lambda" -b "$b" -m multislerp -w 0.5,1,0.25 --no-normalize \
 	--lambda 0.8 "$m1" "$m2" "$m3"
@@ -289,7 +311,12 @@ refused "mean --normalize" -b "$b" -m mean --normalize "$m1" "$m2"
 refused "task_arithmetic --t" -b "$b" -m task_arithmetic --t 1 "$m1"
 refused "ties --t" -b "$b" -m ties --t 1 "$m1"
 refused "sum without -b" -m sum "$m1" "$m2"
-refused "consensus --consensus-over ties (not implemented)" -b "$b" -m consensus --consensus-over ties "$m1" "$m2"
+refused "consensus --density without --consensus-over ties" -b "$b" -m consensus --density 0.3 "$m1" "$m2"
+refused "consensus --trim without --consensus-over ties" -b "$b" -m consensus --trim tensor "$m1" "$m2"
+refused "consensus --no-normalize without --consensus-over ties" -b "$b" -m consensus --no-normalize "$m1" "$m2"
+refused "consensus --consensus-over ties --seed" -b "$b" -m consensus --consensus-over ties --seed 3 "$m1" "$m2"
+refused "consensus --consensus-over ties, a model on standard input" -b "$b" -m consensus --consensus-over ties "$m1" - <"$m2"
+refused "ties --consensus-over ties" -b "$b" -m ties --consensus-over ties "$m1" "$m2"
 refused "consensus --consensus-over other" -b "$b" -m consensus --consensus-over mean "$m1" "$m2"
 refused "consensus --consensus-k 3 with 2 models" -b "$b" -m consensus --consensus-k 3 "$m1" "$m2"
 refused "consensus --consensus-k -1" -b "$b" -m consensus --consensus-k -1 "$m1" "$m2"
@@ -359,8 +386,11 @@ refused "multislerp --t" -m multislerp --t 0.5 "$m1" "$m2"
 refused "multislerp --density" -m multislerp --density 0.5 "$m1" "$m2"
 refused "multislerp --rescale" -m multislerp --rescale "$m1" "$m2"
 refused "multislerp --consensus-k" -m multislerp --consensus-k 1 "$m1" "$m2"
+refused "sum --per-row" -b "$b" -m sum --per-row "$m1" "$m2"
+refused "slerp --per-row" -b "$b" -m slerp --t 0.5 --per-row "$m1"
+refused "model_stock --per-row --lines auto alpha, a model on standard input" -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" - <"$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
-	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1"; do
+	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

@@ -34,6 +34,12 @@
  * model and its exact negation (antiparallel: lines interpolates
  * linearly; with equal weights every finite element is 0), and weights
  * summing to 0 (t = 0.5).
+ *
+ * nuslerp --per-row (mergekit's nuslerp_flatten: false) takes the angle
+ * per row (the last dimension): the test sums each row's dots in element
+ * order, as lines does, so its coefficients are lines'; every element,
+ * the rows and lerp rows of each tensor in the manifest, and automatic
+ * alpha over the rows are checked the same way.
  */
 #include <math.h>
 #include <stdio.h>
@@ -60,22 +66,29 @@ struct scenario {
 	int zero_out; /* every finite element must be exactly 0 */
 	int all_lerp; /* every tensor interpolates linearly */
 	int norm_p;   /* automatic alpha (--lines alone) with this norm; 0: none */
+	int per_row;  /* nuslerp --per-row: the angles per row */
 };
 
 static const struct scenario scenarios[] = {
-	{"slerp --t 0.3", SLERP, 1, M_BASE, M_FT1, 0.3, 0, 0, 1, 0, 0, 0, 0, 0, 0},
-	{"slerp --t 0.7 --lines", SLERP, 1, M_BASE, M_FT1, 0.7, 0, 0, 1, 1, 0.3, 0.6, 0, 0, 0},
-	{"slerp --t 1.25 --lambda 0.5", SLERP, 1, M_BASE, M_FT1, 1.25, 0, 0, 0.5, 0, 0, 0, 0, 0, 0},
-	{"slerp of the base with itself", SLERP, 1, M_BASE, M_BASE, 0.4, 0, 0, 1, 0, 0, 0, 0, 1, 0},
-	{"nuslerp -w 1,3", NUSLERP, 0, M_FT1, M_FT2, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0},
-	{"nuslerp -b -w 2,1 --lines", NUSLERP, 1, M_FT1, M_FT2, 0, 2, 1, 1, 1, 0.2, 0.7, 0, 0, 0},
-	{"nuslerp -b -w 1,-3 --lambda 0.8", NUSLERP, 1, M_FT1, M_FT2, 0, 1, -3, 0.8, 0, 0, 0, 0, 0, 0},
-	{"nuslerp -w 1,-1 (t 0.5)", NUSLERP, 0, M_FT1, M_FT2, 0, 1, -1, 1, 0, 0, 0, 0, 0, 0},
-	{"nuslerp -b, a zero task vector", NUSLERP, 1, M_BASE, M_FT1, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0},
-	{"nuslerp antiparallel", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0},
-	{"nuslerp antiparallel -w 1,3", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0},
-	{"nuslerp -b -w 1,3 --lines auto", NUSLERP, 1, M_FT1, M_FT2, 0, 1, 3, 1, 1, 0, 0, 0, 0, 1},
-	{"nuslerp -b -w 3,2 --lines auto L2", NUSLERP, 1, M_FT1, M_FT2, 0, 3, 2, 1, 1, 0, 0, 0, 0, 2},
+	{"slerp --t 0.3", SLERP, 1, M_BASE, M_FT1, 0.3, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0},
+	{"slerp --t 0.7 --lines", SLERP, 1, M_BASE, M_FT1, 0.7, 0, 0, 1, 1, 0.3, 0.6, 0, 0, 0, 0},
+	{"slerp --t 1.25 --lambda 0.5", SLERP, 1, M_BASE, M_FT1, 1.25, 0, 0, 0.5, 0, 0, 0, 0, 0, 0, 0},
+	{"slerp of the base with itself", SLERP, 1, M_BASE, M_BASE, 0.4, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0},
+	{"nuslerp -w 1,3", NUSLERP, 0, M_FT1, M_FT2, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -b -w 2,1 --lines", NUSLERP, 1, M_FT1, M_FT2, 0, 2, 1, 1, 1, 0.2, 0.7, 0, 0, 0, 0},
+	{"nuslerp -b -w 1,-3 --lambda 0.8", NUSLERP, 1, M_FT1, M_FT2, 0, 1, -3, 0.8, 0, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -w 1,-1 (t 0.5)", NUSLERP, 0, M_FT1, M_FT2, 0, 1, -1, 1, 0, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -b, a zero task vector", NUSLERP, 1, M_BASE, M_FT1, 0, 1, 2, 1, 0, 0, 0, 0, 0, 0, 0},
+	{"nuslerp antiparallel", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 0},
+	{"nuslerp antiparallel -w 1,3", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0, 0},
+	{"nuslerp -b -w 1,3 --lines auto", NUSLERP, 1, M_FT1, M_FT2, 0, 1, 3, 1, 1, 0, 0, 0, 0, 1, 0},
+	{"nuslerp -b -w 3,2 --lines auto L2", NUSLERP, 1, M_FT1, M_FT2, 0, 3, 2, 1, 1, 0, 0, 0, 0, 2, 0},
+	{"nuslerp --per-row -w 1,3", NUSLERP, 0, M_FT1, M_FT2, 0, 1, 3, 1, 0, 0, 0, 0, 0, 0, 1},
+	{"nuslerp --per-row -b -w 2,1 --lines", NUSLERP, 1, M_FT1, M_FT2, 0, 2, 1, 1, 1, 0.2, 0.7, 0, 0,
+	 0, 1},
+	{"nuslerp --per-row antiparallel", NUSLERP, 0, M_FT1, M_NEG, 0, 1, 1, 1, 0, 0, 0, 1, 0, 0, 1},
+	{"nuslerp --per-row -b -w 1,3 --lines auto L2", NUSLERP, 1, M_FT1, M_FT2, 0, 1, 3, 1, 1, 0, 0,
+	 0, 0, 2, 1},
 };
 
 static const char *const file_of[M_COUNT] = {"base", "ft1", "ft2", "neg"};
@@ -252,6 +265,75 @@ static void check_tensor(const struct family *f, const struct scenario *s, json_
 	}
 }
 
+/* The elements of a row with --per-row: the last dimension (a vector is
+ * one row); the whole tensor without. */
+static uint64_t row_len(const struct scenario *s, const struct tu_tensor *b)
+{
+	if (!s->per_row || b->rank < 2 || b->shape[b->rank - 1] == 0)
+		return b->nelem ? b->nelem : 1;
+	return b->shape[b->rank - 1];
+}
+
+/* A row's dots, summed in element order as lines sums them. */
+static void row_dots(const struct scenario *s, const struct tu_tensor *b, const struct tu_tensor *x0,
+                     const struct tu_tensor *x1, uint64_t e0, uint64_t e1, double *d)
+{
+	d[0] = d[1] = d[2] = 0;
+	for (uint64_t e = e0; e < e1; e++) {
+		double v0, v1, bv;
+		vectors(s, b, x0, x1, e, &v0, &v1, &bv);
+		d[0] += v0 * v1, d[1] += v0 * v0, d[2] += v1 * v1;
+	}
+}
+
+/* The manifest's per-row entry of nuslerp: its rows and lerp rows. */
+static int reported_rows(json_t *mf, const char *name, double *rows, double *lerp_rows)
+{
+	json_t *ts = json_object_get(mf, "tensors"), *e;
+	size_t i;
+	json_array_foreach(ts, i, e) {
+		if (strcmp(json_string_value(json_object_get(e, "name")), name))
+			continue;
+		json_t *o = json_object_get(e, "nuslerp");
+		*rows = json_dbl(o, "rows"), *lerp_rows = json_dbl(o, "lerp_rows");
+		return o ? 0 : -1;
+	}
+	return -1;
+}
+
+/* nuslerp --per-row: each row's coefficients from the test's own dots
+ * (summed in the order lines sums them, so the same values), every
+ * element, and the rows and lerp rows lines reports. */
+static void check_tensor_rows(const struct family *f, const struct scenario *s, json_t *mf,
+                              const struct tu_tensor *r, const struct tu_tensor *o,
+                              struct tally *ty)
+{
+	const struct tu_tensor *b = tu_model_find(&f->m[M_BASE], r->name);
+	const struct tu_tensor *x0 = tu_model_find(&f->m[s->m0], r->name);
+	const struct tu_tensor *x1 = tu_model_find(&f->m[s->m1], r->name);
+	double d[3], s0, s1, lam = lambda_of(f, s, r->name), rows = 0, lerps = 0, grows, glerps;
+	uint64_t len = row_len(s, r);
+	for (uint64_t e0 = 0; e0 < r->nelem; e0 += len, rows++) {
+		row_dots(s, b, x0, x1, e0, e0 + len, d);
+		int lerp = coefficients(s, t_of(s), d, &s0, &s1);
+		lerps += lerp;
+		if (isfinite(s0) && isfinite(s1))
+			lerp ? ty->lerp++ : ty->slerp++;
+		for (uint64_t e = e0; e < e0 + len; e++) {
+			double v0, v1, bv, got = tu_elem(o, e);
+			vectors(s, b, x0, x1, e, &v0, &v1, &bv);
+			double m = s0 * v0 + s1 * v1, mag = fabs(s0 * v0) + fabs(s1 * v1), ref = m;
+			if (s->base)
+				ref = bv + lam * m, mag = fabs(lam) * mag + fabs(bv);
+			check_element(ty, r->name, e, o->dtype, ref, mag, got);
+			if (s->zero_out && isfinite(got) && got != 0)
+				ty->nonzero++;
+		}
+	}
+	if (reported_rows(mf, r->name, &grows, &glerps) < 0 || grows != rows || glerps != lerps)
+		fail_msg(ty, r->name, "the rows or lerp rows in the manifest are not the test's");
+}
+
 /* Automatic alpha from its formula, with the coefficients of the reported dots. */
 static double auto_alpha(const struct family *f, const struct scenario *s, json_t *mf)
 {
@@ -259,12 +341,17 @@ static double auto_alpha(const struct family *f, const struct scenario *s, json_
 	int lerp;
 	for (size_t ti = 0; ti < f->m[M_BASE].n; ti++) {
 		const struct tu_tensor *b = &f->m[M_BASE].t[ti];
-		if (!tu_is_float(b) || reported(mf, "nuslerp", b->name, d, &lerp) < 0)
+		if (!tu_is_float(b) || (!s->per_row && reported(mf, "nuslerp", b->name, d, &lerp) < 0))
 			continue;
 		const struct tu_tensor *x0 = tu_model_find(&f->m[s->m0], b->name);
 		const struct tu_tensor *x1 = tu_model_find(&f->m[s->m1], b->name);
-		coefficients(s, t_of(s), d, &s0, &s1);
-		for (uint64_t e = 0; e < b->nelem; e++) {
+		if (!s->per_row)
+			coefficients(s, t_of(s), d, &s0, &s1);
+		for (uint64_t e = 0, len = row_len(s, b); e < b->nelem; e++) {
+			if (s->per_row && e % len == 0) {
+				row_dots(s, b, x0, x1, e, e + len, d);
+				coefficients(s, t_of(s), d, &s0, &s1);
+			}
 			double v0, v1, bv;
 			vectors(s, b, x0, x1, e, &v0, &v1, &bv);
 			double sum = v0 + v1, m = s0 * v0 + s1 * v1;
@@ -301,6 +388,8 @@ static int run_lines(const struct family *f, const struct scenario *s, const cha
 		n = (size_t)snprintf(args, sizeof(args), "-m nuslerp -w %.17g,%.17g", s->w0, s->w1);
 	if (s->lambda != 1)
 		n += (size_t)snprintf(args + n, sizeof(args) - n, " --lambda %.17g", s->lambda);
+	if (s->per_row)
+		n += (size_t)snprintf(args + n, sizeof(args) - n, " --per-row");
 	if (s->lines && s->norm_p)
 		snprintf(args + n, sizeof(args) - n, " --lines --norm l%d", s->norm_p);
 	else if (s->lines)
@@ -363,6 +452,8 @@ static void run_scenario(struct family *f, const struct scenario *s0, int idx)
 			fail_msg(&ty, r->name, "missing or of another dtype");
 		else if (!tu_is_float(r) && (o->nbytes != r->nbytes || memcmp(o->data, r->data, r->nbytes)))
 			fail_msg(&ty, r->name, "copied tensor differs");
+		else if (tu_is_float(r) && s->per_row)
+			check_tensor_rows(f, s, mf, r, o, &ty);
 		else if (tu_is_float(r))
 			check_tensor(f, s, mf, r, o, &ty);
 	}

@@ -10,6 +10,10 @@
  * so t differs in its last bits); each tensor's cos and t in the manifest
  * within 1e-9 of the test's; automatic alpha (L2, from the dots) against
  * ||sum tau|| / (N ||t mean tau||) to 1e-9; NaN inputs give NaN tensors.
+ * With --per-row (mergekit's filter_wise) the same per row (the elements
+ * that share all but the last index; a vector is one row): every
+ * element, each tensor's count of rows and smallest and largest row t in
+ * the manifest, and automatic alpha summed over the rows.
  */
 #include <math.h>
 #include <stdio.h>
@@ -30,7 +34,16 @@ struct fam {
 struct scen {
 	const char *name, *args;
 	double lambda, alpha, beta; /* beta 0: lambda for every tensor; alpha < 0: automatic */
+	int per_row;
 };
+
+/* The elements of a row: the whole tensor, or its last dimension. */
+static uint64_t row_len(const struct tu_tensor *b, int per_row)
+{
+	if (!per_row || b->rank < 2 || b->shape[b->rank - 1] == 0)
+		return b->nelem ? b->nelem : 1;
+	return b->shape[b->rank - 1];
+}
 
 static double tau(const struct tu_tensor *x, const struct tu_tensor *b, uint64_t e)
 {
@@ -39,15 +52,16 @@ static double tau(const struct tu_tensor *x, const struct tu_tensor *b, uint64_t
 	return (double)(tu_elem(x, e) - tu_elem(b, e)); /* a float32 subtraction */
 }
 
-/* t and cos of tensor i. */
-static double stock_t(const struct fam *f, size_t i, double *cosine, double *s2)
+/* t and cos of elements [e0, e1) of tensor i (the tensor, or a row). */
+static double stock_t(const struct fam *f, size_t i, uint64_t e0, uint64_t e1, double *cosine,
+                      double *s2)
 {
 	const struct tu_tensor *b = &f->b.t[i], *x[NM];
 	double g[NM][NM] = {{0}}, sum = 0;
 	int pairs = 0;
 	for (int m = 0; m < NM; m++)
 		x[m] = tu_model_find(&f->x[m], b->name);
-	for (uint64_t e = 0; e < b->nelem; e++) {
+	for (uint64_t e = e0; e < e1; e++) {
 		double t[NM];
 		for (int m = 0; m < NM; m++)
 			t[m] = tau(x[m], b, e);
@@ -78,67 +92,103 @@ static int near(double got, double want, double rel)
 	return fabs(got - want) <= rel * (fabs(want) > 1e-300 ? fabs(want) : 1e-300);
 }
 
+/* The manifest's model_stock entry of a tensor: cos and t, or (per row)
+ * the rows and their smallest and largest t, into v[0..3). */
+static int manifest_entry(const char *manifest, const char *name, int per_row, double *v)
+{
+	char q[5200];
+	snprintf(q, sizeof(q),
+	         "jq -e '.tensors[] | select(.name == \"%s\") | .model_stock | %s' '%s'", name,
+	         per_row ? "\"\\(.rows) \\(.t_min) \\(.t_max)\"" : "\"\\(.cos) \\(.t) 0\"", manifest);
+	FILE *pf = popen(q, "r");
+	int n = pf ? fscanf(pf, "\"%lf %lf %lf\"", &v[0], &v[1], &v[2]) : 0;
+	if (pf)
+		pclose(pf);
+	return n == 3;
+}
+
+struct tally {
+	uint64_t n, bad;
+	double worst;
+	char first[256];
+};
+
+/* Elements [e0, e1) of tensor i against the reference with t. */
+static void compare_range(const struct fam *f, size_t i, const struct tu_tensor *ot, uint64_t e0,
+                          uint64_t e1, double lam, double t, struct tally *y)
+{
+	const struct tu_tensor *b = &f->b.t[i];
+	for (uint64_t e = e0; e < e1; e++, y->n++) {
+		double sum = 0, mag = fabs(tu_elem64(b, e));
+		for (int m = 0; m < NM; m++) {
+			double tv = tau(tu_model_find(&f->x[m], b->name), b, e);
+			sum += tv, mag += fabs(lam * t * tv / NM);
+		}
+		double ref = tu_elem64(b, e) + lam * t * (sum / NM), got = tu_elem64(ot, e);
+		double ulp = tu_ulp(ot->dtype, ref), err = fabs(got - ref);
+		int fine = isnan(ref) ? isnan(got) : isinf(ref) ? got == ref : err <= ulp + 0x1p-40 * mag;
+		if (!fine && !y->bad++)
+			snprintf(y->first, sizeof(y->first), "%s[%llu]: got %.9g, want %.17g", b->name,
+			         (unsigned long long)e, got, ref);
+		if (fine && !isnan(ref) && !isinf(ref) && err <= ulp && err / ulp > y->worst)
+			y->worst = err / ulp;
+	}
+}
+
 static void compare(const struct fam *f, const struct scen *s, const struct tu_model *o,
                     const char *manifest, double alpha)
 {
-	uint64_t n = 0, bad = 0, badt = 0, nt = 0;
-	double worst = 0;
-	char first[256] = "";
+	uint64_t badt = 0, nt = 0, rows = 0;
+	struct tally y = {0, 0, 0, ""};
 	for (size_t i = 0; i < f->b.n; i++) {
 		const struct tu_tensor *b = &f->b.t[i], *ot = tu_model_find(o, b->name);
 		if (!tu_is_float(b))
 			continue;
-		double cosine, s2, t = stock_t(f, i, &cosine, &s2);
 		long blk = tu_block_of(b->name);
 		double lam = s->beta == 0 ? s->lambda
 		                          : alpha + s->beta * (blk < 0 ? 0 : (double)blk / (double)(f->L - 1));
-		char q[5200];
-		double mc = NAN, mt = NAN;
-		snprintf(q, sizeof(q), "jq -e '.tensors[] | select(.name == \"%s\") | .model_stock | "
-		                       "\"\\(.cos) \\(.t)\"' '%s'",
-		         b->name, manifest);
-		FILE *pf = popen(q, "r");
-		if (pf && fscanf(pf, "\"%lf %lf\"", &mc, &mt) != 2)
-			mc = mt = NAN;
-		if (pf)
-			pclose(pf);
-		badt += !(near(mc, cosine, 1e-9) && near(mt, t, 1e-9));
-		nt++;
-		for (uint64_t e = 0; ot && e < b->nelem; e++, n++) {
-			double sum = 0, mag = fabs(tu_elem64(b, e));
-			for (int m = 0; m < NM; m++) {
-				double tv = tau(tu_model_find(&f->x[m], b->name), b, e);
-				sum += tv, mag += fabs(lam * t * tv / NM);
-			}
-			double ref = tu_elem64(b, e) + lam * t * (sum / NM), got = tu_elem64(ot, e);
-			double ulp = tu_ulp(ot->dtype, ref), err = fabs(got - ref);
-			int fine = isnan(ref) ? isnan(got) : isinf(ref) ? got == ref : err <= ulp + 0x1p-40 * mag;
-			if (!fine && !bad++)
-				snprintf(first, sizeof(first), "%s[%llu]: got %.9g, want %.17g", b->name,
-				         (unsigned long long)e, got, ref);
-			if (fine && !isnan(ref) && !isinf(ref) && err <= ulp && err / ulp > worst)
-				worst = err / ulp;
+		uint64_t len = row_len(b, s->per_row), nr = 0;
+		double cosine = NAN, s2, t = NAN, tmin = INFINITY, tmax = -INFINITY, m[3] = {NAN, NAN, NAN};
+		for (uint64_t e0 = 0; e0 < b->nelem; e0 += len, nr++) {
+			t = stock_t(f, i, e0, e0 + len, &cosine, &s2);
+			tmin = t < tmin ? t : tmin, tmax = t > tmax ? t : tmax;
+			if (ot)
+				compare_range(f, i, ot, e0, e0 + len, lam, t, &y);
 		}
-		bad += !ot;
+		int have = manifest_entry(manifest, b->name, s->per_row, m);
+		if (s->per_row)
+			badt += !(have && m[0] == (double)nr && near(m[1], tmin, 1e-9) && near(m[2], tmax, 1e-9));
+		else
+			badt += !(have && near(m[0], cosine, 1e-9) && near(m[1], t, 1e-9));
+		nt++, rows += nr;
+		y.bad += !ot;
 	}
-	ok(bad == 0 && n > 0, "%s: %llu elements within 1 ULP of the float64 reference (worst %.2f)%s%s",
-	   s->name, (unsigned long long)n, worst, bad ? "; " : "", first);
-	ok(badt == 0 && nt > 0, "%s: the cos and t of the %llu tensors in the manifest are the test's",
-	   s->name, (unsigned long long)nt);
+	ok(y.bad == 0 && y.n > 0, "%s: %llu elements within 1 ULP of the float64 reference (worst %.2f)%s%s",
+	   s->name, (unsigned long long)y.n, y.worst, y.bad ? "; " : "", y.first);
+	if (s->per_row)
+		ok(badt == 0 && nt > 0 && rows > nt,
+		   "%s: the rows (%llu in %llu tensors) and their smallest and largest t in the manifest "
+		   "are the test's", s->name, (unsigned long long)rows, (unsigned long long)nt);
+	else
+		ok(badt == 0 && nt > 0, "%s: the cos and t of the %llu tensors in the manifest are the test's",
+		   s->name, (unsigned long long)nt);
 }
 
 /* ||sum tau|| / (N ||t mean tau||) over the model, in L2. */
-static double stock_alpha(const struct fam *f)
+static double stock_alpha(const struct fam *f, int per_row)
 {
 	double sum2 = 0, mtl2 = 0;
 	for (size_t i = 0; i < f->b.n; i++) {
 		if (!tu_is_float(&f->b.t[i]))
 			continue;
-		double cosine, s2, t = stock_t(f, i, &cosine, &s2);
-		if (!isfinite(s2) || !isfinite(t))
-			continue;
-		sum2 += s2;
-		mtl2 += t * t * s2 / (NM * NM);
+		uint64_t len = row_len(&f->b.t[i], per_row);
+		for (uint64_t e0 = 0; e0 < f->b.t[i].nelem; e0 += len) {
+			double cosine, s2, t = stock_t(f, i, e0, e0 + len, &cosine, &s2);
+			if (!isfinite(s2) || !isfinite(t))
+				continue;
+			sum2 += s2;
+			mtl2 += t * t * s2 / (NM * NM);
+		}
 	}
 	return sqrt(sum2) / (NM * sqrt(mtl2));
 }
@@ -159,7 +209,7 @@ static void run(const struct fam *f, const struct scen *s, int k)
 	}
 	double alpha = s->alpha;
 	if (s->alpha < 0) {
-		double want = stock_alpha(f), got = NAN;
+		double want = stock_alpha(f, s->per_row), got = NAN;
 		char q[4600];
 		snprintf(q, sizeof(q), "jq -e '.lines.alpha' '%s'", js);
 		FILE *pf = popen(q, "r");
@@ -196,10 +246,15 @@ static int load(struct fam *f, const char *dtype, const char *extra)
 int main(void)
 {
 	static const struct scen sc[] = {
-		{"model_stock", "", 1, 0, 0},
-		{"model_stock --lambda 0.7", "--lambda 0.7", 0.7, 0, 0},
-		{"model_stock --lines 0.3 0.6", "--lines --alpha 0.3 --beta 0.6", 0, 0.3, 0.6},
-		{"model_stock --lines auto L2", "--lines --norm l2 --beta 0.5", 0, -1, 0.5},
+		{"model_stock", "", 1, 0, 0, 0},
+		{"model_stock --lambda 0.7", "--lambda 0.7", 0.7, 0, 0, 0},
+		{"model_stock --lines 0.3 0.6", "--lines --alpha 0.3 --beta 0.6", 0, 0.3, 0.6, 0},
+		{"model_stock --lines auto L2", "--lines --norm l2 --beta 0.5", 0, -1, 0.5, 0},
+		{"model_stock --per-row", "--per-row", 1, 0, 0, 1},
+		{"model_stock --per-row --lines 0.3 0.6", "--per-row --lines --alpha 0.3 --beta 0.6", 0,
+		 0.3, 0.6, 1},
+		{"model_stock --per-row --lines auto L2", "--per-row --lines --norm l2 --beta 0.5", 0, -1,
+		 0.5, 1},
 	};
 	static const char *const dts[] = {"bf16", "f16", "f32", "f64"};
 	for (size_t d = 0; d < 4; d++) {

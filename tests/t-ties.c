@@ -23,6 +23,12 @@
  * dare_ties and ties normalized over the sum of the agreeing weights or
  * not (--no-normalize), the L1 rescale (--rescale) or none, and a density
  * per model (its own threshold, its own kept fraction).
+ *
+ * Consensus over TIES (-m consensus --consensus-over ties): the same
+ * thresholds and majority, then the TALL masks on TIES's merge (an
+ * element kept where at least k of |tau'_t| > lambda |tau_MTL - tau'_t|
+ * hold), alpha from ||tau_cons||, the kept and dropped counts, and every
+ * element.
  */
 #include <jansson.h>
 #include <math.h>
@@ -97,8 +103,29 @@ struct xopt {
 	int no_norm;        /* --no-normalize */
 	int rescale;        /* DARE: 0 by the density, 1 --rescale (L1), 2 --no-rescale */
 	const char *method; /* DARE: "dare" (with --dare-elect when electing) or a name */
+	/* TIES: -m consensus --consensus-over ties with these k and lambda */
+	int cons;
+	unsigned cons_k;
+	double cons_l;
 };
-static const struct xopt xdef = {NULL, 0, 0, "dare"};
+static const struct xopt xdef = {NULL, 0, 0, "dare", 0, 0, 0};
+
+/* Consensus over TIES: tau_MTL m where at least k TALL masks
+ * |t_i| > lambda |m - t_i| hold it (or m is not finite), else 0. */
+static int tall_keep(const struct xopt *x, const float *t, double m)
+{
+	unsigned votes = 0;
+	if (!x->cons || !isfinite(m))
+		return 1;
+	for (unsigned i = 0; i < NM; i++)
+		votes += fabs((double)t[i]) > x->cons_l * fabs(m - t[i]);
+	return votes >= x->cons_k;
+}
+
+static double tall(const struct xopt *x, const float *t, double m)
+{
+	return tall_keep(x, t, m) ? m : 0.0;
+}
 static const double zeros[NM];
 
 static double rho_of(const struct xopt *x, double rho, unsigned i)
@@ -123,7 +150,7 @@ static float json_float(json_t *v) { return (float)json_number_value(v); }
 static void ties_case_x(struct fam *f, double rho, int per_tensor, const double *w, int weighted,
                         int idx, const char *win, const struct xopt *x)
 {
-	char out[4400], wopt[128] = "", label[200], dopt[128];
+	char out[4400], wopt[128] = "", label[300], dopt[128];
 	int rc;
 	/* the divisors of the disjoint mean: mergekit's sum of the agreeing
 	 * weights (the count when they are all 1), or none */
@@ -131,15 +158,19 @@ static void ties_case_x(struct fam *f, double rho, int per_tensor, const double 
 	if (weighted)
 		snprintf(wopt, sizeof(wopt), "-w %.17g,%.17g,%.17g", w[0], w[1], w[2]);
 	density_arg(dopt, sizeof(dopt), x, rho, 1);
-	snprintf(label, sizeof(label), "ties %s %s%s%s%s%s", dopt,
+	snprintf(label, sizeof(label), "%.20s %s %s%s%s%s%s", x->cons ? "consensus over ties" : "ties", dopt,
 	         per_tensor ? "per tensor" : "global", weighted ? " weighted" : "",
 	         x->no_norm ? " --no-normalize" : "", *win ? ", LINES_TEST_TIES_SAMPLE=" : "", win);
 	density_arg(dopt, sizeof(dopt), x, rho, 0);
 	snprintf(out, sizeof(out), "%s/ties%d.safetensors", f->dir, idx);
-	rc = tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -q -b '%s/base.safetensors' -m ties --lines "
+	char mopt[200] = "-m ties";
+	if (x->cons)
+		snprintf(mopt, sizeof(mopt), "-m consensus --consensus-over ties --consensus-k %u "
+		         "--tall-lambda %.17g", x->cons_k, x->cons_l);
+	rc = tu_run("LINES_TEST_TIES_SAMPLE='%s' '%s' merge -q -b '%s/base.safetensors' %s --lines "
 	            "%s %s %s %s -o '%s' '%s/ft1.safetensors' '%s/ft2.safetensors' "
 	            "'%s/ft3.safetensors'",
-	            win, tu_lines(), f->dir, dopt, per_tensor ? "--trim tensor" : "", wopt,
+	            win, tu_lines(), f->dir, mopt, dopt, per_tensor ? "--trim tensor" : "", wopt,
 	            x->no_norm ? "--no-normalize" : "", out, f->dir, f->dir, f->dir);
 	if (!ok(rc == 0, "%s: lines exits 0", label)) {
 		diag("%s", tu_stderr);
@@ -148,7 +179,7 @@ static void ties_case_x(struct fam *f, double rho, int per_tensor, const double 
 	char mpath[4500];
 	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
 	json_t *man = json_load_file(mpath, 0, NULL), *run = json_object_get(man, "run");
-	json_t *tj = json_object_get(run, "ties");
+	json_t *tj = json_object_get(run, x->cons ? "consensus" : "ties");
 
 	/* thresholds: global or per tensor */
 	size_t nt = f->base.n;
@@ -219,6 +250,7 @@ static void ties_case_x(struct fam *f, double rho, int per_tensor, const double 
 	ok(json_integer_value(json_object_get(tj, "majority")) == maj,
 	   "%s: the majority sign is %+d", label, maj);
 	double num = 0, den = 0;
+	uint64_t kept = 0, dropped = 0;
 	for (size_t ti = 0; ti < nt; ti++) {
 		const struct tu_tensor *b = &f->base.t[ti];
 		if (!tu_is_float(b))
@@ -231,15 +263,25 @@ static void ties_case_x(struct fam *f, double rho, int per_tensor, const double 
 				t[i] = tauw(f, ti, i, e, w);
 				raw += (double)(tu_elem(tu_model_find(&f->ft[i], b->name), e) - tu_elem(b, e));
 			}
-			double m = elect(t, thr[ti], maj, c, &sign);
+			double m = elect(t, thr[ti], maj, c, &sign), u = tall(x, t, m);
 			num += fabs(raw);
-			den += fabs(m);
+			den += fabs(u);
+			int keep = tall_keep(x, t, m);
+			kept += keep && isfinite(m), dropped += !keep;
 		}
 	}
 	double alpha = num / (NM * den), beta = fmax(0, 1 - alpha);
 	double got_alpha = json_real_value(json_object_get(run, "alpha"));
 	ok(fabs(got_alpha - alpha) <= 1e-12 * alpha,
-	   "%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", label, got_alpha, alpha);
+	   "%s: alpha %.17g = ||sum tau|| / (N ||tau_%s||) = %.17g", label, got_alpha,
+	   x->cons ? "cons" : "MTL", alpha);
+	if (x->cons && !ok((uint64_t)json_integer_value(json_object_get(tj, "kept")) == kept &&
+	                           (uint64_t)json_integer_value(json_object_get(tj, "dropped")) == dropped &&
+	                           dropped > 0 && kept > 0,
+	                   "%s: the masks keep %llu elements and drop %llu, as the test's", label,
+	                   (unsigned long long)kept, (unsigned long long)dropped))
+		diag("lines: kept %lld, dropped %lld", (long long)json_integer_value(json_object_get(tj, "kept")),
+		     (long long)json_integer_value(json_object_get(tj, "dropped")));
 
 	/* every element */
 	struct tu_model om;
@@ -257,7 +299,7 @@ static void ties_case_x(struct fam *f, double rho, int per_tensor, const double 
 				int sign;
 				for (unsigned i = 0; i < NM; i++)
 					t[i] = tauw(f, ti, i, e, w);
-				double m = elect(t, thr[ti], maj, c, &sign);
+				double m = tall(x, t, elect(t, thr[ti], maj, c, &sign));
 				double ref = tu_elem(b, e) + lam * m, got = tu_elem(o, e);
 				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, e)) + fabs(lam * m));
 				n++;
@@ -697,6 +739,15 @@ int main(void)
 		x.rhov = rv2;
 		ties_case_x(&f, 0.2, 0, ones, 0, idx++, "", &x);
 		ties_case_x(&f, 0.2, 0, ones, 0, idx++, "off", &x);
+		/* consensus over TIES: the TALL masks on TIES's merge */
+		x = xdef;
+		x.cons = 1, x.cons_k = 2, x.cons_l = 0.4;
+		ties_case_x(&f, 0.2, 0, ones, 0, idx++, "", &x);
+		ties_case_x(&f, 0.5, 0, wts, 1, idx++, "predict", &x);
+		x.cons_k = 1, x.cons_l = 0.7;
+		ties_case_x(&f, 0.3, 1, wts, 1, idx++, "", &x);
+		x.cons_k = 3, x.no_norm = 1;
+		ties_case_x(&f, 0.6, 0, ones, 0, idx++, "off", &x);
 	}
 
 	/* ---- inspect --norms ---------------------------------------------------------------- */

@@ -25,7 +25,7 @@ enum {
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
-	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_COUNT
+	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -53,6 +53,7 @@ static const struct option merge_options[] = {
 	{"epsilon", required_argument, NULL, OPT_EPSILON},
 	{"ram-r", required_argument, NULL, OPT_RAM_R},
 	{"ram-alpha", required_argument, NULL, OPT_RAM_ALPHA},
+	{"per-row", no_argument, NULL, OPT_PER_ROW},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -108,8 +109,9 @@ static void merge_help(void)
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
-	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
-	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A]\n"
+	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...]\n"
+	       "                   [--consensus-over ta|ties]\n"
+	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--per-row]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -170,13 +172,16 @@ static void merge_help(void)
 	       "                      models' TALL masks hold it (default 2; 0 keeps all)\n"
 	       "      --tall-lambda L|L1,L2,...  consensus: task t's mask is\n"
 	       "                      |tau_t| > L_t |tau_sum - tau_t| (default 0.4 each)\n"
-	       "      --consensus-over ta  consensus: the masked vector is the task-arithmetic\n"
-	       "                      sum (the only one so far; ties is refused)\n"
+	       "      --consensus-over ta|ties  consensus: the masked vector is the\n"
+	       "                      task-arithmetic sum (default) or TIES's merge (then\n"
+	       "                      --density, --trim, --no-normalize as for ties)\n"
 	       "      --epsilon E     ram, ramplus_tl: model i changed an element where\n"
 	       "                      |tau_i| > E (default 1e-5, E >= 0)\n"
 	       "      --ram-r R       ramplus_tl: lambda_i = 1 + R clamp(rho_i, 0, A), rho_i\n"
 	       "                      = shared_i / max(unique_i, E) per tensor (default 0.1)\n"
 	       "      --ram-alpha A   ramplus_tl: the clamp of rho_i (default 0.2, A >= 0)\n"
+	       "      --per-row       model_stock, nuslerp: the angles per row (mergekit's\n"
+	       "                      filter_wise, nuslerp_flatten: false), not per tensor\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -237,7 +242,7 @@ struct merge_cli {
 	const char *mname; /* -m as given */
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
-	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram;
+	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram, have_per_row;
 	double gamma;
 	double *tall;
 	size_t ntall;
@@ -385,11 +390,11 @@ static int parse_consensus_option(struct merge_cli *mc, int c)
 		break;
 	case OPT_CONSENSUS_OVER:
 		if (!strcmp(optarg, "ties"))
-			return cli_usage_error(mc->cmd, "--consensus-over ties is not implemented yet: "
-			                                "the masks and the merge are over the "
-			                                "task-arithmetic sum (ta)");
-		if (strcmp(optarg, "ta"))
-			return cli_usage_error(mc->cmd, "--consensus-over: '%s' is not ta", optarg);
+			mc->o.consensus_ties = 1;
+		else if (!strcmp(optarg, "ta"))
+			mc->o.consensus_ties = 0;
+		else
+			return cli_usage_error(mc->cmd, "--consensus-over: '%s' is not ta or ties", optarg);
 		break;
 	}
 	return 0;
@@ -452,6 +457,7 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		return parse_ram_option(mc, c);
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
+	case OPT_PER_ROW: o->per_row = mc->have_per_row = 1; break;
 	case OPT_T:
 		mc->have_t = 1;
 		if (cli_parse_double(mc->cmd, "--t", optarg, &o->t) < 0)
@@ -560,7 +566,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
-		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
+		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA: case OPT_PER_ROW:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -659,10 +665,11 @@ static int check_method_options(struct merge_cli *mc)
 		                                "lines merge -m ties or -m dare");
 	if (!strcmp(mc->cmd, "scale") &&
 	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale ||
-	     mc->have_epsilon || mc->have_ram))
+	     mc->have_epsilon || mc->have_ram || mc->have_per_row))
 		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --rescale, --no-rescale, "
 		                                "--t, the --consensus and --tall-lambda options, "
-		                                "--epsilon and the --ram options belong to lines merge");
+		                                "--epsilon, the --ram options and --per-row belong to "
+		                                "lines merge");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -670,6 +677,11 @@ static int check_method_options(struct merge_cli *mc)
 		                       name, o->nmodels);
 	if (mc->weights && !(mo & LINES_MOPT_WEIGHTS))
 		return cli_usage_error(mc->cmd, "-m %s takes no weights (-w)", name);
+	if (o->method == LINES_M_CONSENSUS && !o->consensus_ties &&
+	    (mc->have_ties_opts || mc->have_normalize))
+		return cli_usage_error(mc->cmd, "--density, --trim and --no-normalize apply to -m "
+		                                "consensus only with --consensus-over ties (the masks "
+		                                "over TIES's merge)");
 	if (mc->have_ties_opts && !(mo & LINES_MOPT_DENSITY))
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
 		                                "-m ties and -m dare only");
@@ -697,6 +709,8 @@ static int check_method_options(struct merge_cli *mc)
 	if (mc->have_ram && !(mo & LINES_MOPT_RAM))
 		return cli_usage_error(mc->cmd, "--ram-r and --ram-alpha apply to -m ramplus_tl only "
 		                                "(LiNeS's alpha is --alpha)");
+	if (mc->have_per_row && !(mo & LINES_MOPT_PER_ROW))
+		return cli_usage_error(mc->cmd, "--per-row applies to -m model_stock and -m nuslerp only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))

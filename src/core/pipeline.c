@@ -109,10 +109,20 @@ struct pass *passes_insert(struct passes *ps, unsigned i)
 
 struct pass *passes_add_first(struct passes *ps) { return passes_insert(ps, 0); }
 
-uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t)
+uint64_t pipe_slab(const struct tensor *t)
+{
+	if (t->rank < 2 || t->shape[0] == 0)
+		return t->nelem ? t->nelem : 1;
+	return t->nelem / t->shape[0] ? t->nelem / t->shape[0] : 1;
+}
+
+uint64_t pipe_step(const struct pipe_env *env, const struct pass *pass, const struct tensor *t)
 {
 	uint64_t step = env->chunk / t->unit_in;
-	if (t->merge) {
+	if (t->merge && pass && pass->rows) {
+		uint64_t s = pipe_slab(t);
+		step = PIPE_ROW_UNITS / s ? PIPE_ROW_UNITS / s * s : s;
+	} else if (t->merge) {
 		step -= step % KERN_BLOCK;
 		if (step < KERN_BLOCK)
 			step = KERN_BLOCK;
@@ -149,7 +159,7 @@ static void caps(const struct pipe_env *env, const struct pass *pass, size_t *ou
 		const struct tensor *t = &lay->t[i];
 		if (pass && !pass_wants(pass, env, i))
 			continue;
-		uint64_t step = pipe_step(env, t);
+		uint64_t step = pipe_step(env, pass, t);
 		if (step > t->units)
 			step = t->units;
 		if (step * t->unit_out > oc)
@@ -168,7 +178,7 @@ static void caps(const struct pipe_env *env, const struct pass *pass, size_t *ou
 	*part_cap = pass ? pass->part_job + pass->part_block * (size_t)pc : 4 * (size_t)pc + 64;
 	for (size_t i = 0; pass && pass->measure && i < lay->nt; i++) /* the blocks' maxima */
 		if (lay->t[i].rq && pass_wants(pass, env, i)) {
-			size_t b = fp8_out_blocks(lay->t[i].rq, pipe_step(env, &lay->t[i]));
+			size_t b = fp8_out_blocks(lay->t[i].rq, pipe_step(env, pass, &lay->t[i]));
 			if (pass->part_job + pass->part_block * (size_t)pc + b > *part_cap)
 				*part_cap = pass->part_job + pass->part_block * (size_t)pc + b;
 		}
@@ -187,7 +197,7 @@ static size_t fp8_caps(const struct pipe_env *env, const struct pass *pass, size
 		const struct tensor *t = &env->lay->t[i];
 		if ((!t->mixed && !t->rq) || (pass && !pass_wants(pass, env, i)))
 			continue;
-		uint64_t step = pipe_step(env, t);
+		uint64_t step = pipe_step(env, pass, t);
 		for (unsigned m = 0; m < env->lay->ninputs; m++) {
 			size_t f = t->in[m].q ? fp8_scale_floats(t->in[m].q, step) : 0;
 			cap = f > cap ? f : cap;
@@ -245,7 +255,7 @@ static uint64_t count_jobs(const struct pipe_env *env, const struct pass *pass, 
 		const struct tensor *t = &lay->t[i];
 		if (!t->units || !pass_wants(pass, env, i))
 			continue;
-		uint64_t step = pipe_step(env, t);
+		uint64_t step = pipe_step(env, pass, t);
 		n += (t->units + step - 1) / step;
 		*bytes += t->units * in_unit_sum(lay, t);
 	}
@@ -280,7 +290,7 @@ static int64_t claim(struct pipe *pp, int wait)
 	k = pp->next++;
 	s = &pp->slots[k % pp->nslots];
 	t = &pp->env->lay->t[pp->it_tensor];
-	step = pipe_step(pp->env, t);
+	step = pipe_step(pp->env, pp->pass, t);
 	s->job.tensor = pp->it_tensor;
 	s->job.u0 = pp->it_unit;
 	s->job.u1 = t->units - pp->it_unit < step ? t->units : pp->it_unit + step;

@@ -76,7 +76,16 @@ struct pass {
 	 * finish, base + lambda tau, differs); else the pipeline runs work()
 	 * once per value */
 	int sweeps;
+	/* jobs of a merged tensor hold whole slabs (pipe_slab(): the elements
+	 * that share their first index, so every row along dim 1): as many as
+	 * make PIPE_ROW_UNITS elements, at least one, whatever --chunk is, so
+	 * that the job boundaries, and the order of the sums of the pass, do
+	 * not depend on --chunk (della's ranks within a row) */
+	int rows;
 };
+
+/* Elements per job of a pass with rows (at least one slab). */
+#define PIPE_ROW_UNITS ((uint64_t)1 << 18)
 
 #define PIPE_MAX_PASSES 5
 
@@ -168,8 +177,15 @@ int pipe_widen_input(const struct kern *k, const struct tensor *t, unsigned m,
                      const unsigned char *src, uint64_t u0, size_t n, float *dst, float *sbuf,
                      struct lines_error *err);
 
-/* Units per job for a tensor: a multiple of KERN_BLOCK for merged ones. */
-uint64_t pipe_step(const struct pipe_env *env, const struct tensor *t);
+/* The elements of a slab of a tensor: those sharing their first index
+ * (a row of a matrix; the whole tensor for rank 0 and 1, as mergekit
+ * makes it a matrix of one row). */
+uint64_t pipe_slab(const struct tensor *t);
+
+/* Units per job for a tensor in a pass (NULL: the default): a multiple of
+ * KERN_BLOCK for merged ones, of pipe_slab() for those of a pass with
+ * rows. */
+uint64_t pipe_step(const struct pipe_env *env, const struct pass *pass, const struct tensor *t);
 
 /* Bytes of memory the pipeline allocates (or maps) for these passes at most. */
 uint64_t pipe_memory(const struct pipe_env *env, const struct passes *ps,

@@ -190,6 +190,7 @@ static void engine_section(struct report *r, json_t *root)
 	put(r, root, "written_bytes", r->ran ? u64(in->written_bytes) : json_null());
 	put(r, root, "memory_bound", u64(in->memory_bound));
 	put(r, root, "memory_metadata", u64(in->memory_metadata));
+	put(r, root, "memory_scratch", u64(in->memory_scratch));
 	put(r, root, "chunk", u64(in->chunk));
 	put(r, root, "jobs", json_integer(in->jobs));
 	put(r, root, "io", json_string(in->io));

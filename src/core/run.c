@@ -187,6 +187,10 @@ static void fill_info(struct plan *p)
 	if (!in->written_bytes)
 		in->written_bytes = in->output_bytes;
 	in->memory_bound = p->mem_bound;
+	in->memory_scratch = 0;
+	for (unsigned i = 0; i < p->passes.n; i++)
+		if ((uint64_t)p->env.jobs * p->passes.pass[i].scratch > in->memory_scratch)
+			in->memory_scratch = (uint64_t)p->env.jobs * p->passes.pass[i].scratch;
 	in->chunk = p->env.chunk;
 	in->jobs = p->env.jobs;
 	in->io = p->src_ops->name;
@@ -317,6 +321,7 @@ static int add_measure(struct plan *p, struct lines_error *err)
 	const struct pass *w = &p->passes.pass[wi + 1];
 	ps->name = "scales";
 	ps->measure = 1;
+	ps->rows = w->rows;
 	ps->part_job = w->part_job;
 	ps->part_block = w->part_block;
 	ps->scratch = w->scratch;

@@ -24,6 +24,10 @@
  * Automatic alpha is ||sum_t tau_t|| / (N ||tau_cons||), tau_cons the
  * masked vector above (keep ? mtl : 0): the masks are not linear in the
  * inputs, so a read-only norm pass measures it before the writing pass.
+ *
+ * With --consensus-over ties, mtl is TIES's merged vector instead: the
+ * method runs TIES's passes (merge_ties.c, which applies the masks when
+ * o->method is consensus), and this file only reports.
  */
 #include "config.h"
 
@@ -231,6 +235,8 @@ static int cs_check(const struct lines_merge_opts *o, struct lines_error *err)
 
 static int cs_setup(struct merge_ctx *p, struct lines_error *err)
 {
+	if (p->o->consensus_ties) /* TIES's passes, with the masks (merge_ties.c) */
+		return method_ties.setup(p, err);
 	RETURN_ERROR_IF(!(p->state = calloc(1, sizeof(struct cs_state))), err, LINES_ENOMEM, NULL,
 	                NULL, "out of memory");
 	if (p->o->lines && p->o->alpha_auto)
@@ -249,6 +255,10 @@ static int cs_setup(struct merge_ctx *p, struct lines_error *err)
 
 static void cs_free(struct merge_ctx *p)
 {
+	if (p->o->consensus_ties) {
+		method_ties.free(p);
+		return;
+	}
 	free(p->state);
 	p->state = NULL;
 }
@@ -256,16 +266,19 @@ static void cs_free(struct merge_ctx *p)
 /* {k, over, tall_lambda, kept, dropped}: the counts after a run, else null */
 static json_t *cs_report(const struct merge_ctx *c)
 {
-	const struct cs_state *st = c->state;
-	int ran = st && st->written;
-	json_t *m = json_object(), *l = json_array();
+	const struct cs_state *st = c->o->consensus_ties ? NULL : c->state;
+	uint64_t kept = st ? st->kept : 0, dropped = st ? st->dropped : 0;
+	int ran = c->o->consensus_ties ? ties_consensus_counts(c, &kept, &dropped)
+	                               : st && st->written;
+	/* over TIES: TIES's own report (density, trim, majority, thresholds) */
+	json_t *m = c->o->consensus_ties ? method_ties.report(c) : json_object(), *l = json_array();
 	json_object_set_new(m, "k", json_integer(c->o->consensus_k));
-	json_object_set_new(m, "over", json_string("ta"));
+	json_object_set_new(m, "over", json_string(c->o->consensus_ties ? "ties" : "ta"));
 	for (unsigned i = 0; i < c->nmodels; i++)
 		json_array_append_new(l, json_num(tall_lambda(c->o, i)));
 	json_object_set_new(m, "tall_lambda", l);
-	json_object_set_new(m, "kept", ran ? json_integer((json_int_t)st->kept) : json_null());
-	json_object_set_new(m, "dropped", ran ? json_integer((json_int_t)st->dropped) : json_null());
+	json_object_set_new(m, "kept", ran ? json_integer((json_int_t)kept) : json_null());
+	json_object_set_new(m, "dropped", ran ? json_integer((json_int_t)dropped) : json_null());
 	return m;
 }
 
@@ -287,15 +300,29 @@ static void cs_meta(const struct merge_ctx *c,
 	}
 	put(arg, "lines.tall_lambda", list);
 	free(list);
+	if (c->o->consensus_ties) {
+		put(arg, "lines.consensus_over", "ties");
+		method_ties.meta(c, put, arg);
+	}
+}
+
+static void cs_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
+{
+	if (c->o->consensus_ties)
+		method_ties.report_tensor(c, i, e);
 }
 
 const struct method method_consensus = {
 	.name = "consensus",
 	.summary = "task arithmetic where at least k TALL masks agree (Consensus TA)",
-	.flags = METHOD_USES_WEIGHTS | METHOD_USES_CONSENSUS,
+	/* density, trim and normalize with --consensus-over ties only (the
+	 * command line checks that) */
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_CONSENSUS | METHOD_USES_DENSITY |
+	         METHOD_USES_TRIM | METHOD_USES_NORMALIZE,
 	.check = cs_check,
 	.setup = cs_setup,
 	.meta = cs_meta,
 	.report = cs_report,
+	.report_tensor = cs_report_tensor,
 	.free = cs_free,
 };

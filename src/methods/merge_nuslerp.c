@@ -23,7 +23,10 @@
  * pass (norms) once the coefficients are known.
  *
  * Without -b, input 0 is the first model read a second time (the layout's
- * reference); this file reads the models as inputs 1 and 2 either way.
+ * reference); this file reads the models as inputs 1 and 2 either way. *
+ * --per-row (mergekit's nuslerp_flatten: false): the same per row, in
+ * passes of whole rows (pass.rows) that sum each row's dots first; no
+ * dots pass.
  */
 #include "config.h"
 
@@ -86,18 +89,14 @@ static int nu_coef(const double *dot, double t, double *s0, double *s1)
 	return 0;
 }
 
-static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
-                   struct lines_error *err)
+/* Elements [j0, j1) of the job (relative to its first) with the
+ * coefficients s0, s1 of the tensor or the row. */
+static void nu_write(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
+                     size_t j0, size_t j1, double s0, double s1, struct nu_scratch *s)
 {
-	const struct nuslerp *nu = p->state;
-	const struct tensor *t = &p->t[job->tensor];
-	struct nu_scratch *s = scratch;
-	double *v[2] = {s->v[0], s->v[1]}, s0, s1;
-	size_t n = (size_t)(job->u1 - job->u0);
-	(void)err;
-	nu_coef(tdots_of(&nu->d, job->tensor), nu->t, &s0, &s1);
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+	double *v[2] = {s->v[0], s->v[1]};
+	for (; j0 < j1; j0 += KERN_TILE) {
+		size_t nn = j1 - j0 < KERN_TILE ? j1 - j0 : KERN_TILE;
 		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
 		for (size_t j = 0; j < nn; j++) {
 			double m = s0 * v[0][j] + s1 * v[1][j];
@@ -105,6 +104,16 @@ static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 		}
 		tile_store(p->k, t->out_dt, v[0], nn, job->out + j0 * t->unit_out, s->f);
 	}
+}
+
+static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                   struct lines_error *err)
+{
+	const struct nuslerp *nu = p->state;
+	double s0, s1;
+	(void)err;
+	nu_coef(tdots_of(&nu->d, job->tensor), nu->t, &s0, &s1);
+	nu_write(p, &p->t[job->tensor], job, 0, (size_t)(job->u1 - job->u0), s0, s1, scratch);
 	return 0;
 }
 
@@ -180,6 +189,110 @@ static void nu_add_norms(struct merge_ctx *p)
 	p->sc->measured = 1;
 }
 
+/* ---- --per-row (mergekit's nuslerp_flatten: false) --------------------------- */
+/*
+ * Passes with rows: every job holds whole rows; work() takes each row's
+ * dots (tdots_range, elements in order) and coefficients, then writes
+ * the row or (norm pass) adds its norms. Per job, part_job doubles: its
+ * rows, those that fell back to lerp, then the four norm sums.
+ */
+struct nu_row_scratch {
+	struct nu_scratch w;
+	double tiles[]; /* tdots_scratch(3) */
+};
+
+static int nu_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int write)
+{
+	const struct nuslerp *nu = p->state;
+	const struct tensor *t = &p->t[job->tensor];
+	struct nu_row_scratch *s = scratch;
+	size_t n = (size_t)(job->u1 - job->u0), len = (size_t)tdots_row_len(t);
+	double *v[TDOTS_MAX_K], dot[3], s0, s1, nb[4], *part = job->part;
+	float *tmp = tdots_tiles(&nu->d, s->tiles, v);
+	for (int i = 0; i < 6; i++)
+		part[i] = 0.0;
+	for (size_t r0 = 0; r0 < n; r0 += len) {
+		tdots_range(p, &nu->d, t, job, r0, r0 + len, v, tmp, dot);
+		part[1] += nu_coef(dot, nu->t, &s0, &s1);
+		part[0] += 1.0;
+		if (write) {
+			nu_write(p, t, job, r0, r0 + len, s0, s1, &s->w);
+			continue;
+		}
+		nu_norm_block(p, t, job, r0, r0 + len, s0, s1, &s->w, nb);
+		for (int i = 0; i < 4; i++)
+			part[2 + i] += nb[i];
+	}
+	return 0;
+}
+
+static int nu_rows_write(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                         struct lines_error *err)
+{
+	(void)err;
+	return nu_rows(p, job, scratch, 1);
+}
+
+static int nu_rows_norms(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                         struct lines_error *err)
+{
+	(void)err;
+	return nu_rows(p, job, scratch, 0);
+}
+
+/* In output order: each tensor's rows and lerp rows (the table of the
+ * dots, which --per-row does not otherwise use), and the norms. */
+static int nu_rows_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct nuslerp *nu = p->state;
+	double *row = nu->d.dot + job->tensor * nu->d.npairs;
+	(void)err;
+	row[0] += job->part[0], row[1] += job->part[1];
+	for (int i = 0; i < 4; i++)
+		nu->acc[i] += job->part[2 + i];
+	return 0;
+}
+
+/* Each pass counts the rows afresh. */
+static int nu_rows_begin(struct merge_ctx *p, struct lines_error *err)
+{
+	struct nuslerp *nu = p->state;
+	(void)err;
+	memset(nu->d.dot, 0, p->nt * nu->d.npairs * sizeof(double));
+	return 0;
+}
+
+static int nu_rows_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct nuslerp *nu = p->state;
+	(void)err;
+	nu->d.measured = 1;
+	return 0;
+}
+
+static int nu_rows_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	size_t scratch = sizeof(struct nu_row_scratch) + tdots_scratch(3);
+	struct pass *ps;
+	if (p->o->lines && p->o->alpha_auto) {
+		RETURN_ERROR_IF(p->single_pass, err, LINES_EUSAGE, NULL, NULL,
+		                "standard input can be read only once, but automatic alpha of -m "
+		                "nuslerp needs a pass before the writing pass: give that model as a "
+		                "file, or give --alpha");
+		RETURN_ERROR_IF(!(ps = passes_add(p->passes)), err, LINES_EUNSUPPORTED, NULL, NULL,
+		                "too many passes");
+		ps->name = "norms", ps->rows = 1, ps->part_job = 6, ps->scratch = scratch;
+		ps->want = want_merged, ps->work = nu_rows_norms, ps->reduce = nu_rows_reduce;
+		ps->begin = nu_rows_begin, ps->done = nu_norm_done;
+		p->sc->measured = 1;
+	}
+	FORWARD_IF_ERROR(tdots_add_write(p, nu_rows_write, scratch, err));
+	ps = &p->passes->pass[p->passes->n - 1];
+	ps->rows = 1, ps->part_job = 6, ps->reduce = nu_rows_reduce;
+	ps->begin = nu_rows_begin, ps->done = nu_rows_done;
+	return 0;
+}
+
 /* LiNeS and --lambda scale the interpolated task vector: they need a base. */
 static int nu_check(const struct lines_merge_opts *o, struct lines_error *err)
 {
@@ -200,6 +313,8 @@ static int nu_setup(struct merge_ctx *p, struct lines_error *err)
 	p->state = nu;
 	nu->t = fabs(ws) < 1e-6 ? 0.5 : p->w[1] / ws;
 	FORWARD_IF_ERROR(tdots_init(&nu->d, p, 3, nu_pairs, 3, nu_load, err));
+	if (p->o->per_row)
+		return nu_rows_setup(p, err);
 	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m nuslerp", err));
 	if (p->o->lines && p->o->alpha_auto)
 		nu_add_norms(p);
@@ -211,7 +326,7 @@ static json_t *nu_report(const struct merge_ctx *c)
 	const struct nuslerp *nu = c->state;
 	json_t *m = json_object();
 	json_object_set_new(m, "t", nu ? json_num(nu->t) : json_null());
-	json_object_set_new(m, "flatten", json_true());
+	json_object_set_new(m, "flatten", json_boolean(!c->o->per_row));
 	json_object_set_new(m, "task_vectors", json_boolean(!c->no_base));
 	return m;
 }
@@ -223,6 +338,13 @@ static void nu_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 		return;
 	const double *d = tdots_of(&nu->d, i);
 	double s0, s1;
+	if (c->o->per_row) {
+		json_t *o = json_object();
+		json_object_set_new(o, "rows", json_integer((json_int_t)d[0]));
+		json_object_set_new(o, "lerp_rows", json_integer((json_int_t)d[1]));
+		json_object_set_new(e, "nuslerp", o);
+		return;
+	}
 	int lerp = nu_coef(d, nu->t, &s0, &s1);
 	tdots_report_pair(e, "nuslerp", d, lerp, s0, s1);
 }
@@ -241,7 +363,7 @@ static void nu_meta(const struct merge_ctx *c,
 const struct method method_nuslerp = {
 	.name = "nuslerp",
 	.summary = "spherical interpolation of two models (of their task vectors with a base)",
-	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE,
+	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE | METHOD_USES_PER_ROW,
 	.check = nu_check,
 	.setup = nu_setup,
 	.meta = nu_meta,

@@ -144,6 +144,11 @@ struct ties {
 	int concluded;     /* thr and maj are final */
 	const double *c;   /* the divisors of the mean: elect_divisors() */
 	double cbuf[LINES_MAX_MODELS];
+	/* -m consensus --consensus-over ties: TALL masks over tau_MTL */
+	int tall;
+	double cons[2];          /* |tau_cons|, tau_cons^2: automatic alpha */
+	uint64_t kept, dropped;  /* finite elements the masks kept and dropped */
+	int written;
 };
 
 static struct ties *T(struct merge_ctx *p) { return p->state; }
@@ -1369,6 +1374,8 @@ static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *e
 	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 	           "ties: %llu elements settled after the %s pass; majority sign %+d",
 	           (unsigned long long)(ts->nspill + ts->nspill64), pass, ts->maj);
+	if (ts->tall) /* alpha from ||tau_cons||: the norm pass after this one */
+		return 0;
 	return scales_from_norms(p->sc, p->o->norm_p == 2 ? sqrt(ts->num[1]) : ts->num[0],
 	                         p->o->norm_p == 2 ? sqrt(l2) : l1, 1, err);
 }
@@ -1383,6 +1390,46 @@ static int threshold_done(struct merge_ctx *p, struct lines_error *err)
 	return conclude(p, "threshold", err);
 }
 
+/* ---- consensus over TIES --------------------------------------------------------- */
+/*
+ * -m consensus --consensus-over ties: tau_MTL is TIES's merged vector
+ * (the disjoint mean of the trimmed, elected tau'_i), and task t's TALL
+ * mask holds an element where |tau'_t| > lambda_t |tau_MTL - tau'_t|,
+ * tau'_t the weighted task vector TIES trims (float32, or float64 in F64
+ * tensors). Where fewer than k masks hold it, tau_MTL becomes 0 (the
+ * base's value is written); a NaN or infinite tau_MTL is written as it is.
+ */
+static double tall_lambda_of(const struct lines_merge_opts *o, unsigned i)
+{
+	return o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda;
+}
+
+/* 1 where element m of the nx values tau (stride apart) is kept. */
+static int tall_keep(const struct lines_merge_opts *o, unsigned nx, const float *tp,
+                     const double *tau, size_t stride, double m)
+{
+	unsigned votes = 0;
+	if (!isfinite(m))
+		return 1;
+	for (unsigned i = 0; i < nx; i++) {
+		double c = tau ? tau[i] : (double)tp[(size_t)i * stride];
+		votes += fabs(c) > tall_lambda_of(o, i) * fabs(m - c);
+	}
+	return votes >= o->consensus_k;
+}
+
+/* Element j's tau_cons, and the counts (part[0] kept, part[1] dropped). */
+static double tall_apply(const struct merge_ctx *p, unsigned nx, const float *tp, const double *tau,
+                         size_t stride, double m, double *part)
+{
+	int keep = tall_keep(p->o, nx, tp, tau, stride, m);
+	if (part) {
+		part[0] += keep && isfinite(m);
+		part[1] += !keep;
+	}
+	return keep ? m : 0.0;
+}
+
 /* ---- write ----------------------------------------------------------------------- */
 static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
@@ -1393,11 +1440,16 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	struct tile_ws w = tile_ws_at(scratch, nx);
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
+	double *part = ts->tall ? job->part : NULL;
 	(void)err;
 
+	if (part)
+		part[0] = part[1] = 0.0;
 	for (size_t j = 0; f64_tensor(t) && j < n; j++) { /* in float64 (f64.h) */
 		double tau[LINES_MAX_MODELS], m, b = f64_taus(job, nx, p->w, j, tau, NULL);
 		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, ts->c, &m);
+		if (ts->tall)
+			m = tall_apply(p, nx, NULL, tau, 1, m, part);
 		f64_finish(job->out, j, b, m, t->lambda);
 		for (unsigned v = 0; v < job->nvout; v++) /* a sweep: the same m */
 			f64_finish(job->vout[v], j, b, m, pipe_job_lambda(job, v));
@@ -1408,12 +1460,126 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
 		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt, w.tp);
 		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, ts->c, w.mtl, w.sign);
+		for (size_t j = 0; ts->tall && j < nn; j++)
+			w.mtl[j] = tall_apply(p, nx, w.tp + j, NULL, nn, w.mtl[j], part);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.mtl, t->lambda, nn);
 		for (unsigned v = 0; v < job->nvout; v++)
 			p->k->finish(t->out_dt, job->vout[v] + j0 * t->unit_out, w.bt, w.mtl,
 			             pipe_job_lambda(job, v), nn);
 	}
 	return 0;
+}
+
+static int tall_write_reduce(struct merge_ctx *p, const struct pipe_job *job,
+                             struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	(void)err;
+	ts->kept += (uint64_t)job->part[0];
+	ts->dropped += (uint64_t)job->part[1];
+	return 0;
+}
+
+static int tall_write_done(struct merge_ctx *p, struct lines_error *err)
+{
+	(void)err;
+	T(p)->written = 1;
+	return 0;
+}
+
+/*
+ * The norm pass of automatic alpha over TIES: |tau_cons| and tau_cons^2
+ * per KERN_BLOCK block (aligned to the tensor's start), elements in
+ * order, the non-finite left out; ||sum tau|| is the select pass's.
+ */
+static void tall_norm_add(double *part, double u)
+{
+	if (isfinite(u))
+		part[0] += fabs(u), part[1] += u * u;
+}
+
+static int tall_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                          struct lines_error *err)
+{
+	const struct tensor *t = &p->t[job->tensor];
+	struct ties *ts = T(p);
+	unsigned nx = ts->nx;
+	const uint32_t *thr = ts->thr + entry(ts, job->tensor) * nx;
+	struct tile_ws w = tile_ws_at(scratch, nx);
+	const void *xs[LINES_MAX_MODELS];
+	size_t n = (size_t)(job->u1 - job->u0);
+	(void)err;
+	for (unsigned blk = 0; blk < job->nblocks; blk++) {
+		double *part = job->part + 2 * blk;
+		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		part[0] = part[1] = 0.0;
+		for (size_t j = b0; f64_tensor(t) && j < b1; j++) {
+			double tau[LINES_MAX_MODELS], m;
+			f64_taus(job, nx, p->w, j, tau, NULL);
+			f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, ts->c, &m);
+			tall_norm_add(part, tall_apply(p, nx, NULL, tau, 1, m, NULL));
+		}
+		for (size_t j0 = b0; !f64_tensor(t) && j0 < b1; j0 += KERN_TILE) {
+			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+			for (unsigned i = 0; i < nx; i++)
+				xs[i] = job->in[i + 1] + j0 * t->unit_in;
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt,
+			          w.tp);
+			ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, ts->c, w.mtl, w.sign);
+			for (size_t j = 0; j < nn; j++)
+				tall_norm_add(part, tall_apply(p, nx, w.tp + j, NULL, nn, w.mtl[j], NULL));
+		}
+	}
+	return 0;
+}
+
+static int tall_norm_reduce(struct merge_ctx *p, const struct pipe_job *job,
+                            struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	(void)err;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		ts->cons[0] += job->part[2 * b], ts->cons[1] += job->part[2 * b + 1];
+	return 0;
+}
+
+/* The masks may drop every element: alpha 1 with a warning then. */
+static int tall_norm_done(struct merge_ctx *p, struct lines_error *err)
+{
+	const struct ties *ts = T(p);
+	int l2 = p->o->norm_p == 2;
+	return scales_from_norms(p->sc, l2 ? sqrt(ts->num[1]) : ts->num[0],
+	                         l2 ? sqrt(ts->cons[1]) : ts->cons[0], 1, err);
+}
+
+/* The passes that consensus adds: norms (automatic alpha), and the
+ * counts of the writing pass. */
+static int tall_setup(struct merge_ctx *p, struct pass *write, struct lines_error *err)
+{
+	write->part_job = 2;
+	write->reduce = tall_write_reduce;
+	write->done = tall_write_done;
+	if (!(p->o->lines && p->o->alpha_auto))
+		return 0;
+	struct pass *ps = passes_insert(p->passes, p->passes->n - 1);
+	RETURN_ERROR_IF(!ps, err, LINES_EUNSUPPORTED, NULL, NULL, "too many passes");
+	ps->name = "norms";
+	ps->part_block = 2;
+	ps->scratch = scratch_bytes(T(p)->nx);
+	ps->want = want_merged;
+	ps->work = tall_norm_work;
+	ps->reduce = tall_norm_reduce;
+	ps->done = tall_norm_done;
+	return 0;
+}
+
+int ties_consensus_counts(const struct merge_ctx *c, uint64_t *kept, uint64_t *dropped)
+{
+	const struct ties *ts = c->state;
+	if (!ts || !ts->written)
+		return 0;
+	*kept = ts->kept, *dropped = ts->dropped;
+	return 1;
 }
 
 static void ties_free(struct merge_ctx *p)
@@ -1474,6 +1640,7 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL, "TIES merges at most %d models", LINES_MAX_MODELS);
 	ts->nx = nx;
 	ts->per_tensor = p->o->trim_tensor;
+	ts->tall = p->o->method == LINES_M_CONSENSUS;
 	ts->c = elect_divisors(p, ts->cbuf);
 	/* LINES_TEST_TIES_FLUSH_EVERY: flush far more often, to test the flushes
 	 * (the counts and so the bytes must not change) */
@@ -1534,7 +1701,7 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	c->work = write_work;
 	if (p->o->lines && p->o->alpha_auto)
 		p->sc->measured = 1;
-	return 0;
+	return ts->tall ? tall_setup(p, c, err) : 0;
 }
 
 static void ties_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),

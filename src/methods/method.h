@@ -72,17 +72,19 @@ enum {
 	METHOD_USES_RESCALE = LINES_MOPT_RESCALE, /* --rescale, --no-rescale */
 	METHOD_USES_EPSILON = LINES_MOPT_EPSILON, /* --epsilon */
 	METHOD_USES_RAM = LINES_MOPT_RAM,         /* --ram-r, --ram-alpha */
+	METHOD_USES_PER_ROW = LINES_MOPT_PER_ROW, /* --per-row */
 	/* the merged task vector is linear in the inputs: automatic alpha is
 	 * known in closed form with equal weights, else from a norm pass */
-	METHOD_LINEAR = 1 << 16,
+	METHOD_LINEAR = 1 << 24,
 	/* the kernel divides by the sum of the weights (a mean) */
-	METHOD_DIVIDES_WSUM = 1 << 17,
+	METHOD_DIVIDES_WSUM = 1 << 25,
 };
 /* The bits of flags that lines_method_options() hands out. */
 #define METHOD_MOPTS                                                                          \
 	(LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED | LINES_MOPT_NORMALIZE |          \
 	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL |         \
-	 LINES_MOPT_CONSENSUS | LINES_MOPT_RESCALE | LINES_MOPT_EPSILON | LINES_MOPT_RAM)
+	 LINES_MOPT_CONSENSUS | LINES_MOPT_RESCALE | LINES_MOPT_EPSILON | LINES_MOPT_RAM |           \
+	 LINES_MOPT_PER_ROW)
 
 struct method {
 	const char *name;
@@ -193,6 +195,13 @@ static inline double norm_mtl_of(const double acc[4], int norm_p)
 {
 	return norm_p == 2 ? sqrt(acc[3]) : acc[1];
 }
+
+/* -m consensus --consensus-over ties runs TIES's passes (merge_ties.c
+ * with o->method LINES_M_CONSENSUS) with the TALL masks on its merged
+ * vector; after the writing pass, 1 and the elements the masks kept and
+ * dropped, else 0. */
+int ties_consensus_counts(const struct merge_ctx *c, uint64_t *kept, uint64_t *dropped);
+extern const struct method method_ties;
 
 /* What a pass wants: every tensor, or the merged ones. */
 static inline int want_all(const struct merge_ctx *c, size_t tensor)

@@ -27,16 +27,14 @@ void tdots_free(struct tdots *d)
 	d->dot = NULL;
 }
 
-/* The scratch: k tiles of doubles, then a tile of floats. */
-static size_t td_scratch(unsigned k)
+size_t tdots_scratch(unsigned k)
 {
 	return (size_t)k * KERN_TILE * sizeof(double) + KERN_TILE * sizeof(float);
 }
 
-/* The sums of one block [b0, b1) of a job into part[0..npairs). */
-static void td_block(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
-                     const struct pipe_job *job, size_t b0, size_t b1, double *const *v,
-                     float *tmp, double *part)
+void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
+                 const struct pipe_job *job, size_t b0, size_t b1, double *const *v, float *tmp,
+                 double *part)
 {
 	for (unsigned q = 0; q < d->npairs; q++)
 		part[q] = 0.0;
@@ -60,13 +58,11 @@ static int td_work(struct merge_ctx *c, struct pipe_job *job, void *scratch,
 	const struct tensor *t = &c->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
 	double *v[TDOTS_MAX_K];
-	float *tmp = (float *)((double *)scratch + (size_t)d->k * KERN_TILE);
+	float *tmp = tdots_tiles(d, scratch, v);
 	(void)err;
-	for (unsigned i = 0; i < d->k; i++)
-		v[i] = (double *)scratch + (size_t)i * KERN_TILE;
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		td_block(c, d, t, job, b0, b1, v, tmp, job->part + (size_t)d->npairs * b);
+		tdots_range(c, d, t, job, b0, b1, v, tmp, job->part + (size_t)d->npairs * b);
 	}
 	return 0;
 }
@@ -90,6 +86,13 @@ static int td_done(struct merge_ctx *c, struct lines_error *err)
 	return 0;
 }
 
+float *tdots_tiles(const struct tdots *d, void *scratch, double **v)
+{
+	for (unsigned i = 0; i < d->k; i++)
+		v[i] = (double *)scratch + (size_t)i * KERN_TILE;
+	return (float *)((double *)scratch + (size_t)d->k * KERN_TILE);
+}
+
 int tdots_add_pass(struct merge_ctx *c, const char *name, const char *who,
                    struct lines_error *err)
 {
@@ -103,7 +106,7 @@ int tdots_add_pass(struct merge_ctx *c, const char *name, const char *who,
 	                "too many passes");
 	ps->name = name;
 	ps->part_block = d->npairs;
-	ps->scratch = td_scratch(d->k);
+	ps->scratch = tdots_scratch(d->k);
 	ps->want = want_merged;
 	ps->work = td_work;
 	ps->reduce = td_reduce;

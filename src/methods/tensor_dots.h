@@ -67,6 +67,28 @@ int tdots_add_write(struct merge_ctx *c,
 void tdots_report_pair(json_t *e, const char *key, const double *d, int lerp, double s0,
                        double s1);
 
+/* The sums of the pairs over elements [b0, b1) of a job (relative to its
+ * first), elements in order, into part[0..npairs): what the pass sums per
+ * block, and what a method with --per-row sums per row. v holds k tiles
+ * of KERN_TILE doubles, tmp KERN_TILE floats. */
+void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
+                 const struct pipe_job *job, size_t b0, size_t b1, double *const *v, float *tmp,
+                 double *part);
+/* The scratch of tdots_range(): k tiles of doubles, then a tile of floats;
+ * tdots_tiles() points v[0..k) at the tiles and returns the floats. */
+size_t tdots_scratch(unsigned k);
+float *tdots_tiles(const struct tdots *d, void *scratch, double **v);
+
+/* --per-row: the elements of a row of tensor t, the vectors whose angles
+ * are taken (all but the last index shared; a tensor of rank 0 or 1 is
+ * one row). A pass with rows (pass.rows) gets whole rows in every job. */
+static inline uint64_t tdots_row_len(const struct tensor *t)
+{
+	if (t->rank >= 2 && t->shape[t->rank - 1])
+		return t->shape[t->rank - 1];
+	return t->nelem ? t->nelem : 1;
+}
+
 /* The npairs values of tensor i, in the order of the pairs. */
 static inline const double *tdots_of(const struct tdots *d, size_t i)
 {
