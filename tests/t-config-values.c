@@ -34,7 +34,8 @@ static void value_is(const struct mcfg *c, size_t model, const char *name, const
 static int has_problem(const struct mcfg *c, const char *prefix, const char *part)
 {
 	for (size_t i = 0; i < c->nproblems; i++)
-		if (!strncmp(c->problems[i], prefix, strlen(prefix)) && strstr(c->problems[i], part))
+		if (!strncmp(c->problems[i], prefix, strlen(prefix)) &&
+		    strstr(c->problems[i], part))
 			return 1;
 	return 0;
 }
@@ -74,7 +75,8 @@ static void gradients(void)
 	value_is(c, 0, "density", "x", 0.7, 0.4);
 	/* block i of L: t = i / (L - 1); outside the blocks t = 0; one block: t = 1 */
 	ok(mcfg_layer_t(-1, 8) == 0.0 && mcfg_layer_t(7, 8) == 1.0 && mcfg_layer_t(0, 1) == 1.0 &&
-	   mcfg_layer_t(3, 8) == 3.0 / 7.0, "layer positions: -1 -> 0, 7 of 8 -> 1, 0 of 1 -> 1, "
+	       mcfg_layer_t(3, 8) == 3.0 / 7.0,
+	   "layer positions: -1 -> 0, 7 of 8 -> 1, 0 of 1 -> 1, "
 	   "3 of 8 -> 3/7");
 	/* the embeddings (outside, t = 0) take the gradient's first value */
 	value_is(c, 0, "weight", "model.embed_tokens.weight", mcfg_layer_t(-1, 8), 1.0);
@@ -146,7 +148,8 @@ static void varying(void)
 	                       "      weight: 1\n"
 	                       "      density: [0.2, 0.9]\n");
 	map(c);
-	ok(c->nproblems == 1 && has_problem(c, "t.yml:9:16:", "per-tensor values are not supported"),
+	ok(c->nproblems == 1 &&
+	       has_problem(c, "t.yml:9:16:", "per-tensor values are not supported"),
 	   "a gradient that varies is refused at its line and column (9:16); an equal one is not");
 	show_problems(c);
 	mcfg_free(c);
@@ -161,7 +164,8 @@ static void varying(void)
 	          "parameters:\n"
 	          "  density: 0.5\n");
 	map(c);
-	ok(c->nproblems == 0, "filters without a catch-all whose fall-through gives the same number "
+	ok(c->nproblems == 0,
+	   "filters without a catch-all whose fall-through gives the same number "
 	   "are accepted");
 	show_problems(c);
 	mcfg_free(c);
@@ -171,7 +175,7 @@ static void names(void)
 {
 	static const char *const params[] = {"weight", "density", "normalize", "lambda"};
 	ok(mcfg_distance("kitten", "sitting") == 3 && mcfg_distance("", "abc") == 3 &&
-	   mcfg_distance("same", "same") == 0 && mcfg_distance("modles", "models") == 1,
+	       mcfg_distance("same", "same") == 0 && mcfg_distance("modles", "models") == 1,
 	   "edit distances: kitten/sitting 3, ''/abc 3, same 0, a swap 1");
 	const char *a = mcfg_closest("densty", params, 4), *b = mcfg_closest("wieght", params, 4),
 	           *d = mcfg_closest("xyzzy", params, 4);
@@ -196,7 +200,8 @@ static void problems(void)
 	                       "  nrom: l2\n");
 	map(c);
 	show_problems(c);
-	ok(has_problem(c, "t.yml:3:1:", "did you mean 'models'"), "unknown key at 3:1, with 'models'");
+	ok(has_problem(c, "t.yml:3:1:", "did you mean 'models'"),
+	   "unknown key at 3:1, with 'models'");
 	ok(has_problem(c, "t.yml:7:7:", "did you mean 'weight'"), "unknown parameter at 7:7");
 	ok(has_problem(c, "t.yml:8:16:", "not a number"), "a string for a number at 8:16");
 	ok(has_problem(c, "t.yml:9:5:", "did you mean 'model'"), "unknown key of a model at 9:5");

@@ -55,6 +55,8 @@ struct mdef {
 	struct pdef params[8];
 };
 
+/* one row per method reads better than the formatter's layout */
+/* clang-format off */
 #define WEIGHT {"weight", PM_LIST, "--weights", NULL, 1, 1, 1}
 #define DENSITY {"density", PM_LIST, "--density", NULL, 1, 0, 1}
 #define LAMBDA {"lambda", PM_NUM, "--lambda", NULL, 0, 0, 1}
@@ -116,6 +118,8 @@ static const struct mdef mdefs[] = {
 	  {"tall_lambda", PM_LIST, "--tall-lambda", NULL, 1, 0, 0.4},
 	  {"consensus_k", PM_NUM, "--consensus-k", NULL, 0, 0, 2}, LAMBDA}},
 };
+
+/* clang-format on */
 
 static const char *const unsupported_methods[] = {"passthrough", "arcee_fusion"};
 
@@ -224,27 +228,33 @@ static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef
 	if (s.differ) {
 		/* a level's value against the default or a level below */
 		const struct mcfg_value *v = s.varies ? s.varies : lv[0] ? &lv[0]->v : &lv[1]->v;
-		mcfg_problem(c, v->line, v->col, "%s: per-tensor values are not supported yet (the "
-		                               "methods take one number per model): give one number",
-		           p->name);
+		mcfg_problem(c, v->line, v->col,
+		             "%s: per-tensor values are not supported yet (the "
+		             "methods take one number per model): give one number",
+		             p->name);
 		return -1;
 	}
 	if (!whole && p->required) {
 		if (s.any) {
 			const struct mcfg_param *q = lv[0] ? lv[0] : lv[1];
-			mcfg_problem(c, q->v.line, q->v.col, "%s: no value for the tensors no filter "
-			                                   "matches: end the list with a {value: X}",
-			           p->name);
+			mcfg_problem(c, q->v.line, q->v.col,
+			             "%s: no value for the tensors no filter "
+			             "matches: end the list with a {value: X}",
+			             p->name);
 		} else if (m) {
-			mcfg_problem(c, m->line, m->col, "model '%s' has no %s (give parameters: %s: X "
-			                               "here or in the global parameters)",
-			           m->ref, p->name, p->name);
+			mcfg_problem(c, m->line, m->col,
+			             "model '%s' has no %s (give parameters: %s: X "
+			             "here or in the global parameters)",
+			             m->ref, p->name, p->name);
 		} else if (p->per_model) {
-			mcfg_problem(c, c->base.line, c->base.col, "base_model '%s' has no %s (%s "
-			             "averages it in): give parameters: %s: X, or list it under models",
-			             c->base.s, p->name, "this method", p->name);
+			mcfg_problem(
+			    c, c->base.line, c->base.col,
+			    "base_model '%s' has no %s (%s "
+			    "averages it in): give parameters: %s: X, or list it under models",
+			    c->base.s, p->name, "this method", p->name);
 		} else {
-			mcfg_problem(c, 1, 1, "%s is required: give parameters: %s: X", p->name, p->name);
+			mcfg_problem(c, 1, 1, "%s is required: give parameters: %s: X", p->name,
+			             p->name);
 		}
 		return 0;
 	}
@@ -282,15 +292,19 @@ static void check_params(struct mcfg *c, const struct mdef *md, const struct mcf
 		const struct pdef *p = pdef_of(md, q->name);
 		const char *other = taken_by(q->name), *best = mcfg_closest(q->name, names, nn);
 		if (p && m && !p->per_model)
-			mcfg_problem(c, q->line, q->col, "%s is a global parameter of %s: mergekit "
-			                                 "reads it from the top-level parameters only",
+			mcfg_problem(c, q->line, q->col,
+			             "%s is a global parameter of %s: mergekit "
+			             "reads it from the top-level parameters only",
 			             q->name, md->name);
 		else if (!p && other && !best)
-			mcfg_problem(c, q->line, q->col, "%s: %s does not take it (%s does)%s", q->name,
-			             md->name, other, nn ? "" : "; it takes no parameters");
+			mcfg_problem(c, q->line, q->col, "%s: %s does not take it (%s does)%s",
+			             q->name, md->name, other,
+			             nn ? "" : "; it takes no parameters");
 		else if (!p && best)
-			mcfg_problem(c, q->line, q->col, "unknown parameter '%s' of %s (did you mean "
-			                                 "'%s'?)", q->name, md->name, best);
+			mcfg_problem(c, q->line, q->col,
+			             "unknown parameter '%s' of %s (did you mean "
+			             "'%s'?)",
+			             q->name, md->name, best);
 		else if (!p)
 			mcfg_problem(c, q->line, q->col, "unknown parameter '%s'%s", q->name,
 			             nn ? "" : " (this method takes none)");
@@ -305,9 +319,13 @@ static const struct mdef *find_method(struct mcfg *c)
 		return NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(unsupported_methods); i++)
 		if (!strcmp(name, unsupported_methods[i])) {
-			mcfg_problem(c, c->method.line, c->method.col, "merge_method: %s is not "
-			             "supported yet%s", name, !strcmp(name, "passthrough") ?
-			             " (layer stacking comes with slices:)" : "");
+			mcfg_problem(c, c->method.line, c->method.col,
+			             "merge_method: %s is not "
+			             "supported yet%s",
+			             name,
+			             !strcmp(name, "passthrough")
+			                 ? " (layer stacking comes with slices:)"
+			                 : "");
 			return NULL;
 		}
 	for (size_t i = 0; i < ARRAY_SIZE(mdefs); i++) {
@@ -317,20 +335,27 @@ static const struct mdef *find_method(struct mcfg *c)
 		struct lines_merge_opts o;
 		lines_merge_opts_init(&o);
 		if (lines_method_select(&o, mdefs[i].lines) < 0) {
-			mcfg_problem(c, c->method.line, c->method.col, "merge_method: %s is not in this "
-			             "version of lines", name);
+			mcfg_problem(c, c->method.line, c->method.col,
+			             "merge_method: %s is not in this "
+			             "version of lines",
+			             name);
 			return NULL;
 		}
 		return &mdefs[i];
 	}
 	const char *best = mcfg_closest(name, names, ARRAY_SIZE(mdefs));
 	if (best)
-		mcfg_problem(c, c->method.line, c->method.col, "merge_method: unknown method '%s' "
-		             "(did you mean '%s'?)", name, best);
+		mcfg_problem(c, c->method.line, c->method.col,
+		             "merge_method: unknown method '%s' "
+		             "(did you mean '%s'?)",
+		             name, best);
 	else
-		mcfg_problem(c, c->method.line, c->method.col, "merge_method: unknown method '%s' "
-		             "(task_arithmetic, ties, dare_ties, dare_linear, linear, slerp, nuslerp, "
-		             "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus)", name);
+		mcfg_problem(
+		    c, c->method.line, c->method.col,
+		    "merge_method: unknown method '%s' "
+		    "(task_arithmetic, ties, dare_ties, dare_linear, linear, slerp, nuslerp, "
+		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus)",
+		    name);
 	return NULL;
 }
 
@@ -343,8 +368,10 @@ static void check_ref(struct mcfg *c, const char *ref, int line, int col)
 	if (!strcmp(ref, "-") || stat(ref, &st) == 0)
 		return;
 	if (strchr(ref, '+'))
-		mcfg_problem(c, line, col, "'%s': model+lora references are not supported (merge the "
-		             "LoRA into its model first)", ref);
+		mcfg_problem(c, line, col,
+		             "'%s': model+lora references are not supported (merge the "
+		             "LoRA into its model first)",
+		             ref);
 	else if (slash && ref[0] != '.' && ref[0] != '/' && !strchr(slash + 1, '/') &&
 	         !strstr(ref, ".safetensors") && !strstr(ref, ".json"))
 		return; /* a hub id: ckpt_open looks in the cache and names where it looked */
@@ -380,8 +407,10 @@ static void pick_sources(struct mcfg *c, const struct mdef *md, struct sources *
 	if (md->base == BASE_AVERAGED && base && !listed)
 		s->m[s->n++] = NULL;
 	if (md->base == BASE_NEEDED && !base)
-		mcfg_problem(c, 1, 1, "%s needs base_model: (the model the task vectors are taken "
-		             "from)", md->name);
+		mcfg_problem(c, 1, 1,
+		             "%s needs base_model: (the model the task vectors are taken "
+		             "from)",
+		             md->name);
 	if (c->models && s->n == 0)
 		mcfg_problem(c, c->models_line, c->models_col, "models: no model to merge%s",
 		             base ? " besides the base" : "");
@@ -398,8 +427,10 @@ static void pick_sources(struct mcfg *c, const struct mdef *md, struct sources *
 		}
 	}
 	if (md->one_model && s->n > 1)
-		mcfg_problem(c, c->models_line, c->models_col, "%s merges exactly one model into the "
-		             "base (got %zu besides it)", md->name, s->n);
+		mcfg_problem(c, c->models_line, c->models_col,
+		             "%s merges exactly one model into the "
+		             "base (got %zu besides it)",
+		             md->name, s->n);
 }
 
 /* ---- the options ------------------------------------------------------------------------- */
@@ -469,8 +500,10 @@ static int resolve_one(struct mapper *mp, const struct pdef *p, double *out)
 		double v;
 		if ((r = resolve(mp->c, mp->src.m[i], p, &v)) == 1 && i && v != *out) {
 			const struct mcfg_model *m = mp->src.m[i];
-			mcfg_problem(mp->c, m ? m->line : 1, m ? m->col : 1, "%s: one value per model "
-			             "is not supported yet (lines takes one for all)", p->name);
+			mcfg_problem(mp->c, m ? m->line : 1, m ? m->col : 1,
+			             "%s: one value per model "
+			             "is not supported yet (lines takes one for all)",
+			             p->name);
 			return -1;
 		}
 		*out = v;
@@ -489,13 +522,15 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	}
 	if (!strcmp(p->name, "lambda") && mp->lines_on) {
 		if (given)
-			mcfg_problem(c, given->line, given->col, "lambda and lines: alpha exclude each "
+			mcfg_problem(c, given->line, given->col,
+			             "lambda and lines: alpha exclude each "
 			             "other (LiNeS replaces the global coefficient)");
 		return;
 	}
 	if (!strcmp(p->name, "rescale") && c->rescale.s) {
 		if (given)
-			mcfg_problem(c, given->line, given->col, "rescale: give it here or as lines: "
+			mcfg_problem(c, given->line, given->col,
+			             "rescale: give it here or as lines: "
 			             "rescale, not both");
 		return;
 	}
@@ -510,7 +545,8 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 			mcfg_problem(c, given ? given->v.line : 1, given ? given->v.col : 1,
 			             "%s: only %g is supported yet", p->name, p->def);
 		break;
-	case PM_LIST: case PM_NOEFFECT: break;
+	case PM_LIST:
+	case PM_NOEFFECT: break;
 	}
 }
 
@@ -533,8 +569,10 @@ static void map_dtype(struct mapper *mp)
 			mcfg_problem(c, s->line, s->col, "%s: '%s' is not a dtype lines writes%s",
 			             i ? "dtype" : "out_dtype", s->s, mcfg_hint(n, names, 4));
 		else if (s == d && c->ldtype.s)
-			mcfg_problem(c, c->ldtype.line, c->ldtype.col, "lines: dtype: give the output "
-			             "dtype once (here or as %s)", i ? "dtype" : "out_dtype");
+			mcfg_problem(c, c->ldtype.line, c->ldtype.col,
+			             "lines: dtype: give the output "
+			             "dtype once (here or as %s)",
+			             i ? "dtype" : "out_dtype");
 		else if (s == d) {
 			push(mp->a, "--dtype");
 			push(mp->a, opts[k]);
@@ -552,13 +590,18 @@ static void map_tokenizer(struct mcfg *c)
 	if (!t->s || !strcmp(t->s, "base") || (c->base.s && !strcmp(t->s, c->base.s)))
 		return;
 	if (!strcmp(t->s, "union"))
-		mcfg_problem(c, t->line, t->col, "tokenizer_source: union is not supported (lines "
-		             "merges no vocabularies): use base, and --vocab base to merge a larger "
-		             "model's embeddings over the base's rows");
+		mcfg_problem(
+		    c, t->line, t->col,
+		    "tokenizer_source: union is not supported (lines "
+		    "merges no vocabularies): use base, and --vocab base to merge a larger "
+		    "model's embeddings over the base's rows");
 	else
-		mcfg_problem(c, t->line, t->col, "tokenizer_source: '%s' is not supported yet: lines "
-		             "copies the base's tokenizer; if that model's vocabulary is the base's, "
-		             "use base", t->s);
+		mcfg_problem(
+		    c, t->line, t->col,
+		    "tokenizer_source: '%s' is not supported yet: lines "
+		    "copies the base's tokenizer; if that model's vocabulary is the base's, "
+		    "use base",
+		    t->s);
 }
 
 static void push_str(struct argv_b *a, const char *opt, const struct mcfg_str *s)
@@ -576,8 +619,10 @@ static void push_int(struct mapper *mp, const char *name, const char *opt, doubl
 	if (!q || q->v.kind != MCFG_NUMBER)
 		return;
 	if (q->v.num != floor(q->v.num) || q->v.num < 0 || q->v.num > max)
-		mcfg_problem(mp->c, q->v.line, q->v.col, "lines: %s: expected an integer from 0 to "
-		             "%.0f", name, max);
+		mcfg_problem(mp->c, q->v.line, q->v.col,
+		             "lines: %s: expected an integer from 0 to "
+		             "%.0f",
+		             name, max);
 	else
 		push_opt(mp->a, opt, q->v.num);
 }
@@ -596,15 +641,18 @@ static void map_lines(struct mapper *mp)
 			push(mp->a, "auto");
 		}
 	} else if (beta) {
-		mcfg_problem(c, beta->line, beta->col, "lines: beta needs alpha (auto or a number)");
+		mcfg_problem(c, beta->line, beta->col,
+		             "lines: beta needs alpha (auto or a number)");
 	}
 	if (beta && mp->lines_on)
 		push_opt(mp->a, "--beta", beta->v.num);
 	if (lambda && mp->lines_on)
-		mcfg_problem(c, lambda->line, lambda->col, "lines: lambda and alpha exclude each "
+		mcfg_problem(c, lambda->line, lambda->col,
+		             "lines: lambda and alpha exclude each "
 		             "other (LiNeS replaces the global coefficient)");
 	else if (lambda && pdef_of(mp->md, "lambda") && pget(&c->params, "lambda"))
-		mcfg_problem(c, lambda->line, lambda->col, "lambda: give it in parameters or in "
+		mcfg_problem(c, lambda->line, lambda->col,
+		             "lambda: give it in parameters or in "
 		             "lines:, not both");
 	else if (lambda)
 		push_opt(mp->a, "--lambda", lambda->v.num);

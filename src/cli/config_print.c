@@ -36,12 +36,13 @@ static const char *num(double v)
  * double-quoted with escapes. */
 static void put_str(FILE *f, const char *s)
 {
-	int plain = *s && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-	                            "0123456789_./@-") == strlen(s) &&
+	int plain = *s &&
+	            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                      "0123456789_./@-") == strlen(s) &&
 	            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_/.", s[0]) &&
 	            strcmp(s, ".") && strcmp(s, "..");
-	static const char *const words[] = {"true", "false", "yes", "no", "on", "off", "null", "y",
-	                                    "n"};
+	static const char *const words[] = {"true", "false", "yes", "no", "on",
+	                                    "off",  "null",  "y",   "n"};
 	for (size_t i = 0; plain && i < sizeof(words) / sizeof(words[0]); i++)
 		if (!strcasecmp(s, words[i]))
 			plain = 0;
@@ -76,9 +77,12 @@ static struct form form_of(const struct lines_merge_opts *o)
 	fm.weights = (mo & LINES_MOPT_WEIGHTS) != 0;
 	fm.densities = (mo & LINES_MOPT_DENSITY) != 0;
 	switch (o->method) {
-	case LINES_M_SUM: case LINES_M_MEAN: fm.method = "task_arithmetic", fm.gta = 1; break;
+	case LINES_M_SUM:
+	case LINES_M_MEAN: fm.method = "task_arithmetic", fm.gta = 1; break;
 	case LINES_M_TIES: fm.gta = 1; break;
-	case LINES_M_DARE: fm.method = o->dare_elect ? "dare_ties" : "dare_linear", fm.gta = 1; break;
+	case LINES_M_DARE:
+		fm.method = o->dare_elect ? "dare_ties" : "dare_linear", fm.gta = 1;
+		break;
 	case LINES_M_CONSENSUS: fm.tall = 1, fm.gta = 1; break;
 	default: break;
 	}
@@ -192,7 +196,8 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o)
 {
 	struct form fm = form_of(o);
 	fputs("# lines merge --print-config: mergekit's format, and LiNeS and the rest of\n"
-	      "# lines' options under lines: (see lines-config(5))\n", f);
+	      "# lines' options under lines: (see lines-config(5))\n",
+	      f);
 	fputs("merge_method: ", f);
 	put_str(f, fm.method ? fm.method : "?");
 	fputc('\n', f);
@@ -204,9 +209,10 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o)
 	put_models(f, o, &fm);
 	put_params(f, o, &fm);
 	if (o->dtype && strcasecmp(o->dtype, "fp8") && strcasecmp(o->dtype, "f64"))
-		fprintf(f, "out_dtype: %s\n", !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
-		                              : !strcasecmp(o->dtype, "f16") ? "float16"
-		                                                             : "float32");
+		fprintf(f, "out_dtype: %s\n",
+		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
+		        : !strcasecmp(o->dtype, "f16") ? "float16"
+		                                       : "float32");
 	put_lines(f, o, &fm);
 	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

@@ -171,10 +171,16 @@ struct rd {
 };
 
 #define LINE(n) ((int)(n)->start_mark.line + 1)
-#define COL(n) ((int)(n)->start_mark.column + 1)
+#define COL(n)  ((int)(n)->start_mark.column + 1)
 
-static yaml_node_t *node(const struct rd *r, int id) { return yaml_document_get_node(r->doc, id); }
-static const char *text(const yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+static yaml_node_t *node(const struct rd *r, int id)
+{
+	return yaml_document_get_node(r->doc, id);
+}
+static const char *text(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
 static int is_plain(const yaml_node_t *n)
 {
 	return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
@@ -194,8 +200,10 @@ static int is_null(const yaml_node_t *n)
 /* YAML 1.1 booleans as PyYAML reads them: 1, 0, or -1 for none */
 static int bool_of(const yaml_node_t *n)
 {
-	static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes", "YES", "on", "On", "ON"};
-	static const char *const no[] = {"false", "False", "FALSE", "no", "No", "NO", "off", "Off", "OFF"};
+	static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes",
+	                                  "YES",  "on",   "On",   "ON"};
+	static const char *const no[] = {"false", "False", "FALSE", "no", "No",
+	                                 "NO",    "off",   "Off",   "OFF"};
 	if (!is_plain(n))
 		return -1;
 	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
@@ -263,9 +271,9 @@ static int read_number(struct rd *r, yaml_node_t *n, const char *pname, struct m
 	if (n->type == YAML_SCALAR_NODE && number_of(n, &v->num) == 0)
 		return 0;
 	mcfg_problem(r->c, LINE(n), COL(n), "%s: %s%s%s is not a number", pname,
-	        n->type == YAML_SCALAR_NODE ? "'" : "",
-	        n->type == YAML_SCALAR_NODE ? text(n) : "this value",
-	        n->type == YAML_SCALAR_NODE ? "'" : "");
+	             n->type == YAML_SCALAR_NODE ? "'" : "",
+	             n->type == YAML_SCALAR_NODE ? text(n) : "this value",
+	             n->type == YAML_SCALAR_NODE ? "'" : "");
 	return -1;
 }
 
@@ -297,12 +305,14 @@ static int read_filter(struct rd *r, yaml_node_t *m, const char *pname, struct m
 {
 	static const char *const keys[] = {"filter", "value"};
 	int have_value = 0, bad = 0;
-	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
 		const char *ks = k->type == YAML_SCALAR_NODE ? text(k) : "";
 		if (!strcmp(ks, "filter")) {
 			if (v->type != YAML_SCALAR_NODE) {
-				mcfg_problem(r->c, LINE(v), COL(v), "%s: filter: expected a string", pname);
+				mcfg_problem(r->c, LINE(v), COL(v), "%s: filter: expected a string",
+				             pname);
 				bad = 1;
 			} else if (!is_null(v) && strcmp(text(v), "*")) {
 				f->filter = xstrdup(text(v));
@@ -312,8 +322,8 @@ static int read_filter(struct rd *r, yaml_node_t *m, const char *pname, struct m
 			if (read_scalar_or_gradient(r, v, pname, &f->value) < 0)
 				bad = 1;
 		} else {
-			mcfg_problem(r->c, LINE(k), COL(k), "%s: unknown key '%s' in a filter%s", pname, ks,
-			        mcfg_hint(ks, keys, ARRAY_SIZE(keys)));
+			mcfg_problem(r->c, LINE(k), COL(k), "%s: unknown key '%s' in a filter%s",
+			             pname, ks, mcfg_hint(ks, keys, ARRAY_SIZE(keys)));
 			bad = 1;
 		}
 	}
@@ -328,8 +338,10 @@ static int read_filter(struct rd *r, yaml_node_t *m, const char *pname, struct m
 static int read_value(struct rd *r, yaml_node_t *n, const char *pname, struct mcfg_value *v)
 {
 	if (n->type == YAML_MAPPING_NODE) {
-		mcfg_problem(r->c, LINE(n), COL(n), "%s: a {filter, value} goes in a list: "
-		                               "- {filter: NAME, value: X}", pname);
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "%s: a {filter, value} goes in a list: "
+		             "- {filter: NAME, value: X}",
+		             pname);
 		return -1;
 	}
 	if (n->type != YAML_SEQUENCE_NODE)
@@ -343,8 +355,10 @@ static int read_value(struct rd *r, yaml_node_t *n, const char *pname, struct mc
 	v->kind = MCFG_FILTERS;
 	v->line = LINE(n), v->col = COL(n);
 	if (maps != (size_t)(top - it)) {
-		mcfg_problem(r->c, LINE(n), COL(n), "%s: a list of numbers (a gradient) or of "
-		                               "{filter, value}, not both", pname);
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "%s: a list of numbers (a gradient) or of "
+		             "{filter, value}, not both",
+		             pname);
 		return -1;
 	}
 	v->filters = xcalloc(maps, sizeof(*v->filters));
@@ -361,8 +375,8 @@ static int dup_key(struct rd *r, yaml_node_t *map, yaml_node_pair_t *p, const ch
 	for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
 		yaml_node_t *kq = node(r, q->key);
 		if (kq->type == YAML_SCALAR_NODE && !strcmp(text(kq), text(k))) {
-			mcfg_problem(r->c, LINE(k), COL(k), "%s%s given twice (first at line %d)", where,
-			        text(k), LINE(kq));
+			mcfg_problem(r->c, LINE(k), COL(k), "%s%s given twice (first at line %d)",
+			             where, text(k), LINE(kq));
 			return 1;
 		}
 	}
@@ -383,12 +397,14 @@ static void read_params(struct rd *r, yaml_node_t *n, struct mcfg_params *ps)
 	if (is_null(n))
 		return;
 	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(r->c, LINE(n), COL(n), "parameters: expected a mapping of NAME: VALUE");
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "parameters: expected a mapping of NAME: VALUE");
 		return;
 	}
 	size_t cap = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
 	ps->p = xcalloc(cap, sizeof(*ps->p));
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = node(r, p->key);
 		if (!key_ok(r, k) || dup_key(r, n, p, "parameter "))
 			continue;
@@ -404,10 +420,12 @@ static void read_model(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
 	static const char *const keys[] = {"model", "parameters"};
 	m->line = LINE(n), m->col = COL(n);
 	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(r->c, LINE(n), COL(n), "models: each entry is a mapping: - model: NAME");
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "models: each entry is a mapping: - model: NAME");
 		return;
 	}
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
 		if (!key_ok(r, k) || dup_key(r, n, p, "key "))
 			continue;
@@ -419,12 +437,11 @@ static void read_model(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
 			read_params(r, v, &m->params);
 		} else {
 			mcfg_problem(r->c, LINE(k), COL(k), "models: unknown key '%s'%s", text(k),
-			        mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
+			             mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
 		}
 	}
 	if (!m->ref)
 		mcfg_problem(r->c, LINE(n), COL(n), "models: an entry without model: NAME");
-
 }
 
 static void read_models(struct rd *r, yaml_node_t *n)
@@ -437,14 +454,15 @@ static void read_models(struct rd *r, yaml_node_t *n)
 	}
 	size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 	c->models = xcalloc(cap, sizeof(*c->models));
-	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++)
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++)
 		read_model(r, node(r, *i), &c->models[c->nmodels++]);
 }
 
 /* ---- the lines: section ---------------------------------------------------------- */
 static const char *const lines_keys[] = {
-	"alpha", "beta", "norm", "stacks", "stack_order", "lambda", "trim", "seed",
-	"rescale", "layer_regex", "num_layers", "dtype", "vocab", "strict",
+    "alpha", "beta",    "norm",        "stacks",     "stack_order", "lambda", "trim",
+    "seed",  "rescale", "layer_regex", "num_layers", "dtype",       "vocab",  "strict",
 };
 
 /* One of WORDS, or a problem. */
@@ -458,7 +476,7 @@ static void read_word(struct rd *r, yaml_node_t *v, const char *key, const char 
 		if (!strcmp(out->s, words[i]))
 			return;
 	mcfg_problem(r->c, out->line, out->col, "lines: %s: '%s' is not valid%s", key, out->s,
-	        mcfg_hint(out->s, words, n));
+	             mcfg_hint(out->s, words, n));
 	free(out->s);
 	out->s = NULL;
 }
@@ -479,7 +497,8 @@ static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 		q->name = xstrdup(key);
 		q->line = LINE(k), q->col = COL(k);
 		if (read_number(r, v, key, &q->v) == 0 && q->v.is_bool)
-			mcfg_problem(c, LINE(v), COL(v), "lines: %s: expected a number, not a boolean", key);
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: %s: expected a number, not a boolean", key);
 	} else if (!strcmp(key, "norm")) {
 		read_word(r, v, key, norms, 2, &c->norm);
 	} else if (!strcmp(key, "stacks")) {
@@ -503,7 +522,7 @@ static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 		}
 	} else {
 		mcfg_problem(c, LINE(k), COL(k), "lines: unknown key '%s'%s", key,
-		        mcfg_hint(key, lines_keys, ARRAY_SIZE(lines_keys)));
+		             mcfg_hint(key, lines_keys, ARRAY_SIZE(lines_keys)));
 	}
 }
 
@@ -514,11 +533,13 @@ static void read_lines(struct rd *r, yaml_node_t *n)
 	if (is_null(n))
 		return;
 	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(c, LINE(n), COL(n), "lines: expected a mapping (alpha: auto, beta: 0.5, ...)");
+		mcfg_problem(c, LINE(n), COL(n),
+		             "lines: expected a mapping (alpha: auto, beta: 0.5, ...)");
 		return;
 	}
 	c->lines_num.p = xcalloc(ARRAY_SIZE(lines_keys), sizeof(*c->lines_num.p));
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
 		yaml_node_t *k = node(r, p->key);
 		if (key_ok(r, k) && !dup_key(r, n, p, "lines: "))
 			read_lines_key(r, k, node(r, p->value));
@@ -527,8 +548,9 @@ static void read_lines(struct rd *r, yaml_node_t *n)
 
 /* ---- the top level ------------------------------------------------------------------ */
 static const char *const top_keys[] = {
-	"merge_method", "base_model", "models", "parameters", "dtype", "out_dtype",
-	"tokenizer_source", "tokenizer", "chat_template", "name", "slices", "modules", "lines",
+    "merge_method", "base_model",       "models",    "parameters",    "dtype",
+    "out_dtype",    "tokenizer_source", "tokenizer", "chat_template", "name",
+    "slices",       "modules",          "lines",
 };
 
 static void read_top_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
@@ -554,14 +576,17 @@ static void read_top_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 	else if (!strcmp(key, "lines"))
 		read_lines(r, v);
 	else if (!strcmp(key, "slices") || !strcmp(key, "modules"))
-		mcfg_problem(c, LINE(k), COL(k), "%s: not supported yet (layer stacking and merges by "
-		                            "slice): give models: instead", key);
+		mcfg_problem(c, LINE(k), COL(k),
+		             "%s: not supported yet (layer stacking and merges by "
+		             "slice): give models: instead",
+		             key);
 	else if (!strcmp(key, "tokenizer"))
-		mcfg_problem(c, LINE(k), COL(k), "tokenizer: not supported (lines keeps the base's "
-		                            "tokenizer; build a merged vocabulary with mergekit)");
+		mcfg_problem(c, LINE(k), COL(k),
+		             "tokenizer: not supported (lines keeps the base's "
+		             "tokenizer; build a merged vocabulary with mergekit)");
 	else
 		mcfg_problem(c, LINE(k), COL(k), "unknown key '%s'%s", key,
-		        mcfg_hint(key, top_keys, ARRAY_SIZE(top_keys)));
+		             mcfg_hint(key, top_keys, ARRAY_SIZE(top_keys)));
 }
 
 static void read_root(struct rd *r, yaml_node_t *root)
@@ -572,7 +597,8 @@ static void read_root(struct rd *r, yaml_node_t *root)
 		return;
 	}
 	if (root->type != YAML_MAPPING_NODE) {
-		mcfg_problem(c, LINE(root), COL(root), "expected a mapping of keys (merge_method: ...)");
+		mcfg_problem(c, LINE(root), COL(root),
+		             "expected a mapping of keys (merge_method: ...)");
 		return;
 	}
 	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
@@ -582,7 +608,8 @@ static void read_root(struct rd *r, yaml_node_t *root)
 			read_top_key(r, k, node(r, p->value));
 	}
 	if (!c->method.s && !c->method.line)
-		mcfg_problem(c, 1, 1, "no merge_method: (task_arithmetic, ties, dare_ties, linear, ...)");
+		mcfg_problem(c, 1, 1,
+		             "no merge_method: (task_arithmetic, ties, dare_ties, linear, ...)");
 	if (!c->models) {
 		int has_slices = 0;
 		for (size_t i = 0; i < c->nproblems; i++)
@@ -618,9 +645,10 @@ struct mcfg *mcfg_read(const char *path, const char *txt, size_t len)
 	yaml_parser_initialize(&parser);
 	yaml_parser_set_input_file(&parser, f);
 	if (!yaml_parser_load(&parser, &doc)) {
-		mcfg_problem(c, (int)parser.problem_mark.line + 1, (int)parser.problem_mark.column + 1,
-		        "not valid YAML: %s%s%s", parser.problem ? parser.problem : "an error",
-		        parser.context ? " " : "", parser.context ? parser.context : "");
+		mcfg_problem(c, (int)parser.problem_mark.line + 1,
+		             (int)parser.problem_mark.column + 1, "not valid YAML: %s%s%s",
+		             parser.problem ? parser.problem : "an error",
+		             parser.context ? " " : "", parser.context ? parser.context : "");
 	} else {
 		struct rd r = {c, &doc};
 		read_root(&r, yaml_document_get_root_node(&doc));
@@ -655,10 +683,11 @@ void mcfg_free(struct mcfg *c)
 {
 	if (!c)
 		return;
-	struct mcfg_str *strs[] = {&c->method, &c->base, &c->dtype, &c->out_dtype,
-	                           &c->tokenizer_source, &c->chat_template, &c->name, &c->alpha_word,
-	                           &c->norm, &c->stacks, &c->stack_order, &c->trim, &c->rescale,
-	                           &c->layer_regex, &c->ldtype, &c->vocab};
+	struct mcfg_str *strs[] = {
+	    &c->method,        &c->base, &c->dtype,      &c->out_dtype,   &c->tokenizer_source,
+	    &c->chat_template, &c->name, &c->alpha_word, &c->norm,        &c->stacks,
+	    &c->stack_order,   &c->trim, &c->rescale,    &c->layer_regex, &c->ldtype,
+	    &c->vocab};
 	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
 		free(strs[i]->s);
 	for (size_t i = 0; i < c->nmodels; i++) {

@@ -37,7 +37,7 @@ struct mcfg_value {
 };
 
 struct mcfg_filter {
-	char *filter; /* a substring of the tensor name; NULL for none or "*" (all) */
+	char *filter;            /* a substring of the tensor name; NULL for none or "*" (all) */
 	struct mcfg_value value; /* a number or a gradient */
 };
 
@@ -74,7 +74,7 @@ struct mcfg {
 	/* the lines: section, each value as written (numbers as text) */
 	struct mcfg_params lines_num; /* alpha (number), beta, lambda, seed, num_layers */
 	struct mcfg_str alpha_word, norm, stacks, stack_order, trim, rescale, layer_regex, ldtype,
-		vocab;
+	    vocab;
 	int strict;
 	int has_lines;
 	/* every problem found, "FILE:LINE:COL: problem", in order */
@@ -116,7 +116,7 @@ int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out);
 /* Add "FILE:LINE:COL: problem" to cfg->problems (line 0: "FILE: problem"). */
 void mcfg_problem(struct mcfg *cfg, int line, int col, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 /* The layer position of block BLOCK of NUM_LAYERS (-1: outside, t = 0). */
 double mcfg_layer_t(long block, long num_layers);
 
