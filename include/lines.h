@@ -286,6 +286,10 @@ struct lines_merge_opts {
 	 * base directory's small files copied unless no_copy */
 	uint64_t shard_size;
 	int no_copy;
+	/* a directory output: the configuration of the run as YAML (what
+	 * `lines merge --print-config` prints), written as lines_config.yml
+	 * and shown in README.md; NULL for none */
+	const char *config_yaml;
 
 	/* measure per-block norms only (lines_block_norms), write nothing */
 	int norms_only;

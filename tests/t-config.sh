@@ -218,6 +218,32 @@ status 0 "--print-config of --config prints the configuration" "$LINES" merge --
 	"$tmp/ties.yml" --print-config
 check "... in mergekit's keys and a lines: section" sh -c "grep -q '^merge_method: ties' '$tmp/out' && grep -q '^lines:' '$tmp/out' && grep -q '  trim: tensor' '$tmp/out'"
 
+# ---- a directory output records the configuration as run ------------------------------------
+cat >"$tmp/rec.yml" <<EOF
+merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 1, density: 0.5}
+  - model: $m2
+    parameters: {weight: 2, density: 0.5}
+name: my-merge
+chat_template: "{% for m in messages %}\n{{ m }}"
+EOF
+rm -rf "$tmp/d1" "$tmp/d2"
+"$LINES" merge -q --config "$tmp/rec.yml" --lambda 0.8 -o "$tmp/d1/"
+check "-o DIR/ writes DIR/lines_config.yml" test -s "$tmp/d1/lines_config.yml"
+check "... with the option given beside --config, and the name and chat template" sh -c \
+	"grep -q '^  lambda: 0.8' '$tmp/d1/lines_config.yml' && grep -q '^name: my-merge' '$tmp/d1/lines_config.yml' && grep -q '^chat_template: ' '$tmp/d1/lines_config.yml'"
+check "... README.md shows it" grep -q '^merge_method: ties' "$tmp/d1/README.md"
+"$LINES" merge -q --config "$tmp/d1/lines_config.yml" -o "$tmp/d2/"
+check "... which run again gives the same model" cmp -s "$tmp/d1/model.safetensors" "$tmp/d2/model.safetensors"
+check "... and the same configuration" cmp -s "$tmp/d1/lines_config.yml" "$tmp/d2/lines_config.yml"
+rm -rf "$tmp/d3"
+"$LINES" merge -q -b "$tmp/d1" -m sum -o "$tmp/d3/" "$m1"
+check "a directory merged from a lines output gets its own lines_config.yml, not the input's" \
+	grep -q '^merge_method: task_arithmetic' "$tmp/d3/lines_config.yml"
+
 # ---- bad configurations ---------------------------------------------------------------------
 # bad NAME LINE:COL YAML: exit 2, a problem at FILE:LINE:COL, no output
 bad() {

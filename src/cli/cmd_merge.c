@@ -250,6 +250,9 @@ struct merge_cli {
 	unsigned char given[OPT_COUNT]; /* options of the command line */
 	char **cfg_args, **argv_all;
 	size_t ncfg_args;
+	struct mcfg_extra extra; /* name, chat_template, dtype of the file */
+	char *extra_owned[3];    /* their copies */
+	char *yaml;              /* the configuration as run (lines_config.yml) */
 };
 
 /* --consensus-k, --tall-lambda, --consensus-over: 0, or the exit status
@@ -955,6 +958,8 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		mcfg_free(cfg);
 		return rc;
 	}
+	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
+	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
 	mcfg_free(cfg);
 	if (cli_verbose) {
 		fprintf(stderr, "lines: the configuration means:");
@@ -964,19 +969,34 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	}
 	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
 		mcfg_args_free(args, nargs);
+		for (int i = 0; i < 3; i++)
+			free(owned[i]);
 		return rc;
 	}
 	/* start again from the defaults: the configuration's options, then ours */
-	unsigned char given[OPT_COUNT];
-	memcpy(given, mc->given, sizeof(given));
 	free(mc->weights), free(mc->tall), free(mc->densities);
 	char **all = mc->argv_all;
 	*mc = (struct merge_cli){.cmd = mc->cmd, .o.command = mc->o.command};
 	lines_merge_opts_init(&mc->o);
 	mc->o.command = "merge";
 	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
+	memcpy(mc->extra_owned, owned, sizeof(owned));
+	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
 	mc->config_applied = 1;
 	return parse(mc, argc_all, all);
+}
+
+/* The configuration as run, for a directory output's lines_config.yml. */
+static int config_text(struct merge_cli *mc)
+{
+	size_t len;
+	FILE *f = open_memstream(&mc->yaml, &len);
+	if (!f || mcfg_print(f, &mc->o, &mc->extra) < 0 || fclose(f) != 0) {
+		cli_msg("out of memory for the configuration");
+		return CLI_EXIT_FAIL;
+	}
+	mc->o.config_yaml = mc->yaml;
+	return 0;
 }
 
 static double now(void)
@@ -1000,12 +1020,14 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 	if ((rc = check(mc)) != 0)
 		goto out;
 	if (mc->print_config) {
-		if (mcfg_print(stdout, &mc->o) < 0) {
+		if (mcfg_print(stdout, &mc->o, &mc->extra) < 0) {
 			cli_msg("standard output: %s", strerror(errno));
 			rc = CLI_EXIT_FAIL;
 		}
 		goto out;
 	}
+	if ((rc = config_text(mc)) != 0)
+		goto out;
 	mc->o.log = cli_log;
 	mc->o.progress = cli_progress;
 	cli_signals();
@@ -1036,6 +1058,9 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 out:
 	lines_plan_free(plan);
 	mcfg_args_free(mc->cfg_args, mc->ncfg_args);
+	free(mc->yaml);
+	for (int i = 0; i < 3; i++)
+		free(mc->extra_owned[i]);
 	free(mc->argv_all);
 	free(mc->weights);
 	free(mc->tall);

@@ -534,6 +534,8 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 			             "rescale, not both");
 		return;
 	}
+	if (p->map == PM_NOEFFECT) /* its type was checked when read */
+		return;
 	if (resolve_one(mp, p, &v) != 1)
 		return;
 	switch (p->map) {

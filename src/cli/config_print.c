@@ -192,7 +192,7 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fputs("  strict: true\n", f);
 }
 
-int mcfg_print(FILE *f, const struct lines_merge_opts *o)
+int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extra *x)
 {
 	struct form fm = form_of(o);
 	fputs("# lines merge --print-config: mergekit's format, and LiNeS and the rest of\n"
@@ -213,6 +213,14 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o)
 		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
 		        : !strcasecmp(o->dtype, "f16") ? "float16"
 		                                       : "float32");
+	const char *keys[] = {"name", "chat_template", "dtype"};
+	const char *vals[] = {x ? x->name : NULL, x ? x->chat_template : NULL, x ? x->dtype : NULL};
+	for (size_t i = 0; i < 3; i++)
+		if (vals[i]) {
+			fprintf(f, "%s: ", keys[i]);
+			put_str(f, vals[i]);
+			fputc('\n', f);
+		}
 	put_lines(f, o, &fm);
 	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
 }

@@ -133,8 +133,15 @@ size_t mcfg_distance(const char *a, const char *b);
  * Print the configuration that means the same merge as O (filled in as
  * lines merge's options leave it after their checks): mergekit's keys,
  * every default written out, and a lines: section for what only lines
- * has. Weights and densities per model. Returns 0, or -1 on a write error.
+ * has. Weights and densities per model; X (may be NULL) adds what a
+ * configuration said that no option holds. Returns 0, or -1 on a write
+ * error.
  */
-int mcfg_print(FILE *f, const struct lines_merge_opts *o);
+struct mcfg_extra {
+	/* keys of a configuration that change no number, printed back as
+	 * given (NULL: absent): name, chat_template, the working dtype */
+	const char *name, *chat_template, *dtype;
+};
+int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extra *x);
 
 #endif
