@@ -205,6 +205,7 @@ roundtrip "dare (lines' density rescale) --seed" -b "$b" -m dare --seed 7 --dens
 roundtrip "dare_ties --rescale, densities per model, --lines" -b "$b" -m dare_ties --rescale \
 	--density 0.4,0.6 -w 1,2 --lines "$m1" "$m2"
 roundtrip "linear without base" -m linear -w 1,3 "$m1" "$m2"
+roundtrip "linear -b (the reference of --lambda only)" -b "$b" -m linear -w 1,2 "$m1" "$m2"
 roundtrip "linear -b --lines --alpha" -b "$b" -m linear -w 1,3 --lines --alpha 0.5 "$m1" "$m2"
 roundtrip "slerp" -b "$b" -m slerp --t 0.3 "$m1"
 roundtrip "nuslerp" -b "$b" -m nuslerp -w 1,2 "$m1" "$m2"
@@ -332,6 +333,14 @@ models:
     parameters: {weight: 1}
 lines:
   aplha: auto"
+
+bad "a lines: key of another method" 6:3 "merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+lines:
+  seed: 3
+parameters: {weight: 1}"
 
 # every problem at once
 printf 'merge_method: ties\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \

@@ -629,9 +629,36 @@ static void push_int(struct mapper *mp, const char *name, const char *opt, doubl
 		push_opt(mp->a, opt, q->v.num);
 }
 
+/* lines: keys of one family of methods: a problem at the key for another */
+static void check_lines_keys(struct mapper *mp)
+{
+	struct mcfg *c = mp->c;
+	struct lines_merge_opts o;
+	lines_merge_opts_init(&o);
+	lines_method_select(&o, mp->method);
+	unsigned mo = lines_method_options(o.method);
+	const struct mcfg_param *seed = lines_num(c, "seed");
+	if (c->trim.s && !(mo & LINES_MOPT_TRIM))
+		mcfg_problem(c, c->trim.line, c->trim.col,
+		             "lines: trim: only ties trims by a "
+		             "threshold (not %s)",
+		             c->method.s);
+	if (c->rescale.s && !(mo & LINES_MOPT_RESCALE))
+		mcfg_problem(c, c->rescale.line, c->rescale.col,
+		             "lines: rescale: only dare_ties "
+		             "and dare_linear rescale (not %s)",
+		             c->method.s);
+	if (seed && !(mo & LINES_MOPT_SEED))
+		mcfg_problem(c, seed->line, seed->col,
+		             "lines: seed: only dare_ties and dare_linear "
+		             "draw at random (not %s)",
+		             c->method.s);
+}
+
 static void map_lines(struct mapper *mp)
 {
 	struct mcfg *c = mp->c;
+	check_lines_keys(mp);
 	const struct mcfg_param *alpha = lines_num(c, "alpha"), *beta = lines_num(c, "beta"),
 	                        *lambda = lines_num(c, "lambda");
 	if (mp->lines_on) {
