@@ -365,6 +365,10 @@ static void check_ref(struct mcfg *c, const char *ref, int line, int col)
 {
 	struct stat st;
 	const char *slash = strchr(ref, '/');
+	if (!strcmp(ref, "-") && !strcmp(c->file, "(standard input)"))
+		mcfg_problem(c, line, col,
+		             "'-': standard input holds the configuration; name the "
+		             "model's file");
 	if (!strcmp(ref, "-") || stat(ref, &st) == 0)
 		return;
 	if (strchr(ref, '+'))
