@@ -246,7 +246,7 @@ struct merge_cli {
 	size_t ntall;
 	/* --config FILE: its options come first, those given beside it win */
 	const char *config;
-	int print_config, config_applied;
+	int print_config;
 	unsigned char given[OPT_COUNT]; /* options of the command line */
 	char **cfg_args, **argv_all;
 	size_t ncfg_args;
@@ -982,7 +982,6 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
 	memcpy(mc->extra_owned, owned, sizeof(owned));
 	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
-	mc->config_applied = 1;
 	return parse(mc, argc_all, all);
 }
 
