@@ -220,6 +220,11 @@ enum lines_sweep {
 };
 /* "beta", "lambda", "alpha", "gamma"; NULL for LINES_SWEEP_NONE */
 const char *lines_sweep_name(enum lines_sweep s);
+struct lines_merge_opts;
+/* The options of value v of opts' sweep: what a run with that one value
+ * alone is given (its output sweep_outputs[v], no sweep). */
+void lines_sweep_value(const struct lines_merge_opts *opts, size_t v,
+                       struct lines_merge_opts *out);
 
 struct lines_merge_opts {
 	const char *command; /* recorded in the output: "merge" or "scale" */
@@ -307,6 +312,10 @@ struct lines_merge_opts {
 	 * base directory's small files copied unless no_copy */
 	uint64_t shard_size;
 	int no_copy;
+	/* a directory output: the configuration of the run as YAML (what
+	 * `lines merge --print-config` prints), written as lines_config.yml
+	 * and shown in README.md; NULL for none */
+	const char *config_yaml;
 
 	/* measure per-block norms only (lines_block_norms), write nothing */
 	int norms_only;
@@ -318,6 +327,9 @@ struct lines_merge_opts {
 	size_t nsweep;
 	const double *sweep_values;
 	const char *const *sweep_outputs;
+	/* the configuration of each value (config_yaml of its output), or
+	 * NULL for config_yaml for every value */
+	const char *const *sweep_config_yaml;
 
 	lines_log_fn log;
 	lines_progress_fn progress;

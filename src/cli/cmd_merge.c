@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "merge_config.h"
 
 enum {
 	OPT_LAMBDA = 256, OPT_LINES, OPT_ALPHA, OPT_BETA, OPT_GAMMA, OPT_NORM, OPT_DENSITY,
@@ -25,7 +26,8 @@ enum {
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
-	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_COUNT
+	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
+	OPT_PRINT_CONFIG, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -76,6 +78,8 @@ static const struct option merge_options[] = {
 	{"verbose", no_argument, NULL, 'v'},
 	{"dry-run", no_argument, NULL, 'n'},
 	{"json", no_argument, NULL, OPT_JSON},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -116,7 +120,9 @@ static void merge_help(void)
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
-	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n\n"
+	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n"
+	       "       lines merge --config FILE.yml [options] [-o OUT]\n"
+	       "       lines merge ... --print-config\n\n"
 	       "  MODEL and BASE may be a .safetensors file, a model.safetensors.index.json or a\n"
 	       "  directory holding either, - (standard input), or end in .zst (decompressed);\n"
 	       "  org/name[@rev] names a model in the local Hugging Face cache.\n"
@@ -211,7 +217,10 @@ static void merge_help(void)
 	       "      --json          the plan (-n) or the summary of the run as JSON on\n"
 	       "                      standard output (not with -o -)\n"
 	       "  -q, --quiet         no progress, no summary, no warnings\n"
-	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n");
+	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n"
+	       "      --config FILE   a mergekit YAML configuration (- for standard input);\n"
+	       "                      options given beside it override it (lines-config(5))\n"
+	       "      --print-config  print the configuration of this command line and exit\n");
 }
 
 static void scale_help(void)
@@ -252,6 +261,16 @@ struct merge_cli {
 	char **sweep_tok;
 	char **sweep_out;
 	size_t nsweep;
+	/* --config FILE: its options come first, those given beside it win */
+	const char *config;
+	int print_config;
+	unsigned char given[OPT_COUNT]; /* options of the command line */
+	char **cfg_args, **argv_all;
+	size_t ncfg_args;
+	struct mcfg_extra extra; /* name, chat_template, dtype of the file */
+	char *extra_owned[3];    /* their copies */
+	char *yaml;              /* the configuration as run (lines_config.yml) */
+	char **sweep_yaml;       /* per value of a sweep (nsweep) */
 };
 
 static void free_sweep(struct merge_cli *mc)
@@ -498,6 +517,8 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		/* an option with a value given twice is a mistake, not "the last wins" */
 		if (c > 0 && c < OPT_COUNT && takes_value(c) && seen[c]++)
 			return cli_usage_error(mc->cmd, "%s given twice", option_name(c));
+		if (c > 0 && c < OPT_COUNT)
+			mc->given[c] = 1;
 		switch (c) {
 		case 'b': o->base = optarg; break;
 		case 'm':
@@ -638,6 +659,8 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case 'v': cli_verbose = 1; break;
 		case 'n': mc->dry_run = 1; break;
 		case OPT_JSON: mc->json = 1; break;
+		case OPT_CONFIG: mc->config = optarg; break;
+		case OPT_PRINT_CONFIG: mc->print_config = 1; break;
 		case 'h':
 			if (!strcmp(mc->cmd, "scale"))
 				scale_help();
@@ -767,7 +790,7 @@ static int check(struct merge_cli *mc)
 	if ((rc = sweep_outputs(mc)) != 0)
 		return rc;
 	if (!o->output) {
-		if (isatty(STDOUT_FILENO) && !mc->dry_run)
+		if (isatty(STDOUT_FILENO) && !mc->dry_run && !mc->print_config)
 			return cli_usage_error(mc->cmd, "no output given and standard output is a "
 			                                "terminal: give -o OUT (or -o - to insist)");
 		o->output = "-";
@@ -1012,6 +1035,170 @@ static int print_json(const struct lines_plan *plan, int after_run)
 	return CLI_EXIT_FAIL;
 }
 
+/* ---- --config --------------------------------------------------------------------- */
+/* The option called NAME ("--weights"): its entry, or NULL. */
+static const struct option *long_option(const char *name)
+{
+	if (strncmp(name, "--", 2))
+		return NULL;
+	for (const struct option *o = merge_options; o->name; o++)
+		if (!strcmp(o->name, name + 2))
+			return o;
+	return NULL;
+}
+
+/* An option of the configuration that one given on the command line
+ * replaces: the same one, its negation, or one it cannot go with. */
+static int overridden(const unsigned char *given, int c)
+{
+	static const int pairs[][2] = {
+		{OPT_NORMALIZE, OPT_NO_NORMALIZE}, {OPT_NO_NORMALIZE, OPT_NORMALIZE},
+		{OPT_RESCALE, OPT_NO_RESCALE},     {OPT_NO_RESCALE, OPT_RESCALE},
+		{OPT_LINES, OPT_GAMMA},           {OPT_ALPHA, OPT_GAMMA},
+		{OPT_BETA, OPT_GAMMA},            {OPT_LINES, OPT_LAMBDA},
+		{OPT_ALPHA, OPT_LAMBDA},          {OPT_BETA, OPT_LAMBDA},
+		{OPT_LAMBDA, OPT_LINES},          {OPT_LAMBDA, OPT_ALPHA},
+		{OPT_LAMBDA, OPT_BETA},           {OPT_LAMBDA, OPT_GAMMA},
+		{OPT_STACKS, OPT_STACK_ORDER},    {OPT_STACK_ORDER, OPT_STACKS},
+	};
+	if (given[c])
+		return 1;
+	for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		if (pairs[i][0] == c && given[pairs[i][1]])
+			return 1;
+	return 0;
+}
+
+/* Print the configuration's problems: the exit status of a usage error. */
+static int config_problems(const struct mcfg *cfg)
+{
+	for (size_t i = 0; i < cfg->nproblems; i++)
+		cli_msg("%s", cfg->problems[i]);
+	fprintf(stderr, "lines: %zu problem%s in %s; nothing was read or written\n", cfg->nproblems,
+	        cfg->nproblems == 1 ? "" : "s", cfg->file);
+	return CLI_EXIT_USAGE;
+}
+
+/* The command line again, with the configuration's options first (less
+ * those given on the command line) and its models last. */
+static int config_argv(struct merge_cli *mc, char **args, size_t nargs, size_t nmodels,
+                       int argc, char **argv, int *argc_all)
+{
+	char **v = calloc(nargs + (size_t)argc + 1, sizeof(*v));
+	size_t n = 0;
+	if (!v) {
+		cli_msg("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	v[n++] = argv[0];
+	for (size_t i = 0; i + nmodels < nargs; i++) {
+		const struct option *o = long_option(args[i]);
+		int arg = o && o->has_arg == required_argument && i + 1 + nmodels < nargs;
+		if (o && !overridden(mc->given, o->val)) {
+			v[n++] = args[i];
+			if (arg)
+				v[n++] = args[i + 1];
+		}
+		i += (size_t)arg;
+	}
+	for (int i = 1; i < argc; i++)
+		v[n++] = argv[i];
+	for (size_t i = nargs - nmodels; i < nargs; i++)
+		v[n++] = args[i];
+	mc->argv_all = v;
+	*argc_all = (int)n;
+	return 0;
+}
+
+/* Read --config FILE, then parse its options and the command line's into
+ * a fresh state: 0, or an exit status. */
+static int apply_config(struct merge_cli *mc, int argc, char **argv)
+{
+	struct mcfg *cfg;
+	size_t nargs = 0, nmodels = 0;
+	char **args = NULL;
+	int rc, argc_all;
+
+	if (mc->o.nmodels)
+		return cli_usage_error(mc->cmd, "--config names the models: give no MODEL beside it");
+	if (!(cfg = mcfg_read(mc->config, NULL, 0)) || mcfg_args(cfg, &args, &nargs, &nmodels) < 0) {
+		mcfg_free(cfg);
+		cli_msg("out of memory");
+		return CLI_EXIT_FAIL;
+	}
+	if (cfg->nproblems) {
+		rc = config_problems(cfg);
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		return rc;
+	}
+	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
+	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
+	mcfg_free(cfg);
+	if (cli_verbose) {
+		fprintf(stderr, "lines: the configuration means:");
+		for (size_t i = 0; i < nargs; i++)
+			fprintf(stderr, " %s", cli_printable(args[i]));
+		fputc('\n', stderr);
+	}
+	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
+		mcfg_args_free(args, nargs);
+		for (int i = 0; i < 3; i++)
+			free(owned[i]);
+		return rc;
+	}
+	/* start again from the defaults: the configuration's options, then ours */
+	free(mc->weights), free(mc->tall), free(mc->densities);
+	char **all = mc->argv_all;
+	*mc = (struct merge_cli){.cmd = mc->cmd, .o.command = mc->o.command};
+	lines_merge_opts_init(&mc->o);
+	mc->o.command = "merge";
+	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
+	memcpy(mc->extra_owned, owned, sizeof(owned));
+	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
+	return parse(mc, argc_all, all);
+}
+
+/* The configuration of o as YAML into *text (NULL where no key says
+ * the options yet); 0, or the exit status. */
+static int print_text(struct merge_cli *mc, const struct lines_merge_opts *o, char **text)
+{
+	size_t len;
+	FILE *f = open_memstream(text, &len);
+	int rc = f ? mcfg_print(f, o, &mc->extra) : -1;
+	if (!f || rc == -1 || fclose(f) != 0) {
+		cli_msg("out of memory for the configuration");
+		return CLI_EXIT_FAIL;
+	}
+	if (rc == MCFG_NO_FORM) {
+		free(*text);
+		*text = NULL;
+	}
+	return 0;
+}
+
+/* The configuration as run, for a directory output's lines_config.yml:
+ * one per value of a sweep, each what a run with that value records. */
+static int config_text(struct merge_cli *mc)
+{
+	struct lines_merge_opts ov;
+	int rc = print_text(mc, &mc->o, &mc->yaml);
+	mc->o.config_yaml = mc->yaml;
+	if (rc != 0 || !mc->o.sweep)
+		return rc;
+	if (!(mc->sweep_yaml = calloc(mc->nsweep, sizeof(char *)))) {
+		cli_msg("out of memory for the configuration");
+		return CLI_EXIT_FAIL;
+	}
+	for (size_t v = 0; v < mc->nsweep; v++) {
+		lines_sweep_value(&mc->o, v, &ov);
+		if ((rc = print_text(mc, &ov, &mc->sweep_yaml[v])) != 0)
+			return rc;
+	}
+	mc->o.sweep_config_yaml = (const char *const *)mc->sweep_yaml;
+	return 0;
+}
+
 static double now(void)
 {
 	struct timespec ts;
@@ -1026,7 +1213,30 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 	double t0 = now();
 	int rc;
 
-	if ((rc = parse(mc, argc, argv)) != 0 || (rc = check(mc)) != 0)
+	if ((rc = parse(mc, argc, argv)) != 0)
+		goto out;
+	if (mc->config && (rc = apply_config(mc, argc, argv)) != 0)
+		goto out;
+	if ((rc = check(mc)) != 0)
+		goto out;
+	if (mc->print_config) {
+		if (mc->o.consensus_ties) {
+			rc = cli_usage_error(mc->cmd, "--print-config: -m consensus --consensus-over "
+			                              "ties has no configuration form yet");
+			goto out;
+		}
+		if (mc->o.sweep) {
+			rc = cli_usage_error(mc->cmd, "--print-config prints one configuration: give "
+			                              "--%s one value", lines_sweep_name(mc->o.sweep));
+			goto out;
+		}
+		if (mcfg_print(stdout, &mc->o, &mc->extra) < 0) {
+			cli_msg("standard output: %s", strerror(errno));
+			rc = CLI_EXIT_FAIL;
+		}
+		goto out;
+	}
+	if ((rc = config_text(mc)) != 0)
 		goto out;
 	mc->o.log = cli_log;
 	mc->o.progress = cli_progress;
@@ -1057,6 +1267,14 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 		print_summary(mc, plan, now() - t0);
 out:
 	lines_plan_free(plan);
+	mcfg_args_free(mc->cfg_args, mc->ncfg_args);
+	free(mc->yaml);
+	for (size_t v = 0; mc->sweep_yaml && v < mc->nsweep; v++)
+		free(mc->sweep_yaml[v]);
+	free(mc->sweep_yaml);
+	for (int i = 0; i < 3; i++)
+		free(mc->extra_owned[i]);
+	free(mc->argv_all);
 	free(mc->weights);
 	free(mc->tall);
 	free(mc->densities);
@@ -1085,7 +1303,9 @@ int cmd_scale(int argc, char **argv)
 			return CLI_EXIT_OK;
 		}
 	rc = parse(&mc, argc, argv);
-	if (rc == 0 && !mc.have_gamma)
+	if (rc == 0 && (mc.config || mc.print_config))
+		rc = cli_usage_error("scale", "--config and --print-config belong to lines merge");
+	else if (rc == 0 && !mc.have_gamma)
 		rc = cli_usage_error("scale", "--gamma G is required");
 	else if (rc == 0 && mc.o.nmodels != 1)
 		rc = cli_usage_error("scale", "scale edits exactly one MODEL (got %zu)", mc.o.nmodels);

@@ -62,10 +62,20 @@ static void apply(struct lines_merge_opts *o, const struct lines_merge_opts *opt
 		break;
 	}
 	o->output = opts->sweep_outputs[v];
+	if (opts->sweep_config_yaml)
+		o->config_yaml = opts->sweep_config_yaml[v];
 	o->sweep = LINES_SWEEP_NONE;
 	o->nsweep = 0;
 	o->sweep_values = NULL;
 	o->sweep_outputs = NULL;
+	o->sweep_config_yaml = NULL;
+}
+
+void lines_sweep_value(const struct lines_merge_opts *opts, size_t v,
+                       struct lines_merge_opts *out)
+{
+	*out = *opts;
+	apply(out, opts, v);
 }
 
 int sweep_first(const struct lines_merge_opts *opts, struct lines_merge_opts *o,

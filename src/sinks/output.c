@@ -374,6 +374,9 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		put(&t, " %s", p->in.names[m]);
 	put(&t, "\n```\n");
+	if (o->config_yaml)
+		put(&t, "\n## Configuration\n\nAs run (`lines merge --config lines_config.yml` "
+		        "makes it again):\n\n```yaml\n%s```\n", o->config_yaml);
 	if (t.oom) {
 		free(t.s);
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for README.md");
@@ -399,6 +402,7 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.header = shard_header;
 	d.manifest = shard_manifest;
 	d.readme = make_readme;
+	d.config_yaml = p->o.config_yaml;
 	d.arg = p;
 	d.log = &p->o;
 	rc = sink_dir_open(out, &d, err);

@@ -77,6 +77,8 @@ struct sink_dir_desc {
 	/* optional: the README.md the directory gets (the base's model card
 	 * is not carried along: it describes another model) */
 	int (*readme)(const void *arg, char **text, struct lines_error *err);
+	/* optional: lines_config.yml, the configuration of the run */
+	const char *config_yaml;
 	const void *arg;
 	const struct lines_merge_opts *log; /* notes of the files carried along */
 };

@@ -240,7 +240,8 @@ static int is_weight(const char *name)
 	                                  ".msgpack", ".gguf", ".onnx", ".zst", ".xxh128",
 	                                  ".manifest.json", ".npz", ".pkl"};
 	size_t n = strlen(name);
-	if (name[0] == '.' || !strcmp(name, "README.md")) /* the model card is lines's own */
+	/* the model card and the configuration are lines's own */
+	if (name[0] == '.' || !strcmp(name, "README.md") || !strcmp(name, "lines_config.yml"))
 		return 1;
 	for (size_t i = 0; i < sizeof(ext) / sizeof(ext[0]); i++) {
 		size_t e = strlen(ext[i]);
@@ -441,6 +442,8 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 			rc = put_file(d, "README.md", text, err);
 		free(text);
 	}
+	if (rc == 0 && p->config_yaml)
+		rc = put_file(d, "lines_config.yml", p->config_yaml, err);
 	if (rc == 0)
 		rc = carry(d, err);
 	if (rc == 0 && (rc = fsync_path(d->tmpdir)) < 0)

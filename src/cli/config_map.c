@@ -1,0 +1,758 @@
+/*
+ * config_map.c -- what a mergekit configuration means as lines merge's
+ * options: one row per mergekit method (its parameters, mergekit's
+ * defaults, the lines option each one becomes) and the mapping of the
+ * models, the base, the dtypes and the lines: section.
+ *
+ * Defaults are mergekit's (ties' density is 1 there, DARE rescales by the
+ * L1 norm, ...), written out as explicit options so that lines' own
+ * defaults never leak into a configuration's meaning. A value that would
+ * differ between tensors (a gradient or filters that do not all give one
+ * number) is refused: the methods take one number per model for now.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "merge_config.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+enum pmap {
+	PM_LIST,      /* one value per model: OPT v1,v2,...                    */
+	PM_NUM,       /* one value: OPT v                                      */
+	PM_FLAG,      /* a boolean: OPT when true, NEG when false              */
+	PM_NORM_MEAN, /* task_arithmetic's normalize: true is lines' -m mean   */
+	PM_NOEFFECT,  /* accepted and checked; no effect on exact arithmetic   */
+	PM_FIXED,     /* only the default is supported yet                     */
+};
+
+struct pdef {
+	const char *name;
+	enum pmap map;
+	const char *opt, *neg;
+	int per_model; /* mergekit reads it per model (a tensor parameter)  */
+	int required;  /* no default: mergekit refuses a merge without it    */
+	double def;
+};
+
+enum base_role {
+	BASE_NEEDED,   /* the task vectors' origin; listed models equal to it are dropped */
+	BASE_OPTIONAL, /* the same when given                                 */
+	BASE_AVERAGED, /* one of the sources (linear): appended when not listed */
+};
+
+struct mdef {
+	const char *name;  /* mergekit's name                         */
+	const char *lines; /* lines' -m                                */
+	const char *fixed[2];
+	enum base_role base;
+	int one_model; /* exactly one model besides the base (slerp) */
+	struct pdef params[8];
+};
+
+/* one row per method reads better than the formatter's layout */
+/* clang-format off */
+#define WEIGHT {"weight", PM_LIST, "--weights", NULL, 1, 1, 1}
+#define DENSITY {"density", PM_LIST, "--density", NULL, 1, 0, 1}
+#define LAMBDA {"lambda", PM_NUM, "--lambda", NULL, 0, 0, 1}
+#define INT8 {"int8_mask", PM_NOEFFECT, NULL, NULL, 0, 0, 0}
+
+static const struct mdef mdefs[] = {
+	{"task_arithmetic", "task_arithmetic", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, {"density", PM_NOEFFECT, NULL, NULL, 1, 0, 1},
+	  {"normalize", PM_NORM_MEAN, NULL, NULL, 0, 0, 0},
+	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
+	{"ties", "ties", {"--trim", "tensor"}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
+	{"dare_ties", "dare_ties", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
+	{"dare_linear", "dare_linear", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"normalize", PM_FIXED, NULL, NULL, 0, 0, 0},
+	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
+	{"breadcrumbs", "breadcrumbs", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"gamma", PM_NUM, "--bc-gamma", NULL, 1, 0, 0.01},
+	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 0},
+	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
+	{"breadcrumbs_ties", "breadcrumbs_ties", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"gamma", PM_NUM, "--bc-gamma", NULL, 1, 0, 0.01},
+	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
+	{"della", "della", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"epsilon", PM_NUM, "--epsilon", NULL, 1, 0, 0.15},
+	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
+	{"della_linear", "della_linear", {0}, BASE_NEEDED, 0,
+	 {WEIGHT, DENSITY, {"epsilon", PM_NUM, "--epsilon", NULL, 1, 0, 0.15},
+	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 0},
+	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
+	{"linear", "linear", {0}, BASE_AVERAGED, 0,
+	 {WEIGHT, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1}}},
+	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_NUM, "--t", NULL, 0, 1, 0}}},
+	{"nuslerp", "nuslerp", {0}, BASE_OPTIONAL, 0,
+	 {WEIGHT, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
+	  {"nuslerp_row_wise", PM_FIXED, NULL, NULL, 0, 0, 0}}},
+	{"multislerp", "multislerp", {0}, BASE_OPTIONAL, 0,
+	 {WEIGHT, {"normalize_weights", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	  {"eps", PM_FIXED, NULL, NULL, 0, 0, 1e-8}}},
+	{"model_stock", "model_stock", {0}, BASE_NEEDED, 0,
+	 {{"filter_wise", PM_FLAG, "--per-row", NULL, 0, 0, 0}}},
+	{"nearswap", "nearswap", {0}, BASE_NEEDED, 1, {{"t", PM_NUM, "--t", NULL, 0, 1, 0}}},
+	{"ram", "ram", {0}, BASE_NEEDED, 0, {{"epsilon", PM_NUM, "--epsilon", NULL, 0, 0, 1e-5}}},
+	{"ramplus_tl", "ramplus_tl", {0}, BASE_NEEDED, 0,
+	 {{"epsilon", PM_NUM, "--epsilon", NULL, 0, 0, 1e-5},
+	  {"r", PM_NUM, "--ram-r", NULL, 0, 0, 0.1}, {"alpha", PM_NUM, "--ram-alpha", NULL, 0, 0, 0.2}}},
+	{"sce", "sce", {0}, BASE_NEEDED, 0,
+	 {{"select_topk", PM_NUM, "--select-topk", NULL, 0, 0, 1}, INT8}},
+	{"karcher", "karcher", {0}, BASE_AVERAGED, 0,
+	 {{"max_iter", PM_NUM, "--max-iter", NULL, 0, 0, 10}, {"tol", PM_NUM, "--tol", NULL, 0, 0, 1e-5}}},
+	/* lines' own: Consensus Task Arithmetic */
+	{"consensus", "consensus", {0}, BASE_NEEDED, 0,
+	 {{"weight", PM_LIST, "--weights", NULL, 1, 0, 1},
+	  {"tall_lambda", PM_LIST, "--tall-lambda", NULL, 1, 0, 0.4},
+	  {"consensus_k", PM_NUM, "--consensus-k", NULL, 0, 0, 2}, LAMBDA}},
+};
+
+/* clang-format on */
+
+static const char *const unsupported_methods[] = {"passthrough", "arcee_fusion"};
+
+/* ---- output vector ----------------------------------------------------------------- */
+struct argv_b {
+	char **v;
+	size_t n, cap;
+	int oom;
+};
+
+static void push(struct argv_b *a, const char *s)
+{
+	if (!s) /* a flag whose one value has no option */
+		return;
+	if (a->n == a->cap) {
+		size_t cap = a->cap ? 2 * a->cap : 32;
+		char **v = realloc(a->v, cap * sizeof(*v));
+		if (!v) {
+			a->oom = 1;
+			return;
+		}
+		a->v = v, a->cap = cap;
+	}
+	if (!(a->v[a->n] = strdup(s)))
+		a->oom = 1;
+	else
+		a->n++;
+}
+
+/* The shortest text strtod reads back as exactly V. */
+static const char *num_text(char *buf, size_t n, double v)
+{
+	for (int p = 1; p <= 17; p++) {
+		snprintf(buf, n, "%.*g", p, v);
+		if (strtod(buf, NULL) == v)
+			break;
+	}
+	return buf;
+}
+
+void mcfg_args_free(char **args, size_t nargs)
+{
+	for (size_t i = 0; i < nargs; i++)
+		free(args[i]);
+	free(args);
+}
+
+/* ---- resolving one parameter to one number ---------------------------------------- */
+struct vals {
+	double first;
+	int any, differ;
+	const struct mcfg_value *varies; /* the value that gives several numbers */
+};
+
+static void add_num(struct vals *s, double x, const struct mcfg_value *from)
+{
+	if (!s->any)
+		s->first = x, s->any = 1;
+	else if (x != s->first && !s->differ)
+		s->differ = 1, s->varies = from;
+}
+
+/* Every number V can give; 1 when it gives one for every tensor. */
+static int add_value(struct vals *s, const struct mcfg_value *v)
+{
+	switch (v->kind) {
+	case MCFG_NUMBER: add_num(s, v->num, v); return 1;
+	case MCFG_GRADIENT:
+		for (size_t i = 0; i < v->ngrad; i++)
+			add_num(s, v->grad[i], v);
+		return 1;
+	case MCFG_FILTERS: {
+		int all = 0, before = s->differ;
+		for (size_t i = 0; i < v->nfilters; i++) {
+			add_value(s, &v->filters[i].value);
+			all |= v->filters[i].filter == NULL;
+		}
+		if (s->differ && !before)
+			s->varies = v; /* report the list, not the entry */
+		return all;
+	}
+	}
+	return 1;
+}
+
+static const struct mcfg_param *pget(const struct mcfg_params *ps, const char *name)
+{
+	for (size_t i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i].name, name))
+			return &ps->p[i];
+	return NULL;
+}
+
+/* The one number parameter P has for model M (NULL: the global level only):
+ * 1 with *out, 0 when it has none (required and missing: a problem), -1
+ * when it could differ between tensors (a problem). */
+static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, double *out)
+{
+	struct vals s = {0};
+	const struct mcfg_param *lv[2] = {m ? pget(&m->params, p->name) : NULL,
+	                                  pget(&c->params, p->name)};
+	int whole = 0;
+	for (int i = 0; i < 2 && !whole; i++)
+		if (lv[i])
+			whole = add_value(&s, &lv[i]->v);
+	if (!whole && !p->required)
+		add_num(&s, p->def, NULL);
+	if (s.differ) {
+		/* a level's value against the default or a level below */
+		const struct mcfg_value *v = s.varies ? s.varies : lv[0] ? &lv[0]->v : &lv[1]->v;
+		mcfg_problem(c, v->line, v->col,
+		             "%s: per-tensor values are not supported yet (the "
+		             "methods take one number per model): give one number",
+		             p->name);
+		return -1;
+	}
+	if (!whole && p->required) {
+		if (s.any) {
+			const struct mcfg_param *q = lv[0] ? lv[0] : lv[1];
+			mcfg_problem(c, q->v.line, q->v.col,
+			             "%s: no value for the tensors no filter "
+			             "matches: end the list with a {value: X}",
+			             p->name);
+		} else if (m) {
+			mcfg_problem(c, m->line, m->col,
+			             "model '%s' has no %s (give parameters: %s: X "
+			             "here or in the global parameters)",
+			             m->ref, p->name, p->name);
+		} else if (p->per_model) {
+			mcfg_problem(
+			    c, c->base.line, c->base.col,
+			    "base_model '%s' has no %s (%s "
+			    "averages it in): give parameters: %s: X, or list it under models",
+			    c->base.s, p->name, "this method", p->name);
+		} else {
+			mcfg_problem(c, 1, 1, "%s is required: give parameters: %s: X", p->name,
+			             p->name);
+		}
+		return 0;
+	}
+	*out = s.first;
+	return 1;
+}
+
+/* ---- checking the parameters against the method --------------------------------------- */
+static const struct pdef *pdef_of(const struct mdef *md, const char *name)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(md->params) && md->params[i].name; i++)
+		if (!strcmp(md->params[i].name, name))
+			return &md->params[i];
+	return NULL;
+}
+
+/* Another method that takes NAME, or NULL. */
+static const char *taken_by(const char *name)
+{
+	for (size_t k = 0; k < ARRAY_SIZE(mdefs); k++)
+		if (pdef_of(&mdefs[k], name))
+			return mdefs[k].name;
+	return NULL;
+}
+
+static void check_params(struct mcfg *c, const struct mdef *md, const struct mcfg_params *ps,
+                         const struct mcfg_model *m)
+{
+	const char *names[ARRAY_SIZE(md->params)];
+	size_t nn = 0;
+	for (size_t i = 0; i < ARRAY_SIZE(md->params) && md->params[i].name; i++)
+		names[nn++] = md->params[i].name;
+	for (size_t i = 0; i < ps->n; i++) {
+		const struct mcfg_param *q = &ps->p[i];
+		const struct pdef *p = pdef_of(md, q->name);
+		const char *other = taken_by(q->name), *best = mcfg_closest(q->name, names, nn);
+		if (p && m && !p->per_model)
+			mcfg_problem(c, q->line, q->col,
+			             "%s is a global parameter of %s: mergekit "
+			             "reads it from the top-level parameters only",
+			             q->name, md->name);
+		else if (!p && other && !best)
+			mcfg_problem(c, q->line, q->col, "%s: %s does not take it (%s does)%s",
+			             q->name, md->name, other,
+			             nn ? "" : "; it takes no parameters");
+		else if (!p && best)
+			mcfg_problem(c, q->line, q->col,
+			             "unknown parameter '%s' of %s (did you mean "
+			             "'%s'?)",
+			             q->name, md->name, best);
+		else if (!p)
+			mcfg_problem(c, q->line, q->col, "unknown parameter '%s'%s", q->name,
+			             nn ? "" : " (this method takes none)");
+	}
+}
+
+static const struct mdef *find_method(struct mcfg *c)
+{
+	const char *names[ARRAY_SIZE(mdefs)];
+	const char *name = c->method.s;
+	if (!name)
+		return NULL;
+	for (size_t i = 0; i < ARRAY_SIZE(unsupported_methods); i++)
+		if (!strcmp(name, unsupported_methods[i])) {
+			mcfg_problem(c, c->method.line, c->method.col,
+			             "merge_method: %s is not "
+			             "supported yet%s",
+			             name,
+			             !strcmp(name, "passthrough")
+			                 ? " (layer stacking comes with slices:)"
+			                 : "");
+			return NULL;
+		}
+	for (size_t i = 0; i < ARRAY_SIZE(mdefs); i++) {
+		names[i] = mdefs[i].name;
+		if (strcmp(name, mdefs[i].name))
+			continue;
+		struct lines_merge_opts o;
+		lines_merge_opts_init(&o);
+		if (lines_method_select(&o, mdefs[i].lines) < 0) {
+			mcfg_problem(c, c->method.line, c->method.col,
+			             "merge_method: %s is not in this "
+			             "version of lines",
+			             name);
+			return NULL;
+		}
+		return &mdefs[i];
+	}
+	const char *best = mcfg_closest(name, names, ARRAY_SIZE(mdefs));
+	if (best)
+		mcfg_problem(c, c->method.line, c->method.col,
+		             "merge_method: unknown method '%s' "
+		             "(did you mean '%s'?)",
+		             name, best);
+	else
+		mcfg_problem(
+		    c, c->method.line, c->method.col,
+		    "merge_method: unknown method '%s' "
+		    "(task_arithmetic, ties, dare_ties, dare_linear, linear, slerp, nuslerp, "
+		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus)",
+		    name);
+	return NULL;
+}
+
+/* A model reference: an existing path, or what looks like a hub id
+ * (org/name[@rev], found in the local cache when the model is opened). */
+static void check_ref(struct mcfg *c, const char *ref, int line, int col)
+{
+	struct stat st;
+	const char *slash = strchr(ref, '/');
+	if (!strcmp(ref, "-") && !strcmp(c->file, "(standard input)"))
+		mcfg_problem(c, line, col,
+		             "'-': standard input holds the configuration; name the "
+		             "model's file");
+	if (!strcmp(ref, "-") || stat(ref, &st) == 0)
+		return;
+	if (strchr(ref, '+'))
+		mcfg_problem(c, line, col,
+		             "'%s': model+lora references are not supported (merge the "
+		             "LoRA into its model first)",
+		             ref);
+	else if (slash && ref[0] != '.' && ref[0] != '/' && !strchr(slash + 1, '/') &&
+	         !strstr(ref, ".safetensors") && !strstr(ref, ".json"))
+		return; /* a hub id: ckpt_open looks in the cache and names where it looked */
+	else
+		mcfg_problem(c, line, col, "'%s': no such file or directory", ref);
+}
+
+/* ---- the sources -------------------------------------------------------------------------- */
+struct sources {
+	const struct mcfg_model **m; /* NULL entry: the base appended (global parameters) */
+	size_t n;
+};
+
+static void pick_sources(struct mcfg *c, const struct mdef *md, struct sources *s)
+{
+	const char *base = c->base.s;
+	int listed = 0;
+	s->m = calloc(c->nmodels + 1, sizeof(*s->m));
+	if (!s->m)
+		return;
+	for (size_t i = 0; i < c->nmodels; i++) {
+		int is_base = base && c->models[i].ref && !strcmp(c->models[i].ref, base);
+		listed |= is_base;
+		if (!c->models[i].ref || (is_base && md->base != BASE_AVERAGED))
+			continue;
+		s->m[s->n++] = &c->models[i];
+	}
+	for (size_t i = 0; i < c->nmodels; i++)
+		if (c->models[i].ref)
+			check_ref(c, c->models[i].ref, c->models[i].line, c->models[i].col);
+	if (base)
+		check_ref(c, base, c->base.line, c->base.col);
+	if (md->base == BASE_AVERAGED && base && !listed)
+		s->m[s->n++] = NULL;
+	if (md->base == BASE_NEEDED && !base)
+		mcfg_problem(c, 1, 1,
+		             "%s needs base_model: (the model the task vectors are taken "
+		             "from)",
+		             md->name);
+	if (c->models && s->n == 0)
+		mcfg_problem(c, c->models_line, c->models_col, "models: no model to merge%s",
+		             base ? " besides the base" : "");
+	/* a base with weight 0 adds nothing to the mean (and --print-config lists it
+	 * so to say that linear's -b is only LiNeS's reference) */
+	for (size_t i = 0; md->base == BASE_AVERAGED && i < s->n; i++) {
+		const struct mcfg_param *w = s->m[i] ? pget(&s->m[i]->params, "weight") : NULL;
+		int is_base = !s->m[i] || (base && !strcmp(s->m[i]->ref, base));
+		if (!w)
+			w = pget(&c->params, "weight");
+		if (is_base && w && w->v.kind == MCFG_NUMBER && w->v.num == 0) {
+			memmove(&s->m[i], &s->m[i + 1], (s->n - i - 1) * sizeof(*s->m));
+			s->n--, i--;
+		}
+	}
+	if (md->one_model && s->n > 1)
+		mcfg_problem(c, c->models_line, c->models_col,
+		             "%s merges exactly one model into the "
+		             "base (got %zu besides it)",
+		             md->name, s->n);
+}
+
+/* ---- the options ------------------------------------------------------------------------- */
+struct mapper {
+	struct mcfg *c;
+	const struct mdef *md;
+	struct sources src;
+	struct argv_b *a;
+	int lines_on; /* lines: alpha given */
+	const char *method;
+};
+
+static const struct mcfg_param *lines_num(const struct mcfg *c, const char *name)
+{
+	return pget(&c->lines_num, name);
+}
+
+static void push_opt(struct argv_b *a, const char *opt, double v)
+{
+	char buf[40];
+	push(a, opt);
+	push(a, num_text(buf, sizeof(buf), v));
+}
+
+/* One value per source, or a problem. */
+static void map_list(struct mapper *mp, const struct pdef *p)
+{
+	char *list = calloc(mp->src.n + 1, 40);
+	size_t k = 0;
+	int ok = 1, same = 1;
+	double first = 0;
+	if (!list) {
+		mp->a->oom = 1;
+		return;
+	}
+	for (size_t i = 0; i < mp->src.n; i++) {
+		double v;
+		char buf[40];
+		if (resolve(mp->c, mp->src.m[i], p, &v) != 1) {
+			ok = 0;
+			continue;
+		}
+		k += (size_t)sprintf(list + k, "%s%s", i ? "," : "", num_text(buf, sizeof(buf), v));
+		same &= i == 0 || v == first;
+		first = i ? first : v;
+	}
+	/* one density (one TALL lambda) for all is what the command line gives
+	 * as one number, and what the output records so; -w is always a list */
+	if (ok && same && mp->src.n && strcmp(p->opt, "--weights")) {
+		char buf[40];
+		strcpy(list, num_text(buf, sizeof(buf), first));
+	}
+	if (ok && mp->src.n) {
+		push(mp->a, p->opt);
+		push(mp->a, list);
+	}
+	free(list);
+}
+
+/* One value for every source (a tensor parameter lines takes once). */
+static int resolve_one(struct mapper *mp, const struct pdef *p, double *out)
+{
+	if (!p->per_model || mp->src.n == 0)
+		return resolve(mp->c, NULL, p, out);
+	int r = 1;
+	for (size_t i = 0; i < mp->src.n && r == 1; i++) {
+		double v;
+		if ((r = resolve(mp->c, mp->src.m[i], p, &v)) == 1 && i && v != *out) {
+			const struct mcfg_model *m = mp->src.m[i];
+			mcfg_problem(mp->c, m ? m->line : 1, m ? m->col : 1,
+			             "%s: one value per model "
+			             "is not supported yet (lines takes one for all)",
+			             p->name);
+			return -1;
+		}
+		*out = v;
+	}
+	return r;
+}
+
+static void map_param(struct mapper *mp, const struct pdef *p)
+{
+	struct mcfg *c = mp->c;
+	const struct mcfg_param *given = pget(&c->params, p->name);
+	double v;
+	if (p->map == PM_LIST) {
+		map_list(mp, p);
+		return;
+	}
+	if (!strcmp(p->name, "lambda") && mp->lines_on) {
+		if (given)
+			mcfg_problem(c, given->line, given->col,
+			             "lambda and lines: alpha exclude each "
+			             "other (LiNeS replaces the global coefficient)");
+		return;
+	}
+	if (!strcmp(p->name, "rescale") && c->rescale.s) {
+		if (given)
+			mcfg_problem(c, given->line, given->col,
+			             "rescale: give it here or as lines: "
+			             "rescale, not both");
+		return;
+	}
+	if (p->map == PM_NOEFFECT) /* its type was checked when read */
+		return;
+	if (resolve_one(mp, p, &v) != 1)
+		return;
+	switch (p->map) {
+	case PM_NUM: push_opt(mp->a, p->opt, v); break;
+	case PM_FLAG: push(mp->a, v != 0 ? p->opt : p->neg); break;
+	case PM_NORM_MEAN: mp->method = v != 0 ? "mean" : mp->method; break;
+	case PM_FIXED:
+		if (v != p->def)
+			mcfg_problem(c, given ? given->v.line : 1, given ? given->v.col : 1,
+			             "%s: only %g is supported yet", p->name, p->def);
+		break;
+	case PM_LIST:
+	case PM_NOEFFECT: break;
+	}
+}
+
+/* out_dtype (else dtype): bfloat16, float16, float32 (float64), torch. allowed */
+static void map_dtype(struct mapper *mp)
+{
+	static const char *const names[] = {"bfloat16", "float16", "float32", "float64"};
+	static const char *const opts[] = {"bf16", "f16", "f32", "f64"};
+	struct mcfg *c = mp->c;
+	const struct mcfg_str *d = c->out_dtype.s ? &c->out_dtype : &c->dtype;
+	for (int i = 0; i < 2; i++) {
+		const struct mcfg_str *s = i ? &c->dtype : &c->out_dtype;
+		if (!s->s)
+			continue;
+		const char *n = strncmp(s->s, "torch.", 6) ? s->s : s->s + 6;
+		size_t k = 0;
+		while (k < ARRAY_SIZE(names) && strcmp(n, names[k]))
+			k++;
+		if (k == ARRAY_SIZE(names))
+			mcfg_problem(c, s->line, s->col, "%s: '%s' is not a dtype lines writes%s",
+			             i ? "dtype" : "out_dtype", s->s, mcfg_hint(n, names, 4));
+		else if (s == d && c->ldtype.s)
+			mcfg_problem(c, c->ldtype.line, c->ldtype.col,
+			             "lines: dtype: give the output "
+			             "dtype once (here or as %s)",
+			             i ? "dtype" : "out_dtype");
+		else if (s == d) {
+			push(mp->a, "--dtype");
+			push(mp->a, opts[k]);
+		}
+	}
+	if (c->ldtype.s) {
+		push(mp->a, "--dtype");
+		push(mp->a, c->ldtype.s);
+	}
+}
+
+static void map_tokenizer(struct mcfg *c)
+{
+	const struct mcfg_str *t = &c->tokenizer_source;
+	if (!t->s || !strcmp(t->s, "base") || (c->base.s && !strcmp(t->s, c->base.s)))
+		return;
+	if (!strcmp(t->s, "union"))
+		mcfg_problem(
+		    c, t->line, t->col,
+		    "tokenizer_source: union is not supported (lines "
+		    "merges no vocabularies): use base, and --vocab base to merge a larger "
+		    "model's embeddings over the base's rows");
+	else
+		mcfg_problem(
+		    c, t->line, t->col,
+		    "tokenizer_source: '%s' is not supported yet: lines "
+		    "copies the base's tokenizer; if that model's vocabulary is the base's, "
+		    "use base",
+		    t->s);
+}
+
+static void push_str(struct argv_b *a, const char *opt, const struct mcfg_str *s)
+{
+	if (s->s) {
+		push(a, opt);
+		push(a, s->s);
+	}
+}
+
+/* A lines: number that must be an integer in [0, max]. */
+static void push_int(struct mapper *mp, const char *name, const char *opt, double max)
+{
+	const struct mcfg_param *q = lines_num(mp->c, name);
+	if (!q || q->v.kind != MCFG_NUMBER)
+		return;
+	if (q->v.num != floor(q->v.num) || q->v.num < 0 || q->v.num > max)
+		mcfg_problem(mp->c, q->v.line, q->v.col,
+		             "lines: %s: expected an integer from 0 to "
+		             "%.0f",
+		             name, max);
+	else
+		push_opt(mp->a, opt, q->v.num);
+}
+
+/* lines: keys of one family of methods: a problem at the key for another */
+static void check_lines_keys(struct mapper *mp)
+{
+	struct mcfg *c = mp->c;
+	struct lines_merge_opts o;
+	lines_merge_opts_init(&o);
+	lines_method_select(&o, mp->method);
+	unsigned mo = lines_method_options(o.method);
+	const struct mcfg_param *seed = lines_num(c, "seed");
+	if (c->trim.s && !(mo & LINES_MOPT_TRIM))
+		mcfg_problem(c, c->trim.line, c->trim.col,
+		             "lines: trim: only ties trims by a "
+		             "threshold (not %s)",
+		             c->method.s);
+	if (c->rescale.s && !(mo & LINES_MOPT_RESCALE))
+		mcfg_problem(c, c->rescale.line, c->rescale.col,
+		             "lines: rescale: only dare_ties "
+		             "and dare_linear rescale (not %s)",
+		             c->method.s);
+	if (seed && !(mo & LINES_MOPT_SEED))
+		mcfg_problem(c, seed->line, seed->col,
+		             "lines: seed: only dare_ties and dare_linear "
+		             "draw at random (not %s)",
+		             c->method.s);
+}
+
+static void map_lines(struct mapper *mp)
+{
+	struct mcfg *c = mp->c;
+	check_lines_keys(mp);
+	const struct mcfg_param *alpha = lines_num(c, "alpha"), *beta = lines_num(c, "beta"),
+	                        *lambda = lines_num(c, "lambda");
+	if (mp->lines_on) {
+		push(mp->a, "--lines");
+		if (alpha) {
+			push_opt(mp->a, "--alpha", alpha->v.num);
+		} else {
+			push(mp->a, "--alpha");
+			push(mp->a, "auto");
+		}
+	} else if (beta) {
+		mcfg_problem(c, beta->line, beta->col,
+		             "lines: beta needs alpha (auto or a number)");
+	}
+	if (beta && mp->lines_on)
+		push_opt(mp->a, "--beta", beta->v.num);
+	if (lambda && mp->lines_on)
+		mcfg_problem(c, lambda->line, lambda->col,
+		             "lines: lambda and alpha exclude each "
+		             "other (LiNeS replaces the global coefficient)");
+	else if (lambda && pdef_of(mp->md, "lambda") && pget(&c->params, "lambda"))
+		mcfg_problem(c, lambda->line, lambda->col,
+		             "lambda: give it in parameters or in "
+		             "lines:, not both");
+	else if (lambda)
+		push_opt(mp->a, "--lambda", lambda->v.num);
+	push_str(mp->a, "--norm", &c->norm);
+	push_str(mp->a, "--stacks", &c->stacks);
+	push_str(mp->a, "--stack-order", &c->stack_order);
+	push_str(mp->a, "--trim", &c->trim);
+	push_str(mp->a, "--layer-regex", &c->layer_regex);
+	push_str(mp->a, "--vocab", &c->vocab);
+	push_int(mp, "seed", "--seed", 9007199254740992.0);
+	push_int(mp, "num_layers", "--num-layers", 1000000);
+	/* density: lines' own default, no option */
+	if (c->rescale.s && strcmp(c->rescale.s, "density"))
+		push(mp->a, !strcmp(c->rescale.s, "l1") ? "--rescale" : "--no-rescale");
+	if (c->strict)
+		push(mp->a, "--strict");
+}
+
+int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
+{
+	struct argv_b a = {0};
+	struct mapper mp = {.c = c, .a = &a};
+	mp.md = find_method(c);
+	mp.lines_on = lines_num(c, "alpha") || c->alpha_word.s;
+	map_tokenizer(c);
+	for (size_t i = 0; i < c->nmodels && mp.md; i++)
+		check_params(c, mp.md, &c->models[i].params, &c->models[i]);
+	if (mp.md)
+		check_params(c, mp.md, &c->params, NULL);
+	*args = NULL, *nargs = *nmodels = 0;
+	if (!mp.md) { /* the rest is meaningless without the method; report what is known */
+		map_dtype(&mp);
+		mcfg_args_free(a.v, a.n);
+		return 0;
+	}
+	mp.method = mp.md->lines;
+	pick_sources(c, mp.md, &mp.src);
+	push(&a, "--method");
+	size_t at_method = a.n;
+	push(&a, mp.method);
+	/* ties: mergekit trims per tensor, unless lines: trim says otherwise */
+	for (size_t i = 0; i < ARRAY_SIZE(mp.md->fixed) && mp.md->fixed[i] && !c->trim.s; i++)
+		push(&a, mp.md->fixed[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(mp.md->params) && mp.md->params[i].name; i++)
+		map_param(&mp, &mp.md->params[i]);
+	if (strcmp(mp.method, mp.md->lines) && !a.oom) { /* task_arithmetic, normalize: mean */
+		free(a.v[at_method]);
+		if (!(a.v[at_method] = strdup(mp.method)))
+			a.oom = 1;
+	}
+	/* linear averages the base in; -b only when LiNeS or lambda scale toward it */
+	if (c->base.s && (mp.md->base != BASE_AVERAGED || mp.lines_on || lines_num(c, "lambda"))) {
+		push(&a, "--base");
+		push(&a, c->base.s);
+	}
+	map_dtype(&mp);
+	map_lines(&mp);
+	for (size_t i = 0; i < mp.src.n; i++)
+		push(&a, mp.src.m[i] ? mp.src.m[i]->ref : c->base.s);
+	*nmodels = mp.src.n;
+	free(mp.src.m);
+	if (a.oom) {
+		mcfg_args_free(a.v, a.n);
+		return -1;
+	}
+	*args = a.v, *nargs = a.n;
+	return 0;
+}

@@ -1,0 +1,230 @@
+/*
+ * config_print.c -- lines merge --print-config: the mergekit configuration
+ * (and lines: section) that means the merge a command line asks for.
+ *
+ * Everything that decides a number is written out, defaults included,
+ * since lines' defaults are not mergekit's (density, rescale, trim): the
+ * configuration read back with --config gives the same options, hence the
+ * same bytes. What only says how to run (-j, --io, --chunk, -o, ...) is
+ * not part of a recipe and is left out.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "merge_config.h"
+
+/* The shortest text that reads back as exactly V. */
+static const char *num(double v)
+{
+	static char buf[4][40];
+	static int k;
+	char *b = buf[k++ & 3];
+	for (int p = 1; p <= 17; p++) {
+		snprintf(b, 40, "%.*g", p, v);
+		if (strtod(b, NULL) == v)
+			break;
+	}
+	/* YAML reads 1e-05 as a number too, but keep a digit before e */
+	return b;
+}
+
+/* S as a YAML scalar: plain when it is a harmless word or path, else
+ * double-quoted with escapes. */
+static void put_str(FILE *f, const char *s)
+{
+	int plain = *s &&
+	            strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+	                      "0123456789_./@-") == strlen(s) &&
+	            strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_/.", s[0]) &&
+	            strcmp(s, ".") && strcmp(s, "..");
+	static const char *const words[] = {"true", "false", "yes", "no", "on",
+	                                    "off",  "null",  "y",   "n"};
+	for (size_t i = 0; plain && i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcasecmp(s, words[i]))
+			plain = 0;
+	if (plain) {
+		fputs(s, f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(f, "\\x%02x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+/* What the method's name and options are in mergekit's words. */
+struct form {
+	const char *method;
+	int weights, densities, tall;
+	int gta; /* lambda in parameters (task arithmetic's family) */
+};
+
+static struct form form_of(const struct lines_merge_opts *o)
+{
+	struct form fm = {lines_method_name(o->method), 0, 0, 0, 0};
+	unsigned mo = lines_method_options(o->method);
+	fm.weights = (mo & LINES_MOPT_WEIGHTS) != 0;
+	fm.densities = (mo & LINES_MOPT_DENSITY) && o->method != LINES_M_CONSENSUS;
+	switch (o->method) {
+	case LINES_M_SUM:
+	case LINES_M_MEAN: fm.method = "task_arithmetic", fm.gta = 1; break;
+	case LINES_M_TIES: fm.gta = 1; break;
+	case LINES_M_DARE:
+		fm.method = o->dare_elect ? "dare_ties" : "dare_linear", fm.gta = 1;
+		break;
+	case LINES_M_CONSENSUS: fm.tall = 1, fm.gta = 1; break;
+	default: break;
+	}
+	return fm;
+}
+
+static void put_model(FILE *f, const struct lines_merge_opts *o, const struct form *fm, size_t i)
+{
+	fputs("  - model: ", f);
+	put_str(f, o->models[i]);
+	fputc('\n', f);
+	if (!fm->weights && !fm->densities && !fm->tall)
+		return;
+	fputs("    parameters:\n", f);
+	if (fm->weights)
+		fprintf(f, "      weight: %s\n", num(o->weights ? o->weights[i] : 1.0));
+	if (fm->densities)
+		fprintf(f, "      density: %s\n", num(o->densities ? o->densities[i] : o->density));
+	if (fm->tall)
+		fprintf(f, "      tall_lambda: %s\n",
+		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
+}
+
+static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+{
+	fputs("models:\n", f);
+	/* slerp: mergekit lists both ends; linear: a base that is only LiNeS's
+	 * reference is listed with weight 0 (averaged in by mergekit, else) */
+	if (o->base && o->method == LINES_M_SLERP) {
+		fputs("  - model: ", f);
+		put_str(f, o->base);
+		fputc('\n', f);
+	}
+	for (size_t i = 0; i < o->nmodels; i++)
+		put_model(f, o, fm, i);
+	if (o->base && o->method == LINES_M_LINEAR) {
+		fputs("  - model: ", f);
+		put_str(f, o->base);
+		fputs("\n    parameters:\n      weight: 0\n", f);
+	}
+}
+
+static void put_params(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+{
+	unsigned mo = lines_method_options(o->method);
+	fputs("parameters:\n", f);
+	if (o->method == LINES_M_SUM || o->method == LINES_M_MEAN)
+		fprintf(f, "  normalize: %s\n", o->method == LINES_M_MEAN ? "true" : "false");
+	else if (o->method == LINES_M_MULTISLERP)
+		fprintf(f, "  normalize_weights: %s\n", o->no_normalize ? "false" : "true");
+	else if ((mo & LINES_MOPT_NORMALIZE) && !(o->method == LINES_M_DARE && !o->dare_elect) &&
+	         o->method != LINES_M_CONSENSUS)
+		fprintf(f, "  normalize: %s\n", o->no_normalize ? "false" : "true");
+	if (o->method == LINES_M_DARE && o->rescale != LINES_RESCALE_DENSITY)
+		fprintf(f, "  rescale: %s\n", o->rescale == LINES_RESCALE_L1 ? "true" : "false");
+	if (mo & LINES_MOPT_T)
+		fprintf(f, "  t: %s\n", num(o->t));
+	if (mo & LINES_MOPT_EPSILON)
+		fprintf(f, "  epsilon: %s\n", num(o->ram_epsilon));
+	if (mo & LINES_MOPT_RAM)
+		fprintf(f, "  r: %s\n  alpha: %s\n", num(o->ram_r), num(o->ram_alpha));
+	if (mo & LINES_MOPT_CONSENSUS)
+		fprintf(f, "  consensus_k: %u\n", o->consensus_k);
+	if (o->method == LINES_M_NUSLERP)
+		fprintf(f, "  nuslerp_flatten: %s\n  nuslerp_row_wise: false\n",
+		        o->per_row ? "false" : "true");
+	if (o->method == LINES_M_MODEL_STOCK)
+		fprintf(f, "  filter_wise: %s\n", o->per_row ? "true" : "false");
+	if (fm->gta && !o->lines)
+		fprintf(f, "  lambda: %s\n", num(o->lambda));
+}
+
+static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+{
+	unsigned mo = lines_method_options(o->method);
+	fputs("lines:\n", f);
+	if (o->lines) {
+		fprintf(f, "  alpha: %s\n", o->alpha_auto ? "auto" : num(o->alpha));
+		if (!isnan(o->beta))
+			fprintf(f, "  beta: %s\n", num(o->beta));
+	} else if (!fm->gta && o->base) {
+		fprintf(f, "  lambda: %s\n", num(o->lambda));
+	}
+	fprintf(f, "  norm: %s\n", o->norm_p == 2 ? "l2" : "l1");
+	if (o->layers.stack_order) {
+		fputs("  stack_order: ", f);
+		put_str(f, o->layers.stack_order);
+		fputc('\n', f);
+	} else {
+		fprintf(f, "  stacks: %s\n", o->layers.joint ? "joint" : "separate");
+	}
+	if (o->layers.regex) {
+		fputs("  layer_regex: ", f);
+		put_str(f, o->layers.regex);
+		fputc('\n', f);
+	}
+	if (o->layers.num_layers)
+		fprintf(f, "  num_layers: %ld\n", o->layers.num_layers);
+	if ((mo & LINES_MOPT_TRIM) && o->method != LINES_M_CONSENSUS)
+		fprintf(f, "  trim: %s\n", o->trim_tensor ? "tensor" : "global");
+	if (mo & LINES_MOPT_SEED)
+		fprintf(f, "  seed: %llu\n", (unsigned long long)o->seed);
+	if (o->method == LINES_M_DARE && o->rescale == LINES_RESCALE_DENSITY)
+		fputs("  rescale: density\n", f);
+	if (o->dtype && (!strcasecmp(o->dtype, "fp8") || !strcasecmp(o->dtype, "f64")))
+		fprintf(f, "  dtype: %s\n", o->dtype);
+	fprintf(f, "  vocab: %s\n", o->vocab_base ? "base" : "strict");
+	if (o->strict)
+		fputs("  strict: true\n", f);
+}
+
+int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extra *x)
+{
+	struct form fm = form_of(o);
+	if (o->consensus_ties) /* no key says it yet */
+		return MCFG_NO_FORM;
+	fputs("# lines merge --print-config: mergekit's format, and LiNeS and the rest of\n"
+	      "# lines' options under lines: (see lines-config(5))\n",
+	      f);
+	fputs("merge_method: ", f);
+	put_str(f, fm.method ? fm.method : "?");
+	fputc('\n', f);
+	if (o->base) {
+		fputs("base_model: ", f);
+		put_str(f, o->base);
+		fputc('\n', f);
+	}
+	put_models(f, o, &fm);
+	put_params(f, o, &fm);
+	if (o->dtype && strcasecmp(o->dtype, "fp8") && strcasecmp(o->dtype, "f64"))
+		fprintf(f, "out_dtype: %s\n",
+		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
+		        : !strcasecmp(o->dtype, "f16") ? "float16"
+		                                       : "float32");
+	const char *keys[] = {"name", "chat_template", "dtype"};
+	const char *vals[] = {x ? x->name : NULL, x ? x->chat_template : NULL, x ? x->dtype : NULL};
+	for (size_t i = 0; i < 3; i++)
+		if (vals[i]) {
+			fprintf(f, "%s: ", keys[i]);
+			put_str(f, vals[i]);
+			fputc('\n', f);
+		}
+	put_lines(f, o, &fm);
+	return fflush(f) == 0 && !ferror(f) ? 0 : -1;
+}

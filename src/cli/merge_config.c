@@ -1,0 +1,705 @@
+/*
+ * merge_config.c -- reading mergekit's YAML configurations (libyaml's
+ * document API: every node carries its line and column) into struct mcfg,
+ * resolving parameter values as mergekit does, and mapping a configuration
+ * onto lines merge's options.
+ *
+ * Reading and checking go in two steps that both only add problems, never
+ * stop: mcfg_read() checks the shape (keys, types, values), mcfg_args()
+ * checks what the method makes of it (its parameters, the models it
+ * needs, values lines cannot take yet) while writing the options. The CLI
+ * prints the problems of both at once, before anything else is opened.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "merge_config.h"
+
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ---- problems ------------------------------------------------------------------ */
+void mcfg_problem(struct mcfg *c, int line, int col, const char *fmt, ...)
+{
+	char msg[1024], *s;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	char **p = realloc(c->problems, (c->nproblems + 1) * sizeof(*p));
+	if (!p)
+		return;
+	c->problems = p;
+	size_t n = strlen(c->file) + strlen(msg) + 48;
+	if (!(s = malloc(n)))
+		return;
+	if (line > 0)
+		snprintf(s, n, "%s:%d:%d: %s", c->file, line, col, msg);
+	else
+		snprintf(s, n, "%s: %s", c->file, msg);
+	c->problems[c->nproblems++] = s;
+}
+
+/* ---- names ---------------------------------------------------------------------- */
+/* Optimal string alignment: a swap of two neighbours is one edit, as a
+ * typo is (modles -> models). */
+size_t mcfg_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b), w = lb + 1;
+	size_t *d = malloc((la + 1) * w * sizeof(*d));
+	if (!d)
+		return (size_t)-1;
+	for (size_t i = 0; i <= la; i++)
+		for (size_t j = 0; j <= lb; j++) {
+			if (!i || !j) {
+				d[i * w + j] = i + j;
+				continue;
+			}
+			size_t best = d[(i - 1) * w + j - 1] + (a[i - 1] != b[j - 1]);
+			if (d[(i - 1) * w + j] + 1 < best)
+				best = d[(i - 1) * w + j] + 1;
+			if (d[i * w + j - 1] + 1 < best)
+				best = d[i * w + j - 1] + 1;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[(i - 2) * w + j - 2] + 1 < best)
+				best = d[(i - 2) * w + j - 2] + 1;
+			d[i * w + j] = best;
+		}
+	size_t r = d[la * w + lb];
+	free(d);
+	return r;
+}
+
+const char *mcfg_closest(const char *name, const char *const *list, size_t n)
+{
+	const char *best = NULL;
+	size_t bd = (size_t)-1;
+	for (size_t i = 0; i < n; i++) {
+		size_t d = mcfg_distance(name, list[i]);
+		if (d < bd)
+			bd = d, best = list[i];
+	}
+	/* a likely typo: at most a third of the name changed (at least 2 edits) */
+	size_t len = strlen(name);
+	return best && bd <= (len / 3 > 2 ? len / 3 : 2) ? best : NULL;
+}
+
+/* " (did you mean 'x'?)" or " (one of: a, b, c)" */
+const char *mcfg_hint(const char *name, const char *const *list, size_t n)
+{
+	static char buf[512];
+	const char *best = mcfg_closest(name, list, n);
+	if (best) {
+		snprintf(buf, sizeof(buf), " (did you mean '%s'?)", best);
+		return buf;
+	}
+	size_t k = (size_t)snprintf(buf, sizeof(buf), " (one of:");
+	for (size_t i = 0; i < n && k < sizeof(buf); i++)
+		k += (size_t)snprintf(buf + k, sizeof(buf) - k, "%s %s", i ? "," : "", list[i]);
+	if (k < sizeof(buf))
+		snprintf(buf + k, sizeof(buf) - k, ")");
+	return buf;
+}
+
+/* ---- values ------------------------------------------------------------------------- */
+double mcfg_layer_t(long block, long num_layers)
+{
+	if (block < 0)
+		return 0.0;
+	if (num_layers <= 1)
+		return 1.0;
+	return (double)block / (double)(num_layers - 1);
+}
+
+/* mergekit's gradient: s = t (n - 1), i0 = floor(s), the last value at t = 1 */
+static double gradient_at(const double *g, size_t n, double t)
+{
+	double s = t * (double)(n - 1);
+	size_t i0 = (size_t)s;
+	if (i0 >= n - 1)
+		return g[n - 1];
+	double f = s - (double)i0;
+	return (1 - f) * g[i0] + f * g[i0 + 1];
+}
+
+int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out)
+{
+	switch (v->kind) {
+	case MCFG_NUMBER: *out = v->num; return 1;
+	case MCFG_GRADIENT: *out = gradient_at(v->grad, v->ngrad, t); return 1;
+	case MCFG_FILTERS:
+		for (size_t i = 0; i < v->nfilters; i++) {
+			const struct mcfg_filter *f = &v->filters[i];
+			if (!f->filter || (tensor && strstr(tensor, f->filter)))
+				return mcfg_value_at(&f->value, tensor, t, out);
+		}
+		return 0;
+	}
+	return 0;
+}
+
+static const struct mcfg_value *param_get(const struct mcfg_params *ps, const char *name)
+{
+	for (size_t i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i].name, name))
+			return &ps->p[i].v;
+	return NULL;
+}
+
+int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const char *tensor,
+                   double t, double *out)
+{
+	const struct mcfg_value *v;
+	if (model < cfg->nmodels && (v = param_get(&cfg->models[model].params, name)) &&
+	    mcfg_value_at(v, tensor, t, out))
+		return 1;
+	if ((v = param_get(&cfg->params, name)) && mcfg_value_at(v, tensor, t, out))
+		return 1;
+	return 0;
+}
+
+/* ---- reading the YAML -------------------------------------------------------------- */
+struct rd {
+	struct mcfg *c;
+	yaml_document_t *doc;
+};
+
+#define LINE(n) ((int)(n)->start_mark.line + 1)
+#define COL(n)  ((int)(n)->start_mark.column + 1)
+
+static yaml_node_t *node(const struct rd *r, int id)
+{
+	return yaml_document_get_node(r->doc, id);
+}
+static const char *text(const yaml_node_t *n)
+{
+	return (const char *)n->data.scalar.value;
+}
+static int is_plain(const yaml_node_t *n)
+{
+	return n->type == YAML_SCALAR_NODE && n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+}
+
+static int is_null(const yaml_node_t *n)
+{
+	static const char *const w[] = {"", "~", "null", "Null", "NULL"};
+	if (!is_plain(n))
+		return 0;
+	for (size_t i = 0; i < ARRAY_SIZE(w); i++)
+		if (!strcmp(text(n), w[i]))
+			return 1;
+	return 0;
+}
+
+/* YAML 1.1 booleans as PyYAML reads them: 1, 0, or -1 for none */
+static int bool_of(const yaml_node_t *n)
+{
+	static const char *const yes[] = {"true", "True", "TRUE", "yes", "Yes",
+	                                  "YES",  "on",   "On",   "ON"};
+	static const char *const no[] = {"false", "False", "FALSE", "no", "No",
+	                                 "NO",    "off",   "Off",   "OFF"};
+	if (!is_plain(n))
+		return -1;
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++) {
+		if (!strcmp(text(n), yes[i]))
+			return 1;
+		if (!strcmp(text(n), no[i]))
+			return 0;
+	}
+	return -1;
+}
+
+/* A plain decimal number: 0 with *out, -1 otherwise. */
+static int number_of(const yaml_node_t *n, double *out)
+{
+	char *end;
+	const char *s = text(n);
+	if (!is_plain(n) || !*s || strpbrk(s, "xXpPiInN_"))
+		return -1;
+	errno = 0;
+	*out = strtod(s, &end);
+	return *end || errno == ERANGE || !isfinite(*out) ? -1 : 0;
+}
+
+static char *xstrdup(const char *s)
+{
+	char *d = strdup(s);
+	if (!d) {
+		fputs("lines: out of memory\n", stderr);
+		exit(1);
+	}
+	return d;
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size);
+	if (!p) {
+		fputs("lines: out of memory\n", stderr);
+		exit(1);
+	}
+	return p;
+}
+
+/* A string value of KEY (not null, not a list or map). */
+static void read_str(struct rd *r, yaml_node_t *v, const char *key, struct mcfg_str *out)
+{
+	out->line = LINE(v), out->col = COL(v);
+	if (v->type != YAML_SCALAR_NODE || is_null(v)) {
+		mcfg_problem(r->c, LINE(v), COL(v), "%s: expected a string", key);
+		return;
+	}
+	out->s = xstrdup(text(v));
+}
+
+/* A number or a boolean. */
+static int read_number(struct rd *r, yaml_node_t *n, const char *pname, struct mcfg_value *v)
+{
+	int b = n->type == YAML_SCALAR_NODE ? bool_of(n) : -1;
+	v->kind = MCFG_NUMBER;
+	v->line = LINE(n), v->col = COL(n);
+	if (b >= 0) {
+		v->num = b, v->is_bool = 1;
+		return 0;
+	}
+	if (n->type == YAML_SCALAR_NODE && number_of(n, &v->num) == 0)
+		return 0;
+	mcfg_problem(r->c, LINE(n), COL(n), "%s: %s%s%s is not a number", pname,
+	             n->type == YAML_SCALAR_NODE ? "'" : "",
+	             n->type == YAML_SCALAR_NODE ? text(n) : "this value",
+	             n->type == YAML_SCALAR_NODE ? "'" : "");
+	return -1;
+}
+
+/* A number, or a list of numbers (a gradient). */
+static int read_scalar_or_gradient(struct rd *r, yaml_node_t *n, const char *pname,
+                                   struct mcfg_value *v)
+{
+	if (n->type != YAML_SEQUENCE_NODE)
+		return read_number(r, n, pname, v);
+	yaml_node_item_t *it = n->data.sequence.items.start, *top = n->data.sequence.items.top;
+	v->kind = MCFG_GRADIENT;
+	v->line = LINE(n), v->col = COL(n);
+	if (it == top) {
+		mcfg_problem(r->c, LINE(n), COL(n), "%s: an empty list", pname);
+		return -1;
+	}
+	v->grad = xcalloc((size_t)(top - it), sizeof(double));
+	int bad = 0;
+	for (; it < top; it++) {
+		struct mcfg_value e = {0};
+		if (read_number(r, node(r, *it), pname, &e) < 0)
+			bad = 1;
+		v->grad[v->ngrad++] = e.num;
+	}
+	return bad ? -1 : 0;
+}
+
+static int read_filter(struct rd *r, yaml_node_t *m, const char *pname, struct mcfg_filter *f)
+{
+	static const char *const keys[] = {"filter", "value"};
+	int have_value = 0, bad = 0;
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
+		const char *ks = k->type == YAML_SCALAR_NODE ? text(k) : "";
+		if (!strcmp(ks, "filter")) {
+			if (v->type != YAML_SCALAR_NODE) {
+				mcfg_problem(r->c, LINE(v), COL(v), "%s: filter: expected a string",
+				             pname);
+				bad = 1;
+			} else if (!is_null(v) && strcmp(text(v), "*")) {
+				f->filter = xstrdup(text(v));
+			}
+		} else if (!strcmp(ks, "value")) {
+			have_value = 1;
+			if (read_scalar_or_gradient(r, v, pname, &f->value) < 0)
+				bad = 1;
+		} else {
+			mcfg_problem(r->c, LINE(k), COL(k), "%s: unknown key '%s' in a filter%s",
+			             pname, ks, mcfg_hint(ks, keys, ARRAY_SIZE(keys)));
+			bad = 1;
+		}
+	}
+	if (!have_value) {
+		mcfg_problem(r->c, LINE(m), COL(m), "%s: a filter without a value", pname);
+		bad = 1;
+	}
+	return bad ? -1 : 0;
+}
+
+/* A parameter value: a number, a gradient, or a list of {filter, value}. */
+static int read_value(struct rd *r, yaml_node_t *n, const char *pname, struct mcfg_value *v)
+{
+	if (n->type == YAML_MAPPING_NODE) {
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "%s: a {filter, value} goes in a list: "
+		             "- {filter: NAME, value: X}",
+		             pname);
+		return -1;
+	}
+	if (n->type != YAML_SEQUENCE_NODE)
+		return read_number(r, n, pname, v);
+	yaml_node_item_t *it = n->data.sequence.items.start, *top = n->data.sequence.items.top;
+	size_t maps = 0;
+	for (yaml_node_item_t *i = it; i < top; i++)
+		maps += node(r, *i)->type == YAML_MAPPING_NODE;
+	if (maps == 0)
+		return read_scalar_or_gradient(r, n, pname, v);
+	v->kind = MCFG_FILTERS;
+	v->line = LINE(n), v->col = COL(n);
+	if (maps != (size_t)(top - it)) {
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "%s: a list of numbers (a gradient) or of "
+		             "{filter, value}, not both",
+		             pname);
+		return -1;
+	}
+	v->filters = xcalloc(maps, sizeof(*v->filters));
+	int bad = 0;
+	for (; it < top; it++)
+		if (read_filter(r, node(r, *it), pname, &v->filters[v->nfilters++]) < 0)
+			bad = 1;
+	return bad ? -1 : 0;
+}
+
+static int dup_key(struct rd *r, yaml_node_t *map, yaml_node_pair_t *p, const char *where)
+{
+	yaml_node_t *k = node(r, p->key);
+	for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
+		yaml_node_t *kq = node(r, q->key);
+		if (kq->type == YAML_SCALAR_NODE && !strcmp(text(kq), text(k))) {
+			mcfg_problem(r->c, LINE(k), COL(k), "%s%s given twice (first at line %d)",
+			             where, text(k), LINE(kq));
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* The keys of a mapping must be strings: 1 if KEY is one, else a problem. */
+static int key_ok(struct rd *r, yaml_node_t *k)
+{
+	if (k->type == YAML_SCALAR_NODE)
+		return 1;
+	mcfg_problem(r->c, LINE(k), COL(k), "a key must be a name");
+	return 0;
+}
+
+static void read_params(struct rd *r, yaml_node_t *n, struct mcfg_params *ps)
+{
+	if (is_null(n))
+		return;
+	if (n->type != YAML_MAPPING_NODE) {
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "parameters: expected a mapping of NAME: VALUE");
+		return;
+	}
+	size_t cap = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
+	ps->p = xcalloc(cap, sizeof(*ps->p));
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key);
+		if (!key_ok(r, k) || dup_key(r, n, p, "parameter "))
+			continue;
+		struct mcfg_param *q = &ps->p[ps->n++];
+		q->name = xstrdup(text(k));
+		q->line = LINE(k), q->col = COL(k);
+		read_value(r, node(r, p->value), q->name, &q->v);
+	}
+}
+
+static void read_model(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
+{
+	static const char *const keys[] = {"model", "parameters"};
+	m->line = LINE(n), m->col = COL(n);
+	if (n->type != YAML_MAPPING_NODE) {
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "models: each entry is a mapping: - model: NAME");
+		return;
+	}
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
+		if (!key_ok(r, k) || dup_key(r, n, p, "key "))
+			continue;
+		if (!strcmp(text(k), "model")) {
+			struct mcfg_str s = {0};
+			read_str(r, v, "model", &s);
+			m->ref = s.s, m->line = s.line, m->col = s.col;
+		} else if (!strcmp(text(k), "parameters")) {
+			read_params(r, v, &m->params);
+		} else {
+			mcfg_problem(r->c, LINE(k), COL(k), "models: unknown key '%s'%s", text(k),
+			             mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
+		}
+	}
+	if (!m->ref)
+		mcfg_problem(r->c, LINE(n), COL(n), "models: an entry without model: NAME");
+}
+
+static void read_models(struct rd *r, yaml_node_t *n)
+{
+	struct mcfg *c = r->c;
+	c->models_line = LINE(n), c->models_col = COL(n);
+	if (n->type != YAML_SEQUENCE_NODE) {
+		mcfg_problem(c, LINE(n), COL(n), "models: expected a list of - model: NAME");
+		return;
+	}
+	size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	c->models = xcalloc(cap, sizeof(*c->models));
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++)
+		read_model(r, node(r, *i), &c->models[c->nmodels++]);
+}
+
+/* ---- the lines: section ---------------------------------------------------------- */
+static const char *const lines_keys[] = {
+    "alpha", "beta",    "norm",        "stacks",     "stack_order", "lambda", "trim",
+    "seed",  "rescale", "layer_regex", "num_layers", "dtype",       "vocab",  "strict",
+};
+
+/* One of WORDS, or a problem. */
+static void read_word(struct rd *r, yaml_node_t *v, const char *key, const char *const *words,
+                      size_t n, struct mcfg_str *out)
+{
+	read_str(r, v, key, out);
+	if (!out->s || !words)
+		return;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(out->s, words[i]))
+			return;
+	mcfg_problem(r->c, out->line, out->col, "lines: %s: '%s' is not valid%s", key, out->s,
+	             mcfg_hint(out->s, words, n));
+	free(out->s);
+	out->s = NULL;
+}
+
+static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
+{
+	static const char *const norms[] = {"l1", "l2"}, *const stacks[] = {"separate", "joint"},
+	                         *const trims[] = {"global", "tensor"},
+	                         *const rescales[] = {"density", "l1", "none"},
+	                         *const vocabs[] = {"strict", "base"};
+	struct mcfg *c = r->c;
+	const char *key = text(k);
+	if (!strcmp(key, "alpha") && v->type == YAML_SCALAR_NODE && !strcmp(text(v), "auto")) {
+		read_str(r, v, key, &c->alpha_word);
+	} else if (!strcmp(key, "alpha") || !strcmp(key, "beta") || !strcmp(key, "lambda") ||
+	           !strcmp(key, "seed") || !strcmp(key, "num_layers")) {
+		struct mcfg_param *q = &c->lines_num.p[c->lines_num.n++];
+		q->name = xstrdup(key);
+		q->line = LINE(k), q->col = COL(k);
+		if (read_number(r, v, key, &q->v) == 0 && q->v.is_bool)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: %s: expected a number, not a boolean", key);
+	} else if (!strcmp(key, "norm")) {
+		read_word(r, v, key, norms, 2, &c->norm);
+	} else if (!strcmp(key, "stacks")) {
+		read_word(r, v, key, stacks, 2, &c->stacks);
+	} else if (!strcmp(key, "trim")) {
+		read_word(r, v, key, trims, 2, &c->trim);
+	} else if (!strcmp(key, "rescale")) {
+		read_word(r, v, key, rescales, 3, &c->rescale);
+	} else if (!strcmp(key, "vocab")) {
+		read_word(r, v, key, vocabs, 2, &c->vocab);
+	} else if (!strcmp(key, "stack_order")) {
+		read_str(r, v, key, &c->stack_order);
+	} else if (!strcmp(key, "layer_regex")) {
+		read_str(r, v, key, &c->layer_regex);
+	} else if (!strcmp(key, "dtype")) {
+		read_str(r, v, key, &c->ldtype);
+	} else if (!strcmp(key, "strict")) {
+		if ((c->strict = bool_of(v)) < 0) {
+			mcfg_problem(c, LINE(v), COL(v), "lines: strict: expected true or false");
+			c->strict = 0;
+		}
+	} else {
+		mcfg_problem(c, LINE(k), COL(k), "lines: unknown key '%s'%s", key,
+		             mcfg_hint(key, lines_keys, ARRAY_SIZE(lines_keys)));
+	}
+}
+
+static void read_lines(struct rd *r, yaml_node_t *n)
+{
+	struct mcfg *c = r->c;
+	c->has_lines = 1;
+	if (is_null(n))
+		return;
+	if (n->type != YAML_MAPPING_NODE) {
+		mcfg_problem(c, LINE(n), COL(n),
+		             "lines: expected a mapping (alpha: auto, beta: 0.5, ...)");
+		return;
+	}
+	c->lines_num.p = xcalloc(ARRAY_SIZE(lines_keys), sizeof(*c->lines_num.p));
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key);
+		if (key_ok(r, k) && !dup_key(r, n, p, "lines: "))
+			read_lines_key(r, k, node(r, p->value));
+	}
+}
+
+/* ---- the top level ------------------------------------------------------------------ */
+static const char *const top_keys[] = {
+    "merge_method", "base_model",       "models",    "parameters",    "dtype",
+    "out_dtype",    "tokenizer_source", "tokenizer", "chat_template", "name",
+    "slices",       "modules",          "lines",
+};
+
+static void read_top_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
+{
+	struct mcfg *c = r->c;
+	const char *key = text(k);
+	struct mcfg_str *s = !strcmp(key, "merge_method")       ? &c->method
+	                     : !strcmp(key, "base_model")       ? &c->base
+	                     : !strcmp(key, "dtype")            ? &c->dtype
+	                     : !strcmp(key, "out_dtype")        ? &c->out_dtype
+	                     : !strcmp(key, "tokenizer_source") ? &c->tokenizer_source
+	                     : !strcmp(key, "chat_template")    ? &c->chat_template
+	                     : !strcmp(key, "name")             ? &c->name
+	                                                        : NULL;
+	if (s && is_null(v) && s != &c->method)
+		return; /* mergekit's None: the default */
+	if (s)
+		read_str(r, v, key, s);
+	else if (!strcmp(key, "models"))
+		read_models(r, v);
+	else if (!strcmp(key, "parameters"))
+		read_params(r, v, &c->params);
+	else if (!strcmp(key, "lines"))
+		read_lines(r, v);
+	else if (!strcmp(key, "slices") || !strcmp(key, "modules"))
+		mcfg_problem(c, LINE(k), COL(k),
+		             "%s: not supported yet (layer stacking and merges by "
+		             "slice): give models: instead",
+		             key);
+	else if (!strcmp(key, "tokenizer"))
+		mcfg_problem(c, LINE(k), COL(k),
+		             "tokenizer: not supported (lines keeps the base's "
+		             "tokenizer; build a merged vocabulary with mergekit)");
+	else
+		mcfg_problem(c, LINE(k), COL(k), "unknown key '%s'%s", key,
+		             mcfg_hint(key, top_keys, ARRAY_SIZE(top_keys)));
+}
+
+static void read_root(struct rd *r, yaml_node_t *root)
+{
+	struct mcfg *c = r->c;
+	if (!root) {
+		mcfg_problem(c, 0, 0, "an empty configuration (give merge_method: and models:)");
+		return;
+	}
+	if (root->type != YAML_MAPPING_NODE) {
+		mcfg_problem(c, LINE(root), COL(root),
+		             "expected a mapping of keys (merge_method: ...)");
+		return;
+	}
+	for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key);
+		if (key_ok(r, k) && !dup_key(r, root, p, "key "))
+			read_top_key(r, k, node(r, p->value));
+	}
+	if (!c->method.s && !c->method.line)
+		mcfg_problem(c, 1, 1,
+		             "no merge_method: (task_arithmetic, ties, dare_ties, linear, ...)");
+	if (!c->models) {
+		int has_slices = 0;
+		for (size_t i = 0; i < c->nproblems; i++)
+			has_slices |= strstr(c->problems[i], "slices: not supported") != NULL;
+		if (!has_slices)
+			mcfg_problem(c, 1, 1, "no models: (a list of - model: NAME)");
+	}
+}
+
+static FILE *open_input(struct mcfg *c, const char *path, const char *txt, size_t len)
+{
+	FILE *f;
+	if (txt)
+		f = fmemopen((void *)(uintptr_t)txt, len, "r");
+	else if (!strcmp(path, "-"))
+		f = stdin;
+	else
+		f = fopen(path, "r");
+	if (!f)
+		mcfg_problem(c, 0, 0, "%s", strerror(errno));
+	return f;
+}
+
+struct mcfg *mcfg_read(const char *path, const char *txt, size_t len)
+{
+	struct mcfg *c = xcalloc(1, sizeof(*c));
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	c->file = xstrdup(strcmp(path, "-") ? path : "(standard input)");
+	FILE *f = open_input(c, path, txt, len);
+	if (!f)
+		return c;
+	yaml_parser_initialize(&parser);
+	yaml_parser_set_input_file(&parser, f);
+	if (!yaml_parser_load(&parser, &doc)) {
+		mcfg_problem(c, (int)parser.problem_mark.line + 1,
+		             (int)parser.problem_mark.column + 1, "not valid YAML: %s%s%s",
+		             parser.problem ? parser.problem : "an error",
+		             parser.context ? " " : "", parser.context ? parser.context : "");
+	} else {
+		struct rd r = {c, &doc};
+		read_root(&r, yaml_document_get_root_node(&doc));
+		yaml_document_delete(&doc);
+	}
+	yaml_parser_delete(&parser);
+	if (f != stdin)
+		fclose(f);
+	return c;
+}
+
+static void value_free(struct mcfg_value *v)
+{
+	free(v->grad);
+	for (size_t i = 0; i < v->nfilters; i++) {
+		free(v->filters[i].filter);
+		value_free(&v->filters[i].value);
+	}
+	free(v->filters);
+}
+
+static void params_free(struct mcfg_params *ps)
+{
+	for (size_t i = 0; i < ps->n; i++) {
+		free(ps->p[i].name);
+		value_free(&ps->p[i].v);
+	}
+	free(ps->p);
+}
+
+void mcfg_free(struct mcfg *c)
+{
+	if (!c)
+		return;
+	struct mcfg_str *strs[] = {
+	    &c->method,        &c->base, &c->dtype,      &c->out_dtype,   &c->tokenizer_source,
+	    &c->chat_template, &c->name, &c->alpha_word, &c->norm,        &c->stacks,
+	    &c->stack_order,   &c->trim, &c->rescale,    &c->layer_regex, &c->ldtype,
+	    &c->vocab};
+	for (size_t i = 0; i < ARRAY_SIZE(strs); i++)
+		free(strs[i]->s);
+	for (size_t i = 0; i < c->nmodels; i++) {
+		free(c->models[i].ref);
+		params_free(&c->models[i].params);
+	}
+	free(c->models);
+	params_free(&c->params);
+	params_free(&c->lines_num);
+	for (size_t i = 0; i < c->nproblems; i++)
+		free(c->problems[i]);
+	free(c->problems);
+	free(c->file);
+	free(c);
+}

@@ -1,0 +1,150 @@
+/*
+ * merge_config.h -- mergekit's YAML merge configurations (`lines merge
+ * --config FILE`), read with libyaml, checked, and turned into the options
+ * of lines merge; and the other way round (--print-config).
+ *
+ * A configuration is read whole and every problem found in it is kept
+ * with its file, line and column ("FILE:LINE:COL: problem"); nothing is
+ * opened but the configuration itself. Parameter values keep mergekit's
+ * three forms (a number, a gradient list, a list of {filter, value}) and
+ * mcfg_value_for() resolves them for a tensor as mergekit does; the
+ * methods of lines take one number per model today, so mcfg_args()
+ * refuses a value that could differ between tensors.
+ */
+#ifndef LINES_MERGE_CONFIG_H
+#define LINES_MERGE_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#include "lines.h"
+
+/* A parameter value: a number (booleans are 0 and 1), a gradient over
+ * the layer position t, or filters tried in order. */
+enum mcfg_kind { MCFG_NUMBER, MCFG_GRADIENT, MCFG_FILTERS };
+
+struct mcfg_filter;
+
+struct mcfg_value {
+	enum mcfg_kind kind;
+	int is_bool; /* a number written true or false */
+	double num;
+	double *grad; /* MCFG_GRADIENT: ngrad >= 1 values */
+	size_t ngrad;
+	struct mcfg_filter *filters; /* MCFG_FILTERS */
+	size_t nfilters;
+	int line, col; /* 1-based, where the value starts */
+};
+
+struct mcfg_filter {
+	char *filter;            /* a substring of the tensor name; NULL for none or "*" (all) */
+	struct mcfg_value value; /* a number or a gradient */
+};
+
+struct mcfg_param {
+	char *name;
+	struct mcfg_value v;
+	int line, col; /* of the name */
+};
+
+struct mcfg_params {
+	struct mcfg_param *p;
+	size_t n;
+};
+
+struct mcfg_model {
+	char *ref;
+	int line, col;
+	struct mcfg_params params;
+};
+
+/* A key of the configuration given as a string, and where. */
+struct mcfg_str {
+	char *s; /* NULL when absent */
+	int line, col;
+};
+
+struct mcfg {
+	char *file; /* as named on the command line ("-": standard input) */
+	struct mcfg_str method, base, dtype, out_dtype, tokenizer_source, chat_template, name;
+	struct mcfg_model *models;
+	size_t nmodels;
+	int models_line, models_col;
+	struct mcfg_params params; /* the global parameters */
+	/* the lines: section, each value as written (numbers as text) */
+	struct mcfg_params lines_num; /* alpha (number), beta, lambda, seed, num_layers */
+	struct mcfg_str alpha_word, norm, stacks, stack_order, trim, rescale, layer_regex, ldtype,
+	    vocab;
+	int strict;
+	int has_lines;
+	/* every problem found, "FILE:LINE:COL: problem", in order */
+	char **problems;
+	size_t nproblems;
+};
+
+/*
+ * Read a configuration from PATH ("-": standard input), or from TEXT of
+ * LEN bytes when text is not NULL (path then only names it in messages).
+ * Returns the configuration, with problems listed in cfg->problems (each
+ * one also checked against the methods lines has), or NULL when memory
+ * runs out. Free with mcfg_free().
+ */
+struct mcfg *mcfg_read(const char *path, const char *text, size_t len);
+void mcfg_free(struct mcfg *cfg);
+
+/*
+ * The options of lines merge that the configuration means: "--name" or
+ * "--name" "value" items, then the models, in *args (nargs items, each
+ * malloc'd; free with mcfg_args_free). Problems found while mapping the
+ * values onto those options (a parameter the method does not take, a
+ * value that varies by tensor) are added to cfg->problems. Returns 0, or
+ * -1 when memory runs out.
+ */
+int mcfg_args(struct mcfg *cfg, char ***args, size_t *nargs, size_t *nmodels);
+void mcfg_args_free(char **args, size_t nargs);
+
+/*
+ * The value of parameter NAME for a tensor named TENSOR at layer position
+ * T (t = i / (L - 1) for block i of L, 1 when L = 1, 0 outside the
+ * blocks): model MODEL's parameters (model < cfg->nmodels; pass
+ * (size_t)-1 for none), then the global ones. Returns 1 with *out set, or
+ * 0 when neither level gives one (the method's default applies).
+ */
+int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const char *tensor,
+                   double t, double *out);
+/* One value at T for TENSOR: 1 with *out, or 0 when no filter matches. */
+int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out);
+/* Add "FILE:LINE:COL: problem" to cfg->problems (line 0: "FILE: problem"). */
+void mcfg_problem(struct mcfg *cfg, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The layer position of block BLOCK of NUM_LAYERS (-1: outside, t = 0). */
+double mcfg_layer_t(long block, long num_layers);
+
+/* Of the N names in LIST, the one closest to NAME by edit distance when it
+ * is close enough to be a likely typo, else NULL. */
+const char *mcfg_closest(const char *name, const char *const *list, size_t n);
+/* " (did you mean 'x'?)", or " (one of: a, b, c)" when none is close.
+ * Static buffer. */
+const char *mcfg_hint(const char *name, const char *const *list, size_t n);
+/* The edit distance (insertions, deletions, substitutions) of A and B. */
+size_t mcfg_distance(const char *a, const char *b);
+
+/*
+ * Print the configuration that means the same merge as O (filled in as
+ * lines merge's options leave it after their checks): mergekit's keys,
+ * every default written out, and a lines: section for what only lines
+ * has. Weights and densities per model; X (may be NULL) adds what a
+ * configuration said that no option holds. Returns 0, or -1 on a write
+ * error.
+ */
+struct mcfg_extra {
+	/* keys of a configuration that change no number, printed back as
+	 * given (NULL: absent): name, chat_template, the working dtype */
+	const char *name, *chat_template, *dtype;
+};
+/* 0, -1 when f fails, or MCFG_NO_FORM for options that no key of the
+ * format says yet (-m consensus --consensus-over ties) */
+#define MCFG_NO_FORM (-2)
+int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extra *x);
+
+#endif

@@ -1,0 +1,379 @@
+#!/bin/sh
+# t-config.sh -- lines merge --config FILE.yml: mergekit's configurations,
+# written here for a generated family, give byte for byte what the
+# equivalent command line gives (mergekit's defaults spelled out on it);
+# options beside --config override it; --print-config of a command line,
+# run with --config, gives the same bytes; and a bad configuration is a
+# usage error (exit 2) naming FILE:LINE:COL for every problem at once,
+# with nothing written. Values are read with jq from --json and the
+# places from the "lines: FILE:LINE:COL:" prefix.
+. "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
+
+family "$tmp/f" --arch llama --dtype bf16 --layers 4 --size 1M --models 3 --seed 11
+b=$tmp/f/base.safetensors
+m1=$tmp/f/ft1.safetensors
+m2=$tmp/f/ft2.safetensors
+m3=$tmp/f/ft3.safetensors
+
+# same NAME CONFIG ARGS...: --config CONFIG and the command line ARGS write the same bytes
+same() {
+	name=$1
+	cfg=$2
+	shift 2
+	rm -f "$tmp/c.st" "$tmp/l.st"
+	"$LINES" merge -q --config "$cfg" -o "$tmp/c.st" 2>"$tmp/err"
+	rc=$?
+	"$LINES" merge -q "$@" -o "$tmp/l.st" 2>>"$tmp/err"
+	if [ $rc -eq 0 ] && [ -s "$tmp/c.st" ] && cmp -s "$tmp/c.st" "$tmp/l.st"; then
+		ok 0 "$name: the same bytes as the command line"
+	else
+		ok 1 "$name: the same bytes as the command line"
+		sed 's/^/# /' "$tmp/err"
+	fi
+}
+
+cat >"$tmp/ta.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weight: 0.7
+  - model: $m2
+    parameters:
+      weight: 0.3
+      density: 0.5   # no effect without sparsification, as in mergekit
+parameters:
+  lambda: 0.9
+  int8_mask: true
+EOF
+same "task_arithmetic" "$tmp/ta.yml" -b "$b" -m sum -w 0.7,0.3 --lambda 0.9 "$m1" "$m2"
+
+cat >"$tmp/mean.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $b
+models: [{model: $m1}, {model: $m2}, {model: $m3, parameters: {weight: 2}}]
+parameters: {weight: 1, normalize: true}
+EOF
+same "task_arithmetic, normalize: true is -m mean" "$tmp/mean.yml" -b "$b" -m mean -w 1,1,2 \
+	"$m1" "$m2" "$m3"
+
+cat >"$tmp/ties.yml" <<EOF
+merge_method: ties
+base_model: $b
+models:
+  - model: $b          # the base among the models: not a task vector
+  - model: $m1
+    parameters: {weight: 0.5, density: 0.3}
+  - model: $m2
+    parameters: {weight: 1.5, density: 0.6}
+  - model: $m3
+parameters:
+  weight: 1
+  density: 0.8
+out_dtype: torch.float32
+EOF
+same "ties, a weight and a density per model (mergekit's per-tensor trim, normalize)" \
+	"$tmp/ties.yml" -b "$b" -m ties --trim tensor --normalize -w 0.5,1.5,1 --density 0.3,0.6,0.8 \
+	--dtype f32 "$m1" "$m2" "$m3"
+status 0 "ties: -n --json" "$LINES" merge -n --json --config "$tmp/ties.yml"
+jqok "... the plan has mergekit's trim and the densities per model" \
+	'.method == "ties" and .ties.trim == "tensor" and .ties.density == [0.3, 0.6, 0.8] and .weights == [0.5, 1.5, 1]'
+
+cat >"$tmp/dare.yml" <<EOF
+merge_method: dare_ties
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: [0.6, 0.6], density: 0.4}
+  - model: $m2
+    parameters:
+      weight:
+        - {filter: mlp, value: 0.9}
+        - {value: 0.9}
+      density: 0.7
+lines:
+  seed: 3
+EOF
+same "dare_ties with a seed (mergekit's rescale, normalized as ties is; constant gradient and filters)" \
+	"$tmp/dare.yml" -b "$b" -m dare_ties --rescale --normalize --seed 3 -w 0.6,0.9 \
+	--density 0.4,0.7 "$m1" "$m2"
+
+cat >"$tmp/linear.yml" <<EOF
+merge_method: linear
+models:
+  - model: $m1
+    parameters: {weight: 1}
+  - model: $m2
+    parameters: {weight: 3}
+dtype: float16
+EOF
+same "linear without a base (dtype: the output's when out_dtype is absent)" "$tmp/linear.yml" \
+	-m linear --normalize -w 1,3 --dtype f16 "$m1" "$m2"
+
+cat >"$tmp/linear-base.yml" <<EOF
+merge_method: linear
+base_model: $b
+models:
+  - model: $m1
+  - model: $m2
+parameters:
+  weight: 0.5
+EOF
+same "linear averages an unlisted base_model in" "$tmp/linear-base.yml" -m linear --normalize \
+	-w 0.5,0.5,0.5 "$m1" "$m2" "$b"
+
+cat >"$tmp/slerp.yml" <<EOF
+merge_method: slerp
+base_model: $b
+models:
+  - model: $b
+  - model: $m2
+parameters:
+  t: 0.3
+EOF
+same "slerp, t" "$tmp/slerp.yml" -b "$b" -m slerp --t 0.3 "$m2"
+
+cat >"$tmp/lines.yml" <<EOF
+merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+  - model: $m2
+  - model: $m3
+parameters:
+  weight: 1
+  density: 0.5
+lines:
+  alpha: auto
+  norm: l2
+  stacks: joint
+  trim: global
+EOF
+same "ties with a lines: section (LiNeS, automatic alpha in L2, global trim)" "$tmp/lines.yml" \
+	-b "$b" -m ties --normalize --lines --norm l2 --stacks joint --trim global -w 1,1,1 \
+	--density 0.5 "$m1" "$m2" "$m3"
+
+cat >"$tmp/lines2.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $b
+models: [{model: $m1}, {model: $m2}]
+parameters: {weight: 1}
+lines: {alpha: 0.25, beta: 0.5}
+EOF
+same "lines: alpha and beta numbers" "$tmp/lines2.yml" -b "$b" -m sum --alpha 0.25 --beta 0.5 \
+	-w 1,1 "$m1" "$m2"
+
+# ---- standard input, and options beside --config ---------------------------------------------
+rm -f "$tmp/s.st" "$tmp/c.st"
+"$LINES" merge -q --config - -o "$tmp/s.st" <"$tmp/ties.yml"
+"$LINES" merge -q --config "$tmp/ties.yml" -o "$tmp/c.st"
+check "--config - reads standard input" cmp -s "$tmp/s.st" "$tmp/c.st"
+rm -f "$tmp/c.st" "$tmp/l.st"
+"$LINES" merge -q --config "$tmp/ties.yml" --density 0.9 --no-normalize --lines -o "$tmp/c.st"
+"$LINES" merge -q -b "$b" -m ties --trim tensor --no-normalize --lines -w 0.5,1.5,1 --density 0.9 \
+	--dtype f32 -o "$tmp/l.st" "$m1" "$m2" "$m3"
+check "options beside --config override it (--density, --no-normalize, --lines)" \
+	cmp -s "$tmp/c.st" "$tmp/l.st"
+status 0 "... and the plan records them" "$LINES" merge -n --json --config "$tmp/ties.yml" \
+	--density 0.9 --gamma 0.4
+jqok "... density 0.9 for every model, LiNeS from --gamma" \
+	'(.ties.density == 0.9 or .ties.density == [0.9, 0.9, 0.9]) and .lines.alpha == 0.4 and .lines.beta == 0.6'
+status 2 "MODEL operands beside --config: exit 2" "$LINES" merge --config "$tmp/ties.yml" -n "$m1"
+
+# ---- --print-config: any command line as a configuration, same bytes -------------------------
+roundtrip() {
+	name=$1
+	shift
+	rm -f "$tmp/a.st" "$tmp/r.st"
+	"$LINES" merge -q "$@" -o "$tmp/a.st" 2>"$tmp/err" &&
+		"$LINES" merge "$@" --print-config >"$tmp/p.yml" 2>>"$tmp/err" &&
+		"$LINES" merge -q --config "$tmp/p.yml" -o "$tmp/r.st" 2>>"$tmp/err"
+	if [ $? -eq 0 ] && cmp -s "$tmp/a.st" "$tmp/r.st"; then
+		ok 0 "--print-config of $name, run with --config: the same bytes"
+	else
+		ok 1 "--print-config of $name, run with --config: the same bytes"
+		sed 's/^/# /' "$tmp/err" "$tmp/p.yml"
+	fi
+}
+roundtrip "sum (lines' defaults: weights 1)" -b "$b" "$m1" "$m2"
+roundtrip "mean" -b "$b" -m mean -w 1,2 "$m1" "$m2"
+roundtrip "ties (lines' density 0.2, global trim)" -b "$b" -m ties "$m1" "$m2" "$m3"
+roundtrip "ties --lines --beta --norm l2 --dtype f16" -b "$b" -m ties --lines --beta 0.7 \
+	--norm l2 --dtype f16 "$m1" "$m2"
+roundtrip "dare (lines' density rescale) --seed" -b "$b" -m dare --seed 7 --density 0.5 "$m1" "$m2"
+roundtrip "dare_ties --rescale, densities per model, --lines" -b "$b" -m dare_ties --rescale \
+	--density 0.4,0.6 -w 1,2 --lines "$m1" "$m2"
+roundtrip "linear without base" -m linear -w 1,3 "$m1" "$m2"
+roundtrip "linear -b (the reference of --lambda only)" -b "$b" -m linear -w 1,2 "$m1" "$m2"
+roundtrip "linear -b --lines --alpha" -b "$b" -m linear -w 1,3 --lines --alpha 0.5 "$m1" "$m2"
+roundtrip "slerp" -b "$b" -m slerp --t 0.3 "$m1"
+roundtrip "nuslerp" -b "$b" -m nuslerp -w 1,2 "$m1" "$m2"
+roundtrip "multislerp --no-normalize" -b "$b" -m multislerp -w 1,2 --no-normalize "$m1" "$m2"
+roundtrip "model_stock" -b "$b" -m model_stock "$m1" "$m2"
+roundtrip "ramplus_tl" -b "$b" -m ramplus_tl --ram-r 0.3 --epsilon 0.001 "$m1" "$m2"
+cat >"$tmp/stockrow.yml" <<EOF
+merge_method: model_stock
+base_model: $b
+models:
+  - model: $m1
+  - model: $m2
+parameters:
+  filter_wise: true
+EOF
+same "model_stock filter_wise: true (--per-row)" "$tmp/stockrow.yml" -b "$b" -m model_stock --per-row "$m1" "$m2"
+cat >"$tmp/nurow.yml" <<EOF
+merge_method: nuslerp
+models:
+  - model: $m1
+    parameters: {weight: 1}
+  - model: $m2
+    parameters: {weight: 3}
+parameters:
+  nuslerp_flatten: false
+EOF
+same "nuslerp nuslerp_flatten: false (--per-row)" "$tmp/nurow.yml" -m nuslerp --per-row -w 1,3 "$m1" "$m2"
+roundtrip "model_stock --per-row" -b "$b" -m model_stock --per-row "$m1" "$m2"
+roundtrip "nuslerp --per-row" -m nuslerp --per-row -w 2,1 "$m1" "$m2"
+status 2 "--print-config of consensus over ties: no form yet, exit 2" "$LINES" merge -b "$b" -m consensus --consensus-over ties --print-config "$m1" "$m2"
+roundtrip "consensus" -b "$b" -m consensus --consensus-k 1 --tall-lambda 0.2,0.3 "$m1" "$m2"
+roundtrip "nearswap --gamma" -b "$b" -m nearswap --t 0.01 --gamma 0.3 "$m1"
+roundtrip "a path that needs quotes" -b "$b" -m sum --lambda 0.1234567890123 "$tmp/f/ft1.safetensors"
+status 0 "--print-config of --config prints the configuration" "$LINES" merge --config \
+	"$tmp/ties.yml" --print-config
+check "... in mergekit's keys and a lines: section" sh -c "grep -q '^merge_method: ties' '$tmp/out' && grep -q '^lines:' '$tmp/out' && grep -q '  trim: tensor' '$tmp/out'"
+
+# ---- a directory output records the configuration as run ------------------------------------
+cat >"$tmp/rec.yml" <<EOF
+merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 1, density: 0.5}
+  - model: $m2
+    parameters: {weight: 2, density: 0.5}
+name: my-merge
+chat_template: "{% for m in messages %}\n{{ m }}"
+EOF
+rm -rf "$tmp/d1" "$tmp/d2"
+"$LINES" merge -q --config "$tmp/rec.yml" --lambda 0.8 -o "$tmp/d1/"
+check "-o DIR/ writes DIR/lines_config.yml" test -s "$tmp/d1/lines_config.yml"
+check "... with the option given beside --config, and the name and chat template" sh -c \
+	"grep -q '^  lambda: 0.8' '$tmp/d1/lines_config.yml' && grep -q '^name: my-merge' '$tmp/d1/lines_config.yml' && grep -q '^chat_template: ' '$tmp/d1/lines_config.yml'"
+check "... README.md shows it" grep -q '^merge_method: ties' "$tmp/d1/README.md"
+"$LINES" merge -q --config "$tmp/d1/lines_config.yml" -o "$tmp/d2/"
+check "... which run again gives the same model" cmp -s "$tmp/d1/model.safetensors" "$tmp/d2/model.safetensors"
+check "... and the same configuration" cmp -s "$tmp/d1/lines_config.yml" "$tmp/d2/lines_config.yml"
+rm -rf "$tmp/d3"
+"$LINES" merge -q -b "$tmp/d1" -m sum -o "$tmp/d3/" "$m1"
+check "a directory merged from a lines output gets its own lines_config.yml, not the input's" \
+	grep -q '^merge_method: task_arithmetic' "$tmp/d3/lines_config.yml"
+
+# ---- bad configurations ---------------------------------------------------------------------
+# bad NAME LINE:COL YAML: exit 2, a problem at FILE:LINE:COL, no output
+bad() {
+	name=$1
+	at=$2
+	printf '%s\n' "$3" >"$tmp/bad.yml"
+	rm -f "$tmp/no.st"
+	status 2 "$name: exit 2" "$LINES" merge --config "$tmp/bad.yml" -o "$tmp/no.st"
+	check "... reported at $at" grep -q "^lines: $tmp/bad.yml:$at: " "$tmp/err"
+	check "... nothing written" test ! -e "$tmp/no.st"
+}
+bad "an unknown key" 3:1 "merge_method: ties
+base_model: $b
+modles: []
+models: [{model: $m1, parameters: {weight: 1}}]"
+check "... naming the closest key" grep -q "did you mean 'models'" "$tmp/err"
+bad "an unknown method" 1:15 "merge_method: dare_tie
+base_model: $b
+models: [{model: $m1}]"
+check "... naming the closest method" grep -q "did you mean 'dare_ties'" "$tmp/err"
+bad "an unknown parameter" 6:7 "merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weihgt: 1
+parameters: {weight: 1}"
+bad "a parameter the method does not take" 5:3 "merge_method: ties
+base_model: $b
+models: [{model: $m1, parameters: {weight: 1}}]
+parameters:
+  t: 0.5"
+bad "a global parameter given per model" 7:7 "merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weight: 1
+      normalize: false"
+bad "a string for a number" 4:26 "merge_method: linear
+models:
+  - model: $m1
+    parameters: {weight: heavy}"
+bad "a missing model file" 3:12 "merge_method: linear
+models:
+  - model: $tmp/f/nothere.safetensors
+    parameters: {weight: 1}"
+bad "a model without the required weight" 4:12 "merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1"
+bad "a gradient that varies" 6:15 "merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weight: [0, 1]"
+check "... says per-tensor values are not supported yet" grep -q "per-tensor values are not supported yet" "$tmp/err"
+bad "filters that vary" 5:15 "merge_method: linear
+models:
+  - model: $m1
+    parameters:
+      weight: [{filter: mlp, value: 1}, {value: 2}]"
+bad "slices" 2:1 "merge_method: passthrough
+slices:
+  - sources: [{model: $m1, layer_range: [0, 2]}]"
+bad "passthrough" 1:15 "merge_method: passthrough
+models: [{model: $m1}]"
+bad "tokenizer_source: union" 5:19 "merge_method: linear
+models:
+  - model: $m1
+    parameters: {weight: 1}
+tokenizer_source: union"
+bad "a bad out_dtype" 5:12 "merge_method: linear
+models:
+  - model: $m1
+    parameters: {weight: 1}
+out_dtype: bfloat15"
+check "... naming bfloat16" grep -q "did you mean 'bfloat16'" "$tmp/err"
+bad "broken YAML" 3:3 "merge_method: linear
+models: [
+  - : x"
+bad "an unknown lines: key" 6:3 "merge_method: linear
+models:
+  - model: $m1
+    parameters: {weight: 1}
+lines:
+  aplha: auto"
+
+bad "a lines: key of another method" 6:3 "merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+lines:
+  seed: 3
+parameters: {weight: 1}"
+
+# every problem at once
+printf 'merge_method: ties\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \
+	"$b" "$m1" "$tmp" >"$tmp/bad.yml"
+status 2 "a configuration with six problems: exit 2" "$LINES" merge --config "$tmp/bad.yml" -o "$tmp/no.st"
+for at in 5:26 5:34 6:12 8:14 9:3 10:1; do
+	check "... the problem at $at is reported" grep -q "^lines: $tmp/bad.yml:$at: " "$tmp/err"
+done
+check "... nothing written" test ! -e "$tmp/no.st"
+status 2 "lines scale --config: exit 2" "$LINES" scale --config "$tmp/ties.yml" --gamma 0.5 -o "$tmp/no.st"
+
+done_testing
