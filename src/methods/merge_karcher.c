@@ -34,7 +34,9 @@
  * the antipode of u (1 + u . u_i <= 1e-12) adds nothing to T: its log
  * map has no direction there (mergekit adds exactly 0 for an exact
  * negation, and float32 noise near one). A tensor with a NaN or an
- * infinity in a model comes out NaN, as in mergekit.
+ * infinity in a model comes out NaN, as in mergekit, except where every
+ * model has a NaN: mergekit leaves them all out (a NaN norm is not above
+ * tol) and writes 0.
  *
  * Without -b, input 0 is the first model read a second time; the models
  * are inputs 1..N either way.
@@ -218,27 +220,34 @@ static void ka_load(const struct merge_ctx *p, const struct tensor *t, const str
 		tile_load(p->k, t->in_dt, job->in[i + 1] + j0 * t->unit_in, n, v[i], tmp);
 }
 
-/* s->r = the result for elements [j0, j0 + nn) of the job (coefficients
- * c, or the one model), before any move toward the base. */
-static void ka_result_tile(const struct merge_ctx *p, const struct karcher *ka,
-                           const struct tensor *t, const struct pipe_job *job, const double *c,
-                           size_t j0, size_t nn, struct ka_scratch *s)
+/* s->r = the result from the models' values in s->x: the coefficients
+ * c, or the one model, before any move toward the base. */
+static void ka_combine(const struct karcher *ka, size_t tensor, const double *c, size_t nn,
+                       struct ka_scratch *s)
 {
-	size_t off = j0 * t->unit_in;
 	if (ka->n == 1) {
-		tile_load(p->k, t->in_dt, job->in[1] + off, nn, s->r, s->f);
+		memcpy(s->r, s->x[0], nn * sizeof(double));
 		return;
 	}
-	if (ka->kind[job->tensor] == KA_ZERO) {
+	if (ka->kind[tensor] == KA_ZERO) {
 		for (size_t j = 0; j < nn; j++)
 			s->r[j] = 0.0;
 		return;
 	}
-	for (unsigned i = 0; i < ka->n; i++) {
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, nn, s->x[i], s->f);
+	for (size_t j = 0; j < nn; j++)
+		s->r[j] = c[0] * s->x[0][j];
+	for (unsigned i = 1; i < ka->n; i++)
 		for (size_t j = 0; j < nn; j++)
-			s->r[j] = i == 0 ? c[0] * s->x[0][j] : fma(c[i], s->x[i][j], s->r[j]);
-	}
+			s->r[j] = fma(c[i], s->x[i][j], s->r[j]);
+}
+
+/* s->x = the models' values of elements [j0, j0 + nn) of the job. */
+static void ka_models(const struct merge_ctx *p, const struct karcher *ka,
+                      const struct tensor *t, const struct pipe_job *job, size_t j0, size_t nn,
+                      struct ka_scratch *s)
+{
+	for (unsigned i = 0; i < ka->n; i++)
+		tile_load(p->k, t->in_dt, job->in[i + 1] + j0 * t->unit_in, nn, s->x[i], s->f);
 }
 
 static const double *ka_coef_of(const struct karcher *ka, size_t tensor)
@@ -257,7 +266,8 @@ static int ka_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 	(void)err;
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
-		ka_result_tile(p, ka, t, job, c, j0, nn, s);
+		ka_models(p, ka, t, job, j0, nn, s);
+		ka_combine(ka, job->tensor, c, nn, s);
 		if (t->lambda != 1.0) {
 			tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, nn, s->b, s->f);
 			for (size_t j = 0; j < nn; j++)
@@ -283,16 +293,15 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 	int f64 = t->in_dt == DT_F64;
 	part[0] = part[1] = part[2] = part[3] = 0.0;
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE, off = j0 * t->unit_in;
-		ka_result_tile(p, ka, t, job, c, j0, nn, s);
-		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->f);
-		for (unsigned i = 0; i < ka->n; i++) {
-			tile_load(p->k, t->in_dt, job->in[i + 1] + off, nn, s->x[0], s->f);
+		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		ka_models(p, ka, t, job, j0, nn, s);
+		ka_combine(ka, job->tensor, c, nn, s);
+		tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, nn, s->b, s->f);
+		for (unsigned i = 0; i < ka->n; i++)
 			for (size_t j = 0; j < nn; j++) {
-				double tau = f64 ? s->x[0][j] - s->b[j] : (double)(float)(s->x[0][j] - s->b[j]);
+				double d = s->x[i][j] - s->b[j], tau = f64 ? d : (double)(float)d;
 				s->ts[j] = i == 0 ? tau : s->ts[j] + tau;
 			}
-		}
 		for (size_t j = 0; j < nn; j++) {
 			double sv = s->ts[j], tv = s->r[j] - s->b[j];
 			if (!isfinite(sv) || !isfinite(tv))
