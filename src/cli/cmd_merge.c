@@ -752,9 +752,9 @@ static void print_karcher(FILE *f, const struct lines_merge_opts *o, const struc
 	json_t *k = json_object_get(root, "karcher");
 	json_t *most = json_object_get(k, "iterations_max"), *unc = json_object_get(k, "unconverged");
 	if (json_is_integer(most) && json_is_integer(unc))
-		fprintf(f, ";\n  took at most %lld steps, %lld tensor%s stopped by --max-iter",
-		        (long long)json_integer_value(most), (long long)json_integer_value(unc),
-		        json_integer_value(unc) == 1 ? "" : "s");
+		fprintf(f, ";\n  a tensor took at most %lld step%s, %lld tensor%s stopped by --max-iter",
+		        (long long)json_integer_value(most), json_integer_value(most) == 1 ? "" : "s",
+		        (long long)json_integer_value(unc), json_integer_value(unc) == 1 ? "" : "s");
 	fputc('\n', f);
 	json_decref(root);
 	free(text);
