@@ -107,5 +107,8 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
 		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-multislerpb.st" $g3
+		run $arch-$dt-karcher.st -m karcher -o "$out/$arch-$dt-karcher.st" $g3
+		run $arch-$dt-karcherb.st -b $fb -m karcher --max-iter 3 --tol 1e-7 --lines \
+			-o "$out/$arch-$dt-karcherb.st" $g3
 	done
 done

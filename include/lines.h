@@ -171,11 +171,13 @@ enum lines_method {
 	LINES_M_RAMPLUS_TL, /* mergekit's ramplus_tl: ram, lone changes scaled per tensor */
 	LINES_M_MULTISLERP, /* mergekit's multislerp: N models on the sphere (task vectors
 	                     * with a base) */
+	LINES_M_KARCHER,   /* mergekit's karcher: the Riemannian mean of N models on the sphere */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
- * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl"):
+ * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
+ * "karcher"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -198,6 +200,7 @@ enum {
 	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl)        */
 	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
 	LINES_MOPT_PER_ROW = 1 << 16, /* per_row (model_stock, nuslerp)      */
+	LINES_MOPT_KARCHER = 1 << 15, /* max_iter, tol (karcher)             */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -283,6 +286,11 @@ struct lines_merge_opts {
 	 * but their last index; a tensor of rank 0 or 1 is one row) instead of
 	 * over the flattened tensor */
 	int per_row;
+	/* karcher: at most max_iter updates of each tensor's mean (default
+	 * 10, at least 1), stopped once the tangent's norm is below tol
+	 * (default 1e-5, > 0), which also leaves out models of norm <= tol */
+	unsigned max_iter;
+	double tol;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

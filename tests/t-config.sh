@@ -233,6 +233,7 @@ parameters:
   nuslerp_flatten: false
 EOF
 same "nuslerp nuslerp_flatten: false (--per-row)" "$tmp/nurow.yml" -m nuslerp --per-row -w 1,3 "$m1" "$m2"
+roundtrip "karcher --max-iter 10 --tol 1e-6 (an integer option of 10)" -m karcher --max-iter 10 --tol 1e-6 "$m1" "$m2"
 roundtrip "model_stock --per-row" -b "$b" -m model_stock --per-row "$m1" "$m2"
 roundtrip "nuslerp --per-row" -m nuslerp --per-row -w 2,1 "$m1" "$m2"
 status 2 "--print-config of consensus over ties: no form yet, exit 2" "$LINES" merge -b "$b" -m consensus --consensus-over ties --print-config "$m1" "$m2"

@@ -2,7 +2,7 @@
 # t-mergekit-cli.sh -- mergekit's names on the command line: task_arithmetic is
 # sum under another name, dare_linear and dare_ties are dare without and with
 # --dare-elect; linear, nearswap, slerp, nuslerp, multislerp, model_stock,
-# consensus, ram, ramplus_tl and the new options of ties and dare (a density
+# consensus, ram, ramplus_tl, karcher and the new options of ties and dare (a density
 # per model, --no-normalize, --rescale) give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
@@ -137,6 +137,33 @@ same "multislerp" -m multislerp -w 1,2,3 "$m1" "$m2" "$m3"
 same "multislerp -b --no-normalize --lambda" -b "$b" -m multislerp -w 0.5,1,0.25 --no-normalize \
 	--lambda 0.8 "$m1" "$m2" "$m3"
 same "multislerp -b --lines, automatic alpha" -b "$b" -m multislerp -w 3,1,2 --lines "$m1" "$m2" "$m3"
+# karcher: fine-tunes take a step or none; their task vectors, far apart, take several
+for i in 1 2; do
+	"$LINES" merge -q -m linear -w 1,-1 --no-normalize -o "$tmp/tv$i.st" "$tmp/f/ft$i.safetensors" "$b"
+done
+tv1=$tmp/tv1.st
+tv2=$tmp/tv2.st
+same "karcher" -m karcher "$m1" "$m2" "$m3"
+same "karcher of task vectors, several steps, --tol 1e-7 --max-iter 30" -m karcher --tol 1e-7 \
+	--max-iter 30 "$tv1" "$tv2" "$m3"
+same "karcher -b --lines, automatic alpha" -b "$b" -m karcher --lines "$m1" "$tv2" "$m3"
+same "karcher -b --lambda 0.6 --max-iter 2" -b "$b" -m karcher --lambda 0.6 --max-iter 2 "$tv1" "$m2" "$tv2"
+uring=1
+"$LINES" merge -q --io uring -m karcher -o - "$m1" "$m2" >/dev/null 2>&1 || uring=0
+for io in mmap uring; do
+	if [ $io = uring ] && [ $uring = 0 ]; then
+		skip "karcher: the same bytes with --io uring: io_uring is not available here"
+		continue
+	fi
+	rm -f "$tmp/x.st"
+	"$LINES" merge -q -m karcher --io $io -j 2 -o "$tmp/x.st" "$tv1" "$tv2" "$m3"
+	"$LINES" merge -q -m karcher --io $io -j 1 --chunk 64K -o "$tmp/y.st" "$tv1" "$tv2" "$m3"
+	check "karcher: the same bytes with --io $io, -j 2 and -j 1 --chunk 64K" \
+		sh -c "cmp -s '$tmp/x.st' '$tmp/y.st' && cmp -s '$tmp/x.st' '$tmp/kio.st' 2>/dev/null || { cp '$tmp/x.st' '$tmp/kio.st'; cmp -s '$tmp/x.st' '$tmp/y.st'; }"
+done
+if [ $uring = 1 ]; then
+	check "karcher: --io mmap and --io uring, the same bytes" cmp -s "$tmp/kio.st" "$tmp/x.st"
+fi
 
 # ---- what linear without a base records ------------------------------------------------------
 status 0 "-m linear without -b: --json" "$LINES" merge -n --json -m linear -w 1,3 "$m1" "$m2"
@@ -249,6 +276,36 @@ check "slerp --t 0: every finite tensor has the base's bytes (those of sum --lam
 	jq -e --slurpfile a "$tmp/sl0.st.manifest.json" --slurpfile fin "$tmp/fin.json" \
 	'($fin[0] | length) > 10 and ([.tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64] == [$a[0].tensors[] | select(.name as $n | $fin[0] | index($n)) | .xxh3_64])' \
 	"$tmp/b0.st.manifest.json"
+
+# ---- what karcher records --------------------------------------------------------------------------
+status 0 "-m karcher without -b -n --json" "$LINES" merge -n --json -m karcher "$m1" "$m2" "$m3"
+jqok "... max_iter 10, tol 1e-5, no steps before the run; a dots pass, then the writing pass" \
+	'.method == "karcher" and .base == null and .karcher.max_iter == 10 and .karcher.tol == 1e-5 and .karcher.iterations_max == null and .karcher.unconverged == null and [.passes[].name] == ["dots", "write"]'
+status 0 "-m karcher -n prints the two reads" "$LINES" merge -n -m karcher "$m1" "$m2"
+check "... dots, then write" sh -c "grep -q '1\. dots' '$tmp/out' && grep -q '2\. write' '$tmp/out'"
+status 0 "-m karcher -b --lines -n --json" "$LINES" merge -n --json -b "$b" -m karcher --lines --max-iter 7 --tol 1e-6 "$m1" "$m2"
+jqok "... its parameters; automatic alpha in a norms pass after the dots" \
+	'.karcher.max_iter == 7 and .karcher.tol == 1e-6 and [.passes[].name] == ["dots", "norms", "write"] and .lines.alpha == null'
+status 0 "-m karcher with one model -n --json" "$LINES" merge -n --json -b "$b" -m karcher --lambda 0.5 "$m1"
+jqok "... that model: no dots pass" '[.passes[].name] == ["write"]'
+"$LINES" merge -q -b "$b" -m karcher -o "$tmp/k1.st" - <"$m2"
+"$LINES" merge -q -b "$b" -m linear -o "$tmp/k1ref.st" "$m2"
+jq -c '[.tensors[] | .xxh3_64]' "$tmp/k1ref.st.manifest.json" >"$tmp/k1ref.h" 2>/dev/null
+jq -c '[.tensors[] | .xxh3_64]' "$tmp/k1.st.manifest.json" >"$tmp/k1.h" 2>/dev/null
+check "-m karcher -b of one model on standard input (one pass): its tensors' bytes" \
+	sh -c "test -s '$tmp/k1.h' && cmp -s '$tmp/k1.h' '$tmp/k1ref.h'"
+"$LINES" merge -q -m karcher --json -o "$tmp/ka.st" "$tv1" "$tv2" "$m3" >"$tmp/ka.json"
+jqok "... after the run: every merged tensor's steps and Gram matrix; the most steps, some several" \
+	'([.tensors[] | select(.merged) | .karcher | (.gram | length) == 6 and (.c | length) == 3 and .iterations >= 0] | length > 10 and all) and .karcher.iterations_max == ([.tensors[] | .karcher.iterations // 0] | max) and .karcher.iterations_max >= 2' "$tmp/ka.json"
+jqok "... the manifest has the same steps and the same summary" \
+	"[.tensors[] | .karcher | select(.)] == $(jq -c '[.tensors[] | .karcher | select(.)]' "$tmp/ka.json" 2>/dev/null || echo null) and .run.karcher == $(jq -c .karcher "$tmp/ka.json" 2>/dev/null || echo null)" \
+	"$tmp/ka.st.manifest.json"
+"$LINES" merge -q -m karcher --max-iter 1 --json -o "$tmp/ka1.st" "$tv1" "$tv2" "$m3" >"$tmp/ka1.json"
+jqok "--max-iter 1: one step at most; the tensors it stopped are counted" \
+	'.karcher.iterations_max == 1 and .karcher.unconverged > 0 and .karcher.unconverged == ([.tensors[] | select(.karcher.case == "karcher" and .karcher.converged == false)] | length)' "$tmp/ka1.json"
+"$LINES" merge -q -m karcher -o "$tmp/kh.st" "$tv1" "$tv2" "$m3"
+check "karcher: lines.max_iter and lines.tol in the output's metadata" \
+	sh -c "'$LINES' inspect --json '$tmp/kh.st' | jq -e '.metadata[\"lines.max_iter\"] == \"10\" and .metadata[\"lines.tol\"] == \"1e-05\"' >/dev/null"
 
 # ---- what ram and ramplus_tl record ------------------------------------------------------------
 status 0 "-m ram -n --json" "$LINES" merge -n --json -b "$b" -m ram "$m1" "$m2" "$m3"
@@ -389,8 +446,26 @@ refused "multislerp --consensus-k" -m multislerp --consensus-k 1 "$m1" "$m2"
 refused "sum --per-row" -b "$b" -m sum --per-row "$m1" "$m2"
 refused "slerp --per-row" -b "$b" -m slerp --t 0.5 --per-row "$m1"
 refused "model_stock --per-row --lines auto alpha, a model on standard input" -b "$b" -m model_stock --per-row --lines --norm l2 "$m1" - <"$m2"
+refused "karcher -w (mergekit's karcher takes no weights)" -m karcher -w 1,2 "$m1" "$m2"
+refused "karcher --max-iter 0" -m karcher --max-iter 0 "$m1" "$m2"
+refused "karcher --max-iter -1" -m karcher --max-iter -1 "$m1" "$m2"
+refused "karcher --max-iter 2.5" -m karcher --max-iter 2.5 "$m1" "$m2"
+refused "karcher --tol 0" -m karcher --tol 0 "$m1" "$m2"
+refused "karcher --tol -1e-5" -m karcher --tol -1e-5 "$m1" "$m2"
+refused "karcher --tol nan" -m karcher --tol nan "$m1" "$m2"
+refused "karcher --tol inf" -m karcher --tol inf "$m1" "$m2"
+refused "karcher --max-iter given twice" -m karcher --max-iter 3 --max-iter 4 "$m1" "$m2"
+refused "karcher with 9 models" -m karcher "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2" "$m3"
+refused "karcher --lines without -b" -m karcher --lines --alpha 0.5 "$m1" "$m2"
+refused "karcher --lambda without -b" -m karcher --lambda 0.5 "$m1" "$m2"
+refused "karcher, a model on standard input (two passes)" -m karcher "$m1" - <"$m2"
+refused "karcher --density" -m karcher --density 0.5 "$m1" "$m2"
+refused "karcher --no-normalize" -m karcher --no-normalize "$m1" "$m2"
+refused "karcher --t" -m karcher --t 0.5 "$m1" "$m2"
+refused "linear --max-iter" -m linear --max-iter 3 "$m1" "$m2"
+refused "multislerp --tol" -m multislerp --tol 1e-3 "$m1" "$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
-	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row; do
+	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row "--max-iter 3" "--tol 1e-3"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "cli.h"
 #include "merge_config.h"
 
@@ -27,7 +29,7 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -56,6 +58,8 @@ static const struct option merge_options[] = {
 	{"ram-r", required_argument, NULL, OPT_RAM_R},
 	{"ram-alpha", required_argument, NULL, OPT_RAM_ALPHA},
 	{"per-row", no_argument, NULL, OPT_PER_ROW},
+	{"max-iter", required_argument, NULL, OPT_MAX_ITER},
+	{"tol", required_argument, NULL, OPT_TOL},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -116,6 +120,7 @@ static void merge_help(void)
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...]\n"
 	       "                   [--consensus-over ta|ties]\n"
 	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--per-row]\n"
+	       "                   [--max-iter N] [--tol X]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -129,8 +134,9 @@ static void merge_help(void)
 	       "  OUT ending in / (or an empty directory) is written as a model directory.\n"
 	       "  OUT ending in .zst is compressed; OUT.xxh128 and OUT.manifest.json go with it.\n\n"
 	       "  -b, --base BASE     the pre-trained model the task vectors are taken from\n"
-	       "                      (optional with -m linear, nuslerp and multislerp: then\n"
-	       "                      only for LiNeS, --lambda; with -m slerp, the t = 0 end)\n"
+	       "                      (optional with -m linear, nuslerp, multislerp and\n"
+	       "                      karcher: then only for LiNeS, --lambda; with -m slerp,\n"
+	       "                      the t = 0 end)\n"
 	       "  -m, --method M      sum (task arithmetic, default; also task_arithmetic),\n"
 	       "                      mean (model soup), ties (TIES-merging), dare (drop and\n"
 	       "                      rescale; also dare_linear), dare_ties (dare with\n"
@@ -143,10 +149,12 @@ static void merge_help(void)
 	       "                      models on the sphere around their weighted mean; of\n"
 	       "                      their task vectors with -b), model_stock (the\n"
 	       "                      models' mean pulled toward the base by their angle),\n"
-	       "                      ram (mean over the models that changed an element) or\n"
-	       "                      ramplus_tl (ram, lone changes scaled per tensor)\n"
+	       "                      ram (mean over the models that changed an element),\n"
+	       "                      ramplus_tl (ram, lone changes scaled per tensor) or\n"
+	       "                      karcher (the Riemannian mean of N <= 8 models on the\n"
+	       "                      sphere, scaled by their mean norm; no weights)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
-	       "                      slerp, model_stock, ram or ramplus_tl)\n"
+	       "                      slerp, model_stock, ram, ramplus_tl or karcher)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -188,6 +196,10 @@ static void merge_help(void)
 	       "      --ram-alpha A   ramplus_tl: the clamp of rho_i (default 0.2, A >= 0)\n"
 	       "      --per-row       model_stock, nuslerp: the angles per row (mergekit's\n"
 	       "                      filter_wise, nuslerp_flatten: false), not per tensor\n"
+	       "      --max-iter N    karcher: at most N steps of each tensor's mean (default\n"
+	       "                      10, N >= 1)\n"
+	       "      --tol X         karcher: stop once the step is shorter than X; models\n"
+	       "                      of norm <= X are left out (default 1e-5, X > 0)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -252,6 +264,7 @@ struct merge_cli {
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
 	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram, have_per_row;
+	int have_karcher;
 	double gamma;
 	double *tall;
 	size_t ntall;
@@ -437,6 +450,25 @@ static int parse_ram_option(struct merge_cli *mc, int c)
 	return 0;
 }
 
+/* --max-iter, --tol: 0, or the exit status of a usage error. */
+static int parse_karcher_option(struct merge_cli *mc, int c)
+{
+	struct lines_merge_opts *o = &mc->o;
+	long l;
+	mc->have_karcher = 1;
+	if (c == OPT_MAX_ITER) {
+		if (cli_parse_long(mc->cmd, "--max-iter", optarg, 1, 1000000, &l) < 0)
+			return CLI_EXIT_USAGE;
+		o->max_iter = (unsigned)l;
+		return 0;
+	}
+	if (cli_parse_double(mc->cmd, "--tol", optarg, &o->tol) < 0)
+		return CLI_EXIT_USAGE;
+	if (!(o->tol > 0 && isfinite(o->tol)))
+		return cli_usage_error(mc->cmd, "--tol must be a finite number above 0");
+	return 0;
+}
+
 /* The options of one method or another (check_method_options() refuses
  * those the chosen method does not take): 0, or the exit status of a
  * usage error. */
@@ -474,6 +506,8 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		return parse_consensus_option(mc, c);
 	case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
 		return parse_ram_option(mc, c);
+	case OPT_MAX_ITER: case OPT_TOL:
+		return parse_karcher_option(mc, c);
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_PER_ROW: o->per_row = mc->have_per_row = 1; break;
@@ -497,7 +531,7 @@ static int parse_method_name(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
-		                                "ram, ramplus_tl)",
+		                                "ram, ramplus_tl, karcher)",
 		                       optarg);
 	return 0;
 }
@@ -588,6 +622,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
 		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA: case OPT_PER_ROW:
+		case OPT_MAX_ITER: case OPT_TOL:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -688,11 +723,11 @@ static int check_method_options(struct merge_cli *mc)
 		                                "lines merge -m ties or -m dare");
 	if (!strcmp(mc->cmd, "scale") &&
 	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale ||
-	     mc->have_epsilon || mc->have_ram || mc->have_per_row))
+	     mc->have_epsilon || mc->have_ram || mc->have_per_row || mc->have_karcher))
 		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --rescale, --no-rescale, "
 		                                "--t, the --consensus and --tall-lambda options, "
-		                                "--epsilon, the --ram options and --per-row belong to "
-		                                "lines merge");
+		                                "--epsilon, the --ram options, --per-row, --max-iter "
+		                                "and --tol belong to lines merge");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -734,6 +769,8 @@ static int check_method_options(struct merge_cli *mc)
 		                                "(LiNeS's alpha is --alpha)");
 	if (mc->have_per_row && !(mo & LINES_MOPT_PER_ROW))
 		return cli_usage_error(mc->cmd, "--per-row applies to -m model_stock and -m nuslerp only");
+	if (mc->have_karcher && !(mo & LINES_MOPT_KARCHER))
+		return cli_usage_error(mc->cmd, "--max-iter and --tol apply to -m karcher only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
@@ -884,7 +921,27 @@ static void print_ram(FILE *f, const struct lines_merge_opts *o)
 	fputc('\n', f);
 }
 
-static void print_scaling(FILE *f, const struct merge_cli *mc, const struct lines_plan_info *in)
+/* karcher: its stop rule, and after a run the most steps a tensor took
+ * (read from the run's JSON report, where the method puts it) */
+static void print_karcher(FILE *f, const struct lines_merge_opts *o, const struct lines_plan *plan)
+{
+	fprintf(f, "  karcher: every model 1/N, at most %u steps per tensor, tol %g", o->max_iter,
+	        o->tol);
+	char *text = plan ? lines_plan_json(plan, 1) : NULL;
+	json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *k = json_object_get(root, "karcher");
+	json_t *most = json_object_get(k, "iterations_max"), *unc = json_object_get(k, "unconverged");
+	if (json_is_integer(most) && json_is_integer(unc))
+		fprintf(f, ";\n  a tensor took at most %lld step%s, %lld tensor%s stopped by --max-iter",
+		        (long long)json_integer_value(most), json_integer_value(most) == 1 ? "" : "s",
+		        (long long)json_integer_value(unc), json_integer_value(unc) == 1 ? "" : "s");
+	fputc('\n', f);
+	json_decref(root);
+	free(text);
+}
+
+static void print_scaling(FILE *f, const struct merge_cli *mc, const struct lines_plan_info *in,
+                          const struct lines_plan *ran)
 {
 	const struct lines_merge_opts *o = &mc->o;
 	fprintf(f, "  method: %s of %zu model%s", lines_method_name(o->method), o->nmodels,
@@ -899,6 +956,8 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 		print_consensus(f, o);
 	if (o->method == LINES_M_RAM || o->method == LINES_M_RAMPLUS_TL)
 		print_ram(f, o);
+	if (o->method == LINES_M_KARCHER)
+		print_karcher(f, o, ran);
 	if (!o->lines) {
 		fprintf(f, "  lambda: %g (no LiNeS)\n", o->lambda);
 		return;
@@ -964,7 +1023,7 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 		printf("%s%s %ld%s", k ? ", " : " (", in->stacks[k].name, in->stacks[k].num_layers,
 		       k + 1 == in->nstacks ? ")" : "");
 	putchar('\n');
-	print_scaling(stdout, mc, in);
+	print_scaling(stdout, mc, in, NULL);
 	printf("  passes:\n");
 	for (unsigned i = 0; i < in->npasses; i++) {
 		cli_human(a, sizeof(a), in->pass_read_bytes[i]);
@@ -1014,7 +1073,7 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(mc, in, t, sizeof(t)));
 	if (mc->o.nsweep)
 		print_sweep(stderr, mc);
-	print_scaling(stderr, mc, in);
+	print_scaling(stderr, mc, in, plan);
 }
 
 /* The plan, or after the run its summary, as JSON on standard output. */

@@ -152,6 +152,10 @@ static void push(struct argv_b *a, const char *s)
 /* The shortest text strtod reads back as exactly V. */
 static const char *num_text(char *buf, size_t n, double v)
 {
+	if (v == floor(v) && fabs(v) < 9007199254740992.0) { /* 10, not 1e+01 */
+		snprintf(buf, n, "%.0f", v);
+		return buf;
+	}
 	for (int p = 1; p <= 17; p++) {
 		snprintf(buf, n, "%.*g", p, v);
 		if (strtod(buf, NULL) == v)

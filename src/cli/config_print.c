@@ -146,6 +146,8 @@ static void put_params(FILE *f, const struct lines_merge_opts *o, const struct f
 		fprintf(f, "  r: %s\n  alpha: %s\n", num(o->ram_r), num(o->ram_alpha));
 	if (mo & LINES_MOPT_CONSENSUS)
 		fprintf(f, "  consensus_k: %u\n", o->consensus_k);
+	if (mo & LINES_MOPT_KARCHER)
+		fprintf(f, "  max_iter: %u\n  tol: %s\n", o->max_iter, num(o->tol));
 	if (o->method == LINES_M_NUSLERP)
 		fprintf(f, "  nuslerp_flatten: %s\n  nuslerp_row_wise: false\n",
 		        o->per_row ? "false" : "true");

@@ -41,6 +41,8 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 	o->ram_epsilon = 1e-5;
 	o->ram_r = 0.1;
 	o->ram_alpha = 0.2;
+	o->max_iter = 10;
+	o->tol = 1e-5;
 	o->io = LINES_IO_AUTO;
 }
 
