@@ -381,8 +381,11 @@ static void methods_api(void)
 	   "nearswap: takes t and one model, nothing else");
 	ok(!(lines_method_options(LINES_M_SUM) & LINES_MOPT_NO_BASE), "sum needs a base");
 	ok(lines_method_parse("consensus", &m) == 0 && m == LINES_M_CONSENSUS &&
-	       lines_method_options(m) == (LINES_MOPT_CONSENSUS | LINES_MOPT_WEIGHTS),
-	   "consensus: takes its k and TALL lambdas and weights, needs a base");
+	       lines_method_options(m) == (LINES_MOPT_CONSENSUS | LINES_MOPT_WEIGHTS |
+	                                   LINES_MOPT_DENSITY | LINES_MOPT_TRIM |
+	                                   LINES_MOPT_NORMALIZE),
+	   "consensus: takes its k and TALL lambdas and weights, needs a base, and TIES's "
+	   "density, trim and normalize (--consensus-over ties)");
 	ok(lines_method_parse("ram", &m) == 0 && m == LINES_M_RAM &&
 	       lines_method_options(m) == LINES_MOPT_EPSILON &&
 	       lines_method_parse("ramplus_tl", &m) == 0 && m == LINES_M_RAMPLUS_TL &&
