@@ -607,11 +607,14 @@ static void test_isa(const struct kern *k)
 			double m = (double)u2f(mb) + 0x1p-25, d = (double)t0 / m; /* m: a midpoint */
 			if (round % 50 == 0)
 				d = round % 100 ? 0x1p-600 : 0x1p700;
+			else if (round % 11 == 0) /* quotients near FLT_MAX and the overflow */
+				d = 1.0 - ldexp((double)(rnd32() % 256), -31), t0 = u2f(0x7f7fff00u);
 			else if (round % 7 == 0)
 				d = ldexp(d, (int)(rnd32() % 200) - 100);
 			for (size_t q = 0; q < n; q++) {
 				uint32_t c = rnd32() % 8;
-				float t = ldexpf(t0, (int)(rnd32() % 300) - 150);
+				float t = round % 11 == 0 ? u2f(f2u(t0) | (rnd32() & 0xffu))
+				                          : ldexpf(t0, (int)(rnd32() % 300) - 150);
 				if (c == 1)
 					t = nextafterf(t, INFINITY);
 				else if (c == 2)

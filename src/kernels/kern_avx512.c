@@ -441,6 +441,31 @@ static void avx512_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, u
 		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
 }
 
+/* acc plus the kept t / d rounded to float32 (dare_sum's step): where the
+ * product by r stands for the quotient, rounded to float32 in the integer
+ * unit (kernels.h, KERN_DARE_QLO); kept zeros add nothing (acc is never
+ * -0.0: it starts at +0.0) */
+static inline __m512d qsum8(__m512d acc, __mmask8 keep, __m512d t, __m512d d, __m512d r, int fast)
+{
+	const __m512i absm = _mm512_set1_epi64(0x7fffffffffffffffll);
+	const __m512i m29 = _mm512_set1_epi64(0x1fffffff);
+	__m512d q0 = _mm512_mul_pd(t, r);
+	__m512i b = _mm512_castpd_si512(q0), a = _mm512_and_si512(b, absm);
+	__mmask8 nz = _mm512_mask_test_epi64_mask(keep, b, absm);
+	__mmask8 in = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(a, _mm512_set1_epi64((long long)KERN_DARE_QLO)),
+	                                      _mm512_set1_epi64((long long)(KERN_DARE_QHI - KERN_DARE_QLO)));
+	__mmask8 mid = _mm512_cmple_epu64_mask(
+		_mm512_sub_epi64(_mm512_and_si512(b, m29),
+		                 _mm512_set1_epi64((long long)(KERN_DARE_MID - KERN_DARE_NEAR))),
+		_mm512_set1_epi64(2 * KERN_DARE_NEAR));
+	if (__builtin_expect((nz & (__mmask8)(~in | mid)) != 0 || !fast, 0)) {
+		__m512d q = _mm512_maskz_div_pd(keep, t, d);
+		return _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_cvtpd_ps(q)));
+	}
+	b = _mm512_andnot_si512(m29, _mm512_add_epi64(b, _mm512_set1_epi64((long long)KERN_DARE_MID)));
+	return _mm512_mask_add_pd(acc, nz, acc, _mm512_castsi512_pd(b));
+}
+
 /* DARE's drops of a tile's tasks and their sum (avx2_dare_sum's steps) */
 static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
                             uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
@@ -457,9 +482,8 @@ static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64
 		for (unsigned i = 0; i < nx; i++) {
 			__mmask8 keep = _mm512_cmplt_epu64_mask(draw8(_mm512_set1_epi64((long long)key[i]), h),
 			                                        _mm512_set1_epi64((long long)limit[i]));
-			__m512d q = quot8(keep, _mm512_cvtps_pd(_mm256_loadu_ps(tp + (size_t)i * n + j)),
-			                  _mm512_set1_pd(div[i]), _mm512_set1_pd(r[i]), fast);
-			acc = _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_cvtpd_ps(q)));
+			acc = qsum8(acc, keep, _mm512_cvtps_pd(_mm256_loadu_ps(tp + (size_t)i * n + j)),
+			            _mm512_set1_pd(div[i]), _mm512_set1_pd(r[i]), fast);
 		}
 		_mm512_storeu_pd(mtl + j, acc);
 		h = _mm512_add_epi64(h, STEP8);

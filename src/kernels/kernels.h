@@ -189,6 +189,11 @@ static inline uint64_t kern_mix64(uint64_t x)
 #define KERN_DARE_ESPAN 253         /* up to that of 2^127 */
 #define KERN_DARE_MID 0x10000000ull /* the float32 midpoint in the low 29 bits */
 #define KERN_DARE_NEAR 4
+/* Where q0 is above 2^-126 and below 2^127 and not near a midpoint, the
+ * float32 it rounds to is q0 with 2^28 added to its bits and the low 29
+ * cleared (the float64 bits of that float32). */
+#define KERN_DARE_QLO 0x3810000000000000ull /* 2^-126 */
+#define KERN_DARE_QHI 0x47e0000000000000ull /* 2^127 */
 
 /* DARE's keep test of element idx (dare_drop's), and the value of a kept
  * entry t divided by d: the definition the SIMD kernels' tails use. */

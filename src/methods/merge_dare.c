@@ -291,6 +291,7 @@ static int rescale_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- stats ------------------------------------------------------------------- */
+
 static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -299,8 +300,11 @@ static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	int64_t votes = 0;
+	int unit = 1; /* every weight is 1: the tiles hold the task vectors */
 	(void)err;
 
+	for (unsigned i = 0; i < ds->nx; i++)
+		unit &= p->w[i] == 1.0;
 	if (f64_tensor(t)) {
 		stats_f64(p, job, n);
 		return 0;
@@ -317,6 +321,21 @@ static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 			for (unsigned i = 0; i < ds->nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			dare_tile(p, job, &tl, j0, nn, 1, tl.mp, tl.sp);
+			if (!p->o->dare_elect) {
+				/* every sign 1, no zero sum to settle: TIES's sums of the
+				 * decided elements (the loop below without election), and
+				 * with every weight 1 the norm of the raw sum from the
+				 * tiles (the task vectors themselves) without decoding
+				 * the inputs again */
+				unsigned char *none = (unsigned char *)tl.sn;
+				if (unit)
+					ties_norm_sum(tl.tp, ds->nx, nn, nm.s1, nm.s2);
+				else
+					p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
+				memset(none, 0, nn);
+				votes += ties_decided(p->k, tl.mp, tl.sp, none, nn, dl, dq);
+				continue;
+			}
 			/* the norm of the sum of the task vectors (tl.bt: the base) */
 			p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
 			/* a zero sum with something kept: the other majority too (when
@@ -470,6 +489,7 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 	                "a file");
 	ds->nx = nx;
 	ds->maj = 1;
+
 	ds->c = elect_divisors(p, ds->cbuf);
 	RETURN_ERROR_IF(dare_tables(p, ds) < 0, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	if (l1) {
