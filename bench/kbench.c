@@ -79,6 +79,25 @@ static void b_elect(const struct kern *k, size_t off, size_t n)
 		k->ties_elect(tp, n - j < KERN_TILE ? n - j : KERN_TILE, NMOD, thr, 1, acc,
 		              (signed char *)outb);
 }
+/* DARE's drops and their sum over that tile (density 0.3, divided by
+ * 0.3, which no float32 is), and the keep test alone (the rescale pass) */
+static const uint64_t dkey[NMOD] = {1, 2, 3, 4};
+static const uint64_t dlim[NMOD] = {2702159776422298ull, 2702159776422298ull,
+                                    2702159776422298ull, 2702159776422298ull};
+static void b_dare_sum(const struct kern *k, size_t off, size_t n)
+{
+	static const double dv[NMOD] = {0.3, 0.3, 0.3, 0.3};
+	for (size_t j = 0; j < n; j += KERN_TILE)
+		k->dare_sum(tp, n - j < KERN_TILE ? n - j : KERN_TILE, NMOD, dkey, off + j, dlim, dv, acc);
+}
+static void b_dare_keep(const struct kern *k, size_t off, size_t n)
+{
+	for (size_t j = 0; j < n; j += KERN_TILE)
+		for (int i = 0; i < NMOD; i++) {
+			size_t m = n - j < KERN_TILE ? n - j : KERN_TILE;
+			k->dare_keep(tp + (size_t)i * m, fb, m, dkey[i], off + j, dlim[i]);
+		}
+}
 static void b_memcpy(const struct kern *k, size_t off, size_t n)
 {
 	(void)k;
@@ -117,6 +136,8 @@ int main(void)
 		{"norm_lin", b_norm, 2 * (NMOD + 1), NMOD},
 		{"taus", b_taus, 2 * (NMOD + 1), NMOD},
 		{"ties_elect", b_elect, 2 * (NMOD + 1), NMOD},
+		{"dare_sum", b_dare_sum, 2 * (NMOD + 1), NMOD},
+		{"dare_keep", b_dare_keep, 2 * (NMOD + 1), NMOD},
 		{"memcpy", b_memcpy, 2 * (NMOD + 1), NMOD},
 	};
 
@@ -152,7 +173,9 @@ int main(void)
 			for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
 				const struct kern *k = kern_by_name(isas[i]);
 				if (!k || (ks[q].f == b_memcpy && i > 0) ||
-				    (ks[q].f == b_taus && !k->taus) || (ks[q].f == b_elect && !k->ties_elect))
+				    (ks[q].f == b_taus && !k->taus) || (ks[q].f == b_elect && !k->ties_elect) ||
+				    (ks[q].f == b_dare_sum && !k->dare_sum) ||
+				    (ks[q].f == b_dare_keep && !k->dare_keep))
 					continue;
 				double g = measure(k, ks[q].f, elems, s ? 128u << 10 : small, ks[q].bytes);
 				printf("%-10s %-5s %-2d %-6s %-7s %.2f\n", ks[q].name, "bf16", ks[q].nmod,

@@ -216,6 +216,45 @@ static void fill_models(enum dtype dt, unsigned char (*raw)[1100 * 8], unsigned 
 		w[i] = rnd32() % 2 ? 1.0 : (double)(rnd32() % 2000) / 997.0 - 0.5;
 }
 
+/* DARE's fused kernels are their definition: dare_sum is dare_drop on each
+ * task and the float64 sum from +0.0, tasks in order; dare_keep keeps what
+ * dare_drop keeps (with density 1, dare_drop returns a kept value as it is). */
+static void test_dare_definition(void)
+{
+	enum { n = 777, nx = 5 };
+	static float tp[nx * n], d[nx * n], o[n];
+	static double m[n];
+	uint64_t key[nx], lim[nx], idx0 = 123456789;
+	double div[nx];
+	int bad_s = 0, bad_k = 0;
+	for (unsigned i = 0; i < nx; i++) {
+		key[i] = (uint64_t)rnd32() << 32 | rnd32();
+		lim[i] = (uint64_t)ceil((0.1 + 0.2 * i) * 0x1p53);
+		div[i] = i % 2 ? 0.1 + 0.2 * i : 0.3 * i + 0.01;
+	}
+	for (size_t q = 0; q < nx * n; q++)
+		tp[q] = d[q] = rnd_float();
+	kern_scalar.dare_sum(tp, n, nx, key, idx0, lim, div, m);
+	for (unsigned i = 0; i < nx; i++)
+		kern_scalar.dare_drop(d + i * n, n, key[i], idx0, lim[i], div[i]);
+	for (size_t j = 0; j < n; j++) {
+		double s = 0.0;
+		for (unsigned i = 0; i < nx; i++)
+			s += (double)d[i * n + j];
+		bad_s += memcmp(&s, &m[j], sizeof(s)) != 0;
+	}
+	for (unsigned i = 0; i < nx; i++) {
+		for (size_t j = 0; j < n; j++)
+			d[j] = 1.0f;
+		kern_scalar.dare_drop(d, n, key[i], idx0, lim[i], 1.0);
+		kern_scalar.dare_keep(tp + i * n, o, n, key[i], idx0, lim[i]);
+		for (size_t j = 0; j < n; j++)
+			bad_k += d[j] == 1.0f ? memcmp(&o[j], &tp[i * n + j], 4) != 0 : f2u(o[j]) != 0;
+	}
+	ok(bad_s == 0, "scalar dare_sum = dare_drop on each task, then the sum (%d differ)", bad_s);
+	ok(bad_k == 0, "scalar dare_keep keeps what dare_drop keeps, +0.0 for the rest (%d differ)", bad_k);
+}
+
 /* The numerator of alpha from the tiles (the select pass without a fused
  * kernel) is norm_lin's s with every c = 1: the same lanes and bits, NaN,
  * infinities and lengths that are not a multiple of 8 included. */
@@ -498,6 +537,120 @@ static void test_isa(const struct kern *k)
 		   k->name, bad);
 	}
 
+	/* DARE's drop and sum of a tile, and the keep test alone: any key,
+	 * index, density and number of tasks, special values included */
+	if (k->dare_sum || k->dare_keep) {
+		int bad_s = 0, bad_k = 0;
+		static float a[9 * 1100], o1[1100], o2[1100];
+		static double m1[1100], m2[1100];
+		static const double dens[] = {0.2, 0.5, 0.9, 1.0, 1e-9, 0.3333333333333333, 0.7};
+		for (int round = 0; round < 300; round++) {
+			size_t n = round < 40 ? (size_t)round : 1 + rnd32() % 1100;
+			unsigned nx = 1 + rnd32() % 9;
+			uint64_t key[9], lim[9];
+			double div[9];
+			uint64_t idx0 = round % 3 == 0 ? UINT64_MAX - rnd32() % 2000 : (uint64_t)rnd32() << 20;
+			for (unsigned i = 0; i < nx; i++) {
+				double d = dens[rnd32() % (sizeof(dens) / sizeof(dens[0]))];
+				key[i] = (uint64_t)rnd32() << 32 | rnd32();
+				lim[i] = d >= 1.0 ? (uint64_t)1 << 53 : (uint64_t)ceil(d * 0x1p53);
+				/* the density, 1, or a rescale's ratio of L1 norms */
+				div[i] = rnd32() % 3 == 0 ? 1.0 : rnd32() % 2 ? d : (double)rnd32() / 4294967296.0 + 1e-3;
+			}
+			for (size_t q = 0; q < nx * n; q++) {
+				uint32_t c = rnd32() % 10;
+				a[q] = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? u2f(0x7fc00001u) : c == 3 ? -INFINITY
+				     : c == 4 ? u2f(0x00000003u) : c == 5 ? u2f(0x7f7fffffu) : rnd_float();
+			}
+			if (k->dare_sum) {
+				memset(m1, 0x5a, sizeof(m1));
+				memset(m2, 0x5a, sizeof(m2));
+				kern_scalar.dare_sum(a, n, nx, key, idx0, lim, div, m1);
+				k->dare_sum(a, n, nx, key, idx0, lim, div, m2);
+				for (size_t j = 0; j < n; j++)
+					if (memcmp(&m1[j], &m2[j], 8) && !(isnan(m1[j]) && isnan(m2[j]))) {
+						if (!bad_s)
+							diag("%s dare_sum element %zu: %a, scalar %a", k->name, j, m2[j], m1[j]);
+						bad_s++;
+						break;
+					}
+			}
+			if (k->dare_keep) {
+				unsigned i = rnd32() % nx;
+				memset(o1, 0x5a, sizeof(o1));
+				memset(o2, 0x5a, sizeof(o2));
+				kern_scalar.dare_keep(a + i * n, o1, n, key[i], idx0, lim[i]);
+				k->dare_keep(a + i * n, o2, n, key[i], idx0, lim[i]);
+				bad_k += memcmp(o1, o2, sizeof(o1)) != 0;
+			}
+		}
+		ok(bad_s == 0, "%s dare_sum = scalar: 1 to 9 tasks, any index, divisor and value (%d differ)",
+		   k->name, bad_s);
+		ok(bad_k == 0, "%s dare_keep = scalar, nothing else written (%d differ)", k->name, bad_k);
+	}
+
+	/* The divisions of dare_drop and dare_sum where a fast one would
+	 * round wrong: quotients within a few units of float64's last place
+	 * of a float32 rounding midpoint (d = t0 / m for a midpoint m, values
+	 * t0 * 2^k and their neighbours), at the edges of float32's range
+	 * (subnormal and overflowing quotients) and d outside the range of
+	 * the fast path; every entry kept. */
+	if (k->dare_drop || k->dare_sum) {
+		int bad = 0, near = 0;
+		static float a[1024], b[1024];
+		static double m1[1024], m2[1024];
+		const uint64_t all = (uint64_t)1 << 53;
+		for (int round = 0; round < 2000; round++) {
+			size_t n = 1 + rnd32() % 1024;
+			uint32_t mb = (rnd32() & 0x007fffffu) | 0x3f000000u; /* a float32 in [0.5, 1) */
+			float t0 = u2f((rnd32() & 0x807fffffu) | 0x3f800000u); /* in [1, 2) */
+			double m = (double)u2f(mb) + 0x1p-25, d = (double)t0 / m; /* m: a midpoint */
+			if (round % 50 == 0)
+				d = round % 100 ? 0x1p-600 : 0x1p700;
+			else if (round % 11 == 0) /* quotients near FLT_MAX and the overflow */
+				d = 1.0 - ldexp((double)(rnd32() % 256), -31), t0 = u2f(0x7f7fff00u);
+			else if (round % 7 == 0)
+				d = ldexp(d, (int)(rnd32() % 200) - 100);
+			for (size_t q = 0; q < n; q++) {
+				uint32_t c = rnd32() % 8;
+				float t = round % 11 == 0 ? u2f(f2u(t0) | (rnd32() & 0xffu))
+				                          : ldexpf(t0, (int)(rnd32() % 300) - 150);
+				if (c == 1)
+					t = nextafterf(t, INFINITY);
+				else if (c == 2)
+					t = nextafterf(t, 0.0f);
+				else if (c == 3)
+					t = rnd_float();
+				else if (c == 4)
+					t = -t;
+				a[q] = b[q] = t;
+			}
+			for (size_t q = 0; q < n; q++) { /* how often the test case is hard */
+				double e = (double)a[q] / d;
+				uint64_t u;
+				memcpy(&u, &e, 8);
+				near += isfinite(e) && e != 0.0 &&
+				        ((u & 0x1fffffffu) - (0x10000000u - 4)) <= 8;
+			}
+			if (k->dare_drop) {
+				kern_scalar.dare_drop(a, n, 99, 7, all, d);
+				k->dare_drop(b, n, 99, 7, all, d);
+				bad += memcmp(a, b, n * sizeof(float)) != 0;
+				memcpy(a, b, n * sizeof(float));
+			}
+			if (k->dare_sum) {
+				uint64_t key = 5, lim = all;
+				kern_scalar.dare_sum(a, n, 1, &key, 7, &lim, &d, m1);
+				k->dare_sum(a, n, 1, &key, 7, &lim, &d, m2);
+				bad += memcmp(m1, m2, n * sizeof(double)) != 0;
+			}
+		}
+		ok(bad == 0 && near > 1000,
+		   "%s dare_drop and dare_sum divide as the scalar kernel near float32 midpoints, "
+		   "at the ends of the range and with any divisor (%d of 2000 differ; %d hard cases)",
+		   k->name, bad, near);
+	}
+
 	/* exhaustive 16-bit decodes through the vector path */
 	static uint16_t all[65536];
 	static float d1[65536], d2[65536];
@@ -521,6 +674,7 @@ int main(void)
 	test_conversions();
 	test_scalar_definition();
 	test_norm_sum();
+	test_dare_definition();
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {

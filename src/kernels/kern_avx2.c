@@ -537,6 +537,54 @@ static inline __m256i mix64x4(__m256i x)
 	return _mm256_xor_si256(x, _mm256_srli_epi64(x, 31));
 }
 
+/* The 53-bit draws of four elements, h = their idx * KERN_DARE_STEP */
+static inline __m256i draw4(__m256i key, __m256i h)
+{
+	return _mm256_srli_epi64(mix64x4(_mm256_xor_si256(key, h)), 11);
+}
+
+/* idx * KERN_DARE_STEP of elements idx0 to idx0 + 3, and the step from
+ * one four to the next: products modulo 2^64, updated by addition */
+static inline __m256i idx_steps4(uint64_t idx0)
+{
+	return _mm256_setr_epi64x((long long)(idx0 * KERN_DARE_STEP),
+	                          (long long)((idx0 + 1) * KERN_DARE_STEP),
+	                          (long long)((idx0 + 2) * KERN_DARE_STEP),
+	                          (long long)((idx0 + 3) * KERN_DARE_STEP));
+}
+#define STEP4 _mm256_set1_epi64x((long long)(4 * KERN_DARE_STEP))
+
+/* t / d of the kept lanes, +0.0 in the others, as t * r where that is
+ * the same float32 (kernels.h, KERN_DARE_RMIN); fast: d is in range.
+ * The integers compared are small: signed compares serve. */
+static inline __m256d quot4(__m256d keep, __m256d t, __m256d d, __m256d r, int fast)
+{
+	__m256d q0 = _mm256_mul_pd(t, r);
+	__m256i b = _mm256_castpd_si256(q0);
+	__m256i e = _mm256_and_si256(_mm256_srli_epi64(b, 52), _mm256_set1_epi64x(0x7ff));
+	__m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(KERN_DARE_EMIN), e),
+	                                 _mm256_cmpgt_epi64(_mm256_set1_epi64x(KERN_DARE_EMIN + KERN_DARE_ESPAN + 1), e));
+	__m256i t29 = _mm256_sub_epi64(_mm256_and_si256(b, _mm256_set1_epi64x(0x1fffffff)),
+	                               _mm256_set1_epi64x((long long)(KERN_DARE_MID - KERN_DARE_NEAR)));
+	__m256i mid = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), t29),
+	                                  _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * KERN_DARE_NEAR + 1), t29));
+	__m256i spec = _mm256_or_si256(
+		_mm256_cmpeq_epi64(e, _mm256_set1_epi64x(0x7ff)),
+		_mm256_cmpeq_epi64(_mm256_and_si256(b, _mm256_set1_epi64x(0x7fffffffffffffffll)),
+		                   _mm256_setzero_si256()));
+	/* kept, not special, and out of range or near a midpoint */
+	__m256i bad = _mm256_andnot_si256(spec, _mm256_andnot_si256(_mm256_andnot_si256(mid, in),
+	                                                            _mm256_castpd_si256(keep)));
+	if (__builtin_expect(!_mm256_testz_si256(bad, bad) || !fast, 0))
+		return _mm256_and_pd(_mm256_div_pd(t, d), keep);
+	return _mm256_and_pd(q0, keep);
+}
+
+static inline int dare_fast(double d)
+{
+	return d >= KERN_DARE_RMIN && d <= KERN_DARE_RMAX;
+}
+
 /*
  * DARE's drop, four elements a step: the hash in 64-bit lanes, the keep
  * test as a signed compare (both sides are below 2^53), the quotient in
@@ -546,20 +594,74 @@ static void avx2_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uin
                            double density)
 {
 	const __m256i k = _mm256_set1_epi64x((long long)key), lim = _mm256_set1_epi64x((long long)limit);
-	const __m256i step = _mm256_set1_epi64x((long long)KERN_DARE_STEP), four = _mm256_set1_epi64x(4);
-	const __m256d dd = _mm256_set1_pd(density);
-	__m256i idx = _mm256_add_epi64(_mm256_set1_epi64x((long long)idx0), _mm256_setr_epi64x(0, 1, 2, 3));
+	const __m256d dd = _mm256_set1_pd(density), rr = _mm256_set1_pd(1.0 / density);
+	const int fast = dare_fast(density);
+	__m256i h = idx_steps4(idx0);
 	size_t j = 0;
 
 	for (; j + 4 <= n; j += 4) {
-		__m256i x = _mm256_srli_epi64(mix64x4(_mm256_xor_si256(k, mullo64(idx, step))), 11);
-		__m256d keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lim, x));
-		__m256d q = _mm256_div_pd(_mm256_cvtps_pd(_mm_loadu_ps(tp + j)), dd);
-		_mm_storeu_ps(tp + j, _mm256_cvtpd_ps(_mm256_and_pd(q, keep)));
-		idx = _mm256_add_epi64(idx, four);
+		__m256d keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lim, draw4(k, h)));
+		__m256d q = quot4(keep, _mm256_cvtps_pd(_mm_loadu_ps(tp + j)), dd, rr, fast);
+		_mm_storeu_ps(tp + j, _mm256_cvtpd_ps(q));
+		h = _mm256_add_epi64(h, STEP4);
 	}
 	if (j < n)
 		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
+}
+
+/* DARE's drops of a tile's tasks and their sum, four elements a step: the
+ * index products once for all tasks, each task's quotient rounded to
+ * float32 and widened back, dropped ones +0.0, added in task order. */
+static void avx2_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
+                          uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+{
+	__m256i h = idx_steps4(idx0);
+	double r[LINES_MAX_MODELS];
+	int fast = 1;
+	size_t j = 0;
+
+	for (unsigned i = 0; i < nx; i++)
+		r[i] = 1.0 / div[i], fast &= dare_fast(div[i]);
+	for (; j + 4 <= n; j += 4) {
+		__m256d acc = _mm256_setzero_pd();
+		for (unsigned i = 0; i < nx; i++) {
+			__m256i lim = _mm256_set1_epi64x((long long)limit[i]);
+			__m256i x = draw4(_mm256_set1_epi64x((long long)key[i]), h);
+			__m256d keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lim, x));
+			__m256d q = quot4(keep, _mm256_cvtps_pd(_mm_loadu_ps(tp + (size_t)i * n + j)),
+			                  _mm256_set1_pd(div[i]), _mm256_set1_pd(r[i]), fast);
+			acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_cvtpd_ps(q)));
+		}
+		_mm256_storeu_pd(mtl + j, acc);
+		h = _mm256_add_epi64(h, STEP4);
+	}
+	for (; j < n; j++) { /* the tail, by the definition */
+		double m = 0.0;
+		for (unsigned i = 0; i < nx; i++)
+			m += (double)kern_dare_q(tp[(size_t)i * n + j], key[i], idx0 + j, limit[i], div[i]);
+		mtl[j] = m;
+	}
+}
+
+/* DARE's keep test alone: kept values copied, the others +0.0. */
+static void avx2_dare_keep(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
+                           uint64_t limit)
+{
+	const __m256i k = _mm256_set1_epi64x((long long)key), lim = _mm256_set1_epi64x((long long)limit);
+	__m256i h0 = idx_steps4(idx0), h1 = _mm256_add_epi64(h0, STEP4);
+	const __m256i step8 = _mm256_add_epi64(STEP4, STEP4);
+	size_t j = 0;
+
+	for (; j + 8 <= n; j += 8) {
+		__m256i k0 = _mm256_cmpgt_epi64(lim, draw4(k, h0)), k1 = _mm256_cmpgt_epi64(lim, draw4(k, h1));
+		/* the low halves of the eight 64-bit masks, in order */
+		__m256i m = _mm256_permutevar8x32_epi32(_mm256_blend_epi32(k0, _mm256_slli_epi64(k1, 32), 0xaa),
+		                                        _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+		_mm256_storeu_ps(out + j, _mm256_and_ps(_mm256_loadu_ps(tp + j), _mm256_castsi256_ps(m)));
+		h0 = _mm256_add_epi64(h0, step8), h1 = _mm256_add_epi64(h1, step8);
+	}
+	if (j < n)
+		kern_scalar.dare_keep(tp + j, out + j, n - j, key, idx0 + j, limit);
 }
 
 /*
@@ -704,4 +806,6 @@ const struct kern kern_avx2 = {
 	.ties_bins = avx2_ties_bins,
 	.ties_select = avx2_ties_select,
 	.dare_drop = avx2_dare_drop,
+	.dare_sum = avx2_dare_sum,
+	.dare_keep = avx2_dare_keep,
 };

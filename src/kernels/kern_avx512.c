@@ -369,6 +369,152 @@ static int64_t avx512_ties_decided(const double *mtl, const signed char *sign, u
 	return v;
 }
 
+/* ---- DARE ---------------------------------------------------------------------- */
+
+/* SplitMix64's finalizer on eight lanes, AVX-512DQ's 64-bit multiply,
+ * then the 53-bit draw; h = idx * KERN_DARE_STEP of each element */
+static inline __m512i draw8(__m512i key, __m512i h)
+{
+	__m512i x = _mm512_add_epi64(_mm512_xor_si512(key, h),
+	                             _mm512_set1_epi64((long long)0x9e3779b97f4a7c15ull));
+	x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 30)),
+	                       _mm512_set1_epi64((long long)0xbf58476d1ce4e5b9ull));
+	x = _mm512_mullo_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 27)),
+	                       _mm512_set1_epi64((long long)0x94d049bb133111ebull));
+	return _mm512_srli_epi64(_mm512_xor_si512(x, _mm512_srli_epi64(x, 31)), 11);
+}
+
+/* idx * KERN_DARE_STEP of elements idx0 to idx0 + 7 (modulo 2^64); the
+ * next eight are these plus STEP8 */
+static inline __m512i idx_steps8(uint64_t idx0)
+{
+	return _mm512_add_epi64(_mm512_set1_epi64((long long)(idx0 * KERN_DARE_STEP)),
+	                        _mm512_mullo_epi64(_mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7),
+	                                           _mm512_set1_epi64((long long)KERN_DARE_STEP)));
+}
+#define STEP8 _mm512_set1_epi64((long long)(8 * KERN_DARE_STEP))
+
+/* t / d of the kept lanes, +0.0 in the others, as t * r where that is
+ * the same float32 (kernels.h, KERN_DARE_RMIN); fast: d is in range */
+static inline __m512d quot8(__mmask8 keep, __m512d t, __m512d d, __m512d r, int fast)
+{
+	const __m512i absm = _mm512_set1_epi64(0x7fffffffffffffffll);
+	__m512d q0 = _mm512_mul_pd(t, r);
+	__m512i b = _mm512_castpd_si512(q0);
+	__m512i e = _mm512_and_si512(_mm512_srli_epi64(b, 52), _mm512_set1_epi64(0x7ff));
+	__mmask8 in = _mm512_cmple_epu64_mask(_mm512_sub_epi64(e, _mm512_set1_epi64(KERN_DARE_EMIN)),
+	                                      _mm512_set1_epi64(KERN_DARE_ESPAN));
+	__mmask8 mid = _mm512_cmple_epu64_mask(
+		_mm512_sub_epi64(_mm512_and_si512(b, _mm512_set1_epi64(0x1fffffff)),
+		                 _mm512_set1_epi64((long long)(KERN_DARE_MID - KERN_DARE_NEAR))),
+		_mm512_set1_epi64(2 * KERN_DARE_NEAR));
+	__mmask8 spec = _mm512_cmpeq_epi64_mask(e, _mm512_set1_epi64(0x7ff)) |
+	                _mm512_testn_epi64_mask(b, absm);
+	__mmask8 bad = keep & (__mmask8)~spec & (__mmask8)(~in | mid);
+	if (__builtin_expect(bad != 0 || !fast, 0))
+		return _mm512_maskz_div_pd(keep, t, d);
+	return _mm512_maskz_mov_pd(keep, q0);
+}
+
+static inline int dare_fast(double d)
+{
+	return d >= KERN_DARE_RMIN && d <= KERN_DARE_RMAX;
+}
+
+/* DARE's drop, eight elements a step (avx2_dare_drop's operations) */
+static void avx512_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit,
+                             double density)
+{
+	const __m512i k = _mm512_set1_epi64((long long)key), lim = _mm512_set1_epi64((long long)limit);
+	const __m512d dd = _mm512_set1_pd(density), rr = _mm512_set1_pd(1.0 / density);
+	const int fast = dare_fast(density);
+	__m512i h = idx_steps8(idx0);
+	size_t j = 0;
+
+	for (; j + 8 <= n; j += 8) {
+		__mmask8 keep = _mm512_cmplt_epu64_mask(draw8(k, h), lim);
+		__m512d q = quot8(keep, _mm512_cvtps_pd(_mm256_loadu_ps(tp + j)), dd, rr, fast);
+		_mm256_storeu_ps(tp + j, _mm512_cvtpd_ps(q));
+		h = _mm512_add_epi64(h, STEP8);
+	}
+	if (j < n)
+		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
+}
+
+/* acc plus the kept t / d rounded to float32 (dare_sum's step): where the
+ * product by r stands for the quotient, rounded to float32 in the integer
+ * unit (kernels.h, KERN_DARE_QLO); kept zeros add nothing (acc is never
+ * -0.0: it starts at +0.0) */
+static inline __m512d qsum8(__m512d acc, __mmask8 keep, __m512d t, __m512d d, __m512d r, int fast)
+{
+	const __m512i absm = _mm512_set1_epi64(0x7fffffffffffffffll);
+	const __m512i m29 = _mm512_set1_epi64(0x1fffffff);
+	__m512d q0 = _mm512_mul_pd(t, r);
+	__m512i b = _mm512_castpd_si512(q0), a = _mm512_and_si512(b, absm);
+	__mmask8 nz = _mm512_mask_test_epi64_mask(keep, b, absm);
+	__mmask8 in = _mm512_cmplt_epu64_mask(_mm512_sub_epi64(a, _mm512_set1_epi64((long long)KERN_DARE_QLO)),
+	                                      _mm512_set1_epi64((long long)(KERN_DARE_QHI - KERN_DARE_QLO)));
+	__mmask8 mid = _mm512_cmple_epu64_mask(
+		_mm512_sub_epi64(_mm512_and_si512(b, m29),
+		                 _mm512_set1_epi64((long long)(KERN_DARE_MID - KERN_DARE_NEAR))),
+		_mm512_set1_epi64(2 * KERN_DARE_NEAR));
+	if (__builtin_expect((nz & (__mmask8)(~in | mid)) != 0 || !fast, 0)) {
+		__m512d q = _mm512_maskz_div_pd(keep, t, d);
+		return _mm512_add_pd(acc, _mm512_cvtps_pd(_mm512_cvtpd_ps(q)));
+	}
+	b = _mm512_andnot_si512(m29, _mm512_add_epi64(b, _mm512_set1_epi64((long long)KERN_DARE_MID)));
+	return _mm512_mask_add_pd(acc, nz, acc, _mm512_castsi512_pd(b));
+}
+
+/* DARE's drops of a tile's tasks and their sum (avx2_dare_sum's steps) */
+static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
+                            uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+{
+	__m512i h = idx_steps8(idx0);
+	double r[LINES_MAX_MODELS];
+	int fast = 1;
+	size_t j = 0;
+
+	for (unsigned i = 0; i < nx; i++)
+		r[i] = 1.0 / div[i], fast &= dare_fast(div[i]);
+	for (; j + 8 <= n; j += 8) {
+		__m512d acc = _mm512_setzero_pd();
+		for (unsigned i = 0; i < nx; i++) {
+			__mmask8 keep = _mm512_cmplt_epu64_mask(draw8(_mm512_set1_epi64((long long)key[i]), h),
+			                                        _mm512_set1_epi64((long long)limit[i]));
+			acc = qsum8(acc, keep, _mm512_cvtps_pd(_mm256_loadu_ps(tp + (size_t)i * n + j)),
+			            _mm512_set1_pd(div[i]), _mm512_set1_pd(r[i]), fast);
+		}
+		_mm512_storeu_pd(mtl + j, acc);
+		h = _mm512_add_epi64(h, STEP8);
+	}
+	for (; j < n; j++) { /* the tail, by the definition */
+		double m = 0.0;
+		for (unsigned i = 0; i < nx; i++)
+			m += (double)kern_dare_q(tp[(size_t)i * n + j], key[i], idx0 + j, limit[i], div[i]);
+		mtl[j] = m;
+	}
+}
+
+/* DARE's keep test alone, sixteen elements a step */
+static void avx512_dare_keep(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
+                             uint64_t limit)
+{
+	const __m512i k = _mm512_set1_epi64((long long)key), lim = _mm512_set1_epi64((long long)limit);
+	__m512i h0 = idx_steps8(idx0), h1 = _mm512_add_epi64(h0, STEP8);
+	const __m512i step16 = _mm512_add_epi64(STEP8, STEP8);
+	size_t j = 0;
+
+	for (; j + 16 <= n; j += 16) {
+		__mmask16 keep = (__mmask16)((unsigned)_mm512_cmplt_epu64_mask(draw8(k, h0), lim) |
+		                             (unsigned)_mm512_cmplt_epu64_mask(draw8(k, h1), lim) << 8);
+		_mm512_storeu_ps(out + j, _mm512_maskz_loadu_ps(keep, tp + j));
+		h0 = _mm512_add_epi64(h0, step16), h1 = _mm512_add_epi64(h1, step16);
+	}
+	if (j < n)
+		kern_scalar.dare_keep(tp + j, out + j, n - j, key, idx0 + j, limit);
+}
+
 void kern_avx512_fill(struct kern *k)
 {
 	*k = kern_avx2;
@@ -378,4 +524,7 @@ void kern_avx512_fill(struct kern *k)
 	k->taus = avx512_taus;
 	k->finish = avx512_finish;
 	k->ties_decided = avx512_ties_decided;
+	k->dare_drop = avx512_dare_drop;
+	k->dare_sum = avx512_dare_sum;
+	k->dare_keep = avx512_dare_keep;
 }

@@ -9,7 +9,8 @@
  * reference calls fma(), the same eight norm lanes. Conversions use the
  * default FPCR (round to nearest even, subnormals kept, NaNs quieted with
  * their payload), which is what the scalar conversions implement. Tails
- * and F64 data go to the scalar kernels.
+ * and F64 data go to the scalar kernels. DARE's hash multiplies 64-bit
+ * integers from 32-bit halves, and its quotients are divided.
  */
 #include "config.h"
 
@@ -268,6 +269,102 @@ static void neon_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
 	}
 }
 
+/* ---- DARE ---------------------------------------------------------------------- */
+
+/* The low 64 bits of a * c, lane by lane, for a constant c: Advanced SIMD
+ * has no 64-bit multiply, so from 32-bit halves */
+static inline uint64x2_t mullo64(uint64x2_t a, uint64_t c)
+{
+	uint32x2_t alo = vmovn_u64(a), ahi = vshrn_n_u64(a, 32);
+	uint32x2_t clo = vdup_n_u32((uint32_t)c), chi = vdup_n_u32((uint32_t)(c >> 32));
+	uint32x2_t cross = vmla_u32(vmul_u32(ahi, clo), alo, chi);
+	return vaddq_u64(vmull_u32(alo, clo), vshlq_n_u64(vmovl_u32(cross), 32));
+}
+
+/* The 53-bit draws of two elements, h = their idx * KERN_DARE_STEP */
+static inline uint64x2_t draw2(uint64_t key, uint64x2_t h)
+{
+	uint64x2_t x = vaddq_u64(veorq_u64(vdupq_n_u64(key), h), vdupq_n_u64(0x9e3779b97f4a7c15ull));
+	x = mullo64(veorq_u64(x, vshrq_n_u64(x, 30)), 0xbf58476d1ce4e5b9ull);
+	x = mullo64(veorq_u64(x, vshrq_n_u64(x, 27)), 0x94d049bb133111ebull);
+	return vshrq_n_u64(veorq_u64(x, vshrq_n_u64(x, 31)), 11);
+}
+
+/* idx * KERN_DARE_STEP of elements idx0 and idx0 + 1 (modulo 2^64) */
+static inline uint64x2_t idx_steps2(uint64_t idx0)
+{
+	uint64_t h[2] = {idx0 * KERN_DARE_STEP, (idx0 + 1) * KERN_DARE_STEP};
+	return vld1q_u64(h);
+}
+
+/* DARE's drop, two elements a step: the quotient in float64 (divided),
+ * rounded once to float32, a dropped value masked to +0.0 */
+static void neon_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit,
+                           double density)
+{
+	const uint64x2_t lim = vdupq_n_u64(limit), step = vdupq_n_u64(2 * KERN_DARE_STEP);
+	const float64x2_t dd = vdupq_n_f64(density);
+	uint64x2_t h = idx_steps2(idx0);
+	size_t j = 0;
+
+	for (; j + 2 <= n; j += 2) {
+		uint64x2_t keep = vcltq_u64(draw2(key, h), lim);
+		float64x2_t q = vdivq_f64(vcvt_f64_f32(vld1_f32(tp + j)), dd);
+		q = vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(q), keep));
+		vst1_f32(tp + j, vcvt_f32_f64(q));
+		h = vaddq_u64(h, step);
+	}
+	if (j < n)
+		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
+}
+
+/* DARE's drops of a tile's tasks and their sum, two elements a step */
+static void neon_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
+                          uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+{
+	const uint64x2_t step = vdupq_n_u64(2 * KERN_DARE_STEP);
+	uint64x2_t h = idx_steps2(idx0);
+	size_t j = 0;
+
+	for (; j + 2 <= n; j += 2) {
+		float64x2_t acc = vdupq_n_f64(0.0);
+		for (unsigned i = 0; i < nx; i++) {
+			uint64x2_t keep = vcltq_u64(draw2(key[i], h), vdupq_n_u64(limit[i]));
+			float64x2_t q = vdivq_f64(vcvt_f64_f32(vld1_f32(tp + (size_t)i * n + j)),
+			                          vdupq_n_f64(div[i]));
+			q = vcvt_f64_f32(vcvt_f32_f64(q));
+			acc = vaddq_f64(acc, vreinterpretq_f64_u64(vandq_u64(vreinterpretq_u64_f64(q), keep)));
+		}
+		vst1q_f64(mtl + j, acc);
+		h = vaddq_u64(h, step);
+	}
+	for (; j < n; j++) { /* the tail, by the definition */
+		double m = 0.0;
+		for (unsigned i = 0; i < nx; i++)
+			m += (double)kern_dare_q(tp[(size_t)i * n + j], key[i], idx0 + j, limit[i], div[i]);
+		mtl[j] = m;
+	}
+}
+
+/* DARE's keep test alone, four elements a step */
+static void neon_dare_keep(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
+                           uint64_t limit)
+{
+	const uint64x2_t lim = vdupq_n_u64(limit), step = vdupq_n_u64(2 * KERN_DARE_STEP);
+	uint64x2_t h0 = idx_steps2(idx0), h1 = vaddq_u64(h0, step);
+	const uint64x2_t step4 = vaddq_u64(step, step);
+	size_t j = 0;
+
+	for (; j + 4 <= n; j += 4) {
+		uint32x4_t m = vcombine_u32(vmovn_u64(vcltq_u64(draw2(key, h0), lim)),
+		                            vmovn_u64(vcltq_u64(draw2(key, h1), lim)));
+		vst1q_f32(out + j, vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(vld1q_f32(tp + j)), m)));
+		h0 = vaddq_u64(h0, step4), h1 = vaddq_u64(h1, step4);
+	}
+	if (j < n)
+		kern_scalar.dare_keep(tp + j, out + j, n - j, key, idx0 + j, limit);
+}
+
 const struct kern kern_neon = {
 	.name = "neon",
 	.decode = neon_decode,
@@ -276,4 +373,7 @@ const struct kern kern_neon = {
 	.finish = neon_finish,
 	.merge_lin = neon_merge_lin,
 	.norm_lin = neon_norm_lin,
+	.dare_drop = neon_dare_drop,
+	.dare_sum = neon_dare_sum,
+	.dare_keep = neon_dare_keep,
 };

@@ -312,6 +312,24 @@ static void sc_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uint6
 	}
 }
 
+static void sc_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key, uint64_t idx0,
+                        const uint64_t *limit, const double *div, double *mtl)
+{
+	for (size_t j = 0; j < n; j++)
+		mtl[j] = 0.0;
+	for (unsigned i = 0; i < nx; i++)
+		for (size_t j = 0; j < n; j++)
+			mtl[j] += (double)kern_dare_q(tp[(size_t)i * n + j], key[i], idx0 + j, limit[i],
+			                              div[i]);
+}
+
+static void sc_dare_keep(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
+                         uint64_t limit)
+{
+	for (size_t j = 0; j < n; j++)
+		out[j] = kern_dare_kept(key, idx0 + j, limit) ? tp[j] : 0.0f;
+}
+
 static void sc_taus(enum dtype dt, const void *const *x, unsigned nx, const void *base,
                     const double *w, size_t n, float *bt, float *tp)
 {
@@ -404,4 +422,6 @@ const struct kern kern_scalar = {
 	.ties_bins = sc_ties_bins,
 	.ties_select = sc_ties_select,
 	.dare_drop = sc_dare_drop,
+	.dare_sum = sc_dare_sum,
+	.dare_keep = sc_dare_keep,
 };

@@ -155,6 +155,19 @@ void dare_drop_tile(const struct kern *k, float *tp, size_t n, uint64_t key, uin
 	(k->dare_drop ? k->dare_drop : kern_scalar.dare_drop)(tp, n, key, idx0, limit, density);
 }
 
+void dare_sum_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
+                   const uint64_t *key, uint64_t idx0, const uint64_t *limit, const double *div,
+                   double *mtl)
+{
+	(k->dare_sum ? k->dare_sum : kern_scalar.dare_sum)(tp, n, nx, key, idx0, limit, div, mtl);
+}
+
+void dare_keep_tile(const struct kern *k, const float *tp, float *out, size_t n, uint64_t key,
+                    uint64_t idx0, uint64_t limit)
+{
+	(k->dare_keep ? k->dare_keep : kern_scalar.dare_keep)(tp, out, n, key, idx0, limit);
+}
+
 /* The exponent is all ones. Counted in lanes as wide as the values, a
  * block at a time (a 16-bit count cannot overflow in 32768 values), so
  * the vectorizer compares and subtracts 16 or 32 values per instruction

@@ -105,5 +105,12 @@ uint64_t dare_limit(double density);
  * instruction set's kernel (kernels.h's dare_drop). */
 void dare_drop_tile(const struct kern *k, float *tp, size_t n, uint64_t key, uint64_t idx0,
                     uint64_t limit, double density);
+/* The drop of every task of a tile and their sum (kernels.h's dare_sum),
+ * and the keep test alone (dare_keep), with the instruction set's kernel. */
+void dare_sum_tile(const struct kern *k, const float *tp, size_t n, unsigned nx,
+                   const uint64_t *key, uint64_t idx0, const uint64_t *limit, const double *div,
+                   double *mtl);
+void dare_keep_tile(const struct kern *k, const float *tp, float *out, size_t n, uint64_t key,
+                    uint64_t idx0, uint64_t limit);
 
 #endif

@@ -52,7 +52,10 @@
  *               the work of each TIES pass over those (below), the
  *               select pass fused from the raw inputs;
  *   dare_drop   keep an entry when a hash of (seed, task, tensor, index)
- *               falls below a limit, divide it by the density (below).
+ *               falls below a limit, divide it by the density (below);
+ *   dare_sum, dare_keep
+ *               the drop and the sum of a tile's tasks in one step, and
+ *               the keep test alone (the rescale pass).
  * These are in the scalar and AVX2 tables; NULL in a table means the
  * scalar kernel (or, for taus and select, the tile loops of kern_ties.c
  * and merge_ties.c around the table's own decode). The
@@ -137,6 +140,24 @@ struct kern {
 	 */
 	void (*dare_drop)(float *tp, size_t n, uint64_t key, uint64_t idx0, uint64_t limit,
 	                  double density);
+	/*
+	 * DARE's drop and sum over a tile of nx tasks, elements idx0 on:
+	 * q_i = dare_drop's value of tp[i * n + j] (key[i], limit[i],
+	 * div[i]), and mtl[j] = ((+0.0 + q_0) + q_1) + ... in float64, tasks
+	 * in order; tp is left as it is. The same bits as dare_drop on each
+	 * task followed by those sums, except that a NaN sum may carry any
+	 * payload (finish makes every NaN the default one, and the norms
+	 * leave NaNs out). NULL: scalar.
+	 */
+	void (*dare_sum)(const float *tp, size_t n, unsigned nx, const uint64_t *key, uint64_t idx0,
+	                 const uint64_t *limit, const double *div, double *mtl);
+	/*
+	 * DARE's keep test alone, n values of one task, elements idx0 on:
+	 * out[j] = tp[j] when the element is kept (dare_drop's test), else
+	 * +0.0f. NULL: scalar.
+	 */
+	void (*dare_keep)(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
+	                  uint64_t limit);
 };
 
 /* SplitMix64: add the golden-ratio increment, then its finalizer. */
@@ -148,6 +169,42 @@ static inline uint64_t kern_mix64(uint64_t x)
 	return x ^ (x >> 31);
 }
 #define KERN_DARE_STEP 0xd1b54a32d192ed03ull
+
+/*
+ * The division of DARE's kernels without a division: for a kept t and
+ * r = 1 / d (rounded once), q0 = t * r differs from the rounded quotient
+ * t / d by less than 3 units of its last place when d and r are normal
+ * (below, d in [2^-500, 2^500]) and q0 too. Rounded to float32, the two
+ * give the same value unless a float32 rounding midpoint lies between
+ * them; so q0 may stand for t / d when its exponent is that of a normal
+ * float32 (1 to 254, above 2^-126 and below 2^128) and its 29 bits below
+ * a float32's are not within 4 of the midpoint 2^28, and when t is 0, an
+ * infinity or a NaN (t * r is then t / d exactly, sign and payload
+ * included). The SIMD kernels divide the values of a vector where that
+ * test fails for a kept one (about 2^-26 of random values).
+ */
+#define KERN_DARE_RMIN 0x1p-500
+#define KERN_DARE_RMAX 0x1p500
+#define KERN_DARE_EMIN (1023 - 126) /* the float64 exponent field of 2^-126 */
+#define KERN_DARE_ESPAN 253         /* up to that of 2^127 */
+#define KERN_DARE_MID 0x10000000ull /* the float32 midpoint in the low 29 bits */
+#define KERN_DARE_NEAR 4
+/* Where q0 is above 2^-126 and below 2^127 and not near a midpoint, the
+ * float32 it rounds to is q0 with 2^28 added to its bits and the low 29
+ * cleared (the float64 bits of that float32). */
+#define KERN_DARE_QLO 0x3810000000000000ull /* 2^-126 */
+#define KERN_DARE_QHI 0x47e0000000000000ull /* 2^127 */
+
+/* DARE's keep test of element idx (dare_drop's), and the value of a kept
+ * entry t divided by d: the definition the SIMD kernels' tails use. */
+static inline int kern_dare_kept(uint64_t key, uint64_t idx, uint64_t limit)
+{
+	return (kern_mix64(key ^ (idx * KERN_DARE_STEP)) >> 11) < limit;
+}
+static inline float kern_dare_q(float t, uint64_t key, uint64_t idx, uint64_t limit, double d)
+{
+	return kern_dare_kept(key, idx, limit) ? (float)((double)t / d) : 0.0f;
+}
 
 extern const struct kern kern_scalar;
 #ifdef HAVE_KERN_AVX2

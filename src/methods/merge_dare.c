@@ -58,17 +58,18 @@ struct dare {
 
 static struct dare *D(struct merge_ctx *p) { return p->state; }
 
-/* The scratch of a worker: the base, the nx task vectors, two tau_MTL and
- * two signs per element of a tile. */
+/* The scratch of a worker: the base, the nx task vectors and their kept
+ * values (the rescale pass), two tau_MTL and two signs per element of a
+ * tile. */
 struct tile {
-	float *bt, *tp;
+	float *bt, *tp, *kp;
 	double *mp, *mn;
 	signed char *sp, *sn;
 };
 
 static size_t scratch_bytes(unsigned nx)
 {
-	return (size_t)KERN_TILE * (sizeof(float) * (nx + 1) + 2 * sizeof(double) + 2);
+	return (size_t)KERN_TILE * (sizeof(float) * (2 * nx + 1) + 2 * sizeof(double) + 2);
 }
 
 static struct tile tile_of(void *scratch, unsigned nx)
@@ -76,7 +77,8 @@ static struct tile tile_of(void *scratch, unsigned nx)
 	struct tile tl;
 	tl.bt = scratch;
 	tl.tp = tl.bt + KERN_TILE;
-	tl.mp = (double *)(void *)(tl.tp + (size_t)nx * KERN_TILE);
+	tl.kp = tl.tp + (size_t)nx * KERN_TILE;
+	tl.mp = (double *)(void *)(tl.kp + (size_t)nx * KERN_TILE);
 	tl.mn = tl.mp + KERN_TILE;
 	tl.sp = (signed char *)(tl.mn + KERN_TILE);
 	tl.sn = tl.sp + KERN_TILE;
@@ -101,20 +103,16 @@ static void dare_tile(struct merge_ctx *p, const struct pipe_job *job, const str
 		xs[i] = job->in[i + 1] + j0 * t->unit_in;
 	ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, tl->bt,
 	          tl->tp);
+	if (!p->o->dare_elect) { /* the drops and their sum in one step; tp as it was */
+		dare_sum_tile(p->k, tl->tp, nn, ds->nx, keys, job->u0 + j0, ds->limit,
+		              ds->div + job->tensor * ds->nx, mtl);
+		memset(sign, 1, nn);
+		return;
+	}
 	for (unsigned i = 0; i < ds->nx; i++)
 		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit[i],
 		               ds->div[job->tensor * ds->nx + i]);
-	if (p->o->dare_elect) {
-		ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, ds->c, mtl, sign);
-		return;
-	}
-	for (size_t j = 0; j < nn; j++)
-		mtl[j] = 0.0, sign[j] = 1;
-	for (unsigned i = 0; i < ds->nx; i++) {
-		const float *d = tl->tp + (size_t)i * nn;
-		for (size_t j = 0; j < nn; j++)
-			mtl[j] += (double)d[j];
-	}
+	ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, ds->c, mtl, sign);
 }
 
 /*
@@ -132,8 +130,9 @@ static double dare_taus_f64(struct merge_ctx *p, const struct pipe_job *job, siz
 	double d[LINES_MAX_MODELS], b = f64_taus(job, ds->nx, p->w, j, tau, d);
 	*raw = 0.0;
 	for (unsigned i = 0; i < ds->nx; i++) {
-		uint64_t x = kern_mix64(keys[i] ^ ((job->u0 + j) * KERN_DARE_STEP)) >> 11;
-		tau[i] = x < ds->limit[i] ? tau[i] / ds->div[job->tensor * ds->nx + i] : 0.0;
+		tau[i] = kern_dare_kept(keys[i], job->u0 + j, ds->limit[i])
+		                 ? tau[i] / ds->div[job->tensor * ds->nx + i]
+		                 : 0.0;
 		*raw += d[i];
 	}
 	return b;
@@ -188,10 +187,23 @@ static void stats_f64(struct merge_ctx *p, struct pipe_job *job, size_t n)
 
 /* ---- rescale (--rescale) ------------------------------------------------------ */
 
-/* Is element e of a tensor kept from task i (dare_drop's test)? */
-static int kept(const struct dare *ds, const uint64_t *keys, unsigned i, uint64_t e)
+/*
+ * s[2q] += |a_q[j]| and s[2q + 1] += |k_q[j]| for the four rows q, j in
+ * order: the sums of the rescale pass, each in the order of its elements,
+ * four tasks at a time so that the eight chains of additions overlap.
+ */
+static const float l1_none[KERN_TILE]; /* the rows of absent tasks */
+
+static void l1_rows(const float *const a[4], const float *const k[4], size_t n, double *s)
 {
-	return (kern_mix64(keys[i] ^ (e * KERN_DARE_STEP)) >> 11) < ds->limit[i];
+	double a0 = s[0], k0 = s[1], a1 = s[2], k1 = s[3], a2 = s[4], k2 = s[5], a3 = s[6], k3 = s[7];
+	for (size_t j = 0; j < n; j++) {
+		a0 += fabs((double)a[0][j]), k0 += fabs((double)k[0][j]);
+		a1 += fabs((double)a[1][j]), k1 += fabs((double)k[1][j]);
+		a2 += fabs((double)a[2][j]), k2 += fabs((double)k[2][j]);
+		a3 += fabs((double)a[3][j]), k3 += fabs((double)k[3][j]);
+	}
+	s[0] = a0, s[1] = k0, s[2] = a1, s[3] = k1, s[4] = a2, s[5] = k2, s[6] = a3, s[7] = k3;
 }
 
 /* Per block of a job and per task: the L1 norm of tau' and of its kept
@@ -216,7 +228,9 @@ static int rescale_work(struct merge_ctx *p, struct pipe_job *job, void *scratch
 			f64_taus(job, ds->nx, p->w, j, tau, NULL);
 			for (unsigned i = 0; i < ds->nx; i++) {
 				blk[2 * i] += fabs(tau[i]);
-				blk[2 * i + 1] += kept(ds, keys, i, job->u0 + j) ? fabs(tau[i]) : 0.0;
+				blk[2 * i + 1] += kern_dare_kept(keys[i], job->u0 + j, ds->limit[i])
+				                          ? fabs(tau[i])
+				                          : 0.0;
 			}
 		}
 		for (size_t j0 = b0; !f64_tensor(t) && j0 < b1; j0 += KERN_TILE) {
@@ -225,12 +239,25 @@ static int rescale_work(struct merge_ctx *p, struct pipe_job *job, void *scratch
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn,
 			          tl.bt, tl.tp);
+			/* kp: the kept values, +0.0 for the others (adding +0.0 to
+			 * a sum of magnitudes changes nothing) */
 			for (unsigned i = 0; i < ds->nx; i++)
-				for (size_t j = 0; j < nn; j++) {
-					double a = fabs((double)tl.tp[(size_t)i * nn + j]);
-					blk[2 * i] += a;
-					blk[2 * i + 1] += kept(ds, keys, i, job->u0 + j0 + j) ? a : 0.0;
+				dare_keep_tile(p->k, tl.tp + (size_t)i * nn, tl.kp + (size_t)i * nn, nn,
+				               keys[i], job->u0 + j0, ds->limit[i]);
+			for (unsigned i0 = 0; i0 < ds->nx; i0 += 4) {
+				const float *a[4], *k[4];
+				double s[8], junk[8];
+				for (unsigned q = 0; q < 4; q++) {
+					int in = i0 + q < ds->nx;
+					a[q] = in ? tl.tp + (size_t)(i0 + q) * nn : l1_none;
+					k[q] = in ? tl.kp + (size_t)(i0 + q) * nn : l1_none;
+					s[2 * q] = in ? blk[2 * (i0 + q)] : 0.0;
+					s[2 * q + 1] = in ? blk[2 * (i0 + q) + 1] : 0.0;
 				}
+				l1_rows(a, k, nn, s);
+				for (unsigned q = 0; q < 8; q++)
+					*(i0 + q / 2 < ds->nx ? &blk[2 * i0 + q] : &junk[q]) = s[q];
+			}
 		}
 	}
 	return 0;
@@ -264,6 +291,7 @@ static int rescale_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- stats ------------------------------------------------------------------- */
+
 static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -272,8 +300,11 @@ static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 	const void *xs[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	int64_t votes = 0;
+	int unit = 1; /* every weight is 1: the tiles hold the task vectors */
 	(void)err;
 
+	for (unsigned i = 0; i < ds->nx; i++)
+		unit &= p->w[i] == 1.0;
 	if (f64_tensor(t)) {
 		stats_f64(p, job, n);
 		return 0;
@@ -290,6 +321,21 @@ static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, 
 			for (unsigned i = 0; i < ds->nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
 			dare_tile(p, job, &tl, j0, nn, 1, tl.mp, tl.sp);
+			if (!p->o->dare_elect) {
+				/* every sign 1, no zero sum to settle: TIES's sums of the
+				 * decided elements (the loop below without election), and
+				 * with every weight 1 the norm of the raw sum from the
+				 * tiles (the task vectors themselves) without decoding
+				 * the inputs again */
+				unsigned char *none = (unsigned char *)tl.sn;
+				if (unit)
+					ties_norm_sum(tl.tp, ds->nx, nn, nm.s1, nm.s2);
+				else
+					p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
+				memset(none, 0, nn);
+				votes += ties_decided(p->k, tl.mp, tl.sp, none, nn, dl, dq);
+				continue;
+			}
 			/* the norm of the sum of the task vectors (tl.bt: the base) */
 			p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
 			/* a zero sum with something kept: the other majority too (when
@@ -448,6 +494,7 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 	                "a file");
 	ds->nx = nx;
 	ds->maj = 1;
+
 	ds->c = elect_divisors(p, ds->cbuf);
 	RETURN_ERROR_IF(dare_tables(p, ds) < 0, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	if (l1) {
