@@ -41,21 +41,72 @@ struct scen {
 };
 
 static const struct scen scens[] = {
-	{"della defaults", 1, 0, R_P, 0, {1, 1, 1}, {0.2, 0.2, 0.2}, {0.15, 0.15, 0.15}, 0, 1,
-	 "-m della"},
-	{"della weighted, per-model d and e", 1, 0, R_P, 0, {0.5, 1.5, -0.7}, {0.3, 0.5, 0.6},
-	 {0.1, 0.2, 0.05}, 7, 1,
-	 "-m della -w 0.5,1.5,-0.7 --density 0.3,0.5,0.6 --epsilon 0.1,0.2,0.05 --seed 7"},
-	{"della_linear --lines", 0, 0, R_P, 1, {1, 1, 1}, {0.4, 0.4, 0.4}, {0.3, 0.3, 0.3}, 3, 1,
-	 "-m della_linear --lines --density 0.4 --epsilon 0.3 --seed 3"},
-	{"della --lines --rescale weighted", 1, 0, R_L1, 1, {2, 0.5, 1}, {0.5, 0.5, 0.5},
-	 {0.1, 0.1, 0.1}, 11, 1,
-	 "-m della --lines --rescale -w 2,0.5,1 --density 0.5 --epsilon 0.1 --seed 11"},
-	{"della_linear --no-rescale --lambda, density 1", 0, 0, R_NONE, 0, {1, 1, 1},
-	 {1, 0.4, 0.5}, {0.15, 0.15, 0.15}, 5, 0.7,
-	 "-m della_linear --no-rescale --lambda 0.7 --density 1,0.4,0.5 --seed 5"},
-	{"della --no-normalize -w", 1, 1, R_P, 0, {1, 2, 3}, {0.2, 0.2, 0.2}, {0.15, 0.15, 0.15},
-	 0, 1, "-m della --no-normalize -w 1,2,3"},
+    {"della defaults",
+     1,
+     0,
+     R_P,
+     0,
+     {1, 1, 1},
+     {0.2, 0.2, 0.2},
+     {0.15, 0.15, 0.15},
+     0,
+     1,
+     "-m della"},
+    {"della weighted, per-model d and e",
+     1,
+     0,
+     R_P,
+     0,
+     {0.5, 1.5, -0.7},
+     {0.3, 0.5, 0.6},
+     {0.1, 0.2, 0.05},
+     7,
+     1,
+     "-m della -w 0.5,1.5,-0.7 --density 0.3,0.5,0.6 --epsilon 0.1,0.2,0.05 --seed 7"},
+    {"della_linear --lines",
+     0,
+     0,
+     R_P,
+     1,
+     {1, 1, 1},
+     {0.4, 0.4, 0.4},
+     {0.3, 0.3, 0.3},
+     3,
+     1,
+     "-m della_linear --lines --density 0.4 --epsilon 0.3 --seed 3"},
+    {"della --lines --rescale weighted",
+     1,
+     0,
+     R_L1,
+     1,
+     {2, 0.5, 1},
+     {0.5, 0.5, 0.5},
+     {0.1, 0.1, 0.1},
+     11,
+     1,
+     "-m della --lines --rescale -w 2,0.5,1 --density 0.5 --epsilon 0.1 --seed 11"},
+    {"della_linear --no-rescale --lambda, density 1",
+     0,
+     0,
+     R_NONE,
+     0,
+     {1, 1, 1},
+     {1, 0.4, 0.5},
+     {0.15, 0.15, 0.15},
+     5,
+     0.7,
+     "-m della_linear --no-rescale --lambda 0.7 --density 1,0.4,0.5 --seed 5"},
+    {"della --no-normalize -w",
+     1,
+     1,
+     R_P,
+     0,
+     {1, 2, 3},
+     {0.2, 0.2, 0.2},
+     {0.15, 0.15, 0.15},
+     0,
+     1,
+     "-m della --no-normalize -w 1,2,3"},
 };
 
 struct fam {
@@ -113,13 +164,17 @@ static void drop(const struct scen *s, const struct tu_tensor *bt, const struct 
 	for (uint64_t a = 0; a < n; a += sl)
 		for (uint64_t k = 0; k < c; k++) {
 			for (uint64_t j = 0; j < r; j++)
-				row[j].mag = magf((float)tau[a + j * c + k]), row[j].j = (uint32_t)j;
+				row[j].mag = magf((float)tau[a + j * c + k]),
+				row[j].j = (uint32_t)j;
 			qsort(row, r, sizeof(*row), cmp_ent);
 			for (uint64_t q = 0; q < r; q++) {
 				uint64_t el = a + row[q].j * c + k;
-				double p = r > 1 ? (d - e) + ((double)q / (double)(r - 1)) * (2 * e) : d;
+				double p =
+				    r > 1 ? (d - e) + ((double)q / (double)(r - 1)) * (2 * e) : d;
 				int kept = d >= 1 ||
-				           (double)(mix64(key ^ el * 0xd1b54a32d192ed03ull) >> 11) * 0x1p-53 < p;
+				           (double)(mix64(key ^ el * 0xd1b54a32d192ed03ull) >> 11) *
+				                   0x1p-53 <
+				               p;
 				if (d >= 1)
 					p = 1;
 				A += fabs(tau[el]);
@@ -173,8 +228,8 @@ static void ref_tensor(const struct fam *f, const struct scen *s, size_t ti,
 		if (!ot)
 			continue;
 		double ref = fma(lam, m, b);
-		ty->bad += !tu_within(ot->dtype, ref, fabs(b) + fabs(lam * m), tu_elem64(ot, el), 1e-12,
-		                      &ty->worst);
+		ty->bad += !tu_within(ot->dtype, ref, fabs(b) + fabs(lam * m), tu_elem64(ot, el),
+		                      1e-12, &ty->worst);
 		ty->elements++;
 	}
 	for (unsigned i = 0; i < NM; i++)
@@ -185,9 +240,9 @@ static double tensor_lambda(json_t *man, const char *name)
 {
 	json_t *ts = json_object_get(man, "tensors"), *e;
 	size_t k;
-	json_array_foreach(ts, k, e)
-		if (!strcmp(json_string_value(json_object_get(e, "name")), name))
-			return json_real_value(json_object_get(e, "lambda"));
+	json_array_foreach(
+	    ts, k, e) if (!strcmp(json_string_value(json_object_get(e, "name")),
+	                          name)) return json_real_value(json_object_get(e, "lambda"));
 	return NAN;
 }
 
@@ -196,9 +251,10 @@ static void run_scen(struct fam *f, const struct scen *s, int idx)
 	char out[4400], js[4400];
 	snprintf(out, sizeof(out), "%s/o%d.safetensors", f->dir, idx);
 	snprintf(js, sizeof(js), "%s/o%d.json", f->dir, idx);
-	if (!ok(tu_run("'%s' merge -q -b '%s/base.safetensors' %s --json -o '%s' '%s/ft1.safetensors' "
-	               "'%s/ft2.safetensors' '%s/ft3.safetensors' > '%s'",
-	               tu_lines(), f->dir, s->extra, out, f->dir, f->dir, f->dir, js) == 0,
+	if (!ok(tu_run(
+	            "'%s' merge -q -b '%s/base.safetensors' %s --json -o '%s' '%s/ft1.safetensors' "
+	            "'%s/ft2.safetensors' '%s/ft3.safetensors' > '%s'",
+	            tu_lines(), f->dir, s->extra, out, f->dir, f->dir, f->dir, js) == 0,
 	        "%s/%s %s: merged", f->arch, f->dtype, s->what)) {
 		diag("%s", tu_stderr);
 		return;
@@ -216,13 +272,15 @@ static void run_scen(struct fam *f, const struct scen *s, int idx)
 		const struct tu_tensor *bt = &f->base.t[ti];
 		if (!tu_is_float(bt))
 			continue;
-		ref_tensor(f, s, ti, tu_model_find(&om, bt->name), tensor_lambda(man, bt->name), &ty);
+		ref_tensor(f, s, ti, tu_model_find(&om, bt->name), tensor_lambda(man, bt->name),
+		           &ty);
 	}
 	ok(ty.bad == 0 && ty.elements > 0,
 	   "%s/%s %s: every element (%zu) within 1 ULP of the float64 reference (%zu off, worst "
 	   "%.3g ULP)",
 	   f->arch, f->dtype, s->what, ty.elements, ty.bad, ty.worst);
-	json_t *dj = json_object_get(sum, s->elect ? "della" : "della_linear"), *kj = json_object_get(dj, "kept");
+	json_t *dj = json_object_get(sum, s->elect ? "della" : "della_linear"),
+	       *kj = json_object_get(dj, "kept");
 	int same = json_array_size(kj) == NM, within = 1;
 	double kept = 0, p = 0, var = 0;
 	for (unsigned i = 0; i < NM; i++) {
@@ -251,13 +309,10 @@ static void run_scen(struct fam *f, const struct scen *s, int idx)
 static void same_everywhere(const struct fam *f, const char *args)
 {
 	static const char *const variants[] = {
-		"-j 1 --chunk 64K --io mmap",
-		"-j 2 --chunk 1M --io mmap",
-		"-j 3 --chunk 16K --io uring",
-		"-j 2 --chunk 4M --io uring",
-		"LINES_ISA=scalar -j 2",
-		"LINES_ISA=avx2 -j 2",
-		"LINES_ISA=avx512 -j 2",
+	    "-j 1 --chunk 64K --io mmap",  "-j 2 --chunk 1M --io mmap",
+	    "-j 3 --chunk 16K --io uring", "-j 2 --chunk 4M --io uring",
+	    "LINES_ISA=scalar -j 2",       "LINES_ISA=avx2 -j 2",
+	    "LINES_ISA=avx512 -j 2",
 	};
 	char ref[4400];
 	int same = 1, runs = 0, skipped = 0;
@@ -273,8 +328,9 @@ static void same_everywhere(const struct fam *f, const char *args)
 		int rc = tu_run("%s '%s' merge -q -b '%s/base.safetensors' %s %s -o '%s' "
 		                "'%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors'",
 		                env, tu_lines(), f->dir, args, opt, out, f->dir, f->dir, f->dir);
-		if (rc != 0 && (strstr(tu_stderr, "io_uring") || strstr(tu_stderr, "LINES_ISA") ||
-		                strstr(tu_stderr, "cannot run") || strstr(tu_stderr, "instruction"))) {
+		if (rc != 0 &&
+		    (strstr(tu_stderr, "io_uring") || strstr(tu_stderr, "LINES_ISA") ||
+		     strstr(tu_stderr, "cannot run") || strstr(tu_stderr, "instruction"))) {
 			skipped++;
 			continue;
 		}
@@ -285,8 +341,10 @@ static void same_everywhere(const struct fam *f, const char *args)
 		}
 		same &= rc == 0 && tu_run("cmp -s '%s' '%s'", ref, out) == 0;
 	}
-	ok(same && runs >= 4, "%s/%s %s: identical bytes for -j, --chunk, --io and LINES_ISA (%d runs, "
-	   "%d not possible here)", f->arch, f->dtype, args, runs, skipped);
+	ok(same && runs >= 4,
+	   "%s/%s %s: identical bytes for -j, --chunk, --io and LINES_ISA (%d runs, "
+	   "%d not possible here)",
+	   f->arch, f->dtype, args, runs, skipped);
 }
 
 /* -n: the rows are in the memory bound. */
@@ -301,15 +359,16 @@ static void memory_bound(const struct fam *f)
 		if (tu_is_float(t) && s > slab)
 			slab = s;
 	}
-	int rc = tu_run("'%s' merge -n --json -j 3 -b '%s/base.safetensors' -m della --lines --rescale "
-	                "'%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' > '%s'",
-	                tu_lines(), f->dir, f->dir, f->dir, f->dir, js);
+	int rc =
+	    tu_run("'%s' merge -n --json -j 3 -b '%s/base.safetensors' -m della --lines --rescale "
+	           "'%s/ft1.safetensors' '%s/ft2.safetensors' '%s/ft3.safetensors' > '%s'",
+	           tu_lines(), f->dir, f->dir, f->dir, f->dir, js);
 	json_t *p = json_load_file(js, 0, NULL);
 	uint64_t scratch = (uint64_t)json_integer_value(json_object_get(p, "memory_scratch"));
 	uint64_t bound = (uint64_t)json_integer_value(json_object_get(p, "memory_bound"));
 	uint64_t jobs = (uint64_t)json_integer_value(json_object_get(p, "jobs"));
 	uint64_t ls = (uint64_t)json_integer_value(
-		json_object_get(json_object_get(p, "della"), "longest_slab"));
+	    json_object_get(json_object_get(p, "della"), "longest_slab"));
 	json_t *ps = json_object_get(p, "passes");
 	ok(rc == 0 && ls == slab && jobs == 3 && scratch >= jobs * slab * (8 * NM + 44) &&
 	       bound > scratch && json_array_size(ps) == 3,
@@ -342,12 +401,12 @@ static int load(struct fam *f, unsigned seed)
 int main(void)
 {
 	struct fam fams[] = {
-		{"llama", "bf16", "", "", {0}, {{0}}},
-		{"llama", "f16", "", "", {0}, {{0}}},
-		{"llama", "f32", "", "", {0}, {{0}}},
-		{"clip", "f32", "", "", {0}, {{0}}},
-		/* rows of 256 in tensors of up to 2^19 elements: several jobs */
-		{"llama", "bf16", "--hidden 256 --vocab 2048", "", {0}, {{0}}},
+	    {"llama", "bf16", "", "", {0}, {{0}}},
+	    {"llama", "f16", "", "", {0}, {{0}}},
+	    {"llama", "f32", "", "", {0}, {{0}}},
+	    {"clip", "f32", "", "", {0}, {{0}}},
+	    /* rows of 256 in tensors of up to 2^19 elements: several jobs */
+	    {"llama", "bf16", "--hidden 256 --vocab 2048", "", {0}, {{0}}},
 	};
 	for (size_t k = 0; k < sizeof(fams) / sizeof(fams[0]); k++) {
 		struct fam *f = &fams[k];
@@ -357,7 +416,8 @@ int main(void)
 				if (!f->size[0] || s == 1 || s == 3)
 					run_scen(f, &scens[s], (int)s);
 			if (k == 3 || k == 4)
-				same_everywhere(f, "-m della --lines --rescale -w 2,0.5,1 --seed 9");
+				same_everywhere(f,
+				                "-m della --lines --rescale -w 2,0.5,1 --seed 9");
 			if (k == 4)
 				same_everywhere(f, "-m della_linear --density 0.3 --epsilon 0.2");
 			if (k == 4)

@@ -56,15 +56,18 @@ struct della {
 	int elect;
 	uint64_t *keys; /* nt x nx: dare_key() */
 	double d[LINES_MAX_MODELS], eps[LINES_MAX_MODELS];
-	double *div; /* nt x nx: the L1 rescale's divisor (kept L1 / L1), else 1 */
-	double *l1;  /* nt x nx x 2: L1 of tau and of its kept entries (--rescale) */
+	double *div;   /* nt x nx: the L1 rescale's divisor (kept L1 / L1), else 1 */
+	double *l1;    /* nt x nx x 2: L1 of tau and of its kept entries (--rescale) */
 	double acc[4]; /* the norm pass's sums */
 	uint64_t kept[LINES_MAX_MODELS]; /* the writing pass's kept entries */
-	uint64_t elements; /* and the elements it saw */
-	uint64_t slab;     /* the longest slab of a merged tensor */
+	uint64_t elements;               /* and the elements it saw */
+	uint64_t slab;                   /* the longest slab of a merged tensor */
 };
 
-static struct della *D(struct merge_ctx *p) { return p->state; }
+static struct della *D(struct merge_ctx *p)
+{
+	return p->state;
+}
 
 /* The epsilon of model i. */
 static double eps_of(const struct lines_merge_opts *o, unsigned i)
@@ -87,7 +90,8 @@ struct rows {
 static size_t scratch_bytes(unsigned nx, uint64_t s)
 {
 	return (size_t)s * ((3 + nx) * sizeof(double) + sizeof(float) + sizeof(uint64_t) +
-	                    2 * sizeof(uint32_t)) + 64;
+	                    2 * sizeof(uint32_t)) +
+	       64;
 }
 
 static struct rows rows_of(void *scratch, unsigned nx, uint64_t s)
@@ -149,8 +153,7 @@ static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uin
  * returns the number kept.
  */
 static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, uint64_t e0,
-                          double *tau, uint64_t s, uint64_t r, int f64, struct rows *w,
-                          double *l1)
+                          double *tau, uint64_t s, uint64_t r, int f64, struct rows *w, double *l1)
 {
 	const struct della *ds = p->state;
 	double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
@@ -230,7 +233,8 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 			double *tau = w.tau + (size_t)i * s;
 			tile_load(p->k, t->in_dt, job->in[i + 1] + off * t->unit_in, s, tau, w.tmp);
 			for (uint64_t j = 0; j < s; j++) {
-				tau[j] = f64 ? tau[j] - w.b[j] : (double)((float)tau[j] - (float)w.b[j]);
+				tau[j] =
+				    f64 ? tau[j] - w.b[j] : (double)((float)tau[j] - (float)w.b[j]);
 				w.raw[j] += tau[j];
 			}
 			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w, l1 + 2 * i);
@@ -263,7 +267,8 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 	return 0;
 }
 
-static int l1_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int l1_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                   struct lines_error *err)
 {
 	(void)err;
 	return della_job(p, job, scratch, DO_L1);
@@ -343,11 +348,11 @@ static int della_check(const struct lines_merge_opts *o, struct lines_error *err
 		double d = density_of(o, (unsigned)i), e = eps_of(o, (unsigned)i);
 		RETURN_ERROR_IF(!isfinite(e), err, LINES_EUSAGE, NULL, NULL,
 		                "--epsilon must be a finite number");
-		RETURN_ERROR_IF(d < 1.0 && !(d - e > 0.0 && d + e < 1.0), err, LINES_EUSAGE, NULL,
-		                NULL,
-		                "della: model %zu: density %g and epsilon %g make keep probabilities "
-		                "from %g to %g; both must be inside (0, 1)",
-		                i + 1, d, e, d - e, d + e);
+		RETURN_ERROR_IF(
+		    d < 1.0 && !(d - e > 0.0 && d + e < 1.0), err, LINES_EUSAGE, NULL, NULL,
+		    "della: model %zu: density %g and epsilon %g make keep probabilities "
+		    "from %g to %g; both must be inside (0, 1)",
+		    i + 1, d, e, d - e, d + e);
 	}
 	RETURN_ERROR_IF(o->dare_elect, err, LINES_EUSAGE, NULL, NULL,
 	                "della takes no --dare-elect: -m della elects, -m della_linear does not");
@@ -436,7 +441,10 @@ static int setup(struct merge_ctx *p, int elect, struct lines_error *err)
 	return 0;
 }
 
-static int della_setup(struct merge_ctx *p, struct lines_error *err) { return setup(p, 1, err); }
+static int della_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	return setup(p, 1, err);
+}
 static int della_linear_setup(struct merge_ctx *p, struct lines_error *err)
 {
 	return setup(p, 0, err);
@@ -444,7 +452,9 @@ static int della_linear_setup(struct merge_ctx *p, struct lines_error *err)
 
 static const char *rescale_name(const struct lines_merge_opts *o)
 {
-	return o->rescale == LINES_RESCALE_L1 ? "l1" : o->rescale == LINES_RESCALE_NONE ? "none" : "p";
+	return o->rescale == LINES_RESCALE_L1     ? "l1"
+	       : o->rescale == LINES_RESCALE_NONE ? "none"
+	                                          : "p";
 }
 
 static void della_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
@@ -453,7 +463,8 @@ static void della_meta(const struct merge_ctx *p, void (*put)(void *, const char
 	char v[40 * LINES_MAX_MODELS] = "";
 	size_t n = 0;
 	density_meta(p, put, arg);
-	for (unsigned i = 0; i < (p->o->della_epsilons ? p->nmodels : 1) && n + 40 < sizeof(v); i++) {
+	for (unsigned i = 0; i < (p->o->della_epsilons ? p->nmodels : 1) && n + 40 < sizeof(v);
+	     i++) {
 		if (i)
 			v[n++] = ',';
 		lines_fmt_double(v + n, sizeof(v) - n, eps_of(p->o, i));
@@ -495,28 +506,28 @@ static json_t *della_report(const struct merge_ctx *p)
 	return m;
 }
 
-#define DELLA_FLAGS                                                                           \
-	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED | METHOD_USES_RESCALE |     \
+#define DELLA_FLAGS                                                                                \
+	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED | METHOD_USES_RESCALE |      \
 	 METHOD_USES_EPSILON)
 
 const struct method method_della = {
-	.name = "della",
-	.summary = "DELLA: drops by magnitude rank in each row, rescaled, then TIES's election",
-	.flags = DELLA_FLAGS | METHOD_USES_NORMALIZE,
-	.check = della_check,
-	.setup = della_setup,
-	.meta = della_meta,
-	.report = della_report,
-	.free = della_free,
+    .name = "della",
+    .summary = "DELLA: drops by magnitude rank in each row, rescaled, then TIES's election",
+    .flags = DELLA_FLAGS | METHOD_USES_NORMALIZE,
+    .check = della_check,
+    .setup = della_setup,
+    .meta = della_meta,
+    .report = della_report,
+    .free = della_free,
 };
 
 const struct method method_della_linear = {
-	.name = "della_linear",
-	.summary = "DELLA without election: drops by magnitude rank in each row, rescaled, summed",
-	.flags = DELLA_FLAGS,
-	.check = della_check,
-	.setup = della_linear_setup,
-	.meta = della_meta,
-	.report = della_report,
-	.free = della_free,
+    .name = "della_linear",
+    .summary = "DELLA without election: drops by magnitude rank in each row, rescaled, summed",
+    .flags = DELLA_FLAGS,
+    .check = della_check,
+    .setup = della_linear_setup,
+    .meta = della_meta,
+    .report = della_report,
+    .free = della_free,
 };
