@@ -102,9 +102,9 @@ static struct rows rows_of(void *scratch, unsigned nx, uint64_t s)
 	w.r = w.raw + s;
 	w.tau = w.r + s;
 	w.key = (uint64_t *)(void *)(w.tau + (size_t)nx * s);
-	w.tmp = (float *)(void *)(w.key + s);
-	w.ia = (uint32_t *)(void *)(w.tmp + s);
+	w.ia = (uint32_t *)(void *)(w.key + s); /* ia and ib: s uint64 too */
 	w.ib = w.ia + s;
+	w.tmp = (float *)(void *)(w.ib + s);
 	return w;
 }
 
@@ -146,6 +146,43 @@ static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uin
 }
 
 /*
+ * The float32 path's sort: a[j] = mag << 32 | j sorted in place of the
+ * index (the same order as sort_row(): by magnitude, then index), with
+ * no indirection: the 31 bits of the magnitude, 8 a digit. Returns a or
+ * b, whichever holds the order.
+ */
+static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
+{
+	uint32_t cnt[4][256];
+	memset(cnt, 0, sizeof(cnt));
+	for (uint32_t j = 0; j < n; j++) {
+		uint64_t v = a[j] >> 32;
+		cnt[0][v & 255]++, cnt[1][(v >> 8) & 255]++;
+		cnt[2][(v >> 16) & 255]++, cnt[3][(v >> 24) & 255]++;
+	}
+	uint64_t *src = a, *dst = b;
+	for (int d = 0; d < 4 && n > 1; d++) {
+		uint32_t *c = cnt[d], sum = 0;
+		unsigned sh = 32 + 8 * (unsigned)d;
+		if (c[(a[0] >> sh) & 255] == n)
+			continue;
+		for (int k = 0; k < 256; k++) {
+			uint32_t t = c[k];
+			c[k] = sum;
+			sum += t;
+		}
+		for (uint32_t j = 0; j < n; j++) {
+			uint64_t x = src[j];
+			dst[c[(x >> sh) & 255]++] = x;
+		}
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	return src;
+}
+
+/*
  * Drop the entries of task i in a slab of s elements (tau, in place),
  * element e0 of the tensor first, rows of r elements c apart (c rows
  * interleaved): kept ones divided by p (rescale by the density) or left,
@@ -166,13 +203,18 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
 		return s;
 	}
 	for (uint64_t k = 0; k < c; k++) {
+		const uint32_t *ord = NULL;
+		const uint64_t *pk = NULL;
 		for (uint64_t j = 0; j < r; j++) {
 			double v = tau[j * c + k];
-			w->key[j] = f64 ? f64_mag(v) : ties_mag((float)v);
+			w->key[j] = f64 ? f64_mag(v) : (uint64_t)ties_mag((float)v) << 32 | j;
 		}
-		const uint32_t *ord = sort_row(w->key, (uint32_t)r, f64 ? 8 : 4, w->ia, w->ib);
+		if (f64)
+			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
+		else
+			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
 		for (uint64_t q = 0; q < r; q++) {
-			uint64_t j = ord[q] * c + k, e = e0 + j;
+			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
 			double pr = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
 			uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
 			double v = tau[j];
@@ -196,7 +238,8 @@ static double combine(const struct merge_ctx *p, const double *tau, uint64_t s, 
 	const struct della *ds = p->state;
 	double wt[LINES_MAX_MODELS], sum = 0.0, m = 0.0, c = 0.0;
 	for (unsigned i = 0; i < ds->nx; i++) {
-		wt[i] = p->w[i] * (tau[(size_t)i * s + j] / div[i]);
+		double v = tau[(size_t)i * s + j];
+		wt[i] = p->w[i] * (div[i] == 1.0 ? v : v / div[i]); /* x / 1 is x */
 		sum += wt[i];
 	}
 	if (!ds->elect)
