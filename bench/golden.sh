@@ -104,6 +104,10 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-ramplus.st -b $fb -m ramplus_tl --epsilon 0.002 --ram-r 0.5 --ram-alpha 3 \
 			--lambda 0.9 -o "$out/$arch-$dt-ramplus.st" $m3
 		g3="$g/ft1.safetensors $g/ft2.safetensors $g/ft3.safetensors"
+		run $arch-$dt-della.st -b $fb -m della -w 1,2,0.5 --density 0.3,0.4,0.5 --seed 2 --lines \
+			-o "$out/$arch-$dt-della.st" $g3
+		run $arch-$dt-dellalin.st -b $fb -m della_linear --rescale --epsilon 0.1 --lambda 0.8 \
+			-o "$out/$arch-$dt-dellalin.st" $g3
 		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
 		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-multislerpb.st" $g3

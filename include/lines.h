@@ -172,12 +172,14 @@ enum lines_method {
 	LINES_M_MULTISLERP, /* mergekit's multislerp: N models on the sphere (task vectors
 	                     * with a base) */
 	LINES_M_KARCHER,   /* mergekit's karcher: the Riemannian mean of N models on the sphere */
+	LINES_M_DELLA,        /* DELLA: drops by magnitude rank in each row, TIES election */
+	LINES_M_DELLA_LINEAR, /* DELLA without election: the kept values summed */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
- * "karcher"):
+ * "karcher", "della", "della_linear"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -197,7 +199,7 @@ enum {
 	LINES_MOPT_ONE_MODEL = 1 << 7, /* exactly one model (nearswap)       */
 	LINES_MOPT_CONSENSUS = 1 << 8, /* consensus_k, tall_lambda(s)        */
 	LINES_MOPT_RESCALE = 1 << 9, /* rescale (dare)                       */
-	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl)        */
+	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl); della_epsilon(s) (della) */
 	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
 	LINES_MOPT_PER_ROW = 1 << 16, /* per_row (model_stock, nuslerp)      */
 	LINES_MOPT_KARCHER = 1 << 15, /* max_iter, tol (karcher)             */
@@ -291,6 +293,15 @@ struct lines_merge_opts {
 	 * (default 1e-5, > 0), which also leaves out models of norm <= tol */
 	unsigned max_iter;
 	double tol;
+	/* della, della_linear: model i keeps an element with a probability
+	 * from density_i - epsilon_i (the smallest |tau_i| of its row) to
+	 * density_i + epsilon_i (the largest): della_epsilons[i] (nmodels
+	 * entries), or della_epsilon (default 0.15, mergekit's) for every
+	 * model when della_epsilons is NULL; both ends in (0, 1) when
+	 * density_i < 1. seed, density(ies) and rescale as for dare (divided
+	 * by that probability by default) */
+	double della_epsilon;
+	const double *della_epsilons;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

@@ -3,6 +3,7 @@
 # sum under another name, dare_linear and dare_ties are dare without and with
 # --dare-elect; linear, nearswap, slerp, nuslerp, multislerp, model_stock,
 # consensus, ram, ramplus_tl, karcher and the new options of ties and dare (a density
+# consensus, ram, ramplus_tl, della, della_linear and the new options of ties and dare (a density
 # per model, --no-normalize, --rescale) give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
@@ -337,6 +338,24 @@ jqok "... the manifest has the same counts" \
 "$LINES" merge -q -b "$b" -m ram --epsilon 0.003 -o "$tmp/ram-in.st" "$m1" - "$m3" <"$m2"
 check "-m ram reads a model from standard input in its one pass: the same bytes" cmp -s "$tmp/ram-f.st" "$tmp/ram-in.st"
 
+# ---- della ------------------------------------------------------------------------------------
+same "della weighted, per-model density and epsilon" -b "$b" -m della -w 1,2,0.5 \
+	--density 0.3,0.5,0.2 --epsilon 0.1,0.2,0.15 --seed 4 "$m1" "$m2" "$m3"
+same "della_linear --lines --rescale" -b "$b" -m della_linear --lines --rescale "$m1" "$m2" "$m3"
+status 0 "-m della -n --json" "$LINES" merge -n --json -b "$b" -m della "$m1" "$m2" "$m3"
+jqok "... density 0.2, epsilon 0.15, rescale by p, elected, normalized, one pass" \
+	'.method == "della" and .della.density == 0.2 and .della.epsilon == 0.15 and .della.rescale == "p" and .della.elect and .della.normalize and [.passes[].name] == ["write"] and .memory_scratch > 0'
+status 0 "-m della_linear --lines --rescale --epsilon list -n --json" "$LINES" merge -n --json \
+	-b "$b" -m della_linear --lines --rescale --epsilon 0.1,0.05,0.15 "$m1" "$m2" "$m3"
+jqok "... the rescale pass, the norm pass, the writing pass; no election" \
+	'.method == "della_linear" and .della_linear.epsilon == [0.1, 0.05, 0.15] and .della_linear.rescale == "l1" and (.della_linear.elect | not) and [.passes[].name] == ["rescale", "norms", "write"]'
+status 0 "-m della --density 1,0.95 -n (density 1 takes no epsilon check)" "$LINES" merge -n \
+	-b "$b" -m della --density 1,0.95 --epsilon 0.04 "$m1" "$m2"
+"$LINES" merge -q -b "$b" -m della -o "$tmp/della-f.st" "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m della -o "$tmp/della-in.st" "$m1" - "$m3" <"$m2"
+check "-m della reads a model from standard input in its one pass: the same bytes" \
+	cmp -s "$tmp/della-f.st" "$tmp/della-in.st"
+
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
 refused() {
@@ -464,6 +483,20 @@ refused "karcher --no-normalize" -m karcher --no-normalize "$m1" "$m2"
 refused "karcher --t" -m karcher --t 0.5 "$m1" "$m2"
 refused "linear --max-iter" -m linear --max-iter 3 "$m1" "$m2"
 refused "multislerp --tol" -m multislerp --tol 1e-3 "$m1" "$m2"
+refused "della --density 0.2 --epsilon 0.2 (p from 0)" -b "$b" -m della --epsilon 0.2 "$m1" "$m2"
+refused "della --density 0.9 (p up to 1.05)" -b "$b" -m della --density 0.9 "$m1" "$m2"
+refused "della_linear --epsilon 0.1,0.3 for a model at 0.2" -b "$b" -m della_linear \
+	--density 0.5,0.2 --epsilon 0.1,0.3 "$m1" "$m2"
+refused "della --epsilon with 2 values for 3 models" -b "$b" -m della --epsilon 0.1,0.1 "$m1" "$m2" "$m3"
+refused "della --epsilon inf" -b "$b" -m della --epsilon inf "$m1" "$m2"
+refused "della --dare-elect" -b "$b" -m della --dare-elect "$m1" "$m2"
+refused "della_linear --normalize (it sums)" -b "$b" -m della_linear --normalize "$m1" "$m2"
+refused "della --trim" -b "$b" -m della --trim tensor "$m1" "$m2"
+refused "della --t" -b "$b" -m della --t 0.5 "$m1" "$m2"
+refused "della without -b" -m della "$m1" "$m2"
+refused "della --lines auto alpha, a model on standard input" -b "$b" -m della --lines "$m1" - <"$m2"
+refused "della --rescale, a model on standard input" -b "$b" -m della --rescale "$m1" - <"$m2"
+refused "ram --epsilon with 2 values" -b "$b" -m ram --epsilon 0.1,0.2 "$m1" "$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
 	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row "--max-iter 3" "--tol 1e-3"; do
 	# shellcheck disable=SC2086

@@ -150,9 +150,11 @@ static void merge_help(void)
 	       "                      their task vectors with -b), model_stock (the\n"
 	       "                      models' mean pulled toward the base by their angle),\n"
 	       "                      ram (mean over the models that changed an element),\n"
-	       "                      ramplus_tl (ram, lone changes scaled per tensor) or\n"
+	       "                      ramplus_tl (ram, lone changes scaled per tensor),\n"
 	       "                      karcher (the Riemannian mean of N <= 8 models on the\n"
-	       "                      sphere, scaled by their mean norm; no weights)\n"
+	       "                      sphere, scaled by their mean norm; no weights),\n"
+	       "                      della (drops by magnitude rank in each row, rescaled,\n"
+	       "                      then ties's election) or della_linear (della, summed)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
 	       "                      slerp, model_stock, ram, ramplus_tl or karcher)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
@@ -168,18 +170,20 @@ static void merge_help(void)
 	       "                      written: -o 'merged-beta{beta}.safetensors'\n"
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
-	       "                      dare: probability of keeping an entry (default 0.2);\n"
+	       "                      dare: probability of keeping an entry; della: the\n"
+	       "                      mean keep probability (default 0.2);\n"
 	       "                      a list D1,D2,... gives one per MODEL\n"
 	       "      --trim global|tensor  ties: one threshold per task over the whole model\n"
 	       "                      (default) or one per tensor\n"
-	       "      --seed S        dare: the seed of the drops (default 0)\n"
+	       "      --seed S        dare, della: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
 	       "      --normalize, --no-normalize  linear, multislerp: divide the weights by\n"
-	       "                      their sum; ties, dare_ties: by the sum of the agreeing\n"
+	       "                      their sum; ties, dare_ties, della: by the sum of the agreeing\n"
 	       "                      ones (default) or not\n"
-	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
-	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
-	       "                      not (default: divide them by the density)\n"
+	       "      --rescale, --no-rescale  dare, della: rescale the kept values to keep each\n"
+	       "                      task vector's L1 norm per tensor (mergekit's rescale),\n"
+	       "                      or not (default: divide them by the density; della: by\n"
+	       "                      their keep probability)\n"
 	       "      --t T           nearswap: the sameness threshold, T > 0 (required);\n"
 	       "                      slerp: the position, 0 the base, 1 the model (required)\n"
 	       "      --consensus-k K consensus: keep an element where at least K of the\n"
@@ -190,7 +194,10 @@ static void merge_help(void)
 	       "                      task-arithmetic sum (default) or TIES's merge (then\n"
 	       "                      --density, --trim, --no-normalize as for ties)\n"
 	       "      --epsilon E     ram, ramplus_tl: model i changed an element where\n"
-	       "                      |tau_i| > E (default 1e-5, E >= 0)\n"
+	       "                      |tau_i| > E (default 1e-5, E >= 0); della: keep\n"
+	       "                      probabilities from D - E (the smallest |tau| of a row)\n"
+	       "                      to D + E (the largest), both in (0, 1) (default 0.15;\n"
+	       "                      a list E1,E2,... gives one per MODEL)\n"
 	       "      --ram-r R       ramplus_tl: lambda_i = 1 + R clamp(rho_i, 0, A), rho_i\n"
 	       "                      = shared_i / max(unique_i, E) per tensor (default 0.1)\n"
 	       "      --ram-alpha A   ramplus_tl: the clamp of rho_i (default 0.2, A >= 0)\n"
@@ -266,6 +273,8 @@ struct merge_cli {
 	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram, have_per_row;
 	int have_karcher;
 	double gamma;
+	double *eps; /* --epsilon: one value, or one per model (della) */
+	size_t neps;
 	double *tall;
 	size_t ntall;
 	/* a sweep: one option given as a list, its values as written */
@@ -436,12 +445,18 @@ static int parse_consensus_option(struct merge_cli *mc, int c)
 static int parse_ram_option(struct merge_cli *mc, int c)
 {
 	struct lines_merge_opts *o = &mc->o;
-	const char *name = c == OPT_EPSILON ? "--epsilon" : c == OPT_RAM_R ? "--ram-r" : "--ram-alpha";
-	double *v = c == OPT_EPSILON ? &o->ram_epsilon : c == OPT_RAM_R ? &o->ram_r : &o->ram_alpha;
-	if (c == OPT_EPSILON)
+	const char *name = c == OPT_RAM_R ? "--ram-r" : "--ram-alpha";
+	double *v = c == OPT_RAM_R ? &o->ram_r : &o->ram_alpha;
+	if (c == OPT_EPSILON) { /* ram's or della's: check() knows the method */
 		mc->have_epsilon = 1;
-	else
-		mc->have_ram = 1;
+		if (cli_parse_list(mc->cmd, "--epsilon", optarg, &mc->eps, &mc->neps) < 0)
+			return CLI_EXIT_USAGE;
+		for (size_t i = 0; i < mc->neps; i++)
+			if (!isfinite(mc->eps[i]))
+				return cli_usage_error(mc->cmd, "--epsilon must be finite");
+		return 0;
+	}
+	mc->have_ram = 1;
 	if (cli_parse_double(mc->cmd, name, optarg, v) < 0)
 		return CLI_EXIT_USAGE;
 	if (!isfinite(*v) || (c != OPT_RAM_R && *v < 0))
@@ -531,7 +546,7 @@ static int parse_method_name(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
-		                                "ram, ramplus_tl, karcher)",
+		                                "ram, ramplus_tl, karcher, della, della_linear)",
 		                       optarg);
 	return 0;
 }
@@ -742,18 +757,24 @@ static int check_method_options(struct merge_cli *mc)
 		                                "over TIES's merge)");
 	if (mc->have_ties_opts && !(mo & LINES_MOPT_DENSITY))
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
-		                                "-m ties and -m dare only");
+		                                "-m ties, -m dare and -m della only");
 	if (mc->have_trim && !(mo & LINES_MOPT_TRIM))
 		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
 	if (mc->have_dare_opts && !(mo & LINES_MOPT_SEED))
-		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only");
+		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only (and "
+		                                "--seed to -m della)");
+	if (o->dare_elect && (o->method == LINES_M_DELLA || o->method == LINES_M_DELLA_LINEAR))
+		return cli_usage_error(mc->cmd, "-m %s takes no --dare-elect: della elects signs, "
+		                                "della_linear does not", name);
 	if (mc->have_normalize && (!(mo & LINES_MOPT_NORMALIZE) ||
 	                           (o->method == LINES_M_DARE && !o->dare_elect)))
 		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear, "
-		                                "multislerp, ties and dare_ties only (-m mean is sum normalized; "
+		                                "multislerp, ties, dare_ties and della only (-m mean is sum "
+		                                "normalized; "
 		                                "dare_linear sums)");
 	if (mc->have_rescale && !(mo & LINES_MOPT_RESCALE))
-		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare only");
+		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare and -m "
+		                                "della only");
 	if (mc->mname && !strcmp(mc->mname, "dare_linear") && o->dare_elect)
 		return cli_usage_error(mc->cmd, "-m dare_linear elects no signs: for --dare-elect "
 		                                "give -m dare_ties");
@@ -763,7 +784,8 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--consensus-k, --tall-lambda and --consensus-over "
 		                                "apply to -m consensus only");
 	if (mc->have_epsilon && !(mo & LINES_MOPT_EPSILON))
-		return cli_usage_error(mc->cmd, "--epsilon applies to -m ram and -m ramplus_tl only");
+		return cli_usage_error(mc->cmd, "--epsilon applies to -m ram, ramplus_tl, della and "
+		                                "della_linear only");
 	if (mc->have_ram && !(mo & LINES_MOPT_RAM))
 		return cli_usage_error(mc->cmd, "--ram-r and --ram-alpha apply to -m ramplus_tl only "
 		                                "(LiNeS's alpha is --alpha)");
@@ -777,6 +799,32 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m %s without -b has no base to scale toward: "
 		                                "--lines, --alpha, --beta, --gamma and --lambda need "
 		                                "-b BASE", name);
+	return 0;
+}
+
+/* --epsilon: ram's one threshold, or della's one or per-model half-width. */
+static int assign_epsilon(struct merge_cli *mc)
+{
+	struct lines_merge_opts *o = &mc->o;
+	int della = o->method == LINES_M_DELLA || o->method == LINES_M_DELLA_LINEAR;
+	if (!mc->eps)
+		return 0;
+	if (!della) {
+		if (mc->neps != 1)
+			return cli_usage_error(mc->cmd, "--epsilon: -m %s takes one value",
+			                       lines_method_name(o->method));
+		if (mc->eps[0] < 0)
+			return cli_usage_error(mc->cmd, "--epsilon must be finite and at least 0");
+		o->ram_epsilon = mc->eps[0];
+		return 0;
+	}
+	if (mc->neps != 1 && mc->neps != o->nmodels)
+		return cli_usage_error(mc->cmd, "--epsilon gives %zu values for %zu models: give one, "
+		                                "or one per model", mc->neps, o->nmodels);
+	if (mc->neps == 1)
+		o->della_epsilon = mc->eps[0];
+	else
+		o->della_epsilons = mc->eps;
 	return 0;
 }
 
@@ -804,6 +852,8 @@ static int check(struct merge_cli *mc)
 	if (o->lines && !mc->have_alpha && !mc->have_gamma && o->nmodels == 1)
 		return cli_usage_error(mc->cmd, "with one model, give --alpha or --gamma "
 		                                "(automatic alpha compares several task vectors)");
+	if ((rc = assign_epsilon(mc)) != 0)
+		return rc;
 	if (mc->tall && mc->ntall != 1 && mc->ntall != o->nmodels)
 		return cli_usage_error(mc->cmd, "--tall-lambda gives %zu values for %zu models: give "
 		                                "one, or one per model", mc->ntall, o->nmodels);
@@ -1040,6 +1090,10 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	if (in->memory_metadata) {
 		cli_human(a, sizeof(a), in->memory_metadata);
 		printf("; headers and tables %s", a);
+	}
+	if (in->memory_scratch) {
+		cli_human(a, sizeof(a), in->memory_scratch);
+		printf("; workers' scratch %s", a);
 	}
 	printf(")\n");
 	if (cli_verbose) {
@@ -1338,6 +1392,7 @@ out:
 	free(mc->tall);
 	free(mc->densities);
 	free_sweep(mc);
+	free(mc->eps);
 	return rc;
 }
 
@@ -1377,11 +1432,13 @@ int cmd_scale(int argc, char **argv)
 	free(mc.densities);
 	free_sweep(&mc);
 	mc.sweep = LINES_SWEEP_NONE;
+	free(mc.eps);
 	if (rc != 0)
 		return rc;
 	mc.weights = NULL;
 	mc.tall = NULL;
 	mc.densities = NULL;
+	mc.eps = NULL;
 	/* parse again inside run(): getopt state is reset there */
 	return run(&mc, argc, argv);
 }

@@ -43,6 +43,7 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 	o->ram_alpha = 0.2;
 	o->max_iter = 10;
 	o->tol = 1e-5;
+	o->della_epsilon = 0.15;
 	o->io = LINES_IO_AUTO;
 }
 

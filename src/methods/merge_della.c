@@ -1,0 +1,576 @@
+/*
+ * merge_della.c -- DELLA (Deep et al., 2024, mergekit's della and
+ * della_linear): drop each task vector's entries at random with a keep
+ * probability that grows with the entry's magnitude rank in its row, then
+ * rescale, then elect signs as TIES does (della) or sum (della_linear).
+ *
+ * Rows. mergekit ranks |tau_i| along dim 1: in a matrix, within each row;
+ * a tensor of rank 0 or 1 is one row; in a tensor of rank 3 or more, the
+ * elements sharing every index but the second. All of them lie in one slab
+ * (the elements that share their first index, pipe_slab()), so the passes
+ * ask the pipeline for jobs of whole slabs (pass.rows) and work() ranks a
+ * row by sorting it in the worker's scratch: the memory is the longest
+ * slab times the models, in the scratch that -n's bound counts.
+ *
+ * Rank and probability. The entries of a row of length r are sorted by
+ * |tau_i| (the bit pattern of the float32 task vector, or of the float64
+ * one on the F64 path), ties in the order of their index (a stable LSD
+ * radix sort, 8 bits a digit, the digits every key shares skipped); the
+ * entry at position q (0 the smallest) is kept with probability
+ *     p = (d - eps) + (q / (r - 1)) (2 eps)        (p = d when r = 1)
+ * when the 53-bit draw of DARE's counter-based hash (kern_ties.h: the
+ * seed, the task, the XXH3 of the tensor's name, the element's index in
+ * the tensor) is below p 2^53. A density of 1 keeps everything as it is
+ * (mergekit returns the task vector unchanged).
+ *
+ * Rescale: a kept entry is divided by its p (the paper's; the default),
+ * or, with --rescale (mergekit's), the task vector's kept entries are
+ * multiplied by its L1 norm over their L1 norm in the tensor, which a
+ * read-only `rescale` pass measures first; --no-rescale keeps them.
+ *
+ * Combination in float64, models in order: della_linear sums w_i tau'_i;
+ * della elects the sign of that sum (+1 where it is >= 0, mergekit's rule),
+ * keeps the w_i tau'_i of that sign and divides their sum by the sum of
+ * their weights (1 where that is 0; not with --no-normalize). Then
+ * theta = fma(lambda, tau_MTL, theta_0), rounded once to float32 and
+ * encoded (or stored in float64 on the F64 path): the same bits on every
+ * instruction set. Automatic alpha needs ||tau_MTL|| first: a read-only
+ * `norms` pass. Since the jobs of these passes do not depend on --chunk
+ * (pipeline.h, PIPE_ROW_UNITS) and the consumer adds their sums in job
+ * order, the output bytes do not depend on -j, --chunk or the reader.
+ */
+#include "config.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <xxhash.h>
+
+#include "f64.h"
+#include "kern_ties.h"
+#include "method.h"
+
+struct della {
+	unsigned nx;
+	int elect;
+	uint64_t *keys; /* nt x nx: dare_key() */
+	double d[LINES_MAX_MODELS], eps[LINES_MAX_MODELS];
+	double *div;   /* nt x nx: the L1 rescale's divisor (kept L1 / L1), else 1 */
+	double *l1;    /* nt x nx x 2: L1 of tau and of its kept entries (--rescale) */
+	double acc[4]; /* the norm pass's sums */
+	uint64_t kept[LINES_MAX_MODELS]; /* the writing pass's kept entries */
+	uint64_t elements;               /* and the elements it saw */
+	uint64_t slab;                   /* the longest slab of a merged tensor */
+};
+
+static struct della *D(struct merge_ctx *p)
+{
+	return p->state;
+}
+
+/* The epsilon of model i. */
+static double eps_of(const struct lines_merge_opts *o, unsigned i)
+{
+	return o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon;
+}
+
+/* What a job computes: the L1 sums, the norms, or the output. */
+enum { DO_L1, DO_NORMS, DO_WRITE };
+
+/* The scratch of a worker for slabs of s elements. */
+struct rows {
+	double *b, *raw, *r; /* s each: the base, sum of the raw tau, the result */
+	double *tau;         /* nx x s */
+	float *tmp;          /* s */
+	uint64_t *key;       /* s */
+	uint32_t *ia, *ib;   /* s each */
+};
+
+static size_t scratch_bytes(unsigned nx, uint64_t s)
+{
+	return (size_t)s * ((3 + nx) * sizeof(double) + sizeof(float) + sizeof(uint64_t) +
+	                    2 * sizeof(uint32_t)) +
+	       64;
+}
+
+static struct rows rows_of(void *scratch, unsigned nx, uint64_t s)
+{
+	struct rows w;
+	w.b = scratch;
+	w.raw = w.b + s;
+	w.r = w.raw + s;
+	w.tau = w.r + s;
+	w.key = (uint64_t *)(void *)(w.tau + (size_t)nx * s);
+	w.ia = (uint32_t *)(void *)(w.key + s); /* ia and ib: s uint64 too */
+	w.ib = w.ia + s;
+	w.tmp = (float *)(void *)(w.ib + s);
+	return w;
+}
+
+/*
+ * The indices 0..n-1 sorted by key, ties in index order: a stable LSD
+ * radix sort on the low `digits` bytes, skipping a digit that every key
+ * shares. Returns the buffer (ia or ib) that holds the order.
+ */
+static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uint32_t *ia,
+                                uint32_t *ib)
+{
+	uint32_t cnt[8][256];
+	memset(cnt, 0, sizeof(cnt[0]) * (size_t)digits);
+	for (uint32_t j = 0; j < n; j++) {
+		uint64_t v = key[j];
+		for (int d = 0; d < digits; d++)
+			cnt[d][(v >> (8 * d)) & 255]++;
+		ia[j] = j;
+	}
+	uint32_t *src = ia, *dst = ib;
+	for (int d = 0; d < digits && n > 1; d++) {
+		uint32_t *c = cnt[d], sum = 0;
+		if (c[(key[0] >> (8 * d)) & 255] == n)
+			continue;
+		for (int b = 0; b < 256; b++) {
+			uint32_t t = c[b];
+			c[b] = sum;
+			sum += t;
+		}
+		for (uint32_t j = 0; j < n; j++) {
+			uint32_t x = src[j];
+			dst[c[(key[x] >> (8 * d)) & 255]++] = x;
+		}
+		uint32_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	return src;
+}
+
+/*
+ * The float32 path's sort: a[j] = mag << 32 | j sorted in place of the
+ * index (the same order as sort_row(): by magnitude, then index), with
+ * no indirection: the 31 bits of the magnitude, 8 a digit. Returns a or
+ * b, whichever holds the order.
+ */
+static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
+{
+	uint32_t cnt[4][256];
+	memset(cnt, 0, sizeof(cnt));
+	for (uint32_t j = 0; j < n; j++) {
+		uint64_t v = a[j] >> 32;
+		cnt[0][v & 255]++, cnt[1][(v >> 8) & 255]++;
+		cnt[2][(v >> 16) & 255]++, cnt[3][(v >> 24) & 255]++;
+	}
+	uint64_t *src = a, *dst = b;
+	for (int d = 0; d < 4 && n > 1; d++) {
+		uint32_t *c = cnt[d], sum = 0;
+		unsigned sh = 32 + 8 * (unsigned)d;
+		if (c[(a[0] >> sh) & 255] == n)
+			continue;
+		for (int k = 0; k < 256; k++) {
+			uint32_t t = c[k];
+			c[k] = sum;
+			sum += t;
+		}
+		for (uint32_t j = 0; j < n; j++) {
+			uint64_t x = src[j];
+			dst[c[(x >> sh) & 255]++] = x;
+		}
+		uint64_t *t = src;
+		src = dst;
+		dst = t;
+	}
+	return src;
+}
+
+/*
+ * Drop the entries of task i in a slab of s elements (tau, in place),
+ * element e0 of the tensor first, rows of r elements c apart (c rows
+ * interleaved): kept ones divided by p (rescale by the density) or left,
+ * the others +0.0. Adds |tau| and the kept |tau| to l1[0], l1[1], and
+ * returns the number kept.
+ */
+static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, uint64_t e0,
+                          double *tau, uint64_t s, uint64_t r, int f64, struct rows *w, double *l1)
+{
+	const struct della *ds = p->state;
+	double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
+	int by_p = p->o->rescale == LINES_RESCALE_DENSITY;
+	uint64_t c = s / r, kept = 0;
+
+	if (d >= 1.0) { /* mergekit: the task vector as it is */
+		for (uint64_t j = 0; j < s; j++)
+			l1[0] += fabs(tau[j]), l1[1] += fabs(tau[j]);
+		return s;
+	}
+	for (uint64_t k = 0; k < c; k++) {
+		const uint32_t *ord = NULL;
+		const uint64_t *pk = NULL;
+		for (uint64_t j = 0; j < r; j++) {
+			double v = tau[j * c + k];
+			w->key[j] = f64 ? f64_mag(v) : (uint64_t)ties_mag((float)v) << 32 | j;
+		}
+		if (f64)
+			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
+		else
+			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
+		for (uint64_t q = 0; q < r; q++) {
+			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
+			double pr = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
+			uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
+			double v = tau[j];
+			l1[0] += fabs(v);
+			if ((double)x < pr * 0x1p53) {
+				kept++;
+				l1[1] += fabs(v);
+				tau[j] = by_p ? v / pr : v;
+			} else {
+				tau[j] = 0.0;
+			}
+		}
+	}
+	return kept;
+}
+
+/* tau_MTL of element j of a slab from the dropped tau' (nx x s). */
+static double combine(const struct merge_ctx *p, const double *tau, uint64_t s, uint64_t j,
+                      const double *div)
+{
+	const struct della *ds = p->state;
+	double wt[LINES_MAX_MODELS], sum = 0.0, m = 0.0, c = 0.0;
+	for (unsigned i = 0; i < ds->nx; i++) {
+		double v = tau[(size_t)i * s + j];
+		wt[i] = p->w[i] * (div[i] == 1.0 ? v : v / div[i]); /* x / 1 is x */
+		sum += wt[i];
+	}
+	if (!ds->elect)
+		return sum;
+	int pos = sum >= 0.0;
+	for (unsigned i = 0; i < ds->nx; i++)
+		if (pos ? wt[i] > 0.0 : wt[i] < 0.0)
+			m += wt[i], c += p->w[i];
+	return p->o->no_normalize ? m : m / (c == 0.0 ? 1.0 : c);
+}
+
+/* Slabs of a job: load, drop, then the pass's sums or the output. */
+static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, int what)
+{
+	struct della *ds = D(p);
+	const struct tensor *t = &p->t[job->tensor];
+	uint64_t s = pipe_slab(t), r = t->rank < 2 ? s : t->shape[1];
+	struct rows w = rows_of(scratch, ds->nx, ds->slab);
+	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
+	const double *div = ds->div + job->tensor * ds->nx;
+	int f64 = f64_tensor(t);
+	double l1[2 * LINES_MAX_MODELS] = {0}, nm[4] = {0};
+	uint64_t kept[LINES_MAX_MODELS] = {0};
+
+	for (uint64_t a = job->u0; a < job->u1; a += s) {
+		size_t off = (size_t)(a - job->u0);
+		tile_load(p->k, t->in_dt, job->in[0] + off * t->unit_in, s, w.b, w.tmp);
+		for (uint64_t j = 0; j < s; j++) {
+			if (!f64)
+				w.b[j] = (float)w.b[j];
+			w.raw[j] = 0.0;
+		}
+		for (unsigned i = 0; i < ds->nx; i++) {
+			double *tau = w.tau + (size_t)i * s;
+			tile_load(p->k, t->in_dt, job->in[i + 1] + off * t->unit_in, s, tau, w.tmp);
+			for (uint64_t j = 0; j < s; j++) {
+				tau[j] =
+				    f64 ? tau[j] - w.b[j] : (double)((float)tau[j] - (float)w.b[j]);
+				w.raw[j] += tau[j];
+			}
+			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w, l1 + 2 * i);
+		}
+		if (what == DO_L1)
+			continue;
+		for (uint64_t j = 0; j < s; j++) {
+			double m = combine(p, w.tau, s, j, div);
+			if (what == DO_NORMS && isfinite(m) && isfinite(w.raw[j])) {
+				nm[0] += fabs(w.raw[j]), nm[1] += fabs(m);
+				nm[2] += w.raw[j] * w.raw[j], nm[3] += m * m;
+			}
+			w.r[j] = fma(t->lambda, m, w.b[j]);
+		}
+		if (what != DO_WRITE)
+			continue;
+		if (f64)
+			for (uint64_t j = 0; j < s; j++)
+				f64_store(job->out + off * t->unit_out, j, w.r[j]);
+		else
+			tile_store(p->k, t->out_dt, w.r, s, job->out + off * t->unit_out, w.tmp);
+	}
+	if (what == DO_L1)
+		memcpy(job->part, l1, 2 * ds->nx * sizeof(double));
+	else if (what == DO_NORMS)
+		memcpy(job->part, nm, sizeof(nm));
+	else
+		for (unsigned i = 0; i < ds->nx; i++)
+			job->part[i] = (double)kept[i];
+	return 0;
+}
+
+static int l1_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                   struct lines_error *err)
+{
+	(void)err;
+	return della_job(p, job, scratch, DO_L1);
+}
+
+static int l1_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct della *ds = D(p);
+	double *l1 = ds->l1 + 2 * job->tensor * ds->nx;
+	(void)err;
+	for (unsigned q = 0; q < 2 * ds->nx; q++)
+		l1[q] += job->part[q];
+	return 0;
+}
+
+/* mergekit's rescale: times L1 / kept L1, not when either is below 1e-7
+ * (or not finite) or the density is 1. */
+static int l1_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct della *ds = D(p);
+	(void)err;
+	for (size_t q = 0; q < p->nt * ds->nx; q++) {
+		double all = ds->l1[2 * q], k = ds->l1[2 * q + 1];
+		int on = ds->d[q % ds->nx] < 1.0 && isfinite(all) && isfinite(k) && all >= 1e-7 &&
+		         k >= 1e-7;
+		ds->div[q] = on ? k / all : 1.0;
+	}
+	return 0;
+}
+
+static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                      struct lines_error *err)
+{
+	(void)err;
+	return della_job(p, job, scratch, DO_NORMS);
+}
+
+static int norms_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct della *ds = D(p);
+	(void)err;
+	for (int i = 0; i < 4; i++)
+		ds->acc[i] += job->part[i];
+	return 0;
+}
+
+static int norms_done(struct merge_ctx *p, struct lines_error *err)
+{
+	struct della *ds = D(p);
+	return scales_from_norms(p->sc, norm_sum_of(ds->acc, p->o->norm_p),
+	                         norm_mtl_of(ds->acc, p->o->norm_p), 1, err);
+}
+
+static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                      struct lines_error *err)
+{
+	(void)err;
+	return della_job(p, job, scratch, DO_WRITE);
+}
+
+static int write_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
+{
+	struct della *ds = D(p);
+	(void)err;
+	if (!p->t[job->tensor].merge)
+		return 0;
+	for (unsigned i = 0; i < ds->nx; i++)
+		ds->kept[i] += (uint64_t)job->part[i];
+	ds->elements += job->u1 - job->u0;
+	return 0;
+}
+
+/* The densities and epsilons: both ends of p inside (0, 1). */
+static int della_check(const struct lines_merge_opts *o, struct lines_error *err)
+{
+	for (size_t i = 0; i < o->nmodels; i++) {
+		double d = density_of(o, (unsigned)i), e = eps_of(o, (unsigned)i);
+		RETURN_ERROR_IF(!isfinite(e), err, LINES_EUSAGE, NULL, NULL,
+		                "--epsilon must be a finite number");
+		RETURN_ERROR_IF(
+		    d < 1.0 && !(d - e > 0.0 && d + e < 1.0), err, LINES_EUSAGE, NULL, NULL,
+		    "della: model %zu: density %g and epsilon %g make keep probabilities "
+		    "from %g to %g; both must be inside (0, 1)",
+		    i + 1, d, e, d - e, d + e);
+	}
+	RETURN_ERROR_IF(o->dare_elect, err, LINES_EUSAGE, NULL, NULL,
+	                "della takes no --dare-elect: -m della elects, -m della_linear does not");
+	return 0;
+}
+
+static void della_free(struct merge_ctx *p)
+{
+	struct della *ds = D(p);
+	if (!ds)
+		return;
+	free(ds->keys);
+	free(ds->div);
+	free(ds->l1);
+	free(ds);
+	p->state = NULL;
+}
+
+static struct pass *add_pass(struct merge_ctx *p, const char *name, int writes,
+                             int (*work)(struct merge_ctx *, struct pipe_job *, void *,
+                                         struct lines_error *),
+                             unsigned part)
+{
+	struct della *ds = D(p);
+	struct pass *a = passes_add(p->passes);
+	a->name = name;
+	a->writes = writes;
+	a->rows = 1;
+	a->scratch = scratch_bytes(ds->nx, ds->slab);
+	a->part_job = part;
+	a->want = writes ? want_all : want_merged;
+	a->work = work;
+	return a;
+}
+
+static int setup(struct merge_ctx *p, int elect, struct lines_error *err)
+{
+	struct della *ds = calloc(1, sizeof(*ds));
+	unsigned nx = p->nmodels;
+	int norms = p->o->lines && p->o->alpha_auto, l1 = p->o->rescale == LINES_RESCALE_L1;
+	size_t nt = p->nt ? p->nt : 1;
+
+	RETURN_ERROR_IF(!ds, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	p->state = ds;
+	RETURN_ERROR_IF(nx > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL,
+	                "della merges at most %d models", LINES_MAX_MODELS);
+	RETURN_ERROR_IF((norms || l1) && p->single_pass, err, LINES_EUSAGE, NULL, NULL,
+	                "standard input can be read only once, but della with --rescale or "
+	                "automatic alpha reads its inputs twice: give that model as a file");
+	ds->nx = nx;
+	ds->elect = elect;
+	ds->slab = 1;
+	for (size_t t = 0; t < p->nt; t++) {
+		uint64_t s = pipe_slab(&p->t[t]);
+		RETURN_ERROR_IF(p->t[t].merge && s > UINT32_MAX, err, LINES_EUNSUPPORTED, NULL,
+		                p->t[t].name, "a row of more than 2^32 elements");
+		if (p->t[t].merge && s > ds->slab)
+			ds->slab = s;
+	}
+	ds->keys = calloc(nt * nx, sizeof(*ds->keys));
+	ds->div = calloc(nt * nx, sizeof(*ds->div));
+	ds->l1 = calloc(nt * nx * 2, sizeof(*ds->l1));
+	RETURN_ERROR_IF(!ds->keys || !ds->div || !ds->l1, err, LINES_ENOMEM, NULL, NULL,
+	                "out of memory");
+	for (unsigned i = 0; i < nx; i++)
+		ds->d[i] = density_of(p->o, i), ds->eps[i] = eps_of(p->o, i);
+	for (size_t t = 0; t < p->nt; t++) {
+		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
+		for (unsigned i = 0; i < nx; i++) {
+			ds->keys[t * nx + i] = dare_key(p->o->seed, i, h);
+			ds->div[t * nx + i] = 1.0;
+		}
+	}
+	if (l1) {
+		struct pass *a = add_pass(p, "rescale", 0, l1_work, 2 * nx);
+		a->reduce = l1_reduce;
+		a->done = l1_done;
+	}
+	if (norms) {
+		struct pass *a = add_pass(p, "norms", 0, norms_work, 4);
+		a->reduce = norms_reduce;
+		a->done = norms_done;
+		p->sc->measured = 1;
+	}
+	add_pass(p, "write", 1, write_work, nx)->reduce = write_reduce;
+	return 0;
+}
+
+static int della_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	return setup(p, 1, err);
+}
+static int della_linear_setup(struct merge_ctx *p, struct lines_error *err)
+{
+	return setup(p, 0, err);
+}
+
+static const char *rescale_name(const struct lines_merge_opts *o)
+{
+	return o->rescale == LINES_RESCALE_L1     ? "l1"
+	       : o->rescale == LINES_RESCALE_NONE ? "none"
+	                                          : "p";
+}
+
+static void della_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
+                       void *arg)
+{
+	char v[40 * LINES_MAX_MODELS] = "";
+	size_t n = 0;
+	density_meta(p, put, arg);
+	for (unsigned i = 0; i < (p->o->della_epsilons ? p->nmodels : 1) && n + 40 < sizeof(v);
+	     i++) {
+		if (i)
+			v[n++] = ',';
+		lines_fmt_double(v + n, sizeof(v) - n, eps_of(p->o, i));
+		n += strlen(v + n);
+	}
+	put(arg, "lines.epsilon", v);
+	snprintf(v, sizeof(v), "%llu", (unsigned long long)p->o->seed);
+	put(arg, "lines.seed", v);
+	put(arg, "lines.rescale", rescale_name(p->o));
+	if (p->o->method == LINES_M_DELLA && p->o->no_normalize)
+		put(arg, "lines.normalize", "false");
+}
+
+static json_t *della_report(const struct merge_ctx *p)
+{
+	const struct della *ds = p->state;
+	json_t *m = json_object(), *e, *k;
+	char seed[24]; /* a string: JSON readers lose integers above 2^53 */
+	if (!m)
+		return NULL;
+	snprintf(seed, sizeof(seed), "%llu", (unsigned long long)p->o->seed);
+	density_report(p, m);
+	e = p->o->della_epsilons ? json_array() : json_real(p->o->della_epsilon);
+	for (unsigned i = 0; p->o->della_epsilons && i < p->nmodels; i++)
+		json_array_append_new(e, json_real(p->o->della_epsilons[i]));
+	json_object_set_new(m, "epsilon", e);
+	json_object_set_new(m, "seed", json_string(seed));
+	json_object_set_new(m, "rescale", json_string(rescale_name(p->o)));
+	json_object_set_new(m, "elect", json_boolean(p->o->method == LINES_M_DELLA));
+	json_object_set_new(m, "normalize",
+	                    json_boolean(p->o->method == LINES_M_DELLA && !p->o->no_normalize));
+	/* what the writing pass kept of each task vector, of how many */
+	k = json_array();
+	for (unsigned i = 0; ds && i < ds->nx; i++)
+		json_array_append_new(k, json_integer((json_int_t)ds->kept[i]));
+	json_object_set_new(m, "kept", k);
+	json_object_set_new(m, "elements", json_integer(ds ? (json_int_t)ds->elements : 0));
+	json_object_set_new(m, "longest_slab", json_integer(ds ? (json_int_t)ds->slab : 0));
+	return m;
+}
+
+#define DELLA_FLAGS                                                                                \
+	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED | METHOD_USES_RESCALE |      \
+	 METHOD_USES_EPSILON)
+
+const struct method method_della = {
+    .name = "della",
+    .summary = "DELLA: drops by magnitude rank in each row, rescaled, then TIES's election",
+    .flags = DELLA_FLAGS | METHOD_USES_NORMALIZE,
+    .check = della_check,
+    .setup = della_setup,
+    .meta = della_meta,
+    .report = della_report,
+    .free = della_free,
+};
+
+const struct method method_della_linear = {
+    .name = "della_linear",
+    .summary = "DELLA without election: drops by magnitude rank in each row, rescaled, summed",
+    .flags = DELLA_FLAGS,
+    .check = della_check,
+    .setup = della_linear_setup,
+    .meta = della_meta,
+    .report = della_report,
+    .free = della_free,
+};
