@@ -81,6 +81,23 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	}
 	if (rc < 0)
 		return rc;
+	/* GGUF (fmt_gguf.c) is read and inspected; merging it waits for the
+	 * GGUF writer, and GGUF and safetensors name and lay out tensors
+	 * differently, so the two never mix */
+	int gguf = -1, st = -1;
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		if (p->in.ck[m]->files[0].fmt == &ckpt_fmt_gguf)
+			gguf = gguf < 0 ? (int)m : gguf;
+		else
+			st = st < 0 ? (int)m : st;
+	}
+	RETURN_ERROR_IF(gguf >= 0 && st >= 0, err, LINES_EMISMATCH, p->in.ck[gguf]->path, NULL,
+	                "is GGUF and %s is safetensors: the two name and lay out tensors "
+	                "differently and are not merged together",
+	                p->in.ck[st]->path);
+	RETURN_ERROR_IF(gguf >= 0, err, LINES_EUNSUPPORTED, p->in.ck[gguf]->path, NULL,
+	                "is GGUF: GGUF output is not supported yet, so GGUF models cannot be "
+	                "merged yet (lines inspect reads them)");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 

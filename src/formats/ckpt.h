@@ -51,6 +51,7 @@ struct ckpt_format {
 	void (*close)(struct ckpt_file *f);
 };
 extern const struct ckpt_format ckpt_fmt_safetensors;
+extern const struct ckpt_format ckpt_fmt_gguf; /* fmt_gguf.c */
 
 struct ckpt_file {
 	char *path;
@@ -73,6 +74,10 @@ struct ckpt_file {
 	uint64_t data_start; /* where the first tensor's data may begin */
 	uint64_t data_end;   /* where the last tensor's data ends: the file's end */
 	size_t heap_peak;    /* the heap in use at its parse's peak (0: unknown) */
+	long num_blocks;     /* the blocks the file says it has (GGUF's
+	                      * <arch>.block_count), 0 when it does not say */
+	unsigned char peek[4]; /* a stream's first bytes, read to tell its format */
+	unsigned npeek;
 };
 
 struct ckpt_tensor {
