@@ -6,7 +6,7 @@
 ## verdicts; t-corpus.sh runs lines over them. It is a noinst program, not a
 ## check program: TESTS holds $(check_PROGRAMS), and gen-corpus is no test.
 noinst_PROGRAMS += tests/gen-corpus
-tests_gen_corpus_SOURCES = tests/gen-corpus.c
+tests_gen_corpus_SOURCES = tests/gen-corpus.c tests/gguf-write.h
 
 TESTS += tests/t-corpus.sh
 EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c tests/fuzz-index.c

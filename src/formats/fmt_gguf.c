@@ -34,6 +34,7 @@
 #include "config.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -270,6 +271,28 @@ static int put_text(struct buf *b, const unsigned char *s, size_t n, int json)
 	return json ? buf_str(b, "\"") : 0;
 }
 
+/* v in the fewest significant digits that read back as the same float
+ * (single) or double, positional between 1e-4 and 1e16 (10000, 0.1,
+ * 1e-05), as Python's repr writes it. */
+static void fmt_shortest(char *s, size_t n, double v, int single)
+{
+	int p, e;
+	if (!isfinite(v)) {
+		snprintf(s, n, "%s", isnan(v) ? "nan" : v < 0 ? "-inf" : "inf");
+		return;
+	}
+	for (p = 1; p < 17; p++) {
+		snprintf(s, n, "%.*e", p - 1, v);
+		if (single ? strtof(s, NULL) == (float)v : strtod(s, NULL) == v)
+			break;
+	}
+	e = atoi(strchr(s, 'e') + 1);
+	if (v != 0 && e >= -4 && e < 16)
+		snprintf(s, n, "%.*f", p - 1 - e > 0 ? p - 1 - e : 0, v);
+	else if (v == 0)
+		snprintf(s, n, "%s", signbit(v) ? "-0" : "0");
+}
+
 /* A scalar of type t at p as text. */
 static int put_scalar(struct buf *b, enum gguf_vtype t, const unsigned char *p)
 {
@@ -290,17 +313,13 @@ static int put_scalar(struct buf *b, enum gguf_vtype t, const unsigned char *p)
 		uint32_t bits = (uint32_t)u;
 		float f;
 		memcpy(&f, &bits, sizeof(f));
-		for (int prec = 1; prec <= 9; prec++) { /* the shortest that reads back */
-			snprintf(s, sizeof(s), "%.*g", prec, (double)f);
-			if (strtof(s, NULL) == f)
-				break;
-		}
+		fmt_shortest(s, sizeof(s), f, 1);
 		break;
 	}
 	case GGUF_F64: {
 		double d;
 		memcpy(&d, &u, sizeof(d));
-		lines_fmt_double(s, sizeof(s), d);
+		fmt_shortest(s, sizeof(s), d, 0);
 		break;
 	}
 	default: s[0] = '\0';
