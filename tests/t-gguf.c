@@ -26,6 +26,7 @@
 #include "gguf-write.h"
 #include "lines.h"
 #include "tap.h"
+#include "tutil.h"
 
 #define QK_K 256
 
@@ -374,6 +375,231 @@ static void t_reader(void)
 	unlink(path);
 }
 
+
+/* ---- merging GGUF into safetensors ------------------------------------------------------- */
+/*
+ * A family of three GGUF files (a base and two fine-tunes, llama.block_count
+ * 3) whose every value the test knows by construction: F32 and F16 values,
+ * and for Q8_0, Q4_0 and Q8_K the quants and scales it packs. The second
+ * fine-tune stores blk.0's Q8_0 tensors in F16. Three tensors are larger than
+ * a job of --chunk 64K, so that jobs start inside them.
+ * Each merge's output (safetensors) is compared element by element with
+ *     ref = theta_0 + lambda(block) * sum_i w_i (theta_i - theta_0)
+ * in float64, within 1 ULP of F32 (the output dtype of a quantized base
+ * tensor, and of the F32 one) or F16, plus the float32 rounding of the
+ * task vectors (2^-22 of the operands).
+ */
+#define NMOD 3
+struct mt {
+	const char *name;
+	unsigned type[NMOD]; /* ggml type per model */
+	uint64_t ne0, ne1;
+	double *v[NMOD];     /* the values, row-major */
+	long block;
+};
+
+static struct mt fam[] = {
+	{"token_embd.weight", {GT_F32, GT_F32, GT_F32}, 64, 5, {0}, -1},
+	{"blk.0.attn_norm.weight", {GT_F32, GT_F32, GT_F32}, 64, 1, {0}, 0},
+	{"blk.0.attn_q.weight", {GT_Q8_0, GT_Q8_0, GT_F16}, 64, 3, {0}, 0},
+	{"blk.1.attn_q.weight", {GT_Q4_0, GT_Q4_0, GT_Q4_0}, 96, 2, {0}, 1},
+	{"blk.2.attn_q.weight", {GT_F16, GT_F16, GT_F16}, 64, 2, {0}, 2},
+	{"blk.2.ffn_down.weight", {GT_Q8_K, GT_Q8_K, GT_Q8_K}, 256, 2, {0}, 2},
+	/* more than one job with --chunk 64K (16384 elements a job) */
+	{"blk.1.ffn_up.weight", {GT_Q4_0, GT_Q4_0, GT_Q4_0}, 128, 300, {0}, 1},
+	{"blk.2.ffn_up.weight", {GT_Q8_K, GT_Q8_K, GT_Q8_K}, 256, 100, {0}, 2},
+	{"blk.0.ffn_up.weight", {GT_Q8_0, GT_Q8_0, GT_F16}, 64, 600, {0}, 0},
+};
+#define NT (sizeof(fam) / sizeof(fam[0]))
+
+static uint16_t f16_of(double v) /* v exact in F16 and normal, or 0 */
+{
+	int e;
+	double m = frexp(fabs(v), &e); /* v = m 2^e, m in [0.5, 1) */
+	if (v == 0)
+		return 0;
+	uint16_t h = (uint16_t)(((e - 1 + 15) << 10) | (uint16_t)((m * 2 - 1) * 1024));
+	return v < 0 ? (uint16_t)(h | 0x8000) : h;
+}
+
+/* The bytes of model m's tensor t, its values set as a side effect. */
+static unsigned char *mt_bytes(struct mt *t, int m, size_t *len)
+{
+	const uint64_t n = t->ne0 * t->ne1;
+	unsigned char *b = calloc(n * 4 + 64, 1);
+	double *v = t->v[m] = calloc(n, sizeof(double));
+	static const double ds[] = {0.5, 0.25, 0.125, 0.015625};
+	switch (t->type[m]) {
+	case GT_F32:
+		for (uint64_t e = 0; e < n; e++) {
+			float f = (float)rnd(-100000, 100000) / 65536.0f;
+			uint32_t u;
+			memcpy(&u, &f, 4);
+			for (int k = 0; k < 4; k++)
+				b[4 * e + k] = (unsigned char)(u >> (8 * k));
+			v[e] = f;
+		}
+		*len = n * 4;
+		break;
+	case GT_F16:
+		for (uint64_t e = 0; e < n; e++) {
+			/* a fine-tune of the Q8_0 tensor: values of the base's form */
+			double x = t->type[0] == GT_Q8_0 ? rnd(-128, 127) * 0.125 : rnd(-512, 512) / 256.0;
+			put16(b + 2 * e, f16_of(x));
+			v[e] = x;
+		}
+		*len = n * 2;
+		break;
+	case GT_Q8_0:
+	case GT_Q4_0:
+		for (uint64_t k = 0; k < n / 32; k++) {
+			int q8 = t->type[m] == GT_Q8_0;
+			unsigned char *p = b + k * (q8 ? 34 : 18);
+			double d = q8 ? 0.125 : ds[rnd(0, 3)];
+			put16(p, f16_of(d));
+			for (int j = 0; j < 32; j++) {
+				int q = q8 ? rnd(-128, 127) : rnd(0, 15);
+				if (q8)
+					p[2 + j] = (unsigned char)(int8_t)q;
+				else
+					p[2 + j % 16] |= (unsigned char)(q << (j < 16 ? 0 : 4));
+				v[32 * k + j] = q8 ? q * d : (q - 8) * d;
+			}
+		}
+		*len = n / 32 * (t->type[m] == GT_Q8_0 ? 34 : 18);
+		break;
+	case GT_Q8_K:
+		for (uint64_t k = 0; k < n / 256; k++) {
+			unsigned char *p = b + k * 292;
+			float d = (float)ds[rnd(0, 3)];
+			uint32_t u;
+			memcpy(&u, &d, 4);
+			for (int i = 0; i < 4; i++)
+				p[i] = (unsigned char)(u >> (8 * i));
+			for (int j = 0; j < 256; j++) {
+				int q = rnd(-128, 127);
+				p[4 + j] = (unsigned char)(int8_t)q;
+				v[256 * k + j] = q * (double)d;
+			}
+		}
+		*len = n / 256 * 292;
+		break;
+	}
+	return b;
+}
+
+static int write_family(const char *dir)
+{
+	static const char *const who[NMOD] = {"base", "ft1", "ft2"};
+	char path[4200];
+	for (int m = 0; m < NMOD; m++) {
+		struct gb b;
+		gb_init(&b);
+		gb_kv_str(&b, "general.architecture", "llama");
+		gb_kv_u32(&b, "llama.block_count", 3);
+		gb_key(&b, "tokenizer.ggml.tokens", GV_ARRAY), gw_u32(&b.kv, GV_STRING), gw_u64(&b.kv, 20);
+		for (int i = 0; i < 20; i++)
+			gw_str(&b.kv, "tok");
+		for (size_t i = 0; i < NT; i++) {
+			size_t len;
+			const uint64_t ne[2] = {fam[i].ne0, fam[i].ne1};
+			unsigned char *data = mt_bytes(&fam[i], m, &len);
+			gb_tensor(&b, fam[i].name, fam[i].ne1 > 1 ? 2 : 1, ne, fam[i].type[m], data);
+			free(data);
+		}
+		snprintf(path, sizeof(path), "%s/%s.gguf", dir, who[m]);
+		if (gb_write(&b, path) < 0)
+			return -1;
+		gb_free(&b);
+	}
+	return 0;
+}
+
+static void check_merge(const char *dir, const char *what, const char *args, double w1, double w2,
+                        double alpha, double beta)
+{
+	char out[4300];
+	struct tu_model o;
+	snprintf(out, sizeof(out), "%s/out-%d.safetensors", dir, tap_n);
+	int rc = tu_run("'%s' merge -q -b '%s/base.gguf' %s -o '%s' '%s/ft1.gguf' '%s/ft2.gguf'",
+	                tu_lines(), dir, args, out, dir, dir);
+	if (!tap_ok(rc == 0, "%s: lines merge of GGUF into safetensors exits 0", what)) {
+		tap_diag("%s", tu_stderr);
+		return;
+	}
+	if (!tap_ok(tu_model_load(&o, out) == 0, "%s: read the output", what))
+		return;
+	uint64_t n = 0, bad = 0, dts = 0;
+	for (size_t i = 0; i < NT; i++) {
+		const struct tu_tensor *ot = tu_model_find(&o, fam[i].name);
+		const char *want = fam[i].type[0] == GT_F16 ? "F16" : "F32";
+		if (!ot || ot->nelem != fam[i].ne0 * fam[i].ne1) {
+			bad++;
+			continue;
+		}
+		dts += !strcmp(ot->dtype, want) && ot->shape[ot->rank - 1] == fam[i].ne0;
+		double lambda = fam[i].block < 0 ? alpha : alpha + beta * fam[i].block / 2.0;
+		for (uint64_t e = 0; e < ot->nelem; e++) {
+			double b0 = fam[i].v[0][e], x1 = fam[i].v[1][e], x2 = fam[i].v[2][e];
+			double ref = b0 + lambda * (w1 * (x1 - b0) + w2 * (x2 - b0)), got = tu_elem64(ot, e);
+			double slack = 0x1p-22 * (fabs(b0) + fabs(lambda) * (fabs(w1) * (fabs(x1) + fabs(b0)) +
+			                                                     fabs(w2) * (fabs(x2) + fabs(b0))));
+			if (!(fabs(got - ref) <= tu_ulp(ot->dtype, ref) + slack)) {
+				if (bad++ < 3)
+					tap_diag("%s[%llu]: %.9g, expected %.9g", fam[i].name,
+					         (unsigned long long)e, got, ref);
+			}
+			n++;
+		}
+	}
+	tap_ok(bad == 0 && n > 0, "%s: %llu elements within 1 ULP of the float64 reference", what,
+	       (unsigned long long)n);
+	tap_ok(dts == NT, "%s: quantized base tensors are F32, the others keep their type, shapes "
+	       "row-major (%llu of %zu)", what, (unsigned long long)dts, NT);
+	tap_ok(!tu_model_meta(&o, "tokenizer.ggml.tokens") &&
+	               tu_model_meta(&o, "llama.block_count") &&
+	               !strcmp(tu_model_meta(&o, "llama.block_count"), "3"),
+	       "%s: the base's metadata is kept, less the arrays too long to show", what);
+	tu_model_free(&o);
+}
+
+static void t_merge(void)
+{
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s/gguf", tu_tmpdir());
+	if (!tap_ok(tu_run("mkdir -p '%s'", dir) == 0 && write_family(dir) == 0,
+	            "write a GGUF family of three (F32, F16, Q8_0, Q4_0, Q8_K)"))
+		return;
+	check_merge(dir, "sum", "", 1, 1, 1, 0);
+	check_merge(dir, "sum weighted", "-w 0.5,1.5", 0.5, 1.5, 1, 0);
+	check_merge(dir, "--lines 0.4 0.6", "--lines --alpha 0.4 --beta 0.6", 1, 1, 0.4, 0.6);
+	check_merge(dir, "mean -j1 --chunk 64K", "-m mean -j1 --chunk 64K", 0.5, 0.5, 1, 0);
+	check_merge(dir, "mean -j2 --io mmap", "-m mean -j2 --io mmap", 0.5, 0.5, 1, 0);
+	/* the same bytes on every instruction set, -j, --chunk and --io */
+	const char *L = tu_lines();
+	int rc = tu_run("d='%s' && LINES_ISA=scalar '%s' merge -q --lines -b $d/base.gguf -o $d/s.st "
+	                "$d/ft1.gguf $d/ft2.gguf && '%s' merge -q --lines -j1 --chunk 64K --io mmap -b "
+	                "$d/base.gguf -o $d/d.st $d/ft1.gguf $d/ft2.gguf && '%s' merge -q --lines -j2 "
+	                "--io uring -b $d/base.gguf -o $d/u.st $d/ft1.gguf $d/ft2.gguf && "
+	                "cmp $d/s.st $d/d.st && cmp $d/s.st $d/u.st",
+	                dir, L, L, L);
+	tap_ok(rc == 0, "the same bytes with LINES_ISA=scalar, -j1 --chunk 64K --io mmap, -j2 --io uring");
+	/* what is refused */
+	rc = tu_run("'%s' merge -q -b '%s/base.gguf' -o '%s/x.gguf' '%s/ft1.gguf'", tu_lines(), dir,
+	                dir, dir);
+	tap_ok(rc == 1 && strstr(tu_stderr, "GGUF output is not supported yet"),
+	       "a .gguf output is refused: GGUF output is not supported yet (exit %d)", rc);
+	rc = tu_run("'%s' --arch llama --dtype f32 --layers 3 --hidden 16 --models 1 --seed 1 --out "
+	            "'%s/st' >/dev/null && '%s' merge -q -b '%s/base.gguf' -o '%s/mix.safetensors' "
+	            "'%s/st/ft1.safetensors'",
+	            tu_gen(), dir, tu_lines(), dir, dir, dir);
+	tap_ok(rc == 1 && strstr(tu_stderr, "is GGUF and") && !tu_exists("mix.safetensors"),
+	       "GGUF and safetensors inputs together are refused (exit %d)", rc);
+	for (size_t i = 0; i < NT; i++)
+		for (int m = 0; m < NMOD; m++)
+			free(fam[i].v[m]);
+}
+
 int main(void)
 {
 	static const uint16_t ds[] = {H_ONE, H_MAX, H_TINY, H_NEG2, H_ZERO, H_NZERO, H_INF, H_QUARTER};
@@ -401,5 +627,7 @@ int main(void)
 	t_q8_k(3.0e38f);
 	t_q8_k(-0x1p-149f);
 	t_reader();
+	t_merge();
+	tu_cleanup();
 	return tap_done();
 }

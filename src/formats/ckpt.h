@@ -33,6 +33,7 @@ struct ckpt_entry {
 struct ckpt_kv {
 	const char *key;
 	const char *value;
+	int summary; /* the value is a summary ([32000 x string]), not the value */
 };
 
 /* Read n bytes at off of the file: pread for a file, in order for a stream. */

@@ -131,7 +131,7 @@ struct rd {
 	size_t blen;
 	char ctx[320];         /* what is being read: "metadata key 'x'", "tensor 3" */
 	const char *tensor;    /* the tensor being read, once its name is known */
-	int oom;
+	int summary;           /* an array of the value was summarised */
 };
 
 #define RD_ERR(r, code, ...) rd_err((r), (code), __VA_ARGS__)
@@ -383,6 +383,7 @@ static int parse_value(struct rd *r, uint32_t t, unsigned depth, struct buf *raw
 		int full = text && n <= GGUF_SHOW_ELEMS;
 		if (text && !full) {
 			char s[64];
+			r->summary = 1;
 			snprintf(s, sizeof(s), "[%" PRIu64 " x %s]", n, vtype_names[et]);
 			if ((json ? put_text(text, (const unsigned char *)s, strlen(s), 1)
 			          : buf_str(text, s)) < 0)
@@ -510,11 +511,13 @@ static int parse_kvs(struct rd *r, struct gguf_file *g, uint64_t nkv)
 				              (unsigned char)kv->key[k], k);
 		snprintf(r->ctx, sizeof(r->ctx), "metadata key '%.256s'", kv->key);
 		FORWARD_IF_ERROR(rd_u32(r, &type, "the value's type"));
+		r->summary = 0;
 		struct buf raw = {0}, text = {0};
 		int rc = parse_value(r, type, 0, &raw, &text, 0);
 		kv->type = (enum gguf_vtype)type;
 		kv->raw = raw.p, kv->raw_len = raw.n;
 		kv->text = (char *)text.p;
+		kv->summary = r->summary;
 		if (rc < 0)
 			return rc;
 		if (!kv->text && !(kv->text = calloc(1, 1)))
@@ -849,6 +852,7 @@ static int gg_open(struct ckpt_file *f, ckpt_read_fn read, struct lines_error *e
 	for (size_t i = 0; i < g->nkv; i++) {
 		f->meta[i].key = g->kv[i].key;
 		f->meta[i].value = g->kv[i].text;
+		f->meta[i].summary = g->kv[i].summary;
 	}
 	f->nmeta = g->nkv;
 	f->data_start = g->data_start;

@@ -35,6 +35,7 @@ struct gguf_kv {
 	unsigned char *raw;
 	uint64_t raw_len;
 	char *text; /* the value as text (ckpt_kv) */
+	int summary; /* text summarises an array ([N x TYPE]) */
 };
 
 struct gguf_tinfo {
