@@ -600,6 +600,39 @@ static void t_merge(void)
 			free(fam[i].v[m]);
 }
 
+/* ---- gen-gguf's families -------------------------------------------------------------- */
+static void t_gen(void)
+{
+	static const char *const tys[] = {"f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "q5_0",
+	                                  "q5_1", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q8_k"};
+	const char *gen = getenv("GEN_GGUF") && *getenv("GEN_GGUF") ? getenv("GEN_GGUF")
+	                                                            : "./tests/gen-gguf";
+	for (size_t i = 0; i < sizeof(tys) / sizeof(tys[0]); i++) {
+		char d[4200];
+		snprintf(d, sizeof(d), "%s/gen-%s", tu_tmpdir(), tys[i]);
+		int rc = tu_run("'%s' --type %s --layers 3 --hidden 256 --models 2 --seed 5 --out '%s'",
+		                gen, tys[i], d);
+		/* every key llama.cpp needs, L from block_count, the blocks found */
+		rc = rc ? rc : tu_run("'%s' inspect --json '%s/ft2.gguf' | jq -e '.format == \"gguf\" and "
+		                      ".num_layers == 3 and .tensors == 30 and (.stacks[0].name == \"blk\") "
+		                      "and ([\"llama.feed_forward_length\", \"llama.attention.head_count\", "
+		                      "\"llama.block_count\", \"llama.context_length\", "
+		                      "\"llama.embedding_length\", \"llama.rope.dimension_count\", "
+		                      "\"llama.attention.layer_norm_rms_epsilon\", \"tokenizer.ggml.model\", "
+		                      "\"tokenizer.ggml.tokens\", \"tokenizer.ggml.scores\", "
+		                      "\"tokenizer.ggml.token_type\"] - (.metadata | keys) == [])' >/dev/null",
+		                      tu_lines(), d);
+		rc = rc ? rc : tu_run("'%s' merge -q --lines -b '%s/base.gguf' -o '%s/m.safetensors' "
+		                      "'%s/ft1.gguf' '%s/ft2.gguf' && '%s' inspect --json '%s/m.safetensors' | "
+		                      "jq -e '.tensors == 30 and .num_layers == 3' >/dev/null",
+		                      tu_lines(), d, d, d, d, tu_lines(), d);
+		tap_ok(rc == 0, "gen-gguf --type %s: a llama family lines reads, with every key llama.cpp "
+		       "needs, and merges", tys[i]);
+		if (rc)
+			tap_diag("%s", tu_stderr);
+	}
+}
+
 int main(void)
 {
 	static const uint16_t ds[] = {H_ONE, H_MAX, H_TINY, H_NEG2, H_ZERO, H_NZERO, H_INF, H_QUARTER};
@@ -628,6 +661,7 @@ int main(void)
 	t_q8_k(-0x1p-149f);
 	t_reader();
 	t_merge();
+	t_gen();
 	tu_cleanup();
 	return tap_done();
 }
