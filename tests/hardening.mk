@@ -28,7 +28,7 @@ FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -
 FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/formats/st_format.c \
 	$(top_srcdir)/src/core/util.c
 FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/formats/ckpt.c \
-	$(top_srcdir)/src/formats/fmt_safetensors.c \
+	$(top_srcdir)/src/formats/fmt_safetensors.c $(top_srcdir)/src/formats/fmt_gguf.c \
 	$(top_srcdir)/src/core/layers.c $(top_srcdir)/src/formats/st_format.c $(top_srcdir)/src/core/util.c \
 	$(top_srcdir)/src/formats/stream.c $(top_srcdir)/src/formats/hub.c
 FUZZ_GGUF_SRCS = $(top_srcdir)/tests/fuzz-gguf.c $(top_srcdir)/src/formats/fmt_gguf.c \
