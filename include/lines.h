@@ -134,7 +134,7 @@ struct lines_layer_opts {
 };
 
 /*
- * Open a model (a .safetensors file) and validate its header strictly.
+ * Open a model (a .safetensors or GGUF file) and validate its header strictly.
  * layers may be NULL for the defaults. The data is not read.
  */
 int lines_model_open(const char *path, const struct lines_layer_opts *layers,
@@ -151,7 +151,10 @@ size_t lines_model_stack_count(const struct lines_model *m);
 void lines_model_stack(const struct lines_model *m, size_t i, const char **name, long *num_layers);
 uint64_t lines_model_data_bytes(const struct lines_model *m);
 uint64_t lines_model_header_bytes(const struct lines_model *m);
-/* The __metadata__ map: number of entries and the i-th key and value. */
+/* The file format of the model: "safetensors" or "gguf". */
+const char *lines_model_format(const struct lines_model *m);
+/* The __metadata__ map (GGUF: the metadata keys, every value as text, see
+ * lines-inspect(1)): number of entries and the i-th key and value. */
 size_t lines_model_meta_count(const struct lines_model *m);
 void lines_model_meta(const struct lines_model *m, size_t i, const char **key, const char **value);
 

@@ -25,6 +25,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "gguf-write.h"
+
 static const char *dir;
 static FILE *verdicts;
 static int big = 1;
@@ -614,6 +616,360 @@ static void big_case(const char *name, uint64_t n, const char *expect)
 	verdict(name, expect);
 }
 
+
+/* ---- GGUF ------------------------------------------------------------------------------ */
+/*
+ * GGUF files, built with tests/gguf-write.h: a good llama-like file and
+ * ways it can lie. The verdicts are gguf.md's and llama.cpp's (gguf.cpp),
+ * where lines-inspect(1) says lines follows the stricter of the two.
+ */
+static void emit_gguf(const char *name, const char *expect, struct gb *b)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s.gguf", dir, name);
+	if (gb_write(b, path) < 0)
+		die(path);
+	fprintf(verdicts, "%s.gguf\t%s\t%s\n", name, expect ? "reject" : "accept", expect ? expect : "");
+	if (expect)
+		nreject++;
+	else
+		naccept++;
+	gb_free(b);
+}
+
+/* The usual keys of a llama file with block_count L. */
+static void g_llama_keys(struct gb *b, uint32_t L)
+{
+	gb_kv_str(b, "general.architecture", "llama");
+	gb_kv_str(b, "general.name", "corpus");
+	gb_kv_u32(b, "llama.block_count", L);
+	gb_kv_f32(b, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
+}
+
+/* A good file: keys, then a tensor per block and one outside. */
+static void g_good(struct gb *b)
+{
+	static const uint64_t ne[2] = {32, 2};
+	gb_init(b);
+	g_llama_keys(b, 2);
+	gb_tensor(b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	gb_tensor(b, "blk.0.attn_q.weight", 2, ne, GT_Q8_0, NULL);
+	gb_tensor(b, "blk.1.attn_q.weight", 2, ne, GT_F16, NULL);
+}
+
+/* One tensor info of the caller's making after the usual keys. */
+static void g_one(struct gb *b, const char *name, unsigned nd, const uint64_t *ne, unsigned type)
+{
+	gb_init(b);
+	g_llama_keys(b, 2);
+	gb_tensor(b, name, nd, ne, type, NULL);
+}
+
+static void gguf_cases(void)
+{
+	struct gb b;
+	static const uint64_t ne32x2[2] = {32, 2}, ne256[1] = {256};
+	char name[128];
+
+	/* ---- accepted ---- */
+	g_good(&b);
+	emit_gguf("g-ok-v3", NULL, &b);
+	g_good(&b);
+	b.version = 2;
+	emit_gguf("g-ok-v2", NULL, &b);
+	gb_init(&b);
+	emit_gguf("g-ok-empty", NULL, &b);
+	gb_init(&b);
+	g_llama_keys(&b, 4);
+	emit_gguf("g-ok-keys-only", NULL, &b);
+	g_good(&b);
+	b.no_end_pad = 1;
+	emit_gguf("g-ok-last-padding-left-out", NULL, &b);
+	gb_init(&b);
+	b.align = 64;
+	gb_kv_u32(&b, "general.alignment", 64);
+	gb_tensor(&b, "a", 2, ne32x2, GT_F32, NULL);
+	gb_tensor(&b, "b", 1, ne256, GT_Q4_K, NULL);
+	emit_gguf("g-ok-alignment-64", NULL, &b);
+	gb_init(&b);
+	{
+		static const unsigned types[] = {GT_F32, GT_F16, GT_BF16, GT_Q4_0, GT_Q4_1, GT_Q5_0,
+		                                 GT_Q5_1, GT_Q8_0, GT_Q2_K, GT_Q3_K, GT_Q4_K, GT_Q5_K,
+		                                 GT_Q6_K, GT_Q8_K};
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++) {
+			snprintf(name, sizeof(name), "t%zu", i);
+			gb_tensor(&b, name, 1, ne256, types[i], NULL);
+		}
+	}
+	emit_gguf("g-ok-every-type", NULL, &b);
+	gb_init(&b);
+	{ /* every value type, arrays of strings, nested arrays */
+		gb_key(&b, "k.u8", GV_U8), gw_u8(&b.kv, 255);
+		gb_key(&b, "k.i8", GV_I8), gw_u8(&b.kv, 0x80);
+		gb_key(&b, "k.u16", GV_U16), gw_u16(&b.kv, 65535);
+		gb_key(&b, "k.i16", GV_I16), gw_u16(&b.kv, 0x8000);
+		gb_key(&b, "k.u32", GV_U32), gw_u32(&b.kv, 4294967295u);
+		gb_key(&b, "k.i32", GV_I32), gw_u32(&b.kv, 0x80000000u);
+		gb_key(&b, "k.f32", GV_F32), gw_f32(&b.kv, 0.1f);
+		gb_key(&b, "k.bool", GV_BOOL), gw_u8(&b.kv, 1);
+		gb_key(&b, "k.u64", GV_U64), gw_u64(&b.kv, UINT64_MAX);
+		gb_key(&b, "k.i64", GV_I64), gw_u64(&b.kv, (uint64_t)1 << 63);
+		gb_key(&b, "k.f64", GV_F64), gw_u64(&b.kv, 0x3fb999999999999aull);
+		gb_kv_str(&b, "k.str", "h\xc3\xa9llo \"q\"");
+		gb_key(&b, "k.strs", GV_ARRAY), gw_u32(&b.kv, GV_STRING), gw_u64(&b.kv, 3);
+		gw_str(&b.kv, "a"), gw_str(&b.kv, ""), gw_str(&b.kv, "\n");
+		gb_key(&b, "k.nested", GV_ARRAY), gw_u32(&b.kv, GV_ARRAY), gw_u64(&b.kv, 2);
+		for (int i = 0; i < 2; i++) {
+			gw_u32(&b.kv, GV_I32), gw_u64(&b.kv, 2);
+			gw_u32(&b.kv, (uint32_t)i), gw_u32(&b.kv, (uint32_t)-i);
+		}
+		gb_key(&b, "k.long", GV_ARRAY), gw_u32(&b.kv, GV_F32), gw_u64(&b.kv, 100);
+		for (int i = 0; i < 100; i++)
+			gw_f32(&b.kv, (float)i);
+		gb_key(&b, "k.empty", GV_ARRAY), gw_u32(&b.kv, GV_U8), gw_u64(&b.kv, 0);
+	}
+	gb_tensor(&b, "x", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-ok-every-value-type", NULL, &b);
+	{
+		static const uint64_t ne0[2] = {0, 4};
+		g_one(&b, "blk.0.empty", 2, ne0, GT_Q8_0);
+		emit_gguf("g-ok-zero-elements", NULL, &b);
+	}
+
+	/* ---- the header ---- */
+	{
+		static const unsigned char m[] = "GGUF";
+		FILE *f;
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/g-magic-only.gguf", dir);
+		if (!(f = fopen(path, "wb")) || fwrite(m, 1, 4, f) != 4 || fclose(f))
+			die(path);
+		fprintf(verdicts, "g-magic-only.gguf\treject\tends inside the header\n");
+		nreject++;
+	}
+	g_good(&b), b.version = 1;
+	emit_gguf("g-version-1", "GGUF version 1 is not supported", &b);
+	g_good(&b), b.version = 4;
+	emit_gguf("g-version-4", "GGUF version 4 is not supported", &b);
+	g_good(&b), b.version = 0;
+	emit_gguf("g-version-0", "byte-swapped", &b);
+	g_good(&b), b.version = 0x03000000;
+	emit_gguf("g-big-endian", "big-endian GGUF files are not supported", &b);
+	g_good(&b), b.cut = 6;
+	emit_gguf("g-cut-in-version", "ends inside the header", &b);
+	g_good(&b), b.cut = 16;
+	emit_gguf("g-cut-in-counts", "ends inside the header", &b);
+	g_good(&b), b.nt_claim = (int64_t)1 << 40;
+	emit_gguf("g-tensor-count-2^40", "claims 1099511627776 tensors", &b);
+	g_good(&b), b.nkv_claim = INT64_MAX;
+	emit_gguf("g-key-count-2^63-1", "metadata keys", &b);
+	g_good(&b), b.nt_claim = 5;
+	emit_gguf("g-tensor-count-lies", "tensor info 3: ", &b);
+	g_good(&b), b.nkv_claim = 40;
+	emit_gguf("g-key-count-lies", "metadata key ", &b);
+	g_good(&b), b.cut = 24 + 10;
+	emit_gguf("g-cut-in-first-key", "ends inside the header", &b);
+
+	/* ---- keys and values ---- */
+	g_good(&b), gb_kv_str(&b, "", "x");
+	emit_gguf("g-key-empty", "the key is empty", &b);
+	g_good(&b), gw_u64(&b.kv, 65536), b.nkv++;
+	emit_gguf("g-key-65536-bytes", "65536 bytes long (at most 65535)", &b);
+	g_good(&b), gw_u64(&b.kv, UINT64_MAX), b.nkv++;
+	emit_gguf("g-key-len-2^64-1", "bytes long (at most 65535)", &b);
+	g_good(&b), gb_kv_u32(&b, "general.x\ny", 1);
+	emit_gguf("g-key-newline", "printable ASCII", &b);
+	g_good(&b), gb_kv_u32(&b, "general.\xc3\xa9", 1);
+	emit_gguf("g-key-non-ascii", "printable ASCII", &b);
+	g_good(&b), gb_kv_str(&b, "general.name", "again");
+	emit_gguf("g-key-twice", "'general.name': appears twice", &b);
+	g_good(&b), gb_key(&b, "k", 13), gw_u32(&b.kv, 0);
+	emit_gguf("g-value-type-13", "unknown value type 13", &b);
+	g_good(&b), gb_key(&b, "k", 0xffffffffu), gw_u32(&b.kv, 0);
+	emit_gguf("g-value-type-2^32-1", "unknown value type 4294967295", &b);
+	g_good(&b), gb_key(&b, "k", GV_BOOL), gw_u8(&b.kv, 2);
+	emit_gguf("g-bool-2", "bool value 2 is not 0 or 1", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY), gw_u32(&b.kv, GV_BOOL), gw_u64(&b.kv, 20);
+	for (int i = 0; i < 20; i++)
+		gw_u8(&b.kv, i == 17 ? 255 : 1);
+	emit_gguf("g-bool-array-255", "bool element 17 is 255", &b);
+	g_good(&b), gb_key(&b, "k", GV_STRING), gw_u64(&b.kv, 1000000);
+	emit_gguf("g-string-past-the-end", "runs past the end of the file", &b);
+	g_good(&b), gb_key(&b, "k", GV_STRING), gw_u64(&b.kv, UINT64_MAX);
+	emit_gguf("g-string-len-2^64-1", "runs past the end of the file", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY), gw_u32(&b.kv, GV_U64), gw_u64(&b.kv, (uint64_t)1 << 61);
+	emit_gguf("g-array-2^61-u64", "cannot fit in the rest of the file", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY), gw_u32(&b.kv, GV_STRING), gw_u64(&b.kv, UINT64_MAX);
+	emit_gguf("g-array-2^64-1-strings", "cannot fit in the rest of the file", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY), gw_u32(&b.kv, 77), gw_u64(&b.kv, 1);
+	emit_gguf("g-array-of-type-77", "array of unknown value type 77", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY);
+	for (int i = 0; i < 9; i++)
+		gw_u32(&b.kv, GV_ARRAY), gw_u64(&b.kv, 1);
+	gw_u32(&b.kv, GV_U8), gw_u64(&b.kv, 0);
+	emit_gguf("g-arrays-nested-10-deep", "arrays nested deeper than 8", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY), gw_u32(&b.kv, GV_STRING), gw_u64(&b.kv, 3);
+	gw_str(&b.kv, "a"), gw_u64(&b.kv, 100);
+	emit_gguf("g-array-string-runs-on", "'k'", &b);
+	g_good(&b), gb_key(&b, "k", GV_ARRAY), gw_u32(&b.kv, GV_STRING), gw_u64(&b.kv, 2);
+	gw_str(&b.kv, "a");
+	b.cut = -1, b.nt = 0, b.ti.n = 0, b.data.n = 0;
+	emit_gguf("g-array-strings-cut", "an array of 2 string elements cannot fit", &b);
+	gb_init(&b), gb_key(&b, "k", GV_U64), gw_u32(&b.kv, 1);
+	emit_gguf("g-value-cut", "ends inside the header", &b);
+	gb_init(&b), gb_key(&b, "general.alignment", GV_U64), gw_u64(&b.kv, 32);
+	emit_gguf("g-alignment-u64", "is a u64, not a u32", &b);
+	gb_init(&b), gb_kv_str(&b, "general.alignment", "32");
+	emit_gguf("g-alignment-string", "is a string, not a u32", &b);
+	gb_init(&b), gb_kv_u32(&b, "general.alignment", 0);
+	emit_gguf("g-alignment-0", "0 is not a power of two", &b);
+	gb_init(&b), gb_kv_u32(&b, "general.alignment", 48);
+	emit_gguf("g-alignment-48", "48 is not a power of two", &b);
+	gb_init(&b), gb_kv_u32(&b, "general.alignment", 4);
+	emit_gguf("g-alignment-4", "4 is not a multiple of 8", &b);
+	gb_init(&b), gb_kv_u32(&b, "general.architecture", 1);
+	emit_gguf("g-architecture-u32", "'general.architecture': is a u32, not a string", &b);
+	gb_init(&b), gb_kv_str(&b, "general.architecture", "");
+	emit_gguf("g-architecture-empty", "is empty or holds a NUL byte", &b);
+	gb_init(&b), gb_kv_str(&b, "general.architecture", "llama");
+	gb_kv_str(&b, "llama.block_count", "2");
+	emit_gguf("g-block-count-string", "'llama.block_count': is 2 (a string), not a non-negative integer", &b);
+	gb_init(&b), gb_kv_str(&b, "general.architecture", "llama");
+	gb_key(&b, "llama.block_count", GV_I32), gw_u32(&b.kv, (uint32_t)-3);
+	emit_gguf("g-block-count-negative", "is -3 (a i32), not a non-negative integer", &b);
+	g_good(&b), gb_tensor(&b, "blk.2.ffn_up.weight", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-block-beyond-block-count", "is in block 2, and the file has 2", &b);
+
+	/* ---- tensor infos ---- */
+	g_good(&b), gb_tensor(&b, "", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-name-empty", "the tensor name is empty", &b);
+	g_good(&b);
+	gb_tensor(&b, "blk.1.a.very.long.name.that.is.sixty.four.bytes.long.xxxxxxxxxxx", 2, ne32x2,
+	          GT_F32, NULL);
+	emit_gguf("g-name-64-bytes", "64 bytes long (ggml allows at most 63)", &b);
+	g_good(&b), gb_tensor(&b, "bad\xff", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-name-not-utf8", "byte 0xff at 3", &b);
+	g_good(&b), gb_tensor(&b, "bad\xed\xa0\x80", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-name-surrogate", "byte 0xed at 3", &b);
+	g_good(&b), gb_tensor(&b, "bad\tname", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-name-tab", "control character", &b);
+	g_good(&b), gw_strn(&b.ti, "a\0b", 3), gw_u32(&b.ti, 1), gw_u64(&b.ti, 32),
+	        gw_u32(&b.ti, GT_F32), gw_u64(&b.ti, 0), b.nt++;
+	emit_gguf("g-name-nul", "byte 0x00 at 1", &b);
+	g_good(&b), gb_tensor(&b, "blk.0.attn_q.weight", 2, ne32x2, GT_F32, NULL);
+	emit_gguf("g-name-twice", "tensor name appears twice", &b);
+	{
+		static const uint64_t ne5[5] = {32, 1, 1, 1, 1};
+		g_good(&b), gb_ti_at(&b, "five", 5, ne5, GT_F32, 0);
+		emit_gguf("g-five-dims", "has 5 dimensions (GGUF allows at most 4)", &b);
+		static const uint64_t neg[2] = {32, (uint64_t)-2};
+		g_good(&b), gb_ti_at(&b, "neg", 2, neg, GT_F32, 0);
+		emit_gguf("g-dim-negative", "dimension 1 is negative (-2)", &b);
+		static const uint64_t big2[2] = {(uint64_t)1 << 32, (uint64_t)1 << 32};
+		g_good(&b), gb_ti_at(&b, "big", 2, big2, GT_F32, 0);
+		emit_gguf("g-elements-2^64", "more than 2^63 - 1 elements", &b);
+		static const uint64_t big3[3] = {(uint64_t)1 << 31, (uint64_t)1 << 31, 2};
+		g_good(&b), gb_ti_at(&b, "big", 3, big3, GT_F32, 0);
+		emit_gguf("g-elements-2^63", "more than 2^63 - 1 elements", &b);
+		static const uint64_t bytes2[2] = {(uint64_t)1 << 31, (uint64_t)1 << 31};
+		g_good(&b), gb_ti_at(&b, "big", 2, bytes2, GT_F32, 0);
+		emit_gguf("g-bytes-2^64", "its size in bytes overflows", &b);
+	}
+	{
+		static const struct {
+			const char *name, *expect;
+			unsigned type;
+		} bad[] = {
+			{"g-type-99", "has type 99, which is no ggml type", 99},
+			{"g-type-2^32-1", "has type 4294967295, which is no ggml type", 0xffffffffu},
+			{"g-type-q4-2", "has type Q4_2, which lines does not read", 4},
+			{"g-type-q8-1", "has type Q8_1, which lines does not read", GT_Q8_1},
+			{"g-type-iq2-xxs", "has type IQ2_XXS, which lines does not read", GT_IQ2_XXS},
+			{"g-type-iq4-nl", "has type IQ4_NL, which lines does not read", 20},
+			{"g-type-iq1-m", "has type IQ1_M, which lines does not read", 29},
+			{"g-type-tq2-0", "has type TQ2_0, which lines does not read", 35},
+			{"g-type-mxfp4", "has type MXFP4, which lines does not read", GT_MXFP4},
+		};
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			g_good(&b), gb_ti_at(&b, "blk.1.w", 2, ne32x2, bad[i].type, 0);
+			emit_gguf(bad[i].name, bad[i].expect, &b);
+		}
+	}
+	{
+		static const uint64_t ne33[2] = {33, 2}, ne128[1] = {128}, ne2x32[2] = {2, 32};
+		g_good(&b), gb_ti_at(&b, "q", 2, ne33, GT_Q8_0, 0);
+		emit_gguf("g-q8-0-row-33", "rows of 33 elements are not a whole number of Q8_0 blocks of 32", &b);
+		g_good(&b), gb_ti_at(&b, "q", 1, ne128, GT_Q4_K, 0);
+		emit_gguf("g-q4-k-row-128", "rows of 128 elements are not a whole number of Q4_K blocks of 256", &b);
+		g_good(&b), gb_ti_at(&b, "q", 2, ne2x32, GT_Q4_0, 0);
+		emit_gguf("g-q4-0-row-2-of-64", "rows of 2 elements", &b);
+		g_good(&b), gb_ti_at(&b, "q", 0, ne128, GT_Q8_0, 0);
+		emit_gguf("g-q8-0-scalar", "rows of 1 elements", &b);
+	}
+	g_good(&b), b.cut = (int64_t)(24 + b.kv.n + 10);
+	emit_gguf("g-cut-in-tensor-name", "ends inside the header", &b);
+	g_good(&b), b.cut = (int64_t)(24 + b.kv.n + 8 + 17 + 4 + 3);
+	emit_gguf("g-cut-in-dims", "ends inside the header", &b);
+	g_good(&b), b.cut = (int64_t)(24 + b.kv.n + b.ti.n - 3);
+	emit_gguf("g-cut-in-offset", "ends inside the header", &b);
+
+	/* ---- the data ---- */
+	g_good(&b), gb_ti_at(&b, "late", 1, ne256, GT_F32, 1024);
+	emit_gguf("g-offset-gap", "leaving", &b);
+	g_good(&b), gb_ti_at(&b, "x", 1, ne256, GT_F32, 8);
+	emit_gguf("g-offset-unaligned", "its offset 8 is not a multiple of the alignment 32", &b);
+	g_good(&b), gb_ti_at(&b, "x", 1, ne256, GT_F32, 0);
+	emit_gguf("g-offset-overlap", "overlaps the data of 'blk.1.attn_q.weight'", &b);
+	g_good(&b), gb_ti_at(&b, "x", 1, ne256, GT_F32, UINT64_MAX - 31);
+	emit_gguf("g-offset-2^64-32", "leaving", &b);
+	{
+		static const uint64_t ne_big[1] = {(uint64_t)1 << 40};
+		uint64_t off;
+		g_good(&b);
+		off = (b.data.n + 31) / 32 * 32;
+		gb_ti_at(&b, "x", 1, ne_big, GT_F32, off);
+		emit_gguf("g-data-past-the-end", "runs past the end of the file", &b);
+		g_good(&b);
+		off = (b.data.n + 31) / 32 * 32;
+		gb_ti_at(&b, "x", 1, ne256, GT_F32, off);
+		b.no_end_pad = 1;
+		for (int i = 0; i < 1023; i++)
+			gw_u8(&b.data, 0);
+		while (b.data.n < off)
+			gw_u8(&b.data, 0);
+		emit_gguf("g-data-short-by-one", "runs past the end of the file", &b);
+		g_good(&b);
+		gb_ti_at(&b, "y", 1, ne256, GT_F32, (b.data.n + 31) / 32 * 32);
+		b.data.n = 0;
+		emit_gguf("g-no-data", "runs past the end of the file", &b);
+	}
+	g_good(&b), b.trailing = 32;
+	emit_gguf("g-trailing-32", "32 bytes follow the last tensor's data and its padding", &b);
+	g_good(&b), b.trailing = 1;
+	emit_gguf("g-trailing-1", "1 bytes follow the last tensor's data", &b);
+	gb_init(&b), g_llama_keys(&b, 1), b.trailing = 5;
+	emit_gguf("g-no-tensors-trailing", "5 bytes follow", &b);
+	{
+		struct gw w;
+		char path[4096];
+		FILE *f;
+		g_good(&b);
+		gb_bytes(&b, &w);
+		size_t hdr = 24 + b.kv.n + b.ti.n;
+		/* the infos end the file, short of the aligned data section */
+		snprintf(path, sizeof(path), "%s/g-ends-before-data.gguf", dir);
+		if (hdr % 32 == 0)
+			hdr--;
+		if (!(f = fopen(path, "wb")) || fwrite(w.p, 1, hdr, f) != hdr || fclose(f))
+			die(path);
+		fprintf(verdicts, "g-ends-before-data.gguf\treject\t%s\n",
+		        (24 + b.kv.n + b.ti.n) % 32 ? "before the data section" : "ends inside the header");
+		nreject++;
+		free(w.p);
+		gb_free(&b);
+	}
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096];
@@ -640,6 +996,7 @@ int main(int argc, char **argv)
 	dtype_cases();
 	rank_cases();
 	deep_cases();
+	gguf_cases();
 	big_case("big-header-100000000", 100000000, NULL);
 	big_case("big-header-100000001", 100000001, "header length 100000001 exceeds the limit");
 

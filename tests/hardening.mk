@@ -6,13 +6,13 @@
 ## verdicts; t-corpus.sh runs lines over them. It is a noinst program, not a
 ## check program: TESTS holds $(check_PROGRAMS), and gen-corpus is no test.
 noinst_PROGRAMS += tests/gen-corpus
-tests_gen_corpus_SOURCES = tests/gen-corpus.c
+tests_gen_corpus_SOURCES = tests/gen-corpus.c tests/gguf-write.h
 
 TESTS += tests/t-corpus.sh
-EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c tests/fuzz-index.c
+EXTRA_DIST += tests/t-corpus.sh tests/fuzz-header.c tests/fuzz-index.c tests/fuzz-gguf.c
 
 ## ---- fuzzing -------------------------------------------------------------------
-## `make fuzz` builds tests/fuzz-header with clang and libFuzzer, ASan and
+## `make fuzz` builds tests/fuzz-header (and fuzz-index, fuzz-gguf) with clang and libFuzzer, ASan and
 ## UBSan, seeds it with the corpus and runs it for FUZZ_SECONDS; it fails
 ## when the fuzzer finds a crash, a leak, a timeout or a round trip that does
 ## not hold (the input is left in fuzz/artifacts/). The inputs it finds stay
@@ -28,10 +28,13 @@ FUZZ_CFLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -
 FUZZ_SRCS = $(top_srcdir)/tests/fuzz-header.c $(top_srcdir)/src/formats/st_format.c \
 	$(top_srcdir)/src/core/util.c
 FUZZ_IDX_SRCS = $(top_srcdir)/tests/fuzz-index.c $(top_srcdir)/src/formats/ckpt.c \
-	$(top_srcdir)/src/formats/fmt_safetensors.c \
+	$(top_srcdir)/src/formats/fmt_safetensors.c $(top_srcdir)/src/formats/fmt_gguf.c \
 	$(top_srcdir)/src/core/layers.c $(top_srcdir)/src/formats/st_format.c $(top_srcdir)/src/core/util.c \
 	$(top_srcdir)/src/formats/stream.c $(top_srcdir)/src/formats/hub.c
-FUZZ_INCS = $(top_srcdir)/src/formats/st_format.h $(top_srcdir)/src/core/internal.h \
+FUZZ_GGUF_SRCS = $(top_srcdir)/tests/fuzz-gguf.c $(top_srcdir)/src/formats/fmt_gguf.c \
+	$(top_srcdir)/src/core/util.c
+FUZZ_INCS = $(top_srcdir)/src/formats/fmt_gguf.h $(top_srcdir)/src/core/layers.h \
+	$(top_srcdir)/src/formats/st_format.h $(top_srcdir)/src/core/internal.h \
 	$(top_srcdir)/include/lines.h $(top_srcdir)/src/formats/ckpt.h $(top_srcdir)/src/formats/stream.h \
 	$(top_srcdir)/src/formats/hub.h
 FUZZ_DIR = fuzz
@@ -50,6 +53,11 @@ tests/fuzz-index$(EXEEXT): $(FUZZ_IDX_SRCS) $(FUZZ_INCS) config.h
 	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) -I$(top_builddir) \
 		$(DEP_CFLAGS) -o $@ $(FUZZ_IDX_SRCS) $(DEP_LIBS) -lm
 
+tests/fuzz-gguf$(EXEEXT): $(FUZZ_GGUF_SRCS) $(FUZZ_INCS) config.h
+	@$(MKDIR_P) tests
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(AM_CPPFLAGS) -I$(top_builddir) \
+		$(DEP_CFLAGS) -o $@ $(FUZZ_GGUF_SRCS) $(DEP_LIBS) -lm
+
 ## seeds for the index reader: a good index, and a few that lie
 fuzz-index-seeds:
 	$(MKDIR_P) $(FUZZ_DIR)/index-seeds
@@ -58,12 +66,16 @@ fuzz-index-seeds:
 	printf '{"weight_map": {"a": "../x", "b": "/etc/passwd"}}' >$(FUZZ_DIR)/index-seeds/escape
 	printf '{"metadata": {"total_size": 9}, "weight_map": {"a": "model-00001-of-00002.safetensors"}}' >$(FUZZ_DIR)/index-seeds/size
 
-fuzz: tests/fuzz-header$(EXEEXT) tests/fuzz-index$(EXEEXT) tests/gen-corpus$(EXEEXT) fuzz-index-seeds
-	rm -rf $(FUZZ_DIR)/seeds $(FUZZ_DIR)/artifacts
-	$(MKDIR_P) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/index-corpus $(FUZZ_DIR)/artifacts
+fuzz: tests/fuzz-header$(EXEEXT) tests/fuzz-index$(EXEEXT) tests/fuzz-gguf$(EXEEXT) \
+		tests/gen-corpus$(EXEEXT) fuzz-index-seeds
+	rm -rf $(FUZZ_DIR)/seeds $(FUZZ_DIR)/gguf-seeds $(FUZZ_DIR)/artifacts
+	$(MKDIR_P) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/index-corpus $(FUZZ_DIR)/gguf-corpus \
+		$(FUZZ_DIR)/gguf-seeds $(FUZZ_DIR)/artifacts
 	./tests/gen-corpus --no-big $(FUZZ_DIR)/seeds
+	mv $(FUZZ_DIR)/seeds/*.gguf $(FUZZ_DIR)/gguf-seeds/
 	./tests/fuzz-header $(FUZZ_FLAGS) $(FUZZ_DIR)/corpus $(FUZZ_DIR)/seeds
 	./tests/fuzz-index $(FUZZ_FLAGS) $(FUZZ_DIR)/index-corpus $(FUZZ_DIR)/index-seeds
+	./tests/fuzz-gguf $(FUZZ_FLAGS) $(FUZZ_DIR)/gguf-corpus $(FUZZ_DIR)/gguf-seeds
 	@if ls $(FUZZ_DIR)/artifacts | grep -q .; then \
 		echo "fuzz: the fuzzer left inputs in $(FUZZ_DIR)/artifacts" >&2; exit 1; fi
 
@@ -71,7 +83,7 @@ fuzz-smoke:
 	$(MAKE) $(AM_MAKEFLAGS) fuzz FUZZ_SECONDS=20
 
 clean-fuzz:
-	rm -rf $(FUZZ_DIR) tests/fuzz-header$(EXEEXT) tests/fuzz-index$(EXEEXT)
+	rm -rf $(FUZZ_DIR) tests/fuzz-header$(EXEEXT) tests/fuzz-index$(EXEEXT) tests/fuzz-gguf$(EXEEXT)
 
 clean-local: clean-fuzz
 

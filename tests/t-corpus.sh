@@ -1,7 +1,8 @@
 #!/bin/sh
 # t-corpus.sh -- the malformed-input corpus: gen-corpus writes some 270
-# safetensors files with the verdict of each (the reference reader's, or
-# lines' where lines-inspect(1) says it is stricter), and every one goes
+# safetensors files and 89 GGUF files with the verdict of each (the
+# reference reader's, or lines' where lines-inspect(1) says it is
+# stricter: for GGUF, gguf.md's and llama.cpp's), and every one goes
 # through `lines inspect`. An accepted file exits 0; a rejected one exits 1
 # with a message that starts with `lines: FILE: ` and says what is wrong.
 # A few rejected files are then given to `lines merge`, as the base and as
@@ -74,7 +75,8 @@ o=$tmp/o/out.safetensors
 for name in len-2^64-1.safetensors len-2^64-8.safetensors offsets-wrap-2^64.safetensors \
 	offsets-up-to-2^63-1.safetensors shape-two-dims-of-2^32.safetensors \
 	dup-tensor.safetensors nul-escaped-in-name.safetensors deep-100000-as-tensor-entry.safetensors \
-	f6-e3m2-five.safetensors zero-past-the-end.safetensors data-truncated-by-one.safetensors; do
+	f6-e3m2-five.safetensors zero-past-the-end.safetensors data-truncated-by-one.safetensors \
+	g-type-iq2-xxs.gguf g-offset-overlap.gguf g-key-twice.gguf g-data-short-by-one.gguf; do
 	f=$c/$name
 	want=$(expect "$name")
 	"$LINES" merge -b "$f" -o "$o" "$tmp/good/ft1.safetensors" >"$tmp/out" 2>"$tmp/err"

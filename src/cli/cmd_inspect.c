@@ -36,7 +36,8 @@ static void help(void)
 {
 	printf("usage: lines inspect [--layers] [--json] [--layer-regex RE] [--num-layers L] MODEL\n"
 	       "       lines inspect --norms -b BASE [--alpha A] [--beta B] [--json] MODEL...\n\n"
-	       "Validate MODEL's header and list its tensors: block, dtype, shape, bytes, name.\n"
+	       "Validate MODEL's header (safetensors or GGUF) and list its tensors: block,\n"
+	       "dtype, shape, bytes, name.\n"
 	       "With --norms, read BASE and every MODEL and show, per block, how far each\n"
 	       "task vector moved the weights (L1, L2, L2 relative to the base's), as a bar\n"
 	       "chart from the shallowest block to the deepest, with the LiNeS scale of\n"
@@ -102,6 +103,7 @@ static int print_json(const char *path, const struct lines_model *m, int layers)
 		file = json_string(esc);
 	}
 	json_object_set_new(root, "file", file);
+	json_object_set_new(root, "format", json_string(lines_model_format(m)));
 	json_object_set_new(root, "tensors", json_integer((json_int_t)n));
 	json_object_set_new(root, "num_layers", json_integer(L));
 	json_object_set_new(root, "data_bytes", json_integer((json_int_t)lines_model_data_bytes(m)));
@@ -336,8 +338,9 @@ int cmd_inspect(int argc, char **argv)
 	long L = lines_model_num_layers(m);
 	cli_human(db, sizeof(db), lines_model_data_bytes(m));
 	cli_human(hb, sizeof(hb), lines_model_header_bytes(m));
-	printf("%s: %zu tensor%s, %s of data, %s of header, L = %ld block%s\n",
-	       cli_printable(argv[optind]), n, n == 1 ? "" : "s", db, hb, L, L == 1 ? "" : "s");
+	printf("%s: %s%zu tensor%s, %s of data, %s of header, L = %ld block%s\n",
+	       cli_printable(argv[optind]), strcmp(lines_model_format(m), "gguf") ? "" : "GGUF, ", n,
+	       n == 1 ? "" : "s", db, hb, L, L == 1 ? "" : "s");
 	for (size_t i = 0; i < lines_model_meta_count(m); i++) {
 		const char *k, *v;
 		lines_model_meta(m, i, &k, &v);

@@ -115,6 +115,11 @@ void lines_model_stack(const struct lines_model *m, size_t i, const char **name,
 uint64_t lines_model_data_bytes(const struct lines_model *m) { return m->ck->data_bytes; }
 uint64_t lines_model_header_bytes(const struct lines_model *m) { return m->ck->header_bytes; }
 
+const char *lines_model_format(const struct lines_model *m)
+{
+	return m->ck->nfiles && m->ck->files[0].fmt ? m->ck->files[0].fmt->name : "safetensors";
+}
+
 size_t lines_model_meta_count(const struct lines_model *m)
 {
 	return m->ck->nfiles ? m->ck->files[0].nmeta : 0;

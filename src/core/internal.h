@@ -69,13 +69,18 @@ static inline void store_le64(void *p, uint64_t v)
 		b[i] = (unsigned char)(v >> (8 * i));
 }
 
-/* ---- dtypes (every dtype the safetensors format knows) ------------------- */
+/* ---- dtypes (every dtype the safetensors format knows, then GGUF's blocks) */
 enum dtype {
 	DT_BOOL, DT_F4, DT_F6_E2M3, DT_F6_E3M2, DT_U8, DT_I8, DT_F8_E5M2, DT_F8_E4M3,
 	DT_F8_E8M0, DT_F8_E4M3FNUZ, DT_F8_E5M2FNUZ, DT_I16, DT_U16, DT_F16, DT_BF16,
 	DT_I32, DT_U32, DT_F32, DT_C64, DT_F64, DT_I64, DT_U64,
+	/* ggml's block-quantized types (GGUF only; ggml_quants.h decodes them) */
+	DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q8_0, DT_Q2_K, DT_Q3_K, DT_Q4_K, DT_Q5_K,
+	DT_Q6_K, DT_Q8_K,
 	DT_COUNT
 };
+/* The dtypes a safetensors header may name: those before the GGUF blocks. */
+#define DT_ST_COUNT DT_Q4_0
 
 /*
  * An element type is a number of blocks of a fixed byte size, each of
@@ -95,7 +100,8 @@ struct dtype_desc {
 };
 extern const struct dtype_desc dtype_table[DT_COUNT];
 
-/* Look up a safetensors dtype name (case-sensitive); -1 if unknown. */
+/* Look up a safetensors dtype name (case-sensitive; GGUF's block types are
+ * not safetensors names); -1 if unknown. */
 int dtype_parse(const char *name, size_t len);
 static inline const char *dtype_name(enum dtype d) { return dtype_table[d].name; }
 static inline unsigned dtype_size(enum dtype d) { return dtype_table[d].bits / 8; }

@@ -23,7 +23,8 @@ struct tensor_src {
 	unsigned file; /* index into the run's table of every input file */
 	uint64_t off;
 	enum dtype dt; /* the input's dtype (a fine-tune may differ from the base) */
-	unsigned unit; /* bytes per unit in this input */
+	unsigned unit; /* bytes per unit in this input (per block of be units) */
+	unsigned be;   /* units per block: 1, or a ggml block type's elements */
 	struct fp8_scale *q; /* a float8 input: its scales (fp8.h), else NULL */
 };
 
@@ -55,6 +56,12 @@ struct tensor {
 	const struct fp8_out *gen; /* the scales of such a weight: written from rq */
 	int scale; /* an FP8 scale kept with --dtype fp8: not compared with the models' */
 };
+
+/* Bytes of n units of input s (n whole blocks of a block type). */
+static inline uint64_t src_bytes(const struct tensor_src *s, uint64_t n)
+{
+	return s->be > 1 ? n / s->be * s->unit : n * s->unit;
+}
 
 /* What the output file holds of a tensor: its dtype and bytes. */
 enum dtype fp8_out_dtype(const struct fp8_out *r);

@@ -42,6 +42,7 @@
 #include "kern_ties.h"
 #include "kernels.h"
 #include "fp8.h"
+#include "ggml_quants.h"
 #include "pipeline.h"
 
 #define PIPE_DEPTH 2 /* jobs a worker has started at once */
@@ -132,21 +133,22 @@ uint64_t pipe_step(const struct pipe_env *env, const struct pass *pass, const st
 	return step;
 }
 
-/* Bytes per unit of a tensor over every input (their dtypes may differ). */
-static uint64_t in_unit_sum(const struct layout *lay, const struct tensor *t)
+/* Bytes of n units of a tensor over every input (their dtypes may differ;
+ * n whole blocks of a block type). */
+static uint64_t in_bytes_sum(const struct layout *lay, const struct tensor *t, uint64_t n)
 {
 	uint64_t s = 0;
 	for (unsigned m = 0; m < lay->ninputs; m++)
-		s += t->in[m].unit;
+		s += src_bytes(&t->in[m], n);
 	return s;
 }
 
-/* The largest bytes per unit of a tensor in any input. */
-static unsigned in_unit_max(const struct layout *lay, const struct tensor *t)
+/* The most bytes n units of a tensor take in any input. */
+static uint64_t in_bytes_max(const struct layout *lay, const struct tensor *t, uint64_t n)
 {
-	unsigned u = 0;
+	uint64_t u = 0;
 	for (unsigned m = 0; m < lay->ninputs; m++)
-		u = t->in[m].unit > u ? t->in[m].unit : u;
+		u = src_bytes(&t->in[m], n) > u ? src_bytes(&t->in[m], n) : u;
 	return u;
 }
 
@@ -164,8 +166,8 @@ static void caps(const struct pipe_env *env, const struct pass *pass, size_t *ou
 			step = t->units;
 		if (step * t->unit_out > oc)
 			oc = step * t->unit_out;
-		if (step * in_unit_max(lay, t) > sc)
-			sc = step * in_unit_max(lay, t);
+		if (in_bytes_max(lay, t, step) > sc)
+			sc = in_bytes_max(lay, t, step);
 		if (t->mixed && step * sizeof(float) > wc)
 			wc = step * sizeof(float);
 		uint64_t blocks = (step + KERN_BLOCK - 1) / KERN_BLOCK;
@@ -257,7 +259,7 @@ static uint64_t count_jobs(const struct pipe_env *env, const struct pass *pass, 
 			continue;
 		uint64_t step = pipe_step(env, pass, t);
 		n += (t->units + step - 1) / step;
-		*bytes += t->units * in_unit_sum(lay, t);
+		*bytes += in_bytes_sum(lay, t, t->units);
 	}
 	return n;
 }
@@ -295,7 +297,7 @@ static int64_t claim(struct pipe *pp, int wait)
 	s->job.u0 = pp->it_unit;
 	s->job.u1 = t->units - pp->it_unit < step ? t->units : pp->it_unit + step;
 	s->job.nblocks = (unsigned)((s->job.u1 - s->job.u0 + KERN_BLOCK - 1) / KERN_BLOCK);
-	s->job.in_bytes = (s->job.u1 - s->job.u0) * in_unit_sum(pp->env->lay, t);
+	s->job.in_bytes = in_bytes_sum(pp->env->lay, t, s->job.u1 - s->job.u0);
 	s->state = SLOT_BUSY;
 	pp->it_unit = s->job.u1;
 	return (int64_t)k;
@@ -400,6 +402,10 @@ int pipe_widen_input(const struct kern *k, const struct tensor *t, unsigned m,
 {
 	if (t->in[m].q)
 		return fp8_dequant(t->in[m].q, t->in[m].dt, src, u0, n, dst, sbuf, err);
+	if (ggml_block_dtype(t->in[m].dt)) { /* a job is whole blocks (pipe_step) */
+		ggml_dequant(t->in[m].dt, src, n / t->in[m].be, dst);
+		return 0;
+	}
 	k->decode(t->in[m].dt, src, dst, n);
 	return 0;
 }
@@ -457,8 +463,8 @@ static int start_job(struct worker *w, struct wjob *j, struct lines_error *err)
 
 	for (unsigned m = 0; m < pp->env->lay->ninputs; m++) {
 		j->spans[m].file = t->in[m].file;
-		j->spans[m].off = t->in[m].off + job->u0 * t->in[m].unit;
-		j->spans[m].len = (size_t)((job->u1 - job->u0) * t->in[m].unit);
+		j->spans[m].off = t->in[m].off + src_bytes(&t->in[m], job->u0);
+		j->spans[m].len = (size_t)src_bytes(&t->in[m], job->u1 - job->u0);
 	}
 	j->batch.n = pp->env->lay->ninputs;
 	j->batch.seq = (uint64_t)j->k;

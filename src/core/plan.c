@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "fp8.h"
+#include "ggml_quants.h"
 #include "plan.h"
 #include "stream.h"
 
@@ -60,6 +61,14 @@ static int parse_out_dtype(const char *s, enum dtype *d, struct lines_error *err
 	                  "unknown output dtype '%s' (bf16, f16, f32, f64 or fp8)", s);
 }
 
+/* An output named as GGUF (x.gguf, x.gguf.zst): lines does not write GGUF yet. */
+static int gguf_name(const char *path)
+{
+	size_t n = strlen(path);
+	return (n >= 5 && !strcmp(path + n - 5, ".gguf")) ||
+	       (n >= 9 && !strcmp(path + n - 9, ".gguf.zst"));
+}
+
 int plan_open_inputs(struct plan *p, struct lines_error *err)
 {
 	int rc = 0, failures = 0;
@@ -81,6 +90,24 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	}
 	if (rc < 0)
 		return rc;
+	/* GGUF (fmt_gguf.c) is read and inspected; merging it waits for the
+	 * GGUF writer, and GGUF and safetensors name and lay out tensors
+	 * differently, so the two never mix */
+	int gguf = -1, st = -1;
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		if (p->in.ck[m]->files[0].fmt == &ckpt_fmt_gguf)
+			gguf = gguf < 0 ? (int)m : gguf;
+		else
+			st = st < 0 ? (int)m : st;
+	}
+	RETURN_ERROR_IF(gguf >= 0 && st >= 0, err, LINES_EMISMATCH, p->in.ck[gguf]->path, NULL,
+	                "is GGUF and %s is safetensors: the two name and lay out tensors "
+	                "differently and are not merged together",
+	                p->in.ck[st]->path);
+	RETURN_ERROR_IF(gguf >= 0 && p->o.output && gguf_name(p->o.output), err, LINES_EUNSUPPORTED,
+	                p->o.output, NULL,
+	                "GGUF output is not supported yet: GGUF models merge into a safetensors "
+	                "file (float32 where the base is quantized)");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 
@@ -112,7 +139,10 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 }
 
 /* A float dtype the pipeline decodes for the methods. */
-static int decodable(enum dtype d) { return dtype_mergeable(d) || fp8_dtype(d); }
+static int decodable(enum dtype d)
+{
+	return dtype_mergeable(d) || fp8_dtype(d) || ggml_block_dtype(d);
+}
 
 /* An embedding or output head whose vocabulary (first dimension) differs. */
 static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
@@ -226,12 +256,12 @@ static int check_unsupported(struct plan *p, struct lines_error *err)
 				first = t;
 			else if (bad <= PLAN_LIST_MAX)
 				lines_logf(&p->o, LINES_LOG_ERROR, b->path, t->name,
-				         "cannot merge %s tensors (only BF16, F16, F32, F64, F8_E4M3 and F8_E5M2)",
+				         "cannot merge %s tensors (only BF16, F16, F32, F64, F8_E4M3, F8_E5M2 and ggml's Q4_0 to Q8_K)",
 				         dtype_name(t->dtype));
 		}
 	}
 	RETURN_ERROR_IF(bad, err, LINES_EUNSUPPORTED, b->path, first->name,
-	                "cannot merge %s tensors (only BF16, F16, F32, F64, F8_E4M3 and F8_E5M2); "
+	                "cannot merge %s tensors (only BF16, F16, F32, F64, F8_E4M3, F8_E5M2 and ggml's Q4_0 to Q8_K); "
 	                "%u such tensor%s",
 	                dtype_name(first->dtype), bad, bad == 1 ? "" : "s");
 	return 0;
@@ -542,7 +572,8 @@ static int layout_sources(struct plan *p, struct tensor *t, struct lines_error *
 		t->in[m].off = ct->off;
 		t->in[m].dt = ct->dtype;
 		t->in[m].unit = t->merge ? dtype_table[ct->dtype].block_bytes : 1;
-		t->mixed |= t->merge && ct->dtype != t->in[0].dt;
+		t->in[m].be = t->merge ? dtype_table[ct->dtype].block_elems : 1;
+		t->mixed |= t->merge && (ct->dtype != t->in[0].dt || ggml_block_dtype(ct->dtype));
 		if (t->merge && fp8_dtype(ct->dtype)) {
 			t->mixed = 1; /* decoded to F32 with its scales */
 			t->in[m].q = malloc(sizeof(*t->in[m].q));
@@ -560,9 +591,12 @@ static void layout_dtypes(struct tensor *t, enum dtype forced)
 {
 	if (fp8_dtype(forced))
 		forced = DT_COUNT; /* only the float8 weights change */
-	t->out_dt = forced != DT_COUNT ? forced : fp8_dtype(t->in_dt) ? DT_BF16 : t->in_dt;
-	if (fp8_dtype(t->in_dt))
-		t->in_dt = DT_F32; /* decoded (fp8.c): mixed */
+	t->out_dt = forced != DT_COUNT ? forced
+	            : fp8_dtype(t->in_dt)  ? DT_BF16
+	            : ggml_block_dtype(t->in_dt) ? DT_F32 /* ggml's blocks decode exactly in F32 */
+	                                         : t->in_dt;
+	if (fp8_dtype(t->in_dt) || ggml_block_dtype(t->in_dt))
+		t->in_dt = DT_F32; /* decoded (fp8.c, ggml_quants.c): mixed */
 	t->units = t->nelem / dtype_table[t->in_dt].block_elems;
 	t->unit_in = dtype_table[t->in_dt].block_bytes;
 	t->unit_out = dtype_table[t->out_dt].block_bytes;

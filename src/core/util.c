@@ -157,11 +157,23 @@ const struct dtype_desc dtype_table[DT_COUNT] = {
 	[DT_F64] = {"F64", 64, 1, 1, 1, 8},
 	[DT_I64] = {"I64", 64, 0, 0, 1, 8},
 	[DT_U64] = {"U64", 64, 0, 0, 1, 8},
+	/* ggml's blocks (ggml-common.h): bits 0, as no safetensors size uses them */
+	[DT_Q4_0] = {"Q4_0", 0, 1, 0, 32, 18},
+	[DT_Q4_1] = {"Q4_1", 0, 1, 0, 32, 20},
+	[DT_Q5_0] = {"Q5_0", 0, 1, 0, 32, 22},
+	[DT_Q5_1] = {"Q5_1", 0, 1, 0, 32, 24},
+	[DT_Q8_0] = {"Q8_0", 0, 1, 0, 32, 34},
+	[DT_Q2_K] = {"Q2_K", 0, 1, 0, 256, 84},
+	[DT_Q3_K] = {"Q3_K", 0, 1, 0, 256, 110},
+	[DT_Q4_K] = {"Q4_K", 0, 1, 0, 256, 144},
+	[DT_Q5_K] = {"Q5_K", 0, 1, 0, 256, 176},
+	[DT_Q6_K] = {"Q6_K", 0, 1, 0, 256, 210},
+	[DT_Q8_K] = {"Q8_K", 0, 1, 0, 256, 292},
 };
 
 int dtype_parse(const char *name, size_t len)
 {
-	for (int i = 0; i < DT_COUNT; i++)
+	for (int i = 0; i < DT_ST_COUNT; i++)
 		if (strlen(dtype_table[i].name) == len && memcmp(dtype_table[i].name, name, len) == 0)
 			return i;
 	return -1;

@@ -22,13 +22,22 @@
 #include "hub.h"
 #include "stream.h"
 
-/* Read n bytes at off: pread for a file, in order for a stream. */
+/* Read n bytes at off: pread for a file, in order for a stream (whose
+ * first bytes may have been read already to tell its format). */
 static int hdr_read(struct ckpt_file *f, void *buf, size_t n, uint64_t off, struct lines_error *err)
 {
 	int rc;
 	if (f->zs) {
+		if (off < f->npeek) { /* the bytes read to tell the format */
+			size_t k = f->npeek - off < n ? (size_t)(f->npeek - off) : n;
+			memcpy(buf, f->peek + off, k);
+			buf = (unsigned char *)buf + k, n -= k, off += k;
+			if (n == 0)
+				return 0;
+		}
 		rc = zs_read(f->zs, buf, n, err);
-		if (rc < 0 && off == 0 && err && strstr(err->msg, "ends early"))
+		if (rc < 0 && off < 8 && f->fmt == &ckpt_fmt_safetensors && err &&
+		    strstr(err->msg, "ends early"))
 			/* not even the length: say it like a file would */
 			return lines_errf(err, LINES_EFORMAT, f->path, NULL,
 			                  "too short to be safetensors (fewer than 8 bytes)");
@@ -40,9 +49,33 @@ static int hdr_read(struct ckpt_file *f, void *buf, size_t n, uint64_t off, stru
 	return 0;
 }
 
+/* The format of the file: GGUF when it starts with "GGUF" (safetensors
+ * starts with a little-endian length whose top bytes are 0), else
+ * safetensors. A stream's first four bytes are kept for the reader. */
 static int read_header(struct ckpt_file *f, struct lines_error *err)
 {
+	unsigned char m[4];
 	f->fmt = &ckpt_fmt_safetensors;
+	if (f->zs) {
+		struct lines_error e2;
+		int rc = zs_read(f->zs, m, 4, &e2);
+		if (rc < 0) {
+			if (strstr(e2.msg, "ends early")) /* fewer than 4 bytes */
+				return lines_errf(err, LINES_EFORMAT, f->path, NULL,
+				                  "too short to be safetensors (fewer than 8 bytes)");
+			if (err)
+				*err = e2;
+			return rc;
+		}
+		memcpy(f->peek, m, 4);
+		f->npeek = 4;
+	} else if (f->size >= 4 && full_pread(f->fd, m, 4, 0) == 0) {
+		f->npeek = 0;
+	} else {
+		memset(m, 0, 4);
+	}
+	if (!memcmp(m, "GGUF", 4))
+		f->fmt = &ckpt_fmt_gguf;
 	return f->fmt->open(f, hdr_read, err);
 }
 
@@ -223,6 +256,14 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 		}
 		c->data_bytes += cf->data_end - cf->data_start;
 		c->header_bytes += cf->data_start;
+		/* GGUF says how many blocks it has (<arch>.block_count): the stack
+		 * blk has that many, even when the last ones hold no tensor */
+		for (size_t s = 0; cf->num_blocks > 0 && s < c->nstacks; s++)
+			if (!strcmp(c->stacks[s].name, "blk") && c->stacks[s].num_layers < cf->num_blocks) {
+				c->stacks[s].num_layers = cf->num_blocks;
+				if (c->num_layers < cf->num_blocks)
+					c->num_layers = cf->num_blocks;
+			}
 	}
 	sorted = calloc(c->ntensors ? c->ntensors : 1, sizeof(*sorted));
 	RETURN_ERROR_IF(!sorted, err, LINES_ENOMEM, c->path, NULL, "out of memory");

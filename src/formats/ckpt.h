@@ -33,6 +33,7 @@ struct ckpt_entry {
 struct ckpt_kv {
 	const char *key;
 	const char *value;
+	int summary; /* the value is a summary ([32000 x string]), not the value */
 };
 
 /* Read n bytes at off of the file: pread for a file, in order for a stream. */
@@ -51,6 +52,7 @@ struct ckpt_format {
 	void (*close)(struct ckpt_file *f);
 };
 extern const struct ckpt_format ckpt_fmt_safetensors;
+extern const struct ckpt_format ckpt_fmt_gguf; /* fmt_gguf.c */
 
 struct ckpt_file {
 	char *path;
@@ -73,6 +75,10 @@ struct ckpt_file {
 	uint64_t data_start; /* where the first tensor's data may begin */
 	uint64_t data_end;   /* where the last tensor's data ends: the file's end */
 	size_t heap_peak;    /* the heap in use at its parse's peak (0: unknown) */
+	long num_blocks;     /* the blocks the file says it has (GGUF's
+	                      * <arch>.block_count), 0 when it does not say */
+	unsigned char peek[4]; /* a stream's first bytes, read to tell its format */
+	unsigned npeek;
 };
 
 struct ckpt_tensor {

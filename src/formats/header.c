@@ -65,7 +65,8 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	}
 	/* the base's own metadata is carried along, except what lines rewrites */
 	for (size_t i = 0; i < bf->nmeta; i++)
-		if (strcmp(bf->meta[i].key, "format") && strncmp(bf->meta[i].key, "lines.", 6))
+		if (strcmp(bf->meta[i].key, "format") && strncmp(bf->meta[i].key, "lines.", 6) &&
+		    !bf->meta[i].summary) /* a GGUF array too long to show */
 			meta[nmeta].key = bf->meta[i].key, meta[nmeta++].value = bf->meta[i].value;
 
 #define META(k, v) (meta[nmeta].key = (k), meta[nmeta++].value = (v))
