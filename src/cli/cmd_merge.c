@@ -25,7 +25,7 @@ enum {
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
-	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_COUNT
+	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_BC_GAMMA, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -53,6 +53,7 @@ static const struct option merge_options[] = {
 	{"epsilon", required_argument, NULL, OPT_EPSILON},
 	{"ram-r", required_argument, NULL, OPT_RAM_R},
 	{"ram-alpha", required_argument, NULL, OPT_RAM_ALPHA},
+	{"bc-gamma", required_argument, NULL, OPT_BC_GAMMA},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -109,7 +110,7 @@ static void merge_help(void)
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
-	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A]\n"
+	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--bc-gamma G]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -149,14 +150,17 @@ static void merge_help(void)
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
 	       "                      dare: probability of keeping an entry (default 0.2);\n"
+	       "                      breadcrumbs: fraction kept per tensor (default 1, as\n"
+	       "                      mergekit: nothing dropped);\n"
 	       "                      a list D1,D2,... gives one per MODEL\n"
 	       "      --trim global|tensor  ties: one threshold per task over the whole model\n"
 	       "                      (default) or one per tensor\n"
 	       "      --seed S        dare: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
 	       "      --normalize, --no-normalize  linear, multislerp: divide the weights by\n"
-	       "                      their sum; ties, dare_ties: by the sum of the agreeing\n"
-	       "                      ones (default) or not\n"
+	       "                      their sum; ties, dare_ties, breadcrumbs_ties: by the sum\n"
+	       "                      of the agreeing ones (default) or not; breadcrumbs: by\n"
+	       "                      the sum of the weights (default: not, as mergekit)\n"
 	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
 	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
 	       "                      not (default: divide them by the density)\n"
@@ -173,6 +177,9 @@ static void merge_help(void)
 	       "      --ram-r R       ramplus_tl: lambda_i = 1 + R clamp(rho_i, 0, A), rho_i\n"
 	       "                      = shared_i / max(unique_i, E) per tensor (default 0.1)\n"
 	       "      --ram-alpha A   ramplus_tl: the clamp of rho_i (default 0.2, A >= 0)\n"
+	       "      --bc-gamma G|G1,G2,...  breadcrumbs, breadcrumbs_ties: fraction of each\n"
+	       "                      task vector's largest magnitudes dropped per tensor\n"
+	       "                      (mergekit's gamma; default 0.01; not LiNeS's --gamma)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -232,6 +239,9 @@ struct merge_cli {
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
 	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram;
+	int have_density;
+	double *bc_gammas;
+	size_t nbc_gammas;
 	double gamma;
 	double *tall;
 	size_t ntall;
@@ -296,7 +306,7 @@ static int parse_method_option(struct merge_cli *mc, int c)
 
 	switch (c) {
 	case OPT_DENSITY:
-		mc->have_ties_opts = 1;
+		mc->have_ties_opts = mc->have_density = 1;
 		free(mc->densities);
 		mc->densities = NULL;
 		if (cli_parse_list(mc->cmd, "--density", optarg, &mc->densities, &mc->ndensities) < 0)
@@ -324,6 +334,16 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		return parse_consensus_option(mc, c);
 	case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
 		return parse_ram_option(mc, c);
+	case OPT_BC_GAMMA:
+		free(mc->bc_gammas);
+		mc->bc_gammas = NULL;
+		if (cli_parse_list(mc->cmd, "--bc-gamma", optarg, &mc->bc_gammas, &mc->nbc_gammas) < 0)
+			return CLI_EXIT_USAGE;
+		for (size_t i = 0; i < mc->nbc_gammas; i++)
+			if (!(mc->bc_gammas[i] >= 0 && mc->bc_gammas[i] <= 1))
+				return cli_usage_error(mc->cmd, "--bc-gamma must be in [0, 1]");
+		o->bc_gamma = mc->bc_gammas[0];
+		break;
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_T:
@@ -346,7 +366,7 @@ static int parse_method_name(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
-		                                "ram, ramplus_tl)",
+		                                "ram, ramplus_tl, breadcrumbs, breadcrumbs_ties)",
 		                       optarg);
 	return 0;
 }
@@ -418,7 +438,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
-		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
+		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA: case OPT_BC_GAMMA:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -530,7 +550,10 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m %s takes no weights (-w)", name);
 	if (mc->have_ties_opts && !(mo & LINES_MOPT_DENSITY))
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
-		                                "-m ties and -m dare only");
+		                                "-m ties, -m dare and (--density) -m breadcrumbs only");
+	if (mc->bc_gammas && !(mo & LINES_MOPT_BC_GAMMA))
+		return cli_usage_error(mc->cmd, "--bc-gamma applies to -m breadcrumbs and -m "
+		                                "breadcrumbs_ties only (LiNeS's gamma is --gamma)");
 	if (mc->have_trim && !(mo & LINES_MOPT_TRIM))
 		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
 	if (mc->have_dare_opts && !(mo & LINES_MOPT_SEED))
@@ -538,7 +561,8 @@ static int check_method_options(struct merge_cli *mc)
 	if (mc->have_normalize && (!(mo & LINES_MOPT_NORMALIZE) ||
 	                           (o->method == LINES_M_DARE && !o->dare_elect)))
 		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear, "
-		                                "multislerp, ties and dare_ties only (-m mean is sum normalized; "
+		                                "multislerp, ties, dare_ties, breadcrumbs and "
+		                                "breadcrumbs_ties only (-m mean is sum normalized; "
 		                                "dare_linear sums)");
 	if (mc->have_rescale && !(mo & LINES_MOPT_RESCALE))
 		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare only");
@@ -602,6 +626,19 @@ static int check(struct merge_cli *mc)
 			                       o->nmodels == 1 ? "" : "s");
 		o->weights = mc->weights;
 	}
+	if (mc->bc_gammas && mc->nbc_gammas > 1) {
+		if (mc->nbc_gammas != o->nmodels)
+			return cli_usage_error(mc->cmd, "--bc-gamma gives %zu values for %zu model%s",
+			                       mc->nbc_gammas, o->nmodels, o->nmodels == 1 ? "" : "s");
+		o->bc_gammas = mc->bc_gammas;
+	}
+	/* mergekit's defaults for breadcrumbs: density 1 (nothing dropped),
+	 * and breadcrumbs without consensus does not normalize */
+	if ((o->method == LINES_M_BREADCRUMBS || o->method == LINES_M_BREADCRUMBS_TIES) &&
+	    !mc->have_density)
+		o->density = 1.0;
+	if (o->method == LINES_M_BREADCRUMBS && !mc->have_normalize)
+		o->no_normalize = 1;
 	if (mc->ndensities > 1) {
 		if (mc->ndensities != o->nmodels)
 			return cli_usage_error(mc->cmd, "--density gives %zu densities for %zu model%s",
@@ -887,6 +924,7 @@ out:
 	free(mc->weights);
 	free(mc->tall);
 	free(mc->densities);
+	free(mc->bc_gammas);
 	return rc;
 }
 
