@@ -107,5 +107,9 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
 		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-multislerpb.st" $g3
+		run $arch-$dt-bc.st -b $fb -m breadcrumbs --density 0.8 --bc-gamma 0.02 --lines \
+			-o "$out/$arch-$dt-bc.st" $g3
+		run $arch-$dt-bcties.st -b $fb -m breadcrumbs_ties -w 1,2,0.5 --density 0.6,0.8,0.9 \
+			--bc-gamma 0.01,0.05,0.02 --lambda 0.9 -o "$out/$arch-$dt-bcties.st" $g3
 	done
 done
