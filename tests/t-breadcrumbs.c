@@ -11,8 +11,9 @@
  *     nothing when target = 0; everything when d_i >= 1
  *     v_i    = w_i tau_i (kept), 0 (dropped)
  *     breadcrumbs       m = sum v_i, / sum w_i with --normalize
- *     breadcrumbs_ties  s = sum v_i >= 0 ? +1 : -1; m = sum of v_i of sign s,
- *                       / sum of their w_i (1 when 0) unless --no-normalize
+ *     breadcrumbs_ties  P, N = the sums of the positive and negative v_i,
+ *                       s = P + N >= 0 ? +1 : -1; m = P or N (sign s), / the
+ *                       sum of their w_i (1 when 0) unless --no-normalize
  *     ref    = b + lambda m
  * Every element within one ULP of the output dtype (BF16, F16, F32
  * families), each tensor's cuts in the manifest equal to the sort's,
@@ -114,11 +115,18 @@ static double merged(const struct scen *s, const struct cuts *c, const float *t,
 	}
 	if (!s->ties)
 		return s->normalize ? sum / (fabs(wsum) < 1e-8 ? 1.0 : wsum) : sum;
-	int sg = sum >= 0 ? 1 : -1;
-	double num = 0, den = 0;
-	for (int m = 0; m < NM; m++)
-		if (sg > 0 ? v[m] > 0 : v[m] < 0)
-			num += v[m], den += s->w[m];
+	/* the election as lines' TIES sums: the positive, then the negative */
+	double pp = 0, nn = 0, cp = 0, cn = 0;
+	for (int m = 0; m < NM; m++) {
+		if (v[m] > 0)
+			pp += v[m], cp += s->w[m];
+		if (v[m] < 0)
+			nn += v[m], cn += s->w[m];
+	}
+	double S = pp + nn;
+	if (isnan(sum) || isnan(S))
+		return NAN;
+	double num = S >= 0 ? pp : nn, den = S >= 0 ? cp : cn;
 	return s->normalize ? num / (den != 0 ? den : 1.0) : num;
 }
 

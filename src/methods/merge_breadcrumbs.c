@@ -21,13 +21,15 @@
  *   breadcrumbs       m = sum_i v_i, divided by sum_i w_i (1 when its
  *                     magnitude is below 1e-8) with --normalize (off by
  *                     default, as mergekit);
- *   breadcrumbs_ties  s = +1 where sum_i v_i >= 0, else -1 (per element,
- *                     mergekit's majority); m = the sum of the v_i of
- *                     sign s, over the sum of their w_i (1 when 0) unless
- *                     --no-normalize;
+ *   breadcrumbs_ties  P, N the sums of the positive and of the negative
+ *                     v_i; s = +1 where P + N >= 0, else -1 (per element:
+ *                     mergekit's majority, summed as lines' TIES sums);
+ *                     m = P or N (sign s), over the sum of their w_i (1
+ *                     when 0) unless --no-normalize;
  * and theta = fma(lambda, m, b) (--lambda, or LiNeS's lambda per block),
- * one rounding to the output dtype. A kept NaN makes the element NaN; a
- * dropped one is dropped.
+ * one rounding to the output dtype. A kept NaN makes the element NaN (with
+ * ties: a NaN S, which kept infinities of both signs make too); a dropped
+ * one is dropped.
  *
  * The cuts are exact, found by radix selection (radix_select.h) per
  * tensor and task, never by sorting: a `select` pass counts the high
@@ -44,6 +46,7 @@
  */
 #include "config.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -324,55 +327,18 @@ static int threshold_done(struct merge_ctx *p, struct lines_error *err)
 
 /* ---- the merge ------------------------------------------------------------------- */
 
-/*
- * The merged task vector of a tile, w.m[j], from the raw task vectors in
- * w.tp; with w.s, also s = sum_i tau_i (automatic alpha's numerator).
- */
-static void bc_merge_tile(const struct merge_ctx *p, size_t tensor, size_t nn, struct bc_ws *w,
-                          int with_sum)
+/* The merged task vector of a tile, w.m[j], from the raw task vectors in
+ * w.tp (kern_ties.h's bc_merge_tile). */
+static void bc_merge(const struct merge_ctx *p, size_t tensor, size_t nn, struct bc_ws *w)
 {
 	const struct bc *bc = B(p);
-	const uint32_t *lo = bc->lo + tensor * bc->nx, *hi = bc->hi + tensor * bc->nx;
-	const double *wt = p->w;
-	unsigned nx = bc->nx;
-	int norm = !p->o->no_normalize;
 	double wdiv = fabs(p->wsum) < 1e-8 ? 1.0 : p->wsum;
-
-	for (size_t j = 0; j < nn; j++) {
-		double v[LINES_MAX_MODELS], sum = 0.0, raw = 0.0;
-		int nan = 0;
-		for (unsigned i = 0; i < nx; i++) {
-			float x = w->tp[(size_t)i * nn + j];
-			uint32_t mg = ties_mag(x);
-			raw += (double)x;
-			v[i] = 0.0;
-			if (mg >= lo[i] && mg <= hi[i]) {
-				v[i] = wt[i] * (double)x;
-				nan |= x != x;
-				sum += v[i];
-			}
-		}
-		if (with_sum)
-			w->s[j] = raw;
-		if (nan) {
-			w->m[j] = NAN;
-			continue;
-		}
-		if (!bc->ties) {
-			w->m[j] = norm ? sum / wdiv : sum;
-			continue;
-		}
-		int s = sum >= 0.0 ? 1 : -1;
-		double num = 0.0, den = 0.0;
-		for (unsigned i = 0; i < nx; i++)
-			if (s > 0 ? v[i] > 0.0 : v[i] < 0.0)
-				num += v[i], den += wt[i];
-		w->m[j] = norm ? num / (den != 0.0 ? den : 1.0) : num;
-	}
+	bc_merge_tile(w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx, p->w,
+	              bc->ties, !p->o->no_normalize, wdiv, w->m);
 }
 
-/* The norms pass: per block |s|, |m|, s^2, m^2, elements in order,
- * leaving out those where s or m is not finite. */
+/* The norms pass: per block |s|, |m|, s^2, m^2 (s = sum_i tau_i), element
+ * j in lane j % KERN_LANES, leaving out those where s or m is not finite. */
 static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                       struct lines_error *err)
 {
@@ -382,19 +348,23 @@ static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		double *part = job->part + 4 * b;
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		part[0] = part[1] = part[2] = part[3] = 0.0;
+		double s1[KERN_LANES] = {0}, m1[KERN_LANES] = {0};
+		double s2[KERN_LANES] = {0}, m2[KERN_LANES] = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			bc_taus(p, job, j0, nn, &w);
-			bc_merge_tile(p, job->tensor, nn, &w, 1);
-			for (size_t j = 0; j < nn; j++) {
+			bc_merge(p, job->tensor, nn, &w);
+			bc_raw_sum(w.tp, B(p)->nx, nn, w.s);
+			for (size_t j = 0; j < nn; j++) { /* KERN_TILE is a multiple of the lanes */
 				double sv = w.s[j], mv = w.m[j];
-				if (!isfinite(sv) || !isfinite(mv))
-					continue;
-				part[0] += fabs(sv), part[1] += fabs(mv);
-				part[2] += sv * sv, part[3] += mv * mv;
+				int fin = fabs(sv) <= DBL_MAX && fabs(mv) <= DBL_MAX;
+				sv = fin ? sv : 0.0, mv = fin ? mv : 0.0;
+				s1[j % KERN_LANES] += fabs(sv), m1[j % KERN_LANES] += fabs(mv);
+				s2[j % KERN_LANES] += sv * sv, m2[j % KERN_LANES] += mv * mv;
 			}
 		}
+		part[0] = kern_lane_sum(s1), part[1] = kern_lane_sum(m1);
+		part[2] = kern_lane_sum(s2), part[3] = kern_lane_sum(m2);
 	}
 	return 0;
 }
@@ -423,7 +393,7 @@ static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		bc_taus(p, job, j0, nn, &w);
-		bc_merge_tile(p, job->tensor, nn, &w, 0);
+		bc_merge(p, job->tensor, nn, &w);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.m, t->lambda, nn);
 	}
 	return 0;
