@@ -157,16 +157,16 @@ static inline double bc_kept(float x, uint32_t lo, uint32_t hi, double w)
 	return bc_mask(w * (double)x, (uint64_t)((u >= lo) & (u <= hi)));
 }
 
-#define BC_STRIP 256 /* elements at a time: the sums stay in L1 */
+#define BC_STRIP (BC_SCRATCH / 4) /* elements at a time: the sums stay in L1 */
 
 /* bc_merge_tile() on elements [j0, j1) of the tile. */
 static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, size_t j1,
                            const uint32_t *lo, const uint32_t *hi, const double *w, int ties,
-                           int normalize, double wdiv, double *m)
+                           int normalize, double wdiv, double *m, double *sc)
 {
 	/* ties: P, N the sums of the positive and of the negative kept v_i,
 	 * cp, cn the sums of their weights; m the sum of all (NaN: a kept NaN) */
-	double pos[BC_STRIP], neg[BC_STRIP], cp[BC_STRIP], cn[BC_STRIP];
+	double *pos = sc, *neg = sc + BC_STRIP, *cp = sc + 2 * BC_STRIP, *cn = sc + 3 * BC_STRIP;
 	size_t k = j1 - j0;
 	m += j0;
 	for (size_t j = 0; j < k; j++)
@@ -227,11 +227,12 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 }
 
 void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
-                   const double *w, int ties, int normalize, double wdiv, double *m)
+                   const double *w, int ties, int normalize, double wdiv, double *m,
+                   double *sc)
 {
 	for (size_t j0 = 0; j0 < n; j0 += BC_STRIP)
 		bc_merge_strip(tp, nx, n, j0, n - j0 < BC_STRIP ? n : j0 + BC_STRIP, lo, hi, w, ties,
-		               normalize, wdiv, m);
+		               normalize, wdiv, m, sc);
 }
 
 void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s)

@@ -100,11 +100,13 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
  * (tasks in order) of the positive and of the negative v_i, s = +1 where
  * P + N >= 0, else -1, m[j] = P or N (sign s) divided when normalize by
  * the sum of the w[i] of its values (1 when 0); NaN where a kept value is
- * NaN or P + N is. Portable C that the compiler vectorizes without
- * reordering any element's sums: the same bits on every machine.
+ * NaN or P + N is. sc is scratch of BC_SCRATCH doubles. Portable C that
+ * the compiler vectorizes without reordering any element's sums: the same
+ * bits on every machine.
  */
+#define BC_SCRATCH 1024
 void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
-                   const double *w, int ties, int normalize, double wdiv, double *m);
+                   const double *w, int ties, int normalize, double wdiv, double *m, double *sc);
 /* s[j] = sum_i (double)tp[i * n + j], tasks in order. */
 void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s);
 

@@ -148,18 +148,20 @@ static void bc_set_cuts(struct bc *bc, size_t e)
 struct bc_ws {
 	float *bt, *tp;
 	unsigned char *flags;
-	double *m, *s;
+	double *m, *s, *sc;
 };
 static size_t bc_scratch(unsigned nx)
 {
-	return (size_t)KERN_TILE * (sizeof(float) * ((size_t)nx + 1) + 1 + 2 * sizeof(double)) + 64;
+	return (size_t)KERN_TILE * (sizeof(float) * ((size_t)nx + 1) + 1 + 2 * sizeof(double)) +
+	       BC_SCRATCH * sizeof(double) + 64;
 }
 static struct bc_ws bc_ws_at(void *mem, unsigned nx)
 {
 	struct bc_ws w;
 	w.m = mem;
 	w.s = w.m + KERN_TILE;
-	w.bt = (float *)(void *)(w.s + KERN_TILE);
+	w.sc = w.s + KERN_TILE; /* BC_SCRATCH */
+	w.bt = (float *)(void *)(w.sc + BC_SCRATCH);
 	w.tp = w.bt + KERN_TILE;
 	w.flags = (unsigned char *)(w.tp + (size_t)nx * KERN_TILE);
 	return w;
@@ -334,7 +336,7 @@ static void bc_merge(const struct merge_ctx *p, size_t tensor, size_t nn, struct
 	const struct bc *bc = B(p);
 	double wdiv = fabs(p->wsum) < 1e-8 ? 1.0 : p->wsum;
 	bc_merge_tile(w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx, p->w,
-	              bc->ties, !p->o->no_normalize, wdiv, w->m);
+	              bc->ties, !p->o->no_normalize, wdiv, w->m, w->sc);
 }
 
 /* The norms pass: per block |s|, |m|, s^2, m^2 (s = sum_i tau_i), element
