@@ -114,5 +114,9 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-karcher.st -m karcher -o "$out/$arch-$dt-karcher.st" $g3
 		run $arch-$dt-karcherb.st -b $fb -m karcher --max-iter 3 --tol 1e-7 --lines \
 			-o "$out/$arch-$dt-karcherb.st" $g3
+		run $arch-$dt-bc.st -b $fb -m breadcrumbs --density 0.8 --bc-gamma 0.02 --lines \
+			-o "$out/$arch-$dt-bc.st" $g3
+		run $arch-$dt-bcties.st -b $fb -m breadcrumbs_ties -w 1,2,0.5 --density 0.6,0.8,0.9 \
+			--bc-gamma 0.01,0.05,0.02 --lambda 0.9 -o "$out/$arch-$dt-bcties.st" $g3
 	done
 done

@@ -177,12 +177,15 @@ enum lines_method {
 	LINES_M_KARCHER,   /* mergekit's karcher: the Riemannian mean of N models on the sphere */
 	LINES_M_DELLA,        /* DELLA: drops by magnitude rank in each row, TIES election */
 	LINES_M_DELLA_LINEAR, /* DELLA without election: the kept values summed */
+	LINES_M_BREADCRUMBS, /* Model Breadcrumbs: each task vector's top gamma and bottom
+	                      * dropped per tensor, weighted sum */
+	LINES_M_BREADCRUMBS_TIES, /* breadcrumbs' cuts, then TIES's sign election */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
- * "karcher", "della", "della_linear"):
+ * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -206,6 +209,7 @@ enum {
 	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
 	LINES_MOPT_PER_ROW = 1 << 16, /* per_row (model_stock, nuslerp)      */
 	LINES_MOPT_KARCHER = 1 << 15, /* max_iter, tol (karcher)             */
+	LINES_MOPT_BC_GAMMA = 1 << 12, /* bc_gamma(s) (breadcrumbs*)          */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -250,16 +254,20 @@ struct lines_merge_opts {
 	double beta;
 	int norm_p; /* 1 or 2                                              */
 
-	double density; /* ties, dare                                      */
+	/* ties, dare, breadcrumbs (lines merge's default for breadcrumbs is
+	 * 1, mergekit's: nothing dropped)                                  */
+	double density;
 	/* ties, dare: one density per model (nmodels entries, each in
 	 * (0, 1]), or NULL for density for every model */
 	const double *densities;
 	int trim_tensor; /* ties: per-tensor instead of global threshold    */
 	uint64_t seed;  /* dare                                            */
 	int dare_elect;
-	/* linear: the weighted sum, not divided by sum(w); ties and dare with
-	 * dare_elect: the sum of the agreeing w_i tau_i, not divided by the
-	 * sum of their weights */
+	/* linear: the weighted sum, not divided by sum(w); ties, dare with
+	 * dare_elect and breadcrumbs_ties: the sum of the agreeing w_i tau_i,
+	 * not divided by the sum of their weights; breadcrumbs: the sum, not
+	 * divided by sum(w) (lines merge sets it for breadcrumbs unless
+	 * --normalize: mergekit's default) */
 	int no_normalize;
 	/* dare: how kept values are rescaled: LINES_RESCALE_DENSITY (the
 	 * default: divided by the density), LINES_RESCALE_L1 (mergekit's
@@ -305,6 +313,11 @@ struct lines_merge_opts {
 	 * by that probability by default) */
 	double della_epsilon;
 	const double *della_epsilons;
+	/* breadcrumbs, breadcrumbs_ties: the fraction of each task vector's
+	 * largest magnitudes dropped per tensor (mergekit's gamma, default
+	 * 0.01), bc_gammas[i] for model i (nmodels entries) unless NULL */
+	double bc_gamma;
+	const double *bc_gammas;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

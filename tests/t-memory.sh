@@ -17,7 +17,7 @@ if ! command -v jq >/dev/null 2>&1 || [ ! -r /proc/self/statm ]; then
 fi
 
 family "$tmp/m" --arch many --tensors 100000 --layers 4 --hidden 16 --models 2 --seed 1 --dtype bf16 >/dev/null 2>&1
-for m in sum ties; do
+for m in sum ties breadcrumbs_ties; do
 	"$LINES" merge -n --json -m $m -b "$tmp/m/base.safetensors" --lines -o "$tmp/o.st" \
 		"$tmp/m/ft1.safetensors" "$tmp/m/ft2.safetensors" >"$tmp/plan.json" 2>/dev/null
 	bound=$(jq .memory_bound "$tmp/plan.json")

@@ -4,6 +4,7 @@
 # --dare-elect; linear, nearswap, slerp, nuslerp, multislerp, model_stock,
 # consensus, ram, ramplus_tl, karcher and the new options of ties and dare (a density
 # consensus, ram, ramplus_tl, della, della_linear and the new options of ties and dare (a density
+# consensus, ram, ramplus_tl, breadcrumbs, breadcrumbs_ties and the new options of ties and dare (a density
 # per model, --no-normalize, --rescale) give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
@@ -355,6 +356,29 @@ status 0 "-m della --density 1,0.95 -n (density 1 takes no epsilon check)" "$LIN
 "$LINES" merge -q -b "$b" -m della -o "$tmp/della-in.st" "$m1" - "$m3" <"$m2"
 check "-m della reads a model from standard input in its one pass: the same bytes" \
 	cmp -s "$tmp/della-f.st" "$tmp/della-in.st"
+# ---- breadcrumbs and breadcrumbs_ties ---------------------------------------------------------
+same "breadcrumbs --density 0.8 --bc-gamma 0.02" -b "$b" -m breadcrumbs --density 0.8 --bc-gamma 0.02 \
+	"$m1" "$m2" "$m3"
+same "breadcrumbs_ties weighted, lists, --lines auto" -b "$b" -m breadcrumbs_ties -w 1,2,0.5 \
+	--density 0.7,0.8,0.9 --bc-gamma 0.01,0.05,0.02 --lines "$m1" "$m2" "$m3"
+status 0 "-m breadcrumbs -n --json" "$LINES" merge -n --json -b "$b" -m breadcrumbs "$m1" "$m2" "$m3"
+jqok "... mergekit's defaults: density 1, gamma 0.01, no normalize; select, threshold if needed, write" \
+	'.method == "breadcrumbs" and .breadcrumbs.density == 1 and .breadcrumbs.gamma == 0.01 and .breadcrumbs.normalize == false and [.passes[].name] == ["select", "threshold", "write"] and [.passes[].optional] == [false, true, false]'
+status 0 "-m breadcrumbs_ties --lines -n --json" "$LINES" merge -n --json -b "$b" -m breadcrumbs_ties \
+	--lines --density 0.5,0.6,0.7 --bc-gamma 0.1,0.2,0.3 "$m1" "$m2" "$m3"
+jqok "... normalized by default, the lists per model, a norms pass for alpha" \
+	'.method == "breadcrumbs_ties" and .breadcrumbs_ties.density == [0.5, 0.6, 0.7] and .breadcrumbs_ties.gamma == [0.1, 0.2, 0.3] and .breadcrumbs_ties.normalize == true and [.passes[].name] == ["select", "threshold", "norms", "write"]'
+status 0 "-m breadcrumbs --normalize -n --json" "$LINES" merge -n --json -b "$b" -m breadcrumbs \
+	--normalize "$m1" "$m2"
+jqok "... normalize on" '.breadcrumbs.normalize == true'
+status 0 "-m breadcrumbs -n prints the passes" "$LINES" merge -n -b "$b" -m breadcrumbs --lines "$m1" "$m2" "$m3"
+"$LINES" merge -q -b "$b" -m breadcrumbs_ties --density 0.6 --bc-gamma 0.05 --json -o "$tmp/bc.st" \
+	"$m1" "$m2" "$m3" >"$tmp/bc.json"
+jqok "... after a run, every merged tensor has its cuts: lo <= hi per task" \
+	'[.tensors[] | select(.merged) | .breadcrumbs | (.lo | length) == 3 and ([.lo, .hi] | transpose | all(.[0] == null or .[1] == null or .[0] <= .[1]))] | length > 10 and all' "$tmp/bc.json"
+check "... and the manifest records the same cuts" jq -e \
+	"[.tensors[] | .breadcrumbs | select(.)] == $(jq -c '[.tensors[] | .breadcrumbs | select(.)]' "$tmp/bc.json" 2>/dev/null || echo null)" \
+	"$tmp/bc.st.manifest.json"
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
@@ -497,8 +521,27 @@ refused "della without -b" -m della "$m1" "$m2"
 refused "della --lines auto alpha, a model on standard input" -b "$b" -m della --lines "$m1" - <"$m2"
 refused "della --rescale, a model on standard input" -b "$b" -m della --rescale "$m1" - <"$m2"
 refused "ram --epsilon with 2 values" -b "$b" -m ram --epsilon 0.1,0.2 "$m1" "$m2"
+refused "breadcrumbs --bc-gamma 1.5" -b "$b" -m breadcrumbs --bc-gamma 1.5 "$m1" "$m2"
+refused "breadcrumbs --bc-gamma -0.1 in a list" -b "$b" -m breadcrumbs --bc-gamma 0.1,-0.1 "$m1" "$m2"
+refused "breadcrumbs --bc-gamma nan" -b "$b" -m breadcrumbs --bc-gamma nan "$m1" "$m2"
+refused "breadcrumbs_ties --bc-gamma with 2 values for 3 models" -b "$b" -m breadcrumbs_ties \
+	--bc-gamma 0.1,0.2 "$m1" "$m2" "$m3"
+refused "breadcrumbs --density with 2 values for 3 models" -b "$b" -m breadcrumbs --density 0.5,0.6 \
+	"$m1" "$m2" "$m3"
+refused "breadcrumbs --density 0" -b "$b" -m breadcrumbs --density 0 "$m1" "$m2"
+refused "breadcrumbs --bc-gamma given twice" -b "$b" -m breadcrumbs --bc-gamma 0.1 --bc-gamma 0.2 "$m1" "$m2"
+refused "breadcrumbs without -b" -m breadcrumbs "$m1" "$m2"
+refused "breadcrumbs --trim" -b "$b" -m breadcrumbs --trim tensor "$m1" "$m2"
+refused "breadcrumbs_ties --seed" -b "$b" -m breadcrumbs_ties --seed 1 "$m1" "$m2"
+refused "breadcrumbs --rescale" -b "$b" -m breadcrumbs --rescale "$m1" "$m2"
+refused "breadcrumbs --t" -b "$b" -m breadcrumbs --t 0.5 "$m1" "$m2"
+refused "breadcrumbs, a model on standard input (several passes)" -b "$b" -m breadcrumbs "$m1" - <"$m2"
+refused "ties --bc-gamma" -b "$b" -m ties --bc-gamma 0.1 "$m1" "$m2"
+refused "dare_ties --bc-gamma" -b "$b" -m dare_ties --bc-gamma 0.1 "$m1" "$m2"
+refused "sum --bc-gamma" -b "$b" -m sum --bc-gamma 0.1 "$m1" "$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
-	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row "--max-iter 3" "--tol 1e-3"; do
+	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row "--max-iter 3" "--tol 1e-3" \
+	"--bc-gamma 0.1"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

@@ -29,7 +29,7 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -60,6 +60,7 @@ static const struct option merge_options[] = {
 	{"per-row", no_argument, NULL, OPT_PER_ROW},
 	{"max-iter", required_argument, NULL, OPT_MAX_ITER},
 	{"tol", required_argument, NULL, OPT_TOL},
+	{"bc-gamma", required_argument, NULL, OPT_BC_GAMMA},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -121,6 +122,8 @@ static void merge_help(void)
 	       "                   [--consensus-over ta|ties]\n"
 	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--per-row]\n"
 	       "                   [--max-iter N] [--tol X]\n"
+	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
+	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--bc-gamma G]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -172,6 +175,9 @@ static void merge_help(void)
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
 	       "                      dare: probability of keeping an entry; della: the\n"
 	       "                      mean keep probability (default 0.2);\n"
+	       "                      dare: probability of keeping an entry (default 0.2);\n"
+	       "                      breadcrumbs: fraction kept per tensor (default 1, as\n"
+	       "                      mergekit: nothing dropped);\n"
 	       "                      a list D1,D2,... gives one per MODEL\n"
 	       "      --trim global|tensor  ties: one threshold per task over the whole model\n"
 	       "                      (default) or one per tensor\n"
@@ -184,6 +190,12 @@ static void merge_help(void)
 	       "                      task vector's L1 norm per tensor (mergekit's rescale),\n"
 	       "                      or not (default: divide them by the density; della: by\n"
 	       "                      their keep probability)\n"
+	       "                      their sum; ties, dare_ties, breadcrumbs_ties: by the sum\n"
+	       "                      of the agreeing ones (default) or not; breadcrumbs: by\n"
+	       "                      the sum of the weights (default: not, as mergekit)\n"
+	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
+	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
+	       "                      not (default: divide them by the density)\n"
 	       "      --t T           nearswap: the sameness threshold, T > 0 (required);\n"
 	       "                      slerp: the position, 0 the base, 1 the model (required)\n"
 	       "      --consensus-k K consensus: keep an element where at least K of the\n"
@@ -207,6 +219,9 @@ static void merge_help(void)
 	       "                      10, N >= 1)\n"
 	       "      --tol X         karcher: stop once the step is shorter than X; models\n"
 	       "                      of norm <= X are left out (default 1e-5, X > 0)\n"
+	       "      --bc-gamma G|G1,G2,...  breadcrumbs, breadcrumbs_ties: fraction of each\n"
+	       "                      task vector's largest magnitudes dropped per tensor\n"
+	       "                      (mergekit's gamma; default 0.01; not LiNeS's --gamma)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -272,6 +287,9 @@ struct merge_cli {
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
 	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram, have_per_row;
 	int have_karcher;
+	int have_density;
+	double *bc_gammas;
+	size_t nbc_gammas;
 	double gamma;
 	double *eps; /* --epsilon: one value, or one per model (della) */
 	size_t neps;
@@ -493,7 +511,7 @@ static int parse_method_option(struct merge_cli *mc, int c)
 
 	switch (c) {
 	case OPT_DENSITY:
-		mc->have_ties_opts = 1;
+		mc->have_ties_opts = mc->have_density = 1;
 		free(mc->densities);
 		mc->densities = NULL;
 		if (cli_parse_list(mc->cmd, "--density", optarg, &mc->densities, &mc->ndensities) < 0)
@@ -523,6 +541,16 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		return parse_ram_option(mc, c);
 	case OPT_MAX_ITER: case OPT_TOL:
 		return parse_karcher_option(mc, c);
+	case OPT_BC_GAMMA:
+		free(mc->bc_gammas);
+		mc->bc_gammas = NULL;
+		if (cli_parse_list(mc->cmd, "--bc-gamma", optarg, &mc->bc_gammas, &mc->nbc_gammas) < 0)
+			return CLI_EXIT_USAGE;
+		for (size_t i = 0; i < mc->nbc_gammas; i++)
+			if (!(mc->bc_gammas[i] >= 0 && mc->bc_gammas[i] <= 1))
+				return cli_usage_error(mc->cmd, "--bc-gamma must be in [0, 1]");
+		o->bc_gamma = mc->bc_gammas[0];
+		break;
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_PER_ROW: o->per_row = mc->have_per_row = 1; break;
@@ -546,7 +574,8 @@ static int parse_method_name(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
-		                                "ram, ramplus_tl, karcher, della, della_linear)",
+		                                "ram, ramplus_tl, karcher, della, della_linear, "
+		                                "breadcrumbs, breadcrumbs_ties)",
 		                       optarg);
 	return 0;
 }
@@ -637,7 +666,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
 		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA: case OPT_PER_ROW:
-		case OPT_MAX_ITER: case OPT_TOL:
+		case OPT_MAX_ITER: case OPT_TOL: case OPT_BC_GAMMA:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -757,7 +786,11 @@ static int check_method_options(struct merge_cli *mc)
 		                                "over TIES's merge)");
 	if (mc->have_ties_opts && !(mo & LINES_MOPT_DENSITY))
 		return cli_usage_error(mc->cmd, "--density, --trim, --seed and --dare-elect apply to "
-		                                "-m ties, -m dare and -m della only");
+		                                "-m ties, -m dare, -m della and (--density) -m "
+		                                "breadcrumbs only");
+	if (mc->bc_gammas && !(mo & LINES_MOPT_BC_GAMMA))
+		return cli_usage_error(mc->cmd, "--bc-gamma applies to -m breadcrumbs and -m "
+		                                "breadcrumbs_ties only (LiNeS's gamma is --gamma)");
 	if (mc->have_trim && !(mo & LINES_MOPT_TRIM))
 		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
 	if (mc->have_dare_opts && !(mo & LINES_MOPT_SEED))
@@ -771,6 +804,8 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear, "
 		                                "multislerp, ties, dare_ties and della only (-m mean is sum "
 		                                "normalized; "
+		                                "multislerp, ties, dare_ties, breadcrumbs and "
+		                                "breadcrumbs_ties only (-m mean is sum normalized; "
 		                                "dare_linear sums)");
 	if (mc->have_rescale && !(mo & LINES_MOPT_RESCALE))
 		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare and -m "
@@ -868,6 +903,19 @@ static int check(struct merge_cli *mc)
 			                       o->nmodels == 1 ? "" : "s");
 		o->weights = mc->weights;
 	}
+	if (mc->bc_gammas && mc->nbc_gammas > 1) {
+		if (mc->nbc_gammas != o->nmodels)
+			return cli_usage_error(mc->cmd, "--bc-gamma gives %zu values for %zu model%s",
+			                       mc->nbc_gammas, o->nmodels, o->nmodels == 1 ? "" : "s");
+		o->bc_gammas = mc->bc_gammas;
+	}
+	/* mergekit's defaults for breadcrumbs: density 1 (nothing dropped),
+	 * and breadcrumbs without consensus does not normalize */
+	if ((o->method == LINES_M_BREADCRUMBS || o->method == LINES_M_BREADCRUMBS_TIES) &&
+	    !mc->have_density)
+		o->density = 1.0;
+	if (o->method == LINES_M_BREADCRUMBS && !mc->have_normalize)
+		o->no_normalize = 1;
 	if (mc->ndensities > 1) {
 		if (mc->ndensities != o->nmodels)
 			return cli_usage_error(mc->cmd, "--density gives %zu densities for %zu model%s",
@@ -1393,6 +1441,7 @@ out:
 	free(mc->densities);
 	free_sweep(mc);
 	free(mc->eps);
+	free(mc->bc_gammas);
 	return rc;
 }
 

@@ -137,6 +137,113 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
 	(k->ties_elect ? k->ties_elect : kern_scalar.ties_elect)(tp, n, nx, thr, maj, mtl, sign);
 }
 
+/* v where bit is 1, else +0.0: a bit mask, without branches (a multiply
+ * by 0 would make 0 * inf a NaN). */
+static inline double bc_mask(double v, uint64_t bit)
+{
+	uint64_t u;
+	memcpy(&u, &v, 8);
+	u &= (uint64_t)0 - bit;
+	memcpy(&v, &u, 8);
+	return v;
+}
+
+/* The kept value of tau: w times it, or 0. */
+static inline double bc_kept(float x, uint32_t lo, uint32_t hi, double w)
+{
+	uint32_t u;
+	memcpy(&u, &x, 4);
+	u &= 0x7fffffffu;
+	return bc_mask(w * (double)x, (uint64_t)((u >= lo) & (u <= hi)));
+}
+
+#define BC_STRIP (BC_SCRATCH / 4) /* elements at a time: the sums stay in L1 */
+
+/* bc_merge_tile() on elements [j0, j1) of the tile. */
+static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, size_t j1,
+                           const uint32_t *lo, const uint32_t *hi, const double *w, int ties,
+                           int normalize, double wdiv, double *m, double *sc)
+{
+	/* ties: P, N the sums of the positive and of the negative kept v_i,
+	 * cp, cn the sums of their weights; m the sum of all (NaN: a kept NaN) */
+	double *pos = sc, *neg = sc + BC_STRIP, *cp = sc + 2 * BC_STRIP, *cn = sc + 3 * BC_STRIP;
+	size_t k = j1 - j0;
+	m += j0;
+	for (size_t j = 0; j < k; j++)
+		m[j] = 0.0;
+	if (!ties) {
+		for (unsigned i = 0; i < nx; i++) { /* tasks in order */
+			const float *t = tp + (size_t)i * n + j0;
+			const uint32_t l = lo[i], h = hi[i];
+			const double c = w[i];
+			for (size_t j = 0; j < k; j++)
+				m[j] += bc_kept(t[j], l, h, c);
+		}
+		for (size_t j = 0; normalize && j < k; j++)
+			m[j] = m[j] / wdiv;
+		return;
+	}
+	for (size_t j = 0; j < k; j++)
+		pos[j] = neg[j] = cp[j] = cn[j] = 0.0;
+	for (unsigned i = 0; i < nx; i++) {
+		const float *t = tp + (size_t)i * n + j0;
+		const uint32_t l = lo[i], h = hi[i];
+		const double c = w[i], ac = fabs(c);
+		if (!(ac >= 0x1p-900 && ac <= 0x1p900)) { /* 0, tiny, huge or NaN: compare v */
+			for (size_t j = 0; j < k; j++) {
+				double v = bc_kept(t[j], l, h, c);
+				m[j] += v;
+				pos[j] += v > 0.0 ? v : 0.0;
+				cp[j] += v > 0.0 ? c : 0.0;
+				neg[j] += v < 0.0 ? v : 0.0;
+				cn[j] += v < 0.0 ? c : 0.0;
+			}
+			continue;
+		}
+		/* v = c x is then nonzero with the sign of c x exactly when x is
+		 * nonzero (no underflow, no overflow): its sign from x's bits, in
+		 * integers, so that the compiler vectorizes the loop */
+		const uint32_t flip = c < 0.0 ? 0x80000000u : 0;
+		for (size_t j = 0; j < k; j++) {
+			uint32_t u;
+			memcpy(&u, &t[j], 4);
+			uint32_t a = u & 0x7fffffffu, sg = (u ^ flip) >> 31;
+			uint32_t in = (a >= l) & (a <= h) & (a != 0);
+			double v = bc_mask(c * (double)t[j], (uint64_t)((a >= l) & (a <= h)));
+			uint64_t kp = (uint64_t)(in & (sg ^ 1u)), kn = (uint64_t)(in & sg);
+			m[j] += v;
+			pos[j] += bc_mask(v, kp);
+			cp[j] += bc_mask(c, kp);
+			neg[j] += bc_mask(v, kn);
+			cn[j] += bc_mask(c, kn);
+		}
+	}
+	for (size_t j = 0; j < k; j++) {
+		double s = pos[j] + neg[j];
+		double num = s >= 0.0 ? pos[j] : neg[j], d = s >= 0.0 ? cp[j] : cn[j];
+		d = normalize && d != 0.0 ? d : 1.0;
+		m[j] = m[j] != m[j] || s != s ? m[j] + s : num / d;
+	}
+}
+
+void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
+                   const double *w, int ties, int normalize, double wdiv, double *m,
+                   double *sc)
+{
+	for (size_t j0 = 0; j0 < n; j0 += BC_STRIP)
+		bc_merge_strip(tp, nx, n, j0, n - j0 < BC_STRIP ? n : j0 + BC_STRIP, lo, hi, w, ties,
+		               normalize, wdiv, m, sc);
+}
+
+void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s)
+{
+	for (size_t j = 0; j < n; j++)
+		s[j] = 0.0;
+	for (unsigned i = 0; i < nx; i++)
+		for (size_t j = 0; j < n; j++)
+			s[j] += (double)tp[(size_t)i * n + j];
+}
+
 uint64_t dare_key(uint64_t seed, unsigned task, uint64_t name_hash)
 {
 	return kern_mix64(seed ^ kern_mix64(((uint64_t)task + 1) * 0x100000001b3ull ^

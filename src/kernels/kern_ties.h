@@ -92,6 +92,25 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
                      signed char *sign);
 
 /*
+ * Breadcrumbs' merge of a tile (merge_breadcrumbs.c): tp[i * n + j] is the
+ * raw task vector tau_i of element j; it is kept when lo[i] <= its
+ * magnitude's bits <= hi[i], as v_i = w[i] * (double)tau_i (0 when
+ * dropped). Without ties: m[j] = sum_i v_i (tasks in order), divided by
+ * wdiv when normalize. With ties, as lines' TIES elects: P and N the sums
+ * (tasks in order) of the positive and of the negative v_i, s = +1 where
+ * P + N >= 0, else -1, m[j] = P or N (sign s) divided when normalize by
+ * the sum of the w[i] of its values (1 when 0); NaN where a kept value is
+ * NaN or P + N is. sc is scratch of BC_SCRATCH doubles. Portable C that
+ * the compiler vectorizes without reordering any element's sums: the same
+ * bits on every machine.
+ */
+#define BC_SCRATCH 1024
+void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
+                   const double *w, int ties, int normalize, double wdiv, double *m, double *sc);
+/* s[j] = sum_i (double)tp[i * n + j], tasks in order. */
+void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s);
+
+/*
  * DARE's draw for element idx of a tensor of task `task` is
  * u = (kern_mix64(key ^ idx * KERN_DARE_STEP) >> 11) * 2^-53, uniform in
  * [0, 1), with

@@ -87,8 +87,9 @@
 #include "kern_ties.h"
 #include "fp8.h"
 #include "method.h"
+#include "radix_select.h"
 
-#define BINS 65536u
+#define BINS RSEL_BINS
 #define SPEC_NX 16  /* tasks at most for a prediction (the sample counts per piece and task) */
 #define SAMPLE_PIECES 4096u /* at most, and at most an eighth of the model */
 #define SAMPLE_PIECE 2048u /* elements */
@@ -564,28 +565,21 @@ static void find_bins(struct ties *ts, size_t e, uint64_t d, const struct lines_
 {
 	for (unsigned i = 0; i < ts->nx; i++) {
 		uint64_t k = rank_k(d, density_of(o, i)); /* each task its own */
-		const uint64_t *h = ts->run + (size_t)i * BINS;
-		uint64_t cum = 0;
 		size_t idx = e * ts->nx + i;
+		struct rsel r;
 		if (k == 0) { /* nothing to trim */
 			ts->known[idx] = 1;
 			ts->thr[idx] = 0;
 			ts->rank[idx] = 0;
 			continue;
 		}
-		for (uint32_t b = 0; b < BINS / 2; b++) { /* counts by ties_key() */
-			uint64_t c = h[2 * b] + h[2 * b + 1];
-			if (cum + c >= k) {
-				ts->bin[idx] = b;
-				ts->rank[idx] = k - cum;
-				if (k - cum <= h[2 * b + 1]) { /* the bin's smallest value */
-					ts->known[idx] = 1;
-					ts->thr[idx] = b << 16;
-					ts->bcnt[idx] = h[2 * b + 1];
-				}
-				break;
-			}
-			cum += c;
+		rsel_bin(ts->run + (size_t)i * BINS, k, &r);
+		ts->bin[idx] = r.bin;
+		ts->rank[idx] = r.rank;
+		if (r.known) {
+			ts->known[idx] = 1;
+			ts->thr[idx] = r.thr;
+			ts->bcnt[idx] = r.bcnt;
 		}
 	}
 }
@@ -594,19 +588,13 @@ static void find_thresholds(struct ties *ts, size_t e)
 {
 	for (unsigned i = 0; i < ts->nx; i++) {
 		size_t idx = e * ts->nx + i;
-		const uint64_t *h = ts->run + (size_t)i * BINS;
-		uint64_t cum = 0;
+		struct rsel r = {ts->bin[idx], ts->rank[idx], ts->thr[idx], 0, 0};
 		if (ts->known[idx])
 			continue;
-		for (uint32_t l = 0; l < BINS; l++) {
-			if (cum + h[l] >= ts->rank[idx]) {
-				ts->thr[idx] = ts->bin[idx] << 16 | l;
-				ts->rank[idx] -= cum; /* inside the key's bucket */
-				ts->bcnt[idx] = h[l];
-				break;
-			}
-			cum += h[l];
-		}
+		rsel_low(ts->run + (size_t)i * BINS, &r);
+		ts->thr[idx] = r.thr;
+		ts->rank[idx] = r.rank;
+		ts->bcnt[idx] = r.bcnt;
 		ts->known[idx] = 1;
 	}
 }
