@@ -171,11 +171,13 @@ enum lines_method {
 	LINES_M_RAMPLUS_TL, /* mergekit's ramplus_tl: ram, lone changes scaled per tensor */
 	LINES_M_MULTISLERP, /* mergekit's multislerp: N models on the sphere (task vectors
 	                     * with a base) */
+	LINES_M_SCE,        /* mergekit's sce: select by variance, weights, TIES election */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
- * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl"):
+ * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
+ * "sce"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -197,6 +199,7 @@ enum {
 	LINES_MOPT_RESCALE = 1 << 9, /* rescale (dare)                       */
 	LINES_MOPT_EPSILON = 1 << 10, /* ram_epsilon (ram, ramplus_tl)        */
 	LINES_MOPT_RAM = 1 << 11,    /* ram_r, ram_alpha (ramplus_tl)        */
+	LINES_MOPT_SELECT_TOPK = 1 << 14, /* select_topk (sce)               */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -257,6 +260,10 @@ struct lines_merge_opts {
 	double ram_epsilon;
 	double ram_r;
 	double ram_alpha;
+	/* sce: the fraction of the positions with a nonzero variance across
+	 * the task vectors that is kept, those of largest variance, in [0, 1]
+	 * (default 1: no selection) */
+	double select_topk;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

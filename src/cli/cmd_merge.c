@@ -25,7 +25,7 @@ enum {
 	OPT_CHUNK, OPT_STRICT, OPT_DIRECT, OPT_ZSTD_LEVEL, OPT_NO_CHECKSUM, OPT_CHECKSUM_FILE,
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
-	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_COUNT
+	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_SELECT_TOPK, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -53,6 +53,7 @@ static const struct option merge_options[] = {
 	{"epsilon", required_argument, NULL, OPT_EPSILON},
 	{"ram-r", required_argument, NULL, OPT_RAM_R},
 	{"ram-alpha", required_argument, NULL, OPT_RAM_ALPHA},
+	{"select-topk", required_argument, NULL, OPT_SELECT_TOPK},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -109,7 +110,7 @@ static void merge_help(void)
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
-	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A]\n"
+	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--select-topk F]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -135,10 +136,12 @@ static void merge_help(void)
 	       "                      models on the sphere around their weighted mean; of\n"
 	       "                      their task vectors with -b), model_stock (the\n"
 	       "                      models' mean pulled toward the base by their angle),\n"
-	       "                      ram (mean over the models that changed an element) or\n"
-	       "                      ramplus_tl (ram, lone changes scaled per tensor)\n"
+	       "                      ram (mean over the models that changed an element),\n"
+	       "                      ramplus_tl (ram, lone changes scaled per tensor) or\n"
+	       "                      sce (positions of high variance, weights from mean\n"
+	       "                      squares, signs elected as ties)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
-	       "                      slerp, model_stock, ram or ramplus_tl)\n"
+	       "                      slerp, model_stock, ram, ramplus_tl or sce)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -173,6 +176,8 @@ static void merge_help(void)
 	       "      --ram-r R       ramplus_tl: lambda_i = 1 + R clamp(rho_i, 0, A), rho_i\n"
 	       "                      = shared_i / max(unique_i, E) per tensor (default 0.1)\n"
 	       "      --ram-alpha A   ramplus_tl: the clamp of rho_i (default 0.2, A >= 0)\n"
+	       "      --select-topk F sce: keep the fraction F of the positions, those whose\n"
+	       "                      task vectors vary most (default 1: all; 0 <= F <= 1)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -231,7 +236,7 @@ struct merge_cli {
 	const char *mname; /* -m as given */
 	int have_lambda, have_alpha, have_beta, have_gamma, dry_run, json;
 	int have_method, have_lines, have_norm, have_ties_opts, have_trim, have_dare_opts;
-	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram;
+	int have_normalize, have_t, have_consensus, have_rescale, have_epsilon, have_ram, have_select;
 	double gamma;
 	double *tall;
 	size_t ntall;
@@ -325,6 +330,13 @@ static int parse_method_option(struct merge_cli *mc, int c)
 	case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
 		return parse_ram_option(mc, c);
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
+	case OPT_SELECT_TOPK:
+		mc->have_select = 1;
+		if (cli_parse_double(mc->cmd, "--select-topk", optarg, &o->select_topk) < 0)
+			return CLI_EXIT_USAGE;
+		if (!(o->select_topk >= 0 && o->select_topk <= 1))
+			return cli_usage_error(mc->cmd, "--select-topk must be in [0, 1]");
+		break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_T:
 		mc->have_t = 1;
@@ -346,7 +358,7 @@ static int parse_method_name(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "-m: unknown method '%s' (sum, task_arithmetic, mean, "
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
-		                                "ram, ramplus_tl)",
+		                                "ram, ramplus_tl, sce)",
 		                       optarg);
 	return 0;
 }
@@ -418,7 +430,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_NORMALIZE: case OPT_NO_NORMALIZE: case OPT_T:
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
-		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA:
+		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA: case OPT_SELECT_TOPK:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -517,10 +529,11 @@ static int check_method_options(struct merge_cli *mc)
 		                                "lines merge -m ties or -m dare");
 	if (!strcmp(mc->cmd, "scale") &&
 	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale ||
-	     mc->have_epsilon || mc->have_ram))
+	     mc->have_epsilon || mc->have_ram || mc->have_select))
 		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --rescale, --no-rescale, "
 		                                "--t, the --consensus and --tall-lambda options, "
-		                                "--epsilon and the --ram options belong to lines merge");
+		                                "--epsilon, the --ram options and --select-topk "
+		                                "belong to lines merge");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -555,6 +568,8 @@ static int check_method_options(struct merge_cli *mc)
 	if (mc->have_ram && !(mo & LINES_MOPT_RAM))
 		return cli_usage_error(mc->cmd, "--ram-r and --ram-alpha apply to -m ramplus_tl only "
 		                                "(LiNeS's alpha is --alpha)");
+	if (mc->have_select && !(mo & LINES_MOPT_SELECT_TOPK))
+		return cli_usage_error(mc->cmd, "--select-topk applies to -m sce only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
@@ -718,6 +733,10 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 		print_consensus(f, o);
 	if (o->method == LINES_M_RAM || o->method == LINES_M_RAMPLUS_TL)
 		print_ram(f, o);
+	if (o->method == LINES_M_SCE)
+		fprintf(f, "  sce: %s; weights per tensor from the mean squares\n",
+		        o->select_topk < 1 ? "keep the positions of largest variance (--select-topk)"
+		                           : "every position kept (--select-topk 1)");
 	if (!o->lines) {
 		fprintf(f, "  lambda: %g (no LiNeS)\n", o->lambda);
 		return;

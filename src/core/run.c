@@ -41,6 +41,7 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 	o->ram_epsilon = 1e-5;
 	o->ram_r = 0.1;
 	o->ram_alpha = 0.2;
+	o->select_topk = 1.0;
 	o->io = LINES_IO_AUTO;
 }
 

@@ -72,6 +72,7 @@ enum {
 	METHOD_USES_RESCALE = LINES_MOPT_RESCALE, /* --rescale, --no-rescale */
 	METHOD_USES_EPSILON = LINES_MOPT_EPSILON, /* --epsilon */
 	METHOD_USES_RAM = LINES_MOPT_RAM,         /* --ram-r, --ram-alpha */
+	METHOD_USES_SELECT_TOPK = LINES_MOPT_SELECT_TOPK, /* --select-topk */
 	/* the merged task vector is linear in the inputs: automatic alpha is
 	 * known in closed form with equal weights, else from a norm pass */
 	METHOD_LINEAR = 1 << 16,
@@ -82,7 +83,8 @@ enum {
 #define METHOD_MOPTS                                                                          \
 	(LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED | LINES_MOPT_NORMALIZE |          \
 	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL |         \
-	 LINES_MOPT_CONSENSUS | LINES_MOPT_RESCALE | LINES_MOPT_EPSILON | LINES_MOPT_RAM)
+	 LINES_MOPT_CONSENSUS | LINES_MOPT_RESCALE | LINES_MOPT_EPSILON | LINES_MOPT_RAM |         \
+	 LINES_MOPT_SELECT_TOPK)
 
 struct method {
 	const char *name;

@@ -12,7 +12,7 @@
 /* One per merge_*.c. */
 extern const struct method method_sum, method_mean, method_ties, method_dare, method_linear,
 	method_nearswap, method_consensus, method_slerp, method_nuslerp, method_model_stock,
-	method_ram, method_ramplus_tl, method_multislerp;
+	method_ram, method_ramplus_tl, method_multislerp, method_sce;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
@@ -28,6 +28,7 @@ static const struct method *const methods[] = {
 	[LINES_M_RAM] = &method_ram,
 	[LINES_M_RAMPLUS_TL] = &method_ramplus_tl,
 	[LINES_M_MULTISLERP] = &method_multislerp,
+	[LINES_M_SCE] = &method_sce,
 };
 
 /* Other names of a method (mergekit's), parsed but never shown: the
