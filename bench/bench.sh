@@ -203,7 +203,7 @@ ties() {
 	b=$1
 	shift
 	cat "$b" "$@" >/dev/null
-	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|model_stock --norm l2|ram|ramplus_tl"
+	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|model_stock --norm l2|ram|ramplus_tl|sce|sce --select-topk 0.3"
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
 		q=0

@@ -104,6 +104,8 @@ for arch in llama gpt2 clip t5; do
 		run $arch-$dt-ramplus.st -b $fb -m ramplus_tl --epsilon 0.002 --ram-r 0.5 --ram-alpha 3 \
 			--lambda 0.9 -o "$out/$arch-$dt-ramplus.st" $m3
 		g3="$g/ft1.safetensors $g/ft2.safetensors $g/ft3.safetensors"
+		run $arch-$dt-sce.st -b $fb -m sce --select-topk 0.4 --lines -o "$out/$arch-$dt-sce.st" $g3
+		run $arch-$dt-sce1.st -b $fb -m sce --lambda 0.8 -o "$out/$arch-$dt-sce1.st" $g3
 		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
 		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-multislerpb.st" $g3
