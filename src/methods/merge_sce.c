@@ -48,11 +48,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "kern_sce.h"
 #include "method.h"
 
 #define SCE_HI 32768u /* high 16 bits of a key: its top bit is 0 */
 #define SCE_LO 65536u
 #define SCE_NONE UINT32_MAX /* a threshold above every key: keep nothing */
+/* Elements per tile: a tile's arrays stay in the level-1 cache (the
+ * element loops make several sweeps over them). */
+#define SCE_TILE 256
 
 struct sce_state {
 	int select;       /* select_topk < 1 */
@@ -72,16 +76,20 @@ struct sce_state {
 	int selected, weighed;
 };
 
-/* A worker's tiles: the base, the output, float32 room, the task vectors. */
+/* A worker's tiles: the base, the plain sum, the merged vector, the
+ * output (also room for sce_elect), float32 room, the keys and the mask,
+ * the task vectors. */
 struct sce_scratch {
-	double b[KERN_TILE], out[KERN_TILE];
-	float f[KERN_TILE];
-	double tau[]; /* tau[i * KERN_TILE + j] */
+	double b[SCE_TILE], s[SCE_TILE], mtl[SCE_TILE], out[SCE_TILE], den[SCE_TILE];
+	float f[SCE_TILE], bf[SCE_TILE];
+	uint32_t key[SCE_TILE];
+	unsigned char keep[SCE_TILE];
+	double tau[]; /* tau[i * SCE_TILE + j] */
 };
 
 static size_t sce_scratch_size(const struct merge_ctx *p)
 {
-	return sizeof(struct sce_scratch) + (size_t)p->nmodels * KERN_TILE * sizeof(double);
+	return sizeof(struct sce_scratch) + (size_t)p->nmodels * SCE_TILE * sizeof(double);
 }
 
 /* s->b and s->tau for elements [j0, j0 + n) of the job. */
@@ -89,65 +97,47 @@ static void sce_load(const struct merge_ctx *p, const struct tensor *t, const st
                      size_t j0, size_t n, struct sce_scratch *s)
 {
 	size_t off = j0 * t->unit_in;
-	int f64 = t->in_dt == DT_F64;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
+	if (t->in_dt == DT_F64) {
+		tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
+		for (unsigned i = 0; i < p->nmodels; i++) {
+			double *tau = s->tau + (size_t)i * SCE_TILE;
+			tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, tau, s->f);
+			for (size_t j = 0; j < n; j++)
+				tau[j] -= s->b[j];
+		}
+		return;
+	}
+	/* a float32 subtraction (the float64 difference of two float32
+	 * values rounded to float32 is the same number) */
+	p->k->decode(t->in_dt, job->in[0] + off, s->bf, n);
 	for (unsigned i = 0; i < p->nmodels; i++) {
-		double *tau = s->tau + (size_t)i * KERN_TILE;
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, tau, s->f);
-		for (size_t j = 0; j < n; j++)
-			tau[j] = f64 ? tau[j] - s->b[j] : (double)(float)(tau[j] - s->b[j]);
+		p->k->decode(t->in_dt, job->in[i + 1] + off, s->f, n);
+		sce_taus(s->f, s->bf, n, s->tau + (size_t)i * SCE_TILE, i == 0 ? s->b : NULL);
 	}
 }
 
-/* The ranking key of the variance of tau[0], tau[stride], ... (n values):
- * float32 bits, 0 only for a zero variance, NaN above +infinity. */
-static uint32_t sce_key(const double *tau, size_t stride, unsigned n)
-{
-	double mean = 0.0, var = 0.0;
-	uint32_t u;
-	float f;
-	for (unsigned i = 0; i < n; i++)
-		mean += tau[i * stride];
-	mean /= n;
-	for (unsigned i = 0; i < n; i++) {
-		double d = tau[i * stride] - mean;
-		var += d * d;
-	}
-	var /= n;
-	if (var != var)
-		return 0x7fc00000u;
-	f = (float)var;
-	memcpy(&u, &f, 4);
-	return u == 0 && var > 0.0 ? 1u : u;
-}
-
-/* Position j of the tile is kept (m_j = 1). */
-static int sce_kept(const struct merge_ctx *p, const struct sce_state *st, size_t tensor,
-                    const struct sce_scratch *s, size_t j)
+/* The tile's plain sums s->s, and with a selection its keys s->key
+ * (kern_sce.h's sce_sums) and its mask s->keep. 0 when every element is
+ * kept (s->keep not set). */
+static int sce_mask(const struct merge_ctx *p, const struct sce_state *st, size_t tensor,
+                    struct sce_scratch *s, size_t n)
 {
 	uint32_t thr = st->select ? st->thr[tensor] : 0;
+	sce_sums(s->tau, SCE_TILE, p->nmodels, n, s->s, thr ? s->key : NULL, s->out);
 	if (thr == 0)
-		return 1;
-	return thr != SCE_NONE && sce_key(s->tau + j, KERN_TILE, p->nmodels) >= thr;
+		return 0;
+	for (size_t j = 0; j < n; j++)
+		s->keep[j] = thr != SCE_NONE && s->key[j] >= thr;
+	return 1;
 }
 
-/* The merged task vector at position j of the tile (kept), with the
- * tensor's weights w; *sum gets sum_i tau_i. */
-static double sce_mtl(const struct merge_ctx *p, const struct sce_scratch *s, size_t j,
-                      const double *w, double *sum)
+/* The tile's merged task vector s->mtl, with the tensor's weights. */
+static void sce_tile_mtl(const struct merge_ctx *p, const struct sce_state *st, size_t tensor,
+                         struct sce_scratch *s, size_t n)
 {
-	double sv = 0.0, num = 0.0, den = 0.0;
-	for (unsigned i = 0; i < p->nmodels; i++)
-		sv += s->tau[(size_t)i * KERN_TILE + j];
-	*sum = sv;
-	if (!isfinite(sv))
-		return sv;
-	for (unsigned i = 0; i < p->nmodels; i++) {
-		double v = s->tau[(size_t)i * KERN_TILE + j];
-		if (sv >= 0.0 ? v > 0.0 : v < 0.0)
-			num += w[i] * v, den += w[i];
-	}
-	return num / (den < 1e-6 ? 1e-6 : den);
+	int masked = sce_mask(p, st, tensor, s, n);
+	sce_elect(s->tau, SCE_TILE, p->nmodels, n, s->s, masked ? s->keep : NULL,
+	          st->w + tensor * p->nmodels, s->out, s->den, s->mtl);
 }
 
 /* ---- select and refine: the threshold of each tensor -------------------------- */
@@ -160,14 +150,13 @@ static int sce_select_work(struct merge_ctx *p, struct pipe_job *job, void *scra
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 	memset(h, 0, SCE_HI * sizeof(uint32_t));
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+	for (size_t j0 = 0; j0 < n; j0 += SCE_TILE) {
+		size_t nn = n - j0 < SCE_TILE ? n - j0 : SCE_TILE;
 		sce_load(p, t, job, j0, nn, s);
-		for (size_t j = 0; j < nn; j++) {
-			uint32_t key = sce_key(s->tau + j, KERN_TILE, p->nmodels);
-			if (key)
-				h[key >> 16]++;
-		}
+		sce_sums(s->tau, SCE_TILE, p->nmodels, nn, s->s, s->key, s->out);
+		for (size_t j = 0; j < nn; j++)
+			if (s->key[j])
+				h[s->key[j] >> 16]++;
 	}
 	return 0;
 }
@@ -235,14 +224,13 @@ static int sce_refine_work(struct merge_ctx *p, struct pipe_job *job, void *scra
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 	memset(h, 0, SCE_LO * sizeof(uint32_t));
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+	for (size_t j0 = 0; j0 < n; j0 += SCE_TILE) {
+		size_t nn = n - j0 < SCE_TILE ? n - j0 : SCE_TILE;
 		sce_load(p, t, job, j0, nn, s);
-		for (size_t j = 0; j < nn; j++) {
-			uint32_t key = sce_key(s->tau + j, KERN_TILE, p->nmodels);
-			if (key && key >> 16 == bin)
-				h[key & 0xffffu]++;
-		}
+		sce_sums(s->tau, SCE_TILE, p->nmodels, nn, s->s, s->key, s->out);
+		for (size_t j = 0; j < nn; j++)
+			if (s->key[j] && s->key[j] >> 16 == bin)
+				h[s->key[j] & 0xffffu]++;
 	}
 	return 0;
 }
@@ -294,16 +282,17 @@ static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job, void *scr
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		for (unsigned i = 0; i < nm; i++)
 			part[i] = 0.0;
-		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		for (size_t j0 = b0; j0 < b1; j0 += SCE_TILE) {
+			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
 			sce_load(p, t, job, j0, nn, s);
-			for (size_t j = 0; j < nn; j++) {
-				if (!sce_kept(p, st, job->tensor, s, j))
-					continue;
-				for (unsigned i = 0; i < nm; i++) {
-					double v = s->tau[(size_t)i * KERN_TILE + j];
-					part[i] += v * v;
-				}
+			int masked = sce_mask(p, st, job->tensor, s, nn);
+			for (unsigned i = 0; i < nm; i++) {
+				const double *tau = s->tau + (size_t)i * SCE_TILE;
+				double sum = part[i];
+				for (size_t j = 0; j < nn; j++)
+					if (!masked || s->keep[j])
+						sum += tau[j] * tau[j];
+				part[i] = sum;
 			}
 		}
 	}
@@ -351,7 +340,6 @@ static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratc
 {
 	const struct tensor *t = &p->t[job->tensor];
 	const struct sce_state *st = p->state;
-	const double *w = st->w + job->tensor * p->nmodels;
 	struct sce_scratch *s = scratch;
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
@@ -359,16 +347,12 @@ static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratc
 		double *part = job->part + 4 * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		part[0] = part[1] = part[2] = part[3] = 0.0;
-		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		for (size_t j0 = b0; j0 < b1; j0 += SCE_TILE) {
+			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
 			sce_load(p, t, job, j0, nn, s);
+			sce_tile_mtl(p, st, job->tensor, s, nn);
 			for (size_t j = 0; j < nn; j++) {
-				double sv = 0.0, mv = 0.0;
-				if (sce_kept(p, st, job->tensor, s, j))
-					mv = sce_mtl(p, s, j, w, &sv);
-				else
-					for (unsigned i = 0; i < p->nmodels; i++)
-						sv += s->tau[(size_t)i * KERN_TILE + j];
+				double sv = s->s[j], mv = s->mtl[j];
 				if (!isfinite(sv) || !isfinite(mv))
 					continue;
 				part[0] += fabs(sv), part[1] += fabs(mv);
@@ -400,17 +384,19 @@ static int sce_write_work(struct merge_ctx *p, struct pipe_job *job, void *scrat
 {
 	const struct tensor *t = &p->t[job->tensor];
 	const struct sce_state *st = p->state;
-	const double *w = st->w + job->tensor * p->nmodels;
 	struct sce_scratch *s = scratch;
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+	for (size_t j0 = 0; j0 < n; j0 += SCE_TILE) {
+		size_t nn = n - j0 < SCE_TILE ? n - j0 : SCE_TILE;
 		sce_load(p, t, job, j0, nn, s);
-		for (size_t j = 0; j < nn; j++) {
-			double sv, mv = sce_kept(p, st, job->tensor, s, j) ? sce_mtl(p, s, j, w, &sv) : 0.0;
-			s->out[j] = fma(t->lambda, mv, s->b[j]);
-		}
+		sce_tile_mtl(p, st, job->tensor, s, nn);
+		if (t->lambda == 1.0) /* fma(1, m, b) is m + b, rounded once */
+			for (size_t j = 0; j < nn; j++)
+				s->out[j] = s->mtl[j] + s->b[j];
+		else
+			for (size_t j = 0; j < nn; j++)
+				s->out[j] = fma(t->lambda, s->mtl[j], s->b[j]);
 		tile_store(p->k, t->out_dt, s->out, nn, job->out + j0 * t->unit_out, s->f);
 	}
 	return 0;
