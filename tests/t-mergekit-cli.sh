@@ -378,6 +378,9 @@ refused "sce --select-topk -0.1" -b "$b" -m sce --select-topk -0.1 "$m1" "$m2"
 refused "sce --select-topk nan" -b "$b" -m sce --select-topk nan "$m1" "$m2"
 refused "sce --density" -b "$b" -m sce --density 0.5 "$m1" "$m2"
 refused "sce, a model on standard input (a weights pass)" -b "$b" -m sce "$m1" - <"$m2"
+family "$tmp/f8" --arch llama --dtype bf16 --layers 2 --hidden 32 --models 2 --seed 3 --fp8 block
+refused "sce --select-topk 0.5 --lines --dtype fp8 (six passes)" -b "$tmp/f8/base.safetensors" -m sce \
+	--select-topk 0.5 --lines --dtype fp8 "$tmp/f8/ft1.safetensors" "$tmp/f8/ft2.safetensors"
 refused "ties --select-topk" -b "$b" -m ties --select-topk 0.5 "$m1" "$m2"
 refused "sum --select-topk" -b "$b" -m sum --select-topk 0.5 "$m1" "$m2"
 refused "multislerp with 8 models" -m multislerp "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2"

@@ -47,6 +47,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 
 #include "kern_sce.h"
 #include "method.h"
@@ -487,6 +488,13 @@ static int sce_check(const struct lines_merge_opts *o, struct lines_error *err)
 	                "-m sce takes no weights: it computes its own per tensor (as mergekit's)");
 	RETURN_ERROR_IF(!(o->select_topk >= 0.0 && o->select_topk <= 1.0), err, LINES_EUSAGE, NULL,
 	                NULL, "--select-topk must be in [0, 1]");
+	/* select, refine, weights, norms, the scales' measure pass and write:
+	 * one more than a run has */
+	RETURN_ERROR_IF(o->select_topk < 1.0 && o->lines && o->alpha_auto && o->dtype &&
+	                    strcasecmp(o->dtype, "fp8") == 0,
+	                err, LINES_EUSAGE, NULL, NULL,
+	                "-m sce --select-topk below 1 with automatic alpha and --dtype fp8 would "
+	                "take six passes, one more than lines runs: give --alpha");
 	return 0;
 }
 
