@@ -209,7 +209,7 @@ ties() {
 	b=$1
 	shift
 	cat "$b" "$@" >/dev/null
-	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|model_stock --norm l2|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9"
+	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|model_stock --norm l2|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9|sce|sce --select-topk 0.3"
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
 		q=0

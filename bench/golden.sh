@@ -108,6 +108,8 @@ for arch in llama gpt2 clip t5; do
 			-o "$out/$arch-$dt-della.st" $g3
 		run $arch-$dt-dellalin.st -b $fb -m della_linear --rescale --epsilon 0.1 --lambda 0.8 \
 			-o "$out/$arch-$dt-dellalin.st" $g3
+		run $arch-$dt-sce.st -b $fb -m sce --select-topk 0.4 --lines -o "$out/$arch-$dt-sce.st" $g3
+		run $arch-$dt-sce1.st -b $fb -m sce --lambda 0.8 -o "$out/$arch-$dt-sce1.st" $g3
 		run $arch-$dt-multislerp.st -m multislerp -w 1,2,3 -o "$out/$arch-$dt-multislerp.st" $g3
 		run $arch-$dt-multislerpb.st -b $fb -m multislerp -w 2,1,1 --lines --alpha 0.5 \
 			-o "$out/$arch-$dt-multislerpb.st" $g3

@@ -180,12 +180,13 @@ enum lines_method {
 	LINES_M_BREADCRUMBS, /* Model Breadcrumbs: each task vector's top gamma and bottom
 	                      * dropped per tensor, weighted sum */
 	LINES_M_BREADCRUMBS_TIES, /* breadcrumbs' cuts, then TIES's sign election */
+	LINES_M_SCE,        /* mergekit's sce: select by variance, weights, TIES election */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
- * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties"):
+ * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -210,6 +211,7 @@ enum {
 	LINES_MOPT_PER_ROW = 1 << 16, /* per_row (model_stock, nuslerp)      */
 	LINES_MOPT_KARCHER = 1 << 15, /* max_iter, tol (karcher)             */
 	LINES_MOPT_BC_GAMMA = 1 << 12, /* bc_gamma(s) (breadcrumbs*)          */
+	LINES_MOPT_SELECT_TOPK = 1 << 14, /* select_topk (sce)               */
 };
 unsigned lines_method_options(enum lines_method m);
 /* DARE's rescaling of the kept values (lines_merge_opts.rescale). */
@@ -318,6 +320,10 @@ struct lines_merge_opts {
 	 * 0.01), bc_gammas[i] for model i (nmodels entries) unless NULL */
 	double bc_gamma;
 	const double *bc_gammas;
+	/* sce: the fraction of the positions with a nonzero variance across
+	 * the task vectors that is kept, those of largest variance, in [0, 1]
+	 * (default 1: no selection) */
+	double select_topk;
 
 	const char *dtype; /* output dtype "BF16"/"F16"/"F32", NULL = base's */
 	struct lines_layer_opts layers;

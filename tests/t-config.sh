@@ -234,6 +234,13 @@ parameters:
 EOF
 same "nuslerp nuslerp_flatten: false (--per-row)" "$tmp/nurow.yml" -m nuslerp --per-row -w 1,3 "$m1" "$m2"
 roundtrip "karcher --max-iter 10 --tol 1e-6 (an integer option of 10)" -m karcher --max-iter 10 --tol 1e-6 "$m1" "$m2"
+roundtrip "sce --select-topk 0.4" -b "$b" -m sce --select-topk 0.4 "$m1" "$m2" "$m3"
+roundtrip "breadcrumbs_ties, a gamma and a density per model" -b "$b" -m breadcrumbs_ties --density 0.7 \
+	-w 1,2,1 --bc-gamma 0.01,0.02,0.03 "$m1" "$m2" "$m3"
+roundtrip "breadcrumbs --normalize --lines" -b "$b" -m breadcrumbs --density 0.8 --normalize --lines "$m1" "$m2"
+roundtrip "della --seed (lines' 1/p rescale)" -b "$b" -m della --density 0.5 --epsilon 0.1 --seed 3 "$m1" "$m2"
+roundtrip "della_linear --rescale, an epsilon per model" -b "$b" -m della_linear --density 0.5 --rescale \
+	--epsilon 0.1,0.2,0.05 "$m1" "$m2" "$m3"
 roundtrip "model_stock --per-row" -b "$b" -m model_stock --per-row "$m1" "$m2"
 roundtrip "nuslerp --per-row" -m nuslerp --per-row -w 2,1 "$m1" "$m2"
 status 2 "--print-config of consensus over ties: no form yet, exit 2" "$LINES" merge -b "$b" -m consensus --consensus-over ties --print-config "$m1" "$m2"

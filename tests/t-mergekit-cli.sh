@@ -5,6 +5,7 @@
 # consensus, ram, ramplus_tl, karcher and the new options of ties and dare (a density
 # consensus, ram, ramplus_tl, della, della_linear and the new options of ties and dare (a density
 # consensus, ram, ramplus_tl, breadcrumbs, breadcrumbs_ties and the new options of ties and dare (a density
+# consensus, ram, ramplus_tl, sce and the new options of ties and dare (a density
 # per model, --no-normalize, --rescale) give the same bytes for every
 # instruction set, thread count and chunk size; and what they refuse is a
 # usage error (exit 2) that writes nothing. Values are read with jq from
@@ -67,6 +68,9 @@ same "ram --lines, alpha from a norm pass" -b "$b" -m ram --epsilon 0.002 --line
 same "ramplus_tl --lambda 0.8" -b "$b" -m ramplus_tl --lambda 0.8 "$m1" "$m2" "$m3"
 same "ramplus_tl --ram-r 0.5 --ram-alpha 5 --lines, count and norm passes" -b "$b" -m ramplus_tl \
 	--epsilon 0.003 --ram-r 0.5 --ram-alpha 5 --lines --norm l2 "$m1" "$m2" "$m3"
+same "sce --select-topk 0.3, select, refine, weights and write passes" -b "$b" -m sce \
+	--select-topk 0.3 "$m1" "$m2" "$m3"
+same "sce --lines, alpha from a norm pass" -b "$b" -m sce --select-topk 0.6 --lines "$m1" "$m2" "$m3"
 
 same "dare_ties --rescale, a density per model" -b "$b" -m dare_ties --rescale \
 	--density 0.2,0.5,0.9 -w 0.5,1.5,1 --lines "$m1" "$m2" "$m3"
@@ -379,6 +383,25 @@ jqok "... after a run, every merged tensor has its cuts: lo <= hi per task" \
 check "... and the manifest records the same cuts" jq -e \
 	"[.tensors[] | .breadcrumbs | select(.)] == $(jq -c '[.tensors[] | .breadcrumbs | select(.)]' "$tmp/bc.json" 2>/dev/null || echo null)" \
 	"$tmp/bc.st.manifest.json"
+# ---- what sce records ----------------------------------------------------------------------------
+status 0 "-m sce -n --json" "$LINES" merge -n --json -b "$b" -m sce "$m1" "$m2" "$m3"
+jqok "... select_topk 1: no selection, the weights pass and the writing pass" \
+	'.method == "sce" and .sce.select_topk == 1 and [.passes[].name] == ["weights", "write"]'
+status 0 "-m sce --select-topk 0.25 --lines -n --json" "$LINES" merge -n --json -b "$b" -m sce \
+	--select-topk 0.25 --lines "$m1" "$m2" "$m3"
+jqok "... select, refine (if needed), weights, norms, write" \
+	'.sce.select_topk == 0.25 and [.passes[].name] == ["select", "refine", "weights", "norms", "write"] and .passes[1].optional'
+"$LINES" merge -q -b "$b" -m sce --select-topk 0.25 --json -o "$tmp/sce.st" "$m1" "$m2" "$m3" >"$tmp/sce.json"
+jqok "... after the run: per merged tensor count, k = floor(0.25 count), a threshold when k > 0, 3 weights summing to 1" \
+	'[.tensors[] | select(.merged) | .sce | .k == ((.count * 0.25) | floor) and ((.k > 0) == (.threshold != null)) and (.weights | length) == 3 and ((.weights[0] | type) == "string" or ((.weights | add) - 1 | fabs) < 1e-12)] | length > 10 and all' \
+	"$tmp/sce.json"
+jqok "... the same entries in the manifest" \
+	"[.tensors[] | .sce | select(.)] == $(jq -c '[.tensors[] | .sce | select(.)]' "$tmp/sce.json" 2>/dev/null || echo null)" \
+	"$tmp/sce.st.manifest.json"
+status 0 "-m sce --select-topk 0 --json" "$LINES" merge -q -b "$b" -m sce --select-topk 0 --json \
+	-o "$tmp/sce0.st" "$m1" "$m2" "$m3"
+jqok "... k = 0 and no threshold in every merged tensor (t-sce checks that they are the base's)" \
+	'[.tensors[] | select(.merged) | .sce | .k == 0 and .threshold == null] | length > 10 and all'
 
 # ---- usage errors: exit 2, nothing written -----------------------------------------------------
 # refused DESCRIPTION ARGS...: lines merge ARGS -o OUT exits 2 and leaves no OUT
@@ -475,6 +498,18 @@ refused "ramplus_tl --ram-r inf" -b "$b" -m ramplus_tl --ram-r inf "$m1" "$m2"
 refused "ramplus_tl --epsilon given twice" -b "$b" -m ramplus_tl --epsilon 0.1 --epsilon 0.2 "$m1" "$m2"
 refused "ramplus_tl, a model on standard input (a count pass)" -b "$b" -m ramplus_tl "$m1" - <"$m2"
 refused "ram --lines auto alpha, a model on standard input" -b "$b" -m ram --lines "$m1" - <"$m2"
+refused "sce -w" -b "$b" -m sce -w 1,2 "$m1" "$m2"
+refused "sce without -b" -m sce "$m1" "$m2"
+refused "sce --select-topk 1.5" -b "$b" -m sce --select-topk 1.5 "$m1" "$m2"
+refused "sce --select-topk -0.1" -b "$b" -m sce --select-topk -0.1 "$m1" "$m2"
+refused "sce --select-topk nan" -b "$b" -m sce --select-topk nan "$m1" "$m2"
+refused "sce --density" -b "$b" -m sce --density 0.5 "$m1" "$m2"
+refused "sce, a model on standard input (a weights pass)" -b "$b" -m sce "$m1" - <"$m2"
+family "$tmp/f8" --arch llama --dtype bf16 --layers 2 --hidden 32 --models 2 --seed 3 --fp8 block
+refused "sce --select-topk 0.5 --lines --dtype fp8 (six passes)" -b "$tmp/f8/base.safetensors" -m sce \
+	--select-topk 0.5 --lines --dtype fp8 "$tmp/f8/ft1.safetensors" "$tmp/f8/ft2.safetensors"
+refused "ties --select-topk" -b "$b" -m ties --select-topk 0.5 "$m1" "$m2"
+refused "sum --select-topk" -b "$b" -m sum --select-topk 0.5 "$m1" "$m2"
 refused "multislerp with 8 models" -m multislerp "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2"
 refused "multislerp --lines without -b" -m multislerp --lines --alpha 0.5 "$m1" "$m2" "$m3"
 refused "multislerp --lambda without -b" -m multislerp --lambda 0.5 "$m1" "$m2"
@@ -541,7 +576,7 @@ refused "dare_ties --bc-gamma" -b "$b" -m dare_ties --bc-gamma 0.1 "$m1" "$m2"
 refused "sum --bc-gamma" -b "$b" -m sum --bc-gamma 0.1 "$m1" "$m2"
 for opt in "--t 1" --no-normalize --rescale --no-rescale "--consensus-k 1" "--tall-lambda 0.3" \
 	"--epsilon 0.1" "--ram-r 0.1" "--ram-alpha 0.1" --per-row "--max-iter 3" "--tol 1e-3" \
-	"--bc-gamma 0.1"; do
+	"--bc-gamma 0.1" "--select-topk 0.5"; do
 	# shellcheck disable=SC2086
 	status 2 "scale $opt: exit 2" "$LINES" scale -b "$b" --gamma 0.5 $opt -o "$tmp/no.st" "$m1"
 	check "scale $opt: nothing written" sh -c "! ls '$tmp' | grep -q '^no\.st'"

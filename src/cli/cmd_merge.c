@@ -29,7 +29,7 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -61,6 +61,7 @@ static const struct option merge_options[] = {
 	{"max-iter", required_argument, NULL, OPT_MAX_ITER},
 	{"tol", required_argument, NULL, OPT_TOL},
 	{"bc-gamma", required_argument, NULL, OPT_BC_GAMMA},
+	{"select-topk", required_argument, NULL, OPT_SELECT_TOPK},
 	{"dtype", required_argument, NULL, OPT_DTYPE},
 	{"layer-regex", required_argument, NULL, OPT_LAYER_REGEX},
 	{"num-layers", required_argument, NULL, OPT_NUM_LAYERS},
@@ -124,6 +125,7 @@ static void merge_help(void)
 	       "                   [--max-iter N] [--tol X]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...] [--consensus-over ta]\n"
 	       "                   [--epsilon E] [--ram-r R] [--ram-alpha A] [--bc-gamma G]\n"
+	       "                   [--select-topk F]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
@@ -157,9 +159,14 @@ static void merge_help(void)
 	       "                      karcher (the Riemannian mean of N <= 8 models on the\n"
 	       "                      sphere, scaled by their mean norm; no weights),\n"
 	       "                      della (drops by magnitude rank in each row, rescaled,\n"
-	       "                      then ties's election) or della_linear (della, summed)\n"
+	       "                      then ties's election), della_linear (della, summed),\n"
+	       "                      breadcrumbs (each task vector's largest and smallest\n"
+	       "                      magnitudes dropped per tensor), breadcrumbs_ties\n"
+	       "                      (breadcrumbs, then ties's election) or sce (positions\n"
+	       "                      of high variance, weights from mean squares, signs\n"
+	       "                      elected as ties)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
-	       "                      slerp, model_stock, ram, ramplus_tl or karcher)\n"
+	       "                      slerp, model_stock, ram, ramplus_tl, karcher or sce)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -174,28 +181,22 @@ static void merge_help(void)
 	       "      --norm l1|l2    the norm of automatic alpha (default l1)\n"
 	       "      --density D     ties: fraction of each task vector kept by magnitude;\n"
 	       "                      dare: probability of keeping an entry; della: the\n"
-	       "                      mean keep probability (default 0.2);\n"
-	       "                      dare: probability of keeping an entry (default 0.2);\n"
-	       "                      breadcrumbs: fraction kept per tensor (default 1, as\n"
-	       "                      mergekit: nothing dropped);\n"
-	       "                      a list D1,D2,... gives one per MODEL\n"
+	       "                      mean keep probability (default 0.2); breadcrumbs:\n"
+	       "                      fraction kept per tensor (default 1, as mergekit:\n"
+	       "                      nothing dropped); a list D1,D2,... gives one per MODEL\n"
 	       "      --trim global|tensor  ties: one threshold per task over the whole model\n"
 	       "                      (default) or one per tensor\n"
 	       "      --seed S        dare, della: the seed of the drops (default 0)\n"
 	       "      --dare-elect    dare: elect signs and average as ties does\n"
 	       "      --normalize, --no-normalize  linear, multislerp: divide the weights by\n"
-	       "                      their sum; ties, dare_ties, della: by the sum of the agreeing\n"
-	       "                      ones (default) or not\n"
+	       "                      their sum; ties, dare_ties, della, breadcrumbs_ties: by\n"
+	       "                      the sum of the agreeing ones (default) or not;\n"
+	       "                      breadcrumbs: by the sum of the weights (default: not,\n"
+	       "                      as mergekit)\n"
 	       "      --rescale, --no-rescale  dare, della: rescale the kept values to keep each\n"
 	       "                      task vector's L1 norm per tensor (mergekit's rescale),\n"
 	       "                      or not (default: divide them by the density; della: by\n"
 	       "                      their keep probability)\n"
-	       "                      their sum; ties, dare_ties, breadcrumbs_ties: by the sum\n"
-	       "                      of the agreeing ones (default) or not; breadcrumbs: by\n"
-	       "                      the sum of the weights (default: not, as mergekit)\n"
-	       "      --rescale, --no-rescale  dare: rescale the kept values to keep each task\n"
-	       "                      vector's L1 norm per tensor (mergekit's rescale), or\n"
-	       "                      not (default: divide them by the density)\n"
 	       "      --t T           nearswap: the sameness threshold, T > 0 (required);\n"
 	       "                      slerp: the position, 0 the base, 1 the model (required)\n"
 	       "      --consensus-k K consensus: keep an element where at least K of the\n"
@@ -222,6 +223,8 @@ static void merge_help(void)
 	       "      --bc-gamma G|G1,G2,...  breadcrumbs, breadcrumbs_ties: fraction of each\n"
 	       "                      task vector's largest magnitudes dropped per tensor\n"
 	       "                      (mergekit's gamma; default 0.01; not LiNeS's --gamma)\n"
+	       "      --select-topk F sce: keep the fraction F of the positions, those whose\n"
+	       "                      task vectors vary most (default 1: all; 0 <= F <= 1)\n"
 	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
@@ -290,6 +293,7 @@ struct merge_cli {
 	int have_density;
 	double *bc_gammas;
 	size_t nbc_gammas;
+	int have_select;
 	double gamma;
 	double *eps; /* --epsilon: one value, or one per model (della) */
 	size_t neps;
@@ -552,6 +556,13 @@ static int parse_method_option(struct merge_cli *mc, int c)
 		o->bc_gamma = mc->bc_gammas[0];
 		break;
 	case OPT_RESCALE: o->rescale = LINES_RESCALE_L1, mc->have_rescale = 1; break;
+	case OPT_SELECT_TOPK:
+		mc->have_select = 1;
+		if (cli_parse_double(mc->cmd, "--select-topk", optarg, &o->select_topk) < 0)
+			return CLI_EXIT_USAGE;
+		if (!(o->select_topk >= 0 && o->select_topk <= 1))
+			return cli_usage_error(mc->cmd, "--select-topk must be in [0, 1]");
+		break;
 	case OPT_NO_RESCALE: o->rescale = LINES_RESCALE_NONE, mc->have_rescale = 1; break;
 	case OPT_PER_ROW: o->per_row = mc->have_per_row = 1; break;
 	case OPT_T:
@@ -575,7 +586,7 @@ static int parse_method_name(struct merge_cli *mc)
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
 		                                "ram, ramplus_tl, karcher, della, della_linear, "
-		                                "breadcrumbs, breadcrumbs_ties)",
+		                                "breadcrumbs, breadcrumbs_ties, sce)",
 		                       optarg);
 	return 0;
 }
@@ -666,7 +677,7 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_CONSENSUS_K: case OPT_TALL_LAMBDA: case OPT_CONSENSUS_OVER:
 		case OPT_RESCALE: case OPT_NO_RESCALE:
 		case OPT_EPSILON: case OPT_RAM_R: case OPT_RAM_ALPHA: case OPT_PER_ROW:
-		case OPT_MAX_ITER: case OPT_TOL: case OPT_BC_GAMMA:
+		case OPT_MAX_ITER: case OPT_TOL: case OPT_BC_GAMMA: case OPT_SELECT_TOPK:
 			if ((rc = parse_method_option(mc, c)) != 0)
 				return rc;
 			break;
@@ -767,11 +778,12 @@ static int check_method_options(struct merge_cli *mc)
 		                                "lines merge -m ties or -m dare");
 	if (!strcmp(mc->cmd, "scale") &&
 	    (mc->have_normalize || mc->have_t || mc->have_consensus || mc->have_rescale ||
-	     mc->have_epsilon || mc->have_ram || mc->have_per_row || mc->have_karcher))
+	     mc->have_epsilon || mc->have_ram || mc->have_per_row || mc->have_karcher ||
+	     mc->have_select))
 		return cli_usage_error(mc->cmd, "--normalize, --no-normalize, --rescale, --no-rescale, "
 		                                "--t, the --consensus and --tall-lambda options, "
-		                                "--epsilon, the --ram options, --per-row, --max-iter "
-		                                "and --tol belong to lines merge");
+		                                "--epsilon, the --ram options, --per-row, --max-iter, "
+		                                "--tol and --select-topk belong to lines merge");
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
@@ -802,11 +814,9 @@ static int check_method_options(struct merge_cli *mc)
 	if (mc->have_normalize && (!(mo & LINES_MOPT_NORMALIZE) ||
 	                           (o->method == LINES_M_DARE && !o->dare_elect)))
 		return cli_usage_error(mc->cmd, "--normalize and --no-normalize apply to -m linear, "
-		                                "multislerp, ties, dare_ties and della only (-m mean is sum "
-		                                "normalized; "
-		                                "multislerp, ties, dare_ties, breadcrumbs and "
+		                                "multislerp, ties, dare_ties, della, breadcrumbs and "
 		                                "breadcrumbs_ties only (-m mean is sum normalized; "
-		                                "dare_linear sums)");
+		                                "dare_linear and della_linear sum)");
 	if (mc->have_rescale && !(mo & LINES_MOPT_RESCALE))
 		return cli_usage_error(mc->cmd, "--rescale and --no-rescale apply to -m dare and -m "
 		                                "della only");
@@ -828,6 +838,8 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--per-row applies to -m model_stock and -m nuslerp only");
 	if (mc->have_karcher && !(mo & LINES_MOPT_KARCHER))
 		return cli_usage_error(mc->cmd, "--max-iter and --tol apply to -m karcher only");
+	if (mc->have_select && !(mo & LINES_MOPT_SELECT_TOPK))
+		return cli_usage_error(mc->cmd, "--select-topk applies to -m sce only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
@@ -1056,6 +1068,10 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 		print_ram(f, o);
 	if (o->method == LINES_M_KARCHER)
 		print_karcher(f, o, ran);
+	if (o->method == LINES_M_SCE)
+		fprintf(f, "  sce: %s; weights per tensor from the mean squares\n",
+		        o->select_topk < 1 ? "keep the positions of largest variance (--select-topk)"
+		                           : "every position kept (--select-topk 1)");
 	if (!o->lines) {
 		fprintf(f, "  lambda: %g (no LiNeS)\n", o->lambda);
 		return;

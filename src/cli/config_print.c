@@ -67,12 +67,13 @@ static void put_str(FILE *f, const char *s)
 struct form {
 	const char *method;
 	int weights, densities, tall;
+	int della, bc; /* per model: della's epsilon, breadcrumbs' gamma */
 	int gta; /* lambda in parameters (task arithmetic's family) */
 };
 
 static struct form form_of(const struct lines_merge_opts *o)
 {
-	struct form fm = {lines_method_name(o->method), 0, 0, 0, 0};
+	struct form fm = {lines_method_name(o->method), 0, 0, 0, 0, 0, 0};
 	unsigned mo = lines_method_options(o->method);
 	fm.weights = (mo & LINES_MOPT_WEIGHTS) != 0;
 	fm.densities = (mo & LINES_MOPT_DENSITY) && o->method != LINES_M_CONSENSUS;
@@ -84,6 +85,10 @@ static struct form form_of(const struct lines_merge_opts *o)
 		fm.method = o->dare_elect ? "dare_ties" : "dare_linear", fm.gta = 1;
 		break;
 	case LINES_M_CONSENSUS: fm.tall = 1, fm.gta = 1; break;
+	case LINES_M_DELLA:
+	case LINES_M_DELLA_LINEAR: fm.della = 1, fm.gta = 1; break;
+	case LINES_M_BREADCRUMBS:
+	case LINES_M_BREADCRUMBS_TIES: fm.bc = 1, fm.gta = 1; break;
 	default: break;
 	}
 	return fm;
@@ -94,7 +99,7 @@ static void put_model(FILE *f, const struct lines_merge_opts *o, const struct fo
 	fputs("  - model: ", f);
 	put_str(f, o->models[i]);
 	fputc('\n', f);
-	if (!fm->weights && !fm->densities && !fm->tall)
+	if (!fm->weights && !fm->densities && !fm->tall && !fm->della && !fm->bc)
 		return;
 	fputs("    parameters:\n", f);
 	if (fm->weights)
@@ -104,6 +109,11 @@ static void put_model(FILE *f, const struct lines_merge_opts *o, const struct fo
 	if (fm->tall)
 		fprintf(f, "      tall_lambda: %s\n",
 		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
+	if (fm->della)
+		fprintf(f, "      epsilon: %s\n",
+		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
+	if (fm->bc)
+		fprintf(f, "      gamma: %s\n", num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
 }
 
 static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
@@ -136,12 +146,14 @@ static void put_params(FILE *f, const struct lines_merge_opts *o, const struct f
 	else if ((mo & LINES_MOPT_NORMALIZE) && !(o->method == LINES_M_DARE && !o->dare_elect) &&
 	         o->method != LINES_M_CONSENSUS)
 		fprintf(f, "  normalize: %s\n", o->no_normalize ? "false" : "true");
-	if (o->method == LINES_M_DARE && o->rescale != LINES_RESCALE_DENSITY)
+	if ((o->method == LINES_M_DARE || fm->della) && o->rescale != LINES_RESCALE_DENSITY)
 		fprintf(f, "  rescale: %s\n", o->rescale == LINES_RESCALE_L1 ? "true" : "false");
 	if (mo & LINES_MOPT_T)
 		fprintf(f, "  t: %s\n", num(o->t));
-	if (mo & LINES_MOPT_EPSILON)
+	if ((mo & LINES_MOPT_EPSILON) && !fm->della)
 		fprintf(f, "  epsilon: %s\n", num(o->ram_epsilon));
+	if (mo & LINES_MOPT_SELECT_TOPK)
+		fprintf(f, "  select_topk: %s\n", num(o->select_topk));
 	if (mo & LINES_MOPT_RAM)
 		fprintf(f, "  r: %s\n  alpha: %s\n", num(o->ram_r), num(o->ram_alpha));
 	if (mo & LINES_MOPT_CONSENSUS)
@@ -187,7 +199,7 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "  trim: %s\n", o->trim_tensor ? "tensor" : "global");
 	if (mo & LINES_MOPT_SEED)
 		fprintf(f, "  seed: %llu\n", (unsigned long long)o->seed);
-	if (o->method == LINES_M_DARE && o->rescale == LINES_RESCALE_DENSITY)
+	if ((o->method == LINES_M_DARE || fm->della) && o->rescale == LINES_RESCALE_DENSITY)
 		fputs("  rescale: density\n", f);
 	if (o->dtype && (!strcasecmp(o->dtype, "fp8") || !strcasecmp(o->dtype, "f64")))
 		fprintf(f, "  dtype: %s\n", o->dtype);

@@ -45,6 +45,7 @@ void lines_merge_opts_init(struct lines_merge_opts *o)
 	o->tol = 1e-5;
 	o->della_epsilon = 0.15;
 	o->bc_gamma = 0.01;
+	o->select_topk = 1.0;
 	o->io = LINES_IO_AUTO;
 }
 

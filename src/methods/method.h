@@ -75,6 +75,7 @@ enum {
 	METHOD_USES_PER_ROW = LINES_MOPT_PER_ROW, /* --per-row */
 	METHOD_USES_KARCHER = LINES_MOPT_KARCHER, /* --max-iter, --tol */
 	METHOD_USES_BC_GAMMA = LINES_MOPT_BC_GAMMA, /* --bc-gamma */
+	METHOD_USES_SELECT_TOPK = LINES_MOPT_SELECT_TOPK, /* --select-topk */
 	/* the merged task vector is linear in the inputs: automatic alpha is
 	 * known in closed form with equal weights, else from a norm pass */
 	METHOD_LINEAR = 1 << 24,
@@ -86,7 +87,7 @@ enum {
 	(LINES_MOPT_DENSITY | LINES_MOPT_TRIM | LINES_MOPT_SEED | LINES_MOPT_NORMALIZE |          \
 	 LINES_MOPT_T | LINES_MOPT_WEIGHTS | LINES_MOPT_NO_BASE | LINES_MOPT_ONE_MODEL |         \
 	 LINES_MOPT_CONSENSUS | LINES_MOPT_RESCALE | LINES_MOPT_EPSILON | LINES_MOPT_RAM |        \
-	 LINES_MOPT_KARCHER | LINES_MOPT_PER_ROW | LINES_MOPT_BC_GAMMA)
+	 LINES_MOPT_KARCHER | LINES_MOPT_PER_ROW | LINES_MOPT_BC_GAMMA | LINES_MOPT_SELECT_TOPK)
 
 struct method {
 	const char *name;
