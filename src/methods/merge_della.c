@@ -82,6 +82,7 @@ enum { DO_L1, DO_NORMS, DO_WRITE };
 struct rows {
 	double *b, *raw, *r; /* s each: the base, sum of the raw tau, the result */
 	double *tau;         /* nx x s */
+	double *pr;          /* nx x s: p of rank q in a row of the job's tensor */
 	float *tmp;          /* s */
 	uint64_t *key;       /* s */
 	uint32_t *ia, *ib;   /* s each */
@@ -89,7 +90,7 @@ struct rows {
 
 static size_t scratch_bytes(unsigned nx, uint64_t s)
 {
-	return (size_t)s * ((3 + nx) * sizeof(double) + sizeof(float) + sizeof(uint64_t) +
+	return (size_t)s * ((3 + 2 * nx) * sizeof(double) + sizeof(float) + sizeof(uint64_t) +
 	                    2 * sizeof(uint32_t)) +
 	       64;
 }
@@ -101,7 +102,8 @@ static struct rows rows_of(void *scratch, unsigned nx, uint64_t s)
 	w.raw = w.b + s;
 	w.r = w.raw + s;
 	w.tau = w.r + s;
-	w.key = (uint64_t *)(void *)(w.tau + (size_t)nx * s);
+	w.pr = w.tau + (size_t)nx * s;
+	w.key = (uint64_t *)(void *)(w.pr + (size_t)nx * s);
 	w.ia = (uint32_t *)(void *)(w.key + s); /* ia and ib: s uint64 too */
 	w.ib = w.ia + s;
 	w.tmp = (float *)(void *)(w.ib + s);
@@ -153,27 +155,43 @@ static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uin
  */
 static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
 {
-	uint32_t cnt[4][256];
-	memset(cnt, 0, sizeof(cnt));
-	for (uint32_t j = 0; j < n; j++) {
-		uint64_t v = a[j] >> 32;
-		cnt[0][v & 255]++, cnt[1][(v >> 8) & 255]++;
-		cnt[2][(v >> 16) & 255]++, cnt[3][(v >> 24) & 255]++;
-	}
+	/* Each pass counts the digit in the 4 quarters of its input apart and
+	 * places quarter g's entries of a digit after those of quarters < g
+	 * (stable): 4 independent chains of increments where a digit is
+	 * nearly constant (the exponent's) instead of one. */
+	uint32_t cnt[4][256], h = n / 4, lo[4] = {0, h, 2 * h, 3 * h};
 	uint64_t *src = a, *dst = b;
 	for (int d = 0; d < 4 && n > 1; d++) {
-		uint32_t *c = cnt[d], sum = 0;
+		uint32_t sum = 0;
 		unsigned sh = 32 + 8 * (unsigned)d;
-		if (c[(a[0] >> sh) & 255] == n)
-			continue;
-		for (int k = 0; k < 256; k++) {
-			uint32_t t = c[k];
-			c[k] = sum;
-			sum += t;
+		uint32_t *c0 = cnt[0], *c1 = cnt[1], *c2 = cnt[2], *c3 = cnt[3];
+		memset(cnt, 0, sizeof(cnt));
+		for (uint32_t j = 0; j < h; j++) {
+			c0[(src[j] >> sh) & 255]++, c1[(src[lo[1] + j] >> sh) & 255]++;
+			c2[(src[lo[2] + j] >> sh) & 255]++, c3[(src[lo[3] + j] >> sh) & 255]++;
 		}
-		for (uint32_t j = 0; j < n; j++) {
+		for (uint32_t j = lo[3] + h; j < n; j++)
+			c3[(src[j] >> sh) & 255]++;
+		uint32_t b0 = (uint32_t)(src[0] >> sh) & 255;
+		if (c0[b0] + c1[b0] + c2[b0] + c3[b0] == n)
+			continue;
+		for (int k = 0; k < 256; k++)
+			for (int g = 0; g < 4; g++) {
+				uint32_t t = cnt[g][k];
+				cnt[g][k] = sum;
+				sum += t;
+			}
+		for (uint32_t j = 0; j < h; j++) {
+			uint64_t x0 = src[j], x1 = src[lo[1] + j], x2 = src[lo[2] + j],
+			         x3 = src[lo[3] + j];
+			dst[c0[(x0 >> sh) & 255]++] = x0;
+			dst[c1[(x1 >> sh) & 255]++] = x1;
+			dst[c2[(x2 >> sh) & 255]++] = x2;
+			dst[c3[(x3 >> sh) & 255]++] = x3;
+		}
+		for (uint32_t j = lo[3] + h; j < n; j++) {
 			uint64_t x = src[j];
-			dst[c[(x >> sh) & 255]++] = x;
+			dst[c3[(x >> sh) & 255]++] = x;
 		}
 		uint64_t *t = src;
 		src = dst;
@@ -193,7 +211,8 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
                           double *tau, uint64_t s, uint64_t r, int f64, struct rows *w, double *l1)
 {
 	const struct della *ds = p->state;
-	double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
+	double d = ds->d[i];
+	const double *prq = w->pr + (size_t)i * s;
 	int by_p = p->o->rescale == LINES_RESCALE_DENSITY;
 	uint64_t c = s / r, kept = 0;
 
@@ -215,7 +234,7 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
 			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
 		for (uint64_t q = 0; q < r; q++) {
 			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
-			double pr = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
+			double pr = prq[q];
 			uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
 			double v = tau[j];
 			l1[0] += fabs(v);
@@ -264,6 +283,11 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 	double l1[2 * LINES_MAX_MODELS] = {0}, nm[4] = {0};
 	uint64_t kept[LINES_MAX_MODELS] = {0};
 
+	for (unsigned i = 0; i < ds->nx && job->u1 > job->u0; i++) {
+		double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
+		for (uint64_t q = 0; q < r && d < 1.0; q++)
+			w.pr[(size_t)i * s + q] = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
+	}
 	for (uint64_t a = job->u0; a < job->u1; a += s) {
 		size_t off = (size_t)(a - job->u0);
 		tile_load(p->k, t->in_dt, job->in[0] + off * t->unit_in, s, w.b, w.tmp);
