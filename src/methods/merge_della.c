@@ -204,8 +204,9 @@ static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
  * Drop the entries of task i in a slab of s elements (tau, in place),
  * element e0 of the tensor first, rows of r elements c apart (c rows
  * interleaved): kept ones divided by p (rescale by the density) or left,
- * the others +0.0. Adds |tau| and the kept |tau| to l1[0], l1[1], and
- * returns the number kept.
+ * the others +0.0. Adds |tau| and the kept |tau| to l1[0], l1[1] (in
+ * the order of the ranks) unless l1 is NULL (the passes that do not use
+ * them), and returns the number kept.
  */
 static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, uint64_t e0,
                           double *tau, uint64_t s, uint64_t r, int f64, struct rows *w, double *l1)
@@ -215,9 +216,10 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
 	const double *prq = w->pr + (size_t)i * s;
 	int by_p = p->o->rescale == LINES_RESCALE_DENSITY;
 	uint64_t c = s / r, kept = 0;
+	double a0 = l1 ? l1[0] : 0.0, a1 = l1 ? l1[1] : 0.0; /* in registers */
 
 	if (d >= 1.0) { /* mergekit: the task vector as it is */
-		for (uint64_t j = 0; j < s; j++)
+		for (uint64_t j = 0; l1 && j < s; j++)
 			l1[0] += fabs(tau[j]), l1[1] += fabs(tau[j]);
 		return s;
 	}
@@ -232,21 +234,37 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
 			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
 		else
 			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
+		if (!l1) { /* the same decisions and values, without the sums */
+			for (uint64_t q = 0; q < r; q++) {
+				uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
+				double pr = prq[q], v = tau[j];
+				uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
+				if ((double)x < pr * 0x1p53) {
+					kept++;
+					tau[j] = by_p ? v / pr : v;
+				} else {
+					tau[j] = 0.0;
+				}
+			}
+			continue;
+		}
 		for (uint64_t q = 0; q < r; q++) {
 			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
 			double pr = prq[q];
 			uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
 			double v = tau[j];
-			l1[0] += fabs(v);
+			a0 += fabs(v);
 			if ((double)x < pr * 0x1p53) {
 				kept++;
-				l1[1] += fabs(v);
+				a1 += fabs(v);
 				tau[j] = by_p ? v / pr : v;
 			} else {
 				tau[j] = 0.0;
 			}
 		}
 	}
+	if (l1)
+		l1[0] = a0, l1[1] = a1;
 	return kept;
 }
 
@@ -304,7 +322,8 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 				    f64 ? tau[j] - w.b[j] : (double)((float)tau[j] - (float)w.b[j]);
 				w.raw[j] += tau[j];
 			}
-			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w, l1 + 2 * i);
+			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w,
+			                     what == DO_L1 ? l1 + 2 * i : NULL);
 		}
 		if (what == DO_L1)
 			continue;
