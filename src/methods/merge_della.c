@@ -10,15 +10,20 @@
  * (the elements that share their first index, pipe_slab()), so the passes
  * ask the pipeline for jobs of whole slabs (pass.rows) and work() ranks a
  * row by sorting it in the worker's scratch: the memory is the longest
- * slab times the models, in the scratch that -n's bound counts.
+ * slab times the models (their tau and the table of p by rank that a job
+ * computes once), in the scratch that -n's bound counts.
  *
  * Rank and probability. The entries of a row of length r are sorted by
  * |tau_i| (the bit pattern of the float32 task vector, or of the float64
  * one on the F64 path), ties in the order of their index (a stable LSD
- * radix sort, 8 bits a digit, the digits every key shares skipped); the
+ * radix sort, 8 bits a digit, the digits every key shares skipped; on
+ * the float32 path each pass counts and places the row's 4 quarters with
+ * their own counters, so that a nearly constant digit does not make one
+ * chain of increments of the same counter); the
  * entry at position q (0 the smallest) is kept with probability
  *     p = (d - eps) + (q / (r - 1)) (2 eps)        (p = d when r = 1)
- * when the 53-bit draw of DARE's counter-based hash (kern_ties.h: the
+ * (tabulated by q once a job, the same doubles) when the 53-bit draw of
+ * DARE's counter-based hash (kern_ties.h: the
  * seed, the task, the XXH3 of the tensor's name, the element's index in
  * the tensor) is below p 2^53. A density of 1 keeps everything as it is
  * (mergekit returns the task vector unchanged).
