@@ -10,15 +10,20 @@
  * (the elements that share their first index, pipe_slab()), so the passes
  * ask the pipeline for jobs of whole slabs (pass.rows) and work() ranks a
  * row by sorting it in the worker's scratch: the memory is the longest
- * slab times the models, in the scratch that -n's bound counts.
+ * slab times the models (their tau and the table of p by rank that a job
+ * computes once), in the scratch that -n's bound counts.
  *
  * Rank and probability. The entries of a row of length r are sorted by
  * |tau_i| (the bit pattern of the float32 task vector, or of the float64
  * one on the F64 path), ties in the order of their index (a stable LSD
- * radix sort, 8 bits a digit, the digits every key shares skipped); the
+ * radix sort, 8 bits a digit, the digits every key shares skipped; on
+ * the float32 path each pass counts and places the row's 4 quarters with
+ * their own counters, so that a nearly constant digit does not make one
+ * chain of increments of the same counter); the
  * entry at position q (0 the smallest) is kept with probability
  *     p = (d - eps) + (q / (r - 1)) (2 eps)        (p = d when r = 1)
- * when the 53-bit draw of DARE's counter-based hash (kern_ties.h: the
+ * (tabulated by q once a job, the same doubles) when the 53-bit draw of
+ * DARE's counter-based hash (kern_ties.h: the
  * seed, the task, the XXH3 of the tensor's name, the element's index in
  * the tensor) is below p 2^53. A density of 1 keeps everything as it is
  * (mergekit returns the task vector unchanged).
@@ -82,6 +87,7 @@ enum { DO_L1, DO_NORMS, DO_WRITE };
 struct rows {
 	double *b, *raw, *r; /* s each: the base, sum of the raw tau, the result */
 	double *tau;         /* nx x s */
+	double *pr;          /* nx x s: p of rank q in a row of the job's tensor */
 	float *tmp;          /* s */
 	uint64_t *key;       /* s */
 	uint32_t *ia, *ib;   /* s each */
@@ -89,7 +95,7 @@ struct rows {
 
 static size_t scratch_bytes(unsigned nx, uint64_t s)
 {
-	return (size_t)s * ((3 + nx) * sizeof(double) + sizeof(float) + sizeof(uint64_t) +
+	return (size_t)s * ((3 + 2 * nx) * sizeof(double) + sizeof(float) + sizeof(uint64_t) +
 	                    2 * sizeof(uint32_t)) +
 	       64;
 }
@@ -101,7 +107,8 @@ static struct rows rows_of(void *scratch, unsigned nx, uint64_t s)
 	w.raw = w.b + s;
 	w.r = w.raw + s;
 	w.tau = w.r + s;
-	w.key = (uint64_t *)(void *)(w.tau + (size_t)nx * s);
+	w.pr = w.tau + (size_t)nx * s;
+	w.key = (uint64_t *)(void *)(w.pr + (size_t)nx * s);
 	w.ia = (uint32_t *)(void *)(w.key + s); /* ia and ib: s uint64 too */
 	w.ib = w.ia + s;
 	w.tmp = (float *)(void *)(w.ib + s);
@@ -153,27 +160,43 @@ static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uin
  */
 static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
 {
-	uint32_t cnt[4][256];
-	memset(cnt, 0, sizeof(cnt));
-	for (uint32_t j = 0; j < n; j++) {
-		uint64_t v = a[j] >> 32;
-		cnt[0][v & 255]++, cnt[1][(v >> 8) & 255]++;
-		cnt[2][(v >> 16) & 255]++, cnt[3][(v >> 24) & 255]++;
-	}
+	/* Each pass counts the digit in the 4 quarters of its input apart and
+	 * places quarter g's entries of a digit after those of quarters < g
+	 * (stable): 4 independent chains of increments where a digit is
+	 * nearly constant (the exponent's) instead of one. */
+	uint32_t cnt[4][256], h = n / 4, lo[4] = {0, h, 2 * h, 3 * h};
 	uint64_t *src = a, *dst = b;
 	for (int d = 0; d < 4 && n > 1; d++) {
-		uint32_t *c = cnt[d], sum = 0;
+		uint32_t sum = 0;
 		unsigned sh = 32 + 8 * (unsigned)d;
-		if (c[(a[0] >> sh) & 255] == n)
-			continue;
-		for (int k = 0; k < 256; k++) {
-			uint32_t t = c[k];
-			c[k] = sum;
-			sum += t;
+		uint32_t *c0 = cnt[0], *c1 = cnt[1], *c2 = cnt[2], *c3 = cnt[3];
+		memset(cnt, 0, sizeof(cnt));
+		for (uint32_t j = 0; j < h; j++) {
+			c0[(src[j] >> sh) & 255]++, c1[(src[lo[1] + j] >> sh) & 255]++;
+			c2[(src[lo[2] + j] >> sh) & 255]++, c3[(src[lo[3] + j] >> sh) & 255]++;
 		}
-		for (uint32_t j = 0; j < n; j++) {
+		for (uint32_t j = lo[3] + h; j < n; j++)
+			c3[(src[j] >> sh) & 255]++;
+		uint32_t b0 = (uint32_t)(src[0] >> sh) & 255;
+		if (c0[b0] + c1[b0] + c2[b0] + c3[b0] == n)
+			continue;
+		for (int k = 0; k < 256; k++)
+			for (int g = 0; g < 4; g++) {
+				uint32_t t = cnt[g][k];
+				cnt[g][k] = sum;
+				sum += t;
+			}
+		for (uint32_t j = 0; j < h; j++) {
+			uint64_t x0 = src[j], x1 = src[lo[1] + j], x2 = src[lo[2] + j],
+			         x3 = src[lo[3] + j];
+			dst[c0[(x0 >> sh) & 255]++] = x0;
+			dst[c1[(x1 >> sh) & 255]++] = x1;
+			dst[c2[(x2 >> sh) & 255]++] = x2;
+			dst[c3[(x3 >> sh) & 255]++] = x3;
+		}
+		for (uint32_t j = lo[3] + h; j < n; j++) {
 			uint64_t x = src[j];
-			dst[c[(x >> sh) & 255]++] = x;
+			dst[c3[(x >> sh) & 255]++] = x;
 		}
 		uint64_t *t = src;
 		src = dst;
@@ -186,19 +209,22 @@ static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
  * Drop the entries of task i in a slab of s elements (tau, in place),
  * element e0 of the tensor first, rows of r elements c apart (c rows
  * interleaved): kept ones divided by p (rescale by the density) or left,
- * the others +0.0. Adds |tau| and the kept |tau| to l1[0], l1[1], and
- * returns the number kept.
+ * the others +0.0. Adds |tau| and the kept |tau| to l1[0], l1[1] (in
+ * the order of the ranks) unless l1 is NULL (the passes that do not use
+ * them), and returns the number kept.
  */
 static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, uint64_t e0,
                           double *tau, uint64_t s, uint64_t r, int f64, struct rows *w, double *l1)
 {
 	const struct della *ds = p->state;
-	double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
+	double d = ds->d[i];
+	const double *prq = w->pr + (size_t)i * s;
 	int by_p = p->o->rescale == LINES_RESCALE_DENSITY;
 	uint64_t c = s / r, kept = 0;
+	double a0 = l1 ? l1[0] : 0.0, a1 = l1 ? l1[1] : 0.0; /* in registers */
 
 	if (d >= 1.0) { /* mergekit: the task vector as it is */
-		for (uint64_t j = 0; j < s; j++)
+		for (uint64_t j = 0; l1 && j < s; j++)
 			l1[0] += fabs(tau[j]), l1[1] += fabs(tau[j]);
 		return s;
 	}
@@ -213,21 +239,37 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
 			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
 		else
 			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
+		if (!l1) { /* the same decisions and values, without the sums */
+			for (uint64_t q = 0; q < r; q++) {
+				uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
+				double pr = prq[q], v = tau[j];
+				uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
+				if ((double)x < pr * 0x1p53) {
+					kept++;
+					tau[j] = by_p ? v / pr : v;
+				} else {
+					tau[j] = 0.0;
+				}
+			}
+			continue;
+		}
 		for (uint64_t q = 0; q < r; q++) {
 			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
-			double pr = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
+			double pr = prq[q];
 			uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
 			double v = tau[j];
-			l1[0] += fabs(v);
+			a0 += fabs(v);
 			if ((double)x < pr * 0x1p53) {
 				kept++;
-				l1[1] += fabs(v);
+				a1 += fabs(v);
 				tau[j] = by_p ? v / pr : v;
 			} else {
 				tau[j] = 0.0;
 			}
 		}
 	}
+	if (l1)
+		l1[0] = a0, l1[1] = a1;
 	return kept;
 }
 
@@ -264,6 +306,11 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 	double l1[2 * LINES_MAX_MODELS] = {0}, nm[4] = {0};
 	uint64_t kept[LINES_MAX_MODELS] = {0};
 
+	for (unsigned i = 0; i < ds->nx && job->u1 > job->u0; i++) {
+		double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
+		for (uint64_t q = 0; q < r && d < 1.0; q++)
+			w.pr[(size_t)i * s + q] = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
+	}
 	for (uint64_t a = job->u0; a < job->u1; a += s) {
 		size_t off = (size_t)(a - job->u0);
 		tile_load(p->k, t->in_dt, job->in[0] + off * t->unit_in, s, w.b, w.tmp);
@@ -280,7 +327,8 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 				    f64 ? tau[j] - w.b[j] : (double)((float)tau[j] - (float)w.b[j]);
 				w.raw[j] += tau[j];
 			}
-			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w, l1 + 2 * i);
+			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w,
+			                     what == DO_L1 ? l1 + 2 * i : NULL);
 		}
 		if (what == DO_L1)
 			continue;
