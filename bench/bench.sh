@@ -209,7 +209,9 @@ ties() {
 	b=$1
 	shift
 	cat "$b" "$@" >/dev/null
-	methods="sum|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|model_stock --norm l2|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9|sce|sce --select-topk 0.3"
+	# given alpha (--alpha 0.5) where the targets name it: the
+	# one-pass element-wise methods and DARE's writing pass alone
+	methods="sum|linear --alpha 0.5|ram --alpha 0.5|consensus --alpha 0.5|dare --alpha 0.5|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|consensus --consensus-over ties|model_stock --norm l2|model_stock --per-row --norm l2|multislerp|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9|sce|sce --select-topk 0.3"
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
 		q=0
