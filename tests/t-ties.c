@@ -28,7 +28,7 @@
  * thresholds and majority, then the TALL masks on TIES's merge (an
  * element kept where at least k of |tau'_t| > lambda |tau_MTL - tau'_t|
  * hold), alpha from ||tau_cons||, the kept and dropped counts, and every
- * element.
+ * element, on the BF16 family and on F16 and F32 ones.
  */
 #include <jansson.h>
 #include <math.h>
@@ -748,6 +748,33 @@ int main(void)
 		ties_case_x(&f, 0.3, 1, wts, 1, idx++, "", &x);
 		x.cons_k = 3, x.no_norm = 1;
 		ties_case_x(&f, 0.6, 0, ones, 0, idx++, "off", &x);
+		/* and on F16 and F32 families */
+		static const char *const cdt[] = {"f16", "f32"};
+		for (int d = 0; d < 2; d++) {
+			struct fam g = {"", {0}, {{0}}, 4};
+			int good = 1;
+			snprintf(g.dir, sizeof(g.dir), "%s/fam-%s", tu_tmpdir(), cdt[d]);
+			if (tu_run("'%s' --arch llama --dtype %s --layers 4 --hidden 32 --models 3 "
+			           "--seed %d --out '%s'",
+			           tu_gen(), cdt[d], 23 + d, g.dir) != 0)
+				return 99;
+			snprintf(p, sizeof(p), "%s/base.safetensors", g.dir);
+			good &= tu_model_load(&g.base, p) == 0;
+			for (int i = 0; i < NM; i++) {
+				snprintf(p, sizeof(p), "%s/ft%d.safetensors", g.dir, i + 1);
+				good &= tu_model_load(&g.ft[i], p) == 0;
+			}
+			if (!ok(good, "consensus over ties: read the %s family", cdt[d]))
+				continue;
+			x = xdef;
+			x.cons = 1, x.cons_k = 2, x.cons_l = 0.4;
+			ties_case_x(&g, 0.3, 0, wts, 1, idx++, "", &x);
+			x.cons_k = 3, x.cons_l = 0.3;
+			ties_case_x(&g, 0.2, 1, ones, 0, idx++, "", &x);
+			tu_model_free(&g.base);
+			for (int i = 0; i < NM; i++)
+				tu_model_free(&g.ft[i]);
+		}
 	}
 
 	/* ---- inspect --norms ---------------------------------------------------------------- */
