@@ -234,6 +234,9 @@ parameters:
 EOF
 same "nuslerp nuslerp_flatten: false (--per-row)" "$tmp/nurow.yml" -m nuslerp --per-row -w 1,3 "$m1" "$m2"
 roundtrip "karcher --max-iter 10 --tol 1e-6 (an integer option of 10)" -m karcher --max-iter 10 --tol 1e-6 "$m1" "$m2"
+status 0 "--print-config writes numbers YAML 1.1 reads as numbers" "$LINES" merge -m karcher --tol 1e-6 \
+	--max-iter 10 --print-config "$m1" "$m2"
+check "... 1.0e-06, not 1e-06 (a string to PyYAML), and 10" sh -c "grep -qx '  tol: 1.0e-06' '$tmp/out' && grep -qx '  max_iter: 10' '$tmp/out'"
 roundtrip "sce --select-topk 0.4" -b "$b" -m sce --select-topk 0.4 "$m1" "$m2" "$m3"
 roundtrip "breadcrumbs_ties, a gamma and a density per model" -b "$b" -m breadcrumbs_ties --density 0.7 \
 	-w 1,2,1 --bc-gamma 0.01,0.02,0.03 "$m1" "$m2" "$m3"

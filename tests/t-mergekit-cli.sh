@@ -139,6 +139,10 @@ jqok "... a norm pass, then the writing pass" '[.passes[].name] == ["norms", "wr
 status 0 "-m nuslerp --per-row -n --json" "$LINES" merge -n --json -m nuslerp --per-row "$m1" "$m2"
 jqok "... one writing pass, not flattened" '.nuslerp.flatten == false and [.passes[].name] == ["write"]'
 status 0 "-m nuslerp --per-row on standard input (one pass)" "$LINES" merge -q -m nuslerp --per-row -o "$tmp/pr.st" "$m1" - <"$m2"
+status 0 "-m model_stock --per-row --lambda, a model on standard input (one pass)" "$LINES" merge -q -b "$b" -m model_stock --per-row --lambda 0.9 -o "$tmp/ps.st" "$m1" - <"$m2"
+rm -f "$tmp/ps2.st"
+"$LINES" merge -q -b "$b" -m model_stock --per-row --lambda 0.9 -o "$tmp/ps2.st" "$m1" "$m2"
+check "... the same bytes as from the file" cmp -s "$tmp/ps.st" "$tmp/ps2.st"
 same "multislerp" -m multislerp -w 1,2,3 "$m1" "$m2" "$m3"
 same "multislerp -b --no-normalize --lambda" -b "$b" -m multislerp -w 0.5,1,0.25 --no-normalize \
 	--lambda 0.8 "$m1" "$m2" "$m3"

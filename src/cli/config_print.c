@@ -17,18 +17,29 @@
 
 #include "merge_config.h"
 
-/* The shortest text that reads back as exactly V. */
+/* The shortest text that reads back as exactly V, and that YAML 1.1
+ * (PyYAML, which mergekit reads configurations with) takes for a number:
+ * an integer as digits (10, not 1e+01), an exponent after a point
+ * (1.0e-05: PyYAML reads 1e-05 as a string). */
 static const char *num(double v)
 {
-	static char buf[4][40];
+	static char buf[4][48];
 	static int k;
 	char *b = buf[k++ & 3];
+	if (v == floor(v) && fabs(v) < 9007199254740992.0) {
+		snprintf(b, 48, "%.0f", v);
+		return b;
+	}
 	for (int p = 1; p <= 17; p++) {
 		snprintf(b, 40, "%.*g", p, v);
 		if (strtod(b, NULL) == v)
 			break;
 	}
-	/* YAML reads 1e-05 as a number too, but keep a digit before e */
+	char *e = strchr(b, 'e');
+	if (e && !strchr(b, '.')) { /* 1e-05 -> 1.0e-05 */
+		memmove(e + 2, e, strlen(e) + 1);
+		e[0] = '.', e[1] = '0';
+	}
 	return b;
 }
 
