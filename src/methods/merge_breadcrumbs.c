@@ -381,8 +381,7 @@ static int norms_reduce(struct merge_ctx *p, const struct pipe_job *job, struct 
 static int norms_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct bc *bc = B(p);
-	return scales_from_norms(p->sc, norm_sum_of(bc->acc, p->o->norm_p),
-	                         norm_mtl_of(bc->acc, p->o->norm_p), 1, err);
+	return norm_sums_alpha(p, bc->acc, 1, err);
 }
 
 static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,

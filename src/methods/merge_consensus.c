@@ -137,10 +137,7 @@ static void cs_norm_tile(const struct merge_ctx *p, const struct cs_scratch *s, 
 {
 	for (size_t j = 0; j < n; j++) {
 		double sv = s->s[j], uv = cs_keep(p, s, j) ? s->mtl[j] : 0.0;
-		if (!isfinite(sv) || !isfinite(uv))
-			continue;
-		part[0] += fabs(sv), part[1] += fabs(uv);
-		part[2] += sv * sv, part[3] += uv * uv;
+		norm_sums_elem(part, sv, uv);
 	}
 }
 
@@ -193,8 +190,7 @@ static int cs_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 static int cs_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct cs_state *nm = p->state;
-	return scales_from_norms(p->sc, norm_sum_of(nm->acc, p->o->norm_p),
-	                         norm_mtl_of(nm->acc, p->o->norm_p), 1, err);
+	return norm_sums_alpha(p, nm->acc, 1, err);
 }
 
 static size_t cs_scratch_size(const struct merge_ctx *p)

@@ -409,8 +409,7 @@ static int norms_reduce(struct merge_ctx *p, const struct pipe_job *job, struct 
 static int norms_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct della *ds = D(p);
-	return scales_from_norms(p->sc, norm_sum_of(ds->acc, p->o->norm_p),
-	                         norm_mtl_of(ds->acc, p->o->norm_p), 1, err);
+	return norm_sums_alpha(p, ds->acc, 1, err);
 }
 
 static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,

@@ -304,10 +304,7 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 			}
 		for (size_t j = 0; j < nn; j++) {
 			double sv = s->ts[j], tv = s->r[j] - s->b[j];
-			if (!isfinite(sv) || !isfinite(tv))
-				continue;
-			part[0] += fabs(sv), part[1] += fabs(tv);
-			part[2] += sv * sv, part[3] += tv * tv;
+			norm_sums_elem(part, sv, tv);
 		}
 	}
 }
@@ -337,8 +334,7 @@ static int ka_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 static int ka_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct karcher *ka = p->state;
-	return scales_from_norms(p->sc, norm_sum_of(ka->acc, p->o->norm_p),
-	                         norm_mtl_of(ka->acc, p->o->norm_p), 0, err);
+	return norm_sums_alpha(p, ka->acc, 0, err);
 }
 
 static int ka_add_norms(struct merge_ctx *p, struct lines_error *err)

@@ -122,10 +122,7 @@ static int lc_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch
 			lc_taus(p, t, job, j0, nn, s);
 			for (size_t j = 0; j < nn; j++) {
 				double sv = s->ts[j], tv = s->acc[j];
-				if (!isfinite(sv) || !isfinite(tv))
-					continue;
-				part[0] += fabs(sv), part[1] += fabs(tv);
-				part[2] += sv * sv, part[3] += tv * tv;
+				norm_sums_elem(part, sv, tv);
 			}
 		}
 	}
@@ -143,8 +140,7 @@ static int lc_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 static int lc_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct lc_norms *nm = p->state;
-	return scales_from_norms(p->sc, norm_sum_of(nm->acc, p->o->norm_p),
-	                         norm_mtl_of(nm->acc, p->o->norm_p), 0, err);
+	return norm_sums_alpha(p, nm->acc, 0, err);
 }
 
 static int lc_add_norms(struct merge_ctx *p, struct lines_error *err)

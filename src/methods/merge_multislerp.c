@@ -212,10 +212,7 @@ static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms
 			double sv = 0.0, r = 0.0;
 			for (unsigned i = 0; i < ms->n; i++)
 				sv += v[i][j], r += c[i] * v[i][j];
-			if (!isfinite(sv) || !isfinite(r))
-				continue;
-			part[0] += fabs(sv), part[1] += fabs(r);
-			part[2] += sv * sv, part[3] += r * r;
+			norm_sums_elem(part, sv, r);
 		}
 	}
 }
@@ -247,8 +244,7 @@ static int ms_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 static int ms_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct multislerp *ms = p->state;
-	return scales_from_norms(p->sc, norm_sum_of(ms->acc, p->o->norm_p),
-	                         norm_mtl_of(ms->acc, p->o->norm_p), 0, err);
+	return norm_sums_alpha(p, ms->acc, 0, err);
 }
 
 static void ms_add_norms(struct merge_ctx *p)

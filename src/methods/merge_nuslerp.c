@@ -135,10 +135,7 @@ static void nu_norm_block(const struct merge_ctx *p, const struct tensor *t,
 		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
 		for (size_t j = 0; j < nn; j++) {
 			double sv = v[0][j] + v[1][j], m = s0 * v[0][j] + s1 * v[1][j];
-			if (!isfinite(sv) || !isfinite(m))
-				continue;
-			part[0] += fabs(sv), part[1] += fabs(m);
-			part[2] += sv * sv, part[3] += m * m;
+			norm_sums_elem(part, sv, m);
 		}
 	}
 }
@@ -162,18 +159,14 @@ static int nu_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struc
 {
 	struct nuslerp *nu = p->state;
 	(void)err;
-	for (unsigned b = 0; b < job->nblocks; b++)
-		for (int i = 0; i < 4; i++)
-			nu->acc[i] += job->part[4 * b + i];
+	norm_sums_add(nu->acc, job);
 	return 0;
 }
 
 static int nu_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct nuslerp *nu = p->state;
-	int l2 = p->o->norm_p == 2;
-	return scales_from_norms(p->sc, l2 ? sqrt(nu->acc[2]) : nu->acc[0],
-	                         l2 ? sqrt(nu->acc[3]) : nu->acc[1], 0, err);
+	return norm_sums_alpha(p, nu->acc, 0, err);
 }
 
 static void nu_add_norms(struct merge_ctx *p)

@@ -212,10 +212,7 @@ static void ram_norm_tile(const struct ram_scratch *s, size_t n, double *part)
 {
 	for (size_t j = 0; j < n; j++) {
 		double sv = s->s[j], mv = s->m[j];
-		if (!isfinite(sv) || !isfinite(mv))
-			continue;
-		part[0] += fabs(sv), part[1] += fabs(mv);
-		part[2] += sv * sv, part[3] += mv * mv;
+		norm_sums_elem(part, sv, mv);
 	}
 }
 
@@ -253,8 +250,7 @@ static int ram_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, stru
 static int ram_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct ram_state *st = p->state;
-	return scales_from_norms(p->sc, norm_sum_of(st->acc, p->o->norm_p),
-	                         norm_mtl_of(st->acc, p->o->norm_p), 1, err);
+	return norm_sums_alpha(p, st->acc, 1, err);
 }
 
 /* ---- setup ------------------------------------------------------------------- */

@@ -354,10 +354,7 @@ static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratc
 			sce_tile_mtl(p, st, job->tensor, s, nn);
 			for (size_t j = 0; j < nn; j++) {
 				double sv = s->s[j], mv = s->mtl[j];
-				if (!isfinite(sv) || !isfinite(mv))
-					continue;
-				part[0] += fabs(sv), part[1] += fabs(mv);
-				part[2] += sv * sv, part[3] += mv * mv;
+				norm_sums_elem(part, sv, mv);
 			}
 		}
 	}
@@ -376,8 +373,7 @@ static int sce_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, stru
 static int sce_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct sce_state *st = p->state;
-	return scales_from_norms(p->sc, norm_sum_of(st->acc, p->o->norm_p),
-	                         norm_mtl_of(st->acc, p->o->norm_p), 1, err);
+	return norm_sums_alpha(p, st->acc, 1, err);
 }
 
 static int sce_write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,

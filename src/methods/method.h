@@ -183,7 +183,16 @@ static inline void density_report(const struct merge_ctx *c, json_t *m)
  * job->part, |s|, |t|, s^2 and t^2 of the summed (s) and merged (t) task
  * vectors, added into acc by the consumer in output order (so alpha does
  * not depend on -j or --chunk); then ||s|| and ||t|| in the run's norm.
+ * norm_sums_elem() adds one element (s, t) to a block's four sums,
+ * leaving out an element where either is NaN or infinite.
  */
+static inline void norm_sums_elem(double part[4], double s, double t)
+{
+	if (!isfinite(s) || !isfinite(t)) /* left out of both norms */
+		return;
+	part[0] += fabs(s), part[1] += fabs(t);
+	part[2] += s * s, part[3] += t * t;
+}
 static inline void norm_sums_add(double acc[4], const struct pipe_job *job)
 {
 	for (unsigned b = 0; b < job->nblocks; b++)
@@ -197,6 +206,14 @@ static inline double norm_sum_of(const double acc[4], int norm_p)
 static inline double norm_mtl_of(const double acc[4], int norm_p)
 {
 	return norm_p == 2 ? sqrt(acc[3]) : acc[1];
+}
+/* Automatic alpha from the run's sums acc (scales_from_norms(): zero_ok
+ * lets a zero merged vector give alpha 1 with a warning). */
+static inline int norm_sums_alpha(struct merge_ctx *c, const double acc[4], int zero_ok,
+                                  struct lines_error *err)
+{
+	return scales_from_norms(c->sc, norm_sum_of(acc, c->o->norm_p), norm_mtl_of(acc, c->o->norm_p),
+	                         zero_ok, err);
 }
 
 /* -m consensus --consensus-over ties runs TIES's passes (merge_ties.c
