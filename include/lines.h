@@ -361,6 +361,17 @@ struct lines_merge_opts {
 	/* measure per-block norms only (lines_block_norms), write nothing */
 	int norms_only;
 
+	/* a partitioned run (--part K/M, partition.c): part_m parts, 0 for
+	 * none; this run writes only the output shards of part part_k (shard
+	 * s of S belongs to part floor(s M / S)) into the directory output,
+	 * for `lines index` to assemble. stats_in: a combined statistics
+	 * file (`lines stats`) with the whole-model results of the rounds
+	 * before; stats_out: measure this part's share of the next round
+	 * and write it there instead of any output. */
+	unsigned part_k, part_m;
+	const char *stats_in;
+	const char *stats_out;
+
 	/* a sweep: nsweep (at least 2) values of one option, each written to
 	 * its own output sweep_outputs[v] (output is not used), from one read
 	 * of the inputs; the value in the option itself is not used either */
@@ -484,6 +495,21 @@ struct lines_block_norms {
 	double *base_l1, *base_l2; /* num_layers + 1 */
 	uint64_t *elements;        /* floating elements per row */
 };
+/*
+ * Partitioned runs (partition.c). lines_stats_combine: check that files
+ * (n of them) are every part 0..M-1 of one plan and round, each once,
+ * and write their combined statistics to out (a temporary name, then
+ * renamed). lines_index: check that the directory dir holds every shard
+ * of its plan (.lines-plan.json, written by each part) with a matching
+ * XXH3-128, then write the files a one-machine run writes besides the
+ * shards (the index, README.md, lines_config.yml) and remove the plan
+ * file: dir is then what `lines merge -o dir/` writes. log (may be NULL)
+ * takes the notes.
+ */
+int lines_stats_combine(const char *const *files, size_t n, const char *out,
+                        const struct lines_merge_opts *log, struct lines_error *err);
+int lines_index(const char *dir, const struct lines_merge_opts *log, struct lines_error *err);
+
 /* Run a plan made with norms_only and return its norms. */
 int lines_block_norms(struct lines_plan *p, const struct lines_block_norms **out,
                       struct lines_error *err);

@@ -25,6 +25,8 @@ int cmd_merge(int argc, char **argv);
 int cmd_scale(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
+int cmd_stats(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 
 /* Global flags set by main: -q and -v may also be given per command. */
 extern int cli_quiet;

@@ -29,7 +29,8 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_PART, OPT_STATS,
+	OPT_STATS_OUT, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -86,6 +87,9 @@ static const struct option merge_options[] = {
 	{"json", no_argument, NULL, OPT_JSON},
 	{"config", required_argument, NULL, OPT_CONFIG},
 	{"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+	{"part", required_argument, NULL, OPT_PART},
+	{"stats", required_argument, NULL, OPT_STATS},
+	{"stats-out", required_argument, NULL, OPT_STATS_OUT},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
 };
@@ -254,7 +258,12 @@ static void merge_help(void)
 	       "  -v, --verbose       with -n, list every tensor with its block and lambda\n"
 	       "      --config FILE   a mergekit YAML configuration (- for standard input);\n"
 	       "                      options given beside it override it (lines-config(5))\n"
-	       "      --print-config  print the configuration of this command line and exit\n");
+	       "      --print-config  print the configuration of this command line and exit\n"
+	       "      --part K/M      write only part K (0..M-1) of M: whole shards of -o DIR/;\n"
+	       "                      `lines index DIR/` assembles them (-n shows every step)\n"
+	       "      --stats FILE    with --part: the whole-model statistics (lines stats)\n"
+	       "      --stats-out FILE  with --part: measure this part's statistics of the\n"
+	       "                      next round into FILE, write no model\n");
 }
 
 static void scale_help(void)
@@ -748,6 +757,29 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 		case OPT_JSON: mc->json = 1; break;
 		case OPT_CONFIG: mc->config = optarg; break;
 		case OPT_PRINT_CONFIG: mc->print_config = 1; break;
+		case OPT_PART: {
+			unsigned long k, m;
+			char *end;
+			errno = 0;
+			k = strtoul(optarg, &end, 10);
+			if (end == optarg || *end != '/' || optarg[0] == '-' || errno)
+				return cli_usage_error(mc->cmd, "--part takes K/M (part K of M, K from 0): "
+				                                "'%s'", optarg);
+			const char *ms = end + 1;
+			m = strtoul(ms, &end, 10);
+			if (end == ms || *end || ms[0] == '-' || errno || m > 1000000)
+				return cli_usage_error(mc->cmd, "--part takes K/M (part K of M, K from 0): "
+				                                "'%s'", optarg);
+			if (m < 1)
+				return cli_usage_error(mc->cmd, "--part %s: M must be at least 1", optarg);
+			if (k >= m)
+				return cli_usage_error(mc->cmd, "--part %s: K counts from 0 and must be "
+				                                "below M", optarg);
+			o->part_k = (unsigned)k, o->part_m = (unsigned)m;
+			break;
+		}
+		case OPT_STATS: o->stats_in = optarg; break;
+		case OPT_STATS_OUT: o->stats_out = optarg; break;
 		case 'h':
 			if (!strcmp(mc->cmd, "scale"))
 				scale_help();
@@ -939,6 +971,12 @@ static int check(struct merge_cli *mc)
 			                                "terminal: give -o OUT (or -o - to insist)");
 		o->output = "-";
 	}
+	if (o->part_m && !strcmp(o->output, "-"))
+		return cli_usage_error(mc->cmd, "--part writes whole shards of a directory output: "
+		                                "give -o DIR/, not standard output");
+	if ((o->stats_in || o->stats_out) && !o->part_m)
+		return cli_usage_error(mc->cmd, "--stats and --stats-out belong to a partitioned run: "
+		                                "give --part K/M");
 	if (mc->json && !mc->dry_run && !strcmp(o->output, "-"))
 		return cli_usage_error(mc->cmd, "--json prints on standard output, where -o - (or no "
 		                                "-o) writes the model: give -o OUT");
@@ -1192,9 +1230,189 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 }
 
 /* The plan, or after the run its summary, as JSON on standard output. */
-static int print_json(const struct lines_plan *plan, int after_run)
+/* ---- --part: the steps of a partitioned run --------------------------------------- */
+/* An argument as the shell reads it back: bare when it is plain, else
+ * in single quotes. */
+static void put_arg(FILE *f, const char *s)
+{
+	int plain = *s != '\0';
+	for (const char *c = s; *c; c++)
+		plain &= !!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+		                  "_./,:=@%+-",
+		                  *c);
+	if (plain) {
+		fputs(s, f);
+		return;
+	}
+	fputc('\'', f);
+	for (const char *c = s; *c; c++)
+		if (*c == '\'')
+			fputs("'\\''", f);
+		else
+			fputc(*c, f);
+	fputc('\'', f);
+}
+
+/* lines merge with the arguments given, less --part, --stats,
+ * --stats-out, -n and --json, then "--part K/M" and what follows. */
+static char *step_merge(int argc, char **argv, const char *tail)
+{
+	char *text = NULL;
+	size_t len;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return NULL;
+	fputs("lines merge", f);
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (!strcmp(a, "--")) { /* the models after it */
+			for (; i < argc; i++)
+				fputc(' ', f), put_arg(f, argv[i]);
+			break;
+		}
+		if (!strcmp(a, "--part") || !strcmp(a, "--stats") || !strcmp(a, "--stats-out")) {
+			i++;
+			continue;
+		}
+		if (!strncmp(a, "--part=", 7) || !strncmp(a, "--stats=", 8) ||
+		    !strncmp(a, "--stats-out=", 12) || !strcmp(a, "-n") || !strcmp(a, "--dry-run") ||
+		    !strcmp(a, "--json"))
+			continue;
+		fputc(' ', f);
+		put_arg(f, a);
+	}
+	fputs(tail, f);
+	return fclose(f) == 0 ? text : (free(text), NULL);
+}
+
+/* The directory of the statistics files: OUT.stats beside OUT. */
+static char *stats_dir(const char *out)
+{
+	size_t n = strlen(out);
+	while (n > 1 && out[n - 1] == '/')
+		n--;
+	char *d = malloc(n + 8);
+	if (d)
+		memcpy(d, out, n), strcpy(d + n, ".stats");
+	return d;
+}
+
+static json_t *step(const char *kind, long round, long part, char *cmd)
+{
+	json_t *s = json_object();
+	json_object_set_new(s, "step", json_string(kind));
+	json_object_set_new(s, "round", round > 0 ? json_integer(round) : json_null());
+	json_object_set_new(s, "part", part >= 0 ? json_integer(part) : json_null());
+	json_object_set_new(s, "command", cmd ? json_string(cmd) : json_null());
+	free(cmd);
+	return s;
+}
+
+/*
+ * Every step of the run for M parts and R rounds of statistics, in order:
+ * per round, the map step of every part and the reduce; then the write
+ * step of every part, and the assembly.
+ */
+static json_t *part_steps(const struct merge_cli *mc, int argc, char **argv, unsigned m,
+                          unsigned rounds)
+{
+	json_t *steps = json_array();
+	char *dir = stats_dir(mc->o.output), tail[4200];
+	if (!dir || !steps) {
+		free(dir);
+		json_decref(steps);
+		return NULL;
+	}
+	for (unsigned r = 1; r <= rounds; r++) {
+		char prev[2100] = "";
+		if (r > 1)
+			snprintf(prev, sizeof(prev), " --stats %s/r%u.json", dir, r - 1);
+		for (unsigned k = 0; k < m; k++) {
+			snprintf(tail, sizeof(tail), " --part %u/%u%s --stats-out %s/r%u-part-%u.json", k, m,
+			         prev, dir, r, k);
+			json_array_append_new(steps, step("stats", r, k, step_merge(argc, argv, tail)));
+		}
+		snprintf(tail, sizeof(tail), "lines stats %s/r%u-part-*.json -o %s/r%u.json", dir, r, dir,
+		         r);
+		json_array_append_new(steps, step("combine", r, -1, strdup(tail)));
+	}
+	for (unsigned k = 0; k < m; k++) {
+		char st[2100] = "";
+		if (rounds)
+			snprintf(st, sizeof(st), " --stats %s/r%u.json", dir, rounds);
+		snprintf(tail, sizeof(tail), " --part %u/%u%s", k, m, st);
+		json_array_append_new(steps, step("write", -1, k, step_merge(argc, argv, tail)));
+	}
+	snprintf(tail, sizeof(tail), "lines index %s", mc->o.output);
+	json_array_append_new(steps, step("index", -1, -1, strdup(tail)));
+	free(dir);
+	return steps;
+}
+
+/* The plan as JSON: lines_plan_json, and with --part the steps. */
+static char *plan_json_text(const struct merge_cli *mc, const struct lines_plan *plan,
+                            int after_run, int argc, char **argv)
 {
 	char *text = lines_plan_json(plan, after_run);
+	if (!text || !mc->o.part_m)
+		return text;
+	json_t *root = json_loads(text, 0, NULL), *part = json_object_get(root, "part");
+	free(text);
+	text = NULL;
+	if (json_is_object(part)) {
+		unsigned rounds = (unsigned)json_integer_value(json_object_get(part, "rounds"));
+		json_t *steps = part_steps(mc, argc, argv, mc->o.part_m, rounds);
+		if (steps)
+			json_object_set_new(part, "steps", steps);
+		text = steps ? json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17)) : NULL;
+	}
+	json_decref(root);
+	return text;
+}
+
+/* -n of a part: its share and every step. */
+static void print_part(const struct merge_cli *mc, const struct lines_plan *plan, int argc,
+                       char **argv)
+{
+	char *text = plan_json_text(mc, plan, 0, argc, argv), h[32];
+	json_t *root = text ? json_loads(text, 0, NULL) : NULL;
+	json_t *part = json_object_get(root, "part"), *shards = json_object_get(part, "shards");
+	free(text);
+	if (!json_is_object(part)) {
+		json_decref(root);
+		return;
+	}
+	size_t ns = json_array_size(shards);
+	json_int_t first = json_integer_value(json_object_get(part, "shard_first"));
+	json_int_t rounds = json_integer_value(json_object_get(part, "rounds"));
+	printf("\npart %u of %u (K from 0) of plan %s:\n", mc->o.part_k, mc->o.part_m,
+	       json_string_value(json_object_get(part, "plan")));
+	if (ns)
+		printf("  shards %lld to %lld of %lld (%lld tensors)\n", (long long)first + 1,
+		       (long long)(first + (json_int_t)ns),
+		       (long long)json_integer_value(json_object_get(part, "nshards")),
+		       (long long)json_integer_value(json_object_get(part, "ntensors")));
+	else
+		printf("  no shard (more parts than shards): this part writes nothing\n");
+	cli_human(h, sizeof(h), (uint64_t)json_integer_value(json_object_get(part, "read_bytes")));
+	printf("  this step (%s) reads %s", json_string_value(json_object_get(part, "step")), h);
+	cli_human(h, sizeof(h), (uint64_t)json_integer_value(json_object_get(part, "output_bytes")));
+	printf(" and writes %s\n", h);
+	printf("  %lld round%s of whole-model statistics before the parts write\n", (long long)rounds,
+	       rounds == 1 ? "" : "s");
+	printf("  the steps for %u parts, in order (the parts of a step in any order or at once):\n",
+	       mc->o.part_m);
+	json_t *steps = json_object_get(part, "steps"), *s;
+	size_t i;
+	json_array_foreach(steps, i, s)
+		printf("    %s\n", json_string_value(json_object_get(s, "command")));
+	json_decref(root);
+}
+
+static int print_json(const struct merge_cli *mc, const struct lines_plan *plan, int after_run,
+                      int argc, char **argv)
+{
+	char *text = plan_json_text(mc, plan, after_run, argc, argv);
 	if (!text) {
 		cli_msg("out of memory for the JSON report");
 		return CLI_EXIT_FAIL;
@@ -1425,9 +1643,12 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 	}
 	if (mc->dry_run) {
 		if (mc->json)
-			rc = print_json(plan, 0);
-		else
+			rc = print_json(mc, plan, 0, argc, argv);
+		else {
 			print_plan(mc, plan);
+			if (mc->o.part_m)
+				print_part(mc, plan, argc, argv);
+		}
 		goto out;
 	}
 	if (lines_plan_run(plan, &err) < 0) {
@@ -1436,7 +1657,7 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 	}
 	cli_progress_end();
 	if (mc->json)
-		rc = print_json(plan, 1);
+		rc = print_json(mc, plan, 1, argc, argv);
 	else if (!cli_quiet)
 		print_summary(mc, plan, now() - t0);
 out:

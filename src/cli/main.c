@@ -14,6 +14,8 @@ static const struct cli_cmd commands[] = {
 	{"scale", cmd_scale, "edit one fine-tuned model with LiNeS (--gamma)"},
 	{"inspect", cmd_inspect, "list the tensors, blocks and metadata of a model"},
 	{"verify", cmd_verify, "check outputs against their checksums and manifests"},
+	{"stats", cmd_stats, "combine the statistics of the parts of a partitioned merge"},
+	{"index", cmd_index, "assemble the output directory of a partitioned merge"},
 };
 
 static void usage(FILE *f)

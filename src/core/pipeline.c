@@ -975,6 +975,9 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 				pv->on_output(pv->on_output_arg, t, &vj);
 		}
 		for (unsigned m = 0; s->nonfinite && m < lay->ninputs; m++) {
+			if (env->stats->by_shard)
+				env->stats->by_shard[(size_t)env->stats->shard_of[s->job.tensor] * lay->ninputs +
+				                     m] += s->nonfinite[m];
 			env->stats->nonfinite[m] += s->nonfinite[m];
 			env->stats->differs[m] |= s->differs[m];
 		}

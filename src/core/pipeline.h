@@ -82,6 +82,10 @@ struct pass {
 	 * that the job boundaries, and the order of the sums of the pass, do
 	 * not depend on --chunk (della's ranks within a row) */
 	int rows;
+	/* a whole-model statistic (partition.c): reduce() keeps per-tensor
+	 * results in the context's table and done() adds them; a partitioned
+	 * run measures it per part (--stats-out) or reads it (--stats) */
+	int stats;
 };
 
 /* Elements per job of a pass with rows (at least one slab). */
@@ -122,6 +126,10 @@ struct copy_check {
 struct input_stats {
 	uint64_t *nonfinite;    /* ninputs */
 	unsigned char *differs; /* ninputs; [0], the base, stays 0 */
+	/* optional (a directory output): the same counts per shard, for each
+	 * shard's manifest, nshards x ninputs; shard_of: nt, each tensor's */
+	uint64_t *by_shard;
+	uint32_t *shard_of;
 };
 
 /*
@@ -161,11 +169,16 @@ struct pipe_env {
 	 * from nvariants; variants is set before the writing pass) */
 	unsigned nvariants;
 	const struct pipe_variant *variants;
+	/* a partitioned run: only tensors [part_t0, part_t1) are read */
+	int parted;
+	size_t part_t0, part_t1;
 };
 
 /* The tensors a pass reads: its own, and the copied ones if it checks them. */
 static inline int pass_wants(const struct pass *ps, const struct pipe_env *env, size_t i)
 {
+	if (env->parted && (i < env->part_t0 || i >= env->part_t1))
+		return 0;
 	return ps->want(env->ctx, i) ||
 	       (ps->checks_copies && !env->lay->t[i].merge && !env->lay->t[i].scale);
 }

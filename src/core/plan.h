@@ -43,6 +43,20 @@ struct inputs {
 	int base_is_model;
 };
 
+/* A partitioned run (partition.c): --part K/M, its shards and the
+ * rounds of statistics. */
+struct part {
+	int on;           /* --part given */
+	unsigned k, m;
+	size_t s0, s1;    /* its shards [s0, s1) */
+	size_t t0, t1;    /* their tensors [t0, t1) (all of them without --part) */
+	unsigned rounds;  /* the plan's stats passes */
+	unsigned have;    /* rounds given by --stats */
+	unsigned round;   /* --stats-out: the round this run measures (1-based), else 0 */
+	char hash[33];    /* the plan's identity */
+	json_t *loaded;   /* --stats: its results, for the next round's file */
+};
+
 struct plan {
 	struct lines_merge_opts o; /* a copy */
 	struct layers layers;
@@ -57,6 +71,7 @@ struct plan {
 	struct copy_check check;
 	struct input_stats stats;
 	struct pipe_env env;
+	struct part part;
 
 	const struct src_ops *src_ops; /* the chunk source the run uses */
 	uint64_t mem_bound;
@@ -142,6 +157,21 @@ void output_free(struct output *o);
 /* Hold OUT's lock for the run (a second run waits); release it. */
 int output_lock(struct plan *p, struct lines_error *err);
 void output_unlock(struct output *o);
+
+/* ---- partition.c: --part K/M ------------------------------------------------- */
+/* After the shards are laid out: the part's shards and tensors, the plan's hash. */
+int part_setup(struct plan *p, struct lines_error *err);
+/* After the method's setup: the rounds, --stats read, what this step does. */
+int part_after_setup(struct plan *p, struct lines_error *err);
+/* Before the run: the statistics it needs given, OUT not another plan's. */
+int part_check_run(struct plan *p, struct lines_error *err);
+/* The index of stats pass r (1-based), or passes.n. */
+unsigned part_stats_pass(const struct plan *p, unsigned r);
+/* --stats-out: write the part's statistics of its round. */
+int part_write_stats(struct plan *p, struct lines_error *err);
+/* The text of OUT/.lines-plan.json (index_json may be NULL: one shard). */
+int part_plan_text(const struct plan *p, const char *index_json, const char *readme, char **out,
+                   struct lines_error *err);
 
 /* ---- manifest.c --------------------------------------------------------------- */
 int manifest_init(struct plan *p, struct lines_error *err);

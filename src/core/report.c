@@ -175,6 +175,7 @@ static void passes_section(struct report *r, json_t *root)
 		put(r, ps, "name", json_string(in->pass_names[i]));
 		put(r, ps, "read_bytes", u64(in->pass_read_bytes[i]));
 		put(r, ps, "optional", json_boolean(in->pass_optional[i]));
+		put(r, ps, "stats", json_boolean(r->p->passes.pass[i].stats));
 		put(r, ps, "skipped", r->ran ? json_boolean(in->pass_skipped[i]) : json_null());
 		push(r, passes, ps);
 	}
@@ -229,6 +230,58 @@ static void tensors_section(struct report *r, json_t *root)
 	put(r, root, "tensors", tensors);
 }
 
+/* Whether pass i runs in this step of a partitioned run (partition.c). */
+static int part_runs_pass(const struct plan *p, unsigned i)
+{
+	unsigned r = 0;
+	for (unsigned j = 0; j <= i; j++)
+		r += !!p->passes.pass[j].stats;
+	if (p->part.round) /* --stats-out: up to its round's pass */
+		return i <= part_stats_pass(p, p->part.round) && (!p->passes.pass[i].stats || r == p->part.round);
+	return !p->passes.pass[i].stats || r > p->part.have;
+}
+
+/* --part K/M: the part's shards, what this step reads and writes, the
+ * rounds of statistics; null for a run that is not partitioned. */
+static void part_section(struct report *r, json_t *root)
+{
+	const struct plan *p = r->p;
+	const struct part *pt = &p->part;
+	json_t *o, *shards;
+	uint64_t out = 0, read = 0;
+	if (!pt->on) {
+		put(r, root, "part", json_null());
+		return;
+	}
+	o = json_object(), shards = json_array();
+	for (size_t k = pt->s0; k < pt->s1; k++) {
+		unsigned char *h = NULL;
+		size_t hl = 0;
+		if (plan_header(p, p->out.shards[k].t0, p->out.shards[k].t1, &h, &hl, NULL) == 0)
+			out += hl + p->out.shards[k].data;
+		free(h);
+		push(r, shards, json_string(p->out.shards[k].name));
+	}
+	for (unsigned i = 0; i < p->passes.n; i++)
+		if (part_runs_pass(p, i))
+			read += r->in->pass_read_bytes[i];
+	put(r, o, "k", json_integer(pt->k));
+	put(r, o, "m", json_integer(pt->m));
+	put(r, o, "plan", json_string(pt->hash));
+	put(r, o, "nshards", u64(p->out.nshards));
+	put(r, o, "shard_first", u64(pt->s0));
+	put(r, o, "shards", shards);
+	put(r, o, "tensor_first", u64(pt->t0));
+	put(r, o, "ntensors", u64(pt->t1 - pt->t0));
+	put(r, o, "rounds", json_integer(pt->rounds));
+	put(r, o, "stats_given", json_integer(pt->have));
+	put(r, o, "step", json_string(pt->round ? "stats" : "write"));
+	put(r, o, "round", pt->round ? json_integer(pt->round) : json_null());
+	put(r, o, "read_bytes", u64(read));
+	put(r, o, "output_bytes", u64(pt->round ? 0 : out));
+	put(r, root, "part", o);
+}
+
 char *lines_plan_json(const struct lines_plan *lp, int after_run)
 {
 	struct report r = {lp, &lp->p, lines_plan_info(lp), after_run && lp->p.ran, 0};
@@ -240,6 +293,7 @@ char *lines_plan_json(const struct lines_plan *lp, int after_run)
 	method_section(&r, root);
 	passes_section(&r, root);
 	engine_section(&r, root);
+	part_section(&r, root);
 	tensors_section(&r, root);
 	if (!r.oom)
 		text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));

@@ -245,6 +245,11 @@ static void wire(struct plan *p)
 	p->env.nonfinite_reaches_output = !!(p->method->flags & METHOD_LINEAR);
 	p->env.ctx = c;
 	p->env.o = &p->o;
+	if (p->part.on) {
+		p->env.parted = 1;
+		p->env.part_t0 = p->part.t0;
+		p->env.part_t1 = p->part.t1;
+	}
 	if (p->out.thash) {
 		p->env.on_output = manifest_note;
 		p->env.on_output_arg = &p->out;
@@ -336,6 +341,28 @@ static int add_measure(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/*
+ * The tables that grow with the number of tensors: the per-tensor sums
+ * of a stats pass (merge_ctx.tstats), and for a directory output each
+ * tensor's shard and each shard's count of NaN and infinite values.
+ */
+static int alloc_tables(struct plan *p, struct lines_error *err)
+{
+	size_t nt = p->lay.nt ? p->lay.nt : 1;
+	p->ctx.tstats = calloc(4 * nt, sizeof(double));
+	RETURN_ERROR_IF(!p->ctx.tstats, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (!p->out.dir || !p->out.nshards)
+		return 0;
+	uint32_t *of = calloc(nt, sizeof(*of));
+	p->stats.by_shard = calloc(p->out.nshards * p->in.ninputs, sizeof(uint64_t));
+	RETURN_ERROR_IF(!of || !p->stats.by_shard, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (size_t k = 0; k < p->out.nshards; k++)
+		for (size_t i = p->out.shards[k].t0; i < p->out.shards[k].t1; i++)
+			of[i] = (uint32_t)k;
+	p->stats.shard_of = of;
+	return 0;
+}
+
 /* Threads, the reader, the chunk size and the memory they take. */
 static int size_pipeline(struct plan *p, struct lines_error *err)
 {
@@ -423,7 +450,8 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	    (rc = plan_open_inputs(p, err)) < 0 || (rc = plan_check_inputs(p, err)) < 0 ||
 	    (!opts->norms_only && (rc = output_check(p, err)) < 0) ||
 	    (rc = plan_layout(p, err)) < 0 || (!opts->norms_only && (rc = output_choose(p, err)) < 0) ||
-	    (rc = scales_init(&p->sc, &p->o, &p->lay, !!(m->flags & METHOD_DIVIDES_WSUM), err)) < 0)
+	    (rc = scales_init(&p->sc, &p->o, &p->lay, !!(m->flags & METHOD_DIVIDES_WSUM), err)) < 0 ||
+	    (!opts->norms_only && (rc = part_setup(p, err)) < 0) || (rc = alloc_tables(p, err)) < 0)
 		goto fail;
 	choose_alpha(p);
 	wire(p);
@@ -435,7 +463,8 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	}
 	if ((rc = plan_check_stream_order(p, err)) < 0 || (rc = m->setup(&p->ctx, err)) < 0 ||
 	    (rc = add_measure(p, err)) < 0 ||
-	    (!opts->norms_only && (rc = add_check(p, err)) < 0) || (rc = sweep_make(p, err)) < 0 ||
+	    (!opts->norms_only && (rc = add_check(p, err)) < 0) ||
+	    (!opts->norms_only && (rc = part_after_setup(p, err)) < 0) || (rc = sweep_make(p, err)) < 0 ||
 	    (rc = size_pipeline(p, err)) < 0 ||
 	    (rc = build_header(p, err)) < 0)
 		goto fail;
@@ -526,10 +555,31 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
                       struct lines_error *err)
 {
 	int rc = 0;
-	unsigned skipped = 0;
+	unsigned skipped = 0, r = 0;
 	for (unsigned i = 0; rc == 0 && i < p->passes.n; i++) {
 		struct pass *ps = &p->passes.pass[i];
 		RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
+		r += !!ps->stats;
+		if (ps->stats && r <= p->part.have) {
+			/* measured by the parts and given by --stats: only its done() */
+			p->pass_skipped[i] = 1;
+			skipped++;
+			lines_logf(&p->o, LINES_LOG_INFO, NULL, NULL,
+			           "pass %u/%u (%s): from the statistics file", i + 1, p->passes.n, ps->name);
+			if (ps->done)
+				FORWARD_IF_ERROR(ps->done(&p->ctx, err));
+			continue;
+		}
+		if (p->part.round && ps->stats && r == p->part.round) {
+			/* --stats-out: this part's share of the round, then stop */
+			p->env.npasses = p->passes.n - skipped;
+			if (ps->begin)
+				FORWARD_IF_ERROR(ps->begin(&p->ctx, err));
+			FORWARD_IF_ERROR(pipe_run(&p->env, ps, i + 1 - skipped, src, NULL, err));
+			for (unsigned j = i + 1; j < p->passes.n; j++)
+				p->pass_skipped[j] = 1;
+			return part_write_stats(p, err);
+		}
 		if (ps->writes && !p->out.dir) { /* shards write their own */
 			FORWARD_IF_ERROR(build_header(p, err));
 			FORWARD_IF_ERROR(sink_write(out, p->out.header, p->out.header_len, err));
@@ -593,7 +643,9 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 
 	RETURN_ERROR_IF(p->ran, err, LINES_EUSAGE, NULL, NULL, "a plan runs only once");
 	p->ran = 1;
-	if (!p->o.norms_only)
+	int no_output = p->o.norms_only || p->part.round; /* --stats-out writes no model */
+	FORWARD_IF_ERROR(part_check_run(p, err));
+	if (!no_output)
 		FORWARD_IF_ERROR(output_lock(p, err));
 	if ((rc = sweep_lock(p, err)) < 0 || (rc = open_source(p, &src, err)) < 0) {
 		sweep_close(p);
@@ -601,12 +653,12 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 		return rc;
 	}
 	p->ctx.src = src;
-	rc = p->o.norms_only ? 0 : output_open(p, &out, err);
+	rc = no_output ? 0 : output_open(p, &out, err);
 	if (rc == 0)
 		rc = sweep_open(p, err);
 	if (rc == 0)
 		rc = run_passes(p, src, out, err);
-	if (rc == 0 && !p->o.norms_only)
+	if (rc == 0 && !no_output)
 		rc = report_stats(p, err);
 	if (rc == 0)
 		rc = plan_check_unchanged(p, err);
@@ -662,6 +714,10 @@ void lines_plan_free(struct lines_plan *lp)
 	free(p->check.warned);
 	free(p->stats.nonfinite);
 	free(p->stats.differs);
+	free(p->stats.by_shard);
+	free(p->stats.shard_of);
+	free(p->ctx.tstats);
+	json_decref(p->part.loaded);
 	output_free(&p->out);
 	scales_free(&p->sc);
 	free(p->stack_info);

@@ -131,15 +131,15 @@ static int lc_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch
 
 static int lc_norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
-	struct lc_norms *nm = p->state;
 	(void)err;
-	norm_sums_add(nm->acc, job);
+	norm_sums_tensor(p, job); /* per tensor: a stats pass */
 	return 0;
 }
 
 static int lc_norm_done(struct merge_ctx *p, struct lines_error *err)
 {
-	const struct lc_norms *nm = p->state;
+	struct lc_norms *nm = p->state;
+	norm_sums_total(p, nm->acc);
 	return norm_sums_alpha(p, nm->acc, 0, err);
 }
 
@@ -159,6 +159,7 @@ static int lc_add_norms(struct merge_ctx *p, struct lines_error *err)
 	ps->work = lc_norm_work;
 	ps->reduce = lc_norm_reduce;
 	ps->done = lc_norm_done;
+	ps->stats = 1;
 	p->sc->measured = 1;
 	return 0;
 }
@@ -221,7 +222,8 @@ static void lc_meta(const struct merge_ctx *c,
 const struct method method_linear = {
 	.name = "linear",
 	.summary = "weighted mean of the models: sum_i w_i theta_i / sum_i w_i",
-	.flags = METHOD_USES_WEIGHTS | METHOD_USES_NORMALIZE | METHOD_NO_BASE | METHOD_LINEAR,
+	.flags = METHOD_USES_WEIGHTS | METHOD_USES_NORMALIZE | METHOD_NO_BASE | METHOD_LINEAR |
+	         METHOD_PART,
 	.check = lc_check,
 	.setup = lc_setup,
 	.meta = lc_meta,

@@ -162,17 +162,19 @@ static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, s
 	return 0;
 }
 
+/* The sums per tensor (a stats pass: a partitioned run measures them per
+ * part), added in output order when the pass is done. */
 static int norm_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
-	struct linear *ln = p->state;
 	(void)err;
-	norm_sums_add(ln->acc, job);
+	norm_sums_tensor(p, job);
 	return 0;
 }
 
 static int norm_done(struct merge_ctx *p, struct lines_error *err)
 {
-	const struct linear *ln = p->state;
+	struct linear *ln = p->state;
+	norm_sums_total(p, ln->acc);
 	double s = norm_sum_of(ln->acc, p->o->norm_p), t = norm_mtl_of(ln->acc, p->o->norm_p);
 
 	if (p->sc->divide_wsum)
@@ -213,6 +215,7 @@ static int linear_setup(struct merge_ctx *p, struct lines_error *err)
 		ps->work = norm_work;
 		ps->reduce = norm_reduce;
 		ps->done = norm_done;
+		ps->stats = 1;
 		p->sc->measured = 1;
 	}
 	struct pass *pw = passes_add(p->passes);
@@ -234,7 +237,7 @@ static void linear_free(struct merge_ctx *p)
 const struct method method_sum = {
 	.name = "sum",
 	.summary = "task arithmetic: theta_0 + lambda * sum_i w_i tau_i",
-	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR,
+	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_PART,
 	.setup = linear_setup,
 	.free = linear_free,
 };
@@ -242,7 +245,7 @@ const struct method method_sum = {
 const struct method method_mean = {
 	.name = "mean",
 	.summary = "weighted mean (model soup): theta_0 + lambda * sum_i w_i tau_i / sum_i w_i",
-	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_DIVIDES_WSUM,
+	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_DIVIDES_WSUM | METHOD_PART,
 	.setup = linear_setup,
 	.free = linear_free,
 };

@@ -100,7 +100,7 @@ static void ns_meta(const struct merge_ctx *c,
 const struct method method_nearswap = {
 	.name = "nearswap",
 	.summary = "the model where it is within t of the base, else t toward it",
-	.flags = METHOD_USES_T | METHOD_ONE_MODEL,
+	.flags = METHOD_USES_T | METHOD_ONE_MODEL | METHOD_PART,
 	.check = ns_check,
 	.setup = ns_setup,
 	.meta = ns_meta,

@@ -134,7 +134,7 @@ static void sl_meta(const struct merge_ctx *c,
 const struct method method_slerp = {
 	.name = "slerp",
 	.summary = "spherical interpolation from the base (t = 0) to the model (t = 1)",
-	.flags = METHOD_USES_T | METHOD_ONE_MODEL,
+	.flags = METHOD_USES_T | METHOD_ONE_MODEL | METHOD_PART,
 	.check = sl_check,
 	.setup = sl_setup,
 	.meta = sl_meta,

@@ -53,6 +53,9 @@ struct merge_ctx {
 	struct source *src;
 	struct scales *sc;     /* alpha: scales_from_norms() only */
 	struct passes *passes; /* setup() adds its passes here */
+	/* nt x 4 doubles: per tensor, the norm sums of a stats pass
+	 * (norm_sums_tensor(), norm_sums_total()) */
+	double *tstats;
 	void *state;           /* the method's own */
 };
 
@@ -81,6 +84,9 @@ enum {
 	METHOD_LINEAR = 1 << 24,
 	/* the kernel divides by the sum of the weights (a mean) */
 	METHOD_DIVIDES_WSUM = 1 << 25,
+	/* runs in parts (--part K/M): every result of its passes is per
+	 * tensor, or whole-model sums kept per tensor by a pass marked stats */
+	METHOD_PART = 1 << 26,
 };
 /* The bits of flags that lines_method_options() hands out. */
 #define METHOD_MOPTS                                                                          \
@@ -198,6 +204,27 @@ static inline void norm_sums_add(double acc[4], const struct pipe_job *job)
 	for (unsigned b = 0; b < job->nblocks; b++)
 		for (int i = 0; i < 4; i++)
 			acc[i] += job->part[4 * b + i];
+}
+/*
+ * The same sums kept per tensor, for a pass marked stats (a partitioned
+ * run measures them per part): norm_sums_tensor() adds a job's blocks to
+ * its tensor's four sums in c->tstats; norm_sums_total() adds the
+ * tensors in output order. The total groups the same way whatever part
+ * of the tensors a run measured.
+ */
+static inline void norm_sums_tensor(struct merge_ctx *c, const struct pipe_job *job)
+{
+	double *acc = c->tstats + 4 * job->tensor;
+	for (unsigned b = 0; b < job->nblocks; b++)
+		for (int i = 0; i < 4; i++)
+			acc[i] += job->part[4 * b + i];
+}
+static inline void norm_sums_total(const struct merge_ctx *c, double acc[4])
+{
+	acc[0] = acc[1] = acc[2] = acc[3] = 0.0;
+	for (size_t t = 0; t < c->nt; t++)
+		for (int i = 0; i < 4; i++)
+			acc[i] += c->tstats[4 * t + i];
 }
 static inline double norm_sum_of(const double acc[4], int norm_p)
 {

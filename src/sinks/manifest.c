@@ -147,8 +147,13 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		                                     : json_null());
 		if (m)
 			json_object_set_new(in, "weight", json_real(p->sc.w[m - 1]));
-		json_object_set_new(in, "nonfinite",
-		                    json_integer((json_int_t)(p->stats.nonfinite ? p->stats.nonfinite[m] : 0)));
+		/* a shard's: its own tensors' (the same whatever part wrote it) */
+		uint64_t nf = p->stats.nonfinite ? p->stats.nonfinite[m] : 0;
+		if (p->stats.by_shard)
+			nf = mf->t1 > mf->t0
+			         ? p->stats.by_shard[(size_t)p->stats.shard_of[mf->t0] * p->in.ninputs + m]
+			         : 0;
+		json_object_set_new(in, "nonfinite", json_integer((json_int_t)nf));
 		json_array_append_new(inputs, in);
 	}
 	json_object_set_new(run, "inputs", inputs);

@@ -216,7 +216,8 @@ int output_check(struct plan *p, struct lines_error *err)
 			empty &= !strcmp(e->d_name, ".") || !strcmp(e->d_name, "..");
 		if (dh)
 			closedir(dh);
-		RETURN_ERROR_IF(!empty, err, LINES_EUSAGE, out, NULL,
+		/* the parts of a partitioned run write into one directory */
+		RETURN_ERROR_IF(!empty && !p->o.part_m, err, LINES_EUSAGE, out, NULL,
 		                "the output directory exists and is not empty; lines writes a new "
 		                "directory (remove it, or name another)");
 		/* written inside it (it may be a mount point or a symlink's target) */
@@ -385,6 +386,12 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 	return 0;
 }
 
+static int part_text(const void *arg, const char *index_json, const char *readme, char **text,
+                     struct lines_error *err)
+{
+	return part_plan_text(arg, index_json, readme, text, err);
+}
+
 /* A directory: the shards, each its own safetensors file. */
 static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 {
@@ -405,6 +412,13 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.config_yaml = p->o.config_yaml;
 	d.arg = p;
 	d.log = &p->o;
+	if (p->part.on) {
+		d.part = 1;
+		d.part_k = p->part.k;
+		d.s0 = p->part.s0;
+		d.s1 = p->part.s1;
+		d.plan_text = part_text;
+	}
 	rc = sink_dir_open(out, &d, err);
 	free(carry);
 	return rc;
@@ -543,6 +557,8 @@ int output_lock(struct plan *p, struct lines_error *err)
 	if (!out || !strcmp(out, "-") || (!p->out.dir && !sink_is_file_output(p) &&
 	                                  access(out, F_OK) == 0))
 		return 0; /* standard output, a device, a FIFO: nothing to commit */
+	if (p->part.on)
+		return 0; /* the parts run at once; each locks its own (sink_dir.c) */
 	dcopy = strdup(out), bcopy = strdup(out);
 	path = dcopy && bcopy ? malloc(strlen(out) + 32) : NULL;
 	if (!path) {

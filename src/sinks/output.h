@@ -81,7 +81,20 @@ struct sink_dir_desc {
 	const char *config_yaml;
 	const void *arg;
 	const struct lines_merge_opts *log; /* notes of the files carried along */
+	/* a part of a partitioned run (partition.c): only shards [s0, s1) are
+	 * written, in path's .lines-part-K (locked), then moved into path
+	 * one by one with the base's small files and .lines-plan.json, whose
+	 * text plan_text() makes from the index and README.md texts; the
+	 * index, README.md and lines_config.yml wait for lines index.
+	 * Otherwise s0 = 0 and s1 = nshards. */
+	int part;
+	unsigned part_k;
+	size_t s0, s1;
+	int (*plan_text)(const void *arg, const char *index_json, const char *readme, char **text,
+	                 struct lines_error *err);
 };
 int sink_dir_open(struct sink **out, const struct sink_dir_desc *desc, struct lines_error *err);
+/* Remove every file in a directory (a part's temporary one). */
+void sink_dir_empty(const char *path);
 
 #endif

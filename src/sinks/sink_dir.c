@@ -31,6 +31,7 @@
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -56,6 +57,7 @@ struct sink_dir {
 	struct xxh128 *digest;
 	uint64_t *hhash, *hlen;
 	int failed;
+	int lock_fd; /* a part: the lock on its temporary directory, or -1 */
 };
 
 static char *join(const char *a, const char *b)
@@ -124,13 +126,13 @@ static int sd_write(struct sink *s, const void *buf, size_t len, struct lines_er
 	const unsigned char *b = buf;
 	while (len) {
 		if (!d->s || d->left == 0) {
-			size_t k = d->s ? d->cur + 1 : 0;
-			while (d->s && k < d->desc.nshards && d->desc.shards[k].data == 0) {
+			size_t k = d->s ? d->cur + 1 : d->desc.s0;
+			while (d->s && k < d->desc.s1 && d->desc.shards[k].data == 0) {
 				/* shards of zero-size tensors only */
 				FORWARD_IF_ERROR(next_shard(d, k, err));
 				k++;
 			}
-			RETURN_ERROR_IF(k >= d->desc.nshards, err, LINES_EIO, d->final, NULL,
+			RETURN_ERROR_IF(k >= d->desc.s1, err, LINES_EIO, d->final, NULL,
 			                "more bytes than the shards hold");
 			FORWARD_IF_ERROR(next_shard(d, k, err));
 			continue;
@@ -148,12 +150,13 @@ static int sd_finish(struct sink *s, struct lines_error *err)
 {
 	struct sink_dir *d = (struct sink_dir *)s;
 	size_t k;
-	if (!d->s && !d->files[0]) { /* nothing was written: no data at all */
-		FORWARD_IF_ERROR(open_shard(d, 0, err));
+	if (d->desc.s0 < d->desc.s1 && !d->s && !d->files[d->desc.s0]) {
+		/* nothing was written: no data at all */
+		FORWARD_IF_ERROR(open_shard(d, d->desc.s0, err));
 	}
 	RETURN_ERROR_IF(d->left, err, LINES_EIO, d->final, NULL, "fewer bytes than the shards hold");
 	/* the shards after the last byte hold zero-size tensors only */
-	for (k = d->cur + 1; k < d->desc.nshards; k++)
+	for (k = d->cur + 1; k < d->desc.s1; k++)
 		FORWARD_IF_ERROR(next_shard(d, k, err));
 	if (d->s)
 		FORWARD_IF_ERROR(close_shard(d, err));
@@ -211,12 +214,12 @@ static int put_manifest(struct sink_dir *d, const char *name, const struct manif
 	return put(d, name, write_manifest, &a, err);
 }
 
-static int write_index(struct sink_dir *d, struct lines_error *err)
+/* The text of model.safetensors.index.json. */
+static int index_text(struct sink_dir *d, char **out, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
 	json_t *root = json_object(), *meta = json_object(), *wm = json_object();
 	char *text;
-	int rc;
 
 	json_object_set_new(meta, "total_size", json_integer((json_int_t)p->lay->out_data_bytes));
 	json_object_set_new(root, "metadata", meta);
@@ -227,8 +230,56 @@ static int write_index(struct sink_dir *d, struct lines_error *err)
 	text = json_dumps(root, JSON_INDENT(2));
 	json_decref(root);
 	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	rc = put_file(d, "model.safetensors.index.json", text, err);
+	*out = text;
+	return 0;
+}
+
+static int write_index(struct sink_dir *d, struct lines_error *err)
+{
+	char *text = NULL;
+	int rc = index_text(d, &text, err);
+	if (rc == 0)
+		rc = put_file(d, "model.safetensors.index.json", text, err);
 	free(text);
+	return rc;
+}
+
+/*
+ * A part: .lines-plan.json, the same text from every part of the plan.
+ * One already in the output directory that differs (another plan, or
+ * other statistics) is refused before anything moves.
+ */
+static int write_plan(struct sink_dir *d, struct lines_error *err)
+{
+	const struct sink_dir_desc *p = &d->desc;
+	char *index = NULL, *readme = NULL, *text = NULL, *old = join(d->final, ".lines-plan.json");
+	int rc = 0;
+	if (!old)
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (p->nshards > 1)
+		rc = index_text(d, &index, err);
+	if (rc == 0 && p->readme)
+		rc = p->readme(p->arg, &readme, err);
+	if (rc == 0)
+		rc = p->plan_text(p->arg, index, readme, &text, err);
+	if (rc == 0) {
+		FILE *f = fopen(old, "r");
+		if (f) {
+			size_t n = strlen(text);
+			char *buf = malloc(n + 2);
+			size_t got = buf ? fread(buf, 1, n + 1, f) : 0;
+			if (!buf || got != n || memcmp(buf, text, n))
+				rc = lines_errf(err, LINES_EUSAGE, d->final, NULL,
+				                "holds parts written with other statistics or options "
+				                "(.lines-plan.json differs): write every part with the "
+				                "same arguments, or use another output directory");
+			free(buf);
+			fclose(f);
+		}
+	}
+	if (rc == 0)
+		rc = put_file(d, ".lines-plan.json", text, err);
+	free(index), free(readme), free(text), free(old);
 	return rc;
 }
 
@@ -402,7 +453,7 @@ static int move_out(struct sink_dir *d, struct lines_error *err)
 	if (rc == 0 && fsync_path(d->final) < 0)
 		rc = lines_errno(err, errno, d->final, "cannot sync");
 	for (size_t i = 0; i < nmoved; i++) {
-		if (rc < 0)
+		if (rc < 0 && !d->desc.part) /* a part's files are complete: they stay */
 			unlink(moved[i]);
 		free(moved[i]);
 	}
@@ -418,7 +469,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 	const struct sink_dir_desc *p = &d->desc;
 	int rc = 0;
 
-	for (size_t k = 0; rc == 0 && k < p->nshards; k++) {
+	for (size_t k = p->s0; rc == 0 && k < p->s1; k++) {
 		const struct shard *sh = &p->shards[k];
 		if ((rc = sink_commit(d->files[k], err)) < 0)
 			break;
@@ -434,15 +485,17 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 		snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
 		rc = put_manifest(d, name, &mf, err);
 	}
-	if (rc == 0 && p->nshards > 1)
+	if (rc == 0 && p->part)
+		rc = write_plan(d, err);
+	if (rc == 0 && p->nshards > 1 && !p->part)
 		rc = write_index(d, err);
-	if (rc == 0 && p->readme) {
+	if (rc == 0 && p->readme && !p->part) {
 		char *text = NULL;
 		if ((rc = p->readme(p->arg, &text, err)) == 0)
 			rc = put_file(d, "README.md", text, err);
 		free(text);
 	}
-	if (rc == 0 && p->config_yaml)
+	if (rc == 0 && p->config_yaml && !p->part)
 		rc = put_file(d, "lines_config.yml", p->config_yaml, err);
 	if (rc == 0)
 		rc = carry(d, err);
@@ -463,7 +516,27 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 		free(d->tmpdir);
 		d->tmpdir = NULL;
 	}
+	if (rc == 0 && d->lock_fd >= 0) {
+		close(d->lock_fd);
+		d->lock_fd = -1;
+	}
 	return rc;
+}
+
+void sink_dir_empty(const char *path)
+{
+	DIR *dh = opendir(path);
+	struct dirent *e;
+	if (!dh)
+		return;
+	while ((e = readdir(dh)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+			char *f = join(path, e->d_name);
+			if (f)
+				unlink(f);
+			free(f);
+		}
+	closedir(dh);
 }
 
 /* Remove the temporary directory and everything in it (all ours). */
@@ -499,6 +572,10 @@ static void sd_abort(struct sink *s)
 	rmdir(d->tmpdir);
 	free(d->tmpdir);
 	d->tmpdir = NULL;
+	if (d->lock_fd >= 0) {
+		close(d->lock_fd);
+		d->lock_fd = -1;
+	}
 }
 
 static void sd_free(struct sink *s)
@@ -518,6 +595,47 @@ static void sd_free(struct sink *s)
 
 static const struct sink_ops sink_dir_ops = {sd_write, sd_finish, sd_commit, sd_abort, sd_free};
 
+/*
+ * A part's temporary directory: DIR/.lines-part-K, made with DIR if need
+ * be (parts start at once: either may make it). Its lock keeps a second
+ * run of the same part waiting; what a killed run left in it is removed.
+ * A lock taken on a directory that its holder removed meanwhile is let
+ * go, and the new one taken.
+ */
+static int part_tmpdir(struct sink_dir *d, char *tmpl, size_t n, struct lines_error *err)
+{
+	mode_t mode = 0777 & ~sink_umask();
+	if (mkdir(d->final, mode) < 0 && errno != EEXIST)
+		return lines_errno(err, errno, d->final, "cannot create the output directory");
+	snprintf(tmpl, n, "%s/.lines-part-%u", d->final, d->desc.part_k);
+	for (;;) {
+		struct stat a, b;
+		if (mkdir(tmpl, 0700) < 0 && errno != EEXIST)
+			return lines_errno(err, errno, tmpl, "cannot create a temporary directory");
+		int fd = open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0) {
+			if (errno == ENOENT)
+				continue;
+			return lines_errno(err, errno, tmpl, "cannot open");
+		}
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			lines_logf(d->desc.log, LINES_LOG_NOTE, tmpl, NULL,
+			           "another run of this part is writing: waiting for it");
+			while (flock(fd, LOCK_EX) < 0 && errno == EINTR && !lines_canceled())
+				;
+		}
+		if (fstat(fd, &a) == 0 && stat(tmpl, &b) == 0 && a.st_dev == b.st_dev &&
+		    a.st_ino == b.st_ino) {
+			d->lock_fd = fd;
+			break;
+		}
+		close(fd);
+		RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
+	}
+	sink_dir_empty(tmpl); /* a killed run's */
+	return 0;
+}
+
 int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines_error *err)
 {
 	struct sink_dir *d = calloc(1, sizeof(*d));
@@ -528,6 +646,11 @@ int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines
 	RETURN_ERROR_IF(!d, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	d->desc = *p;
 	d->desc.carry_from = NULL;
+	d->lock_fd = -1;
+	if (!p->part) {
+		d->desc.s0 = 0;
+		d->desc.s1 = p->nshards;
+	}
 	if (p->carry_from && !(d->carry = strdup(p->carry_from))) {
 		free(d);
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -557,6 +680,25 @@ int sink_dir_open(struct sink **out, const struct sink_dir_desc *p, struct lines
 	if (!tmpl) {
 		free(base);
 		goto nomem;
+	}
+	if (p->part) {
+		free(base);
+		free(copy);
+		copy = NULL;
+		int rc = part_tmpdir(d, tmpl, n, err);
+		if (rc < 0) {
+			free(tmpl);
+			free(d->files), free(d->digest), free(d->hhash), free(d->hlen), free(d->final),
+				free(d->carry), free(d);
+			return rc;
+		}
+		d->inside = 1;
+		d->tmpdir = tmpl;
+		d->cur = p->nshards;
+		d->base.ops = &sink_dir_ops;
+		d->base.name = d->final;
+		*out = &d->base;
+		return 0;
 	}
 	if (d->inside)
 		snprintf(tmpl, n, "%s/.lines-XXXXXX", d->final);

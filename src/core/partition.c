@@ -1,0 +1,813 @@
+/*
+ * partition.c -- one merge as M parts run anywhere (--part K/M), then
+ * assembled: the same bytes as a run on one machine.
+ *
+ * The shards of a directory output are laid out from the plan alone
+ * (output.c), never from M; shard s of S belongs to part floor(s M / S),
+ * so part K writes the contiguous shards [ceil(K S / M), ceil((K+1) S / M))
+ * and reads only their tensors (pipe_env's tensor range). Every tensor
+ * is whole in one shard, so a method whose results are per tensor needs
+ * nothing else.
+ *
+ * Whole-model statistics (automatic alpha's norms) are passes marked
+ * `stats`: their reduce() keeps per-tensor partial results in the
+ * context's table (merge_ctx.tstats) and their done() adds the table in
+ * output order. The one-machine run does exactly that too, so the sums
+ * group the same way whatever M is. A round (one stats pass) is a map
+ * step per part (--stats-out: the part's rows of the table, each double
+ * as a C99 hex float, exact) and a reduce step (`lines stats`: every
+ * part of one plan and round, each once, concatenated in output order);
+ * the next step reads the combined file (--stats), sets its table from
+ * it and runs the pass's done() instead of the pass.
+ *
+ * A plan is named by a hash over the inputs' headers (every file's
+ * tensors, offsets and metadata), the options that change a byte of the
+ * output, and the output's tensors and shards: a stats file or an output
+ * directory of another plan is refused.
+ *
+ * Assembly: each part moves its shards, their .xxh128 and .manifest.json
+ * and the base's small files into OUT/ one by one (each complete before
+ * its rename), and writes OUT/.lines-plan.json, the same bytes from every
+ * part: the plan's hash, its shards, and the text of the files that only
+ * the whole output can have (the index, README.md, lines_config.yml).
+ * `lines index OUT/` checks every shard with lines_verify(), writes those
+ * files and removes .lines-plan.json.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <xxhash.h>
+
+#include "checksum.h"
+#include "plan.h"
+
+#define STATS_FORMAT 1
+#define PLANFILE ".lines-plan.json"
+
+/* ---- the plan's identity --------------------------------------------------------------------- */
+static void h_bytes(XXH3_state_t *h, const void *b, size_t n) { XXH3_128bits_update(h, b, n); }
+static void h_str(XXH3_state_t *h, const char *s)
+{
+	s = s ? s : "(null)";
+	h_bytes(h, s, strlen(s) + 1);
+}
+static void h_u64(XXH3_state_t *h, uint64_t v) { h_bytes(h, &v, sizeof(v)); }
+static void h_dbl(XXH3_state_t *h, double v) { h_bytes(h, &v, sizeof(v)); }
+static void h_dbls(XXH3_state_t *h, const double *v, size_t n)
+{
+	h_u64(h, v ? n : 0);
+	if (v)
+		h_bytes(h, v, n * sizeof(*v));
+}
+
+static void h_inputs(XXH3_state_t *h, const struct plan *p)
+{
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		const struct ckpt *c = p->in.ck[m];
+		h_u64(h, c->nfiles);
+		for (size_t f = 0; f < c->nfiles; f++) {
+			const struct ckpt_file *cf = &c->files[f];
+			h_u64(h, cf->disk_size);
+			h_u64(h, cf->nentries);
+			for (size_t e = 0; e < cf->nentries; e++) {
+				const struct ckpt_entry *ce = &cf->entries[e];
+				h_str(h, ce->name);
+				h_u64(h, (uint64_t)ce->dtype);
+				h_u64(h, ce->rank);
+				for (unsigned r = 0; r < ce->rank; r++)
+					h_u64(h, ce->shape[r]);
+				h_u64(h, ce->off);
+				h_u64(h, ce->nbytes);
+			}
+			h_u64(h, cf->nmeta);
+			for (size_t k = 0; k < cf->nmeta; k++) {
+				h_str(h, cf->meta[k].key);
+				h_str(h, cf->meta[k].value);
+			}
+		}
+	}
+}
+
+static void h_options(XXH3_state_t *h, const struct plan *p)
+{
+	const struct lines_merge_opts *o = &p->o;
+	h_str(h, o->command);
+	h_str(h, p->method->name);
+	h_dbls(h, p->sc.w, p->lay.nmodels);
+	h_dbl(h, o->lambda);
+	h_u64(h, (uint64_t)o->lines);
+	h_u64(h, (uint64_t)o->alpha_auto);
+	h_dbl(h, o->alpha);
+	h_dbl(h, o->beta);
+	h_u64(h, (uint64_t)o->norm_p);
+	h_dbl(h, o->density);
+	h_dbls(h, o->densities, o->nmodels);
+	h_u64(h, (uint64_t)o->trim_tensor);
+	h_u64(h, o->seed);
+	h_u64(h, (uint64_t)o->dare_elect);
+	h_u64(h, (uint64_t)o->no_normalize);
+	h_u64(h, (uint64_t)o->rescale);
+	h_dbl(h, o->t);
+	h_u64(h, o->consensus_k);
+	h_dbl(h, o->tall_lambda);
+	h_dbls(h, o->tall_lambdas, o->nmodels);
+	h_u64(h, (uint64_t)o->consensus_ties);
+	h_dbl(h, o->ram_epsilon);
+	h_dbl(h, o->ram_r);
+	h_dbl(h, o->ram_alpha);
+	h_u64(h, (uint64_t)o->per_row);
+	h_u64(h, o->max_iter);
+	h_dbl(h, o->tol);
+	h_dbl(h, o->della_epsilon);
+	h_dbls(h, o->della_epsilons, o->nmodels);
+	h_dbl(h, o->bc_gamma);
+	h_dbls(h, o->bc_gammas, o->nmodels);
+	h_dbl(h, o->select_topk);
+	h_str(h, o->dtype);
+	h_u64(h, (uint64_t)o->vocab_base);
+	h_u64(h, (uint64_t)o->no_copy);
+	h_u64(h, (uint64_t)o->no_checksum);
+	h_str(h, o->config_yaml);
+}
+
+static void h_layout(XXH3_state_t *h, const struct plan *p)
+{
+	h_u64(h, p->lay.nt);
+	h_u64(h, (uint64_t)p->lay.L);
+	for (size_t i = 0; i < p->lay.nt; i++) {
+		const struct tensor *t = &p->lay.t[i];
+		h_str(h, t->name);
+		h_u64(h, (uint64_t)tensor_file_dt(t));
+		h_u64(h, t->rank);
+		for (unsigned r = 0; r < t->rank; r++)
+			h_u64(h, t->shape[r]);
+		h_u64(h, t->out_off);
+		h_u64(h, (uint64_t)t->block);
+		h_u64(h, (uint64_t)t->stack);
+		h_u64(h, (uint64_t)t->merge);
+	}
+	for (size_t k = 0; k < p->lay.nstacks; k++) {
+		h_str(h, p->lay.stacks[k].name);
+		h_u64(h, (uint64_t)p->lay.stacks[k].first);
+		h_u64(h, (uint64_t)p->lay.stacks[k].ramp);
+	}
+	h_u64(h, p->out.nshards);
+	for (size_t k = 0; k < p->out.nshards; k++) {
+		h_str(h, p->out.shards[k].name);
+		h_u64(h, p->out.shards[k].t0);
+		h_u64(h, p->out.shards[k].t1);
+	}
+}
+
+static void plan_hash(struct plan *p)
+{
+	XXH3_state_t *h = XXH3_createState();
+	struct xxh128 d = {0, 0};
+	if (h) {
+		XXH3_128bits_reset(h);
+		h_str(h, "lines partitioned plan 1");
+		h_inputs(h, p);
+		h_options(h, p);
+		h_layout(h, p);
+		XXH128_hash_t r = XXH3_128bits_digest(h);
+		d.lo = r.low64, d.hi = r.high64;
+		XXH3_freeState(h);
+	}
+	xxh128_hex(&d, p->part.hash);
+}
+
+/* ---- small files ------------------------------------------------------------------------------- */
+static char *join(const char *a, const char *b)
+{
+	char *s = malloc(strlen(a) + strlen(b) + 2);
+	if (s)
+		sprintf(s, "%s/%s", a, b);
+	return s;
+}
+
+/* Write text to path: a temporary name, then renamed into place. */
+static int put_text(const char *path, const char *text, struct lines_error *err)
+{
+	struct sink *s = NULL;
+	int rc = sink_file_open(&s, path, err);
+	if (rc == 0)
+		rc = sink_write(s, text, strlen(text), err);
+	if (rc == 0)
+		rc = sink_commit(s, err);
+	else if (s)
+		sink_abort(s);
+	sink_free(s);
+	return rc;
+}
+
+/* The directory of a statistics file is made when missing (one level:
+ * OUT.stats/ beside OUT, as lines merge -n shows). */
+static void make_parent(const char *path)
+{
+	char *c = strdup(path), *slash = c ? strrchr(c, '/') : NULL;
+	if (slash && slash != c) {
+		*slash = '\0';
+		mkdir(c, 0777);
+	}
+	free(c);
+}
+
+static int put_json(const char *path, json_t *root, struct lines_error *err)
+{
+	make_parent(path);
+	char *text = json_dumps(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+	int rc;
+	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	size_t n = strlen(text);
+	char *t2 = realloc(text, n + 2);
+	if (t2) {
+		t2[n] = '\n', t2[n + 1] = '\0';
+		text = t2;
+	}
+	rc = put_text(path, text, err);
+	free(text);
+	return rc;
+}
+
+static json_t *load_json(const char *path, const char *what, struct lines_error *err)
+{
+	json_error_t je;
+	json_t *root = json_load_file(path, 0, &je);
+	if (!root) {
+		if (access(path, F_OK) < 0)
+			lines_errno(err, errno, path, "cannot read the %s", what);
+		else
+			lines_errf(err, LINES_EFORMAT, path, NULL, "line %d: not a %s (%s)", je.line, what,
+			           je.text);
+	}
+	return root;
+}
+
+/* ---- the plan of a part ------------------------------------------------------------------------- */
+static unsigned count_stats_passes(const struct plan *p)
+{
+	unsigned n = 0;
+	for (unsigned i = 0; i < p->passes.n; i++)
+		n += !!p->passes.pass[i].stats;
+	return n;
+}
+
+/* A double exactly, as a C99 hex float. */
+static json_t *hexf(double v)
+{
+	char b[48];
+	snprintf(b, sizeof(b), "%a", v);
+	return json_string(b);
+}
+
+static int unhexf(json_t *v, double *out)
+{
+	const char *s = json_string_value(v);
+	char *end;
+	if (!s)
+		return -1;
+	*out = strtod(s, &end);
+	return *end || end == s ? -1 : 0;
+}
+
+/* Round r's rows [t0, t1) of the table from a stats file's entry. */
+static int load_round(struct plan *p, json_t *res, const char *path, struct lines_error *err)
+{
+	json_t *rows = json_object_get(res, "tensors");
+	json_int_t t0 = json_integer_value(json_object_get(res, "t0"));
+	json_int_t t1 = json_integer_value(json_object_get(res, "t1"));
+	const char *kind = json_string_value(json_object_get(res, "kind"));
+	RETURN_ERROR_IF(!kind || strcmp(kind, "norms") || !json_is_array(rows) || t0 != 0 ||
+	                        t1 != (json_int_t)p->lay.nt ||
+	                        json_array_size(rows) != p->lay.nt,
+	                err, LINES_EFORMAT, path, NULL,
+	                "not a combined statistics file of this plan (run lines stats on the parts)");
+	for (size_t i = 0; i < p->lay.nt; i++) {
+		json_t *row = json_array_get(rows, i);
+		RETURN_ERROR_IF(json_array_size(row) != 4, err, LINES_EFORMAT, path, NULL,
+		                "tensor %zu: not 4 sums", i);
+		for (size_t j = 0; j < 4; j++)
+			RETURN_ERROR_IF(unhexf(json_array_get(row, j), &p->ctx.tstats[4 * i + j]) < 0, err,
+			                LINES_EFORMAT, path, NULL, "tensor %zu: not a hex float", i);
+	}
+	return 0;
+}
+
+/* The --stats file: of this plan, complete, the rounds before this step. */
+static int load_stats(struct plan *p, struct lines_error *err)
+{
+	const char *path = p->o.stats_in;
+	json_t *root = load_json(path, "statistics file (JSON)", err);
+	int rc = 0;
+	if (!root)
+		return LINES_EFORMAT;
+	const char *plan = json_string_value(json_object_get(root, "plan"));
+	json_t *results = json_object_get(root, "results");
+	if (json_integer_value(json_object_get(root, "lines_stats")) != STATS_FORMAT ||
+	    !json_is_array(results))
+		rc = lines_errf(err, LINES_EFORMAT, path, NULL, "not a lines statistics file");
+	else if (!plan || strcmp(plan, p->part.hash))
+		rc = lines_errf(err, LINES_EUSAGE, path, NULL,
+		                "statistics of another plan (plan %s, this one is %s): other inputs or "
+		                "options than this run's",
+		                plan ? plan : "?", p->part.hash);
+	else if (!json_is_null(json_object_get(root, "part")))
+		rc = lines_errf(err, LINES_EUSAGE, path, NULL,
+		                "the statistics of one part only: combine every part with lines stats, "
+		                "and give the combined file");
+	if (rc == 0) {
+		p->part.have = (unsigned)json_array_size(results);
+		/* the last round given is the one the table holds (one kind now) */
+		if (p->part.have)
+			rc = load_round(p, json_array_get(results, p->part.have - 1), path, err);
+		if (rc == 0)
+			p->part.loaded = json_incref(results);
+	}
+	json_decref(root);
+	return rc;
+}
+
+/* An existing OUT/.lines-plan.json of another plan: refused now. */
+static int check_out_plan(struct plan *p, struct lines_error *err)
+{
+	char *path = join(p->out.dir, PLANFILE);
+	struct stat st;
+	int rc = 0;
+	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (stat(path, &st) == 0) {
+		json_t *root = load_json(path, "plan file", err);
+		const char *h = json_string_value(json_object_get(root, "plan"));
+		if (!root)
+			rc = LINES_EFORMAT;
+		else if (!h || strcmp(h, p->part.hash))
+			rc = lines_errf(err, LINES_EUSAGE, p->out.dir, NULL,
+			                "holds the parts of another plan (%s, this one is %s): give "
+			                "another output directory",
+			                h ? h : "?", p->part.hash);
+		json_decref(root);
+	}
+	free(path);
+	return rc;
+}
+
+int part_setup(struct plan *p, struct lines_error *err)
+{
+	const struct lines_merge_opts *o = &p->o;
+	struct part *pt = &p->part;
+
+	pt->t0 = 0, pt->t1 = p->lay.nt;
+	if (!o->part_m) {
+		RETURN_ERROR_IF(o->stats_in || o->stats_out, err, LINES_EUSAGE, NULL, NULL,
+		                "--stats and --stats-out belong to a partitioned run (--part K/M)");
+		return 0;
+	}
+	RETURN_ERROR_IF(o->part_k >= o->part_m, err, LINES_EUSAGE, NULL, NULL,
+	                "--part %u/%u: K counts from 0 and must be below M", o->part_k, o->part_m);
+	RETURN_ERROR_IF(!p->out.dir, err, LINES_EUSAGE, o->output, NULL,
+	                "--part writes whole shards of a directory output: give -o DIR/ (not a "
+	                "file or standard output)");
+	RETURN_ERROR_IF(o->sweep != LINES_SWEEP_NONE, err, LINES_EUSAGE, NULL, NULL,
+	                "--part runs one value at a time: give the swept option one value");
+	RETURN_ERROR_IF(o->no_checksum, err, LINES_EUSAGE, NULL, NULL,
+	                "--part needs the shards' checksums and manifests (lines index checks "
+	                "them): leave out --no-checksum");
+	RETURN_ERROR_IF(!(p->method->flags & METHOD_PART), err, LINES_EUSAGE, NULL, NULL,
+	                "-m %s does not run in parts yet (its whole-model statistics have no "
+	                "stats files): run it on one machine",
+	                p->method->name);
+	pt->on = 1;
+	pt->k = o->part_k, pt->m = o->part_m;
+	size_t S = p->out.nshards, M = o->part_m;
+	pt->s0 = (size_t)(((uint64_t)o->part_k * S + M - 1) / M);
+	pt->s1 = (size_t)(((uint64_t)(o->part_k + 1) * S + M - 1) / M);
+	pt->t0 = pt->s0 < pt->s1 ? p->out.shards[pt->s0].t0 : 0;
+	pt->t1 = pt->s0 < pt->s1 ? p->out.shards[pt->s1 - 1].t1 : 0;
+	plan_hash(p);
+	return 0;
+}
+
+int part_after_setup(struct plan *p, struct lines_error *err)
+{
+	const struct lines_merge_opts *o = &p->o;
+	struct part *pt = &p->part;
+	if (!pt->on)
+		return 0;
+	pt->rounds = count_stats_passes(p);
+	RETURN_ERROR_IF(o->lines && !p->sc.alpha_known && !pt->rounds, err, LINES_EUSAGE, NULL, NULL,
+	                "automatic alpha of -m %s is not measured in parts yet: give --alpha, or "
+	                "run on one machine",
+	                p->method->name);
+	if (o->stats_in)
+		FORWARD_IF_ERROR(load_stats(p, err));
+	RETURN_ERROR_IF(pt->have > pt->rounds, err, LINES_EUSAGE, o->stats_in, NULL,
+	                "holds %u rounds of statistics; this plan has %u", pt->have, pt->rounds);
+	if (o->stats_out) {
+		RETURN_ERROR_IF(!pt->rounds, err, LINES_EUSAGE, NULL, NULL,
+		                "-m %s with these options needs no statistics: leave out --stats-out "
+		                "and write the parts",
+		                p->method->name);
+		RETURN_ERROR_IF(pt->have == pt->rounds, err, LINES_EUSAGE, o->stats_in, NULL,
+		                "holds every round (%u) of this plan: nothing left to measure; write "
+		                "the parts with --stats and without --stats-out",
+		                pt->rounds);
+		pt->round = pt->have + 1;
+		return 0;
+	}
+	return 0;
+}
+
+/* Before a part writes (not for -n): every round given, and the output
+ * directory free of another plan's parts. */
+int part_check_run(struct plan *p, struct lines_error *err)
+{
+	const struct part *pt = &p->part;
+	if (!pt->on || pt->round)
+		return 0;
+	RETURN_ERROR_IF(pt->have < pt->rounds, err, LINES_EUSAGE, p->o.stats_in, NULL,
+	                "this plan needs %u round%s of statistics before it writes, and %s: run "
+	                "the map and reduce steps first (lines merge -n --part %u/%u shows them)",
+	                pt->rounds, pt->rounds == 1 ? "" : "s",
+	                p->o.stats_in ? "this file holds fewer" : "no --stats was given", pt->k, pt->m);
+	return check_out_plan(p, err);
+}
+
+/* The stats pass r (1-based) of the plan: its index, or passes.n. */
+unsigned part_stats_pass(const struct plan *p, unsigned r)
+{
+	for (unsigned i = 0; i < p->passes.n; i++)
+		if (p->passes.pass[i].stats && --r == 0)
+			return i;
+	return p->passes.n;
+}
+
+/* --stats-out: the part's rows of round pt->round, and the rounds before. */
+int part_write_stats(struct plan *p, struct lines_error *err)
+{
+	const struct part *pt = &p->part;
+	json_t *root = json_object(), *results = pt->loaded ? json_deep_copy(pt->loaded) : json_array();
+	json_t *res = json_object(), *rows = json_array();
+	int rc;
+	if (!root || !results || !res || !rows) {
+		json_decref(root), json_decref(results), json_decref(res), json_decref(rows);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	for (size_t i = pt->t0; i < pt->t1; i++) {
+		json_t *row = json_array();
+		for (int j = 0; j < 4; j++)
+			json_array_append_new(row, hexf(p->ctx.tstats[4 * i + j]));
+		json_array_append_new(rows, row);
+	}
+	json_object_set_new(res, "round", json_integer(pt->round));
+	json_object_set_new(res, "kind", json_string("norms"));
+	json_object_set_new(res, "t0", json_integer((json_int_t)pt->t0));
+	json_object_set_new(res, "t1", json_integer((json_int_t)pt->t1));
+	json_object_set_new(res, "tensors", rows);
+	json_array_append_new(results, res);
+	json_object_set_new(root, "lines_stats", json_integer(STATS_FORMAT));
+	json_object_set_new(root, "plan", json_string(pt->hash));
+	json_object_set_new(root, "rounds", json_integer(pt->rounds));
+	json_object_set_new(root, "round", json_integer(pt->round));
+	json_object_set_new(root, "parts", json_integer(pt->m));
+	json_object_set_new(root, "part", json_integer(pt->k));
+	json_object_set_new(root, "ntensors", json_integer((json_int_t)p->lay.nt));
+	json_object_set_new(root, "results", results);
+	rc = put_json(p->o.stats_out, root, err);
+	json_decref(root);
+	return rc;
+}
+
+/* The text of OUT/.lines-plan.json: every part writes the same. */
+int part_plan_text(const struct plan *p, const char *index_json, const char *readme, char **out,
+                   struct lines_error *err)
+{
+	json_t *root = json_object(), *shards = json_array();
+	if (!root || !shards) {
+		json_decref(root), json_decref(shards);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	for (size_t k = 0; k < p->out.nshards; k++)
+		json_array_append_new(shards, json_string(p->out.shards[k].name));
+	json_object_set_new(root, "lines_plan", json_integer(STATS_FORMAT));
+	json_object_set_new(root, "plan", json_string(p->part.hash));
+	json_object_set_new(root, "shards", shards);
+	json_object_set_new(root, "index", index_json ? json_string(index_json) : json_null());
+	json_object_set_new(root, "readme", readme ? json_string(readme) : json_null());
+	json_object_set_new(root, "config",
+	                    p->o.config_yaml ? json_string(p->o.config_yaml) : json_null());
+	char *text = json_dumps(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+	json_decref(root);
+	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	size_t n = strlen(text);
+	char *t2 = realloc(text, n + 2);
+	if (t2) {
+		t2[n] = '\n', t2[n + 1] = '\0';
+		text = t2;
+	}
+	*out = text;
+	return 0;
+}
+
+/* ---- lines stats ----------------------------------------------------------------------------- */
+int lines_stats_combine(const char *const *files, size_t n, const char *out,
+                        const struct lines_merge_opts *log, struct lines_error *err)
+{
+	struct lines_error dummy;
+	json_t **f = calloc(n ? n : 1, sizeof(*f));
+	json_t *root = NULL, *rows = NULL;
+	const char *plan = NULL;
+	json_int_t M = 0, round = 0, nt = 0, rounds = 0;
+	int rc = 0;
+	(void)log;
+	if (!err)
+		err = &dummy;
+	RETURN_ERROR_IF(!f, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (n == 0) {
+		free(f);
+		return lines_errf(err, LINES_EUSAGE, NULL, NULL, "no statistics file given");
+	}
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		if (!(f[i] = load_json(files[i], "statistics file (JSON)", err))) {
+			rc = LINES_EFORMAT;
+			break;
+		}
+		json_t *r = f[i];
+		const char *h = json_string_value(json_object_get(r, "plan"));
+		json_t *part = json_object_get(r, "part");
+		if (json_integer_value(json_object_get(r, "lines_stats")) != STATS_FORMAT || !h ||
+		    !json_is_array(json_object_get(r, "results"))) {
+			rc = lines_errf(err, LINES_EFORMAT, files[i], NULL, "not a lines statistics file");
+			break;
+		}
+		if (!json_is_integer(part)) {
+			rc = lines_errf(err, LINES_EUSAGE, files[i], NULL,
+			                "already combined: give the files of the parts");
+			break;
+		}
+		if (i == 0) {
+			plan = h;
+			M = json_integer_value(json_object_get(r, "parts"));
+			round = json_integer_value(json_object_get(r, "round"));
+			rounds = json_integer_value(json_object_get(r, "rounds"));
+			nt = json_integer_value(json_object_get(r, "ntensors"));
+			if (M < 1 || round < 1) {
+				rc = lines_errf(err, LINES_EFORMAT, files[i], NULL, "not a lines statistics file");
+				break;
+			}
+			continue;
+		}
+		if (strcmp(h, plan))
+			rc = lines_errf(err, LINES_EUSAGE, files[i], NULL,
+			                "statistics of another plan than %s's (other inputs or options)",
+			                files[0]);
+		else if (json_integer_value(json_object_get(r, "round")) != round)
+			rc = lines_errf(err, LINES_EUSAGE, files[i], NULL,
+			                "round %lld, and %s is of round %lld: combine one round at a time",
+			                (long long)json_integer_value(json_object_get(r, "round")),
+			                files[0], (long long)round);
+		else if (json_integer_value(json_object_get(r, "parts")) != M)
+			rc = lines_errf(err, LINES_EUSAGE, files[i], NULL,
+			                "a part of %lld, and %s is a part of %lld", 
+			                (long long)json_integer_value(json_object_get(r, "parts")),
+			                files[0], (long long)M);
+	}
+	/* every part once, in order */
+	json_t **by = rc == 0 ? calloc((size_t)M, sizeof(*by)) : NULL;
+	if (rc == 0 && !by)
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (size_t i = 0; rc == 0 && i < n; i++) {
+		json_int_t k = json_integer_value(json_object_get(f[i], "part"));
+		if (k < 0 || k >= M)
+			rc = lines_errf(err, LINES_EFORMAT, files[i], NULL, "part %lld of %lld", (long long)k,
+			                (long long)M);
+		else if (by[k])
+			rc = lines_errf(err, LINES_EUSAGE, files[i], NULL,
+			                "part %lld/%lld given twice (and in another file)", (long long)k,
+			                (long long)M);
+		else
+			by[k] = f[i];
+	}
+	for (json_int_t k = 0; rc == 0 && k < M; k++)
+		if (!by[k])
+			rc = lines_errf(err, LINES_EUSAGE, NULL, NULL,
+			                "the statistics of part %lld/%lld (round %lld) are missing",
+			                (long long)k, (long long)M, (long long)round);
+	/* the rounds before: the same combined results in every part */
+	json_t *prev0 = NULL;
+	if (rc == 0) {
+		prev0 = json_object_get(by[0], "results");
+		if (json_array_size(prev0) != (size_t)round)
+			rc = lines_errf(err, LINES_EFORMAT, files[0], NULL, "its rounds do not add up");
+	}
+	for (json_int_t k = 1; rc == 0 && k < M; k++) {
+		json_t *pk = json_object_get(by[k], "results");
+		for (json_int_t r = 0; rc == 0 && r + 1 < round; r++)
+			if (!json_equal(json_array_get(pk, (size_t)r), json_array_get(prev0, (size_t)r)))
+				rc = lines_errf(err, LINES_EUSAGE, NULL, NULL,
+				                "parts 0 and %lld were measured from different statistics "
+				                "of round %lld",
+				                (long long)k, (long long)(r + 1));
+	}
+	json_int_t at = 0;
+	if (rc == 0 && !(rows = json_array()))
+		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (json_int_t k = 0; rc == 0 && k < M; k++) {
+		json_t *res = json_array_get(json_object_get(by[k], "results"), (size_t)round - 1);
+		json_int_t t0 = json_integer_value(json_object_get(res, "t0"));
+		json_int_t t1 = json_integer_value(json_object_get(res, "t1"));
+		json_t *tr = json_object_get(res, "tensors");
+		if (t0 == t1 && json_array_size(tr) == 0)
+			continue; /* a part without shards */
+		if (t0 != at || t1 < t0 || json_array_size(tr) != (size_t)(t1 - t0)) {
+			rc = lines_errf(err, LINES_EFORMAT, NULL, NULL,
+			                "part %lld's tensors [%lld, %lld) do not follow the parts before", 
+			                (long long)k, (long long)t0, (long long)t1);
+			break;
+		}
+		json_array_extend(rows, tr);
+		at = t1;
+	}
+	if (rc == 0 && at != nt)
+		rc = lines_errf(err, LINES_EFORMAT, NULL, NULL, "the parts hold %lld of %lld tensors",
+		                (long long)at, (long long)nt);
+	if (rc == 0) {
+		json_t *results = json_deep_copy(prev0), *res = json_object();
+		json_t *last = json_array_get(prev0, (size_t)round - 1);
+		json_object_set(res, "round", json_object_get(last, "round"));
+		json_object_set(res, "kind", json_object_get(last, "kind"));
+		json_object_set_new(res, "t0", json_integer(0));
+		json_object_set_new(res, "t1", json_integer(nt));
+		json_object_set(res, "tensors", rows);
+		json_array_set_new(results, (size_t)round - 1, res);
+		root = json_object();
+		json_object_set_new(root, "lines_stats", json_integer(STATS_FORMAT));
+		json_object_set_new(root, "plan", json_string(plan));
+		json_object_set_new(root, "rounds", json_integer(rounds));
+		json_object_set_new(root, "round", json_integer(round));
+		json_object_set_new(root, "parts", json_integer(M));
+		json_object_set_new(root, "part", json_null());
+		json_object_set_new(root, "ntensors", json_integer(nt));
+		json_object_set_new(root, "results", results);
+		rc = put_json(out, root, err);
+	}
+	json_decref(root);
+	json_decref(rows);
+	free(by);
+	for (size_t i = 0; i < n; i++)
+		json_decref(f[i]);
+	free(f);
+	return rc;
+}
+
+/* ---- lines index ------------------------------------------------------------------------------- */
+/*
+ * A part's temporary directory left by a run that was killed: removed
+ * when no run holds its lock; a part still running is an error.
+ */
+static int clean_part_dir(const char *dir, const char *name, struct lines_error *err)
+{
+	char *path = join(dir, name);
+	int fd, rc = 0;
+	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		free(path);
+		return 0;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+		rc = lines_errf(err, LINES_EUSAGE, path, NULL,
+		                "a part is still being written here: wait for it to finish");
+	else
+		sink_dir_empty(path);
+	if (rc == 0)
+		rmdir(path);
+	close(fd);
+	free(path);
+	return rc;
+}
+
+static void note(const struct lines_merge_opts *log, const char *file, const char *fmt,
+                 const char *arg)
+{
+	if (log)
+		lines_logf(log, LINES_LOG_NOTE, file, NULL, fmt, arg);
+}
+
+int lines_index(const char *dir, const struct lines_merge_opts *log, struct lines_error *err)
+{
+	struct lines_error dummy;
+	char *pf, *path = NULL;
+	json_t *root;
+	int rc = 0;
+	size_t missing = 0, bad = 0;
+
+	if (!err)
+		err = &dummy;
+	RETURN_ERROR_IF(!(pf = join(dir, PLANFILE)), err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	if (access(pf, F_OK) < 0) {
+		int e = errno;
+		char *rd = join(dir, "README.md");
+		int done = rd && access(rd, F_OK) == 0;
+		free(rd);
+		free(pf);
+		RETURN_ERROR_IF(done, err, LINES_EUSAGE, dir, NULL,
+		                "already assembled (no " PLANFILE "): lines verify checks its shards");
+		return lines_errno(err, e, dir,
+		                   "no " PLANFILE ": not the output of lines merge --part, or no part "
+		                   "has finished yet");
+	}
+	root = load_json(pf, "plan file", err);
+	if (!root) {
+		free(pf);
+		return LINES_EFORMAT;
+	}
+	json_t *shards = json_object_get(root, "shards");
+	json_t *index = json_object_get(root, "index"), *readme = json_object_get(root, "readme");
+	json_t *config = json_object_get(root, "config");
+	if (json_integer_value(json_object_get(root, "lines_plan")) != STATS_FORMAT ||
+	    !json_is_array(shards) || !json_array_size(shards) || !json_is_string(readme))
+		rc = lines_errf(err, LINES_EFORMAT, pf, NULL, "not a lines plan file");
+	/* stale temporary directories of killed parts */
+	DIR *dh = rc == 0 ? opendir(dir) : NULL;
+	struct dirent *e;
+	while (rc == 0 && dh && (e = readdir(dh)))
+		if (!strncmp(e->d_name, ".lines-part-", 12))
+			rc = clean_part_dir(dir, e->d_name, err);
+	if (dh)
+		closedir(dh);
+	/* every shard, complete and verified */
+	for (size_t k = 0; rc == 0 && k < json_array_size(shards); k++) {
+		const char *name = json_string_value(json_array_get(shards, k));
+		struct lines_verify_opts vo = {0};
+		struct lines_verify_result vr = {0};
+		struct lines_error ve;
+		char *m = NULL;
+		free(path);
+		path = name ? join(dir, name) : NULL;
+		if (!path || !(m = malloc(strlen(path) + 32))) {
+			free(m);
+			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+			break;
+		}
+		sprintf(m, "%s.manifest.json", path);
+		int have = access(path, F_OK) == 0 && access(m, F_OK) == 0;
+		sprintf(m, "%s.xxh128", path);
+		have = have && access(m, F_OK) == 0;
+		free(m);
+		if (!have) {
+			if (log)
+				lines_logf(log, LINES_LOG_WARN, path, NULL,
+				           "missing (or its .xxh128 or .manifest.json is): its part has not "
+				           "finished");
+			missing++;
+			continue;
+		}
+		if (log) {
+			vo.log = log->log;
+			vo.cb_ctx = log->cb_ctx;
+		}
+		int vr_rc = lines_verify(path, &vo, &vr, &ve);
+		if (vr_rc < 0 || !vr.sidecar_checked || !vr.manifest_checked || vr.problems) {
+			if (log)
+				lines_logf(log, LINES_LOG_WARN, path, NULL, "does not verify%s%s: rerun its part",
+				           vr_rc < 0 ? ": " : "", vr_rc < 0 ? ve.msg : "");
+			bad++;
+		}
+	}
+	if (rc == 0 && (missing || bad))
+		rc = lines_errf(err, LINES_ECORRUPT, dir, NULL,
+		                "%zu of %zu shards missing and %zu not verified: nothing assembled",
+		                missing, json_array_size(shards), bad);
+	free(path);
+	path = NULL;
+	/* the files of the whole output, each complete before it appears */
+	if (rc == 0 && json_is_string(index) && (path = join(dir, "model.safetensors.index.json")))
+		rc = put_text(path, json_string_value(index), err);
+	free(path);
+	if (rc == 0 && (path = join(dir, "README.md")))
+		rc = put_text(path, json_string_value(readme), err);
+	free(path);
+	path = NULL;
+	if (rc == 0 && json_is_string(config) && (path = join(dir, "lines_config.yml")))
+		rc = put_text(path, json_string_value(config), err);
+	free(path);
+	if (rc == 0 && unlink(pf) < 0)
+		rc = lines_errno(err, errno, pf, "cannot remove");
+	if (rc == 0) {
+		int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0)
+			fsync(fd), close(fd);
+		note(log, dir, "assembled: %s", "every shard verified");
+	}
+	json_decref(root);
+	free(pf);
+	return rc;
+}
