@@ -1706,6 +1706,9 @@ int cmd_scale(int argc, char **argv)
 		rc = cli_usage_error("scale", "--gamma G is required");
 	else if (rc == 0 && mc.o.nmodels != 1)
 		rc = cli_usage_error("scale", "scale edits exactly one MODEL (got %zu)", mc.o.nmodels);
+	else if (rc == 0 && (mc.o.part_m || mc.o.stats_in || mc.o.stats_out))
+		rc = cli_usage_error("scale", "--part, --stats and --stats-out belong to lines merge "
+		                              "(lines merge -m sum --gamma G runs in parts)");
 	else if (rc == 0 && (mc.have_method || mc.weights || mc.have_lambda || mc.have_lines ||
 	                     mc.have_alpha || mc.have_beta || mc.have_norm))
 		rc = cli_usage_error("scale", "-m, -w, --lambda, --lines, --alpha, --beta and --norm "

@@ -26,7 +26,7 @@ static void stats_help(void)
 	       "step reads with --stats. Every part 0..M-1 must be given once, all of one\n"
 	       "plan (the same inputs and options) and one round.\n\n"
 	       "  -o, --output OUT.json  the combined file (written whole, then renamed)\n"
-	       "  -q, --quiet         no note\n");
+	       "  -q, --quiet         print only the problems\n");
 }
 
 int cmd_stats(int argc, char **argv)
@@ -55,8 +55,6 @@ int cmd_stats(int argc, char **argv)
 	if (lines_stats_combine((const char *const *)argv + optind, (size_t)(argc - optind), out,
 	                        &log, &err) < 0)
 		return cli_report(&err);
-	if (!cli_quiet)
-		fprintf(stderr, "lines: %s: %d parts combined\n", cli_printable(out), argc - optind);
 	return CLI_EXIT_OK;
 }
 

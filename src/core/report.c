@@ -175,7 +175,6 @@ static void passes_section(struct report *r, json_t *root)
 		put(r, ps, "name", json_string(in->pass_names[i]));
 		put(r, ps, "read_bytes", u64(in->pass_read_bytes[i]));
 		put(r, ps, "optional", json_boolean(in->pass_optional[i]));
-		put(r, ps, "stats", json_boolean(r->p->passes.pass[i].stats));
 		put(r, ps, "skipped", r->ran ? json_boolean(in->pass_skipped[i]) : json_null());
 		push(r, passes, ps);
 	}
@@ -273,6 +272,11 @@ static void part_section(struct report *r, json_t *root)
 	put(r, o, "shards", shards);
 	put(r, o, "tensor_first", u64(pt->t0));
 	put(r, o, "ntensors", u64(pt->t1 - pt->t0));
+	json_t *sp = json_array();
+	for (unsigned i = 0; i < p->passes.n; i++)
+		if (p->passes.pass[i].stats)
+			push(r, sp, json_string(p->passes.pass[i].name));
+	put(r, o, "stats_passes", sp);
 	put(r, o, "rounds", json_integer(pt->rounds));
 	put(r, o, "stats_given", json_integer(pt->have));
 	put(r, o, "step", json_string(pt->round ? "stats" : "write"));
