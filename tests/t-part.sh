@@ -163,6 +163,10 @@ status 0 "the part rerun: lines index assembles" "$LINES" index half/
 # shellcheck disable=SC2086
 "$LINES" merge -q $D --shard-size 40K -o whole/
 check "... as the one-machine run (but its -o)" sh -c "diff -r -x README.md half whole >/dev/null"
+cp -R half half.before
+status 0 "lines index again (a scheduler's retry): exit 0" "$LINES" index half/
+check "... and nothing changes" sh -c "diff -r half half.before >/dev/null"
+status 1 "lines index on a directory that no part wrote" "$LINES" index whole.nothing/
 # shellcheck disable=SC2086
 "$LINES" merge -q --part 0/2 $D --shard-size 40K -o other/
 # shellcheck disable=SC2086

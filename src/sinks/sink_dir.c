@@ -270,9 +270,10 @@ static int write_plan(struct sink_dir *d, struct lines_error *err)
 			size_t got = buf ? fread(buf, 1, n + 1, f) : 0;
 			if (!buf || got != n || memcmp(buf, text, n))
 				rc = lines_errf(err, LINES_EUSAGE, d->final, NULL,
-				                "holds parts written with other statistics or options "
-				                "(.lines-plan.json differs): write every part with the "
-				                "same arguments, or use another output directory");
+				                "holds parts written with other statistics, options or "
+				                "paths (.lines-plan.json differs; README.md records the "
+				                "paths as given): write every part with the same "
+				                "arguments, or use another output directory");
 			free(buf);
 			fclose(f);
 		}
