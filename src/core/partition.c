@@ -410,6 +410,13 @@ int part_after_setup(struct plan *p, struct lines_error *err)
 		FORWARD_IF_ERROR(load_stats(p, err));
 	RETURN_ERROR_IF(pt->have > pt->rounds, err, LINES_EUSAGE, o->stats_in, NULL,
 	                "holds %u rounds of statistics; this plan has %u", pt->have, pt->rounds);
+	/* a stats pass read from --stats that would have compared the copied
+	 * tensors with the base's: the writing pass does it instead */
+	for (unsigned r = 1; r <= pt->have; r++) {
+		unsigned i = part_stats_pass(p, r);
+		if (i < p->passes.n && p->passes.pass[i].checks_copies)
+			p->env.check_in_write = 1;
+	}
 	if (o->stats_out) {
 		RETURN_ERROR_IF(!pt->rounds, err, LINES_EUSAGE, NULL, NULL,
 		                "-m %s with these options needs no statistics: leave out --stats-out "
