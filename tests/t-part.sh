@@ -61,7 +61,7 @@ run_steps() {
 same() { diff -r "$1" "$2" >/dev/null && ! ls -A "$2" | grep -q '^\.'; }
 
 n_case=0
-for args in "-m sum --lines -w 1,2,0.5" "-m sum --lines --alpha 0.3 -w 1,2,0.5" "-m mean --lines -w 1,3,2" "-m linear --lines -w 2,1,1" "-m slerp --t 0.3 --lines --alpha 0.5"; do
+for args in "-m sum --lines -w 1,2,0.5" "-m sum --lines --alpha 0.3 -w 1,2,0.5" "-m mean --lines -w 1,3,2" "-m linear --lines -w 2,1,1" "-m slerp --t 0.3 --lines --alpha 0.5" "-m dare --density 0.6 --seed 7 --rescale --lines --alpha 0.4 -w 1,2,1"; do
 	n_case=$((n_case + 1))
 	set -- $args
 	case $1$2 in *slerp*) models="../fam/ft1" ;; *) models="../fam/ft1 ../fam/ft2 ../fam/ft3" ;; esac
@@ -145,6 +145,10 @@ status 2 "--part 1 (not K/M) is refused" "$LINES" merge -q --part 1 $D -o p/
 status 2 "--stats without --part is refused" "$LINES" merge -q $D --stats st/all.json -o p/
 # shellcheck disable=SC2086
 status 2 "-m ties with --part is refused (not yet in parts)" "$LINES" merge -q -m ties --part 0/2 -b fam/base --lines fam/ft1 fam/ft2 -o p/
+# shellcheck disable=SC2086
+status 2 "-m dare_ties (a majority sign) with --part is refused" "$LINES" merge -q -m dare_ties --part 0/2 -b fam/base --lines --alpha 0.5 fam/ft1 fam/ft2 -o p/
+# shellcheck disable=SC2086
+status 2 "-m dare with automatic alpha and --part is refused" "$LINES" merge -q -m dare --part 0/2 -b fam/base --lines fam/ft1 fam/ft2 -o p/
 check "nothing was written under p/" test ! -e p
 # one part of two written: lines index refuses
 # shellcheck disable=SC2086

@@ -402,6 +402,12 @@ int part_after_setup(struct plan *p, struct lines_error *err)
 	if (!pt->on)
 		return 0;
 	pt->rounds = count_stats_passes(p);
+	for (unsigned i = 0; i < p->passes.n; i++)
+		RETURN_ERROR_IF(p->passes.pass[i].whole_model, err, LINES_EUSAGE, NULL, NULL,
+		                "-m %s with these options computes whole-model results (its %s pass) "
+		                "that do not run in parts yet: run it on one machine%s",
+		                p->method->name, p->passes.pass[i].name,
+		                o->lines && !p->sc.alpha_known ? ", or give --alpha" : "");
 	RETURN_ERROR_IF(o->lines && !p->sc.alpha_known && !pt->rounds, err, LINES_EUSAGE, NULL, NULL,
 	                "automatic alpha of -m %s is not measured in parts yet: give --alpha, or "
 	                "run on one machine",

@@ -86,6 +86,10 @@ struct pass {
 	 * results in the context's table and done() adds them; a partitioned
 	 * run measures it per part (--stats-out) or reads it (--stats) */
 	int stats;
+	/* its results are whole-model ones that are not kept per tensor (a
+	 * majority sign, norms summed across tensors): a method with
+	 * METHOD_PART that adds such a pass is refused with --part */
+	int whole_model;
 };
 
 /* Elements per job of a pass with rows (at least one slab). */

@@ -509,6 +509,7 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 		a->part_block = 8;
 		a->reduce = stats_reduce;
 		a->done = stats_done;
+		a->whole_model = 1; /* the majority sign and the norms: not in parts yet */
 		if (p->o->lines && p->o->alpha_auto)
 			p->sc->measured = 1;
 	}
@@ -556,7 +557,7 @@ const struct method method_dare = {
 	.name = "dare",
 	.summary = "drop and rescale (DARE), then sum, or elect signs with --dare-elect",
 	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED |
-	         METHOD_USES_NORMALIZE | METHOD_USES_RESCALE,
+	         METHOD_USES_NORMALIZE | METHOD_USES_RESCALE | METHOD_PART,
 	.setup = dare_setup,
 	.meta = dare_meta,
 	.report = dare_report,
