@@ -261,43 +261,33 @@ static unsigned count_stats_passes(const struct plan *p)
 	return n;
 }
 
-/* A double exactly, as a C99 hex float. */
-static json_t *hexf(double v)
+/* Round r (1-based) of the --stats file into the method's state, before
+ * its stats pass's done(): the norm sums of every tensor into the
+ * context's table, or the method's own (stats_load). */
+int part_load_round(struct plan *p, unsigned r, struct lines_error *err)
 {
-	char b[48];
-	snprintf(b, sizeof(b), "%a", v);
-	return json_string(b);
-}
-
-static int unhexf(json_t *v, double *out)
-{
-	const char *s = json_string_value(v);
-	char *end;
-	if (!s)
-		return -1;
-	*out = strtod(s, &end);
-	return *end || end == s ? -1 : 0;
-}
-
-/* Round r's rows [t0, t1) of the table from a stats file's entry. */
-static int load_round(struct plan *p, json_t *res, const char *path, struct lines_error *err)
-{
-	json_t *rows = json_object_get(res, "tensors");
+	const char *path = p->o.stats_in;
+	json_t *res = json_array_get(p->part.loaded, r - 1);
+	json_t *rows = json_object_get(res, "rows");
 	json_int_t t0 = json_integer_value(json_object_get(res, "t0"));
 	json_int_t t1 = json_integer_value(json_object_get(res, "t1"));
-	const char *kind = json_string_value(json_object_get(res, "kind"));
-	RETURN_ERROR_IF(!kind || strcmp(kind, "norms") || !json_is_array(rows) || t0 != 0 ||
-	                        t1 != (json_int_t)p->lay.nt ||
+	RETURN_ERROR_IF(!json_is_object(res) ||
+	                        json_integer_value(json_object_get(res, "round")) != (json_int_t)r ||
+	                        !json_is_array(rows) || t0 != 0 || t1 != (json_int_t)p->lay.nt ||
 	                        json_array_size(rows) != p->lay.nt,
 	                err, LINES_EFORMAT, path, NULL,
-	                "not a combined statistics file of this plan (run lines stats on the parts)");
+	                "round %u: not a combined statistics file of this plan (run lines stats on "
+	                "the parts)",
+	                r);
+	if (p->method->stats_load)
+		return p->method->stats_load(&p->ctx, r, res, err);
 	for (size_t i = 0; i < p->lay.nt; i++) {
 		json_t *row = json_array_get(rows, i);
 		RETURN_ERROR_IF(json_array_size(row) != 4, err, LINES_EFORMAT, path, NULL,
 		                "tensor %zu: not 4 sums", i);
 		for (size_t j = 0; j < 4; j++)
-			RETURN_ERROR_IF(unhexf(json_array_get(row, j), &p->ctx.tstats[4 * i + j]) < 0, err,
-			                LINES_EFORMAT, path, NULL, "tensor %zu: not a hex float", i);
+			RETURN_ERROR_IF(json_unhexf(json_array_get(row, j), &p->ctx.tstats[4 * i + j]) < 0,
+			                err, LINES_EFORMAT, path, NULL, "tensor %zu: not a hex float", i);
 	}
 	return 0;
 }
@@ -326,11 +316,7 @@ static int load_stats(struct plan *p, struct lines_error *err)
 		                "and give the combined file");
 	if (rc == 0) {
 		p->part.have = (unsigned)json_array_size(results);
-		/* the last round given is the one the table holds (one kind now) */
-		if (p->part.have)
-			rc = load_round(p, json_array_get(results, p->part.have - 1), path, err);
-		if (rc == 0)
-			p->part.loaded = json_incref(results);
+		p->part.loaded = json_incref(results);
 	}
 	json_decref(root);
 	return rc;
@@ -467,23 +453,28 @@ int part_write_stats(struct plan *p, struct lines_error *err)
 {
 	const struct part *pt = &p->part;
 	json_t *root = json_object(), *results = pt->loaded ? json_deep_copy(pt->loaded) : json_array();
-	json_t *res = json_object(), *rows = json_array();
+	json_t *res = NULL;
 	int rc;
-	if (!root || !results || !res || !rows) {
-		json_decref(root), json_decref(results), json_decref(res), json_decref(rows);
+	if (p->method->stats_save) {
+		res = p->method->stats_save(&p->ctx, pt->round, pt->t0, pt->t1);
+	} else if ((res = json_object())) { /* the norm sums of its tensors */
+		json_t *rows = json_array();
+		for (size_t i = pt->t0; rows && i < pt->t1; i++) {
+			json_t *row = json_array();
+			for (int j = 0; j < 4; j++)
+				json_array_append_new(row, json_hexf(p->ctx.tstats[4 * i + j]));
+			json_array_append_new(rows, row);
+		}
+		json_object_set_new(res, "kind", json_string("norms"));
+		json_object_set_new(res, "rows", rows);
+	}
+	if (!root || !results || !res) {
+		json_decref(root), json_decref(results), json_decref(res);
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	}
-	for (size_t i = pt->t0; i < pt->t1; i++) {
-		json_t *row = json_array();
-		for (int j = 0; j < 4; j++)
-			json_array_append_new(row, hexf(p->ctx.tstats[4 * i + j]));
-		json_array_append_new(rows, row);
-	}
 	json_object_set_new(res, "round", json_integer(pt->round));
-	json_object_set_new(res, "kind", json_string("norms"));
 	json_object_set_new(res, "t0", json_integer((json_int_t)pt->t0));
 	json_object_set_new(res, "t1", json_integer((json_int_t)pt->t1));
-	json_object_set_new(res, "tensors", rows);
 	json_array_append_new(results, res);
 	json_object_set_new(root, "lines_stats", json_integer(STATS_FORMAT));
 	json_object_set_new(root, "plan", json_string(pt->hash));
@@ -630,14 +621,49 @@ int lines_stats_combine(const char *const *files, size_t n, const char *out,
 				                (long long)k, (long long)(r + 1));
 	}
 	json_int_t at = 0;
-	if (rc == 0 && !(rows = json_array()))
+	json_t *records = NULL, *totals = NULL;
+	json_int_t *counts = NULL;
+	size_t ncounts = 0;
+	if (rc == 0 && (!(rows = json_array()) || !(records = json_array()) || !(totals = json_array())))
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	for (json_int_t k = 0; rc == 0 && k < M; k++) {
 		json_t *res = json_array_get(json_object_get(by[k], "results"), (size_t)round - 1);
 		json_int_t t0 = json_integer_value(json_object_get(res, "t0"));
 		json_int_t t1 = json_integer_value(json_object_get(res, "t1"));
-		json_t *tr = json_object_get(res, "tensors");
-		if (t0 == t1 && json_array_size(tr) == 0)
+		json_t *tr = json_object_get(res, "rows"), *c = json_object_get(res, "counts"), *e;
+		json_t *tot = json_object_get(res, "totals");
+		size_t i;
+		/* integers, added: the counts as [index, n] pairs, the totals */
+		json_array_foreach(c, i, e) {
+			json_int_t q = json_integer_value(json_array_get(e, 0));
+			if (q < 0 || q >= (1 << 26)) {
+				rc = lines_errf(err, LINES_EFORMAT, NULL, NULL, "part %lld: a count out of range",
+				                (long long)k);
+				break;
+			}
+			if ((size_t)q >= ncounts) {
+				size_t nn = (size_t)q + 1 > 2 * ncounts ? (size_t)q + 1 : 2 * ncounts;
+				json_int_t *g = realloc(counts, nn * sizeof(*g));
+				if (!g) {
+					rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+					break;
+				}
+				memset(g + ncounts, 0, (nn - ncounts) * sizeof(*g));
+				counts = g, ncounts = nn;
+			}
+			counts[q] += json_integer_value(json_array_get(e, 1));
+		}
+		json_array_foreach(tot, i, e) {
+			while (json_array_size(totals) <= i)
+				json_array_append_new(totals, json_integer(0));
+			json_array_set_new(totals, i,
+			                   json_integer(json_integer_value(json_array_get(totals, i)) +
+			                                json_integer_value(e)));
+		}
+		/* in part order: the records, the rows of its tensors */
+		if (json_is_array(json_object_get(res, "records")))
+			json_array_extend(records, json_object_get(res, "records"));
+		if (rc < 0 || (t0 == t1 && json_array_size(tr) == 0))
 			continue; /* a part without shards */
 		if (t0 != at || t1 < t0 || json_array_size(tr) != (size_t)(t1 - t0)) {
 			rc = lines_errf(err, LINES_EFORMAT, NULL, NULL,
@@ -652,13 +678,27 @@ int lines_stats_combine(const char *const *files, size_t n, const char *out,
 		rc = lines_errf(err, LINES_EFORMAT, NULL, NULL, "the parts hold %lld of %lld tensors",
 		                (long long)at, (long long)nt);
 	if (rc == 0) {
-		json_t *results = json_deep_copy(prev0), *res = json_object();
+		json_t *results = json_deep_copy(prev0), *res = json_object(), *c = json_array();
 		json_t *last = json_array_get(prev0, (size_t)round - 1);
+		for (size_t q = 0; q < ncounts; q++)
+			if (counts[q]) {
+				json_t *pr = json_array();
+				json_array_append_new(pr, json_integer((json_int_t)q));
+				json_array_append_new(pr, json_integer(counts[q]));
+				json_array_append_new(c, pr);
+			}
 		json_object_set(res, "round", json_object_get(last, "round"));
 		json_object_set(res, "kind", json_object_get(last, "kind"));
 		json_object_set_new(res, "t0", json_integer(0));
 		json_object_set_new(res, "t1", json_integer(nt));
-		json_object_set(res, "tensors", rows);
+		json_object_set(res, "rows", rows);
+		if (json_object_get(last, "counts"))
+			json_object_set(res, "counts", c);
+		if (json_object_get(last, "totals"))
+			json_object_set(res, "totals", totals);
+		if (json_object_get(last, "records"))
+			json_object_set(res, "records", records);
+		json_decref(c);
 		json_array_set_new(results, (size_t)round - 1, res);
 		root = json_object();
 		json_object_set_new(root, "lines_stats", json_integer(STATS_FORMAT));
@@ -671,6 +711,9 @@ int lines_stats_combine(const char *const *files, size_t n, const char *out,
 		json_object_set_new(root, "results", results);
 		rc = put_json(out, root, err);
 	}
+	free(counts);
+	json_decref(records);
+	json_decref(totals);
 	json_decref(root);
 	json_decref(rows);
 	free(by);

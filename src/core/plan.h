@@ -165,6 +165,8 @@ int part_setup(struct plan *p, struct lines_error *err);
 int part_after_setup(struct plan *p, struct lines_error *err);
 /* Before the run: the statistics it needs given, OUT not another plan's. */
 int part_check_run(struct plan *p, struct lines_error *err);
+/* Round r of --stats into the method's state, before its pass's done(). */
+int part_load_round(struct plan *p, unsigned r, struct lines_error *err);
 /* The index of stats pass r (1-based), or passes.n. */
 unsigned part_stats_pass(const struct plan *p, unsigned r);
 /* --stats-out: write the part's statistics of its round. */

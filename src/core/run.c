@@ -566,6 +566,7 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 			skipped++;
 			lines_logf(&p->o, LINES_LOG_INFO, NULL, NULL,
 			           "pass %u/%u (%s): from the statistics file", i + 1, p->passes.n, ps->name);
+			FORWARD_IF_ERROR(part_load_round(p, r, err));
 			if (ps->done)
 				FORWARD_IF_ERROR(ps->done(&p->ctx, err));
 			continue;
@@ -575,7 +576,12 @@ static int run_passes(struct plan *p, struct source *src, struct sink *out,
 			p->env.npasses = p->passes.n - skipped;
 			if (ps->begin)
 				FORWARD_IF_ERROR(ps->begin(&p->ctx, err));
-			FORWARD_IF_ERROR(pipe_run(&p->env, ps, i + 1 - skipped, src, NULL, err));
+			/* without its done(): the part's results, not the model's */
+			int (*done)(struct merge_ctx *, struct lines_error *) = ps->done;
+			ps->done = NULL;
+			rc = pipe_run(&p->env, ps, i + 1 - skipped, src, NULL, err);
+			ps->done = done;
+			FORWARD_IF_ERROR(rc);
 			for (unsigned j = i + 1; j < p->passes.n; j++)
 				p->pass_skipped[j] = 1;
 			return part_write_stats(p, err);

@@ -119,9 +119,14 @@ struct ties {
 	uint32_t *thr;   /* nentries x nx: t_i as a bit pattern */
 	unsigned char *known; /* nentries x nx: t_i final (k <= 0: keep all) */
 	double *ones;    /* nx ones, the coefficients of the numerator */
-	double num[4];   /* |sum tau|, (sum tau)^2 */
-	double det[2];   /* |tau_MTL|, tau_MTL^2 of decided elements */
-	double zpos[2], zneg[2]; /* of zero-sum elements, for majority + and - */
+	double num[4];   /* |sum tau|, (sum tau)^2: the tensors' (tsum) added in output order */
+	/* the float64 path's settled elements (settle64): |tau_MTL|,
+	 * tau_MTL^2 of decided elements, of zero sums for + and - */
+	double det[2];
+	double zpos[2], zneg[2];
+	/* nt x TS_W: each tensor's sums (TS_*), so that the totals group the
+	 * same way whatever part of the tensors a run measured (--part) */
+	double *tsum;
 	int64_t votes;   /* sum of the elected signs */
 	int maj;
 	FILE *spill;     /* records: tensor index, then nx floats */
@@ -151,6 +156,13 @@ struct ties {
 	uint64_t kept, dropped;  /* finite elements the masks kept and dropped */
 	int written;
 };
+
+/* A tensor's sums in tsum: alpha's numerator (select), then the decided
+ * elements' |tau_MTL| and tau_MTL^2, and the zero sums' for a majority of
+ * + and of - (threshold, or select with a prediction), then the same
+ * three of the elements settled from the temporary file. */
+enum { TS_NUM = 0, TS_DET = 2, TS_ZPOS = 4, TS_ZNEG = 6, TS_SDET = 8, TS_SPOS = 10, TS_SNEG = 12,
+       TS_W = 14 };
 
 static struct ties *T(struct merge_ctx *p) { return p->state; }
 static size_t entry(const struct ties *t, size_t tensor) { return t->per_tensor ? tensor : 0; }
@@ -318,12 +330,13 @@ static int reduce_decided(struct ties *ts, const struct pipe_job *job, const str
 {
 	size_t nrec = (size_t)*v->nrec, rs = wide ? REC64(ts->nx) : TH_REC(ts->nx) * sizeof(float);
 	FILE *f = wide ? ts->spill64 : ts->spill;
+	double *tsum = ts->tsum + TS_W * job->tensor;
 	ts->votes += (int64_t)*v->votes;
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		const struct th_sums *s = part_th(v, b, off);
-		ts->det[0] += s->dl, ts->det[1] += s->dq;
-		ts->zpos[0] += s->pl, ts->zpos[1] += s->pq;
-		ts->zneg[0] += s->nl, ts->zneg[1] += s->nq;
+		tsum[TS_DET] += s->dl, tsum[TS_DET + 1] += s->dq;
+		tsum[TS_ZPOS] += s->pl, tsum[TS_ZPOS + 1] += s->pq;
+		tsum[TS_ZNEG] += s->nl, tsum[TS_ZNEG + 1] += s->nq;
 	}
 	if (nrec) {
 		if (fwrite(v->rec, rs, nrec, f) != nrec)
@@ -887,8 +900,8 @@ static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct
 	struct th_part v = th_part_of(ts, job, sel_stride(ts));
 
 	for (unsigned b = 0; b < job->nblocks; b++) {
-		ts->num[0] += part_num(&v, b)->s1;
-		ts->num[1] += part_num(&v, b)->s2;
+		ts->tsum[TS_W * job->tensor + TS_NUM] += part_num(&v, b)->s1;
+		ts->tsum[TS_W * job->tensor + TS_NUM + 1] += part_num(&v, b)->s2;
 	}
 	if (ts->way == TIES_PREDICT || ts->way == TIES_BINNED) /* it did the threshold pass's work */
 		FORWARD_IF_ERROR(reduce_decided(ts, job, &v, NUM_SUMS, 0, err));
@@ -1067,15 +1080,17 @@ static int predict_end(struct merge_ctx *p, struct lines_error *err)
 	         "ties: a threshold is not the sample's prediction: the threshold pass runs");
 	ts->way = TIES_COUNT;
 	ts->votes = 0;
-	memset(ts->det, 0, sizeof(ts->det));
-	memset(ts->zpos, 0, sizeof(ts->zpos));
-	memset(ts->zneg, 0, sizeof(ts->zneg));
+	for (size_t t = 0; t < p->nt; t++) /* the decided sums; the numerator stays */
+		memset(ts->tsum + TS_W * t + TS_DET, 0, 6 * sizeof(double));
 	return 0;
 }
 
 static int select_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
+	ts->num[0] = ts->num[1] = 0.0; /* the tensors in output order */
+	for (size_t t = 0; t < p->nt; t++)
+		ts->num[0] += ts->tsum[TS_W * t + TS_NUM], ts->num[1] += ts->tsum[TS_W * t + TS_NUM + 1];
 	if (ts->way == TIES_BINNED) { /* the select pass was the threshold pass */
 		find_thresholds(ts, 0);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
@@ -1292,7 +1307,7 @@ static int threshold_reduce(struct merge_ctx *p, const struct pipe_job *job, str
  * (a batch is cut where the tensor, hence the thresholds, changes). Zero
  * sums are counted both ways, as in the threshold pass.
  */
-static int settle(struct merge_ctx *p, double *pos, double *neg, struct lines_error *err)
+static int settle(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ties *ts = T(p);
 	unsigned nx = ts->nx;
@@ -1325,17 +1340,24 @@ static int settle(struct merge_ctx *p, double *pos, double *neg, struct lines_er
 			for (size_t r = 0; r < m; r++) /* records to a task-major tile */
 				for (unsigned i = 0; i < nx; i++)
 					tp[(size_t)i * m + r] = buf[(r0 + r) * rl + 1 + i];
+			if (ti >= p->nt) {
+				rc = lines_errf(err, LINES_EFORMAT, NULL, NULL,
+				                "a record of TIES's temporary file names tensor %u of %zu", ti,
+				                p->nt);
+				break;
+			}
 			const uint32_t *thr = ts->thr + entry(ts, ti) * nx;
+			double *tsum = ts->tsum + TS_W * (size_t)ti;
 			ties_elect_tile(p->k, tp, m, nx, thr, 1, ts->c, mp, sp);
 			ties_elect_tile(p->k, tp, m, nx, thr, -1, ts->c, mn, sn);
 			for (size_t r = 0; r < m; r++) {
 				if (sp[r]) {
 					ts->votes += sp[r];
 					if (isfinite(mp[r]))
-						ts->det[0] += fabs(mp[r]), ts->det[1] += mp[r] * mp[r];
+						tsum[TS_SDET] += fabs(mp[r]), tsum[TS_SDET + 1] += mp[r] * mp[r];
 				} else if (isfinite(mp[r]) && isfinite(mn[r])) {
-					pos[0] += fabs(mp[r]), pos[1] += mp[r] * mp[r];
-					neg[0] += fabs(mn[r]), neg[1] += mn[r] * mn[r];
+					tsum[TS_SPOS] += fabs(mp[r]), tsum[TS_SPOS + 1] += mp[r] * mp[r];
+					tsum[TS_SNEG] += fabs(mn[r]), tsum[TS_SNEG + 1] += mn[r] * mn[r];
 				}
 			}
 			r0 = r1;
@@ -1345,20 +1367,33 @@ static int settle(struct merge_ctx *p, double *pos, double *neg, struct lines_er
 	return rc;
 }
 
-/* Every t_i known and the file complete: settle it, elect the majority
- * sign, and set alpha from the norms. */
+/*
+ * Every t_i known and the file complete: settle it, elect the majority
+ * sign, and set alpha from the norms: per tensor, its decided elements
+ * plus its settled ones; the tensors in output order (then the float64
+ * path's settled elements): the same sums whatever part of the tensors
+ * a run measured.
+ */
 static int conclude(struct merge_ctx *p, const char *pass, struct lines_error *err)
 {
 	struct ties *ts = T(p);
-	double pos[2] = {0, 0}, neg[2] = {0, 0};
+	double pos[2] = {0, 0}, neg[2] = {0, 0}, det[2] = {0, 0};
 
-	FORWARD_IF_ERROR(settle(p, pos, neg, err));
+	FORWARD_IF_ERROR(settle(p, err));
+	for (size_t t = 0; t < p->nt; t++) {
+		const double *s = ts->tsum + TS_W * t;
+		for (int j = 0; j < 2; j++) {
+			det[j] += s[TS_DET + j] + s[TS_SDET + j];
+			pos[j] += s[TS_ZPOS + j] + s[TS_SPOS + j];
+			neg[j] += s[TS_ZNEG + j] + s[TS_SNEG + j];
+		}
+	}
 	if (ts->has64)
 		FORWARD_IF_ERROR(settle64(p, pos, neg, err));
 	ts->maj = ts->votes >= 0 ? 1 : -1; /* +1 when the votes are even */
 	ts->concluded = 1;
-	double l1 = ts->det[0] + (ts->maj > 0 ? ts->zpos[0] + pos[0] : ts->zneg[0] + neg[0]);
-	double l2 = ts->det[1] + (ts->maj > 0 ? ts->zpos[1] + pos[1] : ts->zneg[1] + neg[1]);
+	double l1 = det[0] + ts->det[0] + (ts->maj > 0 ? pos[0] : neg[0]);
+	double l2 = det[1] + ts->det[1] + (ts->maj > 0 ? pos[1] : neg[1]);
 	lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
 	           "ties: %llu elements settled after the %s pass; majority sign %+d",
 	           (unsigned long long)(ts->nspill + ts->nspill64), pass, ts->maj);
@@ -1581,7 +1616,7 @@ static void ties_free(struct merge_ctx *p)
 		fclose(ts->spill64);
 	free(ts->thr64), free(ts->bcnt);
 	free(ts->run), free(ts->bin), free(ts->rank), free(ts->thr), free(ts->known);
-	free(ts->ones), free(ts->pred);
+	free(ts->ones), free(ts->pred), free(ts->tsum);
 	pthread_mutex_destroy(&ts->mu);
 	free(ts);
 	p->state = NULL;
@@ -1607,8 +1642,9 @@ static int ties_alloc(const struct merge_ctx *p, struct ties *ts)
 	ts->thr64 = calloc(ts->nentries * nx, sizeof(*ts->thr64));
 	ts->bcnt = calloc(ts->nentries * nx, sizeof(*ts->bcnt));
 	ts->pred = calloc(nx, sizeof(*ts->pred));
+	ts->tsum = calloc((p->nt ? p->nt : 1) * TS_W, sizeof(*ts->tsum));
 	return ts->run && ts->bin && ts->rank && ts->thr && ts->known && ts->ones && ts->pred &&
-	               ts->thr64 && ts->bcnt
+	               ts->thr64 && ts->bcnt && ts->tsum
 	           ? 0
 	           : -1;
 }
@@ -1641,7 +1677,8 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	 * be sampled (not streams), and few enough tasks for the sample; not
 	 * with F64 tensors, whose thresholds are refined after the counts */
 	ts->spec_ok = !ts->per_tensor && !p->streams && nx <= SPEC_NX && !ts->has64 &&
-	              !p->o->densities; /* one k for every task */
+	              !p->o->densities /* one k for every task */
+	              && !p->o->part_m; /* a part counts its own tensors only */
 	RETURN_ERROR_IF(ties_alloc(p, ts) < 0, err, LINES_ENOMEM, NULL, NULL,
 	                "out of memory for TIES");
 	for (unsigned i = 0; i < nx; i++)
@@ -1679,6 +1716,10 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	/* skipped when the select pass did its work: only with global trim
 	 * over files that can be sampled */
 	b->needed = ts->spec_ok ? threshold_needed : NULL;
+	/* in parts: rounds of statistics with global trim; the rest is not yet */
+	int parts_ok = !ts->per_tensor && !ts->has64 && !ts->tall;
+	a->stats = b->stats = parts_ok;
+	a->whole_model = b->whole_model = !parts_ok;
 
 	struct pass *c = passes_add(p->passes);
 	c->name = "write";
@@ -1690,6 +1731,132 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	if (p->o->lines && p->o->alpha_auto)
 		p->sc->measured = 1;
 	return ts->tall ? tall_setup(p, c, err) : 0;
+}
+
+/* ---- --part: the select and threshold passes as rounds of statistics ------------ */
+/*
+ * With global trim (no F64 tensor, not under consensus) both passes run
+ * per part (partition.c): round 1 the select pass (no sample: its counts
+ * only), round 2 the threshold pass with the bins of round 1's combined
+ * counts. A part's file holds the counts of its tensors (integers: they
+ * add exactly), the sums of each of its tensors as hex floats (tsum, the
+ * same groups as one machine's), the votes, and in round 2 the elements
+ * left open (the temporary file's records): the step after the last
+ * round settles them in order, as one machine does.
+ */
+static json_t *ties_stats_save(struct merge_ctx *p, unsigned r, size_t t0, size_t t1)
+{
+	struct ties *ts = T(p);
+	json_t *o = json_object(), *counts = json_array(), *rows = json_array(), *tot = json_array();
+	json_t *recs = r == 2 ? json_array() : NULL;
+	int bad = !o || !counts || !rows || !tot || (r == 2 && !recs);
+	for (size_t q = 0; !bad && q < (size_t)ts->nx * BINS; q++)
+		if (ts->run[q]) {
+			json_t *pr = json_array();
+			json_array_append_new(pr, json_integer((json_int_t)q));
+			json_array_append_new(pr, json_integer((json_int_t)ts->run[q]));
+			json_array_append_new(counts, pr);
+		}
+	for (size_t t = t0; !bad && t < t1; t++) {
+		json_t *row = json_array();
+		const double *s = ts->tsum + TS_W * t;
+		for (int j = r == 1 ? TS_NUM : TS_DET; j < (r == 1 ? TS_NUM + 2 : TS_ZNEG + 2); j++)
+			json_array_append_new(row, json_hexf(s[j]));
+		json_array_append_new(rows, row);
+	}
+	json_array_append_new(tot, json_integer(r == 1 ? (json_int_t)ts->run_d : (json_int_t)ts->votes));
+	if (!bad && r == 2 && ts->nspill) { /* the open elements, in order */
+		size_t rl = TH_REC(ts->nx);
+		float *rec = malloc(rl * sizeof(float));
+		bad = !rec || fseek(ts->spill, 0, SEEK_SET) < 0;
+		for (uint64_t k = 0; !bad && k < ts->nspill; k++) {
+			uint32_t ti;
+			json_t *e = json_array();
+			if (fread(rec, rl * sizeof(float), 1, ts->spill) != 1) {
+				bad = 1;
+				json_decref(e);
+				break;
+			}
+			memcpy(&ti, rec, 4);
+			json_array_append_new(e, json_integer(ti));
+			for (unsigned i = 0; i < ts->nx; i++)
+				json_array_append_new(e, json_hexf(rec[1 + i]));
+			json_array_append_new(recs, e);
+		}
+		free(rec);
+	}
+	if (bad) {
+		json_decref(o), json_decref(counts), json_decref(rows), json_decref(tot);
+		json_decref(recs);
+		return NULL;
+	}
+	json_object_set_new(o, "kind", json_string(r == 1 ? "ties-select" : "ties-threshold"));
+	json_object_set_new(o, "counts", counts);
+	json_object_set_new(o, "totals", tot);
+	json_object_set_new(o, "rows", rows);
+	if (recs)
+		json_object_set_new(o, "records", recs);
+	return o;
+}
+
+static int ties_stats_load(struct merge_ctx *p, unsigned r, json_t *res, struct lines_error *err)
+{
+	struct ties *ts = T(p);
+	json_t *counts = json_object_get(res, "counts"), *rows = json_object_get(res, "rows"), *e;
+	json_t *recs = json_object_get(res, "records");
+	const char *kind = json_string_value(json_object_get(res, "kind"));
+	size_t i, w = r == 1 ? 2 : 6;
+	RETURN_ERROR_IF(!kind || strcmp(kind, r == 1 ? "ties-select" : "ties-threshold") ||
+	                        !json_is_array(counts) || (r == 2 && !json_is_array(recs)),
+	                err, LINES_EFORMAT, p->o->stats_in, NULL,
+	                "round %u: not TIES's statistics", r);
+	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
+	json_array_foreach(counts, i, e) {
+		json_int_t q = json_integer_value(json_array_get(e, 0));
+		RETURN_ERROR_IF(q < 0 || (size_t)q >= (size_t)ts->nx * BINS, err, LINES_EFORMAT,
+		                p->o->stats_in, NULL, "round %u: a count out of range", r);
+		ts->run[q] = (uint64_t)json_integer_value(json_array_get(e, 1));
+	}
+	json_int_t tot = json_integer_value(json_array_get(json_object_get(res, "totals"), 0));
+	if (r == 1)
+		ts->run_d = (uint64_t)tot;
+	else
+		ts->votes = tot;
+	for (size_t t = 0; t < p->nt; t++) {
+		json_t *row = json_array_get(rows, t);
+		RETURN_ERROR_IF(json_array_size(row) != w, err, LINES_EFORMAT, p->o->stats_in, NULL,
+		                "round %u: tensor %zu: not %zu sums", r, t, w);
+		for (size_t j = 0; j < w; j++)
+			RETURN_ERROR_IF(json_unhexf(json_array_get(row, j),
+			                            ts->tsum + TS_W * t + (r == 1 ? TS_NUM : TS_DET) + j) < 0,
+			                err, LINES_EFORMAT, p->o->stats_in, NULL,
+			                "round %u: tensor %zu: not a hex float", r, t);
+	}
+	if (r == 1)
+		return 0;
+	/* the open elements back into the temporary file, for settle() */
+	size_t rl = TH_REC(ts->nx);
+	float rec[1 + LINES_MAX_MODELS];
+	RETURN_ERROR_IF(fseek(ts->spill, 0, SEEK_SET) < 0, err, LINES_EIO, NULL, NULL,
+	                "cannot write the temporary file of TIES");
+	ts->nspill = 0;
+	json_array_foreach(recs, i, e) {
+		json_int_t ti = json_integer_value(json_array_get(e, 0));
+		RETURN_ERROR_IF(ti < 0 || (size_t)ti >= p->nt || json_array_size(e) != 1 + ts->nx, err,
+		                LINES_EFORMAT, p->o->stats_in, NULL, "round 2: record %zu is not one", i);
+		uint32_t t32 = (uint32_t)ti;
+		memcpy(rec, &t32, 4);
+		for (unsigned x = 0; x < ts->nx; x++) {
+			double v;
+			RETURN_ERROR_IF(json_unhexf(json_array_get(e, 1 + x), &v) < 0, err, LINES_EFORMAT,
+			                p->o->stats_in, NULL, "round 2: record %zu is not one", i);
+			rec[1 + x] = (float)v;
+		}
+		RETURN_ERROR_IF(fwrite(rec, rl * sizeof(float), 1, ts->spill) != 1, err, LINES_EIO, NULL,
+		                NULL, "cannot write the temporary file of TIES");
+		ts->nspill++;
+	}
+	return 0;
 }
 
 static void ties_meta(const struct merge_ctx *p, void (*put)(void *, const char *, const char *),
@@ -1747,10 +1914,12 @@ const struct method method_ties = {
 	.name = "ties",
 	.summary = "TIES: trim each task vector, elect a sign per element, disjoint mean",
 	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_TRIM |
-	         METHOD_USES_NORMALIZE,
+	         METHOD_USES_NORMALIZE | METHOD_PART,
 	.setup = ties_setup,
 	.meta = ties_meta,
 	.report = ties_report,
 	.report_tensor = ties_report_tensor,
 	.free = ties_free,
+	.stats_save = ties_stats_save,
+	.stats_load = ties_stats_load,
 };

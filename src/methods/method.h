@@ -23,6 +23,8 @@
 #define LINES_METHOD_H
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <jansson.h>
@@ -116,6 +118,18 @@ struct method {
 	void (*report_tensor)(const struct merge_ctx *c, size_t tensor, json_t *entry);
 	/* optional: release the state */
 	void (*free)(struct merge_ctx *c);
+	/*
+	 * optional, for --part (partition.c): what stats pass r (1-based)
+	 * measured over tensors [t0, t1), as a JSON object whose members
+	 * "rows" (one array per tensor t0..t1-1, concatenated over the
+	 * parts), "counts" ([index, n] pairs of integers, added), "totals"
+	 * (integers, added) and "records" (an array, concatenated in part
+	 * order) lines stats combines; and back from the combined object,
+	 * before the pass's done(). Without them a stats pass keeps its norm
+	 * sums in c->tstats (norm_sums_tensor()).
+	 */
+	json_t *(*stats_save)(struct merge_ctx *c, unsigned r, size_t t0, size_t t1);
+	int (*stats_load)(struct merge_ctx *c, unsigned r, json_t *res, struct lines_error *err);
 };
 
 /* The method for -m (NULL if out of range), and by name. */
@@ -135,6 +149,24 @@ static inline json_t *json_num(double v)
 	if (isfinite(v))
 		return json_real(v);
 	return json_string(v != v ? "nan" : v > 0 ? "inf" : "-inf");
+}
+
+/* A double exactly, as a C99 hex float string (a statistics file's), and
+ * back (-1 when v is not one). */
+static inline json_t *json_hexf(double v)
+{
+	char b[48];
+	snprintf(b, sizeof(b), "%a", v);
+	return json_string(b);
+}
+static inline int json_unhexf(const json_t *v, double *out)
+{
+	const char *s = json_string_value(v);
+	char *end;
+	if (!s)
+		return -1;
+	*out = strtod(s, &end);
+	return *end || end == s ? -1 : 0;
 }
 
 /* The density of model i (0-based): its own, or the one for all. */
