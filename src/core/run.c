@@ -714,7 +714,9 @@ void lines_plan_free(struct lines_plan *lp)
 		return;
 	p = &lp->p;
 	sweep_free(p);
-	if (p->method && p->method->free)
+	/* (a plan that failed before the method's context was wired has no
+	 * method state, and its free() may read the options through it) */
+	if (p->method && p->method->free && p->ctx.o)
 		p->method->free(&p->ctx);
 	plan_inputs_free(p);
 	free(p->check.warned);

@@ -33,8 +33,11 @@
  * t_i is known. Elements
  * whose kept values sum to exactly zero take the majority's sign, so
  * their share of the norm is summed both ways and the right one is kept.
- * Every sum is float64 per block of elements in output order, then the
- * file's in its order: the same for any -j or --chunk.
+ * Every sum is float64 per block of elements, kept per tensor: its
+ * blocks in order, then its elements settled from the file in the file's
+ * order; the totals add the tensors in output order. The same for any
+ * -j or --chunk, and for any --part K/M (two rounds of statistics: see
+ * ties_stats_save).
  *
  * Global trim usually needs no threshold pass. Before the select pass, a
  * small model is read whole (with pread): its counts are the select
