@@ -74,7 +74,9 @@ fam||-m dare --density 0.6 --seed 7 --rescale --lines --alpha 0.4 -w 1,2,1
 fam||-m ties --lines
 f32||-m ties --lines -w 1,2,1 --density 0.3
 f32|LINES_TEST_TIES_SAMPLE=predict|-m ties --lines -w 1,2,1 --density 0.3
-f32|LINES_TEST_TIES_SAMPLE=off|-m ties --lines --density 0.25 --alpha 0.7'
+f32|LINES_TEST_TIES_SAMPLE=off|-m ties --lines --density 0.25 --alpha 0.7
+fam||-m breadcrumbs --lines -w 1,2,1 --density 0.8
+f32||-m breadcrumbs_ties --lines -w 1,1,2'
 n_case=0
 echo "$cases" >cases
 while IFS='|' read -r fam env args; do

@@ -374,13 +374,14 @@ static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
 static int norms_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
 {
 	(void)err;
-	norm_sums_add(B(p)->acc, job);
+	norm_sums_tensor(p, job); /* per tensor: a stats pass (--part) */
 	return 0;
 }
 
 static int norms_done(struct merge_ctx *p, struct lines_error *err)
 {
-	const struct bc *bc = B(p);
+	struct bc *bc = B(p);
+	norm_sums_total(p, bc->acc);
 	return norm_sums_alpha(p, bc->acc, 1, err);
 }
 
@@ -490,6 +491,7 @@ static int bc_setup(struct merge_ctx *p, struct lines_error *err)
 		c->part_block = 4;
 		c->reduce = norms_reduce;
 		c->done = norms_done;
+		c->stats = 1;
 		p->sc->measured = 1;
 	}
 	d = bc_pass(p, "write", write_work);
@@ -571,7 +573,8 @@ static void bc_report_tensor(const struct merge_ctx *p, size_t e, json_t *entry)
 }
 
 #define BC_FLAGS                                                                              \
-	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_NORMALIZE | METHOD_USES_BC_GAMMA)
+	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_NORMALIZE | METHOD_USES_BC_GAMMA | \
+	 METHOD_PART)
 
 const struct method method_breadcrumbs = {
 	.name = "breadcrumbs",
