@@ -76,7 +76,9 @@ f32||-m ties --lines -w 1,2,1 --density 0.3
 f32|LINES_TEST_TIES_SAMPLE=predict|-m ties --lines -w 1,2,1 --density 0.3
 f32|LINES_TEST_TIES_SAMPLE=off|-m ties --lines --density 0.25 --alpha 0.7
 fam||-m breadcrumbs --lines -w 1,2,1 --density 0.8
-f32||-m breadcrumbs_ties --lines -w 1,1,2'
+f32||-m breadcrumbs_ties --lines -w 1,1,2
+f32||-m dare_ties --lines --density 0.5 --seed 3
+fam||-m dare --lines -w 1,2,1 --density 0.6 --rescale'
 n_case=0
 echo "$cases" >cases
 while IFS='|' read -r fam env args; do
@@ -169,9 +171,9 @@ status 2 "-m ties --trim tensor with --part is refused (not yet in parts)" "$LIN
 # shellcheck disable=SC2086
 status 2 "-m consensus --consensus-over ties with --part is refused" "$LINES" merge -q -m consensus --consensus-over ties --part 0/2 -b fam/base --lines --alpha 0.5 fam/ft1 fam/ft2 -o p/
 # shellcheck disable=SC2086
-status 2 "-m dare_ties (a majority sign) with --part is refused" "$LINES" merge -q -m dare_ties --part 0/2 -b fam/base --lines --alpha 0.5 fam/ft1 fam/ft2 -o p/
+status 2 "-m della with --part is refused (not yet in parts)" "$LINES" merge -q -m della --part 0/2 -b fam/base --lines --alpha 0.5 fam/ft1 fam/ft2 -o p/
 # shellcheck disable=SC2086
-status 2 "-m dare with automatic alpha and --part is refused" "$LINES" merge -q -m dare --part 0/2 -b fam/base --lines fam/ft1 fam/ft2 -o p/
+status 2 "-m ties on F64 tensors with --part is refused" "$LINES" merge -q -m ties --dtype f64 --part 0/2 -b fam/base --lines fam/ft1 fam/ft2 -o p/
 # (a plan that fails before its method is set up frees no method state:
 # consensus over TIES read its options through an unset context)
 # shellcheck disable=SC2086

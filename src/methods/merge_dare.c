@@ -50,7 +50,10 @@ struct dare {
 	double cbuf[LINES_MAX_MODELS];
 	uint32_t *zero; /* nx thresholds of 0: election keeps every nonzero value */
 	double *ones;
-	double num[2], det[2], zpos[2], zneg[2];
+	double num[2], det[2], zpos[2], zneg[2]; /* the totals of tsum */
+	/* nt x 8: each tensor's num, det, zpos and zneg, added in output
+	 * order when the stats pass is done (the same for any --part) */
+	double *tsum;
 	int64_t votes;
 	int maj;
 	int elected; /* the stats pass ran with --dare-elect: maj was elected */
@@ -374,13 +377,12 @@ static int stats_reduce(struct merge_ctx *p, const struct pipe_job *job, struct 
 {
 	struct dare *ds = D(p);
 	(void)err;
+	double *ts = ds->tsum + 8 * job->tensor;
 	ds->votes += (int64_t)job->part[0];
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		const double *blk = job->part + 1 + 8 * (size_t)b;
-		ds->num[0] += blk[0], ds->num[1] += blk[1];
-		ds->det[0] += blk[2], ds->det[1] += blk[3];
-		ds->zpos[0] += blk[4], ds->zpos[1] += blk[5];
-		ds->zneg[0] += blk[6], ds->zneg[1] += blk[7];
+		for (int j = 0; j < 8; j++)
+			ts[j] += blk[j];
 	}
 	return 0;
 }
@@ -388,6 +390,14 @@ static int stats_reduce(struct merge_ctx *p, const struct pipe_job *job, struct 
 static int stats_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct dare *ds = D(p);
+	double sum[8] = {0};
+	for (size_t t = 0; t < p->nt; t++)
+		for (int j = 0; j < 8; j++)
+			sum[j] += ds->tsum[8 * t + j];
+	memcpy(ds->num, sum, sizeof(ds->num));
+	memcpy(ds->det, sum + 2, sizeof(ds->det));
+	memcpy(ds->zpos, sum + 4, sizeof(ds->zpos));
+	memcpy(ds->zneg, sum + 6, sizeof(ds->zneg));
 	ds->maj = ds->votes >= 0 ? 1 : -1;
 	ds->elected = p->o->dare_elect;
 	double l1 = ds->det[0] + (ds->maj > 0 ? ds->zpos[0] : ds->zneg[0]);
@@ -433,6 +443,7 @@ static void dare_free(struct merge_ctx *p)
 	free(ds->l1);
 	free(ds->zero);
 	free(ds->ones);
+	free(ds->tsum);
 	free(ds);
 	p->state = NULL;
 }
@@ -448,7 +459,8 @@ static int dare_tables(struct merge_ctx *p, struct dare *ds)
 	ds->l1 = calloc(nt * nx * 2, sizeof(*ds->l1));
 	ds->ones = calloc(nx, sizeof(*ds->ones));
 	ds->zero = calloc(nx, sizeof(*ds->zero));
-	if (!ds->keys || !ds->div || !ds->l1 || !ds->ones || !ds->zero)
+	ds->tsum = calloc(nt * 8, sizeof(*ds->tsum));
+	if (!ds->keys || !ds->div || !ds->l1 || !ds->ones || !ds->zero || !ds->tsum)
 		return -1;
 	for (unsigned i = 0; i < nx; i++) {
 		ds->ones[i] = 1.0;
@@ -509,11 +521,55 @@ static int dare_setup(struct merge_ctx *p, struct lines_error *err)
 		a->part_block = 8;
 		a->reduce = stats_reduce;
 		a->done = stats_done;
-		a->whole_model = 1; /* the majority sign and the norms: not in parts yet */
+		a->stats = 1; /* --part: one round (dare_stats_save) */
 		if (p->o->lines && p->o->alpha_auto)
 			p->sc->measured = 1;
 	}
 	add_pass(p, "write", 1, write_work)->sweeps = 1; /* the drops once, finished per value */
+	return 0;
+}
+
+/* --part: the stats pass's round, each tensor's eight sums (hex floats)
+ * and the votes (an integer: they add exactly). */
+static json_t *dare_stats_save(struct merge_ctx *p, unsigned r, size_t t0, size_t t1)
+{
+	struct dare *ds = D(p);
+	json_t *o = json_object(), *rows = json_array(), *tot = json_array();
+	(void)r;
+	if (!o || !rows || !tot) {
+		json_decref(o), json_decref(rows), json_decref(tot);
+		return NULL;
+	}
+	for (size_t t = t0; t < t1; t++) {
+		json_t *row = json_array();
+		for (int j = 0; j < 8; j++)
+			json_array_append_new(row, json_hexf(ds->tsum[8 * t + j]));
+		json_array_append_new(rows, row);
+	}
+	json_array_append_new(tot, json_integer((json_int_t)ds->votes));
+	json_object_set_new(o, "kind", json_string("dare-stats"));
+	json_object_set_new(o, "totals", tot);
+	json_object_set_new(o, "rows", rows);
+	return o;
+}
+
+static int dare_stats_load(struct merge_ctx *p, unsigned r, json_t *res, struct lines_error *err)
+{
+	struct dare *ds = D(p);
+	json_t *rows = json_object_get(res, "rows");
+	const char *kind = json_string_value(json_object_get(res, "kind"));
+	RETURN_ERROR_IF(!kind || strcmp(kind, "dare-stats"), err, LINES_EFORMAT, p->o->stats_in,
+	                NULL, "round %u: not DARE's statistics", r);
+	ds->votes = json_integer_value(json_array_get(json_object_get(res, "totals"), 0));
+	for (size_t t = 0; t < p->nt; t++) {
+		json_t *row = json_array_get(rows, t);
+		RETURN_ERROR_IF(json_array_size(row) != 8, err, LINES_EFORMAT, p->o->stats_in, NULL,
+		                "round %u: tensor %zu: not 8 sums", r, t);
+		for (size_t j = 0; j < 8; j++)
+			RETURN_ERROR_IF(json_unhexf(json_array_get(row, j), ds->tsum + 8 * t + j) < 0, err,
+			                LINES_EFORMAT, p->o->stats_in, NULL,
+			                "round %u: tensor %zu: not a hex float", r, t);
+	}
 	return 0;
 }
 
@@ -562,4 +618,6 @@ const struct method method_dare = {
 	.meta = dare_meta,
 	.report = dare_report,
 	.free = dare_free,
+	.stats_save = dare_stats_save,
+	.stats_load = dare_stats_load,
 };
