@@ -78,7 +78,8 @@ f32|LINES_TEST_TIES_SAMPLE=off|-m ties --lines --density 0.25 --alpha 0.7
 fam||-m breadcrumbs --lines -w 1,2,1 --density 0.8
 f32||-m breadcrumbs_ties --lines -w 1,1,2
 f32||-m dare_ties --lines --density 0.5 --seed 3
-fam||-m dare --lines -w 1,2,1 --density 0.6 --rescale'
+fam||-m dare --lines -w 1,2,1 --density 0.6 --rescale
+f32||-m ties --trim tensor --lines -w 1,2,1 --density 0.3'
 n_case=0
 echo "$cases" >cases
 while IFS='|' read -r fam env args; do
@@ -166,8 +167,6 @@ status 2 "--part 0/0 is refused" "$LINES" merge -q --part 0/0 $D -o p/
 status 2 "--part 1 (not K/M) is refused" "$LINES" merge -q --part 1 $D -o p/
 # shellcheck disable=SC2086
 status 2 "--stats without --part is refused" "$LINES" merge -q $D --stats st/all.json -o p/
-# shellcheck disable=SC2086
-status 2 "-m ties --trim tensor with --part is refused (not yet in parts)" "$LINES" merge -q -m ties --trim tensor --part 0/2 -b fam/base --lines fam/ft1 fam/ft2 -o p/
 # shellcheck disable=SC2086
 status 2 "-m consensus --consensus-over ties with --part is refused" "$LINES" merge -q -m consensus --consensus-over ties --part 0/2 -b fam/base --lines --alpha 0.5 fam/ft1 fam/ft2 -o p/
 # shellcheck disable=SC2086

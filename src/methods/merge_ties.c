@@ -1720,7 +1720,7 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	 * over files that can be sampled */
 	b->needed = ts->spec_ok ? threshold_needed : NULL;
 	/* in parts: rounds of statistics with global trim; the rest is not yet */
-	int parts_ok = !ts->per_tensor && !ts->has64 && !ts->tall;
+	int parts_ok = !ts->has64 && !ts->tall;
 	a->stats = b->stats = parts_ok;
 	a->whole_model = b->whole_model = !parts_ok;
 
@@ -1738,10 +1738,11 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 
 /* ---- --part: the select and threshold passes as rounds of statistics ------------ */
 /*
- * With global trim (no F64 tensor, not under consensus) both passes run
- * per part (partition.c): round 1 the select pass (no sample: its counts
- * only), round 2 the threshold pass with the bins of round 1's combined
- * counts. A part's file holds the counts of its tensors (integers: they
+ * Without F64 tensors and not under consensus, both passes run per part
+ * (partition.c): round 1 the select pass (no sample: its counts only),
+ * round 2 the threshold pass with the bins of round 1's combined counts
+ * (with --trim tensor each tensor's bins and thresholds are its own, and
+ * travel in its row). A part's file holds the counts of its tensors (integers: they
  * add exactly), the sums of each of its tensors as hex floats (tsum, the
  * same groups as one machine's), the votes, and in round 2 the elements
  * left open (the temporary file's records): the step after the last
@@ -1765,6 +1766,12 @@ static json_t *ties_stats_save(struct merge_ctx *p, unsigned r, size_t t0, size_
 		const double *s = ts->tsum + TS_W * t;
 		for (int j = r == 1 ? TS_NUM : TS_DET; j < (r == 1 ? TS_NUM + 2 : TS_ZNEG + 2); j++)
 			json_array_append_new(row, json_hexf(s[j]));
+		for (unsigned i = 0; ts->per_tensor && i < ts->nx; i++) { /* its own thresholds */
+			size_t x = t * ts->nx + i;
+			uint64_t v[5] = {ts->bin[x], ts->rank[x], ts->known[x], ts->thr[x], ts->bcnt[x]};
+			for (int j = 0; j < 5; j++)
+				json_array_append_new(row, json_integer((json_int_t)v[j]));
+		}
 		json_array_append_new(rows, row);
 	}
 	json_array_append_new(tot, json_integer(r == 1 ? (json_int_t)ts->run_d : (json_int_t)ts->votes));
@@ -1808,7 +1815,7 @@ static int ties_stats_load(struct merge_ctx *p, unsigned r, json_t *res, struct 
 	json_t *counts = json_object_get(res, "counts"), *rows = json_object_get(res, "rows"), *e;
 	json_t *recs = json_object_get(res, "records");
 	const char *kind = json_string_value(json_object_get(res, "kind"));
-	size_t i, w = r == 1 ? 2 : 6;
+	size_t i, w0 = r == 1 ? 2 : 6, w = w0 + (ts->per_tensor ? 5 * (size_t)ts->nx : 0);
 	RETURN_ERROR_IF(!kind || strcmp(kind, r == 1 ? "ties-select" : "ties-threshold") ||
 	                        !json_is_array(counts) || (r == 2 && !json_is_array(recs)),
 	                err, LINES_EFORMAT, p->o->stats_in, NULL,
@@ -1829,11 +1836,19 @@ static int ties_stats_load(struct merge_ctx *p, unsigned r, json_t *res, struct 
 		json_t *row = json_array_get(rows, t);
 		RETURN_ERROR_IF(json_array_size(row) != w, err, LINES_EFORMAT, p->o->stats_in, NULL,
 		                "round %u: tensor %zu: not %zu sums", r, t, w);
-		for (size_t j = 0; j < w; j++)
+		for (size_t j = 0; j < w0; j++)
 			RETURN_ERROR_IF(json_unhexf(json_array_get(row, j),
 			                            ts->tsum + TS_W * t + (r == 1 ? TS_NUM : TS_DET) + j) < 0,
 			                err, LINES_EFORMAT, p->o->stats_in, NULL,
 			                "round %u: tensor %zu: not a hex float", r, t);
+		for (unsigned x = 0; ts->per_tensor && x < ts->nx; x++) { /* --trim tensor */
+			size_t q = t * ts->nx + x, at = w0 + 5 * (size_t)x;
+			ts->bin[q] = (uint32_t)json_integer_value(json_array_get(row, at));
+			ts->rank[q] = (uint64_t)json_integer_value(json_array_get(row, at + 1));
+			ts->known[q] = (unsigned char)json_integer_value(json_array_get(row, at + 2));
+			ts->thr[q] = (uint32_t)json_integer_value(json_array_get(row, at + 3));
+			ts->bcnt[q] = (uint64_t)json_integer_value(json_array_get(row, at + 4));
+		}
 	}
 	if (r == 1)
 		return 0;
