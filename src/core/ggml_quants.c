@@ -9,6 +9,7 @@
  */
 #include "config.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "ggml_quants.h"
@@ -246,4 +247,117 @@ void ggml_dequant(enum dtype dt, const unsigned char *src, size_t nblocks, float
 	const unsigned bb = dtype_table[dt].block_bytes, be = dtype_table[dt].block_elems;
 	for (size_t i = 0; i < nblocks; i++)
 		fn(src + i * bb, dst + i * be);
+}
+
+/* ==== Encoding ============================================================
+ *
+ * The encoders reproduce ggml's reference quantizers (quantize_row_*_ref in
+ * ggml-quants.c, the ones llama-quantize and ggml_quantize_chunk() use when
+ * no importance matrix is given) operation for operation: every float32
+ * expression is evaluated in the order ggml's C source gives it (built
+ * with -ffp-contract=off, so no multiply-add is fused), integer rounding
+ * goes through the same conversions (truncation after adding 8.5 for Q4_0,
+ * roundf for Q8_0, the 1.5 * 2^23 addition of nearest_int for the K types)
+ * and scales are rounded to half precision with the same round-to-nearest-
+ * even. The search loops of the K types (make_qkx2_quants, make_qx_quants)
+ * keep ggml's candidate order and its strict comparisons, since a tie
+ * broken the other way changes the bytes.
+ */
+
+static uint32_t f32_bits(float f)
+{
+	uint32_t u;
+	memcpy(&u, &f, sizeof(u));
+	return u;
+}
+
+uint16_t ggml_f32_to_f16(float f)
+{
+	const uint32_t u = f32_bits(f), sign = (u >> 16) & 0x8000u, x = u & 0x7fffffffu;
+	if (x > 0x7f800000u) /* NaN: ggml keeps no payload */
+		return (uint16_t)(sign | 0x7e00u);
+	if (x >= 0x477ff000u) /* 65520 and above round to infinity */
+		return (uint16_t)(sign | 0x7c00u);
+	if (x >= 0x38800000u) /* a normal half: rebias, round the 13 bits off to even */
+		return (uint16_t)(sign | ((x - 0x38000000u + 0xfffu + ((x >> 13) & 1u)) >> 13));
+	if (x < 0x33000000u) /* at most a quarter of the smallest subnormal */
+		return (uint16_t)sign;
+	/* a subnormal half: the value in units of 2^-24, rounded to even */
+	const uint32_t e = x >> 23, man = (x & 0x7fffffu) | 0x800000u, shift = 126 - e;
+	uint32_t r = man >> shift;
+	const uint32_t rem = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+	if (rem > half || (rem == half && (r & 1u)))
+		r++;
+	return (uint16_t)(sign | r);
+}
+
+uint16_t ggml_f32_to_bf16(float f)
+{
+	const uint32_t u = f32_bits(f);
+	if ((u & 0x7fffffffu) > 0x7f800000u)
+		return (uint16_t)((u >> 16) | 0x40u);
+	return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static void put16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+}
+
+static void put_f16(unsigned char *p, float f) { put16(p, ggml_f32_to_f16(f)); }
+
+static void put32(unsigned char *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* Q8_0: d = max|x| / 127, q = roundf(x / d) (half away from zero). */
+static void q_q8_0(const float *x, unsigned char *b)
+{
+	float amax = 0.0f;
+	for (int j = 0; j < QK; j++) {
+		const float a = fabsf(x[j]);
+		amax = amax > a ? amax : a;
+	}
+	const float d = amax / 127.0f;
+	const float id = d != 0.0f ? 1.0f / d : 0.0f;
+	put_f16(b, d);
+	for (int j = 0; j < QK; j++)
+		b[2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
+}
+
+int ggml_quant_writable(enum dtype d)
+{
+	switch (d) {
+	case DT_F32: case DT_F16: case DT_BF16: case DT_Q8_0:
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+void ggml_quant(enum dtype dt, const float *src, size_t nblocks, unsigned char *dst)
+{
+	void (*fn)(const float *, unsigned char *);
+	switch (dt) {
+	case DT_F32:
+		for (size_t i = 0; i < nblocks; i++)
+			put32(dst + 4 * i, f32_bits(src[i]));
+		return;
+	case DT_F16:
+		for (size_t i = 0; i < nblocks; i++)
+			put16(dst + 2 * i, ggml_f32_to_f16(src[i]));
+		return;
+	case DT_BF16:
+		for (size_t i = 0; i < nblocks; i++)
+			put16(dst + 2 * i, ggml_f32_to_bf16(src[i]));
+		return;
+	case DT_Q8_0: fn = q_q8_0; break;
+	default: return;
+	}
+	const unsigned bb = dtype_table[dt].block_bytes, be = dtype_table[dt].block_elems;
+	for (size_t i = 0; i < nblocks; i++)
+		fn(src + i * be, dst + i * bb);
 }
