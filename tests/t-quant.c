@@ -18,6 +18,8 @@
  *    byte must agree; and ggml's dequantize_row_* decode random blocks of
  *    every block type lines reads as ggml_dequant() does. Without the
  *    library the comparisons say SKIP.
+ * 4. Every kernel set (LINES_ISA: avx2, avx512, neon) writes the bytes of
+ *    the scalar code.
  */
 #include <dlfcn.h>
 #include <float.h>
@@ -29,6 +31,7 @@
 #include <string.h>
 
 #include "ggml_quants.h"
+#include "kernels.h"
 #include "tap.h"
 
 #define QK_K 256
@@ -788,6 +791,37 @@ static void t_ggml(void)
 	dlclose(h);
 }
 
+/* Every kernel set this build and CPU have gives the scalar code's bytes
+ * (the Q4_K/Q5_K sub-block fit has an AVX2 kernel), on the rows of the
+ * ggml comparison. */
+static void t_isa(void)
+{
+	static const char *const isa[] = {"avx2", "avx512", "neon"};
+	static float x[GG_ROWS * GG_N];
+	static unsigned char a[GG_ROWS * GG_N * 4], b[GG_ROWS * GG_N * 4];
+	for (int r = 0; r < GG_ROWS; r++)
+		gg_row(x + (size_t)r * GG_N, r);
+	for (size_t s = 0; s < sizeof(isa) / sizeof(isa[0]); s++) {
+		const struct kern *k = kern_by_name(isa[s]);
+		if (!k) {
+			skip("%s kernels: not in this build or not on this CPU", isa[s]);
+			continue;
+		}
+		int bad = 0;
+		for (size_t ti = 0; ti < NW; ti++) {
+			const enum dtype t = wtypes[ti];
+			const size_t nb = (size_t)GG_ROWS * GG_N / dtype_table[t].block_elems;
+			ggml_quant_with(NULL, t, x, nb, a);
+			ggml_quant_with(k, t, x, nb, b);
+			if (memcmp(a, b, nb * dtype_table[t].block_bytes) != 0) {
+				diag("%s: the %s kernels write other bytes than the scalar code", dtype_name(t), isa[s]);
+				bad++;
+			}
+		}
+		ok(!bad, "%s kernels: the scalar code's bytes for every writable type (%d differ)", isa[s], bad);
+	}
+}
+
 int main(void)
 {
 	for (size_t i = 0; i < NW; i++)
@@ -799,6 +833,7 @@ int main(void)
 	t_hand_32();
 	t_hand_k();
 	t_round_trip();
+	t_isa();
 	t_ggml();
 	return tap_done();
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ggml_quants.h"
+#include "kernels.h"
 
 #define QK 32
 #define QK_K 256
@@ -521,10 +522,10 @@ static float fit_scale_min(int n, int nmax, const float *x, const float *w, uint
  * re-quantized against its rounded sub-block scale and offset. levels gets
  * the 256 final levels; the caller packs them.
  */
-static void kquant_scale_min(const float *x, int nmax, float rmin, float rstep, int nstep,
-                             unsigned char *b, uint8_t *levels)
+static void kquant_scale_min(const struct kern *k, const float *x, int nmax, float rmin, float rstep,
+                             int nstep, unsigned char *b, uint8_t *levels)
 {
-	float scales[QK_K / 32], mins[QK_K / 32], w[32];
+	float scales[QK_K / 32], mins[QK_K / 32], w[QK_K];
 	uint8_t aux[32];
 	float max_scale = 0, max_min = 0;
 	for (int j = 0; j < QK_K / 32; j++) {
@@ -534,8 +535,15 @@ static void kquant_scale_min(const float *x, int nmax, float rmin, float rstep, 
 			sum_x2 += xs[l] * xs[l];
 		const float av_x = sqrtf(sum_x2 / 32);
 		for (int l = 0; l < 32; l++)
-			w[l] = av_x + fabsf(xs[l]);
-		scales[j] = fit_scale_min(32, nmax, xs, w, levels + 32 * j, &mins[j], aux, rmin, rstep, nstep);
+			w[32 * j + l] = av_x + fabsf(xs[l]);
+	}
+	if (k && k->qk_fit8)
+		k->qk_fit8(x, w, nmax, rmin, rstep, nstep, levels, scales, mins);
+	else
+		for (int j = 0; j < QK_K / 32; j++)
+			scales[j] = fit_scale_min(32, nmax, x + 32 * j, w + 32 * j, levels + 32 * j, &mins[j],
+			                          aux, rmin, rstep, nstep);
+	for (int j = 0; j < QK_K / 32; j++) {
 		if (scales[j] > max_scale)
 			max_scale = scales[j];
 		if (mins[j] > max_min)
@@ -577,10 +585,10 @@ static void kquant_scale_min(const float *x, int nmax, float rmin, float rstep, 
 
 /* Q4_K: d, dmin, scales[12], then qs[128]: for each 64 elements, 32 bytes
  * holding element l in the low nibble and element l + 32 in the high. */
-static void q_q4_k(const float *x, unsigned char *b)
+static void q_q4_k(const struct kern *k, const float *x, unsigned char *b)
 {
 	uint8_t L[QK_K];
-	kquant_scale_min(x, 15, -1.0f, 0.1f, 20, b, L);
+	kquant_scale_min(k, x, 15, -1.0f, 0.1f, 20, b, L);
 	unsigned char *q = b + 16;
 	for (int j = 0; j < QK_K; j += 64, q += 32)
 		for (int l = 0; l < 32; l++)
@@ -588,17 +596,17 @@ static void q_q4_k(const float *x, unsigned char *b)
 }
 
 /* Q5_K: as Q4_K with 32 levels; the fifth bits go to qh[32]: element
- * 64 * k + l sets bit 2k of qh[l], element 64 * k + 32 + l bit 2k + 1. */
-static void q_q5_k(const float *x, unsigned char *b)
+ * 64 * n + l sets bit 2n of qh[l], element 64 * n + 32 + l bit 2n + 1. */
+static void q_q5_k(const struct kern *k, const float *x, unsigned char *b)
 {
 	uint8_t L[QK_K];
-	kquant_scale_min(x, 31, -0.5f, 0.1f, 15, b, L);
+	kquant_scale_min(k, x, 31, -0.5f, 0.1f, 15, b, L);
 	unsigned char *qh = b + 16, *ql = b + 48;
 	memset(qh, 0, 32);
-	for (int n = 0, k = 0; n < QK_K; n += 64, k++, ql += 32)
+	for (int n = 0, sh = 0; n < QK_K; n += 64, sh += 2, ql += 32)
 		for (int l = 0; l < 32; l++) {
 			const unsigned l1 = L[n + l], l2 = L[n + l + 32];
-			qh[l] |= (unsigned char)((l1 >> 4) << (2 * k) | (l2 >> 4) << (2 * k + 1));
+			qh[l] |= (unsigned char)((l1 >> 4) << sh | (l2 >> 4) << (sh + 1));
 			ql[l] = (unsigned char)((l1 & 0x0f) | (l2 & 0x0f) << 4);
 		}
 }
@@ -716,7 +724,15 @@ int ggml_quant_writable(enum dtype d)
 
 void ggml_quant(enum dtype dt, const float *src, size_t nblocks, unsigned char *dst)
 {
-	void (*fn)(const float *, unsigned char *);
+	struct lines_error err;
+	ggml_quant_with(kern_get(&err), dt, src, nblocks, dst);
+}
+
+void ggml_quant_with(const struct kern *k, enum dtype dt, const float *src, size_t nblocks,
+                     unsigned char *dst)
+{
+	void (*fn)(const float *, unsigned char *) = NULL;
+	void (*kfn)(const struct kern *, const float *, unsigned char *) = NULL;
 	switch (dt) {
 	case DT_F32:
 		for (size_t i = 0; i < nblocks; i++)
@@ -735,12 +751,16 @@ void ggml_quant(enum dtype dt, const float *src, size_t nblocks, unsigned char *
 	case DT_Q4_1: fn = q_q4_1; break;
 	case DT_Q5_0: fn = q_q5_0; break;
 	case DT_Q5_1: fn = q_q5_1; break;
-	case DT_Q4_K: fn = q_q4_k; break;
-	case DT_Q5_K: fn = q_q5_k; break;
+	case DT_Q4_K: kfn = q_q4_k; break;
+	case DT_Q5_K: kfn = q_q5_k; break;
 	case DT_Q6_K: fn = q_q6_k; break;
 	default: return;
 	}
 	const unsigned bb = dtype_table[dt].block_bytes, be = dtype_table[dt].block_elems;
-	for (size_t i = 0; i < nblocks; i++)
-		fn(src + i * be, dst + i * bb);
+	for (size_t i = 0; i < nblocks; i++) {
+		if (kfn)
+			kfn(k, src + i * be, dst + i * bb);
+		else
+			fn(src + i * be, dst + i * bb);
+	}
 }

@@ -54,4 +54,11 @@ int ggml_quant_writable(enum dtype d);
  * dst from block i of src). */
 void ggml_quant(enum dtype d, const float *src, size_t nblocks, unsigned char *dst);
 
+/* ggml_quant with a given kernel set (kernels.h; NULL: the scalar code):
+ * the same bytes whatever the set. ggml_quant uses the set kern_get()
+ * chose (LINES_ISA), the scalar code if that fails. */
+struct kern;
+void ggml_quant_with(const struct kern *k, enum dtype d, const float *src, size_t nblocks,
+                     unsigned char *dst);
+
 #endif
