@@ -670,13 +670,19 @@ static float fit_scale_sym(int n, int nmax, const float *x, int8_t *L)
  * [-32, 31] against the rounded scales. Packing per 128 elements: ql[l]
  * holds elements l (low) and l + 64 (high), ql[l + 32] elements l + 32 and
  * l + 96; qh[l] their top two bits, two bits per element in that order. */
-static void q_q6_k(const float *x, unsigned char *b)
+static void q_q6_k(const struct kern *k, const float *x, unsigned char *b)
 {
 	int8_t L[QK_K];
 	float scales[QK_K / 16];
 	float max_scale = 0, max_abs = 0;
+	if (k && k->q6_fit8) {
+		k->q6_fit8(x, 32, L, scales);
+		k->q6_fit8(x + 128, 32, L + 128, scales + 8);
+	} else {
+		for (int ib = 0; ib < QK_K / 16; ib++)
+			scales[ib] = fit_scale_sym(16, 32, x + 16 * ib, L + 16 * ib);
+	}
 	for (int ib = 0; ib < QK_K / 16; ib++) {
-		scales[ib] = fit_scale_sym(16, 32, x + 16 * ib, L + 16 * ib);
 		if (fabsf(scales[ib]) > max_abs) {
 			max_abs = fabsf(scales[ib]);
 			max_scale = scales[ib];
@@ -753,7 +759,7 @@ void ggml_quant_with(const struct kern *k, enum dtype dt, const float *src, size
 	case DT_Q5_1: fn = q_q5_1; break;
 	case DT_Q4_K: kfn = q_q4_k; break;
 	case DT_Q5_K: kfn = q_q5_k; break;
-	case DT_Q6_K: fn = q_q6_k; break;
+	case DT_Q6_K: kfn = q_q6_k; break;
 	default: return;
 	}
 	const unsigned bb = dtype_table[dt].block_bytes, be = dtype_table[dt].block_elems;

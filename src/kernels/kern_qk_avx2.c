@@ -1,11 +1,12 @@
 /*
- * kern_qk_avx2.c -- GGUF's Q4_K/Q5_K scale-and-offset fit with AVX2:
- * the eight 32-element sub-blocks of a super-block side by side, sub-block
- * j in lane j. Part of the AVX2 kernels (compiled with their flags, called
+ * kern_qk_avx2.c -- the sub-block fits of GGUF's K types with AVX2: for
+ * Q4_K/Q5_K the eight 32-element sub-blocks of a super-block side by
+ * side, sub-block j in lane j; for Q6_K eight of its sixteen 16-element
+ * sub-blocks. Part of the AVX2 kernels (compiled with their flags, called
  * only after kern_dispatch.c has checked the CPU).
  *
- * The scalar definition is fit_scale_min in src/core/ggml_quants.c (ggml's
- * make_qkx2_quants). Each lane runs exactly its sequence of operations on
+ * The scalar definitions are fit_scale_min and fit_scale_sym in
+ * src/core/ggml_quants.c (ggml's make_qkx2_quants and make_qx_quants). Each lane runs exactly its sequence of operations on
  * its own sub-block: the sums over the 32 elements stay sequential within
  * the lane (element 0 first), every multiply and add is a separate IEEE
  * operation (no FMA: -ffp-contract=off keeps the compiler from fusing),
@@ -135,5 +136,86 @@ void kern_avx2_qk_fit8(const float *x, const float *w, int nmax, float rmin, flo
 		_mm256_storeu_si256((__m256i *)l, _mm256_andnot_si256(fi, lbest[i]));
 		for (int j = 0; j < 8; j++)
 			L[32 * j + i] = (uint8_t)l[j];
+	}
+}
+
+/*
+ * Q6_K's symmetric fit (fit_scale_sym in ggml_quants.c, ggml's
+ * make_qx_quants with weights x^2) of eight 16-element sub-blocks at once,
+ * sub-block j in lane j: x is 128 floats (sub-block j at 16 j), L gets the
+ * 128 levels (offset by nmax), scale[j] the fit. As above, each lane does
+ * the scalar operations in the scalar order; a neighbouring grid replaces
+ * the best one where its sums are strictly better; all-zero sub-blocks
+ * (largest magnitude below 1e-15) get levels 0 and scale 0.
+ */
+void kern_avx2_q6_fit8(const float *x, int nmax, int8_t *L, float *scale_out)
+{
+	__m256 xt[16], wx[16];
+	__m256i lbest[16], laux[16];
+	const __m256 zero = _mm256_setzero_ps();
+	const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
+	const __m256i lo = _mm256_set1_epi32(-nmax), hi = _mm256_set1_epi32(nmax - 1);
+	for (int i = 0; i < 16; i++)
+		xt[i] = _mm256_setr_ps(x[i], x[16 + i], x[32 + i], x[48 + i], x[64 + i], x[80 + i], x[96 + i],
+		                       x[112 + i]);
+	/* the first element of largest magnitude, its sign kept */
+	__m256 amax = zero, max = zero;
+	for (int i = 0; i < 16; i++) {
+		const __m256 ax = _mm256_and_ps(xt[i], absmask);
+		const __m256 gt = _mm256_cmp_ps(ax, amax, _CMP_GT_OQ); /* ax > amax */
+		amax = _mm256_blendv_ps(amax, ax, gt);
+		max = _mm256_blendv_ps(max, xt[i], gt);
+	}
+	const __m256 flat = _mm256_cmp_ps(amax, _mm256_set1_ps(1e-15f), _CMP_LT_OQ);
+	/* iscale = -nmax / max; w = x^2, and w x as the sums use it */
+	__m256 iscale = _mm256_div_ps(_mm256_set1_ps((float)-nmax), max);
+	__m256 sumlx = zero, suml2 = zero;
+	for (int i = 0; i < 16; i++) {
+		const __m256 w = _mm256_mul_ps(xt[i], xt[i]);
+		wx[i] = _mm256_mul_ps(w, xt[i]);
+		const __m256i l = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest8(_mm256_mul_ps(iscale, xt[i]))));
+		const __m256 fl = _mm256_cvtepi32_ps(l);
+		lbest[i] = l;
+		sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], fl));                /* (w x) l */
+		suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, fl), fl)); /* (w l) l */
+	}
+	/* scale = suml2 ? sumlx / suml2 : 0 */
+	__m256 scale = _mm256_blendv_ps(_mm256_div_ps(sumlx, suml2), zero, _mm256_cmp_ps(suml2, zero, _CMP_EQ_OQ));
+	__m256 best = _mm256_mul_ps(scale, sumlx);
+	for (int is = -9; is <= 9; is++) {
+		if (is == 0)
+			continue;
+		const float num = -((float)nmax + 0.1f * (float)is);
+		iscale = _mm256_div_ps(_mm256_set1_ps(num), max);
+		sumlx = suml2 = zero;
+		for (int i = 0; i < 16; i++) {
+			const __m256 w = _mm256_mul_ps(xt[i], xt[i]);
+			laux[i] = _mm256_max_epi32(lo, _mm256_min_epi32(hi, nearest8(_mm256_mul_ps(iscale, xt[i]))));
+			const __m256 fl = _mm256_cvtepi32_ps(laux[i]);
+			sumlx = _mm256_add_ps(sumlx, _mm256_mul_ps(wx[i], fl));
+			suml2 = _mm256_add_ps(suml2, _mm256_mul_ps(_mm256_mul_ps(w, fl), fl));
+		}
+		/* suml2 > 0 && sumlx^2 > best suml2 */
+		const __m256 take = _mm256_and_ps(_mm256_cmp_ps(suml2, zero, _CMP_GT_OQ),
+		                                  _mm256_cmp_ps(_mm256_mul_ps(sumlx, sumlx),
+		                                                _mm256_mul_ps(best, suml2), _CMP_GT_OQ));
+		if (_mm256_movemask_ps(take) == 0)
+			continue;
+		const __m256i ti = _mm256_castps_si256(take);
+		for (int i = 0; i < 16; i++)
+			lbest[i] = _mm256_blendv_epi8(lbest[i], laux[i], ti);
+		const __m256 s = _mm256_div_ps(sumlx, suml2);
+		scale = _mm256_blendv_ps(scale, s, take);
+		best = _mm256_blendv_ps(best, _mm256_mul_ps(s, sumlx), take);
+	}
+	const __m256i fi = _mm256_castps_si256(flat);
+	_mm256_storeu_ps(scale_out, _mm256_blendv_ps(scale, zero, flat));
+	for (int i = 0; i < 16; i++) {
+		int32_t l[8];
+		/* levels + nmax, or 0 in an all-zero sub-block */
+		_mm256_storeu_si256((__m256i *)l,
+		                    _mm256_andnot_si256(fi, _mm256_add_epi32(lbest[i], _mm256_set1_epi32(nmax))));
+		for (int j = 0; j < 8; j++)
+			L[16 * j + i] = (int8_t)l[j];
 	}
 }

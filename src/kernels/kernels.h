@@ -62,8 +62,9 @@
  * counting of the select pass (ties_hist) exists once, in portable C.
  *
  * GGUF's K-type encoders (src/core/ggml_quants.c) use one kernel:
- *   qk_fit8     the Q4_K/Q5_K sub-block fit, eight sub-blocks at once
- *               (AVX2 only; NULL: ggml_quants.c's scalar fit).
+ *   qk_fit8     the Q4_K/Q5_K sub-block fit, eight sub-blocks at once;
+ *   q6_fit8     the Q6_K sub-block fit likewise
+ *               (AVX2 only; NULL: ggml_quants.c's scalar fits).
  *
  * Kernels know nothing of files, tensors or threads; they are pure
  * functions of their arguments and safe to call from any thread.
@@ -172,6 +173,10 @@ struct kern {
 	 */
 	void (*qk_fit8)(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
 	                uint8_t *L, float *scale, float *the_min);
+	/* GGUF's Q6_K: the symmetric fit of eight 16-element sub-blocks at
+	 * once (x 128 floats, L 128 levels offset by nmax, scale[8]): the
+	 * bits of ggml_quants.c's scalar fit. NULL: scalar. */
+	void (*q6_fit8)(const float *x, int nmax, int8_t *L, float *scale);
 };
 
 /* SplitMix64: add the golden-ratio increment, then its finalizer. */
@@ -225,6 +230,7 @@ extern const struct kern kern_scalar;
 extern const struct kern kern_avx2;
 void kern_avx2_qk_fit8(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
                        uint8_t *L, float *scale, float *the_min);
+void kern_avx2_q6_fit8(const float *x, int nmax, int8_t *L, float *scale);
 #endif
 #ifdef HAVE_KERN_NEON
 extern const struct kern kern_neon;
