@@ -635,7 +635,7 @@ static void *open_ggml(char *why, size_t whylen)
 	return NULL;
 }
 
-#define GG_ROWS 28
+#define GG_ROWS 32
 #define GG_N 4096
 
 /* Row r of the comparison set: typical, skewed, degenerate and extreme
@@ -697,6 +697,20 @@ static void gg_row(float *x, int r)
 			static const int lo[] = {-7, 0, -32, -3}, n[] = {16, 32, 64, 7};
 			x[i] = (float)(lo[r - 12] + (int)(urand() * n[r - 12])) * 0.125f;
 		}
+		break;
+	case 28: /* NaNs here and there (a block of them too) */
+	case 29: /* infinities */
+		fill(x, GG_N, D_GAUSS, 1);
+		for (int i = 0; i < GG_N; i += 97)
+			x[i] = r == 28 ? NAN : i % 2 ? INFINITY : -INFINITY;
+		for (int i = 512; i < 512 + 256; i++)
+			x[i] = r == 28 ? NAN : INFINITY;
+		break;
+	case 30: /* float32 subnormals: 1/d overflows */
+		fill(x, GG_N, D_GAUSS, 1e-40);
+		break;
+	case 31: /* near FLT_MAX: sums of squares overflow */
+		fill(x, GG_N, D_UNIFORM, 3e38);
 		break;
 	default: /* extreme scales: F16 subnormal and overflowing scales */
 		fill(x, GG_N, r % 2 ? D_GAUSS : D_UNIFORM, big[(r - 16) % 6]);

@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <float.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 
@@ -315,6 +316,26 @@ static void put32(unsigned char *p, uint32_t v)
 		p[i] = (unsigned char)(v >> (8 * i));
 }
 
+/*
+ * ggml converts floats to its 8-bit levels with C casts ((int8_t)v,
+ * (uint8_t)v): truncation toward zero, and for a NaN or a value beyond
+ * int32 -- reachable from finite input, when a block of subnormals makes
+ * 1/d infinite -- what x86's cvttss2si gives, INT32_MIN, of which the cast
+ * keeps the low byte. C leaves that case undefined; lines defines it as
+ * x86 does, so that every machine writes the bytes ggml writes on x86.
+ */
+static int32_t trunc_x86(float v)
+{
+	return v > -2147483648.0f && v < 2147483648.0f ? (int32_t)v : INT32_MIN;
+}
+
+/* (int8_t)v then MIN(top, .) as ggml's quantizers do, stored in a byte */
+static unsigned level8(float v, int top)
+{
+	const int q = (int8_t)trunc_x86(v);
+	return (uint8_t)(q < top ? q : top);
+}
+
 /* Q8_0: d = max|x| / 127, q = roundf(x / d) (half away from zero). */
 static void q_q8_0(const float *x, unsigned char *b)
 {
@@ -327,7 +348,7 @@ static void q_q8_0(const float *x, unsigned char *b)
 	const float id = d != 0.0f ? 1.0f / d : 0.0f;
 	put_f16(b, d);
 	for (int j = 0; j < QK; j++)
-		b[2 + j] = (unsigned char)(int8_t)roundf(x[j] * id);
+		b[2 + j] = (unsigned char)trunc_x86(roundf(x[j] * id));
 }
 
 /* Q4_0: d = -m / 8 where m is the first element of largest magnitude (its
@@ -345,9 +366,7 @@ static void q_q4_0(const float *x, unsigned char *b)
 	const float id = d != 0.0f ? 1.0f / d : 0.0f;
 	put_f16(b, d);
 	for (int j = 0; j < QK / 2; j++) {
-		int lo = (int)(x[j] * id + 8.5f), hi = (int)(x[j + QK / 2] * id + 8.5f);
-		lo = lo < 15 ? lo : 15;
-		hi = hi < 15 ? hi : 15;
+		const unsigned lo = level8(x[j] * id + 8.5f, 15), hi = level8(x[j + QK / 2] * id + 8.5f, 15);
 		b[2 + j] = (unsigned char)(lo | hi << 4);
 	}
 }
@@ -376,9 +395,8 @@ static void q_q4_1(const float *x, unsigned char *b)
 	put_f16(b, d);
 	put_f16(b + 2, min);
 	for (int j = 0; j < QK / 2; j++) {
-		int lo = (int)((x[j] - min) * id + 0.5f), hi = (int)((x[j + QK / 2] - min) * id + 0.5f);
-		lo = lo < 15 ? lo : 15;
-		hi = hi < 15 ? hi : 15;
+		const unsigned lo = level8((x[j] - min) * id + 0.5f, 15);
+		const unsigned hi = level8((x[j + QK / 2] - min) * id + 0.5f, 15);
 		b[4 + j] = (unsigned char)(lo | hi << 4);
 	}
 }
@@ -398,9 +416,7 @@ static void q_q5_0(const float *x, unsigned char *b)
 	uint32_t qh = 0;
 	put_f16(b, d);
 	for (int j = 0; j < QK / 2; j++) {
-		int lo = (int)(x[j] * id + 16.5f), hi = (int)(x[j + QK / 2] * id + 16.5f);
-		lo = lo < 31 ? lo : 31;
-		hi = hi < 31 ? hi : 31;
+		const unsigned lo = level8(x[j] * id + 16.5f, 31), hi = level8(x[j + QK / 2] * id + 16.5f, 31);
 		b[6 + j] = (unsigned char)((lo & 0x0f) | (hi & 0x0f) << 4);
 		qh |= (uint32_t)(lo >> 4 & 1) << j | (uint32_t)(hi >> 4 & 1) << (j + QK / 2);
 	}
@@ -419,8 +435,8 @@ static void q_q5_1(const float *x, unsigned char *b)
 	put_f16(b, d);
 	put_f16(b + 2, min);
 	for (int j = 0; j < QK / 2; j++) {
-		unsigned lo = (unsigned char)(int)((x[j] - min) * id + 0.5f);
-		unsigned hi = (unsigned char)(int)((x[j + QK / 2] - min) * id + 0.5f);
+		const unsigned lo = (uint8_t)trunc_x86((x[j] - min) * id + 0.5f);
+		const unsigned hi = (uint8_t)trunc_x86((x[j + QK / 2] - min) * id + 0.5f);
 		b[8 + j] = (unsigned char)((lo & 0x0f) | (hi & 0x0f) << 4);
 		qh |= (uint32_t)(lo >> 4 & 1) << j | (uint32_t)(hi >> 4 & 1) << (j + QK / 2);
 	}
