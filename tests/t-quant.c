@@ -815,6 +815,20 @@ static void t_isa(void)
 	static unsigned char a[GG_ROWS * GG_N * 4], b[GG_ROWS * GG_N * 4];
 	for (int r = 0; r < GG_ROWS; r++)
 		gg_row(x + (size_t)r * GG_N, r);
+	/* a digest of the scalar code's bytes: the same on every machine
+	 * (compare a cross build's under qemu with the native one's) */
+	char line[512];
+	int len = snprintf(line, sizeof(line), "digests (FNV-1a) of the comparison rows:");
+	for (size_t ti = 0; ti < NW; ti++) {
+		const enum dtype t = wtypes[ti];
+		const size_t nb = (size_t)GG_ROWS * GG_N / dtype_table[t].block_elems;
+		uint64_t hsh = 0xcbf29ce484222325u;
+		ggml_quant_with(NULL, t, x, nb, a);
+		for (size_t i = 0; i < nb * dtype_table[t].block_bytes; i++)
+			hsh = (hsh ^ a[i]) * 0x100000001b3u;
+		len += snprintf(line + len, sizeof(line) - (size_t)len, " %s %08x", dtype_name(t), (unsigned)(hsh >> 32));
+	}
+	diag("%s", line);
 	for (size_t s = 0; s < sizeof(isa) / sizeof(isa[0]); s++) {
 		const struct kern *k = kern_by_name(isa[s]);
 		if (!k) {
