@@ -64,7 +64,7 @@
  * GGUF's K-type encoders (src/core/ggml_quants.c) use one kernel:
  *   qk_fit8     the Q4_K/Q5_K sub-block fit, eight sub-blocks at once;
  *   q6_fit8     the Q6_K sub-block fit likewise
- *               (AVX2 only; NULL: ggml_quants.c's scalar fits).
+ *               (AVX2 and NEON; NULL: ggml_quants.c's scalar fits).
  *
  * Kernels know nothing of files, tensors or threads; they are pure
  * functions of their arguments and safe to call from any thread.
@@ -234,6 +234,9 @@ void kern_avx2_q6_fit8(const float *x, int nmax, int8_t *L, float *scale);
 #endif
 #ifdef HAVE_KERN_NEON
 extern const struct kern kern_neon;
+void kern_neon_qk_fit8(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
+                       uint8_t *L, float *scale, float *the_min);
+void kern_neon_q6_fit8(const float *x, int nmax, int8_t *L, float *scale);
 #endif
 #ifdef HAVE_KERN_AVX512
 /* The "avx512" table: the AVX2 one with AVX-512 TIES kernels (election,
