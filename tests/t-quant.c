@@ -13,7 +13,8 @@
  *    distribution (the figure lines-merge(1) quotes).
  * 3. Bit-exactness against ggml itself: ggml_quantize_chunk() of the
  *    prebuilt llama.cpp of npm's @node-llama-cpp/linux-x64 (3.21.1),
- *    loaded with dlopen from $LINES_GGML_LIB or tests/node/node_modules,
+ *    loaded with dlopen from $LINES_GGML_LIB or the npm packages of
+ *    t-llama.sh ($LINES_NODE_MODULES, tests/node-deps),
  *    encodes the same rows (normal, extreme and degenerate ones); every
  *    byte must agree; and ggml's dequantize_row_* decode random blocks of
  *    every block type lines reads as ggml_dequant() does. Without the
@@ -601,8 +602,10 @@ static int ggml_type_of(enum dtype t)
 	}
 }
 
-/* libggml-base.so: $LINES_GGML_LIB, else where tests/node's npm install
- * puts @node-llama-cpp/linux-x64 (source or build tree). */
+/* libggml-base.so: $LINES_GGML_LIB, else in the npm packages t-llama.sh
+ * uses ($LINES_NODE_MODULES, or the build tree's tests/node-deps, which
+ * t-llama.sh installs), else a tests/node/node_modules of the source or
+ * build tree. */
 static void *open_ggml(char *why, size_t whylen)
 {
 	const char *env = getenv("LINES_GGML_LIB");
@@ -614,12 +617,19 @@ static void *open_ggml(char *why, size_t whylen)
 			snprintf(why, whylen, "LINES_GGML_LIB=%s: %s", env, dlerror());
 		return h;
 	}
-	const char *roots[] = {getenv("TESTS_SRCDIR"), getenv("LINES_BUILDDIR"), "tests"};
-	for (size_t i = 0; i < 3; i++) {
-		if (!roots[i])
+	const struct {
+		const char *root, *sub;
+	} where[] = {
+	    {getenv("LINES_NODE_MODULES"), ""},
+	    {getenv("LINES_BUILDDIR"), "/tests/node-deps/node_modules"},
+	    {getenv("TESTS_SRCDIR"), "/node/node_modules"},
+	    {getenv("LINES_BUILDDIR"), "/tests/node/node_modules"},
+	};
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]); i++) {
+		if (!where[i].root || !*where[i].root)
 			continue;
-		snprintf(pat, sizeof(pat), "%s%s/node_modules/@node-llama-cpp/linux-x64/bins/*/libggml-base.so",
-		         roots[i], i == 1 ? "/tests/node" : "/node");
+		snprintf(pat, sizeof(pat), "%s%s/@node-llama-cpp/linux-x64/bins/*/libggml-base.so", where[i].root,
+		         where[i].sub);
 		glob_t g;
 		if (glob(pat, 0, NULL, &g) == 0) {
 			h = dlopen(g.gl_pathv[0], RTLD_NOW | RTLD_LOCAL);
@@ -630,8 +640,8 @@ static void *open_ggml(char *why, size_t whylen)
 		}
 	}
 	snprintf(why, whylen,
-	         "ggml not found: set LINES_GGML_LIB to libggml-base.so, or npm install "
-	         "@node-llama-cpp/linux-x64@3.21.1 into tests/node (.ci/run does)");
+	         "ggml not found: set LINES_GGML_LIB to libggml-base.so or LINES_NODE_MODULES to where "
+	         "@node-llama-cpp/linux-x64@3.21.1 is installed (.ci/run does; t-llama.sh installs it)");
 	return NULL;
 }
 
