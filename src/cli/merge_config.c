@@ -117,22 +117,11 @@ double mcfg_layer_t(long block, long num_layers)
 	return (double)block / (double)(num_layers - 1);
 }
 
-/* mergekit's gradient: s = t (n - 1), i0 = floor(s), the last value at t = 1 */
-static double gradient_at(const double *g, size_t n, double t)
-{
-	double s = t * (double)(n - 1);
-	size_t i0 = (size_t)s;
-	if (i0 >= n - 1)
-		return g[n - 1];
-	double f = s - (double)i0;
-	return (1 - f) * g[i0] + f * g[i0 + 1];
-}
-
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out)
 {
 	switch (v->kind) {
 	case MCFG_NUMBER: *out = v->num; return 1;
-	case MCFG_GRADIENT: *out = gradient_at(v->grad, v->ngrad, t); return 1;
+	case MCFG_GRADIENT: *out = lines_gradient(v->grad, v->ngrad, t); return 1;
 	case MCFG_FILTERS:
 		for (size_t i = 0; i < v->nfilters; i++) {
 			const struct mcfg_filter *f = &v->filters[i];

@@ -79,6 +79,14 @@ static int check_options(const struct lines_merge_opts *o, const struct method *
 	                NULL, "--alpha must be a finite number");
 	RETURN_ERROR_IF(o->lines && !isnan(o->beta) && !isfinite(o->beta), err, LINES_EUSAGE, NULL,
 	                NULL, "--beta must be a finite number");
+	RETURN_ERROR_IF(o->schedule && !o->lines, err, LINES_EUSAGE, NULL, NULL,
+	                "a depth schedule (--schedule) shapes LiNeS's ramp: give --lines (or "
+	                "--alpha, --gamma) with it");
+	RETURN_ERROR_IF(o->schedule && o->nschedule < 2, err, LINES_EUSAGE, NULL, NULL,
+	                "--schedule needs at least 2 values (the first and the last block)");
+	for (size_t i = 0; o->schedule && i < o->nschedule; i++)
+		RETURN_ERROR_IF(!isfinite(o->schedule[i]), err, LINES_EUSAGE, NULL, NULL,
+		                "--schedule: value %zu is not a finite number", i + 1);
 	RETURN_ERROR_IF(o->norm_p != 1 && o->norm_p != 2, err, LINES_EUSAGE, NULL, NULL,
 	                "--norm must be l1 or l2");
 	if (o->weights)
