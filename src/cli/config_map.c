@@ -665,6 +665,32 @@ static void check_lines_keys(struct mapper *mp)
 		             c->method.s);
 }
 
+/* lines: schedule: [f0, f1, ...] is --schedule f0,f1,... (with alpha) */
+static void map_schedule(struct mapper *mp)
+{
+	const struct mcfg_param *q = lines_num(mp->c, "schedule");
+	char buf[40];
+	if (!q || q->v.kind != MCFG_GRADIENT || q->v.ngrad < 2)
+		return; /* absent, or a problem already */
+	if (!mp->lines_on) {
+		mcfg_problem(mp->c, q->line, q->col,
+		             "lines: schedule needs alpha (auto or a number): it shapes LiNeS's "
+		             "ramp");
+		return;
+	}
+	char *list = calloc(q->v.ngrad, 40);
+	if (!list) {
+		mp->a->oom = 1;
+		return;
+	}
+	for (size_t i = 0, k = 0; i < q->v.ngrad; i++)
+		k += (size_t)sprintf(list + k, "%s%s", i ? "," : "",
+		                     num_text(buf, sizeof(buf), q->v.grad[i]));
+	push(mp->a, "--schedule");
+	push(mp->a, list);
+	free(list);
+}
+
 static void map_lines(struct mapper *mp)
 {
 	struct mcfg *c = mp->c;
@@ -685,6 +711,7 @@ static void map_lines(struct mapper *mp)
 	}
 	if (beta && mp->lines_on)
 		push_opt(mp->a, "--beta", beta->v.num);
+	map_schedule(mp);
 	if (lambda && mp->lines_on)
 		mcfg_problem(c, lambda->line, lambda->col,
 		             "lines: lambda and alpha exclude each "

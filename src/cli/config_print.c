@@ -188,6 +188,10 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "  alpha: %s\n", o->alpha_auto ? "auto" : num(o->alpha));
 		if (!isnan(o->beta))
 			fprintf(f, "  beta: %s\n", num(o->beta));
+		for (size_t i = 0; o->schedule && i < o->nschedule; i++)
+			fprintf(f, "%s%s", i ? ", " : "  schedule: [", num(o->schedule[i]));
+		if (o->schedule)
+			fputs("]\n", f);
 	} else if (!fm->gta && o->base) {
 		fprintf(f, "  lambda: %s\n", num(o->lambda));
 	}

@@ -452,6 +452,7 @@ static void read_models(struct rd *r, yaml_node_t *n)
 static const char *const lines_keys[] = {
     "alpha", "beta",    "norm",        "stacks",     "stack_order", "lambda", "trim",
     "seed",  "rescale", "layer_regex", "num_layers", "dtype",       "vocab",  "strict",
+    "schedule",
 };
 
 /* One of WORDS, or a problem. */
@@ -488,6 +489,19 @@ static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 		if (read_number(r, v, key, &q->v) == 0 && q->v.is_bool)
 			mcfg_problem(c, LINE(v), COL(v),
 			             "lines: %s: expected a number, not a boolean", key);
+	} else if (!strcmp(key, "schedule")) { /* a gradient of at least 2 numbers */
+		struct mcfg_param *q = &c->lines_num.p[c->lines_num.n++];
+		q->name = xstrdup(key);
+		q->line = LINE(k), q->col = COL(k);
+		if (v->type != YAML_SEQUENCE_NODE)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: schedule: expected a list of numbers, f at evenly spaced "
+			             "depths ([0, 1] is the linear ramp)");
+		else if (read_scalar_or_gradient(r, v, "lines: schedule", &q->v) == 0 &&
+		         q->v.ngrad < 2)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: schedule: at least 2 values, the first block's and the "
+			             "last's");
 	} else if (!strcmp(key, "norm")) {
 		read_word(r, v, key, norms, 2, &c->norm);
 	} else if (!strcmp(key, "stacks")) {

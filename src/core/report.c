@@ -122,6 +122,12 @@ static void scale_section(struct report *r, json_t *root)
 		put(r, l, "beta", num_if(beta_known, known ? in->beta : p->o.beta));
 		put(r, l, "alpha_mode", json_string(p->o.alpha_auto ? "auto" : "given"));
 		put(r, l, "norm", json_string(p->o.norm_p == 2 ? "l2" : "l1"));
+		if (p->o.schedule) { /* only when given: the linear ramp as before */
+			json_t *f = json_array();
+			for (size_t i = 0; i < p->o.nschedule; i++)
+				push(r, f, json_num(p->o.schedule[i]));
+			put(r, l, "schedule", f);
+		}
 		put(r, root, "lines", l);
 	} else {
 		put(r, root, "lines", json_null());

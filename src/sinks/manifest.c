@@ -109,6 +109,12 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		json_object_set_new(run, "beta", json_real(p->sc.beta));
 		json_object_set_new(run, "alpha_mode", json_string(p->o.alpha_auto ? "auto" : "given"));
 		json_object_set_new(run, "norm", json_string(p->o.norm_p == 2 ? "l2" : "l1"));
+		if (p->o.schedule) { /* only when given: the linear ramp as before */
+			json_t *f = json_array();
+			for (size_t i = 0; i < p->o.nschedule; i++)
+				json_array_append_new(f, json_real(p->o.schedule[i]));
+			json_object_set_new(run, "schedule", f);
+		}
 	} else {
 		json_object_set_new(run, "lambda", json_real(p->o.lambda));
 	}

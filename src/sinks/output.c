@@ -320,8 +320,18 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), p->sc.alpha);
 		put(&t, "- LiNeS: alpha = %s (%s)", v, o->alpha_auto ? "automatic" : "given");
 		lines_fmt_double(v, sizeof(v), p->sc.beta);
-		put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
-		        "alpha + beta * i / (L - 1) of its update\n", v);
+		if (o->schedule) {
+			put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+			        "alpha + beta * f(i / (L - 1)) of its update, f the schedule", v);
+			for (size_t i = 0; i < o->nschedule; i++) {
+				lines_fmt_double(v, sizeof(v), o->schedule[i]);
+				put(&t, "%s%s", i ? ", " : " ", v);
+			}
+			put(&t, " at evenly spaced depths\n");
+		} else {
+			put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+			        "alpha + beta * i / (L - 1) of its update\n", v);
+		}
 		for (size_t k = 0; k < p->lay.nstacks; k++) {
 			const struct stack *st = &p->lay.stacks[k];
 			put(&t, "  - `%s`: %ld block%s", st->name, st->L, st->L == 1 ? "" : "s");
@@ -362,6 +372,10 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 	if (!scale && o->lines && !isnan(o->beta)) {
 		lines_fmt_double(v, sizeof(v), o->beta);
 		put(&t, " --beta %s", v);
+	}
+	for (size_t i = 0; o->lines && o->schedule && i < o->nschedule; i++) {
+		lines_fmt_double(v, sizeof(v), o->schedule[i]);
+		put(&t, "%s%s", i ? "," : " --schedule ", v);
 	}
 	if (o->weights) {
 		put(&t, " -w ");
