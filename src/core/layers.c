@@ -99,11 +99,16 @@ int layers_index(const struct layers *ly, const char *name, long *index, size_t 
 	return 0;
 }
 
+/* t = i / (L - 1) first, as mergekit's gradients take it: the last block
+ * gets alpha + beta exactly (beta * i / (L - 1) need not round to beta),
+ * and the ramp is the schedule 0,1 bit for bit (lines_gradient() of
+ * {0, 1} at t is t itself). */
 double layers_lambda(long i, long L, double alpha, double beta)
 {
 	if (i < 0 || L <= 1)
 		return alpha;
-	return alpha + beta * (double)i / (double)(L - 1);
+	double t = (double)i / (double)(L - 1);
+	return alpha + beta * t;
 }
 
 /* mergekit's rule (its gradient parameters), the one place lines has it:
