@@ -274,7 +274,7 @@ static void scale_help(void)
 	       "with {gamma} where the value goes: -o 'edited-gamma{gamma}.safetensors'.\n\n"
 	       "Options as for lines merge (see lines-scale(1)):\n"
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
-	       "  --stacks, --stack-order, --vocab,\n"
+	       "  --stacks, --stack-order, --vocab, --schedule,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
 	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
