@@ -377,6 +377,66 @@ lines:
   seed: 3
 parameters: {weight: 1}"
 
+# ---- lines: schedule (lines' depth schedule) ----------------------------------------------
+cat >"$tmp/sched.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 0.7}
+  - model: $m2
+    parameters: {weight: 0.3}
+lines:
+  alpha: 0.25
+  beta: 0.5
+  schedule: [0.1, 0.5, 1.0]
+EOF
+same "lines: schedule" "$tmp/sched.yml" -b "$b" -m sum -w 0.7,0.3 --alpha 0.25 --beta 0.5 \
+	--schedule 0.1,0.5,1 "$m1" "$m2"
+status 0 "lines: schedule: -n --json" "$LINES" merge -n --json --config "$tmp/sched.yml"
+jqok "... the plan records the schedule and its lambdas" \
+	'.lines.schedule == [0.1, 0.5, 1] and .lambda_blocks[0] == 0.25 + 0.5 * 0.1 and
+	 .lambda_blocks[3] == 0.25 + 0.5 * 1 and ((.lambda_blocks[1] - (0.25 + 0.5 * (0.1 + 0.4 * 2 / 3))) | fabs) < 1e-15'
+status 0 "--schedule beside --config overrides it" "$LINES" merge -n --json --config "$tmp/sched.yml" \
+	--schedule 0,1
+jqok "... the plan has the command line's" '.lines.schedule == [0, 1]'
+status 0 "--lambda beside --config drops LiNeS and its schedule" "$LINES" merge -n --json \
+	--config "$tmp/sched.yml" --lambda 0.5
+jqok "... no LiNeS" '.lines == null and .lambda == 0.5'
+roundtrip "sum --lines --schedule 0,0.2,0.3,1 (automatic alpha)" -b "$b" -w 1,2 --lines \
+	--schedule 0,0.2,0.3,1 "$m1" "$m2"
+roundtrip "ties --gamma 0.3 --schedule 1e-7,0.5,1" -b "$b" -m ties --gamma 0.3 --schedule 1e-7,0.5,1 \
+	"$m1" "$m2"
+"$LINES" merge -b "$b" --alpha 0.2 --schedule 0,0.3333333333333333,1 "$m1" "$m2" --print-config \
+	>"$tmp/p.yml" 2>"$tmp/err"
+check "--print-config writes the schedule as a list" grep -qx '  schedule: \[0, 0.3333333333333333, 1\]' \
+	"$tmp/p.yml"
+rm -rf "$tmp/ds"
+"$LINES" merge -q --config "$tmp/sched.yml" -o "$tmp/ds/" 2>"$tmp/err"
+check "a directory's lines_config.yml keeps the schedule" grep -q '^  schedule: \[0.1, 0.5, 1\]' \
+	"$tmp/ds/lines_config.yml"
+check "... and so does the manifest" jq -e '.run.schedule == [0.1, 0.5, 1]' \
+	"$tmp/ds/model.safetensors.manifest.json"
+
+sched_head="merge_method: task_arithmetic
+base_model: $b
+models: [{model: $m1, parameters: {weight: 1}}]
+lines:"
+bad "lines: schedule: an empty list" 6:13 "$sched_head
+  alpha: 0.5
+  schedule: []"
+bad "lines: schedule: not a number" 6:17 "$sched_head
+  alpha: 0.5
+  schedule: [0, x, 1]"
+bad "lines: schedule: one value" 6:13 "$sched_head
+  alpha: 0.5
+  schedule: [0.5]"
+bad "lines: schedule: not a list" 6:13 "$sched_head
+  alpha: 0.5
+  schedule: 0.5"
+bad "lines: schedule without alpha" 5:3 "$sched_head
+  schedule: [0, 1]"
+
 # every problem at once
 printf 'merge_method: ties\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \
 	"$b" "$m1" "$tmp" >"$tmp/bad.yml"
