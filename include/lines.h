@@ -347,6 +347,14 @@ struct lines_merge_opts {
 	 * are merged over the base's rows only (mergekit's choice); 0: such
 	 * a model is refused */
 	int vocab_base;
+	/* a directory output: the tokenizer files (tokenizer.json,
+	 * tokenizer_config.json, tokenizer.model, special_tokens_map.json,
+	 * vocab.json, merges.txt, ...) come from this model's directory
+	 * instead of the base's (mergekit's tokenizer_source: MODEL); NULL:
+	 * the base's. Its vocabulary must be the base's: its embeddings and
+	 * heads have the base's rows, and its tokenizer.json (vocab.json)
+	 * the base's tokens, or the plan is refused (LINES_EMISMATCH). */
+	const char *tokenizer_source;
 
 	/* OUT ending in .zst is compressed; 0 = the default level (1) */
 	int zstd_level;

@@ -29,7 +29,7 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_SCHEDULE, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_SCHEDULE, OPT_TOKENIZER_SOURCE, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -69,6 +69,7 @@ static const struct option merge_options[] = {
 	{"stacks", required_argument, NULL, OPT_STACKS},
 	{"stack-order", required_argument, NULL, OPT_STACK_ORDER},
 	{"vocab", required_argument, NULL, OPT_VOCAB},
+	{"tokenizer-source", required_argument, NULL, OPT_TOKENIZER_SOURCE},
 	{"output", required_argument, NULL, 'o'},
 	{"jobs", required_argument, NULL, 'j'},
 	{"io", required_argument, NULL, OPT_IO},
@@ -246,6 +247,9 @@ static void merge_help(void)
 	       "      --strict        non-float tensors that differ from the base are an error\n"
 	       "      --vocab strict|base  a model with a larger vocabulary: refused (default),\n"
 	       "                      or its embeddings and head merged over the base's rows\n"
+	       "      --tokenizer-source MODEL|base  with -o DIR/: the tokenizer files of MODEL\n"
+	       "                      (whose vocabulary must be the base's) instead of the\n"
+	       "                      base's (default base)\n"
 	       "      --zstd-level N  compression level when OUT ends in .zst (default 1)\n"
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
 	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
@@ -274,7 +278,7 @@ static void scale_help(void)
 	       "with {gamma} where the value goes: -o 'edited-gamma{gamma}.safetensors'.\n\n"
 	       "Options as for lines merge (see lines-scale(1)):\n"
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
-	       "  --stacks, --stack-order, --vocab, --schedule,\n"
+	       "  --stacks, --stack-order, --vocab, --schedule, --tokenizer-source,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
 	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
@@ -739,6 +743,9 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (strcmp(optarg, "strict") && strcmp(optarg, "base"))
 				return cli_usage_error(mc->cmd, "--vocab: '%s' is not strict or base", optarg);
 			o->vocab_base = !strcmp(optarg, "base");
+			break;
+		case OPT_TOKENIZER_SOURCE: /* base: the default */
+			o->tokenizer_source = strcmp(optarg, "base") ? optarg : NULL;
 			break;
 		case OPT_DIRECT: o->direct = 1; break;
 		case OPT_ZSTD_LEVEL:

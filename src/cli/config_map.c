@@ -607,13 +607,8 @@ static void map_tokenizer(struct mcfg *c)
 		    "tokenizer_source: union is not supported (lines "
 		    "merges no vocabularies): use base, and --vocab base to merge a larger "
 		    "model's embeddings over the base's rows");
-	else
-		mcfg_problem(
-		    c, t->line, t->col,
-		    "tokenizer_source: '%s' is not supported yet: lines "
-		    "copies the base's tokenizer; if that model's vocabulary is the base's, "
-		    "use base",
-		    t->s);
+	/* a model: --tokenizer-source, its vocabulary checked against the base's
+	 * when the plan is made (map_lines) */
 }
 
 static void push_str(struct argv_b *a, const char *opt, const struct mcfg_str *s)
@@ -728,6 +723,10 @@ static void map_lines(struct mapper *mp)
 	push_str(mp->a, "--trim", &c->trim);
 	push_str(mp->a, "--layer-regex", &c->layer_regex);
 	push_str(mp->a, "--vocab", &c->vocab);
+	if (c->tokenizer_source.s && strcmp(c->tokenizer_source.s, "union") &&
+	    strcmp(c->tokenizer_source.s, "base") &&
+	    !(c->base.s && !strcmp(c->tokenizer_source.s, c->base.s)))
+		push_str(mp->a, "--tokenizer-source", &c->tokenizer_source);
 	push_int(mp, "seed", "--seed", 9007199254740992.0);
 	push_int(mp, "num_layers", "--num-layers", 1000000);
 	/* density: lines' own default, no option */

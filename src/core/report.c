@@ -85,6 +85,9 @@ static void run_section(struct report *r, json_t *root)
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
 	put(r, root, "output", path(p->o.output));
+	if (p->tok_dir) /* --tokenizer-source: as given, and the directory its files come from */
+		put(r, root, "tokenizer_source",
+		    json_pack("{s:s, s:s}", "model", p->o.tokenizer_source, "dir", p->tok_dir));
 	/* every output: one, or one per value of a sweep */
 	json_t *outs = json_array();
 	for (size_t v = 0; v < r->in->noutputs; v++)

@@ -431,6 +431,7 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	    (rc = plan_open_inputs(p, err)) < 0 || (rc = plan_check_inputs(p, err)) < 0 ||
 	    (!opts->norms_only && (rc = output_check(p, err)) < 0) ||
 	    (rc = plan_layout(p, err)) < 0 || (!opts->norms_only && (rc = output_choose(p, err)) < 0) ||
+	    (!opts->norms_only && (rc = output_tokenizer(p, err)) < 0) ||
 	    (rc = scales_init(&p->sc, &p->o, &p->lay, !!(m->flags & METHOD_DIVIDES_WSUM), err)) < 0)
 		goto fail;
 	choose_alpha(p);
@@ -671,6 +672,7 @@ void lines_plan_free(struct lines_plan *lp)
 	free(p->stats.nonfinite);
 	free(p->stats.differs);
 	output_free(&p->out);
+	free(p->tok_dir);
 	scales_free(&p->sc);
 	free(p->stack_info);
 	layers_free(&p->layers);

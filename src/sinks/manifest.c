@@ -118,6 +118,8 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 	} else {
 		json_object_set_new(run, "lambda", json_real(p->o.lambda));
 	}
+	if (p->o.tokenizer_source) /* only when given: the base's, as before */
+		json_object_set_new(run, "tokenizer_source", json_string(p->o.tokenizer_source));
 	json_object_set_new(run, "norm_sum", p->sc.have_norms ? json_real(p->sc.norm_sum) : json_null());
 	json_object_set_new(run, "norm_mtl", p->sc.have_norms ? json_real(p->sc.norm_mtl) : json_null());
 	json_object_set_new(run, "num_layers", json_integer(p->lay.L));

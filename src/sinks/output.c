@@ -348,6 +348,9 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), o->density);
 		put(&t, "- density: %s\n", v);
 	}
+	if (o->tokenizer_source)
+		put(&t, "- tokenizer: the files of `%s` (its vocabulary is the base's)\n",
+		    o->tokenizer_source);
 	put(&t, "\n## Inputs\n\n| role | path | bytes | XXH3-128 (from its .xxh128) |\n"
 	        "| --- | --- | --- | --- |\n");
 	for (unsigned m = 0; m < p->in.ninputs; m++) {
@@ -384,6 +387,8 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 			put(&t, "%s%s", i ? "," : "", v);
 		}
 	}
+	if (o->tokenizer_source)
+		put(&t, " --tokenizer-source %s", o->tokenizer_source);
 	put(&t, " -o %s/", p->out.dir);
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		put(&t, " %s", p->in.names[m]);
@@ -411,6 +416,7 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.nshards = p->out.nshards;
 	d.checksums = !p->o.no_checksum;
 	d.carry_from = carry;
+	d.tokenizer_from = p->o.no_copy ? NULL : p->tok_dir;
 	for (size_t i = 0; i < p->lay.nt; i++)
 		d.dequantized |= p->lay.t[i].in[0].q && !p->lay.t[i].rq;
 	d.header = shard_header;
