@@ -436,6 +436,9 @@ bad "lines: schedule: not a list" 6:13 "$sched_head
   schedule: 0.5"
 bad "lines: schedule without alpha" 5:3 "$sched_head
   schedule: [0, 1]"
+bad "lines: schedule: a boolean" 6:17 "$sched_head
+  alpha: 0.5
+  schedule: [0, true]"
 
 # ---- tokenizer_source: a model with the base's vocabulary ---------------------------------
 family "$tmp/td" --arch llama --dtype bf16 --layers 4 --hidden 16 --models 3 --seed 12 --shards 2 >/dev/null

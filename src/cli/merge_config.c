@@ -502,6 +502,12 @@ static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 			mcfg_problem(c, LINE(v), COL(v),
 			             "lines: schedule: at least 2 values, the first block's and the "
 			             "last's");
+		for (yaml_node_item_t *i = v->type == YAML_SEQUENCE_NODE ? v->data.sequence.items.start
+		                                                         : NULL;
+		     i && i < v->data.sequence.items.top; i++)
+			if (bool_of(node(r, *i)) >= 0)
+				mcfg_problem(c, LINE(node(r, *i)), COL(node(r, *i)),
+				             "lines: schedule: expected a number, not a boolean");
 	} else if (!strcmp(key, "norm")) {
 		read_word(r, v, key, norms, 2, &c->norm);
 	} else if (!strcmp(key, "stacks")) {
