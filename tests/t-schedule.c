@@ -13,7 +13,9 @@
  * where the operands cancel), as t-math.c. f is written here from its
  * definition, not taken from liblines. Besides: a schedule of two points
  * that is the linear ramp gives the very tensor bytes of --alpha/--beta;
- * automatic alpha does not depend on the schedule; -j1 --chunk 64K --io
+ * automatic alpha does not depend on the schedule; --stacks joint runs
+ * the schedule over the deepest stack's depth; a sweep of beta with a
+ * schedule writes the bytes of each value's own run; -j1 --chunk 64K --io
  * mmap and LINES_ISA=scalar give the same bytes; bad schedules are refused
  * (exit 2, nothing written).
  */
@@ -78,19 +80,22 @@ struct sched {
 	int alpha_auto;
 	double alpha, beta; /* beta NAN: max(0, 1 - alpha) */
 	double w[N_MODELS];
+	int joint; /* --stacks joint: one ramp over the deepest stack's depth */
 };
 
 static const struct sched cases[] = {
 	{"3 points, alpha 0.3 beta 0.7", "--alpha 0.3 --beta 0.7 --schedule 0.1,0.5,1", 3,
-	 {0.1, 0.5, 1}, 0, 0.3, 0.7, {1, 1, 1}},
+	 {0.1, 0.5, 1}, 0, 0.3, 0.7, {1, 1, 1}, 0},
 	{"4 points, not monotone, weighted", "-w 0.5,-0.25,1.5 --alpha 0.2 --beta 0.6 --schedule 0,1,0.25,0.5",
-	 4, {0, 1, 0.25, 0.5}, 0, 0.2, 0.6, {0.5, -0.25, 1.5}},
+	 4, {0, 1, 0.25, 0.5}, 0, 0.2, 0.6, {0.5, -0.25, 1.5}, 0},
 	{"3 points, automatic alpha, weighted", "-w 1,2,0.5 --lines --schedule 0,0,1", 3, {0, 0, 1}, 1,
-	 0, NAN, {1, 2, 0.5}},
+	 0, NAN, {1, 2, 0.5}, 0},
 	{"5 points with --gamma 0.4", "--gamma 0.4 --schedule 0,0.8,1,1,1", 5, {0, 0.8, 1, 1, 1}, 0,
-	 0.4, 0.6, {1, 1, 1}},
+	 0.4, 0.6, {1, 1, 1}, 0},
 	{"2 points beyond [0, 1], negative beta", "--alpha 0.9 --beta -0.5 --schedule -0.2,1.3", 2,
-	 {-0.2, 1.3}, 0, 0.9, -0.5, {1, 1, 1}},
+	 {-0.2, 1.3}, 0, 0.9, -0.5, {1, 1, 1}, 0},
+	{"3 points, --stacks joint", "--alpha 0.2 --beta 0.8 --stacks joint --schedule 0,0.9,1", 3,
+	 {0, 0.9, 1}, 0, 0.2, 0.8, {1, 1, 1}, 1},
 };
 
 static int merge(const struct family *f, const char *env, const char *opts, const char *out)
@@ -162,6 +167,8 @@ static void check_elements(struct family *f, const struct sched *s, const char *
 		double lam = alpha;
 		if (blk >= 0) {
 			long L = f->L[stack_of(f, b->name)];
+			for (size_t k = 0; s->joint && k < f->nstacks; k++)
+				L = f->L[k] > L ? f->L[k] : L;
 			lam = alpha + beta * shape(s->g, s->n, L > 1 ? (double)blk / (double)(L - 1) : 0);
 		}
 		const struct tu_tensor *x[N_MODELS];
@@ -233,6 +240,16 @@ static void run_family(struct family *f, int first)
 	   f->arch, f->dtype, a1, a2);
 	if (!first)
 		return;
+	/* a sweep with a schedule: each output is what its value alone writes */
+	char tmpl[4400];
+	snprintf(tmpl, sizeof(tmpl), "%s/sweep-{beta}.safetensors", f->dir);
+	snprintf(out, sizeof(out), "%s/sweep-0.6.safetensors", f->dir);
+	snprintf(out2, sizeof(out2), "%s/sweep-one.safetensors", f->dir);
+	int rs = merge(f, "", "--alpha 0.3 --beta 0.4,0.6 --schedule 0.1,0.5,1", tmpl) |
+	         merge(f, "", "--alpha 0.3 --beta 0.6 --schedule 0.1,0.5,1", out2);
+	ok(rs == 0 && tu_run("cmp -s '%s' '%s'", out, out2) == 0,
+	   "%s/%s: a sweep of beta with a schedule: each output is the run of its value, byte for "
+	   "byte", f->arch, f->dtype);
 	/* the same bytes whatever runs it */
 	snprintf(out, sizeof(out), "%s/case0.safetensors", f->dir);
 	snprintf(out2, sizeof(out2), "%s/case0-j1.safetensors", f->dir);
