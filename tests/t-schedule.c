@@ -84,18 +84,60 @@ struct sched {
 };
 
 static const struct sched cases[] = {
-	{"3 points, alpha 0.3 beta 0.7", "--alpha 0.3 --beta 0.7 --schedule 0.1,0.5,1", 3,
-	 {0.1, 0.5, 1}, 0, 0.3, 0.7, {1, 1, 1}, 0},
-	{"4 points, not monotone, weighted", "-w 0.5,-0.25,1.5 --alpha 0.2 --beta 0.6 --schedule 0,1,0.25,0.5",
-	 4, {0, 1, 0.25, 0.5}, 0, 0.2, 0.6, {0.5, -0.25, 1.5}, 0},
-	{"3 points, automatic alpha, weighted", "-w 1,2,0.5 --lines --schedule 0,0,1", 3, {0, 0, 1}, 1,
-	 0, NAN, {1, 2, 0.5}, 0},
-	{"5 points with --gamma 0.4", "--gamma 0.4 --schedule 0,0.8,1,1,1", 5, {0, 0.8, 1, 1, 1}, 0,
-	 0.4, 0.6, {1, 1, 1}, 0},
-	{"2 points beyond [0, 1], negative beta", "--alpha 0.9 --beta -0.5 --schedule -0.2,1.3", 2,
-	 {-0.2, 1.3}, 0, 0.9, -0.5, {1, 1, 1}, 0},
-	{"3 points, --stacks joint", "--alpha 0.2 --beta 0.8 --stacks joint --schedule 0,0.9,1", 3,
-	 {0, 0.9, 1}, 0, 0.2, 0.8, {1, 1, 1}, 1},
+    {"3 points, alpha 0.3 beta 0.7",
+     "--alpha 0.3 --beta 0.7 --schedule 0.1,0.5,1",
+     3,
+     {0.1, 0.5, 1},
+     0,
+     0.3,
+     0.7,
+     {1, 1, 1},
+     0},
+    {"4 points, not monotone, weighted",
+     "-w 0.5,-0.25,1.5 --alpha 0.2 --beta 0.6 --schedule 0,1,0.25,0.5",
+     4,
+     {0, 1, 0.25, 0.5},
+     0,
+     0.2,
+     0.6,
+     {0.5, -0.25, 1.5},
+     0},
+    {"3 points, automatic alpha, weighted",
+     "-w 1,2,0.5 --lines --schedule 0,0,1",
+     3,
+     {0, 0, 1},
+     1,
+     0,
+     NAN,
+     {1, 2, 0.5},
+     0},
+    {"5 points with --gamma 0.4",
+     "--gamma 0.4 --schedule 0,0.8,1,1,1",
+     5,
+     {0, 0.8, 1, 1, 1},
+     0,
+     0.4,
+     0.6,
+     {1, 1, 1},
+     0},
+    {"2 points beyond [0, 1], negative beta",
+     "--alpha 0.9 --beta -0.5 --schedule -0.2,1.3",
+     2,
+     {-0.2, 1.3},
+     0,
+     0.9,
+     -0.5,
+     {1, 1, 1},
+     0},
+    {"3 points, --stacks joint",
+     "--alpha 0.2 --beta 0.8 --stacks joint --schedule 0,0.9,1",
+     3,
+     {0, 0.9, 1},
+     0,
+     0.2,
+     0.8,
+     {1, 1, 1},
+     1},
 };
 
 static int merge(const struct family *f, const char *env, const char *opts, const char *out)
@@ -160,7 +202,8 @@ static void check_elements(struct family *f, const struct sched *s, const char *
 			continue;
 		if (!o || strcmp(o->dtype, b->dtype)) {
 			bad++;
-			snprintf(first_bad, sizeof(first_bad), "%s: missing or another dtype", b->name);
+			snprintf(first_bad, sizeof(first_bad), "%s: missing or another dtype",
+			         b->name);
 			continue;
 		}
 		long blk = tu_block_of(b->name);
@@ -169,7 +212,8 @@ static void check_elements(struct family *f, const struct sched *s, const char *
 			long L = f->L[stack_of(f, b->name)];
 			for (size_t k = 0; s->joint && k < f->nstacks; k++)
 				L = f->L[k] > L ? f->L[k] : L;
-			lam = alpha + beta * shape(s->g, s->n, L > 1 ? (double)blk / (double)(L - 1) : 0);
+			lam = alpha +
+			      beta * shape(s->g, s->n, L > 1 ? (double)blk / (double)(L - 1) : 0);
 		}
 		const struct tu_tensor *x[N_MODELS];
 		for (unsigned i = 0; i < N_MODELS; i++)
@@ -192,12 +236,13 @@ static void check_elements(struct family *f, const struct sched *s, const char *
 			checked++;
 			if (!fine && !bad++)
 				snprintf(first_bad, sizeof(first_bad),
-				         "%s[%llu]: got %.9g, reference %.17g (lambda %.17g)", b->name,
-				         (unsigned long long)e, got, ref, lam);
+				         "%s[%llu]: got %.9g, reference %.17g (lambda %.17g)",
+				         b->name, (unsigned long long)e, got, ref, lam);
 		}
 	}
 	if (!ok(bad == 0 && checked > 0,
-	        "%s/%s %s: %llu elements within 1 ULP of the float64 reference (worst %.3f ULP; %llu "
+	        "%s/%s %s: %llu elements within 1 ULP of the float64 reference (worst %.3f ULP; "
+	        "%llu "
 	        "cancel)",
 	        f->arch, f->dtype, s->name, (unsigned long long)checked, worst,
 	        (unsigned long long)cancel))
@@ -211,7 +256,8 @@ static void run_family(struct family *f, int first)
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
 		const struct sched *s = &cases[c];
 		snprintf(out, sizeof(out), "%s/case%zu.safetensors", f->dir, c);
-		if (!ok(merge(f, "", s->opts, out) == 0, "%s/%s %s: merge", f->arch, f->dtype, s->name)) {
+		if (!ok(merge(f, "", s->opts, out) == 0, "%s/%s %s: merge", f->arch, f->dtype,
+		        s->name)) {
 			diag("%s", tu_stderr);
 			continue;
 		}
@@ -236,8 +282,9 @@ static void run_family(struct family *f, int first)
 	snprintf(out, sizeof(out), "%s/case2.safetensors", f->dir);
 	snprintf(out2, sizeof(out2), "%s/same2b.safetensors", f->dir);
 	double a1 = meta_num(out, "lines.alpha"), a2 = meta_num(out2, "lines.alpha");
-	ok(a1 == a2 && a1 > 0, "%s/%s: automatic alpha with a schedule is the ramp's (%.17g, %.17g)",
-	   f->arch, f->dtype, a1, a2);
+	ok(a1 == a2 && a1 > 0,
+	   "%s/%s: automatic alpha with a schedule is the ramp's (%.17g, %.17g)", f->arch, f->dtype,
+	   a1, a2);
 	if (!first)
 		return;
 	/* a sweep with a schedule: each output is what its value alone writes */
@@ -249,12 +296,13 @@ static void run_family(struct family *f, int first)
 	         merge(f, "", "--alpha 0.3 --beta 0.6 --schedule 0.1,0.5,1", out2);
 	ok(rs == 0 && tu_run("cmp -s '%s' '%s'", out, out2) == 0,
 	   "%s/%s: a sweep of beta with a schedule: each output is the run of its value, byte for "
-	   "byte", f->arch, f->dtype);
+	   "byte",
+	   f->arch, f->dtype);
 	/* the same bytes whatever runs it */
 	snprintf(out, sizeof(out), "%s/case0.safetensors", f->dir);
 	snprintf(out2, sizeof(out2), "%s/case0-j1.safetensors", f->dir);
-	int rc = merge(f, "", "-j1 --chunk 64K --io mmap --alpha 0.3 --beta 0.7 --schedule 0.1,0.5,1",
-	               out2);
+	int rc = merge(
+	    f, "", "-j1 --chunk 64K --io mmap --alpha 0.3 --beta 0.7 --schedule 0.1,0.5,1", out2);
 	ok(rc == 0 && same_tensors(out, out2), "%s/%s: -j1 --chunk 64K --io mmap: the same tensors",
 	   f->arch, f->dtype);
 	rc = merge(f, "LINES_ISA=scalar", "-j2 --alpha 0.3 --beta 0.7 --schedule 0.1,0.5,1", out2);
@@ -278,8 +326,8 @@ static void refusals(const struct family *f)
 	snprintf(out, sizeof(out), "%s/refused.safetensors", f->dir);
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		int rc = merge(f, "", bad[k][0], out);
-		ok(rc == 2 && !tu_exists(out), "%s (%s): exit 2 (got %d), nothing written", bad[k][1],
-		   bad[k][0], rc);
+		ok(rc == 2 && !tu_exists(out), "%s (%s): exit 2 (got %d), nothing written",
+		   bad[k][1], bad[k][0], rc);
 	}
 }
 
@@ -293,10 +341,10 @@ int main(void)
 		for (size_t d = 0; d < 3; d++) {
 			struct family f = {archs[a], dtypes[d], "", {0}, {{0}}, {{0}}, {0}, 0};
 			snprintf(f.dir, sizeof(f.dir), "%s/%s-%s", tu_tmpdir(), f.arch, f.dtype);
-			int rc = tu_run("'%s' --arch %s --dtype %s --layers %d --layers2 3 --hidden 24 "
-			                "--models %d --seed %zu --out '%s'",
-			                tu_gen(), f.arch, f.dtype, a ? 6 : 7, N_MODELS, 40 + a * 3 + d,
-			                f.dir);
+			int rc = tu_run(
+			    "'%s' --arch %s --dtype %s --layers %d --layers2 3 --hidden 24 "
+			    "--models %d --seed %zu --out '%s'",
+			    tu_gen(), f.arch, f.dtype, a ? 6 : 7, N_MODELS, 40 + a * 3 + d, f.dir);
 			if (!ok(rc == 0, "generate %s/%s family", f.arch, f.dtype))
 				continue;
 			char p[4400];
@@ -319,7 +367,8 @@ int main(void)
 			if (a == 0)
 				ok(f.nstacks == 1 && f.L[0] == 7, "llama: one stack of 7 blocks");
 			else
-				ok(f.nstacks == 2 && f.L[0] + f.L[1] == 9 && (f.L[0] == 3 || f.L[1] == 3),
+				ok(f.nstacks == 2 && f.L[0] + f.L[1] == 9 &&
+				       (f.L[0] == 3 || f.L[1] == 3),
 				   "t5: stacks of 6 and 3 blocks");
 			run_family(&f, d == 0);
 			if (!refused++)

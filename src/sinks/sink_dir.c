@@ -319,8 +319,7 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 
 /* The small files of DIR: every one (WHICH 0), all but the tokenizer's
  * (1), or the tokenizer's only (2). */
-static int carry_dir_files(struct sink_dir *d, const char *dir, int which,
-                           struct lines_error *err)
+static int carry_dir_files(struct sink_dir *d, const char *dir, int which, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
 	DIR *dh;

@@ -29,10 +29,15 @@
 
 int output_is_tokenizer_file(const char *name)
 {
-	static const char *const names[] = {
-	    "special_tokens_map.json", "added_tokens.json",   "vocab.json",
-	    "vocab.txt",               "merges.txt",          "spiece.model",
-	    "sentencepiece.bpe.model", "chat_template.jinja", "chat_template.json"};
+	static const char *const names[] = {"special_tokens_map.json",
+	                                    "added_tokens.json",
+	                                    "vocab.json",
+	                                    "vocab.txt",
+	                                    "merges.txt",
+	                                    "spiece.model",
+	                                    "sentencepiece.bpe.model",
+	                                    "chat_template.jinja",
+	                                    "chat_template.json"};
 	if (!strncmp(name, "tokenizer", 9)) /* tokenizer.json, tokenizer_config.json, .model */
 		return 1;
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -96,13 +101,13 @@ static int same_vocab(const char *base_dir, const char *dir, const char *name,
 		goto out;
 	}
 	if (!(a = json_load_file(pa, 0, &je))) {
-		rc = lines_errf(err, LINES_EFORMAT, pa, NULL, "line %d: not valid JSON (%s)", je.line,
-		                je.text);
+		rc = lines_errf(err, LINES_EFORMAT, pa, NULL, "line %d: not valid JSON (%s)",
+		                je.line, je.text);
 		goto out;
 	}
 	if (!(b = json_load_file(pb, 0, &je))) {
-		rc = lines_errf(err, LINES_EFORMAT, pb, NULL, "line %d: not valid JSON (%s)", je.line,
-		                je.text);
+		rc = lines_errf(err, LINES_EFORMAT, pb, NULL, "line %d: not valid JSON (%s)",
+		                je.line, je.text);
 		goto out;
 	}
 	int tj = !strcmp(name, "tokenizer.json");
@@ -118,12 +123,13 @@ static int same_vocab(const char *base_dir, const char *dir, const char *name,
 		                count(vb), count(va), pa);
 	else if (tj && !same_added(json_object_get(a, "added_tokens"),
 	                           json_object_get(b, "added_tokens")))
-		rc = lines_errf(err, LINES_EMISMATCH, pb, NULL,
-		                "its added tokens (%zu) are not the base's (%zu in %s): the rows they "
-		                "name differ; use the base's tokenizer (tokenizer_source: base), or "
-		                "a model whose added tokens are the base's",
-		                json_array_size(json_object_get(b, "added_tokens")),
-		                json_array_size(json_object_get(a, "added_tokens")), pa);
+		rc = lines_errf(
+		    err, LINES_EMISMATCH, pb, NULL,
+		    "its added tokens (%zu) are not the base's (%zu in %s): the rows they "
+		    "name differ; use the base's tokenizer (tokenizer_source: base), or "
+		    "a model whose added tokens are the base's",
+		    json_array_size(json_object_get(b, "added_tokens")),
+		    json_array_size(json_object_get(a, "added_tokens")), pa);
 out:
 	json_decref(a);
 	json_decref(b);
@@ -147,8 +153,9 @@ int output_tokenizer(struct plan *p, struct lines_error *err)
 	FORWARD_IF_ERROR(ckpt_open(&c, src, &p->layers, err));
 	if (!c->dir) {
 		ckpt_close(c);
-		return lines_errf(err, LINES_EUSAGE, src, NULL,
-		                  "a single file has no tokenizer files: name the model's directory");
+		return lines_errf(
+		    err, LINES_EUSAGE, src, NULL,
+		    "a single file has no tokenizer files: name the model's directory");
 	}
 	/* the rows: every embedding and head of the source has the base's */
 	for (size_t i = 0; i < b->ntensors; i++) {
@@ -156,24 +163,27 @@ int output_tokenizer(struct plan *p, struct lines_error *err)
 		if (!ct || !plan_is_vocab_name(bt->name) || !bt->rank || !ct->rank ||
 		    ct->shape[0] == bt->shape[0])
 			continue;
-		rc = lines_errf(err, LINES_EMISMATCH, src, bt->name,
-		                "%llu rows where the base has %llu: its vocabulary is not the base's; "
-		                "lines copies a tokenizer only for the base's rows and does not "
-		                "rebuild embeddings for another vocabulary (mergekit's union and token "
-		                "surgery): use the base's tokenizer (tokenizer_source: base)",
-		                (unsigned long long)ct->shape[0], (unsigned long long)bt->shape[0]);
+		rc = lines_errf(
+		    err, LINES_EMISMATCH, src, bt->name,
+		    "%llu rows where the base has %llu: its vocabulary is not the base's; "
+		    "lines copies a tokenizer only for the base's rows and does not "
+		    "rebuild embeddings for another vocabulary (mergekit's union and token "
+		    "surgery): use the base's tokenizer (tokenizer_source: base)",
+		    (unsigned long long)ct->shape[0], (unsigned long long)bt->shape[0]);
 		ckpt_close(c);
 		return rc;
 	}
 	int any = 0;
-	static const char *const files[] = {"tokenizer.json", "tokenizer.model", "vocab.json",
-	                                    "vocab.txt", "spiece.model", "tokenizer_config.json"};
+	static const char *const files[] = {"tokenizer.json", "tokenizer.model",
+	                                    "vocab.json",     "vocab.txt",
+	                                    "spiece.model",   "tokenizer_config.json"};
 	for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
 		any |= exists_in(c->dir, files[i]);
 	if (!any) {
-		rc = lines_errf(err, LINES_EUSAGE, c->dir, NULL,
-		                "no tokenizer files here (tokenizer.json, tokenizer.model, vocab.json, "
-		                "...): nothing to take the tokenizer from");
+		rc = lines_errf(
+		    err, LINES_EUSAGE, c->dir, NULL,
+		    "no tokenizer files here (tokenizer.json, tokenizer.model, vocab.json, "
+		    "...): nothing to take the tokenizer from");
 		ckpt_close(c);
 		return rc;
 	}
