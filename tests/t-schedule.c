@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lines.h"
 #include "tap.h"
 #include "tutil.h"
 
@@ -331,6 +332,55 @@ static void refusals(const struct family *f)
 	}
 }
 
+/* The library itself: lines_merge_opts.schedule checked, and the plan's
+ * lambda per block (before a run) from it. */
+static void library(const struct family *f)
+{
+	char base[4400], m1[4400], m2[4400], out[4400];
+	snprintf(base, sizeof(base), "%s/base.safetensors", f->dir);
+	snprintf(m1, sizeof(m1), "%s/ft1.safetensors", f->dir);
+	snprintf(m2, sizeof(m2), "%s/ft2.safetensors", f->dir);
+	snprintf(out, sizeof(out), "%s/api.safetensors", f->dir);
+	const char *models[] = {m1, m2};
+	static const double one[] = {0.5}, inf[] = {0, INFINITY}, g[] = {0.1, 0.5, 1};
+	struct {
+		const char *what;
+		int lines;
+		const double *sched;
+		size_t n;
+		int want;
+	} c[] = {
+	    {"one value", 1, one, 1, LINES_EUSAGE},
+	    {"an infinite value", 1, inf, 2, LINES_EUSAGE},
+	    {"without LiNeS", 0, g, 3, LINES_EUSAGE},
+	    {"three values", 1, g, 3, 0},
+	};
+	for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
+		struct lines_merge_opts o;
+		struct lines_plan *p = NULL;
+		struct lines_error err;
+		lines_merge_opts_init(&o);
+		o.base = base, o.models = models, o.nmodels = 2, o.output = out;
+		o.lines = c[k].lines, o.alpha_auto = 0, o.alpha = 0.3, o.beta = 0.7;
+		o.schedule = c[k].sched, o.nschedule = c[k].n;
+		int rc = lines_plan_new(&o, &p, &err);
+		ok(rc == c[k].want, "library: a schedule, %s: %d (want %d)", c[k].what, rc,
+		   c[k].want);
+		if (rc == 0) {
+			const struct lines_plan_info *in = lines_plan_info(p);
+			int bad = !in->lambda || in->num_layers != 7;
+			for (long i = 0; !bad && i < in->num_layers; i++)
+				bad = fabs(in->lambda[i] - (0.3 + 0.7 * shape(g, 3, i / 6.0))) >
+				      1e-15;
+			ok(!bad && in->lambda_outside == 0.3,
+			   "library: the plan's lambda of each block is alpha + beta f(i / 6), "
+			   "alpha "
+			   "outside");
+		}
+		lines_plan_free(p);
+	}
+}
+
 int main(void)
 {
 	static const char *const archs[] = {"llama", "t5"};
@@ -371,8 +421,10 @@ int main(void)
 				       (f.L[0] == 3 || f.L[1] == 3),
 				   "t5: stacks of 6 and 3 blocks");
 			run_family(&f, d == 0);
-			if (!refused++)
+			if (!refused++) {
 				refusals(&f);
+				library(&f);
+			}
 			tu_model_free(&f.base);
 			for (int i = 0; i < N_MODELS; i++)
 				tu_model_free(&f.ft[i]);
