@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "lines.h"
 #include "tap.h"
 #include "tutil.h"
@@ -379,6 +381,24 @@ static void library(const struct family *f)
 		}
 		lines_plan_free(p);
 	}
+	/* lines inspect --norms --schedule: its lambda column */
+	char js[4400];
+	snprintf(js, sizeof(js), "%s/inspect.json", f->dir);
+	int rc = tu_run("'%s' inspect --norms --json -b '%s' --alpha 0.3 --beta 0.7 --schedule "
+	                "0.1,0.5,1 '%s' >'%s'",
+	                tu_lines(), base, m1, js);
+	json_error_t je;
+	json_t *root = rc == 0 ? json_load_file(js, 0, &je) : NULL,
+	       *blocks = json_object_get(root, "blocks");
+	int bad = !json_is_array(blocks) || json_array_size(blocks) != 8;
+	for (size_t i = 0; !bad && i < 8; i++) {
+		double want = i < 7 ? 0.3 + 0.7 * shape(g, 3, (double)i / 6.0) : 0.3;
+		bad = fabs(json_real_value(json_object_get(json_array_get(blocks, i), "lambda")) -
+		           want) > 1e-15;
+	}
+	ok(!bad,
+	   "lines inspect --norms --schedule: lambda of each block (and outside) as the plan's");
+	json_decref(root);
 }
 
 int main(void)
