@@ -47,6 +47,21 @@ jqok "... ties over the two models, their weights and density, per-tensor trim, 
 	 (.ties.density == 0.5 or .ties.density == [0.5, 0.5]) and
 	 all(.tensors[] | select(.merged); .dtype == "F16")'
 
+# a directory output: the base's snapshot's files come along, and a hub id
+# names the tokenizer source as it names a model
+rm -rf "$tmp/bio"
+status 0 "bio-merge.yml into a directory" "$LINES" merge -q --config "$ex/bio-merge.yml" -o "$tmp/bio/"
+check "... with the base's config.json and tokenizer.json from the cache" \
+	sh -c "cmp -s '$tmp/f/base/config.json' '$tmp/bio/config.json' &&
+	cmp -s '$tmp/f/base/tokenizer.json' '$tmp/bio/tokenizer.json'"
+printf '{"chat_template":"instruct"}\n' >"$tmp/f/ft1/tokenizer_config.json"
+{ cat "$ex/bio-merge.yml"; echo "tokenizer_source: mistralai/Mistral-7B-Instruct-v0.2"; } >"$tmp/bio-tok.yml"
+rm -rf "$tmp/bio2"
+status 0 "... with tokenizer_source: a hub id of the same vocabulary" "$LINES" merge -q \
+	--config "$tmp/bio-tok.yml" -o "$tmp/bio2/"
+check "... its tokenizer files, the same model" sh -c "cmp -s '$tmp/f/ft1/tokenizer_config.json' '$tmp/bio2/tokenizer_config.json' &&
+	cmp -s '$tmp/bio/model.safetensors' '$tmp/bio2/model.safetensors'"
+
 # linear of three models without a base, weights 1, 0.3, 0.5, normalized
 example linear -m linear --normalize -w 1,0.3,0.5 --dtype f16 "$tmp/f/ft1" "$tmp/f/ft2" "$tmp/f/ft3"
 jqok "... linear over the three models, their weights" \

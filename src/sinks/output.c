@@ -83,20 +83,10 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 /* The directory whose small files come along: the base's, if it is one. */
 static char *carry_dir(const struct plan *p)
 {
-	const char *b = p->o.base;
-	struct stat st;
-	size_t n = strlen(b);
-	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode)) {
-		while (n > 1 && b[n - 1] == '/') /* no dir//config.json in messages */
-			n--;
-		return strndup(b, n);
-	}
-	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
-		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
-		free(c);
-		return d;
-	}
-	return NULL;
+	/* the base's directory as it was opened: given, an index's, or a hub
+	 * id's snapshot in the Hugging Face cache (a single file has none) */
+	const char *d = p->in.ck[0]->dir;
+	return d ? strdup(d) : NULL;
 }
 
 /*
