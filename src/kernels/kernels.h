@@ -72,6 +72,27 @@
 
 #include "internal.h"
 
+/*
+ * LINES_HOT marks a function where per-element float64 loops in portable
+ * C run (a pass's work callback, the portable element operations): every function it calls in this file
+ * is inlined into it (flatten), and with GCC on x86-64 it is compiled
+ * three times, at -O3, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA) and
+ * the baseline, the CPU choosing one when the program is loaded. The
+ * three are the same IEEE operations in the same order (no contraction,
+ * no reassociation: FP_CFLAGS), so they give the same bits; they differ
+ * in speed only (vector registers, and fma() as one instruction rather
+ * than a call). LINES_ISA chooses the kernels, not these.
+ */
+#if defined(HAVE_TARGET_CLONES)
+#define LINES_HOT                                                                                \
+	__attribute__((flatten, optimize("O3", "fp-contract=off"),                                    \
+	               target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#elif defined(__GNUC__)
+#define LINES_HOT __attribute__((flatten))
+#else
+#define LINES_HOT
+#endif
+
 #define KERN_LANES 8
 /* Norms are reduced per block of this many elements, aligned to the start
  * of each tensor, so the sums do not depend on how work is chunked. */

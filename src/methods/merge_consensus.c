@@ -114,7 +114,7 @@ static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
 
-static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
@@ -141,7 +141,7 @@ static void cs_norm_tile(const struct merge_ctx *p, const struct cs_scratch *s, 
 	}
 }
 
-static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                         struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];

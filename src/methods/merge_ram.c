@@ -113,7 +113,7 @@ static void ram_count_tile(const struct merge_ctx *p, const struct ram_scratch *
 	}
 }
 
-static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -172,7 +172,7 @@ static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const st
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
 
-static int ram_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ram_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                     struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -216,7 +216,7 @@ static void ram_norm_tile(const struct ram_scratch *s, size_t n, double *part)
 	}
 }
 
-static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];

@@ -61,7 +61,7 @@ static int sl_coef(const double *dot, double t, double *s0, double *s1)
 	return 0;
 }
 
-static int sl_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int sl_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct slerp *sl = p->state;

@@ -51,7 +51,7 @@ void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct 
 	}
 }
 
-static int td_work(struct merge_ctx *c, struct pipe_job *job, void *scratch,
+LINES_HOT static int td_work(struct merge_ctx *c, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct tdots *d = c->state;
