@@ -119,6 +119,7 @@ static void merge_help(void)
 {
 	printf("usage: lines merge -b BASE [-m METHOD] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
+	       "                   [--schedule F0,F1,...]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...]\n"
@@ -127,6 +128,7 @@ static void merge_help(void)
 	       "                   [--max-iter N] [--tol X] [--bc-gamma G] [--select-topk F]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
+	       "                   [--tokenizer-source MODEL|base]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
 	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n"
