@@ -255,6 +255,15 @@ struct lines_merge_opts {
 	double alpha;
 	double beta;
 	int norm_p; /* 1 or 2                                              */
+	/* LiNeS's depth schedule (lines' extension): block i of a ramp of L
+	 * blocks gets alpha + beta * f(i / (L - 1)) instead of alpha + beta *
+	 * i / (L - 1), f the piecewise-linear curve through the nschedule
+	 * values at evenly spaced depths (lines_gradient()); f(0) for L = 1;
+	 * tensors outside the blocks keep alpha. NULL: the linear ramp. At
+	 * least 2 finite values; only with lines. The array is the caller's
+	 * and must outlive the plan. */
+	const double *schedule;
+	size_t nschedule;
 
 	/* ties, dare, breadcrumbs (lines merge's default for breadcrumbs is
 	 * 1, mergekit's: nothing dropped)                                  */
@@ -338,6 +347,14 @@ struct lines_merge_opts {
 	 * are merged over the base's rows only (mergekit's choice); 0: such
 	 * a model is refused */
 	int vocab_base;
+	/* a directory output: the tokenizer files (tokenizer.json,
+	 * tokenizer_config.json, tokenizer.model, special_tokens_map.json,
+	 * vocab.json, merges.txt, ...) come from this model's directory
+	 * instead of the base's (mergekit's tokenizer_source: MODEL); NULL:
+	 * the base's. Its vocabulary must be the base's: its embeddings and
+	 * heads have the base's rows, and its tokenizer.json (vocab.json)
+	 * the base's tokens, or the plan is refused (LINES_EMISMATCH). */
+	const char *tokenizer_source;
 
 	/* OUT ending in .zst is compressed; 0 = the default level (1) */
 	int zstd_level;
@@ -381,13 +398,22 @@ struct lines_merge_opts {
 void lines_merge_opts_init(struct lines_merge_opts *opts);
 
 /*
+ * mergekit's gradient: the value at t in [0, 1] of the piecewise-linear
+ * curve through g[0..n-1] (n >= 1) at t = 0, 1/(n-1), ..., 1: with
+ * s = t (n - 1), i = floor(s), f = s - i, (1 - f) g[i] + f g[i + 1];
+ * g[n - 1] from t = 1 on (and g[0] for t <= 0). Pure; thread-safe.
+ */
+double lines_gradient(const double *g, size_t n, double t);
+
+/*
  * A merge plan: the inputs, opened and checked against each other, the
  * output layout, the scale of every block and the passes to run.
  */
 struct lines_plan;
 
 /* A stack of blocks and its LiNeS ramp: its block i gets
- * alpha + beta * (first + i) / (ramp - 1). */
+ * alpha + beta * (first + i) / (ramp - 1) (with a schedule: alpha + beta *
+ * f((first + i) / (ramp - 1))). */
 struct lines_stack_info {
 	const char *name;
 	long num_layers;

@@ -29,7 +29,7 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_SCHEDULE, OPT_TOKENIZER_SOURCE, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -41,6 +41,7 @@ static const struct option merge_options[] = {
 	{"alpha", required_argument, NULL, OPT_ALPHA},
 	{"beta", required_argument, NULL, OPT_BETA},
 	{"gamma", required_argument, NULL, OPT_GAMMA},
+	{"schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"norm", required_argument, NULL, OPT_NORM},
 	{"density", required_argument, NULL, OPT_DENSITY},
 	{"trim", required_argument, NULL, OPT_TRIM},
@@ -68,6 +69,7 @@ static const struct option merge_options[] = {
 	{"stacks", required_argument, NULL, OPT_STACKS},
 	{"stack-order", required_argument, NULL, OPT_STACK_ORDER},
 	{"vocab", required_argument, NULL, OPT_VOCAB},
+	{"tokenizer-source", required_argument, NULL, OPT_TOKENIZER_SOURCE},
 	{"output", required_argument, NULL, 'o'},
 	{"jobs", required_argument, NULL, 'j'},
 	{"io", required_argument, NULL, OPT_IO},
@@ -117,6 +119,7 @@ static void merge_help(void)
 {
 	printf("usage: lines merge -b BASE [-m METHOD] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
+	       "                   [--schedule F0,F1,...]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...]\n"
@@ -125,6 +128,7 @@ static void merge_help(void)
 	       "                   [--max-iter N] [--tol X] [--bc-gamma G] [--select-topk F]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
+	       "                   [--tokenizer-source MODEL|base]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
 	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n"
@@ -171,6 +175,10 @@ static void merge_help(void)
 	       "      --beta B        LiNeS beta (default max(0, 1 - alpha): the last block\n"
 	       "                      gets 1)\n"
 	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
+	       "      --schedule F0,F1,...  LiNeS's depth schedule (lines' extension): block i\n"
+	       "                      of L gets alpha + beta * f(i / (L - 1)), f piecewise\n"
+	       "                      linear through the values at evenly spaced depths\n"
+	       "                      (default 0,1: the linear ramp)\n"
 	       "      --beta, --lambda, --alpha, --gamma A,B,...  a sweep: one output per value,\n"
 	       "                      from one read of the inputs; -o names {beta} (or\n"
 	       "                      {lambda}, {alpha}, {gamma}) where the value goes, as\n"
@@ -241,6 +249,9 @@ static void merge_help(void)
 	       "      --strict        non-float tensors that differ from the base are an error\n"
 	       "      --vocab strict|base  a model with a larger vocabulary: refused (default),\n"
 	       "                      or its embeddings and head merged over the base's rows\n"
+	       "      --tokenizer-source MODEL|base  with -o DIR/: the tokenizer files of MODEL\n"
+	       "                      (whose vocabulary must be the base's) instead of the\n"
+	       "                      base's (default base)\n"
 	       "      --zstd-level N  compression level when OUT ends in .zst (default 1)\n"
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
 	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
@@ -269,7 +280,7 @@ static void scale_help(void)
 	       "with {gamma} where the value goes: -o 'edited-gamma{gamma}.safetensors'.\n\n"
 	       "Options as for lines merge (see lines-scale(1)):\n"
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
-	       "  --stacks, --stack-order, --vocab,\n"
+	       "  --stacks, --stack-order, --vocab, --schedule, --tokenizer-source,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
 	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
@@ -292,6 +303,8 @@ struct merge_cli {
 	size_t nbc_gammas;
 	int have_select;
 	double gamma;
+	double *schedule; /* --schedule */
+	size_t nschedule;
 	double *eps; /* --epsilon: one value, or one per model (della) */
 	size_t neps;
 	double *tall;
@@ -663,6 +676,16 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (mc->gamma < 0 || mc->gamma > 1)
 				return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
 			break;
+		case OPT_SCHEDULE:
+			if (cli_parse_list(mc->cmd, "--schedule", optarg, &mc->schedule,
+			                   &mc->nschedule) < 0)
+				return CLI_EXIT_USAGE;
+			if (mc->nschedule < 2)
+				return cli_usage_error(mc->cmd, "--schedule needs at least 2 values, the "
+				                                "first block's and the last's (one value for "
+				                                "every block is --alpha)");
+			o->schedule = mc->schedule, o->nschedule = mc->nschedule;
+			break;
 		case OPT_NORM:
 			mc->have_norm = 1;
 			if (!strcmp(optarg, "l1")) o->norm_p = 1;
@@ -722,6 +745,9 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (strcmp(optarg, "strict") && strcmp(optarg, "base"))
 				return cli_usage_error(mc->cmd, "--vocab: '%s' is not strict or base", optarg);
 			o->vocab_base = !strcmp(optarg, "base");
+			break;
+		case OPT_TOKENIZER_SOURCE: /* base: the default */
+			o->tokenizer_source = strcmp(optarg, "base") ? optarg : NULL;
 			break;
 		case OPT_DIRECT: o->direct = 1; break;
 		case OPT_ZSTD_LEVEL:
@@ -893,6 +919,10 @@ static int check(struct merge_cli *mc)
 	if (mc->have_lambda && o->lines)
 		return cli_usage_error(mc->cmd, "--lambda and LiNeS (--lines, --alpha, --gamma) exclude "
 		                                "each other: LiNeS replaces the global coefficient");
+	if (mc->schedule && !o->lines)
+		return cli_usage_error(mc->cmd, "--schedule shapes LiNeS's depth ramp: give it with "
+		                                "--lines, --alpha or --gamma (--lambda scales every "
+		                                "block alike)");
 	if (o->lines && !mc->have_alpha && !mc->have_gamma && o->nmodels == 1)
 		return cli_usage_error(mc->cmd, "with one model, give --alpha or --gamma "
 		                                "(automatic alpha compares several task vectors)");
@@ -977,11 +1007,13 @@ static void print_ramp(FILE *f, const double *lam, long n)
 		        i % 6 == 5 || i == n - 1 ? "\n" : "");
 }
 
-static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char *beta)
+static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char *beta,
+                          int sched)
 {
+	const char *f0 = sched ? "f(" : "", *f1 = sched ? ")" : "";
 	if (in->lambda && !in->alpha_known) {
-		fprintf(f, "  lambda per block i: alpha + beta * i / %ld, beta = %s\n",
-		        in->num_layers > 1 ? in->num_layers - 1 : 1, beta);
+		fprintf(f, "  lambda per block i: alpha + beta * %si / %ld%s, beta = %s\n", f0,
+		        in->num_layers > 1 ? in->num_layers - 1 : 1, f1, beta);
 		return;
 	}
 	if (in->lambda) {
@@ -995,8 +1027,8 @@ static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char 
 				fprintf(f, ", blocks %ld to %ld of a ramp of %ld", st->first,
 				        st->first + st->num_layers - 1, st->ramp);
 			if (!in->alpha_known) {
-				fprintf(f, "): alpha + beta * (%ld + i) / %ld, beta = %s\n", st->first,
-				        st->ramp > 1 ? st->ramp - 1 : 1, beta);
+				fprintf(f, "): alpha + beta * %s(%ld + i) / %ld%s, beta = %s\n", f0,
+				        st->first, st->ramp > 1 ? st->ramp - 1 : 1, f1, beta);
 				continue;
 			}
 			fprintf(f, "):\n");
@@ -1085,7 +1117,13 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 	char beta[40] = "max(0, 1 - alpha)";
 	if (mc->have_beta)
 		snprintf(beta, sizeof(beta), "%.10g", o->beta);
-	print_lambdas(f, in, beta);
+	if (o->schedule) {
+		fprintf(f, "  schedule: f =");
+		for (size_t i = 0; i < o->nschedule; i++)
+			fprintf(f, "%s%.10g", i ? "," : " ", o->schedule[i]);
+		fprintf(f, " at evenly spaced depths; lambda = alpha + beta * f(i / (L - 1))\n");
+	}
+	print_lambdas(f, in, beta, o->schedule != NULL);
 }
 
 /* "30 merged, 21 copied from the base", and the FP8 scales. */
@@ -1234,6 +1272,7 @@ static int overridden(const unsigned char *given, int c)
 		{OPT_LAMBDA, OPT_LINES},          {OPT_LAMBDA, OPT_ALPHA},
 		{OPT_LAMBDA, OPT_BETA},           {OPT_LAMBDA, OPT_GAMMA},
 		{OPT_STACKS, OPT_STACK_ORDER},    {OPT_STACK_ORDER, OPT_STACKS},
+		{OPT_SCHEDULE, OPT_LAMBDA},
 	};
 	if (given[c])
 		return 1;
@@ -1322,7 +1361,7 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		return rc;
 	}
 	/* start again from the defaults: the configuration's options, then ours */
-	free(mc->weights), free(mc->tall), free(mc->densities);
+	free(mc->weights), free(mc->tall), free(mc->densities), free(mc->schedule);
 	char **all = mc->argv_all;
 	*mc = (struct merge_cli){.cmd = mc->cmd, .o.command = mc->o.command};
 	lines_merge_opts_init(&mc->o);
@@ -1452,6 +1491,7 @@ out:
 	free(mc->weights);
 	free(mc->tall);
 	free(mc->densities);
+	free(mc->schedule);
 	free_sweep(mc);
 	free(mc->eps);
 	free(mc->bc_gammas);

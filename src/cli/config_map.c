@@ -607,13 +607,8 @@ static void map_tokenizer(struct mcfg *c)
 		    "tokenizer_source: union is not supported (lines "
 		    "merges no vocabularies): use base, and --vocab base to merge a larger "
 		    "model's embeddings over the base's rows");
-	else
-		mcfg_problem(
-		    c, t->line, t->col,
-		    "tokenizer_source: '%s' is not supported yet: lines "
-		    "copies the base's tokenizer; if that model's vocabulary is the base's, "
-		    "use base",
-		    t->s);
+	/* a model: --tokenizer-source, its vocabulary checked against the base's
+	 * when the plan is made (map_lines) */
 }
 
 static void push_str(struct argv_b *a, const char *opt, const struct mcfg_str *s)
@@ -665,6 +660,32 @@ static void check_lines_keys(struct mapper *mp)
 		             c->method.s);
 }
 
+/* lines: schedule: [f0, f1, ...] is --schedule f0,f1,... (with alpha) */
+static void map_schedule(struct mapper *mp)
+{
+	const struct mcfg_param *q = lines_num(mp->c, "schedule");
+	char buf[40];
+	if (!q || q->v.kind != MCFG_GRADIENT || q->v.ngrad < 2)
+		return; /* absent, or a problem already */
+	if (!mp->lines_on) {
+		mcfg_problem(mp->c, q->line, q->col,
+		             "lines: schedule needs alpha (auto or a number): it shapes LiNeS's "
+		             "ramp");
+		return;
+	}
+	char *list = calloc(q->v.ngrad, 40);
+	if (!list) {
+		mp->a->oom = 1;
+		return;
+	}
+	for (size_t i = 0, k = 0; i < q->v.ngrad; i++)
+		k += (size_t)sprintf(list + k, "%s%s", i ? "," : "",
+		                     num_text(buf, sizeof(buf), q->v.grad[i]));
+	push(mp->a, "--schedule");
+	push(mp->a, list);
+	free(list);
+}
+
 static void map_lines(struct mapper *mp)
 {
 	struct mcfg *c = mp->c;
@@ -685,6 +706,7 @@ static void map_lines(struct mapper *mp)
 	}
 	if (beta && mp->lines_on)
 		push_opt(mp->a, "--beta", beta->v.num);
+	map_schedule(mp);
 	if (lambda && mp->lines_on)
 		mcfg_problem(c, lambda->line, lambda->col,
 		             "lines: lambda and alpha exclude each "
@@ -701,6 +723,10 @@ static void map_lines(struct mapper *mp)
 	push_str(mp->a, "--trim", &c->trim);
 	push_str(mp->a, "--layer-regex", &c->layer_regex);
 	push_str(mp->a, "--vocab", &c->vocab);
+	if (c->tokenizer_source.s && strcmp(c->tokenizer_source.s, "union") &&
+	    strcmp(c->tokenizer_source.s, "base") &&
+	    !(c->base.s && !strcmp(c->tokenizer_source.s, c->base.s)))
+		push_str(mp->a, "--tokenizer-source", &c->tokenizer_source);
 	push_int(mp, "seed", "--seed", 9007199254740992.0);
 	push_int(mp, "num_layers", "--num-layers", 1000000);
 	/* density: lines' own default, no option */

@@ -188,6 +188,10 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "  alpha: %s\n", o->alpha_auto ? "auto" : num(o->alpha));
 		if (!isnan(o->beta))
 			fprintf(f, "  beta: %s\n", num(o->beta));
+		for (size_t i = 0; o->schedule && i < o->nschedule; i++)
+			fprintf(f, "%s%s", i ? ", " : "  schedule: [", num(o->schedule[i]));
+		if (o->schedule)
+			fputs("]\n", f);
 	} else if (!fm->gta && o->base) {
 		fprintf(f, "  lambda: %s\n", num(o->lambda));
 	}
@@ -242,6 +246,11 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extr
 		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
 		        : !strcasecmp(o->dtype, "f16") ? "float16"
 		                                       : "float32");
+	if (o->tokenizer_source) {
+		fputs("tokenizer_source: ", f);
+		put_str(f, o->tokenizer_source);
+		fputc('\n', f);
+	}
 	const char *keys[] = {"name", "chat_template", "dtype"};
 	const char *vals[] = {x ? x->name : NULL, x ? x->chat_template : NULL, x ? x->dtype : NULL};
 	for (size_t i = 0; i < 3; i++)

@@ -117,22 +117,11 @@ double mcfg_layer_t(long block, long num_layers)
 	return (double)block / (double)(num_layers - 1);
 }
 
-/* mergekit's gradient: s = t (n - 1), i0 = floor(s), the last value at t = 1 */
-static double gradient_at(const double *g, size_t n, double t)
-{
-	double s = t * (double)(n - 1);
-	size_t i0 = (size_t)s;
-	if (i0 >= n - 1)
-		return g[n - 1];
-	double f = s - (double)i0;
-	return (1 - f) * g[i0] + f * g[i0 + 1];
-}
-
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out)
 {
 	switch (v->kind) {
 	case MCFG_NUMBER: *out = v->num; return 1;
-	case MCFG_GRADIENT: *out = gradient_at(v->grad, v->ngrad, t); return 1;
+	case MCFG_GRADIENT: *out = lines_gradient(v->grad, v->ngrad, t); return 1;
 	case MCFG_FILTERS:
 		for (size_t i = 0; i < v->nfilters; i++) {
 			const struct mcfg_filter *f = &v->filters[i];
@@ -463,6 +452,7 @@ static void read_models(struct rd *r, yaml_node_t *n)
 static const char *const lines_keys[] = {
     "alpha", "beta",    "norm",        "stacks",     "stack_order", "lambda", "trim",
     "seed",  "rescale", "layer_regex", "num_layers", "dtype",       "vocab",  "strict",
+    "schedule",
 };
 
 /* One of WORDS, or a problem. */
@@ -499,6 +489,25 @@ static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 		if (read_number(r, v, key, &q->v) == 0 && q->v.is_bool)
 			mcfg_problem(c, LINE(v), COL(v),
 			             "lines: %s: expected a number, not a boolean", key);
+	} else if (!strcmp(key, "schedule")) { /* a gradient of at least 2 numbers */
+		struct mcfg_param *q = &c->lines_num.p[c->lines_num.n++];
+		q->name = xstrdup(key);
+		q->line = LINE(k), q->col = COL(k);
+		if (v->type != YAML_SEQUENCE_NODE)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: schedule: expected a list of numbers, f at evenly spaced "
+			             "depths ([0, 1] is the linear ramp)");
+		else if (read_scalar_or_gradient(r, v, "lines: schedule", &q->v) == 0 &&
+		         q->v.ngrad < 2)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: schedule: at least 2 values, the first block's and the "
+			             "last's");
+		for (yaml_node_item_t *i = v->type == YAML_SEQUENCE_NODE ? v->data.sequence.items.start
+		                                                         : NULL;
+		     i && i < v->data.sequence.items.top; i++)
+			if (bool_of(node(r, *i)) >= 0)
+				mcfg_problem(c, LINE(node(r, *i)), COL(node(r, *i)),
+				             "lines: schedule: expected a number, not a boolean");
 	} else if (!strcmp(key, "norm")) {
 		read_word(r, v, key, norms, 2, &c->norm);
 	} else if (!strcmp(key, "stacks")) {

@@ -35,7 +35,14 @@ void layers_free(struct layers *ly);
 int layers_index(const struct layers *ly, const char *name, long *index, size_t *stack_off,
                  size_t *stack_len, struct lines_error *err);
 
-/* lambda(i) = alpha + beta * i / (L - 1); alpha when i < 0 or L == 1. */
+/* lambda(i) = alpha + beta * t, t = i / (L - 1) (rounded first); alpha when
+ * i < 0 or L == 1. */
 double layers_lambda(long i, long L, double alpha, double beta);
+
+/* With a schedule (sched not NULL, nsched >= 2): alpha + beta *
+ * lines_gradient(sched, nsched, i / (L - 1)), t = 0 when L == 1; alpha when
+ * i < 0. Without: layers_lambda(). */
+double layers_lambda_at(long i, long L, double alpha, double beta, const double *sched,
+                        size_t nsched);
 
 #endif

@@ -144,15 +144,20 @@ static int decodable(enum dtype d)
 	return dtype_mergeable(d) || fp8_dtype(d) || ggml_block_dtype(d);
 }
 
-/* An embedding or output head whose vocabulary (first dimension) differs. */
-static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
+int plan_is_vocab_name(const char *name)
 {
 	static const char *const names[] = {"embed", "wte", "lm_head", "shared", "word_embeddings",
 	                                    "token_embd", "output.weight"};
 	int named = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		named |= strstr(a->name, names[i]) != NULL;
-	if (!named || a->rank != b->rank || a->rank == 0 || a->shape[0] == b->shape[0])
+		named |= strstr(name, names[i]) != NULL;
+	return named;
+}
+
+/* An embedding or output head whose vocabulary (first dimension) differs. */
+static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
+{
+	if (!plan_is_vocab_name(a->name) || a->rank != b->rank || a->rank == 0 || a->shape[0] == b->shape[0])
 		return 0;
 	for (unsigned k = 1; k < a->rank; k++)
 		if (a->shape[k] != b->shape[k])

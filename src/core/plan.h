@@ -59,6 +59,7 @@ struct plan {
 	struct pipe_env env;
 
 	const struct src_ops *src_ops; /* the chunk source the run uses */
+	char *tok_dir; /* --tokenizer-source: its directory (output_tokenizer()) */
 	uint64_t mem_bound;
 	struct lines_plan_info info;
 	struct lines_stack_info *stack_info; /* lay.nstacks */
@@ -97,6 +98,9 @@ int plan_check_inputs(struct plan *p, struct lines_error *err);
 int plan_stacks(struct plan *p, struct lines_error *err);
 /* The output's tensors in the base's order, and the files they come from. */
 int plan_layout(struct plan *p, struct lines_error *err);
+/* A name that embeddings and output heads have (embed, lm_head, wte, ...):
+ * a tensor whose rows are the vocabulary. */
+int plan_is_vocab_name(const char *name);
 /* Streams whose tensors are not in the base's order: spill or refuse. */
 int plan_check_stream_order(struct plan *p, struct lines_error *err);
 /* 1 when path names one of the input files (the same inode). */
@@ -134,6 +138,9 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 int output_check(struct plan *p, struct lines_error *err);
 /* Its companions: zstd, OUT.xxh128, OUT.manifest.json, or the shards. */
 int output_choose(struct plan *p, struct lines_error *err);
+/* --tokenizer-source MODEL: check that its vocabulary is the base's and
+ * keep its directory in p->tok_dir (tok_source.c). */
+int output_tokenizer(struct plan *p, struct lines_error *err);
 /* The sink the writing pass writes into. */
 int output_open(struct plan *p, struct sink **out, struct lines_error *err);
 /* Make the output and its companions visible, or leave nothing. */

@@ -13,7 +13,7 @@
 #include "plan.h"
 #include "st_format.h"
 
-#define HEADER_VALUES 24 /* values lines formats, at most */
+#define HEADER_VALUES 25 /* values lines formats, at most (and keys beyond them) */
 
 /* 17 significant digits in a fixed width (for non-negative values). */
 static void fmt_fixed(char *buf, size_t n, double v) { snprintf(buf, n, "%.16e", v); }
@@ -49,9 +49,11 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	for (size_t k = 0; k < p->lay.nstacks; k++)
 		stacks_cap += strlen(p->lay.stacks[k].name) + 64;
 	char *stacks = p->lay.nstacks > 1 ? calloc(stacks_cap, 1) : NULL;
+	char *sched = p->o.lines && p->o.schedule ? calloc(p->o.nschedule * 26 + 1, 1) : NULL;
 	int rc;
 
-	if (!ot || !meta || !vals || !weights || (p->lay.nstacks > 1 && !stacks)) {
+	if (!ot || !meta || !vals || !weights || (p->lay.nstacks > 1 && !stacks) ||
+	    (p->o.lines && p->o.schedule && !sched)) {
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		goto out;
 	}
@@ -108,6 +110,14 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 		META("lines.beta", vals[nv++]);
 		META("lines.alpha_mode", p->o.alpha_auto ? "auto" : "given");
 		META("lines.norm", p->o.norm_p == 2 ? "l2" : "l1");
+		for (size_t i = 0; sched && i < p->o.nschedule; i++) { /* F0,F1,...: --schedule */
+			size_t len = strlen(sched);
+			if (i)
+				sched[len++] = ',';
+			lines_fmt_double(sched + len, 25, p->o.schedule[i]);
+		}
+		if (sched)
+			META("lines.schedule", sched);
 	} else {
 		lines_fmt_double(vals[nv], 64, p->o.lambda);
 		META("lines.lambda", vals[nv++]);
@@ -130,5 +140,6 @@ out:
 	free(vals);
 	free(weights);
 	free(stacks);
+	free(sched);
 	return rc;
 }

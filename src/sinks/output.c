@@ -83,20 +83,10 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 /* The directory whose small files come along: the base's, if it is one. */
 static char *carry_dir(const struct plan *p)
 {
-	const char *b = p->o.base;
-	struct stat st;
-	size_t n = strlen(b);
-	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode)) {
-		while (n > 1 && b[n - 1] == '/') /* no dir//config.json in messages */
-			n--;
-		return strndup(b, n);
-	}
-	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
-		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
-		free(c);
-		return d;
-	}
-	return NULL;
+	/* the base's directory as it was opened: given, an index's, or a hub
+	 * id's snapshot in the Hugging Face cache (a single file has none) */
+	const char *d = p->in.ck[0]->dir;
+	return d ? strdup(d) : NULL;
 }
 
 /*
@@ -320,8 +310,18 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), p->sc.alpha);
 		put(&t, "- LiNeS: alpha = %s (%s)", v, o->alpha_auto ? "automatic" : "given");
 		lines_fmt_double(v, sizeof(v), p->sc.beta);
-		put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
-		        "alpha + beta * i / (L - 1) of its update\n", v);
+		if (o->schedule) {
+			put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+			        "alpha + beta * f(i / (L - 1)) of its update, f the schedule", v);
+			for (size_t i = 0; i < o->nschedule; i++) {
+				lines_fmt_double(v, sizeof(v), o->schedule[i]);
+				put(&t, "%s%s", i ? ", " : " ", v);
+			}
+			put(&t, " at evenly spaced depths\n");
+		} else {
+			put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+			        "alpha + beta * i / (L - 1) of its update\n", v);
+		}
 		for (size_t k = 0; k < p->lay.nstacks; k++) {
 			const struct stack *st = &p->lay.stacks[k];
 			put(&t, "  - `%s`: %ld block%s", st->name, st->L, st->L == 1 ? "" : "s");
@@ -338,6 +338,9 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), o->density);
 		put(&t, "- density: %s\n", v);
 	}
+	if (o->tokenizer_source)
+		put(&t, "- tokenizer: the files of `%s` (its vocabulary is the base's)\n",
+		    o->tokenizer_source);
 	put(&t, "\n## Inputs\n\n| role | path | bytes | XXH3-128 (from its .xxh128) |\n"
 	        "| --- | --- | --- | --- |\n");
 	for (unsigned m = 0; m < p->in.ninputs; m++) {
@@ -363,6 +366,10 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), o->beta);
 		put(&t, " --beta %s", v);
 	}
+	for (size_t i = 0; o->lines && o->schedule && i < o->nschedule; i++) {
+		lines_fmt_double(v, sizeof(v), o->schedule[i]);
+		put(&t, "%s%s", i ? "," : " --schedule ", v);
+	}
 	if (o->weights) {
 		put(&t, " -w ");
 		for (unsigned i = 0; i < p->lay.nmodels; i++) {
@@ -370,6 +377,8 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 			put(&t, "%s%s", i ? "," : "", v);
 		}
 	}
+	if (o->tokenizer_source)
+		put(&t, " --tokenizer-source %s", o->tokenizer_source);
 	put(&t, " -o %s/", p->out.dir);
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		put(&t, " %s", p->in.names[m]);
@@ -397,6 +406,7 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.nshards = p->out.nshards;
 	d.checksums = !p->o.no_checksum;
 	d.carry_from = carry;
+	d.tokenizer_from = p->o.no_copy ? NULL : p->tok_dir;
 	for (size_t i = 0; i < p->lay.nt; i++)
 		d.dequantized |= p->lay.t[i].in[0].q && !p->lay.t[i].rq;
 	d.header = shard_header;

@@ -68,6 +68,9 @@ struct sink_dir_desc {
 	size_t nshards;
 	int checksums;
 	const char *carry_from;
+	/* the tokenizer files come from this directory instead (NULL: from
+	 * carry_from, as the other files) */
+	const char *tokenizer_from;
 	int dequantized; /* FP8 weights written dequantized: config.json loses its
 	                    quantization_config */
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
@@ -83,5 +86,10 @@ struct sink_dir_desc {
 	const struct lines_merge_opts *log; /* notes of the files carried along */
 };
 int sink_dir_open(struct sink **out, const struct sink_dir_desc *desc, struct lines_error *err);
+
+/* A tokenizer file's name: tokenizer.json, tokenizer_config.json,
+ * tokenizer.model, special_tokens_map.json, vocab.json, merges.txt, ...
+ * (tok_source.c). */
+int output_is_tokenizer_file(const char *name);
 
 #endif

@@ -317,23 +317,24 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	return rc;
 }
 
-static int carry(struct sink_dir *d, struct lines_error *err)
+/* The small files of DIR: every one (WHICH 0), all but the tokenizer's
+ * (1), or the tokenizer's only (2). */
+static int carry_dir_files(struct sink_dir *d, const char *dir, int which, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
-	char *dir = d->carry ? strdup(d->carry) : NULL;
 	DIR *dh;
 	struct dirent *e;
 	int rc = 0;
 
-	if (!dir)
-		return 0;
-	if (!(dh = opendir(dir))) {
-		rc = lines_errno(err, errno, dir, "cannot read the base's directory");
-		free(dir);
-		return rc;
-	}
+	if (!(dh = opendir(dir)))
+		return lines_errno(err, errno, dir,
+		                   which == 2 ? "cannot read the tokenizer source's directory"
+		                              : "cannot read the base's directory");
 	while (rc == 0 && (e = readdir(dh))) {
 		struct stat st;
+		int tok = output_is_tokenizer_file(e->d_name);
+		if ((which == 1 && tok) || (which == 2 && !tok))
+			continue;
 		char *src = join(dir, e->d_name);
 		if (!src) {
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -352,7 +353,18 @@ static int carry(struct sink_dir *d, struct lines_error *err)
 		free(src);
 	}
 	closedir(dh);
-	free(dir);
+	return rc;
+}
+
+/* The base's small files, and the tokenizer source's tokenizer files. */
+static int carry(struct sink_dir *d, struct lines_error *err)
+{
+	const char *tok = d->desc.tokenizer_from;
+	int rc = 0;
+	if (d->carry)
+		rc = carry_dir_files(d, d->carry, tok ? 1 : 0, err);
+	if (rc == 0 && tok)
+		rc = carry_dir_files(d, tok, 2, err);
 	return rc;
 }
 
