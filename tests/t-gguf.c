@@ -585,10 +585,13 @@ static void t_merge(void)
 	                dir, L, L, L);
 	tap_ok(rc == 0, "the same bytes with LINES_ISA=scalar, -j1 --chunk 64K --io mmap, -j2 --io uring");
 	/* what is refused */
-	rc = tu_run("'%s' merge -q -b '%s/base.gguf' -o '%s/x.gguf' '%s/ft1.gguf'", tu_lines(), dir,
-	                dir, dir);
-	tap_ok(rc == 1 && strstr(tu_stderr, "GGUF output is not supported yet"),
-	       "a .gguf output is refused: GGUF output is not supported yet (exit %d)", rc);
+	rc = tu_run("'%s' merge -q -b '%s/base.gguf' -o '%s/x.gguf.zst' '%s/ft1.gguf'", tu_lines(), dir,
+	            dir, dir);
+	tap_ok(rc == 1 && !tu_exists("x.gguf.zst"), "a .gguf.zst output is refused (exit %d)", rc);
+	rc = tu_run("'%s' merge -q -b '%s/base.gguf' --dtype q8_0 -o '%s/x.safetensors' '%s/ft1.gguf'",
+	            tu_lines(), dir, dir, dir);
+	tap_ok(rc == 2 && !tu_exists("x.safetensors"),
+	       "--dtype q8_0 with a safetensors output is a usage error (exit %d)", rc);
 	rc = tu_run("'%s' --arch llama --dtype f32 --layers 3 --hidden 16 --models 1 --seed 1 --out "
 	            "'%s/st' >/dev/null && '%s' merge -q -b '%s/base.gguf' -o '%s/mix.safetensors' "
 	            "'%s/st/ft1.safetensors'",

@@ -36,38 +36,33 @@ static void put_meta(void *arg, const char *key, const char *value)
 	mp->meta[(*mp->nmeta)++].value = mp->vals[(*mp->nv)++];
 }
 
-int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
-                struct lines_error *err)
+void header_meta_free(struct header_meta *hm)
 {
-	const struct ckpt_file *bf = &p->in.ck[0]->files[0];
-	struct st_out_tensor *ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
-	size_t nmeta = 0, cap = bf->nmeta + HEADER_VALUES;
-	struct st_kv *meta = calloc(cap, sizeof(*meta));
-	char (*vals)[64] = calloc(HEADER_VALUES, sizeof(*vals));
-	char *weights = calloc((size_t)p->lay.nmodels * 26 + 1, 1);
+	free(hm->kv);
+	free(hm->vals);
+	free(hm->weights);
+	free(hm->stacks);
+	memset(hm, 0, sizeof(*hm));
+}
+
+int header_meta(const struct plan *p, struct header_meta *hm, struct lines_error *err)
+{
 	size_t stacks_cap = 1;
+	memset(hm, 0, sizeof(*hm));
 	for (size_t k = 0; k < p->lay.nstacks; k++)
 		stacks_cap += strlen(p->lay.stacks[k].name) + 64;
-	char *stacks = p->lay.nstacks > 1 ? calloc(stacks_cap, 1) : NULL;
-	int rc;
-
-	if (!ot || !meta || !vals || !weights || (p->lay.nstacks > 1 && !stacks)) {
-		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
-		goto out;
+	hm->kv = calloc(HEADER_VALUES + 16, sizeof(*hm->kv));
+	hm->vals = calloc(HEADER_VALUES, sizeof(*hm->vals));
+	hm->weights = calloc((size_t)p->lay.nmodels * 26 + 1, 1);
+	hm->stacks = p->lay.nstacks > 1 ? calloc(stacks_cap, 1) : NULL;
+	if (!hm->kv || !hm->vals || !hm->weights || (p->lay.nstacks > 1 && !hm->stacks)) {
+		header_meta_free(hm);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	}
-	for (size_t i = t0; i < t1; i++) {
-		const struct tensor *t = &p->lay.t[i];
-		ot[i - t0].name = t->name;
-		ot[i - t0].dtype = tensor_file_dt(t);
-		ot[i - t0].rank = t->rank;
-		ot[i - t0].shape = t->shape;
-		ot[i - t0].nbytes = tensor_file_bytes(t);
-	}
-	/* the base's own metadata is carried along, except what lines rewrites */
-	for (size_t i = 0; i < bf->nmeta; i++)
-		if (strcmp(bf->meta[i].key, "format") && strncmp(bf->meta[i].key, "lines.", 6) &&
-		    !bf->meta[i].summary) /* a GGUF array too long to show */
-			meta[nmeta].key = bf->meta[i].key, meta[nmeta++].value = bf->meta[i].value;
+	struct st_kv *meta = hm->kv;
+	char(*vals)[64] = hm->vals;
+	char *weights = hm->weights, *stacks = hm->stacks;
+	size_t nmeta = 0;
 
 #define META(k, v) (meta[nmeta].key = (k), meta[nmeta++].value = (v))
 	int nv = 0;
@@ -123,12 +118,48 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 		META("lines.norm_mtl", vals[nv++]);
 	}
 #undef META
+	hm->n = nmeta;
+	return 0;
+}
+
+int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
+                struct lines_error *err)
+{
+	const struct ckpt_file *bf = &p->in.ck[0]->files[0];
+	struct st_out_tensor *ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
+	struct st_kv *meta = calloc(bf->nmeta + HEADER_VALUES + 16, sizeof(*meta));
+	struct header_meta hm;
+	size_t nmeta = 0;
+	int rc;
+
+	if (p->out.gguf)
+		return gguf_header(p, hdr, hdr_len, err);
+	if (!ot || !meta) {
+		free(ot);
+		free(meta);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	if ((rc = header_meta(p, &hm, err)) < 0)
+		goto out;
+	for (size_t i = t0; i < t1; i++) {
+		const struct tensor *t = &p->lay.t[i];
+		ot[i - t0].name = t->name;
+		ot[i - t0].dtype = tensor_file_dt(t);
+		ot[i - t0].rank = t->rank;
+		ot[i - t0].shape = t->shape;
+		ot[i - t0].nbytes = tensor_file_bytes(t);
+	}
+	/* the base's own metadata is carried along, except what lines rewrites */
+	for (size_t i = 0; i < bf->nmeta; i++)
+		if (strcmp(bf->meta[i].key, "format") && strncmp(bf->meta[i].key, "lines.", 6) &&
+		    !bf->meta[i].summary) /* a GGUF array too long to show */
+			meta[nmeta].key = bf->meta[i].key, meta[nmeta++].value = bf->meta[i].value;
+	for (size_t i = 0; i < hm.n; i++)
+		meta[nmeta++] = hm.kv[i];
 	rc = st_build(ot, t1 - t0, meta, nmeta, hdr, hdr_len, err);
+	header_meta_free(&hm);
 out:
 	free(ot);
 	free(meta);
-	free(vals);
-	free(weights);
-	free(stacks);
 	return rc;
 }

@@ -36,6 +36,8 @@ struct output {
 	struct shard *shards;
 	size_t nshards;
 	/* a file output */
+	int gguf; /* a GGUF file (gguf_header.c): OUT ends in .gguf, or GGUF
+	             inputs go to standard output */
 	int zst; /* OUT ends in .zst */
 	int zstd_level;
 	char *sidecar_path;  /* NULL: no OUT.xxh128 */
