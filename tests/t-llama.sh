@@ -40,7 +40,7 @@ if [ -z "$mods" ]; then
 			>"$tmp/npm.log" 2>&1; then
 			reason=$(grep -m1 -iE 'npm (error|ERR)' "$tmp/npm.log" | cut -c1-160)
 			rm -rf "$deps"
-			skip_all "npm ci failed (registry unreachable?): ${reason:-see npm's log}"
+			skip_all "npm ci failed (registry unreachable?): ${reason:-see the npm log}"
 		fi
 	fi
 fi
