@@ -627,19 +627,18 @@ static void layout_dtypes(struct tensor *t, enum dtype forced)
  * The type a merged tensor has in a GGUF output (llama.cpp's quantizer
  * is the model): a tensor of one dimension (norms, biases) keeps the
  * base's type; another gets --dtype, or the base's type; a block type
- * lines cannot write becomes the nearest it can (Q2_K, Q3_K: Q4_K; Q8_K:
- * Q8_0); a tensor whose rows are not whole blocks of it is F32. A float
+ * lines cannot write becomes one it can (Q2_K, Q3_K: Q4_K; Q8_K and the
+ * others: Q8_0); a tensor whose rows are not whole blocks of it is F32. A float
  * type is written by the method itself (out_dt), a block type is encoded
  * from the method's F32 (qdt, the pipeline's work_quant).
  */
 static void layout_gguf_type(struct tensor *t, enum dtype base, enum dtype forced)
 {
 	enum dtype d = t->rank >= 2 && forced != DT_COUNT ? forced : base;
-	if (d == DT_Q2_K || d == DT_Q3_K)
+	if ((d == DT_Q2_K || d == DT_Q3_K) && ggml_quant_writable(DT_Q4_K))
 		d = DT_Q4_K;
 	if (ggml_block_dtype(d) && !ggml_quant_writable(d))
-		d = ggml_quant_writable(DT_Q4_K) && dtype_table[d].block_elems == 256 ? DT_Q4_K
-		    : DT_Q8_0;
+		d = DT_Q8_0; /* Q8_K, or a type this lines cannot write yet */
 	if (ggml_block_dtype(d) && !ggml_quant_writable(d))
 		d = DT_F16;
 	uint64_t row = t->rank ? t->shape[t->rank - 1] : 1;
