@@ -904,6 +904,28 @@ static void t_gguf_out(const char *dir)
 	       "and writes nothing");
 	if (rc)
 		tap_diag("%s", tu_stderr);
+	/* --shard-size: llama.cpp's split files, each a GGUF lines verify
+	 * checks, whose tensors are the unsharded output's, byte for byte */
+	rc = tu_run("d='%s' && mkdir -p $d/sh && '%s' merge -q --lines --dtype q8_0 -b $d/base.gguf "
+	            "--shard-size 40K -o $d/sh/m.gguf $d/ft1.gguf $d/ft2.gguf && '%s' merge -q --lines "
+	            "--dtype q8_0 -b $d/base.gguf -o $d/m1.gguf $d/ft1.gguf $d/ft2.gguf && "
+	            "n=$(ls $d/sh/m-0000?-of-0000?.gguf | wc -l) && test $n -ge 3 && "
+	            "test $(ls $d/sh | wc -l) -eq $((3 * n)) && '%s' verify -q $d/sh/m-*.gguf && "
+	            "'%s' inspect --json $d/sh/m-00001-of-0000$n.gguf | jq -e --argjson n $n "
+	            "'.metadata[\"split.no\"] == \"0\" and .metadata[\"split.count\"] == ($n|tostring) "
+	            "and .metadata[\"split.tensors.count\"] == \"%zu\" and .metadata[\"lines.method\"] "
+	            "== \"sum\" and .metadata[\"llama.block_count\"] == \"3\"' >/dev/null && "
+	            "'%s' inspect --json $d/sh/m-00002-of-0000$n.gguf | jq -e '.metadata | keys == "
+	            "[\"split.count\", \"split.no\", \"split.tensors.count\"]' >/dev/null && "
+	            "jq -s '[.[].tensors[] | {name, xxh3_64, dtype}]' $d/sh/m-*.gguf.manifest.json > "
+	            "$d/a.json && jq '[.tensors[] | {name, xxh3_64, dtype}]' $d/m1.gguf.manifest.json > "
+	            "$d/b.json && cmp $d/a.json $d/b.json",
+	            dir, L, L, L, L, NT, L);
+	tap_ok(rc == 0, "--shard-size: split files PREFIX-0000i-of-0000N.gguf (split.no, split.count, "
+	       "split.tensors.count; the metadata in the first), each verified, the tensors the "
+	       "unsharded output's byte for byte");
+	if (rc)
+		tap_diag("%s", tu_stderr);
 }
 
 static void t_merge(void)

@@ -82,6 +82,25 @@ merge() {
 merge f16 1 f16 -m sum --lines
 merge q8_0 8 f16 -m ties --lines --dtype q8_0
 merge q8_0-base 8 q8_0 -m sum --lines
+# split files (--shard-size): llama.cpp loads them from the first, and
+# generates what it generates from the same merge in one file
+mkdir -p "$tmp/split"
+status 0 "split: lines merge --shard-size writes llama.cpp's split files" "$LINES" merge -q \
+	-m sum --lines -b "$tmp/q8_0/base.gguf" --shard-size 1M -o "$tmp/split/m.gguf" \
+	"$tmp/q8_0/ft1.gguf" "$tmp/q8_0/ft2.gguf"
+first=$(ls "$tmp"/split/m-00001-of-0000?.gguf 2>/dev/null)
+if [ -n "$first" ]; then
+	status 0 "split: llama.cpp loads $(basename "$first") and the others, and generates" \
+		node_load generate "$first"
+	sed 's/^/# /' "$tmp/out"
+	cp "$tmp/out" "$tmp/split.json"
+	node_load generate "$tmp/q8_0-base.gguf" >"$tmp/one.json" 2>/dev/null
+	jq -e --slurpfile one "$tmp/one.json" '.ok and .tokens == $one[0].tokens' \
+		"$tmp/split.json" >/dev/null 2>&1
+	ok $? "split: the tokens of the same merge in one file"
+else
+	ok 1 "split: no file m-00001-of-0000N.gguf"
+fi
 if "$LINES" merge -q -n --dtype q4_k -b "$tmp/f16/base.gguf" -o "$tmp/x.gguf" \
 	"$tmp/f16/ft1.gguf" >/dev/null 2>&1; then
 	merge q4_k 12 f16 -m ties --lines --dtype q4_k

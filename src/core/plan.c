@@ -127,8 +127,6 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	                "tensors differently)");
 	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst"), err, LINES_EUNSUPPORTED, out, NULL,
 	                "a compressed GGUF output is not supported yet (write .gguf and compress it)");
-	RETURN_ERROR_IF(p->out.gguf && p->o.shard_size, err, LINES_EUNSUPPORTED, out, NULL,
-	                "a sharded GGUF output (--shard-size) is not supported yet");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 

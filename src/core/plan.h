@@ -137,9 +137,11 @@ struct header_meta {
 };
 int header_meta(const struct plan *p, struct header_meta *hm, struct lines_error *err);
 void header_meta_free(struct header_meta *hm);
-/* gguf_header.c: a GGUF output's header (the base's keys, then lines'),
- * padded to general.alignment: the data section starts at *hdr_len. */
-int gguf_header(const struct plan *p, unsigned char **hdr, size_t *hdr_len,
+/* gguf_header.c: the header of a GGUF output holding tensors [t0, t1)
+ * (the base's keys, then lines'; a shard of several: split.* first, and
+ * the other keys in the first shard only), padded to general.alignment:
+ * the data section starts at *hdr_len. */
+int gguf_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
                 struct lines_error *err);
 /* The header of a file holding output tensors [t0, t1): a shard, or all. */
 int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,

@@ -8,7 +8,10 @@
  * zeros to general.alignment, where the data section starts.
  *
  * What is not copied: the base's own lines.* keys (an earlier merge) and
- * split.* (a shard of a split input: the output is one file).
+ * split.* (a shard of a split input). A sharded output (--shard-size) is
+ * llama.cpp's split files, as gguf-split writes them: every shard has
+ * split.no, split.count and split.tensors.count first, and the first
+ * alone the metadata.
  * general.file_type, when the base has it, is set to the type of the
  * output's matrices (llama.cpp's llama_ftype) when they all have one, as
  * llama.cpp's quantizer does; it only names the file's type.
@@ -96,7 +99,7 @@ static int matrix_ftype(const struct plan *p)
 	return ft < 0 ? -1 : ft;
 }
 
-int gguf_header(const struct plan *p, unsigned char **hdr, size_t *hdr_len,
+int gguf_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
                 struct lines_error *err)
 {
 	const struct ckpt_file *bf = &p->in.ck[0]->files[0];
@@ -108,14 +111,33 @@ int gguf_header(const struct plan *p, unsigned char **hdr, size_t *hdr_len,
 
 	RETURN_ERROR_IF(bf->fmt != &ckpt_fmt_gguf || !g, err, LINES_EUSAGE, bf->path, NULL,
 	                "a GGUF output needs a GGUF base");
+	/* a shard of llama.cpp's split files (gguf-split): split.no, .count
+	 * and .tensors.count first; the metadata in the first shard only */
+	size_t shard = 0, nshards = p->out.gguf_prefix ? p->out.nshards : 1;
+	while (shard + 1 < nshards && p->out.shards[shard].t0 != t0)
+		shard++;
+	uint64_t off0 = nshards > 1 ? p->out.shards[shard].off0 : 0;
 	FORWARD_IF_ERROR(header_meta(p, &hm, err));
-	for (size_t i = 0; i < g->nkv; i++)
+	if (shard > 0)
+		hm.n = 0;
+	for (size_t i = 0; i < g->nkv && shard == 0; i++)
 		nkv += strncmp(g->kv[i].key, "lines.", 6) && strncmp(g->kv[i].key, "split.", 6);
 	put(&b, "GGUF", 4);
 	put_le(&b, 3, 4);
-	put_le(&b, p->lay.nt, 8);
-	put_le(&b, nkv + hm.n, 8);
-	for (size_t i = 0; i < g->nkv; i++) {
+	put_le(&b, t1 - t0, 8);
+	put_le(&b, nkv + hm.n + (nshards > 1 ? 3 : 0), 8);
+	if (nshards > 1) {
+		put_str(&b, "split.no");
+		put_le(&b, GGUF_U16, 4);
+		put_le(&b, shard, 2);
+		put_str(&b, "split.count");
+		put_le(&b, GGUF_U16, 4);
+		put_le(&b, nshards, 2);
+		put_str(&b, "split.tensors.count");
+		put_le(&b, GGUF_I32, 4);
+		put_le(&b, p->lay.nt, 4);
+	}
+	for (size_t i = 0; i < g->nkv && shard == 0; i++) {
 		const struct gguf_kv *kv = &g->kv[i];
 		if (!strncmp(kv->key, "lines.", 6) || !strncmp(kv->key, "split.", 6))
 			continue;
@@ -134,7 +156,7 @@ int gguf_header(const struct plan *p, unsigned char **hdr, size_t *hdr_len,
 		put_str(&b, hm.kv[i].value);
 	}
 	header_meta_free(&hm);
-	for (size_t i = 0; i < p->lay.nt; i++) {
+	for (size_t i = t0; i < t1; i++) {
 		const struct tensor *t = &p->lay.t[i];
 		int id = gguf_ggml_type_id(tensor_file_dt(t));
 		RETURN_ERROR_IF(id < 0, err, LINES_EUNSUPPORTED, NULL, t->name,
@@ -144,7 +166,7 @@ int gguf_header(const struct plan *p, unsigned char **hdr, size_t *hdr_len,
 		for (unsigned k = 0; k < t->rank; k++) /* ggml's order: ne[0] varies fastest */
 			put_le(&b, t->shape[t->rank - 1 - k], 8);
 		put_le(&b, (uint64_t)id, 4);
-		put_le(&b, t->out_off, 8);
+		put_le(&b, t->out_off - off0, 8);
 	}
 	while (b.n % p->lay.align)
 		put(&b, "", 1);

@@ -133,7 +133,7 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	int rc;
 
 	if (p->out.gguf)
-		return gguf_header(p, hdr, hdr_len, err);
+		return gguf_header(p, t0, t1, hdr, hdr_len, err);
 	if (!ot || !meta) {
 		free(ot);
 		free(meta);
