@@ -15,7 +15,9 @@
  *    prebuilt llama.cpp of npm's @node-llama-cpp/linux-x64 (3.21.1),
  *    loaded with dlopen from $LINES_GGML_LIB or tests/node/node_modules,
  *    encodes the same rows (normal, extreme and degenerate ones); every
- *    byte must agree. Without the library the comparison says SKIP.
+ *    byte must agree; and ggml's dequantize_row_* decode random blocks of
+ *    every block type lines reads as ggml_dequant() does. Without the
+ *    library the comparisons say SKIP.
  */
 #include <dlfcn.h>
 #include <float.h>
@@ -699,6 +701,46 @@ static void gg_row(float *x, int r)
 	}
 }
 
+/* Decoding, the other way: ggml's dequantize_row_* and ggml_dequant()
+ * on blocks of random bytes (scales of every F16 value, infinities and
+ * NaNs included) give the same floats, NaN for NaN. */
+typedef void (*dequant_fn)(const void *x, float *y, int64_t k);
+
+static void t_ggml_decode(void *h)
+{
+	static const struct {
+		enum dtype t;
+		const char *sym;
+	} dq[] = {
+	    {DT_Q4_0, "dequantize_row_q4_0"}, {DT_Q4_1, "dequantize_row_q4_1"},
+	    {DT_Q5_0, "dequantize_row_q5_0"}, {DT_Q5_1, "dequantize_row_q5_1"},
+	    {DT_Q8_0, "dequantize_row_q8_0"}, {DT_Q2_K, "dequantize_row_q2_K"},
+	    {DT_Q3_K, "dequantize_row_q3_K"}, {DT_Q4_K, "dequantize_row_q4_K"},
+	    {DT_Q5_K, "dequantize_row_q5_K"}, {DT_Q6_K, "dequantize_row_q6_K"},
+	    {DT_Q8_K, "dequantize_row_q8_K"},
+	};
+	enum { NB = 64 };
+	static unsigned char blk[NB * 292];
+	static float a[NB * QK_K], b[NB * QK_K];
+	for (size_t i = 0; i < sizeof(dq) / sizeof(dq[0]); i++) {
+		dequant_fn fn = (dequant_fn)(uintptr_t)dlsym(h, dq[i].sym);
+		if (!fn) {
+			skip("%s: no %s in ggml", dtype_name(dq[i].t), dq[i].sym);
+			continue;
+		}
+		const unsigned be = dtype_table[dq[i].t].block_elems;
+		for (size_t k = 0; k < sizeof(blk); k++)
+			blk[k] = (unsigned char)(urand() * 256);
+		fn(blk, a, (int64_t)NB * be);
+		ggml_dequant(dq[i].t, blk, NB, b);
+		size_t bad = 0;
+		for (size_t k = 0; k < (size_t)NB * be; k++)
+			if (!(isnan(a[k]) ? isnan(b[k]) : memcmp(&a[k], &b[k], 4) == 0) && bad++ == 0)
+				diag("%s element %zu: %a, ggml %a", dtype_name(dq[i].t), k, (double)b[k], (double)a[k]);
+		ok(!bad, "%s: ggml_dequant() as ggml's %s on %d random blocks", dtype_name(dq[i].t), dq[i].sym, NB);
+	}
+}
+
 static void t_ggml(void)
 {
 	char why[8192];
@@ -742,6 +784,7 @@ static void t_ggml(void)
 		ok(good && !bad_rows, "%s: the bytes of ggml_quantize_chunk() on %d rows of %d (%d differ)",
 		   dtype_name(t), GG_ROWS, GG_N, bad_rows);
 	}
+	t_ggml_decode(h);
 	dlclose(h);
 }
 
