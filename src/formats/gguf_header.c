@@ -159,8 +159,11 @@ int gguf_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 	for (size_t i = t0; i < t1; i++) {
 		const struct tensor *t = &p->lay.t[i];
 		int id = gguf_ggml_type_id(tensor_file_dt(t));
-		RETURN_ERROR_IF(id < 0, err, LINES_EUNSUPPORTED, NULL, t->name,
-		                "GGUF has no type for %s", dtype_name(tensor_file_dt(t)));
+		if (id < 0) {
+			free(b.p);
+			return lines_errf(err, LINES_EUNSUPPORTED, NULL, t->name, "GGUF has no type for %s",
+			                  dtype_name(tensor_file_dt(t)));
+		}
 		put_str(&b, t->name);
 		put_le(&b, t->rank, 4);
 		for (unsigned k = 0; k < t->rank; k++) /* ggml's order: ne[0] varies fastest */

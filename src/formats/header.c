@@ -126,14 +126,16 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
                 struct lines_error *err)
 {
 	const struct ckpt_file *bf = &p->in.ck[0]->files[0];
-	struct st_out_tensor *ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
-	struct st_kv *meta = calloc(bf->nmeta + HEADER_VALUES + 16, sizeof(*meta));
+	struct st_out_tensor *ot;
+	struct st_kv *meta;
 	struct header_meta hm;
 	size_t nmeta = 0;
 	int rc;
 
 	if (p->out.gguf)
 		return gguf_header(p, t0, t1, hdr, hdr_len, err);
+	ot = calloc(t1 > t0 ? t1 - t0 : 1, sizeof(*ot));
+	meta = calloc(bf->nmeta + HEADER_VALUES + 16, sizeof(*meta));
 	if (!ot || !meta) {
 		free(ot);
 		free(meta);
