@@ -964,6 +964,10 @@ static void t_merge(void)
 	            tu_gen(), dir, tu_lines(), dir, dir, dir);
 	tap_ok(rc == 1 && strstr(tu_stderr, "is GGUF and") && !tu_exists("mix.safetensors"),
 	       "GGUF and safetensors inputs together are refused (exit %d)", rc);
+	rc = tu_run("'%s' merge -q -b '%s/st/base.safetensors' -o '%s/st.gguf' '%s/st/ft1.safetensors'",
+	            tu_lines(), dir, dir, dir);
+	tap_ok(rc == 2 && !tu_exists("st.gguf"),
+	       "a .gguf output of safetensors inputs is a usage error (exit %d)", rc);
 	for (size_t i = 0; i < NT; i++)
 		for (int m = 0; m < NMOD; m++)
 			free(fam[i].v[m]);
