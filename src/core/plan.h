@@ -126,8 +126,10 @@ void sweep_close(struct plan *p);
 void sweep_free(struct plan *p);
 
 /* ---- header.c: the output's safetensors header -------------------------------- */
-/* What lines records of the run (lines.version, lines.method, ...), as
- * key-value text: kv[0, n) point into the record's own buffers. */
+/* run_meta.c: what lines records of the run (lines.version,
+ * lines.method, ...), as key-value text: kv[0, n) point into the
+ * record's own buffers; n <= HEADER_META_MAX. */
+#define HEADER_META_MAX 40
 struct header_meta {
 	struct st_kv *kv;
 	size_t n;
