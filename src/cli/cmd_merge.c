@@ -230,7 +230,9 @@ static void merge_help(void)
 	       "                      (mergekit's gamma; default 0.01; not LiNeS's --gamma)\n"
 	       "      --select-topk F sce: keep the fraction F of the positions, those whose\n"
 	       "                      task vectors vary most (default 1: all; 0 <= F <= 1)\n"
-	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
+	       "      --dtype T       output dtype of merged tensors (default: the base's);\n"
+	       "                      a .gguf output also takes q8_0 q4_0 q4_1 q5_0 q5_1\n"
+	       "                      q4_k q5_k q6_k (matrices; 1-D tensors keep theirs)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
 	       "      --num-layers L  number of blocks of every stack (default: 1 + its\n"
@@ -256,7 +258,8 @@ static void merge_help(void)
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
 	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
 	       "      --manifest F    write the manifest there\n"
-	       "      --shard-size SIZE  with -o DIR/: shards of at most SIZE (default 5GB)\n"
+	       "      --shard-size SIZE  with -o DIR/: shards of at most SIZE (default 5GB);\n"
+	       "                      with -o NAME.gguf: split files NAME-0000i-of-0000N.gguf\n"
 	       "      --no-copy       with -o DIR/: do not copy config.json, tokenizer files...\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
 	       "      --json          the plan (-n) or the summary of the run as JSON on\n"
@@ -519,6 +522,17 @@ static int parse_karcher_option(struct merge_cli *mc, int c)
 /* The options of one method or another (check_method_options() refuses
  * those the chosen method does not take): 0, or the exit status of a
  * usage error. */
+/* An output dtype --dtype names (the plan checks it against the output). */
+static int cli_dtype_name(const char *s)
+{
+	static const char *const names[] = {"bf16", "f16",  "f32",  "f64",  "fp8",  "q8_0", "q4_0",
+	                                    "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(s, names[i]))
+			return 1;
+	return 0;
+}
+
 static int parse_method_option(struct merge_cli *mc, int c)
 {
 	struct lines_merge_opts *o = &mc->o;
@@ -702,9 +716,11 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return rc;
 			break;
 		case OPT_DTYPE:
-			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") &&
-			    strcasecmp(optarg, "f32") && strcasecmp(optarg, "f64") && strcasecmp(optarg, "fp8"))
-				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16, f32, f64 or fp8",
+			if (!cli_dtype_name(optarg))
+				return cli_usage_error(mc->cmd,
+				                       "--dtype: '%s' is not bf16, f16, f32, f64, fp8, or for "
+				                       "a .gguf output q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, "
+				                       "q5_k, q6_k",
 				                       optarg);
 			o->dtype = optarg;
 			break;

@@ -18,6 +18,7 @@
 
 #include <jansson.h>
 
+#include "fmt_gguf.h"
 #include "fp8.h"
 #include "ggml_quants.h"
 #include "plan.h"
@@ -45,28 +46,39 @@ static int same_shape(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
 	return 1;
 }
 
-static int parse_out_dtype(const char *s, enum dtype *d, struct lines_error *err)
+static int parse_out_dtype(const char *s, int gguf, enum dtype *d, struct lines_error *err)
 {
 	static const struct {
 		const char *name;
 		enum dtype dt;
 	} ok[] = {{"bf16", DT_BF16}, {"f16", DT_F16}, {"f32", DT_F32}, {"f64", DT_F64},
-	          {"fp8", DT_F8_E4M3}}; /* fp8: the base's float8 scheme */
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
-		if (!strcasecmp(s, ok[i].name)) {
-			*d = ok[i].dt;
-			return 0;
-		}
+	          {"fp8", DT_F8_E4M3}, /* fp8: the base's float8 scheme */
+	          /* ggml's block types: a GGUF output only */
+	          {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q4_1", DT_Q4_1}, {"q5_0", DT_Q5_0},
+	          {"q5_1", DT_Q5_1}, {"q4_k", DT_Q4_K}, {"q5_k", DT_Q5_K}, {"q6_k", DT_Q6_K}};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		if (strcasecmp(s, ok[i].name))
+			continue;
+		*d = ok[i].dt;
+		RETURN_ERROR_IF(ggml_block_dtype(*d) && !gguf, err, LINES_EUSAGE, NULL, NULL,
+		                "--dtype %s is a GGUF type: the output must be a .gguf file", s);
+		RETURN_ERROR_IF(ggml_block_dtype(*d) && !ggml_quant_writable(*d), err,
+		                LINES_EUNSUPPORTED, NULL, NULL,
+		                "--dtype %s: this lines cannot write %s blocks yet", s, dtype_name(*d));
+		RETURN_ERROR_IF(gguf && *d == DT_F8_E4M3, err, LINES_EUSAGE, NULL, NULL,
+		                "--dtype fp8 writes safetensors: GGUF has no float8 type");
+		return 0;
+	}
 	return lines_errf(err, LINES_EUSAGE, NULL, NULL,
-	                  "unknown output dtype '%s' (bf16, f16, f32, f64 or fp8)", s);
+	                  "unknown output dtype '%s' (bf16, f16, f32, f64, fp8, or for a GGUF output "
+	                  "q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)",
+	                  s);
 }
 
-/* An output named as GGUF (x.gguf, x.gguf.zst): lines does not write GGUF yet. */
-static int gguf_name(const char *path)
+static int ends_with(const char *s, const char *suffix)
 {
-	size_t n = strlen(path);
-	return (n >= 5 && !strcmp(path + n - 5, ".gguf")) ||
-	       (n >= 9 && !strcmp(path + n - 9, ".gguf.zst"));
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
 }
 
 int plan_open_inputs(struct plan *p, struct lines_error *err)
@@ -104,10 +116,17 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	                "is GGUF and %s is safetensors: the two name and lay out tensors "
 	                "differently and are not merged together",
 	                p->in.ck[st]->path);
-	RETURN_ERROR_IF(gguf >= 0 && p->o.output && gguf_name(p->o.output), err, LINES_EUNSUPPORTED,
-	                p->o.output, NULL,
-	                "GGUF output is not supported yet: GGUF models merge into a safetensors "
-	                "file (float32 where the base is quantized)");
+	/* GGUF models merge into GGUF when OUT ends in .gguf, or is standard
+	 * output (a filter keeps its format); into safetensors otherwise */
+	const char *out = p->o.output;
+	if (gguf >= 0 && out && (ends_with(out, ".gguf") || !strcmp(out, "-")))
+		p->out.gguf = 1;
+	RETURN_ERROR_IF(out && (ends_with(out, ".gguf") || ends_with(out, ".gguf.zst")) && gguf < 0,
+	                err, LINES_EUSAGE, out, NULL,
+	                "a GGUF output needs GGUF inputs (safetensors models name and lay out "
+	                "tensors differently)");
+	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst"), err, LINES_EUNSUPPORTED, out, NULL,
+	                "a compressed GGUF output is not supported yet (write .gguf and compress it)");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 
@@ -607,6 +626,36 @@ static void layout_dtypes(struct tensor *t, enum dtype forced)
 	t->unit_out = dtype_table[t->out_dt].block_bytes;
 }
 
+/*
+ * The type a merged tensor has in a GGUF output (llama.cpp's quantizer
+ * is the model): a tensor of one dimension (norms, biases) keeps the
+ * base's type; another gets --dtype, or the base's type; a block type
+ * lines cannot write becomes one it can (Q2_K, Q3_K: Q4_K; Q8_K and the
+ * others: Q8_0); a tensor whose rows are not whole blocks of it is F32. A float
+ * type is written by the method itself (out_dt), a block type is encoded
+ * from the method's F32 (qdt, the pipeline's work_quant).
+ */
+static void layout_gguf_type(struct tensor *t, enum dtype base, enum dtype forced)
+{
+	enum dtype d = t->rank >= 2 && forced != DT_COUNT ? forced : base;
+	if ((d == DT_Q2_K || d == DT_Q3_K) && ggml_quant_writable(DT_Q4_K))
+		d = DT_Q4_K;
+	if (ggml_block_dtype(d) && !ggml_quant_writable(d))
+		d = DT_Q8_0; /* Q8_K, or a type this lines cannot write yet */
+	if (ggml_block_dtype(d) && !ggml_quant_writable(d))
+		d = DT_F16;
+	uint64_t row = t->rank ? t->shape[t->rank - 1] : 1;
+	if (ggml_block_dtype(d) && row % dtype_table[d].block_elems)
+		d = DT_F32;
+	t->qdt = DT_BOOL;
+	if (ggml_block_dtype(d)) {
+		t->qdt = d;
+		d = DT_F32;
+	}
+	t->out_dt = d;
+	t->unit_out = dtype_table[d].block_bytes;
+}
+
 /* --dtype fp8: the float8 weights of the base are written in float8, and
  * their scales are written new (not merged). */
 static int layout_requant(struct plan *p, struct lines_error *err)
@@ -637,9 +686,10 @@ int plan_layout(struct plan *p, struct lines_error *err)
 	uint64_t off = 0;
 
 	if (p->o.dtype)
-		FORWARD_IF_ERROR(parse_out_dtype(p->o.dtype, &forced, err));
+		FORWARD_IF_ERROR(parse_out_dtype(p->o.dtype, p->out.gguf, &forced, err));
 	p->lay.ninputs = p->in.ninputs;
 	p->lay.nmodels = p->in.ninputs - 1;
+	p->lay.align = p->out.gguf ? gguf_alignment(b) : 1;
 	p->lay.t = calloc(b->ntensors ? b->ntensors : 1, sizeof(*p->lay.t));
 	RETURN_ERROR_IF(!p->lay.t, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	for (size_t i = 0; i < b->ntensors; i++) {
@@ -660,15 +710,19 @@ int plan_layout(struct plan *p, struct lines_error *err)
 		t->block = bt->block;
 		t->stack = bt->stack;
 		if (t->merge) {
-			layout_dtypes(t, forced);
+			layout_dtypes(t, p->out.gguf ? DT_COUNT : forced);
+			if (p->out.gguf)
+				layout_gguf_type(t, bt->dtype, forced);
 		} else {
 			t->out_dt = t->in_dt;
 			t->units = bt->nbytes;
 			t->unit_in = t->unit_out = 1;
 		}
 		t->out_off = off;
-		RETURN_ERROR_IF(ck_add(off, t->units * t->unit_out, &off), err, LINES_EFORMAT, NULL,
-		                t->name, "output too large");
+		RETURN_ERROR_IF(ck_add(off, tensor_file_bytes(t), &off) ||
+		                        ck_add(off, p->lay.align - 1, &off),
+		                err, LINES_EFORMAT, NULL, t->name, "output too large");
+		off -= off % p->lay.align; /* GGUF: the next tensor at the alignment */
 		FORWARD_IF_ERROR(layout_sources(p, t, err));
 		if (t->mixed) { /* decoded to F32 for the method (pipeline.c) */
 			t->in_dt = DT_F32;

@@ -27,6 +27,7 @@
 #include "pipeline.h"
 #include "scales.h"
 #include "source.h"
+#include "st_format.h"
 
 /* The inputs: the base, then the models. */
 struct inputs {
@@ -129,6 +130,26 @@ void sweep_close(struct plan *p);
 void sweep_free(struct plan *p);
 
 /* ---- header.c: the output's safetensors header -------------------------------- */
+/* run_meta.c: what lines records of the run (lines.version,
+ * lines.method, ...), as key-value text: kv[0, n) point into the
+ * record's own buffers; n <= HEADER_META_MAX. */
+#define HEADER_META_MAX 40
+struct header_meta {
+	struct st_kv *kv;
+	size_t n;
+	char (*vals)[64];
+	char *weights;
+	char *stacks;
+	char *sched; /* --schedule's values, or NULL */
+};
+int header_meta(const struct plan *p, struct header_meta *hm, struct lines_error *err);
+void header_meta_free(struct header_meta *hm);
+/* gguf_header.c: the header of a GGUF output holding tensors [t0, t1)
+ * (the base's keys, then lines'; a shard of several: split.* first, and
+ * the other keys in the first shard only), padded to general.alignment:
+ * the data section starts at *hdr_len. */
+int gguf_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
+                struct lines_error *err);
 /* The header of a file holding output tensors [t0, t1): a shard, or all. */
 int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
                 size_t *hdr_len, struct lines_error *err);

@@ -35,7 +35,7 @@ void manifest_note(void *arg, const struct tensor *t, const struct pipe_job *job
 	struct output *o = arg;
 	if (job->u0 == 0)
 		XXH3_64bits_reset(o->tstate);
-	XXH3_64bits_update(o->tstate, job->out, (size_t)((job->u1 - job->u0) * tensor_file_unit(t)));
+	XXH3_64bits_update(o->tstate, job->out, (size_t)tensor_file_span(t, job->u1 - job->u0));
 	if (job->u1 == t->units)
 		o->thash[job->tensor] = XXH3_64bits_digest(o->tstate);
 }

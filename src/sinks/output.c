@@ -48,6 +48,7 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 	p->out.nshards = 0;
 	for (size_t i = 0; i < p->lay.nt; i++) {
 		uint64_t b = tensor_file_bytes(&p->lay.t[i]);
+		b += (p->lay.align - b % p->lay.align) % p->lay.align; /* GGUF: its padding */
 		if (p->out.nshards == 0 || (cur + b > p->out.shard_size && cur > 0)) {
 			if (p->out.nshards == cap) {
 				struct shard *s = realloc(p->out.shards, 2 * cap * sizeof(*s));
@@ -70,6 +71,16 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 		memset(&p->out.shards[0], 0, sizeof(p->out.shards[0]));
 	}
 	for (size_t k = 0; k < p->out.nshards; k++) {
+		struct shard *sh = &p->out.shards[k];
+		if (p->out.gguf_prefix) {
+			int n = p->out.nshards == 1
+			                ? snprintf(sh->name, sizeof(sh->name), "%s.gguf", p->out.gguf_prefix)
+			                : snprintf(sh->name, sizeof(sh->name), "%s-%05zu-of-%05zu.gguf",
+			                           p->out.gguf_prefix, k + 1, p->out.nshards);
+			RETURN_ERROR_IF(n < 0 || (size_t)n >= sizeof(sh->name), err, LINES_EUSAGE,
+			                p->o.output, NULL, "the output's name is too long for its shards");
+			continue;
+		}
 		if (p->out.nshards == 1)
 			snprintf(p->out.shards[k].name, sizeof(p->out.shards[k].name), "model.safetensors");
 		else
@@ -95,9 +106,37 @@ static char *carry_dir(const struct plan *p)
  * file output unless --no-checksum; --checksum-file and --manifest put
  * them elsewhere, and are the only way to get them for standard output.
  */
+/* A sharded GGUF output: llama.cpp's split files beside OUT's name. */
+static int choose_gguf_shards(struct plan *p, struct lines_error *err)
+{
+	const char *out = p->o.output;
+	RETURN_ERROR_IF(!strcmp(out, "-"), err, LINES_EUSAGE, NULL, NULL,
+	                "a sharded GGUF output (--shard-size) cannot go to standard output");
+	RETURN_ERROR_IF(p->o.checksum_file || p->o.manifest_file || p->o.no_copy, err, LINES_EUSAGE,
+	                NULL, NULL,
+	                "--checksum-file, --manifest and --no-copy do not apply to a sharded GGUF "
+	                "output (each shard gets its own companions)");
+	char *c1 = strdup(out), *c2 = strdup(out);
+	char *dir = c1 ? strdup(dirname(c1)) : NULL, *base = c2 ? strdup(basename(c2)) : NULL;
+	free(c1), free(c2);
+	if (!dir || !base) {
+		free(dir), free(base);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	base[strlen(base) - 5] = '\0'; /* less .gguf */
+	p->out.dir = dir;
+	p->out.gguf_prefix = base;
+	p->out.shard_size = p->o.shard_size;
+	FORWARD_IF_ERROR(shards_plan(p, err));
+	return p->o.no_checksum ? 0 : manifest_init(p, err);
+}
+
 int output_choose(struct plan *p, struct lines_error *err)
 {
 	const char *out = p->o.output;
+
+	if (p->out.gguf && p->o.shard_size)
+		return choose_gguf_shards(p, err);
 
 	if (p->out.dir) { /* every shard has its companions (sink_dir.c) */
 		RETURN_ERROR_IF(p->o.zstd_level || p->o.checksum_file || p->o.manifest_file, err,
@@ -405,14 +444,15 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.shards = p->out.shards;
 	d.nshards = p->out.nshards;
 	d.checksums = !p->o.no_checksum;
-	d.carry_from = carry;
-	d.tokenizer_from = p->o.no_copy ? NULL : p->tok_dir;
+	d.carry_from = p->out.gguf_prefix ? NULL : carry;
+	d.tokenizer_from = p->o.no_copy || p->out.gguf_prefix ? NULL : p->tok_dir;
+	d.files_only = p->out.gguf_prefix != NULL;
 	for (size_t i = 0; i < p->lay.nt; i++)
 		d.dequantized |= p->lay.t[i].in[0].q && !p->lay.t[i].rq;
 	d.header = shard_header;
 	d.manifest = shard_manifest;
-	d.readme = make_readme;
-	d.config_yaml = p->o.config_yaml;
+	d.readme = p->out.gguf_prefix ? NULL : make_readme;
+	d.config_yaml = p->out.gguf_prefix ? NULL : p->o.config_yaml;
 	d.arg = p;
 	d.log = &p->o;
 	rc = sink_dir_open(out, &d, err);
@@ -546,7 +586,8 @@ static int can_create_in(const char *path)
  */
 int output_lock(struct plan *p, struct lines_error *err)
 {
-	const char *out = p->out.dir ? p->out.dir : p->o.output;
+	/* a sharded GGUF output: its files go beside OUT's name, locked as a file */
+	const char *out = p->out.dir && !p->out.gguf_prefix ? p->out.dir : p->o.output;
 	char *dcopy, *bcopy, *path;
 	int fd;
 
@@ -610,6 +651,7 @@ void output_free(struct output *o)
 {
 	output_unlock(o);
 	free(o->dir);
+	free(o->gguf_prefix);
 	free(o->shards);
 	free(o->sidecar_path);
 	free(o->sidecar_name);

@@ -36,6 +36,11 @@ struct output {
 	struct shard *shards;
 	size_t nshards;
 	/* a file output */
+	int gguf; /* a GGUF file (gguf_header.c): OUT ends in .gguf, or GGUF
+	             inputs go to standard output */
+	/* a sharded GGUF output (--shard-size): PREFIX-0000i-of-0000N.gguf in
+	 * dir, llama.cpp's split files; NULL otherwise */
+	char *gguf_prefix;
 	int zst; /* OUT ends in .zst */
 	int zstd_level;
 	char *sidecar_path;  /* NULL: no OUT.xxh128 */
@@ -73,6 +78,9 @@ struct sink_dir_desc {
 	const char *tokenizer_from;
 	int dequantized; /* FP8 weights written dequantized: config.json loses its
 	                    quantization_config */
+	int files_only; /* GGUF splits: the shards and their companions, into
+	                   the existing directory path; no index, README or
+	                   files carried along */
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
 	              struct lines_error *err);
 	int (*manifest)(const void *arg, const struct manifest_file *mf, struct sink *s,

@@ -446,7 +446,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 		snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
 		rc = put_manifest(d, name, &mf, err);
 	}
-	if (rc == 0 && p->nshards > 1)
+	if (rc == 0 && p->nshards > 1 && !p->files_only)
 		rc = write_index(d, err);
 	if (rc == 0 && p->readme) {
 		char *text = NULL;
@@ -456,7 +456,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 	}
 	if (rc == 0 && p->config_yaml)
 		rc = put_file(d, "lines_config.yml", p->config_yaml, err);
-	if (rc == 0)
+	if (rc == 0 && !p->files_only)
 		rc = carry(d, err);
 	if (rc == 0 && (rc = fsync_path(d->tmpdir)) < 0)
 		rc = lines_errno(err, -rc, d->tmpdir, "cannot sync");
