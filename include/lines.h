@@ -181,12 +181,14 @@ enum lines_method {
 	                      * dropped per tensor, weighted sum */
 	LINES_M_BREADCRUMBS_TIES, /* breadcrumbs' cuts, then TIES's sign election */
 	LINES_M_SCE,        /* mergekit's sce: select by variance, weights, TIES election */
+	LINES_M_PASSTHROUGH, /* mergekit's passthrough: the one model's bytes, copied */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
- * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce"):
+ * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce",
+ * "passthrough"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -372,9 +374,32 @@ struct lines_merge_opts {
 	 * NULL for config_yaml for every value */
 	const char *const *sweep_config_yaml;
 
+	/* mergekit's slices (layer stacking): with nslices > 0 every input is
+	 * composed of one layer range of a model per slice, the slices' blocks
+	 * one after the other and renumbered from 0; base and models then
+	 * only name the inputs. slices[s].src has one entry per input, in the
+	 * inputs' order: the base's first when base is given, then the
+	 * models' (without a base, input 0 reads the first model's again).
+	 * Tensors outside the blocks come from the first slice's model (the
+	 * embeddings) and the last slice's (the others), as in mergekit; a
+	 * directory output's config.json gets the new number of blocks. */
+	const struct lines_slice *slices;
+	size_t nslices;
+
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
+};
+
+/* One source of a slice: blocks [first, end) of a model (a path or hub
+ * id, as a MODEL argument). */
+struct lines_slice_src {
+	const char *model;
+	long first, end;
+};
+/* One slice: as many sources as inputs (lines_merge_opts.slices). */
+struct lines_slice {
+	const struct lines_slice_src *src;
 };
 
 /* Fill opts with the defaults (sum, lambda 1, L1 norm, density 0.2, ...). */

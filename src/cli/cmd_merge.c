@@ -161,7 +161,9 @@ static void merge_help(void)
 	       "                      magnitudes dropped per tensor), breadcrumbs_ties\n"
 	       "                      (breadcrumbs, then ties's election) or sce (positions\n"
 	       "                      of high variance, weights from mean squares, signs\n"
-	       "                      elected as ties)\n"
+	       "                      elected as ties), passthrough (one model's tensors\n"
+	       "                      copied; layer stacking with a configuration's\n"
+	       "                      slices:)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
 	       "                      slerp, model_stock, ram, ramplus_tl, karcher or sce)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
@@ -310,6 +312,7 @@ struct merge_cli {
 	size_t ncfg_args;
 	struct mcfg_extra extra; /* name, chat_template, dtype of the file */
 	char *extra_owned[3];    /* their copies */
+	struct mcfg_slices slices; /* the configuration's slices: */
 	char *yaml;              /* the configuration as run (lines_config.yml) */
 	char **sweep_yaml;       /* per value of a sweep (nsweep) */
 };
@@ -583,7 +586,7 @@ static int parse_method_name(struct merge_cli *mc)
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
 		                                "ram, ramplus_tl, karcher, della, della_linear, "
-		                                "breadcrumbs, breadcrumbs_ties, sce)",
+		                                "breadcrumbs, breadcrumbs_ties, sce, passthrough)",
 		                       optarg);
 	return 0;
 }
@@ -1306,6 +1309,21 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		mcfg_free(cfg);
 		return rc;
 	}
+	if (cfg->nslices && (mc->given['b'] || mc->given['m'])) {
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		return cli_usage_error(mc->cmd, "--config with slices: the slices decide the inputs: "
+		                                "give base_model and merge_method in the configuration, "
+		                                "not -b or -m");
+	}
+	struct mcfg_slices slices;
+	if (mcfg_take_slices(cfg, &slices) < 0) {
+		mcfg_slices_free(&slices);
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		cli_msg("out of memory");
+		return CLI_EXIT_FAIL;
+	}
 	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
 	mcfg_free(cfg);
@@ -1316,6 +1334,7 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		fputc('\n', stderr);
 	}
 	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
+		mcfg_slices_free(&slices);
 		mcfg_args_free(args, nargs);
 		for (int i = 0; i < 3; i++)
 			free(owned[i]);
@@ -1330,7 +1349,12 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
 	memcpy(mc->extra_owned, owned, sizeof(owned));
 	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
-	return parse(mc, argc_all, all);
+	mc->slices = slices;
+	if ((rc = parse(mc, argc_all, all)) != 0)
+		return rc;
+	mc->o.slices = mc->slices.s;
+	mc->o.nslices = mc->slices.n;
+	return 0;
 }
 
 /* The configuration of o as YAML into *text (NULL where no key says
@@ -1448,6 +1472,7 @@ out:
 	free(mc->sweep_yaml);
 	for (int i = 0; i < 3; i++)
 		free(mc->extra_owned[i]);
+	mcfg_slices_free(&mc->slices);
 	free(mc->argv_all);
 	free(mc->weights);
 	free(mc->tall);

@@ -52,17 +52,31 @@ struct mcfg_params {
 	size_t n;
 };
 
-struct mcfg_model {
-	char *ref;
-	int line, col;
-	struct mcfg_params params;
-};
-
 /* A key of the configuration given as a string, and where. */
 struct mcfg_str {
 	char *s; /* NULL when absent */
 	int line, col;
 };
+
+struct mcfg_model {
+	char *ref;
+	int line, col;
+	struct mcfg_params params;
+	/* a slice's source: blocks [first, end) (layer_range), and where */
+	long first, end;
+	int range_line, range_col;
+};
+
+/* One of slices: its sources, and what it says for all of them. */
+struct mcfg_slice {
+	struct mcfg_model *src;
+	size_t nsrc;
+	struct mcfg_params params; /* the slice's parameters */
+	struct mcfg_str base;      /* its own base_model, or none */
+	int line, col;
+	size_t *order; /* set by mcfg_args: input k is src[order[k]] */
+};
+
 
 struct mcfg {
 	char *file; /* as named on the command line ("-": standard input) */
@@ -71,6 +85,10 @@ struct mcfg {
 	size_t nmodels;
 	int models_line, models_col;
 	struct mcfg_params params; /* the global parameters */
+	struct mcfg_slice *slices; /* slices: instead of models: */
+	size_t nslices;
+	int slices_line, slices_col;
+	size_t slice_inputs; /* set by mcfg_args: the inputs each slice composes */
 	/* the lines: section, each value as written (numbers as text) */
 	struct mcfg_params lines_num; /* alpha (number), beta, lambda, seed, num_layers */
 	struct mcfg_str alpha_word, norm, stacks, stack_order, trim, rescale, layer_regex, ldtype,
@@ -102,6 +120,21 @@ void mcfg_free(struct mcfg *cfg);
  */
 int mcfg_args(struct mcfg *cfg, char ***args, size_t *nargs, size_t *nmodels);
 void mcfg_args_free(char **args, size_t nargs);
+
+/*
+ * The slices of a configuration as lines_merge_opts takes them (after
+ * mcfg_args() mapped it without problems): n slices of ninputs sources
+ * each, in the order of the inputs mcfg_args() named. Owns its strings;
+ * free with mcfg_slices_free(). Returns 0 (n is 0 without slices), or -1
+ * when memory runs out.
+ */
+struct mcfg_slices {
+	size_t n, ninputs;
+	struct lines_slice *s;
+	struct lines_slice_src *src;
+};
+int mcfg_take_slices(const struct mcfg *cfg, struct mcfg_slices *out);
+void mcfg_slices_free(struct mcfg_slices *s);
 
 /*
  * The value of parameter NAME for a tensor named TENSOR at layer position

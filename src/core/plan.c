@@ -69,6 +69,46 @@ static int gguf_name(const char *path)
 	       (n >= 9 && !strcmp(path + n - 9, ".gguf.zst"));
 }
 
+/*
+ * mergekit's slices: every model the slices name is opened once, and each
+ * input is composed of its source in every slice (ckpt_compose), which
+ * borrows the models' files.
+ */
+static int open_slices(struct plan *p, struct lines_error *err)
+{
+	size_t ns = p->o.nslices;
+	struct ckpt_part *parts = calloc(ns, sizeof(*parts));
+	int rc = 0;
+	p->in.src = calloc(ns * p->in.ninputs, sizeof(*p->in.src));
+	p->in.src_names = calloc(ns * p->in.ninputs, sizeof(*p->in.src_names));
+	if (!parts || !p->in.src || !p->in.src_names) {
+		free(parts);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	for (unsigned m = 0; m < p->in.ninputs && rc == 0; m++) {
+		/* without a base, input 0 is the first model's again */
+		unsigned k = p->in.base_is_model ? (m ? m - 1 : 0) : m;
+		for (size_t s = 0; s < ns && rc == 0; s++) {
+			const struct lines_slice_src *ss = &p->o.slices[s].src[k];
+			unsigned j = 0;
+			while (j < p->in.nsrc && strcmp(p->in.src_names[j], ss->model))
+				j++;
+			if (j == p->in.nsrc) {
+				rc = ckpt_open(&p->in.src[j], ss->model, &p->layers, err);
+				if (rc < 0)
+					break;
+				p->in.src_names[p->in.nsrc++] = ss->model;
+			}
+			parts[s] = (struct ckpt_part){p->in.src[j], ss->first, ss->end};
+		}
+		if (rc == 0)
+			rc = ckpt_compose(&p->in.ck[m], m ? p->o.models[m - 1] : p->o.base, parts, ns,
+			                  &p->layers, err);
+	}
+	free(parts);
+	return rc;
+}
+
 int plan_open_inputs(struct plan *p, struct lines_error *err)
 {
 	int rc = 0, failures = 0;
@@ -77,7 +117,9 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	p->in.ck = calloc(p->in.ninputs, sizeof(*p->in.ck));
 	p->in.names = calloc(p->in.ninputs, sizeof(*p->in.names));
 	RETURN_ERROR_IF(!p->in.ck || !p->in.names, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	for (unsigned m = 0; m < p->in.ninputs; m++) {
+	if (p->o.nslices)
+		FORWARD_IF_ERROR(open_slices(p, err));
+	for (unsigned m = 0; m < p->in.ninputs && !p->o.nslices; m++) {
 		const char *path = m ? p->o.models[m - 1] : p->o.base;
 		int r = ckpt_open(&p->in.ck[m], path, &p->layers, &e);
 		if (r < 0) {
@@ -762,6 +804,10 @@ void plan_inputs_free(struct plan *p)
 	if (p->in.ck)
 		for (unsigned m = 0; m < p->in.ninputs; m++)
 			ckpt_close(p->in.ck[m]);
+	for (unsigned j = 0; j < p->in.nsrc; j++) /* after the inputs that borrow them */
+		ckpt_close(p->in.src[j]);
+	free(p->in.src);
+	free(p->in.src_names);
 	free(p->in.ck);
 	free(p->in.names);
 	free(p->in.files);

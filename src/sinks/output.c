@@ -389,9 +389,15 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 {
 	struct sink_dir_desc d = {0};
-	char *carry = p->o.no_copy ? NULL : carry_dir(p);
+	/* slices: the small files of the model the first slice's embeddings
+	 * come from (mergekit's choice), config.json with the new depth */
+	char *carry = p->o.no_copy         ? NULL
+	              : !p->o.nslices     ? carry_dir(p)
+	              : p->in.ck[0]->dir ? strdup(p->in.ck[0]->dir)
+	                                 : NULL;
 	int rc;
 	d.path = p->out.dir;
+	d.num_layers = p->o.nslices ? p->lay.L : 0;
 	d.lay = &p->lay;
 	d.shards = p->out.shards;
 	d.nshards = p->out.nshards;

@@ -70,6 +70,8 @@ struct sink_dir_desc {
 	const char *carry_from;
 	int dequantized; /* FP8 weights written dequantized: config.json loses its
 	                    quantization_config */
+	long num_layers; /* > 0: the blocks of a layer stack (slices): config.json's
+	                    counts of layers (num_hidden_layers, ...) set to it */
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
 	              struct lines_error *err);
 	int (*manifest)(const void *arg, const struct manifest_file *mf, struct sink *s,
