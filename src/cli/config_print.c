@@ -127,8 +127,61 @@ static void put_model(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "      gamma: %s\n", num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
 }
 
+/* One source of a slice: input K (0 the base when there is one). */
+static void put_source(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct lines_slice_src *ss, size_t k)
+{
+	fputs("      - model: ", f);
+	put_str(f, ss->model);
+	fprintf(f, "\n        layer_range: [%ld, %ld]\n", ss->first, ss->end);
+	if (o->base && k == 0) { /* the base: a source, no task vector */
+		if (o->method == LINES_M_LINEAR)
+			fputs("        parameters:\n          weight: 0\n", f);
+		return;
+	}
+	size_t i = o->base ? k - 1 : k;
+	if (!fm->weights && !fm->densities && !fm->tall && !fm->della && !fm->bc)
+		return;
+	fputs("        parameters:\n", f);
+	if (fm->weights)
+		fprintf(f, "          weight: %s\n", num(o->weights ? o->weights[i] : 1.0));
+	if (fm->densities)
+		fprintf(f, "          density: %s\n", num(o->densities ? o->densities[i] : o->density));
+	if (fm->tall)
+		fprintf(f, "          tall_lambda: %s\n",
+		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
+	if (fm->della)
+		fprintf(f, "          epsilon: %s\n",
+		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
+	if (fm->bc)
+		fprintf(f, "          gamma: %s\n", num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
+}
+
+/* slices: in the inputs' order, the base's source first; a slice whose
+ * base is another model than the first slice's says so */
+static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+{
+	size_t n = o->nmodels + (o->base ? 1 : 0);
+	fputs("slices:\n", f);
+	for (size_t s = 0; s < o->nslices; s++) {
+		const struct lines_slice_src *src = o->slices[s].src;
+		fputs("  - sources:\n", f);
+		for (size_t k = 0; k < n; k++)
+			put_source(f, o, fm, &src[k], k);
+		if (o->base && strcmp(src[0].model, o->slices[0].src[0].model)) {
+			fputs("    base_model: ", f);
+			put_str(f, src[0].model);
+			fputc('\n', f);
+		}
+	}
+}
+
 static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
 {
+	if (o->nslices) {
+		put_slices(f, o, fm);
+		return;
+	}
 	fputs("models:\n", f);
 	/* slerp: mergekit lists both ends; linear: a base that is only LiNeS's
 	 * reference is listed with weight 0 (averaged in by mergekit, else) */
@@ -232,7 +285,7 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extr
 	fputc('\n', f);
 	if (o->base) {
 		fputs("base_model: ", f);
-		put_str(f, o->base);
+		put_str(f, o->nslices ? o->slices[0].src[0].model : o->base);
 		fputc('\n', f);
 	}
 	put_models(f, o, &fm);
