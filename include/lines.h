@@ -223,6 +223,7 @@ enum { LINES_RESCALE_DENSITY, LINES_RESCALE_L1, LINES_RESCALE_NONE };
  * o->method, and dare_elect for those two). 0, or -1 when there is no
  * method of that name. */
 struct lines_merge_opts;
+struct lines_tensor_at;
 int lines_method_select(struct lines_merge_opts *o, const char *name);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
@@ -385,10 +386,30 @@ struct lines_merge_opts {
 	 * directory output's config.json gets the new number of blocks. */
 	const struct lines_slice *slices;
 	size_t nslices;
+	/* optional: per-tensor values of t (slerp), as mergekit's gradients
+	 * and filters give them: called once for every merged tensor while
+	 * the plan is made, with *t set to opts.t first; t_ctx is its first
+	 * argument. -n --json and the manifest give each tensor's t. */
+	void (*tensor_t)(void *t_ctx, const struct lines_tensor_at *at, double *t);
+	void *t_ctx;
 
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
+};
+
+/* Where an output tensor is, for per-tensor values (tensor_t). */
+struct lines_tensor_at {
+	const char *name;
+	long block;      /* -1 outside the blocks */
+	long num_layers; /* of its stack (the output's) */
+	/* with slices: the slice (0-based) its block is in, the block's
+	 * position in it and the slice's blocks; outside the blocks, slice
+	 * is 0 for an embedding and the last slice for the other tensors
+	 * (where they come from), and slice_block is -1. Without slices:
+	 * 0, block and num_layers. */
+	size_t slice;
+	long slice_block, slice_layers;
 };
 
 /* One source of a slice: blocks [first, end) of a model (a path or hub

@@ -199,6 +199,97 @@ EOF
 cmp -s "$tmp/t1.st" "$tmp/t2.st"
 ok $? "ties within slices with parameters per source: the whole-model ties's bytes"
 
+# slerp's t per tensor within slices (mergekit's gradient-slerp): the
+# filters' gradients at the block's position in its slice, the second
+# slice's own t; each tensor is what a slerp with that one t writes
+cat >"$tmp/gr.yml" <<EOF
+merge_method: slerp
+base_model: $base
+slices:
+  - sources:
+      - model: $base
+        layer_range: [0, 3]
+      - model: $A
+        layer_range: [0, 3]
+  - sources:
+      - model: $A
+        layer_range: [3, 4]
+      - model: $base
+        layer_range: [3, 4]
+    parameters:
+      t: 0.9
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5
+EOF
+status 0 "slerp with gradients within slices: -n --json" \
+	"$LINES" merge -n --json --config "$tmp/gr.yml" -o "$tmp/gr.st"
+jqok "... every tensor's t is its filter's gradient at its place in its slice" '
+	def grad(g; t): (t * ((g | length) - 1)) as $s | ($s | floor) as $i |
+		if $i >= (g | length) - 1 then g[-1] else (1 - ($s - $i)) * g[$i] + ($s - $i) * g[$i + 1] end;
+	def want: .name as $n | .block as $b |
+		if ($b == null and ($n | test("embed") | not)) or ($b != null and $b >= 3) then 0.9
+		else (if $b == null then 0 else $b / 2 end) as $t |
+			if ($n | test("self_attn")) then grad([0, 0.5, 0.3, 0.7, 1]; $t)
+			elif ($n | test("mlp")) then grad([1, 0.5, 0.7, 0.3, 0]; $t)
+			else 0.5 end
+		end;
+	[.tensors[] | select(.merged) | .t == want] | length > 30 and all'
+jq -r '.tensors[] | "\(.name) \(.t)"' "$tmp/out" >"$tmp/tt"
+status 0 "... the merge" "$LINES" merge -q --config "$tmp/gr.yml" -o "$tmp/gr.st"
+offsets "$tmp/gr.st" >"$tmp/og"
+bad=0
+for v in $(cut -d' ' -f2 "$tmp/tt" | sort -u); do
+	"$LINES" merge -q -b "$base" -m slerp --t "$v" -o "$tmp/u.st" "$A" 2>>"$tmp/err" || bad=$((bad + 1))
+	offsets "$tmp/u.st" >"$tmp/ou"
+	for name in $(awk -v v="$v" '$2 == v {print $1}' "$tmp/tt"); do
+		set -- $(grep "^$name " "$tmp/og")
+		o1=$2 len=$3
+		set -- $(grep "^$name " "$tmp/ou")
+		if ! cmp -s -i "$o1:$2" -n "$len" "$tmp/gr.st" "$tmp/u.st"; then
+			echo "# $name: not the bytes of a slerp with t = $v"
+			bad=$((bad + 1))
+		fi
+	done
+done
+ok $bad "... each tensor has the bytes of a slerp of the whole model with its t"
+cat >"$tmp/gr-whole.yml" <<EOF
+merge_method: slerp
+base_model: $base
+slices:
+  - sources:
+      - {model: $base, layer_range: [0, 4]}
+      - {model: $A, layer_range: [0, 4]}
+parameters:
+  t:
+    - filter: self_attn
+      value: [0, 0.5, 0.3, 0.7, 1]
+    - filter: mlp
+      value: [1, 0.5, 0.7, 0.3, 0]
+    - value: 0.5
+EOF
+status 0 "... one slice over [0, 4) with the same gradients" \
+	"$LINES" merge -q --config "$tmp/gr-whole.yml" -o "$tmp/gr-whole.st"
+! cmp -s "$tmp/gr.st" "$tmp/gr-whole.st"
+ok $? "... is another model (positions over 4 blocks, no t: 0.9)"
+status 0 "... whose t are the gradients over 4 blocks" \
+	"$LINES" merge -n --json --config "$tmp/gr-whole.yml" -o "$tmp/x.st"
+jqok "... block 1's self_attn at t = 1/3" \
+	'[.tensors[] | select(.name == "model.layers.1.self_attn.q_proj.weight") | .t] ==
+	 [(1 - (4/3 - 1)) * 0.5 + (4/3 - 1) * 0.3]'
+status 0 "... --print-config of the gradients" "$LINES" merge --config "$tmp/gr.yml" --print-config
+cp "$tmp/out" "$tmp/gr-printed.yml"
+"$LINES" merge -q --config "$tmp/gr-printed.yml" -o "$tmp/gr2.st" 2>"$tmp/err"
+cmp -s "$tmp/gr.st" "$tmp/gr2.st"
+ok $? "... run again, the same bytes"
+"$LINES" merge -q --config "$tmp/gr.yml" --t 0.3 -o "$tmp/gr3.st" 2>"$tmp/err"
+cmp -s "$tmp/gr3.st" "$tmp/sl.st"
+ok $? "... --t beside it gives every tensor that t (the slerp at 0.3 above)"
+
 # refusals: a usage error at FILE:LINE:COL, nothing written
 refused() {
 	desc=$1
@@ -266,15 +357,15 @@ modules:
 EOF
 refused "modules:" "$tmp/bad6.yml" 2:1
 cat >"$tmp/bad7.yml" <<EOF
-merge_method: slerp
+merge_method: ties
 base_model: $base
 slices:
   - sources: [{model: $base, layer_range: [0, 2]}, {model: $A, layer_range: [0, 2]}]
-    parameters: {t: 0.2}
+    parameters: {weight: 0.2}
   - sources: [{model: $base, layer_range: [2, 4]}, {model: $A, layer_range: [2, 4]}]
-    parameters: {t: 0.8}
+    parameters: {weight: 0.8}
 EOF
-refused "a parameter that differs between slices (not supported yet)" "$tmp/bad7.yml" 6:5
+refused "a weight that differs between slices (not supported yet)" "$tmp/bad7.yml" 6:5
 cat >"$tmp/bad8.yml" <<EOF
 merge_method: passthrough
 models: [{model: $A}]

@@ -313,6 +313,7 @@ struct merge_cli {
 	struct mcfg_extra extra; /* name, chat_template, dtype of the file */
 	char *extra_owned[3];    /* their copies */
 	struct mcfg_slices slices; /* the configuration's slices: */
+	struct mcfg *cfg;          /* kept when a value differs between tensors */
 	char *yaml;              /* the configuration as run (lines_config.yml) */
 	char **sweep_yaml;       /* per value of a sweep (nsweep) */
 };
@@ -1326,7 +1327,13 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	}
 	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
-	mcfg_free(cfg);
+	struct mcfg *keep = NULL;
+	/* mcfg_tensor_value() reads it during the plan, unless the command
+	 * line gives one t for all */
+	if (cfg->tensor_param && !mc->given[OPT_T])
+		keep = cfg;
+	else
+		mcfg_free(cfg);
 	if (cli_verbose) {
 		fprintf(stderr, "lines: the configuration means:");
 		for (size_t i = 0; i < nargs; i++)
@@ -1334,6 +1341,7 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		fputc('\n', stderr);
 	}
 	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
+		mcfg_free(keep);
 		mcfg_slices_free(&slices);
 		mcfg_args_free(args, nargs);
 		for (int i = 0; i < 3; i++)
@@ -1348,12 +1356,18 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	mc->o.command = "merge";
 	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
 	memcpy(mc->extra_owned, owned, sizeof(owned));
-	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
+	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2], NULL};
 	mc->slices = slices;
+	mc->cfg = keep;
 	if ((rc = parse(mc, argc_all, all)) != 0)
 		return rc;
 	mc->o.slices = mc->slices.s;
 	mc->o.nslices = mc->slices.n;
+	if (keep) { /* t per tensor */
+		mc->o.tensor_t = mcfg_tensor_value;
+		mc->o.t_ctx = keep;
+		mc->extra.cfg = keep;
+	}
 	return 0;
 }
 
@@ -1473,6 +1487,7 @@ out:
 	for (int i = 0; i < 3; i++)
 		free(mc->extra_owned[i]);
 	mcfg_slices_free(&mc->slices);
+	mcfg_free(mc->cfg);
 	free(mc->argv_all);
 	free(mc->weights);
 	free(mc->tall);

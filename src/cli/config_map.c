@@ -30,6 +30,7 @@ enum pmap {
 	PM_NORM_MEAN, /* task_arithmetic's normalize: true is lines' -m mean   */
 	PM_NOEFFECT,  /* accepted and checked; no effect on exact arithmetic   */
 	PM_FIXED,     /* only the default is supported yet                     */
+	PM_TENSOR,    /* one value, or one per tensor (opts.tensor_t): OPT v     */
 };
 
 struct pdef {
@@ -96,7 +97,7 @@ static const struct mdef mdefs[] = {
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"linear", "linear", {0}, BASE_AVERAGED, 0,
 	 {WEIGHT, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1}}},
-	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_NUM, "--t", NULL, 0, 1, 0}}},
+	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_TENSOR, "--t", NULL, 0, 1, 0}}},
 	{"nuslerp", "nuslerp", {0}, BASE_OPTIONAL, 0,
 	 {WEIGHT, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
 	  {"nuslerp_row_wise", PM_FIXED, NULL, NULL, 0, 0, 0}}},
@@ -227,7 +228,8 @@ static const struct mcfg_param *pget(const struct mcfg_params *ps, const char *n
  * (required and missing: a problem), -1 when it could differ between
  * tensors (a problem). */
 static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p,
-                          const struct mcfg_params *const *lvs, size_t nlv, double *out)
+                          const struct mcfg_params *const *lvs, size_t nlv, int vary_ok,
+                          double *out)
 {
 	struct vals s = {0};
 	const struct mcfg_param *lv[3] = {NULL, NULL, NULL};
@@ -240,6 +242,10 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 	if (!whole && !p->required)
 		add_num(&s, p->def, NULL);
 	const struct mcfg_param *first = lv[0] ? lv[0] : lv[1] ? lv[1] : lv[2];
+	if (s.differ && vary_ok && (whole || !p->required)) {
+		*out = s.first;
+		return 2;
+	}
 	if (s.differ) {
 		/* a level's value against the default or a level below */
 		const struct mcfg_value *v = s.varies ? s.varies : &first->v;
@@ -291,19 +297,27 @@ static size_t input_of(const struct mcfg *c, const struct mcfg_model *m)
  * when it could differ between tensors (a problem). With slices, M's
  * source in each slice, then the slice's parameters, then the global
  * ones, as mergekit reads them; every slice must give the same number. */
-static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, double *out)
+static int resolve_ex(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p,
+                      int vary_ok, double *out)
 {
 	if (!c->nslices || !c->slices[0].order) {
 		const struct mcfg_params *lv[2] = {m ? &m->params : NULL, &c->params};
-		return resolve_levels(c, m, p, lv, 2, out);
+		return resolve_levels(c, m, p, lv, 2, vary_ok, out);
 	}
 	size_t k = m ? input_of(c, m) : 0;
+	int varies = 0;
 	for (size_t s = 0; s < c->nslices; s++) {
 		const struct mcfg_slice *sl = &c->slices[s];
 		const struct mcfg_model *ms = m ? &sl->src[sl->order[k]] : NULL;
 		const struct mcfg_params *lv[3] = {ms ? &ms->params : NULL, &sl->params, &c->params};
 		double v;
-		int r = resolve_levels(c, ms, p, lv, 3, &v);
+		int r = resolve_levels(c, ms, p, lv, 3, vary_ok, &v);
+		if (r == 2 || (vary_ok && r == 1 && s && v != *out)) {
+			varies = 1;
+			if (!s)
+				*out = v;
+			continue;
+		}
 		if (r != 1)
 			return r;
 		if (s && v != *out) {
@@ -313,9 +327,15 @@ static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef
 			             p->name, "another value", "one value");
 			return -1;
 		}
-		*out = v;
+		if (!s)
+			*out = v;
 	}
-	return 1;
+	return varies ? 2 : 1;
+}
+
+static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, double *out)
+{
+	return resolve_ex(c, m, p, 0, out);
 }
 
 /* ---- checking the parameters against the method --------------------------------------- */
@@ -774,6 +794,14 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	}
 	if (p->map == PM_NOEFFECT) /* its type was checked when read */
 		return;
+	if (p->map == PM_TENSOR) { /* a global parameter that may vary by tensor */
+		int r = resolve_ex(c, NULL, p, 1, &v);
+		if (r == 2)
+			c->tensor_param = p->name;
+		if (r >= 1)
+			push_opt(mp->a, p->opt, v);
+		return;
+	}
 	if (resolve_one(mp, p, &v) != 1)
 		return;
 	switch (p->map) {
@@ -786,6 +814,7 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 			             "%s: only %g is supported yet", p->name, p->def);
 		break;
 	case PM_LIST:
+	case PM_TENSOR:
 	case PM_NOEFFECT: break;
 	}
 }

@@ -74,6 +74,49 @@ static void put_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* "KEY: VALUE\n" at INDENT spaces: a number, a gradient, or filters. */
+static void put_value(FILE *f, int indent, const char *key, const struct mcfg_value *v)
+{
+	fprintf(f, "%*s%s:", indent, "", key);
+	switch (v->kind) {
+	case MCFG_NUMBER:
+		fprintf(f, " %s\n", v->is_bool ? (v->num != 0 ? "true" : "false") : num(v->num));
+		return;
+	case MCFG_GRADIENT:
+		fputs(" [", f);
+		for (size_t i = 0; i < v->ngrad; i++)
+			fprintf(f, "%s%s", i ? ", " : "", num(v->grad[i]));
+		fputs("]\n", f);
+		return;
+	case MCFG_FILTERS:
+		fputc('\n', f);
+		for (size_t i = 0; i < v->nfilters; i++) {
+			fprintf(f, "%*s- ", indent + 2, "");
+			if (v->filters[i].filter) {
+				fputs("filter: ", f);
+				put_str(f, v->filters[i].filter);
+				fputc('\n', f);
+				put_value(f, indent + 4, "value", &v->filters[i].value);
+			} else {
+				put_value(f, 0, "value", &v->filters[i].value);
+			}
+		}
+		return;
+	}
+}
+
+/* The per-tensor value of parameter NAME at level PS, if it has one. */
+static const struct mcfg_value *tensor_value(const struct mcfg_extra *x,
+                                             const struct mcfg_params *ps, const char *name)
+{
+	if (!x || !x->cfg || !x->cfg->tensor_param || strcmp(x->cfg->tensor_param, name))
+		return NULL;
+	for (size_t i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i].name, name))
+			return &ps->p[i].v;
+	return NULL;
+}
+
 /* What the method's name and options are in mergekit's words. */
 struct form {
 	const char *method;
@@ -159,7 +202,8 @@ static void put_source(FILE *f, const struct lines_merge_opts *o, const struct f
 
 /* slices: in the inputs' order, the base's source first; a slice whose
  * base is another model than the first slice's says so */
-static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct mcfg_extra *x)
 {
 	size_t n = o->nmodels + (o->base ? 1 : 0);
 	fputs("slices:\n", f);
@@ -173,13 +217,22 @@ static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct f
 			put_str(f, src[0].model);
 			fputc('\n', f);
 		}
+		const struct mcfg_value *tv =
+		    x && x->cfg && s < x->cfg->nslices
+		        ? tensor_value(x, &x->cfg->slices[s].params, "t")
+		        : NULL;
+		if (tv) {
+			fputs("    parameters:\n", f);
+			put_value(f, 6, "t", tv);
+		}
 	}
 }
 
-static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct mcfg_extra *x)
 {
 	if (o->nslices) {
-		put_slices(f, o, fm);
+		put_slices(f, o, fm, x);
 		return;
 	}
 	fputs("models:\n", f);
@@ -199,8 +252,10 @@ static void put_models(FILE *f, const struct lines_merge_opts *o, const struct f
 	}
 }
 
-static void put_params(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+static void put_params(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct mcfg_extra *x)
 {
+	const struct mcfg_value *tv = x && x->cfg ? tensor_value(x, &x->cfg->params, "t") : NULL;
 	unsigned mo = lines_method_options(o->method);
 	fputs("parameters:\n", f);
 	if (o->method == LINES_M_SUM || o->method == LINES_M_MEAN)
@@ -212,7 +267,9 @@ static void put_params(FILE *f, const struct lines_merge_opts *o, const struct f
 		fprintf(f, "  normalize: %s\n", o->no_normalize ? "false" : "true");
 	if ((o->method == LINES_M_DARE || fm->della) && o->rescale != LINES_RESCALE_DENSITY)
 		fprintf(f, "  rescale: %s\n", o->rescale == LINES_RESCALE_L1 ? "true" : "false");
-	if (mo & LINES_MOPT_T)
+	if ((mo & LINES_MOPT_T) && tv)
+		put_value(f, 2, "t", tv);
+	else if ((mo & LINES_MOPT_T) && !(x && x->cfg && x->cfg->tensor_param))
 		fprintf(f, "  t: %s\n", num(o->t));
 	if ((mo & LINES_MOPT_EPSILON) && !fm->della)
 		fprintf(f, "  epsilon: %s\n", num(o->ram_epsilon));
@@ -288,8 +345,8 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extr
 		put_str(f, o->nslices ? o->slices[0].src[0].model : o->base);
 		fputc('\n', f);
 	}
-	put_models(f, o, &fm);
-	put_params(f, o, &fm);
+	put_models(f, o, &fm, x);
+	put_params(f, o, &fm, x);
 	if (o->dtype && strcasecmp(o->dtype, "fp8") && strcasecmp(o->dtype, "f64"))
 		fprintf(f, "out_dtype: %s\n",
 		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"

@@ -164,6 +164,26 @@ int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const
 	return 0;
 }
 
+void mcfg_tensor_value(void *arg, const struct lines_tensor_at *at, double *out)
+{
+	const struct mcfg *c = arg;
+	const struct mcfg_value *v;
+	const char *name = c->tensor_param;
+	double t;
+	if (!name)
+		return;
+	if (c->nslices) {
+		const struct mcfg_slice *sl = &c->slices[at->slice < c->nslices ? at->slice : 0];
+		t = at->slice_block < 0 ? 0.0 : mcfg_layer_t(at->slice_block, at->slice_layers);
+		if ((v = param_get(&sl->params, name)) && mcfg_value_at(v, at->name, t, out))
+			return;
+	} else {
+		t = mcfg_layer_t(at->block, at->num_layers);
+	}
+	if ((v = param_get(&c->params, name)))
+		mcfg_value_at(v, at->name, t, out);
+}
+
 /* ---- reading the YAML -------------------------------------------------------------- */
 struct rd {
 	struct mcfg *c;

@@ -89,6 +89,9 @@ struct mcfg {
 	size_t nslices;
 	int slices_line, slices_col;
 	size_t slice_inputs; /* set by mcfg_args: the inputs each slice composes */
+	/* set by mcfg_args: the parameter whose value differs between tensors
+	 * (slerp's t), for mcfg_tensor_value(); NULL when none does */
+	const char *tensor_param;
 	/* the lines: section, each value as written (numbers as text) */
 	struct mcfg_params lines_num; /* alpha (number), beta, lambda, seed, num_layers */
 	struct mcfg_str alpha_word, norm, stacks, stack_order, trim, rescale, layer_regex, ldtype,
@@ -145,6 +148,16 @@ void mcfg_slices_free(struct mcfg_slices *s);
  */
 int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const char *tensor,
                    double t, double *out);
+/*
+ * The value of the global parameter cfg->tensor_param for the output
+ * tensor AT, as mergekit gives it: the slice's parameters, then the global
+ * ones, at the block's position in its slice (t = i / (n - 1) for block i
+ * of a slice of n, 1 when n = 1; 0 outside the blocks); without slices
+ * at the block's position in its stack. *out is left alone when no value
+ * applies. Usable as lines_merge_opts.tensor_t with the configuration as
+ * t_ctx.
+ */
+void mcfg_tensor_value(void *cfg, const struct lines_tensor_at *at, double *out);
 /* One value at T for TENSOR: 1 with *out, or 0 when no filter matches. */
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out);
 /* Add "FILE:LINE:COL: problem" to cfg->problems (line 0: "FILE: problem"). */
@@ -174,6 +187,9 @@ struct mcfg_extra {
 	/* keys of a configuration that change no number, printed back as
 	 * given (NULL: absent): name, chat_template, the working dtype */
 	const char *name, *chat_template, *dtype;
+	/* a configuration whose per-tensor values (tensor_param) the options
+	 * hold only as opts.tensor_t: printed from it */
+	const struct mcfg *cfg;
 };
 /* 0, -1 when f fails, or MCFG_NO_FORM for options that no key of the
  * format says yet (-m consensus --consensus-over ties) */

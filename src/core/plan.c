@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -667,6 +668,30 @@ static int layout_requant(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* Where tensor T is, for opts.tensor_t: its slice and its place in it. */
+static void tensor_at(const struct plan *p, const struct tensor *t, struct lines_tensor_at *at)
+{
+	long L = t->stack >= 0 ? p->lay.stacks[t->stack].L : p->lay.L;
+	*at = (struct lines_tensor_at){t->name, t->block, L, 0, t->block, L};
+	if (!p->o.nslices)
+		return;
+	if (t->block < 0) {
+		at->slice = ckpt_is_embedding(t->name) ? 0 : p->o.nslices - 1;
+		at->slice_block = -1;
+		at->slice_layers = 0;
+		return;
+	}
+	long off = 0;
+	for (size_t s = 0; s < p->o.nslices; s++) {
+		long n = p->o.slices[s].src[0].end - p->o.slices[s].src[0].first;
+		if (t->block < off + n || s + 1 == p->o.nslices) {
+			at->slice = s, at->slice_block = t->block - off, at->slice_layers = n;
+			return;
+		}
+		off += n;
+	}
+}
+
 int plan_layout(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->in.ck[0];
@@ -696,6 +721,14 @@ int plan_layout(struct plan *p, struct lines_error *err)
 		t->nelem = bt->nelem;
 		t->block = bt->block;
 		t->stack = bt->stack;
+		t->t = p->o.t;
+		if (t->merge && p->o.tensor_t && (p->method->flags & METHOD_TENSOR_T)) {
+			struct lines_tensor_at at;
+			tensor_at(p, t, &at);
+			p->o.tensor_t(p->o.t_ctx, &at, &t->t);
+			RETURN_ERROR_IF(!isfinite(t->t), err, LINES_EUSAGE, NULL, t->name,
+			                "t is not a finite number");
+		}
 		if (t->merge) {
 			layout_dtypes(t, forced);
 		} else {
