@@ -520,6 +520,8 @@ static int same_bytes(int fa, int fb, uint64_t off, uint64_t n, unsigned char *x
  * or copies with the same header and the same first 64 KiB of data. */
 static int same_input(const struct ckpt *a, const struct ckpt *b)
 {
+	if (a->borrowed || b->borrowed) /* slices: other ranges of the same files */
+		return 0;
 	int same_files = a->nfiles == b->nfiles;
 	for (size_t f = 0; same_files && f < a->nfiles; f++)
 		same_files = a->files[f].dev == b->files[f].dev && a->files[f].ino == b->files[f].ino;
@@ -574,6 +576,10 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 		if (p->in.ck[m]->note[0])
 			lines_logf(&p->o, LINES_LOG_NOTE, p->in.ck[m]->path, NULL, "%s",
 			           p->in.ck[m]->note);
+	for (unsigned j = 0; j < p->in.nsrc; j++) /* the models of slices */
+		if (p->in.src[j]->note[0])
+			lines_logf(&p->o, LINES_LOG_NOTE, p->in.src[j]->path, NULL, "%s",
+			           p->in.src[j]->note);
 	FORWARD_IF_ERROR(check_quantized(p, err));
 	check_twice(p);
 	p->lay.L = L;
