@@ -297,8 +297,8 @@ static size_t input_of(const struct mcfg *c, const struct mcfg_model *m)
  * when it could differ between tensors (a problem). With slices, M's
  * source in each slice, then the slice's parameters, then the global
  * ones, as mergekit reads them; every slice must give the same number. */
-static int resolve_ex(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p,
-                      int vary_ok, double *out)
+static int resolve_ex(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, int vary_ok,
+                      double *out)
 {
 	if (!c->nslices || !c->slices[0].order) {
 		const struct mcfg_params *lv[2] = {m ? &m->params : NULL, &c->params};
@@ -309,7 +309,8 @@ static int resolve_ex(struct mcfg *c, const struct mcfg_model *m, const struct p
 	for (size_t s = 0; s < c->nslices; s++) {
 		const struct mcfg_slice *sl = &c->slices[s];
 		const struct mcfg_model *ms = m ? &sl->src[sl->order[k]] : NULL;
-		const struct mcfg_params *lv[3] = {ms ? &ms->params : NULL, &sl->params, &c->params};
+		const struct mcfg_params *lv[3] = {ms ? &ms->params : NULL, &sl->params,
+		                                   &c->params};
 		double v;
 		int r = resolve_levels(c, ms, p, lv, 3, vary_ok, &v);
 		if (r == 2 || (vary_ok && r == 1 && s && v != *out)) {
@@ -321,10 +322,12 @@ static int resolve_ex(struct mcfg *c, const struct mcfg_model *m, const struct p
 		if (r != 1)
 			return r;
 		if (s && v != *out) {
-			mcfg_problem(c, sl->line, sl->col,
-			             "%s: %s in this slice, %s in the first: values that differ between "
-			             "slices are not supported yet (the methods take one number per model)",
-			             p->name, "another value", "one value");
+			char a[40], b[40];
+			mcfg_problem(
+			    c, sl->line, sl->col,
+			    "%s: %s in this slice, %s in the first: values that differ between "
+			    "slices are not supported yet (the methods take one number per model)",
+			    p->name, num_text(a, sizeof(a), v), num_text(b, sizeof(b), *out));
 			return -1;
 		}
 		if (!s)
@@ -536,15 +539,17 @@ static void check_ranges(struct mcfg *c)
 			const struct mcfg_model *m = &c->slices[s].src[j];
 			struct lines_model *lm;
 			struct lines_error e;
-			if (!m->ref || m->end <= m->first || lines_model_open(m->ref, &lo, &lm, &e) < 0)
+			if (!m->ref || m->end <= m->first ||
+			    lines_model_open(m->ref, &lo, &lm, &e) < 0)
 				continue;
 			long L = lines_model_num_layers(lm);
 			lines_model_close(lm);
 			if (m->end > L)
-				mcfg_problem(c, m->range_line, m->range_col,
-				             "layer_range: [%ld, %ld] is beyond the %ld blocks of '%s' "
-				             "(blocks 0 to %ld)",
-				             m->first, m->end, L, m->ref, L - 1);
+				mcfg_problem(
+				    c, m->range_line, m->range_col,
+				    "layer_range: [%ld, %ld] is beyond the %ld blocks of '%s' "
+				    "(blocks 0 to %ld)",
+				    m->first, m->end, L, m->ref, L - 1);
 		}
 }
 
@@ -583,7 +588,8 @@ static void pick_slices(struct mcfg *c, const struct mdef *md, int with_base, st
 		for (size_t j = 1; j < sl->nsrc; j++)
 			if (sl->src[j].end - sl->src[j].first != sl->src[0].end - sl->src[0].first)
 				mcfg_problem(c, sl->src[j].range_line, sl->src[j].range_col,
-				             "layer_range: %ld blocks, and the slice's first source has %ld: "
+				             "layer_range: %ld blocks, and the slice's first "
+				             "source has %ld: "
 				             "the sources of a slice have as many blocks",
 				             sl->src[j].end - sl->src[j].first,
 				             sl->src[0].end - sl->src[0].first);
@@ -613,10 +619,11 @@ static void pick_slices(struct mcfg *c, const struct mdef *md, int with_base, st
 		if (s == 0)
 			want = n;
 		else if (n != want)
-			mcfg_problem(c, sl->line, sl->col,
-			             "this slice merges %zu model%s and the first %zu: the slices of a "
-			             "merge have the same number of sources (mergekit's rule)",
-			             n - !!with_base, n - !!with_base == 1 ? "" : "s", want - !!with_base);
+			mcfg_problem(
+			    c, sl->line, sl->col,
+			    "this slice merges %zu model%s and the first %zu: the slices of a "
+			    "merge have the same number of sources (mergekit's rule)",
+			    n - !!with_base, n - !!with_base == 1 ? "" : "s", want - !!with_base);
 	}
 	for (size_t s = 0; s < c->nslices; s++)
 		if (!c->slices[s].order)
@@ -991,10 +998,9 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 	}
 	mp.method = mp.md->lines;
 	/* linear averages the base in; -b only when LiNeS or lambda scale toward it */
-	int with_base = mp.md->base == BASE_NEEDED ||
-	                (mp.md->base == BASE_OPTIONAL && c->base.s) ||
-	                (mp.md->base == BASE_AVERAGED && c->base.s &&
-	                 (mp.lines_on || lines_num(c, "lambda")));
+	int with_base =
+	    mp.md->base == BASE_NEEDED || (mp.md->base == BASE_OPTIONAL && c->base.s) ||
+	    (mp.md->base == BASE_AVERAGED && c->base.s && (mp.lines_on || lines_num(c, "lambda")));
 	if (c->nslices) {
 		for (size_t s = 0; s < c->nslices && !with_base; s++)
 			with_base = mp.md->base == BASE_OPTIONAL && c->slices[s].base.s;

@@ -189,7 +189,8 @@ static void put_source(FILE *f, const struct lines_merge_opts *o, const struct f
 	if (fm->weights)
 		fprintf(f, "          weight: %s\n", num(o->weights ? o->weights[i] : 1.0));
 	if (fm->densities)
-		fprintf(f, "          density: %s\n", num(o->densities ? o->densities[i] : o->density));
+		fprintf(f, "          density: %s\n",
+		        num(o->densities ? o->densities[i] : o->density));
 	if (fm->tall)
 		fprintf(f, "          tall_lambda: %s\n",
 		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
@@ -197,7 +198,8 @@ static void put_source(FILE *f, const struct lines_merge_opts *o, const struct f
 		fprintf(f, "          epsilon: %s\n",
 		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
 	if (fm->bc)
-		fprintf(f, "          gamma: %s\n", num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
+		fprintf(f, "          gamma: %s\n",
+		        num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
 }
 
 /* slices: in the inputs' order, the base's source first; a slice whose
@@ -217,10 +219,9 @@ static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct f
 			put_str(f, src[0].model);
 			fputc('\n', f);
 		}
-		const struct mcfg_value *tv =
-		    x && x->cfg && s < x->cfg->nslices
-		        ? tensor_value(x, &x->cfg->slices[s].params, "t")
-		        : NULL;
+		const struct mcfg_value *tv = x && x->cfg && s < x->cfg->nslices
+		                                  ? tensor_value(x, &x->cfg->slices[s].params, "t")
+		                                  : NULL;
 		if (tv) {
 			fputs("    parameters:\n", f);
 			put_value(f, 6, "t", tv);

@@ -488,11 +488,11 @@ static void read_range(struct rd *r, yaml_node_t *v, struct mcfg_model *m)
 	size_t n = 0;
 	int ok = v->type == YAML_SEQUENCE_NODE &&
 	         v->data.sequence.items.top - v->data.sequence.items.start == 2;
-	for (yaml_node_item_t *i = v->data.sequence.items.start; ok && i < v->data.sequence.items.top;
-	     i++) {
+	for (yaml_node_item_t *i = v->data.sequence.items.start;
+	     ok && i < v->data.sequence.items.top; i++) {
 		yaml_node_t *e = node(r, *i);
-		ok = e->type == YAML_SCALAR_NODE && number_of(e, &x[n]) == 0 && x[n] == floor(x[n]) &&
-		     fabs(x[n]) < 1e9;
+		ok = e->type == YAML_SCALAR_NODE && number_of(e, &x[n]) == 0 &&
+		     x[n] == floor(x[n]) && fabs(x[n]) < 1e9;
 		n++;
 	}
 	if (!ok) {
@@ -503,8 +503,8 @@ static void read_range(struct rd *r, yaml_node_t *v, struct mcfg_model *m)
 	m->first = (long)x[0], m->end = (long)x[1];
 	if (m->first < 0 || m->end <= m->first)
 		mcfg_problem(r->c, LINE(v), COL(v),
-		             "layer_range: [%ld, %ld] is empty or negative (0 <= first < end)", m->first,
-		             m->end);
+		             "layer_range: [%ld, %ld] is empty or negative (0 <= first < end)",
+		             m->first, m->end);
 }
 
 static void read_source(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
@@ -514,8 +514,9 @@ static void read_source(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
 	m->line = LINE(n), m->col = COL(n);
 	m->first = m->end = -1;
 	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(r->c, LINE(n), COL(n),
-		             "sources: each entry is a mapping: - model: NAME, layer_range: [A, B]");
+		mcfg_problem(
+		    r->c, LINE(n), COL(n),
+		    "sources: each entry is a mapping: - model: NAME, layer_range: [A, B]");
 		return;
 	}
 	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
@@ -549,7 +550,8 @@ static void read_slice(struct rd *r, yaml_node_t *n, struct mcfg_slice *sl)
 	static const char *const keys[] = {"sources", "parameters", "base_model"};
 	sl->line = LINE(n), sl->col = COL(n);
 	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(r->c, LINE(n), COL(n), "slices: each entry is a mapping: - sources: ...");
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "slices: each entry is a mapping: - sources: ...");
 		return;
 	}
 	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
@@ -560,12 +562,14 @@ static void read_slice(struct rd *r, yaml_node_t *n, struct mcfg_slice *sl)
 		if (!strcmp(text(k), "sources")) {
 			if (v->type != YAML_SEQUENCE_NODE ||
 			    v->data.sequence.items.top == v->data.sequence.items.start) {
-				mcfg_problem(r->c, LINE(v), COL(v),
-				             "sources: expected a list of - model: NAME, layer_range: "
-				             "[A, B]");
+				mcfg_problem(
+				    r->c, LINE(v), COL(v),
+				    "sources: expected a list of - model: NAME, layer_range: "
+				    "[A, B]");
 				continue;
 			}
-			size_t cap = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+			size_t cap =
+			    (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
 			sl->src = xcalloc(cap, sizeof(*sl->src));
 			for (yaml_node_item_t *i = v->data.sequence.items.start;
 			     i < v->data.sequence.items.top; i++)
@@ -590,13 +594,15 @@ static void read_slices(struct rd *r, yaml_node_t *n)
 {
 	struct mcfg *c = r->c;
 	c->slices_line = LINE(n), c->slices_col = COL(n);
-	if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.top == n->data.sequence.items.start) {
+	if (n->type != YAML_SEQUENCE_NODE ||
+	    n->data.sequence.items.top == n->data.sequence.items.start) {
 		mcfg_problem(c, LINE(n), COL(n), "slices: expected a list of - sources: ...");
 		return;
 	}
 	size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
 	c->slices = xcalloc(cap, sizeof(*c->slices));
-	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top; i++)
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++)
 		read_slice(r, node(r, *i), &c->slices[c->nslices++]);
 }
 
@@ -760,9 +766,10 @@ static void read_root(struct rd *r, yaml_node_t *root)
 		for (size_t i = 0; i < c->nproblems; i++)
 			has_modules |= strstr(c->problems[i], "modules: not supported") != NULL;
 		if (!has_modules)
-			mcfg_problem(c, 1, 1,
-			             "no models: (a list of - model: NAME) and no slices: (a list of - "
-			             "sources: ...)");
+			mcfg_problem(
+			    c, 1, 1,
+			    "no models: (a list of - model: NAME) and no slices: (a list of - "
+			    "sources: ...)");
 	}
 }
 

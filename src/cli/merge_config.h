@@ -77,7 +77,6 @@ struct mcfg_slice {
 	size_t *order; /* set by mcfg_args: input k is src[order[k]] */
 };
 
-
 struct mcfg {
 	char *file; /* as named on the command line ("-": standard input) */
 	struct mcfg_str method, base, dtype, out_dtype, tokenizer_source, chat_template, name;

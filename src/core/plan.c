@@ -103,8 +103,8 @@ static int open_slices(struct plan *p, struct lines_error *err)
 			parts[s] = (struct ckpt_part){p->in.src[j], ss->first, ss->end};
 		}
 		if (rc == 0)
-			rc = ckpt_compose(&p->in.ck[m], m ? p->o.models[m - 1] : p->o.base, parts, ns,
-			                  &p->layers, err);
+			rc = ckpt_compose(&p->in.ck[m], m ? p->o.models[m - 1] : p->o.base, parts,
+			                  ns, &p->layers, err);
 	}
 	free(parts);
 	return rc;

@@ -617,10 +617,11 @@ static int compose_check(const struct ckpt_part *pt, size_t i, struct lines_erro
 {
 	const struct ckpt *s = pt->src;
 	for (size_t f = 0; f < s->nfiles; f++)
-		RETURN_ERROR_IF(s->files[f].zs, err, LINES_EUNSUPPORTED, s->path, NULL,
-		                "slice %zu: a compressed or standard-input model cannot be a slice's "
-		                "source (its tensors are read out of order): decompress it first",
-		                i + 1);
+		RETURN_ERROR_IF(
+		    s->files[f].zs, err, LINES_EUNSUPPORTED, s->path, NULL,
+		    "slice %zu: a compressed or standard-input model cannot be a slice's "
+		    "source (its tensors are read out of order): decompress it first",
+		    i + 1);
 	RETURN_ERROR_IF(s->files[0].fmt != &ckpt_fmt_safetensors, err, LINES_EUNSUPPORTED, s->path,
 	                NULL, "slice %zu: slices of GGUF models are not supported", i + 1);
 	RETURN_ERROR_IF(s->nstacks != 1, err, LINES_EUNSUPPORTED, s->path, NULL,
@@ -665,8 +666,8 @@ static char *renamed(const struct layers *ly, const char *name, long block)
 	return s;
 }
 
-int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *parts,
-                 size_t nparts, const struct layers *ly, struct lines_error *err)
+int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *parts, size_t nparts,
+                 const struct layers *ly, struct lines_error *err)
 {
 	struct ckpt *c = calloc(1, sizeof(*c));
 	size_t *file0 = calloc(nparts ? nparts : 1, sizeof(*file0)), n = 0, cap = 0;
@@ -721,7 +722,8 @@ int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *pa
 			const struct ckpt_tensor *st = &s->t[ord[k].ix];
 			char *nm = renamed(ly, st->name, at + st->block - parts[p].first);
 			if (!nm) {
-				rc = lines_errf(err, LINES_ENOMEM, s->path, st->name, "out of memory");
+				rc = lines_errf(err, LINES_ENOMEM, s->path, st->name,
+				                "out of memory");
 				goto fail;
 			}
 			compose_add(c, st, file0[p], nm);

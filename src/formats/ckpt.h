@@ -148,8 +148,8 @@ struct ckpt_part {
 	const struct ckpt *src;
 	long first, end;
 };
-int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *parts,
-                 size_t nparts, const struct layers *ly, struct lines_error *err);
+int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *parts, size_t nparts,
+                 const struct layers *ly, struct lines_error *err);
 /* 1 when TENSOR (outside the blocks) comes from the first slice: an embedding. */
 int ckpt_is_embedding(const char *name);
 

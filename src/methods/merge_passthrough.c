@@ -18,7 +18,8 @@ struct pt_scratch {
 	float f[KERN_TILE];
 };
 
-static int pt_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+static int pt_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+                   struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
@@ -59,9 +60,9 @@ static int pt_setup(struct merge_ctx *p, struct lines_error *err)
 }
 
 const struct method method_passthrough = {
-	.name = "passthrough",
-	.summary = "the one model's tensors, copied (layer stacking with slices)",
-	.flags = METHOD_NO_BASE | METHOD_ONE_MODEL,
-	.check = pt_check,
-	.setup = pt_setup,
+    .name = "passthrough",
+    .summary = "the one model's tensors, copied (layer stacking with slices)",
+    .flags = METHOD_NO_BASE | METHOD_ONE_MODEL,
+    .check = pt_check,
+    .setup = pt_setup,
 };

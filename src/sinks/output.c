@@ -391,8 +391,8 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	struct sink_dir_desc d = {0};
 	/* slices: the small files of the model the first slice's embeddings
 	 * come from (mergekit's choice), config.json with the new depth */
-	char *carry = p->o.no_copy         ? NULL
-	              : !p->o.nslices     ? carry_dir(p)
+	char *carry = p->o.no_copy       ? NULL
+	              : !p->o.nslices    ? carry_dir(p)
 	              : p->in.ck[0]->dir ? strdup(p->in.ck[0]->dir)
 	                                 : NULL;
 	int rc;

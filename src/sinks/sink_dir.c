@@ -289,8 +289,7 @@ static int copy_file(struct sink_dir *d, const char *src, const char *name, stru
 
 /* The keys of a layer count in config.json, as transformers' architectures
  * name it (the top level, and a multimodal model's text_config). */
-static const char *const layer_keys[] = {"num_hidden_layers", "n_layer", "num_layers",
-                                         "n_layers"};
+static const char *const layer_keys[] = {"num_hidden_layers", "n_layer", "num_layers", "n_layers"};
 
 static void set_layers(json_t *obj, long n)
 {
@@ -308,10 +307,10 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	json_t *root = json_load_file(src, JSON_PRESERVE_ORDER, &je);
 	char *text;
 	int rc;
-	RETURN_ERROR_IF(!root, err, LINES_EFORMAT, src, NULL,
-	                "line %d: not valid JSON (%s); it cannot be copied with %s", je.line,
-	                je.text,
-	                d->desc.dequantized ? "out its quantization_config" : "its new layer count");
+	RETURN_ERROR_IF(
+	    !root, err, LINES_EFORMAT, src, NULL,
+	    "line %d: not valid JSON (%s); it cannot be copied with %s", je.line, je.text,
+	    d->desc.dequantized ? "out its quantization_config" : "its new layer count");
 	if (d->desc.dequantized)
 		json_object_del(root, "quantization_config");
 	if (d->desc.num_layers > 0) {
