@@ -290,6 +290,26 @@ ok $? "... run again, the same bytes"
 cmp -s "$tmp/gr3.st" "$tmp/sl.st"
 ok $? "... --t beside it gives every tensor that t (the slerp at 0.3 above)"
 
+# -m passthrough with another dtype: each element rounded once (BF16 to
+# F32 is exact: the data of linear's mean of the one model, an
+# independent path), and back to BF16 the model's own bytes, NaN included
+data() { tail -c +$(($("$LINES" inspect --json "$1" | jq .header_bytes) + 1)) "$1"; }
+for dt in bf16 f16; do
+	family "$tmp/d$dt" --arch llama --dtype $dt --layers 2 --size 256K --models 1 --seed 9 --specials
+	src=$tmp/d$dt/ft1.safetensors
+	"$LINES" merge -q -m passthrough --dtype f32 -o "$tmp/p32.st" "$src" 2>"$tmp/err"
+	"$LINES" merge -q -m linear --dtype f32 -o "$tmp/l32.st" "$src" 2>>"$tmp/err"
+	data "$tmp/p32.st" >"$tmp/p32.bin"
+	data "$tmp/l32.st" >"$tmp/l32.bin"
+	cmp -s "$tmp/p32.bin" "$tmp/l32.bin"
+	ok $? "-m passthrough --dtype f32 of $dt: the data of -m linear --dtype f32 of the one model"
+	"$LINES" merge -q -m passthrough --dtype $dt -o "$tmp/back.st" "$tmp/p32.st" 2>>"$tmp/err"
+	data "$tmp/back.st" >"$tmp/back.bin"
+	data "$src" >"$tmp/src.bin"
+	cmp -s "$tmp/back.bin" "$tmp/src.bin"
+	ok $? "... and back to $dt, the model's own data (NaN, infinities, -0 and subnormals)"
+done
+
 # refusals: a usage error at FILE:LINE:COL, nothing written
 refused() {
 	desc=$1
