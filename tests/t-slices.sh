@@ -114,13 +114,15 @@ jqok "... method passthrough, one input made of the two ranges, 6 layers" \
 mkdir -p "$tmp/A" "$tmp/B"
 cp "$A" "$tmp/A/model.safetensors"
 cp "$B" "$tmp/B/model.safetensors"
-printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64,\n "num_hidden_layers": 4, "vocab_size": 256}\n' >"$tmp/A/config.json"
+printf '{"architectures": ["LlamaForCausalLM"], "hidden_size": 64,\n "num_hidden_layers": 4, "vocab_size": 256,\n "layer_types": ["a0", "a1", "a2", "a3"]}\n' >"$tmp/A/config.json"
 printf '{"num_hidden_layers": 4}\n' >"$tmp/B/config.json"
 sed -e "s|$A|$tmp/A|" -e "s|$B|$tmp/B|" "$tmp/pt.yml" >"$tmp/ptdir.yml"
 status 0 "passthrough into a directory" "$LINES" merge -q --config "$tmp/ptdir.yml" -o "$tmp/outdir/"
 jqok "... config.json (the first slice's model's) says 6 layers, the rest unchanged" \
 	'.num_hidden_layers == 6 and .hidden_size == 64 and .vocab_size == 256 and
 	 .architectures == ["LlamaForCausalLM"]' "$tmp/outdir/config.json"
+jqok "... its layer_types taken at each block's source index" \
+	'.layer_types == ["a0", "a1", "a2", "a1", "a2", "a3"]' "$tmp/outdir/config.json"
 cmp -s "$tmp/outdir/model.safetensors" "$tmp/pt.st"
 ok $? "... model.safetensors is the file's bytes"
 has "$tmp/outdir/lines_config.yml" "layer_range: [0, 3]"

@@ -291,11 +291,28 @@ static int copy_file(struct sink_dir *d, const char *src, const char *name, stru
  * name it (the top level, and a multimodal model's text_config). */
 static const char *const layer_keys[] = {"num_hidden_layers", "n_layer", "num_layers", "n_layers"};
 
-static void set_layers(json_t *obj, long n)
+/* Lists with one entry per layer (Qwen3's and Gemma 3's layer_types,
+ * SmolLM3's no_rope_layers): taken at each block's source index. */
+static const char *const per_layer_keys[] = {"layer_types", "no_rope_layers"};
+
+static void set_layers(json_t *obj, long n, const long *src)
 {
+	json_int_t old = 0;
 	for (size_t i = 0; json_is_object(obj) && i < sizeof(layer_keys) / sizeof(*layer_keys); i++)
-		if (json_is_integer(json_object_get(obj, layer_keys[i])))
+		if (json_is_integer(json_object_get(obj, layer_keys[i]))) {
+			if (!old)
+				old = json_integer_value(json_object_get(obj, layer_keys[i]));
 			json_object_set_new(obj, layer_keys[i], json_integer(n));
+		}
+	for (size_t i = 0; src && old > 0 && i < sizeof(per_layer_keys) / sizeof(*per_layer_keys);
+	     i++) {
+		json_t *a = json_object_get(obj, per_layer_keys[i]), *b;
+		if (!json_is_array(a) || (json_int_t)json_array_size(a) != old || !(b = json_array()))
+			continue;
+		for (long j = 0; j < n; j++)
+			json_array_append(b, json_array_get(a, src[j] < old ? (size_t)src[j] : 0));
+		json_object_set_new(obj, per_layer_keys[i], b);
+	}
 }
 
 /* The base's config.json, changed: without its quantization_config for
@@ -314,8 +331,9 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	if (d->desc.dequantized)
 		json_object_del(root, "quantization_config");
 	if (d->desc.num_layers > 0) {
-		set_layers(root, d->desc.num_layers);
-		set_layers(json_object_get(root, "text_config"), d->desc.num_layers);
+		set_layers(root, d->desc.num_layers, d->desc.layer_src);
+		set_layers(json_object_get(root, "text_config"), d->desc.num_layers,
+		           d->desc.layer_src);
 	}
 	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
