@@ -248,15 +248,19 @@ bad=0
 for v in $(cut -d' ' -f2 "$tmp/tt" | sort -u); do
 	"$LINES" merge -q -b "$base" -m slerp --t "$v" -o "$tmp/u.st" "$A" 2>>"$tmp/err" || bad=$((bad + 1))
 	offsets "$tmp/u.st" >"$tmp/ou"
-	for name in $(awk -v v="$v" '$2 == v {print $1}' "$tmp/tt"); do
-		set -- $(grep "^$name " "$tmp/og")
-		o1=$2 len=$3
-		set -- $(grep "^$name " "$tmp/ou")
-		if ! cmp -s -i "$o1:$2" -n "$len" "$tmp/gr.st" "$tmp/u.st"; then
+	awk -v v="$v" '$2 == v {print $1}' "$tmp/tt" >"$tmp/names"
+	while read -r name; do
+		read -r _ o1 len <<-EOF
+			$(grep "^$name " "$tmp/og")
+		EOF
+		read -r _ o2 _ <<-EOF
+			$(grep "^$name " "$tmp/ou")
+		EOF
+		if ! cmp -s -i "$o1:$o2" -n "$len" "$tmp/gr.st" "$tmp/u.st"; then
 			echo "# $name: not the bytes of a slerp with t = $v"
 			bad=$((bad + 1))
 		fi
-	done
+	done <"$tmp/names"
 done
 ok $bad "... each tensor has the bytes of a slerp of the whole model with its t"
 cat >"$tmp/gr-whole.yml" <<EOF
