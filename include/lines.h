@@ -116,6 +116,8 @@ struct lines_tensor_info {
 	uint64_t nbytes;
 	long block; /* block index (section 1.1 of the spec), -1 outside the blocks */
 	const char *stack; /* the stack of the block (encoder.block, ...), NULL outside */
+	double t; /* lines_plan_tensor(): the method's t for it (slerp's may differ
+	           * between tensors: lines_merge_opts.tensor_t) */
 };
 
 /*

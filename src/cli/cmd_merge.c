@@ -1162,17 +1162,24 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	}
 	printf(")\n");
 	if (cli_verbose) {
-		printf("  %-6s %-5s %-10s %s\n", "block", "dtype", "lambda", "tensor");
+		int tcol = mc->o.tensor_t != NULL; /* a configuration's t per tensor */
+		printf("  %-6s %-5s %-10s %s%s\n", "block", "dtype", "lambda", tcol ? "t          " : "",
+		       "tensor");
 		for (size_t i = 0; i < in->ntensors; i++) {
 			struct lines_tensor_info ti;
 			double lam;
+			char tt[40] = "";
 			lines_plan_tensor(plan, i, &ti, &lam);
 			char blk[16];
 			snprintf(blk, sizeof(blk), "%ld", ti.block);
-			printf("  %-6s %-5s %-10s %s\n", ti.block < 0 ? "-" : blk, ti.dtype,
+			if (tcol)
+				snprintf(tt, sizeof(tt), "%-10s ", ti.is_float ? "" : "-");
+			if (tcol && ti.is_float)
+				snprintf(tt, sizeof(tt), "%-10.6g ", ti.t);
+			printf("  %-6s %-5s %-10s %s%s\n", ti.block < 0 ? "-" : blk, ti.dtype,
 			       ti.is_float ? (isnan(lam) ? "auto" : (snprintf(a, sizeof(a), "%.6f", lam), a))
 			                   : "copy",
-			       cli_printable(ti.name));
+			       tt, cli_printable(ti.name));
 		}
 	}
 }
