@@ -408,6 +408,15 @@ slices:
 EOF
 refused "an empty layer_range" "$tmp/bad9.yml" 5:22
 
+cat >"$tmp/bad10.yml" <<EOF
+merge_method: passthrough
+slices:
+  - sources:
+      - model: "-"
+        layer_range: [0, 2]
+EOF
+refused "standard input as a slice's model" "$tmp/bad10.yml" 4:16
+
 # constant memory: the peak resident set of a passthrough of 512 MiB
 # models stays within the bound -n announces (which does not grow with
 # the model's size: t-rss.sh)
