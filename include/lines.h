@@ -116,6 +116,8 @@ struct lines_tensor_info {
 	uint64_t nbytes;
 	long block; /* block index (section 1.1 of the spec), -1 outside the blocks */
 	const char *stack; /* the stack of the block (encoder.block, ...), NULL outside */
+	double t; /* lines_plan_tensor(): the method's t for it (slerp's may differ
+	           * between tensors: lines_merge_opts.tensor_t) */
 };
 
 /*
@@ -181,12 +183,14 @@ enum lines_method {
 	                      * dropped per tensor, weighted sum */
 	LINES_M_BREADCRUMBS_TIES, /* breadcrumbs' cuts, then TIES's sign election */
 	LINES_M_SCE,        /* mergekit's sce: select by variance, weights, TIES election */
+	LINES_M_PASSTHROUGH, /* mergekit's passthrough: the one model's bytes, copied */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
- * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce"):
+ * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce",
+ * "passthrough"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -221,6 +225,7 @@ enum { LINES_RESCALE_DENSITY, LINES_RESCALE_L1, LINES_RESCALE_NONE };
  * o->method, and dare_elect for those two). 0, or -1 when there is no
  * method of that name. */
 struct lines_merge_opts;
+struct lines_tensor_at;
 int lines_method_select(struct lines_merge_opts *o, const char *name);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
@@ -389,9 +394,52 @@ struct lines_merge_opts {
 	 * NULL for config_yaml for every value */
 	const char *const *sweep_config_yaml;
 
+	/* mergekit's slices (layer stacking): with nslices > 0 every input is
+	 * composed of one layer range of a model per slice, the slices' blocks
+	 * one after the other and renumbered from 0; base and models then
+	 * only name the inputs. slices[s].src has one entry per input, in the
+	 * inputs' order: the base's first when base is given, then the
+	 * models' (without a base, input 0 reads the first model's again).
+	 * Tensors outside the blocks come from the first slice's model (the
+	 * embeddings) and the last slice's (the others), as in mergekit; a
+	 * directory output's config.json gets the new number of blocks. */
+	const struct lines_slice *slices;
+	size_t nslices;
+	/* optional: per-tensor values of t (slerp), as mergekit's gradients
+	 * and filters give them: called once for every merged tensor while
+	 * the plan is made, with *t set to opts.t first; t_ctx is its first
+	 * argument. -n --json and the manifest give each tensor's t. */
+	void (*tensor_t)(void *t_ctx, const struct lines_tensor_at *at, double *t);
+	void *t_ctx;
+
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
+};
+
+/* Where an output tensor is, for per-tensor values (tensor_t). */
+struct lines_tensor_at {
+	const char *name;
+	long block;      /* -1 outside the blocks */
+	long num_layers; /* of its stack (the output's) */
+	/* with slices: the slice (0-based) its block is in, the block's
+	 * position in it and the slice's blocks; outside the blocks, slice
+	 * is 0 for an embedding and the last slice for the other tensors
+	 * (where they come from), and slice_block is -1. Without slices:
+	 * 0, block and num_layers. */
+	size_t slice;
+	long slice_block, slice_layers;
+};
+
+/* One source of a slice: blocks [first, end) of a model (a path or hub
+ * id, as a MODEL argument). */
+struct lines_slice_src {
+	const char *model;
+	long first, end;
+};
+/* One slice: as many sources as inputs (lines_merge_opts.slices). */
+struct lines_slice {
+	const struct lines_slice_src *src;
 };
 
 /* Fill opts with the defaults (sum, lambda 1, L1 norm, density 0.2, ...). */

@@ -134,6 +134,12 @@ parameters:
 EOF
 same "slerp, t" "$tmp/slerp.yml" -b "$b" -m slerp --t 0.3 "$m2"
 
+cat >"$tmp/pt.yml" <<EOF
+merge_method: passthrough
+models: [{model: $m1}]
+EOF
+same "passthrough of one model" "$tmp/pt.yml" -m passthrough "$m1"
+
 cat >"$tmp/lines.yml" <<EOF
 merge_method: ties
 base_model: $b
@@ -208,6 +214,7 @@ roundtrip "linear without base" -m linear -w 1,3 "$m1" "$m2"
 roundtrip "linear -b (the reference of --lambda only)" -b "$b" -m linear -w 1,2 "$m1" "$m2"
 roundtrip "linear -b --lines --alpha" -b "$b" -m linear -w 1,3 --lines --alpha 0.5 "$m1" "$m2"
 roundtrip "slerp" -b "$b" -m slerp --t 0.3 "$m1"
+roundtrip "passthrough --dtype f32" -m passthrough --dtype f32 "$m1"
 roundtrip "nuslerp" -b "$b" -m nuslerp -w 1,2 "$m1" "$m2"
 roundtrip "multislerp --no-normalize" -b "$b" -m multislerp -w 1,2 --no-normalize "$m1" "$m2"
 roundtrip "model_stock" -b "$b" -m model_stock "$m1" "$m2"
@@ -343,10 +350,13 @@ models:
   - model: $m1
     parameters:
       weight: [{filter: mlp, value: 1}, {value: 2}]"
-bad "slices" 2:1 "merge_method: passthrough
-slices:
-  - sources: [{model: $m1, layer_range: [0, 2]}]"
-bad "passthrough" 1:15 "merge_method: passthrough
+bad "modules" 2:1 "merge_method: passthrough
+modules:
+  text:
+    slices:
+      - sources: [{model: $m1, layer_range: [0, 2]}]"
+bad "passthrough with a base_model (mergekit adds it as a second model)" 2:13 "merge_method: passthrough
+base_model: $b
 models: [{model: $m1}]"
 bad "tokenizer_source: union" 5:19 "merge_method: linear
 models:

@@ -165,7 +165,9 @@ static void merge_help(void)
 	       "                      magnitudes dropped per tensor), breadcrumbs_ties\n"
 	       "                      (breadcrumbs, then ties's election) or sce (positions\n"
 	       "                      of high variance, weights from mean squares, signs\n"
-	       "                      elected as ties)\n"
+	       "                      elected as ties), passthrough (one model's tensors\n"
+	       "                      copied; layer stacking with a configuration's\n"
+	       "                      slices:)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
 	       "                      slerp, model_stock, ram, ramplus_tl, karcher or sce)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
@@ -326,6 +328,8 @@ struct merge_cli {
 	size_t ncfg_args;
 	struct mcfg_extra extra; /* name, chat_template, dtype of the file */
 	char *extra_owned[3];    /* their copies */
+	struct mcfg_slices slices; /* the configuration's slices: */
+	struct mcfg *cfg;          /* kept when a value differs between tensors */
 	char *yaml;              /* the configuration as run (lines_config.yml) */
 	char **sweep_yaml;       /* per value of a sweep (nsweep) */
 };
@@ -610,7 +614,7 @@ static int parse_method_name(struct merge_cli *mc)
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
 		                                "ram, ramplus_tl, karcher, della, della_linear, "
-		                                "breadcrumbs, breadcrumbs_ties, sce)",
+		                                "breadcrumbs, breadcrumbs_ties, sce, passthrough)",
 		                       optarg);
 	return 0;
 }
@@ -1212,17 +1216,24 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	}
 	printf(")\n");
 	if (cli_verbose) {
-		printf("  %-6s %-5s %-10s %s\n", "block", "dtype", "lambda", "tensor");
+		int tcol = mc->o.tensor_t != NULL; /* a configuration's t per tensor */
+		printf("  %-6s %-5s %-10s %s%s\n", "block", "dtype", "lambda", tcol ? "t          " : "",
+		       "tensor");
 		for (size_t i = 0; i < in->ntensors; i++) {
 			struct lines_tensor_info ti;
 			double lam;
+			char tt[40] = "";
 			lines_plan_tensor(plan, i, &ti, &lam);
 			char blk[16];
 			snprintf(blk, sizeof(blk), "%ld", ti.block);
-			printf("  %-6s %-5s %-10s %s\n", ti.block < 0 ? "-" : blk, ti.dtype,
+			if (tcol)
+				snprintf(tt, sizeof(tt), "%-10s ", ti.is_float ? "" : "-");
+			if (tcol && ti.is_float)
+				snprintf(tt, sizeof(tt), "%-10.6g ", ti.t);
+			printf("  %-6s %-5s %-10s %s%s\n", ti.block < 0 ? "-" : blk, ti.dtype,
 			       ti.is_float ? (isnan(lam) ? "auto" : (snprintf(a, sizeof(a), "%.6f", lam), a))
 			                   : "copy",
-			       cli_printable(ti.name));
+			       tt, cli_printable(ti.name));
 		}
 	}
 }
@@ -1361,9 +1372,30 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		mcfg_free(cfg);
 		return rc;
 	}
+	if (cfg->nslices && (mc->given['b'] || mc->given['m'])) {
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		return cli_usage_error(mc->cmd, "--config with slices: the slices decide the inputs: "
+		                                "give base_model and merge_method in the configuration, "
+		                                "not -b or -m");
+	}
+	struct mcfg_slices slices;
+	if (mcfg_take_slices(cfg, &slices) < 0) {
+		mcfg_slices_free(&slices);
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		cli_msg("out of memory");
+		return CLI_EXIT_FAIL;
+	}
 	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
-	mcfg_free(cfg);
+	struct mcfg *keep = NULL;
+	/* mcfg_tensor_value() reads it during the plan, unless the command
+	 * line gives one t for all */
+	if (cfg->tensor_param && !mc->given[OPT_T])
+		keep = cfg;
+	else
+		mcfg_free(cfg);
 	if (cli_verbose) {
 		fprintf(stderr, "lines: the configuration means:");
 		for (size_t i = 0; i < nargs; i++)
@@ -1371,6 +1403,8 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		fputc('\n', stderr);
 	}
 	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
+		mcfg_free(keep);
+		mcfg_slices_free(&slices);
 		mcfg_args_free(args, nargs);
 		for (int i = 0; i < 3; i++)
 			free(owned[i]);
@@ -1384,8 +1418,19 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	mc->o.command = "merge";
 	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
 	memcpy(mc->extra_owned, owned, sizeof(owned));
-	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
-	return parse(mc, argc_all, all);
+	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2], NULL};
+	mc->slices = slices;
+	mc->cfg = keep;
+	if ((rc = parse(mc, argc_all, all)) != 0)
+		return rc;
+	mc->o.slices = mc->slices.s;
+	mc->o.nslices = mc->slices.n;
+	if (keep) { /* t per tensor */
+		mc->o.tensor_t = mcfg_tensor_value;
+		mc->o.t_ctx = keep;
+		mc->extra.cfg = keep;
+	}
+	return 0;
 }
 
 /* The configuration of o as YAML into *text (NULL where no key says
@@ -1503,6 +1548,8 @@ out:
 	free(mc->sweep_yaml);
 	for (int i = 0; i < 3; i++)
 		free(mc->extra_owned[i]);
+	mcfg_slices_free(&mc->slices);
+	mcfg_free(mc->cfg);
 	free(mc->argv_all);
 	free(mc->weights);
 	free(mc->tall);

@@ -99,6 +99,16 @@ int layers_index(const struct layers *ly, const char *name, long *index, size_t 
 	return 0;
 }
 
+int layers_span(const struct layers *ly, const char *name, size_t *off, size_t *len)
+{
+	regmatch_t m[4];
+	if (regexec(&ly->re, name, (size_t)ly->group + 1, m, 0) != 0 || m[ly->group].rm_so < 0)
+		return -1;
+	*off = (size_t)m[ly->group].rm_so;
+	*len = (size_t)(m[ly->group].rm_eo - m[ly->group].rm_so);
+	return 0;
+}
+
 /* t = i / (L - 1) first, as mergekit's gradients take it: the last block
  * gets alpha + beta exactly (beta * i / (L - 1) need not round to beta),
  * and the ramp is the schedule 0,1 bit for bit (lines_gradient() of

@@ -35,6 +35,10 @@ void layers_free(struct layers *ly);
 int layers_index(const struct layers *ly, const char *name, long *index, size_t *stack_off,
                  size_t *stack_len, struct lines_error *err);
 
+/* Where the block index of NAME is written: 0 with [*off, *off + *len),
+ * or -1 when NAME is outside the blocks. */
+int layers_span(const struct layers *ly, const char *name, size_t *off, size_t *len);
+
 /* lambda(i) = alpha + beta * t, t = i / (L - 1) (rounded first); alpha when
  * i < 0 or L == 1. */
 double layers_lambda(long i, long L, double alpha, double beta);

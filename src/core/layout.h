@@ -49,6 +49,7 @@ struct tensor {
 	int stack;         /* index into the layout's stacks, -1 outside */
 	double lambda;     /* the exact scale of this tensor */
 	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
+	double t;          /* slerp's t for this tensor (opts.t, or opts.tensor_t's) */
 	struct tensor_src *in; /* ninputs entries: 0 is the base */
 	/* --dtype fp8: the method writes F32 (out_dt), and the output has it
 	 * encoded in float8 with new scales (fp8.h) */

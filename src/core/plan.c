@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +82,46 @@ static int ends_with(const char *s, const char *suffix)
 	return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/*
+ * mergekit's slices: every model the slices name is opened once, and each
+ * input is composed of its source in every slice (ckpt_compose), which
+ * borrows the models' files.
+ */
+static int open_slices(struct plan *p, struct lines_error *err)
+{
+	size_t ns = p->o.nslices;
+	struct ckpt_part *parts = calloc(ns, sizeof(*parts));
+	int rc = 0;
+	p->in.src = calloc(ns * p->in.ninputs, sizeof(*p->in.src));
+	p->in.src_names = calloc(ns * p->in.ninputs, sizeof(*p->in.src_names));
+	if (!parts || !p->in.src || !p->in.src_names) {
+		free(parts);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	for (unsigned m = 0; m < p->in.ninputs && rc == 0; m++) {
+		/* without a base, input 0 is the first model's again */
+		unsigned k = p->in.base_is_model ? (m ? m - 1 : 0) : m;
+		for (size_t s = 0; s < ns && rc == 0; s++) {
+			const struct lines_slice_src *ss = &p->o.slices[s].src[k];
+			unsigned j = 0;
+			while (j < p->in.nsrc && strcmp(p->in.src_names[j], ss->model))
+				j++;
+			if (j == p->in.nsrc) {
+				rc = ckpt_open(&p->in.src[j], ss->model, &p->layers, err);
+				if (rc < 0)
+					break;
+				p->in.src_names[p->in.nsrc++] = ss->model;
+			}
+			parts[s] = (struct ckpt_part){p->in.src[j], ss->first, ss->end};
+		}
+		if (rc == 0)
+			rc = ckpt_compose(&p->in.ck[m], m ? p->o.models[m - 1] : p->o.base, parts,
+			                  ns, &p->layers, err);
+	}
+	free(parts);
+	return rc;
+}
+
 int plan_open_inputs(struct plan *p, struct lines_error *err)
 {
 	int rc = 0, failures = 0;
@@ -89,7 +130,9 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	p->in.ck = calloc(p->in.ninputs, sizeof(*p->in.ck));
 	p->in.names = calloc(p->in.ninputs, sizeof(*p->in.names));
 	RETURN_ERROR_IF(!p->in.ck || !p->in.names, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	for (unsigned m = 0; m < p->in.ninputs; m++) {
+	if (p->o.nslices)
+		FORWARD_IF_ERROR(open_slices(p, err));
+	for (unsigned m = 0; m < p->in.ninputs && !p->o.nslices; m++) {
 		const char *path = m ? p->o.models[m - 1] : p->o.base;
 		int r = ckpt_open(&p->in.ck[m], path, &p->layers, &e);
 		if (r < 0) {
@@ -501,6 +544,8 @@ static int same_bytes(int fa, int fb, uint64_t off, uint64_t n, unsigned char *x
  * or copies with the same header and the same first 64 KiB of data. */
 static int same_input(const struct ckpt *a, const struct ckpt *b)
 {
+	if (a->borrowed || b->borrowed) /* slices: other ranges of the same files */
+		return 0;
 	int same_files = a->nfiles == b->nfiles;
 	for (size_t f = 0; same_files && f < a->nfiles; f++)
 		same_files = a->files[f].dev == b->files[f].dev && a->files[f].ino == b->files[f].ino;
@@ -555,6 +600,10 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 		if (p->in.ck[m]->note[0])
 			lines_logf(&p->o, LINES_LOG_NOTE, p->in.ck[m]->path, NULL, "%s",
 			           p->in.ck[m]->note);
+	for (unsigned j = 0; j < p->in.nsrc; j++) /* the models of slices */
+		if (p->in.src[j]->note[0])
+			lines_logf(&p->o, LINES_LOG_NOTE, p->in.src[j]->path, NULL, "%s",
+			           p->in.src[j]->note);
 	FORWARD_IF_ERROR(check_quantized(p, err));
 	check_twice(p);
 	p->lay.L = L;
@@ -679,6 +728,30 @@ static int layout_requant(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* Where tensor T is, for opts.tensor_t: its slice and its place in it. */
+static void tensor_at(const struct plan *p, const struct tensor *t, struct lines_tensor_at *at)
+{
+	long L = t->stack >= 0 ? p->lay.stacks[t->stack].L : p->lay.L;
+	*at = (struct lines_tensor_at){t->name, t->block, L, 0, t->block, L};
+	if (!p->o.nslices)
+		return;
+	if (t->block < 0) {
+		at->slice = ckpt_is_embedding(t->name) ? 0 : p->o.nslices - 1;
+		at->slice_block = -1;
+		at->slice_layers = 0;
+		return;
+	}
+	long off = 0;
+	for (size_t s = 0; s < p->o.nslices; s++) {
+		long n = p->o.slices[s].src[0].end - p->o.slices[s].src[0].first;
+		if (t->block < off + n || s + 1 == p->o.nslices) {
+			at->slice = s, at->slice_block = t->block - off, at->slice_layers = n;
+			return;
+		}
+		off += n;
+	}
+}
+
 int plan_layout(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->in.ck[0];
@@ -709,6 +782,14 @@ int plan_layout(struct plan *p, struct lines_error *err)
 		t->nelem = bt->nelem;
 		t->block = bt->block;
 		t->stack = bt->stack;
+		t->t = p->o.t;
+		if (t->merge && p->o.tensor_t && (p->method->flags & METHOD_TENSOR_T)) {
+			struct lines_tensor_at at;
+			tensor_at(p, t, &at);
+			p->o.tensor_t(p->o.t_ctx, &at, &t->t);
+			RETURN_ERROR_IF(!isfinite(t->t), err, LINES_EUSAGE, NULL, t->name,
+			                "t is not a finite number");
+		}
 		if (t->merge) {
 			layout_dtypes(t, p->out.gguf ? DT_COUNT : forced);
 			if (p->out.gguf)
@@ -821,6 +902,10 @@ void plan_inputs_free(struct plan *p)
 	if (p->in.ck)
 		for (unsigned m = 0; m < p->in.ninputs; m++)
 			ckpt_close(p->in.ck[m]);
+	for (unsigned j = 0; j < p->in.nsrc; j++) /* after the inputs that borrow them */
+		ckpt_close(p->in.src[j]);
+	free(p->in.src);
+	free(p->in.src_names);
 	free(p->in.ck);
 	free(p->in.names);
 	free(p->in.files);

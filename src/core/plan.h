@@ -42,6 +42,11 @@ struct inputs {
 	/* no base was given (METHOD_NO_BASE): input 0 is the first model read
 	 * a second time, the reference of the layout and of the copied tensors */
 	int base_is_model;
+	/* slices (lines_merge_opts.slices): each input is composed (ckpt_compose)
+	 * of these, every model of the slices opened once */
+	struct ckpt **src;
+	const char **src_names;
+	unsigned nsrc;
 };
 
 struct plan {

@@ -492,6 +492,7 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 	info->nbytes = tensor_file_bytes(t);
 	info->block = t->block;
 	info->stack = t->stack >= 0 ? lp->p.lay.stacks[t->stack].name : NULL;
+	info->t = t->t;
 	if (lambda)
 		*lambda = lp->p.sc.alpha_known ? t->lambda : NAN;
 }

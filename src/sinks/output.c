@@ -437,9 +437,22 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 {
 	struct sink_dir_desc d = {0};
-	char *carry = p->o.no_copy ? NULL : carry_dir(p);
+	/* slices: the small files of the model the first slice's embeddings
+	 * come from (mergekit's choice), config.json with the new depth */
+	char *carry = p->o.no_copy       ? NULL
+	              : !p->o.nslices    ? carry_dir(p)
+	              : p->in.ck[0]->dir ? strdup(p->in.ck[0]->dir)
+	                                 : NULL;
 	int rc;
 	d.path = p->out.dir;
+	d.num_layers = p->o.nslices ? p->lay.L : 0;
+	free(p->out.layer_src);
+	p->out.layer_src = d.num_layers ? calloc((size_t)d.num_layers, sizeof(long)) : NULL;
+	for (size_t s = 0, j = 0; p->out.layer_src && s < p->o.nslices; s++)
+		for (long b = p->o.slices[s].src[0].first;
+		     b < p->o.slices[s].src[0].end && j < (size_t)d.num_layers; b++)
+			p->out.layer_src[j++] = b;
+	d.layer_src = p->out.layer_src;
 	d.lay = &p->lay;
 	d.shards = p->out.shards;
 	d.nshards = p->out.nshards;
@@ -650,6 +663,7 @@ void output_unlock(struct output *o)
 void output_free(struct output *o)
 {
 	output_unlock(o);
+	free(o->layer_src);
 	free(o->dir);
 	free(o->gguf_prefix);
 	free(o->shards);

@@ -53,6 +53,7 @@ struct output {
 	uint64_t *thash;
 	unsigned char *header; /* the output's header, once alpha is known */
 	size_t header_len;
+	long *layer_src; /* slices: sink_dir_desc.layer_src */
 	/* held from before the first read until the commit (output_lock) */
 	int lock_fd;
 	char *lock_path;
@@ -81,6 +82,10 @@ struct sink_dir_desc {
 	int files_only; /* GGUF splits: the shards and their companions, into
 	                   the existing directory path; no index, README or
 	                   files carried along */
+	long num_layers; /* > 0: the blocks of a layer stack (slices): config.json's
+	                    counts of layers (num_hidden_layers, ...) set to it */
+	const long *layer_src; /* num_layers: the block of its model each block is
+	                          (config.json's per-layer lists are taken so) */
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
 	              struct lines_error *err);
 	int (*manifest)(const void *arg, const struct manifest_file *mf, struct sink *s,
