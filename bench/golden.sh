@@ -120,5 +120,7 @@ for arch in llama gpt2 clip t5; do
 			-o "$out/$arch-$dt-bc.st" $g3
 		run $arch-$dt-bcties.st -b $fb -m breadcrumbs_ties -w 1,2,0.5 --density 0.6,0.8,0.9 \
 			--bc-gamma 0.01,0.05,0.02 --lambda 0.9 -o "$out/$arch-$dt-bcties.st" $g3
+		run $arch-$dt-passthrough.st -m passthrough --dtype f32 -o "$out/$arch-$dt-passthrough.st" \
+			$g/ft1.safetensors
 	done
 done

@@ -36,8 +36,9 @@
  * summing to 0 (t = 0.5).
  *
  * nuslerp --per-row (mergekit's nuslerp_flatten: false) takes the angle
- * per row (the last dimension): the test sums each row's dots in element
- * order, as lines does, so its coefficients are lines'; every element,
+ * per row (the last dimension): the test sums each row's dots as lines
+ * does (element e into lane e mod 8 of the row, then the lanes in a fixed
+ * order), so its coefficients are lines'; every element,
  * the rows and lerp rows of each tensor in the manifest, and automatic
  * alpha over the rows are checked the same way.
  */
@@ -278,12 +279,16 @@ static uint64_t row_len(const struct scenario *s, const struct tu_tensor *b)
 static void row_dots(const struct scenario *s, const struct tu_tensor *b, const struct tu_tensor *x0,
                      const struct tu_tensor *x1, uint64_t e0, uint64_t e1, double *d)
 {
-	d[0] = d[1] = d[2] = 0;
-	for (uint64_t e = e0; e < e1; e++) {
+	double l[3][8] = {{0}};
+	for (uint64_t e = e0; e < e1; e++) { /* lane (e - e0) mod 8, as lines */
 		double v0, v1, bv;
+		unsigned q = (unsigned)((e - e0) % 8);
 		vectors(s, b, x0, x1, e, &v0, &v1, &bv);
-		d[0] += v0 * v1, d[1] += v0 * v0, d[2] += v1 * v1;
+		l[0][q] += v0 * v1, l[1][q] += v0 * v0, l[2][q] += v1 * v1;
 	}
+	for (int k = 0; k < 3; k++) /* and the lanes in lines' order */
+		d[k] = ((l[k][0] + l[k][1]) + (l[k][2] + l[k][3])) +
+		       ((l[k][4] + l[k][5]) + (l[k][6] + l[k][7]));
 }
 
 /* The manifest's per-row entry of nuslerp: its rows and lerp rows. */

@@ -154,6 +154,7 @@ static void h_layout(XXH3_state_t *h, const struct plan *p)
 		h_u64(h, (uint64_t)t->block);
 		h_u64(h, (uint64_t)t->stack);
 		h_u64(h, (uint64_t)t->merge);
+		h_dbl(h, t->t); /* slerp's t per tensor (slices) */
 	}
 	for (size_t k = 0; k < p->lay.nstacks; k++) {
 		h_str(h, p->lay.stacks[k].name);
@@ -361,6 +362,9 @@ int part_setup(struct plan *p, struct lines_error *err)
 	RETURN_ERROR_IF(!p->out.dir, err, LINES_EUSAGE, o->output, NULL,
 	                "--part writes whole shards of a directory output: give -o DIR/ (not a "
 	                "file or standard output)");
+	RETURN_ERROR_IF(p->out.gguf_prefix, err, LINES_EUSAGE, o->output, NULL,
+	                "--part writes safetensors shards for lines index: a GGUF output is "
+	                "written on one machine");
 	RETURN_ERROR_IF(o->sweep != LINES_SWEEP_NONE, err, LINES_EUSAGE, NULL, NULL,
 	                "--part runs one value at a time: give the swept option one value");
 	RETURN_ERROR_IF(o->no_checksum, err, LINES_EUSAGE, NULL, NULL,

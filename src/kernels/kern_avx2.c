@@ -808,4 +808,6 @@ const struct kern kern_avx2 = {
 	.dare_drop = avx2_dare_drop,
 	.dare_sum = avx2_dare_sum,
 	.dare_keep = avx2_dare_keep,
+	.qk_fit8 = kern_avx2_qk_fit8,
+	.q6_fit8 = kern_avx2_q6_fit8,
 };

@@ -376,4 +376,6 @@ const struct kern kern_neon = {
 	.dare_drop = neon_dare_drop,
 	.dare_sum = neon_dare_sum,
 	.dare_keep = neon_dare_keep,
+	.qk_fit8 = kern_neon_qk_fit8,
+	.q6_fit8 = kern_neon_q6_fit8,
 };

@@ -10,7 +10,7 @@
 /* Loops over the models outside and the elements inside, with selects
  * instead of branches, for the vectorizer; each element's operations are
  * the ones a loop per element would make, in the same order. */
-void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n, double *s, uint32_t *key,
+LINES_HOT void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n, double *s, uint32_t *key,
               double *var)
 {
 	for (size_t j = 0; j < n; j++)
@@ -41,7 +41,7 @@ void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n, double *s
 	}
 }
 
-void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
+LINES_HOT void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
                const unsigned char *keep, const double *w, double *num, double *den,
                double *mtl)
 {
@@ -72,7 +72,7 @@ void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const do
 			mtl[j] = keep[j] ? mtl[j] : 0.0;
 }
 
-void sce_taus(const float *x, const float *b, size_t n, double *tau, double *bw)
+LINES_HOT void sce_taus(const float *x, const float *b, size_t n, double *tau, double *bw)
 {
 	for (size_t j = 0; j < n; j++)
 		tau[j] = (double)(x[j] - b[j]);

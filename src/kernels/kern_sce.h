@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kernels.h"
+
 /*
  * SCE (merge_sce.c) over a tile of n elements of nx float64 task vectors,
  * tau_i at tau[i * stride + j], in single IEEE operations per element,

@@ -226,7 +226,7 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 	}
 }
 
-void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
+LINES_HOT void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
                    const double *w, int ties, int normalize, double wdiv, double *m,
                    double *sc)
 {
@@ -235,7 +235,7 @@ void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, c
 		               normalize, wdiv, m, sc);
 }
 
-void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s)
+LINES_HOT void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s)
 {
 	for (size_t j = 0; j < n; j++)
 		s[j] = 0.0;

@@ -61,6 +61,11 @@
  * and merge_ties.c around the table's own decode). The
  * counting of the select pass (ties_hist) exists once, in portable C.
  *
+ * GGUF's K-type encoders (src/core/ggml_quants.c) use one kernel:
+ *   qk_fit8     the Q4_K/Q5_K sub-block fit, eight sub-blocks at once;
+ *   q6_fit8     the Q6_K sub-block fit likewise
+ *               (AVX2 and NEON; NULL: ggml_quants.c's scalar fits).
+ *
  * Kernels know nothing of files, tensors or threads; they are pure
  * functions of their arguments and safe to call from any thread.
  */
@@ -71,6 +76,27 @@
 #include <stdint.h>
 
 #include "internal.h"
+
+/*
+ * LINES_HOT marks a function where per-element float64 loops in portable
+ * C run (a pass's work callback, the portable element operations): every function it calls in this file
+ * is inlined into it (flatten), and with GCC on x86-64 it is compiled
+ * three times, at -O3, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA) and
+ * the baseline, the CPU choosing one when the program is loaded. The
+ * three are the same IEEE operations in the same order (no contraction,
+ * no reassociation: FP_CFLAGS), so they give the same bits; they differ
+ * in speed only (vector registers, and fma() as one instruction rather
+ * than a call). LINES_ISA chooses the kernels, not these.
+ */
+#if defined(HAVE_TARGET_CLONES)
+#define LINES_HOT                                                                                \
+	__attribute__((flatten, optimize("O3", "fp-contract=off"),                                    \
+	               target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#elif defined(__GNUC__)
+#define LINES_HOT __attribute__((flatten))
+#else
+#define LINES_HOT
+#endif
 
 #define KERN_LANES 8
 /* Norms are reduced per block of this many elements, aligned to the start
@@ -158,6 +184,20 @@ struct kern {
 	 */
 	void (*dare_keep)(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
 	                  uint64_t limit);
+	/*
+	 * GGUF's Q4_K and Q5_K (ggml_quants.c): the scale-and-offset fit of
+	 * the eight 32-element sub-blocks of a super-block at once. x and w
+	 * are 256 floats (sub-block j at 32 j), nmax 15 or 31, the grid
+	 * search rmin + rdelta * is for is = 0..nstep; L gets the 256
+	 * levels, scale[j] and the_min[j] sub-block j's fit: the same bits
+	 * as ggml_quants.c's scalar fit on each sub-block. NULL: scalar.
+	 */
+	void (*qk_fit8)(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
+	                uint8_t *L, float *scale, float *the_min);
+	/* GGUF's Q6_K: the symmetric fit of eight 16-element sub-blocks at
+	 * once (x 128 floats, L 128 levels offset by nmax, scale[8]): the
+	 * bits of ggml_quants.c's scalar fit. NULL: scalar. */
+	void (*q6_fit8)(const float *x, int nmax, int8_t *L, float *scale);
 };
 
 /* SplitMix64: add the golden-ratio increment, then its finalizer. */
@@ -209,9 +249,15 @@ static inline float kern_dare_q(float t, uint64_t key, uint64_t idx, uint64_t li
 extern const struct kern kern_scalar;
 #ifdef HAVE_KERN_AVX2
 extern const struct kern kern_avx2;
+void kern_avx2_qk_fit8(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
+                       uint8_t *L, float *scale, float *the_min);
+void kern_avx2_q6_fit8(const float *x, int nmax, int8_t *L, float *scale);
 #endif
 #ifdef HAVE_KERN_NEON
 extern const struct kern kern_neon;
+void kern_neon_qk_fit8(const float *x, const float *w, int nmax, float rmin, float rdelta, int nstep,
+                       uint8_t *L, float *scale, float *the_min);
+void kern_neon_q6_fit8(const float *x, int nmax, int8_t *L, float *scale);
 #endif
 #ifdef HAVE_KERN_AVX512
 /* The "avx512" table: the AVX2 one with AVX-512 TIES kernels (election,

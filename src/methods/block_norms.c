@@ -16,7 +16,7 @@
 static struct lines_block_norms *BN(struct merge_ctx *p) { return p->state; }
 
 /* part per KERN_BLOCK: base |b|, b^2, then per model |tau|, tau^2 */
-static int bn_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int bn_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	unsigned nx = p->nmodels, w = 2 + 2 * nx;

@@ -190,7 +190,7 @@ static uint32_t *job_hist(const struct bc *bc, struct pipe_job *job, unsigned ns
 	return hist;
 }
 
-static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                        struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -276,7 +276,7 @@ static int want_open(const struct merge_ctx *p, size_t tensor)
 
 /* The low 16 bits of the magnitudes inside each open cut's bin: lo's
  * counts in the first nx histograms, hi's in the next. */
-static int threshold_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int threshold_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
 	struct bc *bc = B(p);
@@ -341,7 +341,7 @@ static void bc_merge(const struct merge_ctx *p, size_t tensor, size_t nn, struct
 
 /* The norms pass: per block |s|, |m|, s^2, m^2 (s = sum_i tau_i), element
  * j in lane j % KERN_LANES, leaving out those where s or m is not finite. */
-static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                       struct lines_error *err)
 {
 	struct bc_ws w = bc_ws_at(scratch, B(p)->nx);
@@ -385,7 +385,7 @@ static int norms_done(struct merge_ctx *p, struct lines_error *err)
 	return norm_sums_alpha(p, bc->acc, 1, err);
 }
 
-static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                       struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];

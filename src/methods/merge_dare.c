@@ -211,7 +211,7 @@ static void l1_rows(const float *const a[4], const float *const k[4], size_t n, 
 
 /* Per block of a job and per task: the L1 norm of tau' and of its kept
  * values, in float64, elements in order (blk[2i], blk[2i + 1]). */
-static int rescale_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int rescale_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                         struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -295,7 +295,7 @@ static int rescale_done(struct merge_ctx *p, struct lines_error *err)
 
 /* ---- stats ------------------------------------------------------------------- */
 
-static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int stats_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);
@@ -407,7 +407,7 @@ static int stats_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- write ------------------------------------------------------------------------ */
-static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	struct dare *ds = D(p);

@@ -294,7 +294,7 @@ static double combine(const struct merge_ctx *p, const double *tau, uint64_t s, 
 }
 
 /* Slabs of a job: load, drop, then the pass's sums or the output. */
-static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, int what)
+LINES_HOT static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, int what)
 {
 	struct della *ds = D(p);
 	const struct tensor *t = &p->t[job->tensor];
@@ -358,7 +358,7 @@ static int della_job(struct merge_ctx *p, struct pipe_job *job, void *scratch, i
 	return 0;
 }
 
-static int l1_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int l1_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	(void)err;
@@ -390,7 +390,7 @@ static int l1_done(struct merge_ctx *p, struct lines_error *err)
 	return 0;
 }
 
-static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                       struct lines_error *err)
 {
 	(void)err;
@@ -412,7 +412,7 @@ static int norms_done(struct merge_ctx *p, struct lines_error *err)
 	return norm_sums_alpha(p, ds->acc, 1, err);
 }
 
-static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                       struct lines_error *err)
 {
 	(void)err;

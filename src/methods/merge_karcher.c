@@ -255,7 +255,7 @@ static const double *ka_coef_of(const struct karcher *ka, size_t tensor)
 	return ka->n > 1 ? ka->coef + tensor * ka->n : NULL;
 }
 
-static int ka_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ka_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct karcher *ka = p->state;
@@ -309,7 +309,7 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 	}
 }
 
-static int ka_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ka_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                         struct lines_error *err)
 {
 	const struct karcher *ka = p->state;

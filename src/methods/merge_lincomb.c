@@ -89,7 +89,7 @@ static void lc_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	tile_store(p->k, t->out_dt, s->acc, n, job->out + j0 * t->unit_out, s->f);
 }
 
-static int lc_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int lc_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
@@ -106,7 +106,7 @@ static int lc_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, str
  * t = v - b (lc_taus): |s|, |t|, s^2 and t^2, elements in order, leaving out those
  * where s or t is not finite. The consumer adds the blocks in order.
  */
-static int lc_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int lc_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                         struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];

@@ -82,7 +82,7 @@ static void write_sweep(const struct merge_ctx *p, const struct tensor *t, struc
 			             pipe_job_k_lambda(job, v), nn);
 	}
 }
-static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
@@ -130,7 +130,7 @@ static void norm_f64(const struct merge_ctx *p, struct pipe_job *job, size_t n)
 	}
 }
 
-static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	const struct kern *k = p->k;

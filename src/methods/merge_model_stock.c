@@ -46,7 +46,7 @@ struct ms_scratch {
 };
 
 /* The pass's vectors: the N task vectors. */
-static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+LINES_HOT static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, double *const *v, float *tmp)
 {
 	size_t off = j0 * t->unit_in;
@@ -108,7 +108,7 @@ static void ms_write(const struct merge_ctx *p, const struct tensor *t, struct p
 	}
 }
 
-static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct stock *st = p->state;
 	double cosine, tt = ms_t(tdots_of(&st->d, job->tensor), p->nmodels, &cosine);
@@ -149,7 +149,7 @@ static int ms_row_t(const struct merge_ctx *p, const struct stock *st, const str
 	return 0;
 }
 
-static int ms_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int write,
+LINES_HOT static int ms_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int write,
                    struct lines_error *err)
 {
 	const struct stock *st = p->state;
@@ -179,13 +179,13 @@ static int ms_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int
 	return 0;
 }
 
-static int ms_rows_write(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ms_rows_write(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
 {
 	return ms_rows(p, job, scratch, 1, err);
 }
 
-static int ms_rows_norms(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ms_rows_norms(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
 {
 	return ms_rows(p, job, scratch, 0, err);

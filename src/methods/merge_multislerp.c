@@ -83,7 +83,7 @@ static void ms_vectors(const struct merge_ctx *p, unsigned nm, const struct tens
 			v[i][j] = t->in_dt == DT_F64 ? v[i][j] - b[j] : (double)(float)(v[i][j] - b[j]);
 }
 
-static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+LINES_HOT static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, double *const *v, float *tmp)
 {
 	const struct multislerp *ms = p->state;
@@ -148,7 +148,7 @@ static void ms_one(const struct merge_ctx *p, const struct tensor *t, const stru
 		s->v[0][j] = toward_base(s->v[0][j], s->b[j], t->lambda);
 }
 
-static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct multislerp *ms = p->state;
@@ -217,7 +217,7 @@ static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms
 	}
 }
 
-static int ms_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int ms_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                         struct lines_error *err)
 {
 	const struct multislerp *ms = p->state;

@@ -50,7 +50,7 @@ static void ns_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	tile_store(p->k, t->out_dt, s->x, n, job->out + j0 * t->unit_out, s->f);
 }
 
-static int ns_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int ns_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);

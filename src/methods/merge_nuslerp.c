@@ -106,7 +106,7 @@ static void nu_write(const struct merge_ctx *p, const struct tensor *t, struct p
 	}
 }
 
-static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct nuslerp *nu = p->state;
@@ -140,7 +140,7 @@ static void nu_norm_block(const struct merge_ctx *p, const struct tensor *t,
 	}
 }
 
-static int nu_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int nu_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                         struct lines_error *err)
 {
 	const struct nuslerp *nu = p->state;
@@ -194,7 +194,7 @@ struct nu_row_scratch {
 	double tiles[]; /* tdots_scratch(3) */
 };
 
-static int nu_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int write)
+LINES_HOT static int nu_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int write)
 {
 	const struct nuslerp *nu = p->state;
 	const struct tensor *t = &p->t[job->tensor];
@@ -219,14 +219,14 @@ static int nu_rows(struct merge_ctx *p, struct pipe_job *job, void *scratch, int
 	return 0;
 }
 
-static int nu_rows_write(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int nu_rows_write(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
 {
 	(void)err;
 	return nu_rows(p, job, scratch, 1);
 }
 
-static int nu_rows_norms(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int nu_rows_norms(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
 {
 	(void)err;

@@ -142,7 +142,7 @@ static void sce_tile_mtl(const struct merge_ctx *p, const struct sce_state *st, 
 }
 
 /* ---- select and refine: the threshold of each tensor -------------------------- */
-static int sce_select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int sce_select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                            struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -215,7 +215,7 @@ static int sce_refine_needed(const struct merge_ctx *p)
 	return 0;
 }
 
-static int sce_refine_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int sce_refine_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                            struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -269,7 +269,7 @@ static int sce_selected(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- weights: the mean squares of the masked task vectors ---------------------- */
-static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                             struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -336,7 +336,7 @@ static int sce_weights_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- the norm pass of automatic alpha, and the writing pass -------------------- */
-static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
@@ -376,7 +376,7 @@ static int sce_norm_done(struct merge_ctx *p, struct lines_error *err)
 	return norm_sums_alpha(p, st->acc, 1, err);
 }
 
-static int sce_write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int sce_write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];

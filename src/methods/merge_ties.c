@@ -515,7 +515,7 @@ static void select_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *cons
 	*v->nrec = 0.0;
 }
 
-static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
@@ -1276,7 +1276,7 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 	*v->nrec = (double)nrec;
 }
 
-static int threshold_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int threshold_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
 	struct th_part v = th_part_of(T(p), job, TH_SUMS);
@@ -1457,7 +1457,7 @@ static double tall_apply(const struct merge_ctx *p, unsigned nx, const float *tp
 }
 
 /* ---- write ----------------------------------------------------------------------- */
-static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
+LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void *scratch, struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	struct ties *ts = T(p);
@@ -1524,7 +1524,7 @@ static void tall_norm_add(double *part, double u)
 		part[0] += fabs(u), part[1] += u * u;
 }
 
-static int tall_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
+LINES_HOT static int tall_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
 	const struct tensor *t = &p->t[job->tensor];

@@ -86,11 +86,13 @@ enum {
 	METHOD_LINEAR = 1 << 24,
 	/* the kernel divides by the sum of the weights (a mean) */
 	METHOD_DIVIDES_WSUM = 1 << 25,
+	/* takes t per tensor (tensor->t, from opts.tensor_t) */
+	METHOD_TENSOR_T = 1 << 26,
 	/* runs in parts (--part K/M): every result of its passes is per
 	 * tensor, or whole-model sums kept per tensor by a pass marked stats;
 	 * a pass of other whole-model results is marked whole_model, and a
 	 * plan with one is refused in parts */
-	METHOD_PART = 1 << 26,
+	METHOD_PART = 1 << 27,
 };
 /* The bits of flags that lines_method_options() hands out. */
 #define METHOD_MOPTS                                                                          \

@@ -32,26 +32,30 @@ size_t tdots_scratch(unsigned k)
 	return (size_t)k * KERN_TILE * sizeof(double) + KERN_TILE * sizeof(float);
 }
 
-void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
+LINES_HOT void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
                  const struct pipe_job *job, size_t b0, size_t b1, double *const *v, float *tmp,
                  double *part)
 {
-	for (unsigned q = 0; q < d->npairs; q++)
-		part[q] = 0.0;
-	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-		size_t n = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+	double lane[TDOTS_MAX_PAIRS][KERN_LANES];
+	memset(lane, 0, sizeof(lane));
+	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) { /* KERN_TILE: lanes align */
+		size_t n = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE, full = n - n % KERN_LANES;
 		d->load(c, t, job, j0, n, v, tmp);
 		for (unsigned q = 0; q < d->npairs; q++) {
 			const double *x = v[d->pair[q][0]], *y = v[d->pair[q][1]];
-			double s = part[q];
-			for (size_t j = 0; j < n; j++)
-				s += x[j] * y[j];
-			part[q] = s;
+			double *l = lane[q];
+			for (size_t j = 0; j < full; j += KERN_LANES)
+				for (unsigned e = 0; e < KERN_LANES; e++)
+					l[e] += x[j + e] * y[j + e];
+			for (size_t j = full; j < n; j++)
+				l[j - full] += x[j] * y[j];
 		}
 	}
+	for (unsigned q = 0; q < d->npairs; q++)
+		part[q] = kern_lane_sum(lane[q]);
 }
 
-static int td_work(struct merge_ctx *c, struct pipe_job *job, void *scratch,
+LINES_HOT static int td_work(struct merge_ctx *c, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct tdots *d = c->state;

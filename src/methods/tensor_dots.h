@@ -6,7 +6,9 @@
  * k of a tensor, in float64: a model, a task vector, ...) and the dots it
  * wants as pairs (i, j): sum_e v_i[e] v_j[e], a squared norm when i == j.
  * The pass's work() sums each KERN_BLOCK block of a job (blocks start at
- * the tensor's first element) in float64, elements in order; its reduce()
+ * the tensor's first element) in float64, element e of the block into
+ * lane e mod KERN_LANES, then the lanes by kern_lane_sum() (the norms'
+ * order, which vectorises); its reduce()
  * adds the blocks in output order into the table. So every value is the
  * same for any -j, --chunk or instruction set. NaN and infinities are
  * summed as they are (a tensor with a NaN has NaN dots).
