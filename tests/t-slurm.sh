@@ -9,7 +9,7 @@
 # daemons cannot be started (not root, Slurm or munge missing, the node
 # never becomes idle) every check is a TAP SKIP with the reason.
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
-contrib=${TESTS_SRCDIR:-$(dirname "$0")}/../contrib
+. "${TESTS_SRCDIR:-$(dirname "$0")}/cluster.sh"
 
 sl=$tmp/slurm
 pids=
@@ -148,8 +148,26 @@ slurm_daemons() {
 	return 1
 }
 
-# job_state ID: the state of a job (of every task of an array), one a line
-job_state() { scontrol -o show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p'; }
+# job_state ID: the states of a job (of every task of an array), one a line
+job_state() { scontrol -o show job "$1" 2>/dev/null | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p' | sort -u; }
+
+# wait_job ID: wait until the job (every task of an array) has ended, for
+# up to 5 minutes; succeed when it completed (sbatch --wait does the same
+# but polls at growing intervals, up to 10 s here)
+wait_job() {
+	i=0
+	while [ $i -lt 3000 ]; do
+		st=$(job_state "$1")
+		case $st in
+		*PENDING* | *RUNNING* | *CONFIGURING* | *COMPLETING* | "") ;;
+		*) break ;;
+		esac
+		sleep 0.1
+		i=$((i + 1))
+	done
+	echo "# job $1: $st"
+	[ "$st" = COMPLETED ]
+}
 
 # ---- Slurm up, and a trivial job array of 3 ---------------------------------------------
 t0=$(now)
@@ -165,14 +183,46 @@ fi
 
 if [ -n "$up" ]; then
 	t1=$(now)
-	timeout 120 sbatch -Q --wait --array=0-2 -D "$sl/jobs" -o "$sl/jobs/echo-%A_%a.out" \
-		--wrap 'echo "task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT" >"echo-$SLURM_ARRAY_TASK_ID"'
-	ok $? "sbatch --wait --array=0-2 runs a trivial job array (in $(elapsed "$t1") s)"
+	job=$(sbatch --parsable --array=0-2 -D "$sl/jobs" -o "$sl/jobs/echo-%A_%a.out" \
+		--wrap 'echo "task $SLURM_ARRAY_TASK_ID of $SLURM_ARRAY_TASK_COUNT" >"echo-$SLURM_ARRAY_TASK_ID"')
+	wait_job "$job"
+	ok $? "sbatch --array=0-2 runs a trivial job array (in $(elapsed "$t1") s)"
 	check "... whose three tasks each wrote their file" \
 		sh -c "cd '$sl/jobs' && test \"\$(cat echo-0 echo-1 echo-2)\" = \"\$(printf 'task %s of 3\n' 0 1 2)\""
 else
 	skip "a trivial job array of 3: $why"
 	skip "... whose three tasks each wrote their file: $why"
+fi
+
+# ---- the merges, by contrib/lines-slurm-submit.sh ---------------------------------------
+# slurm_merge NAME: the merge NAME in 3 parts by the shipped scripts, then
+# compared file for file with the run on one machine
+slurm_merge() {
+	merge_args "$1" "$tmp/fam" >"$tmp/$1.args"
+	why=$(refused "$tmp/$1.args")
+	if [ -n "$why" ]; then
+		skip "$1 --lines as a job array of 3: lines refuses it: $why"
+		return
+	fi
+	one_machine "$tmp/$1.args" "$tmp/one-$1"
+	mkdir -p "$tmp/slurm-$1"
+	t1=$(now)
+	job=$(cd "$tmp/slurm-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args \
+		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/%x-%A_%a.out") && wait_job "$job"
+	st=$?
+	ok $st "$1 --lines: the job arrays and dependent jobs of lines-slurm-submit.sh succeed (in $(elapsed "$t1") s)"
+	[ $st -eq 0 ] || tail -n 5 "$sl/jobs"/lines-* 2>/dev/null | sed 's/^/# /'
+	check "... and give every file of the run on one machine, byte for byte" same_tree "$tmp/one-$1/out" "$tmp/slurm-$1/out"
+}
+
+if [ -z "$up" ]; then
+	skip "the merges by the Slurm scripts of contrib/: $why"
+elif ! has_part; then
+	skip "the merges by the Slurm scripts of contrib/: lines has no --part yet"
+else
+	cluster_family "$tmp/fam"
+	slurm_merge sum
+	slurm_merge ties
 fi
 
 done_testing
