@@ -62,3 +62,16 @@ same_tree() {
 	done <"$tmp/tree-a"
 	return $st
 }
+
+# failing_lines FILE: a lines in which part 1 of 3 fails when it writes
+failing_lines() {
+	cat >"$1" <<EOF
+#!/bin/sh
+case " \$* " in
+*" --part 1/3 "*" --stats-out "*) ;;
+*" --part 1/3"*) echo "failing-lines: part 1 fails" >&2; exit 1 ;;
+esac
+exec "$LINES" "\$@"
+EOF
+	chmod +x "$1"
+}

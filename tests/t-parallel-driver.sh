@@ -35,16 +35,8 @@ while [ $# -gt 0 ]; do
 done
 exec sh -c "$*"
 EOF
-# lines, but part 1 fails when it writes
-cat >"$tmp/failing-lines" <<EOF
-#!/bin/sh
-case " \$* " in
-*" --part 1/3 "*" --stats-out "*) ;;
-*" --part 1/3"*) echo "failing-lines: part 1 fails" >&2; exit 1 ;;
-esac
-exec "$LINES" "\$@"
-EOF
-chmod +x "$tmp/fakessh" "$tmp/failing-lines"
+chmod +x "$tmp/fakessh"
+failing_lines "$tmp/failing-lines"
 
 # run_args ARGSFILE COMMAND...: COMMAND with the lines of ARGSFILE appended
 run_args() {

@@ -213,6 +213,22 @@ slurm_merge() {
 	ok $st "$1 --lines: the job arrays and dependent jobs of lines-slurm-submit.sh succeed (in $(elapsed "$t1") s)"
 	[ $st -eq 0 ] || tail -n 5 "$sl/jobs"/lines-* 2>/dev/null | sed 's/^/# /'
 	check "... and give every file of the run on one machine, byte for byte" same_tree "$tmp/one-$1/out" "$tmp/slurm-$1/out"
+	check "... each part a task of a job array (3 logs of lines-write)" \
+		test "$(ls "$sl/jobs" | grep -c '^lines-write-.*_[012]\.out$')" = 3
+
+	# part 1 fails: the index job never runs; submitted again, all is well
+	mkdir -p "$tmp/slurm-fail-$1"
+	job=$(cd "$tmp/slurm-fail-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args LINES=$tmp/failing-lines \
+		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/fail-%x-%A_%a.out")
+	wait_job "$job"
+	check "$1 --lines: when a task of the writing array fails, the index job is cancelled" \
+		test "$(job_state "$job")" = CANCELLED
+	check "... and OUT has no index and no README.md" \
+		test ! -e "$tmp/slurm-fail-$1/out/model.safetensors.index.json" -a ! -e "$tmp/slurm-fail-$1/out/README.md"
+	job=$(cd "$tmp/slurm-fail-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args \
+		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/fail-%x-%A_%a.out") && wait_job "$job"
+	ok $? "... submitted again, the jobs succeed"
+	check "... and give every file of the run on one machine, byte for byte" same_tree "$tmp/one-$1/out" "$tmp/slurm-fail-$1/out"
 }
 
 if [ -z "$up" ]; then
@@ -221,6 +237,7 @@ elif ! has_part; then
 	skip "the merges by the Slurm scripts of contrib/: lines has no --part yet"
 else
 	cluster_family "$tmp/fam"
+	failing_lines "$tmp/failing-lines"
 	slurm_merge sum
 	slurm_merge ties
 fi
