@@ -5,11 +5,12 @@
 #
 # or `include lines.mk` in a Makefile of your own and depend on $(LINES_DONE).
 # ARGS are the arguments of `lines merge` without -o, --part, --stats and
-# --stats-out (make splits them at spaces: no spaces in paths). The statistics
-# and the stamps of the finished steps go to STATS (default OUT.stats); run
-# make again after a failure and it redoes what is missing, with the same
-# bytes (remove STATS to start a different merge). ROUNDS, the number of statistics rounds, comes from `lines merge
-# ... --part 0/M -n --json` unless given.
+# --stats-out (make splits them at spaces: no spaces in paths). The
+# statistics and the stamps of the finished steps go to STATS (default
+# OUT.stats; remove it to start another merge). After a failure, make again
+# redoes what is missing, with the same bytes. ROUNDS, the number of
+# statistics rounds, comes from `lines merge ... --part 0/M -n --json`
+# unless given.
 
 LINES ?= lines
 M ?= 3
