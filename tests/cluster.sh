@@ -13,10 +13,12 @@ cluster_family() {
 	family "$1" --arch llama --dtype bf16 --layers 4 --hidden 32 --models 3 --seed 18 --shards 3 >/dev/null
 }
 
-# merge_args NAME DIR: the arguments of the merge NAME (sum, ties) of the
-# family in DIR, one a line
+# merge_args NAME DIR: the arguments of the merge NAME of the family in
+# DIR, one a line: plain (sum --lines, alpha = 1/N known: no statistics
+# round), sum (weighted: automatic alpha is a round), ties
 merge_args() {
 	case $1 in
+	plain) printf '%s\n' -q -b "$2/base" -m sum --lines --shard-size 40K "$2/ft1" "$2/ft2" "$2/ft3" ;;
 	sum) printf '%s\n' -q -b "$2/base" -m sum --lines -w 1,2,1 --shard-size 40K "$2/ft1" "$2/ft2" "$2/ft3" ;;
 	ties) printf '%s\n' -q -b "$2/base" -m ties --lines --density 0.3 --shard-size 40K "$2/ft1" "$2/ft2" "$2/ft3" ;;
 	esac
@@ -33,6 +35,28 @@ refused() {
 			head -n 1 "$tmp/refused.err" | sed 's/^lines: //'
 	)
 }
+
+# label NAME: the merge NAME, for the descriptions of the checks
+label() {
+	case $1 in
+	plain) echo "sum --lines" ;;
+	sum) echo "sum --lines -w 1,2,1" ;;
+	ties) echo "ties --lines" ;;
+	esac
+}
+
+# rounds_of ARGSFILE: the statistics rounds -n --json announces
+rounds_of() {
+	(
+		f=$1
+		set --
+		while IFS= read -r a; do set -- ${1+"$@"} "$a"; done <"$f"
+		"$LINES" merge ${1+"$@"} --part 0/3 -o "$tmp/refused-probe/" -n --json | jq -r '.part.rounds'
+	)
+}
+
+# rounds_run STATSDIR: the rounds combined in STATSDIR (rR.json files)
+rounds_run() { find "$1" -name 'r[0-9]*.json' ! -name '*-part-*' | wc -l; }
 
 # one_machine ARGSFILE DIR: the merge on one machine, run in DIR as
 # `lines merge ... -o out/` (the drivers write DIR2/out/ from DIR2, so that

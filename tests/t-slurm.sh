@@ -195,33 +195,37 @@ else
 fi
 
 # ---- the merges, by contrib/lines-slurm-submit.sh ---------------------------------------
-# slurm_merge NAME: the merge NAME in 3 parts by the shipped scripts, then
-# compared file for file with the run on one machine
+# slurm_merge NAME [fail]: the merge NAME in 3 parts by the shipped
+# scripts, then compared file for file with the run on one machine; with
+# fail, again with a part that fails, then submitted once more
 slurm_merge() {
 	merge_args "$1" "$tmp/fam" >"$tmp/$1.args"
 	why=$(refused "$tmp/$1.args")
 	if [ -n "$why" ]; then
-		skip "$1 --lines as a job array of 3: lines refuses it: $why"
+		skip "$(label "$1") as a job array of 3: lines refuses it: $why"
 		return
 	fi
 	one_machine "$tmp/$1.args" "$tmp/one-$1"
-	mkdir -p "$tmp/slurm-$1"
+	mkdir -p "$tmp/slurm-$1" "$sl/jobs/$1"
 	t1=$(now)
 	job=$(cd "$tmp/slurm-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args \
-		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/%x-%A_%a.out") && wait_job "$job"
+		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/$1/%x-%A_%a.out") && wait_job "$job"
 	st=$?
-	ok $st "$1 --lines: the job arrays and dependent jobs of lines-slurm-submit.sh succeed (in $(elapsed "$t1") s)"
-	[ $st -eq 0 ] || tail -n 5 "$sl/jobs"/lines-* 2>/dev/null | sed 's/^/# /'
+	ok $st "$(label "$1"): the job arrays and dependent jobs of lines-slurm-submit.sh succeed (in $(elapsed "$t1") s)"
+	[ $st -eq 0 ] || tail -n 5 "$sl/jobs/$1"/* 2>/dev/null | sed 's/^/# /'
 	check "... and give every file of the run on one machine, byte for byte" same_tree "$tmp/one-$1/out" "$tmp/slurm-$1/out"
+	check "... after the rounds -n announces ($(rounds_of "$tmp/$1.args"))" \
+		test "$(rounds_run "$tmp/slurm-$1/out.stats")" = "$(rounds_of "$tmp/$1.args")"
 	check "... each part a task of a job array (3 logs of lines-write)" \
-		test "$(ls "$sl/jobs" | grep -c '^lines-write-.*_[012]\.out$')" = 3
+		test "$(find "$sl/jobs/$1" -name 'lines-write-*_[012].out' | wc -l)" = 3
+	[ "${2:-}" = fail ] || return
 
 	# part 1 fails: the index job never runs; submitted again, all is well
 	mkdir -p "$tmp/slurm-fail-$1"
 	job=$(cd "$tmp/slurm-fail-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args LINES=$tmp/failing-lines \
 		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/fail-%x-%A_%a.out")
 	wait_job "$job"
-	check "$1 --lines: when a task of the writing array fails, the index job is cancelled" \
+	check "$(label "$1"): when a task of the writing array fails, the index job is cancelled" \
 		test "$(job_state "$job")" = CANCELLED
 	check "... and OUT has no index and no README.md" \
 		test ! -e "$tmp/slurm-fail-$1/out/model.safetensors.index.json" -a ! -e "$tmp/slurm-fail-$1/out/README.md"
@@ -238,7 +242,8 @@ elif ! has_part; then
 else
 	cluster_family "$tmp/fam"
 	failing_lines "$tmp/failing-lines"
-	slurm_merge sum
+	slurm_merge plain
+	slurm_merge sum fail
 	slurm_merge ties
 fi
 
