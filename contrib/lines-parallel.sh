@@ -40,7 +40,7 @@ args=("$@" -o "$out")
 # {"rounds": R}); ROUNDS in the environment overrides it
 rounds=${ROUNDS:-$("$LINES" merge "${args[@]}" --part "0/$m" -n --json |
 	sed -n 's/^ *"rounds": *\([0-9][0-9]*\).*/\1/p' | head -n 1)}
-rounds=${rounds:-0}
+: "${rounds:?cannot read the rounds from lines merge -n --json: set ROUNDS}"
 
 # par COMMAND...: run COMMAND for K = 0..M-1 ({} is K); -q quotes every word
 # for the remote shell, --halt stops the others when one fails

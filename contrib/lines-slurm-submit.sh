@@ -30,20 +30,26 @@ while [ $# -gt 0 ] && [ "$1" != -- ]; do
 	esac
 	shift
 done
-mkdir -p "$STATS"
 if [ $# -gt 0 ]; then
 	shift
-	printf '%s\n' "$@" >"$STATS/args"
-	ARGS=$STATS/args
+	args=("$@")
+else
+	: "${ARGS:?give the arguments of lines merge after --, or ARGS=FILE}"
+	mapfile -t args <"$ARGS"
 fi
-: "${ARGS:?give the arguments of lines merge after --, or ARGS=FILE}"
-export LINES ARGS OUT STATS M
 
-# the number of statistics rounds, from `-n --json` ("part": {"rounds": R})
-mapfile -t args <"$ARGS"
+# the number of statistics rounds, from `-n --json` ("part": {"rounds": R});
+# this also checks the arguments before anything is submitted
 rounds=${ROUNDS:-$("$LINES" merge "${args[@]}" -o "$OUT" --part "0/$M" -n --json |
 	sed -n 's/^ *"rounds": *\([0-9][0-9]*\).*/\1/p' | head -n 1)}
-rounds=${rounds:-0}
+: "${rounds:?cannot read the rounds from lines merge -n --json: set ROUNDS}"
+
+mkdir -p "$STATS"
+if [ -z "${ARGS:-}" ]; then
+	ARGS=$STATS/args
+	printf '%s\n' "${args[@]}" >"$ARGS"
+fi
+export LINES ARGS OUT STATS M
 
 # sub STEP ROUND SBATCH-OPTION...: submit one step, print its job id
 sub() {

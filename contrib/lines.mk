@@ -21,7 +21,9 @@ ifndef ROUNDS
 ROUNDS := $(shell $(LINES) merge $(ARGS) -o $(OUT) --part 0/$(M) -n --json | \
 	sed -n 's/^ *"rounds": *\([0-9][0-9]*\).*/\1/p' | head -n 1)
 endif
-ROUNDS := $(or $(ROUNDS),0)
+ifeq ($(ROUNDS),)
+$(error cannot read the rounds from lines merge -n --json (see above): set ROUNDS)
+endif
 
 lines_parts := $(shell seq 0 $$(($(M) - 1)))
 lines_rounds := $(shell seq 1 $(ROUNDS))
