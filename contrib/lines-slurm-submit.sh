@@ -12,7 +12,7 @@
 # MERGE-ARGS (the arguments of `lines merge` without -o and --part) are
 # written to STATS/args; or give ARGS, a file holding them one a line.
 # SBATCH-OPTIONs (--partition, --time, -o ..., or SBATCH_* variables) go to
-# every job; --wait waits for the last one and gives its exit status.
+# every job; --wait waits for the last one and fails unless it completed.
 # LINES, STATS and SCRIPT (default: lines-slurm.sbatch beside this script)
 # may be set too; see lines-slurm.sbatch.
 set -euo pipefail
@@ -33,6 +33,7 @@ done
 if [ $# -gt 0 ]; then
 	shift
 	args=("$@")
+	ARGS=
 else
 	: "${ARGS:?give the arguments of lines merge after --, or ARGS=FILE}"
 	mapfile -t args <"$ARGS"
@@ -66,4 +67,13 @@ for ((r = 1; r <= rounds; r++)); do
 	after=(--dependency="afterok:$job")
 done
 job=$(sub write "$rounds" --array="0-$((M - 1))" "${after[@]}")
-sub index 0 --dependency="afterok:$job" "${wait[@]}"
+job=$(sub index 0 --dependency="afterok:$job" "${wait[@]}")
+echo "$job"
+# sbatch --wait gives 0 for a job cancelled because a step before it failed
+if [ ${#wait[@]} -gt 0 ]; then
+	state=$(scontrol -o show job "$job" | sed -n 's/.*JobState=\([A-Z_]*\).*/\1/p')
+	if [ "$state" != COMPLETED ]; then
+		echo "lines-slurm-submit.sh: job $job (lines index): $state" >&2
+		exit 1
+	fi
+fi

@@ -58,6 +58,14 @@ rounds_of() {
 # rounds_run STATSDIR: the rounds combined in STATSDIR (rR.json files)
 rounds_run() { find "$1" -name 'r[0-9]*.json' ! -name '*-part-*' | wc -l; }
 
+# run_args ARGSFILE COMMAND...: COMMAND with the lines of ARGSFILE appended
+run_args() {
+	f=$1
+	shift
+	while IFS= read -r a; do set -- "$@" "$a"; done <"$f"
+	"$@"
+}
+
 # one_machine ARGSFILE DIR: the merge on one machine, run in DIR as
 # `lines merge ... -o out/` (the drivers write DIR2/out/ from DIR2, so that
 # the command line README.md records is the same)

@@ -38,14 +38,6 @@ EOF
 chmod +x "$tmp/fakessh"
 failing_lines "$tmp/failing-lines"
 
-# run_args ARGSFILE COMMAND...: COMMAND with the lines of ARGSFILE appended
-run_args() {
-	f=$1
-	shift
-	while IFS= read -r a; do set -- "$@" "$a"; done <"$f"
-	"$@"
-}
-
 # drivers NAME: the merge NAME by every driver
 drivers() {
 	merge_args "$1" "$tmp/fam" >"$tmp/$1.args"

@@ -195,9 +195,10 @@ else
 fi
 
 # ---- the merges, by contrib/lines-slurm-submit.sh ---------------------------------------
-# slurm_merge NAME [fail]: the merge NAME in 3 parts by the shipped
+# slurm_merge NAME [wait|fail]: the merge NAME in 3 parts by the shipped
 # scripts, then compared file for file with the run on one machine; with
-# fail, again with a part that fails, then submitted once more
+# wait, lines-slurm-submit.sh --wait waits for the jobs; with fail, the
+# merge again with a part that fails, then submitted once more
 slurm_merge() {
 	merge_args "$1" "$tmp/fam" >"$tmp/$1.args"
 	why=$(refused "$tmp/$1.args")
@@ -208,10 +209,18 @@ slurm_merge() {
 	one_machine "$tmp/$1.args" "$tmp/one-$1"
 	mkdir -p "$tmp/slurm-$1" "$sl/jobs/$1"
 	t1=$(now)
-	job=$(cd "$tmp/slurm-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args \
-		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/$1/%x-%A_%a.out") && wait_job "$job"
+	if [ "${2:-}" = wait ]; then
+		# --wait: sbatch waits for the last job (polling at growing intervals)
+		(cd "$tmp/slurm-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args timeout 300 \
+			"$contrib/lines-slurm-submit.sh" --wait -o "$sl/jobs/$1/%x-%A_%a.out" >/dev/null)
+	else
+		job=$(cd "$tmp/slurm-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args \
+			"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/$1/%x-%A_%a.out") && wait_job "$job"
+	fi
 	st=$?
-	ok $st "$(label "$1"): the job arrays and dependent jobs of lines-slurm-submit.sh succeed (in $(elapsed "$t1") s)"
+	how=
+	[ "${2:-}" = wait ] && how=" --wait"
+	ok $st "$(label "$1"): the job arrays and dependent jobs of lines-slurm-submit.sh$how succeed (in $(elapsed "$t1") s)"
 	[ $st -eq 0 ] || tail -n 5 "$sl/jobs/$1"/* 2>/dev/null | sed 's/^/# /'
 	check "... and give every file of the run on one machine, byte for byte" same_tree "$tmp/one-$1/out" "$tmp/slurm-$1/out"
 	check "... after the rounds -n announces ($(rounds_of "$tmp/$1.args"))" \
@@ -229,9 +238,9 @@ slurm_merge() {
 		test "$(job_state "$job")" = CANCELLED
 	check "... and OUT has no index and no README.md" \
 		test ! -e "$tmp/slurm-fail-$1/out/model.safetensors.index.json" -a ! -e "$tmp/slurm-fail-$1/out/README.md"
-	job=$(cd "$tmp/slurm-fail-$1" && M=3 OUT=out/ ARGS=$tmp/$1.args \
-		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/fail-%x-%A_%a.out") && wait_job "$job"
-	ok $? "... submitted again, the jobs succeed"
+	job=$(cd "$tmp/slurm-fail-$1" && M=3 OUT=out/ run_args "$tmp/$1.args" \
+		"$contrib/lines-slurm-submit.sh" -o "$sl/jobs/fail-%x-%A_%a.out" --) && wait_job "$job"
+	ok $? "... submitted again (the arguments after --), the jobs succeed"
 	check "... and give every file of the run on one machine, byte for byte" same_tree "$tmp/one-$1/out" "$tmp/slurm-fail-$1/out"
 }
 
@@ -242,7 +251,7 @@ elif ! has_part; then
 else
 	cluster_family "$tmp/fam"
 	failing_lines "$tmp/failing-lines"
-	slurm_merge plain
+	slurm_merge plain wait
 	slurm_merge sum fail
 	slurm_merge ties
 fi
