@@ -38,8 +38,11 @@ slurm_stop() {
 	fi
 }
 trap 'slurm_stop; rm -rf "$tmp"' EXIT
+# a signal (a reader of our output that went away too) stops them as well
 trap 'exit 143' TERM
 trap 'exit 130' INT
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 # now: seconds since the epoch with a fraction
 now() { date +%s.%N; }
