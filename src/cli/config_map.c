@@ -112,6 +112,7 @@ static const struct mdef mdefs[] = {
 	 {{"select_topk", PM_NUM, "--select-topk", NULL, 0, 0, 1}, INT8}},
 	{"karcher", "karcher", {0}, BASE_AVERAGED, 0,
 	 {{"max_iter", PM_NUM, "--max-iter", NULL, 0, 0, 10}, {"tol", PM_NUM, "--tol", NULL, 0, 0, 1e-5}}},
+	{"arcee_fusion", "arcee_fusion", {0}, BASE_NEEDED, 1, {{0}}},
 	/* lines' own: Consensus Task Arithmetic */
 	{"consensus", "consensus", {0}, BASE_NEEDED, 0,
 	 {{"weight", PM_LIST, "--weights", NULL, 1, 0, 1},
@@ -121,7 +122,7 @@ static const struct mdef mdefs[] = {
 
 /* clang-format on */
 
-static const char *const unsupported_methods[] = {"passthrough", "arcee_fusion"};
+static const char *const unsupported_methods[] = {"passthrough"};
 
 /* ---- output vector ----------------------------------------------------------------- */
 struct argv_b {

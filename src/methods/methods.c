@@ -13,7 +13,8 @@
 extern const struct method method_sum, method_mean, method_ties, method_dare, method_linear,
 	method_nearswap, method_consensus, method_slerp, method_nuslerp, method_model_stock,
 	method_ram, method_ramplus_tl, method_multislerp, method_karcher, method_della,
-	method_della_linear, method_breadcrumbs, method_breadcrumbs_ties, method_sce;
+	method_della_linear, method_breadcrumbs, method_breadcrumbs_ties, method_sce,
+	method_arcee_fusion;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
@@ -35,6 +36,7 @@ static const struct method *const methods[] = {
 	[LINES_M_BREADCRUMBS] = &method_breadcrumbs,
 	[LINES_M_BREADCRUMBS_TIES] = &method_breadcrumbs_ties,
 	[LINES_M_SCE] = &method_sce,
+	[LINES_M_ARCEE_FUSION] = &method_arcee_fusion,
 };
 
 /* Other names of a method (mergekit's), parsed but never shown: the
