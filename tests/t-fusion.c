@@ -9,8 +9,9 @@
  *     per tensor: the importances sorted in full (qsort, NaN last), Q(q)
  *     the element of index floor(q (n - 1)), thr = Q(.5) + 1.5 (Q(.75) - Q(.25))
  *     ref = b + lambda [imp >= thr] tau
- * Every element within one ULP of the output dtype (BF16, F16, F32 llama
- * families and a clip F32 family with a 4-D convolution), with and without
+ * Every element within one ULP of the output dtype (BF16, F16, F32 and F64
+ * -- tau in float64 there -- llama families and a clip F32 family with a
+ * 4-D convolution), with and without
  * LiNeS (automatic alpha = ||tau|| / ||m tau||, L1); each tensor's
  * quantiles, threshold and kept count in the manifest equal the sort's;
  * the same bytes for -j, --chunk, --io and LINES_ISA; three models and no
@@ -52,6 +53,14 @@ static int cmpf(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* tau: float32, or float64 for F64 tensors (written as F64) */
+static double tau_of(const struct tu_tensor *x, const struct tu_tensor *b, uint64_t e)
+{
+	if (!strcmp(b->dtype, "F64"))
+		return tu_elem64(x, e) - tu_elem64(b, e);
+	return (double)(tu_elem(x, e) - tu_elem(b, e)); /* a float32 subtraction */
+}
+
 static double softmax_terms(const double *v, uint64_t r, double *e)
 {
 	double mx = -INFINITY, s = 0;
@@ -74,15 +83,14 @@ static void find_cut(const struct tu_tensor *b, const struct tu_tensor *x, struc
 	c->imp = malloc(n * sizeof(float));
 	for (uint64_t j0 = 0; j0 < n; j0 += r) {
 		for (uint64_t j = 0; j < r; j++)
-			xv[j] = tu_elem(x, j0 + j), bv[j] = tu_elem(b, j0 + j);
+			xv[j] = tu_elem64(x, j0 + j), bv[j] = tu_elem64(b, j0 + j);
 		double s1 = softmax_terms(xv, r, e1), s2 = softmax_terms(bv, r, e2), kl = 0;
 		for (uint64_t j = 0; j < r; j++) {
 			double p = e1[j] / s1 + 1e-8, q = e2[j] / s2 + 1e-8;
 			kl += p * log(p / q);
 		}
 		for (uint64_t j = 0; j < r; j++) {
-			float t = tu_elem(x, j0 + j) - tu_elem(b, j0 + j);
-			c->imp[j0 + j] = (float)(fabs((double)t) * kl);
+			c->imp[j0 + j] = (float)(fabs(tau_of(x, b, j0 + j)) * kl);
 		}
 	}
 	memcpy(s, c->imp, n * sizeof(float));
@@ -108,7 +116,7 @@ static double fusion_alpha(const struct fam *f)
 			continue;
 		find_cut(b, x, &c);
 		for (uint64_t e = 0; e < b->nelem; e++) {
-			float t = tu_elem(x, e) - tu_elem(b, e);
+			double t = tau_of(x, b, e);
 			double m = (double)c.imp[e] >= c.thr ? t : 0.0;
 			if (isfinite(t) && isfinite(m))
 				num += fabs(t), den += fabs(m);
@@ -167,8 +175,8 @@ static void compare(const struct fam *f, const struct scen *s, const struct tu_m
 		double lam = s->beta == 0 ? s->lambda
 		                          : alpha + s->beta * (blk < 0 ? 0 : (double)blk / (double)(f->L - 1));
 		for (uint64_t e = 0; ot && e < b->nelem; e++, n++) {
-			float t = tu_elem(x, e) - tu_elem(b, e);
-			double m = (double)c.imp[e] >= c.thr ? (double)t : 0.0;
+			double t = tau_of(x, b, e);
+			double m = (double)c.imp[e] >= c.thr ? t : 0.0;
 			double bv = tu_elem64(b, e), ref = bv + lam * m, got = tu_elem64(ot, e);
 			if (!tu_within(ot->dtype, ref, fabs(bv) + fabs(lam * m), got, 0x1p-48, &worst) &&
 			    !bad++)
@@ -324,8 +332,8 @@ int main(void)
 		{"--lines --alpha auto --beta 0.5", "--lines --alpha auto --beta 0.5", 0, -1, 0.5},
 		{"--lines --alpha 0.3 --beta 0.6", "--lines --alpha 0.3 --beta 0.6", 0, 0.3, 0.6},
 	};
-	static const char *const dts[] = {"bf16", "f16", "f32"};
-	for (size_t d = 0; d < 3; d++) {
+	static const char *const dts[] = {"bf16", "f16", "f32", "f64"};
+	for (size_t d = 0; d < 4; d++) {
 		struct fam f;
 		memset(&f, 0, sizeof(f));
 		if (!ok(load(&f, "llama", dts[d], 32, dts[d]), "generate a %s family", dts[d]))
