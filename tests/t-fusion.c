@@ -13,7 +13,8 @@
  * -- tau in float64 there -- llama families and a clip F32 family with a
  * 4-D convolution), with and without
  * LiNeS (automatic alpha = ||tau|| / ||m tau||, L1); each tensor's
- * quantiles, threshold and kept count in the manifest equal the sort's;
+ * quantiles, threshold and kept count in the manifest equal the sort's
+ * (also with NaN, infinities and subnormals in the inputs);
  * the same bytes for -j, --chunk, --io and LINES_ISA; three models and no
  * base refused (exit 2, nothing written).
  */
@@ -223,13 +224,14 @@ static void run(const struct fam *f, const struct scen *s, int k, const char *dt
 	tu_model_free(&o);
 }
 
-static int load(struct fam *f, const char *arch, const char *dtype, int hidden, const char *sub)
+static int load(struct fam *f, const char *arch, const char *dtype, int hidden, const char *sub,
+                const char *extra)
 {
 	char p[4400];
 	snprintf(f->dir, sizeof(f->dir), "%s/%s", tu_tmpdir(), sub);
-	if (tu_run("'%s' --arch %s --dtype %s --layers 3 --hidden %d --models 3 --seed 11 "
+	if (tu_run("'%s' --arch %s --dtype %s --layers 3 --hidden %d --models 3 --seed 11 %s "
 	           "--out '%s'",
-	           tu_gen(), arch, dtype, hidden, f->dir) != 0)
+	           tu_gen(), arch, dtype, hidden, extra, f->dir) != 0)
 		return 0;
 	snprintf(p, sizeof(p), "%s/base.safetensors", f->dir);
 	int good = tu_model_load(&f->b, p) == 0;
@@ -336,7 +338,7 @@ int main(void)
 	for (size_t d = 0; d < 4; d++) {
 		struct fam f;
 		memset(&f, 0, sizeof(f));
-		if (!ok(load(&f, "llama", dts[d], 32, dts[d]), "generate a %s family", dts[d]))
+		if (!ok(load(&f, "llama", dts[d], 32, dts[d], ""), "generate a %s family", dts[d]))
 			continue;
 		for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
 			run(&f, &sc[i], (int)i, dts[d]);
@@ -346,13 +348,22 @@ int main(void)
 	}
 	struct fam f;
 	memset(&f, 0, sizeof(f));
-	if (ok(load(&f, "clip", "f32", 32, "clip"), "generate a clip f32 family (a 4-D convolution)")) {
+	if (ok(load(&f, "clip", "f32", 32, "clip", ""), "generate a clip f32 family (a 4-D convolution)")) {
 		run(&f, &sc[0], 0, "clip f32");
 		run(&f, &sc[2], 2, "clip f32");
 	}
 	free_fam(&f);
+	/* NaN, infinities, signed zeros and subnormals in the first tensor: its
+	 * rows that hold one have a NaN KL, NaN importances, sorted last */
 	memset(&f, 0, sizeof(f));
-	if (ok(load(&f, "llama", "f32", 96, "det"), "generate an f32 family with 96 x 96 tensors"))
+	if (ok(load(&f, "llama", "bf16", 32, "spec", "--specials"), "generate a bf16 family with "
+	                                                           "special values")) {
+		run(&f, &sc[0], 0, "specials bf16");
+		run(&f, &sc[3], 3, "specials bf16");
+	}
+	free_fam(&f);
+	memset(&f, 0, sizeof(f));
+	if (ok(load(&f, "llama", "f32", 96, "det", ""), "generate an f32 family with 96 x 96 tensors"))
 		same_bytes(&f);
 	free_fam(&f);
 	tu_cleanup();
