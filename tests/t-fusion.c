@@ -15,7 +15,9 @@
  * LiNeS (automatic alpha = ||tau|| / ||m tau||, L1); each tensor's
  * quantiles, threshold and kept count in the manifest equal the sort's
  * (also with NaN, infinities and subnormals in the inputs);
- * the same bytes for -j, --chunk, --io and LINES_ISA; three models and no
+ * the same bytes for -j, --chunk, --io and LINES_ISA, and whether the
+ * select pass keeps the rows' KL for the later passes or they compute
+ * them again (LINES_TEST_FUSION_KL_ROWS); three models and no
  * base refused (exit 2, nothing written).
  */
 #include <jansson.h>
@@ -256,6 +258,9 @@ static void same_bytes(const struct fam *f)
 		"LINES_ISA=scalar '%s' merge -q -j 2 --chunk 64K --io uring",
 		"LINES_ISA=avx2 '%s' merge -q -j 1 --chunk 64K --io uring",
 		"LINES_ISA=avx512 '%s' merge -q -j 2 --chunk 64K",
+		/* every row's KL computed in every pass, and some kept, some not */
+		"LINES_TEST_FUSION_KL_ROWS=0 '%s' merge -q -j 2",
+		"LINES_TEST_FUSION_KL_ROWS=300 '%s' merge -q -j 2 --chunk 64K",
 	};
 	static const char *const meth[] = {
 		"-m arcee_fusion --lines --alpha auto --beta 0.5",
@@ -290,7 +295,8 @@ static void same_bytes(const struct fam *f)
 			else
 				same &= tu_run("cmp -s '%s' '%s'", ref, out) == 0;
 		}
-		ok(same && ran >= 3, "%s: the same bytes for %d runs over -j, --chunk, --io, LINES_ISA",
+		ok(same && ran >= 5,
+		   "%s: the same bytes for %d runs over -j, --chunk, --io, LINES_ISA, rows' KL kept or not",
 		   meth[q], ran);
 	}
 }

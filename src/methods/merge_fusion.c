@@ -34,11 +34,15 @@
  * the three quantiles; `threshold` counts the low 16 bits of the keys
  * in those bins, which gives the exact values. With automatic alpha a
  * read-only `norms` pass measures ||tau|| and ||m tau|| (N = 1). Then
- * the writing pass. Every pass computes the rows' KL again from the
- * bytes it reads (no state per row), in jobs of whole slabs (pass.rows:
- * pipe_slab(), every row of the last dimension lies in one), so a
- * worker's scratch holds the longest slab (-n's bound counts it), and
- * the jobs and the order of every sum do not depend on -j or --chunk.
+ * the writing pass. Jobs hold whole slabs (pass.rows: pipe_slab(), every
+ * row of the last dimension lies in one), so a worker's scratch holds the
+ * longest slab (-n's bound counts it), and the jobs and the order of
+ * every sum do not depend on -j or --chunk. The KL of a row costs two
+ * exponentials and a logarithm an element, several times the rest of a
+ * pass: the select pass keeps the rows' KL in a table for the later
+ * passes, for the tensors, in order, whose rows fit in KL_ROWS (one
+ * double a row, a constant bound); the later passes compute the others'
+ * again from the bytes they read, the same doubles.
  * The arithmetic is portable C in float64: the same bytes under every
  * LINES_ISA.
  */
@@ -54,6 +58,10 @@
 #define BINS 65536u
 #define NQ 3           /* the quantiles 1/4, 1/2, 3/4 */
 #define FUSION_EPS 1e-8 /* mergekit's eps, added to both softmaxes */
+#define NO_KL UINT64_MAX
+/* The rows whose KL the select pass keeps for the later passes, at most
+ * (16 MiB of doubles: every row of a 7B model of width 4096). */
+#define KL_ROWS ((uint64_t)1 << 21)
 
 /* Where a quantile is: its key's high 16 bits, its 1-based rank among
  * the keys of that bin, and the key itself once known. */
@@ -70,6 +78,9 @@ struct fusion {
 	uint64_t *kept;       /* nt: what the writing pass kept */
 	unsigned char *done;  /* nt: the quantiles are known */
 	uint64_t slab;        /* the longest slab of a merged tensor */
+	double *kl;           /* the rows' KL that the select pass keeps */
+	uint64_t *kl_at;      /* nt: a tensor's first row in kl, or NO_KL */
+	int kl_kept;          /* the select pass is done: kl holds its rows */
 	double acc[4];        /* the norms pass: |tau|, |m tau|, tau^2, (m tau)^2 */
 	uint64_t nkept, elements;
 };
@@ -155,12 +166,16 @@ static double row_kl(const double *x, const double *b, uint64_t r, double *e1, d
 
 /*
  * Load slab [a, a + s) of a job: the base, the model, tau and the
- * importance of every element (w->b, w->x, w->tau, w->imp).
+ * importance of every element (w->b, w->x, w->tau, w->imp). The rows' KL
+ * come from the table when the select pass has kept them; that pass
+ * stores them there (each job its own rows).
  */
 static void load_slab(const struct merge_ctx *p, const struct pipe_job *job, uint64_t a,
                       uint64_t s, struct rows *w)
 {
+	const struct fusion *fu = F(p);
 	const struct tensor *t = &p->t[job->tensor];
+	uint64_t at = fu->kl_at[job->tensor];
 	size_t off = (size_t)(a - job->u0);
 	uint64_t r = t->rank < 2 ? s : t->shape[t->rank - 1];
 	int f64 = f64_tensor(t);
@@ -171,7 +186,14 @@ static void load_slab(const struct merge_ctx *p, const struct pipe_job *job, uin
 	if (r == 0)
 		return;
 	for (uint64_t j0 = 0; j0 < s; j0 += r) {
-		double kl = row_kl(w->x + j0, w->b + j0, r, w->e1, w->e2);
+		double *kept = at == NO_KL ? NULL : fu->kl + at + (a + j0) / r, kl;
+		if (kept && fu->kl_kept) {
+			kl = *kept;
+		} else {
+			kl = row_kl(w->x + j0, w->b + j0, r, w->e1, w->e2);
+			if (kept)
+				*kept = kl;
+		}
 		for (uint64_t j = j0; j < j0 + r; j++)
 			w->imp[j] = (float)(fabs(w->tau[j]) * kl);
 	}
@@ -224,6 +246,13 @@ static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct
 		}
 	}
 	memset(fu->run, 0, BINS * sizeof(*fu->run));
+	return 0;
+}
+
+static int select_done(struct merge_ctx *p, struct lines_error *err)
+{
+	(void)err;
+	F(p)->kl_kept = 1;
 	return 0;
 }
 
@@ -402,21 +431,41 @@ static int fusion_setup(struct merge_ctx *p, struct lines_error *err)
 		if (p->t[t].merge && s > fu->slab)
 			fu->slab = s;
 	}
+	/* the rows' KL of the tensors, in order, while KL_ROWS (or the test's
+	 * LINES_TEST_FUSION_KL_ROWS) suffice; the others' are computed again */
+	uint64_t budget = KL_ROWS, nrows = 0;
+	const char *test = getenv("LINES_TEST_FUSION_KL_ROWS");
+	if (test)
+		budget = strtoull(test, NULL, 10);
+	fu->kl_at = malloc(nt * sizeof(*fu->kl_at));
+	RETURN_ERROR_IF(!fu->kl_at, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	for (size_t t = 0; t < nt; t++) {
+		const struct tensor *te = &p->t[t];
+		uint64_t r = te->rank < 2 ? pipe_slab(te) : te->shape[te->rank - 1];
+		uint64_t rows = t < p->nt && te->merge && r ? te->units / r : 0;
+		fu->kl_at[t] = NO_KL;
+		if (rows && nrows + rows <= budget)
+			fu->kl_at[t] = nrows, nrows += rows;
+	}
+	fu->kl = calloc(nrows ? nrows : 1, sizeof(*fu->kl));
 	fu->run = calloc((size_t)NQ * BINS, sizeof(*fu->run));
 	fu->q = calloc(nt * NQ, sizeof(*fu->q));
 	fu->thr = calloc(nt, sizeof(*fu->thr));
 	fu->kept = calloc(nt, sizeof(*fu->kept));
 	fu->done = calloc(nt, 1);
-	RETURN_ERROR_IF(!fu->run || !fu->q || !fu->thr || !fu->kept || !fu->done, err, LINES_ENOMEM,
+	RETURN_ERROR_IF(!fu->kl || !fu->run || !fu->q || !fu->thr || !fu->kept || !fu->done, err, LINES_ENOMEM,
 	                NULL, NULL, "out of memory for -m arcee_fusion");
 	/* resident now, so that the plan's measure of its heap has them */
 	for (size_t q = 0; q < (size_t)NQ * BINS * sizeof(*fu->run); q += 4096)
 		((volatile unsigned char *)fu->run)[q] = 0;
+	for (size_t q = 0; q < nrows * sizeof(*fu->kl); q += 4096)
+		((volatile unsigned char *)fu->kl)[q] = 0;
 
 	a = add_pass(p, "select", 0, select_work, BINS / 2); /* BINS uint32 */
 	b = add_pass(p, "threshold", 0, threshold_work, NQ * BINS / 2);
 	RETURN_ERROR_IF(!a || !b, err, LINES_EUSAGE, NULL, NULL, "too many passes");
 	a->reduce = select_reduce;
+	a->done = select_done;
 	b->reduce = threshold_reduce;
 	if (p->o->lines && p->o->alpha_auto) {
 		c = add_pass(p, "norms", 0, norms_work, 4);
@@ -436,6 +485,7 @@ static void fusion_free(struct merge_ctx *p)
 	struct fusion *fu = p->state;
 	if (fu) {
 		free(fu->run), free(fu->q), free(fu->thr), free(fu->kept);
+		free(fu->kl), free(fu->kl_at);
 		free(fu->done);
 	}
 	free(fu);
@@ -453,6 +503,13 @@ static json_t *fusion_report(const struct merge_ctx *p)
 	json_object_set_new(m, "kept", json_integer(fu ? (json_int_t)fu->nkept : 0));
 	json_object_set_new(m, "elements", json_integer(fu ? (json_int_t)fu->elements : 0));
 	json_object_set_new(m, "longest_slab", json_integer(fu ? (json_int_t)fu->slab : 0));
+	/* the rows whose KL the select pass kept for the later passes */
+	uint64_t kr = 0;
+	for (size_t t = 0; fu && t < p->nt; t++)
+		if (fu->kl_at[t] != NO_KL)
+			kr += p->t[t].units / (p->t[t].rank < 2 ? pipe_slab(&p->t[t])
+			                                         : p->t[t].shape[p->t[t].rank - 1]);
+	json_object_set_new(m, "kl_rows_kept", json_integer((json_int_t)kr));
 	return m;
 }
 
