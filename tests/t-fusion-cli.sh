@@ -3,7 +3,8 @@
 # mergekit's own example configuration (tests/mergekit/arcee_fusion.yml,
 # unchanged: its model_a and model_b are directories made here holding a
 # generated family's base and first model): the same bytes either way and
-# through --print-config; the passes in -n --json; a parameter the method
+# through --print-config; a sweep's output equals a run alone; the
+# passes in -n --json; a parameter the method
 # does not take, a third model or no base refused (exit 2, nothing
 # written). Values are read with jq from --json.
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
@@ -58,6 +59,12 @@ status 0 "a lines: section on top" "$LINES" merge -q --config "$tmp/lines.yml" -
 status 0 "... and the command line" "$LINES" merge -q -m arcee_fusion -b "$b" --dtype bf16 \
 	--lines --alpha 0.4 --beta 0.6 -o "$tmp/ll.st" "$m1"
 check "... the same bytes" cmp -s "$tmp/cl.st" "$tmp/ll.st"
+
+status 0 "a sweep of --beta" "$LINES" merge -q -m arcee_fusion -b "$b" --lines --alpha auto \
+	--beta 0.2,0.6 -o "$tmp/sw{beta}.st" "$m1"
+status 0 "... and --beta 0.6 alone" "$LINES" merge -q -m arcee_fusion -b "$b" --lines \
+	--alpha auto --beta 0.6 -o "$tmp/sw.st" "$m1"
+check "... the same bytes" cmp -s "$tmp/sw0.6.st" "$tmp/sw.st"
 
 printf 'merge_method: arcee_fusion\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: 0.5}\n' \
 	"$b" "$m1" >"$tmp/w.yml"
