@@ -133,8 +133,8 @@ static json_t *manifest_entry(json_t *man, const char *name)
 {
 	json_t *ts = json_object_get(man, "tensors"), *e;
 	size_t i;
-	json_array_foreach(ts, i, e) if (!strcmp(json_string_value(json_object_get(e, "name")), name))
-	    return json_object_get(e, "arcee_fusion");
+	json_array_foreach(ts, i, e) if (!strcmp(json_string_value(json_object_get(e, "name")),
+	                                         name)) return json_object_get(e, "arcee_fusion");
 	return NULL;
 }
 
@@ -169,31 +169,35 @@ static void compare(const struct fam *f, const struct scen *s, const struct tu_m
 		           (thr == c.thr || (thr != thr && c.thr != c.thr)) && k == (double)c.kept;
 		if (!same && !badc++)
 			snprintf(firstc, sizeof(firstc),
-			         "; %s: q %g %g %g thr %.17g kept %g, want %g %g %g %.17g %llu", b->name,
-			         q1, md, q3, thr, k, c.q[0], c.q[1], c.q[2], c.thr,
+			         "; %s: q %g %g %g thr %.17g kept %g, want %g %g %g %.17g %llu",
+			         b->name, q1, md, q3, thr, k, c.q[0], c.q[1], c.q[2], c.thr,
 			         (unsigned long long)c.kept);
 		nc++;
 		kept += c.kept;
 		long blk = tu_block_of(b->name);
-		double lam = s->beta == 0 ? s->lambda
-		                          : alpha + s->beta * (blk < 0 ? 0 : (double)blk / (double)(f->L - 1));
+		double lam =
+		    s->beta == 0
+		        ? s->lambda
+		        : alpha + s->beta * (blk < 0 ? 0 : (double)blk / (double)(f->L - 1));
 		for (uint64_t e = 0; ot && e < b->nelem; e++, n++) {
 			double t = tau_of(x, b, e);
 			double m = (double)c.imp[e] >= c.thr ? t : 0.0;
 			double bv = tu_elem64(b, e), ref = bv + lam * m, got = tu_elem64(ot, e);
-			if (!tu_within(ot->dtype, ref, fabs(bv) + fabs(lam * m), got, 0x1p-48, &worst) &&
+			if (!tu_within(ot->dtype, ref, fabs(bv) + fabs(lam * m), got, 0x1p-48,
+			               &worst) &&
 			    !bad++)
-				snprintf(first, sizeof(first), "; %s[%llu]: got %.9g, want %.17g", b->name,
-				         (unsigned long long)e, got, ref);
+				snprintf(first, sizeof(first), "; %s[%llu]: got %.9g, want %.17g",
+				         b->name, (unsigned long long)e, got, ref);
 		}
 		bad += !ot;
 		free(c.imp);
 	}
 	ok(bad == 0 && n > 0,
-	   "%s %s: %llu elements within 1 ULP of the float64 reference (%llu kept; worst %.2f)%s", dt,
-	   s->name, (unsigned long long)n, (unsigned long long)kept, worst, first);
-	ok(badc == 0 && nc > 0, "%s %s: the %llu tensors' quantiles, thresholds, kept counts in the "
-	                        "manifest are the sort's%s",
+	   "%s %s: %llu elements within 1 ULP of the float64 reference (%llu kept; worst %.2f)%s",
+	   dt, s->name, (unsigned long long)n, (unsigned long long)kept, worst, first);
+	ok(badc == 0 && nc > 0,
+	   "%s %s: the %llu tensors' quantiles, thresholds, kept counts in the "
+	   "manifest are the sort's%s",
 	   dt, s->name, (unsigned long long)nc, firstc);
 	json_decref(man);
 }
@@ -218,8 +222,8 @@ static void run(const struct fam *f, const struct scen *s, int k, const char *dt
 		json_t *j = json_load_file(js, 0, NULL);
 		got = json_number_value(json_object_get(json_object_get(j, "lines"), "alpha"));
 		json_decref(j);
-		ok(fabs(got - want) <= 1e-9 * fabs(want), "%s %s: alpha %.17g = ||tau|| / ||m tau|| = %.17g",
-		   dt, s->name, got, want);
+		ok(fabs(got - want) <= 1e-9 * fabs(want),
+		   "%s %s: alpha %.17g = ||tau|| / ||m tau|| = %.17g", dt, s->name, got, want);
 		alpha = got;
 	}
 	compare(f, s, &o, man, alpha, dt);
@@ -253,38 +257,39 @@ static void free_fam(struct fam *f)
 static void same_bytes(const struct fam *f)
 {
 	static const char *const runs[] = {
-		"LINES_ISA=scalar '%s' merge -q -j 1 --io mmap",
-		"'%s' merge -q -j 2 --chunk 64K --io mmap",
-		"LINES_ISA=scalar '%s' merge -q -j 2 --chunk 64K --io uring",
-		"LINES_ISA=avx2 '%s' merge -q -j 1 --chunk 64K --io uring",
-		"LINES_ISA=avx512 '%s' merge -q -j 2 --chunk 64K",
-		/* every row's KL computed in every pass, and some kept, some not */
-		"LINES_TEST_FUSION_KL_ROWS=0 '%s' merge -q -j 2",
-		"LINES_TEST_FUSION_KL_ROWS=300 '%s' merge -q -j 2 --chunk 64K",
+	    "LINES_ISA=scalar '%s' merge -q -j 1 --io mmap",
+	    "'%s' merge -q -j 2 --chunk 64K --io mmap",
+	    "LINES_ISA=scalar '%s' merge -q -j 2 --chunk 64K --io uring",
+	    "LINES_ISA=avx2 '%s' merge -q -j 1 --chunk 64K --io uring",
+	    "LINES_ISA=avx512 '%s' merge -q -j 2 --chunk 64K",
+	    /* every row's KL computed in every pass, and some kept, some not */
+	    "LINES_TEST_FUSION_KL_ROWS=0 '%s' merge -q -j 2",
+	    "LINES_TEST_FUSION_KL_ROWS=300 '%s' merge -q -j 2 --chunk 64K",
 	};
 	static const char *const meth[] = {
-		"-m arcee_fusion --lines --alpha auto --beta 0.5",
-		"-m arcee_fusion --lambda 0.8",
+	    "-m arcee_fusion --lines --alpha auto --beta 0.5",
+	    "-m arcee_fusion --lambda 0.8",
 	};
 	for (int q = 0; q < 2; q++) {
 		int same = 1, ran = 0;
 		char ref[4400] = "";
 		for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
 			char cmd[512], out[4400];
-			if (strstr(runs[r], "avx512") && tu_run("LINES_ISA=avx512 '%s' --version >/dev/null",
-			                                        tu_lines()) != 0)
+			if (strstr(runs[r], "avx512") &&
+			    tu_run("LINES_ISA=avx512 '%s' --version >/dev/null", tu_lines()) != 0)
 				continue; /* not this machine */
-			if (strstr(runs[r], "avx2") && tu_run("LINES_ISA=avx2 '%s' --version >/dev/null",
-			                                      tu_lines()) != 0)
+			if (strstr(runs[r], "avx2") &&
+			    tu_run("LINES_ISA=avx2 '%s' --version >/dev/null", tu_lines()) != 0)
 				continue;
-			if (strstr(runs[r], "uring") && tu_run("'%s' merge --io uring -n -b '%s/base.safetensors' "
-			                                       "'%s/ft1.safetensors' >/dev/null 2>&1",
-			                                       tu_lines(), f->dir, f->dir) != 0)
+			if (strstr(runs[r], "uring") &&
+			    tu_run("'%s' merge --io uring -n -b '%s/base.safetensors' "
+			           "'%s/ft1.safetensors' >/dev/null 2>&1",
+			           tu_lines(), f->dir, f->dir) != 0)
 				continue;
 			snprintf(cmd, sizeof(cmd), runs[r], tu_lines());
 			snprintf(out, sizeof(out), "%s/det%d-%zu.st", f->dir, q, r);
-			if (tu_run("%s %s -b '%s/base.safetensors' -o '%s' '%s/ft1.safetensors'", cmd,
-			           meth[q], f->dir, out, f->dir) != 0) {
+			if (tu_run("%s %s -b '%s/base.safetensors' -o '%s' '%s/ft1.safetensors'",
+			           cmd, meth[q], f->dir, out, f->dir) != 0) {
 				diag("%s", tu_stderr);
 				same = 0;
 				continue;
@@ -296,7 +301,8 @@ static void same_bytes(const struct fam *f)
 				same &= tu_run("cmp -s '%s' '%s'", ref, out) == 0;
 		}
 		ok(same && ran >= 5,
-		   "%s: the same bytes for %d runs over -j, --chunk, --io, LINES_ISA, rows' KL kept or not",
+		   "%s: the same bytes for %d runs over -j, --chunk, --io, LINES_ISA, rows' KL "
+		   "kept or not",
 		   meth[q], ran);
 	}
 }
@@ -305,22 +311,24 @@ static void same_bytes(const struct fam *f)
 static void refusals(const struct fam *f)
 {
 	static const char *const bad[] = {
-		"-b '%1$s/base.safetensors' '%1$s/ft1.safetensors' '%1$s/ft2.safetensors'",
-		"-b '%1$s/base.safetensors' '%1$s/ft1.safetensors' '%1$s/ft2.safetensors' "
-		"'%1$s/ft3.safetensors'",
-		"'%1$s/ft1.safetensors' '%1$s/ft2.safetensors'",
-		"'%1$s/ft1.safetensors'",
-		"-b '%1$s/base.safetensors' -w 2 '%1$s/ft1.safetensors'",
-		"-b '%1$s/base.safetensors' --density 0.5 '%1$s/ft1.safetensors'",
+	    "-b '%1$s/base.safetensors' '%1$s/ft1.safetensors' '%1$s/ft2.safetensors'",
+	    "-b '%1$s/base.safetensors' '%1$s/ft1.safetensors' '%1$s/ft2.safetensors' "
+	    "'%1$s/ft3.safetensors'",
+	    "'%1$s/ft1.safetensors' '%1$s/ft2.safetensors'",
+	    "'%1$s/ft1.safetensors'",
+	    "-b '%1$s/base.safetensors' -w 2 '%1$s/ft1.safetensors'",
+	    "-b '%1$s/base.safetensors' --density 0.5 '%1$s/ft1.safetensors'",
 	};
-	static const char *const what[] = {"two models", "three models", "no base (two models)",
-	                                   "no base (one model)", "weights", "--density"};
+	static const char *const what[] = {
+	    "two models",          "three models", "no base (two models)",
+	    "no base (one model)", "weights",      "--density"};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		char args[2048], out[4400];
 		snprintf(args, sizeof(args), bad[i], f->dir);
 		snprintf(out, sizeof(out), "%s/refused%zu.st", f->dir, i);
 		int rc = tu_run("'%s' merge -q -m arcee_fusion %s -o '%s'", tu_lines(), args, out);
-		ok(rc == 2 && !tu_exists(out), "%s refused (exit %d), nothing written", what[i], rc);
+		ok(rc == 2 && !tu_exists(out), "%s refused (exit %d), nothing written", what[i],
+		   rc);
 	}
 	/* the base from standard input: read once, but the method reads it 3 times */
 	char out[4400];
@@ -328,17 +336,17 @@ static void refusals(const struct fam *f)
 	int rc = tu_run("'%s' merge -q -m arcee_fusion -b - -o '%s' '%s/ft1.safetensors' "
 	                "<'%s/base.safetensors'",
 	                tu_lines(), out, f->dir, f->dir);
-	ok(rc != 0 && !tu_exists(out), "the base on standard input refused (exit %d), nothing written",
-	   rc);
+	ok(rc != 0 && !tu_exists(out),
+	   "the base on standard input refused (exit %d), nothing written", rc);
 }
 
 int main(void)
 {
 	static const struct scen sc[] = {
-		{"plain", "", 1, 0, 0},
-		{"--lambda 0.7", "--lambda 0.7", 0.7, 0, 0},
-		{"--lines --alpha auto --beta 0.5", "--lines --alpha auto --beta 0.5", 0, -1, 0.5},
-		{"--lines --alpha 0.3 --beta 0.6", "--lines --alpha 0.3 --beta 0.6", 0, 0.3, 0.6},
+	    {"plain", "", 1, 0, 0},
+	    {"--lambda 0.7", "--lambda 0.7", 0.7, 0, 0},
+	    {"--lines --alpha auto --beta 0.5", "--lines --alpha auto --beta 0.5", 0, -1, 0.5},
+	    {"--lines --alpha 0.3 --beta 0.6", "--lines --alpha 0.3 --beta 0.6", 0, 0.3, 0.6},
 	};
 	static const char *const dts[] = {"bf16", "f16", "f32", "f64"};
 	for (size_t d = 0; d < 4; d++) {
@@ -354,7 +362,8 @@ int main(void)
 	}
 	struct fam f;
 	memset(&f, 0, sizeof(f));
-	if (ok(load(&f, "clip", "f32", 32, "clip", ""), "generate a clip f32 family (a 4-D convolution)")) {
+	if (ok(load(&f, "clip", "f32", 32, "clip", ""),
+	       "generate a clip f32 family (a 4-D convolution)")) {
 		run(&f, &sc[0], 0, "clip f32");
 		run(&f, &sc[2], 2, "clip f32");
 	}
@@ -363,13 +372,14 @@ int main(void)
 	 * rows that hold one have a NaN KL, NaN importances, sorted last */
 	memset(&f, 0, sizeof(f));
 	if (ok(load(&f, "llama", "bf16", 32, "spec", "--specials"), "generate a bf16 family with "
-	                                                           "special values")) {
+	                                                            "special values")) {
 		run(&f, &sc[0], 0, "specials bf16");
 		run(&f, &sc[3], 3, "specials bf16");
 	}
 	free_fam(&f);
 	memset(&f, 0, sizeof(f));
-	if (ok(load(&f, "llama", "f32", 96, "det", ""), "generate an f32 family with 96 x 96 tensors"))
+	if (ok(load(&f, "llama", "f32", 96, "det", ""),
+	       "generate an f32 family with 96 x 96 tensors"))
 		same_bytes(&f);
 	free_fam(&f);
 	tu_cleanup();

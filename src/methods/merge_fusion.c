@@ -55,10 +55,10 @@
 #include "f64.h"
 #include "method.h"
 
-#define BINS 65536u
-#define NQ 3           /* the quantiles 1/4, 1/2, 3/4 */
+#define BINS       65536u
+#define NQ         3    /* the quantiles 1/4, 1/2, 3/4 */
 #define FUSION_EPS 1e-8 /* mergekit's eps, added to both softmaxes */
-#define NO_KL UINT64_MAX
+#define NO_KL      UINT64_MAX
 /* The rows whose KL the select pass keeps for the later passes, at most
  * (16 MiB of doubles: every row of a 7B model of width 4096). */
 #define KL_ROWS ((uint64_t)1 << 21)
@@ -72,16 +72,16 @@ struct fq {
 };
 
 struct fusion {
-	uint64_t *run;        /* NQ x BINS counts of the tensor being reduced */
-	struct fq *q;         /* nt x NQ */
-	double *thr;          /* nt: the threshold (NaN: nothing kept) */
-	uint64_t *kept;       /* nt: what the writing pass kept */
-	unsigned char *done;  /* nt: the quantiles are known */
-	uint64_t slab;        /* the longest slab of a merged tensor */
-	double *kl;           /* the rows' KL that the select pass keeps */
-	uint64_t *kl_at;      /* nt: a tensor's first row in kl, or NO_KL */
-	int kl_kept;          /* the select pass is done: kl holds its rows */
-	double acc[4];        /* the norms pass: |tau|, |m tau|, tau^2, (m tau)^2 */
+	uint64_t *run;       /* NQ x BINS counts of the tensor being reduced */
+	struct fq *q;        /* nt x NQ */
+	double *thr;         /* nt: the threshold (NaN: nothing kept) */
+	uint64_t *kept;      /* nt: what the writing pass kept */
+	unsigned char *done; /* nt: the quantiles are known */
+	uint64_t slab;       /* the longest slab of a merged tensor */
+	double *kl;          /* the rows' KL that the select pass keeps */
+	uint64_t *kl_at;     /* nt: a tensor's first row in kl, or NO_KL */
+	int kl_kept;         /* the select pass is done: kl holds its rows */
+	double acc[4];       /* the norms pass: |tau|, |m tau|, tau^2, (m tau)^2 */
 	uint64_t nkept, elements;
 };
 
@@ -170,8 +170,8 @@ static double row_kl(const double *x, const double *b, uint64_t r, double *e1, d
  * come from the table when the select pass has kept them; that pass
  * stores them there (each job its own rows).
  */
-static void load_slab(const struct merge_ctx *p, const struct pipe_job *job, uint64_t a,
-                      uint64_t s, struct rows *w)
+static void load_slab(const struct merge_ctx *p, const struct pipe_job *job, uint64_t a, uint64_t s,
+                      struct rows *w)
 {
 	const struct fusion *fu = F(p);
 	const struct tensor *t = &p->t[job->tensor];
@@ -425,8 +425,8 @@ static int fusion_setup(struct merge_ctx *p, struct lines_error *err)
 		uint64_t s = pipe_slab(&p->t[t]);
 		RETURN_ERROR_IF(p->t[t].merge && s > UINT32_MAX, err, LINES_EUNSUPPORTED, NULL,
 		                p->t[t].name, "a slab of more than 2^32 elements");
-		RETURN_ERROR_IF(p->t[t].merge && p->t[t].units > UINT32_MAX, err, LINES_EUNSUPPORTED,
-		                NULL, p->t[t].name,
+		RETURN_ERROR_IF(p->t[t].merge && p->t[t].units > UINT32_MAX, err,
+		                LINES_EUNSUPPORTED, NULL, p->t[t].name,
 		                "-m arcee_fusion counts at most 2^32 elements a tensor");
 		if (p->t[t].merge && s > fu->slab)
 			fu->slab = s;
@@ -453,8 +453,8 @@ static int fusion_setup(struct merge_ctx *p, struct lines_error *err)
 	fu->thr = calloc(nt, sizeof(*fu->thr));
 	fu->kept = calloc(nt, sizeof(*fu->kept));
 	fu->done = calloc(nt, 1);
-	RETURN_ERROR_IF(!fu->kl || !fu->run || !fu->q || !fu->thr || !fu->kept || !fu->done, err, LINES_ENOMEM,
-	                NULL, NULL, "out of memory for -m arcee_fusion");
+	RETURN_ERROR_IF(!fu->kl || !fu->run || !fu->q || !fu->thr || !fu->kept || !fu->done, err,
+	                LINES_ENOMEM, NULL, NULL, "out of memory for -m arcee_fusion");
 	/* resident now, so that the plan's measure of its heap has them */
 	for (size_t q = 0; q < (size_t)NQ * BINS * sizeof(*fu->run); q += 4096)
 		((volatile unsigned char *)fu->run)[q] = 0;
@@ -508,7 +508,7 @@ static json_t *fusion_report(const struct merge_ctx *p)
 	for (size_t t = 0; fu && t < p->nt; t++)
 		if (fu->kl_at[t] != NO_KL)
 			kr += p->t[t].units / (p->t[t].rank < 2 ? pipe_slab(&p->t[t])
-			                                         : p->t[t].shape[p->t[t].rank - 1]);
+			                                        : p->t[t].shape[p->t[t].rank - 1]);
 	json_object_set_new(m, "kl_rows_kept", json_integer((json_int_t)kr));
 	return m;
 }
@@ -530,12 +530,12 @@ static void fusion_report_tensor(const struct merge_ctx *p, size_t e, json_t *en
 }
 
 const struct method method_arcee_fusion = {
-	.name = "arcee_fusion",
-	.summary = "Arcee Fusion: the model's changes whose importance (|tau| times the row's "
-	           "softmax KL) is an outlier of the tensor",
-	.flags = METHOD_ONE_MODEL,
-	.setup = fusion_setup,
-	.report = fusion_report,
-	.report_tensor = fusion_report_tensor,
-	.free = fusion_free,
+    .name = "arcee_fusion",
+    .summary = "Arcee Fusion: the model's changes whose importance (|tau| times the row's "
+               "softmax KL) is an outlier of the tensor",
+    .flags = METHOD_ONE_MODEL,
+    .setup = fusion_setup,
+    .report = fusion_report,
+    .report_tensor = fusion_report_tensor,
+    .free = fusion_free,
 };
