@@ -204,7 +204,7 @@ static void load_slab(const struct merge_ctx *p, const struct pipe_job *job, uin
 /* The 0-based index of quantile i (1/4, 1/2, 3/4) among n values. */
 static uint64_t q_index(uint64_t n, int i)
 {
-	uint64_t m = n - 1; /* n <= 2^32: 3 m does not overflow */
+	uint64_t m = n - 1; /* below 2^62: 3 m does not overflow */
 	return i == 0 ? m / 4 : i == 1 ? m / 2 : 3 * m / 4;
 }
 
@@ -423,11 +423,9 @@ static int fusion_setup(struct merge_ctx *p, struct lines_error *err)
 	fu->slab = 1;
 	for (size_t t = 0; t < p->nt; t++) {
 		uint64_t s = pipe_slab(&p->t[t]);
-		RETURN_ERROR_IF(p->t[t].merge && s > UINT32_MAX, err, LINES_EUNSUPPORTED, NULL,
-		                p->t[t].name, "a slab of more than 2^32 elements");
-		RETURN_ERROR_IF(p->t[t].merge && p->t[t].units > UINT32_MAX, err,
-		                LINES_EUNSUPPORTED, NULL, p->t[t].name,
-		                "-m arcee_fusion counts at most 2^32 elements a tensor");
+		RETURN_ERROR_IF(p->t[t].merge && s >= UINT32_MAX, err, LINES_EUNSUPPORTED, NULL,
+		                p->t[t].name,
+		                "a slab of 2^32 - 1 elements or more (a job's counts are 32-bit)");
 		if (p->t[t].merge && s > fu->slab)
 			fu->slab = s;
 	}
