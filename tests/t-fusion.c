@@ -80,7 +80,7 @@ static double softmax_terms(const double *v, uint64_t r, double *e)
 static void find_cut(const struct tu_tensor *b, const struct tu_tensor *x, struct cut *c)
 {
 	uint64_t n = b->nelem, r = b->rank < 2 ? n : b->shape[b->rank - 1];
-	double *xv = malloc(r * sizeof(double)), *bv = malloc(r * sizeof(double));
+	double *xv = calloc(r + 1, sizeof(double)), *bv = calloc(r + 1, sizeof(double));
 	double *e1 = malloc(r * sizeof(double)), *e2 = malloc(r * sizeof(double));
 	float *s = malloc(n * sizeof(float));
 	c->imp = malloc(n * sizeof(float));
