@@ -120,6 +120,8 @@ for arch in llama gpt2 clip t5; do
 			-o "$out/$arch-$dt-bc.st" $g3
 		run $arch-$dt-bcties.st -b $fb -m breadcrumbs_ties -w 1,2,0.5 --density 0.6,0.8,0.9 \
 			--bc-gamma 0.01,0.05,0.02 --lambda 0.9 -o "$out/$arch-$dt-bcties.st" $g3
+		run $arch-$dt-passthrough.st -m passthrough --dtype f32 -o "$out/$arch-$dt-passthrough.st" \
+			$g/ft1.safetensors
 		run $arch-$dt-fusion.st -b $fb -m arcee_fusion -o "$out/$arch-$dt-fusion.st" \
 			$g/ft1.safetensors
 		run $arch-$dt-fusionl.st -b $fb -m arcee_fusion --lines --alpha auto --beta 0.5 \

@@ -116,6 +116,8 @@ struct lines_tensor_info {
 	uint64_t nbytes;
 	long block; /* block index (section 1.1 of the spec), -1 outside the blocks */
 	const char *stack; /* the stack of the block (encoder.block, ...), NULL outside */
+	double t; /* lines_plan_tensor(): the method's t for it (slerp's may differ
+	           * between tensors: lines_merge_opts.tensor_t) */
 };
 
 /*
@@ -181,6 +183,7 @@ enum lines_method {
 	                      * dropped per tensor, weighted sum */
 	LINES_M_BREADCRUMBS_TIES, /* breadcrumbs' cuts, then TIES's sign election */
 	LINES_M_SCE,        /* mergekit's sce: select by variance, weights, TIES election */
+	LINES_M_PASSTHROUGH, /* mergekit's passthrough: the one model's bytes, copied */
 	LINES_M_ARCEE_FUSION, /* mergekit's arcee_fusion: one model's changes where their
 	                       * importance is a tensor's outlier */
 };
@@ -189,7 +192,7 @@ enum lines_method {
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
  * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce",
- * "arcee_fusion"):
+ * "passthrough", "arcee_fusion"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */
@@ -224,6 +227,7 @@ enum { LINES_RESCALE_DENSITY, LINES_RESCALE_L1, LINES_RESCALE_NONE };
  * o->method, and dare_elect for those two). 0, or -1 when there is no
  * method of that name. */
 struct lines_merge_opts;
+struct lines_tensor_at;
 int lines_method_select(struct lines_merge_opts *o, const char *name);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
@@ -258,6 +262,15 @@ struct lines_merge_opts {
 	double alpha;
 	double beta;
 	int norm_p; /* 1 or 2                                              */
+	/* LiNeS's depth schedule (lines' extension): block i of a ramp of L
+	 * blocks gets alpha + beta * f(i / (L - 1)) instead of alpha + beta *
+	 * i / (L - 1), f the piecewise-linear curve through the nschedule
+	 * values at evenly spaced depths (lines_gradient()); f(0) for L = 1;
+	 * tensors outside the blocks keep alpha. NULL: the linear ramp. At
+	 * least 2 finite values; only with lines. The array is the caller's
+	 * and must outlive the plan. */
+	const double *schedule;
+	size_t nschedule;
 
 	/* ties, dare, breadcrumbs (lines merge's default for breadcrumbs is
 	 * 1, mergekit's: nothing dropped)                                  */
@@ -341,6 +354,14 @@ struct lines_merge_opts {
 	 * are merged over the base's rows only (mergekit's choice); 0: such
 	 * a model is refused */
 	int vocab_base;
+	/* a directory output: the tokenizer files (tokenizer.json,
+	 * tokenizer_config.json, tokenizer.model, special_tokens_map.json,
+	 * vocab.json, merges.txt, ...) come from this model's directory
+	 * instead of the base's (mergekit's tokenizer_source: MODEL); NULL:
+	 * the base's. Its vocabulary must be the base's: its embeddings and
+	 * heads have the base's rows, and its tokenizer.json (vocab.json)
+	 * the base's tokens, or the plan is refused (LINES_EMISMATCH). */
+	const char *tokenizer_source;
 
 	/* OUT ending in .zst is compressed; 0 = the default level (1) */
 	int zstd_level;
@@ -375,13 +396,64 @@ struct lines_merge_opts {
 	 * NULL for config_yaml for every value */
 	const char *const *sweep_config_yaml;
 
+	/* mergekit's slices (layer stacking): with nslices > 0 every input is
+	 * composed of one layer range of a model per slice, the slices' blocks
+	 * one after the other and renumbered from 0; base and models then
+	 * only name the inputs. slices[s].src has one entry per input, in the
+	 * inputs' order: the base's first when base is given, then the
+	 * models' (without a base, input 0 reads the first model's again).
+	 * Tensors outside the blocks come from the first slice's model (the
+	 * embeddings) and the last slice's (the others), as in mergekit; a
+	 * directory output's config.json gets the new number of blocks. */
+	const struct lines_slice *slices;
+	size_t nslices;
+	/* optional: per-tensor values of t (slerp), as mergekit's gradients
+	 * and filters give them: called once for every merged tensor while
+	 * the plan is made, with *t set to opts.t first; t_ctx is its first
+	 * argument. -n --json and the manifest give each tensor's t. */
+	void (*tensor_t)(void *t_ctx, const struct lines_tensor_at *at, double *t);
+	void *t_ctx;
+
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
 };
 
+/* Where an output tensor is, for per-tensor values (tensor_t). */
+struct lines_tensor_at {
+	const char *name;
+	long block;      /* -1 outside the blocks */
+	long num_layers; /* of its stack (the output's) */
+	/* with slices: the slice (0-based) its block is in, the block's
+	 * position in it and the slice's blocks; outside the blocks, slice
+	 * is 0 for an embedding and the last slice for the other tensors
+	 * (where they come from), and slice_block is -1. Without slices:
+	 * 0, block and num_layers. */
+	size_t slice;
+	long slice_block, slice_layers;
+};
+
+/* One source of a slice: blocks [first, end) of a model (a path or hub
+ * id, as a MODEL argument). */
+struct lines_slice_src {
+	const char *model;
+	long first, end;
+};
+/* One slice: as many sources as inputs (lines_merge_opts.slices). */
+struct lines_slice {
+	const struct lines_slice_src *src;
+};
+
 /* Fill opts with the defaults (sum, lambda 1, L1 norm, density 0.2, ...). */
 void lines_merge_opts_init(struct lines_merge_opts *opts);
+
+/*
+ * mergekit's gradient: the value at t in [0, 1] of the piecewise-linear
+ * curve through g[0..n-1] (n >= 1) at t = 0, 1/(n-1), ..., 1: with
+ * s = t (n - 1), i = floor(s), f = s - i, (1 - f) g[i] + f g[i + 1];
+ * g[n - 1] from t = 1 on (and g[0] for t <= 0). Pure; thread-safe.
+ */
+double lines_gradient(const double *g, size_t n, double t);
 
 /*
  * A merge plan: the inputs, opened and checked against each other, the
@@ -390,7 +462,8 @@ void lines_merge_opts_init(struct lines_merge_opts *opts);
 struct lines_plan;
 
 /* A stack of blocks and its LiNeS ramp: its block i gets
- * alpha + beta * (first + i) / (ramp - 1). */
+ * alpha + beta * (first + i) / (ramp - 1) (with a schedule: alpha + beta *
+ * f((first + i) / (ramp - 1))). */
 struct lines_stack_info {
 	const char *name;
 	long num_layers;

@@ -217,7 +217,12 @@ static void problems(void)
 	mcfg_free(c);
 	c = parse("merge_method: slerp\nslices:\n  - sources: []\n");
 	map(c);
-	ok(has_problem(c, "t.yml:2:1:", "slices: not supported"), "slices: refused at 2:1");
+	ok(has_problem(c, "t.yml:3:14:", "sources: expected a list"),
+	   "slices: a slice without sources at 3:14");
+	mcfg_free(c);
+	c = parse("merge_method: slerp\nmodules: {}\n");
+	map(c);
+	ok(has_problem(c, "t.yml:2:1:", "modules: not supported"), "modules: refused at 2:1");
 	mcfg_free(c);
 	c = parse("merge_method: ties\nmodels: [\n");
 	ok(c->nproblems == 1 && has_problem(c, "t.yml:3:1:", "not valid YAML"),
@@ -226,8 +231,53 @@ static void problems(void)
 	mcfg_free(c);
 }
 
+/* T at tensor NAME of slice S, block I of N (I -1: outside) is WANT. */
+static void slice_t_is(struct mcfg *c, const char *name, size_t s, long i, long n, double want)
+{
+	struct lines_tensor_at at = {name, -1, 5, s, i, n};
+	double got = NAN;
+	mcfg_tensor_value(c, &at, &got);
+	ok(fabs(got - want) <= 1e-15, "slice %zu, block %ld of %ld, %s: t = %.17g (want %.17g)", s,
+	   i, n, name, got, want);
+}
+
+/* Gradients within slices: the position is the block's in its slice, the
+ * slice's parameters come before the global ones (mergekit's ConfigReader). */
+static void slice_values(void)
+{
+	struct mcfg *c = parse("merge_method: slerp\n"
+	                       "base_model: org/b\n"
+	                       "slices:\n"
+	                       "  - sources: [{model: org/b, layer_range: [0, 3]},\n"
+	                       "              {model: org/a, layer_range: [0, 3]}]\n"
+	                       "  - sources: [{model: org/a, layer_range: [3, 5]},\n"
+	                       "              {model: org/b, layer_range: [3, 5]}]\n"
+	                       "    parameters: {t: [0.2, 0.6]}\n"
+	                       "parameters:\n"
+	                       "  t:\n"
+	                       "    - {filter: mlp, value: [1, 0]}\n"
+	                       "    - value: [0, 1]\n");
+	map(c);
+	ok(c->nproblems == 0 && c->tensor_param && !strcmp(c->tensor_param, "t"),
+	   "slerp's t per tensor within slices: no problem, t varies");
+	show_problems(c);
+	ok(c->slice_inputs == 2 && c->slices[0].order[0] == 0 && c->slices[1].order[0] == 1,
+	   "the base is input 0 of both slices, wherever it is listed");
+	slice_t_is(c, "model.layers.0.self_attn.q_proj.weight", 0, 0, 3, 0.0);
+	slice_t_is(c, "model.layers.1.self_attn.q_proj.weight", 0, 1, 3, 0.5);
+	slice_t_is(c, "model.layers.2.self_attn.q_proj.weight", 0, 2, 3, 1.0);
+	slice_t_is(c, "model.layers.1.mlp.up_proj.weight", 0, 1, 3, 0.5);
+	slice_t_is(c, "model.layers.2.mlp.up_proj.weight", 0, 2, 3, 0.0);
+	slice_t_is(c, "model.layers.3.mlp.up_proj.weight", 1, 0, 2, 0.2);
+	slice_t_is(c, "model.layers.4.self_attn.q_proj.weight", 1, 1, 2, 0.6);
+	slice_t_is(c, "model.embed_tokens.weight", 0, -1, 0, 0.0);
+	slice_t_is(c, "lm_head.weight", 1, -1, 0, 0.2);
+	mcfg_free(c);
+}
+
 int main(void)
 {
+	slice_values();
 	gradients();
 	filters();
 	varying();

@@ -134,6 +134,12 @@ parameters:
 EOF
 same "slerp, t" "$tmp/slerp.yml" -b "$b" -m slerp --t 0.3 "$m2"
 
+cat >"$tmp/pt.yml" <<EOF
+merge_method: passthrough
+models: [{model: $m1}]
+EOF
+same "passthrough of one model" "$tmp/pt.yml" -m passthrough "$m1"
+
 cat >"$tmp/lines.yml" <<EOF
 merge_method: ties
 base_model: $b
@@ -208,6 +214,7 @@ roundtrip "linear without base" -m linear -w 1,3 "$m1" "$m2"
 roundtrip "linear -b (the reference of --lambda only)" -b "$b" -m linear -w 1,2 "$m1" "$m2"
 roundtrip "linear -b --lines --alpha" -b "$b" -m linear -w 1,3 --lines --alpha 0.5 "$m1" "$m2"
 roundtrip "slerp" -b "$b" -m slerp --t 0.3 "$m1"
+roundtrip "passthrough --dtype f32" -m passthrough --dtype f32 "$m1"
 roundtrip "nuslerp" -b "$b" -m nuslerp -w 1,2 "$m1" "$m2"
 roundtrip "multislerp --no-normalize" -b "$b" -m multislerp -w 1,2 --no-normalize "$m1" "$m2"
 roundtrip "model_stock" -b "$b" -m model_stock "$m1" "$m2"
@@ -343,10 +350,13 @@ models:
   - model: $m1
     parameters:
       weight: [{filter: mlp, value: 1}, {value: 2}]"
-bad "slices" 2:1 "merge_method: passthrough
-slices:
-  - sources: [{model: $m1, layer_range: [0, 2]}]"
-bad "passthrough" 1:15 "merge_method: passthrough
+bad "modules" 2:1 "merge_method: passthrough
+modules:
+  text:
+    slices:
+      - sources: [{model: $m1, layer_range: [0, 2]}]"
+bad "passthrough with a base_model (mergekit adds it as a second model)" 2:13 "merge_method: passthrough
+base_model: $b
 models: [{model: $m1}]"
 bad "tokenizer_source: union" 5:19 "merge_method: linear
 models:
@@ -376,6 +386,145 @@ models:
 lines:
   seed: 3
 parameters: {weight: 1}"
+
+# ---- lines: schedule (lines' depth schedule) ----------------------------------------------
+cat >"$tmp/sched.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 0.7}
+  - model: $m2
+    parameters: {weight: 0.3}
+lines:
+  alpha: 0.25
+  beta: 0.5
+  schedule: [0.1, 0.5, 1.0]
+EOF
+same "lines: schedule" "$tmp/sched.yml" -b "$b" -m sum -w 0.7,0.3 --alpha 0.25 --beta 0.5 \
+	--schedule 0.1,0.5,1 "$m1" "$m2"
+status 0 "lines: schedule: -n --json" "$LINES" merge -n --json --config "$tmp/sched.yml"
+jqok "... the plan records the schedule and its lambdas" \
+	'.lines.schedule == [0.1, 0.5, 1] and .lambda_blocks[0] == 0.25 + 0.5 * 0.1 and
+	 .lambda_blocks[3] == 0.25 + 0.5 * 1 and ((.lambda_blocks[1] - (0.25 + 0.5 * (0.1 + 0.4 * 2 / 3))) | fabs) < 1e-15'
+status 0 "--schedule beside --config overrides it" "$LINES" merge -n --json --config "$tmp/sched.yml" \
+	--schedule 0,1
+jqok "... the plan has the command line's" '.lines.schedule == [0, 1]'
+status 0 "--lambda beside --config drops LiNeS and its schedule" "$LINES" merge -n --json \
+	--config "$tmp/sched.yml" --lambda 0.5
+jqok "... no LiNeS" '.lines == null and .lambda == 0.5'
+roundtrip "sum --lines --schedule 0,0.2,0.3,1 (automatic alpha)" -b "$b" -w 1,2 --lines \
+	--schedule 0,0.2,0.3,1 "$m1" "$m2"
+roundtrip "ties --gamma 0.3 --schedule 1e-7,0.5,1" -b "$b" -m ties --gamma 0.3 --schedule 1e-7,0.5,1 \
+	"$m1" "$m2"
+"$LINES" merge -b "$b" --alpha 0.2 --schedule 0,0.3333333333333333,1 "$m1" "$m2" --print-config \
+	>"$tmp/p.yml" 2>"$tmp/err"
+check "--print-config writes the schedule as a list" grep -qx '  schedule: \[0, 0.3333333333333333, 1\]' \
+	"$tmp/p.yml"
+rm -rf "$tmp/ds"
+"$LINES" merge -q --config "$tmp/sched.yml" -o "$tmp/ds/" 2>"$tmp/err"
+check "a directory's lines_config.yml keeps the schedule" grep -q '^  schedule: \[0.1, 0.5, 1\]' \
+	"$tmp/ds/lines_config.yml"
+check "... and so does the manifest" jq -e '.run.schedule == [0.1, 0.5, 1]' \
+	"$tmp/ds/model.safetensors.manifest.json"
+
+sched_head="merge_method: task_arithmetic
+base_model: $b
+models: [{model: $m1, parameters: {weight: 1}}]
+lines:"
+bad "lines: schedule: an empty list" 6:13 "$sched_head
+  alpha: 0.5
+  schedule: []"
+bad "lines: schedule: not a number" 6:17 "$sched_head
+  alpha: 0.5
+  schedule: [0, x, 1]"
+bad "lines: schedule: one value" 6:13 "$sched_head
+  alpha: 0.5
+  schedule: [0.5]"
+bad "lines: schedule: not a list" 6:13 "$sched_head
+  alpha: 0.5
+  schedule: 0.5"
+bad "lines: schedule without alpha" 5:3 "$sched_head
+  schedule: [0, 1]"
+bad "lines: schedule: a boolean" 6:17 "$sched_head
+  alpha: 0.5
+  schedule: [0, true]"
+
+# ---- tokenizer_source: a model with the base's vocabulary ---------------------------------
+family "$tmp/td" --arch llama --dtype bf16 --layers 4 --hidden 16 --models 3 --seed 12 --shards 2 >/dev/null
+family "$tmp/tv" --arch llama --dtype bf16 --layers 4 --hidden 16 --models 1 --seed 12 --shards 2 \
+	--vocab 77 >/dev/null
+tb=$tmp/td/base
+tok() { # tok DIR VOCAB... : a tokenizer.json with these tokens, ids in order
+	dir=$1
+	shift
+	v= i=0
+	for t in "$@"; do v="$v${v:+,}\"$t\":$i"; i=$((i + 1)); done
+	printf '{"version":"1.0","model":{"type":"BPE","vocab":{%s}},"added_tokens":[{"id":%d,"content":"<s>"}]}\n' \
+		"$v" "$i" >"$dir/tokenizer.json"
+}
+tok "$tb" a b c
+tok "$tmp/td/ft1" a b c
+printf '{"chat_template":"the base"}\n' >"$tb/tokenizer_config.json"
+printf '{"chat_template":"ft1, same tokens"}\n' >"$tmp/td/ft1/tokenizer_config.json"
+printf '{"bos_token":"<s>"}\n' >"$tmp/td/ft1/special_tokens_map.json"
+tok "$tmp/td/ft2" a b d
+cat >"$tmp/tok.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $tb
+models:
+  - model: $tmp/td/ft1
+    parameters: {weight: 1}
+  - model: $tmp/td/ft2
+    parameters: {weight: 0.5}
+tokenizer_source: $tmp/td/ft1
+EOF
+rm -rf "$tmp/tk1" "$tmp/tk2"
+status 0 "tokenizer_source: MODEL (the base's vocabulary): a directory output" \
+	"$LINES" merge -q --config "$tmp/tok.yml" -o "$tmp/tk1/"
+check "... has that model's tokenizer files" sh -c "cmp -s '$tmp/td/ft1/tokenizer.json' '$tmp/tk1/tokenizer.json' &&
+	cmp -s '$tmp/td/ft1/tokenizer_config.json' '$tmp/tk1/tokenizer_config.json' &&
+	cmp -s '$tmp/td/ft1/special_tokens_map.json' '$tmp/tk1/special_tokens_map.json'"
+check "... and the base's config.json" cmp -s "$tb/config.json" "$tmp/tk1/config.json"
+"$LINES" merge -q -b "$tb" -w 1,0.5 --tokenizer-source "$tmp/td/ft1" -o "$tmp/tk2/" "$tmp/td/ft1" \
+	"$tmp/td/ft2" 2>"$tmp/err"
+check "... the same model as --tokenizer-source on the command line" \
+	cmp -s "$tmp/tk1/model.safetensors" "$tmp/tk2/model.safetensors"
+check "... the manifest records the source" jq -e --arg m "$tmp/td/ft1" '.run.tokenizer_source == $m' \
+	"$tmp/tk1/model.safetensors.manifest.json"
+check "... lines_config.yml keeps it" grep -qx "tokenizer_source: $tmp/td/ft1" "$tmp/tk1/lines_config.yml"
+rm -rf "$tmp/tk3"
+"$LINES" merge -q --config "$tmp/tk1/lines_config.yml" -o "$tmp/tk3/" 2>"$tmp/err"
+check "... which run again gives the same model and tokenizer" sh -c "cmp -s '$tmp/tk1/model.safetensors' '$tmp/tk3/model.safetensors' &&
+	cmp -s '$tmp/td/ft1/tokenizer_config.json' '$tmp/tk3/tokenizer_config.json'"
+status 0 "tokenizer_source: -n --json" "$LINES" merge -n --json --config "$tmp/tok.yml" -o "$tmp/tk4/"
+jqok "... names the model and its directory" \
+	".tokenizer_source.model == \"$tmp/td/ft1\" and (.tokenizer_source.dir | endswith(\"ft1\"))"
+sed "s|^tokenizer_source: .*|tokenizer_source: $tb|" "$tmp/tok.yml" >"$tmp/tokb.yml"
+status 0 "tokenizer_source: the base model is the default" "$LINES" merge -n --json --config "$tmp/tokb.yml" -o "$tmp/tk4/"
+jqok "... no tokenizer source recorded" '.tokenizer_source == null'
+# refused: another vocabulary, in tokenizer.json or in the embedding rows; a file output
+for case in "tokenizer.json's tokens differ|$tmp/td/ft2|1|-o $tmp/tk5/" \
+	"the embeddings have other rows|$tmp/tv/ft1|1|-o $tmp/tk5/" \
+	"a single file output|$tmp/td/ft1|2|-o $tmp/tk5.safetensors" \
+	"a single file as the source|$tmp/td/ft1/model-00001-of-00002.safetensors|2|-o $tmp/tk5/"; do
+	IFS='|' read -r what src want out <<EOF
+$case
+EOF
+	sed "s|^tokenizer_source: .*|tokenizer_source: $src|" "$tmp/tok.yml" >"$tmp/tokx.yml"
+	rm -rf "$tmp/tk5" "$tmp/tk5.safetensors"
+	# shellcheck disable=SC2086
+	status "$want" "tokenizer_source refused: $what (exit $want)" "$LINES" merge -q --config "$tmp/tokx.yml" $out
+	check "... nothing written" test ! -e "$tmp/tk5" -a ! -e "$tmp/tk5.safetensors"
+done
+"$LINES" merge -b "$tb" -w 1,0.5 --tokenizer-source "$tmp/td/ft1" "$tmp/td/ft1" "$tmp/td/ft2" \
+	--print-config >"$tmp/p.yml" 2>"$tmp/err"
+check "--print-config of --tokenizer-source prints tokenizer_source" grep -qx "tokenizer_source: $tmp/td/ft1" \
+	"$tmp/p.yml"
+rm -rf "$tmp/tk6"
+"$LINES" merge -q --config "$tmp/p.yml" -o "$tmp/tk6/" 2>"$tmp/err"
+check "... run with --config: the same model and tokenizer" sh -c "cmp -s '$tmp/tk2/model.safetensors' '$tmp/tk6/model.safetensors' &&
+	cmp -s '$tmp/td/ft1/tokenizer_config.json' '$tmp/tk6/tokenizer_config.json'"
 
 # every problem at once
 printf 'merge_method: ties\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \

@@ -1,6 +1,6 @@
 #!/bin/sh
 # t-fusion-cli.sh -- -m arcee_fusion from the command line and from
-# mergekit's own example configuration (tests/mergekit/arcee_fusion.yml,
+# mergekit's own example configuration (tests/mergekit-examples/arcee_fusion.yml,
 # unchanged: its model_a and model_b are directories made here holding a
 # generated family's base and first model): the same bytes either way and
 # through --print-config; a sweep's output equals a run alone; the
@@ -18,7 +18,7 @@ m2=$tmp/f/ft2.safetensors
 mkdir -p "$tmp/ex/model_a" "$tmp/ex/model_b"
 ln -s "$b" "$tmp/ex/model_a/model.safetensors"
 ln -s "$m1" "$tmp/ex/model_b/model.safetensors"
-cp "$src/mergekit/arcee_fusion.yml" "$tmp/ex/"
+cp "$src/mergekit-examples/arcee_fusion.yml" "$tmp/ex/"
 
 status 0 "mergekit's examples/arcee_fusion.yml runs" \
 	sh -c "cd '$tmp/ex' && '$LINES' merge -q --config arcee_fusion.yml -o c.st"

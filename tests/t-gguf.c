@@ -14,6 +14,15 @@
  * scales include the edges of F16 (65504, the smallest subnormal 2^-24,
  * negative, zero, infinity) where the value follows IEEE arithmetic
  * (inf * 0 is NaN).
+ *
+ * GGUF output: a family of GGUF inputs of several types merged into GGUF
+ * (F32, F16, the base's types, Q8_0 ... Q6_K), read back by the test's own
+ * GGUF reader: the layout (the base's tensors in its order, each at the
+ * alignment), every element of a float output within 1 ULP of the
+ * float64 reference, every block-type tensor exactly ggml_quant of the
+ * F32 output's rows (itself checked against the reference), the types
+ * chosen (1-D: the base's; rows not whole blocks: F32), the same bytes
+ * for every -j, --chunk, --io and instruction set.
  */
 #include <math.h>
 #include <stdint.h>
@@ -563,6 +572,362 @@ static void check_merge(const char *dir, const char *what, const char *args, dou
 	tu_model_free(&o);
 }
 
+/* ---- GGUF output, read back by the test's own reader ----------------------------------- */
+struct og_t {
+	char name[64];
+	unsigned nd;
+	uint64_t ne[4];
+	uint32_t type;
+	uint64_t off;
+};
+struct og {
+	unsigned char *buf;
+	size_t len;
+	size_t nt;
+	struct og_t t[64];
+	uint64_t align, data;
+	char method[32]; /* lines.method */
+};
+
+static uint64_t le_at(const unsigned char *p, unsigned n)
+{
+	uint64_t v = 0;
+	for (unsigned i = n; i-- > 0;)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Skip a value of type ty at *pos (the value types of gguf.md). */
+static int og_skip(const struct og *g, size_t *pos, uint32_t ty)
+{
+	static const unsigned sz[13] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+	if (ty > 12)
+		return -1;
+	if (ty == 8) {
+		if (*pos + 8 > g->len)
+			return -1;
+		*pos += 8 + le_at(g->buf + *pos, 8);
+	} else if (ty == 9) {
+		if (*pos + 12 > g->len)
+			return -1;
+		uint32_t et = (uint32_t)le_at(g->buf + *pos, 4);
+		uint64_t n = le_at(g->buf + *pos + 4, 8);
+		*pos += 12;
+		for (uint64_t i = 0; i < n; i++)
+			if (og_skip(g, pos, et) < 0)
+				return -1;
+	} else {
+		*pos += sz[ty];
+	}
+	return *pos <= g->len ? 0 : -1;
+}
+
+static int og_load(struct og *g, const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	size_t pos = 24;
+	memset(g, 0, sizeof(*g));
+	g->align = 32;
+	if (!f)
+		return -1;
+	fseek(f, 0, SEEK_END);
+	g->len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	g->buf = malloc(g->len + 1);
+	if (!g->buf || fread(g->buf, 1, g->len, f) != g->len || g->len < 24 ||
+	    memcmp(g->buf, "GGUF", 4) || le_at(g->buf + 4, 4) != 3) {
+		fclose(f);
+		return -1;
+	}
+	fclose(f);
+	uint64_t nt = le_at(g->buf + 8, 8), nkv = le_at(g->buf + 16, 8);
+	if (nt > 64)
+		return -1;
+	for (uint64_t i = 0; i < nkv; i++) {
+		uint64_t kl = le_at(g->buf + pos, 8);
+		const char *key = (const char *)g->buf + pos + 8;
+		pos += 8 + kl;
+		uint32_t ty = (uint32_t)le_at(g->buf + pos, 4);
+		pos += 4;
+		if (kl == 17 && !memcmp(key, "general.alignment", 17) && ty == 4)
+			g->align = le_at(g->buf + pos, 4);
+		if (kl == 12 && !memcmp(key, "lines.method", 12) && ty == 8)
+			snprintf(g->method, sizeof(g->method), "%.*s", (int)le_at(g->buf + pos, 8),
+			         (const char *)g->buf + pos + 8);
+		if (og_skip(g, &pos, ty) < 0)
+			return -1;
+	}
+	for (uint64_t i = 0; i < nt; i++) {
+		struct og_t *t = &g->t[i];
+		uint64_t nl = le_at(g->buf + pos, 8);
+		if (nl >= sizeof(t->name))
+			return -1;
+		memcpy(t->name, g->buf + pos + 8, nl);
+		pos += 8 + nl;
+		t->nd = (unsigned)le_at(g->buf + pos, 4);
+		pos += 4;
+		for (unsigned k = 0; k < t->nd && k < 4; k++, pos += 8)
+			t->ne[k] = le_at(g->buf + pos, 8);
+		t->type = (uint32_t)le_at(g->buf + pos, 4);
+		t->off = le_at(g->buf + pos + 4, 8);
+		pos += 12;
+	}
+	g->nt = nt;
+	g->data = (pos + g->align - 1) / g->align * g->align;
+	return 0;
+}
+
+/* ggml's type id -> lines' dtype, elements and bytes per block */
+static int og_type(uint32_t id, enum dtype *d, unsigned *be, unsigned *bb)
+{
+	static const struct {
+		uint32_t id;
+		enum dtype d;
+		unsigned be, bb;
+	} ty[] = {{0, DT_F32, 1, 4},     {1, DT_F16, 1, 2},      {30, DT_BF16, 1, 2},
+	          {2, DT_Q4_0, 32, 18},  {3, DT_Q4_1, 32, 20},   {6, DT_Q5_0, 32, 22},
+	          {7, DT_Q5_1, 32, 24},  {8, DT_Q8_0, 32, 34},   {12, DT_Q4_K, 256, 144},
+	          {13, DT_Q5_K, 256, 176}, {14, DT_Q6_K, 256, 210}};
+	for (size_t i = 0; i < sizeof(ty) / sizeof(ty[0]); i++)
+		if (ty[i].id == id) {
+			*d = ty[i].d, *be = ty[i].be, *bb = ty[i].bb;
+			return 0;
+		}
+	return -1;
+}
+
+static uint64_t og_nelem(const struct og_t *t)
+{
+	uint64_t n = 1;
+	for (unsigned k = 0; k < t->nd; k++)
+		n *= t->ne[k];
+	return n;
+}
+
+/* Element e of a float tensor, decoded by the test (F32, F16, BF16). */
+static double og_elem(const struct og *g, const struct og_t *t, uint64_t e)
+{
+	const unsigned char *p = g->buf + g->data + t->off;
+	if (t->type == 0) {
+		uint32_t u = (uint32_t)le_at(p + 4 * e, 4);
+		float f;
+		memcpy(&f, &u, 4);
+		return f;
+	}
+	if (t->type == 1)
+		return h2d((uint16_t)le_at(p + 2 * e, 2));
+	uint32_t u = (uint32_t)le_at(p + 2 * e, 2) << 16;
+	float f;
+	memcpy(&f, &u, 4);
+	return f;
+}
+
+/* The layout: the base's tensors in its order, at the alignment, packed,
+ * the file ending with the last one's padding. */
+static int og_layout_ok(const struct og *g)
+{
+	uint64_t expect = 0;
+	if (g->nt != NT)
+		return 0;
+	for (size_t i = 0; i < g->nt; i++) {
+		const struct og_t *t = &g->t[i];
+		enum dtype d;
+		unsigned be, bb;
+		if (strcmp(t->name, fam[i].name) || t->ne[0] != fam[i].ne0 ||
+		    og_type(t->type, &d, &be, &bb) < 0 || t->off != expect || og_nelem(t) % be)
+			return 0;
+		expect = (t->off + og_nelem(t) / be * bb + g->align - 1) / g->align * g->align;
+	}
+	return g->data + expect == g->len;
+}
+
+/*
+ * lines merge ARGS of the family into a GGUF of --dtype DT. Float
+ * outputs: every element within 1 ULP of its type of the float64
+ * reference (dequantize, merge, round), as check_merge. A block type:
+ * every tensor's bytes are exactly ggml_quant of the rows of the same
+ * merge written in F32 (f32, checked against the reference first), the
+ * tensors whose rows are not whole blocks, and the 1-D ones, F32.
+ */
+static void check_gguf_out(const char *dir, const char *what, const char *args, const char *dt,
+                           const struct og *f32, double w1, double w2, double alpha, double beta,
+                           struct og *keep)
+{
+	char out[4300];
+	struct og g;
+	snprintf(out, sizeof(out), "%s/g-%d.gguf", dir, tap_n);
+	int rc = tu_run("'%s' merge -q -b '%s/base.gguf' %s%s%s -o '%s' '%s/ft1.gguf' '%s/ft2.gguf'",
+	                tu_lines(), dir, args, dt ? " --dtype " : "", dt ? dt : "", out, dir, dir);
+	if (!tap_ok(rc == 0, "%s --dtype %s: lines merge of GGUF into GGUF exits 0", what,
+	            dt ? dt : "(base's)")) {
+		tap_diag("%s", tu_stderr);
+		return;
+	}
+	if (!tap_ok(og_load(&g, out) == 0 && og_layout_ok(&g),
+	            "%s --dtype %s: a GGUF v3 of the base's tensors in its order, at the alignment %llu",
+	            what, dt ? dt : "(base's)", (unsigned long long)g.align))
+		return;
+	tap_ok(rc == 0 && tu_run("'%s' verify -q '%s'", tu_lines(), out) == 0 && g.method[0],
+	       "%s --dtype %s: lines verify passes; lines.method is %s", what, dt ? dt : "(base's)",
+	       g.method);
+	uint64_t n = 0, bad = 0, types = 0;
+	for (size_t i = 0; i < NT; i++) {
+		const struct og_t *t = &g.t[i];
+		enum dtype d;
+		unsigned be, bb;
+		og_type(t->type, &d, &be, &bb);
+		/* the type wanted: 1-D keeps the base's; rows not whole blocks F32 */
+		int one_d = fam[i].ne1 == 1;
+		uint32_t want = one_d ? fam[i].type[0] : dt ? 99 : fam[i].type[0];
+		if (want == GT_Q8_K)
+			want = GT_Q8_0;
+		if (!one_d && dt) {
+			static const struct {
+				const char *n;
+				uint32_t id;
+			} m[] = {{"f32", 0}, {"f16", 1}, {"bf16", 30}, {"q8_0", 8}, {"q4_0", 2}, {"q4_k", 12},
+			         {"q5_k", 13}, {"q6_k", 14}};
+			for (size_t k = 0; k < sizeof(m) / sizeof(m[0]); k++)
+				if (!strcmp(dt, m[k].n))
+					want = m[k].id;
+		}
+		enum dtype wd;
+		unsigned wbe, wbb;
+		/* a base type this lines cannot write (yet): Q8_0 */
+		if (og_type(want, &wd, &wbe, &wbb) == 0 && wbe > 1 && !ggml_quant_writable(wd))
+			want = 8, og_type(want, &wd, &wbe, &wbb);
+		if (og_type(want, &wd, &wbe, &wbb) == 0 && fam[i].ne0 % wbe)
+			want = 0;
+		types += t->type == want;
+		if (t->type != want)
+			tap_diag("%s: ggml type %u, expected %u", t->name, (unsigned)t->type, (unsigned)want);
+		if (be > 1) {
+			/* a block type: ggml_quant of the F32 merge's rows */
+			const struct og_t *ft = f32 ? &f32->t[i] : NULL;
+			uint64_t ne = og_nelem(t);
+			float *x = malloc(ne * sizeof(float));
+			unsigned char *q = malloc(ne / be * bb + 1);
+			if (!ft || ft->type != 0 || !x || !q) {
+				bad++;
+			} else {
+				for (uint64_t e = 0; e < ne; e++)
+					x[e] = (float)og_elem(f32, ft, e);
+				ggml_quant(d, x, ne / be, q);
+				if (memcmp(q, g.buf + g.data + t->off, ne / be * bb) && bad++ < 3)
+					tap_diag("%s: its %s bytes are not ggml_quant of the F32 merge", t->name,
+					         dtype_name(d));
+				n += ne;
+			}
+			free(x);
+			free(q);
+			continue;
+		}
+		const char *odt = t->type == 0 ? "F32" : t->type == 1 ? "F16" : "BF16";
+		double lambda = fam[i].block < 0 ? alpha : alpha + beta * fam[i].block / 2.0;
+		for (uint64_t e = 0; e < og_nelem(t); e++) {
+			double b0 = fam[i].v[0][e], x1 = fam[i].v[1][e], x2 = fam[i].v[2][e];
+			double ref = b0 + lambda * (w1 * (x1 - b0) + w2 * (x2 - b0)), got = og_elem(&g, t, e);
+			double slack = 0x1p-22 * (fabs(b0) + fabs(lambda) * (fabs(w1) * (fabs(x1) + fabs(b0)) +
+			                                                     fabs(w2) * (fabs(x2) + fabs(b0))));
+			if (!(fabs(got - ref) <= tu_ulp(odt, ref) + slack) && bad++ < 3)
+				tap_diag("%s[%llu]: %.9g, expected %.9g", t->name, (unsigned long long)e, got,
+				         ref);
+			n++;
+		}
+	}
+	tap_ok(bad == 0 && n > 0, "%s --dtype %s: %llu elements as the reference (within 1 ULP; "
+	       "block types: the exact bytes of ggml_quant)", what, dt ? dt : "(base's)",
+	       (unsigned long long)n);
+	tap_ok(types == NT, "%s --dtype %s: the types (1-D: the base's; rows not whole blocks: F32) "
+	       "(%llu of %zu)", what, dt ? dt : "(base's)", (unsigned long long)types, NT);
+	if (keep)
+		*keep = g;
+	else
+		free(g.buf);
+}
+
+static void t_gguf_out(const char *dir)
+{
+	static const struct {
+		const char *what, *args;
+		double w1, w2, alpha, beta;
+	} runs[] = {
+		{"sum", "", 1, 1, 1, 0},
+		{"sum weighted", "-w 0.5,1.5", 0.5, 1.5, 1, 0},
+		{"--lines 0.4 0.6", "--lines --alpha 0.4 --beta 0.6", 1, 1, 0.4, 0.6},
+		{"mean -j1 --chunk 64K", "-m mean -j1 --chunk 64K", 0.5, 0.5, 1, 0},
+	};
+	static const char *const qs[] = {"q8_0", "q4_0", "q4_k", "q5_k", "q6_k"};
+	for (size_t r = 0; r < sizeof(runs) / sizeof(runs[0]); r++) {
+		struct og f32;
+		memset(&f32, 0, sizeof(f32));
+		check_gguf_out(dir, runs[r].what, runs[r].args, "f32", NULL, runs[r].w1, runs[r].w2,
+		               runs[r].alpha, runs[r].beta, &f32);
+		check_gguf_out(dir, runs[r].what, runs[r].args, "f16", NULL, runs[r].w1, runs[r].w2,
+		               runs[r].alpha, runs[r].beta, NULL);
+		check_gguf_out(dir, runs[r].what, runs[r].args, NULL, &f32, runs[r].w1, runs[r].w2,
+		               runs[r].alpha, runs[r].beta, NULL);
+		for (size_t k = 0; k < sizeof(qs) / sizeof(qs[0]); k++) {
+			enum dtype d;
+			unsigned be, bb;
+			static const uint32_t ids[] = {8, 2, 12, 13, 14};
+			og_type(ids[k], &d, &be, &bb);
+			if (!ggml_quant_writable(d)) {
+				tap_skip("%s --dtype %s: this lines cannot write %s yet", runs[r].what, qs[k],
+				         dtype_name(d));
+				continue;
+			}
+			check_gguf_out(dir, runs[r].what, runs[r].args, qs[k], &f32, runs[r].w1, runs[r].w2,
+			               runs[r].alpha, runs[r].beta, NULL);
+		}
+		free(f32.buf);
+	}
+	/* the same bytes on every instruction set, -j, --chunk and --io */
+	const char *L = tu_lines();
+	int rc = tu_run("d='%s' && for t in f16 q8_0; do LINES_ISA=scalar '%s' merge -q --lines -b "
+	                "$d/base.gguf --dtype $t -o $d/s.gguf $d/ft1.gguf $d/ft2.gguf && '%s' merge -q "
+	                "--lines -j1 --chunk 64K --io mmap --dtype $t -b $d/base.gguf -o $d/d.gguf "
+	                "$d/ft1.gguf $d/ft2.gguf && '%s' merge -q --lines -j2 --io uring --dtype $t -b "
+	                "$d/base.gguf -o $d/u.gguf $d/ft1.gguf $d/ft2.gguf && cmp $d/s.gguf $d/d.gguf && "
+	                "cmp $d/s.gguf $d/u.gguf || exit 1; done",
+	                dir, L, L, L);
+	tap_ok(rc == 0, "GGUF F16 and Q8_0 outputs: the same bytes with LINES_ISA=scalar, -j1 --chunk "
+	       "64K --io mmap, -j2 --io uring");
+	/* standard output is GGUF too; a dry run says how large */
+	rc = tu_run("d='%s' && '%s' merge -q -b $d/base.gguf -o - $d/ft1.gguf $d/ft2.gguf > $d/p.gguf "
+	            "&& '%s' merge -q -b $d/base.gguf -o $d/f.gguf $d/ft1.gguf $d/ft2.gguf && "
+	            "cmp $d/p.gguf $d/f.gguf && '%s' merge -n --json -b $d/base.gguf -o $d/n.gguf "
+	            "$d/ft1.gguf $d/ft2.gguf | jq -e --argjson s $(stat -c %%s $d/f.gguf) "
+	            "'.output_bytes == $s' >/dev/null && ! test -e $d/n.gguf",
+	            dir, L, L, L);
+	tap_ok(rc == 0, "-o - writes the same GGUF as a file; --dry-run's output_bytes is its size "
+	       "and writes nothing");
+	if (rc)
+		tap_diag("%s", tu_stderr);
+	/* --shard-size: llama.cpp's split files, each a GGUF lines verify
+	 * checks, whose tensors are the unsharded output's, byte for byte */
+	rc = tu_run("d='%s' && mkdir -p $d/sh && '%s' merge -q --lines --dtype q8_0 -b $d/base.gguf "
+	            "--shard-size 40K -o $d/sh/m.gguf $d/ft1.gguf $d/ft2.gguf && '%s' merge -q --lines "
+	            "--dtype q8_0 -b $d/base.gguf -o $d/m1.gguf $d/ft1.gguf $d/ft2.gguf && "
+	            "n=$(ls $d/sh/m-0000?-of-0000?.gguf | wc -l) && test $n -ge 3 && "
+	            "test $(ls $d/sh | wc -l) -eq $((3 * n)) && '%s' verify -q $d/sh/m-*.gguf && "
+	            "'%s' inspect --json $d/sh/m-00001-of-0000$n.gguf | jq -e --argjson n $n "
+	            "'.metadata[\"split.no\"] == \"0\" and .metadata[\"split.count\"] == ($n|tostring) "
+	            "and .metadata[\"split.tensors.count\"] == \"%zu\" and .metadata[\"lines.method\"] "
+	            "== \"sum\" and .metadata[\"llama.block_count\"] == \"3\"' >/dev/null && "
+	            "'%s' inspect --json $d/sh/m-00002-of-0000$n.gguf | jq -e '.metadata | keys == "
+	            "[\"split.count\", \"split.no\", \"split.tensors.count\"]' >/dev/null && "
+	            "jq -s '[.[].tensors[] | {name, xxh3_64, dtype}]' $d/sh/m-*.gguf.manifest.json > "
+	            "$d/a.json && jq '[.tensors[] | {name, xxh3_64, dtype}]' $d/m1.gguf.manifest.json > "
+	            "$d/b.json && cmp $d/a.json $d/b.json",
+	            dir, L, L, L, L, NT, L);
+	tap_ok(rc == 0, "--shard-size: split files PREFIX-0000i-of-0000N.gguf (split.no, split.count, "
+	       "split.tensors.count; the metadata in the first), each verified, the tensors the "
+	       "unsharded output's byte for byte");
+	if (rc)
+		tap_diag("%s", tu_stderr);
+}
+
 static void t_merge(void)
 {
 	char dir[4096];
@@ -584,17 +949,25 @@ static void t_merge(void)
 	                "cmp $d/s.st $d/d.st && cmp $d/s.st $d/u.st",
 	                dir, L, L, L);
 	tap_ok(rc == 0, "the same bytes with LINES_ISA=scalar, -j1 --chunk 64K --io mmap, -j2 --io uring");
+	t_gguf_out(dir);
 	/* what is refused */
-	rc = tu_run("'%s' merge -q -b '%s/base.gguf' -o '%s/x.gguf' '%s/ft1.gguf'", tu_lines(), dir,
-	                dir, dir);
-	tap_ok(rc == 1 && strstr(tu_stderr, "GGUF output is not supported yet"),
-	       "a .gguf output is refused: GGUF output is not supported yet (exit %d)", rc);
+	rc = tu_run("'%s' merge -q -b '%s/base.gguf' -o '%s/x.gguf.zst' '%s/ft1.gguf'", tu_lines(), dir,
+	            dir, dir);
+	tap_ok(rc == 1 && !tu_exists("x.gguf.zst"), "a .gguf.zst output is refused (exit %d)", rc);
+	rc = tu_run("'%s' merge -q -b '%s/base.gguf' --dtype q8_0 -o '%s/x.safetensors' '%s/ft1.gguf'",
+	            tu_lines(), dir, dir, dir);
+	tap_ok(rc == 2 && !tu_exists("x.safetensors"),
+	       "--dtype q8_0 with a safetensors output is a usage error (exit %d)", rc);
 	rc = tu_run("'%s' --arch llama --dtype f32 --layers 3 --hidden 16 --models 1 --seed 1 --out "
 	            "'%s/st' >/dev/null && '%s' merge -q -b '%s/base.gguf' -o '%s/mix.safetensors' "
 	            "'%s/st/ft1.safetensors'",
 	            tu_gen(), dir, tu_lines(), dir, dir, dir);
 	tap_ok(rc == 1 && strstr(tu_stderr, "is GGUF and") && !tu_exists("mix.safetensors"),
 	       "GGUF and safetensors inputs together are refused (exit %d)", rc);
+	rc = tu_run("'%s' merge -q -b '%s/st/base.safetensors' -o '%s/st.gguf' '%s/st/ft1.safetensors'",
+	            tu_lines(), dir, dir, dir);
+	tap_ok(rc == 2 && !tu_exists("st.gguf"),
+	       "a .gguf output of safetensors inputs is a usage error (exit %d)", rc);
 	for (size_t i = 0; i < NT; i++)
 		for (int m = 0; m < NMOD; m++)
 			free(fam[i].v[m]);

@@ -136,5 +136,27 @@ int main(void)
 	ok(layers_lambda(-1, 8, 0.3, 0.7) == 0.3, "outside the blocks: alpha");
 	ok(layers_lambda(0, 1, 0.3, 0.7) == 0.3, "L = 1: alpha");
 	ok(layers_lambda(5, 11, 0.5, 0.5) == 0.75, "midpoint of an odd ramp");
+
+	/* mergekit's gradient, and the schedule of the ramp (--schedule) */
+	static const double g3[] = {0.1, 0.5, 1.0}, g2[] = {0, 1}, g1[] = {0.25};
+	ok(lines_gradient(g3, 3, 0) == 0.1 && lines_gradient(g3, 3, 1) == 1.0 &&
+	       lines_gradient(g3, 3, 0.5) == 0.5,
+	   "gradient: the values at t = 0, 1/2, 1");
+	ok(fabs(lines_gradient(g3, 3, 0.25) - 0.3) < 1e-15 &&
+	       fabs(lines_gradient(g3, 3, 0.75) - 0.75) < 1e-15,
+	   "gradient: linear between them");
+	ok(lines_gradient(g3, 3, -0.5) == 0.1 && lines_gradient(g3, 3, 2) == 1.0 &&
+	       lines_gradient(g1, 1, 0.7) == 0.25,
+	   "gradient: the first value before 0, the last after 1; one value is constant");
+	ok(lines_gradient(g2, 2, 3 / 7.0) == 3 / 7.0, "gradient 0,1 is t itself");
+	ok(layers_lambda_at(3, 8, 0.3, 0.7, NULL, 0) == layers_lambda(3, 8, 0.3, 0.7),
+	   "no schedule: the linear ramp");
+	ok(layers_lambda_at(2, 5, 0.3, 0.7, g3, 3) == 0.3 + 0.7 * 0.5 &&
+	       layers_lambda_at(4, 5, 0.3, 0.7, g3, 3) == 0.3 + 0.7 * 1.0 &&
+	       layers_lambda_at(0, 5, 0.3, 0.7, g3, 3) == 0.3 + 0.7 * 0.1,
+	   "schedule: alpha + beta f(i / (L - 1))");
+	ok(layers_lambda_at(-1, 5, 0.3, 0.7, g3, 3) == 0.3 &&
+	       layers_lambda_at(0, 1, 0.3, 0.7, g3, 3) == 0.3 + 0.7 * 0.1,
+	   "schedule: alpha outside the blocks, f(0) for one block");
 	return tap_done();
 }

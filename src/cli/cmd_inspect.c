@@ -16,7 +16,10 @@
 
 #include "cli.h"
 
-enum { OPT_LAYERS = 256, OPT_JSON, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_NORMS, OPT_ALPHA, OPT_BETA };
+enum {
+	OPT_LAYERS = 256, OPT_JSON, OPT_LAYER_REGEX, OPT_NUM_LAYERS, OPT_NORMS, OPT_ALPHA, OPT_BETA,
+	OPT_SCHEDULE
+};
 
 static const struct option inspect_options[] = {
 	{"layers", no_argument, NULL, OPT_LAYERS},
@@ -27,6 +30,7 @@ static const struct option inspect_options[] = {
 	{"base", required_argument, NULL, 'b'},
 	{"alpha", required_argument, NULL, OPT_ALPHA},
 	{"beta", required_argument, NULL, OPT_BETA},
+	{"schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"quiet", no_argument, NULL, 'q'},
 	{"help", no_argument, NULL, 'h'},
 	{NULL, 0, NULL, 0},
@@ -35,7 +39,8 @@ static const struct option inspect_options[] = {
 static void help(void)
 {
 	printf("usage: lines inspect [--layers] [--json] [--layer-regex RE] [--num-layers L] MODEL\n"
-	       "       lines inspect --norms -b BASE [--alpha A] [--beta B] [--json] MODEL...\n\n"
+	       "       lines inspect --norms -b BASE [--alpha A] [--beta B] [--schedule F0,F1,...]\n"
+	       "                     [--json] MODEL...\n\n"
 	       "Validate MODEL's header (safetensors or GGUF) and list its tensors: block,\n"
 	       "dtype, shape, bytes, name.\n"
 	       "With --norms, read BASE and every MODEL and show, per block, how far each\n"
@@ -53,6 +58,8 @@ static void help(void)
 	       "      --alpha A       with --norms: the LiNeS alpha shown (default 1/N)\n"
 	       "      --beta B        with --norms: the LiNeS beta shown (default\n"
 	       "                      max(0, 1 - alpha))\n"
+	       "      --schedule F0,F1,...  with --norms: the LiNeS depth schedule shown\n"
+	       "                      (alpha + beta * f(i / (L - 1)); lines-merge(1))\n"
 	       "  -q, --quiet         print nothing; the exit status tells if MODEL is valid\n");
 }
 
@@ -174,7 +181,7 @@ static void bar(double frac, int width)
 }
 
 static int show_norms(const char *base, char **models, size_t n, const struct lines_layer_opts *lo,
-                      double alpha, double beta, int json)
+                      double alpha, double beta, const double *sched, size_t nsched, int json)
 {
 	struct lines_merge_opts o;
 	struct lines_plan *plan = NULL;
@@ -193,6 +200,7 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 	o.alpha_auto = 0;
 	o.alpha = isnan(alpha) ? 1.0 / (double)n : alpha;
 	o.beta = isnan(beta) ? fmax(0.0, 1.0 - o.alpha) : beta;
+	o.schedule = sched, o.nschedule = nsched;
 	o.log = cli_log;
 	o.progress = cli_progress;
 	cli_signals();
@@ -213,6 +221,12 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 		json_object_set_new(root, "num_layers", json_integer(L));
 		json_object_set_new(root, "alpha", json_real(o.alpha));
 		json_object_set_new(root, "beta", json_real(o.beta));
+		if (sched) {
+			json_t *f = json_array();
+			for (size_t i = 0; i < nsched; i++)
+				json_array_append_new(f, json_real(sched[i]));
+			json_object_set_new(root, "schedule", f);
+		}
 		for (long r = 0; r <= L; r++) {
 			json_t *e = json_object(), *per = json_array();
 			json_object_set_new(e, "block", r < L ? json_integer(r) : json_null());
@@ -244,8 +258,11 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 			if (bn->base_l2[r] > 0 && bn->tau_l2[r * n + i] / bn->base_l2[r] > top)
 				top = bn->tau_l2[r * n + i] / bn->base_l2[r];
 	printf("how far each model moved from %s, per block (shallow to deep);\n", cli_printable(base));
-	printf("bars: ||tau||2 / ||base||2, scaled to the largest (%.3g); lambda: alpha %.4g, beta %.4g\n\n",
+	printf("bars: ||tau||2 / ||base||2, scaled to the largest (%.3g); lambda: alpha %.4g, beta %.4g",
 	       top, o.alpha, o.beta);
+	for (size_t i = 0; sched && i < nsched; i++)
+		printf("%s%.4g", i ? "," : ", schedule ", sched[i]);
+	printf("\n\n");
 	printf("%-7s %-7s %-4s %12s %12s %9s  %s\n", "block", "lambda", "task", "||tau||1", "||tau||2",
 	       "rel. L2", "");
 	for (long r = 0; r <= L; r++) {
@@ -275,7 +292,8 @@ int cmd_inspect(int argc, char **argv)
 	struct lines_layer_opts lo = {NULL, 0, 0, NULL};
 	const char *base = NULL;
 	int norms = 0;
-	double alpha = NAN, beta = NAN;
+	double alpha = NAN, beta = NAN, *sched = NULL;
+	size_t nsched = 0;
 	struct lines_model *m;
 	struct lines_error err;
 	int c, layers = 0, json = 0;
@@ -305,6 +323,17 @@ int cmd_inspect(int argc, char **argv)
 			if (cli_parse_double("inspect", "--beta", optarg, &beta) < 0)
 				return CLI_EXIT_USAGE;
 			break;
+		case OPT_SCHEDULE:
+			free(sched);
+			sched = NULL;
+			if (cli_parse_list("inspect", "--schedule", optarg, &sched, &nsched) < 0)
+				return CLI_EXIT_USAGE;
+			if (nsched < 2) {
+				free(sched);
+				return cli_usage_error("inspect", "--schedule needs at least 2 values, the "
+				                                  "first block's and the last's");
+			}
+			break;
 		case 'h': help(); return CLI_EXIT_OK;
 		default: return cli_bad_option("inspect", c, argv);
 		}
@@ -316,10 +345,15 @@ int cmd_inspect(int argc, char **argv)
 			return cli_usage_error("inspect", "--norms needs at least one MODEL");
 		if (layers)
 			return cli_usage_error("inspect", "--norms and --layers exclude each other");
-		return show_norms(base, argv + optind, (size_t)(argc - optind), &lo, alpha, beta, json);
+		int rc = show_norms(base, argv + optind, (size_t)(argc - optind), &lo, alpha, beta,
+		                    sched, nsched, json);
+		free(sched);
+		return rc;
 	}
-	if (base || !isnan(alpha) || !isnan(beta))
-		return cli_usage_error("inspect", "-b, --alpha and --beta go with --norms");
+	int have_sched = sched != NULL;
+	free(sched);
+	if (base || !isnan(alpha) || !isnan(beta) || have_sched)
+		return cli_usage_error("inspect", "-b, --alpha, --beta and --schedule go with --norms");
 	if (argc - optind != 1)
 		return cli_usage_error("inspect", "give exactly one MODEL");
 	if (lines_model_open(argv[optind], &lo, &m, &err) < 0)

@@ -29,7 +29,7 @@ enum {
 	OPT_MANIFEST, OPT_SHARD_SIZE, OPT_NO_COPY, OPT_JSON, OPT_STACKS, OPT_STACK_ORDER, OPT_VOCAB,
 	OPT_NORMALIZE, OPT_NO_NORMALIZE, OPT_T, OPT_CONSENSUS_K, OPT_TALL_LAMBDA, OPT_CONSENSUS_OVER,
 	OPT_RESCALE, OPT_NO_RESCALE, OPT_EPSILON, OPT_RAM_R, OPT_RAM_ALPHA, OPT_PER_ROW, OPT_CONFIG,
-	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_COUNT
+	OPT_PRINT_CONFIG, OPT_MAX_ITER, OPT_TOL, OPT_BC_GAMMA, OPT_SELECT_TOPK, OPT_SCHEDULE, OPT_TOKENIZER_SOURCE, OPT_COUNT
 };
 
 static const struct option merge_options[] = {
@@ -41,6 +41,7 @@ static const struct option merge_options[] = {
 	{"alpha", required_argument, NULL, OPT_ALPHA},
 	{"beta", required_argument, NULL, OPT_BETA},
 	{"gamma", required_argument, NULL, OPT_GAMMA},
+	{"schedule", required_argument, NULL, OPT_SCHEDULE},
 	{"norm", required_argument, NULL, OPT_NORM},
 	{"density", required_argument, NULL, OPT_DENSITY},
 	{"trim", required_argument, NULL, OPT_TRIM},
@@ -68,6 +69,7 @@ static const struct option merge_options[] = {
 	{"stacks", required_argument, NULL, OPT_STACKS},
 	{"stack-order", required_argument, NULL, OPT_STACK_ORDER},
 	{"vocab", required_argument, NULL, OPT_VOCAB},
+	{"tokenizer-source", required_argument, NULL, OPT_TOKENIZER_SOURCE},
 	{"output", required_argument, NULL, 'o'},
 	{"jobs", required_argument, NULL, 'j'},
 	{"io", required_argument, NULL, OPT_IO},
@@ -117,6 +119,7 @@ static void merge_help(void)
 {
 	printf("usage: lines merge -b BASE [-m METHOD] [-w W1,W2,...] [--lambda X]\n"
 	       "                   [--lines [--alpha A|auto] [--beta B] | --gamma G] [--norm l1|l2]\n"
+	       "                   [--schedule F0,F1,...]\n"
 	       "                   [--density D] [--trim global|tensor] [--seed S] [--dare-elect]\n"
 	       "                   [--normalize | --no-normalize] [--rescale | --no-rescale] [--t T]\n"
 	       "                   [--consensus-k K] [--tall-lambda L|L1,L2,...]\n"
@@ -125,6 +128,7 @@ static void merge_help(void)
 	       "                   [--max-iter N] [--tol X] [--bc-gamma G] [--select-topk F]\n"
 	       "                   [--dtype bf16|f16|f32|f64|fp8] [--layer-regex RE] [--num-layers L]\n"
 	       "                   [--stacks separate|joint | --stack-order A,B]\n"
+	       "                   [--tokenizer-source MODEL|base]\n"
 	       "                   [-o OUT] [-j N] [--io auto|mmap|uring] [--direct] [--chunk SIZE]\n"
 	       "                   [--zstd-level N] [--no-checksum | --checksum-file F --manifest F]\n"
 	       "                   [--strict] [-q] [-v] [-n] [--json] MODEL...\n"
@@ -161,8 +165,10 @@ static void merge_help(void)
 	       "                      magnitudes dropped per tensor), breadcrumbs_ties\n"
 	       "                      (breadcrumbs, then ties's election), sce (positions\n"
 	       "                      of high variance, weights from mean squares, signs\n"
-	       "                      elected as ties) or arcee_fusion (one model's changes\n"
-	       "                      where |tau| times its row's softmax KL is a tensor's\n"
+	       "                      elected as ties), passthrough (one model's tensors\n"
+	       "                      copied; layer stacking with a configuration's\n"
+	       "                      slices:) or arcee_fusion (one model's changes where\n"
+	       "                      |tau| times its row's softmax KL is a tensor's\n"
 	       "                      outlier, above median + 1.5 IQR)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
 	       "                      slerp, model_stock, ram, ramplus_tl, karcher, sce or\n"
@@ -174,6 +180,10 @@ static void merge_help(void)
 	       "      --beta B        LiNeS beta (default max(0, 1 - alpha): the last block\n"
 	       "                      gets 1)\n"
 	       "      --gamma G       single-task LiNeS: alpha = G, beta = 1 - G\n"
+	       "      --schedule F0,F1,...  LiNeS's depth schedule (lines' extension): block i\n"
+	       "                      of L gets alpha + beta * f(i / (L - 1)), f piecewise\n"
+	       "                      linear through the values at evenly spaced depths\n"
+	       "                      (default 0,1: the linear ramp)\n"
 	       "      --beta, --lambda, --alpha, --gamma A,B,...  a sweep: one output per value,\n"
 	       "                      from one read of the inputs; -o names {beta} (or\n"
 	       "                      {lambda}, {alpha}, {gamma}) where the value goes, as\n"
@@ -225,7 +235,9 @@ static void merge_help(void)
 	       "                      (mergekit's gamma; default 0.01; not LiNeS's --gamma)\n"
 	       "      --select-topk F sce: keep the fraction F of the positions, those whose\n"
 	       "                      task vectors vary most (default 1: all; 0 <= F <= 1)\n"
-	       "      --dtype T       output dtype of merged tensors (default: the base's)\n"
+	       "      --dtype T       output dtype of merged tensors (default: the base's);\n"
+	       "                      a .gguf output also takes q8_0 q4_0 q4_1 q5_0 q5_1\n"
+	       "                      q4_k q5_k q6_k (matrices; 1-D tensors keep theirs)\n"
 	       "      --layer-regex RE  POSIX ERE whose one capture group is the block index,\n"
 	       "                      or whose two are the stack, then the index\n"
 	       "      --num-layers L  number of blocks of every stack (default: 1 + its\n"
@@ -244,11 +256,15 @@ static void merge_help(void)
 	       "      --strict        non-float tensors that differ from the base are an error\n"
 	       "      --vocab strict|base  a model with a larger vocabulary: refused (default),\n"
 	       "                      or its embeddings and head merged over the base's rows\n"
+	       "      --tokenizer-source MODEL|base  with -o DIR/: the tokenizer files of MODEL\n"
+	       "                      (whose vocabulary must be the base's) instead of the\n"
+	       "                      base's (default base)\n"
 	       "      --zstd-level N  compression level when OUT ends in .zst (default 1)\n"
 	       "      --no-checksum   no OUT.xxh128 and no OUT.manifest.json\n"
 	       "      --checksum-file F  write the XXH3-128 line there (for -o -: the only way)\n"
 	       "      --manifest F    write the manifest there\n"
-	       "      --shard-size SIZE  with -o DIR/: shards of at most SIZE (default 5GB)\n"
+	       "      --shard-size SIZE  with -o DIR/: shards of at most SIZE (default 5GB);\n"
+	       "                      with -o NAME.gguf: split files NAME-0000i-of-0000N.gguf\n"
 	       "      --no-copy       with -o DIR/: do not copy config.json, tokenizer files...\n"
 	       "  -n, --dry-run       print the plan, write nothing\n"
 	       "      --json          the plan (-n) or the summary of the run as JSON on\n"
@@ -272,7 +288,7 @@ static void scale_help(void)
 	       "with {gamma} where the value goes: -o 'edited-gamma{gamma}.safetensors'.\n\n"
 	       "Options as for lines merge (see lines-scale(1)):\n"
 	       "  -b/--base, --gamma, -o/--output, --dtype, --layer-regex, --num-layers,\n"
-	       "  --stacks, --stack-order, --vocab,\n"
+	       "  --stacks, --stack-order, --vocab, --schedule, --tokenizer-source,\n"
 	       "  -j/--jobs, --io, --direct, --chunk, --zstd-level, --no-checksum,\n"
 	       "  --checksum-file, --manifest, --shard-size, --no-copy, --strict,\n"
 	       "  -n/--dry-run, --json, -q/--quiet, -v/--verbose, -h/--help.\n");
@@ -295,6 +311,8 @@ struct merge_cli {
 	size_t nbc_gammas;
 	int have_select;
 	double gamma;
+	double *schedule; /* --schedule */
+	size_t nschedule;
 	double *eps; /* --epsilon: one value, or one per model (della) */
 	size_t neps;
 	double *tall;
@@ -313,6 +331,8 @@ struct merge_cli {
 	size_t ncfg_args;
 	struct mcfg_extra extra; /* name, chat_template, dtype of the file */
 	char *extra_owned[3];    /* their copies */
+	struct mcfg_slices slices; /* the configuration's slices: */
+	struct mcfg *cfg;          /* kept when a value differs between tensors */
 	char *yaml;              /* the configuration as run (lines_config.yml) */
 	char **sweep_yaml;       /* per value of a sweep (nsweep) */
 };
@@ -509,6 +529,17 @@ static int parse_karcher_option(struct merge_cli *mc, int c)
 /* The options of one method or another (check_method_options() refuses
  * those the chosen method does not take): 0, or the exit status of a
  * usage error. */
+/* An output dtype --dtype names (the plan checks it against the output). */
+static int cli_dtype_name(const char *s)
+{
+	static const char *const names[] = {"bf16", "f16",  "f32",  "f64",  "fp8",  "q8_0", "q4_0",
+	                                    "q4_1", "q5_0", "q5_1", "q4_k", "q5_k", "q6_k"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(s, names[i]))
+			return 1;
+	return 0;
+}
+
 static int parse_method_option(struct merge_cli *mc, int c)
 {
 	struct lines_merge_opts *o = &mc->o;
@@ -586,7 +617,8 @@ static int parse_method_name(struct merge_cli *mc)
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
 		                                "ram, ramplus_tl, karcher, della, della_linear, "
-		                                "breadcrumbs, breadcrumbs_ties, sce, arcee_fusion)",
+		                                "breadcrumbs, breadcrumbs_ties, sce, passthrough, "
+		                                "arcee_fusion)",
 		                       optarg);
 	return 0;
 }
@@ -666,6 +698,16 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (mc->gamma < 0 || mc->gamma > 1)
 				return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
 			break;
+		case OPT_SCHEDULE:
+			if (cli_parse_list(mc->cmd, "--schedule", optarg, &mc->schedule,
+			                   &mc->nschedule) < 0)
+				return CLI_EXIT_USAGE;
+			if (mc->nschedule < 2)
+				return cli_usage_error(mc->cmd, "--schedule needs at least 2 values, the "
+				                                "first block's and the last's (one value for "
+				                                "every block is --alpha)");
+			o->schedule = mc->schedule, o->nschedule = mc->nschedule;
+			break;
 		case OPT_NORM:
 			mc->have_norm = 1;
 			if (!strcmp(optarg, "l1")) o->norm_p = 1;
@@ -682,9 +724,11 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 				return rc;
 			break;
 		case OPT_DTYPE:
-			if (strcasecmp(optarg, "bf16") && strcasecmp(optarg, "f16") &&
-			    strcasecmp(optarg, "f32") && strcasecmp(optarg, "f64") && strcasecmp(optarg, "fp8"))
-				return cli_usage_error(mc->cmd, "--dtype: '%s' is not bf16, f16, f32, f64 or fp8",
+			if (!cli_dtype_name(optarg))
+				return cli_usage_error(mc->cmd,
+				                       "--dtype: '%s' is not bf16, f16, f32, f64, fp8, or for "
+				                       "a .gguf output q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, "
+				                       "q5_k, q6_k",
 				                       optarg);
 			o->dtype = optarg;
 			break;
@@ -725,6 +769,9 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 			if (strcmp(optarg, "strict") && strcmp(optarg, "base"))
 				return cli_usage_error(mc->cmd, "--vocab: '%s' is not strict or base", optarg);
 			o->vocab_base = !strcmp(optarg, "base");
+			break;
+		case OPT_TOKENIZER_SOURCE: /* base: the default */
+			o->tokenizer_source = strcmp(optarg, "base") ? optarg : NULL;
 			break;
 		case OPT_DIRECT: o->direct = 1; break;
 		case OPT_ZSTD_LEVEL:
@@ -896,6 +943,10 @@ static int check(struct merge_cli *mc)
 	if (mc->have_lambda && o->lines)
 		return cli_usage_error(mc->cmd, "--lambda and LiNeS (--lines, --alpha, --gamma) exclude "
 		                                "each other: LiNeS replaces the global coefficient");
+	if (mc->schedule && !o->lines)
+		return cli_usage_error(mc->cmd, "--schedule shapes LiNeS's depth ramp: give it with "
+		                                "--lines, --alpha or --gamma (--lambda scales every "
+		                                "block alike)");
 	if (o->lines && !mc->have_alpha && !mc->have_gamma && o->nmodels == 1)
 		return cli_usage_error(mc->cmd, "with one model, give --alpha or --gamma "
 		                                "(automatic alpha compares several task vectors)");
@@ -980,11 +1031,13 @@ static void print_ramp(FILE *f, const double *lam, long n)
 		        i % 6 == 5 || i == n - 1 ? "\n" : "");
 }
 
-static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char *beta)
+static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char *beta,
+                          int sched)
 {
+	const char *f0 = sched ? "f(" : "", *f1 = sched ? ")" : "";
 	if (in->lambda && !in->alpha_known) {
-		fprintf(f, "  lambda per block i: alpha + beta * i / %ld, beta = %s\n",
-		        in->num_layers > 1 ? in->num_layers - 1 : 1, beta);
+		fprintf(f, "  lambda per block i: alpha + beta * %si / %ld%s, beta = %s\n", f0,
+		        in->num_layers > 1 ? in->num_layers - 1 : 1, f1, beta);
 		return;
 	}
 	if (in->lambda) {
@@ -998,8 +1051,8 @@ static void print_lambdas(FILE *f, const struct lines_plan_info *in, const char 
 				fprintf(f, ", blocks %ld to %ld of a ramp of %ld", st->first,
 				        st->first + st->num_layers - 1, st->ramp);
 			if (!in->alpha_known) {
-				fprintf(f, "): alpha + beta * (%ld + i) / %ld, beta = %s\n", st->first,
-				        st->ramp > 1 ? st->ramp - 1 : 1, beta);
+				fprintf(f, "): alpha + beta * %s(%ld + i) / %ld%s, beta = %s\n", f0,
+				        st->first, st->ramp > 1 ? st->ramp - 1 : 1, f1, beta);
 				continue;
 			}
 			fprintf(f, "):\n");
@@ -1088,7 +1141,13 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 	char beta[40] = "max(0, 1 - alpha)";
 	if (mc->have_beta)
 		snprintf(beta, sizeof(beta), "%.10g", o->beta);
-	print_lambdas(f, in, beta);
+	if (o->schedule) {
+		fprintf(f, "  schedule: f =");
+		for (size_t i = 0; i < o->nschedule; i++)
+			fprintf(f, "%s%.10g", i ? "," : " ", o->schedule[i]);
+		fprintf(f, " at evenly spaced depths; lambda = alpha + beta * f(i / (L - 1))\n");
+	}
+	print_lambdas(f, in, beta, o->schedule != NULL);
 }
 
 /* "30 merged, 21 copied from the base", and the FP8 scales. */
@@ -1161,17 +1220,24 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	}
 	printf(")\n");
 	if (cli_verbose) {
-		printf("  %-6s %-5s %-10s %s\n", "block", "dtype", "lambda", "tensor");
+		int tcol = mc->o.tensor_t != NULL; /* a configuration's t per tensor */
+		printf("  %-6s %-5s %-10s %s%s\n", "block", "dtype", "lambda", tcol ? "t          " : "",
+		       "tensor");
 		for (size_t i = 0; i < in->ntensors; i++) {
 			struct lines_tensor_info ti;
 			double lam;
+			char tt[40] = "";
 			lines_plan_tensor(plan, i, &ti, &lam);
 			char blk[16];
 			snprintf(blk, sizeof(blk), "%ld", ti.block);
-			printf("  %-6s %-5s %-10s %s\n", ti.block < 0 ? "-" : blk, ti.dtype,
+			if (tcol)
+				snprintf(tt, sizeof(tt), "%-10s ", ti.is_float ? "" : "-");
+			if (tcol && ti.is_float)
+				snprintf(tt, sizeof(tt), "%-10.6g ", ti.t);
+			printf("  %-6s %-5s %-10s %s%s\n", ti.block < 0 ? "-" : blk, ti.dtype,
 			       ti.is_float ? (isnan(lam) ? "auto" : (snprintf(a, sizeof(a), "%.6f", lam), a))
 			                   : "copy",
-			       cli_printable(ti.name));
+			       tt, cli_printable(ti.name));
 		}
 	}
 }
@@ -1237,6 +1303,7 @@ static int overridden(const unsigned char *given, int c)
 		{OPT_LAMBDA, OPT_LINES},          {OPT_LAMBDA, OPT_ALPHA},
 		{OPT_LAMBDA, OPT_BETA},           {OPT_LAMBDA, OPT_GAMMA},
 		{OPT_STACKS, OPT_STACK_ORDER},    {OPT_STACK_ORDER, OPT_STACKS},
+		{OPT_SCHEDULE, OPT_LAMBDA},
 	};
 	if (given[c])
 		return 1;
@@ -1309,9 +1376,30 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		mcfg_free(cfg);
 		return rc;
 	}
+	if (cfg->nslices && (mc->given['b'] || mc->given['m'])) {
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		return cli_usage_error(mc->cmd, "--config with slices: the slices decide the inputs: "
+		                                "give base_model and merge_method in the configuration, "
+		                                "not -b or -m");
+	}
+	struct mcfg_slices slices;
+	if (mcfg_take_slices(cfg, &slices) < 0) {
+		mcfg_slices_free(&slices);
+		mcfg_args_free(args, nargs);
+		mcfg_free(cfg);
+		cli_msg("out of memory");
+		return CLI_EXIT_FAIL;
+	}
 	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
-	mcfg_free(cfg);
+	struct mcfg *keep = NULL;
+	/* mcfg_tensor_value() reads it during the plan, unless the command
+	 * line gives one t for all */
+	if (cfg->tensor_param && !mc->given[OPT_T])
+		keep = cfg;
+	else
+		mcfg_free(cfg);
 	if (cli_verbose) {
 		fprintf(stderr, "lines: the configuration means:");
 		for (size_t i = 0; i < nargs; i++)
@@ -1319,21 +1407,34 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		fputc('\n', stderr);
 	}
 	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
+		mcfg_free(keep);
+		mcfg_slices_free(&slices);
 		mcfg_args_free(args, nargs);
 		for (int i = 0; i < 3; i++)
 			free(owned[i]);
 		return rc;
 	}
 	/* start again from the defaults: the configuration's options, then ours */
-	free(mc->weights), free(mc->tall), free(mc->densities);
+	free(mc->weights), free(mc->tall), free(mc->densities), free(mc->schedule);
 	char **all = mc->argv_all;
 	*mc = (struct merge_cli){.cmd = mc->cmd, .o.command = mc->o.command};
 	lines_merge_opts_init(&mc->o);
 	mc->o.command = "merge";
 	mc->argv_all = all, mc->cfg_args = args, mc->ncfg_args = nargs;
 	memcpy(mc->extra_owned, owned, sizeof(owned));
-	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2]};
-	return parse(mc, argc_all, all);
+	mc->extra = (struct mcfg_extra){owned[0], owned[1], owned[2], NULL};
+	mc->slices = slices;
+	mc->cfg = keep;
+	if ((rc = parse(mc, argc_all, all)) != 0)
+		return rc;
+	mc->o.slices = mc->slices.s;
+	mc->o.nslices = mc->slices.n;
+	if (keep) { /* t per tensor */
+		mc->o.tensor_t = mcfg_tensor_value;
+		mc->o.t_ctx = keep;
+		mc->extra.cfg = keep;
+	}
+	return 0;
 }
 
 /* The configuration of o as YAML into *text (NULL where no key says
@@ -1451,10 +1552,13 @@ out:
 	free(mc->sweep_yaml);
 	for (int i = 0; i < 3; i++)
 		free(mc->extra_owned[i]);
+	mcfg_slices_free(&mc->slices);
+	mcfg_free(mc->cfg);
 	free(mc->argv_all);
 	free(mc->weights);
 	free(mc->tall);
 	free(mc->densities);
+	free(mc->schedule);
 	free_sweep(mc);
 	free(mc->eps);
 	free(mc->bc_gammas);

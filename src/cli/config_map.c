@@ -13,6 +13,7 @@
 #include "config.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@ enum pmap {
 	PM_NORM_MEAN, /* task_arithmetic's normalize: true is lines' -m mean   */
 	PM_NOEFFECT,  /* accepted and checked; no effect on exact arithmetic   */
 	PM_FIXED,     /* only the default is supported yet                     */
+	PM_TENSOR,    /* one value, or one per tensor (opts.tensor_t): OPT v     */
 };
 
 struct pdef {
@@ -44,6 +46,7 @@ enum base_role {
 	BASE_NEEDED,   /* the task vectors' origin; listed models equal to it are dropped */
 	BASE_OPTIONAL, /* the same when given                                 */
 	BASE_AVERAGED, /* one of the sources (linear): appended when not listed */
+	BASE_NONE,     /* not used (passthrough): refused with models:, ignored by slices */
 };
 
 struct mdef {
@@ -94,7 +97,7 @@ static const struct mdef mdefs[] = {
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"linear", "linear", {0}, BASE_AVERAGED, 0,
 	 {WEIGHT, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1}}},
-	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_NUM, "--t", NULL, 0, 1, 0}}},
+	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_TENSOR, "--t", NULL, 0, 1, 0}}},
 	{"nuslerp", "nuslerp", {0}, BASE_OPTIONAL, 0,
 	 {WEIGHT, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
 	  {"nuslerp_row_wise", PM_FIXED, NULL, NULL, 0, 0, 0}}},
@@ -112,6 +115,8 @@ static const struct mdef mdefs[] = {
 	 {{"select_topk", PM_NUM, "--select-topk", NULL, 0, 0, 1}, INT8}},
 	{"karcher", "karcher", {0}, BASE_AVERAGED, 0,
 	 {{"max_iter", PM_NUM, "--max-iter", NULL, 0, 0, 10}, {"tol", PM_NUM, "--tol", NULL, 0, 0, 1e-5}}},
+	{"passthrough", "passthrough", {0}, BASE_NONE, 1,
+	 {{"scale", PM_FIXED, NULL, NULL, 0, 0, 1}}},
 	{"arcee_fusion", "arcee_fusion", {0}, BASE_NEEDED, 1, {{0}}},
 	/* lines' own: Consensus Task Arithmetic */
 	{"consensus", "consensus", {0}, BASE_NEEDED, 0,
@@ -121,8 +126,6 @@ static const struct mdef mdefs[] = {
 };
 
 /* clang-format on */
-
-static const char *const unsupported_methods[] = {"passthrough"};
 
 /* ---- output vector ----------------------------------------------------------------- */
 struct argv_b {
@@ -218,23 +221,33 @@ static const struct mcfg_param *pget(const struct mcfg_params *ps, const char *n
 	return NULL;
 }
 
-/* The one number parameter P has for model M (NULL: the global level only):
- * 1 with *out, 0 when it has none (required and missing: a problem), -1
- * when it could differ between tensors (a problem). */
-static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, double *out)
+/* The one number parameter P has at the levels LV (the first that gives a
+ * value for every tensor wins; NULL entries are skipped), with model M
+ * (NULL: none) named in messages: 1 with *out, 0 when it has none
+ * (required and missing: a problem), -1 when it could differ between
+ * tensors (a problem). */
+static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p,
+                          const struct mcfg_params *const *lvs, size_t nlv, int vary_ok,
+                          double *out)
 {
 	struct vals s = {0};
-	const struct mcfg_param *lv[2] = {m ? pget(&m->params, p->name) : NULL,
-	                                  pget(&c->params, p->name)};
+	const struct mcfg_param *lv[3] = {NULL, NULL, NULL};
 	int whole = 0;
-	for (int i = 0; i < 2 && !whole; i++)
+	for (size_t i = 0; i < nlv && i < 3; i++)
+		lv[i] = lvs[i] ? pget(lvs[i], p->name) : NULL;
+	for (size_t i = 0; i < nlv && !whole; i++)
 		if (lv[i])
 			whole = add_value(&s, &lv[i]->v);
 	if (!whole && !p->required)
 		add_num(&s, p->def, NULL);
+	const struct mcfg_param *first = lv[0] ? lv[0] : lv[1] ? lv[1] : lv[2];
+	if (s.differ && vary_ok && (whole || !p->required)) {
+		*out = s.first;
+		return 2;
+	}
 	if (s.differ) {
 		/* a level's value against the default or a level below */
-		const struct mcfg_value *v = s.varies ? s.varies : lv[0] ? &lv[0]->v : &lv[1]->v;
+		const struct mcfg_value *v = s.varies ? s.varies : &first->v;
 		mcfg_problem(c, v->line, v->col,
 		             "%s: per-tensor values are not supported yet (the "
 		             "methods take one number per model): give one number",
@@ -243,8 +256,7 @@ static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef
 	}
 	if (!whole && p->required) {
 		if (s.any) {
-			const struct mcfg_param *q = lv[0] ? lv[0] : lv[1];
-			mcfg_problem(c, q->v.line, q->v.col,
+			mcfg_problem(c, first->v.line, first->v.col,
 			             "%s: no value for the tensors no filter "
 			             "matches: end the list with a {value: X}",
 			             p->name);
@@ -267,6 +279,65 @@ static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef
 	}
 	*out = s.first;
 	return 1;
+}
+
+/* The input of slices[0]'s source M (an input's model in struct sources). */
+static size_t input_of(const struct mcfg *c, const struct mcfg_model *m)
+{
+	const struct mcfg_slice *s0 = &c->slices[0];
+	for (size_t k = 0; k < c->slice_inputs; k++)
+		if (&s0->src[s0->order[k]] == m)
+			return k;
+	return 0;
+}
+
+/* The one number parameter P has for model M (NULL: the global level only):
+ * 1 with *out, 0 when it has none (required and missing: a problem), -1
+ * when it could differ between tensors (a problem). With slices, M's
+ * source in each slice, then the slice's parameters, then the global
+ * ones, as mergekit reads them; every slice must give the same number. */
+static int resolve_ex(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, int vary_ok,
+                      double *out)
+{
+	if (!c->nslices || !c->slices[0].order) {
+		const struct mcfg_params *lv[2] = {m ? &m->params : NULL, &c->params};
+		return resolve_levels(c, m, p, lv, 2, vary_ok, out);
+	}
+	size_t k = m ? input_of(c, m) : 0;
+	int varies = 0;
+	for (size_t s = 0; s < c->nslices; s++) {
+		const struct mcfg_slice *sl = &c->slices[s];
+		const struct mcfg_model *ms = m ? &sl->src[sl->order[k]] : NULL;
+		const struct mcfg_params *lv[3] = {ms ? &ms->params : NULL, &sl->params,
+		                                   &c->params};
+		double v;
+		int r = resolve_levels(c, ms, p, lv, 3, vary_ok, &v);
+		if (r == 2 || (vary_ok && r == 1 && s && v != *out)) {
+			varies = 1;
+			if (!s)
+				*out = v;
+			continue;
+		}
+		if (r != 1)
+			return r;
+		if (s && v != *out) {
+			char a[40], b[40];
+			mcfg_problem(
+			    c, sl->line, sl->col,
+			    "%s: %s in this slice, %s in the first: values that differ between "
+			    "slices are not supported yet (the methods take one number per model)",
+			    p->name, num_text(a, sizeof(a), v), num_text(b, sizeof(b), *out));
+			return -1;
+		}
+		if (!s)
+			*out = v;
+	}
+	return varies ? 2 : 1;
+}
+
+static int resolve(struct mcfg *c, const struct mcfg_model *m, const struct pdef *p, double *out)
+{
+	return resolve_ex(c, m, p, 0, out);
 }
 
 /* ---- checking the parameters against the method --------------------------------------- */
@@ -324,17 +395,6 @@ static const struct mdef *find_method(struct mcfg *c)
 	const char *name = c->method.s;
 	if (!name)
 		return NULL;
-	for (size_t i = 0; i < ARRAY_SIZE(unsupported_methods); i++)
-		if (!strcmp(name, unsupported_methods[i])) {
-			mcfg_problem(c, c->method.line, c->method.col,
-			             "merge_method: %s is not "
-			             "supported yet%s",
-			             name,
-			             !strcmp(name, "passthrough")
-			                 ? " (layer stacking comes with slices:)"
-			                 : "");
-			return NULL;
-		}
 	for (size_t i = 0; i < ARRAY_SIZE(mdefs); i++) {
 		names[i] = mdefs[i].name;
 		if (strcmp(name, mdefs[i].name))
@@ -361,7 +421,8 @@ static const struct mdef *find_method(struct mcfg *c)
 		    c, c->method.line, c->method.col,
 		    "merge_method: unknown method '%s' "
 		    "(task_arithmetic, ties, dare_ties, dare_linear, linear, slerp, nuslerp, "
-		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus)",
+		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus, passthrough, "
+		    "arcee_fusion)",
 		    name);
 	return NULL;
 }
@@ -417,6 +478,11 @@ static void pick_sources(struct mcfg *c, const struct mdef *md, struct sources *
 		check_ref(c, base, c->base.line, c->base.col);
 	if (md->base == BASE_AVERAGED && base && !listed)
 		s->m[s->n++] = NULL;
+	if (md->base == BASE_NONE && base)
+		mcfg_problem(c, c->base.line, c->base.col,
+		             "%s copies one model and takes no base_model (mergekit adds the base "
+		             "as a second model and fails)",
+		             md->name);
 	if (md->base == BASE_NEEDED && !base)
 		mcfg_problem(c, 1, 1,
 		             "%s needs base_model: (the model the task vectors are taken "
@@ -437,11 +503,197 @@ static void pick_sources(struct mcfg *c, const struct mdef *md, struct sources *
 			s->n--, i--;
 		}
 	}
-	if (md->one_model && s->n > 1)
+	if (md->one_model && s->n > 1 && md->base == BASE_NONE)
+		mcfg_problem(c, c->models_line, c->models_col,
+		             "%s copies exactly one model (got %zu); stack layers of several "
+		             "with slices:",
+		             md->name, s->n);
+	else if (md->one_model && s->n > 1)
 		mcfg_problem(c, c->models_line, c->models_col,
 		             "%s merges exactly one model into the "
 		             "base (got %zu besides it)",
 		             md->name, s->n);
+}
+
+/* ---- slices -------------------------------------------------------------------------- */
+/* The base of slice SL: its own base_model, else the configuration's. */
+static const struct mcfg_str *slice_base(const struct mcfg *c, const struct mcfg_slice *sl)
+{
+	return sl->base.s ? &sl->base : &c->base;
+}
+
+/* Check that every source's layer_range is within its model's blocks
+ * (the headers only; a model that cannot be opened is the merge's to
+ * report). */
+static void check_ranges(struct mcfg *c)
+{
+	struct lines_layer_opts lo = {.regex = c->layer_regex.s};
+	for (size_t s = 0; s < c->nslices; s++)
+		for (size_t j = 0; j < c->slices[s].nsrc; j++) {
+			const struct mcfg_model *m = &c->slices[s].src[j];
+			struct lines_model *lm;
+			struct lines_error e;
+			if (!m->ref || m->end <= m->first ||
+			    lines_model_open(m->ref, &lo, &lm, &e) < 0)
+				continue;
+			long L = lines_model_num_layers(lm);
+			lines_model_close(lm);
+			if (m->end > L)
+				mcfg_problem(
+				    c, m->range_line, m->range_col,
+				    "layer_range: [%ld, %ld] is beyond the %ld blocks of '%s' "
+				    "(blocks 0 to %ld)",
+				    m->first, m->end, L, m->ref, L - 1);
+		}
+}
+
+/*
+ * The inputs a slice configuration composes: input k is source order[k]
+ * of every slice. With a base (a method that takes one, or LiNeS over
+ * linear), input 0 is each slice's base_model source; then the other
+ * sources in order (all of them for linear, which averages the base in).
+ * Every slice must give the same number of inputs, and a slice's sources
+ * the same number of blocks.
+ */
+static void pick_slices(struct mcfg *c, const struct mdef *md, int with_base, struct sources *src)
+{
+	size_t want = 0;
+	src->m = NULL, src->n = 0;
+	for (size_t s = 0; s < c->nslices && md->base == BASE_NEEDED; s++)
+		if (!slice_base(c, &c->slices[s])->s) {
+			mcfg_problem(c, 1, 1,
+			             "%s needs base_model: (the model the task vectors are taken "
+			             "from), one of every slice's sources",
+			             md->name);
+			return;
+		}
+	for (size_t s = 0; s < c->nslices; s++) {
+		struct mcfg_slice *sl = &c->slices[s];
+		const struct mcfg_str *b = slice_base(c, sl);
+		size_t n = 0, bi = (size_t)-1;
+		if (!sl->nsrc)
+			return;
+		sl->order = calloc(sl->nsrc + 1, sizeof(*sl->order));
+		if (!sl->order)
+			return;
+		for (size_t j = 0; j < sl->nsrc; j++)
+			if (sl->src[j].ref && !strcmp(sl->src[j].ref, "-"))
+				mcfg_problem(c, sl->src[j].line, sl->src[j].col,
+				             "'-': a slice's model is read where its blocks are, not in "
+				             "order: name its file");
+			else if (sl->src[j].ref)
+				check_ref(c, sl->src[j].ref, sl->src[j].line, sl->src[j].col);
+		for (size_t j = 1; j < sl->nsrc; j++)
+			if (sl->src[j].end - sl->src[j].first != sl->src[0].end - sl->src[0].first)
+				mcfg_problem(c, sl->src[j].range_line, sl->src[j].range_col,
+				             "layer_range: %ld blocks, and the slice's first "
+				             "source has %ld: "
+				             "the sources of a slice have as many blocks",
+				             sl->src[j].end - sl->src[j].first,
+				             sl->src[0].end - sl->src[0].first);
+		if (md->base == BASE_NONE && sl->nsrc != 1) {
+			mcfg_problem(c, sl->line, sl->col,
+			             "%s takes one source per slice (this one has %zu): to merge "
+			             "layers, use a merge method",
+			             md->name, sl->nsrc);
+			continue;
+		}
+		if (with_base) {
+			for (size_t j = 0; j < sl->nsrc && bi == (size_t)-1; j++)
+				if (sl->src[j].ref && b->s && !strcmp(sl->src[j].ref, b->s))
+					bi = j;
+			if (bi == (size_t)-1) {
+				mcfg_problem(c, sl->line, sl->col,
+				             "base_model '%s' is not one of this slice's sources "
+				             "(each slice merges its sources into its base's)",
+				             b->s ? b->s : "?");
+				continue;
+			}
+			sl->order[n++] = bi;
+		}
+		for (size_t j = 0; j < sl->nsrc; j++)
+			if (j != bi || md->base == BASE_AVERAGED)
+				sl->order[n++] = j;
+		if (s == 0)
+			want = n;
+		else if (n != want)
+			mcfg_problem(
+			    c, sl->line, sl->col,
+			    "this slice merges %zu model%s and the first %zu: the slices of a "
+			    "merge have the same number of sources (mergekit's rule)",
+			    n - !!with_base, n - !!with_base == 1 ? "" : "s", want - !!with_base);
+	}
+	for (size_t s = 0; s < c->nslices; s++)
+		if (!c->slices[s].order)
+			return;
+	c->slice_inputs = want;
+	check_ranges(c);
+	if (want <= !!with_base) {
+		mcfg_problem(c, c->slices_line, c->slices_col, "slices: no model to merge%s",
+		             with_base ? " besides the base" : "");
+		return;
+	}
+	src->m = calloc(want, sizeof(*src->m));
+	if (!src->m)
+		return;
+	for (size_t k = !!with_base; k < want; k++)
+		src->m[src->n++] = &c->slices[0].src[c->slices[0].order[k]];
+	if (md->one_model && src->n > 1 && md->base != BASE_NONE)
+		mcfg_problem(c, c->slices_line, c->slices_col,
+		             "%s merges exactly one model into the base (the slices give %zu "
+		             "besides it)",
+		             md->name, src->n);
+}
+
+/* The name of input K of a slice configuration: its sources, "A[0:8]+B[4:12]". */
+static char *slice_name(const struct mcfg *c, size_t k)
+{
+	size_t n = 1;
+	for (size_t s = 0; s < c->nslices; s++) {
+		const struct mcfg_model *m = &c->slices[s].src[c->slices[s].order[k]];
+		n += strlen(m->ref) + 48;
+	}
+	char *name = malloc(n), *p = name;
+	if (!name)
+		return NULL;
+	*p = '\0';
+	for (size_t s = 0; s < c->nslices; s++) {
+		const struct mcfg_model *m = &c->slices[s].src[c->slices[s].order[k]];
+		p += sprintf(p, "%s%s[%ld:%ld]", s ? "+" : "", m->ref, m->first, m->end);
+	}
+	return name;
+}
+
+int mcfg_take_slices(const struct mcfg *c, struct mcfg_slices *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!c->nslices)
+		return 0;
+	out->n = c->nslices, out->ninputs = c->slice_inputs;
+	out->s = calloc(out->n, sizeof(*out->s));
+	out->src = calloc(out->n * out->ninputs, sizeof(*out->src));
+	if (!out->s || !out->src)
+		return -1;
+	for (size_t s = 0; s < out->n; s++) {
+		struct lines_slice_src *d = &out->src[s * out->ninputs];
+		out->s[s].src = d;
+		for (size_t k = 0; k < out->ninputs; k++) {
+			const struct mcfg_model *m = &c->slices[s].src[c->slices[s].order[k]];
+			d[k].first = m->first, d[k].end = m->end;
+			if (!(d[k].model = strdup(m->ref)))
+				return -1;
+		}
+	}
+	return 0;
+}
+
+void mcfg_slices_free(struct mcfg_slices *s)
+{
+	for (size_t i = 0; s->src && i < s->n * s->ninputs; i++)
+		free((char *)(uintptr_t)s->src[i].model);
+	free(s->src);
+	free(s->s);
+	memset(s, 0, sizeof(*s));
 }
 
 /* ---- the options ------------------------------------------------------------------------- */
@@ -547,6 +799,14 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	}
 	if (p->map == PM_NOEFFECT) /* its type was checked when read */
 		return;
+	if (p->map == PM_TENSOR) { /* a global parameter that may vary by tensor */
+		int r = resolve_ex(c, NULL, p, 1, &v);
+		if (r == 2)
+			c->tensor_param = p->name;
+		if (r >= 1)
+			push_opt(mp->a, p->opt, v);
+		return;
+	}
 	if (resolve_one(mp, p, &v) != 1)
 		return;
 	switch (p->map) {
@@ -559,6 +819,7 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 			             "%s: only %g is supported yet", p->name, p->def);
 		break;
 	case PM_LIST:
+	case PM_TENSOR:
 	case PM_NOEFFECT: break;
 	}
 }
@@ -608,13 +869,8 @@ static void map_tokenizer(struct mcfg *c)
 		    "tokenizer_source: union is not supported (lines "
 		    "merges no vocabularies): use base, and --vocab base to merge a larger "
 		    "model's embeddings over the base's rows");
-	else
-		mcfg_problem(
-		    c, t->line, t->col,
-		    "tokenizer_source: '%s' is not supported yet: lines "
-		    "copies the base's tokenizer; if that model's vocabulary is the base's, "
-		    "use base",
-		    t->s);
+	/* a model: --tokenizer-source, its vocabulary checked against the base's
+	 * when the plan is made (map_lines) */
 }
 
 static void push_str(struct argv_b *a, const char *opt, const struct mcfg_str *s)
@@ -666,6 +922,32 @@ static void check_lines_keys(struct mapper *mp)
 		             c->method.s);
 }
 
+/* lines: schedule: [f0, f1, ...] is --schedule f0,f1,... (with alpha) */
+static void map_schedule(struct mapper *mp)
+{
+	const struct mcfg_param *q = lines_num(mp->c, "schedule");
+	char buf[40];
+	if (!q || q->v.kind != MCFG_GRADIENT || q->v.ngrad < 2)
+		return; /* absent, or a problem already */
+	if (!mp->lines_on) {
+		mcfg_problem(mp->c, q->line, q->col,
+		             "lines: schedule needs alpha (auto or a number): it shapes LiNeS's "
+		             "ramp");
+		return;
+	}
+	char *list = calloc(q->v.ngrad, 40);
+	if (!list) {
+		mp->a->oom = 1;
+		return;
+	}
+	for (size_t i = 0, k = 0; i < q->v.ngrad; i++)
+		k += (size_t)sprintf(list + k, "%s%s", i ? "," : "",
+		                     num_text(buf, sizeof(buf), q->v.grad[i]));
+	push(mp->a, "--schedule");
+	push(mp->a, list);
+	free(list);
+}
+
 static void map_lines(struct mapper *mp)
 {
 	struct mcfg *c = mp->c;
@@ -686,6 +968,7 @@ static void map_lines(struct mapper *mp)
 	}
 	if (beta && mp->lines_on)
 		push_opt(mp->a, "--beta", beta->v.num);
+	map_schedule(mp);
 	if (lambda && mp->lines_on)
 		mcfg_problem(c, lambda->line, lambda->col,
 		             "lines: lambda and alpha exclude each "
@@ -702,6 +985,10 @@ static void map_lines(struct mapper *mp)
 	push_str(mp->a, "--trim", &c->trim);
 	push_str(mp->a, "--layer-regex", &c->layer_regex);
 	push_str(mp->a, "--vocab", &c->vocab);
+	if (c->tokenizer_source.s && strcmp(c->tokenizer_source.s, "union") &&
+	    strcmp(c->tokenizer_source.s, "base") &&
+	    !(c->base.s && !strcmp(c->tokenizer_source.s, c->base.s)))
+		push_str(mp->a, "--tokenizer-source", &c->tokenizer_source);
 	push_int(mp, "seed", "--seed", 9007199254740992.0);
 	push_int(mp, "num_layers", "--num-layers", 1000000);
 	/* density: lines' own default, no option */
@@ -720,6 +1007,11 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 	map_tokenizer(c);
 	for (size_t i = 0; i < c->nmodels && mp.md; i++)
 		check_params(c, mp.md, &c->models[i].params, &c->models[i]);
+	for (size_t s = 0; s < c->nslices && mp.md; s++) {
+		for (size_t j = 0; j < c->slices[s].nsrc; j++)
+			check_params(c, mp.md, &c->slices[s].src[j].params, &c->slices[s].src[j]);
+		check_params(c, mp.md, &c->slices[s].params, NULL);
+	}
 	if (mp.md)
 		check_params(c, mp.md, &c->params, NULL);
 	*args = NULL, *nargs = *nmodels = 0;
@@ -729,7 +1021,17 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 		return 0;
 	}
 	mp.method = mp.md->lines;
-	pick_sources(c, mp.md, &mp.src);
+	/* linear averages the base in; -b only when LiNeS or lambda scale toward it */
+	int with_base =
+	    mp.md->base == BASE_NEEDED || (mp.md->base == BASE_OPTIONAL && c->base.s) ||
+	    (mp.md->base == BASE_AVERAGED && c->base.s && (mp.lines_on || lines_num(c, "lambda")));
+	if (c->nslices) {
+		for (size_t s = 0; s < c->nslices && !with_base; s++)
+			with_base = mp.md->base == BASE_OPTIONAL && c->slices[s].base.s;
+		pick_slices(c, mp.md, with_base, &mp.src);
+	} else {
+		pick_sources(c, mp.md, &mp.src);
+	}
 	push(&a, "--method");
 	size_t at_method = a.n;
 	push(&a, mp.method);
@@ -743,15 +1045,22 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 		if (!(a.v[at_method] = strdup(mp.method)))
 			a.oom = 1;
 	}
-	/* linear averages the base in; -b only when LiNeS or lambda scale toward it */
-	if (c->base.s && (mp.md->base != BASE_AVERAGED || mp.lines_on || lines_num(c, "lambda"))) {
+	if (c->nslices && with_base && c->slice_inputs) {
+		char *nm = slice_name(c, 0);
+		push(&a, "--base");
+		push(&a, nm ? nm : "");
+		free(nm);
+	} else if (!c->nslices && with_base && c->base.s) {
 		push(&a, "--base");
 		push(&a, c->base.s);
 	}
 	map_dtype(&mp);
 	map_lines(&mp);
-	for (size_t i = 0; i < mp.src.n; i++)
-		push(&a, mp.src.m[i] ? mp.src.m[i]->ref : c->base.s);
+	for (size_t i = 0; i < mp.src.n; i++) {
+		char *nm = c->nslices ? slice_name(c, i + !!with_base) : NULL;
+		push(&a, nm ? nm : mp.src.m[i] ? mp.src.m[i]->ref : c->base.s);
+		free(nm);
+	}
 	*nmodels = mp.src.n;
 	free(mp.src.m);
 	if (a.oom) {

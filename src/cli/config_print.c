@@ -74,6 +74,49 @@ static void put_str(FILE *f, const char *s)
 	fputc('"', f);
 }
 
+/* "KEY: VALUE\n" at INDENT spaces: a number, a gradient, or filters. */
+static void put_value(FILE *f, int indent, const char *key, const struct mcfg_value *v)
+{
+	fprintf(f, "%*s%s:", indent, "", key);
+	switch (v->kind) {
+	case MCFG_NUMBER:
+		fprintf(f, " %s\n", v->is_bool ? (v->num != 0 ? "true" : "false") : num(v->num));
+		return;
+	case MCFG_GRADIENT:
+		fputs(" [", f);
+		for (size_t i = 0; i < v->ngrad; i++)
+			fprintf(f, "%s%s", i ? ", " : "", num(v->grad[i]));
+		fputs("]\n", f);
+		return;
+	case MCFG_FILTERS:
+		fputc('\n', f);
+		for (size_t i = 0; i < v->nfilters; i++) {
+			fprintf(f, "%*s- ", indent + 2, "");
+			if (v->filters[i].filter) {
+				fputs("filter: ", f);
+				put_str(f, v->filters[i].filter);
+				fputc('\n', f);
+				put_value(f, indent + 4, "value", &v->filters[i].value);
+			} else {
+				put_value(f, 0, "value", &v->filters[i].value);
+			}
+		}
+		return;
+	}
+}
+
+/* The per-tensor value of parameter NAME at level PS, if it has one. */
+static const struct mcfg_value *tensor_value(const struct mcfg_extra *x,
+                                             const struct mcfg_params *ps, const char *name)
+{
+	if (!x || !x->cfg || !x->cfg->tensor_param || strcmp(x->cfg->tensor_param, name))
+		return NULL;
+	for (size_t i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i].name, name))
+			return &ps->p[i].v;
+	return NULL;
+}
+
 /* What the method's name and options are in mergekit's words. */
 struct form {
 	const char *method;
@@ -127,8 +170,72 @@ static void put_model(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "      gamma: %s\n", num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
 }
 
-static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+/* One source of a slice: input K (0 the base when there is one). */
+static void put_source(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct lines_slice_src *ss, size_t k)
 {
+	fputs("      - model: ", f);
+	put_str(f, ss->model);
+	fprintf(f, "\n        layer_range: [%ld, %ld]\n", ss->first, ss->end);
+	if (o->base && k == 0) { /* the base: a source, no task vector */
+		if (o->method == LINES_M_LINEAR)
+			fputs("        parameters:\n          weight: 0\n", f);
+		return;
+	}
+	size_t i = o->base ? k - 1 : k;
+	if (!fm->weights && !fm->densities && !fm->tall && !fm->della && !fm->bc)
+		return;
+	fputs("        parameters:\n", f);
+	if (fm->weights)
+		fprintf(f, "          weight: %s\n", num(o->weights ? o->weights[i] : 1.0));
+	if (fm->densities)
+		fprintf(f, "          density: %s\n",
+		        num(o->densities ? o->densities[i] : o->density));
+	if (fm->tall)
+		fprintf(f, "          tall_lambda: %s\n",
+		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
+	if (fm->della)
+		fprintf(f, "          epsilon: %s\n",
+		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
+	if (fm->bc)
+		fprintf(f, "          gamma: %s\n",
+		        num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
+}
+
+/* slices: in the inputs' order, the base's source first; a slice whose
+ * base is another model than the first slice's says so */
+static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct mcfg_extra *x)
+{
+	size_t n = o->nmodels + (o->base ? 1 : 0);
+	fputs("slices:\n", f);
+	for (size_t s = 0; s < o->nslices; s++) {
+		const struct lines_slice_src *src = o->slices[s].src;
+		fputs("  - sources:\n", f);
+		for (size_t k = 0; k < n; k++)
+			put_source(f, o, fm, &src[k], k);
+		if (o->base && strcmp(src[0].model, o->slices[0].src[0].model)) {
+			fputs("    base_model: ", f);
+			put_str(f, src[0].model);
+			fputc('\n', f);
+		}
+		const struct mcfg_value *tv = x && x->cfg && s < x->cfg->nslices
+		                                  ? tensor_value(x, &x->cfg->slices[s].params, "t")
+		                                  : NULL;
+		if (tv) {
+			fputs("    parameters:\n", f);
+			put_value(f, 6, "t", tv);
+		}
+	}
+}
+
+static void put_models(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct mcfg_extra *x)
+{
+	if (o->nslices) {
+		put_slices(f, o, fm, x);
+		return;
+	}
 	fputs("models:\n", f);
 	/* slerp: mergekit lists both ends; linear: a base that is only LiNeS's
 	 * reference is listed with weight 0 (averaged in by mergekit, else) */
@@ -146,8 +253,10 @@ static void put_models(FILE *f, const struct lines_merge_opts *o, const struct f
 	}
 }
 
-static void put_params(FILE *f, const struct lines_merge_opts *o, const struct form *fm)
+static void put_params(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                       const struct mcfg_extra *x)
 {
+	const struct mcfg_value *tv = x && x->cfg ? tensor_value(x, &x->cfg->params, "t") : NULL;
 	unsigned mo = lines_method_options(o->method);
 	fputs("parameters:\n", f);
 	if (o->method == LINES_M_SUM || o->method == LINES_M_MEAN)
@@ -159,7 +268,9 @@ static void put_params(FILE *f, const struct lines_merge_opts *o, const struct f
 		fprintf(f, "  normalize: %s\n", o->no_normalize ? "false" : "true");
 	if ((o->method == LINES_M_DARE || fm->della) && o->rescale != LINES_RESCALE_DENSITY)
 		fprintf(f, "  rescale: %s\n", o->rescale == LINES_RESCALE_L1 ? "true" : "false");
-	if (mo & LINES_MOPT_T)
+	if ((mo & LINES_MOPT_T) && tv)
+		put_value(f, 2, "t", tv);
+	else if ((mo & LINES_MOPT_T) && !(x && x->cfg && x->cfg->tensor_param))
 		fprintf(f, "  t: %s\n", num(o->t));
 	if ((mo & LINES_MOPT_EPSILON) && !fm->della)
 		fprintf(f, "  epsilon: %s\n", num(o->ram_epsilon));
@@ -188,6 +299,10 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "  alpha: %s\n", o->alpha_auto ? "auto" : num(o->alpha));
 		if (!isnan(o->beta))
 			fprintf(f, "  beta: %s\n", num(o->beta));
+		for (size_t i = 0; o->schedule && i < o->nschedule; i++)
+			fprintf(f, "%s%s", i ? ", " : "  schedule: [", num(o->schedule[i]));
+		if (o->schedule)
+			fputs("]\n", f);
 	} else if (!fm->gta && o->base) {
 		fprintf(f, "  lambda: %s\n", num(o->lambda));
 	}
@@ -232,16 +347,21 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extr
 	fputc('\n', f);
 	if (o->base) {
 		fputs("base_model: ", f);
-		put_str(f, o->base);
+		put_str(f, o->nslices ? o->slices[0].src[0].model : o->base);
 		fputc('\n', f);
 	}
-	put_models(f, o, &fm);
-	put_params(f, o, &fm);
+	put_models(f, o, &fm, x);
+	put_params(f, o, &fm, x);
 	if (o->dtype && strcasecmp(o->dtype, "fp8") && strcasecmp(o->dtype, "f64"))
 		fprintf(f, "out_dtype: %s\n",
 		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
 		        : !strcasecmp(o->dtype, "f16") ? "float16"
 		                                       : "float32");
+	if (o->tokenizer_source) {
+		fputs("tokenizer_source: ", f);
+		put_str(f, o->tokenizer_source);
+		fputc('\n', f);
+	}
 	const char *keys[] = {"name", "chat_template", "dtype"};
 	const char *vals[] = {x ? x->name : NULL, x ? x->chat_template : NULL, x ? x->dtype : NULL};
 	for (size_t i = 0; i < 3; i++)

@@ -117,22 +117,11 @@ double mcfg_layer_t(long block, long num_layers)
 	return (double)block / (double)(num_layers - 1);
 }
 
-/* mergekit's gradient: s = t (n - 1), i0 = floor(s), the last value at t = 1 */
-static double gradient_at(const double *g, size_t n, double t)
-{
-	double s = t * (double)(n - 1);
-	size_t i0 = (size_t)s;
-	if (i0 >= n - 1)
-		return g[n - 1];
-	double f = s - (double)i0;
-	return (1 - f) * g[i0] + f * g[i0 + 1];
-}
-
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out)
 {
 	switch (v->kind) {
 	case MCFG_NUMBER: *out = v->num; return 1;
-	case MCFG_GRADIENT: *out = gradient_at(v->grad, v->ngrad, t); return 1;
+	case MCFG_GRADIENT: *out = lines_gradient(v->grad, v->ngrad, t); return 1;
 	case MCFG_FILTERS:
 		for (size_t i = 0; i < v->nfilters; i++) {
 			const struct mcfg_filter *f = &v->filters[i];
@@ -162,6 +151,26 @@ int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const
 	if ((v = param_get(&cfg->params, name)) && mcfg_value_at(v, tensor, t, out))
 		return 1;
 	return 0;
+}
+
+void mcfg_tensor_value(void *arg, const struct lines_tensor_at *at, double *out)
+{
+	const struct mcfg *c = arg;
+	const struct mcfg_value *v;
+	const char *name = c->tensor_param;
+	double t;
+	if (!name)
+		return;
+	if (c->nslices) {
+		const struct mcfg_slice *sl = &c->slices[at->slice < c->nslices ? at->slice : 0];
+		t = at->slice_block < 0 ? 0.0 : mcfg_layer_t(at->slice_block, at->slice_layers);
+		if ((v = param_get(&sl->params, name)) && mcfg_value_at(v, at->name, t, out))
+			return;
+	} else {
+		t = mcfg_layer_t(at->block, at->num_layers);
+	}
+	if ((v = param_get(&c->params, name)))
+		mcfg_value_at(v, at->name, t, out);
 }
 
 /* ---- reading the YAML -------------------------------------------------------------- */
@@ -459,10 +468,138 @@ static void read_models(struct rd *r, yaml_node_t *n)
 		read_model(r, node(r, *i), &c->models[c->nmodels++]);
 }
 
+/* ---- slices --------------------------------------------------------------------------- */
+/* layer_range: [first, end], two integers, first < end */
+static void read_range(struct rd *r, yaml_node_t *v, struct mcfg_model *m)
+{
+	m->range_line = LINE(v), m->range_col = COL(v);
+	double x[2];
+	size_t n = 0;
+	int ok = v->type == YAML_SEQUENCE_NODE &&
+	         v->data.sequence.items.top - v->data.sequence.items.start == 2;
+	for (yaml_node_item_t *i = v->data.sequence.items.start;
+	     ok && i < v->data.sequence.items.top; i++) {
+		yaml_node_t *e = node(r, *i);
+		ok = e->type == YAML_SCALAR_NODE && number_of(e, &x[n]) == 0 &&
+		     x[n] == floor(x[n]) && fabs(x[n]) < 1e9;
+		n++;
+	}
+	if (!ok) {
+		mcfg_problem(r->c, LINE(v), COL(v),
+		             "layer_range: expected two integers, [first, end] (end not included)");
+		return;
+	}
+	m->first = (long)x[0], m->end = (long)x[1];
+	if (m->first < 0 || m->end <= m->first)
+		mcfg_problem(r->c, LINE(v), COL(v),
+		             "layer_range: [%ld, %ld] is empty or negative (0 <= first < end)",
+		             m->first, m->end);
+}
+
+static void read_source(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
+{
+	static const char *const keys[] = {"model", "layer_range", "parameters"};
+	int have_range = 0;
+	m->line = LINE(n), m->col = COL(n);
+	m->first = m->end = -1;
+	if (n->type != YAML_MAPPING_NODE) {
+		mcfg_problem(
+		    r->c, LINE(n), COL(n),
+		    "sources: each entry is a mapping: - model: NAME, layer_range: [A, B]");
+		return;
+	}
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
+		if (!key_ok(r, k) || dup_key(r, n, p, "key "))
+			continue;
+		if (!strcmp(text(k), "model")) {
+			struct mcfg_str s = {0};
+			read_str(r, v, "model", &s);
+			m->ref = s.s, m->line = s.line, m->col = s.col;
+		} else if (!strcmp(text(k), "layer_range")) {
+			have_range = 1;
+			read_range(r, v, m);
+		} else if (!strcmp(text(k), "parameters")) {
+			read_params(r, v, &m->params);
+		} else {
+			mcfg_problem(r->c, LINE(k), COL(k), "sources: unknown key '%s'%s", text(k),
+			             mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
+		}
+	}
+	if (!m->ref)
+		mcfg_problem(r->c, LINE(n), COL(n), "sources: an entry without model: NAME");
+	if (!have_range)
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "sources: an entry without layer_range: [first, end]");
+}
+
+static void read_slice(struct rd *r, yaml_node_t *n, struct mcfg_slice *sl)
+{
+	static const char *const keys[] = {"sources", "parameters", "base_model"};
+	sl->line = LINE(n), sl->col = COL(n);
+	if (n->type != YAML_MAPPING_NODE) {
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "slices: each entry is a mapping: - sources: ...");
+		return;
+	}
+	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
+		if (!key_ok(r, k) || dup_key(r, n, p, "key "))
+			continue;
+		if (!strcmp(text(k), "sources")) {
+			if (v->type != YAML_SEQUENCE_NODE ||
+			    v->data.sequence.items.top == v->data.sequence.items.start) {
+				mcfg_problem(
+				    r->c, LINE(v), COL(v),
+				    "sources: expected a list of - model: NAME, layer_range: "
+				    "[A, B]");
+				continue;
+			}
+			size_t cap =
+			    (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+			sl->src = xcalloc(cap, sizeof(*sl->src));
+			for (yaml_node_item_t *i = v->data.sequence.items.start;
+			     i < v->data.sequence.items.top; i++)
+				read_source(r, node(r, *i), &sl->src[sl->nsrc++]);
+		} else if (!strcmp(text(k), "parameters")) {
+			read_params(r, v, &sl->params);
+		} else if (!strcmp(text(k), "base_model")) {
+			if (!is_null(v))
+				read_str(r, v, "base_model", &sl->base);
+		} else if (!strcmp(text(k), "residual_weight")) {
+			mcfg_problem(r->c, LINE(k), COL(k), "residual_weight: not supported");
+		} else {
+			mcfg_problem(r->c, LINE(k), COL(k), "slices: unknown key '%s'%s", text(k),
+			             mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
+		}
+	}
+	if (!sl->src && !sl->nsrc)
+		mcfg_problem(r->c, LINE(n), COL(n), "slices: a slice without sources:");
+}
+
+static void read_slices(struct rd *r, yaml_node_t *n)
+{
+	struct mcfg *c = r->c;
+	c->slices_line = LINE(n), c->slices_col = COL(n);
+	if (n->type != YAML_SEQUENCE_NODE ||
+	    n->data.sequence.items.top == n->data.sequence.items.start) {
+		mcfg_problem(c, LINE(n), COL(n), "slices: expected a list of - sources: ...");
+		return;
+	}
+	size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	c->slices = xcalloc(cap, sizeof(*c->slices));
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++)
+		read_slice(r, node(r, *i), &c->slices[c->nslices++]);
+}
+
 /* ---- the lines: section ---------------------------------------------------------- */
 static const char *const lines_keys[] = {
     "alpha", "beta",    "norm",        "stacks",     "stack_order", "lambda", "trim",
     "seed",  "rescale", "layer_regex", "num_layers", "dtype",       "vocab",  "strict",
+    "schedule",
 };
 
 /* One of WORDS, or a problem. */
@@ -499,6 +636,25 @@ static void read_lines_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 		if (read_number(r, v, key, &q->v) == 0 && q->v.is_bool)
 			mcfg_problem(c, LINE(v), COL(v),
 			             "lines: %s: expected a number, not a boolean", key);
+	} else if (!strcmp(key, "schedule")) { /* a gradient of at least 2 numbers */
+		struct mcfg_param *q = &c->lines_num.p[c->lines_num.n++];
+		q->name = xstrdup(key);
+		q->line = LINE(k), q->col = COL(k);
+		if (v->type != YAML_SEQUENCE_NODE)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: schedule: expected a list of numbers, f at evenly spaced "
+			             "depths ([0, 1] is the linear ramp)");
+		else if (read_scalar_or_gradient(r, v, "lines: schedule", &q->v) == 0 &&
+		         q->v.ngrad < 2)
+			mcfg_problem(c, LINE(v), COL(v),
+			             "lines: schedule: at least 2 values, the first block's and the "
+			             "last's");
+		for (yaml_node_item_t *i = v->type == YAML_SEQUENCE_NODE ? v->data.sequence.items.start
+		                                                         : NULL;
+		     i && i < v->data.sequence.items.top; i++)
+			if (bool_of(node(r, *i)) >= 0)
+				mcfg_problem(c, LINE(node(r, *i)), COL(node(r, *i)),
+				             "lines: schedule: expected a number, not a boolean");
 	} else if (!strcmp(key, "norm")) {
 		read_word(r, v, key, norms, 2, &c->norm);
 	} else if (!strcmp(key, "stacks")) {
@@ -575,11 +731,12 @@ static void read_top_key(struct rd *r, yaml_node_t *k, yaml_node_t *v)
 		read_params(r, v, &c->params);
 	else if (!strcmp(key, "lines"))
 		read_lines(r, v);
-	else if (!strcmp(key, "slices") || !strcmp(key, "modules"))
+	else if (!strcmp(key, "slices"))
+		read_slices(r, v);
+	else if (!strcmp(key, "modules"))
 		mcfg_problem(c, LINE(k), COL(k),
-		             "%s: not supported yet (layer stacking and merges by "
-		             "slice): give models: instead",
-		             key);
+		             "modules: not supported (merges of several modules, each "
+		             "with its own slices): give models: or slices:");
 	else if (!strcmp(key, "tokenizer"))
 		mcfg_problem(c, LINE(k), COL(k),
 		             "tokenizer: not supported (lines keeps the base's "
@@ -610,12 +767,18 @@ static void read_root(struct rd *r, yaml_node_t *root)
 	if (!c->method.s && !c->method.line)
 		mcfg_problem(c, 1, 1,
 		             "no merge_method: (task_arithmetic, ties, dare_ties, linear, ...)");
-	if (!c->models) {
-		int has_slices = 0;
+	if (c->models && c->slices)
+		mcfg_problem(c, c->slices_line, c->slices_col,
+		             "slices: give models: or slices:, not both");
+	if (!c->models && !c->slices && !c->slices_line) {
+		int has_modules = 0;
 		for (size_t i = 0; i < c->nproblems; i++)
-			has_slices |= strstr(c->problems[i], "slices: not supported") != NULL;
-		if (!has_slices)
-			mcfg_problem(c, 1, 1, "no models: (a list of - model: NAME)");
+			has_modules |= strstr(c->problems[i], "modules: not supported") != NULL;
+		if (!has_modules)
+			mcfg_problem(
+			    c, 1, 1,
+			    "no models: (a list of - model: NAME) and no slices: (a list of - "
+			    "sources: ...)");
 	}
 }
 
@@ -695,6 +858,18 @@ void mcfg_free(struct mcfg *c)
 		params_free(&c->models[i].params);
 	}
 	free(c->models);
+	for (size_t i = 0; i < c->nslices; i++) {
+		struct mcfg_slice *sl = &c->slices[i];
+		for (size_t j = 0; j < sl->nsrc; j++) {
+			free(sl->src[j].ref);
+			params_free(&sl->src[j].params);
+		}
+		free(sl->src);
+		params_free(&sl->params);
+		free(sl->base.s);
+		free(sl->order);
+	}
+	free(c->slices);
 	params_free(&c->params);
 	params_free(&c->lines_num);
 	for (size_t i = 0; i < c->nproblems; i++)

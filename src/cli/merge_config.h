@@ -52,16 +52,29 @@ struct mcfg_params {
 	size_t n;
 };
 
-struct mcfg_model {
-	char *ref;
-	int line, col;
-	struct mcfg_params params;
-};
-
 /* A key of the configuration given as a string, and where. */
 struct mcfg_str {
 	char *s; /* NULL when absent */
 	int line, col;
+};
+
+struct mcfg_model {
+	char *ref;
+	int line, col;
+	struct mcfg_params params;
+	/* a slice's source: blocks [first, end) (layer_range), and where */
+	long first, end;
+	int range_line, range_col;
+};
+
+/* One of slices: its sources, and what it says for all of them. */
+struct mcfg_slice {
+	struct mcfg_model *src;
+	size_t nsrc;
+	struct mcfg_params params; /* the slice's parameters */
+	struct mcfg_str base;      /* its own base_model, or none */
+	int line, col;
+	size_t *order; /* set by mcfg_args: input k is src[order[k]] */
 };
 
 struct mcfg {
@@ -71,6 +84,13 @@ struct mcfg {
 	size_t nmodels;
 	int models_line, models_col;
 	struct mcfg_params params; /* the global parameters */
+	struct mcfg_slice *slices; /* slices: instead of models: */
+	size_t nslices;
+	int slices_line, slices_col;
+	size_t slice_inputs; /* set by mcfg_args: the inputs each slice composes */
+	/* set by mcfg_args: the parameter whose value differs between tensors
+	 * (slerp's t), for mcfg_tensor_value(); NULL when none does */
+	const char *tensor_param;
 	/* the lines: section, each value as written (numbers as text) */
 	struct mcfg_params lines_num; /* alpha (number), beta, lambda, seed, num_layers */
 	struct mcfg_str alpha_word, norm, stacks, stack_order, trim, rescale, layer_regex, ldtype,
@@ -104,6 +124,21 @@ int mcfg_args(struct mcfg *cfg, char ***args, size_t *nargs, size_t *nmodels);
 void mcfg_args_free(char **args, size_t nargs);
 
 /*
+ * The slices of a configuration as lines_merge_opts takes them (after
+ * mcfg_args() mapped it without problems): n slices of ninputs sources
+ * each, in the order of the inputs mcfg_args() named. Owns its strings;
+ * free with mcfg_slices_free(). Returns 0 (n is 0 without slices), or -1
+ * when memory runs out.
+ */
+struct mcfg_slices {
+	size_t n, ninputs;
+	struct lines_slice *s;
+	struct lines_slice_src *src;
+};
+int mcfg_take_slices(const struct mcfg *cfg, struct mcfg_slices *out);
+void mcfg_slices_free(struct mcfg_slices *s);
+
+/*
  * The value of parameter NAME for a tensor named TENSOR at layer position
  * T (t = i / (L - 1) for block i of L, 1 when L = 1, 0 outside the
  * blocks): model MODEL's parameters (model < cfg->nmodels; pass
@@ -112,6 +147,16 @@ void mcfg_args_free(char **args, size_t nargs);
  */
 int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const char *tensor,
                    double t, double *out);
+/*
+ * The value of the global parameter cfg->tensor_param for the output
+ * tensor AT, as mergekit gives it: the slice's parameters, then the global
+ * ones, at the block's position in its slice (t = i / (n - 1) for block i
+ * of a slice of n, 1 when n = 1; 0 outside the blocks); without slices
+ * at the block's position in its stack. *out is left alone when no value
+ * applies. Usable as lines_merge_opts.tensor_t with the configuration as
+ * t_ctx.
+ */
+void mcfg_tensor_value(void *cfg, const struct lines_tensor_at *at, double *out);
 /* One value at T for TENSOR: 1 with *out, or 0 when no filter matches. */
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out);
 /* Add "FILE:LINE:COL: problem" to cfg->problems (line 0: "FILE: problem"). */
@@ -141,6 +186,9 @@ struct mcfg_extra {
 	/* keys of a configuration that change no number, printed back as
 	 * given (NULL: absent): name, chat_template, the working dtype */
 	const char *name, *chat_template, *dtype;
+	/* a configuration whose per-tensor values (tensor_param) the options
+	 * hold only as opts.tensor_t: printed from it */
+	const struct mcfg *cfg;
 };
 /* 0, -1 when f fails, or MCFG_NO_FORM for options that no key of the
  * format says yet (-m consensus --consensus-over ties) */

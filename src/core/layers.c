@@ -99,9 +99,49 @@ int layers_index(const struct layers *ly, const char *name, long *index, size_t 
 	return 0;
 }
 
+int layers_span(const struct layers *ly, const char *name, size_t *off, size_t *len)
+{
+	regmatch_t m[4];
+	if (regexec(&ly->re, name, (size_t)ly->group + 1, m, 0) != 0 || m[ly->group].rm_so < 0)
+		return -1;
+	*off = (size_t)m[ly->group].rm_so;
+	*len = (size_t)(m[ly->group].rm_eo - m[ly->group].rm_so);
+	return 0;
+}
+
+/* t = i / (L - 1) first, as mergekit's gradients take it: the last block
+ * gets alpha + beta exactly (beta * i / (L - 1) need not round to beta),
+ * and the ramp is the schedule 0,1 bit for bit (lines_gradient() of
+ * {0, 1} at t is t itself). */
 double layers_lambda(long i, long L, double alpha, double beta)
 {
 	if (i < 0 || L <= 1)
 		return alpha;
-	return alpha + beta * (double)i / (double)(L - 1);
+	double t = (double)i / (double)(L - 1);
+	return alpha + beta * t;
+}
+
+/* mergekit's rule (its gradient parameters), the one place lines has it:
+ * the configurations' gradients and --schedule both come here. */
+double lines_gradient(const double *g, size_t n, double t)
+{
+	double s = t * (double)(n - 1);
+	if (!(s > 0)) /* t <= 0 (and NaN): the first value */
+		return g[0];
+	if (s >= (double)(n - 1))
+		return g[n - 1];
+	size_t i0 = (size_t)s;
+	double f = s - (double)i0;
+	return (1 - f) * g[i0] + f * g[i0 + 1];
+}
+
+double layers_lambda_at(long i, long L, double alpha, double beta, const double *sched,
+                        size_t nsched)
+{
+	if (!sched)
+		return layers_lambda(i, L, alpha, beta);
+	if (i < 0)
+		return alpha;
+	double t = L <= 1 ? 0.0 : (double)i / (double)(L - 1);
+	return alpha + beta * lines_gradient(sched, nsched, t);
 }

@@ -35,7 +35,18 @@ void layers_free(struct layers *ly);
 int layers_index(const struct layers *ly, const char *name, long *index, size_t *stack_off,
                  size_t *stack_len, struct lines_error *err);
 
-/* lambda(i) = alpha + beta * i / (L - 1); alpha when i < 0 or L == 1. */
+/* Where the block index of NAME is written: 0 with [*off, *off + *len),
+ * or -1 when NAME is outside the blocks. */
+int layers_span(const struct layers *ly, const char *name, size_t *off, size_t *len);
+
+/* lambda(i) = alpha + beta * t, t = i / (L - 1) (rounded first); alpha when
+ * i < 0 or L == 1. */
 double layers_lambda(long i, long L, double alpha, double beta);
+
+/* With a schedule (sched not NULL, nsched >= 2): alpha + beta *
+ * lines_gradient(sched, nsched, i / (L - 1)), t = 0 when L == 1; alpha when
+ * i < 0. Without: layers_lambda(). */
+double layers_lambda_at(long i, long L, double alpha, double beta, const double *sched,
+                        size_t nsched);
 
 #endif

@@ -49,12 +49,17 @@ struct tensor {
 	int stack;         /* index into the layout's stacks, -1 outside */
 	double lambda;     /* the exact scale of this tensor */
 	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
+	double t;          /* slerp's t for this tensor (opts.t, or opts.tensor_t's) */
 	struct tensor_src *in; /* ninputs entries: 0 is the base */
 	/* --dtype fp8: the method writes F32 (out_dt), and the output has it
 	 * encoded in float8 with new scales (fp8.h) */
 	struct fp8_out *rq;
 	const struct fp8_out *gen; /* the scales of such a weight: written from rq */
 	int scale; /* an FP8 scale kept with --dtype fp8: not compared with the models' */
+	/* a GGUF output of a ggml block type (Q8_0, Q4_K, ...): the method
+	 * writes F32 (out_dt) and the pipeline encodes whole blocks of qdt
+	 * (ggml_quant); DT_BOOL (0) when the output is written as out_dt */
+	enum dtype qdt;
 };
 
 /* Bytes of n units of input s (n whole blocks of a block type). */
@@ -67,12 +72,19 @@ static inline uint64_t src_bytes(const struct tensor_src *s, uint64_t n)
 enum dtype fp8_out_dtype(const struct fp8_out *r);
 static inline enum dtype tensor_file_dt(const struct tensor *t)
 {
-	return t->rq ? fp8_out_dtype(t->rq) : t->out_dt;
+	return t->rq ? fp8_out_dtype(t->rq) : t->qdt ? t->qdt : t->out_dt;
 }
-static inline unsigned tensor_file_unit(const struct tensor *t) { return t->rq ? 1 : t->unit_out; }
+/* Bytes the output file holds for n units of t (n whole blocks of a
+ * block type: a job of such a tensor is, see pipe_step). */
+static inline uint64_t tensor_file_span(const struct tensor *t, uint64_t n)
+{
+	if (t->qdt)
+		return n / dtype_table[t->qdt].block_elems * dtype_table[t->qdt].block_bytes;
+	return n * (t->rq ? 1 : t->unit_out);
+}
 static inline uint64_t tensor_file_bytes(const struct tensor *t)
 {
-	return t->units * tensor_file_unit(t);
+	return tensor_file_span(t, t->units);
 }
 
 /*
@@ -96,6 +108,9 @@ struct layout {
 	size_t nt;
 	struct tensor *t; /* output order (the base's storage order) */
 	uint64_t out_data_bytes;
+	/* a GGUF output: every tensor's data starts at a multiple of align
+	 * (general.alignment) and is padded with zeros to the next; else 1 */
+	uint64_t align;
 	size_t dropped; /* tensors of the base not in the output (FP8 scales) */
 	long L; /* 1 + the largest block index of any stack */
 	size_t nstacks;

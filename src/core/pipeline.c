@@ -197,17 +197,30 @@ static size_t fp8_caps(const struct pipe_env *env, const struct pass *pass, size
 	*wide = 0;
 	for (size_t i = 0; i < env->lay->nt; i++) {
 		const struct tensor *t = &env->lay->t[i];
-		if ((!t->mixed && !t->rq) || (pass && !pass_wants(pass, env, i)))
+		if ((!t->mixed && !t->rq && !t->qdt) || (pass && !pass_wants(pass, env, i)))
 			continue;
 		uint64_t step = pipe_step(env, pass, t);
 		for (unsigned m = 0; m < env->lay->ninputs; m++) {
 			size_t f = t->in[m].q ? fp8_scale_floats(t->in[m].q, step) : 0;
 			cap = f > cap ? f : cap;
 		}
-		if (t->rq && step * sizeof(float) > *wide)
+		if ((t->rq || t->qdt) && step * sizeof(float) > *wide)
 			*wide = (size_t)step * sizeof(float);
 	}
 	return cap;
+}
+
+/* Zeros after a tensor of bytes bytes, to the next multiple of align (GGUF). */
+static int write_padding(struct sink *out, uint64_t bytes, uint64_t align, struct lines_error *err)
+{
+	static const unsigned char zeros[256];
+	uint64_t pad = (align - bytes % align) % align;
+	while (pad) {
+		size_t k = pad < sizeof(zeros) ? (size_t)pad : sizeof(zeros);
+		FORWARD_IF_ERROR(sink_write(out, zeros, k, err));
+		pad -= k;
+	}
+	return 0;
 }
 
 static unsigned nslots_for(unsigned jobs) { return 2 * jobs + 2; }
@@ -357,7 +370,7 @@ static void *writer_main(void *arg)
 		const struct tensor *t = &pp->env->lay->t[s->job.tensor];
 		struct pipe_job vj = s->job;
 		vj.out = t->merge && s->vout ? s->vout[wr->v] : s->job.out;
-		rc = sink_write(pv->out, vj.out, (size_t)((vj.u1 - vj.u0) * tensor_file_unit(t)), &err);
+		rc = sink_write(pv->out, vj.out, (size_t)tensor_file_span(t, vj.u1 - vj.u0), &err);
 		if (rc == 0 && pv->on_output)
 			pv->on_output(pv->on_output_arg, t, &vj);
 		pthread_mutex_lock(&pp->mu);
@@ -452,6 +465,25 @@ static int work_fp8(struct worker *w, const struct tensor *t, struct pipe_job *j
 		            job->part + pp->pass->part_job + pp->pass->part_block * job->nblocks);
 	else if (rc == 0 && pp->pass->writes)
 		fp8_quantize(t->rq, w->wide, job->u0, n, out);
+	return rc;
+}
+
+/*
+ * A GGUF output of a ggml block type: the method computes F32 values into
+ * the worker's buffer, and the writing pass encodes them in whole blocks
+ * (a job of such a tensor is whole blocks: pipe_step takes multiples of
+ * KERN_BLOCK or of rows, and rows are whole blocks, see plan.c). A pass
+ * that does not write only needs the method's work.
+ */
+static int work_quant(struct worker *w, const struct tensor *t, struct pipe_job *job,
+                      unsigned char *out, struct lines_error *err)
+{
+	struct pipe *pp = w->pp;
+	size_t n = (size_t)(job->u1 - job->u0);
+	job->out = (unsigned char *)w->wide;
+	int rc = pp->pass->work(pp->env->ctx, job, w->scratch, err);
+	if (rc == 0 && pp->pass->writes)
+		ggml_quant(t->qdt, w->wide, n / dtype_table[t->qdt].block_elems, out);
 	return rc;
 }
 
@@ -657,8 +689,9 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 			}
 			job->out = out;
 			if (rc == 0)
-				rc = t->rq ? work_fp8(w, t, job, out, err)
-				           : pp->pass->work(pp->env->ctx, job, w->scratch, err);
+				rc = t->rq    ? work_fp8(w, t, job, out, err)
+				     : t->qdt ? work_quant(w, t, job, out, err)
+				              : pp->pass->work(pp->env->ctx, job, w->scratch, err);
 			/* after the work, on its output (in cache): a method through
 			 * which every non-finite input reaches the output needs the
 			 * inputs counted only where the output has one */
@@ -961,8 +994,10 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 		else
 			rc = pass->reduce ? pass->reduce(env->ctx, &s->job, err) : 0;
 		if (rc == 0 && pass->writes && out)
-			rc = sink_write(out, s->job.out, (size_t)((s->job.u1 - s->job.u0) * tensor_file_unit(t)),
+			rc = sink_write(out, s->job.out, (size_t)tensor_file_span(t, s->job.u1 - s->job.u0),
 			                err);
+		if (rc == 0 && pass->writes && out && env->lay->align > 1 && s->job.u1 == t->units)
+			rc = write_padding(out, tensor_file_bytes(t), env->lay->align, err);
 		if (rc == 0 && pass->writes && env->on_output)
 			env->on_output(env->on_output_arg, t, &s->job);
 		for (unsigned v = 0; rc == 0 && pass->writes && !wrs && v < env->nvariants; v++) {
@@ -970,7 +1005,7 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			const struct pipe_variant *pv = &env->variants[v];
 			struct pipe_job vj = s->job;
 			vj.out = t->merge && s->vout ? s->vout[v] : s->job.out;
-			rc = sink_write(pv->out, vj.out, (size_t)((vj.u1 - vj.u0) * tensor_file_unit(t)), err);
+			rc = sink_write(pv->out, vj.out, (size_t)tensor_file_span(t, vj.u1 - vj.u0), err);
 			if (rc == 0 && pv->on_output)
 				pv->on_output(pv->on_output_arg, t, &vj);
 		}

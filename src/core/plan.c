@@ -10,6 +10,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <math.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "fmt_gguf.h"
 #include "fp8.h"
 #include "ggml_quants.h"
 #include "plan.h"
@@ -45,28 +47,79 @@ static int same_shape(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
 	return 1;
 }
 
-static int parse_out_dtype(const char *s, enum dtype *d, struct lines_error *err)
+static int parse_out_dtype(const char *s, int gguf, enum dtype *d, struct lines_error *err)
 {
 	static const struct {
 		const char *name;
 		enum dtype dt;
 	} ok[] = {{"bf16", DT_BF16}, {"f16", DT_F16}, {"f32", DT_F32}, {"f64", DT_F64},
-	          {"fp8", DT_F8_E4M3}}; /* fp8: the base's float8 scheme */
-	for (size_t i = 0; i < ARRAY_SIZE(ok); i++)
-		if (!strcasecmp(s, ok[i].name)) {
-			*d = ok[i].dt;
-			return 0;
-		}
+	          {"fp8", DT_F8_E4M3}, /* fp8: the base's float8 scheme */
+	          /* ggml's block types: a GGUF output only */
+	          {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {"q4_1", DT_Q4_1}, {"q5_0", DT_Q5_0},
+	          {"q5_1", DT_Q5_1}, {"q4_k", DT_Q4_K}, {"q5_k", DT_Q5_K}, {"q6_k", DT_Q6_K}};
+	for (size_t i = 0; i < ARRAY_SIZE(ok); i++) {
+		if (strcasecmp(s, ok[i].name))
+			continue;
+		*d = ok[i].dt;
+		RETURN_ERROR_IF(ggml_block_dtype(*d) && !gguf, err, LINES_EUSAGE, NULL, NULL,
+		                "--dtype %s is a GGUF type: the output must be a .gguf file", s);
+		RETURN_ERROR_IF(ggml_block_dtype(*d) && !ggml_quant_writable(*d), err,
+		                LINES_EUNSUPPORTED, NULL, NULL,
+		                "--dtype %s: this lines cannot write %s blocks yet", s, dtype_name(*d));
+		RETURN_ERROR_IF(gguf && *d == DT_F8_E4M3, err, LINES_EUSAGE, NULL, NULL,
+		                "--dtype fp8 writes safetensors: GGUF has no float8 type");
+		return 0;
+	}
 	return lines_errf(err, LINES_EUSAGE, NULL, NULL,
-	                  "unknown output dtype '%s' (bf16, f16, f32, f64 or fp8)", s);
+	                  "unknown output dtype '%s' (bf16, f16, f32, f64, fp8, or for a GGUF output "
+	                  "q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)",
+	                  s);
 }
 
-/* An output named as GGUF (x.gguf, x.gguf.zst): lines does not write GGUF yet. */
-static int gguf_name(const char *path)
+static int ends_with(const char *s, const char *suffix)
 {
-	size_t n = strlen(path);
-	return (n >= 5 && !strcmp(path + n - 5, ".gguf")) ||
-	       (n >= 9 && !strcmp(path + n - 9, ".gguf.zst"));
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/*
+ * mergekit's slices: every model the slices name is opened once, and each
+ * input is composed of its source in every slice (ckpt_compose), which
+ * borrows the models' files.
+ */
+static int open_slices(struct plan *p, struct lines_error *err)
+{
+	size_t ns = p->o.nslices;
+	struct ckpt_part *parts = calloc(ns, sizeof(*parts));
+	int rc = 0;
+	p->in.src = calloc(ns * p->in.ninputs, sizeof(*p->in.src));
+	p->in.src_names = calloc(ns * p->in.ninputs, sizeof(*p->in.src_names));
+	if (!parts || !p->in.src || !p->in.src_names) {
+		free(parts);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	for (unsigned m = 0; m < p->in.ninputs && rc == 0; m++) {
+		/* without a base, input 0 is the first model's again */
+		unsigned k = p->in.base_is_model ? (m ? m - 1 : 0) : m;
+		for (size_t s = 0; s < ns && rc == 0; s++) {
+			const struct lines_slice_src *ss = &p->o.slices[s].src[k];
+			unsigned j = 0;
+			while (j < p->in.nsrc && strcmp(p->in.src_names[j], ss->model))
+				j++;
+			if (j == p->in.nsrc) {
+				rc = ckpt_open(&p->in.src[j], ss->model, &p->layers, err);
+				if (rc < 0)
+					break;
+				p->in.src_names[p->in.nsrc++] = ss->model;
+			}
+			parts[s] = (struct ckpt_part){p->in.src[j], ss->first, ss->end};
+		}
+		if (rc == 0)
+			rc = ckpt_compose(&p->in.ck[m], m ? p->o.models[m - 1] : p->o.base, parts,
+			                  ns, &p->layers, err);
+	}
+	free(parts);
+	return rc;
 }
 
 int plan_open_inputs(struct plan *p, struct lines_error *err)
@@ -77,7 +130,9 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	p->in.ck = calloc(p->in.ninputs, sizeof(*p->in.ck));
 	p->in.names = calloc(p->in.ninputs, sizeof(*p->in.names));
 	RETURN_ERROR_IF(!p->in.ck || !p->in.names, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	for (unsigned m = 0; m < p->in.ninputs; m++) {
+	if (p->o.nslices)
+		FORWARD_IF_ERROR(open_slices(p, err));
+	for (unsigned m = 0; m < p->in.ninputs && !p->o.nslices; m++) {
 		const char *path = m ? p->o.models[m - 1] : p->o.base;
 		int r = ckpt_open(&p->in.ck[m], path, &p->layers, &e);
 		if (r < 0) {
@@ -104,10 +159,17 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	                "is GGUF and %s is safetensors: the two name and lay out tensors "
 	                "differently and are not merged together",
 	                p->in.ck[st]->path);
-	RETURN_ERROR_IF(gguf >= 0 && p->o.output && gguf_name(p->o.output), err, LINES_EUNSUPPORTED,
-	                p->o.output, NULL,
-	                "GGUF output is not supported yet: GGUF models merge into a safetensors "
-	                "file (float32 where the base is quantized)");
+	/* GGUF models merge into GGUF when OUT ends in .gguf, or is standard
+	 * output (a filter keeps its format); into safetensors otherwise */
+	const char *out = p->o.output;
+	if (gguf >= 0 && out && (ends_with(out, ".gguf") || !strcmp(out, "-")))
+		p->out.gguf = 1;
+	RETURN_ERROR_IF(out && (ends_with(out, ".gguf") || ends_with(out, ".gguf.zst")) && gguf < 0,
+	                err, LINES_EUSAGE, out, NULL,
+	                "a GGUF output needs GGUF inputs (safetensors models name and lay out "
+	                "tensors differently)");
+	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst"), err, LINES_EUNSUPPORTED, out, NULL,
+	                "a compressed GGUF output is not supported yet (write .gguf and compress it)");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 
@@ -144,15 +206,20 @@ static int decodable(enum dtype d)
 	return dtype_mergeable(d) || fp8_dtype(d) || ggml_block_dtype(d);
 }
 
-/* An embedding or output head whose vocabulary (first dimension) differs. */
-static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
+int plan_is_vocab_name(const char *name)
 {
 	static const char *const names[] = {"embed", "wte", "lm_head", "shared", "word_embeddings",
 	                                    "token_embd", "output.weight"};
 	int named = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		named |= strstr(a->name, names[i]) != NULL;
-	if (!named || a->rank != b->rank || a->rank == 0 || a->shape[0] == b->shape[0])
+		named |= strstr(name, names[i]) != NULL;
+	return named;
+}
+
+/* An embedding or output head whose vocabulary (first dimension) differs. */
+static int is_vocab(const struct ckpt_tensor *a, const struct ckpt_tensor *b)
+{
+	if (!plan_is_vocab_name(a->name) || a->rank != b->rank || a->rank == 0 || a->shape[0] == b->shape[0])
 		return 0;
 	for (unsigned k = 1; k < a->rank; k++)
 		if (a->shape[k] != b->shape[k])
@@ -477,6 +544,8 @@ static int same_bytes(int fa, int fb, uint64_t off, uint64_t n, unsigned char *x
  * or copies with the same header and the same first 64 KiB of data. */
 static int same_input(const struct ckpt *a, const struct ckpt *b)
 {
+	if (a->borrowed || b->borrowed) /* slices: other ranges of the same files */
+		return 0;
 	int same_files = a->nfiles == b->nfiles;
 	for (size_t f = 0; same_files && f < a->nfiles; f++)
 		same_files = a->files[f].dev == b->files[f].dev && a->files[f].ino == b->files[f].ino;
@@ -531,6 +600,10 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 		if (p->in.ck[m]->note[0])
 			lines_logf(&p->o, LINES_LOG_NOTE, p->in.ck[m]->path, NULL, "%s",
 			           p->in.ck[m]->note);
+	for (unsigned j = 0; j < p->in.nsrc; j++) /* the models of slices */
+		if (p->in.src[j]->note[0])
+			lines_logf(&p->o, LINES_LOG_NOTE, p->in.src[j]->path, NULL, "%s",
+			           p->in.src[j]->note);
 	FORWARD_IF_ERROR(check_quantized(p, err));
 	check_twice(p);
 	p->lay.L = L;
@@ -602,6 +675,36 @@ static void layout_dtypes(struct tensor *t, enum dtype forced)
 	t->unit_out = dtype_table[t->out_dt].block_bytes;
 }
 
+/*
+ * The type a merged tensor has in a GGUF output (llama.cpp's quantizer
+ * is the model): a tensor of one dimension (norms, biases) keeps the
+ * base's type; another gets --dtype, or the base's type; a block type
+ * lines cannot write becomes one it can (Q2_K, Q3_K: Q4_K; Q8_K and the
+ * others: Q8_0); a tensor whose rows are not whole blocks of it is F32. A float
+ * type is written by the method itself (out_dt), a block type is encoded
+ * from the method's F32 (qdt, the pipeline's work_quant).
+ */
+static void layout_gguf_type(struct tensor *t, enum dtype base, enum dtype forced)
+{
+	enum dtype d = t->rank >= 2 && forced != DT_COUNT ? forced : base;
+	if ((d == DT_Q2_K || d == DT_Q3_K) && ggml_quant_writable(DT_Q4_K))
+		d = DT_Q4_K;
+	if (ggml_block_dtype(d) && !ggml_quant_writable(d))
+		d = DT_Q8_0; /* Q8_K, or a type this lines cannot write yet */
+	if (ggml_block_dtype(d) && !ggml_quant_writable(d))
+		d = DT_F16;
+	uint64_t row = t->rank ? t->shape[t->rank - 1] : 1;
+	if (ggml_block_dtype(d) && row % dtype_table[d].block_elems)
+		d = DT_F32;
+	t->qdt = DT_BOOL;
+	if (ggml_block_dtype(d)) {
+		t->qdt = d;
+		d = DT_F32;
+	}
+	t->out_dt = d;
+	t->unit_out = dtype_table[d].block_bytes;
+}
+
 /* --dtype fp8: the float8 weights of the base are written in float8, and
  * their scales are written new (not merged). */
 static int layout_requant(struct plan *p, struct lines_error *err)
@@ -625,6 +728,30 @@ static int layout_requant(struct plan *p, struct lines_error *err)
 	return 0;
 }
 
+/* Where tensor T is, for opts.tensor_t: its slice and its place in it. */
+static void tensor_at(const struct plan *p, const struct tensor *t, struct lines_tensor_at *at)
+{
+	long L = t->stack >= 0 ? p->lay.stacks[t->stack].L : p->lay.L;
+	*at = (struct lines_tensor_at){t->name, t->block, L, 0, t->block, L};
+	if (!p->o.nslices)
+		return;
+	if (t->block < 0) {
+		at->slice = ckpt_is_embedding(t->name) ? 0 : p->o.nslices - 1;
+		at->slice_block = -1;
+		at->slice_layers = 0;
+		return;
+	}
+	long off = 0;
+	for (size_t s = 0; s < p->o.nslices; s++) {
+		long n = p->o.slices[s].src[0].end - p->o.slices[s].src[0].first;
+		if (t->block < off + n || s + 1 == p->o.nslices) {
+			at->slice = s, at->slice_block = t->block - off, at->slice_layers = n;
+			return;
+		}
+		off += n;
+	}
+}
+
 int plan_layout(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->in.ck[0];
@@ -632,9 +759,10 @@ int plan_layout(struct plan *p, struct lines_error *err)
 	uint64_t off = 0;
 
 	if (p->o.dtype)
-		FORWARD_IF_ERROR(parse_out_dtype(p->o.dtype, &forced, err));
+		FORWARD_IF_ERROR(parse_out_dtype(p->o.dtype, p->out.gguf, &forced, err));
 	p->lay.ninputs = p->in.ninputs;
 	p->lay.nmodels = p->in.ninputs - 1;
+	p->lay.align = p->out.gguf ? gguf_alignment(b) : 1;
 	p->lay.t = calloc(b->ntensors ? b->ntensors : 1, sizeof(*p->lay.t));
 	RETURN_ERROR_IF(!p->lay.t, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	for (size_t i = 0; i < b->ntensors; i++) {
@@ -654,16 +782,28 @@ int plan_layout(struct plan *p, struct lines_error *err)
 		t->nelem = bt->nelem;
 		t->block = bt->block;
 		t->stack = bt->stack;
+		t->t = p->o.t;
+		if (t->merge && p->o.tensor_t && (p->method->flags & METHOD_TENSOR_T)) {
+			struct lines_tensor_at at;
+			tensor_at(p, t, &at);
+			p->o.tensor_t(p->o.t_ctx, &at, &t->t);
+			RETURN_ERROR_IF(!isfinite(t->t), err, LINES_EUSAGE, NULL, t->name,
+			                "t is not a finite number");
+		}
 		if (t->merge) {
-			layout_dtypes(t, forced);
+			layout_dtypes(t, p->out.gguf ? DT_COUNT : forced);
+			if (p->out.gguf)
+				layout_gguf_type(t, bt->dtype, forced);
 		} else {
 			t->out_dt = t->in_dt;
 			t->units = bt->nbytes;
 			t->unit_in = t->unit_out = 1;
 		}
 		t->out_off = off;
-		RETURN_ERROR_IF(ck_add(off, t->units * t->unit_out, &off), err, LINES_EFORMAT, NULL,
-		                t->name, "output too large");
+		RETURN_ERROR_IF(ck_add(off, tensor_file_bytes(t), &off) ||
+		                        ck_add(off, p->lay.align - 1, &off),
+		                err, LINES_EFORMAT, NULL, t->name, "output too large");
+		off -= off % p->lay.align; /* GGUF: the next tensor at the alignment */
 		FORWARD_IF_ERROR(layout_sources(p, t, err));
 		if (t->mixed) { /* decoded to F32 for the method (pipeline.c) */
 			t->in_dt = DT_F32;
@@ -762,6 +902,10 @@ void plan_inputs_free(struct plan *p)
 	if (p->in.ck)
 		for (unsigned m = 0; m < p->in.ninputs; m++)
 			ckpt_close(p->in.ck[m]);
+	for (unsigned j = 0; j < p->in.nsrc; j++) /* after the inputs that borrow them */
+		ckpt_close(p->in.src[j]);
+	free(p->in.src);
+	free(p->in.src_names);
 	free(p->in.ck);
 	free(p->in.names);
 	free(p->in.files);

@@ -27,6 +27,7 @@
 #include "pipeline.h"
 #include "scales.h"
 #include "source.h"
+#include "st_format.h"
 
 /* The inputs: the base, then the models. */
 struct inputs {
@@ -41,6 +42,11 @@ struct inputs {
 	/* no base was given (METHOD_NO_BASE): input 0 is the first model read
 	 * a second time, the reference of the layout and of the copied tensors */
 	int base_is_model;
+	/* slices (lines_merge_opts.slices): each input is composed (ckpt_compose)
+	 * of these, every model of the slices opened once */
+	struct ckpt **src;
+	const char **src_names;
+	unsigned nsrc;
 };
 
 struct plan {
@@ -59,6 +65,7 @@ struct plan {
 	struct pipe_env env;
 
 	const struct src_ops *src_ops; /* the chunk source the run uses */
+	char *tok_dir; /* --tokenizer-source: its directory (output_tokenizer()) */
 	uint64_t mem_bound;
 	struct lines_plan_info info;
 	struct lines_stack_info *stack_info; /* lay.nstacks */
@@ -97,6 +104,9 @@ int plan_check_inputs(struct plan *p, struct lines_error *err);
 int plan_stacks(struct plan *p, struct lines_error *err);
 /* The output's tensors in the base's order, and the files they come from. */
 int plan_layout(struct plan *p, struct lines_error *err);
+/* A name that embeddings and output heads have (embed, lm_head, wte, ...):
+ * a tensor whose rows are the vocabulary. */
+int plan_is_vocab_name(const char *name);
 /* Streams whose tensors are not in the base's order: spill or refuse. */
 int plan_check_stream_order(struct plan *p, struct lines_error *err);
 /* 1 when path names one of the input files (the same inode). */
@@ -125,6 +135,26 @@ void sweep_close(struct plan *p);
 void sweep_free(struct plan *p);
 
 /* ---- header.c: the output's safetensors header -------------------------------- */
+/* run_meta.c: what lines records of the run (lines.version,
+ * lines.method, ...), as key-value text: kv[0, n) point into the
+ * record's own buffers; n <= HEADER_META_MAX. */
+#define HEADER_META_MAX 40
+struct header_meta {
+	struct st_kv *kv;
+	size_t n;
+	char (*vals)[64];
+	char *weights;
+	char *stacks;
+	char *sched; /* --schedule's values, or NULL */
+};
+int header_meta(const struct plan *p, struct header_meta *hm, struct lines_error *err);
+void header_meta_free(struct header_meta *hm);
+/* gguf_header.c: the header of a GGUF output holding tensors [t0, t1)
+ * (the base's keys, then lines'; a shard of several: split.* first, and
+ * the other keys in the first shard only), padded to general.alignment:
+ * the data section starts at *hdr_len. */
+int gguf_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr, size_t *hdr_len,
+                struct lines_error *err);
 /* The header of a file holding output tensors [t0, t1): a shard, or all. */
 int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
                 size_t *hdr_len, struct lines_error *err);
@@ -134,6 +164,9 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 int output_check(struct plan *p, struct lines_error *err);
 /* Its companions: zstd, OUT.xxh128, OUT.manifest.json, or the shards. */
 int output_choose(struct plan *p, struct lines_error *err);
+/* --tokenizer-source MODEL: check that its vocabulary is the base's and
+ * keep its directory in p->tok_dir (tok_source.c). */
+int output_tokenizer(struct plan *p, struct lines_error *err);
 /* The sink the writing pass writes into. */
 int output_open(struct plan *p, struct sink **out, struct lines_error *err);
 /* Make the output and its companions visible, or leave nothing. */

@@ -85,6 +85,9 @@ static void run_section(struct report *r, json_t *root)
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
 	put(r, root, "output", path(p->o.output));
+	if (p->tok_dir) /* --tokenizer-source: as given, and the directory its files come from */
+		put(r, root, "tokenizer_source",
+		    json_pack("{s:s, s:s}", "model", p->o.tokenizer_source, "dir", p->tok_dir));
 	/* every output: one, or one per value of a sweep */
 	json_t *outs = json_array();
 	for (size_t v = 0; v < r->in->noutputs; v++)
@@ -122,6 +125,12 @@ static void scale_section(struct report *r, json_t *root)
 		put(r, l, "beta", num_if(beta_known, known ? in->beta : p->o.beta));
 		put(r, l, "alpha_mode", json_string(p->o.alpha_auto ? "auto" : "given"));
 		put(r, l, "norm", json_string(p->o.norm_p == 2 ? "l2" : "l1"));
+		if (p->o.schedule) { /* only when given: the linear ramp as before */
+			json_t *f = json_array();
+			for (size_t i = 0; i < p->o.nschedule; i++)
+				push(r, f, json_num(p->o.schedule[i]));
+			put(r, l, "schedule", f);
+		}
 		put(r, root, "lines", l);
 	} else {
 		put(r, root, "lines", json_null());

@@ -79,6 +79,14 @@ static int check_options(const struct lines_merge_opts *o, const struct method *
 	                NULL, "--alpha must be a finite number");
 	RETURN_ERROR_IF(o->lines && !isnan(o->beta) && !isfinite(o->beta), err, LINES_EUSAGE, NULL,
 	                NULL, "--beta must be a finite number");
+	RETURN_ERROR_IF(o->schedule && !o->lines, err, LINES_EUSAGE, NULL, NULL,
+	                "a depth schedule (--schedule) shapes LiNeS's ramp: give --lines (or "
+	                "--alpha, --gamma) with it");
+	RETURN_ERROR_IF(o->schedule && o->nschedule < 2, err, LINES_EUSAGE, NULL, NULL,
+	                "--schedule needs at least 2 values (the first and the last block)");
+	for (size_t i = 0; o->schedule && i < o->nschedule; i++)
+		RETURN_ERROR_IF(!isfinite(o->schedule[i]), err, LINES_EUSAGE, NULL, NULL,
+		                "--schedule: value %zu is not a finite number", i + 1);
 	RETURN_ERROR_IF(o->norm_p != 1 && o->norm_p != 2, err, LINES_EUSAGE, NULL, NULL,
 	                "--norm must be l1 or l2");
 	if (o->weights)
@@ -423,6 +431,7 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	    (rc = plan_open_inputs(p, err)) < 0 || (rc = plan_check_inputs(p, err)) < 0 ||
 	    (!opts->norms_only && (rc = output_check(p, err)) < 0) ||
 	    (rc = plan_layout(p, err)) < 0 || (!opts->norms_only && (rc = output_choose(p, err)) < 0) ||
+	    (!opts->norms_only && (rc = output_tokenizer(p, err)) < 0) ||
 	    (rc = scales_init(&p->sc, &p->o, &p->lay, !!(m->flags & METHOD_DIVIDES_WSUM), err)) < 0)
 		goto fail;
 	choose_alpha(p);
@@ -483,6 +492,7 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 	info->nbytes = tensor_file_bytes(t);
 	info->block = t->block;
 	info->stack = t->stack >= 0 ? lp->p.lay.stacks[t->stack].name : NULL;
+	info->t = t->t;
 	if (lambda)
 		*lambda = lp->p.sc.alpha_known ? t->lambda : NAN;
 }
@@ -663,6 +673,7 @@ void lines_plan_free(struct lines_plan *lp)
 	free(p->stats.nonfinite);
 	free(p->stats.differs);
 	output_free(&p->out);
+	free(p->tok_dir);
 	scales_free(&p->sc);
 	free(p->stack_info);
 	layers_free(&p->layers);

@@ -48,7 +48,8 @@ void scales_free(struct scales *sc)
 static double scales_lambda_of(const struct scales *sc, const struct tensor *t)
 {
 	const struct stack *st = &sc->lay->stacks[t->stack];
-	return sc->o->lines ? layers_lambda(st->first + t->block, st->ramp, sc->alpha, sc->beta)
+	return sc->o->lines ? layers_lambda_at(st->first + t->block, st->ramp, sc->alpha, sc->beta,
+	                                       sc->o->schedule, sc->o->nschedule)
 	                    : sc->o->lambda;
 }
 
@@ -60,12 +61,15 @@ void scales_set_alpha(struct scales *sc, double alpha)
 	sc->beta = isnan(o->beta) ? fmax(0.0, 1.0 - alpha) : o->beta;
 	sc->alpha_known = 1;
 	for (long i = 0; i < lay->L; i++)
-		sc->lambda_layer[i] = o->lines ? layers_lambda(i, lay->L, sc->alpha, sc->beta) : o->lambda;
+		sc->lambda_layer[i] = o->lines ? layers_lambda_at(i, lay->L, sc->alpha, sc->beta,
+		                                                  o->schedule, o->nschedule)
+		                               : o->lambda;
 	for (size_t k = 0, at = 0; k < lay->nstacks; at += (size_t)lay->stacks[k++].L) {
 		const struct stack *st = &lay->stacks[k];
 		for (long i = 0; i < st->L; i++)
 			sc->lambda_stacks[at + (size_t)i] =
-				o->lines ? layers_lambda(st->first + i, st->ramp, sc->alpha, sc->beta)
+				o->lines ? layers_lambda_at(st->first + i, st->ramp, sc->alpha,
+				                            sc->beta, o->schedule, o->nschedule)
 				         : o->lambda;
 	}
 	if (lay->nstacks == 1 && lay->stacks[0].ramp == lay->L) /* the one stack's ramp */

@@ -192,6 +192,9 @@ int sweep_make(struct plan *p, struct lines_error *err)
 	RETURN_ERROR_IF(p->passes.pass[wi].worker_end, err, LINES_EUSAGE, NULL, NULL,
 	                "-m %s cannot sweep --%s: its writing pass keeps results across jobs",
 	                p->method->name, name);
+	RETURN_ERROR_IF(p->out.gguf, err, LINES_EUNSUPPORTED, NULL, NULL,
+	                "a sweep of --%s writes safetensors; a GGUF output is one run per value",
+	                name);
 	for (size_t i = 0; i < p->lay.nt; i++)
 		RETURN_ERROR_IF(p->lay.t[i].rq, err, LINES_EUSAGE, NULL, NULL,
 		                "--dtype fp8 measures the scales of each output from its values: a "

@@ -24,6 +24,8 @@
 #include <xxhash.h>
 
 #include "checksum.h"
+#include "ckpt.h"
+#include "layers.h"
 #include "st_format.h"
 #include "stream.h"
 
@@ -78,6 +80,92 @@ static int read_sidecar(struct vctx *v, const char *path, struct xxh128 *d)
 	}
 	fclose(f);
 	return 1;
+}
+
+/* A tensor's bytes hashed; compared with the manifest's entry. */
+static void check_tensor(struct vctx *v, json_t *byname, const char *name, uint64_t h)
+{
+	char hex[17];
+	const char *mh;
+	xxh64_hex(h, hex);
+	mh = json_string_value(json_object_get(json_object_get(byname, name), "xxh3_64"));
+	if (!mh)
+		problem(v, name, "not in the manifest");
+	else if (strcmp(mh, hex))
+		problem(v, name, "its bytes differ from what was written (XXH3 %s, the manifest says %s)",
+		        hex, mh);
+}
+
+/*
+ * A GGUF file (lines writes GGUF from GGUF inputs): its header is checked
+ * as strictly as an input's (fmt_gguf.c), then one sequential read feeds
+ * the file's XXH3-128, the header's XXH3-64 (every byte before the data
+ * section, its padding included, as lines hashed it when writing) and each
+ * tensor's (its bytes, not the padding after them).
+ */
+static void verify_gguf(struct vctx *v, int fd, uint64_t size, json_t *man, json_t *byname,
+                        size_t *ntensors, XXH3_state_t *raw, XXH3_state_t *ts,
+                        unsigned char *buf)
+{
+	struct layers ly;
+	struct ckpt *c = NULL;
+	struct lines_error e;
+	XXH3_state_t *hs = XXH3_createState();
+	uint64_t pos = 0;
+	size_t ti = 0;
+
+	if (!hs || layers_init(&ly, NULL, &e) < 0) {
+		problem(v, NULL, "out of memory");
+		if (hs)
+			XXH3_freeState(hs);
+		return;
+	}
+	if (ckpt_open(&c, v->path, &ly, &e) < 0) {
+		problem(v, e.tensor[0] ? e.tensor : NULL, "header: %s", e.msg);
+		layers_free(&ly);
+		XXH3_freeState(hs);
+		return;
+	}
+	const struct ckpt_file *f = &c->files[0];
+	XXH3_64bits_reset(hs);
+	XXH3_64bits_reset(ts);
+	while (pos < size) {
+		size_t k = size - pos < VERIFY_BUF ? (size_t)(size - pos) : VERIFY_BUF;
+		uint64_t end = pos + k;
+		if (full_pread(fd, buf, k, pos) < 0) {
+			problem(v, NULL, "cannot read at offset %llu", (unsigned long long)pos);
+			break;
+		}
+		XXH3_128bits_update(raw, buf, k);
+		if (pos < f->data_start)
+			XXH3_64bits_update(hs, buf, (size_t)((end < f->data_start ? end : f->data_start) - pos));
+		while (ti < f->nentries) {
+			const struct ckpt_entry *t = &f->entries[ti];
+			uint64_t a = t->off > pos ? t->off : pos, b = t->off + t->nbytes;
+			b = b < end ? b : end;
+			if (a < b)
+				XXH3_64bits_update(ts, buf + (a - pos), (size_t)(b - a));
+			if (t->off + t->nbytes > end)
+				break;
+			if (man)
+				check_tensor(v, byname, t->name, XXH3_64bits_digest(ts));
+			XXH3_64bits_reset(ts);
+			ti++;
+		}
+		pos = end;
+	}
+	*ntensors = f->nentries;
+	if (man) {
+		const char *mh = json_string_value(json_object_get(json_object_get(man, "header"), "xxh3_64"));
+		char hex[17];
+		xxh64_hex(XXH3_64bits_digest(hs), hex);
+		if (!mh || strcmp(mh, hex))
+			problem(v, NULL, "header: its XXH3 %s differs from the manifest's %s", hex,
+			        mh ? mh : "(missing)");
+	}
+	ckpt_close(c);
+	layers_free(&ly);
+	XXH3_freeState(hs);
 }
 
 int lines_verify(const char *path, const struct lines_verify_opts *o,
@@ -152,6 +240,16 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		       "no checksum sidecar and no manifest: only the structure is checked");
 
 	XXH3_128bits_reset(raw);
+	if (!r->compressed && st.st_size >= 4 && full_pread(fd, prefix, 4, 0) == 0 &&
+	    !memcmp(prefix, "GGUF", 4)) {
+		size_t nt = 0;
+		verify_gguf(&v, fd, (uint64_t)st.st_size, man, byname, &nt, raw, ts, buf);
+		r->tensors_checked = nt;
+		if (man && json_array_size(mtensors) != nt)
+			problem(&v, NULL, "the manifest lists %zu tensors, the file holds %zu",
+			        json_array_size(mtensors), nt);
+		goto compare;
+	}
 	if ((rc = zs_open(&z, fd, r->compressed, 1, path, err)) < 0)
 		goto out;
 	zs_hash_raw(z, raw);
@@ -226,6 +324,7 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	/* the raw hash needs every byte, even past a damaged frame */
 	if (zs_drain_raw(z, &e) < 0)
 		problem(&v, NULL, "%s", e.msg);
+compare:
 	if (have_side > 0) {
 		XXH128_hash_t d = XXH3_128bits_digest(raw);
 		if (d.low64 != want.lo || d.high64 != want.hi) {

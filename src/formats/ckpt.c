@@ -212,59 +212,42 @@ static int stack_of(struct ckpt *c, const char *name, size_t len, long block,
 	return (int)i;
 }
 
-static int build_index(struct ckpt *c, const struct layers *ly, struct lines_error *err)
+/* The block and stack of every tensor of c->t (names set), the depth,
+ * and the table by name; a name twice is an error. */
+static int index_names(struct ckpt *c, const struct layers *ly, struct lines_error *err)
 {
-	size_t n = 0;
 	struct name_ix *sorted;
 
-	for (size_t f = 0; f < c->nfiles; f++)
-		n += c->files[f].nentries;
-	c->t = calloc(n ? n : 1, sizeof(*c->t));
-	c->by_name = calloc(n ? n : 1, sizeof(*c->by_name));
-	RETURN_ERROR_IF(!c->t || !c->by_name, err, LINES_ENOMEM, c->path, NULL, "out of memory");
-	for (size_t f = 0; f < c->nfiles; f++) {
-		const struct ckpt_file *cf = &c->files[f];
-		for (size_t i = 0; i < cf->nentries; i++) {
-			const struct ckpt_entry *e = &cf->entries[i];
-			struct ckpt_tensor *t = &c->t[c->ntensors];
-			t->name = e->name;
-			t->dtype = e->dtype;
-			t->rank = e->rank;
-			t->shape = e->shape;
-			t->nelem = e->nelem;
-			t->file = (unsigned)f;
-			t->off = e->off;
-			t->nbytes = e->nbytes;
-			t->block = -1;
-			t->stack = -1;
-			if (ly) {
-				size_t so, sl;
-				int rc = layers_index(ly, t->name, &t->block, &so, &sl, err);
-				if (rc == 0 && t->block >= 0)
-					rc = t->stack = stack_of(c, t->name + so, sl, t->block, err);
-				if (rc < 0) {
-					if (err)
-						snprintf(err->file, sizeof(err->file), "%s",
-						         c->files[f].path);
-					return rc;
-				}
+	for (size_t i = 0; i < c->ntensors; i++) {
+		struct ckpt_tensor *t = &c->t[i];
+		t->block = -1;
+		t->stack = -1;
+		if (ly) {
+			size_t so, sl;
+			int rc = layers_index(ly, t->name, &t->block, &so, &sl, err);
+			if (rc == 0 && t->block >= 0)
+				rc = t->stack = stack_of(c, t->name + so, sl, t->block, err);
+			if (rc < 0) {
+				if (err)
+					snprintf(err->file, sizeof(err->file), "%s",
+					         c->files[t->file].path);
+				return rc;
 			}
-			if (t->block + 1 > c->num_layers)
-				c->num_layers = t->block + 1;
-			c->by_name[c->ntensors] = c->ntensors;
-			c->ntensors++;
 		}
-		c->data_bytes += cf->data_end - cf->data_start;
-		c->header_bytes += cf->data_start;
-		/* GGUF says how many blocks it has (<arch>.block_count): the stack
-		 * blk has that many, even when the last ones hold no tensor */
-		for (size_t s = 0; cf->num_blocks > 0 && s < c->nstacks; s++)
-			if (!strcmp(c->stacks[s].name, "blk") && c->stacks[s].num_layers < cf->num_blocks) {
-				c->stacks[s].num_layers = cf->num_blocks;
-				if (c->num_layers < cf->num_blocks)
-					c->num_layers = cf->num_blocks;
-			}
+		if (t->block + 1 > c->num_layers)
+			c->num_layers = t->block + 1;
+		c->by_name[i] = i;
 	}
+	/* GGUF says how many blocks it has (<arch>.block_count): the stack
+	 * blk has that many, even when the last ones hold no tensor */
+	for (size_t f = 0; f < c->nfiles && !c->borrowed; f++)
+		for (size_t s = 0; c->files[f].num_blocks > 0 && s < c->nstacks; s++)
+			if (!strcmp(c->stacks[s].name, "blk") &&
+			    c->stacks[s].num_layers < c->files[f].num_blocks) {
+				c->stacks[s].num_layers = c->files[f].num_blocks;
+				if (c->num_layers < c->files[f].num_blocks)
+					c->num_layers = c->files[f].num_blocks;
+			}
 	sorted = calloc(c->ntensors ? c->ntensors : 1, sizeof(*sorted));
 	RETURN_ERROR_IF(!sorted, err, LINES_ENOMEM, c->path, NULL, "out of memory");
 	for (size_t i = 0; i < c->ntensors; i++)
@@ -278,6 +261,35 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 		                err, LINES_EFORMAT, c->path, c->t[c->by_name[i]].name,
 		                "tensor appears twice");
 	return 0;
+}
+
+static int build_index(struct ckpt *c, const struct layers *ly, struct lines_error *err)
+{
+	size_t n = 0;
+
+	for (size_t f = 0; f < c->nfiles; f++)
+		n += c->files[f].nentries;
+	c->t = calloc(n ? n : 1, sizeof(*c->t));
+	c->by_name = calloc(n ? n : 1, sizeof(*c->by_name));
+	RETURN_ERROR_IF(!c->t || !c->by_name, err, LINES_ENOMEM, c->path, NULL, "out of memory");
+	for (size_t f = 0; f < c->nfiles; f++) {
+		const struct ckpt_file *cf = &c->files[f];
+		for (size_t i = 0; i < cf->nentries; i++) {
+			const struct ckpt_entry *e = &cf->entries[i];
+			struct ckpt_tensor *t = &c->t[c->ntensors++];
+			t->name = e->name;
+			t->dtype = e->dtype;
+			t->rank = e->rank;
+			t->shape = e->shape;
+			t->nelem = e->nelem;
+			t->file = (unsigned)f;
+			t->off = e->off;
+			t->nbytes = e->nbytes;
+		}
+		c->data_bytes += cf->data_end - cf->data_start;
+		c->header_bytes += cf->data_start;
+	}
+	return index_names(c, ly, err);
 }
 
 /* ---- Hugging Face sharded checkpoints ------------------------------------------------ */
@@ -511,7 +523,7 @@ void ckpt_close(struct ckpt *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->nfiles; i++) {
+	for (size_t i = 0; i < c->nfiles && !c->borrowed; i++) {
 		if (c->files[i].fd >= 0 && c->files[i].own_fd)
 			close(c->files[i].fd);
 		zs_close(c->files[i].zs);
@@ -520,6 +532,9 @@ void ckpt_close(struct ckpt *c)
 			c->files[i].fmt->close(&c->files[i]);
 	}
 	free(c->files);
+	for (size_t i = 0; c->names && i < c->ntensors; i++)
+		free(c->names[i]);
+	free(c->names);
 	free(c->hub);
 	free(c->t);
 	free(c->by_name);
@@ -545,4 +560,193 @@ const struct ckpt_tensor *ckpt_find(const struct ckpt *c, const char *name)
 			lo = mid + 1;
 	}
 	return NULL;
+}
+
+/* ---- mergekit's slices ---------------------------------------------------------------- */
+
+int ckpt_is_embedding(const char *name)
+{
+	return strstr(name, "embed") || strstr(name, "wte") || strstr(name, "wpe");
+}
+
+/* A tensor of a part, in the order of the output: by block, then as stored. */
+struct part_ix {
+	long block;
+	size_t ix;
+};
+
+static int cmp_part(const void *a, const void *b)
+{
+	const struct part_ix *x = a, *y = b;
+	if (x->block != y->block)
+		return x->block < y->block ? -1 : 1;
+	return x->ix < y->ix ? -1 : x->ix > y->ix;
+}
+
+/* Each source once in c->files: where source p's files start. */
+static int compose_files(struct ckpt *c, const struct ckpt_part *parts, size_t nparts,
+                         size_t *first_file, struct lines_error *err)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < nparts; i++) {
+		size_t k = 0;
+		while (k < i && parts[k].src != parts[i].src)
+			k++;
+		if (k < i) {
+			first_file[i] = first_file[k];
+			continue;
+		}
+		first_file[i] = n;
+		n += parts[i].src->nfiles;
+	}
+	c->files = calloc(n ? n : 1, sizeof(*c->files));
+	RETURN_ERROR_IF(!c->files, err, LINES_ENOMEM, c->path, NULL, "out of memory");
+	for (size_t i = 0; i < nparts; i++) {
+		if (first_file[i] != c->nfiles)
+			continue; /* a source seen before */
+		for (size_t f = 0; f < parts[i].src->nfiles; f++)
+			c->files[c->nfiles++] = parts[i].src->files[f]; /* borrowed */
+		c->data_bytes += parts[i].src->data_bytes;
+		c->header_bytes += parts[i].src->header_bytes;
+	}
+	return 0;
+}
+
+/* Check part i's source and range. */
+static int compose_check(const struct ckpt_part *pt, size_t i, struct lines_error *err)
+{
+	const struct ckpt *s = pt->src;
+	for (size_t f = 0; f < s->nfiles; f++)
+		RETURN_ERROR_IF(
+		    s->files[f].zs, err, LINES_EUNSUPPORTED, s->path, NULL,
+		    "slice %zu: a compressed or standard-input model cannot be a slice's "
+		    "source (its tensors are read out of order): decompress it first",
+		    i + 1);
+	RETURN_ERROR_IF(s->files[0].fmt != &ckpt_fmt_safetensors, err, LINES_EUNSUPPORTED, s->path,
+	                NULL, "slice %zu: slices of GGUF models are not supported", i + 1);
+	RETURN_ERROR_IF(s->nstacks != 1, err, LINES_EUNSUPPORTED, s->path, NULL,
+	                "slice %zu: slices stack the blocks of models with one stack of blocks, "
+	                "and this one has %zu%s%s%s",
+	                i + 1, s->nstacks, s->nstacks ? " (" : "",
+	                s->nstacks ? s->stacks[0].name : "", s->nstacks ? ", ...)" : "");
+	RETURN_ERROR_IF(pt->first < 0 || pt->end <= pt->first || pt->end > s->num_layers, err,
+	                LINES_EUSAGE, s->path, NULL,
+	                "slice %zu: layer_range [%ld, %ld] is not a range of its %ld blocks "
+	                "(0 <= first < end <= %ld)",
+	                i + 1, pt->first, pt->end, s->num_layers, s->num_layers);
+	return 0;
+}
+
+/* Tensor st of a source, as tensor t of the result named NAME (owned). */
+static void compose_add(struct ckpt *c, const struct ckpt_tensor *st, size_t file0, char *name)
+{
+	struct ckpt_tensor *t = &c->t[c->ntensors];
+	*t = *st;
+	t->file = (unsigned)(file0 + st->file);
+	c->names[c->ntensors] = name;
+	t->name = name ? name : st->name;
+	c->ntensors++;
+}
+
+/* SRC's tensor name with block index BLOCK written instead of its own. */
+static char *renamed(const struct layers *ly, const char *name, long block)
+{
+	size_t off, len;
+	char num[24];
+	if (layers_span(ly, name, &off, &len) < 0)
+		return NULL;
+	int k = snprintf(num, sizeof(num), "%ld", block);
+	size_t n = strlen(name) - len + (size_t)k;
+	char *s = malloc(n + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, name, off);
+	memcpy(s + off, num, (size_t)k);
+	strcpy(s + off + (size_t)k, name + off + len);
+	return s;
+}
+
+int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *parts, size_t nparts,
+                 const struct layers *ly, struct lines_error *err)
+{
+	struct ckpt *c = calloc(1, sizeof(*c));
+	size_t *file0 = calloc(nparts ? nparts : 1, sizeof(*file0)), n = 0, cap = 0;
+	struct part_ix *ord = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	if (!nparts) {
+		free(c);
+		free(file0);
+		return lines_errf(err, LINES_EUSAGE, name, NULL, "no slice");
+	}
+	if (!c || !file0 || !(c->path = strdup(name))) {
+		rc = lines_errf(err, LINES_ENOMEM, name, NULL, "out of memory");
+		goto fail;
+	}
+	c->borrowed = 1;
+	for (size_t i = 0; i < nparts && rc == 0; i++)
+		rc = compose_check(&parts[i], i, err);
+	if (rc < 0 || (rc = compose_files(c, parts, nparts, file0, err)) < 0)
+		goto fail;
+	/* at most every tensor of every part's source */
+	for (size_t i = 0; i < nparts; i++)
+		cap += parts[i].src->ntensors;
+	c->t = calloc(cap ? cap : 1, sizeof(*c->t));
+	c->by_name = calloc(cap ? cap : 1, sizeof(*c->by_name));
+	c->names = calloc(cap ? cap : 1, sizeof(*c->names));
+	ord = calloc(cap ? cap : 1, sizeof(*ord));
+	if (!c->t || !c->by_name || !c->names || !ord) {
+		rc = lines_errf(err, LINES_ENOMEM, name, NULL, "out of memory");
+		goto fail;
+	}
+	if (parts[0].src->dir && !(c->dir = strdup(parts[0].src->dir))) {
+		rc = lines_errf(err, LINES_ENOMEM, name, NULL, "out of memory");
+		goto fail;
+	}
+	/* the embeddings of the first part's source */
+	const struct ckpt *s0 = parts[0].src, *sl = parts[nparts - 1].src;
+	for (size_t i = 0; i < s0->ntensors; i++)
+		if (s0->t[i].block < 0 && ckpt_is_embedding(s0->t[i].name))
+			compose_add(c, &s0->t[i], file0[0], NULL);
+	/* the blocks, part by part, each block's tensors as they are stored */
+	long at = 0;
+	for (size_t p = 0; p < nparts; p++) {
+		const struct ckpt *s = parts[p].src;
+		n = 0;
+		for (size_t i = 0; i < s->ntensors; i++)
+			if (s->t[i].block >= parts[p].first && s->t[i].block < parts[p].end)
+				ord[n++] = (struct part_ix){s->t[i].block, i};
+		qsort(ord, n, sizeof(*ord), cmp_part);
+		for (size_t k = 0; k < n; k++) {
+			const struct ckpt_tensor *st = &s->t[ord[k].ix];
+			char *nm = renamed(ly, st->name, at + st->block - parts[p].first);
+			if (!nm) {
+				rc = lines_errf(err, LINES_ENOMEM, s->path, st->name,
+				                "out of memory");
+				goto fail;
+			}
+			compose_add(c, st, file0[p], nm);
+		}
+		at += parts[p].end - parts[p].first;
+	}
+	/* the rest outside the blocks: the last part's source's */
+	for (size_t i = 0; i < sl->ntensors; i++)
+		if (sl->t[i].block < 0 && !ckpt_is_embedding(sl->t[i].name))
+			compose_add(c, &sl->t[i], file0[nparts - 1], NULL);
+	if ((rc = index_names(c, ly, err)) < 0)
+		goto fail;
+	if (c->num_layers != at) /* a block of no tensor at the end of a range */
+		c->num_layers = at;
+	if (c->nstacks == 1)
+		c->stacks[0].num_layers = at;
+	free(ord);
+	free(file0);
+	*out = c;
+	return 0;
+fail:
+	free(ord);
+	free(file0);
+	ckpt_close(c);
+	return rc;
 }

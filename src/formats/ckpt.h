@@ -116,6 +116,10 @@ struct ckpt {
 	struct ckpt_stack *stacks;
 	uint64_t data_bytes;
 	uint64_t header_bytes;
+	/* a composed checkpoint (ckpt_compose): its files are its sources'
+	 * (closed with them, not here), its names its own (names[i] for t[i]) */
+	int borrowed;
+	char **names;
 };
 
 /*
@@ -128,6 +132,26 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
               struct lines_error *err);
 void ckpt_close(struct ckpt *c);
 const struct ckpt_tensor *ckpt_find(const struct ckpt *c, const char *name);
+
+/*
+ * mergekit's slices: a checkpoint composed of layer ranges of others. Part
+ * i is blocks [first, end) of src, which become blocks off_i .. off_i +
+ * (end - first) - 1 of the result (off_i: the blocks of the parts before
+ * it), renamed so. Each source has one stack of blocks. The tensors
+ * outside the blocks are the first part's embeddings (names with "embed",
+ * "wte" or "wpe") and the last part's others (final norm, output head),
+ * as mergekit takes them. The result borrows the sources' files and
+ * shapes: close it before them. NAME is its path in messages. Errors name
+ * the source and the range.
+ */
+struct ckpt_part {
+	const struct ckpt *src;
+	long first, end;
+};
+int ckpt_compose(struct ckpt **out, const char *name, const struct ckpt_part *parts, size_t nparts,
+                 const struct layers *ly, struct lines_error *err);
+/* 1 when TENSOR (outside the blocks) comes from the first slice: an embedding. */
+int ckpt_is_embedding(const char *name);
 
 /*
  * Decompress a .zst file into an unnamed temporary file (in $TMPDIR) and

@@ -75,6 +75,21 @@ const char *gguf_ggml_type_name(uint32_t id)
 	return id < ARRAY_SIZE(ggml_types) ? ggml_types[id].name : NULL;
 }
 
+int gguf_ggml_type_id(enum dtype d)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(ggml_types); i++)
+		if (ggml_types[i].name && ggml_types[i].dt == (int)d)
+			return (int)i;
+	return -1;
+}
+
+uint64_t gguf_alignment(const struct ckpt *c)
+{
+	const struct gguf_file *g = c->nfiles ? c->files[0].fmt_state : NULL;
+	return c->nfiles && c->files[0].fmt == &ckpt_fmt_gguf && g ? g->alignment
+	                                                           : GGUF_DEFAULT_ALIGNMENT;
+}
+
 static const char *const vtype_names[GGUF_VTYPE_COUNT] = {
 	"u8", "i8", "u16", "i16", "u32", "i32", "f32", "bool", "string", "array", "u64", "i64", "f64",
 };

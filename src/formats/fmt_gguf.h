@@ -65,6 +65,12 @@ void gguf_file_free(struct gguf_file *g);
 
 /* The name of ggml type id (F32, Q4_K, IQ2_XXS, ...), or NULL when ggml has none. */
 const char *gguf_ggml_type_name(uint32_t id);
+/* The ggml type id of dtype d (0 for F32, 8 for Q8_0, ...), or -1. */
+int gguf_ggml_type_id(enum dtype d);
+struct ckpt;
+/* general.alignment of a GGUF checkpoint's first file (32 when it has
+ * none, or is not GGUF). */
+uint64_t gguf_alignment(const struct ckpt *c);
 /* The value type's name as gguf.md spells it in short (u8, string, ...). */
 const char *gguf_vtype_name(uint32_t t);
 

@@ -41,6 +41,7 @@
 struct cs_scratch {
 	double b[KERN_TILE], mtl[KERN_TILE], s[KERN_TILE], out[KERN_TILE];
 	float f[KERN_TILE];
+	unsigned votes[KERN_TILE];
 	double c[]; /* c[t * KERN_TILE + j] */
 };
 
@@ -80,23 +81,25 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
 	}
 }
 
-/* 1 where at least k TALL masks hold element j of the tile. */
-static int cs_mask(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
+/* s->votes[j]: the TALL masks that hold element j of the tile (model by
+ * model over the tile, so that the loops vectorise). */
+static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 {
-	double mtl = s->mtl[j];
-	unsigned votes = 0;
+	for (size_t j = 0; j < n; j++)
+		s->votes[j] = 0;
 	for (unsigned i = 0; i < p->nmodels; i++) {
-		double c = s->c[(size_t)i * KERN_TILE + j];
-		votes += fabs(c) > tall_lambda(p->o, i) * fabs(mtl - c);
+		const double *c = s->c + (size_t)i * KERN_TILE;
+		double lam = tall_lambda(p->o, i);
+		for (size_t j = 0; j < n; j++)
+			s->votes[j] += fabs(c[j]) > lam * fabs(s->mtl[j] - c[j]);
 	}
-	return votes >= p->o->consensus_k;
 }
 
-/* 1 where element j of the tile is written from the sum: the mask holds
- * it, or the sum is not finite. */
+/* 1 where element j of the tile is written from the sum: at least k
+ * masks hold it (cs_votes), or the sum is not finite. */
 static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
 {
-	return !isfinite(s->mtl[j]) || cs_mask(p, s, j);
+	return !isfinite(s->mtl[j]) || s->votes[j] >= p->o->consensus_k;
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
@@ -104,13 +107,16 @@ static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t
 static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, struct cs_scratch *s)
 {
+	uint64_t kept = 0, dropped = 0;
 	cs_load(p, t, job, j0, n, s);
+	cs_votes(p, s, n);
 	for (size_t j = 0; j < n; j++) {
-		int fin = isfinite(s->mtl[j]), keep = !fin || cs_mask(p, s, j);
+		int fin = isfinite(s->mtl[j]), keep = cs_keep(p, s, j);
 		s->out[j] = keep ? fma(t->lambda, s->mtl[j], s->b[j]) : s->b[j];
-		job->part[0] += fin && keep;
-		job->part[1] += !keep;
+		kept += fin && keep;
+		dropped += !keep;
 	}
+	job->part[0] += (double)kept, job->part[1] += (double)dropped; /* exact */
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
 
@@ -132,9 +138,10 @@ LINES_HOT static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *sc
  * u = tau_cons: |s|, |u|, s^2 and u^2, elements in order, leaving out
  * those where s or u is not finite. The consumer adds the blocks in order.
  */
-static void cs_norm_tile(const struct merge_ctx *p, const struct cs_scratch *s, size_t n,
+static void cs_norm_tile(const struct merge_ctx *p, struct cs_scratch *s, size_t n,
                          double *part)
 {
+	cs_votes(p, s, n);
 	for (size_t j = 0; j < n; j++) {
 		double sv = s->s[j], uv = cs_keep(p, s, j) ? s->mtl[j] : 0.0;
 		norm_sums_elem(part, sv, uv);

@@ -81,15 +81,22 @@ static void ram_load(const struct merge_ctx *p, const struct tensor *t, const st
 static void ram_merge(const struct merge_ctx *p, const double *lam, size_t n, struct ram_scratch *s)
 {
 	double eps = p->o->ram_epsilon;
-	for (size_t j = 0; j < n; j++) {
-		double sum = 0.0;
-		unsigned c = s->c[j];
-		for (unsigned i = 0; i < p->nmodels; i++) {
-			double tau = s->tau[(size_t)i * KERN_TILE + j];
-			if (fabs(tau) > eps)
-				sum += c == 1 && lam ? lam[i] * tau : tau;
+	/* model by model over the tile, so that the loops vectorise: adding
+	 * +0.0 for a value left out changes no sum (a sum of nonzero values
+	 * that cancels is +0.0, never -0.0) */
+	for (size_t j = 0; j < n; j++)
+		s->m[j] = 0.0;
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		const double *tau = s->tau + (size_t)i * KERN_TILE;
+		double li = lam ? lam[i] : 1.0;
+		for (size_t j = 0; j < n; j++) {
+			double v = s->c[j] == 1 && lam ? li * tau[j] : tau[j];
+			s->m[j] += fabs(tau[j]) > eps ? v : 0.0;
 		}
-		s->m[j] = !isfinite(s->s[j]) ? s->s[j] : c > 1 ? sum / c : sum;
+	}
+	for (size_t j = 0; j < n; j++) {
+		unsigned c = s->c[j];
+		s->m[j] = !isfinite(s->s[j]) ? s->s[j] : c > 1 ? s->m[j] / c : s->m[j];
 	}
 }
 
@@ -158,17 +165,21 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
-/* The tile's output; part[c] += the elements that c models changed. */
+/* The tile's output; cnt[(j % 4) * (N + 1) + c] += 1 for the elements
+ * that c models changed (four counts apart, so that the increments do
+ * not wait for each other). */
 static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
-                     size_t j0, size_t n, struct ram_scratch *s)
+                     size_t j0, size_t n, struct ram_scratch *s, uint64_t *cnt)
 {
+	unsigned nc = p->nmodels + 1;
 	ram_load(p, t, job, j0, n, s);
 	ram_merge(p, ram_lambdas(p, job->tensor), n, s);
 	for (size_t j = 0; j < n; j++) {
 		int base = s->c[j] == 0 && isfinite(s->s[j]);
 		s->out[j] = base ? s->b[j] : fma(t->lambda, s->m[j], s->b[j]);
-		job->part[s->c[j]] += 1.0;
 	}
+	for (size_t j = 0; j < n; j++)
+		cnt[(j % 4) * nc + s->c[j]]++;
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
 
@@ -178,9 +189,12 @@ LINES_HOT static int ram_work(struct merge_ctx *p, struct pipe_job *job, void *s
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
-	memset(job->part, 0, (p->nmodels + 1) * sizeof(double));
+	uint64_t cnt[4 * (LINES_MAX_MODELS + 1)] = {0};
+	unsigned nc = p->nmodels + 1;
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE)
-		ram_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch);
+		ram_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch, cnt);
+	for (unsigned c = 0; c < nc; c++) /* exact: a job holds far fewer than 2^53 */
+		job->part[c] = (double)(cnt[c] + cnt[nc + c] + cnt[2 * nc + c] + cnt[3 * nc + c]);
 	return 0;
 }
 

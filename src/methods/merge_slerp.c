@@ -14,7 +14,8 @@
  *     v = s0 v0 + s1 v1                  two products and a sum
  *     theta = v0 + lambda (v - v0)       lambda is --lambda or LiNeS's
  *                                        lambda(block); v when lambda is 1
- * rounded once to the output dtype. A read-only pass measures v0 . v1,
+ * rounded once to the output dtype. t may differ between tensors
+ * (tensor->t: a configuration's gradients and filters, opts.tensor_t). A read-only pass measures v0 . v1,
  * |v0|^2 and |v1|^2 of every tensor (tensor_dots.h); the writing pass
  * computes the coefficients from them. Portable C on tiles: the same
  * bytes on every instruction set.
@@ -70,7 +71,7 @@ LINES_HOT static int sl_work(struct merge_ctx *p, struct pipe_job *job, void *sc
 	size_t n = (size_t)(job->u1 - job->u0);
 	double s0, s1;
 	(void)err;
-	sl_coef(tdots_of(&sl->d, job->tensor), p->o->t, &s0, &s1);
+	sl_coef(tdots_of(&sl->d, job->tensor), t->t, &s0, &s1);
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, nn, s->v0, s->f);
@@ -115,11 +116,13 @@ static json_t *sl_report(const struct merge_ctx *c)
 static void sl_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 {
 	const struct slerp *sl = c->state;
+	if (c->t[i].merge)
+		json_object_set_new(e, "t", json_num(c->t[i].t));
 	if (!sl || !sl->d.measured || !c->t[i].merge)
 		return;
 	const double *d = tdots_of(&sl->d, i);
 	double s0, s1;
-	int lerp = sl_coef(d, c->o->t, &s0, &s1);
+	int lerp = sl_coef(d, c->t[i].t, &s0, &s1);
 	tdots_report_pair(e, "slerp", d, lerp, s0, s1);
 }
 
@@ -127,14 +130,17 @@ static void sl_meta(const struct merge_ctx *c,
                     void (*put)(void *arg, const char *key, const char *value), void *arg)
 {
 	char v[64];
+	int varies = 0;
+	for (size_t i = 0; i < c->nt && !varies; i++)
+		varies = c->t[i].merge && c->t[i].t != c->o->t;
 	lines_fmt_double(v, sizeof(v), c->o->t);
-	put(arg, "lines.t", v);
+	put(arg, "lines.t", varies ? "per tensor (see the manifest)" : v);
 }
 
 const struct method method_slerp = {
 	.name = "slerp",
 	.summary = "spherical interpolation from the base (t = 0) to the model (t = 1)",
-	.flags = METHOD_USES_T | METHOD_ONE_MODEL,
+	.flags = METHOD_USES_T | METHOD_ONE_MODEL | METHOD_TENSOR_T,
 	.check = sl_check,
 	.setup = sl_setup,
 	.meta = sl_meta,

@@ -81,6 +81,8 @@ enum {
 	METHOD_LINEAR = 1 << 24,
 	/* the kernel divides by the sum of the weights (a mean) */
 	METHOD_DIVIDES_WSUM = 1 << 25,
+	/* takes t per tensor (tensor->t, from opts.tensor_t) */
+	METHOD_TENSOR_T = 1 << 26,
 };
 /* The bits of flags that lines_method_options() hands out. */
 #define METHOD_MOPTS                                                                          \

@@ -35,7 +35,7 @@ void manifest_note(void *arg, const struct tensor *t, const struct pipe_job *job
 	struct output *o = arg;
 	if (job->u0 == 0)
 		XXH3_64bits_reset(o->tstate);
-	XXH3_64bits_update(o->tstate, job->out, (size_t)((job->u1 - job->u0) * tensor_file_unit(t)));
+	XXH3_64bits_update(o->tstate, job->out, (size_t)tensor_file_span(t, job->u1 - job->u0));
 	if (job->u1 == t->units)
 		o->thash[job->tensor] = XXH3_64bits_digest(o->tstate);
 }
@@ -109,9 +109,17 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		json_object_set_new(run, "beta", json_real(p->sc.beta));
 		json_object_set_new(run, "alpha_mode", json_string(p->o.alpha_auto ? "auto" : "given"));
 		json_object_set_new(run, "norm", json_string(p->o.norm_p == 2 ? "l2" : "l1"));
+		if (p->o.schedule) { /* only when given: the linear ramp as before */
+			json_t *f = json_array();
+			for (size_t i = 0; i < p->o.nschedule; i++)
+				json_array_append_new(f, json_real(p->o.schedule[i]));
+			json_object_set_new(run, "schedule", f);
+		}
 	} else {
 		json_object_set_new(run, "lambda", json_real(p->o.lambda));
 	}
+	if (p->o.tokenizer_source) /* only when given: the base's, as before */
+		json_object_set_new(run, "tokenizer_source", json_string(p->o.tokenizer_source));
 	json_object_set_new(run, "norm_sum", p->sc.have_norms ? json_real(p->sc.norm_sum) : json_null());
 	json_object_set_new(run, "norm_mtl", p->sc.have_norms ? json_real(p->sc.norm_mtl) : json_null());
 	json_object_set_new(run, "num_layers", json_integer(p->lay.L));

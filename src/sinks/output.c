@@ -48,6 +48,7 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 	p->out.nshards = 0;
 	for (size_t i = 0; i < p->lay.nt; i++) {
 		uint64_t b = tensor_file_bytes(&p->lay.t[i]);
+		b += (p->lay.align - b % p->lay.align) % p->lay.align; /* GGUF: its padding */
 		if (p->out.nshards == 0 || (cur + b > p->out.shard_size && cur > 0)) {
 			if (p->out.nshards == cap) {
 				struct shard *s = realloc(p->out.shards, 2 * cap * sizeof(*s));
@@ -70,6 +71,16 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 		memset(&p->out.shards[0], 0, sizeof(p->out.shards[0]));
 	}
 	for (size_t k = 0; k < p->out.nshards; k++) {
+		struct shard *sh = &p->out.shards[k];
+		if (p->out.gguf_prefix) {
+			int n = p->out.nshards == 1
+			                ? snprintf(sh->name, sizeof(sh->name), "%s.gguf", p->out.gguf_prefix)
+			                : snprintf(sh->name, sizeof(sh->name), "%s-%05zu-of-%05zu.gguf",
+			                           p->out.gguf_prefix, k + 1, p->out.nshards);
+			RETURN_ERROR_IF(n < 0 || (size_t)n >= sizeof(sh->name), err, LINES_EUSAGE,
+			                p->o.output, NULL, "the output's name is too long for its shards");
+			continue;
+		}
 		if (p->out.nshards == 1)
 			snprintf(p->out.shards[k].name, sizeof(p->out.shards[k].name), "model.safetensors");
 		else
@@ -83,20 +94,10 @@ static int shards_plan(struct plan *p, struct lines_error *err)
 /* The directory whose small files come along: the base's, if it is one. */
 static char *carry_dir(const struct plan *p)
 {
-	const char *b = p->o.base;
-	struct stat st;
-	size_t n = strlen(b);
-	if (stat(b, &st) == 0 && S_ISDIR(st.st_mode)) {
-		while (n > 1 && b[n - 1] == '/') /* no dir//config.json in messages */
-			n--;
-		return strndup(b, n);
-	}
-	if (n > 11 && !strcmp(b + n - 11, ".index.json")) {
-		char *c = strdup(b), *d = c ? strdup(dirname(c)) : NULL;
-		free(c);
-		return d;
-	}
-	return NULL;
+	/* the base's directory as it was opened: given, an index's, or a hub
+	 * id's snapshot in the Hugging Face cache (a single file has none) */
+	const char *d = p->in.ck[0]->dir;
+	return d ? strdup(d) : NULL;
 }
 
 /*
@@ -105,9 +106,37 @@ static char *carry_dir(const struct plan *p)
  * file output unless --no-checksum; --checksum-file and --manifest put
  * them elsewhere, and are the only way to get them for standard output.
  */
+/* A sharded GGUF output: llama.cpp's split files beside OUT's name. */
+static int choose_gguf_shards(struct plan *p, struct lines_error *err)
+{
+	const char *out = p->o.output;
+	RETURN_ERROR_IF(!strcmp(out, "-"), err, LINES_EUSAGE, NULL, NULL,
+	                "a sharded GGUF output (--shard-size) cannot go to standard output");
+	RETURN_ERROR_IF(p->o.checksum_file || p->o.manifest_file || p->o.no_copy, err, LINES_EUSAGE,
+	                NULL, NULL,
+	                "--checksum-file, --manifest and --no-copy do not apply to a sharded GGUF "
+	                "output (each shard gets its own companions)");
+	char *c1 = strdup(out), *c2 = strdup(out);
+	char *dir = c1 ? strdup(dirname(c1)) : NULL, *base = c2 ? strdup(basename(c2)) : NULL;
+	free(c1), free(c2);
+	if (!dir || !base) {
+		free(dir), free(base);
+		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	base[strlen(base) - 5] = '\0'; /* less .gguf */
+	p->out.dir = dir;
+	p->out.gguf_prefix = base;
+	p->out.shard_size = p->o.shard_size;
+	FORWARD_IF_ERROR(shards_plan(p, err));
+	return p->o.no_checksum ? 0 : manifest_init(p, err);
+}
+
 int output_choose(struct plan *p, struct lines_error *err)
 {
 	const char *out = p->o.output;
+
+	if (p->out.gguf && p->o.shard_size)
+		return choose_gguf_shards(p, err);
 
 	if (p->out.dir) { /* every shard has its companions (sink_dir.c) */
 		RETURN_ERROR_IF(p->o.zstd_level || p->o.checksum_file || p->o.manifest_file, err,
@@ -320,8 +349,18 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), p->sc.alpha);
 		put(&t, "- LiNeS: alpha = %s (%s)", v, o->alpha_auto ? "automatic" : "given");
 		lines_fmt_double(v, sizeof(v), p->sc.beta);
-		put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
-		        "alpha + beta * i / (L - 1) of its update\n", v);
+		if (o->schedule) {
+			put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+			        "alpha + beta * f(i / (L - 1)) of its update, f the schedule", v);
+			for (size_t i = 0; i < o->nschedule; i++) {
+				lines_fmt_double(v, sizeof(v), o->schedule[i]);
+				put(&t, "%s%s", i ? ", " : " ", v);
+			}
+			put(&t, " at evenly spaced depths\n");
+		} else {
+			put(&t, ", beta = %s; block i of a ramp of L blocks keeps "
+			        "alpha + beta * i / (L - 1) of its update\n", v);
+		}
 		for (size_t k = 0; k < p->lay.nstacks; k++) {
 			const struct stack *st = &p->lay.stacks[k];
 			put(&t, "  - `%s`: %ld block%s", st->name, st->L, st->L == 1 ? "" : "s");
@@ -338,6 +377,9 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), o->density);
 		put(&t, "- density: %s\n", v);
 	}
+	if (o->tokenizer_source)
+		put(&t, "- tokenizer: the files of `%s` (its vocabulary is the base's)\n",
+		    o->tokenizer_source);
 	put(&t, "\n## Inputs\n\n| role | path | bytes | XXH3-128 (from its .xxh128) |\n"
 	        "| --- | --- | --- | --- |\n");
 	for (unsigned m = 0; m < p->in.ninputs; m++) {
@@ -363,6 +405,10 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		lines_fmt_double(v, sizeof(v), o->beta);
 		put(&t, " --beta %s", v);
 	}
+	for (size_t i = 0; o->lines && o->schedule && i < o->nschedule; i++) {
+		lines_fmt_double(v, sizeof(v), o->schedule[i]);
+		put(&t, "%s%s", i ? "," : " --schedule ", v);
+	}
 	if (o->weights) {
 		put(&t, " -w ");
 		for (unsigned i = 0; i < p->lay.nmodels; i++) {
@@ -370,6 +416,8 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 			put(&t, "%s%s", i ? "," : "", v);
 		}
 	}
+	if (o->tokenizer_source)
+		put(&t, " --tokenizer-source %s", o->tokenizer_source);
 	put(&t, " -o %s/", p->out.dir);
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		put(&t, " %s", p->in.names[m]);
@@ -389,20 +437,35 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 {
 	struct sink_dir_desc d = {0};
-	char *carry = p->o.no_copy ? NULL : carry_dir(p);
+	/* slices: the small files of the model the first slice's embeddings
+	 * come from (mergekit's choice), config.json with the new depth */
+	char *carry = p->o.no_copy       ? NULL
+	              : !p->o.nslices    ? carry_dir(p)
+	              : p->in.ck[0]->dir ? strdup(p->in.ck[0]->dir)
+	                                 : NULL;
 	int rc;
 	d.path = p->out.dir;
+	d.num_layers = p->o.nslices ? p->lay.L : 0;
+	free(p->out.layer_src);
+	p->out.layer_src = d.num_layers ? calloc((size_t)d.num_layers, sizeof(long)) : NULL;
+	for (size_t s = 0, j = 0; p->out.layer_src && s < p->o.nslices; s++)
+		for (long b = p->o.slices[s].src[0].first;
+		     b < p->o.slices[s].src[0].end && j < (size_t)d.num_layers; b++)
+			p->out.layer_src[j++] = b;
+	d.layer_src = p->out.layer_src;
 	d.lay = &p->lay;
 	d.shards = p->out.shards;
 	d.nshards = p->out.nshards;
 	d.checksums = !p->o.no_checksum;
-	d.carry_from = carry;
+	d.carry_from = p->out.gguf_prefix ? NULL : carry;
+	d.tokenizer_from = p->o.no_copy || p->out.gguf_prefix ? NULL : p->tok_dir;
+	d.files_only = p->out.gguf_prefix != NULL;
 	for (size_t i = 0; i < p->lay.nt; i++)
 		d.dequantized |= p->lay.t[i].in[0].q && !p->lay.t[i].rq;
 	d.header = shard_header;
 	d.manifest = shard_manifest;
-	d.readme = make_readme;
-	d.config_yaml = p->o.config_yaml;
+	d.readme = p->out.gguf_prefix ? NULL : make_readme;
+	d.config_yaml = p->out.gguf_prefix ? NULL : p->o.config_yaml;
 	d.arg = p;
 	d.log = &p->o;
 	rc = sink_dir_open(out, &d, err);
@@ -536,7 +599,8 @@ static int can_create_in(const char *path)
  */
 int output_lock(struct plan *p, struct lines_error *err)
 {
-	const char *out = p->out.dir ? p->out.dir : p->o.output;
+	/* a sharded GGUF output: its files go beside OUT's name, locked as a file */
+	const char *out = p->out.dir && !p->out.gguf_prefix ? p->out.dir : p->o.output;
 	char *dcopy, *bcopy, *path;
 	int fd;
 
@@ -599,7 +663,9 @@ void output_unlock(struct output *o)
 void output_free(struct output *o)
 {
 	output_unlock(o);
+	free(o->layer_src);
 	free(o->dir);
+	free(o->gguf_prefix);
 	free(o->shards);
 	free(o->sidecar_path);
 	free(o->sidecar_name);

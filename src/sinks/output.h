@@ -36,6 +36,11 @@ struct output {
 	struct shard *shards;
 	size_t nshards;
 	/* a file output */
+	int gguf; /* a GGUF file (gguf_header.c): OUT ends in .gguf, or GGUF
+	             inputs go to standard output */
+	/* a sharded GGUF output (--shard-size): PREFIX-0000i-of-0000N.gguf in
+	 * dir, llama.cpp's split files; NULL otherwise */
+	char *gguf_prefix;
 	int zst; /* OUT ends in .zst */
 	int zstd_level;
 	char *sidecar_path;  /* NULL: no OUT.xxh128 */
@@ -48,6 +53,7 @@ struct output {
 	uint64_t *thash;
 	unsigned char *header; /* the output's header, once alpha is known */
 	size_t header_len;
+	long *layer_src; /* slices: sink_dir_desc.layer_src */
 	/* held from before the first read until the commit (output_lock) */
 	int lock_fd;
 	char *lock_path;
@@ -68,8 +74,18 @@ struct sink_dir_desc {
 	size_t nshards;
 	int checksums;
 	const char *carry_from;
+	/* the tokenizer files come from this directory instead (NULL: from
+	 * carry_from, as the other files) */
+	const char *tokenizer_from;
 	int dequantized; /* FP8 weights written dequantized: config.json loses its
 	                    quantization_config */
+	int files_only; /* GGUF splits: the shards and their companions, into
+	                   the existing directory path; no index, README or
+	                   files carried along */
+	long num_layers; /* > 0: the blocks of a layer stack (slices): config.json's
+	                    counts of layers (num_hidden_layers, ...) set to it */
+	const long *layer_src; /* num_layers: the block of its model each block is
+	                          (config.json's per-layer lists are taken so) */
 	int (*header)(const void *arg, size_t t0, size_t t1, unsigned char **hdr, size_t *len,
 	              struct lines_error *err);
 	int (*manifest)(const void *arg, const struct manifest_file *mf, struct sink *s,
@@ -83,5 +99,10 @@ struct sink_dir_desc {
 	const struct lines_merge_opts *log; /* notes of the files carried along */
 };
 int sink_dir_open(struct sink **out, const struct sink_dir_desc *desc, struct lines_error *err);
+
+/* A tokenizer file's name: tokenizer.json, tokenizer_config.json,
+ * tokenizer.model, special_tokens_map.json, vocab.json, merges.txt, ...
+ * (tok_source.c). */
+int output_is_tokenizer_file(const char *name);
 
 #endif

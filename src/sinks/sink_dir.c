@@ -287,20 +287,55 @@ static int copy_file(struct sink_dir *d, const char *src, const char *name, stru
 	return rc;
 }
 
-/* The base's config.json for dequantized weights: without its
- * quantization_config (the rest as it was, in its order). */
+/* The keys of a layer count in config.json, as transformers' architectures
+ * name it (the top level, and a multimodal model's text_config). */
+static const char *const layer_keys[] = {"num_hidden_layers", "n_layer", "num_layers", "n_layers"};
+
+/* Lists with one entry per layer (Qwen3's and Gemma 3's layer_types,
+ * SmolLM3's no_rope_layers): taken at each block's source index. */
+static const char *const per_layer_keys[] = {"layer_types", "no_rope_layers"};
+
+static void set_layers(json_t *obj, long n, const long *src)
+{
+	json_int_t old = 0;
+	for (size_t i = 0; json_is_object(obj) && i < sizeof(layer_keys) / sizeof(*layer_keys); i++)
+		if (json_is_integer(json_object_get(obj, layer_keys[i]))) {
+			if (!old)
+				old = json_integer_value(json_object_get(obj, layer_keys[i]));
+			json_object_set_new(obj, layer_keys[i], json_integer(n));
+		}
+	for (size_t i = 0; src && old > 0 && i < sizeof(per_layer_keys) / sizeof(*per_layer_keys);
+	     i++) {
+		json_t *a = json_object_get(obj, per_layer_keys[i]), *b;
+		if (!json_is_array(a) || (json_int_t)json_array_size(a) != old || !(b = json_array()))
+			continue;
+		for (long j = 0; j < n; j++)
+			json_array_append(b, json_array_get(a, src[j] < old ? (size_t)src[j] : 0));
+		json_object_set_new(obj, per_layer_keys[i], b);
+	}
+}
+
+/* The base's config.json, changed: without its quantization_config for
+ * dequantized weights, with the new layer count for a layer stack (the
+ * rest as it was, in its order). */
 static int copy_config(struct sink_dir *d, const char *src, struct lines_error *err)
 {
 	json_error_t je;
-	json_t *root = json_load_file(src, 0, &je);
+	json_t *root = json_load_file(src, JSON_PRESERVE_ORDER, &je);
 	char *text;
 	int rc;
-	RETURN_ERROR_IF(!root, err, LINES_EFORMAT, src, NULL,
-	                "line %d: not valid JSON (%s); it cannot be copied without its "
-	                "quantization_config",
-	                je.line, je.text);
-	json_object_del(root, "quantization_config");
-	text = json_dumps(root, JSON_INDENT(2));
+	RETURN_ERROR_IF(
+	    !root, err, LINES_EFORMAT, src, NULL,
+	    "line %d: not valid JSON (%s); it cannot be copied with %s", je.line, je.text,
+	    d->desc.dequantized ? "out its quantization_config" : "its new layer count");
+	if (d->desc.dequantized)
+		json_object_del(root, "quantization_config");
+	if (d->desc.num_layers > 0) {
+		set_layers(root, d->desc.num_layers, d->desc.layer_src);
+		set_layers(json_object_get(root, "text_config"), d->desc.num_layers,
+		           d->desc.layer_src);
+	}
+	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	size_t n = strlen(text);
@@ -311,29 +346,33 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	}
 	rc = put_file(d, "config.json", text, err);
 	free(text);
-	if (rc == 0)
+	if (rc == 0 && d->desc.dequantized)
 		lines_logf(d->desc.log, LINES_LOG_NOTE, src, NULL,
 		           "copied without its quantization_config: the weights are dequantized");
+	if (rc == 0 && d->desc.num_layers > 0)
+		lines_logf(d->desc.log, LINES_LOG_NOTE, src, NULL,
+		           "copied with %ld layers (the slices' blocks)", d->desc.num_layers);
 	return rc;
 }
 
-static int carry(struct sink_dir *d, struct lines_error *err)
+/* The small files of DIR: every one (WHICH 0), all but the tokenizer's
+ * (1), or the tokenizer's only (2). */
+static int carry_dir_files(struct sink_dir *d, const char *dir, int which, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
-	char *dir = d->carry ? strdup(d->carry) : NULL;
 	DIR *dh;
 	struct dirent *e;
 	int rc = 0;
 
-	if (!dir)
-		return 0;
-	if (!(dh = opendir(dir))) {
-		rc = lines_errno(err, errno, dir, "cannot read the base's directory");
-		free(dir);
-		return rc;
-	}
+	if (!(dh = opendir(dir)))
+		return lines_errno(err, errno, dir,
+		                   which == 2 ? "cannot read the tokenizer source's directory"
+		                              : "cannot read the base's directory");
 	while (rc == 0 && (e = readdir(dh))) {
 		struct stat st;
+		int tok = output_is_tokenizer_file(e->d_name);
+		if ((which == 1 && tok) || (which == 2 && !tok))
+			continue;
 		char *src = join(dir, e->d_name);
 		if (!src) {
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -344,7 +383,8 @@ static int carry(struct sink_dir *d, struct lines_error *err)
 				lines_logf(p->log, LINES_LOG_NOTE, src, NULL,
 				         "not copied: larger than %llu MiB, so not a small configuration file",
 				         (unsigned long long)(CARRY_MAX >> 20));
-			else if (d->desc.dequantized && !strcmp(e->d_name, "config.json"))
+			else if ((d->desc.dequantized || d->desc.num_layers > 0) &&
+			         !strcmp(e->d_name, "config.json"))
 				rc = copy_config(d, src, err);
 			else if ((rc = copy_file(d, src, e->d_name, err)) == 0)
 				lines_logf(p->log, LINES_LOG_NOTE, src, NULL, "copied into the output directory");
@@ -352,7 +392,18 @@ static int carry(struct sink_dir *d, struct lines_error *err)
 		free(src);
 	}
 	closedir(dh);
-	free(dir);
+	return rc;
+}
+
+/* The base's small files, and the tokenizer source's tokenizer files. */
+static int carry(struct sink_dir *d, struct lines_error *err)
+{
+	const char *tok = d->desc.tokenizer_from;
+	int rc = 0;
+	if (d->carry)
+		rc = carry_dir_files(d, d->carry, tok ? 1 : 0, err);
+	if (rc == 0 && tok)
+		rc = carry_dir_files(d, tok, 2, err);
 	return rc;
 }
 
@@ -434,7 +485,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 		snprintf(name, sizeof(name), "%s.manifest.json", sh->name);
 		rc = put_manifest(d, name, &mf, err);
 	}
-	if (rc == 0 && p->nshards > 1)
+	if (rc == 0 && p->nshards > 1 && !p->files_only)
 		rc = write_index(d, err);
 	if (rc == 0 && p->readme) {
 		char *text = NULL;
@@ -444,7 +495,7 @@ static int sd_commit(struct sink *s, struct lines_error *err)
 	}
 	if (rc == 0 && p->config_yaml)
 		rc = put_file(d, "lines_config.yml", p->config_yaml, err);
-	if (rc == 0)
+	if (rc == 0 && !p->files_only)
 		rc = carry(d, err);
 	if (rc == 0 && (rc = fsync_path(d->tmpdir)) < 0)
 		rc = lines_errno(err, -rc, d->tmpdir, "cannot sync");
