@@ -211,22 +211,26 @@ ties() {
 	cat "$b" "$@" >/dev/null
 	# given alpha (--alpha 0.5) where the targets name it: the
 	# one-pass element-wise methods and DARE's writing pass alone
-	methods="sum|linear --alpha 0.5|ram --alpha 0.5|consensus --alpha 0.5|dare --alpha 0.5|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|consensus --consensus-over ties|model_stock --norm l2|model_stock --per-row --norm l2|multislerp|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9|sce|sce --select-topk 0.3"
+	methods="sum|linear --alpha 0.5|ram --alpha 0.5|consensus --alpha 0.5|dare --alpha 0.5|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|consensus --consensus-over ties|model_stock --norm l2|model_stock --per-row --norm l2|multislerp|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9|sce|sce --select-topk 0.3|arcee_fusion --alpha auto"
+	all="$*" # the paths have no blanks: inputs() made them
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
 		q=0
 		IFS='|'
 		for m in $methods; do
 			IFS=' '
+			# arcee_fusion merges one model (2 inputs where the others read 5)
+			models=$all
+			case $m in arcee_fusion*) models=${all%% *} ;; esac
 			# every run writes a new file: replacing the one the run before
 			# left would add the freeing of its pages (0.2 s for 1 GiB) to
 			# whichever method comes next, and none to the first of all
 			rm -f "$BENCH_DIR"/o.safetensors*
 			sync # nothing left to write back from the run before
 			t0=$(now)
-			# shellcheck disable=SC2086 # $m is the method and its options
+			# shellcheck disable=SC2086 # $m is the method and its options, $models the models
 			"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -v -j "$BENCH_JOBS" -b "$b" -m $m --lines \
-				-o "$BENCH_DIR/o.safetensors" "$@" >"$BENCH_DIR/v.log" 2>&1 ||
+				-o "$BENCH_DIR/o.safetensors" $models >"$BENCH_DIR/v.log" 2>&1 ||
 				{ say "   FAILED: -m $m"; return; }
 			t=$(secs "$t0" "$(now)")
 			rss=$(($(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0) / 1024))

@@ -122,5 +122,9 @@ for arch in llama gpt2 clip t5; do
 			--bc-gamma 0.01,0.05,0.02 --lambda 0.9 -o "$out/$arch-$dt-bcties.st" $g3
 		run $arch-$dt-passthrough.st -m passthrough --dtype f32 -o "$out/$arch-$dt-passthrough.st" \
 			$g/ft1.safetensors
+		run $arch-$dt-fusion.st -b $fb -m arcee_fusion -o "$out/$arch-$dt-fusion.st" \
+			$g/ft1.safetensors
+		run $arch-$dt-fusionl.st -b $fb -m arcee_fusion --lines --alpha auto --beta 0.5 \
+			-o "$out/$arch-$dt-fusionl.st" $g/ft2.safetensors
 	done
 done

@@ -184,13 +184,15 @@ enum lines_method {
 	LINES_M_BREADCRUMBS_TIES, /* breadcrumbs' cuts, then TIES's sign election */
 	LINES_M_SCE,        /* mergekit's sce: select by variance, weights, TIES election */
 	LINES_M_PASSTHROUGH, /* mergekit's passthrough: the one model's bytes, copied */
+	LINES_M_ARCEE_FUSION, /* mergekit's arcee_fusion: one model's changes where their
+	                       * importance is a tensor's outlier */
 };
 
 /* The method called NAME ("sum", "task_arithmetic", "mean", "ties",
  * "dare", "dare_linear", "dare_ties", "linear", "nearswap", "consensus",
  * "slerp", "nuslerp", "multislerp", "model_stock", "ram", "ramplus_tl",
  * "karcher", "della", "della_linear", "breadcrumbs", "breadcrumbs_ties", "sce",
- * "passthrough"):
+ * "passthrough", "arcee_fusion"):
  * 0, or -1 when there is none. An alias parses to the method it names;
  * lines_method_name() gives the one canonical name ("sum" for
  * "task_arithmetic", "dare" for "dare_linear" and "dare_ties"). */

@@ -167,13 +167,16 @@ static void merge_help(void)
 	       "                      then ties's election), della_linear (della, summed),\n"
 	       "                      breadcrumbs (each task vector's largest and smallest\n"
 	       "                      magnitudes dropped per tensor), breadcrumbs_ties\n"
-	       "                      (breadcrumbs, then ties's election) or sce (positions\n"
+	       "                      (breadcrumbs, then ties's election), sce (positions\n"
 	       "                      of high variance, weights from mean squares, signs\n"
 	       "                      elected as ties), passthrough (one model's tensors\n"
 	       "                      copied; layer stacking with a configuration's\n"
-	       "                      slices:)\n"
+	       "                      slices:) or arcee_fusion (one model's changes where\n"
+	       "                      |tau| times its row's softmax KL is a tensor's\n"
+	       "                      outlier, above median + 1.5 IQR)\n"
 	       "  -w, --weights LIST  one weight per MODEL (default 1 each; not nearswap,\n"
-	       "                      slerp, model_stock, ram, ramplus_tl, karcher or sce)\n"
+	       "                      slerp, model_stock, ram, ramplus_tl, karcher, sce or\n"
+	       "                      arcee_fusion)\n"
 	       "      --lambda X      global scale of the merged task vector (default 1)\n"
 	       "      --lines         scale block i of L by alpha + beta * i / (L - 1)\n"
 	       "      --alpha A|auto  LiNeS alpha; auto (the default for several models) sets\n"
@@ -623,7 +626,8 @@ static int parse_method_name(struct merge_cli *mc)
 		                                "ties, dare, dare_linear, dare_ties, linear, nearswap, "
 		                                "consensus, slerp, nuslerp, multislerp, model_stock, "
 		                                "ram, ramplus_tl, karcher, della, della_linear, "
-		                                "breadcrumbs, breadcrumbs_ties, sce, passthrough)",
+		                                "breadcrumbs, breadcrumbs_ties, sce, passthrough, "
+		                                "arcee_fusion)",
 		                       optarg);
 	return 0;
 }

@@ -117,6 +117,7 @@ static const struct mdef mdefs[] = {
 	 {{"max_iter", PM_NUM, "--max-iter", NULL, 0, 0, 10}, {"tol", PM_NUM, "--tol", NULL, 0, 0, 1e-5}}},
 	{"passthrough", "passthrough", {0}, BASE_NONE, 1,
 	 {{"scale", PM_FIXED, NULL, NULL, 0, 0, 1}}},
+	{"arcee_fusion", "arcee_fusion", {0}, BASE_NEEDED, 1, {{0}}},
 	/* lines' own: Consensus Task Arithmetic */
 	{"consensus", "consensus", {0}, BASE_NEEDED, 0,
 	 {{"weight", PM_LIST, "--weights", NULL, 1, 0, 1},
@@ -125,8 +126,6 @@ static const struct mdef mdefs[] = {
 };
 
 /* clang-format on */
-
-static const char *const unsupported_methods[] = {"arcee_fusion"};
 
 /* ---- output vector ----------------------------------------------------------------- */
 struct argv_b {
@@ -396,12 +395,6 @@ static const struct mdef *find_method(struct mcfg *c)
 	const char *name = c->method.s;
 	if (!name)
 		return NULL;
-	for (size_t i = 0; i < ARRAY_SIZE(unsupported_methods); i++)
-		if (!strcmp(name, unsupported_methods[i])) {
-			mcfg_problem(c, c->method.line, c->method.col,
-			             "merge_method: %s is not supported yet", name);
-			return NULL;
-		}
 	for (size_t i = 0; i < ARRAY_SIZE(mdefs); i++) {
 		names[i] = mdefs[i].name;
 		if (strcmp(name, mdefs[i].name))
@@ -428,7 +421,8 @@ static const struct mdef *find_method(struct mcfg *c)
 		    c, c->method.line, c->method.col,
 		    "merge_method: unknown method '%s' "
 		    "(task_arithmetic, ties, dare_ties, dare_linear, linear, slerp, nuslerp, "
-		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus, passthrough)",
+		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus, passthrough, "
+		    "arcee_fusion)",
 		    name);
 	return NULL;
 }

@@ -14,7 +14,7 @@ extern const struct method method_sum, method_mean, method_ties, method_dare, me
 	method_nearswap, method_consensus, method_slerp, method_nuslerp, method_model_stock,
 	method_ram, method_ramplus_tl, method_multislerp, method_karcher, method_della,
 	method_della_linear, method_breadcrumbs, method_breadcrumbs_ties, method_sce,
-	method_passthrough;
+	method_passthrough, method_arcee_fusion;
 
 static const struct method *const methods[] = {
 	[LINES_M_SUM] = &method_sum,
@@ -37,6 +37,7 @@ static const struct method *const methods[] = {
 	[LINES_M_BREADCRUMBS_TIES] = &method_breadcrumbs_ties,
 	[LINES_M_SCE] = &method_sce,
 	[LINES_M_PASSTHROUGH] = &method_passthrough,
+	[LINES_M_ARCEE_FUSION] = &method_arcee_fusion,
 };
 
 /* Other names of a method (mergekit's), parsed but never shown: the
