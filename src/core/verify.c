@@ -120,7 +120,7 @@ static void verify_gguf(struct vctx *v, int fd, uint64_t size, json_t *man, json
 			XXH3_freeState(hs);
 		return;
 	}
-	if (ckpt_open(&c, v->path, &ly, &e) < 0) {
+	if (ckpt_open_file(&c, v->path, &ly, &e) < 0) {
 		problem(v, e.tensor[0] ? e.tensor : NULL, "header: %s", e.msg);
 		layers_free(&ly);
 		XXH3_freeState(hs);
