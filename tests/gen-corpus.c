@@ -1026,7 +1026,8 @@ static void gguf_split_cases(void)
 	emit_gguf("g-split-name-says-2-00001-of-00002", "split.no and split.count say file 1 of 3",
 	          &b);
 	g_split(&b, 2, 2, 1);
-	emit_gguf("g-split-no-2-of-2-00003-of-00002", "'split.no' is 2, not below split.count 2", &b);
+	emit_gguf("g-split-no-2-of-2-00003-of-00002", "'split.no' is 2, not below split.count 2",
+	          &b);
 	g_split(&b, 0, 0, 1);
 	emit_gguf("g-split-count-0-00001-of-00000", "'split.count' is 0, not 1 to 99999", &b);
 	gb_init(&b);
@@ -1037,13 +1038,13 @@ static void gguf_split_cases(void)
 	gb_kv_str(&b, "split.no", "0");
 	gb_key(&b, "split.count", GV_U16), gw_le(&b.kv, 2, 2);
 	gb_key(&b, "split.tensors.count", GV_I32), gw_le(&b.kv, 1, 4);
-	emit_gguf("g-split-no-string-00001-of-00002", "'split.no' is 0 (a string), not a",
-	          &b);
+	emit_gguf("g-split-no-string-00001-of-00002", "'split.no' is 0 (a string), not a", &b);
 	gb_init(&b);
 	gb_key(&b, "split.no", GV_U16), gw_le(&b.kv, 0, 2);
 	gb_key(&b, "split.count", GV_U16), gw_le(&b.kv, 2, 2);
 	gb_key(&b, "split.tensors.count", GV_I32), gw_le(&b.kv, 0xffffffffu, 4);
-	emit_gguf("g-split-tensors-count-minus-1-00001-of-00002", "'split.tensors.count' is -1", &b);
+	emit_gguf("g-split-tensors-count-minus-1-00001-of-00002", "'split.tensors.count' is -1",
+	          &b);
 	/* file 2 of 2 is not there */
 	g_split(&b, 0, 2, 2);
 	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);

@@ -1184,7 +1184,8 @@ static void print_types(FILE *f, const struct lines_plan_info *in)
 		fprintf(f, "%s\n", in->ninput_types == 1 ? " (all)" : "");
 	}
 	if (!isnan(in->roundtrip_rms))
-		fprintf(f, "  output: %s matrices; a round trip through %s costs about %.2e "
+		fprintf(f,
+		        "  output: %s matrices; a round trip through %s costs about %.2e "
 		        "relative RMS (an estimate, measured on lines' test family)\n",
 		        in->output_type, in->output_type, in->roundtrip_rms);
 }

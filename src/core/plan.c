@@ -169,9 +169,10 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	                err, LINES_EUSAGE, out, NULL,
 	                "a GGUF output needs GGUF inputs (safetensors models name and lay out "
 	                "tensors differently)");
-	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst") && p->o.shard_size, err, LINES_EUSAGE, out,
-	                NULL, "--shard-size writes split .gguf files: a compressed GGUF output is one "
-	                      "file (name it .gguf to split)");
+	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst") && p->o.shard_size, err, LINES_EUSAGE,
+	                out, NULL,
+	                "--shard-size writes split .gguf files: a compressed GGUF output is one "
+	                "file (name it .gguf to split)");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 

@@ -215,7 +215,8 @@ static void types_section(struct report *r, json_t *root)
 		push(r, types, json_string(in->input_types[i]));
 	put(r, root, "input_types", types);
 	put(r, root, "output_type", in->output_type ? json_string(in->output_type) : json_null());
-	put(r, root, "roundtrip_rms_estimate", num_if(!isnan(in->roundtrip_rms), in->roundtrip_rms));
+	put(r, root, "roundtrip_rms_estimate",
+	    num_if(!isnan(in->roundtrip_rms), in->roundtrip_rms));
 }
 
 static void tensors_section(struct report *r, json_t *root)

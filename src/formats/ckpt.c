@@ -258,15 +258,16 @@ static int index_names(struct ckpt *c, const struct layers *ly, struct lines_err
 		c->by_name[i] = sorted[i].ix;
 	free(sorted);
 	for (size_t i = 1; i < c->ntensors; i++)
-		RETURN_ERROR_IF(!strcmp(c->t[c->by_name[i]].name, c->t[c->by_name[i - 1]].name),
-		                err, LINES_EFORMAT,
-		                c->nfiles > 1 && !c->borrowed
-		                    ? c->files[c->t[c->by_name[i]].file > c->t[c->by_name[i - 1]].file
-		                                   ? c->t[c->by_name[i]].file
-		                                   : c->t[c->by_name[i - 1]].file]
-		                          .path
-		                    : c->path,
-		                c->t[c->by_name[i]].name, "tensor appears twice");
+		RETURN_ERROR_IF(
+		    !strcmp(c->t[c->by_name[i]].name, c->t[c->by_name[i - 1]].name), err,
+		    LINES_EFORMAT,
+		    c->nfiles > 1 && !c->borrowed
+		        ? c->files[c->t[c->by_name[i]].file > c->t[c->by_name[i - 1]].file
+		                       ? c->t[c->by_name[i]].file
+		                       : c->t[c->by_name[i - 1]].file]
+		              .path
+		        : c->path,
+		    c->t[c->by_name[i]].name, "tensor appears twice");
 	return 0;
 }
 
@@ -453,10 +454,11 @@ static int open_gguf_split(struct ckpt *c, const char *path, struct lines_error 
 	FORWARD_IF_ERROR(gguf_split_of(&c->files[0], &s0, err));
 	if (s0.count <= 1 && s0.no == 0)
 		return 0;
-	RETURN_ERROR_IF(c->files[0].zs, err, LINES_EUNSUPPORTED, c->files[0].path, NULL,
-	                "is split file %llu of %llu of a GGUF model: a split model is read from its "
-	                "files, not from a stream",
-	                (unsigned long long)s0.no + 1, (unsigned long long)s0.count);
+	RETURN_ERROR_IF(
+	    c->files[0].zs, err, LINES_EUNSUPPORTED, c->files[0].path, NULL,
+	    "is split file %llu of %llu of a GGUF model: a split model is read from its "
+	    "files, not from a stream",
+	    (unsigned long long)s0.no + 1, (unsigned long long)s0.count);
 	/* -00001-of-00003.gguf: 20 bytes */
 	if (len > 20 && sscanf(path + len - 20, "-%5u-of-%5u.gguf%n", &no, &count, &n) == 2 &&
 	    n == 20)
@@ -493,7 +495,8 @@ static int open_gguf_split(struct ckpt *c, const char *path, struct lines_error 
 		if (k + 1 != no) {
 			if (stat(name, &st) != 0) {
 				rc = lines_errf(err, LINES_EFORMAT, path, NULL,
-				                "split file %u of %u (%s) is missing", k + 1, count, name);
+				                "split file %u of %u (%s) is missing", k + 1, count,
+				                name);
 				break;
 			}
 			if ((rc = open_file(&files[k], name, err)) < 0)
@@ -501,24 +504,27 @@ static int open_gguf_split(struct ckpt *c, const char *path, struct lines_error 
 		}
 		if (files[k].fmt != &ckpt_fmt_gguf) {
 			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
-			                "is not GGUF, but split file %u of %u of %s", k + 1, count, path);
+			                "is not GGUF, but split file %u of %u of %s", k + 1, count,
+			                path);
 			break;
 		}
 		if ((rc = gguf_split_of(&files[k], &sk, err)) < 0)
 			break;
 		if (sk.count == 0)
-			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
-			                "has no split.* keys, but is named split file %u of %u of %s", k + 1,
-			                count, path);
+			rc = lines_errf(
+			    err, LINES_EFORMAT, name, NULL,
+			    "has no split.* keys, but is named split file %u of %u of %s", k + 1,
+			    count, path);
 		else if (sk.count != count)
 			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
-			                "split.count is %llu, but %s says %u", (unsigned long long)sk.count,
-			                path, count);
+			                "split.count is %llu, but %s says %u",
+			                (unsigned long long)sk.count, path, count);
 		else if (sk.no != k)
-			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
-			                "split.no is %llu, but the file is split file %u of %u (split.no "
-			                "%u)",
-			                (unsigned long long)sk.no, k + 1, count, k);
+			rc = lines_errf(
+			    err, LINES_EFORMAT, name, NULL,
+			    "split.no is %llu, but the file is split file %u of %u (split.no "
+			    "%u)",
+			    (unsigned long long)sk.no, k + 1, count, k);
 		else if (sk.tensors != s0.tensors)
 			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
 			                "split.tensors.count is %llu, but %s says %llu",
@@ -527,9 +533,10 @@ static int open_gguf_split(struct ckpt *c, const char *path, struct lines_error 
 		ntensors += files[k].nentries;
 	}
 	if (rc == 0 && ntensors != s0.tensors)
-		rc = lines_errf(err, LINES_EFORMAT, path, NULL,
-		                "split.tensors.count is %llu, but the %u split files hold %zu tensors",
-		                (unsigned long long)s0.tensors, count, ntensors);
+		rc = lines_errf(
+		    err, LINES_EFORMAT, path, NULL,
+		    "split.tensors.count is %llu, but the %u split files hold %zu tensors",
+		    (unsigned long long)s0.tensors, count, ntensors);
 	free(name);
 	return rc;
 }
@@ -632,8 +639,7 @@ static int open_ckpt(struct ckpt **out, const char *path, const struct layers *l
 	return 0;
 }
 
-int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
-              struct lines_error *err)
+int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly, struct lines_error *err)
 {
 	return open_ckpt(out, path, ly, 0, err);
 }

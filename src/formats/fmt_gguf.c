@@ -891,21 +891,22 @@ int gguf_split_of(const struct ckpt_file *f, struct gguf_split *s, struct lines_
 		if (!kv)
 			continue;
 		RETURN_ERROR_IF(kv_int(kv, &v[k]) < 0, err, LINES_EFORMAT, f->path, NULL,
-		                "metadata key '%s' is %.64s (a %s), not a non-negative integer", keys[k],
-		                kv->text, vtype_names[kv->type]);
+		                "metadata key '%s' is %.64s (a %s), not a non-negative integer",
+		                keys[k], kv->text, vtype_names[kv->type]);
 		have[k] = 1;
 	}
 	if (!have[0] && !have[1] && !have[2])
 		return 0;
 	for (int k = 0; k < 3; k++)
-		RETURN_ERROR_IF(!have[k], err, LINES_EFORMAT, f->path, NULL,
-		                "has split.* keys but no '%s' (llama.cpp's split files have all three)",
-		                keys[k]);
+		RETURN_ERROR_IF(
+		    !have[k], err, LINES_EFORMAT, f->path, NULL,
+		    "has split.* keys but no '%s' (llama.cpp's split files have all three)",
+		    keys[k]);
 	RETURN_ERROR_IF(v[1] == 0 || v[1] > 99999, err, LINES_EFORMAT, f->path, NULL,
 	                "metadata key 'split.count' is %" PRIu64 ", not 1 to 99999", v[1]);
 	RETURN_ERROR_IF(v[0] >= v[1], err, LINES_EFORMAT, f->path, NULL,
-	                "metadata key 'split.no' is %" PRIu64 ", not below split.count %" PRIu64, v[0],
-	                v[1]);
+	                "metadata key 'split.no' is %" PRIu64 ", not below split.count %" PRIu64,
+	                v[0], v[1]);
 	s->no = v[0], s->count = v[1], s->tensors = v[2];
 	return 0;
 }
