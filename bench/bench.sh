@@ -396,18 +396,29 @@ gguf() {
 	sd=$BENCH_DIR/gguf-st-$h
 	if [ ! -f "$sd/ft4.safetensors" ]; then
 		say "(generating an f16 safetensors llama family of the F16 GGUF's size)" >&2
-		"$GEN" --arch llama --dtype f16 --layers 16 --size "$(stat -c %s "$BENCH_DIR/gguf-f16-$h/base.gguf")" \
+		# gen-family rounds its hidden size: ask for the --size whose model
+		# comes nearest the GGUF's (--print-size tells without writing)
+		want=$(stat -c %s "$BENCH_DIR/gguf-f16-$h/base.gguf")
+		best=$want bd=
+		for pct in 100 104 108 112 116 120 124 128 132 136 140; do
+			s=$((want * pct / 100))
+			a=$("$GEN" --arch llama --dtype f16 --layers 16 --size "$s" --models 4 --seed 1 \
+				--out "$sd" --print-size) || continue
+			dd=$((a > want ? a - want : want - a))
+			if [ -z "$bd" ] || [ "$dd" -lt "$bd" ]; then bd=$dd best=$s; fi
+		done
+		"$GEN" --arch llama --dtype f16 --layers 16 --size "$best" \
 			--models 4 --seed 1 --out "$sd" >&2 || { say FAILED; return; }
 		sync
 	fi
-	printf '%-34s %-6s %9s %8s %9s\n' family method seconds x_st "RSS MiB"
+	printf '%-42s %-6s %9s %8s %9s\n' family method seconds x_st "RSS MiB"
 	for m in sum ties; do
 		st_t=
 		for fam in st f16 q8_0; do
 			case $fam in
 			st) d=$sd ext=safetensors label="F16 safetensors" ;;
 			f16) d=$BENCH_DIR/gguf-$fam-$h ext=gguf label="F16 GGUF" ;;
-			*) d=$BENCH_DIR/gguf-$fam-$h ext=gguf label="Q8_0 GGUF (F16 st's elements)" ;;
+			*) d=$BENCH_DIR/gguf-$fam-$h ext=gguf label="Q8_0 GGUF, F16's elements" ;;
 			esac
 			set -- "$d/base.$ext" "$d/ft1.$ext" "$d/ft2.$ext" "$d/ft3.$ext" "$d/ft4.$ext"
 			mib=$(($(stat -c %s "$1") >> 20))
@@ -419,7 +430,7 @@ gguf() {
 				-o "$BENCH_DIR/g.$ext" "$@")
 			rss=$(($(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0) / 1024))
 			[ $fam = st ] && st_t=$t
-			printf '%-34s %-6s %9s %8s %9s\n' "$label ($mib MiB/model)" "$m" "$t" "$(div "$t" "$st_t")" "$rss"
+			printf '%-42s %-6s %9s %8s %9s\n' "$label ($mib MiB/model)" "$m" "$t" "$(div "$t" "$st_t")" "$rss"
 			rm -f "$BENCH_DIR"/g.*
 		done
 	done
