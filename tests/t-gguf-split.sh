@@ -3,7 +3,8 @@
 # llama.cpp's split files (NAME-0000i-of-0000N.gguf, as lines' own
 # --shard-size writes them) is the whole set. Merging split models gives
 # the bytes merging the unsplit files gives (F16 and Q8_0 families, sum and
-# ties with --lines, base and fine-tunes split, any file of a set named);
+# ties with --lines, base and fine-tunes split, any file of a set named,
+# with -j 2 and uring or -j 1 --chunk 64K and mmap);
 # lines inspect --json sees the set's tensors and lines verify still checks
 # one file. A set with a file missing, a file of another set (split.count
 # differs), a file in the wrong place (split.no) or one that is not GGUF is
@@ -44,6 +45,11 @@ for ty in f16 q8_0; do
 			"$LINES" merge -q -m $m --lines -b "$b1" -o "$f/sp.gguf" \
 			"$f/sp/ft1-00002-of-$last.gguf" "$f/sp/ft2-$last-of-$last.gguf"
 		check "... the same bytes as merging the unsplit files" cmp -s "$f/one.gguf" "$f/sp.gguf"
+		rm -f "$f/sp.gguf"*
+		# shellcheck disable=SC2086
+		"$LINES" merge -q -m $m --lines -j 1 --chunk 64K --io mmap -b "$b1" -o "$f/sp.gguf" \
+			"$f/sp/ft1-00002-of-$last.gguf" "$f/sp/ft2-$last-of-$last.gguf"
+		check "... and with -j 1 --chunk 64K --io mmap" cmp -s "$f/one.gguf" "$f/sp.gguf"
 		rm -f "$f/one.gguf"* "$f/sp.gguf"*
 	done
 	status 0 "$ty: lines inspect --json of a split file" "$LINES" inspect --json "$f/sp/ft1-00002-of-$last.gguf"
