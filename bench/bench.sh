@@ -28,6 +28,13 @@
 #   cgroup   a merge whose inputs total more than 8 GiB inside a 512 MiB
 #            memory cgroup (v2 memory.max or v1 memory.limit_in_bytes),
 #            checked against the same merge without the limit.
+#   gguf     F16 and Q8_0 GGUF families (tests/gen-gguf, 16 blocks, base +
+#            4 fine-tunes, BENCH_GGUF_SIZE per F16 model, default 1G; the
+#            Q8_0 family has the same tensors, so the same element count)
+#            merged with -m sum --lines and -m ties --lines into the base's
+#            types, beside the same merge of an F16 safetensors family of
+#            the F16 GGUF's size (tests/gen-family): seconds (best of
+#            BENCH_REPEAT, hot), x the safetensors merge, peak RSS.
 #
 # Data goes to BENCH_DIR (default $TMPDIR/lines-bench, about 9 GiB per
 # 1G of BENCH_SIZES) and is removed at the end unless BENCH_KEEP=1.
@@ -41,10 +48,12 @@ set -u
 : "${BENCH_SIZES:=1G 4G}"
 : "${BENCH_NS:=1 4 8}"
 : "${BENCH_REPEAT:=3}"
-: "${BENCH_SECTIONS:=engine kernels zstd ties sweep cgroup}"
+: "${BENCH_SECTIONS:=engine kernels zstd ties sweep cgroup gguf}"
 : "${BENCH_SWEEP_SIZE:=1G}"
 : "${BENCH_ZSTD_LEVEL:=1}"
 : "${BENCH_JOBS:=2}"
+: "${BENCH_GGUF_SIZE:=1G}"
+: "${GEN_GGUF:=./tests/gen-gguf}"
 
 mkdir -p "$BENCH_DIR" || exit 1
 [ -n "${BENCH_KEEP:-}" ] || trap 'rm -rf "$BENCH_DIR"' EXIT
@@ -358,6 +367,77 @@ cgroup() {
 		say "   FAILED (exit $st) or output differs from the uncapped run"
 	fi
 	rm -f "$BENCH_DIR/free.st" "$BENCH_DIR/capped.st"
+	say
+}
+
+bytes_of_size() { # 1G, 256M, 64K or bytes
+	case $1 in
+	*G) echo $((${1%G} << 30)) ;;
+	*M) echo $((${1%M} << 20)) ;;
+	*K) echo $((${1%K} << 10)) ;;
+	*) echo "$1" ;;
+	esac
+}
+
+gguf() {
+	say "== GGUF: N = 4 fine-tunes + base, -j $BENCH_JOBS, hot, into the base's types, beside safetensors"
+	say "   x_st = time / the same merge of an F16 safetensors family of the F16 GGUF's size; the"
+	say "   Q8_0 family has the F16 family's tensors (same element count, 34/64 of the bytes), so"
+	say "   its row compares with the same F16 safetensors merge"
+	[ -x "$GEN_GGUF" ] || { say "(tests/gen-gguf is not built)"; return; }
+	# 16 blocks of 10 H^2 elements (attention 4 H^2, feed-forward 3 x 2 H^2):
+	# the largest H, a multiple of 256 (whole Q8_0 and K blocks), whose F16
+	# model is at most BENCH_GGUF_SIZE
+	h=$(awk -v b="$(bytes_of_size "$BENCH_GGUF_SIZE")" 'BEGIN {h = int(sqrt(b / 2 / 160) / 256) * 256; print (h < 256 ? 256 : h)}')
+	for ty in f16 q8_0; do
+		gd=$BENCH_DIR/gguf-$ty-$h
+		if [ ! -f "$gd/ft4.gguf" ]; then
+			say "(generating a $ty GGUF llama family: base + 4 fine-tunes, 16 blocks, hidden $h)" >&2
+			"$GEN_GGUF" --type $ty --layers 16 --hidden "$h" --models 4 --seed 1 --out "$gd" >&2 || { say FAILED; return; }
+			sync
+		fi
+	done
+	sd=$BENCH_DIR/gguf-st-$h
+	if [ ! -f "$sd/ft4.safetensors" ]; then
+		say "(generating an f16 safetensors llama family of the F16 GGUF's size)" >&2
+		# gen-family rounds its hidden size: ask for the --size whose model
+		# comes nearest the GGUF's (--print-size tells without writing)
+		want=$(stat -c %s "$BENCH_DIR/gguf-f16-$h/base.gguf")
+		best=$want bd=
+		for pct in 100 104 108 112 116 120 124 128 132 136 140; do
+			s=$((want * pct / 100))
+			a=$("$GEN" --arch llama --dtype f16 --layers 16 --size "$s" --models 4 --seed 1 \
+				--out "$sd" --print-size) || continue
+			dd=$((a > want ? a - want : want - a))
+			if [ -z "$bd" ] || [ "$dd" -lt "$bd" ]; then bd=$dd best=$s; fi
+		done
+		"$GEN" --arch llama --dtype f16 --layers 16 --size "$best" \
+			--models 4 --seed 1 --out "$sd" >&2 || { say FAILED; return; }
+		sync
+	fi
+	printf '%-42s %-6s %9s %8s %9s\n' family method seconds x_st "RSS MiB"
+	for m in sum ties; do
+		st_t=
+		for fam in st f16 q8_0; do
+			case $fam in
+			st) d=$sd ext=safetensors label="F16 safetensors" ;;
+			f16) d=$BENCH_DIR/gguf-$fam-$h ext=gguf label="F16 GGUF" ;;
+			*) d=$BENCH_DIR/gguf-$fam-$h ext=gguf label="Q8_0 GGUF, F16's elements" ;;
+			esac
+			set -- "$d/base.$ext" "$d/ft1.$ext" "$d/ft2.$ext" "$d/ft3.$ext" "$d/ft4.$ext"
+			mib=$(($(stat -c %s "$1") >> 20))
+			b=$1
+			shift
+			cat "$b" "$@" >/dev/null
+			rm -f "$BENCH_DIR"/g.*
+			t=$(best_of "$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -q -j "$BENCH_JOBS" -b "$b" -m $m --lines \
+				-o "$BENCH_DIR/g.$ext" "$@")
+			rss=$(($(cat "$BENCH_DIR/rss" 2>/dev/null || echo 0) / 1024))
+			[ $fam = st ] && st_t=$t
+			printf '%-42s %-6s %9s %8s %9s\n' "$label ($mib MiB/model)" "$m" "$t" "$(div "$t" "$st_t")" "$rss"
+			rm -f "$BENCH_DIR"/g.*
+		done
+	done
 	say
 }
 

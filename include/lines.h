@@ -527,6 +527,17 @@ struct lines_plan_info {
 	 * plan's own: alpha, beta and lambda above are its value's) */
 	size_t noutputs;
 	const char *const *outputs;
+	/* the dtypes of the inputs' merged matrices (tensors of two or more
+	 * dimensions), every input's, in order of first appearance ("Q4_K":
+	 * every input quantized the same way); the output matrices' dtype when
+	 * they all have one, else NULL; and when that is a ggml block type
+	 * (Q8_0, Q4_K, ...), the relative RMS error of a round trip through it
+	 * as measured on lines' test family (lines-merge(1), GGUF round-trip
+	 * error): an estimate of what writing in that type costs, else NaN */
+	size_t ninput_types;
+	const char *const *input_types;
+	const char *output_type;
+	double roundtrip_rms;
 };
 
 /* Open every input, check every header, and lay out the output. */

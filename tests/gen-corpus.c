@@ -970,6 +970,103 @@ static void gguf_cases(void)
 	}
 }
 
+/* A file of a split set (llama.cpp's gguf-split): split.no, split.count
+ * (u16) and split.tensors.count (i32) as gguf-split writes them; the
+ * first file gets the llama keys too. */
+static void g_split(struct gb *b, unsigned no, unsigned count, unsigned tensors)
+{
+	gb_init(b);
+	gb_key(b, "split.no", GV_U16), gw_le(&b->kv, no, 2);
+	gb_key(b, "split.count", GV_U16), gw_le(&b->kv, count, 2);
+	gb_key(b, "split.tensors.count", GV_I32), gw_le(&b->kv, tensors, 4);
+	if (no == 0)
+		g_llama_keys(b, 2);
+}
+
+/* A file of a set that is not itself a case (the other files of one). */
+static void g_part(const char *name, struct gb *b)
+{
+	char path[4096];
+	snprintf(path, sizeof(path), "%s/%s.gguf", dir, name);
+	if (gb_write(b, path) < 0)
+		die(path);
+	gb_free(b);
+}
+
+/*
+ * Split sets: a case is the file given to lines, and the errors it can
+ * see from that file's name and keys, or that name it (a file missing
+ * from its set, a tensor it holds that an earlier file holds, a count
+ * the set does not have). Errors in another file of the set name that
+ * file: tests/t-gguf-split.sh.
+ */
+static void gguf_split_cases(void)
+{
+	struct gb b;
+	static const uint64_t ne[2] = {32, 2};
+
+	/* a good set of two, given by either file */
+	g_split(&b, 0, 2, 3);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	gb_tensor(&b, "blk.0.attn_q.weight", 2, ne, GT_Q8_0, NULL);
+	emit_gguf("g-ok-split-00001-of-00002", NULL, &b);
+	g_split(&b, 1, 2, 3);
+	gb_tensor(&b, "blk.1.attn_q.weight", 2, ne, GT_F16, NULL);
+	emit_gguf("g-ok-split-00002-of-00002", NULL, &b);
+	/* a set of one is a file */
+	g_split(&b, 0, 1, 1);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	emit_gguf("g-ok-split-count-1", NULL, &b);
+
+	g_split(&b, 0, 2, 1);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	emit_gguf("g-split-not-named-so", "but is not named NAME-00001-of-00002.gguf", &b);
+	g_split(&b, 0, 3, 1);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	emit_gguf("g-split-name-says-2-00001-of-00002", "split.no and split.count say file 1 of 3",
+	          &b);
+	g_split(&b, 2, 2, 1);
+	emit_gguf("g-split-no-2-of-2-00003-of-00002", "'split.no' is 2, not below split.count 2",
+	          &b);
+	g_split(&b, 0, 0, 1);
+	emit_gguf("g-split-count-0-00001-of-00000", "'split.count' is 0, not 1 to 99999", &b);
+	gb_init(&b);
+	gb_key(&b, "split.count", GV_U16), gw_le(&b.kv, 2, 2);
+	gb_key(&b, "split.tensors.count", GV_I32), gw_le(&b.kv, 1, 4);
+	emit_gguf("g-split-no-split-no-00001-of-00002", "but no 'split.no'", &b);
+	gb_init(&b);
+	gb_kv_str(&b, "split.no", "0");
+	gb_key(&b, "split.count", GV_U16), gw_le(&b.kv, 2, 2);
+	gb_key(&b, "split.tensors.count", GV_I32), gw_le(&b.kv, 1, 4);
+	emit_gguf("g-split-no-string-00001-of-00002", "'split.no' is 0 (a string), not a", &b);
+	gb_init(&b);
+	gb_key(&b, "split.no", GV_U16), gw_le(&b.kv, 0, 2);
+	gb_key(&b, "split.count", GV_U16), gw_le(&b.kv, 2, 2);
+	gb_key(&b, "split.tensors.count", GV_I32), gw_le(&b.kv, 0xffffffffu, 4);
+	emit_gguf("g-split-tensors-count-minus-1-00001-of-00002", "'split.tensors.count' is -1",
+	          &b);
+	/* file 2 of 2 is not there */
+	g_split(&b, 0, 2, 2);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	emit_gguf("g-split-missing-00001-of-00002", "split file 2 of 2 (", &b);
+	/* the second file holds a tensor the first holds */
+	g_split(&b, 0, 2, 2);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	g_part("g-split-dup-00001-of-00002", &b);
+	g_split(&b, 1, 2, 2);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	emit_gguf("g-split-dup-00002-of-00002", "token_embd.weight: tensor appears twice", &b);
+	/* the set holds 3 tensors, its files say 4 */
+	g_split(&b, 0, 2, 4);
+	gb_tensor(&b, "token_embd.weight", 2, ne, GT_F32, NULL);
+	gb_tensor(&b, "blk.0.attn_q.weight", 2, ne, GT_Q8_0, NULL);
+	emit_gguf("g-split-tensors-count-4-00001-of-00002",
+	          "split.tensors.count is 4, but the 2 split files hold 3 tensors", &b);
+	g_split(&b, 1, 2, 4);
+	gb_tensor(&b, "blk.1.attn_q.weight", 2, ne, GT_F16, NULL);
+	g_part("g-split-tensors-count-4-00002-of-00002", &b);
+}
+
 int main(int argc, char **argv)
 {
 	char path[4096];
@@ -997,6 +1094,7 @@ int main(int argc, char **argv)
 	rank_cases();
 	deep_cases();
 	gguf_cases();
+	gguf_split_cases();
 	big_case("big-header-100000000", 100000000, NULL);
 	big_case("big-header-100000001", 100000001, "header length 100000001 exceeds the limit");
 

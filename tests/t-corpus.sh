@@ -1,6 +1,6 @@
 #!/bin/sh
 # t-corpus.sh -- the malformed-input corpus: gen-corpus writes some 270
-# safetensors files and 89 GGUF files with the verdict of each (the
+# safetensors files and 102 GGUF files (split sets among them) with the verdict of each (the
 # reference reader's, or lines' where lines-inspect(1) says it is
 # stricter: for GGUF, gguf.md's and llama.cpp's), and every one goes
 # through `lines inspect`. An accepted file exits 0; a rejected one exits 1

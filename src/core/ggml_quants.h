@@ -54,6 +54,13 @@ int ggml_quant_writable(enum dtype d);
  * dst from block i of src). */
 void ggml_quant(enum dtype d, const float *src, size_t nblocks, unsigned char *dst);
 
+/* The relative RMS error of a round trip through block type d (encode
+ * then decode), as measured on lines' test family (gen-gguf --type f32
+ * --layers 2 --hidden 256 --models 2 --seed 7, merged with --lines into
+ * F32: lines-merge(1), GGUF round-trip error): an estimate, since it
+ * depends on the values; NaN for a type lines does not write in blocks. */
+double ggml_roundtrip_rms(enum dtype d);
+
 /* ggml_quant with a given kernel set (kernels.h; NULL: the scalar code):
  * the same bytes whatever the set. ggml_quant uses the set kern_get()
  * chose (LINES_ISA), the scalar code if that fails. */

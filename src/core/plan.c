@@ -162,14 +162,17 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	/* GGUF models merge into GGUF when OUT ends in .gguf, or is standard
 	 * output (a filter keeps its format); into safetensors otherwise */
 	const char *out = p->o.output;
-	if (gguf >= 0 && out && (ends_with(out, ".gguf") || !strcmp(out, "-")))
-		p->out.gguf = 1;
+	if (gguf >= 0 && out &&
+	    (ends_with(out, ".gguf") || ends_with(out, ".gguf.zst") || !strcmp(out, "-")))
+		p->out.gguf = 1; /* .gguf.zst: through the zstd sink, as .safetensors.zst */
 	RETURN_ERROR_IF(out && (ends_with(out, ".gguf") || ends_with(out, ".gguf.zst")) && gguf < 0,
 	                err, LINES_EUSAGE, out, NULL,
 	                "a GGUF output needs GGUF inputs (safetensors models name and lay out "
 	                "tensors differently)");
-	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst"), err, LINES_EUNSUPPORTED, out, NULL,
-	                "a compressed GGUF output is not supported yet (write .gguf and compress it)");
+	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst") && p->o.shard_size, err, LINES_EUSAGE,
+	                out, NULL,
+	                "--shard-size writes split .gguf files: a compressed GGUF output is one "
+	                "file (name it .gguf to split)");
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		p->in.names[m] = p->in.ck[m]->path;
 

@@ -88,6 +88,7 @@ struct plan {
 	uint64_t pass_read[PIPE_MAX_PASSES];
 	unsigned char pass_optional[PIPE_MAX_PASSES]; /* has needed() */
 	unsigned char pass_skipped[PIPE_MAX_PASSES];  /* needed() said 0 */
+	const char *input_types[DT_COUNT];            /* info.input_types */
 	int ran;
 
 	/* a sweep (sweep.c): the plans of the other values, nvar - 1 of

@@ -206,6 +206,19 @@ static void engine_section(struct report *r, json_t *root)
 	put(r, root, "kernels", json_string(in->kernels));
 }
 
+/* The inputs' and the output's matrix dtypes, and the round trip's cost. */
+static void types_section(struct report *r, json_t *root)
+{
+	const struct lines_plan_info *in = r->in;
+	json_t *types = json_array();
+	for (size_t i = 0; i < in->ninput_types; i++)
+		push(r, types, json_string(in->input_types[i]));
+	put(r, root, "input_types", types);
+	put(r, root, "output_type", in->output_type ? json_string(in->output_type) : json_null());
+	put(r, root, "roundtrip_rms_estimate",
+	    num_if(!isnan(in->roundtrip_rms), in->roundtrip_rms));
+}
+
 static void tensors_section(struct report *r, json_t *root)
 {
 	const struct plan *p = r->p;
@@ -307,6 +320,7 @@ char *lines_plan_json(const struct lines_plan *lp, int after_run)
 	passes_section(&r, root);
 	engine_section(&r, root);
 	part_section(&r, root);
+	types_section(&r, root);
 	tensors_section(&r, root);
 	if (!r.oom)
 		text = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(17));

@@ -19,6 +19,7 @@
 #include <zstd.h>
 
 #include "fp8.h"
+#include "ggml_quants.h"
 #include "plan.h"
 
 #define PLAN_MIN_CHUNK (16u << 10)
@@ -147,6 +148,33 @@ static int common_ramp(const struct layout *lay)
 	return 1;
 }
 
+/* The dtypes of the inputs' and the output's matrices (info.input_types). */
+static void fill_types(struct plan *p)
+{
+	struct lines_plan_info *in = &p->info;
+	unsigned char seen[DT_COUNT] = {0};
+	enum dtype out = DT_COUNT;
+	int one = 1;
+
+	in->ninput_types = 0;
+	for (size_t i = 0; i < p->lay.nt; i++) {
+		const struct tensor *t = &p->lay.t[i];
+		if (!t->merge || t->rank < 2 || !t->in)
+			continue;
+		for (unsigned m = 0; m < p->in.ninputs; m++)
+			if (t->in[m].dt < DT_COUNT && !seen[t->in[m].dt]) {
+				seen[t->in[m].dt] = 1;
+				p->input_types[in->ninput_types++] = dtype_name(t->in[m].dt);
+			}
+		enum dtype d = tensor_file_dt(t);
+		one &= out == DT_COUNT || out == d;
+		out = d;
+	}
+	in->input_types = p->input_types;
+	in->output_type = one && out != DT_COUNT ? dtype_name(out) : NULL;
+	in->roundtrip_rms = one && out != DT_COUNT ? ggml_roundtrip_rms(out) : NAN;
+}
+
 static void fill_info(struct plan *p)
 {
 	struct lines_plan_info *in = &p->info;
@@ -174,6 +202,7 @@ static void fill_info(struct plan *p)
 		si->lambda = p->sc.lambda_stacks + at;
 	}
 	in->lambda_outside = p->sc.lambda_outside;
+	fill_types(p);
 	in->norm_sum = p->sc.have_norms ? p->sc.norm_sum : 0;
 	in->norm_mtl = p->sc.have_norms ? p->sc.norm_mtl : 0;
 	in->npasses = p->passes.n;

@@ -25,6 +25,7 @@
 
 #include "checksum.h"
 #include "ckpt.h"
+#include "fmt_gguf.h"
 #include "layers.h"
 #include "st_format.h"
 #include "stream.h"
@@ -101,10 +102,12 @@ static void check_tensor(struct vctx *v, json_t *byname, const char *name, uint6
  * as strictly as an input's (fmt_gguf.c), then one sequential read feeds
  * the file's XXH3-128, the header's XXH3-64 (every byte before the data
  * section, its padding included, as lines hashed it when writing) and each
- * tensor's (its bytes, not the padding after them).
+ * tensor's (its bytes, not the padding after them). A .gguf.zst is read
+ * the same way through z, its decompressed bytes up to the last tensor's
+ * data and its padding (z hashes the raw bytes), then nothing may follow.
  */
-static void verify_gguf(struct vctx *v, int fd, uint64_t size, json_t *man, json_t *byname,
-                        size_t *ntensors, XXH3_state_t *raw, XXH3_state_t *ts,
+static void verify_gguf(struct vctx *v, int fd, uint64_t size, struct zstream *z, json_t *man,
+                        json_t *byname, size_t *ntensors, XXH3_state_t *raw, XXH3_state_t *ts,
                         unsigned char *buf)
 {
 	struct layers ly;
@@ -120,23 +123,32 @@ static void verify_gguf(struct vctx *v, int fd, uint64_t size, json_t *man, json
 			XXH3_freeState(hs);
 		return;
 	}
-	if (ckpt_open(&c, v->path, &ly, &e) < 0) {
+	if (ckpt_open_file(&c, v->path, &ly, &e) < 0) {
 		problem(v, e.tensor[0] ? e.tensor : NULL, "header: %s", e.msg);
 		layers_free(&ly);
 		XXH3_freeState(hs);
 		return;
 	}
 	const struct ckpt_file *f = &c->files[0];
+	if (z) { /* the decompressed size: the data, padded as lines writes it */
+		uint64_t a = gguf_alignment(c);
+		size = f->nentries ? f->data_end + (a - f->data_end % a) % a : f->data_start;
+	}
 	XXH3_64bits_reset(hs);
 	XXH3_64bits_reset(ts);
 	while (pos < size) {
 		size_t k = size - pos < VERIFY_BUF ? (size_t)(size - pos) : VERIFY_BUF;
 		uint64_t end = pos + k;
-		if (full_pread(fd, buf, k, pos) < 0) {
+		if (z && zs_read(z, buf, k, &e) < 0) {
+			problem(v, NULL, "the compressed frame: %s", e.msg);
+			break;
+		}
+		if (!z && full_pread(fd, buf, k, pos) < 0) {
 			problem(v, NULL, "cannot read at offset %llu", (unsigned long long)pos);
 			break;
 		}
-		XXH3_128bits_update(raw, buf, k);
+		if (!z)
+			XXH3_128bits_update(raw, buf, k);
 		if (pos < f->data_start)
 			XXH3_64bits_update(hs, buf, (size_t)((end < f->data_start ? end : f->data_start) - pos));
 		while (ti < f->nentries) {
@@ -155,6 +167,10 @@ static void verify_gguf(struct vctx *v, int fd, uint64_t size, json_t *man, json
 		pos = end;
 	}
 	*ntensors = f->nentries;
+	if (z && pos == size && zs_expect_end(z, &e) < 0)
+		problem(v, NULL, "%s", e.msg);
+	if (z && zs_drain_raw(z, &e) < 0) /* the raw hash needs every byte */
+		problem(v, NULL, "%s", e.msg);
 	if (man) {
 		const char *mh = json_string_value(json_object_get(json_object_get(man, "header"), "xxh3_64"));
 		char hex[17];
@@ -243,7 +259,7 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	if (!r->compressed && st.st_size >= 4 && full_pread(fd, prefix, 4, 0) == 0 &&
 	    !memcmp(prefix, "GGUF", 4)) {
 		size_t nt = 0;
-		verify_gguf(&v, fd, (uint64_t)st.st_size, man, byname, &nt, raw, ts, buf);
+		verify_gguf(&v, fd, (uint64_t)st.st_size, NULL, man, byname, &nt, raw, ts, buf);
 		r->tensors_checked = nt;
 		if (man && json_array_size(mtensors) != nt)
 			problem(&v, NULL, "the manifest lists %zu tensors, the file holds %zu",
@@ -252,10 +268,23 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	}
 	if ((rc = zs_open(&z, fd, r->compressed, 1, path, err)) < 0)
 		goto out;
+	/* a compressed GGUF (.gguf.zst): its first decompressed bytes tell */
+	struct lines_error e;
+	int gguf = r->compressed && zs_read(z, prefix, 4, &e) == 0 && !memcmp(prefix, "GGUF", 4);
+	if (r->compressed && (rc = zs_rewind(z, err)) < 0)
+		goto out;
 	zs_hash_raw(z, raw);
+	if (gguf) {
+		size_t nt = 0;
+		verify_gguf(&v, fd, 0, z, man, byname, &nt, raw, ts, buf);
+		r->tensors_checked = nt;
+		if (man && json_array_size(mtensors) != nt)
+			problem(&v, NULL, "the manifest lists %zu tensors, the file holds %zu",
+			        json_array_size(mtensors), nt);
+		goto compare;
+	}
 
 	/* the header */
-	struct lines_error e;
 	if (zs_read(z, prefix, 8, &e) < 0 ||
 	    st_parse_prefix(prefix, r->compressed ? UINT64_MAX : (uint64_t)st.st_size, &n, path,
 	                    &e) < 0 ||

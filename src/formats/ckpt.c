@@ -19,6 +19,7 @@
 #include <jansson.h>
 
 #include "ckpt.h"
+#include "fmt_gguf.h"
 #include "hub.h"
 #include "stream.h"
 
@@ -257,9 +258,16 @@ static int index_names(struct ckpt *c, const struct layers *ly, struct lines_err
 		c->by_name[i] = sorted[i].ix;
 	free(sorted);
 	for (size_t i = 1; i < c->ntensors; i++)
-		RETURN_ERROR_IF(!strcmp(c->t[c->by_name[i]].name, c->t[c->by_name[i - 1]].name),
-		                err, LINES_EFORMAT, c->path, c->t[c->by_name[i]].name,
-		                "tensor appears twice");
+		RETURN_ERROR_IF(
+		    !strcmp(c->t[c->by_name[i]].name, c->t[c->by_name[i - 1]].name), err,
+		    LINES_EFORMAT,
+		    c->nfiles > 1 && !c->borrowed
+		        ? c->files[c->t[c->by_name[i]].file > c->t[c->by_name[i - 1]].file
+		                       ? c->t[c->by_name[i]].file
+		                       : c->t[c->by_name[i - 1]].file]
+		              .path
+		        : c->path,
+		    c->t[c->by_name[i]].name, "tensor appears twice");
 	return 0;
 }
 
@@ -423,14 +431,124 @@ out:
 	return rc;
 }
 
+/* ---- llama.cpp's split GGUF files ------------------------------------------------------ */
+
+/*
+ * files[0] is a GGUF file with split.* keys (gguf-split, or lines'
+ * --shard-size): its name is PREFIX-0000i-of-0000N.gguf, and the set is
+ * PREFIX-00001-of-0000N.gguf ... PREFIX-0000N-of-0000N.gguf, read as one
+ * checkpoint in that order (the first holds the metadata, as llama.cpp
+ * writes it). Every file must be there, be GGUF, say it is split.no k of
+ * the same split.count, and give the same split.tensors.count, which is
+ * the number of tensors of the whole set; a tensor in two files is an
+ * error of the second (index_names).
+ */
+static int open_gguf_split(struct ckpt *c, const char *path, struct lines_error *err)
+{
+	struct gguf_split s0, sk;
+	size_t len = strlen(path);
+	unsigned no, count;
+	char tail[32];
+	int n = -1;
+
+	FORWARD_IF_ERROR(gguf_split_of(&c->files[0], &s0, err));
+	if (s0.count <= 1 && s0.no == 0)
+		return 0;
+	RETURN_ERROR_IF(
+	    c->files[0].zs, err, LINES_EUNSUPPORTED, c->files[0].path, NULL,
+	    "is split file %llu of %llu of a GGUF model: a split model is read from its "
+	    "files, not from a stream",
+	    (unsigned long long)s0.no + 1, (unsigned long long)s0.count);
+	/* -00001-of-00003.gguf: 20 bytes */
+	if (len > 20 && sscanf(path + len - 20, "-%5u-of-%5u.gguf%n", &no, &count, &n) == 2 &&
+	    n == 20)
+		snprintf(tail, sizeof(tail), "-%05u-of-%05u.gguf", no, count);
+	RETURN_ERROR_IF(n != 20 || strcmp(tail, path + len - 20), err, LINES_EFORMAT, path, NULL,
+	                "is split file %llu of %llu (split.no, split.count) but is not named "
+	                "NAME-%05llu-of-%05llu.gguf: the other files cannot be found",
+	                (unsigned long long)s0.no + 1, (unsigned long long)s0.count,
+	                (unsigned long long)s0.no + 1, (unsigned long long)s0.count);
+	RETURN_ERROR_IF(no != s0.no + 1 || count != s0.count, err, LINES_EFORMAT, path, NULL,
+	                "is named split file %u of %u but its split.no and split.count say file "
+	                "%llu of %llu",
+	                no, count, (unsigned long long)s0.no + 1, (unsigned long long)s0.count);
+	struct ckpt_file *files = realloc(c->files, count * sizeof(*files));
+	RETURN_ERROR_IF(!files, err, LINES_ENOMEM, path, NULL, "out of memory");
+	c->files = files;
+	memset(files + 1, 0, (count - 1) * sizeof(*files));
+	for (size_t k = 1; k < count; k++)
+		files[k].fd = -1;
+	if (no != 1) { /* the given file in its place */
+		struct ckpt_file t = files[0];
+		files[0] = files[no - 1];
+		files[no - 1] = t;
+	}
+	c->nfiles = count;
+	char *name = malloc(len + 32);
+	RETURN_ERROR_IF(!name, err, LINES_ENOMEM, path, NULL, "out of memory");
+	size_t ntensors = 0;
+	int rc = 0;
+	for (unsigned k = 0; k < count && rc == 0; k++) {
+		struct stat st;
+		memcpy(name, path, len - 20);
+		snprintf(name + len - 20, 52, "-%05u-of-%05u.gguf", k + 1, count);
+		if (k + 1 != no) {
+			if (stat(name, &st) != 0) {
+				rc = lines_errf(err, LINES_EFORMAT, path, NULL,
+				                "split file %u of %u (%s) is missing", k + 1, count,
+				                name);
+				break;
+			}
+			if ((rc = open_file(&files[k], name, err)) < 0)
+				break;
+		}
+		if (files[k].fmt != &ckpt_fmt_gguf) {
+			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
+			                "is not GGUF, but split file %u of %u of %s", k + 1, count,
+			                path);
+			break;
+		}
+		if ((rc = gguf_split_of(&files[k], &sk, err)) < 0)
+			break;
+		if (sk.count == 0)
+			rc = lines_errf(
+			    err, LINES_EFORMAT, name, NULL,
+			    "has no split.* keys, but is named split file %u of %u of %s", k + 1,
+			    count, path);
+		else if (sk.count != count)
+			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
+			                "split.count is %llu, but %s says %u",
+			                (unsigned long long)sk.count, path, count);
+		else if (sk.no != k)
+			rc = lines_errf(
+			    err, LINES_EFORMAT, name, NULL,
+			    "split.no is %llu, but the file is split file %u of %u (split.no "
+			    "%u)",
+			    (unsigned long long)sk.no, k + 1, count, k);
+		else if (sk.tensors != s0.tensors)
+			rc = lines_errf(err, LINES_EFORMAT, name, NULL,
+			                "split.tensors.count is %llu, but %s says %llu",
+			                (unsigned long long)sk.tensors, path,
+			                (unsigned long long)s0.tensors);
+		ntensors += files[k].nentries;
+	}
+	if (rc == 0 && ntensors != s0.tensors)
+		rc = lines_errf(
+		    err, LINES_EFORMAT, path, NULL,
+		    "split.tensors.count is %llu, but the %u split files hold %zu tensors",
+		    (unsigned long long)s0.tensors, count, ntensors);
+	free(name);
+	return rc;
+}
+
 static int is_dir(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
-              struct lines_error *err)
+static int open_ckpt(struct ckpt **out, const char *path, const struct layers *ly, int one_file,
+                     struct lines_error *err)
 {
 	struct ckpt *c = calloc(1, sizeof(*c));
 	char *found = NULL;
@@ -507,6 +625,8 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
 		}
 		c->nfiles = 1;
 		rc = open_file(&c->files[0], path, err);
+		if (rc == 0 && !one_file && c->files[0].fmt == &ckpt_fmt_gguf)
+			rc = open_gguf_split(c, path, err);
 	}
 	free(found);
 	if (rc == 0)
@@ -517,6 +637,17 @@ int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
 	}
 	*out = c;
 	return 0;
+}
+
+int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly, struct lines_error *err)
+{
+	return open_ckpt(out, path, ly, 0, err);
+}
+
+int ckpt_open_file(struct ckpt **out, const char *path, const struct layers *ly,
+                   struct lines_error *err)
+{
+	return open_ckpt(out, path, ly, 1, err);
 }
 
 void ckpt_close(struct ckpt *c)

@@ -126,10 +126,15 @@ struct ckpt {
  * Open path, validate, and find the block of every tensor with ly. path
  * "-" is standard input; a path ending in ".zst" is decompressed as it is
  * read. Both are streams (files[i].zs is set): their data can only be read
- * in order.
+ * in order. A GGUF file with split.count > 1 (llama.cpp's split files,
+ * NAME-0000i-of-0000N.gguf) opens its whole set, file 1 first.
  */
 int ckpt_open(struct ckpt **out, const char *path, const struct layers *ly,
               struct lines_error *err);
+/* The same, but a split GGUF file (split.count > 1) alone, not its set
+ * (lines verify checks each file of a split output by itself). */
+int ckpt_open_file(struct ckpt **out, const char *path, const struct layers *ly,
+                   struct lines_error *err);
 void ckpt_close(struct ckpt *c);
 const struct ckpt_tensor *ckpt_find(const struct ckpt *c, const char *name);
 

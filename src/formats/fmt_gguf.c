@@ -876,6 +876,41 @@ static int gg_open(struct ckpt_file *f, ckpt_read_fn read, struct lines_error *e
 	return 0;
 }
 
+int gguf_split_of(const struct ckpt_file *f, struct gguf_split *s, struct lines_error *err)
+{
+	static const char *const keys[3] = {"split.no", "split.count", "split.tensors.count"};
+	const struct gguf_file *g = f->fmt == &ckpt_fmt_gguf ? f->fmt_state : NULL;
+	uint64_t v[3] = {0, 0, 0};
+	int have[3] = {0, 0, 0};
+
+	memset(s, 0, sizeof(*s));
+	if (!g)
+		return 0;
+	for (int k = 0; k < 3; k++) {
+		const struct gguf_kv *kv = find_kv(g, keys[k]);
+		if (!kv)
+			continue;
+		RETURN_ERROR_IF(kv_int(kv, &v[k]) < 0, err, LINES_EFORMAT, f->path, NULL,
+		                "metadata key '%s' is %.64s (a %s), not a non-negative integer",
+		                keys[k], kv->text, vtype_names[kv->type]);
+		have[k] = 1;
+	}
+	if (!have[0] && !have[1] && !have[2])
+		return 0;
+	for (int k = 0; k < 3; k++)
+		RETURN_ERROR_IF(
+		    !have[k], err, LINES_EFORMAT, f->path, NULL,
+		    "has split.* keys but no '%s' (llama.cpp's split files have all three)",
+		    keys[k]);
+	RETURN_ERROR_IF(v[1] == 0 || v[1] > 99999, err, LINES_EFORMAT, f->path, NULL,
+	                "metadata key 'split.count' is %" PRIu64 ", not 1 to 99999", v[1]);
+	RETURN_ERROR_IF(v[0] >= v[1], err, LINES_EFORMAT, f->path, NULL,
+	                "metadata key 'split.no' is %" PRIu64 ", not below split.count %" PRIu64,
+	                v[0], v[1]);
+	s->no = v[0], s->count = v[1], s->tensors = v[2];
+	return 0;
+}
+
 static void gg_close(struct ckpt_file *f)
 {
 	gguf_file_free(f->fmt_state);

@@ -71,6 +71,18 @@ struct ckpt;
 /* general.alignment of a GGUF checkpoint's first file (32 when it has
  * none, or is not GGUF). */
 uint64_t gguf_alignment(const struct ckpt *c);
+/*
+ * llama.cpp's split files (gguf-split): the keys split.no (from 0),
+ * split.count and split.tensors.count of file f (a GGUF file), in *s;
+ * s->count is 0 when f has none of them. An error names the file and the
+ * key when one is there without the others or is no non-negative integer.
+ */
+struct gguf_split {
+	uint64_t no, count, tensors;
+};
+struct ckpt_file;
+int gguf_split_of(const struct ckpt_file *f, struct gguf_split *s, struct lines_error *err);
+
 /* The value type's name as gguf.md spells it in short (u8, string, ...). */
 const char *gguf_vtype_name(uint32_t t);
 
