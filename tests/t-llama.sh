@@ -26,6 +26,10 @@ skip_all() {
 }
 
 command -v node >/dev/null 2>&1 || skip_all "node is not installed (Debian: nodejs)"
+# node-llama-cpp 3.21.1 declares node >= 20 (Debian 12's nodejs is 18)
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+[ "$node_major" -ge 20 ] 2>/dev/null ||
+	skip_all "node $(node --version 2>/dev/null) is older than node-llama-cpp 3.21.1's node >= 20"
 command -v jq >/dev/null 2>&1 || skip_all "jq is not installed"
 mods=${LINES_NODE_MODULES:-}
 if [ -z "$mods" ]; then
