@@ -72,6 +72,23 @@ done_testing() {
 	[ "$failed" -eq 0 ]
 }
 
+# offsets FILE: "NAME OFFSET BYTES" for every tensor of a safetensors
+# file, in storage order
+offsets() {
+	"$LINES" inspect --json "$1" | jq -r '.header_bytes as $h |
+		reduce .tensor_list[] as $t ({o: $h, l: []};
+			.l += ["\($t.name) \(.o) \($t.bytes)"] | .o += $t.bytes) | .l[]'
+}
+
+# same_tensor A OFFSETS_A B OFFSETS_B NAME_A [NAME_B]: tensor NAME_A of
+# file A has the bytes of tensor NAME_B (default NAME_A) of file B
+same_tensor() {
+	la=$(grep "^$5 " "$2") && lb=$(grep "^${6:-$5} " "$4") || return 1
+	[ "$(echo "$la" | cut -d' ' -f3)" = "$(echo "$lb" | cut -d' ' -f3)" ] &&
+		cmp -s -i "$(echo "$la" | cut -d' ' -f2):$(echo "$lb" | cut -d' ' -f2)" \
+			-n "$(echo "$la" | cut -d' ' -f3)" "$1" "$3"
+}
+
 # family DIR ARGS...: generate a family into DIR (quietly)
 family() {
 	d=$1

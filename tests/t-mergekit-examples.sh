@@ -4,7 +4,10 @@
 # unchanged: their hub ids are found in a Hugging Face cache made here
 # ($HF_HUB_CACHE, one snapshot per id, pointing at a generated family), and
 # each run writes byte for byte what the equivalent command line, naming
-# the generated models directly, writes. Values are read from --json.
+# the generated models directly, writes; a configuration with no command
+# line (slices) is checked tensor by tensor: gradient-slerp's against
+# slerps with each tensor's t, the frankenmerge's against its sources.
+# Values are read from --json.
 . "${TESTS_SRCDIR:-$(dirname "$0")}/lib.sh"
 
 ex=${TESTS_SRCDIR:-$(dirname "$0")}/mergekit-examples
@@ -23,9 +26,14 @@ hub() {
 hub mistralai/Mistral-7B-v0.1 "$tmp/f/base"
 hub mistralai/Mistral-7B-Instruct-v0.2 "$tmp/f/ft1"
 hub BioMistral/BioMistral-7B "$tmp/f/ft2"
-hub psmathur/orca_mini_v3_13b "$tmp/f/ft1"
-hub WizardLM/WizardLM-13B-V1.2 "$tmp/f/ft2"
-hub garage-bAInd/Platypus2-13B "$tmp/f/ft3"
+# the 13B examples name models of 40 blocks (their layer_range)
+family "$tmp/g" --arch llama --dtype bf16 --layers 40 --hidden 32 --models 3 --seed 22 --shards 1 \
+	>/dev/null
+hub psmathur/orca_mini_v3_13b "$tmp/g/ft1"
+hub WizardLM/WizardLM-13B-V1.2 "$tmp/g/ft2"
+hub garage-bAInd/Platypus2-13B "$tmp/g/ft3"
+G1=$tmp/g/ft1/model-00001-of-00001.safetensors
+G3=$tmp/g/ft3/model-00001-of-00001.safetensors
 
 # example NAME ARGS...: --config NAME.yml writes what ARGS write
 example() {
@@ -63,8 +71,73 @@ check "... its tokenizer files, the same model" sh -c "cmp -s '$tmp/f/ft1/tokeni
 	cmp -s '$tmp/bio/model.safetensors' '$tmp/bio2/model.safetensors'"
 
 # linear of three models without a base, weights 1, 0.3, 0.5, normalized
-example linear -m linear --normalize -w 1,0.3,0.5 --dtype f16 "$tmp/f/ft1" "$tmp/f/ft2" "$tmp/f/ft3"
+example linear -m linear --normalize -w 1,0.3,0.5 --dtype f16 "$tmp/g/ft1" "$tmp/g/ft2" "$tmp/g/ft3"
 jqok "... linear over the three models, their weights" \
 	'.method == "linear" and .weights == [1, 0.3, 0.5] and (.models | length) == 3'
+
+# gradient-slerp: one slice of blocks [0, 40) of both models, slerp from
+# orca (the base) toward Platypus, t by filter: self_attn and mlp follow
+# their gradients over the block's place in the slice (i / 39; tensors
+# outside the blocks at 0), the rest 0.5; float16
+status 0 "gradient-slerp.yml runs unchanged (-n --json)" "$LINES" merge -n --json \
+	--config "$ex/gradient-slerp.yml" -o "$tmp/gs.st"
+jqok "... every tensor's t is its filter's gradient at its block's place in the slice" '
+	def grad(g; t): (t * ((g | length) - 1)) as $s | ($s | floor) as $i |
+		if $i >= (g | length) - 1 then g[-1] else (1 - ($s - $i)) * g[$i] + ($s - $i) * g[$i + 1] end;
+	def want: .name as $n | (if .block == null then 0 else .block / 39 end) as $t |
+		if ($n | test("self_attn")) then grad([0, 0.5, 0.3, 0.7, 1]; $t)
+		elif ($n | test("mlp")) then grad([1, 0.5, 0.7, 0.3, 0]; $t)
+		else 0.5 end;
+	[.tensors[] | select(.merged) | .t == want] | length > 200 and all'
+jq -r '.tensors[] | select(.merged) | "\(.name) \(.t)"' "$tmp/out" >"$tmp/tt"
+status 0 "... the merge" "$LINES" merge -q --config "$ex/gradient-slerp.yml" -o "$tmp/gs.st"
+offsets "$tmp/gs.st" >"$tmp/og"
+bad=0 count=0
+for v in $(cut -d' ' -f2 "$tmp/tt" | sort -u); do
+	"$LINES" merge -q -b "$G1" -m slerp --t "$v" --dtype f16 -o "$tmp/u.st" "$G3" 2>>"$tmp/err" ||
+		bad=$((bad + 1))
+	offsets "$tmp/u.st" >"$tmp/ou"
+	for name in $(awk -v v="$v" '$2 == v {print $1}' "$tmp/tt"); do
+		count=$((count + 1))
+		same_tensor "$tmp/gs.st" "$tmp/og" "$tmp/u.st" "$tmp/ou" "$name" ||
+			{ echo "# $name: not the bytes of a slerp with t = $v"; bad=$((bad + 1)); }
+	done
+done
+ok $bad "... each of the $count merged tensors has the bytes of a slerp with its t (t-slerp checks those against float64)"
+
+# orcamini-platy-44layer: passthrough of orca's blocks [0, 24) and
+# Platypus's [20, 40) in float16: 44 blocks, each tensor its source's
+# tensor in F16 (each source model passed through whole to F16 alone)
+rm -rf "$tmp/pt"
+status 0 "orcamini-platy-44layer.yml runs unchanged" "$LINES" merge -q \
+	--config "$ex/orcamini-platy-44layer.yml" -o "$tmp/pt/"
+pt=$tmp/pt/model.safetensors
+[ -f "$pt" ] || pt=$(ls "$tmp"/pt/model-*.safetensors | head -n 1)
+"$LINES" merge -q -m passthrough --dtype f16 -o "$tmp/g1.st" "$G1" 2>>"$tmp/err"
+"$LINES" merge -q -m passthrough --dtype f16 -o "$tmp/g3.st" "$G3" 2>>"$tmp/err"
+G1=$tmp/g1.st G3=$tmp/g3.st
+offsets "$pt" >"$tmp/op"
+offsets "$G1" >"$tmp/o1"
+offsets "$G3" >"$tmp/o3"
+bad=0 count=0
+while read -r name _; do
+	count=$((count + 1))
+	blk=$(echo "$name" | sed -n 's/^model\.layers\.\([0-9]*\)\..*/\1/p')
+	if [ -z "$blk" ]; then # outside the blocks: embeddings from the first slice
+		case $name in *embed*) src=$G1 o=$tmp/o1 ;; *) src=$G3 o=$tmp/o3 ;; esac
+		sname=$name
+	elif [ "$blk" -lt 24 ]; then
+		src=$G1 o=$tmp/o1 sname=$name
+	else
+		src=$G3 o=$tmp/o3 sname=$(echo "$name" | sed "s/^model\.layers\.$blk\./model.layers.$((blk - 4))./")
+	fi
+	same_tensor "$pt" "$tmp/op" "$src" "$o" "$name" "$sname" ||
+		{ echo "# $name: not the bytes of $sname of $src"; bad=$((bad + 1)); }
+done <"$tmp/op"
+ok $bad "... each of its $count tensors is its source's tensor (F16), blocks renumbered"
+blocks=$(sed -n 's/^model\.layers\.\([0-9]*\)\..*/\1/p' "$tmp/op" | sort -n | uniq | wc -l)
+ok $((blocks != 44)) "... 44 blocks ($blocks)"
+check "... config.json says 44 hidden layers" \
+	sh -c "jq -e '.num_hidden_layers == 44' '$tmp/pt/config.json' >/dev/null"
 
 done_testing

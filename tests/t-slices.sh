@@ -23,13 +23,6 @@ A=$tmp/f/ft1.safetensors
 B=$tmp/f/ft2.safetensors
 base=$tmp/f/base.safetensors
 
-# offsets FILE: "NAME OFFSET BYTES" for every tensor, in storage order
-offsets() {
-	"$LINES" inspect --json "$1" | jq -r '.header_bytes as $h |
-		reduce .tensor_list[] as $t ({o: $h, l: []};
-			.l += ["\($t.name) \(.o) \($t.bytes)"] | .o += $t.bytes) | .l[]'
-}
-
 cat >"$tmp/pt.yml" <<EOF
 # a frankenmerge: blocks 0-2 of A, then blocks 1-3 of B
 merge_method: passthrough
