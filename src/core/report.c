@@ -224,6 +224,7 @@ static void tensors_section(struct report *r, json_t *root)
 		put(r, t, "bytes", u64(ti.nbytes));
 		if (p->method->report_tensor)
 			p->method->report_tensor(&p->ctx, i, t);
+		tensor_params_report(&p->ctx, i, t);
 		push(r, tensors, t);
 	}
 	put(r, root, "tensors", tensors);

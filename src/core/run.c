@@ -227,7 +227,9 @@ static void wire(struct plan *p)
 	c->L = p->lay.L;
 	c->w = p->sc.w;
 	c->wsum = p->sc.wsum;
-	c->equal_weights = p->sc.equal_weights;
+	/* weights per tensor (opts.tensor_params): no closed form for alpha */
+	c->equal_weights = p->sc.equal_weights && !p->lay.tensor_w;
+	c->tensor_w = p->lay.tensor_w;
 	c->single_pass = p->in.single_pass;
 	c->no_base = p->in.base_is_model;
 	c->streams = p->in.streams;

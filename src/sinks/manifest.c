@@ -188,6 +188,7 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		json_object_set_new(e, "xxh3_64", hex64(h));
 		if (p->method->report_tensor)
 			p->method->report_tensor(&p->ctx, i, e);
+		tensor_params_report(&p->ctx, i, e);
 		rc = write_entry(s, e, i > mf->t0, err);
 		json_decref(e);
 	}
