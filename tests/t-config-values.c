@@ -138,7 +138,9 @@ static void map(struct mcfg *c)
 
 static void varying(void)
 {
-	struct mcfg *c = parse("merge_method: ties\n"
+	/* dare_ties takes one weight and density per model (ties takes them
+	 * per tensor: t-ptv.sh) */
+	struct mcfg *c = parse("merge_method: dare_ties\n"
 	                       "base_model: org/b\n"
 	                       "models:\n"
 	                       "  - model: org/a\n"

@@ -1336,8 +1336,15 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
 	struct mcfg *keep = NULL;
 	/* mcfg_tensor_value() reads it during the plan, unless the command
-	 * line gives one t for all */
-	if (cfg->tensor_param && !mc->given[OPT_T])
+	 * line gives one t for all; mcfg_tensor_params() the weights and
+	 * densities per tensor, unless -w or --density gives them */
+	if (mc->given[OPT_T])
+		cfg->tensor_param = NULL;
+	if (mc->given['w'])
+		cfg->tensor_lists &= ~(unsigned)MCFG_TENSOR_W;
+	if (mc->given[OPT_DENSITY])
+		cfg->tensor_lists &= ~(unsigned)MCFG_TENSOR_D;
+	if (cfg->tensor_param || cfg->tensor_lists)
 		keep = cfg;
 	else
 		mcfg_free(cfg);
@@ -1370,11 +1377,15 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		return rc;
 	mc->o.slices = mc->slices.s;
 	mc->o.nslices = mc->slices.n;
-	if (keep) { /* t per tensor */
+	if (keep && keep->tensor_param) { /* t per tensor */
 		mc->o.tensor_t = mcfg_tensor_value;
 		mc->o.t_ctx = keep;
-		mc->extra.cfg = keep;
 	}
+	if (keep && keep->tensor_lists) { /* weights, densities per tensor */
+		mc->o.tensor_params = mcfg_tensor_params;
+		mc->o.tp_ctx = keep;
+	}
+	mc->extra.cfg = keep;
 	return 0;
 }
 

@@ -84,6 +84,10 @@ static void run_section(struct report *r, json_t *root)
 	}
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
+	/* a configuration's gradients or filters gave some tensor weights
+	 * (densities) of its own: .tensors[].weights (.densities) */
+	put(r, root, "weights_per_tensor", json_boolean(p->lay.tensor_w));
+	put(r, root, "densities_per_tensor", json_boolean(p->lay.tensor_density));
 	put(r, root, "output", path(p->o.output));
 	/* every output: one, or one per value of a sweep */
 	json_t *outs = json_array();

@@ -82,7 +82,7 @@ int plan_header(const struct plan *p, size_t t0, size_t t1, unsigned char **hdr,
 			weights[len++] = ',';
 		lines_fmt_double(weights + len, 25, p->sc.w[i]);
 	}
-	META("lines.weights", weights);
+	META("lines.weights", p->lay.tensor_w ? "per tensor (see the manifest)" : weights);
 	snprintf(vals[nv], 64, "%ld", p->lay.L);
 	META("lines.num_layers", vals[nv++]);
 	if (p->lay.nstacks > 1) { /* NAME:L, first+ramp when chained or joint */
