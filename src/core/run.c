@@ -230,6 +230,7 @@ static void wire(struct plan *p)
 	/* weights per tensor (opts.tensor_params): no closed form for alpha */
 	c->equal_weights = p->sc.equal_weights && !p->lay.tensor_w;
 	c->tensor_w = p->lay.tensor_w;
+	c->tensor_density = p->lay.tensor_density;
 	c->single_pass = p->in.single_pass;
 	c->no_base = p->in.base_is_model;
 	c->streams = p->in.streams;

@@ -47,6 +47,7 @@ struct merge_ctx {
 	/* some tensor has weights of its own (opts.tensor_params): read them
 	 * with tensor_w(); equal_weights is then 0 */
 	int tensor_w;
+	int tensor_density; /* and densities (tensor_density()) */
 	int single_pass; /* an input can be read only once (standard input) */
 	/* no -b (METHOD_NO_BASE): input 0 is the first model read again */
 	int no_base;
@@ -201,6 +202,10 @@ static inline void density_meta(const struct merge_ctx *c,
 {
 	char v[40 * LINES_MAX_MODELS] = "";
 	size_t n = 0;
+	if (c->tensor_density) {
+		put(arg, "lines.density", "per tensor (see the manifest)");
+		return;
+	}
 	for (unsigned i = 0; i < (c->o->densities ? c->nmodels : 1) && n + 40 < sizeof(v); i++) {
 		if (i)
 			v[n++] = ',';
