@@ -16,6 +16,10 @@
  * reason a per-tensor merge is not a concatenation of whole-model merges
  * with constant values), and every output element within one ULP of
  * theta_0 + sum{kept, agreeing w_i tau_i} / sum{their w_i}.
+ *
+ * task_arithmetic (sum, and mean with normalize: true) with weight
+ * gradients and LiNeS: automatic alpha from the norm pass against the
+ * test's norms, and every element.
  */
 #include <jansson.h>
 #include <math.h>
@@ -241,6 +245,109 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 	free(w), free(d), free(thr);
 }
 
+/*
+ * task_arithmetic with weight gradients and LiNeS (lines: alpha: auto):
+ * a sum, or with MEAN (normalize: true) each tensor over the sum of its
+ * own weights; automatic alpha = ||sum_i tau_i||_1 / (N ||tau_MTL||_1)
+ * from a norm pass (no closed form with weights per tensor), then every
+ * element theta_0 + lambda(block) tau_MTL within 1 ULP.
+ */
+static void ta_weights(const char *name, long block, long L, double *w, double *d)
+{
+	static const double g0[] = {0.2, 1.0}, g1[] = {1, 0.5, 0};
+	double t = block < 0 ? 0.0 : (double)block / (double)(L - 1);
+	w[0] = grad(g0, 2, t);
+	w[1] = strstr(name, "self_attn") ? grad(g1, 3, t) : 0.7;
+	d[0] = d[1] = 0;
+}
+
+static void ta_case(struct fam *f, int mean)
+{
+	char cfg[4400], out[4400], text[20000];
+	const char *label = mean ? "task_arithmetic, normalize: true, LiNeS" : "task_arithmetic, LiNeS";
+	size_t nt = f->base.n;
+	long L = 0;
+	for (size_t ti = 0; ti < nt; ti++)
+		L = tu_block_of(f->base.t[ti].name) + 1 > L ? tu_block_of(f->base.t[ti].name) + 1 : L;
+	snprintf(cfg, sizeof(cfg), "%s/ta%d.yml", tu_tmpdir(), mean);
+	snprintf(out, sizeof(out), "%s/ta%d.safetensors", tu_tmpdir(), mean);
+	snprintf(text, sizeof(text),
+	         "merge_method: task_arithmetic\n"
+	         "base_model: %s/base.safetensors\n"
+	         "models:\n"
+	         "  - model: %s/ft1.safetensors\n"
+	         "    parameters: {weight: [0.2, 1.0]}\n"
+	         "  - model: %s/ft2.safetensors\n"
+	         "    parameters:\n"
+	         "      weight: [{filter: self_attn, value: [1, 0.5, 0]}, {value: 0.7}]\n"
+	         "parameters: {normalize: %s}\n"
+	         "lines: {alpha: auto}\n",
+	         f->dir, f->dir, f->dir, mean ? "true" : "false");
+	if (tu_write_file(cfg, text, strlen(text)) != 0 ||
+	    !ok(tu_run("'%s' merge -q --config '%s' -o '%s'", tu_lines(), cfg, out) == 0,
+	        "%s: lines exits 0", label)) {
+		diag("%s", tu_stderr);
+		return;
+	}
+	double num = 0, den = 0, (*w)[NM] = calloc(nt, sizeof(*w)), dd[NM];
+	for (size_t ti = 0; ti < nt; ti++) {
+		const struct tu_tensor *b = &f->base.t[ti];
+		if (!tu_is_float(b))
+			continue;
+		ta_weights(b->name, tu_block_of(b->name), L, w[ti], dd);
+		double ws = mean ? w[ti][0] + w[ti][1] : 1.0;
+		for (uint64_t q = 0; q < b->nelem; q++) {
+			double s = 0, m = 0;
+			for (unsigned i = 0; i < 2; i++) {
+				float tau = tu_elem(tu_model_find(&f->ft[i], b->name), q) - tu_elem(b, q);
+				s += tau, m += w[ti][i] * tau;
+			}
+			num += fabs(s), den += fabs(m / ws);
+		}
+	}
+	double alpha = num / (2 * den), beta = fmax(0, 1 - alpha);
+	char mpath[4500];
+	snprintf(mpath, sizeof(mpath), "%s.manifest.json", out);
+	json_t *man = json_load_file(mpath, 0, NULL);
+	double got_alpha = json_real_value(json_object_get(json_object_get(man, "run"), "alpha"));
+	ok(fabs(got_alpha - alpha) <= 1e-12 * alpha,
+	   "%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g (weights per tensor)", label,
+	   got_alpha, alpha);
+	struct tu_model om;
+	uint64_t bad = 0, n = 0;
+	char first[512] = "";
+	if (tu_model_load(&om, out) == 0) {
+		for (size_t ti = 0; ti < nt; ti++) {
+			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
+			if (!tu_is_float(b))
+				continue;
+			long blk = tu_block_of(b->name);
+			double lam = blk < 0 ? alpha : alpha + beta * blk / (double)(L - 1);
+			double ws = mean ? w[ti][0] + w[ti][1] : 1.0;
+			for (uint64_t q = 0; q < b->nelem; q++) {
+				double m = 0;
+				for (unsigned i = 0; i < 2; i++) {
+					float tau = tu_elem(tu_model_find(&f->ft[i], b->name), q) - tu_elem(b, q);
+					m += w[ti][i] * tau;
+				}
+				m /= ws;
+				double ref = tu_elem(b, q) + lam * m, got = tu_elem(o, q);
+				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, q)) + fabs(lam * m));
+				n++;
+				if (!(fabs(got - ref) <= tol) && !bad++)
+					snprintf(first, sizeof(first), "%s[%llu]: got %.9g, reference %.17g",
+					         b->name, (unsigned long long)q, got, ref);
+			}
+		}
+		tu_model_free(&om);
+	}
+	if (!ok(bad == 0 && n > 0, "%s: %llu elements within 1 ULP of the reference", label,
+	        (unsigned long long)n))
+		diag("%llu bad, first %s", (unsigned long long)bad, first);
+	json_decref(man);
+	free(w);
+}
+
 /* the Hugging Face cache's snapshot of ID is a directory holding FILE as
  * model.safetensors */
 static int hub(const char *id, const char *file)
@@ -364,6 +471,8 @@ int main(void)
 			snprintf(out, sizeof(out), "%s/slices.safetensors", tu_tmpdir());
 			check_case("ties within slices, bf16", &f, p, out, slices_yml);
 			f.nm = NM;
+			ta_case(&f, 0);
+			ta_case(&f, 1);
 		}
 		unload(&f);
 	}
