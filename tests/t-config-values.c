@@ -138,9 +138,9 @@ static void map(struct mcfg *c)
 
 static void varying(void)
 {
-	/* dare_ties takes one weight and density per model (ties takes them
-	 * per tensor: t-ptv.sh) */
-	struct mcfg *c = parse("merge_method: dare_ties\n"
+	/* della takes one weight and density per model (ties and dare take
+	 * them per tensor: t-tensor-params) */
+	struct mcfg *c = parse("merge_method: della\n"
 	                       "base_model: org/b\n"
 	                       "models:\n"
 	                       "  - model: org/a\n"

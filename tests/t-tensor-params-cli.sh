@@ -268,6 +268,53 @@ status 0 "... the merge" "$LINES" merge -q --config "$tmp/sl.yml" -o "$tmp/sl.st
 "$LINES" merge -q --config "$tmp/slp.yml" -o "$tmp/p.st" 2>"$tmp/err"
 check "... --print-config, run again: the same bytes" cmp -s "$tmp/sl.st" "$tmp/p.st"
 
+# dare_linear and dare_ties (mergekit's L1 rescale): the drops are a pure
+# function of (seed, model, tensor, element), so each tensor is the
+# tensor of a merge with its values given once. dare_ties's zero sums take
+# the model's majority sign, as ties's do; on an F32 family no kept
+# values cancel exactly, so there too each tensor has those bytes.
+family "$tmp/g" --arch llama --dtype f32 --layers 4 --hidden 32 --models 3 --seed 41 >/dev/null
+for dm in dare_linear dare_ties; do
+	cat >"$tmp/$dm.yml" <<EOF
+merge_method: $dm
+base_model: $tmp/g/base.safetensors
+models:
+  - model: $tmp/g/ft1.safetensors
+    parameters:
+      weight: [1, 0.5]
+      density: [0.9, 0.4]
+  - model: $tmp/g/ft2.safetensors
+    parameters:
+      weight: [{filter: mlp, value: 0.8}, {value: 1.2}]
+      density: 0.6
+  - model: $tmp/g/ft3.safetensors
+    parameters:
+      weight: 0.7
+      density: [{filter: self_attn, value: [0.3, 0.8]}, {value: 0.5}]
+parameters:
+  lambda: 1.1
+EOF
+	status 0 "$dm with gradients and filters: -n --json" "$LINES" merge -n --json --config "$tmp/$dm.yml"
+	cp "$tmp/out" "$tmp/$dm.json"
+	jqok "... every tensor's weights and densities" "$JQDEF"'
+		.num_layers as $L | .weights_per_tensor and .densities_per_tensor and
+		([.tensors[] | select(.merged) | tpos($L) as $t |
+		  .weights == [grad([1, 0.5]; $t), (if (.name | contains("mlp")) then 0.8 else 1.2 end), 0.7] and
+		  .densities == [grad([0.9, 0.4]; $t), 0.6,
+		                 (if (.name | contains("self_attn")) then grad([0.3, 0.8]; $t) else 0.5 end)]] |
+		 length >= 39 and all)'
+	status 0 "... the merge" "$LINES" merge -q --config "$tmp/$dm.yml" -o "$tmp/$dm.st"
+	elect=
+	[ $dm = dare_ties ] && elect="--dare-elect --normalize"
+	MIN_GROUPS=8
+	# shellcheck disable=SC2086 # options split on purpose
+	per_group "$dm" "$tmp/$dm.st" "$tmp/$dm.json" -b "$tmp/g/base.safetensors" -m dare $elect \
+		--rescale --lambda 1.1 "$tmp/g/ft1.safetensors" "$tmp/g/ft2.safetensors" "$tmp/g/ft3.safetensors"
+	"$LINES" merge --config "$tmp/$dm.yml" --print-config >"$tmp/dp.yml" 2>"$tmp/err"
+	"$LINES" merge -q --config "$tmp/dp.yml" -o "$tmp/p.st" 2>"$tmp/err"
+	check "... --print-config, run again: the same bytes" cmp -s "$tmp/$dm.st" "$tmp/p.st"
+done
+
 # refusals: a method that takes one value per model, at the value's line
 # and column; ties' densities per tensor under global trim; nothing written
 refused() {
@@ -280,7 +327,7 @@ refused() {
 	check "... nothing written" test ! -e "$tmp/no.st"
 }
 cat >"$tmp/bad1.yml" <<EOF
-merge_method: dare_ties
+merge_method: breadcrumbs_ties
 base_model: $b
 models:
   - model: $m1
@@ -288,7 +335,7 @@ models:
       weight: [0, 1]
       density: 0.5
 EOF
-refused "dare_ties with a weight gradient" "$tmp/bad1.yml" 6:15
+refused "breadcrumbs_ties with a weight gradient" "$tmp/bad1.yml" 6:15
 cat >"$tmp/bad2.yml" <<EOF
 merge_method: della
 base_model: $b
