@@ -268,13 +268,15 @@ status 0 "... the merge" "$LINES" merge -q --config "$tmp/sl.yml" -o "$tmp/sl.st
 "$LINES" merge -q --config "$tmp/slp.yml" -o "$tmp/p.st" 2>"$tmp/err"
 check "... --print-config, run again: the same bytes" cmp -s "$tmp/sl.st" "$tmp/p.st"
 
-# dare_linear and dare_ties (mergekit's L1 rescale): the drops are a pure
-# function of (seed, model, tensor, element), so each tensor is the
-# tensor of a merge with its values given once. dare_ties's zero sums take
-# the model's majority sign, as ties's do; on an F32 family no kept
-# values cancel exactly, so there too each tensor has those bytes.
+# dare_linear and dare_ties (mergekit's L1 rescale), breadcrumbs and
+# breadcrumbs_ties: the drops are a pure function of (seed, model, tensor,
+# element), breadcrumbs' cuts are per tensor and its signs per element,
+# so each tensor is the tensor of a merge with its values given once.
+# dare_ties's zero sums take the model's majority sign, as ties's do; on
+# an F32 family no kept values cancel exactly, so there too each tensor
+# has those bytes.
 family "$tmp/g" --arch llama --dtype f32 --layers 4 --hidden 32 --models 3 --seed 41 >/dev/null
-for dm in dare_linear dare_ties; do
+for dm in dare_linear dare_ties breadcrumbs breadcrumbs_ties; do
 	cat >"$tmp/$dm.yml" <<EOF
 merge_method: $dm
 base_model: $tmp/g/base.safetensors
@@ -304,12 +306,16 @@ EOF
 		                 (if (.name | contains("self_attn")) then grad([0.3, 0.8]; $t) else 0.5 end)]] |
 		 length >= 39 and all)'
 	status 0 "... the merge" "$LINES" merge -q --config "$tmp/$dm.yml" -o "$tmp/$dm.st"
-	elect=
-	[ $dm = dare_ties ] && elect="--dare-elect --normalize"
+	case $dm in
+	dare_linear) how="-m dare --rescale" ;;
+	dare_ties) how="-m dare --dare-elect --normalize --rescale" ;;
+	breadcrumbs) how="-m breadcrumbs --bc-gamma 0.01" ;; # mergekit's defaults
+	breadcrumbs_ties) how="-m breadcrumbs_ties --normalize --bc-gamma 0.01" ;;
+	esac
 	MIN_GROUPS=8
 	# shellcheck disable=SC2086 # options split on purpose
-	per_group "$dm" "$tmp/$dm.st" "$tmp/$dm.json" -b "$tmp/g/base.safetensors" -m dare $elect \
-		--rescale --lambda 1.1 "$tmp/g/ft1.safetensors" "$tmp/g/ft2.safetensors" "$tmp/g/ft3.safetensors"
+	per_group "$dm" "$tmp/$dm.st" "$tmp/$dm.json" -b "$tmp/g/base.safetensors" $how --lambda 1.1 \
+		"$tmp/g/ft1.safetensors" "$tmp/g/ft2.safetensors" "$tmp/g/ft3.safetensors"
 	"$LINES" merge --config "$tmp/$dm.yml" --print-config >"$tmp/dp.yml" 2>"$tmp/err"
 	"$LINES" merge -q --config "$tmp/dp.yml" -o "$tmp/p.st" 2>"$tmp/err"
 	check "... --print-config, run again: the same bytes" cmp -s "$tmp/$dm.st" "$tmp/p.st"
@@ -327,7 +333,7 @@ refused() {
 	check "... nothing written" test ! -e "$tmp/no.st"
 }
 cat >"$tmp/bad1.yml" <<EOF
-merge_method: breadcrumbs_ties
+merge_method: della_linear
 base_model: $b
 models:
   - model: $m1
@@ -335,7 +341,7 @@ models:
       weight: [0, 1]
       density: 0.5
 EOF
-refused "breadcrumbs_ties with a weight gradient" "$tmp/bad1.yml" 6:15
+refused "della_linear with a weight gradient" "$tmp/bad1.yml" 6:15
 cat >"$tmp/bad2.yml" <<EOF
 merge_method: della
 base_model: $b

@@ -10,8 +10,8 @@
  * differ between tensors (a gradient or filters that do not all give one
  * number) is taken where the method reads one per tensor (PM_TENSOR,
  * PM_TLIST: slerp's t; the weights of task_arithmetic, linear, ties,
- * dare_linear and dare_ties, the densities of the last three) and refused
- * elsewhere, at its line and column.
+ * dare_* and breadcrumbs*, the densities of all but the first two) and
+ * refused elsewhere, at its line and column.
  */
 #include "config.h"
 
@@ -87,11 +87,11 @@ static const struct mdef mdefs[] = {
 	 {WEIGHT_T, DENSITY_T, {"normalize", PM_FIXED, NULL, NULL, 0, 0, 0},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"breadcrumbs", "breadcrumbs", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
+	 {WEIGHT_T, DENSITY_T, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 0},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"breadcrumbs_ties", "breadcrumbs_ties", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
+	 {WEIGHT_T, DENSITY_T, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"della", "della", {0}, BASE_NEEDED, 0,
@@ -259,9 +259,10 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 		if (!strcmp(p->name, "weight") || !strcmp(p->name, "density"))
 			mcfg_problem(c, v->line, v->col,
 			             "%s: per-tensor values are not supported yet by this method "
-			             "(task_arithmetic, linear, ties, dare_linear and dare_ties "
-			             "take per-tensor weights, the last three per-tensor "
-			             "densities): give one number",
+			             "(task_arithmetic, linear, ties, dare_linear, dare_ties, "
+			             "breadcrumbs and breadcrumbs_ties take per-tensor "
+			             "weights, all but the first two per-tensor densities): "
+			             "give one number",
 			             p->name);
 		else
 			mcfg_problem(c, v->line, v->col,

@@ -738,7 +738,7 @@ static int tensor_params_of(struct plan *p, struct tensor *t, size_t idx, size_t
 		                "the weight or density of model %u is not a finite number", i + 1);
 		RETURN_ERROR_IF(w[i] != w0 && !take_w, err, LINES_EUSAGE, NULL, t->name,
 		                "-m %s takes one weight per model for the whole model, not one per "
-		                "tensor (sum, mean, linear, ties and dare take them)",
+		                "tensor (sum, mean, linear, ties, dare and breadcrumbs take them)",
 		                p->method->name);
 		RETURN_ERROR_IF(d[i] != d0 && !take_d && (fl & METHOD_TENSOR_DENSITY), err, LINES_EUSAGE,
 		                NULL, t->name,
@@ -746,7 +746,7 @@ static int tensor_params_of(struct plan *p, struct tensor *t, size_t idx, size_t
 		                "the whole model with one density per model");
 		RETURN_ERROR_IF(d[i] != d0 && !take_d, err, LINES_EUSAGE, NULL, t->name,
 		                "-m %s takes one density per model for the whole model, not one per "
-		                "tensor (dare, and ties with --trim tensor, take them)",
+		                "tensor (dare, breadcrumbs, and ties with --trim tensor, take them)",
 		                p->method->name);
 		RETURN_ERROR_IF(take_d && !(d[i] >= 0.0 && d[i] <= 1.0), err, LINES_EUSAGE, NULL,
 		                t->name, "the density of model %u is %g, outside [0, 1]", i + 1, d[i]);
