@@ -118,6 +118,10 @@ struct lines_tensor_info {
 	const char *stack; /* the stack of the block (encoder.block, ...), NULL outside */
 	double t; /* lines_plan_tensor(): the method's t for it (slerp's may differ
 	           * between tensors: lines_merge_opts.tensor_t) */
+	/* lines_plan_tensor(): its own weights and densities (nmodels each,
+	 * from lines_merge_opts.tensor_params), NULL when it has none */
+	const double *weights, *densities;
+	unsigned nmodels;
 };
 
 /*

@@ -133,6 +133,12 @@ jqok "... including the tensors outside the blocks (t = 0)" \
 	 length >= 3 and all'
 status 0 "... the merge" "$LINES" merge -q --config "$tmp/ties.yml" -o "$tmp/t.st"
 
+# -n -v shows them after each tensor's name (text for people: only that
+# they are there)
+status 0 "ties.yml: -n -v" "$LINES" merge -n -v --config "$tmp/ties.yml" -o "$tmp/t.st"
+check "... with the weights and densities of block 1's mlp" \
+	grep -q "model.layers.1.mlp.up_proj.weight  w 1,0.3,0.5  d 0.8,0.5,0.33" "$tmp/out"
+
 # the same bytes for any -j, --chunk and --io
 for how in "-j 1" "-j 2 --chunk 64K" "--io mmap -j 2"; do
 	# shellcheck disable=SC2086 # options split on purpose

@@ -1119,6 +1119,20 @@ static void print_sweep(FILE *f, const struct merge_cli *mc)
 	}
 }
 
+/* A tensor's own weights and densities (a configuration's gradients and
+ * filters), after its name in -n -v's table: "  w 1,0.3,0.5  d 0.8,0.5". */
+static void print_tensor_params(const struct lines_tensor_info *ti)
+{
+	for (int k = 0; k < 2; k++) {
+		const double *v = k ? ti->densities : ti->weights;
+		if (!v)
+			continue;
+		printf("  %s ", k ? "d" : "w");
+		for (unsigned i = 0; i < ti->nmodels; i++)
+			printf("%s%.6g", i ? "," : "", v[i]);
+	}
+}
+
 static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
@@ -1176,10 +1190,12 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 				snprintf(tt, sizeof(tt), "%-10s ", ti.is_float ? "" : "-");
 			if (tcol && ti.is_float)
 				snprintf(tt, sizeof(tt), "%-10.6g ", ti.t);
-			printf("  %-6s %-5s %-10s %s%s\n", ti.block < 0 ? "-" : blk, ti.dtype,
+			printf("  %-6s %-5s %-10s %s%s", ti.block < 0 ? "-" : blk, ti.dtype,
 			       ti.is_float ? (isnan(lam) ? "auto" : (snprintf(a, sizeof(a), "%.6f", lam), a))
 			                   : "copy",
 			       tt, cli_printable(ti.name));
+			print_tensor_params(&ti);
+			putchar('\n');
 		}
 	}
 }

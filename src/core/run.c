@@ -487,6 +487,9 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 	info->block = t->block;
 	info->stack = t->stack >= 0 ? lp->p.lay.stacks[t->stack].name : NULL;
 	info->t = t->t;
+	info->weights = t->merge ? t->w : NULL;
+	info->densities = t->merge ? t->density : NULL;
+	info->nmodels = lp->p.lay.nmodels;
 	if (lambda)
 		*lambda = lp->p.sc.alpha_known ? t->lambda : NAN;
 }
