@@ -137,7 +137,8 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 	size_t nt = f->base.n;
 	long L = 0;
 	for (size_t ti = 0; ti < nt; ti++)
-		L = tu_block_of(f->base.t[ti].name) + 1 > L ? tu_block_of(f->base.t[ti].name) + 1 : L;
+		L = tu_block_of(f->base.t[ti].name) + 1 > L ? tu_block_of(f->base.t[ti].name) + 1
+		                                            : L;
 	int rc = tu_run("'%s' merge -q --config '%s' -o '%s'", tu_lines(), cfg, out);
 	if (!ok(rc == 0, "%s: lines exits 0", label)) {
 		diag("%s", tu_stderr);
@@ -171,7 +172,8 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 		nvals++;
 	}
 	ok(vals_ok && nvals > 30,
-	   "%s: the manifest's weights and densities of all %zu tensors are mergekit's", label, nvals);
+	   "%s: the manifest's weights and densities of all %zu tensors are mergekit's", label,
+	   nvals);
 
 	/* per-tensor thresholds by sorting */
 	int thr_ok = 1;
@@ -185,12 +187,14 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 			for (uint64_t q = 0; q < b->nelem; q++)
 				v[q] = mag(tauw(f, ti, i, q, w[ti]));
 			thr[ti][i] = kth(v, b->nelem, d[ti][i]);
-			float got = (float)json_number_value(json_array_get(json_object_get(e, "ties_thresholds"), i));
+			float got = (float)json_number_value(
+			    json_array_get(json_object_get(e, "ties_thresholds"), i));
 			thr_ok &= mag(got) == thr[ti][i];
 		}
 		free(v);
 	}
-	ok(thr_ok, "%s: every tensor's thresholds are the k-th smallest |w tau| with its densities", label);
+	ok(thr_ok, "%s: every tensor's thresholds are the k-th smallest |w tau| with its densities",
+	   label);
 
 	/* the majority sign over the whole model */
 	long votes = 0;
@@ -208,8 +212,8 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 	}
 	int maj = votes >= 0 ? 1 : -1;
 	json_t *tj = json_object_get(json_object_get(man, "run"), "ties");
-	ok(json_integer_value(json_object_get(tj, "majority")) == maj, "%s: the majority sign is %+d",
-	   label, maj);
+	ok(json_integer_value(json_object_get(tj, "majority")) == maj,
+	   "%s: the majority sign is %+d", label, maj);
 
 	/* every element */
 	struct tu_model om;
@@ -217,7 +221,8 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 	char first[512] = "";
 	if (tu_model_load(&om, out) == 0) {
 		for (size_t ti = 0; ti < nt; ti++) {
-			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
+			const struct tu_tensor *b = &f->base.t[ti],
+			                       *o = tu_model_find(&om, b->name);
 			if (!tu_is_float(b))
 				continue;
 			for (uint64_t q = 0; q < b->nelem; q++) {
@@ -227,18 +232,21 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 					t[i] = tauw(f, ti, i, q, w[ti]);
 				double m = elect(t, thr[ti], w[ti], nm, maj, &sign);
 				double ref = tu_elem(b, q) + m, got = tu_elem(o, q);
-				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, q)) + fabs(m));
+				double tol = tu_ulp(o->dtype, ref) +
+				             0x1p-48 * (fabs(tu_elem(b, q)) + fabs(m));
 				zeros += !sign && m != 0;
 				n++;
 				if (!(fabs(got - ref) <= tol) && !bad++)
-					snprintf(first, sizeof(first), "%s[%llu]: got %.9g, reference %.17g",
-					         b->name, (unsigned long long)q, got, ref);
+					snprintf(first, sizeof(first),
+					         "%s[%llu]: got %.9g, reference %.17g", b->name,
+					         (unsigned long long)q, got, ref);
 			}
 		}
 		tu_model_free(&om);
 	}
-	if (!ok(bad == 0 && n > 0, "%s: %llu elements within 1 ULP of the reference (%llu zero sums "
-	                           "the majority decides)",
+	if (!ok(bad == 0 && n > 0,
+	        "%s: %llu elements within 1 ULP of the reference (%llu zero sums "
+	        "the majority decides)",
 	        label, (unsigned long long)n, (unsigned long long)zeros))
 		diag("%llu bad, first %s", (unsigned long long)bad, first);
 	json_decref(man);
@@ -264,11 +272,13 @@ static void ta_weights(const char *name, long block, long L, double *w, double *
 static void ta_case(struct fam *f, int mean)
 {
 	char cfg[4400], out[4400], text[20000];
-	const char *label = mean ? "task_arithmetic, normalize: true, LiNeS" : "task_arithmetic, LiNeS";
+	const char *label =
+	    mean ? "task_arithmetic, normalize: true, LiNeS" : "task_arithmetic, LiNeS";
 	size_t nt = f->base.n;
 	long L = 0;
 	for (size_t ti = 0; ti < nt; ti++)
-		L = tu_block_of(f->base.t[ti].name) + 1 > L ? tu_block_of(f->base.t[ti].name) + 1 : L;
+		L = tu_block_of(f->base.t[ti].name) + 1 > L ? tu_block_of(f->base.t[ti].name) + 1
+		                                            : L;
 	snprintf(cfg, sizeof(cfg), "%s/ta%d.yml", tu_tmpdir(), mean);
 	snprintf(out, sizeof(out), "%s/ta%d.safetensors", tu_tmpdir(), mean);
 	snprintf(text, sizeof(text),
@@ -299,7 +309,8 @@ static void ta_case(struct fam *f, int mean)
 		for (uint64_t q = 0; q < b->nelem; q++) {
 			double s = 0, m = 0;
 			for (unsigned i = 0; i < 2; i++) {
-				float tau = tu_elem(tu_model_find(&f->ft[i], b->name), q) - tu_elem(b, q);
+				float tau =
+				    tu_elem(tu_model_find(&f->ft[i], b->name), q) - tu_elem(b, q);
 				s += tau, m += w[ti][i] * tau;
 			}
 			num += fabs(s), den += fabs(m / ws);
@@ -318,7 +329,8 @@ static void ta_case(struct fam *f, int mean)
 	char first[512] = "";
 	if (tu_model_load(&om, out) == 0) {
 		for (size_t ti = 0; ti < nt; ti++) {
-			const struct tu_tensor *b = &f->base.t[ti], *o = tu_model_find(&om, b->name);
+			const struct tu_tensor *b = &f->base.t[ti],
+			                       *o = tu_model_find(&om, b->name);
 			if (!tu_is_float(b))
 				continue;
 			long blk = tu_block_of(b->name);
@@ -327,16 +339,19 @@ static void ta_case(struct fam *f, int mean)
 			for (uint64_t q = 0; q < b->nelem; q++) {
 				double m = 0;
 				for (unsigned i = 0; i < 2; i++) {
-					float tau = tu_elem(tu_model_find(&f->ft[i], b->name), q) - tu_elem(b, q);
+					float tau = tu_elem(tu_model_find(&f->ft[i], b->name), q) -
+					            tu_elem(b, q);
 					m += w[ti][i] * tau;
 				}
 				m /= ws;
 				double ref = tu_elem(b, q) + lam * m, got = tu_elem(o, q);
-				double tol = tu_ulp(o->dtype, ref) + 0x1p-48 * (fabs(tu_elem(b, q)) + fabs(lam * m));
+				double tol = tu_ulp(o->dtype, ref) +
+				             0x1p-48 * (fabs(tu_elem(b, q)) + fabs(lam * m));
 				n++;
 				if (!(fabs(got - ref) <= tol) && !bad++)
-					snprintf(first, sizeof(first), "%s[%llu]: got %.9g, reference %.17g",
-					         b->name, (unsigned long long)q, got, ref);
+					snprintf(first, sizeof(first),
+					         "%s[%llu]: got %.9g, reference %.17g", b->name,
+					         (unsigned long long)q, got, ref);
 			}
 		}
 		tu_model_free(&om);
@@ -387,29 +402,28 @@ static void unload(struct fam *f)
  * a6e402884ba9bc30da7f23e8304a35f19485de95, examples/ties.yml (mergekit
  * is licensed under the GNU Lesser General Public License, version 3
  * only, LGPL-3.0-only; this copy stays under it) */
-static const char ties_yml_text[] =
-    "models:\n"
-    "  - model: psmathur/orca_mini_v3_13b\n"
-    "    parameters:\n"
-    "      density: [1, 0.7, 0.1] # density gradient\n"
-    "      weight: 1.0\n"
-    "  - model: garage-bAInd/Platypus2-13B\n"
-    "    parameters:\n"
-    "      density: 0.5\n"
-    "      weight: [0, 0.3, 0.7, 1] # weight gradient\n"
-    "  - model: WizardLM/WizardMath-13B-V1.0\n"
-    "    parameters:\n"
-    "      density: 0.33\n"
-    "      weight:\n"
-    "        - filter: mlp\n"
-    "          value: 0.5\n"
-    "        - value: 0\n"
-    "merge_method: ties\n"
-    "base_model: TheBloke/Llama-2-13B-fp16\n"
-    "parameters:\n"
-    "  normalize: true\n"
-    "  int8_mask: true\n"
-    "dtype: float16\n";
+static const char ties_yml_text[] = "models:\n"
+                                    "  - model: psmathur/orca_mini_v3_13b\n"
+                                    "    parameters:\n"
+                                    "      density: [1, 0.7, 0.1] # density gradient\n"
+                                    "      weight: 1.0\n"
+                                    "  - model: garage-bAInd/Platypus2-13B\n"
+                                    "    parameters:\n"
+                                    "      density: 0.5\n"
+                                    "      weight: [0, 0.3, 0.7, 1] # weight gradient\n"
+                                    "  - model: WizardLM/WizardMath-13B-V1.0\n"
+                                    "    parameters:\n"
+                                    "      density: 0.33\n"
+                                    "      weight:\n"
+                                    "        - filter: mlp\n"
+                                    "          value: 0.5\n"
+                                    "        - value: 0\n"
+                                    "merge_method: ties\n"
+                                    "base_model: TheBloke/Llama-2-13B-fp16\n"
+                                    "parameters:\n"
+                                    "  normalize: true\n"
+                                    "  int8_mask: true\n"
+                                    "dtype: float16\n";
 
 int main(void)
 {
@@ -424,13 +438,14 @@ int main(void)
 	for (int k = 0; k < 3; k++) {
 		struct fam f = {"", {0}, {{0}}, NM};
 		snprintf(f.dir, sizeof(f.dir), "%s/fam-%s", tu_tmpdir(), dts[k]);
-		if (tu_run("'%s' --arch llama --dtype %s --layers 4 --hidden 32 --models 3 --seed %d "
-		           "--out '%s'",
-		           tu_gen(), dts[k], 31 + k, f.dir) != 0)
+		if (tu_run(
+		        "'%s' --arch llama --dtype %s --layers 4 --hidden 32 --models 3 --seed %d "
+		        "--out '%s'",
+		        tu_gen(), dts[k], 31 + k, f.dir) != 0)
 			return 99;
-		static const char *const ids[] = {"TheBloke/Llama-2-13B-fp16", "psmathur/orca_mini_v3_13b",
-		                                  "garage-bAInd/Platypus2-13B",
-		                                  "WizardLM/WizardMath-13B-V1.0"};
+		static const char *const ids[] = {
+		    "TheBloke/Llama-2-13B-fp16", "psmathur/orca_mini_v3_13b",
+		    "garage-bAInd/Platypus2-13B", "WizardLM/WizardMath-13B-V1.0"};
 		for (int i = 0; i < 4; i++) {
 			static const char *const files[] = {"base", "ft1", "ft2", "ft3"};
 			snprintf(p, sizeof(p), "%s/%s.safetensors", f.dir, files[i]);

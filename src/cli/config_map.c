@@ -752,7 +752,8 @@ static void map_list(struct mapper *mp, const struct pdef *p)
 		char buf[40];
 		int r = resolve_ex(mp->c, mp->src.m[i], p, p->map == PM_TLIST, &v);
 		if (r == 2) /* the first value here; the tensors' own from tensor_params */
-			mp->c->tensor_lists |= !strcmp(p->name, "weight") ? MCFG_TENSOR_W : MCFG_TENSOR_D;
+			mp->c->tensor_lists |=
+			    !strcmp(p->name, "weight") ? MCFG_TENSOR_W : MCFG_TENSOR_D;
 		else if (r != 1) {
 			ok = 0;
 			continue;

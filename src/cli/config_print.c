@@ -150,8 +150,8 @@ static struct form form_of(const struct lines_merge_opts *o)
 
 /* A weight or density per tensor (cfg->tensor_lists) as the level PS
  * gives it, or NULL. */
-static const struct mcfg_value *list_value(const struct mcfg_extra *x,
-                                           const struct mcfg_params *ps, const char *name)
+static const struct mcfg_value *list_value(const struct mcfg_extra *x, const struct mcfg_params *ps,
+                                           const char *name)
 {
 	unsigned bit = strcmp(name, "weight") ? MCFG_TENSOR_D : MCFG_TENSOR_W;
 	if (!x || !x->cfg || !ps || !(x->cfg->tensor_lists & bit))
@@ -178,7 +178,8 @@ static void put_model_params(FILE *f, const struct lines_merge_opts *o, const st
                              size_t i, int indent, const struct mcfg_extra *x,
                              const struct mcfg_params *own, const struct mcfg_params *up)
 {
-	const struct mcfg_value *wv = list_value(x, own, "weight"), *dv = list_value(x, own, "density");
+	const struct mcfg_value *wv = list_value(x, own, "weight"),
+	                        *dv = list_value(x, own, "density");
 	int w = fm->weights && (wv || !below(x, up, "weight"));
 	int d = fm->densities && (dv || !below(x, up, "density"));
 	if (!w && !d && !fm->tall && !fm->della && !fm->bc) {
@@ -265,9 +266,8 @@ static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct f
 		const struct mcfg_value *tv = x && x->cfg && s < x->cfg->nslices
 		                                  ? tensor_value(x, &x->cfg->slices[s].params, "t")
 		                                  : NULL;
-		const struct mcfg_params *sp = x && x->cfg && s < x->cfg->nslices
-		                                   ? &x->cfg->slices[s].params
-		                                   : NULL;
+		const struct mcfg_params *sp =
+		    x && x->cfg && s < x->cfg->nslices ? &x->cfg->slices[s].params : NULL;
 		const struct mcfg_value *sw = list_value(x, sp, "weight"),
 		                        *sd = list_value(x, sp, "density");
 		if (tv || sw || sd)
@@ -321,7 +321,8 @@ static void put_params(FILE *f, const struct lines_merge_opts *o, const struct f
 	if ((o->method == LINES_M_DARE || fm->della) && o->rescale != LINES_RESCALE_DENSITY)
 		fprintf(f, "  rescale: %s\n", o->rescale == LINES_RESCALE_L1 ? "true" : "false");
 	const struct mcfg_value *gw = x && x->cfg ? list_value(x, &x->cfg->params, "weight") : NULL,
-	                        *gd = x && x->cfg ? list_value(x, &x->cfg->params, "density") : NULL;
+	                        *gd =
+	                            x && x->cfg ? list_value(x, &x->cfg->params, "density") : NULL;
 	if (gw) /* the per-tensor weights the models fall back on */
 		put_value(f, 2, "weight", gw);
 	if (gd)

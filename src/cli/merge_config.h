@@ -174,8 +174,7 @@ void mcfg_tensor_value(void *cfg, const struct lines_tensor_at *at, double *out)
  * with the configuration as tp_ctx.
  */
 enum { MCFG_TENSOR_W = 1, MCFG_TENSOR_D = 2 };
-void mcfg_tensor_params(void *cfg, const struct lines_tensor_at *at,
-                        struct lines_tensor_params *p);
+void mcfg_tensor_params(void *cfg, const struct lines_tensor_at *at, struct lines_tensor_params *p);
 /* One value at T for TENSOR: 1 with *out, or 0 when no filter matches. */
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out);
 /* Add "FILE:LINE:COL: problem" to cfg->problems (line 0: "FILE: problem"). */

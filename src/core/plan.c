@@ -736,7 +736,9 @@ static int tensor_params_of(struct plan *p, struct tensor *t, size_t idx, size_t
 		double d0 = o->densities ? o->densities[i] : o->density;
 		RETURN_ERROR_IF(!isfinite(w[i]) || !isfinite(d[i]), err, LINES_EUSAGE, NULL, t->name,
 		                "the weight or density of model %u is not a finite number", i + 1);
-		RETURN_ERROR_IF(w[i] != w0 && !take_w, err, LINES_EUSAGE, NULL, t->name,
+		/* a method that takes no weights (densities) ignores them */
+		RETURN_ERROR_IF(w[i] != w0 && !take_w && (fl & METHOD_USES_WEIGHTS), err, LINES_EUSAGE,
+		                NULL, t->name,
 		                "-m %s takes one weight per model for the whole model, not one per "
 		                "tensor (sum, mean, linear, ties, dare and breadcrumbs take them)",
 		                p->method->name);
@@ -744,14 +746,15 @@ static int tensor_params_of(struct plan *p, struct tensor *t, size_t idx, size_t
 		                NULL, t->name,
 		                "a density per tensor needs --trim tensor: the global threshold ranks "
 		                "the whole model with one density per model");
-		RETURN_ERROR_IF(d[i] != d0 && !take_d, err, LINES_EUSAGE, NULL, t->name,
+		RETURN_ERROR_IF(d[i] != d0 && !take_d && (fl & METHOD_USES_DENSITY), err, LINES_EUSAGE,
+		                NULL, t->name,
 		                "-m %s takes one density per model for the whole model, not one per "
 		                "tensor (dare, breadcrumbs, and ties with --trim tensor, take them)",
 		                p->method->name);
 		RETURN_ERROR_IF(take_d && !(d[i] >= 0.0 && d[i] <= 1.0), err, LINES_EUSAGE, NULL,
 		                t->name, "the density of model %u is %g, outside [0, 1]", i + 1, d[i]);
-		p->lay.tensor_w |= w[i] != w0;
-		p->lay.tensor_density |= d[i] != d0;
+		p->lay.tensor_w |= take_w && w[i] != w0;
+		p->lay.tensor_density |= take_d && d[i] != d0;
 		t->wsum += w[i];
 	}
 	t->w = take_w ? w : NULL;
