@@ -130,9 +130,10 @@ static json_t *entry_of(json_t *tensors, const char *name)
 }
 
 /* Run CFG into OUT and check it against the reference with the values
- * VALUES gives (out_dt: the output's dtype). */
+ * VALUES gives; with LINES, CFG has lines: {alpha: auto} (LiNeS, automatic
+ * alpha = ||sum_i tau_i||_1 / (N ||tau_MTL||_1), beta = 1 - alpha). */
 static void check_case(const char *label, struct fam *f, const char *cfg, const char *out,
-                       void (*values)(const char *, long, long, double *, double *))
+                       void (*values)(const char *, long, long, double *, double *), int lines)
 {
 	size_t nt = f->base.n;
 	long L = 0;
@@ -214,6 +215,32 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 	json_t *tj = json_object_get(json_object_get(man, "run"), "ties");
 	ok(json_integer_value(json_object_get(tj, "majority")) == maj,
 	   "%s: the majority sign is %+d", label, maj);
+	double alpha = 1, beta = 0;
+	if (lines) {
+		double num = 0, den = 0;
+		for (size_t ti = 0; ti < nt; ti++) {
+			const struct tu_tensor *b = &f->base.t[ti];
+			if (!tu_is_float(b))
+				continue;
+			for (uint64_t q = 0; q < b->nelem; q++) {
+				float t[NM];
+				double raw = 0;
+				int sign;
+				for (unsigned i = 0; i < nm; i++) {
+					t[i] = tauw(f, ti, i, q, w[ti]);
+					raw +=
+					    (double)(tu_elem(tu_model_find(&f->ft[i], b->name), q) -
+					             tu_elem(b, q));
+				}
+				num += fabs(raw);
+				den += fabs(elect(t, thr[ti], w[ti], nm, maj, &sign));
+			}
+		}
+		alpha = num / (nm * den), beta = fmax(0, 1 - alpha);
+		double got = json_real_value(json_object_get(json_object_get(man, "run"), "alpha"));
+		ok(fabs(got - alpha) <= 1e-12 * alpha,
+		   "%s: alpha %.17g = ||sum tau|| / (N ||tau_MTL||) = %.17g", label, got, alpha);
+	}
 
 	/* every element */
 	struct tu_model om;
@@ -225,12 +252,16 @@ static void check_case(const char *label, struct fam *f, const char *cfg, const 
 			                       *o = tu_model_find(&om, b->name);
 			if (!tu_is_float(b))
 				continue;
+			long blk = tu_block_of(b->name);
+			double lam = !lines    ? 1.0
+			             : blk < 0 ? alpha
+			                       : alpha + beta * blk / (double)(L - 1);
 			for (uint64_t q = 0; q < b->nelem; q++) {
 				float t[NM];
 				int sign;
 				for (unsigned i = 0; i < nm; i++)
 					t[i] = tauw(f, ti, i, q, w[ti]);
-				double m = elect(t, thr[ti], w[ti], nm, maj, &sign);
+				double m = elect(t, thr[ti], w[ti], nm, maj, &sign) * lam;
 				double ref = tu_elem(b, q) + m, got = tu_elem(o, q);
 				double tol = tu_ulp(o->dtype, ref) +
 				             0x1p-48 * (fabs(tu_elem(b, q)) + fabs(m));
@@ -456,7 +487,16 @@ int main(void)
 			return 99;
 		snprintf(out, sizeof(out), "%s/ties-%s.safetensors", tu_tmpdir(), dts[k]);
 		snprintf(label, sizeof(label), "ties.yml, %s", dts[k]);
-		check_case(label, &f, cfg, out, ties_yml);
+		check_case(label, &f, cfg, out, ties_yml, 0);
+		if (k == 0) { /* ties.yml and LiNeS on top (lines' extension) */
+			snprintf(text, sizeof(text), "%slines:\n  alpha: auto\n", ties_yml_text);
+			snprintf(p, sizeof(p), "%s/ties-lines.yml", tu_tmpdir());
+			if (tu_write_file(p, text, strlen(text)) != 0)
+				return 99;
+			snprintf(out, sizeof(out), "%s/ties-lines.safetensors", tu_tmpdir());
+			check_case("ties.yml with lines: alpha: auto, bf16", &f, p, out, ties_yml,
+			           1);
+		}
 
 		if (k == 0) { /* within slices: a weight per slice, a source's density gradient */
 			snprintf(p, sizeof(p), "%s/slices.yml", tu_tmpdir());
@@ -484,7 +524,7 @@ int main(void)
 				return 99;
 			f.nm = 2;
 			snprintf(out, sizeof(out), "%s/slices.safetensors", tu_tmpdir());
-			check_case("ties within slices, bf16", &f, p, out, slices_yml);
+			check_case("ties within slices, bf16", &f, p, out, slices_yml, 0);
 			f.nm = NM;
 			ta_case(&f, 0);
 			ta_case(&f, 1);
