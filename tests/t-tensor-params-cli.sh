@@ -139,11 +139,26 @@ status 0 "ties.yml: -n -v" "$LINES" merge -n -v --config "$tmp/ties.yml" -o "$tm
 check "... with the weights and densities of block 1's mlp" \
 	grep -q "model.layers.1.mlp.up_proj.weight  w 1,0.3,0.5  d 0.8,0.5,0.33" "$tmp/out"
 
-# the same bytes for any -j, --chunk and --io
-for how in "-j 1" "-j 2 --chunk 64K" "--io mmap -j 2"; do
+# the same bytes for any -j, --chunk, --io and instruction set
+for how in "-j 1" "-j 2 --chunk 64K" "--io mmap -j 2" "--io uring -j 2"; do
+	rm -f "$tmp/j.st"
+	if [ "$how" = "--io uring -j 2" ] &&
+		! "$LINES" merge -q --io uring -b "$tmp/f/base" -o - "$tmp/f/ft1" >/dev/null 2>&1; then
+		skip "ties.yml with $how: io_uring is not available here"
+		continue
+	fi
 	# shellcheck disable=SC2086 # options split on purpose
 	"$LINES" merge -q --config "$tmp/ties.yml" $how -o "$tmp/j.st" 2>"$tmp/err"
 	check "ties.yml with $how: the same bytes" cmp -s "$tmp/t.st" "$tmp/j.st"
+done
+for isa in scalar avx2 avx512 neon; do
+	if ! LINES_ISA=$isa "$LINES" --version >/dev/null 2>&1; then
+		skip "ties.yml with LINES_ISA=$isa: not built or not supported by this CPU"
+		continue
+	fi
+	rm -f "$tmp/j.st"
+	LINES_ISA=$isa "$LINES" merge -q --config "$tmp/ties.yml" -o "$tmp/j.st" 2>"$tmp/err"
+	check "ties.yml with LINES_ISA=$isa: the same bytes" cmp -s "$tmp/t.st" "$tmp/j.st"
 done
 
 # the manifest gives each tensor's weights and densities
