@@ -408,6 +408,32 @@ slices:
 EOF
 refused "an empty layer_range" "$tmp/bad9.yml" 5:22
 
+cat >"$tmp/bad10.yml" <<EOF
+merge_method: passthrough
+slices:
+  - sources:
+      - model: "-"
+        layer_range: [0, 2]
+EOF
+refused "standard input as a slice's model" "$tmp/bad10.yml" 4:16
+
+# a model of two stacks (T5's encoder and decoder) is refused when opened
+family "$tmp/t5" --arch t5 --dtype bf16 --layers 2 --size 256K --models 1 --seed 1
+cat >"$tmp/t5.yml" <<EOF
+merge_method: passthrough
+slices:
+  - sources:
+      - model: $tmp/t5/ft1.safetensors
+        layer_range: [0, 2]
+EOF
+rm -f "$tmp/r.st"
+status 1 "a model of two stacks of blocks as a slice's source: an error" \
+	"$LINES" merge -q --config "$tmp/t5.yml" -o "$tmp/r.st"
+grep -q "^lines: $tmp/t5/ft1.safetensors: slice 1: " "$tmp/err"
+ok $? "... naming the model and the slice"
+[ ! -e "$tmp/r.st" ]
+ok $? "... nothing written"
+
 # constant memory: the peak resident set of a passthrough of 512 MiB
 # models stays within the bound -n announces (which does not grow with
 # the model's size: t-rss.sh)

@@ -599,7 +599,11 @@ static void pick_slices(struct mcfg *c, const struct mdef *md, int with_base, st
 		if (!sl->order)
 			return;
 		for (size_t j = 0; j < sl->nsrc; j++)
-			if (sl->src[j].ref)
+			if (sl->src[j].ref && !strcmp(sl->src[j].ref, "-"))
+				mcfg_problem(c, sl->src[j].line, sl->src[j].col,
+				             "'-': a slice's model is read where its blocks are, not in "
+				             "order: name its file");
+			else if (sl->src[j].ref)
 				check_ref(c, sl->src[j].ref, sl->src[j].line, sl->src[j].col);
 		for (size_t j = 1; j < sl->nsrc; j++)
 			if (sl->src[j].end - sl->src[j].first != sl->src[0].end - sl->src[0].first)
