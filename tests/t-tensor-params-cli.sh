@@ -221,6 +221,15 @@ status 0 "... -n --json" "$LINES" merge -n --json --config "$tmp/tam.yml"
 cp "$tmp/out" "$tmp/tam.json"
 per_group "mean" "$tmp/tam.st" "$tmp/tam.json" -b "$b" -m mean "$m1" "$m2"
 
+# a sweep of lambda writes, per value, what a run with that value writes
+for cfg in tam ties; do
+	rm -f "$tmp"/sw-*
+	"$LINES" merge -q --config "$tmp/$cfg.yml" --lambda 0.5,1 -o "$tmp/sw-{lambda}.st" 2>"$tmp/err"
+	"$LINES" merge -q --config "$tmp/$cfg.yml" --lambda 0.5 -o "$tmp/one.st" 2>>"$tmp/err"
+	check "$cfg.yml with --lambda 0.5,1 (a sweep): the bytes of --lambda 0.5" \
+		cmp -s "$tmp/sw-0.5.st" "$tmp/one.st"
+done
+
 # linear (no base) with a filtered gradient, a gradient and a number
 cat >"$tmp/lin.yml" <<EOF
 merge_method: linear
