@@ -298,15 +298,16 @@ status 0 "... the merge" "$LINES" merge -q --config "$tmp/sl.yml" -o "$tmp/sl.st
 "$LINES" merge -q --config "$tmp/slp.yml" -o "$tmp/p.st" 2>"$tmp/err"
 check "... --print-config, run again: the same bytes" cmp -s "$tmp/sl.st" "$tmp/p.st"
 
-# dare_linear and dare_ties (mergekit's L1 rescale), breadcrumbs and
-# breadcrumbs_ties: the drops are a pure function of (seed, model, tensor,
-# element), breadcrumbs' cuts are per tensor and its signs per element,
-# so each tensor is the tensor of a merge with its values given once.
+# dare_linear and dare_ties (mergekit's L1 rescale), breadcrumbs,
+# breadcrumbs_ties, della and della_linear: the drops are a pure function
+# of (seed, model, tensor, element), breadcrumbs' cuts are per tensor,
+# and the signs of breadcrumbs_ties and della per element, so each tensor
+# is the tensor of a merge with its values given once.
 # dare_ties's zero sums take the model's majority sign, as ties's do; on
 # an F32 family no kept values cancel exactly, so there too each tensor
 # has those bytes.
 family "$tmp/g" --arch llama --dtype f32 --layers 4 --hidden 32 --models 3 --seed 41 >/dev/null
-for dm in dare_linear dare_ties breadcrumbs breadcrumbs_ties; do
+for dm in dare_linear dare_ties breadcrumbs breadcrumbs_ties della della_linear; do
 	cat >"$tmp/$dm.yml" <<EOF
 merge_method: $dm
 base_model: $tmp/g/base.safetensors
@@ -326,13 +327,16 @@ models:
 parameters:
   lambda: 1.1
 EOF
+	case $dm in della*) # keep probabilities within (0, 1): density 0.9 - 0.15 ... 0.9 + 0.15 is not
+		sed -i 's/density: \[0.9, 0.4\]/density: [0.8, 0.4]/' "$tmp/$dm.yml" ;;
+	esac
 	status 0 "$dm with gradients and filters: -n --json" "$LINES" merge -n --json --config "$tmp/$dm.yml"
 	cp "$tmp/out" "$tmp/$dm.json"
 	jqok "... every tensor's weights and densities" "$JQDEF"'
 		.num_layers as $L | .weights_per_tensor and .densities_per_tensor and
 		([.tensors[] | select(.merged) | tpos($L) as $t |
 		  .weights == [grad([1, 0.5]; $t), (if (.name | contains("mlp")) then 0.8 else 1.2 end), 0.7] and
-		  .densities == [grad([0.9, 0.4]; $t), 0.6,
+		  .densities == [grad([(if "'"$dm"'" | startswith("della") then 0.8 else 0.9 end), 0.4]; $t), 0.6,
 		                 (if (.name | contains("self_attn")) then grad([0.3, 0.8]; $t) else 0.5 end)]] |
 		 length >= 39 and all)'
 	status 0 "... the merge" "$LINES" merge -q --config "$tmp/$dm.yml" -o "$tmp/$dm.st"
@@ -341,6 +345,8 @@ EOF
 	dare_ties) how="-m dare --dare-elect --normalize --rescale" ;;
 	breadcrumbs) how="-m breadcrumbs --bc-gamma 0.01" ;; # mergekit's defaults
 	breadcrumbs_ties) how="-m breadcrumbs_ties --normalize --bc-gamma 0.01" ;;
+	della) how="-m della --normalize --rescale --epsilon 0.15" ;; # mergekit's defaults
+	della_linear) how="-m della_linear --rescale --epsilon 0.15" ;;
 	esac
 	MIN_GROUPS=8
 	# shellcheck disable=SC2086 # options split on purpose
@@ -363,15 +369,14 @@ refused() {
 	check "... nothing written" test ! -e "$tmp/no.st"
 }
 cat >"$tmp/bad1.yml" <<EOF
-merge_method: della_linear
+merge_method: nuslerp
 base_model: $b
 models:
   - model: $m1
     parameters:
       weight: [0, 1]
-      density: 0.5
 EOF
-refused "della_linear with a weight gradient" "$tmp/bad1.yml" 6:15
+refused "nuslerp with a weight gradient" "$tmp/bad1.yml" 6:15
 cat >"$tmp/bad2.yml" <<EOF
 merge_method: della
 base_model: $b
@@ -379,9 +384,12 @@ models:
   - model: $m1
     parameters:
       weight: 1
-      density: [{filter: mlp, value: 0.3}, {value: 0.6}]
+      density: [{filter: mlp, value: 0.1}, {value: 0.6}]
+parameters:
+  epsilon: 0.15
 EOF
-refused "della with density filters" "$tmp/bad2.yml" 7:16
+refused "della with a density of 0.1 for the mlp tensors (epsilon 0.15: keep probabilities below 0)" \
+	"$tmp/bad2.yml" ""
 cat >"$tmp/bad3.yml" <<EOF
 merge_method: ties
 base_model: $b

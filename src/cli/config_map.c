@@ -10,7 +10,7 @@
  * differ between tensors (a gradient or filters that do not all give one
  * number) is taken where the method reads one per tensor (PM_TENSOR,
  * PM_TLIST: slerp's t; the weights of task_arithmetic, linear, ties,
- * dare_* and breadcrumbs*, the densities of all but the first two) and
+ * dare_*, breadcrumbs* and della*, the densities of all but the first two) and
  * refused elsewhere, at its line and column.
  */
 #include "config.h"
@@ -95,11 +95,11 @@ static const struct mdef mdefs[] = {
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"della", "della", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
+	 {WEIGHT_T, DENSITY_T, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"della_linear", "della_linear", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
+	 {WEIGHT_T, DENSITY_T, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
 	  {"normalize", PM_FIXED, NULL, NULL, 0, 0, 0},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"linear", "linear", {0}, BASE_AVERAGED, 0,
@@ -259,10 +259,9 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 		if (!strcmp(p->name, "weight") || !strcmp(p->name, "density"))
 			mcfg_problem(c, v->line, v->col,
 			             "%s: per-tensor values are not supported yet by this method "
-			             "(task_arithmetic, linear, ties, dare_linear, dare_ties, "
-			             "breadcrumbs and breadcrumbs_ties take per-tensor "
-			             "weights, all but the first two per-tensor densities): "
-			             "give one number",
+			             "(task_arithmetic, linear, ties, dare_*, breadcrumbs* and "
+			             "della* take per-tensor weights, all but the first two "
+			             "per-tensor densities): give one number",
 			             p->name);
 		else
 			mcfg_problem(c, v->line, v->col,
