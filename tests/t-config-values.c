@@ -138,9 +138,9 @@ static void map(struct mcfg *c)
 
 static void varying(void)
 {
-	/* nuslerp takes one weight per model (ties, dare, breadcrumbs and
-	 * della take them per tensor: t-tensor-params) */
-	struct mcfg *c = parse("merge_method: nuslerp\n"
+	/* multislerp takes one weight per model (ties, dare, breadcrumbs,
+	 * della, nuslerp take them per tensor: t-tensor-params) */
+	struct mcfg *c = parse("merge_method: multislerp\n"
 	                       "base_model: org/b\n"
 	                       "models:\n"
 	                       "  - model: org/a\n"

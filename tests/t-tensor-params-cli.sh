@@ -261,6 +261,32 @@ per_group "linear" "$tmp/lin.st" "$tmp/lin.json" -m linear --normalize --dtype f
 "$LINES" merge -q --config "$tmp/linp.yml" -o "$tmp/p.st" 2>"$tmp/err"
 check "... --print-config, run again: the same bytes" cmp -s "$tmp/lin.st" "$tmp/p.st"
 
+# nuslerp of two task vectors, t = w1 / (w0 + w1) per tensor
+cat >"$tmp/nu.yml" <<EOF
+merge_method: nuslerp
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weight: [1, 0.2]
+  - model: $m2
+    parameters:
+      weight: [{filter: mlp, value: [0.5, 2]}, {value: 1}]
+EOF
+status 0 "nuslerp with weight gradients: -n --json" "$LINES" merge -n --json --config "$tmp/nu.yml"
+cp "$tmp/out" "$tmp/nu.json"
+jqok "... every tensor's weights, and its t = w1 / (w0 + w1)" "$JQDEF"'
+	.num_layers as $L | .method == "nuslerp" and .weights_per_tensor and
+	([.tensors[] | select(.merged) | tpos($L) as $t |
+	  .weights == [grad([1, 0.2]; $t), (if (.name | contains("mlp")) then grad([0.5, 2]; $t) else 1 end)] and
+	  .t == .weights[1] / (.weights[0] + .weights[1])] | length >= 39 and all)'
+status 0 "... the merge" "$LINES" merge -q --config "$tmp/nu.yml" -o "$tmp/nu.st"
+MIN_GROUPS=7 # block 1's mlp tensors have the weights of its others
+per_group "nuslerp" "$tmp/nu.st" "$tmp/nu.json" -b "$b" -m nuslerp "$m1" "$m2"
+"$LINES" merge --config "$tmp/nu.yml" --print-config >"$tmp/nup.yml" 2>"$tmp/err"
+"$LINES" merge -q --config "$tmp/nup.yml" -o "$tmp/p.st" 2>"$tmp/err"
+check "... --print-config, run again: the same bytes" cmp -s "$tmp/nu.st" "$tmp/p.st"
+
 # ties within slices: a weight per slice (a gradient in the second), a
 # source's density gradient; the embeddings take the first slice's, the
 # norm and head the last slice's (t = 0)
@@ -369,14 +395,14 @@ refused() {
 	check "... nothing written" test ! -e "$tmp/no.st"
 }
 cat >"$tmp/bad1.yml" <<EOF
-merge_method: nuslerp
+merge_method: multislerp
 base_model: $b
 models:
   - model: $m1
     parameters:
       weight: [0, 1]
 EOF
-refused "nuslerp with a weight gradient" "$tmp/bad1.yml" 6:15
+refused "multislerp with a weight gradient" "$tmp/bad1.yml" 6:15
 cat >"$tmp/bad2.yml" <<EOF
 merge_method: della
 base_model: $b

@@ -9,8 +9,9 @@
  * defaults never leak into a configuration's meaning. A value that would
  * differ between tensors (a gradient or filters that do not all give one
  * number) is taken where the method reads one per tensor (PM_TENSOR,
- * PM_TLIST: slerp's t; the weights of task_arithmetic, linear, ties,
- * dare_*, breadcrumbs* and della*, the densities of all but the first two) and
+ * PM_TLIST: slerp's t; the weights of task_arithmetic, linear, nuslerp,
+ * ties, dare_*, breadcrumbs* and della*, the densities of all but the
+ * first three) and
  * refused elsewhere, at its line and column.
  */
 #include "config.h"
@@ -106,7 +107,7 @@ static const struct mdef mdefs[] = {
 	 {WEIGHT_T, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1}}},
 	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_TENSOR, "--t", NULL, 0, 1, 0}}},
 	{"nuslerp", "nuslerp", {0}, BASE_OPTIONAL, 0,
-	 {WEIGHT, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
+	 {WEIGHT_T, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
 	  {"nuslerp_row_wise", PM_FIXED, NULL, NULL, 0, 0, 0}}},
 	{"multislerp", "multislerp", {0}, BASE_OPTIONAL, 0,
 	 {WEIGHT, {"normalize_weights", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
@@ -259,9 +260,9 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 		if (!strcmp(p->name, "weight") || !strcmp(p->name, "density"))
 			mcfg_problem(c, v->line, v->col,
 			             "%s: per-tensor values are not supported yet by this method "
-			             "(task_arithmetic, linear, ties, dare_*, breadcrumbs* and "
-			             "della* take per-tensor weights, all but the first two "
-			             "per-tensor densities): give one number",
+			             "(task_arithmetic, linear, nuslerp, ties, dare_*, "
+			             "breadcrumbs* and della* take per-tensor weights, all but "
+			             "the first three per-tensor densities): give one number",
 			             p->name);
 		else
 			mcfg_problem(c, v->line, v->col,
