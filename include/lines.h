@@ -404,8 +404,9 @@ struct lines_merge_opts {
 	 * tensor while the plan is made (after tensor_t), with *p holding the
 	 * run's values (opts.weights or 1, the densities, the tensor's t);
 	 * tp_ctx is its first argument. Only the methods that read a weight
-	 * (a density) per tensor take one: sum, mean, linear, nuslerp, ties
-	 * (density with --trim tensor only), dare, breadcrumbs, della; for the
+	 * (a density) per tensor take one: sum, mean, linear, nuslerp,
+	 * multislerp, ties (density with --trim tensor only), dare,
+	 * breadcrumbs, della; for the
 	 * others a value that differs from the run's is an error. -n --json
 	 * and the manifest give each tensor's weights and densities. */
 	void (*tensor_params)(void *tp_ctx, const struct lines_tensor_at *at,

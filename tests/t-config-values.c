@@ -138,9 +138,9 @@ static void map(struct mcfg *c)
 
 static void varying(void)
 {
-	/* multislerp takes one weight per model (ties, dare, breadcrumbs,
-	 * della, nuslerp take them per tensor: t-tensor-params) */
-	struct mcfg *c = parse("merge_method: multislerp\n"
+	/* consensus takes one weight per model (ties, dare, breadcrumbs,
+	 * della, nuslerp, multislerp take them per tensor: t-tensor-params) */
+	struct mcfg *c = parse("merge_method: consensus\n"
 	                       "base_model: org/b\n"
 	                       "models:\n"
 	                       "  - model: org/a\n"

@@ -338,14 +338,14 @@ bad "a model without the required weight" 4:12 "merge_method: task_arithmetic
 base_model: $b
 models:
   - model: $m1"
-bad "a gradient that varies (multislerp takes one weight per model)" 6:15 "merge_method: multislerp
+bad "a gradient that varies (consensus takes one weight per model)" 6:15 "merge_method: consensus
 base_model: $b
 models:
   - model: $m1
     parameters:
       weight: [0, 1]"
 check "... says per-tensor values are not supported yet" grep -q "per-tensor values are not supported yet" "$tmp/err"
-bad "filters that vary (multislerp takes one weight per model)" 6:15 "merge_method: multislerp
+bad "filters that vary (consensus takes one weight per model)" 6:15 "merge_method: consensus
 base_model: $b
 models:
   - model: $m1
@@ -392,7 +392,7 @@ lines:
 parameters: {weight: 1}"
 
 # every problem at once
-printf 'merge_method: multislerp\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \
+printf 'merge_method: consensus\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \
 	"$b" "$m1" "$tmp" >"$tmp/bad.yml"
 status 2 "a configuration with six problems: exit 2" "$LINES" merge --config "$tmp/bad.yml" -o "$tmp/no.st"
 for at in 5:26 5:34 6:12 8:14 9:3 10:1; do

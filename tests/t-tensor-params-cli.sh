@@ -287,6 +287,34 @@ per_group "nuslerp" "$tmp/nu.st" "$tmp/nu.json" -b "$b" -m nuslerp "$m1" "$m2"
 "$LINES" merge -q --config "$tmp/nup.yml" -o "$tmp/p.st" 2>"$tmp/err"
 check "... --print-config, run again: the same bytes" cmp -s "$tmp/nu.st" "$tmp/p.st"
 
+# multislerp of three task vectors, each tensor's weights over their sum
+cat >"$tmp/ms.yml" <<EOF
+merge_method: multislerp
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weight: [1, 0.2]
+  - model: $m2
+    parameters:
+      weight: [{filter: mlp, value: [0.5, 2]}, {value: 1}]
+  - model: $m3
+    parameters:
+      weight: 0.7
+EOF
+status 0 "multislerp with weight gradients: -n --json" "$LINES" merge -n --json --config "$tmp/ms.yml"
+cp "$tmp/out" "$tmp/ms.json"
+jqok "... every tensor's weights" "$JQDEF"'
+	.num_layers as $L | .method == "multislerp" and .weights_per_tensor and
+	([.tensors[] | select(.merged) | tpos($L) as $t |
+	  .weights == [grad([1, 0.2]; $t), (if (.name | contains("mlp")) then grad([0.5, 2]; $t) else 1 end), 0.7]] |
+	 length >= 39 and all)'
+status 0 "... the merge" "$LINES" merge -q --config "$tmp/ms.yml" -o "$tmp/ms.st"
+per_group "multislerp" "$tmp/ms.st" "$tmp/ms.json" -b "$b" -m multislerp --normalize "$m1" "$m2" "$m3"
+"$LINES" merge --config "$tmp/ms.yml" --print-config >"$tmp/msp.yml" 2>"$tmp/err"
+"$LINES" merge -q --config "$tmp/msp.yml" -o "$tmp/p.st" 2>"$tmp/err"
+check "... --print-config, run again: the same bytes" cmp -s "$tmp/ms.st" "$tmp/p.st"
+
 # ties within slices: a weight per slice (a gradient in the second), a
 # source's density gradient; the embeddings take the first slice's, the
 # norm and head the last slice's (t = 0)
@@ -395,14 +423,14 @@ refused() {
 	check "... nothing written" test ! -e "$tmp/no.st"
 }
 cat >"$tmp/bad1.yml" <<EOF
-merge_method: multislerp
+merge_method: consensus
 base_model: $b
 models:
   - model: $m1
     parameters:
       weight: [0, 1]
 EOF
-refused "multislerp with a weight gradient" "$tmp/bad1.yml" 6:15
+refused "consensus with a weight gradient" "$tmp/bad1.yml" 6:15
 cat >"$tmp/bad2.yml" <<EOF
 merge_method: della
 base_model: $b

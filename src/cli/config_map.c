@@ -10,8 +10,8 @@
  * differ between tensors (a gradient or filters that do not all give one
  * number) is taken where the method reads one per tensor (PM_TENSOR,
  * PM_TLIST: slerp's t; the weights of task_arithmetic, linear, nuslerp,
- * ties, dare_*, breadcrumbs* and della*, the densities of all but the
- * first three) and
+ * multislerp, ties, dare_*, breadcrumbs* and della*, the densities of the
+ * last four) and
  * refused elsewhere, at its line and column.
  */
 #include "config.h"
@@ -110,7 +110,7 @@ static const struct mdef mdefs[] = {
 	 {WEIGHT_T, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
 	  {"nuslerp_row_wise", PM_FIXED, NULL, NULL, 0, 0, 0}}},
 	{"multislerp", "multislerp", {0}, BASE_OPTIONAL, 0,
-	 {WEIGHT, {"normalize_weights", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	 {WEIGHT_T, {"normalize_weights", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"eps", PM_FIXED, NULL, NULL, 0, 0, 1e-8}}},
 	{"model_stock", "model_stock", {0}, BASE_NEEDED, 0,
 	 {{"filter_wise", PM_FLAG, "--per-row", NULL, 0, 0, 0}}},
@@ -260,9 +260,9 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 		if (!strcmp(p->name, "weight") || !strcmp(p->name, "density"))
 			mcfg_problem(c, v->line, v->col,
 			             "%s: per-tensor values are not supported yet by this method "
-			             "(task_arithmetic, linear, nuslerp, ties, dare_*, "
-			             "breadcrumbs* and della* take per-tensor weights, all but "
-			             "the first three per-tensor densities): give one number",
+			             "(task_arithmetic, linear, nuslerp, multislerp, ties, "
+			             "dare_*, breadcrumbs* and della* take per-tensor weights, "
+			             "the last four per-tensor densities): give one number",
 			             p->name);
 		else
 			mcfg_problem(c, v->line, v->col,

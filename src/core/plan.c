@@ -740,7 +740,7 @@ static int tensor_params_of(struct plan *p, struct tensor *t, size_t idx, size_t
 		RETURN_ERROR_IF(w[i] != w0 && !take_w && (fl & METHOD_USES_WEIGHTS), err, LINES_EUSAGE,
 		                NULL, t->name,
 		                "-m %s takes one weight per model for the whole model, not one per "
-		                "tensor (sum, mean, linear, nuslerp, ties, dare, breadcrumbs and della take them)",
+		                "tensor (all but consensus and the methods without weights take them)",
 		                p->method->name);
 		RETURN_ERROR_IF(d[i] != d0 && !take_d && (fl & METHOD_TENSOR_DENSITY), err, LINES_EUSAGE,
 		                NULL, t->name,
