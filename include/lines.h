@@ -118,6 +118,10 @@ struct lines_tensor_info {
 	const char *stack; /* the stack of the block (encoder.block, ...), NULL outside */
 	double t; /* lines_plan_tensor(): the method's t for it (slerp's may differ
 	           * between tensors: lines_merge_opts.tensor_t) */
+	/* lines_plan_tensor(): its own weights and densities (nmodels each,
+	 * from lines_merge_opts.tensor_params), NULL when it has none */
+	const double *weights, *densities;
+	unsigned nmodels;
 };
 
 /*
@@ -228,6 +232,7 @@ enum { LINES_RESCALE_DENSITY, LINES_RESCALE_L1, LINES_RESCALE_NONE };
  * method of that name. */
 struct lines_merge_opts;
 struct lines_tensor_at;
+struct lines_tensor_params;
 int lines_method_select(struct lines_merge_opts *o, const char *name);
 enum lines_io { LINES_IO_AUTO, LINES_IO_MMAP, LINES_IO_URING };
 
@@ -424,10 +429,32 @@ struct lines_merge_opts {
 	 * argument. -n --json and the manifest give each tensor's t. */
 	void (*tensor_t)(void *t_ctx, const struct lines_tensor_at *at, double *t);
 	void *t_ctx;
+	/* optional: per-tensor weights and densities (and t), as mergekit's
+	 * gradients and filters give them: called once for every merged
+	 * tensor while the plan is made (after tensor_t), with *p holding the
+	 * run's values (opts.weights or 1, the densities, the tensor's t);
+	 * tp_ctx is its first argument. Only the methods that read a weight
+	 * (a density) per tensor take one: sum, mean, linear, nuslerp,
+	 * multislerp, ties (density with --trim tensor only), dare,
+	 * breadcrumbs, della; for the
+	 * others a value that differs from the run's is an error. -n --json
+	 * and the manifest give each tensor's weights and densities. */
+	void (*tensor_params)(void *tp_ctx, const struct lines_tensor_at *at,
+	                      struct lines_tensor_params *p);
+	void *tp_ctx;
 
 	lines_log_fn log;
 	lines_progress_fn progress;
 	void *cb_ctx;
+};
+
+/* A tensor's parameters (tensor_params): t, and one weight and one
+ * density per model (w[i], density[i] for i < nmodels). */
+struct lines_tensor_params {
+	double t;
+	double *w;
+	double *density;
+	unsigned nmodels;
 };
 
 /* Where an output tensor is, for per-tensor values (tensor_t). */

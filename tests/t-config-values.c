@@ -138,19 +138,20 @@ static void map(struct mcfg *c)
 
 static void varying(void)
 {
-	struct mcfg *c = parse("merge_method: ties\n"
+	/* consensus takes one weight per model (ties, dare, breadcrumbs,
+	 * della, nuslerp, multislerp take them per tensor: t-tensor-params) */
+	struct mcfg *c = parse("merge_method: consensus\n"
 	                       "base_model: org/b\n"
 	                       "models:\n"
 	                       "  - model: org/a\n"
-	                       "    parameters: {weight: [0.5, 0.5], density: 0.3}\n"
+	                       "    parameters: {weight: [0.5, 0.5]}\n"
 	                       "  - model: org/c\n"
 	                       "    parameters:\n"
-	                       "      weight: 1\n"
-	                       "      density: [0.2, 0.9]\n");
+	                       "      weight: [0.2, 0.9]\n");
 	map(c);
 	ok(c->nproblems == 1 &&
-	       has_problem(c, "t.yml:9:16:", "per-tensor values are not supported"),
-	   "a gradient that varies is refused at its line and column (9:16); an equal one is not");
+	       has_problem(c, "t.yml:8:15:", "per-tensor values are not supported"),
+	   "a gradient that varies is refused at its line and column (8:15); an equal one is not");
 	show_problems(c);
 	mcfg_free(c);
 	c = parse("merge_method: ties\n"

@@ -338,18 +338,22 @@ bad "a model without the required weight" 4:12 "merge_method: task_arithmetic
 base_model: $b
 models:
   - model: $m1"
-bad "a gradient that varies" 6:15 "merge_method: ties
+bad "a gradient that varies (consensus takes one weight per model)" 6:15 "merge_method: consensus
 base_model: $b
 models:
   - model: $m1
     parameters:
       weight: [0, 1]"
 check "... says per-tensor values are not supported yet" grep -q "per-tensor values are not supported yet" "$tmp/err"
-bad "filters that vary" 5:15 "merge_method: linear
+bad "filters that vary (consensus takes one weight per model)" 6:15 "merge_method: consensus
+base_model: $b
 models:
   - model: $m1
     parameters:
-      weight: [{filter: mlp, value: 1}, {value: 2}]"
+      weight: [{filter: mlp, value: 1}, {value: 2}]
+  - model: $m2
+    parameters:
+      weight: 1"
 bad "modules" 2:1 "merge_method: passthrough
 modules:
   text:
@@ -527,7 +531,7 @@ check "... run with --config: the same model and tokenizer" sh -c "cmp -s '$tmp/
 	cmp -s '$tmp/td/ft1/tokenizer_config.json' '$tmp/tk6/tokenizer_config.json'"
 
 # every problem at once
-printf 'merge_method: ties\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \
+printf 'merge_method: consensus\nbase_model: %s\nmodels:\n  - model: %s\n    parameters: {weight: [0, 1], densty: 0.5}\n  - model: %s/nothere.safetensors\nparameters:\n  normalize: maybe\n  t: 0.5\nnmae: x\n' \
 	"$b" "$m1" "$tmp" >"$tmp/bad.yml"
 status 2 "a configuration with six problems: exit 2" "$LINES" merge --config "$tmp/bad.yml" -o "$tmp/no.st"
 for at in 5:26 5:34 6:12 8:14 9:3 10:1; do

@@ -376,7 +376,7 @@ modules:
 EOF
 refused "modules:" "$tmp/bad6.yml" 2:1
 cat >"$tmp/bad7.yml" <<EOF
-merge_method: ties
+merge_method: consensus
 base_model: $base
 slices:
   - sources: [{model: $base, layer_range: [0, 2]}, {model: $A, layer_range: [0, 2]}]
@@ -384,7 +384,7 @@ slices:
   - sources: [{model: $base, layer_range: [2, 4]}, {model: $A, layer_range: [2, 4]}]
     parameters: {weight: 0.8}
 EOF
-refused "a weight that differs between slices (not supported yet)" "$tmp/bad7.yml" 6:5
+refused "a weight that differs between slices (consensus takes one per model; ties takes it: t-tensor-params)" "$tmp/bad7.yml" 6:5
 cat >"$tmp/bad8.yml" <<EOF
 merge_method: passthrough
 models: [{model: $A}]

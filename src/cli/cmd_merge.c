@@ -1232,6 +1232,20 @@ static void print_types(FILE *f, const struct lines_plan_info *in)
 		        in->output_type, in->output_type, in->roundtrip_rms);
 }
 
+/* A tensor's own weights and densities (a configuration's gradients and
+ * filters), after its name in -n -v's table: "  w 1,0.3,0.5  d 0.8,0.5". */
+static void print_tensor_params(const struct lines_tensor_info *ti)
+{
+	for (int k = 0; k < 2; k++) {
+		const double *v = k ? ti->densities : ti->weights;
+		if (!v)
+			continue;
+		printf("  %s ", k ? "d" : "w");
+		for (unsigned i = 0; i < ti->nmodels; i++)
+			printf("%s%.6g", i ? "," : "", v[i]);
+	}
+}
+
 static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
@@ -1290,10 +1304,12 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 				snprintf(tt, sizeof(tt), "%-10s ", ti.is_float ? "" : "-");
 			if (tcol && ti.is_float)
 				snprintf(tt, sizeof(tt), "%-10.6g ", ti.t);
-			printf("  %-6s %-5s %-10s %s%s\n", ti.block < 0 ? "-" : blk, ti.dtype,
+			printf("  %-6s %-5s %-10s %s%s", ti.block < 0 ? "-" : blk, ti.dtype,
 			       ti.is_float ? (isnan(lam) ? "auto" : (snprintf(a, sizeof(a), "%.6f", lam), a))
 			                   : "copy",
 			       tt, cli_printable(ti.name));
+			print_tensor_params(&ti);
+			putchar('\n');
 		}
 	}
 }
@@ -1632,8 +1648,15 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
 	struct mcfg *keep = NULL;
 	/* mcfg_tensor_value() reads it during the plan, unless the command
-	 * line gives one t for all */
-	if (cfg->tensor_param && !mc->given[OPT_T])
+	 * line gives one t for all; mcfg_tensor_params() the weights and
+	 * densities per tensor, unless -w or --density gives them */
+	if (mc->given[OPT_T])
+		cfg->tensor_param = NULL;
+	if (mc->given['w'])
+		cfg->tensor_lists &= ~(unsigned)MCFG_TENSOR_W;
+	if (mc->given[OPT_DENSITY])
+		cfg->tensor_lists &= ~(unsigned)MCFG_TENSOR_D;
+	if (cfg->tensor_param || cfg->tensor_lists)
 		keep = cfg;
 	else
 		mcfg_free(cfg);
@@ -1666,11 +1689,15 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		return rc;
 	mc->o.slices = mc->slices.s;
 	mc->o.nslices = mc->slices.n;
-	if (keep) { /* t per tensor */
+	if (keep && keep->tensor_param) { /* t per tensor */
 		mc->o.tensor_t = mcfg_tensor_value;
 		mc->o.t_ctx = keep;
-		mc->extra.cfg = keep;
 	}
+	if (keep && keep->tensor_lists) { /* weights, densities per tensor */
+		mc->o.tensor_params = mcfg_tensor_params;
+		mc->o.tp_ctx = keep;
+	}
+	mc->extra.cfg = keep;
 	return 0;
 }
 

@@ -8,7 +8,11 @@
  * L1 norm, ...), written out as explicit options so that lines' own
  * defaults never leak into a configuration's meaning. A value that would
  * differ between tensors (a gradient or filters that do not all give one
- * number) is refused: the methods take one number per model for now.
+ * number) is taken where the method reads one per tensor (PM_TENSOR,
+ * PM_TLIST: slerp's t; the weights of task_arithmetic, linear, nuslerp,
+ * multislerp, ties, dare_*, breadcrumbs* and della*, the densities of the
+ * last four) and
+ * refused elsewhere, at its line and column.
  */
 #include "config.h"
 
@@ -31,6 +35,7 @@ enum pmap {
 	PM_NOEFFECT,  /* accepted and checked; no effect on exact arithmetic   */
 	PM_FIXED,     /* only the default is supported yet                     */
 	PM_TENSOR,    /* one value, or one per tensor (opts.tensor_t): OPT v     */
+	PM_TLIST,     /* as PM_LIST, or one per model per tensor (tensor_params) */
 };
 
 struct pdef {
@@ -64,45 +69,48 @@ struct mdef {
 #define DENSITY {"density", PM_LIST, "--density", NULL, 1, 0, 1}
 #define LAMBDA {"lambda", PM_NUM, "--lambda", NULL, 0, 0, 1}
 #define INT8 {"int8_mask", PM_NOEFFECT, NULL, NULL, 0, 0, 0}
+/* the methods that read a weight (a density) per tensor */
+#define WEIGHT_T {"weight", PM_TLIST, "--weights", NULL, 1, 1, 1}
+#define DENSITY_T {"density", PM_TLIST, "--density", NULL, 1, 0, 1}
 
 static const struct mdef mdefs[] = {
 	{"task_arithmetic", "task_arithmetic", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, {"density", PM_NOEFFECT, NULL, NULL, 1, 0, 1},
+	 {WEIGHT_T, {"density", PM_NOEFFECT, NULL, NULL, 1, 0, 1},
 	  {"normalize", PM_NORM_MEAN, NULL, NULL, 0, 0, 0},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"ties", "ties", {"--trim", "tensor"}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	 {WEIGHT_T, DENSITY_T, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"dare_ties", "dare_ties", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	 {WEIGHT_T, DENSITY_T, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"dare_linear", "dare_linear", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"normalize", PM_FIXED, NULL, NULL, 0, 0, 0},
+	 {WEIGHT_T, DENSITY_T, {"normalize", PM_FIXED, NULL, NULL, 0, 0, 0},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"breadcrumbs", "breadcrumbs", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
+	 {WEIGHT_T, DENSITY_T, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 0},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"breadcrumbs_ties", "breadcrumbs_ties", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
+	 {WEIGHT_T, DENSITY_T, {"gamma", PM_LIST, "--bc-gamma", NULL, 1, 0, 0.01},
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_NOEFFECT, NULL, NULL, 0, 0, 0}, LAMBDA, INT8}},
 	{"della", "della", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
+	 {WEIGHT_T, DENSITY_T, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
 	  {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"della_linear", "della_linear", {0}, BASE_NEEDED, 0,
-	 {WEIGHT, DENSITY, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
+	 {WEIGHT_T, DENSITY_T, {"epsilon", PM_LIST, "--epsilon", NULL, 1, 0, 0.15},
 	  {"normalize", PM_FIXED, NULL, NULL, 0, 0, 0},
 	  {"rescale", PM_FLAG, "--rescale", "--no-rescale", 0, 0, 1}, LAMBDA, INT8}},
 	{"linear", "linear", {0}, BASE_AVERAGED, 0,
-	 {WEIGHT, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1}}},
+	 {WEIGHT_T, {"normalize", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1}}},
 	{"slerp", "slerp", {0}, BASE_NEEDED, 1, {{"t", PM_TENSOR, "--t", NULL, 0, 1, 0}}},
 	{"nuslerp", "nuslerp", {0}, BASE_OPTIONAL, 0,
-	 {WEIGHT, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
+	 {WEIGHT_T, {"nuslerp_flatten", PM_FLAG, NULL, "--per-row", 0, 0, 1},
 	  {"nuslerp_row_wise", PM_FIXED, NULL, NULL, 0, 0, 0}}},
 	{"multislerp", "multislerp", {0}, BASE_OPTIONAL, 0,
-	 {WEIGHT, {"normalize_weights", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
+	 {WEIGHT_T, {"normalize_weights", PM_FLAG, "--normalize", "--no-normalize", 0, 0, 1},
 	  {"eps", PM_FIXED, NULL, NULL, 0, 0, 1e-8}}},
 	{"model_stock", "model_stock", {0}, BASE_NEEDED, 0,
 	 {{"filter_wise", PM_FLAG, "--per-row", NULL, 0, 0, 0}}},
@@ -248,10 +256,18 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 	if (s.differ) {
 		/* a level's value against the default or a level below */
 		const struct mcfg_value *v = s.varies ? s.varies : &first->v;
-		mcfg_problem(c, v->line, v->col,
-		             "%s: per-tensor values are not supported yet (the "
-		             "methods take one number per model): give one number",
-		             p->name);
+		if (!strcmp(p->name, "weight") || !strcmp(p->name, "density"))
+			mcfg_problem(c, v->line, v->col,
+			             "%s: per-tensor values are not supported yet by this method "
+			             "(task_arithmetic, linear, nuslerp, multislerp, ties, "
+			             "dare_*, breadcrumbs* and della* take per-tensor weights, "
+			             "the last four per-tensor densities): give one number",
+			             p->name);
+		else
+			mcfg_problem(c, v->line, v->col,
+			             "%s: per-tensor values are not supported yet (the "
+			             "methods take one number per model): give one number",
+			             p->name);
 		return -1;
 	}
 	if (!whole && p->required) {
@@ -732,7 +748,11 @@ static void map_list(struct mapper *mp, const struct pdef *p)
 	for (size_t i = 0; i < mp->src.n; i++) {
 		double v;
 		char buf[40];
-		if (resolve(mp->c, mp->src.m[i], p, &v) != 1) {
+		int r = resolve_ex(mp->c, mp->src.m[i], p, p->map == PM_TLIST, &v);
+		if (r == 2) /* the first value here; the tensors' own from tensor_params */
+			mp->c->tensor_lists |=
+			    !strcmp(p->name, "weight") ? MCFG_TENSOR_W : MCFG_TENSOR_D;
+		else if (r != 1) {
 			ok = 0;
 			continue;
 		}
@@ -779,7 +799,7 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	struct mcfg *c = mp->c;
 	const struct mcfg_param *given = pget(&c->params, p->name);
 	double v;
-	if (p->map == PM_LIST) {
+	if (p->map == PM_LIST || p->map == PM_TLIST) {
 		map_list(mp, p);
 		return;
 	}
@@ -819,6 +839,7 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 			             "%s: only %g is supported yet", p->name, p->def);
 		break;
 	case PM_LIST:
+	case PM_TLIST:
 	case PM_TENSOR:
 	case PM_NOEFFECT: break;
 	}
@@ -1062,11 +1083,58 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 		free(nm);
 	}
 	*nmodels = mp.src.n;
-	free(mp.src.m);
+	if (c->tensor_lists) { /* mcfg_tensor_params() reads the models' parameters */
+		free((void *)c->tsrc);
+		c->tsrc = mp.src.m, c->ntsrc = mp.src.n;
+		for (size_t i = 0; i < ARRAY_SIZE(mp.md->params) && mp.md->params[i].name; i++)
+			if (mp.md->params[i].map == PM_TLIST)
+				c->tdef[strcmp(mp.md->params[i].name, "weight") ? 1 : 0] =
+				    mp.md->params[i].def;
+	} else {
+		free(mp.src.m);
+	}
 	if (a.oom) {
 		mcfg_args_free(a.v, a.n);
 		return -1;
 	}
 	*args = a.v, *nargs = a.n;
 	return 0;
+}
+
+/* ---- per-tensor weights and densities -------------------------------------------------- */
+/* The value of NAME for source I (its parameters, the slice's, the global
+ * ones) for the tensor AT, or DEF when no level gives one. */
+static double tensor_level_value(const struct mcfg *c, size_t i, const char *name,
+                                 const struct lines_tensor_at *at, double def)
+{
+	const struct mcfg_model *m = i < c->ntsrc ? c->tsrc[i] : NULL;
+	const struct mcfg_params *lv[3] = {NULL, NULL, &c->params};
+	double t, out;
+	if (c->nslices && c->slices[0].order) {
+		const struct mcfg_slice *sl = &c->slices[at->slice < c->nslices ? at->slice : 0];
+		size_t k = m ? input_of(c, m) : 0;
+		lv[0] = m ? &sl->src[sl->order[k]].params : NULL;
+		lv[1] = &sl->params;
+		t = at->slice_block < 0 ? 0.0 : mcfg_layer_t(at->slice_block, at->slice_layers);
+	} else {
+		lv[0] = m ? &m->params : NULL;
+		t = mcfg_layer_t(at->block, at->num_layers);
+	}
+	for (int l = 0; l < 3; l++) {
+		const struct mcfg_param *q = lv[l] ? pget(lv[l], name) : NULL;
+		if (q && mcfg_value_at(&q->v, at->name, t, &out))
+			return out;
+	}
+	return def;
+}
+
+void mcfg_tensor_params(void *arg, const struct lines_tensor_at *at, struct lines_tensor_params *p)
+{
+	const struct mcfg *c = arg;
+	for (unsigned i = 0; i < p->nmodels && i < c->ntsrc; i++) {
+		if (c->tensor_lists & MCFG_TENSOR_W)
+			p->w[i] = tensor_level_value(c, i, "weight", at, c->tdef[0]);
+		if (c->tensor_lists & MCFG_TENSOR_D)
+			p->density[i] = tensor_level_value(c, i, "density", at, c->tdef[1]);
+	}
 }

@@ -148,32 +148,88 @@ static struct form form_of(const struct lines_merge_opts *o)
 	return fm;
 }
 
-static void put_model(FILE *f, const struct lines_merge_opts *o, const struct form *fm, size_t i)
+/* A weight or density per tensor (cfg->tensor_lists) as the level PS
+ * gives it, or NULL. */
+static const struct mcfg_value *list_value(const struct mcfg_extra *x, const struct mcfg_params *ps,
+                                           const char *name)
 {
+	unsigned bit = strcmp(name, "weight") ? MCFG_TENSOR_D : MCFG_TENSOR_W;
+	if (!x || !x->cfg || !ps || !(x->cfg->tensor_lists & bit))
+		return NULL;
+	for (size_t i = 0; i < ps->n; i++)
+		if (!strcmp(ps->p[i].name, name))
+			return &ps->p[i].v;
+	return NULL;
+}
+
+/* Does a level below the model's (the slice's UP, the global one) give
+ * NAME per tensor? Then a model without its own value prints none. */
+static int below(const struct mcfg_extra *x, const struct mcfg_params *up, const char *name)
+{
+	return list_value(x, up, name) || (x && x->cfg && list_value(x, &x->cfg->params, name));
+}
+
+/*
+ * A model's parameters at INDENT: its weight and density (OWN: its
+ * configuration's level, whose per-tensor values are printed as given;
+ * UP: its slice's), and the other per-model values of the method.
+ */
+static void put_model_params(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
+                             size_t i, int indent, const struct mcfg_extra *x,
+                             const struct mcfg_params *own, const struct mcfg_params *up)
+{
+	const struct mcfg_value *wv = list_value(x, own, "weight"),
+	                        *dv = list_value(x, own, "density");
+	int w = fm->weights && (wv || !below(x, up, "weight"));
+	int d = fm->densities && (dv || !below(x, up, "density"));
+	if (!w && !d && !fm->tall && !fm->della && !fm->bc) {
+		if (fm->weights || fm->densities)
+			fprintf(f, "%*sparameters: {}\n", indent, "");
+		return;
+	}
+	fprintf(f, "%*sparameters:\n", indent, "");
+	indent += 2;
+	if (wv)
+		put_value(f, indent, "weight", wv);
+	else if (w)
+		fprintf(f, "%*sweight: %s\n", indent, "", num(o->weights ? o->weights[i] : 1.0));
+	if (dv)
+		put_value(f, indent, "density", dv);
+	else if (d)
+		fprintf(f, "%*sdensity: %s\n", indent, "",
+		        num(o->densities ? o->densities[i] : o->density));
+	if (fm->tall)
+		fprintf(f, "%*stall_lambda: %s\n", indent, "",
+		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
+	if (fm->della)
+		fprintf(f, "%*sepsilon: %s\n", indent, "",
+		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
+	if (fm->bc)
+		fprintf(f, "%*sgamma: %s\n", indent, "",
+		        num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
+}
+
+static void put_model(FILE *f, const struct lines_merge_opts *o, const struct form *fm, size_t i,
+                      const struct mcfg_extra *x)
+{
+	const struct mcfg *c = x ? x->cfg : NULL;
 	fputs("  - model: ", f);
 	put_str(f, o->models[i]);
 	fputc('\n', f);
 	if (!fm->weights && !fm->densities && !fm->tall && !fm->della && !fm->bc)
 		return;
-	fputs("    parameters:\n", f);
-	if (fm->weights)
-		fprintf(f, "      weight: %s\n", num(o->weights ? o->weights[i] : 1.0));
-	if (fm->densities)
-		fprintf(f, "      density: %s\n", num(o->densities ? o->densities[i] : o->density));
-	if (fm->tall)
-		fprintf(f, "      tall_lambda: %s\n",
-		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
-	if (fm->della)
-		fprintf(f, "      epsilon: %s\n",
-		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
-	if (fm->bc)
-		fprintf(f, "      gamma: %s\n", num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
+	const struct mcfg_params *own =
+	    c && c->tensor_lists && i < c->ntsrc && c->tsrc[i] ? &c->tsrc[i]->params : NULL;
+	put_model_params(f, o, fm, i, 4, x, own, NULL);
 }
 
-/* One source of a slice: input K (0 the base when there is one). */
+/* One source of a slice: input K (0 the base when there is one) of slice
+ * S. */
 static void put_source(FILE *f, const struct lines_merge_opts *o, const struct form *fm,
-                       const struct lines_slice_src *ss, size_t k)
+                       const struct lines_slice_src *ss, size_t s, size_t k,
+                       const struct mcfg_extra *x)
 {
+	const struct mcfg *c = x ? x->cfg : NULL;
 	fputs("      - model: ", f);
 	put_str(f, ss->model);
 	fprintf(f, "\n        layer_range: [%ld, %ld]\n", ss->first, ss->end);
@@ -185,21 +241,9 @@ static void put_source(FILE *f, const struct lines_merge_opts *o, const struct f
 	size_t i = o->base ? k - 1 : k;
 	if (!fm->weights && !fm->densities && !fm->tall && !fm->della && !fm->bc)
 		return;
-	fputs("        parameters:\n", f);
-	if (fm->weights)
-		fprintf(f, "          weight: %s\n", num(o->weights ? o->weights[i] : 1.0));
-	if (fm->densities)
-		fprintf(f, "          density: %s\n",
-		        num(o->densities ? o->densities[i] : o->density));
-	if (fm->tall)
-		fprintf(f, "          tall_lambda: %s\n",
-		        num(o->tall_lambdas ? o->tall_lambdas[i] : o->tall_lambda));
-	if (fm->della)
-		fprintf(f, "          epsilon: %s\n",
-		        num(o->della_epsilons ? o->della_epsilons[i] : o->della_epsilon));
-	if (fm->bc)
-		fprintf(f, "          gamma: %s\n",
-		        num(o->bc_gammas ? o->bc_gammas[i] : o->bc_gamma));
+	const struct mcfg_slice *sl = c && c->tensor_lists && s < c->nslices ? &c->slices[s] : NULL;
+	const struct mcfg_params *own = sl && sl->order ? &sl->src[sl->order[k]].params : NULL;
+	put_model_params(f, o, fm, i, 8, x, own, sl ? &sl->params : NULL);
 }
 
 /* slices: in the inputs' order, the base's source first; a slice whose
@@ -213,7 +257,7 @@ static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct f
 		const struct lines_slice_src *src = o->slices[s].src;
 		fputs("  - sources:\n", f);
 		for (size_t k = 0; k < n; k++)
-			put_source(f, o, fm, &src[k], k);
+			put_source(f, o, fm, &src[k], s, k, x);
 		if (o->base && strcmp(src[0].model, o->slices[0].src[0].model)) {
 			fputs("    base_model: ", f);
 			put_str(f, src[0].model);
@@ -222,10 +266,18 @@ static void put_slices(FILE *f, const struct lines_merge_opts *o, const struct f
 		const struct mcfg_value *tv = x && x->cfg && s < x->cfg->nslices
 		                                  ? tensor_value(x, &x->cfg->slices[s].params, "t")
 		                                  : NULL;
-		if (tv) {
+		const struct mcfg_params *sp =
+		    x && x->cfg && s < x->cfg->nslices ? &x->cfg->slices[s].params : NULL;
+		const struct mcfg_value *sw = list_value(x, sp, "weight"),
+		                        *sd = list_value(x, sp, "density");
+		if (tv || sw || sd)
 			fputs("    parameters:\n", f);
+		if (tv)
 			put_value(f, 6, "t", tv);
-		}
+		if (sw)
+			put_value(f, 6, "weight", sw);
+		if (sd)
+			put_value(f, 6, "density", sd);
 	}
 }
 
@@ -245,7 +297,7 @@ static void put_models(FILE *f, const struct lines_merge_opts *o, const struct f
 		fputc('\n', f);
 	}
 	for (size_t i = 0; i < o->nmodels; i++)
-		put_model(f, o, fm, i);
+		put_model(f, o, fm, i, x);
 	if (o->base && o->method == LINES_M_LINEAR) {
 		fputs("  - model: ", f);
 		put_str(f, o->base);
@@ -268,6 +320,13 @@ static void put_params(FILE *f, const struct lines_merge_opts *o, const struct f
 		fprintf(f, "  normalize: %s\n", o->no_normalize ? "false" : "true");
 	if ((o->method == LINES_M_DARE || fm->della) && o->rescale != LINES_RESCALE_DENSITY)
 		fprintf(f, "  rescale: %s\n", o->rescale == LINES_RESCALE_L1 ? "true" : "false");
+	const struct mcfg_value *gw = x && x->cfg ? list_value(x, &x->cfg->params, "weight") : NULL,
+	                        *gd =
+	                            x && x->cfg ? list_value(x, &x->cfg->params, "density") : NULL;
+	if (gw) /* the per-tensor weights the models fall back on */
+		put_value(f, 2, "weight", gw);
+	if (gd)
+		put_value(f, 2, "density", gd);
 	if ((mo & LINES_MOPT_T) && tv)
 		put_value(f, 2, "t", tv);
 	else if ((mo & LINES_MOPT_T) && !(x && x->cfg && x->cfg->tensor_param))

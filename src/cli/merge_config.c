@@ -870,6 +870,7 @@ void mcfg_free(struct mcfg *c)
 		free(sl->order);
 	}
 	free(c->slices);
+	free((void *)c->tsrc);
 	params_free(&c->params);
 	params_free(&c->lines_num);
 	for (size_t i = 0; i < c->nproblems; i++)

@@ -91,6 +91,14 @@ struct mcfg {
 	/* set by mcfg_args: the parameter whose value differs between tensors
 	 * (slerp's t), for mcfg_tensor_value(); NULL when none does */
 	const char *tensor_param;
+	/* set by mcfg_args: MCFG_TENSOR_W (D) when some model's weight
+	 * (density) differs between tensors, for mcfg_tensor_params(), with
+	 * the sources in lines' order (tsrc; NULL: the base appended, global
+	 * parameters only) and the method's defaults (tdef: weight, density) */
+	unsigned tensor_lists;
+	const struct mcfg_model **tsrc;
+	size_t ntsrc;
+	double tdef[2];
 	/* the lines: section, each value as written (numbers as text) */
 	struct mcfg_params lines_num; /* alpha (number), beta, lambda, seed, num_layers */
 	struct mcfg_str alpha_word, norm, stacks, stack_order, trim, rescale, layer_regex, ldtype,
@@ -157,6 +165,16 @@ int mcfg_value_for(const struct mcfg *cfg, size_t model, const char *name, const
  * t_ctx.
  */
 void mcfg_tensor_value(void *cfg, const struct lines_tensor_at *at, double *out);
+/*
+ * The weights and densities of every model for the output tensor AT, as
+ * mergekit gives them (cfg->tensor_lists says which): the model's
+ * parameters, then (with slices) the slice's, then the global ones, at
+ * the block's position in its slice or stack (as mcfg_tensor_value()),
+ * else the method's default. Usable as lines_merge_opts.tensor_params
+ * with the configuration as tp_ctx.
+ */
+enum { MCFG_TENSOR_W = 1, MCFG_TENSOR_D = 2 };
+void mcfg_tensor_params(void *cfg, const struct lines_tensor_at *at, struct lines_tensor_params *p);
 /* One value at T for TENSOR: 1 with *out, or 0 when no filter matches. */
 int mcfg_value_at(const struct mcfg_value *v, const char *tensor, double t, double *out);
 /* Add "FILE:LINE:COL: problem" to cfg->problems (line 0: "FILE: problem"). */

@@ -50,6 +50,10 @@ struct tensor {
 	double lambda;     /* the exact scale of this tensor */
 	double k_lambda;   /* what the kernel multiplies by (may fold in 1/sum(w)) */
 	double t;          /* slerp's t for this tensor (opts.t, or opts.tensor_t's) */
+	/* opts.tensor_params: this tensor's nmodels weights and densities
+	 * (into layout.params) and the sum of its weights; NULL: the run's */
+	const double *w, *density;
+	double wsum;
 	struct tensor_src *in; /* ninputs entries: 0 is the base */
 	/* --dtype fp8: the method writes F32 (out_dt), and the output has it
 	 * encoded in float8 with new scales (fp8.h) */
@@ -115,6 +119,8 @@ struct layout {
 	long L; /* 1 + the largest block index of any stack */
 	size_t nstacks;
 	struct stack *stacks;
+	double *params; /* opts.tensor_params: 2 nmodels per tensor, else NULL */
+	int tensor_w, tensor_density; /* some tensor's weights (densities) are its own */
 };
 
 #endif

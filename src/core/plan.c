@@ -755,6 +755,70 @@ static void tensor_at(const struct plan *p, const struct tensor *t, struct lines
 	}
 }
 
+/*
+ * opts.tensor_params for merged tensor T (the IDX-th of the base's NTOT):
+ * its t, weights and densities, starting from the run's; the weights and
+ * densities go to the layout's table. A method takes them only when its
+ * flags say so (TIES a density per tensor only with --trim tensor); a
+ * value that differs from the run's is refused for the others, naming
+ * the tensor.
+ */
+static int tensor_params_of(struct plan *p, struct tensor *t, size_t idx, size_t ntot,
+                            struct lines_error *err)
+{
+	unsigned n = p->lay.nmodels, fl = p->method->flags;
+	const struct lines_merge_opts *o = &p->o;
+	int take_w = !!(fl & METHOD_TENSOR_W), take_t = !!(fl & METHOD_TENSOR_T);
+	int take_d = (fl & METHOD_TENSOR_DENSITY) && (!(fl & METHOD_USES_TRIM) || o->trim_tensor);
+	struct lines_tensor_at at;
+	if (!p->lay.params) {
+		p->lay.params = calloc(ntot * 2 * (n ? n : 1), sizeof(double));
+		RETURN_ERROR_IF(!p->lay.params, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	}
+	double *w = p->lay.params + idx * 2 * n, *d = w + n;
+	struct lines_tensor_params tp = {t->t, w, d, n};
+	for (unsigned i = 0; i < n; i++) {
+		w[i] = o->weights ? o->weights[i] : 1.0;
+		d[i] = o->densities ? o->densities[i] : o->density;
+	}
+	tensor_at(p, t, &at);
+	o->tensor_params(o->tp_ctx, &at, &tp);
+	RETURN_ERROR_IF(!isfinite(tp.t), err, LINES_EUSAGE, NULL, t->name, "t is not a finite number");
+	RETURN_ERROR_IF(tp.t != t->t && !take_t, err, LINES_EUSAGE, NULL, t->name,
+	                "-m %s takes one t for the whole model, not one per tensor", p->method->name);
+	t->t = tp.t;
+	t->wsum = 0.0;
+	for (unsigned i = 0; i < n; i++) {
+		double w0 = o->weights ? o->weights[i] : 1.0;
+		double d0 = o->densities ? o->densities[i] : o->density;
+		RETURN_ERROR_IF(!isfinite(w[i]) || !isfinite(d[i]), err, LINES_EUSAGE, NULL, t->name,
+		                "the weight or density of model %u is not a finite number", i + 1);
+		/* a method that takes no weights (densities) ignores them */
+		RETURN_ERROR_IF(w[i] != w0 && !take_w && (fl & METHOD_USES_WEIGHTS), err, LINES_EUSAGE,
+		                NULL, t->name,
+		                "-m %s takes one weight per model for the whole model, not one per "
+		                "tensor (all but consensus and the methods without weights take them)",
+		                p->method->name);
+		RETURN_ERROR_IF(d[i] != d0 && !take_d && (fl & METHOD_TENSOR_DENSITY), err, LINES_EUSAGE,
+		                NULL, t->name,
+		                "a density per tensor needs --trim tensor: the global threshold ranks "
+		                "the whole model with one density per model");
+		RETURN_ERROR_IF(d[i] != d0 && !take_d && (fl & METHOD_USES_DENSITY), err, LINES_EUSAGE,
+		                NULL, t->name,
+		                "-m %s takes one density per model for the whole model, not one per "
+		                "tensor (dare, breadcrumbs, della, and ties with --trim tensor, take them)",
+		                p->method->name);
+		RETURN_ERROR_IF(take_d && !(d[i] >= 0.0 && d[i] <= 1.0), err, LINES_EUSAGE, NULL,
+		                t->name, "the density of model %u is %g, outside [0, 1]", i + 1, d[i]);
+		p->lay.tensor_w |= take_w && w[i] != w0;
+		p->lay.tensor_density |= take_d && d[i] != d0;
+		t->wsum += w[i];
+	}
+	t->w = take_w ? w : NULL;
+	t->density = take_d ? d : NULL;
+	return 0;
+}
+
 int plan_layout(struct plan *p, struct lines_error *err)
 {
 	const struct ckpt *b = p->in.ck[0];
@@ -793,6 +857,8 @@ int plan_layout(struct plan *p, struct lines_error *err)
 			RETURN_ERROR_IF(!isfinite(t->t), err, LINES_EUSAGE, NULL, t->name,
 			                "t is not a finite number");
 		}
+		if (t->merge && p->o.tensor_params)
+			FORWARD_IF_ERROR(tensor_params_of(p, t, p->lay.nt - 1, b->ntensors, err));
 		if (t->merge) {
 			layout_dtypes(t, p->out.gguf ? DT_COUNT : forced);
 			if (p->out.gguf)
@@ -921,5 +987,6 @@ void plan_inputs_free(struct plan *p)
 			free(p->lay.t[i].in);
 		}
 	free(p->lay.t);
+	free(p->lay.params);
 	free(p->lay.stacks);
 }

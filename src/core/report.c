@@ -84,6 +84,10 @@ static void run_section(struct report *r, json_t *root)
 	}
 	put(r, root, "models", models);
 	put(r, root, "weights", weights);
+	/* a configuration's gradients or filters gave some tensor weights
+	 * (densities) of its own: .tensors[].weights (.densities) */
+	put(r, root, "weights_per_tensor", json_boolean(p->lay.tensor_w));
+	put(r, root, "densities_per_tensor", json_boolean(p->lay.tensor_density));
 	put(r, root, "output", path(p->o.output));
 	if (p->tok_dir) /* --tokenizer-source: as given, and the directory its files come from */
 		put(r, root, "tokenizer_source",
@@ -246,6 +250,7 @@ static void tensors_section(struct report *r, json_t *root)
 		put(r, t, "bytes", u64(ti.nbytes));
 		if (p->method->report_tensor)
 			p->method->report_tensor(&p->ctx, i, t);
+		tensor_params_report(&p->ctx, i, t);
 		push(r, tensors, t);
 	}
 	put(r, root, "tensors", tensors);

@@ -264,7 +264,10 @@ static void wire(struct plan *p)
 	c->L = p->lay.L;
 	c->w = p->sc.w;
 	c->wsum = p->sc.wsum;
-	c->equal_weights = p->sc.equal_weights;
+	/* weights per tensor (opts.tensor_params): no closed form for alpha */
+	c->equal_weights = p->sc.equal_weights && !p->lay.tensor_w;
+	c->tensor_w = p->lay.tensor_w;
+	c->tensor_density = p->lay.tensor_density;
 	c->single_pass = p->in.single_pass;
 	c->no_base = p->in.base_is_model;
 	c->streams = p->in.streams;
@@ -551,6 +554,9 @@ void lines_plan_tensor(const struct lines_plan *lp, size_t i, struct lines_tenso
 	info->block = t->block;
 	info->stack = t->stack >= 0 ? lp->p.lay.stacks[t->stack].name : NULL;
 	info->t = t->t;
+	info->weights = t->merge ? t->w : NULL;
+	info->densities = t->merge ? t->density : NULL;
+	info->nmodels = lp->p.lay.nmodels;
 	if (lambda)
 		*lambda = lp->p.sc.alpha_known ? t->lambda : NAN;
 }

@@ -79,7 +79,9 @@ void scales_set_alpha(struct scales *sc, double alpha)
 	for (size_t i = 0; i < lay->nt; i++) {
 		struct tensor *t = &lay->t[i];
 		t->lambda = t->block >= 0 ? scales_lambda_of(sc, t) : sc->lambda_outside;
-		t->k_lambda = sc->divide_wsum ? t->lambda / sc->wsum : t->lambda;
+		t->k_lambda = !sc->divide_wsum ? t->lambda
+		              : t->w          ? t->lambda / t->wsum /* its own weights */
+		                              : t->lambda / sc->wsum;
 	}
 }
 

@@ -80,7 +80,7 @@ int header_meta(const struct plan *p, struct header_meta *hm, struct lines_error
 			weights[len++] = ',';
 		lines_fmt_double(weights + len, 25, p->sc.w[i]);
 	}
-	META("lines.weights", weights);
+	META("lines.weights", p->lay.tensor_w ? "per tensor (see the manifest)" : weights);
 	snprintf(vals[nv], 64, "%ld", p->lay.L);
 	META("lines.num_layers", vals[nv++]);
 	if (p->lay.nstacks > 1) { /* NAME:L, first+ramp when chained or joint */

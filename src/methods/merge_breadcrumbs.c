@@ -27,6 +27,8 @@
  *                     m = P or N (sign s), over the sum of their w_i (1
  *                     when 0) unless --no-normalize;
  * and theta = fma(lambda, m, b) (--lambda, or LiNeS's lambda per block),
+ * where the weights and densities may differ between tensors (a
+ * configuration's gradients and filters: tensor_w(), tensor_density()),
  * one rounding to the output dtype. A kept NaN makes the element NaN (with
  * ties: a NaN S, which kept infinities of both signs make too); a dropped
  * one is dropped.
@@ -87,10 +89,10 @@ static double gamma_of(const struct lines_merge_opts *o, unsigned i)
  * 1-based ranks of lo and hi among the n magnitudes, 0 for no cut there;
  * returns 0 when nothing is kept.
  */
-static int bc_ranks(const struct lines_merge_opts *o, unsigned i, uint64_t n, uint64_t *klo,
-                    uint64_t *khi)
+static int bc_ranks(const struct merge_ctx *p, const struct tensor *t, unsigned i, uint64_t n,
+                    uint64_t *klo, uint64_t *khi)
 {
-	double d = density_of(o, i), g = gamma_of(o, i);
+	double d = tensor_density(p, t, i), g = gamma_of(p->o, i);
 	uint64_t target, top, bot;
 	*klo = *khi = 0;
 	if (d >= 1.0 || n == 0)
@@ -115,7 +117,7 @@ static void bc_find_bins(const struct merge_ctx *p, size_t e)
 	for (unsigned i = 0; i < bc->nx; i++) {
 		struct rsel *c = bc->cut + ((size_t)e * bc->nx + i) * 2;
 		uint64_t k[2];
-		int any = bc_ranks(p->o, i, n, &k[0], &k[1]);
+		int any = bc_ranks(p, &p->t[e], i, n, &k[0], &k[1]);
 		for (int s = 0; s < 2; s++) {
 			memset(&c[s], 0, sizeof(c[s]));
 			c[s].known = 1;
@@ -334,8 +336,10 @@ static int threshold_done(struct merge_ctx *p, struct lines_error *err)
 static void bc_merge(const struct merge_ctx *p, size_t tensor, size_t nn, struct bc_ws *w)
 {
 	const struct bc *bc = B(p);
-	double wdiv = fabs(p->wsum) < 1e-8 ? 1.0 : p->wsum;
-	bc_merge_tile(w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx, p->w,
+	const struct tensor *t = &p->t[tensor]; /* its own weights, or the run's */
+	double ws = tensor_wsum(p, t), wdiv = fabs(ws) < 1e-8 ? 1.0 : ws;
+	bc_merge_tile(w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx,
+	              tensor_w(p, t),
 	              bc->ties, !p->o->no_normalize, wdiv, w->m, w->sc);
 }
 
@@ -574,7 +578,7 @@ static void bc_report_tensor(const struct merge_ctx *p, size_t e, json_t *entry)
 
 #define BC_FLAGS                                                                              \
 	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_NORMALIZE | METHOD_USES_BC_GAMMA | \
-	 METHOD_PART)
+	 METHOD_PART | METHOD_TENSOR_W | METHOD_TENSOR_DENSITY)
 
 const struct method method_breadcrumbs = {
 	.name = "breadcrumbs",

@@ -15,6 +15,8 @@
  * is kept is decided by a counter-based hash of (seed, task, the XXH3 of
  * the tensor's name, the element's index): a pure function, so the output
  * is the same for any chunk size, thread count or reader, on any machine.
+ * The weights and densities may differ between tensors (a
+ * configuration's gradients and filters: tensor_w(), tensor_density()).
  *
  * Election needs the majority sign before the first byte, and automatic
  * alpha needs ||tau_MTL||: a read-only `stats` pass gets both (an element
@@ -40,7 +42,7 @@
 struct dare {
 	unsigned nx;
 	uint64_t *keys; /* nt x nx */
-	uint64_t limit[LINES_MAX_MODELS]; /* dare_limit() of each model's density */
+	uint64_t *limit; /* nt x nx: dare_limit() of each model's density in each tensor */
 	/* nt x nx: what the kept values of a task in a tensor are divided by
 	 * (its density, 1, or with --rescale kept L1 / L1 from the rescale
 	 * pass) */
@@ -48,6 +50,9 @@ struct dare {
 	double *l1; /* nt x nx x 2, with --rescale: L1 of tau', of the kept */
 	const double *c; /* the divisors of the elected mean: elect_divisors() */
 	double cbuf[LINES_MAX_MODELS];
+	/* weights per tensor (tensor_w()): per tensor nx divisors and a flag,
+	 * 1 for the kernels' count (elect_divisors()'s NULL); NULL: c */
+	double *cten;
 	uint32_t *zero; /* nx thresholds of 0: election keeps every nonzero value */
 	double *ones;
 	double num[2], det[2], zpos[2], zneg[2]; /* the totals of tsum */
@@ -60,6 +65,19 @@ struct dare {
 };
 
 static struct dare *D(struct merge_ctx *p) { return p->state; }
+/* The limits of TENSOR's drops, one per task. */
+static const uint64_t *lim(const struct dare *ds, size_t tensor)
+{
+	return ds->limit + tensor * ds->nx;
+}
+/* The divisors of the elected mean of TENSOR's elements. */
+static const double *divs(const struct dare *ds, size_t tensor)
+{
+	if (!ds->cten)
+		return ds->c;
+	const double *c = ds->cten + tensor * (ds->nx + 1);
+	return c[ds->nx] != 0.0 ? NULL : c; /* after its nx, 1: the kernels' count */
+}
 
 /* The scratch of a worker: the base, the nx task vectors and their kept
  * values (the rescale pass), two tau_MTL and two signs per element of a
@@ -104,18 +122,18 @@ static void dare_tile(struct merge_ctx *p, const struct pipe_job *job, const str
 
 	for (unsigned i = 0; i < ds->nx; i++)
 		xs[i] = job->in[i + 1] + j0 * t->unit_in;
-	ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn, tl->bt,
+	ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, tensor_w(p, t), nn, tl->bt,
 	          tl->tp);
 	if (!p->o->dare_elect) { /* the drops and their sum in one step; tp as it was */
-		dare_sum_tile(p->k, tl->tp, nn, ds->nx, keys, job->u0 + j0, ds->limit,
+		dare_sum_tile(p->k, tl->tp, nn, ds->nx, keys, job->u0 + j0, lim(ds, job->tensor),
 		              ds->div + job->tensor * ds->nx, mtl);
 		memset(sign, 1, nn);
 		return;
 	}
 	for (unsigned i = 0; i < ds->nx; i++)
-		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, ds->limit[i],
+		dare_drop_tile(p->k, tl->tp + (size_t)i * nn, nn, keys[i], job->u0 + j0, lim(ds, job->tensor)[i],
 		               ds->div[job->tensor * ds->nx + i]);
-	ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, ds->c, mtl, sign);
+	ties_elect_tile(p->k, tl->tp, nn, ds->nx, ds->zero, maj, divs(ds, job->tensor), mtl, sign);
 }
 
 /*
@@ -130,10 +148,11 @@ static double dare_taus_f64(struct merge_ctx *p, const struct pipe_job *job, siz
 {
 	struct dare *ds = D(p);
 	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
-	double d[LINES_MAX_MODELS], b = f64_taus(job, ds->nx, p->w, j, tau, d);
+	double d[LINES_MAX_MODELS],
+	    b = f64_taus(job, ds->nx, tensor_w(p, &p->t[job->tensor]), j, tau, d);
 	*raw = 0.0;
 	for (unsigned i = 0; i < ds->nx; i++) {
-		tau[i] = kern_dare_kept(keys[i], job->u0 + j, ds->limit[i])
+		tau[i] = kern_dare_kept(keys[i], job->u0 + j, lim(ds, job->tensor)[i])
 		                 ? tau[i] / ds->div[job->tensor * ds->nx + i]
 		                 : 0.0;
 		*raw += d[i];
@@ -228,10 +247,10 @@ LINES_HOT static int rescale_work(struct merge_ctx *p, struct pipe_job *job, voi
 		memset(blk, 0, 2 * ds->nx * sizeof(double));
 		for (size_t j = b0; f64_tensor(t) && j < b1; j++) {
 			double tau[LINES_MAX_MODELS];
-			f64_taus(job, ds->nx, p->w, j, tau, NULL);
+			f64_taus(job, ds->nx, tensor_w(p, t), j, tau, NULL);
 			for (unsigned i = 0; i < ds->nx; i++) {
 				blk[2 * i] += fabs(tau[i]);
-				blk[2 * i + 1] += kern_dare_kept(keys[i], job->u0 + j, ds->limit[i])
+				blk[2 * i + 1] += kern_dare_kept(keys[i], job->u0 + j, lim(ds, job->tensor)[i])
 				                          ? fabs(tau[i])
 				                          : 0.0;
 			}
@@ -240,13 +259,13 @@ LINES_HOT static int rescale_work(struct merge_ctx *p, struct pipe_job *job, voi
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < ds->nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, p->w, nn,
+			ties_taus(p->k, t->in_dt, xs, ds->nx, job->in[0] + j0 * t->unit_in, tensor_w(p, t), nn,
 			          tl.bt, tl.tp);
 			/* kp: the kept values, +0.0 for the others (adding +0.0 to
 			 * a sum of magnitudes changes nothing) */
 			for (unsigned i = 0; i < ds->nx; i++)
 				dare_keep_tile(p->k, tl.tp + (size_t)i * nn, tl.kp + (size_t)i * nn, nn,
-				               keys[i], job->u0 + j0, ds->limit[i]);
+				               keys[i], job->u0 + j0, lim(ds, job->tensor)[i]);
 			for (unsigned i0 = 0; i0 < ds->nx; i0 += 4) {
 				const float *a[4], *k[4];
 				double s[8], junk[8];
@@ -286,7 +305,8 @@ static int rescale_done(struct merge_ctx *p, struct lines_error *err)
 	(void)err;
 	for (size_t q = 0; q < p->nt * ds->nx; q++) {
 		double all = ds->l1[2 * q], k = ds->l1[2 * q + 1];
-		int on = density_of(p->o, (unsigned)(q % ds->nx)) < 1.0 && isfinite(all) &&
+		int on = tensor_density(p, &p->t[q / ds->nx], (unsigned)(q % ds->nx)) < 1.0 &&
+		         isfinite(all) &&
 		         isfinite(k) && all >= 1e-7 && k >= 1e-7;
 		ds->div[q] = on ? k / all : 1.0;
 	}
@@ -307,7 +327,7 @@ LINES_HOT static int stats_work(struct merge_ctx *p, struct pipe_job *job, void 
 	(void)err;
 
 	for (unsigned i = 0; i < ds->nx; i++)
-		unit &= p->w[i] == 1.0;
+		unit &= tensor_w(p, t)[i] == 1.0;
 	if (f64_tensor(t)) {
 		stats_f64(p, job, n);
 		return 0;
@@ -346,7 +366,7 @@ LINES_HOT static int stats_work(struct merge_ctx *p, struct pipe_job *job, void 
 			for (size_t j = 0; j < nn; j++)
 				both |= tl.sp[j] == 0 && tl.mp[j] != 0.0;
 			if (both) /* the same dropped values, the other majority */
-				ties_elect_tile(p->k, tl.tp, nn, ds->nx, ds->zero, -1, ds->c, tl.mn, tl.sn);
+				ties_elect_tile(p->k, tl.tp, nn, ds->nx, ds->zero, -1, divs(ds, job->tensor), tl.mn, tl.sn);
 			/* without branches: the signs are random, so a branch per
 			 * element would be mispredicted half the time; adding +0.0
 			 * leaves these sums of magnitudes unchanged */
@@ -439,6 +459,8 @@ static void dare_free(struct merge_ctx *p)
 	if (!ds)
 		return;
 	free(ds->keys);
+	free(ds->limit);
+	free(ds->cten);
 	free(ds->div);
 	free(ds->l1);
 	free(ds->zero);
@@ -460,18 +482,32 @@ static int dare_tables(struct merge_ctx *p, struct dare *ds)
 	ds->ones = calloc(nx, sizeof(*ds->ones));
 	ds->zero = calloc(nx, sizeof(*ds->zero));
 	ds->tsum = calloc(nt * 8, sizeof(*ds->tsum));
-	if (!ds->keys || !ds->div || !ds->l1 || !ds->ones || !ds->zero || !ds->tsum)
+	ds->limit = calloc(nt * nx, sizeof(*ds->limit));
+	if (!ds->keys || !ds->div || !ds->l1 || !ds->ones || !ds->zero || !ds->tsum || !ds->limit)
 		return -1;
-	for (unsigned i = 0; i < nx; i++) {
+	for (unsigned i = 0; i < nx; i++)
 		ds->ones[i] = 1.0;
-		ds->limit[i] = dare_limit(density_of(p->o, i));
-	}
 	for (size_t t = 0; t < p->nt; t++) {
 		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
 		for (unsigned i = 0; i < nx; i++) {
+			double rho = tensor_density(p, &p->t[t], i); /* the tensor's own, or the run's */
 			ds->keys[t * nx + i] = dare_key(p->o->seed, i, h);
-			ds->div[t * nx + i] =
-				p->o->rescale == LINES_RESCALE_DENSITY ? density_of(p->o, i) : 1.0;
+			ds->limit[t * nx + i] = dare_limit(rho);
+			ds->div[t * nx + i] = p->o->rescale == LINES_RESCALE_DENSITY ? rho : 1.0;
+		}
+	}
+	if (p->tensor_w) { /* each tensor its own weights: its own divisors */
+		if (!(ds->cten = calloc(nt * (nx + 1), sizeof(double))))
+			return -1;
+		for (size_t t = 0; t < p->nt; t++) {
+			const double *w = tensor_w(p, &p->t[t]);
+			double *c = ds->cten + t * (nx + 1);
+			int ones = !p->o->no_normalize;
+			for (unsigned i = 0; i < nx; i++) {
+				c[i] = p->o->no_normalize ? 0.0 : w[i];
+				ones &= w[i] == 1.0;
+			}
+			c[nx] = ones;
 		}
 	}
 	return 0;
@@ -613,7 +649,8 @@ const struct method method_dare = {
 	.name = "dare",
 	.summary = "drop and rescale (DARE), then sum, or elect signs with --dare-elect",
 	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED |
-	         METHOD_USES_NORMALIZE | METHOD_USES_RESCALE | METHOD_PART,
+	         METHOD_USES_NORMALIZE | METHOD_USES_RESCALE | METHOD_PART | METHOD_TENSOR_W |
+	         METHOD_TENSOR_DENSITY,
 	.setup = dare_setup,
 	.meta = dare_meta,
 	.report = dare_report,

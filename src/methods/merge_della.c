@@ -26,7 +26,10 @@
  * DARE's counter-based hash (kern_ties.h: the
  * seed, the task, the XXH3 of the tensor's name, the element's index in
  * the tensor) is below p 2^53. A density of 1 keeps everything as it is
- * (mergekit returns the task vector unchanged).
+ * (mergekit returns the task vector unchanged). The weights and densities
+ * may differ between tensors (a configuration's gradients and filters:
+ * tensor_w(), tensor_density()); each tensor's densities are checked
+ * against epsilon when the plan is set up.
  *
  * Rescale: a kept entry is divided by its p (the paper's; the default),
  * or, with --rescale (mergekit's), the task vector's kept entries are
@@ -60,7 +63,9 @@ struct della {
 	unsigned nx;
 	int elect;
 	uint64_t *keys; /* nt x nx: dare_key() */
-	double d[LINES_MAX_MODELS], eps[LINES_MAX_MODELS];
+	double eps[LINES_MAX_MODELS];
+	/* nt x nx: each tensor's density of each model (tensor_density()) */
+	double *d;
 	double *div;   /* nt x nx: the L1 rescale's divisor (kept L1 / L1), else 1 */
 	double *l1;    /* nt x nx x 2: L1 of tau and of its kept entries (--rescale) */
 	double acc[4]; /* the norm pass's sums */
@@ -213,11 +218,10 @@ static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
  * the order of the ranks) unless l1 is NULL (the passes that do not use
  * them), and returns the number kept.
  */
-static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, uint64_t e0,
-                          double *tau, uint64_t s, uint64_t r, int f64, struct rows *w, double *l1)
+static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint64_t key,
+                          uint64_t e0, double *tau, uint64_t s, uint64_t r, int f64,
+                          struct rows *w, double *l1)
 {
-	const struct della *ds = p->state;
-	double d = ds->d[i];
 	const double *prq = w->pr + (size_t)i * s;
 	int by_p = p->o->rescale == LINES_RESCALE_DENSITY;
 	uint64_t c = s / r, kept = 0;
@@ -275,13 +279,13 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, uint64_t key, u
 
 /* tau_MTL of element j of a slab from the dropped tau' (nx x s). */
 static double combine(const struct merge_ctx *p, const double *tau, uint64_t s, uint64_t j,
-                      const double *div)
+                      const double *div, const double *wts)
 {
 	const struct della *ds = p->state;
 	double wt[LINES_MAX_MODELS], sum = 0.0, m = 0.0, c = 0.0;
 	for (unsigned i = 0; i < ds->nx; i++) {
 		double v = tau[(size_t)i * s + j];
-		wt[i] = p->w[i] * (div[i] == 1.0 ? v : v / div[i]); /* x / 1 is x */
+		wt[i] = wts[i] * (div[i] == 1.0 ? v : v / div[i]); /* x / 1 is x */
 		sum += wt[i];
 	}
 	if (!ds->elect)
@@ -289,7 +293,7 @@ static double combine(const struct merge_ctx *p, const double *tau, uint64_t s, 
 	int pos = sum >= 0.0;
 	for (unsigned i = 0; i < ds->nx; i++)
 		if (pos ? wt[i] > 0.0 : wt[i] < 0.0)
-			m += wt[i], c += p->w[i];
+			m += wt[i], c += wts[i];
 	return p->o->no_normalize ? m : m / (c == 0.0 ? 1.0 : c);
 }
 
@@ -302,12 +306,13 @@ LINES_HOT static int della_job(struct merge_ctx *p, struct pipe_job *job, void *
 	struct rows w = rows_of(scratch, ds->nx, ds->slab);
 	const uint64_t *keys = ds->keys + job->tensor * ds->nx;
 	const double *div = ds->div + job->tensor * ds->nx;
+	const double *dt = ds->d + job->tensor * ds->nx, *wts = tensor_w(p, t);
 	int f64 = f64_tensor(t);
 	double l1[2 * LINES_MAX_MODELS] = {0}, nm[4] = {0};
 	uint64_t kept[LINES_MAX_MODELS] = {0};
 
 	for (unsigned i = 0; i < ds->nx && job->u1 > job->u0; i++) {
-		double d = ds->d[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
+		double d = dt[i], lo = d - ds->eps[i], span = 2.0 * ds->eps[i];
 		for (uint64_t q = 0; q < r && d < 1.0; q++)
 			w.pr[(size_t)i * s + q] = r > 1 ? lo + ((double)q / (double)(r - 1)) * span : d;
 	}
@@ -327,13 +332,13 @@ LINES_HOT static int della_job(struct merge_ctx *p, struct pipe_job *job, void *
 				    f64 ? tau[j] - w.b[j] : (double)((float)tau[j] - (float)w.b[j]);
 				w.raw[j] += tau[j];
 			}
-			kept[i] += drop_slab(p, i, keys[i], a, tau, s, r, f64, &w,
+			kept[i] += drop_slab(p, i, dt[i], keys[i], a, tau, s, r, f64, &w,
 			                     what == DO_L1 ? l1 + 2 * i : NULL);
 		}
 		if (what == DO_L1)
 			continue;
 		for (uint64_t j = 0; j < s; j++) {
-			double m = combine(p, w.tau, s, j, div);
+			double m = combine(p, w.tau, s, j, div, wts);
 			if (what == DO_NORMS && isfinite(m) && isfinite(w.raw[j])) {
 				nm[0] += fabs(w.raw[j]), nm[1] += fabs(m);
 				nm[2] += w.raw[j] * w.raw[j], nm[3] += m * m;
@@ -383,7 +388,7 @@ static int l1_done(struct merge_ctx *p, struct lines_error *err)
 	(void)err;
 	for (size_t q = 0; q < p->nt * ds->nx; q++) {
 		double all = ds->l1[2 * q], k = ds->l1[2 * q + 1];
-		int on = ds->d[q % ds->nx] < 1.0 && isfinite(all) && isfinite(k) && all >= 1e-7 &&
+		int on = ds->d[q] < 1.0 && isfinite(all) && isfinite(k) && all >= 1e-7 &&
 		         k >= 1e-7;
 		ds->div[q] = on ? k / all : 1.0;
 	}
@@ -455,6 +460,7 @@ static void della_free(struct merge_ctx *p)
 	if (!ds)
 		return;
 	free(ds->keys);
+	free(ds->d);
 	free(ds->div);
 	free(ds->l1);
 	free(ds);
@@ -505,13 +511,22 @@ static int setup(struct merge_ctx *p, int elect, struct lines_error *err)
 	ds->keys = calloc(nt * nx, sizeof(*ds->keys));
 	ds->div = calloc(nt * nx, sizeof(*ds->div));
 	ds->l1 = calloc(nt * nx * 2, sizeof(*ds->l1));
-	RETURN_ERROR_IF(!ds->keys || !ds->div || !ds->l1, err, LINES_ENOMEM, NULL, NULL,
+	ds->d = calloc(nt * nx, sizeof(*ds->d));
+	RETURN_ERROR_IF(!ds->keys || !ds->div || !ds->l1 || !ds->d, err, LINES_ENOMEM, NULL, NULL,
 	                "out of memory");
 	for (unsigned i = 0; i < nx; i++)
-		ds->d[i] = density_of(p->o, i), ds->eps[i] = eps_of(p->o, i);
+		ds->eps[i] = eps_of(p->o, i);
 	for (size_t t = 0; t < p->nt; t++) {
 		uint64_t h = XXH3_64bits(p->t[t].name, strlen(p->t[t].name));
 		for (unsigned i = 0; i < nx; i++) {
+			/* the tensor's own density (a configuration's), or the run's */
+			double d = tensor_density(p, &p->t[t], i), e = ds->eps[i];
+			RETURN_ERROR_IF(p->t[t].merge && d < 1.0 && !(d - e > 0.0 && d + e < 1.0), err,
+			                LINES_EUSAGE, NULL, p->t[t].name,
+			                "della: model %u: density %g and epsilon %g make keep "
+			                "probabilities from %g to %g; both must be inside (0, 1)",
+			                i + 1, d, e, d - e, d + e);
+			ds->d[t * nx + i] = d;
 			ds->keys[t * nx + i] = dare_key(p->o->seed, i, h);
 			ds->div[t * nx + i] = 1.0;
 		}
@@ -598,7 +613,7 @@ static json_t *della_report(const struct merge_ctx *p)
 
 #define DELLA_FLAGS                                                                                \
 	(METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_SEED | METHOD_USES_RESCALE |      \
-	 METHOD_USES_EPSILON)
+	 METHOD_USES_EPSILON | METHOD_TENSOR_W | METHOD_TENSOR_DENSITY)
 
 const struct method method_della = {
     .name = "della",

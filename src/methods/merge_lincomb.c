@@ -12,7 +12,9 @@
  * models in order, acc = w_0 x_0 then fma(w_i, x_i, acc); one division by
  * the sum of the weights; the result is rounded once to the output dtype.
  * Portable C on tiles decoded and encoded by the kernel table, so every
- * instruction set gives the same bytes.
+ * instruction set gives the same bytes. The weights may differ between
+ * tensors (a configuration's gradients and filters: tensor_w()), each
+ * tensor then divided by the sum of its own.
  *
  * Without -b, the plan reads the first model a second time as input 0
  * (the layout's reference: names, order, the tensors that are copied);
@@ -41,14 +43,15 @@ struct lc_norms {
 static void lc_mean(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, struct lc_scratch *s)
 {
+	const double *w = tensor_w(p, t), ws = tensor_wsum(p, t);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		tile_load(p->k, t->in_dt, job->in[i + 1] + j0 * t->unit_in, n, s->x, s->f);
 		for (size_t j = 0; j < n; j++)
-			s->acc[j] = i == 0 ? p->w[0] * s->x[j] : fma(p->w[i], s->x[j], s->acc[j]);
+			s->acc[j] = i == 0 ? w[0] * s->x[j] : fma(w[i], s->x[j], s->acc[j]);
 	}
 	if (!p->o->no_normalize)
 		for (size_t j = 0; j < n; j++)
-			s->acc[j] /= p->wsum;
+			s->acc[j] /= ws;
 }
 
 /*
@@ -62,18 +65,18 @@ static void lc_taus(const struct merge_ctx *p, const struct tensor *t, const str
 {
 	size_t off = j0 * t->unit_in;
 	int f64 = t->in_dt == DT_F64;
+	const double *w = tensor_w(p, t), ws = tensor_wsum(p, t);
 	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, s->x, s->f);
 		for (size_t j = 0; j < n; j++) {
 			double tau = f64 ? s->x[j] - s->b[j] : (double)(float)(s->x[j] - s->b[j]);
 			s->ts[j] = i == 0 ? tau : s->ts[j] + tau;
-			s->acc[j] = i == 0 ? p->w[0] * tau : fma(p->w[i], tau, s->acc[j]);
+			s->acc[j] = i == 0 ? w[0] * tau : fma(w[i], tau, s->acc[j]);
 		}
 	}
 	for (size_t j = 0; j < n; j++)
-		s->acc[j] = p->o->no_normalize ? fma(p->wsum - 1.0, s->b[j], s->acc[j])
-		                               : s->acc[j] / p->wsum;
+		s->acc[j] = p->o->no_normalize ? fma(ws - 1.0, s->b[j], s->acc[j]) : s->acc[j] / ws;
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
@@ -185,8 +188,12 @@ static int lc_setup(struct merge_ctx *p, struct lines_error *err)
 {
 	const struct lines_merge_opts *o = p->o;
 
-	RETURN_ERROR_IF(!o->no_normalize && p->wsum == 0.0, err, LINES_EUSAGE, NULL, NULL,
-	                "the weights of -m linear must not sum to zero (or give --no-normalize)");
+	RETURN_ERROR_IF(!o->no_normalize && !p->tensor_w && p->wsum == 0.0, err, LINES_EUSAGE, NULL,
+	                NULL, "the weights of -m linear must not sum to zero (or give --no-normalize)");
+	for (size_t i = 0; i < p->nt && !o->no_normalize; i++)
+		RETURN_ERROR_IF(p->t[i].merge && p->t[i].w && p->t[i].wsum == 0.0, err, LINES_EUSAGE,
+		                NULL, p->t[i].name,
+		                "the weights of -m linear sum to zero here (or give --no-normalize)");
 	if (o->lines && o->alpha_auto && p->equal_weights && !o->no_normalize)
 		scales_auto_alpha(p->sc, 1.0);
 	else if (o->lines && o->alpha_auto)
@@ -223,7 +230,7 @@ const struct method method_linear = {
 	.name = "linear",
 	.summary = "weighted mean of the models: sum_i w_i theta_i / sum_i w_i",
 	.flags = METHOD_USES_WEIGHTS | METHOD_USES_NORMALIZE | METHOD_NO_BASE | METHOD_LINEAR |
-	         METHOD_PART,
+	         METHOD_PART | METHOD_TENSOR_W,
 	.check = lc_check,
 	.setup = lc_setup,
 	.meta = lc_meta,

@@ -13,9 +13,14 @@
  * float64 throughout, the task vectors included (f64.h), as in every
  * method.
  *
+ * The weights may differ between tensors (a configuration's gradients
+ * and filters: tensor_w()); a mean then divides each tensor by the sum of
+ * its own weights.
+ *
  * Automatic alpha is ||sum_i tau_i|| / (N ||tau_MTL||). With equal
- * weights it is known without reading anything (1 / (N w) for sum, 1 for
- * mean); otherwise a read-only norm pass runs first. The norms are sums
+ * weights for the whole model it is known without reading anything
+ * (1 / (N w) for sum, 1 for mean); otherwise a read-only norm pass runs
+ * first. The norms are sums
  * in float64 over blocks of KERN_BLOCK elements, and the blocks are added
  * in output order by the consumer, so alpha does not depend on the number
  * of threads or the chunk size.
@@ -44,11 +49,12 @@ struct linear {
 static void write_f64(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
                       size_t n)
 {
+	const double *w = tensor_w(p, t);
 	for (size_t j = 0; j < n; j++) {
 		double b = f64_load(job->in[0], j), acc = 0.0;
 		for (unsigned i = 0; i < p->nmodels; i++) {
 			double tau = f64_load(job->in[i + 1], j) - b;
-			acc = i == 0 ? p->w[0] * tau : fma(p->w[i], tau, acc);
+			acc = i == 0 ? w[0] * tau : fma(w[i], tau, acc);
 		}
 		f64_finish(job->out, j, b, acc, t->k_lambda);
 		for (unsigned v = 0; v < job->nvout; v++) /* a sweep: the same sum */
@@ -75,7 +81,8 @@ static void write_sweep(const struct merge_ctx *p, const struct tensor *t, struc
 		size_t in = j0 * t->unit_in, out = j0 * t->unit_out;
 		p->k->decode(t->in_dt, job->in[0] + in, s->b, nn);
 		for (unsigned i = 0; i < p->nmodels; i++)
-			p->k->accum(t->in_dt, job->in[i + 1] + in, s->b, p->w[i], s->acc, nn, i == 0);
+			p->k->accum(t->in_dt, job->in[i + 1] + in, s->b, tensor_w(p, t)[i], s->acc, nn,
+			            i == 0);
 		p->k->finish(t->out_dt, job->out + out, s->b, s->acc, t->k_lambda, nn);
 		for (unsigned v = 0; v < job->nvout; v++)
 			p->k->finish(t->out_dt, job->vout[v] + out, s->b, s->acc,
@@ -96,15 +103,29 @@ LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void 
 		write_sweep(p, t, job, n, scratch);
 		return 0;
 	}
-	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0], p->w,
-	                t->k_lambda, t->out_dt, job->out, n);
+	p->k->merge_lin(t->in_dt, (const void *const *)(job->in + 1), p->nmodels, job->in[0],
+	                tensor_w(p, t), t->k_lambda, t->out_dt, job->out, n);
 	return 0;
 }
 
 /* ---- the norm pass ----------------------------------------------------------- */
+/*
+ * The weights of the norm pass for tensor T: the run's, or with weights
+ * per tensor its own, divided by their sum for a mean (then norm_done
+ * does not divide: each tensor has its own sum). buf holds nmodels.
+ */
+static const double *norm_weights(const struct merge_ctx *p, const struct tensor *t, double *buf)
+{
+	if (!p->tensor_w || !p->sc->divide_wsum)
+		return tensor_w(p, t);
+	for (unsigned i = 0; i < p->nmodels; i++)
+		buf[i] = t->w[i] / t->wsum;
+	return buf;
+}
+
 /* norm_lin's sums for an F64 tensor, from the float64 task vectors: the
  * same lanes and blocks, nothing rounded to float32. */
-static void norm_f64(const struct merge_ctx *p, struct pipe_job *job, size_t n)
+static void norm_f64(const struct merge_ctx *p, struct pipe_job *job, size_t n, const double *w)
 {
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		struct kern_norms nm;
@@ -116,7 +137,7 @@ static void norm_f64(const struct merge_ctx *p, struct pipe_job *job, size_t n)
 			for (unsigned i = 0; i < p->nmodels; i++) {
 				double tau = f64_load(job->in[i + 1], j) - bv;
 				s += tau;
-				t += p->w[i] * tau;
+				t += w[i] * tau;
 			}
 			if (!isfinite(s) || !isfinite(t))
 				continue;
@@ -134,13 +155,15 @@ LINES_HOT static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *
 {
 	const struct tensor *t = &p->t[job->tensor];
 	const struct kern *k = p->k;
-	float *bt = scratch;
+	double *wbuf = scratch;
+	float *bt = (float *)(void *)(wbuf + p->nmodels);
 	const void **xs = (const void **)(bt + KERN_TILE);
 	size_t n = (size_t)(job->u1 - job->u0);
+	const double *w = norm_weights(p, t, wbuf);
 	(void)err;
 
 	if (f64_tensor(t)) {
-		norm_f64(p, job, n);
+		norm_f64(p, job, n, w);
 		return 0;
 	}
 	for (unsigned b = 0; b < job->nblocks; b++) {
@@ -152,7 +175,7 @@ LINES_HOT static int norm_work(struct merge_ctx *p, struct pipe_job *job, void *
 			k->decode(t->in_dt, job->in[0] + j0 * t->unit_in, bt, nn);
 			for (unsigned m = 0; m < p->nmodels; m++)
 				xs[m] = job->in[m + 1] + j0 * t->unit_in;
-			k->norm_lin(t->in_dt, (const void *const *)xs, p->nmodels, bt, p->w, nn, &nm);
+			k->norm_lin(t->in_dt, (const void *const *)xs, p->nmodels, bt, w, nn, &nm);
 		}
 		job->part[4 * b + 0] = kern_lane_sum(nm.s1);
 		job->part[4 * b + 1] = kern_lane_sum(nm.t1);
@@ -177,7 +200,7 @@ static int norm_done(struct merge_ctx *p, struct lines_error *err)
 	norm_sums_total(p, ln->acc);
 	double s = norm_sum_of(ln->acc, p->o->norm_p), t = norm_mtl_of(ln->acc, p->o->norm_p);
 
-	if (p->sc->divide_wsum)
+	if (p->sc->divide_wsum && !p->tensor_w) /* else divided per tensor */
 		t /= fabs(p->wsum);
 	return scales_from_norms(p->sc, s, t, 0, err);
 }
@@ -192,8 +215,11 @@ static int linear_setup(struct merge_ctx *p, struct lines_error *err)
 	const struct lines_merge_opts *o = p->o;
 	int mean = p->sc->divide_wsum;
 
-	RETURN_ERROR_IF(mean && p->wsum == 0.0, err, LINES_EUSAGE, NULL, NULL,
+	RETURN_ERROR_IF(mean && !p->tensor_w && p->wsum == 0.0, err, LINES_EUSAGE, NULL, NULL,
 	                "the weights of a mean must not sum to zero");
+	for (size_t i = 0; i < p->nt && mean; i++)
+		RETURN_ERROR_IF(p->t[i].merge && p->t[i].w && p->t[i].wsum == 0.0, err, LINES_EUSAGE,
+		                NULL, p->t[i].name, "the weights of a mean sum to zero here");
 	if (o->lines && o->alpha_auto && p->equal_weights) {
 		RETURN_ERROR_IF(!mean && p->w[0] == 0.0, err, LINES_EUSAGE, NULL, NULL,
 		                "with zero weights alpha cannot be set automatically; give --alpha");
@@ -210,7 +236,8 @@ static int linear_setup(struct merge_ctx *p, struct lines_error *err)
 		                NULL, "out of memory");
 		ps->name = "norms";
 		ps->part_block = 4;
-		ps->scratch = KERN_TILE * sizeof(float) + p->nmodels * sizeof(void *);
+		ps->scratch = p->nmodels * sizeof(double) + KERN_TILE * sizeof(float) +
+		              p->nmodels * sizeof(void *);
 		ps->want = want_merged;
 		ps->work = norm_work;
 		ps->reduce = norm_reduce;
@@ -237,7 +264,7 @@ static void linear_free(struct merge_ctx *p)
 const struct method method_sum = {
 	.name = "sum",
 	.summary = "task arithmetic: theta_0 + lambda * sum_i w_i tau_i",
-	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_PART,
+	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_PART | METHOD_TENSOR_W,
 	.setup = linear_setup,
 	.free = linear_free,
 };
@@ -245,7 +272,7 @@ const struct method method_sum = {
 const struct method method_mean = {
 	.name = "mean",
 	.summary = "weighted mean (model soup): theta_0 + lambda * sum_i w_i tau_i / sum_i w_i",
-	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_DIVIDES_WSUM | METHOD_PART,
+	.flags = METHOD_USES_WEIGHTS | METHOD_LINEAR | METHOD_DIVIDES_WSUM | METHOD_PART | METHOD_TENSOR_W,
 	.setup = linear_setup,
 	.free = linear_free,
 };

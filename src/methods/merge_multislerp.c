@@ -90,17 +90,30 @@ LINES_HOT static void ms_load(const struct merge_ctx *p, const struct tensor *t,
 	ms_vectors(p, ms->n, t, job, j0, n, v, v[ms->n], tmp);
 }
 
-/* The coefficients c[0..n) of a tensor from its Gram matrix g; *mn gets
- * |m| (NaN stays NaN, and then so do the coefficients). */
-static enum ms_kind ms_coef(const struct multislerp *ms, const double *g, double *c, double *mn)
+/* The weights of TENSOR into w: the run's (ms->w), or its own (a
+ * configuration's gradients and filters: tensor_w()) divided by their sum
+ * unless --no-normalize. */
+static void ms_tensor_w(const struct merge_ctx *p, const struct multislerp *ms, size_t tensor,
+                        double *w)
+{
+	const struct tensor *t = &p->t[tensor];
+	for (unsigned i = 0; i < ms->n; i++)
+		w[i] = !t->w ? ms->w[i] : p->o->no_normalize ? t->w[i] : t->w[i] / t->wsum;
+}
+
+/* The coefficients c[0..n) of tensor TENSOR from its Gram matrix g; *mn
+ * gets |m| (NaN stays NaN, and then so do the coefficients). */
+static enum ms_kind ms_coef(const struct merge_ctx *p, const struct multislerp *ms, size_t tensor,
+                            const double *g, double *c, double *mn)
 {
 	unsigned n = ms->n;
-	double a[MS_MAX_N], q = 0.0, avg = 0.0;
+	double a[MS_MAX_N], q = 0.0, avg = 0.0, w[MS_MAX_N];
 	int null = 1;
+	ms_tensor_w(p, ms, tensor, w);
 	for (unsigned i = 0; i < n; i++) {
 		double ni = sqrt(g[ms_pair(n, i, i)]);
-		a[i] = ms->w[i] / (ni + MS_EPS);
-		avg += ms->w[i] * ni;
+		a[i] = w[i] / (ni + MS_EPS);
+		avg += w[i] * ni;
 		null &= ni == 0.0;
 	}
 	if (null) {
@@ -115,7 +128,7 @@ static enum ms_kind ms_coef(const struct multislerp *ms, const double *g, double
 	*mn = sqrt(q > 0.0 ? q : 0.0 * q); /* rounding can leave a tiny q < 0 */
 	if (*mn < MS_EPS) {
 		for (unsigned i = 0; i < n; i++)
-			c[i] = ms->w[i];
+			c[i] = w[i];
 		return n == 2 ? MS_LERP : MS_ZERO;
 	}
 	for (unsigned i = 0; i < n; i++)
@@ -160,7 +173,7 @@ LINES_HOT static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *sc
 	for (unsigned i = 0; i < MS_MAX_N; i++)
 		v[i] = s->v[i];
 	if (ms->n > 1)
-		ms_coef(ms, tdots_of(&ms->d, job->tensor), c, &mn);
+		ms_coef(p, ms, job->tensor, tdots_of(&ms->d, job->tensor), c, &mn);
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		if (ms->n == 1) {
@@ -182,7 +195,8 @@ static int ms_dots_done(struct merge_ctx *p, struct lines_error *err)
 	double c[MS_MAX_N], mn;
 	ms->d.measured = 1;
 	for (size_t i = 0; i < p->nt; i++)
-		RETURN_ERROR_IF(p->t[i].merge && ms_coef(ms, tdots_of(&ms->d, i), c, &mn) == MS_ZERO,
+		RETURN_ERROR_IF(p->t[i].merge &&
+		                    ms_coef(p, ms, i, tdots_of(&ms->d, i), c, &mn) == MS_ZERO,
 		                err, LINES_EUNSUPPORTED, NULL, p->t[i].name,
 		                "-m multislerp: the weighted mean of the %u unit vectors is zero "
 		                "(|m| = %g < 1e-8): it has no direction; change the weights",
@@ -225,7 +239,7 @@ LINES_HOT static int ms_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 	double c[MS_MAX_N] = {1.0}, mn;
 	(void)err;
 	if (ms->n > 1)
-		ms_coef(ms, tdots_of(&ms->d, job->tensor), c, &mn);
+		ms_coef(p, ms, job->tensor, tdots_of(&ms->d, job->tensor), c, &mn);
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		ms_norm_block(p, ms, job, b0, b1, c, scratch, job->part + 4 * b);
@@ -285,12 +299,15 @@ static int ms_check(const struct lines_merge_opts *o, struct lines_error *err)
 static int ms_weights(struct multislerp *ms, const struct merge_ctx *p, struct lines_error *err)
 {
 	double ws = 0.0;
-	(void)err;
 	ms->n = p->nmodels;
 	for (unsigned i = 0; i < ms->n; i++)
 		ws += p->w[i];
 	for (unsigned i = 0; i < ms->n; i++)
 		ms->w[i] = p->o->no_normalize ? p->w[i] : p->w[i] / ws;
+	for (size_t t = 0; t < p->nt && !p->o->no_normalize && ms->n > 1; t++)
+		RETURN_ERROR_IF(p->t[t].merge && p->t[t].w && p->t[t].wsum == 0.0, err, LINES_EUSAGE,
+		                NULL, p->t[t].name,
+		                "-m multislerp: the weights sum to 0 here and cannot be normalized");
 	return 0;
 }
 
@@ -350,7 +367,7 @@ static void ms_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 		return;
 	const double *g = tdots_of(&ms->d, i);
 	double cf[MS_MAX_N], mn;
-	enum ms_kind k = ms_coef(ms, g, cf, &mn);
+	enum ms_kind k = ms_coef(c, ms, i, g, cf, &mn);
 	json_t *o = json_object(), *gram = json_array(), *co = json_array();
 	for (unsigned q = 0; q < ms->d.npairs; q++)
 		json_array_append_new(gram, json_num(g[q]));
@@ -366,7 +383,7 @@ static void ms_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 const struct method method_multislerp = {
 	.name = "multislerp",
 	.summary = "barycentric interpolation of N models on the sphere (task vectors with a base)",
-	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE | METHOD_USES_NORMALIZE,
+	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE | METHOD_USES_NORMALIZE | METHOD_TENSOR_W,
 	.check = ms_check,
 	.setup = ms_setup,
 	.report = ms_report,

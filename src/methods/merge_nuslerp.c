@@ -3,7 +3,8 @@
  * models by weights, or of their task vectors when there is a base.
  *
  * t = w1 / (w0 + w1) from -w w0,w1 (0.5 when |w0 + w1| < 1e-6; weights of
- * opposite signs extrapolate). Per tensor, flattened (mergekit's default
+ * opposite signs extrapolate), per tensor when a configuration's
+ * gradients and filters give each tensor its weights (nu_t()). Per tensor, flattened (mergekit's default
  * nuslerp_flatten: true), with v0, v1 the two models' values, or with a
  * base b their task vectors x_i - b rounded to float32 (float64 for F64),
  * everything else in float64:
@@ -106,13 +107,23 @@ static void nu_write(const struct merge_ctx *p, const struct tensor *t, struct p
 	}
 }
 
+/* mergekit's t = w1 / (w0 + w1) (0.5 when |w0 + w1| < 1e-6) of TENSOR,
+ * whose weights may be its own (a configuration's gradients and filters:
+ * tensor_w()) */
+static double nu_t(const struct merge_ctx *p, size_t tensor)
+{
+	const double *w = tensor_w(p, &p->t[tensor]);
+	double ws = w[0] + w[1];
+	return fabs(ws) < 1e-6 ? 0.5 : w[1] / ws;
+}
+
 LINES_HOT static int nu_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                    struct lines_error *err)
 {
 	const struct nuslerp *nu = p->state;
 	double s0, s1;
 	(void)err;
-	nu_coef(tdots_of(&nu->d, job->tensor), nu->t, &s0, &s1);
+	nu_coef(tdots_of(&nu->d, job->tensor), nu_t(p, job->tensor), &s0, &s1);
 	nu_write(p, &p->t[job->tensor], job, 0, (size_t)(job->u1 - job->u0), s0, s1, scratch);
 	return 0;
 }
@@ -147,7 +158,7 @@ LINES_HOT static int nu_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 	size_t n = (size_t)(job->u1 - job->u0);
 	double s0, s1;
 	(void)err;
-	nu_coef(tdots_of(&nu->d, job->tensor), nu->t, &s0, &s1);
+	nu_coef(tdots_of(&nu->d, job->tensor), nu_t(p, job->tensor), &s0, &s1);
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		nu_norm_block(p, &p->t[job->tensor], job, b0, b1, s0, s1, scratch, job->part + 4 * b);
@@ -206,7 +217,7 @@ LINES_HOT static int nu_rows(struct merge_ctx *p, struct pipe_job *job, void *sc
 		part[i] = 0.0;
 	for (size_t r0 = 0; r0 < n; r0 += len) {
 		tdots_range(p, &nu->d, t, job, r0, r0 + len, v, tmp, dot);
-		part[1] += nu_coef(dot, nu->t, &s0, &s1);
+		part[1] += nu_coef(dot, nu_t(p, job->tensor), &s0, &s1);
 		part[0] += 1.0;
 		if (write) {
 			nu_write(p, t, job, r0, r0 + len, s0, s1, &s->w);
@@ -327,6 +338,8 @@ static json_t *nu_report(const struct merge_ctx *c)
 static void nu_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 {
 	const struct nuslerp *nu = c->state;
+	if (c->tensor_w && c->t[i].merge) /* its own t */
+		json_object_set_new(e, "t", json_num(nu_t(c, i)));
 	if (!nu || !nu->d.measured || !c->t[i].merge)
 		return;
 	const double *d = tdots_of(&nu->d, i);
@@ -338,7 +351,7 @@ static void nu_report_tensor(const struct merge_ctx *c, size_t i, json_t *e)
 		json_object_set_new(e, "nuslerp", o);
 		return;
 	}
-	int lerp = nu_coef(d, nu->t, &s0, &s1);
+	int lerp = nu_coef(d, nu_t(c, i), &s0, &s1);
 	tdots_report_pair(e, "nuslerp", d, lerp, s0, s1);
 }
 
@@ -350,13 +363,13 @@ static void nu_meta(const struct merge_ctx *c,
 	if (!nu)
 		return;
 	lines_fmt_double(v, sizeof(v), nu->t);
-	put(arg, "lines.t", v);
+	put(arg, "lines.t", c->tensor_w ? "per tensor (see the manifest)" : v);
 }
 
 const struct method method_nuslerp = {
 	.name = "nuslerp",
 	.summary = "spherical interpolation of two models (of their task vectors with a base)",
-	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE | METHOD_USES_PER_ROW,
+	.flags = METHOD_USES_WEIGHTS | METHOD_NO_BASE | METHOD_USES_PER_ROW | METHOD_TENSOR_W,
 	.check = nu_check,
 	.setup = nu_setup,
 	.meta = nu_meta,

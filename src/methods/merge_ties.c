@@ -5,7 +5,9 @@
  * where t_i is the k-th smallest |tau'_i| (1-based), k = d - floor(d rho),
  * over the d floating elements of the whole model (--trim global) or of
  * each tensor (--trim tensor), rho the model's own density when
- * --density gives one per model. The signs are elected by mass, the
+ * --density gives one per model (with --trim tensor, the weights and
+ * densities may also differ between tensors: tensor_w(), tensor_density()).
+ * The signs are elected by mass, the
  * model's majority sign breaking exact ties, and the kept entries that
  * agree are averaged over the sum of their weights (kern_ties.h; with
  * every weight 1 that is their count, the kernels' own) or, with
@@ -153,6 +155,10 @@ struct ties {
 	int concluded;     /* thr and maj are final */
 	const double *c;   /* the divisors of the mean: elect_divisors() */
 	double cbuf[LINES_MAX_MODELS];
+	/* weights per tensor (tensor_w()): per tensor nx divisors and a
+	 * flag, 1 for the kernels' count (elect_divisors()'s NULL); NULL:
+	 * c for all */
+	double *cten;
 	/* -m consensus --consensus-over ties: TALL masks over tau_MTL */
 	int tall;
 	double cons[2];          /* |tau_cons|, tau_cons^2: automatic alpha */
@@ -168,6 +174,14 @@ enum { TS_NUM = 0, TS_DET = 2, TS_ZPOS = 4, TS_ZNEG = 6, TS_SDET = 8, TS_SPOS = 
        TS_W = 14 };
 
 static struct ties *T(struct merge_ctx *p) { return p->state; }
+/* The divisors of the elected mean of TENSOR's elements. */
+static const double *divs(const struct ties *ts, size_t tensor)
+{
+	if (!ts->cten)
+		return ts->c;
+	const double *c = ts->cten + tensor * (ts->nx + 1);
+	return c[ts->nx] != 0.0 ? NULL : c; /* after its nx, 1: the kernels' count */
+}
 static size_t entry(const struct ties *t, size_t tensor) { return t->per_tensor ? tensor : 0; }
 #define REC64(nx) (8 * (1 + (size_t)(nx))) /* bytes of a spill64 record */
 /* The thresholds of entry e are float64: it holds an F64 tensor. */
@@ -390,7 +404,7 @@ static size_t tile_open(const struct ties *ts, uint32_t tensor, const float *tp,
 				r[1 + i] = tp[(size_t)i * nn + j];
 		} else { /* a zero sum: the majority decides, both ways */
 			double mp = mtl[j], mn = 0.0;
-			ties_elect(tp + j, nn, nx, up, -1, ts->c, &mn);
+			ties_elect(tp + j, nn, nx, up, -1, divs(ts, tensor), &mn);
 			if (isfinite(mp) && isfinite(mn)) {
 				pl[l] += fabs(mp), pq[l] += mp * mp;
 				nl[l] += fabs(mn), nq[l] += mn * mn;
@@ -463,16 +477,16 @@ static void select_predicted(struct merge_ctx *p, struct pipe_job *job, void *sc
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + b0 * t->unit_in;
 		if (p->k->ties_select) { /* the counts and the tiles in one step */
-			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, nn, h, nm.s1,
+			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, tensor_w(p, t), nn, h, nm.s1,
 			                  nm.s2, ws.tp, nn);
 		} else {
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, nn, ws.bt,
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, tensor_w(p, t), nn, ws.bt,
 			          ws.tp);
 			ties_hist(ws.tp, nx, nn, h);
 			tile_numerator(p, t, xs, ws.bt, ws.tp, nn, &nm);
 		}
 		memset(ws.open, 0, nn); /* the predictions decide every element */
-		ties_elect_tile(p->k, ws.tp, nn, nx, ts->pred, 1, ts->c, ws.mtl, ws.sign);
+		ties_elect_tile(p->k, ws.tp, nn, nx, ts->pred, 1, divs(ts, job->tensor), ws.mtl, ws.sign);
 		votes += ties_decided(p->k, ws.mtl, ws.sign, ws.open, nn, dl, dq);
 		tile_open(ts, (uint32_t)job->tensor, ws.tp, nn, ws.open, ws.mtl, ts->pred, NULL, pl, pq,
 		          nl, nq);
@@ -501,7 +515,7 @@ static void select_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *cons
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		for (size_t j = b0; j < b1; j++) {
 			double tau[LINES_MAX_MODELS], raw[LINES_MAX_MODELS], sum = 0.0;
-			f64_taus(job, nx, p->w, j, tau, raw);
+			f64_taus(job, nx, tensor_w(p, &p->t[job->tensor]), j, tau, raw);
 			for (unsigned i = 0; i < nx; i++) {
 				h[i][ties_key(f64_key32(f64_mag(tau[i])))]++;
 				sum += raw[i];
@@ -550,14 +564,14 @@ LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void
 		if (p->k->ties_select) { /* in one step, without tiles */
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + b0 * t->unit_in;
-			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, p->w, b1 - b0,
+			p->k->ties_select(t->in_dt, xs, nx, job->in[0] + b0 * t->unit_in, tensor_w(p, t), b1 - b0,
 			                  h, nm.s1, nm.s2, NULL, 0);
 		}
 		for (size_t j0 = b0; j0 < b1 && !p->k->ties_select; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt,
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, tensor_w(p, t), nn, w.bt,
 			          w.tp);
 			ties_hist(w.tp, nx, nn, h);
 			tile_numerator(p, t, xs, w.bt, w.tp, nn, &nm);
@@ -577,10 +591,13 @@ static uint64_t rank_k(uint64_t d, double rho)
 	return d > m ? d - m : 0;
 }
 
-static void find_bins(struct ties *ts, size_t e, uint64_t d, const struct lines_merge_opts *o)
+static void find_bins(struct ties *ts, size_t e, uint64_t d, const struct merge_ctx *p)
 {
 	for (unsigned i = 0; i < ts->nx; i++) {
-		uint64_t k = rank_k(d, density_of(o, i)); /* each task its own */
+		/* each task its own; per tensor (entry e is tensor e) the
+		 * tensor's own (tensor_density()) */
+		double rho = ts->per_tensor ? tensor_density(p, &p->t[e], i) : density_of(p->o, i);
+		uint64_t k = rank_k(d, rho);
 		size_t idx = e * ts->nx + i;
 		struct rsel r;
 		if (k == 0) { /* nothing to trim */
@@ -674,7 +691,7 @@ static int sample_piece(struct merge_ctx *p, const struct tensor *t, uint64_t u0
 		size_t nn = u1 - u0 - j0 < KERN_TILE ? (size_t)(u1 - u0 - j0) : KERN_TILE;
 		for (unsigned i = 0; i < ts->nx; i++)
 			xs[i] = in[i + 1] + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, ts->nx, in[0] + j0 * t->unit_in, p->w, nn, sm->bt, sm->tp);
+		ties_taus(p->k, t->in_dt, xs, ts->nx, in[0] + j0 * t->unit_in, tensor_w(p, t), nn, sm->bt, sm->tp);
 		for (unsigned i = 0; i < ts->nx; i++)
 			for (size_t j = 0; j < nn; j++) {
 				uint32_t a = ties_mag(sm->tp[(size_t)i * nn + j]);
@@ -855,7 +872,7 @@ static int select_begin(struct merge_ctx *p, struct lines_error *err)
 		 * pass's, so the bins are known now, and the select pass does
 		 * the threshold pass's work (a prediction would be no better:
 		 * the same reads, the same sums). */
-		find_bins(ts, 0, d, p->o);
+		find_bins(ts, 0, d, p);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->way = TIES_BINNED;
 		lines_logf(p->o, LINES_LOG_INFO, NULL, NULL,
@@ -912,7 +929,7 @@ static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct
 	if (ts->per_tensor)
 		add_run(ts, (const uint32_t *)job->part);
 	if (ts->per_tensor && job->u1 == p->t[job->tensor].units) {
-		find_bins(ts, job->tensor, ts->run_d, p->o);
+		find_bins(ts, job->tensor, ts->run_d, p);
 		memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
 		ts->run_d = 0;
 	}
@@ -1047,8 +1064,8 @@ static int settle64(struct merge_ctx *p, double *pos, double *neg, struct lines_
 			memcpy(&ti, buf + r * rl, 4);
 			memcpy(tau, buf + r * rl + 8, 8 * (size_t)nx);
 			const uint64_t *thr = ts->thr64 + entry(ts, ti) * nx;
-			int sp = f64_elect(tau, nx, thr, 1, ts->c, &mp);
-			f64_elect(tau, nx, thr, -1, ts->c, &mn);
+			int sp = f64_elect(tau, nx, thr, 1, divs(ts, ti), &mp);
+			f64_elect(tau, nx, thr, -1, divs(ts, ti), &mn);
 			if (sp) {
 				ts->votes += sp;
 				if (isfinite(mp))
@@ -1102,7 +1119,7 @@ static int select_done(struct merge_ctx *p, struct lines_error *err)
 		return conclude(p, "select", err);
 	}
 	if (!ts->per_tensor)
-		find_bins(ts, 0, ts->run_d, p->o);
+		find_bins(ts, 0, ts->run_d, p);
 	if (ts->way == TIES_PREDICT)
 		FORWARD_IF_ERROR(predict_end(p, err));
 	memset(ts->run, 0, (size_t)ts->nx * BINS * sizeof(*ts->run));
@@ -1182,7 +1199,7 @@ static void threshold_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *c
 			unsigned l = (unsigned)((j - b0) % KERN_LANES);
 			double tau[LINES_MAX_MODELS], mp, mn = 0.0;
 			int open = 0, sp;
-			f64_taus(job, nx, p->w, j, tau, NULL);
+			f64_taus(job, nx, tensor_w(p, &p->t[job->tensor]), j, tau, NULL);
 			for (unsigned i = 0; i < nx; i++) {
 				uint32_t k = f64_key32(f64_mag(tau[i]));
 				if (k >> 16 == tb->lowbin[i])
@@ -1196,11 +1213,11 @@ static void threshold_f64(struct merge_ctx *p, struct pipe_job *job, uint32_t *c
 				memcpy(r + 8, tau, 8 * (size_t)nx);
 				continue;
 			}
-			votes += sp = f64_elect(tau, nx, tb->up64, 1, T(p)->c, &mp);
+			votes += sp = f64_elect(tau, nx, tb->up64, 1, divs(T(p), ti), &mp);
 			if (sp) {
 				f64_norm_add(dl, dq, l, mp);
 			} else if (mp != 0.0) { /* a zero sum: both majorities */
-				f64_elect(tau, nx, tb->up64, -1, T(p)->c, &mn);
+				f64_elect(tau, nx, tb->up64, -1, divs(T(p), ti), &mn);
 				if (isfinite(mp) && isfinite(mn))
 					f64_norm_add(pl, pq, l, mp), f64_norm_add(nl, nq, l, mn);
 			}
@@ -1253,13 +1270,13 @@ static void threshold_job(struct merge_ctx *p, struct pipe_job *job, void *scrat
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt,
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, tensor_w(p, t), nn, w.bt,
 			          w.tp);
 			if (num)
 				tile_numerator(p, t, xs, w.bt, w.tp, nn, &nm);
 			ties_bins(p->k, w.tp, nx, nn, lowbin, h, w.open);
 			open_equal(&tb, w.tp, nx, nn, w.open);
-			ties_elect_tile(p->k, w.tp, nn, nx, up, 1, ts->c, w.mtl, w.sign);
+			ties_elect_tile(p->k, w.tp, nn, nx, up, 1, divs(ts, job->tensor), w.mtl, w.sign);
 			votes += ties_decided(p->k, w.mtl, w.sign, w.open, nn, dl, dq);
 			nrec += tile_open(ts, (uint32_t)job->tensor, w.tp, nn, w.open, w.mtl, up,
 			                  v->rec + nrec * TH_REC(nx), pl, pq, nl, nq);
@@ -1351,8 +1368,8 @@ static int settle(struct merge_ctx *p, struct lines_error *err)
 			}
 			const uint32_t *thr = ts->thr + entry(ts, ti) * nx;
 			double *tsum = ts->tsum + TS_W * (size_t)ti;
-			ties_elect_tile(p->k, tp, m, nx, thr, 1, ts->c, mp, sp);
-			ties_elect_tile(p->k, tp, m, nx, thr, -1, ts->c, mn, sn);
+			ties_elect_tile(p->k, tp, m, nx, thr, 1, divs(ts, ti), mp, sp);
+			ties_elect_tile(p->k, tp, m, nx, thr, -1, divs(ts, ti), mn, sn);
 			for (size_t r = 0; r < m; r++) {
 				if (sp[r]) {
 					ts->votes += sp[r];
@@ -1472,8 +1489,8 @@ LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void 
 	if (part)
 		part[0] = part[1] = 0.0;
 	for (size_t j = 0; f64_tensor(t) && j < n; j++) { /* in float64 (f64.h) */
-		double tau[LINES_MAX_MODELS], m, b = f64_taus(job, nx, p->w, j, tau, NULL);
-		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, ts->c, &m);
+		double tau[LINES_MAX_MODELS], m, b = f64_taus(job, nx, tensor_w(p, t), j, tau, NULL);
+		f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, divs(ts, job->tensor), &m);
 		if (ts->tall)
 			m = tall_apply(p, nx, NULL, tau, 1, m, part);
 		f64_finish(job->out, j, b, m, t->lambda);
@@ -1484,8 +1501,8 @@ LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void 
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		for (unsigned i = 0; i < nx; i++)
 			xs[i] = job->in[i + 1] + j0 * t->unit_in;
-		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt, w.tp);
-		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, ts->c, w.mtl, w.sign);
+		ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, tensor_w(p, t), nn, w.bt, w.tp);
+		ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, divs(ts, job->tensor), w.mtl, w.sign);
 		for (size_t j = 0; ts->tall && j < nn; j++)
 			w.mtl[j] = tall_apply(p, nx, w.tp + j, NULL, nn, w.mtl[j], part);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.mtl, t->lambda, nn);
@@ -1541,17 +1558,17 @@ LINES_HOT static int tall_norm_work(struct merge_ctx *p, struct pipe_job *job, v
 		part[0] = part[1] = 0.0;
 		for (size_t j = b0; f64_tensor(t) && j < b1; j++) {
 			double tau[LINES_MAX_MODELS], m;
-			f64_taus(job, nx, p->w, j, tau, NULL);
-			f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, ts->c, &m);
+			f64_taus(job, nx, tensor_w(p, t), j, tau, NULL);
+			f64_elect(tau, nx, ts->thr64 + entry(ts, job->tensor) * nx, ts->maj, divs(ts, job->tensor), &m);
 			tall_norm_add(part, tall_apply(p, nx, NULL, tau, 1, m, NULL));
 		}
 		for (size_t j0 = b0; !f64_tensor(t) && j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			for (unsigned i = 0; i < nx; i++)
 				xs[i] = job->in[i + 1] + j0 * t->unit_in;
-			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, p->w, nn, w.bt,
+			ties_taus(p->k, t->in_dt, xs, nx, job->in[0] + j0 * t->unit_in, tensor_w(p, t), nn, w.bt,
 			          w.tp);
-			ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, ts->c, w.mtl, w.sign);
+			ties_elect_tile(p->k, w.tp, nn, nx, thr, ts->maj, divs(ts, job->tensor), w.mtl, w.sign);
 			for (size_t j = 0; j < nn; j++)
 				tall_norm_add(part, tall_apply(p, nx, w.tp + j, NULL, nn, w.mtl[j], NULL));
 		}
@@ -1619,7 +1636,7 @@ static void ties_free(struct merge_ctx *p)
 		fclose(ts->spill64);
 	free(ts->thr64), free(ts->bcnt);
 	free(ts->run), free(ts->bin), free(ts->rank), free(ts->thr), free(ts->known);
-	free(ts->ones), free(ts->pred), free(ts->tsum);
+	free(ts->ones), free(ts->pred), free(ts->tsum), free(ts->cten);
 	pthread_mutex_destroy(&ts->mu);
 	free(ts);
 	p->state = NULL;
@@ -1669,6 +1686,20 @@ static int ties_setup(struct merge_ctx *p, struct lines_error *err)
 	ts->per_tensor = p->o->trim_tensor;
 	ts->tall = p->o->method == LINES_M_CONSENSUS;
 	ts->c = elect_divisors(p, ts->cbuf);
+	if (p->tensor_w) { /* each tensor its own weights: its own divisors */
+		RETURN_ERROR_IF(!(ts->cten = calloc(p->nt * (nx + 1), sizeof(double))), err,
+		                LINES_ENOMEM, NULL, NULL, "out of memory");
+		for (size_t i = 0; i < p->nt; i++) {
+			const double *w = tensor_w(p, &p->t[i]);
+			double *c = ts->cten + i * (nx + 1);
+			int ones = !p->o->no_normalize;
+			for (unsigned q = 0; q < nx; q++) {
+				c[q] = p->o->no_normalize ? 0.0 : w[q];
+				ones &= w[q] == 1.0;
+			}
+			c[nx] = ones;
+		}
+	}
 	/* LINES_TEST_TIES_FLUSH_EVERY: flush far more often, to test the flushes
 	 * (the counts and so the bytes must not change) */
 	ts->count_limit = UINT32_MAX;
@@ -1932,7 +1963,7 @@ const struct method method_ties = {
 	.name = "ties",
 	.summary = "TIES: trim each task vector, elect a sign per element, disjoint mean",
 	.flags = METHOD_USES_WEIGHTS | METHOD_USES_DENSITY | METHOD_USES_TRIM |
-	         METHOD_USES_NORMALIZE | METHOD_PART,
+	         METHOD_USES_NORMALIZE | METHOD_PART | METHOD_TENSOR_W | METHOD_TENSOR_DENSITY,
 	.setup = ties_setup,
 	.meta = ties_meta,
 	.report = ties_report,

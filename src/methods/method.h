@@ -46,6 +46,10 @@ struct merge_ctx {
 	const double *w; /* N weights */
 	double wsum;
 	int equal_weights;
+	/* some tensor has weights of its own (opts.tensor_params): read them
+	 * with tensor_w(); equal_weights is then 0 */
+	int tensor_w;
+	int tensor_density; /* and densities (tensor_density()) */
 	int single_pass; /* an input can be read only once (standard input) */
 	/* no -b (METHOD_NO_BASE): input 0 is the first model read again */
 	int no_base;
@@ -93,6 +97,12 @@ enum {
 	 * a pass of other whole-model results is marked whole_model, and a
 	 * plan with one is refused in parts */
 	METHOD_PART = 1 << 27,
+	/* reads a weight per model per tensor (tensor_w()), from
+	 * opts.tensor_params */
+	METHOD_TENSOR_W = 1 << 28,
+	/* reads a density per model per tensor (tensor_density()); with
+	 * METHOD_USES_TRIM only under --trim tensor */
+	METHOD_TENSOR_DENSITY = 1 << 29,
 };
 /* The bits of flags that lines_method_options() hands out. */
 #define METHOD_MOPTS                                                                          \
@@ -177,6 +187,21 @@ static inline double density_of(const struct lines_merge_opts *o, unsigned i)
 	return o->densities ? o->densities[i] : o->density;
 }
 
+/* Tensor T's weights (opts.tensor_params, for METHOD_TENSOR_W), else the
+ * run's; their sum; its density of model i (METHOD_TENSOR_DENSITY). */
+static inline const double *tensor_w(const struct merge_ctx *c, const struct tensor *t)
+{
+	return t->w ? t->w : c->w;
+}
+static inline double tensor_wsum(const struct merge_ctx *c, const struct tensor *t)
+{
+	return t->w ? t->wsum : c->wsum;
+}
+static inline double tensor_density(const struct merge_ctx *c, const struct tensor *t, unsigned i)
+{
+	return t->density ? t->density[i] : density_of(c->o, i);
+}
+
 /*
  * The divisors of an elected mean (ties_elect()'s c in kern_ties.h):
  * mergekit's sum(w_i m_i) with normalize, which is the count of the
@@ -193,6 +218,22 @@ static inline const double *elect_divisors(const struct merge_ctx *c, double *bu
 	return ones && !c->o->no_normalize ? NULL : buf;
 }
 
+/* A tensor's own weights and densities (opts.tensor_params) in its
+ * manifest entry and -n --json: "weights" and "densities", one per model. */
+static inline void tensor_params_report(const struct merge_ctx *c, size_t i, json_t *e)
+{
+	const struct tensor *t = &c->t[i];
+	for (int k = 0; k < 2; k++) {
+		const double *v = k ? t->density : t->w;
+		if (!t->merge || !v)
+			continue;
+		json_t *a = json_array();
+		for (unsigned q = 0; q < c->nmodels; q++)
+			json_array_append_new(a, json_num(v[q]));
+		json_object_set_new(e, k ? "densities" : "weights", a);
+	}
+}
+
 /* The density in the output's metadata (lines.density): one number, or
  * one per model separated by commas. */
 static inline void density_meta(const struct merge_ctx *c,
@@ -201,6 +242,10 @@ static inline void density_meta(const struct merge_ctx *c,
 {
 	char v[40 * LINES_MAX_MODELS] = "";
 	size_t n = 0;
+	if (c->tensor_density) {
+		put(arg, "lines.density", "per tensor (see the manifest)");
+		return;
+	}
 	for (unsigned i = 0; i < (c->o->densities ? c->nmodels : 1) && n + 40 < sizeof(v); i++) {
 		if (i)
 			v[n++] = ',';

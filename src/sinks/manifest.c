@@ -103,6 +103,8 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 	for (unsigned i = 0; i < p->lay.nmodels; i++)
 		json_array_append_new(w, json_real(p->sc.w[i]));
 	json_object_set_new(run, "weights", w);
+	json_object_set_new(run, "weights_per_tensor", json_boolean(p->lay.tensor_w));
+	json_object_set_new(run, "densities_per_tensor", json_boolean(p->lay.tensor_density));
 	json_object_set_new(run, "lines", json_boolean(p->o.lines));
 	if (p->o.lines) {
 		json_object_set_new(run, "alpha", json_real(p->sc.alpha));
@@ -201,6 +203,7 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		json_object_set_new(e, "xxh3_64", hex64(h));
 		if (p->method->report_tensor)
 			p->method->report_tensor(&p->ctx, i, e);
+		tensor_params_report(&p->ctx, i, e);
 		rc = write_entry(s, e, i > mf->t0, err);
 		json_decref(e);
 	}
