@@ -79,8 +79,11 @@
 
 /*
  * LINES_HOT marks a function where per-element float64 loops in portable
- * C run (a pass's work callback, the portable element operations): every function it calls in this file
- * is inlined into it (flatten), and with GCC on x86-64 it is compiled
+ * C run (a pass's work callback, the portable element operations): every
+ * function it calls in its file is inlined into it (flatten), and with
+ * GCC on x86-64 (not under ThreadSanitizer: the CPU's choice is made by
+ * an ifunc resolver that runs while the program is relocated, before
+ * TSan's runtime is up, and crashes there) it is compiled
  * three times, at -O3, for x86-64-v4 (AVX-512), x86-64-v3 (AVX2, FMA) and
  * the baseline, the CPU choosing one when the program is loaded. The
  * three are the same IEEE operations in the same order (no contraction,
@@ -88,7 +91,7 @@
  * in speed only (vector registers, and fma() as one instruction rather
  * than a call). LINES_ISA chooses the kernels, not these.
  */
-#if defined(HAVE_TARGET_CLONES)
+#if defined(HAVE_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
 #define LINES_HOT                                                                                \
 	__attribute__((flatten, optimize("O3", "fp-contract=off"),                                    \
 	               target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
