@@ -128,6 +128,10 @@ size_t lines_heap_in_use(void);
 /* The shortest decimal that reads back as the same double. */
 void lines_fmt_double(char *buf, size_t n, double v);
 
+/* json_dumps() with a final newline (malloc'd; NULL when out of memory). */
+struct json_t;
+char *lines_json_text(struct json_t *root, size_t flags);
+
 /* The most models one run merges (the select pass's counts are per model). */
 #define LINES_MAX_MODELS 1024
 

@@ -225,15 +225,9 @@ static void make_parent(const char *path)
 static int put_json(const char *path, json_t *root, struct lines_error *err)
 {
 	make_parent(path);
-	char *text = json_dumps(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+	char *text = lines_json_text(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
 	int rc;
 	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	size_t n = strlen(text);
-	char *t2 = realloc(text, n + 2);
-	if (t2) {
-		t2[n] = '\n', t2[n + 1] = '\0';
-		text = t2;
-	}
 	rc = put_text(path, text, err);
 	free(text);
 	return rc;
@@ -511,15 +505,9 @@ int part_plan_text(const struct plan *p, const char *index_json, const char *rea
 	json_object_set_new(root, "readme", readme ? json_string(readme) : json_null());
 	json_object_set_new(root, "config",
 	                    p->o.config_yaml ? json_string(p->o.config_yaml) : json_null());
-	char *text = json_dumps(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
+	char *text = lines_json_text(root, JSON_INDENT(1) | JSON_ENSURE_ASCII);
 	json_decref(root);
 	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	size_t n = strlen(text);
-	char *t2 = realloc(text, n + 2);
-	if (t2) {
-		t2[n] = '\n', t2[n + 1] = '\0';
-		text = t2;
-	}
 	*out = text;
 	return 0;
 }

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #ifdef HAVE_MALLINFO2
 #include <malloc.h>
 #endif
@@ -252,4 +254,21 @@ int full_write(int fd, const void *buf, size_t n)
 		n -= (size_t)r;
 	}
 	return 0;
+}
+
+/* json_dumps(root, flags) with a final newline, as a file of JSON text
+ * ends; NULL when out of memory. */
+char *lines_json_text(struct json_t *root, size_t flags)
+{
+	char *text = json_dumps(root, flags), *t;
+	size_t n;
+	if (!text)
+		return NULL;
+	n = strlen(text);
+	if (!(t = realloc(text, n + 2))) {
+		free(text);
+		return NULL;
+	}
+	t[n] = '\n', t[n + 1] = '\0';
+	return t;
 }

@@ -387,15 +387,9 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 		set_layers(json_object_get(root, "text_config"), d->desc.num_layers,
 		           d->desc.layer_src);
 	}
-	text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+	text = lines_json_text(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
 	RETURN_ERROR_IF(!text, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	size_t n = strlen(text);
-	char *t2 = realloc(text, n + 2);
-	if (t2) {
-		t2[n] = '\n', t2[n + 1] = '\0';
-		text = t2;
-	}
 	rc = put_file(d, "config.json", text, err);
 	free(text);
 	if (rc == 0 && d->desc.dequantized)
