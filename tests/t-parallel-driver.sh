@@ -23,9 +23,14 @@ fi
 cluster_family "$tmp/fam"
 ln -s fam "$tmp/the models"
 
-# ssh HOST COMMAND... as parallel calls it, run by a shell here
+# ssh HOST COMMAND... as parallel calls it, run by a shell here; like
+# sshd, it gives the command the login shell of the user as $SHELL
+# (parallel's remote wrapper runs the job with $SHELL, and make check may
+# run without one)
 cat >"$tmp/fakessh" <<'EOF'
 #!/bin/sh
+SHELL=$(getent passwd "$(id -un)" | cut -d: -f7)
+export SHELL="${SHELL:-/bin/sh}"
 while [ $# -gt 0 ]; do
 	case $1 in
 	-l | -p | -o | -i) shift 2 ;;
