@@ -19,7 +19,9 @@
 #            compression ratio beside plain zstd's on the base model.
 #   ties     every method that takes four models (TIES, DARE, linear, ...)
 #            beside sum on the 1G, N = 4 family (hot), with its peak RSS
-#            and the passes each made over the inputs.
+#            and the passes each made over the inputs; then slerp and
+#            nearswap (the base and one model) and nuslerp (two) beside
+#            sum of the same models.
 #   sweep    a sweep of four betas (--beta 0.1,0.3,0.5,0.7, one read of
 #            the inputs, four outputs) beside one run with one beta, for
 #            sum and ties on the BENCH_SWEEP_SIZE (default 1G), N = 4
@@ -209,18 +211,13 @@ zstd_section() {
 	say
 }
 
-ties() {
-	say "== methods: wall time beside sum (1G, N = 4, hot cache, -j $BENCH_JOBS, --lines)"
-	say "   best of $BENCH_REPEAT rounds; each round runs every method once, in turn, so that"
-	say "   each ratio compares runs made under the same conditions; each writes a new file"
-	d=$(family 1G)
-	set -- $(inputs "$d" 4)
-	b=$1
+# method_table METHODS MODELS...: every method of METHODS ("|" between
+# them, the first the reference) merged from the base $b and MODELS,
+# BENCH_REPEAT rounds of every method in turn, then a line per method:
+# the best wall time, x the first, peak RSS and the passes made (-v)
+method_table() {
+	methods=$1
 	shift
-	cat "$b" "$@" >/dev/null
-	# given alpha (--alpha 0.5) where the issue's targets name it: the
-	# one-pass element-wise methods and DARE's writing pass alone
-	methods="sum|linear --alpha 0.5|ram --alpha 0.5|consensus --alpha 0.5|dare --alpha 0.5|ties|ties --trim tensor|dare|dare --dare-elect|dare_ties --rescale|linear|consensus|consensus --consensus-over ties|model_stock --norm l2|model_stock --per-row --norm l2|multislerp|ram|ramplus_tl|karcher|karcher --alpha 0.8|della|della_linear --rescale|breadcrumbs --density 0.9|breadcrumbs_ties --density 0.9|sce|sce --select-topk 0.3|arcee_fusion --alpha auto"
 	all="$*" # the paths have no blanks: inputs() made them
 	r=0
 	while [ $r -lt "$BENCH_REPEAT" ]; do
@@ -238,7 +235,7 @@ ties() {
 			sync # nothing left to write back from the run before
 			t0=$(now)
 			# shellcheck disable=SC2086 # $m is the method and its options, $models the models
-			"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -v -j "$BENCH_JOBS" -b "$b" -m $m --lines \
+			"$PEAK_RSS" "$BENCH_DIR/rss" "$LINES" merge -v -j "$BENCH_JOBS" -b "$b" -m $m \
 				-o "$BENCH_DIR/o.safetensors" $models >"$BENCH_DIR/v.log" 2>&1 ||
 				{ say "   FAILED: -m $m"; return; }
 			t=$(secs "$t0" "$(now)")
@@ -262,7 +259,7 @@ ties() {
 		IFS=' '
 		r=$((r + 1))
 	done
-	printf '%-28s %8s %8s %9s  %s\n' method seconds x_sum "RSS MiB" "passes made (-v)"
+	printf '%-34s %8s %8s %9s  %s\n' method seconds x_first "RSS MiB" "passes made (-v)"
 	q=0
 	IFS='|'
 	for m in $methods; do
@@ -271,11 +268,34 @@ ties() {
 		eval "rss=\${rss_$q:-0}"
 		eval "passes=\${passes_$q:-}"
 		passes=$(printf '%s' "$passes" | sed 's/|/, or /g')
-		printf '%-28s %8s %8s %9s  %s\n' "-m $m" "$t" "$(div "$t" "$best_0")" "$rss" "$passes"
+		printf '%-34s %8s %8s %9s  %s\n' "-m $m" "$t" "$(div "$t" "$best_0")" "$rss" "$passes"
+		unset "best_$q" "rss_$q" "passes_$q"
 		q=$((q + 1))
 	done
 	IFS=' '
 	rm -f "$BENCH_DIR"/o.safetensors*
+}
+
+ties() {
+	say "== methods: wall time beside sum (1G, N = 4, hot cache, -j $BENCH_JOBS)"
+	say "   best of $BENCH_REPEAT rounds; each round runs every method once, in turn, so that"
+	say "   each ratio compares runs made under the same conditions; each writes a new file;"
+	say "   x_first is x sum, the first line"
+	d=$(family 1G)
+	set -- $(inputs "$d" 4)
+	b=$1
+	shift
+	cat "$b" "$@" >/dev/null
+	# --lines everywhere (automatic alpha unless --alpha is given); a given
+	# alpha (--alpha 0.5) where the issue's targets name it: the one-pass
+	# element-wise methods and DARE's writing pass alone
+	method_table "sum --lines|linear --alpha 0.5 --lines|ram --alpha 0.5 --lines|consensus --alpha 0.5 --lines|dare --alpha 0.5 --lines|dare_linear --alpha 0.5 --lines|ties --lines|ties --trim tensor --lines|dare --lines|dare --dare-elect --lines|dare_ties --rescale --lines|linear --lines|consensus --lines|consensus --consensus-over ties --lines|model_stock --norm l2 --lines|model_stock --per-row --norm l2 --lines|multislerp --lines|ram --lines|ramplus_tl --lines|karcher --lines|karcher --alpha 0.8 --lines|della --lines|della_linear --rescale --lines|breadcrumbs --density 0.9 --lines|breadcrumbs_ties --density 0.9 --lines|sce --lines|sce --select-topk 0.3 --lines|arcee_fusion --alpha auto --lines" "$@"
+	say
+	say "== methods of one or two models beside sum of the same models (1G, hot, -j $BENCH_JOBS)"
+	say "   slerp and nearswap take the base and one model, nuslerp two models (and the base)"
+	method_table "sum --lines --alpha 0.5|slerp --t 0.5|slerp --t 0.5 --lines --alpha 0.5|nearswap --t 0.001" "$1"
+	say
+	method_table "sum --lines|nuslerp|nuslerp --lines|nuslerp --per-row|multislerp" "$1" "$2"
 	say
 }
 
