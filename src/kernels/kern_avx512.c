@@ -477,6 +477,26 @@ static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64
 
 	for (unsigned i = 0; i < nx; i++)
 		r[i] = 1.0 / div[i], fast &= dare_fast(div[i]);
+	/* sixteen elements a step, two groups of eight whose draws (two
+	 * dependent 64-bit multiplies each) overlap; each lane's sum takes
+	 * the tasks in order, as below */
+	for (; j + 16 <= n; j += 16) {
+		__m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+		__m512i h1 = _mm512_add_epi64(h, STEP8);
+		for (unsigned i = 0; i < nx; i++) {
+			__m512i k = _mm512_set1_epi64((long long)key[i]);
+			__m512i lim = _mm512_set1_epi64((long long)limit[i]);
+			__m512d d = _mm512_set1_pd(div[i]), ri = _mm512_set1_pd(r[i]);
+			__mmask8 k0 = _mm512_cmplt_epu64_mask(draw8(k, h), lim);
+			__mmask8 k1 = _mm512_cmplt_epu64_mask(draw8(k, h1), lim);
+			const float *x = tp + (size_t)i * n + j;
+			a0 = qsum8(a0, k0, _mm512_cvtps_pd(_mm256_loadu_ps(x)), d, ri, fast);
+			a1 = qsum8(a1, k1, _mm512_cvtps_pd(_mm256_loadu_ps(x + 8)), d, ri, fast);
+		}
+		_mm512_storeu_pd(mtl + j, a0);
+		_mm512_storeu_pd(mtl + j + 8, a1);
+		h = _mm512_add_epi64(h1, STEP8);
+	}
 	for (; j + 8 <= n; j += 8) {
 		__m512d acc = _mm512_setzero_pd();
 		for (unsigned i = 0; i < nx; i++) {

@@ -107,14 +107,18 @@ static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t
 static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, struct cs_scratch *s)
 {
-	uint64_t kept = 0, dropped = 0;
+	uint32_t kept = 0, dropped = 0;
+	unsigned k = p->o->consensus_k;
 	cs_load(p, t, job, j0, n, s);
 	cs_votes(p, s, n);
+	/* without a branch, so that the loop vectorises: every fma computed,
+	 * then chosen (cs_keep's test, written out) */
 	for (size_t j = 0; j < n; j++) {
-		int fin = isfinite(s->mtl[j]), keep = cs_keep(p, s, j);
-		s->out[j] = keep ? fma(t->lambda, s->mtl[j], s->b[j]) : s->b[j];
-		kept += fin && keep;
-		dropped += !keep;
+		int fin = isfinite(s->mtl[j]) != 0, keep = !fin | (s->votes[j] >= k);
+		double f = fma(t->lambda, s->mtl[j], s->b[j]);
+		s->out[j] = keep ? f : s->b[j];
+		kept += (uint32_t)(fin & keep);
+		dropped += (uint32_t)!keep;
 	}
 	job->part[0] += (double)kept, job->part[1] += (double)dropped; /* exact */
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
@@ -139,13 +143,12 @@ LINES_HOT static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *sc
  * those where s or u is not finite. The consumer adds the blocks in order.
  */
 static void cs_norm_tile(const struct merge_ctx *p, struct cs_scratch *s, size_t n,
-                         double *part)
+                         struct norm_lanes *l)
 {
 	cs_votes(p, s, n);
-	for (size_t j = 0; j < n; j++) {
-		double sv = s->s[j], uv = cs_keep(p, s, j) ? s->mtl[j] : 0.0;
-		norm_sums_elem(part, sv, uv);
-	}
+	for (size_t j = 0; j < n; j++) /* u, in the output's tile */
+		s->out[j] = cs_keep(p, s, j) ? s->mtl[j] : 0.0;
+	norm_lanes_add(l, s->s, s->out, n);
 }
 
 LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
@@ -157,12 +160,13 @@ LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 	for (unsigned blk = 0; blk < job->nblocks; blk++) {
 		double *part = job->part + 4 * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		part[0] = part[1] = part[2] = part[3] = 0.0;
+		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			cs_load(p, t, job, j0, nn, scratch);
-			cs_norm_tile(p, scratch, nn, part);
+			cs_norm_tile(p, scratch, nn, &l);
 		}
+		norm_lanes_fold(part, &l);
 	}
 	return 0;
 }

@@ -329,15 +329,14 @@ LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void 
 	const struct fusion *fu = F(p);
 	uint64_t s = pipe_slab(&p->t[job->tensor]);
 	struct rows w = rows_of(scratch, fu->slab);
-	double nm[4] = {0};
+	struct norm_lanes l = {0}; /* each slab from lane 0 */
 	(void)err;
 	for (uint64_t a = job->u0; a < job->u1; a += s) {
 		load_slab(p, job, a, s, &w);
 		mask_slab(fu, job->tensor, s, &w);
-		for (uint64_t j = 0; j < s; j++)
-			norm_sums_elem(nm, w.tau[j], w.r[j]);
+		norm_lanes_add(&l, w.tau, w.r, s);
 	}
-	memcpy(job->part, nm, sizeof(nm));
+	norm_lanes_fold(job->part, &l);
 	return 0;
 }
 

@@ -291,7 +291,7 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 {
 	const struct tensor *t = &p->t[job->tensor];
 	int f64 = t->in_dt == DT_F64;
-	part[0] = part[1] = part[2] = part[3] = 0.0;
+	struct norm_lanes l = {0};
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 		ka_models(p, ka, t, job, j0, nn, s);
@@ -302,11 +302,11 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 				double d = s->x[i][j] - s->b[j], tau = f64 ? d : (double)(float)d;
 				s->ts[j] = i == 0 ? tau : s->ts[j] + tau;
 			}
-		for (size_t j = 0; j < nn; j++) {
-			double sv = s->ts[j], tv = s->r[j] - s->b[j];
-			norm_sums_elem(part, sv, tv);
-		}
+		for (size_t j = 0; j < nn; j++) /* t, in place of theta */
+			s->r[j] -= s->b[j];
+		norm_lanes_add(&l, s->ts, s->r, nn);
 	}
+	norm_lanes_fold(part, &l);
 }
 
 LINES_HOT static int ka_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,

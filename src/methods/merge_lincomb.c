@@ -119,15 +119,13 @@ LINES_HOT static int lc_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 	for (unsigned blk = 0; blk < job->nblocks; blk++) {
 		double *part = job->part + 4 * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		part[0] = part[1] = part[2] = part[3] = 0.0;
+		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			lc_taus(p, t, job, j0, nn, s);
-			for (size_t j = 0; j < nn; j++) {
-				double sv = s->ts[j], tv = s->acc[j];
-				norm_sums_elem(part, sv, tv);
-			}
+			norm_lanes_add(&l, s->ts, s->acc, nn);
 		}
+		norm_lanes_fold(part, &l);
 	}
 	return 0;
 }

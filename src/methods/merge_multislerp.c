@@ -218,17 +218,19 @@ static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms
 	double *v[MS_MAX_N];
 	for (unsigned i = 0; i < MS_MAX_N; i++)
 		v[i] = s->v[i];
-	part[0] = part[1] = part[2] = part[3] = 0.0;
+	struct norm_lanes l = {0};
+	double sv[KERN_TILE], r[KERN_TILE];
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 		ms_vectors(p, ms->n, t, job, j0, nn, v, s->b, s->f);
 		for (size_t j = 0; j < nn; j++) {
-			double sv = 0.0, r = 0.0;
+			sv[j] = 0.0, r[j] = 0.0;
 			for (unsigned i = 0; i < ms->n; i++)
-				sv += v[i][j], r += c[i] * v[i][j];
-			norm_sums_elem(part, sv, r);
+				sv[j] += v[i][j], r[j] += c[i] * v[i][j];
 		}
+		norm_lanes_add(&l, sv, r, nn);
 	}
+	norm_lanes_fold(part, &l);
 }
 
 LINES_HOT static int ms_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,

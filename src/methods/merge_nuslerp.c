@@ -140,15 +140,16 @@ static void nu_norm_block(const struct merge_ctx *p, const struct tensor *t,
                           struct nu_scratch *s, double *part)
 {
 	double *v[2] = {s->v[0], s->v[1]};
-	part[0] = part[1] = part[2] = part[3] = 0.0;
+	struct norm_lanes l = {0};
+	double sv[KERN_TILE], m[KERN_TILE];
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
-		for (size_t j = 0; j < nn; j++) {
-			double sv = v[0][j] + v[1][j], m = s0 * v[0][j] + s1 * v[1][j];
-			norm_sums_elem(part, sv, m);
-		}
+		for (size_t j = 0; j < nn; j++)
+			sv[j] = v[0][j] + v[1][j], m[j] = s0 * v[0][j] + s1 * v[1][j];
+		norm_lanes_add(&l, sv, m, nn);
 	}
+	norm_lanes_fold(part, &l);
 }
 
 LINES_HOT static int nu_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,

@@ -94,9 +94,12 @@ static void ram_merge(const struct merge_ctx *p, const double *lam, size_t n, st
 			s->m[j] += fabs(tau[j]) > eps ? v : 0.0;
 		}
 	}
+	/* every element divided (by 1 where c <= 1: the same value), then
+	 * chosen, so that the loop has no branch and vectorises (an integer
+	 * divisor, which the compiler does not split into cases) */
 	for (size_t j = 0; j < n; j++) {
-		unsigned c = s->c[j];
-		s->m[j] = !isfinite(s->s[j]) ? s->s[j] : c > 1 ? s->m[j] / c : s->m[j];
+		double q = s->m[j] / (double)(s->c[j] + (s->c[j] == 0));
+		s->m[j] = isfinite(s->s[j]) ? q : s->s[j];
 	}
 }
 
@@ -165,9 +168,9 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
-/* The tile's output; cnt[(j % 4) * (N + 1) + c] += 1 for the elements
- * that c models changed (four counts apart, so that the increments do
- * not wait for each other). */
+/* The tile's output; cnt[c] += the elements that c models changed. Both
+ * loops without a branch, so that they vectorise: every fma computed,
+ * then chosen; one count of the tile for each c. */
 static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                      size_t j0, size_t n, struct ram_scratch *s, uint64_t *cnt)
 {
@@ -175,11 +178,16 @@ static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const st
 	ram_load(p, t, job, j0, n, s);
 	ram_merge(p, ram_lambdas(p, job->tensor), n, s);
 	for (size_t j = 0; j < n; j++) {
-		int base = s->c[j] == 0 && isfinite(s->s[j]);
-		s->out[j] = base ? s->b[j] : fma(t->lambda, s->m[j], s->b[j]);
+		double f = fma(t->lambda, s->m[j], s->b[j]);
+		int base = (s->c[j] == 0) & (isfinite(s->s[j]) != 0);
+		s->out[j] = base ? s->b[j] : f;
 	}
-	for (size_t j = 0; j < n; j++)
-		cnt[(j % 4) * nc + s->c[j]]++;
+	for (unsigned c = 0; c < nc; c++) {
+		uint32_t k = 0;
+		for (size_t j = 0; j < n; j++)
+			k += s->c[j] == c;
+		cnt[c] += k;
+	}
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
 
@@ -189,12 +197,11 @@ LINES_HOT static int ram_work(struct merge_ctx *p, struct pipe_job *job, void *s
 	const struct tensor *t = &p->t[job->tensor];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
-	uint64_t cnt[4 * (LINES_MAX_MODELS + 1)] = {0};
-	unsigned nc = p->nmodels + 1;
+	uint64_t cnt[LINES_MAX_MODELS + 1] = {0};
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE)
 		ram_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch, cnt);
-	for (unsigned c = 0; c < nc; c++) /* exact: a job holds far fewer than 2^53 */
-		job->part[c] = (double)(cnt[c] + cnt[nc + c] + cnt[2 * nc + c] + cnt[3 * nc + c]);
+	for (unsigned c = 0; c <= p->nmodels; c++) /* exact: a job holds far fewer than 2^53 */
+		job->part[c] = (double)cnt[c];
 	return 0;
 }
 
@@ -222,13 +229,6 @@ static int ram_write_done(struct merge_ctx *p, struct lines_error *err)
  * |m|, s^2 and m^2 with s = sum_i tau_i and m the merged vector,
  * elements in order, leaving out those where s or m is not finite.
  */
-static void ram_norm_tile(const struct ram_scratch *s, size_t n, double *part)
-{
-	for (size_t j = 0; j < n; j++) {
-		double sv = s->s[j], mv = s->m[j];
-		norm_sums_elem(part, sv, mv);
-	}
-}
 
 LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                          struct lines_error *err)
@@ -241,13 +241,15 @@ LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 		double *part = job->part + 4 * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK,
 		       b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		part[0] = part[1] = part[2] = part[3] = 0.0;
+		struct ram_scratch *s = scratch;
+		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
-			ram_load(p, t, job, j0, nn, scratch);
-			ram_merge(p, lam, nn, scratch);
-			ram_norm_tile(scratch, nn, part);
+			ram_load(p, t, job, j0, nn, s);
+			ram_merge(p, lam, nn, s);
+			norm_lanes_add(&l, s->s, s->m, nn);
 		}
+		norm_lanes_fold(part, &l);
 	}
 	return 0;
 }

@@ -347,16 +347,14 @@ LINES_HOT static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 	for (unsigned blk = 0; blk < job->nblocks; blk++) {
 		double *part = job->part + 4 * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		part[0] = part[1] = part[2] = part[3] = 0.0;
+		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += SCE_TILE) {
 			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
 			sce_load(p, t, job, j0, nn, s);
 			sce_tile_mtl(p, st, job->tensor, s, nn);
-			for (size_t j = 0; j < nn; j++) {
-				double sv = s->s[j], mv = s->mtl[j];
-				norm_sums_elem(part, sv, mv);
-			}
+			norm_lanes_add(&l, s->s, s->mtl, nn);
 		}
+		norm_lanes_fold(part, &l);
 	}
 	return 0;
 }

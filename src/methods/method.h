@@ -270,15 +270,38 @@ static inline void density_report(const struct merge_ctx *c, json_t *m)
  * job->part, |s|, |t|, s^2 and t^2 of the summed (s) and merged (t) task
  * vectors, added into acc by the consumer in output order (so alpha does
  * not depend on -j or --chunk); then ||s|| and ||t|| in the run's norm.
- * norm_sums_elem() adds one element (s, t) to a block's four sums,
- * leaving out an element where either is NaN or infinite.
+ * A block's sums are kept in KERN_LANES lanes (struct norm_lanes):
+ * element q of the block (counted from its start) goes to lane
+ * q % KERN_LANES, so that the loop vectorises, and norm_lanes_fold()
+ * adds each sum's lanes in kern_lane_sum()'s order. An element where s
+ * or t is NaN or infinite is left out of both norms (it adds +0.0, which
+ * changes no sum: they start at +0.0 and only grow).
  */
-static inline void norm_sums_elem(double part[4], double s, double t)
+struct norm_lanes {
+	double v[4][KERN_LANES];
+};
+static inline void norm_lane(struct norm_lanes *l, unsigned k, double s, double t)
 {
-	if (!isfinite(s) || !isfinite(t)) /* left out of both norms */
-		return;
-	part[0] += fabs(s), part[1] += fabs(t);
-	part[2] += s * s, part[3] += t * t;
+	int ok = (isfinite(s) != 0) & (isfinite(t) != 0);
+	l->v[0][k] += ok ? fabs(s) : 0.0, l->v[1][k] += ok ? fabs(t) : 0.0;
+	l->v[2][k] += ok ? s * s : 0.0, l->v[3][k] += ok ? t * t : 0.0;
+}
+/* Elements of a block s[0..n), t[0..n), the first of them a multiple of
+ * KERN_LANES from the block's start (a tile's: KERN_TILE is one). */
+static inline void norm_lanes_add(struct norm_lanes *l, const double *s, const double *t,
+                                  size_t n)
+{
+	size_t j = 0;
+	for (; j + KERN_LANES <= n; j += KERN_LANES)
+		for (unsigned k = 0; k < KERN_LANES; k++)
+			norm_lane(l, k, s[j + k], t[j + k]);
+	for (unsigned k = 0; j < n; j++, k++)
+		norm_lane(l, k, s[j], t[j]);
+}
+static inline void norm_lanes_fold(double part[4], const struct norm_lanes *l)
+{
+	for (int i = 0; i < 4; i++)
+		part[i] = kern_lane_sum(l->v[i]);
 }
 static inline void norm_sums_add(double acc[4], const struct pipe_job *job)
 {
