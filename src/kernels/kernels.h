@@ -89,15 +89,15 @@
  * three are the same IEEE operations in the same order (no contraction,
  * no reassociation: FP_CFLAGS), so they give the same bits; they differ
  * in speed only (vector registers, and fma() as one instruction rather
- * than a call). They are also built without trapping math: lines never
- * reads the floating-point exception flags, and a division or square
- * root computed for every element and then chosen (a loop without a
- * branch) may then stay so, and vectorise; the values are the same.
- * LINES_ISA chooses the kernels, not these.
+ * than a call). LINES_ISA chooses the kernels, not these. (Not
+ * -fno-trapping-math: GCC does not inline a function with floating-point
+ * code into one built with other floating-point options, and flatten
+ * would stop at every helper. A loop that must not branch computes its
+ * division or fma for every element in one loop and chooses in another.)
  */
 #if defined(HAVE_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
 #define LINES_HOT                                                                                \
-	__attribute__((flatten, optimize("O3", "fp-contract=off", "no-trapping-math"),                \
+	__attribute__((flatten, optimize("O3", "fp-contract=off"),                                    \
 	               target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #elif defined(__GNUC__)
 #define LINES_HOT __attribute__((flatten))

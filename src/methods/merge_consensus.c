@@ -111,12 +111,13 @@ static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	unsigned k = p->o->consensus_k;
 	cs_load(p, t, job, j0, n, s);
 	cs_votes(p, s, n);
-	/* without a branch, so that the loop vectorises: every fma computed,
+	/* without a branch, so that the loops vectorise: every fma computed,
 	 * then chosen (cs_keep's test, written out) */
+	for (size_t j = 0; j < n; j++)
+		s->out[j] = fma(t->lambda, s->mtl[j], s->b[j]);
 	for (size_t j = 0; j < n; j++) {
 		int fin = isfinite(s->mtl[j]) != 0, keep = !fin | (s->votes[j] >= k);
-		double f = fma(t->lambda, s->mtl[j], s->b[j]);
-		s->out[j] = keep ? f : s->b[j];
+		s->out[j] = keep ? s->out[j] : s->b[j];
 		kept += (uint32_t)(fin & keep);
 		dropped += (uint32_t)!keep;
 	}

@@ -95,12 +95,12 @@ static void ram_merge(const struct merge_ctx *p, const double *lam, size_t n, st
 		}
 	}
 	/* every element divided (by 1 where c <= 1: the same value), then
-	 * chosen, so that the loop has no branch and vectorises (an integer
+	 * chosen, in two loops without a branch that vectorise (an integer
 	 * divisor, which the compiler does not split into cases) */
-	for (size_t j = 0; j < n; j++) {
-		double q = s->m[j] / (double)(s->c[j] + (s->c[j] == 0));
-		s->m[j] = isfinite(s->s[j]) ? q : s->s[j];
-	}
+	for (size_t j = 0; j < n; j++)
+		s->m[j] /= (double)(s->c[j] + (s->c[j] == 0));
+	for (size_t j = 0; j < n; j++)
+		s->m[j] = isfinite(s->s[j]) ? s->m[j] : s->s[j];
 }
 
 static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
@@ -168,19 +168,20 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
-/* The tile's output; cnt[c] += the elements that c models changed. Both
- * loops without a branch, so that they vectorise: every fma computed,
- * then chosen; one count of the tile for each c. */
+/* The tile's output; cnt[c] += the elements that c models changed. The
+ * loops have no branch, so that they vectorise: every fma computed, then
+ * chosen; one count of the tile for each c. */
 static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                      size_t j0, size_t n, struct ram_scratch *s, uint64_t *cnt)
 {
 	unsigned nc = p->nmodels + 1;
 	ram_load(p, t, job, j0, n, s);
 	ram_merge(p, ram_lambdas(p, job->tensor), n, s);
+	for (size_t j = 0; j < n; j++)
+		s->out[j] = fma(t->lambda, s->m[j], s->b[j]);
 	for (size_t j = 0; j < n; j++) {
-		double f = fma(t->lambda, s->m[j], s->b[j]);
 		int base = (s->c[j] == 0) & (isfinite(s->s[j]) != 0);
-		s->out[j] = base ? s->b[j] : f;
+		s->out[j] = base ? s->b[j] : s->out[j];
 	}
 	for (unsigned c = 0; c < nc; c++) {
 		uint32_t k = 0;
