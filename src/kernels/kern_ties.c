@@ -278,9 +278,11 @@ void dare_keep_tile(const struct kern *k, const float *tp, float *out, size_t n,
 /* The exponent is all ones. Counted in lanes as wide as the values, a
  * block at a time (a 16-bit count cannot overflow in 32768 values), so
  * the vectorizer compares and subtracts 16 or 32 values per instruction
- * (this file is built with -ftree-vectorize). */
+ * (this file is built with -ftree-vectorize), and LINES_HOT gives it
+ * AVX-512's and AVX2's registers: it looks at every input of a writing
+ * pass. */
 #define NF_BLOCK 32768u
-uint64_t kern_count_nonfinite(enum dtype dt, const void *p, size_t n)
+LINES_HOT uint64_t kern_count_nonfinite(enum dtype dt, const void *p, size_t n)
 {
 	const unsigned char *b = p;
 	uint64_t c = 0;

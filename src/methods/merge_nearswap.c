@@ -23,17 +23,17 @@
 #include "method.h"
 
 struct ns_scratch {
-	double b[KERN_TILE], x[KERN_TILE];
+	double b[KERN_TILE], x[KERN_TILE], w[KERN_TILE];
 	float f[KERN_TILE];
 };
 
-/* The weight of the model in one element (mergekit's nan_to_num and clamp). */
-static inline double ns_weight(double t, double b, double x)
+/* The weight of the model in one element from t / d (mergekit's
+ * nan_to_num and clamp), without a branch. */
+static inline double ns_weight(double q)
 {
-	double w = t / fabs(b - x);
-	if (w != w || isinf(w))
-		return 1.0;
-	return w > 1.0 ? 1.0 : w < 0.0 ? 0.0 : w;
+	double c = q > 1.0 ? 1.0 : q;
+	c = c < 0.0 ? 0.0 : c;
+	return isfinite(q) ? c : 1.0;
 }
 
 static void ns_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
@@ -42,8 +42,12 @@ static void ns_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	double th = p->o->t;
 	tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, n, s->b, s->f);
 	tile_load(p->k, t->in_dt, job->in[1] + j0 * t->unit_in, n, s->x, s->f);
+	/* every quotient first, then the weights and the values: loops
+	 * without a branch, which vectorise */
+	for (size_t j = 0; j < n; j++)
+		s->w[j] = th / fabs(s->b[j] - s->x[j]);
 	for (size_t j = 0; j < n; j++) {
-		double w = ns_weight(th, s->b[j], s->x[j]);
+		double w = ns_weight(s->w[j]);
 		double v = fma(w, s->x[j], (1.0 - w) * s->b[j]);
 		s->x[j] = toward_base(v, s->b[j], t->lambda);
 	}
