@@ -40,7 +40,7 @@
  * after the struct), their sum, the plain sum, float32 room. */
 struct cs_scratch {
 	double b[KERN_TILE], mtl[KERN_TILE], s[KERN_TILE], out[KERN_TILE];
-	float f[KERN_TILE];
+	float f[KERN_TILE], bf[KERN_TILE]; /* a model's values, the base's */
 	unsigned votes[KERN_TILE];
 	double c[]; /* c[t * KERN_TILE + j] */
 };
@@ -67,13 +67,12 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
                     size_t j0, size_t n, struct cs_scratch *s)
 {
 	size_t off = j0 * t->unit_in;
-	int f64 = t->in_dt == DT_F64;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
+	tile_base(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		double *c = s->c + (size_t)i * KERN_TILE;
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, c, s->f);
-		for (size_t j = 0; j < n; j++) {
-			double tau = f64 ? c[j] - s->b[j] : (double)(float)(c[j] - s->b[j]);
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, c, s->f);
+		for (size_t j = 0; j < n; j++) { /* c holds tau, then w tau */
+			double tau = c[j];
 			c[j] = p->w[i] * tau;
 			s->s[j] = i == 0 ? tau : s->s[j] + tau;
 			s->mtl[j] = i == 0 ? c[j] : s->mtl[j] + c[j];

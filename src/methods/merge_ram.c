@@ -38,10 +38,11 @@
 #include "method.h"
 
 /* A worker's tiles: the base, the plain sum, the merged vector, the
- * output, float32 room, the task vectors (nmodels tiles) and c. */
+ * output, float32 room (a model's values, the base's), the task vectors
+ * (nmodels tiles) and c. */
 struct ram_scratch {
 	double b[KERN_TILE], s[KERN_TILE], m[KERN_TILE], out[KERN_TILE];
-	float f[KERN_TILE];
+	float f[KERN_TILE], bf[KERN_TILE];
 	unsigned c[KERN_TILE];
 	double tau[]; /* tau[i * KERN_TILE + j] */
 };
@@ -62,14 +63,12 @@ static void ram_load(const struct merge_ctx *p, const struct tensor *t, const st
                      size_t j0, size_t n, struct ram_scratch *s)
 {
 	size_t off = j0 * t->unit_in;
-	int f64 = t->in_dt == DT_F64;
 	double eps = p->o->ram_epsilon;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
+	tile_base(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		double *tau = s->tau + (size_t)i * KERN_TILE;
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, tau, s->f);
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, tau, s->f);
 		for (size_t j = 0; j < n; j++) {
-			tau[j] = f64 ? tau[j] - s->b[j] : (double)(float)(tau[j] - s->b[j]);
 			s->s[j] = i == 0 ? tau[j] : s->s[j] + tau[j];
 			s->c[j] = (i == 0 ? 0 : s->c[j]) + (fabs(tau[j]) > eps);
 		}

@@ -386,6 +386,39 @@ static inline void tile_load(const struct kern *k, enum dtype dt, const unsigned
 }
 
 /*
+ * The task vectors of a tile, tau = theta_i - theta_0 rounded to float32
+ * (float64 for F64), as every method takes them. tile_base(): b[j] = the
+ * base's element j, and bf its float32 values (not for F64). tile_tau():
+ * tau[j] = model's element j minus the base's, one float32 subtraction
+ * (the float64 difference of two float32 values rounded to float32 is the
+ * same number), widened; tmp holds the model's float32 values.
+ */
+static inline void tile_base(const struct kern *k, enum dtype dt, const unsigned char *src,
+                             size_t n, double *b, float *bf)
+{
+	if (dt == DT_F64) {
+		memcpy(b, src, n * sizeof(double));
+		return;
+	}
+	k->decode(dt, src, bf, n);
+	for (size_t j = 0; j < n; j++)
+		b[j] = bf[j];
+}
+static inline void tile_tau(const struct kern *k, enum dtype dt, const unsigned char *src,
+                            size_t n, const double *b, const float *bf, double *tau, float *tmp)
+{
+	if (dt == DT_F64) {
+		memcpy(tau, src, n * sizeof(double));
+		for (size_t j = 0; j < n; j++)
+			tau[j] -= b[j];
+		return;
+	}
+	k->decode(dt, src, tmp, n);
+	for (size_t j = 0; j < n; j++)
+		tau[j] = (double)(tmp[j] - bf[j]);
+}
+
+/*
  * tile_store: out = r[0..n) in dtype odt. F64 stores r; any other dtype
  * rounds r to float32 (nearest even), then encodes it. A NaN becomes the
  * default quiet NaN, as the kernels' finish does.
