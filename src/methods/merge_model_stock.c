@@ -42,7 +42,7 @@ struct stock {
 
 struct ms_scratch {
 	double b[KERN_TILE], s[KERN_TILE], v[KERN_TILE];
-	float f[KERN_TILE];
+	float f[KERN_TILE], bf[KERN_TILE];
 };
 
 /* The pass's vectors: the N task vectors. */
@@ -51,12 +51,10 @@ LINES_HOT static void ms_load(const struct merge_ctx *p, const struct tensor *t,
 {
 	size_t off = j0 * t->unit_in;
 	double *b = v[p->nmodels]; /* room after the N vectors */
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, tmp);
-	for (unsigned i = 0; i < p->nmodels; i++) {
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
-		for (size_t j = 0; j < n; j++)
-			v[i][j] = t->in_dt == DT_F64 ? v[i][j] - b[j] : (double)(float)(v[i][j] - b[j]);
-	}
+	float *bf = tmp + KERN_TILE; /* tdots' second float tile */
+	tile_base(p->k, t->in_dt, job->in[0] + off, n, b, bf);
+	for (unsigned i = 0; i < p->nmodels; i++)
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, b, bf, v[i], tmp);
 }
 
 /* The dot of tau_i and tau_j among a tensor's pairs (i <= j, in the order
@@ -93,14 +91,11 @@ static void ms_write(const struct merge_ctx *p, const struct tensor *t, struct p
 {
 	for (; j0 < j1; j0 += KERN_TILE) {
 		size_t nn = j1 - j0 < KERN_TILE ? j1 - j0 : KERN_TILE, off = j0 * t->unit_in;
-		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->f);
+		tile_base(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->bf);
 		for (unsigned i = 0; i < p->nmodels; i++) {
-			tile_load(p->k, t->in_dt, job->in[i + 1] + off, nn, s->v, s->f);
-			for (size_t j = 0; j < nn; j++) {
-				double tau = t->in_dt == DT_F64 ? s->v[j] - s->b[j]
-				                                : (double)(float)(s->v[j] - s->b[j]);
-				s->s[j] = i == 0 ? tau : s->s[j] + tau;
-			}
+			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, nn, s->b, s->bf, s->v, s->f);
+			for (size_t j = 0; j < nn; j++)
+				s->s[j] = i == 0 ? s->v[j] : s->s[j] + s->v[j];
 		}
 		for (size_t j = 0; j < nn; j++)
 			s->v[j] = fma(t->lambda, tt * (s->s[j] / p->nmodels), s->b[j]);

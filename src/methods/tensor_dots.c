@@ -29,7 +29,7 @@ void tdots_free(struct tdots *d)
 
 size_t tdots_scratch(unsigned k)
 {
-	return (size_t)k * KERN_TILE * sizeof(double) + KERN_TILE * sizeof(float);
+	return (size_t)k * KERN_TILE * sizeof(double) + 2 * KERN_TILE * sizeof(float);
 }
 
 LINES_HOT void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,

@@ -29,7 +29,8 @@
 #define TDOTS_MAX_PAIRS 36
 
 /* Elements [j0, j0 + n) of the K vectors of tensor t into v[0..K), from a
- * job's input bytes; tmp is room for n floats. */
+ * job's input bytes; tmp is room for 2 KERN_TILE floats (the second tile
+ * for the base's float32 values: tile_base(), tile_tau()). */
 typedef void tdots_load_fn(const struct merge_ctx *c, const struct tensor *t,
                            const struct pipe_job *job, size_t j0, size_t n, double *const *v,
                            float *tmp);
@@ -72,11 +73,11 @@ void tdots_report_pair(json_t *e, const char *key, const double *d, int lerp, do
 /* The sums of the pairs over elements [b0, b1) of a job (relative to its
  * first), elements in order, into part[0..npairs): what the pass sums per
  * block, and what a method with --per-row sums per row. v holds k tiles
- * of KERN_TILE doubles, tmp KERN_TILE floats. */
+ * of KERN_TILE doubles, tmp 2 KERN_TILE floats. */
 void tdots_range(const struct merge_ctx *c, const struct tdots *d, const struct tensor *t,
                  const struct pipe_job *job, size_t b0, size_t b1, double *const *v, float *tmp,
                  double *part);
-/* The scratch of tdots_range(): k tiles of doubles, then a tile of floats;
+/* The scratch of tdots_range(): k tiles of doubles, then two of floats;
  * tdots_tiles() points v[0..k) at the tiles and returns the floats. */
 size_t tdots_scratch(unsigned k);
 float *tdots_tiles(const struct tdots *d, void *scratch, double **v);
