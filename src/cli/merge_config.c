@@ -424,51 +424,7 @@ static void read_params(struct rd *r, yaml_node_t *n, struct mcfg_params *ps)
 	}
 }
 
-static void read_model(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
-{
-	static const char *const keys[] = {"model", "parameters"};
-	m->line = LINE(n), m->col = COL(n);
-	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(r->c, LINE(n), COL(n),
-		             "models: each entry is a mapping: - model: NAME");
-		return;
-	}
-	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
-	     p++) {
-		yaml_node_t *k = node(r, p->key), *v = node(r, p->value);
-		if (!key_ok(r, k) || dup_key(r, n, p, "key "))
-			continue;
-		if (!strcmp(text(k), "model")) {
-			struct mcfg_str s = {0};
-			read_str(r, v, "model", &s);
-			m->ref = s.s, m->line = s.line, m->col = s.col;
-		} else if (!strcmp(text(k), "parameters")) {
-			read_params(r, v, &m->params);
-		} else {
-			mcfg_problem(r->c, LINE(k), COL(k), "models: unknown key '%s'%s", text(k),
-			             mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
-		}
-	}
-	if (!m->ref)
-		mcfg_problem(r->c, LINE(n), COL(n), "models: an entry without model: NAME");
-}
-
-static void read_models(struct rd *r, yaml_node_t *n)
-{
-	struct mcfg *c = r->c;
-	c->models_line = LINE(n), c->models_col = COL(n);
-	if (n->type != YAML_SEQUENCE_NODE) {
-		mcfg_problem(c, LINE(n), COL(n), "models: expected a list of - model: NAME");
-		return;
-	}
-	size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
-	c->models = xcalloc(cap, sizeof(*c->models));
-	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
-	     i++)
-		read_model(r, node(r, *i), &c->models[c->nmodels++]);
-}
-
-/* ---- slices --------------------------------------------------------------------------- */
+/* ---- models and slices -------------------------------------------------------------- */
 /* layer_range: [first, end], two integers, first < end */
 static void read_range(struct rd *r, yaml_node_t *v, struct mcfg_model *m)
 {
@@ -496,16 +452,19 @@ static void read_range(struct rd *r, yaml_node_t *v, struct mcfg_model *m)
 		             m->first, m->end);
 }
 
-static void read_source(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
+/* An entry of models: (- model: NAME, parameters: ...), or with source
+ * set of a slice's sources:, which also needs layer_range: [first, end]. */
+static void read_entry(struct rd *r, yaml_node_t *n, struct mcfg_model *m, int source)
 {
-	static const char *const keys[] = {"model", "layer_range", "parameters"};
+	static const char *const keys[] = {"model", "parameters", "layer_range"};
+	const char *what = source ? "sources" : "models";
 	int have_range = 0;
 	m->line = LINE(n), m->col = COL(n);
-	m->first = m->end = -1;
+	if (source)
+		m->first = m->end = -1;
 	if (n->type != YAML_MAPPING_NODE) {
-		mcfg_problem(
-		    r->c, LINE(n), COL(n),
-		    "sources: each entry is a mapping: - model: NAME, layer_range: [A, B]");
+		mcfg_problem(r->c, LINE(n), COL(n), "%s: each entry is a mapping: - model: NAME%s",
+		             what, source ? ", layer_range: [A, B]" : "");
 		return;
 	}
 	for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top;
@@ -514,24 +473,39 @@ static void read_source(struct rd *r, yaml_node_t *n, struct mcfg_model *m)
 		if (!key_ok(r, k) || dup_key(r, n, p, "key "))
 			continue;
 		if (!strcmp(text(k), "model")) {
-			struct mcfg_str s = {0};
-			read_str(r, v, "model", &s);
-			m->ref = s.s, m->line = s.line, m->col = s.col;
-		} else if (!strcmp(text(k), "layer_range")) {
+			struct mcfg_str str = {0};
+			read_str(r, v, "model", &str);
+			m->ref = str.s, m->line = str.line, m->col = str.col;
+		} else if (source && !strcmp(text(k), "layer_range")) {
 			have_range = 1;
 			read_range(r, v, m);
 		} else if (!strcmp(text(k), "parameters")) {
 			read_params(r, v, &m->params);
 		} else {
-			mcfg_problem(r->c, LINE(k), COL(k), "sources: unknown key '%s'%s", text(k),
-			             mcfg_hint(text(k), keys, ARRAY_SIZE(keys)));
+			mcfg_problem(r->c, LINE(k), COL(k), "%s: unknown key '%s'%s", what, text(k),
+			             mcfg_hint(text(k), keys, source ? 3 : 2));
 		}
 	}
 	if (!m->ref)
-		mcfg_problem(r->c, LINE(n), COL(n), "sources: an entry without model: NAME");
-	if (!have_range)
+		mcfg_problem(r->c, LINE(n), COL(n), "%s: an entry without model: NAME", what);
+	if (source && !have_range)
 		mcfg_problem(r->c, LINE(n), COL(n),
 		             "sources: an entry without layer_range: [first, end]");
+}
+
+static void read_models(struct rd *r, yaml_node_t *n)
+{
+	struct mcfg *c = r->c;
+	c->models_line = LINE(n), c->models_col = COL(n);
+	if (n->type != YAML_SEQUENCE_NODE) {
+		mcfg_problem(c, LINE(n), COL(n), "models: expected a list of - model: NAME");
+		return;
+	}
+	size_t cap = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	c->models = xcalloc(cap, sizeof(*c->models));
+	for (yaml_node_item_t *i = n->data.sequence.items.start; i < n->data.sequence.items.top;
+	     i++)
+		read_entry(r, node(r, *i), &c->models[c->nmodels++], 0);
 }
 
 static void read_slice(struct rd *r, yaml_node_t *n, struct mcfg_slice *sl)
@@ -562,7 +536,7 @@ static void read_slice(struct rd *r, yaml_node_t *n, struct mcfg_slice *sl)
 			sl->src = xcalloc(cap, sizeof(*sl->src));
 			for (yaml_node_item_t *i = v->data.sequence.items.start;
 			     i < v->data.sequence.items.top; i++)
-				read_source(r, node(r, *i), &sl->src[sl->nsrc++]);
+				read_entry(r, node(r, *i), &sl->src[sl->nsrc++], 1);
 		} else if (!strcmp(text(k), "parameters")) {
 			read_params(r, v, &sl->params);
 		} else if (!strcmp(text(k), "base_model")) {

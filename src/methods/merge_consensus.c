@@ -67,7 +67,7 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
                     size_t j0, size_t n, struct cs_scratch *s)
 {
 	size_t off = j0 * t->unit_in;
-	tile_base(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		double *c = s->c + (size_t)i * KERN_TILE;
 		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, c, s->f);

@@ -527,12 +527,12 @@ static void fusion_report_tensor(const struct merge_ctx *p, size_t e, json_t *en
 }
 
 const struct method method_arcee_fusion = {
-    .name = "arcee_fusion",
-    .summary = "Arcee Fusion: the model's changes whose importance (|tau| times the row's "
-               "softmax KL) is an outlier of the tensor",
-    .flags = METHOD_ONE_MODEL,
-    .setup = fusion_setup,
-    .report = fusion_report,
-    .report_tensor = fusion_report_tensor,
-    .free = fusion_free,
+	.name = "arcee_fusion",
+	.summary = "Arcee Fusion: the model's changes whose importance (|tau| times the row's "
+	           "softmax KL) is an outlier of the tensor",
+	.flags = METHOD_ONE_MODEL,
+	.setup = fusion_setup,
+	.report = fusion_report,
+	.report_tensor = fusion_report_tensor,
+	.free = fusion_free,
 };

@@ -52,7 +52,7 @@ LINES_HOT static void ms_load(const struct merge_ctx *p, const struct tensor *t,
 	size_t off = j0 * t->unit_in;
 	double *b = v[p->nmodels]; /* room after the N vectors */
 	float *bf = tmp + KERN_TILE; /* tdots' second float tile */
-	tile_base(p->k, t->in_dt, job->in[0] + off, n, b, bf);
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, bf);
 	for (unsigned i = 0; i < p->nmodels; i++)
 		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, b, bf, v[i], tmp);
 }
@@ -91,7 +91,7 @@ static void ms_write(const struct merge_ctx *p, const struct tensor *t, struct p
 {
 	for (; j0 < j1; j0 += KERN_TILE) {
 		size_t nn = j1 - j0 < KERN_TILE ? j1 - j0 : KERN_TILE, off = j0 * t->unit_in;
-		tile_base(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->bf);
+		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->bf);
 		for (unsigned i = 0; i < p->nmodels; i++) {
 			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, nn, s->b, s->bf, s->v, s->f);
 			for (size_t j = 0; j < nn; j++)

@@ -64,7 +64,7 @@ static void ram_load(const struct merge_ctx *p, const struct tensor *t, const st
 {
 	size_t off = j0 * t->unit_in;
 	double eps = p->o->ram_epsilon;
-	tile_base(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		double *tau = s->tau + (size_t)i * KERN_TILE;
 		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, tau, s->f);

@@ -371,7 +371,8 @@ static inline int want_merged(const struct merge_ctx *c, size_t tensor)
  * instruction set, since decode and encode are.
  *
  * tile_load: dst[j] = element j of src (dtype dt): F64 read as it is,
- * any other dtype decoded to float32 through tmp (n floats) and widened.
+ * any other dtype decoded to float32 through tmp (n floats) and widened;
+ * tmp keeps those float32 values.
  */
 static inline void tile_load(const struct kern *k, enum dtype dt, const unsigned char *src,
                              size_t n, double *dst, float *tmp)
@@ -386,29 +387,18 @@ static inline void tile_load(const struct kern *k, enum dtype dt, const unsigned
 }
 
 /*
- * The task vectors of a tile, tau = theta_i - theta_0 rounded to float32
- * (float64 for F64), as every method takes them. tile_base(): b[j] = the
- * base's element j, and bf its float32 values (not for F64). tile_tau():
- * tau[j] = model's element j minus the base's, one float32 subtraction
- * (the float64 difference of two float32 values rounded to float32 is the
- * same number), widened; tmp holds the model's float32 values.
+ * tile_tau: the task vector of a tile, tau = theta_i - theta_0 rounded to
+ * float32 (float64 for F64), as every method takes it: b and bf are the
+ * base's values and their float32 values (tile_load(..., b, bf) gives
+ * both), tmp is room for the model's. One float32 subtraction: the
+ * float64 difference of two float32 values rounded to float32 is the
+ * same number.
  */
-static inline void tile_base(const struct kern *k, enum dtype dt, const unsigned char *src,
-                             size_t n, double *b, float *bf)
-{
-	if (dt == DT_F64) {
-		memcpy(b, src, n * sizeof(double));
-		return;
-	}
-	k->decode(dt, src, bf, n);
-	for (size_t j = 0; j < n; j++)
-		b[j] = bf[j];
-}
 static inline void tile_tau(const struct kern *k, enum dtype dt, const unsigned char *src,
                             size_t n, const double *b, const float *bf, double *tau, float *tmp)
 {
 	if (dt == DT_F64) {
-		memcpy(tau, src, n * sizeof(double));
+		tile_load(k, dt, src, n, tau, tmp);
 		for (size_t j = 0; j < n; j++)
 			tau[j] -= b[j];
 		return;

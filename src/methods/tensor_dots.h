@@ -30,7 +30,7 @@
 
 /* Elements [j0, j0 + n) of the K vectors of tensor t into v[0..K), from a
  * job's input bytes; tmp is room for 2 KERN_TILE floats (the second tile
- * for the base's float32 values: tile_base(), tile_tau()). */
+ * for the base's float32 values: tile_load(), tile_tau()). */
 typedef void tdots_load_fn(const struct merge_ctx *c, const struct tensor *t,
                            const struct pipe_job *job, size_t j0, size_t n, double *const *v,
                            float *tmp);
