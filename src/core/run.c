@@ -509,6 +509,7 @@ int lines_plan_new(const struct lines_merge_opts *opts, struct lines_plan **out,
 	    (rc = size_pipeline(p, err)) < 0 ||
 	    (rc = build_header(p, err)) < 0)
 		goto fail;
+	p->env.nonfinite_reaches_output |= p->ctx.nonfinite_out;
 	if (!(p->stack_info = calloc(p->lay.nstacks ? p->lay.nstacks : 1, sizeof(*p->stack_info)))) {
 		rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 		goto fail;

@@ -36,13 +36,17 @@
 
 #include "method.h"
 
+/* Elements a tile holds: its arrays fit in L1 with four models (with
+ * KERN_TILE's they do not, and the loops wait on L2) */
+#define CS_TILE 256
+
 /* A worker's tiles: the base, the weighted task vectors (nmodels tiles,
  * after the struct), their sum, the plain sum, float32 room. */
 struct cs_scratch {
-	double b[KERN_TILE], mtl[KERN_TILE], s[KERN_TILE], out[KERN_TILE];
-	float f[KERN_TILE], bf[KERN_TILE]; /* a model's values, the base's */
-	unsigned votes[KERN_TILE];
-	double c[]; /* c[t * KERN_TILE + j] */
+	double b[CS_TILE], mtl[CS_TILE], s[CS_TILE], out[CS_TILE];
+	float f[CS_TILE], bf[CS_TILE]; /* a model's values, the base's */
+	unsigned votes[CS_TILE];
+	double c[]; /* c[t * CS_TILE + j] */
 };
 
 /* The running sums of the norm pass (|s|, |t|, s^2, t^2), and what the
@@ -69,7 +73,7 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
 	size_t off = j0 * t->unit_in;
 	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < p->nmodels; i++) {
-		double *c = s->c + (size_t)i * KERN_TILE;
+		double *c = s->c + (size_t)i * CS_TILE;
 		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, c, s->f);
 		for (size_t j = 0; j < n; j++) { /* c holds tau, then w tau */
 			double tau = c[j];
@@ -87,7 +91,7 @@ static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 	for (size_t j = 0; j < n; j++)
 		s->votes[j] = 0;
 	for (unsigned i = 0; i < p->nmodels; i++) {
-		const double *c = s->c + (size_t)i * KERN_TILE;
+		const double *c = s->c + (size_t)i * CS_TILE;
 		double lam = tall_lambda(p->o, i);
 		for (size_t j = 0; j < n; j++)
 			s->votes[j] += fabs(c[j]) > lam * fabs(s->mtl[j] - c[j]);
@@ -130,8 +134,8 @@ LINES_HOT static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *sc
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 	job->part[0] = job->part[1] = 0.0;
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE)
-		cs_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch);
+	for (size_t j0 = 0; j0 < n; j0 += CS_TILE)
+		cs_tile(p, t, job, j0, n - j0 < CS_TILE ? n - j0 : CS_TILE, scratch);
 	return 0;
 }
 
@@ -161,8 +165,8 @@ LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 		double *part = job->part + 4 * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		struct norm_lanes l = {0};
-		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+		for (size_t j0 = b0; j0 < b1; j0 += CS_TILE) {
+			size_t nn = b1 - j0 < CS_TILE ? b1 - j0 : CS_TILE;
 			cs_load(p, t, job, j0, nn, scratch);
 			cs_norm_tile(p, scratch, nn, &l);
 		}
@@ -206,7 +210,7 @@ static int cs_norm_done(struct merge_ctx *p, struct lines_error *err)
 
 static size_t cs_scratch_size(const struct merge_ctx *p)
 {
-	return sizeof(struct cs_scratch) + (size_t)p->nmodels * KERN_TILE * sizeof(double);
+	return sizeof(struct cs_scratch) + (size_t)p->nmodels * CS_TILE * sizeof(double);
 }
 
 static int cs_add_norms(struct merge_ctx *p, struct lines_error *err)
@@ -246,6 +250,9 @@ static int cs_setup(struct merge_ctx *p, struct lines_error *err)
 		return method_ties.setup(p, err);
 	RETURN_ERROR_IF(!(p->state = calloc(1, sizeof(struct cs_state))), err, LINES_ENOMEM, NULL,
 	                NULL, "out of memory");
+	/* where mtl is not finite it is written: a non-finite tau_t (or w_t tau_t)
+	 * or base makes it NaN or infinite */
+	p->nonfinite_out = 1;
 	if (p->o->lines && p->o->alpha_auto)
 		FORWARD_IF_ERROR(cs_add_norms(p, err));
 	struct pass *pw = passes_add(p->passes);

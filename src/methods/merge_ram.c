@@ -37,14 +37,21 @@
 
 #include "method.h"
 
+/* Elements a tile holds: its arrays fit in L1 with a few models (with
+ * KERN_TILE's they do not, and the loops wait on L2) */
+#define RAM_TILE 256
+
 /* A worker's tiles: the base, the plain sum, the merged vector, the
- * output, float32 room (a model's values, the base's), the task vectors
- * (nmodels tiles) and c. */
+ * output, c (and as an integer, for counting), float32 room (the base's
+ * values, a model's, the output's); then the task vectors (nmodels
+ * tiles), and for the count pass of ramplus_tl every model's nz_i
+ * (nmodels tiles). */
 struct ram_scratch {
-	double b[KERN_TILE], s[KERN_TILE], m[KERN_TILE], out[KERN_TILE];
-	float f[KERN_TILE], bf[KERN_TILE];
-	unsigned c[KERN_TILE];
-	double tau[]; /* tau[i * KERN_TILE + j] */
+	double b[RAM_TILE], s[RAM_TILE], m[RAM_TILE], out[RAM_TILE];
+	double c[RAM_TILE]; /* whole numbers, of the width of the other tiles */
+	uint16_t c16[RAM_TILE];
+	float bf[RAM_TILE], f[RAM_TILE];
+	double tau[]; /* tau[i * RAM_TILE + j], then uint8_t nz[i * RAM_TILE + j] */
 };
 
 struct ram_state {
@@ -54,52 +61,180 @@ struct ram_state {
 	uint64_t *cnt;
 	double *lam;
 	uint64_t *agree; /* N + 1: the merged elements by c, writing pass */
+	double *recip;   /* N + 1: 1 / c rounded (ram_vec) */
 	int counted, written;
 };
 
-/* s->b, s->tau, s->s (the plain sum) and s->c for elements [j0, j0 + n)
- * of the job. */
-static void ram_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
-                     size_t j0, size_t n, struct ram_scratch *s)
+/*
+ * An element's merge (j of the tile), the reference for ram_vec: from
+ * the task vectors in s->tau, s (the plain sum), c, m (the sum of the nz
+ * tau_i from 0.0, in model order) and ml (the same of lambda_i tau_i,
+ * ramplus_tl), then m = ml where c = 1 (ramplus_tl), m /= c (by 1 where
+ * c = 0), and m = s where s is not finite. Adding +0.0 for a value left
+ * out changes no sum (a sum of nonzero values that cancels is +0.0,
+ * never -0.0), and where c = 1 the sums are the one model's tau_i and
+ * lambda_i tau_i. nz: every model's nz_i, in s->nz (the count pass).
+ */
+static void ram_elem(const struct merge_ctx *p, struct ram_scratch *s, size_t j, const double *lam,
+                     uint8_t *nz)
 {
-	size_t off = j0 * t->unit_in;
-	double eps = p->o->ram_epsilon;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+	double eps = p->o->ram_epsilon, sum = 0.0, c = 0.0, m = 0.0, ml = 0.0;
 	for (unsigned i = 0; i < p->nmodels; i++) {
-		double *tau = s->tau + (size_t)i * KERN_TILE;
-		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, tau, s->f);
-		for (size_t j = 0; j < n; j++) {
-			s->s[j] = i == 0 ? tau[j] : s->s[j] + tau[j];
-			s->c[j] = (i == 0 ? 0 : s->c[j]) + (fabs(tau[j]) > eps);
-		}
+		double tau = s->tau[(size_t)i * RAM_TILE + j];
+		int z = fabs(tau) > eps;
+		sum = i == 0 ? tau : sum + tau;
+		c += z ? 1.0 : 0.0;
+		m += z ? tau : 0.0;
+		if (lam)
+			ml += z ? lam[i] * tau : 0.0;
+		if (nz)
+			nz[(size_t)i * RAM_TILE + j] = (uint8_t)z;
 	}
+	if (lam && c == 1.0)
+		m = ml;
+	m /= c > 1.0 ? c : 1.0;
+	s->s[j] = sum;
+	s->c[j] = c;
+	s->c16[j] = (uint16_t)c;
+	s->m[j] = isfinite(sum) ? m : sum;
 }
 
-/* s->m: the merged task vector of the tile (lam: ramplus_tl's lambda_i
- * of the tensor, or NULL for ram). */
-static void ram_merge(const struct merge_ctx *p, const double *lam, size_t n, struct ram_scratch *s)
+#if defined(__GNUC__)
+/*
+ * ram_elem on eight elements at a time in GNU C's vectors (one register
+ * on AVX-512, two on AVX2, four on NEON), every model's values in
+ * registers: the same operations on each element, so the same numbers.
+ * One difference of cost: where c is a power of two, m /= c is a
+ * multiplication by 1/c, which gives the same number (each rounds
+ * m 2^-k once); 1/c is made from c's bits (2^-k is 0x7fe0... minus 2^k),
+ * and a group is divided only when one of its counts is not a power of
+ * two (a division costs a quarter of the writing pass).
+ */
+#define RAM_DIV_MAX 16
+typedef double ram_v8d __attribute__((vector_size(64)));
+typedef float ram_v8f __attribute__((vector_size(32)));
+typedef uint64_t ram_v8u __attribute__((vector_size(64)));
+typedef uint64_t ram_v4u __attribute__((vector_size(32)));
+typedef uint64_t ram_v2u __attribute__((vector_size(16)));
+typedef int64_t ram_v8i __attribute__((vector_size(64)));
+typedef int32_t ram_v8w __attribute__((vector_size(32)));
+typedef uint16_t ram_v8h __attribute__((vector_size(16)));
+typedef uint8_t ram_v8b __attribute__((vector_size(8)));
+
+/* a where mask, else b (macros: a function taking or returning 64-byte
+ * vectors has another ABI with AVX-512 than without, which GCC warns of) */
+#define RAM_PICK(mask, a, b)                                                                      \
+	((ram_v8d)(((ram_v8u)(a) & (ram_v8u)(mask)) | ((ram_v8u)(b) & ~(ram_v8u)(mask))))
+
+/* whether any lane of w (a ram_v8u) is nonzero: or-ed in halves */
+static inline int ram_any(const ram_v8u *w)
 {
-	double eps = p->o->ram_epsilon;
-	/* model by model over the tile, so that the loops vectorise: adding
-	 * +0.0 for a value left out changes no sum (a sum of nonzero values
-	 * that cancels is +0.0, never -0.0) */
-	for (size_t j = 0; j < n; j++)
-		s->m[j] = 0.0;
-	for (unsigned i = 0; i < p->nmodels; i++) {
-		const double *tau = s->tau + (size_t)i * KERN_TILE;
-		double li = lam ? lam[i] : 1.0;
-		for (size_t j = 0; j < n; j++) {
-			double v = s->c[j] == 1 && lam ? li * tau[j] : tau[j];
-			s->m[j] += fabs(tau[j]) > eps ? v : 0.0;
+	ram_v4u lo, hi;
+	memcpy(&lo, w, sizeof(lo));
+	memcpy(&hi, (const char *)w + sizeof(lo), sizeof(hi));
+	lo |= hi;
+	ram_v2u l2, h2;
+	memcpy(&l2, &lo, sizeof(l2));
+	memcpy(&h2, (const char *)&lo + sizeof(l2), sizeof(h2));
+	l2 |= h2;
+	return (l2[0] | l2[1]) != 0;
+}
+
+/* fma lane by lane, which the compiler makes one instruction */
+#define RAM_FMA(r, a, b, c)                                                                       \
+	do {                                                                                      \
+		for (unsigned l_ = 0; l_ < 8; l_++)                                               \
+			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
+	} while (0)
+
+/* Elements [0, n8) of the tile, n8 a multiple of 8; F32, F16, BF16 and
+ * the others decoded to float32. lam and nz as ram_elem's. */
+static inline __attribute__((always_inline)) void
+ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide, const double *lam,
+        uint8_t *nz)
+{
+	const struct ram_state *st = p->state;
+	const ram_v8u zu = {0};
+	const ram_v8u abs_mask = zu + 0x7fffffffffffffffull, exp_mask = zu + 0x7ff0000000000000ull;
+	const ram_v8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon;
+	unsigned nm = p->nmodels;
+	for (size_t j = 0; j < n8; j += 8) {
+		/* -0.0 + x is x for every x (-0.0 too): the sum of the models */
+		ram_v8d sum = -zero, c = zero, m = zero, ml = zero;
+		for (unsigned i = 0; i < nm; i++) {
+			ram_v8d tau;
+			memcpy(&tau, s->tau + (size_t)i * RAM_TILE + j, sizeof(tau));
+			ram_v8i z = (ram_v8d)((ram_v8u)tau & abs_mask) > eps;
+			sum += tau;
+			c += (ram_v8d)((ram_v8u)one & (ram_v8u)z);
+			m += (ram_v8d)((ram_v8u)tau & (ram_v8u)z);
+			if (lam) {
+				ram_v8d v = tau * lam[i];
+				ml += (ram_v8d)((ram_v8u)v & (ram_v8u)z);
+			}
+			if (nz) {
+				ram_v8b zb = __builtin_convertvector(z, ram_v8b) & 1;
+				memcpy(nz + (size_t)i * RAM_TILE + j, &zb, sizeof(zb));
+			}
 		}
+		if (lam)
+			m = RAM_PICK(c == one, ml, m);
+		ram_v8d d = RAM_PICK(c > one, c, one);
+		if (divide) {
+			m /= d;
+		} else {
+			/* where d is a power of two, m times 1/d; for every other
+			 * count k, m / k by Markstein's two fmas */
+			ram_v8d mm = m * (ram_v8d)(0x7fe0000000000000ull - (ram_v8u)d);
+			for (unsigned k = 3; k <= nm; k++) {
+				if ((k & (k - 1)) == 0)
+					continue;
+				ram_v8d kk = zero + (double)k, r = zero + st->recip[k], q = m * r, e, v;
+				ram_v8d nq = -q;
+				RAM_FMA(e, nq, kk, m);
+				RAM_FMA(v, e, r, q);
+				mm = RAM_PICK(d == kk, v, mm);
+			}
+			m = mm;
+		}
+		m = RAM_PICK(((ram_v8u)sum & exp_mask) != exp_mask, m, sum);
+		ram_v8h ch = __builtin_convertvector(__builtin_convertvector(c, ram_v8w), ram_v8h);
+		memcpy(s->s + j, &sum, sizeof(sum));
+		memcpy(s->c + j, &c, sizeof(c));
+		memcpy(s->c16 + j, &ch, sizeof(ch));
+		memcpy(s->m + j, &m, sizeof(m));
 	}
-	/* every element divided (by 1 where c <= 1: the same value), then
-	 * chosen, in two loops without a branch that vectorise (an integer
-	 * divisor, which the compiler does not split into cases) */
-	for (size_t j = 0; j < n; j++)
-		s->m[j] /= (double)(s->c[j] + (s->c[j] == 0));
-	for (size_t j = 0; j < n; j++)
-		s->m[j] = isfinite(s->s[j]) ? s->m[j] : s->s[j];
+}
+#endif
+
+/*
+ * Elements [j0, j0 + n) of the job: s->b, s->tau, then s->s, s->c,
+ * s->c16 and s->m (the merged task vector) as ram_elem says, with lam
+ * ramplus_tl's lambda_i of the tensor (NULL for ram); with nz, every
+ * model's nz_i in s->nz.
+ */
+static void ram_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                     size_t j0, size_t n, struct ram_scratch *s, const double *lam, int want_nz)
+{
+	size_t off = j0 * t->unit_in, j = 0;
+	uint8_t *nz = want_nz ? (uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) : NULL;
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+	for (unsigned i = 0; i < p->nmodels; i++)
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
+		         s->tau + (size_t)i * RAM_TILE, s->f);
+#if defined(__GNUC__)
+	/* Markstein's division needs m a sum of float32 values */
+	int divide = t->in_dt == DT_F64 || p->nmodels > RAM_DIV_MAX;
+	j = n & ~(size_t)7;
+	if (nz) /* each its own copy, without the tests of the others */
+		ram_vec(p, s, j, divide, NULL, nz);
+	else if (lam)
+		ram_vec(p, s, j, divide, lam, NULL);
+	else
+		ram_vec(p, s, j, divide, NULL, NULL);
+#endif
+	for (; j < n; j++)
+		ram_elem(p, s, j, lam, nz);
 }
 
 static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
@@ -113,12 +248,16 @@ static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
 static void ram_count_tile(const struct merge_ctx *p, const struct ram_scratch *s, size_t n,
                            double *part)
 {
-	for (size_t j = 0; j < n; j++) {
-		if (s->c[j] == 0)
-			continue;
-		for (unsigned i = 0; i < p->nmodels; i++)
-			if (fabs(s->tau[(size_t)i * KERN_TILE + j]) > p->o->ram_epsilon)
-				part[2 * i + (s->c[j] == 1)] += 1.0;
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		const uint8_t *q = (const uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) +
+		                   (size_t)i * RAM_TILE;
+		uint32_t shared = 0, unique = 0;
+		for (size_t j = 0; j < n; j++) {
+			shared += (uint32_t)(q[j] & (s->c[j] > 1.0));
+			unique += (uint32_t)(q[j] & (s->c[j] == 1.0));
+		}
+		part[2 * i] += shared;
+		part[2 * i + 1] += unique;
 	}
 }
 
@@ -129,9 +268,9 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 	memset(job->part, 0, 2 * p->nmodels * sizeof(double));
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
-		ram_load(p, t, job, j0, nn, scratch);
+	for (size_t j0 = 0; j0 < n; j0 += RAM_TILE) {
+		size_t nn = n - j0 < RAM_TILE ? n - j0 : RAM_TILE;
+		ram_load(p, t, job, j0, nn, scratch, NULL, 1);
 		ram_count_tile(p, scratch, nn, job->part);
 	}
 	return 0;
@@ -169,24 +308,28 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 /* ---- the writing pass ------------------------------------------------------ */
 /* The tile's output; cnt[c] += the elements that c models changed. The
  * loops have no branch, so that they vectorise: every fma computed, then
- * chosen; one count of the tile for each c. */
+ * chosen; one count of the tile for each c (with a few models). */
 static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                      size_t j0, size_t n, struct ram_scratch *s, uint64_t *cnt)
 {
 	unsigned nc = p->nmodels + 1;
-	ram_load(p, t, job, j0, n, s);
-	ram_merge(p, ram_lambdas(p, job->tensor), n, s);
-	for (size_t j = 0; j < n; j++)
-		s->out[j] = fma(t->lambda, s->m[j], s->b[j]);
+	const double *lam = ram_lambdas(p, job->tensor);
+	ram_load(p, t, job, j0, n, s, lam, 0);
 	for (size_t j = 0; j < n; j++) {
-		int base = (s->c[j] == 0) & (isfinite(s->s[j]) != 0);
-		s->out[j] = base ? s->b[j] : s->out[j];
+		int base = (s->c[j] == 0.0) & (isfinite(s->s[j]) != 0);
+		double o = fma(t->lambda, s->m[j], s->b[j]);
+		s->out[j] = base ? s->b[j] : o;
 	}
-	for (unsigned c = 0; c < nc; c++) {
-		uint32_t k = 0;
+	if (nc > 16) { /* a loop per count would cost more than one at a time */
 		for (size_t j = 0; j < n; j++)
-			k += s->c[j] == c;
-		cnt[c] += k;
+			cnt[s->c16[j]]++;
+	} else {
+		for (unsigned c = 0; c < nc; c++) {
+			uint32_t k = 0;
+			for (size_t j = 0; j < n; j++)
+				k += s->c16[j] == c;
+			cnt[c] += k;
+		}
 	}
 	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 }
@@ -198,8 +341,8 @@ LINES_HOT static int ram_work(struct merge_ctx *p, struct pipe_job *job, void *s
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
 	uint64_t cnt[LINES_MAX_MODELS + 1] = {0};
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE)
-		ram_tile(p, t, job, j0, n - j0 < KERN_TILE ? n - j0 : KERN_TILE, scratch, cnt);
+	for (size_t j0 = 0; j0 < n; j0 += RAM_TILE)
+		ram_tile(p, t, job, j0, n - j0 < RAM_TILE ? n - j0 : RAM_TILE, scratch, cnt);
 	for (unsigned c = 0; c <= p->nmodels; c++) /* exact: a job holds far fewer than 2^53 */
 		job->part[c] = (double)cnt[c];
 	return 0;
@@ -243,10 +386,9 @@ LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 		       b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
 		struct ram_scratch *s = scratch;
 		struct norm_lanes l = {0};
-		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
-			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
-			ram_load(p, t, job, j0, nn, s);
-			ram_merge(p, lam, nn, s);
+		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
+			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
+			ram_load(p, t, job, j0, nn, s, lam, 0);
 			norm_lanes_add(&l, s->s, s->m, nn);
 		}
 		norm_lanes_fold(part, &l);
@@ -272,7 +414,9 @@ static int ram_norm_done(struct merge_ctx *p, struct lines_error *err)
 /* ---- setup ------------------------------------------------------------------- */
 static size_t ram_scratch_size(const struct merge_ctx *p)
 {
-	return sizeof(struct ram_scratch) + (size_t)p->nmodels * KERN_TILE * sizeof(double);
+	const struct ram_state *st = p->state;
+	return sizeof(struct ram_scratch) + (size_t)p->nmodels * RAM_TILE * sizeof(double) +
+	       (st->plus ? (size_t)p->nmodels * RAM_TILE : 0);
 }
 
 static struct pass *ram_add_pass(struct merge_ctx *p, const char *name,
@@ -319,12 +463,18 @@ static int ram_setup_common(struct merge_ctx *p, int plus, struct lines_error *e
 	p->state = st;
 	RETURN_ERROR_IF(!st, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	st->plus = plus;
+	/* where the plain sum is not finite, theta = fma(lambda, sum, b): a
+	 * non-finite tau_i or base makes it NaN or infinite */
+	p->nonfinite_out = 1;
 	st->agree = calloc(p->nmodels + 1, sizeof(*st->agree));
+	st->recip = malloc((p->nmodels + 1) * sizeof(*st->recip));
+	for (unsigned c = 0; st->recip && c <= p->nmodels; c++)
+		st->recip[c] = c ? 1.0 / c : 1.0;
 	if (plus) {
 		st->cnt = calloc(2 * k + 1, sizeof(*st->cnt));
 		st->lam = calloc(k + 1, sizeof(*st->lam));
 	}
-	RETURN_ERROR_IF(!st->agree || (plus && (!st->cnt || !st->lam)), err, LINES_ENOMEM, NULL,
+	RETURN_ERROR_IF(!st->agree || !st->recip || (plus && (!st->cnt || !st->lam)), err, LINES_ENOMEM, NULL,
 	                NULL, "out of memory");
 	FORWARD_IF_ERROR(ram_read_passes(p, err));
 	struct pass *pw = ram_add_pass(p, "write", ram_work);
@@ -367,6 +517,7 @@ static void ram_free(struct merge_ctx *p)
 		free(st->cnt);
 		free(st->lam);
 		free(st->agree);
+		free(st->recip);
 	}
 	free(st);
 	p->state = NULL;

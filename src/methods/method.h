@@ -62,6 +62,11 @@ struct merge_ctx {
 	/* nt x 4 doubles: per tensor, the norm sums of a stats pass
 	 * (norm_sums_tensor(), norm_sums_total()) */
 	double *tstats;
+	/* setup() sets it when every non-finite input value makes its output
+	 * element non-finite (as in a linear method): the writing pass then
+	 * counts the inputs' non-finite values only in a job whose output
+	 * has one */
+	int nonfinite_out;
 	void *state;           /* the method's own */
 };
 
