@@ -329,10 +329,17 @@ jqok "... r 0.1, alpha 0.2: a count pass, then the writing one" \
 	'.method == "ramplus_tl" and .ramplus_tl.r == 0.1 and .ramplus_tl.alpha == 0.2 and .ramplus_tl.epsilon == 1e-5 and [.passes[].name] == ["count", "write"]'
 status 0 "-m ramplus_tl --lines --epsilon 0.01 --ram-r 0.3 --ram-alpha 2 -n --json" "$LINES" merge -n \
 	--json -b "$b" -m ramplus_tl --lines --epsilon 0.01 --ram-r 0.3 --ram-alpha 2 "$m1" "$m2" "$m3"
-jqok "... its parameters; the count pass, the norm pass, the writing pass" \
-	'.ramplus_tl.epsilon == 0.01 and .ramplus_tl.r == 0.3 and .ramplus_tl.alpha == 2 and [.passes[].name] == ["count", "norms", "write"]'
+jqok "... its parameters; the count pass measures the norms too, then the writing pass" \
+	'.ramplus_tl.epsilon == 0.01 and .ramplus_tl.r == 0.3 and .ramplus_tl.alpha == 2 and [.passes[].name] == ["count", "write"]'
 status 0 "-m ramplus_tl -n prints the passes" "$LINES" merge -n -b "$b" -m ramplus_tl --lines "$m1" "$m2" "$m3"
-check "... count, norms, write" sh -c "grep -q '1\. count' '$tmp/out' && grep -q '2\. norms' '$tmp/out' && grep -q '3\. write' '$tmp/out'"
+check "... count, write" sh -c "grep -q '1\. count' '$tmp/out' && grep -q '2\. write' '$tmp/out' && ! grep -q 'norms' '$tmp/out'"
+status 0 "-m ramplus_tl --lines --ram-r 1e300 -n --json" "$LINES" merge -n --json -b "$b" -m ramplus_tl \
+	--lines --ram-r 1e300 "$m1" "$m2" "$m3"
+jqok "... lambda_i could overflow: a norm pass of its own after the count pass" \
+	'[.passes[].name] == ["count", "norms", "write"]'
+status 0 "-m ramplus_tl --lines on 17 models -n --json" "$LINES" merge -n --json -b "$b" -m ramplus_tl \
+	--lines "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2" "$m3" "$m1" "$m2"
+jqok "... the count pass measures the norms too" '[.passes[].name] == ["count", "write"]'
 "$LINES" merge -q -b "$b" -m ramplus_tl --epsilon 0.003 --lines --json -o "$tmp/rp.st" "$m1" "$m2" "$m3" >"$tmp/rp.json"
 jqok "... after the run: alpha = ||sum tau|| / (3 ||tau_ram||) from the recorded norms" \
 	'.lines.alpha as $a | (($a - .norm_sum / (3 * .norm_mtl)) | fabs) < 1e-12 * $a and $a != 1' "$tmp/rp.json"

@@ -123,6 +123,10 @@ static const struct scenario scenarios[] = {
 	{.name = "ramplus_tl --epsilon 0.004 --ram-r 0.3 --ram-alpha 1 --lines auto L2",
 	 .meth = RAMPLUS, .base = 1, .w = {1, 1, 1}, .lambda = 1, .lines = 1, .alpha_auto = 1,
 	 .norm_p = 2, .eps = 0.004, .rr = 0.3, .ra = 1, .all_c = 1},
+	/* the count pass measures the norms (float32 values), or on F64 a norm pass */
+	{.name = "ramplus_tl --epsilon 0.003 --ram-r -0.5 --ram-alpha 3 --lines auto L1",
+	 .meth = RAMPLUS, .base = 1, .w = {1, 1, 1}, .lambda = 1, .lines = 1, .alpha_auto = 1,
+	 .norm_p = 1, .eps = 0.003, .rr = -0.5, .ra = 3},
 	{.name = "ramplus_tl --epsilon 0.002 --lambda 1.3", .meth = RAMPLUS, .base = 1,
 	 .w = {1, 1, 1}, .lambda = 1.3, .eps = 0.002, .rr = 0.1, .ra = 0.2},
 	{.name = "ramplus_tl --epsilon 0.003 --ram-r -0.5 --ram-alpha 3 --lines --alpha 0.4 --beta 0.6",

@@ -23,12 +23,14 @@
  * task vectors is NaN or infinite, theta = fma(lambda, sum, b): a NaN or
  * infinity of an input reaches the output as with sum and consensus
  * (mergekit multiplies the task vectors by its masks, so a NaN or an
- * infinite tau_i makes the element NaN there). One rounding to the output dtype. Portable C on tiles decoded
- * and encoded by the kernel table: the same bytes on every instruction
- * set, -j and --chunk.
+ * infinite tau_i makes the element NaN there). One rounding to the
+ * output dtype. Portable C (GNU C's vectors where the compiler has them)
+ * on tiles decoded and encoded by the kernel table: the same bytes on
+ * every instruction set, -j and --chunk.
  *
  * Automatic alpha is ||sum_i tau_i|| / (N ||m||): m is not linear in the
- * inputs, so a read-only norm pass measures it (after the count pass).
+ * inputs, so a read-only norm pass measures it; ramplus_tl's count pass
+ * measures it too where it can (ram_fuses()).
  */
 #include "config.h"
 
@@ -50,6 +52,8 @@ struct ram_scratch {
 	double b[RAM_TILE], s[RAM_TILE], m[RAM_TILE], out[RAM_TILE];
 	double c[RAM_TILE]; /* whole numbers, of the width of the other tiles */
 	uint16_t c16[RAM_TILE];
+	uint8_t c1[RAM_TILE], cg[RAM_TILE]; /* the count pass: c = 1, c > 1 */
+	int lone;                           /* ... some c is 1 */
 	float bf[RAM_TILE], f[RAM_TILE];
 	double tau[]; /* tau[i * RAM_TILE + j], then uint8_t nz[i * RAM_TILE + j] */
 };
@@ -62,6 +66,11 @@ struct ram_state {
 	double *lam;
 	uint64_t *agree; /* N + 1: the merged elements by c, writing pass */
 	double *recip;   /* N + 1: 1 / c rounded (ram_vec) */
+	/* ramplus_tl with automatic alpha, fused (ram_fuses()): the count
+	 * pass measures the norms too; nt x N x 2, per tensor and model,
+	 * sum |m| and sum m^2 over the elements that model alone changed */
+	int fused;
+	double *uni;
 	int counted, written;
 };
 
@@ -245,33 +254,94 @@ static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
 
 /* ---- the count pass of ramplus_tl ------------------------------------------------- */
 /* part[2i] += the elements where nz_i and c > 1, part[2i + 1] where c = 1 */
-static void ram_count_tile(const struct merge_ctx *p, const struct ram_scratch *s, size_t n,
+static void ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
                            double *part)
 {
+	/* bytes, so that the loops below take 32 or 64 elements a step */
+	uint8_t lone = 0;
+	for (size_t j = 0; j < n; j++) {
+		s->c1[j] = s->c16[j] == 1;
+		s->cg[j] = s->c16[j] > 1;
+		lone |= s->c1[j];
+	}
+	s->lone = lone;
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		const uint8_t *q = (const uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) +
 		                   (size_t)i * RAM_TILE;
 		uint32_t shared = 0, unique = 0;
-		for (size_t j = 0; j < n; j++) {
-			shared += (uint32_t)(q[j] & (s->c[j] > 1.0));
-			unique += (uint32_t)(q[j] & (s->c[j] == 1.0));
-		}
+		for (size_t j = 0; j < n; j++)
+			shared += (uint32_t)(q[j] & s->cg[j]);
+		for (size_t j = 0; lone && j < n; j++)
+			unique += (uint32_t)(q[j] & s->c1[j]);
 		part[2 * i] += shared;
 		part[2 * i + 1] += unique;
 	}
 }
 
+/*
+ * The count pass. Fused with the norm pass of automatic alpha
+ * (st->fused), it also measures, per block of KERN_BLOCK elements, the
+ * norm sums of the merged vector m with 0 where c = 1 (part[0..3], as
+ * norm_lanes_add: |s|, |m|, s^2, m^2, leaving out the elements whose s
+ * or m is not finite), and for each model i the sums of |tau_i| and
+ * tau_i^2 over the elements it changed alone (c = 1) whose s is finite
+ * (part[4 + 2i], part[5 + 2i]). Where c = 1, ramplus_tl's m is
+ * lambda_i tau_i, so once the counts give lambda_i, ram_count_done adds
+ * lambda_i and lambda_i^2 times those to the sums of |m| and m^2.
+ */
 LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
 {
+	const struct ram_state *st = p->state;
 	const struct tensor *t = &p->t[job->tensor];
+	struct ram_scratch *s = scratch;
 	size_t n = (size_t)(job->u1 - job->u0);
+	unsigned nm = p->nmodels, pb = 4 + 2 * nm;
+	uint8_t *nz = (uint8_t *)(s->tau + (size_t)nm * RAM_TILE);
+	double(*lanes)[2][KERN_LANES] = (double(*)[2][KERN_LANES])(void *)(nz + (size_t)nm * RAM_TILE);
 	(void)err;
-	memset(job->part, 0, 2 * p->nmodels * sizeof(double));
-	for (size_t j0 = 0; j0 < n; j0 += RAM_TILE) {
-		size_t nn = n - j0 < RAM_TILE ? n - j0 : RAM_TILE;
-		ram_load(p, t, job, j0, nn, scratch, NULL, 1);
-		ram_count_tile(p, scratch, nn, job->part);
+	memset(job->part, 0, 2 * nm * sizeof(double));
+	for (unsigned blk = 0; blk < job->nblocks; blk++) {
+		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
+		struct norm_lanes l = {0};
+		if (st->fused)
+			memset(lanes, 0, (size_t)nm * sizeof(*lanes));
+		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
+			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
+			ram_load(p, t, job, j0, nn, s, NULL, 1);
+			ram_count_tile(p, s, nn, job->part);
+			if (!st->fused)
+				continue;
+			for (size_t j = 0; j < nn; j++) /* m, 0 where c = 1 */
+				s->out[j] = s->c[j] == 1.0 ? 0.0 : s->m[j];
+			norm_lanes_add(&l, s->s, s->out, nn);
+			if (!s->lone) /* no element that one model changed alone */
+				continue;
+			/* where c = 1 and s is finite, m is the one tau_i */
+			for (size_t j = 0; j < nn; j++)
+				s->out[j] = s->c[j] == 1.0 && isfinite(s->s[j]) ? s->m[j] : 0.0;
+			for (unsigned i = 0; i < nm; i++) {
+				const uint8_t *q = nz + (size_t)i * RAM_TILE;
+				size_t j = 0;
+				for (; j + KERN_LANES <= nn; j += KERN_LANES)
+					for (unsigned k = 0; k < KERN_LANES; k++) {
+						double v = q[j + k] ? s->out[j + k] : 0.0;
+						lanes[i][0][k] += fabs(v), lanes[i][1][k] += v * v;
+					}
+				for (unsigned k = 0; j < nn; j++, k++) {
+					double v = q[j] ? s->out[j] : 0.0;
+					lanes[i][0][k] += fabs(v), lanes[i][1][k] += v * v;
+				}
+			}
+		}
+		if (!st->fused)
+			continue;
+		double *part = job->part + 2 * nm + (size_t)pb * blk;
+		norm_lanes_fold(part, &l);
+		for (unsigned i = 0; i < nm; i++) {
+			part[4 + 2 * i] = kern_lane_sum(lanes[i][0]);
+			part[5 + 2 * i] = kern_lane_sum(lanes[i][1]);
+		}
 	}
 	return 0;
 }
@@ -280,10 +350,21 @@ static int ram_count_reduce(struct merge_ctx *p, const struct pipe_job *job,
                             struct lines_error *err)
 {
 	struct ram_state *st = p->state;
-	uint64_t *cnt = st->cnt + 2 * job->tensor * p->nmodels;
+	unsigned nm = p->nmodels, pb = 4 + 2 * nm;
+	uint64_t *cnt = st->cnt + 2 * job->tensor * nm;
 	(void)err;
-	for (unsigned q = 0; q < 2 * p->nmodels; q++)
+	for (unsigned q = 0; q < 2 * nm; q++)
 		cnt[q] += (uint64_t)job->part[q];
+	if (!st->fused)
+		return 0;
+	double *uni = st->uni + 2 * job->tensor * nm;
+	for (unsigned b = 0; b < job->nblocks; b++) {
+		const double *part = job->part + 2 * nm + (size_t)pb * b;
+		for (int i = 0; i < 4; i++)
+			st->acc[i] += part[i];
+		for (unsigned q = 0; q < 2 * nm; q++)
+			uni[q] += part[4 + q];
+	}
 	return 0;
 }
 
@@ -294,7 +375,6 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ram_state *st = p->state;
 	const struct lines_merge_opts *o = p->o;
-	(void)err;
 	for (size_t k = 0; k < p->nt * p->nmodels; k++) {
 		double shared = (double)st->cnt[2 * k], unique = (double)st->cnt[2 * k + 1];
 		double rho = shared / fmax(unique, o->ram_epsilon);
@@ -302,7 +382,18 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 		st->lam[k] = 1.0 + o->ram_r * rho;
 	}
 	st->counted = 1;
-	return 0;
+	if (!st->fused)
+		return 0;
+	/* the sums of |m| and m^2 where c = 1: |lambda_i| |tau_i| (lambda_i
+	 * is below 0 with a negative r) and its square, tensor by tensor in
+	 * output order, then alpha */
+	double acc[4] = {st->acc[0], st->acc[1], st->acc[2], st->acc[3]};
+	for (size_t k = 0; k < p->nt * p->nmodels; k++) {
+		acc[1] += fabs(st->lam[k]) * st->uni[2 * k];
+		acc[3] += st->lam[k] * st->lam[k] * st->uni[2 * k + 1];
+	}
+	memcpy(st->acc, acc, sizeof(acc));
+	return norm_sums_alpha(p, st->acc, 1, err);
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
@@ -416,7 +507,7 @@ static size_t ram_scratch_size(const struct merge_ctx *p)
 {
 	const struct ram_state *st = p->state;
 	return sizeof(struct ram_scratch) + (size_t)p->nmodels * RAM_TILE * sizeof(double) +
-	       (st->plus ? (size_t)p->nmodels * RAM_TILE : 0);
+	       (st->plus ? (size_t)p->nmodels * (RAM_TILE + 2 * KERN_LANES * sizeof(double)) : 0);
 }
 
 static struct pass *ram_add_pass(struct merge_ctx *p, const char *name,
@@ -431,6 +522,23 @@ static struct pass *ram_add_pass(struct merge_ctx *p, const char *name,
 	return ps;
 }
 
+/*
+ * Whether ramplus_tl's count pass can measure the norms too (see
+ * ram_count_work): lambda_i |tau_i| must not overflow where the norm pass
+ * would find it finite, which holds for tau_i of float32 values (below
+ * 2^129) and |lambda_i| <= 1 + |r| alpha below 2^64; and the sums per
+ * block and model stay small (64 models).
+ */
+static int ram_fuses(const struct merge_ctx *p)
+{
+	if (p->nmodels > 64 || !(1.0 + fabs(p->o->ram_r) * p->o->ram_alpha < 0x1p64))
+		return 0;
+	for (size_t i = 0; i < p->nt; i++)
+		if (p->t[i].merge && p->t[i].in_dt == DT_F64)
+			return 0;
+	return 1;
+}
+
 static int ram_read_passes(struct merge_ctx *p, struct lines_error *err)
 {
 	struct ram_state *st = p->state;
@@ -440,13 +548,20 @@ static int ram_read_passes(struct merge_ctx *p, struct lines_error *err)
 	                "the writing pass: give that model as a file%s",
 	                st->plus ? "ramplus_tl" : "ram", st->plus ? "count" : "norm",
 	                st->plus ? "" : ", or give --alpha");
+	st->fused = st->plus && norms && ram_fuses(p);
 	if (st->plus) {
 		struct pass *pc = ram_add_pass(p, "count", ram_count_work);
 		pc->part_job = 2 * p->nmodels;
+		pc->part_block = st->fused ? 4 + 2 * p->nmodels : 0;
 		pc->reduce = ram_count_reduce;
 		pc->done = ram_count_done;
+		if (st->fused) {
+			RETURN_ERROR_IF(!(st->uni = calloc(2 * p->nt * p->nmodels + 1, sizeof(double))),
+			                err, LINES_ENOMEM, NULL, NULL, "out of memory");
+			p->sc->measured = 1;
+		}
 	}
-	if (norms) {
+	if (norms && !st->fused) {
 		struct pass *pn = ram_add_pass(p, "norms", ram_norm_work);
 		pn->part_block = 4;
 		pn->reduce = ram_norm_reduce;
@@ -518,6 +633,7 @@ static void ram_free(struct merge_ctx *p)
 		free(st->lam);
 		free(st->agree);
 		free(st->recip);
+		free(st->uni);
 	}
 	free(st);
 	p->state = NULL;
