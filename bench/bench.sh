@@ -259,7 +259,7 @@ method_table() {
 		IFS=' '
 		r=$((r + 1))
 	done
-	printf '%-34s %8s %8s %9s  %s\n' method seconds x_first "RSS MiB" "passes made (-v)"
+	printf '%-44s %8s %8s %9s  %s\n' method seconds x_first "RSS MiB" "passes made (-v)"
 	first=$best_0
 	q=0
 	IFS='|'
@@ -269,7 +269,7 @@ method_table() {
 		eval "rss=\${rss_$q:-0}"
 		eval "passes=\${passes_$q:-}"
 		passes=$(printf '%s' "$passes" | sed 's/|/, or /g')
-		printf '%-34s %8s %8s %9s  %s\n' "-m $m" "$t" "$(div "$t" "$first")" "$rss" "$passes"
+		printf '%-44s %8s %8s %9s  %s\n' "-m $m" "$t" "$(div "$t" "$first")" "$rss" "$passes"
 		unset "best_$q" "rss_$q" "passes_$q"
 		q=$((q + 1))
 	done
