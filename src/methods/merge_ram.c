@@ -113,18 +113,21 @@ static void ram_elem(const struct merge_ctx *p, struct ram_scratch *s, size_t j,
  * ram_elem on eight elements at a time in GNU C's vectors (one register
  * on AVX-512, two on AVX2, four on NEON), every model's values in
  * registers: the same operations on each element, so the same numbers.
- * One difference of cost: where c is a power of two, m /= c is a
- * multiplication by 1/c, which gives the same number (each rounds
- * m 2^-k once); 1/c is made from c's bits (2^-k is 0x7fe0... minus 2^k),
- * and a group is divided only when one of its counts is not a power of
- * two (a division costs a quarter of the writing pass).
+ * One difference of cost, as a division costs a quarter of the writing
+ * pass: m /= c is computed without one, and gives the same number.
+ * Where c is a power of two it is m times 1/c (each rounds m 2^-k once),
+ * 1/c made from c's bits (2^-k is 0x7fe0... minus 2^k). For each other
+ * count k up to RAM_DIV_MAX, with r = 1/k rounded (st->recip), q = m r is
+ * within an ulp of m / k, the remainder e = m - q k is exact (one fma),
+ * and q + e r rounded (another) is m / k rounded to nearest: Markstein's
+ * theorem, whose condition, no underflow in e, holds as m is a sum of
+ * float32 values (a multiple of 2^-149). F64's values can be as small as
+ * a double's, and more models would need more steps: with divide, those
+ * divide.
  */
 #define RAM_DIV_MAX 16
 typedef double ram_v8d __attribute__((vector_size(64)));
-typedef float ram_v8f __attribute__((vector_size(32)));
 typedef uint64_t ram_v8u __attribute__((vector_size(64)));
-typedef uint64_t ram_v4u __attribute__((vector_size(32)));
-typedef uint64_t ram_v2u __attribute__((vector_size(16)));
 typedef int64_t ram_v8i __attribute__((vector_size(64)));
 typedef int32_t ram_v8w __attribute__((vector_size(32)));
 typedef uint16_t ram_v8h __attribute__((vector_size(16)));
@@ -135,20 +138,6 @@ typedef uint8_t ram_v8b __attribute__((vector_size(8)));
 #define RAM_PICK(mask, a, b)                                                                      \
 	((ram_v8d)(((ram_v8u)(a) & (ram_v8u)(mask)) | ((ram_v8u)(b) & ~(ram_v8u)(mask))))
 
-/* whether any lane of w (a ram_v8u) is nonzero: or-ed in halves */
-static inline int ram_any(const ram_v8u *w)
-{
-	ram_v4u lo, hi;
-	memcpy(&lo, w, sizeof(lo));
-	memcpy(&hi, (const char *)w + sizeof(lo), sizeof(hi));
-	lo |= hi;
-	ram_v2u l2, h2;
-	memcpy(&l2, &lo, sizeof(l2));
-	memcpy(&h2, (const char *)&lo + sizeof(l2), sizeof(h2));
-	l2 |= h2;
-	return (l2[0] | l2[1]) != 0;
-}
-
 /* fma lane by lane, which the compiler makes one instruction */
 #define RAM_FMA(r, a, b, c)                                                                       \
 	do {                                                                                      \
@@ -156,8 +145,9 @@ static inline int ram_any(const ram_v8u *w)
 			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
 	} while (0)
 
-/* Elements [0, n8) of the tile, n8 a multiple of 8; F32, F16, BF16 and
- * the others decoded to float32. lam and nz as ram_elem's. */
+/* Elements [0, n8) of the tile, n8 a multiple of 8, from the task
+ * vectors in s->tau; divide: m / c by a division (see above). lam and
+ * nz as ram_elem's. */
 static inline __attribute__((always_inline)) void
 ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide, const double *lam,
         uint8_t *nz)
@@ -232,7 +222,7 @@ static void ram_load(const struct merge_ctx *p, const struct tensor *t, const st
 		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
 		         s->tau + (size_t)i * RAM_TILE, s->f);
 #if defined(__GNUC__)
-	/* Markstein's division needs m a sum of float32 values */
+	/* Markstein's quotient needs m a sum of float32 values */
 	int divide = t->in_dt == DT_F64 || p->nmodels > RAM_DIV_MAX;
 	j = n & ~(size_t)7;
 	if (nz) /* each its own copy, without the tests of the others */
