@@ -45,7 +45,7 @@
 struct cs_scratch {
 	double b[CS_TILE], mtl[CS_TILE], s[CS_TILE], out[CS_TILE];
 	float f[CS_TILE], bf[CS_TILE]; /* a model's values, the base's */
-	unsigned votes[CS_TILE];
+	double votes[CS_TILE]; /* whole numbers, of the width of the other tiles */
 	double c[]; /* c[t * CS_TILE + j] */
 };
 
@@ -63,22 +63,23 @@ static double tall_lambda(const struct lines_merge_opts *o, unsigned t)
 }
 
 /*
- * s->b, s->c (the weighted task vectors), s->mtl (their sum) and s->s
- * (the plain sum of the task vectors, for the norms) for elements
- * [j0, j0 + n) of the job.
+ * s->b, s->c (the weighted task vectors), s->mtl (their sum) and with
+ * norms s->s (the plain sum of the task vectors, for the norm pass) for
+ * elements [j0, j0 + n) of the job.
  */
 static void cs_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
-                    size_t j0, size_t n, struct cs_scratch *s)
+                    size_t j0, size_t n, struct cs_scratch *s, int norms)
 {
 	size_t off = j0 * t->unit_in;
 	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < p->nmodels; i++) {
-		double *c = s->c + (size_t)i * CS_TILE;
+		double *c = s->c + (size_t)i * CS_TILE, w = p->w[i];
 		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, c, s->f);
+		if (norms)
+			for (size_t j = 0; j < n; j++)
+				s->s[j] = i == 0 ? c[j] : s->s[j] + c[j];
 		for (size_t j = 0; j < n; j++) { /* c holds tau, then w tau */
-			double tau = c[j];
-			c[j] = p->w[i] * tau;
-			s->s[j] = i == 0 ? tau : s->s[j] + tau;
+			c[j] *= w;
 			s->mtl[j] = i == 0 ? c[j] : s->mtl[j] + c[j];
 		}
 	}
@@ -89,12 +90,12 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
 static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 {
 	for (size_t j = 0; j < n; j++)
-		s->votes[j] = 0;
+		s->votes[j] = 0.0;
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		const double *c = s->c + (size_t)i * CS_TILE;
 		double lam = tall_lambda(p->o, i);
 		for (size_t j = 0; j < n; j++)
-			s->votes[j] += fabs(c[j]) > lam * fabs(s->mtl[j] - c[j]);
+			s->votes[j] += fabs(c[j]) > lam * fabs(s->mtl[j] - c[j]) ? 1.0 : 0.0;
 	}
 }
 
@@ -111,8 +112,8 @@ static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const str
                     size_t j0, size_t n, struct cs_scratch *s)
 {
 	uint32_t kept = 0, dropped = 0;
-	unsigned k = p->o->consensus_k;
-	cs_load(p, t, job, j0, n, s);
+	double k = p->o->consensus_k;
+	cs_load(p, t, job, j0, n, s, 0);
 	cs_votes(p, s, n);
 	/* without a branch, so that the loops vectorise: every fma computed,
 	 * then chosen (cs_keep's test, written out) */
@@ -167,7 +168,7 @@ LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += CS_TILE) {
 			size_t nn = b1 - j0 < CS_TILE ? b1 - j0 : CS_TILE;
-			cs_load(p, t, job, j0, nn, scratch);
+			cs_load(p, t, job, j0, nn, scratch, 1);
 			cs_norm_tile(p, scratch, nn, &l);
 		}
 		norm_lanes_fold(part, &l);
