@@ -126,6 +126,7 @@ static void ram_elem(const struct merge_ctx *p, struct ram_scratch *s, size_t j,
  * divide.
  */
 #define RAM_DIV_MAX 16
+#define RAM_PACK_MAX 7
 typedef double ram_v8d __attribute__((vector_size(64)));
 typedef uint64_t ram_v8u __attribute__((vector_size(64)));
 typedef int64_t ram_v8i __attribute__((vector_size(64)));
@@ -150,22 +151,28 @@ typedef uint8_t ram_v8b __attribute__((vector_size(8)));
  * nz as ram_elem's. */
 static inline __attribute__((always_inline)) void
 ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide, const double *lam,
-        uint8_t *nz)
+        uint8_t *nz, uint64_t *cnt)
 {
 	const struct ram_state *st = p->state;
 	const ram_v8u zu = {0};
 	const ram_v8u abs_mask = zu + 0x7fffffffffffffffull, exp_mask = zu + 0x7ff0000000000000ull;
 	const ram_v8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon;
 	unsigned nm = p->nmodels;
+	/* cnt (at most RAM_PACK_MAX models): each lane counts its elements
+	 * by c in eight fields of 8 bits (a tile gives a lane 32 at most) */
+	ram_v8u packed = zu;
 	for (size_t j = 0; j < n8; j += 8) {
 		/* -0.0 + x is x for every x (-0.0 too): the sum of the models */
 		ram_v8d sum = -zero, c = zero, m = zero, ml = zero;
+		ram_v8u ci = zu;
 		for (unsigned i = 0; i < nm; i++) {
 			ram_v8d tau;
 			memcpy(&tau, s->tau + (size_t)i * RAM_TILE + j, sizeof(tau));
 			ram_v8i z = (ram_v8d)((ram_v8u)tau & abs_mask) > eps;
 			sum += tau;
 			c += (ram_v8d)((ram_v8u)one & (ram_v8u)z);
+			if (cnt)
+				ci -= (ram_v8u)z; /* z is -1 where it holds */
 			m += (ram_v8d)((ram_v8u)tau & (ram_v8u)z);
 			if (lam) {
 				ram_v8d v = tau * lam[i];
@@ -197,12 +204,19 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
 			m = mm;
 		}
 		m = RAM_PICK(((ram_v8u)sum & exp_mask) != exp_mask, m, sum);
-		ram_v8h ch = __builtin_convertvector(__builtin_convertvector(c, ram_v8w), ram_v8h);
+		if (cnt) {
+			packed += (zu + 1) << (ci << 3);
+		} else {
+			ram_v8h ch = __builtin_convertvector(__builtin_convertvector(c, ram_v8w), ram_v8h);
+			memcpy(s->c16 + j, &ch, sizeof(ch));
+		}
 		memcpy(s->s + j, &sum, sizeof(sum));
 		memcpy(s->c + j, &c, sizeof(c));
-		memcpy(s->c16 + j, &ch, sizeof(ch));
 		memcpy(s->m + j, &m, sizeof(m));
 	}
+	for (unsigned l = 0; cnt && l < 8; l++)
+		for (unsigned f = 0; f <= nm; f++)
+			cnt[f] += (packed[l] >> (8 * f)) & 0xff;
 }
 #endif
 
@@ -210,10 +224,13 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
  * Elements [j0, j0 + n) of the job: s->b, s->tau, then s->s, s->c,
  * s->c16 and s->m (the merged task vector) as ram_elem says, with lam
  * ramplus_tl's lambda_i of the tensor (NULL for ram); with nz, every
- * model's nz_i in s->nz.
+ * model's nz_i in s->nz. With cnt, cnt[c] += the elements that c models
+ * changed, when it can (RAM_PACK_MAX: 1, and s->c16 is then left out),
+ * else 0.
  */
-static void ram_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
-                     size_t j0, size_t n, struct ram_scratch *s, const double *lam, int want_nz)
+static int ram_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                    size_t j0, size_t n, struct ram_scratch *s, const double *lam, int want_nz,
+                    uint64_t *cnt)
 {
 	size_t off = j0 * t->unit_in, j = 0;
 	uint8_t *nz = want_nz ? (uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) : NULL;
@@ -225,15 +242,24 @@ static void ram_load(const struct merge_ctx *p, const struct tensor *t, const st
 	/* Markstein's quotient needs m a sum of float32 values */
 	int divide = t->in_dt == DT_F64 || p->nmodels > RAM_DIV_MAX;
 	j = n & ~(size_t)7;
+	if (cnt && p->nmodels > RAM_PACK_MAX) /* counted by ram_tile */
+		cnt = NULL;
 	if (nz) /* each its own copy, without the tests of the others */
-		ram_vec(p, s, j, divide, NULL, nz);
+		ram_vec(p, s, j, divide, NULL, nz, NULL);
 	else if (lam)
-		ram_vec(p, s, j, divide, lam, NULL);
+		ram_vec(p, s, j, divide, lam, NULL, cnt);
+	else if (cnt)
+		ram_vec(p, s, j, divide, NULL, NULL, cnt);
 	else
-		ram_vec(p, s, j, divide, NULL, NULL);
+		ram_vec(p, s, j, divide, NULL, NULL, NULL);
+#else
+	cnt = NULL;
 #endif
-	for (; j < n; j++)
-		ram_elem(p, s, j, lam, nz);
+	for (size_t q = j; q < n; q++)
+		ram_elem(p, s, q, lam, nz);
+	for (; cnt && j < n; j++) /* the tail's counts */
+		cnt[s->c16[j]]++;
+	return cnt != NULL;
 }
 
 static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
@@ -298,7 +324,7 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 			memset(lanes, 0, (size_t)nm * sizeof(*lanes));
 		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
 			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
-			ram_load(p, t, job, j0, nn, s, NULL, 1);
+			ram_load(p, t, job, j0, nn, s, NULL, 1, NULL);
 			ram_count_tile(p, s, nn, job->part);
 			if (!st->fused)
 				continue;
@@ -387,7 +413,8 @@ static int ram_count_done(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- the writing pass ------------------------------------------------------ */
-/* The tile's output; cnt[c] += the elements that c models changed. The
+/* The tile's output; cnt[c] += the elements that c models changed
+ * (counted in ram_vec's registers with up to RAM_PACK_MAX models). The
  * loops have no branch, so that they vectorise: every fma computed, then
  * chosen; one count of the tile for each c (with a few models). */
 static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
@@ -395,16 +422,16 @@ static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const st
 {
 	unsigned nc = p->nmodels + 1;
 	const double *lam = ram_lambdas(p, job->tensor);
-	ram_load(p, t, job, j0, n, s, lam, 0);
+	int counted = ram_load(p, t, job, j0, n, s, lam, 0, cnt);
 	for (size_t j = 0; j < n; j++) {
 		int base = (s->c[j] == 0.0) & (isfinite(s->s[j]) != 0);
 		double o = fma(t->lambda, s->m[j], s->b[j]);
 		s->out[j] = base ? s->b[j] : o;
 	}
-	if (nc > 16) { /* a loop per count would cost more than one at a time */
+	if (!counted && nc > 16) { /* a loop per count would cost more than one at a time */
 		for (size_t j = 0; j < n; j++)
 			cnt[s->c16[j]]++;
-	} else {
+	} else if (!counted) {
 		for (unsigned c = 0; c < nc; c++) {
 			uint32_t k = 0;
 			for (size_t j = 0; j < n; j++)
@@ -469,7 +496,7 @@ LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
 			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
-			ram_load(p, t, job, j0, nn, s, lam, 0);
+			ram_load(p, t, job, j0, nn, s, lam, 0, NULL);
 			norm_lanes_add(&l, s->s, s->m, nn);
 		}
 		norm_lanes_fold(part, &l);
