@@ -232,6 +232,13 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 			l1[0] += fabs(tau[j]), l1[1] += fabs(tau[j]);
 		return s;
 	}
+	/* the draws of the slab's elements in their order (below 2^53: exact
+	 * as doubles), in a loop that vectorises (the loops below take them
+	 * in the order of the ranks), in w->r, which the slab needs only
+	 * after its drops */
+	double *xs = w->r;
+	for (uint64_t j = 0; j < s; j++)
+		xs[j] = (double)(kern_mix64(key ^ ((e0 + j) * KERN_DARE_STEP)) >> 11);
 	for (uint64_t k = 0; k < c; k++) {
 		const uint32_t *ord = NULL;
 		const uint64_t *pk = NULL;
@@ -245,10 +252,9 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
 		if (!l1) { /* the same decisions and values, without the sums */
 			for (uint64_t q = 0; q < r; q++) {
-				uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
+				uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k;
 				double pr = prq[q], v = tau[j];
-				uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
-				if ((double)x < pr * 0x1p53) {
+				if (xs[j] < pr * 0x1p53) {
 					kept++;
 					tau[j] = by_p ? v / pr : v;
 				} else {
@@ -258,12 +264,11 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 			continue;
 		}
 		for (uint64_t q = 0; q < r; q++) {
-			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k, e = e0 + j;
+			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k;
 			double pr = prq[q];
-			uint64_t x = kern_mix64(key ^ (e * KERN_DARE_STEP)) >> 11;
 			double v = tau[j];
 			a0 += fabs(v);
-			if ((double)x < pr * 0x1p53) {
+			if (xs[j] < pr * 0x1p53) {
 				kept++;
 				a1 += fabs(v);
 				tau[j] = by_p ? v / pr : v;
@@ -277,24 +282,53 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 	return kept;
 }
 
-/* tau_MTL of element j of a slab from the dropped tau' (nx x s). */
-static double combine(const struct merge_ctx *p, const double *tau, uint64_t s, uint64_t j,
-                      const double *div, const double *wts)
+/*
+ * tau_MTL of elements [j0, j0 + n) of a slab (n <= DELLA_TILE) from the
+ * dropped tau' (nx x s), into m; tau' becomes the weighted values. Per
+ * element, models in order: wt_i = w_i (tau'_i / div_i) (tau'_i where
+ * div_i is 1: x / 1 is x), their sum from 0.0; with election, the wt_i
+ * whose sign is the sum's (>= 0: positive) summed from 0.0 and divided
+ * by the sum of their weights (1 if that is 0), unless --no-normalize.
+ * Model by model over the elements, and without a branch (a value left
+ * out adds +0.0, which changes no sum: neither sum can be -0.0), so
+ * that the loops vectorise.
+ */
+#define DELLA_TILE 256
+static void combine(const struct merge_ctx *p, double *tau, uint64_t s, uint64_t j0, size_t n,
+                    const double *div, const double *wts, double *m)
 {
 	const struct della *ds = p->state;
-	double wt[LINES_MAX_MODELS], sum = 0.0, m = 0.0, c = 0.0;
+	double sum[DELLA_TILE], c[DELLA_TILE];
+	for (size_t j = 0; j < n; j++)
+		sum[j] = 0.0;
 	for (unsigned i = 0; i < ds->nx; i++) {
-		double v = tau[(size_t)i * s + j];
-		wt[i] = wts[i] * (div[i] == 1.0 ? v : v / div[i]); /* x / 1 is x */
-		sum += wt[i];
+		double *v = tau + (size_t)i * s + j0, w = wts[i], d = div[i];
+		if (d == 1.0)
+			for (size_t j = 0; j < n; j++)
+				v[j] = w * v[j], sum[j] += v[j];
+		else
+			for (size_t j = 0; j < n; j++)
+				v[j] = w * (v[j] / d), sum[j] += v[j];
 	}
-	if (!ds->elect)
-		return sum;
-	int pos = sum >= 0.0;
-	for (unsigned i = 0; i < ds->nx; i++)
-		if (pos ? wt[i] > 0.0 : wt[i] < 0.0)
-			m += wt[i], c += wts[i];
-	return p->o->no_normalize ? m : m / (c == 0.0 ? 1.0 : c);
+	if (!ds->elect) {
+		memcpy(m, sum, n * sizeof(double));
+		return;
+	}
+	for (size_t j = 0; j < n; j++)
+		m[j] = 0.0, c[j] = 0.0;
+	for (unsigned i = 0; i < ds->nx; i++) {
+		const double *v = tau + (size_t)i * s + j0;
+		double w = wts[i];
+		for (size_t j = 0; j < n; j++) {
+			int pos = sum[j] >= 0.0;
+			int sel = (pos & (v[j] > 0.0)) | (!pos & (v[j] < 0.0));
+			m[j] += sel ? v[j] : 0.0;
+			c[j] += sel ? w : 0.0;
+		}
+	}
+	if (!p->o->no_normalize)
+		for (size_t j = 0; j < n; j++)
+			m[j] /= c[j] == 0.0 ? 1.0 : c[j];
 }
 
 /* Slabs of a job: load, drop, then the pass's sums or the output. */
@@ -337,13 +371,19 @@ LINES_HOT static int della_job(struct merge_ctx *p, struct pipe_job *job, void *
 		}
 		if (what == DO_L1)
 			continue;
-		for (uint64_t j = 0; j < s; j++) {
-			double m = combine(p, w.tau, s, j, div, wts);
-			if (what == DO_NORMS && isfinite(m) && isfinite(w.raw[j])) {
-				nm[0] += fabs(w.raw[j]), nm[1] += fabs(m);
-				nm[2] += w.raw[j] * w.raw[j], nm[3] += m * m;
+		for (uint64_t j0 = 0; j0 < s; j0 += DELLA_TILE) {
+			size_t n = s - j0 < DELLA_TILE ? (size_t)(s - j0) : DELLA_TILE;
+			double mt[DELLA_TILE];
+			combine(p, w.tau, s, j0, n, div, wts, mt);
+			for (size_t q = 0; q < n; q++) {
+				uint64_t j = j0 + q;
+				double m = mt[q];
+				if (what == DO_NORMS && isfinite(m) && isfinite(w.raw[j])) {
+					nm[0] += fabs(w.raw[j]), nm[1] += fabs(m);
+					nm[2] += w.raw[j] * w.raw[j], nm[3] += m * m;
+				}
+				w.r[j] = fma(t->lambda, m, w.b[j]);
 			}
-			w.r[j] = fma(t->lambda, m, w.b[j]);
 		}
 		if (what != DO_WRITE)
 			continue;
