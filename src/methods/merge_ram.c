@@ -303,7 +303,7 @@ static void ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, siz
  * tau_i^2 over the elements it changed alone (c = 1) whose s is finite
  * (part[4 + 2i], part[5 + 2i]). Where c = 1, ramplus_tl's m is
  * lambda_i tau_i, so once the counts give lambda_i, ram_count_done adds
- * lambda_i and lambda_i^2 times those to the sums of |m| and m^2.
+ * |lambda_i| and lambda_i^2 times those to the sums of |m| and m^2.
  */
 LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                           struct lines_error *err)
@@ -543,8 +543,8 @@ static struct pass *ram_add_pass(struct merge_ctx *p, const char *name,
  * Whether ramplus_tl's count pass can measure the norms too (see
  * ram_count_work): lambda_i |tau_i| must not overflow where the norm pass
  * would find it finite, which holds for tau_i of float32 values (below
- * 2^129) and |lambda_i| <= 1 + |r| alpha below 2^64; and the sums per
- * block and model stay small (64 models).
+ * 2^129) and |lambda_i| <= 1 + |r| alpha below 2^64; and the partial
+ * results, 4 + 2 N doubles a block, must stay small (up to 64 models).
  */
 static int ram_fuses(const struct merge_ctx *p)
 {
