@@ -53,7 +53,6 @@ struct ram_scratch {
 	double c[RAM_TILE]; /* whole numbers, of the width of the other tiles */
 	uint16_t c16[RAM_TILE];
 	uint8_t c1[RAM_TILE], cg[RAM_TILE]; /* the count pass: c = 1, c > 1 */
-	int lone;                           /* ... some c is 1 */
 	float bf[RAM_TILE], f[RAM_TILE];
 	double tau[]; /* tau[i * RAM_TILE + j], then uint8_t nz[i * RAM_TILE + j] */
 };
@@ -269,9 +268,10 @@ static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
 }
 
 /* ---- the count pass of ramplus_tl ------------------------------------------------- */
-/* part[2i] += the elements where nz_i and c > 1, part[2i + 1] where c = 1 */
-static void ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
-                           double *part)
+/* part[2i] += the elements where nz_i and c > 1, part[2i + 1] where c = 1;
+ * returns whether some element has c = 1 */
+static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
+                          double *part)
 {
 	/* bytes, so that the loops below take 32 or 64 elements a step */
 	uint8_t lone = 0;
@@ -280,7 +280,6 @@ static void ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, siz
 		s->cg[j] = s->c16[j] > 1;
 		lone |= s->c1[j];
 	}
-	s->lone = lone;
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		const uint8_t *q = (const uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) +
 		                   (size_t)i * RAM_TILE;
@@ -292,6 +291,7 @@ static void ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, siz
 		part[2 * i] += shared;
 		part[2 * i + 1] += unique;
 	}
+	return lone;
 }
 
 /*
@@ -325,13 +325,13 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
 			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
 			ram_load(p, t, job, j0, nn, s, NULL, 1, NULL);
-			ram_count_tile(p, s, nn, job->part);
+			int lone = ram_count_tile(p, s, nn, job->part);
 			if (!st->fused)
 				continue;
 			for (size_t j = 0; j < nn; j++) /* m, 0 where c = 1 */
 				s->out[j] = s->c[j] == 1.0 ? 0.0 : s->m[j];
 			norm_lanes_add(&l, s->s, s->out, nn);
-			if (!s->lone) /* no element that one model changed alone */
+			if (!lone) /* no element that one model changed alone */
 				continue;
 			/* where c = 1 and s is finite, m is the one tau_i */
 			for (size_t j = 0; j < nn; j++)
