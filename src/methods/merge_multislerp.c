@@ -51,7 +51,7 @@ struct multislerp {
 
 struct ms_scratch {
 	double v[MS_MAX_N][KERN_TILE], b[KERN_TILE];
-	float f[KERN_TILE];
+	float f[KERN_TILE], bf[KERN_TILE];
 };
 
 /* What a tensor's dots say: the sphere; two models' lerp; every vector
@@ -66,28 +66,22 @@ static unsigned ms_pair(unsigned n, unsigned i, unsigned j)
 	return i * n - i * (i - 1) / 2 + (j - i);
 }
 
-/* v[i] = model i, or its task vector when there is a base (b gets the
- * base's values). */
-static void ms_vectors(const struct merge_ctx *p, unsigned nm, const struct tensor *t,
-                       const struct pipe_job *job, size_t j0, size_t n, double *const *v,
-                       double *b, float *tmp)
-{
-	size_t off = j0 * t->unit_in;
-	for (unsigned i = 0; i < nm; i++)
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
-	if (p->no_base)
-		return;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, tmp);
-	for (unsigned i = 0; i < nm; i++)
-		for (size_t j = 0; j < n; j++)
-			v[i][j] = t->in_dt == DT_F64 ? v[i][j] - b[j] : (double)(float)(v[i][j] - b[j]);
-}
-
+/* The dots pass's vectors: v[i] = model i, or its task vector when there
+ * is a base (tile_tau(); v[n] gets the base's values); tmp is tdots' two
+ * float tiles. */
 LINES_HOT static void ms_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, double *const *v, float *tmp)
 {
 	const struct multislerp *ms = p->state;
-	ms_vectors(p, ms->n, t, job, j0, n, v, v[ms->n], tmp);
+	size_t off = j0 * t->unit_in;
+	float *bf = tmp + KERN_TILE;
+	if (!p->no_base)
+		tile_load(p->k, t->in_dt, job->in[0] + off, n, v[ms->n], bf);
+	for (unsigned i = 0; i < ms->n; i++)
+		if (p->no_base)
+			tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
+		else
+			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, v[ms->n], bf, v[i], tmp);
 }
 
 /* The weights of TENSOR into w: the run's (ms->w), or its own (a
@@ -136,15 +130,40 @@ static enum ms_kind ms_coef(const struct merge_ctx *p, const struct multislerp *
 	return MS_SLERP;
 }
 
-/* theta of one tile from the vectors (v, b) and the coefficients. */
-static void ms_tile(const struct merge_ctx *p, const struct multislerp *ms, const double *c,
-                    double lambda, double *const *v, const double *b, size_t nn)
+/*
+ * r = sum_i c_i v_i over one tile, in the models' order (0.0 + c_0 v_0,
+ * then + c_i v_i), one model at a time so that the loops run over the
+ * elements; with SV, also sv = sum_i v_i
+ * (0.0 + v_0 + v_1 ...). v_i is model i's values, or with a base its
+ * task vector from tile_tau(), as in the dots pass (ms_load());
+ * the base's values go to s->b. r and sv are two of the tiles s->v[1..].
+ */
+static void ms_sum(const struct merge_ctx *p, const struct multislerp *ms, const double *c,
+                   const struct tensor *t, const struct pipe_job *job, size_t j0, size_t nn,
+                   struct ms_scratch *s, double *r, double *sv)
 {
-	for (size_t j = 0; j < nn; j++) {
-		double r = 0.0;
-		for (unsigned i = 0; i < ms->n; i++)
-			r += c[i] * v[i][j];
-		v[0][j] = !p->no_base ? fma(lambda, r, b[j]) : r;
+	size_t off = j0 * t->unit_in;
+	double *x = s->v[0];
+	if (!p->no_base)
+		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->bf);
+	for (unsigned i = 0; i < ms->n; i++) {
+		double ci = c[i];
+		if (!p->no_base)
+			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, nn, s->b, s->bf, x, s->f);
+		else
+			tile_load(p->k, t->in_dt, job->in[i + 1] + off, nn, x, s->f);
+		if (i == 0 && sv)
+			for (size_t j = 0; j < nn; j++)
+				r[j] = 0.0 + ci * x[j], sv[j] = 0.0 + x[j];
+		else if (i == 0)
+			for (size_t j = 0; j < nn; j++)
+				r[j] = 0.0 + ci * x[j];
+		else if (sv)
+			for (size_t j = 0; j < nn; j++)
+				r[j] += ci * x[j], sv[j] += x[j];
+		else
+			for (size_t j = 0; j < nn; j++)
+				r[j] += ci * x[j];
 	}
 }
 
@@ -179,8 +198,9 @@ LINES_HOT static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *sc
 		if (ms->n == 1) {
 			ms_one(p, t, job, j0, nn, s);
 		} else {
-			ms_vectors(p, ms->n, t, job, j0, nn, v, s->b, s->f);
-			ms_tile(p, ms, c, t->lambda, v, s->b, nn);
+			ms_sum(p, ms, c, t, job, j0, nn, s, v[1], NULL);
+			for (size_t j = 0; j < nn; j++)
+				v[0][j] = !p->no_base ? fma(t->lambda, v[1][j], s->b[j]) : v[1][j];
 		}
 		tile_store(p->k, t->out_dt, v[0], nn, job->out + j0 * t->unit_out, s->f);
 	}
@@ -215,19 +235,11 @@ static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms
                           struct ms_scratch *s, double *part)
 {
 	const struct tensor *t = &p->t[job->tensor];
-	double *v[MS_MAX_N];
-	for (unsigned i = 0; i < MS_MAX_N; i++)
-		v[i] = s->v[i];
 	struct norm_lanes l = {0};
-	double sv[KERN_TILE], r[KERN_TILE];
+	double *sv = s->v[1], *r = s->v[2];
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
-		ms_vectors(p, ms->n, t, job, j0, nn, v, s->b, s->f);
-		for (size_t j = 0; j < nn; j++) {
-			sv[j] = 0.0, r[j] = 0.0;
-			for (unsigned i = 0; i < ms->n; i++)
-				sv[j] += v[i][j], r[j] += c[i] * v[i][j];
-		}
+		ms_sum(p, ms, c, t, job, j0, nn, s, r, sv);
 		norm_lanes_add(&l, sv, r, nn);
 	}
 	norm_lanes_fold(part, &l);
