@@ -213,7 +213,7 @@ static int ka_dots_done(struct merge_ctx *p, struct lines_error *err)
 
 /* ---- per element ---------------------------------------------------------------- */
 
-static void ka_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+LINES_HOT static void ka_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, double *const *v, float *tmp)
 {
 	for (unsigned i = 0; i < p->nmodels; i++)

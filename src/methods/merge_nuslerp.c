@@ -47,31 +47,32 @@ static const unsigned char nu_pairs[3][2] = {{0, 1}, {0, 0}, {1, 1}};
 
 struct nu_scratch {
 	double v[2][KERN_TILE], b[KERN_TILE];
-	float f[KERN_TILE];
+	float f[KERN_TILE], bf[KERN_TILE];
 };
 
-/* v[i] = model i, or its task vector when there is a base (b, if given,
- * gets the base's values). */
+/* v[i] = model i, or its task vector when there is a base (tile_tau(): b
+ * gets the base's values, bf their float32 values); tmp is room for a
+ * model's float32 values. */
 static void nu_vectors(const struct merge_ctx *p, const struct tensor *t,
                        const struct pipe_job *job, size_t j0, size_t n, double *const *v,
-                       double *b, float *tmp)
+                       double *b, float *tmp, float *bf)
 {
 	size_t off = j0 * t->unit_in;
-	for (unsigned i = 0; i < 2; i++)
-		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
-	if (p->no_base)
+	if (p->no_base) {
+		for (unsigned i = 0; i < 2; i++)
+			tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, v[i], tmp);
 		return;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, tmp);
+	}
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, b, bf);
 	for (unsigned i = 0; i < 2; i++)
-		for (size_t j = 0; j < n; j++)
-			v[i][j] = t->in_dt == DT_F64 ? v[i][j] - b[j] : (double)(float)(v[i][j] - b[j]);
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, b, bf, v[i], tmp);
 }
 
 /* The pass's vectors: v[0], v[1] as above, v[2] the base's values (room). */
-static void nu_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+LINES_HOT static void nu_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, double *const *v, float *tmp)
 {
-	nu_vectors(p, t, job, j0, n, v, v[2], tmp);
+	nu_vectors(p, t, job, j0, n, v, v[2], tmp, tmp + KERN_TILE);
 }
 
 /* The coefficients of a tensor from its dots; 1 when it falls back to lerp. */
@@ -98,7 +99,7 @@ static void nu_write(const struct merge_ctx *p, const struct tensor *t, struct p
 	double *v[2] = {s->v[0], s->v[1]};
 	for (; j0 < j1; j0 += KERN_TILE) {
 		size_t nn = j1 - j0 < KERN_TILE ? j1 - j0 : KERN_TILE;
-		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
+		nu_vectors(p, t, job, j0, nn, v, s->b, s->f, s->bf);
 		for (size_t j = 0; j < nn; j++) {
 			double m = s0 * v[0][j] + s1 * v[1][j];
 			v[0][j] = !p->no_base ? fma(t->lambda, m, s->b[j]) : m;
@@ -144,7 +145,7 @@ static void nu_norm_block(const struct merge_ctx *p, const struct tensor *t,
 	double sv[KERN_TILE], m[KERN_TILE];
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
-		nu_vectors(p, t, job, j0, nn, v, s->b, s->f);
+		nu_vectors(p, t, job, j0, nn, v, s->b, s->f, s->bf);
 		for (size_t j = 0; j < nn; j++)
 			sv[j] = v[0][j] + v[1][j], m[j] = s0 * v[0][j] + s1 * v[1][j];
 		norm_lanes_add(&l, sv, m, nn);

@@ -40,7 +40,7 @@ struct sl_scratch {
 	float f[KERN_TILE];
 };
 
-static void sl_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+LINES_HOT static void sl_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, double *const *v, float *tmp)
 {
 	for (unsigned i = 0; i < 2; i++)
