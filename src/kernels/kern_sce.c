@@ -41,35 +41,65 @@ LINES_HOT void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n,
 	}
 }
 
-LINES_HOT void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
-               const unsigned char *keep, const double *w, double *num, double *den,
-               double *mtl)
+/* Eight elements in GNU C's vector types (one AVX-512 register, two AVX2,
+ * four SSE2 or NEON ones), for sce_elect: every model's sums stay in
+ * registers. Macros, not functions: a function taking or returning a
+ * 64-byte vector has another ABI with AVX-512 than without. */
+typedef double sce_v8d __attribute__((vector_size(64)));
+typedef uint64_t sce_v8u __attribute__((vector_size(64)));
+typedef int64_t sce_v8i __attribute__((vector_size(64)));
+typedef uint8_t sce_v8b __attribute__((vector_size(8)));
+/* a where mask (all ones), else b */
+#define SCE_PICK(mask, a, b)                                                                      \
+	((sce_v8d)(((sce_v8u)(a) & (sce_v8u)(mask)) | ((sce_v8u)(b) & ~(sce_v8u)(mask))))
+
+/* One element, the reference: the vector loop below makes the same
+ * operations on eight at once. */
+static inline double sce_elect1(const double *tau, size_t stride, unsigned nx, size_t j,
+                                const double *s, const unsigned char *keep, const double *w)
 {
-	/* the majority's sign as +-1 (exactly), in mtl until the end */
-	for (size_t j = 0; j < n; j++) {
-		num[j] = den[j] = 0.0;
-		mtl[j] = s[j] >= 0.0 ? 1.0 : -1.0;
-	}
+	/* the majority's sign as +-1 (exactly); t has it when t * (+-1) > 0
+	 * (never a zero or a NaN). Adding +0.0 leaves these sums, which start
+	 * at +0.0 and never become -0.0, as they are. */
+	double sign = s[j] >= 0.0 ? 1.0 : -1.0, num = 0.0, den = 0.0;
 	for (unsigned i = 0; i < nx; i++) {
-		const double *t = tau + (size_t)i * stride;
-		double wi = w[i];
-		for (size_t j = 0; j < n; j++) {
-			/* t has the majority's sign: t * (+-1) > 0 (never a zero
-			 * or a NaN). Adding +0.0 leaves these sums, which start at
-			 * +0.0 and never become -0.0, as they are. */
-			double pr = t[j] * mtl[j];
-			num[j] += pr > 0.0 ? wi * t[j] : 0.0;
-			den[j] += pr > 0.0 ? wi : 0.0;
+		double t = tau[(size_t)i * stride + j], pr = t * sign;
+		num += pr > 0.0 ? w[i] * t : 0.0;
+		den += pr > 0.0 ? w[i] : 0.0;
+	}
+	double d = den < 1e-6 ? 1e-6 : den, q = num / d;
+	double m = s[j] - s[j] == 0.0 ? q : s[j]; /* s finite, or itself */
+	return keep && !keep[j] ? 0.0 : m;
+}
+
+LINES_HOT void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
+               const unsigned char *keep, const double *w, double *mtl)
+{
+	const sce_v8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6;
+	size_t n8 = n - n % 8;
+	for (size_t j = 0; j < n8; j += 8) {
+		sce_v8d sv, nu = zero, de = zero;
+		memcpy(&sv, s + j, sizeof(sv));
+		sce_v8d sign = SCE_PICK(sv >= zero, one, mone);
+		for (unsigned i = 0; i < nx; i++) {
+			sce_v8d t;
+			memcpy(&t, tau + (size_t)i * stride + j, sizeof(t));
+			sce_v8i has = t * sign > zero;
+			nu += (sce_v8d)((sce_v8u)(w[i] * t) & (sce_v8u)has);
+			de += (sce_v8d)((sce_v8u)(zero + w[i]) & (sce_v8u)has);
 		}
+		sce_v8d d = SCE_PICK(de < dmin, dmin, de), q = nu / d;
+		sce_v8d m = SCE_PICK(sv - sv == zero, q, sv);
+		if (keep) {
+			sce_v8b k;
+			memcpy(&k, keep + j, sizeof(k));
+			sce_v8i kept = __builtin_convertvector(k, sce_v8i) != 0;
+			m = (sce_v8d)((sce_v8u)m & (sce_v8u)kept);
+		}
+		memcpy(mtl + j, &m, sizeof(m));
 	}
-	for (size_t j = 0; j < n; j++) {
-		double d = den[j] < 1e-6 ? 1e-6 : den[j];
-		double q = num[j] / d;
-		mtl[j] = s[j] - s[j] == 0.0 ? q : s[j]; /* s finite, or itself */
-	}
-	if (keep)
-		for (size_t j = 0; j < n; j++)
-			mtl[j] = keep[j] ? mtl[j] : 0.0;
+	for (size_t j = n8; j < n; j++)
+		mtl[j] = sce_elect1(tau, stride, nx, j, s, keep, w);
 }
 
 LINES_HOT void sce_taus(const float *x, const float *b, size_t n, double *tau, double *bw)

@@ -78,19 +78,21 @@ struct sce_state {
 };
 
 /* A worker's tiles: the base, the plain sum, the merged vector, the
- * output (also room for sce_elect), float32 room, the keys and the mask,
+ * output (also room for sce_sums), float32 room, the keys and the mask,
  * the task vectors. */
 struct sce_scratch {
-	double b[SCE_TILE], s[SCE_TILE], mtl[SCE_TILE], out[SCE_TILE], den[SCE_TILE];
+	double b[SCE_TILE], s[SCE_TILE], mtl[SCE_TILE], out[SCE_TILE];
 	float f[SCE_TILE], bf[SCE_TILE];
 	uint32_t key[SCE_TILE];
 	unsigned char keep[SCE_TILE];
-	double tau[]; /* tau[i * SCE_TILE + j] */
+	/* tau[i * SCE_TILE + j], then the weights pass's sums (nmodels x
+	 * KERN_LANES) */
+	double tau[];
 };
 
 static size_t sce_scratch_size(const struct merge_ctx *p)
 {
-	return sizeof(struct sce_scratch) + (size_t)p->nmodels * SCE_TILE * sizeof(double);
+	return sizeof(struct sce_scratch) + (size_t)p->nmodels * (SCE_TILE + KERN_LANES) * sizeof(double);
 }
 
 /* s->b and s->tau for elements [j0, j0 + n) of the job. */
@@ -138,7 +140,7 @@ static void sce_tile_mtl(const struct merge_ctx *p, const struct sce_state *st, 
 {
 	int masked = sce_mask(p, st, tensor, s, n);
 	sce_elect(s->tau, SCE_TILE, p->nmodels, n, s->s, masked ? s->keep : NULL,
-	          st->w + tensor * p->nmodels, s->out, s->den, s->mtl);
+	          st->w + tensor * p->nmodels, s->mtl);
 }
 
 /* ---- select and refine: the threshold of each tensor -------------------------- */
@@ -269,6 +271,24 @@ static int sce_selected(struct merge_ctx *p, struct lines_error *err)
 }
 
 /* ---- weights: the mean squares of the masked task vectors ---------------------- */
+/*
+ * A block's sum of squares of one model, as the norms are summed: element
+ * q of the block (counted from its start; a tile starts on a multiple of
+ * KERN_LANES) into lane q % KERN_LANES, the lanes added by kern_lane_sum()
+ * at the block's end. A masked element adds +0.0, which changes no sum
+ * here (they start at +0.0 and only grow).
+ */
+static inline void sce_squares(const double *tau, const unsigned char *keep, size_t n,
+                               double *lane)
+{
+	if (keep)
+		for (size_t j = 0; j < n; j++)
+			lane[j % KERN_LANES] += keep[j] ? tau[j] * tau[j] : 0.0;
+	else
+		for (size_t j = 0; j < n; j++)
+			lane[j % KERN_LANES] += tau[j] * tau[j];
+}
+
 LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                             struct lines_error *err)
 {
@@ -281,21 +301,19 @@ LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job,
 	for (unsigned blk = 0; blk < job->nblocks; blk++) {
 		double *part = job->part + (size_t)nm * blk;
 		size_t b0 = (size_t)blk * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		for (unsigned i = 0; i < nm; i++)
-			part[i] = 0.0;
+		double(*lane)[KERN_LANES] = (double(*)[KERN_LANES])(s->tau + (size_t)nm * SCE_TILE);
+		memset(lane, 0, (size_t)nm * sizeof(*lane));
 		for (size_t j0 = b0; j0 < b1; j0 += SCE_TILE) {
 			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
 			sce_load(p, t, job, j0, nn, s);
-			int masked = sce_mask(p, st, job->tensor, s, nn);
-			for (unsigned i = 0; i < nm; i++) {
-				const double *tau = s->tau + (size_t)i * SCE_TILE;
-				double sum = part[i];
-				for (size_t j = 0; j < nn; j++)
-					if (!masked || s->keep[j])
-						sum += tau[j] * tau[j];
-				part[i] = sum;
-			}
+			/* (without a selection, the sums sce_mask makes are not needed) */
+			int masked = st->select && st->thr[job->tensor] && sce_mask(p, st, job->tensor, s, nn);
+			for (unsigned i = 0; i < nm; i++)
+				sce_squares(s->tau + (size_t)i * SCE_TILE, masked ? s->keep : NULL, nn,
+				            lane[i]);
 		}
+		for (unsigned i = 0; i < nm; i++)
+			part[i] = kern_lane_sum(lane[i]);
 	}
 	return 0;
 }
