@@ -34,7 +34,8 @@
  *            threshold is kept, so ties at the cut are all kept (torch
  *            keeps k of them in an order of its own).
  *   weights  the sums of squares of the masked task vectors per tensor
- *            and model, in float64 per KERN_BLOCK block, blocks in order;
+ *            and model, in float64 per KERN_BLOCK block (in KERN_LANES
+ *            lanes, as the norms), blocks in order;
  *   norms    (--lines with automatic alpha) ||sum_i tau_i|| and ||mtl||;
  *   write.
  * k = 0 (f = 0, or a small tensor) keeps nothing: the tensor is the
