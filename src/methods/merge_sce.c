@@ -282,12 +282,20 @@ static int sce_selected(struct merge_ctx *p, struct lines_error *err)
 static inline void sce_squares(const double *tau, const unsigned char *keep, size_t n,
                                double *lane)
 {
+	double l[KERN_LANES]; /* a local copy, which the compiler keeps in registers */
+	size_t j = 0;
+	memcpy(l, lane, sizeof(l));
 	if (keep)
-		for (size_t j = 0; j < n; j++)
-			lane[j % KERN_LANES] += keep[j] ? tau[j] * tau[j] : 0.0;
+		for (; j + KERN_LANES <= n; j += KERN_LANES)
+			for (unsigned e = 0; e < KERN_LANES; e++)
+				l[e] += keep[j + e] ? tau[j + e] * tau[j + e] : 0.0;
 	else
-		for (size_t j = 0; j < n; j++)
-			lane[j % KERN_LANES] += tau[j] * tau[j];
+		for (; j + KERN_LANES <= n; j += KERN_LANES)
+			for (unsigned e = 0; e < KERN_LANES; e++)
+				l[e] += tau[j + e] * tau[j + e];
+	for (unsigned e = 0; j < n; j++, e++)
+		l[e] += !keep || keep[j] ? tau[j] * tau[j] : 0.0;
+	memcpy(lane, l, sizeof(l));
 }
 
 LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
