@@ -48,9 +48,10 @@ void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, con
 	(k->ties_bins ? k->ties_bins : kern_scalar.ties_bins)(tp, nx, n, bin, hist, open);
 }
 
-/* Only the tile path of the select pass (a set without ties_select) uses
- * this, so it is portable C, compiled for the vectorizer. */
-void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
+/* The tile path of TIES's select pass (a set without ties_select) and
+ * DARE's stats pass use this: portable C, compiled for the vectorizer
+ * with the wider registers (LINES_HOT). */
+LINES_HOT void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
 {
 	size_t j = 0;
 	for (; j + KERN_LANES <= n; j += KERN_LANES) {

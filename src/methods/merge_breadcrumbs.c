@@ -48,7 +48,6 @@
  */
 #include "config.h"
 
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 
@@ -354,23 +353,15 @@ LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void 
 	for (unsigned b = 0; b < job->nblocks; b++) {
 		double *part = job->part + 4 * b;
 		size_t b0 = (size_t)b * KERN_BLOCK, b1 = b0 + KERN_BLOCK < n ? b0 + KERN_BLOCK : n;
-		double s1[KERN_LANES] = {0}, m1[KERN_LANES] = {0};
-		double s2[KERN_LANES] = {0}, m2[KERN_LANES] = {0};
+		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			bc_taus(p, job, j0, nn, &w);
 			bc_merge(p, job->tensor, nn, &w);
 			bc_raw_sum(w.tp, B(p)->nx, nn, w.s);
-			for (size_t j = 0; j < nn; j++) { /* KERN_TILE is a multiple of the lanes */
-				double sv = w.s[j], mv = w.m[j];
-				int fin = fabs(sv) <= DBL_MAX && fabs(mv) <= DBL_MAX;
-				sv = fin ? sv : 0.0, mv = fin ? mv : 0.0;
-				s1[j % KERN_LANES] += fabs(sv), m1[j % KERN_LANES] += fabs(mv);
-				s2[j % KERN_LANES] += sv * sv, m2[j % KERN_LANES] += mv * mv;
-			}
+			norm_lanes_add(&l, w.s, w.m, nn); /* KERN_TILE is a multiple of the lanes */
 		}
-		part[0] = kern_lane_sum(s1), part[1] = kern_lane_sum(m1);
-		part[2] = kern_lane_sum(s2), part[3] = kern_lane_sum(m2);
+		norm_lanes_fold(part, &l);
 	}
 	return 0;
 }
