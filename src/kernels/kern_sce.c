@@ -7,6 +7,9 @@
 
 #include "kern_sce.h"
 
+/* Elements of a strip of sce_sums' variance (its means on the stack) */
+#define SCE_STRIP 64
+
 /* Loops over the models outside and the elements inside, with selects
  * instead of branches, for the vectorizer; each element's operations are
  * the ones a loop per element would make, in the same order. */
@@ -22,17 +25,39 @@ LINES_HOT void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n,
 	}
 	if (!key)
 		return;
-	for (size_t j = 0; j < n; j++)
-		var[j] = 0.0;
-	for (unsigned i = 0; i < nx; i++) {
-		const double *t = tau + (size_t)i * stride;
-		for (size_t j = 0; j < n; j++) {
-			double d = t[j] - s[j] / nx;
-			var[j] += d * d;
+	/* s / nx once per element (the same quotient every model's step would
+	 * compute), in strips of SCE_STRIP on the stack; a division by a power
+	 * of two is the product by its reciprocal, exactly */
+	int pow2 = (nx & (nx - 1)) == 0;
+	double inv = 1.0 / nx;
+	for (size_t j0 = 0; j0 < n; j0 += SCE_STRIP) {
+		size_t m = n - j0 < SCE_STRIP ? n - j0 : SCE_STRIP;
+		double mean[SCE_STRIP], *v = var + j0;
+		const double *sj = s + j0;
+		if (pow2)
+			for (size_t j = 0; j < m; j++)
+				mean[j] = sj[j] * inv;
+		else
+			for (size_t j = 0; j < m; j++)
+				mean[j] = sj[j] / nx;
+		for (size_t j = 0; j < m; j++)
+			v[j] = 0.0;
+		for (unsigned i = 0; i < nx; i++) {
+			const double *t = tau + (size_t)i * stride + j0;
+			for (size_t j = 0; j < m; j++) {
+				double d = t[j] - mean[j];
+				v[j] += d * d;
+			}
 		}
+		if (pow2)
+			for (size_t j = 0; j < m; j++)
+				v[j] *= inv;
+		else
+			for (size_t j = 0; j < m; j++)
+				v[j] /= nx;
 	}
 	for (size_t j = 0; j < n; j++) {
-		double v = var[j] / nx;
+		double v = var[j];
 		float f = (float)v;
 		uint32_t u;
 		memcpy(&u, &f, 4);
