@@ -89,6 +89,8 @@ static double ms_t(const double *dot, unsigned n, double *cosine)
 static void ms_write(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
                      size_t j0, size_t j1, double tt, struct ms_scratch *s)
 {
+	int pow2 = (p->nmodels & (p->nmodels - 1)) == 0;
+	double inv = 1.0 / p->nmodels;
 	for (; j0 < j1; j0 += KERN_TILE) {
 		size_t nn = j1 - j0 < KERN_TILE ? j1 - j0 : KERN_TILE, off = j0 * t->unit_in;
 		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->bf);
@@ -97,8 +99,12 @@ static void ms_write(const struct merge_ctx *p, const struct tensor *t, struct p
 			for (size_t j = 0; j < nn; j++)
 				s->s[j] = i == 0 ? s->v[j] : s->s[j] + s->v[j];
 		}
-		for (size_t j = 0; j < nn; j++)
-			s->v[j] = fma(t->lambda, tt * (s->s[j] / p->nmodels), s->b[j]);
+		if (pow2) /* the quotient by a power of two is the product by 1/N */
+			for (size_t j = 0; j < nn; j++)
+				s->v[j] = fma(t->lambda, tt * (s->s[j] * inv), s->b[j]);
+		else
+			for (size_t j = 0; j < nn; j++)
+				s->v[j] = fma(t->lambda, tt * (s->s[j] / p->nmodels), s->b[j]);
 		tile_store(p->k, t->out_dt, s->v, nn, job->out + j0 * t->unit_out, s->f);
 	}
 }
