@@ -20,6 +20,7 @@
 
 #include "kern_ties.h"
 #include "kernels.h"
+#include "method.h"
 #include "tap.h"
 
 static uint64_t rng = 0x1234567887654321ull;
@@ -253,6 +254,37 @@ static void test_dare_definition(void)
 	}
 	ok(bad_s == 0, "scalar dare_sum = dare_drop on each task, then the sum (%d differ)", bad_s);
 	ok(bad_k == 0, "scalar dare_keep keeps what dare_drop keeps, +0.0 for the rest (%d differ)", bad_k);
+}
+
+/* pow2_inverse (method.h): the methods' divisions by a power of two as
+ * products. Every power of two a double holds (normal and subnormal,
+ * both signs), each against 2000 dividends of every kind (random bits:
+ * subnormals, infinities, NaN, zeros, and results that overflow or
+ * become subnormal); and the divisors it must refuse. */
+static void test_pow2_inverse(void)
+{
+	long bad = 0, n = 0, took = 0;
+	for (int k = -1074; k <= 1023; k++)
+		for (int sg = 0; sg < 2; sg++) {
+			double d = ldexp(sg ? -1.0 : 1.0, k), r = 0.0;
+			if (!pow2_inverse(d, &r))
+				continue; /* 2^-1074 .. 2^-1024: 1/d overflows */
+			took++;
+			for (int i = 0; i < 2000; i++) {
+				uint64_t u = (uint64_t)rnd32() << 32 | rnd32();
+				double x, q1, q2;
+				memcpy(&x, &u, 8);
+				q1 = x / d, q2 = x * r;
+				bad += memcmp(&q1, &q2, 8) != 0 && !(q1 != q1 && q2 != q2);
+				n++;
+			}
+		}
+	ok(bad == 0 && took == 2 * (1023 + 1023 + 1), "pow2_inverse: %ld powers of two, x / d and x * (1/d) the same bits for %ld dividends (%ld differ)", took, n, bad);
+	double r, refused[] = {3.0, 0.75, 1.5, 0.0, -0.0, INFINITY, -INFINITY, NAN, 0x1p-1074, 0x1.8p-1074, 0x1p-1060, 1e300};
+	int wrong = 0;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		wrong += pow2_inverse(refused[i], &r);
+	ok(wrong == 0, "pow2_inverse refuses divisors that are not powers of two, zero, infinities, NaN and those whose reciprocal overflows (%d taken)", wrong);
 }
 
 /* The numerator of alpha from the tiles (the select pass without a fused
@@ -674,6 +706,7 @@ int main(void)
 	test_conversions();
 	test_scalar_definition();
 	test_norm_sum();
+	test_pow2_inverse();
 	test_dare_definition();
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);

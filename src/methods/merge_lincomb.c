@@ -44,12 +44,18 @@ static void lc_mean(const struct merge_ctx *p, const struct tensor *t, const str
                     size_t j0, size_t n, struct lc_scratch *s)
 {
 	const double *w = tensor_w(p, t), ws = tensor_wsum(p, t);
+	double r = 1.0;
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		tile_load(p->k, t->in_dt, job->in[i + 1] + j0 * t->unit_in, n, s->x, s->f);
 		for (size_t j = 0; j < n; j++)
 			s->acc[j] = i == 0 ? w[0] * s->x[j] : fma(w[i], s->x[j], s->acc[j]);
 	}
-	if (!p->o->no_normalize)
+	if (p->o->no_normalize)
+		return;
+	if (pow2_inverse(ws, &r)) /* the same quotients, by a product */
+		for (size_t j = 0; j < n; j++)
+			s->acc[j] *= r;
+	else
 		for (size_t j = 0; j < n; j++)
 			s->acc[j] /= ws;
 }
@@ -66,6 +72,7 @@ static void lc_taus(const struct merge_ctx *p, const struct tensor *t, const str
 	size_t off = j0 * t->unit_in;
 	int f64 = t->in_dt == DT_F64;
 	const double *w = tensor_w(p, t), ws = tensor_wsum(p, t);
+	double r = 1.0;
 	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->f);
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		tile_load(p->k, t->in_dt, job->in[i + 1] + off, n, s->x, s->f);
@@ -75,8 +82,15 @@ static void lc_taus(const struct merge_ctx *p, const struct tensor *t, const str
 			s->acc[j] = i == 0 ? w[0] * tau : fma(w[i], tau, s->acc[j]);
 		}
 	}
-	for (size_t j = 0; j < n; j++)
-		s->acc[j] = p->o->no_normalize ? fma(ws - 1.0, s->b[j], s->acc[j]) : s->acc[j] / ws;
+	if (p->o->no_normalize)
+		for (size_t j = 0; j < n; j++)
+			s->acc[j] = fma(ws - 1.0, s->b[j], s->acc[j]);
+	else if (pow2_inverse(ws, &r))
+		for (size_t j = 0; j < n; j++)
+			s->acc[j] *= r;
+	else
+		for (size_t j = 0; j < n; j++)
+			s->acc[j] /= ws;
 }
 
 /* ---- the writing pass ------------------------------------------------------ */

@@ -89,8 +89,8 @@ static double ms_t(const double *dot, unsigned n, double *cosine)
 static void ms_write(const struct merge_ctx *p, const struct tensor *t, struct pipe_job *job,
                      size_t j0, size_t j1, double tt, struct ms_scratch *s)
 {
-	int pow2 = (p->nmodels & (p->nmodels - 1)) == 0;
-	double inv = 1.0 / p->nmodels;
+	double inv = 1.0;
+	int pow2 = pow2_inverse(p->nmodels, &inv);
 	for (; j0 < j1; j0 += KERN_TILE) {
 		size_t nn = j1 - j0 < KERN_TILE ? j1 - j0 : KERN_TILE, off = j0 * t->unit_in;
 		tile_load(p->k, t->in_dt, job->in[0] + off, nn, s->b, s->bf);
