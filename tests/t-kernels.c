@@ -20,7 +20,6 @@
 
 #include "kern_ties.h"
 #include "kernels.h"
-#include "method.h"
 #include "tap.h"
 
 static uint64_t rng = 0x1234567887654321ull;
@@ -256,7 +255,7 @@ static void test_dare_definition(void)
 	ok(bad_k == 0, "scalar dare_keep keeps what dare_drop keeps, +0.0 for the rest (%d differ)", bad_k);
 }
 
-/* pow2_inverse (method.h): the methods' divisions by a power of two as
+/* pow2_inverse (kernels.h): the methods' divisions by a power of two as
  * products. Every power of two a double holds (normal and subnormal,
  * both signs), each against 2000 dividends of every kind (random bits:
  * subnormals, infinities, NaN, zeros, and results that overflow or

@@ -180,8 +180,13 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 			for (size_t j = 0; j < k; j++)
 				m[j] += bc_kept(t[j], l, h, c);
 		}
-		for (size_t j = 0; normalize && j < k; j++)
-			m[j] = m[j] / wdiv;
+		double r = 1.0;
+		if (normalize && pow2_inverse(wdiv, &r)) /* the same quotients */
+			for (size_t j = 0; j < k; j++)
+				m[j] *= r;
+		else
+			for (size_t j = 0; normalize && j < k; j++)
+				m[j] = m[j] / wdiv;
 		return;
 	}
 	for (size_t j = 0; j < k; j++)

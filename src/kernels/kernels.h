@@ -72,6 +72,7 @@
 #ifndef LINES_KERNELS_H
 #define LINES_KERNELS_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -285,6 +286,20 @@ const struct kern *kern_by_name(const char *name);
 static inline double kern_lane_sum(const double v[KERN_LANES])
 {
 	return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+}
+
+/*
+ * Whether x / d can be computed as x * r for every x, with the same bits:
+ * d is a power of two (+-2^k) whose reciprocal r = 2^-k is finite, so
+ * both are the exact x 2^-k rounded once. r gets 1 / d then.
+ */
+static inline int pow2_inverse(double d, double *r)
+{
+	int e;
+	if (!isfinite(d) || fabs(frexp(d, &e)) != 0.5)
+		return 0;
+	*r = 1.0 / d;
+	return isfinite(*r);
 }
 
 /* xs[i] = x[i] + off bytes: the inputs of the tail a SIMD kernel leaves to

@@ -454,20 +454,6 @@ static inline double pipe_job_k_lambda(const struct pipe_job *job, unsigned v)
 
 /* The method's result v moved toward the base b by lambda (LiNeS, or
  * --lambda): b + lambda (v - b); v itself when lambda is 1. */
-/*
- * Whether x / d can be computed as x * r for every x, with the same bits:
- * d is a power of two (+-2^k) whose reciprocal r = 2^-k is finite, so
- * both are the exact x 2^-k rounded once. r gets 1 / d then.
- */
-static inline int pow2_inverse(double d, double *r)
-{
-	int e;
-	if (!isfinite(d) || fabs(frexp(d, &e)) != 0.5)
-		return 0;
-	*r = 1.0 / d;
-	return isfinite(*r);
-}
-
 static inline double toward_base(double v, double b, double lambda)
 {
 	return lambda == 1.0 ? v : fma(lambda, v - b, b);
