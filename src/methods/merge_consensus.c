@@ -86,7 +86,9 @@ static void cs_load(const struct merge_ctx *p, const struct tensor *t, const str
 }
 
 /* s->votes[j]: the TALL masks that hold element j of the tile (model by
- * model over the tile, so that the loops vectorise). */
+ * model over the tile, so that the loops vectorise). An element is kept,
+ * written from the sum, where at least k masks hold it or where the sum
+ * is not finite: both passes write that test out without a branch. */
 static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 {
 	for (size_t j = 0; j < n; j++)
@@ -99,13 +101,6 @@ static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 	}
 }
 
-/* 1 where element j of the tile is written from the sum: at least k
- * masks hold it (cs_votes), or the sum is not finite. */
-static int cs_keep(const struct merge_ctx *p, const struct cs_scratch *s, size_t j)
-{
-	return !isfinite(s->mtl[j]) || s->votes[j] >= p->o->consensus_k;
-}
-
 /* ---- the writing pass ------------------------------------------------------ */
 /* The tile's output; part[0] += the finite elements kept, part[1] += those dropped. */
 static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
@@ -115,8 +110,7 @@ static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	double k = p->o->consensus_k;
 	cs_load(p, t, job, j0, n, s, 0);
 	cs_votes(p, s, n);
-	/* without a branch, so that the loops vectorise: every fma computed,
-	 * then chosen (cs_keep's test, written out) */
+	/* every fma computed, then chosen */
 	for (size_t j = 0; j < n; j++)
 		s->out[j] = fma(t->lambda, s->mtl[j], s->b[j]);
 	for (size_t j = 0; j < n; j++) {
@@ -150,9 +144,12 @@ LINES_HOT static int cs_work(struct merge_ctx *p, struct pipe_job *job, void *sc
 static void cs_norm_tile(const struct merge_ctx *p, struct cs_scratch *s, size_t n,
                          struct norm_lanes *l)
 {
+	double k = p->o->consensus_k;
 	cs_votes(p, s, n);
-	for (size_t j = 0; j < n; j++) /* u, in the output's tile */
-		s->out[j] = cs_keep(p, s, j) ? s->mtl[j] : 0.0;
+	for (size_t j = 0; j < n; j++) { /* u, in the output's tile */
+		int keep = !isfinite(s->mtl[j]) | (s->votes[j] >= k);
+		s->out[j] = keep ? s->mtl[j] : 0.0;
+	}
 	norm_lanes_add(l, s->s, s->out, n);
 }
 

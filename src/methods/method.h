@@ -296,12 +296,15 @@ static inline void norm_lane(struct norm_lanes *l, unsigned k, double s, double 
 static inline void norm_lanes_add(struct norm_lanes *l, const double *s, const double *t,
                                   size_t n)
 {
+	struct norm_lanes a; /* a local copy, which the compiler keeps in registers */
 	size_t j = 0;
+	memcpy(&a, l, sizeof(a));
 	for (; j + KERN_LANES <= n; j += KERN_LANES)
 		for (unsigned k = 0; k < KERN_LANES; k++)
-			norm_lane(l, k, s[j + k], t[j + k]);
+			norm_lane(&a, k, s[j + k], t[j + k]);
 	for (unsigned k = 0; j < n; j++, k++)
-		norm_lane(l, k, s[j], t[j]);
+		norm_lane(&a, k, s[j], t[j]);
+	memcpy(l, &a, sizeof(a));
 }
 static inline void norm_lanes_fold(double part[4], const struct norm_lanes *l)
 {
