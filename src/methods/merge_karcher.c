@@ -297,11 +297,22 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 		ka_models(p, ka, t, job, j0, nn, s);
 		ka_combine(ka, job->tensor, c, nn, s);
 		tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, nn, s->b, s->f);
-		for (unsigned i = 0; i < ka->n; i++)
-			for (size_t j = 0; j < nn; j++) {
-				double d = s->x[i][j] - s->b[j], tau = f64 ? d : (double)(float)d;
-				s->ts[j] = i == 0 ? tau : s->ts[j] + tau;
-			}
+		for (unsigned i = 0; i < ka->n; i++) { /* the conditions out of the loops */
+			const double *x = s->x[i];
+			double *ts = s->ts;
+			if (f64 && i == 0)
+				for (size_t j = 0; j < nn; j++)
+					ts[j] = x[j] - s->b[j];
+			else if (f64)
+				for (size_t j = 0; j < nn; j++)
+					ts[j] += x[j] - s->b[j];
+			else if (i == 0)
+				for (size_t j = 0; j < nn; j++)
+					ts[j] = (double)(float)(x[j] - s->b[j]);
+			else
+				for (size_t j = 0; j < nn; j++)
+					ts[j] += (double)(float)(x[j] - s->b[j]);
+		}
 		for (size_t j = 0; j < nn; j++) /* t, in place of theta */
 			s->r[j] -= s->b[j];
 		norm_lanes_add(&l, s->ts, s->r, nn);
