@@ -268,18 +268,12 @@ static const double *ram_lambdas(const struct merge_ctx *p, size_t tensor)
 }
 
 /* ---- the count pass of ramplus_tl ------------------------------------------------- */
-/* part[2i] += the elements where nz_i and c > 1, part[2i + 1] where c = 1;
- * returns whether some element has c = 1 */
-static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
-                          double *part)
+/* part[2i] += the elements where nz_i and c > 1, part[2i + 1] where
+ * c = 1, from s->c1, s->cg and the models' nz_i; lone: some element has
+ * c = 1 */
+static void ram_count_models(const struct merge_ctx *p, const struct ram_scratch *s, size_t n,
+                             int lone, double *part)
 {
-	/* bytes, so that the loops below take 32 or 64 elements a step */
-	uint8_t lone = 0;
-	for (size_t j = 0; j < n; j++) {
-		s->c1[j] = s->c16[j] == 1;
-		s->cg[j] = s->c16[j] > 1;
-		lone |= s->c1[j];
-	}
 	for (unsigned i = 0; i < p->nmodels; i++) {
 		const uint8_t *q = (const uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) +
 		                   (size_t)i * RAM_TILE;
@@ -290,6 +284,55 @@ static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size
 			unique += (uint32_t)(q[j] & s->c1[j]);
 		part[2 * i] += shared;
 		part[2 * i + 1] += unique;
+	}
+}
+
+/* The counts of a tile that ram_load() merged (s->c16, the nz_i) into
+ * part, as ram_count_models(); returns whether some element has c = 1 */
+static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
+                          double *part)
+{
+	/* bytes, so that the loops below take 32 or 64 elements a step */
+	uint8_t lone = 0;
+	for (size_t j = 0; j < n; j++) {
+		s->c1[j] = s->c16[j] == 1;
+		s->cg[j] = s->c16[j] > 1;
+		lone |= s->c1[j];
+	}
+	ram_count_models(p, s, n, lone, part);
+	return lone;
+}
+
+/*
+ * The count pass without the norms (a given alpha): only each model's
+ * nz_i = |tau_i| > epsilon, as ram_elem() tests it, and the counts c
+ * (s->c16), not the merged vector. Returns whether some element has
+ * c = 1, and sets s->c1 and s->cg as ram_count_tile() does.
+ */
+static int ram_count_nz(const struct merge_ctx *p, const struct tensor *t,
+                        const struct pipe_job *job, size_t j0, size_t n, struct ram_scratch *s)
+{
+	size_t off = j0 * t->unit_in;
+	unsigned nm = p->nmodels;
+	uint8_t *nz = (uint8_t *)(s->tau + (size_t)nm * RAM_TILE), lone = 0;
+	double eps = p->o->ram_epsilon, *tau = s->tau;
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+	for (unsigned i = 0; i < nm; i++) {
+		uint8_t *q = nz + (size_t)i * RAM_TILE;
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf, tau, s->f);
+		for (size_t j = 0; j < n; j++)
+			q[j] = fabs(tau[j]) > eps;
+		if (i == 0)
+			for (size_t j = 0; j < n; j++)
+				s->c16[j] = q[j];
+		else
+			for (size_t j = 0; j < n; j++)
+				s->c16[j] = (uint16_t)(s->c16[j] + q[j]);
+	}
+	for (size_t j = 0; j < n; j++) {
+		s->c1[j] = s->c16[j] == 1;
+		s->cg[j] = s->c16[j] > 1;
+		lone |= s->c1[j];
 	}
 	return lone;
 }
@@ -324,10 +367,12 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 			memset(lanes, 0, (size_t)nm * sizeof(*lanes));
 		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
 			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
+			if (!st->fused) {
+				ram_count_models(p, s, nn, ram_count_nz(p, t, job, j0, nn, s), job->part);
+				continue;
+			}
 			ram_load(p, t, job, j0, nn, s, NULL, 1, NULL);
 			int lone = ram_count_tile(p, s, nn, job->part);
-			if (!st->fused)
-				continue;
 			for (size_t j = 0; j < nn; j++) /* m, 0 where c = 1 */
 				s->out[j] = s->c[j] == 1.0 ? 0.0 : s->m[j];
 			norm_lanes_add(&l, s->s, s->out, nn);
