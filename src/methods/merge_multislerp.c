@@ -133,10 +133,10 @@ static enum ms_kind ms_coef(const struct merge_ctx *p, const struct multislerp *
 /*
  * r = sum_i c_i v_i over one tile, in the models' order (0.0 + c_0 v_0,
  * then + c_i v_i), one model at a time so that the loops run over the
- * elements; with SV, also sv = sum_i v_i
- * (0.0 + v_0 + v_1 ...). v_i is model i's values, or with a base its
- * task vector from tile_tau(), as in the dots pass (ms_load());
- * the base's values go to s->b. r and sv are two of the tiles s->v[1..].
+ * elements; with SV, also sv = sum_i v_i (0.0 + v_0 + v_1 ...). v_i is
+ * model i's values, or with a base its task vector from tile_tau(), as
+ * in the dots pass (ms_load()); the base's values go to s->b. r and sv
+ * are two of the tiles s->v[1..].
  */
 static void ms_sum(const struct merge_ctx *p, const struct multislerp *ms, const double *c,
                    const struct tensor *t, const struct pipe_job *job, size_t j0, size_t nn,

@@ -287,18 +287,26 @@ static void ram_count_models(const struct merge_ctx *p, const struct ram_scratch
 	}
 }
 
-/* The counts of a tile that ram_load() merged (s->c16, the nz_i) into
- * part, as ram_count_models(); returns whether some element has c = 1 */
-static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
-                          double *part)
+/* s->c1 and s->cg from the counts s->c16: bytes, so that
+ * ram_count_models' loops take 32 or 64 elements a step; returns whether
+ * some element has c = 1 */
+static int ram_lone(struct ram_scratch *s, size_t n)
 {
-	/* bytes, so that the loops below take 32 or 64 elements a step */
 	uint8_t lone = 0;
 	for (size_t j = 0; j < n; j++) {
 		s->c1[j] = s->c16[j] == 1;
 		s->cg[j] = s->c16[j] > 1;
 		lone |= s->c1[j];
 	}
+	return lone;
+}
+
+/* The counts of a tile that ram_load() merged (s->c16, the nz_i) into
+ * part, as ram_count_models(); returns whether some element has c = 1 */
+static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size_t n,
+                          double *part)
+{
+	int lone = ram_lone(s, n);
 	ram_count_models(p, s, n, lone, part);
 	return lone;
 }
@@ -306,15 +314,14 @@ static int ram_count_tile(const struct merge_ctx *p, struct ram_scratch *s, size
 /*
  * The count pass without the norms (a given alpha): only each model's
  * nz_i = |tau_i| > epsilon, as ram_elem() tests it, and the counts c
- * (s->c16), not the merged vector. Returns whether some element has
- * c = 1, and sets s->c1 and s->cg as ram_count_tile() does.
+ * (s->c16), not the merged vector; then ram_lone().
  */
 static int ram_count_nz(const struct merge_ctx *p, const struct tensor *t,
                         const struct pipe_job *job, size_t j0, size_t n, struct ram_scratch *s)
 {
 	size_t off = j0 * t->unit_in;
 	unsigned nm = p->nmodels;
-	uint8_t *nz = (uint8_t *)(s->tau + (size_t)nm * RAM_TILE), lone = 0;
+	uint8_t *nz = (uint8_t *)(s->tau + (size_t)nm * RAM_TILE);
 	double eps = p->o->ram_epsilon, *tau = s->tau;
 	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
 	for (unsigned i = 0; i < nm; i++) {
@@ -329,12 +336,7 @@ static int ram_count_nz(const struct merge_ctx *p, const struct tensor *t,
 			for (size_t j = 0; j < n; j++)
 				s->c16[j] = (uint16_t)(s->c16[j] + q[j]);
 	}
-	for (size_t j = 0; j < n; j++) {
-		s->c1[j] = s->c16[j] == 1;
-		s->cg[j] = s->c16[j] > 1;
-		lone |= s->c1[j];
-	}
-	return lone;
+	return ram_lone(s, n);
 }
 
 /*
