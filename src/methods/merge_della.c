@@ -250,30 +250,25 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
 		else
 			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
-		if (!l1) { /* the same decisions and values, without the sums */
-			for (uint64_t q = 0; q < r; q++) {
-				uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k;
-				double pr = prq[q], v = tau[j];
-				if (xs[j] < pr * 0x1p53) {
-					kept++;
-					tau[j] = by_p ? v / pr : v;
-				} else {
-					tau[j] = 0.0;
-				}
-			}
-			continue;
-		}
+		/* without a branch (the draws make it unpredictable): the
+		 * quotient computed for every entry, the kept value or +0.0
+		 * chosen by a mask, and a dropped entry adds +0.0 to a1, which
+		 * changes no sum (it starts at +0.0 and only grows) */
 		for (uint64_t q = 0; q < r; q++) {
 			uint64_t j = (ord ? ord[q] : (uint32_t)pk[q]) * c + k;
-			double pr = prq[q];
-			double v = tau[j];
-			a0 += fabs(v);
-			if (xs[j] < pr * 0x1p53) {
-				kept++;
-				a1 += fabs(v);
-				tau[j] = by_p ? v / pr : v;
-			} else {
-				tau[j] = 0.0;
+			double pr = prq[q], v = tau[j], nv = by_p ? v / pr : v;
+			uint64_t in = xs[j] < pr * 0x1p53, m = 0 - in, b;
+			kept += in;
+			memcpy(&b, &nv, 8);
+			b &= m;
+			memcpy(&tau[j], &b, 8);
+			if (l1) {
+				double av = fabs(v);
+				memcpy(&b, &av, 8);
+				b &= m;
+				a0 += av;
+				memcpy(&av, &b, 8);
+				a1 += av;
 			}
 		}
 	}
