@@ -278,12 +278,19 @@ static void test_pow2_inverse(void)
 				n++;
 			}
 		}
-	ok(bad == 0 && took == 2 * (1023 + 1023 + 1), "pow2_inverse: %ld powers of two, x / d and x * (1/d) the same bits for %ld dividends (%ld differ)", took, n, bad);
-	double r, refused[] = {3.0, 0.75, 1.5, 0.0, -0.0, INFINITY, -INFINITY, NAN, 0x1p-1074, 0x1.8p-1074, 0x1p-1060, 1e300};
+	ok(bad == 0 && took == 2 * (1023 + 1023 + 1),
+	   "pow2_inverse: %ld powers of two, x / d and x * (1/d) the same bits for %ld dividends "
+	   "(%ld differ)",
+	   took, n, bad);
+	double r, refused[] = {3.0,       0.75, 1.5,       0.0,         -0.0,      INFINITY,
+	                       -INFINITY, NAN,  0x1p-1074, 0x1.8p-1074, 0x1p-1060, 1e300};
 	int wrong = 0;
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		wrong += pow2_inverse(refused[i], &r);
-	ok(wrong == 0, "pow2_inverse refuses divisors that are not powers of two, zero, infinities, NaN and those whose reciprocal overflows (%d taken)", wrong);
+	ok(wrong == 0,
+	   "pow2_inverse refuses divisors that are not powers of two, zero, infinities, NaN and "
+	   "those whose reciprocal overflows (%d taken)",
+	   wrong);
 }
 
 /* The numerator of alpha from the tiles (the select pass without a fused
