@@ -93,7 +93,8 @@ struct sce_scratch {
 
 static size_t sce_scratch_size(const struct merge_ctx *p)
 {
-	return sizeof(struct sce_scratch) + (size_t)p->nmodels * (SCE_TILE + KERN_LANES) * sizeof(double);
+	return sizeof(struct sce_scratch) +
+	       (size_t)p->nmodels * (SCE_TILE + KERN_LANES) * sizeof(double);
 }
 
 /* s->b and s->tau for elements [j0, j0 + n) of the job. */
@@ -316,7 +317,8 @@ LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job,
 			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
 			sce_load(p, t, job, j0, nn, s);
 			/* (without a selection, the sums sce_mask makes are not needed) */
-			int masked = st->select && st->thr[job->tensor] && sce_mask(p, st, job->tensor, s, nn);
+			int masked = st->select && st->thr[job->tensor] &&
+			             sce_mask(p, st, job->tensor, s, nn);
 			for (unsigned i = 0; i < nm; i++)
 				sce_squares(s->tau + (size_t)i * SCE_TILE, masked ? s->keep : NULL, nn,
 				            lane[i]);
