@@ -66,18 +66,6 @@ LINES_HOT void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n,
 	}
 }
 
-/* Eight elements in GNU C's vector types (one AVX-512 register, two AVX2,
- * four SSE2 or NEON ones), for sce_elect: every model's sums stay in
- * registers. Macros, not functions: a function taking or returning a
- * 64-byte vector has another ABI with AVX-512 than without. */
-typedef double sce_v8d __attribute__((vector_size(64)));
-typedef uint64_t sce_v8u __attribute__((vector_size(64)));
-typedef int64_t sce_v8i __attribute__((vector_size(64)));
-typedef uint8_t sce_v8b __attribute__((vector_size(8)));
-/* a where mask (all ones), else b */
-#define SCE_PICK(mask, a, b)                                                                      \
-	((sce_v8d)(((sce_v8u)(a) & (sce_v8u)(mask)) | ((sce_v8u)(b) & ~(sce_v8u)(mask))))
-
 /* One element, the reference: the vector loop below makes the same
  * operations on eight at once. */
 static inline double sce_elect1(const double *tau, size_t stride, unsigned nx, size_t j,
@@ -100,26 +88,26 @@ static inline double sce_elect1(const double *tau, size_t stride, unsigned nx, s
 LINES_HOT void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
                const unsigned char *keep, const double *w, double *mtl)
 {
-	const sce_v8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6;
+	const kv8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6;
 	size_t n8 = n - n % 8;
 	for (size_t j = 0; j < n8; j += 8) {
-		sce_v8d sv, nu = zero, de = zero;
+		kv8d sv, nu = zero, de = zero;
 		memcpy(&sv, s + j, sizeof(sv));
-		sce_v8d sign = SCE_PICK(sv >= zero, one, mone);
+		kv8d sign = KV8_PICK(sv >= zero, one, mone);
 		for (unsigned i = 0; i < nx; i++) {
-			sce_v8d t;
+			kv8d t;
 			memcpy(&t, tau + (size_t)i * stride + j, sizeof(t));
-			sce_v8i has = t * sign > zero;
-			nu += (sce_v8d)((sce_v8u)(w[i] * t) & (sce_v8u)has);
-			de += (sce_v8d)((sce_v8u)(zero + w[i]) & (sce_v8u)has);
+			kv8i has = t * sign > zero;
+			nu += (kv8d)((kv8u)(w[i] * t) & (kv8u)has);
+			de += (kv8d)((kv8u)(zero + w[i]) & (kv8u)has);
 		}
-		sce_v8d d = SCE_PICK(de < dmin, dmin, de), q = nu / d;
-		sce_v8d m = SCE_PICK(sv - sv == zero, q, sv);
+		kv8d d = KV8_PICK(de < dmin, dmin, de), q = nu / d;
+		kv8d m = KV8_PICK(sv - sv == zero, q, sv);
 		if (keep) {
-			sce_v8b k;
+			kv8b k;
 			memcpy(&k, keep + j, sizeof(k));
-			sce_v8i kept = __builtin_convertvector(k, sce_v8i) != 0;
-			m = (sce_v8d)((sce_v8u)m & (sce_v8u)kept);
+			kv8i kept = __builtin_convertvector(k, kv8i) != 0;
+			m = (kv8d)((kv8u)m & (kv8u)kept);
 		}
 		memcpy(mtl + j, &m, sizeof(m));
 	}

@@ -107,6 +107,36 @@
 #endif
 
 #define KERN_LANES 8
+
+#if defined(__GNUC__)
+/*
+ * KERN_LANES elements in GNU C's vector types: one AVX-512 register, two
+ * AVX2 ones, four SSE2 or NEON ones. The arithmetic is lane by lane, each
+ * lane the same IEEE operations as one element of the scalar reference,
+ * so the vector loops written in them give the same bits on every
+ * instruction set. Load and store by memcpy; pass them through macros, not
+ * functions (a function taking or returning a 64-byte vector has another
+ * ABI with AVX-512 than without, which GCC warns of).
+ */
+typedef double kv8d __attribute__((vector_size(64)));
+typedef uint64_t kv8u __attribute__((vector_size(64)));
+typedef int64_t kv8i __attribute__((vector_size(64)));
+typedef float kv8f __attribute__((vector_size(32)));
+typedef uint32_t kv8uw __attribute__((vector_size(32)));
+typedef int32_t kv8w __attribute__((vector_size(32)));
+typedef uint16_t kv8h __attribute__((vector_size(16)));
+typedef uint8_t kv8b __attribute__((vector_size(8)));
+/* a where mask (all ones in a lane), else b */
+#define KV8_PICK(mask, a, b)                                                                      \
+	((kv8d)(((kv8u)(a) & (kv8u)(mask)) | ((kv8u)(b) & ~(kv8u)(mask))))
+/* r = fma(a, b, c) lane by lane, which the compiler makes one instruction
+ * where it has one */
+#define KV8_FMA(r, a, b, c)                                                                       \
+	do {                                                                                      \
+		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
+	} while (0)
+#endif
 /* Norms are reduced per block of this many elements, aligned to the start
  * of each tensor, so the sums do not depend on how work is chunked. */
 #define KERN_BLOCK 4096

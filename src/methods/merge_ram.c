@@ -126,24 +126,6 @@ static void ram_elem(const struct merge_ctx *p, struct ram_scratch *s, size_t j,
  */
 #define RAM_DIV_MAX 16
 #define RAM_PACK_MAX 7
-typedef double ram_v8d __attribute__((vector_size(64)));
-typedef uint64_t ram_v8u __attribute__((vector_size(64)));
-typedef int64_t ram_v8i __attribute__((vector_size(64)));
-typedef int32_t ram_v8w __attribute__((vector_size(32)));
-typedef uint16_t ram_v8h __attribute__((vector_size(16)));
-typedef uint8_t ram_v8b __attribute__((vector_size(8)));
-
-/* a where mask, else b (macros: a function taking or returning 64-byte
- * vectors has another ABI with AVX-512 than without, which GCC warns of) */
-#define RAM_PICK(mask, a, b)                                                                      \
-	((ram_v8d)(((ram_v8u)(a) & (ram_v8u)(mask)) | ((ram_v8u)(b) & ~(ram_v8u)(mask))))
-
-/* fma lane by lane, which the compiler makes one instruction */
-#define RAM_FMA(r, a, b, c)                                                                       \
-	do {                                                                                      \
-		for (unsigned l_ = 0; l_ < 8; l_++)                                               \
-			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
-	} while (0)
 
 /* Elements [0, n8) of the tile, n8 a multiple of 8, from the task
  * vectors in s->tau; divide: m / c by a division (see above). lam and
@@ -153,60 +135,60 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
         uint8_t *nz, uint64_t *cnt)
 {
 	const struct ram_state *st = p->state;
-	const ram_v8u zu = {0};
-	const ram_v8u abs_mask = zu + 0x7fffffffffffffffull, exp_mask = zu + 0x7ff0000000000000ull;
-	const ram_v8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon;
+	const kv8u zu = {0};
+	const kv8u abs_mask = zu + 0x7fffffffffffffffull, exp_mask = zu + 0x7ff0000000000000ull;
+	const kv8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon;
 	unsigned nm = p->nmodels;
 	/* cnt (at most RAM_PACK_MAX models): each lane counts its elements
 	 * by c in eight fields of 8 bits (a tile gives a lane 32 at most) */
-	ram_v8u packed = zu;
+	kv8u packed = zu;
 	for (size_t j = 0; j < n8; j += 8) {
 		/* -0.0 + x is x for every x (-0.0 too): the sum of the models */
-		ram_v8d sum = -zero, c = zero, m = zero, ml = zero;
-		ram_v8u ci = zu;
+		kv8d sum = -zero, c = zero, m = zero, ml = zero;
+		kv8u ci = zu;
 		for (unsigned i = 0; i < nm; i++) {
-			ram_v8d tau;
+			kv8d tau;
 			memcpy(&tau, s->tau + (size_t)i * RAM_TILE + j, sizeof(tau));
-			ram_v8i z = (ram_v8d)((ram_v8u)tau & abs_mask) > eps;
+			kv8i z = (kv8d)((kv8u)tau & abs_mask) > eps;
 			sum += tau;
-			c += (ram_v8d)((ram_v8u)one & (ram_v8u)z);
+			c += (kv8d)((kv8u)one & (kv8u)z);
 			if (cnt)
-				ci -= (ram_v8u)z; /* z is -1 where it holds */
-			m += (ram_v8d)((ram_v8u)tau & (ram_v8u)z);
+				ci -= (kv8u)z; /* z is -1 where it holds */
+			m += (kv8d)((kv8u)tau & (kv8u)z);
 			if (lam) {
-				ram_v8d v = tau * lam[i];
-				ml += (ram_v8d)((ram_v8u)v & (ram_v8u)z);
+				kv8d v = tau * lam[i];
+				ml += (kv8d)((kv8u)v & (kv8u)z);
 			}
 			if (nz) {
-				ram_v8b zb = __builtin_convertvector(z, ram_v8b) & 1;
+				kv8b zb = __builtin_convertvector(z, kv8b) & 1;
 				memcpy(nz + (size_t)i * RAM_TILE + j, &zb, sizeof(zb));
 			}
 		}
 		if (lam)
-			m = RAM_PICK(c == one, ml, m);
-		ram_v8d d = RAM_PICK(c > one, c, one);
+			m = KV8_PICK(c == one, ml, m);
+		kv8d d = KV8_PICK(c > one, c, one);
 		if (divide) {
 			m /= d;
 		} else {
 			/* where d is a power of two, m times 1/d; for every other
 			 * count k, m / k by Markstein's two fmas */
-			ram_v8d mm = m * (ram_v8d)(0x7fe0000000000000ull - (ram_v8u)d);
+			kv8d mm = m * (kv8d)(0x7fe0000000000000ull - (kv8u)d);
 			for (unsigned k = 3; k <= nm; k++) {
 				if ((k & (k - 1)) == 0)
 					continue;
-				ram_v8d kk = zero + (double)k, r = zero + st->recip[k], q = m * r, e, v;
-				ram_v8d nq = -q;
-				RAM_FMA(e, nq, kk, m);
-				RAM_FMA(v, e, r, q);
-				mm = RAM_PICK(d == kk, v, mm);
+				kv8d kk = zero + (double)k, r = zero + st->recip[k], q = m * r, e, v;
+				kv8d nq = -q;
+				KV8_FMA(e, nq, kk, m);
+				KV8_FMA(v, e, r, q);
+				mm = KV8_PICK(d == kk, v, mm);
 			}
 			m = mm;
 		}
-		m = RAM_PICK(((ram_v8u)sum & exp_mask) != exp_mask, m, sum);
+		m = KV8_PICK(((kv8u)sum & exp_mask) != exp_mask, m, sum);
 		if (cnt) {
 			packed += (zu + 1) << (ci << 3);
 		} else {
-			ram_v8h ch = __builtin_convertvector(__builtin_convertvector(c, ram_v8w), ram_v8h);
+			kv8h ch = __builtin_convertvector(__builtin_convertvector(c, kv8w), kv8h);
 			memcpy(s->c16 + j, &ch, sizeof(ch));
 		}
 		memcpy(s->s + j, &sum, sizeof(sum));

@@ -44,14 +44,11 @@ static inline void td_one(double *l, const double *x, const double *y, size_t n)
 		l[j - full] += x[j] * y[j];
 }
 
-/* Eight lanes in GNU C's vector type: one AVX-512 register, two AVX2 or
- * four SSE2/NEON ones; the arithmetic is lane by lane, as in td_one().
- * (Loaded by memcpy in a macro: a function taking or returning a 64-byte
- * vector has another ABI with AVX-512 than without, which GCC warns of.) */
-typedef double td_v8d __attribute__((vector_size(KERN_LANES * sizeof(double))));
+/* a += x[j..j+8) * y[j..j+8) in GNU C's vectors (kernels.h, kv8d): lane
+ * by lane, as in td_one() */
 #define TD_MAC(a, x, y, j)                                                                        \
 	do {                                                                                      \
-		td_v8d x_, y_;                                                                    \
+		kv8d x_, y_;                                                                    \
 		memcpy(&x_, (x) + (j), sizeof(x_)), memcpy(&y_, (y) + (j), sizeof(y_));           \
 		(a) += x_ * y_;                                                                   \
 	} while (0)
@@ -65,7 +62,7 @@ static inline void td_four(double (*lane)[KERN_LANES], double *const *v,
 	const double *x0 = v[pair[0][0]], *y0 = v[pair[0][1]], *x1 = v[pair[1][0]],
 	             *y1 = v[pair[1][1]], *x2 = v[pair[2][0]], *y2 = v[pair[2][1]],
 	             *x3 = v[pair[3][0]], *y3 = v[pair[3][1]];
-	td_v8d a0, a1, a2, a3;
+	kv8d a0, a1, a2, a3;
 	size_t full = n - n % KERN_LANES;
 	memcpy(&a0, lane[0], sizeof(a0)), memcpy(&a1, lane[1], sizeof(a1));
 	memcpy(&a2, lane[2], sizeof(a2)), memcpy(&a3, lane[3], sizeof(a3));
