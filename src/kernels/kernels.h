@@ -129,6 +129,25 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 /* a where mask (all ones in a lane), else b */
 #define KV8_PICK(mask, a, b)                                                                      \
 	((kv8d)(((kv8u)(a) & (kv8u)(mask)) | ((kv8u)(b) & ~(kv8u)(mask))))
+/* r = (a OP b) lane by lane as a mask, -1 where it holds, 0 elsewhere (as
+ * GNU C's vector comparisons). Written as a loop over the lanes because
+ * GCC 12, in a function whose target attribute raises the instruction
+ * set (LINES_HOT's clones), may lower a comparison of double vectors
+ * written with the operator to one comparison per lane; the loop it
+ * vectorizes to one instruction. */
+#define KV8_CMP(r, a, op, b)                                                                      \
+	do {                                                                                      \
+		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+			(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                       \
+	} while (0)
+/* r = the eight BF16 values at p (little-endian bytes) as float32: each
+ * one's bits shifted up by 16, as kern_bf16_to_f32() */
+#define KV8_BF16(r, p)                                                                            \
+	do {                                                                                      \
+		kv8h h_;                                                                          \
+		memcpy(&h_, (p), sizeof(h_));                                                     \
+		(r) = (kv8f)(__builtin_convertvector(h_, kv8uw) << 16);                           \
+	} while (0)
 /* r = fma(a, b, c) lane by lane, which the compiler makes one instruction
  * where it has one */
 #define KV8_FMA(r, a, b, c)                                                                       \

@@ -18,8 +18,9 @@
  * infinite mtl is written as it is, so a NaN or infinity of an input
  * reaches the output as with sum (the reference's mask * mtl would write
  * NaN for a dropped infinity). The result is rounded once to the output
- * dtype. Portable C on tiles decoded and encoded by the kernel table:
- * the same bytes on every instruction set.
+ * dtype. Portable C on tiles decoded and encoded by the kernel table
+ * (float32 values: one loop over the elements in GNU C's vectors, cs_vec,
+ * with cs_elem its reference): the same bytes on every instruction set.
  *
  * Automatic alpha is ||sum_t tau_t|| / (N ||tau_cons||), tau_cons the
  * masked vector above (keep ? mtl : 0): the masks are not linear in the
@@ -101,6 +102,164 @@ static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 	}
 }
 
+#if defined(__GNUC__)
+/* Models whose weighted task vectors cs_vec() keeps in registers */
+#define CS_VMAX 8
+
+/* Whether a tile of t takes cs_fused(): float32 values in and out (F64
+ * takes the loops above), and a few models. */
+static int cs_fuses(const struct merge_ctx *p, const struct tensor *t)
+{
+	return t->in_dt != DT_F64 && t->out_dt != DT_F64 && p->nmodels <= CS_VMAX;
+}
+
+/*
+ * One element of a tile that cs_decode() decoded, the reference for
+ * cs_vec(): cs_load's, cs_votes' and the writing pass's steps (norms: the
+ * norm pass's), in the same order. The output's value rounded to float32
+ * (a NaN as the default quiet NaN, as tile_store() rounds it) goes to
+ * s->f[j]; with norms, the plain sum to s->s[j] and u to s->out[j].
+ */
+static inline void cs_elem(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s,
+                           const float *f, size_t j, int norms, uint32_t *kept, uint32_t *dropped)
+{
+	double c[CS_VMAX], sum = 0.0, mtl = 0.0, votes = 0.0;
+	for (unsigned i = 0; i < p->nmodels; i++) {
+		double tau = (double)(f[(size_t)i * CS_TILE + j] - s->bf[j]);
+		sum = i == 0 ? tau : sum + tau;
+		c[i] = tau * p->w[i];
+		mtl = i == 0 ? c[i] : mtl + c[i];
+	}
+	for (unsigned i = 0; i < p->nmodels; i++)
+		votes += fabs(c[i]) > tall_lambda(p->o, i) * fabs(mtl - c[i]) ? 1.0 : 0.0;
+	int fin = isfinite(mtl) != 0, keep = !fin | (votes >= p->o->consensus_k);
+	if (norms) {
+		s->s[j] = sum;
+		s->out[j] = keep ? mtl : 0.0;
+		return;
+	}
+	double b = s->bf[j], o = keep ? fma(t->lambda, mtl, b) : b;
+	*kept += (uint32_t)(fin & keep);
+	*dropped += (uint32_t)!keep;
+	uint32_t u = 0x7fc00000u;
+	float r = (float)o;
+	if (r == r)
+		memcpy(&u, &r, 4);
+	memcpy(&s->f[j], &u, 4);
+}
+
+/*
+ * cs_elem() on elements [0, n8) of the tile, n8 a multiple of 8, eight at
+ * a time in GNU C's vectors (kernels.h), every model's weighted task
+ * vector in registers: each lane makes cs_elem()'s operations on its
+ * element, so the same numbers, without the tiles of float64 values that
+ * the loops above write and read again.
+ */
+static inline __attribute__((always_inline)) void
+cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, const float *f,
+       const unsigned char *const *bf16, size_t n8, int norms, uint32_t *kept, uint32_t *dropped)
+{
+	const kv8d zero = {0}, one = zero + 1.0, k = zero + p->o->consensus_k,
+	           lam = zero + t->lambda;
+	const kv8u abs_mask = (kv8u){0} + 0x7fffffffffffffffull,
+	           exp_mask = (kv8u){0} + 0x7ff0000000000000ull;
+	const kv8uw qnan = (kv8uw){0} + 0x7fc00000u;
+	unsigned nm = p->nmodels;
+	double w[CS_VMAX], tl[CS_VMAX];
+	kv8i nkept = {0}, ndropped = {0};
+	for (unsigned i = 0; i < nm; i++)
+		w[i] = p->w[i], tl[i] = tall_lambda(p->o, i);
+	for (size_t j = 0; j < n8; j += 8) {
+		kv8f bf;
+		kv8d c[CS_VMAX], sum = zero, mtl = zero, votes = zero;
+		if (bf16)
+			KV8_BF16(bf, bf16[0] + 2 * j);
+		else
+			memcpy(&bf, s->bf + j, sizeof(bf));
+		for (unsigned i = 0; i < nm; i++) {
+			kv8f x;
+			if (bf16)
+				KV8_BF16(x, bf16[i + 1] + 2 * j);
+			else
+				memcpy(&x, f + (size_t)i * CS_TILE + j, sizeof(x));
+			kv8d tau = __builtin_convertvector(x - bf, kv8d);
+			sum = i == 0 ? tau : sum + tau;
+			c[i] = tau * w[i];
+			mtl = i == 0 ? c[i] : mtl + c[i];
+		}
+		for (unsigned i = 0; i < nm; i++) {
+			kv8d a = (kv8d)((kv8u)c[i] & abs_mask),
+			     e = tl[i] * (kv8d)((kv8u)(mtl - c[i]) & abs_mask);
+			kv8i v;
+			KV8_CMP(v, a, >, e);
+			votes += (kv8d)((kv8u)one & (kv8u)v);
+		}
+		/* keep: at least k votes, or a sum that is not finite */
+		kv8u ex = (kv8u)mtl & exp_mask;
+		kv8i keep, inf;
+		KV8_CMP(keep, votes, >=, k);
+		KV8_CMP(inf, ex, ==, exp_mask);
+		keep |= inf;
+		if (norms) {
+			kv8d u = KV8_PICK(keep, mtl, zero);
+			memcpy(s->s + j, &sum, sizeof(sum));
+			memcpy(s->out + j, &u, sizeof(u));
+			continue;
+		}
+		kv8d b = __builtin_convertvector(bf, kv8d), o;
+		KV8_FMA(o, lam, mtl, b);
+		o = KV8_PICK(keep, o, b);
+		/* -1 where a test holds: kept and finite, dropped (never finite) */
+		nkept -= keep & ~inf;
+		ndropped -= ~keep;
+		kv8f r = __builtin_convertvector(o, kv8f);
+		kv8w nan = r != r;
+		kv8uw u = ((kv8uw)r & ~(kv8uw)nan) | (qnan & (kv8uw)nan);
+		memcpy(s->f + j, &u, sizeof(u));
+	}
+	for (unsigned l = 0; !norms && l < 8; l++)
+		*kept += (uint32_t)nkept[l], *dropped += (uint32_t)ndropped[l];
+}
+
+/* Elements [j0, j0 + n) of the job: cs_vec() on the first n8 (a
+ * multiple of 8) and cs_elem() on the others, from the base's values
+ * (s->bf) and the models' (f), float32 that the kernels decode; or, for
+ * BF16 on a little-endian machine, cs_vec() decodes its elements itself
+ * and the kernels only the others. */
+static void cs_fused(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                     size_t j0, size_t n, struct cs_scratch *s, int norms, uint32_t *kept,
+                     uint32_t *dropped)
+{
+	size_t off = j0 * t->unit_in, n8 = n & ~(size_t)7, d0 = 0;
+	float *f = (float *)s->c; /* nmodels tiles of float32 in those of float64 */
+	const unsigned char *raw[CS_VMAX + 1];
+	int bf16 = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	bf16 = t->in_dt == DT_BF16;
+#endif
+	for (unsigned i = 0; i <= p->nmodels; i++)
+		raw[i] = job->in[i] + off;
+	if (bf16)
+		d0 = n8;
+	if (d0 < n) {
+		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, n - d0);
+		for (unsigned i = 0; i < p->nmodels; i++)
+			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
+			             f + (size_t)i * CS_TILE + d0, n - d0);
+	}
+	if (bf16 && norms)
+		cs_vec(p, t, s, f, raw, n8, 1, NULL, NULL);
+	else if (bf16)
+		cs_vec(p, t, s, f, raw, n8, 0, kept, dropped);
+	else if (norms)
+		cs_vec(p, t, s, f, NULL, n8, 1, NULL, NULL);
+	else
+		cs_vec(p, t, s, f, NULL, n8, 0, kept, dropped);
+	for (size_t j = n8; j < n; j++)
+		cs_elem(p, t, s, f, j, norms, kept, dropped);
+}
+#endif
+
 /* ---- the writing pass ------------------------------------------------------ */
 /* The tile's output; part[0] += the finite elements kept, part[1] += those dropped. */
 static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
@@ -108,6 +267,14 @@ static void cs_tile(const struct merge_ctx *p, const struct tensor *t, const str
 {
 	uint32_t kept = 0, dropped = 0;
 	double k = p->o->consensus_k;
+#if defined(__GNUC__)
+	if (cs_fuses(p, t)) {
+		cs_fused(p, t, job, j0, n, s, 0, &kept, &dropped);
+		job->part[0] += (double)kept, job->part[1] += (double)dropped; /* exact */
+		p->k->encode(t->out_dt, s->f, job->out + j0 * t->unit_out, n);
+		return;
+	}
+#endif
 	cs_load(p, t, job, j0, n, s, 0);
 	cs_votes(p, s, n);
 	/* every fma computed, then chosen */
@@ -165,6 +332,14 @@ LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += CS_TILE) {
 			size_t nn = b1 - j0 < CS_TILE ? b1 - j0 : CS_TILE;
+#if defined(__GNUC__)
+			if (cs_fuses(p, t)) {
+				struct cs_scratch *s = scratch;
+				cs_fused(p, t, job, j0, nn, s, 1, NULL, NULL);
+				norm_lanes_add(&l, s->s, s->out, nn);
+				continue;
+			}
+#endif
 			cs_load(p, t, job, j0, nn, scratch, 1);
 			cs_norm_tile(p, scratch, nn, &l);
 		}
