@@ -129,24 +129,49 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 /* a where mask (all ones in a lane), else b */
 #define KV8_PICK(mask, a, b)                                                                      \
 	((kv8d)(((kv8u)(a) & (kv8u)(mask)) | ((kv8u)(b) & ~(kv8u)(mask))))
-/* r = (a OP b) lane by lane as a mask, -1 where it holds, 0 elsewhere (as
- * GNU C's vector comparisons). Written as a loop over the lanes because
- * GCC 12, in a function whose target attribute raises the instruction
- * set (LINES_HOT's clones), may lower a comparison of double vectors
- * written with the operator to one comparison per lane; the loop it
- * vectorizes to one instruction. */
+/*
+ * Comparisons and conversions are written as loops over the lanes: GCC
+ * 12, in a function whose target attribute raises the instruction set
+ * (LINES_HOT's clones), may lower a comparison of vectors written with
+ * the operator, or __builtin_convertvector, to one operation per lane or
+ * per 128 bits, as for the baseline; these loops it makes one instruction.
+ */
+/* r = (a OP b) lane by lane as a mask: -1 where it holds, 0 elsewhere */
 #define KV8_CMP(r, a, op, b)                                                                      \
 	do {                                                                                      \
 		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
 			(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                       \
+	} while (0)
+/* r (kv8d) = x (kv8f) widened, exactly */
+#define KV8_WIDEN(r, x)                                                                           \
+	do {                                                                                      \
+		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+			(r)[l_] = (double)(x)[l_];                                                  \
 	} while (0)
 /* r = the eight BF16 values at p (little-endian bytes) as float32: each
  * one's bits shifted up by 16, as kern_bf16_to_f32() */
 #define KV8_BF16(r, p)                                                                            \
 	do {                                                                                      \
 		kv8h h_;                                                                          \
+		kv8uw u_;                                                                         \
 		memcpy(&h_, (p), sizeof(h_));                                                     \
-		(r) = (kv8f)(__builtin_convertvector(h_, kv8uw) << 16);                           \
+		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+			u_[l_] = (uint32_t)h_[l_] << 16;                                            \
+		(r) = (kv8f)u_;                                                                   \
+	} while (0)
+/* The eight float32 values at dst = x (kv8d) rounded to float32, a NaN
+ * as the default quiet NaN (tile_store()'s rounding): a NaN is made
+ * +0x7ff8... first, which rounds to 0x7fc00000 */
+#define KV8_STORE_F32(dst, x)                                                                     \
+	do {                                                                                      \
+		kv8d x_ = (x), q_ = (kv8d)((kv8u){0} + 0x7ff8000000000000ull);                   \
+		kv8i n_;                                                                          \
+		kv8f f_;                                                                          \
+		KV8_CMP(n_, x_, !=, x_);                                                          \
+		x_ = KV8_PICK(n_, q_, x_);                                                        \
+		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+			f_[l_] = (float)x_[l_];                                                     \
+		memcpy((dst), &f_, sizeof(f_));                                                   \
 	} while (0)
 /* r = fma(a, b, c) lane by lane, which the compiler makes one instruction
  * where it has one */

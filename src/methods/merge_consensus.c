@@ -163,7 +163,6 @@ cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, 
 	           lam = zero + t->lambda;
 	const kv8u abs_mask = (kv8u){0} + 0x7fffffffffffffffull,
 	           exp_mask = (kv8u){0} + 0x7ff0000000000000ull;
-	const kv8uw qnan = (kv8uw){0} + 0x7fc00000u;
 	unsigned nm = p->nmodels;
 	double w[CS_VMAX], tl[CS_VMAX];
 	kv8i nkept = {0}, ndropped = {0};
@@ -182,7 +181,9 @@ cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, 
 				KV8_BF16(x, bf16[i + 1] + 2 * j);
 			else
 				memcpy(&x, f + (size_t)i * CS_TILE + j, sizeof(x));
-			kv8d tau = __builtin_convertvector(x - bf, kv8d);
+			kv8f d = x - bf;
+			kv8d tau;
+			KV8_WIDEN(tau, d);
 			sum = i == 0 ? tau : sum + tau;
 			c[i] = tau * w[i];
 			mtl = i == 0 ? c[i] : mtl + c[i];
@@ -206,16 +207,14 @@ cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, 
 			memcpy(s->out + j, &u, sizeof(u));
 			continue;
 		}
-		kv8d b = __builtin_convertvector(bf, kv8d), o;
+		kv8d b, o;
+		KV8_WIDEN(b, bf);
 		KV8_FMA(o, lam, mtl, b);
 		o = KV8_PICK(keep, o, b);
 		/* -1 where a test holds: kept and finite, dropped (never finite) */
 		nkept -= keep & ~inf;
 		ndropped -= ~keep;
-		kv8f r = __builtin_convertvector(o, kv8f);
-		kv8w nan = r != r;
-		kv8uw u = ((kv8uw)r & ~(kv8uw)nan) | (qnan & (kv8uw)nan);
-		memcpy(s->f + j, &u, sizeof(u));
+		KV8_STORE_F32(s->f + j, o);
 	}
 	for (unsigned l = 0; !norms && l < 8; l++)
 		*kept += (uint32_t)nkept[l], *dropped += (uint32_t)ndropped[l];

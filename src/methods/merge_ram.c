@@ -127,17 +127,43 @@ static void ram_elem(const struct merge_ctx *p, struct ram_scratch *s, size_t j,
 #define RAM_DIV_MAX 16
 #define RAM_PACK_MAX 7
 
-/* Elements [0, n8) of the tile, n8 a multiple of 8, from the task
- * vectors in s->tau; divide: m / c by a division (see above). lam and
- * nz as ram_elem's. */
+/* With float32 values (not F64) and at most this many models, the
+ * loads read them as float32 (ram_load) */
+#define RAM_FLOAT_MAX 16
+
+/* The float32 tiles of the models' values (RAM_TILE each), after the
+ * rest of the scratch (ram_scratch_size) */
+static float *ram_floats(const struct merge_ctx *p, struct ram_scratch *s)
+{
+	const struct ram_state *st = p->state;
+	return (float *)(void *)((unsigned char *)(s + 1) +
+	                         (size_t)p->nmodels * RAM_TILE * sizeof(double) +
+	                         (st->plus ? (size_t)p->nmodels *
+	                                             (RAM_TILE + 2 * KERN_LANES * sizeof(double))
+	                                   : 0));
+}
+
+/*
+ * Elements [0, n8) of the tile, n8 a multiple of 8: ram_elem's steps,
+ * eight elements at a time. The task vectors come from s->tau (F64), or
+ * as float32 from the base's values in s->bf and the models' in ft (each
+ * tau_i the float32 difference, as tile_tau makes it), or with bf16 from
+ * the BF16 bytes themselves (bf16[0] the base's, bf16[1 + i] model i's).
+ * divide: m / c by a division (see above). lam and nz as ram_elem's.
+ * With wt (float32 in and out), the writing pass's value of each element
+ * (ram_tile's), rounded to float32 as tile_store() rounds it, goes to
+ * s->f, and s->s, s->c and s->m are left out.
+ */
 static inline __attribute__((always_inline)) void
-ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide, const double *lam,
-        uint8_t *nz, uint64_t *cnt)
+ram_vec(const struct merge_ctx *p, struct ram_scratch *s, const float *ft,
+        const unsigned char *const *bf16, size_t n8, int divide, const double *lam, uint8_t *nz,
+        uint64_t *cnt, const struct tensor *wt)
 {
 	const struct ram_state *st = p->state;
 	const kv8u zu = {0};
 	const kv8u abs_mask = zu + 0x7fffffffffffffffull, exp_mask = zu + 0x7ff0000000000000ull;
-	const kv8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon;
+	const kv8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon,
+	           wl = zero + (wt ? wt->lambda : 0.0);
 	unsigned nm = p->nmodels;
 	/* cnt (at most RAM_PACK_MAX models): each lane counts its elements
 	 * by c in eight fields of 8 bits (a tile gives a lane 32 at most) */
@@ -146,10 +172,27 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
 		/* -0.0 + x is x for every x (-0.0 too): the sum of the models */
 		kv8d sum = -zero, c = zero, m = zero, ml = zero;
 		kv8u ci = zu;
+		kv8f bv = {0};
+		if (bf16)
+			KV8_BF16(bv, bf16[0] + 2 * j);
+		else if (ft)
+			memcpy(&bv, s->bf + j, sizeof(bv));
 		for (unsigned i = 0; i < nm; i++) {
 			kv8d tau;
-			memcpy(&tau, s->tau + (size_t)i * RAM_TILE + j, sizeof(tau));
-			kv8i z = (kv8d)((kv8u)tau & abs_mask) > eps;
+			kv8f x;
+			if (bf16 || ft) {
+				if (bf16)
+					KV8_BF16(x, bf16[i + 1] + 2 * j);
+				else
+					memcpy(&x, ft + (size_t)i * RAM_TILE + j, sizeof(x));
+				kv8f dx = x - bv;
+				KV8_WIDEN(tau, dx);
+			} else {
+				memcpy(&tau, s->tau + (size_t)i * RAM_TILE + j, sizeof(tau));
+			}
+			kv8d a = (kv8d)((kv8u)tau & abs_mask);
+			kv8i z;
+			KV8_CMP(z, a, >, eps);
 			sum += tau;
 			c += (kv8d)((kv8u)one & (kv8u)z);
 			if (cnt)
@@ -160,13 +203,17 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
 				ml += (kv8d)((kv8u)v & (kv8u)z);
 			}
 			if (nz) {
-				kv8b zb = __builtin_convertvector(z, kv8b) & 1;
-				memcpy(nz + (size_t)i * RAM_TILE + j, &zb, sizeof(zb));
+				uint8_t *q = nz + (size_t)i * RAM_TILE + j;
+				for (unsigned l = 0; l < 8; l++)
+					q[l] = (uint8_t)(z[l] & 1);
 			}
 		}
+		kv8i c1, cg, fin;
+		KV8_CMP(c1, c, ==, one);
+		KV8_CMP(cg, c, >, one);
 		if (lam)
-			m = KV8_PICK(c == one, ml, m);
-		kv8d d = KV8_PICK(c > one, c, one);
+			m = KV8_PICK(c1, ml, m);
+		kv8d d = KV8_PICK(cg, c, one);
 		if (divide) {
 			m /= d;
 		} else {
@@ -178,18 +225,32 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
 					continue;
 				kv8d kk = zero + (double)k, r = zero + st->recip[k], q = m * r, e, v;
 				kv8d nq = -q;
+				kv8i dk;
 				KV8_FMA(e, nq, kk, m);
 				KV8_FMA(v, e, r, q);
-				mm = KV8_PICK(d == kk, v, mm);
+				KV8_CMP(dk, d, ==, kk);
+				mm = KV8_PICK(dk, v, mm);
 			}
 			m = mm;
 		}
-		m = KV8_PICK(((kv8u)sum & exp_mask) != exp_mask, m, sum);
+		kv8u ex = (kv8u)sum & exp_mask;
+		KV8_CMP(fin, ex, !=, exp_mask);
+		m = KV8_PICK(fin, m, sum);
 		if (cnt) {
 			packed += (zu + 1) << (ci << 3);
 		} else {
-			kv8h ch = __builtin_convertvector(__builtin_convertvector(c, kv8w), kv8h);
-			memcpy(s->c16 + j, &ch, sizeof(ch));
+			for (unsigned l = 0; l < 8; l++)
+				s->c16[j + l] = (uint16_t)(int32_t)c[l];
+		}
+		if (wt) { /* the base's value where no model changed a finite sum */
+			kv8d b, o;
+			KV8_WIDEN(b, bv);
+			kv8i c0;
+			KV8_FMA(o, wl, m, b);
+			KV8_CMP(c0, c, ==, zero);
+			o = KV8_PICK(c0 & fin, b, o);
+			KV8_STORE_F32(s->f + j, o);
+			continue;
 		}
 		memcpy(s->s + j, &sum, sizeof(sum));
 		memcpy(s->c + j, &c, sizeof(c));
@@ -207,34 +268,83 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, size_t n8, int divide,
  * ramplus_tl's lambda_i of the tensor (NULL for ram); with nz, every
  * model's nz_i in s->nz. With cnt, cnt[c] += the elements that c models
  * changed, when it can (RAM_PACK_MAX: 1, and s->c16 is then left out),
- * else 0.
+ * else 0. With float32 values (up to RAM_FLOAT_MAX models, and a float32
+ * output for the writing pass, write), the vector loop reads them as
+ * float32, and s->b and s->tau hold only the elements after it; with
+ * write, that loop writes its elements' output, [0, *j1), in s->f and
+ * leaves out s->s, s->c and s->m there (*j1 is 0 otherwise).
  */
 static int ram_load(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                     size_t j0, size_t n, struct ram_scratch *s, const double *lam, int want_nz,
-                    uint64_t *cnt)
+                    uint64_t *cnt, int write, size_t *j1)
 {
 	size_t off = j0 * t->unit_in, j = 0;
-	uint8_t *nz = want_nz ? (uint8_t *)(s->tau + (size_t)p->nmodels * RAM_TILE) : NULL;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
-	for (unsigned i = 0; i < p->nmodels; i++)
-		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
-		         s->tau + (size_t)i * RAM_TILE, s->f);
+	unsigned nm = p->nmodels;
+	uint8_t *nz = want_nz ? (uint8_t *)(s->tau + (size_t)nm * RAM_TILE) : NULL;
+	*j1 = 0;
 #if defined(__GNUC__)
 	/* Markstein's quotient needs m a sum of float32 values */
-	int divide = t->in_dt == DT_F64 || p->nmodels > RAM_DIV_MAX;
+	int divide = t->in_dt == DT_F64 || nm > RAM_DIV_MAX;
 	j = n & ~(size_t)7;
-	if (cnt && p->nmodels > RAM_PACK_MAX) /* counted by ram_tile */
+	if (cnt && nm > RAM_PACK_MAX) /* counted by ram_tile */
 		cnt = NULL;
-	if (nz) /* each its own copy, without the tests of the others */
-		ram_vec(p, s, j, divide, NULL, nz, NULL);
-	else if (lam)
-		ram_vec(p, s, j, divide, lam, NULL, cnt);
-	else if (cnt)
-		ram_vec(p, s, j, divide, NULL, NULL, cnt);
-	else
-		ram_vec(p, s, j, divide, NULL, NULL, NULL);
+	if (t->in_dt != DT_F64 && nm <= RAM_FLOAT_MAX && !(write && t->out_dt == DT_F64)) {
+		const unsigned char *raw[RAM_FLOAT_MAX + 1];
+		float *ft = ram_floats(p, s);
+		size_t d0 = 0;
+		for (unsigned i = 0; i <= nm; i++)
+			raw[i] = job->in[i] + off;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+		if (t->in_dt == DT_BF16) /* the vector loop decodes its own */
+			d0 = j;
+#endif
+		if (d0 < n) {
+			p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, n - d0);
+			for (unsigned i = 0; i < nm; i++)
+				p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
+				             ft + (size_t)i * RAM_TILE + d0, n - d0);
+		}
+		const unsigned char *const *bf = d0 ? raw : NULL;
+		const struct tensor *wt = write ? t : NULL;
+		/* each its own copy, without the tests of the others */
+		if (nz)
+			ram_vec(p, s, ft, bf, j, divide, NULL, nz, NULL, NULL);
+		else if (wt && lam)
+			ram_vec(p, s, ft, bf, j, divide, lam, NULL, cnt, wt);
+		else if (wt)
+			ram_vec(p, s, ft, bf, j, divide, NULL, NULL, cnt, wt);
+		else if (lam)
+			ram_vec(p, s, ft, bf, j, divide, lam, NULL, NULL, NULL);
+		else
+			ram_vec(p, s, ft, bf, j, divide, NULL, NULL, NULL, NULL);
+		for (size_t q = j; q < n; q++) { /* the tail's values, as tile_tau's */
+			s->b[q] = s->bf[q];
+			for (unsigned i = 0; i < nm; i++)
+				s->tau[(size_t)i * RAM_TILE + q] =
+					(double)(ft[(size_t)i * RAM_TILE + q] - s->bf[q]);
+		}
+		*j1 = write ? j : 0;
+	} else {
+		tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+		for (unsigned i = 0; i < nm; i++)
+			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
+			         s->tau + (size_t)i * RAM_TILE, s->f);
+		if (nz)
+			ram_vec(p, s, NULL, NULL, j, divide, NULL, nz, NULL, NULL);
+		else if (lam)
+			ram_vec(p, s, NULL, NULL, j, divide, lam, NULL, cnt, NULL);
+		else if (cnt)
+			ram_vec(p, s, NULL, NULL, j, divide, NULL, NULL, cnt, NULL);
+		else
+			ram_vec(p, s, NULL, NULL, j, divide, NULL, NULL, NULL, NULL);
+	}
 #else
+	(void)write;
 	cnt = NULL;
+	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+	for (unsigned i = 0; i < nm; i++)
+		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
+		         s->tau + (size_t)i * RAM_TILE, s->f);
 #endif
 	for (size_t q = j; q < n; q++)
 		ram_elem(p, s, q, lam, nz);
@@ -355,7 +465,8 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 				ram_count_models(p, s, nn, ram_count_nz(p, t, job, j0, nn, s), job->part);
 				continue;
 			}
-			ram_load(p, t, job, j0, nn, s, NULL, 1, NULL);
+			size_t j1;
+			ram_load(p, t, job, j0, nn, s, NULL, 1, NULL, 0, &j1);
 			int lone = ram_count_tile(p, s, nn, job->part);
 			for (size_t j = 0; j < nn; j++) /* m, 0 where c = 1 */
 				s->out[j] = s->c[j] == 1.0 ? 0.0 : s->m[j];
@@ -451,8 +562,9 @@ static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const st
 {
 	unsigned nc = p->nmodels + 1;
 	const double *lam = ram_lambdas(p, job->tensor);
-	int counted = ram_load(p, t, job, j0, n, s, lam, 0, cnt);
-	for (size_t j = 0; j < n; j++) {
+	size_t j1;
+	int counted = ram_load(p, t, job, j0, n, s, lam, 0, cnt, 1, &j1);
+	for (size_t j = j1; j < n; j++) {
 		int base = (s->c[j] == 0.0) & (isfinite(s->s[j]) != 0);
 		double o = fma(t->lambda, s->m[j], s->b[j]);
 		s->out[j] = base ? s->b[j] : o;
@@ -468,7 +580,18 @@ static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const st
 			cnt[c] += k;
 		}
 	}
-	tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
+	if (t->out_dt == DT_F64) {
+		tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
+		return;
+	}
+	for (size_t j = j1; j < n; j++) { /* tile_store's rounding; ram_vec's before j1 */
+		uint32_t u = 0x7fc00000u;
+		float f = (float)s->out[j];
+		if (f == f)
+			memcpy(&u, &f, 4);
+		memcpy(&s->f[j], &u, 4);
+	}
+	p->k->encode(t->out_dt, s->f, job->out + j0 * t->unit_out, n);
 }
 
 LINES_HOT static int ram_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
@@ -525,7 +648,8 @@ LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += RAM_TILE) {
 			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
-			ram_load(p, t, job, j0, nn, s, lam, 0, NULL);
+			size_t j1;
+			ram_load(p, t, job, j0, nn, s, lam, 0, NULL, 0, &j1);
 			norm_lanes_add(&l, s->s, s->m, nn);
 		}
 		norm_lanes_fold(part, &l);
@@ -553,7 +677,8 @@ static size_t ram_scratch_size(const struct merge_ctx *p)
 {
 	const struct ram_state *st = p->state;
 	return sizeof(struct ram_scratch) + (size_t)p->nmodels * RAM_TILE * sizeof(double) +
-	       (st->plus ? (size_t)p->nmodels * (RAM_TILE + 2 * KERN_LANES * sizeof(double)) : 0);
+	       (st->plus ? (size_t)p->nmodels * (RAM_TILE + 2 * KERN_LANES * sizeof(double)) : 0) +
+	       (size_t)p->nmodels * RAM_TILE * sizeof(float); /* ram_floats() */
 }
 
 static struct pass *ram_add_pass(struct merge_ctx *p, const char *name,
