@@ -54,6 +54,32 @@ void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, con
 LINES_HOT void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
 {
 	size_t j = 0;
+#if defined(__GNUC__)
+	/* the loop below in GNU C's vectors (kernels.h): the same operations
+	 * in each lane */
+	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
+	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
+	const kv8d zero = {0};
+	kv8d v1, v2;
+	memcpy(&v1, s1, sizeof(v1)), memcpy(&v2, s2, sizeof(v2));
+	for (; j + KERN_LANES <= n; j += KERN_LANES) {
+		kv8d s = zero, a;
+		for (unsigned i = 0; i < nx; i++) {
+			kv8f x;
+			kv8d xd;
+			memcpy(&x, tp + (size_t)i * n + j, sizeof(x));
+			KV8_WIDEN(xd, x);
+			s += xd;
+		}
+		kv8u e = (kv8u)s & exp_mask;
+		kv8i fin;
+		KV8_CMP(fin, e, !=, exp_mask);
+		a = KV8_PICK(fin, (kv8d)((kv8u)s & abs_mask), zero);
+		v1 += a;
+		v2 += a * a;
+	}
+	memcpy(s1, &v1, sizeof(v1)), memcpy(s2, &v2, sizeof(v2));
+#endif
 	for (; j + KERN_LANES <= n; j += KERN_LANES) {
 		double s[KERN_LANES] = {0};
 		for (unsigned i = 0; i < nx; i++)

@@ -479,6 +479,26 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 			for (unsigned i = 0; i < nm; i++) {
 				const uint8_t *q = nz + (size_t)i * RAM_TILE;
 				size_t j = 0;
+#if defined(__GNUC__)
+				{ /* the loop below in GNU C's vectors (kernels.h) */
+					const kv8u abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
+					const kv8d zero = {0};
+					kv8d l0, l1;
+					memcpy(&l0, lanes[i][0], sizeof(l0));
+					memcpy(&l1, lanes[i][1], sizeof(l1));
+					for (; j + KERN_LANES <= nn; j += KERN_LANES) {
+						kv8d o, v;
+						kv8i m;
+						memcpy(&o, s->out + j, sizeof(o));
+						for (unsigned k = 0; k < KERN_LANES; k++)
+							m[k] = q[j + k] ? -1 : 0;
+						v = KV8_PICK(m, o, zero);
+						l0 += (kv8d)((kv8u)v & abs_mask), l1 += v * v;
+					}
+					memcpy(lanes[i][0], &l0, sizeof(l0));
+					memcpy(lanes[i][1], &l1, sizeof(l1));
+				}
+#endif
 				for (; j + KERN_LANES <= nn; j += KERN_LANES)
 					for (unsigned k = 0; k < KERN_LANES; k++) {
 						double v = q[j + k] ? s->out[j + k] : 0.0;

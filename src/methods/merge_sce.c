@@ -286,6 +286,22 @@ static inline void sce_squares(const double *tau, const unsigned char *keep, siz
 	double l[KERN_LANES]; /* a local copy, which the compiler keeps in registers */
 	size_t j = 0;
 	memcpy(l, lane, sizeof(l));
+#if defined(__GNUC__)
+	if (keep) { /* the loop below in GNU C's vectors (kernels.h) */
+		const kv8d zero = {0};
+		kv8d v;
+		memcpy(&v, l, sizeof(v));
+		for (; j + KERN_LANES <= n; j += KERN_LANES) {
+			kv8d t;
+			kv8i m;
+			memcpy(&t, tau + j, sizeof(t));
+			for (unsigned e = 0; e < KERN_LANES; e++)
+				m[e] = keep[j + e] ? -1 : 0;
+			v += KV8_PICK(m, t * t, zero);
+		}
+		memcpy(l, &v, sizeof(v));
+	}
+#endif
 	if (keep)
 		for (; j + KERN_LANES <= n; j += KERN_LANES)
 			for (unsigned e = 0; e < KERN_LANES; e++)

@@ -450,8 +450,9 @@ static inline void tile_tau(const struct kern *k, enum dtype dt, const unsigned 
 static inline void tile_store(const struct kern *k, enum dtype odt, const double *r, size_t n,
                               unsigned char *out, float *tmp)
 {
+	size_t j = 0;
 	if (odt == DT_F64) {
-		for (size_t j = 0; j < n; j++) {
+		for (; j < n; j++) {
 			uint64_t u = 0x7ff8000000000000ull;
 			if (r[j] == r[j])
 				memcpy(&u, &r[j], 8);
@@ -459,7 +460,14 @@ static inline void tile_store(const struct kern *k, enum dtype odt, const double
 		}
 		return;
 	}
-	for (size_t j = 0; j < n; j++) {
+#if defined(__GNUC__)
+	for (; j + KERN_LANES <= n; j += KERN_LANES) { /* the same, eight at a time */
+		kv8d x;
+		memcpy(&x, r + j, sizeof(x));
+		KV8_STORE_F32(tmp + j, x);
+	}
+#endif
+	for (; j < n; j++) {
 		uint32_t u = 0x7fc00000u;
 		float f = (float)r[j];
 		if (f == f)
