@@ -488,7 +488,7 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 					memcpy(&l1, lanes[i][1], sizeof(l1));
 					for (; j + KERN_LANES <= nn; j += KERN_LANES) {
 						kv8d o, v;
-						kv8i m;
+						kv8i m = {0};
 						memcpy(&o, s->out + j, sizeof(o));
 						for (unsigned k = 0; k < KERN_LANES; k++)
 							m[k] = q[j + k] ? -1 : 0;

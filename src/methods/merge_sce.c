@@ -293,7 +293,7 @@ static inline void sce_squares(const double *tau, const unsigned char *keep, siz
 		memcpy(&v, l, sizeof(v));
 		for (; j + KERN_LANES <= n; j += KERN_LANES) {
 			kv8d t;
-			kv8i m;
+			kv8i m = {0};
 			memcpy(&t, tau + j, sizeof(t));
 			for (unsigned e = 0; e < KERN_LANES; e++)
 				m[e] = keep[j + e] ? -1 : 0;
