@@ -167,6 +167,141 @@ static void ms_sum(const struct merge_ctx *p, const struct multislerp *ms, const
 	}
 }
 
+#if defined(__GNUC__)
+/*
+ * ms_sum() and what the passes do with r, fused, for float32 values with a
+ * base: one element (j of the tile) from the decoded values, bf the
+ * base's and ft the models' (ft[i * KERN_TILE + j]), the reference for
+ * ms_vec(). r = sum_i c_i tau_i and sv = sum_i tau_i as ms_sum() adds
+ * them; the norm pass adds them to lane k of l, the writing pass rounds
+ * fma(lambda, r, b) to float32 into out[j] (as tile_store()).
+ */
+static inline void ms_elem(const struct multislerp *ms, const double *c, const float *bf,
+                           const float *ft, size_t j, unsigned k, struct norm_lanes *l,
+                           double lambda, float *out)
+{
+	double r = 0.0, sv = 0.0;
+	for (unsigned i = 0; i < ms->n; i++) {
+		double tau = (double)(ft[(size_t)i * KERN_TILE + j] - bf[j]);
+		r = i == 0 ? 0.0 + c[i] * tau : r + c[i] * tau;
+		sv = i == 0 ? 0.0 + tau : sv + tau;
+	}
+	if (l) {
+		norm_lane(l, k, sv, r);
+		return;
+	}
+	uint32_t u = 0x7fc00000u;
+	float f = (float)fma(lambda, r, (double)bf[j]);
+	if (f == f)
+		memcpy(&u, &f, 4);
+	memcpy(&out[j], &u, 4);
+}
+
+/* ms_elem() on elements [0, n8) of the tile, eight at a time in GNU C's
+ * vectors (kernels.h), the same operations in each lane; the models'
+ * values from raw (BF16, decoded here) or else from ft and bf. With l,
+ * the norm pass's sums (norm_lanes_add()'s, in registers); else the
+ * output's float32 values in out. */
+static inline __attribute__((always_inline)) void
+ms_vec(const struct multislerp *ms, const double *c, const float *bf, const float *ft,
+       const unsigned char *const *raw, size_t n8, struct norm_lanes *l, double lambda,
+       float *out)
+{
+	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
+	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
+	const kv8d zero = {0}, lam = zero + lambda;
+	kv8d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+	if (l) {
+		memcpy(&a0, l->v[0], sizeof(a0)), memcpy(&a1, l->v[1], sizeof(a1));
+		memcpy(&a2, l->v[2], sizeof(a2)), memcpy(&a3, l->v[3], sizeof(a3));
+	}
+	for (size_t j = 0; j < n8; j += 8) {
+		kv8f bv;
+		kv8d r = zero, sv = zero;
+		if (raw)
+			KV8_BF16(bv, raw[0] + 2 * j);
+		else
+			memcpy(&bv, bf + j, sizeof(bv));
+		for (unsigned i = 0; i < ms->n; i++) {
+			kv8f x, d;
+			kv8d tau;
+			if (raw)
+				KV8_BF16(x, raw[i + 1] + 2 * j);
+			else
+				memcpy(&x, ft + (size_t)i * KERN_TILE + j, sizeof(x));
+			d = x - bv;
+			KV8_WIDEN(tau, d);
+			r = i == 0 ? zero + c[i] * tau : r + c[i] * tau;
+			sv = i == 0 ? zero + tau : sv + tau;
+		}
+		if (l) { /* norm_lane() */
+			kv8u es = (kv8u)sv & exp_mask, er = (kv8u)r & exp_mask;
+			kv8i fs, fr;
+			KV8_CMP(fs, es, !=, exp_mask);
+			KV8_CMP(fr, er, !=, exp_mask);
+			kv8i ok = fs & fr;
+			a0 += KV8_PICK(ok, (kv8d)((kv8u)sv & abs_mask), zero);
+			a1 += KV8_PICK(ok, (kv8d)((kv8u)r & abs_mask), zero);
+			a2 += KV8_PICK(ok, sv * sv, zero);
+			a3 += KV8_PICK(ok, r * r, zero);
+			continue;
+		}
+		kv8d b, o;
+		KV8_WIDEN(b, bv);
+		KV8_FMA(o, lam, r, b);
+		KV8_STORE_F32(out + j, o);
+	}
+	if (l) {
+		memcpy(l->v[0], &a0, sizeof(a0)), memcpy(l->v[1], &a1, sizeof(a1));
+		memcpy(l->v[2], &a2, sizeof(a2)), memcpy(l->v[3], &a3, sizeof(a3));
+	}
+}
+
+/* Whether ms_fused() takes tensor t: float32 values in (and out, for the
+ * writing pass), and a base */
+static int ms_fuses(const struct merge_ctx *p, const struct tensor *t, int write)
+{
+	return !p->no_base && t->in_dt != DT_F64 && !(write && t->out_dt == DT_F64);
+}
+
+/* Elements [j0, j0 + nn) of the job: the base's and the models' values
+ * decoded to float32 (BF16 decoded in ms_vec() instead, but for the
+ * elements after the last multiple of 8), then ms_vec() and ms_elem(); the
+ * norm pass's sums into l, or the writing pass's output in s->f, encoded. */
+static void ms_fused(const struct merge_ctx *p, const struct multislerp *ms, const double *c,
+                     const struct tensor *t, const struct pipe_job *job, size_t j0, size_t nn,
+                     struct ms_scratch *s, struct norm_lanes *l)
+{
+	size_t off = j0 * t->unit_in, n8 = nn & ~(size_t)7, d0 = 0;
+	float *ft = (float *)(void *)s->v; /* MS_MAX_N float tiles in the float64 ones */
+	const unsigned char *raw[MS_MAX_N + 1];
+	for (unsigned i = 0; i <= ms->n; i++)
+		raw[i] = job->in[i] + off;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (t->in_dt == DT_BF16)
+		d0 = n8;
+#endif
+	if (d0 < nn) {
+		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, nn - d0);
+		for (unsigned i = 0; i < ms->n; i++)
+			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
+			             ft + (size_t)i * KERN_TILE + d0, nn - d0);
+	}
+	if (d0 && l)
+		ms_vec(ms, c, s->bf, ft, raw, n8, l, 0.0, NULL);
+	else if (d0)
+		ms_vec(ms, c, s->bf, ft, raw, n8, NULL, t->lambda, s->f);
+	else if (l)
+		ms_vec(ms, c, s->bf, ft, NULL, n8, l, 0.0, NULL);
+	else
+		ms_vec(ms, c, s->bf, ft, NULL, n8, NULL, t->lambda, s->f);
+	for (size_t j = n8; j < nn; j++)
+		ms_elem(ms, c, s->bf, ft, j, (unsigned)(j - n8), l, t->lambda, s->f);
+	if (!l)
+		p->k->encode(t->out_dt, s->f, job->out + j0 * t->unit_out, nn);
+}
+#endif
+
 /* One model: itself, or b + lambda (x_0 - b) from the model's own values. */
 static void ms_one(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                    size_t j0, size_t nn, struct ms_scratch *s)
@@ -197,6 +332,11 @@ LINES_HOT static int ms_work(struct merge_ctx *p, struct pipe_job *job, void *sc
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
 		if (ms->n == 1) {
 			ms_one(p, t, job, j0, nn, s);
+#if defined(__GNUC__)
+		} else if (ms_fuses(p, t, 1)) {
+			ms_fused(p, ms, c, t, job, j0, nn, s, NULL);
+			continue;
+#endif
 		} else {
 			ms_sum(p, ms, c, t, job, j0, nn, s, v[1], NULL);
 			for (size_t j = 0; j < nn; j++)
@@ -239,6 +379,12 @@ static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms
 	double *sv = s->v[1], *r = s->v[2];
 	for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 		size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
+#if defined(__GNUC__)
+		if (ms_fuses(p, t, 0)) {
+			ms_fused(p, ms, c, t, job, j0, nn, s, &l);
+			continue;
+		}
+#endif
 		ms_sum(p, ms, c, t, job, j0, nn, s, r, sv);
 		norm_lanes_add(&l, sv, r, nn);
 	}
