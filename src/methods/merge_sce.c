@@ -145,6 +145,188 @@ static void sce_tile_mtl(const struct merge_ctx *p, const struct sce_state *st, 
 	          st->w + tensor * p->nmodels, s->mtl);
 }
 
+#if defined(__GNUC__)
+/* Models whose task vectors sce_vec() keeps in registers */
+#define SCE_VMAX 16
+
+/* Whether sce_fused() takes a tile of tensor TI (t): float32 values in
+ * (and out, for the writing pass: write), nothing masked (no selection,
+ * or a threshold that keeps all), a few models */
+static int sce_fuses(const struct merge_ctx *p, const struct sce_state *st,
+                     const struct tensor *t, size_t ti, int write)
+{
+	return t->in_dt != DT_F64 && !(write && t->out_dt == DT_F64) &&
+	       p->nmodels <= SCE_VMAX && !(st->select && st->thr[ti]);
+}
+
+/*
+ * One element (j of the tile) of the passes after the selection, from the
+ * float32 values decoded into bf (the base's) and ft (the models',
+ * ft[i * SCE_TILE + j]), nothing masked: the reference for sce_vec(). The
+ * task vectors tau_i (sce_taus()), s their sum from +0.0 (sce_sums()),
+ * then with mode 0 (weights) each tau_i^2 added to lane[i][k]
+ * (sce_squares()); else mtl elected as sce_elect1() does with the weights
+ * w, and with mode 1 (norms) s and mtl added to lane k of l
+ * (norm_lanes_add()), with mode 2 (write) fma(lambda, mtl, b) rounded to
+ * float32 into out[j] (tile_store()).
+ */
+static inline void sce_elem(unsigned nm, const double *w, const float *bf, const float *ft,
+                            size_t j, unsigned k, int mode, double (*lane)[KERN_LANES],
+                            struct norm_lanes *l, double lambda, float *out)
+{
+	double tau[SCE_VMAX], s = 0.0, num = 0.0, den = 0.0;
+	for (unsigned i = 0; i < nm; i++) {
+		tau[i] = (double)(ft[(size_t)i * SCE_TILE + j] - bf[j]);
+		s += tau[i];
+		if (mode == 0)
+			lane[i][k] += tau[i] * tau[i];
+	}
+	if (mode == 0)
+		return;
+	double sign = s >= 0.0 ? 1.0 : -1.0;
+	for (unsigned i = 0; i < nm; i++) {
+		double pr = tau[i] * sign;
+		num += pr > 0.0 ? w[i] * tau[i] : 0.0;
+		den += pr > 0.0 ? w[i] : 0.0;
+	}
+	double d = den < 1e-6 ? 1e-6 : den, q = num / d, m = s - s == 0.0 ? q : s;
+	if (mode == 1) {
+		norm_lane(l, k, s, m);
+		return;
+	}
+	uint32_t u = 0x7fc00000u;
+	float f = (float)fma(lambda, m, (double)bf[j]);
+	if (f == f)
+		memcpy(&u, &f, 4);
+	memcpy(&out[j], &u, 4);
+}
+
+/* sce_elem() on elements [0, n8) of the tile, eight at a time in GNU C's
+ * vectors (kernels.h), the same operations in each lane; the values from
+ * raw (BF16, decoded here) or else from bf and ft. The lanes of mode 0
+ * and 1 stay in registers over the tile. */
+static inline __attribute__((always_inline)) void
+sce_vec(unsigned nm, const double *w, const float *bf, const float *ft,
+        const unsigned char *const *raw, size_t n8, int mode, double (*lane)[KERN_LANES],
+        struct norm_lanes *l, double lambda, float *out)
+{
+	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
+	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
+	const kv8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6,
+	           lam = zero + lambda;
+	kv8d sq[SCE_VMAX], a0 = zero, a1 = zero, a2 = zero, a3 = zero;
+	for (unsigned i = 0; mode == 0 && i < nm; i++)
+		memcpy(&sq[i], lane[i], sizeof(sq[i]));
+	if (mode == 1) {
+		memcpy(&a0, l->v[0], sizeof(a0)), memcpy(&a1, l->v[1], sizeof(a1));
+		memcpy(&a2, l->v[2], sizeof(a2)), memcpy(&a3, l->v[3], sizeof(a3));
+	}
+	for (size_t j = 0; j < n8; j += 8) {
+		kv8f bv;
+		kv8d tau[SCE_VMAX], s = zero, nu = zero, de = zero;
+		if (raw)
+			KV8_BF16(bv, raw[0] + 2 * j);
+		else
+			memcpy(&bv, bf + j, sizeof(bv));
+		for (unsigned i = 0; i < nm; i++) {
+			kv8f x, d;
+			if (raw)
+				KV8_BF16(x, raw[i + 1] + 2 * j);
+			else
+				memcpy(&x, ft + (size_t)i * SCE_TILE + j, sizeof(x));
+			d = x - bv;
+			KV8_WIDEN(tau[i], d);
+			s += tau[i];
+			if (mode == 0)
+				sq[i] += tau[i] * tau[i];
+		}
+		if (mode == 0)
+			continue;
+		kv8i pos, small, fin;
+		KV8_CMP(pos, s, >=, zero);
+		kv8d sign = KV8_PICK(pos, one, mone);
+		for (unsigned i = 0; i < nm; i++) {
+			kv8d pr = tau[i] * sign;
+			kv8i has;
+			KV8_CMP(has, pr, >, zero);
+			nu += (kv8d)((kv8u)(w[i] * tau[i]) & (kv8u)has);
+			de += (kv8d)((kv8u)(zero + w[i]) & (kv8u)has);
+		}
+		KV8_CMP(small, de, <, dmin);
+		kv8d q = nu / KV8_PICK(small, dmin, de), ds = s - s;
+		KV8_CMP(fin, ds, ==, zero);
+		kv8d m = KV8_PICK(fin, q, s);
+		if (mode == 1) { /* norm_lane() */
+			kv8u es = (kv8u)s & exp_mask, em = (kv8u)m & exp_mask;
+			kv8i fs, fm;
+			KV8_CMP(fs, es, !=, exp_mask);
+			KV8_CMP(fm, em, !=, exp_mask);
+			kv8i ok = fs & fm;
+			a0 += KV8_PICK(ok, (kv8d)((kv8u)s & abs_mask), zero);
+			a1 += KV8_PICK(ok, (kv8d)((kv8u)m & abs_mask), zero);
+			a2 += KV8_PICK(ok, s * s, zero);
+			a3 += KV8_PICK(ok, m * m, zero);
+			continue;
+		}
+		kv8d b, o;
+		KV8_WIDEN(b, bv);
+		KV8_FMA(o, lam, m, b);
+		KV8_STORE_F32(out + j, o);
+	}
+	for (unsigned i = 0; mode == 0 && i < nm; i++)
+		memcpy(lane[i], &sq[i], sizeof(sq[i]));
+	if (mode == 1) {
+		memcpy(l->v[0], &a0, sizeof(a0)), memcpy(l->v[1], &a1, sizeof(a1));
+		memcpy(l->v[2], &a2, sizeof(a2)), memcpy(l->v[3], &a3, sizeof(a3));
+	}
+}
+
+/* Elements [j0, j0 + n) of the job in a pass after the selection (mode as
+ * sce_elem's), where sce_fuses(): the values decoded to float32 (BF16 in
+ * sce_vec() instead, but after the last multiple of 8), then sce_vec()
+ * and sce_elem(); mode 2 encodes the output. */
+static void sce_fused(const struct merge_ctx *p, const struct sce_state *st,
+                      const struct tensor *t, const struct pipe_job *job, size_t j0, size_t n,
+                      struct sce_scratch *s, int mode, double (*lane)[KERN_LANES],
+                      struct norm_lanes *l)
+{
+	size_t off = j0 * t->unit_in, n8 = n & ~(size_t)7, d0 = 0;
+	unsigned nm = p->nmodels;
+	const double *w = mode ? st->w + job->tensor * nm : NULL;
+	float *ft = (float *)(void *)s->tau; /* nm float tiles in the float64 ones */
+	const unsigned char *raw[SCE_VMAX + 1];
+	for (unsigned i = 0; i <= nm; i++)
+		raw[i] = job->in[i] + off;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (t->in_dt == DT_BF16)
+		d0 = n8;
+#endif
+	if (d0 < n) {
+		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, n - d0);
+		for (unsigned i = 0; i < nm; i++)
+			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
+			             ft + (size_t)i * SCE_TILE + d0, n - d0);
+	}
+	const unsigned char *const *bf16 = d0 ? raw : NULL;
+	if (mode == 0 && bf16)
+		sce_vec(nm, w, s->bf, ft, raw, n8, 0, lane, NULL, 0.0, NULL);
+	else if (mode == 0)
+		sce_vec(nm, w, s->bf, ft, NULL, n8, 0, lane, NULL, 0.0, NULL);
+	else if (mode == 1 && bf16)
+		sce_vec(nm, w, s->bf, ft, raw, n8, 1, NULL, l, 0.0, NULL);
+	else if (mode == 1)
+		sce_vec(nm, w, s->bf, ft, NULL, n8, 1, NULL, l, 0.0, NULL);
+	else if (bf16)
+		sce_vec(nm, w, s->bf, ft, raw, n8, 2, NULL, NULL, t->lambda, s->f);
+	else
+		sce_vec(nm, w, s->bf, ft, NULL, n8, 2, NULL, NULL, t->lambda, s->f);
+	for (size_t j = n8; j < n; j++)
+		sce_elem(nm, w, s->bf, ft, j, (unsigned)(j - n8), mode, lane, l, t->lambda, s->f);
+	if (mode == 2)
+		p->k->encode(t->out_dt, s->f, job->out + j0 * t->unit_out, n);
+}
+#endif
+
 /* ---- select and refine: the threshold of each tensor -------------------------- */
 LINES_HOT static int sce_select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
                            struct lines_error *err)
@@ -331,6 +513,12 @@ LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job,
 		memset(lane, 0, (size_t)nm * sizeof(*lane));
 		for (size_t j0 = b0; j0 < b1; j0 += SCE_TILE) {
 			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
+#if defined(__GNUC__)
+			if (sce_fuses(p, st, t, job->tensor, 0)) {
+				sce_fused(p, st, t, job, j0, nn, s, 0, lane, NULL);
+				continue;
+			}
+#endif
 			sce_load(p, t, job, j0, nn, s);
 			/* (without a selection, the sums sce_mask makes are not needed) */
 			int masked = st->select && st->thr[job->tensor] &&
@@ -395,6 +583,12 @@ LINES_HOT static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += SCE_TILE) {
 			size_t nn = b1 - j0 < SCE_TILE ? b1 - j0 : SCE_TILE;
+#if defined(__GNUC__)
+			if (sce_fuses(p, st, t, job->tensor, 0)) {
+				sce_fused(p, st, t, job, j0, nn, s, 1, NULL, &l);
+				continue;
+			}
+#endif
 			sce_load(p, t, job, j0, nn, s);
 			sce_tile_mtl(p, st, job->tensor, s, nn);
 			norm_lanes_add(&l, s->s, s->mtl, nn);
@@ -429,6 +623,12 @@ LINES_HOT static int sce_write_work(struct merge_ctx *p, struct pipe_job *job, v
 	(void)err;
 	for (size_t j0 = 0; j0 < n; j0 += SCE_TILE) {
 		size_t nn = n - j0 < SCE_TILE ? n - j0 : SCE_TILE;
+#if defined(__GNUC__)
+		if (sce_fuses(p, st, t, job->tensor, 1)) {
+			sce_fused(p, st, t, job, j0, nn, s, 2, NULL, NULL);
+			continue;
+		}
+#endif
 		sce_load(p, t, job, j0, nn, s);
 		sce_tile_mtl(p, st, job->tensor, s, nn);
 		if (t->lambda == 1.0) /* fma(1, m, b) is m + b, rounded once */
