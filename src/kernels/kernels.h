@@ -129,6 +129,12 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 /* a where mask (all ones in a lane), else b */
 #define KV8_PICK(mask, a, b)                                                                      \
 	((kv8d)(((kv8u)(a) & (kv8u)(mask)) | ((kv8u)(b) & ~(kv8u)(mask))))
+/* The macros below write a vector lane by lane, every lane, which GCC
+ * may take for a use of the vector before it is set (-Wmaybe-uninitialized
+ * at their lines, as aarch64's GCC 12 does); zeroing it first would cost
+ * the vectorization of the loops. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 /*
  * Comparisons and conversions are written as loops over the lanes: GCC
  * 12, in a function whose target attribute raises the instruction set
@@ -139,25 +145,21 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 /* r = (a OP b) lane by lane as a mask: -1 where it holds, 0 elsewhere */
 #define KV8_CMP(r, a, op, b)                                                                      \
 	do {                                                                                      \
-		__typeof__(r) r_ = {0};                                                           \
 		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
-			r_[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                        \
-		(r) = r_;                                                                         \
+			(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                       \
 	} while (0)
 /* r (kv8d) = x (kv8f) widened, exactly */
 #define KV8_WIDEN(r, x)                                                                           \
 	do {                                                                                      \
-		kv8d r_ = {0};                                                                    \
 		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
-			r_[l_] = (double)(x)[l_];                                                   \
-		(r) = r_;                                                                         \
+			(r)[l_] = (double)(x)[l_];                                                  \
 	} while (0)
 /* r = the eight BF16 values at p (little-endian bytes) as float32: each
  * one's bits shifted up by 16, as kern_bf16_to_f32() */
 #define KV8_BF16(r, p)                                                                            \
 	do {                                                                                      \
 		kv8h h_;                                                                          \
-		kv8uw u_ = {0};                                                                   \
+		kv8uw u_;                                                                         \
 		memcpy(&h_, (p), sizeof(h_));                                                     \
 		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
 			u_[l_] = (uint32_t)h_[l_] << 16;                                            \
@@ -170,7 +172,7 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 	do {                                                                                      \
 		kv8d x_ = (x), q_ = (kv8d)((kv8u){0} + 0x7ff8000000000000ull);                   \
 		kv8i n_;                                                                          \
-		kv8f f_ = {0};                                                                    \
+		kv8f f_;                                                                          \
 		KV8_CMP(n_, x_, !=, x_);                                                          \
 		x_ = KV8_PICK(n_, q_, x_);                                                        \
 		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
@@ -181,11 +183,10 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
  * where it has one */
 #define KV8_FMA(r, a, b, c)                                                                       \
 	do {                                                                                      \
-		kv8d r_ = {0};                                                                    \
 		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
-			r_[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                    \
-		(r) = r_;                                                                         \
+			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
 	} while (0)
+#pragma GCC diagnostic pop
 #endif
 /* Norms are reduced per block of this many elements, aligned to the start
  * of each tensor, so the sums do not depend on how work is chunked. */
