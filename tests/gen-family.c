@@ -12,7 +12,11 @@
  *   gen-family --arch ARCH --dtype bf16|f16|f32
  *              --layers L [--layers2 L2] (--hidden H | --size BYTES) [--vocab V]
  *              --models N --seed S --out DIR [--specials] [--int-differ]
- *              [--reverse] [--shards K] [--print-size]
+ *              [--reverse] [--shards K] [--print-size] [--ragged]
+ *
+ * With --ragged, every layer norm's weight has H + 3 elements instead of H
+ * (a length that is not a multiple of 8, so the vector loops' last
+ * elements are merged by their scalar code too).
  *
  * With --shards K, every model is a directory (DIR/base/, DIR/ftN/) of K
  * shards, split at places that differ between models, with
@@ -635,7 +639,7 @@ static const char usage_text[] =
 	"usage: gen-family --arch ARCH --dtype bf16|f16|f32|f64 --layers L [--layers2 L2]\n"
 	"                  (--hidden H | --size BYTES) [--vocab V] --models N --seed S\n"
 	"                  --out DIR [--specials] [--int-differ] [--reverse] [--shards K]\n"
-	"                  [--tensors N] [--fp8 block|tensor] [--print-size]\n"
+	"                  [--tensors N] [--fp8 block|tensor] [--print-size] [--ragged]\n"
 	"ARCH: llama, llama-tied, mixtral, gpt2, clip, clip2, t5, whisper, vlm, flux,\n"
 	"      diffusers, gptq, noblocks, many\n";
 
@@ -654,7 +658,7 @@ int main(int argc, char **argv)
 		{"models", required_argument, NULL, 'n'},   {"seed", required_argument, NULL, 'S'},
 		{"out", required_argument, NULL, 'o'},      {"specials", no_argument, NULL, 'x'},
 		{"int-differ", no_argument, NULL, 'i'},     {"print-size", no_argument, NULL, 'p'},
-		{"reverse", no_argument, NULL, 'r'},
+		{"reverse", no_argument, NULL, 'r'},         {"ragged", no_argument, NULL, 'g'},
 		{"shards", required_argument, NULL, 'k'},
 		{"tensors", required_argument, NULL, 'T'},
 		{"layers2", required_argument, NULL, 'L'},
@@ -667,7 +671,7 @@ int main(int argc, char **argv)
 	long L = 4;
 	uint64_t H = 0, V = 0, size = 0, seed = 1;
 	unsigned models = 2;
-	int c, print_size = 0;
+	int c, print_size = 0, ragged = 0;
 	unsigned shards = 0;
 
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -699,6 +703,7 @@ int main(int argc, char **argv)
 		case 'i': g_int_differ = 1; break;
 		case 'p': print_size = 1; break;
 		case 'r': g_reverse = 1; break;
+		case 'g': ragged = 1; break;
 		case 'k': shards = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'T': g_many = strtoul(optarg, NULL, 10); break;
 		case 'L': g_layers2 = strtol(optarg, NULL, 10); break;
@@ -729,6 +734,9 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	build(arch, L, H, V ? V : 4 * H);
+	for (size_t q = 0; ragged && q < nt; q++)
+		if (T[q].kind == K_NORM && T[q].rank == 1)
+			T[q].shape[0] += 3;
 	fp8_expand();
 	if (print_size) {
 		printf("%" PRIu64 "\n", total_bytes(dt));

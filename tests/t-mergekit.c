@@ -567,9 +567,12 @@ static int load_family(struct family *f, size_t seed)
 {
 	char p[4400];
 	snprintf(f->dir, sizeof(f->dir), "%s/%s-%s", tu_tmpdir(), f->arch, f->dtype);
+	/* gpt2's layer norms have a length that is not a multiple of 8
+	 * (--ragged): the vector loops' last elements are checked too */
 	if (!ok(tu_run("'%s' --arch %s --dtype %s --layers 4 --hidden 32 --models %d --seed %zu "
-	               "--specials --out '%s'",
-	               tu_gen(), f->arch, f->dtype, N_MODELS, seed, f->dir) == 0,
+	               "--specials %s --out '%s'",
+	               tu_gen(), f->arch, f->dtype, N_MODELS, seed,
+	               strcmp(f->arch, "gpt2") ? "" : "--ragged", f->dir) == 0,
 	        "generate %s/%s family", f->arch, f->dtype))
 		return 0;
 	snprintf(p, sizeof(p), "%s/base.safetensors", f->dir);

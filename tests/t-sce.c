@@ -394,7 +394,7 @@ int main(void)
 	for (size_t d = 0; d < 4; d++) {
 		struct fam f;
 		memset(&f, 0, sizeof(f));
-		if (!ok(load(&f, dts[d], d == 0 ? "--specials" : "", 32), "generate a %s family", dts[d]))
+		if (!ok(load(&f, dts[d], d == 0 ? "--specials" : "--ragged", 32), "generate a %s family", dts[d]))
 			continue;
 		for (size_t i = 0; i < sizeof(sc) / sizeof(sc[0]); i++)
 			run(&f, &sc[i], (int)i, &nuniform, &nweighed, &nzero_k, &nties);
