@@ -229,23 +229,10 @@ static void cs_fused(const struct merge_ctx *p, const struct tensor *t, const st
                      size_t j0, size_t n, struct cs_scratch *s, int norms, uint32_t *kept,
                      uint32_t *dropped)
 {
-	size_t off = j0 * t->unit_in, n8 = n & ~(size_t)7, d0 = 0;
+	size_t n8 = n & ~(size_t)7;
 	float *f = (float *)s->c; /* nmodels tiles of float32 in those of float64 */
 	const unsigned char *raw[CS_VMAX + 1];
-	int bf16 = 0;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	bf16 = t->in_dt == DT_BF16;
-#endif
-	for (unsigned i = 0; i <= p->nmodels; i++)
-		raw[i] = job->in[i] + off;
-	if (bf16)
-		d0 = n8;
-	if (d0 < n) {
-		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, n - d0);
-		for (unsigned i = 0; i < p->nmodels; i++)
-			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
-			             f + (size_t)i * CS_TILE + d0, n - d0);
-	}
+	int bf16 = tile_decode_f32(p, t, job, j0, n, p->nmodels, raw, s->bf, f, CS_TILE);
 	if (bf16 && norms)
 		cs_vec(p, t, s, f, raw, n8, 1, NULL, NULL);
 	else if (bf16)

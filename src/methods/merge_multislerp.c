@@ -207,8 +207,6 @@ ms_vec(const struct multislerp *ms, const double *c, const float *bf, const floa
        const unsigned char *const *raw, size_t n8, struct norm_lanes *l, double lambda,
        float *out)
 {
-	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
-	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
 	const kv8d zero = {0}, lam = zero + lambda;
 	kv8d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
 	if (l) {
@@ -234,16 +232,8 @@ ms_vec(const struct multislerp *ms, const double *c, const float *bf, const floa
 			r = i == 0 ? zero + c[i] * tau : r + c[i] * tau;
 			sv = i == 0 ? zero + tau : sv + tau;
 		}
-		if (l) { /* norm_lane() */
-			kv8u es = (kv8u)sv & exp_mask, er = (kv8u)r & exp_mask;
-			kv8i fs, fr;
-			KV8_CMP(fs, es, !=, exp_mask);
-			KV8_CMP(fr, er, !=, exp_mask);
-			kv8i ok = fs & fr;
-			a0 += KV8_PICK(ok, (kv8d)((kv8u)sv & abs_mask), zero);
-			a1 += KV8_PICK(ok, (kv8d)((kv8u)r & abs_mask), zero);
-			a2 += KV8_PICK(ok, sv * sv, zero);
-			a3 += KV8_PICK(ok, r * r, zero);
+		if (l) {
+			NORM_LANES8(a0, a1, a2, a3, sv, r);
 			continue;
 		}
 		kv8d b, o;
@@ -272,21 +262,10 @@ static void ms_fused(const struct merge_ctx *p, const struct multislerp *ms, con
                      const struct tensor *t, const struct pipe_job *job, size_t j0, size_t nn,
                      struct ms_scratch *s, struct norm_lanes *l)
 {
-	size_t off = j0 * t->unit_in, n8 = nn & ~(size_t)7, d0 = 0;
+	size_t n8 = nn & ~(size_t)7;
 	float *ft = (float *)(void *)s->v; /* MS_MAX_N float tiles in the float64 ones */
 	const unsigned char *raw[MS_MAX_N + 1];
-	for (unsigned i = 0; i <= ms->n; i++)
-		raw[i] = job->in[i] + off;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	if (t->in_dt == DT_BF16)
-		d0 = n8;
-#endif
-	if (d0 < nn) {
-		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, nn - d0);
-		for (unsigned i = 0; i < ms->n; i++)
-			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
-			             ft + (size_t)i * KERN_TILE + d0, nn - d0);
-	}
+	int d0 = tile_decode_f32(p, t, job, j0, nn, ms->n, raw, s->bf, ft, KERN_TILE);
 	if (d0 && l)
 		ms_vec(ms, c, s->bf, ft, raw, n8, l, 0.0, NULL);
 	else if (d0)

@@ -281,30 +281,28 @@ static int ram_load(const struct merge_ctx *p, const struct tensor *t, const str
 	size_t off = j0 * t->unit_in, j = 0;
 	unsigned nm = p->nmodels;
 	uint8_t *nz = want_nz ? (uint8_t *)(s->tau + (size_t)nm * RAM_TILE) : NULL;
+	int fl = 0; /* float32 values, taken as float32 */
 	*j1 = 0;
+#if defined(__GNUC__)
+	fl = t->in_dt != DT_F64 && nm <= RAM_FLOAT_MAX && !(write && t->out_dt == DT_F64);
+#endif
+	if (!fl) {
+		tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
+		for (unsigned i = 0; i < nm; i++)
+			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
+			         s->tau + (size_t)i * RAM_TILE, s->f);
+	}
 #if defined(__GNUC__)
 	/* Markstein's quotient needs m a sum of float32 values */
 	int divide = t->in_dt == DT_F64 || nm > RAM_DIV_MAX;
 	j = n & ~(size_t)7;
 	if (cnt && nm > RAM_PACK_MAX) /* counted by ram_tile */
 		cnt = NULL;
-	if (t->in_dt != DT_F64 && nm <= RAM_FLOAT_MAX && !(write && t->out_dt == DT_F64)) {
+	if (fl) {
 		const unsigned char *raw[RAM_FLOAT_MAX + 1];
 		float *ft = ram_floats(p, s);
-		size_t d0 = 0;
-		for (unsigned i = 0; i <= nm; i++)
-			raw[i] = job->in[i] + off;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-		if (t->in_dt == DT_BF16) /* the vector loop decodes its own */
-			d0 = j;
-#endif
-		if (d0 < n) {
-			p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, n - d0);
-			for (unsigned i = 0; i < nm; i++)
-				p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
-				             ft + (size_t)i * RAM_TILE + d0, n - d0);
-		}
-		const unsigned char *const *bf = d0 ? raw : NULL;
+		const unsigned char *const *bf =
+			tile_decode_f32(p, t, job, j0, n, nm, raw, s->bf, ft, RAM_TILE) ? raw : NULL;
 		const struct tensor *wt = write ? t : NULL;
 		/* each its own copy, without the tests of the others */
 		if (nz)
@@ -324,27 +322,18 @@ static int ram_load(const struct merge_ctx *p, const struct tensor *t, const str
 					(double)(ft[(size_t)i * RAM_TILE + q] - s->bf[q]);
 		}
 		*j1 = write ? j : 0;
+	} else if (nz) {
+		ram_vec(p, s, NULL, NULL, j, divide, NULL, nz, NULL, NULL);
+	} else if (lam) {
+		ram_vec(p, s, NULL, NULL, j, divide, lam, NULL, cnt, NULL);
+	} else if (cnt) {
+		ram_vec(p, s, NULL, NULL, j, divide, NULL, NULL, cnt, NULL);
 	} else {
-		tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
-		for (unsigned i = 0; i < nm; i++)
-			tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
-			         s->tau + (size_t)i * RAM_TILE, s->f);
-		if (nz)
-			ram_vec(p, s, NULL, NULL, j, divide, NULL, nz, NULL, NULL);
-		else if (lam)
-			ram_vec(p, s, NULL, NULL, j, divide, lam, NULL, cnt, NULL);
-		else if (cnt)
-			ram_vec(p, s, NULL, NULL, j, divide, NULL, NULL, cnt, NULL);
-		else
-			ram_vec(p, s, NULL, NULL, j, divide, NULL, NULL, NULL, NULL);
+		ram_vec(p, s, NULL, NULL, j, divide, NULL, NULL, NULL, NULL);
 	}
 #else
 	(void)write;
 	cnt = NULL;
-	tile_load(p->k, t->in_dt, job->in[0] + off, n, s->b, s->bf);
-	for (unsigned i = 0; i < nm; i++)
-		tile_tau(p->k, t->in_dt, job->in[i + 1] + off, n, s->b, s->bf,
-		         s->tau + (size_t)i * RAM_TILE, s->f);
 #endif
 	for (size_t q = j; q < n; q++)
 		ram_elem(p, s, q, lam, nz);

@@ -210,8 +210,6 @@ sce_vec(unsigned nm, const double *w, const float *bf, const float *ft,
         const unsigned char *const *raw, size_t n8, int mode, double (*lane)[KERN_LANES],
         struct norm_lanes *l, double lambda, float *out)
 {
-	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
-	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
 	const kv8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6,
 	           lam = zero + lambda;
 	kv8d sq[SCE_VMAX], a0 = zero, a1 = zero, a2 = zero, a3 = zero;
@@ -256,16 +254,8 @@ sce_vec(unsigned nm, const double *w, const float *bf, const float *ft,
 		kv8d q = nu / KV8_PICK(small, dmin, de), ds = s - s;
 		KV8_CMP(fin, ds, ==, zero);
 		kv8d m = KV8_PICK(fin, q, s);
-		if (mode == 1) { /* norm_lane() */
-			kv8u es = (kv8u)s & exp_mask, em = (kv8u)m & exp_mask;
-			kv8i fs, fm;
-			KV8_CMP(fs, es, !=, exp_mask);
-			KV8_CMP(fm, em, !=, exp_mask);
-			kv8i ok = fs & fm;
-			a0 += KV8_PICK(ok, (kv8d)((kv8u)s & abs_mask), zero);
-			a1 += KV8_PICK(ok, (kv8d)((kv8u)m & abs_mask), zero);
-			a2 += KV8_PICK(ok, s * s, zero);
-			a3 += KV8_PICK(ok, m * m, zero);
+		if (mode == 1) {
+			NORM_LANES8(a0, a1, a2, a3, s, m);
 			continue;
 		}
 		kv8d b, o;
@@ -290,24 +280,12 @@ static void sce_fused(const struct merge_ctx *p, const struct sce_state *st,
                       struct sce_scratch *s, int mode, double (*lane)[KERN_LANES],
                       struct norm_lanes *l)
 {
-	size_t off = j0 * t->unit_in, n8 = n & ~(size_t)7, d0 = 0;
+	size_t n8 = n & ~(size_t)7;
 	unsigned nm = p->nmodels;
 	const double *w = mode ? st->w + job->tensor * nm : NULL;
 	float *ft = (float *)(void *)s->tau; /* nm float tiles in the float64 ones */
 	const unsigned char *raw[SCE_VMAX + 1];
-	for (unsigned i = 0; i <= nm; i++)
-		raw[i] = job->in[i] + off;
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	if (t->in_dt == DT_BF16)
-		d0 = n8;
-#endif
-	if (d0 < n) {
-		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, s->bf + d0, n - d0);
-		for (unsigned i = 0; i < nm; i++)
-			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in,
-			             ft + (size_t)i * SCE_TILE + d0, n - d0);
-	}
-	const unsigned char *const *bf16 = d0 ? raw : NULL;
+	int bf16 = tile_decode_f32(p, t, job, j0, n, nm, raw, s->bf, ft, SCE_TILE);
 	if (mode == 0 && bf16)
 		sce_vec(nm, w, s->bf, ft, raw, n8, 0, lane, NULL, 0.0, NULL);
 	else if (mode == 0)

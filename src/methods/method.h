@@ -293,6 +293,26 @@ static inline void norm_lane(struct norm_lanes *l, unsigned k, double s, double 
 }
 /* Elements of a block s[0..n), t[0..n), the first of them a multiple of
  * KERN_LANES from the block's start (a tile's: KERN_TILE is one). */
+#if defined(__GNUC__)
+/* norm_lane() on eight lanes in GNU C's vectors (kernels.h), the same
+ * operations in each: a0..a3 (kv8d) += |s|, |t|, s^2, t^2 where s and t
+ * (kv8d) are both finite, +0.0 elsewhere */
+#define NORM_LANES8(a0, a1, a2, a3, s, t)                                                         \
+	do {                                                                                      \
+		const kv8u e_ = (kv8u){0} + 0x7ff0000000000000ull,                                \
+		           m_ = (kv8u){0} + 0x7fffffffffffffffull;                                \
+		const kv8d z_ = {0}, s_ = (s), t_ = (t);                                          \
+		kv8u es_ = (kv8u)s_ & e_, et_ = (kv8u)t_ & e_;                                    \
+		kv8i fs_, ft_;                                                                    \
+		KV8_CMP(fs_, es_, !=, e_);                                                        \
+		KV8_CMP(ft_, et_, !=, e_);                                                        \
+		kv8i ok_ = fs_ & ft_;                                                             \
+		(a0) += KV8_PICK(ok_, (kv8d)((kv8u)s_ & m_), z_);                                 \
+		(a1) += KV8_PICK(ok_, (kv8d)((kv8u)t_ & m_), z_);                                 \
+		(a2) += KV8_PICK(ok_, s_ * s_, z_);                                               \
+		(a3) += KV8_PICK(ok_, t_ * t_, z_);                                               \
+	} while (0)
+#endif
 static inline void norm_lanes_add(struct norm_lanes *l, const double *s, const double *t,
                                   size_t n)
 {
@@ -300,26 +320,13 @@ static inline void norm_lanes_add(struct norm_lanes *l, const double *s, const d
 	size_t j = 0;
 	memcpy(&a, l, sizeof(a));
 #if defined(__GNUC__)
-	/* norm_lane() on eight lanes at a time in GNU C's vectors (kernels.h):
-	 * the same operations in each lane */
-	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
-	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
-	const kv8d zero = {0};
 	kv8d a0, a1, a2, a3;
 	memcpy(&a0, a.v[0], sizeof(a0)), memcpy(&a1, a.v[1], sizeof(a1));
 	memcpy(&a2, a.v[2], sizeof(a2)), memcpy(&a3, a.v[3], sizeof(a3));
 	for (; j + KERN_LANES <= n; j += KERN_LANES) {
 		kv8d sv, tv;
 		memcpy(&sv, s + j, sizeof(sv)), memcpy(&tv, t + j, sizeof(tv));
-		kv8u es = (kv8u)sv & exp_mask, et = (kv8u)tv & exp_mask;
-		kv8i fs, ft;
-		KV8_CMP(fs, es, !=, exp_mask);
-		KV8_CMP(ft, et, !=, exp_mask);
-		kv8i ok = fs & ft;
-		a0 += KV8_PICK(ok, (kv8d)((kv8u)sv & abs_mask), zero);
-		a1 += KV8_PICK(ok, (kv8d)((kv8u)tv & abs_mask), zero);
-		a2 += KV8_PICK(ok, sv * sv, zero);
-		a3 += KV8_PICK(ok, tv * tv, zero);
+		NORM_LANES8(a0, a1, a2, a3, sv, tv);
 	}
 	memcpy(a.v[0], &a0, sizeof(a0)), memcpy(a.v[1], &a1, sizeof(a1));
 	memcpy(a.v[2], &a2, sizeof(a2)), memcpy(a.v[3], &a3, sizeof(a3));
@@ -475,6 +482,35 @@ static inline void tile_store(const struct kern *k, enum dtype odt, const double
 		memcpy(&tmp[j], &u, 4);
 	}
 	k->encode(odt, tmp, out, n);
+}
+
+/*
+ * The inputs of the loops that take float32 values (consensus, ram,
+ * multislerp, sce) for elements [j0, j0 + n) of a job: raw[0..nm] point at
+ * the base's and the models' bytes of element j0, and the kernels decode
+ * to float32 the base's values into bf and model i's into ft + i * stride.
+ * Returns 1 when the loop decodes the first n rounded down to a multiple
+ * of 8 itself (BF16 on a little-endian machine: KV8_BF16), which the
+ * kernels then leave out; 0 when they decode all n.
+ */
+static inline int tile_decode_f32(const struct merge_ctx *p, const struct tensor *t,
+                                  const struct pipe_job *job, size_t j0, size_t n, unsigned nm,
+                                  const unsigned char **raw, float *bf, float *ft, size_t stride)
+{
+	size_t off = j0 * t->unit_in, d0 = 0;
+	for (unsigned i = 0; i <= nm; i++)
+		raw[i] = job->in[i] + off;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	if (t->in_dt == DT_BF16)
+		d0 = n & ~(size_t)7;
+#endif
+	if (d0 < n) {
+		p->k->decode(t->in_dt, raw[0] + d0 * t->unit_in, bf + d0, n - d0);
+		for (unsigned i = 0; i < nm; i++)
+			p->k->decode(t->in_dt, raw[i + 1] + d0 * t->unit_in, ft + i * stride + d0,
+			             n - d0);
+	}
+	return d0 > 0;
 }
 
 /* The lambda of a job's tensor for the other value v of a sweep, in a
