@@ -106,15 +106,15 @@ static void cs_votes(const struct merge_ctx *p, struct cs_scratch *s, size_t n)
 /* Models whose weighted task vectors cs_vec() keeps in registers */
 #define CS_VMAX 8
 
-/* Whether a tile of t takes cs_fused(): float32 values in and out (F64
- * takes the loops above), and a few models. */
+/* Whether the tiles of t take cs_fused(): float32 values in and out (F64
+ * takes the loops above, in both passes), and a few models. */
 static int cs_fuses(const struct merge_ctx *p, const struct tensor *t)
 {
 	return t->in_dt != DT_F64 && t->out_dt != DT_F64 && p->nmodels <= CS_VMAX;
 }
 
 /*
- * One element of a tile that cs_decode() decoded, the reference for
+ * One element of a tile that cs_fused() decoded, the reference for
  * cs_vec(): cs_load's, cs_votes' and the writing pass's steps (norms: the
  * norm pass's), in the same order. The output's value rounded to float32
  * (a NaN as the default quiet NaN, as tile_store() rounds it) goes to
@@ -153,7 +153,9 @@ static inline void cs_elem(const struct merge_ctx *p, const struct tensor *t, st
  * a time in GNU C's vectors (kernels.h), every model's weighted task
  * vector in registers: each lane makes cs_elem()'s operations on its
  * element, so the same numbers, without the tiles of float64 values that
- * the loops above write and read again.
+ * the loops above write and read again. The values come from bf16 (the
+ * BF16 bytes of the base and the models, decoded here), or else from
+ * s->bf and f.
  */
 static inline __attribute__((always_inline)) void
 cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, const float *f,
