@@ -165,6 +165,16 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 			u_[l_] = (uint32_t)h_[l_] << 16;                                            \
 		(r) = (kv8f)u_;                                                                   \
 	} while (0)
+/* r (kv8f) = the eight input values of element j on: from raw (BF16
+ * bytes, decoded with KV8_BF16) when it is not NULL, else from the
+ * float32 values at f (the kernels' decoding) */
+#define KV8_LOAD_F32(r, raw, f, j)                                                                \
+	do {                                                                                      \
+		if (raw)                                                                          \
+			KV8_BF16(r, (raw) + 2 * (j));                                             \
+		else                                                                              \
+			memcpy(&(r), (f) + (j), sizeof(r));                                       \
+	} while (0)
 /* The eight float32 values at dst = x (kv8d) rounded to float32, a NaN
  * as the default quiet NaN (tile_store()'s rounding): a NaN is made
  * +0x7ff8... first, which rounds to 0x7fc00000 */

@@ -141,11 +141,7 @@ static inline void cs_elem(const struct merge_ctx *p, const struct tensor *t, st
 	double b = s->bf[j], o = keep ? fma(t->lambda, mtl, b) : b;
 	*kept += (uint32_t)(fin & keep);
 	*dropped += (uint32_t)!keep;
-	uint32_t u = 0x7fc00000u;
-	float r = (float)o;
-	if (r == r)
-		memcpy(&u, &r, 4);
-	memcpy(&s->f[j], &u, 4);
+	f32_store(&s->f[j], o);
 }
 
 /*
@@ -173,16 +169,10 @@ cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, 
 	for (size_t j = 0; j < n8; j += 8) {
 		kv8f bf;
 		kv8d c[CS_VMAX], sum = zero, mtl = zero, votes = zero;
-		if (bf16)
-			KV8_BF16(bf, bf16[0] + 2 * j);
-		else
-			memcpy(&bf, s->bf + j, sizeof(bf));
+		KV8_LOAD_F32(bf, bf16 ? bf16[0] : NULL, s->bf, j);
 		for (unsigned i = 0; i < nm; i++) {
 			kv8f x;
-			if (bf16)
-				KV8_BF16(x, bf16[i + 1] + 2 * j);
-			else
-				memcpy(&x, f + (size_t)i * CS_TILE + j, sizeof(x));
+			KV8_LOAD_F32(x, bf16 ? bf16[i + 1] : NULL, f + (size_t)i * CS_TILE, j);
 			kv8f d = x - bf;
 			kv8d tau;
 			KV8_WIDEN(tau, d);

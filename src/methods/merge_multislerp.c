@@ -190,11 +190,7 @@ static inline void ms_elem(const struct multislerp *ms, const double *c, const f
 		norm_lane(l, k, sv, r);
 		return;
 	}
-	uint32_t u = 0x7fc00000u;
-	float f = (float)fma(lambda, r, (double)bf[j]);
-	if (f == f)
-		memcpy(&u, &f, 4);
-	memcpy(&out[j], &u, 4);
+	f32_store(&out[j], fma(lambda, r, (double)bf[j]));
 }
 
 /* ms_elem() on elements [0, n8) of the tile, eight at a time in GNU C's
@@ -216,17 +212,11 @@ ms_vec(const struct multislerp *ms, const double *c, const float *bf, const floa
 	for (size_t j = 0; j < n8; j += 8) {
 		kv8f bv;
 		kv8d r = zero, sv = zero;
-		if (raw)
-			KV8_BF16(bv, raw[0] + 2 * j);
-		else
-			memcpy(&bv, bf + j, sizeof(bv));
+		KV8_LOAD_F32(bv, raw ? raw[0] : NULL, bf, j);
 		for (unsigned i = 0; i < ms->n; i++) {
 			kv8f x, d;
 			kv8d tau;
-			if (raw)
-				KV8_BF16(x, raw[i + 1] + 2 * j);
-			else
-				memcpy(&x, ft + (size_t)i * KERN_TILE + j, sizeof(x));
+			KV8_LOAD_F32(x, raw ? raw[i + 1] : NULL, ft + (size_t)i * KERN_TILE, j);
 			d = x - bv;
 			KV8_WIDEN(tau, d);
 			r = i == 0 ? zero + c[i] * tau : r + c[i] * tau;

@@ -173,18 +173,13 @@ ram_vec(const struct merge_ctx *p, struct ram_scratch *s, const float *ft,
 		kv8d sum = -zero, c = zero, m = zero, ml = zero;
 		kv8u ci = zu;
 		kv8f bv = {0};
-		if (bf16)
-			KV8_BF16(bv, bf16[0] + 2 * j);
-		else if (ft)
-			memcpy(&bv, s->bf + j, sizeof(bv));
+		if (bf16 || ft)
+			KV8_LOAD_F32(bv, bf16 ? bf16[0] : NULL, s->bf, j);
 		for (unsigned i = 0; i < nm; i++) {
 			kv8d tau;
 			kv8f x;
 			if (bf16 || ft) {
-				if (bf16)
-					KV8_BF16(x, bf16[i + 1] + 2 * j);
-				else
-					memcpy(&x, ft + (size_t)i * RAM_TILE + j, sizeof(x));
+				KV8_LOAD_F32(x, bf16 ? bf16[i + 1] : NULL, ft + (size_t)i * RAM_TILE, j);
 				kv8f dx = x - bv;
 				KV8_WIDEN(tau, dx);
 			} else {
@@ -593,13 +588,8 @@ static void ram_tile(const struct merge_ctx *p, const struct tensor *t, const st
 		tile_store(p->k, t->out_dt, s->out, n, job->out + j0 * t->unit_out, s->f);
 		return;
 	}
-	for (size_t j = j1; j < n; j++) { /* tile_store's rounding; ram_vec's before j1 */
-		uint32_t u = 0x7fc00000u;
-		float f = (float)s->out[j];
-		if (f == f)
-			memcpy(&u, &f, 4);
-		memcpy(&s->f[j], &u, 4);
-	}
+	for (size_t j = j1; j < n; j++) /* tile_store's rounding; ram_vec's before j1 */
+		f32_store(&s->f[j], s->out[j]);
 	p->k->encode(t->out_dt, s->f, job->out + j0 * t->unit_out, n);
 }
 

@@ -194,11 +194,7 @@ static inline void sce_elem(unsigned nm, const double *w, const float *bf, const
 		norm_lane(l, k, s, m);
 		return;
 	}
-	uint32_t u = 0x7fc00000u;
-	float f = (float)fma(lambda, m, (double)bf[j]);
-	if (f == f)
-		memcpy(&u, &f, 4);
-	memcpy(&out[j], &u, 4);
+	f32_store(&out[j], fma(lambda, m, (double)bf[j]));
 }
 
 /* sce_elem() on elements [0, n8) of the tile, eight at a time in GNU C's
@@ -222,16 +218,10 @@ sce_vec(unsigned nm, const double *w, const float *bf, const float *ft,
 	for (size_t j = 0; j < n8; j += 8) {
 		kv8f bv;
 		kv8d tau[SCE_VMAX], s = zero, nu = zero, de = zero;
-		if (raw)
-			KV8_BF16(bv, raw[0] + 2 * j);
-		else
-			memcpy(&bv, bf + j, sizeof(bv));
+		KV8_LOAD_F32(bv, raw ? raw[0] : NULL, bf, j);
 		for (unsigned i = 0; i < nm; i++) {
 			kv8f x, d;
-			if (raw)
-				KV8_BF16(x, raw[i + 1] + 2 * j);
-			else
-				memcpy(&x, ft + (size_t)i * SCE_TILE + j, sizeof(x));
+			KV8_LOAD_F32(x, raw ? raw[i + 1] : NULL, ft + (size_t)i * SCE_TILE, j);
 			d = x - bv;
 			KV8_WIDEN(tau[i], d);
 			s += tau[i];

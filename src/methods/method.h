@@ -449,6 +449,17 @@ static inline void tile_tau(const struct kern *k, enum dtype dt, const unsigned 
 		tau[j] = (double)(tmp[j] - bf[j]);
 }
 
+/* *dst = x rounded to float32 (nearest even), a NaN as the default quiet
+ * NaN 0x7fc00000, as the kernels' finish does (KV8_STORE_F32 on eight) */
+static inline void f32_store(float *dst, double x)
+{
+	uint32_t u = 0x7fc00000u;
+	float f = (float)x;
+	if (f == f)
+		memcpy(&u, &f, 4);
+	memcpy(dst, &u, 4);
+}
+
 /*
  * tile_store: out = r[0..n) in dtype odt. F64 stores r; any other dtype
  * rounds r to float32 (nearest even), then encodes it. A NaN becomes the
@@ -474,13 +485,8 @@ static inline void tile_store(const struct kern *k, enum dtype odt, const double
 		KV8_STORE_F32(tmp + j, x);
 	}
 #endif
-	for (; j < n; j++) {
-		uint32_t u = 0x7fc00000u;
-		float f = (float)r[j];
-		if (f == f)
-			memcpy(&u, &f, 4);
-		memcpy(&tmp[j], &u, 4);
-	}
+	for (; j < n; j++)
+		f32_store(&tmp[j], r[j]);
 	k->encode(odt, tmp, out, n);
 }
 
