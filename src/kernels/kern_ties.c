@@ -258,11 +258,91 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 	}
 }
 
+#if defined(__GNUC__)
+/*
+ * bc_merge_strip() on elements [0, n8) of the tile, n8 a multiple of
+ * KERN_LANES (with ties: every weight's magnitude in [2^-900, 2^900]):
+ * eight elements at a time, the tasks in order and the sums in registers,
+ * where the strip's arrays went through memory once a task. Each lane
+ * makes the strip's operations on its element in the same order: the
+ * same bits.
+ */
+static inline void bc_merge_vec(const float *tp, unsigned nx, size_t n, size_t n8,
+                                const uint32_t *lo, const uint32_t *hi, const double *w,
+                                int ties, int normalize, double wdiv, double *m)
+{
+	const kv8d zero = {0}, one = zero + 1.0;
+	double r = 1.0;
+	int pow2 = normalize && pow2_inverse(wdiv, &r);
+	for (size_t j = 0; j < n8; j += KERN_LANES) {
+		kv8d vm = zero, vp = zero, vn = zero, cp = zero, cn = zero;
+		for (unsigned i = 0; i < nx; i++) {
+			kv8f x;
+			kv8u u, a;
+			kv8i ge, le, nz, in, kp, kn;
+			kv8d xd, v, c = zero + w[i];
+			memcpy(&x, tp + (size_t)i * n + j, sizeof(x));
+			for (unsigned l = 0; l < KERN_LANES; l++)
+				u[l] = ((kv8uw)x)[l];
+			a = u & 0x7fffffffu;
+			KV8_CMP(ge, a, >=, (kv8u){0} + lo[i]);
+			KV8_CMP(le, a, <=, (kv8u){0} + hi[i]);
+			KV8_WIDEN(xd, x);
+			v = (kv8d)((kv8u)(c * xd) & (kv8u)(ge & le));
+			vm += v;
+			if (!ties)
+				continue;
+			/* the sign of v is that of x, flipped when w[i] < 0 */
+			KV8_CMP(nz, a, !=, (kv8u){0});
+			in = ge & le & nz;
+			kn = (kv8i)((kv8u){0} - ((u >> 31) ^ (uint64_t)(w[i] < 0.0)));
+			kp = in & ~kn;
+			kn &= in;
+			vp += (kv8d)((kv8u)v & (kv8u)kp);
+			cp += (kv8d)((kv8u)c & (kv8u)kp);
+			vn += (kv8d)((kv8u)v & (kv8u)kn);
+			cn += (kv8d)((kv8u)c & (kv8u)kn);
+		}
+		if (!ties) {
+			if (pow2)
+				vm *= r;
+			else if (normalize)
+				vm = vm / wdiv;
+			memcpy(m + j, &vm, sizeof(vm));
+			continue;
+		}
+		kv8d s = vp + vn, num, d;
+		kv8i pos, dnz, mnan, snan;
+		KV8_CMP(pos, s, >=, zero);
+		num = KV8_PICK(pos, vp, vn);
+		d = KV8_PICK(pos, cp, cn);
+		KV8_CMP(dnz, d, !=, zero);
+		d = normalize ? KV8_PICK(dnz, d, one) : one;
+		KV8_CMP(mnan, vm, !=, vm);
+		KV8_CMP(snan, s, !=, s);
+		vm = KV8_PICK(mnan | snan, vm + s, num / d);
+		memcpy(m + j, &vm, sizeof(vm));
+	}
+}
+#endif
+
 LINES_HOT void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
                    const double *w, int ties, int normalize, double wdiv, double *m,
                    double *sc)
 {
-	for (size_t j0 = 0; j0 < n; j0 += BC_STRIP)
+	size_t n8 = 0;
+#if defined(__GNUC__)
+	int vec = 1;
+	for (unsigned i = 0; ties && i < nx; i++) { /* as the strip's test */
+		double ac = fabs(w[i]);
+		vec &= ac >= 0x1p-900 && ac <= 0x1p900;
+	}
+	if (vec) {
+		n8 = n - n % KERN_LANES;
+		bc_merge_vec(tp, nx, n, n8, lo, hi, w, ties, normalize, wdiv, m);
+	}
+#endif
+	for (size_t j0 = n8; j0 < n; j0 += BC_STRIP)
 		bc_merge_strip(tp, nx, n, j0, n - j0 < BC_STRIP ? n : j0 + BC_STRIP, lo, hi, w, ties,
 		               normalize, wdiv, m, sc);
 }
