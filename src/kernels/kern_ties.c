@@ -260,20 +260,18 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 
 #if defined(__GNUC__)
 /*
- * bc_merge_strip() on elements [0, n8) of the tile, n8 a multiple of
- * KERN_LANES (with ties: every weight's magnitude in [2^-900, 2^900]):
- * eight elements at a time, the tasks in order and the sums in registers,
- * where the strip's arrays went through memory once a task. Each lane
- * makes the strip's operations on its element in the same order: the
- * same bits.
+ * bc_merge_strip() with ties on elements [0, n8) of the tile, n8 a
+ * multiple of KERN_LANES, every weight's magnitude in [2^-900, 2^900]:
+ * eight elements at a time, the tasks in order and the five sums in
+ * registers, where the strip's arrays went through memory once a task.
+ * Each lane makes the strip's operations on its element in the same
+ * order: the same bits.
  */
-static inline void bc_merge_vec(const float *tp, unsigned nx, size_t n, size_t n8,
-                                const uint32_t *lo, const uint32_t *hi, const double *w,
-                                int ties, int normalize, double wdiv, double *m)
+static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8,
+                               const uint32_t *lo, const uint32_t *hi, const double *w,
+                               int normalize, double *m)
 {
 	const kv8d zero = {0}, one = zero + 1.0;
-	double r = 1.0;
-	int pow2 = normalize && pow2_inverse(wdiv, &r);
 	for (size_t j = 0; j < n8; j += KERN_LANES) {
 		kv8d vm = zero, vp = zero, vn = zero, cp = zero, cn = zero;
 		for (unsigned i = 0; i < nx; i++) {
@@ -290,8 +288,6 @@ static inline void bc_merge_vec(const float *tp, unsigned nx, size_t n, size_t n
 			KV8_WIDEN(xd, x);
 			v = (kv8d)((kv8u)(c * xd) & (kv8u)(ge & le));
 			vm += v;
-			if (!ties)
-				continue;
 			/* the sign of v is that of x, flipped when w[i] < 0 */
 			KV8_CMP(nz, a, !=, (kv8u){0});
 			in = ge & le & nz;
@@ -302,14 +298,6 @@ static inline void bc_merge_vec(const float *tp, unsigned nx, size_t n, size_t n
 			cp += (kv8d)((kv8u)c & (kv8u)kp);
 			vn += (kv8d)((kv8u)v & (kv8u)kn);
 			cn += (kv8d)((kv8u)c & (kv8u)kn);
-		}
-		if (!ties) {
-			if (pow2)
-				vm *= r;
-			else if (normalize)
-				vm = vm / wdiv;
-			memcpy(m + j, &vm, sizeof(vm));
-			continue;
 		}
 		kv8d s = vp + vn, num, d;
 		kv8i pos, dnz, mnan, snan;
@@ -332,14 +320,16 @@ LINES_HOT void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint3
 {
 	size_t n8 = 0;
 #if defined(__GNUC__)
-	int vec = 1;
-	for (unsigned i = 0; ties && i < nx; i++) { /* as the strip's test */
+	/* with ties (without, the strip's loops are as fast), when the
+	 * strip would take its fast loop for every task */
+	int vec = ties;
+	for (unsigned i = 0; ties && i < nx; i++) {
 		double ac = fabs(w[i]);
 		vec &= ac >= 0x1p-900 && ac <= 0x1p900;
 	}
 	if (vec) {
 		n8 = n - n % KERN_LANES;
-		bc_merge_vec(tp, nx, n, n8, lo, hi, w, ties, normalize, wdiv, m);
+		bc_ties_vec(tp, nx, n, n8, lo, hi, w, normalize, m);
 	}
 #endif
 	for (size_t j0 = n8; j0 < n; j0 += BC_STRIP)
