@@ -17,9 +17,10 @@
  * |tau_i| (the bit pattern of the float32 task vector, or of the float64
  * one on the F64 path), ties in the order of their index (a stable LSD
  * radix sort, 8 bits a digit, the digits every key shares skipped; on
- * the float32 path each pass counts and places the row's 4 quarters with
- * their own counters, so that a nearly constant digit does not make one
- * chain of increments of the same counter); the
+ * the float32 path the digits start at the lowest bit that differs
+ * within the row, and each pass counts and places the row's 4 quarters
+ * with their own counters, so that a nearly constant digit does not make
+ * one chain of increments of the same counter); the
  * entry at position q (0 the smallest) is kept with probability
  *     p = (d - eps) + (q / (r - 1)) (2 eps)        (p = d when r = 1)
  * (tabulated by q once a job, the same doubles) when the 53-bit draw of
@@ -160,21 +161,28 @@ static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uin
 /*
  * The float32 path's sort: a[j] = mag << 32 | j sorted in place of the
  * index (the same order as sort_row(): by magnitude, then index), with
- * no indirection: the 31 bits of the magnitude, 8 a digit. Returns a or
- * b, whichever holds the order.
+ * no indirection, by a stable LSD radix sort of 8 bits a digit. vary has
+ * the bits of the magnitudes that differ within the row (their OR xor
+ * their AND): only those order them, so the digits start at the lowest
+ * of them, and a digit where none varies is neither counted nor placed.
+ * Returns a or b, whichever holds the order.
  */
-static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
+static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n, uint32_t vary)
 {
 	/* Each pass counts the digit in the 4 quarters of its input apart and
 	 * places quarter g's entries of a digit after those of quarters < g
 	 * (stable): 4 independent chains of increments where a digit is
-	 * nearly constant (the exponent's) instead of one. */
+	 * nearly constant (the exponent's), or where the last pass made runs
+	 * of one digit (equal magnitudes), instead of one. */
 	uint32_t cnt[4][256], h = n / 4, lo[4] = {0, h, 2 * h, 3 * h};
 	uint64_t *src = a, *dst = b;
-	for (int d = 0; d < 4 && n > 1; d++) {
-		uint32_t sum = 0;
-		unsigned sh = 32 + 8 * (unsigned)d;
-		uint32_t *c0 = cnt[0], *c1 = cnt[1], *c2 = cnt[2], *c3 = cnt[3];
+	if (n < 2 || vary == 0) /* one magnitude: in index order already */
+		return a;
+	for (unsigned q = (unsigned)__builtin_ctz(vary); q < 31; q += 8) {
+		uint32_t sum = 0, *c0 = cnt[0], *c1 = cnt[1], *c2 = cnt[2], *c3 = cnt[3];
+		unsigned sh = 32 + q;
+		if (((vary >> q) & 255) == 0)
+			continue;
 		memset(cnt, 0, sizeof(cnt));
 		for (uint32_t j = 0; j < h; j++) {
 			c0[(src[j] >> sh) & 255]++, c1[(src[lo[1] + j] >> sh) & 255]++;
@@ -182,9 +190,6 @@ static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n)
 		}
 		for (uint32_t j = lo[3] + h; j < n; j++)
 			c3[(src[j] >> sh) & 255]++;
-		uint32_t b0 = (uint32_t)(src[0] >> sh) & 255;
-		if (c0[b0] + c1[b0] + c2[b0] + c3[b0] == n)
-			continue;
 		for (int k = 0; k < 256; k++)
 			for (int g = 0; g < 4; g++) {
 				uint32_t t = cnt[g][k];
@@ -242,14 +247,18 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 	for (uint64_t k = 0; k < c; k++) {
 		const uint32_t *ord = NULL;
 		const uint64_t *pk = NULL;
-		for (uint64_t j = 0; j < r; j++) {
-			double v = tau[j * c + k];
-			w->key[j] = f64 ? f64_mag(v) : (uint64_t)ties_mag((float)v) << 32 | j;
+		uint32_t any = 0, all = UINT32_MAX;
+		for (uint64_t j = 0; j < r && f64; j++)
+			w->key[j] = f64_mag(tau[j * c + k]);
+		for (uint64_t j = 0; j < r && !f64; j++) {
+			uint32_t m = ties_mag((float)tau[j * c + k]);
+			any |= m, all &= m;
+			w->key[j] = (uint64_t)m << 32 | j;
 		}
 		if (f64)
 			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
 		else
-			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r);
+			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r, any ^ all);
 		/* without a branch (the draws make it unpredictable): the
 		 * quotient computed for every entry, the kept value or +0.0
 		 * chosen by a mask, and a dropped entry adds +0.0 to a1, which
