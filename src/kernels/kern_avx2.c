@@ -437,25 +437,29 @@ static void avx2_ties_elect(const float *tp, size_t n, unsigned nx, const uint32
 
 /*
  * TIES's select pass fused: the task vectors in registers, their sum
- * added up in double lanes as norm_lin does, and the high bits of each
- * |tau'| written to a small buffer of keys, which are then counted: a
- * load and an add per count, the part no vector instruction helps.
+ * added up in double lanes as norm_lin does (norms 1: s1 is not NULL),
+ * and the high bits of each |tau'| written to a small buffer of keys,
+ * which are then counted: a load and an add per count, the part no
+ * vector instruction helps.
  */
 static inline __attribute__((always_inline)) void
 ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base,
               const double *w, size_t n, uint32_t *const *hist, double *s1, double *s2,
-              float *tp, size_t ld)
+              float *tp, size_t ld, const int norms)
 {
 	const unsigned char *bp = base;
 	const __m256i mask = _mm256_set1_epi32(0x7fffffff), low16 = _mm256_set1_epi32(0xffff);
 	const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));
 	const __m256d inf = _mm256_set1_pd(INFINITY);
-	__m256d s1l = _mm256_loadu_pd(s1), s1h = _mm256_loadu_pd(s1 + 4);
-	__m256d s2l = _mm256_loadu_pd(s2), s2h = _mm256_loadu_pd(s2 + 4);
+	__m256d s1l = _mm256_setzero_pd(), s1h = s1l, s2l = s1l, s2h = s1l;
 	uint16_t keys[4096];
 	size_t es = dtype_size(dt), sub = 4096 / nx < 512 ? (4096 / nx) & ~(size_t)7 : 512;
 	size_t m = n - n % 8;
 
+	if (norms) {
+		s1l = _mm256_loadu_pd(s1), s1h = _mm256_loadu_pd(s1 + 4);
+		s2l = _mm256_loadu_pd(s2), s2h = _mm256_loadu_pd(s2 + 4);
+	}
 	for (size_t j0 = 0; j0 < m; j0 += sub) {
 		size_t k = m - j0 < sub ? m - j0 : sub;
 		for (size_t j = j0; j < j0 + k; j += 8) {
@@ -463,8 +467,10 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 			__m256d sl = _mm256_setzero_pd(), sh = _mm256_setzero_pd();
 			for (unsigned i = 0; i < nx; i++) {
 				__m256 tau = _mm256_sub_ps(ld8(dt, (const unsigned char *)x[i] + j * es), b);
-				sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))); /* s += tau */
-				sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1)));
+				if (norms) { /* s += tau */
+					sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(tau)));
+					sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1)));
+				}
 				if (w[i] != 1.0) {
 					__m256d wi = _mm256_set1_pd(w[i]);
 					__m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))));
@@ -481,6 +487,8 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 				__m128i k16 = _mm_packus_epi32(_mm256_castsi256_si128(key), _mm256_extracti128_si256(key, 1));
 				_mm_storeu_si128((__m128i *)(keys + (size_t)i * k + (j - j0)), k16);
 			}
+			if (!norms)
+				continue;
 			__m256d al = _mm256_and_pd(sl, absmask), ah = _mm256_and_pd(sh, absmask);
 			al = _mm256_and_pd(al, _mm256_cmp_pd(al, inf, _CMP_LT_OQ)); /* +0 when not finite */
 			ah = _mm256_and_pd(ah, _mm256_cmp_pd(ah, inf, _CMP_LT_OQ));
@@ -496,8 +504,10 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 			}
 		}
 	}
-	_mm256_storeu_pd(s1, s1l), _mm256_storeu_pd(s1 + 4, s1h);
-	_mm256_storeu_pd(s2, s2l), _mm256_storeu_pd(s2 + 4, s2h);
+	if (norms) {
+		_mm256_storeu_pd(s1, s1l), _mm256_storeu_pd(s1 + 4, s1h);
+		_mm256_storeu_pd(s2, s2l), _mm256_storeu_pd(s2 + 4, s2h);
+	}
 	if (m < n) { /* the tail goes on from lane 0 */
 		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, m * es, xt);
@@ -510,10 +520,26 @@ static void avx2_ties_select(enum dtype dt, const void *const *x, unsigned nx, c
                              const double *w, size_t n, uint32_t *const *hist, double *s1,
                              double *s2, float *tp, size_t ld)
 {
+	int nm = s1 != NULL;
 	switch (dt) {
-	case DT_BF16: ties_select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
-	case DT_F16: ties_select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
-	case DT_F32: ties_select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	case DT_BF16:
+		if (nm)
+			ties_select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
+		else
+			ties_select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
+		break;
+	case DT_F16:
+		if (nm)
+			ties_select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
+		else
+			ties_select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
+		break;
+	case DT_F32:
+		if (nm)
+			ties_select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
+		else
+			ties_select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
+		break;
 	default: kern_scalar.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
 	}
 }

@@ -145,18 +145,20 @@ static inline __attribute__((always_inline)) __m512 ld16(const enum dtype dt, co
  * TIES's select pass, sixteen elements at a time: the operations of
  * kern_avx2.c's, the two halves of the norm lanes added in element order
  * (elements 0-7, then 8-15, into lanes 0-7), the keys narrowed in one
- * instruction. The counting is the same scalar loop.
+ * instruction. The counting is the same scalar loop. norms is 0 when s1
+ * is NULL: the counts alone.
  */
 static inline __attribute__((always_inline)) void
 select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base, const double *w,
-         size_t n, uint32_t *const *hist, double *s1, double *s2, float *tp, size_t ld)
+         size_t n, uint32_t *const *hist, double *s1, double *s2, float *tp, size_t ld,
+         const int norms)
 {
 	const unsigned char *bp = base;
 	const __m512i mask = _mm512_set1_epi32(0x7fffffff), low16 = _mm512_set1_epi32(0xffff);
 	const __m512i one = _mm512_set1_epi32(1);
 	const __m512d absmask = _mm512_castsi512_pd(_mm512_set1_epi64(0x7fffffffffffffffLL));
 	const __m512d inf = _mm512_set1_pd(INFINITY);
-	__m512d a1 = _mm512_loadu_pd(s1), a2 = _mm512_loadu_pd(s2);
+	__m512d a1 = _mm512_setzero_pd(), a2 = _mm512_setzero_pd();
 	uint16_t keys[4096];
 	size_t es = dtype_size(dt), sub = 4096 / nx < 512 ? (4096 / nx) & ~(size_t)15 : 512;
 	size_t m = n - n % 16;
@@ -165,6 +167,8 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 		kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld);
 		return;
 	}
+	if (norms)
+		a1 = _mm512_loadu_pd(s1), a2 = _mm512_loadu_pd(s2);
 	for (size_t j0 = 0; j0 < m; j0 += sub) {
 		size_t k = m - j0 < sub ? m - j0 : sub;
 		for (size_t j = j0; j < j0 + k; j += 16) {
@@ -174,8 +178,10 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 				__m512 tau = _mm512_sub_ps(ld16(dt, (const unsigned char *)x[i] + j * es), b);
 				__m512d dl = _mm512_cvtps_pd(_mm512_castps512_ps256(tau));
 				__m512d dh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(tau, 1));
-				sl = _mm512_add_pd(sl, dl); /* s += tau */
-				sh = _mm512_add_pd(sh, dh);
+				if (norms) {
+					sl = _mm512_add_pd(sl, dl); /* s += tau */
+					sh = _mm512_add_pd(sh, dh);
+				}
 				if (w[i] != 1.0) {
 					__m512d wi = _mm512_set1_pd(w[i]);
 					__m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(wi, dl));
@@ -192,6 +198,8 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 				key = _mm512_mask_add_epi32(key, edge, key, one);
 				_mm256_storeu_si256((__m256i *)(keys + (size_t)i * k + (j - j0)), _mm512_cvtepi32_epi16(key));
 			}
+			if (!norms)
+				continue;
 			__m512d al = _mm512_and_pd(sl, absmask), ah = _mm512_and_pd(sh, absmask);
 			al = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(al, inf, _CMP_LT_OQ), al); /* +0 when not finite */
 			ah = _mm512_maskz_mov_pd(_mm512_cmp_pd_mask(ah, inf, _CMP_LT_OQ), ah);
@@ -207,8 +215,8 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 			}
 		}
 	}
-	_mm512_storeu_pd(s1, a1);
-	_mm512_storeu_pd(s2, a2);
+	if (norms)
+		_mm512_storeu_pd(s1, a1), _mm512_storeu_pd(s2, a2);
 	if (m < n) { /* the tail goes on from lane 0 (m is a multiple of 8) */
 		const void *xt[LINES_MAX_MODELS];
 		kern_advance(x, nx, m * es, xt);
@@ -221,10 +229,26 @@ static void avx512_ties_select(enum dtype dt, const void *const *x, unsigned nx,
                                const double *w, size_t n, uint32_t *const *hist, double *s1,
                                double *s2, float *tp, size_t ld)
 {
+	int nm = s1 != NULL;
 	switch (dt) {
-	case DT_BF16: select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
-	case DT_F16: select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
-	case DT_F32: select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
+	case DT_BF16:
+		if (nm)
+			select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
+		else
+			select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
+		break;
+	case DT_F16:
+		if (nm)
+			select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
+		else
+			select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
+		break;
+	case DT_F32:
+		if (nm)
+			select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
+		else
+			select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
+		break;
 	default: kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
 	}
 }

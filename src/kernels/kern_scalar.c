@@ -387,7 +387,8 @@ static int64_t sc_ties_decided(const double *mtl, const signed char *sign, unsig
 }
 
 /* TIES's select pass, element by element: the counts of the high bits
- * of |tau'|, and norm_lin's s (every c = 1) of the raw task vectors. */
+ * of |tau'|, and norm_lin's s (every c = 1) of the raw task vectors
+ * unless s1 is NULL. */
 static void sc_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
                            const double *w, size_t n, uint32_t *const *hist, double *s1,
                            double *s2, float *tp, size_t ld)
@@ -403,7 +404,7 @@ static void sc_ties_select(enum dtype dt, const void *const *x, unsigned nx, con
 			if (tp)
 				tp[(size_t)i * ld + j] = t;
 		}
-		if (isfinite(s))
+		if (s1 && isfinite(s))
 			s1[j % KERN_LANES] += fabs(s), s2[j % KERN_LANES] += s * s;
 	}
 }

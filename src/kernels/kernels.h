@@ -247,7 +247,8 @@ struct kern {
 	 * c = 1 (the raw tau, whatever the weights), element j in lane
 	 * j % 8; with tp, also tp[i * ld + j] = tau'_i of element j, the
 	 * tiles taus makes. The same counts and bits as taus, the counting
-	 * and norm_lin. NULL: those on tiles.
+	 * and norm_lin. s1 NULL: the counts (and tiles) without the norms,
+	 * s2 unused. NULL: those on tiles.
 	 */
 	void (*ties_select)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
 	                    const double *w, size_t n, uint32_t *const *hist, double *s1,

@@ -203,13 +203,12 @@ LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void
 	job_hist(bc, job, 1, h);
 	if (p->k->ties_select) { /* counts without tiles */
 		const void *xs[LINES_MAX_MODELS];
-		double s1[KERN_LANES], s2[KERN_LANES];
 		for (size_t b0 = 0; b0 < n; b0 += KERN_BLOCK) {
 			size_t nn = n - b0 < KERN_BLOCK ? n - b0 : KERN_BLOCK;
 			for (unsigned i = 0; i < bc->nx; i++)
 				xs[i] = job->in[i + 1] + b0 * t->unit_in;
 			p->k->ties_select(t->in_dt, xs, bc->nx, job->in[0] + b0 * t->unit_in, bc->ones, nn,
-			                  h, s1, s2, NULL, 0);
+			                  h, NULL, NULL, NULL, 0); /* the counts alone */
 		}
 		return 0;
 	}
