@@ -709,6 +709,56 @@ static void test_isa(const struct kern *k)
 	ok(ex == 0, "%s decodes all 65536 F16 and BF16 values as the scalar kernels do", k->name);
 }
 
+/* Breadcrumbs' merge of a tile (kern_ties.c): its loop of eight elements
+ * at a time (breadcrumbs_ties, weights of magnitude in [2^-900, 2^900])
+ * against its strip's loops, which a tile of one element takes: the same
+ * bits in every element (a NaN may differ in payload: the output makes
+ * every NaN the default one); tasks with NaN, infinities, zeros of both
+ * signs, subnormals, cuts anywhere (keep none, no top cut), weights of
+ * both signs, with and without normalizing. */
+static void test_bc_merge(void)
+{
+	static float tp[9 * 300], one[9];
+	static double m1[300], m2[300], sc[BC_SCRATCH];
+	static const uint32_t specials[] = {0x7fc00000u, 0xffc00001u, 0x7f800000u, 0xff800000u,
+	                                    0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu};
+	int bad = 0, rounds = 0;
+	for (int round = 0; round < 600; round++) {
+		unsigned nx = 1 + rnd32() % 9;
+		size_t n = 1 + rnd32() % 300;
+		int ties = round % 4 != 3, normalize = rnd32() % 2;
+		uint32_t lo[9], hi[9];
+		double w[9], ws = 0.0;
+		for (unsigned i = 0; i < nx; i++) {
+			uint32_t a = rnd32() % 0x7f800001u, b = rnd32() % 0x7f800001u, r = rnd32() % 8;
+			lo[i] = r == 0 ? 0 : r == 1 ? UINT32_MAX : (a < b ? a : b) >> (rnd32() % 8);
+			hi[i] = r == 2 ? UINT32_MAX : r == 3 ? 0x7f800000u : (a < b ? b : a);
+			w[i] = ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0, (int)(rnd32() % 21) - 10);
+			if (w[i] == 0.0)
+				w[i] = 0.5;
+			ws += w[i];
+		}
+		for (size_t q = 0; q < nx * n; q++) {
+			uint32_t r = rnd32() % 16;
+			tp[q] = r == 0 ? u2f(specials[rnd32() % 8])
+			        : r < 4 ? u2f(rnd32()) /* any bits */
+			                : (float)((double)(int32_t)rnd32() * 0x1p-40);
+		}
+		bc_merge_tile(tp, nx, n, lo, hi, w, ties, normalize, ws == 0.0 ? 1.0 : ws, m1, sc);
+		for (size_t j = 0; j < n; j++) {
+			for (unsigned i = 0; i < nx; i++)
+				one[i] = tp[(size_t)i * n + j];
+			bc_merge_tile(one, nx, 1, lo, hi, w, ties, normalize, ws == 0.0 ? 1.0 : ws,
+			              m2 + j, sc);
+			bad += !(memcmp(&m1[j], &m2[j], 8) == 0 || (isnan(m1[j]) && isnan(m2[j])));
+		}
+		rounds += n >= 8;
+	}
+	ok(bad == 0 && rounds > 400,
+	   "bc_merge_tile: eight at a time = the strip's loops, element by element (%d differ)",
+	   bad);
+}
+
 int main(void)
 {
 	struct lines_error e;
@@ -719,6 +769,7 @@ int main(void)
 	test_norm_sum();
 	test_pow2_inverse();
 	test_dare_definition();
+	test_bc_merge();
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {

@@ -275,25 +275,27 @@ static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8
 	for (size_t j = 0; j < n8; j += KERN_LANES) {
 		kv8d vm = zero, vp = zero, vn = zero, cp = zero, cn = zero;
 		for (unsigned i = 0; i < nx; i++) {
+			kv8uw u, a;
+			kv8w ge, le;
+			kv8i kp, kn;
 			kv8f x;
-			kv8u u, a;
-			kv8i ge, le, nz, in, kp, kn;
 			kv8d xd, v, c = zero + w[i];
-			memcpy(&x, tp + (size_t)i * n + j, sizeof(x));
-			for (unsigned l = 0; l < KERN_LANES; l++)
-				u[l] = ((kv8uw)x)[l];
+			memcpy(&u, tp + (size_t)i * n + j, sizeof(u));
 			a = u & 0x7fffffffu;
-			KV8_CMP(ge, a, >=, (kv8u){0} + lo[i]);
-			KV8_CMP(le, a, <=, (kv8u){0} + hi[i]);
+			KV8_CMP(ge, a, >=, (kv8uw){0} + lo[i]);
+			KV8_CMP(le, a, <=, (kv8uw){0} + hi[i]);
+			/* a dropped x becomes +0.0, so v = c x is +-0.0 there, which
+			 * adds nothing to vm: a sum from +0.0 is never -0.0 */
+			x = (kv8f)(u & (kv8uw)(ge & le));
 			KV8_WIDEN(xd, x);
-			v = (kv8d)((kv8u)(c * xd) & (kv8u)(ge & le));
+			v = c * xd;
 			vm += v;
-			/* the sign of v is that of x, flipped when w[i] < 0 */
-			KV8_CMP(nz, a, !=, (kv8u){0});
-			in = ge & le & nz;
-			kn = (kv8i)((kv8u){0} - ((u >> 31) ^ (uint64_t)(w[i] < 0.0)));
-			kp = in & ~kn;
-			kn &= in;
+			/* v is nonzero with the sign of c x exactly when x is (no
+			 * underflow or overflow to 0 for these weights): the strip's
+			 * kp and kn, but for a kept NaN, which goes to neither (m
+			 * is NaN then all the same) */
+			KV8_CMP(kp, v, >, zero);
+			KV8_CMP(kn, v, <, zero);
 			vp += (kv8d)((kv8u)v & (kv8u)kp);
 			cp += (kv8d)((kv8u)c & (kv8u)kp);
 			vn += (kv8d)((kv8u)v & (kv8u)kn);
