@@ -264,8 +264,11 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
  * multiple of KERN_LANES, every weight's magnitude in [2^-900, 2^900]:
  * eight elements at a time, the tasks in order and the five sums in
  * registers, where the strip's arrays went through memory once a task.
- * Each lane makes the strip's operations on its element in the same
- * order: the same bits.
+ * Each lane adds the same values as the strip to each sum, in the same
+ * order: the same bits (but for the payload of a NaN, which the output
+ * makes the default NaN). The cut is tested on the float32 bits and a
+ * dropped value zeroed before it is widened, and the sign is read from
+ * v = w x, in fewer operations than the strip's.
  */
 static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8,
                                const uint32_t *lo, const uint32_t *hi, const double *w,
