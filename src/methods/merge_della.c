@@ -161,41 +161,47 @@ static const uint32_t *sort_row(const uint64_t *key, uint32_t n, int digits, uin
 /*
  * The float32 path's sort: a[j] = mag << 32 | j sorted in place of the
  * index (the same order as sort_row(): by magnitude, then index), with
- * no indirection, by a stable LSD radix sort of 8 bits a digit. vary has
- * the bits of the magnitudes that differ within the row (their OR xor
- * their AND): only those order them, so the digits start at the lowest
- * of them, and a digit where none varies is neither counted nor placed.
- * Returns a or b, whichever holds the order.
+ * no indirection, by a stable LSD radix sort of 8 bits a digit. any and
+ * all are the OR and the AND of the row's magnitudes: the bits that
+ * differ within the row (any ^ all) alone order them, so the digits start
+ * at the lowest of them, and a digit where none varies is neither counted
+ * nor placed; and every key's digit lies between all's and any's, so the
+ * counters outside are neither cleared nor summed. Returns a or b,
+ * whichever holds the order.
  */
-static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n, uint32_t vary)
+static const uint64_t *sort_packed(uint64_t *a, uint64_t *b, uint32_t n, uint32_t any,
+                                   uint32_t all)
 {
 	/* Each pass counts the digit in the 4 quarters of its input apart and
 	 * places quarter g's entries of a digit after those of quarters < g
 	 * (stable): 4 independent chains of increments where a digit is
 	 * nearly constant (the exponent's), or where the last pass made runs
 	 * of one digit (equal magnitudes), instead of one. */
-	uint32_t cnt[4][256], h = n / 4, lo[4] = {0, h, 2 * h, 3 * h};
+	uint32_t cnt[4][256], h = n / 4, lo[4] = {0, h, 2 * h, 3 * h}, vary = any ^ all;
 	uint64_t *src = a, *dst = b;
 	if (n < 2 || vary == 0) /* one magnitude: in index order already */
 		return a;
 	for (unsigned q = (unsigned)__builtin_ctz(vary); q < 31; q += 8) {
 		uint32_t sum = 0, *c0 = cnt[0], *c1 = cnt[1], *c2 = cnt[2], *c3 = cnt[3];
-		unsigned sh = 32 + q;
+		unsigned sh = 32 + q, d0 = (all >> q) & 255, d1 = (any >> q) & 255;
 		if (((vary >> q) & 255) == 0)
 			continue;
-		memset(cnt, 0, sizeof(cnt));
+		for (int g = 0; g < 4; g++)
+			memset(&cnt[g][d0], 0, (d1 - d0 + 1) * sizeof(cnt[g][0]));
 		for (uint32_t j = 0; j < h; j++) {
 			c0[(src[j] >> sh) & 255]++, c1[(src[lo[1] + j] >> sh) & 255]++;
 			c2[(src[lo[2] + j] >> sh) & 255]++, c3[(src[lo[3] + j] >> sh) & 255]++;
 		}
 		for (uint32_t j = lo[3] + h; j < n; j++)
 			c3[(src[j] >> sh) & 255]++;
-		for (int k = 0; k < 256; k++)
-			for (int g = 0; g < 4; g++) {
-				uint32_t t = cnt[g][k];
-				cnt[g][k] = sum;
-				sum += t;
-			}
+		/* digit k's quarter g goes after the smaller digits and
+		 * quarters < g of its own: one addition a digit in the chain */
+		for (unsigned k = d0; k <= d1; k++) {
+			uint32_t t0 = c0[k], t1 = c1[k], t2 = c2[k], t3 = c3[k];
+			c0[k] = sum, c1[k] = sum + t0, c2[k] = sum + t0 + t1;
+			c3[k] = sum + t0 + t1 + t2;
+			sum += t0 + t1 + t2 + t3;
+		}
 		for (uint32_t j = 0; j < h; j++) {
 			uint64_t x0 = src[j], x1 = src[lo[1] + j], x2 = src[lo[2] + j],
 			         x3 = src[lo[3] + j];
@@ -258,7 +264,7 @@ static uint64_t drop_slab(const struct merge_ctx *p, unsigned i, double d, uint6
 		if (f64)
 			ord = sort_row(w->key, (uint32_t)r, 8, w->ia, w->ib);
 		else
-			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r, any ^ all);
+			pk = sort_packed(w->key, (uint64_t *)(void *)w->ia, (uint32_t)r, any, all);
 		/* without a branch (the draws make it unpredictable): the
 		 * quotient computed for every entry, the kept value or +0.0
 		 * chosen by a mask, and a dropped entry adds +0.0 to a1, which
