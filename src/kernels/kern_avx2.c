@@ -45,6 +45,18 @@ static inline __m256 ld8(enum dtype dt, const unsigned char *p)
 	}
 }
 
+/* Eight values of x as the minuend of x - b, in float32: BF16 shifted
+ * without quieting a NaN, which the subtraction quiets to the bits the
+ * decoding gives (an x86 operation returns its first NaN operand with the
+ * quiet bit set, else its second); F16 and F32 as ld8() decodes them. */
+static inline __m256 ld8x(enum dtype dt, const unsigned char *p)
+{
+	if (dt == DT_BF16)
+		return _mm256_castsi256_ps(
+		    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+	return ld8(dt, p);
+}
+
 /* f32 -> bf16, round to nearest even: u + 0x7fff + ((u >> 16) & 1), then >> 16;
  * a NaN keeps its top bits and gets the quiet bit: (u >> 16) | 0x40. */
 static inline __m128i to_bf16(__m256 x)
@@ -466,7 +478,7 @@ ties_select_t(const enum dtype dt, const void *const *x, unsigned nx, const void
 			__m256 b = ld8(dt, bp + j * es);
 			__m256d sl = _mm256_setzero_pd(), sh = _mm256_setzero_pd();
 			for (unsigned i = 0; i < nx; i++) {
-				__m256 tau = _mm256_sub_ps(ld8(dt, (const unsigned char *)x[i] + j * es), b);
+				__m256 tau = _mm256_sub_ps(ld8x(dt, (const unsigned char *)x[i] + j * es), b);
 				if (norms) { /* s += tau */
 					sl = _mm256_add_pd(sl, _mm256_cvtps_pd(_mm256_castps256_ps128(tau)));
 					sh = _mm256_add_pd(sh, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1)));
@@ -716,11 +728,11 @@ static void avx2_taus(enum dtype dt, const void *const *x, unsigned nx, const vo
 		size_t j = 0;
 		if (w[i] == 1.0) {
 			for (; j < m; j += 8)
-				_mm256_storeu_ps(t + j, _mm256_sub_ps(ld8(dt, p + j * es), _mm256_loadu_ps(bt + j)));
+				_mm256_storeu_ps(t + j, _mm256_sub_ps(ld8x(dt, p + j * es), _mm256_loadu_ps(bt + j)));
 		} else {
 			__m256d wi = _mm256_set1_pd(w[i]);
 			for (; j < m; j += 8) {
-				__m256 tau = _mm256_sub_ps(ld8(dt, p + j * es), _mm256_loadu_ps(bt + j));
+				__m256 tau = _mm256_sub_ps(ld8x(dt, p + j * es), _mm256_loadu_ps(bt + j));
 				__m128 lo = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_castps256_ps128(tau))));
 				__m128 hi = _mm256_cvtpd_ps(_mm256_mul_pd(wi, _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1))));
 				_mm256_storeu_ps(t + j, _mm256_insertf128_ps(_mm256_castps128_ps256(lo), hi, 1));

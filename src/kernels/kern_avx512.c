@@ -141,6 +141,19 @@ static inline __attribute__((always_inline)) __m512 ld16(const enum dtype dt, co
 	return _mm512_loadu_ps((const float *)p);
 }
 
+/* Sixteen values of x as the minuend of x - b, in float32: BF16 shifted
+ * without quieting a NaN, which the subtraction quiets to the bits the
+ * decoding gives (an x86 operation returns its first NaN operand with the
+ * quiet bit set, else its second); F16 and F32 as ld16() decodes them. */
+static inline __attribute__((always_inline)) __m512 ld16x(const enum dtype dt,
+                                                          const unsigned char *p)
+{
+	if (dt == DT_BF16)
+		return _mm512_castsi512_ps(
+		    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+	return ld16(dt, p);
+}
+
 /*
  * TIES's select pass, sixteen elements at a time: the operations of
  * kern_avx2.c's, the two halves of the norm lanes added in element order
@@ -175,7 +188,7 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 			__m512 b = ld16(dt, bp + j * es);
 			__m512d sl = _mm512_setzero_pd(), sh = _mm512_setzero_pd();
 			for (unsigned i = 0; i < nx; i++) {
-				__m512 tau = _mm512_sub_ps(ld16(dt, (const unsigned char *)x[i] + j * es), b);
+				__m512 tau = _mm512_sub_ps(ld16x(dt, (const unsigned char *)x[i] + j * es), b);
 				__m512d dl = _mm512_cvtps_pd(_mm512_castps512_ps256(tau));
 				__m512d dh = _mm512_cvtps_pd(_mm512_extractf32x8_ps(tau, 1));
 				if (norms) {
@@ -269,11 +282,11 @@ taus_t(const enum dtype dt, const void *const *x, unsigned nx, const void *base,
 		float *t = tp + (size_t)i * n;
 		if (w[i] == 1.0) {
 			for (j = 0; j < m; j += 16)
-				_mm512_storeu_ps(t + j, _mm512_sub_ps(ld16(dt, p + j * es), _mm512_loadu_ps(bt + j)));
+				_mm512_storeu_ps(t + j, _mm512_sub_ps(ld16x(dt, p + j * es), _mm512_loadu_ps(bt + j)));
 		} else {
 			__m512d wi = _mm512_set1_pd(w[i]);
 			for (j = 0; j < m; j += 16) {
-				__m512 tau = _mm512_sub_ps(ld16(dt, p + j * es), _mm512_loadu_ps(bt + j));
+				__m512 tau = _mm512_sub_ps(ld16x(dt, p + j * es), _mm512_loadu_ps(bt + j));
 				__m256 lo = _mm512_cvtpd_ps(_mm512_mul_pd(wi, _mm512_cvtps_pd(_mm512_castps512_ps256(tau))));
 				__m256 hi = _mm512_cvtpd_ps(_mm512_mul_pd(wi, _mm512_cvtps_pd(_mm512_extractf32x8_ps(tau, 1))));
 				_mm512_storeu_ps(t + j, _mm512_insertf32x8(_mm512_castps256_ps512(lo), hi, 1));
