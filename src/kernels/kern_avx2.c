@@ -126,7 +126,7 @@ static void avx2_accum(enum dtype dt, const void *x, const float *b, double c, d
 		return;
 	}
 	for (; j + 8 <= n; j += 8) {
-		__m256 tau = _mm256_sub_ps(ld8(dt, p + j * es), _mm256_loadu_ps(b + j)); /* tau = x - b, float */
+		__m256 tau = _mm256_sub_ps(ld8x(dt, p + j * es), _mm256_loadu_ps(b + j)); /* tau = x - b, float */
 		__m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(tau));
 		__m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1));
 		if (first) {
@@ -251,7 +251,7 @@ static void avx2_norm_lin(enum dtype dt, const void *const *x, unsigned nx, cons
 		__m256d sl = _mm256_setzero_pd(), sh = _mm256_setzero_pd();
 		__m256d tl = _mm256_setzero_pd(), th = _mm256_setzero_pd();
 		for (unsigned i = 0; i < nx; i++) {
-			__m256 tau = _mm256_sub_ps(ld8(dt, (const unsigned char *)x[i] + j * es), vb);
+			__m256 tau = _mm256_sub_ps(ld8x(dt, (const unsigned char *)x[i] + j * es), vb);
 			__m256d dl = _mm256_cvtps_pd(_mm256_castps256_ps128(tau));
 			__m256d dh = _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1));
 			__m256d ci = _mm256_set1_pd(c[i]);
