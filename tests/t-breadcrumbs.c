@@ -304,6 +304,97 @@ static void free_fam(struct fam *f)
 		tu_model_free(&f->x[m]);
 }
 
+/*
+ * A family whose counts fill more than half of a histogram's 65536 bins in
+ * one job (a job of the default --chunk holds 2^17 float32 elements), so
+ * that a job hands its counts over whole, not as pairs (bin, count):
+ *   layers.0  512 x 512, base 0, models random finite bits, half of them
+ *             with the low 16 bits 0 (the bins' smallest values): the
+ *             select pass's counts;
+ *   layers.1  512 x 256, base 0, models 1 + random low 16 bits: every
+ *             magnitude in one bin, both cuts open, and the threshold
+ *             pass's counts of the low bits fill that histogram.
+ * Returns the distinct bins of task 1's first 2^17 magnitudes in layers.0
+ * and the distinct low 16 bits of those in layers.1, in *d0 and *d1.
+ */
+static uint32_t wide_rng = 12345;
+static uint32_t wide_rand(void)
+{
+	wide_rng ^= wide_rng << 13;
+	wide_rng ^= wide_rng >> 17;
+	wide_rng ^= wide_rng << 5;
+	return wide_rng;
+}
+static int wide_family(struct fam *f, unsigned *d0, unsigned *d1)
+{
+	enum { N0 = 512 * 512, N1 = 512 * 256, JOB = 1 << 17 };
+	static float v[N0 + N1];
+	static unsigned char seen[65536];
+	char head[512], p[4400];
+	int good = 1;
+	snprintf(f->dir, sizeof(f->dir), "%s/wide", tu_tmpdir());
+	if (tu_run("mkdir -p '%s'", f->dir) != 0)
+		return 0;
+	int hl = snprintf(head, sizeof(head),
+	                  "{\"model.layers.0.mlp.down_proj.weight\":{\"dtype\":\"F32\",\"shape\":"
+	                  "[512,512],\"data_offsets\":[0,%d]},"
+	                  "\"model.layers.1.mlp.down_proj.weight\":{\"dtype\":\"F32\",\"shape\":"
+	                  "[512,256],\"data_offsets\":[%d,%d]}}",
+	                  4 * N0, 4 * N0, 4 * (N0 + N1));
+	while (hl % 8)
+		head[hl++] = ' ';
+	for (int m = 0; m <= NM; m++) {
+		static unsigned char buf[8 + 512 + 4 * (N0 + N1)];
+		uint64_t h64 = (uint64_t)hl;
+		for (size_t e = 0; e < N0; e++) {
+			uint32_t u = wide_rand(), ex = 1 + wide_rand() % 254;
+			u = (u & 0x807fffffu) | ex << 23;
+			if (wide_rand() & 1)
+				u &= 0xffff0000u;
+			memcpy(&v[e], &u, 4);
+		}
+		for (size_t e = 0; e < N1; e++) {
+			uint32_t u = 0x3f800000u | (wide_rand() & 0xffffu);
+			memcpy(&v[N0 + e], &u, 4);
+		}
+		if (m == 0)
+			memset(v, 0, sizeof(v));
+		memcpy(buf, &h64, 8);
+		memcpy(buf + 8, head, (size_t)hl);
+		memcpy(buf + 8 + hl, v, sizeof(v));
+		snprintf(p, sizeof(p), "%s/%s.safetensors", f->dir, m ? "ft" : "base");
+		if (m)
+			snprintf(p, sizeof(p), "%s/ft%d.safetensors", f->dir, m);
+		good &= tu_write_file(p, buf, 8 + (size_t)hl + sizeof(v)) == 0;
+	}
+	snprintf(p, sizeof(p), "%s/base.safetensors", f->dir);
+	good &= tu_model_load(&f->b, p) == 0;
+	for (int m = 0; m < NM; m++) {
+		snprintf(p, sizeof(p), "%s/ft%d.safetensors", f->dir, m + 1);
+		good &= tu_model_load(&f->x[m], p) == 0;
+	}
+	f->L = 2;
+	*d0 = *d1 = 0;
+	for (int k = 0; good && k < 2; k++) {
+		const struct tu_tensor *b = &f->b.t[0], *x;
+		const char *name = k ? "model.layers.1.mlp.down_proj.weight"
+		                     : "model.layers.0.mlp.down_proj.weight";
+		b = tu_model_find(&f->b, name);
+		x = tu_model_find(&f->x[0], name);
+		memset(seen, 0, sizeof(seen));
+		for (uint64_t e = 0; b && x && e < JOB; e++) {
+			float t = tau(x, b, e);
+			uint32_t u;
+			memcpy(&u, &t, 4);
+			u &= 0x7fffffffu;
+			unsigned key = k ? (u & 0xffffu) : (u >> 16) << 1 | ((u & 0xffffu) == 0);
+			*(k ? d1 : d0) += !seen[key];
+			seen[key] = 1;
+		}
+	}
+	return good;
+}
+
 /* The threshold pass of a run: "1" when it ran (skipped false). */
 static int threshold_ran(const char *js)
 {
@@ -402,6 +493,22 @@ int main(void)
 	memset(&f, 0, sizeof(f));
 	if (ok(load(&f, "f32", 96, "det"), "generate an f32 family with 96 x 96 tensors"))
 		same_bytes(&f);
+	free_fam(&f);
+	static const struct scen wide[] = {
+		{"breadcrumbs d0.7 g0.05", "breadcrumbs", "--density 0.7 --bc-gamma 0.05", 0, 0,
+		 {1, 1, 1}, {0.7, 0.7, 0.7}, {0.05, 0.05, 0.05}, 1, 0, 0},
+		{"breadcrumbs_ties weighted", "breadcrumbs_ties", "-w 1,2,0.5 --density 0.6 --bc-gamma 0.02",
+		 1, 1, {1, 2, 0.5}, {0.6, 0.6, 0.6}, {0.02, 0.02, 0.02}, 1, 0, 0},
+	};
+	unsigned d0, d1;
+	memset(&f, 0, sizeof(f));
+	if (ok(wide_family(&f, &d0, &d1), "write a family whose counts fill a job's histograms")) {
+		ok(d0 > 32768 && d1 > 32768,
+		   "a job's counts fill more than half of the bins: %u bins (select), %u low bits "
+		   "(threshold)", d0, d1);
+		for (size_t i = 0; i < sizeof(wide) / sizeof(wide[0]); i++)
+			run(&f, &wide[i], 20 + (int)i, "wide");
+	}
 	free_fam(&f);
 	tu_cleanup();
 	return tap_done();

@@ -923,7 +923,7 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			size_t sz = (pass->scratch + 63) & ~(size_t)63;
 			if (!(w->scratch = aligned_alloc(64, sz)))
 				rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for scratch");
-			else if (pass->worker_end) /* it keeps results there: from zero */
+			else if (pass->worker_end || pass->zero_scratch) /* counts there: from zero */
 				memset(w->scratch, 0, sz);
 		}
 		if (rc == 0 && pp.widen_cap) {

@@ -59,6 +59,10 @@ struct pass {
 	 * (counts, whose order does not matter): the scratch starts zeroed,
 	 * and this takes each worker's results after the last job. */
 	int (*worker_end)(struct merge_ctx *c, void *scratch, struct lines_error *err);
+	/* Set when work() keeps counts in its worker's scratch between the
+	 * steps of a job and leaves them zeroed after each job: the scratch
+	 * starts zeroed. */
+	int zero_scratch;
 	/* also compare the copied (non-float) tensors with the base's: set on
 	 * the first read-only pass, or the check pass */
 	int checks_copies;

@@ -180,15 +180,63 @@ static void bc_taus(const struct merge_ctx *p, const struct pipe_job *job, size_
 	          w->tp);
 }
 
-/* A job's counts: nsets x nx x BINS uint32 in its part, cleared. */
-static uint32_t *job_hist(const struct bc *bc, struct pipe_job *job, unsigned nsets,
-                          uint32_t **h)
+/*
+ * A job's counts. The select and threshold passes count into nsets x nx
+ * histograms of BINS uint32 in the worker's scratch (after bc_scratch()),
+ * which start zeroed (pass.zero_scratch), and job_pack() moves them into
+ * the job's part, leaving them zeroed: histogram q as pairs (bin, count)
+ * of its nonzero bins, in the order of the bins, where they fit in its
+ * BINS uint32 (with the counts of a job of 2^18 elements, a BF16 model's
+ * magnitudes fill a few thousand bins), else as it is. Then flags[q],
+ * after the nsets x nx histograms, holds the number of pairs, or
+ * UINT32_MAX for a whole histogram. So a job neither clears nor hands
+ * over 256 KiB a histogram, and the reduce adds only the bins counted.
+ */
+#define PACK_DENSE UINT32_MAX
+static size_t bc_part_job(unsigned nx, unsigned nsets)
 {
-	uint32_t *hist = (uint32_t *)(void *)job->part;
-	memset(hist, 0, (size_t)nsets * bc->nx * BINS * sizeof(uint32_t));
+	/* doubles: the histograms, then the flags */
+	return ((size_t)nsets * nx * BINS + (size_t)nsets * nx + 1) / 2;
+}
+static uint32_t *worker_hist(void *scratch, unsigned nx)
+{
+	return (uint32_t *)(void *)((unsigned char *)scratch + bc_scratch(nx));
+}
+static void job_hist(const struct bc *bc, void *scratch, unsigned nsets, uint32_t **h)
+{
+	uint32_t *wh = worker_hist(scratch, bc->nx);
 	for (unsigned q = 0; q < nsets * bc->nx; q++)
-		h[q] = hist + (size_t)q * BINS;
-	return hist;
+		h[q] = wh + (size_t)q * BINS;
+}
+static void job_pack(const struct bc *bc, void *scratch, struct pipe_job *job, unsigned nsets)
+{
+	uint32_t *wh = worker_hist(scratch, bc->nx), *part = (uint32_t *)(void *)job->part;
+	uint32_t *flags = part + (size_t)nsets * bc->nx * BINS;
+	for (unsigned q = 0; q < nsets * bc->nx; q++) {
+		uint32_t *h = wh + (size_t)q * BINS, *o = part + (size_t)q * BINS, np = 0;
+		for (uint32_t b = 0; b < BINS; b += 8) {
+			uint64_t u[4];
+			memcpy(u, h + b, sizeof(u));
+			if ((u[0] | u[1] | u[2] | u[3]) == 0)
+				continue;
+			for (uint32_t k = b; k < b + 8; k++) {
+				if (!h[k])
+					continue;
+				if (np < BINS / 2)
+					o[2 * np] = k, o[2 * np + 1] = h[k];
+				np++;
+			}
+		}
+		if (np <= BINS / 2) {
+			for (uint32_t e = 0; e < np; e++)
+				h[o[2 * e]] = 0;
+			flags[q] = np;
+		} else {
+			memcpy(o, h, BINS * sizeof(uint32_t));
+			memset(h, 0, BINS * sizeof(uint32_t));
+			flags[q] = PACK_DENSE;
+		}
+	}
 }
 
 LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
@@ -200,7 +248,7 @@ LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void
 	uint32_t *h[LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
-	job_hist(bc, job, 1, h);
+	job_hist(bc, scratch, 1, h);
 	if (p->k->ties_select) { /* counts without tiles */
 		const void *xs[LINES_MAX_MODELS];
 		for (size_t b0 = 0; b0 < n; b0 += KERN_BLOCK) {
@@ -210,22 +258,32 @@ LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void
 			p->k->ties_select(t->in_dt, xs, bc->nx, job->in[0] + b0 * t->unit_in, bc->ones, nn,
 			                  h, NULL, NULL, NULL, 0); /* the counts alone */
 		}
-		return 0;
+	} else {
+		for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
+			size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
+			bc_taus(p, job, j0, nn, &w);
+			ties_hist(w.tp, bc->nx, nn, h);
+		}
 	}
-	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
-		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
-		bc_taus(p, job, j0, nn, &w);
-		ties_hist(w.tp, bc->nx, nn, h);
-	}
+	job_pack(bc, scratch, job, 1);
 	return 0;
 }
 
-/* Add nsets x nx x BINS counts of a job to run. */
+/* Add the nsets x nx histograms of a job (job_pack()) to run. */
 static void add_counts(struct bc *bc, const struct pipe_job *job, unsigned nsets)
 {
-	const uint32_t *hist = (const uint32_t *)(const void *)job->part;
-	for (size_t q = 0; q < (size_t)nsets * bc->nx * BINS; q++)
-		bc->run[q] += hist[q];
+	const uint32_t *part = (const uint32_t *)(const void *)job->part;
+	const uint32_t *flags = part + (size_t)nsets * bc->nx * BINS;
+	for (size_t q = 0; q < (size_t)nsets * bc->nx; q++) {
+		const uint32_t *o = part + q * BINS;
+		uint64_t *run = bc->run + q * BINS;
+		if (flags[q] == PACK_DENSE)
+			for (uint32_t b = 0; b < BINS; b++)
+				run[b] += o[b];
+		else
+			for (uint32_t e = 0; e < flags[q]; e++)
+				run[o[2 * e]] += o[2 * e + 1];
+	}
 }
 
 static int select_reduce(struct merge_ctx *p, const struct pipe_job *job, struct lines_error *err)
@@ -284,7 +342,7 @@ LINES_HOT static int threshold_work(struct merge_ctx *p, struct pipe_job *job, v
 	uint32_t *h[2 * LINES_MAX_MODELS], bin[2][LINES_MAX_MODELS];
 	size_t n = (size_t)(job->u1 - job->u0);
 	(void)err;
-	job_hist(bc, job, 2, h);
+	job_hist(bc, scratch, 2, h);
 	for (unsigned i = 0; i < bc->nx; i++)
 		for (int s = 0; s < 2; s++) {
 			const struct rsel *c = bc->cut + ((size_t)job->tensor * bc->nx + i) * 2 + s;
@@ -296,6 +354,7 @@ LINES_HOT static int threshold_work(struct merge_ctx *p, struct pipe_job *job, v
 		ties_bins(p->k, w.tp, bc->nx, nn, bin[0], h, w.flags);
 		ties_bins(p->k, w.tp, bc->nx, nn, bin[1], h + bc->nx, w.flags);
 	}
+	job_pack(bc, scratch, job, 2);
 	return 0;
 }
 
@@ -471,10 +530,14 @@ static int bc_setup(struct merge_ctx *p, struct lines_error *err)
 	a = bc_pass(p, "select", select_work);
 	b = bc_pass(p, "threshold", threshold_work);
 	RETURN_ERROR_IF(!a || !b, err, LINES_EUSAGE, NULL, NULL, "too many passes");
-	a->part_job = (unsigned)((size_t)nx * BINS / 2); /* nx x BINS uint32 */
+	a->part_job = (unsigned)bc_part_job(nx, 1);
+	a->scratch += (size_t)nx * BINS * sizeof(uint32_t); /* worker_hist() */
+	a->zero_scratch = 1;
 	a->reduce = select_reduce;
 	a->done = select_done;
-	b->part_job = (unsigned)((size_t)nx * BINS); /* 2 x nx x BINS uint32 */
+	b->part_job = (unsigned)bc_part_job(nx, 2);
+	b->scratch += 2 * (size_t)nx * BINS * sizeof(uint32_t);
+	b->zero_scratch = 1;
 	b->want = want_open;
 	b->reduce = threshold_reduce;
 	b->done = threshold_done;
