@@ -716,7 +716,7 @@ static void test_isa(const struct kern *k)
  * every NaN the default one); tasks with NaN, infinities, zeros of both
  * signs, subnormals, cuts anywhere (keep none, no top cut), weights of
  * both signs, with and without normalizing. */
-static void test_bc_merge(void)
+static void test_bc_merge(const struct kern *k)
 {
 	static float tp[9 * 300], one[9];
 	static double m1[300], m2[300], sc[BC_SCRATCH];
@@ -744,19 +744,19 @@ static void test_bc_merge(void)
 			        : r < 4 ? u2f(rnd32()) /* any bits */
 			                : (float)((double)(int32_t)rnd32() * 0x1p-40);
 		}
-		bc_merge_tile(tp, nx, n, lo, hi, w, ties, normalize, ws == 0.0 ? 1.0 : ws, m1, sc);
+		bc_merge_tile(k, tp, nx, n, lo, hi, w, ties, normalize, ws == 0.0 ? 1.0 : ws, m1, sc);
 		for (size_t j = 0; j < n; j++) {
 			for (unsigned i = 0; i < nx; i++)
 				one[i] = tp[(size_t)i * n + j];
-			bc_merge_tile(one, nx, 1, lo, hi, w, ties, normalize, ws == 0.0 ? 1.0 : ws,
+			bc_merge_tile(k, one, nx, 1, lo, hi, w, ties, normalize, ws == 0.0 ? 1.0 : ws,
 			              m2 + j, sc);
 			bad += !(memcmp(&m1[j], &m2[j], 8) == 0 || (isnan(m1[j]) && isnan(m2[j])));
 		}
 		rounds += n >= 8;
 	}
 	ok(bad == 0 && rounds > 400,
-	   "bc_merge_tile: eight at a time = the strip's loops, element by element (%d differ)",
-	   bad);
+	   "%s bc_merge_tile: eight at a time = the strip's loops, element by element (%d differ)",
+	   k->name, bad);
 }
 
 int main(void)
@@ -769,7 +769,7 @@ int main(void)
 	test_norm_sum();
 	test_pow2_inverse();
 	test_dare_definition();
-	test_bc_merge();
+	test_bc_merge(&kern_scalar); /* the portable loop */
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
@@ -779,6 +779,8 @@ int main(void)
 			continue;
 		}
 		test_isa(k);
+		if (k->bc_ties)
+			test_bc_merge(k);
 	}
 	return tap_done();
 }

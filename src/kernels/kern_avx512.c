@@ -572,6 +572,50 @@ static void avx512_dare_keep(const float *tp, float *out, size_t n, uint64_t key
 		kern_scalar.dare_keep(tp + j, out + j, n - j, key, idx0 + j, limit);
 }
 
+/*
+ * breadcrumbs_ties' merge of eight elements at a time (kernels.h): the
+ * sums of kern_ties.c's loops in registers, with masks. A dropped value
+ * is zeroed before it is widened; P takes v = w x where v > 0 or is NaN
+ * (a kept NaN then makes S, and the result, NaN, as m does in the tile's
+ * loops), N where v < 0, their weights likewise; a lane adds nothing to
+ * a sum it does not take, where the loops add +0.0 (the same sums: none
+ * is -0.0). The result is S where S is NaN, else P or N over the weights.
+ */
+static void avx512_bc_ties(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
+                           const uint32_t *hi, const double *w, int normalize, double *m)
+{
+	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
+	const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+	for (size_t j = 0; j < n8; j += 8) {
+		__m512d vp = zero, vn = zero, cp = zero, cn = zero;
+		for (unsigned i = 0; i < nx; i++) {
+			__m256i u = _mm256_loadu_si256((const __m256i *)(tp + (size_t)i * n + j));
+			__m256i a = _mm256_and_si256(u, absm);
+			__mmask8 keep = _mm256_cmpge_epu32_mask(a, _mm256_set1_epi32((int)lo[i])) &
+			                _mm256_cmple_epu32_mask(a, _mm256_set1_epi32((int)hi[i]));
+			__m512d c = _mm512_set1_pd(w[i]);
+			__m512d v = _mm512_mul_pd(c, _mm512_cvtps_pd(_mm256_castsi256_ps(
+			                                 _mm256_maskz_mov_epi32(keep, u))));
+			__mmask8 kp = _mm512_cmp_pd_mask(v, zero, _CMP_NLE_UQ);
+			__mmask8 kn = _mm512_cmp_pd_mask(v, zero, _CMP_LT_OQ);
+			vp = _mm512_mask_add_pd(vp, kp, vp, v);
+			cp = _mm512_mask_add_pd(cp, kp, cp, c);
+			vn = _mm512_mask_add_pd(vn, kn, vn, v);
+			cn = _mm512_mask_add_pd(cn, kn, cn, c);
+		}
+		__m512d s = _mm512_add_pd(vp, vn);
+		__mmask8 pos = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+		__m512d num = _mm512_mask_blend_pd(pos, vn, vp), d = _mm512_mask_blend_pd(pos, cn, cp);
+		if (normalize)
+			d = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(d, zero, _CMP_NEQ_UQ), one, d);
+		else
+			d = one;
+		__m512d q = _mm512_div_pd(num, d);
+		__mmask8 nan = _mm512_cmp_pd_mask(s, s, _CMP_UNORD_Q);
+		_mm512_storeu_pd(m + j, _mm512_mask_blend_pd(nan, q, s));
+	}
+}
+
 void kern_avx512_fill(struct kern *k)
 {
 	*k = kern_avx2;
@@ -584,4 +628,5 @@ void kern_avx512_fill(struct kern *k)
 	k->dare_drop = avx512_dare_drop;
 	k->dare_sum = avx512_dare_sum;
 	k->dare_keep = avx512_dare_keep;
+	k->bc_ties = avx512_bc_ties;
 }

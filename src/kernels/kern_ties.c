@@ -319,9 +319,9 @@ static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8
 }
 #endif
 
-LINES_HOT void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
-                   const double *w, int ties, int normalize, double wdiv, double *m,
-                   double *sc)
+LINES_HOT void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx, size_t n,
+                             const uint32_t *lo, const uint32_t *hi, const double *w, int ties,
+                             int normalize, double wdiv, double *m, double *sc)
 {
 	size_t n8 = 0;
 #if defined(__GNUC__)
@@ -334,7 +334,10 @@ LINES_HOT void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint3
 	}
 	if (vec) {
 		n8 = n - n % KERN_LANES;
-		bc_ties_vec(tp, nx, n, n8, lo, hi, w, normalize, m);
+		if (k && k->bc_ties)
+			k->bc_ties(tp, nx, n, n8, lo, hi, w, normalize, m);
+		else
+			bc_ties_vec(tp, nx, n, n8, lo, hi, w, normalize, m);
 	}
 #endif
 	for (size_t j0 = n8; j0 < n; j0 += BC_STRIP)

@@ -101,12 +101,14 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
  * P + N >= 0, else -1, m[j] = P or N (sign s) divided when normalize by
  * the sum of the w[i] of its values (1 when 0); NaN where a kept value is
  * NaN or P + N is. sc is scratch of BC_SCRATCH doubles. Portable C that
- * the compiler vectorizes without reordering any element's sums: the same
- * bits on every machine.
+ * the compiler vectorizes without reordering any element's sums, or with
+ * ties k's bc_ties kernel where k has one (NULL k: none): the same bits
+ * on every machine.
  */
 #define BC_SCRATCH 1024
-void bc_merge_tile(const float *tp, unsigned nx, size_t n, const uint32_t *lo, const uint32_t *hi,
-                   const double *w, int ties, int normalize, double wdiv, double *m, double *sc);
+void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx, size_t n,
+                   const uint32_t *lo, const uint32_t *hi, const double *w, int ties,
+                   int normalize, double wdiv, double *m, double *sc);
 /* s[j] = sum_i (double)tp[i * n + j], tasks in order. */
 void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s);
 

@@ -395,7 +395,7 @@ static void bc_merge(const struct merge_ctx *p, size_t tensor, size_t nn, struct
 	const struct bc *bc = B(p);
 	const struct tensor *t = &p->t[tensor]; /* its own weights, or the run's */
 	double ws = tensor_wsum(p, t), wdiv = fabs(ws) < 1e-8 ? 1.0 : ws;
-	bc_merge_tile(w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx,
+	bc_merge_tile(p->k, w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx,
 	              tensor_w(p, t),
 	              bc->ties, !p->o->no_normalize, wdiv, w->m, w->sc);
 }
