@@ -709,13 +709,14 @@ static void test_isa(const struct kern *k)
 	ok(ex == 0, "%s decodes all 65536 F16 and BF16 values as the scalar kernels do", k->name);
 }
 
-/* Breadcrumbs' merge of a tile (kern_ties.c): its loop of eight elements
- * at a time (breadcrumbs_ties, weights of magnitude in [2^-900, 2^900])
- * against its strip's loops, which a tile of one element takes: the same
- * bits in every element (a NaN may differ in payload: the output makes
- * every NaN the default one); tasks with NaN, infinities, zeros of both
- * signs, subnormals, cuts anywhere (keep none, no top cut), weights of
- * both signs, with and without normalizing. */
+/* Breadcrumbs' merge of a tile (kern_ties.c): its loops of eight elements
+ * at a time (k's bc_merge kernel, or the portable loop of breadcrumbs_ties
+ * with weights of magnitude in [2^-900, 2^900]) against its strip's
+ * loops, which a tile of one element takes: the same bits in every
+ * element (a NaN may differ in payload: the output makes every NaN the
+ * default one); tasks with NaN, infinities, zeros of both signs,
+ * subnormals, cuts anywhere (keep none, no top cut), weights of both
+ * signs and some out of that range, with and without normalizing. */
 static void test_bc_merge(const struct kern *k)
 {
 	static float tp[9 * 300], one[9];
@@ -736,6 +737,11 @@ static void test_bc_merge(const struct kern *k)
 			w[i] = ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0, (int)(rnd32() % 21) - 10);
 			if (w[i] == 0.0)
 				w[i] = 0.5;
+			if (rnd32() % 16 == 0) { /* out of [2^-900, 2^900]: the strip's other loop with ties */
+				static const double odd[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 0x1p-1000,
+				                             -0x1p1000};
+				w[i] = odd[rnd32() % 7];
+			}
 			ws += w[i];
 		}
 		for (size_t q = 0; q < nx * n; q++) {
@@ -779,7 +785,7 @@ int main(void)
 			continue;
 		}
 		test_isa(k);
-		if (k->bc_ties)
+		if (k->bc_merge)
 			test_bc_merge(k);
 	}
 	return tap_done();

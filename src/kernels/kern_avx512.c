@@ -573,19 +573,43 @@ static void avx512_dare_keep(const float *tp, float *out, size_t n, uint64_t key
 }
 
 /*
- * breadcrumbs_ties' merge of eight elements at a time (kernels.h): the
- * sums of kern_ties.c's loops in registers, with masks. A dropped value
- * is zeroed before it is widened; P takes v = w x where v > 0 or is NaN
- * (a kept NaN then makes S, and the result, NaN, as m does in the tile's
- * loops), N where v < 0, their weights likewise; a lane adds nothing to
- * a sum it does not take, where the loops add +0.0 (the same sums: none
- * is -0.0). The result is S where S is NaN, else P or N over the weights.
+ * Breadcrumbs' merge of eight elements at a time (kernels.h): the sums of
+ * kern_ties.c's loops in registers, with masks; v = w x where x is kept,
+ * +0.0 where it is dropped, as there. Without ties, m = the sum of the v
+ * (times 1 / wdiv where that is a power of two, else over wdiv, with
+ * normalize). With ties, P takes v where v > 0 or is NaN (a kept NaN
+ * then makes S, and the result, NaN, as m does in the tile's loops), N
+ * where v < 0, their weights likewise; a lane adds nothing to a sum it
+ * does not take, where the loops add +0.0 (the same sums: none is -0.0).
+ * The result is S where S is NaN, else P or N over the weights.
  */
-static void avx512_bc_ties(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
-                           const uint32_t *hi, const double *w, int normalize, double *m)
+static void avx512_bc_merge(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
+                            const uint32_t *hi, const double *w, int ties, int normalize,
+                            double wdiv, double *m)
 {
 	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
 	const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+	double r = 0.0;
+	if (!ties) {
+		int pow2 = normalize && pow2_inverse(wdiv, &r);
+		for (size_t j = 0; j < n8; j += 8) {
+			__m512d vm = zero;
+			for (unsigned i = 0; i < nx; i++) {
+				__m256i u = _mm256_loadu_si256((const __m256i *)(tp + (size_t)i * n + j));
+				__m256i a = _mm256_and_si256(u, absm);
+				__mmask8 keep = _mm256_cmpge_epu32_mask(a, _mm256_set1_epi32((int)lo[i])) &
+				                _mm256_cmple_epu32_mask(a, _mm256_set1_epi32((int)hi[i]));
+				__m512d x = _mm512_cvtps_pd(_mm256_castsi256_ps(u));
+				vm = _mm512_add_pd(vm, _mm512_maskz_mul_pd(keep, _mm512_set1_pd(w[i]), x));
+			}
+			if (pow2)
+				vm = _mm512_mul_pd(vm, _mm512_set1_pd(r));
+			else if (normalize)
+				vm = _mm512_div_pd(vm, _mm512_set1_pd(wdiv));
+			_mm512_storeu_pd(m + j, vm);
+		}
+		return;
+	}
 	for (size_t j = 0; j < n8; j += 8) {
 		__m512d vp = zero, vn = zero, cp = zero, cn = zero;
 		for (unsigned i = 0; i < nx; i++) {
@@ -628,5 +652,5 @@ void kern_avx512_fill(struct kern *k)
 	k->dare_drop = avx512_dare_drop;
 	k->dare_sum = avx512_dare_sum;
 	k->dare_keep = avx512_dare_keep;
-	k->bc_ties = avx512_bc_ties;
+	k->bc_merge = avx512_bc_merge;
 }

@@ -332,12 +332,12 @@ LINES_HOT void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx,
 		double ac = fabs(w[i]);
 		vec &= ac >= 0x1p-900 && ac <= 0x1p900;
 	}
-	if (vec) {
+	if (k && k->bc_merge && (vec || !ties)) {
 		n8 = n - n % KERN_LANES;
-		if (k && k->bc_ties)
-			k->bc_ties(tp, nx, n, n8, lo, hi, w, normalize, m);
-		else
-			bc_ties_vec(tp, nx, n, n8, lo, hi, w, normalize, m);
+		k->bc_merge(tp, nx, n, n8, lo, hi, w, ties, normalize, wdiv, m);
+	} else if (vec) {
+		n8 = n - n % KERN_LANES;
+		bc_ties_vec(tp, nx, n, n8, lo, hi, w, normalize, m);
 	}
 #endif
 	for (size_t j0 = n8; j0 < n; j0 += BC_STRIP)

@@ -102,7 +102,7 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
  * the sum of the w[i] of its values (1 when 0); NaN where a kept value is
  * NaN or P + N is. sc is scratch of BC_SCRATCH doubles. Portable C that
  * the compiler vectorizes without reordering any element's sums, or with
- * ties k's bc_ties kernel where k has one (NULL k: none): the same bits
+ * k's bc_merge kernel where k has one (NULL k: none): the same bits
  * on every machine.
  */
 #define BC_SCRATCH 1024

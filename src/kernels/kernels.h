@@ -285,15 +285,16 @@ struct kern {
 	void (*dare_keep)(const float *tp, float *out, size_t n, uint64_t key, uint64_t idx0,
 	                  uint64_t limit);
 	/*
-	 * breadcrumbs_ties' merge (kern_ties.h, bc_merge_tile()) of elements
-	 * [0, n8) of a tile of n (n8 a multiple of 8), every weight's
-	 * magnitude in [2^-900, 2^900]: the bits of the tile's loops, except
-	 * that a NaN may carry any payload (finish makes every NaN the
-	 * default one, and the norms leave NaNs out). NULL: the portable
-	 * loop of kern_ties.c.
+	 * Breadcrumbs' merge (kern_ties.h, bc_merge_tile()) of elements
+	 * [0, n8) of a tile of n (n8 a multiple of 8); with ties, every
+	 * weight's magnitude in [2^-900, 2^900]: the bits of the tile's
+	 * loops, except that a NaN may carry any payload (finish makes every
+	 * NaN the default one, and the norms leave NaNs out). NULL: the
+	 * portable loops of kern_ties.c.
 	 */
-	void (*bc_ties)(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
-	                const uint32_t *hi, const double *w, int normalize, double *m);
+	void (*bc_merge)(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
+	                 const uint32_t *hi, const double *w, int ties, int normalize, double wdiv,
+	                 double *m);
 	/*
 	 * GGUF's Q4_K and Q5_K (ggml_quants.c): the scale-and-offset fit of
 	 * the eight 32-element sub-blocks of a super-block at once. x and w
