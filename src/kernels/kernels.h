@@ -55,7 +55,9 @@
  *               falls below a limit, divide it by the density (below);
  *   dare_sum, dare_keep
  *               the drop and the sum of a tile's tasks in one step, and
- *               the keep test alone (the rescale pass).
+ *               the keep test alone (the rescale pass);
+ *   bc_merge    breadcrumbs' merge of a tile's tasks (kern_ties.h), in
+ *               the AVX-512 table only.
  * These are in the scalar and AVX2 tables; NULL in a table means the
  * scalar kernel (or, for taus and select, the tile loops of kern_ties.c
  * and merge_ties.c around the table's own decode). The
