@@ -238,33 +238,21 @@ select_t(const enum dtype dt, const void *const *x, unsigned nx, const void *bas
 	}
 }
 
+#define SELECT_DT(fn, t)                                                                          \
+	(s1 ? fn(t, x, nx, base, w, n, hist, s1, s2, tp, ld, 1)                                  \
+	    : fn(t, x, nx, base, w, n, hist, s1, s2, tp, ld, 0))
 static void avx512_ties_select(enum dtype dt, const void *const *x, unsigned nx, const void *base,
                                const double *w, size_t n, uint32_t *const *hist, double *s1,
                                double *s2, float *tp, size_t ld)
 {
-	int nm = s1 != NULL;
-	switch (dt) {
-	case DT_BF16:
-		if (nm)
-			select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
-		else
-			select_t(DT_BF16, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
-		break;
-	case DT_F16:
-		if (nm)
-			select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
-		else
-			select_t(DT_F16, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
-		break;
-	case DT_F32:
-		if (nm)
-			select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld, 1);
-		else
-			select_t(DT_F32, x, nx, base, w, n, hist, s1, s2, tp, ld, 0);
-		break;
+	switch (dt) { /* the norms, or (s1 NULL) the counts alone */
+	case DT_BF16: SELECT_DT(select_t, DT_BF16); break;
+	case DT_F16: SELECT_DT(select_t, DT_F16); break;
+	case DT_F32: SELECT_DT(select_t, DT_F32); break;
 	default: kern_avx2.ties_select(dt, x, nx, base, w, n, hist, s1, s2, tp, ld); break;
 	}
 }
+#undef SELECT_DT
 
 /* The tiles of TIES and DARE, sixteen elements at a time: kern_avx2.c's
  * avx2_taus, operation for operation. */
