@@ -103,7 +103,8 @@ void ties_elect_tile(const struct kern *k, const float *tp, size_t n, unsigned n
  * NaN or P + N is. sc is scratch of BC_SCRATCH doubles. Portable C that
  * the compiler vectorizes without reordering any element's sums, or with
  * k's bc_merge kernel where k has one (NULL k: none): the same bits
- * on every machine.
+ * on every machine (but for the payload of a NaN, which the output makes
+ * the default NaN).
  */
 #define BC_SCRATCH 1024
 void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx, size_t n,
