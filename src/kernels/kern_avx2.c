@@ -20,10 +20,16 @@
 
 /* ---- loads and stores of eight elements ------------------------------------ */
 
+/* Eight bf16 values' bits shifted into the high half: their float32 bits. */
+static inline __m256i bf16_bits8(const unsigned char *p)
+{
+	return _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16);
+}
+
 /* bf16 -> f32: shift into the high half; quiet a NaN like the reference. */
 static inline __m256 ld_bf16(const unsigned char *p)
 {
-	__m256i u = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16);
+	__m256i u = bf16_bits8(p);
 	__m256i mag = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
 	__m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f800000)); /* |x| > inf */
 	u = _mm256_or_si256(u, _mm256_and_si256(nan, _mm256_set1_epi32(0x00400000)));
@@ -52,8 +58,7 @@ static inline __m256 ld8(enum dtype dt, const unsigned char *p)
 static inline __m256 ld8x(enum dtype dt, const unsigned char *p)
 {
 	if (dt == DT_BF16)
-		return _mm256_castsi256_ps(
-		    _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
+		return _mm256_castsi256_ps(bf16_bits8(p));
 	return ld8(dt, p);
 }
 

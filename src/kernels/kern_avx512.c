@@ -126,12 +126,18 @@ static void avx512_ties_elect(const float *tp, size_t n, unsigned nx, const uint
 	}
 }
 
+/* Sixteen bf16 values' bits shifted into the high half: their float32 bits. */
+static inline __attribute__((always_inline)) __m512i bf16_bits16(const unsigned char *p)
+{
+	return _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16);
+}
+
 /* Sixteen elements in float32: bf16 shifted (a NaN quieted, as the
  * reference decodes), f16 by F16C, f32 as they are. */
 static inline __attribute__((always_inline)) __m512 ld16(const enum dtype dt, const unsigned char *p)
 {
 	if (dt == DT_BF16) {
-		__m512i u = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16);
+		__m512i u = bf16_bits16(p);
 		__mmask16 nan = _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)),
 		                                        _mm512_set1_epi32(0x7f800000));
 		return _mm512_castsi512_ps(_mm512_mask_or_epi32(u, nan, u, _mm512_set1_epi32(0x00400000)));
@@ -149,8 +155,7 @@ static inline __attribute__((always_inline)) __m512 ld16x(const enum dtype dt,
                                                           const unsigned char *p)
 {
 	if (dt == DT_BF16)
-		return _mm512_castsi512_ps(
-		    _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+		return _mm512_castsi512_ps(bf16_bits16(p));
 	return ld16(dt, p);
 }
 
