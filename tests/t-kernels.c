@@ -765,6 +765,97 @@ static void test_bc_merge(const struct kern *k)
 	   k->name, bad);
 }
 
+/* One element of a tile in dtype dt, as bits: mostly task-vector sized
+ * values near base value b (a few near zero), sometimes any bits, NaN,
+ * an infinity or a zero of either sign. */
+static void put_elem(enum dtype dt, unsigned char *p, float b, int special)
+{
+	static const uint32_t specials[] = {0x7fc00000u, 0xff800001u, 0x7f800000u, 0xff800000u,
+	                                    0x00000000u, 0x80000000u, 0x00000001u, 0x807fffffu};
+	uint32_t r = rnd32() % 16;
+	float f = special && r == 0 ? u2f(specials[rnd32() % 8])
+	          : special && r == 1 ? u2f(rnd32())
+	                              : b + (float)((double)(int32_t)rnd32() * 0x1p-38);
+	uint32_t u;
+	memcpy(&u, &f, 4);
+	if (dt == DT_F32)
+		memcpy(p, &u, 4);
+	else if (dt == DT_BF16) {
+		uint16_t h = (uint16_t)(u >> 16);
+		memcpy(p, &h, 2);
+	} else {
+		uint16_t h = (uint16_t)(special && r == 1 ? rnd32() : 0);
+		if (!(special && r == 1)) { /* a value near b in F16 */
+			float g = f;
+			h = 0;
+			kern_scalar.encode(DT_F16, &g, &h, 1);
+		}
+		memcpy(p, &h, 2);
+	}
+}
+
+/* Breadcrumbs' taus and merge in one loop (k's bc_taus_merge) against the
+ * taus, the merge and the raw sum of each element alone (the strip's
+ * loops): the same bits of the base, the merge and the sum in every
+ * element of BF16, F16 and F32 tiles (a NaN may differ in payload), with
+ * every weight 1 and with others, with and without ties, normalizing and
+ * the sum; tiles of any length (the kernel takes sixteen at a time, the
+ * rest is the tile's loops). */
+static void test_bc_taus_merge(const struct kern *k)
+{
+	static const enum dtype dts[] = {DT_BF16, DT_F16, DT_F32};
+	static unsigned char xb[9][300 * 4], bb[300 * 4];
+	static float bt1[300], bt2[300], tp[9 * 300];
+	static double m1[300], m2[300], s1[300], s2[300], sc[BC_SCRATCH];
+	static const double ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+	int bad = 0, rounds = 0, fused = 0;
+	for (int round = 0; round < 900; round++) {
+		enum dtype dt = dts[round % 3];
+		unsigned nx = 1 + rnd32() % 9, es = dt == DT_F32 ? 4 : 2;
+		size_t n = 1 + rnd32() % 300;
+		int ties = round % 5 != 4, normalize = rnd32() % 2, unit = rnd32() % 2,
+		    raw = rnd32() % 3 != 0, special = rnd32() % 2;
+		uint32_t lo[9], hi[9];
+		double w[9], ws = 0.0;
+		const void *xs[9];
+		for (unsigned i = 0; i < nx; i++) {
+			/* cuts among the magnitudes of task vectors near 2^-14 */
+			uint32_t a = 0x36000000u + rnd32() % 0x4000000u, b = 0x36000000u + rnd32() % 0x4000000u,
+			         r = rnd32() % 8;
+			lo[i] = r == 0 ? 0 : r == 1 ? UINT32_MAX : (a < b ? a : b);
+			hi[i] = r == 2 ? UINT32_MAX : r == 3 ? 0x7f800000u : (a < b ? b : a);
+			w[i] = unit ? 1.0 : ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0, (int)(rnd32() % 5) - 2);
+			if (w[i] == 0.0 || (!unit && rnd32() % 16 == 0))
+				w[i] = rnd32() % 2 ? 0x1p-1000 : -0.25;
+			ws += w[i];
+			xs[i] = xb[i];
+		}
+		for (size_t j = 0; j < n; j++) {
+			float b = (float)((double)(int32_t)rnd32() * 0x1p-37);
+			put_elem(dt, bb + j * es, b, special);
+			for (unsigned i = 0; i < nx; i++)
+				put_elem(dt, xb[i] + j * es, b, special);
+		}
+		double wdiv = ws == 0.0 ? 1.0 : ws;
+		bc_taus_merge_tile(k, dt, xs, nx, bb, ones, n, lo, hi, w, ties, normalize, wdiv, bt1, tp,
+		                   m1, raw ? s1 : NULL, sc);
+		for (size_t j = 0; j < n; j++) {
+			const void *xj[9];
+			for (unsigned i = 0; i < nx; i++)
+				xj[i] = xb[i] + j * es;
+			bc_taus_merge_tile(k, dt, xj, nx, bb + j * es, ones, 1, lo, hi, w, ties, normalize,
+			                   wdiv, bt2 + j, tp, m2 + j, s2 + j, sc);
+			bad += memcmp(&bt1[j], &bt2[j], 4) != 0;
+			bad += !(memcmp(&m1[j], &m2[j], 8) == 0 || (isnan(m1[j]) && isnan(m2[j])));
+			bad += raw && !(memcmp(&s1[j], &s2[j], 8) == 0 || (isnan(s1[j]) && isnan(s2[j])));
+		}
+		rounds += n >= 16;
+		fused += n >= 16 && ties && unit;
+	}
+	ok(bad == 0 && rounds > 800 && fused > 200,
+	   "%s bc_taus_merge_tile: sixteen at a time = each element alone (%d differ)", k->name, bad);
+}
+
 int main(void)
 {
 	struct lines_error e;
@@ -776,6 +867,7 @@ int main(void)
 	test_pow2_inverse();
 	test_dare_definition();
 	test_bc_merge(&kern_scalar); /* the portable loop */
+	test_bc_taus_merge(&kern_scalar);
 	ok(kern_get(&e) != NULL, "kernels chosen for this machine: %s",
 	   kern_get(&e) ? kern_get(&e)->name : e.msg);
 	for (size_t i = 0; i < sizeof(isas) / sizeof(isas[0]); i++) {
@@ -787,6 +879,7 @@ int main(void)
 		test_isa(k);
 		if (k->bc_merge)
 			test_bc_merge(k);
+		test_bc_taus_merge(k);
 	}
 	return tap_done();
 }

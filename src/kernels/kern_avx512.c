@@ -565,6 +565,100 @@ static void avx512_dare_keep(const float *tp, float *out, size_t n, uint64_t key
 		kern_scalar.dare_keep(tp + j, out + j, n - j, key, idx0 + j, limit);
 }
 
+/* One task's part of the merge without ties of eight elements whose
+ * float32 bits are u: vm + (w x where kept, else +0.0). */
+static inline __attribute__((always_inline)) __m512d bc_add8(__m512d vm, __m256i u, uint32_t lo,
+                                                             uint32_t hi, double w)
+{
+	__m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+	__mmask8 keep = _mm256_cmpge_epu32_mask(a, _mm256_set1_epi32((int)lo)) &
+	                _mm256_cmple_epu32_mask(a, _mm256_set1_epi32((int)hi));
+	__m512d x = _mm512_cvtps_pd(_mm256_castsi256_ps(u));
+	return _mm512_add_pd(vm, _mm512_maskz_mul_pd(keep, _mm512_set1_pd(w), x));
+}
+
+/* The sums of the merge with ties of eight elements: with every weight
+ * 1 (unit), the counts of the kept values of each sign instead of the
+ * sums of their weights, which are those counts. */
+struct bc8 {
+	__m512d p, n, cp, cn;
+	__m256i np, nn;
+};
+#define BC8_ZERO                                                                                  \
+	{                                                                                         \
+		_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(),                    \
+		    _mm512_setzero_pd(), _mm256_setzero_si256(), _mm256_setzero_si256()            \
+	}
+
+/* One task's part of the merge with ties of eight elements (bits u). */
+static inline __attribute__((always_inline)) void bc_elect8(struct bc8 *t, const int unit, __m256i u,
+                                                            uint32_t lo, uint32_t hi, double w)
+{
+	__m256i a = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
+	__mmask8 keep = _mm256_cmpge_epu32_mask(a, _mm256_set1_epi32((int)lo)) &
+	                _mm256_cmple_epu32_mask(a, _mm256_set1_epi32((int)hi));
+	/* v = w x is > 0 or NaN (P), or < 0 (N), as x with its sign flipped
+	 * where w < 0 is: w's magnitude in [2^-900, 2^900] makes v neither
+	 * 0 nor NaN where x is not (a product that overflows keeps the sign);
+	 * the comparisons in float32, and the lanes not kept out of both */
+	__m256 sx = _mm256_castsi256_ps(
+	    unit ? u : _mm256_xor_si256(u, _mm256_set1_epi32(w < 0.0 ? INT32_MIN : 0)));
+	__mmask8 kp = _mm256_mask_cmp_ps_mask(keep, sx, _mm256_setzero_ps(), _CMP_NLE_UQ);
+	__mmask8 kn = _mm256_mask_cmp_ps_mask(keep, sx, _mm256_setzero_ps(), _CMP_LT_OQ);
+	__m512d c = _mm512_set1_pd(w), x = _mm512_cvtps_pd(_mm256_castsi256_ps(u));
+	__m512d v = unit || w == 1.0 ? x : _mm512_mul_pd(c, x); /* 1 x is x (a NaN's payload aside) */
+	t->p = _mm512_mask_add_pd(t->p, kp, t->p, v);
+	t->n = _mm512_mask_add_pd(t->n, kn, t->n, v);
+	if (unit) {
+		t->np = _mm256_mask_sub_epi32(t->np, kp, t->np, _mm256_set1_epi32(-1));
+		t->nn = _mm256_mask_sub_epi32(t->nn, kn, t->nn, _mm256_set1_epi32(-1));
+	} else {
+		t->cp = _mm512_mask_add_pd(t->cp, kp, t->cp, c);
+		t->cn = _mm512_mask_add_pd(t->cn, kn, t->cn, c);
+	}
+}
+
+/* The result of the merge with ties of eight elements from their sums. */
+static inline __attribute__((always_inline)) __m512d bc_elected8(const struct bc8 *t, const int unit,
+                                                                 int normalize)
+{
+	const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
+	__m512d s = _mm512_add_pd(t->p, t->n);
+	__mmask8 pos = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
+	__m512d num = _mm512_mask_blend_pd(pos, t->n, t->p), d;
+	if (unit)
+		d = _mm512_cvtepi32_pd(_mm256_mask_blend_epi32(pos, t->nn, t->np));
+	else
+		d = _mm512_mask_blend_pd(pos, t->cn, t->cp);
+	if (normalize)
+		d = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(d, zero, _CMP_NEQ_UQ), one, d);
+	else
+		d = one;
+	__m512d q = _mm512_div_pd(num, d);
+	__mmask8 nan = _mm512_cmp_pd_mask(s, s, _CMP_UNORD_Q);
+	return _mm512_mask_blend_pd(nan, q, s);
+}
+
+/* Whether every one of the nx weights is 1. */
+static int bc_unit(const double *w, unsigned nx)
+{
+	for (unsigned i = 0; i < nx; i++)
+		if (w[i] != 1.0)
+			return 0;
+	return 1;
+}
+
+/* The sum without ties over wdiv (times 1 / wdiv, r, when pow2). */
+static inline __attribute__((always_inline)) __m512d bc_scaled8(__m512d vm, int normalize, int pow2,
+                                                                double r, double wdiv)
+{
+	if (pow2)
+		return _mm512_mul_pd(vm, _mm512_set1_pd(r));
+	if (normalize)
+		return _mm512_div_pd(vm, _mm512_set1_pd(wdiv));
+	return vm;
+}
+
 /*
  * Breadcrumbs' merge of eight elements at a time (kernels.h): the sums of
  * kern_ties.c's loops in registers, with masks; v = w x where x is kept,
@@ -580,58 +674,100 @@ static void avx512_bc_merge(const float *tp, unsigned nx, size_t n, size_t n8, c
                             const uint32_t *hi, const double *w, int ties, int normalize,
                             double wdiv, double *m)
 {
-	const __m256i absm = _mm256_set1_epi32(0x7fffffff);
-	const __m512d zero = _mm512_setzero_pd(), one = _mm512_set1_pd(1.0);
 	double r = 0.0;
-	if (!ties) {
-		int pow2 = normalize && pow2_inverse(wdiv, &r);
-		for (size_t j = 0; j < n8; j += 8) {
-			__m512d vm = zero;
-			for (unsigned i = 0; i < nx; i++) {
-				__m256i u = _mm256_loadu_si256((const __m256i *)(tp + (size_t)i * n + j));
-				__m256i a = _mm256_and_si256(u, absm);
-				__mmask8 keep = _mm256_cmpge_epu32_mask(a, _mm256_set1_epi32((int)lo[i])) &
-				                _mm256_cmple_epu32_mask(a, _mm256_set1_epi32((int)hi[i]));
-				__m512d x = _mm512_cvtps_pd(_mm256_castsi256_ps(u));
-				vm = _mm512_add_pd(vm, _mm512_maskz_mul_pd(keep, _mm512_set1_pd(w[i]), x));
-			}
-			if (pow2)
-				vm = _mm512_mul_pd(vm, _mm512_set1_pd(r));
-			else if (normalize)
-				vm = _mm512_div_pd(vm, _mm512_set1_pd(wdiv));
-			_mm512_storeu_pd(m + j, vm);
-		}
-		return;
-	}
+	int pow2 = !ties && normalize && pow2_inverse(wdiv, &r);
 	for (size_t j = 0; j < n8; j += 8) {
-		__m512d vp = zero, vn = zero, cp = zero, cn = zero;
-		for (unsigned i = 0; i < nx; i++) {
-			__m256i u = _mm256_loadu_si256((const __m256i *)(tp + (size_t)i * n + j));
-			__m256i a = _mm256_and_si256(u, absm);
-			__mmask8 keep = _mm256_cmpge_epu32_mask(a, _mm256_set1_epi32((int)lo[i])) &
-			                _mm256_cmple_epu32_mask(a, _mm256_set1_epi32((int)hi[i]));
-			__m512d c = _mm512_set1_pd(w[i]);
-			__m512d v = _mm512_mul_pd(c, _mm512_cvtps_pd(_mm256_castsi256_ps(
-			                                 _mm256_maskz_mov_epi32(keep, u))));
-			__mmask8 kp = _mm512_cmp_pd_mask(v, zero, _CMP_NLE_UQ);
-			__mmask8 kn = _mm512_cmp_pd_mask(v, zero, _CMP_LT_OQ);
-			vp = _mm512_mask_add_pd(vp, kp, vp, v);
-			cp = _mm512_mask_add_pd(cp, kp, cp, c);
-			vn = _mm512_mask_add_pd(vn, kn, vn, v);
-			cn = _mm512_mask_add_pd(cn, kn, cn, c);
+		if (!ties) {
+			__m512d vm = _mm512_setzero_pd();
+			for (unsigned i = 0; i < nx; i++)
+				vm = bc_add8(vm, _mm256_loadu_si256((const __m256i *)(tp + (size_t)i * n + j)),
+				             lo[i], hi[i], w[i]);
+			_mm512_storeu_pd(m + j, bc_scaled8(vm, normalize, pow2, r, wdiv));
+			continue;
 		}
-		__m512d s = _mm512_add_pd(vp, vn);
-		__mmask8 pos = _mm512_cmp_pd_mask(s, zero, _CMP_GE_OQ);
-		__m512d num = _mm512_mask_blend_pd(pos, vn, vp), d = _mm512_mask_blend_pd(pos, cn, cp);
-		if (normalize)
-			d = _mm512_mask_blend_pd(_mm512_cmp_pd_mask(d, zero, _CMP_NEQ_UQ), one, d);
-		else
-			d = one;
-		__m512d q = _mm512_div_pd(num, d);
-		__mmask8 nan = _mm512_cmp_pd_mask(s, s, _CMP_UNORD_Q);
-		_mm512_storeu_pd(m + j, _mm512_mask_blend_pd(nan, q, s));
+		struct bc8 t = BC8_ZERO;
+		for (unsigned i = 0; i < nx; i++)
+			bc_elect8(&t, 0, _mm256_loadu_si256((const __m256i *)(tp + (size_t)i * n + j)),
+			          lo[i], hi[i], w[i]);
+		_mm512_storeu_pd(m + j, bc_elected8(&t, 0, normalize));
 	}
 }
+
+/*
+ * Breadcrumbs' taus and merge in one loop (kernels.h), sixteen elements at
+ * a time: the base decoded once into bt, each task's tau = x - b as
+ * avx512_taus computes it (every weight 1), its two halves merged as
+ * avx512_bc_merge merges them, and with s their sum in float64 from 0.0,
+ * tasks in order, as bc_raw_sum adds them. The tau never leaves the
+ * registers.
+ */
+static inline __attribute__((always_inline)) size_t
+bc_taus_merge_t(const enum dtype dt, const int ties, const int unit, const int raw,
+                const void *const *x,
+                unsigned nx, const void *base, size_t n, const uint32_t *lo, const uint32_t *hi,
+                const double *w, int normalize, double wdiv, float *bt, double *m, double *s)
+{
+	const unsigned char *bp = base;
+	size_t es = dtype_size(dt), n16 = n - n % 16;
+	double r = 0.0;
+	int pow2 = !ties && normalize && pow2_inverse(wdiv, &r);
+	for (size_t j = 0; j < n16; j += 16) {
+		__m512 b = ld16(dt, bp + j * es);
+		__m512d s0 = _mm512_setzero_pd(), s1 = s0, v0 = s0, v1 = s0;
+		struct bc8 t0 = BC8_ZERO, t1 = BC8_ZERO;
+		_mm512_storeu_ps(bt + j, b);
+		for (unsigned i = 0; i < nx; i++) {
+			__m512i tau = _mm512_castps_si512(
+			    _mm512_sub_ps(ld16x(dt, (const unsigned char *)x[i] + j * es), b));
+			__m256i u0 = _mm512_castsi512_si256(tau), u1 = _mm512_extracti64x4_epi64(tau, 1);
+			if (raw) {
+				s0 = _mm512_add_pd(s0, _mm512_cvtps_pd(_mm256_castsi256_ps(u0)));
+				s1 = _mm512_add_pd(s1, _mm512_cvtps_pd(_mm256_castsi256_ps(u1)));
+			}
+			if (ties) {
+				bc_elect8(&t0, unit, u0, lo[i], hi[i], w[i]);
+				bc_elect8(&t1, unit, u1, lo[i], hi[i], w[i]);
+			} else {
+				v0 = bc_add8(v0, u0, lo[i], hi[i], w[i]);
+				v1 = bc_add8(v1, u1, lo[i], hi[i], w[i]);
+			}
+		}
+		if (raw) {
+			_mm512_storeu_pd(s + j, s0);
+			_mm512_storeu_pd(s + j + 8, s1);
+		}
+		if (ties) {
+			_mm512_storeu_pd(m + j, bc_elected8(&t0, unit, normalize));
+			_mm512_storeu_pd(m + j + 8, bc_elected8(&t1, unit, normalize));
+		} else {
+			_mm512_storeu_pd(m + j, bc_scaled8(v0, normalize, pow2, r, wdiv));
+			_mm512_storeu_pd(m + j + 8, bc_scaled8(v1, normalize, pow2, r, wdiv));
+		}
+	}
+	return n16;
+}
+
+#define BC_TM(dt, ties, unit, raw)                                                                \
+	bc_taus_merge_t(dt, ties, unit, raw, x, nx, base, n, lo, hi, w, normalize, wdiv, bt, m, s)
+#define BC_TM_DT(dt)                                                                              \
+	(!ties ? (s ? BC_TM(dt, 0, 0, 1) : BC_TM(dt, 0, 0, 0))                                    \
+	 : unit ? (s ? BC_TM(dt, 1, 1, 1) : BC_TM(dt, 1, 1, 0))                                    \
+	        : (s ? BC_TM(dt, 1, 0, 1) : BC_TM(dt, 1, 0, 0)))
+static size_t avx512_bc_taus_merge(enum dtype dt, const void *const *x, unsigned nx,
+                                   const void *base, size_t n, const uint32_t *lo,
+                                   const uint32_t *hi, const double *w, int ties, int normalize,
+                                   double wdiv, float *bt, double *m, double *s)
+{
+	int unit = ties && bc_unit(w, nx);
+	switch (dt) {
+	case DT_BF16: return BC_TM_DT(DT_BF16);
+	case DT_F16: return BC_TM_DT(DT_F16);
+	case DT_F32: return BC_TM_DT(DT_F32);
+	default: return 0;
+	}
+}
+#undef BC_TM_DT
+#undef BC_TM
 
 void kern_avx512_fill(struct kern *k)
 {
@@ -646,4 +782,5 @@ void kern_avx512_fill(struct kern *k)
 	k->dare_sum = avx512_dare_sum;
 	k->dare_keep = avx512_dare_keep;
 	k->bc_merge = avx512_bc_merge;
+	k->bc_taus_merge = avx512_bc_taus_merge;
 }

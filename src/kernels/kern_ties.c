@@ -319,6 +319,18 @@ static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8
 }
 #endif
 
+/* bc_merge_tile()'s condition for a kernel of eight elements at a time:
+ * with ties, every weight's magnitude in [2^-900, 2^900]. */
+static int bc_vec_weights(const double *w, unsigned nx)
+{
+	int vec = 1;
+	for (unsigned i = 0; i < nx; i++) {
+		double ac = fabs(w[i]);
+		vec &= ac >= 0x1p-900 && ac <= 0x1p900;
+	}
+	return vec;
+}
+
 LINES_HOT void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx, size_t n,
                              const uint32_t *lo, const uint32_t *hi, const double *w, int ties,
                              int normalize, double wdiv, double *m, double *sc)
@@ -327,11 +339,7 @@ LINES_HOT void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx,
 #if defined(__GNUC__)
 	/* with ties (without, the strip's loops are as fast), when the
 	 * strip would take its fast loop for every task */
-	int vec = ties;
-	for (unsigned i = 0; ties && i < nx; i++) {
-		double ac = fabs(w[i]);
-		vec &= ac >= 0x1p-900 && ac <= 0x1p900;
-	}
+	int vec = ties && bc_vec_weights(w, nx);
 	if (k && k->bc_merge && (vec || !ties)) {
 		n8 = n - n % KERN_LANES;
 		k->bc_merge(tp, nx, n, n8, lo, hi, w, ties, normalize, wdiv, m);
@@ -343,6 +351,27 @@ LINES_HOT void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx,
 	for (size_t j0 = n8; j0 < n; j0 += BC_STRIP)
 		bc_merge_strip(tp, nx, n, j0, n - j0 < BC_STRIP ? n : j0 + BC_STRIP, lo, hi, w, ties,
 		               normalize, wdiv, m, sc);
+}
+
+LINES_HOT void bc_taus_merge_tile(const struct kern *k, enum dtype dt, const void *const *x,
+                                  unsigned nx, const void *base, const double *ones, size_t n,
+                                  const uint32_t *lo, const uint32_t *hi, const double *w,
+                                  int ties, int normalize, double wdiv, float *bt, float *tp,
+                                  double *m, double *s, double *sc)
+{
+	size_t done = 0, es = dtype_size(dt);
+	const void *xs[LINES_MAX_MODELS];
+	if (k->bc_taus_merge && (!ties || bc_vec_weights(w, nx)))
+		done = k->bc_taus_merge(dt, x, nx, base, n, lo, hi, w, ties, normalize, wdiv, bt, m, s);
+	if (done == n)
+		return;
+	for (unsigned i = 0; i < nx; i++)
+		xs[i] = (const unsigned char *)x[i] + done * es;
+	ties_taus(k, dt, xs, nx, (const unsigned char *)base + done * es, ones, n - done, bt + done,
+	          tp);
+	bc_merge_tile(k, tp, nx, n - done, lo, hi, w, ties, normalize, wdiv, m + done, sc);
+	if (s)
+		bc_raw_sum(tp, nx, n - done, s + done);
 }
 
 LINES_HOT void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s)

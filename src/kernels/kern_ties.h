@@ -112,6 +112,18 @@ void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx, size_t n,
                    int normalize, double wdiv, double *m, double *sc);
 /* s[j] = sum_i (double)tp[i * n + j], tasks in order. */
 void bc_raw_sum(const float *tp, unsigned nx, size_t n, double *s);
+/*
+ * The raw task vectors of a tile of n elements of dtype dt, ties_taus()
+ * of x[i] and base with weights `ones` (nx 1s), then bc_merge_tile() of
+ * them into m and, unless s is NULL, bc_raw_sum() into s; bt gets the
+ * base in float32. Through k's bc_taus_merge kernel where it has one
+ * (the same bits; the taus never written), the rest through tp (nx x n
+ * floats) and sc (BC_SCRATCH doubles).
+ */
+void bc_taus_merge_tile(const struct kern *k, enum dtype dt, const void *const *x, unsigned nx,
+                        const void *base, const double *ones, size_t n, const uint32_t *lo,
+                        const uint32_t *hi, const double *w, int ties, int normalize,
+                        double wdiv, float *bt, float *tp, double *m, double *s, double *sc);
 
 /*
  * DARE's draw for element idx of a tensor of task `task` is

@@ -56,8 +56,9 @@
  *   dare_sum, dare_keep
  *               the drop and the sum of a tile's tasks in one step, and
  *               the keep test alone (the rescale pass);
- *   bc_merge    breadcrumbs' merge of a tile's tasks (kern_ties.h), in
- *               the AVX-512 table only.
+ *   bc_merge, bc_taus_merge
+ *               breadcrumbs' merge of a tile's tasks (kern_ties.h), and
+ *               the same with the taus, in the AVX-512 table only.
  * These are in the scalar and AVX2 tables; NULL in a table means the
  * scalar kernel (or, for taus and select, the tile loops of kern_ties.c
  * and merge_ties.c around the table's own decode). The
@@ -297,6 +298,18 @@ struct kern {
 	void (*bc_merge)(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
 	                 const uint32_t *hi, const double *w, int ties, int normalize, double wdiv,
 	                 double *m);
+	/*
+	 * The same merge of the tile's raw task vectors x[i] - base (dt
+	 * BF16, F16 or F32: ties_taus() with every weight 1) in one loop,
+	 * without writing them: bt gets the base in float32, m the merge
+	 * (as bc_merge) and, unless s is NULL, s their sum (bc_raw_sum), of
+	 * the elements [0, n16), which it returns (0 for another dtype).
+	 * NULL: taus, then bc_merge.
+	 */
+	size_t (*bc_taus_merge)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
+	                        size_t n, const uint32_t *lo, const uint32_t *hi, const double *w,
+	                        int ties, int normalize, double wdiv, float *bt, double *m,
+	                        double *s);
 	/*
 	 * GGUF's Q4_K and Q5_K (ggml_quants.c): the scale-and-offset fit of
 	 * the eight 32-element sub-blocks of a super-block at once. x and w

@@ -388,16 +388,22 @@ static int threshold_done(struct merge_ctx *p, struct lines_error *err)
 
 /* ---- the merge ------------------------------------------------------------------- */
 
-/* The merged task vector of a tile, w.m[j], from the raw task vectors in
- * w.tp (kern_ties.h's bc_merge_tile). */
-static void bc_merge(const struct merge_ctx *p, size_t tensor, size_t nn, struct bc_ws *w)
+/* The merged task vector of tile [j0, j0 + nn) of a job, w.m[j], the base
+ * in w.bt and, unless s is NULL, the sum of the raw task vectors in s
+ * (kern_ties.h's bc_taus_merge_tile). */
+static void bc_merge(const struct merge_ctx *p, const struct pipe_job *job, size_t j0, size_t nn,
+                     struct bc_ws *w, double *s)
 {
 	const struct bc *bc = B(p);
-	const struct tensor *t = &p->t[tensor]; /* its own weights, or the run's */
+	const struct tensor *t = &p->t[job->tensor]; /* its own weights, or the run's */
 	double ws = tensor_wsum(p, t), wdiv = fabs(ws) < 1e-8 ? 1.0 : ws;
-	bc_merge_tile(p->k, w->tp, bc->nx, nn, bc->lo + tensor * bc->nx, bc->hi + tensor * bc->nx,
-	              tensor_w(p, t),
-	              bc->ties, !p->o->no_normalize, wdiv, w->m, w->sc);
+	const void *xs[LINES_MAX_MODELS];
+	for (unsigned i = 0; i < bc->nx; i++)
+		xs[i] = job->in[i + 1] + j0 * t->unit_in;
+	bc_taus_merge_tile(p->k, t->in_dt, xs, bc->nx, job->in[0] + j0 * t->unit_in, bc->ones, nn,
+	                   bc->lo + job->tensor * bc->nx, bc->hi + job->tensor * bc->nx,
+	                   tensor_w(p, t), bc->ties, !p->o->no_normalize, wdiv, w->bt, w->tp, w->m,
+	                   s, w->sc);
 }
 
 /* The norms pass: per block |s|, |m|, s^2, m^2 (s = sum_i tau_i), element
@@ -414,9 +420,7 @@ LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void 
 		struct norm_lanes l = {0};
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
-			bc_taus(p, job, j0, nn, &w);
-			bc_merge(p, job->tensor, nn, &w);
-			bc_raw_sum(w.tp, B(p)->nx, nn, w.s);
+			bc_merge(p, job, j0, nn, &w, w.s);
 			norm_lanes_add(&l, w.s, w.m, nn); /* KERN_TILE is a multiple of the lanes */
 		}
 		norm_lanes_fold(part, &l);
@@ -447,8 +451,7 @@ LINES_HOT static int write_work(struct merge_ctx *p, struct pipe_job *job, void 
 	(void)err;
 	for (size_t j0 = 0; j0 < n; j0 += KERN_TILE) {
 		size_t nn = n - j0 < KERN_TILE ? n - j0 : KERN_TILE;
-		bc_taus(p, job, j0, nn, &w);
-		bc_merge(p, job->tensor, nn, &w);
+		bc_merge(p, job, j0, nn, &w, NULL);
 		p->k->finish(t->out_dt, job->out + j0 * t->unit_out, w.bt, w.m, t->lambda, nn);
 	}
 	return 0;
