@@ -799,8 +799,8 @@ static void put_elem(enum dtype dt, unsigned char *p, float b, int special)
  * loops): the same bits of the base, the merge and the sum in every
  * element of BF16, F16 and F32 tiles (a NaN may differ in payload), with
  * every weight 1 and with others, with and without ties, normalizing and
- * the sum; tiles of any length (the kernel takes sixteen at a time, the
- * rest is the tile's loops). */
+ * the sum; tiles of any length (the kernel takes eight or sixteen at a
+ * time, the rest is the tile's loops). */
 static void test_bc_taus_merge(const struct kern *k)
 {
 	static const enum dtype dts[] = {DT_BF16, DT_F16, DT_F32};
@@ -853,7 +853,7 @@ static void test_bc_taus_merge(const struct kern *k)
 		fused += n >= 16 && ties && unit;
 	}
 	ok(bad == 0 && rounds > 800 && fused > 200,
-	   "%s bc_taus_merge_tile: sixteen at a time = each element alone (%d differ)", k->name, bad);
+	   "%s bc_taus_merge_tile: the kernel's loop = each element alone (%d differ)", k->name, bad);
 }
 
 int main(void)
