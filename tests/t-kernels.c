@@ -734,9 +734,13 @@ static void test_bc_merge(const struct kern *k)
 			uint32_t a = rnd32() % 0x7f800001u, b = rnd32() % 0x7f800001u, r = rnd32() % 8;
 			lo[i] = r == 0 ? 0 : r == 1 ? UINT32_MAX : (a < b ? a : b) >> (rnd32() % 8);
 			hi[i] = r == 2 ? UINT32_MAX : r == 3 ? 0x7f800000u : (a < b ? b : a);
-			w[i] = ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0, (int)(rnd32() % 21) - 10);
+			w[i] = rnd32() % 4 == 0 ? 1.0 /* a 1 among others */
+			                        : ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0,
+			                                (int)(rnd32() % 21) - 10);
 			if (w[i] == 0.0)
 				w[i] = 0.5;
+			if (rnd32() % 32 == 0) /* the ends of [2^-900, 2^900] */
+				w[i] = rnd32() % 2 ? -0x1p900 : 0x1p-900;
 			if (rnd32() % 16 == 0) { /* out of [2^-900, 2^900]: the strip's other loop with ties */
 				static const double odd[] = {0.0, -0.0, INFINITY, -INFINITY, NAN, 0x1p-1000,
 				                             -0x1p1000};
@@ -798,7 +802,8 @@ static void put_elem(enum dtype dt, unsigned char *p, float b, int special)
  * taus, the merge and the raw sum of each element alone (the strip's
  * loops): the same bits of the base, the merge and the sum in every
  * element of BF16, F16 and F32 tiles (a NaN may differ in payload), with
- * every weight 1 and with others, with and without ties, normalizing and
+ * every weight 1, some 1 and some not, and others (some at the ends of
+ * [2^-900, 2^900] or just outside), with and without ties, normalizing and
  * the sum; tiles of any length (the kernel takes eight or sixteen at a
  * time, the rest is the tile's loops). */
 static void test_bc_taus_merge(const struct kern *k)
@@ -814,7 +819,7 @@ static void test_bc_taus_merge(const struct kern *k)
 		unsigned nx = 1 + rnd32() % 9, es = dt == DT_F32 ? 4 : 2;
 		size_t n = 1 + rnd32() % 300;
 		int ties = round % 5 != 4, normalize = rnd32() % 2, unit = rnd32() % 2,
-		    raw = rnd32() % 3 != 0, special = rnd32() % 2;
+		    mixed = !unit && rnd32() % 2, raw = rnd32() % 3 != 0, special = rnd32() % 2;
 		uint32_t lo[9], hi[9];
 		double w[9], ws = 0.0;
 		const void *xs[9];
@@ -824,9 +829,17 @@ static void test_bc_taus_merge(const struct kern *k)
 			         r = rnd32() % 8;
 			lo[i] = r == 0 ? 0 : r == 1 ? UINT32_MAX : (a < b ? a : b);
 			hi[i] = r == 2 ? UINT32_MAX : r == 3 ? 0x7f800000u : (a < b ? b : a);
-			w[i] = unit ? 1.0 : ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0, (int)(rnd32() % 5) - 2);
-			if (w[i] == 0.0 || (!unit && rnd32() % 16 == 0))
-				w[i] = rnd32() % 2 ? 0x1p-1000 : -0.25;
+			/* all 1; or some 1 and some not (mixed); or any */
+			w[i] = unit || (mixed && rnd32() % 2)
+			           ? 1.0
+			           : ldexp((double)(rnd32() % 2000) / 1000.0 - 1.0, (int)(rnd32() % 5) - 2);
+			if (w[i] == 0.0 || (!unit && rnd32() % 16 == 0)) {
+				/* at the ends of [2^-900, 2^900] and just outside */
+				static const double odd[] = {0x1p900,  -0x1p900, 0x1p-900, -0x1p-900,
+				                             0x1.0000000000001p900, -0x1.fffffffffffffp-901,
+				                             0x1p-1000, -0.25};
+				w[i] = odd[rnd32() % 8];
+			}
 			ws += w[i];
 			xs[i] = xb[i];
 		}
@@ -853,7 +866,7 @@ static void test_bc_taus_merge(const struct kern *k)
 		fused += n >= 16 && ties && unit;
 	}
 	ok(bad == 0 && rounds > 800 && fused > 200,
-	   "%s bc_taus_merge_tile: the kernel's loop = each element alone (%d differ)", k->name, bad);
+	   "%s bc_taus_merge_tile: whole tiles = each element alone (%d differ)", k->name, bad);
 }
 
 int main(void)

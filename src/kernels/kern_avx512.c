@@ -661,14 +661,15 @@ static inline __attribute__((always_inline)) __m512d bc_scaled8(__m512d vm, int 
 
 /*
  * Breadcrumbs' merge of eight elements at a time (kernels.h): the sums of
- * kern_ties.c's loops in registers, with masks; v = w x where x is kept,
- * +0.0 where it is dropped, as there. Without ties, m = the sum of the v
- * (times 1 / wdiv where that is a power of two, else over wdiv, with
- * normalize). With ties, P takes v where v > 0 or is NaN (a kept NaN
- * then makes S, and the result, NaN, as m does in the tile's loops), N
- * where v < 0, their weights likewise; a lane adds nothing to a sum it
- * does not take, where the loops add +0.0 (the same sums: none is -0.0).
- * The result is S where S is NaN, else P or N over the weights.
+ * kern_ties.c's loops in registers, with masks. Without ties, m = the sum
+ * of v = w x where x is kept, +0.0 where it is dropped, as there (times
+ * 1 / wdiv where that is a power of two, else over wdiv, with normalize).
+ * With ties, P takes the kept v that are > 0 or NaN (a kept NaN then
+ * makes S, and the result, NaN, as m does in the tile's loops), N those
+ * < 0, their weights likewise (bc_elect8: the signs read from x and w);
+ * a lane adds nothing to a sum it does not take, where the loops add
+ * +0.0 (the same sums: none is -0.0). The result is S where S is NaN,
+ * else P or N over the weights.
  */
 static void avx512_bc_merge(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
                             const uint32_t *hi, const double *w, int ties, int normalize,

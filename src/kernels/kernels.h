@@ -58,11 +58,13 @@
  *               the keep test alone (the rescale pass);
  *   bc_merge, bc_taus_merge
  *               breadcrumbs' merge of a tile's tasks (kern_ties.h), and
- *               the same with the taus, in the AVX-512 table only.
- * These are in the scalar and AVX2 tables; NULL in a table means the
- * scalar kernel (or, for taus and select, the tile loops of kern_ties.c
- * and merge_ties.c around the table's own decode). The
- * counting of the select pass (ties_hist) exists once, in portable C.
+ *               the same with the taus.
+ * These are in the scalar and AVX2 tables, but for bc_merge and
+ * bc_taus_merge, which only the AVX-512 table has; NULL in a table means
+ * the scalar kernel (or, for taus and select, the tile loops of
+ * kern_ties.c and merge_ties.c around the table's own decode; for the
+ * two of breadcrumbs, kern_ties.c's portable loops). The counting of the
+ * select pass (ties_hist) exists once, in portable C.
  *
  * GGUF's K-type encoders (src/core/ggml_quants.c) use one kernel:
  *   qk_fit8     the Q4_K/Q5_K sub-block fit, eight sub-blocks at once;
@@ -301,10 +303,12 @@ struct kern {
 	/*
 	 * The same merge of the tile's raw task vectors x[i] - base (dt
 	 * BF16, F16 or F32: ties_taus() with every weight 1) in one loop,
-	 * without writing them: bt gets the base in float32, m the merge
-	 * (as bc_merge) and, unless s is NULL, s their sum (bc_raw_sum), of
-	 * the elements [0, n16), which it returns (0 for another dtype).
-	 * NULL: taus, then bc_merge.
+	 * without writing them, on the same condition as bc_merge (with
+	 * ties, every weight's magnitude in [2^-900, 2^900]): bt gets the
+	 * base in float32, m the merge (as bc_merge) and, unless s is NULL,
+	 * s their sum (bc_raw_sum), of the elements [0, k) for the k it
+	 * returns, a multiple of its width not above n (0 for another
+	 * dtype). NULL: taus, then bc_merge.
 	 */
 	size_t (*bc_taus_merge)(enum dtype dt, const void *const *x, unsigned nx, const void *base,
 	                        size_t n, const uint32_t *lo, const uint32_t *hi, const double *w,
