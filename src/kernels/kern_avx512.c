@@ -639,15 +639,6 @@ static inline __attribute__((always_inline)) __m512d bc_elected8(const struct bc
 	return _mm512_mask_blend_pd(nan, q, s);
 }
 
-/* Whether every one of the nx weights is 1. */
-static int bc_unit(const double *w, unsigned nx)
-{
-	for (unsigned i = 0; i < nx; i++)
-		if (w[i] != 1.0)
-			return 0;
-	return 1;
-}
-
 /* The sum without ties over wdiv (times 1 / wdiv, r, when pow2). */
 static inline __attribute__((always_inline)) __m512d bc_scaled8(__m512d vm, int normalize, int pow2,
                                                                 double r, double wdiv)
@@ -759,7 +750,7 @@ static size_t avx512_bc_taus_merge(enum dtype dt, const void *const *x, unsigned
                                    const uint32_t *hi, const double *w, int ties, int normalize,
                                    double wdiv, float *bt, double *m, double *s)
 {
-	int unit = ties && bc_unit(w, nx);
+	int unit = ties && kern_unit_weights(w, nx);
 	switch (dt) {
 	case DT_BF16: return BC_TM_DT(DT_BF16);
 	case DT_F16: return BC_TM_DT(DT_F16);

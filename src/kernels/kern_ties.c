@@ -335,10 +335,7 @@ static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8
                                const uint32_t *lo, const uint32_t *hi, const double *w,
                                int normalize, double *m)
 {
-	int unit = 1;
-	for (unsigned i = 0; i < nx; i++)
-		unit &= w[i] == 1.0;
-	if (unit)
+	if (kern_unit_weights(w, nx))
 		bc_ties_vec_t(tp, nx, n, n8, lo, hi, w, normalize, m, 1);
 	else
 		bc_ties_vec_t(tp, nx, n, n8, lo, hi, w, normalize, m, 0);

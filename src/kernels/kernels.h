@@ -410,6 +410,16 @@ static inline double kern_lane_sum(const double v[KERN_LANES])
 	return ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
 }
 
+/* Whether every one of the nx weights is 1 (breadcrumbs' merges then
+ * skip the multiply and count the weights). */
+static inline int kern_unit_weights(const double *w, unsigned nx)
+{
+	for (unsigned i = 0; i < nx; i++)
+		if (w[i] != 1.0)
+			return 0;
+	return 1;
+}
+
 /*
  * Whether x / d can be computed as x * r for every x, with the same bits:
  * d is a power of two (+-2^k) whose reciprocal r = 2^-k is finite, so

@@ -168,14 +168,22 @@ static struct bc_ws bc_ws_at(void *mem, unsigned nx)
 	return w;
 }
 
+/* The models' inputs of a job from element j0 on. */
+static void job_models(const struct merge_ctx *p, const struct pipe_job *job, size_t j0,
+                       const void **xs)
+{
+	const struct tensor *t = &p->t[job->tensor];
+	for (unsigned i = 0; i < B(p)->nx; i++)
+		xs[i] = job->in[i + 1] + j0 * t->unit_in;
+}
+
 /* The raw task vectors (every weight 1) of tile [j0, j0 + nn) of a job. */
 static void bc_taus(const struct merge_ctx *p, const struct pipe_job *job, size_t j0, size_t nn,
                     struct bc_ws *w)
 {
 	const struct tensor *t = &p->t[job->tensor];
 	const void *xs[LINES_MAX_MODELS];
-	for (unsigned i = 0; i < B(p)->nx; i++)
-		xs[i] = job->in[i + 1] + j0 * t->unit_in;
+	job_models(p, job, j0, xs);
 	ties_taus(p->k, t->in_dt, xs, B(p)->nx, job->in[0] + j0 * t->unit_in, B(p)->ones, nn, w->bt,
 	          w->tp);
 }
@@ -253,8 +261,7 @@ LINES_HOT static int select_work(struct merge_ctx *p, struct pipe_job *job, void
 		const void *xs[LINES_MAX_MODELS];
 		for (size_t b0 = 0; b0 < n; b0 += KERN_BLOCK) {
 			size_t nn = n - b0 < KERN_BLOCK ? n - b0 : KERN_BLOCK;
-			for (unsigned i = 0; i < bc->nx; i++)
-				xs[i] = job->in[i + 1] + b0 * t->unit_in;
+			job_models(p, job, b0, xs);
 			p->k->ties_select(t->in_dt, xs, bc->nx, job->in[0] + b0 * t->unit_in, bc->ones, nn,
 			                  h, NULL, NULL, NULL, 0); /* the counts alone */
 		}
@@ -398,8 +405,7 @@ static void bc_merge(const struct merge_ctx *p, const struct pipe_job *job, size
 	const struct tensor *t = &p->t[job->tensor]; /* its own weights, or the run's */
 	double ws = tensor_wsum(p, t), wdiv = fabs(ws) < 1e-8 ? 1.0 : ws;
 	const void *xs[LINES_MAX_MODELS];
-	for (unsigned i = 0; i < bc->nx; i++)
-		xs[i] = job->in[i + 1] + j0 * t->unit_in;
+	job_models(p, job, j0, xs);
 	bc_taus_merge_tile(p->k, t->in_dt, xs, bc->nx, job->in[0] + j0 * t->unit_in, bc->ones, nn,
 	                   bc->lo + job->tensor * bc->nx, bc->hi + job->tensor * bc->nx,
 	                   tensor_w(p, t), bc->ties, !p->o->no_normalize, wdiv, w->bt, w->tp, w->m,
