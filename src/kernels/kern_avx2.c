@@ -585,30 +585,56 @@ static inline __m256i idx_steps4(uint64_t idx0)
 }
 #define STEP4 _mm256_set1_epi64x((long long)(4 * KERN_DARE_STEP))
 
+/* The lanes of q0 = t * r whose product may not stand for the rounded
+ * quotient (kernels.h, KERN_DARE_RMIN): kept (keep), not zero (nz, which
+ * is returned), and with |q0| below 2^-126 or at least hi (2^128 when
+ * rounded by the hardware, 2^127 when rounded in the integer unit), or
+ * near a float32 rounding midpoint. Infinities and NaNs are at least hi,
+ * so they go to the division. |q0|'s bits are below 2^63 and the low 29
+ * less the midpoint's start are taken modulo 2^29: signed compares serve. */
+static inline __m256i dare_bad4(__m256i b, __m256i keep, __m256i hi, __m256i *nz)
+{
+	const __m256i a = _mm256_and_si256(b, _mm256_set1_epi64x(0x7fffffffffffffffll));
+	__m256i out = _mm256_or_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x((long long)KERN_DARE_QLO), a),
+	                              _mm256_cmpgt_epi64(a, _mm256_sub_epi64(hi, _mm256_set1_epi64x(1))));
+	__m256i mid = _mm256_cmpgt_epi64(
+		_mm256_set1_epi64x(2 * KERN_DARE_NEAR + 1),
+		_mm256_and_si256(_mm256_sub_epi64(b, _mm256_set1_epi64x((long long)(KERN_DARE_MID - KERN_DARE_NEAR))),
+		                 _mm256_set1_epi64x(0x1fffffff)));
+	*nz = _mm256_andnot_si256(_mm256_cmpeq_epi64(a, _mm256_setzero_si256()), keep);
+	return _mm256_and_si256(*nz, _mm256_or_si256(out, mid));
+}
+
 /* t / d of the kept lanes, +0.0 in the others, as t * r where that is
- * the same float32 (kernels.h, KERN_DARE_RMIN); fast: d is in range.
- * The integers compared are small: signed compares serve. */
+ * the same float32 (dare_bad4); fast: d is in range. A kept zero is
+ * t * r exactly. */
 static inline __m256d quot4(__m256d keep, __m256d t, __m256d d, __m256d r, int fast)
 {
 	__m256d q0 = _mm256_mul_pd(t, r);
-	__m256i b = _mm256_castpd_si256(q0);
-	__m256i e = _mm256_and_si256(_mm256_srli_epi64(b, 52), _mm256_set1_epi64x(0x7ff));
-	__m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_set1_epi64x(KERN_DARE_EMIN), e),
-	                                 _mm256_cmpgt_epi64(_mm256_set1_epi64x(KERN_DARE_EMIN + KERN_DARE_ESPAN + 1), e));
-	__m256i t29 = _mm256_sub_epi64(_mm256_and_si256(b, _mm256_set1_epi64x(0x1fffffff)),
-	                               _mm256_set1_epi64x((long long)(KERN_DARE_MID - KERN_DARE_NEAR)));
-	__m256i mid = _mm256_andnot_si256(_mm256_cmpgt_epi64(_mm256_setzero_si256(), t29),
-	                                  _mm256_cmpgt_epi64(_mm256_set1_epi64x(2 * KERN_DARE_NEAR + 1), t29));
-	__m256i spec = _mm256_or_si256(
-		_mm256_cmpeq_epi64(e, _mm256_set1_epi64x(0x7ff)),
-		_mm256_cmpeq_epi64(_mm256_and_si256(b, _mm256_set1_epi64x(0x7fffffffffffffffll)),
-		                   _mm256_setzero_si256()));
-	/* kept, not special, and out of range or near a midpoint */
-	__m256i bad = _mm256_andnot_si256(spec, _mm256_andnot_si256(_mm256_andnot_si256(mid, in),
-	                                                            _mm256_castpd_si256(keep)));
+	__m256i nz, bad = dare_bad4(_mm256_castpd_si256(q0), _mm256_castpd_si256(keep),
+	                            _mm256_set1_epi64x((long long)KERN_DARE_QTOP), &nz);
 	if (__builtin_expect(!_mm256_testz_si256(bad, bad) || !fast, 0))
 		return _mm256_and_pd(_mm256_div_pd(t, d), keep);
 	return _mm256_and_pd(q0, keep);
+}
+
+/* acc plus the kept t / d rounded to float32 (dare_sum's step): where the
+ * product by r stands for the quotient, rounded to float32 in the integer
+ * unit (kernels.h, KERN_DARE_QLO); kept zeros add nothing (acc is never
+ * -0.0: it starts at +0.0) */
+static inline __m256d qsum4(__m256d acc, __m256d keep, __m256d t, __m256d d, __m256d r, int fast)
+{
+	const __m256i m29 = _mm256_set1_epi64x(0x1fffffff);
+	__m256d q0 = _mm256_mul_pd(t, r);
+	__m256i b = _mm256_castpd_si256(q0);
+	__m256i nz, bad = dare_bad4(b, _mm256_castpd_si256(keep),
+	                            _mm256_set1_epi64x((long long)KERN_DARE_QHI), &nz);
+	if (__builtin_expect(!_mm256_testz_si256(bad, bad) || !fast, 0)) {
+		__m256d q = _mm256_and_pd(_mm256_div_pd(t, d), keep);
+		return _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_cvtpd_ps(q)));
+	}
+	b = _mm256_andnot_si256(m29, _mm256_add_epi64(b, _mm256_set1_epi64x((long long)KERN_DARE_MID)));
+	return _mm256_add_pd(acc, _mm256_and_pd(_mm256_castsi256_pd(b), _mm256_castsi256_pd(nz)));
 }
 
 static inline int dare_fast(double d)
@@ -659,9 +685,8 @@ static void avx2_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t
 			__m256i lim = _mm256_set1_epi64x((long long)limit[i]);
 			__m256i x = draw4(_mm256_set1_epi64x((long long)key[i]), h);
 			__m256d keep = _mm256_castsi256_pd(_mm256_cmpgt_epi64(lim, x));
-			__m256d q = quot4(keep, _mm256_cvtps_pd(_mm_loadu_ps(tp + (size_t)i * n + j)),
-			                  _mm256_set1_pd(div[i]), _mm256_set1_pd(r[i]), fast);
-			acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_cvtpd_ps(q)));
+			acc = qsum4(acc, keep, _mm256_cvtps_pd(_mm_loadu_ps(tp + (size_t)i * n + j)),
+			            _mm256_set1_pd(div[i]), _mm256_set1_pd(r[i]), fast);
 		}
 		_mm256_storeu_pd(mtl + j, acc);
 		h = _mm256_add_epi64(h, STEP4);

@@ -364,6 +364,9 @@ static inline uint64_t kern_mix64(uint64_t x)
  * cleared (the float64 bits of that float32). */
 #define KERN_DARE_QLO 0x3810000000000000ull /* 2^-126 */
 #define KERN_DARE_QHI 0x47e0000000000000ull /* 2^127 */
+/* 2^128: below it, and above 2^-126, the hardware rounds q0 to a normal
+ * float32 or to an infinity as it rounds t / d (AVX2's dare_drop) */
+#define KERN_DARE_QTOP 0x47f0000000000000ull
 
 /* DARE's keep test of element idx (dare_drop's), and the value of a kept
  * entry t divided by d: the definition the SIMD kernels' tails use. */
