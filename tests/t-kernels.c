@@ -319,10 +319,15 @@ static void test_norm_sum(void)
 		kern_scalar.norm_lin(DT_F32, xs, nx, b, ones, n, &a);
 		kern_scalar.decode(DT_F32, b, bt, n);
 		kern_scalar.taus(DT_F32, xs, nx, b, ones, n, bt, tp);
-		ties_norm_sum(tp, nx, n, c.s1, c.s2);
-		bad += memcmp(a.s1, c.s1, sizeof(a.s1)) != 0 || memcmp(a.s2, c.s2, sizeof(a.s2)) != 0;
+		for (int wide = 0; wide < 2; wide++) { /* eight lanes a vector, and four */
+			memset(&c, 0, sizeof(c));
+			ties_norm_sum(wide, tp, nx, n, c.s1, c.s2);
+			bad += memcmp(a.s1, c.s1, sizeof(a.s1)) != 0 ||
+			       memcmp(a.s2, c.s2, sizeof(a.s2)) != 0;
+		}
 	}
-	ok(bad == 0, "ties_norm_sum = norm_lin's s with c = 1, lane by lane (%d differ)", bad);
+	ok(bad == 0, "ties_norm_sum (both widths) = norm_lin's s with c = 1, lane by lane (%d differ)",
+	   bad);
 }
 
 static void test_isa(const struct kern *k)

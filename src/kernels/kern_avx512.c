@@ -765,6 +765,7 @@ void kern_avx512_fill(struct kern *k)
 {
 	*k = kern_avx2;
 	k->name = "avx512";
+	k->wide = 1;
 	k->ties_elect = avx512_ties_elect;
 	k->ties_select = avx512_ties_select;
 	k->taus = avx512_taus;

@@ -85,32 +85,30 @@ static inline double sce_elect1(const double *tau, size_t stride, unsigned nx, s
 	return keep && !keep[j] ? 0.0 : m;
 }
 
-LINES_HOT void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
-               const unsigned char *keep, const double *w, double *mtl)
+#if defined(__GNUC__)
+#define KVW 8
+#include "kv_width.h"
+#include "kern_sce_elect.h"
+#undef KVW
+#define KVW 4
+#include "kv_width.h"
+#include "kern_sce_elect.h"
+#undef KVW
+#endif
+
+LINES_HOT void sce_elect(int wide, const double *tau, size_t stride, unsigned nx, size_t n,
+                         const double *s, const unsigned char *keep, const double *w, double *mtl)
 {
-	const kv8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6;
-	size_t n8 = n - n % 8;
-	for (size_t j = 0; j < n8; j += 8) {
-		kv8d sv, nu = zero, de = zero;
-		memcpy(&sv, s + j, sizeof(sv));
-		kv8d sign = KV8_PICK(sv >= zero, one, mone);
-		for (unsigned i = 0; i < nx; i++) {
-			kv8d t;
-			memcpy(&t, tau + (size_t)i * stride + j, sizeof(t));
-			kv8i has = t * sign > zero;
-			nu += (kv8d)((kv8u)(w[i] * t) & (kv8u)has);
-			de += (kv8d)((kv8u)(zero + w[i]) & (kv8u)has);
-		}
-		kv8d d = KV8_PICK(de < dmin, dmin, de), q = nu / d;
-		kv8d m = KV8_PICK(sv - sv == zero, q, sv);
-		if (keep) {
-			kv8b k;
-			memcpy(&k, keep + j, sizeof(k));
-			kv8i kept = __builtin_convertvector(k, kv8i) != 0;
-			m = (kv8d)((kv8u)m & (kv8u)kept);
-		}
-		memcpy(mtl + j, &m, sizeof(m));
-	}
+	size_t n8 = 0;
+#if defined(__GNUC__)
+	n8 = n - n % 8;
+	if (wide)
+		sce_elect_vec_8(tau, stride, nx, n8, s, keep, w, mtl);
+	else
+		sce_elect_vec_4(tau, stride, nx, n8, s, keep, w, mtl);
+#else
+	(void)wide;
+#endif
 	for (size_t j = n8; j < n; j++)
 		mtl[j] = sce_elect1(tau, stride, nx, j, s, keep, w);
 }

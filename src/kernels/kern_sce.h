@@ -33,9 +33,9 @@ void sce_taus(const float *x, const float *b, size_t n, double *tau, double *bw)
  * sce_elect: mtl[j] = sum_i w_i e_i tau_ij / max(sum_i w_i e_i, 1e-6), e_i
  * where tau_ij has the sign of the majority (+ where s[j] >= 0, else -;
  * a zero never has it); s[j] itself where it is not finite; 0 where
- * keep[j] is 0 (keep NULL: every element).
+ * keep[j] is 0 (keep NULL: every element). wide: struct kern's.
  */
-void sce_elect(const double *tau, size_t stride, unsigned nx, size_t n, const double *s,
-               const unsigned char *keep, const double *w, double *mtl);
+void sce_elect(int wide, const double *tau, size_t stride, unsigned nx, size_t n,
+               const double *s, const unsigned char *keep, const double *w, double *mtl);
 
 #endif

@@ -51,18 +51,20 @@ void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, con
 /* The tile path of TIES's select pass (a set without ties_select) and
  * DARE's stats pass use this: portable C, compiled for the vectorizer
  * with the wider registers (LINES_HOT). */
-LINES_HOT void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2)
+LINES_HOT void ties_norm_sum(int wide, const float *tp, unsigned nx, size_t n, double *s1,
+                             double *s2)
 {
 	size_t j = 0;
 #if defined(__GNUC__)
-	/* the loop below in GNU C's vectors (kernels.h): the same operations
-	 * in each lane */
+	/* the loop below in GNU C's vectors (kernels.h) of eight lanes, the
+	 * same operations in each lane, where they are one register
+	 * (kv_width.h); else the loop below, which the compiler vectorizes */
 	const kv8u exp_mask = (kv8u){0} + 0x7ff0000000000000ull,
 	           abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
 	const kv8d zero = {0};
 	kv8d v1, v2;
 	memcpy(&v1, s1, sizeof(v1)), memcpy(&v2, s2, sizeof(v2));
-	for (; j + KERN_LANES <= n; j += KERN_LANES) {
+	for (; wide && j + KERN_LANES <= n; j += KERN_LANES) {
 		kv8d s = zero, a;
 		for (unsigned i = 0; i < nx; i++) {
 			kv8f x;
@@ -78,7 +80,10 @@ LINES_HOT void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1,
 		v1 += a;
 		v2 += a * a;
 	}
-	memcpy(s1, &v1, sizeof(v1)), memcpy(s2, &v2, sizeof(v2));
+	if (wide)
+		memcpy(s1, &v1, sizeof(v1)), memcpy(s2, &v2, sizeof(v2));
+#else
+	(void)wide;
 #endif
 	for (; j + KERN_LANES <= n; j += KERN_LANES) {
 		double s[KERN_LANES] = {0};
@@ -259,86 +264,29 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 }
 
 #if defined(__GNUC__)
-/*
- * bc_merge_strip() with ties on elements [0, n8) of the tile, n8 a
- * multiple of KERN_LANES, every weight's magnitude in [2^-900, 2^900]:
- * eight elements at a time, the tasks in order and the four sums in
- * registers, where the strip's arrays went through memory once a task.
- * Each lane adds the same values as the strip to each sum, in the same
- * order: the same bits (but for the payload of a NaN, which the output
- * makes the default NaN). The cut is tested on the float32 bits and a
- * dropped value zeroed before it is widened, and the sign is read from
- * v = w x, in fewer operations than the strip's; the strip's m, the sum
- * of all kept values, is not needed (a kept NaN goes to P, which makes
- * S NaN), and with every weight 1 neither is the multiply, and the sums
- * of the weights are counts in integers.
- */
-static inline __attribute__((always_inline)) void
-bc_ties_vec_t(const float *tp, unsigned nx, size_t n, size_t n8, const uint32_t *lo,
-              const uint32_t *hi, const double *w, int normalize, double *m, const int unit)
-{
-	const kv8d zero = {0}, one = zero + 1.0;
-	const kv8u magic = (kv8u){0} + 0x4330000000000000u; /* 2^52: its low bits hold a count */
-	for (size_t j = 0; j < n8; j += KERN_LANES) {
-		kv8d vp = zero, vn = zero, cp = zero, cn = zero;
-		kv8u np = {0}, nn = {0};
-		for (unsigned i = 0; i < nx; i++) {
-			kv8uw u, a;
-			kv8w ge, le;
-			kv8i kp, kn;
-			kv8f x;
-			kv8d xd, v, c = zero + w[i];
-			memcpy(&u, tp + (size_t)i * n + j, sizeof(u));
-			a = u & 0x7fffffffu;
-			KV8_CMP(ge, a, >=, (kv8uw){0} + lo[i]);
-			KV8_CMP(le, a, <=, (kv8uw){0} + hi[i]);
-			/* a dropped x becomes +0.0, so v = c x is +-0.0 there, which
-			 * adds nothing to a sum: one from +0.0 is never -0.0 */
-			x = (kv8f)(u & (kv8uw)(ge & le));
-			KV8_WIDEN(xd, x);
-			v = unit ? xd : c * xd; /* 1 x is x (but for a NaN's payload) */
-			/* v is nonzero with the sign of c x exactly when x is (no
-			 * underflow or overflow to 0 for these weights): the strip's
-			 * kp and kn, but for a kept NaN, which goes to P (not v <= 0)
-			 * and makes S, and the element, NaN, as the strip's m does */
-			KV8_CMP(kp, v, <=, zero);
-			kp = ~kp;
-			KV8_CMP(kn, v, <, zero);
-			vp += (kv8d)((kv8u)v & (kv8u)kp);
-			vn += (kv8d)((kv8u)v & (kv8u)kn);
-			if (unit) { /* every weight 1: their sums are counts */
-				np -= (kv8u)kp;
-				nn -= (kv8u)kn;
-			} else {
-				cp += (kv8d)((kv8u)c & (kv8u)kp);
-				cn += (kv8d)((kv8u)c & (kv8u)kn);
-			}
-		}
-		if (unit) { /* a count k below 2^52 as a double: (2^52 + k) - 2^52, exact */
-			cp = (kv8d)(np | magic) - 0x1p52;
-			cn = (kv8d)(nn | magic) - 0x1p52;
-		}
-		kv8d s = vp + vn, num, d, r;
-		kv8i pos, dnz, snan;
-		KV8_CMP(pos, s, >=, zero);
-		num = KV8_PICK(pos, vp, vn);
-		d = KV8_PICK(pos, cp, cn);
-		KV8_CMP(dnz, d, !=, zero);
-		d = normalize ? KV8_PICK(dnz, d, one) : one;
-		KV8_CMP(snan, s, !=, s);
-		r = KV8_PICK(snan, s, num / d);
-		memcpy(m + j, &r, sizeof(r));
-	}
-}
+/* bc_ties_vec_t_8() and bc_ties_vec_t_4(): kern_ties_bc.h */
+#define KVW 8
+#include "kv_width.h"
+#include "kern_ties_bc.h"
+#undef KVW
+#define KVW 4
+#include "kv_width.h"
+#include "kern_ties_bc.h"
+#undef KVW
 
-static inline void bc_ties_vec(const float *tp, unsigned nx, size_t n, size_t n8,
+static inline void bc_ties_vec(int wide, const float *tp, unsigned nx, size_t n, size_t n8,
                                const uint32_t *lo, const uint32_t *hi, const double *w,
                                int normalize, double *m)
 {
-	if (kern_unit_weights(w, nx))
-		bc_ties_vec_t(tp, nx, n, n8, lo, hi, w, normalize, m, 1);
+	int unit = kern_unit_weights(w, nx);
+	if (wide && unit)
+		bc_ties_vec_t_8(tp, nx, n, n8, lo, hi, w, normalize, m, 1);
+	else if (wide)
+		bc_ties_vec_t_8(tp, nx, n, n8, lo, hi, w, normalize, m, 0);
+	else if (unit)
+		bc_ties_vec_t_4(tp, nx, n, n8, lo, hi, w, normalize, m, 1);
 	else
-		bc_ties_vec_t(tp, nx, n, n8, lo, hi, w, normalize, m, 0);
+		bc_ties_vec_t_4(tp, nx, n, n8, lo, hi, w, normalize, m, 0);
 }
 #endif
 
@@ -368,7 +316,7 @@ LINES_HOT void bc_merge_tile(const struct kern *k, const float *tp, unsigned nx,
 		k->bc_merge(tp, nx, n, n8, lo, hi, w, ties, normalize, wdiv, m);
 	} else if (vec) {
 		n8 = n - n % KERN_LANES;
-		bc_ties_vec(tp, nx, n, n8, lo, hi, w, normalize, m);
+		bc_ties_vec(k && k->wide, tp, nx, n, n8, lo, hi, w, normalize, m);
 	}
 #endif
 	for (size_t j0 = n8; j0 < n; j0 += BC_STRIP)

@@ -58,9 +58,10 @@ void ties_bins(const struct kern *k, const float *tp, unsigned nx, size_t n, con
 /*
  * The numerator of alpha from the task vectors themselves (all weights
  * 1, so tau' = tau): norm_lin's s and the lanes it adds |s| and s*s to,
- * the same bits. n elements from a multiple of KERN_LANES.
+ * the same bits. n elements from a multiple of KERN_LANES; wide: struct
+ * kern's.
  */
-void ties_norm_sum(const float *tp, unsigned nx, size_t n, double *s1, double *s2);
+void ties_norm_sum(int wide, const float *tp, unsigned nx, size_t n, double *s1, double *s2);
 /*
  * The decided elements of the threshold pass, after the election with
  * the majority +1: adds |mtl| and mtl^2 of each element that is not open

@@ -101,7 +101,14 @@
  * would stop at every helper. A loop that must not branch computes its
  * division or fma for every element in one loop and chooses in another.)
  */
-#if defined(HAVE_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
+#if defined(HAVE_TARGET_CLONES) && !defined(__SANITIZE_THREAD__) && defined(LINES_NO_AVX512_CLONES)
+/* CPPFLAGS=-DLINES_NO_AVX512_CLONES: a build without the AVX-512 clones,
+ * which with LINES_ISA=avx2 runs as a CPU without AVX-512 runs lines, to
+ * measure that on a machine that has it */
+#define LINES_HOT                                                                                \
+	__attribute__((flatten, optimize("O3", "fp-contract=off"),                                    \
+	               target_clones("arch=x86-64-v3", "default")))
+#elif defined(HAVE_TARGET_CLONES) && !defined(__SANITIZE_THREAD__)
 #define LINES_HOT                                                                                \
 	__attribute__((flatten, optimize("O3", "fp-contract=off"),                                    \
 	               target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -131,6 +138,15 @@ typedef uint32_t kv8uw __attribute__((vector_size(32)));
 typedef int32_t kv8w __attribute__((vector_size(32)));
 typedef uint16_t kv8h __attribute__((vector_size(16)));
 typedef uint8_t kv8b __attribute__((vector_size(8)));
+/* Four lanes: one AVX2 register (kv_width.h). */
+typedef double kv4d __attribute__((vector_size(32)));
+typedef uint64_t kv4u __attribute__((vector_size(32)));
+typedef int64_t kv4i __attribute__((vector_size(32)));
+typedef float kv4f __attribute__((vector_size(16)));
+typedef uint32_t kv4uw __attribute__((vector_size(16)));
+typedef int32_t kv4w __attribute__((vector_size(16)));
+typedef uint16_t kv4h __attribute__((vector_size(8)));
+typedef uint8_t kv4b __attribute__((vector_size(4)));
 /* a where mask (all ones in a lane), else b */
 #define KV8_PICK(mask, a, b)                                                                      \
 	((kv8d)(((kv8u)(a) & (kv8u)(mask)) | ((kv8u)(b) & ~(kv8u)(mask))))
@@ -147,18 +163,23 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
  * the operator, or __builtin_convertvector, to one operation per lane or
  * per 128 bits, as for the baseline; these loops it makes one instruction.
  */
-/* r = (a OP b) lane by lane as a mask: -1 where it holds, 0 elsewhere */
-#define KV8_CMP(r, a, op, b)                                                                      \
+/* The number of lanes of vector v */
+#define KV_LANES(v) (sizeof(v) / sizeof((v)[0]))
+/* r = (a OP b) lane by lane as a mask: -1 where it holds, 0 elsewhere
+ * (any width: the lanes of r) */
+#define KV_CMP(r, a, op, b)                                                                       \
 	do {                                                                                      \
-		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                       \
 	} while (0)
-/* r (kv8d) = x (kv8f) widened, exactly */
-#define KV8_WIDEN(r, x)                                                                           \
+#define KV8_CMP KV_CMP
+/* r (kv8d, kv4d) = x (kv8f, kv4f) widened, exactly */
+#define KV_WIDEN(r, x)                                                                            \
 	do {                                                                                      \
-		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = (double)(x)[l_];                                                  \
 	} while (0)
+#define KV8_WIDEN KV_WIDEN
 /* r = the eight BF16 values at p (little-endian bytes) as float32: each
  * one's bits shifted up by 16, as kern_bf16_to_f32() */
 #define KV8_BF16(r, p)                                                                            \
@@ -195,12 +216,13 @@ typedef uint8_t kv8b __attribute__((vector_size(8)));
 		memcpy((dst), &f_, sizeof(f_));                                                   \
 	} while (0)
 /* r = fma(a, b, c) lane by lane, which the compiler makes one instruction
- * where it has one */
-#define KV8_FMA(r, a, b, c)                                                                       \
+ * where it has one (any width) */
+#define KV_FMA(r, a, b, c)                                                                        \
 	do {                                                                                      \
-		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
 	} while (0)
+#define KV8_FMA KV_FMA
 #pragma GCC diagnostic pop
 #endif
 /* Norms are reduced per block of this many elements, aligned to the start
@@ -216,6 +238,9 @@ struct kern_norms {
 
 struct kern {
 	const char *name;
+	/* the portable loops' vectors: eight lanes (a 64-byte register) when
+	 * set, else four (kv_width.h); only the avx512 table sets it */
+	int wide;
 	void (*decode)(enum dtype dt, const void *src, float *dst, size_t n);
 	void (*encode)(enum dtype dt, const float *src, void *dst, size_t n);
 	void (*accum)(enum dtype dt, const void *x, const float *b, double c, double *acc, size_t n,

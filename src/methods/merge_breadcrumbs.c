@@ -427,7 +427,7 @@ LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void 
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			bc_merge(p, job, j0, nn, &w, w.s);
-			norm_lanes_add(&l, w.s, w.m, nn); /* KERN_TILE is a multiple of the lanes */
+			norm_lanes_add(p->k->wide, &l, w.s, w.m, nn); /* KERN_TILE is a multiple of the lanes */
 		}
 		norm_lanes_fold(part, &l);
 	}

@@ -144,73 +144,23 @@ static inline void cs_elem(const struct merge_ctx *p, const struct tensor *t, st
 	f32_store(&s->f[j], o);
 }
 
-/*
- * cs_elem() on elements [0, n8) of the tile, n8 a multiple of 8, eight at
- * a time in GNU C's vectors (kernels.h), every model's weighted task
- * vector in registers: each lane makes cs_elem()'s operations on its
- * element, so the same numbers, without the tiles of float64 values that
- * the loops above write and read again. The values come from bf16 (the
- * BF16 bytes of the base and the models, decoded here), or else from
- * s->bf and f.
- */
-static inline __attribute__((always_inline)) void
-cs_vec(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s, const float *f,
-       const unsigned char *const *bf16, size_t n8, int norms, uint32_t *kept, uint32_t *dropped)
-{
-	const kv8d zero = {0}, one = zero + 1.0, k = zero + p->o->consensus_k,
-	           lam = zero + t->lambda;
-	const kv8u abs_mask = (kv8u){0} + 0x7fffffffffffffffull,
-	           exp_mask = (kv8u){0} + 0x7ff0000000000000ull;
-	unsigned nm = p->nmodels;
-	double w[CS_VMAX], tl[CS_VMAX];
-	kv8i nkept = {0}, ndropped = {0};
-	for (unsigned i = 0; i < nm; i++)
-		w[i] = p->w[i], tl[i] = tall_lambda(p->o, i);
-	for (size_t j = 0; j < n8; j += 8) {
-		kv8f bf;
-		kv8d c[CS_VMAX], sum = zero, mtl = zero, votes = zero;
-		KV8_LOAD_F32(bf, bf16 ? bf16[0] : NULL, s->bf, j);
-		for (unsigned i = 0; i < nm; i++) {
-			kv8f x;
-			KV8_LOAD_F32(x, bf16 ? bf16[i + 1] : NULL, f + (size_t)i * CS_TILE, j);
-			kv8f d = x - bf;
-			kv8d tau;
-			KV8_WIDEN(tau, d);
-			sum = i == 0 ? tau : sum + tau;
-			c[i] = tau * w[i];
-			mtl = i == 0 ? c[i] : mtl + c[i];
-		}
-		for (unsigned i = 0; i < nm; i++) {
-			kv8d a = (kv8d)((kv8u)c[i] & abs_mask),
-			     e = tl[i] * (kv8d)((kv8u)(mtl - c[i]) & abs_mask);
-			kv8i v;
-			KV8_CMP(v, a, >, e);
-			votes += (kv8d)((kv8u)one & (kv8u)v);
-		}
-		/* keep: at least k votes, or a sum that is not finite */
-		kv8u ex = (kv8u)mtl & exp_mask;
-		kv8i keep, inf;
-		KV8_CMP(keep, votes, >=, k);
-		KV8_CMP(inf, ex, ==, exp_mask);
-		keep |= inf;
-		if (norms) {
-			kv8d u = KV8_PICK(keep, mtl, zero);
-			memcpy(s->s + j, &sum, sizeof(sum));
-			memcpy(s->out + j, &u, sizeof(u));
-			continue;
-		}
-		kv8d b, o;
-		KV8_WIDEN(b, bf);
-		KV8_FMA(o, lam, mtl, b);
-		o = KV8_PICK(keep, o, b);
-		/* -1 where a test holds: kept and finite, dropped (never finite) */
-		nkept -= keep & ~inf;
-		ndropped -= ~keep;
-		KV8_STORE_F32(s->f + j, o);
-	}
-	for (unsigned l = 0; !norms && l < 8; l++)
-		*kept += (uint32_t)nkept[l], *dropped += (uint32_t)ndropped[l];
-}
+/* cs_vec_8() and cs_vec_4(): merge_consensus_vec.h */
+#define KVW 8
+#include "kv_width.h"
+#include "merge_consensus_vec.h"
+#undef KVW
+#define KVW 4
+#include "kv_width.h"
+#include "merge_consensus_vec.h"
+#undef KVW
+/* cs_vec() at the width of struct kern's wide */
+#define cs_vec(p, ...)                                                                            \
+	do {                                                                                      \
+		if ((p)->k->wide)                                                                 \
+			cs_vec_8(p, __VA_ARGS__);                                                 \
+		else                                                                              \
+			cs_vec_4(p, __VA_ARGS__);                                                 \
+	} while (0)
 
 /* Elements [j0, j0 + n) of the job: cs_vec() on the first n8 (a
  * multiple of 8) and cs_elem() on the others, from the base's values
@@ -295,7 +245,7 @@ static void cs_norm_tile(const struct merge_ctx *p, struct cs_scratch *s, size_t
 		int keep = !isfinite(s->mtl[j]) | (s->votes[j] >= k);
 		s->out[j] = keep ? s->mtl[j] : 0.0;
 	}
-	norm_lanes_add(l, s->s, s->out, n);
+	norm_lanes_add(p->k->wide, l, s->s, s->out, n);
 }
 
 LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, void *scratch,
@@ -314,7 +264,7 @@ LINES_HOT static int cs_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 			if (cs_fuses(p, t)) {
 				struct cs_scratch *s = scratch;
 				cs_fused(p, t, job, j0, nn, s, 1, NULL, NULL);
-				norm_lanes_add(&l, s->s, s->out, nn);
+				norm_lanes_add(p->k->wide, &l, s->s, s->out, nn);
 				continue;
 			}
 #endif

@@ -352,7 +352,7 @@ LINES_HOT static int stats_work(struct merge_ctx *p, struct pipe_job *job, void 
 				 * the inputs again */
 				unsigned char *none = (unsigned char *)tl.sn;
 				if (unit)
-					ties_norm_sum(tl.tp, ds->nx, nn, nm.s1, nm.s2);
+					ties_norm_sum(p->k->wide, tl.tp, ds->nx, nn, nm.s1, nm.s2);
 				else
 					p->k->norm_lin(t->in_dt, xs, ds->nx, tl.bt, ds->ones, nn, &nm);
 				memset(none, 0, nn);

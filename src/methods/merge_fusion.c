@@ -334,7 +334,7 @@ LINES_HOT static int norms_work(struct merge_ctx *p, struct pipe_job *job, void 
 	for (uint64_t a = job->u0; a < job->u1; a += s) {
 		load_slab(p, job, a, s, &w);
 		mask_slab(fu, job->tensor, s, &w);
-		norm_lanes_add(&l, w.tau, w.r, s);
+		norm_lanes_add(p->k->wide, &l, w.tau, w.r, s);
 	}
 	norm_lanes_fold(job->part, &l);
 	return 0;

@@ -315,7 +315,7 @@ static void ka_norm_block(const struct merge_ctx *p, const struct karcher *ka,
 		}
 		for (size_t j = 0; j < nn; j++) /* t, in place of theta */
 			s->r[j] -= s->b[j];
-		norm_lanes_add(&l, s->ts, s->r, nn);
+		norm_lanes_add(p->k->wide, &l, s->ts, s->r, nn);
 	}
 	norm_lanes_fold(part, &l);
 }

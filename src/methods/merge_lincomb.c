@@ -137,7 +137,7 @@ LINES_HOT static int lc_norm_work(struct merge_ctx *p, struct pipe_job *job, voi
 		for (size_t j0 = b0; j0 < b1; j0 += KERN_TILE) {
 			size_t nn = b1 - j0 < KERN_TILE ? b1 - j0 : KERN_TILE;
 			lc_taus(p, t, job, j0, nn, s);
-			norm_lanes_add(&l, s->ts, s->acc, nn);
+			norm_lanes_add(p->k->wide, &l, s->ts, s->acc, nn);
 		}
 		norm_lanes_fold(part, &l);
 	}

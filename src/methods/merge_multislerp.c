@@ -193,49 +193,23 @@ static inline void ms_elem(const struct multislerp *ms, const double *c, const f
 	f32_store(&out[j], fma(lambda, r, (double)bf[j]));
 }
 
-/* ms_elem() on elements [0, n8) of the tile, eight at a time in GNU C's
- * vectors (kernels.h), the same operations in each lane; the models'
- * values from raw (BF16, decoded here) or else from ft and bf. With l,
- * the norm pass's sums (norm_lanes_add()'s, in registers); else the
- * output's float32 values in out. */
-static inline __attribute__((always_inline)) void
-ms_vec(const struct multislerp *ms, const double *c, const float *bf, const float *ft,
-       const unsigned char *const *raw, size_t n8, struct norm_lanes *l, double lambda,
-       float *out)
-{
-	const kv8d zero = {0}, lam = zero + lambda;
-	kv8d a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-	if (l) {
-		memcpy(&a0, l->v[0], sizeof(a0)), memcpy(&a1, l->v[1], sizeof(a1));
-		memcpy(&a2, l->v[2], sizeof(a2)), memcpy(&a3, l->v[3], sizeof(a3));
-	}
-	for (size_t j = 0; j < n8; j += 8) {
-		kv8f bv;
-		kv8d r = zero, sv = zero;
-		KV8_LOAD_F32(bv, raw ? raw[0] : NULL, bf, j);
-		for (unsigned i = 0; i < ms->n; i++) {
-			kv8f x, d;
-			kv8d tau;
-			KV8_LOAD_F32(x, raw ? raw[i + 1] : NULL, ft + (size_t)i * KERN_TILE, j);
-			d = x - bv;
-			KV8_WIDEN(tau, d);
-			r = i == 0 ? zero + c[i] * tau : r + c[i] * tau;
-			sv = i == 0 ? zero + tau : sv + tau;
-		}
-		if (l) {
-			NORM_LANES8(a0, a1, a2, a3, sv, r);
-			continue;
-		}
-		kv8d b, o;
-		KV8_WIDEN(b, bv);
-		KV8_FMA(o, lam, r, b);
-		KV8_STORE_F32(out + j, o);
-	}
-	if (l) {
-		memcpy(l->v[0], &a0, sizeof(a0)), memcpy(l->v[1], &a1, sizeof(a1));
-		memcpy(l->v[2], &a2, sizeof(a2)), memcpy(l->v[3], &a3, sizeof(a3));
-	}
-}
+/* ms_vec_8() and ms_vec_4(): merge_multislerp_vec.h */
+#define KVW 8
+#include "kv_width.h"
+#include "merge_multislerp_vec.h"
+#undef KVW
+#define KVW 4
+#include "kv_width.h"
+#include "merge_multislerp_vec.h"
+#undef KVW
+/* ms_vec() at the width of struct kern's wide */
+#define ms_vec(wide, ...)                                                                         \
+	do {                                                                                      \
+		if (wide)                                                                         \
+			ms_vec_8(__VA_ARGS__);                                                    \
+		else                                                                              \
+			ms_vec_4(__VA_ARGS__);                                                    \
+	} while (0)
 
 /* Whether ms_fused() takes tensor t: float32 values in (and out, for the
  * writing pass), and a base */
@@ -257,13 +231,13 @@ static void ms_fused(const struct merge_ctx *p, const struct multislerp *ms, con
 	const unsigned char *raw[MS_MAX_N + 1];
 	int d0 = tile_decode_f32(p, t, job, j0, nn, ms->n, raw, s->bf, ft, KERN_TILE);
 	if (d0 && l)
-		ms_vec(ms, c, s->bf, ft, raw, n8, l, 0.0, NULL);
+		ms_vec(p->k->wide, ms, c, s->bf, ft, raw, n8, l, 0.0, NULL);
 	else if (d0)
-		ms_vec(ms, c, s->bf, ft, raw, n8, NULL, t->lambda, s->f);
+		ms_vec(p->k->wide, ms, c, s->bf, ft, raw, n8, NULL, t->lambda, s->f);
 	else if (l)
-		ms_vec(ms, c, s->bf, ft, NULL, n8, l, 0.0, NULL);
+		ms_vec(p->k->wide, ms, c, s->bf, ft, NULL, n8, l, 0.0, NULL);
 	else
-		ms_vec(ms, c, s->bf, ft, NULL, n8, NULL, t->lambda, s->f);
+		ms_vec(p->k->wide, ms, c, s->bf, ft, NULL, n8, NULL, t->lambda, s->f);
 	for (size_t j = n8; j < nn; j++)
 		ms_elem(ms, c, s->bf, ft, j, (unsigned)(j - n8), l, t->lambda, s->f);
 	if (!l)
@@ -355,7 +329,7 @@ static void ms_norm_block(const struct merge_ctx *p, const struct multislerp *ms
 		}
 #endif
 		ms_sum(p, ms, c, t, job, j0, nn, s, r, sv);
-		norm_lanes_add(&l, sv, r, nn);
+		norm_lanes_add(p->k->wide, &l, sv, r, nn);
 	}
 	norm_lanes_fold(part, &l);
 }

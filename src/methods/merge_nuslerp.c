@@ -148,7 +148,7 @@ static void nu_norm_block(const struct merge_ctx *p, const struct tensor *t,
 		nu_vectors(p, t, job, j0, nn, v, s->b, s->f, s->bf);
 		for (size_t j = 0; j < nn; j++)
 			sv[j] = v[0][j] + v[1][j], m[j] = s0 * v[0][j] + s1 * v[1][j];
-		norm_lanes_add(&l, sv, m, nn);
+		norm_lanes_add(p->k->wide, &l, sv, m, nn);
 	}
 	norm_lanes_fold(part, &l);
 }

@@ -143,118 +143,23 @@ static float *ram_floats(const struct merge_ctx *p, struct ram_scratch *s)
 	                                   : 0));
 }
 
-/*
- * Elements [0, n8) of the tile, n8 a multiple of 8: ram_elem's steps,
- * eight elements at a time. The task vectors come from s->tau (F64), or
- * as float32 from the base's values in s->bf and the models' in ft (each
- * tau_i the float32 difference, as tile_tau makes it), or with bf16 from
- * the BF16 bytes themselves (bf16[0] the base's, bf16[1 + i] model i's).
- * divide: m / c by a division (see above). lam and nz as ram_elem's.
- * With wt (float32 in and out), the writing pass's value of each element
- * (ram_tile's), rounded to float32 as tile_store() rounds it, goes to
- * s->f, and s->s, s->c and s->m are left out.
- */
-static inline __attribute__((always_inline)) void
-ram_vec(const struct merge_ctx *p, struct ram_scratch *s, const float *ft,
-        const unsigned char *const *bf16, size_t n8, int divide, const double *lam, uint8_t *nz,
-        uint64_t *cnt, const struct tensor *wt)
-{
-	const struct ram_state *st = p->state;
-	const kv8u zu = {0};
-	const kv8u abs_mask = zu + 0x7fffffffffffffffull, exp_mask = zu + 0x7ff0000000000000ull;
-	const kv8d zero = {0}, one = zero + 1.0, eps = zero + p->o->ram_epsilon,
-	           wl = zero + (wt ? wt->lambda : 0.0);
-	unsigned nm = p->nmodels;
-	/* cnt (at most RAM_PACK_MAX models): each lane counts its elements
-	 * by c in eight fields of 8 bits (a tile gives a lane 32 at most) */
-	kv8u packed = zu;
-	for (size_t j = 0; j < n8; j += 8) {
-		/* -0.0 + x is x for every x (-0.0 too): the sum of the models */
-		kv8d sum = -zero, c = zero, m = zero, ml = zero;
-		kv8u ci = zu;
-		kv8f bv = {0};
-		if (bf16 || ft)
-			KV8_LOAD_F32(bv, bf16 ? bf16[0] : NULL, s->bf, j);
-		for (unsigned i = 0; i < nm; i++) {
-			kv8d tau;
-			kv8f x;
-			if (bf16 || ft) {
-				KV8_LOAD_F32(x, bf16 ? bf16[i + 1] : NULL, ft + (size_t)i * RAM_TILE, j);
-				kv8f dx = x - bv;
-				KV8_WIDEN(tau, dx);
-			} else {
-				memcpy(&tau, s->tau + (size_t)i * RAM_TILE + j, sizeof(tau));
-			}
-			kv8d a = (kv8d)((kv8u)tau & abs_mask);
-			kv8i z;
-			KV8_CMP(z, a, >, eps);
-			sum += tau;
-			c += (kv8d)((kv8u)one & (kv8u)z);
-			if (cnt)
-				ci -= (kv8u)z; /* z is -1 where it holds */
-			m += (kv8d)((kv8u)tau & (kv8u)z);
-			if (lam) {
-				kv8d v = tau * lam[i];
-				ml += (kv8d)((kv8u)v & (kv8u)z);
-			}
-			if (nz) {
-				uint8_t *q = nz + (size_t)i * RAM_TILE + j;
-				for (unsigned l = 0; l < 8; l++)
-					q[l] = (uint8_t)(z[l] & 1);
-			}
-		}
-		kv8i c1, cg, fin;
-		KV8_CMP(c1, c, ==, one);
-		KV8_CMP(cg, c, >, one);
-		if (lam)
-			m = KV8_PICK(c1, ml, m);
-		kv8d d = KV8_PICK(cg, c, one);
-		if (divide) {
-			m /= d;
-		} else {
-			/* where d is a power of two, m times 1/d; for every other
-			 * count k, m / k by Markstein's two fmas */
-			kv8d mm = m * (kv8d)(0x7fe0000000000000ull - (kv8u)d);
-			for (unsigned k = 3; k <= nm; k++) {
-				if ((k & (k - 1)) == 0)
-					continue;
-				kv8d kk = zero + (double)k, r = zero + st->recip[k], q = m * r, e, v;
-				kv8d nq = -q;
-				kv8i dk;
-				KV8_FMA(e, nq, kk, m);
-				KV8_FMA(v, e, r, q);
-				KV8_CMP(dk, d, ==, kk);
-				mm = KV8_PICK(dk, v, mm);
-			}
-			m = mm;
-		}
-		kv8u ex = (kv8u)sum & exp_mask;
-		KV8_CMP(fin, ex, !=, exp_mask);
-		m = KV8_PICK(fin, m, sum);
-		if (cnt) {
-			packed += (zu + 1) << (ci << 3);
-		} else {
-			for (unsigned l = 0; l < 8; l++)
-				s->c16[j + l] = (uint16_t)(int32_t)c[l];
-		}
-		if (wt) { /* the base's value where no model changed a finite sum */
-			kv8d b, o;
-			KV8_WIDEN(b, bv);
-			kv8i c0;
-			KV8_FMA(o, wl, m, b);
-			KV8_CMP(c0, c, ==, zero);
-			o = KV8_PICK(c0 & fin, b, o);
-			KV8_STORE_F32(s->f + j, o);
-			continue;
-		}
-		memcpy(s->s + j, &sum, sizeof(sum));
-		memcpy(s->c + j, &c, sizeof(c));
-		memcpy(s->m + j, &m, sizeof(m));
-	}
-	for (unsigned l = 0; cnt && l < 8; l++)
-		for (unsigned f = 0; f <= nm; f++)
-			cnt[f] += (packed[l] >> (8 * f)) & 0xff;
-}
+/* ram_vec_8() and ram_vec_4(): merge_ram_vec.h */
+#define KVW 8
+#include "kv_width.h"
+#include "merge_ram_vec.h"
+#undef KVW
+#define KVW 4
+#include "kv_width.h"
+#include "merge_ram_vec.h"
+#undef KVW
+/* ram_vec() at the width of struct kern's wide */
+#define ram_vec(p, ...)                                                                           \
+	do {                                                                                      \
+		if ((p)->k->wide)                                                                 \
+			ram_vec_8(p, __VA_ARGS__);                                                \
+		else                                                                              \
+			ram_vec_4(p, __VA_ARGS__);                                                \
+	} while (0)
 #endif
 
 /*
@@ -454,7 +359,7 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 			int lone = ram_count_tile(p, s, nn, job->part);
 			for (size_t j = 0; j < nn; j++) /* m, 0 where c = 1 */
 				s->out[j] = s->c[j] == 1.0 ? 0.0 : s->m[j];
-			norm_lanes_add(&l, s->s, s->out, nn);
+			norm_lanes_add(p->k->wide, &l, s->s, s->out, nn);
 			if (!lone) /* no element that one model changed alone */
 				continue;
 			/* where c = 1 and s is finite, m is the one tau_i */
@@ -464,7 +369,9 @@ LINES_HOT static int ram_count_work(struct merge_ctx *p, struct pipe_job *job, v
 				const uint8_t *q = nz + (size_t)i * RAM_TILE;
 				size_t j = 0;
 #if defined(__GNUC__)
-				{ /* the loop below in GNU C's vectors (kernels.h) */
+				if (p->k->wide) { /* the loop below in GNU C's vectors
+						   * (kernels.h), where eight lanes are one
+						   * register (kv_width.h) */
 					const kv8u abs_mask = (kv8u){0} + 0x7fffffffffffffffull;
 					const kv8d zero = {0};
 					kv8d l0, l1;
@@ -649,7 +556,7 @@ LINES_HOT static int ram_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 			size_t nn = b1 - j0 < RAM_TILE ? b1 - j0 : RAM_TILE;
 			size_t j1;
 			ram_load(p, t, job, j0, nn, s, lam, 0, NULL, 0, &j1);
-			norm_lanes_add(&l, s->s, s->m, nn);
+			norm_lanes_add(p->k->wide, &l, s->s, s->m, nn);
 		}
 		norm_lanes_fold(part, &l);
 	}

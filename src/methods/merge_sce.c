@@ -141,7 +141,7 @@ static void sce_tile_mtl(const struct merge_ctx *p, const struct sce_state *st, 
                          struct sce_scratch *s, size_t n)
 {
 	int masked = sce_mask(p, st, tensor, s, n);
-	sce_elect(s->tau, SCE_TILE, p->nmodels, n, s->s, masked ? s->keep : NULL,
+	sce_elect(p->k->wide, s->tau, SCE_TILE, p->nmodels, n, s->s, masked ? s->keep : NULL,
 	          st->w + tensor * p->nmodels, s->mtl);
 }
 
@@ -197,69 +197,23 @@ static inline void sce_elem(unsigned nm, const double *w, const float *bf, const
 	f32_store(&out[j], fma(lambda, m, (double)bf[j]));
 }
 
-/* sce_elem() on elements [0, n8) of the tile, eight at a time in GNU C's
- * vectors (kernels.h), the same operations in each lane; the values from
- * raw (BF16, decoded here) or else from bf and ft. The lanes of mode 0
- * and 1 stay in registers over the tile. */
-static inline __attribute__((always_inline)) void
-sce_vec(unsigned nm, const double *w, const float *bf, const float *ft,
-        const unsigned char *const *raw, size_t n8, int mode, double (*lane)[KERN_LANES],
-        struct norm_lanes *l, double lambda, float *out)
-{
-	const kv8d zero = {0}, one = zero + 1.0, mone = zero - 1.0, dmin = zero + 1e-6,
-	           lam = zero + lambda;
-	kv8d sq[SCE_VMAX], a0 = zero, a1 = zero, a2 = zero, a3 = zero;
-	for (unsigned i = 0; mode == 0 && i < nm; i++)
-		memcpy(&sq[i], lane[i], sizeof(sq[i]));
-	if (mode == 1) {
-		memcpy(&a0, l->v[0], sizeof(a0)), memcpy(&a1, l->v[1], sizeof(a1));
-		memcpy(&a2, l->v[2], sizeof(a2)), memcpy(&a3, l->v[3], sizeof(a3));
-	}
-	for (size_t j = 0; j < n8; j += 8) {
-		kv8f bv;
-		kv8d tau[SCE_VMAX], s = zero, nu = zero, de = zero;
-		KV8_LOAD_F32(bv, raw ? raw[0] : NULL, bf, j);
-		for (unsigned i = 0; i < nm; i++) {
-			kv8f x, d;
-			KV8_LOAD_F32(x, raw ? raw[i + 1] : NULL, ft + (size_t)i * SCE_TILE, j);
-			d = x - bv;
-			KV8_WIDEN(tau[i], d);
-			s += tau[i];
-			if (mode == 0)
-				sq[i] += tau[i] * tau[i];
-		}
-		if (mode == 0)
-			continue;
-		kv8i pos, small, fin;
-		KV8_CMP(pos, s, >=, zero);
-		kv8d sign = KV8_PICK(pos, one, mone);
-		for (unsigned i = 0; i < nm; i++) {
-			kv8d pr = tau[i] * sign;
-			kv8i has;
-			KV8_CMP(has, pr, >, zero);
-			nu += (kv8d)((kv8u)(w[i] * tau[i]) & (kv8u)has);
-			de += (kv8d)((kv8u)(zero + w[i]) & (kv8u)has);
-		}
-		KV8_CMP(small, de, <, dmin);
-		kv8d q = nu / KV8_PICK(small, dmin, de), ds = s - s;
-		KV8_CMP(fin, ds, ==, zero);
-		kv8d m = KV8_PICK(fin, q, s);
-		if (mode == 1) {
-			NORM_LANES8(a0, a1, a2, a3, s, m);
-			continue;
-		}
-		kv8d b, o;
-		KV8_WIDEN(b, bv);
-		KV8_FMA(o, lam, m, b);
-		KV8_STORE_F32(out + j, o);
-	}
-	for (unsigned i = 0; mode == 0 && i < nm; i++)
-		memcpy(lane[i], &sq[i], sizeof(sq[i]));
-	if (mode == 1) {
-		memcpy(l->v[0], &a0, sizeof(a0)), memcpy(l->v[1], &a1, sizeof(a1));
-		memcpy(l->v[2], &a2, sizeof(a2)), memcpy(l->v[3], &a3, sizeof(a3));
-	}
-}
+/* sce_vec_8() and sce_vec_4(): merge_sce_vec.h */
+#define KVW 8
+#include "kv_width.h"
+#include "merge_sce_vec.h"
+#undef KVW
+#define KVW 4
+#include "kv_width.h"
+#include "merge_sce_vec.h"
+#undef KVW
+/* sce_vec() at the width of struct kern's wide */
+#define sce_vec(wide, ...)                                                                        \
+	do {                                                                                      \
+		if (wide)                                                                         \
+			sce_vec_8(__VA_ARGS__);                                                   \
+		else                                                                              \
+			sce_vec_4(__VA_ARGS__);                                                   \
+	} while (0)
 
 /* Elements [j0, j0 + n) of the job in a pass after the selection (mode as
  * sce_elem's), where sce_fuses(): the values decoded to float32 (BF16 in
@@ -277,17 +231,17 @@ static void sce_fused(const struct merge_ctx *p, const struct sce_state *st,
 	const unsigned char *raw[SCE_VMAX + 1];
 	int bf16 = tile_decode_f32(p, t, job, j0, n, nm, raw, s->bf, ft, SCE_TILE);
 	if (mode == 0 && bf16)
-		sce_vec(nm, w, s->bf, ft, raw, n8, 0, lane, NULL, 0.0, NULL);
+		sce_vec(p->k->wide, nm, w, s->bf, ft, raw, n8, 0, lane, NULL, 0.0, NULL);
 	else if (mode == 0)
-		sce_vec(nm, w, s->bf, ft, NULL, n8, 0, lane, NULL, 0.0, NULL);
+		sce_vec(p->k->wide, nm, w, s->bf, ft, NULL, n8, 0, lane, NULL, 0.0, NULL);
 	else if (mode == 1 && bf16)
-		sce_vec(nm, w, s->bf, ft, raw, n8, 1, NULL, l, 0.0, NULL);
+		sce_vec(p->k->wide, nm, w, s->bf, ft, raw, n8, 1, NULL, l, 0.0, NULL);
 	else if (mode == 1)
-		sce_vec(nm, w, s->bf, ft, NULL, n8, 1, NULL, l, 0.0, NULL);
+		sce_vec(p->k->wide, nm, w, s->bf, ft, NULL, n8, 1, NULL, l, 0.0, NULL);
 	else if (bf16)
-		sce_vec(nm, w, s->bf, ft, raw, n8, 2, NULL, NULL, t->lambda, s->f);
+		sce_vec(p->k->wide, nm, w, s->bf, ft, raw, n8, 2, NULL, NULL, t->lambda, s->f);
 	else
-		sce_vec(nm, w, s->bf, ft, NULL, n8, 2, NULL, NULL, t->lambda, s->f);
+		sce_vec(p->k->wide, nm, w, s->bf, ft, NULL, n8, 2, NULL, NULL, t->lambda, s->f);
 	for (size_t j = n8; j < n; j++)
 		sce_elem(nm, w, s->bf, ft, j, (unsigned)(j - n8), mode, lane, l, t->lambda, s->f);
 	if (mode == 2)
@@ -428,16 +382,18 @@ static int sce_selected(struct merge_ctx *p, struct lines_error *err)
  * q of the block (counted from its start; a tile starts on a multiple of
  * KERN_LANES) into lane q % KERN_LANES, the lanes added by kern_lane_sum()
  * at the block's end. A masked element adds +0.0, which changes no sum
- * here (they start at +0.0 and only grow).
+ * here (they start at +0.0 and only grow). wide: struct kern's.
  */
-static inline void sce_squares(const double *tau, const unsigned char *keep, size_t n,
+static inline void sce_squares(int wide, const double *tau, const unsigned char *keep, size_t n,
                                double *lane)
 {
 	double l[KERN_LANES]; /* a local copy, which the compiler keeps in registers */
 	size_t j = 0;
+	(void)wide;
 	memcpy(l, lane, sizeof(l));
 #if defined(__GNUC__)
-	if (keep) { /* the loop below in GNU C's vectors (kernels.h) */
+	if (keep && wide) { /* the loop below in GNU C's vectors (kernels.h), where
+	                     * eight lanes are one register (kv_width.h) */
 		const kv8d zero = {0};
 		kv8d v;
 		memcpy(&v, l, sizeof(v));
@@ -492,8 +448,8 @@ LINES_HOT static int sce_weights_work(struct merge_ctx *p, struct pipe_job *job,
 			int masked = st->select && st->thr[job->tensor] &&
 			             sce_mask(p, st, job->tensor, s, nn);
 			for (unsigned i = 0; i < nm; i++)
-				sce_squares(s->tau + (size_t)i * SCE_TILE, masked ? s->keep : NULL, nn,
-				            lane[i]);
+				sce_squares(p->k->wide, s->tau + (size_t)i * SCE_TILE,
+				            masked ? s->keep : NULL, nn, lane[i]);
 		}
 		for (unsigned i = 0; i < nm; i++)
 			part[i] = kern_lane_sum(lane[i]);
@@ -559,7 +515,7 @@ LINES_HOT static int sce_norm_work(struct merge_ctx *p, struct pipe_job *job, vo
 #endif
 			sce_load(p, t, job, j0, nn, s);
 			sce_tile_mtl(p, st, job->tensor, s, nn);
-			norm_lanes_add(&l, s->s, s->mtl, nn);
+			norm_lanes_add(p->k->wide, &l, s->s, s->mtl, nn);
 		}
 		norm_lanes_fold(part, &l);
 	}

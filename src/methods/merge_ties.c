@@ -446,7 +446,7 @@ static void tile_numerator(struct merge_ctx *p, const struct tensor *t, const vo
                            const float *bt, const float *tp, size_t nn, struct kern_norms *nm)
 {
 	if (p->equal_weights && p->w[0] == 1.0)
-		ties_norm_sum(tp, T(p)->nx, nn, nm->s1, nm->s2);
+		ties_norm_sum(p->k->wide, tp, T(p)->nx, nn, nm->s1, nm->s2);
 	else
 		p->k->norm_lin(t->in_dt, xs, T(p)->nx, bt, T(p)->ones, nn, nm);
 }

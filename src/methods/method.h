@@ -294,43 +294,65 @@ static inline void norm_lane(struct norm_lanes *l, unsigned k, double s, double 
 /* Elements of a block s[0..n), t[0..n), the first of them a multiple of
  * KERN_LANES from the block's start (a tile's: KERN_TILE is one). */
 #if defined(__GNUC__)
-/* norm_lane() on eight lanes in GNU C's vectors (kernels.h), the same
- * operations in each: a0..a3 (kv8d) += |s|, |t|, s^2, t^2 where s and t
- * (kv8d) are both finite, +0.0 elsewhere */
-#define NORM_LANES8(a0, a1, a2, a3, s, t)                                                         \
+/* norm_lane() on the lanes of GNU C's vectors (kernels.h) of types VD
+ * (double), VU and VI (64-bit integers) of one width, the same operations
+ * in each: a0..a3 += |s|, |t|, s^2, t^2 where s and t are both finite,
+ * +0.0 elsewhere */
+#define NORM_LANES(VD, VU, VI, a0, a1, a2, a3, s, t)                                              \
 	do {                                                                                      \
-		const kv8u e_ = (kv8u){0} + 0x7ff0000000000000ull,                                \
-		           m_ = (kv8u){0} + 0x7fffffffffffffffull;                                \
-		const kv8d z_ = {0}, s_ = (s), t_ = (t);                                          \
-		kv8u es_ = (kv8u)s_ & e_, et_ = (kv8u)t_ & e_;                                    \
-		kv8i fs_, ft_;                                                                    \
-		KV8_CMP(fs_, es_, !=, e_);                                                        \
-		KV8_CMP(ft_, et_, !=, e_);                                                        \
-		kv8i ok_ = fs_ & ft_;                                                             \
-		(a0) += KV8_PICK(ok_, (kv8d)((kv8u)s_ & m_), z_);                                 \
-		(a1) += KV8_PICK(ok_, (kv8d)((kv8u)t_ & m_), z_);                                 \
-		(a2) += KV8_PICK(ok_, s_ * s_, z_);                                               \
-		(a3) += KV8_PICK(ok_, t_ * t_, z_);                                               \
+		const VU e_ = (VU){0} + 0x7ff0000000000000ull, m_ = (VU){0} + 0x7fffffffffffffffull; \
+		const VD s_ = (s), t_ = (t);                                                      \
+		VU es_ = (VU)s_ & e_, et_ = (VU)t_ & e_;                                          \
+		VI fs_, ft_;                                                                      \
+		KV_CMP(fs_, es_, !=, e_);                                                         \
+		KV_CMP(ft_, et_, !=, e_);                                                         \
+		VU ok_ = (VU)(fs_ & ft_);                                                         \
+		(a0) += (VD)((VU)s_ & m_ & ok_);                                                  \
+		(a1) += (VD)((VU)t_ & m_ & ok_);                                                  \
+		(a2) += (VD)((VU)(s_ * s_) & ok_);                                                \
+		(a3) += (VD)((VU)(t_ * t_) & ok_);                                                \
 	} while (0)
+#define NORM_LANES8(a0, a1, a2, a3, s, t) NORM_LANES(kv8d, kv8u, kv8i, a0, a1, a2, a3, s, t)
 #endif
-static inline void norm_lanes_add(struct norm_lanes *l, const double *s, const double *t,
+/* wide: struct kern's (eight lanes in one vector, else two of four) */
+static inline void norm_lanes_add(int wide, struct norm_lanes *l, const double *s, const double *t,
                                   size_t n)
 {
 	struct norm_lanes a; /* a local copy, which the compiler keeps in registers */
 	size_t j = 0;
 	memcpy(&a, l, sizeof(a));
 #if defined(__GNUC__)
-	kv8d a0, a1, a2, a3;
-	memcpy(&a0, a.v[0], sizeof(a0)), memcpy(&a1, a.v[1], sizeof(a1));
-	memcpy(&a2, a.v[2], sizeof(a2)), memcpy(&a3, a.v[3], sizeof(a3));
-	for (; j + KERN_LANES <= n; j += KERN_LANES) {
-		kv8d sv, tv;
-		memcpy(&sv, s + j, sizeof(sv)), memcpy(&tv, t + j, sizeof(tv));
-		NORM_LANES8(a0, a1, a2, a3, sv, tv);
+	if (wide) {
+		kv8d a0, a1, a2, a3;
+		memcpy(&a0, a.v[0], sizeof(a0)), memcpy(&a1, a.v[1], sizeof(a1));
+		memcpy(&a2, a.v[2], sizeof(a2)), memcpy(&a3, a.v[3], sizeof(a3));
+		for (; j + KERN_LANES <= n; j += KERN_LANES) {
+			kv8d sv, tv;
+			memcpy(&sv, s + j, sizeof(sv)), memcpy(&tv, t + j, sizeof(tv));
+			NORM_LANES8(a0, a1, a2, a3, sv, tv);
+		}
+		memcpy(a.v[0], &a0, sizeof(a0)), memcpy(a.v[1], &a1, sizeof(a1));
+		memcpy(a.v[2], &a2, sizeof(a2)), memcpy(a.v[3], &a3, sizeof(a3));
+	} else { /* lanes 0-3 in the b vectors, 4-7 in the c ones */
+		kv4d b0, b1, b2, b3, c0, c1, c2, c3;
+		memcpy(&b0, a.v[0], 32), memcpy(&b1, a.v[1], 32);
+		memcpy(&b2, a.v[2], 32), memcpy(&b3, a.v[3], 32);
+		memcpy(&c0, a.v[0] + 4, 32), memcpy(&c1, a.v[1] + 4, 32);
+		memcpy(&c2, a.v[2] + 4, 32), memcpy(&c3, a.v[3] + 4, 32);
+		for (; j + KERN_LANES <= n; j += KERN_LANES) {
+			kv4d sv, tv;
+			memcpy(&sv, s + j, sizeof(sv)), memcpy(&tv, t + j, sizeof(tv));
+			NORM_LANES(kv4d, kv4u, kv4i, b0, b1, b2, b3, sv, tv);
+			memcpy(&sv, s + j + 4, sizeof(sv)), memcpy(&tv, t + j + 4, sizeof(tv));
+			NORM_LANES(kv4d, kv4u, kv4i, c0, c1, c2, c3, sv, tv);
+		}
+		memcpy(a.v[0], &b0, 32), memcpy(a.v[1], &b1, 32);
+		memcpy(a.v[2], &b2, 32), memcpy(a.v[3], &b3, 32);
+		memcpy(a.v[0] + 4, &c0, 32), memcpy(a.v[1] + 4, &c1, 32);
+		memcpy(a.v[2] + 4, &c2, 32), memcpy(a.v[3] + 4, &c3, 32);
 	}
-	memcpy(a.v[0], &a0, sizeof(a0)), memcpy(a.v[1], &a1, sizeof(a1));
-	memcpy(a.v[2], &a2, sizeof(a2)), memcpy(a.v[3], &a3, sizeof(a3));
 #else
+	(void)wide;
 	for (; j + KERN_LANES <= n; j += KERN_LANES)
 		for (unsigned k = 0; k < KERN_LANES; k++)
 			norm_lane(&a, k, s[j + k], t[j + k]);

@@ -44,11 +44,11 @@ static inline void td_one(double *l, const double *x, const double *y, size_t n)
 		l[j - full] += x[j] * y[j];
 }
 
-/* a += x[j..j+8) * y[j..j+8) in GNU C's vectors (kernels.h, kv8d): lane
- * by lane, as in td_one() */
+/* a += x[j..j+w) * y[j..j+w) in GNU C's vectors (kernels.h) of a's type
+ * (w lanes): lane by lane, as in td_one() */
 #define TD_MAC(a, x, y, j)                                                                        \
 	do {                                                                                      \
-		kv8d x_, y_;                                                                    \
+		__typeof__(a) x_, y_;                                                             \
 		memcpy(&x_, (x) + (j), sizeof(x_)), memcpy(&y_, (y) + (j), sizeof(y_));           \
 		(a) += x_ * y_;                                                                   \
 	} while (0)
@@ -56,24 +56,46 @@ static inline void td_one(double *l, const double *x, const double *y, size_t n)
 /* Four pairs at once: the same sums, each lane's in the same order, but
  * four independent chains of additions instead of one, so that the loop
  * is not bound by the latency of an addition. */
-static inline void td_four(double (*lane)[KERN_LANES], double *const *v,
+static inline void td_four(int wide, double (*lane)[KERN_LANES], double *const *v,
                            const unsigned char (*pair)[2], size_t n)
 {
 	const double *x0 = v[pair[0][0]], *y0 = v[pair[0][1]], *x1 = v[pair[1][0]],
 	             *y1 = v[pair[1][1]], *x2 = v[pair[2][0]], *y2 = v[pair[2][1]],
 	             *x3 = v[pair[3][0]], *y3 = v[pair[3][1]];
-	kv8d a0, a1, a2, a3;
 	size_t full = n - n % KERN_LANES;
-	memcpy(&a0, lane[0], sizeof(a0)), memcpy(&a1, lane[1], sizeof(a1));
-	memcpy(&a2, lane[2], sizeof(a2)), memcpy(&a3, lane[3], sizeof(a3));
-	for (size_t j = 0; j < full; j += KERN_LANES) {
-		TD_MAC(a0, x0, y0, j);
-		TD_MAC(a1, x1, y1, j);
-		TD_MAC(a2, x2, y2, j);
-		TD_MAC(a3, x3, y3, j);
+	if (wide) { /* struct kern's: eight lanes in one vector */
+		kv8d a0, a1, a2, a3;
+		memcpy(&a0, lane[0], sizeof(a0)), memcpy(&a1, lane[1], sizeof(a1));
+		memcpy(&a2, lane[2], sizeof(a2)), memcpy(&a3, lane[3], sizeof(a3));
+		for (size_t j = 0; j < full; j += KERN_LANES) {
+			TD_MAC(a0, x0, y0, j);
+			TD_MAC(a1, x1, y1, j);
+			TD_MAC(a2, x2, y2, j);
+			TD_MAC(a3, x3, y3, j);
+		}
+		memcpy(lane[0], &a0, sizeof(a0)), memcpy(lane[1], &a1, sizeof(a1));
+		memcpy(lane[2], &a2, sizeof(a2)), memcpy(lane[3], &a3, sizeof(a3));
+	} else { /* in two of four (kv_width.h): lanes 0-3 in b, 4-7 in c */
+		kv4d b0, b1, b2, b3, c0, c1, c2, c3;
+		memcpy(&b0, lane[0], 32), memcpy(&b1, lane[1], 32);
+		memcpy(&b2, lane[2], 32), memcpy(&b3, lane[3], 32);
+		memcpy(&c0, lane[0] + 4, 32), memcpy(&c1, lane[1] + 4, 32);
+		memcpy(&c2, lane[2] + 4, 32), memcpy(&c3, lane[3] + 4, 32);
+		for (size_t j = 0; j < full; j += KERN_LANES) {
+			TD_MAC(b0, x0, y0, j);
+			TD_MAC(b1, x1, y1, j);
+			TD_MAC(b2, x2, y2, j);
+			TD_MAC(b3, x3, y3, j);
+			TD_MAC(c0, x0, y0, j + 4);
+			TD_MAC(c1, x1, y1, j + 4);
+			TD_MAC(c2, x2, y2, j + 4);
+			TD_MAC(c3, x3, y3, j + 4);
+		}
+		memcpy(lane[0], &b0, 32), memcpy(lane[1], &b1, 32);
+		memcpy(lane[2], &b2, 32), memcpy(lane[3], &b3, 32);
+		memcpy(lane[0] + 4, &c0, 32), memcpy(lane[1] + 4, &c1, 32);
+		memcpy(lane[2] + 4, &c2, 32), memcpy(lane[3] + 4, &c3, 32);
 	}
-	memcpy(lane[0], &a0, sizeof(a0)), memcpy(lane[1], &a1, sizeof(a1));
-	memcpy(lane[2], &a2, sizeof(a2)), memcpy(lane[3], &a3, sizeof(a3));
 	for (unsigned q = 0; q < 4; q++)
 		for (size_t j = full; j < n; j++)
 			lane[q][j - full] += v[pair[q][0]][j] * v[pair[q][1]][j];
@@ -90,7 +112,7 @@ LINES_HOT void tdots_range(const struct merge_ctx *c, const struct tdots *d, con
 		unsigned q = 0;
 		d->load(c, t, job, j0, n, v, tmp);
 		for (; q + 4 <= d->npairs; q += 4)
-			td_four(lane + q, v, d->pair + q, n);
+			td_four(c->k->wide, lane + q, v, d->pair + q, n);
 		for (; q < d->npairs; q++)
 			td_one(lane[q], v[d->pair[q][0]], v[d->pair[q][1]], n);
 	}

@@ -1,0 +1,88 @@
+/*
+ * kv_width.h -- the names of GNU C's vectors (kernels.h) for a loop body
+ * written once for two widths: KVW lanes, 8 (64 bytes: one AVX-512
+ * register) or 4 (32 bytes: one AVX2 register).
+ *
+ * Why two: GCC 12 keeps a vector wider than the target's registers in
+ * memory and compares or converts it lane by lane, so the eight-lane
+ * loops, one instruction an operation in LINES_HOT's AVX-512 clone, run
+ * several times slower in its AVX2 and baseline clones than plain C.
+ * A file defines KVW, includes this file, then a body that names its
+ * functions KV_NAME(f) (f_8 or f_4) and its types and macros as below;
+ * then the same for the other width. Every lane does the same IEEE
+ * operations on its element at either width, so both give the same
+ * bits; struct kern's wide (the avx512 table) chooses the eight-lane one.
+ * No include guard: it is meant to be included once per width.
+ */
+#undef KVD
+#undef KVU
+#undef KVI
+#undef KVF
+#undef KVUW
+#undef KVIW
+#undef KVH
+#undef KVB
+#if KVW == 8
+#define KVD kv8d
+#define KVU kv8u
+#define KVI kv8i
+#define KVF kv8f
+#define KVUW kv8uw
+#define KVIW kv8w
+#define KVH kv8h
+#define KVB kv8b
+#elif KVW == 4
+#define KVD kv4d
+#define KVU kv4u
+#define KVI kv4i
+#define KVF kv4f
+#define KVUW kv4uw
+#define KVIW kv4w
+#define KVH kv4h
+#define KVB kv4b
+#else
+#error "kv_width.h: KVW must be 8 or 4"
+#endif
+
+#ifndef KV_NAME
+/* The macros write a vector lane by lane (kernels.h: GCC may warn at their
+ * lines of a use before it is set) */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#define KV_NAME(f) KV_NAME_(f, KVW)
+#define KV_NAME_(f, w) KV_NAME__(f, w)
+#define KV_NAME__(f, w) f##_##w
+/* a where mask (all ones in a lane), else b */
+#define KV_PICK(mask, a, b) ((KVD)(((KVU)(a) & (KVU)(mask)) | ((KVU)(b) & ~(KVU)(mask))))
+/* r = the KVW BF16 values at p (little-endian bytes) as float32 */
+#define KV_BF16(r, p)                                                                             \
+	do {                                                                                      \
+		KVH h_;                                                                           \
+		KVUW u_;                                                                          \
+		memcpy(&h_, (p), sizeof(h_));                                                     \
+		for (unsigned l_ = 0; l_ < KVW; l_++)                                             \
+			u_[l_] = (uint32_t)h_[l_] << 16;                                            \
+		(r) = (KVF)u_;                                                                    \
+	} while (0)
+/* KV8_LOAD_F32 at this width */
+#define KV_LOAD_F32(r, raw, f, j)                                                                 \
+	do {                                                                                      \
+		if (raw)                                                                          \
+			KV_BF16(r, (raw) + 2 * (j));                                              \
+		else                                                                              \
+			memcpy(&(r), (f) + (j), sizeof(r));                                       \
+	} while (0)
+/* KV8_STORE_F32 at this width */
+#define KV_STORE_F32(dst, x)                                                                      \
+	do {                                                                                      \
+		KVD x_ = (x), q_ = (KVD)((KVU){0} + 0x7ff8000000000000ull);                      \
+		KVI n_;                                                                           \
+		KVF f_;                                                                           \
+		KV_CMP(n_, x_, !=, x_);                                                           \
+		x_ = KV_PICK(n_, q_, x_);                                                         \
+		for (unsigned l_ = 0; l_ < KVW; l_++)                                             \
+			f_[l_] = (float)x_[l_];                                                     \
+		memcpy((dst), &f_, sizeof(f_));                                                   \
+	} while (0)
+#pragma GCC diagnostic pop
+#endif
