@@ -70,12 +70,12 @@ LINES_HOT void ties_norm_sum(int wide, const float *tp, unsigned nx, size_t n, d
 			kv8f x;
 			kv8d xd;
 			memcpy(&x, tp + (size_t)i * n + j, sizeof(x));
-			KV8_WIDEN(xd, x);
+			KV_WIDEN(xd, x);
 			s += xd;
 		}
 		kv8u e = (kv8u)s & exp_mask;
 		kv8i fin;
-		KV8_CMP(fin, e, !=, exp_mask);
+		KV_CMP(fin, e, !=, exp_mask);
 		a = KV8_PICK(fin, (kv8d)((kv8u)s & abs_mask), zero);
 		v1 += a;
 		v2 += a * a;

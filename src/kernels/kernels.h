@@ -122,13 +122,16 @@
 
 #if defined(__GNUC__)
 /*
- * KERN_LANES elements in GNU C's vector types: one AVX-512 register, two
- * AVX2 ones, four SSE2 or NEON ones. The arithmetic is lane by lane, each
- * lane the same IEEE operations as one element of the scalar reference,
- * so the vector loops written in them give the same bits on every
- * instruction set. Load and store by memcpy; pass them through macros, not
- * functions (a function taking or returning a 64-byte vector has another
- * ABI with AVX-512 than without, which GCC warns of).
+ * KERN_LANES elements in GNU C's vector types: one AVX-512 register
+ * (kv8*), or four in one AVX2 register (kv4*: a loop written for both,
+ * kv_width.h, takes the eight lanes as two vectors of four where a
+ * register holds four, which GCC would otherwise keep in memory). The
+ * arithmetic is lane by lane, each lane the same IEEE operations as one
+ * element of the scalar reference, so the vector loops written in them
+ * give the same bits on every instruction set and at either width. Load
+ * and store by memcpy; pass them through macros, not functions (a
+ * function taking or returning a 64-byte vector has another ABI with
+ * AVX-512 than without, which GCC warns of).
  */
 typedef double kv8d __attribute__((vector_size(64)));
 typedef uint64_t kv8u __attribute__((vector_size(64)));
@@ -138,7 +141,6 @@ typedef uint32_t kv8uw __attribute__((vector_size(32)));
 typedef int32_t kv8w __attribute__((vector_size(32)));
 typedef uint16_t kv8h __attribute__((vector_size(16)));
 typedef uint8_t kv8b __attribute__((vector_size(8)));
-/* Four lanes: one AVX2 register (kv_width.h). */
 typedef double kv4d __attribute__((vector_size(32)));
 typedef uint64_t kv4u __attribute__((vector_size(32)));
 typedef int64_t kv4i __attribute__((vector_size(32)));
@@ -172,46 +174,51 @@ typedef uint8_t kv4b __attribute__((vector_size(4)));
 		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                       \
 	} while (0)
-#define KV8_CMP KV_CMP
 /* r (kv8d, kv4d) = x (kv8f, kv4f) widened, exactly */
 #define KV_WIDEN(r, x)                                                                            \
 	do {                                                                                      \
 		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = (double)(x)[l_];                                                  \
 	} while (0)
-#define KV8_WIDEN KV_WIDEN
-/* r = the eight BF16 values at p (little-endian bytes) as float32: each
- * one's bits shifted up by 16, as kern_bf16_to_f32() */
-#define KV8_BF16(r, p)                                                                            \
+/* r (kv8f, kv4f) = the BF16 values at p (little-endian bytes), one a
+ * lane, as float32: each one's bits shifted up by 16, as
+ * kern_bf16_to_f32() */
+#define KV_BF16(r, p)                                                                             \
 	do {                                                                                      \
-		kv8h h_;                                                                          \
-		kv8uw u_;                                                                         \
+		typedef uint16_t h_t_ __attribute__((vector_size(sizeof(r) / 2)));                \
+		typedef uint32_t u_t_ __attribute__((vector_size(sizeof(r))));                    \
+		h_t_ h_;                                                                          \
+		u_t_ u_;                                                                          \
 		memcpy(&h_, (p), sizeof(h_));                                                     \
-		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			u_[l_] = (uint32_t)h_[l_] << 16;                                            \
-		(r) = (kv8f)u_;                                                                   \
+		(r) = (__typeof__(r))u_;                                                          \
 	} while (0)
-/* r (kv8f) = the eight input values of element j on: from raw (BF16
- * bytes, decoded with KV8_BF16) when it is not NULL, else from the
+/* r (kv8f, kv4f) = the input values of element j on: from raw (BF16
+ * bytes, decoded with KV_BF16) when it is not NULL, else from the
  * float32 values at f (the kernels' decoding) */
-#define KV8_LOAD_F32(r, raw, f, j)                                                                \
+#define KV_LOAD_F32(r, raw, f, j)                                                                 \
 	do {                                                                                      \
 		if (raw)                                                                          \
-			KV8_BF16(r, (raw) + 2 * (j));                                             \
+			KV_BF16(r, (raw) + 2 * (j));                                              \
 		else                                                                              \
 			memcpy(&(r), (f) + (j), sizeof(r));                                       \
 	} while (0)
-/* The eight float32 values at dst = x (kv8d) rounded to float32, a NaN
+/* The float32 values at dst = x (kv8d, kv4d) rounded to float32, a NaN
  * as the default quiet NaN (tile_store()'s rounding): a NaN is made
  * +0x7ff8... first, which rounds to 0x7fc00000 */
-#define KV8_STORE_F32(dst, x)                                                                     \
+#define KV_STORE_F32(dst, x)                                                                      \
 	do {                                                                                      \
-		kv8d x_ = (x), q_ = (kv8d)((kv8u){0} + 0x7ff8000000000000ull);                   \
-		kv8i n_;                                                                          \
-		kv8f f_;                                                                          \
-		KV8_CMP(n_, x_, !=, x_);                                                          \
-		x_ = KV8_PICK(n_, q_, x_);                                                        \
-		for (unsigned l_ = 0; l_ < KERN_LANES; l_++)                                      \
+		typedef uint64_t u_t_ __attribute__((vector_size(sizeof(x))));                    \
+		typedef int64_t i_t_ __attribute__((vector_size(sizeof(x))));                     \
+		typedef float f_t_ __attribute__((vector_size(sizeof(x) / 2)));                  \
+		__typeof__(x) x_ = (x);                                                           \
+		i_t_ n_;                                                                          \
+		f_t_ f_;                                                                          \
+		KV_CMP(n_, x_, !=, x_);                                                           \
+		x_ = (__typeof__(x))(((u_t_)x_ & ~(u_t_)n_) |                                     \
+		                     (((u_t_){0} + 0x7ff8000000000000ull) & (u_t_)n_));            \
+		for (unsigned l_ = 0; l_ < KV_LANES(x_); l_++)                                    \
 			f_[l_] = (float)x_[l_];                                                     \
 		memcpy((dst), &f_, sizeof(f_));                                                   \
 	} while (0)
@@ -222,7 +229,6 @@ typedef uint8_t kv4b __attribute__((vector_size(4)));
 		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = fma((a)[l_], (b)[l_], (c)[l_]);                                   \
 	} while (0)
-#define KV8_FMA KV_FMA
 #pragma GCC diagnostic pop
 #endif
 /* Norms are reduced per block of this many elements, aligned to the start

@@ -45,44 +45,10 @@
 #endif
 
 #ifndef KV_NAME
-/* The macros write a vector lane by lane (kernels.h: GCC may warn at their
- * lines of a use before it is set) */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #define KV_NAME(f) KV_NAME_(f, KVW)
 #define KV_NAME_(f, w) KV_NAME__(f, w)
 #define KV_NAME__(f, w) f##_##w
-/* a where mask (all ones in a lane), else b */
+/* a where mask (all ones in a lane), else b (KV_CMP, KV_WIDEN, KV_FMA,
+ * KV_LOAD_F32 and KV_STORE_F32 of kernels.h take either width) */
 #define KV_PICK(mask, a, b) ((KVD)(((KVU)(a) & (KVU)(mask)) | ((KVU)(b) & ~(KVU)(mask))))
-/* r = the KVW BF16 values at p (little-endian bytes) as float32 */
-#define KV_BF16(r, p)                                                                             \
-	do {                                                                                      \
-		KVH h_;                                                                           \
-		KVUW u_;                                                                          \
-		memcpy(&h_, (p), sizeof(h_));                                                     \
-		for (unsigned l_ = 0; l_ < KVW; l_++)                                             \
-			u_[l_] = (uint32_t)h_[l_] << 16;                                            \
-		(r) = (KVF)u_;                                                                    \
-	} while (0)
-/* KV8_LOAD_F32 at this width */
-#define KV_LOAD_F32(r, raw, f, j)                                                                 \
-	do {                                                                                      \
-		if (raw)                                                                          \
-			KV_BF16(r, (raw) + 2 * (j));                                              \
-		else                                                                              \
-			memcpy(&(r), (f) + (j), sizeof(r));                                       \
-	} while (0)
-/* KV8_STORE_F32 at this width */
-#define KV_STORE_F32(dst, x)                                                                      \
-	do {                                                                                      \
-		KVD x_ = (x), q_ = (KVD)((KVU){0} + 0x7ff8000000000000ull);                      \
-		KVI n_;                                                                           \
-		KVF f_;                                                                           \
-		KV_CMP(n_, x_, !=, x_);                                                           \
-		x_ = KV_PICK(n_, q_, x_);                                                         \
-		for (unsigned l_ = 0; l_ < KVW; l_++)                                             \
-			f_[l_] = (float)x_[l_];                                                     \
-		memcpy((dst), &f_, sizeof(f_));                                                   \
-	} while (0)
-#pragma GCC diagnostic pop
 #endif

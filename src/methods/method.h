@@ -472,7 +472,7 @@ static inline void tile_tau(const struct kern *k, enum dtype dt, const unsigned 
 }
 
 /* *dst = x rounded to float32 (nearest even), a NaN as the default quiet
- * NaN 0x7fc00000, as the kernels' finish does (KV8_STORE_F32 on eight) */
+ * NaN 0x7fc00000, as the kernels' finish does (KV_STORE_F32 on a vector) */
 static inline void f32_store(float *dst, double x)
 {
 	uint32_t u = 0x7fc00000u;
@@ -501,11 +501,18 @@ static inline void tile_store(const struct kern *k, enum dtype odt, const double
 		return;
 	}
 #if defined(__GNUC__)
-	for (; j + KERN_LANES <= n; j += KERN_LANES) { /* the same, eight at a time */
-		kv8d x;
-		memcpy(&x, r + j, sizeof(x));
-		KV8_STORE_F32(tmp + j, x);
-	}
+	if (k->wide) /* the same, eight at a time (struct kern's wide) */
+		for (; j + KERN_LANES <= n; j += KERN_LANES) {
+			kv8d x;
+			memcpy(&x, r + j, sizeof(x));
+			KV_STORE_F32(tmp + j, x);
+		}
+	else /* four at a time (kv_width.h) */
+		for (; j + 4 <= n; j += 4) {
+			kv4d x;
+			memcpy(&x, r + j, sizeof(x));
+			KV_STORE_F32(tmp + j, x);
+		}
 #endif
 	for (; j < n; j++)
 		f32_store(&tmp[j], r[j]);
@@ -518,7 +525,7 @@ static inline void tile_store(const struct kern *k, enum dtype odt, const double
  * the base's and the models' bytes of element j0, and the kernels decode
  * to float32 the base's values into bf and model i's into ft + i * stride.
  * Returns 1 when the loop decodes the first n rounded down to a multiple
- * of 8 itself (BF16 on a little-endian machine: KV8_BF16), which the
+ * of 8 itself (BF16 on a little-endian machine: KV_BF16), which the
  * kernels then leave out; 0 when they decode all n.
  */
 static inline int tile_decode_f32(const struct merge_ctx *p, const struct tensor *t,
