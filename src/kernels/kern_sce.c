@@ -66,8 +66,8 @@ LINES_HOT void sce_sums(const double *tau, size_t stride, unsigned nx, size_t n,
 	}
 }
 
-/* One element, the reference: the vector loop below makes the same
- * operations on eight at once. */
+/* One element, the reference: the vector loop (kern_sce_elect.h) makes
+ * the same operations on KVW at once. */
 static inline double sce_elect1(const double *tau, size_t stride, unsigned nx, size_t j,
                                 const double *s, const unsigned char *keep, const double *w)
 {

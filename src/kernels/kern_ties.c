@@ -290,8 +290,8 @@ static inline void bc_ties_vec(int wide, const float *tp, unsigned nx, size_t n,
 }
 #endif
 
-/* bc_merge_tile()'s condition for a kernel of eight elements at a time:
- * with ties, every weight's magnitude in [2^-900, 2^900]. */
+/* bc_merge_tile()'s condition for a vector loop (a kernel's, or
+ * bc_ties_vec()): with ties, every weight's magnitude in [2^-900, 2^900]. */
 static int bc_vec_weights(const double *w, unsigned nx)
 {
 	int vec = 1;

@@ -49,6 +49,6 @@
 #define KV_NAME_(f, w) KV_NAME__(f, w)
 #define KV_NAME__(f, w) f##_##w
 /* a where mask (all ones in a lane), else b (KV_CMP, KV_WIDEN, KV_FMA,
- * KV_LOAD_F32 and KV_STORE_F32 of kernels.h take either width) */
+ * KV_BF16, KV_LOAD_F32 and KV_STORE_F32 of kernels.h take either width) */
 #define KV_PICK(mask, a, b) ((KVD)(((KVU)(a) & (KVU)(mask)) | ((KVU)(b) & ~(KVU)(mask))))
 #endif

@@ -109,9 +109,10 @@ static void ram_elem(const struct merge_ctx *p, struct ram_scratch *s, size_t j,
 
 #if defined(__GNUC__)
 /*
- * ram_elem on eight elements at a time in GNU C's vectors (one register
- * on AVX-512, two on AVX2, four on NEON), every model's values in
- * registers: the same operations on each element, so the same numbers.
+ * ram_elem on KVW elements at a time in GNU C's vectors (ram_vec(),
+ * merge_ram_vec.h: eight, one register, with AVX-512; else four, one
+ * register with AVX2; kv_width.h), every model's values in registers:
+ * the same operations on each element, so the same numbers.
  * One difference of cost, as a division costs a quarter of the writing
  * pass: m /= c is computed without one, and gives the same number.
  * Where c is a power of two it is m times 1/c (each rounds m 2^-k once),
