@@ -42,12 +42,15 @@ static void ns_tile(const struct merge_ctx *p, const struct tensor *t, const str
 	double th = p->o->t;
 	tile_load(p->k, t->in_dt, job->in[0] + j0 * t->unit_in, n, s->b, s->f);
 	tile_load(p->k, t->in_dt, job->in[1] + j0 * t->unit_in, n, s->x, s->f);
-	/* every quotient first, then the weights and the values: loops
-	 * without a branch, which vectorise */
+	/* every quotient first, then the weights, then the values: loops
+	 * without a branch, which vectorise (GCC 12 leaves the weights and
+	 * the values in one loop scalar for AVX2) */
 	for (size_t j = 0; j < n; j++)
 		s->w[j] = th / fabs(s->b[j] - s->x[j]);
+	for (size_t j = 0; j < n; j++)
+		s->w[j] = ns_weight(s->w[j]);
 	for (size_t j = 0; j < n; j++) {
-		double w = ns_weight(s->w[j]);
+		double w = s->w[j];
 		double v = fma(w, s->x[j], (1.0 - w) * s->b[j]);
 		s->x[j] = toward_base(v, s->b[j], t->lambda);
 	}
