@@ -19,12 +19,8 @@ KV_NAME(ms_vec)(const struct multislerp *ms, const double *c, const float *bf, c
 	KVD a0[H], a1[H], a2[H], a3[H];
 	for (unsigned h = 0; h < H; h++) {
 		a0[h] = a1[h] = a2[h] = a3[h] = zero;
-		if (l) {
-			memcpy(&a0[h], l->v[0] + h * KVW, sizeof(KVD));
-			memcpy(&a1[h], l->v[1] + h * KVW, sizeof(KVD));
-			memcpy(&a2[h], l->v[2] + h * KVW, sizeof(KVD));
-			memcpy(&a3[h], l->v[3] + h * KVW, sizeof(KVD));
-		}
+		if (l)
+			NORM_LANES_GET(l, h, a0[h], a1[h], a2[h], a3[h]);
 	}
 	for (size_t j8 = 0; j8 < n8; j8 += KERN_LANES) {
 #pragma GCC unroll 2
@@ -52,10 +48,6 @@ KV_NAME(ms_vec)(const struct multislerp *ms, const double *c, const float *bf, c
 			KV_STORE_F32(out + j, o);
 		}
 	}
-	for (unsigned h = 0; l && h < H; h++) {
-		memcpy(l->v[0] + h * KVW, &a0[h], sizeof(KVD));
-		memcpy(l->v[1] + h * KVW, &a1[h], sizeof(KVD));
-		memcpy(l->v[2] + h * KVW, &a2[h], sizeof(KVD));
-		memcpy(l->v[3] + h * KVW, &a3[h], sizeof(KVD));
-	}
+	for (unsigned h = 0; l && h < H; h++)
+		NORM_LANES_PUT(l, h, a0[h], a1[h], a2[h], a3[h]);
 }

@@ -21,12 +21,8 @@ KV_NAME(sce_vec)(unsigned nm, const double *w, const float *bf, const float *ft,
 		a0[h] = a1[h] = a2[h] = a3[h] = zero;
 		for (unsigned i = 0; mode == 0 && i < nm; i++)
 			memcpy(&sq[i][h], lane[i] + h * KVW, sizeof(KVD));
-		if (mode == 1) {
-			memcpy(&a0[h], l->v[0] + h * KVW, sizeof(KVD));
-			memcpy(&a1[h], l->v[1] + h * KVW, sizeof(KVD));
-			memcpy(&a2[h], l->v[2] + h * KVW, sizeof(KVD));
-			memcpy(&a3[h], l->v[3] + h * KVW, sizeof(KVD));
-		}
+		if (mode == 1)
+			NORM_LANES_GET(l, h, a0[h], a1[h], a2[h], a3[h]);
 	}
 	for (size_t j8 = 0; j8 < n8; j8 += KERN_LANES) {
 #pragma GCC unroll 2
@@ -73,11 +69,7 @@ KV_NAME(sce_vec)(unsigned nm, const double *w, const float *bf, const float *ft,
 	for (unsigned h = 0; h < H; h++) {
 		for (unsigned i = 0; mode == 0 && i < nm; i++)
 			memcpy(lane[i] + h * KVW, &sq[i][h], sizeof(KVD));
-		if (mode == 1) {
-			memcpy(l->v[0] + h * KVW, &a0[h], sizeof(KVD));
-			memcpy(l->v[1] + h * KVW, &a1[h], sizeof(KVD));
-			memcpy(l->v[2] + h * KVW, &a2[h], sizeof(KVD));
-			memcpy(l->v[3] + h * KVW, &a3[h], sizeof(KVD));
-		}
+		if (mode == 1)
+			NORM_LANES_PUT(l, h, a0[h], a1[h], a2[h], a3[h]);
 	}
 }

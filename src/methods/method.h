@@ -313,6 +313,22 @@ static inline void norm_lane(struct norm_lanes *l, unsigned k, double s, double 
 		(a3) += (VD)((VU)(t_ * t_) & ok_);                                                \
 	} while (0)
 #define NORM_LANES8(a0, a1, a2, a3, s, t) NORM_LANES(kv8d, kv8u, kv8i, a0, a1, a2, a3, s, t)
+/* a0..a3 = lanes [h w, (h + 1) w) of the four sums of l, w the lanes of
+ * a0 (eight lanes kept in 8 / w vectors), and back */
+#define NORM_LANES_GET(l, h, a0, a1, a2, a3)                                                      \
+	do {                                                                                      \
+		memcpy(&(a0), (l)->v[0] + (h) * KV_LANES(a0), sizeof(a0));                        \
+		memcpy(&(a1), (l)->v[1] + (h) * KV_LANES(a0), sizeof(a0));                        \
+		memcpy(&(a2), (l)->v[2] + (h) * KV_LANES(a0), sizeof(a0));                        \
+		memcpy(&(a3), (l)->v[3] + (h) * KV_LANES(a0), sizeof(a0));                        \
+	} while (0)
+#define NORM_LANES_PUT(l, h, a0, a1, a2, a3)                                                      \
+	do {                                                                                      \
+		memcpy((l)->v[0] + (h) * KV_LANES(a0), &(a0), sizeof(a0));                        \
+		memcpy((l)->v[1] + (h) * KV_LANES(a0), &(a1), sizeof(a0));                        \
+		memcpy((l)->v[2] + (h) * KV_LANES(a0), &(a2), sizeof(a0));                        \
+		memcpy((l)->v[3] + (h) * KV_LANES(a0), &(a3), sizeof(a0));                        \
+	} while (0)
 #endif
 /* wide: struct kern's (eight lanes in one vector, else two of four) */
 static inline void norm_lanes_add(int wide, struct norm_lanes *l, const double *s, const double *t,
@@ -324,21 +340,17 @@ static inline void norm_lanes_add(int wide, struct norm_lanes *l, const double *
 #if defined(__GNUC__)
 	if (wide) {
 		kv8d a0, a1, a2, a3;
-		memcpy(&a0, a.v[0], sizeof(a0)), memcpy(&a1, a.v[1], sizeof(a1));
-		memcpy(&a2, a.v[2], sizeof(a2)), memcpy(&a3, a.v[3], sizeof(a3));
+		NORM_LANES_GET(&a, 0, a0, a1, a2, a3);
 		for (; j + KERN_LANES <= n; j += KERN_LANES) {
 			kv8d sv, tv;
 			memcpy(&sv, s + j, sizeof(sv)), memcpy(&tv, t + j, sizeof(tv));
 			NORM_LANES8(a0, a1, a2, a3, sv, tv);
 		}
-		memcpy(a.v[0], &a0, sizeof(a0)), memcpy(a.v[1], &a1, sizeof(a1));
-		memcpy(a.v[2], &a2, sizeof(a2)), memcpy(a.v[3], &a3, sizeof(a3));
+		NORM_LANES_PUT(&a, 0, a0, a1, a2, a3);
 	} else { /* lanes 0-3 in the b vectors, 4-7 in the c ones */
 		kv4d b0, b1, b2, b3, c0, c1, c2, c3;
-		memcpy(&b0, a.v[0], 32), memcpy(&b1, a.v[1], 32);
-		memcpy(&b2, a.v[2], 32), memcpy(&b3, a.v[3], 32);
-		memcpy(&c0, a.v[0] + 4, 32), memcpy(&c1, a.v[1] + 4, 32);
-		memcpy(&c2, a.v[2] + 4, 32), memcpy(&c3, a.v[3] + 4, 32);
+		NORM_LANES_GET(&a, 0, b0, b1, b2, b3);
+		NORM_LANES_GET(&a, 1, c0, c1, c2, c3);
 		for (; j + KERN_LANES <= n; j += KERN_LANES) {
 			kv4d sv, tv;
 			memcpy(&sv, s + j, sizeof(sv)), memcpy(&tv, t + j, sizeof(tv));
@@ -346,10 +358,8 @@ static inline void norm_lanes_add(int wide, struct norm_lanes *l, const double *
 			memcpy(&sv, s + j + 4, sizeof(sv)), memcpy(&tv, t + j + 4, sizeof(tv));
 			NORM_LANES(kv4d, kv4u, kv4i, c0, c1, c2, c3, sv, tv);
 		}
-		memcpy(a.v[0], &b0, 32), memcpy(a.v[1], &b1, 32);
-		memcpy(a.v[2], &b2, 32), memcpy(a.v[3], &b3, 32);
-		memcpy(a.v[0] + 4, &c0, 32), memcpy(a.v[1] + 4, &c1, 32);
-		memcpy(a.v[2] + 4, &c2, 32), memcpy(a.v[3] + 4, &c3, 32);
+		NORM_LANES_PUT(&a, 0, b0, b1, b2, b3);
+		NORM_LANES_PUT(&a, 1, c0, c1, c2, c3);
 	}
 #else
 	(void)wide;
