@@ -30,7 +30,7 @@ KV_NAME(sce_elect_vec)(const double *tau, size_t stride, unsigned nx, size_t n8,
 			KVB k;
 			KVI kept;
 			memcpy(&k, keep + j, sizeof(k));
-			KV_CMP(kept, k, !=, (KVB){0});
+			KV_CMP_WIDE(kept, k, !=, (KVB){0});
 			m = (KVD)((KVU)m & (KVU)kept);
 		}
 		memcpy(mtl + j, &m, sizeof(m));

@@ -164,12 +164,25 @@ typedef uint8_t kv4b __attribute__((vector_size(4)));
  * (LINES_HOT's clones), may lower a comparison of vectors written with
  * the operator, or __builtin_convertvector, to one operation per lane or
  * per 128 bits, as for the baseline; these loops it makes one instruction.
+ * Except a comparison of 32-byte vectors: there GCC 12 does the opposite
+ * (in the AVX2 clone it compares the loop's lanes one by one, and the
+ * operator in one instruction), so KV_CMP takes the operator at that
+ * size (the same masks).
  */
 /* The number of lanes of vector v */
 #define KV_LANES(v) (sizeof(v) / sizeof((v)[0]))
 /* r = (a OP b) lane by lane as a mask: -1 where it holds, 0 elsewhere
- * (any width: the lanes of r) */
+ * (any width: r's lanes the size of a's) */
 #define KV_CMP(r, a, op, b)                                                                       \
+	do {                                                                                      \
+		if (sizeof(r) <= 32)                                                              \
+			(r) = (__typeof__(r))((a)op(b));                                            \
+		else                                                                              \
+			for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                             \
+				(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                               \
+	} while (0)
+/* the same where r's lanes are wider than a's (a mask of bytes widened) */
+#define KV_CMP_WIDE(r, a, op, b)                                                                  \
 	do {                                                                                      \
 		for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                                     \
 			(r)[l_] = (a)[l_] op(b)[l_] ? -1 : 0;                                       \

@@ -58,8 +58,16 @@ KV_NAME(ram_vec)(const struct merge_ctx *p, struct ram_scratch *s, const float *
 			}
 			if (nz) {
 				uint8_t *q = nz + (size_t)i * RAM_TILE + j;
+#if KVW == 4 /* GCC 12 assembles the four bytes of the loop below one by
+	      * one in a general register: the low byte of each lane */
+				typedef uint8_t zb_t __attribute__((vector_size(32)));
+				zb_t zb = (zb_t)z & 1;
+				KVB zq = __builtin_shufflevector(zb, zb, 0, 8, 16, 24);
+				memcpy(q, &zq, sizeof(zq));
+#else
 				for (unsigned l = 0; l < KVW; l++)
 					q[l] = (uint8_t)(z[l] & 1);
+#endif
 			}
 		}
 		KVI c1, cg, fin;
