@@ -86,14 +86,8 @@ static inline double sce_elect1(const double *tau, size_t stride, unsigned nx, s
 }
 
 #if defined(__GNUC__)
-#define KVW 8
-#include "kv_width.h"
-#include "kern_sce_elect.h"
-#undef KVW
-#define KVW 4
-#include "kv_width.h"
-#include "kern_sce_elect.h"
-#undef KVW
+#define KV_BODY "kern_sce_elect.h"
+#include "kv_both.h"
 #endif
 
 LINES_HOT void sce_elect(int wide, const double *tau, size_t stride, unsigned nx, size_t n,
@@ -102,10 +96,7 @@ LINES_HOT void sce_elect(int wide, const double *tau, size_t stride, unsigned nx
 	size_t n8 = 0;
 #if defined(__GNUC__)
 	n8 = n - n % 8;
-	if (wide)
-		sce_elect_vec_8(tau, stride, nx, n8, s, keep, w, mtl);
-	else
-		sce_elect_vec_4(tau, stride, nx, n8, s, keep, w, mtl);
+	KV_CALL(wide, sce_elect_vec, tau, stride, nx, n8, s, keep, w, mtl);
 #else
 	(void)wide;
 #endif

@@ -265,28 +265,18 @@ static void bc_merge_strip(const float *tp, unsigned nx, size_t n, size_t j0, si
 
 #if defined(__GNUC__)
 /* bc_ties_vec_t_8() and bc_ties_vec_t_4(): kern_ties_bc.h */
-#define KVW 8
-#include "kv_width.h"
-#include "kern_ties_bc.h"
-#undef KVW
-#define KVW 4
-#include "kv_width.h"
-#include "kern_ties_bc.h"
-#undef KVW
+#define KV_BODY "kern_ties_bc.h"
+#include "kv_both.h"
 
 static inline void bc_ties_vec(int wide, const float *tp, unsigned nx, size_t n, size_t n8,
                                const uint32_t *lo, const uint32_t *hi, const double *w,
                                int normalize, double *m)
 {
 	int unit = kern_unit_weights(w, nx);
-	if (wide && unit)
-		bc_ties_vec_t_8(tp, nx, n, n8, lo, hi, w, normalize, m, 1);
-	else if (wide)
-		bc_ties_vec_t_8(tp, nx, n, n8, lo, hi, w, normalize, m, 0);
-	else if (unit)
-		bc_ties_vec_t_4(tp, nx, n, n8, lo, hi, w, normalize, m, 1);
+	if (unit) /* a constant 1 or 0: the loops without the weights, or with */
+		KV_CALL(wide, bc_ties_vec_t, tp, nx, n, n8, lo, hi, w, normalize, m, 1);
 	else
-		bc_ties_vec_t_4(tp, nx, n, n8, lo, hi, w, normalize, m, 0);
+		KV_CALL(wide, bc_ties_vec_t, tp, nx, n, n8, lo, hi, w, normalize, m, 0);
 }
 #endif
 

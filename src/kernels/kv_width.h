@@ -7,9 +7,9 @@
  * memory and compares or converts it lane by lane, so the eight-lane
  * loops, one instruction an operation in LINES_HOT's AVX-512 clone, run
  * several times slower in its AVX2 and baseline clones than plain C.
- * A file defines KVW, includes this file, then a body that names its
- * functions KV_NAME(f) (f_8 or f_4) and its types and macros as below;
- * then the same for the other width. Every lane does the same IEEE
+ * A body names its functions KV_NAME(f) (f_8 or f_4) and its types and
+ * macros as below; kv_both.h includes this file and the body at each
+ * width. Every lane does the same IEEE
  * operations on its element at either width, so both give the same
  * bits; struct kern's wide (the avx512 table) chooses the eight-lane one.
  * No include guard: it is meant to be included once per width.
@@ -51,4 +51,7 @@
 /* a where mask (all ones in a lane), else b (KV_CMP, KV_WIDEN, KV_FMA,
  * KV_BF16, KV_LOAD_F32 and KV_STORE_F32 of kernels.h take either width) */
 #define KV_PICK(mask, a, b) ((KVD)(((KVU)(a) & (KVU)(mask)) | ((KVU)(b) & ~(KVU)(mask))))
+/* f_8(...) where wide (struct kern's), else f_4(...): the two widths of
+ * a body that kv_both.h included */
+#define KV_CALL(wide, f, ...) ((wide) ? f##_8(__VA_ARGS__) : f##_4(__VA_ARGS__))
 #endif

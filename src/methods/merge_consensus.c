@@ -145,22 +145,10 @@ static inline void cs_elem(const struct merge_ctx *p, const struct tensor *t, st
 }
 
 /* cs_vec_8() and cs_vec_4(): merge_consensus_vec.h */
-#define KVW 8
-#include "kv_width.h"
-#include "merge_consensus_vec.h"
-#undef KVW
-#define KVW 4
-#include "kv_width.h"
-#include "merge_consensus_vec.h"
-#undef KVW
+#define KV_BODY "merge_consensus_vec.h"
+#include "kv_both.h"
 /* cs_vec() at the width of struct kern's wide */
-#define cs_vec(p, ...)                                                                            \
-	do {                                                                                      \
-		if ((p)->k->wide)                                                                 \
-			cs_vec_8(p, __VA_ARGS__);                                                 \
-		else                                                                              \
-			cs_vec_4(p, __VA_ARGS__);                                                 \
-	} while (0)
+#define cs_vec(p, ...) KV_CALL((p)->k->wide, cs_vec, p, __VA_ARGS__)
 
 /* Elements [j0, j0 + n) of the job: cs_vec() on the first n8 (a
  * multiple of 8) and cs_elem() on the others, from the base's values

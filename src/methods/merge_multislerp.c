@@ -194,22 +194,10 @@ static inline void ms_elem(const struct multislerp *ms, const double *c, const f
 }
 
 /* ms_vec_8() and ms_vec_4(): merge_multislerp_vec.h */
-#define KVW 8
-#include "kv_width.h"
-#include "merge_multislerp_vec.h"
-#undef KVW
-#define KVW 4
-#include "kv_width.h"
-#include "merge_multislerp_vec.h"
-#undef KVW
+#define KV_BODY "merge_multislerp_vec.h"
+#include "kv_both.h"
 /* ms_vec() at the width of struct kern's wide */
-#define ms_vec(wide, ...)                                                                         \
-	do {                                                                                      \
-		if (wide)                                                                         \
-			ms_vec_8(__VA_ARGS__);                                                    \
-		else                                                                              \
-			ms_vec_4(__VA_ARGS__);                                                    \
-	} while (0)
+#define ms_vec(wide, ...) KV_CALL(wide, ms_vec, __VA_ARGS__)
 
 /* Whether ms_fused() takes tensor t: float32 values in (and out, for the
  * writing pass), and a base */

@@ -145,22 +145,10 @@ static float *ram_floats(const struct merge_ctx *p, struct ram_scratch *s)
 }
 
 /* ram_vec_8() and ram_vec_4(): merge_ram_vec.h */
-#define KVW 8
-#include "kv_width.h"
-#include "merge_ram_vec.h"
-#undef KVW
-#define KVW 4
-#include "kv_width.h"
-#include "merge_ram_vec.h"
-#undef KVW
+#define KV_BODY "merge_ram_vec.h"
+#include "kv_both.h"
 /* ram_vec() at the width of struct kern's wide */
-#define ram_vec(p, ...)                                                                           \
-	do {                                                                                      \
-		if ((p)->k->wide)                                                                 \
-			ram_vec_8(p, __VA_ARGS__);                                                \
-		else                                                                              \
-			ram_vec_4(p, __VA_ARGS__);                                                \
-	} while (0)
+#define ram_vec(p, ...) KV_CALL((p)->k->wide, ram_vec, p, __VA_ARGS__)
 #endif
 
 /*

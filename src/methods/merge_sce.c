@@ -198,22 +198,10 @@ static inline void sce_elem(unsigned nm, const double *w, const float *bf, const
 }
 
 /* sce_vec_8() and sce_vec_4(): merge_sce_vec.h */
-#define KVW 8
-#include "kv_width.h"
-#include "merge_sce_vec.h"
-#undef KVW
-#define KVW 4
-#include "kv_width.h"
-#include "merge_sce_vec.h"
-#undef KVW
+#define KV_BODY "merge_sce_vec.h"
+#include "kv_both.h"
 /* sce_vec() at the width of struct kern's wide */
-#define sce_vec(wide, ...)                                                                        \
-	do {                                                                                      \
-		if (wide)                                                                         \
-			sce_vec_8(__VA_ARGS__);                                                   \
-		else                                                                              \
-			sce_vec_4(__VA_ARGS__);                                                   \
-	} while (0)
+#define sce_vec(wide, ...) KV_CALL(wide, sce_vec, __VA_ARGS__)
 
 /* Elements [j0, j0 + n) of the job in a pass after the selection (mode as
  * sce_elem's), where sce_fuses(): the values decoded to float32 (BF16 in
