@@ -164,18 +164,24 @@ typedef uint8_t kv4b __attribute__((vector_size(4)));
  * (LINES_HOT's clones), may lower a comparison of vectors written with
  * the operator, or __builtin_convertvector, to one operation per lane or
  * per 128 bits, as for the baseline; these loops it makes one instruction.
- * Except a comparison of 32-byte vectors: there GCC 12 does the opposite
- * (in the AVX2 clone it compares the loop's lanes one by one, and the
- * operator in one instruction), so KV_CMP takes the operator at that
- * size (the same masks).
+ * Except a comparison of four 64-bit lanes on x86-64: there GCC 12 does
+ * the opposite (in the AVX2 clone it compares the loop's lanes one by
+ * one, and the operator in one instruction), so KV_CMP takes the
+ * operator for those (the same masks). On aarch64 the loop stays: its
+ * GCC 12 makes the operator one compare a lane, the loop two NEON ones.
  */
 /* The number of lanes of vector v */
 #define KV_LANES(v) (sizeof(v) / sizeof((v)[0]))
 /* r = (a OP b) lane by lane as a mask: -1 where it holds, 0 elsewhere
  * (any width: r's lanes the size of a's) */
+#if defined(__x86_64__)
+#define KV_CMP_OP 1 /* the operator for four 64-bit lanes (see above) */
+#else
+#define KV_CMP_OP 0 /* aarch64's GCC 12 compares them lane by lane */
+#endif
 #define KV_CMP(r, a, op, b)                                                                       \
 	do {                                                                                      \
-		if (sizeof(r) <= 32)                                                              \
+		if (KV_CMP_OP && sizeof(r) == 32 && KV_LANES(r) == 4)                            \
 			(r) = (__typeof__(r))((a)op(b));                                            \
 		else                                                                              \
 			for (unsigned l_ = 0; l_ < KV_LANES(r); l_++)                             \

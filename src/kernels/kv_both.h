@@ -3,7 +3,8 @@
  * widths: a file defines KV_BODY as the name of the body's header, in
  * quotes, then includes this file, which defines the body's functions
  * f_8 and f_4 and undefines KV_BODY. KV_CALL(wide, f, ...) (kv_width.h)
- * calls the one of struct kern's width.
+ * calls the one of struct kern's width. KV_BODY is searched for from
+ * this directory, then the include path (src/methods is on it).
  */
 #ifndef KV_BODY
 #error "kv_both.h: define KV_BODY, the body's header, first"
