@@ -155,24 +155,48 @@ static inline void cs_elem(const struct merge_ctx *p, const struct tensor *t, st
  * (s->bf) and the models' (f), float32 that the kernels decode; or, for
  * BF16 on a little-endian machine, cs_vec() decodes its elements itself
  * and the kernels only the others. */
-static void cs_fused(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
-                     size_t j0, size_t n, struct cs_scratch *s, int norms, uint32_t *kept,
-                     uint32_t *dropped)
+static inline __attribute__((always_inline)) void
+cs_fused_nm(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job, size_t j0,
+            size_t n, struct cs_scratch *s, int norms, uint32_t *kept, uint32_t *dropped,
+            const unsigned nmc)
 {
 	size_t n8 = n & ~(size_t)7;
 	float *f = (float *)s->c; /* nmodels tiles of float32 in those of float64 */
 	const unsigned char *raw[CS_VMAX + 1];
 	int bf16 = tile_decode_f32(p, t, job, j0, n, p->nmodels, raw, s->bf, f, CS_TILE);
 	if (bf16 && norms)
-		cs_vec(p, t, s, f, raw, n8, 1, NULL, NULL);
+		cs_vec(p, t, s, f, raw, n8, 1, NULL, NULL, nmc);
 	else if (bf16)
-		cs_vec(p, t, s, f, raw, n8, 0, kept, dropped);
+		cs_vec(p, t, s, f, raw, n8, 0, kept, dropped, nmc);
 	else if (norms)
-		cs_vec(p, t, s, f, NULL, n8, 1, NULL, NULL);
+		cs_vec(p, t, s, f, NULL, n8, 1, NULL, NULL, nmc);
 	else
-		cs_vec(p, t, s, f, NULL, n8, 0, kept, dropped);
+		cs_vec(p, t, s, f, NULL, n8, 0, kept, dropped, nmc);
 	for (size_t j = n8; j < n; j++)
 		cs_elem(p, t, s, f, j, norms, kept, dropped);
+}
+
+/* cs_fused_nm() with the number of models a constant where it is 2, 3
+ * or 4, the merges made most: the loops over the models unrolled and
+ * c[] in registers, from an eighth to a quarter less CPU time than with
+ * a variable (consensus on four models, AVX-512 and AVX2) */
+static void cs_fused(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
+                     size_t j0, size_t n, struct cs_scratch *s, int norms, uint32_t *kept,
+                     uint32_t *dropped)
+{
+	switch (p->nmodels) {
+	case 2:
+		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 2);
+		break;
+	case 3:
+		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 3);
+		break;
+	case 4:
+		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 4);
+		break;
+	default:
+		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 0);
+	}
 }
 #endif
 

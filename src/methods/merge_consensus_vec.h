@@ -13,13 +13,15 @@
 static inline __attribute__((always_inline)) void
 KV_NAME(cs_vec)(const struct merge_ctx *p, const struct tensor *t, struct cs_scratch *s,
                 const float *f, const unsigned char *const *bf16, size_t n8, int norms,
-                uint32_t *kept, uint32_t *dropped)
+                uint32_t *kept, uint32_t *dropped, const unsigned nmc)
 {
 	const KVD zero = {0}, one = zero + 1.0, k = zero + p->o->consensus_k,
 	           lam = zero + t->lambda;
 	const KVU abs_mask = (KVU){0} + 0x7fffffffffffffffull,
 	           exp_mask = (KVU){0} + 0x7ff0000000000000ull;
-	unsigned nm = p->nmodels;
+	/* nmc, when not 0, is the number of models as a constant: the
+	 * loops over the models unrolled and c[] in registers */
+	const unsigned nm = nmc ? nmc : p->nmodels;
 	double w[CS_VMAX], tl[CS_VMAX];
 	KVI nkept = {0}, ndropped = {0};
 	for (unsigned i = 0; i < nm; i++)
