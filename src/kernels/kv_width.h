@@ -54,4 +54,17 @@
 /* f_8(...) where wide (struct kern's), else f_4(...): the two widths of
  * a body that kv_both.h included */
 #define KV_CALL(wide, f, ...) ((wide) ? f##_8(__VA_ARGS__) : f##_4(__VA_ARGS__))
+/* f(..., nmc) with nmc the number of models nm as a constant where it is
+ * 2, 3 or 4 (the merges made most: a body's loops over the models then
+ * unroll and keep their vectors in registers), else 0 (the body reads
+ * the number itself); f is meant to be always_inline */
+#define KV_NM_CONST(nm, f, ...)                                                                   \
+	do {                                                                                      \
+		switch (nm) {                                                                     \
+		case 2: f(__VA_ARGS__, 2); break;                                                 \
+		case 3: f(__VA_ARGS__, 3); break;                                                 \
+		case 4: f(__VA_ARGS__, 4); break;                                                 \
+		default: f(__VA_ARGS__, 0);                                                       \
+		}                                                                                 \
+	} while (0)
 #endif

@@ -176,27 +176,15 @@ cs_fused_nm(const struct merge_ctx *p, const struct tensor *t, const struct pipe
 		cs_elem(p, t, s, f, j, norms, kept, dropped);
 }
 
-/* cs_fused_nm() with the number of models a constant where it is 2, 3
- * or 4, the merges made most: the loops over the models unrolled and
- * c[] in registers, from an eighth to a quarter less CPU time than with
- * a variable (consensus on four models, AVX-512 and AVX2) */
+/* cs_fused_nm() with the number of models a constant for 2, 3 or 4
+ * (KV_NM_CONST): the loops over the models unrolled and c[] in
+ * registers, from an eighth to a quarter less CPU time than with a
+ * variable (consensus on four models, AVX-512 and AVX2) */
 static void cs_fused(const struct merge_ctx *p, const struct tensor *t, const struct pipe_job *job,
                      size_t j0, size_t n, struct cs_scratch *s, int norms, uint32_t *kept,
                      uint32_t *dropped)
 {
-	switch (p->nmodels) {
-	case 2:
-		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 2);
-		break;
-	case 3:
-		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 3);
-		break;
-	case 4:
-		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 4);
-		break;
-	default:
-		cs_fused_nm(p, t, job, j0, n, s, norms, kept, dropped, 0);
-	}
+	KV_NM_CONST(p->nmodels, cs_fused_nm, p, t, job, j0, n, s, norms, kept, dropped);
 }
 #endif
 

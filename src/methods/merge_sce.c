@@ -203,13 +203,15 @@ static inline void sce_elem(unsigned nm, const double *w, const float *bf, const
 /* sce_vec() at the width of struct kern's wide */
 #define sce_vec(wide, ...) KV_CALL(wide, sce_vec, __VA_ARGS__)
 
-/* sce_vec() of mode and bf16 (raw, or values in ft) for nm models, a
- * constant where the caller makes it one: each call its own copy */
+/* sce_vec() of mode and bf16 (raw, or values in ft), each call its own
+ * copy, for nmc models where nmc is not 0 (a constant: KV_NM_CONST),
+ * else for p->nmodels */
 static inline __attribute__((always_inline)) void
-sce_vec_nm(const struct merge_ctx *p, const unsigned nm, const double *w, struct sce_scratch *s,
-           const float *ft, const unsigned char *const *raw, int bf16, size_t n8, int mode,
-           double (*lane)[KERN_LANES], struct norm_lanes *l, double lambda)
+sce_vec_nm(const struct merge_ctx *p, const double *w, struct sce_scratch *s, const float *ft,
+           const unsigned char *const *raw, int bf16, size_t n8, int mode,
+           double (*lane)[KERN_LANES], struct norm_lanes *l, double lambda, const unsigned nmc)
 {
+	const unsigned nm = nmc ? nmc : p->nmodels;
 	if (mode == 0 && bf16)
 		sce_vec(p->k->wide, nm, w, s->bf, ft, raw, n8, 0, lane, NULL, 0.0, NULL);
 	else if (mode == 0)
@@ -227,10 +229,10 @@ sce_vec_nm(const struct merge_ctx *p, const unsigned nm, const double *w, struct
 /* Elements [j0, j0 + n) of the job in a pass after the selection (mode as
  * sce_elem's), where sce_fuses(): the values decoded to float32 (BF16 in
  * sce_vec() instead, but after the last multiple of 8), then sce_vec()
- * and sce_elem(); mode 2 encodes the output. With 2, 3 or 4 models, the
- * merges made most, sce_vec() has their number as a constant: the loops
- * over the models unrolled, from a twelfth to a sixth less CPU time
- * (sce --lines on four models, AVX2 and AVX-512). */
+ * and sce_elem(); mode 2 encodes the output. With 2, 3 or 4 models
+ * sce_vec() has their number as a constant (KV_NM_CONST): the loops over
+ * the models unrolled, from a twelfth to a sixth less CPU time (sce
+ * --lines on four models, AVX2 and AVX-512). */
 static void sce_fused(const struct merge_ctx *p, const struct sce_state *st,
                       const struct tensor *t, const struct pipe_job *job, size_t j0, size_t n,
                       struct sce_scratch *s, int mode, double (*lane)[KERN_LANES],
@@ -242,19 +244,7 @@ static void sce_fused(const struct merge_ctx *p, const struct sce_state *st,
 	float *ft = (float *)(void *)s->tau; /* nm float tiles in the float64 ones */
 	const unsigned char *raw[SCE_VMAX + 1];
 	int bf16 = tile_decode_f32(p, t, job, j0, n, nm, raw, s->bf, ft, SCE_TILE);
-	switch (nm) {
-	case 2:
-		sce_vec_nm(p, 2, w, s, ft, raw, bf16, n8, mode, lane, l, t->lambda);
-		break;
-	case 3:
-		sce_vec_nm(p, 3, w, s, ft, raw, bf16, n8, mode, lane, l, t->lambda);
-		break;
-	case 4:
-		sce_vec_nm(p, 4, w, s, ft, raw, bf16, n8, mode, lane, l, t->lambda);
-		break;
-	default:
-		sce_vec_nm(p, nm, w, s, ft, raw, bf16, n8, mode, lane, l, t->lambda);
-	}
+	KV_NM_CONST(nm, sce_vec_nm, p, w, s, ft, raw, bf16, n8, mode, lane, l, t->lambda);
 	for (size_t j = n8; j < n; j++)
 		sce_elem(nm, w, s->bf, ft, j, (unsigned)(j - n8), mode, lane, l, t->lambda, s->f);
 	if (mode == 2)
