@@ -848,6 +848,168 @@ static int64_t avx2_ties_decided(const double *mtl, const signed char *sign, uns
 	return v;
 }
 
+/* The sums of breadcrumbs' merge with ties of four elements (as
+ * kern_avx512.c's struct bc8, on four lanes): with every weight 1
+ * (unit), the counts of the kept values of each sign, in the low four
+ * int64 lanes' words of np and nn, instead of their weights' sums. */
+struct bc4 {
+	__m256d p, n, cp, cn;
+	__m256i np, nn;
+};
+
+/* One task's part of the merge with ties of four elements: x their
+ * float32 values widened, kp and kn (64-bit lanes) where a kept value is
+ * > 0 or NaN, and < 0, of the sign of w x (the comparisons of x with its
+ * sign flipped where w < 0, as avx512's bc_elect8). */
+static inline __attribute__((always_inline)) void bc_elect4(struct bc4 *t, const int unit,
+                                                            __m256d x, __m256d kp, __m256d kn,
+                                                            double w)
+{
+	__m256d c = _mm256_set1_pd(w), v = unit || w == 1.0 ? x : _mm256_mul_pd(c, x);
+	t->p = _mm256_add_pd(t->p, _mm256_and_pd(v, kp));
+	t->n = _mm256_add_pd(t->n, _mm256_and_pd(v, kn));
+	if (unit) {
+		t->np = _mm256_sub_epi64(t->np, _mm256_castpd_si256(kp));
+		t->nn = _mm256_sub_epi64(t->nn, _mm256_castpd_si256(kn));
+	} else {
+		t->cp = _mm256_add_pd(t->cp, _mm256_and_pd(c, kp));
+		t->cn = _mm256_add_pd(t->cn, _mm256_and_pd(c, kn));
+	}
+}
+
+/* The merge with ties of four elements from their sums (avx512's
+ * bc_elected8): S = P + N; P over its weights where S >= 0, else N over
+ * its (1 where that is 0, or without normalize); S where S is NaN. */
+static inline __attribute__((always_inline)) __m256d bc_elected4(const struct bc4 *t,
+                                                                 const int unit, int normalize)
+{
+	const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+	__m256d s = _mm256_add_pd(t->p, t->n), pos = _mm256_cmp_pd(s, zero, _CMP_GE_OQ);
+	__m256d num = _mm256_blendv_pd(t->n, t->p, pos), d;
+	if (unit) { /* counts below 2^31: as int32, from the low words */
+		__m256i c = _mm256_blendv_epi8(t->nn, t->np, _mm256_castpd_si256(pos));
+		__m128i c32 = _mm256_castsi256_si128(
+		    _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
+		d = _mm256_cvtepi32_pd(c32);
+	} else {
+		d = _mm256_blendv_pd(t->cn, t->cp, pos);
+	}
+	if (normalize)
+		d = _mm256_blendv_pd(one, d, _mm256_cmp_pd(d, zero, _CMP_NEQ_UQ));
+	else
+		d = one;
+	return _mm256_blendv_pd(_mm256_div_pd(num, d), s, _mm256_cmp_pd(s, s, _CMP_UNORD_Q));
+}
+
+/*
+ * Breadcrumbs' taus and merge in one loop (kernels.h, bc_taus_merge),
+ * eight elements at a time, as avx512's: the base decoded once into bt,
+ * each task's tau = x - b as avx2_taus computes it (every weight 1), kept
+ * where lo <= |tau|'s bits <= hi (unsigned: through max and min). Without
+ * ties, w tau in float64 added to m's lanes (+0.0 where dropped), tasks
+ * in order, as kern_ties.c's strip adds bc_kept(), then times 1 / wdiv
+ * where that is a power of two, else over wdiv (normalize), as there;
+ * with ties, bc_elect4() and bc_elected4(). With s, the sum of the taus
+ * in float64 from 0.0, as bc_raw_sum adds them. With every weight 1
+ * (unit), 1 x is x (a NaN's payload aside): no product.
+ */
+static inline __attribute__((always_inline)) size_t
+bc_taus_merge4_t(const enum dtype dt, const int ties, const int unit, const int raw,
+                 const void *const *x, unsigned nx, const void *base, size_t n,
+                 const uint32_t *lo, const uint32_t *hi, const double *w, int normalize,
+                 double wdiv, float *bt, double *m, double *s)
+{
+	const unsigned char *bp = base;
+	const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+	size_t es = dtype_size(dt), n8 = n - n % 8;
+	double r = 0.0;
+	int pow2 = !ties && normalize && pow2_inverse(wdiv, &r);
+	for (size_t j = 0; j < n8; j += 8) {
+		__m256 b = ld8(dt, bp + j * es);
+		__m256d v0 = _mm256_setzero_pd(), v1 = v0, s0 = v0, s1 = v0;
+		struct bc4 t0 = {v0, v0, v0, v0, _mm256_setzero_si256(), _mm256_setzero_si256()},
+		           t1 = t0;
+		_mm256_storeu_ps(bt + j, b);
+		for (unsigned i = 0; i < nx; i++) {
+			__m256 tau = _mm256_sub_ps(ld8x(dt, (const unsigned char *)x[i] + j * es), b);
+			__m256i a = _mm256_and_si256(_mm256_castps_si256(tau), abs);
+			__m256i keep = _mm256_and_si256(
+			    _mm256_cmpeq_epi32(_mm256_max_epu32(a, _mm256_set1_epi32((int)lo[i])), a),
+			    _mm256_cmpeq_epi32(_mm256_min_epu32(a, _mm256_set1_epi32((int)hi[i])), a));
+			__m256d x0 = _mm256_cvtps_pd(_mm256_castps256_ps128(tau)),
+			        x1 = _mm256_cvtps_pd(_mm256_extractf128_ps(tau, 1));
+			if (raw) {
+				s0 = _mm256_add_pd(s0, x0);
+				s1 = _mm256_add_pd(s1, x1);
+			}
+			if (ties) {
+				__m256 sx = unit || w[i] >= 0.0
+				                ? tau
+				                : _mm256_xor_ps(tau, _mm256_set1_ps(-0.0f));
+				__m256i kp = _mm256_and_si256(keep, _mm256_castps_si256(_mm256_cmp_ps(
+				                                        sx, _mm256_setzero_ps(), _CMP_NLE_UQ)));
+				__m256i kn = _mm256_and_si256(keep, _mm256_castps_si256(_mm256_cmp_ps(
+				                                        sx, _mm256_setzero_ps(), _CMP_LT_OQ)));
+				bc_elect4(&t0, unit, x0, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(kp))),
+				          _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(kn))), w[i]);
+				bc_elect4(&t1, unit, x1, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(kp, 1))),
+				          _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(kn, 1))), w[i]);
+				continue;
+			}
+			__m256d k0 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(keep))),
+			        k1 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(keep, 1)));
+			if (!unit) {
+				x0 = _mm256_mul_pd(_mm256_set1_pd(w[i]), x0);
+				x1 = _mm256_mul_pd(_mm256_set1_pd(w[i]), x1);
+			}
+			v0 = _mm256_add_pd(v0, _mm256_and_pd(x0, k0));
+			v1 = _mm256_add_pd(v1, _mm256_and_pd(x1, k1));
+		}
+		if (raw) {
+			_mm256_storeu_pd(s + j, s0);
+			_mm256_storeu_pd(s + j + 4, s1);
+		}
+		if (ties) {
+			v0 = bc_elected4(&t0, unit, normalize);
+			v1 = bc_elected4(&t1, unit, normalize);
+		} else if (pow2) {
+			v0 = _mm256_mul_pd(v0, _mm256_set1_pd(r));
+			v1 = _mm256_mul_pd(v1, _mm256_set1_pd(r));
+		} else if (normalize) {
+			v0 = _mm256_div_pd(v0, _mm256_set1_pd(wdiv));
+			v1 = _mm256_div_pd(v1, _mm256_set1_pd(wdiv));
+		}
+		_mm256_storeu_pd(m + j, v0);
+		_mm256_storeu_pd(m + j + 4, v1);
+	}
+	return n8;
+}
+
+#define BC_TM4(dt, ties, unit, raw)                                                               \
+	bc_taus_merge4_t(dt, ties, unit, raw, x, nx, base, n, lo, hi, w, normalize, wdiv, bt, m, s)
+#define BC_TM4_DT(dt)                                                                             \
+	(ties ? (unit ? (s ? BC_TM4(dt, 1, 1, 1) : BC_TM4(dt, 1, 1, 0))                           \
+	              : (s ? BC_TM4(dt, 1, 0, 1) : BC_TM4(dt, 1, 0, 0)))                          \
+	      : (unit ? (s ? BC_TM4(dt, 0, 1, 1) : BC_TM4(dt, 0, 1, 0))                           \
+	              : (s ? BC_TM4(dt, 0, 0, 1) : BC_TM4(dt, 0, 0, 0))))
+static size_t avx2_bc_taus_merge(enum dtype dt, const void *const *x, unsigned nx,
+                                 const void *base, size_t n, const uint32_t *lo, const uint32_t *hi,
+                                 const double *w, int ties, int normalize, double wdiv, float *bt,
+                                 double *m, double *s)
+{
+	int unit = 1;
+	for (unsigned i = 0; i < nx; i++)
+		unit &= w[i] == 1.0;
+	switch (dt) {
+	case DT_BF16: return BC_TM4_DT(DT_BF16);
+	case DT_F16: return BC_TM4_DT(DT_F16);
+	case DT_F32: return BC_TM4_DT(DT_F32);
+	default: return 0;
+	}
+}
+#undef BC_TM4_DT
+#undef BC_TM4
+
 const struct kern kern_avx2 = {
 	.name = "avx2",
 	.decode = avx2_decode,
@@ -864,6 +1026,7 @@ const struct kern kern_avx2 = {
 	.dare_drop = avx2_dare_drop,
 	.dare_sum = avx2_dare_sum,
 	.dare_keep = avx2_dare_keep,
+	.bc_taus_merge = avx2_bc_taus_merge,
 	.qk_fit8 = kern_avx2_qk_fit8,
 	.q6_fit8 = kern_avx2_q6_fit8,
 };

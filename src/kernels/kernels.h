@@ -59,8 +59,9 @@
  *   bc_merge, bc_taus_merge
  *               breadcrumbs' merge of a tile's tasks (kern_ties.h), and
  *               the same with the taus.
- * These are in the scalar and AVX2 tables, but for bc_merge and
- * bc_taus_merge, which only the AVX-512 table has; NULL in a table means
+ * These are in the scalar and AVX2 tables, but for bc_merge, which only
+ * the AVX-512 table has, and bc_taus_merge, which only the AVX2 and
+ * AVX-512 tables have; NULL in a table means
  * the scalar kernel (or, for taus and select, the tile loops of
  * kern_ties.c and merge_ties.c around the table's own decode; for the
  * two of breadcrumbs, kern_ties.c's portable loops). The counting of the
