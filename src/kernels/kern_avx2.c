@@ -848,10 +848,21 @@ static int64_t avx2_ties_decided(const double *mtl, const signed char *sign, uns
 	return v;
 }
 
+/* The masks of 32-bit lanes 0-3 (lo) and 4-7 (hi) of m as masks of
+ * 64-bit lanes */
+static inline __m256d widen_lo(__m256i m)
+{
+	return _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(m)));
+}
+static inline __m256d widen_hi(__m256i m)
+{
+	return _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(m, 1)));
+}
+
 /* The sums of breadcrumbs' merge with ties of four elements (as
  * kern_avx512.c's struct bc8, on four lanes): with every weight 1
- * (unit), the counts of the kept values of each sign, in the low four
- * int64 lanes' words of np and nn, instead of their weights' sums. */
+ * (unit), np and nn count the kept values of each sign, one count in
+ * each 64-bit lane, instead of the sums of their weights. */
 struct bc4 {
 	__m256d p, n, cp, cn;
 	__m256i np, nn;
@@ -886,7 +897,7 @@ static inline __attribute__((always_inline)) __m256d bc_elected4(const struct bc
 	const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
 	__m256d s = _mm256_add_pd(t->p, t->n), pos = _mm256_cmp_pd(s, zero, _CMP_GE_OQ);
 	__m256d num = _mm256_blendv_pd(t->n, t->p, pos), d;
-	if (unit) { /* counts below 2^31: as int32, from the low words */
+	if (unit) { /* counts of at most LINES_MAX_MODELS: the lanes' low words */
 		__m256i c = _mm256_blendv_epi8(t->nn, t->np, _mm256_castpd_si256(pos));
 		__m128i c32 = _mm256_castsi256_si128(
 		    _mm256_permutevar8x32_epi32(c, _mm256_setr_epi32(0, 2, 4, 6, 0, 2, 4, 6)));
@@ -950,14 +961,11 @@ bc_taus_merge4_t(const enum dtype dt, const int ties, const int unit, const int 
 				                                        sx, _mm256_setzero_ps(), _CMP_NLE_UQ)));
 				__m256i kn = _mm256_and_si256(keep, _mm256_castps_si256(_mm256_cmp_ps(
 				                                        sx, _mm256_setzero_ps(), _CMP_LT_OQ)));
-				bc_elect4(&t0, unit, x0, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(kp))),
-				          _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(kn))), w[i]);
-				bc_elect4(&t1, unit, x1, _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(kp, 1))),
-				          _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(kn, 1))), w[i]);
+				bc_elect4(&t0, unit, x0, widen_lo(kp), widen_lo(kn), w[i]);
+				bc_elect4(&t1, unit, x1, widen_hi(kp), widen_hi(kn), w[i]);
 				continue;
 			}
-			__m256d k0 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_castsi256_si128(keep))),
-			        k1 = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(_mm256_extracti128_si256(keep, 1)));
+			__m256d k0 = widen_lo(keep), k1 = widen_hi(keep);
 			if (!unit) {
 				x0 = _mm256_mul_pd(_mm256_set1_pd(w[i]), x0);
 				x1 = _mm256_mul_pd(_mm256_set1_pd(w[i]), x1);
