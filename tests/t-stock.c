@@ -14,6 +14,9 @@
  * that share all but the last index; a vector is one row): every
  * element, each tensor's count of rows and smallest and largest row t in
  * the manifest, and automatic alpha summed over the rows.
+ * Opposite task vectors (cos -1 exactly, or one ULP from it: t of 1e16 set
+ * by rounding) are refused with or without --per-row, nothing written;
+ * cos -0.6 (not singular) is merged with the formula's t, -3.
  */
 #include <math.h>
 #include <stdio.h>
@@ -243,6 +246,77 @@ static int load(struct fam *f, const char *dtype, const char *extra)
 	return good;
 }
 
+/* A file of one F32 tensor "z" of shape [1, 8]. */
+static int write_z(const char *dir, const char *name, const float *v)
+{
+	char path[4300], head[128];
+	unsigned char buf[8 + 128 + 32];
+	int hl = snprintf(head, sizeof(head),
+	                  "{\"z\":{\"dtype\":\"F32\",\"shape\":[1,8],\"data_offsets\":[0,32]}}");
+	while (hl % 8)
+		head[hl++] = ' ';
+	for (int i = 0; i < 8; i++)
+		buf[i] = (unsigned char)((uint64_t)hl >> (8 * i));
+	memcpy(buf + 8, head, (size_t)hl);
+	memcpy(buf + 8 + hl, v, 32); /* little-endian hosts, as the rest of the tests */
+	snprintf(path, sizeof(path), "%s/%s.safetensors", dir, name);
+	return tu_write_file(path, buf, 8 + (size_t)hl + 32);
+}
+
+/* Task vectors whose mean cosine is -1/(N-1), exactly or within rounding. */
+static void singular(void)
+{
+	static const float a[8] = {-0.731271505355835f, 0.6948674917221069f, 0.5275492668151855f,
+	                           -0.48986193537712097f, -0.009129825979471207f,
+	                           -0.10101787000894547f, 0.30318593978881836f, 0.577446699142456f};
+	/* u = (3, 4, 0...), v = (-5, 0, 0...): cos -0.6, t = 2 cos / (1 + cos) = -3,
+	 * theta = t (u + v) / 2 = (3, -6, 0...) */
+	float z[8] = {0}, b[8], c[8], d[8], u[8] = {3, 4}, v[8] = {-5};
+	char dir[4200], out[4400];
+	for (int i = 0; i < 8; i++)
+		b[i] = -2 * a[i], c[i] = 0.25f * (float)(i + 1), d[i] = -3 * c[i];
+	snprintf(dir, sizeof(dir), "%s/singular", tu_tmpdir());
+	tu_run("mkdir -p '%s'", dir);
+	snprintf(out, sizeof(out), "%s/o.st", dir);
+	if (!ok(write_z(dir, "base", z) == 0 && write_z(dir, "a", a) == 0 && write_z(dir, "b", b) == 0 &&
+	            write_z(dir, "c", c) == 0 && write_z(dir, "d", d) == 0 &&
+	            write_z(dir, "u", u) == 0 && write_z(dir, "v", v) == 0,
+	        "write the opposite task vectors"))
+		return;
+	for (int per_row = 0; per_row < 2; per_row++) {
+		struct tu_model o;
+		const struct tu_tensor *t;
+		int rc = tu_run("'%s' merge -q -m model_stock %s -b '%s/base.safetensors' -o '%s' "
+		                "'%s/u.safetensors' '%s/v.safetensors'",
+		                tu_lines(), per_row ? "--per-row" : "", dir, out, dir, dir);
+		int good = rc == 0 && tu_model_load(&o, out) == 0;
+		if (good) {
+			t = tu_model_find(&o, "z");
+			good = t && fabs(tu_elem(t, 0) - 3.0) < 1e-5 && fabs(tu_elem(t, 1) + 6.0) < 1e-5;
+			for (int i = 2; good && i < 8; i++)
+				good = tu_elem(t, (uint64_t)i) == 0.0f;
+			tu_model_free(&o);
+		}
+		ok(good, "model_stock%s, cos -0.6: t = -3, theta = (3, -6, 0...)",
+		   per_row ? " --per-row" : "");
+		remove(out);
+	}
+	static const char *const pairs[][3] = {
+	    {"a", "b", "b = -2 a in float32: cos one ULP above -1"},
+	    {"c", "d", "d = -3 c: cos exactly -1"},
+	};
+	for (int per_row = 0; per_row < 2; per_row++)
+		for (size_t k = 0; k < 2; k++) {
+			remove(out);
+			int rc = tu_run("'%s' merge -q -m model_stock %s -b '%s/base.safetensors' -o '%s' "
+			                "'%s/%s.safetensors' '%s/%s.safetensors'",
+			                tu_lines(), per_row ? "--per-row" : "", dir, out, dir,
+			                pairs[k][0], dir, pairs[k][1]);
+			ok(rc == 1 && !tu_exists(out), "model_stock%s, %s: refused (exit %d), no output",
+			   per_row ? " --per-row" : "", pairs[k][2], rc);
+		}
+}
+
 int main(void)
 {
 	static const struct scen sc[] = {
@@ -268,6 +342,7 @@ int main(void)
 		for (int m = 0; m < NM; m++)
 			tu_model_free(&f.x[m]);
 	}
+	singular();
 	tu_cleanup();
 	return tap_done();
 }

@@ -13,15 +13,16 @@
  * which is mergekit's t * mean(theta_i) + (1 - t) * b in exact arithmetic;
  * lambda is 1, --lambda, or LiNeS's lambda(block). The dots come from a
  * read-only pass (tensor_dots.h), so every tensor's t is the same for any
- * -j, --chunk or instruction set. A tensor whose 1 + (N - 1) cos is 0
- * (t infinite: mergekit writes NaN) is an error before anything is
- * written. Automatic alpha, ||sum_i tau_i|| / (N ||t m||), is in the L2
+ * -j, --chunk or instruction set. A tensor whose 1 + (N - 1) cos is 0,
+ * or within MS_SINGULAR of it (t infinite, or a value of 1e9 and more that
+ * rounding chose: mergekit writes NaN or that value), is an error before
+ * anything is written. Automatic alpha, ||sum_i tau_i|| / (N ||t m||), is in the L2
  * norm, from the same dots (sum_ij tau_i . tau_j is ||sum tau||^2).
  *
  * --per-row (mergekit's filter_wise: true): the same per row (the
  * elements that share all but their last index, tdots_row_len()), in a
  * writing pass of whole rows (pass.rows) that sums each row's dots before
- * writing it; no dots pass. A row with an infinite t stops the run.
+ * writing it; no dots pass. A row with such a t stops the run.
  */
 #include "config.h"
 
@@ -83,6 +84,15 @@ static double ms_t(const double *dot, unsigned n, double *cosine)
 	return n * *cosine / (1.0 + (n - 1) * *cosine);
 }
 
+/* 1 + (N - 1) cos this close to 0 (or 0): t is infinite, or so large
+ * (|t| of 1e9 and more) that rounding in the dots decided it. */
+#define MS_SINGULAR 1e-9
+
+static int ms_singular(unsigned n, double cosine)
+{
+	return fabs(1.0 + (n - 1) * cosine) < MS_SINGULAR; /* a NaN cos: no */
+}
+
 /* ---- the writing pass ------------------------------------------------------ */
 /* Elements [j0, j1) of the job (relative to its first) with the tensor's
  * or the row's t. */
@@ -141,11 +151,10 @@ static int ms_row_t(const struct merge_ctx *p, const struct stock *st, const str
 	double cosine;
 	tdots_range(p, &st->d, t, job, r0, r1, v, tmp, dot);
 	*tt = ms_t(dot, p->nmodels, &cosine);
-	RETURN_ERROR_IF(1.0 + (p->nmodels - 1) * cosine == 0.0, err, LINES_EUNSUPPORTED, NULL,
-	                t->name,
-	                "row %" PRIu64 ": the task vectors' mean cosine is -1/(N-1) = %g, so Model "
-	                "Stock's t is infinite (mergekit writes NaN); leave out one of the models, "
-	                "or merge without --per-row",
+	RETURN_ERROR_IF(ms_singular(p->nmodels, cosine), err, LINES_EUNSUPPORTED, NULL, t->name,
+	                "row %" PRIu64 ": the task vectors' mean cosine %.17g is -1/(N-1) within "
+	                "1e-9, so Model Stock's t is infinite or set by rounding (mergekit writes "
+	                "NaN or that value); leave out one of the models, or merge without --per-row",
 	                (job->u0 + r0) / tdots_row_len(t), cosine);
 	return 0;
 }
@@ -268,9 +277,10 @@ static int ms_measured(struct merge_ctx *p, struct lines_error *err)
 			continue;
 		const double *dot = tdots_of(&st->d, i);
 		double cosine, t = ms_t(dot, n, &cosine), s2 = 0.0;
-		RETURN_ERROR_IF(1.0 + (n - 1) * cosine == 0.0, err, LINES_EUNSUPPORTED, NULL, p->t[i].name,
-		                "the task vectors' mean cosine is -1/(N-1) = %g, so Model Stock's t "
-		                "is infinite (mergekit writes NaN); leave out one of the models",
+		RETURN_ERROR_IF(ms_singular(n, cosine), err, LINES_EUNSUPPORTED, NULL, p->t[i].name,
+		                "the task vectors' mean cosine %.17g is -1/(N-1) within 1e-9, so Model "
+		                "Stock's t is infinite or set by rounding (mergekit writes NaN or that "
+		                "value); leave out one of the models",
 		                cosine);
 		for (unsigned a = 0; a < n; a++)
 			for (unsigned b = 0; b < n; b++)
