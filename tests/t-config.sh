@@ -254,6 +254,9 @@ roundtrip "della_linear --rescale, an epsilon per model" -b "$b" -m della_linear
 roundtrip "model_stock --per-row" -b "$b" -m model_stock --per-row "$m1" "$m2"
 roundtrip "nuslerp --per-row" -m nuslerp --per-row -w 2,1 "$m1" "$m2"
 status 2 "--print-config of consensus over ties: no form yet, exit 2" "$LINES" merge -b "$b" -m consensus --consensus-over ties --print-config "$m1" "$m2"
+status 2 "--print-config of karcher -b (LiNeS's reference only; mergekit would average it in): exit 2" \
+	"$LINES" merge -b "$b" -m karcher --lines --print-config "$m1" "$m2"
+status 2 "--print-config of karcher -b without --lines: exit 2 too" "$LINES" merge -b "$b" -m karcher --print-config "$m1" "$m2"
 roundtrip "consensus" -b "$b" -m consensus --consensus-k 1 --tall-lambda 0.2,0.3 "$m1" "$m2"
 roundtrip "nearswap --gamma" -b "$b" -m nearswap --t 0.01 --gamma 0.3 "$m1"
 roundtrip "a path that needs quotes" -b "$b" -m sum --lambda 0.1234567890123 "$tmp/f/ft1.safetensors"

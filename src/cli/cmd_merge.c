@@ -1762,9 +1762,8 @@ static int run(struct merge_cli *mc, int argc, char **argv)
 	if ((rc = check(mc)) != 0)
 		goto out;
 	if (mc->print_config) {
-		if (mc->o.consensus_ties) {
-			rc = cli_usage_error(mc->cmd, "--print-config: -m consensus --consensus-over "
-			                              "ties has no configuration form yet");
+		if (mcfg_no_form(&mc->o)) {
+			rc = cli_usage_error(mc->cmd, "--print-config: %s", mcfg_no_form(&mc->o));
 			goto out;
 		}
 		if (mc->o.sweep) {

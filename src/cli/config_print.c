@@ -393,10 +393,23 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fputs("  strict: true\n", f);
 }
 
+const char *mcfg_no_form(const struct lines_merge_opts *o)
+{
+	if (o->consensus_ties) /* no key says it yet */
+		return "-m consensus --consensus-over ties has no configuration form yet";
+	/* karcher's -b is only LiNeS's (lambda's) reference, but mergekit
+	 * averages base_model in, and karcher takes no weight to leave it out */
+	if (o->method == LINES_M_KARCHER && o->base)
+		return "-m karcher with -b has no configuration form: mergekit averages "
+		       "base_model in with the models, where -b is only the reference of LiNeS "
+		       "and --lambda (list the base as a model to average it in)";
+	return NULL;
+}
+
 int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extra *x)
 {
 	struct form fm = form_of(o);
-	if (o->consensus_ties) /* no key says it yet */
+	if (mcfg_no_form(o))
 		return MCFG_NO_FORM;
 	fputs("# lines merge --print-config: mergekit's format, and LiNeS and the rest of\n"
 	      "# lines' options under lines: (see lines-config(5))\n",

@@ -209,8 +209,10 @@ struct mcfg_extra {
 	const struct mcfg *cfg;
 };
 /* 0, -1 when f fails, or MCFG_NO_FORM for options that no key of the
- * format says yet (-m consensus --consensus-over ties) */
+ * format says (mcfg_no_form()) */
 #define MCFG_NO_FORM (-2)
 int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extra *x);
+/* Why no configuration says the options o, or NULL when one does. */
+const char *mcfg_no_form(const struct lines_merge_opts *o);
 
 #endif
