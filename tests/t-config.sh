@@ -457,6 +457,45 @@ bad "lines: schedule: a boolean" 6:17 "$sched_head
   alpha: 0.5
   schedule: [0, true]"
 
+# values of the right type that the options' own checks refuse: reported at
+# the key that gave the option (the first model's, for a list per model)
+bad "nearswap t: -1 (--t's check)" 5:3 "merge_method: nearswap
+base_model: $b
+models: [{model: $m1}]
+parameters:
+  t: -1"
+bad "sce select_topk: 2 (--select-topk's check)" 5:3 "merge_method: sce
+base_model: $b
+models: [{model: $m1}, {model: $m2}]
+parameters:
+  select_topk: 2"
+bad "karcher max_iter: 0 (--max-iter's parser)" 4:3 "merge_method: karcher
+models: [{model: $m1}, {model: $m2}]
+parameters:
+  max_iter: 0"
+bad "consensus_k: 7 of 2 models (--consensus-k's check)" 5:3 "merge_method: consensus
+base_model: $b
+models: [{model: $m1}, {model: $m2}]
+parameters:
+  consensus_k: 7"
+bad "multislerp weights summing to 0 (the library's check)" 5:7 "merge_method: multislerp
+models:
+  - model: $m1
+    parameters:
+      weight: 1
+  - model: $m2
+    parameters:
+      weight: -1"
+bad "lines: norm: l3 (--norm's parser)" 6:9 "$sched_head
+  alpha: 0.5
+  norm: l3"
+printf 'merge_method: sce\nbase_model: %s\nmodels: [{model: %s}, {model: %s}]\nparameters:\n  select_topk: 0.5\n' \
+	"$b" "$m1" "$m2" >"$tmp/sce.yml"
+status 2 "--select-topk 3 beside a configuration's good select_topk: exit 2" \
+	"$LINES" merge --config "$tmp/sce.yml" --select-topk 3 -o "$tmp/no.st"
+check "... reported as the command line's, not at the configuration's key" \
+	sh -c "! grep -q '^lines: $tmp/sce.yml:' '$tmp/err' && grep -q -- '--select-topk' '$tmp/err'"
+
 # ---- tokenizer_source: a model with the base's vocabulary ---------------------------------
 family "$tmp/td" --arch llama --dtype bf16 --layers 4 --hidden 16 --models 3 --seed 12 --shards 2 >/dev/null
 family "$tmp/tv" --arch llama --dtype bf16 --layers 4 --hidden 16 --models 1 --seed 12 --shards 2 \

@@ -39,6 +39,9 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 /* getopt_long() said '?' (an unknown option) or ':' (a missing value; the
  * option string starts with ':'): one message, ours (opterr is 0). */
 int cli_bad_option(const char *cmd, int c, char **argv);
+/* Option OPT ("--t") came from WHERE ("FILE:LINE:COL: key" of a
+ * configuration): a usage error that names it is reported there. */
+void cli_origin_add(const char *opt, const char *where);
 /* Print "lines: FILE: TENSOR: msg" for a library error; return the exit status. */
 int cli_report(const struct lines_error *err);
 /* The log callback for the library. */

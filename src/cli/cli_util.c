@@ -31,16 +31,63 @@ void cli_msg(const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
+/* ---- where a configuration gave an option ---------------------------------- */
+static struct origin {
+	char *opt, *where;
+} *origins;
+static size_t norigins;
+
+void cli_origin_add(const char *opt, const char *where)
+{
+	struct origin *o = realloc(origins, (norigins + 1) * sizeof(*o));
+	if (!o)
+		return; /* the message only loses its place */
+	origins = o;
+	o[norigins].opt = strdup(opt), o[norigins].where = strdup(where);
+	if (o[norigins].opt && o[norigins].where)
+		norigins++;
+	else
+		free(o[norigins].opt), free(o[norigins].where);
+}
+
+static int opt_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '-' || c == '_';
+}
+
+/* Where the option MSG names first came from, or NULL: the first of the
+ * registered options in MSG, as a whole word ("--t" is not in "--tol"). */
+static const char *origin_in(const char *msg)
+{
+	const char *best = NULL, *at = NULL;
+	for (size_t i = 0; i < norigins; i++) {
+		size_t n = strlen(origins[i].opt);
+		for (const char *p = strstr(msg, origins[i].opt); p; p = strstr(p + 1, origins[i].opt))
+			if ((p == msg || !opt_char(p[-1])) && !opt_char(p[n])) {
+				if (!at || p < at)
+					at = p, best = origins[i].where;
+				break;
+			}
+	}
+	return best;
+}
+
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	char msg[2048];
+	const char *where;
 	cli_progress_end();
-	fputs("lines: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'lines %s%s--help' for more information.\n", cmd ? cmd : "",
-	        cmd ? " " : "");
+	if ((where = origin_in(msg)) != NULL) {
+		fprintf(stderr, "lines: %s: %s\n", where, msg);
+		return CLI_EXIT_USAGE;
+	}
+	fprintf(stderr, "lines: %s\nTry 'lines %s%s--help' for more information.\n", msg,
+	        cmd ? cmd : "", cmd ? " " : "");
 	return CLI_EXIT_USAGE;
 }
 
@@ -87,6 +134,10 @@ int cli_report(const struct lines_error *err)
 	if (err->sys_errno == EPIPE)
 		return 128 + SIGPIPE;
 	fputs("lines: ", stderr);
+	const char *where =
+	    err->code == LINES_EUSAGE && !err->file[0] && !err->tensor[0] ? origin_in(err->msg) : NULL;
+	if (where)
+		fprintf(stderr, "%s: ", where);
 	print_place(stderr, err->file, err->tensor);
 	fprintf(stderr, "%s\n", err->msg[0] ? err->msg : lines_strerror(err->code));
 	return err->code == LINES_EUSAGE ? CLI_EXIT_USAGE : CLI_EXIT_FAIL;

@@ -1577,9 +1577,11 @@ static int config_problems(const struct mcfg *cfg)
 }
 
 /* The command line again, with the configuration's options first (less
- * those given on the command line) and its models last. */
-static int config_argv(struct merge_cli *mc, char **args, size_t nargs, size_t nmodels,
-                       int argc, char **argv, int *argc_all)
+ * those given on the command line) and its models last; each option
+ * taken from the configuration is known by where it came from (where[k]
+ * for args[k]; NULL when nothing says), for the messages. */
+static int config_argv(struct merge_cli *mc, char **args, char *const *where, size_t nargs,
+                       size_t nmodels, int argc, char **argv, int *argc_all)
 {
 	char **v = calloc(nargs + (size_t)argc + 1, sizeof(*v));
 	size_t n = 0;
@@ -1595,6 +1597,8 @@ static int config_argv(struct merge_cli *mc, char **args, size_t nargs, size_t n
 			v[n++] = args[i];
 			if (arg)
 				v[n++] = args[i + 1];
+			if (where && where[i])
+				cli_origin_add(args[i], where[i]);
 		}
 		i += (size_t)arg;
 	}
@@ -1644,6 +1648,9 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		cli_msg("out of memory");
 		return CLI_EXIT_FAIL;
 	}
+	char **where = cfg->arg_where; /* kept until config_argv() */
+	size_t nwhere = cfg->narg_where;
+	cfg->arg_where = NULL, cfg->narg_where = 0;
 	char *owned[3] = {cfg->name.s, cfg->chat_template.s, cfg->dtype.s};
 	cfg->name.s = cfg->chat_template.s = cfg->dtype.s = NULL; /* kept, not freed */
 	struct mcfg *keep = NULL;
@@ -1666,7 +1673,10 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 			fprintf(stderr, " %s", cli_printable(args[i]));
 		fputc('\n', stderr);
 	}
-	if ((rc = config_argv(mc, args, nargs, nmodels, argc, argv, &argc_all)) != 0) {
+	rc = config_argv(mc, args, nwhere == nargs ? where : NULL, nargs, nmodels, argc, argv,
+	                 &argc_all);
+	mcfg_args_free(where, nwhere);
+	if (rc != 0) {
 		mcfg_free(keep);
 		mcfg_slices_free(&slices);
 		mcfg_args_free(args, nargs);

@@ -138,7 +138,9 @@ static const struct mdef mdefs[] = {
 /* ---- output vector ----------------------------------------------------------------- */
 struct argv_b {
 	char **v;
+	char **where; /* of each v[k]: "FILE:LINE:COL: key", or NULL */
 	size_t n, cap;
+	char *cur;    /* where the strings pushed now come from */
 	int oom;
 };
 
@@ -148,17 +150,37 @@ static void push(struct argv_b *a, const char *s)
 		return;
 	if (a->n == a->cap) {
 		size_t cap = a->cap ? 2 * a->cap : 32;
-		char **v = realloc(a->v, cap * sizeof(*v));
-		if (!v) {
+		char **v = realloc(a->v, cap * sizeof(*v)), **w;
+		if (v)
+			a->v = v;
+		if (!v || !(w = realloc(a->where, cap * sizeof(*w)))) {
 			a->oom = 1;
 			return;
 		}
-		a->v = v, a->cap = cap;
+		a->where = w, a->cap = cap;
 	}
-	if (!(a->v[a->n] = strdup(s)))
+	a->where[a->n] = a->cur ? strdup(a->cur) : NULL;
+	if (!(a->v[a->n] = strdup(s)) || (a->cur && !a->where[a->n])) {
+		free(a->v[a->n]), free(a->where[a->n]);
+		a->oom = 1;
+	} else {
+		a->n++;
+	}
+}
+
+/* The strings pushed next come from KEY at LINE:COL of the configuration
+ * (line 0: from no key of it). */
+static void push_from(struct argv_b *a, const struct mcfg *c, int line, int col, const char *key)
+{
+	free(a->cur);
+	a->cur = NULL;
+	if (line <= 0)
+		return;
+	size_t n = strlen(c->file) + strlen(key) + 48;
+	if (!(a->cur = malloc(n)))
 		a->oom = 1;
 	else
-		a->n++;
+		snprintf(a->cur, n, "%s:%d:%d: %s", c->file, line, col, key);
 }
 
 /* The shortest text strtod reads back as exactly V. */
@@ -734,6 +756,18 @@ static void push_opt(struct argv_b *a, const char *opt, double v)
 	push(a, num_text(buf, sizeof(buf), v));
 }
 
+/* The options of parameter P come from its first mention: a source's
+ * parameters, else the global ones. */
+static void param_from(struct mapper *mp, const struct pdef *p)
+{
+	const struct mcfg_param *q = NULL;
+	for (size_t i = 0; i < mp->src.n && !q; i++)
+		q = mp->src.m[i] ? pget(&mp->src.m[i]->params, p->name) : NULL;
+	if (!q)
+		q = pget(&mp->c->params, p->name);
+	push_from(mp->a, mp->c, q ? q->line : 0, q ? q->col : 0, p->name);
+}
+
 /* One value per source, or a problem. */
 static void map_list(struct mapper *mp, const struct pdef *p)
 {
@@ -799,6 +833,7 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	struct mcfg *c = mp->c;
 	const struct mcfg_param *given = pget(&c->params, p->name);
 	double v;
+	param_from(mp, p);
 	if (p->map == PM_LIST || p->map == PM_TLIST) {
 		map_list(mp, p);
 		return;
@@ -894,12 +929,22 @@ static void map_tokenizer(struct mcfg *c)
 	 * when the plan is made (map_lines) */
 }
 
-static void push_str(struct argv_b *a, const char *opt, const struct mcfg_str *s)
+static void push_str(struct mapper *mp, const char *opt, const struct mcfg_str *s, const char *key)
 {
 	if (s->s) {
-		push(a, opt);
-		push(a, s->s);
+		push_from(mp->a, mp->c, s->line, s->col, key);
+		push(mp->a, opt);
+		push(mp->a, s->s);
+		push_from(mp->a, mp->c, 0, 0, NULL);
 	}
+}
+
+/* From the lines: number NAME (Q), as "lines: NAME". */
+static void lines_from(struct mapper *mp, const struct mcfg_param *q, const char *name)
+{
+	char key[64];
+	snprintf(key, sizeof(key), "lines: %s", name);
+	push_from(mp->a, mp->c, q ? q->line : 0, q ? q->col : 0, key);
 }
 
 /* A lines: number that must be an integer in [0, max]. */
@@ -913,8 +958,11 @@ static void push_int(struct mapper *mp, const char *name, const char *opt, doubl
 		             "lines: %s: expected an integer from 0 to "
 		             "%.0f",
 		             name, max);
-	else
+	else {
+		lines_from(mp, q, name);
 		push_opt(mp->a, opt, q->v.num);
+		push_from(mp->a, mp->c, 0, 0, NULL);
+	}
 }
 
 /* lines: keys of one family of methods: a problem at the key for another */
@@ -964,8 +1012,10 @@ static void map_schedule(struct mapper *mp)
 	for (size_t i = 0, k = 0; i < q->v.ngrad; i++)
 		k += (size_t)sprintf(list + k, "%s%s", i ? "," : "",
 		                     num_text(buf, sizeof(buf), q->v.grad[i]));
+	lines_from(mp, q, "schedule");
 	push(mp->a, "--schedule");
 	push(mp->a, list);
+	push_from(mp->a, mp->c, 0, 0, NULL);
 	free(list);
 }
 
@@ -976,6 +1026,10 @@ static void map_lines(struct mapper *mp)
 	const struct mcfg_param *alpha = lines_num(c, "alpha"), *beta = lines_num(c, "beta"),
 	                        *lambda = lines_num(c, "lambda");
 	if (mp->lines_on) {
+		if (alpha)
+			lines_from(mp, alpha, "alpha");
+		else
+			push_from(mp->a, c, c->alpha_word.line, c->alpha_word.col, "lines: alpha");
 		push(mp->a, "--lines");
 		if (alpha) {
 			push_opt(mp->a, "--alpha", alpha->v.num);
@@ -987,8 +1041,11 @@ static void map_lines(struct mapper *mp)
 		mcfg_problem(c, beta->line, beta->col,
 		             "lines: beta needs alpha (auto or a number)");
 	}
-	if (beta && mp->lines_on)
+	if (beta && mp->lines_on) {
+		lines_from(mp, beta, "beta");
 		push_opt(mp->a, "--beta", beta->v.num);
+	}
+	push_from(mp->a, c, 0, 0, NULL);
 	map_schedule(mp);
 	if (lambda && mp->lines_on)
 		mcfg_problem(c, lambda->line, lambda->col,
@@ -998,18 +1055,21 @@ static void map_lines(struct mapper *mp)
 		mcfg_problem(c, lambda->line, lambda->col,
 		             "lambda: give it in parameters or in "
 		             "lines:, not both");
-	else if (lambda)
+	else if (lambda) {
+		lines_from(mp, lambda, "lambda");
 		push_opt(mp->a, "--lambda", lambda->v.num);
-	push_str(mp->a, "--norm", &c->norm);
-	push_str(mp->a, "--stacks", &c->stacks);
-	push_str(mp->a, "--stack-order", &c->stack_order);
-	push_str(mp->a, "--trim", &c->trim);
-	push_str(mp->a, "--layer-regex", &c->layer_regex);
-	push_str(mp->a, "--vocab", &c->vocab);
+		push_from(mp->a, c, 0, 0, NULL);
+	}
+	push_str(mp, "--norm", &c->norm, "lines: norm");
+	push_str(mp, "--stacks", &c->stacks, "lines: stacks");
+	push_str(mp, "--stack-order", &c->stack_order, "lines: stack_order");
+	push_str(mp, "--trim", &c->trim, "lines: trim");
+	push_str(mp, "--layer-regex", &c->layer_regex, "lines: layer_regex");
+	push_str(mp, "--vocab", &c->vocab, "lines: vocab");
 	if (c->tokenizer_source.s && strcmp(c->tokenizer_source.s, "union") &&
 	    strcmp(c->tokenizer_source.s, "base") &&
 	    !(c->base.s && !strcmp(c->tokenizer_source.s, c->base.s)))
-		push_str(mp->a, "--tokenizer-source", &c->tokenizer_source);
+		push_str(mp, "--tokenizer-source", &c->tokenizer_source, "tokenizer_source");
 	push_int(mp, "seed", "--seed", 9007199254740992.0);
 	push_int(mp, "num_layers", "--num-layers", 1000000);
 	/* density: lines' own default, no option */
@@ -1039,6 +1099,8 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 	if (!mp.md) { /* the rest is meaningless without the method; report what is known */
 		map_dtype(&mp);
 		mcfg_args_free(a.v, a.n);
+		mcfg_args_free(a.where, a.n);
+		free(a.cur);
 		return 0;
 	}
 	mp.method = mp.md->lines;
@@ -1061,6 +1123,7 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 		push(&a, mp.md->fixed[i]);
 	for (size_t i = 0; i < ARRAY_SIZE(mp.md->params) && mp.md->params[i].name; i++)
 		map_param(&mp, &mp.md->params[i]);
+	push_from(&a, c, 0, 0, NULL);
 	if (strcmp(mp.method, mp.md->lines) && !a.oom) { /* task_arithmetic, normalize: mean */
 		free(a.v[at_method]);
 		if (!(a.v[at_method] = strdup(mp.method)))
@@ -1093,10 +1156,14 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 	} else {
 		free(mp.src.m);
 	}
+	free(a.cur);
 	if (a.oom) {
 		mcfg_args_free(a.v, a.n);
+		mcfg_args_free(a.where, a.n);
 		return -1;
 	}
+	mcfg_args_free(c->arg_where, c->narg_where);
+	c->arg_where = a.where, c->narg_where = a.n;
 	*args = a.v, *nargs = a.n;
 	return 0;
 }

@@ -850,6 +850,7 @@ void mcfg_free(struct mcfg *c)
 	for (size_t i = 0; i < c->nproblems; i++)
 		free(c->problems[i]);
 	free(c->problems);
+	mcfg_args_free(c->arg_where, c->narg_where);
 	free(c->file);
 	free(c);
 }

@@ -108,6 +108,10 @@ struct mcfg {
 	/* every problem found, "FILE:LINE:COL: problem", in order */
 	char **problems;
 	size_t nproblems;
+	/* set by mcfg_args: where each of its strings comes from, "FILE:LINE:COL:
+	 * key" (NULL: from no key, such as the method's fixed options) */
+	char **arg_where;
+	size_t narg_where;
 };
 
 /*

@@ -381,8 +381,8 @@ static int ms_check(const struct lines_merge_opts *o, struct lines_error *err)
 		ws += o->weights[i];
 	RETURN_ERROR_IF(o->weights && !o->no_normalize && o->nmodels > 1 && ws == 0.0, err,
 	                LINES_EUSAGE, NULL, NULL,
-	                "-m multislerp: the weights sum to 0 and cannot be normalized (give "
-	                "other weights, or --no-normalize)");
+	                "-m multislerp: the weights (--weights) sum to 0 and cannot be normalized "
+	                "(give other weights, or --no-normalize)");
 	return 0;
 }
 
