@@ -883,7 +883,8 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--bc-gamma applies to -m breadcrumbs and -m "
 		                                "breadcrumbs_ties only (LiNeS's gamma is --gamma)");
 	if (mc->have_trim && !(mo & LINES_MOPT_TRIM))
-		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (DARE drops at random)");
+		return cli_usage_error(mc->cmd, "--trim applies to -m ties only (the other methods "
+		                                "drop by their own rules)");
 	if (mc->have_dare_opts && !(mo & LINES_MOPT_SEED))
 		return cli_usage_error(mc->cmd, "--seed and --dare-elect apply to -m dare only (and "
 		                                "--seed to -m della)");

@@ -416,11 +416,17 @@ static int check_depth(struct plan *p, struct lines_error *err)
 		}
 		floats++;
 	}
+	if (floats == 0)
+		return lines_errf(err, LINES_EUSAGE, b->path, NULL,
+		                  "no tensor is in a block, so LiNeS cannot scale by depth (the "
+		                  "model has no floating-point tensor); merge without LiNeS "
+		                  "(--lambda)");
 	return lines_errf(err, LINES_EUSAGE, b->path, NULL,
-	                  "no tensor is in a block, so LiNeS cannot scale by depth (%zu tensors, "
+	                  "no tensor is in a block, so LiNeS cannot scale by depth (%zu tensor%s, "
 	                  "e.g. %s%s); give --layer-regex with the block index as its capture group "
 	                  "(and the stack as a first one), or merge without LiNeS (--lambda)",
-	                  floats, shown ? seen : "none", floats > shown ? ", ..." : "");
+	                  floats, floats == 1 ? "" : "s", shown ? seen : "...",
+	                  floats > shown && shown ? ", ..." : "");
 }
 
 /*

@@ -335,8 +335,8 @@ static int cs_add_norms(struct merge_ctx *p, struct lines_error *err)
 static int cs_check(const struct lines_merge_opts *o, struct lines_error *err)
 {
 	RETURN_ERROR_IF(o->consensus_k > o->nmodels, err, LINES_EUSAGE, NULL, NULL,
-	                "--consensus-k %u is more than the %zu models: nothing would be kept",
-	                o->consensus_k, o->nmodels);
+	                "--consensus-k %u is more than the %zu model%s: nothing would be kept",
+	                o->consensus_k, o->nmodels, o->nmodels == 1 ? "" : "s");
 	for (size_t i = 0; i < (o->tall_lambdas ? o->nmodels : 1); i++) {
 		double l = tall_lambda(o, (unsigned)i);
 		RETURN_ERROR_IF(!(l >= 0 && isfinite(l)), err, LINES_EUSAGE, NULL, NULL,

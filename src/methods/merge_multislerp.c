@@ -291,7 +291,7 @@ static int ms_dots_done(struct merge_ctx *p, struct lines_error *err)
 		                err, LINES_EUNSUPPORTED, NULL, p->t[i].name,
 		                "-m multislerp: the weighted mean of the %u unit vectors is zero "
 		                "(|m| = %g < 1e-8): it has no direction; change the weights",
-		                ms->n, mn);
+		                ms->n, fabs(mn));
 	return 0;
 }
 
