@@ -866,8 +866,9 @@ static int check_method_options(struct merge_cli *mc)
 	if (!o->base && !(mo & LINES_MOPT_NO_BASE))
 		return cli_usage_error(mc->cmd, "no base model: give -b BASE");
 	if ((mo & LINES_MOPT_ONE_MODEL) && o->nmodels != 1)
-		return cli_usage_error(mc->cmd, "-m %s merges exactly one MODEL into the base (got %zu)",
-		                       name, o->nmodels);
+		return cli_usage_error(mc->cmd, "-m %s %s exactly one MODEL (got %zu)", name,
+		                       (mo & LINES_MOPT_NO_BASE) ? "copies" : "merges the base with",
+		                       o->nmodels);
 	if (mc->weights && !(mo & LINES_MOPT_WEIGHTS))
 		return cli_usage_error(mc->cmd, "-m %s takes no weights (-w)", name);
 	if (o->method == LINES_M_CONSENSUS && !o->consensus_ties &&

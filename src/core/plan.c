@@ -237,6 +237,8 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 	const struct ckpt *b = p->in.ck[0], *c = p->in.ck[m];
 	unsigned missing = 0, extra = 0, shape = 0, dtype = 0, other = 0;
 	char s1[256], s2[256];
+	/* without a base, the first model is the reference */
+	const char *ref = p->in.base_is_model ? "the first model" : "the base";
 
 	for (size_t i = 0; i < b->ntensors; i++) {
 		const struct ckpt_tensor *bt = &b->t[i];
@@ -246,7 +248,7 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 		if (!ct) {
 			if (++missing <= PLAN_LIST_MAX)
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-				           "missing (the base has this tensor)");
+				           "missing (%s has this tensor)", ref);
 			continue;
 		}
 		if (!same_shape(bt, ct) && p->o.vocab_base && is_vocab(bt, ct) &&
@@ -266,27 +268,27 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 			fmt_shape(s2, sizeof(s2), bt->rank, bt->shape);
 			if (is_vocab(bt, ct))
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-				           "shape %s differs from the base's %s: the vocabularies differ "
-				           "(%llu tokens, the base has %llu); give --vocab base to merge "
+				           "shape %s differs from %s's %s: the vocabularies differ "
+				           "(%llu tokens, %s has %llu); give --vocab base to merge "
 				           "the base's rows only (as mergekit does), or resize the "
 				           "embeddings first",
-				           s1, s2, (unsigned long long)ct->shape[0],
+				           s1, ref, s2, (unsigned long long)ct->shape[0], ref,
 				           (unsigned long long)bt->shape[0]);
 			else
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-				           "shape %s differs from the base's %s", s1, s2);
+				           "shape %s differs from %s's %s", s1, ref, s2);
 		} else if (ct->dtype != bt->dtype &&
 		           !(decodable(ct->dtype) && decodable(bt->dtype)) &&
 		           ++dtype <= PLAN_LIST_MAX) {
 			/* float dtypes may differ (merged in F32); others may not */
 			lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
-			           "dtype %s differs from the base's %s", dtype_name(ct->dtype),
+			           "dtype %s differs from %s's %s", dtype_name(ct->dtype), ref,
 			           dtype_name(bt->dtype));
 		}
 	}
 	if (missing > PLAN_LIST_MAX)
 		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
-		           "... %u tensors of the base are missing in all", missing);
+		           "... %u tensors of %s are missing in all", missing, ref);
 	if (shape > PLAN_LIST_MAX)
 		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
 		           "... %u tensors have another shape in all", shape);
@@ -298,14 +300,14 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 		if (ckpt_find(b, ct->name) || fp8_is_scale(c, ct->name))
 			continue;
 		if (++extra <= PLAN_LIST_MAX)
-			lines_logf(&p->o, LINES_LOG_ERROR, c->path, ct->name, "not in the base");
+			lines_logf(&p->o, LINES_LOG_ERROR, c->path, ct->name, "not in %s", ref);
 	}
 	if (extra > PLAN_LIST_MAX)
 		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL,
-		           "... %u tensors are not in the base in all", extra);
+		           "... %u tensors are not in %s in all", extra, ref);
 	if (c->num_layers != b->num_layers) {
-		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "has %ld block%s, the base has %ld",
-		           c->num_layers, c->num_layers == 1 ? "" : "s", b->num_layers);
+		lines_logf(&p->o, LINES_LOG_ERROR, c->path, NULL, "has %ld block%s, %s has %ld",
+		           c->num_layers, c->num_layers == 1 ? "" : "s", ref, b->num_layers);
 		other++;
 	}
 #define LISTED(n) ((n) < PLAN_LIST_MAX ? (n) : PLAN_LIST_MAX)
@@ -620,11 +622,12 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 	unsigned listed = 0;
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		problems += check_model(p, m, &listed);
+	const char *ref = p->in.base_is_model ? "the first model" : "the base";
 	RETURN_ERROR_IF(problems && listed == problems, err, LINES_EMISMATCH, NULL, NULL,
-	                "the models do not match the base (%u problem%s listed above)", problems,
+	                "the models do not match %s (%u problem%s listed above)", ref, problems,
 	                problems == 1 ? "" : "s");
 	RETURN_ERROR_IF(problems, err, LINES_EMISMATCH, NULL, NULL,
-	                "the models do not match the base (%u problems, %u of them listed above)",
+	                "the models do not match %s (%u problems, %u of them listed above)", ref,
 	                problems, listed);
 	return check_unsupported(p, err);
 }

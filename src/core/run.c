@@ -58,8 +58,8 @@ static int check_options(const struct lines_merge_opts *o, const struct method *
 	                "no base model (-b BASE)");
 	RETURN_ERROR_IF(o->nmodels < 1, err, LINES_EUSAGE, NULL, NULL, "no model to merge");
 	RETURN_ERROR_IF((m->flags & METHOD_ONE_MODEL) && o->nmodels != 1, err, LINES_EUSAGE, NULL,
-	                NULL, "-m %s merges exactly one model into the base (got %zu)", m->name,
-	                o->nmodels);
+	                NULL, "-m %s %s exactly one model (got %zu)", m->name,
+	                (m->flags & METHOD_NO_BASE) ? "copies" : "merges the base with", o->nmodels);
 	/* without a base the first model is read twice: once as the layout's
 	 * reference, once as a model */
 	RETURN_ERROR_IF(!o->base && !strcmp(o->models[0], "-"), err, LINES_EUSAGE, NULL, NULL,
