@@ -16,6 +16,11 @@ check "... and the input is untouched" cmp -s "$m1" "$tmp/m1.orig"
 ln -s "$m1" "$tmp/link.st"
 status 2 "a symlink to an input is refused too" "$LINES" merge -b "$b" -o "$tmp/link.st" "$m1" "$m2"
 status 2 "the base as output is refused" "$LINES" merge -b "$b" -o "$b" "$m1"
+status 2 "--checksum-file naming the output is refused" "$LINES" merge -b "$b" -o "$tmp/c.st" --checksum-file "$tmp/c.st" "$m1" "$m2"
+check "... nothing written" test ! -e "$tmp/c.st"
+status 2 "--manifest naming the output is refused" "$LINES" merge -b "$b" -o "$tmp/c.st" --manifest "$tmp/./c.st" "$m1" "$m2"
+status 2 "--manifest and --checksum-file naming one file are refused" "$LINES" merge -b "$b" -o "$tmp/c.st" --manifest "$tmp/same" --checksum-file "$tmp/same" "$m1" "$m2"
+check "... nothing written" sh -c "test ! -e '$tmp/c.st' && test ! -e '$tmp/same'"
 
 o=$tmp/out.st
 (umask 022 && "$LINES" merge -q -b "$b" -o "$o" "$m1" "$m2")

@@ -138,6 +138,14 @@ for k in 0 1 2; do "$LINES" merge -q --part $k/3 $A --stats-out st/p$k.json || e
 B="-b fam/base -m sum --lines -w 1,2,0.7 --shard-size 40K -o o/ fam/ft1 fam/ft2 fam/ft3"
 # shellcheck disable=SC2086
 for k in 0 1 2; do "$LINES" merge -q --part $k/3 $B --stats-out sb/p$k.json || echo "Bail out! stats"; done
+shard=$(ls fam/ft1/*.safetensors | head -n 1)
+cp "$shard" "$tmp/shard.orig"
+# shellcheck disable=SC2086
+status 2 "--stats-out naming an input (a shard of a model) is refused" "$LINES" merge -q --part 0/3 $A --stats-out "$shard"
+check "... and the input is untouched" cmp -s "$shard" "$tmp/shard.orig"
+cp st/p0.json "$tmp/p0.orig"
+status 2 "lines stats -o naming one of its statistics files is refused" "$LINES" stats -o st/p0.json st/p2.json st/p0.json st/p1.json
+check "... and that file is untouched" cmp -s st/p0.json "$tmp/p0.orig"
 status 0 "lines stats combines parts 0, 1, 2" "$LINES" stats -o st/all.json st/p2.json st/p0.json st/p1.json
 status 2 "a missing part is refused" "$LINES" stats -o st/x.json st/p0.json st/p2.json
 check "... and writes nothing" test ! -e st/x.json

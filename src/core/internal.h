@@ -144,4 +144,9 @@ int full_pread(int fd, void *buf, size_t n, uint64_t off);
 int full_read(int fd, void *buf, size_t n, size_t *got);
 int full_write(int fd, const void *buf, size_t n);
 
+/* 1 when paths A and B name the same file: the same inode when both
+ * exist, else the same name in the same directory (the directories by
+ * inode); 0 otherwise, or when a directory cannot be looked up. */
+int same_file(const char *a, const char *b);
+
 #endif /* LINES_INTERNAL_H */

@@ -40,6 +40,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -408,6 +409,11 @@ int part_after_setup(struct plan *p, struct lines_error *err)
 			p->env.check_in_write = 1;
 	}
 	if (o->stats_out) {
+		RETURN_ERROR_IF(plan_is_input(p, o->stats_out), err, LINES_EUSAGE, o->stats_out, NULL,
+		                "--stats-out names one of the inputs; refusing to overwrite it");
+		RETURN_ERROR_IF(o->stats_in && same_file(o->stats_in, o->stats_out), err, LINES_EUSAGE,
+		                o->stats_out, NULL,
+		                "--stats-out names the --stats file, which holds the rounds before");
 		RETURN_ERROR_IF(!pt->rounds, err, LINES_EUSAGE, NULL, NULL,
 		                "-m %s with these options needs no statistics: leave out --stats-out "
 		                "and write the parts",
@@ -530,6 +536,13 @@ int lines_stats_combine(const char *const *files, size_t n, const char *out,
 		free(f);
 		return lines_errf(err, LINES_EUSAGE, NULL, NULL, "no statistics file given");
 	}
+	for (size_t i = 0; out && strcmp(out, "-") && i < n; i++)
+		if (same_file(files[i], out)) {
+			free(f);
+			return lines_errf(err, LINES_EUSAGE, out, NULL,
+			                  "the output is one of the statistics files; refusing to "
+			                  "overwrite it");
+		}
 	for (size_t i = 0; rc == 0 && i < n; i++) {
 		if (!(f[i] = load_json(files[i], "statistics file (JSON)", err))) {
 			rc = LINES_EFORMAT;

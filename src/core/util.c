@@ -5,11 +5,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -271,4 +273,21 @@ char *lines_json_text(struct json_t *root, size_t flags)
 	}
 	t[n] = '\n', t[n + 1] = '\0';
 	return t;
+}
+
+int same_file(const char *a, const char *b)
+{
+	struct stat sa, sb;
+	int ea = stat(a, &sa) == 0, eb = stat(b, &sb) == 0, same = 0;
+	if (ea && eb)
+		return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	if (ea != eb) /* one exists, the other not */
+		return 0;
+	/* neither exists yet: the same base name in the same directory */
+	char *ca = strdup(a), *cb = strdup(b), *da = ca ? strdup(a) : NULL, *db = cb ? strdup(b) : NULL;
+	if (ca && cb && da && db && !strcmp(basename(ca), basename(cb)) &&
+	    stat(dirname(da), &sa) == 0 && stat(dirname(db), &sb) == 0)
+		same = sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+	free(ca), free(cb), free(da), free(db);
+	return same;
 }

@@ -186,6 +186,14 @@ int output_choose(struct plan *p, struct lines_error *err)
 	                p->out.sidecar_path, NULL, "the checksum file is one of the inputs");
 	RETURN_ERROR_IF(p->out.manifest_path && plan_is_input(p, p->out.manifest_path), err, LINES_EUSAGE,
 	                p->out.manifest_path, NULL, "the manifest is one of the inputs");
+	RETURN_ERROR_IF(!to_stdout && p->out.sidecar_path && same_file(p->out.sidecar_path, out), err,
+	                LINES_EUSAGE, p->out.sidecar_path, NULL, "the checksum file is the output");
+	RETURN_ERROR_IF(!to_stdout && p->out.manifest_path && same_file(p->out.manifest_path, out), err,
+	                LINES_EUSAGE, p->out.manifest_path, NULL, "the manifest is the output");
+	RETURN_ERROR_IF(p->out.sidecar_path && p->out.manifest_path &&
+	                    same_file(p->out.sidecar_path, p->out.manifest_path),
+	                err, LINES_EUSAGE, p->out.manifest_path, NULL,
+	                "the manifest and the checksum file are the same file");
 	if (p->out.manifest_path)
 		FORWARD_IF_ERROR(manifest_init(p, err));
 	return 0;
