@@ -98,4 +98,12 @@ check "... naming standard input" has "$tmp/err" "lines: (standard input): "
 status 0 "lines verify checks one file of a split output by itself" \
 	"$LINES" verify "$f/sp/ft1-00002-of-$last.gguf"
 
+# a split output whose files are a split input's: refused before writing
+fresh
+md5sum "$tmp/bad"/ft1-*.gguf >"$tmp/ft1.md5"
+status 2 "a split output named as the split input it merges is refused" "$LINES" merge -q \
+	-b "$f/sp/base-00001-of-$last.gguf" --lines --alpha 0.5 --shard-size 300K \
+	-o "$tmp/bad/ft1.gguf" "$tmp/bad/ft1-00001-of-$last.gguf" "$f/sp/ft2-00001-of-$last.gguf"
+check "... and the input's files are untouched" md5sum -c --quiet "$tmp/ft1.md5"
+
 done_testing

@@ -128,6 +128,21 @@ static int choose_gguf_shards(struct plan *p, struct lines_error *err)
 	p->out.gguf_prefix = base;
 	p->out.shard_size = p->o.shard_size;
 	FORWARD_IF_ERROR(shards_plan(p, err));
+	/* the split files' names are not OUT's: none may be an input's */
+	for (size_t k = 0; k < p->out.nshards; k++) {
+		char *path = malloc(strlen(dir) + strlen(p->out.shards[k].name) + 2);
+		RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		sprintf(path, "%s/%s", dir, p->out.shards[k].name);
+		int in = plan_is_input(p, path);
+		if (in) {
+			int r = lines_errf(err, LINES_EUSAGE, path, NULL,
+			                   "this file of the split output is one of the inputs; "
+			                   "refusing to overwrite it");
+			free(path);
+			return r;
+		}
+		free(path);
+	}
 	return p->o.no_checksum ? 0 : manifest_init(p, err);
 }
 
