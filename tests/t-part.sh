@@ -217,4 +217,26 @@ status 1 "lines index on a directory that no part wrote" "$LINES" index whole.no
 # shellcheck disable=SC2086
 status 2 "parts of two plans in one directory are refused" "$LINES" merge -q --part 1/2 -b fam/base -m sum --lines --alpha 0.6 fam/ft1 fam/ft2 --shard-size 40K -o other/
 
+# a second run of a part stopped while it waits for the first run's lock
+# leaves the first run's files alone, and the first run finishes
+LK="-b fam/base -m sum --lines --alpha 0.4 --shard-size 40K -o lk/ fam/ft1 fam/ft2 fam/ft3"
+# shellcheck disable=SC2086
+LINES_TEST_JOB_DELAY_US=200000 "$LINES" merge -q --part 1/3 $LK --chunk 16K &
+p1=$!
+i=0
+while [ ! -d lk/.lines-part-1 ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+# shellcheck disable=SC2086
+"$LINES" merge -v --part 1/3 $LK 2>lk2.err &
+p2=$!
+i=0 # its note that it waits (or 10 s)
+while ! grep -q "waiting" lk2.err 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+kill -TERM $p2
+wait $p2
+rc2=$?
+wait $p1
+rc1=$?
+check "a second run of a part, stopped while it waits for the lock: exit 143" test $rc2 -eq 143
+check "... and the first run finishes its part: exit 0" test $rc1 -eq 0
+check "... with its shards written" sh -c "ls lk/model-*-of-*.safetensors >/dev/null 2>&1"
+
 done_testing

@@ -664,11 +664,18 @@ static int part_tmpdir(struct sink_dir *d, char *tmpl, size_t n, struct lines_er
 				continue;
 			return lines_errno(err, errno, tmpl, "cannot open");
 		}
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int locked = flock(fd, LOCK_EX | LOCK_NB) == 0, e = 0;
+		if (!locked) {
 			lines_logf(d->desc.log, LINES_LOG_NOTE, tmpl, NULL,
 			           "another run of this part is writing: waiting for it");
-			while (flock(fd, LOCK_EX) < 0 && errno == EINTR && !lines_canceled())
+			while (!(locked = flock(fd, LOCK_EX) == 0) && (e = errno) == EINTR &&
+			       !lines_canceled())
 				;
+		}
+		if (!locked) { /* stopped while waiting: the other run's files are its own */
+			close(fd);
+			RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
+			return lines_errno(err, e, tmpl, "cannot lock");
 		}
 		if (fstat(fd, &a) == 0 && stat(tmpl, &b) == 0 && a.st_dev == b.st_dev &&
 		    a.st_ino == b.st_ino) {
