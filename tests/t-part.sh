@@ -217,6 +217,22 @@ status 1 "lines index on a directory that no part wrote" "$LINES" index whole.no
 # shellcheck disable=SC2086
 status 2 "parts of two plans in one directory are refused" "$LINES" merge -q --part 1/2 -b fam/base -m sum --lines --alpha 0.6 fam/ft1 fam/ft2 --shard-size 40K -o other/
 
+# a shard of another plan (another alpha) copied in: lines index names it,
+# assembles nothing
+for k in 0 1 2; do
+	# shellcheck disable=SC2086
+	"$LINES" merge -q --part $k/3 -b fam/base -m sum --lines --alpha 0.4 --shard-size 40K -o pa/ fam/ft1 fam/ft2 ||
+		echo "Bail out! part"
+	# shellcheck disable=SC2086
+	"$LINES" merge -q --part $k/3 -b fam/base -m sum --lines --alpha 0.5 --shard-size 40K -o pb/ fam/ft1 fam/ft2 ||
+		echo "Bail out! part"
+done
+sh1=$(cd pa && ls model-*-of-*.safetensors | head -n 1)
+cp "pb/$sh1" "pb/$sh1.xxh128" "pb/$sh1.manifest.json" pa/
+status 1 "lines index with a shard of another plan (its own checksums fine): exit 1" "$LINES" index pa/
+check "... names the shard" grep -q "$sh1: " "$tmp/err"
+check "... and assembles nothing" test ! -e pa/README.md
+
 # a second run of a part stopped while it waits for the first run's lock
 # leaves the first run's files alone, and the first run finishes
 LK="-b fam/base -m sum --lines --alpha 0.4 --shard-size 40K -o lk/ fam/ft1 fam/ft2 fam/ft3"

@@ -28,10 +28,12 @@
  * Assembly: each part moves its shards, their .xxh128 and .manifest.json
  * and the base's small files into OUT/ one by one (each complete before
  * its rename), and writes OUT/.lines-plan.json, the same bytes from every
- * part: the plan's hash, its shards, and the text of the files that only
- * the whole output can have (the index, README.md, lines_config.yml).
- * `lines index OUT/` checks every shard with lines_verify(), writes those
- * files and removes .lines-plan.json.
+ * part: the plan's hash, its shards and their headers' lengths and XXH3-64
+ * (which the plan decides), and the text of the files that only the whole
+ * output can have (the index, README.md, lines_config.yml).
+ * `lines index OUT/` checks every shard's header against the plan's and
+ * the shard with lines_verify(), writes those files and removes
+ * .lines-plan.json.
  */
 #include "config.h"
 
@@ -497,16 +499,32 @@ int part_write_stats(struct plan *p, struct lines_error *err)
 int part_plan_text(const struct plan *p, const char *index_json, const char *readme, char **out,
                    struct lines_error *err)
 {
-	json_t *root = json_object(), *shards = json_array();
-	if (!root || !shards) {
-		json_decref(root), json_decref(shards);
+	json_t *root = json_object(), *shards = json_array(), *heads = json_array();
+	if (!root || !shards || !heads) {
+		json_decref(root), json_decref(shards), json_decref(heads);
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	}
-	for (size_t k = 0; k < p->out.nshards; k++)
-		json_array_append_new(shards, json_string(p->out.shards[k].name));
+	/* each shard's name, and its header's length and XXH3-64, which the
+	 * plan decides: lines index knows a shard of another plan by them */
+	for (size_t k = 0; k < p->out.nshards; k++) {
+		const struct shard *sh = &p->out.shards[k];
+		unsigned char *hdr = NULL;
+		size_t hl = 0;
+		char hex[17];
+		json_array_append_new(shards, json_string(sh->name));
+		if (plan_header(p, sh->t0, sh->t1, &hdr, &hl, err) < 0) {
+			json_decref(root), json_decref(shards), json_decref(heads);
+			return err->code;
+		}
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)XXH3_64bits(hdr, hl));
+		free(hdr);
+		json_array_append_new(heads, json_pack("{s:I,s:s}", "bytes", (json_int_t)hl, "xxh3",
+		                                       hex));
+	}
 	json_object_set_new(root, "lines_plan", json_integer(STATS_FORMAT));
 	json_object_set_new(root, "plan", json_string(p->part.hash));
 	json_object_set_new(root, "shards", shards);
+	json_object_set_new(root, "headers", heads);
 	json_object_set_new(root, "index", index_json ? json_string(index_json) : json_null());
 	json_object_set_new(root, "readme", readme ? json_string(readme) : json_null());
 	json_object_set_new(root, "config",
@@ -763,6 +781,29 @@ static void note(const struct lines_merge_opts *log, const char *file, const cha
 		lines_logf(log, LINES_LOG_NOTE, file, NULL, fmt, arg);
 }
 
+/* 1 when the first bytes of the shard at PATH are the header the plan
+ * file's entry H ({bytes, xxh3}) describes, or when there is no entry
+ * (a plan file of an older lines). */
+static int header_of_plan(const char *path, const json_t *h)
+{
+	const char *want = json_string_value(json_object_get(h, "xxh3"));
+	json_int_t n = json_integer_value(json_object_get(h, "bytes"));
+	char hex[17];
+	int fd, same = 0;
+	if (!h)
+		return 1;
+	if (!want || n <= 0 || n > (json_int_t)1 << 31 || (fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return 0;
+	unsigned char *b = malloc((size_t)n);
+	if (b && full_pread(fd, b, (size_t)n, 0) == 0) {
+		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)XXH3_64bits(b, (size_t)n));
+		same = !strcmp(hex, want);
+	}
+	free(b);
+	close(fd);
+	return same;
+}
+
 int lines_index(const char *dir, const struct lines_merge_opts *log, struct lines_error *err)
 {
 	struct lines_error dummy;
@@ -793,7 +834,7 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 		free(pf);
 		return LINES_EFORMAT;
 	}
-	json_t *shards = json_object_get(root, "shards");
+	json_t *shards = json_object_get(root, "shards"), *heads = json_object_get(root, "headers");
 	json_t *index = json_object_get(root, "index"), *readme = json_object_get(root, "readme");
 	json_t *config = json_object_get(root, "config");
 	if (json_integer_value(json_object_get(root, "lines_plan")) != STATS_FORMAT ||
@@ -837,6 +878,14 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 		if (log) {
 			vo.log = log->log;
 			vo.cb_ctx = log->cb_ctx;
+		}
+		if (!header_of_plan(path, json_array_get(heads, k))) {
+			if (log)
+				lines_logf(log, LINES_LOG_WARN, path, NULL,
+				           "its header is not this plan's (a shard of another run): rerun "
+				           "its part");
+			bad++;
+			continue;
 		}
 		int vr_rc = lines_verify(path, &vo, &vr, &ve);
 		if (vr_rc < 0 || !vr.sidecar_checked || !vr.manifest_checked || vr.problems) {
