@@ -457,6 +457,19 @@ bad "lines: schedule: a boolean" 6:17 "$sched_head
   alpha: 0.5
   schedule: [0, true]"
 
+bad "a second YAML document (mergekit reads one)" 6:1 "merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 0.5}
+---
+merge_method: linear"
+bad "a number with a leading zero (octal to mergekit's YAML)" 5:26 "merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 010}"
+
 # values of the right type that the options' own checks refuse: reported at
 # the key that gave the option (the first model's, for a list per model)
 bad "nearswap t: -1 (--t's check)" 5:3 "merge_method: nearswap

@@ -224,12 +224,20 @@ static int bool_of(const yaml_node_t *n)
 	return -1;
 }
 
+/* An integer written with a leading zero (010, -007): octal to a YAML 1.1
+ * reader such as mergekit's PyYAML (010 is 8), or a string (09). */
+static int leading_zero(const char *s)
+{
+	s += *s == '-' || *s == '+';
+	return s[0] == '0' && s[1] >= '0' && s[1] <= '9' && !strpbrk(s, ".eE");
+}
+
 /* A plain decimal number: 0 with *out, -1 otherwise. */
 static int number_of(const yaml_node_t *n, double *out)
 {
 	char *end;
 	const char *s = text(n);
-	if (!is_plain(n) || !*s || strpbrk(s, "xXpPiInN_"))
+	if (!is_plain(n) || !*s || strpbrk(s, "xXpPiInN_") || leading_zero(s))
 		return -1;
 	errno = 0;
 	*out = strtod(s, &end);
@@ -279,10 +287,16 @@ static int read_number(struct rd *r, yaml_node_t *n, const char *pname, struct m
 	}
 	if (n->type == YAML_SCALAR_NODE && number_of(n, &v->num) == 0)
 		return 0;
-	mcfg_problem(r->c, LINE(n), COL(n), "%s: %s%s%s is not a number", pname,
-	             n->type == YAML_SCALAR_NODE ? "'" : "",
-	             n->type == YAML_SCALAR_NODE ? text(n) : "this value",
-	             n->type == YAML_SCALAR_NODE ? "'" : "");
+	if (n->type == YAML_SCALAR_NODE && is_plain(n) && leading_zero(text(n)))
+		mcfg_problem(r->c, LINE(n), COL(n),
+		             "%s: '%s' has a leading zero: mergekit's YAML reads it as octal (or "
+		             "as a string); write it without the zero",
+		             pname, text(n));
+	else
+		mcfg_problem(r->c, LINE(n), COL(n), "%s: %s%s%s is not a number", pname,
+		             n->type == YAML_SCALAR_NODE ? "'" : "",
+		             n->type == YAML_SCALAR_NODE ? text(n) : "this value",
+		             n->type == YAML_SCALAR_NODE ? "'" : "");
 	return -1;
 }
 
@@ -790,6 +804,17 @@ struct mcfg *mcfg_read(const char *path, const char *txt, size_t len)
 		struct rd r = {c, &doc};
 		read_root(&r, yaml_document_get_root_node(&doc));
 		yaml_document_delete(&doc);
+		/* mergekit reads one document (PyYAML's safe_load refuses more) */
+		if (!yaml_parser_load(&parser, &doc)) {
+			mcfg_problem(c, (int)parser.problem_mark.line + 1,
+			             (int)parser.problem_mark.column + 1, "not valid YAML: %s",
+			             parser.problem ? parser.problem : "an error");
+		} else {
+			if (yaml_document_get_root_node(&doc))
+				mcfg_problem(c, (int)doc.start_mark.line + 1, (int)doc.start_mark.column + 1,
+				             "a second YAML document: a configuration is one document");
+			yaml_document_delete(&doc);
+		}
 	}
 	yaml_parser_delete(&parser);
 	if (f != stdin)
