@@ -470,6 +470,13 @@ models:
   - model: $m1
     parameters: {weight: 010}"
 
+bad "lines: lambda for a method that takes lambda in parameters" 6:9 "merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 0.5}
+lines: {lambda: 0.5}"
+
 # values of the right type that the options' own checks refuse: reported at
 # the key that gave the option (the first model's, for a list per model)
 bad "nearswap t: -1 (--t's check)" 5:3 "merge_method: nearswap

@@ -1051,10 +1051,11 @@ static void map_lines(struct mapper *mp)
 		mcfg_problem(c, lambda->line, lambda->col,
 		             "lines: lambda and alpha exclude each "
 		             "other (LiNeS replaces the global coefficient)");
-	else if (lambda && pdef_of(mp->md, "lambda") && pget(&c->params, "lambda"))
+	else if (lambda && pdef_of(mp->md, "lambda"))
 		mcfg_problem(c, lambda->line, lambda->col,
-		             "lambda: give it in parameters or in "
-		             "lines:, not both");
+		             "lines: lambda: %s takes lambda in parameters: (mergekit's); give it "
+		             "there",
+		             mp->md->name);
 	else if (lambda) {
 		lines_from(mp, lambda, "lambda");
 		push_opt(mp->a, "--lambda", lambda->v.num);
