@@ -240,6 +240,16 @@ parameters:
   nuslerp_flatten: false
 EOF
 same "nuslerp nuslerp_flatten: false (--per-row)" "$tmp/nurow.yml" -m nuslerp --per-row -w 1,3 "$m1" "$m2"
+cat >"$tmp/emptyfilter.yml" <<EOF
+merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      weight:
+        - {filter: "", value: 0.6}
+EOF
+same "an empty filter is in every name (mergekit's in): a catch-all" "$tmp/emptyfilter.yml" -b "$b" -w 0.6 "$m1"
 roundtrip "karcher --max-iter 10 --tol 1e-6 (an integer option of 10)" -m karcher --max-iter 10 --tol 1e-6 "$m1" "$m2"
 status 0 "--print-config writes numbers YAML 1.1 reads as numbers" "$LINES" merge -m karcher --tol 1e-6 \
 	--max-iter 10 --print-config "$m1" "$m2"

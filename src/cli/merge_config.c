@@ -337,7 +337,8 @@ static int read_filter(struct rd *r, yaml_node_t *m, const char *pname, struct m
 				mcfg_problem(r->c, LINE(v), COL(v), "%s: filter: expected a string",
 				             pname);
 				bad = 1;
-			} else if (!is_null(v) && strcmp(text(v), "*")) {
+			} else if (!is_null(v) && strcmp(text(v), "*") && *text(v)) {
+				/* "" is in every name, as mergekit's `in` finds it: no filter */
 				f->filter = xstrdup(text(v));
 			}
 		} else if (!strcmp(ks, "value")) {
