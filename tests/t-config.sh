@@ -487,6 +487,12 @@ models:
     parameters: {weight: 0.5}
 lines: {lambda: 0.5}"
 
+bad "an unknown method beside a missing model" 1:15 "merge_method: tiez
+base_model: $b
+models:
+  - model: $tmp/no-such-model.safetensors"
+check "... the missing model reported too" grep -q "^lines: $tmp/bad.yml:4:12: " "$tmp/err"
+
 # values of the right type that the options' own checks refuse: reported at
 # the key that gave the option (the first model's, for a list per model)
 bad "nearswap t: -1 (--t's check)" 5:3 "merge_method: nearswap

@@ -1099,6 +1099,11 @@ int mcfg_args(struct mcfg *c, char ***args, size_t *nargs, size_t *nmodels)
 	*args = NULL, *nargs = *nmodels = 0;
 	if (!mp.md) { /* the rest is meaningless without the method; report what is known */
 		map_dtype(&mp);
+		for (size_t i = 0; i < c->nmodels; i++) /* the models' paths */
+			if (c->models[i].ref)
+				check_ref(c, c->models[i].ref, c->models[i].line, c->models[i].col);
+		if (c->base.s)
+			check_ref(c, c->base.s, c->base.line, c->base.col);
 		mcfg_args_free(a.v, a.n);
 		mcfg_args_free(a.where, a.n);
 		free(a.cur);
