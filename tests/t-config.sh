@@ -493,6 +493,12 @@ models:
   - model: $tmp/no-such-model.safetensors"
 check "... the missing model reported too" grep -q "^lines: $tmp/bad.yml:4:12: " "$tmp/err"
 
+bad "a tokenizer_source that does not exist" 5:19 "merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+tokenizer_source: $tmp/no-such-tokenizer"
+
 # values of the right type that the options' own checks refuse: reported at
 # the key that gave the option (the first model's, for a list per model)
 bad "nearswap t: -1 (--t's check)" 5:3 "merge_method: nearswap

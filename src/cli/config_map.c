@@ -925,8 +925,9 @@ static void map_tokenizer(struct mcfg *c)
 		    "tokenizer_source: union is not supported (lines "
 		    "merges no vocabularies): use base, and --vocab base to merge a larger "
 		    "model's embeddings over the base's rows");
-	/* a model: --tokenizer-source, its vocabulary checked against the base's
-	 * when the plan is made (map_lines) */
+	else /* a model: here as the models' paths; its vocabulary is checked
+	      * against the base's when the plan is made (map_lines) */
+		check_ref(c, t->s, t->line, t->col);
 }
 
 static void push_str(struct mapper *mp, const char *opt, const struct mcfg_str *s, const char *key)
