@@ -323,6 +323,15 @@ refused() {
 }
 sed 's/layer_range: \[1, 4\]/layer_range: [1, 5]/' "$tmp/pt.yml" >"$tmp/bad1.yml"
 refused "a layer_range beyond the model's 4 blocks" "$tmp/bad1.yml" 9:22
+# scale is a per-model parameter of passthrough (mergekit's tensor parameter):
+# 1 on a source is accepted, as at the top level; another value is refused there
+sed 's/layer_range: \[0, 3\]/layer_range: [0, 3]\n        parameters: {scale: 1}/' "$tmp/pt.yml" >"$tmp/sc1.yml"
+status 0 "passthrough, scale: 1 on a source" "$LINES" merge -q --config "$tmp/sc1.yml" -o "$tmp/sc1.st"
+cmp -s "$tmp/sc1.st" "$tmp/pt.st"
+ok $? "... the bytes without it"
+sed 's/layer_range: \[\([0-9]\), \([0-9]\)\]/layer_range: [\1, \2]\n        parameters: {scale: 0.5}/' \
+	"$tmp/pt.yml" >"$tmp/sc2.yml"
+refused "passthrough, scale: 0.5 on every source (only 1 yet)" "$tmp/sc2.yml" 7:29
 cat >"$tmp/bad2.yml" <<EOF
 merge_method: slerp
 base_model: $base

@@ -124,7 +124,7 @@ static const struct mdef mdefs[] = {
 	{"karcher", "karcher", {0}, BASE_AVERAGED, 0,
 	 {{"max_iter", PM_NUM, "--max-iter", NULL, 0, 0, 10}, {"tol", PM_NUM, "--tol", NULL, 0, 0, 1e-5}}},
 	{"passthrough", "passthrough", {0}, BASE_NONE, 1,
-	 {{"scale", PM_FIXED, NULL, NULL, 0, 0, 1}}},
+	 {{"scale", PM_FIXED, NULL, NULL, 1, 0, 1}}},
 	{"arcee_fusion", "arcee_fusion", {0}, BASE_NEEDED, 1, {{0}}},
 	/* lines' own: Consensus Task Arithmetic */
 	{"consensus", "consensus", {0}, BASE_NEEDED, 0,
@@ -756,15 +756,20 @@ static void push_opt(struct argv_b *a, const char *opt, double v)
 	push(a, num_text(buf, sizeof(buf), v));
 }
 
-/* The options of parameter P come from its first mention: a source's
- * parameters, else the global ones. */
-static void param_from(struct mapper *mp, const struct pdef *p)
+/* Parameter P's first mention: a source's parameters, else the global
+ * ones; NULL when none gives it. */
+static const struct mcfg_param *first_param(const struct mapper *mp, const struct pdef *p)
 {
 	const struct mcfg_param *q = NULL;
 	for (size_t i = 0; i < mp->src.n && !q; i++)
 		q = mp->src.m[i] ? pget(&mp->src.m[i]->params, p->name) : NULL;
-	if (!q)
-		q = pget(&mp->c->params, p->name);
+	return q ? q : pget(&mp->c->params, p->name);
+}
+
+/* The options of parameter P come from its first mention. */
+static void param_from(struct mapper *mp, const struct pdef *p)
+{
+	const struct mcfg_param *q = first_param(mp, p);
 	push_from(mp->a, mp->c, q ? q->line : 0, q ? q->col : 0, p->name);
 }
 
@@ -869,9 +874,11 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	case PM_FLAG: push(mp->a, v != 0 ? p->opt : p->neg); break;
 	case PM_NORM_MEAN: mp->method = v != 0 ? "mean" : mp->method; break;
 	case PM_FIXED:
-		if (v != p->def)
-			mcfg_problem(c, given ? given->v.line : 1, given ? given->v.col : 1,
+		if (v != p->def) {
+			const struct mcfg_param *q = first_param(mp, p);
+			mcfg_problem(c, q ? q->v.line : 1, q ? q->v.col : 1,
 			             "%s: only %g is supported yet", p->name, p->def);
+		}
 		break;
 	case PM_LIST:
 	case PM_TLIST:
