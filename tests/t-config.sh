@@ -250,6 +250,19 @@ models:
         - {filter: "", value: 0.6}
 EOF
 same "an empty filter is in every name (mergekit's in): a catch-all" "$tmp/emptyfilter.yml" -b "$b" -w 0.6 "$m1"
+cat >"$tmp/mergekey.yml" <<EOF
+merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters: &p {weight: 0.5, density: 0.3}
+  - model: $m2
+    parameters:
+      <<: *p
+      weight: 0.25
+EOF
+same "YAML's merge key (<<: *anchor), its own keys first" "$tmp/mergekey.yml" -b "$b" -m ties \
+	--trim tensor -w 0.5,0.25 --density 0.3 "$m1" "$m2"
 roundtrip "karcher --max-iter 10 --tol 1e-6 (an integer option of 10)" -m karcher --max-iter 10 --tol 1e-6 "$m1" "$m2"
 status 0 "--print-config writes numbers YAML 1.1 reads as numbers" "$LINES" merge -m karcher --tol 1e-6 \
 	--max-iter 10 --print-config "$m1" "$m2"

@@ -785,6 +785,64 @@ static FILE *open_input(struct mcfg *c, const char *path, const char *txt, size_
 	return f;
 }
 
+/* ---- YAML 1.1's merge key ---------------------------------------------------- */
+/* "<<: *a" (or "<<: [*a, *b]") in a mapping adds the keys of those mappings
+ * that it does not give itself, the first mapping listed winning, as
+ * mergekit's PyYAML reads it; the "<<" pair goes. libyaml leaves it to us. */
+static int mapping_has(yaml_document_t *d, const yaml_node_t *m, const char *key)
+{
+	for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+		const yaml_node_t *k = yaml_document_get_node(d, p->key);
+		if (k && k->type == YAML_SCALAR_NODE && !strcmp(text(k), key))
+			return 1;
+	}
+	return 0;
+}
+
+static void merge_keys(yaml_document_t *d, int id, int depth)
+{
+	yaml_node_t *m = yaml_document_get_node(d, id);
+	if (!m || m->type != YAML_MAPPING_NODE || depth > 32)
+		return;
+	for (size_t i = 0; m->data.mapping.pairs.start + i < m->data.mapping.pairs.top;) {
+		yaml_node_pair_t pr = m->data.mapping.pairs.start[i];
+		yaml_node_t *k = yaml_document_get_node(d, pr.key), *v = yaml_document_get_node(d, pr.value);
+		int src[32];
+		size_t ns = 0;
+		if (!k || !is_plain(k) || strcmp(text(k), "<<") || !v) {
+			i++;
+			continue;
+		}
+		if (v->type == YAML_MAPPING_NODE)
+			src[ns++] = pr.value;
+		for (yaml_node_item_t *it = v->type == YAML_SEQUENCE_NODE ? v->data.sequence.items.start
+		                                                          : NULL;
+		     it && it < v->data.sequence.items.top && ns < ARRAY_SIZE(src); it++)
+			src[ns++] = *it;
+		if (!ns) { /* not a mapping: left, and reported as an unknown key */
+			i++;
+			continue;
+		}
+		size_t left = (size_t)(m->data.mapping.pairs.top - m->data.mapping.pairs.start) - i - 1;
+		memmove(m->data.mapping.pairs.start + i, m->data.mapping.pairs.start + i + 1,
+		        left * sizeof(yaml_node_pair_t));
+		m->data.mapping.pairs.top--;
+		for (size_t j = 0; j < ns; j++) {
+			const yaml_node_t *sm = yaml_document_get_node(d, src[j]);
+			if (src[j] == id || !sm || sm->type != YAML_MAPPING_NODE)
+				continue;
+			merge_keys(d, src[j], depth + 1);
+			size_t n = (size_t)(sm->data.mapping.pairs.top - sm->data.mapping.pairs.start);
+			for (size_t q = 0; q < n; q++) {
+				yaml_node_pair_t sp = sm->data.mapping.pairs.start[q];
+				const yaml_node_t *sk = yaml_document_get_node(d, sp.key);
+				if (sk && sk->type == YAML_SCALAR_NODE && !mapping_has(d, m, text(sk)))
+					yaml_document_append_mapping_pair(d, id, sp.key, sp.value);
+			}
+		}
+	}
+}
+
 struct mcfg *mcfg_read(const char *path, const char *txt, size_t len)
 {
 	struct mcfg *c = xcalloc(1, sizeof(*c));
@@ -803,6 +861,8 @@ struct mcfg *mcfg_read(const char *path, const char *txt, size_t len)
 		             parser.context ? " " : "", parser.context ? parser.context : "");
 	} else {
 		struct rd r = {c, &doc};
+		for (int id = 1; doc.nodes.start + id - 1 < doc.nodes.top; id++)
+			merge_keys(&doc, id, 0);
 		read_root(&r, yaml_document_get_root_node(&doc));
 		yaml_document_delete(&doc);
 		/* mergekit reads one document (PyYAML's safe_load refuses more) */
