@@ -431,6 +431,33 @@ static void on_bus(int sig)
 	bus_seen++;
 }
 
+/* A GGUF output cut short: lines_verify() finds the header's problem and
+ * the checksum's, and does not also count the tensors of a header it
+ * could not read. */
+static void gguf_truncated(void)
+{
+	char gen[4400], gdir[4300], out[4400];
+	struct lines_verify_opts vo = {0};
+	struct lines_verify_result r = {0};
+	struct lines_error err = {0};
+	const char *slash = strrchr(tu_gen(), '/');
+	snprintf(gen, sizeof(gen), "%.*sgen-gguf", slash ? (int)(slash - tu_gen() + 1) : 0, tu_gen());
+	snprintf(gdir, sizeof(gdir), "%s/gg", tu_tmpdir());
+	snprintf(out, sizeof(out), "%s/cut.gguf", gdir);
+	if (!ok(tu_run("'%s' --type f16 --layers 2 --hidden 256 --models 1 --seed 3 --out '%s'", gen,
+	               gdir) == 0 &&
+	            tu_run("'%s' merge -q -b '%s/base.gguf' --lambda 0.5 -o '%s' '%s/ft1.gguf'",
+	                   tu_lines(), gdir, out, gdir) == 0 &&
+	            truncate(out, 20000) == 0,
+	        "a GGUF merge, cut to 20000 bytes"))
+		return;
+	int rc = lines_verify(out, &vo, &r, &err);
+	ok(rc == LINES_ECORRUPT && r.manifest_checked && r.sidecar_checked && r.problems == 2,
+	   "lines_verify of the cut GGUF: 2 problems (its header, its XXH3-128), no tensor count "
+	   "(got rc %d, %zu)",
+	   rc, r.problems);
+}
+
 int main(void)
 {
 	char seq_sum[4400], seq_ties[4400];
@@ -460,6 +487,7 @@ int main(void)
 	merge_checked(0, seq_sum);
 	merge_checked(1, seq_ties);
 	methods_api();
+	gguf_truncated();
 
 	for (int round = 1; round <= 2; round++)
 		concurrent(seq_sum, seq_ties, round);
