@@ -923,6 +923,10 @@ static int check_method_options(struct merge_cli *mc)
 		return cli_usage_error(mc->cmd, "--select-topk applies to -m sce only");
 	if ((mo & LINES_MOPT_T) && !mc->have_t)
 		return cli_usage_error(mc->cmd, "-m %s needs --t T (no default, as in mergekit)", name);
+	if (o->method == LINES_M_PASSTHROUGH && (o->lines || mc->have_gamma || mc->have_lambda))
+		return cli_usage_error(mc->cmd, "-m passthrough copies one model: it takes no "
+		                                "--lines, --alpha, --beta, --gamma or --lambda, and no "
+		                                "base to scale toward");
 	if (!o->base && (o->lines || mc->have_gamma || mc->have_lambda))
 		return cli_usage_error(mc->cmd, "-m %s without -b has no base to scale toward: "
 		                                "--lines, --alpha, --beta, --gamma and --lambda need "

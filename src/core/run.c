@@ -64,7 +64,8 @@ static int check_options(const struct lines_merge_opts *o, const struct method *
 	 * reference, once as a model */
 	RETURN_ERROR_IF(!o->base && !strcmp(o->models[0], "-"), err, LINES_EUSAGE, NULL, NULL,
 	                "without -b the first model is read twice, so it cannot be standard "
-	                "input: give it as a file, or put another model first");
+	                "input: give it as a file%s",
+	                o->nmodels > 1 ? ", or put another model first" : "");
 	RETURN_ERROR_IF(o->nmodels > LINES_MAX_MODELS, err, LINES_EUSAGE, NULL, NULL,
 	                "at most %d models can be merged at once", LINES_MAX_MODELS);
 	RETURN_ERROR_IF(!o->output && !o->norms_only, err, LINES_EUSAGE, NULL, NULL,
