@@ -736,7 +736,8 @@ static int layout_requant(struct plan *p, struct lines_error *err)
 			p->lay.t[st - b->t].gen = t->rq;
 	}
 	RETURN_ERROR_IF(!n, err, LINES_EUSAGE, b->path, NULL,
-	                "--dtype fp8 writes FP8 weights in the base's scheme, and the base has none");
+	                "--dtype fp8 writes FP8 weights in the %s's scheme, and it has none",
+	                p->in.base_is_model ? "first model" : "base");
 	return 0;
 }
 
