@@ -212,8 +212,9 @@ static void problems(void)
 	mcfg_free(c);
 	c = parse("merge_method: tiez\nmodels: [{model: a}]\n");
 	map(c);
-	ok(c->nproblems == 1 && has_problem(c, "t.yml:1:15:", "did you mean 'ties'"),
-	   "an unknown method at 1:15, with 'ties'");
+	ok(c->nproblems == 2 && has_problem(c, "t.yml:1:15:", "did you mean 'ties'") &&
+	       has_problem(c, "t.yml:2:18:", "no such file"),
+	   "an unknown method at 1:15, with 'ties', and the model that does not exist at 2:18");
 	show_problems(c);
 	mcfg_free(c);
 	c = parse("merge_method: slerp\nslices:\n  - sources: []\n");

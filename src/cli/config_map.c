@@ -275,6 +275,13 @@ static int resolve_levels(struct mcfg *c, const struct mcfg_model *m, const stru
 		*out = s.first;
 		return 2;
 	}
+	if (s.differ && !whole && p->required) { /* not a value for every tensor */
+		mcfg_problem(c, first->v.line, first->v.col,
+		             "%s: no value for the tensors no filter matches: end the list with a "
+		             "{value: X} (lines checks this before it reads the models' names)",
+		             p->name);
+		return 0;
+	}
 	if (s.differ) {
 		/* a level's value against the default or a level below */
 		const struct mcfg_value *v = s.varies ? s.varies : &first->v;
