@@ -280,6 +280,8 @@ status 2 "--print-config of consensus over ties: no form yet, exit 2" "$LINES" m
 status 2 "--print-config of karcher -b (LiNeS's reference only; mergekit would average it in): exit 2" \
 	"$LINES" merge -b "$b" -m karcher --lines --print-config "$m1" "$m2"
 status 2 "--print-config of karcher -b without --lines: exit 2 too" "$LINES" merge -b "$b" -m karcher --print-config "$m1" "$m2"
+roundtrip "karcher -b --lines with the base one of its models (which a configuration says)" -b "$b" \
+	-m karcher --lines --alpha 0.5 "$m1" "$m2" "$b"
 roundtrip "consensus" -b "$b" -m consensus --consensus-k 1 --tall-lambda 0.2,0.3 "$m1" "$m2"
 roundtrip "nearswap --gamma" -b "$b" -m nearswap --t 0.01 --gamma 0.3 "$m1"
 roundtrip "a path that needs quotes" -b "$b" -m sum --lambda 0.1234567890123 "$tmp/f/ft1.safetensors"
@@ -487,6 +489,13 @@ models:
     parameters: {weight: 0.5}
 ---
 merge_method: linear"
+bad "a merge key (<<) of something that is not a mapping" 6:12 "merge_method: task_arithmetic
+base_model: $b
+models:
+  - model: $m1
+    parameters:
+      <<: [foo]
+      weight: 1"
 bad "a number with a leading zero (octal to mergekit's YAML)" 5:26 "merge_method: task_arithmetic
 base_model: $b
 models:

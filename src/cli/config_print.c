@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "merge_config.h"
 
@@ -393,13 +394,27 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fputs("  strict: true\n", f);
 }
 
+/* Whether the base is also one of the models (the same name, or file). */
+static int base_listed(const struct lines_merge_opts *o)
+{
+	struct stat sb, sm;
+	int have = o->base && stat(o->base, &sb) == 0;
+	for (size_t i = 0; o->base && i < o->nmodels; i++)
+		if (!strcmp(o->models[i], o->base) ||
+		    (have && stat(o->models[i], &sm) == 0 && sm.st_dev == sb.st_dev &&
+		     sm.st_ino == sb.st_ino))
+			return 1;
+	return 0;
+}
+
 const char *mcfg_no_form(const struct lines_merge_opts *o)
 {
 	if (o->consensus_ties) /* no key says it yet */
 		return "-m consensus --consensus-over ties has no configuration form yet";
 	/* karcher's -b is only LiNeS's (lambda's) reference, but mergekit
-	 * averages base_model in, and karcher takes no weight to leave it out */
-	if (o->method == LINES_M_KARCHER && o->base)
+	 * averages base_model in, and karcher takes no weight to leave it out;
+	 * a base that is one of the models says just that */
+	if (o->method == LINES_M_KARCHER && o->base && !base_listed(o))
 		return "-m karcher with -b has no configuration form: mergekit averages "
 		       "base_model in with the models, where -b is only the reference of LiNeS "
 		       "and --lambda (list the base as a model to average it in)";

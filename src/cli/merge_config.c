@@ -799,10 +799,13 @@ static int mapping_has(yaml_document_t *d, const yaml_node_t *m, const char *key
 	return 0;
 }
 
-static void merge_keys(yaml_document_t *d, int id, int depth)
+/* Mapping ID's "<<" pairs replaced by the keys they merge; problems into C.
+ * A "<<" is never copied from a source (each source is expanded first,
+ * and one nested too deeply is a problem): the loop ends. */
+static void merge_keys(struct mcfg *c, yaml_document_t *d, int id, int depth)
 {
 	yaml_node_t *m = yaml_document_get_node(d, id);
-	if (!m || m->type != YAML_MAPPING_NODE || depth > 32)
+	if (!m || m->type != YAML_MAPPING_NODE)
 		return;
 	for (size_t i = 0; m->data.mapping.pairs.start + i < m->data.mapping.pairs.top;) {
 		yaml_node_pair_t pr = m->data.mapping.pairs.start[i];
@@ -813,13 +816,24 @@ static void merge_keys(yaml_document_t *d, int id, int depth)
 			i++;
 			continue;
 		}
+		if (depth > 16) {
+			mcfg_problem(c, LINE(k), COL(k), "<<: merge keys nested more than 16 deep");
+			return;
+		}
 		if (v->type == YAML_MAPPING_NODE)
 			src[ns++] = pr.value;
 		for (yaml_node_item_t *it = v->type == YAML_SEQUENCE_NODE ? v->data.sequence.items.start
 		                                                          : NULL;
-		     it && it < v->data.sequence.items.top && ns < ARRAY_SIZE(src); it++)
-			src[ns++] = *it;
-		if (!ns) { /* not a mapping: left, and reported as an unknown key */
+		     it && it < v->data.sequence.items.top; it++) {
+			yaml_node_t *e = yaml_document_get_node(d, *it);
+			if (!e || e->type != YAML_MAPPING_NODE || ns == ARRAY_SIZE(src))
+				mcfg_problem(c, e ? LINE(e) : LINE(v), e ? COL(e) : COL(v), "<<: %s",
+				             ns == ARRAY_SIZE(src) ? "more than 32 mappings to merge"
+				                                   : "expected a mapping to merge");
+			else
+				src[ns++] = *it;
+		}
+		if (!ns && v->type != YAML_SEQUENCE_NODE) { /* left: an unknown key */
 			i++;
 			continue;
 		}
@@ -829,14 +843,15 @@ static void merge_keys(yaml_document_t *d, int id, int depth)
 		m->data.mapping.pairs.top--;
 		for (size_t j = 0; j < ns; j++) {
 			const yaml_node_t *sm = yaml_document_get_node(d, src[j]);
-			if (src[j] == id || !sm || sm->type != YAML_MAPPING_NODE)
+			if (src[j] == id)
 				continue;
-			merge_keys(d, src[j], depth + 1);
+			merge_keys(c, d, src[j], depth + 1);
 			size_t n = (size_t)(sm->data.mapping.pairs.top - sm->data.mapping.pairs.start);
 			for (size_t q = 0; q < n; q++) {
 				yaml_node_pair_t sp = sm->data.mapping.pairs.start[q];
 				const yaml_node_t *sk = yaml_document_get_node(d, sp.key);
-				if (sk && sk->type == YAML_SCALAR_NODE && !mapping_has(d, m, text(sk)))
+				if (sk && sk->type == YAML_SCALAR_NODE && strcmp(text(sk), "<<") &&
+				    !mapping_has(d, m, text(sk)))
 					yaml_document_append_mapping_pair(d, id, sp.key, sp.value);
 			}
 		}
@@ -862,7 +877,7 @@ struct mcfg *mcfg_read(const char *path, const char *txt, size_t len)
 	} else {
 		struct rd r = {c, &doc};
 		for (int id = 1; doc.nodes.start + id - 1 < doc.nodes.top; id++)
-			merge_keys(&doc, id, 0);
+			merge_keys(c, &doc, id, 0);
 		read_root(&r, yaml_document_get_root_node(&doc));
 		yaml_document_delete(&doc);
 		/* mergekit reads one document (PyYAML's safe_load refuses more) */

@@ -512,14 +512,18 @@ int part_plan_text(const struct plan *p, const char *index_json, const char *rea
 		size_t hl = 0;
 		char hex[17];
 		json_array_append_new(shards, json_string(sh->name));
-		if (plan_header(p, sh->t0, sh->t1, &hdr, &hl, err) < 0) {
+		int rc = plan_header(p, sh->t0, sh->t1, &hdr, &hl, err);
+		if (rc < 0) {
 			json_decref(root), json_decref(shards), json_decref(heads);
-			return err->code;
+			return rc;
 		}
 		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)XXH3_64bits(hdr, hl));
 		free(hdr);
-		json_array_append_new(heads, json_pack("{s:I,s:s}", "bytes", (json_int_t)hl, "xxh3",
-		                                       hex));
+		if (json_array_append_new(heads, json_pack("{s:I,s:s}", "bytes", (json_int_t)hl,
+		                                           "xxh3", hex)) < 0) {
+			json_decref(root), json_decref(shards), json_decref(heads);
+			return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
+		}
 	}
 	json_object_set_new(root, "lines_plan", json_integer(STATS_FORMAT));
 	json_object_set_new(root, "plan", json_string(p->part.hash));

@@ -664,8 +664,8 @@ static int part_tmpdir(struct sink_dir *d, char *tmpl, size_t n, struct lines_er
 				continue;
 			return lines_errno(err, errno, tmpl, "cannot open");
 		}
-		int locked = flock(fd, LOCK_EX | LOCK_NB) == 0, e = 0;
-		if (!locked) {
+		int locked = flock(fd, LOCK_EX | LOCK_NB) == 0, e = locked ? 0 : errno;
+		if (!locked && e == EWOULDBLOCK) {
 			lines_logf(d->desc.log, LINES_LOG_NOTE, tmpl, NULL,
 			           "another run of this part is writing: waiting for it");
 			while (!(locked = flock(fd, LOCK_EX) == 0) && (e = errno) == EINTR &&
