@@ -517,7 +517,7 @@ int part_plan_text(const struct plan *p, const char *index_json, const char *rea
 			json_decref(root), json_decref(shards), json_decref(heads);
 			return rc;
 		}
-		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)XXH3_64bits(hdr, hl));
+		xxh64_hex(XXH3_64bits(hdr, hl), hex);
 		free(hdr);
 		if (json_array_append_new(heads, json_pack("{s:I,s:s}", "bytes", (json_int_t)hl,
 		                                           "xxh3", hex)) < 0) {
@@ -800,7 +800,7 @@ static int header_of_plan(const char *path, const json_t *h)
 		return 0;
 	unsigned char *b = malloc((size_t)n);
 	if (b && full_pread(fd, b, (size_t)n, 0) == 0) {
-		snprintf(hex, sizeof(hex), "%016llx", (unsigned long long)XXH3_64bits(b, (size_t)n));
+		xxh64_hex(XXH3_64bits(b, (size_t)n), hex);
 		same = !strcmp(hex, want);
 	}
 	free(b);
@@ -883,18 +883,16 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 			vo.log = log->log;
 			vo.cb_ctx = log->cb_ctx;
 		}
-		if (!header_of_plan(path, json_array_get(heads, k))) {
+		/* a shard of another run verifies against its own sidecars: its
+		 * header must be the one this plan decides */
+		int foreign = !header_of_plan(path, json_array_get(heads, k));
+		int vr_rc = foreign ? 0 : lines_verify(path, &vo, &vr, &ve);
+		if (foreign || vr_rc < 0 || !vr.sidecar_checked || !vr.manifest_checked ||
+		    vr.problems) {
 			if (log)
-				lines_logf(log, LINES_LOG_WARN, path, NULL,
-				           "its header is not this plan's (a shard of another run): rerun "
-				           "its part");
-			bad++;
-			continue;
-		}
-		int vr_rc = lines_verify(path, &vo, &vr, &ve);
-		if (vr_rc < 0 || !vr.sidecar_checked || !vr.manifest_checked || vr.problems) {
-			if (log)
-				lines_logf(log, LINES_LOG_WARN, path, NULL, "does not verify%s%s: rerun its part",
+				lines_logf(log, LINES_LOG_WARN, path, NULL, "%s%s%s: rerun its part",
+				           foreign ? "its header is not this plan's (a shard of another run)"
+				                   : "does not verify",
 				           vr_rc < 0 ? ": " : "", vr_rc < 0 ? ve.msg : "");
 			bad++;
 		}
