@@ -63,6 +63,21 @@ status 0 "... and in the --json summary" "$LINES" merge --json -b "$tmp/sp/base.
 jqok "... (nonfinite: [2, 3, 2])" '.nonfinite == [2, 3, 2]'
 status 1 "--strict makes them an error" "$LINES" merge --strict -b "$tmp/sp/base.safetensors" -o "$tmp/sp2.st" "$tmp/sp/ft1.safetensors" "$tmp/sp/ft2.safetensors"
 check "... and nothing is written" sh -c "! ls '$tmp'/sp2.st* 2>/dev/null"
+# the merge's own overflow: 3e38 + 3e38 is infinite in F32; the infinity of
+# an input that reaches the output is the input's, not an overflow
+h='8\000\000\000\000\000\000\000{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}} '
+printf "$h"'\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000' >"$tmp/ob.st"
+printf "$h"'\000\000\200?\346\261a\177\346\261a\377\000\000\200\177' >"$tmp/o1.st"
+printf "$h"'\000\000\200?\346\261a\177\346\261a\177\000\000\200?' >"$tmp/o2.st"
+status 0 "a sum that overflows the output's type" "$LINES" merge --json -b "$tmp/ob.st" -o "$tmp/ov.st" "$tmp/o1.st" "$tmp/o2.st"
+jqok "... counts the one value (overflow: 1; nonfinite: [0, 1, 0])" '.overflow == 1 and .nonfinite == [0, 1, 0]'
+check "... with a warning" sh -c "grep 'warning' '$tmp/err' | grep -q 'every input is finite'"
+status 0 "... none where nothing overflows" "$LINES" merge --json -b "$tmp/ob.st" -o "$tmp/ov.st" "$tmp/o1.st" "$tmp/ob.st"
+jqok "... (overflow: 0)" '.overflow == 0'
+status 0 "... a sweep counts each output's" "$LINES" merge --json -b "$tmp/ob.st" --lambda 0.5,1,2 -o "$tmp/ov{lambda}.st" "$tmp/o1.st" "$tmp/o2.st"
+jqok "... (2 of 3 overflow: 2)" '.overflow == 2'
+status 1 "... and with --strict it is an error" "$LINES" merge --strict -b "$tmp/ob.st" -o "$tmp/ovs.st" "$tmp/o2.st" "$tmp/o2.st"
+check "... and nothing is written" sh -c "! ls '$tmp'/ovs.st* 2>/dev/null"
 cp "$b" "$tmp/c1.st"
 cp "$b" "$tmp/c2.st"
 for m in "sum --lines" "ties" "dare"; do

@@ -53,6 +53,7 @@ struct slot {
 	int state;
 	struct pipe_job job;
 	uint64_t *nonfinite;    /* ninputs, writing passes with stats */
+	uint64_t overflow;      /* and the outputs' (overflow()) */
 	unsigned char *differs; /* ninputs */
 	unsigned char **vout;   /* a sweep's writing pass: each variant's output */
 };
@@ -569,6 +570,56 @@ static void job_stats(struct worker *w, struct slot *s, const struct tensor *t,
 	job_differs(w, s, t, seen, ninputs);
 }
 
+/* Whether element i of p (of type dt) is NaN or infinite: its exponent's
+ * bits all set (the types a merge reads or writes as floats). */
+static int nonfinite_at(enum dtype dt, const unsigned char *p, size_t i)
+{
+	uint16_t h;
+	uint32_t f;
+	uint64_t d;
+	switch (dt) {
+	case DT_BF16:
+		memcpy(&h, p + 2 * i, 2);
+		return (h & 0x7f80) == 0x7f80;
+	case DT_F16:
+		memcpy(&h, p + 2 * i, 2);
+		return (h & 0x7c00) == 0x7c00;
+	case DT_F32:
+		memcpy(&f, p + 4 * i, 4);
+		return (f & 0x7f800000u) == 0x7f800000u;
+	case DT_F64:
+		memcpy(&d, p + 8 * i, 8);
+		return (d & 0x7ff0000000000000ull) == 0x7ff0000000000000ull;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * The NaN or infinite values of a merged job's output OUT (n elements of
+ * t->out_dt) where every input is finite: the merge's own overflow (a
+ * weight or lambda too large for the output's type), which no input's
+ * count shows. The inputs are looked at only where the output has one.
+ */
+static uint64_t overflow(const struct tensor *t, const unsigned char *out,
+                         const unsigned char *const *raw, const unsigned char *const *seen,
+                         unsigned ninputs, size_t n)
+{
+	uint64_t c = 0;
+	if (!kern_count_nonfinite(t->out_dt, out, n))
+		return 0;
+	for (size_t i = 0; i < n; i++) {
+		int in = 0;
+		if (!nonfinite_at(t->out_dt, out, i))
+			continue;
+		for (unsigned m = 0; m < ninputs && !in; m++) /* float8: decoded */
+			in = t->in[m].q ? nonfinite_at(DT_F32, seen[m], i)
+			                : nonfinite_at(t->in[m].dt, raw[m], i);
+		c += !in;
+	}
+	return c;
+}
+
 /* A tensor that is not merged, in a writing pass: the base's bytes. */
 static void copy_job(const struct pipe_env *env, struct pipe_job *job)
 {
@@ -674,6 +725,7 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 		if (sl->nonfinite) {
 			memset(sl->nonfinite, 0, pp->env->lay->ninputs * sizeof(uint64_t));
 			memset(sl->differs, 0, pp->env->lay->ninputs);
+			sl->overflow = 0;
 		}
 		unsigned char *out = job->out; /* a float8 output: encoded from w->wide */
 		if (rc == 0 && t->merge) {
@@ -701,6 +753,14 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
 			else if (rc == 0 && sl->nonfinite)
 				job_differs(w, sl, t, job->in, pp->env->lay->ninputs);
+			/* every output of a plain float type (a sweep's too) */
+			size_t n = (size_t)(job->u1 - job->u0);
+			unsigned nin = pp->env->lay->ninputs;
+			for (unsigned v = 0; rc == 0 && sl->nonfinite && !t->rq && !t->qdt &&
+			                     v <= (sl->vout ? pp->env->nvariants : 0);
+			     v++)
+				sl->overflow += overflow(t, v ? sl->vout[v - 1] : out, j->ptrs, job->in,
+				                         nin, n);
 			job->out = out;
 		} else if (rc == 0 && pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
@@ -1016,6 +1076,8 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			env->stats->nonfinite[m] += s->nonfinite[m];
 			env->stats->differs[m] |= s->differs[m];
 		}
+		if (s->nonfinite)
+			env->stats->overflow += s->overflow;
 		done += s->job.in_bytes;
 		if (rc == 0 && env->o->progress && now() - last >= 0.2) {
 			last = now();

@@ -134,6 +134,9 @@ struct copy_check {
 struct input_stats {
 	uint64_t *nonfinite;    /* ninputs */
 	unsigned char *differs; /* ninputs; [0], the base, stays 0 */
+	/* output values NaN or infinite where every input is finite (every
+	 * output of a sweep; not float8 or quantized outputs) */
+	uint64_t overflow;
 	/* optional (a directory output): the same counts per shard, for each
 	 * shard's manifest, nshards x ninputs; shard_of: nt, each tensor's */
 	uint64_t *by_shard;

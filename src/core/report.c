@@ -111,6 +111,7 @@ static void run_section(struct report *r, json_t *root)
 	for (unsigned m = 0; m < p->in.ninputs; m++)
 		push(r, nf, r->ran && p->stats.nonfinite ? u64(p->stats.nonfinite[m]) : json_null());
 	put(r, root, "nonfinite", nf);
+	put(r, root, "overflow", r->ran && p->stats.nonfinite ? u64(p->stats.overflow) : json_null());
 }
 
 /* lambda, or LiNeS's alpha and beta; the scale of every block; the norms. */

@@ -679,6 +679,16 @@ static int report_stats(struct plan *p, struct lines_error *err)
 		}
 		zero += m && !p->stats.differs[m];
 	}
+	uint64_t o = p->stats.overflow;
+	RETURN_ERROR_IF(o && p->o.strict, err, LINES_EFORMAT, NULL, NULL,
+	                "%llu output value%s NaN or infinite where every input is finite: "
+	                "the weights or lambda overflow the output's type (--strict)",
+	                (unsigned long long)o, o == 1 ? " is" : "s are");
+	if (o)
+		lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
+		           "%llu output value%s NaN or infinite where every input is finite: the "
+		           "weights or lambda overflow the output's type",
+		           (unsigned long long)o, o == 1 ? " is" : "s are");
 	/* (a method of the models themselves has no task vectors) */
 	if (zero == p->lay.nmodels && !p->sc.warned_zero && !(p->method->flags & METHOD_NO_BASE))
 		lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
