@@ -115,6 +115,13 @@ jqok "t5: the manifest lists the stacks" \
 jqok "inspect --layers --json lists each stack with its L" \
 	'.stacks == [{"name": "encoder.block", "num_layers": 6}, {"name": "decoder.block", "num_layers": 2}]' "$tmp/insp.json"
 
+"$LINES" inspect --layers --json --num-layers 9 "$tmp/t5/base.safetensors" >"$tmp/insp9.json" 2>/dev/null
+jqok "... and with --num-layers, that L for every stack, as a merge takes it" \
+	'.num_layers == 9 and .stacks == [{"name": "encoder.block", "num_layers": 9}, {"name": "decoder.block", "num_layers": 9}]' "$tmp/insp9.json"
+status 0 "inspect --norms --json on two stacks" "$LINES" inspect --norms --json -b "$tmp/t5/base.safetensors" --alpha 0.5 "$tmp/t5/ft1.safetensors"
+jqok "... has no one lambda for a block of both stacks (null), alpha outside" \
+	'[.blocks[].lambda] == [null, null, null, null, null, null, 0.5]'
+
 # --layer-regex with two groups: the stack, then the index
 plan t5-re -b "$tmp/t5/base.safetensors" --gamma 0.3 --layer-regex '^(encoder|decoder)\.block\.([0-9]+)\.' "$tmp/t5/ft1.safetensors"
 stacks_are t5-re "encoder:6,decoder:2"

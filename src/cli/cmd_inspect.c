@@ -230,7 +230,11 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 		for (long r = 0; r <= L; r++) {
 			json_t *e = json_object(), *per = json_array();
 			json_object_set_new(e, "block", r < L ? json_integer(r) : json_null());
-			json_object_set_new(e, "lambda", json_real(r < L ? in->lambda[r] : in->lambda_outside));
+			/* several stacks: a ramp each, no one lambda for block r */
+			json_object_set_new(e, "lambda",
+			                    r == L       ? json_real(in->lambda_outside)
+			                    : in->lambda ? json_real(in->lambda[r])
+			                                 : json_null());
 			json_object_set_new(e, "elements", json_integer((json_int_t)bn->elements[r]));
 			json_object_set_new(e, "base_l1", json_real(bn->base_l1[r]));
 			json_object_set_new(e, "base_l2", json_real(bn->base_l2[r]));
@@ -273,7 +277,7 @@ static int show_norms(const char *base, char **models, size_t n, const struct li
 			char blk[24], lam[24];
 			snprintf(blk, sizeof(blk), "%ld", r);
 			if (r < L && !in->lambda) /* one ramp per stack: no one lambda per row */
-				snprintf(lam, sizeof(lam), "stack");
+				snprintf(lam, sizeof(lam), "-");
 			else
 				snprintf(lam, sizeof(lam), "%.4f",
 				         r < L ? in->lambda[r] : in->lambda_outside);

@@ -74,8 +74,11 @@ int lines_model_open(const char *path, const struct lines_layer_opts *lo, struct
 		lines_model_close(m);
 		return rc;
 	}
-	if (lo && lo->num_layers)
+	if (lo && lo->num_layers) { /* every stack's, as a merge takes it */
 		m->ck->num_layers = lo->num_layers;
+		for (size_t i = 0; i < m->ck->nstacks; i++)
+			m->ck->stacks[i].num_layers = lo->num_layers;
+	}
 	*out = m;
 	return 0;
 }
