@@ -357,6 +357,16 @@ static void free_sweep(struct merge_cli *mc)
 	mc->nsweep = 0;
 }
 
+/* The lists the options allocate (a first parse's, before a second). */
+static void free_lists(struct merge_cli *mc)
+{
+	free(mc->weights), free(mc->tall), free(mc->densities), free(mc->schedule);
+	free(mc->eps), free(mc->bc_gammas);
+	mc->weights = mc->tall = mc->densities = mc->schedule = mc->eps = mc->bc_gammas = NULL;
+	free_sweep(mc);
+	mc->sweep = LINES_SWEEP_NONE;
+}
+
 /*
  * --beta, --lambda, --alpha or --gamma given as a list A,B,...: a sweep
  * (one at a time); *first gets the first value, as if it alone were
@@ -1691,7 +1701,7 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		return rc;
 	}
 	/* start again from the defaults: the configuration's options, then ours */
-	free(mc->weights), free(mc->tall), free(mc->densities), free(mc->schedule);
+	free_lists(mc);
 	char **all = mc->argv_all;
 	*mc = (struct merge_cli){.cmd = mc->cmd, .o.command = mc->o.command};
 	lines_merge_opts_init(&mc->o);
@@ -1837,13 +1847,7 @@ out:
 	mcfg_slices_free(&mc->slices);
 	mcfg_free(mc->cfg);
 	free(mc->argv_all);
-	free(mc->weights);
-	free(mc->tall);
-	free(mc->densities);
-	free(mc->schedule);
-	free_sweep(mc);
-	free(mc->eps);
-	free(mc->bc_gammas);
+	free_lists(mc);
 	return rc;
 }
 
@@ -1881,18 +1885,9 @@ int cmd_scale(int argc, char **argv)
 	                     mc.have_alpha || mc.have_beta || mc.have_norm))
 		rc = cli_usage_error("scale", "-m, -w, --lambda, --lines, --alpha, --beta and --norm "
 		                              "belong to lines merge; scale takes --gamma");
-	free(mc.weights);
-	free(mc.tall);
-	free(mc.densities);
-	free_sweep(&mc);
-	mc.sweep = LINES_SWEEP_NONE;
-	free(mc.eps);
+	free_lists(&mc);
 	if (rc != 0)
 		return rc;
-	mc.weights = NULL;
-	mc.tall = NULL;
-	mc.densities = NULL;
-	mc.eps = NULL;
 	/* parse again inside run(): getopt state is reset there */
 	return run(&mc, argc, argv);
 }
