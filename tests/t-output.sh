@@ -21,6 +21,16 @@ check "... nothing written" test ! -e "$tmp/c.st"
 status 2 "--manifest naming the output is refused" "$LINES" merge -b "$b" -o "$tmp/c.st" --manifest "$tmp/./c.st" "$m1" "$m2"
 status 2 "--manifest and --checksum-file naming one file are refused" "$LINES" merge -b "$b" -o "$tmp/c.st" --manifest "$tmp/same" --checksum-file "$tmp/same" "$m1" "$m2"
 check "... nothing written" sh -c "test ! -e '$tmp/c.st' && test ! -e '$tmp/same'"
+family "$tmp/sh" --arch llama --dtype bf16 --layers 2 --hidden 32 --models 1 --seed 6 --shards 2
+cp "$tmp/sh/ft1/model.safetensors.index.json" "$tmp/idx.orig"
+status 2 "the index of a sharded input (its directory given) as the output is refused" \
+	"$LINES" scale -b "$tmp/sh/base" --gamma 0.5 -o "$tmp/sh/ft1/model.safetensors.index.json" "$tmp/sh/ft1"
+check "... and the index is untouched, nothing beside it" sh -c \
+	"cmp -s '$tmp/sh/ft1/model.safetensors.index.json' '$tmp/idx.orig' && ! ls '$tmp'/sh/ft1/*.xxh128 2>/dev/null"
+status 2 "... and the index given as the input" "$LINES" merge -b "$tmp/sh/base/model.safetensors.index.json" \
+	-o "$tmp/sh/base/model.safetensors.index.json" "$tmp/sh/ft1"
+status 2 "... and as the checksum file" "$LINES" merge -b "$tmp/sh/base" -o "$tmp/x.st" \
+	--checksum-file "$tmp/sh/ft1/model.safetensors.index.json" "$tmp/sh/ft1"
 
 o=$tmp/out.st
 (umask 022 && "$LINES" merge -q -b "$b" -o "$o" "$m1" "$m2")

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <strings.h>
@@ -635,13 +636,26 @@ int plan_check_inputs(struct plan *p, struct lines_error *err)
 /* 1 when path names one of the input files (the same inode). */
 int plan_is_input(const struct plan *p, const char *path)
 {
-	struct stat st;
+	struct stat st, ix;
 	if (stat(path, &st) < 0)
 		return 0;
-	for (unsigned m = 0; m < p->in.ninputs; m++)
-		for (size_t f = 0; f < p->in.ck[m]->nfiles; f++)
-			if (p->in.ck[m]->files[f].dev == st.st_dev && p->in.ck[m]->files[f].ino == st.st_ino)
+	for (unsigned m = 0; m < p->in.ninputs; m++) {
+		const struct ckpt *c = p->in.ck[m];
+		for (size_t f = 0; f < c->nfiles; f++)
+			if (c->files[f].dev == st.st_dev && c->files[f].ino == st.st_ino)
 				return 1;
+		/* a sharded model's index, given or in its directory */
+		size_t n = c->path ? strlen(c->path) : 0;
+		char idx[PATH_MAX];
+		if (n > 11 && !strcmp(c->path + n - 11, ".index.json"))
+			snprintf(idx, sizeof(idx), "%s", c->path);
+		else if (c->dir)
+			snprintf(idx, sizeof(idx), "%s/model.safetensors.index.json", c->dir);
+		else
+			continue;
+		if (stat(idx, &ix) == 0 && ix.st_dev == st.st_dev && ix.st_ino == st.st_ino)
+			return 1;
+	}
 	return 0;
 }
 
