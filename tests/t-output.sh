@@ -32,6 +32,21 @@ status 2 "... and the index given as the input" "$LINES" merge -b "$tmp/sh/base/
 status 2 "... and as the checksum file" "$LINES" merge -b "$tmp/sh/base" -o "$tmp/x.st" \
 	--checksum-file "$tmp/sh/ft1/model.safetensors.index.json" "$tmp/sh/ft1"
 
+"$LINES" merge -q -b "$b" -o "$tmp/d.st" "$m1" "$m2"
+cp "$tmp/d.st" "$tmp/d.orig"
+rm "$tmp/d.st.xxh128"
+mkdir "$tmp/d.st.xxh128"
+status 2 "a checksum file's name that is a directory is refused before the run" \
+	"$LINES" merge -b "$b" --lambda 0.5 -o "$tmp/d.st" "$m1" "$m2"
+check "... and the output and its manifest are the earlier run's" sh -c \
+	"cmp -s '$tmp/d.st' '$tmp/d.orig' && test -f '$tmp/d.st.manifest.json'"
+status 1 "lines verify: that checksum file is a problem" "$LINES" verify "$tmp/d.st"
+rmdir "$tmp/d.st.xxh128"
+mkdir "$tmp/d.st.manifest.json.d"
+status 2 "a manifest's name that is a directory is refused" \
+	"$LINES" merge -b "$b" --manifest "$tmp/d.st.manifest.json.d" -o "$tmp/d.st" "$m1" "$m2"
+check "... and the output is the earlier run's" cmp -s "$tmp/d.st" "$tmp/d.orig"
+
 o=$tmp/out.st
 (umask 022 && "$LINES" merge -q -b "$b" -o "$o" "$m1" "$m2")
 check "the output has mode 644 under umask 022" test "$(stat -c %a "$o")" = 644

@@ -70,9 +70,15 @@ static int ends_with(const char *s, const char *suffix)
 static int read_sidecar(struct vctx *v, const char *path, struct xxh128 *d)
 {
 	char line[4200];
+	struct stat st;
 	FILE *f = fopen(path, "r");
 	if (!f)
 		return errno == ENOENT ? 0 : -1;
+	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(f);
+		problem(v, NULL, "%s is a directory, not a checksum file", path);
+		return -1;
+	}
 	if (!fgets(line, sizeof(line), f) || strlen(line) < 34 || xxh128_parse(line, d) < 0 ||
 	    line[32] != ' ') {
 		fclose(f);

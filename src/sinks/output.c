@@ -197,6 +197,16 @@ int output_choose(struct plan *p, struct lines_error *err)
 	                        (p->o.manifest_file && !p->out.manifest_path) || !p->out.sidecar_name ||
 	                        (regular && (!p->out.sidecar_path || !p->out.manifest_path)),
 	                err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	/* a companion's name taken by a directory would fail only after the
+	 * output is in place */
+	RETURN_ERROR_IF(p->out.sidecar_path && stat(p->out.sidecar_path, &st) == 0 &&
+	                    S_ISDIR(st.st_mode),
+	                err, LINES_EUSAGE, p->out.sidecar_path, NULL,
+	                "the checksum file's name is a directory");
+	RETURN_ERROR_IF(p->out.manifest_path && stat(p->out.manifest_path, &st) == 0 &&
+	                    S_ISDIR(st.st_mode),
+	                err, LINES_EUSAGE, p->out.manifest_path, NULL,
+	                "the manifest's name is a directory");
 	RETURN_ERROR_IF(p->out.sidecar_path && plan_is_input(p, p->out.sidecar_path), err, LINES_EUSAGE,
 	                p->out.sidecar_path, NULL, "the checksum file is one of the inputs");
 	RETURN_ERROR_IF(p->out.manifest_path && plan_is_input(p, p->out.manifest_path), err, LINES_EUSAGE,
@@ -559,6 +569,14 @@ static int stage(const char *path, const char *text, struct sink **s, struct lin
 	return sink_write(*s, text, strlen(text), err);
 }
 
+/* Remove path if it is a regular file (not a directory in its place). */
+static void unlink_regular(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) == 0 && S_ISREG(st.st_mode))
+		unlink(path);
+}
+
 /*
  * Every companion is written in full under a temporary name before the
  * output appears, then the output is renamed into place, then they are: a
@@ -587,10 +605,19 @@ static int commit_file(struct plan *p, struct sink *out, struct lines_error *err
 		rc = sink_commit(out, err);
 	else
 		sink_abort(out);
+	int placed = rc == 0, side_ok = 0, man_ok = 0;
 	if (rc == 0 && side)
-		rc = sink_commit(side, err);
+		side_ok = (rc = sink_commit(side, err)) == 0;
 	if (rc == 0 && man)
-		rc = sink_commit(man, err);
+		man_ok = (rc = sink_commit(man, err)) == 0;
+	if (rc < 0 && placed) {
+		/* the output is the new one: a companion left from before, which
+		 * this run did not replace, would describe another file */
+		if (side && !side_ok)
+			unlink_regular(p->out.sidecar_path);
+		if (man && !man_ok)
+			unlink_regular(p->out.manifest_path);
+	}
 	if (rc == 0 && strcmp(p->o.output, "-") && sink_is_file_output(p)) {
 		/* companions of an earlier run, at the default names, would now
 		 * describe another file: remove those this run did not write */
