@@ -66,6 +66,10 @@ check "lines writes its own README.md with the recipe" sh -c "grep -q 'made by l
 check "... the stacks and their depths" sh -c "grep -q 'encoder.block.: 3 blocks' new022/README.md && grep -q 'decoder.block.: 2 blocks' new022/README.md"
 check "... the inputs" sh -c "grep -q '| base |' new022/README.md && test \$(grep -c '| model |' new022/README.md) -eq 2"
 check "... and the command" sh -c "grep -q '^lines merge -b ' new022/README.md"
+check "... a sharded input's bytes are all its shards'" sh -c \
+	"grep -q \"^| base | \\\`$b\\\` | \$(cat '$b'/model-*.safetensors | wc -c) |\" new022/README.md"
+status 0 "lines scale into a directory" "$LINES" scale -q -b "$b" --gamma 0.5 -o scaled/ "$m1"
+check "... says an edited model, not a merged one" sh -c "grep -q '^# A LiNeS-edited model' scaled/README.md"
 check "config.json is still carried along" test -f new022/config.json
 
 # ---- two runs on the same OUT --------------------------------------------------------

@@ -367,7 +367,9 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 	struct text t = {0};
 	char v[64], side[80];
 
-	put(&t, "# A merged model, made by lines %s\n\n", lines_version());
+	int edited = o->command && !strcmp(o->command, "scale");
+	put(&t, "# A %s model, made by lines %s\n\n", edited ? "LiNeS-edited" : "merged",
+	    lines_version());
 	put(&t, "This directory was written by `lines %s` from the models below; it is not any "
 	        "one of them. Each shard has its XXH3-128 in SHARD.xxh128 and a manifest of "
 	        "every tensor in SHARD.manifest.json: `lines verify` checks them.\n\n",
@@ -419,8 +421,11 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 	for (unsigned m = 0; m < p->in.ninputs; m++) {
 		const struct ckpt *c = p->in.ck[m];
 		const char *h = input_sidecar(c->path, side, sizeof(side));
+		uint64_t bytes = 0; /* every shard's */
+		for (size_t f = 0; f < c->nfiles; f++)
+			bytes += c->files[f].disk_size;
 		put(&t, "| %s | `%s` | %llu | %s |\n", m ? "model" : "base", c->path,
-		    (unsigned long long)c->files[0].disk_size, h ? h : "-");
+		    (unsigned long long)bytes, h ? h : "-");
 	}
 	int scale = o->command && !strcmp(o->command, "scale");
 	put(&t, "\n## Command\n\n```\nlines %s -b %s", scale ? "scale" : "merge", p->in.names[0]);
