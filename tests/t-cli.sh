@@ -57,6 +57,8 @@ status 2 "scale with -w" "$LINES" scale -b "$b" --gamma 0.5 -w 2 -o "$o" "$m1"
 status 2 "scale with -m" "$LINES" scale -b "$b" --gamma 0.5 -m sum -o "$o" "$m1"
 status 0 "scale -n with --schedule and a --gamma list (each list freed once: ASan's leak check)" \
 	"$LINES" scale -n -b "$b" --gamma 0.3,0.5 --schedule 0,1 -o "$tmp/s{gamma}.st" "$m1"
+status 0 "scale --gamma -0" "$LINES" scale -n --json -b "$b" --gamma -0 -o "$o" "$m1"
+jqok "... is alpha 0, not -0" '(.lines.alpha | tostring) == "0"'
 status 2 "scale with --norm" "$LINES" scale -b "$b" --gamma 0.5 --norm l2 -o "$o" "$m1"
 status 2 "--density with -m sum" "$LINES" merge -b "$b" --density 0.3 -o "$o" "$m1"
 status 2 "--seed that is not an integer" "$LINES" merge -b "$b" -m dare --seed 1.5 -o "$o" "$m1"

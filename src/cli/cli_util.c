@@ -276,6 +276,7 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double *ou
 		cli_usage_error(cmd, "%s: '%s' is out of range", opt, s);
 		return -1;
 	}
+	*out += 0.0; /* -0 is 0: never printed or recorded as -0 */
 	return 0;
 }
 

@@ -192,7 +192,7 @@ int sweep_make(struct plan *p, struct lines_error *err)
 	RETURN_ERROR_IF(p->passes.pass[wi].worker_end, err, LINES_EUSAGE, NULL, NULL,
 	                "-m %s cannot sweep --%s: its writing pass keeps results across jobs",
 	                p->method->name, name);
-	RETURN_ERROR_IF(p->out.gguf, err, LINES_EUNSUPPORTED, NULL, NULL,
+	RETURN_ERROR_IF(p->out.gguf, err, LINES_EUSAGE, NULL, NULL,
 	                "a sweep of --%s writes safetensors; a GGUF output is one run per value",
 	                name);
 	for (size_t i = 0; i < p->lay.nt; i++)
