@@ -267,7 +267,7 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 				continue;
 			fmt_shape(s1, sizeof(s1), ct->rank, ct->shape);
 			fmt_shape(s2, sizeof(s2), bt->rank, bt->shape);
-			if (is_vocab(bt, ct))
+			if (is_vocab(bt, ct) && ct->shape[0] > bt->shape[0])
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				           "shape %s differs from %s's %s: the vocabularies differ "
 				           "(%llu tokens, %s has %llu); give --vocab base to merge "
@@ -275,6 +275,14 @@ static unsigned check_model(struct plan *p, unsigned m, unsigned *listed)
 				           "embeddings first",
 				           s1, ref, s2, (unsigned long long)ct->shape[0], ref,
 				           (unsigned long long)bt->shape[0]);
+			else if (is_vocab(bt, ct)) /* --vocab base needs the base's rows */
+				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
+				           "shape %s differs from %s's %s: the model has fewer tokens "
+				           "(%llu, %s has %llu), so it lacks rows that %s has%s; "
+				           "resize its embeddings first",
+				           s1, ref, s2, (unsigned long long)ct->shape[0], ref,
+				           (unsigned long long)bt->shape[0], ref,
+				           p->o.vocab_base ? " (--vocab base merges all of them)" : "");
 			else
 				lines_logf(&p->o, LINES_LOG_ERROR, c->path, bt->name,
 				           "shape %s differs from %s's %s", s1, ref, s2);
