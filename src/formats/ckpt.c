@@ -418,9 +418,16 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 			         "tensors (%llu bytes), as mlx-lm writes it; accepted",
 			         v, (unsigned long long)total);
 		else if (!json_is_integer(ts) || (uint64_t)json_integer_value(ts) != total) {
-			rc = lines_errf(err, LINES_EFORMAT, index, NULL,
-			                "metadata.total_size is not %llu, the bytes of the tensors of its shards",
-			                (unsigned long long)total);
+			if (json_is_number(ts))
+				rc = lines_errf(err, LINES_EFORMAT, index, NULL,
+				                "metadata.total_size is %.17g, not %llu, the bytes of the "
+				                "tensors of its shards",
+				                v, (unsigned long long)total);
+			else
+				rc = lines_errf(err, LINES_EFORMAT, index, NULL,
+				                "metadata.total_size is not a number (the tensors of its "
+				                "shards hold %llu bytes)",
+				                (unsigned long long)total);
 			goto out;
 		}
 	}
