@@ -19,6 +19,16 @@ o=$tmp/out.safetensors
 # val FILTER [FILE]: one value, raw
 val() { jq -r "$1" "${2:-$tmp/out}"; }
 
+# ---- the plan's output_bytes is the size written, alpha measured or not ----------------------
+for m in "ties --lines --beta 0.1" "model_stock --norm l2 --lines --beta 0.1" "model_stock --lines" \
+	"dare --lines" "sum --lines -w 1,3"; do
+	"$LINES" merge -n --json -b "$b" -m $m -o "$tmp/sz.st" "$m1" "$m2" >"$tmp/plan.json" 2>/dev/null
+	"$LINES" merge --json -b "$b" -m $m -o "$tmp/sz.st" "$m1" "$m2" >"$tmp/run.json" 2>/dev/null
+	sz=$(stat -c %s "$tmp/sz.st")
+	jqok "-m $m: -n's output_bytes is the size of the file" ".output_bytes == $sz" "$tmp/plan.json"
+	jqok "... and so is the run's written_bytes" ".written_bytes == $sz and .output_bytes == $sz" "$tmp/run.json"
+done
+
 # ---- sum --lines, two equal weights: alpha = 1/N without reading ---------------------------
 status 0 "-n --json, sum --lines" "$LINES" merge -n --json -b "$b" --lines -o "$o" "$m1" "$m2"
 jqok "... is one JSON object" 'type == "object"'

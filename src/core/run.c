@@ -740,6 +740,8 @@ int lines_plan_run(struct lines_plan *lp, struct lines_error *err)
 	else
 		sweep_abort(p);
 	sweep_close(p);
+	if (rc == 0 && out && !p->out.dir && !p->out.zst) /* the bytes, not the plan's count */
+		p->info.written_bytes = out->written;
 	sink_free(out);
 	output_unlock(&p->out);
 	src->ops->close(src);

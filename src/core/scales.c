@@ -33,6 +33,8 @@ int scales_init(struct scales *sc, const struct lines_merge_opts *o, struct layo
 	}
 	for (size_t i = 0; i < lay->nt; i++)
 		lay->t[i].lambda = 1.0;
+	/* a given beta is known before alpha (the header the plan sizes) */
+	sc->beta = o->lines && !isnan(o->beta) ? o->beta : 0.0;
 	return 0;
 }
 

@@ -325,6 +325,8 @@ static int ms_setup(struct merge_ctx *p, struct lines_error *err)
 		return ms_rows_setup(p, err);
 	FORWARD_IF_ERROR(tdots_add_pass(p, "dots", "-m model_stock", err));
 	p->passes->pass[p->passes->n - 1].done = ms_measured;
+	if (p->o->lines && p->o->alpha_auto) /* alpha from the dots: fixed width */
+		p->sc->measured = 1;
 	return tdots_add_write(p, ms_work, sizeof(struct ms_scratch), err);
 }
 
