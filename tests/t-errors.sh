@@ -56,4 +56,15 @@ status 0 "an F8_E8M0 model is valid" "$LINES" inspect -q "$tmp/f8.st"
 status 1 "but cannot be merged" "$LINES" merge -b "$tmp/f8.st" -o "$o" "$tmp/f8.st"
 check "... and says why" has "$tmp/err" "F8_E8M0"
 
+# a FIFO with no writer is refused at once, not waited on
+mkfifo "$tmp/fifo"
+status 1 "a FIFO as a model is refused without waiting for a writer" timeout 30 "$LINES" merge -b "$b" -o "$o" "$tmp/fifo"
+status 1 "... as the base" timeout 30 "$LINES" merge -b "$tmp/fifo" -o "$o" "$tmp/a/ft1.safetensors"
+status 1 "... to lines inspect" timeout 30 "$LINES" inspect "$tmp/fifo"
+status 2 "... to lines verify (a usage error)" timeout 30 "$LINES" verify "$tmp/fifo"
+mkdir "$tmp/fifodir"
+mkfifo "$tmp/fifodir/model.safetensors.index.json"
+status 1 "... and as a directory's index" timeout 30 "$LINES" inspect "$tmp/fifodir"
+check "no output" test ! -e "$o"
+
 done_testing

@@ -208,10 +208,11 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 
 	memset(r, 0, sizeof(*r));
 	memset(&h, 0, sizeof(h));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: refused, not waited on */
 	if (fd < 0)
 		return lines_errno(err, errno, path, "cannot open");
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0) {
 		close(fd);
 		/* a directory, a device, a pipe: lines-verify(1) calls it a usage error */
 		return lines_errf(err, LINES_EUSAGE, path, NULL, "is not a regular file");

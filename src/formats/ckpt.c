@@ -105,7 +105,8 @@ static int open_file(struct ckpt_file *f, const char *path, struct lines_error *
 		return read_header(f, err);
 	}
 	f->own_fd = 1;
-	f->fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: a FIFO with no writer is refused below, not waited on */
+	f->fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (f->fd < 0)
 		return lines_errno(err, errno, path, "cannot open");
 	if (fstat(f->fd, &st) < 0)
@@ -113,6 +114,8 @@ static int open_file(struct ckpt_file *f, const char *path, struct lines_error *
 	RETURN_ERROR_IF(S_ISDIR(st.st_mode), err, LINES_EUNSUPPORTED, path, NULL, "is a directory");
 	RETURN_ERROR_IF(!S_ISREG(st.st_mode), err, LINES_EUNSUPPORTED, path, NULL,
 	                "is not a regular file");
+	if (fcntl(f->fd, F_SETFL, fcntl(f->fd, F_GETFL) & ~O_NONBLOCK) < 0)
+		return lines_errno(err, errno, path, "cannot open");
 	f->size = (uint64_t)st.st_size;
 	f->dev = st.st_dev;
 	f->ino = st.st_ino;
@@ -312,7 +315,8 @@ static int build_index(struct ckpt *c, const struct layers *ly, struct lines_err
 static int open_index(struct ckpt *c, const char *index, struct lines_error *err)
 {
 	json_error_t je;
-	json_t *root, *wm, *meta, *shards = NULL;
+	json_t *root = NULL, *wm, *meta, *shards = NULL;
+	struct stat st;
 	const char *key;
 	json_t *val;
 	char *dir = NULL, *dcopy = strdup(index);
@@ -322,6 +326,10 @@ static int open_index(struct ckpt *c, const char *index, struct lines_error *err
 	dir = strdup(dirname(dcopy));
 	free(dcopy);
 	RETURN_ERROR_IF(!dir, err, LINES_ENOMEM, index, NULL, "out of memory");
+	if (stat(index, &st) == 0 && !S_ISREG(st.st_mode)) { /* a FIFO would block */
+		rc = lines_errf(err, LINES_EFORMAT, index, NULL, "is not a regular file");
+		goto out;
+	}
 	root = json_load_file(index, JSON_REJECT_DUPLICATES, &je);
 	if (!root) {
 		free(dir);
