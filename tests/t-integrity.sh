@@ -135,8 +135,22 @@ if have zstd; then
 	head -c 100000 ft1.safetensors.zst >cut.safetensors.zst
 	status 1 "a truncated .zst model is an error" "$LINES" merge -b $b -o x.st cut.safetensors.zst $m2
 	check "... and leaves no output" test ! -e x.st
+	# one byte changed in the middle: every run names the damage (another
+	# worker's "stopped" no longer wins the race to report)
+	zmid=$(($(stat -c %s ft1.safetensors.zst) / 2))
+	zbyte=$(od -An -tu1 -j $zmid -N1 ft1.safetensors.zst | tr -d ' ')
+	cp ft1.safetensors.zst flip.safetensors.zst
+	printf "\\$(printf %03o $((zbyte ^ 255)))" |
+		dd of=flip.safetensors.zst bs=1 seek=$zmid conv=notrunc 2>/dev/null
+	named=0
+	for i in $(seq 40); do
+		"$LINES" merge -q -j 8 -b flip.safetensors.zst -o x.st $m2 2>err.txt
+		grep -q 'flip.safetensors.zst' err.txt && named=$((named + 1))
+	done
+	check "a damaged .zst base is named in each of 40 runs" test "$named" -eq 40
+	check "... and leaves no output" test ! -e x.st
 else
-	skip ".zst models as inputs (6 checks): zstd(1) is missing"
+	skip ".zst models as inputs (8 checks): zstd(1) is missing"
 fi
 
 # ---- a reader that goes away --------------------------------------------------------------

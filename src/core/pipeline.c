@@ -319,7 +319,10 @@ static int64_t claim(struct pipe *pp, int wait)
 
 static void fail(struct pipe *pp, const struct lines_error *e)
 {
-	if (!pp->failed) {
+	/* the first error, unless it is a worker stopped because another one
+	 * failed (a stream's reader), whose reason then wins */
+	if (!pp->failed || (pp->err.code == LINES_ECANCELED && e->code != LINES_ECANCELED &&
+	                    !lines_canceled())) {
 		pp->failed = 1;
 		pp->err = *e;
 	}
