@@ -29,6 +29,8 @@ static int drain(struct sink_zstd *z, ZSTD_inBuffer *in, ZSTD_EndDirective mode,
 	size_t left;
 	do {
 		ZSTD_outBuffer out = {z->obuf, z->ocap, 0};
+		/* between jobs handed over: an interrupted run goes no further */
+		RETURN_ERROR_IF(lines_canceled(), err, LINES_ECANCELED, NULL, NULL, "interrupted");
 		left = ZSTD_compressStream2(z->cctx, &out, in, mode);
 		RETURN_ERROR_IF(ZSTD_isError(left), err, LINES_EIO, z->next->name, NULL,
 		                "zstd compression failed: %s", ZSTD_getErrorName(left));
@@ -100,6 +102,13 @@ int sink_zstd_open(struct sink **out, struct sink *next, int level, unsigned wor
 		 * same as its single-threaded mode, and the output must not
 		 * depend on -j. (A libzstd without threads refuses: inline.) */
 		(void)ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_nbWorkers, (int)(workers ? workers : 1));
+	/* Jobs of at most 4 MiB (the high levels' default is up to 32x their
+	 * window): libzstd finishes every job it holds before its context can
+	 * be freed, so this bounds how long an interrupted run takes to stop
+	 * (seconds at level 19, not minutes); the frame is still the same for
+	 * any number of workers. */
+	if (!ZSTD_isError(r))
+		(void)ZSTD_CCtx_setParameter(z->cctx, ZSTD_c_jobSize, 4 << 20);
 	if (ZSTD_isError(r)) {
 		ZSTD_freeCCtx(z->cctx);
 		free(z->obuf);
