@@ -65,9 +65,18 @@ check "the base's model card is not carried along" sh -c "! grep -q 'card of the
 check "lines writes its own README.md with the recipe" sh -c "grep -q 'made by lines' new022/README.md && grep -q 'method: sum' new022/README.md"
 check "... the stacks and their depths" sh -c "grep -q 'encoder.block.: 3 blocks' new022/README.md && grep -q 'decoder.block.: 2 blocks' new022/README.md"
 check "... the inputs" sh -c "grep -q '| base |' new022/README.md && test \$(grep -c '| model |' new022/README.md) -eq 2"
-check "... and the command" sh -c "grep -q '^lines merge -b ' new022/README.md"
+check "... and the command" sh -c "grep -q '^lines merge --config new022/lines_config.yml -o new022/' new022/README.md"
 check "... a sharded input's bytes are all its shards'" sh -c \
 	"grep -q \"^| base | \\\`$b\\\` | \$(cat '$b'/model-*.safetensors | wc -c) |\" new022/README.md"
+status 0 "ties with its options into a directory" "$LINES" merge -q -b "$b" -m ties --trim tensor \
+	--density 0.4 --lambda 0.7 --shard-size 20K -o rc/ "$m1" "$m2"
+cmd=$(grep '^lines merge --config rc/lines_config.yml' rc/README.md)
+check "... README.md's command names the configuration and the shard size" \
+	test "$cmd" = "lines merge --config rc/lines_config.yml --shard-size 20480 -o rc/"
+mv rc rc.first
+# shellcheck disable=SC2086
+"$LINES" $(echo "$cmd" | sed 's|^lines ||; s|--config rc/|--config rc.first/|') -q
+check "... and makes the same directory again, README.md included" diff -r rc rc.first
 status 0 "lines scale into a directory" "$LINES" scale -q -b "$b" --gamma 0.5 -o scaled/ "$m1"
 check "... says an edited model, not a merged one" sh -c "grep -q '^# A LiNeS-edited model' scaled/README.md"
 check "config.json is still carried along" test -f new022/config.json

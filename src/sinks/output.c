@@ -428,6 +428,17 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 		    (unsigned long long)bytes, h ? h : "-");
 	}
 	int scale = o->command && !strcmp(o->command, "scale");
+	char shard[64] = "";
+	if (o->shard_size)
+		snprintf(shard, sizeof(shard), " --shard-size %llu", (unsigned long long)o->shard_size);
+	if (o->config_yaml && !scale) { /* every option is in the configuration */
+		put(&t, "\n## Command\n\nFrom the directory the merge ran in (the paths of the "
+		        "configuration are relative to it):\n\n```\nlines merge --config "
+		        "%s/lines_config.yml%s -o %s/\n```\n",
+		    p->out.dir, shard, p->out.dir);
+		put(&t, "\n## Configuration\n\nAs run:\n\n```yaml\n%s```\n", o->config_yaml);
+		goto done;
+	}
 	put(&t, "\n## Command\n\n```\nlines %s -b %s", scale ? "scale" : "merge", p->in.names[0]);
 	if (!scale)
 		put(&t, " -m %s", p->method->name);
@@ -457,13 +468,14 @@ static int make_readme(const void *arg, char **out, struct lines_error *err)
 	}
 	if (o->tokenizer_source)
 		put(&t, " --tokenizer-source %s", o->tokenizer_source);
-	put(&t, " -o %s/", p->out.dir);
+	put(&t, "%s -o %s/", shard, p->out.dir);
 	for (unsigned m = 1; m < p->in.ninputs; m++)
 		put(&t, " %s", p->in.names[m]);
 	put(&t, "\n```\n");
 	if (o->config_yaml)
 		put(&t, "\n## Configuration\n\nAs run (`lines merge --config lines_config.yml` "
 		        "makes it again):\n\n```yaml\n%s```\n", o->config_yaml);
+done:
 	if (t.oom) {
 		free(t.s);
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory for README.md");
