@@ -77,6 +77,8 @@ mv rc rc.first
 # shellcheck disable=SC2086
 "$LINES" $(echo "$cmd" | sed 's|^lines ||; s|--config rc/|--config rc.first/|') -q
 check "... and makes the same directory again, README.md included" diff -r rc rc.first
+jqok "... the manifests give a sharded input's bytes as all its shards'" \
+	"[.run.inputs[0].bytes] == [$(cat "$b"/model-*.safetensors | wc -c)]" rc/model-00001-of-*.safetensors.manifest.json
 status 0 "lines scale into a directory" "$LINES" scale -q -b "$b" --gamma 0.5 -o scaled/ "$m1"
 check "... says an edited model, not a merged one" sh -c "grep -q '^# A LiNeS-edited model' scaled/README.md"
 check "config.json is still carried along" test -f new022/config.json

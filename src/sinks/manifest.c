@@ -152,9 +152,10 @@ int manifest_write(const struct plan *p, const struct manifest_file *mf, struct 
 		                                            : p->in.base_is_model ? "reference"
 		                                                                  : "base"));
 		json_object_set_new(in, "path", json_string(m ? p->o.models[m - 1] : p->o.base));
-		json_object_set_new(in, "bytes", c->files[0].disk_size
-		                                     ? json_integer((json_int_t)c->files[0].disk_size)
-		                                     : json_null());
+		uint64_t bytes = 0; /* a sharded input's: every shard's */
+		for (size_t f = 0; f < c->nfiles && c->files[0].disk_size; f++)
+			bytes += c->files[f].disk_size;
+		json_object_set_new(in, "bytes", bytes ? json_integer((json_int_t)bytes) : json_null());
 		if (m)
 			json_object_set_new(in, "weight", json_real(p->sc.w[m - 1]));
 		/* a shard's: its own tensors' (the same whatever part wrote it) */
