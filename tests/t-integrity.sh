@@ -103,6 +103,9 @@ else
 fi
 check "--manifest with -o -: the manifest verifies the bytes" \
 	"$LINES" verify -q --checksum-file out.xxh128 --manifest out.json stdout.safetensors
+"$LINES" merge -q -b $b --lines -w 1,2 --manifest only.json -o - $m1 $m2 >stdout2.safetensors
+check "--manifest alone with -o -: its xxh3_128 is the hash of the bytes on stdout" \
+	sh -c "test \"\$(jq -r .xxh3_128 only.json)\" = \"\$(cut -c1-32 out.xxh128)\""
 status 2 "--no-checksum with --checksum-file is a usage error" "$LINES" merge -b $b --no-checksum --checksum-file x -o y.st $m1
 
 # ---- a filter: standard input and output, zstd input -----------------------------------
