@@ -200,6 +200,7 @@ status 2 "a sweep with --checksum-file" "$LINES" merge -b $b --lines --beta 0.1,
 : "${GEN_GGUF:=$(dirname "$GEN")/gen-gguf}"
 "$GEN_GGUF" --type f16 --layers 2 --hidden 32 --models 1 --seed 1 --out gg >/dev/null 2>&1
 status 2 "a sweep into GGUF (one run per value)" "$LINES" scale -b gg/base.gguf --gamma 0.5,0.6 -o 'ue/x{gamma}.gguf' gg/ft1.gguf
+status 2 "a value with a leading space (it would name a file)" "$LINES" merge -b $b --lambda ' 0.5',1 -o 'ue/x{lambda}.st' $m1 $m2
 status 2 "a gamma out of [0, 1] in the list" "$LINES" merge -b $b --gamma 0.5,1.5 -o 'ue/x{gamma}.st' $m1
 check "the usage errors wrote nothing" test -z "$(ls -A ue)"
 mkdir -p mixed/x0.2

@@ -4,6 +4,7 @@
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -268,7 +269,8 @@ int cli_parse_double(const char *cmd, const char *opt, const char *s, double *ou
 	}
 	errno = 0;
 	*out = strtod(s, &end);
-	if (end == s || *end) {
+	/* nor spaces, which strtod skips (a sweep's value names a file) */
+	if (end == s || *end || isspace((unsigned char)*s)) {
 		cli_usage_error(cmd, "%s: '%s' is not a number", opt, s);
 		return -1;
 	}
