@@ -153,8 +153,8 @@ ok $good "... every shard, index, manifest and lines_config.yml the same as the 
 check "... lines_config.yml records each value's beta" sh -c "grep -q 'beta: 0.6\$' dirs/d-beta0.6/lines_config.yml && grep -q 'beta: 0.2\$' dirs/d-beta0.2/lines_config.yml"
 status 2 "--print-config with a sweep: one configuration, exit 2" "$LINES" merge -b $b --lines \
 	--beta 0.2,0.6 -o 'x{beta}.st' --print-config $m1 $m2
-sed 's|dirs/d-beta0.6/|OUT/|' dirs/d-beta0.6/README.md >r1
-sed 's|dirs/one/|OUT/|' dirs/one/README.md >r2
+sed 's|dirs/d-beta0.6/|OUT/|g' dirs/d-beta0.6/README.md >r1
+sed 's|dirs/one/|OUT/|g' dirs/one/README.md >r2
 check "... the README differs only in the -o it records" cmp -s r1 r2
 good=0
 for f in dirs/d-beta0.2/model-*.safetensors; do "$LINES" verify -q "$f" || good=1; done
