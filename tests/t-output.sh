@@ -47,6 +47,12 @@ status 2 "a manifest's name that is a directory is refused" \
 	"$LINES" merge -b "$b" --manifest "$tmp/d.st.manifest.json.d" -o "$tmp/d.st" "$m1" "$m2"
 check "... and the output is the earlier run's" cmp -s "$tmp/d.st" "$tmp/d.orig"
 
+status 1 "--checksum-file in a missing directory fails before the run" \
+	"$LINES" merge -b "$b" -o "$tmp/e.st" --checksum-file "$tmp/nodir/e.xxh128" "$m1" "$m2"
+status 1 "... and --manifest" "$LINES" merge -b "$b" -o "$tmp/e.st" --manifest "$tmp/nodir/e.json" "$m1" "$m2"
+status 1 "... which -n finds too" "$LINES" merge -n -b "$b" -o "$tmp/e.st" --manifest "$tmp/nodir/e.json" "$m1" "$m2"
+check "... nothing written" sh -c "! ls '$tmp'/e.st* '$tmp'/.e.st* 2>/dev/null"
+
 o=$tmp/out.st
 (umask 022 && "$LINES" merge -q -b "$b" -o "$o" "$m1" "$m2")
 check "the output has mode 644 under umask 022" test "$(stat -c %a "$o")" = 644

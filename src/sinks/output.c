@@ -31,6 +31,15 @@ static int ends_with(const char *s, const char *suffix)
 	return a >= b && !strcmp(s + a - b, suffix);
 }
 
+/* The directory of path takes a new file. */
+static int can_create_in(const char *path)
+{
+	char *c = strdup(path);
+	int ok = c && access(dirname(c), W_OK | X_OK) == 0;
+	free(c);
+	return ok;
+}
+
 static char *concat(const char *a, const char *b)
 {
 	char *s = malloc(strlen(a) + strlen(b) + 1);
@@ -197,6 +206,15 @@ int output_choose(struct plan *p, struct lines_error *err)
 	                        (p->o.manifest_file && !p->out.manifest_path) || !p->out.sidecar_name ||
 	                        (regular && (!p->out.sidecar_path || !p->out.manifest_path)),
 	                err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	/* a companion that could not be created would fail after the run */
+	RETURN_ERROR_IF(p->o.checksum_file && p->out.sidecar_path &&
+	                    !can_create_in(p->out.sidecar_path),
+	                err, LINES_EIO, p->out.sidecar_path, NULL,
+	                "cannot create the checksum file: its directory is missing or not writable");
+	RETURN_ERROR_IF(p->o.manifest_file && p->out.manifest_path &&
+	                    !can_create_in(p->out.manifest_path),
+	                err, LINES_EIO, p->out.manifest_path, NULL,
+	                "cannot create the manifest: its directory is missing or not writable");
 	/* a companion's name taken by a directory would fail only after the
 	 * output is in place */
 	RETURN_ERROR_IF(p->out.sidecar_path && stat(p->out.sidecar_path, &st) == 0 &&
@@ -661,14 +679,6 @@ int output_commit(struct plan *p, struct sink *out, struct lines_error *err)
 	return p->out.dir ? sink_commit(out, err) : commit_file(p, out, err);
 }
 
-/* The directory of path takes a new file. */
-static int can_create_in(const char *path)
-{
-	char *c = strdup(path);
-	int ok = c && access(dirname(c), W_OK | X_OK) == 0;
-	free(c);
-	return ok;
-}
 
 /*
  * Two runs writing the same OUT at once could leave OUT and its .xxh128
@@ -711,8 +721,7 @@ int output_lock(struct plan *p, struct lines_error *err)
 		struct stat a, b;
 		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 		if (fd < 0) {
-			int rc = lines_errno(err, errno, out,
-			                     "cannot create a temporary file next to the output (%s)", path);
+			int rc = lines_errno(err, errno, out, "cannot create the lock file %s", path);
 			free(path);
 			return rc;
 		}

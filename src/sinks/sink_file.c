@@ -179,7 +179,7 @@ int sink_file_open(struct sink **out, const char *path, struct lines_error *err)
 	}
 	f->fd = mkostemp(f->tmp, O_CLOEXEC);
 	if (f->fd < 0) {
-		rc = lines_errno(err, errno, path, "cannot create a temporary file next to the output");
+		rc = lines_errno(err, errno, path, "cannot create a temporary file in its directory");
 		free(f->tmp);
 		f->tmp = NULL;
 		goto out;
