@@ -53,6 +53,15 @@ status 1 "... and --manifest" "$LINES" merge -b "$b" -o "$tmp/e.st" --manifest "
 status 1 "... which -n finds too" "$LINES" merge -n -b "$b" -o "$tmp/e.st" --manifest "$tmp/nodir/e.json" "$m1" "$m2"
 check "... nothing written" sh -c "! ls '$tmp'/e.st* '$tmp'/.e.st* 2>/dev/null"
 
+# what a killed run leaves (mkostemp's names) goes with the next run of OUT
+touch "$tmp/.k.st.lines-AbC123" "$tmp/.k.st.xxh128.lines-XyZ789" "$tmp/.k.st.manifest.json.lines-q1w2e3" \
+	"$tmp/.k.st.lines-short" "$tmp/.other.st.lines-AbC123"
+status 0 "a run after a killed one" "$LINES" merge -b "$b" -o "$tmp/k.st" "$m1" "$m2"
+check "... removes the temporary files it left beside OUT" sh -c \
+	"! ls '$tmp'/.k.st.lines-AbC123 '$tmp'/.k.st.xxh128.lines-XyZ789 '$tmp'/.k.st.manifest.json.lines-q1w2e3 2>/dev/null"
+check "... and nothing else" test -e "$tmp/.k.st.lines-short" -a -e "$tmp/.other.st.lines-AbC123"
+rm -f "$tmp/.k.st.lines-short" "$tmp/.other.st.lines-AbC123"
+
 o=$tmp/out.st
 (umask 022 && "$LINES" merge -q -b "$b" -o "$o" "$m1" "$m2")
 check "the output has mode 644 under umask 022" test "$(stat -c %a "$o")" = 644

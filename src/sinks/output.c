@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
@@ -681,6 +682,43 @@ int output_commit(struct plan *p, struct sink *out, struct lines_error *err)
 
 
 /*
+ * With OUT's lock held no other run writes OUT or its companions, so the
+ * temporary files of their names (.NAME.lines-XXXXXX, mkostemp's six
+ * characters) are what a killed run (SIGKILL, a crash, a power cut) left:
+ * removed, with a note.
+ */
+static void remove_stale(struct plan *p, const char *out)
+{
+	static const char *const kinds[] = {"", ".xxh128", ".manifest.json"};
+	char *dcopy = strdup(out), *bcopy = strdup(out);
+	DIR *d = dcopy && bcopy ? opendir(dirname(dcopy)) : NULL;
+	const char *base = bcopy ? basename(bcopy) : NULL;
+	struct dirent *e;
+	unsigned n = 0;
+	while (d && (e = readdir(d))) {
+		for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+			char want[NAME_MAX + 64];
+			int len = snprintf(want, sizeof(want), ".%s%s.lines-", base, kinds[k]);
+			struct stat st;
+			if (len <= 0 || (size_t)len >= sizeof(want) || strncmp(e->d_name, want, (size_t)len) ||
+			    strlen(e->d_name) != (size_t)len + 6 ||
+			    fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+			    !S_ISREG(st.st_mode))
+				continue;
+			n += unlinkat(dirfd(d), e->d_name, 0) == 0;
+			break;
+		}
+	}
+	if (d)
+		closedir(d);
+	if (n)
+		lines_logf(&p->o, LINES_LOG_NOTE, out, NULL,
+		           "removed %u temporary file%s that a killed run left beside it", n,
+		           n == 1 ? "" : "s");
+	free(dcopy), free(bcopy);
+}
+
+/*
  * Two runs writing the same OUT at once could leave OUT and its .xxh128
  * and .manifest.json from different runs: a run holds an exclusive
  * flock(2) on DIR/.NAME.lines-lock from before it reads until its output
@@ -739,6 +777,8 @@ int output_lock(struct plan *p, struct lines_error *err)
 	}
 	p->out.lock_fd = fd;
 	p->out.lock_path = path;
+	if (!p->out.dir)
+		remove_stale(p, out);
 	return 0;
 }
 
