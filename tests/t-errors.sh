@@ -39,7 +39,7 @@ status 1 "two unreadable inputs" "$LINES" merge -b "$b" -o "$o" "$tmp/nope1" "$t
 check "... are both reported" sh -c "grep -q nope1 '$tmp/err' && grep -q nope2 '$tmp/err'"
 status 1 "a directory as input" "$LINES" merge -b "$b" -o "$o" "$tmp/a"
 status 1 "an output directory that does not exist" "$LINES" merge -b "$b" -o "$tmp/no/such/dir/out.st" "$tmp/a/ft1.safetensors"
-check "... is reported" has "$tmp/err" "cannot create a temporary file next to the output"
+check "... is reported" has "$tmp/err" "cannot create the lock file"
 
 # non-float tensors that differ: a warning, or an error with --strict
 family "$tmp/c" --arch clip --dtype f32 --layers 2 --hidden 16 --models 1 --seed 1 --int-differ
@@ -55,6 +55,17 @@ printf '\100\000\000\000\000\000\000\000{"q":{"dtype":"F8_E8M0","shape":[2],"dat
 status 0 "an F8_E8M0 model is valid" "$LINES" inspect -q "$tmp/f8.st"
 status 1 "but cannot be merged" "$LINES" merge -b "$tmp/f8.st" -o "$o" "$tmp/f8.st"
 check "... and says why" has "$tmp/err" "F8_E8M0"
+
+# a name too long for a message is cut at the start of a character, and
+# says so (3000 x U+00E9, 6000 bytes)
+nm=$(awk 'BEGIN { for (i = 0; i < 3000; i++) printf "\303\251" }')
+hdr="{\"$nm\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}"
+hl=$(printf '%s' "$hdr" | wc -c)
+printf "\\$(printf %03o $((hl % 256)))\\$(printf %03o $((hl / 256)))\\000\\000\\000\\000\\000\\000" >"$tmp/long.st"
+printf '%s\000\000\000\000' "$hdr" >>"$tmp/long.st"
+status 1 "a model whose tensor has a 6000-byte name" "$LINES" merge -b "$b" -o "$o" "$tmp/long.st"
+check "... is reported in valid UTF-8" sh -c "iconv -f UTF-8 -t UTF-8 '$tmp/err' >/dev/null"
+check "... and the cut name says it is cut" sh -c "grep -q '\\.\\.\\.: not in the base' '$tmp/err'"
 
 # a FIFO with no writer is refused at once, not waited on
 mkfifo "$tmp/fifo"

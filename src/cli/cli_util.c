@@ -106,12 +106,25 @@ const char *cli_printable(const char *s)
 {
 	static char buf[2048];
 	size_t o = 0;
-	for (; *s && o + 5 < sizeof(buf); s++) {
+	for (; *s && o + 8 < sizeof(buf); s++) {
 		unsigned char c = (unsigned char)*s;
 		if (c < 0x20 || c == 0x7f)
 			o += (size_t)snprintf(buf + o, sizeof(buf) - o, "\\x%02x", c);
 		else
 			buf[o++] = (char)c;
+	}
+	if (*s) { /* cut: at the start of a character, and said so */
+		size_t k = o;
+		while (k > 0 && ((unsigned char)buf[k - 1] & 0xc0) == 0x80)
+			k--;
+		if (k > 0 && (unsigned char)buf[k - 1] >= 0xc0) {
+			unsigned char lead = (unsigned char)buf[k - 1];
+			size_t len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+			if (o - (k - 1) < len) /* that character is incomplete */
+				o = k - 1;
+		}
+		memcpy(buf + o, "...", 3);
+		o += 3;
 	}
 	buf[o] = '\0';
 	return buf;

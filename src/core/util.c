@@ -22,17 +22,35 @@
 
 #include "internal.h"
 
+/* Cut s (a string that was cut at its end) back to its last whole UTF-8
+ * character, so that a message never ends inside one. */
+static void utf8_trim_end(char *s)
+{
+	size_t n = strlen(s), k = n;
+	while (k > 0 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
+		k--; /* continuation bytes */
+	if (k > 0 && (unsigned char)s[k - 1] >= 0xc0) {
+		unsigned char lead = (unsigned char)s[k - 1];
+		size_t len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+		if (n - (k - 1) < len) /* incomplete */
+			s[k - 1] = '\0';
+	}
+}
+
 static void copy_str(char *dst, size_t cap, const char *src)
 {
 	if (!src)
 		src = "";
 	size_t n = strlen(src);
 	if (n >= cap) {
-		/* keep the end of a long path: it is the part that tells */
+		/* keep the end of a long path: it is the part that tells, from
+		 * the start of a character */
 		if (cap > 4) {
+			const char *from = src + n - (cap - 4);
+			while (((unsigned char)*from & 0xc0) == 0x80)
+				from++;
 			memcpy(dst, "...", 3);
-			memcpy(dst + 3, src + n - (cap - 4), cap - 4);
-			dst[cap - 1] = '\0';
+			memcpy(dst + 3, from, strlen(from) + 1);
 			return;
 		}
 		n = cap - 1;
@@ -50,7 +68,8 @@ static int verrf(struct lines_error *err, int code, int errnum, const char *file
 	err->sys_errno = errnum;
 	copy_str(err->file, sizeof(err->file), file);
 	copy_str(err->tensor, sizeof(err->tensor), tensor);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	if (vsnprintf(err->msg, sizeof(err->msg), fmt, ap) >= (int)sizeof(err->msg))
+		utf8_trim_end(err->msg);
 	if (errnum) {
 		size_t n = strlen(err->msg);
 		snprintf(err->msg + n, sizeof(err->msg) - n, "%s%s", n ? ": " : "",
@@ -87,7 +106,8 @@ void lines_logf(const struct lines_merge_opts *o, enum lines_level level, const 
 	if (!o->log)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) >= (int)sizeof(msg))
+		utf8_trim_end(msg);
 	va_end(ap);
 	o->log(o->cb_ctx, level, file ? file : "", tensor ? tensor : "", msg);
 }
