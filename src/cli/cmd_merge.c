@@ -711,7 +711,8 @@ static int parse(struct merge_cli *mc, int argc, char **argv)
 					return rc;
 				for (size_t v = 0; v < mc->nsweep; v++)
 					if (mc->sweep_vals[v] < 0 || mc->sweep_vals[v] > 1)
-						return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1");
+						return cli_usage_error(mc->cmd, "--gamma must be between 0 and 1 "
+						                                "(%g is not)", mc->sweep_vals[v]);
 			} else if (cli_parse_double(mc->cmd, "--gamma", optarg, &mc->gamma) < 0)
 				return CLI_EXIT_USAGE;
 			if (mc->gamma < 0 || mc->gamma > 1)
