@@ -67,6 +67,11 @@ status 1 "a model whose tensor has a 6000-byte name" "$LINES" merge -b "$b" -o "
 check "... is reported in valid UTF-8" sh -c "iconv -f UTF-8 -t UTF-8 '$tmp/err' >/dev/null"
 check "... and the cut name says it is cut" sh -c "grep -q '\\.\\.\\.: not in the base' '$tmp/err'"
 
+# a .gguf whose magic is wrong is not read as safetensors
+printf 'GGUX\003\000\000\000\000\000\000\000\000\000\000\000' >"$tmp/bad.gguf"
+status 1 "a .gguf file whose magic is not GGUF" "$LINES" inspect "$tmp/bad.gguf"
+check "... says so, not that a safetensors header is too long" has "$tmp/err" 'the magic is not "GGUF"'
+
 # a FIFO with no writer is refused at once, not waited on
 mkfifo "$tmp/fifo"
 status 1 "a FIFO as a model is refused without waiting for a writer" timeout 30 "$LINES" merge -b "$b" -o "$o" "$tmp/fifo"

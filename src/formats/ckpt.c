@@ -50,6 +50,12 @@ static int hdr_read(struct ckpt_file *f, void *buf, size_t n, uint64_t off, stru
 	return 0;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
 /* The format of the file: GGUF when it starts with "GGUF" (safetensors
  * starts with a little-endian length whose top bytes are 0), else
  * safetensors. A stream's first four bytes are kept for the reader. */
@@ -77,13 +83,13 @@ static int read_header(struct ckpt_file *f, struct lines_error *err)
 	}
 	if (!memcmp(m, "GGUF", 4))
 		f->fmt = &ckpt_fmt_gguf;
+	else if (ends_with(f->path, ".gguf") || ends_with(f->path, ".gguf.zst"))
+		/* not read as safetensors: its "header length" would be nonsense */
+		return lines_errf(err, LINES_EFORMAT, f->path, NULL,
+		                  "named .gguf, but the magic is not \"GGUF\" (the file starts "
+		                  "with %02x %02x %02x %02x)",
+		                  m[0], m[1], m[2], m[3]);
 	return f->fmt->open(f, hdr_read, err);
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && !strcmp(s + a - b, suffix);
 }
 
 static int open_file(struct ckpt_file *f, const char *path, struct lines_error *err)

@@ -764,7 +764,7 @@ static int parse(struct rd *r, struct gguf_file *g)
 		return RD_ERR(r, LINES_EFORMAT, "the magic is not \"GGUF\"");
 	FORWARD_IF_ERROR(rd_u32(r, &g->version, "the version"));
 	if (g->version != 2 && g->version != 3) {
-		if ((g->version & 0xffff) == 0)
+		if (g->version != 0 && (g->version & 0xffff) == 0)
 			return RD_ERR(r, LINES_EUNSUPPORTED,
 			              "version 0x%08" PRIx32 " looks byte-swapped: big-endian GGUF files are "
 			              "not supported",
