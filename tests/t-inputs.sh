@@ -76,6 +76,20 @@ status 0 "... none where nothing overflows" "$LINES" merge --json -b "$tmp/ob.st
 jqok "... (overflow: 0)" '.overflow == 0'
 status 0 "... a sweep counts each output's" "$LINES" merge --json -b "$tmp/ob.st" --lambda 0.5,1,2 -o "$tmp/ov{lambda}.st" "$tmp/o1.st" "$tmp/o2.st"
 jqok "... (2 of 3 overflow: 2)" '.overflow == 2'
+status 0 "slerp, which spreads an input's infinity over the tensor (a norm)" \
+	"$LINES" merge --json -m slerp --t 0.5 -b "$tmp/o1.st" -o "$tmp/ov.st" "$tmp/o2.st"
+jqok "... counts the input's, not an overflow" '.overflow == 0 and .nonfinite == [1, 0]'
+status 0 "model_stock, likewise (a dot)" "$LINES" merge --json -m model_stock -b "$tmp/ob.st" -o "$tmp/ov.st" "$tmp/o1.st" "$tmp/o2.st"
+jqok "... (overflow: 0)" '.overflow == 0 and .nonfinite == [0, 1, 0]'
+: "${GEN_GGUF:=$(dirname "$GEN")/gen-gguf}"
+"$GEN_GGUF" --type q8_0 --layers 2 --hidden 64 --models 1 --seed 1 --out "$tmp/gq" >/dev/null 2>&1
+cp "$tmp/gq/ft1.gguf" "$tmp/gq/nan.gguf"
+hb=$("$LINES" inspect --json "$tmp/gq/ft1.gguf" | jq .header_bytes)
+# the first block's F16 scale (token_embd.weight, Q8_0, the first tensor) made NaN
+printf '\000\176' | dd of="$tmp/gq/nan.gguf" bs=1 seek="$hb" conv=notrunc 2>/dev/null
+status 0 "a Q8_0 input whose block decodes to NaN, written as F16" \
+	"$LINES" merge --json -b "$tmp/gq/base.gguf" --dtype f16 -o "$tmp/gq.gguf" "$tmp/gq/nan.gguf"
+jqok "... counts its 32 values as the input's, not an overflow" '.overflow == 0 and .nonfinite == [0, 32]'
 status 1 "... and with --strict it is an error" "$LINES" merge --strict -b "$tmp/ob.st" -o "$tmp/ovs.st" "$tmp/o2.st" "$tmp/o2.st"
 check "... and nothing is written" sh -c "! ls '$tmp'/ovs.st* 2>/dev/null"
 cp "$b" "$tmp/c1.st"

@@ -567,9 +567,10 @@ static void job_stats(struct worker *w, struct slot *s, const struct tensor *t,
                       unsigned ninputs)
 {
 	size_t n = (size_t)(s->job.u1 - s->job.u0);
-	for (unsigned m = 0; m < ninputs; m++) /* float8: counted decoded */
-		s->nonfinite[m] = t->in[m].q ? kern_count_nonfinite(DT_F32, seen[m], n)
-		                             : kern_count_nonfinite(t->in[m].dt, raw[m], n);
+	/* float8, block types and mixed dtypes: counted decoded (F32) */
+	for (unsigned m = 0; m < ninputs; m++)
+		s->nonfinite[m] = t->in[m].q || t->mixed ? kern_count_nonfinite(DT_F32, seen[m], n)
+		                                         : kern_count_nonfinite(t->in[m].dt, raw[m], n);
 	job_differs(w, s, t, seen, ninputs);
 }
 
@@ -615,9 +616,9 @@ static uint64_t overflow(const struct tensor *t, const unsigned char *out,
 		int in = 0;
 		if (!nonfinite_at(t->out_dt, out, i))
 			continue;
-		for (unsigned m = 0; m < ninputs && !in; m++) /* float8: decoded */
-			in = t->in[m].q ? nonfinite_at(DT_F32, seen[m], i)
-			                : nonfinite_at(t->in[m].dt, raw[m], i);
+		for (unsigned m = 0; m < ninputs && !in; m++) /* decoded: F32 */
+			in = t->in[m].q || t->mixed ? nonfinite_at(DT_F32, seen[m], i)
+			                            : nonfinite_at(t->in[m].dt, raw[m], i);
 		c += !in;
 	}
 	return c;
@@ -1038,6 +1039,8 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 	if (rc < 0) {
 		fail(&pp, err);
 	}
+	uint64_t ov_tensor = UINT64_MAX, ov_count = 0; /* the tensor being written */
+	int ov_bad = 0;
 	for (uint64_t k = 0; rc == 0 && k < pp.njobs; k++) {
 		struct slot *s = &pp.slots[k % pp.nslots];
 		if (wait_done(&pp, s) < 0)
@@ -1079,8 +1082,21 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 			env->stats->nonfinite[m] += s->nonfinite[m];
 			env->stats->differs[m] |= s->differs[m];
 		}
-		if (s->nonfinite)
-			env->stats->overflow += s->overflow;
+		if (s->nonfinite) {
+			/* a tensor's overflow counts only if none of its inputs had
+			 * a NaN or infinity, unless the method keeps each where it
+			 * is (sum, mean): a method that mixes elements (a norm, a
+			 * dot) spreads one over the whole tensor */
+			uint64_t bad = 0;
+			for (unsigned m = 0; m < lay->ninputs && !env->nonfinite_reaches_output; m++)
+				bad |= s->nonfinite[m];
+			if (s->job.tensor != ov_tensor) {
+				env->stats->overflow += ov_bad ? 0 : ov_count;
+				ov_tensor = s->job.tensor, ov_count = 0, ov_bad = 0;
+			}
+			ov_count += s->overflow;
+			ov_bad |= bad != 0;
+		}
 		done += s->job.in_bytes;
 		if (rc == 0 && env->o->progress && now() - last >= 0.2) {
 			last = now();
@@ -1100,6 +1116,8 @@ int pipe_run(const struct pipe_env *env, struct pass *pass, unsigned pass_index,
 		pthread_cond_broadcast(&pp.space);
 		pthread_cond_broadcast(&pp.moved);
 	}
+	if (env->stats && !ov_bad)
+		env->stats->overflow += ov_count; /* the last tensor's */
 	if (pp.main_done < pp.njobs && !pp.abort) {
 		struct lines_error e;
 		lines_errf(&e, LINES_ECANCELED, NULL, NULL, "interrupted");

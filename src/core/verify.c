@@ -71,12 +71,18 @@ static int read_sidecar(struct vctx *v, const char *path, struct xxh128 *d)
 {
 	char line[4200];
 	struct stat st;
-	FILE *f = fopen(path, "r");
-	if (!f)
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: not waited on */
+	FILE *f = NULL;
+	if (fd < 0)
 		return errno == ENOENT ? 0 : -1;
-	if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-		fclose(f);
-		problem(v, NULL, "%s is a directory, not a checksum file", path);
+	if (fstat(fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+		close(fd);
+		problem(v, NULL, "the checksum file %s is %s", path,
+		        S_ISDIR(st.st_mode) ? "a directory" : "not a regular file");
+		return -1;
+	}
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0 || !(f = fdopen(fd, "r"))) {
+		close(fd);
 		return -1;
 	}
 	if (!fgets(line, sizeof(line), f) || strlen(line) < 34 || xxh128_parse(line, d) < 0 ||
@@ -237,7 +243,10 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	r->sidecar_checked = have_side > 0;
 	if (o && o->manifest_file && access(mpath, F_OK) != 0)
 		problem(&v, NULL, "the manifest %s does not exist", mpath);
-	if (access(mpath, F_OK) == 0) {
+	struct stat ms;
+	if (stat(mpath, &ms) == 0 && !S_ISREG(ms.st_mode)) /* a FIFO would block */
+		problem(&v, NULL, "the manifest %s is not a regular file", mpath);
+	else if (access(mpath, F_OK) == 0) {
 		json_error_t je;
 		man = json_load_file(mpath, 0, &je);
 		mtensors = json_object_get(man, "tensors");

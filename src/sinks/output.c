@@ -218,11 +218,11 @@ int output_choose(struct plan *p, struct lines_error *err)
 	                "cannot create the manifest: its directory is missing or not writable");
 	/* a companion's name taken by a directory would fail only after the
 	 * output is in place */
-	RETURN_ERROR_IF(p->out.sidecar_path && stat(p->out.sidecar_path, &st) == 0 &&
+	RETURN_ERROR_IF(p->out.sidecar_path && lstat(p->out.sidecar_path, &st) == 0 &&
 	                    S_ISDIR(st.st_mode),
 	                err, LINES_EUSAGE, p->out.sidecar_path, NULL,
 	                "the checksum file's name is a directory");
-	RETURN_ERROR_IF(p->out.manifest_path && stat(p->out.manifest_path, &st) == 0 &&
+	RETURN_ERROR_IF(p->out.manifest_path && lstat(p->out.manifest_path, &st) == 0 &&
 	                    S_ISDIR(st.st_mode),
 	                err, LINES_EUSAGE, p->out.manifest_path, NULL,
 	                "the manifest's name is a directory");
@@ -731,7 +731,7 @@ int output_lock(struct plan *p, struct lines_error *err)
 	/* a sharded GGUF output: its files go beside OUT's name, locked as a file */
 	const char *out = p->out.dir && !p->out.gguf_prefix ? p->out.dir : p->o.output;
 	char *dcopy, *bcopy, *path;
-	int fd;
+	int fd, locked = 0;
 
 	if (!out || !strcmp(out, "-") || (!p->out.dir && !sink_is_file_output(p) &&
 	                                  access(out, F_OK) == 0))
@@ -763,10 +763,12 @@ int output_lock(struct plan *p, struct lines_error *err)
 			free(path);
 			return rc;
 		}
-		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		locked = flock(fd, LOCK_EX | LOCK_NB) == 0;
+		if (!locked && errno == EWOULDBLOCK) {
 			lines_logf(&p->o, LINES_LOG_NOTE, out, NULL,
 			           "another lines run is writing this output: waiting for it");
-			while (flock(fd, LOCK_EX) < 0 && errno == EINTR && !lines_canceled())
+			while (!(locked = flock(fd, LOCK_EX) == 0) && errno == EINTR &&
+			       !lines_canceled())
 				;
 		}
 		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
@@ -777,7 +779,8 @@ int output_lock(struct plan *p, struct lines_error *err)
 	}
 	p->out.lock_fd = fd;
 	p->out.lock_path = path;
-	if (!p->out.dir)
+	/* (a file system without locks: no lock, and nothing removed) */
+	if (!p->out.dir && locked)
 		remove_stale(p, out);
 	return 0;
 }
