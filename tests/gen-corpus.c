@@ -752,7 +752,7 @@ static void gguf_cases(void)
 	g_good(&b), b.version = 4;
 	emit_gguf("g-version-4", "GGUF version 4 is not supported", &b);
 	g_good(&b), b.version = 0;
-	emit_gguf("g-version-0", "byte-swapped", &b);
+	emit_gguf("g-version-0", "GGUF version 0 is not supported", &b);
 	g_good(&b), b.version = 0x03000000;
 	emit_gguf("g-big-endian", "big-endian GGUF files are not supported", &b);
 	g_good(&b), b.cut = 6;
