@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "strutil.h"
 
 int cli_quiet;
 int cli_verbose;
@@ -114,15 +115,7 @@ const char *cli_printable(const char *s)
 			buf[o++] = (char)c;
 	}
 	if (*s) { /* cut: at the start of a character, and said so */
-		size_t k = o;
-		while (k > 0 && ((unsigned char)buf[k - 1] & 0xc0) == 0x80)
-			k--;
-		if (k > 0 && (unsigned char)buf[k - 1] >= 0xc0) {
-			unsigned char lead = (unsigned char)buf[k - 1];
-			size_t len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-			if (o - (k - 1) < len) /* that character is incomplete */
-				o = k - 1;
-		}
+		o = utf8_whole_prefix(buf, o);
 		memcpy(buf + o, "...", 3);
 		o += 3;
 	}

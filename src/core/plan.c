@@ -25,6 +25,7 @@
 #include "ggml_quants.h"
 #include "plan.h"
 #include "stream.h"
+#include "strutil.h"
 
 #define PLAN_LIST_MAX 20 /* names listed per kind of mismatch */
 
@@ -75,12 +76,6 @@ static int parse_out_dtype(const char *s, int gguf, enum dtype *d, struct lines_
 	                  "unknown output dtype '%s' (bf16, f16, f32, f64, fp8, or for a GGUF output "
 	                  "q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k, q6_k)",
 	                  s);
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && !strcmp(s + a - b, suffix);
 }
 
 /*
@@ -164,13 +159,13 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 	 * output (a filter keeps its format); into safetensors otherwise */
 	const char *out = p->o.output;
 	if (gguf >= 0 && out &&
-	    (ends_with(out, ".gguf") || ends_with(out, ".gguf.zst") || !strcmp(out, "-")))
+	    (str_ends_with(out, ".gguf") || str_ends_with(out, ".gguf.zst") || !strcmp(out, "-")))
 		p->out.gguf = 1; /* .gguf.zst: through the zstd sink, as .safetensors.zst */
-	RETURN_ERROR_IF(out && (ends_with(out, ".gguf") || ends_with(out, ".gguf.zst")) && gguf < 0,
+	RETURN_ERROR_IF(out && (str_ends_with(out, ".gguf") || str_ends_with(out, ".gguf.zst")) && gguf < 0,
 	                err, LINES_EUSAGE, out, NULL,
 	                "a GGUF output needs GGUF inputs (safetensors models name and lay out "
 	                "tensors differently)");
-	RETURN_ERROR_IF(out && ends_with(out, ".gguf.zst") && p->o.shard_size, err, LINES_EUSAGE,
+	RETURN_ERROR_IF(out && str_ends_with(out, ".gguf.zst") && p->o.shard_size, err, LINES_EUSAGE,
 	                out, NULL,
 	                "--shard-size writes split .gguf files: a compressed GGUF output is one "
 	                "file (name it .gguf to split)");
@@ -653,9 +648,8 @@ int plan_is_input(const struct plan *p, const char *path)
 			if (c->files[f].dev == st.st_dev && c->files[f].ino == st.st_ino)
 				return 1;
 		/* a sharded model's index, given or in its directory */
-		size_t n = c->path ? strlen(c->path) : 0;
 		char idx[PATH_MAX];
-		if (n > 11 && !strcmp(c->path + n - 11, ".index.json"))
+		if (c->path && str_ends_with(c->path, ".index.json"))
 			snprintf(idx, sizeof(idx), "%s", c->path);
 		else if (c->dir)
 			snprintf(idx, sizeof(idx), "%s/model.safetensors.index.json", c->dir);

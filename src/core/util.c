@@ -21,20 +21,13 @@
 #endif
 
 #include "internal.h"
+#include "strutil.h"
 
 /* Cut s (a string that was cut at its end) back to its last whole UTF-8
  * character, so that a message never ends inside one. */
 static void utf8_trim_end(char *s)
 {
-	size_t n = strlen(s), k = n;
-	while (k > 0 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
-		k--; /* continuation bytes */
-	if (k > 0 && (unsigned char)s[k - 1] >= 0xc0) {
-		unsigned char lead = (unsigned char)s[k - 1];
-		size_t len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
-		if (n - (k - 1) < len) /* incomplete */
-			s[k - 1] = '\0';
-	}
+	s[utf8_whole_prefix(s, strlen(s))] = '\0';
 }
 
 static void copy_str(char *dst, size_t cap, const char *src)

@@ -22,6 +22,7 @@
 #include "fmt_gguf.h"
 #include "hub.h"
 #include "stream.h"
+#include "strutil.h"
 
 /* Read n bytes at off: pread for a file, in order for a stream (whose
  * first bytes may have been read already to tell its format). */
@@ -48,12 +49,6 @@ static int hdr_read(struct ckpt_file *f, void *buf, size_t n, uint64_t off, stru
 	if (rc < 0)
 		return lines_errno(err, -rc, f->path, "cannot read the header");
 	return 0;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && !strcmp(s + a - b, suffix);
 }
 
 /* The format of the file: GGUF when it starts with "GGUF" (safetensors
@@ -83,7 +78,7 @@ static int read_header(struct ckpt_file *f, struct lines_error *err)
 	}
 	if (!memcmp(m, "GGUF", 4))
 		f->fmt = &ckpt_fmt_gguf;
-	else if (ends_with(f->path, ".gguf") || ends_with(f->path, ".gguf.zst"))
+	else if (str_ends_with(f->path, ".gguf") || str_ends_with(f->path, ".gguf.zst"))
 		/* not read as safetensors: its "header length" would be nonsense */
 		return lines_errf(err, LINES_EFORMAT, f->path, NULL,
 		                  "named .gguf, but the magic is not \"GGUF\" (the file starts "
@@ -127,7 +122,7 @@ static int open_file(struct ckpt_file *f, const char *path, struct lines_error *
 	f->ino = st.st_ino;
 	f->mtime = st.st_mtim;
 	f->disk_size = (uint64_t)st.st_size;
-	if (ends_with(path, ".zst")) {
+	if (str_ends_with(path, ".zst")) {
 		f->size = UINT64_MAX; /* of the decompressed bytes: not known */
 		FORWARD_IF_ERROR(zs_open(&f->zs, f->fd, 1, 1, f->path, err));
 	}
@@ -630,7 +625,7 @@ static int open_ckpt(struct ckpt **out, const char *path, const struct layers *l
 		}
 		path = found;
 	}
-	if (ends_with(path, ".index.json")) {
+	if (str_ends_with(path, ".index.json")) {
 		if (!c->dir) {
 			char *d = strdup(path);
 			c->dir = d ? strdup(dirname(d)) : NULL;

@@ -25,12 +25,7 @@
 #include "checksum.h"
 #include "fp8.h"
 #include "plan.h"
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && !strcmp(s + a - b, suffix);
-}
+#include "strutil.h"
 
 /* The directory of path takes a new file. */
 static int can_create_in(const char *path)
@@ -176,7 +171,7 @@ int output_choose(struct plan *p, struct lines_error *err)
 	struct stat st;
 	int regular = !to_stdout && (stat(out, &st) < 0 || S_ISREG(st.st_mode));
 
-	p->out.zst = !to_stdout && ends_with(out, ".zst");
+	p->out.zst = !to_stdout && str_ends_with(out, ".zst");
 	RETURN_ERROR_IF(p->o.zstd_level && !p->out.zst, err, LINES_EUSAGE, NULL, NULL,
 	                "--zstd-level applies to an output whose name ends in .zst");
 	p->out.zstd_level = p->o.zstd_level ? p->o.zstd_level : 1;
@@ -252,7 +247,7 @@ static int set_out_dir(struct plan *p, const char *out, struct lines_error *err)
 	RETURN_ERROR_IF(!p->out.dir, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	memcpy(p->out.dir, out, n);
 	p->out.dir[n] = '\0';
-	RETURN_ERROR_IF(ends_with(p->out.dir, ".zst"), err, LINES_EUSAGE, out, NULL,
+	RETURN_ERROR_IF(str_ends_with(p->out.dir, ".zst"), err, LINES_EUSAGE, out, NULL,
 	                "a directory output cannot be compressed");
 	p->out.shard_size = p->o.shard_size ? p->o.shard_size : 5000000000ull;
 	return 0;

@@ -1,0 +1,35 @@
+/*
+ * strutil.h -- two string helpers shared by the library and the command
+ * line (which sees only lines.h and this): a suffix test, and where a
+ * string cut at a byte count may end without splitting a UTF-8 character.
+ */
+#ifndef LINES_STRUTIL_H
+#define LINES_STRUTIL_H
+
+#include <string.h>
+
+/* 1 when s ends with suffix. */
+static inline int str_ends_with(const char *s, const char *suffix)
+{
+	size_t a = strlen(s), b = strlen(suffix);
+	return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* The length, at most n, of the longest prefix of s[0..n) that does not
+ * end inside a UTF-8 character: an incomplete last character (its lead
+ * byte and fewer continuation bytes than it announces) is left out. */
+static inline size_t utf8_whole_prefix(const char *s, size_t n)
+{
+	size_t k = n;
+	while (k > 0 && ((unsigned char)s[k - 1] & 0xc0) == 0x80)
+		k--; /* continuation bytes */
+	if (k > 0 && (unsigned char)s[k - 1] >= 0xc0) {
+		unsigned char lead = (unsigned char)s[k - 1];
+		size_t len = lead >= 0xf0 ? 4 : lead >= 0xe0 ? 3 : 2;
+		if (n - (k - 1) < len)
+			return k - 1;
+	}
+	return n;
+}
+
+#endif /* LINES_STRUTIL_H */
