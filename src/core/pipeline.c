@@ -607,10 +607,12 @@ static int nonfinite_at(enum dtype dt, const unsigned char *p, size_t i)
  */
 static uint64_t overflow(const struct tensor *t, const unsigned char *out,
                          const unsigned char *const *raw, const unsigned char *const *seen,
-                         unsigned ninputs, size_t n)
+                         unsigned ninputs, size_t n, uint64_t counted)
 {
 	uint64_t c = 0;
-	if (!kern_count_nonfinite(t->out_dt, out, n))
+	/* counted: OUT's non-finite values when the caller has counted them
+	 * already, else UINT64_MAX */
+	if (!(counted == UINT64_MAX ? kern_count_nonfinite(t->out_dt, out, n) : counted))
 		return 0;
 	for (size_t i = 0; i < n; i++) {
 		int in = 0;
@@ -751,20 +753,21 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 			/* after the work, on its output (in cache): a method through
 			 * which every non-finite input reaches the output needs the
 			 * inputs counted only where the output has one */
-			if (rc == 0 && sl->nonfinite &&
-			    (!pp->env->nonfinite_reaches_output ||
-			     kern_count_nonfinite(t->out_dt, job->out, (size_t)(job->u1 - job->u0))))
+			size_t n = (size_t)(job->u1 - job->u0);
+			uint64_t out_bad = UINT64_MAX; /* counted once, for both uses */
+			if (rc == 0 && sl->nonfinite && pp->env->nonfinite_reaches_output)
+				out_bad = kern_count_nonfinite(t->out_dt, out, n);
+			if (rc == 0 && sl->nonfinite && out_bad != 0)
 				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
 			else if (rc == 0 && sl->nonfinite)
 				job_differs(w, sl, t, job->in, pp->env->lay->ninputs);
 			/* every output of a plain float type (a sweep's too) */
-			size_t n = (size_t)(job->u1 - job->u0);
 			unsigned nin = pp->env->lay->ninputs;
 			for (unsigned v = 0; rc == 0 && sl->nonfinite && !t->rq && !t->qdt &&
 			                     v <= (sl->vout ? pp->env->nvariants : 0);
 			     v++)
 				sl->overflow += overflow(t, v ? sl->vout[v - 1] : out, j->ptrs, job->in,
-				                         nin, n);
+				                         nin, n, v ? UINT64_MAX : out_bad);
 			job->out = out;
 		} else if (rc == 0 && pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
