@@ -83,6 +83,29 @@ for off in 12 $((size / 2)) $((size - 3)); do
 	status 1 "a byte changed inside the zstd stream ($off of $size): lines verify fails" "$LINES" verify d.safetensors.zst
 	check "... and says where" grep -q 'zstd\|header\|differ' "$tmp/err"
 done
+# the manifest's XXH3-128 of the whole file, where no checksum file is
+damaged m.safetensors.zst packed.safetensors.zst
+rm -f m.safetensors.zst.xxh128
+status 0 "a .zst with its manifest alone passes lines verify" "$LINES" verify m.safetensors.zst
+if have zstd && have xxhsum; then
+	# the same tensors in other bytes: only the whole file's hash tells
+	zstd -q -d -c packed.safetensors.zst | zstd -q -5 -c >m.safetensors.zst
+	status 1 "... recompressed (the same tensors, other bytes), it fails by the manifest's XXH3-128" \
+		"$LINES" verify m.safetensors.zst
+	check "... which the message names" has "$tmp/err" "manifest's"
+	cp m.safetensors.zst.manifest.json m.json
+	jq --arg h "$(xxhsum -H2 m.safetensors.zst 2>/dev/null | cut -c1-32)" '.xxh3_128 = $h' m.json \
+		>m.safetensors.zst.manifest.json
+	status 0 "... and passes with a manifest that has its hash" "$LINES" verify m.safetensors.zst
+	jq '.xxh3_128 = "0123"' m.json >m.safetensors.zst.manifest.json
+	status 1 "... and fails with a manifest whose xxh3_128 is not 32 hexadecimal digits" \
+		"$LINES" verify m.safetensors.zst
+else
+	skip "a recompressed .zst fails by the manifest's XXH3-128: zstd(1) or xxhsum(1) is missing"
+	skip "... which the message names: zstd(1) or xxhsum(1) is missing"
+	skip "... and passes with a manifest that has its hash: zstd(1) or xxhsum(1) is missing"
+	skip "... and fails with a malformed xxh3_128: zstd(1) or xxhsum(1) is missing"
+fi
 cp plain.safetensors alone.safetensors
 status 0 "a file without sidecars is checked for structure" "$LINES" verify alone.safetensors
 check "... and says so" has "$tmp/out" "no manifest"

@@ -29,6 +29,7 @@
 #include "layers.h"
 #include "st_format.h"
 #include "stream.h"
+#include "strutil.h"
 
 #define VERIFY_BUF (1u << 20)
 
@@ -58,12 +59,6 @@ static char *concat(const char *a, const char *b)
 	if (s)
 		strcat(strcpy(s, a), b);
 	return s;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-	size_t a = strlen(s), b = strlen(suffix);
-	return a >= b && !strcmp(s + a - b, suffix);
 }
 
 /* The expected XXH3-128 from a sidecar: 1 found, 0 absent, <0 unreadable. */
@@ -202,7 +197,7 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 {
 	struct vctx v = {o, path, r};
 	struct stat st;
-	struct xxh128 want = {0, 0};
+	struct xxh128 want = {0, 0}, mwant = {0, 0};
 	struct st_header h;
 	json_t *man = NULL, *mtensors = NULL, *byname = NULL;
 	XXH3_state_t *raw = NULL, *ts = NULL;
@@ -210,7 +205,7 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	unsigned char prefix[8], *buf = NULL;
 	char *json = NULL, *side = NULL, *mpath = NULL;
 	uint64_t n = 0;
-	int fd = -1, rc = 0, have_side = 0, broken = 0;
+	int fd = -1, rc = 0, have_side = 0, have_mhash = 0, broken = 0;
 
 	memset(r, 0, sizeof(*r));
 	memset(&h, 0, sizeof(h));
@@ -223,7 +218,7 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		/* a directory, a device, a pipe: lines-verify(1) calls it a usage error */
 		return lines_errf(err, LINES_EUSAGE, path, NULL, "is not a regular file");
 	}
-	r->compressed = ends_with(path, ".zst");
+	r->compressed = str_ends_with(path, ".zst");
 
 	/* what to compare with */
 	side = o && o->checksum_file ? strdup(o->checksum_file) : concat(path, ".xxh128");
@@ -257,6 +252,14 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 			man = NULL;
 			mtensors = NULL;
 		} else {
+			/* the file's XXH3-128 as the manifest has it, compared at
+			 * the end where no checksum file says the same */
+			json_t *mhj = json_object_get(man, "xxh3_128");
+			const char *mh = json_string_value(mhj);
+			if (mhj && !(mh && strlen(mh) == 32 && xxh128_parse(mh, &mwant) == 0))
+				problem(&v, NULL, "%s: its xxh3_128 is not 32 hexadecimal digits", mpath);
+			else if (mhj)
+				have_mhash = !(have_side > 0 && mwant.lo == want.lo && mwant.hi == want.hi);
 			r->manifest_checked = 1;
 			/* name -> entry, so that each tensor is found at once */
 			byname = json_object();
@@ -379,6 +382,16 @@ compare:
 			xxh128_hex(&got, a);
 			xxh128_hex(&want, b);
 			problem(&v, NULL, "XXH3-128 %s differs from %s's %s", a, side, b);
+		}
+	}
+	if (have_mhash) {
+		XXH128_hash_t d = XXH3_128bits_digest(raw);
+		if (d.low64 != mwant.lo || d.high64 != mwant.hi) {
+			struct xxh128 got = {d.low64, d.high64};
+			char a[33], b[33];
+			xxh128_hex(&got, a);
+			xxh128_hex(&mwant, b);
+			problem(&v, NULL, "XXH3-128 %s differs from the manifest's %s", a, b);
 		}
 	}
 	if (r->problems)
