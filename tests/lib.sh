@@ -80,13 +80,27 @@ offsets() {
 			.l += ["\($t.name) \(.o) \($t.bytes)"] | .o += $t.bytes) | .l[]'
 }
 
-# same_tensor A OFFSETS_A B OFFSETS_B NAME_A [NAME_B]: tensor NAME_A of
-# file A has the bytes of tensor NAME_B (default NAME_A) of file B
-same_tensor() {
-	la=$(grep "^$5 " "$2") && lb=$(grep "^${6:-$5} " "$4") || return 1
-	[ "$(echo "$la" | cut -d' ' -f3)" = "$(echo "$lb" | cut -d' ' -f3)" ] &&
-		cmp -s -i "$(echo "$la" | cut -d' ' -f2):$(echo "$lb" | cut -d' ' -f2)" \
-			-n "$(echo "$la" | cut -d' ' -f3)" "$1" "$3"
+# same_tensors A OFFSETS_A B OFFSETS_B PAIRS: each line "NAME_A NAME_B" of
+# PAIRS names a tensor of file A that has the bytes of tensor NAME_B of
+# file B; prints a "# " line for each that has not (or is missing, or of
+# another size) and sets st_bad to their number. One cmp a tensor: the
+# offsets are joined by one awk.
+same_tensors() {
+	awk 'FNR == 1 {f++}
+	     f == 1 {oa[$1] = $2; la[$1] = $3; next}
+	     f == 2 {ob[$1] = $2; lb[$1] = $3; next}
+	     !($1 in oa) || !($2 in ob) || la[$1] != lb[$2] {print "x", $1, $2; next}
+	     {print oa[$1] ":" ob[$2], la[$1], $1, $2}' "$2" "$4" "$5" >"$tmp/st.pairs" || exit 99
+	st_bad=0
+	while read -r st_at st_len st_a st_b; do
+		if [ "$st_at" = x ]; then
+			echo "# $st_len: missing in $1 or $st_a in $3, or of another size"
+			st_bad=$((st_bad + 1))
+		elif ! cmp -s -i "$st_at" -n "$st_len" "$1" "$3"; then
+			echo "# $st_a: not the bytes of $st_b of $3"
+			st_bad=$((st_bad + 1))
+		fi
+	done <"$tmp/st.pairs"
 }
 
 # family DIR ARGS...: generate a family into DIR (quietly)
