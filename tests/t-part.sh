@@ -212,6 +212,15 @@ cp -R half half.before
 status 0 "lines index again (a scheduler's retry): exit 0" "$LINES" index half/
 check "... and nothing changes" sh -c "diff -r half half.before >/dev/null"
 status 1 "lines index on a directory that no part wrote" "$LINES" index whole.nothing/
+# the index cannot be put in place (a directory has its name): exit 1
+# (lines index freed a name twice there)
+for k in 0 1; do
+	# shellcheck disable=SC2086
+	"$LINES" merge -q --part $k/2 $D --shard-size 40K -o hx/ || echo "Bail out! part"
+done
+mkdir hx/model.safetensors.index.json
+status 1 "lines index whose index file cannot be written: exit 1" "$LINES" index hx/
+check "... and writes no README.md" test ! -e hx/README.md
 # shellcheck disable=SC2086
 "$LINES" merge -q --part 0/2 $D --shard-size 40K -o other/
 # shellcheck disable=SC2086

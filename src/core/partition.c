@@ -907,6 +907,7 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 	if (rc == 0 && json_is_string(index) && (path = join(dir, "model.safetensors.index.json")))
 		rc = put_text(path, json_string_value(index), err);
 	free(path);
+	path = NULL; /* not freed again below when the index could not be written */
 	if (rc == 0 && (path = join(dir, "README.md")))
 		rc = put_text(path, json_string_value(readme), err);
 	free(path);
