@@ -90,7 +90,25 @@ printf '\000\176' | dd of="$tmp/gq/nan.gguf" bs=1 seek="$hb" conv=notrunc 2>/dev
 status 0 "a Q8_0 input whose block decodes to NaN, written as F16" \
 	"$LINES" merge --json -b "$tmp/gq/base.gguf" --dtype f16 -o "$tmp/gq.gguf" "$tmp/gq/nan.gguf"
 jqok "... counts its 32 values as the input's, not an overflow" '.overflow == 0 and .nonfinite == [0, 32]'
-status 1 "... and with --strict it is an error" "$LINES" merge --strict -b "$tmp/ob.st" -o "$tmp/ovs.st" "$tmp/o2.st" "$tmp/o2.st"
+# outputs encoded from the method's F32 values (block types, float8):
+# the inputs' NaN are counted there too
+status 0 "... written as Q8_0 (the base's type)" \
+	"$LINES" merge --json -b "$tmp/gq/base.gguf" -o "$tmp/gq8.gguf" "$tmp/gq/nan.gguf"
+jqok "... counts them the same (nonfinite: [0, 32])" '.nonfinite == [0, 32]'
+status 1 "... and --strict refuses it" "$LINES" merge --strict -b "$tmp/gq/base.gguf" -o "$tmp/gq8s.gguf" "$tmp/gq/nan.gguf"
+family "$tmp/f8" --arch llama --dtype bf16 --layers 2 --hidden 32 --models 1 --seed 3 --fp8 block >/dev/null
+cp "$tmp/f8/ft1.safetensors" "$tmp/f8/nan.safetensors"
+# five NaN (E4M3 0x7f) at the start of the first float8 tensor
+off=$("$LINES" inspect --json "$tmp/f8/ft1.safetensors" | jq '.header_bytes as $h |
+	reduce .tensor_list[] as $t ({o: $h, r: null};
+		if .r == null and $t.dtype == "F8_E4M3" then .r = .o else . end | .o += $t.bytes) | .r')
+printf '\177\177\177\177\177' | dd of="$tmp/f8/nan.safetensors" bs=1 seek="$off" conv=notrunc 2>/dev/null
+status 0 "a float8 input with 5 NaN, written as float8 (--dtype fp8)" "$LINES" merge --json -m sum \
+	--dtype fp8 -b "$tmp/f8/base.safetensors" -o "$tmp/f8.st" "$tmp/f8/nan.safetensors"
+jqok "... counts them (nonfinite: [0, 5])" '.nonfinite == [0, 5]'
+status 1 "... and --strict refuses it" "$LINES" merge --strict -m sum --dtype fp8 \
+	-b "$tmp/f8/base.safetensors" -o "$tmp/f8s.st" "$tmp/f8/nan.safetensors"
+status 1 "an overflow with --strict is an error" "$LINES" merge --strict -b "$tmp/ob.st" -o "$tmp/ovs.st" "$tmp/o2.st" "$tmp/o2.st"
 check "... and nothing is written" sh -c "! ls '$tmp'/ovs.st* 2>/dev/null"
 cp "$b" "$tmp/c1.st"
 cp "$b" "$tmp/c2.st"

@@ -754,9 +754,12 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 			 * which every non-finite input reaches the output needs the
 			 * inputs counted only where the output has one */
 			size_t n = (size_t)(job->u1 - job->u0);
-			uint64_t out_bad = UINT64_MAX; /* counted once, for both uses */
+			/* what the method wrote (job->out: the worker's F32 values
+			 * of a float8 or block-type output, else out), counted once
+			 * for both uses */
+			uint64_t out_bad = UINT64_MAX;
 			if (rc == 0 && sl->nonfinite && pp->env->nonfinite_reaches_output)
-				out_bad = kern_count_nonfinite(t->out_dt, out, n);
+				out_bad = kern_count_nonfinite(t->out_dt, job->out, n);
 			if (rc == 0 && sl->nonfinite && out_bad != 0)
 				job_stats(w, sl, t, j->ptrs, job->in, pp->env->lay->ninputs);
 			else if (rc == 0 && sl->nonfinite)
@@ -767,7 +770,7 @@ static int run_job(struct worker *w, struct wjob *j, struct lines_error *err)
 			                     v <= (sl->vout ? pp->env->nvariants : 0);
 			     v++)
 				sl->overflow += overflow(t, v ? sl->vout[v - 1] : out, j->ptrs, job->in,
-				                         nin, n, v ? UINT64_MAX : out_bad);
+				                         nin, n, v || job->out != out ? UINT64_MAX : out_bad);
 			job->out = out;
 		} else if (rc == 0 && pp->pass->writes) /* copied from the base, checked if asked */
 			copy_job(pp->env, job);
