@@ -647,7 +647,9 @@ struct lines_verify_result {
 /*
  * Read FILE once: check its header as strictly as an input, its zstd
  * frames and content checksum (.zst), the XXH3-128 of the file against
- * the sidecar, and every tensor's XXH3 against the manifest. Returns 0
+ * the sidecar, and every tensor's XXH3 against the manifest (and the
+ * file's XXH3-128 against the manifest's, where no sidecar gives it and
+ * the file is stored as the manifest says: compressed or not). Returns 0
  * when all is well, LINES_ECORRUPT when problems were found (each one was
  * logged, naming the tensor, the header or the compressed stream), or
  * another error when the file cannot be read at all.

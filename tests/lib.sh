@@ -86,12 +86,16 @@ offsets() {
 # another size) and sets st_bad to their number. One cmp a tensor: the
 # offsets are joined by one awk.
 same_tensors() {
+	st_bad=0
+	for st_f in "$2" "$4" "$5"; do # (awk numbers only the files it reads a line of)
+		[ -s "$st_f" ] || { echo "# same_tensors: $st_f is empty"; st_bad=1; }
+	done
+	[ "$st_bad" = 0 ] || return 0
 	awk 'FNR == 1 {f++}
 	     f == 1 {oa[$1] = $2; la[$1] = $3; next}
 	     f == 2 {ob[$1] = $2; lb[$1] = $3; next}
 	     !($1 in oa) || !($2 in ob) || la[$1] != lb[$2] {print "x", $1, $2; next}
 	     {print oa[$1] ":" ob[$2], la[$1], $1, $2}' "$2" "$4" "$5" >"$tmp/st.pairs" || exit 99
-	st_bad=0
 	while read -r st_at st_len st_a st_b; do
 		if [ "$st_at" = x ]; then
 			echo "# $st_len: missing in $1 or $st_a in $3, or of another size"

@@ -100,11 +100,19 @@ if have zstd && have xxhsum; then
 	jq '.xxh3_128 = "0123"' m.json >m.safetensors.zst.manifest.json
 	status 1 "... and fails with a manifest whose xxh3_128 is not 32 hexadecimal digits" \
 		"$LINES" verify m.safetensors.zst
+	check "... which the message says" has "$tmp/err" "32 hexadecimal"
+	# the tensors' hashes are of the uncompressed bytes: a decompressed
+	# .zst passes its manifest by them, the whole file's hash set aside
+	zstd -q -d -c packed.safetensors.zst >dz.safetensors
+	status 0 "a decompressed .zst passes the .zst's manifest (--manifest) by its tensors" \
+		"$LINES" verify --manifest packed.safetensors.zst.manifest.json dz.safetensors
 else
 	skip "a recompressed .zst fails by the manifest's XXH3-128: zstd(1) or xxhsum(1) is missing"
 	skip "... which the message names: zstd(1) or xxhsum(1) is missing"
 	skip "... and passes with a manifest that has its hash: zstd(1) or xxhsum(1) is missing"
 	skip "... and fails with a malformed xxh3_128: zstd(1) or xxhsum(1) is missing"
+	skip "... which the message says: zstd(1) or xxhsum(1) is missing"
+	skip "a decompressed .zst passes the .zst's manifest: zstd(1) or xxhsum(1) is missing"
 fi
 cp plain.safetensors alone.safetensors
 status 0 "a file without sidecars is checked for structure" "$LINES" verify alone.safetensors

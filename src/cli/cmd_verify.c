@@ -22,7 +22,8 @@ static void help(void)
 {
 	printf("usage: lines verify [-q] [-v] [--checksum-file F] [--manifest F] FILE...\n\n"
 	       "Check each FILE: its header, its zstd frames (.zst), its XXH3-128 against\n"
-	       "FILE.xxh128 and every tensor against FILE.manifest.json, when they exist.\n\n"
+	       "FILE.xxh128 and every tensor (and the XXH3-128) against FILE.manifest.json,\n"
+	       "when they exist.\n\n"
 	       "      --checksum-file F  the XXH3-128 line is in F (one FILE only)\n"
 	       "      --manifest F    the manifest is F (one FILE only)\n"
 	       "  -q, --quiet         print only the problems\n"

@@ -253,12 +253,18 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 			mtensors = NULL;
 		} else {
 			/* the file's XXH3-128 as the manifest has it, compared at
-			 * the end where no checksum file says the same */
+			 * the end where no checksum file says the same, and only
+			 * for a file stored as the manifest's was: its tensors'
+			 * hashes are of the uncompressed bytes, so a .zst checked
+			 * against the plain file's manifest, or the other way,
+			 * is compared by them alone */
 			json_t *mhj = json_object_get(man, "xxh3_128");
 			const char *mh = json_string_value(mhj);
+			const char *mc = json_string_value(json_object_get(man, "compression"));
+			int same_form = !mc || !strcmp(mc, r->compressed ? "zstd" : "none");
 			if (mhj && !(mh && strlen(mh) == 32 && xxh128_parse(mh, &mwant) == 0))
 				problem(&v, NULL, "%s: its xxh3_128 is not 32 hexadecimal digits", mpath);
-			else if (mhj)
+			else if (mhj && same_form)
 				have_mhash = !(have_side > 0 && mwant.lo == want.lo && mwant.hi == want.hi);
 			r->manifest_checked = 1;
 			/* name -> entry, so that each tensor is found at once */
