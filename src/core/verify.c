@@ -61,6 +61,18 @@ static char *concat(const char *a, const char *b)
 	return s;
 }
 
+/* A problem when the file's XXH3-128 (got) is not the one WHOSE gives. */
+static void digest_differs(struct vctx *v, const struct xxh128 *got, const struct xxh128 *want,
+                           const char *whose)
+{
+	char a[33], b[33];
+	if (got->lo == want->lo && got->hi == want->hi)
+		return;
+	xxh128_hex(got, a);
+	xxh128_hex(want, b);
+	problem(v, NULL, "XXH3-128 %s differs from %s's %s", a, whose, b);
+}
+
 /* The expected XXH3-128 from a sidecar: 1 found, 0 absent, <0 unreadable. */
 static int read_sidecar(struct vctx *v, const char *path, struct xxh128 *d)
 {
@@ -380,25 +392,13 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 	if (zs_drain_raw(z, &e) < 0)
 		problem(&v, NULL, "%s", e.msg);
 compare:
-	if (have_side > 0) {
+	if (have_side > 0 || have_mhash) {
 		XXH128_hash_t d = XXH3_128bits_digest(raw);
-		if (d.low64 != want.lo || d.high64 != want.hi) {
-			struct xxh128 got = {d.low64, d.high64};
-			char a[33], b[33];
-			xxh128_hex(&got, a);
-			xxh128_hex(&want, b);
-			problem(&v, NULL, "XXH3-128 %s differs from %s's %s", a, side, b);
-		}
-	}
-	if (have_mhash) {
-		XXH128_hash_t d = XXH3_128bits_digest(raw);
-		if (d.low64 != mwant.lo || d.high64 != mwant.hi) {
-			struct xxh128 got = {d.low64, d.high64};
-			char a[33], b[33];
-			xxh128_hex(&got, a);
-			xxh128_hex(&mwant, b);
-			problem(&v, NULL, "XXH3-128 %s differs from the manifest's %s", a, b);
-		}
+		struct xxh128 got = {d.low64, d.high64};
+		if (have_side > 0)
+			digest_differs(&v, &got, &want, side);
+		if (have_mhash)
+			digest_differs(&v, &got, &mwant, "the manifest");
 	}
 	if (r->problems)
 		rc = lines_errf(err, LINES_ECORRUPT, path, NULL, "%zu problem%s found", r->problems,
