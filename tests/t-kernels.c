@@ -699,6 +699,76 @@ static void test_isa(const struct kern *k)
 		   k->name, bad, near);
 	}
 
+	/* dare_sum on tiles that a kernel may sum with one test of the
+	 * rounding at the end (every value zero or of magnitude in [2^-100,
+	 * 2^100], every divisor in [2^-20, 2^20]): quotients near float32
+	 * midpoints among ordinary ones, at the ends of that range, several
+	 * tasks and drops; and the same tiles with one value just outside */
+	if (k->dare_sum) {
+		int bad = 0, near = 0, edge = 0;
+		static float a[5 * 1024];
+		static double m1[1024], m2[1024];
+		for (int round = 0; round < 600; round++) {
+			size_t n = 1 + rnd32() % 1024;
+			unsigned nx = 1 + rnd32() % 5;
+			uint64_t key[5], lim[5];
+			double div[5];
+			float t0[5];
+			for (unsigned i = 0; i < nx; i++) {
+				uint32_t mb = (rnd32() & 0x007fffffu) | 0x3f000000u; /* in [0.5, 1) */
+				t0[i] = u2f((rnd32() & 0x007fffffu) | 0x3f800000u); /* in [1, 2) */
+				key[i] = (uint64_t)rnd32() << 32 | rnd32();
+				lim[i] = i % 2 ? (uint64_t)1 << 53 : (uint64_t)1 << 52;
+				/* t0 / m for a midpoint m (so that t0 2^k / d is near
+				 * one), or a plain divisor; either now and then at an
+				 * end of [2^-20, 2^20] */
+				div[i] = rnd32() % 4 ? (double)t0[i] / ((double)u2f(mb) + 0x1p-25)
+				                     : (double)rnd32() / 4294967296.0 + 0.25;
+				if (round % 5 == 0)
+					div[i] = ldexp(div[i] / 4, rnd32() % 2 ? -18 : 20);
+			}
+			for (size_t q = 0; q < nx * n; q++) {
+				uint32_t c = rnd32() % 8;
+				float t = ldexpf(t0[q / n], (int)(rnd32() % 121) - 60);
+				a[q] = c == 0 ? 0.0f : c == 1 ? -0.0f : c == 2 ? nextafterf(t, INFINITY)
+				     : c == 3 ? -t : c == 4 ? nextafterf(t, 0.0f)
+				     : c == 5 ? u2f((rnd32() & 0x807fffffu) | (uint32_t)(27 + rnd32() % 201) << 23)
+				     : t;
+			}
+			if (round % 3 == 0) { /* the first or last value of one task at an end */
+				static const uint32_t ends[] = {0x0d800000u, 0x71800000u, 0x8d800000u, 0xf1800000u};
+				a[rnd32() % 2 ? 0 : nx * n - 1] = u2f(ends[rnd32() % 4]);
+				edge++;
+			}
+			for (size_t q = 0; q < nx * n; q++) {
+				double e = (double)a[q] * (1.0 / div[q / n]);
+				uint64_t u;
+				memcpy(&u, &e, 8);
+				near += e != 0.0 && ((u & 0x1fffffffu) - (0x10000000u - 4)) <= 8;
+			}
+			for (int out = 0; out < 2; out++) { /* the tile, then one value outside */
+				if (out) {
+					static const uint32_t outs[] = {0x0d7fffffu, 0x71800001u, 0x00000001u, 0x7f800000u, 0x7fc00000u};
+					a[rnd32() % (nx * n)] = u2f(outs[rnd32() % 5]);
+				}
+				kern_scalar.dare_sum(a, n, nx, key, 11, lim, div, m1);
+				k->dare_sum(a, n, nx, key, 11, lim, div, m2);
+				for (size_t j = 0; j < n; j++)
+					if (memcmp(&m1[j], &m2[j], 8) && !(isnan(m1[j]) && isnan(m2[j]))) {
+						if (!bad)
+							diag("%s dare_sum round %d%s element %zu: %a, scalar %a", k->name,
+							     round, out ? " (one outside)" : "", j, m2[j], m1[j]);
+						bad++;
+						break;
+					}
+			}
+		}
+		ok(bad == 0 && near > 1000 && edge > 100,
+		   "%s dare_sum = scalar on tiles of values in [2^-100, 2^100] and divisors in [2^-20, 2^20], "
+		   "near float32 midpoints and with one value outside (%d differ; %d hard cases)",
+		   k->name, bad, near);
+	}
+
 	/* exhaustive 16-bit decodes through the vector path */
 	static uint16_t all[65536];
 	static float d1[65536], d2[65536];

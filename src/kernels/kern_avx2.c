@@ -666,16 +666,16 @@ static void avx2_dare_drop(float *tp, size_t n, uint64_t key, uint64_t idx0, uin
 		kern_scalar.dare_drop(tp + j, n - j, key, idx0 + j, limit, density);
 }
 
-/* DARE's drops of a tile's tasks and their sum, four elements a step: the
- * index products once for all tasks, each task's quotient rounded to
- * float32 and widened back, dropped ones +0.0, added in task order. */
-static void avx2_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
-                          uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+/* DARE's drops of a tile's tasks and their sum, four elements a step, from
+ * element j to n: the index products once for all tasks, each task's
+ * quotient rounded to float32 and widened back, dropped ones +0.0, added
+ * in task order. */
+static void dare_sum_exact(const float *tp, size_t n, size_t j, unsigned nx, const uint64_t *key,
+                           uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
 {
-	__m256i h = idx_steps4(idx0);
+	__m256i h = idx_steps4(idx0 + j);
 	double r[LINES_MAX_MODELS];
 	int fast = 1;
-	size_t j = 0;
 
 	for (unsigned i = 0; i < nx; i++)
 		r[i] = 1.0 / div[i], fast &= dare_fast(div[i]);
@@ -697,6 +697,94 @@ static void avx2_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t
 			m += (double)kern_dare_q(tp[(size_t)i * n + j], key[i], idx0 + j, limit[i], div[i]);
 		mtl[j] = m;
 	}
+}
+
+/* The float32 bits of 2^-100 and 2^100 */
+#define DARE_TLO 0x0d800000
+#define DARE_THI 0x71800000
+
+/*
+ * Whether each d is in [2^-20, 2^20] and each of the len values of tp is
+ * zero or of magnitude in [2^-100, 2^100]. Then every q0 = t * r (r =
+ * 1 / d rounded, in [2^-20, 2^20]) that is not zero is above 2^-126 and
+ * below 2^127, a kept zero rounds to itself in the integer unit, and
+ * dare_bad4's one remaining test is the midpoint's.
+ */
+static int dare_easy(const float *tp, size_t len, unsigned nx, const double *div)
+{
+	const __m256i abs = _mm256_set1_epi32(0x7fffffff), zero = _mm256_setzero_si256(),
+		      lo = _mm256_set1_epi32(DARE_TLO), hi = _mm256_set1_epi32(DARE_THI);
+	__m256i bad = zero;
+	size_t j = 0;
+
+	for (unsigned i = 0; i < nx; i++)
+		if (!(div[i] >= 0x1p-20 && div[i] <= 0x1p20))
+			return 0;
+	for (; j + 8 <= len; j += 8) {
+		__m256i a = _mm256_and_si256(_mm256_loadu_si256((const void *)(tp + j)), abs);
+		__m256i out = _mm256_or_si256(_mm256_cmpgt_epi32(lo, a), _mm256_cmpgt_epi32(a, hi));
+		bad = _mm256_or_si256(bad, _mm256_andnot_si256(_mm256_cmpeq_epi32(a, zero), out));
+	}
+	for (; j < len; j++) {
+		uint32_t a;
+		memcpy(&a, tp + j, sizeof(a));
+		a &= 0x7fffffff;
+		if (a != 0 && (a < DARE_TLO || a > DARE_THI))
+			return 0;
+	}
+	return _mm256_testz_si256(bad, bad);
+}
+
+/*
+ * dare_sum_exact's sum where dare_easy holds: the midpoint test of all
+ * lanes and tasks gathered, one branch at the end (about 2^-26 of random
+ * lanes fail it; then the whole tile is summed again by dare_sum_exact).
+ * A dropped lane's test counts too: it costs a rare second sum, not a
+ * wrong one.
+ */
+static void avx2_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
+                          uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+{
+	const __m256i m29 = _mm256_set1_epi64x(0x1fffffff),
+		      mid = _mm256_set1_epi64x((long long)KERN_DARE_MID),
+		      near0 = _mm256_set1_epi64x((long long)(KERN_DARE_MID - KERN_DARE_NEAR)),
+		      span = _mm256_set1_epi64x(2 * KERN_DARE_NEAR + 1);
+	__m256i h = idx_steps4(idx0), bad = _mm256_setzero_si256();
+	double r[LINES_MAX_MODELS];
+	size_t j = 0;
+
+	if (!dare_easy(tp, (size_t)nx * n, nx, div)) {
+		dare_sum_exact(tp, n, 0, nx, key, idx0, limit, div, mtl);
+		return;
+	}
+	for (unsigned i = 0; i < nx; i++)
+		r[i] = 1.0 / div[i];
+	/* eight elements a step, two groups of four whose draws overlap */
+	for (; j + 8 <= n; j += 8) {
+		__m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+		__m256i h1 = _mm256_add_epi64(h, STEP4);
+		for (unsigned i = 0; i < nx; i++) {
+			const __m256i k = _mm256_set1_epi64x((long long)key[i]),
+				      lim = _mm256_set1_epi64x((long long)limit[i]);
+			const __m256d ri = _mm256_set1_pd(r[i]);
+			const float *x = tp + (size_t)i * n + j;
+			__m256i k0 = _mm256_cmpgt_epi64(lim, draw4(k, h)), k1 = _mm256_cmpgt_epi64(lim, draw4(k, h1));
+			__m256i b0 = _mm256_castpd_si256(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x)), ri));
+			__m256i b1 = _mm256_castpd_si256(_mm256_mul_pd(_mm256_cvtps_pd(_mm_loadu_ps(x + 4)), ri));
+			bad = _mm256_or_si256(bad, _mm256_cmpgt_epi64(span, _mm256_and_si256(_mm256_sub_epi64(b0, near0), m29)));
+			bad = _mm256_or_si256(bad, _mm256_cmpgt_epi64(span, _mm256_and_si256(_mm256_sub_epi64(b1, near0), m29)));
+			b0 = _mm256_and_si256(_mm256_andnot_si256(m29, _mm256_add_epi64(b0, mid)), k0);
+			b1 = _mm256_and_si256(_mm256_andnot_si256(m29, _mm256_add_epi64(b1, mid)), k1);
+			a0 = _mm256_add_pd(a0, _mm256_castsi256_pd(b0));
+			a1 = _mm256_add_pd(a1, _mm256_castsi256_pd(b1));
+		}
+		_mm256_storeu_pd(mtl + j, a0);
+		_mm256_storeu_pd(mtl + j + 4, a1);
+		h = _mm256_add_epi64(h1, STEP4);
+	}
+	if (!_mm256_testz_si256(bad, bad))
+		j = 0;
+	dare_sum_exact(tp, n, j, nx, key, idx0, limit, div, mtl);
 }
 
 /* DARE's keep test alone: kept values copied, the others +0.0. */
