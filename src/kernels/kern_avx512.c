@@ -496,14 +496,14 @@ static inline __m512d qsum8(__m512d acc, __mmask8 keep, __m512d t, __m512d d, __
 	return _mm512_mask_add_pd(acc, nz, acc, _mm512_castsi512_pd(b));
 }
 
-/* DARE's drops of a tile's tasks and their sum (avx2_dare_sum's steps) */
-static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
-                            uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+/* DARE's drops of a tile's tasks and their sum from element j to n
+ * (avx2_dare_sum's steps) */
+static void dare_sum_exact(const float *tp, size_t n, size_t j, unsigned nx, const uint64_t *key,
+                           uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
 {
-	__m512i h = idx_steps8(idx0);
+	__m512i h = idx_steps8(idx0 + j);
 	double r[LINES_MAX_MODELS];
 	int fast = 1;
-	size_t j = 0;
 
 	for (unsigned i = 0; i < nx; i++)
 		r[i] = 1.0 / div[i], fast &= dare_fast(div[i]);
@@ -544,6 +544,79 @@ static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64
 			m += (double)kern_dare_q(tp[(size_t)i * n + j], key[i], idx0 + j, limit[i], div[i]);
 		mtl[j] = m;
 	}
+}
+
+/* avx2_dare_sum's test: every d in [2^-20, 2^20] and every value zero or
+ * of magnitude in [2^-100, 2^100] */
+static int dare_easy(const float *tp, size_t len, unsigned nx, const double *div)
+{
+	const __m512i abs = _mm512_set1_epi32(0x7fffffff);
+	__mmask16 bad = 0;
+	size_t j = 0;
+
+	for (unsigned i = 0; i < nx; i++)
+		if (!(div[i] >= 0x1p-20 && div[i] <= 0x1p20))
+			return 0;
+	for (; j + 16 <= len; j += 16) {
+		__m512i a = _mm512_and_si512(_mm512_loadu_si512(tp + j), abs);
+		bad |= _mm512_mask_cmpgt_epu32_mask(_mm512_test_epi32_mask(a, a),
+		                                    _mm512_sub_epi32(a, _mm512_set1_epi32(0x0d800000)),
+		                                    _mm512_set1_epi32(0x71800000 - 0x0d800000));
+	}
+	for (; j < len; j++) {
+		uint32_t a;
+		memcpy(&a, tp + j, sizeof(a));
+		a &= 0x7fffffff;
+		if (a != 0 && (a < 0x0d800000 || a > 0x71800000))
+			return 0;
+	}
+	return bad == 0;
+}
+
+/* DARE's drops of a tile's tasks and their sum: where dare_easy holds,
+ * with the midpoint test of all lanes and tasks gathered and one branch
+ * at the end (avx2_dare_sum's) */
+static void avx512_dare_sum(const float *tp, size_t n, unsigned nx, const uint64_t *key,
+                            uint64_t idx0, const uint64_t *limit, const double *div, double *mtl)
+{
+	const __m512i m29 = _mm512_set1_epi64(0x1fffffff), mid = _mm512_set1_epi64((long long)KERN_DARE_MID),
+		      near0 = _mm512_set1_epi64((long long)(KERN_DARE_MID - KERN_DARE_NEAR)),
+		      span = _mm512_set1_epi64(2 * KERN_DARE_NEAR);
+	__m512i h = idx_steps8(idx0);
+	double r[LINES_MAX_MODELS];
+	__mmask8 bad = 0;
+	size_t j = 0;
+
+	if (!dare_easy(tp, (size_t)nx * n, nx, div)) {
+		dare_sum_exact(tp, n, 0, nx, key, idx0, limit, div, mtl);
+		return;
+	}
+	for (unsigned i = 0; i < nx; i++)
+		r[i] = 1.0 / div[i];
+	for (; j + 16 <= n; j += 16) {
+		__m512d a0 = _mm512_setzero_pd(), a1 = _mm512_setzero_pd();
+		__m512i h1 = _mm512_add_epi64(h, STEP8);
+		for (unsigned i = 0; i < nx; i++) {
+			const __m512i k = _mm512_set1_epi64((long long)key[i]),
+				      lim = _mm512_set1_epi64((long long)limit[i]);
+			const __m512d ri = _mm512_set1_pd(r[i]);
+			const float *x = tp + (size_t)i * n + j;
+			__mmask8 k0 = _mm512_cmplt_epu64_mask(draw8(k, h), lim);
+			__mmask8 k1 = _mm512_cmplt_epu64_mask(draw8(k, h1), lim);
+			__m512i b0 = _mm512_castpd_si512(_mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x)), ri));
+			__m512i b1 = _mm512_castpd_si512(_mm512_mul_pd(_mm512_cvtps_pd(_mm256_loadu_ps(x + 8)), ri));
+			bad |= _mm512_cmple_epu64_mask(_mm512_sub_epi64(_mm512_and_si512(b0, m29), near0), span);
+			bad |= _mm512_cmple_epu64_mask(_mm512_sub_epi64(_mm512_and_si512(b1, m29), near0), span);
+			b0 = _mm512_andnot_si512(m29, _mm512_add_epi64(b0, mid));
+			b1 = _mm512_andnot_si512(m29, _mm512_add_epi64(b1, mid));
+			a0 = _mm512_mask_add_pd(a0, k0, a0, _mm512_castsi512_pd(b0));
+			a1 = _mm512_mask_add_pd(a1, k1, a1, _mm512_castsi512_pd(b1));
+		}
+		_mm512_storeu_pd(mtl + j, a0);
+		_mm512_storeu_pd(mtl + j + 8, a1);
+		h = _mm512_add_epi64(h1, STEP8);
+	}
+	dare_sum_exact(tp, n, bad ? 0 : j, nx, key, idx0, limit, div, mtl);
 }
 
 /* DARE's keep test alone, sixteen elements a step */
