@@ -119,6 +119,11 @@ status 0 "a file without sidecars is checked for structure" "$LINES" verify alon
 check "... and says so" has "$tmp/out" "no manifest"
 printf 'not a model' >junk.safetensors
 status 1 "a file that is not safetensors fails verification" "$LINES" verify junk.safetensors
+printf '{"metadata": {}, "weight_map": {}}' >model.safetensors.index.json
+status 2 "a sharded model's index given to lines verify is a usage error" "$LINES" verify model.safetensors.index.json
+status 2 "... so is a manifest" "$LINES" verify plain.safetensors.manifest.json
+status 2 "... and a checksum file" "$LINES" verify plain.safetensors.xxh128
+status 0 "... and the file they belong to still passes" "$LINES" verify plain.safetensors
 
 # ---- --no-checksum, --checksum-file ----------------------------------------------------
 cp plain.safetensors.xxh128 stale.safetensors.xxh128

@@ -230,6 +230,16 @@ int lines_verify(const char *path, const struct lines_verify_opts *o,
 		/* a directory, a device, a pipe: lines-verify(1) calls it a usage error */
 		return lines_errf(err, LINES_EUSAGE, path, NULL, "is not a regular file");
 	}
+	/* the companions of a model file are not one: a usage error, as a
+	 * directory (their bytes would be read as a header) */
+	const char *what = str_ends_with(path, ".index.json")   ? "a sharded model's index: verify its shards"
+	                   : str_ends_with(path, ".manifest.json") ? "a manifest: verify the file it describes"
+	                   : str_ends_with(path, ".xxh128")        ? "a checksum file: verify the file it names"
+	                                                         : NULL;
+	if (what) {
+		close(fd);
+		return lines_errf(err, LINES_EUSAGE, path, NULL, "is %s", what);
+	}
 	r->compressed = str_ends_with(path, ".zst");
 
 	/* what to compare with */
