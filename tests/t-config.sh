@@ -404,6 +404,17 @@ check "... naming bfloat16" grep -q "did you mean 'bfloat16'" "$tmp/err"
 bad "broken YAML" 3:3 "merge_method: linear
 models: [
   - : x"
+bad "dare_linear normalize: true (mergekit's option that lines lacks)" 7:14 "merge_method: dare_linear
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 1, density: 0.5}
+parameters:
+  normalize: true"
+check "... saying false is the one supported" grep -q "only false is supported" "$tmp/err"
+mkdir -p "$tmp/cfgdir"
+status 2 "--config naming a directory: exit 2" "$LINES" merge --config "$tmp/cfgdir" -o "$tmp/no.st"
+check "... saying so, not that it is bad YAML" sh -c "grep -q 'Is a directory' '$tmp/err' && ! grep -q YAML '$tmp/err'"
 bad "an unknown lines: key" 6:3 "merge_method: linear
 models:
   - model: $m1

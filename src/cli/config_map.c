@@ -883,8 +883,14 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	case PM_FIXED:
 		if (v != p->def) {
 			const struct mcfg_param *q = first_param(mp, p);
-			mcfg_problem(c, q ? q->v.line : 1, q ? q->v.col : 1,
-			             "%s: only %g is supported yet", p->name, p->def);
+			int flag = !strcmp(p->name, "normalize") || !strcmp(p->name, "nuslerp_row_wise");
+			if (flag) /* the booleans: true is not supported yet */
+				mcfg_problem(c, q ? q->v.line : 1, q ? q->v.col : 1,
+				             "%s: only %s is supported yet", p->name,
+				             p->def != 0 ? "true" : "false");
+			else
+				mcfg_problem(c, q ? q->v.line : 1, q ? q->v.col : 1,
+				             "%s: only %g is supported yet", p->name, p->def);
 		}
 		break;
 	case PM_LIST:

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 #include "merge_config.h"
@@ -780,8 +781,16 @@ static FILE *open_input(struct mcfg *c, const char *path, const char *txt, size_
 		f = stdin;
 	else
 		f = fopen(path, "r");
-	if (!f)
+	if (!f) {
 		mcfg_problem(c, 0, 0, "%s", strerror(errno));
+		return NULL;
+	}
+	struct stat st; /* fopen opens a directory, whose first read fails */
+	if (f != stdin && fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+		fclose(f);
+		mcfg_problem(c, 0, 0, "%s", strerror(EISDIR));
+		return NULL;
+	}
 	return f;
 }
 
