@@ -83,6 +83,22 @@ status 0 "lines scale into a directory" "$LINES" scale -q -b "$b" --gamma 0.5 -o
 check "... says an edited model, not a merged one" sh -c "grep -q '^# A LiNeS-edited model' scaled/README.md"
 check "config.json is still carried along" test -f new022/config.json
 
+# ---- --dtype: config.json names the output's dtype -----------------------------------
+cp "$b/config.json" cfg.orig
+jq '.torch_dtype = "bfloat16" | .text_config = {"dtype": "bfloat16", "x": 1}' cfg.orig >"$b/config.json"
+status 0 "--dtype f32 into a directory" "$LINES" merge -q -b "$b" --dtype f32 -o d32/ "$m1" "$m2"
+jqok "... config.json says float32, and text_config's dtype too" \
+	'.torch_dtype == "float32" and .text_config == {"dtype": "float32", "x": 1}' d32/config.json
+jqok "... the rest as it was" \
+	"del(.torch_dtype, .text_config) == $(jq -c 'del(.torch_dtype, .text_config)' cfg.orig 2>/dev/null)" d32/config.json
+printf 'merge_method: task_arithmetic\nbase_model: %s\nmodels:\n  - model: %s\n  - model: %s\nparameters: {weight: 1}\nout_dtype: float16\n' \
+	"$b" "$m1" "$m2" >f16.yml
+status 0 "out_dtype: float16 in a config" "$LINES" merge -q --config f16.yml -o d16/
+jqok "... config.json says float16" '.torch_dtype == "float16"' d16/config.json
+status 0 "no --dtype" "$LINES" merge -q -b "$b" -o dsame/ "$m1" "$m2"
+check "... config.json is the base's, byte for byte" cmp "$b/config.json" dsame/config.json
+cp cfg.orig "$b/config.json"
+
 # ---- two runs on the same OUT --------------------------------------------------------
 family "$tmp/g" --arch llama --layers 3 --dtype bf16 --hidden 64 --models 2 --seed 7 >/dev/null 2>&1
 gb=$tmp/g/base.safetensors

@@ -82,6 +82,8 @@ struct sink_dir_desc {
 	int files_only; /* GGUF splits: the shards and their companions, into
 	                   the existing directory path; no index, README or
 	                   files carried along */
+	const char *torch_dtype; /* the output's dtype as config.json names it
+	                            ("float32", ...) when --dtype changed it */
 	long num_layers; /* > 0: the blocks of a layer stack (slices): config.json's
 	                    counts of layers (num_hidden_layers, ...) set to it */
 	const long *layer_src; /* num_layers: the block of its model each block is

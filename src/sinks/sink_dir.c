@@ -367,9 +367,23 @@ static void set_layers(json_t *obj, long n, const long *src)
 	}
 }
 
+/* The dtype key of a config (or its text_config) set to name: "dtype"
+ * where newer transformers wrote that, "torch_dtype" where the config has
+ * it, or (top level) is missing both. */
+static void set_dtype(json_t *obj, const char *name, int top)
+{
+	int done = 0;
+	if (!json_is_object(obj))
+		return;
+	if (json_object_get(obj, "dtype"))
+		json_object_set_new(obj, "dtype", json_string(name)), done = 1;
+	if (json_object_get(obj, "torch_dtype") || (top && !done))
+		json_object_set_new(obj, "torch_dtype", json_string(name));
+}
+
 /* The base's config.json, changed: without its quantization_config for
- * dequantized weights, with the new layer count for a layer stack (the
- * rest as it was, in its order). */
+ * dequantized weights, with the new layer count for a layer stack, with
+ * the dtype that --dtype gave (the rest as it was, in its order). */
 static int copy_config(struct sink_dir *d, const char *src, struct lines_error *err)
 {
 	json_error_t je;
@@ -379,13 +393,19 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	RETURN_ERROR_IF(
 	    !root, err, LINES_EFORMAT, src, NULL,
 	    "line %d: not valid JSON (%s); it cannot be copied with %s", je.line, je.text,
-	    d->desc.dequantized ? "out its quantization_config" : "its new layer count");
+	    d->desc.dequantized ? "out its quantization_config"
+	    : d->desc.num_layers > 0 ? "its new layer count"
+	                             : "the output's dtype");
 	if (d->desc.dequantized)
 		json_object_del(root, "quantization_config");
 	if (d->desc.num_layers > 0) {
 		set_layers(root, d->desc.num_layers, d->desc.layer_src);
 		set_layers(json_object_get(root, "text_config"), d->desc.num_layers,
 		           d->desc.layer_src);
+	}
+	if (d->desc.torch_dtype) {
+		set_dtype(root, d->desc.torch_dtype, 1);
+		set_dtype(json_object_get(root, "text_config"), d->desc.torch_dtype, 0);
 	}
 	text = lines_json_text(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
 	json_decref(root);
@@ -398,6 +418,9 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	if (rc == 0 && d->desc.num_layers > 0)
 		lines_logf(d->desc.log, LINES_LOG_NOTE, src, NULL,
 		           "copied with %ld layers (the slices' blocks)", d->desc.num_layers);
+	if (rc == 0 && d->desc.torch_dtype)
+		lines_logf(d->desc.log, LINES_LOG_NOTE, src, NULL, "copied with dtype %s (--dtype)",
+		           d->desc.torch_dtype);
 	return rc;
 }
 
@@ -429,7 +452,7 @@ static int carry_dir_files(struct sink_dir *d, const char *dir, int which, struc
 				lines_logf(p->log, LINES_LOG_NOTE, src, NULL,
 				         "not copied: larger than %llu MiB, so not a small configuration file",
 				         (unsigned long long)(CARRY_MAX >> 20));
-			else if ((d->desc.dequantized || d->desc.num_layers > 0) &&
+			else if ((d->desc.dequantized || d->desc.num_layers > 0 || d->desc.torch_dtype) &&
 			         !strcmp(e->d_name, "config.json"))
 				rc = copy_config(d, src, err);
 			else if ((rc = copy_file(d, src, e->d_name, err)) == 0)
