@@ -1164,7 +1164,9 @@ static void print_scaling(FILE *f, const struct merge_cli *mc, const struct line
 	const struct lines_merge_opts *o = &mc->o;
 	fprintf(f, "  method: %s of %zu model%s", lines_method_name(o->method), o->nmodels,
 	        o->nmodels == 1 ? "" : "s");
-	if (o->weights) {
+	if (mc->cfg && (mc->cfg->tensor_lists & MCFG_TENSOR_W)) /* gradients, filters */
+		fprintf(f, ", weights per tensor (the configuration's)");
+	else if (o->weights) {
 		fprintf(f, ", weights");
 		for (size_t i = 0; i < o->nmodels; i++)
 			fprintf(f, "%s%g", i ? "," : " ", o->weights[i]);
@@ -1689,6 +1691,16 @@ static int apply_config(struct merge_cli *mc, int argc, char **argv)
 		for (size_t i = 0; i < nargs; i++)
 			fprintf(stderr, " %s", cli_printable(args[i]));
 		fputc('\n', stderr);
+		if (keep) /* values per tensor: no command line gives them */
+			fprintf(stderr,
+			        "lines: ... except that %s%s%s%s%s differ%s between tensors (the configuration's "
+			        "gradients or filters); the options above give one value for all\n",
+			        keep->tensor_param ? keep->tensor_param : "",
+			        keep->tensor_param && keep->tensor_lists ? ", " : "",
+			        keep->tensor_lists & MCFG_TENSOR_W ? "weight" : "",
+			        (keep->tensor_lists & MCFG_TENSOR_W) && (keep->tensor_lists & MCFG_TENSOR_D) ? ", " : "",
+			        keep->tensor_lists & MCFG_TENSOR_D ? "density" : "",
+			        keep->tensor_param && keep->tensor_lists ? "" : "s");
 	}
 	rc = config_argv(mc, args, nwhere == nargs ? where : NULL, nargs, nmodels, argc, argv,
 	                 &argc_all);
