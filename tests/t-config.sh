@@ -412,6 +412,16 @@ models:
 parameters:
   normalize: true"
 check "... saying false is the one supported" grep -q "only false is supported" "$tmp/err"
+bad "a density gradient that reaches 1.3 (found before any tensor is read)" 5:38 "merge_method: ties
+base_model: $b
+models:
+  - model: $m1
+    parameters: {weight: 1, density: [0.5, 1.3]}"
+bad "a density filter value of 2" 5:49 "merge_method: dare_ties
+base_model: $b
+models:
+  - model: $m1
+    parameters: {density: [{filter: mlp, value: 2}, {value: 0.5}], weight: 1}"
 mkdir -p "$tmp/cfgdir"
 status 2 "--config naming a directory: exit 2" "$LINES" merge --config "$tmp/cfgdir" -o "$tmp/no.st"
 check "... saying so, not that it is bad YAML" sh -c "grep -q 'Is a directory' '$tmp/err' && ! grep -q YAML '$tmp/err'"

@@ -403,6 +403,34 @@ static const char *taken_by(const char *name)
 	return NULL;
 }
 
+/* A density outside [0, 1] among the values that a gradient or filters
+ * can give a tensor (a gradient gives values between its entries, so the
+ * entries decide; plan.c's check of each tensor's densities): the problem
+ * at the value, before a tensor meets it. */
+static void check_unit(struct mcfg *c, const char *name, const struct mcfg_value *v)
+{
+	char a[40];
+	switch (v->kind) {
+	case MCFG_NUMBER:
+		if (!(v->num >= 0 && v->num <= 1))
+			mcfg_problem(c, v->line, v->col, "%s: %s is outside [0, 1]", name,
+			             num_text(a, sizeof(a), v->num));
+		break;
+	case MCFG_GRADIENT:
+		for (size_t i = 0; i < v->ngrad; i++)
+			if (!(v->grad[i] >= 0 && v->grad[i] <= 1)) {
+				mcfg_problem(c, v->line, v->col, "%s: the gradient's %s is outside [0, 1]",
+				             name, num_text(a, sizeof(a), v->grad[i]));
+				break;
+			}
+		break;
+	case MCFG_FILTERS:
+		for (size_t i = 0; i < v->nfilters; i++)
+			check_unit(c, name, &v->filters[i].value);
+		break;
+	}
+}
+
 static void check_params(struct mcfg *c, const struct mdef *md, const struct mcfg_params *ps,
                          const struct mcfg_model *m)
 {
@@ -431,6 +459,8 @@ static void check_params(struct mcfg *c, const struct mdef *md, const struct mcf
 		else if (!p)
 			mcfg_problem(c, q->line, q->col, "unknown parameter '%s'%s", q->name,
 			             nn ? "" : " (this method takes none)");
+		else if (!strcmp(q->name, "density") && q->v.kind != MCFG_NUMBER)
+			check_unit(c, q->name, &q->v); /* one number: --density's check */
 	}
 }
 
@@ -461,14 +491,14 @@ static const struct mdef *find_method(struct mcfg *c)
 		             "merge_method: unknown method '%s' "
 		             "(did you mean '%s'?)",
 		             name, best);
-	else
-		mcfg_problem(
-		    c, c->method.line, c->method.col,
-		    "merge_method: unknown method '%s' "
-		    "(task_arithmetic, ties, dare_ties, dare_linear, linear, slerp, nuslerp, "
-		    "multislerp, model_stock, nearswap, ram, ramplus_tl, consensus, passthrough, "
-		    "arcee_fusion)",
-		    name);
+	else {
+		char list[512] = "";
+		for (size_t i = 0; i < ARRAY_SIZE(mdefs); i++)
+			snprintf(list + strlen(list), sizeof(list) - strlen(list), "%s%s", i ? ", " : "",
+			         mdefs[i].name);
+		mcfg_problem(c, c->method.line, c->method.col, "merge_method: unknown method '%s' (%s)",
+		             name, list);
+	}
 	return NULL;
 }
 
