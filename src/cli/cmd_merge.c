@@ -1339,12 +1339,16 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 	char a[32], w[32], t[160];
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(w, sizeof(w), in->written_bytes);
-	fprintf(stderr, "lines: wrote %s",
-	        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
-	if (in->written_bytes != in->output_bytes)
-		fprintf(stderr, " (%s, compressed from %s) in %.2f s\n", w, a, secs);
+	const char *first = in->noutputs > 1 ? "the first: " : ""; /* a sweep's sizes */
+	if (in->noutputs > 1) /* its outputs are listed below */
+		fprintf(stderr, "lines: wrote %zu outputs", in->noutputs);
 	else
-		fprintf(stderr, " (%s) in %.2f s\n", a, secs);
+		fprintf(stderr, "lines: wrote %s",
+		        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
+	if (in->written_bytes != in->output_bytes)
+		fprintf(stderr, " (%s%s, compressed from %s) in %.2f s\n", first, w, a, secs);
+	else
+		fprintf(stderr, " (%s%s) in %.2f s\n", first, a, secs);
 	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(mc, in, t, sizeof(t)));
 	print_types(stderr, in);
 	if (mc->o.nsweep)
