@@ -97,6 +97,10 @@ status 0 "out_dtype: float16 in a config" "$LINES" merge -q --config f16.yml -o 
 jqok "... config.json says float16" '.torch_dtype == "float16"' d16/config.json
 status 0 "no --dtype" "$LINES" merge -q -b "$b" -o dsame/ "$m1" "$m2"
 check "... config.json is the base's, byte for byte" cmp "$b/config.json" dsame/config.json
+printf '{"torch_dtype": "bfloat16",' >"$b/config.json"
+status 0 "--dtype f32 with a config.json that is not JSON: the run succeeds" \
+	"$LINES" merge -q -b "$b" --dtype f32 -o dbad/ "$m1" "$m2"
+check "... and config.json is copied as it is" cmp "$b/config.json" dbad/config.json
 cp cfg.orig "$b/config.json"
 
 # ---- two runs on the same OUT --------------------------------------------------------

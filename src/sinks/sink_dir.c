@@ -390,12 +390,17 @@ static int copy_config(struct sink_dir *d, const char *src, struct lines_error *
 	json_t *root = json_load_file(src, JSON_PRESERVE_ORDER, &je);
 	char *text;
 	int rc;
+	if (!root && !d->desc.dequantized && d->desc.num_layers <= 0) {
+		/* only the dtype to change: the run is not failed for that */
+		lines_logf(d->desc.log, LINES_LOG_WARN, src, NULL,
+		           "line %d: not valid JSON (%s); copied as it is, without the output's dtype",
+		           je.line, je.text);
+		return copy_file(d, src, "config.json", err);
+	}
 	RETURN_ERROR_IF(
 	    !root, err, LINES_EFORMAT, src, NULL,
 	    "line %d: not valid JSON (%s); it cannot be copied with %s", je.line, je.text,
-	    d->desc.dequantized ? "out its quantization_config"
-	    : d->desc.num_layers > 0 ? "its new layer count"
-	                             : "the output's dtype");
+	    d->desc.dequantized ? "out its quantization_config" : "its new layer count");
 	if (d->desc.dequantized)
 		json_object_del(root, "quantization_config");
 	if (d->desc.num_layers > 0) {
