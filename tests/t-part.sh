@@ -186,6 +186,21 @@ status 2 "-m consensus --consensus-over ties with --part is refused" "$LINES" me
 status 2 "-m della with --part is refused (not yet in parts)" "$LINES" merge -q -m della --part 0/2 -b fam/base --lines --alpha 0.5 fam/ft1 fam/ft2 -o p/
 # shellcheck disable=SC2086
 status 2 "-m ties on F64 tensors with --part is refused" "$LINES" merge -q -m ties --dtype f64 --part 0/2 -b fam/base --lines fam/ft1 fam/ft2 -o p/
+# shellcheck disable=SC2086
+status 2 "a sweep with --part is refused (one value at a time)" "$LINES" merge -q --part 0/2 -b fam/base -m sum --lines --beta 0.2,0.6 fam/ft1 fam/ft2 -o 'sw{beta}/'
+check "... and writes nothing" sh -c '! ls -d sw* 2>/dev/null'
+# a part into a finished model of another run, or into other files:
+# refused, the model left as it was (its shards would mix two merges)
+# shellcheck disable=SC2086
+"$LINES" merge -q $D --shard-size 40K -o done/
+cp -r done done.before
+# shellcheck disable=SC2086
+status 2 "--part into an assembled model's directory is refused" "$LINES" merge -q --part 0/3 -b fam/base -m sum --lines --alpha 0.4 fam/ft1 fam/ft2 --shard-size 40K -o done/
+check "... and leaves it as it was" diff -r done done.before
+mkdir other && echo x >other/model-00001-of-00004.safetensors
+# shellcheck disable=SC2086
+status 2 "--part into a directory of other files is refused" "$LINES" merge -q --part 0/3 $D --shard-size 40K -o other/
+check "... and leaves them" sh -c 'test "$(cat other/model-00001-of-00004.safetensors)" = x && test "$(ls -A other | wc -l)" = 1'
 # (a plan that fails before its method is set up frees no method state:
 # consensus over TIES read its options through an unset context)
 # shellcheck disable=SC2086

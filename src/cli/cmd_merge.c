@@ -1048,6 +1048,9 @@ static int check(struct merge_cli *mc)
 	if ((o->stats_in || o->stats_out) && !o->part_m)
 		return cli_usage_error(mc->cmd, "--stats and --stats-out belong to a partitioned run: "
 		                                "give --part K/M");
+	if (o->part_m && mc->nsweep > 1) /* the library sees one value of it at a time */
+		return cli_usage_error(mc->cmd, "--part runs one value at a time: give --%s one value",
+		                       lines_sweep_name(mc->sweep));
 	if (mc->json && !mc->dry_run && !strcmp(o->output, "-"))
 		return cli_usage_error(mc->cmd, "--json prints on standard output, where -o - (or no "
 		                                "-o) writes the model: give -o OUT");

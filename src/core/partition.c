@@ -320,14 +320,35 @@ static int load_stats(struct plan *p, struct lines_error *err)
 	return rc;
 }
 
-/* An existing OUT/.lines-plan.json of another plan: refused now. */
+/*
+ * An existing OUT/.lines-plan.json of another plan: refused now. Without
+ * one, OUT may hold only parts at work (.lines-part-K: a part moves the
+ * plan file first, so any other file of a part comes after it); anything
+ * else (an assembled model, which lines index left without the plan file,
+ * or files of no run) is refused too: the shards would mix two merges.
+ */
 static int check_out_plan(struct plan *p, struct lines_error *err)
 {
 	char *path = join(p->out.dir, PLANFILE);
 	struct stat st;
 	int rc = 0;
 	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
-	if (stat(path, &st) == 0) {
+	if (stat(path, &st) < 0) {
+		DIR *dh = opendir(p->out.dir);
+		struct dirent *e;
+		const char *other = NULL;
+		while (dh && !other && (e = readdir(dh)))
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+			    strncmp(e->d_name, ".lines-part-", 12))
+				other = e->d_name;
+		if (other)
+			rc = lines_errf(err, LINES_EUSAGE, p->out.dir, NULL,
+			                "holds %s and no part of this plan (a finished model, or "
+			                "files of another run): give an empty or new output directory",
+			                other);
+		if (dh)
+			closedir(dh);
+	} else {
 		json_t *root = load_json(path, "plan file", err);
 		const char *h = json_string_value(json_object_get(root, "plan"));
 		if (!root)

@@ -508,12 +508,18 @@ static int move_out(struct sink_dir *d, struct lines_error *err)
 	int rc = 0;
 
 	RETURN_ERROR_IF(!dh, err, LINES_EIO, d->tmpdir, NULL, "cannot read the temporary directory");
-	while (rc == 0 && (e = readdir(dh))) {
+	/* a part's .lines-plan.json first: another part that finds a file of
+	 * this one in the directory finds the plan too (check_out_plan) */
+	int plan_first = d->desc.part;
+	while (rc == 0 && (plan_first || (e = readdir(dh)))) {
 		char *from, *to, **m;
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+		const char *name = plan_first ? ".lines-plan.json" : e->d_name;
+		if (!plan_first && (!strcmp(name, ".") || !strcmp(name, "..") ||
+		                    (d->desc.part && !strcmp(name, ".lines-plan.json"))))
 			continue;
-		from = join(d->tmpdir, e->d_name);
-		to = join(d->final, e->d_name);
+		plan_first = 0;
+		from = join(d->tmpdir, name);
+		to = join(d->final, name);
 		m = realloc(moved, (nmoved + 1) * sizeof(*moved));
 		if (!from || !to || !m)
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
