@@ -66,4 +66,9 @@ status 0 "safetensors BF16 models" "$LINES" merge -n --json -b "$tmp/st/base.saf
 jqok "... input_types [BF16], output_type BF16, no estimate" \
 	'.input_types == ["BF16"] and .output_type == "BF16" and .roundtrip_rms_estimate == null'
 
+# float64 has no llama.cpp model type: refused for a GGUF output
+status 2 "--dtype f64 with a GGUF output is a usage error" "$LINES" merge -q --lines --alpha 0.5 \
+	-b "$tmp/q8_0/base.gguf" --dtype f64 -o "$tmp/f64.gguf" "$tmp/q8_0/ft1.gguf" "$tmp/q8_0/ft2.gguf"
+check "... and writes nothing" test ! -e "$tmp/f64.gguf"
+
 done_testing

@@ -70,6 +70,9 @@ static int parse_out_dtype(const char *s, int gguf, enum dtype *d, struct lines_
 		                "--dtype %s: this lines cannot write %s blocks yet", s, dtype_name(*d));
 		RETURN_ERROR_IF(gguf && *d == DT_F8_E4M3, err, LINES_EUSAGE, NULL, NULL,
 		                "--dtype fp8 writes safetensors: GGUF has no float8 type");
+		RETURN_ERROR_IF(gguf && *d == DT_F64, err, LINES_EUSAGE, NULL, NULL,
+		                "--dtype f64 writes safetensors: llama.cpp has no float64 model "
+		                "type (general.file_type could not name it)");
 		return 0;
 	}
 	return lines_errf(err, LINES_EUSAGE, NULL, NULL,
