@@ -66,6 +66,13 @@ status 0 "safetensors BF16 models" "$LINES" merge -n --json -b "$tmp/st/base.saf
 jqok "... input_types [BF16], output_type BF16, no estimate" \
 	'.input_types == ["BF16"] and .output_type == "BF16" and .roundtrip_rms_estimate == null'
 
+# rows of 64 elements hold no whole Q4_K block: every matrix F32, said once
+"$GEN_GGUF" --type q8_0 --layers 2 --hidden 64 --models 2 --seed 9 --out "$tmp/small" ||
+	{ echo "Bail out! gen-gguf failed"; exit 99; }
+status 0 "-n --json --dtype q4_k where no row is whole blocks" "$LINES" merge -n --json --lines --alpha 0.5 \
+	-b "$tmp/small/base.gguf" --dtype q4_k -o "$o" "$tmp/small/ft1.gguf" "$tmp/small/ft2.gguf"
+jqok "... output_type F32" '.output_type == "F32"'
+check "... with a warning that names the type" sh -c "grep -c 'warning: --dtype q4_k' '$tmp/err' | grep -qx 1"
 # float64 has no llama.cpp model type: refused for a GGUF output
 status 2 "--dtype f64 with a GGUF output is a usage error" "$LINES" merge -q --lines --alpha 0.5 \
 	-b "$tmp/q8_0/base.gguf" --dtype f64 -o "$tmp/f64.gguf" "$tmp/q8_0/ft1.gguf" "$tmp/q8_0/ft2.gguf"

@@ -908,6 +908,17 @@ int plan_layout(struct plan *p, struct lines_error *err)
 			t->unit_in = dtype_size(DT_F32);
 		}
 	}
+	if (p->out.gguf && ggml_block_dtype(forced)) { /* rows of another length: F32 */
+		size_t mats = 0, blocks = 0;
+		for (size_t i = 0; i < p->lay.nt; i++)
+			if (p->lay.t[i].merge && p->lay.t[i].rank >= 2)
+				mats++, blocks += ggml_block_dtype(p->lay.t[i].qdt) != 0;
+		if (mats && !blocks)
+			lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
+			           "--dtype %s: no matrix has rows of whole %u-element blocks, so every "
+			           "one is written F32",
+			           p->o.dtype, (unsigned)dtype_table[forced].block_elems);
+	}
 	if (fp8_dtype(forced)) {
 		FORWARD_IF_ERROR(layout_requant(p, err));
 		off = 0;
