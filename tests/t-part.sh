@@ -201,6 +201,12 @@ mkdir other && echo x >other/model-00001-of-00004.safetensors
 # shellcheck disable=SC2086
 status 2 "--part into a directory of other files is refused" "$LINES" merge -q --part 0/3 $D --shard-size 40K -o other/
 check "... and leaves them" sh -c 'test "$(cat other/model-00001-of-00004.safetensors)" = x && test "$(ls -A other | wc -l)" = 1'
+# a part with no shard (more parts than shards): nothing to write, and no
+# claim about the whole model (every task vector zero) from the nothing it read
+# shellcheck disable=SC2086
+status 0 "a part with no shard succeeds" "$LINES" merge --part 19/20 $D --shard-size 40K -o few/
+check "... writes no shard" sh -c '! ls few/*.safetensors 2>/dev/null'
+check "... and warns of nothing" sh -c "! grep -q warning '$tmp/err'"
 # (a plan that fails before its method is set up frees no method state:
 # consensus over TIES read its options through an unset context)
 # shellcheck disable=SC2086

@@ -1336,6 +1336,41 @@ static void print_plan(const struct merge_cli *mc, const struct lines_plan *plan
 	}
 }
 
+/* A part's first summary line: its shards and their bytes (the JSON
+ * report's part), not the whole output's; 0 when the report lacks them. */
+static int print_part_summary(const struct merge_cli *mc, const struct lines_plan *plan, double secs)
+{
+	char *text = lines_plan_json(plan, 1), b[32];
+	json_t *root = text ? json_loads(text, 0, NULL) : NULL, *pt = json_object_get(root, "part");
+	json_t *first = json_object_get(pt, "shard_first"), *shards = json_object_get(pt, "shards"),
+	       *all = json_object_get(pt, "nshards"), *bytes = json_object_get(pt, "output_bytes");
+	json_t *round = json_object_get(pt, "round");
+	int ok = json_is_integer(first) && json_is_array(shards) && json_is_integer(all) &&
+	         json_is_integer(bytes);
+	if (ok && json_is_integer(round) && mc->o.stats_out) /* a statistics step */
+		fprintf(stderr, "lines: measured part %u of %u, round %lld, into %s in %.2f s\n",
+		        mc->o.part_k, mc->o.part_m, json_integer_value(round),
+		        cli_printable(mc->o.stats_out), secs);
+	else if (ok) {
+		size_t n = json_array_size(shards);
+		long long f = json_integer_value(first);
+		cli_human(b, sizeof(b), (uint64_t)json_integer_value(bytes));
+		fprintf(stderr, "lines: wrote part %u of %u into %s: ", mc->o.part_k, mc->o.part_m,
+		        cli_printable(mc->o.output));
+		if (!n)
+			fprintf(stderr, "no shard (of %lld) in %.2f s\n", json_integer_value(all), secs);
+		else if (n == 1)
+			fprintf(stderr, "shard %lld of %lld (%s) in %.2f s\n", f + 1, json_integer_value(all), b,
+			        secs);
+		else
+			fprintf(stderr, "shards %lld to %lld of %lld (%s) in %.2f s\n", f + 1, f + (long long)n,
+			        json_integer_value(all), b, secs);
+	}
+	json_decref(root);
+	free(text);
+	return ok;
+}
+
 static void print_summary(const struct merge_cli *mc, const struct lines_plan *plan, double secs)
 {
 	const struct lines_plan_info *in = lines_plan_info(plan);
@@ -1343,15 +1378,20 @@ static void print_summary(const struct merge_cli *mc, const struct lines_plan *p
 	cli_human(a, sizeof(a), in->output_bytes);
 	cli_human(w, sizeof(w), in->written_bytes);
 	const char *first = in->noutputs > 1 ? "the first: " : ""; /* a sweep's sizes */
-	if (in->noutputs > 1) /* its outputs are listed below */
-		fprintf(stderr, "lines: wrote %zu outputs", in->noutputs);
-	else
-		fprintf(stderr, "lines: wrote %s",
-		        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output) : "(standard output)");
-	if (in->written_bytes != in->output_bytes)
-		fprintf(stderr, " (%s%s, compressed from %s) in %.2f s\n", first, w, a, secs);
-	else
-		fprintf(stderr, " (%s%s) in %.2f s\n", first, a, secs);
+	if (mc->o.part_m && print_part_summary(mc, plan, secs))
+		; /* its shards, not the whole output */
+	else {
+		if (in->noutputs > 1) /* its outputs are listed below */
+			fprintf(stderr, "lines: wrote %zu outputs", in->noutputs);
+		else
+			fprintf(stderr, "lines: wrote %s",
+			        strcmp(mc->o.output, "-") ? cli_printable(mc->o.output)
+			                                  : "(standard output)");
+		if (in->written_bytes != in->output_bytes)
+			fprintf(stderr, " (%s%s, compressed from %s) in %.2f s\n", first, w, a, secs);
+		else
+			fprintf(stderr, " (%s%s) in %.2f s\n", first, a, secs);
+	}
 	fprintf(stderr, "  tensors: %zu (%s)\n", in->ntensors, tensor_counts(mc, in, t, sizeof(t)));
 	print_types(stderr, in);
 	if (mc->o.nsweep)

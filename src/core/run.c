@@ -690,7 +690,9 @@ static int report_stats(struct plan *p, struct lines_error *err)
 		           "weights or lambda overflow the output's type",
 		           (unsigned long long)o, o == 1 ? " is" : "s are");
 	/* (a method of the models themselves has no task vectors) */
-	if (zero == p->lay.nmodels && !p->sc.warned_zero && !(p->method->flags & METHOD_NO_BASE))
+	/* (a part sees its own tensors only, or none) */
+	if (zero == p->lay.nmodels && !p->sc.warned_zero && !(p->method->flags & METHOD_NO_BASE) &&
+	    !p->part.on)
 		lines_logf(&p->o, LINES_LOG_WARN, NULL, NULL,
 		           "every task vector is zero (the models equal the base): the output is the "
 		           "base");
