@@ -95,6 +95,7 @@ int cmd_index(int argc, char **argv)
 	}
 	if (argc - optind != 1)
 		return cli_usage_error("index", "give one output directory");
+	cli_verbose = !cli_quiet; /* its notes (assembled, already assembled) are its answer */
 	if (lines_index(argv[optind], &log, &err) < 0)
 		return cli_report(&err);
 	return CLI_EXIT_OK;

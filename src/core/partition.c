@@ -52,6 +52,7 @@
 
 #include "checksum.h"
 #include "plan.h"
+#include "strutil.h"
 
 #define STATS_FORMAT 1
 #define PLANFILE ".lines-plan.json"
@@ -190,14 +191,6 @@ static void plan_hash(struct plan *p)
 }
 
 /* ---- small files ------------------------------------------------------------------------------- */
-static char *join(const char *a, const char *b)
-{
-	char *s = malloc(strlen(a) + strlen(b) + 2);
-	if (s)
-		sprintf(s, "%s/%s", a, b);
-	return s;
-}
-
 /* Write text to path: a temporary name, then renamed into place. */
 static int put_text(const char *path, const char *text, struct lines_error *err)
 {
@@ -329,7 +322,7 @@ static int load_stats(struct plan *p, struct lines_error *err)
  */
 static int check_out_plan(struct plan *p, struct lines_error *err)
 {
-	char *path = join(p->out.dir, PLANFILE);
+	char *path = str_join_path(p->out.dir, PLANFILE);
 	struct stat st;
 	int rc = 0;
 	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -778,7 +771,7 @@ int lines_stats_combine(const char *const *files, size_t n, const char *out,
  */
 static int clean_part_dir(const char *dir, const char *name, struct lines_error *err)
 {
-	char *path = join(dir, name);
+	char *path = str_join_path(dir, name);
 	int fd, rc = 0;
 	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -839,10 +832,10 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 
 	if (!err)
 		err = &dummy;
-	RETURN_ERROR_IF(!(pf = join(dir, PLANFILE)), err, LINES_ENOMEM, NULL, NULL, "out of memory");
+	RETURN_ERROR_IF(!(pf = str_join_path(dir, PLANFILE)), err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	if (access(pf, F_OK) < 0) {
 		int e = errno;
-		char *rd = join(dir, "README.md");
+		char *rd = str_join_path(dir, "README.md");
 		int done = rd && access(rd, F_OK) == 0;
 		free(rd);
 		free(pf);
@@ -881,7 +874,7 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 		struct lines_error ve;
 		char *m = NULL;
 		free(path);
-		path = name ? join(dir, name) : NULL;
+		path = name ? str_join_path(dir, name) : NULL;
 		if (!path || !(m = malloc(strlen(path) + 32))) {
 			free(m);
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -925,15 +918,15 @@ int lines_index(const char *dir, const struct lines_merge_opts *log, struct line
 	free(path);
 	path = NULL;
 	/* the files of the whole output, each complete before it appears */
-	if (rc == 0 && json_is_string(index) && (path = join(dir, "model.safetensors.index.json")))
+	if (rc == 0 && json_is_string(index) && (path = str_join_path(dir, "model.safetensors.index.json")))
 		rc = put_text(path, json_string_value(index), err);
 	free(path);
 	path = NULL; /* not freed again below when the index could not be written */
-	if (rc == 0 && (path = join(dir, "README.md")))
+	if (rc == 0 && (path = str_join_path(dir, "README.md")))
 		rc = put_text(path, json_string_value(readme), err);
 	free(path);
 	path = NULL;
-	if (rc == 0 && json_is_string(config) && (path = join(dir, "lines_config.yml")))
+	if (rc == 0 && json_is_string(config) && (path = str_join_path(dir, "lines_config.yml")))
 		rc = put_text(path, json_string_value(config), err);
 	free(path);
 	if (rc == 0 && unlink(pf) < 0)

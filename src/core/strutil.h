@@ -1,11 +1,13 @@
 /*
- * strutil.h -- two string helpers shared by the library and the command
- * line (which sees only lines.h and this): a suffix test, and where a
- * string cut at a byte count may end without splitting a UTF-8 character.
+ * strutil.h -- string helpers shared by the library and the command line
+ * (which sees only lines.h and this): a suffix test, where a string cut
+ * at a byte count may end without splitting a UTF-8 character, and a
+ * path joined from a directory and a name.
  */
 #ifndef LINES_STRUTIL_H
 #define LINES_STRUTIL_H
 
+#include <stdlib.h>
 #include <string.h>
 
 /* 1 when s ends with suffix. */
@@ -30,6 +32,21 @@ static inline size_t utf8_whole_prefix(const char *s, size_t n)
 			return k - 1;
 	}
 	return n;
+}
+
+/* dir/name in a new string (malloc; NULL when out of memory), with one
+ * slash between them when dir ends in one already (as "out/" given). */
+static inline char *str_join_path(const char *dir, const char *name)
+{
+	size_t a = strlen(dir), b = strlen(name), slash = !(a && dir[a - 1] == '/');
+	char *s = malloc(a + slash + b + 1);
+	if (s) {
+		memcpy(s, dir, a);
+		if (slash)
+			s[a] = '/';
+		memcpy(s + a + slash, name, b + 1);
+	}
+	return s;
 }
 
 #endif /* LINES_STRUTIL_H */

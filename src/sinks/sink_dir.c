@@ -40,6 +40,7 @@
 
 #include "checksum.h"
 #include "output.h"
+#include "strutil.h"
 
 #define CARRY_MAX (64ull << 20) /* larger files are not "small" */
 
@@ -60,21 +61,13 @@ struct sink_dir {
 	int lock_fd; /* a part: the lock on its temporary directory, or -1 */
 };
 
-static char *join(const char *a, const char *b)
-{
-	char *s = malloc(strlen(a) + strlen(b) + 2);
-	if (s)
-		sprintf(s, "%s/%s", a, b);
-	return s;
-}
-
 static int open_shard(struct sink_dir *d, size_t k, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
 	const struct shard *sh = &p->shards[k];
 	unsigned char *hdr = NULL;
 	size_t hl = 0;
-	char *path = join(d->tmpdir, sh->name);
+	char *path = str_join_path(d->tmpdir, sh->name);
 	struct sink *f = NULL, *h;
 	int rc;
 
@@ -169,7 +162,7 @@ static int put(struct sink_dir *d, const char *name,
                const void *arg, struct lines_error *err)
 {
 	struct sink *f = NULL;
-	char *path = join(d->tmpdir, name);
+	char *path = str_join_path(d->tmpdir, name);
 	int rc;
 	RETURN_ERROR_IF(!path, err, LINES_ENOMEM, NULL, NULL, "out of memory");
 	rc = sink_file_open(&f, path, err);
@@ -252,7 +245,7 @@ static int write_index(struct sink_dir *d, struct lines_error *err)
 static int write_plan(struct sink_dir *d, struct lines_error *err)
 {
 	const struct sink_dir_desc *p = &d->desc;
-	char *index = NULL, *readme = NULL, *text = NULL, *old = join(d->final, ".lines-plan.json");
+	char *index = NULL, *readme = NULL, *text = NULL, *old = str_join_path(d->final, ".lines-plan.json");
 	int rc = 0;
 	if (!old)
 		return lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -306,7 +299,7 @@ static int is_weight(const char *name)
 static int copy_file(struct sink_dir *d, const char *src, const char *name, struct lines_error *err)
 {
 	struct sink *f = NULL;
-	char *path = join(d->tmpdir, name);
+	char *path = str_join_path(d->tmpdir, name);
 	unsigned char *buf = malloc(1 << 20);
 	int fd = open(src, O_RDONLY | O_CLOEXEC), rc = 0;
 
@@ -447,7 +440,7 @@ static int carry_dir_files(struct sink_dir *d, const char *dir, int which, struc
 		int tok = output_is_tokenizer_file(e->d_name);
 		if ((which == 1 && tok) || (which == 2 && !tok))
 			continue;
-		char *src = join(dir, e->d_name);
+		char *src = str_join_path(dir, e->d_name);
 		if (!src) {
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
 			break;
@@ -518,8 +511,8 @@ static int move_out(struct sink_dir *d, struct lines_error *err)
 		                    (d->desc.part && !strcmp(name, ".lines-plan.json"))))
 			continue;
 		plan_first = 0;
-		from = join(d->tmpdir, name);
-		to = join(d->final, name);
+		from = str_join_path(d->tmpdir, name);
+		to = str_join_path(d->final, name);
 		m = realloc(moved, (nmoved + 1) * sizeof(*moved));
 		if (!from || !to || !m)
 			rc = lines_errf(err, LINES_ENOMEM, NULL, NULL, "out of memory");
@@ -611,7 +604,7 @@ void sink_dir_empty(const char *path)
 		return;
 	while ((e = readdir(dh)))
 		if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-			char *f = join(path, e->d_name);
+			char *f = str_join_path(path, e->d_name);
 			if (f)
 				unlink(f);
 			free(f);
@@ -642,7 +635,7 @@ static void sd_abort(struct sink *s)
 	if ((dh = opendir(d->tmpdir))) {
 		while ((e = readdir(dh)))
 			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-				char *f = join(d->tmpdir, e->d_name);
+				char *f = str_join_path(d->tmpdir, e->d_name);
 				if (f)
 					unlink(f);
 				free(f);
