@@ -226,12 +226,15 @@ check "... and assembles nothing" test ! -e half/README.md
 # shellcheck disable=SC2086
 "$LINES" merge -q --part 0/2 $D --shard-size 40K -o half/
 status 0 "the part rerun: lines index assembles" "$LINES" index half/
+check "... and says so, one line on standard error" sh -c "test \$(wc -l <'$tmp/err') = 1"
 # shellcheck disable=SC2086
 "$LINES" merge -q $D --shard-size 40K -o whole/
 check "... as the one-machine run (but its -o)" sh -c "diff -r -x README.md half whole >/dev/null"
 cp -R half half.before
 status 0 "lines index again (a scheduler's retry): exit 0" "$LINES" index half/
 check "... and nothing changes" sh -c "diff -r half half.before >/dev/null"
+status 0 "lines index -q again: exit 0" "$LINES" index -q half/
+check "... and prints nothing" test ! -s "$tmp/err"
 status 1 "lines index on a directory that no part wrote" "$LINES" index whole.nothing/
 # the index cannot be put in place (a directory has its name): exit 1
 # (lines index freed a name twice there)
