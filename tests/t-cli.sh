@@ -22,7 +22,7 @@ for c in merge scale inspect verify; do
 	# (scale lives in cmd_merge.c and refuses the options of the methods)
 	f=$src/src/cli/cmd_$c.c
 	[ "$c" = scale ] && f=$src/src/cli/cmd_merge.c
-	opts=$(sed -n "s/^	{\"\([a-z-]*\)\", .*/\1/p" "$f" | grep -vx help)
+	opts=$(sed -n "s/^	{\"\([a-z-]*\)\", .*/\1/p" "$f")
 	[ "$c" = scale ] && opts=$(printf '%s\n' $opts | grep -vxE 'method|weights|lambda|lines|alpha|beta|norm|density|trim|seed|dare-elect|normalize|no-normalize|rescale|no-rescale|t|consensus-k|tall-lambda|consensus-over|epsilon|ram-r|ram-alpha|config|print-config|per-row|max-iter|tol|bc-gamma|select-topk|part|stats|stats-out')
 	check "lines $c: its options are found in $f" test -n "$opts"
 	for opt in $opts; do

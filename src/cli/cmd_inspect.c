@@ -60,7 +60,8 @@ static void help(void)
 	       "                      max(0, 1 - alpha))\n"
 	       "      --schedule F0,F1,...  with --norms: the LiNeS depth schedule shown\n"
 	       "                      (alpha + beta * f(i / (L - 1)); lines-merge(1))\n"
-	       "  -q, --quiet         print nothing; the exit status tells if MODEL is valid\n");
+	       "  -q, --quiet         print nothing; the exit status tells if MODEL is valid\n"
+	       "  -h, --help          print this help and exit\n");
 }
 
 static void shape_str(char *buf, size_t n, const struct lines_tensor_info *t)

@@ -282,7 +282,8 @@ static void merge_help(void)
 	       "                      `lines index DIR/` assembles them (-n shows every step)\n"
 	       "      --stats FILE    with --part: the whole-model statistics (lines stats)\n"
 	       "      --stats-out FILE  with --part: measure this part's statistics of the\n"
-	       "                      next round into FILE, write no model\n");
+	       "                      next round into FILE, write no model\n"
+	       "  -h, --help          print this help and exit\n");
 }
 
 static void scale_help(void)

@@ -26,7 +26,8 @@ static void stats_help(void)
 	       "step reads with --stats. Every part 0..M-1 must be given once, all of one\n"
 	       "plan (the same inputs and options) and one round.\n\n"
 	       "  -o, --output OUT.json  the combined file (written whole, then renamed)\n"
-	       "  -q, --quiet         print only the problems\n");
+	       "  -q, --quiet         print only the problems\n"
+	       "  -h, --help          print this help and exit\n");
 }
 
 int cmd_stats(int argc, char **argv)
@@ -73,7 +74,8 @@ static void index_help(void)
 	       "model.safetensors.index.json, README.md and lines_config.yml. DIR is then\n"
 	       "byte for byte what lines merge -o DIR/ writes on one machine. The input\n"
 	       "models are not read.\n\n"
-	       "  -q, --quiet         print only the problems\n");
+	       "  -q, --quiet         print only the problems\n"
+	       "  -h, --help          print this help and exit\n");
 }
 
 int cmd_index(int argc, char **argv)

@@ -27,7 +27,8 @@ static void help(void)
 	       "      --checksum-file F  the XXH3-128 line is in F (one FILE only)\n"
 	       "      --manifest F    the manifest is F (one FILE only)\n"
 	       "  -q, --quiet         print only the problems\n"
-	       "  -v, --verbose       say when a file has neither sidecar nor manifest\n");
+	       "  -v, --verbose       say when a file has neither sidecar nor manifest\n"
+	       "  -h, --help          print this help and exit\n");
 }
 
 int cmd_verify(int argc, char **argv)
