@@ -60,8 +60,9 @@ jqok "... ties over the two models, their weights and density, per-tensor trim, 
 rm -rf "$tmp/bio"
 status 0 "bio-merge.yml into a directory" "$LINES" merge -q --config "$ex/bio-merge.yml" -o "$tmp/bio/"
 check "... with the base's config.json and tokenizer.json from the cache" \
-	sh -c "cmp -s '$tmp/f/base/config.json' '$tmp/bio/config.json' &&
-	cmp -s '$tmp/f/base/tokenizer.json' '$tmp/bio/tokenizer.json'"
+	sh -c "cmp -s '$tmp/f/base/tokenizer.json' '$tmp/bio/tokenizer.json' &&
+	test \"\$(jq -S 'del(.torch_dtype)' '$tmp/f/base/config.json')\" = \"\$(jq -S 'del(.torch_dtype)' '$tmp/bio/config.json')\""
+jqok "... config.json naming the dtype: float16 written (mergekit's)" '.torch_dtype == "float16"' "$tmp/bio/config.json"
 printf '{"chat_template":"instruct"}\n' >"$tmp/f/ft1/tokenizer_config.json"
 { cat "$ex/bio-merge.yml"; echo "tokenizer_source: mistralai/Mistral-7B-Instruct-v0.2"; } >"$tmp/bio-tok.yml"
 rm -rf "$tmp/bio2"
