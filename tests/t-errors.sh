@@ -39,7 +39,7 @@ status 1 "two unreadable inputs" "$LINES" merge -b "$b" -o "$o" "$tmp/nope1" "$t
 check "... are both reported" sh -c "grep -q nope1 '$tmp/err' && grep -q nope2 '$tmp/err'"
 status 1 "a directory as input" "$LINES" merge -b "$b" -o "$o" "$tmp/a"
 status 1 "an output directory that does not exist" "$LINES" merge -b "$b" -o "$tmp/no/such/dir/out.st" "$tmp/a/ft1.safetensors"
-check "... is reported" has "$tmp/err" "cannot create the lock file"
+check "... is reported, naming the directory" has "$tmp/err" "$tmp/no/such/dir does not exist"
 
 # non-float tensors that differ: a warning, or an error with --strict
 family "$tmp/c" --arch clip --dtype f32 --layers 2 --hidden 16 --models 1 --seed 1 --int-differ

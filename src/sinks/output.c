@@ -768,7 +768,16 @@ int output_lock(struct plan *p, struct lines_error *err)
 		struct stat a, b;
 		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
 		if (fd < 0) {
-			int rc = lines_errno(err, errno, out, "cannot create the lock file %s", path);
+			int e = errno, rc;
+			char *slash = strrchr(path, '/');
+			*slash = '\0'; /* the lock's directory: the output's */
+			if (e == ENOENT)
+				rc = lines_errno(err, e, out, "the output's directory %s does not exist",
+				                 path);
+			else
+				rc = lines_errno(err, e, out,
+				                 "cannot create the lock file %s/%s in the output's directory",
+				                 path, slash + 1);
 			free(path);
 			return rc;
 		}
