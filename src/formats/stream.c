@@ -138,7 +138,8 @@ int zs_read(struct zstream *z, void *buf, size_t n, struct lines_error *err)
 		if (!z->zst) {
 			FORWARD_IF_ERROR(fill(z, err));
 			RETURN_ERROR_IF(z->in_pos == z->in_len, err, LINES_EFORMAT, z->path, NULL,
-			                "the stream ends early: %zu bytes are missing (truncated?)", n);
+			                "the stream ends early, after %llu bytes (truncated?)",
+			                (unsigned long long)z->pos);
 			k = z->in_len - z->in_pos < n ? z->in_len - z->in_pos : n;
 			if (p)
 				memcpy(p, z->in + z->in_pos, k);
@@ -146,9 +147,9 @@ int zs_read(struct zstream *z, void *buf, size_t n, struct lines_error *err)
 		} else {
 			FORWARD_IF_ERROR(produce(z, err));
 			RETURN_ERROR_IF(z->out_pos == z->out_len, err, LINES_EFORMAT, z->path, NULL,
-			                "the decompressed stream ends early: %zu bytes are missing "
+			                "the decompressed stream ends early, after %llu bytes "
 			                "(truncated?)",
-			                n);
+			                (unsigned long long)z->pos);
 			k = z->out_len - z->out_pos < n ? z->out_len - z->out_pos : n;
 			if (p)
 				memcpy(p, z->out + z->out_pos, k);
