@@ -33,6 +33,12 @@ check "all three are reported in one run" sh -c "grep -q wide '$tmp/err' && grep
 check "still no output" test ! -e "$o"
 check "and no temporary file" no_temp "$tmp"
 
+head -c 1000 "$tmp/a/ft2.safetensors" >"$tmp/cut.safetensors"
+status 1 "a model with more blocks beside a truncated one" "$LINES" merge -b "$b" -o "$o" "$tmp/deep/ft1.safetensors" "$tmp/cut.safetensors"
+check "... both are reported in one run (the readable one's mismatches too)" \
+	sh -c "grep -q 'cut.safetensors: ' '$tmp/err' && grep -q 'model.layers.5.mlp.up_proj.weight: not in the base' '$tmp/err'"
+check "... and no output" test ! -e "$o"
+
 status 1 "a missing input" "$LINES" merge -b "$b" -o "$o" "$tmp/nope.safetensors"
 check "... is named with the system's reason" has "$tmp/err" "nope.safetensors: cannot open: No such file or directory"
 status 1 "two unreadable inputs" "$LINES" merge -b "$b" -o "$o" "$tmp/nope1" "$tmp/nope2"

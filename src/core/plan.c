@@ -121,6 +121,8 @@ static int open_slices(struct plan *p, struct lines_error *err)
 	return rc;
 }
 
+static unsigned check_model(struct plan *p, unsigned m, unsigned *listed);
+
 int plan_open_inputs(struct plan *p, struct lines_error *err)
 {
 	int rc = 0, failures = 0;
@@ -142,8 +144,15 @@ int plan_open_inputs(struct plan *p, struct lines_error *err)
 			rc = r;
 		}
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		/* and what the readable models do not share with a readable base
+		 * (of their format), so that one run reports every problem */
+		unsigned listed = 0;
+		for (unsigned m = 1; m < p->in.ninputs && p->in.ck[0] && !p->o.nslices; m++)
+			if (p->in.ck[m] && p->in.ck[m]->files[0].fmt == p->in.ck[0]->files[0].fmt)
+				(void)check_model(p, m, &listed);
 		return rc;
+	}
 	/* GGUF (fmt_gguf.c) is read and inspected; merging it waits for the
 	 * GGUF writer, and GGUF and safetensors name and lay out tensors
 	 * differently, so the two never mix */
