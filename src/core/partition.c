@@ -315,8 +315,9 @@ static int load_stats(struct plan *p, struct lines_error *err)
 
 /*
  * An existing OUT/.lines-plan.json of another plan: refused now. Without
- * one, OUT may hold only parts at work (.lines-part-K: a part moves the
- * plan file first, so any other file of a part comes after it); anything
+ * one, OUT may hold only parts at work (.lines-part-K, and the lock of a
+ * mount point's output, .lines-lock: a part moves the plan file first, so
+ * any other file of a part comes after it); anything
  * else (an assembled model, which lines index left without the plan file,
  * or files of no run) is refused too: the shards would mix two merges.
  */
@@ -332,7 +333,7 @@ static int check_out_plan(struct plan *p, struct lines_error *err)
 		const char *other = NULL;
 		while (dh && !other && (e = readdir(dh)))
 			if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-			    strncmp(e->d_name, ".lines-part-", 12))
+			    strncmp(e->d_name, ".lines-", 7)) /* a part's directory, a lock */
 				other = e->d_name;
 		if (other)
 			rc = lines_errf(err, LINES_EUSAGE, p->out.dir, NULL,
