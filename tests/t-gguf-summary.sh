@@ -73,6 +73,13 @@ status 0 "-n --json --dtype q4_k where no row is whole blocks" "$LINES" merge -n
 	-b "$tmp/small/base.gguf" --dtype q4_k -o "$o" "$tmp/small/ft1.gguf" "$tmp/small/ft2.gguf"
 jqok "... output_type F32" '.output_type == "F32"'
 check "... with a warning that names the type" sh -c "grep -c 'warning: --dtype q4_k' '$tmp/err' | grep -qx 1"
+# --print-config of a block type: lines' own dtype, so that the config
+# writes Q8_0 again (it said out_dtype: float32, an F32 model)
+status 0 "--print-config with --dtype q8_0" "$LINES" merge --print-config --lines --alpha 0.5 \
+	-b "$tmp/q8_0/base.gguf" --dtype q8_0 -o "$o" "$tmp/q8_0/ft1.gguf" "$tmp/q8_0/ft2.gguf"
+cp "$tmp/out" "$tmp/q8.yml"
+status 0 "... run with --config -n --json" "$LINES" merge -n --json --config "$tmp/q8.yml" -o "$o"
+jqok "... output_type Q8_0" '.output_type == "Q8_0"'
 # float64 has no llama.cpp model type: refused for a GGUF output
 status 2 "--dtype f64 with a GGUF output is a usage error" "$LINES" merge -q --lines --alpha 0.5 \
 	-b "$tmp/q8_0/base.gguf" --dtype f64 -o "$tmp/f64.gguf" "$tmp/q8_0/ft1.gguf" "$tmp/q8_0/ft2.gguf"

@@ -913,9 +913,8 @@ static void map_param(struct mapper *mp, const struct pdef *p)
 	case PM_FIXED:
 		if (v != p->def) {
 			const struct mcfg_param *q = first_param(mp, p);
-			int flag = !strcmp(p->name, "normalize") || !strcmp(p->name, "nuslerp_row_wise");
-			if (flag) /* the booleans: true is not supported yet */
-				mcfg_problem(c, q ? q->v.line : 1, q ? q->v.col : 1,
+			if (q && q->v.is_bool) /* written true or false: said so */
+				mcfg_problem(c, q->v.line, q->v.col,
 				             "%s: only %s is supported yet", p->name,
 				             p->def != 0 ? "true" : "false");
 			else

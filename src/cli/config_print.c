@@ -17,11 +17,20 @@
 #include <sys/stat.h>
 
 #include "merge_config.h"
+#include "strutil.h"
 
 /* The shortest text that reads back as exactly V, and that YAML 1.1
  * (PyYAML, which mergekit reads configurations with) takes for a number:
  * an integer as digits (10, not 1e+01), an exponent after a point
  * (1.0e-05: PyYAML reads 1e-05 as a string). */
+/* mergekit's out_dtype of --dtype: bfloat16, float16 or float32; NULL
+ * for lines' own (f64, fp8, a GGUF block type), which go under lines: */
+static const char *out_dtype_of(const struct lines_merge_opts *o)
+{
+	const char *n = dtype_torch_name(o->dtype);
+	return n && strcmp(n, "float64") ? n : NULL;
+}
+
 static const char *num(double v)
 {
 	static char buf[4][48];
@@ -387,7 +396,7 @@ static void put_lines(FILE *f, const struct lines_merge_opts *o, const struct fo
 		fprintf(f, "  seed: %llu\n", (unsigned long long)o->seed);
 	if ((o->method == LINES_M_DARE || fm->della) && o->rescale == LINES_RESCALE_DENSITY)
 		fputs("  rescale: density\n", f);
-	if (o->dtype && (!strcasecmp(o->dtype, "fp8") || !strcasecmp(o->dtype, "f64")))
+	if (o->dtype && !out_dtype_of(o)) /* fp8, f64, a GGUF block type: lines' own */
 		fprintf(f, "  dtype: %s\n", o->dtype);
 	fprintf(f, "  vocab: %s\n", o->vocab_base ? "base" : "strict");
 	if (o->strict)
@@ -439,11 +448,8 @@ int mcfg_print(FILE *f, const struct lines_merge_opts *o, const struct mcfg_extr
 	}
 	put_models(f, o, &fm, x);
 	put_params(f, o, &fm, x);
-	if (o->dtype && strcasecmp(o->dtype, "fp8") && strcasecmp(o->dtype, "f64"))
-		fprintf(f, "out_dtype: %s\n",
-		        !strcasecmp(o->dtype, "bf16")  ? "bfloat16"
-		        : !strcasecmp(o->dtype, "f16") ? "float16"
-		                                       : "float32");
+	if (out_dtype_of(o))
+		fprintf(f, "out_dtype: %s\n", out_dtype_of(o));
 	if (o->tokenizer_source) {
 		fputs("tokenizer_source: ", f);
 		put_str(f, o->tokenizer_source);

@@ -1,14 +1,15 @@
 /*
  * strutil.h -- string helpers shared by the library and the command line
  * (which sees only lines.h and this): a suffix test, where a string cut
- * at a byte count may end without splitting a UTF-8 character, and a
- * path joined from a directory and a name.
+ * at a byte count may end without splitting a UTF-8 character, a path
+ * joined from a directory and a name, and a --dtype's name in torch.
  */
 #ifndef LINES_STRUTIL_H
 #define LINES_STRUTIL_H
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 /* 1 when s ends with suffix. */
 static inline int str_ends_with(const char *s, const char *suffix)
@@ -47,6 +48,19 @@ static inline char *str_join_path(const char *dir, const char *name)
 		memcpy(s + a + slash, name, b + 1);
 	}
 	return s;
+}
+
+/* torch's name of a float --dtype (bf16: "bfloat16", f16, f32, f64, any
+ * case), as config.json and mergekit's out_dtype write it; NULL for
+ * another (fp8, a GGUF block type) or none. */
+static inline const char *dtype_torch_name(const char *dt)
+{
+	static const char *const names[][2] = {
+	    {"bf16", "bfloat16"}, {"f16", "float16"}, {"f32", "float32"}, {"f64", "float64"}};
+	for (size_t i = 0; dt && i < sizeof(names) / sizeof(names[0]); i++)
+		if (!strcasecmp(dt, names[i][0]))
+			return names[i][1];
+	return NULL;
 }
 
 #endif /* LINES_STRUTIL_H */

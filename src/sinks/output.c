@@ -16,7 +16,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -505,18 +504,6 @@ static int part_text(const void *arg, const char *index_json, const char *readme
 	return part_plan_text(arg, index_json, readme, text, err);
 }
 
-/* config.json's name of an output dtype that --dtype gave, if it is one
- * that transformers loads as such (not FP8, which has its own scheme) */
-static const char *torch_dtype(const char *dt)
-{
-	static const char *const names[][2] = {
-	    {"F32", "float32"}, {"F16", "float16"}, {"BF16", "bfloat16"}, {"F64", "float64"}};
-	for (size_t i = 0; dt && i < sizeof(names) / sizeof(names[0]); i++)
-		if (!strcasecmp(dt, names[i][0]))
-			return names[i][1];
-	return NULL;
-}
-
 /* A directory: the shards, each its own safetensors file. */
 static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 {
@@ -546,7 +533,7 @@ static int open_dir(struct plan *p, struct sink **out, struct lines_error *err)
 	d.files_only = p->out.gguf_prefix != NULL;
 	for (size_t i = 0; i < p->lay.nt; i++)
 		d.dequantized |= p->lay.t[i].in[0].q && !p->lay.t[i].rq;
-	d.torch_dtype = torch_dtype(p->o.dtype);
+	d.torch_dtype = dtype_torch_name(p->o.dtype); /* not fp8: its own scheme */
 	d.header = shard_header;
 	d.manifest = shard_manifest;
 	d.readme = p->out.gguf_prefix ? NULL : make_readme;
